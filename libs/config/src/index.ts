@@ -1,0 +1,5 @@
+export * from './address.js';
+export * from './duration.js';
+export * from './load.js';
+export * from './schema.js';
+export * from './secret.js';

@@ -1,0 +1,128 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import type { z } from 'zod';
+import { ConfigInvalidError } from '@sluice/contracts';
+import { configSchema, DETECTOR_NAMES, type SluiceConfig } from './schema.js';
+
+export interface LoadedConfig {
+  readonly config: SluiceConfig;
+  /** Absolute path of the file, and its folder (relative secret files resolve against it). */
+  readonly path: string;
+  readonly dir: string;
+}
+
+const formatPath = (path: readonly PropertyKey[]): string =>
+  path.reduce<string>((text, key) => (typeof key === 'number' ? `${text}[${key}]` : text ? `${text}.${String(key)}` : String(key)), '');
+
+const describeIssue = (issue: z.core.$ZodIssue): string => {
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}`;
+    case 'invalid_type':
+      return issue.input === undefined ? `required, expected ${issue.expected}` : `expected ${issue.expected}`;
+    default:
+      return issue.message;
+  }
+};
+
+/** Validates a parsed document; the first problem becomes a ConfigInvalidError naming its key path. */
+export const parseConfig = (document: unknown): SluiceConfig => {
+  const result = configSchema.safeParse(document ?? {});
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const path = issue.code === 'unrecognized_keys' && issue.keys.length === 1 ? [...issue.path, issue.keys[0]!] : issue.path;
+    throw new ConfigInvalidError(formatPath(path), describeIssue(issue));
+  }
+  checkReferences(result.data);
+  return applyEnvironment(result.data);
+};
+
+/** Cross-references the schema alone cannot check: names that must exist and be unique. */
+const checkReferences = (config: SluiceConfig): void => {
+  const resourceNames = new Map<string, number>();
+  const listeners = new Map<string, number>();
+  config.resources.forEach((resource, index) => {
+    if (resourceNames.has(resource.name)) {
+      throw new ConfigInvalidError(`resources[${index}].name`, `duplicate resource name "${resource.name}"`);
+    }
+    resourceNames.set(resource.name, index);
+    if (listeners.has(resource.listen)) {
+      throw new ConfigInvalidError(`resources[${index}].listen`, `address ${resource.listen} is already used by resources[${listeners.get(resource.listen)}]`);
+    }
+    listeners.set(resource.listen, index);
+  });
+  const customDetectors = new Set(config.masking.detectors.map((detector) => detector.name));
+  config.masking.detectors.forEach((detector, index) => {
+    try {
+      new RegExp(detector.pattern.replace(/^\(\?i\)/, ''), 'u');
+    } catch (error) {
+      throw new ConfigInvalidError(`masking.detectors[${index}].pattern`, `a valid regular expression (${(error as Error).message})`);
+    }
+  });
+  for (const [name, profile] of Object.entries(config.masking.profiles)) {
+    profile.detectors.forEach((detector, index) => {
+      if (!(DETECTOR_NAMES as readonly string[]).includes(detector) && !customDetectors.has(detector)) {
+        throw new ConfigInvalidError(
+          `masking.profiles.${name}.detectors[${index}]`,
+          `one of ${DETECTOR_NAMES.join(', ')} or a custom detector name, got "${detector}"`,
+        );
+      }
+    });
+    profile.columns.forEach((column, index) => {
+      if (!column.match && !column.column) {
+        throw new ConfigInvalidError(`masking.profiles.${name}.columns[${index}]`, 'expected match (a column-name regex) or column (schema.table.column)');
+      }
+      if (column.match) {
+        try {
+          new RegExp(column.match.replace(/^\(\?i\)/, ''));
+        } catch (error) {
+          throw new ConfigInvalidError(`masking.profiles.${name}.columns[${index}].match`, `a valid regular expression (${(error as Error).message})`);
+        }
+      }
+    });
+  }
+  const ruleNames = new Map<string, number>();
+  config.rules.forEach((rule, index) => {
+    if (ruleNames.has(rule.name)) {
+      throw new ConfigInvalidError(`rules[${index}].name`, `duplicate rule name "${rule.name}" (also rules[${ruleNames.get(rule.name)}])`);
+    }
+    ruleNames.set(rule.name, index);
+    rule.resources?.forEach((name, resourceIndex) => {
+      if (!resourceNames.has(name)) {
+        throw new ConfigInvalidError(`rules[${index}].resources[${resourceIndex}]`, `the name of a resource, got "${name}"`);
+      }
+    });
+    if (rule.mask !== undefined && !(rule.mask in config.masking.profiles)) {
+      throw new ConfigInvalidError(`rules[${index}].mask`, `the name of a masking profile, got "${rule.mask}"`);
+    }
+  });
+};
+
+/** NATS_URL and DATABASE_URL override the file (CONTRACT §1). */
+const applyEnvironment = (config: SluiceConfig): SluiceConfig => ({
+  ...config,
+  bus: { ...config.bus, url: process.env.NATS_URL || config.bus.url },
+  eventStore: { ...config.eventStore, url: process.env.DATABASE_URL || config.eventStore.url },
+});
+
+export const loadConfig = (file: string): LoadedConfig => {
+  const path = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigInvalidError('', `a readable config file at ${path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+  }
+  let document: unknown;
+  try {
+    document = parseYaml(text, { prettyErrors: false });
+  } catch (error) {
+    if (error instanceof YAMLParseError) {
+      const line = error.linePos?.[0];
+      throw new ConfigInvalidError('', `valid YAML${line ? ` (line ${line.line}, column ${line.col})` : ''}: ${error.message.split('\n')[0]}`);
+    }
+    throw error;
+  }
+  return { config: parseConfig(document), path, dir: dirname(path) };
+};

@@ -1,0 +1,235 @@
+import { z } from 'zod';
+import { ACTIONS, EFFECTS, RISKS } from '@sluice/contracts';
+import { parseAddress } from './address.js';
+import { parseDuration } from './duration.js';
+
+const address = z
+  .string()
+  .refine((text) => parseAddress(text) !== undefined, { message: 'expected host:port, e.g. 127.0.0.1:7000' });
+
+const duration = z
+  .union([z.string(), z.number()])
+  .refine((value) => parseDuration(value) !== undefined, { message: 'expected a duration such as 30s, 2m or 500ms' })
+  .transform((value) => parseDuration(value)!);
+
+const secret = z.union(
+  [
+    z.strictObject({ env: z.string().min(1), prefix: z.string().optional() }),
+    z.strictObject({ file: z.string().min(1), prefix: z.string().optional() }),
+  ],
+  { error: 'expected a secret reference { env: NAME } or { file: PATH }, never a literal value' },
+);
+
+const url = (protocols: readonly string[]) =>
+  z.string().refine(
+    (text) => {
+      try {
+        return protocols.includes(new URL(text).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `expected a URL (${protocols.join(' or ')})` },
+  );
+
+const stringList = z.array(z.string().min(1));
+
+const oidcIssuer = z.strictObject({
+  issuer: url(['http:', 'https:']),
+  audience: z.union([z.string().min(1), stringList.min(1)]),
+  groupsClaim: z.string().min(1).default('groups'),
+  /** Where the JWKS lives when the issuer has no discovery document. */
+  jwksUri: url(['http:', 'https:']).optional(),
+  algorithms: stringList.optional(),
+  clockTolerance: duration.default(30_000),
+});
+
+const tls = z.strictObject({ cert: secret, key: secret });
+
+const postgresResource = z.strictObject({
+  name: z.string().min(1),
+  type: z.literal('postgres'),
+  listen: address,
+  target: z.strictObject({
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535).default(5432),
+    database: z.string().min(1),
+    ssl: z.boolean().default(false),
+  }),
+  credentials: z.strictObject({ username: z.string().min(1), password: secret.optional() }),
+  tls: tls.optional(),
+  description: z.string().optional(),
+});
+
+const redisResource = z.strictObject({
+  name: z.string().min(1),
+  type: z.literal('redis'),
+  listen: address,
+  target: z.strictObject({
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535).default(6379),
+    db: z.number().int().min(0).default(0),
+  }),
+  credentials: z.strictObject({ username: z.string().min(1).optional(), password: secret.optional() }).default({}),
+  description: z.string().optional(),
+});
+
+const httpResource = z.strictObject({
+  name: z.string().min(1),
+  type: z.literal('http'),
+  listen: address,
+  target: z.strictObject({ url: url(['http:', 'https:']) }),
+  credentials: z.strictObject({ headers: z.record(z.string(), secret).default({}) }).default({ headers: {} }),
+  description: z.string().optional(),
+});
+
+const resource = z.discriminatedUnion('type', [postgresResource, redisResource, httpResource], {
+  error: 'expected type: postgres, redis or http',
+});
+
+export const DETECTOR_NAMES = ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'ipv4', 'ipv6', 'jwt', 'secret'] as const;
+export const STRATEGIES = ['redact', 'partial', 'hash', 'null'] as const;
+
+const columnRule = z.strictObject({
+  /** A regular expression on the column name; a leading `(?i)` makes it case-insensitive. */
+  match: z.string().min(1).optional(),
+  /** `schema.table.column`, glob allowed. */
+  column: z.string().min(1).optional(),
+  strategy: z.enum(STRATEGIES).optional(),
+});
+
+const profile = z.strictObject({
+  detectors: stringList.default([...DETECTOR_NAMES]),
+  strategy: z.enum(STRATEGIES, { error: `expected one of ${STRATEGIES.join(', ')}` }).default('partial'),
+  columns: z.array(columnRule).default([]),
+});
+
+const customDetector = z.strictObject({
+  name: z.string().min(1),
+  pattern: z.string().min(1),
+  validator: z.enum(['luhn']).optional(),
+  strategy: z.enum(STRATEGIES).optional(),
+});
+
+const masking = z.strictObject({
+  /** Region for phone numbers written without an international prefix. */
+  defaultRegion: z.string().length(2).default('US'),
+  hashKey: secret.optional(),
+  detectors: z.array(customDetector).default([]),
+  profiles: z.record(z.string(), profile).default({}),
+});
+
+const rule = z.strictObject({
+  name: z.string().min(1, { message: 'expected a non-empty rule name' }),
+  description: z.string().optional(),
+  effect: z.enum(EFFECTS, { error: `expected one of ${EFFECTS.join(', ')}` }),
+  subjects: z
+    .strictObject({
+      groups: stringList.optional(),
+      subs: stringList.optional(),
+      sub: z.union([z.string().min(1), stringList]).optional(),
+    })
+    .optional(),
+  resources: stringList.optional(),
+  actions: z.array(z.enum(ACTIONS, { error: `expected one of ${ACTIONS.join(', ')}` })).optional(),
+  risk: z.enum(RISKS, { error: `expected one of ${RISKS.join(', ')}` }).optional(),
+  paths: stringList.optional(),
+  methods: stringList.optional(),
+  tables: stringList.optional(),
+  keys: stringList.optional(),
+  mask: z.string().min(1).optional(),
+  approvers: z
+    .strictObject({ groups: stringList.optional(), subs: stringList.optional(), minApprovals: z.number().int().min(1).default(1) })
+    .optional(),
+  timeout: duration.optional(),
+});
+
+const webhook = z.strictObject({ url: url(['http:', 'https:']), secret: secret.optional() });
+
+const slack = z.strictObject({
+  botToken: secret,
+  channel: z.string().min(1),
+  signingSecret: secret,
+  /** Slack's Web API base; tests point it at a local server. */
+  apiUrl: url(['http:', 'https:']).default('https://slack.com/api/'),
+  /** Slack user id or email -> the approver's subject (`sub`) and groups. */
+  users: z.record(z.string(), z.strictObject({ sub: z.string().min(1), groups: stringList.default([]) })).default({}),
+});
+
+const exporter = z.strictObject({
+  type: z.enum(['webhook', 'splunk', 'syslog', 'file']),
+  format: z.enum(['ocsf', 'cloudevents', 'cef']).default('cloudevents'),
+  url: z.string().optional(),
+  path: z.string().optional(),
+  host: z.string().optional(),
+  port: z.number().int().optional(),
+  token: secret.optional(),
+  name: z.string().optional(),
+  batchSize: z.number().int().min(1).default(100),
+});
+
+const serviceAddress = (grpc: string) => z.strictObject({ grpc: address.default(grpc) }).default({ grpc });
+
+const services = z
+  .strictObject({
+    proxy: z.strictObject({}).default({}),
+    policy: serviceAddress('127.0.0.1:7101'),
+    masking: serviceAddress('127.0.0.1:7102'),
+    approval: z
+      .strictObject({
+        grpc: address.default('127.0.0.1:7103'),
+        http: address.default('127.0.0.1:7180'),
+        publicUrl: url(['http:', 'https:']).optional(),
+        timeout: duration.default(120_000),
+      })
+      .default({ grpc: '127.0.0.1:7103', http: '127.0.0.1:7180', timeout: 120_000 }),
+    audit: z
+      .strictObject({ http: address.default('127.0.0.1:7190') })
+      .default({ http: '127.0.0.1:7190' }),
+  })
+  .default({} as never);
+
+export const configSchema = z.strictObject({
+  admin: z.strictObject({ listen: address.default('127.0.0.1:7000') }).default({ listen: '127.0.0.1:7000' }),
+  bus: z
+    .strictObject({
+      url: z.string().min(1).default('nats://127.0.0.1:4222'),
+      /** Stream and subject prefix; change them only to run several deployments on one NATS. */
+      stream: z.string().regex(/^[A-Za-z0-9_-]+$/).default('SLUICE_EVENTS'),
+      subjectPrefix: z.string().regex(/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/).default('sluice.events'),
+    })
+    .default({ url: 'nats://127.0.0.1:4222', stream: 'SLUICE_EVENTS', subjectPrefix: 'sluice.events' }),
+  eventStore: z
+    .strictObject({ url: url(['postgres:', 'postgresql:']).optional(), path: z.string().optional() })
+    .default({}),
+  identity: z.strictObject({ oidc: z.array(oidcIssuer).default([]) }).default({ oidc: [] }),
+  services,
+  resources: z.array(resource).default([]),
+  masking: masking.default({ defaultRegion: 'US', detectors: [], profiles: {} }),
+  approval: z
+    .strictObject({ webhooks: z.array(webhook).default([]), slack: slack.optional() })
+    .default({ webhooks: [] }),
+  audit: z
+    .strictObject({
+      exporters: z.array(exporter).default([]),
+      recording: z
+        .strictObject({ maxRows: z.number().int().min(0).default(100), maxBytes: z.number().int().min(0).default(65536) })
+        .default({ maxRows: 100, maxBytes: 65536 }),
+      stream: z
+        .strictObject({ maxAge: duration.optional(), duplicateWindow: duration.default(120_000) })
+        .default({ duplicateWindow: 120_000 }),
+    })
+    .default({ exporters: [], recording: { maxRows: 100, maxBytes: 65536 }, stream: { duplicateWindow: 120_000 } }),
+  rules: z.array(rule).default([]),
+});
+
+export type SluiceConfig = z.output<typeof configSchema>;
+export type ResourceConfig = SluiceConfig['resources'][number];
+export type PostgresResourceConfig = Extract<ResourceConfig, { type: 'postgres' }>;
+export type RedisResourceConfig = Extract<ResourceConfig, { type: 'redis' }>;
+export type HttpResourceConfig = Extract<ResourceConfig, { type: 'http' }>;
+export type RuleConfig = SluiceConfig['rules'][number];
+export type MaskingConfig = SluiceConfig['masking'];
+export type MaskingProfileConfig = MaskingConfig['profiles'][string];
+export type OidcIssuerConfig = SluiceConfig['identity']['oidc'][number];
+export type ExporterConfig = SluiceConfig['audit']['exporters'][number];

@@ -1,0 +1,173 @@
+import type { Action, Effect, Protocol, Risk } from './policy.js';
+
+/**
+ * Every session action is one of these. Kinds are `<aggregate>.<past-tense verb>`; the
+ * CloudEvents `type` is `sluice.<kind>.v1`.
+ */
+export interface SubjectRef {
+  readonly sub: string;
+  readonly groups: readonly string[];
+  readonly issuer: string;
+}
+
+export interface SessionStarted {
+  readonly resource: string;
+  readonly protocol: Protocol;
+  readonly subject: SubjectRef;
+  readonly client: string;
+  /** True when the session runs read-only on the target. */
+  readonly readOnly: boolean;
+}
+
+export interface SessionEnded {
+  readonly resource: string;
+  readonly reason: string;
+  readonly commands: number;
+  readonly durationMs: number;
+}
+
+/** The session could not start: bad token, unknown resource, target refused. */
+export interface SessionRejected {
+  readonly resource: string;
+  readonly protocol: Protocol;
+  readonly client: string;
+  readonly reason: string;
+  readonly code: string;
+  readonly subject?: SubjectRef;
+}
+
+export interface CommandDecided {
+  readonly commandId: string;
+  readonly resource: string;
+  readonly protocol: Protocol;
+  /** The command as the agent sent it, with values a masking profile covers masked. */
+  readonly command: string;
+  readonly action: Action;
+  readonly risk: Risk;
+  /** `approve` means held for a human; approval.* events follow. */
+  readonly decision: Effect;
+  readonly rule: string;
+  readonly reason: string;
+  readonly tables?: readonly string[];
+}
+
+export interface ApprovalRequested {
+  readonly approvalId: string;
+  readonly commandId: string;
+  readonly resource: string;
+  readonly subject: SubjectRef | { readonly sub: string; readonly groups: readonly string[] };
+  readonly command: string;
+  readonly commandHash: string;
+  readonly risk: Risk;
+  readonly rule: string;
+  readonly expiresAt: string;
+  readonly approvers: { readonly groups: readonly string[]; readonly subs: readonly string[]; readonly minApprovals: number };
+}
+
+export interface ApprovalDecided {
+  readonly approvalId: string;
+  readonly decision: 'approve' | 'deny';
+  readonly approver: string;
+  readonly reason: string;
+  /** True once enough approvals are in (minApprovals) or on the first deny. */
+  readonly final: boolean;
+  readonly via: 'api' | 'slack' | 'cli';
+}
+
+export interface ApprovalExpired {
+  readonly approvalId: string;
+}
+
+export interface ApprovalCancelled {
+  readonly approvalId: string;
+  readonly reason: string;
+}
+
+export interface ApprovalExecuted {
+  readonly approvalId: string;
+  readonly commandHash: string;
+}
+
+export interface CommandCompleted {
+  readonly commandId: string;
+  /** Command tag (`SELECT 3`, `DELETE 50`), Redis reply type or HTTP status. */
+  readonly outcome: string;
+  readonly ok: boolean;
+  readonly error?: { readonly code: string; readonly message: string };
+  readonly durationMs: number;
+}
+
+export interface ResultReturned {
+  readonly commandId: string;
+  readonly columns: readonly string[];
+  /** The data exactly as the agent received it (masked), up to the recording limits. */
+  readonly rows: readonly (readonly (string | null)[])[];
+  readonly rowCount: number;
+  readonly bytes: number;
+  readonly truncated: boolean;
+  readonly maskedCounts: Readonly<Record<string, number>>;
+}
+
+export interface PolicyChanged {
+  readonly version: number;
+  readonly rules: number;
+}
+
+export interface SluiceEventDataByKind {
+  'session.started': SessionStarted;
+  'session.ended': SessionEnded;
+  'session.rejected': SessionRejected;
+  'command.decided': CommandDecided;
+  'command.completed': CommandCompleted;
+  'result.returned': ResultReturned;
+  'approval.requested': ApprovalRequested;
+  'approval.decided': ApprovalDecided;
+  'approval.expired': ApprovalExpired;
+  'approval.cancelled': ApprovalCancelled;
+  'approval.executed': ApprovalExecuted;
+  'policy.changed': PolicyChanged;
+}
+export type SluiceEventKind = keyof SluiceEventDataByKind;
+
+export const EVENT_TYPE_PREFIX = 'sluice.';
+export const EVENT_TYPE_SUFFIX = '.v1';
+export const eventType = (kind: SluiceEventKind): string => `${EVENT_TYPE_PREFIX}${kind}${EVENT_TYPE_SUFFIX}`;
+
+/** Parses `sluice.session.started.v1` (or without the version) back to its kind. */
+export const kindOfType = (type: string): SluiceEventKind | undefined => {
+  if (!type.startsWith(EVENT_TYPE_PREFIX)) return undefined;
+  const kind = type.slice(EVENT_TYPE_PREFIX.length).replace(/\.v\d+$/, '');
+  return kind as SluiceEventKind;
+};
+
+/** CloudEvents 1.0 structured-mode JSON envelope. */
+export interface CloudEvent<K extends SluiceEventKind = SluiceEventKind> {
+  readonly specversion: '1.0';
+  readonly id: string;
+  readonly source: string;
+  readonly type: string;
+  /** The session id (for policy events, `policy`). */
+  readonly subject: string;
+  readonly time: string;
+  readonly datacontenttype: 'application/json';
+  /** Extension: the event's position in its session as its publisher saw it. */
+  readonly sessionseq?: number;
+  readonly data: SluiceEventDataByKind[K];
+}
+
+export type AnySluiceEvent = { [K in SluiceEventKind]: CloudEvent<K> }[SluiceEventKind];
+
+export const buildEvent = <K extends SluiceEventKind>(
+  kind: K,
+  fields: { id: string; source: string; subject: string; time: Date; sessionseq?: number; data: SluiceEventDataByKind[K] },
+): CloudEvent<K> => ({
+  specversion: '1.0',
+  id: fields.id,
+  source: fields.source,
+  type: eventType(kind),
+  subject: fields.subject,
+  time: fields.time.toISOString(),
+  datacontenttype: 'application/json',
+  ...(fields.sessionseq === undefined ? {} : { sessionseq: fields.sessionseq }),
+  data: fields.data,
+});

@@ -1,0 +1,4 @@
+export * from './errors.js';
+export * from './events.js';
+export * from './policy.js';
+export * from './subjects.js';

@@ -1,0 +1,127 @@
+import type { Duplex } from 'node:stream';
+import type {
+  Action,
+  Effect,
+  Risk,
+  SluiceEventDataByKind,
+  SluiceEventKind,
+  Subject,
+} from '@sluice/contracts';
+import type { ResourceConfig } from '@sluice/config';
+import type { ProfileMasker } from '@sluice/masking-engine';
+
+/** A verified agent token. */
+export interface VerifiedToken {
+  readonly subject: Subject;
+  /** When the token expires; the session is closed then. */
+  readonly expiresAt: Date | undefined;
+}
+
+export interface IdentityPort {
+  /** Verifies an agent's bearer token; throws TokenInvalidError or TokenExpiredError. */
+  verify(token: string): Promise<VerifiedToken>;
+}
+
+export type GovernedCommand =
+  | {
+      readonly kind: 'sql';
+      readonly text: string;
+      readonly searchPath?: readonly string[];
+      /** The session's PREPAREd statements, name -> SQL text. */
+      readonly preparedStatements?: ReadonlyMap<string, string>;
+    }
+  | { readonly kind: 'redis'; readonly args: readonly Buffer[] }
+  | { readonly kind: 'http'; readonly method: string; readonly path: string };
+
+export interface Decision {
+  readonly effect: Effect;
+  /** The deciding rule's name; empty for the default deny. */
+  readonly rule: string;
+  readonly reason: string;
+  readonly action: Action;
+  readonly risk: Risk;
+  readonly maskProfile: string | undefined;
+  readonly tables: readonly string[];
+  readonly approvers: { readonly groups: readonly string[]; readonly subs: readonly string[]; readonly minApprovals: number } | undefined;
+  readonly approvalTimeoutMs: number;
+  /** Statement names this command PREPAREs; the adapter records them for later EXECUTEs. */
+  readonly prepares: readonly string[];
+}
+
+export interface SessionPolicy {
+  readonly mayConnect: boolean;
+  readonly readOnly: boolean;
+}
+
+export interface PolicyPort {
+  describeSession(subject: Subject, resource: string): Promise<SessionPolicy>;
+  /**
+   * Decides one command. Cached decisions cost no round trip; a policy service that cannot
+   * answer makes this throw DependencyUnavailableError (the adapter denies: fail closed).
+   */
+  decide(subject: Subject, resource: string, command: GovernedCommand): Promise<Decision>;
+}
+
+export interface MaskingPort {
+  /**
+   * The compiled masker of a profile (undefined profile: nothing to mask). Throws
+   * DependencyUnavailableError while the masking service's profiles are not current: the
+   * adapter then withholds the result (fail closed).
+   */
+  masker(profile: string | undefined): ProfileMasker | undefined;
+  /** Masks a command text for the audit record and approvers, with every configured detector. */
+  maskCommandText(text: string, profile: string | undefined): string;
+}
+
+export type ApprovalOutcome =
+  | { readonly outcome: 'granted'; readonly approvers: readonly string[]; readonly reason: string }
+  | { readonly outcome: 'denied' | 'expired' | 'cancelled'; readonly approvers: readonly string[]; readonly reason: string };
+
+export interface ApprovalRequest {
+  readonly sessionId: string;
+  readonly resource: string;
+  readonly subject: Subject;
+  /** Masked command text shown to approvers. */
+  readonly command: string;
+  readonly commandHash: string;
+  readonly decision: Decision;
+}
+
+export interface ApprovalPort {
+  request(request: ApprovalRequest): Promise<{ readonly approvalId: string; readonly expiresAt: Date }>;
+  /** Resolves when decided or expired; aborting the signal cancels the request. */
+  awaitDecision(approvalId: string, signal: AbortSignal): Promise<ApprovalOutcome>;
+  /** Uses the grant right before the command runs; false when it was used or never granted. */
+  consume(approvalId: string, commandHash: string): Promise<boolean>;
+}
+
+export interface Session {
+  readonly id: string;
+  readonly resource: ResourceConfig;
+  readonly subject: Subject;
+  readonly client: string;
+  readonly startedAt: Date;
+}
+
+export interface AuditPort {
+  /** Queues an event of this session (assigning its sequence); never blocks the data path. */
+  record<K extends SluiceEventKind>(sessionId: string, kind: K, data: SluiceEventDataByKind[K]): void;
+  /** False while events cannot reach the bus: adapters refuse new commands (fail closed). */
+  readonly healthy: boolean;
+}
+
+export interface GovernancePorts {
+  readonly identity: IdentityPort;
+  readonly policy: PolicyPort;
+  readonly masking: MaskingPort;
+  readonly approvals: ApprovalPort;
+  readonly audit: AuditPort;
+  /** Recording limits for result.returned. */
+  readonly recording: { readonly maxRows: number; readonly maxBytes: number };
+  readonly newId: () => string;
+  readonly now: () => Date;
+}
+
+export interface ProtocolAdapter {
+  handleConnection(socket: Duplex & { remoteAddress?: string; remotePort?: number }, ports: GovernancePorts): Promise<void>;
+}
