@@ -42,6 +42,8 @@ const oidcIssuer = z.strictObject({
   jwksUri: url(['http:', 'https:']).optional(),
   algorithms: stringList.optional(),
   clockTolerance: duration.default(30_000),
+  /** Minimum time between two JWKS fetches; an unknown key id triggers one. */
+  jwksCooldown: duration.default(5_000),
 });
 
 const tls = z.strictObject({ cert: secret, key: secret });

@@ -2,3 +2,4 @@ export * from './errors.js';
 export * from './events.js';
 export * from './policy.js';
 export * from './subjects.js';
+export * from './http-path.js';

@@ -1,0 +1,165 @@
+import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { subjectForBatch, subjectForKind, kindOfType, type CloudEvent, type SluiceEventKind } from '@sluice/contracts';
+
+export interface PublisherSettings {
+  /** Token naming the publisher in batch subjects (`proxy`, `policy`). */
+  readonly source: string;
+  readonly subjectPrefix: string;
+  /** Events per NATS message at most. */
+  readonly maxBatchEvents?: number;
+  /** Bytes per NATS message at most (JetStream's default max payload is 1 MiB). */
+  readonly maxBatchBytes?: number;
+  /** Batches awaiting their ack at once. */
+  readonly maxInFlight?: number;
+  /** Events queued (not yet acked) beyond which the publisher reports itself unhealthy. */
+  readonly maxQueuedEvents?: number;
+  readonly onError?: (error: unknown) => void;
+}
+
+interface Batch {
+  readonly subject: string;
+  readonly payload: Uint8Array;
+  readonly msgID: string;
+  readonly count: number;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Publishes CloudEvents to JetStream without ever blocking the data path: events queue, go out as
+ * CloudEvents JSON batches (one NATS message per batch, the first event's id and count as the
+ * message id so a retried batch is dropped as a duplicate), with several acks in flight.
+ */
+export class EventPublisher {
+  readonly #js: JetStreamClient;
+  readonly #settings: Required<Omit<PublisherSettings, 'onError'>> & Pick<PublisherSettings, 'onError'>;
+  #queue: CloudEvent[] = [];
+  readonly #retry: Batch[] = [];
+  #inFlight = 0;
+  #unacked = 0;
+  #failing = false;
+  #scheduled = false;
+  #closed = false;
+  #idle: Array<() => void> = [];
+  #retryTimer: NodeJS.Timeout | undefined;
+
+  constructor(nc: NatsConnection, settings: PublisherSettings) {
+    this.#js = jetstream(nc, { timeout: 5_000 });
+    this.#settings = {
+      maxBatchEvents: 500,
+      maxBatchBytes: 512 * 1024,
+      maxInFlight: 32,
+      maxQueuedEvents: 100_000,
+      ...settings,
+    };
+  }
+
+  /** False while the bus is not taking events or too many wait: callers fail closed. */
+  get healthy(): boolean {
+    return !this.#closed && !this.#failing && this.#unacked < this.#settings.maxQueuedEvents;
+  }
+
+  /** Events accepted but not yet acknowledged by JetStream. */
+  get pending(): number {
+    return this.#unacked;
+  }
+
+  publish(event: CloudEvent): void {
+    if (this.#closed) throw new Error('publisher is closed');
+    this.#queue.push(event);
+    this.#unacked += 1;
+    if (this.#queue.length >= this.#settings.maxBatchEvents) this.#pump();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => {
+        this.#scheduled = false;
+        this.#pump();
+      });
+    }
+  }
+
+  /** Publishes one event on its own subject and waits for the ack (low-volume, must-be-stored events). */
+  async publishNow(event: CloudEvent): Promise<void> {
+    const kind = kindOfType(event.type) as SluiceEventKind;
+    await this.#js.publish(subjectForKind(kind, this.#settings.subjectPrefix), encoder.encode(JSON.stringify(event)), { msgID: event.id });
+  }
+
+  /** Resolves once every event published so far is acknowledged. */
+  flush(): Promise<void> {
+    this.#pump();
+    if (this.#unacked === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  async close(timeoutMs = 5_000): Promise<void> {
+    await Promise.race([this.flush(), new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())]);
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+  }
+
+  #pump(): void {
+    while (this.#inFlight < this.#settings.maxInFlight) {
+      const batch = this.#retry.shift() ?? this.#takeBatch();
+      if (!batch) break;
+      this.#send(batch);
+    }
+  }
+
+  #takeBatch(): Batch | undefined {
+    if (this.#queue.length === 0) return undefined;
+    const events: CloudEvent[] = [];
+    const parts: string[] = [];
+    let bytes = 2;
+    while (this.#queue.length > 0 && events.length < this.#settings.maxBatchEvents) {
+      const json = JSON.stringify(this.#queue[0]);
+      if (events.length > 0 && bytes + json.length + 1 > this.#settings.maxBatchBytes) break;
+      events.push(this.#queue.shift()!);
+      parts.push(json);
+      bytes += json.length + 1;
+    }
+    return {
+      subject: subjectForBatch(this.#settings.source, this.#settings.subjectPrefix),
+      payload: encoder.encode(`[${parts.join(',')}]`),
+      msgID: `${events[0]!.id}+${events.length}`,
+      count: events.length,
+    };
+  }
+
+  #send(batch: Batch): void {
+    this.#inFlight += 1;
+    this.#js.publish(batch.subject, batch.payload, { msgID: batch.msgID }).then(
+      () => {
+        this.#inFlight -= 1;
+        this.#failing = false;
+        this.#unacked -= batch.count;
+        this.#pump();
+        this.#notifyIdle();
+      },
+      (error: unknown) => {
+        this.#inFlight -= 1;
+        this.#failing = true;
+        this.#settings.onError?.(error);
+        this.#retry.unshift(batch);
+        clearTimeout(this.#retryTimer);
+        this.#retryTimer = setTimeout(() => this.#pump(), 500);
+      },
+    );
+  }
+
+  #notifyIdle(): void {
+    if (this.#unacked !== 0) return;
+    const waiting = this.#idle;
+    this.#idle = [];
+    for (const resolve of waiting) resolve();
+  }
+}
+
+const decoder = new TextDecoder();
+
+/** A NATS message carries one CloudEvent or a CloudEvents JSON batch (an array). */
+export const decodeEvents = (data: Uint8Array): CloudEvent[] => {
+  const parsed: unknown = JSON.parse(decoder.decode(data));
+  const events = Array.isArray(parsed) ? parsed : [parsed];
+  return events.filter((event): event is CloudEvent => typeof event === 'object' && event !== null && typeof (event as CloudEvent).id === 'string');
+};

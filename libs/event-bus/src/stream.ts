@@ -1,0 +1,33 @@
+import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, type StreamConfig } from '@nats-io/jetstream';
+import { subjectWildcard } from '@sluice/contracts';
+
+export interface EventStreamSettings {
+  readonly stream: string;
+  readonly subjectPrefix: string;
+  readonly duplicateWindowMs: number;
+  readonly maxAgeMs?: number;
+}
+
+/** Creates the events stream, or brings an existing one to these settings. */
+export const ensureEventStream = async (nc: NatsConnection, settings: EventStreamSettings): Promise<void> => {
+  const jsm = await jetstreamManager(nc);
+  const wanted: Partial<StreamConfig> = {
+    subjects: [subjectWildcard(settings.subjectPrefix)],
+    storage: StorageType.File,
+    retention: RetentionPolicy.Limits,
+    discard: DiscardPolicy.Old,
+    duplicate_window: nanos(settings.duplicateWindowMs),
+    max_age: settings.maxAgeMs ? nanos(settings.maxAgeMs) : 0,
+  };
+  try {
+    const info = await jsm.streams.info(settings.stream);
+    await jsm.streams.update(settings.stream, { ...info.config, ...wanted });
+  } catch (error) {
+    if (!isStreamNotFound(error)) throw error;
+    await jsm.streams.add({ name: settings.stream, ...wanted });
+  }
+};
+
+const isStreamNotFound = (error: unknown): boolean =>
+  error instanceof Error && (error.name === 'StreamNotFoundError' || /stream not found/i.test(error.message));

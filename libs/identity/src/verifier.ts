@@ -1,0 +1,128 @@
+import {
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
+import { TokenExpiredError, TokenInvalidError, type Subject } from '@sluice/contracts';
+
+/** Asymmetric algorithms only: a shared-secret or `none` token is never accepted. */
+export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+
+export interface IssuerSettings {
+  readonly issuer: string;
+  readonly audience: string | readonly string[];
+  readonly groupsClaim?: string;
+  readonly jwksUri?: string;
+  readonly algorithms?: readonly string[];
+  /** Milliseconds of clock skew tolerated on exp/nbf/iat. */
+  readonly clockTolerance?: number;
+  /** Minimum milliseconds between two JWKS fetches (an unknown `kid` triggers one). */
+  readonly jwksCooldown?: number;
+}
+
+export interface VerifiedIdentity {
+  readonly subject: Subject;
+  readonly expiresAt: Date | undefined;
+  readonly claims: JWTPayload;
+}
+
+export interface TokenVerifier {
+  verify(token: string): Promise<VerifiedIdentity>;
+}
+
+/** Reads a claim by dotted path (`realm_access.roles`) as a list of strings. */
+export const readGroups = (claims: JWTPayload, path: string): string[] => {
+  let value: unknown = claims;
+  for (const part of path.split('.')) {
+    if (value === null || typeof value !== 'object') return [];
+    value = (value as Record<string, unknown>)[part];
+  }
+  if (typeof value === 'string') return value.split(/[\s,]+/).filter(Boolean);
+  return Array.isArray(value) ? value.filter((item): item is string => typeof item === 'string') : [];
+};
+
+const JWKS_COOLDOWN_MS = 5_000;
+
+interface IssuerVerifier {
+  readonly settings: IssuerSettings;
+  readonly keys: JWTVerifyGetKey;
+}
+
+const discoverJwksUri = async (issuer: string): Promise<string> => {
+  const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+  const response = await fetch(url, { signal: AbortSignal.timeout(5_000) });
+  if (!response.ok) throw new Error(`discovery at ${url} answered ${response.status}`);
+  const document = (await response.json()) as { jwks_uri?: unknown; issuer?: unknown };
+  if (typeof document.jwks_uri !== 'string') throw new Error(`discovery at ${url} has no jwks_uri`);
+  return document.jwks_uri;
+};
+
+/**
+ * Verifies agents' and approvers' OIDC access tokens against the configured issuers: discovery
+ * and JWKS fetched lazily and cached (jose refetches on an unknown `kid`, at most once per
+ * cooldown), iss/aud/exp/nbf checked, asymmetric algorithms only.
+ */
+export const createTokenVerifier = (issuers: readonly IssuerSettings[]): TokenVerifier => {
+  const byIssuer = new Map<string, Promise<IssuerVerifier>>();
+  const issuerVerifier = (settings: IssuerSettings): Promise<IssuerVerifier> => {
+    let pending = byIssuer.get(settings.issuer);
+    if (!pending) {
+      pending = (async () => {
+        const jwksUri = settings.jwksUri ?? (await discoverJwksUri(settings.issuer));
+        return { settings, keys: createRemoteJWKSet(new URL(jwksUri), { cooldownDuration: settings.jwksCooldown ?? JWKS_COOLDOWN_MS, cacheMaxAge: 10 * 60_000 }) };
+      })();
+      // A failed discovery is retried on the next token, not cached forever.
+      pending.catch(() => byIssuer.delete(settings.issuer));
+      byIssuer.set(settings.issuer, pending);
+    }
+    return pending;
+  };
+
+  return {
+    async verify(token) {
+      if (typeof token !== 'string' || token.split('.').length !== 3) throw new TokenInvalidError('token is not a JWT');
+      let claimedIssuer: unknown;
+      try {
+        const header = decodeProtectedHeader(token);
+        if (!header.alg || !(ALLOWED_ALGORITHMS as readonly string[]).includes(header.alg)) {
+          throw new TokenInvalidError(`algorithm ${String(header.alg)} is not allowed`);
+        }
+        claimedIssuer = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')).iss;
+      } catch (error) {
+        if (error instanceof TokenInvalidError) throw error;
+        throw new TokenInvalidError('token is malformed', { cause: error });
+      }
+      const settings = issuers.find((candidate) => candidate.issuer === claimedIssuer || candidate.issuer === `${String(claimedIssuer)}/`);
+      if (!settings) throw new TokenInvalidError('token issuer is not trusted');
+      let verifier: IssuerVerifier;
+      try {
+        verifier = await issuerVerifier(settings);
+      } catch (error) {
+        throw new TokenInvalidError('token issuer cannot be reached', { cause: error });
+      }
+      const algorithms = (settings.algorithms ?? ALLOWED_ALGORITHMS).filter((alg) => (ALLOWED_ALGORITHMS as readonly string[]).includes(alg));
+      try {
+        const { payload } = await jwtVerify(token, verifier.keys, {
+          issuer: settings.issuer,
+          audience: typeof settings.audience === 'string' ? settings.audience : [...settings.audience],
+          algorithms,
+          clockTolerance: Math.round((settings.clockTolerance ?? 30_000) / 1000),
+          requiredClaims: ['exp'],
+        });
+        if (typeof payload.sub !== 'string' || payload.sub === '') throw new TokenInvalidError('token has no subject');
+        return {
+          subject: { sub: payload.sub, groups: readGroups(payload, settings.groupsClaim ?? 'groups'), issuer: settings.issuer },
+          expiresAt: payload.exp === undefined ? undefined : new Date(payload.exp * 1000),
+          claims: payload,
+        };
+      } catch (error) {
+        if (error instanceof TokenInvalidError) throw error;
+        if (error instanceof joseErrors.JWTExpired) throw new TokenExpiredError('token expired', { cause: error });
+        throw new TokenInvalidError(error instanceof joseErrors.JOSEError ? `token rejected (${error.code})` : 'token rejected', { cause: error });
+      }
+    },
+  };
+};

@@ -1,0 +1,2 @@
+export * from './run-service.js';
+export { createLogger, type Logger } from '@sluice/telemetry';
