@@ -1,0 +1,54 @@
+import { existsSync, readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadConfig, parseConfig, type SluiceConfig } from '@sluice/config';
+
+/** Written by `sluice up` so later CLI commands in the same folder find the running deployment. */
+export const RUNTIME_FILE = join('.sluice', 'runtime.json');
+
+export interface RuntimeInfo {
+  readonly configPath: string;
+  readonly pid: number;
+  readonly startedAt: string;
+}
+
+export const writeRuntimeInfo = (info: RuntimeInfo, cwd = process.cwd()): void => {
+  mkdirSync(join(cwd, '.sluice'), { recursive: true });
+  writeFileSync(join(cwd, RUNTIME_FILE), JSON.stringify(info, null, 2) + '\n');
+};
+
+export const removeRuntimeInfo = (cwd = process.cwd()): void => rmSync(join(cwd, RUNTIME_FILE), { force: true });
+
+export interface ResolvedCliConfig {
+  readonly config: SluiceConfig;
+  /** Where it came from: a file path, or `defaults`. */
+  readonly source: string;
+  readonly configDir: string;
+}
+
+/**
+ * The config a CLI command (audit, replay, approvals) works against: `--config FILE`, else
+ * $SLUICE_CONFIG, else the config of the `sluice up` running from this folder, else the defaults
+ * (with DATABASE_URL / NATS_URL applied in every case).
+ */
+export const resolveCliConfig = (argv: readonly string[], cwd = process.cwd()): ResolvedCliConfig => {
+  const { values } = parseArgs({ args: [...argv], options: { config: { type: 'string', short: 'c' } }, strict: false, allowPositionals: true });
+  const explicit = (values.config as string | undefined) ?? process.env.SLUICE_CONFIG;
+  if (explicit) {
+    const loaded = loadConfig(explicit);
+    return { config: loaded.config, source: loaded.path, configDir: loaded.dir };
+  }
+  const runtimeFile = join(cwd, RUNTIME_FILE);
+  if (existsSync(runtimeFile)) {
+    try {
+      const info = JSON.parse(readFileSync(runtimeFile, 'utf8')) as RuntimeInfo;
+      if (existsSync(info.configPath)) {
+        const loaded = loadConfig(info.configPath);
+        return { config: loaded.config, source: loaded.path, configDir: loaded.dir };
+      }
+    } catch {
+      // A stale or unreadable runtime file falls through to the defaults.
+    }
+  }
+  return { config: parseConfig({}), source: 'defaults', configDir: resolve(cwd) };
+};

@@ -1,0 +1,129 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { parseAddress, type LoadedConfig } from '@sluice/config';
+import type { SupervisorMessage } from '@sluice/service-runtime';
+import type { Logger } from '@sluice/telemetry';
+
+/** Start order; shutdown runs it backwards so the proxy stops taking sessions first and audit drains last. */
+export const SERVICES = ['audit', 'policy', 'masking', 'approval', 'proxy'] as const;
+export type ServiceName = (typeof SERVICES)[number];
+
+export const serviceEntry = (name: ServiceName): string =>
+  fileURLToPath(new URL(`../../services/${name}/dist/main.js`, import.meta.url));
+
+type ServiceState = 'starting' | 'ready' | 'restarting' | 'stopped';
+
+interface Supervised {
+  readonly name: ServiceName;
+  child: ChildProcess | undefined;
+  state: ServiceState;
+  restarts: number;
+  lastReason: string | undefined;
+  restartTimer: NodeJS.Timeout | undefined;
+}
+
+const MAX_BACKOFF_MS = 10_000;
+
+/**
+ * Runs the five services as separate processes, restarts one that dies (with backoff, logged),
+ * serves /readyz on admin.listen, and stops them in order.
+ */
+export class Supervisor {
+  readonly #services = new Map<ServiceName, Supervised>();
+  #admin: Server | undefined;
+  #stopping = false;
+
+  constructor(
+    private readonly loaded: LoadedConfig,
+    private readonly logger: Logger,
+  ) {}
+
+  get ready(): boolean {
+    return [...this.#services.values()].every((service) => service.state === 'ready');
+  }
+
+  async start(): Promise<void> {
+    await this.#startAdmin();
+    for (const name of SERVICES) {
+      this.#services.set(name, { name, child: undefined, state: 'starting', restarts: 0, lastReason: undefined, restartTimer: undefined });
+      this.#spawn(name);
+    }
+  }
+
+  #spawn(name: ServiceName): void {
+    const service = this.#services.get(name)!;
+    service.state = service.restarts === 0 ? 'starting' : 'restarting';
+    const child = fork(serviceEntry(name), ['--config', this.loaded.path], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: process.env });
+    service.child = child;
+    child.on('message', (message: SupervisorMessage) => {
+      if (message?.type === 'ready') {
+        service.state = 'ready';
+        this.logger.info({ service: name }, 'service ready');
+        if (this.ready) this.logger.info({ admin: this.loaded.config.admin.listen }, 'sluice is ready');
+      } else if (message?.type === 'fatal') {
+        service.lastReason = message.reason;
+      }
+    });
+    child.on('exit', (code, signal) => {
+      service.child = undefined;
+      if (this.#stopping) {
+        service.state = 'stopped';
+        return;
+      }
+      service.restarts += 1;
+      service.state = 'restarting';
+      const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(service.restarts - 1, 5));
+      this.logger.error({ service: name, code, signal, reason: service.lastReason, restartInMs: delay, restarts: service.restarts }, 'service exited; restarting');
+      service.restartTimer = setTimeout(() => this.#spawn(name), delay);
+    });
+  }
+
+  async #startAdmin(): Promise<void> {
+    const address = parseAddress(this.loaded.config.admin.listen)!;
+    this.#admin = createServer((request, response) => {
+      const path = (request.url ?? '/').split('?')[0];
+      if (path === '/readyz' || path === '/healthz') {
+        const ok = path === '/healthz' || this.ready;
+        const services = Object.fromEntries([...this.#services.values()].map((service) => [service.name, { state: service.state, restarts: service.restarts }]));
+        response.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+        response.end(JSON.stringify({ status: ok ? 'ready' : 'not ready', services }));
+        return;
+      }
+      response.writeHead(404, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ error: 'not found' }));
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.#admin!.once('error', reject);
+      this.#admin!.listen(address.port, address.host, () => resolve());
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    for (const name of [...SERVICES].reverse()) {
+      const service = this.#services.get(name);
+      if (!service) continue;
+      clearTimeout(service.restartTimer);
+      await stopChild(service.child);
+      service.state = 'stopped';
+    }
+    await new Promise<void>((resolve) => {
+      if (!this.#admin) return resolve();
+      this.#admin.closeAllConnections();
+      this.#admin.close(() => resolve());
+    });
+  }
+}
+
+const stopChild = (child: ChildProcess | undefined, timeoutMs = 12_000): Promise<void> =>
+  new Promise((resolve) => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });

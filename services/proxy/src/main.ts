@@ -1,0 +1,94 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server, type Socket } from 'node:net';
+import { parseAddress, type ResourceConfig } from '@sluice/config';
+import { connectBus, ensureEventStream, EventPublisher } from '@sluice/event-bus';
+import { createTokenVerifier } from '@sluice/identity';
+import { runService } from '@sluice/service-runtime';
+import { createAuditPort } from './audit-port.js';
+import { createHttpAdapter } from './http/adapter.js';
+import type { GovernancePorts, ProtocolAdapter } from './ports.js';
+import { createApprovalPort } from './ports/approval-client.js';
+import { createMaskingPort } from './ports/masking-client.js';
+import { createPolicyPort } from './ports/policy-client.js';
+import { createPostgresAdapter } from './postgres/adapter.js';
+import { createRedisAdapter } from './redis/adapter.js';
+
+const adapterFor = (resource: ResourceConfig, secretsDir: string): ProtocolAdapter & { close?(): Promise<void> } => {
+  switch (resource.type) {
+    case 'postgres':
+      return createPostgresAdapter(resource, { secretsDir });
+    case 'redis':
+      return createRedisAdapter(resource, { secretsDir });
+    case 'http':
+      return createHttpAdapter(resource, { secretsDir });
+  }
+};
+
+runService('proxy', async ({ loaded, config, logger }) => {
+  const nc = await connectBus(config.bus.url, 'proxy');
+  await ensureEventStream(nc, {
+    stream: config.bus.stream,
+    subjectPrefix: config.bus.subjectPrefix,
+    duplicateWindowMs: config.audit.stream.duplicateWindow,
+    maxAgeMs: config.audit.stream.maxAge,
+  });
+  const publisher = new EventPublisher(nc, {
+    source: 'proxy',
+    subjectPrefix: config.bus.subjectPrefix,
+    onError: (error) => logger.warn({ err: error }, 'event publish failed; retrying (commands are refused meanwhile)'),
+  });
+  const policy = createPolicyPort(config.services.policy.grpc, { logger });
+  const masking = createMaskingPort(config.services.masking.grpc, { logger });
+  const approvals = createApprovalPort(config.services.approval.grpc, { logger });
+  const verifier = createTokenVerifier(config.identity.oidc);
+  const ports: GovernancePorts = {
+    identity: { verify: async (token) => verifier.verify(token) },
+    policy,
+    masking,
+    approvals,
+    audit: createAuditPort(publisher, { source: 'sluice/proxy' }),
+    recording: config.audit.recording,
+    newId: randomUUID,
+    now: () => new Date(),
+  };
+
+  const sockets = new Set<Socket>();
+  const listeners: Array<{ server: Server; adapter: ProtocolAdapter & { close?(): Promise<void> } }> = [];
+  for (const resource of config.resources) {
+    const adapter = adapterFor(resource, loaded.dir);
+    const server = createServer({ noDelay: true }, (socket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      adapter.handleConnection(socket, ports).catch((error: unknown) => {
+        logger.error({ err: error, resource: resource.name }, 'connection handler failed');
+        socket.destroy();
+      });
+    });
+    const address = parseAddress(resource.listen)!;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(address.port, address.host, () => resolve());
+    });
+    logger.info({ resource: resource.name, type: resource.type, listen: resource.listen }, 'listening');
+    listeners.push({ server, adapter });
+  }
+  // Readiness waits for the first masking profiles, so a ready proxy can answer reads at once.
+  await Promise.race([masking.ready, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+
+  return {
+    async stop() {
+      for (const { server } of listeners) server.close();
+      // In-flight sessions get a moment to finish; then they are closed (and audited as ended).
+      const deadline = Date.now() + 3_000;
+      while (sockets.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      for (const socket of sockets) socket.destroy();
+      for (const { adapter } of listeners) await adapter.close?.();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await publisher.close();
+      policy.close();
+      masking.close();
+      approvals.close();
+      await nc.drain();
+    },
+  };
+});
