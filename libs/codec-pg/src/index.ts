@@ -1,0 +1,7 @@
+export * from './codes.js';
+export * from './errors.js';
+export * from './messages.js';
+export * from './frames.js';
+export * from './decode.js';
+export * from './encode.js';
+export * from './binary.js';

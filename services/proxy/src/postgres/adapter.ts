@@ -1,0 +1,65 @@
+import type { PostgresResourceConfig } from '@sluice/config';
+import type { ProtocolAdapter } from '../ports.js';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import { readSecret, requireSecret } from '@sluice/config';
+import { CancelKeys } from './cancel.js';
+import { TableCatalog } from './catalog.js';
+import { PostgresSession } from './session.js';
+
+export interface PostgresAdapterOptions {
+  /** Base directory of `{ file: … }` secrets (the config file's directory). */
+  readonly secretsDir: string;
+  /** Longest client message accepted; default 64 MiB. */
+  readonly maxMessageLength?: number;
+  /** Time for a client to authenticate and for the target to accept the session; default 30 s. */
+  readonly startupTimeoutMs?: number;
+}
+
+export interface PostgresAdapter extends ProtocolAdapter {
+  /** Ends every live session (audited as ended by proxy_shutdown). */
+  close(): Promise<void>;
+}
+
+/**
+ * The PostgreSQL front door of one resource: agents connect with their OIDC token as password;
+ * each connection becomes a governed session on the resource's target.
+ */
+export const createPostgresAdapter = (resource: PostgresResourceConfig, options: PostgresAdapterOptions): PostgresAdapter => {
+  const cancelKeys = new CancelKeys();
+  const sessions = new Set<PostgresSession>();
+  const startupTimeoutMs = options.startupTimeoutMs ?? 30_000;
+  // Read once at start: a missing certificate is a configuration error, raised here.
+  const tls: SecureContext | undefined = resource.tls
+    ? createSecureContext({ cert: requireSecret(resource.tls.cert, options.secretsDir), key: requireSecret(resource.tls.key, options.secretsDir) })
+    : undefined;
+  const catalog = new TableCatalog(() => ({
+    host: resource.target.host,
+    port: resource.target.port,
+    ssl: resource.target.ssl,
+    database: resource.target.database,
+    user: resource.credentials.username,
+    password: readSecret(resource.credentials.password, options.secretsDir),
+    parameters: [['application_name', 'sluice-catalog'], ['options', '-c default_transaction_read_only=on']],
+    timeoutMs: startupTimeoutMs,
+  }));
+  return {
+    async handleConnection(socket, ports) {
+      const session = new PostgresSession(socket, {
+        resource,
+        ports,
+        cancelKeys,
+        catalog,
+        tls,
+        secretsDir: options.secretsDir,
+        maxMessageLength: options.maxMessageLength ?? 64 << 20,
+        startupTimeoutMs,
+        sessions,
+      });
+      await session.run();
+    },
+    async close() {
+      for (const session of [...sessions]) session.shutdown();
+      catalog.close();
+    },
+  };
+};

@@ -1,0 +1,47 @@
+import net from 'node:net';
+import { randomInt } from 'node:crypto';
+import { encodeCancelRequest } from '@sluice/codec-pg';
+
+interface UpstreamKey {
+  readonly host: string;
+  readonly port: number;
+  readonly processId: number;
+  readonly secretKey: number;
+}
+
+/**
+ * The proxy gives each client its own BackendKeyData, so an agent never learns the target's
+ * process id or secret; a CancelRequest with the proxy's key is mapped to the target's.
+ * One registry per adapter (no global state).
+ */
+export class CancelKeys {
+  readonly #keys = new Map<string, UpstreamKey>();
+
+  issue(upstream: UpstreamKey): { processId: number; secretKey: number } {
+    for (;;) {
+      const processId = randomInt(1, 0x7fffffff);
+      const secretKey = randomInt(-0x80000000, 0x7fffffff);
+      const key = `${processId}:${secretKey}`;
+      if (this.#keys.has(key)) continue;
+      this.#keys.set(key, upstream);
+      return { processId, secretKey };
+    }
+  }
+
+  release(processId: number, secretKey: number): void {
+    this.#keys.delete(`${processId}:${secretKey}`);
+  }
+
+  /** Sends the target a CancelRequest for the mapped session; unknown keys are ignored, as PostgreSQL does. */
+  cancel(processId: number, secretKey: number): Promise<boolean> {
+    const upstream = this.#keys.get(`${processId}:${secretKey}`);
+    if (!upstream) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const socket = net.connect({ host: upstream.host, port: upstream.port });
+      socket.setTimeout(5000, () => socket.destroy());
+      socket.once('connect', () => socket.end(encodeCancelRequest(upstream.processId, upstream.secretKey)));
+      socket.once('close', () => resolve(true));
+      socket.once('error', () => resolve(false));
+    });
+  }
+}

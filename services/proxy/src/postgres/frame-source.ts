@@ -1,0 +1,77 @@
+import type { Duplex } from 'node:stream';
+import type { Frame, FrameReader } from '@sluice/codec-pg';
+
+export class ConnectionClosedError extends Error {
+  readonly code = 'ERR_CONNECTION_CLOSED' as const;
+  constructor(message = 'connection closed') {
+    super(message);
+    this.name = 'ConnectionClosedError';
+  }
+}
+
+/**
+ * Awaitable frames from a socket, for the short request/response exchanges of the startup phases
+ * (client authentication, target authentication). The data path proper does not use it: there
+ * frames are handled as they arrive, without a promise per message.
+ */
+export class SocketFrames {
+  readonly #frames: Frame[] = [];
+  #head = 0;
+  #waiter: { resolve: (frame: Frame) => void; reject: (error: Error) => void } | undefined;
+  #error: Error | undefined;
+
+  constructor(
+    readonly socket: Duplex,
+    readonly reader: FrameReader,
+  ) {
+    socket.on('data', this.#onData);
+    socket.on('close', this.#onClose);
+    socket.on('error', this.#onError);
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    try {
+      for (const frame of this.reader.push(chunk)) this.#frames.push(frame);
+    } catch (error) {
+      this.#fail(error as Error);
+      return;
+    }
+    this.#wake();
+  };
+
+  readonly #onClose = (): void => this.#fail(new ConnectionClosedError());
+  readonly #onError = (error: Error): void => this.#fail(error);
+
+  #fail(error: Error): void {
+    this.#error ??= error;
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter?.reject(this.#error);
+  }
+
+  #wake(): void {
+    if (!this.#waiter || this.#head >= this.#frames.length) return;
+    const waiter = this.#waiter;
+    this.#waiter = undefined;
+    waiter.resolve(this.#frames[this.#head++]!);
+  }
+
+  next(): Promise<Frame> {
+    if (this.#head < this.#frames.length) return Promise.resolve(this.#frames[this.#head++]!);
+    if (this.#error) return Promise.reject(this.#error);
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve, reject };
+    });
+  }
+
+  /** Stops listening; returns frames read but not yet taken (the reader keeps any partial one). */
+  detach(): Frame[] {
+    this.socket.off('data', this.#onData);
+    this.socket.off('close', this.#onClose);
+    this.socket.off('error', this.#onError);
+    const rest = this.#frames.slice(this.#head);
+    this.#frames.length = 0;
+    this.#head = 0;
+    return rest;
+  }
+}

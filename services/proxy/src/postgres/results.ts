@@ -1,0 +1,217 @@
+import { binaryToText, decodeDataRow, encodeCopyData, encodeDataRow, type FieldDescription } from '@sluice/codec-pg';
+import type { ResultReturned } from '@sluice/contracts';
+import type { ColumnInfo, MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+
+export interface RecordingLimits {
+  readonly maxRows: number;
+  readonly maxBytes: number;
+}
+
+/** Masking could not be applied to a value: the result must be withheld. */
+export class ResultWithheldError extends Error {
+  readonly code = 'ERR_MASKING_UNAVAILABLE' as const;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ResultWithheldError';
+  }
+}
+
+interface Column {
+  readonly info: ColumnInfo;
+  readonly typeOid: number;
+  readonly binary: boolean;
+}
+
+const UNCHANGED = Symbol('unchanged');
+
+const hex = (value: Buffer): string => `\\x${value.toString('hex')}`;
+
+/** The text of a binary value for the audit record: decoded where the type is known, else hex. */
+const binaryText = (typeOid: number, value: Buffer): string => {
+  try {
+    return binaryToText(typeOid, value) ?? hex(value);
+  } catch {
+    return hex(value);
+  }
+};
+
+/**
+ * One result set on its way to the agent: masks every DataRow cell with the command's profile,
+ * re-frames rows whose values changed, and keeps the masked rows (as the agent got them, as text)
+ * up to the recording limits for the result.returned event.
+ */
+export class ResultSet {
+  readonly #columns: Column[];
+  readonly #masker: ProfileMasker | undefined;
+  readonly #limits: RecordingLimits;
+  readonly counts: MaskCounts = {};
+  readonly rows: (string | null)[][] = [];
+  rowCount = 0;
+  bytes = 0;
+  #recordedBytes = 0;
+  truncated = false;
+
+  /**
+   * @param qualify resolves a column's table OID and attribute number to `schema.table.column`
+   * (column rules may name columns that way).
+   */
+  constructor(
+    fields: readonly FieldDescription[],
+    masker: ProfileMasker | undefined,
+    limits: RecordingLimits,
+    qualify?: (tableOid: number, attnum: number) => string | undefined,
+  ) {
+    this.#columns = fields.map((f) => {
+      const qualifiedName = qualify?.(f.tableOid, f.attnum);
+      // One ColumnInfo object per column for the whole result: the masker caches its plan by it.
+      const info: ColumnInfo = qualifiedName === undefined ? { name: f.name, typeOid: f.typeOid } : { name: f.name, typeOid: f.typeOid, qualifiedName };
+      return { info, typeOid: f.typeOid, binary: f.format === 1 };
+    });
+    this.#masker = masker;
+    this.#limits = limits;
+  }
+
+  get columnNames(): string[] {
+    return this.#columns.map((c) => c.info.name);
+  }
+
+  get #recording(): boolean {
+    return !this.truncated && this.rows.length < this.#limits.maxRows && this.#recordedBytes < this.#limits.maxBytes;
+  }
+
+  /**
+   * Processes one DataRow body; returns the re-encoded message when a value changed, undefined
+   * when the original bytes may go to the agent as they are.
+   */
+  row(body: Buffer): Buffer | undefined {
+    this.rowCount++;
+    this.bytes += body.length;
+    const masker = this.#masker;
+    const recording = this.#recording;
+    if (!masker && !recording) {
+      if (this.rowCount > this.rows.length) this.truncated = true;
+      return undefined;
+    }
+    const values = decodeDataRow(body);
+    if (values.length !== this.#columns.length) throw new ResultWithheldError('DataRow does not match its RowDescription');
+    let changed: (Buffer | string | null)[] | undefined;
+    const record: (string | null)[] | undefined = recording ? new Array<string | null>(values.length) : undefined;
+    let recordBytes = 0;
+    for (let i = 0; i < values.length; i++) {
+      const value = values[i]!;
+      if (value === null) {
+        if (record) record[i] = null;
+        continue;
+      }
+      const column = this.#columns[i]!;
+      if (masker) {
+        const [masked, text] = this.#mask(masker, column, value);
+        if (masked !== UNCHANGED) {
+          changed ??= values.slice();
+          changed[i] = masked;
+        }
+        if (record) {
+          record[i] = text;
+          recordBytes += text === null ? 0 : text.length;
+        }
+      } else if (record) {
+        const text = column.binary ? binaryText(column.typeOid, value) : value.toString('utf8');
+        record[i] = text;
+        recordBytes += text.length;
+      }
+    }
+    if (record) {
+      if (this.#recordedBytes + recordBytes > this.#limits.maxBytes && this.rows.length > 0) this.truncated = true;
+      else {
+        this.rows.push(record);
+        this.#recordedBytes += recordBytes;
+      }
+    } else this.truncated = true;
+    return changed ? encodeDataRow(changed) : undefined;
+  }
+
+  /** Masks one cell: the value to send (or UNCHANGED) and its text as the agent receives it. */
+  #mask(masker: ProfileMasker, column: Column, value: Buffer): [Buffer | string | null | typeof UNCHANGED, string | null] {
+    if (!column.binary) {
+      const text = value.toString('utf8');
+      const masked = masker.maskCell(text, column.info, this.counts);
+      return masked === text ? [UNCHANGED, text] : [masked, masked];
+    }
+    // Binary cells: the engine knows each type's wire form; a type that cannot carry a masked
+    // value comes back as null (SQL NULL), never as bytes the client could not decode.
+    const masked = masker.maskBinaryCell(value, column.info, this.counts);
+    if (masked === value) return [UNCHANGED, binaryText(column.typeOid, value)];
+    if (masked === null) return [null, null];
+    const bytes = Buffer.isBuffer(masked) ? masked : Buffer.from(masked.buffer, masked.byteOffset, masked.byteLength);
+    return [bytes, binaryText(column.typeOid, bytes)];
+  }
+
+  toEvent(commandId: string): ResultReturned {
+    return {
+      commandId,
+      columns: this.columnNames,
+      rows: this.rows,
+      rowCount: this.rowCount,
+      bytes: this.bytes,
+      truncated: this.truncated || this.rowCount > this.rows.length,
+      maskedCounts: this.counts,
+    };
+  }
+}
+
+/**
+ * COPY TO STDOUT data. Text and CSV rows arrive one line per CopyData; the column names are not
+ * on the wire, so lines are masked as free text with the profile's detectors.
+ */
+export class CopyOutSet {
+  readonly counts: MaskCounts = {};
+  readonly rows: (string | null)[][] = [];
+  rowCount = 0;
+  bytes = 0;
+  #recordedBytes = 0;
+  truncated = false;
+
+  constructor(
+    readonly binary: boolean,
+    readonly masker: ProfileMasker | undefined,
+    readonly limits: RecordingLimits,
+  ) {
+    if (binary && masker) throw new ResultWithheldError('binary COPY cannot be masked');
+  }
+
+  /** Returns a re-encoded CopyData message when the line changed. */
+  data(payload: Buffer): Buffer | undefined {
+    this.rowCount++;
+    this.bytes += payload.length;
+    const recording = !this.truncated && this.rows.length < this.limits.maxRows && this.#recordedBytes < this.limits.maxBytes;
+    if (!this.masker && !recording) {
+      this.truncated = true;
+      return undefined;
+    }
+    const line = this.binary ? hex(payload) : payload.toString('utf8');
+    let sent = line;
+    let out: Buffer | undefined;
+    if (this.masker) {
+      sent = this.masker.maskText(line, this.counts);
+      if (sent !== line) out = encodeCopyData(sent);
+    }
+    if (recording) {
+      const text = sent.endsWith('\n') ? sent.slice(0, -1) : sent;
+      this.rows.push([text]);
+      this.#recordedBytes += text.length;
+    } else this.truncated = true;
+    return out;
+  }
+
+  toEvent(commandId: string): ResultReturned {
+    return {
+      commandId,
+      columns: ['copy'],
+      rows: this.rows,
+      rowCount: this.rowCount,
+      bytes: this.bytes,
+      truncated: this.truncated || this.rowCount > this.rows.length,
+      maskedCounts: this.counts,
+    };
+  }
+}

@@ -1,0 +1,1273 @@
+import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import {
+  BackendCode,
+  decodeBackend,
+  decodeDataRow,
+  decodeFrontend,
+  decodeNoticeFields,
+  decodePassword,
+  decodeRowDescription,
+  decodeStartup,
+  encodeAuthenticationCleartextPassword,
+  encodeAuthenticationOk,
+  encodeBackendKeyData,
+  encodeDescribe,
+  encodeErrorResponse,
+  encodeNegotiateProtocolVersion,
+  encodeNoticeFields,
+  encodeQuery,
+  encodeReadyForQuery,
+  encodeTerminate,
+  FrameReader,
+  FrontendCode,
+  TransactionStatus,
+  type FieldDescription,
+  type Frame,
+  type FrontendMessage,
+} from '@sluice/codec-pg';
+import { readSecret, type PostgresResourceConfig } from '@sluice/config';
+import type { Subject, SubjectRef } from '@sluice/contracts';
+import type { ProfileMasker } from '@sluice/masking-engine';
+import type { Decision, GovernancePorts } from '../ports.js';
+import type { CancelKeys } from './cancel.js';
+import type { TableCatalog } from './catalog.js';
+import { SocketFrames } from './frame-source.js';
+import { Outbox } from './outbox.js';
+import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
+import { SqlState } from './sqlstate.js';
+import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
+
+export interface SessionContext {
+  readonly resource: PostgresResourceConfig;
+  readonly ports: GovernancePorts;
+  readonly cancelKeys: CancelKeys;
+  readonly catalog: TableCatalog;
+  readonly secretsDir: string;
+  /** The listener's certificate: agents that ask for TLS get it. */
+  readonly tls: SecureContext | undefined;
+  /** Longest client message accepted (bytes). */
+  readonly maxMessageLength: number;
+  /** Time a client gets to authenticate, and the target to accept the session. */
+  readonly startupTimeoutMs: number;
+  /** Live sessions, so the adapter can close them on shutdown. */
+  readonly sessions: Set<PostgresSession>;
+}
+
+type ClientSocket = Duplex & { remoteAddress?: string; remotePort?: number };
+
+/** A denial or refusal the agent sees; `message` is ours, written to be shown. */
+interface Refusal {
+  readonly code: string;
+  readonly message: string;
+}
+
+interface Statement {
+  readonly name: string;
+  readonly text: string;
+  readonly decision: Decision;
+  readonly masker: ProfileMasker | undefined;
+  description?: readonly FieldDescription[];
+  /** The text as recorded (masked), computed once for all executions. */
+  recorded?: string;
+}
+
+interface Portal {
+  readonly name: string;
+  readonly statement: Statement;
+  description?: readonly FieldDescription[];
+}
+
+interface Command {
+  readonly id: string;
+  readonly masker: ProfileMasker | undefined;
+  readonly started: number;
+  readonly tags: string[];
+  error?: { code: string; message: string };
+  done: boolean;
+}
+
+type Expect =
+  | { readonly kind: 'query'; readonly command: Command; result?: ResultSet | undefined; copy?: CopyOutSet | undefined }
+  | { readonly kind: 'parse' | 'bind'; readonly masker: ProfileMasker | undefined }
+  | { readonly kind: 'close' | 'sync' }
+  | { readonly kind: 'describeStatement'; readonly statement: Statement }
+  | { readonly kind: 'describePortal'; readonly portal: Portal; readonly internal: boolean }
+  | { readonly kind: 'execute'; readonly command: Command; readonly portal: Portal; result?: ResultSet | undefined; copy?: CopyOutSet | undefined }
+  /** A query of the proxy's own on the session (reading search_path): its answer never reaches the client. */
+  | { readonly kind: 'internal'; readonly rows: (string | null)[][]; readonly done: (rows: (string | null)[][] | undefined) => void; failed?: boolean }
+  /** An answer of the proxy's own, sent when every earlier response has gone out. */
+  | { readonly kind: 'synthetic'; readonly messages: readonly Buffer[]; readonly readyForQuery: boolean };
+
+/** Expectations that end a server-side skip: the Sync's ReadyForQuery and what follows it. */
+const STOPS_SKIPPING: ReadonlySet<Expect['kind']> = new Set(['sync', 'query', 'synthetic', 'internal']);
+
+/** ErrorResponse fields that may quote data: message, detail, hint, context, internal query. */
+const MASKED_ERROR_FIELDS: ReadonlySet<string> = new Set(['M', 'D', 'H', 'W', 'q']);
+
+/** Startup parameters a client may pass on to the target; anything else (options, role, …) is dropped. */
+const FORWARDED_PARAMETERS = new Set(['application_name', 'datestyle', 'timezone', 'extra_float_digits', 'intervalstyle']);
+
+/** The widest batch of extended-protocol messages held before deciding without a Sync. */
+const MAX_BATCH_MESSAGES = 1000;
+const MAX_BATCH_BYTES = 4 << 20;
+/** Client bytes queued while a command is held (approval) before the socket is paused. */
+const MAX_QUEUED_BYTES = 16 << 20;
+/** setTimeout's ceiling; longer token lifetimes re-arm. */
+const MAX_TIMER_MS = 0x7fffffff;
+
+const failClosedDecision = (reason: string): Decision => ({
+  effect: 'deny',
+  rule: '',
+  reason,
+  action: 'admin',
+  risk: 'critical',
+  maskProfile: undefined,
+  tables: [],
+  approvers: undefined,
+  approvalTimeoutMs: 0,
+  prepares: [],
+});
+
+const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
+
+const SEARCH_PATH_QUERY = "select pg_catalog.current_setting('search_path')";
+
+/** `"$user", public` -> ['$user', 'public'] with `$user` read as the session's user. */
+const parseSearchPath = (value: string, user: string): string[] =>
+  value
+    .split(',')
+    .map((part) => part.trim().replace(/^"(.*)"$/, '$1').replaceAll('""', '"'))
+    .filter((part) => part.length > 0)
+    .map((part) => (part === '$user' ? user : part));
+
+/**
+ * Whether a command may change search_path, so the proxy reads it again afterwards. A plain
+ * substring test is enough here: a false positive only costs one internal query, and the
+ * decision itself never depends on it.
+ */
+const mayChangeSearchPath = (text: string): boolean => /search_path/i.test(text);
+
+/** The normalised text bound into an approval hash: the exact statement, without outer whitespace or trailing semicolons. */
+const normaliseSql = (text: string): string => text.trim().replace(/;+\s*$/, '');
+
+const paramText = (formats: readonly number[], params: readonly (Buffer | null)[]): (string | null)[] =>
+  params.map((value, i) => {
+    if (value === null) return null;
+    const format = formats.length === 0 ? 0 : formats.length === 1 ? formats[0] : formats[i];
+    return format === 1 ? `\\x${value.toString('hex')}` : value.toString('utf8');
+  });
+
+const subjectRef = (subject: Subject): SubjectRef => ({ sub: subject.sub, groups: [...subject.groups], issuer: subject.issuer });
+
+/**
+ * One agent connection: authenticates the agent with its token, opens the target session with
+ * the resource's credentials, then decides every command before any of its bytes go upstream and
+ * masks every row on the way back.
+ */
+export class PostgresSession {
+  readonly id: string;
+  /** The agent's socket; replaced by its TLS wrapper when the agent asks for TLS. */
+  #client: ClientSocket;
+  readonly #ctx: SessionContext;
+  readonly #ports: GovernancePorts;
+  readonly #resource: PostgresResourceConfig;
+  readonly #clientAddress: string;
+  readonly #startedAt = Date.now();
+
+  #subject: Subject | undefined;
+  #upstream: Socket | undefined;
+  #upstreamReader: FrameReader | undefined;
+  #clientReader: FrameReader | undefined;
+  #cancelKey: { processId: number; secretKey: number } | undefined;
+  #transactionStatus: number = TransactionStatus.Idle;
+  #commands = 0;
+  #closed = false;
+  #started = false;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  readonly #holds = new Set<AbortController>();
+
+  // client -> proxy
+  readonly #queue: Frame[] = [];
+  #queueHead = 0;
+  #queuedBytes = 0;
+  #pumping = false;
+  #upstreamBlocked = false;
+  #clientBlocked = false;
+  #batch: Frame[] = [];
+  #batchBytes = 0;
+  #discardUntilSync = false;
+  readonly #toUpstream = new Outbox();
+
+  // session state
+  readonly #statements = new Map<string, Statement>();
+  readonly #portals = new Map<string, Portal>();
+  /** PREPAREd (SQL) and Parse'd (protocol) statements share one namespace on the server: name -> SQL. */
+  readonly #prepared = new Map<string, string>();
+  #searchPath: string[] | undefined;
+  /** The profile of the latest allowed command: applied to target messages not tied to one (async notices). */
+  #lastMasker: ProfileMasker | undefined;
+  /** Set while the proxy re-reads search_path: decisions wait for it. */
+  #searchPathRefresh: Promise<void> | undefined;
+  /** Upstream frames held while the catalog resolves table columns for a RowDescription. */
+  #upstreamBacklog: Frame[] | undefined;
+
+  // proxy -> client
+  readonly #expects: Expect[] = [];
+  #dropUntilReady = false;
+  readonly #toClient = new Outbox();
+
+  constructor(client: ClientSocket, ctx: SessionContext) {
+    this.#client = client;
+    this.#ctx = ctx;
+    this.#ports = ctx.ports;
+    this.#resource = ctx.resource;
+    this.id = ctx.ports.newId();
+    this.#clientAddress = `${client.remoteAddress ?? 'unknown'}:${client.remotePort ?? 0}`;
+  }
+
+  // ---------------------------------------------------------------- startup
+
+  /** Runs the connection to its end. Never rejects for anything the peers do. */
+  async run(): Promise<void> {
+    (this.#client as Partial<Socket>).setNoDelay?.(true);
+    this.#client.on('error', () => this.#close('client_error'));
+    let frames = new SocketFrames(this.#client, new FrameReader({ phase: 'startup', maxLength: this.#ctx.maxMessageLength }));
+    const timer = setTimeout(() => this.#client.destroy(), this.#ctx.startupTimeoutMs);
+    let upstream: UpstreamConnection | undefined;
+    let pending: Frame[];
+    try {
+      const startup = await this.#clientStartup(frames);
+      if (!startup) return;
+      frames = startup.frames;
+      const parameters = startup.parameters;
+      this.#client.write(encodeAuthenticationCleartextPassword());
+      const passwordFrame = await frames.next();
+      if (passwordFrame.code !== FrontendCode.Password) {
+        this.#reject('protocol_malformed', 'ERR_PROTOCOL_MALFORMED', SqlState.ProtocolViolation, 'expected a password message');
+        return;
+      }
+      const token = decodePassword(passwordFrame.body);
+      let verified;
+      try {
+        verified = await this.#ports.identity.verify(token);
+      } catch (error) {
+        const code = (error as { code?: string }).code ?? 'ERR_TOKEN_INVALID';
+        const expired = code === 'ERR_TOKEN_EXPIRED';
+        this.#reject(expired ? 'token expired' : 'token invalid', code, SqlState.InvalidPassword, expired ? 'token expired' : 'password authentication failed: the token is not valid');
+        return;
+      }
+      const subject = verified.subject;
+      this.#subject = subject;
+      let sessionPolicy;
+      try {
+        sessionPolicy = await this.#ports.policy.describeSession(subject, this.#resource.name);
+      } catch {
+        this.#reject('policy unavailable', 'ERR_POLICY_UNAVAILABLE', SqlState.CannotConnectNow, 'the policy service is unavailable', subject);
+        return;
+      }
+      if (!sessionPolicy.mayConnect) {
+        this.#reject('no rule allows this subject on the resource', 'ERR_POLICY_DENIED', SqlState.InvalidAuthorization,
+          `permission denied: no rule allows ${subject.sub} on ${this.#resource.name}`, subject);
+        return;
+      }
+      const forwarded: [string, string][] = [['client_encoding', 'UTF8']];
+      for (const [name, value] of parameters) {
+        if (FORWARDED_PARAMETERS.has(name.toLowerCase())) forwarded.push([name, value]);
+      }
+      if (!parameters.has('application_name')) forwarded.push(['application_name', 'sluice']);
+      // Enforced on the target too, so a function whose body writes still cannot change anything;
+      // switching it off is an admin statement the policy refuses.
+      if (sessionPolicy.readOnly) forwarded.push(['options', '-c default_transaction_read_only=on']);
+      try {
+        const target = this.#resource.target;
+        upstream = await connectUpstream({
+          host: target.host,
+          port: target.port,
+          ssl: target.ssl,
+          database: target.database,
+          user: this.#resource.credentials.username,
+          password: readSecret(this.#resource.credentials.password, this.#ctx.secretsDir),
+          parameters: forwarded,
+          timeoutMs: this.#ctx.startupTimeoutMs,
+          initialQuery: SEARCH_PATH_QUERY,
+        });
+        const path = upstream.initialRows[0]?.[0];
+        if (typeof path === 'string') this.#searchPath = parseSearchPath(path, this.#resource.credentials.username);
+      } catch (error) {
+        const detail = error instanceof UpstreamError ? error.detail : String(error);
+        this.#reject(`target unavailable: ${detail}`, 'ERR_UPSTREAM_FAILED', SqlState.ConnectionFailure, `the target database of ${this.#resource.name} is unavailable`, subject);
+        return;
+      }
+      pending = frames.detach();
+      this.#clientReader = frames.reader;
+      if (this.#closed || this.#client.destroyed) {
+        upstream.socket.destroy();
+        return;
+      }
+
+      // The agent gets the target's parameters and a key of the proxy's own (CancelRequest maps it).
+      this.#upstream = upstream.socket;
+      this.#upstreamReader = upstream.reader;
+      this.#transactionStatus = upstream.transactionStatus;
+      this.#cancelKey = this.#ctx.cancelKeys.issue({
+        host: this.#resource.target.host,
+        port: this.#resource.target.port,
+        processId: upstream.processId,
+        secretKey: upstream.secretKey,
+      });
+      this.#started = true;
+      this.#ctx.sessions.add(this);
+      this.#ports.audit.record(this.id, 'session.started', {
+        resource: this.#resource.name,
+        protocol: 'postgres',
+        subject: subjectRef(subject),
+        client: this.#clientAddress,
+        readOnly: sessionPolicy.readOnly,
+      });
+      this.#client.write(
+        Buffer.concat([
+          encodeAuthenticationOk(),
+          ...upstream.parameterStatus,
+          encodeBackendKeyData(this.#cancelKey.processId, this.#cancelKey.secretKey),
+          encodeReadyForQuery(upstream.transactionStatus),
+        ]),
+      );
+      this.#armExpiry(verified.expiresAt);
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if (code === 'ERR_PROTOCOL_MALFORMED') {
+        this.#reject('protocol_malformed', code, SqlState.ProtocolViolation, 'invalid startup packet');
+      } else {
+        this.#client.destroy();
+        upstream?.socket.destroy();
+      }
+      return;
+    } finally {
+      clearTimeout(timer);
+    }
+
+    const up = upstream.socket;
+    up.on('data', this.#onUpstreamData);
+    up.on('close', () => this.#close('upstream_closed', { code: SqlState.ConnectionFailure, message: 'the connection to the target was lost' }));
+    up.on('error', () => this.#close('upstream_error', { code: SqlState.ConnectionFailure, message: 'the connection to the target failed' }));
+    this.#client.on('data', this.#onClientData);
+    this.#client.on('end', () => this.#close('client_closed'));
+    this.#client.on('close', () => this.#close('client_closed'));
+    if (upstream.pending.length > 0) this.#handleUpstreamFrames(upstream.pending);
+    if (pending.length > 0) this.#enqueue(pending);
+    const rest = this.#clientReader.takeLeftover();
+    if (rest.length > 0) this.#onClientData(rest);
+  }
+
+  /**
+   * Reads startup packets until the StartupMessage. SSLRequest: 'S' and a TLS handshake when the
+   * resource has a certificate, else 'N'; GSSENCRequest: always 'N' (libpq then goes on in clear).
+   */
+  async #clientStartup(frames: SocketFrames): Promise<{ parameters: ReadonlyMap<string, string>; frames: SocketFrames } | undefined> {
+    for (;;) {
+      const frame = await frames.next();
+      const message = decodeStartup(frame);
+      switch (message.type) {
+        case 'SSLRequest':
+          if (this.#ctx.tls && !(this.#client instanceof TLSSocket)) {
+            frames.detach();
+            // Nothing may follow an SSLRequest before our answer: leftover bytes would be a MITM injection.
+            if (frames.reader.buffered > 0) throw Object.assign(new Error('data after SSLRequest'), { code: 'ERR_PROTOCOL_MALFORMED' });
+            this.#client.write(Buffer.from('S'));
+            const secure = new TLSSocket(this.#client as Socket, { isServer: true, secureContext: this.#ctx.tls });
+            secure.on('error', () => this.#close('client_error'));
+            this.#client = secure;
+            frames = new SocketFrames(secure, new FrameReader({ phase: 'startup', maxLength: this.#ctx.maxMessageLength }));
+            continue;
+          }
+          this.#client.write(Buffer.from('N'));
+          continue;
+        case 'GSSENCRequest':
+          this.#client.write(Buffer.from('N'));
+          continue;
+        case 'CancelRequest':
+          frames.detach();
+          await this.#ctx.cancelKeys.cancel(message.processId, message.secretKey);
+          this.#client.destroy();
+          return undefined;
+        case 'StartupMessage': {
+          // A newer 3.x minor or `_pq_.` protocol options: answered as the server does, by
+          // NegotiateProtocolVersion down to 3.0 (decodeStartup already refused other majors).
+          const options = [...message.parameters.keys()].filter((name) => name.startsWith('_pq_.'));
+          if ((message.protocolVersion & 0xffff) !== 0 || options.length > 0) {
+            this.#client.write(encodeNegotiateProtocolVersion(0, options));
+          }
+          const parameters = new Map([...message.parameters].filter(([name]) => !name.startsWith('_pq_.')));
+          return { parameters, frames };
+        }
+      }
+    }
+  }
+
+  /** Refuses the connection during startup: FATAL to the client, session.rejected to the audit. */
+  #reject(reason: string, code: string, sqlstate: string, message: string, subject?: Subject): void {
+    this.#closed = true;
+    this.#ports.audit.record(this.id, 'session.rejected', {
+      resource: this.#resource.name,
+      protocol: 'postgres',
+      client: this.#clientAddress,
+      reason,
+      code,
+      ...(subject ? { subject: subjectRef(subject) } : {}),
+    });
+    this.#client.end(encodeErrorResponse({ severity: 'FATAL', code: sqlstate, message }));
+    setTimeout(() => this.#client.destroy(), 1000).unref();
+  }
+
+  #armExpiry(expiresAt: Date | undefined): void {
+    if (!expiresAt) return;
+    const delay = expiresAt.getTime() - this.#ports.now().getTime();
+    this.#expiryTimer = setTimeout(
+      () => {
+        if (delay > MAX_TIMER_MS) this.#armExpiry(expiresAt);
+        else this.#close('token_expired', { code: SqlState.InvalidPassword, message: 'token expired' });
+      },
+      Math.max(0, Math.min(delay, MAX_TIMER_MS)),
+    );
+    this.#expiryTimer.unref();
+  }
+
+  /** Ends the session once: tells the client why (FATAL) when there is a reason to. */
+  #close(reason: string, fatal?: { code: string; message: string }): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#expiryTimer);
+    for (const hold of this.#holds) hold.abort();
+    this.#holds.clear();
+    for (const expect of this.#expects) if (expect.kind === 'internal') expect.done(undefined);
+    if (this.#cancelKey) this.#ctx.cancelKeys.release(this.#cancelKey.processId, this.#cancelKey.secretKey);
+    this.#ctx.sessions.delete(this);
+    const client = this.#client;
+    if (fatal && client.writable) {
+      client.end(encodeErrorResponse({ severity: 'FATAL', ...fatal }));
+      setTimeout(() => client.destroy(), 1000).unref();
+    } else client.destroy();
+    const upstream = this.#upstream;
+    if (upstream && !upstream.destroyed) {
+      if (upstream.writable) upstream.end(encodeTerminate());
+      setTimeout(() => upstream.destroy(), 1000).unref();
+    }
+    if (this.#started) {
+      this.#ports.audit.record(this.id, 'session.ended', {
+        resource: this.#resource.name,
+        reason,
+        commands: this.#commands,
+        durationMs: Date.now() - this.#startedAt,
+      });
+    }
+  }
+
+  /** Closes the session from outside (shutdown). */
+  shutdown(): void {
+    this.#close('proxy_shutdown', { code: '57P01', message: 'the proxy is shutting down' });
+  }
+
+  // ---------------------------------------------------------------- client -> target
+
+  readonly #onClientData = (chunk: Buffer): void => {
+    if (this.#closed) return;
+    let frames: Frame[];
+    try {
+      frames = this.#clientReader!.push(chunk);
+    } catch {
+      this.#malformed();
+      return;
+    }
+    if (frames.length > 0) this.#enqueue(frames);
+  };
+
+  #malformed(): void {
+    this.#close('protocol_malformed', { code: SqlState.ProtocolViolation, message: 'invalid frontend message' });
+  }
+
+  #enqueue(frames: Frame[]): void {
+    for (const frame of frames) {
+      this.#queue.push(frame);
+      this.#queuedBytes += frame.raw.length;
+    }
+    this.#updateClientFlow();
+    if (!this.#pumping) void this.#pump();
+  }
+
+  async #pump(): Promise<void> {
+    this.#pumping = true;
+    try {
+      while (this.#queueHead < this.#queue.length && !this.#closed) {
+        const frame = this.#queue[this.#queueHead]!;
+        this.#queue[this.#queueHead++] = undefined as unknown as Frame;
+        this.#queuedBytes -= frame.raw.length;
+        const pending = this.#handleClientFrame(frame);
+        if (pending) {
+          this.#flushUpstream();
+          await pending;
+        }
+      }
+      this.#queue.length = 0;
+      this.#queueHead = 0;
+      this.#flushUpstream();
+      this.#updateClientFlow();
+    } catch (error) {
+      if ((error as { code?: string }).code === 'ERR_PROTOCOL_MALFORMED') this.#malformed();
+      else this.#close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #flushUpstream(): void {
+    const upstream = this.#upstream;
+    if (!upstream || this.#toUpstream.empty || this.#closed) return;
+    if (!this.#toUpstream.flush(upstream) && !this.#upstreamBlocked) {
+      this.#upstreamBlocked = true;
+      this.#updateClientFlow();
+      upstream.once('drain', () => {
+        this.#upstreamBlocked = false;
+        this.#updateClientFlow();
+      });
+    }
+  }
+
+  /** Reads from the client only while the target keeps up and the held queue is bounded. */
+  #updateClientFlow(): void {
+    if (this.#closed) return;
+    const hold = this.#upstreamBlocked || this.#queuedBytes > MAX_QUEUED_BYTES;
+    if (hold && !this.#client.isPaused()) this.#client.pause();
+    else if (!hold && this.#client.isPaused()) this.#client.resume();
+  }
+
+  /** Returns a promise only when the frame needs an asynchronous step (a decision, an approval). */
+  #handleClientFrame(frame: Frame): Promise<void> | undefined {
+    switch (frame.code) {
+      case FrontendCode.Query:
+        if (this.#batch.length > 0) return this.#processBatch('implicit').then(() => this.#query(frame));
+        return this.#query(frame);
+      case FrontendCode.Parse:
+      case FrontendCode.Bind:
+      case FrontendCode.Describe:
+      case FrontendCode.Execute:
+      case FrontendCode.Close:
+        this.#batch.push(frame);
+        this.#batchBytes += frame.raw.length;
+        if (this.#batch.length >= MAX_BATCH_MESSAGES || this.#batchBytes >= MAX_BATCH_BYTES) return this.#processBatch('implicit');
+        return undefined;
+      case FrontendCode.Sync:
+      case FrontendCode.Flush:
+        this.#batch.push(frame);
+        return this.#processBatch(frame.code === FrontendCode.Sync ? 'sync' : 'flush');
+      case FrontendCode.CopyData:
+      case FrontendCode.CopyDone:
+      case FrontendCode.CopyFail:
+        // COPY FROM STDIN data of a statement already decided; the server ignores it otherwise.
+        this.#toUpstream.push(frame.raw);
+        return undefined;
+      case FrontendCode.Terminate:
+        this.#toUpstream.push(frame.raw);
+        this.#flushUpstream();
+        this.#close('client_terminated');
+        return undefined;
+      case FrontendCode.FunctionCall:
+        this.#answer(this.#refusal({ code: SqlState.InsufficientPrivilege, message: 'permission denied: the fast-path function call interface is not allowed' }), true);
+        return undefined;
+      default:
+        // A password message now, or an unknown code: not a well-formed session.
+        decodeFrontend(frame);
+        throw Object.assign(new Error('unexpected frontend message'), { code: 'ERR_PROTOCOL_MALFORMED' });
+    }
+  }
+
+  #refusal(refusal: Refusal): Buffer {
+    return encodeErrorResponse({ severity: 'ERROR', code: refusal.code, message: refusal.message });
+  }
+
+  /** Queues an answer of the proxy's own behind every response still due. */
+  #answer(message: Buffer | undefined, readyForQuery: boolean): void {
+    this.#expects.push({ kind: 'synthetic', messages: message ? [message] : [], readyForQuery });
+    if (this.#expects.length === 1) {
+      this.#drainSynthetic(this.#toClient);
+      this.#toClient.flush(this.#client);
+    }
+  }
+
+  #drainSynthetic(out: Outbox): void {
+    let head = this.#expects[0];
+    while (head?.kind === 'synthetic') {
+      this.#expects.shift();
+      for (const message of head.messages) out.push(message);
+      if (head.readyForQuery) out.push(encodeReadyForQuery(this.#transactionStatus));
+      head = this.#expects[0];
+    }
+  }
+
+  async #decide(text: string): Promise<Decision> {
+    if (this.#searchPathRefresh) await this.#searchPathRefresh;
+    try {
+      return await this.#ports.policy.decide(this.#subject!, this.#resource.name, {
+        kind: 'sql',
+        text,
+        ...(this.#searchPath ? { searchPath: this.#searchPath } : {}),
+        preparedStatements: this.#prepared,
+      });
+    } catch {
+      // A policy that cannot answer denies (fail closed).
+      return failClosedDecision('the policy service is unavailable');
+    }
+  }
+
+  #denialMessage(decision: Decision): string {
+    if (decision.rule) return `permission denied by rule "${decision.rule}": ${decision.reason}`;
+    return `permission denied: ${decision.reason || `no rule allows ${decision.action} on ${this.#resource.name}`}`;
+  }
+
+  #maskedText(text: string, profile: string | undefined): string {
+    try {
+      return this.#ports.masking.maskCommandText(text, profile);
+    } catch {
+      return '[withheld: masking unavailable]';
+    }
+  }
+
+  #recordDecided(commandId: string, text: string, decision: Decision, recorded?: string): void {
+    this.#commands++;
+    this.#ports.audit.record(this.id, 'command.decided', {
+      commandId,
+      resource: this.#resource.name,
+      protocol: 'postgres',
+      command: recorded ?? this.#maskedText(text, decision.maskProfile),
+      action: decision.action,
+      risk: decision.risk,
+      decision: decision.effect,
+      rule: decision.rule,
+      reason: decision.reason,
+      tables: decision.tables,
+    });
+  }
+
+  #recordRefused(commandId: string, refusal: Refusal): void {
+    this.#ports.audit.record(this.id, 'command.completed', {
+      commandId,
+      outcome: 'REFUSED',
+      ok: false,
+      error: { code: refusal.code, message: refusal.message },
+      durationMs: 0,
+    });
+  }
+
+  /** The masker of an allowed command; unavailable masking refuses the command (fail closed). */
+  #maskerFor(decision: Decision): { masker: ProfileMasker | undefined } | Refusal {
+    try {
+      return { masker: this.#ports.masking.masker(decision.maskProfile) };
+    } catch {
+      return { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
+    }
+  }
+
+  #auditRefusal(): Refusal | undefined {
+    if (this.#ports.audit.healthy) return undefined;
+    return { code: SqlState.SystemError, message: 'command refused: the audit trail is unavailable' };
+  }
+
+  /** Holds a command for a human; resolves to undefined when granted and consumed, else the refusal. */
+  async #approve(text: string, params: readonly (string | null)[], decision: Decision): Promise<Refusal | undefined> {
+    const subject = this.#subject!;
+    const commandHash = createHash('sha256')
+      .update(JSON.stringify([this.#resource.name, subject.sub, normaliseSql(text), params]))
+      .digest('hex');
+    const hold = new AbortController();
+    this.#holds.add(hold);
+    try {
+      const { approvalId } = await this.#ports.approvals.request({
+        sessionId: this.id,
+        resource: this.#resource.name,
+        subject,
+        command: this.#maskedText(text, decision.maskProfile),
+        commandHash,
+        decision,
+      });
+      const outcome = await this.#ports.approvals.awaitDecision(approvalId, hold.signal);
+      if (outcome.outcome === 'granted') {
+        if (await this.#ports.approvals.consume(approvalId, commandHash)) return undefined;
+        return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${approvalId} was already used` };
+      }
+      const by = outcome.approvers.length > 0 ? ` by ${outcome.approvers.join(', ')}` : '';
+      const why = outcome.reason ? `: ${outcome.reason}` : '';
+      return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${approvalId} ${outcome.outcome}${by}${why}` };
+    } catch {
+      return { code: SqlState.InsufficientPrivilege, message: 'permission denied: the approval could not be obtained' };
+    } finally {
+      this.#holds.delete(hold);
+    }
+  }
+
+  /** A simple Query: the whole text is one command, decided before a byte goes upstream. */
+  async #query(frame: Frame): Promise<void> {
+    const message = decodeFrontend(frame) as Extract<FrontendMessage, { type: 'Query' }>;
+    const text = message.text;
+    const commandId = this.#ports.newId();
+    const auditRefusal = this.#auditRefusal();
+    if (auditRefusal) {
+      this.#answer(this.#refusal(auditRefusal), true);
+      return;
+    }
+    const decision = await this.#decide(text);
+    if (this.#closed) return;
+    this.#recordDecided(commandId, text, decision);
+    let refusal: Refusal | undefined;
+    if (decision.effect === 'deny') refusal = { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
+    else if (decision.effect === 'approve') refusal = await this.#approve(text, [], decision);
+    if (this.#closed) return;
+    const masking = refusal ? undefined : this.#maskerFor(decision);
+    if (masking && 'code' in masking) refusal = masking;
+    if (refusal || !masking || 'code' in masking) {
+      refusal ??= { code: SqlState.SystemError, message: 'command refused' };
+      this.#recordRefused(commandId, refusal);
+      this.#answer(this.#refusal(refusal), true);
+      return;
+    }
+    for (const name of decision.prepares) this.#prepared.set(name, text);
+    this.#expects.push({ kind: 'query', command: this.#newCommand(commandId, masking.masker) });
+    this.#toUpstream.push(frame.raw);
+    if (mayChangeSearchPath(text)) this.#refreshSearchPath();
+  }
+
+  /** Reads search_path again after a command that may have set it; the next decision waits for it. */
+  #refreshSearchPath(): void {
+    let done!: (rows: (string | null)[][] | undefined) => void;
+    const refresh = new Promise<void>((resolve) => {
+      done = (rows) => {
+        const value = rows?.[0]?.[0];
+        if (typeof value === 'string') this.#searchPath = parseSearchPath(value, this.#resource.credentials.username);
+        if (this.#searchPathRefresh === refresh) this.#searchPathRefresh = undefined;
+        resolve();
+      };
+    });
+    this.#searchPathRefresh = refresh;
+    this.#expects.push({ kind: 'internal', rows: [], done });
+    this.#toUpstream.push(encodeQuery(SEARCH_PATH_QUERY));
+  }
+
+  #newCommand(id: string, masker: ProfileMasker | undefined): Command {
+    this.#lastMasker = masker;
+    return { id, masker, started: performance.now(), tags: [], done: false };
+  }
+
+  /** A statement a Bind or Describe names that was not Parse'd in this batch: decided again now. */
+  async #lookupStatement(name: string, batch: Map<string, Statement>): Promise<Statement | Refusal> {
+    const inBatch = batch.get(name);
+    if (inBatch) return inBatch;
+    const known = this.#statements.get(name);
+    const text = known?.text ?? this.#prepared.get(name);
+    if (text === undefined) {
+      return { code: SqlState.InsufficientPrivilege, message: `permission denied: prepared statement ${quoteIdent(name)} was not allowed` };
+    }
+    // A statement PREPAREd in SQL is decided as the EXECUTE of it, which carries its action.
+    const decided = known ? text : `EXECUTE ${quoteIdent(name)}`;
+    const decision = await this.#decide(decided);
+    if (decision.effect === 'deny') {
+      const commandId = this.#ports.newId();
+      const refusal = { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
+      this.#recordDecided(commandId, decided, decision);
+      this.#recordRefused(commandId, refusal);
+      return refusal;
+    }
+    const masking = this.#maskerFor(decision);
+    if ('code' in masking) return masking;
+    const statement: Statement = {
+      name,
+      text,
+      decision,
+      masker: masking.masker,
+      ...(known?.description ? { description: known.description } : {}),
+      ...(known?.recorded !== undefined && known.decision.maskProfile === decision.maskProfile ? { recorded: known.recorded } : {}),
+    };
+    batch.set(name, statement);
+    return statement;
+  }
+
+  /**
+   * An extended-protocol batch up to Sync (or Flush): every Parse is decided and every Bind,
+   * Describe and Execute must name an allowed statement before anything of the batch is sent.
+   * A refusal sends nothing of it and answers as the server would: ErrorResponse, then
+   * ReadyForQuery at the Sync.
+   */
+  async #processBatch(end: 'sync' | 'flush' | 'implicit'): Promise<void> {
+    const frames = this.#batch;
+    this.#batch = [];
+    this.#batchBytes = 0;
+    if (this.#discardUntilSync) {
+      if (end === 'sync') {
+        this.#discardUntilSync = false;
+        this.#answer(undefined, true);
+      }
+      return;
+    }
+    const messages = frames.map((frame) => decodeFrontend(frame));
+    const statements = new Map<string, Statement>();
+    const portals = new Map<string, Portal>();
+    const described = new Set<string>();
+    const forward: Buffer[] = [];
+    const expects: Expect[] = [];
+    const closes: Extract<FrontendMessage, { type: 'Close' }>[] = [];
+    const approvals: { statement: Statement; params: (string | null)[] }[] = [];
+    let refusal: Refusal | undefined = this.#auditRefusal();
+
+    for (let i = 0; i < messages.length && !refusal; i++) {
+      const message = messages[i]!;
+      const raw = frames[i]!.raw;
+      switch (message.type) {
+        case 'Parse': {
+          const decision = await this.#decide(message.text);
+          if (decision.effect === 'deny') {
+            const commandId = this.#ports.newId();
+            this.#recordDecided(commandId, message.text, decision);
+            refusal = { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
+            this.#recordRefused(commandId, refusal);
+            // The server keeps its old statement of that name: nothing may run it now.
+            this.#statements.delete(message.name);
+            break;
+          }
+          const masking = this.#maskerFor(decision);
+          if ('code' in masking) {
+            refusal = masking;
+            break;
+          }
+          statements.set(message.name, { name: message.name, text: message.text, decision, masker: masking.masker });
+          forward.push(raw);
+          expects.push({ kind: 'parse', masker: masking.masker });
+          break;
+        }
+        case 'Bind': {
+          const statement = await this.#lookupStatement(message.statement, statements);
+          if ('code' in statement) {
+            refusal = statement;
+            break;
+          }
+          // Parameter values are only read as text when an approval must be bound to them.
+          if (statement.decision.effect === 'approve') approvals.push({ statement, params: paramText(message.paramFormats, message.params) });
+          const formats = message.resultFormats;
+          const description = statement.description?.map((f, c) => ({
+            ...f,
+            format: formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : (formats[c] ?? 0),
+          }));
+          portals.set(message.portal, { name: message.portal, statement, ...(description ? { description } : {}) });
+          described.delete(message.portal);
+          forward.push(raw);
+          expects.push({ kind: 'bind', masker: statement.masker });
+          break;
+        }
+        case 'Describe': {
+          if (message.target === 'S') {
+            const statement = await this.#lookupStatement(message.name, statements);
+            if ('code' in statement) {
+              refusal = statement;
+              break;
+            }
+            expects.push({ kind: 'describeStatement', statement });
+          } else {
+            const portal = portals.get(message.name) ?? this.#portals.get(message.name);
+            if (!portal) {
+              refusal = { code: SqlState.InsufficientPrivilege, message: `permission denied: portal ${quoteIdent(message.name)} was not allowed` };
+              break;
+            }
+            described.add(message.name);
+            expects.push({ kind: 'describePortal', portal, internal: false });
+          }
+          forward.push(raw);
+          break;
+        }
+        case 'Execute': {
+          const portal = portals.get(message.portal) ?? this.#portals.get(message.portal);
+          if (!portal) {
+            refusal = { code: SqlState.InsufficientPrivilege, message: `permission denied: portal ${quoteIdent(message.portal)} was not allowed` };
+            break;
+          }
+          if (!portal.description && !described.has(message.portal)) {
+            // Rows cannot be masked without their columns: ask the server, and keep its answer to ourselves.
+            forward.push(encodeDescribe('P', message.portal));
+            expects.push({ kind: 'describePortal', portal, internal: true });
+            described.add(message.portal);
+          }
+          const commandId = this.#ports.newId();
+          const statement = portal.statement;
+          statement.recorded ??= this.#maskedText(statement.text, statement.decision.maskProfile);
+          this.#recordDecided(commandId, statement.text, statement.decision, statement.recorded);
+          forward.push(raw);
+          expects.push({ kind: 'execute', command: this.#newCommand(commandId, portal.statement.masker), portal });
+          break;
+        }
+        case 'Close':
+          closes.push(message);
+          forward.push(raw);
+          expects.push({ kind: 'close' });
+          break;
+        case 'Sync':
+          forward.push(raw);
+          expects.push({ kind: 'sync' });
+          break;
+        case 'Flush':
+          forward.push(raw);
+          break;
+        default:
+          throw Object.assign(new Error(`unexpected ${message.type} in a batch`), { code: 'ERR_PROTOCOL_MALFORMED' });
+      }
+    }
+
+    for (const { statement, params } of approvals) {
+      if (refusal || this.#closed) break;
+      refusal = await this.#approve(statement.text, params, statement.decision);
+    }
+    if (this.#closed) return;
+    if (refusal) {
+      if (end === 'sync') this.#answer(this.#refusal(refusal), true);
+      else {
+        this.#answer(this.#refusal(refusal), false);
+        this.#discardUntilSync = true;
+      }
+      return;
+    }
+    for (const [name, statement] of statements) {
+      this.#statements.set(name, statement);
+      if (name !== '') this.#prepared.set(name, statement.text);
+    }
+    for (const [name, portal] of portals) this.#portals.set(name, portal);
+    for (const close of closes) {
+      if (close.target === 'S') {
+        this.#statements.delete(close.name);
+        this.#prepared.delete(close.name);
+      } else this.#portals.delete(close.name);
+    }
+    for (const expect of expects) this.#expects.push(expect);
+    for (const buffer of forward) this.#toUpstream.push(buffer);
+    // A simple query is only valid between batches: after the Sync.
+    if (end === 'sync' && [...statements.values()].some((st) => mayChangeSearchPath(st.text))) this.#refreshSearchPath();
+  }
+
+  // ---------------------------------------------------------------- target -> client
+
+  readonly #onUpstreamData = (chunk: Buffer): void => {
+    if (this.#closed) return;
+    let frames: Frame[];
+    try {
+      frames = this.#upstreamReader!.push(chunk);
+    } catch {
+      this.#close('upstream_malformed', { code: SqlState.ConnectionFailure, message: 'the target sent an invalid message' });
+      return;
+    }
+    this.#handleUpstreamFrames(frames);
+  };
+
+  #handleUpstreamFrames(frames: readonly Frame[]): void {
+    if (this.#upstreamBacklog) {
+      for (const frame of frames) this.#upstreamBacklog.push(frame);
+      return;
+    }
+    const out = this.#toClient;
+    try {
+      for (let i = 0; i < frames.length; i++) {
+        const frame = frames[i]!;
+        if (frame.code === BackendCode.RowDescription && this.#holdForCatalog(frames, i, out)) return;
+        this.#handleBackend(frame, out);
+      }
+    } catch (error) {
+      if (error instanceof ResultWithheldError || (error as { code?: string }).code === 'ERR_PROTOCOL_MALFORMED') {
+        // Never a raw row: what is left of this response is replaced by an error.
+        this.#withhold(out, error as Error);
+      } else {
+        this.#close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
+        return;
+      }
+    }
+    if (!out.flush(this.#client) && !this.#clientBlocked) {
+      // The agent reads slower than the target answers: stop reading the target until it drains.
+      const upstream = this.#upstream!;
+      this.#clientBlocked = true;
+      upstream.pause();
+      this.#client.once('drain', () => {
+        this.#clientBlocked = false;
+        upstream.resume();
+      });
+    }
+  }
+
+  /**
+   * A RowDescription of a masked result whose tables' columns are not known yet: holds this and
+   * the following frames until the catalog has them, so `schema.table.column` rules apply from
+   * the first row. Returns true when it held.
+   */
+  #holdForCatalog(frames: readonly Frame[], index: number, out: Outbox): boolean {
+    if (this.#dropUntilReady) return false;
+    const head = this.#expects[0];
+    const masker =
+      head?.kind === 'query' ? head.command.masker
+      : head?.kind === 'describePortal' ? head.portal.statement.masker
+      : head?.kind === 'describeStatement' ? head.statement.masker
+      : undefined;
+    if (!masker) return false;
+    const missing = this.#ctx.catalog.missing(decodeRowDescription(frames[index]!.body).map((f) => f.tableOid));
+    if (missing.length === 0) return false;
+    const upstream = this.#upstream!;
+    this.#upstreamBacklog = frames.slice(index);
+    out.flush(this.#client);
+    upstream.pause();
+    const resume = (failed: boolean): void => {
+      const backlog = this.#upstreamBacklog ?? [];
+      this.#upstreamBacklog = undefined;
+      if (this.#closed) return;
+      try {
+        if (failed) {
+          // Column rules cannot be matched without the catalog: the result is withheld, not sent raw.
+          this.#withhold(this.#toClient, new ResultWithheldError('the target catalog could not be read'));
+        }
+        this.#handleUpstreamFrames(backlog);
+        if (!this.#clientBlocked) upstream.resume();
+      } catch {
+        this.#close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
+      }
+    };
+    this.#ctx.catalog.resolve(missing).then(
+      () => resume(false),
+      () => resume(true),
+    );
+    return true;
+  }
+
+  #withhold(out: Outbox, error: Error): void {
+    const head = this.#expects[0];
+    if (head && (head.kind === 'query' || head.kind === 'execute')) {
+      head.command.error = { code: SqlState.SystemError, message: error.message };
+      head.result = undefined;
+      head.copy = undefined;
+    }
+    out.push(encodeErrorResponse({ severity: 'ERROR', code: SqlState.SystemError, message: 'result withheld: masking is unavailable' }));
+    this.#dropUntilReady = true;
+  }
+
+  #shift(out: Outbox): void {
+    this.#expects.shift();
+    this.#drainSynthetic(out);
+  }
+
+  #handleBackend(frame: Frame, out: Outbox): void {
+    const code = frame.code;
+    const head = this.#expects[0];
+    if (head?.kind === 'internal' && !this.#dropUntilReady) {
+      switch (code) {
+        case BackendCode.DataRow:
+          head.rows.push(decodeDataRow(frame.body).map((v) => (v === null ? null : v.toString('utf8'))));
+          return;
+        case BackendCode.RowDescription:
+        case BackendCode.CommandComplete:
+        case BackendCode.EmptyQueryResponse:
+          return;
+        case BackendCode.ErrorResponse:
+          head.failed = true;
+          return;
+        case BackendCode.ReadyForQuery:
+          this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
+          this.#expects.shift();
+          head.done(head.failed ? undefined : head.rows);
+          this.#drainSynthetic(out);
+          return;
+        default:
+          break;
+      }
+    }
+    if (this.#dropUntilReady) {
+      if (code !== BackendCode.ReadyForQuery) return;
+      this.#dropUntilReady = false;
+      // Everything due before this ReadyForQuery was swallowed with the withheld result.
+      while (this.#expects[0] && !STOPS_SKIPPING.has(this.#expects[0].kind)) {
+        const dropped = this.#expects.shift()!;
+        if (dropped.kind === 'execute') this.#complete(dropped.command, false);
+      }
+    }
+    switch (code) {
+      case BackendCode.DataRow: {
+        const result = head?.kind === 'query' || head?.kind === 'execute' ? this.#resultOf(head) : undefined;
+        if (!result) {
+          throw new ResultWithheldError('a row arrived without its description');
+        }
+        out.push(result.row(frame.body) ?? frame.raw);
+        return;
+      }
+      case BackendCode.RowDescription: {
+        if (head?.kind === 'query') {
+          head.result = new ResultSet(decodeRowDescription(frame.body), head.command.masker, this.#ports.recording, this.#qualify);
+          out.push(frame.raw);
+        } else if (head?.kind === 'describeStatement') {
+          head.statement.description = decodeRowDescription(frame.body);
+          out.push(frame.raw);
+          this.#shift(out);
+        } else if (head?.kind === 'describePortal') {
+          head.portal.description = decodeRowDescription(frame.body);
+          if (!head.internal) out.push(frame.raw);
+          this.#shift(out);
+        } else out.push(frame.raw);
+        return;
+      }
+      case BackendCode.NoData:
+        if (head?.kind === 'describeStatement') head.statement.description = [];
+        if (head?.kind === 'describePortal') head.portal.description = [];
+        if (head?.kind !== 'describePortal' || !head.internal) out.push(frame.raw);
+        if (head?.kind === 'describeStatement' || head?.kind === 'describePortal') this.#shift(out);
+        return;
+      case BackendCode.ParseComplete:
+      case BackendCode.BindComplete:
+      case BackendCode.CloseComplete:
+        out.push(frame.raw);
+        if (head && head.kind !== 'query' && head.kind !== 'synthetic') this.#shift(out);
+        return;
+      case BackendCode.CommandComplete: {
+        out.push(frame.raw);
+        if (head?.kind === 'query' || head?.kind === 'execute') {
+          const tag = frame.body.toString('utf8', 0, Math.max(0, frame.body.length - 1));
+          head.command.tags.push(tag);
+          this.#finishResult(head);
+          if (head.kind === 'execute') {
+            this.#complete(head.command, true);
+            this.#shift(out);
+          }
+        }
+        return;
+      }
+      case BackendCode.EmptyQueryResponse:
+      case BackendCode.PortalSuspended:
+        out.push(frame.raw);
+        if (head?.kind === 'execute') {
+          head.command.tags.push(code === BackendCode.PortalSuspended ? 'SUSPENDED' : 'EMPTY');
+          this.#finishResult(head);
+          this.#complete(head.command, true);
+          this.#shift(out);
+        }
+        return;
+      case BackendCode.CopyOutResponse: {
+        if (head?.kind === 'query' || head?.kind === 'execute') {
+          const message = decodeBackend(frame) as { format: number };
+          head.copy = new CopyOutSet(message.format === 1, head.command.masker, this.#ports.recording);
+        }
+        out.push(frame.raw);
+        return;
+      }
+      case BackendCode.CopyData: {
+        const copy = head?.kind === 'query' || head?.kind === 'execute' ? head.copy : undefined;
+        if (!copy) throw new ResultWithheldError('COPY data without a COPY');
+        out.push(copy.data(frame.body) ?? frame.raw);
+        return;
+      }
+      case BackendCode.ErrorResponse: {
+        const fields = this.#maskNotice(frame, head, out);
+        const error = { code: fields.C ?? 'XX000', message: fields.M ?? '' };
+        if (head?.kind === 'query') {
+          head.command.error = error;
+          head.result = undefined;
+          head.copy = undefined;
+          return;
+        }
+        // Extended protocol: the server skips everything up to the Sync.
+        let marked = false;
+        while (this.#expects[0] && !STOPS_SKIPPING.has(this.#expects[0].kind)) {
+          const dropped = this.#expects.shift()!;
+          if (dropped.kind === 'execute') {
+            if (!marked) dropped.command.error = error;
+            marked = true;
+            this.#complete(dropped.command, false);
+          }
+        }
+        return;
+      }
+      case BackendCode.ReadyForQuery: {
+        this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
+        out.push(frame.raw);
+        if (head?.kind === 'query') {
+          this.#finishResult(head);
+          this.#complete(head.command, head.command.error === undefined);
+          this.#shift(out);
+        } else if (head?.kind === 'sync') this.#shift(out);
+        return;
+      }
+      case BackendCode.NoticeResponse:
+        this.#maskNotice(frame, head, out);
+        return;
+      case BackendCode.ParameterStatus: {
+        out.push(frame.raw);
+        const message = decodeBackend(frame) as { name: string; value: string };
+        if (message.name === 'search_path') this.#searchPath = message.value.split(',').map((s) => s.trim().replace(/^"(.*)"$/, '$1'));
+        if (message.name === 'client_encoding' && message.value.toUpperCase() !== 'UTF8') {
+          // Masking reads values as UTF-8; a session in another encoding could leak what it misreads.
+          this.#close('encoding_changed', { code: SqlState.FeatureNotSupported, message: 'client_encoding other than UTF8 is not supported through sluice' });
+        }
+        return;
+      }
+      case BackendCode.Authentication:
+      case BackendCode.BackendKeyData:
+        // Re-authentication or a new key mid-session is not something a target does: never relayed.
+        throw Object.assign(new Error('unexpected authentication message from the target'), { code: 'ERR_UPSTREAM_FAILED' });
+      default:
+        out.push(frame.raw);
+    }
+  }
+
+  readonly #qualify = (tableOid: number, attnum: number): string | undefined => this.#ctx.catalog.qualifiedName(tableOid, attnum);
+
+  /**
+   * Sends an ErrorResponse / NoticeResponse on, with the command's profile applied to its texts:
+   * a constraint violation's detail or a RAISE NOTICE can carry row values. Returns the fields as sent.
+   */
+  #maskNotice(frame: Frame, head: Expect | undefined, out: Outbox): Readonly<Record<string, string>> {
+    const fields = decodeNoticeFields(frame.body, frame.code === BackendCode.ErrorResponse ? 'ErrorResponse' : 'NoticeResponse');
+    const masker =
+      head?.kind === 'query' || head?.kind === 'execute' ? head.command.masker
+      : head?.kind === 'parse' || head?.kind === 'bind' ? head.masker
+      : this.#lastMasker;
+    if (!masker) {
+      out.push(frame.raw);
+      return fields;
+    }
+    const counts = {};
+    let changed = false;
+    const masked: Record<string, string> = {};
+    for (const [type, value] of Object.entries(fields)) {
+      // Severity, SQLSTATE, positions, source file/line/routine carry no data.
+      const text = MASKED_ERROR_FIELDS.has(type) ? masker.maskText(value, counts) : value;
+      if (text !== value) changed = true;
+      masked[type] = text;
+    }
+    out.push(changed ? encodeNoticeFields(frame.code as typeof BackendCode.ErrorResponse, masked) : frame.raw);
+    return masked;
+  }
+
+  #resultOf(head: Extract<Expect, { kind: 'query' | 'execute' }>): ResultSet | undefined {
+    if (head.kind === 'execute' && !head.result && head.portal.description) {
+      head.result = new ResultSet(head.portal.description, head.command.masker, this.#ports.recording, this.#qualify);
+    }
+    return head.result;
+  }
+
+  #finishResult(head: Extract<Expect, { kind: 'query' | 'execute' }>): void {
+    const result = head.kind === 'execute' && !head.result && head.portal.description?.length ? this.#resultOf(head) : head.result;
+    if (result) this.#ports.audit.record(this.id, 'result.returned', result.toEvent(head.command.id));
+    if (head.copy) this.#ports.audit.record(this.id, 'result.returned', head.copy.toEvent(head.command.id));
+    head.result = undefined;
+    head.copy = undefined;
+  }
+
+  #complete(command: Command, ok: boolean): void {
+    if (command.done) return;
+    command.done = true;
+    this.#ports.audit.record(this.id, 'command.completed', {
+      commandId: command.id,
+      outcome: command.error ? 'ERROR' : (command.tags.at(-1) ?? ''),
+      ok: ok && !command.error,
+      ...(command.error ? { error: command.error } : {}),
+      durationMs: Math.round((performance.now() - command.started) * 1000) / 1000,
+    });
+  }
+}
+

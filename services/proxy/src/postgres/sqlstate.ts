@@ -1,0 +1,22 @@
+/**
+ * SQLSTATE codes the proxy answers with.
+ * @see https://www.postgresql.org/docs/current/errcodes-appendix.html
+ */
+export const SqlState = {
+  /** insufficient_privilege: a policy denial. */
+  InsufficientPrivilege: '42501',
+  /** invalid_password: authentication failed (bad, expired token). */
+  InvalidPassword: '28P01',
+  /** invalid_authorization_specification: no rule lets this subject use the resource. */
+  InvalidAuthorization: '28000',
+  /** system_error: a governance dependency (masking, audit) cannot do its part. */
+  SystemError: '58000',
+  /** cannot_connect_now. */
+  CannotConnectNow: '57P03',
+  /** connection_failure: the target is unreachable or the link to it broke. */
+  ConnectionFailure: '08006',
+  /** protocol_violation. */
+  ProtocolViolation: '08P01',
+  /** feature_not_supported. */
+  FeatureNotSupported: '0A000',
+} as const;
