@@ -1,0 +1,216 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { parse as parseYaml } from 'yaml';
+import { loadConfig } from '@sluice/config';
+import { createPolicy, requestPolicyReload, type Explanation, type Policy, type PolicyCommand, type PolicySubject } from '@sluice/policy';
+import { loadSqlClassifier } from '@sluice/sql-classifier';
+
+const USAGE = `usage:
+  sluice policy explain --config FILE --sub S [--groups a,b] --resource R [--search-path a,b] "SQL" | --redis "GET k" | --http "GET /path" [--json]
+  sluice policy test --config FILE CASES.yaml
+  sluice policy reload --config FILE
+`;
+
+const out = (text: string): void => {
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+};
+const usage = (problem: string): number => {
+  process.stderr.write(`sluice policy: ${problem}\n${USAGE}`);
+  return 2;
+};
+
+const policyOf = (file: string): Policy => {
+  const { config } = loadConfig(file);
+  return createPolicy(config.rules, config.resources, { approvalTimeoutMs: config.services.approval.timeout });
+};
+
+const splitList = (text: string | undefined): string[] => (text ?? '').split(',').map((item) => item.trim()).filter(Boolean);
+
+/** `GET key` -> Redis args; `GET /path` -> HTTP method and path. */
+const redisCommand = (text: string | readonly string[]): PolicyCommand => ({
+  kind: 'redis',
+  args: (typeof text === 'string' ? text.trim().split(/\s+/) : text).map((arg) => Buffer.from(String(arg))),
+});
+const httpCommand = (text: string): PolicyCommand | undefined => {
+  const [method, path, ...rest] = text.trim().split(/\s+/);
+  return method && path && rest.length === 0 ? { kind: 'http', method, path } : undefined;
+};
+
+const printExplanation = (explanation: Explanation): void => {
+  const { decision } = explanation;
+  out(`decision: ${decision.effect}${decision.rule ? ` (rule "${decision.rule}")` : ' (no rule: default deny)'}`);
+  out(`reason:   ${decision.reason}`);
+  out(`action:   ${decision.action}   risk: ${decision.risk}${decision.tables.length ? `   tables: ${decision.tables.join(', ')}` : ''}`);
+  if (decision.maskProfile) out(`mask:     ${decision.maskProfile}`);
+  if (decision.approvers) {
+    out(`approvers: groups [${decision.approvers.groups.join(', ')}] subs [${decision.approvers.subs.join(', ')}], ${decision.approvers.minApprovals} needed`);
+  }
+  if (explanation.sql && !explanation.sql.ok) out(`classification: unparseable (${explanation.sql.error})`);
+  if (explanation.sql?.ok) {
+    out(`classification: ${explanation.sql.action}/${explanation.sql.risk}, ${explanation.sql.cacheable ? 'cacheable' : 'not cacheable'}`);
+    explanation.sql.statements.forEach((statement, index) => {
+      out(`  statement ${index + 1}: ${statement.type} ${statement.action}/${statement.risk}: ${statement.reason}`);
+      if (statement.reads.length) out(`    reads:     ${statement.reads.join(', ')}`);
+      if (statement.writes.length) out(`    writes:    ${statement.writes.join(', ')}`);
+      if (statement.functions.length) out(`    functions: ${statement.functions.join(', ')}`);
+    });
+  }
+  for (const { part, verdicts } of explanation.parts) {
+    out(`rules for ${part.summary} (${part.action}/${part.risk}${part.keys ? `, keys ${part.keys.join(' ')}` : ''}):`);
+    for (const verdict of verdicts) {
+      const applies = !verdict.failed || !/^(subjects|resources):/.test(verdict.failed);
+      const mark = verdict.matched ? 'matched' : applies ? 'nearly ' : 'no     ';
+      out(`  ${mark}  ${verdict.rule} (${verdict.effect})${verdict.failed ? `: ${verdict.failed}` : ''}`);
+    }
+  }
+};
+
+const explain = async (argv: string[]): Promise<number> => {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      sub: { type: 'string' },
+      groups: { type: 'string', default: '' },
+      resource: { type: 'string' },
+      redis: { type: 'string' },
+      http: { type: 'string' },
+      'search-path': { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (!values.config) return usage('--config FILE is required');
+  if (!values.sub) return usage('--sub is required');
+  if (!values.resource) return usage('--resource is required');
+  let command: PolicyCommand | undefined;
+  if (values.redis !== undefined) command = redisCommand(values.redis);
+  else if (values.http !== undefined) command = httpCommand(values.http);
+  else if (positionals.length > 0) {
+    const searchPath = splitList(values['search-path']);
+    command = { kind: 'sql', text: positionals.join(' '), ...(searchPath.length ? { searchPath } : {}) };
+  }
+  if (!command) return usage('give a SQL text, --redis "CMD args" or --http "METHOD /path"');
+  const policy = policyOf(values.config);
+  await loadSqlClassifier();
+  const subject: PolicySubject = { sub: values.sub, groups: splitList(values.groups) };
+  const explanation = policy.explain(subject, values.resource, command);
+  if (values.json) out(JSON.stringify(explanation, null, 2));
+  else printExplanation(explanation);
+  return 0;
+};
+
+interface PolicyCase {
+  readonly name?: string;
+  readonly sub: string;
+  readonly groups?: readonly string[] | string;
+  readonly resource: string;
+  readonly sql?: string;
+  readonly redis?: string | readonly string[];
+  readonly http?: string;
+  readonly searchPath?: readonly string[];
+  readonly expect: 'allow' | 'deny' | 'approve';
+  readonly rule?: string;
+  readonly action?: string;
+  readonly risk?: string;
+}
+
+const runCases = async (argv: string[]): Promise<number> => {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { config: { type: 'string', short: 'c' } } });
+  if (!values.config) return usage('--config FILE is required');
+  const file = positionals[0];
+  if (!file) return usage('the CASES.yaml file is required');
+  const document: unknown = parseYaml(readFileSync(file, 'utf8'));
+  const cases = (Array.isArray(document) ? document : (document as { cases?: unknown } | null)?.cases) as PolicyCase[] | undefined;
+  if (!Array.isArray(cases)) return usage(`${file}: expected a list of cases (or { cases: [...] })`);
+  const policy = policyOf(values.config);
+  await loadSqlClassifier();
+  let passed = 0;
+  let failed = 0;
+  cases.forEach((testCase, index) => {
+    const label = testCase.name ?? `case ${index + 1}`;
+    const problems: string[] = [];
+    let command: PolicyCommand | undefined;
+    if (typeof testCase.sql === 'string') command = { kind: 'sql', text: testCase.sql, ...(testCase.searchPath ? { searchPath: testCase.searchPath } : {}) };
+    else if (testCase.redis !== undefined) command = redisCommand(testCase.redis);
+    else if (typeof testCase.http === 'string') command = httpCommand(testCase.http);
+    if (!command || !testCase.sub || !testCase.resource || !testCase.expect) {
+      problems.push('needs sub, resource, expect and one of sql, redis, http');
+    } else {
+      const groups = typeof testCase.groups === 'string' ? splitList(testCase.groups) : [...(testCase.groups ?? [])];
+      const decision = policy.decide({ sub: String(testCase.sub), groups }, testCase.resource, command);
+      if (decision.effect !== testCase.expect) problems.push(`expected ${testCase.expect}, got ${decision.effect} (${decision.reason})`);
+      if (testCase.rule !== undefined && decision.rule !== testCase.rule) problems.push(`expected rule "${testCase.rule}", got "${decision.rule}"`);
+      if (testCase.action !== undefined && decision.action !== testCase.action) problems.push(`expected action ${testCase.action}, got ${decision.action}`);
+      if (testCase.risk !== undefined && decision.risk !== testCase.risk) problems.push(`expected risk ${testCase.risk}, got ${decision.risk}`);
+    }
+    if (problems.length === 0) {
+      passed += 1;
+      out(`PASS ${label}`);
+    } else {
+      failed += 1;
+      out(`FAIL ${label}: ${problems.join('; ')}`);
+    }
+  });
+  out(`${passed} passed, ${failed} failed`);
+  return failed === 0 ? 0 : 1;
+};
+
+const DEFAULT_POLICY_ADDRESS = '127.0.0.1:7101';
+
+/**
+ * The service's address, even from a file the service will refuse: reloading a broken file must
+ * reach the service so that it answers why it keeps the previous rules.
+ */
+const policyAddressOf = (file: string): string => {
+  try {
+    return loadConfig(file).config.services.policy.grpc;
+  } catch {
+    try {
+      const document = parseYaml(readFileSync(file, 'utf8'), { uniqueKeys: false }) as { services?: { policy?: { grpc?: unknown } } } | null;
+      const grpc = document?.services?.policy?.grpc;
+      return typeof grpc === 'string' ? grpc : DEFAULT_POLICY_ADDRESS;
+    } catch {
+      return DEFAULT_POLICY_ADDRESS;
+    }
+  }
+};
+
+const reload = async (argv: string[]): Promise<number> => {
+  const { values } = parseArgs({ args: argv, allowPositionals: false, options: { config: { type: 'string', short: 'c' } } });
+  if (!values.config) return usage('--config FILE is required');
+  const address = policyAddressOf(values.config);
+  try {
+    const answer = await requestPolicyReload(address);
+    if (!answer.ok) {
+      process.stderr.write(`sluice policy reload: rejected, the previous rules stay: ${answer.error}\n`);
+      return 1;
+    }
+    out(`policy reloaded: version ${answer.version}`);
+    return 0;
+  } catch (error) {
+    process.stderr.write(`sluice policy reload: the policy service at ${address} did not answer: ${(error as Error).message}\n`);
+    return 1;
+  }
+};
+
+/** `sluice policy explain|test|reload …`; returns the exit code. */
+export const run = async (argv: string[]): Promise<number> => {
+  const [subcommand, ...rest] = argv;
+  try {
+    switch (subcommand) {
+      case 'explain':
+        return await explain(rest);
+      case 'test':
+        return await runCases(rest);
+      case 'reload':
+        return await reload(rest);
+      default:
+        return usage(`unknown subcommand "${subcommand ?? ''}"`);
+    }
+  } catch (error) {
+    // parseArgs rejects unknown options with a TypeError carrying a code.
+    if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return usage((error as Error).message);
+    throw error;
+  }
+};

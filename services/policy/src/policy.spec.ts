@@ -1,0 +1,188 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { parseConfig, type RuleConfig } from '@sluice/config';
+import { loadSqlClassifier } from '@sluice/sql-classifier';
+import { createPolicy, compilePathGlob, type Policy, type PolicyCommand, type PolicySubject } from './policy.js';
+import { classifyRedis } from './redis-commands.js';
+
+beforeAll(async () => {
+  await loadSqlClassifier();
+});
+
+const RESOURCES = [
+  { name: 'ledger', type: 'postgres', listen: '127.0.0.1:25432', target: { host: '127.0.0.1', database: 'ledger' }, credentials: { username: 'owner' } },
+  { name: 'sessions', type: 'redis', listen: '127.0.0.1:26379', target: { host: '127.0.0.1' } },
+  { name: 'crm', type: 'http', listen: '127.0.0.1:28080', target: { url: 'http://127.0.0.1:9999' } },
+];
+
+/** Given these rules (validated like a real config file)… */
+const given = (rules: unknown[]): Policy => {
+  const config = parseConfig({ resources: RESOURCES, masking: { profiles: { finance: {} } }, rules });
+  return createPolicy(config.rules as RuleConfig[], config.resources, { approvalTimeoutMs: 60_000 });
+};
+const analyst: PolicySubject = { sub: 'analyst-bot', groups: ['analysts'] };
+const migrator: PolicySubject = { sub: 'migrator-bot', groups: ['migrators'] };
+const stranger: PolicySubject = { sub: 'stranger', groups: [] };
+const sql = (text: string, searchPath?: string[]): PolicyCommand => ({ kind: 'sql', text, ...(searchPath ? { searchPath } : {}) });
+const redis = (line: string): PolicyCommand => ({ kind: 'redis', args: line.split(' ').map((arg) => Buffer.from(arg)) });
+const http = (method: string, path: string): PolicyCommand => ({ kind: 'http', method, path });
+
+const RULES = [
+  { name: 'analysts-read-reports', effect: 'allow', subjects: { groups: ['analysts'] }, resources: ['ledger'], actions: ['read'], tables: ['reports.*'], mask: 'finance' },
+  { name: 'migrators-change', effect: 'allow', subjects: { subs: ['migrator-bot'] }, resources: ['ledger'], actions: ['read', 'write', 'ddl'] },
+  { name: 'big-changes-need-owner', effect: 'approve', subjects: { groups: ['migrators'] }, resources: ['ledger'], risk: 'high', approvers: { groups: ['owners'], minApprovals: 2 }, timeout: '5m' },
+  { name: 'no-salary-table', effect: 'deny', resources: ['ledger'], tables: ['hr.salaries'] },
+  { name: 'nobody-admin', effect: 'deny', actions: ['admin'] },
+  { name: 'analysts-session-keys', effect: 'allow', subjects: { groups: ['analysts'] }, resources: ['sessions'], keys: ['session:*'] },
+  { name: 'analysts-crm-read', effect: 'allow', subjects: { groups: ['analysts'] }, resources: ['crm'], methods: ['GET', 'HEAD'], paths: ['/v1/**'] },
+  { name: 'crm-no-exports', effect: 'deny', resources: ['crm'], paths: ['/v1/*/export'] },
+];
+
+describe('decisions', () => {
+  const policy = given(RULES);
+
+  it('allows a read of an allowed table with the rule mask profile when every table matches', () => {
+    const decision = policy.decide(analyst, 'ledger', sql('SELECT * FROM monthly', ['reports']));
+    expect(decision).toMatchObject({ effect: 'allow', rule: 'analysts-read-reports', action: 'read', risk: 'low', maskProfile: 'finance', tables: ['reports.monthly'] });
+  });
+  it('denies by default when one table of a read lies outside the allow rule tables', () => {
+    const decision = policy.decide(analyst, 'ledger', sql('SELECT * FROM reports.monthly JOIN public.users ON true'));
+    expect(decision).toMatchObject({ effect: 'deny', rule: '' });
+  });
+  it('denies a write for a read-only subject even inside a CTE', () => {
+    const decision = policy.decide(analyst, 'ledger', sql('WITH x AS (DELETE FROM reports.monthly WHERE id = 1 RETURNING *) SELECT * FROM x'));
+    expect(decision).toMatchObject({ effect: 'deny', action: 'write' });
+  });
+  it('lets a deny on one table win over an allow when the command touches that table among others', () => {
+    const decision = policy.decide(migrator, 'ledger', sql('UPDATE public.bonus SET x = 1 WHERE id IN (SELECT id FROM hr.salaries)'));
+    expect(decision).toMatchObject({ effect: 'deny', rule: 'no-salary-table' });
+  });
+  it('holds a high-risk change for approval with the rule approvers and timeout', () => {
+    const decision = policy.decide(migrator, 'ledger', sql('DELETE FROM public.events'));
+    expect(decision).toMatchObject({ effect: 'approve', rule: 'big-changes-need-owner', risk: 'high', approvers: { groups: ['owners'], subs: [], minApprovals: 2 }, approvalTimeoutMs: 300_000 });
+  });
+  it('allows a bounded change without approval', () => {
+    expect(policy.decide(migrator, 'ledger', sql('DELETE FROM public.events WHERE id = 3')).effect).toBe('allow');
+  });
+  it('denies admin statements to everyone, naming the rule', () => {
+    expect(policy.decide(migrator, 'ledger', sql('SET ROLE postgres'))).toMatchObject({ effect: 'deny', rule: 'nobody-admin', action: 'admin', risk: 'critical' });
+  });
+  it('decides a multi-statement message as a whole: one denied part denies all', () => {
+    const decision = policy.decide(migrator, 'ledger', sql("INSERT INTO public.t VALUES (1); SELECT pg_terminate_backend(1)"));
+    expect(decision).toMatchObject({ effect: 'deny', rule: 'nobody-admin', action: 'admin' });
+  });
+  it('holds the whole message when one part needs approval', () => {
+    expect(policy.decide(migrator, 'ledger', sql('SELECT 1; TRUNCATE public.t')).effect).toBe('approve');
+  });
+  it('denies unparseable SQL before any rule, with the parser message', () => {
+    const decision = policy.decide(migrator, 'ledger', sql('SELEC 1'));
+    expect(decision.effect).toBe('deny');
+    expect(decision.rule).toBe('');
+    expect(decision.reason).toMatch(/syntax error/);
+  });
+  it('denies a subject no rule names', () => {
+    expect(policy.decide(stranger, 'ledger', sql('SELECT 1')).effect).toBe('deny');
+  });
+  it('denies commands for an unknown resource or the wrong protocol', () => {
+    expect(policy.decide(migrator, 'nowhere', sql('SELECT 1')).effect).toBe('deny');
+    expect(policy.decide(analyst, 'sessions', sql('SELECT 1')).effect).toBe('deny');
+  });
+  it('reports PREPARE names so the proxy can track them', () => {
+    expect(policy.decide(migrator, 'ledger', sql('PREPARE p AS INSERT INTO public.t VALUES ($1)')).prepares).toEqual(['p']);
+  });
+});
+
+describe('redis decisions', () => {
+  const policy = given(RULES);
+  it('allows keys that all match the rule globs', () => {
+    expect(policy.decide(analyst, 'sessions', redis('MGET session:1 session:2'))).toMatchObject({ effect: 'allow', action: 'read' });
+  });
+  it('denies when one key lies outside the globs', () => {
+    expect(policy.decide(analyst, 'sessions', redis('MGET session:1 secrets:1')).effect).toBe('deny');
+  });
+  it('denies KEYS * for a subject limited to a key prefix', () => {
+    expect(policy.decide(analyst, 'sessions', redis('KEYS *')).effect).toBe('deny');
+    expect(policy.decide(analyst, 'sessions', redis('KEYS session:*')).effect).toBe('allow');
+  });
+  it('denies FLUSHALL as admin', () => {
+    expect(policy.decide(analyst, 'sessions', redis('FLUSHALL'))).toMatchObject({ effect: 'deny', rule: 'nobody-admin', risk: 'critical' });
+  });
+  it('classifies commands by name, subcommand and keys', () => {
+    expect(classifyRedis(['GET', 'k'].map((a) => Buffer.from(a)))).toMatchObject({ action: 'read', risk: 'low', keys: ['k'] });
+    expect(classifyRedis(['set', 'k', 'v'])).toMatchObject({ action: 'write', risk: 'medium', keys: ['k'] });
+    expect(classifyRedis(['DEL', 'a', 'b'])).toMatchObject({ action: 'write', risk: 'high', keys: ['a', 'b'] });
+    expect(classifyRedis(['MSET', 'a', '1', 'b', '2'])).toMatchObject({ keys: ['a', 'b'], risk: 'high' });
+    expect(classifyRedis(['CLIENT', 'KILL', 'ID', '1'])).toMatchObject({ action: 'admin' });
+    expect(classifyRedis(['CLIENT', 'SETNAME', 'x'])).toMatchObject({ action: 'read' });
+    expect(classifyRedis(['CONFIG', 'GET', '*'])).toMatchObject({ action: 'admin' });
+    expect(classifyRedis(['EVAL', 'return 1', '0'])).toMatchObject({ action: 'admin' });
+    expect(classifyRedis(['ZUNIONSTORE', 'dst', '2', 'a', 'b'])).toMatchObject({ action: 'write', keys: ['dst', 'a', 'b'] });
+    expect(classifyRedis(['XREAD', 'COUNT', '2', 'STREAMS', 's1', 's2', '0', '0'])).toMatchObject({ action: 'read', keys: ['s1', 's2'] });
+    expect(classifyRedis(['SORT', 'src', 'STORE', 'dst'])).toMatchObject({ action: 'write', keys: ['src', 'dst'] });
+    expect(classifyRedis(['NOSUCHCOMMAND'])).toMatchObject({ action: 'admin', risk: 'critical' });
+    expect(classifyRedis(['constructor'])).toMatchObject({ action: 'admin' });
+  });
+});
+
+describe('http decisions', () => {
+  const policy = given(RULES);
+  it('allows GET below a ** glob and denies other methods', () => {
+    expect(policy.decide(analyst, 'crm', http('GET', '/v1/contacts/7'))).toMatchObject({ effect: 'allow', action: 'read' });
+    expect(policy.decide(analyst, 'crm', http('POST', '/v1/contacts'))).toMatchObject({ effect: 'deny', action: 'write' });
+  });
+  it('judges the normalized path, so dot segments cannot dodge a deny', () => {
+    expect(policy.decide(analyst, 'crm', http('GET', '/v1/contacts/x/../export')).rule).toBe('crm-no-exports');
+    expect(policy.decide(analyst, 'crm', http('GET', '/v1/contacts//%65xport')).rule).toBe('crm-no-exports');
+  });
+  it('denies a path that cannot be normalized safely', () => {
+    expect(policy.decide(analyst, 'crm', http('GET', '/v1/a%2Fb')).effect).toBe('deny');
+  });
+  it('matches * to one segment and ** to any number', () => {
+    expect(compilePathGlob('/v1/*/export').test('/v1/a/export')).toBe(true);
+    expect(compilePathGlob('/v1/*/export').test('/v1/a/b/export')).toBe(false);
+    expect(compilePathGlob('/admin/**').test('/admin')).toBe(true);
+    expect(compilePathGlob('/admin/**').test('/admin/a/b')).toBe(true);
+    expect(compilePathGlob('/admin/**').test('/administrator')).toBe(false);
+  });
+});
+
+describe('describeSession', () => {
+  it('is read-only when every granting rule grants only read', () => {
+    expect(given(RULES).describeSession(analyst, 'ledger')).toEqual({ mayConnect: true, readOnly: true });
+  });
+  it('is read-write when a granting rule has no actions list', () => {
+    const policy = given([...RULES, { name: 'analysts-anything', effect: 'approve', subjects: { groups: ['analysts'] }, resources: ['ledger'] }]);
+    expect(policy.describeSession(analyst, 'ledger')).toEqual({ mayConnect: true, readOnly: false });
+  });
+  it('is read-write for a subject allowed to write', () => {
+    expect(given(RULES).describeSession(migrator, 'ledger')).toEqual({ mayConnect: true, readOnly: false });
+  });
+  it('may not connect when no rule could allow anything', () => {
+    expect(given(RULES).describeSession(stranger, 'ledger').mayConnect).toBe(false);
+    expect(given(RULES).describeSession(migrator, 'nowhere').mayConnect).toBe(false);
+  });
+});
+
+describe('explain', () => {
+  it('lists the matching rule and why the others failed', () => {
+    const explanation = given(RULES).explain(analyst, 'ledger', sql('DELETE FROM reports.monthly'));
+    expect(explanation.decision.effect).toBe('deny');
+    const verdicts = explanation.parts[0]!.verdicts;
+    expect(verdicts.find((verdict) => verdict.rule === 'analysts-read-reports')?.failed).toMatch(/^actions:/);
+    expect(verdicts.find((verdict) => verdict.rule === 'migrators-change')?.failed).toMatch(/^subjects:/);
+  });
+});
+
+describe('fail closed', () => {
+  it('denies whatever text does not parse, even under an allow-everything rule', () => {
+    const policy = given([{ name: 'everything', effect: 'allow' }]);
+    fc.assert(
+      fc.property(fc.string({ maxLength: 40 }), (text) => {
+        const decision = policy.decide(migrator, 'ledger', sql(text));
+        if (decision.reason.startsWith('unparseable')) expect(decision.effect).toBe('deny');
+        else expect(decision.effect).toBe('allow');
+      }),
+      { numRuns: 300 },
+    );
+  });
+});

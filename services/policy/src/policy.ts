@@ -1,0 +1,353 @@
+import { highestRisk, normalizeHttpPath, riskRank, widestAction, type Action, type Effect, type Risk } from '@sluice/contracts';
+import type { ResourceConfig, RuleConfig } from '@sluice/config';
+import { classifySql, type SqlClassification } from '@sluice/sql-classifier';
+import { classifyRedis } from './redis-commands.js';
+
+/** The subject as the policy sees it (issuer does not take part in rules). */
+export interface PolicySubject {
+  readonly sub: string;
+  readonly groups: readonly string[];
+}
+
+export type PolicyCommand =
+  | {
+      readonly kind: 'sql';
+      readonly text: string;
+      readonly searchPath?: readonly string[];
+      readonly preparedStatements?: ReadonlyMap<string, string>;
+    }
+  | { readonly kind: 'redis'; readonly args: readonly (Buffer | string)[] }
+  | { readonly kind: 'http'; readonly method: string; readonly path: string };
+
+export interface Approvers {
+  readonly groups: readonly string[];
+  readonly subs: readonly string[];
+  readonly minApprovals: number;
+}
+
+export interface PolicyDecision {
+  readonly effect: Effect;
+  /** The deciding rule; empty for the default deny and for refusals before any rule. */
+  readonly rule: string;
+  readonly reason: string;
+  readonly action: Action;
+  readonly risk: Risk;
+  readonly maskProfile: string | undefined;
+  readonly tables: readonly string[];
+  readonly approvers: Approvers | undefined;
+  readonly approvalTimeoutMs: number;
+  /** The same decision holds for any command with the same normalized text. */
+  readonly cacheable: boolean;
+  readonly prepares: readonly string[];
+}
+
+/** One decidable part of a command: a SQL statement, or the whole Redis/HTTP command. */
+export interface CommandPart {
+  readonly summary: string;
+  readonly action: Action;
+  readonly risk: Risk;
+  readonly reason: string;
+  readonly tables?: readonly string[];
+  readonly keys?: readonly string[];
+  readonly method?: string;
+  readonly path?: string;
+}
+
+export interface RuleVerdict {
+  readonly rule: string;
+  readonly effect: Effect;
+  readonly matched: boolean;
+  /** The first matcher that failed, e.g. `actions: write not in [read]`. */
+  readonly failed?: string;
+}
+
+export interface Explanation {
+  readonly decision: PolicyDecision;
+  /** The parser's verdict for SQL (undefined for Redis/HTTP). */
+  readonly sql?: SqlClassification;
+  readonly parts: readonly { readonly part: CommandPart; readonly verdicts: readonly RuleVerdict[] }[];
+}
+
+export interface SessionDescription {
+  readonly mayConnect: boolean;
+  readonly readOnly: boolean;
+}
+
+export interface Policy {
+  decide(subject: PolicySubject, resource: string, command: PolicyCommand): PolicyDecision;
+  explain(subject: PolicySubject, resource: string, command: PolicyCommand): Explanation;
+  describeSession(subject: PolicySubject, resource: string): SessionDescription;
+  readonly rules: number;
+}
+
+export interface PolicyOptions {
+  /** How long an approval may wait when the rule sets no timeout. */
+  readonly approvalTimeoutMs: number;
+}
+
+const escapeRegExp = (text: string): string => text.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+
+/** Tables and keys: `*` any run of characters, `?` one. */
+export const compileGlob = (glob: string): RegExp =>
+  new RegExp(`^${escapeRegExp(glob).replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
+
+/** Paths: `*` one segment, `**` any number; a trailing `/**` also matches the bare prefix. */
+export const compilePathGlob = (glob: string): RegExp => {
+  let body = '';
+  for (let index = 0; index < glob.length; index++) {
+    const char = glob[index]!;
+    if (glob.startsWith('/**', index) && index + 3 === glob.length) {
+      body += '(?:/.*)?';
+      break;
+    }
+    if (glob.startsWith('**', index)) {
+      body += '.*';
+      index++;
+    } else if (char === '*') body += '[^/]*';
+    else if (char === '?') body += '[^/]';
+    else body += escapeRegExp(char);
+  }
+  return new RegExp(`^${body}$`, 's');
+};
+
+interface CompiledRule {
+  readonly config: RuleConfig;
+  readonly groups: ReadonlySet<string> | undefined;
+  readonly subs: ReadonlySet<string> | undefined;
+  readonly resources: readonly RegExp[] | undefined;
+  readonly tables: readonly RegExp[] | undefined;
+  readonly keys: readonly RegExp[] | undefined;
+  readonly paths: readonly RegExp[] | undefined;
+  readonly methods: ReadonlySet<string> | undefined;
+}
+
+const compileRule = (config: RuleConfig): CompiledRule => {
+  const subs = [...(config.subjects?.subs ?? []), ...(config.subjects?.sub === undefined ? [] : [config.subjects.sub].flat())];
+  const groups = config.subjects?.groups ?? [];
+  const anyone = groups.length === 0 && subs.length === 0;
+  return {
+    config,
+    groups: anyone ? undefined : new Set(groups),
+    subs: anyone ? undefined : new Set(subs),
+    resources: config.resources?.map(compileGlob),
+    tables: config.tables?.map(compileGlob),
+    keys: config.keys?.map(compileGlob),
+    paths: config.paths?.map(compilePathGlob),
+    methods: config.methods ? new Set(config.methods.map((method) => method.toUpperCase())) : undefined,
+  };
+};
+
+const subjectMatches = (rule: CompiledRule, subject: PolicySubject): boolean =>
+  rule.groups === undefined || rule.subs!.has(subject.sub) || subject.groups.some((group) => rule.groups!.has(group));
+
+const resourceMatches = (rule: CompiledRule, resource: string): boolean =>
+  rule.resources === undefined || rule.resources.some((glob) => glob.test(resource));
+
+const list = (items: readonly string[]): string => `[${items.join(', ')}]`;
+
+/**
+ * Names on a command must match a rule's globs. An allow rule grants only what it names, so
+ * every table (key) must match; a deny or approve rule guards what it names, so one is enough:
+ * otherwise adding an unrelated table to a query would slip past the guard.
+ */
+const namesMatch = (effect: Effect, globs: readonly RegExp[], names: readonly string[]): boolean => {
+  const matches = (name: string): boolean => globs.some((glob) => glob.test(name));
+  return effect === 'allow' ? names.every(matches) : names.some(matches);
+};
+
+/** Undefined when the rule matches; otherwise the first matcher that failed. */
+const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: string, part: CommandPart): string | undefined => {
+  const config = rule.config;
+  if (!subjectMatches(rule, subject)) return `subjects: ${subject.sub} (groups ${list(subject.groups)}) not listed`;
+  if (!resourceMatches(rule, resource)) return `resources: ${resource} not in ${list(config.resources ?? [])}`;
+  if (config.actions && !config.actions.includes(part.action)) return `actions: ${part.action} not in ${list(config.actions)}`;
+  if (config.risk && riskRank(part.risk) < riskRank(config.risk)) return `risk: ${part.risk} is below ${config.risk}`;
+  if (rule.tables) {
+    if (!part.tables) return 'tables: the command is not SQL';
+    if (!namesMatch(config.effect, rule.tables, part.tables)) return `tables: ${list(part.tables)} do not match ${list(config.tables ?? [])}`;
+  }
+  if (rule.keys) {
+    if (!part.keys) return 'keys: the command is not a Redis command';
+    if (!namesMatch(config.effect, rule.keys, part.keys)) return `keys: ${list(part.keys)} do not match ${list(config.keys ?? [])}`;
+  }
+  if (rule.methods) {
+    if (part.method === undefined) return 'methods: the command is not HTTP';
+    if (!rule.methods.has(part.method)) return `methods: ${part.method} not in ${list([...rule.methods])}`;
+  }
+  if (rule.paths) {
+    if (part.path === undefined) return 'paths: the command is not HTTP';
+    const path = part.path;
+    if (!rule.paths.some((glob) => glob.test(path))) return `paths: ${path} does not match ${list(config.paths ?? [])}`;
+  }
+  return undefined;
+};
+
+const EFFECT_ORDER: readonly Effect[] = ['deny', 'approve', 'allow'];
+
+const HTTP_ACTIONS: Readonly<Record<string, { action: Action; risk: Risk }>> = {
+  GET: { action: 'read', risk: 'low' },
+  HEAD: { action: 'read', risk: 'low' },
+  OPTIONS: { action: 'read', risk: 'low' },
+  POST: { action: 'write', risk: 'medium' },
+  PUT: { action: 'write', risk: 'medium' },
+  PATCH: { action: 'write', risk: 'medium' },
+  DELETE: { action: 'write', risk: 'medium' },
+};
+
+type Classified =
+  | { readonly ok: true; readonly parts: readonly CommandPart[]; readonly cacheable: boolean; readonly prepares: readonly string[]; readonly sql?: SqlClassification }
+  | { readonly ok: false; readonly reason: string; readonly sql?: SqlClassification };
+
+const REFUSED_PART: CommandPart = { summary: '', action: 'admin', risk: 'critical', reason: '' };
+
+/** Splits a command into decidable parts; refusals (unparseable SQL, bad paths) need no rule. */
+export const classifyCommand = (command: PolicyCommand): Classified => {
+  switch (command.kind) {
+    case 'sql': {
+      const sql = classifySql(command.text, {
+        ...(command.searchPath ? { searchPath: command.searchPath } : {}),
+        ...(command.preparedStatements ? { preparedStatements: command.preparedStatements } : {}),
+      });
+      if (!sql.ok) return { ok: false, reason: `unparseable SQL: ${sql.error}`, sql };
+      const parts: CommandPart[] =
+        sql.statements.length === 0
+          ? [{ summary: '(empty query)', action: 'read', risk: 'low', reason: 'empty query', tables: [] }]
+          : sql.statements.map((statement) => ({
+              summary: statement.type,
+              action: statement.action,
+              risk: statement.risk,
+              reason: statement.reason,
+              tables: [...new Set([...statement.reads, ...statement.writes])].sort(),
+            }));
+      const prepares = sql.statements.flatMap((statement) => (statement.prepares === undefined ? [] : [statement.prepares]));
+      return { ok: true, parts, cacheable: sql.cacheable, prepares, sql };
+    }
+    case 'redis': {
+      const redis = classifyRedis(command.args);
+      return {
+        ok: true,
+        parts: [{ summary: redis.command, action: redis.action, risk: redis.risk, reason: redis.reason, keys: redis.keys }],
+        cacheable: true,
+        prepares: [],
+      };
+    }
+    case 'http': {
+      const method = command.method.toUpperCase();
+      const path = normalizeHttpPath(command.path);
+      if (path === undefined) return { ok: false, reason: 'the request path cannot be normalized safely' };
+      const known = (Object.hasOwn(HTTP_ACTIONS, method) ? HTTP_ACTIONS[method] : undefined) ?? { action: 'admin' as const, risk: 'critical' as const };
+      return {
+        ok: true,
+        parts: [{ summary: `${method} ${path}`, action: known.action, risk: known.risk, reason: `HTTP ${method}`, method, path }],
+        cacheable: true,
+        prepares: [],
+      };
+    }
+  }
+};
+
+const PROTOCOL_OF_KIND = { sql: 'postgres', redis: 'redis', http: 'http' } as const;
+
+/** Builds the rule engine over validated config rules (CONTRACT §2). Pure: no I/O, no clock. */
+export const createPolicy = (rules: readonly RuleConfig[], resources: readonly ResourceConfig[], options: PolicyOptions): Policy => {
+  const compiled = rules.map(compileRule);
+  const byEffect = new Map(EFFECT_ORDER.map((effect) => [effect, compiled.filter((rule) => rule.config.effect === effect)]));
+  const resourceTypes = new Map(resources.map((resource) => [resource.name, resource.type]));
+
+  const refusal = (reason: string, cacheable: boolean): PolicyDecision => ({
+    effect: 'deny',
+    rule: '',
+    reason,
+    action: 'admin',
+    risk: 'critical',
+    maskProfile: undefined,
+    tables: [],
+    approvers: undefined,
+    approvalTimeoutMs: 0,
+    cacheable,
+    prepares: [],
+  });
+
+  const decidePart = (subject: PolicySubject, resource: string, part: CommandPart): { effect: Effect; rule: CompiledRule | undefined } => {
+    for (const effect of EFFECT_ORDER) {
+      const rule = byEffect.get(effect)!.find((candidate) => failedMatcher(candidate, subject, resource, part) === undefined);
+      if (rule) return { effect, rule };
+    }
+    return { effect: 'deny', rule: undefined };
+  };
+
+  const decideClassified = (subject: PolicySubject, resource: string, command: PolicyCommand, classified: Classified): PolicyDecision => {
+    const type = resourceTypes.get(resource);
+    if (type === undefined) return refusal(`unknown resource "${resource}"`, true);
+    if (type !== PROTOCOL_OF_KIND[command.kind]) return refusal(`resource "${resource}" does not take ${command.kind} commands`, true);
+    if (!classified.ok) return refusal(classified.reason, false);
+    let action: Action = 'read';
+    let risk: Risk = 'low';
+    for (const part of classified.parts) {
+      action = widestAction(action, part.action);
+      risk = highestRisk(risk, part.risk);
+    }
+    const tables = [...new Set(classified.parts.flatMap((part) => part.tables ?? []))].sort();
+    const outcomes = classified.parts.map((part) => ({ part, ...decidePart(subject, resource, part) }));
+    // The message is decided as a whole: one denied part denies all; one held part holds all.
+    const deciding =
+      outcomes.find((outcome) => outcome.effect === 'deny') ??
+      outcomes.find((outcome) => outcome.effect === 'approve') ??
+      outcomes.find((outcome) => outcome.rule?.config.mask !== undefined) ??
+      outcomes[0]!;
+    const rule = deciding.rule?.config;
+    const multi = classified.parts.length > 1 ? ` (statement ${outcomes.indexOf(deciding) + 1} of ${classified.parts.length})` : '';
+    const what = `${deciding.part.reason}: ${deciding.part.action}/${deciding.part.risk}${multi}`;
+    const reason = !rule
+      ? `no rule allows ${deciding.part.action} on ${resource} for ${subject.sub}; ${what}`
+      : `rule "${rule.name}" ${deciding.effect === 'allow' ? 'allows' : deciding.effect === 'deny' ? 'denies' : 'holds for approval'}: ${what}`;
+    return {
+      effect: deciding.effect,
+      rule: rule?.name ?? '',
+      reason,
+      action,
+      risk,
+      maskProfile: deciding.effect === 'allow' ? rule?.mask : undefined,
+      tables,
+      approvers:
+        deciding.effect === 'approve'
+          ? { groups: rule?.approvers?.groups ?? [], subs: rule?.approvers?.subs ?? [], minApprovals: rule?.approvers?.minApprovals ?? 1 }
+          : undefined,
+      approvalTimeoutMs: deciding.effect === 'approve' ? (rule?.timeout ?? options.approvalTimeoutMs) : 0,
+      cacheable: classified.cacheable,
+      prepares: classified.prepares,
+    };
+  };
+
+  return {
+    rules: compiled.length,
+    decide: (subject, resource, command) => decideClassified(subject, resource, command, classifyCommand(command)),
+    explain: (subject, resource, command) => {
+      const classified = classifyCommand(command);
+      const decision = decideClassified(subject, resource, command, classified);
+      const parts = classified.ok ? classified.parts : [{ ...REFUSED_PART, summary: '(refused)', reason: classified.reason }];
+      return {
+        decision,
+        ...(classified.sql ? { sql: classified.sql } : {}),
+        parts: parts.map((part) => ({
+          part,
+          verdicts: compiled.map((rule) => {
+            const failed = failedMatcher(rule, subject, resource, part);
+            return { rule: rule.config.name, effect: rule.config.effect, matched: failed === undefined, ...(failed ? { failed } : {}) };
+          }),
+        })),
+      };
+    },
+    describeSession: (subject, resource) => {
+      if (!resourceTypes.has(resource)) return { mayConnect: false, readOnly: true };
+      const granting = compiled.filter(
+        (rule) => rule.config.effect !== 'deny' && subjectMatches(rule, subject) && resourceMatches(rule, resource),
+      );
+      return {
+        mayConnect: granting.length > 0,
+        // No actions list means every action: such a rule makes the session read-write.
+        readOnly: granting.every((rule) => rule.config.actions !== undefined && rule.config.actions.every((action) => action === 'read')),
+      };
+    },
+  };
+};

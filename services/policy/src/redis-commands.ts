@@ -1,0 +1,186 @@
+import type { Action, Risk } from '@sluice/contracts';
+
+/**
+ * Where a command's keys sit, the way Redis's COMMAND INFO describes them: 1-based positions in
+ * the argument list (0 is the command name), `last` negative counts from the end, `step` 2 for
+ * key/value pairs. `numkeys` means the count sits at `first` and the keys follow it.
+ * @see https://redis.io/docs/latest/develop/reference/key-specs/
+ */
+export type KeySpec =
+  | { readonly first: number; readonly last: number; readonly step: number }
+  | { readonly numkeys: number; readonly extraFirst?: boolean }
+  | { readonly streams: true }
+  | { readonly pattern: 'keys' | 'scan' }
+  | undefined;
+
+export interface RedisCommandSpec {
+  readonly action: Action;
+  readonly risk: Risk;
+  readonly keys: KeySpec;
+  /** Variadic-key writes: touching more than one key is high risk. */
+  readonly multiKeyWrite?: boolean;
+}
+
+const k = (first: number, last: number, step = 1): KeySpec => ({ first, last, step });
+const read = (keys?: KeySpec): RedisCommandSpec => ({ action: 'read', risk: 'low', keys });
+const write = (keys?: KeySpec, multiKeyWrite = false): RedisCommandSpec => ({ action: 'write', risk: 'medium', keys, multiKeyWrite });
+const admin: RedisCommandSpec = { action: 'admin', risk: 'critical', keys: undefined };
+const ONE = k(1, 1);
+const ALL = k(1, -1);
+
+/** @see https://redis.io/docs/latest/commands/ */
+const COMMANDS: ReadonlyMap<string, RedisCommandSpec> = new Map(
+  Object.entries({
+    // strings
+    get: read(ONE), getrange: read(ONE), substr: read(ONE), strlen: read(ONE), mget: read(ALL), getex: write(ONE), getdel: write(ONE),
+    set: write(ONE), setnx: write(ONE), setex: write(ONE), psetex: write(ONE), append: write(ONE), setrange: write(ONE), getset: write(ONE),
+    incr: write(ONE), incrby: write(ONE), incrbyfloat: write(ONE), decr: write(ONE), decrby: write(ONE),
+    mset: write(k(1, -1, 2), true), msetnx: write(k(1, -1, 2), true), lcs: read(k(1, 2)),
+    // keys
+    del: write(ALL, true), unlink: write(ALL, true), exists: read(ALL), touch: read(ALL), type: read(ONE), ttl: read(ONE), pttl: read(ONE),
+    expiretime: read(ONE), pexpiretime: read(ONE), expire: write(ONE), pexpire: write(ONE), expireat: write(ONE), pexpireat: write(ONE),
+    persist: write(ONE), rename: write(k(1, 2)), renamenx: write(k(1, 2)), copy: write(k(1, 2)), dump: read(ONE), restore: write(ONE),
+    randomkey: read(), keys: read({ pattern: 'keys' }), scan: read({ pattern: 'scan' }), dbsize: read(), sort: write(ONE), sort_ro: read(ONE),
+    // hashes
+    hget: read(ONE), hmget: read(ONE), hgetall: read(ONE), hkeys: read(ONE), hvals: read(ONE), hlen: read(ONE), hexists: read(ONE),
+    hstrlen: read(ONE), hscan: read(ONE), hrandfield: read(ONE), httl: read(ONE), hpttl: read(ONE), hexpiretime: read(ONE), hpexpiretime: read(ONE),
+    hset: write(ONE), hsetnx: write(ONE), hmset: write(ONE), hdel: write(ONE), hincrby: write(ONE), hincrbyfloat: write(ONE),
+    hexpire: write(ONE), hpexpire: write(ONE), hexpireat: write(ONE), hpexpireat: write(ONE), hpersist: write(ONE), hgetdel: write(ONE), hgetex: write(ONE), hsetex: write(ONE),
+    // lists
+    lindex: read(ONE), llen: read(ONE), lrange: read(ONE), lpos: read(ONE), lpush: write(ONE), rpush: write(ONE), lpushx: write(ONE),
+    rpushx: write(ONE), lpop: write(ONE), rpop: write(ONE), lset: write(ONE), lrem: write(ONE), ltrim: write(ONE), linsert: write(ONE),
+    rpoplpush: write(k(1, 2)), lmove: write(k(1, 2)), blpop: write(k(1, -2), true), brpop: write(k(1, -2), true),
+    brpoplpush: write(k(1, 2)), blmove: write(k(1, 2)), lmpop: write({ numkeys: 1 }, true), blmpop: write({ numkeys: 2 }, true),
+    // sets
+    smembers: read(ONE), sismember: read(ONE), smismember: read(ONE), scard: read(ONE), srandmember: read(ONE), sscan: read(ONE),
+    sdiff: read(ALL), sinter: read(ALL), sunion: read(ALL), sintercard: read({ numkeys: 1 }), sadd: write(ONE), srem: write(ONE),
+    spop: write(ONE), smove: write(k(1, 2)), sdiffstore: write(ALL), sinterstore: write(ALL), sunionstore: write(ALL),
+    // sorted sets
+    zrange: read(ONE), zrangebyscore: read(ONE), zrevrangebyscore: read(ONE), zrangebylex: read(ONE), zrevrangebylex: read(ONE),
+    zrevrange: read(ONE), zrank: read(ONE), zrevrank: read(ONE), zscore: read(ONE), zmscore: read(ONE), zcard: read(ONE), zcount: read(ONE),
+    zlexcount: read(ONE), zscan: read(ONE), zrandmember: read(ONE), zdiff: read({ numkeys: 1 }), zinter: read({ numkeys: 1 }),
+    zunion: read({ numkeys: 1 }), zintercard: read({ numkeys: 1 }), zadd: write(ONE), zincrby: write(ONE), zrem: write(ONE),
+    zremrangebyrank: write(ONE), zremrangebyscore: write(ONE), zremrangebylex: write(ONE), zpopmin: write(ONE), zpopmax: write(ONE),
+    bzpopmin: write(k(1, -2), true), bzpopmax: write(k(1, -2), true), zrangestore: write(k(1, 2)),
+    zdiffstore: write({ numkeys: 2, extraFirst: true }, true), zinterstore: write({ numkeys: 2, extraFirst: true }, true),
+    zunionstore: write({ numkeys: 2, extraFirst: true }, true), zmpop: write({ numkeys: 1 }, true), bzmpop: write({ numkeys: 2 }, true),
+    // streams
+    xadd: write(ONE), xdel: write(ONE), xtrim: write(ONE), xlen: read(ONE), xrange: read(ONE), xrevrange: read(ONE), xack: write(ONE),
+    xclaim: write(ONE), xautoclaim: write(ONE), xpending: read(ONE), xsetid: write(ONE), xread: read({ streams: true }),
+    xreadgroup: write({ streams: true }), xackdel: write(ONE), xdelex: write(ONE),
+    // bitmaps, hyperloglog, geo
+    getbit: read(ONE), bitcount: read(ONE), bitpos: read(ONE), bitfield_ro: read(ONE), setbit: write(ONE), bitfield: write(ONE),
+    bitop: write(k(2, -1), true), pfadd: write(ONE), pfcount: read(ALL), pfmerge: write(ALL, true), geoadd: write(ONE), geodist: read(ONE),
+    geohash: read(ONE), geopos: read(ONE), geosearch: read(ONE), georadius_ro: read(ONE), georadiusbymember_ro: read(ONE),
+    georadius: write(ONE), georadiusbymember: write(ONE), geosearchstore: write(k(1, 2)),
+    // connection and transactions
+    ping: read(), echo: read(), quit: read(), reset: read(), auth: read(), hello: read(), multi: read(), exec: read(), discard: read(),
+    watch: read(ALL), unwatch: read(), readonly: read(), readwrite: read(), wait: read(), waitaof: read(), time: read(), lastsave: read(),
+    info: read(), lolwut: read(), role: read(),
+    // pub/sub: channels are not keys
+    publish: write(), spublish: write(), subscribe: read(), psubscribe: read(), ssubscribe: read(), unsubscribe: read(),
+    punsubscribe: read(), sunsubscribe: read(),
+    // server-level: CONTRACT §2 lists these as admin
+    select: admin, swapdb: admin, move: admin, flushall: admin, flushdb: admin, shutdown: admin, debug: admin, acl: admin, module: admin,
+    script: admin, eval: admin, evalsha: admin, eval_ro: admin, evalsha_ro: admin, function: admin, fcall: admin, fcall_ro: admin,
+    migrate: admin, monitor: admin, replicaof: admin, slaveof: admin, save: admin, bgsave: admin, bgrewriteaof: admin, sync: admin,
+    psync: admin, failover: admin, cluster: admin, asking: admin, config: admin, replconf: admin, pfdebug: admin, pfselftest: admin,
+  }),
+);
+
+/** Containers whose meaning is in the subcommand; unknown subcommands are admin. */
+const SUBCOMMANDS: ReadonlyMap<string, ReadonlyMap<string, RedisCommandSpec>> = new Map([
+  [
+    'client',
+    new Map(
+      Object.entries({
+        setname: read(), getname: read(), id: read(), info: read(), setinfo: read(), tracking: read(), trackinginfo: read(),
+        getredir: read(), caching: read(), reply: read(), 'no-touch': read(),
+        kill: admin, pause: admin, unpause: admin, list: admin, 'no-evict': admin, unblock: admin,
+      }),
+    ),
+  ],
+  ['object', new Map(Object.entries({ encoding: read(k(2, 2)), freq: read(k(2, 2)), idletime: read(k(2, 2)), refcount: read(k(2, 2)), help: read() }))],
+  ['memory', new Map(Object.entries({ usage: read(k(2, 2)), stats: read(), doctor: read(), 'malloc-stats': read(), help: read(), purge: admin }))],
+  ['command', new Map(Object.entries({ count: read(), docs: read(), info: read(), list: read(), getkeys: read(), getkeysandflags: read(), help: read() }))],
+  ['xinfo', new Map(Object.entries({ stream: read(k(2, 2)), groups: read(k(2, 2)), consumers: read(k(2, 2)), help: read() }))],
+  [
+    'xgroup',
+    new Map(
+      Object.entries({ create: write(k(2, 2)), setid: write(k(2, 2)), destroy: write(k(2, 2)), createconsumer: write(k(2, 2)), delconsumer: write(k(2, 2)), help: read() }),
+    ),
+  ],
+  ['pubsub', new Map(Object.entries({ channels: read(), numsub: read(), numpat: read(), shardchannels: read(), shardnumsub: read(), help: read() }))],
+  ['latency', new Map(Object.entries({ latest: read(), history: read(), doctor: read(), graph: read(), histogram: read(), help: read(), reset: admin }))],
+  ['slowlog', new Map(Object.entries({ get: read(), len: read(), help: read(), reset: admin }))],
+]);
+
+const UNKNOWN: RedisCommandSpec = admin;
+
+export interface RedisClassification {
+  readonly command: string;
+  readonly action: Action;
+  readonly risk: Risk;
+  readonly keys: readonly string[];
+  readonly reason: string;
+}
+
+const text = (arg: Buffer | string | undefined): string => (arg === undefined ? '' : typeof arg === 'string' ? arg : arg.toString('latin1'));
+
+const keysOf = (spec: KeySpec, args: readonly (Buffer | string)[]): string[] => {
+  if (!spec) return [];
+  const count = args.length;
+  if ('pattern' in spec) {
+    if (spec.pattern === 'keys') return [text(args[1])];
+    // SCAN cursor [MATCH pattern] …: without MATCH the scan may return every key.
+    for (let index = 2; index < count - 1; index++) if (text(args[index]).toLowerCase() === 'match') return [text(args[index + 1])];
+    return ['*'];
+  }
+  if ('streams' in spec) {
+    const at = args.findIndex((arg, index) => index > 0 && text(arg).toLowerCase() === 'streams');
+    if (at < 0) return [];
+    const rest = args.slice(at + 1);
+    return rest.slice(0, Math.floor(rest.length / 2)).map(text);
+  }
+  if ('numkeys' in spec) {
+    const numkeys = Number.parseInt(text(args[spec.numkeys]), 10);
+    const keys = spec.extraFirst ? [text(args[1])] : [];
+    if (!Number.isFinite(numkeys) || numkeys < 0) return keys;
+    for (let index = spec.numkeys + 1; index <= spec.numkeys + numkeys && index < count; index++) keys.push(text(args[index]));
+    return keys;
+  }
+  const last = spec.last < 0 ? count + spec.last : spec.last;
+  const keys: string[] = [];
+  for (let index = spec.first; index <= last && index < count; index += spec.step) keys.push(text(args[index]));
+  return keys;
+};
+
+/** Classifies a Redis command by name (and subcommand): action, risk and the keys it touches. */
+export const classifyRedis = (args: readonly (Buffer | string)[]): RedisClassification => {
+  const name = text(args[0]).toLowerCase();
+  let spec = COMMANDS.get(name);
+  let command = name.toUpperCase();
+  const container = SUBCOMMANDS.get(name);
+  if (container) {
+    const sub = text(args[1]).toLowerCase();
+    spec = container.get(sub);
+    command = `${command} ${sub.toUpperCase()}`;
+  }
+  if (!spec) return { command, action: UNKNOWN.action, risk: UNKNOWN.risk, keys: [], reason: `${command} is an administrative or unknown command` };
+  const keys = keysOf(spec.keys, args);
+  // COPY … DB n writes into another database than the resource's.
+  if (name === 'copy' && args.some((arg, index) => index > 2 && text(arg).toLowerCase() === 'db')) {
+    return { command, action: 'admin', risk: 'critical', keys, reason: 'COPY … DB writes into another database' };
+  }
+  // SORT … STORE and GEORADIUS … STORE write; without it they only read.
+  if (name === 'sort' || name === 'georadius' || name === 'georadiusbymember') {
+    const store = args.findIndex((arg, index) => index > 1 && /^store(dist)?$/i.test(text(arg)));
+    if (store < 0) return { command, action: 'read', risk: 'low', keys, reason: `${command} reads` };
+    return { command, action: 'write', risk: 'medium', keys: [...keys, text(args[store + 1])], reason: `${command} … STORE writes` };
+  }
+  if (spec.action === 'write' && spec.multiKeyWrite && keys.length > 1) {
+    return { command, action: 'write', risk: 'high', keys, reason: `${command} writes ${keys.length} keys` };
+  }
+  const verb = spec.action === 'read' ? 'reads' : spec.action === 'write' ? 'writes' : 'is administrative';
+  return { command, action: spec.action, risk: spec.risk, keys, reason: `${command} ${verb}` };
+};

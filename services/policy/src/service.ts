@@ -1,0 +1,146 @@
+import { randomUUID } from 'node:crypto';
+import { Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc-js';
+import { buildEvent } from '@sluice/contracts';
+import { loadConfig, type LoadedConfig, type SluiceConfig } from '@sluice/config';
+import { connectBus, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
+import { policy as pb } from '@sluice/proto';
+import { loadSqlClassifier } from '@sluice/sql-classifier';
+import type { Logger } from '@sluice/service-runtime';
+import { policyServiceHandlers, type PolicyServiceState } from './grpc.js';
+import { createPolicy, type Policy } from './policy.js';
+
+export interface PolicyServiceOptions {
+  readonly loaded: LoadedConfig;
+  readonly config: SluiceConfig;
+  readonly logger: Logger;
+  /** Overrides config.services.policy.grpc (tests listen on port 0). */
+  readonly listen?: string;
+}
+
+export type ReloadResult = { readonly ok: true; readonly version: number } | { readonly ok: false; readonly error: string; readonly version: number };
+
+export interface RunningPolicyService {
+  /** The bound gRPC address, `host:port`. */
+  readonly address: string;
+  readonly version: number;
+  readonly policy: Policy;
+  /** Re-reads the config file; a bad file leaves the old rules in force. */
+  reload(): Promise<ReloadResult>;
+  stop(): Promise<void>;
+}
+
+const policyOf = (config: SluiceConfig): Policy =>
+  createPolicy(config.rules, config.resources, { approvalTimeoutMs: config.services.approval.timeout });
+
+/** Starts the policy service: classifier loaded, bus connected, gRPC bound. */
+export const startPolicyService = async (options: PolicyServiceOptions): Promise<RunningPolicyService> => {
+  const { loaded, config, logger } = options;
+  await loadSqlClassifier();
+  let current = policyOf(config);
+  let version = 1;
+
+  const nc: NatsConnection = await connectBus(config.bus.url, 'policy');
+  await ensureEventStream(nc, {
+    stream: config.bus.stream,
+    subjectPrefix: config.bus.subjectPrefix,
+    duplicateWindowMs: config.audit.stream.duplicateWindow,
+    ...(config.audit.stream.maxAge ? { maxAgeMs: config.audit.stream.maxAge } : {}),
+  });
+  const publisher = new EventPublisher(nc, {
+    source: 'policy',
+    subjectPrefix: config.bus.subjectPrefix,
+    onError: (error) => logger.error({ err: error }, 'event publish failed'),
+  });
+
+  const watchers = new Set<ServerWritableStream<pb.WatchPolicyRequest, pb.WatchPolicyResponse>>();
+  let reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, version });
+
+  const reloadNow = async (): Promise<ReloadResult> => {
+    let next: Policy;
+    try {
+      next = policyOf(loadConfig(loaded.path).config);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      logger.error({ error: message }, 'policy reload rejected; the previous rules stay');
+      return { ok: false, error: message, version };
+    }
+    current = next;
+    version += 1;
+    logger.info({ version, rules: next.rules }, 'policy reloaded');
+    for (const watcher of watchers) watcher.write({ policyVersion: BigInt(version) });
+    try {
+      await publisher.publishNow(
+        buildEvent('policy.changed', { id: randomUUID(), source: 'sluice/policy', subject: 'policy', time: new Date(), data: { version, rules: next.rules } }),
+      );
+    } catch (error) {
+      logger.error({ err: error }, 'policy.changed could not be published');
+    }
+    return { ok: true, version };
+  };
+
+  const state: PolicyServiceState = {
+    get policy() {
+      return current;
+    },
+    get version() {
+      return version;
+    },
+    reload: async () => {
+      // One reload at a time, in order: each reads the file as it is when its turn comes.
+      reloading = reloading.then(reloadNow, reloadNow);
+      const result = await reloading;
+      return result.ok ? { ok: true } : { ok: false, error: result.error };
+    },
+    watch(stream) {
+      watchers.add(stream);
+      const forget = (): void => {
+        watchers.delete(stream);
+      };
+      stream.on('cancelled', forget);
+      stream.on('close', forget);
+      stream.on('error', forget);
+      stream.write({ policyVersion: BigInt(version) });
+    },
+  };
+
+  const server = new Server();
+  server.addService(pb.PolicyServiceService, policyServiceHandlers(state));
+  const listen = options.listen ?? config.services.policy.grpc;
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(listen, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
+  );
+  const host = listen.slice(0, listen.lastIndexOf(':'));
+  const address = `${host}:${port}`;
+  logger.info({ address, rules: current.rules }, 'policy service listening');
+
+  return {
+    address,
+    get version() {
+      return version;
+    },
+    get policy() {
+      return current;
+    },
+    reload: () => {
+      reloading = reloading.then(reloadNow, reloadNow);
+      return reloading;
+    },
+    async stop() {
+      // Ending the watch streams tells every proxy to drop its cached decisions.
+      for (const watcher of watchers) watcher.end();
+      watchers.clear();
+      await new Promise<void>((resolve) => {
+        const force = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2_000);
+        server.tryShutdown(() => {
+          clearTimeout(force);
+          resolve();
+        });
+      });
+      await publisher.close(2_000);
+      await nc.drain();
+    },
+  };
+};

@@ -1,0 +1,277 @@
+import { credentials, Metadata, type ClientReadableStream } from '@grpc/grpc-js';
+import { policy as pb } from '@sluice/proto';
+import { DependencyUnavailableError, SluiceErrorCode, type Action, type Effect, type Risk, type Subject } from '@sluice/contracts';
+import { isSqlClassifierLoaded, loadSqlClassifier, normalizeSql } from '@sluice/sql-classifier';
+import type { Logger } from '@sluice/telemetry';
+import type { Decision, GovernedCommand, PolicyPort, SessionPolicy } from '../ports.js';
+
+export interface PolicyPortOptions {
+  readonly logger: Logger;
+  /** Cached decisions at most (least recently used go first). */
+  readonly cacheSize?: number;
+  /** Deadline of one Decide/DescribeSession call. */
+  readonly timeoutMs?: number;
+}
+
+export interface PolicyPortStats {
+  readonly hits: number;
+  readonly misses: number;
+  readonly size: number;
+  /** The policy version the cache belongs to; undefined while not watching (nothing is cached). */
+  readonly version: number | undefined;
+}
+
+const EFFECTS: ReadonlyMap<pb.Effect, Effect> = new Map([
+  [pb.Effect.EFFECT_ALLOW, 'allow'],
+  [pb.Effect.EFFECT_DENY, 'deny'],
+  [pb.Effect.EFFECT_APPROVE, 'approve'],
+]);
+const ACTIONS: ReadonlyMap<pb.Action, Action> = new Map([
+  [pb.Action.ACTION_READ, 'read'],
+  [pb.Action.ACTION_WRITE, 'write'],
+  [pb.Action.ACTION_DDL, 'ddl'],
+  [pb.Action.ACTION_ADMIN, 'admin'],
+]);
+const RISKS: ReadonlyMap<pb.Risk, Risk> = new Map([
+  [pb.Risk.RISK_LOW, 'low'],
+  [pb.Risk.RISK_MEDIUM, 'medium'],
+  [pb.Risk.RISK_HIGH, 'high'],
+  [pb.Risk.RISK_CRITICAL, 'critical'],
+]);
+
+/** Unknown enum values read as the strictest: a newer service must not loosen an older proxy. */
+const decisionOf = (response: pb.DecideResponse): Decision =>
+  Object.freeze({
+    effect: EFFECTS.get(response.effect) ?? 'deny',
+    rule: response.rule,
+    reason: response.reason,
+    action: ACTIONS.get(response.action) ?? 'admin',
+    risk: RISKS.get(response.risk) ?? 'critical',
+    maskProfile: response.maskProfile || undefined,
+    tables: Object.freeze([...response.tables]),
+    approvers: response.approvers
+      ? { groups: [...response.approvers.groups], subs: [...response.approvers.subs], minApprovals: response.approvers.minApprovals || 1 }
+      : undefined,
+    approvalTimeoutMs: response.approvalTimeoutMs,
+    prepares: Object.freeze([...response.prepares]),
+  });
+
+/** Insertion-ordered Map as an LRU: a hit moves the entry to the end. */
+class LruCache<V> {
+  readonly #entries = new Map<string, V>();
+  constructor(private readonly max: number) {}
+
+  get(key: string): V | undefined {
+    const value = this.#entries.get(key);
+    if (value !== undefined) {
+      this.#entries.delete(key);
+      this.#entries.set(key, value);
+    }
+    return value;
+  }
+
+  set(key: string, value: V): void {
+    this.#entries.delete(key);
+    this.#entries.set(key, value);
+    if (this.#entries.size > this.max) this.#entries.delete(this.#entries.keys().next().value!);
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+}
+
+const SEP = '\u0001';
+/** Redis commands longer than this are not cached: their values make them unique anyway. */
+const MAX_REDIS_KEY_BYTES = 1024;
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 5_000;
+
+/**
+ * The proxy's PolicyPort over gRPC. Decisions are cached per (sub, groups, resource, command)
+ * and, for SQL, also per normalized text when the service says the decision does not depend on
+ * constants. The cache lives only while WatchPolicy is connected and belongs to the version it
+ * reports: a new version or a broken stream empties it. Unavailable service: the call throws
+ * DependencyUnavailableError and the adapter denies (fail closed).
+ */
+export const createPolicyPort = (address: string, options: PolicyPortOptions): PolicyPort & { close(): void; stats(): PolicyPortStats } => {
+  const { logger } = options;
+  const timeoutMs = options.timeoutMs ?? 2_000;
+  const client = new pb.PolicyServiceClient(address, credentials.createInsecure());
+  const decisions = new LruCache<Decision>(options.cacheSize ?? 10_000);
+  const sessions = new LruCache<SessionPolicy>(1_000);
+  const principals = new WeakMap<Subject, string>();
+  let version: number | undefined;
+  let watch: ClientReadableStream<pb.WatchPolicyResponse> | undefined;
+  let backoff = BACKOFF_MIN_MS;
+  let retry: NodeJS.Timeout | undefined;
+  let closed = false;
+  let hits = 0;
+  let misses = 0;
+
+  // The proxy may not have loaded the parser; until it has, SQL is cached by exact text only.
+  loadSqlClassifier().catch((error: unknown) => logger.warn({ err: error }, 'SQL normalizer unavailable; caching by exact text only'));
+
+  const invalidate = (): void => {
+    decisions.clear();
+    sessions.clear();
+  };
+
+  const startWatch = (): void => {
+    if (closed) return;
+    const call = client.watchPolicy({});
+    watch = call;
+    const broken = (why: string): void => {
+      if (watch !== call) return;
+      watch = undefined;
+      version = undefined;
+      invalidate();
+      if (closed) return;
+      logger.warn({ why, retryInMs: backoff }, 'policy watch lost; decisions are not cached until it is back');
+      retry = setTimeout(startWatch, backoff);
+      retry.unref();
+      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+    };
+    call.on('data', (message: pb.WatchPolicyResponse) => {
+      const next = Number(message.policyVersion);
+      if (next !== version) {
+        invalidate();
+        if (version !== undefined) logger.info({ from: version, to: next }, 'policy changed; decision cache cleared');
+        version = next;
+      }
+      backoff = BACKOFF_MIN_MS;
+    });
+    call.on('error', (error: Error) => broken(error.message));
+    call.on('end', () => broken('stream ended'));
+  };
+  startWatch();
+
+  const principalOf = (subject: Subject): string => {
+    let key = principals.get(subject);
+    if (key === undefined) {
+      key = `${subject.sub}${SEP}${[...subject.groups].sort().join('\u0002')}`;
+      principals.set(subject, key);
+    }
+    return key;
+  };
+
+  const commandKey = (command: GovernedCommand): string | undefined => {
+    switch (command.kind) {
+      case 'sql':
+        return `s${(command.searchPath ?? []).join(',')}${SEP}${command.text}`;
+      case 'redis': {
+        let bytes = 0;
+        for (const arg of command.args) bytes += arg.length + 1;
+        if (bytes > MAX_REDIS_KEY_BYTES) return undefined;
+        return `r${command.args.map((arg) => arg.toString('latin1')).join('\u0002')}`;
+      }
+      case 'http':
+        return `h${command.method}${SEP}${command.path}`;
+    }
+  };
+
+  const unavailable = (error: unknown): DependencyUnavailableError =>
+    new DependencyUnavailableError(SluiceErrorCode.PolicyUnavailable, `policy service unavailable: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
+
+  const deadline = (): { deadline: Date } => ({ deadline: new Date(Date.now() + timeoutMs) });
+
+  const toRequest = (subject: Subject, resource: string, command: GovernedCommand): pb.DecideRequest => {
+    const base = { subject: { sub: subject.sub, groups: [...subject.groups], issuer: subject.issuer }, resource };
+    switch (command.kind) {
+      case 'sql':
+        return {
+          ...base,
+          sql: {
+            text: command.text,
+            searchPath: [...(command.searchPath ?? [])],
+            preparedStatements: command.preparedStatements ? Object.fromEntries(command.preparedStatements) : {},
+          },
+        };
+      case 'redis':
+        return { ...base, redis: { args: command.args.map((arg) => Buffer.from(arg)) } };
+      case 'http':
+        return { ...base, http: { method: command.method, path: command.path } };
+    }
+  };
+
+  return {
+    async decide(subject, resource, command) {
+      const watched = version;
+      let key: string | undefined;
+      let normalizedKey: string | undefined;
+      if (watched !== undefined) {
+        const commandPart = commandKey(command);
+        if (commandPart !== undefined) {
+          key = `${principalOf(subject)}${SEP}${resource}${SEP}${commandPart}`;
+          const hit = decisions.get(key);
+          if (hit) {
+            hits += 1;
+            return hit;
+          }
+          if (command.kind === 'sql' && isSqlClassifierLoaded()) {
+            const normalized = normalizeSql(command.text);
+            if (normalized !== undefined && normalized !== command.text) {
+              normalizedKey = `${principalOf(subject)}${SEP}${resource}${SEP}n${(command.searchPath ?? []).join(',')}${SEP}${normalized}`;
+              const sameShape = decisions.get(normalizedKey);
+              if (sameShape) {
+                hits += 1;
+                decisions.set(key, sameShape);
+                return sameShape;
+              }
+            }
+          }
+        }
+      }
+      misses += 1;
+      const response = await new Promise<pb.DecideResponse>((resolve, reject) => {
+        client.decide(toRequest(subject, resource, command), new Metadata(), deadline(), (error, answer) =>
+          error ? reject(unavailable(error)) : resolve(answer),
+        );
+      });
+      const decision = decisionOf(response);
+      // Only a decision of the version we watch may be kept: one made before a reload may not.
+      if (response.cacheable && key !== undefined && version !== undefined && Number(response.policyVersion) === version) {
+        decisions.set(key, decision);
+        if (normalizedKey !== undefined) decisions.set(normalizedKey, decision);
+      }
+      return decision;
+    },
+
+    async describeSession(subject, resource) {
+      const key = `${principalOf(subject)}${SEP}${resource}`;
+      if (version !== undefined) {
+        const hit = sessions.get(key);
+        if (hit) return hit;
+      }
+      const response = await new Promise<pb.DescribeSessionResponse>((resolve, reject) => {
+        client.describeSession(
+          { subject: { sub: subject.sub, groups: [...subject.groups], issuer: subject.issuer }, resource },
+          new Metadata(),
+          deadline(),
+          (error, answer) => (error ? reject(unavailable(error)) : resolve(answer)),
+        );
+      });
+      const session: SessionPolicy = Object.freeze({ mayConnect: response.mayConnect, readOnly: response.readOnly });
+      if (version !== undefined && Number(response.policyVersion) === version) sessions.set(key, session);
+      return session;
+    },
+
+    stats: () => ({ hits, misses, size: decisions.size, version }),
+
+    close() {
+      closed = true;
+      clearTimeout(retry);
+      const call = watch;
+      watch = undefined;
+      call?.cancel();
+      invalidate();
+      client.close();
+    },
+  };
+};

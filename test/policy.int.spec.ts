@@ -1,0 +1,128 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { loadConfig } from '@sluice/config';
+import { SluiceErrorCode, type Subject } from '@sluice/contracts';
+import { decodeEvents } from '@sluice/event-bus';
+import { requestPolicyReload, startPolicyService, type RunningPolicyService } from '@sluice/policy';
+import { createLogger } from '@sluice/service-runtime';
+import { createPolicyPort } from '../services/proxy/src/ports/policy-client.js';
+
+const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+const RUN = randomBytes(4).toString('hex');
+const STREAM = `SLUICE_TEST_POLICY_${RUN}`;
+const PREFIX = `sluicetest.policy${RUN}`;
+
+const analyst: Subject = { sub: 'analyst-bot', groups: ['analysts'], issuer: 'http://issuer.test' };
+const sql = (text: string) => ({ kind: 'sql' as const, text });
+
+const configWith = (rules: unknown[]) => ({
+  bus: { url: NATS_URL, stream: STREAM, subjectPrefix: PREFIX },
+  services: { policy: { grpc: '127.0.0.1:0' } },
+  resources: [{ name: 'ledger', type: 'postgres', listen: '127.0.0.1:25433', target: { host: '127.0.0.1', database: 'ledger' }, credentials: { username: 'owner' } }],
+  rules,
+});
+const READ_ONLY = [{ name: 'analysts-read', effect: 'allow', subjects: { groups: ['analysts'] }, resources: ['ledger'], actions: ['read'] }];
+const READ_WRITE = [{ name: 'analysts-write', effect: 'allow', subjects: { groups: ['analysts'] }, resources: ['ledger'], actions: ['read', 'write'] }];
+
+const until = async (condition: () => boolean, timeoutMs = 5_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+};
+
+describe('policy service over gRPC with the proxy port', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-policy-'));
+  const file = join(dir, 'sluice.yaml');
+  const logger = createLogger('policy-test');
+  let service: RunningPolicyService;
+  let nc: NatsConnection;
+  let port: ReturnType<typeof createPolicyPort>;
+
+  beforeAll(async () => {
+    writeFileSync(file, stringify(configWith(READ_ONLY)));
+    const loaded = loadConfig(file);
+    service = await startPolicyService({ loaded, config: loaded.config, logger });
+    nc = await connect({ servers: NATS_URL });
+    port = createPolicyPort(service.address, { logger });
+    await until(() => port.stats().version !== undefined);
+  });
+
+  afterAll(async () => {
+    port?.close();
+    await service?.stop().catch(() => undefined);
+    if (nc) {
+      const jsm = await jetstreamManager(nc);
+      await jsm.streams.delete(STREAM).catch(() => undefined);
+      await nc.close();
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('decides over gRPC: allows a read and denies a write for a read-only subject', async () => {
+    expect(await port.decide(analyst, 'ledger', sql('SELECT * FROM orders WHERE id = 1'))).toMatchObject({ effect: 'allow', rule: 'analysts-read', action: 'read' });
+    expect(await port.decide(analyst, 'ledger', sql('DELETE FROM orders'))).toMatchObject({ effect: 'deny', action: 'write', risk: 'high' });
+    expect(await port.describeSession(analyst, 'ledger')).toEqual({ mayConnect: true, readOnly: true });
+  });
+
+  it('answers a repeated statement from the cache without a round trip, also when only constants differ', async () => {
+    await port.decide(analyst, 'ledger', sql('SELECT * FROM invoices WHERE id = 10'));
+    const before = port.stats();
+    const again = await port.decide(analyst, 'ledger', sql('SELECT * FROM invoices WHERE id = 10'));
+    const otherConstant = await port.decide(analyst, 'ledger', sql('SELECT * FROM invoices WHERE id = 11'));
+    const after = port.stats();
+    expect(again.effect).toBe('allow');
+    expect(otherConstant.effect).toBe('allow');
+    expect(after.misses).toBe(before.misses);
+    expect(after.hits).toBe(before.hits + 2);
+  });
+
+  it('does not cache a decision that depends on constants', async () => {
+    const before = port.stats().misses;
+    await port.decide(analyst, 'ledger', sql('BEGIN READ WRITE'));
+    await port.decide(analyst, 'ledger', sql('BEGIN READ WRITE'));
+    expect(port.stats().misses).toBe(before + 2);
+  });
+
+  it('clears the cache and decides with the new rules after a reload, and publishes policy.changed', async () => {
+    const changed = nc.subscribe(`${PREFIX}.policy.changed`, { max: 1 });
+    const cachedVersion = port.stats().version!;
+    expect((await port.decide(analyst, 'ledger', sql('INSERT INTO orders VALUES (1)'))).effect).toBe('deny');
+    writeFileSync(file, stringify(configWith(READ_WRITE)));
+    const answer = await requestPolicyReload(service.address);
+    expect(answer).toMatchObject({ ok: true, version: cachedVersion + 1 });
+    await until(() => port.stats().version === cachedVersion + 1);
+    expect(port.stats().size).toBe(0);
+    expect(await port.decide(analyst, 'ledger', sql('INSERT INTO orders VALUES (1)'))).toMatchObject({ effect: 'allow', rule: 'analysts-write' });
+    expect(await port.describeSession(analyst, 'ledger')).toEqual({ mayConnect: true, readOnly: false });
+    for await (const message of changed) {
+      const [event] = decodeEvents(message.data);
+      expect(event).toMatchObject({ type: 'sluice.policy.changed.v1', subject: 'policy', data: { version: cachedVersion + 1, rules: 1 } });
+    }
+  });
+
+  it('rejects a bad config file on reload and keeps the previous rules', async () => {
+    const version = service.version;
+    writeFileSync(file, stringify({ ...configWith(READ_ONLY), rules: [{ name: 'broken', effect: 'maybe' }] }));
+    const answer = await requestPolicyReload(service.address);
+    expect(answer.ok).toBe(false);
+    expect(answer.error).toMatch(/rules\[0\]\.effect/);
+    expect(service.version).toBe(version);
+    expect((await port.decide(analyst, 'ledger', sql('INSERT INTO orders VALUES (2)'))).effect).toBe('allow');
+  });
+
+  it('fails closed with ERR_POLICY_UNAVAILABLE once the service is stopped, even for a cached statement', async () => {
+    await port.decide(analyst, 'ledger', sql('SELECT 42'));
+    await service.stop();
+    await until(() => port.stats().version === undefined);
+    await expect(port.decide(analyst, 'ledger', sql('SELECT 42'))).rejects.toMatchObject({ code: SluiceErrorCode.PolicyUnavailable });
+    await expect(port.describeSession(analyst, 'ledger')).rejects.toMatchObject({ code: SluiceErrorCode.PolicyUnavailable });
+  });
+});
