@@ -2,7 +2,11 @@ import type { MaskingConfig } from '@sluice/config';
 
 export type Strategy = 'redact' | 'partial' | 'hash' | 'null';
 
-/** What the engine knows of a result column. */
+/**
+ * What the engine knows of a result column. Build one object per result column (per
+ * RowDescription) and pass that same object for every cell: maskers cache the column's plan
+ * (type kind, column rule, name hints) per object, so per-cell cost stays a lookup.
+ */
 export interface ColumnInfo {
   readonly name: string;
   /** `schema.table.column` when the source table is known. */
@@ -22,6 +26,12 @@ export interface ProfileMasker {
    * carry a masked string. Increments counts.
    */
   maskCell(value: string, column: ColumnInfo | undefined, counts: MaskCounts): string | null;
+  /**
+   * Masks one binary-format cell (PostgreSQL binary wire format, the column's type by typeOid).
+   * Returns the same bytes when nothing was found, new bytes, or null (SQL NULL) where the type
+   * cannot carry a masked value. Increments counts.
+   */
+  maskBinaryCell(value: Uint8Array, column: ColumnInfo | undefined, counts: MaskCounts): Uint8Array | null;
   /** Masks sensitive substrings of free text (no column rules). */
   maskText(value: string, counts: MaskCounts): string;
   /** Walks a parsed JSON document and masks its string leaves (keys kept). */

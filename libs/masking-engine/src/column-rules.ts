@@ -1,0 +1,44 @@
+import type { MaskingProfileConfig } from '@sluice/config';
+import type { ColumnInfo, Strategy } from './api.js';
+
+export interface ColumnRule {
+  /** Used in counts as `column:<label>`: the rule's own text, never a value. */
+  readonly label: string;
+  readonly strategy: Strategy | undefined;
+  matches(column: ColumnInfo): boolean;
+}
+
+/** A regex from the config; a leading `(?i)` (not JavaScript syntax) makes it case-insensitive. */
+export const configRegExp = (source: string, flags = ''): RegExp =>
+  source.startsWith('(?i)') ? new RegExp(source.slice(4), `${flags}i`) : new RegExp(source, flags);
+
+/**
+ * `schema.table.column` glob: `*` is any run within one part, `?` one character. A pattern with
+ * fewer parts matches the trailing parts (`customers.ssn` in any schema, `ssn` in any table).
+ * PostgreSQL folds unquoted identifiers to lower case, so the match ignores case.
+ */
+const globMatcher = (glob: string): ((qualifiedName: string | undefined, name: string) => boolean) => {
+  const parts = glob.split('.').length;
+  const source = glob
+    .split('')
+    .map((char) => (char === '*' ? '[^.]*' : char === '?' ? '[^.]' : char.replace(/[\\^$+.()|{}[\]]/g, '\\$&')))
+    .join('');
+  const pattern = new RegExp(`^${source}$`, 'i');
+  return (qualifiedName, name) => {
+    const subject = qualifiedName ?? name;
+    if (!subject) return false;
+    const tail = subject.split('.').slice(-parts);
+    return tail.length === parts && pattern.test(tail.join('.'));
+  };
+};
+
+export const compileColumnRule = (rule: MaskingProfileConfig['columns'][number]): ColumnRule => {
+  const byName = rule.match ? configRegExp(rule.match) : undefined;
+  const byColumn = rule.column ? globMatcher(rule.column) : undefined;
+  return {
+    label: rule.match ?? rule.column ?? '',
+    strategy: rule.strategy,
+    // Both matchers given: both must hold (a name pattern narrowed to one table).
+    matches: (column) => (!byName || byName.test(column.name)) && (!byColumn || byColumn(column.qualifiedName, column.name)),
+  };
+};

@@ -1,0 +1,391 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import type { MaskingConfig } from '@sluice/config';
+import type { ColumnInfo, CompiledMasking, CompileMasking, MaskCounts, ProfileMasker, Strategy } from './api.js';
+import { compileColumnRule, type ColumnRule } from './column-rules.js';
+import { builtInDetectors, custom, Hint, hintsOf, type Detector, type Found } from './detectors.js';
+import { scanFeatures } from './features.js';
+import { parseArray, serializeArray, type ArrayNode } from './pg-array.js';
+import { decodeBinaryArray, decodeBinaryScalar, encodeBinaryArray } from './pg-binary.js';
+import { ARRAY_ELEMENT, TEXT_OIDS, typeKind, type TypeKind } from './pg-types.js';
+
+const JSONB_VERSION = Buffer.from([1]);
+/** Anything in a JSON text that could make the secret detector or a secret-named key match. */
+const JSON_SECRET_HINT = /[_=']|-[\w-]|pass|pwd|secret|key|token|identified|A[KS]IA|-----BEGIN/i;
+
+/** What a column rule puts in place of a whole value under the redact strategy. */
+export const COLUMN_REDACTED = '[REDACTED]';
+/** What a detector puts in place of the sensitive part of a value under the redact strategy. */
+export const redactedText = (detector: string): string => `[REDACTED:${detector}]`;
+/** Hex characters of the HMAC kept by the hash strategy (64 bits: enough to join and group on). */
+const HASH_HEX_LENGTH = 16;
+
+interface ColumnPlan {
+  readonly kind: TypeKind;
+  readonly elementKind: TypeKind;
+  readonly rule: ColumnRule | undefined;
+  readonly hints: number;
+}
+
+const TEXT_PLAN: ColumnPlan = { kind: 'text', elementKind: 'text', rule: undefined, hints: Hint.none };
+
+const bump = (counts: MaskCounts, key: string): void => {
+  counts[key] = (counts[key] ?? 0) + 1;
+};
+
+/** Keeps the first-priority claim where detectors overlap; `found` is in priority order. */
+const resolveOverlaps = (found: Found[], length: number): Found[] => {
+  if (found.length === 1) return found;
+  const accepted: Found[] = [];
+  if (found.length <= 8) {
+    for (const candidate of found) {
+      if (!accepted.some((kept) => candidate.start < kept.end && kept.start < candidate.end)) accepted.push(candidate);
+    }
+  } else {
+    const taken = new Uint8Array(length);
+    for (const candidate of found) {
+      let free = true;
+      for (let index = candidate.start; index < candidate.end && free; index++) free = taken[index] === 0;
+      if (!free) continue;
+      taken.fill(1, candidate.start, candidate.end);
+      accepted.push(candidate);
+    }
+  }
+  return accepted.sort((a, b) => a.start - b.start);
+};
+
+class Masker implements ProfileMasker {
+  private readonly plans = new WeakMap<ColumnInfo, ColumnPlan>();
+  private readonly keyHints = new Map<string, number>();
+
+  constructor(
+    readonly name: string,
+    private readonly detectors: readonly Detector[],
+    private readonly strategy: Strategy,
+    private readonly rules: readonly ColumnRule[],
+    private readonly hashKey: string,
+  ) {}
+
+  maskCell(value: string, column: ColumnInfo | undefined, counts: MaskCounts): string | null {
+    const plan = column ? this.plan(column) : TEXT_PLAN;
+    switch (plan.kind) {
+      case 'text':
+        return plan.rule ? this.forceText(value, plan, counts) : this.maskString(value, plan.hints, counts, true);
+      case 'scalar':
+        return this.maskScalar(value, plan, counts);
+      case 'opaque':
+        if (!plan.rule) return value;
+        bump(counts, `column:${plan.rule.label}`);
+        return null;
+      case 'json':
+        return this.maskJsonText(value, plan, counts);
+      case 'array':
+        return this.maskArray(value, plan, counts);
+    }
+  }
+
+  maskBinaryCell(value: Uint8Array, column: ColumnInfo | undefined, counts: MaskCounts): Uint8Array | null {
+    return this.maskBinary(value, column ? this.plan(column) : TEXT_PLAN, column?.typeOid, counts);
+  }
+
+  maskText(value: string, counts: MaskCounts): string {
+    return this.maskString(value, Hint.none, counts, false) ?? '';
+  }
+
+  maskJson(value: unknown, counts: MaskCounts): unknown {
+    return this.walk(value, Hint.none, counts);
+  }
+
+  hasColumnRule(column: ColumnInfo): boolean {
+    return this.plan(column).rule !== undefined;
+  }
+
+  /**
+   * The plan of a column, cached by its ColumnInfo object: adapters build one per result column
+   * (per RowDescription), so this runs once per column and result set, not per cell.
+   */
+  private plan(column: ColumnInfo): ColumnPlan {
+    let plan = this.plans.get(column);
+    if (plan) return plan;
+    const kind = typeKind(column.typeOid);
+    const elementOid = kind === 'array' && column.typeOid !== undefined ? ARRAY_ELEMENT.get(column.typeOid) : undefined;
+    plan = {
+      kind,
+      elementKind: elementOid === undefined ? 'text' : typeKind(elementOid),
+      rule: this.rules.find((rule) => rule.matches(column)),
+      hints: hintsOf(column.name),
+    };
+    this.plans.set(column, plan);
+    return plan;
+  }
+
+  private hintsOfKey(key: string): number {
+    let hints = this.keyHints.get(key);
+    if (hints === undefined) {
+      hints = hintsOf(key);
+      // JSON documents with generated keys must not grow this without bound.
+      if (this.keyHints.size > 10_000) this.keyHints.clear();
+      this.keyHints.set(key, hints);
+    }
+    return hints;
+  }
+
+  /** True when some detector's gate passes: the text may hold something to mask. */
+  private mayContain(text: string, hints: number): boolean {
+    const features = scanFeatures(text);
+    for (const detector of this.detectors) if (detector.gate(features, text, hints)) return true;
+    return false;
+  }
+
+  /**
+   * mayContain for a JSON document: its quotes and colons would open the secret detector's gate
+   * on every document, so that one is asked whether a secret shape or a secret-named key appears.
+   */
+  private mayContainJson(text: string, hints: number): boolean {
+    const features = scanFeatures(text);
+    for (const detector of this.detectors) {
+      if (detector.name === 'secret' && hints === Hint.none) {
+        if (JSON_SECRET_HINT.test(text)) return true;
+      } else if (detector.gate(features, text, hints)) return true;
+    }
+    return false;
+  }
+
+  private find(text: string, hints: number): Found[] | undefined {
+    if (text.length === 0) return undefined;
+    const features = scanFeatures(text);
+    let found: Found[] | undefined;
+    for (const detector of this.detectors) {
+      if (!detector.gate(features, text, hints)) continue;
+      found ??= [];
+      detector.find(text, hints, found, features);
+    }
+    return found && found.length > 0 ? found : undefined;
+  }
+
+  /** Masks the sensitive parts of a text; null when a part's strategy is `null` and `cell` is set. */
+  private maskString(text: string, hints: number, counts: MaskCounts, cell: boolean): string | null {
+    const found = this.find(text, hints);
+    if (!found) return text;
+    let out = '';
+    let position = 0;
+    let nullify = false;
+    for (const match of resolveOverlaps(found, text.length)) {
+      const strategy = match.detector.strategy ?? this.strategy;
+      if (strategy === 'null') nullify = true;
+      out += text.slice(position, match.start) + this.render(text.slice(match.start, match.end), match.detector, strategy);
+      position = match.end;
+      bump(counts, match.detector.name);
+    }
+    if (nullify && cell) return null;
+    return out + text.slice(position);
+  }
+
+  private render(value: string, detector: Detector, strategy: Strategy): string {
+    switch (strategy) {
+      case 'partial':
+        return detector.partial(value) ?? redactedText(detector.name);
+      case 'hash':
+        return this.hash(detector.normalise(value));
+      case 'redact':
+      case 'null':
+        return redactedText(detector.name);
+    }
+  }
+
+  private hash(value: string): string {
+    return `hash:${createHmac('sha256', this.hashKey).update(value).digest('hex').slice(0, HASH_HEX_LENGTH)}`;
+  }
+
+  /** A column rule masks the whole value with the rule's strategy (or the profile's). */
+  private forceText(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
+    if (value === '' || !plan.rule) return value;
+    bump(counts, `column:${plan.rule.label}`);
+    const strategy = plan.rule.strategy ?? this.strategy;
+    switch (strategy) {
+      case 'null':
+        return null;
+      case 'redact':
+        return COLUMN_REDACTED;
+      case 'hash':
+        return this.hash(value);
+      case 'partial': {
+        // Partial needs to know what the value is: only a value that one detector claims whole
+        // keeps its recognisable part; anything else is redacted.
+        const trimmed = value.trim();
+        const found = this.find(trimmed, plan.hints);
+        const whole = found?.find((match) => match.start === 0 && match.end === trimmed.length);
+        return (whole && whole.detector.partial(trimmed)) ?? COLUMN_REDACTED;
+      }
+    }
+  }
+
+  /** Numbers, inet, money…: scanned, but a masked value cannot be written in the type: NULL. */
+  private maskScalar(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
+    if (plan.rule) {
+      bump(counts, `column:${plan.rule.label}`);
+      return null;
+    }
+    return this.maskString(value, plan.hints, counts, true) === value ? value : null;
+  }
+
+  private maskJsonText(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
+    if (plan.rule) {
+      const masked = this.forceText(value, plan, counts);
+      return masked === null ? null : JSON.stringify(masked);
+    }
+    if (!this.mayContainJson(value, plan.hints)) return value;
+    let document: unknown;
+    try {
+      document = JSON.parse(value);
+    } catch {
+      return this.maskString(value, plan.hints, counts, true);
+    }
+    const local: MaskCounts = {};
+    const masked = this.walk(document, plan.hints, local);
+    let changed = false;
+    for (const key in local) {
+      changed = true;
+      counts[key] = (counts[key] ?? 0) + local[key]!;
+    }
+    // Unchanged documents go out byte for byte (jsonb's own spacing, big numbers intact).
+    return changed ? JSON.stringify(masked) : value;
+  }
+
+  private walk(node: unknown, hints: number, counts: MaskCounts): unknown {
+    if (typeof node === 'string') return this.maskString(node, hints, counts, true);
+    if (typeof node === 'number') {
+      // A card number or phone stored as a JSON number; small numbers (amounts, counts) never are.
+      if (!Number.isInteger(node) || Math.abs(node) < 1_000_000 || Math.abs(node) >= 1e21) return node;
+      const text = String(node);
+      const masked = this.maskString(text, hints, counts, true);
+      return masked === text ? node : masked;
+    }
+    if (Array.isArray(node)) return node.map((item) => this.walk(item, hints, counts));
+    if (node !== null && typeof node === 'object') {
+      const out: Record<string, unknown> = {};
+      const record = node as Record<string, unknown>;
+      for (const key in record) {
+        // Keys are kept, unless a key is itself a sensitive value (a map keyed by email).
+        const maskedKey = this.maskString(key, Hint.none, counts, false) ?? key;
+        out[maskedKey] = this.walk(record[key], this.hintsOfKey(key), counts);
+      }
+      return out;
+    }
+    return node;
+  }
+
+  private maskBinary(value: Uint8Array, plan: ColumnPlan, oid: number | undefined, counts: MaskCounts): Uint8Array | null {
+    switch (plan.kind) {
+      case 'opaque':
+        if (!plan.rule) return value;
+        bump(counts, `column:${plan.rule.label}`);
+        return null;
+      case 'text': {
+        const text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8');
+        const masked = plan.rule ? this.forceText(text, plan, counts) : this.maskString(text, plan.hints, counts, true);
+        if (masked === text) return value;
+        if (masked === null) return null;
+        // A type we do not know whose bytes are not UTF-8 text cannot take a rewritten value.
+        if (oid !== undefined && !TEXT_OIDS.has(oid) && !Buffer.from(text, 'utf8').equals(value)) return null;
+        return Buffer.from(masked, 'utf8');
+      }
+      case 'json': {
+        const jsonb = oid === 3802;
+        if (jsonb && value[0] !== 1) return plan.rule || this.mayContain(Buffer.from(value).toString('latin1'), plan.hints) ? null : value;
+        const text = Buffer.from(value.buffer, value.byteOffset + (jsonb ? 1 : 0), value.byteLength - (jsonb ? 1 : 0)).toString('utf8');
+        const masked = this.maskJsonText(text, plan, counts);
+        if (masked === text) return value;
+        if (masked === null) return null;
+        return jsonb ? Buffer.concat([JSONB_VERSION, Buffer.from(masked, 'utf8')]) : Buffer.from(masked, 'utf8');
+      }
+      case 'scalar': {
+        if (plan.rule) {
+          bump(counts, `column:${plan.rule.label}`);
+          return null;
+        }
+        const text = decodeBinaryScalar(oid, value);
+        if (text === undefined) return value;
+        return this.maskString(text, plan.hints, counts, true) === text ? value : null;
+      }
+      case 'array': {
+        const elementKind = plan.elementKind;
+        if (elementKind === 'opaque' || (plan.rule && elementKind !== 'text')) {
+          if (!plan.rule) return value;
+          bump(counts, `column:${plan.rule.label}`);
+          return null;
+        }
+        const array = decodeBinaryArray(value);
+        if (!array) {
+          bump(counts, 'unparsed_array');
+          return null;
+        }
+        const elementPlan: ColumnPlan = { kind: elementKind, elementKind: 'text', rule: plan.rule, hints: plan.hints };
+        let changed = false;
+        const elements = array.elements.map((element) => {
+          if (element === null) return null;
+          const masked = this.maskBinary(element, elementPlan, array.elementOid, counts);
+          if (masked !== element) changed = true;
+          return masked;
+        });
+        return changed ? encodeBinaryArray({ ...array, elements }) : value;
+      }
+    }
+  }
+
+  private maskArray(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
+    const elementKind = plan.elementKind;
+    if (elementKind === 'opaque' || (plan.rule && elementKind !== 'text')) {
+      if (!plan.rule) return value;
+      bump(counts, `column:${plan.rule.label}`);
+      return null;
+    }
+    if (!plan.rule && !this.mayContain(value, plan.hints)) return value;
+    const items = parseArray(value);
+    if (!items) {
+      // Cannot be masked element-wise: withhold rather than pass it raw.
+      bump(counts, 'unparsed_array');
+      return null;
+    }
+    const elementPlan: ColumnPlan = { kind: elementKind, elementKind: 'text', rule: plan.rule, hints: plan.hints };
+    let changed = false;
+    const maskItem = (item: ArrayNode): ArrayNode => {
+      if (item === null) return null;
+      if (typeof item !== 'string') return item.map(maskItem);
+      let masked: string | null;
+      if (elementKind === 'json') masked = this.maskJsonText(item, elementPlan, counts);
+      else if (elementKind === 'scalar') masked = this.maskScalar(item, elementPlan, counts);
+      else masked = elementPlan.rule ? this.forceText(item, elementPlan, counts) : this.maskString(item, plan.hints, counts, true);
+      if (masked !== item) changed = true;
+      return masked;
+    };
+    const masked = items.map(maskItem);
+    return changed ? serializeArray(masked) : value;
+  }
+}
+
+/**
+ * Compiles the masking section of the config once: detectors, column rules and strategies of
+ * every profile. Without a hash key, a random per-process key is used (hashes are then stable
+ * only within this process).
+ */
+export const compileMasking: CompileMasking = (config: MaskingConfig, options): CompiledMasking => {
+  const hashKey = options.hashKey ?? randomBytes(32).toString('hex');
+  const builtIns = builtInDetectors(config.defaultRegion);
+  const customs = config.detectors.map((detector) => custom(detector));
+  // Custom detectors come first: the operator named them on purpose, they win overlaps.
+  const select = (names: readonly string[]): Detector[] => {
+    const wanted = new Set(names);
+    return [...customs.filter((detector) => wanted.has(detector.name)), ...[...builtIns.values()].filter((detector) => wanted.has(detector.name))];
+  };
+  const profiles = new Map<string, ProfileMasker>(
+    Object.entries(config.profiles).map(([name, profile]) => [
+      name,
+      new Masker(name, select(profile.detectors), profile.strategy, profile.columns.map(compileColumnRule), hashKey),
+    ]),
+  );
+  const everything = new Masker('*', [...customs, ...builtIns.values()], 'partial', [], hashKey);
+  return { profile: (name) => profiles.get(name), everything };
+};
+
+/** The masking section with no profiles: what `everything` masks before any config arrived. */
+export const DEFAULT_MASKING_CONFIG: MaskingConfig = { defaultRegion: 'US', detectors: [], profiles: {} };

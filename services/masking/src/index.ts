@@ -1,0 +1,1 @@
+export { startMaskingService, type MaskingServiceOptions, type RunningMaskingService } from './server.js';

@@ -1,0 +1,4 @@
+import { runService } from '@sluice/service-runtime';
+import { startMaskingService } from './server.js';
+
+runService('masking', async ({ loaded, logger }) => startMaskingService({ loaded, logger }));
