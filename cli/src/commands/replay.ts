@@ -1,0 +1,119 @@
+import { parseArgs } from 'node:util';
+import { kindOfType } from '@sluice/contracts';
+import type { StoredEvent } from '@sluice/event-store';
+import { formatTable, openAuditSource, stdio, UsageError, type Output } from './audit.js';
+
+type Data = Record<string, unknown>;
+
+const str = (value: unknown, fallback = ''): string => (typeof value === 'string' ? value : value === undefined || value === null ? fallback : String(value));
+
+const offset = (ms: number): string => `+${(ms / 1000).toFixed(3)}s`.padStart(10);
+
+const INDENT = ' '.repeat(12);
+
+/** One event as lines of text; commands, decisions, approvals, completions and returned data. */
+export const describeEvent = (event: StoredEvent, startMs: number): string[] => {
+  const data = (event.data ?? {}) as unknown as Data;
+  const at = offset(Date.parse(event.time) - startMs);
+  const kind = kindOfType(event.type) ?? event.type;
+  switch (kind) {
+    case 'session.started': {
+      const subject = (data.subject ?? {}) as Data;
+      const groups = Array.isArray(subject.groups) ? subject.groups.join(',') : '';
+      return [`${at}  session started: ${str(subject.sub, '?')}${groups ? ` [${groups}]` : ''} -> ${str(data.resource)} (${str(data.protocol)}) from ${str(data.client, '?')}${data.readOnly ? ', read-only' : ''}`];
+    }
+    case 'session.rejected':
+      return [`${at}  session rejected on ${str(data.resource)}: ${str(data.code)} ${str(data.reason)}`];
+    case 'session.ended':
+      return [`${at}  session ended: ${str(data.reason)} (${str(data.commands, '0')} commands, ${str(data.durationMs, '?')} ms)`];
+    case 'command.decided': {
+      const lines = [`${at}  > ${str(data.command)}`];
+      lines.push(`${INDENT}decision: ${str(data.decision)} by rule ${str(data.rule, '-')} (action ${str(data.action)}, risk ${str(data.risk)})${data.reason ? `: ${str(data.reason)}` : ''}`);
+      return lines;
+    }
+    case 'approval.requested':
+      return [`${at}    approval ${str(data.approvalId)} requested (rule ${str(data.rule)}, expires ${str(data.expiresAt)})`];
+    case 'approval.decided':
+      return [`${at}    approval ${str(data.approvalId)}: ${str(data.decision)} by ${str(data.approver)} via ${str(data.via)}${data.reason ? ` ("${str(data.reason)}")` : ''}${data.final ? '' : ' (more approvals needed)'}`];
+    case 'approval.expired':
+      return [`${at}    approval ${str(data.approvalId)} expired`];
+    case 'approval.cancelled':
+      return [`${at}    approval ${str(data.approvalId)} cancelled: ${str(data.reason)}`];
+    case 'approval.executed':
+      return [`${at}    approval ${str(data.approvalId)} executed`];
+    case 'command.completed': {
+      const error = data.error as Data | undefined;
+      return [`${at}    completed: ${str(data.outcome)}${data.ok === false ? ` FAILED${error ? ` ${str(error.code)} ${str(error.message)}` : ''}` : ''} (${str(data.durationMs, '?')} ms)`];
+    }
+    case 'result.returned': {
+      const columns = Array.isArray(data.columns) ? (data.columns as unknown[]).map((column) => str(column)) : [];
+      const rows = Array.isArray(data.rows) ? (data.rows as unknown[][]) : [];
+      const masked = Object.entries((data.maskedCounts ?? {}) as Record<string, number>)
+        .map(([name, count]) => `${name}: ${count}`)
+        .join(', ');
+      const lines = [`${at}    returned ${str(data.rowCount, String(rows.length))} row(s)${data.truncated ? ` (recorded ${rows.length}, truncated)` : ''}${masked ? `, masked ${masked}` : ''}`];
+      if (columns.length > 0 && rows.length > 0) {
+        const table = formatTable(columns, rows.map((row) => columns.map((_, index) => (row[index] === null || row[index] === undefined ? 'NULL' : str(row[index])))), 40);
+        for (const line of table.trimEnd().split('\n')) lines.push(`${INDENT}${line}`);
+      }
+      return lines;
+    }
+    default:
+      return [`${at}  ${kind}`];
+  }
+};
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** `sluice replay <session-id> [--speed N] [--json]`: the session as it happened. */
+export const run = async (argv: readonly string[], io: Output = stdio): Promise<number> => {
+  let values: { speed?: string | undefined; json?: boolean | undefined };
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({
+      args: [...argv],
+      options: { speed: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string', short: 'c' } },
+      allowPositionals: true,
+    }));
+  } catch (error) {
+    io.err(`sluice replay: ${(error as Error).message}\nusage: sluice replay <session-id> [--speed N] [--json]\n`);
+    return 2;
+  }
+  const sessionId = positionals[0];
+  const speed = values.speed === undefined ? 0 : Number(values.speed);
+  if (!sessionId || !Number.isFinite(speed) || speed < 0) {
+    io.err('usage: sluice replay <session-id> [--speed N] [--json]   (--speed 0, the default, prints without waiting)\n');
+    return 2;
+  }
+  try {
+    const source = await openAuditSource(argv);
+    let events: readonly StoredEvent[];
+    try {
+      events = await source.sessionEvents(sessionId);
+    } finally {
+      await source.close();
+    }
+    if (events.length === 0) {
+      io.err(`sluice replay: no events for session ${sessionId}\n`);
+      return 1;
+    }
+    const startMs = Date.parse(events[0]!.time);
+    let previousMs = startMs;
+    if (!values.json) io.out(`session ${sessionId}: ${events.length} events from ${events[0]!.time}\n`);
+    for (const event of events) {
+      const eventMs = Date.parse(event.time);
+      if (speed > 0 && eventMs > previousMs) await sleep(Math.min((eventMs - previousMs) / speed, 60_000));
+      previousMs = Math.max(previousMs, eventMs);
+      if (values.json) io.out(`${JSON.stringify({ offsetMs: eventMs - startMs, ...event })}\n`);
+      else io.out(`${describeEvent(event, startMs).join('\n')}\n`);
+    }
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.err(`sluice replay: ${error.message}\n`);
+      return 2;
+    }
+    io.err(`sluice replay: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
+};

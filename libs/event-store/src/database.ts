@@ -1,0 +1,28 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/** Row of `sluice.events` as kysely sees it. */
+export interface EventsTable {
+  seq: Generated<number>;
+  id: string;
+  session_id: string;
+  session_seq: number;
+  type: string;
+  kind: string;
+  source: string;
+  time: ColumnType<Date, Date, never>;
+  data: ColumnType<unknown, string | null, never>;
+  ext: ColumnType<Record<string, unknown>, string, never>;
+  hash: string;
+  prev_hash: string;
+  resource: string | null;
+  subject_sub: string | null;
+  command_id: string | null;
+  approval_id: string | null;
+  decision: string | null;
+  masked_values: number;
+  stored_at: Generated<Date>;
+}
+
+export interface SluiceDatabase {
+  'sluice.events': EventsTable;
+}

@@ -1,0 +1,14 @@
+export { openEventStore, DEFAULT_PGLITE_PATH } from './store.js';
+export type {
+  AppendResult,
+  EventStore,
+  OpenEventStoreOptions,
+  SessionPage,
+  SessionQuery,
+  SessionSummary,
+  StoredEvent,
+  StoreLogger,
+  VerifyResult,
+} from './store.js';
+export { canonicalJson, chainHash, GENESIS_HASH, normalizeEvent, type StoredCloudEvent } from './chain.js';
+export { WRITER_ROLE } from './migrations.js';

@@ -1,0 +1,421 @@
+import { Kysely, Migrator, sql, type RawBuilder, type Transaction } from 'kysely';
+import { kindOfType, type CloudEvent } from '@sluice/contracts';
+import { chainHash, GENESIS_HASH, joinEvent, normalizeEvent, splitEvent, type StoredCloudEvent } from './chain.js';
+import type { SluiceDatabase } from './database.js';
+import { pgliteBackend, postgresBackend, type StoreBackend } from './dialect.js';
+import { migrationProvider, WRITER_ROLE } from './migrations.js';
+
+/** Minimal logger shape (pino fits). */
+export interface StoreLogger {
+  info(object: object, message?: string): void;
+  warn(object: object, message?: string): void;
+}
+
+export interface OpenEventStoreOptions {
+  /** postgres://… ; without it the embedded PGlite store at `path` is used. */
+  readonly url?: string | undefined;
+  /** PGlite data folder, default `./.sluice/pglite`. */
+  readonly path?: string | undefined;
+  readonly logger?: StoreLogger | undefined;
+  /** Pool size for PostgreSQL (default 4). */
+  readonly maxConnections?: number | undefined;
+}
+
+/** A stored event as served: the CloudEvent plus its place in the store and its chain. */
+export type StoredEvent = StoredCloudEvent & { readonly seq: number; readonly hash: string; readonly prev_hash: string };
+
+export interface AppendResult {
+  readonly stored: number;
+  readonly duplicates: number;
+}
+
+export type VerifyResult =
+  | { readonly ok: true; readonly sessions: number; readonly events: number }
+  | {
+      readonly ok: false;
+      readonly sessions: number;
+      readonly events: number;
+      readonly firstBroken: { readonly id: string; readonly seq: number; readonly sessionId: string; readonly reason: string };
+    };
+
+export interface SessionSummary {
+  readonly id: string;
+  readonly session_id: string;
+  readonly subject: string | null;
+  readonly resource: string | null;
+  readonly protocol: string | null;
+  readonly started_at: string;
+  readonly ended_at: string | null;
+  readonly commands: number;
+  readonly denials: number;
+  readonly approvals: number;
+  readonly masked_values: number;
+  readonly events: number;
+  readonly rejected: boolean;
+}
+
+export interface SessionQuery {
+  readonly subject?: string | undefined;
+  readonly resource?: string | undefined;
+  /** Sessions that started at or after this time. */
+  readonly from?: Date | undefined;
+  /** Sessions that started at or before this time. */
+  readonly to?: Date | undefined;
+  /** Sessions with at least one command that got this decision (allow, deny, approve). */
+  readonly decision?: string | undefined;
+  readonly limit?: number | undefined;
+  /** `next` of the previous page. */
+  readonly cursor?: string | undefined;
+}
+
+export interface SessionPage {
+  readonly sessions: readonly SessionSummary[];
+  readonly next?: string;
+}
+
+export interface EventStore {
+  readonly backend: 'postgres' | 'pglite';
+  /**
+   * Stores events in one transaction, each once (by id), chaining each session's events in
+   * the order given.
+   */
+  append(events: readonly CloudEvent[]): Promise<AppendResult>;
+  /** Recomputes every chain (or one session's) in seq order. */
+  verify(options?: { readonly sessionId?: string | undefined }): Promise<VerifyResult>;
+  listSessions(query?: SessionQuery): Promise<SessionPage>;
+  sessionEvents(sessionId: string): Promise<readonly StoredEvent[]>;
+  countEvents(): Promise<number>;
+  close(): Promise<void>;
+}
+
+const INSERT_CHUNK = 400;
+const UNNEST_CHUNK = 5000;
+const LOOKUP_CHUNK = 1000;
+const VERIFY_PAGE = 5000;
+/** Above this many sessions in one batch, one exclusive lock replaces per-session locks (lock table size). */
+const MAX_SESSION_LOCKS = 128;
+/** Key of the advisory lock shared by every appender; a big batch takes it exclusively. */
+const APPEND_LOCK_KEY = 0x51_75_69_63; // 'Quic' — any constant unique to Sluice
+
+const chunks = <T>(items: readonly T[], size: number): T[][] => {
+  const out: T[][] = [];
+  for (let index = 0; index < items.length; index += size) out.push(items.slice(index, index + size));
+  return out;
+};
+
+const stringField = (data: unknown, key: string): string | null => {
+  if (data === null || typeof data !== 'object') return null;
+  const value = (data as Record<string, unknown>)[key];
+  return typeof value === 'string' ? value : null;
+};
+
+const subjectSub = (data: unknown): string | null => {
+  if (data === null || typeof data !== 'object') return null;
+  const subject = (data as Record<string, unknown>).subject;
+  return stringField(subject, 'sub');
+};
+
+const maskedValues = (data: unknown): number => {
+  if (data === null || typeof data !== 'object') return 0;
+  const counts = (data as Record<string, unknown>).maskedCounts;
+  if (counts === null || typeof counts !== 'object') return 0;
+  let total = 0;
+  for (const value of Object.values(counts)) if (typeof value === 'number' && Number.isFinite(value)) total += value;
+  return Math.min(Math.trunc(total), 2 ** 31 - 1);
+};
+
+const iso = (value: Date | string | null): string | null => (value === null ? null : new Date(value).toISOString());
+
+/** Serialises every call: PGlite has one connection, and interleaved statements would share its transaction. */
+class SerialQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const result = this.tail.then(task, task);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+interface EventRow {
+  seq: number;
+  id: string;
+  session_id: string;
+  session_seq: number;
+  type: string;
+  source: string;
+  time: Date;
+  data: unknown;
+  ext: Record<string, unknown> | null;
+  hash: string;
+  prev_hash: string;
+}
+
+const rowToEvent = (row: EventRow): StoredCloudEvent =>
+  joinEvent({ id: row.id, source: row.source, type: row.type, sessionId: row.session_id, time: new Date(row.time), data: row.data, ext: row.ext ?? {} });
+
+class KyselyEventStore implements EventStore {
+  readonly backend: 'postgres' | 'pglite';
+  private readonly queue: SerialQueue | undefined;
+  private useWriterRole = false;
+
+  constructor(
+    private readonly db: Kysely<SluiceDatabase>,
+    backend: StoreBackend,
+  ) {
+    this.backend = backend.kind;
+    this.queue = backend.kind === 'pglite' ? new SerialQueue() : undefined;
+  }
+
+  private serial<T>(task: () => Promise<T>): Promise<T> {
+    return this.queue ? this.queue.run(task) : task();
+  }
+
+  async init(logger?: StoreLogger): Promise<void> {
+    await sql`CREATE SCHEMA IF NOT EXISTS sluice`.execute(this.db).catch((error: unknown) => {
+      // Two processes creating it at once: the loser sees a unique violation; the schema exists.
+      if ((error as { code?: string }).code !== '23505') throw error;
+    });
+    const migrator = new Migrator({
+      db: this.db,
+      provider: migrationProvider,
+      migrationTableSchema: 'sluice',
+      migrationTableName: 'migrations',
+      migrationLockTableName: 'migrations_lock',
+    });
+    const { error, results } = await migrator.migrateToLatest();
+    if (error) throw error instanceof Error ? error : new Error(String(error));
+    for (const result of results ?? []) logger?.info({ migration: result.migrationName, status: result.status }, 'event store migration');
+    const { rows } = await sql<{ usable: boolean }>`
+      SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${WRITER_ROLE})
+         AND pg_has_role(current_user, ${WRITER_ROLE}, 'MEMBER')
+         AND has_table_privilege(${WRITER_ROLE}, 'sluice.events', 'INSERT') AS usable`.execute(this.db).catch(() => ({ rows: [] }));
+    this.useWriterRole = rows[0]?.usable === true;
+    if (!this.useWriterRole) logger?.warn({ role: WRITER_ROLE }, 'appending as the connecting user: the INSERT/SELECT-only role is not available');
+  }
+
+  append(events: readonly CloudEvent[]): Promise<AppendResult> {
+    if (events.length === 0) return Promise.resolve({ stored: 0, duplicates: 0 });
+    return this.serial(() => this.db.transaction().execute((trx) => this.appendIn(trx, events)));
+  }
+
+  private async appendIn(trx: Transaction<SluiceDatabase>, events: readonly CloudEvent[]): Promise<AppendResult> {
+    const receivedAt = new Date();
+    const unique = new Map<string, StoredCloudEvent>();
+    for (const event of events) {
+      if (typeof event?.id !== 'string' || event.id === '') continue;
+      if (!unique.has(event.id)) unique.set(event.id, normalizeEvent(event, receivedAt));
+    }
+    const batch = [...unique.values()];
+    const sessions = [...new Set(batch.map((event) => event.subject ?? ''))].sort();
+
+    if (this.useWriterRole) await sql`SET LOCAL ROLE ${sql.id(WRITER_ROLE)}`.execute(trx);
+    // Chain heads must not move under us: lock each session (ordered, so two appenders never
+    // deadlock), under a shared lock that a very large batch takes exclusively instead.
+    if (sessions.length > MAX_SESSION_LOCKS) {
+      await sql`SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY}::bigint)`.execute(trx);
+    } else {
+      await sql`SELECT pg_advisory_xact_lock_shared(${APPEND_LOCK_KEY}::bigint)`.execute(trx);
+      await sql`SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
+                  FROM (VALUES ${sql.join(sessions.map((session) => sql`(${session}::text)`))}) AS v(k) ORDER BY k`.execute(trx);
+    }
+
+    const existing = new Set<string>();
+    for (const ids of chunks([...unique.keys()], LOOKUP_CHUNK)) {
+      const found = await trx.selectFrom('sluice.events').select('id').where('id', 'in', ids).execute();
+      for (const row of found) existing.add(row.id);
+    }
+    const fresh = batch.filter((event) => !existing.has(event.id));
+    if (fresh.length === 0) return { stored: 0, duplicates: events.length };
+
+    const heads = new Map<string, { hash: string; sessionSeq: number }>();
+    const freshSessions = [...new Set(fresh.map((event) => event.subject ?? ''))];
+    for (const ids of chunks(freshSessions, LOOKUP_CHUNK)) {
+      const { rows } = await sql<{ session_id: string; hash: string; session_seq: number }>`
+        SELECT DISTINCT ON (session_id) session_id, hash, session_seq
+          FROM sluice.events WHERE session_id IN (${sql.join(ids)})
+         ORDER BY session_id, session_seq DESC`.execute(trx);
+      for (const row of rows) heads.set(row.session_id, { hash: row.hash, sessionSeq: row.session_seq });
+    }
+
+    const rows = fresh.map((event) => {
+      const columns = splitEvent(event);
+      const head = heads.get(columns.sessionId) ?? { hash: GENESIS_HASH, sessionSeq: 0 };
+      // Hash the form rebuilt from the columns, exactly what verify will recompute.
+      const hash = chainHash(head.hash, joinEvent(columns));
+      const next = { hash, sessionSeq: head.sessionSeq + 1 };
+      heads.set(columns.sessionId, next);
+      return {
+        id: columns.id,
+        session_id: columns.sessionId,
+        session_seq: next.sessionSeq,
+        type: columns.type,
+        kind: kindOfType(columns.type) ?? columns.type,
+        source: columns.source,
+        time: columns.time,
+        data: columns.data === null ? null : JSON.stringify(columns.data),
+        ext: JSON.stringify(columns.ext),
+        hash,
+        prev_hash: head.hash,
+        resource: stringField(columns.data, 'resource'),
+        subject_sub: subjectSub(columns.data),
+        command_id: stringField(columns.data, 'commandId'),
+        approval_id: stringField(columns.data, 'approvalId'),
+        decision: stringField(columns.data, 'decision'),
+        masked_values: maskedValues(columns.data),
+      };
+    });
+    if (this.backend === 'postgres') {
+      // One parameter per column (arrays through unnest): far cheaper to bind and plan than
+      // a multi-row VALUES with 18 parameters per row.
+      for (const part of chunks(rows, UNNEST_CHUNK)) {
+        const column = <K extends keyof (typeof part)[number]>(key: K) => part.map((row) => row[key]);
+        await sql`INSERT INTO sluice.events (id, session_id, session_seq, type, kind, source, time, data, ext, hash, prev_hash,
+                                             resource, subject_sub, command_id, approval_id, decision, masked_values)
+                  SELECT id, session_id, session_seq, type, kind, source, time, data::jsonb, ext::jsonb, hash, prev_hash,
+                         resource, subject_sub, command_id, approval_id, decision, masked_values
+                    FROM unnest(${column('id')}::text[], ${column('session_id')}::text[], ${column('session_seq')}::int[],
+                                ${column('type')}::text[], ${column('kind')}::text[], ${column('source')}::text[],
+                                ${column('time')}::timestamptz[], ${column('data')}::text[], ${column('ext')}::text[],
+                                ${column('hash')}::text[], ${column('prev_hash')}::text[], ${column('resource')}::text[],
+                                ${column('subject_sub')}::text[], ${column('command_id')}::text[], ${column('approval_id')}::text[],
+                                ${column('decision')}::text[], ${column('masked_values')}::int[])
+                         WITH ORDINALITY AS u(id, session_id, session_seq, type, kind, source, time, data, ext, hash, prev_hash,
+                                              resource, subject_sub, command_id, approval_id, decision, masked_values, ord)
+                   ORDER BY u.ord`.execute(trx);
+      }
+    } else {
+      for (const part of chunks(rows, INSERT_CHUNK)) await trx.insertInto('sluice.events').values(part).execute();
+    }
+    return { stored: rows.length, duplicates: events.length - rows.length };
+  }
+
+  verify(options: { readonly sessionId?: string | undefined } = {}): Promise<VerifyResult> {
+    return this.serial(async () => {
+      const heads = new Map<string, { hash: string; sessionSeq: number }>();
+      let events = 0;
+      let after = 0;
+      for (;;) {
+        let query = this.db
+          .selectFrom('sluice.events')
+          .select(['seq', 'id', 'session_id', 'session_seq', 'type', 'source', 'time', 'data', 'ext', 'hash', 'prev_hash'])
+          .where('seq', '>', after)
+          .orderBy('seq')
+          .limit(VERIFY_PAGE);
+        if (options.sessionId !== undefined) query = query.where('session_id', '=', options.sessionId);
+        const rows = (await query.execute()) as EventRow[];
+        for (const row of rows) {
+          events += 1;
+          const head = heads.get(row.session_id) ?? { hash: GENESIS_HASH, sessionSeq: 0 };
+          const reason =
+            row.prev_hash !== head.hash
+              ? 'prev_hash is not the hash of the previous event of the session'
+              : row.session_seq !== head.sessionSeq + 1
+                ? `session_seq ${row.session_seq} follows ${head.sessionSeq}`
+                : chainHash(head.hash, rowToEvent(row)) !== row.hash
+                  ? 'content does not match its hash'
+                  : undefined;
+          if (reason) {
+            return { ok: false, sessions: heads.size, events, firstBroken: { id: row.id, seq: row.seq, sessionId: row.session_id, reason } };
+          }
+          heads.set(row.session_id, { hash: row.hash, sessionSeq: row.session_seq });
+        }
+        if (rows.length < VERIFY_PAGE) break;
+        after = rows[rows.length - 1]!.seq;
+      }
+      return { ok: true, sessions: heads.size, events };
+    });
+  }
+
+  listSessions(query: SessionQuery = {}): Promise<SessionPage> {
+    return this.serial(async () => {
+      const limit = Math.max(1, Math.min(query.limit ?? 50, 1000));
+      const conditions: RawBuilder<unknown>[] = [sql`true`];
+      if (query.subject !== undefined) conditions.push(sql`s.subject = ${query.subject}`);
+      if (query.resource !== undefined) conditions.push(sql`s.resource = ${query.resource}`);
+      if (query.from !== undefined) conditions.push(sql`s.started_at >= ${query.from}`);
+      if (query.to !== undefined) conditions.push(sql`s.started_at <= ${query.to}`);
+      if (query.decision !== undefined) {
+        conditions.push(sql`EXISTS (SELECT 1 FROM sluice.events d WHERE d.session_id = s.session_id AND d.kind = 'command.decided' AND d.decision = ${query.decision})`);
+      }
+      const cursor = query.cursor === undefined ? undefined : Number.parseInt(query.cursor, 10);
+      if (cursor !== undefined && Number.isFinite(cursor)) conditions.push(sql`s.first_seq < ${cursor}`);
+      const { rows } = await sql<{
+        session_id: string;
+        subject: string | null;
+        resource: string | null;
+        protocol: string | null;
+        started_at: Date;
+        ended_at: Date | null;
+        commands: number;
+        denials: number;
+        approvals: number;
+        masked_values: number;
+        events: number;
+        rejected: boolean;
+        first_seq: number;
+      }>`SELECT s.* FROM sluice.sessions s WHERE ${sql.join(conditions, sql` AND `)} ORDER BY s.first_seq DESC LIMIT ${limit + 1}`.execute(this.db);
+      const page = rows.slice(0, limit);
+      const sessions = page.map((row) => ({
+        id: row.session_id,
+        session_id: row.session_id,
+        subject: row.subject,
+        resource: row.resource,
+        protocol: row.protocol,
+        started_at: iso(row.started_at)!,
+        ended_at: iso(row.ended_at),
+        commands: Number(row.commands),
+        denials: Number(row.denials),
+        approvals: Number(row.approvals),
+        masked_values: Number(row.masked_values),
+        events: Number(row.events),
+        rejected: row.rejected,
+      }));
+      return rows.length > limit ? { sessions, next: String(page[page.length - 1]!.first_seq) } : { sessions };
+    });
+  }
+
+  sessionEvents(sessionId: string): Promise<readonly StoredEvent[]> {
+    return this.serial(async () => {
+      const rows = (await this.db
+        .selectFrom('sluice.events')
+        .select(['seq', 'id', 'session_id', 'session_seq', 'type', 'source', 'time', 'data', 'ext', 'hash', 'prev_hash'])
+        .where('session_id', '=', sessionId)
+        .orderBy('seq')
+        .execute()) as EventRow[];
+      return rows.map((row) => ({ ...rowToEvent(row), seq: Number(row.seq), hash: row.hash, prev_hash: row.prev_hash }));
+    });
+  }
+
+  countEvents(): Promise<number> {
+    return this.serial(async () => {
+      const { rows } = await sql<{ count: number }>`SELECT count(*) AS count FROM sluice.events`.execute(this.db);
+      return Number(rows[0]?.count ?? 0);
+    });
+  }
+
+  close(): Promise<void> {
+    return this.serial(() => this.db.destroy());
+  }
+}
+
+export const DEFAULT_PGLITE_PATH = './.sluice/pglite';
+
+/**
+ * Opens (and migrates) the event store: PostgreSQL when `url` is given (the database is created
+ * when missing), else the embedded PGlite at `path`.
+ */
+export const openEventStore = async (options: OpenEventStoreOptions = {}): Promise<EventStore> => {
+  const backend = options.url
+    ? await postgresBackend(options.url, options.maxConnections)
+    : await pgliteBackend(options.path ?? DEFAULT_PGLITE_PATH);
+  const db = new Kysely<SluiceDatabase>({ dialect: backend.dialect });
+  const store = new KyselyEventStore(db, backend);
+  try {
+    await store.init(options.logger);
+  } catch (error) {
+    await db.destroy().catch(() => undefined);
+    throw error;
+  }
+  options.logger?.info({ backend: backend.kind, location: backend.location }, 'event store open');
+  return store;
+};

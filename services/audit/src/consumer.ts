@@ -1,0 +1,234 @@
+import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JsMsg } from '@nats-io/jetstream';
+import { decodeEvents } from '@sluice/event-bus';
+import type { CloudEvent } from '@sluice/contracts';
+
+export interface ConsumerLogger {
+  info(object: object, message?: string): void;
+  warn(object: object, message?: string): void;
+  error(object: object, message?: string): void;
+}
+
+export interface DurableConsumerSettings {
+  readonly stream: string;
+  /** `audit-store`, `audit-export-<name>` */
+  readonly durable: string;
+  /** Messages handed to the handler at most at once (each may hold a batch of events). */
+  readonly batchMessages: number;
+  /** Bytes handed over at most at once (default 1 MiB, ~2,000 events): keeps transactions short and the event loop free. */
+  readonly batchBytes?: number;
+  /** Called with every event of a fetched batch; acks follow only after it resolves. */
+  readonly handle: (events: CloudEvent[]) => Promise<void>;
+  readonly logger: ConsumerLogger;
+  readonly maxBackoffMs?: number;
+}
+
+export interface ConsumerState {
+  readonly durable: string;
+  /** Messages in the stream this consumer has not yet acknowledged. */
+  readonly pending: number;
+  readonly handledEvents: number;
+  readonly failing: boolean;
+  readonly lastError?: string;
+}
+
+const sleep = (ms: number, signal: { stopped: boolean }): Promise<void> =>
+  new Promise((resolve) => {
+    const started = Date.now();
+    const tick = (): void => {
+      if (signal.stopped || Date.now() - started >= ms) resolve();
+      else setTimeout(tick, Math.min(100, ms));
+    };
+    tick();
+  });
+
+/**
+ * A durable JetStream pull consumer that hands batches to a handler and acknowledges (AckAll on
+ * the last message) only after the handler succeeded; on failure the same batch is retried with
+ * backoff, so nothing is lost and, because redeliveries at or below the last handled stream
+ * sequence are dropped, nothing is handed over twice by this process.
+ */
+export class DurableConsumer {
+  private feeder: Promise<void> | undefined;
+  private readonly buffer: JsMsg[] = [];
+  private bufferedBytes = 0;
+  private wake: (() => void) | undefined;
+  private readonly signal = { stopped: false };
+  private loop: Promise<void> | undefined;
+  /** Stream sequences handled here recently: a redelivery of one (lost ack) is acked, not handled again. */
+  private readonly handledSeqs = new Set<number>();
+  private handledEvents = 0;
+  private failing = false;
+  private lastError: string | undefined;
+  private pending = 0;
+  private infoTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly settings: DurableConsumerSettings,
+  ) {}
+
+  private get batchBytes(): number {
+    return this.settings.batchBytes ?? 1024 * 1024;
+  }
+
+  async start(): Promise<void> {
+    const jsm = await jetstreamManager(this.nc);
+    const config = {
+      durable_name: this.settings.durable,
+      // Explicit, not All: acking a later message must never acknowledge one an earlier
+      // instance took and did not handle (it is redelivered after ack_wait instead).
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: nanos(30_000),
+      max_ack_pending: Math.max(1_000, this.settings.batchMessages * 4),
+    };
+    try {
+      await jsm.consumers.info(this.settings.stream, this.settings.durable);
+    } catch {
+      await jsm.consumers.add(this.settings.stream, config);
+    }
+    const consumer = await jetstream(this.nc).consumers.get(this.settings.stream, this.settings.durable);
+    this.feeder = this.feed(consumer);
+    this.loop = this.run();
+    const refresh = (): void => {
+      consumer
+        .info(true)
+        .then((info) => {
+          this.pending = info.num_pending + info.num_ack_pending;
+        })
+        .catch(() => undefined);
+    };
+    refresh();
+    this.infoTimer = setInterval(refresh, 2_000);
+    this.infoTimer.unref();
+  }
+
+  /**
+   * Bounded fetches rather than consume(): when we stop, no pull request is left open on the
+   * server, so no message is delivered to a subscription that is gone (it would wait ack_wait).
+   */
+  private async feed(consumer: Consumer): Promise<void> {
+    while (!this.signal.stopped) {
+      if (this.buffer.length >= this.settings.batchMessages * 2 || this.bufferedBytes >= this.batchBytes * 4) {
+        await sleep(10, this.signal);
+        continue;
+      }
+      try {
+        const messages = await consumer.fetch({ max_messages: Math.min(this.settings.batchMessages, 100), expires: 1_000 });
+        for await (const message of messages) {
+          this.buffer.push(message);
+          this.bufferedBytes += message.data.length;
+          this.wake?.();
+        }
+      } catch (error) {
+        if (this.signal.stopped) break;
+        this.settings.logger.warn({ err: error, consumer: this.settings.durable }, 'fetch failed; retrying');
+        await sleep(500, this.signal);
+      }
+    }
+  }
+
+  state(): ConsumerState {
+    return {
+      durable: this.settings.durable,
+      pending: this.pending,
+      handledEvents: this.handledEvents,
+      failing: this.failing,
+      ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
+    };
+  }
+
+  private async nextBatch(): Promise<JsMsg[]> {
+    while (this.buffer.length === 0 && !this.signal.stopped) {
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        setTimeout(resolve, 250);
+      });
+      this.wake = undefined;
+    }
+    // Let messages that arrived in the same tick join the batch.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.signal.stopped) return [];
+    let count = 0;
+    let bytes = 0;
+    while (count < this.buffer.length && count < this.settings.batchMessages && (count === 0 || bytes + this.buffer[count]!.data.length <= this.batchBytes)) {
+      bytes += this.buffer[count]!.data.length;
+      count += 1;
+    }
+    this.bufferedBytes -= bytes;
+    return this.buffer.splice(0, count);
+  }
+
+  private async run(): Promise<void> {
+    const decodeFailures = new Set<number>();
+    while (!this.signal.stopped) {
+      const batch = (await this.nextBatch()).filter((message) => {
+        if (!this.handledSeqs.has(message.seq)) return true;
+        message.ack();
+        return false;
+      });
+      if (batch.length === 0) continue;
+      const events: CloudEvent[] = [];
+      for (const message of batch) {
+        try {
+          events.push(...decodeEvents(message.data));
+        } catch (error) {
+          // Not JSON: nothing can ever be made of it. Logged loudly, acknowledged with the rest.
+          if (!decodeFailures.has(message.seq)) {
+            decodeFailures.add(message.seq);
+            this.settings.logger.error({ err: error, consumer: this.settings.durable, seq: message.seq, subject: message.subject }, 'undecodable message skipped');
+          }
+        }
+      }
+      let backoff = 200;
+      for (;;) {
+        try {
+          if (events.length > 0) await this.settings.handle(events);
+          this.failing = false;
+          break;
+        } catch (error) {
+          this.failing = true;
+          this.lastError = error instanceof Error ? error.message : String(error);
+          this.settings.logger.warn({ err: error, consumer: this.settings.durable, events: events.length, retryInMs: backoff }, 'batch not handled; retrying');
+          for (const message of batch) message.working();
+          if (this.signal.stopped) return this.release(batch);
+          await sleep(backoff, this.signal);
+          if (this.signal.stopped) return this.release(batch);
+          backoff = Math.min(backoff * 2, this.settings.maxBackoffMs ?? 30_000);
+        }
+      }
+      const last = batch[batch.length - 1]!;
+      for (const message of batch) {
+        this.handledSeqs.add(message.seq);
+        if (message !== last) message.ack();
+      }
+      while (this.handledSeqs.size > 100_000) this.handledSeqs.delete(this.handledSeqs.values().next().value!);
+      this.handledEvents += events.length;
+      try {
+        // Acks go out in order on one connection: once the last is confirmed, all are.
+        await last.ackAck();
+      } catch (error) {
+        // Redelivered later; the handler's side effect is idempotent (store) or deduplicated by seq.
+        this.settings.logger.warn({ err: error, consumer: this.settings.durable }, 'ack not confirmed');
+      }
+    }
+  }
+
+  /** Hands messages back so the next instance gets them now, in order, not after ack_wait. */
+  private release(messages: readonly JsMsg[]): void {
+    for (const message of messages) message.nak();
+  }
+
+  /** Stops taking messages, waits for the batch in hand and hands back the rest. */
+  async stop(): Promise<void> {
+    this.signal.stopped = true;
+    clearInterval(this.infoTimer);
+    this.wake?.();
+    await this.loop;
+    await this.feeder;
+    this.release(this.buffer.splice(0));
+    this.bufferedBytes = 0;
+    await this.nc.flush().catch(() => undefined);
+  }
+}

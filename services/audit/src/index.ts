@@ -1,0 +1,3 @@
+export { startAuditService, STORE_CONSUMER, type AuditService, type AuditServiceOptions } from './server.js';
+export { toOcsf, OCSF_VERSION, OcsfClass, type OcsfEvent } from './ocsf.js';
+export { toCef, toSyslogLine } from './cef.js';

@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { buildEvent } from '@sluice/contracts';
+import { toCef, toSyslogLine } from './cef.js';
+import { SessionSubjects, toOcsf } from './ocsf.js';
+
+const at = new Date('2026-03-04T05:06:07.890Z');
+const started = buildEvent('session.started', {
+  id: 'e1',
+  source: 'proxy',
+  subject: 's1',
+  time: at,
+  data: { resource: 'shop-db', protocol: 'postgres', subject: { sub: 'agent-x', groups: ['support'], issuer: 'http://idp' }, client: '127.0.0.1:5000', readOnly: true },
+});
+const decided = (protocol: 'postgres' | 'redis' | 'http', command: string, decision: 'allow' | 'deny' | 'approve') =>
+  buildEvent('command.decided', {
+    id: 'e2',
+    source: 'proxy',
+    subject: 's1',
+    time: at,
+    data: { commandId: 'c1', resource: 'shop-db', protocol, command, action: 'read', risk: 'low', decision, rule: 'r1', reason: 'because' },
+  });
+
+describe('OCSF mapping', () => {
+  it('maps session.started to Authentication Logon with the agent as actor', () => {
+    expect(toOcsf(started)).toMatchObject({
+      class_uid: 3002,
+      category_uid: 3,
+      activity_id: 1,
+      type_uid: 300201,
+      time: at.getTime(),
+      status_id: 1,
+      metadata: { product: { name: 'Sluice', vendor_name: 'Sluice' }, uid: 'e1', version: expect.stringMatching(/^1\./) },
+      actor: { user: { name: 'agent-x', uid: 'agent-x' }, session: { uid: 's1' } },
+      unmapped: { event_id: 'e1' },
+    });
+  });
+
+  it('maps a denied SQL command to Datastore Activity, blocked, with the session subject as actor', () => {
+    const subjects = new SessionSubjects();
+    subjects.observe(started);
+    expect(toOcsf(decided('postgres', 'DROP TABLE x', 'deny'), subjects.lookup)).toMatchObject({
+      class_uid: 6005,
+      category_uid: 6,
+      status_id: 2,
+      disposition_id: 2,
+      actor: { user: { name: 'agent-x' } },
+      query_info: { query_string: 'DROP TABLE x' },
+    });
+  });
+
+  it('maps an HTTP command to API Activity with the method as activity', () => {
+    expect(toOcsf(decided('http', 'DELETE /v1/invoices/1', 'approve'))).toMatchObject({ class_uid: 6003, activity_id: 4, disposition_id: 14 });
+  });
+});
+
+describe('CEF over syslog', () => {
+  it('escapes pipes in the header and equals signs in extensions when a command holds them', () => {
+    const cef = toCef(decided('postgres', "SELECT 'a=b|c'", 'allow'));
+    expect(cef).toMatch(/^CEF:0\|Sluice\|Sluice\|[^|]+\|command\.decided\|command decided\|3\|/);
+    expect(cef).toContain("request=SELECT 'a\\=b|c'");
+  });
+
+  it('frames one RFC 5424 line per event with the audit facility', () => {
+    const line = toSyslogLine(decided('postgres', 'SELECT 1', 'deny'), 'CEF:0|x', 'host1');
+    expect(line).toBe(`<108>1 ${at.toISOString()} host1 sluice - command.decided - CEF:0|x\n`);
+  });
+});

@@ -1,0 +1,111 @@
+import type { Server } from 'node:http';
+import { formatAddress, parseAddress, type LoadedConfig } from '@sluice/config';
+import { connectBus, ensureEventStream, type NatsConnection } from '@sluice/event-bus';
+import { openEventStore, type EventStore } from '@sluice/event-store';
+import { DurableConsumer, type ConsumerLogger, type ConsumerState } from './consumer.js';
+import { createExporter, exporterName, type Exporter } from './exporters.js';
+import { startAuditApi } from './http-api.js';
+
+export interface AuditServiceLogger extends ConsumerLogger {
+  child?(bindings: object): AuditServiceLogger;
+}
+
+export interface AuditServiceOptions {
+  readonly loaded: LoadedConfig;
+  readonly logger: AuditServiceLogger;
+  /** Messages per stored batch (each may hold a batch of events). */
+  readonly batchMessages?: number;
+}
+
+export interface AuditService {
+  /** Where the HTTP API listens (the real port when the config said 0). */
+  readonly httpAddress: string;
+  readonly store: EventStore;
+  /** Messages not yet handled, per consumer (`audit-store`, `audit-export-…`): exporter lag. */
+  lag(): Record<string, number>;
+  consumers(): readonly ConsumerState[];
+  stop(): Promise<void>;
+}
+
+export const STORE_CONSUMER = 'audit-store';
+
+/**
+ * The audit service: keeps the event stream, stores every event once (hash-chained) through the
+ * `audit-store` durable consumer, feeds each SIEM exporter from its own durable consumer, and
+ * serves the audit HTTP API.
+ */
+export const startAuditService = async ({ loaded, logger, batchMessages = 200 }: AuditServiceOptions): Promise<AuditService> => {
+  const { config } = loaded;
+  const cleanup: Array<() => Promise<unknown>> = [];
+  const unwind = async (): Promise<void> => {
+    for (const step of cleanup.reverse()) await step().catch(() => undefined);
+  };
+  try {
+    const store = await openEventStore({ url: config.eventStore.url, path: config.eventStore.path, logger });
+    cleanup.push(() => store.close());
+    const nc: NatsConnection = await connectBus(config.bus.url, 'audit');
+    cleanup.push(() => nc.drain());
+    await ensureEventStream(nc, {
+      stream: config.bus.stream,
+      subjectPrefix: config.bus.subjectPrefix,
+      duplicateWindowMs: config.audit.stream.duplicateWindow,
+      ...(config.audit.stream.maxAge === undefined ? {} : { maxAgeMs: config.audit.stream.maxAge }),
+    });
+
+    const consumers: DurableConsumer[] = [];
+    const storeConsumer = new DurableConsumer(nc, {
+      stream: config.bus.stream,
+      durable: STORE_CONSUMER,
+      batchMessages,
+      logger,
+      handle: async (events) => {
+        await store.append(events);
+      },
+    });
+    await storeConsumer.start();
+    consumers.push(storeConsumer);
+    cleanup.push(() => storeConsumer.stop());
+
+    const exporters: Exporter[] = config.audit.exporters.map((exporter, index) => createExporter(exporter, index, loaded.dir));
+    for (const [index, exporter] of exporters.entries()) {
+      const settings = config.audit.exporters[index]!;
+      const consumer = new DurableConsumer(nc, {
+        stream: config.bus.stream,
+        durable: `audit-export-${exporterName(settings, index)}`,
+        // One message may hold hundreds of events; keep SIEM posts reasonably small.
+        batchMessages: Math.max(1, Math.ceil(settings.batchSize / 50)),
+        logger,
+        handle: (events) => exporter.send(events),
+      });
+      await consumer.start();
+      consumers.push(consumer);
+      cleanup.push(async () => {
+        await consumer.stop();
+        await exporter.close();
+      });
+    }
+
+    const listen = parseAddress(config.services.audit.http)!;
+    const { server, address } = await startAuditApi({ store, consumers: () => consumers.map((consumer) => consumer.state()) }, listen.host, listen.port);
+    cleanup.push(() => closeServer(server));
+    const httpAddress = formatAddress({ host: address.address, port: address.port });
+    logger.info({ http: httpAddress, exporters: exporters.map((exporter) => exporter.name) }, 'audit service listening');
+
+    return {
+      httpAddress,
+      store,
+      consumers: () => consumers.map((consumer) => consumer.state()),
+      lag: () => Object.fromEntries(consumers.map((consumer) => [consumer.state().durable, consumer.state().pending])),
+      stop: unwind,
+    };
+  } catch (error) {
+    await unwind();
+    throw error;
+  }
+};
+
+const closeServer = (server: Server): Promise<void> =>
+  new Promise((resolveClose) => {
+    server.close(() => resolveClose());
+    server.closeIdleConnections();
+  });

@@ -1,0 +1,271 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { pino } from 'pino';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { buildEvent, type CloudEvent } from '@sluice/contracts';
+import { parseConfig, type LoadedConfig } from '@sluice/config';
+import { connectBus, EventPublisher, type NatsConnection } from '@sluice/event-bus';
+import { openEventStore } from '@sluice/event-store';
+import { startAuditService, type AuditService } from '@sluice/audit';
+import { run as auditCli } from '../cli/src/commands/audit.js';
+import { run as replayCli } from '../cli/src/commands/replay.js';
+import { freePort } from './support/ports.js';
+import { startHttpSink, type HttpSink } from './support/sinks.js';
+
+const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+const DATABASE = `sluice_audit_it_${RUN}`;
+const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+const DB_URL = `postgres://postgres@127.0.0.1:5432/${DATABASE}`;
+const STREAM = `AUDIT_IT_${RUN}`;
+const PREFIX = `it.${RUN}.events`;
+const logger = pino({ level: 'silent' });
+
+const waitUntil = async (check: () => Promise<boolean> | boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+};
+
+/** One session: started, a command decided/completed/result, a denied command, ended. */
+const sessionEvents = (session: string, sub: string, at: number): CloudEvent[] => {
+  const time = (offset: number) => new Date(at + offset);
+  const common = { source: 'proxy', subject: session };
+  return [
+    buildEvent('session.started', { ...common, id: `${session}-1`, time: time(0), data: { resource: 'shop-db', protocol: 'postgres', subject: { sub, groups: ['support'], issuer: 'http://idp' }, client: '127.0.0.1:5000', readOnly: true } }),
+    buildEvent('command.decided', { ...common, id: `${session}-2`, time: time(1), data: { commandId: `${session}-c1`, resource: 'shop-db', protocol: 'postgres', command: 'SELECT email FROM customers LIMIT 1', action: 'read', risk: 'low', decision: 'allow', rule: 'support-read', reason: 'allowed' } }),
+    buildEvent('command.completed', { ...common, id: `${session}-3`, time: time(2), data: { commandId: `${session}-c1`, outcome: 'SELECT 1', ok: true, durationMs: 1 } }),
+    buildEvent('result.returned', { ...common, id: `${session}-4`, time: time(2), data: { commandId: `${session}-c1`, columns: ['email'], rows: [['a***@example.com']], rowCount: 1, bytes: 16, truncated: false, maskedCounts: { email: 1 } } }),
+    buildEvent('command.decided', { ...common, id: `${session}-5`, time: time(3), data: { commandId: `${session}-c2`, resource: 'shop-db', protocol: 'postgres', command: 'DROP TABLE customers', action: 'ddl', risk: 'high', decision: 'deny', rule: 'default-deny', reason: 'no rule allows ddl' } }),
+    buildEvent('session.ended', { ...common, id: `${session}-6`, time: time(4), data: { resource: 'shop-db', reason: 'client closed', commands: 2, durationMs: 4 } }),
+  ];
+};
+
+describe('audit service against NATS JetStream and PostgreSQL', () => {
+  let nc: NatsConnection;
+  let publisher: EventPublisher;
+  let service: AuditService | undefined;
+  let sink: HttpSink;
+  let sinkUp = false;
+  let syslog: Server;
+  let syslogText = '';
+  let loaded: LoadedConfig;
+  let dir: string;
+  const published: CloudEvent[] = [];
+
+  const startService = async () => {
+    service = await startAuditService({ loaded, logger });
+    return service;
+  };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sluice-audit-it-'));
+    sink = await startHttpSink(() => (sinkUp ? { status: 200 } : { status: 503 }));
+    syslog = createServer((socket) => socket.on('data', (chunk: Buffer) => (syslogText += chunk.toString('utf8'))));
+    await new Promise<void>((resolve) => syslog.listen(0, '127.0.0.1', resolve));
+    const auditPort = await freePort();
+    const document = {
+      bus: { url: 'nats://127.0.0.1:4222', stream: STREAM, subjectPrefix: PREFIX },
+      services: { audit: { http: `127.0.0.1:${auditPort}` } },
+      audit: {
+        exporters: [
+          { type: 'webhook', format: 'ocsf', url: `${sink.url}/siem`, name: 'siem' },
+          { type: 'syslog', format: 'cef', host: '127.0.0.1', port: (syslog.address() as { port: number }).port, name: 'syslog' },
+        ],
+      },
+    };
+    writeFileSync(join(dir, 'sluice.yaml'), stringify({ ...document, eventStore: { url: DB_URL } }));
+    const config = parseConfig(document);
+    loaded = { config: { ...config, bus: { ...config.bus, url: 'nats://127.0.0.1:4222' }, eventStore: { url: DB_URL } }, path: join(dir, 'sluice.yaml'), dir };
+    nc = await connectBus('nats://127.0.0.1:4222', 'audit-it');
+    await startService();
+    publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix: PREFIX, maxBatchEvents: 50 });
+  });
+
+  afterAll(async () => {
+    await service?.stop();
+    await publisher?.close();
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.delete(STREAM).catch(() => undefined);
+    await nc?.drain();
+    await sink?.close();
+    await new Promise((resolve) => syslog?.close(resolve));
+    const admin = new pg.Client({ connectionString: ADMIN_URL });
+    await admin.connect();
+    await admin.query(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
+    await admin.end();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('stores the events of 100 sessions once each, in order per session, and every chain verifies', async () => {
+    const start = Date.now();
+    const perSession = Array.from({ length: 100 }, (_, index) => sessionEvents(`s${RUN}-${index}`, `agent-${index % 5}`, start + index));
+    // Interleave sessions as a busy proxy would, and publish a few events twice.
+    for (let step = 0; step < 6; step += 1) for (const events of perSession) published.push(events[step]!);
+    for (const event of published) publisher.publish(event);
+    for (const event of published.slice(0, 30)) publisher.publish({ ...event });
+    await publisher.flush();
+    await waitUntil(async () => (await service!.store.countEvents()) >= published.length, 20_000, 'all events stored');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await service!.store.countEvents()).toBe(published.length);
+
+    const stored = await service!.store.sessionEvents(`s${RUN}-7`);
+    expect(stored.map((event) => event.id)).toEqual(perSession[7]!.map((event) => event.id));
+    expect(stored[0]!.prev_hash).toBe('0'.repeat(64));
+    expect(stored[1]!.prev_hash).toBe(stored[0]!.hash);
+    expect(await service!.store.verify()).toEqual({ ok: true, sessions: 100, events: published.length });
+  });
+
+  it('answers the sessions and events HTTP API when filtered by subject and resource', async () => {
+    const base = `http://${service!.httpAddress}`;
+    const page = (await (await fetch(`${base}/v1/sessions?subject=agent-3&resource=shop-db&from=1h&limit=500`)).json()) as { sessions: Array<{ session_id: string; subject: string; commands: number; denials: number; masked_values: number }> };
+    expect(page.sessions).toHaveLength(20);
+    expect(page.sessions.every((session) => session.subject === 'agent-3')).toBe(true);
+    expect(page.sessions[0]).toMatchObject({ commands: 2, denials: 1, masked_values: 1 });
+    const denied = (await (await fetch(`${base}/v1/sessions?decision=deny&limit=2`)).json()) as { sessions: unknown[]; next?: string };
+    expect(denied.sessions).toHaveLength(2);
+    expect(denied.next).toBeDefined();
+
+    const events = (await (await fetch(`${base}/v1/sessions/s${RUN}-3/events`)).json()) as { events: Array<{ id: string; seq: number; hash: string; prev_hash: string; type: string }> };
+    expect(events.events.map((event) => event.type)).toEqual(perSessionTypes);
+    expect(events.events[2]!.prev_hash).toBe(events.events[1]!.hash);
+    expect((await fetch(`${base}/v1/sessions/nope/events`)).status).toBe(404);
+    expect(await (await fetch(`${base}/v1/sessions/s${RUN}-3/verify`)).json()).toMatchObject({ ok: true, events: 6 });
+  });
+
+  it('prints a session with its commands, decisions and masked data when replayed', async () => {
+    let out = '';
+    const code = await replayCli([`s${RUN}-4`, '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) });
+    expect(code).toBe(0);
+    expect(out).toContain('SELECT email FROM customers LIMIT 1');
+    expect(out).toContain('decision: allow by rule support-read');
+    expect(out).toContain('a***@example.com');
+    expect(out).toContain('decision: deny by rule default-deny');
+    expect(out.indexOf('SELECT email')).toBeLessThan(out.indexOf('DROP TABLE'));
+  });
+
+  it('lists sessions as a table when queried by subject from the CLI', async () => {
+    let out = '';
+    const code = await auditCli(['query', '--subject', 'agent-1', '--since', '1h', '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) });
+    expect(code).toBe(0);
+    expect(out).toMatch(/^SESSION\s+SUBJECT\s+RESOURCE/);
+    expect(out.trim().split('\n')).toHaveLength(2 + 20);
+  });
+
+  it('refuses UPDATE, DELETE and TRUNCATE on sluice.events when the triggers are in place', async () => {
+    const client = new pg.Client({ connectionString: DB_URL });
+    await client.connect();
+    try {
+      await expect(client.query(`UPDATE sluice.events SET data = '{}' WHERE seq = 1`)).rejects.toMatchObject({ code: '42501' });
+      await expect(client.query('DELETE FROM sluice.events WHERE seq = 1')).rejects.toMatchObject({ code: '42501' });
+      await expect(client.query('TRUNCATE sluice.events')).rejects.toMatchObject({ code: '42501' });
+    } finally {
+      await client.end();
+    }
+  });
+
+  it('loses and doubles nothing when the audit service is stopped mid-stream and restarted', async () => {
+    const start = Date.now();
+    const burst = Array.from({ length: 300 }, (_, index) => sessionEvents(`r${RUN}-${index}`, 'agent-restart', start)).flat();
+    const before = await service!.store.countEvents();
+    for (const event of burst.slice(0, 900)) publisher.publish(event);
+    await waitUntil(async () => (await service!.store.countEvents()) > before, 20_000, 'storing to begin');
+    await service!.stop();
+    for (const event of burst.slice(900)) publisher.publish(event);
+    await publisher.flush();
+    await startService();
+    await waitUntil(async () => (await service!.store.countEvents()) >= before + burst.length, 30_000, 'all events after restart');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await service!.store.countEvents()).toBe(before + burst.length);
+    published.push(...burst);
+    const verified = await service!.store.verify();
+    expect(verified).toMatchObject({ ok: true, events: before + burst.length });
+  });
+
+  it('delivers every event once, OCSF-shaped, to a webhook SIEM that was down for a while', async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(sink.received.length).toBeGreaterThan(0);
+    sinkUp = true;
+    const delivered = () =>
+      sink.received
+        .filter((request) => request.url === '/siem' && deliveredOk.has(request))
+        .flatMap((request) => JSON.parse(request.body) as Array<{ metadata: { uid: string } }>);
+    const deliveredOk = new Set<object>();
+    const seen = new Set(sink.received);
+    await waitUntil(
+      () => {
+        for (const request of sink.received) if (!seen.has(request)) (seen.add(request), deliveredOk.add(request));
+        return delivered().length >= published.length;
+      },
+      30_000,
+      'the SIEM to catch up',
+    );
+    const events = delivered();
+    const ids = events.map((event) => event.metadata.uid);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(new Set(ids)).toEqual(new Set(published.map((event) => event.id)));
+    const started = events.find((event) => event.metadata.uid === `s${RUN}-0-1`) as unknown as Record<string, unknown>;
+    expect(started).toMatchObject({ class_uid: 3002, activity_id: 1, status_id: 1, metadata: { product: { name: 'Sluice' } }, actor: { user: { name: 'agent-0' } } });
+    const denied = events.find((event) => event.metadata.uid === `s${RUN}-0-5`) as unknown as Record<string, unknown>;
+    expect(denied).toMatchObject({ class_uid: 6005, disposition_id: 2, status_id: 2, actor: { user: { name: 'agent-0' } } });
+    expect(typeof denied.time).toBe('number');
+  });
+
+  it('sends CEF lines over TCP to a syslog listener', async () => {
+    await waitUntil(() => syslogText.includes(`externalId=s${RUN}-99-6`), 20_000, 'syslog lines');
+    const line = syslogText.split('\n').find((text) => text.includes(`externalId=s${RUN}-0-5`))!;
+    expect(line).toMatch(/^<108>1 \S+ \S+ sluice - command\.decided - CEF:0\|Sluice\|Sluice\|[^|]+\|command\.decided\|/);
+    expect(line).toContain('act=deny');
+    expect(line).toContain('suser=agent-0');
+  });
+
+  it('fails verify naming the altered event when a row is changed with the triggers disabled', async () => {
+    const client = new pg.Client({ connectionString: DB_URL });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ seq: string }>(`SELECT seq FROM sluice.events WHERE id = $1`, [`s${RUN}-42-2`]);
+      await client.query('ALTER TABLE sluice.events DISABLE TRIGGER ALL');
+      await client.query(`UPDATE sluice.events SET data = jsonb_set(data, '{command}', '"SELECT 1"') WHERE id = $1`, [`s${RUN}-42-2`]);
+      await client.query('ALTER TABLE sluice.events ENABLE TRIGGER ALL');
+      const result = await service!.store.verify();
+      expect(result).toMatchObject({ ok: false, firstBroken: { id: `s${RUN}-42-2`, seq: Number(rows[0]!.seq), sessionId: `s${RUN}-42` } });
+
+      let out = '';
+      const code = await auditCli(['verify', '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) });
+      expect(code).toBe(1);
+      expect(out).toContain(`s${RUN}-42-2`);
+      expect(out).toContain(`seq ${rows[0]!.seq}`);
+      const untouched = await auditCli(['verify', '--session', `s${RUN}-41`, '--config', join(dir, 'sluice.yaml')], { out: () => undefined, err: () => undefined });
+      expect(untouched).toBe(0);
+    } finally {
+      await client.end();
+    }
+  });
+});
+
+const perSessionTypes = ['session.started', 'command.decided', 'command.completed', 'result.returned', 'command.decided', 'session.ended'].map((kind) => `sluice.${kind}.v1`);
+
+describe('embedded event store (PGlite)', () => {
+  it('appends, chains and verifies events when no database URL is configured', async () => {
+    const path = mkdtempSync(join(tmpdir(), 'sluice-pglite-'));
+    const store = await openEventStore({ path });
+    try {
+      const events = sessionEvents('p1', 'agent-p', Date.now());
+      expect(await store.append(events)).toEqual({ stored: 6, duplicates: 0 });
+      expect(await store.append(events.slice(0, 2))).toEqual({ stored: 0, duplicates: 2 });
+      expect(await store.verify()).toEqual({ ok: true, sessions: 1, events: 6 });
+      const page = await store.listSessions({ subject: 'agent-p' });
+      expect(page.sessions[0]).toMatchObject({ session_id: 'p1', commands: 2, denials: 1, masked_values: 1 });
+      expect((await store.sessionEvents('p1')).map((event) => event.id)).toEqual(events.map((event) => event.id));
+    } finally {
+      await store.close();
+      rmSync(path, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
