@@ -60,6 +60,8 @@ export interface ApprovalRequested {
   readonly commandHash: string;
   readonly risk: Risk;
   readonly rule: string;
+  /** What the command does (shown to approvers). */
+  readonly action?: Action;
   readonly expiresAt: string;
   readonly approvers: { readonly groups: readonly string[]; readonly subs: readonly string[]; readonly minApprovals: number };
 }

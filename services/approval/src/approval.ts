@@ -1,0 +1,257 @@
+import {
+  SluiceError,
+  SluiceErrorCode,
+  type Action,
+  type ApprovalCancelled,
+  type ApprovalDecided,
+  type ApprovalExecuted,
+  type ApprovalExpired,
+  type ApprovalRequested,
+  type Risk,
+} from '@sluice/contracts';
+
+/**
+ * The approval aggregate as a decider: `decide(command, state)` answers with the events a command
+ * causes (or throws why it may not happen), `evolve(state, event)` folds an event into the state.
+ * Time always comes in the command, so the same history decides the same way after a replay.
+ */
+
+export interface ApproverIdentity {
+  readonly sub: string;
+  readonly groups: readonly string[];
+}
+
+export interface ApproverRule {
+  readonly groups: readonly string[];
+  readonly subs: readonly string[];
+  readonly minApprovals: number;
+}
+
+export type DecisionVia = ApprovalDecided['via'];
+
+/** Events of one approval as the decider sees them; the CloudEvent envelope is built around them. */
+export type ApprovalEvent =
+  | { readonly type: 'approval.requested'; readonly sessionId: string; readonly at: string; readonly data: ApprovalRequested }
+  | { readonly type: 'approval.decided'; readonly at: string; readonly data: ApprovalDecided }
+  | { readonly type: 'approval.expired'; readonly at: string; readonly data: ApprovalExpired }
+  | { readonly type: 'approval.cancelled'; readonly at: string; readonly data: ApprovalCancelled }
+  | { readonly type: 'approval.executed'; readonly at: string; readonly data: ApprovalExecuted };
+
+export type ApprovalCommand =
+  | {
+      readonly type: 'Request';
+      readonly id: string;
+      readonly sessionId: string;
+      readonly commandId: string;
+      readonly resource: string;
+      readonly requester: ApproverIdentity;
+      readonly command: string;
+      readonly commandHash: string;
+      readonly risk: Risk;
+      readonly rule: string;
+      readonly action?: Action;
+      readonly approvers: ApproverRule;
+      readonly at: Date;
+      readonly expiresAt: Date;
+    }
+  | {
+      readonly type: 'Decide';
+      readonly decision: 'approve' | 'deny';
+      readonly approver: ApproverIdentity;
+      readonly reason: string;
+      readonly via: DecisionVia;
+      readonly at: Date;
+    }
+  | { readonly type: 'Expire'; readonly at: Date }
+  | { readonly type: 'Cancel'; readonly reason: string; readonly at: Date }
+  | { readonly type: 'Consume'; readonly commandHash: string; readonly at: Date };
+
+export interface RecordedDecision {
+  readonly approver: string;
+  readonly decision: 'approve' | 'deny';
+  readonly reason: string;
+  readonly via: DecisionVia;
+  readonly at: string;
+}
+
+interface Requested {
+  readonly id: string;
+  readonly sessionId: string;
+  readonly request: ApprovalRequested;
+  readonly requestedAt: string;
+  readonly decisions: readonly RecordedDecision[];
+}
+
+export type Approval =
+  | { readonly status: 'none' }
+  | (Requested & { readonly status: 'pending' })
+  | (Requested & { readonly status: 'granted'; readonly decidedAt: string })
+  | (Requested & { readonly status: 'denied'; readonly decidedAt: string })
+  | (Requested & { readonly status: 'expired'; readonly decidedAt: string })
+  | (Requested & { readonly status: 'cancelled'; readonly decidedAt: string; readonly reason: string })
+  | (Requested & { readonly status: 'executed'; readonly decidedAt: string; readonly executedAt: string });
+
+export type ApprovalStatus = Approval['status'];
+export type KnownApproval = Exclude<Approval, { status: 'none' }>;
+
+export const initialState: Approval = { status: 'none' };
+
+/** Final for the requester: AwaitDecision answers once one of these is reached. */
+export const isSettled = (state: Approval): boolean => state.status !== 'none' && state.status !== 'pending';
+
+export class IllegalTransitionError extends SluiceError {
+  readonly code = SluiceErrorCode.IllegalTransition;
+  override readonly expose = true;
+  constructor(
+    readonly status: ApprovalStatus,
+    readonly command: ApprovalCommand['type'],
+    detail?: string,
+  ) {
+    super(`cannot ${command} an approval that is ${status}${detail ? ` (${detail})` : ''}`);
+  }
+}
+
+export class SelfApprovalError extends SluiceError {
+  readonly code = SluiceErrorCode.SelfApproval;
+  override readonly expose = true;
+  constructor() {
+    super('the requester may not decide their own request');
+  }
+}
+
+export class NotAnApproverError extends SluiceError {
+  readonly code = SluiceErrorCode.NotAnApprover;
+  override readonly expose = true;
+  constructor(readonly approver: string) {
+    super(`${approver} is not an approver of this request`);
+  }
+}
+
+/** An empty approver rule means any authenticated identity other than the requester may decide. */
+export const mayDecide = (rule: ApproverRule, approver: ApproverIdentity): boolean => {
+  if (rule.groups.length === 0 && rule.subs.length === 0) return true;
+  return rule.subs.includes(approver.sub) || approver.groups.some((group) => rule.groups.includes(group));
+};
+
+const iso = (date: Date): string => date.toISOString();
+
+export const decide = (command: ApprovalCommand, state: Approval): ApprovalEvent[] => {
+  switch (command.type) {
+    case 'Request': {
+      if (state.status !== 'none') throw new IllegalTransitionError(state.status, command.type);
+      return [
+        {
+          type: 'approval.requested',
+          sessionId: command.sessionId,
+          at: iso(command.at),
+          data: {
+            approvalId: command.id,
+            commandId: command.commandId,
+            resource: command.resource,
+            subject: { sub: command.requester.sub, groups: [...command.requester.groups] },
+            command: command.command,
+            commandHash: command.commandHash,
+            risk: command.risk,
+            rule: command.rule,
+            ...(command.action === undefined ? {} : { action: command.action }),
+            expiresAt: iso(command.expiresAt),
+            approvers: {
+              groups: [...command.approvers.groups],
+              subs: [...command.approvers.subs],
+              minApprovals: Math.max(1, command.approvers.minApprovals),
+            },
+          },
+        },
+      ];
+    }
+    case 'Decide': {
+      if (state.status !== 'pending') throw new IllegalTransitionError(state.status, command.type);
+      if (command.at.getTime() >= Date.parse(state.request.expiresAt)) {
+        throw new IllegalTransitionError(state.status, command.type, 'the request has expired');
+      }
+      if (command.approver.sub === state.request.subject.sub) throw new SelfApprovalError();
+      if (!mayDecide(state.request.approvers, command.approver)) throw new NotAnApproverError(command.approver.sub);
+      if (state.decisions.some((decision) => decision.approver === command.approver.sub)) {
+        throw new IllegalTransitionError(state.status, command.type, `${command.approver.sub} has already decided`);
+      }
+      const approvals = state.decisions.filter((decision) => decision.decision === 'approve').length;
+      // A deny is final at once; approvals are final when minApprovals distinct approvers agreed.
+      const final = command.decision === 'deny' || approvals + 1 >= state.request.approvers.minApprovals;
+      return [
+        {
+          type: 'approval.decided',
+          at: iso(command.at),
+          data: {
+            approvalId: state.id,
+            decision: command.decision,
+            approver: command.approver.sub,
+            reason: command.reason,
+            final,
+            via: command.via,
+          },
+        },
+      ];
+    }
+    case 'Expire': {
+      if (state.status !== 'pending') throw new IllegalTransitionError(state.status, command.type);
+      if (command.at.getTime() < Date.parse(state.request.expiresAt)) {
+        throw new IllegalTransitionError(state.status, command.type, 'not yet due');
+      }
+      return [{ type: 'approval.expired', at: iso(command.at), data: { approvalId: state.id } }];
+    }
+    case 'Cancel': {
+      // A grant not yet used may still be cancelled: the agent that asked has gone.
+      if (state.status !== 'pending' && state.status !== 'granted') throw new IllegalTransitionError(state.status, command.type);
+      return [{ type: 'approval.cancelled', at: iso(command.at), data: { approvalId: state.id, reason: command.reason } }];
+    }
+    case 'Consume': {
+      if (state.status !== 'granted') throw new IllegalTransitionError(state.status, command.type);
+      if (command.commandHash !== state.request.commandHash) {
+        throw new IllegalTransitionError(state.status, command.type, 'the command differs from the one approved');
+      }
+      return [{ type: 'approval.executed', at: iso(command.at), data: { approvalId: state.id, commandHash: command.commandHash } }];
+    }
+    default: {
+      const unreachable: never = command;
+      throw new Error(`unknown command ${String((unreachable as { type?: unknown }).type)}`);
+    }
+  }
+};
+
+/** Folds one event into the state; never throws, an event that does not fit is ignored. */
+export const evolve = (state: Approval, event: ApprovalEvent): Approval => {
+  switch (event.type) {
+    case 'approval.requested':
+      if (state.status !== 'none') return state;
+      return {
+        status: 'pending',
+        id: event.data.approvalId,
+        sessionId: event.sessionId,
+        request: event.data,
+        requestedAt: event.at,
+        decisions: [],
+      };
+    case 'approval.decided': {
+      if (state.status !== 'pending') return state;
+      const decisions = [
+        ...state.decisions,
+        { approver: event.data.approver, decision: event.data.decision, reason: event.data.reason, via: event.data.via, at: event.at },
+      ];
+      if (!event.data.final) return { ...state, decisions };
+      return { ...state, decisions, status: event.data.decision === 'deny' ? 'denied' : 'granted', decidedAt: event.at };
+    }
+    case 'approval.expired':
+      if (state.status !== 'pending') return state;
+      return { ...state, status: 'expired', decidedAt: event.at };
+    case 'approval.cancelled':
+      if (state.status !== 'pending' && state.status !== 'granted') return state;
+      return { ...state, status: 'cancelled', decidedAt: event.at, reason: event.data.reason };
+    case 'approval.executed':
+      if (state.status !== 'granted') return state;
+      return { ...state, status: 'executed', executedAt: event.at };
+    default:
+      return state;
+  }
+};
+
+export const fold = (events: readonly ApprovalEvent[], state: Approval = initialState): Approval => events.reduce(evolve, state);

@@ -1,0 +1,192 @@
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
+import { formatAddress, parseAddress, readSecret, type LoadedConfig } from '@sluice/config';
+import { connectBus, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
+import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
+import { approval as proto } from '@sluice/proto';
+import type { Logger } from '@sluice/service-runtime';
+import type { KnownApproval } from './approval.js';
+import { createGrpcHandlers } from './grpc.js';
+import { createHttpApi } from './http.js';
+import { replayApprovalEvents } from './nats.js';
+import { SlackNotifier } from './slack.js';
+import { WebhookNotifier } from './webhooks.js';
+import { ApprovalWorkflow, fromCloudEvent } from './workflow.js';
+
+export interface ApprovalServiceOptions {
+  readonly loaded: LoadedConfig;
+  readonly logger: Logger;
+  /** Verifies approvers' tokens; by default the configured OIDC issuers. */
+  readonly identity?: TokenVerifier;
+  readonly now?: () => Date;
+  /** Retries of each webhook delivery (default 5). */
+  readonly webhookAttempts?: number;
+  /** How long one AwaitDecision call waits before answering "not yet" (default 20 s). */
+  readonly longPollMs?: number;
+}
+
+export interface RunningApprovalService {
+  /** `host:port` actually bound (port 0 in the config picks one). */
+  readonly grpcAddress: string;
+  readonly httpAddress: string;
+  readonly workflow: ApprovalWorkflow;
+  stop(): Promise<void>;
+}
+
+const listenHttp = (server: HttpServer, address: string): Promise<string> => {
+  const { host, port } = parseAddress(address)!;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const bound = server.address() as AddressInfo;
+      resolve(formatAddress({ host, port: bound.port }));
+    });
+  });
+};
+
+const listenGrpc = (server: GrpcServer, address: string): Promise<string> => {
+  const { host } = parseAddress(address)!;
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) => {
+      if (error) reject(error);
+      else resolve(formatAddress({ host, port }));
+    });
+  });
+};
+
+/**
+ * Starts the approval service: replays every stored approval event first (so a restart loses no
+ * request or decision), then serves gRPC for the proxy and HTTP for approvers and Slack.
+ */
+export const startApprovalService = async (options: ApprovalServiceOptions): Promise<RunningApprovalService> => {
+  const { loaded, logger } = options;
+  const { config } = loaded;
+  const settings = config.services.approval;
+  const now = options.now ?? (() => new Date());
+
+  const nc: NatsConnection = await connectBus(config.bus.url, 'approval');
+  const closeBus = async (): Promise<void> => {
+    await nc.drain().catch(() => nc.close());
+  };
+  try {
+    await ensureEventStream(nc, {
+      stream: config.bus.stream,
+      subjectPrefix: config.bus.subjectPrefix,
+      duplicateWindowMs: config.audit.stream.duplicateWindow,
+      ...(config.audit.stream.maxAge === undefined ? {} : { maxAgeMs: config.audit.stream.maxAge }),
+    });
+  } catch (error) {
+    await closeBus();
+    throw error;
+  }
+  const publisher = new EventPublisher(nc, {
+    source: 'approval',
+    subjectPrefix: config.bus.subjectPrefix,
+    onError: (error) => logger.warn({ err: error }, 'event publish failed'),
+  });
+
+  const webhooks = new WebhookNotifier(
+    config.approval.webhooks.map((hook, index) => {
+      const secret = readSecret(hook.secret, loaded.dir);
+      if (hook.secret && secret === undefined) logger.warn({ webhook: index }, 'webhook secret is not set; deliveries go unsigned');
+      return { url: hook.url, secret };
+    }),
+    logger,
+    options.webhookAttempts === undefined ? {} : { attempts: options.webhookAttempts },
+  );
+
+  let slack: { notifier: SlackNotifier; signingSecret: string | undefined; users: Record<string, { sub: string; groups: string[] }> } | undefined;
+  let slackPosts = false;
+  if (config.approval.slack) {
+    const token = readSecret(config.approval.slack.botToken, loaded.dir);
+    const signingSecret = readSecret(config.approval.slack.signingSecret, loaded.dir);
+    if (token === undefined) logger.warn('slack bot token is not set; approval requests are not posted to Slack');
+    if (signingSecret === undefined) logger.warn('slack signing secret is not set; Slack interactions are refused');
+    slackPosts = token !== undefined;
+    slack = {
+      notifier: new SlackNotifier({ token: token ?? '', channel: config.approval.slack.channel, apiUrl: config.approval.slack.apiUrl }, logger),
+      signingSecret,
+      users: config.approval.slack.users,
+    };
+  }
+
+  let decisionBase = settings.publicUrl?.replace(/\/$/, '');
+  const onRequested = (approval: KnownApproval): void => {
+    const decisionUrl = `${decisionBase}/v1/approvals/${encodeURIComponent(approval.id)}/decision`;
+    webhooks.notify(approval, decisionUrl);
+    if (slackPosts) slack?.notifier.notify(approval);
+  };
+  const workflow = new ApprovalWorkflow(publisher, logger, { onRequested, onSettled: (approval) => slack?.notifier.updateOutcome(approval) }, now);
+
+  let replayed: number;
+  try {
+    replayed = await replayApprovalEvents(nc, { stream: config.bus.stream, subjectPrefix: config.bus.subjectPrefix }, (event) => {
+      const approvalEvent = fromCloudEvent(event);
+      if (approvalEvent) workflow.replay(approvalEvent);
+    });
+  } catch (error) {
+    await closeBus();
+    throw error;
+  }
+  workflow.armTimers();
+  logger.info({ messages: replayed, pending: workflow.list('pending').length }, 'approvals rebuilt from the event stream');
+
+  const verifier = options.identity ?? createTokenVerifier(config.identity.oidc);
+  const httpServer = createServer(createHttpApi({ workflow, verifier, logger, now, ...(slack ? { slack } : {}) }));
+  const grpcServer = new GrpcServer();
+  grpcServer.addService(
+    proto.ApprovalServiceService,
+    createGrpcHandlers({
+      workflow,
+      logger,
+      defaultTimeoutMs: settings.timeout,
+      now,
+      ...(options.longPollMs === undefined ? {} : { longPollMs: options.longPollMs }),
+    }),
+  );
+  let httpAddress: string;
+  let grpcAddress: string;
+  try {
+    httpAddress = await listenHttp(httpServer, settings.http);
+    grpcAddress = await listenGrpc(grpcServer, settings.grpc);
+  } catch (error) {
+    workflow.stop();
+    httpServer.close();
+    grpcServer.forceShutdown();
+    await closeBus();
+    throw error;
+  }
+  decisionBase ??= `http://${httpAddress}`;
+  logger.info({ grpc: grpcAddress, http: httpAddress }, 'approval service listening');
+
+  let stopped: Promise<void> | undefined;
+  return {
+    grpcAddress,
+    httpAddress,
+    workflow,
+    stop: () =>
+      (stopped ??= (async () => {
+        // Stop taking decisions, release long polls (the proxy re-asks elsewhere or after a restart).
+        const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        httpServer.closeIdleConnections();
+        workflow.stop();
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => {
+            grpcServer.forceShutdown();
+            resolve();
+          }, 2_000);
+          grpcServer.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        });
+        httpServer.closeAllConnections();
+        await httpClosed;
+        await webhooks.close();
+        await publisher.close();
+        await closeBus();
+      })()),
+  };
+};

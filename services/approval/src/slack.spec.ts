@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { parseInteraction, slackSignature, verifySlackRequest } from './slack.js';
+
+const secret = 'signing-secret';
+const now = new Date('2026-01-01T00:10:00Z');
+const ts = String(Math.floor(now.getTime() / 1000));
+const body = Buffer.from(
+  new URLSearchParams({
+    payload: JSON.stringify({ type: 'block_actions', user: { id: 'U1', username: 'ann' }, actions: [{ action_id: 'deny', value: 'a-1' }], channel: { id: 'C1' }, container: { message_ts: '1.2' } }),
+  }).toString(),
+);
+
+describe('slack requests', () => {
+  it('accepts a request signed with the signing secret within five minutes', () => {
+    expect(verifySlackRequest(secret, { timestamp: ts, signature: slackSignature(secret, ts, body) }, body, now)).toBe(true);
+  });
+
+  it('refuses a wrong secret, a changed body, a missing header or a stale timestamp', () => {
+    expect(verifySlackRequest(secret, { timestamp: ts, signature: slackSignature('other', ts, body) }, body, now)).toBe(false);
+    expect(verifySlackRequest(secret, { timestamp: ts, signature: slackSignature(secret, ts, body) }, Buffer.concat([body, Buffer.from('x')]), now)).toBe(false);
+    expect(verifySlackRequest(secret, { timestamp: undefined, signature: slackSignature(secret, ts, body) }, body, now)).toBe(false);
+    const stale = String(Number(ts) - 301);
+    expect(verifySlackRequest(secret, { timestamp: stale, signature: slackSignature(secret, stale, body) }, body, now)).toBe(false);
+  });
+
+  it('reads the button, the user, and where the message lives from a block_actions payload', () => {
+    expect(parseInteraction(body)).toEqual({ userId: 'U1', userName: 'ann', decision: 'deny', approvalId: 'a-1', channel: 'C1', messageTs: '1.2' });
+    expect(parseInteraction(Buffer.from('payload=%7Bnot-json'))).toBeUndefined();
+  });
+});
