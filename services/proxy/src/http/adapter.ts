@@ -1,0 +1,556 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Pool } from 'undici';
+import { readSecret, type HttpResourceConfig } from '@sluice/config';
+import { normalizeHttpPath, SluiceErrorCode, type Subject } from '@sluice/contracts';
+import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+import type { Decision, GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
+import { commandHash, holdForApproval } from '../redis/approval-hold.js';
+import { sameJson } from '../redis/reply-masking.js';
+import {
+  bodyKind,
+  decoderFor,
+  DEFAULT_MASK_WINDOW,
+  DEFAULT_MAX_JSON_BYTES,
+  RecordingTap,
+  TextMaskStream,
+} from './body-masking.js';
+
+export interface HttpAdapterOptions {
+  /** Base directory of `{ file: … }` secrets (the config file's directory). */
+  readonly secretsDir: string;
+  /** Characters held back while streaming text masking (see body-masking.ts). */
+  readonly maskWindow?: number;
+  /** Largest JSON body parsed whole; larger ones are masked as streamed text. */
+  readonly maxJsonBytes?: number;
+  /** Largest request body buffered for a held (approval) request; its hash binds the approval. */
+  readonly maxHeldBodyBytes?: number;
+}
+
+type ClientSocket = Parameters<ProtocolAdapter['handleConnection']>[0];
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) and what Sluice owns: never forwarded either way. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+]);
+
+interface SessionState extends Session {
+  commands: number;
+}
+
+interface ConnectionState {
+  readonly ports: GovernancePorts;
+  readonly client: string;
+  readonly sessions: Map<string, SessionState>;
+  /** Verified tokens of this connection, so keep-alive requests do not re-verify each time. */
+  readonly tokens: Map<string, VerifiedToken>;
+}
+
+/** An RFC 9457 problem answered to the agent. */
+class Problem {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly title: string,
+    readonly detail: string,
+    readonly extra: Record<string, unknown> = {},
+    readonly headers: Record<string, string> = {},
+  ) {}
+}
+
+const PROBLEM_BASE = 'https://sluice.dev/problems/';
+
+const sendProblem = (res: ServerResponse, problem: Problem, requestId: string): void => {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify({
+    type: `${PROBLEM_BASE}${problem.code.toLowerCase().replace(/^err_/, '').replace(/_/g, '-')}`,
+    title: problem.title,
+    status: problem.status,
+    detail: problem.detail,
+    code: problem.code,
+    requestId,
+    ...problem.extra,
+  });
+  res.writeHead(problem.status, {
+    'content-type': 'application/problem+json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    ...problem.headers,
+  });
+  res.end(body);
+};
+
+const subjectRef = (subject: Subject) => ({ sub: subject.sub, groups: subject.groups, issuer: subject.issuer });
+
+/**
+ * The HTTP front door: a node:http server fed with the listener's sockets. Every request
+ * carries `Authorization: Bearer <token>` (removed before the target), is decided on its
+ * normalised path before anything goes upstream, is forwarded with the resource's own
+ * credential headers through a keep-alive undici Pool, and its response body is masked.
+ */
+export const createHttpAdapter = (
+  resource: HttpResourceConfig,
+  options: HttpAdapterOptions,
+): ProtocolAdapter & { close(): Promise<void> } => {
+  const target = new URL(resource.target.url);
+  const basePath = target.pathname.replace(/\/+$/, '');
+  const pool = new Pool(target.origin, { keepAliveTimeout: 10_000, connections: 256 });
+  const connections = new WeakMap<object, ConnectionState>();
+  let closed = false;
+  const maskWindow = options.maskWindow ?? DEFAULT_MASK_WINDOW;
+  const maxJsonBytes = options.maxJsonBytes ?? DEFAULT_MAX_JSON_BYTES;
+  const maxHeldBodyBytes = options.maxHeldBodyBytes ?? 1024 * 1024;
+
+  const server = createServer({ keepAliveTimeout: 30_000, requestTimeout: 0 }, (req, res) => {
+    const state = connections.get(req.socket);
+    if (!state) {
+      res.destroy();
+      return;
+    }
+    void handle(state, req, res);
+  });
+  server.on('clientError', (_error, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+  });
+
+  const authenticate = async (state: ConnectionState, req: IncomingMessage): Promise<VerifiedToken | Problem> => {
+    const header = req.headers.authorization;
+    const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+    if (!match) {
+      return new Problem(401, SluiceErrorCode.TokenInvalid, 'Unauthorized', 'a bearer token is required', {}, {
+        'www-authenticate': 'Bearer realm="sluice"',
+      });
+    }
+    const token = match[1]!;
+    const cached = state.tokens.get(token);
+    if (cached && (!cached.expiresAt || cached.expiresAt.getTime() > Date.now())) return cached;
+    try {
+      const verified = await state.ports.identity.verify(token);
+      if (state.tokens.size > 16) state.tokens.clear();
+      state.tokens.set(token, verified);
+      return verified;
+    } catch (error) {
+      const code = (error as { code?: string }).code === SluiceErrorCode.TokenExpired ? SluiceErrorCode.TokenExpired : SluiceErrorCode.TokenInvalid;
+      state.ports.audit.record(state.ports.newId(), 'session.rejected', {
+        resource: resource.name,
+        protocol: 'http',
+        client: state.client,
+        reason: 'token rejected',
+        code,
+      });
+      return new Problem(401, code, 'Unauthorized', 'the bearer token was not accepted', {}, {
+        'www-authenticate': `Bearer realm="sluice", error="invalid_token"`,
+      });
+    }
+  };
+
+  const sessionFor = async (state: ConnectionState, verified: VerifiedToken): Promise<SessionState | Problem> => {
+    const existing = state.sessions.get(verified.subject.sub);
+    if (existing) return existing;
+    let readOnly = false;
+    try {
+      const policy = await state.ports.policy.describeSession(verified.subject, resource.name);
+      if (!policy.mayConnect) {
+        return new Problem(403, SluiceErrorCode.PolicyDenied, 'Forbidden', `no rule lets ${verified.subject.sub} use ${resource.name}`);
+      }
+      readOnly = policy.readOnly;
+    } catch {
+      return new Problem(503, SluiceErrorCode.PolicyUnavailable, 'Policy unavailable', 'the policy service cannot answer; nothing was sent');
+    }
+    const again = state.sessions.get(verified.subject.sub);
+    if (again) return again;
+    const session: SessionState = {
+      id: state.ports.newId(),
+      resource,
+      subject: verified.subject,
+      client: state.client,
+      startedAt: state.ports.now(),
+      commands: 0,
+    };
+    state.sessions.set(verified.subject.sub, session);
+    state.ports.audit.record(session.id, 'session.started', {
+      resource: resource.name,
+      protocol: 'http',
+      subject: subjectRef(verified.subject),
+      client: state.client,
+      readOnly,
+    });
+    return session;
+  };
+
+  /** Request headers for the target: no hop-by-hop, no agent token, the resource's credentials. */
+  const upstreamHeaders = (req: IncomingMessage, masking: boolean): Record<string, string | string[]> => {
+    const connectionTokens = new Set(
+      (req.headers.connection ?? '')
+        .split(',')
+        .map((token) => token.trim().toLowerCase())
+        .filter(Boolean),
+    );
+    const credentials = Object.entries(resource.credentials.headers).map(([name, ref]) => [name, readSecret(ref, options.secretsDir)] as const);
+    const injected = new Set(credentials.map(([name]) => name.toLowerCase()));
+    const headers: Record<string, string | string[]> = {};
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      const name = req.rawHeaders[i]!.toLowerCase();
+      const value = req.rawHeaders[i + 1]!;
+      if (HOP_BY_HOP.has(name) || connectionTokens.has(name) || name === 'authorization' || injected.has(name)) continue;
+      if (masking && name === 'accept-encoding') continue;
+      const existing = headers[name];
+      headers[name] = existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing, value];
+    }
+    // Only encodings Sluice can decode, so the body can be masked.
+    if (masking) headers['accept-encoding'] = 'gzip, deflate, br';
+    for (const [name, value] of credentials) {
+      if (value === undefined) throw new Problem(502, SluiceErrorCode.UpstreamFailed, 'Bad gateway', 'the target credentials are not configured');
+      headers[name.toLowerCase()] = value;
+    }
+    return headers;
+  };
+
+  const readBody = async (req: IncomingMessage): Promise<Buffer | Problem> => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > maxHeldBodyBytes) {
+        return new Problem(413, SluiceErrorCode.ApprovalUnavailable, 'Payload too large', `a request held for approval may carry at most ${maxHeldBodyBytes} bytes`);
+      }
+      parts.push(chunk);
+    }
+    return Buffer.concat(parts);
+  };
+
+  const hasBody = (req: IncomingMessage): boolean =>
+    req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
+
+  const handle = async (state: ConnectionState, req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const { ports } = state;
+    const requestId = ports.newId();
+    const started = performance.now();
+    const fail = (problem: Problem, session?: SessionState, commandId?: string) => {
+      req.resume();
+      if (session && commandId) {
+        ports.audit.record(session.id, 'command.completed', {
+          commandId,
+          outcome: String(problem.status),
+          ok: false,
+          error: { code: problem.code, message: problem.detail },
+          durationMs: performance.now() - started,
+        });
+      }
+      sendProblem(res, problem, requestId);
+    };
+
+    const verified = await authenticate(state, req);
+    if (verified instanceof Problem) return fail(verified);
+    const session = await sessionFor(state, verified);
+    if (session instanceof Problem) return fail(session);
+
+    const rawUrl = req.url ?? '/';
+    const path = normalizeHttpPath(rawUrl);
+    if (path === undefined) return fail(new Problem(400, SluiceErrorCode.ProtocolMalformed, 'Bad request', 'the request path cannot be normalised safely'));
+    const queryIndex = rawUrl.indexOf('?');
+    const query = queryIndex === -1 ? '' : rawUrl.slice(queryIndex).split('#', 1)[0]!;
+    const method = (req.method ?? 'GET').toUpperCase();
+    if (!ports.audit.healthy) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
+
+    session.commands++;
+    let decision: Decision;
+    try {
+      decision = await ports.policy.decide(session.subject, resource.name, { kind: 'http', method, path });
+    } catch {
+      ports.audit.record(session.id, 'command.decided', {
+        commandId: requestId,
+        resource: resource.name,
+        protocol: 'http',
+        command: safeCommandText(ports, `${method} ${path}${query}`, undefined),
+        action: 'admin',
+        risk: 'critical',
+        decision: 'deny',
+        rule: '',
+        reason: 'policy unavailable',
+      });
+      return fail(new Problem(503, SluiceErrorCode.PolicyUnavailable, 'Policy unavailable', 'the policy service cannot answer; nothing was sent'), session, requestId);
+    }
+    const command = safeCommandText(ports, `${method} ${path}${query}`, decision.maskProfile);
+    ports.audit.record(session.id, 'command.decided', {
+      commandId: requestId,
+      resource: resource.name,
+      protocol: 'http',
+      command,
+      action: decision.action,
+      risk: decision.risk,
+      decision: decision.effect,
+      rule: decision.rule,
+      reason: decision.reason,
+    });
+    if (decision.effect === 'deny') {
+      const detail = decision.rule
+        ? `denied by rule '${decision.rule}'${decision.reason ? `: ${decision.reason}` : ''}`
+        : 'denied: no rule allows this request (default deny)';
+      return fail(new Problem(403, SluiceErrorCode.PolicyDenied, 'Forbidden', detail, { rule: decision.rule }), session, requestId);
+    }
+
+    let masker: ProfileMasker | undefined;
+    try {
+      masker = ports.masking.masker(decision.maskProfile);
+    } catch {
+      return fail(new Problem(503, SluiceErrorCode.MaskingUnavailable, 'Masking unavailable', 'the result cannot be masked; nothing was sent'), session, requestId);
+    }
+
+    let body: Buffer | Readable | undefined = hasBody(req) ? req : undefined;
+    if (decision.effect === 'approve') {
+      // The held request's body is part of what the approver approves.
+      const buffered = body ? await readBody(req) : Buffer.alloc(0);
+      if (buffered instanceof Problem) return fail(buffered, session, requestId);
+      body = body ? buffered : undefined;
+      const hash = commandHash([resource.name, session.subject.sub, method, `${path}${query}`, commandHash([buffered.toString('base64')])]);
+      const abort = new AbortController();
+      const onClose = () => {
+        if (!res.writableFinished) abort.abort();
+      };
+      res.once('close', onClose);
+      const result = await holdForApproval(ports.approvals, { session, command, commandHash: hash, decision }, abort.signal);
+      res.off('close', onClose);
+      if (!result.granted) {
+        const id = result.approvalId ?? '-';
+        return fail(
+          new Problem(403, result.code, 'Forbidden', `approval ${id} ${result.outcome}${result.reason ? `: ${result.reason}` : ''}`, {
+            rule: decision.rule,
+            approvalId: result.approvalId,
+          }),
+          session,
+          requestId,
+        );
+      }
+    }
+
+    let headers: Record<string, string | string[]>;
+    try {
+      headers = upstreamHeaders(req, masker !== undefined);
+    } catch (problem) {
+      return fail(problem as Problem, session, requestId);
+    }
+    const abort = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) abort.abort();
+    });
+    let upstream: Awaited<ReturnType<Pool['request']>>;
+    try {
+      upstream = await pool.request({
+        method: method as 'GET',
+        path: `${basePath}${path}${query}`,
+        headers,
+        body: body ?? null,
+        signal: abort.signal,
+      });
+    } catch {
+      return fail(new Problem(502, SluiceErrorCode.UpstreamFailed, 'Bad gateway', 'the target did not answer'), session, requestId);
+    }
+
+    await respond(state, session, requestId, started, method, upstream, masker, res);
+  };
+
+  const respond = async (
+    state: ConnectionState,
+    session: SessionState,
+    requestId: string,
+    started: number,
+    method: string,
+    upstream: Awaited<ReturnType<Pool['request']>>,
+    masker: ProfileMasker | undefined,
+    res: ServerResponse,
+  ): Promise<void> => {
+    const { ports } = state;
+    const status = upstream.statusCode;
+    const responseHeaders: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(upstream.headers)) {
+      if (value === undefined || HOP_BY_HOP.has(name)) continue;
+      responseHeaders[name] = value;
+    }
+    const contentType = headerValue(upstream.headers['content-type']);
+    const encoding = headerValue(upstream.headers['content-encoding']);
+    const bodyless = method === 'HEAD' || status === 204 || status === 304 || headerValue(upstream.headers['content-length']) === '0';
+    const counts: MaskCounts = {};
+    const tap = new RecordingTap(ports.recording.maxBytes);
+    const record = (ok: boolean, error?: { code: string; message: string }) => {
+      ports.audit.record(session.id, 'command.completed', {
+        commandId: requestId,
+        outcome: String(status),
+        ok: ok && status < 400,
+        ...(error ? { error } : {}),
+        durationMs: performance.now() - started,
+      });
+      if (ok) {
+        ports.audit.record(session.id, 'result.returned', {
+          commandId: requestId,
+          columns: ['body'],
+          rows: tap.total > 0 && ports.recording.maxRows > 0 ? [[tap.recorded]] : [],
+          rowCount: tap.total > 0 ? 1 : 0,
+          bytes: tap.total,
+          truncated: tap.truncated,
+          maskedCounts: counts,
+        });
+      }
+    };
+
+    if (!masker || bodyless) {
+      res.writeHead(status, responseHeaders);
+      try {
+        await pipeline(upstream.body, tap, res);
+        record(true);
+      } catch {
+        record(false, { code: SluiceErrorCode.UpstreamFailed, message: 'the response stream failed' });
+        res.destroy();
+      }
+      return;
+    }
+
+    const kind = bodyKind(contentType);
+    const decoder = decoderFor(encoding);
+    if (kind === 'opaque' || decoder === undefined) {
+      upstream.body.resume();
+      record(false, { code: SluiceErrorCode.MaskingUnavailable, message: 'result withheld: the body cannot be masked' });
+      sendProblem(
+        res,
+        new Problem(403, SluiceErrorCode.MaskingUnavailable, 'Result withheld', 'the response body cannot be masked (content type or encoding), so it was withheld'),
+        requestId,
+      );
+      return;
+    }
+    delete responseHeaders['content-encoding'];
+    delete responseHeaders['content-length'];
+    // The body changes: validators of the original bytes no longer hold.
+    delete responseHeaders['etag'];
+    delete responseHeaders['content-md5'];
+    const decoded: Readable = decoder ? upstream.body.pipe(decoder()) : upstream.body;
+    if (decoder) upstream.body.on('error', (error) => decoded.destroy(error));
+
+    try {
+      if (kind === 'json') {
+        const whole = await readUpTo(decoded, maxJsonBytes);
+        if (whole.complete) {
+          const masked = maskJsonText(whole.bytes, masker, counts);
+          res.writeHead(status, { ...responseHeaders, 'content-length': String(masked.length) });
+          await pipeline(Readable.from([masked]), tap, res);
+          record(true);
+          return;
+        }
+        // Too large to parse: scan what was read and the rest as streamed text.
+        res.writeHead(status, responseHeaders);
+        await pipeline(Readable.from(prepend(whole.bytes, whole.rest)), new TextMaskStream(masker, counts, maskWindow), tap, res);
+        record(true);
+        return;
+      }
+      res.writeHead(status, responseHeaders);
+      await pipeline(decoded, new TextMaskStream(masker, counts, maskWindow), tap, res);
+      record(true);
+    } catch {
+      // A masker or stream failure mid-body: cut the response rather than send raw data.
+      record(false, { code: SluiceErrorCode.MaskingUnavailable, message: 'result withheld: masking failed' });
+      if (!res.headersSent) {
+        sendProblem(res, new Problem(503, SluiceErrorCode.MaskingUnavailable, 'Masking unavailable', 'the result cannot be masked'), requestId);
+      } else res.destroy();
+    }
+  };
+
+  return {
+    handleConnection: (socket: ClientSocket, ports: GovernancePorts) =>
+      new Promise<void>((resolve) => {
+        const state: ConnectionState = {
+          ports,
+          client: `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`,
+          sessions: new Map(),
+          tokens: new Map(),
+        };
+        (socket as Partial<Socket>).setNoDelay?.(true);
+        connections.set(socket, state);
+        socket.once('close', () => {
+          for (const session of state.sessions.values()) {
+            ports.audit.record(session.id, 'session.ended', {
+              resource: resource.name,
+              reason: 'connection closed',
+              commands: session.commands,
+              durationMs: ports.now().getTime() - session.startedAt.getTime(),
+            });
+          }
+          state.sessions.clear();
+          resolve();
+        });
+        server.emit('connection', socket);
+      }),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      server.closeAllConnections();
+      await pool.close();
+    },
+  };
+};
+
+const headerValue = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
+
+const safeCommandText = (ports: GovernancePorts, text: string, profile: string | undefined): string => {
+  try {
+    return ports.masking.maskCommandText(text, profile);
+  } catch {
+    // The audit record must not hold what could not be masked: keep the method only.
+    return text.split(' ', 1)[0] ?? '';
+  }
+};
+
+/**
+ * Reads until the end or past `max` bytes. The iterator is advanced by hand (a `return` out of
+ * for-await would destroy the stream), so an incomplete read can continue from `rest`.
+ */
+const readUpTo = async (
+  stream: Readable,
+  max: number,
+): Promise<{ bytes: Buffer; complete: boolean; rest: AsyncIterator<Buffer> }> => {
+  const rest = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  const parts: Buffer[] = [];
+  let size = 0;
+  for (;;) {
+    const next = await rest.next();
+    if (next.done) return { bytes: Buffer.concat(parts), complete: true, rest };
+    parts.push(next.value);
+    size += next.value.length;
+    if (size > max) return { bytes: Buffer.concat(parts), complete: false, rest };
+  }
+};
+
+async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  yield first;
+  for (;;) {
+    const next = await rest.next();
+    if (next.done) return;
+    yield next.value;
+  }
+}
+
+/** Walks a JSON document with maskJson; a body that is not JSON is scanned as text instead. */
+const maskJsonText = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts): Buffer => {
+  const text = bytes.toString('utf8');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return Buffer.from(masker.maskText(text, counts), 'utf8');
+  }
+  const masked = masker.maskJson(parsed, counts);
+  // Re-serialising an unchanged document could lose precision (big integers): send the original.
+  return sameJson(parsed, masked) ? bytes : Buffer.from(JSON.stringify(masked), 'utf8');
+};

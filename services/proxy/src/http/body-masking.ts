@@ -1,0 +1,138 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
+import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+
+/**
+ * Streaming text masking keeps a window of this many characters unsent, so a value split
+ * across chunks is masked whole. Memory per response is bounded by about twice this plus one
+ * chunk, whatever the body's size.
+ */
+export const DEFAULT_MASK_WINDOW = 16 * 1024;
+
+/** JSON bodies up to this size are parsed and walked (maskJson); larger ones are scanned as text. */
+export const DEFAULT_MAX_JSON_BYTES = 8 * 1024 * 1024;
+
+export type BodyKind = 'json' | 'text' | 'opaque';
+
+/** How a response body can be masked, from its content type. */
+export const bodyKind = (contentType: string | undefined): BodyKind => {
+  const type = (contentType ?? '').split(';', 1)[0]!.trim().toLowerCase();
+  if (type === 'application/json' || type.endsWith('+json')) return 'json';
+  if (
+    type.startsWith('text/') ||
+    type.endsWith('+xml') ||
+    type === 'application/xml' ||
+    type === 'application/javascript' ||
+    type === 'application/x-ndjson' ||
+    type === 'application/ndjson' ||
+    type === 'application/x-www-form-urlencoded' ||
+    type === 'application/graphql-response+json'
+  ) {
+    return 'text';
+  }
+  return 'opaque';
+};
+
+/** A decoder for a content-encoding, `null` for identity, undefined when Sluice cannot decode it. */
+export const decoderFor = (encoding: string | undefined): (() => Transform) | null | undefined => {
+  const value = (encoding ?? '').trim().toLowerCase();
+  if (value === '' || value === 'identity') return null;
+  if (value === 'gzip' || value === 'x-gzip') return () => createGunzip();
+  if (value === 'deflate') return () => createInflate();
+  if (value === 'br') return () => createBrotliDecompress();
+  return undefined;
+};
+
+/**
+ * Where to cut the text so no sensitive value is split: the last line break before `limit`,
+ * else the end of a JSON member (`",`), else a space between non-digits (card and phone
+ * numbers hold spaces between digits), else `limit` itself. A PEM block that has begun but not
+ * ended is kept whole when it fits in the window.
+ */
+export const safeCut = (text: string, limit: number, window: number): number => {
+  const floor = Math.max(1, limit - window);
+  const pemStart = text.lastIndexOf('-----BEGIN', limit);
+  if (pemStart >= floor && text.indexOf('-----END', pemStart) === -1) return pemStart;
+  const newline = text.lastIndexOf('\n', limit - 1);
+  if (newline >= floor) return newline + 1;
+  for (let i = limit - 1; i >= floor; i--) {
+    const c = text.charCodeAt(i);
+    if (c === 0x2c /* , */ && text.charCodeAt(i - 1) === 0x22 /* " */) return i + 1;
+  }
+  for (let i = limit - 1; i >= floor; i--) {
+    const c = text.charCodeAt(i);
+    if ((c === 0x20 || c === 0x09) && !isDigit(text.charCodeAt(i - 1)) && !isDigit(text.charCodeAt(i + 1))) return i + 1;
+  }
+  return limit;
+};
+
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+
+/** Masks a UTF-8 text stream with maskText, holding back a window so split values are still caught. */
+export class TextMaskStream extends Transform {
+  private readonly decoder = new StringDecoder('utf8');
+  private carry = '';
+
+  constructor(
+    private readonly masker: ProfileMasker,
+    private readonly counts: MaskCounts,
+    private readonly window = DEFAULT_MASK_WINDOW,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    try {
+      this.carry += this.decoder.write(chunk);
+      while (this.carry.length >= 2 * this.window) {
+        const cut = safeCut(this.carry, this.carry.length - this.window, this.window);
+        this.push(this.masker.maskText(this.carry.slice(0, cut), this.counts), 'utf8');
+        this.carry = this.carry.slice(cut);
+      }
+      callback();
+    } catch (error) {
+      callback(error as Error);
+    }
+  }
+
+  override _flush(callback: TransformCallback): void {
+    try {
+      this.carry += this.decoder.end();
+      if (this.carry.length > 0) this.push(this.masker.maskText(this.carry, this.counts), 'utf8');
+      this.carry = '';
+      callback();
+    } catch (error) {
+      callback(error as Error);
+    }
+  }
+}
+
+/** Keeps the first `maxBytes` of what passes through, for the result.returned record. */
+export class RecordingTap extends Transform {
+  private readonly kept: Buffer[] = [];
+  private keptBytes = 0;
+  total = 0;
+
+  constructor(private readonly maxBytes: number) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.total += chunk.length;
+    if (this.keptBytes < this.maxBytes) {
+      const part = chunk.subarray(0, this.maxBytes - this.keptBytes);
+      this.kept.push(part);
+      this.keptBytes += part.length;
+    }
+    callback(null, chunk);
+  }
+
+  get recorded(): string {
+    return Buffer.concat(this.kept).toString('utf8');
+  }
+
+  get truncated(): boolean {
+    return this.total > this.keptBytes;
+  }
+}

@@ -1,0 +1,878 @@
+import { connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import {
+  decodeCommand,
+  decodeReply,
+  encodeCommand,
+  encodeError,
+  encodeSimple,
+  encodeValue,
+  RespFramer,
+  type RespValue,
+} from '@sluice/codec-resp';
+import { readSecret, type RedisResourceConfig } from '@sluice/config';
+import { SluiceErrorCode, type SubjectRef } from '@sluice/contracts';
+import type { MaskCounts } from '@sluice/masking-engine';
+import type { Decision, GovernancePorts, ProtocolAdapter, Session } from '../ports.js';
+import { commandHash, holdForApproval } from './approval-hold.js';
+import {
+  authToken,
+  commandText,
+  fieldHint,
+  parseHello,
+  PRE_AUTH_COMMANDS,
+  REFUSED_COMMANDS,
+  SUBSCRIBE_COMMANDS,
+  type HelloArgs,
+} from './commands.js';
+import { flattenReply, maskReply, type FieldHint } from './reply-masking.js';
+
+export interface RedisAdapterOptions {
+  /** Base directory of `{ file: … }` secrets (the config file's directory). */
+  readonly secretsDir: string;
+  /** Milliseconds to wait for the target's connection and handshake. */
+  readonly connectTimeoutMs?: number;
+}
+
+type ClientSocket = Duplex & { remoteAddress?: string; remotePort?: number; setNoDelay?: (noDelay?: boolean) => unknown };
+
+const NOAUTH = 'NOAUTH Authentication required.';
+const WRONGPASS = 'WRONGPASS invalid username-password pair or user is disabled.';
+const HELLO_NOAUTH =
+  'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time';
+const WITHHELD = 'ERR result withheld: masking unavailable';
+const EXECABORT = 'EXECABORT Transaction discarded because of previous errors.';
+/** Bytes an unauthenticated client may buffer: nobody gets to make Sluice hold a 512 MiB bulk before logging in. */
+const PRE_AUTH_BUFFER_LIMIT = 64 * 1024;
+/** Commands queued before Sluice stops reading from the client (backpressure). */
+const MAX_QUEUED = 4096;
+
+class UpstreamError extends Error {
+  readonly code = SluiceErrorCode.UpstreamFailed;
+}
+
+interface SessionState extends Session {
+  commands: number;
+  expiryTimer: NodeJS.Timeout | undefined;
+}
+
+/** One command on its way through the connection, in arrival order. */
+interface Entry {
+  readonly id: string;
+  readonly name: string;
+  readonly args: readonly Buffer[];
+  readonly frame: Buffer;
+  readonly session: SessionState | undefined;
+  readonly started: number;
+  /** local: Sluice answers; internal: forwarded without a policy decision (HELLO); command: decided. */
+  readonly kind: 'local' | 'internal' | 'command';
+  settled: boolean;
+  decision: Decision | undefined;
+  decisionFailed: boolean;
+  /** done: `reply` holds the bytes for the client. */
+  status: 'waiting' | 'sent' | 'done';
+  reply: Buffer | undefined;
+  /** Mask profiles of the commands an EXEC runs, by position. */
+  txProfiles: (string | undefined)[] | undefined;
+  execAbort: boolean;
+  closeAfter: boolean;
+}
+
+const subjectRef = (session: Session): SubjectRef => ({
+  sub: session.subject.sub,
+  groups: session.subject.groups,
+  issuer: session.subject.issuer,
+});
+
+/**
+ * The Redis front door: agents log in with `AUTH <token>` / `HELLO 3 AUTH <user> <token>`,
+ * every command is decided before a byte of it goes upstream, replies are masked, and every
+ * action is recorded. One upstream connection per agent connection, authenticated with the
+ * resource's own credentials, which the agent never sees.
+ */
+export const createRedisAdapter = (resource: RedisResourceConfig, options: RedisAdapterOptions): ProtocolAdapter => ({
+  handleConnection: (socket, ports) =>
+    new Promise<void>((resolve) => {
+      const connection = new RedisConnection(resource, options, socket, ports, resolve);
+      connection.start();
+    }),
+});
+
+class RedisConnection {
+  private readonly framer = new RespFramer('command');
+  private readonly upstreamFramer = new RespFramer('reply');
+  private readonly client: string;
+  private session: SessionState | undefined;
+  private upstream: Socket | undefined;
+  private protocol: 2 | 3 = 2;
+  private closed = false;
+
+  /** Frames waiting for the intake loop (it pauses while AUTH is verified). */
+  private readonly inbox: Buffer[] = [];
+  private intakeBusy = false;
+  /** Every entry not yet answered, in arrival order. */
+  private readonly pending: Entry[] = [];
+  /** Entries not yet sent upstream (or answered locally), in order. */
+  private readonly toDispatch: Entry[] = [];
+  /** Entries sent upstream, waiting for their reply frame. */
+  private readonly inflight: Entry[] = [];
+  private holding = false;
+  private readonly holdAbort = new AbortController();
+
+  /** RESP2 subscriber mode or MONITOR: upstream frames are a stream, not replies. */
+  private streaming: 'none' | 'pubsub' | 'monitor' = 'none';
+  /** The mask profile for pushed messages: that of the latest SUBSCRIBE-family command. */
+  private streamProfile: string | undefined;
+  private inTransaction = false;
+  private transactionDirty = false;
+  private transactionProfiles: (string | undefined)[] = [];
+
+  private clientOut: Buffer[] = [];
+  private upstreamOut: Buffer[] = [];
+  private flushScheduled = false;
+
+  constructor(
+    private readonly resource: RedisResourceConfig,
+    private readonly options: RedisAdapterOptions,
+    private readonly socket: ClientSocket,
+    private readonly ports: GovernancePorts,
+    private readonly done: () => void,
+  ) {
+    this.client = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
+  }
+
+  start(): void {
+    this.socket.setNoDelay?.(true);
+    this.socket.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    this.socket.on('error', () => this.close('client error'));
+    this.socket.on('close', () => this.close('client closed'));
+    this.socket.on('end', () => this.close('client closed'));
+  }
+
+  // ---- client side -------------------------------------------------------------------------
+
+  private onClientData(chunk: Buffer): void {
+    if (this.closed) return;
+    let frames: Buffer[];
+    try {
+      frames = this.framer.push(chunk);
+      if (!this.session && this.framer.buffered > PRE_AUTH_BUFFER_LIMIT) throw new Error('unauthenticated client sent too much');
+    } catch {
+      this.protocolError();
+      return;
+    }
+    for (const frame of frames) this.inbox.push(frame);
+    if (this.pending.length > MAX_QUEUED) this.socket.pause();
+    void this.intake();
+  }
+
+  /** A malformed frame closes this connection only; it is audited first. */
+  private protocolError(): void {
+    if (!this.session) {
+      this.ports.audit.record(this.ports.newId(), 'session.rejected', {
+        resource: this.resource.name,
+        protocol: 'redis',
+        client: this.client,
+        reason: 'malformed RESP frame',
+        code: SluiceErrorCode.ProtocolMalformed,
+      });
+    }
+    this.writeClient(encodeError('ERR Protocol error: malformed request'));
+    this.flush();
+    this.close('protocol error: malformed frame');
+  }
+
+  /** Takes frames in order; only authentication makes it wait (later commands need the new subject). */
+  private async intake(): Promise<void> {
+    if (this.intakeBusy) return;
+    this.intakeBusy = true;
+    try {
+      while (this.inbox.length > 0 && !this.closed) {
+        const frame = this.inbox.shift()!;
+        let args: Buffer[];
+        try {
+          args = decodeCommand(frame);
+        } catch {
+          this.protocolError();
+          return;
+        }
+        if (args.length === 0) continue;
+        const name = args[0]!.toString('latin1').toUpperCase();
+        if (!this.session) await this.beforeLogin(name, args);
+        else await this.afterLogin(name, args, frame);
+      }
+    } finally {
+      this.intakeBusy = false;
+    }
+  }
+
+  private async beforeLogin(name: string, args: Buffer[]): Promise<void> {
+    if (!PRE_AUTH_COMMANDS.has(name)) return this.writeClient(encodeError(NOAUTH));
+    switch (name) {
+      case 'PING':
+        return this.writeClient(args.length > 1 ? encodeValue({ type: 'bulk', value: args[1]! }) : encodeSimple('PONG'));
+      case 'QUIT':
+        this.writeClient(encodeSimple('OK'));
+        this.flush();
+        return this.close('client quit');
+      case 'AUTH': {
+        const token = authToken(args);
+        if (token === undefined) return this.writeClient(encodeError("ERR wrong number of arguments for 'auth' command"));
+        return this.login(token, undefined);
+      }
+      default: {
+        const hello = parseHello(args);
+        if ('error' in hello) return this.writeClient(encodeError(hello.error));
+        if (!hello.auth) return this.writeClient(encodeError(HELLO_NOAUTH));
+        return this.login(hello.auth.password, hello);
+      }
+    }
+  }
+
+  private rejectLogin(reason: string, code: string, reply: string, subject?: SubjectRef): void {
+    this.ports.audit.record(this.ports.newId(), 'session.rejected', {
+      resource: this.resource.name,
+      protocol: 'redis',
+      client: this.client,
+      reason,
+      code,
+      ...(subject ? { subject } : {}),
+    });
+    this.writeClient(encodeError(reply));
+  }
+
+  /** Verifies the agent's token, then opens and authenticates the upstream connection. */
+  private async login(token: string, hello: HelloArgs | undefined): Promise<void> {
+    const verified = await this.verify(token);
+    if (!verified) return;
+    if (!this.ports.audit.healthy) return this.rejectLogin('audit unavailable', SluiceErrorCode.AuditUnavailable, 'ERR audit unavailable');
+    const subject = { sub: verified.subject.sub, groups: verified.subject.groups, issuer: verified.subject.issuer };
+    let readOnly = false;
+    try {
+      const policy = await this.ports.policy.describeSession(verified.subject, this.resource.name);
+      if (!policy.mayConnect) {
+        return this.rejectLogin('no rule lets this subject use the resource', SluiceErrorCode.PolicyDenied, `NOPERM no rule lets ${subject.sub} use ${this.resource.name}`, subject);
+      }
+      readOnly = policy.readOnly;
+    } catch {
+      return this.rejectLogin('policy unavailable', SluiceErrorCode.PolicyUnavailable, 'NOPERM policy unavailable', subject);
+    }
+    let helloReply: Buffer | undefined;
+    try {
+      helloReply = await this.connectUpstream(hello);
+    } catch (error) {
+      this.rejectLogin(`target unavailable: ${(error as Error).message}`, SluiceErrorCode.UpstreamFailed, 'ERR target unavailable', subject);
+      this.flush();
+      return this.close('target unavailable');
+    }
+    if (this.closed) return;
+    if (hello?.protocol) this.protocol = hello.protocol;
+    this.startSession(verified, readOnly);
+    this.writeClient(helloReply ?? encodeSimple('OK'));
+  }
+
+  private async verify(token: string): Promise<Awaited<ReturnType<GovernancePorts['identity']['verify']>> | undefined> {
+    try {
+      return await this.ports.identity.verify(token);
+    } catch (error) {
+      const code = (error as { code?: string }).code ?? SluiceErrorCode.TokenInvalid;
+      if (this.session) {
+        // A failed re-authentication keeps the current identity, as Redis does.
+        this.ports.audit.record(this.session.id, 'session.rejected', {
+          resource: this.resource.name,
+          protocol: 'redis',
+          client: this.client,
+          reason: 'token rejected on re-authentication',
+          code,
+        });
+        this.pushLocal('AUTH', [], encodeError(WRONGPASS));
+      } else {
+        this.rejectLogin('token rejected', code, WRONGPASS);
+      }
+      return undefined;
+    }
+  }
+
+  private startSession(verified: Awaited<ReturnType<GovernancePorts['identity']['verify']>>, readOnly: boolean): void {
+    const session: SessionState = {
+      id: this.ports.newId(),
+      resource: this.resource,
+      subject: verified.subject,
+      client: this.client,
+      startedAt: this.ports.now(),
+      commands: 0,
+      expiryTimer: undefined,
+    };
+    if (verified.expiresAt) {
+      // The session ends with its token.
+      const delay = Math.max(0, verified.expiresAt.getTime() - Date.now());
+      session.expiryTimer = setTimeout(() => this.close('token expired'), Math.min(delay, 2 ** 31 - 1));
+      session.expiryTimer.unref();
+    }
+    this.session = session;
+    this.ports.audit.record(session.id, 'session.started', {
+      resource: this.resource.name,
+      protocol: 'redis',
+      subject: subjectRef(session),
+      client: this.client,
+      readOnly,
+    });
+  }
+
+  private endSession(reason: string): void {
+    const session = this.session;
+    if (!session) return;
+    this.session = undefined;
+    if (session.expiryTimer) clearTimeout(session.expiryTimer);
+    this.ports.audit.record(session.id, 'session.ended', {
+      resource: this.resource.name,
+      reason,
+      commands: session.commands,
+      durationMs: this.ports.now().getTime() - session.startedAt.getTime(),
+    });
+  }
+
+  private async afterLogin(name: string, args: Buffer[], frame: Buffer): Promise<void> {
+    switch (name) {
+      case 'AUTH': {
+        const token = authToken(args);
+        if (token === undefined) return void this.pushLocal(name, args, encodeError("ERR wrong number of arguments for 'auth' command"));
+        return this.reauthenticate(token, undefined);
+      }
+      case 'HELLO': {
+        const hello = parseHello(args);
+        if ('error' in hello) return void this.pushLocal(name, args, encodeError(hello.error));
+        if (hello.auth) return this.reauthenticate(hello.auth.password, hello);
+        return this.pushHello(hello);
+      }
+      case 'QUIT': {
+        return void this.pushLocal(name, args, encodeSimple('OK'), true);
+      }
+      default:
+        if (REFUSED_COMMANDS.has(name)) return void this.pushLocal(name, args, encodeError(`NOPERM ${name} is not allowed through Sluice`));
+        this.pushCommand(name, args, frame);
+    }
+  }
+
+  /** AUTH after login switches the agent's identity; the upstream connection stays as it is. */
+  private async reauthenticate(token: string, hello: HelloArgs | undefined): Promise<void> {
+    const verified = await this.verify(token);
+    if (!verified || this.closed) return;
+    let readOnly = false;
+    try {
+      const policy = await this.ports.policy.describeSession(verified.subject, this.resource.name);
+      if (!policy.mayConnect) {
+        this.pushLocal('AUTH', [], encodeError(`NOPERM no rule lets ${verified.subject.sub} use ${this.resource.name}`));
+        return;
+      }
+      readOnly = policy.readOnly;
+    } catch {
+      this.pushLocal('AUTH', [], encodeError('NOPERM policy unavailable'));
+      return;
+    }
+    this.endSession('re-authenticated');
+    this.startSession(verified, readOnly);
+    if (hello?.protocol) this.pushHello(hello);
+    else this.pushLocal('AUTH', [], encodeSimple('OK'));
+  }
+
+  /** HELLO without AUTH after login: the target answers it (and switches protocol). */
+  private pushHello(hello: HelloArgs): void {
+    const args = ['HELLO', ...(hello.protocol ? [String(hello.protocol)] : []), ...(hello.setName ? ['SETNAME', hello.setName] : [])];
+    const frame = encodeCommand(args);
+    const entry = this.newEntry('HELLO', args.map((arg) => Buffer.from(arg)), frame, 'internal');
+    entry.settled = true;
+    // The protocol changes with the reply to this HELLO; replies before it keep the old one.
+    if (hello.protocol) this.protocolSwitches.set(entry, hello.protocol);
+    this.enqueue(entry);
+    this.pump();
+  }
+
+  private readonly protocolSwitches = new Map<Entry, 2 | 3>();
+
+  private newEntry(name: string, args: readonly Buffer[], frame: Buffer, kind: Entry['kind']): Entry {
+    return {
+      id: this.ports.newId(),
+      name,
+      args,
+      frame,
+      session: this.session,
+      started: performance.now(),
+      kind,
+      settled: false,
+      decision: undefined,
+      decisionFailed: false,
+      status: 'waiting',
+      reply: undefined,
+      txProfiles: undefined,
+      execAbort: false,
+      closeAfter: false,
+    };
+  }
+
+  private enqueue(entry: Entry): void {
+    this.pending.push(entry);
+    this.toDispatch.push(entry);
+  }
+
+  /** An answer of Sluice's own, kept in order with the replies before it. */
+  private pushLocal(name: string, args: readonly Buffer[], reply: Buffer, closeAfter = false): Entry {
+    const entry = this.newEntry(name, args, reply, 'local');
+    entry.closeAfter = closeAfter;
+    entry.settled = true;
+    entry.status = 'done';
+    entry.reply = reply;
+    this.enqueue(entry);
+    this.pump();
+    return entry;
+  }
+
+  private pushCommand(name: string, args: Buffer[], frame: Buffer): void {
+    const entry = this.newEntry(name, args, frame, 'command');
+    this.enqueue(entry);
+    const session = this.session!;
+    session.commands++;
+    let decision: Promise<Decision>;
+    try {
+      decision = this.ports.policy.decide(session.subject, this.resource.name, { kind: 'redis', args });
+    } catch (error) {
+      decision = Promise.reject(error as Error);
+    }
+    decision.then(
+      (result) => {
+        entry.decision = result;
+        entry.settled = true;
+        this.pump();
+      },
+      () => {
+        entry.decisionFailed = true;
+        entry.settled = true;
+        this.pump();
+      },
+    );
+  }
+
+  // ---- dispatch: decisions in order, before anything goes upstream ------------------------
+
+  private pump(): void {
+    while (!this.closed && !this.holding && this.toDispatch.length > 0) {
+      const entry = this.toDispatch[0]!;
+      if (!entry.settled) break;
+      this.toDispatch.shift();
+      if (entry.kind === 'local') continue;
+      if (entry.kind === 'internal') {
+        this.send(entry, undefined);
+        continue;
+      }
+      this.dispatch(entry);
+    }
+    this.emit();
+  }
+
+  private dispatch(entry: Entry): void {
+    const session = entry.session!;
+    if (!this.ports.audit.healthy) return this.answer(entry, encodeError('ERR audit unavailable'), SluiceErrorCode.AuditUnavailable);
+    const text = () => {
+      try {
+        return this.ports.masking.maskCommandText(commandText(entry.args), entry.decision?.maskProfile);
+      } catch {
+        return entry.name;
+      }
+    };
+    if (entry.decisionFailed || !entry.decision) {
+      this.ports.audit.record(session.id, 'command.decided', {
+        commandId: entry.id,
+        resource: this.resource.name,
+        protocol: 'redis',
+        command: text(),
+        action: 'admin',
+        risk: 'critical',
+        decision: 'deny',
+        rule: '',
+        reason: 'policy unavailable',
+      });
+      this.markDirty();
+      return this.answer(entry, encodeError('NOPERM policy unavailable'), SluiceErrorCode.PolicyUnavailable);
+    }
+    const decision = entry.decision;
+    const shownCommand = text();
+    this.ports.audit.record(session.id, 'command.decided', {
+      commandId: entry.id,
+      resource: this.resource.name,
+      protocol: 'redis',
+      command: shownCommand,
+      action: decision.action,
+      risk: decision.risk,
+      decision: decision.effect,
+      rule: decision.rule,
+      reason: decision.reason,
+    });
+    if (decision.effect === 'deny') {
+      this.markDirty();
+      const why = decision.rule ? `denied by rule '${decision.rule}'` : 'denied: no rule allows it (default deny)';
+      return this.answer(entry, encodeError(`NOPERM ${why}${decision.reason ? `: ${decision.reason}` : ''}`), SluiceErrorCode.PolicyDenied);
+    }
+    if (decision.effect === 'approve') return this.hold(entry, decision, session, shownCommand);
+    this.send(entry, decision.maskProfile);
+  }
+
+  /** A command refused inside MULTI makes EXEC abort, as a queueing error does in Redis. */
+  private markDirty(): void {
+    if (this.inTransaction) this.transactionDirty = true;
+  }
+
+  private hold(entry: Entry, decision: Decision, session: SessionState, text: string): void {
+    this.holding = true;
+    const hash = commandHash([this.resource.name, session.subject.sub, entry.args.map((arg) => arg.toString('utf8'))]);
+    void holdForApproval(this.ports.approvals, { session, command: text, commandHash: hash, decision }, this.holdAbort.signal).then((result) => {
+      this.holding = false;
+      if (this.closed) return;
+      if (result.granted) this.send(entry, decision.maskProfile);
+      else {
+        this.markDirty();
+        const id = result.approvalId ?? '-';
+        this.answer(entry, encodeError(`NOPERM approval ${id} ${result.outcome}: ${result.reason || 'no reason given'}`), result.code);
+      }
+      this.pump();
+    });
+  }
+
+  /** Answers a command without the target; records its completion. */
+  private answer(entry: Entry, reply: Buffer, code: string): void {
+    entry.status = 'done';
+    entry.reply = reply;
+    if (entry.session) {
+      this.ports.audit.record(entry.session.id, 'command.completed', {
+        commandId: entry.id,
+        outcome: 'error',
+        ok: false,
+        error: { code, message: reply.toString('utf8', 1, reply.length - 2) },
+        durationMs: performance.now() - entry.started,
+      });
+    }
+  }
+
+  private send(entry: Entry, maskProfile: string | undefined): void {
+    let frame = entry.frame;
+    let expectsReply = true;
+    switch (entry.name) {
+      case 'MULTI':
+        this.inTransaction = true;
+        this.transactionDirty = false;
+        this.transactionProfiles = [];
+        break;
+      case 'EXEC':
+        entry.txProfiles = this.transactionProfiles;
+        if (this.inTransaction && this.transactionDirty) {
+          entry.execAbort = true;
+          frame = encodeCommand(['DISCARD']);
+        }
+        this.inTransaction = false;
+        break;
+      case 'DISCARD':
+        this.inTransaction = false;
+        break;
+      case 'MONITOR':
+        this.streaming = 'monitor';
+        this.streamProfile = maskProfile;
+        expectsReply = false;
+        break;
+      default:
+        if (SUBSCRIBE_COMMANDS.has(entry.name)) {
+          this.streamProfile = maskProfile;
+          // RESP3 confirms with pushes; RESP2 switches the connection to a stream of arrays.
+          if (this.protocol === 2 && entry.name.endsWith('SUBSCRIBE') && !entry.name.endsWith('UNSUBSCRIBE')) this.streaming = 'pubsub';
+          expectsReply = false;
+        } else if (this.streaming !== 'none') {
+          // In RESP2 subscriber mode replies are part of the stream too.
+          expectsReply = false;
+        } else if (this.inTransaction && entry.name !== 'WATCH' && entry.name !== 'UNWATCH') {
+          this.transactionProfiles.push(maskProfile);
+        }
+    }
+    this.profiles.set(entry, maskProfile);
+    this.writeUpstream(frame);
+    if (expectsReply) {
+      entry.status = 'sent';
+      this.inflight.push(entry);
+      return;
+    }
+    entry.status = 'done';
+    entry.reply = Buffer.alloc(0);
+    if (entry.session) {
+      this.ports.audit.record(entry.session.id, 'command.completed', {
+        commandId: entry.id,
+        outcome: 'stream',
+        ok: true,
+        durationMs: performance.now() - entry.started,
+      });
+    }
+  }
+
+  private readonly profiles = new WeakMap<Entry, string | undefined>();
+
+  // ---- upstream side -------------------------------------------------------------------------
+
+  private onUpstreamFrame(frame: Buffer): void {
+    // RESP3 pushes (pub/sub messages, invalidations) are out of band.
+    if (frame[0] === 0x3e) return this.forwardStreamed(frame);
+    const entry = this.inflight.shift();
+    if (!entry) return this.forwardStreamed(frame);
+    this.complete(entry, frame);
+    this.emit();
+  }
+
+  /** A frame that answers no queued command: masked with the subscription's profile and sent on. */
+  private forwardStreamed(frame: Buffer): void {
+    this.emit();
+    const counts: MaskCounts = {};
+    let bytes: Buffer;
+    try {
+      const value = decodeReply(frame);
+      const masker = this.ports.masking.masker(this.streamProfile);
+      const masked = masker ? maskReply(value, masker, counts, this.protocol) : value;
+      bytes = masked === value ? frame : encodeValue(masked);
+      if (this.streaming === 'pubsub' && isLastUnsubscribe(value)) this.streaming = 'none';
+    } catch {
+      bytes = encodeError(WITHHELD);
+    }
+    // Events for pushed messages: recorded as results of the session (no command id of their own).
+    if (this.session && Object.keys(counts).length > 0) {
+      this.ports.audit.record(this.session.id, 'result.returned', {
+        commandId: 'push',
+        columns: ['value'],
+        rows: [],
+        rowCount: 1,
+        bytes: bytes.length,
+        truncated: true,
+        maskedCounts: counts,
+      });
+    }
+    this.writeClient(bytes);
+  }
+
+  private complete(entry: Entry, frame: Buffer): void {
+    entry.status = 'done';
+    const switchTo = this.protocolSwitches.get(entry);
+    if (switchTo) {
+      this.protocol = switchTo;
+      this.protocolSwitches.delete(entry);
+    }
+    if (entry.kind === 'internal') {
+      entry.reply = frame;
+      return;
+    }
+    const session = entry.session!;
+    const counts: MaskCounts = {};
+    let value: RespValue;
+    let reply: Buffer;
+    try {
+      const original = decodeReply(frame);
+      value = original;
+      if (entry.execAbort) value = { type: 'error' as const, value: EXECABORT };
+      const maskProfile = this.profiles.get(entry);
+      if (entry.name === 'EXEC' && value.type === 'array' && entry.txProfiles) {
+        const profiles = entry.txProfiles;
+        const items = value.items.map((item, index) => {
+          const masker = this.ports.masking.masker(profiles[index] ?? maskProfile);
+          return masker ? maskReply(item, masker, counts, this.protocol) : item;
+        });
+        const before = value.items;
+        if (items.some((item, index) => item !== before[index])) value = { type: 'array', items };
+      } else {
+        const masker = this.ports.masking.masker(maskProfile);
+        if (masker) {
+          const hint: FieldHint | undefined = fieldHint(entry.name, entry.args, this.protocol);
+          const field = entry.name === 'HGET' ? entry.args[2]?.toString() : undefined;
+          value = maskReply(value, masker, counts, this.protocol, hint, field);
+        }
+      }
+      reply = value === original ? frame : encodeValue(value);
+    } catch {
+      entry.reply = encodeError(WITHHELD);
+      this.ports.audit.record(session.id, 'command.completed', {
+        commandId: entry.id,
+        outcome: 'error',
+        ok: false,
+        error: { code: SluiceErrorCode.MaskingUnavailable, message: 'result withheld: masking unavailable' },
+        durationMs: performance.now() - entry.started,
+      });
+      return;
+    }
+    entry.reply = reply;
+    const errorText = value.type === 'error' ? value.value : value.type === 'blobError' ? value.value.toString('utf8') : undefined;
+    const isError = errorText !== undefined;
+    this.ports.audit.record(session.id, 'command.completed', {
+      commandId: entry.id,
+      outcome: value.type,
+      ok: !isError,
+      ...(isError ? { error: { code: errorCode(value), message: errorText } } : {}),
+      durationMs: performance.now() - entry.started,
+    });
+    if (!isError) {
+      const flat = flattenReply(value, this.ports.recording);
+      this.ports.audit.record(session.id, 'result.returned', {
+        commandId: entry.id,
+        columns: flat.columns,
+        rows: flat.rows,
+        rowCount: flat.rowCount,
+        bytes: reply.length,
+        truncated: flat.truncated,
+        maskedCounts: counts,
+      });
+    }
+  }
+
+  /** Writes finished replies to the client in arrival order. */
+  private emit(): void {
+    while (this.pending.length > 0 && this.pending[0]!.status === 'done') {
+      const entry = this.pending.shift()!;
+      if (entry.reply && entry.reply.length > 0) this.writeClient(entry.reply);
+      if (entry.closeAfter) {
+        this.flush();
+        this.close('client quit');
+        return;
+      }
+    }
+    if (this.pending.length <= MAX_QUEUED / 2 && this.socket.isPaused()) this.socket.resume();
+  }
+
+  private async connectUpstream(hello: HelloArgs | undefined): Promise<Buffer | undefined> {
+    const { host, port, db } = this.resource.target;
+    const upstream = connect({ host, port });
+    upstream.setNoDelay(true);
+    this.upstream = upstream;
+    const handshake: Buffer[] = [];
+    const password = readSecret(this.resource.credentials.password, this.options.secretsDir);
+    if (this.resource.credentials.password && password === undefined) throw new UpstreamError('the target password secret is not set');
+    if (password !== undefined) {
+      handshake.push(encodeCommand(this.resource.credentials.username ? ['AUTH', this.resource.credentials.username, password] : ['AUTH', password]));
+    }
+    if (db !== 0) handshake.push(encodeCommand(['SELECT', String(db)]));
+    if (hello?.protocol) {
+      handshake.push(encodeCommand(['HELLO', String(hello.protocol), ...(hello.setName ? ['SETNAME', hello.setName] : [])]));
+    }
+    const replies = await new Promise<Buffer[]>((resolve, reject) => {
+      const timer = setTimeout(() => fail(new UpstreamError('timed out')), this.options.connectTimeoutMs ?? 5_000);
+      const received: Buffer[] = [];
+      const fail = (error: Error) => {
+        clearTimeout(timer);
+        upstream.removeAllListeners('data');
+        upstream.destroy();
+        reject(error);
+      };
+      upstream.once('error', fail);
+      upstream.once('close', () => fail(new UpstreamError('connection closed')));
+      upstream.on('data', (chunk: Buffer) => {
+        try {
+          received.push(...this.upstreamFramer.push(chunk));
+        } catch (error) {
+          return fail(error as Error);
+        }
+        if (received.length >= handshake.length) {
+          clearTimeout(timer);
+          upstream.removeAllListeners('data');
+          upstream.removeAllListeners('error');
+          upstream.removeAllListeners('close');
+          resolve(received);
+        }
+      });
+      upstream.once('connect', () => {
+        if (handshake.length === 0) {
+          clearTimeout(timer);
+          upstream.removeAllListeners('error');
+          upstream.removeAllListeners('close');
+          upstream.removeAllListeners('data');
+          resolve([]);
+        } else upstream.write(Buffer.concat(handshake));
+      });
+    });
+    for (const reply of replies) {
+      // Upstream error text may echo credentials: report only that it refused.
+      if (reply[0] === 0x2d || reply[0] === 0x21) throw new UpstreamError('the target refused the handshake');
+    }
+    this.attachUpstream(upstream);
+    return hello?.protocol ? replies[handshake.length - 1] : undefined;
+  }
+
+  private attachUpstream(upstream: Socket): void {
+    upstream.on('data', (chunk: Buffer) => {
+      let frames: Buffer[];
+      try {
+        frames = this.upstreamFramer.push(chunk);
+      } catch {
+        this.close('target sent a malformed reply');
+        return;
+      }
+      for (const frame of frames) this.onUpstreamFrame(frame);
+    });
+    upstream.on('drain', () => this.socket.resume());
+    upstream.on('error', () => this.close('target error'));
+    upstream.on('close', () => this.close('target closed the connection'));
+  }
+
+  // ---- batched writes ----------------------------------------------------------------------
+
+  private writeClient(bytes: Buffer): void {
+    this.clientOut.push(bytes);
+    this.scheduleFlush();
+  }
+
+  private writeUpstream(bytes: Buffer): void {
+    this.upstreamOut.push(bytes);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // One write per drained batch: the flush runs once the current callback and the promise
+    // jobs it queued (cached decisions) are done, so a pipelined burst goes out in one write.
+    process.nextTick(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.upstreamOut.length > 0 && this.upstream && !this.upstream.destroyed) {
+      const out = this.upstreamOut.length === 1 ? this.upstreamOut[0]! : Buffer.concat(this.upstreamOut);
+      this.upstreamOut = [];
+      if (!this.upstream.write(out)) this.socket.pause();
+    }
+    if (this.clientOut.length > 0 && !this.socket.destroyed) {
+      const out = this.clientOut.length === 1 ? this.clientOut[0]! : Buffer.concat(this.clientOut);
+      this.clientOut = [];
+      this.socket.write(out);
+    }
+  }
+
+  private close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.holdAbort.abort();
+    this.endSession(reason);
+    this.upstream?.destroy();
+    // Let buffered replies (e.g. QUIT's +OK, a protocol error) reach the client first.
+    if (this.clientOut.length > 0 && !this.socket.destroyed) this.flush();
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 1_000).unref();
+    this.done();
+  }
+}
+
+/** The error code word (`WRONGTYPE`, `ERR`, …) of a Redis error reply. */
+const errorCode = (value: RespValue): string => {
+  const text = value.type === 'error' ? value.value : value.type === 'blobError' ? value.value.toString('utf8') : '';
+  return /^[A-Z]+/.exec(text)?.[0] ?? 'ERR';
+};
+
+/** `unsubscribe`/`punsubscribe`/`sunsubscribe` confirmation with 0 subscriptions left: subscriber mode ends. */
+const isLastUnsubscribe = (value: RespValue): boolean => {
+  if (value.type !== 'array' || value.items.length !== 3) return false;
+  const [kind, , count] = value.items;
+  return (
+    kind?.type === 'bulk' &&
+    /^(p|s)?unsubscribe$/i.test(kind.value.toString('latin1')) &&
+    count?.type === 'integer' &&
+    count.value === 0n
+  );
+};

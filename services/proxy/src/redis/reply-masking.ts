@@ -1,0 +1,226 @@
+import { isUtf8 } from 'node:buffer';
+import type { RespValue } from '@sluice/codec-resp';
+import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+
+/** Where a reply's strings come from, so column rules (by field name) can apply. */
+export type FieldHint =
+  /** A flat RESP2 array of field/value pairs (HGETALL, CONFIG GET). */
+  | { readonly kind: 'pairs' }
+  /** Values of these fields in order (HMGET), or one field (HGET). */
+  | { readonly kind: 'fields'; readonly names: readonly string[] };
+
+/** Deep equality of two parsed JSON values: did masking change anything? */
+export const sameJson = (a: unknown, b: unknown): boolean => {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) return Array.isArray(b) && a.length === b.length && a.every((item, i) => sameJson(item, b[i]));
+  if (Array.isArray(b)) return false;
+  const aKeys = Object.keys(a);
+  const bRecord = b as Record<string, unknown>;
+  if (aKeys.length !== Object.keys(bRecord).length) return false;
+  return aKeys.every((k) => k in bRecord && sameJson((a as Record<string, unknown>)[k], bRecord[k]));
+};
+
+const looksLikeJson = (text: string): boolean => {
+  const first = text.trimStart()[0];
+  return first === '{' || first === '[';
+};
+
+/**
+ * Masks one string value: a JSON object/array is walked with maskJson, a value of a named
+ * field goes through maskCell (column rules apply), anything else through maskText.
+ * Returns null when a column rule nulls the value.
+ */
+export const maskString = (text: string, masker: ProfileMasker, counts: MaskCounts, field: string | undefined): string | null => {
+  if (field !== undefined && masker.hasColumnRule({ name: field })) return masker.maskCell(text, { name: field }, counts);
+  if (looksLikeJson(text)) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed !== undefined && typeof parsed === 'object' && parsed !== null) {
+      const masked = masker.maskJson(parsed, counts);
+      return sameJson(parsed, masked) ? text : JSON.stringify(masked);
+    }
+  }
+  if (field !== undefined) return masker.maskCell(text, { name: field }, counts);
+  return masker.maskText(text, counts);
+};
+
+const maskBlob = (
+  value: Buffer,
+  masker: ProfileMasker,
+  counts: MaskCounts,
+  field: string | undefined,
+): Buffer | null => {
+  // Binary values (not UTF-8) cannot carry text a detector finds; re-decoding them would corrupt them.
+  if (!isUtf8(value)) return value;
+  const text = value.toString('utf8');
+  const masked = maskString(text, masker, counts, field);
+  if (masked === null) return null;
+  return masked === text ? value : Buffer.from(masked, 'utf8');
+};
+
+const scalarText = (value: RespValue): string | undefined => {
+  switch (value.type) {
+    case 'simple':
+      return value.value;
+    case 'bulk':
+    case 'verbatim':
+      return value.value.toString('utf8');
+    case 'integer':
+    case 'bigNumber':
+      return value.value.toString();
+    default:
+      return undefined;
+  }
+};
+
+/**
+ * Walks a reply and masks every string in it. Returns the same object when nothing changed, so
+ * the caller can forward the original bytes.
+ */
+export const maskReply = (
+  value: RespValue,
+  masker: ProfileMasker,
+  counts: MaskCounts,
+  protocol: 2 | 3,
+  hint?: FieldHint,
+  field?: string,
+): RespValue => {
+  switch (value.type) {
+    case 'simple':
+    case 'error': {
+      const masked = maskString(value.value, masker, counts, field);
+      if (masked === null) return { type: 'null', form: protocol === 3 ? '_' : '$' };
+      return masked === value.value ? value : { type: value.type, value: masked };
+    }
+    case 'bulk':
+    case 'blobError': {
+      const masked = maskBlob(value.value, masker, counts, field);
+      if (masked === null) return { type: 'null', form: protocol === 3 ? '_' : '$' };
+      return masked === value.value ? value : { type: value.type, value: masked };
+    }
+    case 'verbatim': {
+      const masked = maskBlob(value.value, masker, counts, undefined);
+      return masked === value.value || masked === null ? value : { type: 'verbatim', format: value.format, value: masked };
+    }
+    case 'array':
+    case 'set':
+    case 'push': {
+      let changed = false;
+      const items = value.items.map((item, index) => {
+        let itemField: string | undefined;
+        if (hint?.kind === 'pairs' && index % 2 === 1) itemField = scalarText(value.items[index - 1]!);
+        else if (hint?.kind === 'fields') itemField = hint.names[index];
+        const masked = maskReply(item, masker, counts, protocol, undefined, itemField);
+        if (masked !== item) changed = true;
+        return masked;
+      });
+      return changed ? { type: value.type, items } : value;
+    }
+    case 'map':
+    case 'attribute': {
+      let changed = false;
+      const maskEntries = (entries: readonly (readonly [RespValue, RespValue])[]) =>
+        entries.map(([key, entry]) => {
+          const maskedKey = maskReply(key, masker, counts, protocol);
+          const maskedValue = maskReply(entry, masker, counts, protocol, undefined, scalarText(key));
+          if (maskedKey !== key || maskedValue !== entry) changed = true;
+          return [maskedKey, maskedValue] as const;
+        });
+      if (value.type === 'map') {
+        const entries = maskEntries(value.entries);
+        return changed ? { type: 'map', entries } : value;
+      }
+      const attributes = maskEntries(value.attributes);
+      const inner = maskReply(value.value, masker, counts, protocol, hint, field);
+      return changed || inner !== value.value ? { type: 'attribute', attributes, value: inner } : value;
+    }
+    default:
+      // Integers, doubles, booleans, big numbers and nulls carry no text.
+      return value;
+  }
+};
+
+const plain = (value: RespValue): unknown => {
+  switch (value.type) {
+    case 'null':
+      return null;
+    case 'boolean':
+      return value.value;
+    case 'double':
+      return value.raw;
+    case 'integer':
+    case 'bigNumber':
+      return value.value.toString();
+    case 'simple':
+    case 'error':
+      return value.value;
+    case 'bulk':
+    case 'blobError':
+    case 'verbatim':
+      return value.value.toString('utf8');
+    case 'array':
+    case 'set':
+    case 'push':
+      return value.items.map(plain);
+    case 'map':
+      return value.entries.map(([k, v]) => [plain(k), plain(v)]);
+    case 'attribute':
+      return plain(value.value);
+  }
+};
+
+const cell = (value: RespValue): string | null => {
+  const unwrapped = plain(value);
+  if (unwrapped === null) return null;
+  return typeof unwrapped === 'string' ? unwrapped : JSON.stringify(unwrapped);
+};
+
+export interface ReplyRows {
+  readonly columns: readonly string[];
+  readonly rows: (string | null)[][];
+  readonly rowCount: number;
+  readonly truncated: boolean;
+}
+
+/**
+ * Flattens a (masked) reply into rows of strings for result.returned: a map gives key/value
+ * rows, an array one row per element, a scalar one row. Stops at the recording limits.
+ */
+export const flattenReply = (value: RespValue, limits: { readonly maxRows: number; readonly maxBytes: number }): ReplyRows => {
+  const inner = value.type === 'attribute' ? value.value : value;
+  let columns: string[];
+  let all: RespValue[][];
+  if (inner.type === 'map') {
+    columns = ['key', 'value'];
+    all = inner.entries.map(([k, v]) => [k, v]);
+  } else if (inner.type === 'array' || inner.type === 'set' || inner.type === 'push') {
+    columns = ['value'];
+    all = inner.items.map((item) => [item]);
+  } else {
+    columns = ['value'];
+    all = [[inner]];
+  }
+  const rows: (string | null)[][] = [];
+  let bytes = 0;
+  let truncated = false;
+  for (const row of all) {
+    if (rows.length >= limits.maxRows) {
+      truncated = true;
+      break;
+    }
+    const cells = row.map(cell);
+    const size = cells.reduce((sum, text) => sum + (text?.length ?? 0), 0);
+    if (bytes + size > limits.maxBytes) {
+      truncated = true;
+      break;
+    }
+    bytes += size;
+    rows.push(cells);
+  }
+  return { columns, rows, rowCount: all.length, truncated };
+};

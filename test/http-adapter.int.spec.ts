@@ -1,0 +1,390 @@
+import { randomUUID } from 'node:crypto';
+import { Agent, createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { createServer, type AddressInfo, type Server } from 'node:net';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { HttpResourceConfig } from '@sluice/config';
+import { DependencyUnavailableError, SluiceErrorCode, type SluiceEventKind } from '@sluice/contracts';
+import { createTokenVerifier } from '@sluice/identity';
+import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+import { createHttpAdapter } from '../services/proxy/src/http/adapter.js';
+import type { ApprovalOutcome, ApprovalRequest, Decision, GovernancePorts } from '../services/proxy/src/ports.js';
+import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+
+// ---- test ports (a small masker, a policy that allows reads, an audit sink, an approval port) ---
+
+const bump = (counts: MaskCounts, name: string) => {
+  counts[name] = (counts[name] ?? 0) + 1;
+};
+const maskText = (text: string, counts: MaskCounts): string =>
+  text
+    .replace(/[\w.+-]+@([\w-]+\.[\w.]+)/g, (_match, domain: string) => {
+      bump(counts, 'email');
+      return `***@${domain}`;
+    })
+    .replace(/\b(?:\d[ -]?){12,15}(\d{4})\b/g, (_match, last4: string) => {
+      bump(counts, 'credit_card');
+      return `****${last4}`;
+    });
+const walk = (value: unknown, counts: MaskCounts): unknown => {
+  if (typeof value === 'string') return maskText(value, counts);
+  if (Array.isArray(value)) return value.map((item) => walk(item, counts));
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, walk(v, counts)]));
+  return value;
+};
+const masker: ProfileMasker = {
+  name: 'pii',
+  maskText,
+  maskJson: walk,
+  maskCell: (value, _column, counts) => maskText(value, counts),
+  hasColumnRule: () => false,
+};
+
+const decision = (effect: Decision['effect'], rule: string, extra: Partial<Decision> = {}): Decision => ({
+  effect,
+  rule,
+  reason: effect === 'deny' ? 'not for this agent' : '',
+  action: 'read',
+  risk: 'low',
+  maskProfile: effect === 'deny' ? undefined : 'pii',
+  tables: [],
+  approvers: effect === 'approve' ? { groups: ['dba'], subs: [], minApprovals: 1 } : undefined,
+  approvalTimeoutMs: 60_000,
+  prepares: [],
+  ...extra,
+});
+
+const deferred = <T>() => {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+};
+
+interface Recorded {
+  sessionId: string;
+  kind: SluiceEventKind;
+  data: Record<string, unknown>;
+}
+
+const createPorts = (idp: TestIssuer) => {
+  const events: Recorded[] = [];
+  const verifier = createTokenVerifier([{ issuer: idp.issuer, audience: idp.audience, clockTolerance: 5_000 }]);
+  const state = { policyDown: false, maskingDown: false, decided: [] as string[] };
+  const approvalRequests: (ApprovalRequest & { id: string })[] = [];
+  const outcomes = new Map<string, ReturnType<typeof deferred<ApprovalOutcome>>>();
+  const outcome = (id: string) => {
+    if (!outcomes.has(id)) outcomes.set(id, deferred<ApprovalOutcome>());
+    return outcomes.get(id)!;
+  };
+  const ports: GovernancePorts = {
+    identity: { verify: (token) => verifier.verify(token) },
+    policy: {
+      describeSession: async () => ({ mayConnect: true, readOnly: false }),
+      decide: async (_subject, _resource, command) => {
+        if (command.kind !== 'http') throw new Error('unexpected command kind');
+        state.decided.push(`${command.method} ${command.path}`);
+        if (state.policyDown) throw new DependencyUnavailableError(SluiceErrorCode.PolicyUnavailable, 'down');
+        if (command.path === '/admin' || command.path.startsWith('/admin/')) return decision('deny', 'no-admin-paths', { action: 'admin' });
+        if (command.method === 'PUT' && command.path === '/held') return decision('approve', 'needs-human', { action: 'write', risk: 'high' });
+        if (['GET', 'HEAD', 'OPTIONS'].includes(command.method)) return decision('allow', 'support-read');
+        return decision('deny', 'support-read-only', { action: 'write' });
+      },
+    },
+    masking: {
+      masker: (profile) => {
+        if (state.maskingDown) throw new DependencyUnavailableError(SluiceErrorCode.MaskingUnavailable, 'down');
+        return profile === 'pii' ? masker : undefined;
+      },
+      maskCommandText: (text) => maskText(text, {}),
+    },
+    approvals: {
+      request: async (request) => {
+        const id = `ap-${approvalRequests.length + 1}`;
+        approvalRequests.push({ ...request, id });
+        return { approvalId: id, expiresAt: new Date(Date.now() + 60_000) };
+      },
+      awaitDecision: (id) => outcome(id).promise,
+      consume: async () => true,
+    },
+    audit: {
+      record: (sessionId, kind, data) => void events.push({ sessionId, kind, data: data as unknown as Record<string, unknown> }),
+      healthy: true,
+    },
+    recording: { maxRows: 100, maxBytes: 4096 },
+    newId: randomUUID,
+    now: () => new Date(),
+  };
+  return { ports, events, state, approvalRequests, decide: (id: string, result: ApprovalOutcome) => outcome(id).resolve(result) };
+};
+
+// ---- the target API -----------------------------------------------------------------------------
+
+const customer = { id: 7, name: 'Ann Lee', email: 'ann@example.com', card: '4111 1111 1111 1111', total: 12345678901234567890n };
+const customerJson = JSON.stringify(customer, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)).replace(
+  '"12345678901234567890"',
+  '12345678901234567890',
+);
+const BIG_LINE = 'order 1001 shipped to Ann Lee, amount 42.00\n';
+
+const startTarget = async () => {
+  const seen: { method: string; url: string; headers: IncomingHttpHeaders; body: string }[] = [];
+  const server = createHttpServer(async (req, res) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    seen.push({ method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks).toString() });
+    switch (req.url!.split('?', 1)[0]) {
+      case '/customers/7':
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return res.end(customerJson);
+      case '/plain':
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return res.end('{"id":1,"big":12345678901234567890}');
+      case '/gzip':
+        res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-encoding': 'gzip' });
+        return res.end(gzipSync(customerJson));
+      case '/brotli-text':
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'br' });
+        return res.end(brotliCompressSync('mail ann@example.com now'));
+      case '/image':
+        res.writeHead(200, { 'content-type': 'image/png' });
+        return res.end(Buffer.from([0x89, 0x50, 0x4e, 0x47]));
+      case '/big': {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        // 4 MiB of text with an email and a card split across separate writes.
+        const filler = BIG_LINE.repeat(1000);
+        for (let i = 0; i < 95; i++) {
+          res.write(filler);
+          if (i === 40) res.write('contact: ann@exam');
+          if (i === 40) await new Promise((resolve) => setTimeout(resolve, 5));
+          if (i === 40) res.write('ple.com card 4111 1111 ');
+          if (i === 40) await new Promise((resolve) => setTimeout(resolve, 5));
+          if (i === 40) res.write('1111 1111 end\n');
+        }
+        return res.end();
+      }
+      default:
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        return res.end(`path ${req.url}`);
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, seen, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+};
+
+interface Reply {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** node:http keeps the path exactly as given (fetch would normalise `..` itself). */
+const call = (port: number, path: string, options: { method?: string; token?: string; body?: string; headers?: Record<string, string>; agent?: Agent } = {}) =>
+  new Promise<Reply>((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: options.method ?? 'GET',
+        ...(options.agent ? { agent: options.agent } : {}),
+        headers: { ...(options.token ? { authorization: `Bearer ${options.token}` } : {}), ...options.headers },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+
+describe('HTTP adapter', () => {
+  let idp: TestIssuer;
+  let target: Awaited<ReturnType<typeof startTarget>>;
+  let harness: ReturnType<typeof createPorts>;
+  let listener: Server;
+  let adapter: ReturnType<typeof createHttpAdapter>;
+  let port: number;
+  let token: string;
+
+  beforeAll(async () => {
+    idp = await startTestIssuer();
+    target = await startTarget();
+    token = await idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
+    process.env.SLUICE_TEST_BILLING_TOKEN = 'target-secret-123';
+  });
+
+  afterAll(async () => {
+    target.server.close();
+    await idp.close();
+  });
+
+  beforeEach(async () => {
+    harness = createPorts(idp);
+    target.seen.length = 0;
+    const resource: HttpResourceConfig = {
+      name: 'billing-api',
+      type: 'http',
+      listen: '127.0.0.1:0',
+      target: { url: target.url },
+      credentials: { headers: { Authorization: { env: 'SLUICE_TEST_BILLING_TOKEN', prefix: 'Bearer ' } } },
+    };
+    adapter = createHttpAdapter(resource, { secretsDir: process.cwd() });
+    listener = createServer((socket) => void adapter.handleConnection(socket, harness.ports));
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    port = (listener.address() as AddressInfo).port;
+  });
+
+  afterEach(async () => {
+    await adapter.close();
+    listener.close();
+  });
+
+  const problem = (reply: Reply) => {
+    expect(reply.headers['content-type']).toBe('application/problem+json');
+    return JSON.parse(reply.body) as { type: string; title: string; status: number; detail: string; code: string; rule?: string; requestId: string; approvalId?: string };
+  };
+
+  it('answers 401 problem+json with WWW-Authenticate to a missing, malformed or bad token, and sends nothing upstream', async () => {
+    for (const reply of [
+      await call(port, '/customers/7'),
+      await call(port, '/customers/7', { headers: { authorization: 'Basic abc' } }),
+      await call(port, '/customers/7', { token: 'not-a-token' }),
+      await call(port, '/customers/7', { token: await idp.mint({ sub: 'x', expiresIn: -300 }) }),
+    ]) {
+      expect(reply.status).toBe(401);
+      expect(reply.headers['www-authenticate']).toMatch(/^Bearer/);
+      expect(problem(reply).status).toBe(401);
+    }
+    expect(target.seen).toHaveLength(0);
+    expect(harness.events.filter((event) => event.kind === 'session.rejected').map((event) => event.data.code)).toEqual([
+      SluiceErrorCode.TokenInvalid,
+      SluiceErrorCode.TokenExpired,
+    ]);
+  });
+
+  it('forwards an allowed GET with the agent token removed and the credential header injected, JSON masked', async () => {
+    const reply = await call(port, '/customers/7?expand=orders', { token });
+    expect(reply.status).toBe(200);
+    expect(JSON.parse(reply.body)).toEqual({ id: 7, name: 'Ann Lee', email: '***@example.com', card: '****1111', total: 12345678901234567000 });
+    const seen = target.seen[0]!;
+    expect(seen.url).toBe('/customers/7?expand=orders');
+    expect(seen.headers.authorization).toBe('Bearer target-secret-123');
+    expect(JSON.stringify(seen.headers)).not.toContain(token);
+    const kinds = harness.events.map((event) => event.kind);
+    expect(kinds).toEqual(['session.started', 'command.decided', 'command.completed', 'result.returned']);
+    const result = harness.events.find((event) => event.kind === 'result.returned')!;
+    expect(result.data.maskedCounts).toEqual({ email: 1, credit_card: 1 });
+    expect(JSON.stringify(harness.events)).not.toContain('ann@example.com');
+    expect(harness.events.find((event) => event.kind === 'command.decided')!.data.command).toBe('GET /customers/7?expand=orders');
+  });
+
+  it('sends a JSON body nothing in it needs masking byte for byte (no precision lost)', async () => {
+    const reply = await call(port, '/plain', { token });
+    expect(reply.body).toBe('{"id":1,"big":12345678901234567890}');
+  });
+
+  it('denies POST with 403 problem+json naming the rule, before anything reaches the target', async () => {
+    const reply = await call(port, '/customers', { token, method: 'POST', body: '{"name":"x"}', headers: { 'content-type': 'application/json' } });
+    expect(reply.status).toBe(403);
+    const body = problem(reply);
+    expect(body).toMatchObject({ status: 403, rule: 'support-read-only', code: SluiceErrorCode.PolicyDenied });
+    expect(body.detail).toContain('support-read-only');
+    expect(body.requestId).toBeTruthy();
+    expect(target.seen).toHaveLength(0);
+  });
+
+  it('decides and forwards the normalised path: /admin/../x goes to /x, /x/../admin/y is denied, %2F is refused', async () => {
+    const up = await call(port, '/admin/../x', { token });
+    expect(up.status).toBe(200);
+    expect(up.body).toBe('path /x');
+    const sneaky = await call(port, '/x/..//%61dmin/y', { token });
+    expect(sneaky.status).toBe(403);
+    expect(problem(sneaky).rule).toBe('no-admin-paths');
+    const escaped = await call(port, '/admin%2Fy', { token });
+    expect(escaped.status).toBe(400);
+    expect(target.seen.map((seen) => seen.url)).toEqual(['/x']);
+    expect(harness.state.decided).toEqual(['GET /x', 'GET /admin/y']);
+  });
+
+  it('decodes gzip and brotli bodies, masks them and sends them uncompressed', async () => {
+    const gzip = await call(port, '/gzip', { token, headers: { 'accept-encoding': 'gzip' } });
+    expect(gzip.headers['content-encoding']).toBeUndefined();
+    expect(Number(gzip.headers['content-length'])).toBe(Buffer.byteLength(gzip.body));
+    expect(JSON.parse(gzip.body).email).toBe('***@example.com');
+    const brotli = await call(port, '/brotli-text', { token });
+    expect(brotli.body).toBe('mail ***@example.com now');
+  });
+
+  it('streams a large body with a value split across chunks, masked, within a bounded window', async () => {
+    const reply = await call(port, '/big', { token });
+    expect(reply.status).toBe(200);
+    expect(reply.body).toContain('contact: ***@example.com card ****1111 end');
+    expect(reply.body).not.toContain('ann@example.com');
+    expect(reply.body.length).toBeGreaterThan(4_000_000);
+    const result = harness.events.find((event) => event.kind === 'result.returned')!;
+    expect(result.data).toMatchObject({ truncated: true, maskedCounts: { email: 1, credit_card: 1 } });
+    expect(String((result.data.rows as string[][])[0]![0]).length).toBeLessThanOrEqual(4096);
+  });
+
+  it('withholds a body that cannot be masked when a profile applies', async () => {
+    const reply = await call(port, '/image', { token });
+    expect(reply.status).toBe(403);
+    expect(problem(reply).code).toBe(SluiceErrorCode.MaskingUnavailable);
+  });
+
+  it('holds a request for approval, then runs it once when granted, or answers 403 naming the approval', async () => {
+    const granted = call(port, '/held', { token, method: 'PUT', body: 'new value' });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(target.seen).toHaveLength(0);
+    const first = harness.approvalRequests[0]!;
+    expect(first.command).toBe('PUT /held');
+    harness.decide(first.id, { outcome: 'granted', approvers: ['dba-1'], reason: 'fine' });
+    const ok = await granted;
+    expect(ok.status).toBe(200);
+    expect(target.seen.map((seen) => [seen.method, seen.url, seen.body])).toEqual([['PUT', '/held', 'new value']]);
+
+    const refused = call(port, '/held', { token, method: 'PUT', body: 'other' });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const second = harness.approvalRequests[1]!;
+    expect(second.commandHash).not.toBe(first.commandHash);
+    harness.decide(second.id, { outcome: 'expired', approvers: [], reason: '' });
+    const reply = await refused;
+    expect(reply.status).toBe(403);
+    expect(problem(reply)).toMatchObject({ approvalId: second.id, code: SluiceErrorCode.ApprovalExpired });
+    expect(problem(reply).detail).toContain(second.id);
+    expect(target.seen).toHaveLength(1);
+  });
+
+  it('fails closed with 503 problems when policy or masking is unavailable', async () => {
+    harness.state.policyDown = true;
+    const policy = await call(port, '/customers/7', { token });
+    expect(policy.status).toBe(503);
+    expect(problem(policy).code).toBe(SluiceErrorCode.PolicyUnavailable);
+    harness.state.policyDown = false;
+    harness.state.maskingDown = true;
+    const masking = await call(port, '/customers/7', { token });
+    expect(masking.status).toBe(503);
+    expect(problem(masking).code).toBe(SluiceErrorCode.MaskingUnavailable);
+    expect(target.seen).toHaveLength(0);
+  });
+
+  it('keeps one session per connection and subject and ends it when the connection closes', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    await call(port, '/x', { token, agent });
+    await call(port, '/customers/7', { token, agent });
+    expect(harness.events.filter((event) => event.kind === 'session.ended')).toHaveLength(0);
+    agent.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = harness.events.filter((event) => event.kind === 'session.started');
+    const ended = harness.events.filter((event) => event.kind === 'session.ended');
+    expect(started).toHaveLength(1);
+    expect(ended).toHaveLength(1);
+    expect(ended[0]!.sessionId).toBe(started[0]!.sessionId);
+    expect(ended[0]!.data.commands).toBe(2);
+  });
+});
+
+
