@@ -1,4 +1,6 @@
-import { spawnSync } from 'node:child_process';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
@@ -8,6 +10,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { startOidcProvider, type RealIdp } from '../support/oidc-provider.js';
 import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
 import { freePort } from '../support/ports.js';
+import { runCommand } from '../support/run.js';
 import { SLUICE_BIN, startSluice, type RunningSluice } from '../support/sluice.js';
 
 const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -89,10 +92,8 @@ describe('an agent’s governed PostgreSQL session, end to end through `sluice u
 
   it('lets psql run a granted SELECT with an OIDC access token as its password, masking cards and emails', async () => {
     const token = await idp.token('support-bot');
-    const psql = spawnSync('psql', ['-h', '127.0.0.1', '-p', String(proxyPort), '-U', 'support-bot', '-d', 'shop', '-At', '-F', '|', '-c', 'SELECT id, name, email, card, amount FROM customers ORDER BY id'], {
+    const psql = await runCommand('psql', ['-h', '127.0.0.1', '-p', String(proxyPort), '-U', 'support-bot', '-d', 'shop', '-At', '-F', '|', '-c', 'SELECT id, name, email, card, amount FROM customers ORDER BY id'], {
       env: { ...process.env, PGPASSWORD: token, PGCONNECT_TIMEOUT: '10' },
-      encoding: 'utf8',
-      timeout: 30_000,
     });
     expect(psql.stderr).toBe('');
     const rows = psql.stdout.trim().split('\n');
@@ -124,10 +125,8 @@ describe('an agent’s governed PostgreSQL session, end to end through `sluice u
     await client.end();
 
     const token = await idp.token('support-bot');
-    const copy = spawnSync('psql', ['-h', '127.0.0.1', '-p', String(proxyPort), '-U', 'x', '-d', 'shop', '-c', '\\copy (SELECT id, email FROM customers ORDER BY id) TO STDOUT'], {
+    const copy = await runCommand('psql', ['-h', '127.0.0.1', '-p', String(proxyPort), '-U', 'x', '-d', 'shop', '-c', '\\copy (SELECT id, email FROM customers ORDER BY id) TO STDOUT'], {
       env: { ...process.env, PGPASSWORD: token },
-      encoding: 'utf8',
-      timeout: 30_000,
     });
     expect(copy.status).toBe(0);
     expect(copy.stdout.trim().split('\n')).toHaveLength(2);
@@ -136,9 +135,9 @@ describe('an agent’s governed PostgreSQL session, end to end through `sluice u
 
   it('default-denies a subject no rule mentions', async () => {
     const client = connect(await idp.token('stranger'));
-    await client.connect().catch(() => undefined);
+    await client.connect();
     const error = await client.query('SELECT 1').catch((caught: unknown) => caught as { code?: string });
-    expect(error).toMatchObject({ code: expect.stringMatching(/^(42501|28000)$/) });
+    expect(error).toMatchObject({ code: '42501' });
     await client.end().catch(() => undefined);
   });
 
@@ -200,29 +199,25 @@ describe('an agent’s governed PostgreSQL session, end to end through `sluice u
     const nc = await connectBus('nats://127.0.0.1:4222', 'e2e-reader');
     const consumer = await jetstream(nc).consumers.get(stream);
     const seen = new Set<string>();
-    const messages = await consumer.fetch({ max_messages: 500, expires: 2_000 });
-    for await (const message of messages) {
+    for (let message = await consumer.next({ expires: 1_000 }); message; message = await consumer.next({ expires: 1_000 })) {
       expect(message.subject.startsWith(`${subjectPrefix}.`)).toBe(true);
       for (const event of decodeEvents(message.data)) {
         expect(event.specversion).toBe('1.0');
         expect(event.type).toMatch(/^sluice\./);
         if (event.subject === sessionId) seen.add(event.type);
       }
-      if (messages.getPending() === 0) break;
     }
     await nc.drain();
     expect(seen.size).toBeGreaterThanOrEqual(4);
 
-    const verify = sluice.cli(['audit', 'verify', '--config', sluice.configPath]);
+    const verify = await sluice.cli(['audit', 'verify', '--config', sluice.configPath]);
     expect(verify.status).toBe(0);
   });
 
-  it('exits non-zero with one line naming rules[0].effect when a rule has a typo', () => {
-    const result = spawnSync(process.execPath, [SLUICE_BIN, 'up', '--config', '/dev/stdin'], {
-      input: 'rules:\n  - name: typo\n    effect: alow\n',
-      encoding: 'utf8',
-      timeout: 20_000,
-    });
+  it('exits non-zero with one line naming rules[0].effect when a rule has a typo', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'sluice-typo-')), 'sluice.yaml');
+    writeFileSync(file, 'rules:\n  - name: typo\n    effect: alow\n');
+    const result = await runCommand(process.execPath, [SLUICE_BIN, 'up', '--config', file]);
     expect(result.status).not.toBe(0);
     const lines = result.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);

@@ -1,9 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { freePorts } from './ports.js';
+import { runCommand, type CommandResult } from './run.js';
 
 export const REPO_ROOT = new URL('../../', import.meta.url).pathname;
 export const SLUICE_BIN = join(REPO_ROOT, 'cli/bin/sluice.js');
@@ -23,7 +24,7 @@ export interface RunningSluice {
   readonly ports: ServicePorts;
   readonly output: () => string;
   /** Runs the CLI (`npx sluice …`) in the deployment's folder. */
-  cli(args: readonly string[], env?: Record<string, string>): { status: number; stdout: string; stderr: string };
+  cli(args: readonly string[], env?: Record<string, string>): Promise<CommandResult>;
   stop(): Promise<void>;
 }
 
@@ -81,8 +82,7 @@ export const startSluice = async (
     ports,
     output: () => output,
     cli(args, extraEnv) {
-      const result = spawnSync(process.execPath, [SLUICE_BIN, ...args], { cwd: dir, env: { ...env, ...extraEnv }, encoding: 'utf8', timeout: 60_000 });
-      return { status: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+      return runCommand(process.execPath, [SLUICE_BIN, ...args], { cwd: dir, env: { ...env, ...extraEnv } });
     },
     async stop() {
       if (child.exitCode === null) {

@@ -268,11 +268,10 @@ export class PostgresSession {
         this.#reject('policy unavailable', 'ERR_POLICY_UNAVAILABLE', SqlState.CannotConnectNow, 'the policy service is unavailable', subject);
         return;
       }
-      if (!sessionPolicy.mayConnect) {
-        this.#reject('no rule allows this subject on the resource', 'ERR_POLICY_DENIED', SqlState.InvalidAuthorization,
-          `permission denied: no rule allows ${subject.sub} on ${this.#resource.name}`, subject);
-        return;
-      }
+      // A subject no rule allows anything here still gets a session: each command is then
+      // refused with 42501 naming the default deny (and audited), as the contract's denial says;
+      // the target side runs read-only so nothing could change even through a policy bug.
+      const readOnly = sessionPolicy.readOnly || !sessionPolicy.mayConnect;
       const forwarded: [string, string][] = [['client_encoding', 'UTF8']];
       for (const [name, value] of parameters) {
         if (FORWARDED_PARAMETERS.has(name.toLowerCase())) forwarded.push([name, value]);
@@ -280,7 +279,7 @@ export class PostgresSession {
       if (!parameters.has('application_name')) forwarded.push(['application_name', 'sluice']);
       // Enforced on the target too, so a function whose body writes still cannot change anything;
       // switching it off is an admin statement the policy refuses.
-      if (sessionPolicy.readOnly) forwarded.push(['options', '-c default_transaction_read_only=on']);
+      if (readOnly) forwarded.push(['options', '-c default_transaction_read_only=on']);
       try {
         const target = this.#resource.target;
         upstream = await connectUpstream({
@@ -325,7 +324,7 @@ export class PostgresSession {
         protocol: 'postgres',
         subject: subjectRef(subject),
         client: this.#clientAddress,
-        readOnly: sessionPolicy.readOnly,
+        readOnly,
       });
       this.#client.write(
         Buffer.concat([
