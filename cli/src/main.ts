@@ -58,6 +58,10 @@ const up = async (argv: readonly string[]): Promise<number> => {
     };
     process.once('SIGINT', () => shutdown('SIGINT'));
     process.once('SIGTERM', () => shutdown('SIGTERM'));
+    process.on('SIGHUP', () => {
+      logger.info('reloading every service');
+      supervisor.reload();
+    });
   });
 };
 

@@ -85,7 +85,7 @@ export class Supervisor {
       const path = (request.url ?? '/').split('?')[0];
       if (path === '/readyz' || path === '/healthz') {
         const ok = path === '/healthz' || this.ready;
-        const services = Object.fromEntries([...this.#services.values()].map((service) => [service.name, { state: service.state, restarts: service.restarts }]));
+        const services = Object.fromEntries([...this.#services.values()].map((service) => [service.name, { state: service.state, restarts: service.restarts, pid: service.child?.pid ?? null }]));
         response.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
         response.end(JSON.stringify({ status: ok ? 'ready' : 'not ready', services }));
         return;
@@ -97,6 +97,11 @@ export class Supervisor {
       this.#admin!.once('error', reject);
       this.#admin!.listen(address.port, address.host, () => resolve());
     });
+  }
+
+  /** Passes SIGHUP on: services re-read the config file and keep the old one if it is bad. */
+  reload(): void {
+    for (const service of this.#services.values()) service.child?.kill('SIGHUP');
   }
 
   async stop(): Promise<void> {
