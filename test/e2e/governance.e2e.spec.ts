@@ -209,6 +209,13 @@ describe('one Sluice deployment governing PostgreSQL, Redis and HTTP with approv
     expect(replay.stdout).not.toContain('4111111111111111');
     expect((await sluice.cli(['audit', 'verify'])).status).toBe(0);
 
+    const store = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: storeDb });
+    await store.connect();
+    const held = await store.query(`SELECT command, approver, approval_decision, outcome FROM sluice.commands WHERE decision = 'approve' ORDER BY time`);
+    await store.end();
+    expect(held.rows[0]).toMatchObject({ approver: 'dba-alice', outcome: 'DELETE 50' });
+    expect(held.rows[0].command).toContain('DELETE FROM orders');
+
     const ocsf = await siem.waitFor((request) => request.url === '/siem' && request.body.includes('auditee'), 20_000);
     const exported = JSON.parse(ocsf.body);
     const first = Array.isArray(exported) ? exported[0] : exported;

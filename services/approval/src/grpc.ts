@@ -78,8 +78,7 @@ export const createGrpcHandlers = (deps: GrpcDeps): proto.ApprovalServiceServer 
           type: 'Request',
           id,
           sessionId: request.sessionId,
-          // The proto carries no command id; the approval id links the command.decided event's hold.
-          commandId: '',
+          commandId: request.commandId,
           resource: request.resource,
           requester: { sub: request.requester.sub, groups: request.requester.groups },
           command: request.command,

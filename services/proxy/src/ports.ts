@@ -79,6 +79,8 @@ export type ApprovalOutcome =
 
 export interface ApprovalRequest {
   readonly sessionId: string;
+  /** The command.decided event's command id, so the approval links to it. */
+  readonly commandId: string;
   readonly resource: string;
   readonly subject: Subject;
   /** Masked command text shown to approvers. */

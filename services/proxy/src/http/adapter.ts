@@ -323,7 +323,7 @@ export const createHttpAdapter = (
         if (!res.writableFinished) abort.abort();
       };
       res.once('close', onClose);
-      const result = await holdForApproval(ports.approvals, { session, command, commandHash: hash, decision }, abort.signal);
+      const result = await holdForApproval(ports.approvals, { session, commandId: requestId, command, commandHash: hash, decision }, abort.signal);
       res.off('close', onClose);
       if (!result.granted) {
         const id = result.approvalId ?? '-';

@@ -76,6 +76,7 @@ export const createApprovalPort = (address: string, options: ApprovalClientOptio
           client.requestApproval,
           {
             sessionId: request.sessionId,
+            commandId: request.commandId,
             resource: request.resource,
             requester: { sub: request.subject.sub, groups: [...request.subject.groups] },
             command: request.command,

@@ -78,6 +78,8 @@ interface Portal {
   readonly name: string;
   readonly statement: Statement;
   description?: readonly FieldDescription[];
+  /** Set at Bind when the execution is held for approval, so the approval names its command. */
+  readonly commandId?: string;
 }
 
 interface Command {
@@ -674,7 +676,7 @@ export class PostgresSession {
   }
 
   /** Holds a command for a human; resolves to undefined when granted and consumed, else the refusal. */
-  async #approve(text: string, params: readonly (string | null)[], decision: Decision): Promise<Refusal | undefined> {
+  async #approve(commandId: string, text: string, params: readonly (string | null)[], decision: Decision): Promise<Refusal | undefined> {
     const subject = this.#subject!;
     const commandHash = createHash('sha256')
       .update(JSON.stringify([this.#resource.name, subject.sub, normaliseSql(text), params]))
@@ -684,6 +686,7 @@ export class PostgresSession {
     try {
       const { approvalId } = await this.#ports.approvals.request({
         sessionId: this.id,
+        commandId,
         resource: this.#resource.name,
         subject,
         command: this.#maskedText(text, decision.maskProfile),
@@ -720,7 +723,7 @@ export class PostgresSession {
     this.#recordDecided(commandId, text, decision);
     let refusal: Refusal | undefined;
     if (decision.effect === 'deny') refusal = { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
-    else if (decision.effect === 'approve') refusal = await this.#approve(text, [], decision);
+    else if (decision.effect === 'approve') refusal = await this.#approve(commandId, text, [], decision);
     if (this.#closed) return;
     const masking = refusal ? undefined : this.#maskerFor(decision);
     if (masking && 'code' in masking) refusal = masking;
@@ -814,7 +817,7 @@ export class PostgresSession {
     const forward: Buffer[] = [];
     const expects: Expect[] = [];
     const closes: Extract<FrontendMessage, { type: 'Close' }>[] = [];
-    const approvals: { statement: Statement; params: (string | null)[] }[] = [];
+    const approvals: { statement: Statement; params: (string | null)[]; commandId: string }[] = [];
     let refusal: Refusal | undefined = this.#auditRefusal();
 
     for (let i = 0; i < messages.length && !refusal; i++) {
@@ -849,13 +852,14 @@ export class PostgresSession {
             break;
           }
           // Parameter values are only read as text when an approval must be bound to them.
-          if (statement.decision.effect === 'approve') approvals.push({ statement, params: paramText(message.paramFormats, message.params) });
+          const heldCommandId = statement.decision.effect === 'approve' ? this.#ports.newId() : undefined;
+          if (heldCommandId) approvals.push({ statement, params: paramText(message.paramFormats, message.params), commandId: heldCommandId });
           const formats = message.resultFormats;
           const description = statement.description?.map((f, c) => ({
             ...f,
             format: formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : (formats[c] ?? 0),
           }));
-          portals.set(message.portal, { name: message.portal, statement, ...(description ? { description } : {}) });
+          portals.set(message.portal, { name: message.portal, statement, ...(description ? { description } : {}), ...(heldCommandId ? { commandId: heldCommandId } : {}) });
           described.delete(message.portal);
           forward.push(raw);
           expects.push({ kind: 'bind', masker: statement.masker });
@@ -893,7 +897,7 @@ export class PostgresSession {
             expects.push({ kind: 'describePortal', portal, internal: true });
             described.add(message.portal);
           }
-          const commandId = this.#ports.newId();
+          const commandId = portal.commandId ?? this.#ports.newId();
           const statement = portal.statement;
           statement.recorded ??= this.#maskedText(statement.text, statement.decision.maskProfile);
           this.#recordDecided(commandId, statement.text, statement.decision, statement.recorded);
@@ -918,9 +922,9 @@ export class PostgresSession {
       }
     }
 
-    for (const { statement, params } of approvals) {
+    for (const { statement, params, commandId } of approvals) {
       if (refusal || this.#closed) break;
-      refusal = await this.#approve(statement.text, params, statement.decision);
+      refusal = await this.#approve(commandId, statement.text, params, statement.decision);
     }
     if (this.#closed) return;
     if (refusal) {

@@ -524,7 +524,7 @@ class RedisConnection {
   private hold(entry: Entry, decision: Decision, session: SessionState, text: string): void {
     this.holding = true;
     const hash = commandHash([this.resource.name, session.subject.sub, entry.args.map((arg) => arg.toString('utf8'))]);
-    void holdForApproval(this.ports.approvals, { session, command: text, commandHash: hash, decision }, this.holdAbort.signal).then((result) => {
+    void holdForApproval(this.ports.approvals, { session, commandId: entry.id, command: text, commandHash: hash, decision }, this.holdAbort.signal).then((result) => {
       this.holding = false;
       if (this.closed) return;
       if (result.granted) this.send(entry, decision.maskProfile);

@@ -23,13 +23,14 @@ export type HoldResult =
  */
 export const holdForApproval = async (
   approvals: ApprovalPort,
-  request: { session: Session; command: string; commandHash: string; decision: Decision },
+  request: { session: Session; commandId: string; command: string; commandHash: string; decision: Decision },
   signal: AbortSignal,
 ): Promise<HoldResult> => {
   let approvalId: string | undefined;
   try {
     ({ approvalId } = await approvals.request({
       sessionId: request.session.id,
+      commandId: request.commandId,
       resource: request.session.resource.name,
       subject: request.session.subject,
       command: request.command,
