@@ -12,6 +12,8 @@ export type ServiceName = (typeof SERVICES)[number];
 export const serviceEntry = (name: ServiceName): string =>
   fileURLToPath(new URL(`../../services/${name}/dist/main.js`, import.meta.url));
 
+const TELEMETRY_PRELOAD = fileURLToPath(new URL('../../libs/telemetry/dist/preload.js', import.meta.url));
+
 type ServiceState = 'starting' | 'ready' | 'restarting' | 'stopped';
 
 interface Supervised {
@@ -54,7 +56,12 @@ export class Supervisor {
   #spawn(name: ServiceName): void {
     const service = this.#services.get(name)!;
     service.state = service.restarts === 0 ? 'starting' : 'restarting';
-    const child = fork(serviceEntry(name), ['--config', this.loaded.path], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: process.env });
+    const tracing = process.env.OTEL_EXPORTER_OTLP_ENDPOINT ? ['--import', TELEMETRY_PRELOAD] : [];
+    const child = fork(serviceEntry(name), ['--config', this.loaded.path], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, SLUICE_SERVICE: name },
+      execArgv: [...process.execArgv, ...tracing],
+    });
     service.child = child;
     child.on('message', (message: SupervisorMessage) => {
       if (message?.type === 'ready') {

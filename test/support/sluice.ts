@@ -47,7 +47,7 @@ export const servicesSection = (ports: ServicePorts) => ({
  */
 export const startSluice = async (
   config: Record<string, unknown>,
-  options: { env?: Record<string, string>; ports?: ServicePorts; readyTimeoutMs?: number } = {},
+  options: { env?: Record<string, string>; ports?: ServicePorts; readyTimeoutMs?: number; nodeArgs?: readonly string[] } = {},
 ): Promise<RunningSluice> => {
   const ports = options.ports ?? (await allocateServicePorts());
   const dir = mkdtempSync(join(tmpdir(), 'sluice-e2e-'));
@@ -55,7 +55,7 @@ export const startSluice = async (
   writeFileSync(configPath, stringify({ admin: { listen: `127.0.0.1:${ports.admin}` }, services: servicesSection(ports), ...config }));
   let output = '';
   const env = { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL === 'silent' ? 'warn' : (process.env.LOG_LEVEL ?? 'warn'), ...options.env };
-  const child: ChildProcess = spawn(process.execPath, [SLUICE_BIN, 'up', '--config', configPath], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), SLUICE_BIN, 'up', '--config', configPath], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -12,7 +12,10 @@ export interface Tracing {
  * masking -> target. Off unless OTEL_EXPORTER_OTLP_ENDPOINT is set: with no exporter the SDK
  * would try 127.0.0.1:4318 on every span batch.
  */
+let started: Tracing | undefined;
+
 export const startTracing = (service: string): Tracing => {
+  if (started) return started;
   if (!process.env.OTEL_EXPORTER_OTLP_ENDPOINT || process.env.OTEL_SDK_DISABLED === 'true') {
     return { shutdown: async () => {} };
   }
@@ -21,5 +24,6 @@ export const startTracing = (service: string): Tracing => {
     instrumentations: [new GrpcInstrumentation(), new HttpInstrumentation(), new UndiciInstrumentation()],
   });
   sdk.start();
-  return { shutdown: () => sdk.shutdown() };
+  started = { shutdown: () => sdk.shutdown() };
+  return started;
 };

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { trace } from '@opentelemetry/api';
 import { createServer, type Server, type Socket } from 'node:net';
 import { parseAddress, type ResourceConfig } from '@sluice/config';
 import { connectBus, ensureEventStream, EventPublisher } from '@sluice/event-bus';
@@ -38,12 +39,21 @@ runService('proxy', async ({ loaded, config, logger }) => {
     onError: (error) => logger.warn({ err: error }, 'event publish failed; retrying (commands are refused meanwhile)'),
   });
   const policy = createPolicyPort(config.services.policy.grpc, { logger });
+  const tracer = trace.getTracer('sluice-proxy');
   const masking = createMaskingPort(config.services.masking.grpc, { logger });
   const approvals = createApprovalPort(config.services.approval.grpc, { logger });
   const verifier = createTokenVerifier(config.identity.oidc);
   const ports: GovernancePorts = {
     identity: { verify: async (token) => verifier.verify(token) },
-    policy,
+    policy: {
+      describeSession: (subject, resource) => policy.describeSession(subject, resource),
+      // One span per decided command; an uncached decision's gRPC call to the policy service
+      // joins it, so a command is one trace across proxy and policy (a no-op unless tracing is on).
+      decide: (subject, resource, command) =>
+        tracer.startActiveSpan('sluice.decide', { attributes: { 'sluice.resource': resource, 'sluice.protocol': command.kind } }, (span) =>
+          policy.decide(subject, resource, command).finally(() => span.end()),
+        ),
+    },
     masking,
     approvals,
     audit: createAuditPort(publisher, { source: 'sluice/proxy' }),
