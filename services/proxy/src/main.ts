@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
 import { createServer, type Server, type Socket } from 'node:net';
-import { parseAddress, type ResourceConfig } from '@sluice/config';
+import { parseAddress, readSecret, type ResourceConfig, type SecretRef } from '@sluice/config';
 import { connectBus, ensureEventStream, EventPublisher } from '@sluice/event-bus';
 import { createTokenVerifier } from '@sluice/identity';
 import { runService } from '@sluice/service-runtime';
@@ -25,7 +25,26 @@ const adapterFor = (resource: ResourceConfig, secretsDir: string): ProtocolAdapt
   }
 };
 
+const credentialRefs = (resource: ResourceConfig): Array<[string, SecretRef]> => {
+  switch (resource.type) {
+    case 'postgres':
+    case 'redis':
+      return resource.credentials.password ? [['password', resource.credentials.password]] : [];
+    case 'http':
+      return Object.entries(resource.credentials.headers).map(([name, ref]) => [`headers.${name}`, ref]);
+  }
+};
+
 runService('proxy', async ({ loaded, config, logger }) => {
+  // Credentials are read at each login, so a secret set later works without a restart; an unset
+  // one is said once here and the target is reached without it (it answers for itself).
+  config.resources.forEach((resource, index) => {
+    for (const [key, ref] of credentialRefs(resource)) {
+      if (readSecret(ref, loaded.dir) === undefined) {
+        logger.warn({ key: `resources[${index}].credentials.${key}`, ref }, 'target credential secret is not set; connecting without it');
+      }
+    }
+  });
   const nc = await connectBus(config.bus.url, 'proxy');
   await ensureEventStream(nc, {
     stream: config.bus.stream,

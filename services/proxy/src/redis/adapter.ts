@@ -744,7 +744,6 @@ class RedisConnection {
     this.upstream = upstream;
     const handshake: Buffer[] = [];
     const password = readSecret(this.resource.credentials.password, this.options.secretsDir);
-    if (this.resource.credentials.password && password === undefined) throw new UpstreamError('the target password secret is not set');
     if (password !== undefined) {
       handshake.push(encodeCommand(this.resource.credentials.username ? ['AUTH', this.resource.credentials.username, password] : ['AUTH', password]));
     }
