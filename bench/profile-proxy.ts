@@ -27,12 +27,18 @@ interface Profile {
   timeDeltas: number[];
 }
 
-const topFunctions = (profile: Profile, count = 25): string[] => {
+/** Self time per function (or per file), busy time only: idle and start-up are left out. */
+const topFunctions = (profile: Profile, count = 25, byFile = false): string[] => {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const self = new Map<string, number>();
+  let elapsed = 0;
   profile.samples.forEach((id, index) => {
+    elapsed += profile.timeDeltas[index] ?? 0;
+    if (elapsed < startupMicros) return;
     const frame = byId.get(id)!.callFrame;
-    const key = `${frame.functionName || '(anonymous)'} ${frame.url.replace(/^.*\/(node_modules|work\/main)\//, '')}:${frame.lineNumber + 1}`;
+    if (frame.functionName === '(idle)') return;
+    const file = frame.url.replace(/^.*\/(node_modules|work\/main)\//, '');
+    const key = byFile ? file || frame.functionName : `${frame.functionName || '(anonymous)'} ${file}:${frame.lineNumber + 1}`;
     self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[index] ?? 0));
   });
   const total = [...self.values()].reduce((sum, value) => sum + value, 0);
@@ -43,6 +49,7 @@ const topFunctions = (profile: Profile, count = 25): string[] => {
 };
 
 const idp = await startTestIssuer();
+const launched = Date.now();
 const port = await freePort();
 const sluice = await startSluice(
   {
@@ -57,6 +64,9 @@ const sluice = await startSluice(
 );
 const client = new pg.Client({ host: '127.0.0.1', port, user: 'bench', database: 'x', password: await idp.mint({ sub: 'bench', expiresIn: 3600 }) });
 await client.connect();
+for (let index = 0; index < 200; index++) await client.query('SELECT 0');
+// Profiles start when the process does; the statements start about this long after.
+const startupMicros = (Date.now() - launched) * 1000;
 const started = process.hrtime.bigint();
 for (let index = 0; index < statements; index++) await client.query(process.env.PROFILE_SQL ?? `SELECT ${index % 100} AS n, 'someone@example.com' AS email`);
 const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
@@ -70,4 +80,6 @@ for (const file of readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'
   if (![...urls].some((url) => url.includes('services/proxy/'))) continue;
   console.log(`\nproxy profile ${file}:`);
   for (const line of topFunctions(profile)) console.log(line);
+  console.log('by file:');
+  for (const line of topFunctions(profile, 15, true)) console.log(line);
 }
