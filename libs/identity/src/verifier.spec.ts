@@ -54,3 +54,18 @@ describe('createTokenVerifier', () => {
     expect(readGroups({}, 'groups')).toEqual([]);
   });
 });
+
+describe('the verified-token memory', () => {
+  it('answers a repeated token without a new check and refuses it once it has expired', async () => {
+    const idp = await startTestIssuer();
+    let clock = Date.now();
+    const verifier = createTokenVerifier([{ issuer: idp.issuer, audience: 'sluice', clockTolerance: 0 }], { now: () => clock });
+    const token = await idp.mint({ sub: 'repeat', expiresIn: 60 });
+    const first = await verifier.verify(token);
+    await idp.close();
+    // The issuer is gone: only the memory can answer now.
+    expect(await verifier.verify(token)).toBe(first);
+    clock += 61_000;
+    await expect(verifier.verify(token)).rejects.toMatchObject({ code: SluiceErrorCode.TokenExpired });
+  });
+});
