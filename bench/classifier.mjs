@@ -100,5 +100,11 @@ try {
   port?.close();
   await service?.stop();
   rmSync(dir, { recursive: true, force: true });
+  // The policy service made this run's stream for policy.changed; leave nothing behind.
+  const { connectBus } = await import('../libs/event-bus/dist/index.js');
+  const { jetstreamManager } = await import('@nats-io/jetstream');
+  const nc = await connectBus(loaded.config.bus.url, 'bench-cleanup');
+  await (await jetstreamManager(nc)).streams.delete(loaded.config.bus.stream).catch((error) => console.log(`(stream ${loaded.config.bus.stream} not deleted: ${error.message})`));
+  await nc.close();
 }
 process.exit(0);

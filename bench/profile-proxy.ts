@@ -5,13 +5,18 @@
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connectBus } from '@sluice/event-bus';
 import { startTestIssuer } from '../test/support/oidc.js';
 import { freePort } from '../test/support/ports.js';
 import { startSluice } from '../test/support/sluice.js';
 
-const { values } = parseArgs({ options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' } } });
+const { values } = parseArgs({
+  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false } },
+});
 const statements = Number(values.statements);
 const dir = values.dir!;
 rmSync(dir, { recursive: true, force: true });
@@ -51,12 +56,16 @@ const topFunctions = (profile: Profile, count = 25, byFile = false): string[] =>
 const idp = await startTestIssuer();
 const launched = Date.now();
 const port = await freePort();
+const redisPort = await freePort();
 const sluice = await startSluice(
   {
     identity: { oidc: [{ issuer: idp.issuer, audience: 'sluice' }] },
     eventStore: { url: 'postgres://postgres@127.0.0.1:5432/sluice_profile' },
     bus: { url: 'nats://127.0.0.1:4222', stream: 'SLUICE_PROFILE', subjectPrefix: 'profile.events' },
-    resources: [{ name: 'db', type: 'postgres', listen: `127.0.0.1:${port}`, target: { host: '127.0.0.1', database: 'postgres' }, credentials: { username: 'postgres' } }],
+    resources: [
+      { name: 'db', type: 'postgres', listen: `127.0.0.1:${port}`, target: { host: '127.0.0.1', database: 'postgres' }, credentials: { username: 'postgres' } },
+      { name: 'kv', type: 'redis', listen: `127.0.0.1:${redisPort}`, target: { host: '127.0.0.1', port: 6379 } },
+    ],
     masking: { profiles: { pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'ipv4', 'jwt', 'secret'] } } },
     rules: [{ name: 'readers', effect: 'allow', actions: ['read'], mask: 'pii' }],
   },
@@ -68,11 +77,21 @@ for (let index = 0; index < 200; index++) await client.query('SELECT 0');
 // Profiles start when the process does; the statements start about this long after.
 const startupMicros = (Date.now() - launched) * 1000;
 const started = process.hrtime.bigint();
-for (let index = 0; index < statements; index++) await client.query(process.env.PROFILE_SQL ?? `SELECT ${index % 100} AS n, 'someone@example.com' AS email`);
+if (values.redis) {
+  const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
+  console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', '20', '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
+} else for (let index = 0; index < statements; index++) await client.query(process.env.PROFILE_SQL ?? `SELECT ${index % 100} AS n, 'someone@example.com' AS email`);
 const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
 await client.end();
 await sluice.stop();
 await idp.close();
+const nc = await connectBus('nats://127.0.0.1:4222', 'profile-cleanup');
+await (await jetstreamManager(nc)).streams.delete('SLUICE_PROFILE').catch(() => undefined);
+await nc.close();
+const admin = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: 'postgres' });
+await admin.connect();
+await admin.query('DROP DATABASE IF EXISTS sluice_profile WITH (FORCE)');
+await admin.end();
 console.log(`${statements} statements in ${elapsedMs.toFixed(0)} ms (${((1000 * elapsedMs) / statements).toFixed(0)} µs each)`);
 for (const file of readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'))) {
   const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile;

@@ -1,0 +1,344 @@
+/**
+ * Sluice's benchmarks, beside the direct path and pgbouncer, in interleaved rounds:
+ *
+ *   npx tsx --conditions=development bench/run.ts              # one quick round
+ *   npx tsx --conditions=development bench/run.ts --rounds 3   # the README's figures
+ *
+ * Needs PostgreSQL on 127.0.0.1:5432 (trust), Redis on 6379, NATS JetStream on 4222, pgbench,
+ * pgbouncer, redis-benchmark and wrk, and a built tree (`npm run build`) for `sluice up`.
+ * Writes bench/results/latest.md and latest.json. See bench/README.md.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { latencyPaths, measurePgLatency } from './pg-latency.js';
+import { CleanupStack } from './support/cleanup.js';
+import type { ResourceKind } from './support/deployment.js';
+import { describeMachine } from './support/machine.js';
+import { runPgbench, runRedisBenchmark, runWrk, type LoadRun } from './support/load.js';
+import { killStartedChildren, runTool, watchCpu, type CpuWatch } from './support/processes.js';
+import { renderReport } from './support/report.js';
+import type { LatencyResult, LoadSample } from './support/samples.js';
+import { buildStack, REDIS_BENCH_KEY, type Stack } from './support/stack.js';
+import { PG_ADMIN_USER, PG_PORT, REDIS_PORT, serverVersions } from './support/targets.js';
+
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+const REPO_ROOT = resolve(BENCH_DIR, '..');
+
+const PARTS = ['latency', 'pgbench', 'redis', 'http', 'components'] as const;
+type Part = (typeof PARTS)[number];
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '1' },
+    duration: { type: 'string', default: '10' },
+    clients: { type: 'string', default: '8' },
+    threads: { type: 'string', default: '2' },
+    scale: { type: 'string', default: '10' },
+    'latency-iterations': { type: 'string', default: '1000' },
+    'redis-clients': { type: 'string', default: '50' },
+    'redis-requests': { type: 'string', default: '100000' },
+    'redis-pipelined-requests': { type: 'string', default: '100000' },
+    pipeline: { type: 'string', default: '16' },
+    'wrk-threads': { type: 'string', default: '2' },
+    'wrk-connections': { type: 'string', default: '50' },
+    'wrk-duration': { type: 'string', default: '10' },
+    only: { type: 'string', default: PARTS.join(',') },
+    'no-sluice': { type: 'boolean', default: false },
+    'deadline-minutes': { type: 'string' },
+    out: { type: 'string', default: join(BENCH_DIR, 'results', 'latest.md') },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (values.help) {
+  process.stdout.write(`bench/run.ts [--rounds N] [--duration S] [--clients N] [--threads N] [--scale N]
+  [--latency-iterations N] [--redis-clients N] [--redis-requests N] [--redis-pipelined-requests N] [--pipeline N]
+  [--wrk-threads N] [--wrk-connections N] [--wrk-duration S] [--only ${PARTS.join(',')}] [--no-sluice]
+  [--deadline-minutes N] [--out FILE]\n`);
+  process.exit(0);
+}
+
+const integer = (name: keyof typeof values): number => {
+  const value = Number(values[name]);
+  if (!Number.isInteger(value) || value < 0) {
+    process.stderr.write(`--${name}: expected a whole number, got ${String(values[name])}\n`);
+    process.exit(2);
+  }
+  return value;
+};
+
+const settings = {
+  rounds: Math.max(1, integer('rounds')),
+  seconds: integer('duration'),
+  clients: integer('clients'),
+  threads: integer('threads'),
+  scale: integer('scale'),
+  latencyIterations: integer('latency-iterations'),
+  redisClients: integer('redis-clients'),
+  redisRequests: integer('redis-requests'),
+  redisPipelinedRequests: integer('redis-pipelined-requests'),
+  pipeline: integer('pipeline'),
+  wrkThreads: integer('wrk-threads'),
+  wrkConnections: integer('wrk-connections'),
+  wrkSeconds: integer('wrk-duration'),
+};
+const parts = new Set(values.only.split(',').map((part) => part.trim()).filter(Boolean) as Part[]);
+for (const part of parts) {
+  if (!PARTS.includes(part)) {
+    process.stderr.write(`--only: unknown part ${part}; expected some of ${PARTS.join(',')}\n`);
+    process.exit(2);
+  }
+}
+const deadlineMinutes = values['deadline-minutes'] === undefined ? 15 + settings.rounds * 10 : integer('deadline-minutes');
+const begun = Date.now();
+const startLoad = loadavg()[0]!;
+const log = (line: string) => process.stderr.write(`[bench ${((Date.now() - begun) / 1000).toFixed(0).padStart(4)} s] ${line}\n`);
+
+const cleanup = new CleanupStack();
+let aborting = false;
+const abort = (reason: string) => {
+  if (aborting) return;
+  aborting = true;
+  log(`${reason}: stopping every process this run started and cleaning up`);
+  killStartedChildren();
+  // Should the main flow be stuck on a socket, exit anyway once cleanup is done.
+  void cleanup.run(log).finally(() => setTimeout(() => process.exit(130), 2_000).unref());
+};
+process.once('SIGINT', () => abort('SIGINT'));
+process.once('SIGTERM', () => abort('SIGTERM'));
+const deadline = setTimeout(() => abort(`deadline of ${deadlineMinutes} min reached`), deadlineMinutes * 60_000);
+
+const latency: LatencyResult[][] = [];
+const load: LoadSample[] = [];
+const problems: string[] = [];
+const components: { name: string; output: string }[] = [];
+
+type Path = 'direct' | 'pgbouncer' | 'sluice';
+
+/** Which processes' CPU a path's row reports. */
+const cpuOf = (stack: Stack, path: Path): CpuWatch | undefined => {
+  if (path === 'pgbouncer' && stack.pgbouncer) {
+    const pid = stack.pgbouncer.daemon.pid;
+    return watchCpu(() => ({ proxy: pid, all: [pid] }));
+  }
+  if (path === 'sluice' && stack.sluice) return watchCpu(() => stack.sluice!.processes());
+  return undefined;
+};
+
+/** Runs one load generator for one path, sampling the path's CPU around it, and records the sample. */
+const sample = async (
+  stack: Stack,
+  base: Omit<LoadSample, 'path' | 'figures' | 'cpu' | 'error'>,
+  path: Path,
+  run: () => Promise<LoadRun>,
+): Promise<void> => {
+  if (aborting) return;
+  log(`round ${base.round}: ${base.bench}, ${path}`);
+  const watch = cpuOf(stack, path);
+  let outcome: LoadRun | undefined;
+  let error: string | undefined;
+  try {
+    outcome = await run();
+    error = outcome.error;
+  } catch (caught) {
+    error = caught instanceof Error ? caught.message : String(caught);
+  }
+  const cpu = watch?.stop();
+  if (error) {
+    const note = path === 'sluice' && stack.sluice ? `\n--- sluice output (last lines) ---\n${stack.sluice.sluice.output().trim().split('\n').slice(-15).join('\n')}` : '';
+    problems.push(`round ${base.round}, ${base.bench}, ${path}: ${error}${note}`);
+    log(`  failed: ${error.split('\n')[0]}`);
+  } else {
+    const figures = outcome?.figures;
+    log(`  ${Math.round(figures?.throughput ?? 0)} ${base.unit}, mean latency ${figures?.latencyMs ?? '?'} ms`);
+  }
+  load.push({ ...base, path, figures: outcome?.figures, cpu, error });
+};
+
+const pgPorts = (stack: Stack): Array<[Path, number]> => {
+  const ports: Array<[Path, number]> = [['direct', PG_PORT]];
+  if (stack.pgbouncer) ports.push(['pgbouncer', stack.pgbouncer.port]);
+  if (stack.sluice?.ports.postgres !== undefined) ports.push(['sluice', stack.sluice.ports.postgres]);
+  return ports;
+};
+
+const pgbenchRounds = [
+  { name: (s: typeof settings) => `select-only (-S), -c ${s.clients} -j ${s.threads}`, script: 'select-only', clients: (s: typeof settings) => s.clients },
+  { name: () => 'select-only (-S), -c 1: latency', script: 'select-only', clients: () => 1 },
+  { name: (s: typeof settings) => `TPC-B-like, -c ${s.clients} -j ${s.threads}`, script: 'tpcb', clients: (s: typeof settings) => s.clients },
+] as const;
+
+const runPgbenchRound = async (stack: Stack, round: number, seconds: number, record: boolean): Promise<void> => {
+  for (const shape of pgbenchRounds) {
+    for (const [path, port] of pgPorts(stack)) {
+      // A read-only agent for reads; TPC-B needs the agent granted write.
+      const credentials =
+        path === 'sluice' ? { user: shape.script === 'tpcb' ? 'bench-writer' : 'bench-reader', password: shape.script === 'tpcb' ? stack.writerToken : stack.readerToken } : { user: PG_ADMIN_USER };
+      const run = () => runPgbench({ port, database: stack.database, script: shape.script, clients: shape.clients(settings), threads: settings.threads, seconds, ...credentials });
+      if (record) {
+        await sample(stack, { bench: `pgbench ${shape.name(settings)}`, section: 'postgres', round, unit: 'tps', operation: 'transaction' }, path, run);
+      } else if (!aborting) {
+        const warm = await run();
+        if (warm.error) log(`warm-up of ${path} (${shape.script}) failed: ${warm.error.split('\n')[0]}`);
+      }
+    }
+  }
+};
+
+/** A quick SET then GET through Sluice's Redis port, so a broken path is reported once and clearly. */
+const redisPathWorks = async (stack: Stack): Promise<boolean> => {
+  const port = stack.sluice?.ports.redis;
+  if (port === undefined) return false;
+  const cli = (...args: string[]) => runTool('redis-cli', ['-p', String(port), '--no-auth-warning', '-a', stack.writerToken, ...args], { timeoutMs: 10_000 });
+  const set = await cli('SET', REDIS_BENCH_KEY, 'xxx');
+  const get = await cli('GET', REDIS_BENCH_KEY);
+  if (set.stdout.trim() === 'OK' && get.stdout.trim() === 'xxx') return true;
+  problems.push(`the Sluice Redis path does not answer SET/GET with the writer's token: SET -> ${JSON.stringify(set.stdout.trim() || set.stderr.trim())}, GET -> ${JSON.stringify(get.stdout.trim() || get.stderr.trim())}`);
+  return false;
+};
+
+const runRedisRound = async (stack: Stack, round: number, sluiceWorks: boolean): Promise<void> => {
+  const paths: Array<[Path, number, string | undefined]> = [['direct', REDIS_PORT, undefined]];
+  if (sluiceWorks && stack.sluice?.ports.redis !== undefined) paths.push(['sluice', stack.sluice.ports.redis, stack.writerToken]);
+  for (const pipeline of [1, settings.pipeline]) {
+    for (const test of ['get', 'set'] as const) {
+      const requests = pipeline === 1 ? settings.redisRequests : settings.redisPipelinedRequests;
+      const bench = `${test.toUpperCase()}, -c ${settings.redisClients}${pipeline === 1 ? ', no pipelining' : `, -P ${pipeline}`} (${requests.toLocaleString('en-US')} requests)`;
+      for (const [path, port, password] of paths) {
+        const run = () => runRedisBenchmark({ port, password, test, clients: settings.redisClients, requests, pipeline, timeoutMs: 180_000 });
+        await sample(stack, { bench, section: 'redis', round, unit: 'rps', operation: 'request' }, path, run);
+      }
+    }
+  }
+};
+
+const httpPathWorks = async (stack: Stack): Promise<boolean> => {
+  const port = stack.sluice?.ports.http;
+  if (port === undefined) return false;
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/items`, { headers: { authorization: `Bearer ${stack.readerToken}` }, signal: AbortSignal.timeout(10_000) });
+    const body = await response.text();
+    if (response.status === 200) return true;
+    problems.push(`the Sluice HTTP path answers GET /items with ${response.status}: ${body.slice(0, 300)}`);
+  } catch (error) {
+    problems.push(`the Sluice HTTP path does not answer GET /items: ${(error as Error).message}`);
+  }
+  return false;
+};
+
+const runHttpRound = async (stack: Stack, round: number, sluiceWorks: boolean): Promise<void> => {
+  if (!stack.http) return;
+  const paths: Array<[Path, string]> = [['direct', `${stack.http.url}/items`]];
+  if (sluiceWorks && stack.sluice?.ports.http !== undefined) paths.push(['sluice', `http://127.0.0.1:${stack.sluice.ports.http}/items`]);
+  const bench = `GET of a 1 KB JSON document, -t ${settings.wrkThreads} -c ${settings.wrkConnections} -d ${settings.wrkSeconds}s`;
+  for (const [path, url] of paths) {
+    const run = () => runWrk({ url, token: stack.readerToken, threads: settings.wrkThreads, connections: settings.wrkConnections, seconds: settings.wrkSeconds });
+    await sample(stack, { bench, section: 'http', round, unit: 'rps', operation: 'request' }, path, run);
+  }
+};
+
+/** The other engineers' component benchmarks, run as they are, output appended verbatim. */
+const runComponents = async (): Promise<void> => {
+  for (const name of ['masking.mjs', 'classifier.mjs', 'audit.mjs']) {
+    const file = join(BENCH_DIR, name);
+    if (!existsSync(file)) continue;
+    log(`component benchmark bench/${name}`);
+    const result = await runTool(process.execPath, ['--conditions=development', '--import', 'tsx', file], { cwd: REPO_ROOT, timeoutMs: 300_000 });
+    const status = result.timedOut ? 'timed out after 300 s' : result.status === 0 ? '' : `exited with ${result.status ?? result.signal}`;
+    const output = `${result.stdout.trim()}${status ? `\n\n${status}:\n${result.stderr.trim().split('\n').slice(-20).join('\n')}` : ''}`;
+    components.push({ name: `bench/${name}`, output: output.length > 20_000 ? `${output.slice(0, 20_000)}\n… (cut)` : output });
+    if (status) problems.push(`bench/${name} ${status}`);
+  }
+};
+
+const writeReport = (machine: ReturnType<typeof describeMachine>, final: boolean): string => {
+  const report = renderReport({
+    machine,
+    rounds: settings.rounds,
+    settings: {
+      'pgbench scale': settings.scale,
+      'pgbench -T': `${settings.seconds} s`,
+      'pgbench -c/-j': `${settings.clients}/${settings.threads}`,
+      'latency iterations': settings.latencyIterations,
+      'redis-benchmark -c': settings.redisClients,
+      'redis -P': settings.pipeline,
+      'wrk -t/-c/-d': `${settings.wrkThreads}/${settings.wrkConnections}/${settings.wrkSeconds} s`,
+      ...(final ? {} : { state: 'incomplete (written after a round; the run went on)' }),
+    },
+    latency,
+    load,
+    problems,
+    components,
+    elapsedSeconds: (Date.now() - begun) / 1000,
+    loadAverage: { start: startLoad, end: loadavg()[0]! },
+  });
+  mkdirSync(dirname(values.out), { recursive: true });
+  writeFileSync(values.out, report);
+  writeFileSync(values.out.replace(/\.md$/, '') + '.json', `${JSON.stringify({ machine, settings, latency, load, problems }, null, 2)}\n`);
+  return report;
+};
+
+const main = async (): Promise<void> => {
+  const machine = describeMachine(await serverVersions());
+  log(`${machine.nproc} CPUs (${machine.cpuModel}); ${settings.rounds} round(s); parts: ${[...parts].join(', ')}`);
+  const wantsSluice = !values['no-sluice'];
+  const sluiceResources: ResourceKind[] = ['postgres'];
+  if (parts.has('redis')) sluiceResources.push('redis');
+  if (parts.has('http')) sluiceResources.push('http');
+  const stack = await buildStack(
+    {
+      scale: parts.has('pgbench') ? settings.scale : 0,
+      pgbouncer: parts.has('pgbench') || parts.has('latency'),
+      nodePipe: parts.has('latency'),
+      http: parts.has('http'),
+      sluiceResources: wantsSluice ? sluiceResources : [],
+      log,
+    },
+    cleanup,
+  );
+  problems.push(...stack.setupErrors, ...stack.sluiceErrors);
+  const redisWorks = parts.has('redis') && (await redisPathWorks(stack));
+  const httpWorks = parts.has('http') && (await httpPathWorks(stack));
+
+  if (parts.has('pgbench')) {
+    log('warm-up: 2 s of each pgbench script on each path (not recorded)');
+    await runPgbenchRound(stack, 0, 2, false);
+  }
+  for (let round = 1; round <= settings.rounds; round++) {
+    if (parts.has('latency')) {
+      log(`round ${round}: node-postgres latency, ${settings.latencyIterations} sequential queries per path`);
+      latency.push(await measurePgLatency(latencyPaths(stack), { iterations: settings.latencyIterations, warmup: 200, firstStatement: round * 1_000_000 }));
+      for (const result of latency.at(-1)!) {
+        if (result.error) problems.push(`round ${round}, latency ${result.query}, ${result.path}: ${result.error}`);
+      }
+    }
+    if (parts.has('pgbench')) await runPgbenchRound(stack, round, settings.seconds, true);
+    if (parts.has('redis')) await runRedisRound(stack, round, redisWorks);
+    if (parts.has('http')) await runHttpRound(stack, round, httpWorks);
+    if (round < settings.rounds) writeReport(machine, false);
+  }
+  if (parts.has('components')) await runComponents();
+  // An aborted run keeps the report of its last complete round rather than a truncated one.
+  if (aborting) return;
+  const report = writeReport(machine, true);
+  process.stdout.write(`${report}\n`);
+  log(`wrote ${values.out}`);
+};
+
+main()
+  .then(
+    () => 0,
+    (error: unknown) => {
+      log(`failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+      return 1;
+    },
+  )
+  .then(async (code) => {
+    clearTimeout(deadline);
+    // Also when aborting: the same (idempotent) cleanup must finish before the process exits.
+    await cleanup.run(log);
+    process.exit(aborting ? 130 : code);
+  });

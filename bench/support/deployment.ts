@@ -1,0 +1,135 @@
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { freePorts } from '../../test/support/ports.js';
+import { startSluice, type RunningSluice } from '../../test/support/sluice.js';
+import { findProcesses } from './processes.js';
+import { PG_ADMIN_USER, PG_HOST, PG_PORT, REDIS_PORT, dropDatabase } from './targets.js';
+
+export const NATS_URL = 'nats://127.0.0.1:4222';
+
+export type ResourceKind = 'postgres' | 'redis' | 'http';
+
+export const RESOURCE_NAMES = { postgres: 'bench-db', redis: 'bench-cache', http: 'bench-api' } as const;
+
+/** The groups of the two bench agents; the rules below grant them. */
+export const READER_GROUP = 'bench-readers';
+export const WRITER_GROUP = 'bench-writers';
+
+export interface BenchSluice {
+  readonly sluice: RunningSluice;
+  readonly ports: Partial<Record<ResourceKind, number>>;
+  readonly resources: readonly ResourceKind[];
+  /** The proxy's pid and the pids of every Sluice process of this deployment, looked up now. */
+  processes(): { proxy: number | undefined; all: number[] };
+  stop(): Promise<void>;
+}
+
+export interface BenchSluiceOptions {
+  readonly runId: string;
+  readonly issuer: string;
+  readonly audience: string;
+  readonly targetDatabase: string;
+  readonly httpTarget?: string;
+  readonly resources: readonly ResourceKind[];
+}
+
+/**
+ * The config a production deployment would run: the real event store in PostgreSQL, events on
+ * JetStream (a stream and subject prefix of this run's own), masking on for every grant.
+ */
+export const benchConfig = (options: BenchSluiceOptions, ports: Partial<Record<ResourceKind, number>>, storeDatabase: string) => {
+  const resources: Record<string, unknown>[] = [];
+  if (options.resources.includes('postgres'))
+    resources.push({
+      name: RESOURCE_NAMES.postgres,
+      type: 'postgres',
+      listen: `127.0.0.1:${ports.postgres}`,
+      target: { host: PG_HOST, port: PG_PORT, database: options.targetDatabase },
+      credentials: { username: PG_ADMIN_USER },
+    });
+  if (options.resources.includes('redis'))
+    resources.push({ name: RESOURCE_NAMES.redis, type: 'redis', listen: `127.0.0.1:${ports.redis}`, target: { host: '127.0.0.1', port: REDIS_PORT } });
+  if (options.resources.includes('http') && options.httpTarget)
+    resources.push({ name: RESOURCE_NAMES.http, type: 'http', listen: `127.0.0.1:${ports.http}`, target: { url: options.httpTarget } });
+  // Rules may name only resources the config declares.
+  const all = resources.map((resource) => resource.name as string);
+  const writable = all.filter((name) => name !== RESOURCE_NAMES.http);
+  return {
+    bus: { url: NATS_URL, stream: `SLUICE_BENCH_${options.runId}`, subjectPrefix: `bench.${options.runId}.events` },
+    eventStore: { url: `postgres://${PG_ADMIN_USER}@${PG_HOST}:${PG_PORT}/${storeDatabase}` },
+    identity: { oidc: [{ issuer: options.issuer, audience: options.audience }] },
+    resources,
+    masking: { profiles: { pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'ipv4', 'jwt', 'secret'], strategy: 'partial' } } },
+    rules: [
+      { name: 'bench-read', effect: 'allow', subjects: { groups: [READER_GROUP, WRITER_GROUP] }, resources: all, actions: ['read'], mask: 'pii' },
+      { name: 'bench-write', effect: 'allow', subjects: { groups: [WRITER_GROUP] }, resources: writable, actions: ['read', 'write'], mask: 'pii' },
+      { name: 'never-admin', effect: 'deny', actions: ['admin'] },
+    ],
+  };
+};
+
+/** Starts `sluice up` (the built CLI) for the benchmark; the caller registers `stop` for cleanup. */
+export const startBenchSluice = async (options: BenchSluiceOptions): Promise<BenchSluice> => {
+  const [postgres, redis, http] = await freePorts(3);
+  const ports: Partial<Record<ResourceKind, number>> = {};
+  if (options.resources.includes('postgres')) ports.postgres = postgres!;
+  if (options.resources.includes('redis')) ports.redis = redis!;
+  if (options.resources.includes('http') && options.httpTarget) ports.http = http!;
+  const storeDatabase = `sluice_bench_store_${options.runId}_${options.resources.length}`;
+  const stream = `SLUICE_BENCH_${options.runId}`;
+  const removeLeftovers = async () => {
+    await dropDatabase(storeDatabase);
+    await deleteStream(stream);
+  };
+  // startSluice keeps its folder when `sluice up` fails to start: find it by this run's stream name.
+  const removeFolders = () => {
+    for (const name of readdirSync(tmpdir())) {
+      if (!name.startsWith('sluice-e2e-')) continue;
+      const dir = join(tmpdir(), name);
+      try {
+        if (readFileSync(join(dir, 'sluice.yaml'), 'utf8').includes(`stream: ${stream}\n`)) rmSync(dir, { recursive: true, force: true });
+      } catch {
+        // not a deployment folder, or already gone
+      }
+    }
+  };
+  let sluice: RunningSluice;
+  try {
+    sluice = await startSluice(benchConfig(options, ports, storeDatabase), {
+      // Empty values keep a developer's NATS_URL / DATABASE_URL from overriding this config.
+      env: { NATS_URL: '', DATABASE_URL: '', LOG_LEVEL: 'warn', OTEL_TRACES_EXPORTER: 'none', OTEL_SDK_DISABLED: 'true' },
+      readyTimeoutMs: 60_000,
+    });
+  } catch (error) {
+    removeFolders();
+    await removeLeftovers().catch(() => undefined);
+    throw error;
+  }
+  const configPath = sluice.configPath;
+  return {
+    sluice,
+    ports,
+    resources: options.resources,
+    processes() {
+      const all = findProcesses(['--config', configPath]);
+      const proxy = all.find((entry) => entry.cmdline.includes('services/proxy/dist/main.js'))?.pid;
+      return { proxy, all: all.map((entry) => entry.pid) };
+    },
+    async stop() {
+      await sluice.stop();
+      await removeLeftovers();
+    },
+  };
+};
+
+const deleteStream = async (stream: string): Promise<void> => {
+  const nc = await connect({ servers: NATS_URL, name: 'sluice-bench-cleanup', timeout: 5_000 });
+  try {
+    await (await jetstreamManager(nc)).streams.delete(stream).catch(() => false);
+  } finally {
+    await nc.drain();
+  }
+};
