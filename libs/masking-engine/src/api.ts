@@ -13,6 +13,18 @@ export interface ColumnInfo {
   readonly qualifiedName?: string;
   /** PostgreSQL type OID when known (text format values are assumed). */
   readonly typeOid?: number;
+  /**
+   * The columns this column's value derives from (SQL lineage: `substr(ssn, 8) AS tail` derives
+   * from `ssn`). A column rule that matches any of them applies to this column too.
+   */
+  readonly derivedFrom?: readonly ColumnSource[];
+}
+
+/** A source column of a derived result column. */
+export interface ColumnSource {
+  readonly name: string;
+  /** `schema.table.column` when the source table is known. */
+  readonly qualifiedName?: string;
 }
 
 /** Counts of masked values per detector (or `column:<rule>` for column rules). */
@@ -36,8 +48,16 @@ export interface ProfileMasker {
   maskText(value: string, counts: MaskCounts): string;
   /** Walks a parsed JSON document and masks its string leaves (keys kept). */
   maskJson(value: unknown, counts: MaskCounts): unknown;
-  /** True when a column rule forces this column to be masked whatever its content. */
+  /**
+   * True when a column rule forces this column to be masked whatever its content (by its own
+   * name or by a column it derives from).
+   */
   hasColumnRule(column: ColumnInfo): boolean;
+  /**
+   * How many column rules the profile has; 0 lets adapters skip what only column rules need
+   * (catalog look-ups, SQL lineage). Undefined: unknown, assume some.
+   */
+  readonly columnRuleCount?: number;
 }
 
 export interface CompiledMasking {

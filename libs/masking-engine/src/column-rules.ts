@@ -1,11 +1,11 @@
 import type { MaskingProfileConfig } from '@sluice/config';
-import type { ColumnInfo, Strategy } from './api.js';
+import type { ColumnInfo, ColumnSource, Strategy } from './api.js';
 
 export interface ColumnRule {
   /** Used in counts as `column:<label>`: the rule's own text, never a value. */
   readonly label: string;
   readonly strategy: Strategy | undefined;
-  matches(column: ColumnInfo): boolean;
+  matches(column: ColumnInfo | ColumnSource): boolean;
 }
 
 /** A regex from the config; a leading `(?i)` (not JavaScript syntax) makes it case-insensitive. */

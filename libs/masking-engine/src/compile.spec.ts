@@ -266,6 +266,45 @@ describe('column rules', () => {
   });
 });
 
+describe('column rules follow lineage', () => {
+  it('applies a name rule to a column derived from a matching column, though its own name and value look harmless', () => {
+    const counts: MaskCounts = {};
+    const tail: ColumnInfo = { name: 'tail', typeOid: 25, derivedFrom: [{ name: 'ssn', qualifiedName: 'public.people.ssn' }] };
+    expect(pii.hasColumnRule(tail)).toBe(true);
+    expect(pii.maskCell('6789', tail, counts)).toBe(COLUMN_REDACTED);
+    expect(counts).toEqual({ 'column:(?i)ssn|social_security': 1 });
+    expect(Buffer.from(pii.maskBinaryCell(Buffer.from('6789'), tail, {})!).toString()).toBe(COLUMN_REDACTED);
+  });
+
+  it('applies a schema.table.column rule to a column derived from that column only', () => {
+    const hashed = compiled.profile('hashed')!;
+    const fromNotes: ColumnInfo = { name: 'upper', derivedFrom: [{ name: 'notes', qualifiedName: 'public.customers.notes' }] };
+    const fromOrders: ColumnInfo = { name: 'upper', derivedFrom: [{ name: 'notes', qualifiedName: 'public.orders.notes' }] };
+    expect(hashed.hasColumnRule(fromNotes)).toBe(true);
+    expect(hashed.maskCell('CALL ME MAYBE', fromNotes, {})).toMatch(/^hash:[0-9a-f]{16}$/);
+    expect(hashed.hasColumnRule(fromOrders)).toBe(false);
+    expect(hashed.maskCell('CALL ME MAYBE', fromOrders, {})).toBe('CALL ME MAYBE');
+  });
+
+  it('applies the rule when any one of several sources matches, and nulls a typed derived column', () => {
+    const mixed: ColumnInfo = { name: 'n', typeOid: 23, derivedFrom: [{ name: 'id' }, { name: 'ssn' }] };
+    expect(pii.hasColumnRule(mixed)).toBe(true);
+    expect(pii.maskCell('6789', mixed, {})).toBeNull();
+  });
+
+  it('leaves a column whose sources match no rule as it is', () => {
+    const column: ColumnInfo = { name: 'label', derivedFrom: [{ name: 'name', qualifiedName: 'public.people.name' }] };
+    expect(pii.hasColumnRule(column)).toBe(false);
+    expect(pii.maskCell('Ann Smith', column, {})).toBe('Ann Smith');
+    expect(pii.hasColumnRule({ name: 'label', derivedFrom: [] })).toBe(false);
+  });
+
+  it('reports how many column rules a profile has, so adapters may skip lineage', () => {
+    expect(pii.columnRuleCount).toBe(1);
+    expect(compiled.profile('redacted')!.columnRuleCount).toBe(0);
+  });
+});
+
 describe('typed columns get values their type can carry', () => {
   it('turns a masked number into NULL and leaves ordinary numbers', () => {
     expect(cell('4111111111111111', { name: 'card', typeOid: 20 })).toBeNull();

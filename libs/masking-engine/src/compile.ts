@@ -57,13 +57,17 @@ class Masker implements ProfileMasker {
   private readonly plans = new WeakMap<ColumnInfo, ColumnPlan>();
   private readonly keyHints = new Map<string, number>();
 
+  readonly columnRuleCount: number;
+
   constructor(
     readonly name: string,
     private readonly detectors: readonly Detector[],
     private readonly strategy: Strategy,
     private readonly rules: readonly ColumnRule[],
     private readonly hashKey: string,
-  ) {}
+  ) {
+    this.columnRuleCount = rules.length;
+  }
 
   maskCell(value: string, column: ColumnInfo | undefined, counts: MaskCounts): string | null {
     const plan = column ? this.plan(column) : TEXT_PLAN;
@@ -111,11 +115,28 @@ class Masker implements ProfileMasker {
     plan = {
       kind,
       elementKind: elementOid === undefined ? 'text' : typeKind(elementOid),
-      rule: this.rules.find((rule) => rule.matches(column)),
-      hints: hintsOf(column.name),
+      rule: this.ruleOf(column),
+      hints: this.hintsOfColumn(column),
     };
     this.plans.set(column, plan);
     return plan;
+  }
+
+  /** The first rule matching the column itself or a column it derives from. */
+  private ruleOf(column: ColumnInfo): ColumnRule | undefined {
+    const sources = column.derivedFrom;
+    for (const rule of this.rules) {
+      if (rule.matches(column)) return rule;
+      if (sources) for (const source of sources) if (rule.matches(source)) return rule;
+    }
+    return undefined;
+  }
+
+  /** Name hints of the column and of its sources: `substr(phone, 2) AS x` is still a phone number. */
+  private hintsOfColumn(column: ColumnInfo): number {
+    let hints = hintsOf(column.name);
+    for (const source of column.derivedFrom ?? []) hints |= hintsOf(source.name);
+    return hints;
   }
 
   private hintsOfKey(key: string): number {

@@ -8,3 +8,12 @@ export {
   type SqlClassification,
   type StatementClassification,
 } from './classify.js';
+export {
+  resultLineage,
+  columnLineages,
+  type ColumnLineage,
+  type LineageOptions,
+  type LineageSource,
+  type SqlLineage,
+  type StatementLineage,
+} from './lineage.js';

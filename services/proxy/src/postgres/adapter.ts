@@ -2,6 +2,7 @@ import type { PostgresResourceConfig } from '@sluice/config';
 import type { ProtocolAdapter } from '../ports.js';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { readSecret, requireSecret } from '@sluice/config';
+import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { CancelKeys } from './cancel.js';
 import { TableCatalog } from './catalog.js';
 import { PostgresSession } from './session.js';
@@ -42,8 +43,12 @@ export const createPostgresAdapter = (resource: PostgresResourceConfig, options:
     parameters: [['application_name', 'sluice-catalog'], ['options', '-c default_transaction_read_only=on']],
     timeoutMs: startupTimeoutMs,
   }));
+  // Column rules follow SQL lineage, read from the parse tree: the parser is loaded before the
+  // first session (a parser that cannot load leaves lineage unknown; rules still match by name).
+  const parser = loadSqlClassifier().catch(() => undefined);
   return {
     async handleConnection(socket, ports) {
+      await parser;
       const session = new PostgresSession(socket, {
         resource,
         ports,

@@ -155,4 +155,14 @@ describe('ResultSet with the real masking engine', () => {
     expect(values[4]!.readInt32BE(0)).toBe(1250);
     expect(JSON.stringify(set.toEvent('c'))).not.toContain('ada@example.com');
   });
+
+  it('masks a column by the rule of the column it derives from, and only that column', () => {
+    const set = new ResultSet([field('tail', TypeOid.text), field('name', TypeOid.text)], pii, limits, undefined, [
+      [{ name: 'ssn', qualifiedName: 'public.people.ssn' }],
+      [{ name: 'name', qualifiedName: 'public.people.name' }],
+    ]);
+    const out = set.row(body(['6789', 'Ada Lovelace']))!;
+    expect(decodeDataRow(out.subarray(5)).map((value) => value?.toString())).toEqual(['[REDACTED]', 'Ada Lovelace']);
+    expect(set.counts).toEqual({ 'column:(?i)ssn': 1 });
+  });
 });

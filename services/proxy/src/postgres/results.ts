@@ -1,6 +1,6 @@
 import { binaryToText, decodeDataRow, encodeCopyData, encodeDataRow, type FieldDescription } from '@sluice/codec-pg';
 import type { ResultReturned } from '@sluice/contracts';
-import type { ColumnInfo, MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+import type { ColumnInfo, ColumnSource, MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 
 export interface RecordingLimits {
   readonly maxRows: number;
@@ -54,17 +54,26 @@ export class ResultSet {
   /**
    * @param qualify resolves a column's table OID and attribute number to `schema.table.column`
    * (column rules may name columns that way).
+   * @param derivedFrom per column, the source columns its value derives from (SQL lineage of the
+   * statement), so column rules follow `substr(ssn, 8) AS tail`.
    */
   constructor(
     fields: readonly FieldDescription[],
     masker: ProfileMasker | undefined,
     limits: RecordingLimits,
     qualify?: (tableOid: number, attnum: number) => string | undefined,
+    derivedFrom?: readonly (readonly ColumnSource[] | undefined)[],
   ) {
-    this.#columns = fields.map((f) => {
+    this.#columns = fields.map((f, index) => {
       const qualifiedName = qualify?.(f.tableOid, f.attnum);
+      const sources = derivedFrom?.[index];
       // One ColumnInfo object per column for the whole result: the masker caches its plan by it.
-      const info: ColumnInfo = qualifiedName === undefined ? { name: f.name, typeOid: f.typeOid } : { name: f.name, typeOid: f.typeOid, qualifiedName };
+      const info: ColumnInfo = {
+        name: f.name,
+        typeOid: f.typeOid,
+        ...(qualifiedName === undefined ? {} : { qualifiedName }),
+        ...(sources === undefined ? {} : { derivedFrom: sources }),
+      };
       return { info, typeOid: f.typeOid, binary: f.format === 1 };
     });
     this.#masker = masker;

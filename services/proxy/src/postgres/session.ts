@@ -30,12 +30,14 @@ import {
 } from '@sluice/codec-pg';
 import { readSecret, type PostgresResourceConfig } from '@sluice/config';
 import type { Subject, SubjectRef } from '@sluice/contracts';
-import type { ProfileMasker } from '@sluice/masking-engine';
+import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
+import type { SqlLineage } from '@sluice/sql-classifier';
 import type { Decision, GovernancePorts } from '../ports.js';
 import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
 import { SocketFrames } from './frame-source.js';
 import { Outbox } from './outbox.js';
+import { derivedColumns, LineageCache } from './lineage.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
 import { SqlState } from './sqlstate.js';
 import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
@@ -85,6 +87,11 @@ interface Portal {
 interface Command {
   readonly id: string;
   readonly masker: ProfileMasker | undefined;
+  /** The SQL text whose results this command returns, and the search path it was decided with (for lineage). */
+  readonly sql: string;
+  readonly searchPath: readonly string[] | undefined;
+  /** The text's result-column lineage, computed at the first result set that needs it (null: unknown). */
+  lineage?: SqlLineage | null;
   readonly started: number;
   readonly tags: string[];
   error?: { code: string; message: string };
@@ -213,6 +220,7 @@ export class PostgresSession {
   #lastMasker: ProfileMasker | undefined;
   /** Set while the proxy re-reads search_path: decisions wait for it. */
   #searchPathRefresh: Promise<void> | undefined;
+  readonly #lineage = new LineageCache();
   /** Upstream frames held while the catalog resolves table columns for a RowDescription. */
   #upstreamBacklog: Frame[] | undefined;
 
@@ -734,7 +742,7 @@ export class PostgresSession {
       return;
     }
     for (const name of decision.prepares) this.#prepared.set(name, text);
-    this.#expects.push({ kind: 'query', command: this.#newCommand(commandId, masking.masker) });
+    this.#expects.push({ kind: 'query', command: this.#newCommand(commandId, masking.masker, text) });
     this.#toUpstream.push(frame.raw);
     if (mayChangeSearchPath(text)) this.#refreshSearchPath();
   }
@@ -755,9 +763,9 @@ export class PostgresSession {
     this.#toUpstream.push(encodeQuery(SEARCH_PATH_QUERY));
   }
 
-  #newCommand(id: string, masker: ProfileMasker | undefined): Command {
+  #newCommand(id: string, masker: ProfileMasker | undefined, sql: string): Command {
     this.#lastMasker = masker;
-    return { id, masker, started: performance.now(), tags: [], done: false };
+    return { id, masker, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], done: false };
   }
 
   /** A statement a Bind or Describe names that was not Parse'd in this batch: decided again now. */
@@ -902,7 +910,7 @@ export class PostgresSession {
           statement.recorded ??= this.#maskedText(statement.text, statement.decision.maskProfile);
           this.#recordDecided(commandId, statement.text, statement.decision, statement.recorded);
           forward.push(raw);
-          expects.push({ kind: 'execute', command: this.#newCommand(commandId, portal.statement.masker), portal });
+          expects.push({ kind: 'execute', command: this.#newCommand(commandId, portal.statement.masker, statement.text), portal });
           break;
         }
         case 'Close':
@@ -1102,7 +1110,10 @@ export class PostgresSession {
       }
       case BackendCode.RowDescription: {
         if (head?.kind === 'query') {
-          head.result = new ResultSet(decodeRowDescription(frame.body), head.command.masker, this.#ports.recording, this.#qualify);
+          const fields = decodeRowDescription(frame.body);
+          // A simple query's n-th statement ends with its n-th CommandComplete: the tags so far count them.
+          const derived = this.#derivedFrom(head.command, head.command.tags.length, fields.length);
+          head.result = new ResultSet(fields, head.command.masker, this.#ports.recording, this.#qualify, derived);
           out.push(frame.raw);
         } else if (head?.kind === 'describeStatement') {
           head.statement.description = decodeRowDescription(frame.body);
@@ -1220,6 +1231,16 @@ export class PostgresSession {
   readonly #qualify = (tableOid: number, attnum: number): string | undefined => this.#ctx.catalog.qualifiedName(tableOid, attnum);
 
   /**
+   * The source columns of each column of the `statement`-th result of a command, so column rules
+   * follow derived columns. Only for a profile with column rules: otherwise nothing is parsed.
+   */
+  #derivedFrom(command: Command, statement: number, count: number): (readonly ColumnSource[] | undefined)[] | undefined {
+    if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
+    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared) ?? null;
+    return derivedColumns(command.lineage ?? undefined, statement, count);
+  }
+
+  /**
    * Sends an ErrorResponse / NoticeResponse on, with the command's profile applied to its texts:
    * a constraint violation's detail or a RAISE NOTICE can carry row values. Returns the fields as sent.
    */
@@ -1248,7 +1269,8 @@ export class PostgresSession {
 
   #resultOf(head: Extract<Expect, { kind: 'query' | 'execute' }>): ResultSet | undefined {
     if (head.kind === 'execute' && !head.result && head.portal.description) {
-      head.result = new ResultSet(head.portal.description, head.command.masker, this.#ports.recording, this.#qualify);
+      const fields = head.portal.description;
+      head.result = new ResultSet(fields, head.command.masker, this.#ports.recording, this.#qualify, this.#derivedFrom(head.command, 0, fields.length));
     }
     return head.result;
   }

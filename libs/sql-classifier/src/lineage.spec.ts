@@ -1,0 +1,166 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadSqlClassifier } from './classify.js';
+import { columnLineages, resultLineage, type ColumnLineage, type StatementLineage } from './lineage.js';
+
+beforeAll(async () => {
+  await loadSqlClassifier();
+});
+
+/** The lineage of the first statement's columns, as `table.column` strings (`?.column` when the table is unknown). */
+const columns = (sql: string, searchPath?: readonly string[]): string[][] => {
+  const statement = resultLineage(sql, searchPath ? { searchPath } : {})?.statements[0];
+  expect(statement).toBeDefined();
+  expect(statement!.open).toBe(false);
+  return statement!.head.map(flat);
+};
+const flat = (lineage: ColumnLineage | undefined): string[] => (lineage ?? []).map((source) => `${source.table ?? '?'}.${source.column}`).sort();
+
+const SSN = ['public.people.ssn'];
+
+describe('resultLineage: derived columns carry their source', () => {
+  it.each([
+    ['substr', 'SELECT substr(ssn, 8) AS tail FROM people'],
+    ['right()', 'SELECT right(ssn, 4) FROM people'],
+    ['left()', 'SELECT left(ssn, 3) FROM people'],
+    ['concatenation', "SELECT 'x' || ssn || 'y' FROM people"],
+    ['concat()', "SELECT concat('#', ssn) FROM people"],
+    ['a cast', 'SELECT ssn::text FROM people'],
+    ['a CAST()', 'SELECT CAST(ssn AS varchar(4)) FROM people'],
+    ['lower/upper', 'SELECT lower(upper(ssn)) FROM people'],
+    ['encode', "SELECT encode(convert_to(ssn, 'UTF8'), 'base64') FROM people"],
+    ['md5 (an unkeyed hash of a low-entropy value is reversible)', 'SELECT md5(ssn) FROM people'],
+    ['a CASE result', "SELECT CASE WHEN id > 0 THEN ssn ELSE 'none' END FROM people"],
+    ['COALESCE', "SELECT coalesce(ssn, 'n/a') FROM people"],
+    ['NULLIF', "SELECT nullif(ssn, '') FROM people"],
+    ['min()', 'SELECT min(ssn) FROM people'],
+    ['max() over a window', 'SELECT max(ssn) OVER (PARTITION BY id) FROM people'],
+    ['string_agg()', "SELECT string_agg(ssn, ',') FROM people"],
+    ['an array', 'SELECT ARRAY[ssn] FROM people'],
+    ['a qualified reference', 'SELECT substr(p.ssn, 8) FROM people p'],
+    ['a schema-qualified table', 'SELECT substr(ssn, 8) FROM public.people'],
+    ['a field selection', 'SELECT (p).ssn FROM people p'],
+    ['a scalar subquery', 'SELECT (SELECT substr(ssn, 8) FROM people LIMIT 1)'],
+  ])('through %s', (_what, sql) => {
+    expect(columns(sql)).toEqual([SSN]);
+  });
+
+  it('through a subquery alias: SELECT upper(s.s) FROM (SELECT ssn AS s FROM people) s', () => {
+    expect(columns('SELECT upper(s.s) FROM (SELECT ssn AS s FROM people) s')).toEqual([SSN]);
+  });
+
+  it('through a subquery column list: SELECT z FROM (SELECT ssn FROM people) AS s(z)', () => {
+    expect(columns('SELECT z || z FROM (SELECT ssn FROM people) AS s(z)')).toEqual([SSN]);
+  });
+
+  it("through a CTE alias: WITH x AS (SELECT ssn AS a FROM people) SELECT a || '' FROM x", () => {
+    expect(columns("WITH x AS (SELECT ssn AS a FROM people) SELECT a || '' FROM x")).toEqual([SSN]);
+  });
+
+  it('through a CTE column list and a chain of CTEs', () => {
+    expect(columns('WITH x(a) AS (SELECT ssn FROM people), y AS (SELECT substr(a, 2) AS b FROM x) SELECT lower(b) FROM y')).toEqual([SSN]);
+  });
+
+  it('through a recursive CTE whose recursive term brings the column in', () => {
+    expect(columns("WITH RECURSIVE t(x) AS (SELECT '' UNION ALL SELECT ssn FROM people, t) SELECT x FROM t")).toEqual([SSN]);
+  });
+
+  it('through a data-changing CTE RETURNING it', () => {
+    expect(columns('WITH d AS (DELETE FROM people RETURNING ssn) SELECT substr(ssn, 8) FROM d')).toEqual([SSN]);
+  });
+
+  it('through * over a subquery of known columns', () => {
+    expect(columns('SELECT * FROM (SELECT id, substr(ssn, 8) AS tail FROM people) s')).toEqual([['public.people.id'], SSN]);
+  });
+
+  it('through a lateral set-returning function (and, since people may have a column u, people.u too)', () => {
+    expect(columns('SELECT u FROM people, unnest(ARRAY[ssn]) AS u')).toEqual([['public.people.ssn', 'public.people.u']]);
+    expect(columns('SELECT p.name FROM people p, unnest(ARRAY[ssn]) AS u')).toEqual([['public.people.name']]);
+  });
+
+  it('through either branch of a UNION', () => {
+    expect(columns("SELECT name FROM people UNION ALL SELECT substr(ssn, 8) FROM people")).toEqual([['public.people.name', 'public.people.ssn']]);
+  });
+
+  it('through RETURNING of an UPDATE', () => {
+    expect(columns("UPDATE people SET name = 'x' WHERE id = 1 RETURNING id, substr(ssn, 8)")).toEqual([['public.people.id'], SSN]);
+  });
+
+  it('resolves an unqualified table to each schema of the search path, a qualified one to its own', () => {
+    expect(columns('SELECT substr(ssn, 8) FROM people', ['"$user"', 'crm', 'public', 'pg_catalog'])).toEqual([['crm.people.ssn', 'public.people.ssn']]);
+    expect(columns('SELECT substr(ssn, 8) FROM crm.people', ['public'])).toEqual([['crm.people.ssn']]);
+  });
+
+  it('keeps one entry per statement of a multi-statement text, undefined where no rows come back', () => {
+    const lineage = resultLineage("SET x = 1; SELECT substr(ssn, 8) FROM people; SELECT 1 AS one; INSERT INTO t VALUES (1)")!;
+    expect(lineage.statements).toHaveLength(4);
+    expect(lineage.statements[0]).toBeUndefined();
+    expect(lineage.statements[1]!.head.map(flat)).toEqual([SSN]);
+    expect(lineage.statements[2]!.head.map(flat)).toEqual([[]]);
+    expect(lineage.statements[3]).toBeUndefined();
+    expect(lineage.cacheable).toBe(true);
+  });
+
+  it('follows EXECUTE of a prepared statement, and says the answer cannot be cached by text', () => {
+    const preparedStatements = new Map([['q', 'PREPARE q AS SELECT substr(ssn, 8) FROM people']]);
+    const lineage = resultLineage('EXECUTE q', { preparedStatements })!;
+    expect(lineage.statements[0]!.head.map(flat)).toEqual([SSN]);
+    expect(lineage.cacheable).toBe(false);
+  });
+});
+
+describe('resultLineage: what does not carry a value', () => {
+  it('a column only in WHERE or ORDER BY does not taint the output', () => {
+    expect(columns("SELECT name FROM people WHERE ssn LIKE '123%' ORDER BY ssn")).toEqual([['public.people.name']]);
+  });
+
+  it('a column only in JOIN … ON, GROUP BY, HAVING or FILTER does not taint the output', () => {
+    expect(
+      columns('SELECT o.amount, count(*) FILTER (WHERE p.ssn IS NOT NULL) FROM orders o JOIN people p ON p.ssn = o.ssn GROUP BY o.amount, p.ssn HAVING min(p.ssn) > $1'),
+    ).toEqual([['public.orders.amount'], []]);
+  });
+
+  it('count() and length() say how many or how long, not what', () => {
+    expect(columns('SELECT count(ssn), count(DISTINCT ssn), length(ssn) FROM people')).toEqual([[], [], []]);
+  });
+
+  it('a comparison, a predicate or EXISTS gives a boolean, not the value', () => {
+    expect(columns("SELECT ssn = '1', ssn IS NULL, ssn LIKE '1%', ssn IN ('1'), EXISTS (SELECT ssn FROM people) FROM people")).toEqual([[], [], [], [], []]);
+  });
+
+  it('a CASE condition chooses a branch without returning the column', () => {
+    expect(columns("SELECT CASE WHEN ssn IS NULL THEN 'no' ELSE name END FROM people")).toEqual([['public.people.name']]);
+  });
+
+  it('a subquery column that is not selected outside does not taint its neighbours', () => {
+    expect(columns('SELECT s.name FROM (SELECT name, ssn FROM people) s')).toEqual([['public.people.name']]);
+  });
+
+  it('constants and parameters carry nothing', () => {
+    expect(columns("SELECT 1, 'a', $1, now()")).toEqual([[], [], [], []]);
+  });
+});
+
+describe('resultLineage: stars, unknowns and failures', () => {
+  it('a * over a table has a width the text cannot tell: the columns around it stay aligned from both ends', () => {
+    const statement = resultLineage('SELECT substr(ssn, 8) AS tail, *, upper(ssn) FROM people')!.statements[0]!;
+    expect(statement.open).toBe(true);
+    const lineages = columnLineages(statement, 5);
+    expect(lineages.map((lineage) => (lineage ? flat(lineage) : undefined))).toEqual([SSN, undefined, undefined, undefined, SSN]);
+  });
+
+  it('columnLineages gives nothing when the widths disagree', () => {
+    const statement: StatementLineage = { head: [[{ column: 'a' }]], tail: [], open: false };
+    expect(columnLineages(statement, 2)).toEqual([undefined, undefined]);
+    expect(columnLineages(undefined, 1)).toEqual([undefined]);
+  });
+
+  it('returns undefined for text that does not parse, and for an empty text', () => {
+    expect(resultLineage('SELEC nonsense')).toBeUndefined();
+    expect(resultLineage('  ')).toBeUndefined();
+  });
+
+  it('gives no lineage for statements without rows or with unknowable ones', () => {
+    const lineage = resultLineage('EXPLAIN SELECT ssn FROM people; FETCH 1 FROM c; EXECUTE unknown; SELECT ssn INTO t FROM people')!;
+    expect(lineage.statements).toEqual([undefined, undefined, undefined, undefined]);
+  });
+});

@@ -1,0 +1,664 @@
+import { parseSync } from 'libpg-query';
+import { isSqlClassifierLoaded } from './classify.js';
+
+/** A table column an output column's value derives from. */
+export interface LineageSource {
+  /**
+   * `schema.table`; an unqualified table gives one source per schema of the search path (default
+   * `public`); absent when unknown.
+   */
+  readonly table?: string;
+  /** The column's name as PostgreSQL folds it (unquoted: lower case). */
+  readonly column: string;
+}
+
+/** The sources of one output column; empty when its value carries no column (a constant, count()). */
+export type ColumnLineage = readonly LineageSource[];
+
+/**
+ * The output columns of one statement. A `*` over a table (or a subquery with such a `*`) has a
+ * width the text alone cannot tell: the columns before the first such `*` are `head`, those after
+ * the last one `tail`, and `open` says that the middle is unknown. The columns of a `*` are plain
+ * table columns, which the wire's table OID and attribute number already name.
+ */
+export interface StatementLineage {
+  readonly head: readonly ColumnLineage[];
+  readonly tail: readonly ColumnLineage[];
+  readonly open: boolean;
+}
+
+export interface SqlLineage {
+  /** Per statement of the text, in order; undefined where the statement returns no rows or its lineage is unknown. */
+  readonly statements: readonly (StatementLineage | undefined)[];
+  /** False when the answer depends on more than the text and search path (EXECUTE of a prepared statement). */
+  readonly cacheable: boolean;
+}
+
+export interface LineageOptions {
+  /** The session's search_path; unqualified tables resolve against its first usable schema. */
+  readonly searchPath?: readonly string[];
+  /** The session's prepared statements, name -> SQL text, for `EXECUTE name`. */
+  readonly preparedStatements?: ReadonlyMap<string, string>;
+}
+
+type Node = Record<string, unknown>;
+type Sources = LineageSource[];
+
+/** An output column of a relation, or a `*` of unknown width whose columns are looked up by name. */
+type Item =
+  | { readonly kind: 'column'; readonly name: string | undefined; readonly sources: Sources }
+  | { readonly kind: 'star'; readonly resolve: (column: string) => Sources };
+
+interface Relation {
+  /** The name the query refers to it by (alias, table or CTE name). */
+  readonly name: string | undefined;
+  readonly items: () => Item[];
+  /** The sources of a column; undefined when the relation certainly has no such column. */
+  readonly column: (name: string) => Sources | undefined;
+}
+
+const NONE: Sources = [];
+const MAX_EXECUTE_DEPTH = 3;
+const MAX_RECURSIVE_ROUNDS = 4;
+const MAX_SCHEMAS = 8;
+
+/**
+ * Functions whose result does not carry their arguments' value: counts and lengths say how many
+ * or how long, not what. Everything else (substr, concat, casts, lower/upper, encode, min/max,
+ * string_agg, and also md5/sha256/digest) carries it. Hashes carry it on purpose: an unkeyed hash
+ * of a low-entropy value (an SSN, a phone number, a card number) is reversed by enumerating the
+ * value space; the profile's keyed `hash` strategy is the way to give agents joinable pseudonyms.
+ * sum/avg carry it too: over one row they are the value.
+ */
+const NOT_CARRYING: ReadonlySet<string> = new Set([
+  'count',
+  'length',
+  'char_length',
+  'character_length',
+  'octet_length',
+  'bit_length',
+  'pg_column_size',
+  'num_nulls',
+  'num_nonnulls',
+  'array_length',
+  'array_ndims',
+  'cardinality',
+  'json_array_length',
+  'jsonb_array_length',
+  'row_number',
+  'rank',
+  'dense_rank',
+  'percent_rank',
+  'cume_dist',
+  'ntile',
+]);
+
+/**
+ * Operators that answer true or false: like a WHERE clause, a comparison tells something about a
+ * value without returning it, and is not masked as the value.
+ */
+const BOOLEAN_OPERATORS: ReadonlySet<string> = new Set([
+  '=', '<>', '!=', '<', '>', '<=', '>=',
+  '~', '~*', '!~', '!~*', '~~', '~~*', '!~~', '!~~*',
+  '@>', '<@', '&&', '?', '?|', '?&', '@@', '@?',
+]);
+const CARRYING_EXPR_KINDS: ReadonlySet<string> = new Set(['AEXPR_OP']);
+
+const isObject = (value: unknown): value is Node => typeof value === 'object' && value !== null;
+const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
+const names = (value: unknown): string[] => list(value).map((item) => str((item as { String?: { sval?: unknown } }).String?.sval) ?? '');
+
+/** `{ Tag: {...} }` -> [Tag, body]; undefined for an unwrapped struct. */
+const unwrap = (value: unknown): [string, Node] | undefined => {
+  if (!isObject(value)) return undefined;
+  let tag: string | undefined;
+  for (const key in value) {
+    if (tag !== undefined) return undefined;
+    tag = key;
+  }
+  if (tag === undefined) return undefined;
+  const first = tag.charCodeAt(0);
+  const body = value[tag];
+  return first >= 65 && first <= 90 && isObject(body) ? [tag, body] : undefined;
+};
+
+const sourceKey = (source: LineageSource): string => `${source.table ?? ''}\u0000${source.column}`;
+
+const union = (...parts: readonly Sources[]): Sources => {
+  const nonEmpty = parts.filter((part) => part.length > 0);
+  if (nonEmpty.length <= 1) return nonEmpty[0] ?? NONE;
+  const seen = new Map<string, LineageSource>();
+  for (const part of nonEmpty) for (const source of part) seen.set(sourceKey(source), source);
+  return [...seen.values()];
+};
+
+/** Every source an item list can carry (a `*` of unknown width contributes nothing it can name). */
+const allSources = (items: readonly Item[]): Sources => union(...items.map((item) => (item.kind === 'column' ? item.sources : NONE)));
+
+const derived = (name: string | undefined, items: Item[]): Relation => ({
+  name,
+  items: () => items,
+  column: (column) => {
+    const found = items.filter((item) => item.kind === 'column' && item.name === column) as Extract<Item, { kind: 'column' }>[];
+    if (found.length > 0) return union(...found.map((item) => item.sources));
+    const stars = items.filter((item) => item.kind === 'star') as Extract<Item, { kind: 'star' }>[];
+    return stars.length > 0 ? union(...stars.map((star) => star.resolve(column))) : undefined;
+  },
+});
+
+/** Renames the leading columns (`AS alias(a, b)`), up to the first `*` of unknown width. */
+const renamed = (items: Item[], columnNames: readonly string[]): Item[] => {
+  if (columnNames.length === 0) return items;
+  const out = items.slice();
+  for (let index = 0; index < columnNames.length && index < out.length; index++) {
+    const item = out[index]!;
+    if (item.kind !== 'column') break;
+    out[index] = { kind: 'column', name: columnNames[index], sources: item.sources };
+  }
+  return out;
+};
+
+/** Two branches of a UNION/INTERSECT/EXCEPT: column n of the result is column n of either. */
+const mergePositional = (left: Item[], right: Item[]): Item[] => {
+  const leftStar = left.findIndex((item) => item.kind === 'star');
+  const rightStar = right.findIndex((item) => item.kind === 'star');
+  const at = (items: Item[], index: number): Sources => {
+    const item = items[index];
+    return item?.kind === 'column' ? item.sources : NONE;
+  };
+  const name = (item: Item | undefined): string | undefined => (item?.kind === 'column' ? item.name : undefined);
+  if (leftStar < 0 && rightStar < 0) {
+    return left.map((item, index) => ({ kind: 'column', name: name(item), sources: union(at(left, index), at(right, index)) }));
+  }
+  // Widths unknown: only the aligned ends can be merged; the middle is a `*` of both.
+  const head = Math.min(leftStar < 0 ? left.length : leftStar, rightStar < 0 ? right.length : rightStar);
+  const leftTail = left.length - 1 - left.findLastIndex((item) => item.kind === 'star');
+  const rightTail = right.length - 1 - right.findLastIndex((item) => item.kind === 'star');
+  const tail = Math.min(leftStar < 0 ? left.length : leftTail, rightStar < 0 ? right.length : rightTail);
+  const out: Item[] = [];
+  for (let index = 0; index < head; index++) out.push({ kind: 'column', name: name(left[index]), sources: union(at(left, index), at(right, index)) });
+  const leftRelation = derived(undefined, left);
+  const rightRelation = derived(undefined, right);
+  out.push({ kind: 'star', resolve: (column) => union(leftRelation.column(column) ?? NONE, rightRelation.column(column) ?? NONE) });
+  for (let back = tail; back >= 1; back--) {
+    const l = left.length - back;
+    const r = right.length - back;
+    out.push({ kind: 'column', name: name(left[l]), sources: union(at(left, l), at(right, r)) });
+  }
+  return out;
+};
+
+/** One level of name resolution: a query's FROM items and CTEs, under its enclosing query's. */
+class Scope {
+  readonly relations: Relation[] = [];
+  /** FROM items in order, for an unqualified `*`. */
+  readonly fromItems: Relation[] = [];
+  readonly ctes = new Map<string, Item[]>();
+
+  constructor(readonly parent: Scope | undefined) {}
+
+  cte(name: string): Item[] | undefined {
+    for (let scope: Scope | undefined = this; scope; scope = scope.parent) {
+      const items = scope.ctes.get(name);
+      if (items) return items;
+    }
+    return undefined;
+  }
+
+  relation(name: string): Relation | undefined {
+    for (let scope: Scope | undefined = this; scope; scope = scope.parent) {
+      const found = scope.relations.filter((relation) => relation.name === name);
+      if (found.length > 0) return found.at(-1);
+    }
+    return undefined;
+  }
+
+  /** An unqualified column: the nearest level where some relation may have it (all of those there). */
+  column(name: string): Sources {
+    for (let scope: Scope | undefined = this; scope; scope = scope.parent) {
+      let found: Sources[] | undefined;
+      for (const relation of scope.relations) {
+        const sources = relation.column(name);
+        if (sources) (found ??= []).push(sources);
+      }
+      if (found) return union(...found);
+    }
+    return [{ column: name }];
+  }
+}
+
+/** The lineage walk of one statement. */
+class LineageWalk {
+  cacheable = true;
+
+  constructor(
+    private readonly schemas: readonly string[],
+    private readonly options: LineageOptions,
+    private readonly depth: number,
+  ) {}
+
+  statement(stmt: unknown): Item[] | undefined {
+    const wrapped = unwrap(stmt);
+    if (!wrapped) return undefined;
+    const [tag, node] = wrapped;
+    switch (tag) {
+      case 'SelectStmt':
+        // SELECT … INTO fills a table and returns no rows.
+        return node.intoClause ? undefined : this.select(node, new Scope(undefined));
+      case 'InsertStmt':
+      case 'UpdateStmt':
+      case 'DeleteStmt':
+      case 'MergeStmt':
+        return this.returning(tag, node);
+      case 'ExecuteStmt':
+        return this.execute(node);
+      default:
+        return undefined;
+    }
+  }
+
+  /** The output items of a SELECT (any form: plain, set operation, VALUES). */
+  select(node: Node, parent: Scope): Item[] {
+    const scope = new Scope(parent);
+    if (isObject(node.withClause)) this.withClause(node.withClause, scope);
+    const op = str(node.op);
+    if (op && op !== 'SETOP_NONE') {
+      const left = isObject(node.larg) ? this.select(node.larg, scope) : [];
+      const right = isObject(node.rarg) ? this.select(node.rarg, scope) : [];
+      return mergePositional(left, right);
+    }
+    if (Array.isArray(node.valuesLists)) {
+      const rows = node.valuesLists.map((row) => list((row as { List?: { items?: unknown } }).List?.items));
+      const width = rows[0]?.length ?? 0;
+      const items: Item[] = [];
+      for (let index = 0; index < width; index++) {
+        items.push({ kind: 'column', name: `column${index + 1}`, sources: union(...rows.map((row) => this.expr(row[index], scope))) });
+      }
+      return items;
+    }
+    for (const from of list(node.fromClause)) {
+      const relation = this.fromItem(from, scope);
+      if (relation) scope.fromItems.push(relation);
+    }
+    return this.targets(list(node.targetList), scope);
+  }
+
+  private targets(targets: readonly unknown[], scope: Scope): Item[] {
+    const items: Item[] = [];
+    for (const target of targets) {
+      const res = (target as { ResTarget?: Node }).ResTarget;
+      if (!res) continue;
+      const value = res.val;
+      const ref = (value as { ColumnRef?: Node } | undefined)?.ColumnRef;
+      const fields = ref ? list(ref.fields) : [];
+      if (ref && isObject(fields.at(-1)) && 'A_Star' in (fields.at(-1) as Node)) {
+        items.push(...this.starItems(names(fields.slice(0, -1)), scope));
+        continue;
+      }
+      items.push({ kind: 'column', name: str(res.name) ?? this.outputName(value), sources: this.expr(value, scope) });
+    }
+    return items;
+  }
+
+  /** `*` or `rel.*` in a target list: the columns it expands to. */
+  private starItems(qualifier: readonly string[], scope: Scope): Item[] {
+    if (qualifier.length === 0) return scope.fromItems.flatMap((relation) => relation.items());
+    const relation = scope.relation(qualifier.at(-1)!);
+    return relation ? relation.items() : [{ kind: 'star', resolve: (column) => [{ column }] }];
+  }
+
+  /** The column name PostgreSQL gives an unaliased target (what an outer query refers to). */
+  private outputName(value: unknown): string | undefined {
+    const wrapped = unwrap(value);
+    if (!wrapped) return undefined;
+    const [tag, node] = wrapped;
+    switch (tag) {
+      case 'ColumnRef':
+        return names(node.fields).at(-1);
+      case 'FuncCall':
+        return names(node.funcname).at(-1);
+      case 'TypeCast':
+        return this.outputName(node.arg) ?? names((node.typeName as Node | undefined)?.names).at(-1);
+      case 'A_Indirection': {
+        const last = list(node.indirection).at(-1);
+        return str((last as { String?: { sval?: unknown } } | undefined)?.String?.sval) ?? this.outputName(node.arg);
+      }
+      case 'CoalesceExpr':
+        return 'coalesce';
+      case 'CaseExpr':
+        return 'case';
+      default:
+        return undefined;
+    }
+  }
+
+  private withClause(clause: Node, scope: Scope): void {
+    const recursive = clause.recursive === true;
+    for (const entry of list(clause.ctes)) {
+      const cte = (entry as { CommonTableExpr?: Node }).CommonTableExpr;
+      const name = str(cte?.ctename);
+      if (!cte || !name) continue;
+      const columnNames = names(cte.aliascolnames);
+      const query = unwrap(cte.ctequery);
+      let items: Item[];
+      if (query?.[0] === 'SelectStmt') {
+        if (recursive) {
+          // The recursive term reads the CTE itself: iterate until its sources stop growing.
+          // Start from the non-recursive term, the one branch that does not read the CTE.
+          const seed = str(query[1].op) !== 'SETOP_NONE' && isObject(query[1].larg) ? this.select(query[1].larg, scope) : [];
+          items = renamed(seed, columnNames);
+          scope.ctes.set(name, items);
+          for (let round = 0; round < MAX_RECURSIVE_ROUNDS; round++) {
+            const next = renamed(this.select(query[1], scope), columnNames);
+            const stable = allSources(next).length === allSources(items).length && next.length === items.length;
+            items = next;
+            scope.ctes.set(name, items);
+            if (stable && round > 0) break;
+          }
+        } else items = renamed(this.select(query[1], scope), columnNames);
+      } else if (query) {
+        // A data-changing CTE: what its RETURNING gives.
+        items = renamed(this.returning(query[0], query[1], scope) ?? [], columnNames);
+      } else items = [];
+      scope.ctes.set(name, items);
+    }
+  }
+
+  /** Registers one FROM item in the scope; returns it for `*`. */
+  private fromItem(from: unknown, scope: Scope): Relation | undefined {
+    const wrapped = unwrap(from);
+    if (!wrapped) return undefined;
+    const [tag, node] = wrapped;
+    const alias = isObject(node.alias) ? node.alias : undefined;
+    const aliasName = str(alias?.aliasname);
+    const aliasColumns = names(alias?.colnames);
+    let relation: Relation | undefined;
+    switch (tag) {
+      case 'RangeVar': {
+        const relname = str(node.relname) ?? '';
+        const schema = str(node.schemaname);
+        const cte = schema ? undefined : scope.cte(relname);
+        if (cte) relation = derived(aliasName ?? relname, renamed(cte, aliasColumns));
+        else relation = this.table(this.tableNames(schema, relname), aliasName ?? relname);
+        break;
+      }
+      case 'RangeSubselect': {
+        const query = unwrap(node.subquery);
+        const items = query?.[0] === 'SelectStmt' ? this.select(query[1], scope) : [];
+        relation = derived(aliasName, renamed(items, aliasColumns));
+        break;
+      }
+      case 'RangeFunction': {
+        // Columns of a set-returning function derive from its arguments (unnest(array[ssn])).
+        const calls = list(node.functions).map((entry) => list((entry as { List?: { items?: unknown } }).List?.items)[0]);
+        const sources = union(...calls.map((call) => this.expr(call, scope)));
+        const defined = list(node.coldeflist).map((def) => str((def as { ColumnDef?: Node }).ColumnDef?.colname) ?? '');
+        const functionName = names((calls[0] as { FuncCall?: Node } | undefined)?.FuncCall?.funcname).at(-1);
+        // Unaliased, a scalar function's one column is named after the alias or the function.
+        const columnNames = aliasColumns.length > 0 ? aliasColumns : defined.length > 0 ? defined : [aliasName ?? functionName ?? ''];
+        relation = derived(aliasName ?? functionName, columnNames.map((name) => ({ kind: 'column', name, sources })));
+        break;
+      }
+      case 'JoinExpr':
+        relation = this.join(node, scope, aliasName, aliasColumns);
+        // An unaliased join adds no name of its own: its sides were registered by theirs.
+        if (!aliasName) return relation;
+        break;
+      default: {
+        // XMLTABLE, JSON_TABLE, ROWS FROM …: any column may derive from anything they read.
+        // Their column names are not looked up (a bare name does not resolve to them).
+        const sources = this.generic(node, scope);
+        relation = { name: aliasName, items: () => [{ kind: 'star', resolve: () => sources }], column: () => undefined };
+      }
+    }
+    scope.relations.push(relation);
+    return relation;
+  }
+
+  /**
+   * A base table: its columns are not in the text, so any name may be one of them. Columns
+   * renamed by an alias list (`people AS p(a, b)`) keep the alias as their name here.
+   */
+  private table(tables: readonly string[], name: string): Relation {
+    const sources = (column: string): Sources => tables.map((table) => ({ table, column }));
+    return { name, items: () => [{ kind: 'star', resolve: sources }], column: sources };
+  }
+
+  /**
+   * `schema.table` names an unqualified table may stand for: one per schema of the search path,
+   * since which of them holds the table is the catalog's knowledge, not the text's.
+   */
+  private tableNames(schema: string | undefined, relname: string): string[] {
+    return schema ? [`${schema}.${relname}`] : this.schemas.map((candidate) => `${candidate}.${relname}`);
+  }
+
+  /** A join: both sides in the scope by their names; its own columns for `*` or its alias. */
+  private join(node: Node, scope: Scope, aliasName: string | undefined, aliasColumns: readonly string[]): Relation {
+    const inner = aliasName ? new Scope(scope) : scope;
+    const left = this.fromItem(node.larg, inner);
+    const right = this.fromItem(node.rarg, inner);
+    if (aliasName) {
+      // `(a JOIN b) AS j`: a and b are hidden behind j, yet their columns still resolve unqualified.
+      for (const relation of inner.relations) scope.relations.push({ ...relation, name: undefined });
+    }
+    const using = names(node.usingClause);
+    const leftItems = left?.items() ?? [];
+    const rightItems = right?.items() ?? [];
+    const items: Item[] = [];
+    for (const column of using) {
+      items.push({ kind: 'column', name: column, sources: union(left?.column(column) ?? NONE, right?.column(column) ?? NONE) });
+    }
+    const shared = new Set(using);
+    const keep = (item: Item): boolean => item.kind === 'star' || !shared.has(item.name ?? '');
+    items.push(...leftItems.filter(keep), ...rightItems.filter(keep));
+    return derived(aliasName, renamed(items, aliasColumns));
+  }
+
+  /** RETURNING of INSERT/UPDATE/DELETE/MERGE; undefined without one (no rows). */
+  private returning(tag: string, node: Node, parent?: Scope): Item[] | undefined {
+    const clause = isObject(node.returningClause) ? list(node.returningClause.exprs) : list(node.returningList);
+    if (clause.length === 0) return undefined;
+    const scope = new Scope(parent);
+    if (isObject(node.withClause)) this.withClause(node.withClause, scope);
+    const target = isObject(node.relation) ? node.relation : undefined;
+    if (target) {
+      const relname = str(target.relname) ?? '';
+      const schema = str(target.schemaname);
+      const aliasName = str((target.alias as Node | undefined)?.aliasname);
+      const table = this.table(this.tableNames(schema, relname), aliasName ?? relname);
+      scope.relations.push(table);
+      scope.fromItems.push(table);
+    }
+    const extra = tag === 'UpdateStmt' ? node.fromClause : tag === 'DeleteStmt' ? node.usingClause : tag === 'MergeStmt' ? [node.sourceRelation] : undefined;
+    // RETURNING * names the target's columns only (and, in PostgreSQL, the FROM items' too).
+    for (const from of list(extra)) {
+      const relation = this.fromItem(from, scope);
+      if (relation) scope.fromItems.push(relation);
+    }
+    return this.targets(clause, scope);
+  }
+
+  private execute(node: Node): Item[] | undefined {
+    this.cacheable = false;
+    const text = this.options.preparedStatements?.get(str(node.name) ?? '');
+    if (text === undefined || this.depth >= MAX_EXECUTE_DEPTH) return undefined;
+    let tree: { stmts?: { stmt?: Node }[] };
+    try {
+      tree = parseSync(text) as typeof tree;
+    } catch {
+      return undefined;
+    }
+    const first = tree.stmts?.[0]?.stmt;
+    const prepared = (first as { PrepareStmt?: Node } | undefined)?.PrepareStmt;
+    const inner = new LineageWalk(this.schemas, this.options, this.depth + 1);
+    return inner.statement(prepared ? prepared.query : first);
+  }
+
+  /** The columns an expression's value carries. */
+  expr(value: unknown, scope: Scope): Sources {
+    if (Array.isArray(value)) return union(...value.map((item) => this.expr(item, scope)));
+    const wrapped = unwrap(value);
+    if (!wrapped) return isObject(value) ? this.generic(value, scope) : NONE;
+    const [tag, node] = wrapped;
+    switch (tag) {
+      case 'ColumnRef':
+        return this.columnRef(names(node.fields), list(node.fields), scope);
+      case 'A_Const':
+      case 'ParamRef':
+      case 'SQLValueFunction':
+      case 'BoolExpr':
+      case 'NullTest':
+      case 'BooleanTest':
+      case 'GroupingFunc':
+      case 'SetToDefault':
+        return NONE;
+      case 'TypeCast':
+      case 'CollateClause':
+        return this.expr(node.arg, scope);
+      case 'FuncCall': {
+        const name = names(node.funcname).at(-1)?.toLowerCase() ?? '';
+        // FILTER, ORDER BY within the aggregate and OVER choose rows; only the arguments are returned.
+        return NOT_CARRYING.has(name) ? NONE : this.expr(node.args, scope);
+      }
+      case 'A_Expr': {
+        const kind = str(node.kind) ?? '';
+        if (kind === 'AEXPR_NULLIF') return this.expr(node.lexpr, scope);
+        if (!CARRYING_EXPR_KINDS.has(kind)) return NONE;
+        const operator = names(node.name).at(-1) ?? '';
+        if (BOOLEAN_OPERATORS.has(operator)) return NONE;
+        return union(this.expr(node.lexpr, scope), this.expr(node.rexpr, scope));
+      }
+      case 'CaseExpr':
+        // WHEN conditions choose a branch; the results are what comes back.
+        return union(
+          ...list(node.args).map((when) => this.expr((when as { CaseWhen?: Node }).CaseWhen?.result, scope)),
+          this.expr(node.defresult, scope),
+        );
+      case 'CoalesceExpr':
+      case 'MinMaxExpr':
+      case 'RowExpr':
+      case 'XmlExpr':
+        return union(this.expr(node.args, scope), this.expr(node.named_args, scope));
+      case 'A_ArrayExpr':
+        return this.expr(node.elements, scope);
+      case 'A_Indirection':
+        return this.indirection(node, scope);
+      case 'SubLink': {
+        const type = str(node.subLinkType);
+        if (type !== 'EXPR_SUBLINK' && type !== 'ARRAY_SUBLINK' && type !== 'MULTIEXPR_SUBLINK') return NONE;
+        const query = unwrap(node.subselect);
+        if (query?.[0] !== 'SelectStmt') return NONE;
+        return allSources(this.select(query[1], scope));
+      }
+      default:
+        return this.generic(node, scope);
+    }
+  }
+
+  /** Any other node: everything its sub-expressions carry (a wider answer is the safe one). */
+  private generic(node: Node, scope: Scope): Sources {
+    const parts: Sources[] = [];
+    for (const key in node) {
+      const value = node[key];
+      if (isObject(value)) parts.push(this.expr(value, scope));
+    }
+    return union(...parts);
+  }
+
+  private columnRef(parts: readonly string[], fields: readonly unknown[], scope: Scope): Sources {
+    const last = fields.at(-1);
+    if (isObject(last) && 'A_Star' in last) {
+      // `rel.*` inside an expression (row_to_json(p.*)): whatever its named columns carry.
+      const qualifier = parts.slice(0, -1);
+      return allSources(this.starItems(qualifier, scope));
+    }
+    const column = parts.at(-1) ?? '';
+    if (parts.length === 1) {
+      // A bare name may also be a whole-row reference to a relation (SELECT p FROM people p).
+      // PostgreSQL tries a column first; where a table may have it we cannot tell, so both count.
+      const relation = scope.relation(column);
+      return relation ? union(scope.column(column), allSources(relation.items())) : scope.column(column);
+    }
+    const relation = scope.relation(parts.at(-2)!);
+    return relation?.column(column) ?? [{ column }];
+  }
+
+  /** `(p).ssn`, `(rec).field`, `arr[1]`: field selection names a column; subscripts keep the value. */
+  private indirection(node: Node, scope: Scope): Sources {
+    const first = list(node.indirection)[0];
+    const field = str((first as { String?: { sval?: unknown } } | undefined)?.String?.sval);
+    const arg = (node.arg as { ColumnRef?: Node } | undefined)?.ColumnRef;
+    if (field && arg) {
+      const parts = names(arg.fields);
+      const relation = parts.length === 1 ? scope.relation(parts[0]!) : undefined;
+      if (relation) return relation.column(field) ?? [{ column: field }];
+    }
+    return this.expr(node.arg, scope);
+  }
+}
+
+/** Schemas of the search path that may hold user tables; `public` when none is given. */
+const schemasOf = (searchPath: readonly string[] | undefined): string[] => {
+  const schemas: string[] = [];
+  for (const entry of searchPath ?? []) {
+    const schema = entry.trim().replace(/^"(.*)"$/, '$1');
+    // `$user` names a schema we cannot know here; pg_temp and pg_catalog hold no user tables.
+    if (schema && schema !== '$user' && !schema.startsWith('pg_temp') && schema !== 'pg_catalog' && !schemas.includes(schema)) schemas.push(schema);
+    if (schemas.length === MAX_SCHEMAS) break;
+  }
+  return schemas.length > 0 ? schemas : ['public'];
+};
+
+const toStatementLineage = (items: readonly Item[]): StatementLineage => {
+  const first = items.findIndex((item) => item.kind === 'star');
+  const column = (item: Item): ColumnLineage => (item.kind === 'column' ? item.sources : NONE);
+  if (first < 0) return { head: items.map(column), tail: [], open: false };
+  const last = items.findLastIndex((item) => item.kind === 'star');
+  return { head: items.slice(0, first).map(column), tail: items.slice(last + 1).map(column), open: true };
+};
+
+/**
+ * The lineage of the result columns of every statement in a SQL text, from the PostgreSQL parse
+ * tree: for each output column, the table columns its value derives from, through functions,
+ * operators, casts, CASE results, COALESCE, subqueries, CTEs (recursive ones too), set operations
+ * and RETURNING. Columns named only in WHERE, JOIN … ON, GROUP BY, ORDER BY, FILTER or a CASE
+ * condition do not count: they choose rows, they are not returned. Views are not expanded (their
+ * columns count as the view's own). Undefined when the text does not parse or the parser is not
+ * loaded; never throws.
+ */
+export const resultLineage = (text: string, options: LineageOptions = {}): SqlLineage | undefined => {
+  if (!isSqlClassifierLoaded() || text.trim() === '') return undefined;
+  try {
+    const tree = parseSync(text) as { stmts?: { stmt?: Node }[] };
+    const schemas = schemasOf(options.searchPath);
+    let cacheable = true;
+    const statements = (tree.stmts ?? []).map((raw) => {
+      const walk = new LineageWalk(schemas, options, 0);
+      const items = walk.statement(raw.stmt);
+      cacheable &&= walk.cacheable;
+      return items ? toStatementLineage(items) : undefined;
+    });
+    return { statements, cacheable };
+  } catch {
+    return undefined;
+  }
+};
+
+/**
+ * The lineage of each of a result's `count` columns (as the RowDescription lists them); undefined
+ * for a column whose lineage the text cannot tell (inside a `*` of unknown width, or a width
+ * that does not match).
+ */
+export const columnLineages = (statement: StatementLineage | undefined, count: number): (ColumnLineage | undefined)[] => {
+  const out = new Array<ColumnLineage | undefined>(count).fill(undefined);
+  if (!statement) return out;
+  if (!statement.open) {
+    if (statement.head.length !== count) return out;
+    return statement.head.slice();
+  }
+  if (statement.head.length + statement.tail.length > count) return out;
+  statement.head.forEach((lineage, index) => (out[index] = lineage));
+  statement.tail.forEach((lineage, index) => (out[count - statement.tail.length + index] = lineage));
+  return out;
+};

@@ -1,0 +1,46 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadSqlClassifier } from '@sluice/sql-classifier';
+import { derivedColumns, LineageCache } from './lineage.js';
+
+beforeAll(async () => {
+  await loadSqlClassifier();
+});
+
+describe('LineageCache', () => {
+  it('computes the lineage of a text once and answers repeats from the cache', () => {
+    const cache = new LineageCache();
+    const first = cache.lineage('SELECT substr(ssn, 8) AS tail FROM people', ['public'], new Map());
+    expect(first).toBeDefined();
+    expect(cache.lineage('SELECT substr(ssn, 8) AS tail FROM people', ['public'], new Map())).toBe(first);
+    expect(cache.lineage('SELECT substr(ssn, 8) AS tail FROM people', ['crm'], new Map())).not.toBe(first);
+  });
+
+  it('does not cache the lineage of an EXECUTE, which depends on the prepared statements', () => {
+    const cache = new LineageCache();
+    const prepared = new Map([['q', 'SELECT right(ssn, 4) FROM people']]);
+    const first = cache.lineage('EXECUTE q', undefined, prepared);
+    expect(first?.statements[0]?.head[0]).toEqual([{ table: 'public.people', column: 'ssn' }]);
+    prepared.set('q', 'SELECT name FROM people');
+    expect(cache.lineage('EXECUTE q', undefined, prepared)?.statements[0]?.head[0]).toEqual([{ table: 'public.people', column: 'name' }]);
+  });
+});
+
+describe('derivedColumns', () => {
+  it('gives each column of the n-th statement its sources as masking-engine column sources', () => {
+    const lineage = new LineageCache().lineage("SELECT 1; SELECT id, substr(ssn, 8) AS tail, 'x' AS k FROM crm.people", undefined, new Map());
+    expect(derivedColumns(lineage, 1, 3)).toEqual([[{ name: 'id', qualifiedName: 'crm.people.id' }], [{ name: 'ssn', qualifiedName: 'crm.people.ssn' }], undefined]);
+  });
+
+  it('gives nothing when no column has a source, the statement is unknown or the widths disagree', () => {
+    const lineage = new LineageCache().lineage("SELECT 1; SELECT substr(ssn, 8) FROM people", undefined, new Map());
+    expect(derivedColumns(lineage, 0, 1)).toBeUndefined();
+    expect(derivedColumns(lineage, 5, 1)).toBeUndefined();
+    expect(derivedColumns(lineage, 1, 2)).toBeUndefined();
+    expect(derivedColumns(undefined, 0, 1)).toBeUndefined();
+  });
+
+  it('keeps a column without a known table by its name alone', () => {
+    const lineage = new LineageCache().lineage('SELECT (SELECT upper(x.ssn))', undefined, new Map());
+    expect(derivedColumns(lineage, 0, 1)).toEqual([[{ name: 'ssn' }]]);
+  });
+});
