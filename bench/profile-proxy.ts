@@ -80,7 +80,7 @@ const started = process.hrtime.bigint();
 if (values.redis) {
   const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
   console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', '20', '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
-} else for (let index = 0; index < statements; index++) await client.query(process.env.PROFILE_SQL ?? `SELECT ${index % 100} AS n, 'someone@example.com' AS email`);
+} else for (let index = 0; index < statements; index++) await client.query(process.env.PROFILE_SQL ?? `SELECT ${index} AS n, 'someone@example.com' AS email`);
 const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
 await client.end();
 await sluice.stop();
@@ -97,7 +97,14 @@ for (const file of readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'
   const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile;
   const urls = new Set(profile.nodes.map((node) => node.callFrame.url));
   if (![...urls].some((url) => url.includes('services/proxy/'))) continue;
-  console.log(`\nproxy profile ${file}:`);
+  let busy = 0;
+  let elapsed = 0;
+  const idleIds = new Set(profile.nodes.filter((node) => node.callFrame.functionName === '(idle)').map((node) => node.id));
+  profile.samples.forEach((id, index) => {
+    elapsed += profile.timeDeltas[index] ?? 0;
+    if (elapsed >= startupMicros && !idleIds.has(id)) busy += profile.timeDeltas[index] ?? 0;
+  });
+  console.log(`\nproxy profile ${file}: ${(busy / statements).toFixed(0)} µs of proxy CPU per statement`);
   for (const line of topFunctions(profile)) console.log(line);
   console.log('by file:');
   for (const line of topFunctions(profile, 15, true)) console.log(line);
