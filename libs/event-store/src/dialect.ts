@@ -20,6 +20,8 @@ export interface StoreBackend {
   readonly kind: 'postgres' | 'pglite';
   /** Where it lives, with no password, for logs and errors. */
   readonly location: string;
+  /** PostgreSQL only: the pool behind the dialect, for what kysely cannot do (COPY). */
+  readonly pool?: pg.Pool;
 }
 
 // bigint columns (seq, counts) as numbers: seq stays far below 2^53 in any real deployment.
@@ -71,7 +73,7 @@ export const postgresBackend = async (url: string, maxConnections = 4): Promise<
   const pool = new pg.Pool({ connectionString: url, max: maxConnections, types: pgTypes });
   // An idle client that loses its server must not crash the process.
   pool.on('error', () => undefined);
-  return { dialect: new PostgresDialect({ pool }), kind: 'postgres', location: redact(url) };
+  return { dialect: new PostgresDialect({ pool }), kind: 'postgres', location: redact(url), pool };
 };
 
 export const pgliteBackend = async (path: string): Promise<StoreBackend> => {

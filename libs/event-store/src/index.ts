@@ -1,6 +1,7 @@
 export { openEventStore, DEFAULT_PGLITE_PATH } from './store.js';
 export type {
   AppendResult,
+  PreparedBatch,
   EventStore,
   OpenEventStoreOptions,
   SessionPage,

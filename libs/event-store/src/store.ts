@@ -1,9 +1,11 @@
-import { Kysely, Migrator, sql, type RawBuilder, type Transaction } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, sql, type RawBuilder } from 'kysely';
+import type pg from 'pg';
 import { kindOfType, type CloudEvent } from '@sluice/contracts';
-import { chainHash, GENESIS_HASH, joinEvent, normalizeEvent, splitEvent, type StoredCloudEvent } from './chain.js';
+import { chainHash, chainHashOf, GENESIS_HASH, joinEvent, prepareEvent, type StoredCloudEvent } from './chain.js';
 import type { SluiceDatabase } from './database.js';
 import { pgliteBackend, postgresBackend, type StoreBackend } from './dialect.js';
 import { migrationProvider, WRITER_ROLE } from './migrations.js';
+import { copyRows, type CopyField } from './copy-in.js';
 
 /** Minimal logger shape (pino fits). */
 export interface StoreLogger {
@@ -73,13 +75,64 @@ export interface SessionPage {
   readonly next?: string;
 }
 
+/** Columns of one event as the INSERT takes them, before its place in the chain is known. */
+interface PreparedRow {
+  readonly canonical: string;
+  readonly row: {
+    readonly id: string;
+    readonly session_id: string;
+    readonly type: string;
+    readonly kind: string;
+    readonly source: string;
+    readonly time: Date;
+    readonly data: string | null;
+    readonly ext: string;
+    readonly resource: string | null;
+    readonly subject_sub: string | null;
+    readonly command_id: string | null;
+    readonly approval_id: string | null;
+    readonly decision: string | null;
+    readonly masked_values: number;
+  };
+}
+
+type EventInsert = PreparedRow['row'] & { readonly session_seq: number; readonly hash: string; readonly prev_hash: string };
+
+const COPY_COLUMNS = [
+  'id', 'session_id', 'session_seq', 'type', 'kind', 'source', 'time', 'data', 'ext', 'hash', 'prev_hash',
+  'resource', 'subject_sub', 'command_id', 'approval_id', 'decision', 'masked_values',
+] as const satisfies ReadonlyArray<keyof EventInsert>;
+
+const copyValue = (row: EventInsert, column: (typeof COPY_COLUMNS)[number]): CopyField => {
+  const value = row[column];
+  return value instanceof Date ? value.toISOString() : value;
+};
+
+const PREPARED = Symbol('sluice.preparedBatch');
+
+/** Events with all the CPU work of storing them done (see EventStore.prepare). */
+export interface PreparedBatch {
+  readonly [PREPARED]: true;
+  /** Events given, duplicates and events without an id included. */
+  readonly received: number;
+  readonly rows: readonly PreparedRow[];
+}
+
+const isPrepared = (value: readonly CloudEvent[] | PreparedBatch): value is PreparedBatch => PREPARED in value;
+
 export interface EventStore {
   readonly backend: 'postgres' | 'pglite';
+  /**
+   * Does the CPU work of storing events (normalising, splitting into columns, the JCS text the
+   * chain hashes) without touching the database, so a caller can prepare its next batch while
+   * the previous one is being written. Events without an id are dropped; repeated ids kept once.
+   */
+  prepare(events: readonly CloudEvent[]): Promise<PreparedBatch>;
   /**
    * Stores events in one transaction, each once (by id), chaining each session's events in
    * the order given.
    */
-  append(events: readonly CloudEvent[]): Promise<AppendResult>;
+  append(events: readonly CloudEvent[] | PreparedBatch): Promise<AppendResult>;
   /** Recomputes every chain (or one session's) in seq order. */
   verify(options?: { readonly sessionId?: string | undefined }): Promise<VerifyResult>;
   listSessions(query?: SessionQuery): Promise<SessionPage>;
@@ -89,8 +142,8 @@ export interface EventStore {
 }
 
 const INSERT_CHUNK = 400;
-const UNNEST_CHUNK = 5000;
-const LOOKUP_CHUNK = 1000;
+/** Events prepared between two turns of the event loop (~2 ms of work). */
+const PREPARE_SLICE = 200;
 const VERIFY_PAGE = 5000;
 /** Above this many sessions in one batch, one exclusive lock replaces per-session locks (lock table size). */
 const MAX_SESSION_LOCKS = 128;
@@ -157,12 +210,14 @@ class KyselyEventStore implements EventStore {
   readonly backend: 'postgres' | 'pglite';
   private readonly queue: SerialQueue | undefined;
   private useWriterRole = false;
+  private readonly pool: pg.Pool | undefined;
 
   constructor(
     private readonly db: Kysely<SluiceDatabase>,
     backend: StoreBackend,
   ) {
     this.backend = backend.kind;
+    this.pool = backend.pool;
     this.queue = backend.kind === 'pglite' ? new SerialQueue() : undefined;
   }
 
@@ -193,100 +248,140 @@ class KyselyEventStore implements EventStore {
     if (!this.useWriterRole) logger?.warn({ role: WRITER_ROLE }, 'appending as the connecting user: the INSERT/SELECT-only role is not available');
   }
 
-  append(events: readonly CloudEvent[]): Promise<AppendResult> {
-    if (events.length === 0) return Promise.resolve({ stored: 0, duplicates: 0 });
-    return this.serial(() => this.db.transaction().execute((trx) => this.appendIn(trx, events)));
+  async prepare(events: readonly CloudEvent[]): Promise<PreparedBatch> {
+    const receivedAt = new Date();
+    const unique = new Map<string, PreparedRow>();
+    let sinceYield = 0;
+    for (const event of events) {
+      if (++sinceYield >= PREPARE_SLICE) {
+        // Let I/O in between (the previous batch's statements are waiting on it): the point of
+        // preparing ahead is to fill the time the database works, not to hold its replies.
+        sinceYield = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      if (typeof event?.id !== 'string' || event.id === '' || unique.has(event.id)) continue;
+      const { columns, canonical } = prepareEvent(event, receivedAt);
+      const data = columns.data;
+      unique.set(columns.id, {
+        canonical,
+        row: {
+          id: columns.id,
+          session_id: columns.sessionId,
+          type: columns.type,
+          kind: kindOfType(columns.type) ?? columns.type,
+          source: columns.source,
+          time: columns.time,
+          data: data === null ? null : JSON.stringify(data),
+          ext: JSON.stringify(columns.ext),
+          resource: stringField(data, 'resource'),
+          subject_sub: subjectSub(data),
+          command_id: stringField(data, 'commandId'),
+          approval_id: stringField(data, 'approvalId'),
+          decision: stringField(data, 'decision'),
+          masked_values: maskedValues(data),
+        },
+      });
+    }
+    return { [PREPARED]: true, received: events.length, rows: [...unique.values()] };
   }
 
-  private async appendIn(trx: Transaction<SluiceDatabase>, events: readonly CloudEvent[]): Promise<AppendResult> {
-    const receivedAt = new Date();
-    const unique = new Map<string, StoredCloudEvent>();
-    for (const event of events) {
-      if (typeof event?.id !== 'string' || event.id === '') continue;
-      if (!unique.has(event.id)) unique.set(event.id, normalizeEvent(event, receivedAt));
-    }
-    const batch = [...unique.values()];
-    const sessions = [...new Set(batch.map((event) => event.subject ?? ''))].sort();
+  async append(events: readonly CloudEvent[] | PreparedBatch): Promise<AppendResult> {
+    const batch = isPrepared(events) ? events : await this.prepare(events);
+    if (batch.rows.length === 0) return { stored: 0, duplicates: batch.received };
+    const pool = this.pool;
+    if (pool) return this.appendWithCopy(pool, batch);
+    return this.serial(() =>
+      this.db.transaction().execute((trx) =>
+        this.appendIn(
+          async <R>(text: string, parameters: readonly unknown[]) => (await trx.executeQuery<R>(CompiledQuery.raw(text, [...parameters]))).rows,
+          async (rows) => {
+            for (const part of chunks(rows, INSERT_CHUNK)) await trx.insertInto('sluice.events').values(part).execute();
+          },
+          batch,
+        ),
+      ),
+    );
+  }
 
-    if (this.useWriterRole) await sql`SET LOCAL ROLE ${sql.id(WRITER_ROLE)}`.execute(trx);
-    // Chain heads must not move under us: lock each session (ordered, so two appenders never
-    // deadlock), under a shared lock that a very large batch takes exclusively instead.
+  /** PostgreSQL: the same transaction on a pool client of its own, rows written with COPY. */
+  private async appendWithCopy(pool: pg.Pool, batch: PreparedBatch): Promise<AppendResult> {
+    const client = await pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const result = await this.appendIn(
+        async <R>(text: string, parameters: readonly unknown[]) => (await client.query(text, [...parameters])).rows as R[],
+        // COPY parses far less than INSERT … SELECT FROM unnest(…) of one array per column,
+        // and keeps the order given, so seq follows each session's chain.
+        (rows) => copyRows(client, `sluice.events (${COPY_COLUMNS.join(', ')})`, rows.map((row) => COPY_COLUMNS.map((column) => copyValue(row, column)))),
+        batch,
+      );
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      broken = error instanceof Error ? error : new Error(String(error));
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      // A connection that failed mid-COPY is not worth reusing.
+      client.release(broken);
+    }
+  }
+
+  private async appendIn(
+    query: <R>(text: string, parameters: readonly unknown[]) => Promise<R[]>,
+    insert: (rows: readonly EventInsert[]) => Promise<void>,
+    batch: PreparedBatch,
+  ): Promise<AppendResult> {
+    const ids = batch.rows.map(({ row }) => row.id);
+    const sessions = [...new Set(batch.rows.map(({ row }) => row.session_id))].sort();
+    const role = this.useWriterRole ? `set_config('role', '${WRITER_ROLE}', true)` : 'NULL';
+    // Chain heads must not move under us: lock each session, under a shared lock that a very
+    // large batch takes exclusively instead. One statement (the role switch too): the select
+    // list runs left to right, the session locks in one fixed order so appenders never deadlock.
     if (sessions.length > MAX_SESSION_LOCKS) {
-      await sql`SELECT pg_advisory_xact_lock(${APPEND_LOCK_KEY}::bigint)`.execute(trx);
+      await query(`SELECT ${role}, pg_advisory_xact_lock(${APPEND_LOCK_KEY}::bigint)`, []);
     } else {
-      await sql`SELECT pg_advisory_xact_lock_shared(${APPEND_LOCK_KEY}::bigint)`.execute(trx);
-      await sql`SELECT pg_advisory_xact_lock(hashtextextended(k, 0))
-                  FROM (VALUES ${sql.join(sessions.map((session) => sql`(${session}::text)`))}) AS v(k) ORDER BY k`.execute(trx);
+      await query(
+        `SELECT ${role}, pg_advisory_xact_lock_shared(${APPEND_LOCK_KEY}::bigint),
+                (SELECT count(pg_advisory_xact_lock(v.key))
+                   FROM (SELECT hashtextextended(s, 0) AS key FROM unnest($1::text[]) AS s ORDER BY 1) AS v)`,
+        [sessions],
+      );
     }
 
+    // After the locks (a new statement, so a new snapshot), in one round trip: which ids are
+    // stored already, and each session's head through the (session_id, session_seq) index (not
+    // a scan of all its events, which grew with the table).
     const existing = new Set<string>();
-    for (const ids of chunks([...unique.keys()], LOOKUP_CHUNK)) {
-      const found = await trx.selectFrom('sluice.events').select('id').where('id', 'in', ids).execute();
-      for (const row of found) existing.add(row.id);
-    }
-    const fresh = batch.filter((event) => !existing.has(event.id));
-    if (fresh.length === 0) return { stored: 0, duplicates: events.length };
-
     const heads = new Map<string, { hash: string; sessionSeq: number }>();
-    const freshSessions = [...new Set(fresh.map((event) => event.subject ?? ''))];
-    for (const ids of chunks(freshSessions, LOOKUP_CHUNK)) {
-      const { rows } = await sql<{ session_id: string; hash: string; session_seq: number }>`
-        SELECT DISTINCT ON (session_id) session_id, hash, session_seq
-          FROM sluice.events WHERE session_id IN (${sql.join(ids)})
-         ORDER BY session_id, session_seq DESC`.execute(trx);
-      for (const row of rows) heads.set(row.session_id, { hash: row.hash, sessionSeq: row.session_seq });
+    const found = await query<{ id: string | null; session_id: string | null; hash: string | null; session_seq: number | null }>(
+      `SELECT e.id, NULL AS session_id, NULL AS hash, NULL::integer AS session_seq
+         FROM sluice.events e WHERE e.id = ANY($1::text[])
+       UNION ALL
+       SELECT NULL, s, h.hash, h.session_seq
+         FROM unnest($2::text[]) AS s
+         CROSS JOIN LATERAL (SELECT e.hash, e.session_seq FROM sluice.events e
+                              WHERE e.session_id = s ORDER BY e.session_seq DESC LIMIT 1) AS h`,
+      [ids, sessions],
+    );
+    for (const row of found) {
+      if (row.id !== null) existing.add(row.id);
+      else if (row.session_id !== null) heads.set(row.session_id, { hash: row.hash!, sessionSeq: row.session_seq! });
     }
+    const fresh = existing.size === 0 ? batch.rows : batch.rows.filter(({ row }) => !existing.has(row.id));
+    if (fresh.length === 0) return { stored: 0, duplicates: batch.received };
 
-    const rows = fresh.map((event) => {
-      const columns = splitEvent(event);
-      const head = heads.get(columns.sessionId) ?? { hash: GENESIS_HASH, sessionSeq: 0 };
-      // Hash the form rebuilt from the columns, exactly what verify will recompute.
-      const hash = chainHash(head.hash, joinEvent(columns));
-      const next = { hash, sessionSeq: head.sessionSeq + 1 };
-      heads.set(columns.sessionId, next);
-      return {
-        id: columns.id,
-        session_id: columns.sessionId,
-        session_seq: next.sessionSeq,
-        type: columns.type,
-        kind: kindOfType(columns.type) ?? columns.type,
-        source: columns.source,
-        time: columns.time,
-        data: columns.data === null ? null : JSON.stringify(columns.data),
-        ext: JSON.stringify(columns.ext),
-        hash,
-        prev_hash: head.hash,
-        resource: stringField(columns.data, 'resource'),
-        subject_sub: subjectSub(columns.data),
-        command_id: stringField(columns.data, 'commandId'),
-        approval_id: stringField(columns.data, 'approvalId'),
-        decision: stringField(columns.data, 'decision'),
-        masked_values: maskedValues(columns.data),
-      };
+    const rows = fresh.map(({ row, canonical }): EventInsert => {
+      const head = heads.get(row.session_id) ?? { hash: GENESIS_HASH, sessionSeq: 0 };
+      // The JCS text is that of the form rebuilt from the columns, exactly what verify recomputes.
+      const hash = chainHashOf(head.hash, canonical);
+      const sessionSeq = head.sessionSeq + 1;
+      heads.set(row.session_id, { hash, sessionSeq });
+      return { ...row, session_seq: sessionSeq, hash, prev_hash: head.hash };
     });
-    if (this.backend === 'postgres') {
-      // One parameter per column (arrays through unnest): far cheaper to bind and plan than
-      // a multi-row VALUES with 18 parameters per row.
-      for (const part of chunks(rows, UNNEST_CHUNK)) {
-        const column = <K extends keyof (typeof part)[number]>(key: K) => part.map((row) => row[key]);
-        await sql`INSERT INTO sluice.events (id, session_id, session_seq, type, kind, source, time, data, ext, hash, prev_hash,
-                                             resource, subject_sub, command_id, approval_id, decision, masked_values)
-                  SELECT id, session_id, session_seq, type, kind, source, time, data::jsonb, ext::jsonb, hash, prev_hash,
-                         resource, subject_sub, command_id, approval_id, decision, masked_values
-                    FROM unnest(${column('id')}::text[], ${column('session_id')}::text[], ${column('session_seq')}::int[],
-                                ${column('type')}::text[], ${column('kind')}::text[], ${column('source')}::text[],
-                                ${column('time')}::timestamptz[], ${column('data')}::text[], ${column('ext')}::text[],
-                                ${column('hash')}::text[], ${column('prev_hash')}::text[], ${column('resource')}::text[],
-                                ${column('subject_sub')}::text[], ${column('command_id')}::text[], ${column('approval_id')}::text[],
-                                ${column('decision')}::text[], ${column('masked_values')}::int[])
-                         WITH ORDINALITY AS u(id, session_id, session_seq, type, kind, source, time, data, ext, hash, prev_hash,
-                                              resource, subject_sub, command_id, approval_id, decision, masked_values, ord)
-                   ORDER BY u.ord`.execute(trx);
-      }
-    } else {
-      for (const part of chunks(rows, INSERT_CHUNK)) await trx.insertInto('sluice.events').values(part).execute();
-    }
-    return { stored: rows.length, duplicates: events.length - rows.length };
+    await insert(rows);
+    return { stored: rows.length, duplicates: batch.received - rows.length };
   }
 
   verify(options: { readonly sessionId?: string | undefined } = {}): Promise<VerifyResult> {

@@ -9,7 +9,7 @@ export interface ConsumerLogger {
   error(object: object, message?: string): void;
 }
 
-export interface DurableConsumerSettings {
+export interface DurableConsumerSettings<T = CloudEvent[]> {
   readonly stream: string;
   /** `audit-store`, `audit-export-<name>` */
   readonly durable: string;
@@ -17,8 +17,17 @@ export interface DurableConsumerSettings {
   readonly batchMessages: number;
   /** Bytes handed over at most at once (default 1 MiB, ~2,000 events): keeps transactions short and the event loop free. */
   readonly batchBytes?: number;
-  /** Called with every event of a fetched batch; acks follow only after it resolves. */
-  readonly handle: (events: CloudEvent[]) => Promise<void>;
+  /**
+   * CPU work on a batch that needs nothing from the batch before it (the event store's
+   * prepare). When given, the next batch is taken, decoded and prepared while the current one
+   * is handled, so that work overlaps the handler's I/O; without it, handle gets the events.
+   * The batch taken ahead is checked against the handled sequences before the current one is
+   * done, so a message redelivered meanwhile (after ack_wait) can reach the handler twice: only
+   * for idempotent handlers (the store, idempotent by event id).
+   */
+  readonly prepare?: (events: CloudEvent[]) => T | Promise<T>;
+  /** Called with every event of a fetched batch (prepared); acks follow only after it resolves. */
+  readonly handle: (batch: T) => Promise<void>;
   readonly logger: ConsumerLogger;
   readonly maxBackoffMs?: number;
 }
@@ -42,13 +51,20 @@ const sleep = (ms: number, signal: { stopped: boolean }): Promise<void> =>
     tick();
   });
 
+interface TakenBatch<T> {
+  readonly messages: JsMsg[];
+  readonly events: CloudEvent[];
+  /** Absent when there is no prepare step or it threw (it is then retried with the handler). */
+  readonly prepared?: { readonly value: T };
+}
+
 /**
  * A durable JetStream pull consumer that hands batches to a handler and acknowledges (AckAll on
  * the last message) only after the handler succeeded; on failure the same batch is retried with
  * backoff, so nothing is lost and, because redeliveries at or below the last handled stream
  * sequence are dropped, nothing is handed over twice by this process.
  */
-export class DurableConsumer {
+export class DurableConsumer<T = CloudEvent[]> {
   private feeder: Promise<void> | undefined;
   private readonly buffer: JsMsg[] = [];
   private bufferedBytes = 0;
@@ -65,7 +81,7 @@ export class DurableConsumer {
 
   constructor(
     private readonly nc: NatsConnection,
-    private readonly settings: DurableConsumerSettings,
+    private readonly settings: DurableConsumerSettings<T>,
   ) {}
 
   private get batchBytes(): number {
@@ -160,58 +176,93 @@ export class DurableConsumer {
     return this.buffer.splice(0, count);
   }
 
+  private async take(decodeFailures: Set<number>): Promise<TakenBatch<T> | undefined> {
+    const messages = (await this.nextBatch()).filter((message) => {
+      if (!this.handledSeqs.has(message.seq)) return true;
+      message.ack();
+      return false;
+    });
+    if (messages.length === 0) return undefined;
+    const events: CloudEvent[] = [];
+    const lookahead = this.settings.prepare !== undefined;
+    for (const message of messages) {
+      // Taken ahead, this runs while the previous batch is being handled: one message per turn
+      // of the event loop, so that batch's replies are not held up behind our parsing.
+      if (lookahead) await new Promise((resolve) => setImmediate(resolve));
+      try {
+        events.push(...decodeEvents(message.data));
+      } catch (error) {
+        // Not JSON: nothing can ever be made of it. Logged loudly, acknowledged with the rest.
+        if (!decodeFailures.has(message.seq)) {
+          decodeFailures.add(message.seq);
+          this.settings.logger.error({ err: error, consumer: this.settings.durable, seq: message.seq, subject: message.subject }, 'undecodable message skipped');
+        }
+      }
+    }
+    const prepare = this.settings.prepare;
+    if (prepare === undefined || events.length === 0) return { messages, events };
+    try {
+      return { messages, events, prepared: { value: await prepare(events) } };
+    } catch {
+      return { messages, events };
+    }
+  }
+
+  private prepared(taken: TakenBatch<T>): T | Promise<T> {
+    if (taken.prepared) return taken.prepared.value;
+    // Without a prepare step T is CloudEvent[] (the settings' default).
+    return this.settings.prepare ? this.settings.prepare(taken.events) : (taken.events as unknown as T);
+  }
+
   private async run(): Promise<void> {
     const decodeFailures = new Set<number>();
-    while (!this.signal.stopped) {
-      const batch = (await this.nextBatch()).filter((message) => {
-        if (!this.handledSeqs.has(message.seq)) return true;
-        message.ack();
-        return false;
-      });
-      if (batch.length === 0) continue;
-      const events: CloudEvent[] = [];
-      for (const message of batch) {
-        try {
-          events.push(...decodeEvents(message.data));
-        } catch (error) {
-          // Not JSON: nothing can ever be made of it. Logged loudly, acknowledged with the rest.
-          if (!decodeFailures.has(message.seq)) {
-            decodeFailures.add(message.seq);
-            this.settings.logger.error({ err: error, consumer: this.settings.durable, seq: message.seq, subject: message.subject }, 'undecodable message skipped');
+    const lookahead = this.settings.prepare !== undefined;
+    let next: Promise<TakenBatch<T> | undefined> | undefined;
+    try {
+      while (!this.signal.stopped) {
+        const taken = await (next ?? this.take(decodeFailures));
+        next = undefined;
+        if (taken === undefined) continue;
+        // Taken now, its decoding and preparing run while this batch's handler waits on I/O.
+        // It is handled only after this one, so the order of the stream is kept.
+        if (lookahead) next = this.take(decodeFailures);
+        const { messages: batch, events } = taken;
+        let backoff = 200;
+        for (;;) {
+          try {
+            if (events.length > 0) await this.settings.handle(await this.prepared(taken));
+            this.failing = false;
+            break;
+          } catch (error) {
+            this.failing = true;
+            this.lastError = error instanceof Error ? error.message : String(error);
+            this.settings.logger.warn({ err: error, consumer: this.settings.durable, events: events.length, retryInMs: backoff }, 'batch not handled; retrying');
+            for (const message of batch) message.working();
+            if (this.signal.stopped) return this.release(batch);
+            await sleep(backoff, this.signal);
+            if (this.signal.stopped) return this.release(batch);
+            backoff = Math.min(backoff * 2, this.settings.maxBackoffMs ?? 30_000);
           }
         }
-      }
-      let backoff = 200;
-      for (;;) {
+        const last = batch[batch.length - 1]!;
+        for (const message of batch) {
+          this.handledSeqs.add(message.seq);
+          if (message !== last) message.ack();
+        }
+        while (this.handledSeqs.size > 100_000) this.handledSeqs.delete(this.handledSeqs.values().next().value!);
+        this.handledEvents += events.length;
         try {
-          if (events.length > 0) await this.settings.handle(events);
-          this.failing = false;
-          break;
+          // Acks go out in order on one connection: once the last is confirmed, all are.
+          await last.ackAck();
         } catch (error) {
-          this.failing = true;
-          this.lastError = error instanceof Error ? error.message : String(error);
-          this.settings.logger.warn({ err: error, consumer: this.settings.durable, events: events.length, retryInMs: backoff }, 'batch not handled; retrying');
-          for (const message of batch) message.working();
-          if (this.signal.stopped) return this.release(batch);
-          await sleep(backoff, this.signal);
-          if (this.signal.stopped) return this.release(batch);
-          backoff = Math.min(backoff * 2, this.settings.maxBackoffMs ?? 30_000);
+          // Redelivered later; the handler's side effect is idempotent (store) or deduplicated by seq.
+          this.settings.logger.warn({ err: error, consumer: this.settings.durable }, 'ack not confirmed');
         }
       }
-      const last = batch[batch.length - 1]!;
-      for (const message of batch) {
-        this.handledSeqs.add(message.seq);
-        if (message !== last) message.ack();
-      }
-      while (this.handledSeqs.size > 100_000) this.handledSeqs.delete(this.handledSeqs.values().next().value!);
-      this.handledEvents += events.length;
-      try {
-        // Acks go out in order on one connection: once the last is confirmed, all are.
-        await last.ackAck();
-      } catch (error) {
-        // Redelivered later; the handler's side effect is idempotent (store) or deduplicated by seq.
-        this.settings.logger.warn({ err: error, consumer: this.settings.durable }, 'ack not confirmed');
-      }
+    } finally {
+      // A batch taken ahead and never handled goes back at once, in order.
+      const ahead = await next?.catch(() => undefined);
+      if (ahead) this.release(ahead.messages);
     }
   }
 

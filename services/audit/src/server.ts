@@ -52,14 +52,16 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200 }:
       ...(config.audit.stream.maxAge === undefined ? {} : { maxAgeMs: config.audit.stream.maxAge }),
     });
 
-    const consumers: DurableConsumer[] = [];
+    const consumers: Array<Pick<DurableConsumer<unknown>, 'state'>> = [];
     const storeConsumer = new DurableConsumer(nc, {
       stream: config.bus.stream,
       durable: STORE_CONSUMER,
       batchMessages,
       logger,
-      handle: async (events) => {
-        await store.append(events);
+      // Normalising and canonicalising the next batch overlaps the INSERT of this one.
+      prepare: (events) => store.prepare(events),
+      handle: async (batch) => {
+        await store.append(batch);
       },
     });
     await storeConsumer.start();

@@ -1,0 +1,104 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildEvent, type CloudEvent } from '@sluice/contracts';
+import { openEventStore, type EventStore } from '@sluice/event-store';
+
+const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+const DATABASE = `sluice_store_it_${RUN}`;
+const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+const DB_URL = `postgres://postgres@127.0.0.1:5432/${DATABASE}`;
+
+let counter = 0;
+const decided = (session: string): CloudEvent => {
+  counter += 1;
+  return buildEvent('command.decided', {
+    id: `${RUN}-${counter}`,
+    source: 'proxy',
+    subject: session,
+    time: new Date(),
+    data: { commandId: `c${counter}`, resource: 'shop-db', protocol: 'postgres', command: 'SELECT 1', action: 'read', risk: 'low', decision: 'allow', rule: 'r', reason: 'ok' },
+  });
+};
+
+const chainOf = async (store: EventStore, session: string) =>
+  (await store.sessionEvents(session)).map((event) => ({ id: event.id, prev: event.prev_hash, hash: event.hash }));
+
+describe('event store appends on PostgreSQL', () => {
+  let store: EventStore;
+  let second: EventStore;
+
+  beforeAll(async () => {
+    store = await openEventStore({ url: DB_URL });
+    second = await openEventStore({ url: DB_URL });
+  });
+
+  afterAll(async () => {
+    await store?.close();
+    await second?.close();
+    const admin = new pg.Client({ connectionString: ADMIN_URL });
+    await admin.connect();
+    await admin.query(`DROP DATABASE IF EXISTS ${DATABASE} WITH (FORCE)`);
+    await admin.end();
+  });
+
+  it('continues each session chain and skips stored ids when a later batch repeats some', async () => {
+    const first = [decided('a'), decided('b'), decided('a')];
+    expect(await store.append(first)).toEqual({ stored: 3, duplicates: 0 });
+    const next = [first[2]!, decided('a'), first[0]!, decided('b')];
+    expect(await store.append(await store.prepare(next))).toEqual({ stored: 2, duplicates: 2 });
+    const chain = await chainOf(store, 'a');
+    expect(chain.map((link) => link.id)).toEqual([first[0]!.id, first[2]!.id, next[1]!.id]);
+    for (let index = 1; index < chain.length; index += 1) expect(chain[index]!.prev).toBe(chain[index - 1]!.hash);
+    expect(await store.verify({ sessionId: 'a' })).toMatchObject({ ok: true, events: 3 });
+  });
+
+  it('chains every session when one batch spans more sessions than it locks one by one', async () => {
+    const events = Array.from({ length: 600 }, (_, index) => decided(`wide-${index % 300}`));
+    expect(await store.append(events)).toEqual({ stored: 600, duplicates: 0 });
+    expect(await store.append(events.slice(0, 300).map((event) => ({ ...event, id: `${event.id}-again` })))).toEqual({ stored: 300, duplicates: 0 });
+    const one = await store.sessionEvents('wide-7');
+    expect(one.map((event) => event.id)).toEqual([events[7]!.id, events[307]!.id, `${events[7]!.id}-again`]);
+    expect(await store.verify()).toMatchObject({ ok: true });
+  });
+
+  it('keeps every chain valid when two stores append to the same sessions at once', async () => {
+    const batches = (store: EventStore) =>
+      Array.from({ length: 6 }, () => store.append(Array.from({ length: 50 }, (_, index) => decided(`shared-${index % 5}`))));
+    const results = await Promise.all([...batches(store), ...batches(second)]);
+    expect(results.reduce((sum, result) => sum + result.stored, 0)).toBe(600);
+    for (let session = 0; session < 5; session += 1) {
+      const events = await store.sessionEvents(`shared-${session}`);
+      expect(events).toHaveLength(120);
+    }
+    expect(await store.verify()).toMatchObject({ ok: true });
+  });
+
+  it('drops events without an id and counts them as not stored when a batch holds some', async () => {
+    const good = decided('c');
+    expect(await store.append([{ ...good, id: '' }, good, good])).toEqual({ stored: 1, duplicates: 2 });
+    expect(await store.append([{ ...good, id: '' }])).toEqual({ stored: 0, duplicates: 1 });
+  });
+
+  it('stores text with tabs, newlines, backslashes and other scripts unchanged when a value holds them', async () => {
+    const awkward = 'tab\there\nline\r\\back\\slash "quoted" \u00e9\u20ac\ud83d\ude00 \\N \\.';
+    const event = buildEvent('command.decided', {
+      id: `${RUN}-awk\tward\\id`,
+      source: 'proxy\nsource',
+      subject: `awk\tward-${RUN}`,
+      time: new Date(),
+      data: { commandId: awkward, resource: awkward, protocol: 'postgres', command: awkward, action: 'read', risk: 'low', decision: 'allow', rule: 'r', reason: awkward },
+    });
+    expect(await store.append([event])).toEqual({ stored: 1, duplicates: 0 });
+    const [stored] = await store.sessionEvents(`awk\tward-${RUN}`);
+    expect(stored).toMatchObject({ id: event.id, source: 'proxy\nsource', data: event.data });
+    expect(await store.verify({ sessionId: `awk\tward-${RUN}` })).toMatchObject({ ok: true, events: 1 });
+  });
+
+  it('rejects the whole batch and keeps appending afterwards when a row cannot be stored', async () => {
+    const bad = { ...decided('d'), source: undefined } as unknown as CloudEvent;
+    const good = decided('d');
+    await expect(store.append([good, bad])).rejects.toMatchObject({ code: '23502' });
+    expect(await store.sessionEvents('d')).toHaveLength(0);
+    expect(await store.append([good])).toEqual({ stored: 1, duplicates: 0 });
+  });
+});
