@@ -57,7 +57,7 @@ export class EventPublisher {
       maxBatchBytes: 512 * 1024,
       maxInFlight: 32,
       maxQueuedEvents: 100_000,
-      maxDelayMs: 5,
+      maxDelayMs: 25,
       ...settings,
     };
   }
@@ -76,14 +76,8 @@ export class EventPublisher {
     if (this.#closed) throw new Error('publisher is closed');
     this.#queue.push(event);
     this.#unacked += 1;
-    if (this.#queue.length >= this.#settings.maxBatchEvents) this.#pump();
-    else if (!this.#scheduled) {
-      this.#scheduled = true;
-      setTimeout(() => {
-        this.#scheduled = false;
-        this.#pump();
-      }, this.#settings.maxDelayMs);
-    }
+    if (this.#queue.length >= this.#settings.maxBatchEvents) this.#pump(false);
+    else this.#schedule();
   }
 
   /** Publishes one event on its own subject and waits for the ack (low-volume, must-be-stored events). */
@@ -94,7 +88,7 @@ export class EventPublisher {
 
   /** Resolves once every event published so far is acknowledged. */
   flush(): Promise<void> {
-    this.#pump();
+    this.#pump(true);
     if (this.#unacked === 0) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push(resolve));
   }
@@ -105,12 +99,27 @@ export class EventPublisher {
     clearTimeout(this.#retryTimer);
   }
 
-  #pump(): void {
+  #schedule(): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setTimeout(() => {
+      this.#scheduled = false;
+      this.#pump(true);
+    }, this.#settings.maxDelayMs);
+  }
+
+  /**
+   * Sends retries and full batches; a partial batch only when `partial` (the gathering delay is
+   * over, or a flush): an ack arriving must not send the next few events on their own.
+   */
+  #pump(partial: boolean): void {
     while (this.#inFlight < this.#settings.maxInFlight) {
-      const batch = this.#retry.shift() ?? this.#takeBatch();
+      const full = this.#queue.length >= this.#settings.maxBatchEvents;
+      const batch = this.#retry.shift() ?? (full || partial ? this.#takeBatch() : undefined);
       if (!batch) break;
       this.#send(batch);
     }
+    if (this.#queue.length > 0) this.#schedule();
   }
 
   #takeBatch(): Batch | undefined {
@@ -140,7 +149,8 @@ export class EventPublisher {
         this.#inFlight -= 1;
         this.#failing = false;
         this.#unacked -= batch.count;
-        this.#pump();
+        // While someone waits in flush(), what is left goes at once.
+        this.#pump(this.#idle.length > 0);
         this.#notifyIdle();
       },
       (error: unknown) => {
@@ -149,7 +159,7 @@ export class EventPublisher {
         this.#settings.onError?.(error);
         this.#retry.unshift(batch);
         clearTimeout(this.#retryTimer);
-        this.#retryTimer = setTimeout(() => this.#pump(), 500);
+        this.#retryTimer = setTimeout(() => this.#pump(false), 500);
       },
     );
   }
