@@ -73,6 +73,7 @@ describe('approval service', () => {
   const requestApproval = (overrides: Partial<proto.RequestApprovalRequest> = {}) =>
     unary<proto.RequestApprovalRequest, proto.RequestApprovalResponse>(client, 'requestApproval', {
       sessionId: `session-${randomBytes(3).toString('hex')}`,
+      commandId: `command-${randomBytes(3).toString('hex')}`,
       resource: 'shop-db',
       requester: { sub: 'ops-agent-1', groups: ['ops-agents'] },
       command: 'DELETE FROM orders',

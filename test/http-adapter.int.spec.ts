@@ -36,6 +36,8 @@ const masker: ProfileMasker = {
   name: 'pii',
   maskText,
   maskJson: walk,
+  // These adapters never see PostgreSQL binary cells.
+  maskBinaryCell: (value) => value,
   maskCell: (value, _column, counts) => maskText(value, counts),
   hasColumnRule: () => false,
 };

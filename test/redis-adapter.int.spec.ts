@@ -42,6 +42,8 @@ const masker: ProfileMasker = {
   name: 'pii',
   maskText,
   maskJson: walk,
+  // These adapters never see PostgreSQL binary cells.
+  maskBinaryCell: (value) => value,
   maskCell: (value, column, counts) => {
     if (column && /ssn/i.test(column.name)) {
       bump(counts, 'column:ssn');

@@ -3,14 +3,12 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createClient } from 'redis';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connectBus } from '@sluice/event-bus';
+import { createDatabase, deleteStreams, dropDatabases } from '../support/databases.js';
 import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
 import { freePorts } from '../support/ports.js';
 import { startHttpSink, type HttpSink } from '../support/sinks.js';
 import { startSluice, type RunningSluice } from '../support/sluice.js';
 
-const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const WEBHOOK_SECRET = 'e2e-webhook-secret';
 
 describe('one Sluice deployment governing PostgreSQL, Redis and HTTP with approvals, masking and audit', () => {
@@ -30,18 +28,14 @@ describe('one Sluice deployment governing PostgreSQL, Redis and HTTP with approv
   let httpPort: number;
 
   beforeAll(async () => {
-    const admin = new pg.Client(ADMIN_URL);
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${targetDb}`);
-    await admin.end();
-    const target = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: targetDb });
-    await target.connect();
-    await target.query(`CREATE TABLE orders (id int PRIMARY KEY, customer text, total numeric(10,2));
+    await createDatabase(
+      targetDb,
+      `CREATE TABLE orders (id int PRIMARY KEY, customer text, total numeric(10,2));
       INSERT INTO orders SELECT g, 'customer ' || g, g * 1.5 FROM generate_series(1, 50) g;
       CREATE TABLE profiles (id int PRIMARY KEY, ssn text, doc jsonb, notes text);
       INSERT INTO profiles VALUES (1, '123-45-6789', '{"contact": {"email": "bob@example.com"}, "tier": "gold"}',
-        'call +1 415 555 0132 or card 4111111111111111');`);
-    await target.end();
+        'call +1 415 555 0132 or card 4111111111111111');`,
+    );
     const redis = createClient({ url: 'redis://127.0.0.1:6379' });
     await redis.connect();
     await redis.set(`${keyPrefix}contact`, 'reach me at carol@example.net');
@@ -86,18 +80,12 @@ describe('one Sluice deployment governing PostgreSQL, Redis and HTTP with approv
   afterAll(async () => {
     await sluice?.stop();
     await Promise.all([idp?.close(), webhook?.close(), siem?.close(), api?.close()]);
-    const admin = new pg.Client(ADMIN_URL);
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${targetDb} WITH (FORCE)`);
-    await admin.query(`DROP DATABASE IF EXISTS ${storeDb} WITH (FORCE)`);
-    await admin.end();
+    await dropDatabases([targetDb, storeDb]);
     const redis = createClient({ url: 'redis://127.0.0.1:6379' });
     await redis.connect();
     for (const key of await redis.keys(`${keyPrefix}*`)) await redis.del(key);
     await redis.quit();
-    const nc = await connectBus('nats://127.0.0.1:4222', 'e2e-cleanup');
-    await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined);
-    await nc.drain();
+    await deleteStreams([stream]);
   });
 
   const pgClient = async (sub: string, groups: string[]) => {
@@ -109,7 +97,7 @@ describe('one Sluice deployment governing PostgreSQL, Redis and HTTP with approv
   it('masks columns, jsonb leaves and free text for a reader, keeping names and amounts', async () => {
     const client = await pgClient('analyst-1', ['analysts']);
     const { rows } = await client.query('SELECT id, ssn, doc, notes FROM profiles');
-    const binary = await client.query({ text: 'SELECT ssn, notes FROM profiles WHERE id = $1', values: [1], binary: true } as never);
+    const binary = await client.query({ text: 'SELECT ssn, notes FROM profiles WHERE id = $1', values: [1], binary: true } as pg.QueryConfig);
     const totals = await client.query('SELECT customer, total FROM orders WHERE id = 3');
     await client.end();
     const text = JSON.stringify([rows, binary.rows]);

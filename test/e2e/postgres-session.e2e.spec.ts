@@ -4,16 +4,14 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { connectBus, decodeEvents } from '@sluice/event-bus';
 import { jetstream } from '@nats-io/jetstream';
+import { createDatabase, deleteStreams, dropDatabases } from '../support/databases.js';
 import { startOidcProvider, type RealIdp } from '../support/oidc-provider.js';
 import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
 import { freePort } from '../support/ports.js';
 import { runCommand } from '../support/run.js';
 import { SLUICE_BIN, startSluice, type RunningSluice } from '../support/sluice.js';
-
-const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 
 describe('an agent’s governed PostgreSQL session, end to end through `sluice up`', () => {
   const run = randomUUID().slice(0, 8);
@@ -30,16 +28,12 @@ describe('an agent’s governed PostgreSQL session, end to end through `sluice u
     new pg.Client({ host: '127.0.0.1', port: proxyPort, user: 'agent', password, database });
 
   beforeAll(async () => {
-    const admin = new pg.Client(ADMIN_URL);
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${targetDb}`);
-    await admin.end();
-    const target = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: targetDb });
-    await target.connect();
-    await target.query(`CREATE TABLE customers (id int PRIMARY KEY, name text, email text, card text, amount numeric(10,2));
-      INSERT INTO customers VALUES (1, 'Ada Lovelace', 'ada@example.com', '4111 1111 1111 1111', 12.50),
-                                   (2, 'Alan Turing', 'alan@example.org', '5500-0000-0000-0004', 99.99);`);
-    await target.end();
+    await createDatabase(
+      targetDb,
+      `CREATE TABLE customers (id int PRIMARY KEY, name text, email text, card text, amount numeric(10,2));
+       INSERT INTO customers VALUES (1, 'Ada Lovelace', 'ada@example.com', '4111 1111 1111 1111', 12.50),
+                                    (2, 'Alan Turing', 'alan@example.org', '5500-0000-0000-0004', 99.99);`,
+    );
 
     idp = await startOidcProvider([
       { clientId: 'support-bot', secret: 'support-bot-secret-0123456789abcdef', groups: ['support-agents'] },
@@ -75,14 +69,8 @@ describe('an agent’s governed PostgreSQL session, end to end through `sluice u
     await sluice?.stop();
     await idp?.close();
     await forger?.close();
-    const admin = new pg.Client(ADMIN_URL);
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${targetDb} WITH (FORCE)`);
-    await admin.query(`DROP DATABASE IF EXISTS ${storeDb} WITH (FORCE)`);
-    await admin.end();
-    const nc = await connectBus('nats://127.0.0.1:4222', 'e2e-cleanup');
-    await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined);
-    await nc.drain();
+    await dropDatabases([targetDb, storeDb]);
+    await deleteStreams([stream]);
   });
 
   it('serves /readyz with 200 once every service is ready', async () => {

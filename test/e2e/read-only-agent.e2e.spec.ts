@@ -1,14 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connectBus } from '@sluice/event-bus';
+import { createDatabase, deleteStreams, dropDatabases } from '../support/databases.js';
 import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
 import { freePort } from '../support/ports.js';
 import { runCommand } from '../support/run.js';
 import { startSluice, type RunningSluice } from '../support/sluice.js';
-
-const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 
 /** Writes, DDL and admin statements dressed up as something else. None may change anything. */
 const DISGUISED = [
@@ -67,17 +64,13 @@ describe('a read-only agent cannot change anything, whatever it sends', () => {
   };
 
   beforeAll(async () => {
-    const admin = new pg.Client(ADMIN_URL);
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${targetDb}`);
-    await admin.end();
-    const target = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: targetDb });
-    await target.connect();
-    await target.query(`CREATE TABLE accounts (id serial PRIMARY KEY, balance int);
+    await createDatabase(
+      targetDb,
+      `CREATE TABLE accounts (id serial PRIMARY KEY, balance int);
       INSERT INTO accounts (balance) SELECT g * 10 FROM generate_series(1, 20) g;
       CREATE FUNCTION sneaky_total() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
-        BEGIN DELETE FROM accounts; RETURN 0; END $$;`);
-    await target.end();
+        BEGIN DELETE FROM accounts; RETURN 0; END $$;`,
+    );
     idp = await startTestIssuer();
     proxyPort = await freePort();
     sluice = await startSluice({
@@ -95,15 +88,8 @@ describe('a read-only agent cannot change anything, whatever it sends', () => {
   afterAll(async () => {
     await sluice?.stop();
     await idp?.close();
-    const admin = new pg.Client(ADMIN_URL);
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${targetDb} WITH (FORCE)`);
-    await admin.query(`DROP DATABASE IF EXISTS ${storeDb} WITH (FORCE)`);
-    await admin.query('DROP ROLE IF EXISTS intruder').catch(() => undefined);
-    await admin.end();
-    const nc = await connectBus('nats://127.0.0.1:4222', 'e2e-cleanup');
-    await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined);
-    await nc.drain();
+    await dropDatabases([targetDb, storeDb], ['intruder']);
+    await deleteStreams([stream]);
   });
 
   it('refuses every disguised write over node-postgres with 42501 and keeps the session usable', async () => {

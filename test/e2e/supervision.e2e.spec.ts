@@ -1,9 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connectBus } from '@sluice/event-bus';
 import { parse, stringify } from 'yaml';
+import { deleteStreams, dropDatabases } from '../support/databases.js';
 import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
 import { freePort } from '../support/ports.js';
 import { startSluice, type RunningSluice } from '../support/sluice.js';
@@ -42,13 +41,8 @@ describe('sluice up supervises its services', () => {
   afterAll(async () => {
     await sluice?.stop();
     await idp?.close();
-    const admin = new pg.Client('postgres://postgres@127.0.0.1:5432/postgres');
-    await admin.connect();
-    await admin.query('DROP DATABASE IF EXISTS sluice_e2e_supervision WITH (FORCE)');
-    await admin.end();
-    const nc = await connectBus('nats://127.0.0.1:4222', 'e2e-cleanup');
-    await (await jetstreamManager(nc)).streams.delete('SLUICE_E2E_SUPERVISION').catch(() => undefined);
-    await nc.drain();
+    await dropDatabases(['sluice_e2e_supervision']);
+    await deleteStreams(['SLUICE_E2E_SUPERVISION']);
   });
 
   const readiness = async (): Promise<{ status: number; body: Readiness }> => {

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connectBus } from '@sluice/event-bus';
+import { deleteStreams, dropDatabases } from '../support/databases.js';
 import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
 import { freePort } from '../support/ports.js';
 import { startHttpSink, type HttpSink } from '../support/sinks.js';
@@ -52,13 +51,8 @@ describe('OpenTelemetry traces when OTEL_EXPORTER_OTLP_ENDPOINT is set', () => {
   afterAll(async () => {
     await sluice?.stop();
     await Promise.all([idp?.close(), collector?.close()]);
-    const admin = new pg.Client('postgres://postgres@127.0.0.1:5432/postgres');
-    await admin.connect();
-    await admin.query('DROP DATABASE IF EXISTS sluice_e2e_tracing WITH (FORCE)');
-    await admin.end();
-    const nc = await connectBus('nats://127.0.0.1:4222', 'e2e-cleanup');
-    await (await jetstreamManager(nc)).streams.delete('SLUICE_E2E_TRACING').catch(() => undefined);
-    await nc.drain();
+    await dropDatabases(['sluice_e2e_tracing']);
+    await deleteStreams(['SLUICE_E2E_TRACING']);
   });
 
   it('puts an agent command’s decision in the proxy and its gRPC handling in the policy service in one trace', async () => {

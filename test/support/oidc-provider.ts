@@ -52,7 +52,7 @@ export const startOidcProvider = async (clients: readonly ClientSpec[], audience
       },
     },
     ttl: { ClientCredentials: 600 },
-    extraTokenClaims: (_ctx, token) => {
+    extraTokenClaims: (_ctx: unknown, token: unknown) => {
       const clientId = (token as { clientId?: string }).clientId;
       return { groups: [...(groupsOf.get(clientId ?? '') ?? [])] };
     },
