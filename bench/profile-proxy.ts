@@ -5,7 +5,10 @@
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -15,7 +18,7 @@ import { freePort } from '../test/support/ports.js';
 import { startSluice } from '../test/support/sluice.js';
 
 const { values } = parseArgs({
-  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false } },
+  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false } },
 });
 const statements = Number(values.statements);
 const dir = values.dir!;
@@ -53,10 +56,18 @@ const topFunctions = (profile: Profile, count = 25, byFile = false): string[] =>
     .map(([key, micros]) => `${((100 * micros) / total).toFixed(1).padStart(5)}%  ${key}`);
 };
 
+const run = promisify(execFile);
 const idp = await startTestIssuer();
 const launched = Date.now();
 const port = await freePort();
 const redisPort = await freePort();
+const httpPort = await freePort();
+const document = JSON.stringify({ id: 7, name: 'Ada Lovelace', email: 'ada@example.com', notes: 'x'.repeat(900) });
+const target = createServer((_request, response) => {
+  response.writeHead(200, { 'content-type': 'application/json' });
+  response.end(document);
+});
+await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
 const sluice = await startSluice(
   {
     identity: { oidc: [{ issuer: idp.issuer, audience: 'sluice' }] },
@@ -65,6 +76,7 @@ const sluice = await startSluice(
     resources: [
       { name: 'db', type: 'postgres', listen: `127.0.0.1:${port}`, target: { host: '127.0.0.1', database: 'postgres' }, credentials: { username: 'postgres' } },
       { name: 'kv', type: 'redis', listen: `127.0.0.1:${redisPort}`, target: { host: '127.0.0.1', port: 6379 } },
+      { name: 'api', type: 'http', listen: `127.0.0.1:${httpPort}`, target: { url: `http://127.0.0.1:${(target.address() as AddressInfo).port}` } },
     ],
     masking: { profiles: { pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'ipv4', 'jwt', 'secret'] } } },
     rules: [{ name: 'readers', effect: 'allow', actions: ['read'], mask: 'pii' }],
@@ -77,7 +89,11 @@ for (let index = 0; index < 200; index++) await client.query('SELECT 0');
 // Profiles start when the process does; the statements start about this long after.
 const startupMicros = (Date.now() - launched) * 1000;
 const started = process.hrtime.bigint();
-if (values.redis) {
+if (values.http) {
+  const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
+  const wrk = await run('wrk', ['-t', '2', '-c', '20', '-d', '8s', '-H', `Authorization: Bearer ${token}`, `http://127.0.0.1:${httpPort}/doc`]);
+  console.log(wrk.stdout.split('\n').filter((line) => /Requests\/sec|Latency/.test(line)).join('\n'));
+} else if (values.redis) {
   const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
   console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', '20', '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
 } else for (let index = 0; index < statements; index++) await client.query(process.env.PROFILE_SQL ?? `SELECT ${index} AS n, 'someone@example.com' AS email`);
@@ -85,6 +101,7 @@ const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
 await client.end();
 await sluice.stop();
 await idp.close();
+target.close();
 const nc = await connectBus('nats://127.0.0.1:4222', 'profile-cleanup');
 await (await jetstreamManager(nc)).streams.delete('SLUICE_PROFILE').catch(() => undefined);
 await nc.close();
