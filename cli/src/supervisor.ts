@@ -93,8 +93,10 @@ export class Supervisor {
       if (path === '/readyz' || path === '/healthz') {
         const ok = path === '/healthz' || this.ready;
         const services = Object.fromEntries([...this.#services.values()].map((service) => [service.name, { state: service.state, restarts: service.restarts, pid: service.child?.pid ?? null }]));
-        response.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-        response.end(JSON.stringify({ status: ok ? 'ready' : 'not ready', services }));
+        void this.#auditConsumers().then((consumers) => {
+          response.writeHead(ok ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+          response.end(JSON.stringify({ status: ok ? 'ready' : 'not ready', services, ...(consumers ? { consumers } : {}) }));
+        });
         return;
       }
       response.writeHead(404, { 'content-type': 'application/json' });
@@ -109,6 +111,17 @@ export class Supervisor {
   /** Passes SIGHUP on: services re-read the config file and keep the old one if it is bad. */
   reload(): void {
     for (const service of this.#services.values()) service.child?.kill('SIGHUP');
+  }
+
+  /** The audit consumers' lag (store and each SIEM exporter), for /readyz details; never blocks it long. */
+  async #auditConsumers(): Promise<unknown> {
+    if (this.#services.get('audit')?.state !== 'ready') return undefined;
+    try {
+      const response = await fetch(`http://${this.loaded.config.services.audit.http}/healthz`, { signal: AbortSignal.timeout(500) });
+      return ((await response.json()) as { consumers?: unknown }).consumers;
+    } catch {
+      return undefined;
+    }
   }
 
   async stop(): Promise<void> {

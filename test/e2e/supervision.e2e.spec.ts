@@ -10,6 +10,7 @@ import { startSluice, type RunningSluice } from '../support/sluice.js';
 interface Readiness {
   status: string;
   services: Record<string, { state: string; restarts: number; pid: number | null }>;
+  consumers?: Array<{ durable: string; pending: number }>;
 }
 
 const waitFor = async <T>(probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> => {
@@ -60,6 +61,7 @@ describe('sluice up supervises its services', () => {
     const client = await agent(['readers']);
     expect((await client.query('SELECT 1 AS one')).rows[0].one).toBe(1);
     const { body } = await readiness();
+    expect(body.consumers?.map((consumer) => consumer.durable)).toContain('audit-store');
     const policyPid = body.services.policy!.pid!;
     process.kill(policyPid, 'SIGKILL');
 
