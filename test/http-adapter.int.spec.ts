@@ -6,61 +6,16 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { HttpResourceConfig } from '@sluice/config';
 import { DependencyUnavailableError, SluiceErrorCode, type SluiceEventKind } from '@sluice/contracts';
 import { createTokenVerifier } from '@sluice/identity';
-import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import { createHttpAdapter } from '../services/proxy/src/http/adapter.js';
-import type { ApprovalOutcome, ApprovalRequest, Decision, GovernancePorts } from '../services/proxy/src/ports.js';
+import type { ApprovalOutcome, ApprovalRequest, GovernancePorts } from '../services/proxy/src/ports.js';
+import { createStubMasker, deferred, stubDecision, stubMaskText } from './support/stub-ports.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
 
 // ---- test ports (a small masker, a policy that allows reads, an audit sink, an approval port) ---
 
-const bump = (counts: MaskCounts, name: string) => {
-  counts[name] = (counts[name] ?? 0) + 1;
-};
-const maskText = (text: string, counts: MaskCounts): string =>
-  text
-    .replace(/[\w.+-]+@([\w-]+\.[\w.]+)/g, (_match, domain: string) => {
-      bump(counts, 'email');
-      return `***@${domain}`;
-    })
-    .replace(/\b(?:\d[ -]?){12,15}(\d{4})\b/g, (_match, last4: string) => {
-      bump(counts, 'credit_card');
-      return `****${last4}`;
-    });
-const walk = (value: unknown, counts: MaskCounts): unknown => {
-  if (typeof value === 'string') return maskText(value, counts);
-  if (Array.isArray(value)) return value.map((item) => walk(item, counts));
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, walk(v, counts)]));
-  return value;
-};
-const masker: ProfileMasker = {
-  name: 'pii',
-  maskText,
-  maskJson: walk,
-  // These adapters never see PostgreSQL binary cells.
-  maskBinaryCell: (value) => value,
-  maskCell: (value, _column, counts) => maskText(value, counts),
-  hasColumnRule: () => false,
-};
+const masker = createStubMasker();
 
-const decision = (effect: Decision['effect'], rule: string, extra: Partial<Decision> = {}): Decision => ({
-  effect,
-  rule,
-  reason: effect === 'deny' ? 'not for this agent' : '',
-  action: 'read',
-  risk: 'low',
-  maskProfile: effect === 'deny' ? undefined : 'pii',
-  tables: [],
-  approvers: effect === 'approve' ? { groups: ['dba'], subs: [], minApprovals: 1 } : undefined,
-  approvalTimeoutMs: 60_000,
-  prepares: [],
-  ...extra,
-});
-
-const deferred = <T>() => {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-};
+const decision = stubDecision;
 
 interface Recorded {
   sessionId: string;
@@ -97,7 +52,7 @@ const createPorts = (idp: TestIssuer) => {
         if (state.maskingDown) throw new DependencyUnavailableError(SluiceErrorCode.MaskingUnavailable, 'down');
         return profile === 'pii' ? masker : undefined;
       },
-      maskCommandText: (text) => maskText(text, {}),
+      maskCommandText: (text) => stubMaskText(text, {}),
     },
     approvals: {
       request: async (request) => {

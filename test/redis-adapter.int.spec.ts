@@ -8,9 +8,9 @@ import { decodeReply, encodeCommand, RespFramer, type RespValue } from '@sluice/
 import type { RedisResourceConfig } from '@sluice/config';
 import { DependencyUnavailableError, SluiceErrorCode, type SluiceEventKind } from '@sluice/contracts';
 import { createTokenVerifier } from '@sluice/identity';
-import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
-import type { ApprovalOutcome, ApprovalRequest, Decision, GovernancePorts } from '../services/proxy/src/ports.js';
+import type { ApprovalOutcome, ApprovalRequest, GovernancePorts } from '../services/proxy/src/ports.js';
 import { createRedisAdapter } from '../services/proxy/src/redis/adapter.js';
+import { createStubMasker, deferred, stubDecision, stubMaskText } from './support/stub-ports.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
 
 const run = promisify(execFile);
@@ -19,70 +19,19 @@ const key = (name: string) => `${prefix}:${name}`;
 
 // ---- test ports ---------------------------------------------------------------------------------
 
-const bump = (counts: MaskCounts, name: string) => {
-  counts[name] = (counts[name] ?? 0) + 1;
-};
-const maskText = (text: string, counts: MaskCounts): string =>
-  text
-    .replace(/[\w.+-]+@([\w-]+\.[\w.]+)/g, (_match, domain: string) => {
-      bump(counts, 'email');
-      return `***@${domain}`;
-    })
-    .replace(/\b(?:\d[ -]?){12,15}(\d{4})\b/g, (_match, last4: string) => {
-      bump(counts, 'credit_card');
-      return `****${last4}`;
-    });
-const walk = (value: unknown, counts: MaskCounts): unknown => {
-  if (typeof value === 'string') return maskText(value, counts);
-  if (Array.isArray(value)) return value.map((item) => walk(item, counts));
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, /ssn/i.test(k) ? 'REDACTED' : walk(v, counts)]));
-  return value;
-};
-const masker: ProfileMasker = {
-  name: 'pii',
-  maskText,
-  maskJson: walk,
-  // These adapters never see PostgreSQL binary cells.
-  maskBinaryCell: (value) => value,
-  maskCell: (value, column, counts) => {
-    if (column && /ssn/i.test(column.name)) {
-      bump(counts, 'column:ssn');
-      return 'REDACTED';
-    }
-    return maskText(value, counts);
-  },
-  hasColumnRule: (column) => /ssn/i.test(column.name),
-};
+const masker = createStubMasker({ columnRule: /ssn/i });
 
 const READS = new Set(['GET', 'MGET', 'HGET', 'HGETALL', 'HMGET', 'EXISTS', 'PING', 'ECHO', 'SUBSCRIBE', 'UNSUBSCRIBE', 'MULTI', 'EXEC', 'DISCARD']);
 const WRITES = new Set(['SET', 'DEL', 'HSET', 'PUBLISH', 'INCR']);
 const ADMIN = new Set(['FLUSHALL', 'FLUSHDB', 'CONFIG', 'SHUTDOWN', 'DEBUG', 'MONITOR']);
 
-const decision = (effect: Decision['effect'], rule: string, extra: Partial<Decision> = {}): Decision => ({
-  effect,
-  rule,
-  reason: effect === 'deny' ? 'not allowed for this agent' : '',
-  action: 'read',
-  risk: 'low',
-  maskProfile: effect === 'deny' ? undefined : 'pii',
-  tables: [],
-  approvers: effect === 'approve' ? { groups: ['dba'], subs: [], minApprovals: 1 } : undefined,
-  approvalTimeoutMs: 60_000,
-  prepares: [],
-  ...extra,
-});
+const decision = stubDecision;
 
 interface Recorded {
   sessionId: string;
   kind: SluiceEventKind;
   data: Record<string, unknown>;
 }
-
-const deferred = <T>() => {
-  let resolve!: (value: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-};
 
 const createPorts = (idp: TestIssuer) => {
   const events: Recorded[] = [];
@@ -120,7 +69,7 @@ const createPorts = (idp: TestIssuer) => {
         if (state.maskingDown) throw new DependencyUnavailableError(SluiceErrorCode.MaskingUnavailable, 'masking profiles not current');
         return profile === 'pii' ? masker : undefined;
       },
-      maskCommandText: (text) => maskText(text, {}),
+      maskCommandText: (text) => stubMaskText(text, {}),
     },
     approvals: {
       request: async (request) => {
