@@ -6,7 +6,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { buildEvent, type CloudEvent } from '@sluice/contracts';
 import { parseConfig, type LoadedConfig } from '@sluice/config';
 import { connectBus, EventPublisher, type NatsConnection } from '@sluice/event-bus';
@@ -246,6 +246,20 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     } finally {
       await client.end();
     }
+  });
+
+  it('skips a foreign event without a required attribute and keeps storing the events behind it', async () => {
+    const before = await service!.store.countEvents();
+    const valid = sessionEvents(`f${RUN}`, 'agent-foreign', Date.now());
+    const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
+    const js = jetstream(nc);
+    await js.publish(`${PREFIX}.batch.foreign`, encode([{ specversion: '1.0', id: `f${RUN}-bad`, type: 'sluice.session.started.v1', subject: 'x', time: new Date().toISOString(), data: {} }, valid[0]]));
+    await js.publish(`${PREFIX}.command.decided`, encode({ specversion: '1.0', id: `f${RUN}-bad-2`, source: 'elsewhere', type: 'sluice.command.decided.v1', subject: 'x', time: 'yesterday', data: {} }));
+    for (const event of valid.slice(1)) publisher.publish(event);
+    await publisher.flush();
+    await waitUntil(async () => (await service!.store.countEvents()) >= before + valid.length, 20_000, 'the valid events stored');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await service!.store.countEvents()).toBe(before + valid.length);
   });
 });
 

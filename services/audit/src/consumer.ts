@@ -3,6 +3,21 @@ import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, t
 import { decodeEvents } from '@sluice/event-bus';
 import type { CloudEvent } from '@sluice/contracts';
 
+
+/**
+ * Why an event cannot be stored (a foreign publisher on our subjects may send anything); such an
+ * event is logged and acknowledged with its batch, so it can never block the events behind it.
+ */
+const unstorable = (event: CloudEvent): string | undefined => {
+  for (const attribute of ['id', 'source', 'type', 'subject'] as const) {
+    const value = (event as unknown as Record<string, unknown>)[attribute];
+    if (typeof value !== 'string' || value === '') return `${attribute} is missing`;
+  }
+  const time = (event as unknown as Record<string, unknown>).time;
+  if (typeof time !== 'string' || Number.isNaN(Date.parse(time))) return 'time is missing or not a timestamp';
+  return undefined;
+};
+
 export interface ConsumerLogger {
   info(object: object, message?: string): void;
   warn(object: object, message?: string): void;
@@ -190,7 +205,11 @@ export class DurableConsumer<T = CloudEvent[]> {
       // of the event loop, so that batch's replies are not held up behind our parsing.
       if (lookahead) await new Promise((resolve) => setImmediate(resolve));
       try {
-        events.push(...decodeEvents(message.data));
+        for (const event of decodeEvents(message.data)) {
+          const problem = unstorable(event);
+          if (problem === undefined) events.push(event);
+          else this.settings.logger.error({ consumer: this.settings.durable, seq: message.seq, subject: message.subject, id: event.id, problem }, 'event without a required attribute skipped');
+        }
       } catch (error) {
         // Not JSON: nothing can ever be made of it. Logged loudly, acknowledged with the rest.
         if (!decodeFailures.has(message.seq)) {
