@@ -101,8 +101,9 @@ runService('proxy', async ({ loaded, config, logger }) => {
     logger.info({ resource: resource.name, type: resource.type, listen: resource.listen }, 'listening');
     listeners.push({ server, adapter });
   }
-  // Readiness waits for the first masking profiles, so a ready proxy can answer reads at once.
-  await Promise.race([masking.ready, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+  // Readiness waits for the first policy version and masking profiles, so a ready proxy answers at
+  // once; past the wait it reports ready anyway and fails closed until they arrive.
+  await Promise.race([Promise.all([policy.ready, masking.ready]), new Promise((resolve) => setTimeout(resolve, 10_000))]);
 
   return {
     async stop() {

@@ -17,7 +17,7 @@ export interface ApprovalClientOptions {
   readonly consumeRetryMs?: number;
 }
 
-type Unary<Req, Res> = (request: Req, metadata: Metadata, options: { deadline: Date }, callback: (error: ServiceError | null, response: Res) => void) => { cancel(): void };
+type Unary<Req, Res> = (request: Req, metadata: Metadata, options: { deadline: Date; waitForReady: boolean }, callback: (error: ServiceError | null, response: Res) => void) => { cancel(): void };
 
 /** Statuses after which asking again may succeed: the service restarts or is briefly overloaded. */
 const RETRYABLE = new Set<number>([GrpcStatus.UNAVAILABLE, GrpcStatus.DEADLINE_EXCEEDED, GrpcStatus.RESOURCE_EXHAUSTED, GrpcStatus.ABORTED, GrpcStatus.INTERNAL, GrpcStatus.UNKNOWN]);
@@ -52,7 +52,7 @@ export const createApprovalPort = (address: string, options: ApprovalClientOptio
 
   const call = <Req, Res>(method: Unary<Req, Res>, request: Req, timeoutMs: number, signal?: AbortSignal): Promise<Res> =>
     new Promise((resolve, reject) => {
-      const pending = method.call(client, request, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (error, response) => {
+      const pending = method.call(client, request, new Metadata(), { deadline: new Date(Date.now() + timeoutMs), waitForReady: true }, (error, response) => {
         signal?.removeEventListener('abort', onAbort);
         if (error) reject(error);
         else resolve(response);

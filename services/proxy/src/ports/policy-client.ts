@@ -98,7 +98,7 @@ const BACKOFF_MAX_MS = 5_000;
  * reports: a new version or a broken stream empties it. Unavailable service: the call throws
  * DependencyUnavailableError and the adapter denies (fail closed).
  */
-export const createPolicyPort = (address: string, options: PolicyPortOptions): PolicyPort & { close(): void; stats(): PolicyPortStats } => {
+export const createPolicyPort = (address: string, options: PolicyPortOptions): PolicyPort & { readonly ready: Promise<void>; close(): void; stats(): PolicyPortStats } => {
   const { logger } = options;
   const timeoutMs = options.timeoutMs ?? 2_000;
   const client = new pb.PolicyServiceClient(address, credentials.createInsecure());
@@ -112,6 +112,9 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
   let closed = false;
   let hits = 0;
   let misses = 0;
+  let markReady: () => void = () => {};
+  /** Resolves when the first policy version has arrived (decisions can be cached from then on). */
+  const ready = new Promise<void>((resolve) => (markReady = resolve));
 
   // The proxy may not have loaded the parser; until it has, SQL is cached by exact text only.
   loadSqlClassifier().catch((error: unknown) => logger.warn({ err: error }, 'SQL normalizer unavailable; caching by exact text only'));
@@ -144,6 +147,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
         version = next;
       }
       backoff = BACKOFF_MIN_MS;
+      markReady();
     });
     call.on('error', (error: Error) => broken(error.message));
     call.on('end', () => broken('stream ended'));
@@ -179,7 +183,10 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
       cause: error,
     });
 
-  const deadline = (): { deadline: Date } => ({ deadline: new Date(Date.now() + timeoutMs) });
+  // waitForReady: a call made while the channel reconnects (the service restarting, or starting
+  // after the proxy) waits for it up to the deadline instead of failing at once; a service still
+  // down at the deadline is a refusal (fail closed).
+  const deadline = (): { deadline: Date; waitForReady: boolean } => ({ deadline: new Date(Date.now() + timeoutMs), waitForReady: true });
 
   const toRequest = (subject: Subject, resource: string, command: GovernedCommand): pb.DecideRequest => {
     const base = { subject: { sub: subject.sub, groups: [...subject.groups], issuer: subject.issuer }, resource };
@@ -201,6 +208,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
   };
 
   return {
+    ready,
     async decide(subject, resource, command) {
       const watched = version;
       let key: string | undefined;
