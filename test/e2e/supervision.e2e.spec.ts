@@ -57,23 +57,38 @@ describe('sluice up supervises its services', () => {
     return client;
   };
 
-  it('fails closed while the policy service is down, restarts it, and serves again', async () => {
+  it('fails closed while the policy service does not answer, and serves again when it does', async () => {
     const client = await agent(['readers']);
     expect((await client.query('SELECT 1 AS one')).rows[0].one).toBe(1);
+    const policyPid = (await readiness()).body.services.policy!.pid!;
+    // Stopped, not killed: the supervisor must not bring it back while we look.
+    process.kill(policyPid, 'SIGSTOP');
+    try {
+      const refused = await client.query('SELECT 2 AS uncached').catch((error: unknown) => error as { code?: string });
+      expect(refused).toMatchObject({ code: '42501' });
+    } finally {
+      process.kill(policyPid, 'SIGCONT');
+    }
+    await waitFor(async () => ((await client.query('SELECT 3 AS back').catch(() => undefined))?.rows[0]?.back === 3 ? true : undefined));
+    await client.end();
+  });
+
+  it('restarts a service that dies and reports it in /readyz', async () => {
     const { body } = await readiness();
     expect(body.consumers?.map((consumer) => consumer.durable)).toContain('audit-store');
     const policyPid = body.services.policy!.pid!;
     process.kill(policyPid, 'SIGKILL');
-
-    const refused = await client.query('SELECT 2 AS uncached').catch((error: unknown) => error as { code?: string });
-    expect(refused).toMatchObject({ code: '42501' });
-
     await waitFor(async () => {
       const { status, body: now } = await readiness();
       return status === 200 && now.services.policy!.restarts >= 1 && now.services.policy!.pid !== policyPid ? true : undefined;
     });
-    await waitFor(async () => ((await client.query('SELECT 3 AS back').catch(() => undefined))?.rows[0]?.back === 3 ? true : undefined));
-    await client.end();
+    // New sessions are refused (fail closed) until the proxy reaches the new policy service.
+    await waitFor(async () => {
+      const client = await agent(['readers']).catch(() => undefined);
+      const back = await client?.query('SELECT 4 AS back').then((result) => result.rows[0]?.back, () => undefined);
+      await client?.end().catch(() => undefined);
+      return back === 4 ? true : undefined;
+    });
   });
 
   it('reloads rules on SIGHUP and keeps the old rules when the new file is invalid', async () => {

@@ -101,7 +101,13 @@ const BACKOFF_MAX_MS = 5_000;
 export const createPolicyPort = (address: string, options: PolicyPortOptions): PolicyPort & { readonly ready: Promise<void>; close(): void; stats(): PolicyPortStats } => {
   const { logger } = options;
   const timeoutMs = options.timeoutMs ?? 2_000;
-  const client = new pb.PolicyServiceClient(address, credentials.createInsecure());
+  const client = new pb.PolicyServiceClient(address, credentials.createInsecure(), {
+    // A restarted policy service is reached again within a second, not after minutes of backoff.
+    'grpc.initial_reconnect_backoff_ms': 100,
+    'grpc.max_reconnect_backoff_ms': 1_000,
+    'grpc.keepalive_time_ms': 15_000,
+    'grpc.keepalive_timeout_ms': 5_000,
+  });
   const decisions = new LruCache<Decision>(options.cacheSize ?? 10_000);
   const sessions = new LruCache<SessionPolicy>(1_000);
   const principals = new WeakMap<Subject, string>();
