@@ -1,2 +1,3 @@
 export * from './run-service.js';
 export { createLogger, type Logger } from '@sluice/telemetry';
+export * from './grpc-server.js';

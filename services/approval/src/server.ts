@@ -5,7 +5,7 @@ import { formatAddress, parseAddress, readSecret, type LoadedConfig } from '@slu
 import { connectBus, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import { approval as proto } from '@sluice/proto';
-import type { Logger } from '@sluice/service-runtime';
+import { shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
 import type { KnownApproval } from './approval.js';
 import { createGrpcHandlers } from './grpc.js';
 import { createHttpApi } from './http.js';
@@ -172,16 +172,7 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
         const httpClosed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
         httpServer.closeIdleConnections();
         workflow.stop();
-        await new Promise<void>((resolve) => {
-          const force = setTimeout(() => {
-            grpcServer.forceShutdown();
-            resolve();
-          }, 2_000);
-          grpcServer.tryShutdown(() => {
-            clearTimeout(force);
-            resolve();
-          });
-        });
+        await shutdownGrpcServer(grpcServer);
         httpServer.closeAllConnections();
         await httpClosed;
         await webhooks.close();

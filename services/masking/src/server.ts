@@ -1,7 +1,7 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import { formatAddress, loadConfig, parseAddress, type LoadedConfig } from '@sluice/config';
 import { masking } from '@sluice/proto';
-import type { Logger } from '@sluice/service-runtime';
+import { shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
 import { MaskingGrpcHandlers } from './grpc.js';
 import { buildVersion, generateHashKey, resolveHashKey, type ProfilesVersion } from './snapshot.js';
 
@@ -58,16 +58,7 @@ export const startMaskingService = async ({ loaded, logger, listen }: MaskingSer
     },
     stop: async () => {
       handlers.endAll();
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 2_000);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
+      await shutdownGrpcServer(server);
     },
   };
 };

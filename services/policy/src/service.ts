@@ -5,7 +5,7 @@ import { loadConfig, type LoadedConfig, type SluiceConfig } from '@sluice/config
 import { connectBus, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { policy as pb } from '@sluice/proto';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
-import type { Logger } from '@sluice/service-runtime';
+import { shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
 import { policyServiceHandlers, type PolicyServiceState } from './grpc.js';
 import { createPolicy, type Policy } from './policy.js';
 
@@ -129,16 +129,7 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
       // Ending the watch streams tells every proxy to drop its cached decisions.
       for (const watcher of watchers) watcher.end();
       watchers.clear();
-      await new Promise<void>((resolve) => {
-        const force = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, 2_000);
-        server.tryShutdown(() => {
-          clearTimeout(force);
-          resolve();
-        });
-      });
+      await shutdownGrpcServer(server);
       await publisher.close(2_000);
       await nc.drain();
     },
