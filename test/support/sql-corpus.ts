@@ -434,6 +434,44 @@ const ISSUE_9_PROBES: readonly string[] = [
   "SELECT reverse(to_jsonb(p)->>'ssn') FROM people p",
 ];
 
+/**
+ * Where a statement ends depends on how strings, identifiers and comments are lexed: each of
+ * these either hides a DELETE inside one token or lets it run, and the classifier must agree with
+ * the server on which (with the server's defaults; session lexer settings are tested elsewhere).
+ */
+const LEXICAL_PROBES: readonly string[] = [
+  "SELECT 'a''; DELETE FROM orders; --'",
+  "SELECT 'a'''; DELETE FROM orders; --'",
+  "SELECT E'a\\'; DELETE FROM orders; --'",
+  "SELECT E'a\\\\'; DELETE FROM orders; --'",
+  "SELECT E'a\\x27'; DELETE FROM orders; --'",
+  'SELECT $$a$$; DELETE FROM orders; --$$',
+  'SELECT $a$ $b$ $a$; DELETE FROM orders; --$b$',
+  'SELECT $a$ $$; DELETE FROM orders; $$ $a$',
+  "SELECT U&'d\\0061ta'; DELETE FROM orders",
+  "SELECT U&'d!0027; DELETE FROM orders; --' UESCAPE '!'",
+  "SELECT 'x' /* '; DELETE FROM orders; -- */",
+  "SELECT 'x' /* /* */ '; DELETE FROM orders; -- */",
+  'SELECT "x\'; DELETE FROM orders; --" FROM (SELECT 1 AS "x\'; DELETE FROM orders; --") s',
+  'SELECT 1 AS "a""; DELETE FROM orders; --"',
+  "SELECT B'01'; DELETE FROM orders",
+  "SELECT X'1F'; DELETE FROM orders",
+  'SELECT 1; --x\rDELETE FROM orders',
+  'SELECT 1 --x\rFROM orders',
+  'SELECT 1; --x\nDELETE FROM orders',
+  'SELECT 1 /* x */; DELETE FROM orders',
+  "SELECT 'a'\n'b'; DELETE FROM orders",
+  "SELECT 'a' 'b'; DELETE FROM orders",
+  'SELECT 0x1F FROM orders',
+  'SELECT 1_000 FROM orders',
+  'SELECT 1e FROM orders',
+  'SELECT 1.x FROM orders',
+  'SELECT 0b1; DELETE FROM orders',
+  'SELECT $1a$; DELETE FROM orders; --$1a$',
+  'SELECT $_$; DELETE FROM orders; --$_$',
+  'SELECT id FROM orders WHERE id = 1 --\f; DELETE FROM orders',
+];
+
 /** Mutations that keep a statement's meaning: case, comments, whitespace, parentheses. */
 const MUTATIONS: readonly ((sql: string, random: Random) => string)[] = [
   (sql) => sql,
@@ -467,6 +505,7 @@ export const generateCorpus = (seed: number, minimum: number): CorpusEntry[] => 
     if (!entries.has(key)) entries.set(key, { sql, origin, ...(prepare ? { prepare } : {}) });
   };
   for (const sql of ISSUE_9_PROBES) add(sql, 'issue 9');
+  for (const sql of LEXICAL_PROBES) add(sql, 'lexical');
   for (const sql of FIXED) {
     add(sql, 'fixed');
     add(pick(random, MUTATIONS)(sql, random), 'fixed, mutated');
