@@ -13,7 +13,10 @@ import { DIFFERENTIAL_SCHEMA, functionCallCorpus, generateCorpus, type CorpusEnt
  *   classifier must not call it a read;
  * - for a plain query the classifier calls a read, every relation `EXPLAIN (VERBOSE, FORMAT JSON)`
  *   plans to scan must be among the classifier's tables (a partition counts as its parent's), or a
- *   `tables` allow-list would let through what it was meant to stop.
+ *   `tables` allow-list would let through what it was meant to stop;
+ * - for any statement the classifier calls a read and the server runs, every table the backend
+ *   counted a scan of (pg_stat_xact_user_tables) must be among them too: this sees reads no plan shows.
+ * A classification of "any table" (see readsAnyTable) satisfies both table checks.
  */
 
 const SEED = 0x5eed_0009;
