@@ -208,6 +208,63 @@ const WRITES: readonly Template[] = [
   (w) => `CREATE TABLE copy_of (LIKE ${w})`,
 ];
 
+/** Every place in a query an expression can sit: a sequence advanced there is a write wherever it is. */
+const NEXTVAL = "nextval('order_ids')";
+const EXPRESSION_PLACES: readonly Template[] = [
+  (t) => `SELECT ${NEXTVAL} FROM ${t}`,
+  (t) => `SELECT id FROM ${t} WHERE id < ${NEXTVAL}`,
+  (t) => `SELECT id FROM ${t} ORDER BY ${NEXTVAL}`,
+  (t) => `SELECT id FROM ${t} LIMIT ${NEXTVAL}`,
+  (t) => `SELECT id FROM ${t} OFFSET ${NEXTVAL} - ${NEXTVAL}`,
+  (t) => `SELECT id FROM ${t} GROUP BY id, ${NEXTVAL}`,
+  (t) => `SELECT count(*) FILTER (WHERE ${NEXTVAL} > 0) FROM ${t}`,
+  (t) => `SELECT sum(id) OVER (ORDER BY ${NEXTVAL}) FROM ${t}`,
+  (t) => `SELECT CASE WHEN id > 0 THEN ${NEXTVAL} END FROM ${t}`,
+  (t) => `SELECT coalesce(NULL, ${NEXTVAL}) FROM ${t}`,
+  (t) => `SELECT ARRAY[${NEXTVAL}] FROM ${t}`,
+  (t) => `SELECT ROW(${NEXTVAL}) FROM ${t}`,
+  (t) => `SELECT ${NEXTVAL}::text::int FROM ${t}`,
+  (t) => `SELECT id FROM ${t} a JOIN LATERAL (SELECT ${NEXTVAL} AS n) l ON l.n > a.id`,
+  (t) => `SELECT id FROM ${t} WHERE id IN (VALUES (${NEXTVAL}))`,
+  (t) => `SELECT * FROM ${t}, ROWS FROM (${NEXTVAL}) n`,
+  (t) => `SELECT id FROM ${t} WHERE EXISTS (SELECT ${NEXTVAL})`,
+  (t) => `SELECT id FROM ${t} GROUP BY id HAVING max(id) > ${NEXTVAL}`,
+  (t) => `SELECT DISTINCT ON (${NEXTVAL}) id FROM ${t}`,
+  (t) => `SELECT xmlelement(name n, ${NEXTVAL}) FROM ${t}`,
+  (t) => `SELECT json_build_object('n', ${NEXTVAL}) FROM ${t}`,
+  (t) => `SELECT id FROM ${t} WHERE id = ANY (ARRAY[${NEXTVAL}])`,
+  (t) => `SELECT (SELECT ${NEXTVAL} FROM ${t} LIMIT 1)`,
+  (t) => `WITH s AS (SELECT ${NEXTVAL} AS n) SELECT * FROM s, ${t}`,
+  (t) => `SELECT id FROM ${t} UNION SELECT ${NEXTVAL}`,
+  (t) => `SELECT id FROM ${t} WHERE id BETWEEN 0 AND ${NEXTVAL}`,
+  (t) => `SELECT id FROM ${t} WHERE (id, ${NEXTVAL}) > (0, 0)`,
+  (t) => `SELECT id IS DISTINCT FROM ${NEXTVAL} FROM ${t}`,
+  (t) => `SELECT id FROM ${t} TABLESAMPLE BERNOULLI (${NEXTVAL} % 100)`,
+];
+
+/** A data-modifying CTE under layers that do not stop it from running. */
+const WRITE_LAYERS: readonly ((inner: string, t: string) => string)[] = [
+  (inner) => `COPY (${inner}) TO STDOUT`,
+  (inner) => `EXPLAIN ANALYZE ${inner}`,
+  (inner) => `EXPLAIN (ANALYZE, FORMAT XML) ${inner}`,
+  (inner) => `CREATE TEMP TABLE layered AS ${inner}`,
+  (inner) => `${inner}; SELECT 1`,
+  (inner, t) => `SELECT 1 FROM ${t} LIMIT 0; ${inner}`,
+];
+const WRITE_OUTERS: readonly ((cte: string, t: string) => string)[] = [
+  (cte) => `SELECT * FROM ${cte}`,
+  (cte) => `SELECT count(*) FROM ${cte}`,
+  () => 'SELECT 1',
+  (cte, t) => `SELECT * FROM ${t} WHERE id IN (SELECT id FROM ${cte})`,
+  (cte, t) => `SELECT * FROM ${t} x JOIN ${cte} USING (id)`,
+];
+const RETURNING_WRITES: readonly ((w: string, n: number) => string)[] = [
+  (w, n) => `DELETE FROM ${w} WHERE id = ${n} RETURNING id`,
+  (w) => `UPDATE ${w} SET id = id RETURNING id`,
+  (w, n) => `INSERT INTO ${w} (id) VALUES (${n + 2000}) RETURNING id`,
+  (w, n) => `INSERT INTO ${w} (id) VALUES (${n}) ON CONFLICT (id) DO UPDATE SET id = excluded.id RETURNING id`,
+];
+
 /** Ways to ask EXPLAIN to run the statement (the last ANALYZE option wins on the server). */
 const EXPLAIN_ANALYZE: readonly string[] = [
   'EXPLAIN ANALYZE',
@@ -513,6 +570,14 @@ export const generateCorpus = (seed: number, minimum: number): CorpusEntry[] => 
   for (const template of READS) for (const name of TABLE_NAMES) add(template(name, pick(random, TABLE_NAMES), 1 + Math.floor(random() * 5)), 'read');
   for (const template of LOCKING_READS) for (const name of TABLE_NAMES) add(template(name, pick(random, TABLE_NAMES), 1), 'locking read');
   for (const template of WRITES) for (const name of WRITABLE_NAMES) add(template(name, pick(random, TABLE_NAMES), 1 + Math.floor(random() * 5)), 'write');
+  for (const template of EXPRESSION_PLACES) add(template(pick(random, TABLE_NAMES), '', 0), 'nextval placement');
+  for (const layer of WRITE_LAYERS) {
+    for (const outer of WRITE_OUTERS) {
+      const w = pick(random, WRITABLE_NAMES.filter((name) => !/mixed|parted/i.test(name)));
+      const cte = `WITH written AS (${pick(random, RETURNING_WRITES)(w, 1 + Math.floor(random() * 5))}) ${outer('written', pick(random, TABLE_NAMES))}`;
+      add(layer(cte, pick(random, TABLE_NAMES)), 'layered write');
+    }
+  }
   let prepared = 0;
   while (entries.size < minimum) {
     const roll = random();
