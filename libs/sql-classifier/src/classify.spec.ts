@@ -69,6 +69,10 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ['SELECT * INTO orders_copy FROM orders', 'write', 'medium'],
   ['EXPLAIN ANALYZE DELETE FROM orders WHERE id = 1', 'write', 'medium'],
   ['EXPLAIN (ANALYZE, BUFFERS) UPDATE orders SET total = 1', 'write', 'high'],
+  // The server keeps the last ANALYZE option: any one that is not false runs the statement.
+  ['EXPLAIN (ANALYZE false, ANALYZE true) DELETE FROM orders', 'write', 'high'],
+  ['EXPLAIN (ANALYZE off, BUFFERS, ANALYZE) DELETE FROM orders WHERE id = 1', 'write', 'medium'],
+  ['EXPLAIN (ANALYZE true, ANALYZE false) DELETE FROM orders WHERE id = 1', 'write', 'medium'],
   ['COPY orders FROM STDIN', 'write', 'medium'],
   ['COPY orders (id, total) FROM STDIN WITH (FORMAT csv)', 'write', 'medium'],
   ['CALL archive_orders(30)', 'write', 'medium'],

@@ -422,9 +422,11 @@ class StatementWalk {
   private explain(n: Node, scope: Scope): void {
     const options = defElems(n.options);
     if (options.some((option) => option.arg !== undefined)) this.cacheable = false;
-    const analyze = options.find((option) => option.name === 'analyze');
-    // An unreadable ANALYZE value counts as ANALYZE: the statement would run.
-    if (analyze && defElemBoolean(analyze.arg) !== false) {
+    // The server reads every ANALYZE option and keeps the last (`EXPLAIN (ANALYZE false, ANALYZE
+    // true)` runs the statement): any one that is not plainly false counts, and so does an
+    // unreadable value, since the statement would run.
+    const analyze = options.some((option) => option.name === 'analyze' && defElemBoolean(option.arg) !== false);
+    if (analyze) {
       this.visit(n.query, scope);
       return;
     }
