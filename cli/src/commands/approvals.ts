@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { resolveCliConfig } from '../config-resolution.js';
 
-const USAGE = `usage: sluice approvals list [--status pending|granted|denied|expired|cancelled|executed|all] [--json]
+export const USAGE = `usage: sluice approvals list [--status pending|granted|denied|expired|cancelled|executed|all] [--json]
        sluice approve <id> [--reason R]
        sluice deny <id> [--reason R]
 options: --token T (or $SLUICE_TOKEN): the approver's OIDC access token
