@@ -13,11 +13,14 @@ if (!built) {
   const build = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
   if (build.status !== 0) process.exit(build.status ?? 1);
 }
+// `npm start -- --config FILE [--key-prefix P]` runs the demo on another config (the tests do).
+const extra = process.argv.slice(2);
 const args = process.env.SLUICE_CONFIG
   ? ['up', '--config', process.env.SLUICE_CONFIG]
-  : ['demo', '--config', `${root}deploy/sluice.example.yaml`];
-// The IPC channel tells the child when this process is gone, however it went.
-const child = spawn(process.execPath, [`${root}cli/bin/sluice.js`, ...args], { cwd: root, stdio: ['inherit', 'inherit', 'inherit', 'ipc'] });
+  : ['demo', ...(extra.includes('--config') ? [] : ['--config', `${root}deploy/sluice.example.yaml`]), ...extra];
+// The IPC channel tells the child when this process is gone, however it went. npm runs us in the
+// package folder, so .sluice/ (runtime info, demo secrets, dev issuer key) lands where the CLI looks.
+const child = spawn(process.execPath, [`${root}cli/bin/sluice.js`, ...args], { cwd: process.cwd(), stdio: ['inherit', 'inherit', 'inherit', 'ipc'] });
 
 let stopping = false;
 const stop = () => {

@@ -122,8 +122,9 @@ const mint = async (values: Record<string, string | boolean | undefined>): Promi
   try {
     response = await fetch(`${issuer}/token`, { method: 'POST', body: form, signal: AbortSignal.timeout(10_000) });
   } catch (error) {
-    const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
-    process.stderr.write(`sluice token: no issuer answers at ${issuer} (${cause}): start one with \`npx sluice dev-idp\` (\`npm start\` runs one), or pass --issuer URL\n`);
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    const why = cause?.code ?? cause?.message ?? (error as Error).message;
+    process.stderr.write(`sluice token: no issuer answers at ${issuer} (${why}): start one with \`npx sluice dev-idp\` (\`npm start\` runs one), or pass --issuer URL\n`);
     return 1;
   }
   if (!response.ok) {

@@ -6,10 +6,9 @@ import { createPolicy, requestPolicyReload, type Explanation, type Policy, type 
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { ACTIONS, EFFECTS, RISKS } from '@sluice/contracts';
 
-export const USAGE = `usage:
-  sluice policy explain --config FILE --sub S [--groups a,b] --resource R [--search-path a,b] "SQL" | --redis "GET k" | --http "GET /path" [--json]
-  sluice policy test --config FILE CASES.yaml
-  sluice policy reload --config FILE
+export const USAGE = `usage: sluice policy explain --config FILE --sub S [--groups a,b] --resource R [--search-path a,b] "SQL" | --redis "GET k" | --http "GET /path" [--json]
+       sluice policy test --config FILE CASES.yaml
+       sluice policy reload --config FILE
 `;
 
 const out = (text: string): void => {
