@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -225,7 +225,7 @@ describe('npm start runs the demo and stops everything it started', () => {
   const startDemo = async (viaLauncher = false): Promise<{ root: ChildProcess; processes: number[] }> => {
     output = '';
     const args = [START_SCRIPT, '--config', 'sluice.yaml', '--key-prefix', scratch.keyPrefix];
-    const options = { cwd: scratch.dir, env: demoEnv(), stdio: ['ignore', 'pipe', 'pipe'] as const, detached: true };
+    const options: SpawnOptions = { cwd: scratch.dir, env: demoEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true };
     launched = viaLauncher
       ? spawn('sh', ['-c', `"${process.execPath}" ${args.map((arg) => `'${arg}'`).join(' ')} & wait`], options)
       : spawn(process.execPath, args, options);
