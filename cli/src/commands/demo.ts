@@ -35,7 +35,7 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 const say = (text: string): void => void process.stdout.write(`sluice demo: ${text}\n`);
 
 const envNamesOf = (loaded: LoadedConfig): string[] => {
-  const refs: (SecretRef | undefined)[] = [];
+  const refs: (SecretRef | undefined)[] = [loaded.config.masking.hashKey];
   for (const resource of loaded.config.resources) {
     if (resource.type === 'http') refs.push(...Object.values(resource.credentials.headers));
     else refs.push(resource.credentials.password);

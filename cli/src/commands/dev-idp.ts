@@ -5,9 +5,11 @@ import { parseArgs } from 'node:util';
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import { stopWhenLauncherExits } from '../launcher-watch.js';
 
-export const DEV_IDP_USAGE = `usage: sluice dev-idp [--port 9000] [--audience sluice]
+export const DEV_IDP_USAGE = `usage: sluice dev-idp [--port 9000] [--audience sluice] [--host 127.0.0.1] [--issuer URL]
   a local OIDC issuer for trying Sluice out (never for production): discovery, JWKS and a token
-  endpoint that signs ES256 access tokens for any subject and groups; stops on Ctrl-C or SIGTERM
+  endpoint that signs ES256 access tokens for any subject and groups; stops on Ctrl-C or SIGTERM.
+  --host is the address to listen on, --issuer the URL the gateway knows it by (default
+  http://127.0.0.1:PORT; in docker compose, http://dev-idp:9000)
 `;
 
 export const TOKEN_USAGE = `usage: sluice token --sub S [--groups a,b] [--audience A] [--expires-in SECONDS] [--issuer URL]
@@ -40,11 +42,12 @@ export interface DevIdp {
   close(): Promise<void>;
 }
 
-/** Starts the issuer on 127.0.0.1:port; `sluice demo` runs it in-process, `sluice dev-idp` alone. */
-export const startDevIdp = async (port: number, audience: string): Promise<DevIdp> => {
+/** Starts the issuer on host:port; `sluice demo` runs it in-process, `sluice dev-idp` alone. */
+export const startDevIdp = async (port: number, audience: string, options: { host?: string; issuer?: string } = {}): Promise<DevIdp> => {
   const { privateJwk, publicJwk } = await loadKey();
   const privateKey = await importJWK(privateJwk, 'ES256');
-  const issuer = `http://127.0.0.1:${port}`;
+  const host = options.host ?? '127.0.0.1';
+  const issuer = (options.issuer ?? `http://127.0.0.1:${port}`).replace(/\/$/, '');
   const server = createServer((request, response) => {
     const url = new URL(request.url ?? '/', issuer);
     const json = (status: number, body: unknown) => {
@@ -82,7 +85,7 @@ export const startDevIdp = async (port: number, audience: string): Promise<DevId
     server.once('error', (error: NodeJS.ErrnoException) =>
       reject(error.code === 'EADDRINUSE' ? new DevIdpError(`port ${port} is already in use (is a dev-idp already running?): stop it or pass --port`) : error),
     );
-    server.listen(port, '127.0.0.1', () => resolve());
+    server.listen(port, host, () => resolve());
   });
   return {
     issuer,
@@ -94,8 +97,8 @@ export const startDevIdp = async (port: number, audience: string): Promise<DevId
   };
 };
 
-const serve = async (port: number, audience: string): Promise<number> => {
-  const idp = await startDevIdp(port, audience);
+const serve = async (port: number, audience: string, options: { host?: string; issuer?: string }): Promise<number> => {
+  const idp = await startDevIdp(port, audience, options);
   process.stdout.write(`sluice dev-idp: issuer ${idp.issuer} (audience ${audience}); mint with: npx sluice token --sub agent-1 --groups support-agents\n`);
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -143,7 +146,7 @@ export const run = async (argv: readonly string[]): Promise<number> => {
     ({ values } = parseArgs({
       args: rest,
       options: command === 'dev-idp'
-        ? { port: { type: 'string' }, audience: { type: 'string' } }
+        ? { port: { type: 'string' }, audience: { type: 'string' }, host: { type: 'string' }, issuer: { type: 'string' } }
         : { sub: { type: 'string' }, groups: { type: 'string' }, issuer: { type: 'string' }, audience: { type: 'string' }, 'expires-in': { type: 'string' } },
     }));
   } catch (error) {
@@ -157,7 +160,8 @@ export const run = async (argv: readonly string[]): Promise<number> => {
       return 2;
     }
     try {
-      return await serve(port, (values as { audience?: string }).audience ?? 'sluice');
+      const { audience, host, issuer } = values as { audience?: string; host?: string; issuer?: string };
+      return await serve(port, audience ?? 'sluice', { host, issuer });
     } catch (error) {
       if (error instanceof DevIdpError) {
         process.stderr.write(`sluice dev-idp: ${error.message}\n`);
