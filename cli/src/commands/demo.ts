@@ -22,7 +22,7 @@ export const DEMO_USAGE = `usage: sluice demo --config FILE [--seed-only] [--key
   - the first loopback OIDC issuer: \`sluice dev-idp\` on its port, unless one already answers
   secrets the config names by { env: NAME } and the environment lacks are generated once and kept
   in .sluice/demo-secrets.json. --seed-only stops after seeding. Ctrl-C or SIGTERM stops
-  everything it started, in order.
+  everything it started, in order. The services log errors only, unless LOG_LEVEL says otherwise.
 `;
 
 export class DemoError extends Error {
@@ -126,6 +126,8 @@ export const run = async (argv: readonly string[]): Promise<number> => {
     process.stderr.write(`sluice demo: --config FILE is required (npm start passes deploy/sluice.example.yaml)\n`);
     return 2;
   }
+  // The demo's terminal is for the walkthrough: the services log only errors unless asked for more.
+  process.env.LOG_LEVEL ??= 'error';
   const loaded = loadConfig(file);
   const provided = provideSecrets(envNamesOf(loaded));
   if (provided.length > 0) say(`secrets ${provided.join(', ')} set for the demo (kept in ${SECRETS_FILE})`);
