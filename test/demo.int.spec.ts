@@ -164,6 +164,18 @@ describe('sluice demo seeds its world idempotently', () => {
   });
 });
 
+describe('sluice demo on a target it cannot reach', () => {
+  it('names the target and what to check, and exits non-zero with --seed-only', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-demo-unreachable-'));
+    const [closed, listen] = await freePorts(2);
+    writeFileSync(join(dir, 'sluice.yaml'), stringify({ resources: [{ name: 'cache', type: 'redis', listen: `127.0.0.1:${listen}`, target: { host: '127.0.0.1', port: closed } }] }));
+    const result = await runCommand(process.execPath, [SLUICE_BIN, 'demo', '--config', 'sluice.yaml', '--seed-only', '--key-prefix', `unreachable-${run}:`], { cwd: dir, env: demoEnv() });
+    rmSync(dir, { recursive: true, force: true });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(`sluice demo: cannot prepare Redis for cache: cannot reach Redis at 127.0.0.1:${closed}`);
+  });
+});
+
 const portIsFree = (port: number): Promise<boolean> =>
   new Promise((resolve) => {
     const server = createServer();

@@ -78,23 +78,33 @@ const issuerAnswers = async (issuer: string): Promise<boolean> => {
   }
 };
 
-/** Seeds every target the config names; returns one line per target for the summary. */
-const seedTargets = async (loaded: LoadedConfig, keyPrefix: string): Promise<void> => {
+/** Seeds every target the config names, saying what it did; returns the problems, one per target. */
+const seedTargets = async (loaded: LoadedConfig, keyPrefix: string): Promise<string[]> => {
   const shop = generateShop();
+  const problems: string[] = [];
   for (const resource of loaded.config.resources) {
-    if (resource.type === 'postgres') {
-      const result = await seedPostgres(resource, readSecret(resource.credentials.password, loaded.dir), shop).catch((error: Error) => {
-        throw new DemoError(`cannot prepare PostgreSQL at ${resource.target.host}:${resource.target.port} for ${resource.name}: ${error.message} (the demo logs in as $PGUSER, default postgres; set PGPASSWORD if it needs one)`);
-      });
-      say(`${resource.name}: database ${result.database} (${result.createdDatabase ? 'created' : 'reset'}), role ${result.role}, ${result.customers} customers, ${result.orders} orders`);
-    } else if (resource.type === 'redis') {
-      const result = await seedRedis(resource, readSecret(resource.credentials.password, loaded.dir), shop, keyPrefix).catch((error: Error) => {
-        throw new DemoError(`cannot prepare Redis for ${resource.name}: ${error.message}`);
-      });
-      say(`${resource.name}: ${result.keys} keys under ${result.keyPrefix}${result.user ? `, ACL user ${result.user} limited to them` : ''}`);
+    try {
+      if (resource.type === 'postgres') {
+        const result = await seedPostgres(resource, readSecret(resource.credentials.password, loaded.dir), shop).catch((error: Error) => {
+          throw new DemoError(`cannot prepare PostgreSQL at ${resource.target.host}:${resource.target.port} for ${resource.name}: ${error.message} (the demo logs in as $PGUSER, default postgres; set PGPASSWORD if it needs one)`);
+        });
+        say(`${resource.name}: database ${result.database} (${result.createdDatabase ? 'created' : 'reset'}), role ${result.role}, ${result.customers} customers, ${result.orders} orders`);
+      } else if (resource.type === 'redis') {
+        const result = await seedRedis(resource, readSecret(resource.credentials.password, loaded.dir), shop, keyPrefix).catch((error: Error) => {
+          throw new DemoError(`cannot prepare Redis for ${resource.name}: ${error.message}`);
+        });
+        say(`${resource.name}: ${result.keys} keys under ${result.keyPrefix}${result.user ? `, ACL user ${result.user} limited to them` : ''}`);
+      }
+    } catch (error) {
+      if (!(error instanceof DemoError)) throw error;
+      problems.push(error.message);
     }
   }
+  return problems;
 };
+
+/** A part of the demo that could not start: said, and the rest goes on (the gateway still runs). */
+const warn = (problem: string): void => void process.stderr.write(`sluice demo: ${problem}; going on without it\n`);
 
 /** Everything the demo started, stopped in reverse: the gateway first, then its targets and issuer. */
 interface Started {
@@ -131,16 +141,12 @@ export const run = async (argv: readonly string[]): Promise<number> => {
   const loaded = loadConfig(file);
   const provided = provideSecrets(envNamesOf(loaded));
   if (provided.length > 0) say(`secrets ${provided.join(', ')} set for the demo (kept in ${SECRETS_FILE})`);
-  try {
-    await seedTargets(loaded, values['key-prefix']);
-  } catch (error) {
-    if (error instanceof DemoError) {
-      process.stderr.write(`sluice demo: ${error.message}\n`);
-      return 1;
-    }
-    throw error;
+  const problems = await seedTargets(loaded, values['key-prefix']);
+  if (values['seed-only']) {
+    for (const problem of problems) process.stderr.write(`sluice demo: ${problem}\n`);
+    return problems.length === 0 ? 0 : 1;
   }
-  if (values['seed-only']) return 0;
+  problems.forEach(warn);
 
   const started: Started = { apis: [] };
   let stopping: Promise<void> | undefined;
@@ -163,16 +169,21 @@ export const run = async (argv: readonly string[]): Promise<number> => {
       if (!LOOPBACK.has(target.hostname)) continue;
       const port = Number(target.port || 80);
       const api = await startBillingApi(target.hostname.replace(/^\[|\]$/g, ''), port, authorizationOf(resource, loaded.dir), shop).catch((error: NodeJS.ErrnoException) => {
-        throw new DemoError(`cannot serve the demo API for ${resource.name} on ${target.host}: ${error.code === 'EADDRINUSE' ? 'the port is in use' : error.message}`);
+        warn(`cannot serve the demo API for ${resource.name} on ${target.host}: ${error.code === 'EADDRINUSE' ? 'the port is in use' : error.message}`);
+        return undefined;
       });
+      if (!api) continue;
       started.apis.push(api);
       say(`${resource.name}: demo billing API on ${api.url} (try GET /invoices)`);
     }
     const oidc = loaded.config.identity.oidc.find((issuer) => LOOPBACK.has(new URL(issuer.issuer).hostname));
     if (oidc && !(await issuerAnswers(oidc.issuer))) {
       const audience = Array.isArray(oidc.audience) ? oidc.audience[0]! : (oidc.audience as string);
-      started.idp = await startDevIdp(Number(new URL(oidc.issuer).port || 80), audience);
-      say(`dev issuer on ${started.idp.issuer}: mint tokens with npx sluice token --sub agent-1 --groups support-agents`);
+      started.idp = await startDevIdp(Number(new URL(oidc.issuer).port || 80), audience).catch((error: Error) => {
+        warn(`cannot run the dev issuer for ${oidc.issuer}: ${error.message}`);
+        return undefined;
+      });
+      if (started.idp) say(`dev issuer on ${started.idp.issuer}: mint tokens with npx sluice token --sub agent-1 --groups support-agents`);
     } else if (oidc) say(`using the issuer already answering on ${oidc.issuer}`);
     if (!stopping) {
       started.supervisor = new Supervisor(loaded, createLogger('supervisor'));
