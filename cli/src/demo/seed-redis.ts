@@ -63,12 +63,3 @@ export const seedRedis = async (resource: RedisResourceConfig, password: string 
   return { user, keyPrefix, keys: customers.length + 1 };
 };
 
-/** Removes the demo's keys and ACL user (tests use a scratch prefix and user, then call this). */
-export const unseedRedis = async (resource: RedisResourceConfig, keyPrefix: string): Promise<void> => {
-  const { host, port } = resource.target;
-  const keys = [...Array.from({ length: 10 }, (_, index) => `${keyPrefix}customer:${index + 1}`), `${keyPrefix}recent-logins`];
-  const commands: string[][] = [['DEL', ...keys]];
-  const user = resource.credentials.username;
-  if (user !== undefined && user !== 'default') commands.push(['ACL', 'DELUSER', user]);
-  await pipeline(host, port, commands);
-};
