@@ -1,4 +1,7 @@
-// `npm start`: build when needed, then run every service on the example config.
+// `npm start`: build when needed, then `sluice demo` on the example config: it seeds the demo world
+// (database shop, Redis keys, a billing API, the dev issuer) and runs every service. With
+// SLUICE_CONFIG set it runs `sluice up` on that file instead, and seeds nothing.
+// Ctrl-C or SIGTERM stops everything in order; so does the death of npm itself.
 import { spawnSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
@@ -10,7 +13,26 @@ if (!built) {
   const build = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
   if (build.status !== 0) process.exit(build.status ?? 1);
 }
-const config = process.env.SLUICE_CONFIG ?? `${root}deploy/sluice.example.yaml`;
-const child = spawn(process.execPath, [`${root}cli/bin/sluice.js`, 'up', '--config', config], { cwd: root, stdio: 'inherit' });
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
-child.on('exit', (code) => process.exit(code ?? 0));
+// `npm start -- --config FILE [--key-prefix P]` runs the demo on another config (the tests do).
+const extra = process.argv.slice(2);
+const args = process.env.SLUICE_CONFIG
+  ? ['up', '--config', process.env.SLUICE_CONFIG]
+  : ['demo', ...(extra.includes('--config') ? [] : ['--config', `${root}deploy/sluice.example.yaml`]), ...extra];
+// The IPC channel tells the child when this process is gone, however it went. npm runs us in the
+// package folder, so .sluice/ (runtime info, demo secrets, dev issuer key) lands where the CLI looks.
+const child = spawn(process.execPath, [`${root}cli/bin/sluice.js`, ...args], { cwd: process.cwd(), stdio: ['inherit', 'inherit', 'inherit', 'ipc'] });
+
+let stopping = false;
+const stop = () => {
+  if (stopping) return;
+  stopping = true;
+  // One SIGTERM: a terminal's Ctrl-C already reached the child too, and it stops once either way.
+  if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+};
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, stop);
+// npm does not pass a kill on to us: when our parent goes, stop as if told to.
+const launcher = process.ppid;
+setInterval(() => {
+  if (process.ppid !== launcher) stop();
+}, 1_000).unref();
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

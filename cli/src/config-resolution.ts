@@ -19,6 +19,15 @@ export const writeRuntimeInfo = (info: RuntimeInfo, cwd = process.cwd()): void =
 
 export const removeRuntimeInfo = (cwd = process.cwd()): void => rmSync(join(cwd, RUNTIME_FILE), { force: true });
 
+/** A CLI command that talks to a deployment found none: no --config, no runtime file here. */
+export class NoDeploymentError extends Error {
+  readonly code = 'ERR_NO_DEPLOYMENT';
+  constructor() {
+    super('no running deployment found in this folder: pass --config FILE or --url URL, or run the command in the folder where `sluice up` (or `npm start`) runs');
+    this.name = 'NoDeploymentError';
+  }
+}
+
 export interface ResolvedCliConfig {
   readonly config: SluiceConfig;
   /** Where it came from: a file path, or `defaults`. */
@@ -28,8 +37,9 @@ export interface ResolvedCliConfig {
 
 /**
  * The config a CLI command (audit, replay, approvals) works against: `--config FILE`, else
- * $SLUICE_CONFIG, else the config of the `sluice up` running from this folder, else the defaults
- * (with DATABASE_URL / NATS_URL applied in every case).
+ * $SLUICE_CONFIG, else the config of the `sluice up` running from this folder, else (only when
+ * DATABASE_URL names the event store to read) the defaults; with none of them there is nothing to
+ * talk to, and guessing loopback defaults would answer from an empty store as if all were well.
  */
 export const resolveCliConfig = (argv: readonly string[], cwd = process.cwd()): ResolvedCliConfig => {
   const { values } = parseArgs({ args: [...argv], options: { config: { type: 'string', short: 'c' } }, strict: false, allowPositionals: true });
@@ -50,5 +60,6 @@ export const resolveCliConfig = (argv: readonly string[], cwd = process.cwd()): 
       // A stale or unreadable runtime file falls through to the defaults.
     }
   }
+  if (!process.env.DATABASE_URL) throw new NoDeploymentError();
   return { config: parseConfig({}), source: 'defaults', configDir: resolve(cwd) };
 };

@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util';
 import { resolveCliConfig } from '../config-resolution.js';
 
-const USAGE = `usage: sluice approvals list [--status pending|granted|denied|expired|cancelled|executed|all] [--json]
+export const USAGE = `usage: sluice approvals list [--status pending|granted|denied|expired|cancelled|executed|all] [--json | -q]
        sluice approve <id> [--reason R]
        sluice deny <id> [--reason R]
-options: --token T (or $SLUICE_TOKEN): the approver's OIDC access token
+options: -q prints only the ids (ID=$(sluice approvals list -q))
+         --token T (or $SLUICE_TOKEN): the approver's OIDC access token
          --config FILE, --url URL: where the approval service is (default services.approval.http)
 `;
 
@@ -85,6 +86,7 @@ export const run = async (argv: readonly string[], io: Io = defaultIo): Promise<
         url: { type: 'string' },
         status: { type: 'string' },
         json: { type: 'boolean' },
+        quiet: { type: 'boolean', short: 'q' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -135,6 +137,7 @@ export const run = async (argv: readonly string[], io: Io = defaultIo): Promise<
       const query = status === 'all' ? '' : `?status=${encodeURIComponent(status)}`;
       const { approvals } = (await call(`/v1/approvals${query}`)) as { approvals: ApprovalJson[] };
       if (values.json) io.out(JSON.stringify(approvals, null, 2) + '\n');
+      else if (values.quiet) io.out(approvals.map((approval) => `${approval.id}\n`).join(''));
       else if (approvals.length === 0) io.out(`no ${status === 'all' ? '' : `${status} `}approvals\n`);
       else {
         io.out(

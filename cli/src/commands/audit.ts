@@ -64,6 +64,8 @@ const storeSource = (store: EventStore, via: string): AuditSource => ({
  * process); when it does not answer, opens the event store directly.
  */
 export const openAuditSource = async (argv: readonly string[]): Promise<AuditSource> => {
+  const { values } = parseArgs({ args: [...argv], options: { url: { type: 'string' } }, strict: false, allowPositionals: true });
+  if (typeof values.url === 'string') return httpSource(values.url.replace(/\/$/, ''));
   const { config } = resolveCliConfig(argv);
   const base = `http://${config.services.audit.http}`;
   try {
@@ -108,10 +110,14 @@ export const formatTable = (headers: readonly string[], rows: readonly (readonly
 };
 
 const verify = async (argv: readonly string[], io: Output): Promise<number> => {
-  const { values } = parseArgs({ args: [...argv], options: { session: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string', short: 'c' } }, allowPositionals: true });
+  const { values } = parseArgs({ args: [...argv], options: { session: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string', short: 'c' }, url: { type: 'string' } }, allowPositionals: true });
   const source = await openAuditSource(argv);
   try {
     const result = await source.verify(values.session);
+    if (values.session !== undefined && result.events === 0) {
+      io.err(`sluice audit: no events for session ${values.session} in ${source.via}: check the id with \`sluice audit query\`\n`);
+      return 1;
+    }
     if (values.json) io.out(`${JSON.stringify(result)}\n`);
     if (result.ok) {
       if (!values.json) io.out(`audit verify: OK, ${result.events} events in ${result.sessions} chains intact\n`);
@@ -140,6 +146,8 @@ const query = async (argv: readonly string[], io: Output): Promise<number> => {
       limit: { type: 'string' },
       json: { type: 'boolean' },
       config: { type: 'string', short: 'c' },
+      url: { type: 'string' },
+      quiet: { type: 'boolean', short: 'q' },
     },
     allowPositionals: true,
   });
@@ -157,6 +165,10 @@ const query = async (argv: readonly string[], io: Output): Promise<number> => {
     });
     if (values.json) {
       io.out(`${JSON.stringify(page, null, 2)}\n`);
+      return 0;
+    }
+    if (values.quiet) {
+      io.out(page.sessions.map((session) => `${session.session_id}\n`).join(''));
       return 0;
     }
     if (page.sessions.length === 0) {
@@ -188,8 +200,10 @@ const query = async (argv: readonly string[], io: Output): Promise<number> => {
   }
 };
 
-const USAGE = `usage: sluice audit verify [--session ID] [--json] [--config FILE]
-       sluice audit query [--subject S] [--resource R] [--since 1h|ISO] [--until …] [--decision allow|deny|approve] [--limit N] [--json]
+export const USAGE = `usage: sluice audit verify [--session ID] [--json]
+       sluice audit query [--subject S] [--resource R] [--since 1h|ISO] [--until …] [--decision allow|deny|approve] [--limit N] [--json | -q]
+  -q prints only the session ids, newest first
+  where: the deployment running in this folder, else --config FILE, or --url URL of the audit service
 `;
 
 /** `sluice audit verify|query …`; argv starts with the subcommand. */
@@ -198,7 +212,7 @@ export const run = async (argv: readonly string[], io: Output = stdio): Promise<
   try {
     if (subcommand === 'verify') return await verify(rest, io);
     if (subcommand === 'query') return await query(rest, io);
-    io.err(USAGE);
+    io.err(`sluice audit: unknown subcommand "${subcommand ?? ''}"\n${USAGE}`);
     return 2;
   } catch (error) {
     if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {

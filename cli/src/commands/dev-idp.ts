@@ -3,6 +3,18 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import { stopWhenLauncherExits } from '../launcher-watch.js';
+
+export const DEV_IDP_USAGE = `usage: sluice dev-idp [--port 9000] [--audience sluice] [--host 127.0.0.1] [--issuer URL]
+  a local OIDC issuer for trying Sluice out (never for production): discovery, JWKS and a token
+  endpoint that signs ES256 access tokens for any subject and groups; stops on Ctrl-C or SIGTERM.
+  --host is the address to listen on, --issuer the URL the gateway knows it by (default
+  http://127.0.0.1:PORT; in docker compose, http://dev-idp:9000)
+`;
+
+export const TOKEN_USAGE = `usage: sluice token --sub S [--groups a,b] [--audience A] [--expires-in SECONDS] [--issuer URL]
+  prints an access token from the local dev issuer (default http://127.0.0.1:9000)
+`;
 
 /**
  * A local token issuer for trying Sluice out (never for production): OIDC discovery, JWKS and a
@@ -10,6 +22,10 @@ import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
  * The key is kept under ./.sluice/ so tokens outlive a restart.
  */
 const KEY_FILE = join('.sluice', 'dev-idp-key.json');
+
+export class DevIdpError extends Error {
+  readonly code = 'ERR_DEV_IDP';
+}
 
 const loadKey = async (): Promise<{ privateJwk: JWK; publicJwk: JWK }> => {
   if (existsSync(KEY_FILE)) return JSON.parse(readFileSync(KEY_FILE, 'utf8'));
@@ -21,10 +37,17 @@ const loadKey = async (): Promise<{ privateJwk: JWK; publicJwk: JWK }> => {
   return keys;
 };
 
-const serve = async (port: number, audience: string): Promise<number> => {
+export interface DevIdp {
+  readonly issuer: string;
+  close(): Promise<void>;
+}
+
+/** Starts the issuer on host:port; `sluice demo` runs it in-process, `sluice dev-idp` alone. */
+export const startDevIdp = async (port: number, audience: string, options: { host?: string; issuer?: string } = {}): Promise<DevIdp> => {
   const { privateJwk, publicJwk } = await loadKey();
   const privateKey = await importJWK(privateJwk, 'ES256');
-  const issuer = `http://127.0.0.1:${port}`;
+  const host = options.host ?? '127.0.0.1';
+  const issuer = (options.issuer ?? `http://127.0.0.1:${port}`).replace(/\/$/, '');
   const server = createServer((request, response) => {
     const url = new URL(request.url ?? '/', issuer);
     const json = (status: number, body: unknown) => {
@@ -58,26 +81,57 @@ const serve = async (port: number, audience: string): Promise<number> => {
     }
     json(404, { error: 'not_found' });
   });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  process.stdout.write(`sluice dev-idp: issuer ${issuer} (audience ${audience}); mint with: npx sluice token --sub agent-1 --groups support-agents\n`);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(error.code === 'EADDRINUSE' ? new DevIdpError(`port ${port} is already in use (is a dev-idp already running?): stop it or pass --port`) : error),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  return {
+    issuer,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+};
+
+const serve = async (port: number, audience: string, options: { host?: string; issuer?: string }): Promise<number> => {
+  const idp = await startDevIdp(port, audience, options);
+  process.stdout.write(`sluice dev-idp: issuer ${idp.issuer} (audience ${audience}); mint with: npx sluice token --sub agent-1 --groups support-agents\n`);
   return new Promise<number>((resolve) => {
-    process.once('SIGINT', () => server.close(() => resolve(0)));
-    process.once('SIGTERM', () => server.close(() => resolve(0)));
+    let stopping = false;
+    const stop = () => {
+      if (stopping) return;
+      stopping = true;
+      void idp.close().then(() => resolve(0));
+    };
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, stop);
+    stopWhenLauncherExits(stop);
   });
 };
 
 const mint = async (values: Record<string, string | boolean | undefined>): Promise<number> => {
-  const issuer = (values.issuer as string | undefined) ?? 'http://127.0.0.1:9000';
+  const issuer = ((values.issuer as string | undefined) ?? 'http://127.0.0.1:9000').replace(/\/$/, '');
   if (!values.sub) {
-    process.stderr.write('sluice token: --sub is required\n');
+    process.stderr.write(`sluice token: --sub is required\n${TOKEN_USAGE}`);
     return 2;
   }
   const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: values.sub as string, groups: (values.groups as string | undefined) ?? '' });
   if (values.audience) form.set('audience', values.audience as string);
   if (values['expires-in']) form.set('expires_in', values['expires-in'] as string);
-  const response = await fetch(`${issuer}/token`, { method: 'POST', body: form });
+  let response: Response;
+  try {
+    response = await fetch(`${issuer}/token`, { method: 'POST', body: form, signal: AbortSignal.timeout(10_000) });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    const why = cause?.code ?? cause?.message ?? (error as Error).message;
+    process.stderr.write(`sluice token: no issuer answers at ${issuer} (${why}): start one with \`npx sluice dev-idp\` (\`npm start\` runs one), or pass --issuer URL\n`);
+    return 1;
+  }
   if (!response.ok) {
-    process.stderr.write(`sluice token: ${issuer}/token answered ${response.status}; is \`npx sluice dev-idp\` running?\n`);
+    process.stderr.write(`sluice token: ${issuer}/token answered ${response.status}; is it \`npx sluice dev-idp\`? (pass --issuer URL)\n`);
     return 1;
   }
   process.stdout.write(`${((await response.json()) as { access_token: string }).access_token}\n`);
@@ -86,17 +140,35 @@ const mint = async (values: Record<string, string | boolean | undefined>): Promi
 
 export const run = async (argv: readonly string[]): Promise<number> => {
   const [command, ...rest] = argv;
-  const { values } = parseArgs({
-    args: rest,
-    options: {
-      port: { type: 'string' },
-      audience: { type: 'string' },
-      sub: { type: 'string' },
-      groups: { type: 'string' },
-      issuer: { type: 'string' },
-      'expires-in': { type: 'string' },
-    },
-  });
-  if (command === 'dev-idp') return serve(Number(values.port ?? 9000), values.audience ?? 'sluice');
-  return mint(values);
+  const usage = command === 'dev-idp' ? DEV_IDP_USAGE : TOKEN_USAGE;
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      options: command === 'dev-idp'
+        ? { port: { type: 'string' }, audience: { type: 'string' }, host: { type: 'string' }, issuer: { type: 'string' } }
+        : { sub: { type: 'string' }, groups: { type: 'string' }, issuer: { type: 'string' }, audience: { type: 'string' }, 'expires-in': { type: 'string' } },
+    }));
+  } catch (error) {
+    process.stderr.write(`sluice ${command}: ${(error as Error).message}\n${usage}`);
+    return 2;
+  }
+  if (command === 'dev-idp') {
+    const port = Number((values as { port?: string }).port ?? 9000);
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      process.stderr.write(`sluice dev-idp: --port expects a port number, got "${(values as { port?: string }).port}"\n`);
+      return 2;
+    }
+    try {
+      const { audience, host, issuer } = values as { audience?: string; host?: string; issuer?: string };
+      return await serve(port, audience ?? 'sluice', { host, issuer });
+    } catch (error) {
+      if (error instanceof DevIdpError) {
+        process.stderr.write(`sluice dev-idp: ${error.message}\n`);
+        return 1;
+      }
+      throw error;
+    }
+  }
+  return mint(values as Record<string, string | undefined>);
 };

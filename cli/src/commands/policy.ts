@@ -4,11 +4,11 @@ import { parse as parseYaml } from 'yaml';
 import { loadConfig } from '@sluice/config';
 import { createPolicy, requestPolicyReload, type Explanation, type Policy, type PolicyCommand, type PolicySubject } from '@sluice/policy';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
+import { ACTIONS, EFFECTS, RISKS } from '@sluice/contracts';
 
-const USAGE = `usage:
-  sluice policy explain --config FILE --sub S [--groups a,b] --resource R [--search-path a,b] "SQL" | --redis "GET k" | --http "GET /path" [--json]
-  sluice policy test --config FILE CASES.yaml
-  sluice policy reload --config FILE
+export const USAGE = `usage: sluice policy explain --config FILE --sub S [--groups a,b] --resource R [--search-path a,b] "SQL" | --redis "GET k" | --http "GET /path" [--json]
+       sluice policy test --config FILE CASES.yaml
+       sluice policy reload --config FILE
 `;
 
 const out = (text: string): void => {
@@ -115,14 +115,66 @@ interface PolicyCase {
   readonly risk?: string;
 }
 
+const CASE_KEYS: Record<string, 'string' | 'list' | 'command'> = {
+  name: 'string',
+  sub: 'string',
+  groups: 'list',
+  resource: 'string',
+  sql: 'command',
+  redis: 'command',
+  http: 'command',
+  searchPath: 'list',
+  expect: 'string',
+  rule: 'string',
+  action: 'string',
+  risk: 'string',
+};
+const CASE_ENUMS: Record<string, readonly string[]> = { expect: EFFECTS, action: ACTIONS, risk: RISKS };
+
+/**
+ * Checks a cases file as strictly as the config: a misspelt key or value (`expect: alow`) would
+ * otherwise make a case that can never fail. Returns the first problem as `path: expected …`.
+ */
+export const caseProblem = (testCase: unknown, index: number): string | undefined => {
+  const at = `[${index}]`;
+  if (typeof testCase !== 'object' || testCase === null || Array.isArray(testCase)) return `${at}: expected a case { sub, resource, expect, sql|redis|http }`;
+  const record = testCase as Record<string, unknown>;
+  for (const [key, value] of Object.entries(record)) {
+    const kind = CASE_KEYS[key];
+    if (!kind) return `${at}.${key}: unknown key (expected one of ${Object.keys(CASE_KEYS).join(', ')})`;
+    const isList = Array.isArray(value) && value.every((item) => typeof item === 'string');
+    if (kind === 'string' && typeof value !== 'string') return `${at}.${key}: expected a string`;
+    if (kind === 'list' && typeof value !== 'string' && !isList) return `${at}.${key}: expected a list of strings`;
+    if (kind === 'command' && typeof value !== 'string' && !(key === 'redis' && isList)) return `${at}.${key}: expected a string`;
+    const allowed = CASE_ENUMS[key];
+    if (allowed && !allowed.includes(value as string)) return `${at}.${key}: expected one of ${allowed.join(', ')}, got "${String(value)}"`;
+  }
+  for (const key of ['sub', 'resource', 'expect']) if (record[key] === undefined) return `${at}.${key}: required`;
+  const commands = ['sql', 'redis', 'http'].filter((key) => record[key] !== undefined);
+  if (commands.length !== 1) return `${at}: expected exactly one of sql, redis, http${commands.length ? ` (got ${commands.join(', ')})` : ''}`;
+  if (typeof record.http === 'string' && !httpCommand(record.http)) return `${at}.http: expected "METHOD /path"`;
+  return undefined;
+};
+
 const runCases = async (argv: string[]): Promise<number> => {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { config: { type: 'string', short: 'c' } } });
   if (!values.config) return usage('--config FILE is required');
   const file = positionals[0];
   if (!file) return usage('the CASES.yaml file is required');
-  const document: unknown = parseYaml(readFileSync(file, 'utf8'));
+  let document: unknown;
+  try {
+    document = parseYaml(readFileSync(file, 'utf8'));
+  } catch (error) {
+    process.stderr.write(`sluice policy test: ${file}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : `not valid YAML: ${(error as Error).message.split('\n')[0]}`}\n`);
+    return 2;
+  }
   const cases = (Array.isArray(document) ? document : (document as { cases?: unknown } | null)?.cases) as PolicyCase[] | undefined;
-  if (!Array.isArray(cases)) return usage(`${file}: expected a list of cases (or { cases: [...] })`);
+  if (!Array.isArray(cases) || cases.length === 0) return usage(`${file}: expected a non-empty list of cases (or { cases: [...] })`);
+  const problem = cases.map((testCase, index) => caseProblem(testCase, index)).find((found) => found !== undefined);
+  if (problem !== undefined) {
+    process.stderr.write(`sluice policy test: invalid cases file ${file}: ${problem}\n`);
+    return 2;
+  }
   const policy = policyOf(values.config);
   await loadSqlClassifier();
   let passed = 0;

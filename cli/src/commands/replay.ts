@@ -63,6 +63,12 @@ export const describeEvent = (event: StoredEvent, startMs: number): string[] => 
   }
 };
 
+export const USAGE = `usage: sluice replay <session-id> [--speed N] [--json]
+  prints a session's commands, decisions and returned data in order (--speed 0, the default,
+  prints without waiting; N replays N times faster than it happened)
+  where: the deployment running in this folder, else --config FILE, or --url URL of the audit service
+`;
+
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** `sluice replay <session-id> [--speed N] [--json]`: the session as it happened. */
@@ -72,17 +78,17 @@ export const run = async (argv: readonly string[], io: Output = stdio): Promise<
   try {
     ({ values, positionals } = parseArgs({
       args: [...argv],
-      options: { speed: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string', short: 'c' } },
+      options: { speed: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string', short: 'c' }, url: { type: 'string' } },
       allowPositionals: true,
     }));
   } catch (error) {
-    io.err(`sluice replay: ${(error as Error).message}\nusage: sluice replay <session-id> [--speed N] [--json]\n`);
+    io.err(`sluice replay: ${(error as Error).message}\n${USAGE}`);
     return 2;
   }
   const sessionId = positionals[0];
   const speed = values.speed === undefined ? 0 : Number(values.speed);
   if (!sessionId || !Number.isFinite(speed) || speed < 0) {
-    io.err('usage: sluice replay <session-id> [--speed N] [--json]   (--speed 0, the default, prints without waiting)\n');
+    io.err(`sluice replay: ${sessionId ? '--speed expects a number >= 0' : 'the session id is required'}\n${USAGE}`);
     return 2;
   }
   try {
@@ -94,7 +100,7 @@ export const run = async (argv: readonly string[], io: Output = stdio): Promise<
       await source.close();
     }
     if (events.length === 0) {
-      io.err(`sluice replay: no events for session ${sessionId}\n`);
+      io.err(`sluice replay: no events for session ${sessionId}: find its id with \`sluice audit query\`\n`);
       return 1;
     }
     const startMs = Date.parse(events[0]!.time);

@@ -15,12 +15,20 @@ export interface LoadedConfig {
 const formatPath = (path: readonly PropertyKey[]): string =>
   path.reduce<string>((text, key) => (typeof key === 'number' ? `${text}[${key}]` : text ? `${text}.${String(key)}` : String(key)), '');
 
-const describeIssue = (issue: z.core.$ZodIssue): string => {
+/** The value at an issue's path in the document (zod 4 issues do not carry their input). */
+const valueAt = (document: unknown, path: readonly PropertyKey[]): unknown =>
+  path.reduce<unknown>((value, key) => (value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[key] : undefined), document);
+
+/** zod's own wording starts "Invalid input"; a message the schema set says what was expected. */
+const isCustomMessage = (message: string): boolean => !/^Invalid input/.test(message);
+
+const describeIssue = (issue: z.core.$ZodIssue, document: unknown): string => {
   switch (issue.code) {
     case 'unrecognized_keys':
       return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}`;
     case 'invalid_type':
-      return issue.input === undefined ? `required, expected ${issue.expected}` : `expected ${issue.expected}`;
+      if (valueAt(document, issue.path) === undefined) return `required, expected ${issue.expected}`;
+      return isCustomMessage(issue.message) ? issue.message : `expected ${issue.expected}`;
     default:
       return issue.message;
   }
@@ -32,7 +40,7 @@ export const parseConfig = (document: unknown): SluiceConfig => {
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const path = issue.code === 'unrecognized_keys' && issue.keys.length === 1 ? [...issue.path, issue.keys[0]!] : issue.path;
-    throw new ConfigInvalidError(formatPath(path), describeIssue(issue));
+    throw new ConfigInvalidError(formatPath(path), describeIssue(issue, document));
   }
   checkReferences(result.data);
   return applyEnvironment(result.data);
@@ -124,5 +132,7 @@ export const loadConfig = (file: string): LoadedConfig => {
     }
     throw error;
   }
+  // An empty file parses as null: refuse it rather than start a gateway with nothing configured.
+  if (document === null || document === undefined) throw new ConfigInvalidError('', `a config file with content (${path} is empty)`);
   return { config: parseConfig(document), path, dir: dirname(path) };
 };

@@ -7,6 +7,8 @@ const address = z
   .string()
   .refine((text) => parseAddress(text) !== undefined, { message: 'expected host:port, e.g. 127.0.0.1:7000' });
 
+const port = z.number({ error: 'expected a port number (1-65535)' }).int({ error: 'expected a port number (1-65535)' }).min(1, { error: 'expected a port number (1-65535)' }).max(65535, { error: 'expected a port number (1-65535)' });
+
 const duration = z
   .union([z.string(), z.number()])
   .refine((value) => parseDuration(value) !== undefined, { message: 'expected a duration such as 30s, 2m or 500ms' })
@@ -54,7 +56,7 @@ const postgresResource = z.strictObject({
   listen: address,
   target: z.strictObject({
     host: z.string().min(1),
-    port: z.number().int().min(1).max(65535).default(5432),
+    port: port.default(5432),
     database: z.string().min(1),
     ssl: z.boolean().default(false),
   }),
@@ -69,7 +71,7 @@ const redisResource = z.strictObject({
   listen: address,
   target: z.strictObject({
     host: z.string().min(1),
-    port: z.number().int().min(1).max(65535).default(6379),
+    port: port.default(6379),
     db: z.number().int().min(0).default(0),
   }),
   credentials: z.strictObject({ username: z.string().min(1).optional(), password: secret.optional() }).default({}),
@@ -164,7 +166,7 @@ const exporter = z.strictObject({
   url: z.string().optional(),
   path: z.string().optional(),
   host: z.string().optional(),
-  port: z.number().int().optional(),
+  port: port.optional(),
   token: secret.optional(),
   name: z.string().optional(),
   batchSize: z.number().int().min(1).default(100),
@@ -189,7 +191,8 @@ const services = z
       .strictObject({ http: address.default('127.0.0.1:7190') })
       .default({ http: '127.0.0.1:7190' }),
   })
-  .default({} as never);
+  // prefault, not default: a missing `services` is parsed as {} so every service gets its default address.
+  .prefault({});
 
 export const configSchema = z.strictObject({
   admin: z.strictObject({ listen: address.default('127.0.0.1:7000') }).default({ listen: '127.0.0.1:7000' }),
