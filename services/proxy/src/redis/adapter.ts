@@ -41,6 +41,8 @@ const WRONGPASS = 'WRONGPASS invalid username-password pair or user is disabled.
 const HELLO_NOAUTH =
   'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time';
 const WITHHELD = 'ERR result withheld: masking unavailable';
+/** The first byte of a multibulk command (`*`); anything else is an inline command. */
+const RESP_ARRAY = 0x2a;
 const EXECABORT = 'EXECABORT Transaction discarded because of previous errors.';
 /** Bytes an unauthenticated client may buffer: nobody gets to make Sluice hold a 512 MiB bulk before logging in. */
 const PRE_AUTH_BUFFER_LIMIT = 64 * 1024;
@@ -199,7 +201,9 @@ class RedisConnection {
         if (args.length === 0) continue;
         const name = args[0]!.toString('latin1').toUpperCase();
         if (!this.session) await this.beforeLogin(name, args);
-        else await this.afterLogin(name, args, frame);
+        // An inline command goes upstream re-encoded from the arguments it was decided on,
+        // never as the raw line, so the target cannot read it any other way.
+        else await this.afterLogin(name, args, frame[0] === RESP_ARRAY ? frame : encodeCommand(args));
       }
     } finally {
       this.intakeBusy = false;
