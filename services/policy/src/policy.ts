@@ -49,6 +49,8 @@ export interface CommandPart {
   readonly reason: string;
   readonly tables?: readonly string[];
   readonly keys?: readonly string[];
+  /** Redis glob patterns the command reads keys by (KEYS, SCAN MATCH, SORT BY/GET). */
+  readonly keyPatterns?: readonly string[];
   readonly method?: string;
   readonly path?: string;
 }
@@ -155,6 +157,35 @@ const namesMatch = (effect: Effect, globs: readonly RegExp[], names: readonly st
   return effect === 'allow' ? names.every(matches) : names.some(matches);
 };
 
+/** The characters of a glob before its first wildcard (Redis globs: `*`, `?`, `[…]`, `\` escapes). */
+const literalPrefix = (glob: string): string => /^[^*?[\\]*/.exec(glob)![0];
+const hasWildcard = (glob: string): boolean => /[*?[\\]/.test(glob);
+
+/**
+ * Key patterns (a pattern stands for every key it can match). An allow rule grants a pattern
+ * only when every key it can match is covered: the rule's glob is `*`, the pattern is the same
+ * text, or the glob is `prefix*` and the pattern's fixed start begins with that prefix. A deny
+ * or approve rule guards a pattern unless the two can be shown never to match the same key
+ * (neither fixed start is a prefix of the other).
+ */
+const patternsMatch = (effect: Effect, globs: readonly string[], patterns: readonly string[]): boolean => {
+  const covers = (glob: string, pattern: string): boolean => {
+    if (glob === '*' || glob === pattern) return true;
+    if (!hasWildcard(pattern)) return compileGlob(glob).test(pattern);
+    const prefix = glob.slice(0, -1);
+    return glob.endsWith('*') && !hasWildcard(prefix) && literalPrefix(pattern).startsWith(prefix);
+  };
+  const mayOverlap = (glob: string, pattern: string): boolean => {
+    if (!hasWildcard(pattern)) return compileGlob(glob).test(pattern);
+    const ours = literalPrefix(pattern);
+    const theirs = literalPrefix(glob);
+    return ours.startsWith(theirs) || theirs.startsWith(ours);
+  };
+  return effect === 'allow'
+    ? patterns.every((pattern) => globs.some((glob) => covers(glob, pattern)))
+    : patterns.some((pattern) => globs.some((glob) => mayOverlap(glob, pattern)));
+};
+
 /** Undefined when the rule matches; otherwise the first matcher that failed. */
 const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: string, part: CommandPart): string | undefined => {
   const config = rule.config;
@@ -169,6 +200,10 @@ const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: str
   if (rule.keys) {
     if (!part.keys) return 'keys: the command is not a Redis command';
     if (!namesMatch(config.effect, rule.keys, part.keys)) return `keys: ${list(part.keys)} do not match ${list(config.keys ?? [])}`;
+    const patterns = part.keyPatterns ?? [];
+    if (patterns.length > 0 && !patternsMatch(config.effect, config.keys ?? [], patterns)) {
+      return `keys: patterns ${list(patterns)} do not match ${list(config.keys ?? [])}`;
+    }
   }
   if (rule.methods) {
     if (part.method === undefined) return 'methods: the command is not HTTP';
@@ -226,7 +261,7 @@ export const classifyCommand = (command: PolicyCommand): Classified => {
       const redis = classifyRedis(command.args);
       return {
         ok: true,
-        parts: [{ summary: redis.command, action: redis.action, risk: redis.risk, reason: redis.reason, keys: redis.keys }],
+        parts: [{ summary: redis.command, action: redis.action, risk: redis.risk, reason: redis.reason, keys: redis.keys, keyPatterns: redis.keyPatterns }],
         cacheable: true,
         prepares: [],
       };

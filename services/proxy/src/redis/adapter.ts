@@ -21,11 +21,13 @@ import {
   fieldHint,
   parseHello,
   PRE_AUTH_COMMANDS,
-  REFUSED_COMMANDS,
+  refusalOf,
+  scalarField,
   SUBSCRIBE_COMMANDS,
+  UNMASKABLE_REPLIES,
   type HelloArgs,
 } from './commands.js';
-import { flattenReply, maskReply, type FieldHint } from './reply-masking.js';
+import { flattenReply, maskReply, UNKNOWN_FIELD, type FieldHint } from './reply-masking.js';
 
 export interface RedisAdapterOptions {
   /** Base directory of `{ file: … }` secrets (the config file's directory). */
@@ -74,10 +76,17 @@ interface Entry {
   /** done: `reply` holds the bytes for the client. */
   status: 'waiting' | 'sent' | 'done';
   reply: Buffer | undefined;
-  /** Mask profiles of the commands an EXEC runs, by position. */
-  txProfiles: (string | undefined)[] | undefined;
+  /** The commands an EXEC runs, by position, with their mask profiles. */
+  txQueued: QueuedCommand[] | undefined;
   execAbort: boolean;
   closeAfter: boolean;
+}
+
+/** A command queued inside MULTI: its EXEC reply element is masked as its own reply would be. */
+interface QueuedCommand {
+  readonly name: string;
+  readonly args: readonly Buffer[];
+  readonly maskProfile: string | undefined;
 }
 
 const subjectRef = (session: Session): SubjectRef => ({
@@ -127,7 +136,7 @@ class RedisConnection {
   private streamProfile: string | undefined;
   private inTransaction = false;
   private transactionDirty = false;
-  private transactionProfiles: (string | undefined)[] = [];
+  private transactionQueue: QueuedCommand[] = [];
 
   private clientOut: Buffer[] = [];
   private upstreamOut: Buffer[] = [];
@@ -344,6 +353,11 @@ class RedisConnection {
         return this.reauthenticate(token, undefined);
       }
       case 'HELLO': {
+        // HELLO would be queued and switch the protocol only when EXEC runs: refused, as Redis refuses no-multi commands.
+        if (this.inTransaction) {
+          this.transactionDirty = true;
+          return void this.pushLocal(name, args, encodeError('ERR Command not allowed inside a transaction'));
+        }
         const hello = parseHello(args);
         if ('error' in hello) return void this.pushLocal(name, args, encodeError(hello.error));
         if (hello.auth) return this.reauthenticate(hello.auth.password, hello);
@@ -352,9 +366,14 @@ class RedisConnection {
       case 'QUIT': {
         return void this.pushLocal(name, args, encodeSimple('OK'), true);
       }
-      default:
-        if (REFUSED_COMMANDS.has(name)) return void this.pushLocal(name, args, encodeError(`NOPERM ${name} is not allowed through Sluice`));
+      default: {
+        const refusal = refusalOf(name, args);
+        if (refusal) {
+          this.markDirty();
+          return void this.pushLocal(name, args, encodeError(`NOPERM ${refusal}`));
+        }
         this.pushCommand(name, args, frame);
+      }
     }
   }
 
@@ -408,7 +427,7 @@ class RedisConnection {
       decisionFailed: false,
       status: 'waiting',
       reply: undefined,
-      txProfiles: undefined,
+      txQueued: undefined,
       execAbort: false,
       closeAfter: false,
     };
@@ -498,7 +517,11 @@ class RedisConnection {
       this.markDirty();
       return this.answer(entry, encodeError('NOPERM policy unavailable'), SluiceErrorCode.PolicyUnavailable);
     }
-    const decision = entry.decision;
+    let decision = entry.decision;
+    const unmaskable = UNMASKABLE_REPLIES.get(entry.name);
+    if (unmaskable && decision.effect !== 'deny' && decision.maskProfile !== undefined) {
+      decision = { ...decision, effect: 'deny', reason: `${entry.name} ${unmaskable}, which masking profile '${decision.maskProfile}' cannot cover` };
+    }
     const shownCommand = text();
     this.ports.audit.record(session.id, 'command.decided', {
       commandId: entry.id,
@@ -563,10 +586,10 @@ class RedisConnection {
       case 'MULTI':
         this.inTransaction = true;
         this.transactionDirty = false;
-        this.transactionProfiles = [];
+        this.transactionQueue = [];
         break;
       case 'EXEC':
-        entry.txProfiles = this.transactionProfiles;
+        entry.txQueued = this.transactionQueue;
         if (this.inTransaction && this.transactionDirty) {
           entry.execAbort = true;
           frame = encodeCommand(['DISCARD']);
@@ -591,7 +614,7 @@ class RedisConnection {
           // In RESP2 subscriber mode replies are part of the stream too.
           expectsReply = false;
         } else if (this.inTransaction && entry.name !== 'WATCH' && entry.name !== 'UNWATCH') {
-          this.transactionProfiles.push(maskProfile);
+          this.transactionQueue.push({ name: entry.name, args: entry.args, maskProfile });
         }
     }
     this.profiles.set(entry, maskProfile);
@@ -675,11 +698,16 @@ class RedisConnection {
       value = original;
       if (entry.execAbort) value = { type: 'error' as const, value: EXECABORT };
       const maskProfile = this.profiles.get(entry);
-      if (entry.name === 'EXEC' && value.type === 'array' && entry.txProfiles) {
-        const profiles = entry.txProfiles;
+      if (entry.name === 'EXEC' && value.type === 'array' && entry.txQueued) {
+        const queued = entry.txQueued;
+        // A reply element with no queued command to pair it with is masked by EXEC's own profile, fields unknown.
         const items = value.items.map((item, index) => {
-          const masker = this.ports.masking.masker(profiles[index] ?? maskProfile);
-          return masker ? maskReply(item, masker, counts, this.protocol) : item;
+          const command = queued[index];
+          const masker = this.ports.masking.masker(command?.maskProfile ?? maskProfile);
+          if (!masker) return item;
+          if (!command) return maskReply(item, masker, counts, this.protocol, { kind: 'unknownFields' }, UNKNOWN_FIELD);
+          const hint = fieldHint(command.name, command.args, this.protocol);
+          return maskReply(item, masker, counts, this.protocol, hint, scalarField(command.name, command.args));
         });
         const before = value.items;
         if (items.some((item, index) => item !== before[index])) value = { type: 'array', items };
@@ -687,8 +715,7 @@ class RedisConnection {
         const masker = this.ports.masking.masker(maskProfile);
         if (masker) {
           const hint: FieldHint | undefined = fieldHint(entry.name, entry.args, this.protocol);
-          const field = entry.name === 'HGET' ? entry.args[2]?.toString() : undefined;
-          value = maskReply(value, masker, counts, this.protocol, hint, field);
+          value = maskReply(value, masker, counts, this.protocol, hint, scalarField(entry.name, entry.args));
         }
       }
       reply = value === original ? frame : encodeValue(value);
