@@ -199,11 +199,12 @@ const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: str
   }
   if (rule.keys) {
     if (!part.keys) return 'keys: the command is not a Redis command';
-    if (!namesMatch(config.effect, rule.keys, part.keys)) return `keys: ${list(part.keys)} do not match ${list(config.keys ?? [])}`;
     const patterns = part.keyPatterns ?? [];
-    if (patterns.length > 0 && !patternsMatch(config.effect, config.keys ?? [], patterns)) {
-      return `keys: patterns ${list(patterns)} do not match ${list(config.keys ?? [])}`;
-    }
+    const literal = namesMatch(config.effect, rule.keys, part.keys);
+    const byPattern = patterns.length > 0 && patternsMatch(config.effect, config.keys ?? [], patterns);
+    // An allow rule must cover the literal keys and every pattern; a guard needs one of either.
+    const matched = config.effect === 'allow' ? literal && (patterns.length === 0 || byPattern) : literal || byPattern;
+    if (!matched) return `keys: ${list([...part.keys, ...patterns])} do not match ${list(config.keys ?? [])}`;
   }
   if (rule.methods) {
     if (part.method === undefined) return 'methods: the command is not HTTP';

@@ -80,6 +80,8 @@ interface Entry {
   txQueued: QueuedCommand[] | undefined;
   execAbort: boolean;
   closeAfter: boolean;
+  /** Sent inside MULTI: its reply is QUEUED (or an error), its result comes with EXEC. */
+  queued: boolean;
 }
 
 /** A command queued inside MULTI: its EXEC reply element is masked as its own reply would be. */
@@ -430,6 +432,7 @@ class RedisConnection {
       txQueued: undefined,
       execAbort: false,
       closeAfter: false,
+      queued: false,
     };
   }
 
@@ -615,6 +618,7 @@ class RedisConnection {
           expectsReply = false;
         } else if (this.inTransaction && entry.name !== 'WATCH' && entry.name !== 'UNWATCH') {
           this.transactionQueue.push({ name: entry.name, args: entry.args, maskProfile });
+          entry.queued = true;
         }
     }
     this.profiles.set(entry, maskProfile);
@@ -714,8 +718,8 @@ class RedisConnection {
       } else {
         const masker = this.ports.masking.masker(maskProfile);
         if (masker) {
-          const hint: FieldHint | undefined = fieldHint(entry.name, entry.args, this.protocol);
-          value = maskReply(value, masker, counts, this.protocol, hint, scalarField(entry.name, entry.args));
+          const hint: FieldHint | undefined = entry.queued ? undefined : fieldHint(entry.name, entry.args, this.protocol);
+          value = maskReply(value, masker, counts, this.protocol, hint, entry.queued ? undefined : scalarField(entry.name, entry.args));
         }
       }
       reply = value === original ? frame : encodeValue(value);
