@@ -93,7 +93,7 @@ const escapeRegExp = (text: string): string => text.replace(/[.+^${}()|[\]\\]/g,
 export const compileGlob = (glob: string): RegExp =>
   new RegExp(`^${escapeRegExp(glob).replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
 
-/** Paths: `*` one segment, `**` any number; a trailing `/**` also matches the bare prefix. */
+/** Paths: `*` one segment, `**` any number; a trailing `/**` also matches the bare prefix; case-insensitive. */
 export const compilePathGlob = (glob: string): RegExp => {
   let body = '';
   for (let index = 0; index < glob.length; index++) {
@@ -109,7 +109,8 @@ export const compilePathGlob = (glob: string): RegExp => {
     else if (char === '?') body += '[^/]';
     else body += escapeRegExp(char);
   }
-  return new RegExp(`^${body}$`, 's');
+  // Case-insensitive: many targets route /ADMIN like /admin, and a guard must not be dodged by case.
+  return new RegExp(`^${body}$`, 'is');
 };
 
 interface CompiledRule {
