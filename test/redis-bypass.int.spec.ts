@@ -20,6 +20,7 @@ const prefix = `sluice-bypass:${randomUUID().slice(0, 8)}`;
 const key = (name: string) => `${prefix}:${name}`;
 /** A value no detector recognises: only a column rule (field `ssn`) can mask it. */
 const SSN = 'ZQ-SSN-VALUE-77';
+const noClearSsnIn = (reply: unknown) => expect(JSON.stringify(reply)).not.toContain(SSN);
 
 const rules: RuleConfig[] = [
   { name: 'no-secrets', effect: 'deny', keys: [key('secret:*')] },
@@ -271,6 +272,8 @@ describe('Redis front door against a red team', () => {
       expect(show(await client.read())).toMatch(/^NOPERM denied/);
       client.send('RANDOMKEY');
       expect(show(await client.read())).toMatch(/^NOPERM denied/);
+      client.send('SCAN', '0', 'MATCH', key('pub:*'), 'MATCH', '*');
+      expect(show(await client.read())).toMatch(/^NOPERM denied/);
       client.send('KEYS', key('pub:*'));
       expect(show(await client.read())).toEqual([key('pub:1')]);
     });
@@ -324,6 +327,51 @@ describe('Redis front door against a red team', () => {
       expect(show(await client.read())).toBe('PONG');
       expect(show(await client.read())).toMatch(/^NOPERM CLIENT REPLY/);
       expect(show(await client.read())).toBe('still paired');
+    });
+
+    it('keeps replies paired around subscriber mode (RESP2)', async () => {
+      const client = await agent();
+      // Not subscribed: Redis would answer one confirmation per channel, which no command waits for.
+      client.send('UNSUBSCRIBE', 'a', 'b');
+      client.send('HGET', key('user:1'), 'ssn');
+      expect(show(await client.read())).toEqual(['unsubscribe', 'a', 0]);
+      expect(show(await client.read())).toEqual(['unsubscribe', 'b', 0]);
+      expect(show(await client.read())).toBe('[REDACTED]');
+      // A subscription that fails upstream, then a hash read: the read is refused, never unmasked.
+      client.send('SUBSCRIBE');
+      client.send('HGET', key('user:1'), 'ssn');
+      const replies = [show(await client.read()), show(await client.read())];
+      expect(JSON.stringify(replies)).not.toContain(SSN);
+    });
+
+    it('keeps subscriber mode while shard channels remain, and leaves it with the last one', async () => {
+      const client = await agent();
+      client.send('SUBSCRIBE', key('ch'));
+      client.send('SSUBSCRIBE', key('sh'));
+      client.send('UNSUBSCRIBE', key('ch'));
+      expect(show(await client.read())).toEqual(['subscribe', key('ch'), 1]);
+      expect(show(await client.read())).toEqual(['ssubscribe', key('sh'), 1]);
+      expect(show(await client.read())).toEqual(['unsubscribe', key('ch'), 0]);
+      client.send('HGET', key('user:1'), 'ssn');
+      expect(show(await client.read())).toMatch(/only \(P\|S\)SUBSCRIBE/);
+      client.send('SUNSUBSCRIBE', key('sh'));
+      expect(show(await client.read())).toEqual(['sunsubscribe', key('sh'), 0]);
+      client.send('HGET', key('user:1'), 'ssn');
+      expect(show(await client.read())).toBe('[REDACTED]');
+    });
+
+    it('waits for HELLO 3 before sending what follows, so replies are read in the right protocol', async () => {
+      const client = await agent();
+      client.send('HELLO', '3');
+      client.send('HGETALL', key('user:1'));
+      client.send('SUBSCRIBE', key('ch3'));
+      client.send('HGET', key('user:1'), 'ssn');
+      expect((await client.read()).type).toBe('map');
+      const all = show(await client.read());
+      noClearSsnIn(all);
+      const rest = [show(await client.read()), show(await client.read())];
+      noClearSsnIn(rest);
+      expect(rest).toContainEqual('[REDACTED]');
     });
 
     it('refuses replication commands and HELLO inside MULTI', async () => {

@@ -166,9 +166,11 @@ const keysOf = (spec: KeySpec, args: readonly (Buffer | string)[]): TouchedKeys 
   if ('pattern' in spec) {
     if (spec.pattern === 'keys') return { keys: [], patterns: [text(args[1])] };
     if (spec.pattern === 'random') return { keys: [], patterns: ['*'] };
-    // SCAN cursor [MATCH pattern] …: without MATCH the scan may return every key.
-    for (let index = 2; index < count - 1; index++) if (isOption(args[index], 'match')) return { keys: [], patterns: [text(args[index + 1])] };
-    return { keys: [], patterns: ['*'] };
+    // SCAN cursor [MATCH pattern] [COUNT n] [TYPE t], read in pairs as Redis does (the last MATCH
+    // wins there, so every one counts here); without MATCH the scan may return every key.
+    const patterns: string[] = [];
+    for (let index = 2; index + 1 < count; index += 2) if (isOption(args[index], 'match')) patterns.push(text(args[index + 1]));
+    return { keys: [], patterns: patterns.length > 0 ? patterns : ['*'] };
   }
   if ('sort' in spec) {
     const options = sortOptions(args);

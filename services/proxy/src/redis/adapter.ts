@@ -23,8 +23,11 @@ import {
   PRE_AUTH_COMMANDS,
   refusalOf,
   scalarField,
+  NOT_IN_TRANSACTION,
   SUBSCRIBE_COMMANDS,
+  SUBSCRIBER_CONTEXT,
   UNMASKABLE_REPLIES,
+  UNSUBSCRIBE_COMMANDS,
   type HelloArgs,
 } from './commands.js';
 import { flattenReply, maskReply, UNKNOWN_FIELD, type FieldHint } from './reply-masking.js';
@@ -130,6 +133,10 @@ class RedisConnection {
   /** Entries sent upstream, waiting for their reply frame. */
   private readonly inflight: Entry[] = [];
   private holding = false;
+  /** A HELLO that switches the protocol is in flight: dispatch waits for its reply. */
+  private protocolPending = false;
+  /** RESP2 subscriptions Redis last confirmed: channels and patterns, and shard channels (counted apart). */
+  private readonly subscriptions = { channels: 0, shards: 0 };
   private readonly holdAbort = new AbortController();
 
   /** RESP2 subscriber mode or MONITOR: upstream frames are a stream, not replies. */
@@ -355,11 +362,6 @@ class RedisConnection {
         return this.reauthenticate(token, undefined);
       }
       case 'HELLO': {
-        // HELLO would be queued and switch the protocol only when EXEC runs: refused, as Redis refuses no-multi commands.
-        if (this.inTransaction) {
-          this.transactionDirty = true;
-          return void this.pushLocal(name, args, encodeError('ERR Command not allowed inside a transaction'));
-        }
         const hello = parseHello(args);
         if ('error' in hello) return void this.pushLocal(name, args, encodeError(hello.error));
         if (hello.auth) return this.reauthenticate(hello.auth.password, hello);
@@ -481,7 +483,7 @@ class RedisConnection {
   // ---- dispatch: decisions in order, before anything goes upstream ------------------------
 
   private pump(): void {
-    while (!this.closed && !this.holding && this.toDispatch.length > 0) {
+    while (!this.closed && !this.holding && !this.protocolPending && this.toDispatch.length > 0) {
       const entry = this.toDispatch[0]!;
       if (!entry.settled) break;
       this.toDispatch.shift();
@@ -582,7 +584,35 @@ class RedisConnection {
     }
   }
 
+  /**
+   * Commands that would make replies impossible to pair with commands from here on, refused in
+   * dispatch order (where the connection's mode is known): mode changes queued inside MULTI (they
+   * would take effect only at EXEC), and in RESP2 subscriber or MONITOR mode anything whose reply
+   * Redis would not send as a plain reply. Returns the error to answer, or undefined.
+   */
+  private modeRefusal(entry: Entry): string | undefined {
+    if (this.inTransaction && NOT_IN_TRANSACTION.has(entry.name)) {
+      this.transactionDirty = true;
+      return 'ERR Command not allowed inside a transaction';
+    }
+    if (this.streaming === 'monitor' && entry.name !== 'QUIT') return 'ERR only QUIT is allowed after MONITOR through Sluice';
+    if (this.streaming === 'pubsub' && !SUBSCRIBER_CONTEXT.has(entry.name)) {
+      return `ERR Can't execute '${entry.name.toLowerCase()}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`;
+    }
+    return undefined;
+  }
+
   private send(entry: Entry, maskProfile: string | undefined): void {
+    const refusal = this.modeRefusal(entry);
+    if (refusal) {
+      this.protocolSwitches.delete(entry);
+      return this.answer(entry, encodeError(refusal), SluiceErrorCode.PolicyDenied);
+    }
+    if (this.protocol === 2 && this.streaming === 'none' && UNSUBSCRIBE_COMMANDS.has(entry.name)) {
+      // Not subscribed, Redis answers one confirmation per channel (or one without): answered
+      // here, so that no reply arrives that no command waits for.
+      return this.answerUnsubscribed(entry);
+    }
     let frame = entry.frame;
     let expectsReply = true;
     switch (entry.name) {
@@ -611,7 +641,7 @@ class RedisConnection {
         if (SUBSCRIBE_COMMANDS.has(entry.name)) {
           this.streamProfile = maskProfile;
           // RESP3 confirms with pushes; RESP2 switches the connection to a stream of arrays.
-          if (this.protocol === 2 && entry.name.endsWith('SUBSCRIBE') && !entry.name.endsWith('UNSUBSCRIBE')) this.streaming = 'pubsub';
+          if (this.protocol === 2 && !UNSUBSCRIBE_COMMANDS.has(entry.name)) this.streaming = 'pubsub';
           expectsReply = false;
         } else if (this.streaming !== 'none') {
           // In RESP2 subscriber mode replies are part of the stream too.
@@ -626,6 +656,8 @@ class RedisConnection {
     if (expectsReply) {
       entry.status = 'sent';
       this.inflight.push(entry);
+      // Until HELLO's reply, the protocol of later replies is unknown: nothing more is sent.
+      if (this.protocolSwitches.has(entry)) this.protocolPending = true;
       return;
     }
     entry.status = 'done';
@@ -641,6 +673,37 @@ class RedisConnection {
   }
 
   private readonly profiles = new WeakMap<Entry, string | undefined>();
+
+  /**
+   * Follows RESP2 (un)subscribe confirmations; true when the last one left no subscription of
+   * either kind, which is when Redis leaves subscriber mode (shard channels are counted apart).
+   */
+  private trackSubscriptions(value: RespValue): boolean {
+    if (value.type !== 'array' || value.items.length !== 3) return false;
+    const [kind, , count] = value.items;
+    if (kind?.type !== 'bulk' || count?.type !== 'integer') return false;
+    const name = kind.value.toString('latin1').toLowerCase();
+    if (!/^(p|s)?(un)?subscribe$/.test(name)) return false;
+    if (name.startsWith('s')) this.subscriptions.shards = Number(count.value);
+    else this.subscriptions.channels = Number(count.value);
+    return name.includes('unsubscribe') && this.subscriptions.channels === 0 && this.subscriptions.shards === 0;
+  }
+
+  private answerUnsubscribed(entry: Entry): void {
+    const kind = entry.name.toLowerCase();
+    const channels = entry.args.length > 1 ? entry.args.slice(1) : [undefined];
+    const replies = channels.map((channel) =>
+      encodeValue({
+        type: 'array',
+        items: [{ type: 'bulk', value: Buffer.from(kind) }, channel ? { type: 'bulk', value: channel } : { type: 'null', form: '$' }, { type: 'integer', value: 0n }],
+      }),
+    );
+    entry.status = 'done';
+    entry.reply = Buffer.concat(replies);
+    if (entry.session) {
+      this.ports.audit.record(entry.session.id, 'command.completed', { commandId: entry.id, outcome: 'array', ok: true, durationMs: performance.now() - entry.started });
+    }
+  }
 
   // ---- upstream side -------------------------------------------------------------------------
 
@@ -663,7 +726,7 @@ class RedisConnection {
       const masker = this.ports.masking.masker(this.streamProfile);
       const masked = masker ? maskReply(value, masker, counts, this.protocol) : value;
       bytes = masked === value ? frame : encodeValue(masked);
-      if (this.streaming === 'pubsub' && isLastUnsubscribe(value)) this.streaming = 'none';
+      if (this.streaming === 'pubsub' && this.trackSubscriptions(value)) this.streaming = 'none';
     } catch {
       bytes = encodeError(WITHHELD);
     }
@@ -688,6 +751,10 @@ class RedisConnection {
     if (switchTo) {
       this.protocol = switchTo;
       this.protocolSwitches.delete(entry);
+    }
+    if (this.protocolPending && this.protocolSwitches.size === 0) {
+      this.protocolPending = false;
+      queueMicrotask(() => this.pump());
     }
     if (entry.kind === 'internal') {
       entry.reply = frame;
@@ -897,16 +964,4 @@ class RedisConnection {
 const errorCode = (value: RespValue): string => {
   const text = value.type === 'error' ? value.value : value.type === 'blobError' ? value.value.toString('utf8') : '';
   return /^[A-Z]+/.exec(text)?.[0] ?? 'ERR';
-};
-
-/** `unsubscribe`/`punsubscribe`/`sunsubscribe` confirmation with 0 subscriptions left: subscriber mode ends. */
-const isLastUnsubscribe = (value: RespValue): boolean => {
-  if (value.type !== 'array' || value.items.length !== 3) return false;
-  const [kind, , count] = value.items;
-  return (
-    kind?.type === 'bulk' &&
-    /^(p|s)?unsubscribe$/i.test(kind.value.toString('latin1')) &&
-    count?.type === 'integer' &&
-    count.value === 0n
-  );
 };

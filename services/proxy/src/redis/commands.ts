@@ -8,6 +8,13 @@ export const PRE_AUTH_COMMANDS = new Set(['AUTH', 'HELLO', 'PING', 'QUIT']);
 
 /** Commands that put a connection in subscriber mode; their confirmations are not plain replies. */
 export const SUBSCRIBE_COMMANDS = new Set(['SUBSCRIBE', 'PSUBSCRIBE', 'SSUBSCRIBE', 'UNSUBSCRIBE', 'PUNSUBSCRIBE', 'SUNSUBSCRIBE']);
+export const UNSUBSCRIBE_COMMANDS = new Set(['UNSUBSCRIBE', 'PUNSUBSCRIBE', 'SUNSUBSCRIBE']);
+
+/** What Redis accepts from a RESP2 client in subscriber mode. */
+export const SUBSCRIBER_CONTEXT = new Set([...SUBSCRIBE_COMMANDS, 'PING', 'QUIT', 'RESET']);
+
+/** Commands that change how replies come back: inside MULTI they would do so only at EXEC. */
+export const NOT_IN_TRANSACTION = new Set([...SUBSCRIBE_COMMANDS, 'HELLO', 'MONITOR']);
 
 /** Longest argument and command text kept in audit records; the approval hash uses the full args. */
 const MAX_ARG_CHARS = 1024;
