@@ -188,7 +188,7 @@ describe('HTTP front door against a red team', () => {
     expect(target.seen.map((seen) => seen.url)).toEqual(['/Administrator/ok']);
   });
 
-  it('finding 8: method-override headers never reach the target, a _method query is refused', async () => {
+  it('finding 8: method- and path-override headers never reach the target, a _method query is refused', async () => {
     const reply = await call(port, '/items/1', {
       token,
       headers: { 'X-HTTP-Method-Override': 'DELETE', 'X-Method-Override': 'DELETE', 'X-HTTP-Method': 'DELETE' },
@@ -199,6 +199,11 @@ describe('HTTP front door against a red team', () => {
     expect(headers['x-http-method-override']).toBeUndefined();
     expect(headers['x-method-override']).toBeUndefined();
     expect(headers['x-http-method']).toBeUndefined();
+    const rewrite = await call(port, '/items/2', { token, headers: { 'X-Original-URL': '/admin/users', 'X-Rewrite-URL': '/admin/users' } });
+    expect(rewrite.status).toBe(200);
+    expect(target.seen[1]!.headers['x-original-url']).toBeUndefined();
+    expect(target.seen[1]!.headers['x-rewrite-url']).toBeUndefined();
+    target.seen.length = 1;
     const query = await call(port, '/items/1?_method=DELETE', { token });
     expect(query.status).toBe(400);
     expect(target.seen).toHaveLength(1);

@@ -51,6 +51,9 @@ const HOP_BY_HOP = new Set([
  */
 const METHOD_OVERRIDE_HEADERS = new Set(['x-http-method-override', 'x-method-override', 'x-http-method']);
 
+/** Path-override headers: some frameworks (Symfony, IIS rewrite) route by them instead of the request line. */
+const PATH_OVERRIDE_HEADERS = new Set(['x-original-url', 'x-rewrite-url', 'x-override-url']);
+
 /**
  * Response headers passed as they are (reviewed: they describe the body or its caching and carry
  * no data of their own). Every other response header value is masked like the body.
@@ -274,7 +277,7 @@ export const createHttpAdapter = (
       const name = req.rawHeaders[i]!.toLowerCase();
       const value = req.rawHeaders[i + 1]!;
       if (HOP_BY_HOP.has(name) || connectionTokens.has(name) || name === 'authorization' || injected.has(name)) continue;
-      if (METHOD_OVERRIDE_HEADERS.has(name)) continue;
+      if (METHOD_OVERRIDE_HEADERS.has(name) || PATH_OVERRIDE_HEADERS.has(name)) continue;
       if (masking && name === 'accept-encoding') continue;
       const existing = headers[name];
       headers[name] = existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing, value];
