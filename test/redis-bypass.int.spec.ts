@@ -159,6 +159,7 @@ describe('Redis front door against a red team', () => {
     await direct.set(key('pub:1'), 'hello world');
     await direct.rPush(key('ids'), ['1', '2']);
     for (const id of ['1', '2']) await direct.hSet(key(`user:${id}`), { name: `User ${id}`, ssn: SSN });
+    await direct.xAdd(key('events'), '*', { kind: 'signup', ssn: SSN });
     const ports = createPorts(idp);
     const adapter = createRedisAdapter(resource, { secretsDir: process.cwd() });
     server = createServer((socket) => void adapter.handleConnection(socket, ports));
@@ -282,7 +283,7 @@ describe('Redis front door against a red team', () => {
   describe('finding 3: every reply that can carry a covered field is masked', () => {
     const noClearSsn = (reply: unknown) => expect(JSON.stringify(reply)).not.toContain(SSN);
 
-    it.each([2, 3] as const)('HVALS, HSCAN, HRANDFIELD WITHVALUES, SORT GET ->ssn and HGET in MULTI/EXEC (RESP%i)', async (protocol) => {
+    it.each([2, 3] as const)('HVALS, HSCAN, HRANDFIELD WITHVALUES, SORT GET ->ssn, XRANGE/XREAD entries and HGET in MULTI/EXEC (RESP%i)', async (protocol) => {
       const client = await agent();
       if (protocol === 3) {
         client.send('HELLO', '3');
@@ -303,6 +304,14 @@ describe('Redis front door against a red team', () => {
       client.send('SORT', key('ids'), 'BY', 'nosort', 'GET', '#', 'GET', key('user:*->ssn'), 'GET', key('user:*->name'));
       const sorted = show(await client.read());
       expect(sorted).toEqual(['1', '[REDACTED]', 'User 1', '2', '[REDACTED]', 'User 2']);
+      client.send('XRANGE', key('events'), '-', '+');
+      const range = show(await client.read());
+      noClearSsn(range);
+      expect(JSON.stringify(range)).toContain('signup');
+      client.send('XREAD', 'COUNT', '5', 'STREAMS', key('events'), '0');
+      const read = show(await client.read());
+      noClearSsn(read);
+      expect(JSON.stringify(read)).toContain('signup');
       client.send('MULTI');
       client.send('HGET', key('user:1'), 'ssn');
       client.send('HGET', key('user:1'), 'name');
@@ -404,11 +413,14 @@ describe('Redis front door against a red team', () => {
       expect(show(await client.read())).toMatch(/^NOPERM .*cannot cover/);
     });
 
-    it('decides OBJECT and DEBUG on what they are (keys at position 2, DEBUG is admin)', async () => {
+    it('decides OBJECT, DEBUG and SLOWLOG on what they reveal (OBJECT: keys at position 2; DEBUG, SLOWLOG GET: admin)', async () => {
       const client = await agent();
       client.send('OBJECT', 'ENCODING', key('secret:1'));
       expect(show(await client.read())).toMatch(/^NOPERM denied by rule 'no-secrets'/);
       client.send('DEBUG', 'OBJECT', key('pub:1'));
+      expect(show(await client.read())).toMatch(/^NOPERM/);
+      // SLOWLOG GET shows other clients' arguments: admin, like MONITOR.
+      client.send('SLOWLOG', 'GET');
       expect(show(await client.read())).toMatch(/^NOPERM/);
     });
   });

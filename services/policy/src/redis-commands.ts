@@ -115,7 +115,8 @@ const SUBCOMMANDS: ReadonlyMap<string, ReadonlyMap<string, RedisCommandSpec>> = 
   ],
   ['pubsub', new Map(Object.entries({ channels: read(), numsub: read(), numpat: read(), shardchannels: read(), shardnumsub: read(), help: read() }))],
   ['latency', new Map(Object.entries({ latest: read(), history: read(), doctor: read(), graph: read(), histogram: read(), help: read(), reset: admin }))],
-  ['slowlog', new Map(Object.entries({ get: read(), len: read(), help: read(), reset: admin }))],
+  // SLOWLOG GET shows other clients' commands with their arguments (values): admin, like MONITOR.
+  ['slowlog', new Map(Object.entries({ get: admin, len: read(), help: read(), reset: admin }))],
 ]);
 
 const UNKNOWN: RedisCommandSpec = admin;

@@ -724,7 +724,9 @@ class RedisConnection {
     try {
       const value = decodeReply(frame);
       const masker = this.ports.masking.masker(this.streamProfile);
-      const masked = masker ? maskReply(value, masker, counts, this.protocol) : value;
+      // MONITOR lines carry other clients' arguments, any of which may be a covered field's value.
+      const hint: FieldHint | undefined = this.streaming === 'monitor' ? { kind: 'everyValue' } : undefined;
+      const masked = masker ? maskReply(value, masker, counts, this.protocol, hint) : value;
       bytes = masked === value ? frame : encodeValue(masked);
       if (this.streaming === 'pubsub' && this.trackSubscriptions(value)) this.streaming = 'none';
     } catch {

@@ -79,7 +79,8 @@ const upper = (arg: Buffer | undefined): string => (arg ? arg.toString('latin1')
 /**
  * How the reply of a command maps to hash fields, so column rules apply to every reply that can
  * carry a field's value: named fields (HGET, HMGET, SORT … GET k->f), field/value pairs (HGETALL,
- * HSCAN, HRANDFIELD … WITHVALUES) and values of unnamed fields (HVALS: the strictest rule).
+ * HSCAN, HRANDFIELD … WITHVALUES, stream entries) and values of unnamed fields (HVALS, scripts,
+ * XINFO: the strictest rule).
  */
 export const fieldHint = (name: string, args: readonly Buffer[], protocol: 2 | 3): FieldHint | undefined => {
   switch (name) {
@@ -99,6 +100,24 @@ export const fieldHint = (name: string, args: readonly Buffer[], protocol: 2 | 3
     case 'HRANDFIELD':
       if (!args.some((arg, index) => index > 2 && upper(arg) === 'WITHVALUES')) return undefined;
       return protocol === 2 ? { kind: 'pairs' } : { kind: 'pairList' };
+    case 'XRANGE':
+    case 'XREVRANGE':
+      return { kind: 'entries' };
+    case 'XCLAIM':
+      return args.some((arg, index) => index > 5 && upper(arg) === 'JUSTID') ? undefined : { kind: 'entries' };
+    case 'XAUTOCLAIM':
+      return { kind: 'scan', inner: { kind: 'entries' } };
+    case 'XREAD':
+    case 'XREADGROUP':
+      return { kind: 'streams' };
+    case 'XINFO':
+    case 'EVAL':
+    case 'EVALSHA':
+    case 'EVAL_RO':
+    case 'EVALSHA_RO':
+    case 'FCALL':
+    case 'FCALL_RO':
+      return { kind: 'everyValue' };
     case 'SORT':
     case 'SORT_RO': {
       const { gets } = sortOptions(args);

@@ -22,7 +22,13 @@ export type FieldHint =
   /** Values of fields the reply does not name (HVALS). */
   | { readonly kind: 'unknownFields' }
   /** `[cursor, items]` of a SCAN-family reply; the items follow `inner`. */
-  | { readonly kind: 'scan'; readonly inner: FieldHint | undefined };
+  | { readonly kind: 'scan'; readonly inner: FieldHint | undefined }
+  /** Stream entries: `[id, [field, value, …]]` each (XRANGE, XCLAIM). */
+  | { readonly kind: 'entries' }
+  /** Streams and their entries: `[[name, entries], …]` in RESP2, a map name → entries in RESP3 (XREAD). */
+  | { readonly kind: 'streams' }
+  /** Every string anywhere in the reply may be a field's value (scripts, XINFO, MONITOR): the strictest rule. */
+  | { readonly kind: 'everyValue' };
 
 /** Deep equality of two parsed JSON values: did masking change anything? */
 export const sameJson = (a: unknown, b: unknown): boolean => {
@@ -110,6 +116,7 @@ export const maskReply = (
   hint?: FieldHint,
   field?: FieldName,
 ): RespValue => {
+  if (hint?.kind === 'everyValue') field = UNKNOWN_FIELD;
   switch (value.type) {
     case 'simple':
     case 'error': {
@@ -140,6 +147,9 @@ export const maskReply = (
         else if (hint?.kind === 'unknownFields') itemField = UNKNOWN_FIELD;
         else if (hint?.kind === 'pairList') itemHint = { kind: 'pairs' };
         else if (hint?.kind === 'scan' && index === 1) itemHint = hint.inner;
+        else if (hint?.kind === 'entries') itemHint = { kind: 'scan', inner: { kind: 'pairs' } };
+        else if (hint?.kind === 'streams') itemHint = { kind: 'scan', inner: { kind: 'entries' } };
+        else if (hint?.kind === 'everyValue') itemHint = hint;
         const masked = maskReply(item, masker, counts, protocol, itemHint, itemField);
         if (masked !== item) changed = true;
         return masked;
@@ -151,8 +161,11 @@ export const maskReply = (
       let changed = false;
       const maskEntries = (entries: readonly (readonly [RespValue, RespValue])[]) =>
         entries.map(([key, entry]) => {
+          const strict = hint?.kind === 'everyValue';
           const maskedKey = maskReply(key, masker, counts, protocol);
-          const maskedValue = maskReply(entry, masker, counts, protocol, undefined, scalarText(key));
+          const valueHint: FieldHint | undefined = strict ? hint : hint?.kind === 'streams' ? { kind: 'entries' } : undefined;
+          const valueField = strict ? UNKNOWN_FIELD : valueHint ? undefined : scalarText(key);
+          const maskedValue = maskReply(entry, masker, counts, protocol, valueHint, valueField);
           if (maskedKey !== key || maskedValue !== entry) changed = true;
           return [maskedKey, maskedValue] as const;
         });
