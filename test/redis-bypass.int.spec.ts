@@ -320,6 +320,15 @@ describe('Redis front door against a red team', () => {
       expect(show(await client.read())).toBe('QUEUED');
       expect(show(await client.read())).toBe('QUEUED');
       expect(show(await client.read())).toEqual(['[REDACTED]', 'User 1']);
+      // UNWATCH is queued and a nested MULTI is not: the EXEC elements stay paired with their commands.
+      client.send('MULTI');
+      client.send('HGET', key('user:1'), 'name');
+      client.send('UNWATCH');
+      client.send('MULTI');
+      client.send('HGET', key('user:1'), 'name');
+      client.send('EXEC');
+      for (let i = 0; i < 5; i++) await client.read();
+      expect(show(await client.read())).toEqual(['User 1', 'OK', 'User 1']);
     });
   });
 

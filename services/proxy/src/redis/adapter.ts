@@ -617,6 +617,8 @@ class RedisConnection {
     let expectsReply = true;
     switch (entry.name) {
       case 'MULTI':
+        // A nested MULTI is an error in Redis that leaves the open transaction as it is.
+        if (this.inTransaction) break;
         this.inTransaction = true;
         this.transactionDirty = false;
         this.transactionQueue = [];
@@ -646,7 +648,8 @@ class RedisConnection {
         } else if (this.streaming !== 'none') {
           // In RESP2 subscriber mode replies are part of the stream too.
           expectsReply = false;
-        } else if (this.inTransaction && entry.name !== 'WATCH' && entry.name !== 'UNWATCH') {
+        } else if (this.inTransaction && entry.name !== 'WATCH') {
+          // WATCH is refused inside MULTI without queueing; everything else (UNWATCH too) is queued.
           this.transactionQueue.push({ name: entry.name, args: entry.args, maskProfile });
           entry.queued = true;
         }
