@@ -226,6 +226,37 @@ describe('Redis front door against a red team', () => {
       expect(Date.now() - started).toBeLessThan(20_000);
     });
 
+    it('forwards an inline command re-encoded as a RESP array, never as the raw line', async () => {
+      // A relay in front of the real Redis records the bytes the proxy sends it.
+      const upstreamBytes: Buffer[] = [];
+      const relay = createServer((inbound) => {
+        const outbound = connect(6379, '127.0.0.1');
+        inbound.on('data', (chunk: Buffer) => upstreamBytes.push(chunk));
+        inbound.pipe(outbound).pipe(inbound);
+        inbound.on('error', () => outbound.destroy());
+        outbound.on('error', () => inbound.destroy());
+      });
+      await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+      const relayed = createRedisAdapter({ ...resource, target: { ...resource.target, port: (relay.address() as AddressInfo).port } }, { secretsDir: process.cwd() });
+      const front = createServer((socket) => void relayed.handleConnection(socket, createPorts(idp)));
+      await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+      try {
+        const client = await rawSocket((front.address() as AddressInfo).port);
+        sockets.push(client.socket);
+        client.send('AUTH', token);
+        expect(show(await client.read())).toBe('OK');
+        client.write('ECHO a"b c"\r\n');
+        expect(show(await client.read())).toBe('ab c');
+        const sent = Buffer.concat(upstreamBytes).toString('latin1');
+        expect(sent).toContain('*2\r\n$4\r\nECHO\r\n$4\r\nab c\r\n');
+        expect(sent).not.toContain('ECHO a"');
+        client.socket.destroy();
+      } finally {
+        front.close();
+        relay.close();
+      }
+    });
+
     it('refuses an inline line with a NUL byte (Redis would stop reading at it)', async () => {
       const client = await agent();
       client.write(Buffer.from(`GET ${key('pub:1')}\0 ${key('secret:1')}\r\n`, 'latin1'));
