@@ -23,14 +23,11 @@ import {
   PRE_AUTH_COMMANDS,
   refusalOf,
   scalarField,
-  NOT_IN_TRANSACTION,
-  SUBSCRIBE_COMMANDS,
-  SUBSCRIBER_CONTEXT,
   UNMASKABLE_REPLIES,
-  UNSUBSCRIBE_COMMANDS,
   type HelloArgs,
 } from './commands.js';
 import { flattenReply, maskReply, UNKNOWN_FIELD, type FieldHint } from './reply-masking.js';
+import { ReplyStream, type QueuedCommand } from './reply-stream.js';
 
 export interface RedisAdapterOptions {
   /** Base directory of `{ file: … }` secrets (the config file's directory). */
@@ -87,13 +84,6 @@ interface Entry {
   queued: boolean;
 }
 
-/** A command queued inside MULTI: its EXEC reply element is masked as its own reply would be. */
-interface QueuedCommand {
-  readonly name: string;
-  readonly args: readonly Buffer[];
-  readonly maskProfile: string | undefined;
-}
-
 const subjectRef = (session: Session): SubjectRef => ({
   sub: session.subject.sub,
   groups: session.subject.groups,
@@ -135,17 +125,10 @@ class RedisConnection {
   private holding = false;
   /** A HELLO that switches the protocol is in flight: dispatch waits for its reply. */
   private protocolPending = false;
-  /** RESP2 subscriptions Redis last confirmed: channels and patterns, and shard channels (counted apart). */
-  private readonly subscriptions = { channels: 0, shards: 0 };
   private readonly holdAbort = new AbortController();
 
-  /** RESP2 subscriber mode or MONITOR: upstream frames are a stream, not replies. */
-  private streaming: 'none' | 'pubsub' | 'monitor' = 'none';
-  /** The mask profile for pushed messages: that of the latest SUBSCRIBE-family command. */
-  private streamProfile: string | undefined;
-  private inTransaction = false;
-  private transactionDirty = false;
-  private transactionQueue: QueuedCommand[] = [];
+  /** Transactions, subscriber mode and MONITOR: how upstream frames pair with commands. */
+  private readonly stream = new ReplyStream();
 
   private clientOut: Buffer[] = [];
   private upstreamOut: Buffer[] = [];
@@ -550,7 +533,7 @@ class RedisConnection {
 
   /** A command refused inside MULTI makes EXEC abort, as a queueing error does in Redis. */
   private markDirty(): void {
-    if (this.inTransaction) this.transactionDirty = true;
+    this.stream.markDirty();
   }
 
   private hold(entry: Entry, decision: Decision, session: SessionState, text: string): void {
@@ -584,79 +567,26 @@ class RedisConnection {
     }
   }
 
-  /**
-   * Commands that would make replies impossible to pair with commands from here on, refused in
-   * dispatch order (where the connection's mode is known): mode changes queued inside MULTI (they
-   * would take effect only at EXEC), and in RESP2 subscriber or MONITOR mode anything whose reply
-   * Redis would not send as a plain reply. Returns the error to answer, or undefined.
-   */
-  private modeRefusal(entry: Entry): string | undefined {
-    if (this.inTransaction && NOT_IN_TRANSACTION.has(entry.name)) {
-      this.transactionDirty = true;
-      return 'ERR Command not allowed inside a transaction';
-    }
-    if (this.streaming === 'monitor' && entry.name !== 'QUIT') return 'ERR only QUIT is allowed after MONITOR through Sluice';
-    if (this.streaming === 'pubsub' && !SUBSCRIBER_CONTEXT.has(entry.name)) {
-      return `ERR Can't execute '${entry.name.toLowerCase()}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`;
-    }
-    return undefined;
-  }
-
   private send(entry: Entry, maskProfile: string | undefined): void {
-    const refusal = this.modeRefusal(entry);
+    const refusal = this.stream.refusal(entry.name);
     if (refusal) {
       this.protocolSwitches.delete(entry);
       return this.answer(entry, encodeError(refusal), SluiceErrorCode.PolicyDenied);
     }
-    if (this.protocol === 2 && this.streaming === 'none' && UNSUBSCRIBE_COMMANDS.has(entry.name)) {
-      // Not subscribed, Redis answers one confirmation per channel (or one without): answered
-      // here, so that no reply arrives that no command waits for.
-      return this.answerUnsubscribed(entry);
+    const unsubscribed = this.stream.unsubscribedReplies(entry.name, entry.args, this.protocol);
+    if (unsubscribed) {
+      entry.status = 'done';
+      entry.reply = unsubscribed;
+      this.recordStreamed(entry, 'array');
+      return;
     }
-    let frame = entry.frame;
-    let expectsReply = true;
-    switch (entry.name) {
-      case 'MULTI':
-        // A nested MULTI is an error in Redis that leaves the open transaction as it is.
-        if (this.inTransaction) break;
-        this.inTransaction = true;
-        this.transactionDirty = false;
-        this.transactionQueue = [];
-        break;
-      case 'EXEC':
-        entry.txQueued = this.transactionQueue;
-        if (this.inTransaction && this.transactionDirty) {
-          entry.execAbort = true;
-          frame = encodeCommand(['DISCARD']);
-        }
-        this.inTransaction = false;
-        break;
-      case 'DISCARD':
-        this.inTransaction = false;
-        break;
-      case 'MONITOR':
-        this.streaming = 'monitor';
-        this.streamProfile = maskProfile;
-        expectsReply = false;
-        break;
-      default:
-        if (SUBSCRIBE_COMMANDS.has(entry.name)) {
-          this.streamProfile = maskProfile;
-          // RESP3 confirms with pushes; RESP2 switches the connection to a stream of arrays.
-          if (this.protocol === 2 && !UNSUBSCRIBE_COMMANDS.has(entry.name)) this.streaming = 'pubsub';
-          expectsReply = false;
-        } else if (this.streaming !== 'none') {
-          // In RESP2 subscriber mode replies are part of the stream too.
-          expectsReply = false;
-        } else if (this.inTransaction && entry.name !== 'WATCH') {
-          // WATCH is refused inside MULTI without queueing; everything else (UNWATCH too) is queued.
-          this.transactionQueue.push({ name: entry.name, args: entry.args, maskProfile });
-          entry.queued = true;
-        }
-    }
+    const dispatch = this.stream.dispatch(entry.name, entry.args, maskProfile, this.protocol);
+    entry.queued = dispatch.queued;
+    if (dispatch.execQueue) entry.txQueued = [...dispatch.execQueue];
+    entry.execAbort = dispatch.execAbort;
     this.profiles.set(entry, maskProfile);
-    this.writeUpstream(frame);
-    if (expectsReply) {
+    this.writeUpstream(dispatch.execAbort ? encodeCommand(['DISCARD']) : entry.frame);
+    if (dispatch.expectsReply) {
       entry.status = 'sent';
       this.inflight.push(entry);
       // Until HELLO's reply, the protocol of later replies is unknown: nothing more is sent.
@@ -665,48 +595,15 @@ class RedisConnection {
     }
     entry.status = 'done';
     entry.reply = Buffer.alloc(0);
-    if (entry.session) {
-      this.ports.audit.record(entry.session.id, 'command.completed', {
-        commandId: entry.id,
-        outcome: 'stream',
-        ok: true,
-        durationMs: performance.now() - entry.started,
-      });
-    }
+    this.recordStreamed(entry, 'stream');
+  }
+
+  private recordStreamed(entry: Entry, outcome: string): void {
+    if (!entry.session) return;
+    this.ports.audit.record(entry.session.id, 'command.completed', { commandId: entry.id, outcome, ok: true, durationMs: performance.now() - entry.started });
   }
 
   private readonly profiles = new WeakMap<Entry, string | undefined>();
-
-  /**
-   * Follows RESP2 (un)subscribe confirmations; true when the last one left no subscription of
-   * either kind, which is when Redis leaves subscriber mode (shard channels are counted apart).
-   */
-  private trackSubscriptions(value: RespValue): boolean {
-    if (value.type !== 'array' || value.items.length !== 3) return false;
-    const [kind, , count] = value.items;
-    if (kind?.type !== 'bulk' || count?.type !== 'integer') return false;
-    const name = kind.value.toString('latin1').toLowerCase();
-    if (!/^(p|s)?(un)?subscribe$/.test(name)) return false;
-    if (name.startsWith('s')) this.subscriptions.shards = Number(count.value);
-    else this.subscriptions.channels = Number(count.value);
-    return name.includes('unsubscribe') && this.subscriptions.channels === 0 && this.subscriptions.shards === 0;
-  }
-
-  private answerUnsubscribed(entry: Entry): void {
-    const kind = entry.name.toLowerCase();
-    const channels = entry.args.length > 1 ? entry.args.slice(1) : [undefined];
-    const replies = channels.map((channel) =>
-      encodeValue({
-        type: 'array',
-        items: [{ type: 'bulk', value: Buffer.from(kind) }, channel ? { type: 'bulk', value: channel } : { type: 'null', form: '$' }, { type: 'integer', value: 0n }],
-      }),
-    );
-    entry.status = 'done';
-    entry.reply = Buffer.concat(replies);
-    if (entry.session) {
-      this.ports.audit.record(entry.session.id, 'command.completed', { commandId: entry.id, outcome: 'array', ok: true, durationMs: performance.now() - entry.started });
-    }
-  }
 
   // ---- upstream side -------------------------------------------------------------------------
 
@@ -726,12 +623,12 @@ class RedisConnection {
     let bytes: Buffer;
     try {
       const value = decodeReply(frame);
-      const masker = this.ports.masking.masker(this.streamProfile);
+      const masker = this.ports.masking.masker(this.stream.profile);
       // MONITOR lines carry other clients' arguments, any of which may be a covered field's value.
-      const hint: FieldHint | undefined = this.streaming === 'monitor' ? { kind: 'everyValue' } : undefined;
+      const hint: FieldHint | undefined = this.stream.mode === 'monitor' ? { kind: 'everyValue' } : undefined;
       const masked = masker ? maskReply(value, masker, counts, this.protocol, hint) : value;
       bytes = masked === value ? frame : encodeValue(masked);
-      if (this.streaming === 'pubsub' && this.trackSubscriptions(value)) this.streaming = 'none';
+      this.stream.streamed(value);
     } catch {
       bytes = encodeError(WITHHELD);
     }
