@@ -78,7 +78,7 @@ const UNMASKED_RESPONSE_HEADERS = new Set([
 ]);
 
 /** A Host header value: a name, IPv4 or [IPv6], and an optional port; nothing else. */
-const HOST_HEADER = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+const HOST_HEADER = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 
 /**
  * Why a request's framing or target is ambiguous, or undefined. Another hop (or the target)
