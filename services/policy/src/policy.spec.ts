@@ -114,6 +114,8 @@ describe('redis decisions', () => {
     expect(classifyRedis(['XREADGROUP', 'GROUP', 'streams', 'c', 'STREAMS', 'secret', '>'])).toMatchObject({ keys: ['secret'] });
     expect(classifyRedis(['SORT', 'src', 'BY', 'w_*', 'GET', 'o_*->f', 'GET', '#'])).toMatchObject({ keys: ['src'], keyPatterns: ['w_*', 'o_*'] });
     expect(classifyRedis(['SLOWLOG', 'GET'])).toMatchObject({ action: 'admin' });
+    expect(policy.decide(analyst, 'sessions', redis('CLIENT TRACKING ON BCAST')).effect).toBe('deny');
+    expect(policy.decide(analyst, 'sessions', redis('CLIENT TRACKING ON BCAST PREFIX session:')).effect).toBe('allow');
     expect(classifyRedis(['CLIENT', 'REPLY', 'OFF'])).toMatchObject({ action: 'admin' });
   });
   it('denies FLUSHALL as admin', () => {

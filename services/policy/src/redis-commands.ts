@@ -214,6 +214,12 @@ export const classifyRedis = (args: readonly (Buffer | string)[]): RedisClassifi
   const touched = keysOf(spec.keys, args);
   const keys = touched.keys;
   const keyPatterns = touched.patterns;
+  // CLIENT TRACKING … BCAST announces changes to every key under its prefixes (all keys without one).
+  if (command === 'CLIENT TRACKING' && args.some((arg, index) => index > 2 && isOption(arg, 'bcast'))) {
+    const prefixes: string[] = [];
+    for (let index = 3; index + 1 < args.length; index++) if (isOption(args[index], 'prefix')) prefixes.push(`${text(args[++index])}*`);
+    return { command, action: 'read', risk: 'low', keys, keyPatterns: prefixes.length > 0 ? prefixes : ['*'], reason: 'CLIENT TRACKING BCAST names the keys that change' };
+  }
   // COPY … DB n writes into another database than the resource's.
   if (name === 'copy' && args.some((arg, index) => index > 2 && isOption(arg, 'db'))) {
     return { command, action: 'admin', risk: 'critical', keys, keyPatterns, reason: 'COPY … DB writes into another database' };
