@@ -68,6 +68,19 @@ describe('RespFramer and decodeCommand on commands captured from redis-cli 7', (
     expectMalformed(() => decodeCommand(Buffer.from('SET k "abc\r\n')));
   });
 
+  it('honours quotes opened inside an argument and ends unquoted arguments only where Redis does', () => {
+    const split = (line: string) => decodeCommand(Buffer.from(line, 'latin1')).map((arg) => arg.toString('latin1'));
+    expect(split('GET s"ecret:1"\r\n')).toEqual(['GET', 'secret:1']);
+    expect(split("GET se'cr'\n")).toEqual(['GET', 'secr']);
+    // \v and \f separate arguments only between them, never inside one (sdssplitargs).
+    expect(split('GET a\vb \f c\r\n')).toEqual(['GET', 'a\vb', 'c']);
+    expect(split('GET a\rb\n')).toEqual(['GET', 'a', 'b']);
+    expect(split('ECHO ""\n')).toEqual(['ECHO', '']);
+    expectMalformed(() => decodeCommand(Buffer.from('GET "a"b\r\n')));
+    expectMalformed(() => decodeCommand(Buffer.from("GET x'a\r\n")));
+    expectMalformed(() => decodeCommand(Buffer.from('GET a\0b\r\n')));
+  });
+
   it('refuses a command whose arguments are not bulk strings', () => {
     expectMalformed(() => new RespFramer('command').push(Buffer.from('*2\r\n$3\r\nGET\r\n:1\r\n')));
   });

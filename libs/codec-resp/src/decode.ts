@@ -154,63 +154,83 @@ export const decodeCommand = (frame: Buffer): Buffer[] => {
   return splitInline(frame);
 };
 
-const isSpace = (c: number): boolean => c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d || c === 0x0b || c === 0x0c;
+/** C's isspace() in the C locale: where Redis skips blanks between arguments. */
+const isSpace = (c: number): boolean => c === 0x20 || (c >= 0x09 && c <= 0x0d);
+/** The bytes that end an unquoted argument in sdssplitargs (not \v or \f, which isspace also counts). */
+const endsUnquoted = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 const hexValue = (c: number): number =>
   c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : c >= 0x41 && c <= 0x46 ? c - 0x37 : -1;
+const DOUBLE_QUOTE_ESCAPES: Readonly<Record<number, number>> = { 0x6e: 0x0a, 0x72: 0x0d, 0x74: 0x09, 0x62: 0x08, 0x61: 0x07 };
 
-/** @see https://github.com/redis/redis/blob/7.0/src/sds.c (sdssplitargs) */
-const splitInline = (frame: Buffer): Buffer[] => {
+/**
+ * Splits an inline command line exactly as Redis does: processInlineBuffer cuts the line at its
+ * LF (and one CR before it), then sdssplitargs splits it. Quotes may open anywhere inside an
+ * argument (`s"ecret:1"` is `secret:1`), a closing quote must be followed by a blank or the end,
+ * and an unbalanced quote is a protocol error. Redis reads the line as a C string, so a NUL byte
+ * would make it stop early or wait for ever: such a line is refused.
+ * @see https://github.com/redis/redis/blob/7.0/src/sds.c (sdssplitargs)
+ * @see https://github.com/redis/redis/blob/7.0/src/networking.c (processInlineBuffer)
+ */
+export const splitInline = (frame: Buffer): Buffer[] => {
+  let n = frame.length;
+  if (n > 0 && frame[n - 1] === 0x0a) {
+    n--;
+    if (n > 0 && frame[n - 1] === 0x0d) n--;
+  }
+  if (frame.subarray(0, n).includes(0)) throw new ProtocolMalformedError('NUL byte in inline command');
+  const unbalanced = () => new ProtocolMalformedError('unbalanced quotes in inline command');
   const args: Buffer[] = [];
   let i = 0;
-  const n = frame.length;
   for (;;) {
     while (i < n && isSpace(frame[i]!)) i++;
     if (i >= n) return args;
     const out: number[] = [];
-    const quote = frame[i] === 0x22 ? 0x22 : frame[i] === 0x27 ? 0x27 : 0;
-    if (quote) i++;
-    let closed = !quote;
-    while (i < n) {
-      const c = frame[i]!;
-      if (quote === 0) {
-        if (isSpace(c)) break;
-        out.push(c);
-        i++;
-        continue;
-      }
-      if (c === 0x5c && i + 1 < n) {
-        const next = frame[i + 1]!;
-        if (quote === 0x22 && next === 0x78 && i + 3 < n && hexValue(frame[i + 2]!) >= 0 && hexValue(frame[i + 3]!) >= 0) {
+    let quote = 0;
+    for (;;) {
+      if (quote === 0x22) {
+        if (i >= n) throw unbalanced();
+        const c = frame[i]!;
+        if (c === 0x5c && i + 3 < n && frame[i + 1] === 0x78 && hexValue(frame[i + 2]!) >= 0 && hexValue(frame[i + 3]!) >= 0) {
           out.push(hexValue(frame[i + 2]!) * 16 + hexValue(frame[i + 3]!));
           i += 4;
-          continue;
-        }
-        if (quote === 0x27) {
-          if (next === 0x27) {
-            out.push(0x27);
-            i += 2;
-            continue;
-          }
+        } else if (c === 0x5c && i + 1 < n) {
+          const next = frame[i + 1]!;
+          out.push(DOUBLE_QUOTE_ESCAPES[next] ?? next);
+          i += 2;
+        } else if (c === 0x22) {
+          if (i + 1 < n && !isSpace(frame[i + 1]!)) throw unbalanced();
+          i++;
+          break;
+        } else {
           out.push(c);
           i++;
-          continue;
         }
-        const escapes: Record<number, number> = { 0x6e: 0x0a, 0x72: 0x0d, 0x74: 0x09, 0x62: 0x08, 0x61: 0x07 };
-        out.push(escapes[next] ?? next);
-        i += 2;
-        continue;
-      }
-      if (c === quote) {
+      } else if (quote === 0x27) {
+        if (i >= n) throw unbalanced();
+        const c = frame[i]!;
+        if (c === 0x5c && i + 1 < n && frame[i + 1] === 0x27) {
+          out.push(0x27);
+          i += 2;
+        } else if (c === 0x27) {
+          if (i + 1 < n && !isSpace(frame[i + 1]!)) throw unbalanced();
+          i++;
+          break;
+        } else {
+          out.push(c);
+          i++;
+        }
+      } else {
+        if (i >= n) break;
+        const c = frame[i]!;
+        if (endsUnquoted(c)) {
+          i++;
+          break;
+        }
+        if (c === 0x22 || c === 0x27) quote = c;
+        else out.push(c);
         i++;
-        // A closing quote must be followed by a space or the end of the line.
-        if (i < n && !isSpace(frame[i]!)) throw new ProtocolMalformedError('unbalanced quotes in inline command');
-        closed = true;
-        break;
       }
-      out.push(c);
-      i++;
     }
-    if (!closed) throw new ProtocolMalformedError('unbalanced quotes in inline command');
     args.push(Buffer.from(out));
   }
 };

@@ -1,9 +1,12 @@
 /**
  * The one normal form of an HTTP request path, used both to decide a request and to forward
  * it, so the target never sees a path other than the one the policy judged. Percent-escapes of
- * unreserved characters are decoded, `.`/`..` segments resolved, repeated slashes collapsed and
- * the query string dropped. Returns undefined for a path that cannot be normalised safely
- * (escaped slashes or backslashes, NUL, escapes that are not UTF-8, climbing above the root).
+ * unreserved characters are decoded once, `.`/`..` segments resolved, repeated slashes collapsed
+ * and the query string dropped. Returns undefined for a path that cannot be normalised safely,
+ * because a target could route it differently from its normal form: `;` (matrix parameters,
+ * which many servers strip before routing) raw or escaped, escaped slashes or backslashes, an
+ * escaped `%` (decoded twice by some targets), NUL, escapes that are not UTF-8, climbing above
+ * the root.
  * @see https://www.rfc-editor.org/rfc/rfc3986#section-6.2.2
  */
 export const normalizeHttpPath = (rawPath: string): string | undefined => {
@@ -14,9 +17,9 @@ export const normalizeHttpPath = (rawPath: string): string | undefined => {
     decoded = pathOnly.replace(/%[0-9a-fA-F]{2}/g, (escape) => {
       const char = String.fromCharCode(parseInt(escape.slice(1), 16));
       // Keep escapes that would change the path's structure if decoded.
-      return /[A-Za-z0-9\-._~!$&'()*+,;=:@]/.test(char) ? char : escape.toUpperCase();
+      return /[A-Za-z0-9\-._~!$&'()*+,=:@]/.test(char) ? char : escape.toUpperCase();
     });
-    if (/%2F|%5C|%00/i.test(decoded) || /[\\\0]/.test(decoded)) return undefined;
+    if (/%2F|%5C|%00|%3B|%25/i.test(decoded) || /[\\\0;]/.test(decoded)) return undefined;
     decodeURIComponent(decoded);
   } catch {
     return undefined;

@@ -104,6 +104,20 @@ describe('redis decisions', () => {
     expect(policy.decide(analyst, 'sessions', redis('KEYS *')).effect).toBe('deny');
     expect(policy.decide(analyst, 'sessions', redis('KEYS session:*')).effect).toBe('allow');
   });
+  it('decides key patterns (SORT BY/GET, SCAN MATCH, RANDOMKEY) on every key they can match', () => {
+    expect(policy.decide(analyst, 'sessions', redis('SORT session:ids BY nosort GET secrets:*')).effect).toBe('deny');
+    expect(policy.decide(analyst, 'sessions', redis('SORT session:ids BY nosort GET session:*->name')).effect).toBe('allow');
+    expect(policy.decide(analyst, 'sessions', redis('SORT session:ids BY nosort GET #')).effect).toBe('allow');
+    expect(policy.decide(analyst, 'sessions', redis('SCAN 0 MATCH session:* MATCH *')).effect).toBe('deny');
+    expect(policy.decide(analyst, 'sessions', redis('SCAN 0 COUNT 10')).effect).toBe('deny');
+    expect(policy.decide(analyst, 'sessions', redis('RANDOMKEY')).effect).toBe('deny');
+    expect(classifyRedis(['XREADGROUP', 'GROUP', 'streams', 'c', 'STREAMS', 'secret', '>'])).toMatchObject({ keys: ['secret'] });
+    expect(classifyRedis(['SORT', 'src', 'BY', 'w_*', 'GET', 'o_*->f', 'GET', '#'])).toMatchObject({ keys: ['src'], keyPatterns: ['w_*', 'o_*'] });
+    expect(classifyRedis(['SLOWLOG', 'GET'])).toMatchObject({ action: 'admin' });
+    expect(policy.decide(analyst, 'sessions', redis('CLIENT TRACKING ON BCAST')).effect).toBe('deny');
+    expect(policy.decide(analyst, 'sessions', redis('CLIENT TRACKING ON BCAST PREFIX session:')).effect).toBe('allow');
+    expect(classifyRedis(['CLIENT', 'REPLY', 'OFF'])).toMatchObject({ action: 'admin' });
+  });
   it('denies FLUSHALL as admin', () => {
     expect(policy.decide(analyst, 'sessions', redis('FLUSHALL'))).toMatchObject({ effect: 'deny', rule: 'nobody-admin', risk: 'critical' });
   });
@@ -136,6 +150,10 @@ describe('http decisions', () => {
   });
   it('denies a path that cannot be normalized safely', () => {
     expect(policy.decide(analyst, 'crm', http('GET', '/v1/a%2Fb')).effect).toBe('deny');
+    for (const path of ['/v1/contacts;x/7', '/v1/contacts%3Bx/7', '/v1/a%252Fb']) expect(policy.decide(analyst, 'crm', http('GET', path)).effect).toBe('deny');
+  });
+  it('matches path globs case-insensitively', () => {
+    expect(policy.decide(analyst, 'crm', http('GET', '/V1/Contacts/EXPORT')).rule).toBe('crm-no-exports');
   });
   it('matches * to one segment and ** to any number', () => {
     expect(compilePathGlob('/v1/*/export').test('/v1/a/export')).toBe(true);

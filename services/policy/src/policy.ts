@@ -49,6 +49,8 @@ export interface CommandPart {
   readonly reason: string;
   readonly tables?: readonly string[];
   readonly keys?: readonly string[];
+  /** Redis glob patterns the command reads keys by (KEYS, SCAN MATCH, SORT BY/GET). */
+  readonly keyPatterns?: readonly string[];
   readonly method?: string;
   readonly path?: string;
 }
@@ -91,7 +93,7 @@ const escapeRegExp = (text: string): string => text.replace(/[.+^${}()|[\]\\]/g,
 export const compileGlob = (glob: string): RegExp =>
   new RegExp(`^${escapeRegExp(glob).replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
 
-/** Paths: `*` one segment, `**` any number; a trailing `/**` also matches the bare prefix. */
+/** Paths: `*` one segment, `**` any number; a trailing `/**` also matches the bare prefix; case-insensitive. */
 export const compilePathGlob = (glob: string): RegExp => {
   let body = '';
   for (let index = 0; index < glob.length; index++) {
@@ -107,7 +109,8 @@ export const compilePathGlob = (glob: string): RegExp => {
     else if (char === '?') body += '[^/]';
     else body += escapeRegExp(char);
   }
-  return new RegExp(`^${body}$`, 's');
+  // Case-insensitive: many targets route /ADMIN like /admin, and a guard must not be dodged by case.
+  return new RegExp(`^${body}$`, 'is');
 };
 
 interface CompiledRule {
@@ -155,6 +158,35 @@ const namesMatch = (effect: Effect, globs: readonly RegExp[], names: readonly st
   return effect === 'allow' ? names.every(matches) : names.some(matches);
 };
 
+/** The characters of a glob before its first wildcard (Redis globs: `*`, `?`, `[…]`, `\` escapes). */
+const literalPrefix = (glob: string): string => /^[^*?[\\]*/.exec(glob)![0];
+const hasWildcard = (glob: string): boolean => /[*?[\\]/.test(glob);
+
+/**
+ * Key patterns (a pattern stands for every key it can match). An allow rule grants a pattern
+ * only when every key it can match is covered: the rule's glob is `*`, the pattern is the same
+ * text, or the glob is `prefix*` and the pattern's fixed start begins with that prefix. A deny
+ * or approve rule guards a pattern unless the two can be shown never to match the same key
+ * (neither fixed start is a prefix of the other).
+ */
+const patternsMatch = (effect: Effect, globs: readonly string[], patterns: readonly string[]): boolean => {
+  const covers = (glob: string, pattern: string): boolean => {
+    if (glob === '*' || glob === pattern) return true;
+    if (!hasWildcard(pattern)) return compileGlob(glob).test(pattern);
+    const prefix = glob.slice(0, -1);
+    return glob.endsWith('*') && !hasWildcard(prefix) && literalPrefix(pattern).startsWith(prefix);
+  };
+  const mayOverlap = (glob: string, pattern: string): boolean => {
+    if (!hasWildcard(pattern)) return compileGlob(glob).test(pattern);
+    const ours = literalPrefix(pattern);
+    const theirs = literalPrefix(glob);
+    return ours.startsWith(theirs) || theirs.startsWith(ours);
+  };
+  return effect === 'allow'
+    ? patterns.every((pattern) => globs.some((glob) => covers(glob, pattern)))
+    : patterns.some((pattern) => globs.some((glob) => mayOverlap(glob, pattern)));
+};
+
 /** Undefined when the rule matches; otherwise the first matcher that failed. */
 const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: string, part: CommandPart): string | undefined => {
   const config = rule.config;
@@ -168,7 +200,12 @@ const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: str
   }
   if (rule.keys) {
     if (!part.keys) return 'keys: the command is not a Redis command';
-    if (!namesMatch(config.effect, rule.keys, part.keys)) return `keys: ${list(part.keys)} do not match ${list(config.keys ?? [])}`;
+    const patterns = part.keyPatterns ?? [];
+    const literal = namesMatch(config.effect, rule.keys, part.keys);
+    const byPattern = patterns.length > 0 && patternsMatch(config.effect, config.keys ?? [], patterns);
+    // An allow rule must cover the literal keys and every pattern; a guard needs one of either.
+    const matched = config.effect === 'allow' ? literal && (patterns.length === 0 || byPattern) : literal || byPattern;
+    if (!matched) return `keys: ${list([...part.keys, ...patterns])} do not match ${list(config.keys ?? [])}`;
   }
   if (rule.methods) {
     if (part.method === undefined) return 'methods: the command is not HTTP';
@@ -226,7 +263,7 @@ export const classifyCommand = (command: PolicyCommand): Classified => {
       const redis = classifyRedis(command.args);
       return {
         ok: true,
-        parts: [{ summary: redis.command, action: redis.action, risk: redis.risk, reason: redis.reason, keys: redis.keys }],
+        parts: [{ summary: redis.command, action: redis.action, risk: redis.risk, reason: redis.reason, keys: redis.keys, keyPatterns: redis.keyPatterns }],
         cacheable: true,
         prepares: [],
       };

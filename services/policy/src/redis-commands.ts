@@ -1,4 +1,4 @@
-import type { Action, Risk } from '@sluice/contracts';
+import { sortOptions, sortPatternKey, type Action, type Risk } from '@sluice/contracts';
 
 /**
  * Where a command's keys sit, the way Redis's COMMAND INFO describes them: 1-based positions in
@@ -10,7 +10,8 @@ export type KeySpec =
   | { readonly first: number; readonly last: number; readonly step: number }
   | { readonly numkeys: number; readonly extraFirst?: boolean }
   | { readonly streams: true }
-  | { readonly pattern: 'keys' | 'scan' }
+  | { readonly pattern: 'keys' | 'scan' | 'random' }
+  | { readonly sort: true }
   | undefined;
 
 export interface RedisCommandSpec {
@@ -40,7 +41,7 @@ const COMMANDS: ReadonlyMap<string, RedisCommandSpec> = new Map(
     del: write(ALL, true), unlink: write(ALL, true), exists: read(ALL), touch: read(ALL), type: read(ONE), ttl: read(ONE), pttl: read(ONE),
     expiretime: read(ONE), pexpiretime: read(ONE), expire: write(ONE), pexpire: write(ONE), expireat: write(ONE), pexpireat: write(ONE),
     persist: write(ONE), rename: write(k(1, 2)), renamenx: write(k(1, 2)), copy: write(k(1, 2)), dump: read(ONE), restore: write(ONE),
-    randomkey: read(), keys: read({ pattern: 'keys' }), scan: read({ pattern: 'scan' }), dbsize: read(), sort: write(ONE), sort_ro: read(ONE),
+    randomkey: read({ pattern: 'random' }), keys: read({ pattern: 'keys' }), scan: read({ pattern: 'scan' }), dbsize: read(), sort: write({ sort: true }), sort_ro: read({ sort: true }),
     // hashes
     hget: read(ONE), hmget: read(ONE), hgetall: read(ONE), hkeys: read(ONE), hvals: read(ONE), hlen: read(ONE), hexists: read(ONE),
     hstrlen: read(ONE), hscan: read(ONE), hrandfield: read(ONE), httl: read(ONE), hpttl: read(ONE), hexpiretime: read(ONE), hpexpiretime: read(ONE),
@@ -95,7 +96,9 @@ const SUBCOMMANDS: ReadonlyMap<string, ReadonlyMap<string, RedisCommandSpec>> = 
     new Map(
       Object.entries({
         setname: read(), getname: read(), id: read(), info: read(), setinfo: read(), tracking: read(), trackinginfo: read(),
-        getredir: read(), caching: read(), reply: read(), 'no-touch': read(),
+        getredir: read(), caching: read(), 'no-touch': read(),
+        // OFF/SKIP would put replies out of step with commands: the proxy refuses them.
+        reply: admin,
         kill: admin, pause: admin, unpause: admin, list: admin, 'no-evict': admin, unblock: admin,
       }),
     ),
@@ -112,7 +115,8 @@ const SUBCOMMANDS: ReadonlyMap<string, ReadonlyMap<string, RedisCommandSpec>> = 
   ],
   ['pubsub', new Map(Object.entries({ channels: read(), numsub: read(), numpat: read(), shardchannels: read(), shardnumsub: read(), help: read() }))],
   ['latency', new Map(Object.entries({ latest: read(), history: read(), doctor: read(), graph: read(), histogram: read(), help: read(), reset: admin }))],
-  ['slowlog', new Map(Object.entries({ get: read(), len: read(), help: read(), reset: admin }))],
+  // SLOWLOG GET shows other clients' commands with their arguments (values): admin, like MONITOR.
+  ['slowlog', new Map(Object.entries({ get: admin, len: read(), help: read(), reset: admin }))],
 ]);
 
 const UNKNOWN: RedisCommandSpec = admin;
@@ -121,38 +125,76 @@ export interface RedisClassification {
   readonly command: string;
   readonly action: Action;
   readonly risk: Risk;
+  /** Keys named literally. */
   readonly keys: readonly string[];
+  /**
+   * Redis glob patterns (KEYS, SCAN MATCH, SORT BY/GET): each stands for every key it can match.
+   * A command without MATCH that may return any key (SCAN, RANDOMKEY) carries `*`.
+   */
+  readonly keyPatterns: readonly string[];
   readonly reason: string;
 }
 
 const text = (arg: Buffer | string | undefined): string => (arg === undefined ? '' : typeof arg === 'string' ? arg : arg.toString('latin1'));
+const isOption = (arg: Buffer | string | undefined, option: string): boolean => text(arg).toLowerCase() === option;
 
-const keysOf = (spec: KeySpec, args: readonly (Buffer | string)[]): string[] => {
-  if (!spec) return [];
+interface TouchedKeys {
+  readonly keys: string[];
+  readonly patterns: string[];
+}
+
+/**
+ * The keys of XREAD/XREADGROUP, read the way xreadCommand walks its options, so a group or
+ * consumer named `streams` cannot move where the keys are taken from.
+ */
+const streamKeys = (args: readonly (Buffer | string)[]): string[] => {
+  for (let index = 1; index < args.length; index++) {
+    const more = args.length - index - 1;
+    if ((isOption(args[index], 'block') || isOption(args[index], 'count')) && more >= 1) index++;
+    else if (isOption(args[index], 'group') && more >= 2) index += 2;
+    else if (isOption(args[index], 'streams') && more >= 1) {
+      const rest = args.slice(index + 1);
+      return rest.slice(0, Math.floor(rest.length / 2)).map(text);
+    } else if (!isOption(args[index], 'noack')) return [];
+  }
+  return [];
+};
+
+const keysOf = (spec: KeySpec, args: readonly (Buffer | string)[]): TouchedKeys => {
+  const none: TouchedKeys = { keys: [], patterns: [] };
+  if (!spec) return none;
   const count = args.length;
   if ('pattern' in spec) {
-    if (spec.pattern === 'keys') return [text(args[1])];
-    // SCAN cursor [MATCH pattern] …: without MATCH the scan may return every key.
-    for (let index = 2; index < count - 1; index++) if (text(args[index]).toLowerCase() === 'match') return [text(args[index + 1])];
-    return ['*'];
+    if (spec.pattern === 'keys') return { keys: [], patterns: [text(args[1])] };
+    if (spec.pattern === 'random') return { keys: [], patterns: ['*'] };
+    // SCAN cursor [MATCH pattern] [COUNT n] [TYPE t], read in pairs as Redis does (the last MATCH
+    // wins there, so every one counts here); without MATCH the scan may return every key.
+    const patterns: string[] = [];
+    for (let index = 2; index + 1 < count; index += 2) if (isOption(args[index], 'match')) patterns.push(text(args[index + 1]));
+    return { keys: [], patterns: patterns.length > 0 ? patterns : ['*'] };
   }
-  if ('streams' in spec) {
-    const at = args.findIndex((arg, index) => index > 0 && text(arg).toLowerCase() === 'streams');
-    if (at < 0) return [];
-    const rest = args.slice(at + 1);
-    return rest.slice(0, Math.floor(rest.length / 2)).map(text);
+  if ('sort' in spec) {
+    const options = sortOptions(args);
+    const keys = [text(args[1])];
+    if (options.store !== undefined) keys.push(options.store);
+    const patterns = [options.by, ...options.gets].flatMap((pattern) => {
+      const key = pattern === undefined ? undefined : sortPatternKey(pattern)?.key;
+      return key === undefined ? [] : [key];
+    });
+    return { keys, patterns };
   }
+  if ('streams' in spec) return { keys: streamKeys(args), patterns: [] };
   if ('numkeys' in spec) {
     const numkeys = Number.parseInt(text(args[spec.numkeys]), 10);
     const keys = spec.extraFirst ? [text(args[1])] : [];
-    if (!Number.isFinite(numkeys) || numkeys < 0) return keys;
+    if (!Number.isFinite(numkeys) || numkeys < 0) return { keys, patterns: [] };
     for (let index = spec.numkeys + 1; index <= spec.numkeys + numkeys && index < count; index++) keys.push(text(args[index]));
-    return keys;
+    return { keys, patterns: [] };
   }
   const last = spec.last < 0 ? count + spec.last : spec.last;
   const keys: string[] = [];
   for (let index = spec.first; index <= last && index < count; index += spec.step) keys.push(text(args[index]));
-  return keys;
+  return { keys, patterns: [] };
 };
 
 /** Classifies a Redis command by name (and subcommand): action, risk and the keys it touches. */
@@ -166,21 +208,35 @@ export const classifyRedis = (args: readonly (Buffer | string)[]): RedisClassifi
     spec = container.get(sub);
     command = `${command} ${sub.toUpperCase()}`;
   }
-  if (!spec) return { command, action: UNKNOWN.action, risk: UNKNOWN.risk, keys: [], reason: `${command} is an administrative or unknown command` };
-  const keys = keysOf(spec.keys, args);
-  // COPY … DB n writes into another database than the resource's.
-  if (name === 'copy' && args.some((arg, index) => index > 2 && text(arg).toLowerCase() === 'db')) {
-    return { command, action: 'admin', risk: 'critical', keys, reason: 'COPY … DB writes into another database' };
+  if (!spec) {
+    return { command, action: UNKNOWN.action, risk: UNKNOWN.risk, keys: [], keyPatterns: [], reason: `${command} is an administrative or unknown command` };
   }
-  // SORT … STORE and GEORADIUS … STORE write; without it they only read.
-  if (name === 'sort' || name === 'georadius' || name === 'georadiusbymember') {
+  const touched = keysOf(spec.keys, args);
+  const keys = touched.keys;
+  const keyPatterns = touched.patterns;
+  // CLIENT TRACKING … BCAST announces changes to every key under its prefixes (all keys without one).
+  if (command === 'CLIENT TRACKING' && args.some((arg, index) => index > 2 && isOption(arg, 'bcast'))) {
+    const prefixes: string[] = [];
+    for (let index = 3; index + 1 < args.length; index++) if (isOption(args[index], 'prefix')) prefixes.push(`${text(args[++index])}*`);
+    return { command, action: 'read', risk: 'low', keys, keyPatterns: prefixes.length > 0 ? prefixes : ['*'], reason: 'CLIENT TRACKING BCAST names the keys that change' };
+  }
+  // COPY … DB n writes into another database than the resource's.
+  if (name === 'copy' && args.some((arg, index) => index > 2 && isOption(arg, 'db'))) {
+    return { command, action: 'admin', risk: 'critical', keys, keyPatterns, reason: 'COPY … DB writes into another database' };
+  }
+  if (name === 'sort') {
+    if (sortOptions(args).store === undefined) return { command, action: 'read', risk: 'low', keys, keyPatterns, reason: `${command} reads` };
+    return { command, action: 'write', risk: 'medium', keys, keyPatterns, reason: `${command} … STORE writes` };
+  }
+  // GEORADIUS … STORE writes; without it it only reads.
+  if (name === 'georadius' || name === 'georadiusbymember') {
     const store = args.findIndex((arg, index) => index > 1 && /^store(dist)?$/i.test(text(arg)));
-    if (store < 0) return { command, action: 'read', risk: 'low', keys, reason: `${command} reads` };
-    return { command, action: 'write', risk: 'medium', keys: [...keys, text(args[store + 1])], reason: `${command} … STORE writes` };
+    if (store < 0) return { command, action: 'read', risk: 'low', keys, keyPatterns, reason: `${command} reads` };
+    return { command, action: 'write', risk: 'medium', keys: [...keys, text(args[store + 1])], keyPatterns, reason: `${command} … STORE writes` };
   }
   if (spec.action === 'write' && spec.multiKeyWrite && keys.length > 1) {
-    return { command, action: 'write', risk: 'high', keys, reason: `${command} writes ${keys.length} keys` };
+    return { command, action: 'write', risk: 'high', keys, keyPatterns, reason: `${command} writes ${keys.length} keys` };
   }
   const verb = spec.action === 'read' ? 'reads' : spec.action === 'write' ? 'writes' : 'is administrative';
-  return { command, action: spec.action, risk: spec.risk, keys, reason: `${command} ${verb}` };
+  return { command, action: spec.action, risk: spec.risk, keys, keyPatterns, reason: `${command} ${verb}` };
 };

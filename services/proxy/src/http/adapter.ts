@@ -8,7 +8,7 @@ import { normalizeHttpPath, SluiceErrorCode, type Subject } from '@sluice/contra
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import type { Decision, GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
 import { commandHash, holdForApproval } from '../redis/approval-hold.js';
-import { sameJson } from '../redis/reply-masking.js';
+import { maskString, sameJson } from '../redis/reply-masking.js';
 import {
   bodyKind,
   decoderFor,
@@ -44,6 +44,76 @@ const HOP_BY_HOP = new Set([
   'upgrade',
   'host',
 ]);
+
+/**
+ * Method-override headers: frameworks let them replace the request method, so a GET decided as
+ * a read could run as a DELETE. They never reach the target.
+ */
+const METHOD_OVERRIDE_HEADERS = new Set(['x-http-method-override', 'x-method-override', 'x-http-method']);
+
+/** Path-override headers: some frameworks (Symfony, IIS rewrite) route by them instead of the request line. */
+const PATH_OVERRIDE_HEADERS = new Set(['x-original-url', 'x-rewrite-url', 'x-override-url']);
+
+/**
+ * Response headers passed as they are (reviewed: they describe the body or its caching and carry
+ * no data of their own). Every other response header value is masked like the body.
+ */
+const UNMASKED_RESPONSE_HEADERS = new Set([
+  'content-type',
+  'content-length',
+  'content-encoding',
+  'content-language',
+  'content-range',
+  'accept-ranges',
+  'date',
+  'etag',
+  'last-modified',
+  'expires',
+  'age',
+  'cache-control',
+  'pragma',
+  'vary',
+  'retry-after',
+  'x-content-type-options',
+]);
+
+/** A Host header value: a name, IPv4 or [IPv6], and an optional port; nothing else. */
+const HOST_HEADER = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * Why a request's framing or target is ambiguous, or undefined. Another hop (or the target)
+ * could read such a request differently from Sluice (request smuggling, absolute-form targets,
+ * Host tricks), so it is refused before anything else. node:http already refuses obs-fold,
+ * Transfer-Encoding with Content-Length, duplicate Content-Length and oversized headers.
+ */
+const ambiguityOf = (req: IncomingMessage): string | undefined => {
+  const url = req.url ?? '';
+  if (!url.startsWith('/')) return 'the request target must be a path (origin-form)';
+  const counts = new Map<string, number>();
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!.toLowerCase();
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  for (const name of ['host', 'content-length', 'transfer-encoding']) {
+    if ((counts.get(name) ?? 0) > 1) return `more than one ${name} header`;
+  }
+  const host = req.headers.host;
+  if (host !== undefined && !HOST_HEADER.test(host)) return 'malformed Host header';
+  const transferEncoding = req.headers['transfer-encoding'];
+  if (transferEncoding !== undefined) {
+    if (req.headers['content-length'] !== undefined) return 'both Transfer-Encoding and Content-Length';
+    if (transferEncoding.trim().toLowerCase() !== 'chunked') return 'a Transfer-Encoding other than chunked';
+  }
+  if (req.httpVersion !== '1.1') {
+    if (req.httpVersion !== '1.0') return `HTTP/${req.httpVersion} is not supported`;
+    const connection = (req.headers.connection ?? '').toLowerCase().split(',').map((token) => token.trim());
+    if (connection.includes('keep-alive')) return 'HTTP/1.0 keep-alive is not supported';
+    if (transferEncoding !== undefined) return 'Transfer-Encoding in an HTTP/1.0 request';
+  }
+  const query = url.indexOf('?');
+  if (query >= 0 && /(?:^|&)_method=/i.test(url.slice(query + 1))) return 'a _method override in the query';
+  return undefined;
+};
 
 interface SessionState extends Session {
   commands: number;
@@ -207,6 +277,7 @@ export const createHttpAdapter = (
       const name = req.rawHeaders[i]!.toLowerCase();
       const value = req.rawHeaders[i + 1]!;
       if (HOP_BY_HOP.has(name) || connectionTokens.has(name) || name === 'authorization' || injected.has(name)) continue;
+      if (METHOD_OVERRIDE_HEADERS.has(name) || PATH_OVERRIDE_HEADERS.has(name)) continue;
       if (masking && name === 'accept-encoding') continue;
       const existing = headers[name];
       headers[name] = existing === undefined ? value : Array.isArray(existing) ? [...existing, value] : [existing, value];
@@ -252,6 +323,12 @@ export const createHttpAdapter = (
       sendProblem(res, problem, requestId);
     };
 
+    const ambiguity = ambiguityOf(req);
+    if (ambiguity) {
+      // The rest of the connection's bytes cannot be trusted to frame the next request either.
+      res.shouldKeepAlive = false;
+      return fail(new Problem(400, SluiceErrorCode.ProtocolMalformed, 'Bad request', `refused: ${ambiguity}`, {}, { connection: 'close' }));
+    }
     const verified = await authenticate(state, req);
     if (verified instanceof Problem) return fail(verified);
     const session = await sessionFor(state, verified);
@@ -379,10 +456,10 @@ export const createHttpAdapter = (
       if (value === undefined || HOP_BY_HOP.has(name)) continue;
       responseHeaders[name] = value;
     }
+    const counts: MaskCounts = {};
     const contentType = headerValue(upstream.headers['content-type']);
     const encoding = headerValue(upstream.headers['content-encoding']);
     const bodyless = method === 'HEAD' || status === 204 || status === 304 || headerValue(upstream.headers['content-length']) === '0';
-    const counts: MaskCounts = {};
     const tap = new RecordingTap(ports.recording.maxBytes);
     const record = (ok: boolean, error?: { code: string; message: string }) => {
       ports.audit.record(session.id, 'command.completed', {
@@ -404,6 +481,17 @@ export const createHttpAdapter = (
         });
       }
     };
+
+    if (masker) {
+      try {
+        maskResponseHeaders(responseHeaders, masker, counts);
+      } catch {
+        upstream.body.resume();
+        record(false, { code: SluiceErrorCode.MaskingUnavailable, message: 'result withheld: masking failed' });
+        sendProblem(res, new Problem(503, SluiceErrorCode.MaskingUnavailable, 'Masking unavailable', 'the result cannot be masked'), requestId);
+        return;
+      }
+    }
 
     if (!masker || bodyless) {
       res.writeHead(status, responseHeaders);
@@ -497,6 +585,24 @@ export const createHttpAdapter = (
       await pool.close();
     },
   };
+};
+
+/**
+ * Masks response header values in place, like body values: a header named like a covered column
+ * (x-user-ssn) is masked whole, any other value is scanned by the detectors (an email in a
+ * Location). A value masked to nothing drops the header.
+ */
+const maskResponseHeaders = (headers: Record<string, string | string[]>, masker: ProfileMasker, counts: MaskCounts): void => {
+  for (const [name, value] of Object.entries(headers)) {
+    if (UNMASKED_RESPONSE_HEADERS.has(name)) continue;
+    const values = (Array.isArray(value) ? value : [value]).flatMap((one) => {
+      const masked = maskString(one, masker, counts, name);
+      // A masked value a header cannot carry (control characters, beyond Latin-1) is dropped.
+      return masked === null || /[^\t\x20-\x7e\x80-\xff]/.test(masked) ? [] : [masked];
+    });
+    if (values.length === 0) delete headers[name];
+    else headers[name] = Array.isArray(value) ? values : values[0]!;
+  }
 };
 
 const headerValue = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);

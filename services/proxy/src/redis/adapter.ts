@@ -21,11 +21,13 @@ import {
   fieldHint,
   parseHello,
   PRE_AUTH_COMMANDS,
-  REFUSED_COMMANDS,
-  SUBSCRIBE_COMMANDS,
+  refusalOf,
+  scalarField,
+  UNMASKABLE_REPLIES,
   type HelloArgs,
 } from './commands.js';
-import { flattenReply, maskReply, type FieldHint } from './reply-masking.js';
+import { flattenReply, maskReply, UNKNOWN_FIELD, type FieldHint } from './reply-masking.js';
+import { ReplyStream, type QueuedCommand } from './reply-stream.js';
 
 export interface RedisAdapterOptions {
   /** Base directory of `{ file: … }` secrets (the config file's directory). */
@@ -41,6 +43,8 @@ const WRONGPASS = 'WRONGPASS invalid username-password pair or user is disabled.
 const HELLO_NOAUTH =
   'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time';
 const WITHHELD = 'ERR result withheld: masking unavailable';
+/** The first byte of a multibulk command (`*`); anything else is an inline command. */
+const RESP_ARRAY = 0x2a;
 const EXECABORT = 'EXECABORT Transaction discarded because of previous errors.';
 /** Bytes an unauthenticated client may buffer: nobody gets to make Sluice hold a 512 MiB bulk before logging in. */
 const PRE_AUTH_BUFFER_LIMIT = 64 * 1024;
@@ -72,10 +76,12 @@ interface Entry {
   /** done: `reply` holds the bytes for the client. */
   status: 'waiting' | 'sent' | 'done';
   reply: Buffer | undefined;
-  /** Mask profiles of the commands an EXEC runs, by position. */
-  txProfiles: (string | undefined)[] | undefined;
+  /** The commands an EXEC runs, by position, with their mask profiles. */
+  txQueued: QueuedCommand[] | undefined;
   execAbort: boolean;
   closeAfter: boolean;
+  /** Sent inside MULTI: its reply is QUEUED (or an error), its result comes with EXEC. */
+  queued: boolean;
 }
 
 const subjectRef = (session: Session): SubjectRef => ({
@@ -117,15 +123,12 @@ class RedisConnection {
   /** Entries sent upstream, waiting for their reply frame. */
   private readonly inflight: Entry[] = [];
   private holding = false;
+  /** A HELLO that switches the protocol is in flight: dispatch waits for its reply. */
+  private protocolPending = false;
   private readonly holdAbort = new AbortController();
 
-  /** RESP2 subscriber mode or MONITOR: upstream frames are a stream, not replies. */
-  private streaming: 'none' | 'pubsub' | 'monitor' = 'none';
-  /** The mask profile for pushed messages: that of the latest SUBSCRIBE-family command. */
-  private streamProfile: string | undefined;
-  private inTransaction = false;
-  private transactionDirty = false;
-  private transactionProfiles: (string | undefined)[] = [];
+  /** Transactions, subscriber mode and MONITOR: how upstream frames pair with commands. */
+  private readonly stream = new ReplyStream();
 
   private clientOut: Buffer[] = [];
   private upstreamOut: Buffer[] = [];
@@ -199,7 +202,9 @@ class RedisConnection {
         if (args.length === 0) continue;
         const name = args[0]!.toString('latin1').toUpperCase();
         if (!this.session) await this.beforeLogin(name, args);
-        else await this.afterLogin(name, args, frame);
+        // An inline command goes upstream re-encoded from the arguments it was decided on,
+        // never as the raw line, so the target cannot read it any other way.
+        else await this.afterLogin(name, args, frame[0] === RESP_ARRAY ? frame : encodeCommand(args));
       }
     } finally {
       this.intakeBusy = false;
@@ -348,9 +353,14 @@ class RedisConnection {
       case 'QUIT': {
         return void this.pushLocal(name, args, encodeSimple('OK'), true);
       }
-      default:
-        if (REFUSED_COMMANDS.has(name)) return void this.pushLocal(name, args, encodeError(`NOPERM ${name} is not allowed through Sluice`));
+      default: {
+        const refusal = refusalOf(name, args);
+        if (refusal) {
+          this.markDirty();
+          return void this.pushLocal(name, args, encodeError(`NOPERM ${refusal}`));
+        }
         this.pushCommand(name, args, frame);
+      }
     }
   }
 
@@ -404,9 +414,10 @@ class RedisConnection {
       decisionFailed: false,
       status: 'waiting',
       reply: undefined,
-      txProfiles: undefined,
+      txQueued: undefined,
       execAbort: false,
       closeAfter: false,
+      queued: false,
     };
   }
 
@@ -455,7 +466,7 @@ class RedisConnection {
   // ---- dispatch: decisions in order, before anything goes upstream ------------------------
 
   private pump(): void {
-    while (!this.closed && !this.holding && this.toDispatch.length > 0) {
+    while (!this.closed && !this.holding && !this.protocolPending && this.toDispatch.length > 0) {
       const entry = this.toDispatch[0]!;
       if (!entry.settled) break;
       this.toDispatch.shift();
@@ -494,7 +505,11 @@ class RedisConnection {
       this.markDirty();
       return this.answer(entry, encodeError('NOPERM policy unavailable'), SluiceErrorCode.PolicyUnavailable);
     }
-    const decision = entry.decision;
+    let decision = entry.decision;
+    const unmaskable = UNMASKABLE_REPLIES.get(entry.name);
+    if (unmaskable && decision.effect !== 'deny' && decision.maskProfile !== undefined) {
+      decision = { ...decision, effect: 'deny', reason: `${entry.name} ${unmaskable}, which masking profile '${decision.maskProfile}' cannot cover` };
+    }
     const shownCommand = text();
     this.ports.audit.record(session.id, 'command.decided', {
       commandId: entry.id,
@@ -518,7 +533,7 @@ class RedisConnection {
 
   /** A command refused inside MULTI makes EXEC abort, as a queueing error does in Redis. */
   private markDirty(): void {
-    if (this.inTransaction) this.transactionDirty = true;
+    this.stream.markDirty();
   }
 
   private hold(entry: Entry, decision: Decision, session: SessionState, text: string): void {
@@ -553,60 +568,39 @@ class RedisConnection {
   }
 
   private send(entry: Entry, maskProfile: string | undefined): void {
-    let frame = entry.frame;
-    let expectsReply = true;
-    switch (entry.name) {
-      case 'MULTI':
-        this.inTransaction = true;
-        this.transactionDirty = false;
-        this.transactionProfiles = [];
-        break;
-      case 'EXEC':
-        entry.txProfiles = this.transactionProfiles;
-        if (this.inTransaction && this.transactionDirty) {
-          entry.execAbort = true;
-          frame = encodeCommand(['DISCARD']);
-        }
-        this.inTransaction = false;
-        break;
-      case 'DISCARD':
-        this.inTransaction = false;
-        break;
-      case 'MONITOR':
-        this.streaming = 'monitor';
-        this.streamProfile = maskProfile;
-        expectsReply = false;
-        break;
-      default:
-        if (SUBSCRIBE_COMMANDS.has(entry.name)) {
-          this.streamProfile = maskProfile;
-          // RESP3 confirms with pushes; RESP2 switches the connection to a stream of arrays.
-          if (this.protocol === 2 && entry.name.endsWith('SUBSCRIBE') && !entry.name.endsWith('UNSUBSCRIBE')) this.streaming = 'pubsub';
-          expectsReply = false;
-        } else if (this.streaming !== 'none') {
-          // In RESP2 subscriber mode replies are part of the stream too.
-          expectsReply = false;
-        } else if (this.inTransaction && entry.name !== 'WATCH' && entry.name !== 'UNWATCH') {
-          this.transactionProfiles.push(maskProfile);
-        }
+    const refusal = this.stream.refusal(entry.name);
+    if (refusal) {
+      this.protocolSwitches.delete(entry);
+      return this.answer(entry, encodeError(refusal), SluiceErrorCode.PolicyDenied);
     }
+    const unsubscribed = this.stream.unsubscribedReplies(entry.name, entry.args, this.protocol);
+    if (unsubscribed) {
+      entry.status = 'done';
+      entry.reply = unsubscribed;
+      this.recordStreamed(entry, 'array');
+      return;
+    }
+    const dispatch = this.stream.dispatch(entry.name, entry.args, maskProfile, this.protocol);
+    entry.queued = dispatch.queued;
+    if (dispatch.execQueue) entry.txQueued = [...dispatch.execQueue];
+    entry.execAbort = dispatch.execAbort;
     this.profiles.set(entry, maskProfile);
-    this.writeUpstream(frame);
-    if (expectsReply) {
+    this.writeUpstream(dispatch.execAbort ? encodeCommand(['DISCARD']) : entry.frame);
+    if (dispatch.expectsReply) {
       entry.status = 'sent';
       this.inflight.push(entry);
+      // Until HELLO's reply, the protocol of later replies is unknown: nothing more is sent.
+      if (this.protocolSwitches.has(entry)) this.protocolPending = true;
       return;
     }
     entry.status = 'done';
     entry.reply = Buffer.alloc(0);
-    if (entry.session) {
-      this.ports.audit.record(entry.session.id, 'command.completed', {
-        commandId: entry.id,
-        outcome: 'stream',
-        ok: true,
-        durationMs: performance.now() - entry.started,
-      });
-    }
+    this.recordStreamed(entry, 'stream');
+  }
+
+  private recordStreamed(entry: Entry, outcome: string): void {
+    if (!entry.session) return;
+    this.ports.audit.record(entry.session.id, 'command.completed', { commandId: entry.id, outcome, ok: true, durationMs: performance.now() - entry.started });
   }
 
   private readonly profiles = new WeakMap<Entry, string | undefined>();
@@ -629,10 +623,12 @@ class RedisConnection {
     let bytes: Buffer;
     try {
       const value = decodeReply(frame);
-      const masker = this.ports.masking.masker(this.streamProfile);
-      const masked = masker ? maskReply(value, masker, counts, this.protocol) : value;
+      const masker = this.ports.masking.masker(this.stream.profile);
+      // MONITOR lines carry other clients' arguments, any of which may be a covered field's value.
+      const hint: FieldHint | undefined = this.stream.mode === 'monitor' ? { kind: 'everyValue' } : undefined;
+      const masked = masker ? maskReply(value, masker, counts, this.protocol, hint) : value;
       bytes = masked === value ? frame : encodeValue(masked);
-      if (this.streaming === 'pubsub' && isLastUnsubscribe(value)) this.streaming = 'none';
+      this.stream.streamed(value);
     } catch {
       bytes = encodeError(WITHHELD);
     }
@@ -658,6 +654,10 @@ class RedisConnection {
       this.protocol = switchTo;
       this.protocolSwitches.delete(entry);
     }
+    if (this.protocolPending && this.protocolSwitches.size === 0) {
+      this.protocolPending = false;
+      queueMicrotask(() => this.pump());
+    }
     if (entry.kind === 'internal') {
       entry.reply = frame;
       return;
@@ -671,20 +671,24 @@ class RedisConnection {
       value = original;
       if (entry.execAbort) value = { type: 'error' as const, value: EXECABORT };
       const maskProfile = this.profiles.get(entry);
-      if (entry.name === 'EXEC' && value.type === 'array' && entry.txProfiles) {
-        const profiles = entry.txProfiles;
+      if (entry.name === 'EXEC' && value.type === 'array' && entry.txQueued) {
+        const queued = entry.txQueued;
+        // A reply element with no queued command to pair it with is masked by EXEC's own profile, fields unknown.
         const items = value.items.map((item, index) => {
-          const masker = this.ports.masking.masker(profiles[index] ?? maskProfile);
-          return masker ? maskReply(item, masker, counts, this.protocol) : item;
+          const command = queued[index];
+          const masker = this.ports.masking.masker(command?.maskProfile ?? maskProfile);
+          if (!masker) return item;
+          if (!command) return maskReply(item, masker, counts, this.protocol, { kind: 'unknownFields' }, UNKNOWN_FIELD);
+          const hint = fieldHint(command.name, command.args, this.protocol);
+          return maskReply(item, masker, counts, this.protocol, hint, scalarField(command.name, command.args));
         });
         const before = value.items;
         if (items.some((item, index) => item !== before[index])) value = { type: 'array', items };
       } else {
         const masker = this.ports.masking.masker(maskProfile);
         if (masker) {
-          const hint: FieldHint | undefined = fieldHint(entry.name, entry.args, this.protocol);
-          const field = entry.name === 'HGET' ? entry.args[2]?.toString() : undefined;
-          value = maskReply(value, masker, counts, this.protocol, hint, field);
+          const hint: FieldHint | undefined = entry.queued ? undefined : fieldHint(entry.name, entry.args, this.protocol);
+          value = maskReply(value, masker, counts, this.protocol, hint, entry.queued ? undefined : scalarField(entry.name, entry.args));
         }
       }
       reply = value === original ? frame : encodeValue(value);
@@ -862,16 +866,4 @@ class RedisConnection {
 const errorCode = (value: RespValue): string => {
   const text = value.type === 'error' ? value.value : value.type === 'blobError' ? value.value.toString('utf8') : '';
   return /^[A-Z]+/.exec(text)?.[0] ?? 'ERR';
-};
-
-/** `unsubscribe`/`punsubscribe`/`sunsubscribe` confirmation with 0 subscriptions left: subscriber mode ends. */
-const isLastUnsubscribe = (value: RespValue): boolean => {
-  if (value.type !== 'array' || value.items.length !== 3) return false;
-  const [kind, , count] = value.items;
-  return (
-    kind?.type === 'bulk' &&
-    /^(p|s)?unsubscribe$/i.test(kind.value.toString('latin1')) &&
-    count?.type === 'integer' &&
-    count.value === 0n
-  );
 };

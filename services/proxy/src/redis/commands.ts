@@ -1,16 +1,20 @@
 /** What the Redis adapter needs to know about a command beyond the policy's decision. */
 
+import { sortOptions, sortPatternKey } from '@sluice/contracts';
+import type { FieldHint } from './reply-masking.js';
+
 /** Commands a client may send before it authenticates (everything else gets NOAUTH). */
 export const PRE_AUTH_COMMANDS = new Set(['AUTH', 'HELLO', 'PING', 'QUIT']);
 
 /** Commands that put a connection in subscriber mode; their confirmations are not plain replies. */
 export const SUBSCRIBE_COMMANDS = new Set(['SUBSCRIBE', 'PSUBSCRIBE', 'SSUBSCRIBE', 'UNSUBSCRIBE', 'PUNSUBSCRIBE', 'SUNSUBSCRIBE']);
+export const UNSUBSCRIBE_COMMANDS = new Set(['UNSUBSCRIBE', 'PUNSUBSCRIBE', 'SUNSUBSCRIBE']);
 
-/**
- * Commands Sluice answers itself and never forwards: they would change the upstream
- * connection's identity (AUTH, RESET) which Sluice owns, not the agent.
- */
-export const REFUSED_COMMANDS = new Set(['RESET']);
+/** What Redis accepts from a RESP2 client in subscriber mode. */
+export const SUBSCRIBER_CONTEXT = new Set([...SUBSCRIBE_COMMANDS, 'PING', 'QUIT', 'RESET']);
+
+/** Commands that change how replies come back: inside MULTI they would do so only at EXEC. */
+export const NOT_IN_TRANSACTION = new Set([...SUBSCRIBE_COMMANDS, 'HELLO', 'MONITOR']);
 
 /** Longest argument and command text kept in audit records; the approval hash uses the full args. */
 const MAX_ARG_CHARS = 1024;
@@ -70,12 +74,15 @@ export const parseHello = (args: readonly Buffer[]): HelloArgs | { readonly erro
 export const authToken = (args: readonly Buffer[]): string | undefined =>
   args.length === 2 ? args[1]!.toString() : args.length === 3 ? args[2]!.toString() : undefined;
 
-/** Hash reads whose reply values belong to named fields, so column rules apply to them. */
-export const fieldHint = (
-  name: string,
-  args: readonly Buffer[],
-  protocol: 2 | 3,
-): { kind: 'pairs' } | { kind: 'fields'; names: string[] } | undefined => {
+const upper = (arg: Buffer | undefined): string => (arg ? arg.toString('latin1').toUpperCase() : '');
+
+/**
+ * How the reply of a command maps to hash fields, so column rules apply to every reply that can
+ * carry a field's value: named fields (HGET, HMGET, SORT … GET k->f), field/value pairs (HGETALL,
+ * HSCAN, HRANDFIELD … WITHVALUES, stream entries) and values of unnamed fields (HVALS, scripts,
+ * XINFO: the strictest rule).
+ */
+export const fieldHint = (name: string, args: readonly Buffer[], protocol: 2 | 3): FieldHint | undefined => {
   switch (name) {
     case 'HGET':
       return args[2] ? { kind: 'fields', names: [args[2].toString()] } : undefined;
@@ -84,7 +91,83 @@ export const fieldHint = (
     case 'HGETALL':
       // RESP3 answers a map, which carries its keys itself.
       return protocol === 2 ? { kind: 'pairs' } : undefined;
+    case 'HVALS':
+    case 'HGETDEL':
+    case 'HGETEX':
+      return { kind: 'unknownFields' };
+    case 'HSCAN':
+      return { kind: 'scan', inner: args.some((arg, index) => index > 2 && upper(arg) === 'NOVALUES') ? undefined : { kind: 'pairs' } };
+    case 'HRANDFIELD':
+      if (!args.some((arg, index) => index > 2 && upper(arg) === 'WITHVALUES')) return undefined;
+      return protocol === 2 ? { kind: 'pairs' } : { kind: 'pairList' };
+    case 'XRANGE':
+    case 'XREVRANGE':
+      return { kind: 'entries' };
+    case 'XCLAIM':
+      return args.some((arg, index) => index > 5 && upper(arg) === 'JUSTID') ? undefined : { kind: 'entries' };
+    case 'XAUTOCLAIM':
+      return { kind: 'scan', inner: { kind: 'entries' } };
+    case 'XREAD':
+    case 'XREADGROUP':
+      return { kind: 'streams' };
+    case 'XINFO':
+    case 'EVAL':
+    case 'EVALSHA':
+    case 'EVAL_RO':
+    case 'EVALSHA_RO':
+    case 'FCALL':
+    case 'FCALL_RO':
+      return { kind: 'everyValue' };
+    case 'SORT':
+    case 'SORT_RO': {
+      const { gets } = sortOptions(args);
+      if (gets.length === 0) return undefined;
+      // `GET #` is the element itself and `GET k:*` a string key: no field, detectors apply.
+      return { kind: 'cycle', names: gets.map((pattern) => sortPatternKey(pattern)?.field) };
+    }
     default:
       return undefined;
   }
 };
+
+/** The field whose value a scalar reply is (HGET), for column rules. */
+export const scalarField = (name: string, args: readonly Buffer[]): string | undefined => (name === 'HGET' ? args[2]?.toString() : undefined);
+
+/**
+ * Why Sluice refuses a command whatever the policy says, or undefined. These would change the
+ * reply stream so that replies and commands could no longer be paired (CLIENT REPLY OFF/SKIP,
+ * a replication stream), or change the upstream connection's identity, which Sluice owns.
+ */
+export const refusalOf = (name: string, args: readonly Buffer[]): string | undefined => {
+  switch (name) {
+    case 'RESET':
+      return 'RESET is not allowed through Sluice';
+    case 'SYNC':
+    case 'PSYNC':
+    case 'REPLCONF':
+      return `${name} would turn the connection into a replication stream`;
+    case 'CLIENT':
+      if (upper(args[1]) === 'REPLY' && upper(args[2]) !== 'ON') return 'CLIENT REPLY OFF|SKIP would put replies out of step with commands';
+      return undefined;
+    default:
+      return undefined;
+  }
+};
+
+/**
+ * Commands whose reply carries a value (or part of one) in a form masking cannot cover: a
+ * serialized value, a substring or common subsequence, single bits. Under a masking profile
+ * they are refused; a fragment of an SSN is no longer recognisable as one.
+ */
+export const UNMASKABLE_REPLIES: ReadonlyMap<string, string> = new Map([
+  ['DUMP', 'returns the serialized value'],
+  ['GETRANGE', 'returns part of a value'],
+  ['SUBSTR', 'returns part of a value'],
+  ['LCS', 'returns parts of two values'],
+  ['GETBIT', 'returns bits of a value'],
+  ['BITFIELD', 'returns bits of a value'],
+  ['BITFIELD_RO', 'returns bits of a value'],
+  ['BITPOS', 'returns bits of a value'],
+  ['BITCOUNT', 'returns bits of a value'],
+  ['DEBUG', 'returns internals of a value'],
+]);

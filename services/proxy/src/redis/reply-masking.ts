@@ -1,13 +1,34 @@
 import { isUtf8 } from 'node:buffer';
 import type { RespValue } from '@sluice/codec-resp';
-import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+import { COLUMN_REDACTED, type MaskCounts, type ProfileMasker } from '@sluice/masking-engine';
+
+/**
+ * A value of a hash field whose name the reply does not carry (HVALS): the profile's strictest
+ * treatment applies, i.e. the whole value is redacted whenever the profile has column rules.
+ */
+export const UNKNOWN_FIELD: unique symbol = Symbol('unknown field');
+export type FieldName = string | typeof UNKNOWN_FIELD | undefined;
 
 /** Where a reply's strings come from, so column rules (by field name) can apply. */
 export type FieldHint =
-  /** A flat RESP2 array of field/value pairs (HGETALL, CONFIG GET). */
+  /** A flat RESP2 array of field/value pairs (HGETALL, HRANDFIELD … WITHVALUES, CONFIG GET). */
   | { readonly kind: 'pairs' }
+  /** A RESP3 array of [field, value] arrays (HRANDFIELD … WITHVALUES). */
+  | { readonly kind: 'pairList' }
   /** Values of these fields in order (HMGET), or one field (HGET). */
-  | { readonly kind: 'fields'; readonly names: readonly string[] };
+  | { readonly kind: 'fields'; readonly names: readonly FieldName[] }
+  /** Values repeating these fields, one round per element (SORT … GET a GET b->f). */
+  | { readonly kind: 'cycle'; readonly names: readonly FieldName[] }
+  /** Values of fields the reply does not name (HVALS). */
+  | { readonly kind: 'unknownFields' }
+  /** `[cursor, items]` of a SCAN-family reply; the items follow `inner`. */
+  | { readonly kind: 'scan'; readonly inner: FieldHint | undefined }
+  /** Stream entries: `[id, [field, value, …]]` each (XRANGE, XCLAIM). */
+  | { readonly kind: 'entries' }
+  /** Streams and their entries: `[[name, entries], …]` in RESP2, a map name → entries in RESP3 (XREAD). */
+  | { readonly kind: 'streams' }
+  /** Every string anywhere in the reply may be a field's value (scripts, XINFO, MONITOR): the strictest rule. */
+  | { readonly kind: 'everyValue' };
 
 /** Deep equality of two parsed JSON values: did masking change anything? */
 export const sameJson = (a: unknown, b: unknown): boolean => {
@@ -31,7 +52,12 @@ const looksLikeJson = (text: string): boolean => {
  * field goes through maskCell (column rules apply), anything else through maskText.
  * Returns null when a column rule nulls the value.
  */
-export const maskString = (text: string, masker: ProfileMasker, counts: MaskCounts, field: string | undefined): string | null => {
+export const maskString = (text: string, masker: ProfileMasker, counts: MaskCounts, field: FieldName): string | null => {
+  if (field === UNKNOWN_FIELD) {
+    if (masker.columnRuleCount === 0) return maskString(text, masker, counts, undefined);
+    counts['column:unknown-field'] = (counts['column:unknown-field'] ?? 0) + 1;
+    return COLUMN_REDACTED;
+  }
   if (field !== undefined && masker.hasColumnRule({ name: field })) return masker.maskCell(text, { name: field }, counts);
   if (looksLikeJson(text)) {
     let parsed: unknown;
@@ -53,7 +79,7 @@ const maskBlob = (
   value: Buffer,
   masker: ProfileMasker,
   counts: MaskCounts,
-  field: string | undefined,
+  field: FieldName,
 ): Buffer | null => {
   // Binary values (not UTF-8) cannot carry text a detector finds; re-decoding them would corrupt them.
   if (!isUtf8(value)) return value;
@@ -88,8 +114,9 @@ export const maskReply = (
   counts: MaskCounts,
   protocol: 2 | 3,
   hint?: FieldHint,
-  field?: string,
+  field?: FieldName,
 ): RespValue => {
+  if (hint?.kind === 'everyValue') field = UNKNOWN_FIELD;
   switch (value.type) {
     case 'simple':
     case 'error': {
@@ -112,10 +139,18 @@ export const maskReply = (
     case 'push': {
       let changed = false;
       const items = value.items.map((item, index) => {
-        let itemField: string | undefined;
-        if (hint?.kind === 'pairs' && index % 2 === 1) itemField = scalarText(value.items[index - 1]!);
-        else if (hint?.kind === 'fields') itemField = hint.names[index];
-        const masked = maskReply(item, masker, counts, protocol, undefined, itemField);
+        let itemField: FieldName;
+        let itemHint: FieldHint | undefined;
+        if (hint?.kind === 'pairs' && index % 2 === 1) itemField = scalarText(value.items[index - 1]!) ?? UNKNOWN_FIELD;
+        else if (hint?.kind === 'fields') itemField = hint.names[index] ?? UNKNOWN_FIELD;
+        else if (hint?.kind === 'cycle') itemField = hint.names[index % hint.names.length];
+        else if (hint?.kind === 'unknownFields') itemField = UNKNOWN_FIELD;
+        else if (hint?.kind === 'pairList') itemHint = { kind: 'pairs' };
+        else if (hint?.kind === 'scan' && index === 1) itemHint = hint.inner;
+        else if (hint?.kind === 'entries') itemHint = { kind: 'scan', inner: { kind: 'pairs' } };
+        else if (hint?.kind === 'streams') itemHint = { kind: 'scan', inner: { kind: 'entries' } };
+        else if (hint?.kind === 'everyValue') itemHint = hint;
+        const masked = maskReply(item, masker, counts, protocol, itemHint, itemField);
         if (masked !== item) changed = true;
         return masked;
       });
@@ -126,8 +161,11 @@ export const maskReply = (
       let changed = false;
       const maskEntries = (entries: readonly (readonly [RespValue, RespValue])[]) =>
         entries.map(([key, entry]) => {
+          const strict = hint?.kind === 'everyValue';
           const maskedKey = maskReply(key, masker, counts, protocol);
-          const maskedValue = maskReply(entry, masker, counts, protocol, undefined, scalarText(key));
+          const valueHint: FieldHint | undefined = strict ? hint : hint?.kind === 'streams' ? { kind: 'entries' } : undefined;
+          const valueField = strict ? UNKNOWN_FIELD : valueHint ? undefined : scalarText(key);
+          const maskedValue = maskReply(entry, masker, counts, protocol, valueHint, valueField);
           if (maskedKey !== key || maskedValue !== entry) changed = true;
           return [maskedKey, maskedValue] as const;
         });
