@@ -43,7 +43,7 @@ import { Outbox } from './outbox.js';
 import { derivedColumns, LineageCache } from './lineage.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
 import { SqlState } from './sqlstate.js';
-import { readStartupParameters, sessionSettings, startedParameters, StartupParameterRefusal, type StartupRequest } from './startup-parameters.js';
+import { readStartupParameters, sessionSettings, settingRefusedByTarget, startedParameters, StartupParameterRefusal, type StartupRequest } from './startup-parameters.js';
 import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
 
 export interface SessionContext {
@@ -338,6 +338,11 @@ export class PostgresSession {
         if (typeof path === 'string') this.#searchPath = parseSearchPath(path, this.#resource.credentials.username);
       } catch (error) {
         const detail = error instanceof UpstreamError ? error.detail : String(error);
+        const refusedSetting = error instanceof UpstreamError ? settingRefusedByTarget(error) : undefined;
+        if (refusedSetting) {
+          this.#reject(`target refused a startup setting: ${detail}`, 'ERR_UPSTREAM_FAILED', refusedSetting.sqlstate, refusedSetting.message, subject);
+          return;
+        }
         this.#reject(`target unavailable: ${detail}`, 'ERR_UPSTREAM_FAILED', SqlState.ConnectionFailure, `the target database of ${this.#resource.name} is unavailable`, subject);
         return;
       }

@@ -175,3 +175,11 @@ export const startedParameters = (request: StartupRequest): { user?: string; dat
   ...(request.database !== undefined ? { database: request.database } : {}),
   parameters: Object.fromEntries(request.settings),
 });
+
+/**
+ * The target's refusal of the session when it is about a value the agent sent (class 22, e.g.
+ * 22023 `invalid value for parameter "search_path"`): relayed as the server worded it. Any other
+ * refusal (the resource's credentials, a missing database) stays the proxy's generic message.
+ */
+export const settingRefusedByTarget = (error: { readonly sqlstate?: string | undefined; readonly serverMessage?: string | undefined }): { sqlstate: string; message: string } | undefined =>
+  error.sqlstate?.startsWith('22') && error.serverMessage ? { sqlstate: error.sqlstate, message: error.serverMessage } : undefined;
