@@ -409,7 +409,6 @@ describe('PostgreSQL fidelity: unparseable SQL', () => {
 
 describe('PostgreSQL fidelity: errors as the server gives them', () => {
   const terminate = async (query: string): Promise<void> => {
-    await waitFor(() => true);
     for (let attempt = 0; attempt < 100; attempt++) {
       const { rows } = await direct.query('select pg_terminate_backend(pid) as killed from pg_stat_activity where query = $1 and pid <> pg_backend_pid()', [query]);
       if (rows.length > 0) return;
@@ -435,13 +434,21 @@ describe('PostgreSQL fidelity: errors as the server gives them', () => {
     expect(await seen(await throughSluice())).toEqual(expected);
   });
 
-  it("fails a running prepared statement with the server's message when its backend is killed", async () => {
-    const client = new pg.Client(await throughSluice());
-    client.on('error', () => {});
-    await client.connect();
-    const sleeping = client.query({ name: 'sleep query', text: 'select pg_sleep($1)', values: [5] });
-    await terminate('select pg_sleep($1)');
-    expect(await failure(sleeping)).toMatchObject({ code: '57P01', message: 'terminating connection due to administrator command' });
+  it("fails a running prepared statement with the server's message when its backend is killed, and nothing else", async () => {
+    const seen = async (config: pg.ClientConfig): Promise<{ query: { code?: string; message?: string }; client: string[] }> => {
+      const client = new pg.Client(config);
+      const errors: string[] = [];
+      client.on('error', (error: Error) => errors.push(error.message));
+      await client.connect();
+      const sleeping = client.query({ name: 'sleep query', text: 'select pg_sleep($1)', values: [5] });
+      await terminate('select pg_sleep($1)');
+      const error = await failure(sleeping);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return { query: { code: error.code, message: error.message }, client: errors };
+    };
+    const expected = await seen(directly());
+    expect(expected.query).toEqual({ code: '57P01', message: 'terminating connection due to administrator command' });
+    expect(await seen(await throughSluice())).toEqual(expected);
   });
 
   it('lets a client that closes right after connecting go without an error, as the server does', async () => {
