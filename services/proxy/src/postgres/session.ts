@@ -686,7 +686,10 @@ export class PostgresSession {
     return { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
   }
 
-  /** Queues an answer of the proxy's own behind every response still due. */
+  /**
+   * Queues an answer of the proxy's own behind every response still due. Not for refusing a
+   * command: that is #refuseOnTarget, so the target's transaction feels the error.
+   */
   #answer(message: Buffer | undefined, readyForQuery: boolean): void {
     this.#expects.push({ kind: 'synthetic', messages: message ? [message] : [], readyForQuery });
     if (this.#expects.length === 1) {
