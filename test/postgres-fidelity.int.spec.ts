@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import net, { type AddressInfo } from 'node:net';
 import pg from 'pg';
+import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeBackend, encodePasswordMessage, encodeQuery, encodeStartupMessage, FrameReader, type BackendMessage } from '@sluice/codec-pg';
 import { parseConfig, type PostgresResourceConfig, type RuleConfig } from '@sluice/config';
@@ -462,5 +463,73 @@ describe('PostgreSQL fidelity: errors as the server gives them', () => {
       await new Promise((resolve) => setTimeout(resolve, 300));
       expect(errors).toEqual([]);
     }
+  });
+});
+
+describe('PostgreSQL fidelity with another driver: postgres.js (extended protocol, pipelined)', () => {
+  const opened: postgres.Sql[] = [];
+  const sluiceSql = async (options: postgres.Options<Record<string, never>> = {}, groups?: string[]): Promise<postgres.Sql> => {
+    const sql = postgres({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, pass: await token(groups), max: 1, onnotice: () => {}, ...options });
+    opened.push(sql);
+    return sql;
+  };
+  const directSql = (options: postgres.Options<Record<string, never>> = {}): postgres.Sql => {
+    const sql = postgres({ host: '127.0.0.1', port: 5432, user: 'postgres', database, max: 1, onnotice: () => {}, ...options });
+    opened.push(sql);
+    return sql;
+  };
+  afterAll(async () => {
+    for (const sql of opened) await sql.end({ timeout: 1 }).catch(() => {});
+  });
+  const reason = async (promise: Promise<unknown>): Promise<{ code?: string; message?: string; position?: string }> => {
+    try {
+      await promise;
+    } catch (error) {
+      const { code, message, position } = error as { code?: string; message?: string; position?: string };
+      return { code, message, position };
+    }
+    throw new Error('expected a failure');
+  };
+
+  it('passes its startup connection parameters to the target, as direct', async () => {
+    const connection = { application_name: 'postgres-js-agent', statement_timeout: '1500', TimeZone: 'America/Lima', search_path: 'pg_catalog,public' };
+    const read = async (sql: postgres.Sql) =>
+      sql`select current_setting('application_name') as a, current_setting('statement_timeout') as s, current_setting('TimeZone') as t, current_setting('search_path') as p`;
+    const expected = await read(directSql({ connection }));
+    expect(expected[0]).toEqual({ a: 'postgres-js-agent', s: '1500ms', t: 'America/Lima', p: 'pg_catalog,public' });
+    expect(await read(await sluiceSql({ connection }))).toEqual(expected);
+  });
+
+  it('is refused with a FATAL naming a parameter that would undo policy', async () => {
+    const sql = await sluiceSql({ connection: { default_transaction_read_only: 'off' } as Record<string, string> }, ['readers']);
+    const error = await reason(sql`select 1`);
+    expect(error.code).toBe('42501');
+    expect(error.message).toContain('default_transaction_read_only');
+  });
+
+  it('refuses an unknown database with 3D000, as direct', async () => {
+    const expected = await reason(directSql({ database: 'nosuchdb' })`select 1`);
+    expect(expected.code).toBe('3D000');
+    expect(await reason((await sluiceSql({ database: 'nosuchdb' }))`select 1`)).toEqual(expected);
+  });
+
+  it('aborts its transaction on a refused statement, so COMMIT commits nothing', async () => {
+    const before = await count();
+    const sql = await sluiceSql();
+    await sql.unsafe('begin');
+    await sql`insert into ledger (note) values (${'postgres.js'})`;
+    expect((await reason(sql`select pg_terminate_backend(${1})`)).code).toBe('42501');
+    expect((await reason(sql`select 1`)).code).toBe('25P02');
+    await sql.unsafe('commit');
+    expect(await count()).toBe(before);
+    expect(await sql`select 1 as one`).toEqual([{ one: 1 }]);
+  });
+
+  it("answers unparseable SQL with the server's 42601 message and position", async () => {
+    const expected = await reason(directSql().unsafe('selec 1'));
+    expect(expected.code).toBe('42601');
+    expect(await reason((await sluiceSql()).unsafe('selec 1'))).toEqual(expected);
+    const direct42601 = await reason(directSql()`selec ${1}`.execute());
+    expect(await reason((await sluiceSql())`selec ${1}`.execute())).toEqual(direct42601);
   });
 });
