@@ -206,7 +206,7 @@ describe('PostgreSQL fidelity: startup parameters', () => {
     messages.length = 0;
     socket.write(encodeQuery("select current_setting('application_name') as a, current_setting('search_path') as p"));
     await waitFor(() => messages.some((m) => m.type === 'ReadyForQuery'));
-    const row = messages.find((m) => m.type === 'DataRow') as { values: (Buffer | null)[] };
+    const row = messages.find((m) => m.type === 'DataRow') as Extract<BackendMessage, { type: 'DataRow' }>;
     expect(row.values.map((v) => v?.toString())).toEqual(['raw-client', '"a b",public']);
     socket.destroy();
   });
@@ -492,7 +492,7 @@ describe('PostgreSQL fidelity with another driver: postgres.js (extended protoco
   };
 
   it('passes its startup connection parameters to the target, as direct', async () => {
-    const connection = { application_name: 'postgres-js-agent', statement_timeout: '1500', TimeZone: 'America/Lima', search_path: 'pg_catalog,public' };
+    const connection = { application_name: 'postgres-js-agent', statement_timeout: 1500, TimeZone: 'America/Lima', search_path: 'pg_catalog,public' };
     const read = async (sql: postgres.Sql) =>
       sql`select current_setting('application_name') as a, current_setting('statement_timeout') as s, current_setting('TimeZone') as t, current_setting('search_path') as p`;
     const expected = await read(directSql({ connection }));
