@@ -136,7 +136,6 @@ const TARGET_REFUSAL = encodeParse('sluice_refused', "select 'sluice: command re
 /** ErrorResponse fields that may quote data: message, detail, hint, context, internal query. */
 const MASKED_ERROR_FIELDS: ReadonlySet<string> = new Set(['M', 'D', 'H', 'W', 'q']);
 
-
 /** The widest batch of extended-protocol messages held before deciding without a Sync. */
 const MAX_BATCH_MESSAGES = 1000;
 const MAX_BATCH_BYTES = 4 << 20;
