@@ -189,6 +189,12 @@ describe('PostgreSQL fidelity: startup parameters', () => {
     expect(await show(await open(await throughSluice(driverConfig)))).toEqual(expected);
   });
 
+  it('leaves application_name at the server default when the driver sends none, as direct', async () => {
+    const expected = (await (await open(directly())).query('show application_name')).rows;
+    expect(expected).toEqual([{ application_name: '' }]);
+    expect((await (await open(await throughSluice())).query('show application_name')).rows).toEqual(expected);
+  });
+
   it('applies the startup statement_timeout on the target: a long query is cancelled with 57014', async () => {
     const client = await open(await throughSluice({ statement_timeout: 200 }));
     expect((await failure(client.query('select pg_sleep(3)'))).code).toBe('57014');

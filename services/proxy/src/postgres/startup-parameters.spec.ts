@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readStartupParameters, splitOptions, StartupParameterRefusal } from './startup-parameters.js';
+import { readStartupParameters, sessionSettings, settingRefusedByTarget, splitOptions, StartupParameterRefusal } from './startup-parameters.js';
 
 const target = { resourceName: 'shop-db', database: 'shop' };
 const read = (entries: [string, string][]) => readStartupParameters(new Map(entries), target);
@@ -107,5 +107,19 @@ describe('startup parameters', () => {
     const error = refusal([['user', 'agent'], ['database', 'nosuchdb']]);
     expect(error.sqlstate).toBe('3D000');
     expect(error.message).toBe('database "nosuchdb" does not exist');
+  });
+
+  it('opens the target session in UTF8 unless the agent named it, and adds no application_name of its own', () => {
+    expect(sessionSettings(read([['application_name', 'a']]))).toEqual([['client_encoding', 'UTF8'], ['application_name', 'a']]);
+    expect(sessionSettings(read([['client_encoding', 'utf8']]))).toEqual([['client_encoding', 'utf8']]);
+  });
+
+  it("relays the target's refusal of a value (class 22) as worded, and nothing else of the target's", () => {
+    expect(settingRefusedByTarget({ sqlstate: '22023', serverMessage: 'invalid value for parameter "search_path": "a b"' })).toEqual({
+      sqlstate: '22023',
+      message: 'invalid value for parameter "search_path": "a b"',
+    });
+    expect(settingRefusedByTarget({ sqlstate: '28P01', serverMessage: 'password authentication failed for user "owner"' })).toBeUndefined();
+    expect(settingRefusedByTarget({ sqlstate: '3D000', serverMessage: 'database "x" does not exist' })).toBeUndefined();
   });
 });

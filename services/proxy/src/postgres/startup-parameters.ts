@@ -157,14 +157,14 @@ export const readStartupParameters = (parameters: ReadonlyMap<string, string>, t
 };
 
 /**
- * The parameters the target session is opened with: the agent's settings, UTF8 unless the agent
- * named it, and `sluice` as application_name unless the agent named one.
+ * The parameters the target session is opened with: the agent's settings, and UTF8 unless the
+ * agent named it (the server's default would be the database's encoding, which the proxy might
+ * not read). No application_name of the proxy's own: the agent sees the server's default ('').
  */
 export const sessionSettings = (request: StartupRequest): [string, string][] => {
   const names = new Set(request.settings.map(([name]) => name));
   return [
     ...(names.has('client_encoding') ? [] : [['client_encoding', 'UTF8'] as [string, string]]),
-    ...(names.has('application_name') ? [] : [['application_name', 'sluice'] as [string, string]]),
     ...request.settings.map(([name, value]): [string, string] => [name, value]),
   ];
 };
