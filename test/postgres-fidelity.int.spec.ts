@@ -4,7 +4,18 @@ import net, { type AddressInfo } from 'node:net';
 import pg from 'pg';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeBackend, encodePasswordMessage, encodeQuery, encodeStartupMessage, FrameReader, type BackendMessage } from '@sluice/codec-pg';
+import {
+  decodeBackend,
+  encodeDescribe,
+  encodeFlush,
+  encodeParse,
+  encodePasswordMessage,
+  encodeQuery,
+  encodeStartupMessage,
+  encodeSync,
+  FrameReader,
+  type BackendMessage,
+} from '@sluice/codec-pg';
 import { parseConfig, type PostgresResourceConfig, type RuleConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
 import { createTokenVerifier } from '@sluice/identity';
@@ -375,6 +386,27 @@ describe('PostgreSQL fidelity: transaction state after a refusal', () => {
     await client.query('rollback to savepoint s');
     expect((await client.query('commit')).command).toBe('COMMIT');
     expect(await count()).toBe(before + 1);
+  });
+
+  it('answers a refused Parse at the Flush, then skips to the Sync, whose ReadyForQuery says aborted, as the server does', async () => {
+    const { messages, socket } = await rawStartup([['user', 'agent'], ['database', RESOURCE]]);
+    const types = () => messages.map((m) => (m.type === 'ReadyForQuery' ? `Z${(m as { status: number }).status === 0x45 ? 'E' : (m as { status: number }).status === 0x54 ? 'T' : 'I'}` : m.type));
+    messages.length = 0;
+    socket.write(encodeQuery('begin'));
+    await waitFor(() => types().includes('ZT'));
+    messages.length = 0;
+    socket.write(Buffer.concat([encodeParse('', 'select pg_terminate_backend(1)'), encodeDescribe('S', ''), encodeFlush()]));
+    await waitFor(() => messages.length > 0);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(types()).toEqual(['ErrorResponse']);
+    expect((messages[0] as { fields: Record<string, string> }).fields.C).toBe('42501');
+    socket.write(Buffer.concat([encodeParse('', 'select 1'), encodeFlush()]));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(types()).toEqual(['ErrorResponse']);
+    socket.write(encodeSync());
+    await waitFor(() => types().some((t) => t.startsWith('Z')));
+    expect(types()).toEqual(['ErrorResponse', 'ZE']);
+    socket.destroy();
   });
 
   it('psql: a script whose middle statement is refused commits nothing, as with a failing statement direct', async () => {
