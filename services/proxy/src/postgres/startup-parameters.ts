@@ -169,7 +169,7 @@ export const sessionSettings = (request: StartupRequest): [string, string][] => 
   ];
 };
 
-/** The startup request as session.started records it: user and database as sent, the settings as applied. */
+/** The startup request as session.started records it: user, database and settings as the agent sent them. */
 export const startedParameters = (request: StartupRequest): { user?: string; database?: string; parameters: Record<string, string> } => ({
   ...(request.user !== undefined ? { user: request.user } : {}),
   ...(request.database !== undefined ? { database: request.database } : {}),
