@@ -23,7 +23,7 @@ const sluice = await startSluice({
 });
 const ready = await (await fetch(`http://127.0.0.1:${sluice.ports.admin}/readyz`)).json() as any;
 const pids = Object.fromEntries(Object.entries(ready.services).map(([k, v]: any) => [k, v.pid]));
-const client = new pg.Client({ host: '127.0.0.1', port, user: 'b', database: 'x', password: await idp.mint({ sub: 'b', expiresIn: 3600 }) });
+const client = new pg.Client({ host: '127.0.0.1', port, user: 'b', database: 'db', password: await idp.mint({ sub: 'b', expiresIn: 3600 }) });
 await client.connect();
 for (let i = 0; i < 500; i++) await client.query('SELECT 1');
 await new Promise((r) => setTimeout(r, 3000));

@@ -83,7 +83,7 @@ const sluice = await startSluice(
   },
   { env: { LOG_LEVEL: 'warn' }, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] },
 );
-const client = new pg.Client({ host: '127.0.0.1', port, user: 'bench', database: 'x', password: await idp.mint({ sub: 'bench', expiresIn: 3600 }) });
+const client = new pg.Client({ host: '127.0.0.1', port, user: 'bench', database: 'db', password: await idp.mint({ sub: 'bench', expiresIn: 3600 }) });
 await client.connect();
 for (let index = 0; index < 200; index++) await client.query('SELECT 0');
 // Profiles start when the process does; the statements start about this long after.

@@ -59,7 +59,7 @@ const clients: pg.Client[] = [];
 
 const connect = async (): Promise<pg.Client> => {
   const password = await issuer.mint({ sub: 'agent-support', groups: ['support-agents'] });
-  const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: 'shop', password });
+  const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: 'lineage-db', password });
   client.on('error', () => {});
   await client.connect();
   clients.push(client);

@@ -240,7 +240,7 @@ const clients: pg.Client[] = [];
 const token = (groups: string[], extra: { expiresIn?: number; aud?: string } = {}) => issuer.mint({ sub: `agent-${groups.join('-')}`, groups, ...extra });
 
 const connect = async (groups: string[] = ['readers']): Promise<pg.Client> => {
-  const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: 'anything', password: await token(groups) });
+  const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: 'test-db', password: await token(groups) });
   client.on('error', () => {});
   await client.connect();
   clients.push(client);
@@ -249,7 +249,7 @@ const connect = async (groups: string[] = ['readers']): Promise<pg.Client> => {
 
 const psql = async (password: string, sql: string): Promise<{ code: number | null; stdout: string; stderr: string }> =>
   new Promise((resolve, reject) => {
-    const child = spawn('psql', ['-h', '127.0.0.1', '-p', String(port), '-U', 'agent', '-d', 'shop', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', sql], {
+    const child = spawn('psql', ['-h', '127.0.0.1', '-p', String(port), '-U', 'agent', '-d', 'test-db', '-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', sql], {
       env: { ...process.env, PGPASSWORD: password, PGSSLMODE: 'prefer', PGCONNECT_TIMEOUT: '5' },
     });
     let stdout = '';
@@ -346,7 +346,7 @@ const rawSession = async (groups: string[] = ['readers']) => {
   socket.on('close', () => (closed = true));
   socket.on('error', () => {});
   await new Promise((resolve) => socket.once('connect', resolve));
-  socket.write(encodeStartupMessage([['user', 'agent'], ['database', 'x']]));
+  socket.write(encodeStartupMessage([['user', 'agent'], ['database', 'test-db']]));
   await waitFor(() => messages.length > 0);
   socket.write(encodePasswordMessage(await token(groups)));
   await waitFor(() => messages.some((m) => m.type === 'ReadyForQuery'));
@@ -368,7 +368,7 @@ describe('PostgreSQL adapter: authentication', () => {
   it('refuses garbage, expired and wrongly addressed tokens with 28P01 and records session.rejected', async () => {
     const rejectedBefore = audit.of('session.rejected').length;
     for (const password of ['not-a-token', await token(['readers'], { expiresIn: -60 }), await token(['readers'], { aud: 'someone-else' }), issuer.mintUnsigned({ sub: 'x', groups: ['readers'] })]) {
-      const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: 'x', password });
+      const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: 'test-db', password });
       client.on('error', () => {});
       expect(await sqlState(client.connect())).toBe('28P01');
     }
@@ -377,7 +377,7 @@ describe('PostgreSQL adapter: authentication', () => {
   });
 
   it('closes the session with FATAL 28P01 when the token expires', async () => {
-    const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: 'x', password: await token(['readers'], { expiresIn: 2 }) });
+    const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: 'test-db', password: await token(['readers'], { expiresIn: 2 }) });
     const failure = new Promise<{ code?: string }>((resolve) => client.on('error', (error: Error) => resolve(error as { code?: string })));
     await client.connect();
     expect((await failure).code).toBe('28P01');
@@ -460,12 +460,13 @@ describe('PostgreSQL adapter: simple query protocol', () => {
     expect((await client.query('select 2 as two')).rows).toEqual([{ two: 2 }]);
   });
 
-  it('keeps the transaction status in the ReadyForQuery after a denial inside a transaction', async () => {
+  it('leaves the transaction aborted after a denial inside a transaction block, as an error of the server would', async () => {
     const client = await connect();
     await client.query('begin');
     expect(await sqlState(client.query('delete from customers'))).toBe('42501');
-    expect((await client.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+    expect(await sqlState(client.query('select 1 as one'))).toBe('25P02');
     await client.query('rollback');
+    expect((await client.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
   });
 
   it('makes a read-only session fail a function whose body deletes with 25006', async () => {
@@ -684,7 +685,7 @@ describe('PostgreSQL adapter: protocol edges', () => {
     const bystander = await connect();
     const socket = net.connect(port, '127.0.0.1');
     await new Promise((resolve) => socket.once('connect', resolve));
-    socket.write(encodeStartupMessage([['user', 'agent'], ['database', 'x']]));
+    socket.write(encodeStartupMessage([['user', 'agent'], ['database', 'test-db']]));
     await new Promise((resolve) => socket.once('data', resolve));
     socket.write(encodePasswordMessage(await token(['readers'])));
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -713,13 +714,13 @@ describe('PostgreSQL adapter: protocol edges', () => {
     const failure = new Promise<{ code?: string }>((resolve) => client.on('error', (error: Error) => resolve(error as { code?: string })));
     const { rows } = await client.query('select pg_backend_pid() as pid');
     await direct.query('select pg_terminate_backend($1)', [rows[0].pid]);
-    expect((await failure).code).toMatch(/^(57P01|08006)$/);
-    await waitFor(() => audit.of('session.ended').some((e) => e.data.reason === 'upstream_closed'));
+    expect((await failure).code).toBe('57P01');
+    await waitFor(() => audit.of('session.ended').some((e) => e.data.reason === 'target_ended_session'));
     expect((await bystander.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
   });
 
   it('records session.ended with the command count when the client terminates', async () => {
-    const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: 'x', password: await token(['readers']) });
+    const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: 'test-db', password: await token(['readers']) });
     await client.connect();
     await client.query('select 1');
     await client.query('select 2');
@@ -769,7 +770,7 @@ describe('PostgreSQL adapter: TLS towards the agent', () => {
   });
 
   it('speaks TLS with an agent that requires it and governs the session as in clear', async () => {
-    const client = new pg.Client({ host: '127.0.0.1', port: tlsPort, user: 'agent', database: 'x', password: await token(['readers']), ssl: { rejectUnauthorized: false } });
+    const client = new pg.Client({ host: '127.0.0.1', port: tlsPort, user: 'agent', database: 'test-db-tls', password: await token(['readers']), ssl: { rejectUnauthorized: false } });
     await client.connect();
     expect((await client.query('select email from customers where id = 1')).rows).toEqual([{ email: '***@example.com' }]);
     expect(await sqlState(client.query('delete from customers'))).toBe('42501');

@@ -89,7 +89,7 @@ describe('one Sluice deployment governing PostgreSQL, Redis and HTTP with approv
   });
 
   const pgClient = async (sub: string, groups: string[]) => {
-    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: sub, database: 'orders', password: await idp.mint({ sub, groups }) });
+    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: sub, database: 'orders-db', password: await idp.mint({ sub, groups }) });
     await client.connect();
     return client;
   };

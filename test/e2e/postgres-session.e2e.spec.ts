@@ -24,7 +24,7 @@ describe('an agent’s governed PostgreSQL session, end to end through `sluice u
   let sluice: RunningSluice;
   let proxyPort: number;
 
-  const connect = (password: string, database = 'anything') =>
+  const connect = (password: string, database = 'shop-db') =>
     new pg.Client({ host: '127.0.0.1', port: proxyPort, user: 'agent', password, database });
 
   beforeAll(async () => {
@@ -80,7 +80,7 @@ describe('an agent’s governed PostgreSQL session, end to end through `sluice u
 
   it('lets psql run a granted SELECT with an OIDC access token as its password, masking cards and emails', async () => {
     const token = await idp.token('support-bot');
-    const psql = await runCommand('psql', ['-h', '127.0.0.1', '-p', String(proxyPort), '-U', 'support-bot', '-d', 'shop', '-At', '-F', '|', '-c', 'SELECT id, name, email, card, amount FROM customers ORDER BY id'], {
+    const psql = await runCommand('psql', ['-h', '127.0.0.1', '-p', String(proxyPort), '-U', 'support-bot', '-d', 'shop-db', '-At', '-F', '|', '-c', 'SELECT id, name, email, card, amount FROM customers ORDER BY id'], {
       env: { ...process.env, PGPASSWORD: token, PGCONNECT_TIMEOUT: '10' },
     });
     expect(psql.stderr).toBe('');
@@ -113,7 +113,7 @@ describe('an agent’s governed PostgreSQL session, end to end through `sluice u
     await client.end();
 
     const token = await idp.token('support-bot');
-    const copy = await runCommand('psql', ['-h', '127.0.0.1', '-p', String(proxyPort), '-U', 'x', '-d', 'shop', '-c', '\\copy (SELECT id, email FROM customers ORDER BY id) TO STDOUT'], {
+    const copy = await runCommand('psql', ['-h', '127.0.0.1', '-p', String(proxyPort), '-U', 'x', '-d', 'shop-db', '-c', '\\copy (SELECT id, email FROM customers ORDER BY id) TO STDOUT'], {
       env: { ...process.env, PGPASSWORD: token },
     });
     expect(copy.status).toBe(0);

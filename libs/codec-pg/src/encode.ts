@@ -285,3 +285,13 @@ export const encodeSync = (): Buffer => bare(FrontendCode.Sync);
 
 /** @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-TERMINATE */
 export const encodeTerminate = (): Buffer => bare(FrontendCode.Terminate);
+
+/**
+ * Parse without parameter types.
+ * @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-PARSE
+ */
+export const encodeParse = (name: string, text: string): Buffer =>
+  new MessageWriter(name.length + text.length + 4).cstring(name).cstring(text).int16(0).finish(FrontendCode.Parse);
+
+/** @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-FLUSH */
+export const encodeFlush = (): Buffer => bare(FrontendCode.Flush);

@@ -17,6 +17,11 @@ export interface SessionStarted {
   readonly client: string;
   /** True when the session runs read-only on the target. */
   readonly readOnly: boolean;
+  /** PostgreSQL: the user and database names the agent sent (the session runs as the resource's role, in its database). */
+  readonly user?: string;
+  readonly database?: string;
+  /** PostgreSQL: the startup settings passed on to the target (name in lower case -> value). */
+  readonly parameters?: Readonly<Record<string, string>>;
 }
 
 export interface SessionEnded {

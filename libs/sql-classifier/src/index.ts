@@ -17,3 +17,4 @@ export {
   type SqlLineage,
   type StatementLineage,
 } from './lineage.js';
+export { sqlSyntaxError, type SqlSyntaxError } from './syntax.js';

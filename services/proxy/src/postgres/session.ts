@@ -16,10 +16,13 @@ import {
   encodeBackendKeyData,
   encodeDescribe,
   encodeErrorResponse,
+  encodeFlush,
   encodeNegotiateProtocolVersion,
   encodeNoticeFields,
+  encodeParse,
   encodeQuery,
   encodeReadyForQuery,
+  encodeSync,
   encodeTerminate,
   FrameReader,
   FrontendCode,
@@ -31,7 +34,7 @@ import {
 import { readSecret, type PostgresResourceConfig } from '@sluice/config';
 import type { Subject, SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
-import type { SqlLineage } from '@sluice/sql-classifier';
+import { sqlSyntaxError, type SqlLineage } from '@sluice/sql-classifier';
 import type { Decision, GovernancePorts } from '../ports.js';
 import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
@@ -40,6 +43,7 @@ import { Outbox } from './outbox.js';
 import { derivedColumns, LineageCache } from './lineage.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
 import { SqlState } from './sqlstate.js';
+import { readStartupParameters, sessionSettings, settingRefusedByTarget, startedParameters, StartupParameterRefusal, type StartupRequest } from './startup-parameters.js';
 import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
 
 export interface SessionContext {
@@ -64,6 +68,8 @@ type ClientSocket = Duplex & { remoteAddress?: string; remotePort?: number };
 interface Refusal {
   readonly code: string;
   readonly message: string;
+  /** The 1-based character the error points at (a syntax error). */
+  readonly position?: number;
 }
 
 interface Statement {
@@ -107,17 +113,28 @@ type Expect =
   | { readonly kind: 'execute'; readonly command: Command; readonly portal: Portal; result?: ResultSet | undefined; copy?: CopyOutSet | undefined }
   /** A query of the proxy's own on the session (reading search_path): its answer never reaches the client. */
   | { readonly kind: 'internal'; readonly rows: (string | null)[][]; readonly done: (rows: (string | null)[][] | undefined) => void; failed?: boolean }
+  /**
+   * A refusal the target's transaction must feel as its own error would: a statement that fails
+   * went upstream in the refused command's place; its error is replaced by `message`. `sync`: a
+   * Sync followed it (ReadyForQuery comes back), else a Flush (the target now skips to the Sync).
+   */
+  | { readonly kind: 'refused'; readonly message: Buffer; readonly sync: boolean }
   /** An answer of the proxy's own, sent when every earlier response has gone out. */
   | { readonly kind: 'synthetic'; readonly messages: readonly Buffer[]; readonly readyForQuery: boolean };
 
 /** Expectations that end a server-side skip: the Sync's ReadyForQuery and what follows it. */
 const STOPS_SKIPPING: ReadonlySet<Expect['kind']> = new Set(['sync', 'query', 'synthetic', 'internal']);
+const stopsSkipping = (expect: Expect): boolean => STOPS_SKIPPING.has(expect.kind) || (expect.kind === 'refused' && expect.sync);
+
+/**
+ * Sent to the target in place of a refused command. It fails in parse analysis (an invalid
+ * integer literal) wherever it runs, needs no privilege and no extension, works in a read-only
+ * transaction, and reads plainly in the server log. Named, so the agent's unnamed statement stays.
+ */
+const TARGET_REFUSAL = encodeParse('sluice_refused', "select 'sluice: command refused'::pg_catalog.int4");
 
 /** ErrorResponse fields that may quote data: message, detail, hint, context, internal query. */
 const MASKED_ERROR_FIELDS: ReadonlySet<string> = new Set(['M', 'D', 'H', 'W', 'q']);
-
-/** Startup parameters a client may pass on to the target; anything else (options, role, …) is dropped. */
-const FORWARDED_PARAMETERS = new Set(['application_name', 'datestyle', 'timezone', 'extra_float_digits', 'intervalstyle']);
 
 /** The widest batch of extended-protocol messages held before deciding without a Sync. */
 const MAX_BATCH_MESSAGES = 1000;
@@ -139,6 +156,13 @@ const failClosedDecision = (reason: string): Decision => ({
   approvalTimeoutMs: 0,
   prepares: [],
 });
+
+/** An ErrorResponse whose severity ends the session (FATAL, PANIC). */
+const isFatal = (frame: Frame): boolean => {
+  const fields = decodeNoticeFields(frame.body, 'ErrorResponse');
+  const severity = fields.V ?? fields.S;
+  return severity === 'FATAL' || severity === 'PANIC';
+};
 
 const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 
@@ -195,6 +219,8 @@ export class PostgresSession {
   #commands = 0;
   #closed = false;
   #started = false;
+  /** The target sent a FATAL (e.g. pg_terminate_backend's 57P01): its close is the end the agent was told of. */
+  #targetEnded = false;
   #expiryTimer: NodeJS.Timeout | undefined;
   readonly #holds = new Set<AbortController>();
 
@@ -282,11 +308,15 @@ export class PostgresSession {
       // refused with 42501 naming the default deny (and audited), as the contract's denial says;
       // the target side runs read-only so nothing could change even through a policy bug.
       const readOnly = sessionPolicy.readOnly || !sessionPolicy.mayConnect;
-      const forwarded: [string, string][] = [['client_encoding', 'UTF8']];
-      for (const [name, value] of parameters) {
-        if (FORWARDED_PARAMETERS.has(name.toLowerCase())) forwarded.push([name, value]);
+      let request: StartupRequest;
+      try {
+        request = readStartupParameters(parameters, { resourceName: this.#resource.name, database: this.#resource.target.database });
+      } catch (error) {
+        if (!(error instanceof StartupParameterRefusal)) throw error;
+        this.#reject(`startup parameter refused: ${error.message}`, error.code, error.sqlstate, error.message, subject);
+        return;
       }
-      if (!parameters.has('application_name')) forwarded.push(['application_name', 'sluice']);
+      const forwarded = sessionSettings(request);
       // Enforced on the target too, so a function whose body writes still cannot change anything;
       // switching it off is an admin statement the policy refuses.
       if (readOnly) forwarded.push(['options', '-c default_transaction_read_only=on']);
@@ -307,6 +337,11 @@ export class PostgresSession {
         if (typeof path === 'string') this.#searchPath = parseSearchPath(path, this.#resource.credentials.username);
       } catch (error) {
         const detail = error instanceof UpstreamError ? error.detail : String(error);
+        const refusedSetting = error instanceof UpstreamError ? settingRefusedByTarget(error) : undefined;
+        if (refusedSetting) {
+          this.#reject(`target refused a startup setting: ${detail}`, 'ERR_UPSTREAM_FAILED', refusedSetting.sqlstate, refusedSetting.message, subject);
+          return;
+        }
         this.#reject(`target unavailable: ${detail}`, 'ERR_UPSTREAM_FAILED', SqlState.ConnectionFailure, `the target database of ${this.#resource.name} is unavailable`, subject);
         return;
       }
@@ -335,6 +370,7 @@ export class PostgresSession {
         subject: subjectRef(subject),
         client: this.#clientAddress,
         readOnly,
+        ...startedParameters(request),
       });
       this.#client.write(
         Buffer.concat([
@@ -360,8 +396,13 @@ export class PostgresSession {
 
     const up = upstream.socket;
     up.on('data', this.#onUpstreamData);
-    up.on('close', () => this.#close('upstream_closed', { code: SqlState.ConnectionFailure, message: 'the connection to the target was lost' }));
-    up.on('error', () => this.#close('upstream_error', { code: SqlState.ConnectionFailure, message: 'the connection to the target failed' }));
+    // After the target's own FATAL the agent has its reason: no second one of the proxy's.
+    up.on('close', () =>
+      this.#targetEnded ? this.#close('target_ended_session') : this.#close('upstream_closed', { code: SqlState.ConnectionFailure, message: 'the connection to the target was lost' }),
+    );
+    up.on('error', () =>
+      this.#targetEnded ? this.#close('target_ended_session') : this.#close('upstream_error', { code: SqlState.ConnectionFailure, message: 'the connection to the target failed' }),
+    );
     this.#client.on('data', this.#onClientData);
     this.#client.on('end', () => this.#close('client_closed'));
     this.#client.on('close', () => this.#close('client_closed'));
@@ -377,7 +418,16 @@ export class PostgresSession {
    */
   async #clientStartup(frames: SocketFrames): Promise<{ parameters: ReadonlyMap<string, string>; frames: SocketFrames } | undefined> {
     for (;;) {
-      const frame = await frames.next();
+      let frame: Frame;
+      try {
+        frame = await frames.next();
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'ERR_PROTOCOL_MALFORMED') throw error;
+        // A packet that cannot even be framed (a client that wrote a Terminate and left, a port
+        // scanner): PostgreSQL logs it and closes without a word to the client; so does the proxy.
+        this.#abandon('protocol_malformed');
+        return undefined;
+      }
       const message = decodeStartup(frame);
       switch (message.type) {
         case 'SSLRequest':
@@ -414,6 +464,19 @@ export class PostgresSession {
         }
       }
     }
+  }
+
+  /** Drops the connection during startup without an answer; session.rejected to the audit. */
+  #abandon(reason: string): void {
+    this.#closed = true;
+    this.#ports.audit.record(this.id, 'session.rejected', {
+      resource: this.#resource.name,
+      protocol: 'postgres',
+      client: this.#clientAddress,
+      reason,
+      code: 'ERR_PROTOCOL_MALFORMED',
+    });
+    this.#client.destroy();
   }
 
   /** Refuses the connection during startup: FATAL to the client, session.rejected to the audit. */
@@ -457,6 +520,10 @@ export class PostgresSession {
     const client = this.#client;
     if (fatal && client.writable) {
       client.end(encodeErrorResponse({ severity: 'FATAL', ...fatal }));
+      setTimeout(() => client.destroy(), 1000).unref();
+    } else if (this.#targetEnded && client.writable) {
+      // Let the target's FATAL, already written, reach the agent before the socket goes.
+      client.end();
       setTimeout(() => client.destroy(), 1000).unref();
     } else client.destroy();
     const upstream = this.#upstream;
@@ -583,7 +650,7 @@ export class PostgresSession {
         this.#close('client_terminated');
         return undefined;
       case FrontendCode.FunctionCall:
-        this.#answer(this.#refusal({ code: SqlState.InsufficientPrivilege, message: 'permission denied: the fast-path function call interface is not allowed' }), true);
+        this.#refuseOnTarget({ code: SqlState.InsufficientPrivilege, message: 'permission denied: the fast-path function call interface is not allowed' }, true);
         return undefined;
       default:
         // A password message now, or an unknown code: not a well-formed session.
@@ -593,10 +660,35 @@ export class PostgresSession {
   }
 
   #refusal(refusal: Refusal): Buffer {
-    return encodeErrorResponse({ severity: 'ERROR', code: refusal.code, message: refusal.message });
+    if (refusal.position === undefined) return encodeErrorResponse({ severity: 'ERROR', code: refusal.code, message: refusal.message });
+    return encodeNoticeFields(BackendCode.ErrorResponse, { S: 'ERROR', V: 'ERROR', C: refusal.code, M: refusal.message, P: String(refusal.position) });
   }
 
-  /** Queues an answer of the proxy's own behind every response still due. */
+  /**
+   * Answers a refused command and leaves the target's transaction as an error of the server's
+   * own would: aborted inside a transaction block (a later COMMIT rolls back), untouched outside
+   * one. The proxy's status byte alone would not do: the target would still commit.
+   * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
+   */
+  #refuseOnTarget(refusal: Refusal, sync: boolean): void {
+    this.#expects.push({ kind: 'refused', message: this.#refusal(refusal), sync });
+    this.#toUpstream.push(TARGET_REFUSAL);
+    this.#toUpstream.push(sync ? encodeSync() : encodeFlush());
+  }
+
+  /** A denial as the agent sees it: SQL the parser cannot read gets the server's own syntax error (42601). */
+  #denial(decision: Decision, text: string): Refusal {
+    if (decision.rule === '') {
+      const syntax = sqlSyntaxError(text);
+      if (syntax) return { code: SqlState.SyntaxError, message: syntax.message, ...(syntax.position !== undefined ? { position: syntax.position } : {}) };
+    }
+    return { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
+  }
+
+  /**
+   * Queues an answer of the proxy's own behind every response still due. Not for refusing a
+   * command: that is #refuseOnTarget, so the target's transaction feels the error.
+   */
   #answer(message: Buffer | undefined, readyForQuery: boolean): void {
     this.#expects.push({ kind: 'synthetic', messages: message ? [message] : [], readyForQuery });
     if (this.#expects.length === 1) {
@@ -723,14 +815,14 @@ export class PostgresSession {
     const commandId = this.#ports.newId();
     const auditRefusal = this.#auditRefusal();
     if (auditRefusal) {
-      this.#answer(this.#refusal(auditRefusal), true);
+      this.#refuseOnTarget(auditRefusal, true);
       return;
     }
     const decision = await this.#decide(text);
     if (this.#closed) return;
     this.#recordDecided(commandId, text, decision);
     let refusal: Refusal | undefined;
-    if (decision.effect === 'deny') refusal = { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
+    if (decision.effect === 'deny') refusal = this.#denial(decision, text);
     else if (decision.effect === 'approve') refusal = await this.#approve(commandId, text, [], decision);
     if (this.#closed) return;
     const masking = refusal ? undefined : this.#maskerFor(decision);
@@ -738,7 +830,7 @@ export class PostgresSession {
     if (refusal || !masking || 'code' in masking) {
       refusal ??= { code: SqlState.SystemError, message: 'command refused' };
       this.#recordRefused(commandId, refusal);
-      this.#answer(this.#refusal(refusal), true);
+      this.#refuseOnTarget(refusal, true);
       return;
     }
     for (const name of decision.prepares) this.#prepared.set(name, text);
@@ -813,8 +905,10 @@ export class PostgresSession {
     this.#batchBytes = 0;
     if (this.#discardUntilSync) {
       if (end === 'sync') {
+        // The target skips to this Sync since the refusal's error: it answers ReadyForQuery.
         this.#discardUntilSync = false;
-        this.#answer(undefined, true);
+        this.#expects.push({ kind: 'sync' });
+        this.#toUpstream.push(encodeSync());
       }
       return;
     }
@@ -837,7 +931,7 @@ export class PostgresSession {
           if (decision.effect === 'deny') {
             const commandId = this.#ports.newId();
             this.#recordDecided(commandId, message.text, decision);
-            refusal = { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
+            refusal = this.#denial(decision, message.text);
             this.#recordRefused(commandId, refusal);
             // The server keeps its old statement of that name: nothing may run it now.
             this.#statements.delete(message.name);
@@ -936,11 +1030,8 @@ export class PostgresSession {
     }
     if (this.#closed) return;
     if (refusal) {
-      if (end === 'sync') this.#answer(this.#refusal(refusal), true);
-      else {
-        this.#answer(this.#refusal(refusal), false);
-        this.#discardUntilSync = true;
-      }
+      this.#refuseOnTarget(refusal, end === 'sync');
+      if (end !== 'sync') this.#discardUntilSync = true;
       return;
     }
     for (const [name, statement] of statements) {
@@ -1068,7 +1159,10 @@ export class PostgresSession {
   #handleBackend(frame: Frame, out: Outbox): void {
     const code = frame.code;
     const head = this.#expects[0];
-    if (head?.kind === 'internal' && !this.#dropUntilReady) {
+    // A FATAL ends the target session whatever was due: it always reaches the agent.
+    const fatal = code === BackendCode.ErrorResponse && isFatal(frame);
+    if (fatal) this.#targetEnded = true;
+    if (head?.kind === 'internal' && !this.#dropUntilReady && !fatal) {
       switch (code) {
         case BackendCode.DataRow:
           head.rows.push(decodeDataRow(frame.body).map((v) => (v === null ? null : v.toString('utf8'))));
@@ -1090,11 +1184,34 @@ export class PostgresSession {
           break;
       }
     }
-    if (this.#dropUntilReady) {
+    if (head?.kind === 'refused' && !this.#dropUntilReady && !fatal) {
+      if (code === BackendCode.ErrorResponse) {
+        // The target's error for the statement sent in the refused command's place: ours instead.
+        if (!head.sync) {
+          out.push(head.message);
+          this.#shift(out);
+        }
+        return;
+      }
+      if (code === BackendCode.ReadyForQuery) {
+        out.push(head.message);
+        this.#expects.shift();
+        if (!head.sync) {
+          // The target was already skipping to a Sync when the refusal went up: this is that Sync's.
+          this.#handleBackend(frame, out);
+          return;
+        }
+        this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
+        out.push(frame.raw);
+        this.#drainSynthetic(out);
+        return;
+      }
+    }
+    if (this.#dropUntilReady && !fatal) {
       if (code !== BackendCode.ReadyForQuery) return;
       this.#dropUntilReady = false;
       // Everything due before this ReadyForQuery was swallowed with the withheld result.
-      while (this.#expects[0] && !STOPS_SKIPPING.has(this.#expects[0].kind)) {
+      while (this.#expects[0] && !stopsSkipping(this.#expects[0])) {
         const dropped = this.#expects.shift()!;
         if (dropped.kind === 'execute') this.#complete(dropped.command, false);
       }
@@ -1186,7 +1303,7 @@ export class PostgresSession {
         }
         // Extended protocol: the server skips everything up to the Sync.
         let marked = false;
-        while (this.#expects[0] && !STOPS_SKIPPING.has(this.#expects[0].kind)) {
+        while (this.#expects[0] && !stopsSkipping(this.#expects[0])) {
           const dropped = this.#expects.shift()!;
           if (dropped.kind === 'execute') {
             if (!marked) dropped.command.error = error;

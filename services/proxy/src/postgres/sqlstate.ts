@@ -17,6 +17,8 @@ export const SqlState = {
   ConnectionFailure: '08006',
   /** protocol_violation. */
   ProtocolViolation: '08P01',
+  /** syntax_error: SQL the parser cannot read, answered as the server would. */
+  SyntaxError: '42601',
   /** feature_not_supported. */
   FeatureNotSupported: '0A000',
 } as const;

@@ -23,6 +23,8 @@ export class UpstreamError extends SluiceError {
     readonly detail: string,
     readonly sqlstate?: string,
     options?: ErrorOptions,
+    /** The target's own ErrorResponse message when it refused the session. */
+    readonly serverMessage?: string,
   ) {
     super(detail, options);
   }
@@ -122,7 +124,7 @@ export const connectUpstream = async (options: UpstreamOptions): Promise<Upstrea
       const frame = await frames.next();
       if (frame.code === 0x45) {
         const fields = decodeNoticeFields(frame.body);
-        throw new UpstreamError(`target refused the session: ${fields.C ?? ''} ${fields.M ?? ''}`, fields.C);
+        throw new UpstreamError(`target refused the session: ${fields.C ?? ''} ${fields.M ?? ''}`, fields.C, undefined, fields.M);
       }
       const message = decodeBackend(frame);
       switch (message.type) {

@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import { readStartupParameters, sessionSettings, settingRefusedByTarget, splitOptions, StartupParameterRefusal } from './startup-parameters.js';
+
+const target = { resourceName: 'shop-db', database: 'shop' };
+const read = (entries: [string, string][]) => readStartupParameters(new Map(entries), target);
+const refusal = (entries: [string, string][]): StartupParameterRefusal => {
+  try {
+    read(entries);
+  } catch (error) {
+    if (error instanceof StartupParameterRefusal) return error;
+    throw error;
+  }
+  throw new Error('not refused');
+};
+
+describe('startup parameters', () => {
+  it('passes the settings a driver sends, with names in lower case as PostgreSQL matches them', () => {
+    const request = read([
+      ['user', 'agent'],
+      ['database', 'shop'],
+      ['application_name', 'psql'],
+      ['client_encoding', 'UTF8'],
+      ['DateStyle', 'ISO, MDY'],
+      ['TimeZone', 'UTC'],
+      ['IntervalStyle', 'iso_8601'],
+      ['extra_float_digits', '2'],
+      ['statement_timeout', '5s'],
+      ['lock_timeout', '1s'],
+      ['idle_in_transaction_session_timeout', '10s'],
+      ['search_path', 'app, public'],
+    ]);
+    expect(request.user).toBe('agent');
+    expect(request.database).toBe('shop');
+    expect(request.settings).toEqual([
+      ['application_name', 'psql'],
+      ['client_encoding', 'UTF8'],
+      ['datestyle', 'ISO, MDY'],
+      ['timezone', 'UTC'],
+      ['intervalstyle', 'iso_8601'],
+      ['extra_float_digits', '2'],
+      ['statement_timeout', '5s'],
+      ['lock_timeout', '1s'],
+      ['idle_in_transaction_session_timeout', '10s'],
+      ['search_path', 'app, public'],
+    ]);
+  });
+
+  it('reads -c, -cname=value and --name=value from options, before the plain parameters so those win', () => {
+    const request = read([
+      ['statement_timeout', '1s'],
+      ['options', '-c statement_timeout=2s -csearch_path=a,\\ b --lock-timeout=3s  --application_name=x\\\\y'],
+    ]);
+    expect(request.settings).toEqual([
+      ['statement_timeout', '2s'],
+      ['search_path', 'a, b'],
+      ['lock_timeout', '3s'],
+      ['application_name', 'x\\y'],
+      ['statement_timeout', '1s'],
+    ]);
+  });
+
+  it('splits options on white space with backslash escapes, as PostgreSQL does', () => {
+    expect(splitOptions('  -c a=b\\ c\t--d=e\\\\ ')).toEqual(['-c', 'a=b c', '--d=e\\']);
+    expect(splitOptions('')).toEqual([]);
+  });
+
+  it('refuses a setting that would undo policy, in any letter case, naming it', () => {
+    for (const name of ['default_transaction_read_only', 'Default_Transaction_Read_Only', 'role', 'session_authorization', 'standard_conforming_strings', 'backslash_quote', 'replication', 'work_mem']) {
+      const error = refusal([[name, 'off']]);
+      expect(error.sqlstate).toBe('42501');
+      expect(error.message).toContain(`"${name}"`);
+    }
+  });
+
+  it('refuses the same settings smuggled through options, however spelled', () => {
+    for (const options of ['-c default_transaction_read_only=off', '-cROLE=postgres', '--default-transaction-read-only=off', '-c application_name=x -c session_authorization=postgres']) {
+      expect(refusal([['options', options]]).sqlstate).toBe('42501');
+    }
+  });
+
+  it('refuses options that are not a setting: other server switches, a bare word, a -c without value', () => {
+    expect(refusal([['options', '-B 100']]).sqlstate).toBe('42501');
+    expect(refusal([['options', 'statement_timeout=1']]).sqlstate).toBe('42501');
+    expect(refusal([['options', '-c']]).sqlstate).toBe('42601');
+    expect(refusal([['options', '-c statement_timeout']]).sqlstate).toBe('42601');
+  });
+
+  it('refuses the startup keys spelled in another case: PostgreSQL reads them as unknown settings', () => {
+    expect(refusal([['Options', '-c statement_timeout=1']]).sqlstate).toBe('42501');
+    expect(refusal([['USER', 'x']]).sqlstate).toBe('42501');
+  });
+
+  it('accepts UTF8 under any spelling and refuses other client encodings (the proxy reads text as UTF-8)', () => {
+    for (const name of ['UTF8', 'utf-8', 'Unicode']) expect(read([['client_encoding', name]]).settings).toEqual([['client_encoding', name]]);
+    for (const name of ['LATIN1', 'SJIS', 'BIG5', 'GBK', 'GB18030', 'UHC', 'JOHAB', 'SQL_ASCII']) {
+      const error = refusal([['client_encoding', name]]);
+      expect(error.sqlstate).toBe('0A000');
+      expect(error.message).toContain('client_encoding');
+    }
+  });
+
+  it('takes the target database, the resource name, the user name (a driver default) or none; refuses any other with 3D000', () => {
+    expect(read([['database', 'shop']]).database).toBe('shop');
+    expect(read([['database', 'shop-db']]).database).toBe('shop-db');
+    expect(read([['user', 'agent'], ['database', 'agent']]).database).toBe('agent');
+    expect(read([['user', 'agent']]).database).toBeUndefined();
+    const error = refusal([['user', 'agent'], ['database', 'nosuchdb']]);
+    expect(error.sqlstate).toBe('3D000');
+    expect(error.message).toBe('database "nosuchdb" does not exist');
+  });
+
+  it('opens the target session in UTF8 unless the agent named it, and adds no application_name of its own', () => {
+    expect(sessionSettings(read([['application_name', 'a']]))).toEqual([['client_encoding', 'UTF8'], ['application_name', 'a']]);
+    expect(sessionSettings(read([['client_encoding', 'utf8']]))).toEqual([['client_encoding', 'utf8']]);
+  });
+
+  it("relays the target's refusal of a value (class 22) as worded, and nothing else of the target's", () => {
+    expect(settingRefusedByTarget({ sqlstate: '22023', serverMessage: 'invalid value for parameter "search_path": "a b"' })).toEqual({
+      sqlstate: '22023',
+      message: 'invalid value for parameter "search_path": "a b"',
+    });
+    expect(settingRefusedByTarget({ sqlstate: '28P01', serverMessage: 'password authentication failed for user "owner"' })).toBeUndefined();
+    expect(settingRefusedByTarget({ sqlstate: '3D000', serverMessage: 'database "x" does not exist' })).toBeUndefined();
+  });
+});

@@ -1,0 +1,185 @@
+/**
+ * What an agent's StartupMessage may ask of the target session. A driver legitimately sets a few
+ * session settings at connect time (application_name, DateStyle, timeouts, search_path, …); those
+ * reach the target as the agent sent them. Everything else is refused with a FATAL naming it,
+ * because a startup parameter is applied before any command is decided: `role`,
+ * `default_transaction_read_only`, `standard_conforming_strings` and the like would undo what
+ * policy set, or make the proxy read SQL differently from the target.
+ *
+ * @see https://www.postgresql.org/docs/current/protocol-message-formats.html (StartupMessage)
+ * @see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-OPTIONS
+ */
+import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
+
+/**
+ * Settings (lower case, as PostgreSQL matches GUC names) a driver may set at startup. Each is a
+ * harmless per-session setting an agent may also change with SET on a read grant.
+ */
+export const STARTUP_SETTINGS: ReadonlySet<string> = new Set([
+  'application_name',
+  'client_encoding',
+  'datestyle',
+  'timezone',
+  'intervalstyle',
+  'extra_float_digits',
+  'statement_timeout',
+  'lock_timeout',
+  'idle_in_transaction_session_timeout',
+  'search_path',
+]);
+
+/**
+ * Client encodings the proxy reads: every text it classifies and masks is decoded as UTF-8, so a
+ * session in another encoding could be misread (a table name, a value to mask). PostgreSQL
+ * compares encoding names without case and punctuation: `UTF8`, `utf-8`, `Unicode`.
+ */
+const UTF8_NAMES: ReadonlySet<string> = new Set(['utf8', 'unicode']);
+
+const cleanEncodingName = (name: string): string => name.toLowerCase().replace(/[^a-z0-9]/g, '');
+
+export const isUtf8EncodingName = (name: string): boolean => UTF8_NAMES.has(cleanEncodingName(name));
+
+/** The startup packet's own keys, which PostgreSQL compares exactly (not GUC names). */
+const USER = 'user';
+const DATABASE = 'database';
+const OPTIONS = 'options';
+
+/** Why a startup packet is refused: the SQLSTATE and a message (written for the agent) naming the parameter. */
+export class StartupParameterRefusal extends SluiceError {
+  readonly code = SluiceErrorCode.PolicyDenied;
+  override readonly expose = true;
+  constructor(
+    readonly sqlstate: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface StartupTarget {
+  /** The resource's name, which an agent may use as its database name. */
+  readonly resourceName: string;
+  /** The target's database: the session always runs there. */
+  readonly database: string;
+}
+
+export interface StartupRequest {
+  /** The user name the agent sent (any; the session runs as the resource's credentials). */
+  readonly user: string | undefined;
+  /** The database name the agent sent. */
+  readonly database: string | undefined;
+  /** Settings to pass on, in the order PostgreSQL applies them (later wins); names in lower case. */
+  readonly settings: ReadonlyArray<readonly [string, string]>;
+}
+
+/**
+ * Splits a libpq `options` value into words as PostgreSQL does: white space separates, a
+ * backslash takes the next character literally (`\ ` is a space, `\\` a backslash).
+ * @see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-OPTIONS
+ */
+export const splitOptions = (value: string): string[] => {
+  const words: string[] = [];
+  let word: string | undefined;
+  for (let index = 0; index < value.length; index++) {
+    const char = value[index]!;
+    if (/[ \t\n\v\f\r]/.test(char)) {
+      if (word !== undefined) words.push(word);
+      word = undefined;
+      continue;
+    }
+    if (char === '\\' && index + 1 < value.length) {
+      index++;
+      word = (word ?? '') + value[index]!;
+      continue;
+    }
+    word = (word ?? '') + char;
+  }
+  if (word !== undefined) words.push(word);
+  return words;
+};
+
+const refuseSetting = (name: string): StartupParameterRefusal =>
+  new StartupParameterRefusal('42501', `permission denied: startup parameter "${name}" cannot be set through sluice`);
+
+/** Checks one setting; returns it with its name in lower case. */
+const checkSetting = (rawName: string, value: string): [string, string] => {
+  const name = rawName.toLowerCase();
+  if (!STARTUP_SETTINGS.has(name)) throw refuseSetting(rawName);
+  if (name === 'client_encoding' && !isUtf8EncodingName(value)) {
+    throw new StartupParameterRefusal('0A000', `client_encoding "${value}" is not supported through sluice: use UTF8`);
+  }
+  return [name, value];
+};
+
+/**
+ * The settings carried by `options`: only `-c name=value`, `-cname=value` or `--name=value` of
+ * an allowed setting (PostgreSQL reads `-` in such a name as `_`); any other server switch is refused.
+ */
+const optionSettings = (value: string): [string, string][] => {
+  const words = splitOptions(value);
+  const settings: [string, string][] = [];
+  for (let index = 0; index < words.length; index++) {
+    const word = words[index]!;
+    let assignment: string | undefined;
+    if (word === '-c') {
+      assignment = words[++index];
+      if (assignment === undefined) throw new StartupParameterRefusal('42601', 'startup parameter "options": -c needs name=value');
+    } else if (word.startsWith('--')) assignment = word.slice(2);
+    else if (word.startsWith('-c')) assignment = word.slice(2);
+    else throw new StartupParameterRefusal('42501', `permission denied: startup parameter "options" may only carry -c name=value, not "${word}"`);
+    const equals = assignment.indexOf('=');
+    if (equals <= 0) throw new StartupParameterRefusal('42601', `startup parameter "options": "${assignment}" needs a value (name=value)`);
+    settings.push(checkSetting(assignment.slice(0, equals).replaceAll('-', '_'), assignment.slice(equals + 1)));
+  }
+  return settings;
+};
+
+/**
+ * Reads a StartupMessage's parameters (without `_pq_.` protocol options). Throws a
+ * StartupParameterRefusal for a database other than the target's or the resource's (or the user
+ * name, which drivers send when no database is given), and for any parameter outside
+ * STARTUP_SETTINGS.
+ */
+export const readStartupParameters = (parameters: ReadonlyMap<string, string>, target: StartupTarget): StartupRequest => {
+  const user = parameters.get(USER);
+  const database = parameters.get(DATABASE);
+  if (database !== undefined && database !== '' && database !== target.database && database !== target.resourceName && database !== user) {
+    throw new StartupParameterRefusal('3D000', `database "${database}" does not exist`);
+  }
+  // `options` is applied first by PostgreSQL, the other parameters after it (so they win).
+  const fromOptions = parameters.has(OPTIONS) ? optionSettings(parameters.get(OPTIONS)!) : [];
+  const direct: [string, string][] = [];
+  for (const [name, value] of parameters) {
+    if (name === USER || name === DATABASE || name === OPTIONS) continue;
+    direct.push(checkSetting(name, value));
+  }
+  return { user, database, settings: [...fromOptions, ...direct] };
+};
+
+/**
+ * The parameters the target session is opened with: the agent's settings, and UTF8 unless the
+ * agent named it (the server's default would be the database's encoding, which the proxy might
+ * not read). No application_name of the proxy's own: the agent sees the server's default ('').
+ */
+export const sessionSettings = (request: StartupRequest): [string, string][] => {
+  const names = new Set(request.settings.map(([name]) => name));
+  return [
+    ...(names.has('client_encoding') ? [] : [['client_encoding', 'UTF8'] as [string, string]]),
+    ...request.settings.map(([name, value]): [string, string] => [name, value]),
+  ];
+};
+
+/** The startup request as session.started records it: user, database and settings as the agent sent them. */
+export const startedParameters = (request: StartupRequest): { user?: string; database?: string; parameters: Record<string, string> } => ({
+  ...(request.user !== undefined ? { user: request.user } : {}),
+  ...(request.database !== undefined ? { database: request.database } : {}),
+  parameters: Object.fromEntries(request.settings),
+});
+
+/**
+ * The target's refusal of the session when it is about a value the agent sent (class 22, e.g.
+ * 22023 `invalid value for parameter "search_path"`): relayed as the server worded it. Any other
+ * refusal (the resource's credentials, a missing database) stays the proxy's generic message.
+ */
+export const settingRefusedByTarget = (error: { readonly sqlstate?: string | undefined; readonly serverMessage?: string | undefined }): { sqlstate: string; message: string } | undefined =>
+  error.sqlstate?.startsWith('22') && error.serverMessage ? { sqlstate: error.sqlstate, message: error.serverMessage } : undefined;
