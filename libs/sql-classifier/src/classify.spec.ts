@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { classifySql, fingerprintSql, loadSqlClassifier, normalizeSql } from './classify.js';
+import { sessionStateEffects } from './session-effects.js';
 
 beforeAll(async () => {
   await loadSqlClassifier();
@@ -39,6 +40,8 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ["SET application_name = 'agent'", 'read', 'low'],
   ['RESET statement_timeout', 'read', 'low'],
   ["SELECT set_config('application_name', 'x', false)", 'read', 'low'],
+  ["SET client_encoding = 'UTF8'", 'read', 'low'],
+  ["SET NAMES 'utf-8'", 'read', 'low'],
   ["SELECT current_setting('search_path')", 'read', 'low'],
   ['SELECT currval(\'orders_id_seq\')', 'read', 'low'],
   ['DECLARE c CURSOR FOR SELECT * FROM orders', 'read', 'low'],
@@ -119,6 +122,20 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ["SELECT set_config('role', 'postgres', false)", 'admin', 'critical'],
   ["SELECT pg_catalog.set_config('default_transaction_read_only', 'off', false)", 'admin', 'critical'],
   ['SELECT set_config(current_user, \'x\', false)', 'admin', 'critical'],
+  // the server's lexer state is not the agent's to change (issue #9, finding 1)
+  ['SET standard_conforming_strings = off', 'admin', 'critical'],
+  ['SET LOCAL standard_conforming_strings TO off', 'admin', 'critical'],
+  ['set standard_conforming_strings = on', 'admin', 'critical'],
+  ['RESET standard_conforming_strings', 'admin', 'critical'],
+  ["SELECT set_config('standard_conforming_strings', 'off', false)", 'admin', 'critical'],
+  ["SELECT set_config('Standard_Conforming_Strings', 'off', true)", 'admin', 'critical'],
+  ['SET backslash_quote = on', 'admin', 'critical'],
+  ["SET client_encoding = 'SJIS'", 'admin', 'critical'],
+  ["SET NAMES 'GBK'", 'admin', 'critical'],
+  ['SET client_encoding TO DEFAULT', 'admin', 'critical'],
+  ["SELECT set_config('client_encoding', 'BIG5', false)", 'admin', 'critical'],
+  ['ALTER ROLE agent SET standard_conforming_strings = off', 'admin', 'critical'],
+  ['ALTER DATABASE shop SET standard_conforming_strings = off', 'admin', 'critical'],
   ['SET default_transaction_read_only = off', 'admin', 'critical'],
   ['SET transaction_read_only = off', 'admin', 'critical'],
   ['RESET default_transaction_read_only', 'admin', 'critical'],
@@ -275,5 +292,31 @@ describe('failures', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('sessionStateEffects: what may change search_path, read from the parse tree', () => {
+  it.each([
+    "SET SCHEMA 'secret'",
+    'SET U&"search\\005fpath" TO secret',
+    'SET LOCAL search_path = secret',
+    'RESET ALL',
+    'DISCARD ALL',
+    'COMMIT',
+    'ROLLBACK',
+    'ROLLBACK TO SAVEPOINT s1',
+    "SELECT set_config('search_path', 'secret', false)",
+    'SELECT my_function()',
+    'CALL proc()',
+    'EXECUTE p',
+    'CREATE SCHEMA postgres',
+    'SELECT 1; SET search_path = x',
+    'this is not sql',
+  ])('%s may change it', (sql) => {
+    expect(sessionStateEffects(sql).searchPath).toBe(true);
+  });
+
+  it.each(['SELECT 1', 'SELECT * FROM orders WHERE id = 1', 'INSERT INTO t VALUES (1)', 'SHOW search_path', "SELECT 'search_path'"])('%s does not', (sql) => {
+    expect(sessionStateEffects(sql).searchPath).toBe(false);
   });
 });

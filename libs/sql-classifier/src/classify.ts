@@ -1,6 +1,7 @@
 import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-query';
 import { highestRisk, riskRank, actionRank, widestAction, type Action, type Risk } from '@sluice/contracts';
-import { functionEffect, GUARDED_SETTINGS } from './functions.js';
+import { functionEffect } from './functions.js';
+import { guardedSettingReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
 
 export interface StatementClassification {
@@ -269,8 +270,9 @@ class StatementWalk {
       this.cacheable = false;
       const args = Array.isArray(call.args) ? call.args : [];
       const setting = constantText(args[0])?.toLowerCase();
+      const guarded = setting === undefined ? undefined : guardedSettingReason(setting, constantText(args[1]));
       if (setting === undefined) this.raise('admin', 'critical', 'set_config of a setting named at run time');
-      else if (GUARDED_SETTINGS.has(setting)) this.raise('admin', 'critical', `set_config('${setting}') changes the session's identity or read-only mode`);
+      else if (guarded) this.raise('admin', 'critical', `set_config('${setting}'): ${guarded}`);
     } else {
       const effect = functionEffect(bare);
       if (effect) this.raise(effect.action, effect.risk, `${bare}() ${effect.why}`);
@@ -487,8 +489,12 @@ class StatementWalk {
       if (name === 'transaction' && asksReadWrite(n.args)) this.raise('write', 'medium', 'SET TRANSACTION READ WRITE lifts the read-only mode');
       else if (name === 'session characteristics' && defElems(n.args).some((option) => option.name === 'transaction_read_only'))
         this.raise('admin', 'critical', "SET SESSION CHARACTERISTICS changes the session's read-only mode");
-    } else if (GUARDED_SETTINGS.has(name)) {
-      this.raise('admin', 'critical', `${kind === 'VAR_RESET' ? 'RESET' : 'SET'} ${name} changes the session's identity or read-only mode`);
+    } else {
+      // Only `SET name TO <one constant>` has a known value; RESET, DEFAULT and lists count as unknown.
+      const args = Array.isArray(n.args) ? n.args : [];
+      const value = kind === 'VAR_SET_VALUE' && args.length === 1 ? constantText(args[0]) : undefined;
+      const guarded = guardedSettingReason(name, value);
+      if (guarded) this.raise('admin', 'critical', `${kind === 'VAR_RESET' ? 'RESET' : 'SET'} ${name}: ${guarded}`);
     }
   }
 

@@ -17,3 +17,5 @@ export {
   type SqlLineage,
   type StatementLineage,
 } from './lineage.js';
+export { guardedSettingReason } from './settings.js';
+export { sessionStateEffects, type SessionStateEffects } from './session-effects.js';
