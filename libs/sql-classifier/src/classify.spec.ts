@@ -319,4 +319,19 @@ describe('sessionStateEffects: what may change search_path, read from the parse 
   it.each(['SELECT 1', 'SELECT * FROM orders WHERE id = 1', 'INSERT INTO t VALUES (1)', 'SHOW search_path', "SELECT 'search_path'"])('%s does not', (sql) => {
     expect(sessionStateEffects(sql).searchPath).toBe(false);
   });
+
+  it.each([
+    'SET search_path = secret; SELECT * FROM orders',
+    'BEGIN; SAVEPOINT a; SET LOCAL search_path = public; ROLLBACK TO SAVEPOINT a; SELECT * FROM orders',
+    "SELECT set_config('search_path', 'secret', false); SELECT * FROM orders",
+  ])('%s names a table after changing the path in the same message', (sql) => {
+    expect(sessionStateEffects(sql).unqualifiedAfterPathChange).toBe(true);
+  });
+
+  it.each(['SELECT * FROM orders; SET search_path = secret', 'SET search_path = secret; SELECT * FROM public.orders', 'SELECT count(*) FROM a; SELECT * FROM b'])(
+    '%s does not',
+    (sql) => {
+      expect(sessionStateEffects(sql).unqualifiedAfterPathChange).toBe(false);
+    },
+  );
 });

@@ -5,6 +5,11 @@ import { isSqlClassifierLoaded } from './classify.js';
 export interface SessionStateEffects {
   /** The command may change the effective search_path: the proxy reads it again afterwards. */
   readonly searchPath: boolean;
+  /**
+   * A statement changes search_path and a later statement of the same message names a table
+   * without its schema: that name resolves against a path nobody has read yet.
+   */
+  readonly unqualifiedAfterPathChange: boolean;
 }
 
 /**
@@ -35,6 +40,30 @@ const KEEPS_SEARCH_PATH: ReadonlySet<string> = new Set([
 /** Nodes under which a function of unknown effect runs: it may call set_config('search_path', …). */
 const RUNS_FUNCTIONS: ReadonlySet<string> = new Set(['FuncCall', 'CallStmt', 'DoStmt', 'ExecuteStmt']);
 
+/** Statements that change search_path for the statements after them in the same message. */
+const SETS_PATH_IN_MESSAGE: ReadonlySet<string> = new Set(['VariableSetStmt', 'TransactionStmt', 'DiscardStmt', 'CallStmt', 'DoStmt', 'ExecuteStmt']);
+
+const callsSetConfig = (value: unknown): boolean => {
+  if (Array.isArray(value)) return value.some(callsSetConfig);
+  if (typeof value !== 'object' || value === null) return false;
+  const node = value as Record<string, unknown>;
+  const call = node.FuncCall as { funcname?: { String?: { sval?: string } }[] } | undefined;
+  if (call && (call.funcname?.at(-1)?.String?.sval ?? '').toLowerCase() === 'set_config') return true;
+  for (const key in node) if (callsSetConfig(node[key])) return true;
+  return false;
+};
+
+/** A RangeVar without a schema: a table name resolved through search_path. */
+const namesUnqualifiedTable = (value: unknown): boolean => {
+  if (Array.isArray(value)) return value.some(namesUnqualifiedTable);
+  if (typeof value !== 'object' || value === null) return false;
+  const node = value as Record<string, unknown>;
+  const range = node.RangeVar as { schemaname?: string; relname?: string } | undefined;
+  if (range && range.relname && !range.schemaname) return true;
+  for (const key in node) if (namesUnqualifiedTable(node[key])) return true;
+  return false;
+};
+
 const containsAny = (value: unknown, keys: ReadonlySet<string>): boolean => {
   if (Array.isArray(value)) return value.some((item) => containsAny(item, keys));
   if (typeof value !== 'object' || value === null) return false;
@@ -49,17 +78,23 @@ const containsAny = (value: unknown, keys: ReadonlySet<string>): boolean => {
  * state. Unparseable text, or the parser not loaded yet, may change anything.
  */
 export const sessionStateEffects = (text: string): SessionStateEffects => {
-  if (!isSqlClassifierLoaded()) return { searchPath: true };
+  const unknown = { searchPath: true, unqualifiedAfterPathChange: false };
+  if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
     tree = text.trim() === '' ? { stmts: [] } : (parseSync(text) as typeof tree);
   } catch {
-    return { searchPath: true };
+    return unknown;
   }
+  let searchPath = false;
+  let pathSetEarlier = false;
+  let unqualifiedAfterPathChange = false;
   for (const raw of tree.stmts ?? []) {
     const stmt = raw.stmt ?? {};
     const type = Object.keys(stmt)[0] ?? '';
-    if (!KEEPS_SEARCH_PATH.has(type) || containsAny(stmt, RUNS_FUNCTIONS)) return { searchPath: true };
+    if (pathSetEarlier && namesUnqualifiedTable(stmt)) unqualifiedAfterPathChange = true;
+    if (!KEEPS_SEARCH_PATH.has(type) || containsAny(stmt, RUNS_FUNCTIONS)) searchPath = true;
+    if (SETS_PATH_IN_MESSAGE.has(type) || callsSetConfig(stmt)) pathSetEarlier = true;
   }
-  return { searchPath: false };
+  return { searchPath, unqualifiedAfterPathChange };
 };

@@ -670,6 +670,9 @@ export class PostgresSession {
     if (this.#closed) return failClosedDecision('the session is closed');
     // Where the proxy cannot know which schema an unqualified name reads, it refuses.
     if (!this.#searchPath) return failClosedDecision('the session search_path is not known yet; send a Sync and retry');
+    if (sessionStateEffects(text).unqualifiedAfterPathChange) {
+      return failClosedDecision('a statement after a search_path change in the same message names a table without its schema; send them separately');
+    }
     try {
       return await this.#ports.policy.decide(this.#subject!, this.#resource.name, {
         kind: 'sql',
