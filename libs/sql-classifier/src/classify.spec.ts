@@ -324,11 +324,20 @@ describe('sessionStateEffects: what may change search_path, read from the parse 
     'SET search_path = secret; SELECT * FROM orders',
     'BEGIN; SAVEPOINT a; SET LOCAL search_path = public; ROLLBACK TO SAVEPOINT a; SELECT * FROM orders',
     "SELECT set_config('search_path', 'secret', false); SELECT * FROM orders",
+    'ROLLBACK; SELECT * FROM orders',
+    'RESET ALL; SELECT * FROM orders',
+    'SET SCHEMA \'secret\'; TABLE orders',
   ])('%s names a table after changing the path in the same message', (sql) => {
     expect(sessionStateEffects(sql).unqualifiedAfterPathChange).toBe(true);
   });
 
-  it.each(['SELECT * FROM orders; SET search_path = secret', 'SET search_path = secret; SELECT * FROM public.orders', 'SELECT count(*) FROM a; SELECT * FROM b'])(
+  it.each([
+    'SELECT * FROM orders; SET search_path = secret',
+    'SET search_path = secret; SELECT * FROM public.orders',
+    'SELECT count(*) FROM a; SELECT * FROM b',
+    "SELECT 1 FROM a; SET application_name = 'x'; SELECT * FROM b",
+    'BEGIN; SELECT * FROM orders; COMMIT',
+  ])(
     '%s does not',
     (sql) => {
       expect(sessionStateEffects(sql).unqualifiedAfterPathChange).toBe(false);

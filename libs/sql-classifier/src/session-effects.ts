@@ -40,8 +40,18 @@ const KEEPS_SEARCH_PATH: ReadonlySet<string> = new Set([
 /** Nodes under which a function of unknown effect runs: it may call set_config('search_path', …). */
 const RUNS_FUNCTIONS: ReadonlySet<string> = new Set(['FuncCall', 'CallStmt', 'DoStmt', 'ExecuteStmt']);
 
-/** Statements that change search_path for the statements after them in the same message. */
-const SETS_PATH_IN_MESSAGE: ReadonlySet<string> = new Set(['VariableSetStmt', 'TransactionStmt', 'DiscardStmt', 'CallStmt', 'DoStmt', 'ExecuteStmt']);
+/** Statements that change search_path (or whose `$user` it is) for the statements after them in the same message. */
+const SETS_PATH_IN_MESSAGE: ReadonlySet<string> = new Set(['DiscardStmt', 'CallStmt', 'DoStmt', 'ExecuteStmt']);
+const PATH_SETTINGS: ReadonlySet<string> = new Set(['search_path', 'role', 'session_authorization']);
+/** Transaction statements that keep every setting as it is; the others end or roll back SETs. */
+const KEEPS_SETTINGS: ReadonlySet<string> = new Set(['TRANS_STMT_BEGIN', 'TRANS_STMT_START', 'TRANS_STMT_SAVEPOINT', 'TRANS_STMT_RELEASE']);
+
+const setsPathForLaterStatements = (type: string, stmt: Record<string, unknown>): boolean => {
+  const node = stmt[type] as { kind?: string; name?: string } | undefined;
+  if (type === 'VariableSetStmt') return node?.kind === 'VAR_RESET_ALL' || PATH_SETTINGS.has((node?.name ?? '').toLowerCase());
+  if (type === 'TransactionStmt') return !KEEPS_SETTINGS.has(node?.kind ?? '');
+  return SETS_PATH_IN_MESSAGE.has(type) || callsSetConfig(stmt);
+};
 
 const callsSetConfig = (value: unknown): boolean => {
   if (Array.isArray(value)) return value.some(callsSetConfig);
@@ -94,7 +104,7 @@ export const sessionStateEffects = (text: string): SessionStateEffects => {
     const type = Object.keys(stmt)[0] ?? '';
     if (pathSetEarlier && namesUnqualifiedTable(stmt)) unqualifiedAfterPathChange = true;
     if (!KEEPS_SEARCH_PATH.has(type) || containsAny(stmt, RUNS_FUNCTIONS)) searchPath = true;
-    if (SETS_PATH_IN_MESSAGE.has(type) || callsSetConfig(stmt)) pathSetEarlier = true;
+    if (setsPathForLaterStatements(type, stmt)) pathSetEarlier = true;
   }
   return { searchPath, unqualifiedAfterPathChange };
 };
