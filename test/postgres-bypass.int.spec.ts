@@ -384,6 +384,12 @@ describe('search_path comes from the server', () => {
     expect(decided.at(-1)?.data.tables).toEqual(['public.secrets']);
   });
 
+  it('denies SELECT * FROM secrets when an earlier schema of the path has no such table (the server reads public.secrets)', async () => {
+    const client = await connect(['readers']);
+    await client.query('SET search_path = secret, public');
+    expect(await sqlState(client.query('SELECT * FROM secrets'))).toBe('42501');
+  });
+
   it.each([
     ["SET SCHEMA 'secret'"],
     ['SET U&"search\\005fpath" TO secret'],

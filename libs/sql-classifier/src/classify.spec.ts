@@ -214,6 +214,10 @@ describe('tables', () => {
     const result = classifySql('WITH recent AS (SELECT * FROM orders) SELECT * FROM recent JOIN billing.invoices i ON true', { searchPath: ['"$user"', 'shop'] });
     expect(result.ok && result.tables).toEqual(['billing.invoices', 'shop.orders']);
   });
+  it('reports an unqualified name in every schema of the path, since the first that holds it is read', () => {
+    const result = classifySql('SELECT * FROM orders', { searchPath: ['pg_catalog', 'secret', 'public'] });
+    expect(result.ok && result.tables).toEqual(['public.orders', 'secret.orders']);
+  });
   it('resolves unqualified names to public when no search path is given', () => {
     const result = classifySql('DELETE FROM orders WHERE id IN (SELECT order_id FROM refunds)');
     expect(result.ok && result.statements[0]).toMatchObject({ writes: ['public.orders'], reads: ['public.refunds'] });

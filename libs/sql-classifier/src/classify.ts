@@ -175,7 +175,7 @@ class StatementWalk {
   executes: string | undefined;
 
   constructor(
-    private readonly defaultSchema: string,
+    private readonly pathSchemas: readonly string[],
     private readonly options: ClassifyOptions,
     private readonly depth: number,
   ) {}
@@ -253,9 +253,12 @@ class StatementWalk {
       return;
     }
     if (scope.has(relname)) return;
-    into.add(`${this.defaultSchema}.${relname}`);
+    // The server reads the first schema of the path that holds the name; which one that is the
+    // classifier cannot know, so every candidate is reported: an allow-list must cover them all,
+    // and a deny on any of them denies.
+    for (const schema of this.pathSchemas) into.add(`${schema}.${relname}`);
     // pg_catalog is searched before the path: a `pg_` name may be either, so report both.
-    if (relname.startsWith('pg_') && this.defaultSchema !== 'pg_catalog') into.add(`pg_catalog.${relname}`);
+    if (relname.startsWith('pg_')) into.add(`pg_catalog.${relname}`);
   }
 
   private relations(list: unknown, scope: Scope, into: Set<string>): void {
@@ -431,7 +434,7 @@ class StatementWalk {
       return;
     }
     // Without ANALYZE nothing runs: keep the tables and functions named, not the action.
-    const planned = new StatementWalk(this.defaultSchema, this.options, this.depth);
+    const planned = new StatementWalk(this.pathSchemas, this.options, this.depth);
     planned.visit(n.query, scope);
     for (const table of planned.reads) this.reads.add(table);
     for (const table of planned.writes) this.reads.add(table);
@@ -456,7 +459,7 @@ class StatementWalk {
       this.raise('admin', 'critical', `prepared statement "${name}" does not parse`);
       return;
     }
-    const inner = new StatementWalk(this.defaultSchema, this.options, this.depth + 1);
+    const inner = new StatementWalk(this.pathSchemas, this.options, this.depth + 1);
     for (const raw of tree.stmts ?? []) {
       const prepared = (raw.stmt as { PrepareStmt?: Node } | undefined)?.PrepareStmt;
       // The session may have recorded the whole PREPARE statement or just its body.
@@ -528,13 +531,16 @@ class StatementWalk {
 const SKIP_RELATION: ReadonlySet<string> = new Set(['relation']);
 const SKIP_FUNCNAME: ReadonlySet<string> = new Set(['funcname']);
 
-const defaultSchemaOf = (searchPath: readonly string[] | undefined): string => {
+/** The schemas an unqualified table name may resolve to, in search order. */
+const pathSchemasOf = (searchPath: readonly string[] | undefined): readonly string[] => {
+  const schemas: string[] = [];
   for (const entry of searchPath ?? []) {
     const schema = entry.trim().replace(/^"(.*)"$/, '$1');
-    // `$user` names a schema we cannot know here; pg_temp and pg_catalog hold no user tables.
-    if (schema && schema !== '$user' && !schema.startsWith('pg_temp') && schema !== 'pg_catalog') return schema;
+    // `$user` names a schema we cannot know here (the proxy passes the server's resolved path);
+    // pg_temp and pg_catalog hold no user tables.
+    if (schema && schema !== '$user' && !schema.startsWith('pg_temp') && schema !== 'pg_catalog' && !schemas.includes(schema)) schemas.push(schema);
   }
-  return 'public';
+  return schemas.length > 0 ? schemas : ['public'];
 };
 
 const classifyWithDepth = (text: string, options: ClassifyOptions, depth: number): SqlClassification => {
@@ -546,7 +552,7 @@ const classifyWithDepth = (text: string, options: ClassifyOptions, depth: number
   } catch (error) {
     return { ok: false, error: error instanceof Error ? error.message : String(error) };
   }
-  const defaultSchema = defaultSchemaOf(options.searchPath);
+  const pathSchemas = pathSchemasOf(options.searchPath);
   const statements: StatementClassification[] = [];
   let action: Action = 'read';
   let risk: Risk = 'low';
@@ -554,7 +560,7 @@ const classifyWithDepth = (text: string, options: ClassifyOptions, depth: number
   let cacheable = true;
   const tables = new Set<string>();
   for (const raw of tree.stmts ?? []) {
-    const walk = new StatementWalk(defaultSchema, options, depth);
+    const walk = new StatementWalk(pathSchemas, options, depth);
     const stmt = raw.stmt ?? {};
     const type = Object.keys(stmt)[0] ?? 'EmptyStmt';
     walk.visit(stmt, EMPTY_SCOPE);
