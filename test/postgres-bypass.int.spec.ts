@@ -93,6 +93,7 @@ const cstring = (text: string): Buffer => Buffer.from(`${text}\0`, 'utf8');
 const parse = (name: string, text: string): Buffer => frontend('P', Buffer.concat([cstring(name), cstring(text), Buffer.from([0, 0])]));
 /** Bind with no parameters and text results. */
 const bind = (portal: string, statement: string): Buffer => frontend('B', Buffer.concat([cstring(portal), cstring(statement), Buffer.from([0, 0, 0, 0, 0, 0])]));
+const flush = (): Buffer => frontend('H', Buffer.alloc(0));
 const execute = (portal: string): Buffer => frontend('E', Buffer.concat([cstring(portal), Buffer.from([0, 0, 0, 0])]));
 
 /** A connection speaking the protocol byte by byte, as an attacker would. */
@@ -208,7 +209,9 @@ beforeAll(async () => {
      create table secret.orders (id int, item text);
      insert into secret.orders values (1, 'SECRET-ORDER');
      create function flip_lexer() returns text language sql volatile as
-       $$ select pg_catalog.set_config('standard_conforming_strings', 'off', false) $$;`,
+       $$ select pg_catalog.set_config('standard_conforming_strings', 'off', false) $$;
+     -- A view hides the function call from the text of the statement that runs it.
+     create view lexer_view as select flip_lexer() as flipped;`,
   );
   direct = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
   await direct.connect();
@@ -320,6 +323,21 @@ describe('the server lexes exactly as the classifier does', () => {
     expect(await victimCount()).toBe(before);
   });
 
+  it('refuses backslash text after an Execute that has not been synced yet (settings are reported only at ReadyForQuery)', async () => {
+    const raw = await openRaw(['ops']);
+    raw.send(parse('', 'SELECT flipped FROM lexer_view'), bind('', ''), execute(''), flush());
+    await waitFor(() => raw.count('CommandComplete') >= 1);
+    // With standard_conforming_strings on this is one string; with it off, a read of public.secrets.
+    raw.send(parse('', "SELECT 'a\\'' FROM secrets --'"), bind('', ''), execute(''), encodeSync());
+    await waitFor(() => raw.count('ErrorResponse') >= 1 || raw.closed);
+    expect(raw.errors()[0]?.C).toBe('42501');
+    expect(raw.messages.filter((m) => m.type === 'DataRow').length).toBe(1);
+    // The next Sync brings the ParameterStatus: the session ends.
+    raw.send(encodeSync());
+    await waitFor(() => raw.closed);
+    expect(raw.errors().some((e) => e.S === 'FATAL' && e.C === '0A000')).toBe(true);
+  });
+
   it('refuses a session on a database whose default is standard_conforming_strings off', async () => {
     await direct.query(`alter database ${database} set standard_conforming_strings = off`);
     try {
@@ -355,6 +373,25 @@ describe('prepared statements are what the server holds', () => {
     // The Parse held for approval is on the record; nothing was recorded as running `SELECT 1`.
     expect(decided.some((e) => e.data.command === 'DELETE FROM victim' && e.data.decision === 'approve')).toBe(true);
     expect(decided.some((e) => e.data.command === 'SELECT 1' && e.data.decision === 'allow')).toBe(false);
+  });
+
+  it('decides a Bind of a name re-PREPAREd in SQL after DEALLOCATE as the new statement', async () => {
+    const before = await victimCount();
+    const raw = await openRaw(['ops']);
+    raw.send(parse('s3', 'SELECT 1'), encodeSync());
+    await raw.readyCount(2);
+    raw.send(encodeQuery('DEALLOCATE s3'));
+    await raw.readyCount(3);
+    raw.send(encodeQuery('PREPARE s3 AS DELETE FROM victim'));
+    // PREPARE of an unbounded DELETE is held too; granted, it only prepares.
+    await approvals.decideNext({ outcome: 'granted', approvers: ['dba'], reason: 'prepare only' });
+    await raw.readyCount(4);
+    raw.send(bind('', 's3'), execute(''), encodeSync());
+    const request = await approvals.decideNext({ outcome: 'denied', approvers: ['dba'], reason: 'no' });
+    expect(request.command).toContain('DELETE FROM victim');
+    await raw.readyCount(5);
+    expect(raw.errors().at(-1)?.C).toBe('42501');
+    expect(await victimCount()).toBe(before);
   });
 
   it('runs the DELETE once when the approver grants it, under its own record', async () => {

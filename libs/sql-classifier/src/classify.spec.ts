@@ -347,4 +347,13 @@ describe('sessionStateEffects: what may change search_path, read from the parse 
       expect(sessionStateEffects(sql).unqualifiedAfterPathChange).toBe(false);
     },
   );
+
+  it('lists PREPARE and DEALLOCATE in statement order', () => {
+    expect(sessionStateEffects('PREPARE a AS SELECT 1; DEALLOCATE a; DEALLOCATE ALL; PREPARE b AS DELETE FROM t').preparedStatements).toEqual([
+      { change: 'prepare', name: 'a' },
+      { change: 'deallocate', name: 'a' },
+      { change: 'deallocate', name: '*' },
+      { change: 'prepare', name: 'b' },
+    ]);
+  });
 });

@@ -18,4 +18,4 @@ export {
   type StatementLineage,
 } from './lineage.js';
 export { guardedSettingReason } from './settings.js';
-export { sessionStateEffects, type SessionStateEffects } from './session-effects.js';
+export { sessionStateEffects, type PreparedStatementChange, type SessionStateEffects } from './session-effects.js';

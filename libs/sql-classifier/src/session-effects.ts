@@ -10,6 +10,16 @@ export interface SessionStateEffects {
    * without its schema: that name resolves against a path nobody has read yet.
    */
   readonly unqualifiedAfterPathChange: boolean;
+  /**
+   * SQL-level PREPARE and DEALLOCATE, in statement order (`*` for DEALLOCATE ALL): each is true
+   * on the server once its command tag comes back.
+   */
+  readonly preparedStatements: readonly PreparedStatementChange[];
+}
+
+export interface PreparedStatementChange {
+  readonly change: 'prepare' | 'deallocate';
+  readonly name: string;
 }
 
 /**
@@ -88,7 +98,7 @@ const containsAny = (value: unknown, keys: ReadonlySet<string>): boolean => {
  * state. Unparseable text, or the parser not loaded yet, may change anything.
  */
 export const sessionStateEffects = (text: string): SessionStateEffects => {
-  const unknown = { searchPath: true, unqualifiedAfterPathChange: false };
+  const unknown = { searchPath: true, unqualifiedAfterPathChange: false, preparedStatements: [] };
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
@@ -99,12 +109,16 @@ export const sessionStateEffects = (text: string): SessionStateEffects => {
   let searchPath = false;
   let pathSetEarlier = false;
   let unqualifiedAfterPathChange = false;
+  const preparedStatements: PreparedStatementChange[] = [];
   for (const raw of tree.stmts ?? []) {
     const stmt = raw.stmt ?? {};
     const type = Object.keys(stmt)[0] ?? '';
+    const node = stmt[type] as { name?: string; isall?: boolean } | undefined;
+    if (type === 'PrepareStmt' && node?.name) preparedStatements.push({ change: 'prepare', name: node.name });
+    if (type === 'DeallocateStmt') preparedStatements.push({ change: 'deallocate', name: node?.isall || !node?.name ? '*' : node.name });
     if (pathSetEarlier && namesUnqualifiedTable(stmt)) unqualifiedAfterPathChange = true;
     if (!KEEPS_SEARCH_PATH.has(type) || containsAny(stmt, RUNS_FUNCTIONS)) searchPath = true;
     if (setsPathForLaterStatements(type, stmt)) pathSetEarlier = true;
   }
-  return { searchPath, unqualifiedAfterPathChange };
+  return { searchPath, unqualifiedAfterPathChange, preparedStatements };
 };

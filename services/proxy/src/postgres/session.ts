@@ -31,7 +31,7 @@ import {
 import { readSecret, type PostgresResourceConfig } from '@sluice/config';
 import type { Subject, SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
-import { sessionStateEffects, type SqlLineage } from '@sluice/sql-classifier';
+import { sessionStateEffects, type PreparedStatementChange, type SessionStateEffects, type SqlLineage } from '@sluice/sql-classifier';
 import type { Decision, GovernancePorts } from '../ports.js';
 import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
@@ -94,8 +94,8 @@ interface Command {
   lineage?: SqlLineage | null;
   readonly started: number;
   readonly tags: string[];
-  /** Names this command PREPAREs, in order: each is known once its `PREPARE` tag comes back. */
-  readonly prepares: string[];
+  /** Its SQL PREPAREs and DEALLOCATEs, in order: each is true once its command tag comes back. */
+  readonly preparedChanges: PreparedStatementChange[];
   error?: { code: string; message: string };
   done: boolean;
 }
@@ -238,6 +238,13 @@ export class PostgresSession {
   #searchPathDue = false;
   /** Decisions waiting until the target has answered everything sent to it. */
   #settleWaiters: (() => void)[] = [];
+  /**
+   * An Execute went upstream with no Sync after it yet. PostgreSQL reports changed settings
+   * (ParameterStatus) only with ReadyForQuery, so until then a change it made is not visible.
+   */
+  #executedSinceSync = false;
+  /** The last text whose session effects were read (a decision and its forwarding read the same text). */
+  #lastEffects: { readonly text: string; readonly effects: SessionStateEffects } | undefined;
   readonly #lineage = new LineageCache();
   /** Upstream frames held while the catalog resolves table columns for a RowDescription. */
   #upstreamBacklog: Frame[] | undefined;
@@ -663,14 +670,18 @@ export class PostgresSession {
     // Only a backslash reads differently with standard_conforming_strings off (or in a multi-byte
     // encoding): such text is decided once every earlier command has been answered, so a
     // ParameterStatus that changed the lexer state has been seen (and closed the session).
-    if (text.includes('\\')) await this.#settled();
-    // A PREPARE still in flight: an EXECUTE or Bind of it is decided once the server confirms it.
-    if (this.#expects.some((expect) => (expect.kind === 'query' || expect.kind === 'execute') && expect.command.prepares.length > 0)) await this.#settled();
+    const backslash = text.includes('\\');
+    if (backslash) await this.#settled();
+    // A PREPARE or DEALLOCATE still in flight: what a name holds is decided once the server confirms it.
+    if (this.#expects.some((expect) => (expect.kind === 'query' || expect.kind === 'execute') && expect.command.preparedChanges.length > 0)) await this.#settled();
     if (this.#searchPathRefresh) await this.#searchPathRefresh;
     if (this.#closed) return failClosedDecision('the session is closed');
+    if (backslash && this.#executedSinceSync) {
+      return failClosedDecision('a statement with a backslash must wait for a Sync after an Execute (the target reports setting changes only then)');
+    }
     // Where the proxy cannot know which schema an unqualified name reads, it refuses.
     if (!this.#searchPath) return failClosedDecision('the session search_path is not known yet; send a Sync and retry');
-    if (sessionStateEffects(text).unqualifiedAfterPathChange) {
+    if (this.#effectsOf(text).unqualifiedAfterPathChange) {
       return failClosedDecision('a statement after a search_path change in the same message names a table without its schema; send them separately');
     }
     try {
@@ -799,9 +810,16 @@ export class PostgresSession {
       this.#answer(this.#refusal(refusal), true);
       return;
     }
-    this.#expects.push({ kind: 'query', command: this.#newCommand(commandId, masking.masker, text, decision.prepares) });
+    this.#expects.push({ kind: 'query', command: this.#newCommand(commandId, masking.masker, text) });
     this.#toUpstream.push(frame.raw);
-    if (sessionStateEffects(text).searchPath) this.#refreshSearchPath();
+    // A simple query ends with ReadyForQuery, which carries any setting an earlier Execute changed.
+    this.#executedSinceSync = false;
+    if (this.#effectsOf(text).searchPath) this.#refreshSearchPath();
+  }
+
+  #effectsOf(text: string): SessionStateEffects {
+    if (this.#lastEffects?.text !== text) this.#lastEffects = { text, effects: sessionStateEffects(text) };
+    return this.#lastEffects.effects;
   }
 
   /**
@@ -825,9 +843,10 @@ export class PostgresSession {
     this.#flushUpstream();
   }
 
-  #newCommand(id: string, masker: ProfileMasker | undefined, sql: string, prepares: readonly string[]): Command {
+  #newCommand(id: string, masker: ProfileMasker | undefined, sql: string): Command {
     this.#lastMasker = masker;
-    return { id, masker, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], prepares: [...prepares], done: false };
+    const preparedChanges = [...this.#effectsOf(sql).preparedStatements];
+    return { id, masker, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, done: false };
   }
 
   /** A statement a Bind or Describe names that was not Parse'd in this batch: decided again now. */
@@ -984,9 +1003,9 @@ export class PostgresSession {
           statement.recorded ??= this.#maskedText(statement.text, statement.decision.maskProfile);
           this.#recordDecided(commandId, statement.text, statement.decision, statement.recorded);
           forward.push(raw);
-          expects.push({ kind: 'execute', command: this.#newCommand(commandId, portal.statement.masker, statement.text, statement.decision.prepares), portal });
+          expects.push({ kind: 'execute', command: this.#newCommand(commandId, portal.statement.masker, statement.text), portal });
           executes = true;
-          if (sessionStateEffects(statement.text).searchPath) changesSearchPath = true;
+          if (this.#effectsOf(statement.text).searchPath) changesSearchPath = true;
           break;
         }
         case 'Close':
@@ -1023,6 +1042,8 @@ export class PostgresSession {
     if (portals.has('')) this.#portals.delete('');
     for (const expect of expects) this.#expects.push(expect);
     for (const buffer of forward) this.#toUpstream.push(buffer);
+    if (end === 'sync') this.#executedSinceSync = false;
+    else if (executes) this.#executedSinceSync = true;
     if (changesSearchPath) {
       this.#searchPathDue = true;
       // Until it is read again (a simple query is only valid after the Sync), nothing is decided on a guess.
@@ -1165,6 +1186,7 @@ export class PostgresSession {
           return;
         case BackendCode.ReadyForQuery:
           this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
+          if (this.#transactionStatus === TransactionStatus.Idle) this.#portals.clear();
           this.#expects.shift();
           head.done(head.failed ? undefined : head.rows);
           this.#drainSynthetic(out);
@@ -1283,6 +1305,9 @@ export class PostgresSession {
       }
       case BackendCode.ReadyForQuery: {
         this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
+        // Protocol portals live until their transaction ends; a name reused later (a SQL cursor
+        // shares the namespace) must not inherit an old portal's decision.
+        if (this.#transactionStatus === TransactionStatus.Idle) this.#portals.clear();
         out.push(frame.raw);
         if (head?.kind === 'query') {
           this.#finishResult(head);
@@ -1334,14 +1359,27 @@ export class PostgresSession {
 
   /** A statement's CommandComplete: what it did to the prepared statements is now true on the server. */
   #applyTag(command: Command, tag: string): void {
-    if (tag === 'PREPARE') {
-      const name = command.prepares.shift();
-      if (name !== undefined) this.#prepared.set(name, command.sql);
-    } else if (tag === 'DEALLOCATE ALL' || tag === 'DISCARD ALL') {
-      for (const name of this.#prepared.keys()) this.#statements.delete(name);
-      this.#prepared.clear();
-      if (tag === 'DISCARD ALL') this.#portals.clear();
+    if (tag === 'PREPARE' || tag === 'DEALLOCATE' || tag === 'DEALLOCATE ALL') {
+      const change = command.preparedChanges.shift();
+      if (!change) return;
+      if (change.change === 'prepare') {
+        this.#prepared.set(change.name, command.sql);
+        // The name now holds the SQL statement: a Bind of it is decided as its EXECUTE.
+        this.#statements.delete(change.name);
+      } else if (change.name === '*') this.#forgetNamedStatements();
+      else {
+        this.#prepared.delete(change.name);
+        this.#statements.delete(change.name);
+      }
+    } else if (tag === 'DISCARD ALL') {
+      this.#forgetNamedStatements();
+      this.#portals.clear();
     }
+  }
+
+  #forgetNamedStatements(): void {
+    for (const name of [...this.#statements.keys()]) if (name !== '') this.#statements.delete(name);
+    this.#prepared.clear();
   }
 
   readonly #qualify = (tableOid: number, attnum: number): string | undefined => this.#ctx.catalog.qualifiedName(tableOid, attnum);
