@@ -39,6 +39,7 @@ import { SocketFrames } from './frame-source.js';
 import { Outbox } from './outbox.js';
 import { derivedColumns, LineageCache } from './lineage.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
+import { FLUSH, schemasOf, SEARCH_PATH_QUERY, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
 import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
 
@@ -147,31 +148,6 @@ const failClosedDecision = (reason: string): Decision => ({
 
 const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 
-/**
- * The search path as the server resolves it, one schema a row in search order: `$user` only
- * where that schema exists, schemas the session may not use left out, implicit pg_catalog and
- * pg_temp included where they are searched.
- * @see https://www.postgresql.org/docs/current/functions-info.html#FUNCTIONS-INFO-SESSION-TABLE
- */
-const SEARCH_PATH_QUERY = 'select s from pg_catalog.unnest(pg_catalog.current_schemas(true)) with ordinality as t(s, n) order by n';
-
-const schemasOf = (rows: readonly (readonly (string | null)[])[]): string[] =>
-  rows.flatMap((row) => (typeof row[0] === 'string' ? [row[0]] : []));
-
-/**
- * Why a parameter the server reports makes the session unreadable to the proxy, or undefined.
- * The classifier lexes with standard_conforming_strings on and reads UTF-8; once the server
- * does otherwise, the same bytes mean different statements to the two.
- */
-const unreadableParameter = (name: string, value: string): string | undefined => {
-  const key = name.toLowerCase();
-  if (key === 'standard_conforming_strings' && value.toLowerCase() !== 'on') return 'standard_conforming_strings is off on the target';
-  if (key === 'client_encoding' && value.toUpperCase() !== 'UTF8') return 'client_encoding other than UTF8 is not supported through sluice';
-  return undefined;
-};
-
-/** Flush: asks the server to send what it has buffered (harmless anywhere, ignored during COPY IN). */
-const FLUSH = Buffer.from([FrontendCode.Flush, 0, 0, 0, 4]);
 
 /** The normalised text bound into an approval hash: the exact statement, without outer whitespace or trailing semicolons. */
 const normaliseSql = (text: string): string => text.trim().replace(/;+\s*$/, '');
