@@ -1,4 +1,5 @@
 import { FrontendCode } from '@sluice/codec-pg';
+import { isSqlClassifierLoaded, sessionStateEffects, type SessionStateEffects } from '@sluice/sql-classifier';
 
 /*
  * The parts of a PostgreSQL session's state that the proxy reads from the server rather than
@@ -31,3 +32,23 @@ export const unreadableParameter = (name: string, value: string): string | undef
 
 /** Flush: asks the server to send what it has buffered (harmless anywhere, ignored during COPY IN). */
 export const FLUSH = Buffer.from([FrontendCode.Flush, 0, 0, 0, 4]);
+
+/** Statement texts whose session effects a session keeps; agents repeat a small set of statements. */
+const MAX_EFFECTS_ENTRIES = 256;
+
+/** What each text may do to the session state, parsed once per text (tens of microseconds), not per decision. */
+export class SessionEffectsCache {
+  readonly #entries = new Map<string, SessionStateEffects>();
+
+  of(text: string): SessionStateEffects {
+    const cached = this.#entries.get(text);
+    if (cached) return cached;
+    const effects = sessionStateEffects(text);
+    // Before the parser is loaded every text counts as changing everything: not worth keeping.
+    if (isSqlClassifierLoaded()) {
+      if (this.#entries.size >= MAX_EFFECTS_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!);
+      this.#entries.set(text, effects);
+    }
+    return effects;
+  }
+}

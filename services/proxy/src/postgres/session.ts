@@ -31,7 +31,7 @@ import {
 import { readSecret, type PostgresResourceConfig } from '@sluice/config';
 import type { Subject, SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
-import { sessionStateEffects, type PreparedStatementChange, type SessionStateEffects, type SqlLineage } from '@sluice/sql-classifier';
+import type { PreparedStatementChange, SessionStateEffects, SqlLineage } from '@sluice/sql-classifier';
 import type { Decision, GovernancePorts } from '../ports.js';
 import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
@@ -39,7 +39,7 @@ import { SocketFrames } from './frame-source.js';
 import { Outbox } from './outbox.js';
 import { derivedColumns, LineageCache } from './lineage.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
-import { FLUSH, schemasOf, SEARCH_PATH_QUERY, unreadableParameter } from './session-state.js';
+import { FLUSH, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
 import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
 
@@ -219,8 +219,7 @@ export class PostgresSession {
    * (ParameterStatus) only with ReadyForQuery, so until then a change it made is not visible.
    */
   #executedSinceSync = false;
-  /** The last text whose session effects were read (a decision and its forwarding read the same text). */
-  #lastEffects: { readonly text: string; readonly effects: SessionStateEffects } | undefined;
+  readonly #effects = new SessionEffectsCache();
   readonly #lineage = new LineageCache();
   /** Upstream frames held while the catalog resolves table columns for a RowDescription. */
   #upstreamBacklog: Frame[] | undefined;
@@ -794,8 +793,7 @@ export class PostgresSession {
   }
 
   #effectsOf(text: string): SessionStateEffects {
-    if (this.#lastEffects?.text !== text) this.#lastEffects = { text, effects: sessionStateEffects(text) };
-    return this.#lastEffects.effects;
+    return this.#effects.of(text);
   }
 
   /**
