@@ -447,6 +447,21 @@ describe('search_path comes from the server', () => {
     expect((await client.query('SELECT item FROM orders')).rows).toEqual([{ item: 'public-order' }]);
   });
 
+  it('refuses while an unsynced Execute may have changed search_path, then reads it again at the Sync (raw protocol)', async () => {
+    const raw = await openRaw(['ops']);
+    raw.send(parse('', "SELECT set_config('search_path', 'secret', false)"), bind('', ''), execute(''), flush());
+    await waitFor(() => raw.count('CommandComplete') >= 1);
+    raw.send(parse('', 'SELECT item FROM orders'), bind('', ''), execute(''), encodeSync());
+    await raw.readyCount(2);
+    expect(raw.errors().at(-1)?.C).toBe('42501');
+    raw.send(parse('', 'SELECT item FROM orders'), bind('', ''), execute(''), encodeSync());
+    await raw.readyCount(3);
+    const rows = raw.messages.filter((m) => m.type === 'DataRow').map((m) => (m as { values: (Buffer | null)[] }).values[0]?.toString());
+    expect(rows.at(-1)).toBe('SECRET-ORDER');
+    const decided = events.filter((e) => e.kind === 'command.decided' && e.data.command === 'SELECT item FROM orders');
+    expect(decided.at(-1)?.data.tables).toEqual(['secret.orders']);
+  });
+
   it('follows ROLLBACK back to a session-level search_path the proxy had seen changed inside the transaction', async () => {
     const client = await connect(['orders']);
     await client.query('SET search_path = secret');

@@ -32,6 +32,8 @@ export const unreadableParameter = (name: string, value: string): string | undef
 
 /** Flush: asks the server to send what it has buffered (harmless anywhere, ignored during COPY IN). */
 export const FLUSH = Buffer.from([FrontendCode.Flush, 0, 0, 0, 4]);
+/** Sync: ends an extended-protocol sequence; the server answers ReadyForQuery. */
+export const SYNC = Buffer.from([FrontendCode.Sync, 0, 0, 0, 4]);
 
 /** Statement texts whose session effects a session keeps; agents repeat a small set of statements. */
 const MAX_EFFECTS_ENTRIES = 256;

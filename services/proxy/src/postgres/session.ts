@@ -39,7 +39,7 @@ import { SocketFrames } from './frame-source.js';
 import { Outbox } from './outbox.js';
 import { derivedColumns, LineageCache } from './lineage.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
-import { FLUSH, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
+import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
 import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
 
@@ -873,6 +873,7 @@ export class PostgresSession {
       if (end === 'sync') {
         this.#discardUntilSync = false;
         this.#answer(undefined, true);
+        this.#syncForSearchPath();
       }
       return;
     }
@@ -1004,8 +1005,10 @@ export class PostgresSession {
     }
     if (this.#closed) return;
     if (refusal) {
-      if (end === 'sync') this.#answer(this.#refusal(refusal), true);
-      else {
+      if (end === 'sync') {
+        this.#answer(this.#refusal(refusal), true);
+        this.#syncForSearchPath();
+      } else {
         this.#answer(this.#refusal(refusal), false);
         this.#discardUntilSync = true;
       }
@@ -1027,6 +1030,20 @@ export class PostgresSession {
       this.#searchPathDue = false;
       this.#refreshSearchPath();
     }
+  }
+
+  /**
+   * A refused batch sends nothing upstream, its Sync included. When an earlier Execute may have
+   * changed search_path, the proxy sends that Sync itself (its ReadyForQuery stays with the
+   * proxy) and reads the path again; otherwise every later batch would be refused on an unknown path.
+   */
+  #syncForSearchPath(): void {
+    if (!this.#searchPathDue) return;
+    this.#searchPathDue = false;
+    this.#expects.push({ kind: 'internal', rows: [], done: () => undefined });
+    this.#toUpstream.push(SYNC);
+    this.#executedSinceSync = false;
+    this.#refreshSearchPath();
   }
 
   /** A portal named in an earlier batch, once the server has answered its Bind (and any Close of it). */
