@@ -338,6 +338,17 @@ describe('the server lexes exactly as the classifier does', () => {
     expect(raw.errors().some((e) => e.S === 'FATAL' && e.C === '0A000')).toBe(true);
   });
 
+  it('refuses a batch whose backslash Parse follows an Execute in the same batch (nothing of it runs)', async () => {
+    const raw = await openRaw(['ops']);
+    raw.send(parse('', 'SELECT flipped FROM lexer_view'), bind('', ''), execute(''), parse('s9', "SELECT 'a\\'' FROM secrets --'"), bind('p9', 's9'), execute('p9'), encodeSync());
+    await raw.readyCount(2);
+    expect(raw.errors().map((e) => e.C)).toEqual(['42501']);
+    expect(raw.count('DataRow')).toBe(0);
+    raw.send(encodeQuery('SHOW standard_conforming_strings'));
+    await raw.readyCount(3);
+    expect(raw.closed).toBe(false);
+  });
+
   it('refuses a session on a database whose default is standard_conforming_strings off', async () => {
     await direct.query(`alter database ${database} set standard_conforming_strings = off`);
     try {

@@ -641,7 +641,8 @@ export class PostgresSession {
     if (this.#expects.length === 0) for (const wake of this.#settleWaiters.splice(0)) wake();
   }
 
-  async #decide(text: string): Promise<Decision> {
+  /** `afterExecute`: an Execute earlier in the batch being decided runs before this text is read. */
+  async #decide(text: string, afterExecute = false): Promise<Decision> {
     // Only a backslash reads differently with standard_conforming_strings off (or in a multi-byte
     // encoding): such text is decided once every earlier command has been answered, so a
     // ParameterStatus that changed the lexer state has been seen (and closed the session).
@@ -651,7 +652,7 @@ export class PostgresSession {
     if (this.#expects.some((expect) => (expect.kind === 'query' || expect.kind === 'execute') && expect.command.preparedChanges.length > 0)) await this.#settled();
     if (this.#searchPathRefresh) await this.#searchPathRefresh;
     if (this.#closed) return failClosedDecision('the session is closed');
-    if (backslash && this.#executedSinceSync) {
+    if (backslash && (this.#executedSinceSync || afterExecute)) {
       return failClosedDecision('a statement with a backslash must wait for a Sync after an Execute (the target reports setting changes only then)');
     }
     // Where the proxy cannot know which schema an unqualified name reads, it refuses.
@@ -894,11 +895,7 @@ export class PostgresSession {
       const raw = frames[i]!.raw;
       switch (message.type) {
         case 'Parse': {
-          if (executes && message.text.includes('\\')) {
-            refusal = { code: SqlState.FeatureNotSupported, message: 'a statement with a backslash must not follow an Execute in the same batch: send a Sync first' };
-            break;
-          }
-          const decision = await this.#decide(message.text);
+          const decision = await this.#decide(message.text, executes);
           if (decision.effect === 'deny') {
             const commandId = this.#ports.newId();
             this.#recordDecided(commandId, message.text, decision);
