@@ -405,6 +405,20 @@ describe('prepared statements are what the server holds', () => {
     expect(await victimCount()).toBe(before);
   });
 
+  it('decides a pipelined SQL EXECUTE of a name re-Parsed in flight as the statement the server will hold', async () => {
+    const before = await victimCount();
+    const raw = await openRaw(['ops']);
+    raw.send(parse('s5', 'SELECT 1'), encodeSync());
+    await raw.readyCount(2);
+    const close = frontend('C', Buffer.concat([Buffer.from('S'), cstring('s5')]));
+    raw.send(close, parse('s5', 'DELETE FROM victim'), encodeSync(), encodeQuery('EXECUTE s5'));
+    const request = await approvals.decideNext({ outcome: 'denied', approvers: ['dba'], reason: 'no' });
+    expect(request.command).toBe('EXECUTE s5');
+    await raw.readyCount(4);
+    expect(raw.errors().at(-1)?.C).toBe('42501');
+    expect(await victimCount()).toBe(before);
+  });
+
   it('runs the DELETE once when the approver grants it, under its own record', async () => {
     await direct.query('insert into victim values (4)');
     const before = await victimCount();

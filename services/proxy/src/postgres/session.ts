@@ -116,6 +116,11 @@ type Expect =
   /** An answer of the proxy's own, sent when every earlier response has gone out. */
   | { readonly kind: 'synthetic'; readonly messages: readonly Buffer[]; readonly readyForQuery: boolean };
 
+const changesPreparedStatements = (expect: Expect): boolean =>
+  expect.kind === 'parse' ||
+  (expect.kind === 'close' && expect.target === 'S') ||
+  ((expect.kind === 'query' || expect.kind === 'execute') && expect.command.preparedChanges.length > 0);
+
 /** Expectations that end a server-side skip: the Sync's ReadyForQuery and what follows it. */
 const STOPS_SKIPPING: ReadonlySet<Expect['kind']> = new Set(['sync', 'query', 'synthetic', 'internal']);
 
@@ -648,8 +653,9 @@ export class PostgresSession {
     // ParameterStatus that changed the lexer state has been seen (and closed the session).
     const backslash = text.includes('\\');
     if (backslash) await this.#settled();
-    // A PREPARE or DEALLOCATE still in flight: what a name holds is decided once the server confirms it.
-    if (this.#expects.some((expect) => (expect.kind === 'query' || expect.kind === 'execute') && expect.command.preparedChanges.length > 0)) await this.#settled();
+    // Every decision sees the session's prepared statements (EXECUTE, Bind): with a Parse, Close,
+    // PREPARE or DEALLOCATE still in flight, it waits for the server to say what each name holds.
+    if (this.#expects.some(changesPreparedStatements)) await this.#settled();
     if (this.#searchPathRefresh) await this.#searchPathRefresh;
     if (this.#closed) return failClosedDecision('the session is closed');
     if (backslash && (this.#executedSinceSync || afterExecute)) {
