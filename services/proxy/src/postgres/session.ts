@@ -153,7 +153,6 @@ const failClosedDecision = (reason: string): Decision => ({
 
 const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 
-
 /** The normalised text bound into an approval hash: the exact statement, without outer whitespace or trailing semicolons. */
 const normaliseSql = (text: string): string => text.trim().replace(/;+\s*$/, '');
 
@@ -627,7 +626,8 @@ export class PostgresSession {
       for (const message of head.messages) out.push(message);
       if (head.readyForQuery) out.push(encodeReadyForQuery(this.#transactionStatus));
       head = this.#expects[0];
-    }    this.#wakeIfSettled();
+    }
+    this.#wakeIfSettled();
   }
 
   /**
