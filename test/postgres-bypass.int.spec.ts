@@ -481,7 +481,7 @@ describe('search_path comes from the server', () => {
     expect(raw.errors().at(-1)?.C).toBe('42501');
     raw.send(parse('', 'SELECT item FROM orders'), bind('', ''), execute(''), encodeSync());
     await raw.readyCount(3);
-    const rows = raw.messages.filter((m) => m.type === 'DataRow').map((m) => (m as { values: (Buffer | null)[] }).values[0]?.toString());
+    const rows = raw.messages.filter((m) => m.type === 'DataRow').map((m) => (m as { values: readonly (Buffer | null)[] }).values[0]?.toString());
     expect(rows.at(-1)).toBe('SECRET-ORDER');
     const decided = events.filter((e) => e.kind === 'command.decided' && e.data.command === 'SELECT item FROM orders');
     expect(decided.at(-1)?.data.tables).toEqual(['secret.orders']);
