@@ -404,7 +404,7 @@ describe('PostgreSQL adapter: simple query protocol', () => {
   it('passes the session search_path to the policy, read again after the agent sets it', async () => {
     const client = await connect();
     await client.query('select 1');
-    expect(policy.lastSearchPath).toEqual(['postgres', 'public']);
+    expect(policy.lastSearchPath).toEqual(['pg_catalog', 'public']);
     await client.query('set search_path to pg_catalog, public');
     await client.query('select 1');
     expect(policy.lastSearchPath).toEqual(['pg_catalog', 'public']);

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { classifySql, fingerprintSql, loadSqlClassifier, normalizeSql } from './classify.js';
+import { sessionStateEffects } from './session-effects.js';
 
 beforeAll(async () => {
   await loadSqlClassifier();
@@ -39,6 +40,8 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ["SET application_name = 'agent'", 'read', 'low'],
   ['RESET statement_timeout', 'read', 'low'],
   ["SELECT set_config('application_name', 'x', false)", 'read', 'low'],
+  ["SET client_encoding = 'UTF8'", 'read', 'low'],
+  ["SET NAMES 'utf-8'", 'read', 'low'],
   ["SELECT current_setting('search_path')", 'read', 'low'],
   ['SELECT currval(\'orders_id_seq\')', 'read', 'low'],
   ['DECLARE c CURSOR FOR SELECT * FROM orders', 'read', 'low'],
@@ -123,6 +126,20 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ["SELECT set_config('role', 'postgres', false)", 'admin', 'critical'],
   ["SELECT pg_catalog.set_config('default_transaction_read_only', 'off', false)", 'admin', 'critical'],
   ['SELECT set_config(current_user, \'x\', false)', 'admin', 'critical'],
+  // the server's lexer state is not the agent's to change (issue #9, finding 1)
+  ['SET standard_conforming_strings = off', 'admin', 'critical'],
+  ['SET LOCAL standard_conforming_strings TO off', 'admin', 'critical'],
+  ['set standard_conforming_strings = on', 'admin', 'critical'],
+  ['RESET standard_conforming_strings', 'admin', 'critical'],
+  ["SELECT set_config('standard_conforming_strings', 'off', false)", 'admin', 'critical'],
+  ["SELECT set_config('Standard_Conforming_Strings', 'off', true)", 'admin', 'critical'],
+  ['SET backslash_quote = on', 'admin', 'critical'],
+  ["SET client_encoding = 'SJIS'", 'admin', 'critical'],
+  ["SET NAMES 'GBK'", 'admin', 'critical'],
+  ['SET client_encoding TO DEFAULT', 'admin', 'critical'],
+  ["SELECT set_config('client_encoding', 'BIG5', false)", 'admin', 'critical'],
+  ['ALTER ROLE agent SET standard_conforming_strings = off', 'admin', 'critical'],
+  ['ALTER DATABASE shop SET standard_conforming_strings = off', 'admin', 'critical'],
   ['SET default_transaction_read_only = off', 'admin', 'critical'],
   ['SET transaction_read_only = off', 'admin', 'critical'],
   ['RESET default_transaction_read_only', 'admin', 'critical'],
@@ -200,6 +217,10 @@ describe('tables', () => {
   it('resolves unqualified names against the search path and skips CTE names', () => {
     const result = classifySql('WITH recent AS (SELECT * FROM orders) SELECT * FROM recent JOIN billing.invoices i ON true', { searchPath: ['"$user"', 'shop'] });
     expect(result.ok && result.tables).toEqual(['billing.invoices', 'shop.orders']);
+  });
+  it('reports an unqualified name in every schema of the path, since the first that holds it is read', () => {
+    const result = classifySql('SELECT * FROM orders', { searchPath: ['pg_catalog', 'secret', 'public'] });
+    expect(result.ok && result.tables).toEqual(['public.orders', 'secret.orders']);
   });
   it('resolves unqualified names to public when no search path is given', () => {
     const result = classifySql('DELETE FROM orders WHERE id IN (SELECT order_id FROM refunds)');
@@ -279,5 +300,64 @@ describe('failures', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('sessionStateEffects: what may change search_path, read from the parse tree', () => {
+  it.each([
+    "SET SCHEMA 'secret'",
+    'SET U&"search\\005fpath" TO secret',
+    'SET LOCAL search_path = secret',
+    'RESET ALL',
+    'DISCARD ALL',
+    'COMMIT',
+    'ROLLBACK',
+    'ROLLBACK TO SAVEPOINT s1',
+    "SELECT set_config('search_path', 'secret', false)",
+    'SELECT my_function()',
+    'CALL proc()',
+    'EXECUTE p',
+    'CREATE SCHEMA postgres',
+    'SELECT 1; SET search_path = x',
+    'this is not sql',
+  ])('%s may change it', (sql) => {
+    expect(sessionStateEffects(sql).searchPath).toBe(true);
+  });
+
+  it.each(['SELECT 1', 'SELECT * FROM orders WHERE id = 1', 'INSERT INTO t VALUES (1)', 'SHOW search_path', "SELECT 'search_path'"])('%s does not', (sql) => {
+    expect(sessionStateEffects(sql).searchPath).toBe(false);
+  });
+
+  it.each([
+    'SET search_path = secret; SELECT * FROM orders',
+    'BEGIN; SAVEPOINT a; SET LOCAL search_path = public; ROLLBACK TO SAVEPOINT a; SELECT * FROM orders',
+    "SELECT set_config('search_path', 'secret', false); SELECT * FROM orders",
+    'ROLLBACK; SELECT * FROM orders',
+    'RESET ALL; SELECT * FROM orders',
+    'SET SCHEMA \'secret\'; TABLE orders',
+  ])('%s names a table after changing the path in the same message', (sql) => {
+    expect(sessionStateEffects(sql).unqualifiedAfterPathChange).toBe(true);
+  });
+
+  it.each([
+    'SELECT * FROM orders; SET search_path = secret',
+    'SET search_path = secret; SELECT * FROM public.orders',
+    'SELECT count(*) FROM a; SELECT * FROM b',
+    "SELECT 1 FROM a; SET application_name = 'x'; SELECT * FROM b",
+    'BEGIN; SELECT * FROM orders; COMMIT',
+  ])(
+    '%s does not',
+    (sql) => {
+      expect(sessionStateEffects(sql).unqualifiedAfterPathChange).toBe(false);
+    },
+  );
+
+  it('lists PREPARE and DEALLOCATE in statement order', () => {
+    expect(sessionStateEffects('PREPARE a AS SELECT 1; DEALLOCATE a; DEALLOCATE ALL; PREPARE b AS DELETE FROM t').preparedStatements).toEqual([
+      { change: 'prepare', name: 'a' },
+      { change: 'deallocate', name: 'a' },
+      { change: 'deallocate', name: '*' },
+      { change: 'prepare', name: 'b' },
+    ]);
   });
 });

@@ -1,6 +1,7 @@
 import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-query';
 import { highestRisk, riskRank, actionRank, widestAction, type Action, type Risk } from '@sluice/contracts';
-import { functionEffect, GUARDED_SETTINGS } from './functions.js';
+import { functionEffect } from './functions.js';
+import { guardedSettingReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
 
 export interface StatementClassification {
@@ -174,7 +175,7 @@ class StatementWalk {
   executes: string | undefined;
 
   constructor(
-    private readonly defaultSchema: string,
+    private readonly pathSchemas: readonly string[],
     private readonly options: ClassifyOptions,
     private readonly depth: number,
   ) {}
@@ -252,9 +253,12 @@ class StatementWalk {
       return;
     }
     if (scope.has(relname)) return;
-    into.add(`${this.defaultSchema}.${relname}`);
+    // The server reads the first schema of the path that holds the name; which one that is the
+    // classifier cannot know, so every candidate is reported: an allow-list must cover them all,
+    // and a deny on any of them denies.
+    for (const schema of this.pathSchemas) into.add(`${schema}.${relname}`);
     // pg_catalog is searched before the path: a `pg_` name may be either, so report both.
-    if (relname.startsWith('pg_') && this.defaultSchema !== 'pg_catalog') into.add(`pg_catalog.${relname}`);
+    if (relname.startsWith('pg_')) into.add(`pg_catalog.${relname}`);
   }
 
   private relations(list: unknown, scope: Scope, into: Set<string>): void {
@@ -269,8 +273,9 @@ class StatementWalk {
       this.cacheable = false;
       const args = Array.isArray(call.args) ? call.args : [];
       const setting = constantText(args[0])?.toLowerCase();
+      const guarded = setting === undefined ? undefined : guardedSettingReason(setting, constantText(args[1]));
       if (setting === undefined) this.raise('admin', 'critical', 'set_config of a setting named at run time');
-      else if (GUARDED_SETTINGS.has(setting)) this.raise('admin', 'critical', `set_config('${setting}') changes the session's identity or read-only mode`);
+      else if (guarded) this.raise('admin', 'critical', `set_config('${setting}'): ${guarded}`);
     } else {
       const effect = functionEffect(bare);
       if (effect) this.raise(effect.action, effect.risk, `${bare}() ${effect.why}`);
@@ -431,7 +436,7 @@ class StatementWalk {
       return;
     }
     // Without ANALYZE nothing runs: keep the tables and functions named, not the action.
-    const planned = new StatementWalk(this.defaultSchema, this.options, this.depth);
+    const planned = new StatementWalk(this.pathSchemas, this.options, this.depth);
     planned.visit(n.query, scope);
     for (const table of planned.reads) this.reads.add(table);
     for (const table of planned.writes) this.reads.add(table);
@@ -456,7 +461,7 @@ class StatementWalk {
       this.raise('admin', 'critical', `prepared statement "${name}" does not parse`);
       return;
     }
-    const inner = new StatementWalk(this.defaultSchema, this.options, this.depth + 1);
+    const inner = new StatementWalk(this.pathSchemas, this.options, this.depth + 1);
     for (const raw of tree.stmts ?? []) {
       const prepared = (raw.stmt as { PrepareStmt?: Node } | undefined)?.PrepareStmt;
       // The session may have recorded the whole PREPARE statement or just its body.
@@ -489,8 +494,12 @@ class StatementWalk {
       if (name === 'transaction' && asksReadWrite(n.args)) this.raise('write', 'medium', 'SET TRANSACTION READ WRITE lifts the read-only mode');
       else if (name === 'session characteristics' && defElems(n.args).some((option) => option.name === 'transaction_read_only'))
         this.raise('admin', 'critical', "SET SESSION CHARACTERISTICS changes the session's read-only mode");
-    } else if (GUARDED_SETTINGS.has(name)) {
-      this.raise('admin', 'critical', `${kind === 'VAR_RESET' ? 'RESET' : 'SET'} ${name} changes the session's identity or read-only mode`);
+    } else {
+      // Only `SET name TO <one constant>` has a known value; RESET, DEFAULT and lists count as unknown.
+      const args = Array.isArray(n.args) ? n.args : [];
+      const value = kind === 'VAR_SET_VALUE' && args.length === 1 ? constantText(args[0]) : undefined;
+      const guarded = guardedSettingReason(name, value);
+      if (guarded) this.raise('admin', 'critical', `${kind === 'VAR_RESET' ? 'RESET' : 'SET'} ${name}: ${guarded}`);
     }
   }
 
@@ -524,13 +533,16 @@ class StatementWalk {
 const SKIP_RELATION: ReadonlySet<string> = new Set(['relation']);
 const SKIP_FUNCNAME: ReadonlySet<string> = new Set(['funcname']);
 
-const defaultSchemaOf = (searchPath: readonly string[] | undefined): string => {
+/** The schemas an unqualified table name may resolve to, in search order. */
+const pathSchemasOf = (searchPath: readonly string[] | undefined): readonly string[] => {
+  const schemas: string[] = [];
   for (const entry of searchPath ?? []) {
     const schema = entry.trim().replace(/^"(.*)"$/, '$1');
-    // `$user` names a schema we cannot know here; pg_temp and pg_catalog hold no user tables.
-    if (schema && schema !== '$user' && !schema.startsWith('pg_temp') && schema !== 'pg_catalog') return schema;
+    // `$user` names a schema we cannot know here (the proxy passes the server's resolved path);
+    // pg_temp and pg_catalog hold no user tables.
+    if (schema && schema !== '$user' && !schema.startsWith('pg_temp') && schema !== 'pg_catalog' && !schemas.includes(schema)) schemas.push(schema);
   }
-  return 'public';
+  return schemas.length > 0 ? schemas : ['public'];
 };
 
 const classifyWithDepth = (text: string, options: ClassifyOptions, depth: number): SqlClassification => {
@@ -542,7 +554,7 @@ const classifyWithDepth = (text: string, options: ClassifyOptions, depth: number
   } catch (error) {
     return { ok: false, error: error instanceof Error ? error.message : String(error) };
   }
-  const defaultSchema = defaultSchemaOf(options.searchPath);
+  const pathSchemas = pathSchemasOf(options.searchPath);
   const statements: StatementClassification[] = [];
   let action: Action = 'read';
   let risk: Risk = 'low';
@@ -550,7 +562,7 @@ const classifyWithDepth = (text: string, options: ClassifyOptions, depth: number
   let cacheable = true;
   const tables = new Set<string>();
   for (const raw of tree.stmts ?? []) {
-    const walk = new StatementWalk(defaultSchema, options, depth);
+    const walk = new StatementWalk(pathSchemas, options, depth);
     const stmt = raw.stmt ?? {};
     const type = Object.keys(stmt)[0] ?? 'EmptyStmt';
     walk.visit(stmt, EMPTY_SCOPE);

@@ -18,3 +18,5 @@ export {
   type StatementLineage,
 } from './lineage.js';
 export { sqlSyntaxError, type SqlSyntaxError } from './syntax.js';
+export { guardedSettingReason } from './settings.js';
+export { sessionStateEffects, type PreparedStatementChange, type SessionStateEffects } from './session-effects.js';

@@ -34,7 +34,7 @@ import {
 import { readSecret, type PostgresResourceConfig } from '@sluice/config';
 import type { Subject, SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
-import { sqlSyntaxError, type SqlLineage } from '@sluice/sql-classifier';
+import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage } from '@sluice/sql-classifier';
 import type { Decision, GovernancePorts } from '../ports.js';
 import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
@@ -42,6 +42,7 @@ import { SocketFrames } from './frame-source.js';
 import { Outbox } from './outbox.js';
 import { derivedColumns, LineageCache } from './lineage.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
+import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
 import { readStartupParameters, sessionSettings, settingRefusedByTarget, startedParameters, StartupParameterRefusal, type StartupRequest } from './startup-parameters.js';
 import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
@@ -100,14 +101,19 @@ interface Command {
   lineage?: SqlLineage | null;
   readonly started: number;
   readonly tags: string[];
+  /** Its SQL PREPAREs and DEALLOCATEs, in order: each is true once its command tag comes back. */
+  readonly preparedChanges: PreparedStatementChange[];
   error?: { code: string; message: string };
   done: boolean;
 }
 
 type Expect =
   | { readonly kind: 'query'; readonly command: Command; result?: ResultSet | undefined; copy?: CopyOutSet | undefined }
-  | { readonly kind: 'parse' | 'bind'; readonly masker: ProfileMasker | undefined }
-  | { readonly kind: 'close' | 'sync' }
+  /** The statement and portal become known to the proxy at ParseComplete / BindComplete, as on the server. */
+  | { readonly kind: 'parse'; readonly masker: ProfileMasker | undefined; readonly statement: Statement }
+  | { readonly kind: 'bind'; readonly masker: ProfileMasker | undefined; readonly portal: Portal }
+  | { readonly kind: 'close'; readonly target: 'S' | 'P'; readonly name: string }
+  | { readonly kind: 'sync' }
   | { readonly kind: 'describeStatement'; readonly statement: Statement }
   | { readonly kind: 'describePortal'; readonly portal: Portal; readonly internal: boolean }
   | { readonly kind: 'execute'; readonly command: Command; readonly portal: Portal; result?: ResultSet | undefined; copy?: CopyOutSet | undefined }
@@ -121,6 +127,11 @@ type Expect =
   | { readonly kind: 'refused'; readonly message: Buffer; readonly sync: boolean }
   /** An answer of the proxy's own, sent when every earlier response has gone out. */
   | { readonly kind: 'synthetic'; readonly messages: readonly Buffer[]; readonly readyForQuery: boolean };
+
+const changesPreparedStatements = (expect: Expect): boolean =>
+  expect.kind === 'parse' ||
+  (expect.kind === 'close' && expect.target === 'S') ||
+  ((expect.kind === 'query' || expect.kind === 'execute') && expect.command.preparedChanges.length > 0);
 
 /** Expectations that end a server-side skip: the Sync's ReadyForQuery and what follows it. */
 const STOPS_SKIPPING: ReadonlySet<Expect['kind']> = new Set(['sync', 'query', 'synthetic', 'internal']);
@@ -165,23 +176,6 @@ const isFatal = (frame: Frame): boolean => {
 };
 
 const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
-
-const SEARCH_PATH_QUERY = "select pg_catalog.current_setting('search_path')";
-
-/** `"$user", public` -> ['$user', 'public'] with `$user` read as the session's user. */
-const parseSearchPath = (value: string, user: string): string[] =>
-  value
-    .split(',')
-    .map((part) => part.trim().replace(/^"(.*)"$/, '$1').replaceAll('""', '"'))
-    .filter((part) => part.length > 0)
-    .map((part) => (part === '$user' ? user : part));
-
-/**
- * Whether a command may change search_path, so the proxy reads it again afterwards. A plain
- * substring test is enough here: a false positive only costs one internal query, and the
- * decision itself never depends on it.
- */
-const mayChangeSearchPath = (text: string): boolean => /search_path/i.test(text);
 
 /** The normalised text bound into an approval hash: the exact statement, without outer whitespace or trailing semicolons. */
 const normaliseSql = (text: string): string => text.trim().replace(/;+\s*$/, '');
@@ -246,6 +240,16 @@ export class PostgresSession {
   #lastMasker: ProfileMasker | undefined;
   /** Set while the proxy re-reads search_path: decisions wait for it. */
   #searchPathRefresh: Promise<void> | undefined;
+  /** An extended-protocol statement ran that may have changed search_path: read it at the Sync. */
+  #searchPathDue = false;
+  /** Decisions waiting until the target has answered everything sent to it. */
+  #settleWaiters: (() => void)[] = [];
+  /**
+   * An Execute went upstream with no Sync after it yet. PostgreSQL reports changed settings
+   * (ParameterStatus) only with ReadyForQuery, so until then a change it made is not visible.
+   */
+  #executedSinceSync = false;
+  readonly #effects = new SessionEffectsCache();
   readonly #lineage = new LineageCache();
   /** Upstream frames held while the catalog resolves table columns for a RowDescription. */
   #upstreamBacklog: Frame[] | undefined;
@@ -333,8 +337,7 @@ export class PostgresSession {
           timeoutMs: this.#ctx.startupTimeoutMs,
           initialQuery: SEARCH_PATH_QUERY,
         });
-        const path = upstream.initialRows[0]?.[0];
-        if (typeof path === 'string') this.#searchPath = parseSearchPath(path, this.#resource.credentials.username);
+        this.#searchPath = schemasOf(upstream.initialRows);
       } catch (error) {
         const detail = error instanceof UpstreamError ? error.detail : String(error);
         const refusedSetting = error instanceof UpstreamError ? settingRefusedByTarget(error) : undefined;
@@ -343,6 +346,15 @@ export class PostgresSession {
           return;
         }
         this.#reject(`target unavailable: ${detail}`, 'ERR_UPSTREAM_FAILED', SqlState.ConnectionFailure, `the target database of ${this.#resource.name} is unavailable`, subject);
+        return;
+      }
+      const unreadable = upstream.parameterStatus
+        .map((raw) => decodeBackend({ code: raw[0]!, body: raw.subarray(5), raw }) as { name: string; value: string })
+        .map((status) => unreadableParameter(status.name, status.value))
+        .find((why) => why !== undefined);
+      if (unreadable) {
+        upstream.socket.destroy();
+        this.#reject(unreadable, 'ERR_UPSTREAM_FAILED', SqlState.FeatureNotSupported, `${unreadable}: sluice cannot read commands as the target would`, subject);
         return;
       }
       pending = frames.detach();
@@ -515,6 +527,8 @@ export class PostgresSession {
     for (const hold of this.#holds) hold.abort();
     this.#holds.clear();
     for (const expect of this.#expects) if (expect.kind === 'internal') expect.done(undefined);
+    // Waiting decisions wake up, see the session closed and refuse.
+    for (const wake of this.#settleWaiters.splice(0)) wake();
     if (this.#cancelKey) this.#ctx.cancelKeys.release(this.#cancelKey.processId, this.#cancelKey.secretKey);
     this.#ctx.sessions.delete(this);
     const client = this.#client;
@@ -673,7 +687,7 @@ export class PostgresSession {
   #refuseOnTarget(refusal: Refusal, sync: boolean): void {
     this.#expects.push({ kind: 'refused', message: this.#refusal(refusal), sync });
     this.#toUpstream.push(TARGET_REFUSAL);
-    this.#toUpstream.push(sync ? encodeSync() : encodeFlush());
+    this.#toUpstream.push(sync ? SYNC : FLUSH);
   }
 
   /** A denial as the agent sees it: SQL the parser cannot read gets the server's own syntax error (42601). */
@@ -705,10 +719,45 @@ export class PostgresSession {
       if (head.readyForQuery) out.push(encodeReadyForQuery(this.#transactionStatus));
       head = this.#expects[0];
     }
+    this.#wakeIfSettled();
   }
 
-  async #decide(text: string): Promise<Decision> {
+  /**
+   * Resolves once the target has answered everything sent to it so far, so the session state
+   * the proxy mirrors (lexer settings, statements, search_path) is the server's, not a guess.
+   */
+  #settled(): Promise<void> {
+    if (this.#expects.length === 0 || this.#closed) return Promise.resolve();
+    // The server holds back extended-protocol answers until a Sync or Flush: ask for them.
+    this.#toUpstream.push(FLUSH);
+    this.#flushUpstream();
+    return new Promise((resolve) => this.#settleWaiters.push(resolve));
+  }
+
+  #wakeIfSettled(): void {
+    if (this.#expects.length === 0) for (const wake of this.#settleWaiters.splice(0)) wake();
+  }
+
+  /** `afterExecute`: an Execute earlier in the batch being decided runs before this text is read. */
+  async #decide(text: string, afterExecute = false): Promise<Decision> {
+    // Only a backslash reads differently with standard_conforming_strings off (or in a multi-byte
+    // encoding): such text is decided once every earlier command has been answered, so a
+    // ParameterStatus that changed the lexer state has been seen (and closed the session).
+    const backslash = text.includes('\\');
+    if (backslash) await this.#settled();
+    // Every decision sees the session's prepared statements (EXECUTE, Bind): with a Parse, Close,
+    // PREPARE or DEALLOCATE still in flight, it waits for the server to say what each name holds.
+    if (this.#expects.some(changesPreparedStatements)) await this.#settled();
     if (this.#searchPathRefresh) await this.#searchPathRefresh;
+    if (this.#closed) return failClosedDecision('the session is closed');
+    if (backslash && (this.#executedSinceSync || afterExecute)) {
+      return failClosedDecision('a statement with a backslash must wait for a Sync after an Execute (the target reports setting changes only then)');
+    }
+    // Where the proxy cannot know which schema an unqualified name reads, it refuses.
+    if (!this.#searchPath) return failClosedDecision('the session search_path is not known yet; send a Sync and retry');
+    if (this.#effectsOf(text).unqualifiedAfterPathChange) {
+      return failClosedDecision('a statement after a search_path change in the same message names a table without its schema; send them separately');
+    }
     try {
       return await this.#ports.policy.decide(this.#subject!, this.#resource.name, {
         kind: 'sql',
@@ -818,6 +867,8 @@ export class PostgresSession {
       this.#refuseOnTarget(auditRefusal, true);
       return;
     }
+    // Between batches a simple query may read an unknown search_path first.
+    if (!this.#searchPath && !this.#searchPathRefresh) this.#refreshSearchPath();
     const decision = await this.#decide(text);
     if (this.#closed) return;
     this.#recordDecided(commandId, text, decision);
@@ -833,19 +884,28 @@ export class PostgresSession {
       this.#refuseOnTarget(refusal, true);
       return;
     }
-    for (const name of decision.prepares) this.#prepared.set(name, text);
     this.#expects.push({ kind: 'query', command: this.#newCommand(commandId, masking.masker, text) });
     this.#toUpstream.push(frame.raw);
-    if (mayChangeSearchPath(text)) this.#refreshSearchPath();
+    // A simple query ends with ReadyForQuery, which carries any setting an earlier Execute changed.
+    this.#executedSinceSync = false;
+    if (this.#effectsOf(text).searchPath) this.#refreshSearchPath();
   }
 
-  /** Reads search_path again after a command that may have set it; the next decision waits for it. */
+  #effectsOf(text: string): SessionStateEffects {
+    return this.#effects.of(text);
+  }
+
+  /**
+   * Reads search_path from the server again after a command that may have changed it; the next
+   * decision waits for it. A failed read leaves it unknown (decisions refuse) unless the
+   * transaction is aborted: then nothing but its end runs, and that end reads it again.
+   */
   #refreshSearchPath(): void {
     let done!: (rows: (string | null)[][] | undefined) => void;
     const refresh = new Promise<void>((resolve) => {
       done = (rows) => {
-        const value = rows?.[0]?.[0];
-        if (typeof value === 'string') this.#searchPath = parseSearchPath(value, this.#resource.credentials.username);
+        if (rows) this.#searchPath = schemasOf(rows);
+        else if (this.#transactionStatus !== TransactionStatus.Failed) this.#searchPath = undefined;
         if (this.#searchPathRefresh === refresh) this.#searchPathRefresh = undefined;
         resolve();
       };
@@ -853,17 +913,22 @@ export class PostgresSession {
     this.#searchPathRefresh = refresh;
     this.#expects.push({ kind: 'internal', rows: [], done });
     this.#toUpstream.push(encodeQuery(SEARCH_PATH_QUERY));
+    this.#flushUpstream();
   }
 
   #newCommand(id: string, masker: ProfileMasker | undefined, sql: string): Command {
     this.#lastMasker = masker;
-    return { id, masker, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], done: false };
+    const preparedChanges = [...this.#effectsOf(sql).preparedStatements];
+    return { id, masker, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, done: false };
   }
 
   /** A statement a Bind or Describe names that was not Parse'd in this batch: decided again now. */
   async #lookupStatement(name: string, batch: Map<string, Statement>): Promise<Statement | Refusal> {
     const inBatch = batch.get(name);
     if (inBatch) return inBatch;
+    // A Parse or Close of this name still unanswered: the server decides what the name holds.
+    const changing = this.#expects.some((e) => (e.kind === 'parse' && e.statement.name === name) || (e.kind === 'close' && e.target === 'S' && e.name === name));
+    if (changing) await this.#settled();
     const known = this.#statements.get(name);
     const text = known?.text ?? this.#prepared.get(name);
     if (text === undefined) {
@@ -908,7 +973,8 @@ export class PostgresSession {
         // The target skips to this Sync since the refusal's error: it answers ReadyForQuery.
         this.#discardUntilSync = false;
         this.#expects.push({ kind: 'sync' });
-        this.#toUpstream.push(encodeSync());
+        this.#toUpstream.push(SYNC);
+        this.#refusedBatchSynced();
       }
       return;
     }
@@ -918,23 +984,23 @@ export class PostgresSession {
     const described = new Set<string>();
     const forward: Buffer[] = [];
     const expects: Expect[] = [];
-    const closes: Extract<FrontendMessage, { type: 'Close' }>[] = [];
     const approvals: { statement: Statement; params: (string | null)[]; commandId: string }[] = [];
     let refusal: Refusal | undefined = this.#auditRefusal();
+    /** An Execute earlier in this batch runs before a later Parse is lexed: it may change the lexer state. */
+    let executes = false;
+    let changesSearchPath = false;
 
     for (let i = 0; i < messages.length && !refusal; i++) {
       const message = messages[i]!;
       const raw = frames[i]!.raw;
       switch (message.type) {
         case 'Parse': {
-          const decision = await this.#decide(message.text);
+          const decision = await this.#decide(message.text, executes);
           if (decision.effect === 'deny') {
             const commandId = this.#ports.newId();
             this.#recordDecided(commandId, message.text, decision);
             refusal = this.#denial(decision, message.text);
             this.#recordRefused(commandId, refusal);
-            // The server keeps its old statement of that name: nothing may run it now.
-            this.#statements.delete(message.name);
             break;
           }
           const masking = this.#maskerFor(decision);
@@ -942,9 +1008,13 @@ export class PostgresSession {
             refusal = masking;
             break;
           }
-          statements.set(message.name, { name: message.name, text: message.text, decision, masker: masking.masker });
+          // Preparing runs nothing: a statement held for approval is held at its Bind, with its
+          // parameters. The Parse is on the record all the same.
+          if (decision.effect === 'approve') this.#recordDecided(this.#ports.newId(), message.text, decision);
+          const statement: Statement = { name: message.name, text: message.text, decision, masker: masking.masker };
+          statements.set(message.name, statement);
           forward.push(raw);
-          expects.push({ kind: 'parse', masker: masking.masker });
+          expects.push({ kind: 'parse', masker: masking.masker, statement });
           break;
         }
         case 'Bind': {
@@ -961,10 +1031,11 @@ export class PostgresSession {
             ...f,
             format: formats.length === 0 ? 0 : formats.length === 1 ? formats[0]! : (formats[c] ?? 0),
           }));
-          portals.set(message.portal, { name: message.portal, statement, ...(description ? { description } : {}), ...(heldCommandId ? { commandId: heldCommandId } : {}) });
+          const portal: Portal = { name: message.portal, statement, ...(description ? { description } : {}), ...(heldCommandId ? { commandId: heldCommandId } : {}) };
+          portals.set(message.portal, portal);
           described.delete(message.portal);
           forward.push(raw);
-          expects.push({ kind: 'bind', masker: statement.masker });
+          expects.push({ kind: 'bind', masker: statement.masker, portal });
           break;
         }
         case 'Describe': {
@@ -976,7 +1047,7 @@ export class PostgresSession {
             }
             expects.push({ kind: 'describeStatement', statement });
           } else {
-            const portal = portals.get(message.name) ?? this.#portals.get(message.name);
+            const portal = portals.get(message.name) ?? (await this.#confirmedPortal(message.name));
             if (!portal) {
               refusal = { code: SqlState.InsufficientPrivilege, message: `permission denied: portal ${quoteIdent(message.name)} was not allowed` };
               break;
@@ -988,7 +1059,7 @@ export class PostgresSession {
           break;
         }
         case 'Execute': {
-          const portal = portals.get(message.portal) ?? this.#portals.get(message.portal);
+          const portal = portals.get(message.portal) ?? (await this.#confirmedPortal(message.portal));
           if (!portal) {
             refusal = { code: SqlState.InsufficientPrivilege, message: `permission denied: portal ${quoteIdent(message.portal)} was not allowed` };
             break;
@@ -1005,12 +1076,13 @@ export class PostgresSession {
           this.#recordDecided(commandId, statement.text, statement.decision, statement.recorded);
           forward.push(raw);
           expects.push({ kind: 'execute', command: this.#newCommand(commandId, portal.statement.masker, statement.text), portal });
+          executes = true;
+          if (this.#effectsOf(statement.text).searchPath) changesSearchPath = true;
           break;
         }
         case 'Close':
-          closes.push(message);
           forward.push(raw);
-          expects.push({ kind: 'close' });
+          expects.push({ kind: 'close', target: message.target, name: message.name });
           break;
         case 'Sync':
           forward.push(raw);
@@ -1031,24 +1103,45 @@ export class PostgresSession {
     if (this.#closed) return;
     if (refusal) {
       this.#refuseOnTarget(refusal, end === 'sync');
-      if (end !== 'sync') this.#discardUntilSync = true;
+      if (end === 'sync') this.#refusedBatchSynced();
+      else this.#discardUntilSync = true;
       return;
     }
-    for (const [name, statement] of statements) {
-      this.#statements.set(name, statement);
-      if (name !== '') this.#prepared.set(name, statement.text);
-    }
-    for (const [name, portal] of portals) this.#portals.set(name, portal);
-    for (const close of closes) {
-      if (close.target === 'S') {
-        this.#statements.delete(close.name);
-        this.#prepared.delete(close.name);
-      } else this.#portals.delete(close.name);
-    }
+    // The server drops its unnamed statement and portal as soon as a Parse or Bind of them arrives.
+    if (statements.has('')) this.#statements.delete('');
+    if (portals.has('')) this.#portals.delete('');
     for (const expect of expects) this.#expects.push(expect);
     for (const buffer of forward) this.#toUpstream.push(buffer);
-    // A simple query is only valid between batches: after the Sync.
-    if (end === 'sync' && [...statements.values()].some((st) => mayChangeSearchPath(st.text))) this.#refreshSearchPath();
+    if (end === 'sync') this.#executedSinceSync = false;
+    else if (executes) this.#executedSinceSync = true;
+    if (changesSearchPath) {
+      this.#searchPathDue = true;
+      // Until it is read again (a simple query is only valid after the Sync), nothing is decided on a guess.
+      if (end !== 'sync') this.#searchPath = undefined;
+    }
+    if (end === 'sync' && this.#searchPathDue) {
+      this.#searchPathDue = false;
+      this.#refreshSearchPath();
+    }
+  }
+
+  /**
+   * A refused batch still reaches the target as the refusal and its Sync: an earlier Execute may
+   * have changed search_path, so it is read again, or every later batch would be refused on an
+   * unknown path.
+   */
+  #refusedBatchSynced(): void {
+    this.#executedSinceSync = false;
+    if (!this.#searchPathDue) return;
+    this.#searchPathDue = false;
+    this.#refreshSearchPath();
+  }
+
+  /** A portal named in an earlier batch, once the server has answered its Bind (and any Close of it). */
+  async #confirmedPortal(name: string): Promise<Portal | undefined> {
+    const changing = this.#expects.some((e) => (e.kind === 'bind' && e.portal.name === name) || (e.kind === 'close' && e.target === 'P' && e.name === name));
+    if (changing) await this.#settled();
+    return this.#portals.get(name);
   }
 
   // ---------------------------------------------------------------- target -> client
@@ -1072,11 +1165,12 @@ export class PostgresSession {
     }
     const out = this.#toClient;
     try {
-      for (let i = 0; i < frames.length; i++) {
+      for (let i = 0; i < frames.length && !this.#closed; i++) {
         const frame = frames[i]!;
         if (frame.code === BackendCode.RowDescription && this.#holdForCatalog(frames, i, out)) return;
         this.#handleBackend(frame, out);
       }
+      this.#wakeIfSettled();
     } catch (error) {
       if (error instanceof ResultWithheldError || (error as { code?: string }).code === 'ERR_PROTOCOL_MALFORMED') {
         // Never a raw row: what is left of this response is replaced by an error.
@@ -1086,6 +1180,7 @@ export class PostgresSession {
         return;
       }
     }
+    if (this.#closed) return;
     if (!out.flush(this.#client) && !this.#clientBlocked) {
       // The agent reads slower than the target answers: stop reading the target until it drains.
       const upstream = this.#upstream!;
@@ -1176,6 +1271,7 @@ export class PostgresSession {
           return;
         case BackendCode.ReadyForQuery:
           this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
+          if (this.#transactionStatus === TransactionStatus.Idle) this.#portals.clear();
           this.#expects.shift();
           head.done(head.failed ? undefined : head.rows);
           this.#drainSynthetic(out);
@@ -1253,6 +1349,7 @@ export class PostgresSession {
       case BackendCode.BindComplete:
       case BackendCode.CloseComplete:
         out.push(frame.raw);
+        if (head) this.#confirm(head);
         if (head && head.kind !== 'query' && head.kind !== 'synthetic') this.#shift(out);
         return;
       case BackendCode.CommandComplete: {
@@ -1260,6 +1357,7 @@ export class PostgresSession {
         if (head?.kind === 'query' || head?.kind === 'execute') {
           const tag = frame.body.toString('utf8', 0, Math.max(0, frame.body.length - 1));
           head.command.tags.push(tag);
+          this.#applyTag(head.command, tag);
           this.#finishResult(head);
           if (head.kind === 'execute') {
             this.#complete(head.command, true);
@@ -1315,6 +1413,9 @@ export class PostgresSession {
       }
       case BackendCode.ReadyForQuery: {
         this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
+        // Protocol portals live until their transaction ends; a name reused later (a SQL cursor
+        // shares the namespace) must not inherit an old portal's decision.
+        if (this.#transactionStatus === TransactionStatus.Idle) this.#portals.clear();
         out.push(frame.raw);
         if (head?.kind === 'query') {
           this.#finishResult(head);
@@ -1329,10 +1430,14 @@ export class PostgresSession {
       case BackendCode.ParameterStatus: {
         out.push(frame.raw);
         const message = decodeBackend(frame) as { name: string; value: string };
-        if (message.name === 'search_path') this.#searchPath = message.value.split(',').map((s) => s.trim().replace(/^"(.*)"$/, '$1'));
-        if (message.name === 'client_encoding' && message.value.toUpperCase() !== 'UTF8') {
-          // Masking reads values as UTF-8; a session in another encoding could leak what it misreads.
-          this.#close('encoding_changed', { code: SqlState.FeatureNotSupported, message: 'client_encoding other than UTF8 is not supported through sluice' });
+        // Reported unexpanded (`$user`) by PostgreSQL 18+: a sign it changed, not the schemas
+        // it resolves to. Unknown until the refresh that follows the command (or the next one).
+        if (message.name === 'search_path' && !this.#searchPathRefresh) this.#searchPath = undefined;
+        const unreadable = unreadableParameter(message.name, message.value);
+        if (unreadable) {
+          // From here the proxy cannot read text as the server will (masking reads UTF-8 too):
+          // the session ends before another command is decided on a misreading.
+          this.#close('lexer_state_changed', { code: SqlState.FeatureNotSupported, message: `${unreadable}: sluice cannot read commands as the target would` });
         }
         return;
       }
@@ -1343,6 +1448,46 @@ export class PostgresSession {
       default:
         out.push(frame.raw);
     }
+  }
+
+  /** ParseComplete, BindComplete, CloseComplete: the server now holds what the message asked. */
+  #confirm(head: Expect): void {
+    if (head.kind === 'parse') {
+      this.#statements.set(head.statement.name, head.statement);
+      if (head.statement.name !== '') this.#prepared.set(head.statement.name, head.statement.text);
+    } else if (head.kind === 'bind') {
+      this.#portals.set(head.portal.name, head.portal);
+    } else if (head.kind === 'close') {
+      if (head.target === 'S') {
+        this.#statements.delete(head.name);
+        this.#prepared.delete(head.name);
+      } else this.#portals.delete(head.name);
+    }
+  }
+
+  /** A statement's CommandComplete: what it did to the prepared statements is now true on the server. */
+  #applyTag(command: Command, tag: string): void {
+    if (tag === 'PREPARE' || tag === 'DEALLOCATE' || tag === 'DEALLOCATE ALL') {
+      const change = command.preparedChanges.shift();
+      if (!change) return;
+      if (change.change === 'prepare') {
+        this.#prepared.set(change.name, command.sql);
+        // The name now holds the SQL statement: a Bind of it is decided as its EXECUTE.
+        this.#statements.delete(change.name);
+      } else if (change.name === '*') this.#forgetNamedStatements();
+      else {
+        this.#prepared.delete(change.name);
+        this.#statements.delete(change.name);
+      }
+    } else if (tag === 'DISCARD ALL') {
+      this.#forgetNamedStatements();
+      this.#portals.clear();
+    }
+  }
+
+  #forgetNamedStatements(): void {
+    for (const name of [...this.#statements.keys()]) if (name !== '') this.#statements.delete(name);
+    this.#prepared.clear();
   }
 
   readonly #qualify = (tableOid: number, attnum: number): string | undefined => this.#ctx.catalog.qualifiedName(tableOid, attnum);

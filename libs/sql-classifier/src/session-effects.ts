@@ -1,0 +1,124 @@
+import { parseSync } from 'libpg-query';
+import { isSqlClassifierLoaded } from './classify.js';
+
+/** What a command may do to the session state the proxy mirrors from the server. */
+export interface SessionStateEffects {
+  /** The command may change the effective search_path: the proxy reads it again afterwards. */
+  readonly searchPath: boolean;
+  /**
+   * A statement changes search_path and a later statement of the same message names a table
+   * without its schema: that name resolves against a path nobody has read yet.
+   */
+  readonly unqualifiedAfterPathChange: boolean;
+  /**
+   * SQL-level PREPARE and DEALLOCATE, in statement order (`*` for DEALLOCATE ALL): each is true
+   * on the server once its command tag comes back.
+   */
+  readonly preparedStatements: readonly PreparedStatementChange[];
+}
+
+export interface PreparedStatementChange {
+  readonly change: 'prepare' | 'deallocate';
+  readonly name: string;
+}
+
+/**
+ * Top-level statements that cannot change search_path by themselves (only through a function
+ * they call, which is looked for separately). Any other statement, one Sluice does not know
+ * included, counts as possibly changing it: the cost of a wrong guess is one internal query.
+ */
+const KEEPS_SEARCH_PATH: ReadonlySet<string> = new Set([
+  'SelectStmt',
+  'InsertStmt',
+  'UpdateStmt',
+  'DeleteStmt',
+  'MergeStmt',
+  'ExplainStmt',
+  'CopyStmt',
+  'VariableShowStmt',
+  'DeclareCursorStmt',
+  'FetchStmt',
+  'ClosePortalStmt',
+  'PrepareStmt',
+  'DeallocateStmt',
+  'ListenStmt',
+  'UnlistenStmt',
+  'NotifyStmt',
+  'LockStmt',
+]);
+
+/** Nodes under which a function of unknown effect runs: it may call set_config('search_path', …). */
+const RUNS_FUNCTIONS: ReadonlySet<string> = new Set(['FuncCall', 'CallStmt', 'DoStmt', 'ExecuteStmt']);
+
+/** Statements that change search_path (or whose `$user` it is) for the statements after them in the same message. */
+const SETS_PATH_IN_MESSAGE: ReadonlySet<string> = new Set(['DiscardStmt', 'CallStmt', 'DoStmt', 'ExecuteStmt']);
+const PATH_SETTINGS: ReadonlySet<string> = new Set(['search_path', 'role', 'session_authorization']);
+/** Transaction statements that keep every setting as it is; the others end or roll back SETs. */
+const KEEPS_SETTINGS: ReadonlySet<string> = new Set(['TRANS_STMT_BEGIN', 'TRANS_STMT_START', 'TRANS_STMT_SAVEPOINT', 'TRANS_STMT_RELEASE']);
+
+const setsPathForLaterStatements = (type: string, stmt: Record<string, unknown>): boolean => {
+  const node = stmt[type] as { kind?: string; name?: string } | undefined;
+  if (type === 'VariableSetStmt') return node?.kind === 'VAR_RESET_ALL' || PATH_SETTINGS.has((node?.name ?? '').toLowerCase());
+  if (type === 'TransactionStmt') return !KEEPS_SETTINGS.has(node?.kind ?? '');
+  return SETS_PATH_IN_MESSAGE.has(type) || callsSetConfig(stmt);
+};
+
+const callsSetConfig = (value: unknown): boolean => {
+  if (Array.isArray(value)) return value.some(callsSetConfig);
+  if (typeof value !== 'object' || value === null) return false;
+  const node = value as Record<string, unknown>;
+  const call = node.FuncCall as { funcname?: { String?: { sval?: string } }[] } | undefined;
+  if (call && (call.funcname?.at(-1)?.String?.sval ?? '').toLowerCase() === 'set_config') return true;
+  for (const key in node) if (callsSetConfig(node[key])) return true;
+  return false;
+};
+
+/** A RangeVar without a schema: a table name resolved through search_path. */
+const namesUnqualifiedTable = (value: unknown): boolean => {
+  if (Array.isArray(value)) return value.some(namesUnqualifiedTable);
+  if (typeof value !== 'object' || value === null) return false;
+  const node = value as Record<string, unknown>;
+  const range = node.RangeVar as { schemaname?: string; relname?: string } | undefined;
+  if (range && range.relname && !range.schemaname) return true;
+  for (const key in node) if (namesUnqualifiedTable(node[key])) return true;
+  return false;
+};
+
+const containsAny = (value: unknown, keys: ReadonlySet<string>): boolean => {
+  if (Array.isArray(value)) return value.some((item) => containsAny(item, keys));
+  if (typeof value !== 'object' || value === null) return false;
+  for (const key in value) {
+    if (keys.has(key) || containsAny((value as Record<string, unknown>)[key], keys)) return true;
+  }
+  return false;
+};
+
+/**
+ * Reads from the parse tree (never from the text) what a command may change in the session
+ * state. Unparseable text, or the parser not loaded yet, may change anything.
+ */
+export const sessionStateEffects = (text: string): SessionStateEffects => {
+  const unknown = { searchPath: true, unqualifiedAfterPathChange: false, preparedStatements: [] };
+  if (!isSqlClassifierLoaded()) return unknown;
+  let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
+  try {
+    tree = text.trim() === '' ? { stmts: [] } : (parseSync(text) as typeof tree);
+  } catch {
+    return unknown;
+  }
+  let searchPath = false;
+  let pathSetEarlier = false;
+  let unqualifiedAfterPathChange = false;
+  const preparedStatements: PreparedStatementChange[] = [];
+  for (const raw of tree.stmts ?? []) {
+    const stmt = raw.stmt ?? {};
+    const type = Object.keys(stmt)[0] ?? '';
+    const node = stmt[type] as { name?: string; isall?: boolean } | undefined;
+    if (type === 'PrepareStmt' && node?.name) preparedStatements.push({ change: 'prepare', name: node.name });
+    if (type === 'DeallocateStmt') preparedStatements.push({ change: 'deallocate', name: node?.isall || !node?.name ? '*' : node.name });
+    if (pathSetEarlier && namesUnqualifiedTable(stmt)) unqualifiedAfterPathChange = true;
+    if (!KEEPS_SEARCH_PATH.has(type) || containsAny(stmt, RUNS_FUNCTIONS)) searchPath = true;
+    if (setsPathForLaterStatements(type, stmt)) pathSetEarlier = true;
+  }
+  return { searchPath, unqualifiedAfterPathChange, preparedStatements };
+};

@@ -1,0 +1,56 @@
+import { FrontendCode } from '@sluice/codec-pg';
+import { isSqlClassifierLoaded, sessionStateEffects, type SessionStateEffects } from '@sluice/sql-classifier';
+
+/*
+ * The parts of a PostgreSQL session's state that the proxy reads from the server rather than
+ * from the agent's text: the effective search_path and the settings that decide how the server
+ * tokenises SQL.
+ */
+
+/**
+ * The search path as the server resolves it, one schema a row in search order: `$user` only
+ * where that schema exists, schemas the session may not use left out, implicit pg_catalog and
+ * pg_temp included where they are searched.
+ * @see https://www.postgresql.org/docs/current/functions-info.html#FUNCTIONS-INFO-SESSION-TABLE
+ */
+export const SEARCH_PATH_QUERY = 'select s from pg_catalog.unnest(pg_catalog.current_schemas(true)) with ordinality as t(s, n) order by n';
+
+export const schemasOf = (rows: readonly (readonly (string | null)[])[]): string[] =>
+  rows.flatMap((row) => (typeof row[0] === 'string' ? [row[0]] : []));
+
+/**
+ * Why a parameter the server reports makes the session unreadable to the proxy, or undefined.
+ * The classifier lexes with standard_conforming_strings on and reads UTF-8; once the server
+ * does otherwise, the same bytes mean different statements to the two.
+ */
+export const unreadableParameter = (name: string, value: string): string | undefined => {
+  const key = name.toLowerCase();
+  if (key === 'standard_conforming_strings' && value.toLowerCase() !== 'on') return 'standard_conforming_strings is off on the target';
+  if (key === 'client_encoding' && value.toUpperCase() !== 'UTF8') return 'client_encoding other than UTF8 is not supported through sluice';
+  return undefined;
+};
+
+/** Flush: asks the server to send what it has buffered (harmless anywhere, ignored during COPY IN). */
+export const FLUSH = Buffer.from([FrontendCode.Flush, 0, 0, 0, 4]);
+/** Sync: ends an extended-protocol sequence; the server answers ReadyForQuery. */
+export const SYNC = Buffer.from([FrontendCode.Sync, 0, 0, 0, 4]);
+
+/** Statement texts whose session effects a session keeps; agents repeat a small set of statements. */
+const MAX_EFFECTS_ENTRIES = 256;
+
+/** What each text may do to the session state, parsed once per text (tens of microseconds), not per decision. */
+export class SessionEffectsCache {
+  readonly #entries = new Map<string, SessionStateEffects>();
+
+  of(text: string): SessionStateEffects {
+    const cached = this.#entries.get(text);
+    if (cached) return cached;
+    const effects = sessionStateEffects(text);
+    // Before the parser is loaded every text counts as changing everything: not worth keeping.
+    if (isSqlClassifierLoaded()) {
+      if (this.#entries.size >= MAX_EFFECTS_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!);
+      this.#entries.set(text, effects);
+    }
+    return effects;
+  }
+}
