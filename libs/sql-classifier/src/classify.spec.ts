@@ -40,7 +40,8 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ['RESET statement_timeout', 'read', 'low'],
   ["SELECT set_config('application_name', 'x', false)", 'read', 'low'],
   ["SELECT current_setting('search_path')", 'read', 'low'],
-  ['SELECT currval(\'orders_id_seq\')', 'read', 'low'],
+  // currval reads a sequence by name: not on the catalogue, so it may read anything (closed by default).
+  ['SELECT currval(\'orders_id_seq\')', 'read', 'high'],
   ['DECLARE c CURSOR FOR SELECT * FROM orders', 'read', 'low'],
   ['FETCH 10 FROM c', 'read', 'low'],
   ['CLOSE c', 'read', 'low'],
@@ -71,7 +72,8 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ['EXPLAIN (ANALYZE, BUFFERS) UPDATE orders SET total = 1', 'write', 'high'],
   ['COPY orders FROM STDIN', 'write', 'medium'],
   ['COPY orders (id, total) FROM STDIN WITH (FORMAT csv)', 'write', 'medium'],
-  ['CALL archive_orders(30)', 'write', 'medium'],
+  // A procedure's body is not known: it may read or write any table, so the call is high risk.
+  ['CALL archive_orders(30)', 'write', 'high'],
   ['LOCK TABLE orders IN ACCESS EXCLUSIVE MODE', 'write', 'medium'],
   ['SELECT * FROM orders FOR UPDATE', 'write', 'medium'],
   ['BEGIN READ WRITE', 'write', 'medium'],

@@ -1,5 +1,6 @@
 import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-query';
 import { highestRisk, riskRank, actionRank, widestAction, type Action, type Risk } from '@sluice/contracts';
+import { ANY_TABLE, isBuiltinOperator, isBuiltinType, isCataloguedFunction } from './catalogue.js';
 import { functionEffect, GUARDED_SETTINGS } from './functions.js';
 import { STATEMENT_KINDS } from './statements.js';
 
@@ -261,21 +262,51 @@ class StatementWalk {
     if (Array.isArray(list)) for (const item of list) this.table((item as { RangeVar?: unknown }).RangeVar ?? item, scope, into);
   }
 
+  /**
+   * Something whose code the catalogue does not vouch for (a user function, a cast to a user
+   * type, a user operator, table_to_xml): it may read any table, so it fails every `tables`
+   * allow-list and is at least high risk.
+   */
+  private readsAnything(why: string): void {
+    this.reads.add(ANY_TABLE);
+    this.raise('read', 'high', why);
+  }
+
   private funcCall(call: Node, scope: Scope): void {
-    const parts = names(call.funcname).map((part) => part.toLowerCase());
+    const exact = names(call.funcname);
+    const parts = exact.map((part) => part.toLowerCase());
     const bare = parts[parts.length - 1] ?? '';
-    this.functions.add(parts.join('.'));
+    const written = parts.join('.');
+    this.functions.add(written);
+    const effect = functionEffect(bare);
     if (bare === 'set_config') {
       this.cacheable = false;
       const args = Array.isArray(call.args) ? call.args : [];
       const setting = constantText(args[0])?.toLowerCase();
       if (setting === undefined) this.raise('admin', 'critical', 'set_config of a setting named at run time');
       else if (GUARDED_SETTINGS.has(setting)) this.raise('admin', 'critical', `set_config('${setting}') changes the session's identity or read-only mode`);
-    } else {
-      const effect = functionEffect(bare);
-      if (effect) this.raise(effect.action, effect.risk, `${bare}() ${effect.why}`);
+      if (exact.length > 1 && exact[0] !== 'pg_catalog') this.readsAnything(`${written}() is not the built-in set_config`);
+    } else if (effect) {
+      this.raise(effect.action, effect.risk, `${bare}() ${effect.why}`);
+    } else if (!isCataloguedFunction(exact, this.options.searchPath)) {
+      this.readsAnything(`${exact.join('.')}() is not on the catalogue of functions that read no table`);
     }
     this.fields(call, scope, SKIP_FUNCNAME);
+  }
+
+  /** A cast to a type outside pg_catalog may run a user's input, cast or domain-check function. */
+  private typeCast(n: Node, scope: Scope): void {
+    const typeName = isObject(n.typeName) ? n.typeName : undefined;
+    const parts = names(typeName?.names);
+    if (parts.length > 0 && !isBuiltinType(parts, this.options.searchPath)) this.readsAnything(`a cast to ${parts.join('.')} may run code the catalogue does not vouch for`);
+    this.fields(n, scope);
+  }
+
+  /** An operator outside the built-in symbols (or qualified elsewhere) runs a user's function. */
+  private operator(n: Node, scope: Scope): void {
+    const parts = names(n.name);
+    if (parts.length > 0 && !isBuiltinOperator(parts, this.options.searchPath)) this.readsAnything(`operator ${parts.join('.')} is not a built-in operator`);
+    this.fields(n, scope);
   }
 
   node(tag: string, n: Node, scope: Scope): void {
@@ -285,6 +316,12 @@ class StatementWalk {
         return;
       case 'FuncCall':
         this.funcCall(n, scope);
+        return;
+      case 'TypeCast':
+        this.typeCast(n, scope);
+        return;
+      case 'A_Expr':
+        this.operator(n, scope);
         return;
       case 'LockingClause':
         this.raise('write', 'medium', 'SELECT … FOR UPDATE/SHARE locks rows');

@@ -17,3 +17,4 @@ export {
   type SqlLineage,
   type StatementLineage,
 } from './lineage.js';
+export { ANY_TABLE, isCataloguedFunction, isPureFunction, pgCatalogSearchedFirst } from './catalogue.js';
