@@ -461,3 +461,35 @@ describe('speed', () => {
     expect(best).toBeLessThan(1000);
   });
 });
+
+describe('values that may carry any column', () => {
+  it('a whole row gets the strictest column rule that could match one of its table columns', () => {
+    const row: ColumnInfo = { name: 'to_jsonb', typeOid: 25, derivedFrom: [{ name: '*', anyColumn: true, table: 'public.people' }] };
+    expect(cell('{"ssn": "912-34-5678"}', row)).toBe(COLUMN_REDACTED);
+  });
+  it('a table-qualified rule applies to any column of its table only', () => {
+    const hashed = compiled.profile('hashed')!;
+    const ofCustomers: ColumnInfo = { name: 'r', typeOid: 25, derivedFrom: [{ name: '*', anyColumn: true, table: 'public.customers' }] };
+    const ofOrders: ColumnInfo = { name: 'r', typeOid: 25, derivedFrom: [{ name: '*', anyColumn: true, table: 'public.orders' }] };
+    const ofAnything: ColumnInfo = { name: 'r', typeOid: 25, derivedFrom: [{ name: '*', anyColumn: true }] };
+    expect(cell('plain words', ofCustomers, hashed)).toMatch(/^hash:/);
+    expect(cell('plain words', ofOrders, hashed)).toBe('plain words');
+    expect(cell('plain words', ofAnything, hashed)).toMatch(/^hash:/);
+  });
+  it('a profile without column rules still only applies its detectors', () => {
+    const row: ColumnInfo = { name: 'r', typeOid: 25, derivedFrom: [{ name: '*', anyColumn: true }] };
+    expect(cell('912-34-5678', row, compiled.profile('emailOnly')!)).toBe('912-34-5678');
+  });
+});
+
+describe('the union of profiles', () => {
+  it('builds a+b from the named profiles: every detector and column rule, the strictest strategy', () => {
+    const union = compiled.profile('emailOnly+pii')!;
+    expect(union).toBeDefined();
+    expect(cell('912-34-5678', { name: 'ssn', typeOid: 25 }, union)).toBe(COLUMN_REDACTED);
+    expect(text('write to a@b.io', compiled.profile('emailOnly+redacted')!)).toBe('write to [REDACTED:email]');
+  });
+  it('knows no union of a profile that does not exist', () => {
+    expect(compiled.profile('pii+nope')).toBeUndefined();
+  });
+});

@@ -1,4 +1,5 @@
 import { parseSync } from 'libpg-query';
+import { isBuiltinOperator, isBuiltinType, isCataloguedFunction, isPureFunction } from './catalogue.js';
 import { isSqlClassifierLoaded } from './classify.js';
 
 /** A table column an output column's value derives from. */
@@ -8,8 +9,14 @@ export interface LineageSource {
    * `public`); absent when unknown.
    */
   readonly table?: string;
-  /** The column's name as PostgreSQL folds it (unquoted: lower case). */
+  /** The column's name as PostgreSQL folds it (unquoted: lower case); `*` with anyColumn. */
   readonly column: string;
+  /**
+   * The value may carry any column (of `table` when given): a whole row (`to_jsonb(p)`), or the
+   * result of a function, cast or operator the catalogue does not vouch for, which may read any
+   * table itself. Column rules apply to it as to every column they could match.
+   */
+  readonly anyColumn?: true;
 }
 
 /** The sources of one output column; empty when its value carries no column (a constant, count()). */
@@ -47,7 +54,12 @@ type Sources = LineageSource[];
 /** An output column of a relation, or a `*` of unknown width whose columns are looked up by name. */
 type Item =
   | { readonly kind: 'column'; readonly name: string | undefined; readonly sources: Sources }
-  | { readonly kind: 'star'; readonly resolve: (column: string) => Sources };
+  | {
+      readonly kind: 'star';
+      readonly resolve: (column: string) => Sources;
+      /** What the columns it expands to may carry, all together (a whole-row reference to it). */
+      readonly whole: Sources;
+    };
 
 interface Relation {
   /** The name the query refers to it by (alias, table or CTE name). */
@@ -62,47 +74,34 @@ const MAX_EXECUTE_DEPTH = 3;
 const MAX_RECURSIVE_ROUNDS = 4;
 const MAX_SCHEMAS = 8;
 
-/**
- * Functions whose result does not carry their arguments' value: counts and lengths say how many
- * or how long, not what. Everything else (substr, concat, casts, lower/upper, encode, min/max,
- * string_agg, and also md5/sha256/digest) carries it. Hashes carry it on purpose: an unkeyed hash
- * of a low-entropy value (an SSN, a phone number, a card number) is reversed by enumerating the
- * value space; the profile's keyed `hash` strategy is the way to give agents joinable pseudonyms.
- * sum/avg carry it too: over one row they are the value.
- */
-const NOT_CARRYING: ReadonlySet<string> = new Set([
-  'count',
-  'length',
-  'char_length',
-  'character_length',
-  'octet_length',
-  'bit_length',
-  'pg_column_size',
-  'num_nulls',
-  'num_nonnulls',
-  'array_length',
-  'array_ndims',
-  'cardinality',
-  'json_array_length',
-  'jsonb_array_length',
-  'row_number',
-  'rank',
-  'dense_rank',
-  'percent_rank',
-  'cume_dist',
-  'ntile',
-]);
+/** Any column of any table: what an unknown function's result may carry. */
+const ANY_COLUMN: Sources = [{ column: '*', anyColumn: true }];
 
 /**
- * Operators that answer true or false: like a WHERE clause, a comparison tells something about a
- * value without returning it, and is not masked as the value.
+ * Masking fails closed: an expression carries every column under it unless the step is listed
+ * here as revealing nothing of its arguments' values. The list is decided on the result type:
+ * a count of rows, a row's position, a boolean. (A boolean, like a WHERE clause, still answers one
+ * yes/no question about a value: inference through predicates is out of scope, see the README.)
+ * Lengths, hashes, sums and ranks with arguments are not here: `length(repeat('x', ascii(ssn)))`
+ * is the value's first character, an unkeyed hash of an SSN is reversed by enumeration.
  */
-const BOOLEAN_OPERATORS: ReadonlySet<string> = new Set([
+const REVEALS_NOTHING_WITHOUT_ARGUMENTS: ReadonlySet<string> = new Set(['count', 'row_number', 'rank', 'dense_rank', 'percent_rank', 'cume_dist']);
+/** count(x) and num_nulls say how many values are null, never what they are. */
+const COUNTS_NULLS: ReadonlySet<string> = new Set(['count', 'num_nulls', 'num_nonnulls']);
+
+/**
+ * Binary operators of the built-in types whose result is a boolean. Prefix forms are not: `~x`
+ * is a bitwise NOT, and `&&` is not here because `tsquery && tsquery` is a tsquery.
+ */
+const BOOLEAN_BINARY_OPERATORS: ReadonlySet<string> = new Set([
   '=', '<>', '!=', '<', '>', '<=', '>=',
   '~', '~*', '!~', '!~*', '~~', '~~*', '!~~', '!~~*',
-  '@>', '<@', '&&', '?', '?|', '?&', '@@', '@?',
 ]);
-const CARRYING_EXPR_KINDS: ReadonlySet<string> = new Set(['AEXPR_OP']);
+/** A_Expr kinds whose result is a boolean whatever the operands (IN, LIKE, BETWEEN, IS DISTINCT FROM, op ANY). */
+const BOOLEAN_EXPR_KINDS: ReadonlySet<string> = new Set([
+  'AEXPR_OP_ANY', 'AEXPR_OP_ALL', 'AEXPR_DISTINCT', 'AEXPR_NOT_DISTINCT', 'AEXPR_IN', 'AEXPR_LIKE', 'AEXPR_ILIKE',
+  'AEXPR_SIMILAR', 'AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN', 'AEXPR_BETWEEN_SYM', 'AEXPR_NOT_BETWEEN_SYM',
+]);
 
 const isObject = (value: unknown): value is Node => typeof value === 'object' && value !== null;
 const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
@@ -134,7 +133,7 @@ const union = (...parts: readonly Sources[]): Sources => {
 };
 
 /** Every source an item list can carry (a `*` of unknown width contributes nothing it can name). */
-const allSources = (items: readonly Item[]): Sources => union(...items.map((item) => (item.kind === 'column' ? item.sources : NONE)));
+const allSources = (items: readonly Item[]): Sources => union(...items.map((item) => (item.kind === 'column' ? item.sources : item.whole)));
 
 const derived = (name: string | undefined, items: Item[]): Relation => ({
   name,
@@ -180,7 +179,11 @@ const mergePositional = (left: Item[], right: Item[]): Item[] => {
   for (let index = 0; index < head; index++) out.push({ kind: 'column', name: name(left[index]), sources: union(at(left, index), at(right, index)) });
   const leftRelation = derived(undefined, left);
   const rightRelation = derived(undefined, right);
-  out.push({ kind: 'star', resolve: (column) => union(leftRelation.column(column) ?? NONE, rightRelation.column(column) ?? NONE) });
+  out.push({
+    kind: 'star',
+    resolve: (column) => union(leftRelation.column(column) ?? NONE, rightRelation.column(column) ?? NONE),
+    whole: union(allSources(left), allSources(right)),
+  });
   for (let back = tail; back >= 1; back--) {
     const l = left.length - back;
     const r = right.length - back;
@@ -305,7 +308,7 @@ class LineageWalk {
   private starItems(qualifier: readonly string[], scope: Scope): Item[] {
     if (qualifier.length === 0) return scope.fromItems.flatMap((relation) => relation.items());
     const relation = scope.relation(qualifier.at(-1)!);
-    return relation ? relation.items() : [{ kind: 'star', resolve: (column) => [{ column }] }];
+    return relation ? relation.items() : [{ kind: 'star', resolve: (column) => [{ column }], whole: ANY_COLUMN }];
   }
 
   /** The column name PostgreSQL gives an unaliased target (what an outer query refers to). */
@@ -392,6 +395,7 @@ class LineageWalk {
       case 'RangeFunction': {
         // Columns of a set-returning function derive from its arguments (unnest(array[ssn])).
         const calls = list(node.functions).map((entry) => list((entry as { List?: { items?: unknown } }).List?.items)[0]);
+        // expr() adds ANY_COLUMN for a function the catalogue does not vouch for (my_report() reads tables itself).
         const sources = union(...calls.map((call) => this.expr(call, scope)));
         const defined = list(node.coldeflist).map((def) => str((def as { ColumnDef?: Node }).ColumnDef?.colname) ?? '');
         const functionName = names((calls[0] as { FuncCall?: Node } | undefined)?.FuncCall?.funcname).at(-1);
@@ -409,7 +413,7 @@ class LineageWalk {
         // XMLTABLE, JSON_TABLE, ROWS FROM …: any column may derive from anything they read.
         // Their column names are not looked up (a bare name does not resolve to them).
         const sources = this.generic(node, scope);
-        relation = { name: aliasName, items: () => [{ kind: 'star', resolve: () => sources }], column: () => undefined };
+        relation = { name: aliasName, items: () => [{ kind: 'star', resolve: () => sources, whole: sources }], column: () => undefined };
       }
     }
     scope.relations.push(relation);
@@ -422,7 +426,8 @@ class LineageWalk {
    */
   private table(tables: readonly string[], name: string): Relation {
     const sources = (column: string): Sources => tables.map((table) => ({ table, column }));
-    return { name, items: () => [{ kind: 'star', resolve: sources }], column: sources };
+    const whole: Sources = tables.map((table) => ({ table, column: '*', anyColumn: true }));
+    return { name, items: () => [{ kind: 'star', resolve: sources, whole }], column: sources };
   }
 
   /**
@@ -513,22 +518,18 @@ class LineageWalk {
       case 'GroupingFunc':
       case 'SetToDefault':
         return NONE;
-      case 'TypeCast':
       case 'CollateClause':
         return this.expr(node.arg, scope);
-      case 'FuncCall': {
-        const name = names(node.funcname).at(-1)?.toLowerCase() ?? '';
-        // FILTER, ORDER BY within the aggregate and OVER choose rows; only the arguments are returned.
-        return NOT_CARRYING.has(name) ? NONE : this.expr(node.args, scope);
+      case 'TypeCast': {
+        // A cast to a type outside pg_catalog may run a user's cast or input function.
+        const type = names((node.typeName as Node | undefined)?.names);
+        const builtin = type.length === 0 || isBuiltinType(type, this.options.searchPath);
+        return builtin ? this.expr(node.arg, scope) : union(this.expr(node.arg, scope), ANY_COLUMN);
       }
-      case 'A_Expr': {
-        const kind = str(node.kind) ?? '';
-        if (kind === 'AEXPR_NULLIF') return this.expr(node.lexpr, scope);
-        if (!CARRYING_EXPR_KINDS.has(kind)) return NONE;
-        const operator = names(node.name).at(-1) ?? '';
-        if (BOOLEAN_OPERATORS.has(operator)) return NONE;
-        return union(this.expr(node.lexpr, scope), this.expr(node.rexpr, scope));
-      }
+      case 'FuncCall':
+        return this.funcCall(node, scope);
+      case 'A_Expr':
+        return this.operator(node, scope);
       case 'CaseExpr':
         // WHEN conditions choose a branch; the results are what comes back.
         return union(
@@ -554,6 +555,37 @@ class LineageWalk {
       default:
         return this.generic(node, scope);
     }
+  }
+
+  /**
+   * A function's result carries its arguments (FILTER, ORDER BY within the aggregate and OVER
+   * choose rows and are not returned), and any column at all when the function is not a pure
+   * built-in: it may read tables by itself.
+   */
+  private funcCall(node: Node, scope: Scope): Sources {
+    const parts = names(node.funcname);
+    const pure = isPureFunction(parts, this.options.searchPath);
+    const name = parts.at(-1) ?? '';
+    const args = list(node.args);
+    if (pure && (node.agg_star === true || args.length === 0) && REVEALS_NOTHING_WITHOUT_ARGUMENTS.has(name)) return NONE;
+    if (pure && COUNTS_NULLS.has(name) && node.agg_within_group !== true) return NONE;
+    const carried = this.expr(args, scope);
+    if (pure) return carried;
+    // Catalog look-ups (format_type, pg_get_viewdef) read definitions, never a user table's rows.
+    return isCataloguedFunction(parts, this.options.searchPath) ? carried : union(carried, ANY_COLUMN);
+  }
+
+  /** Operators: a boolean comparison reveals nothing of its operands; anything else carries them. */
+  private operator(node: Node, scope: Scope): Sources {
+    const kind = str(node.kind) ?? '';
+    if (kind === 'AEXPR_NULLIF') return this.expr(node.lexpr, scope);
+    if (BOOLEAN_EXPR_KINDS.has(kind)) return NONE;
+    const operator = names(node.name);
+    const builtin = isBuiltinOperator(operator, this.options.searchPath);
+    const binary = node.lexpr !== undefined && node.rexpr !== undefined;
+    if (kind === 'AEXPR_OP' && builtin && binary && BOOLEAN_BINARY_OPERATORS.has(operator.at(-1)!)) return NONE;
+    const carried = union(this.expr(node.lexpr, scope), this.expr(node.rexpr, scope));
+    return builtin ? carried : union(carried, ANY_COLUMN);
   }
 
   /** Any other node: everything its sub-expressions carry (a wider answer is the safe one). */

@@ -36,7 +36,10 @@ export const derivedColumns = (lineage: SqlLineage | undefined, statement: numbe
   const out = lineages.map((sources) => {
     if (!sources || sources.length === 0) return undefined;
     known = true;
-    return sources.map((source): ColumnSource => (source.table ? { name: source.column, qualifiedName: `${source.table}.${source.column}` } : { name: source.column }));
+    return sources.map((source): ColumnSource => {
+      if (source.anyColumn) return { name: source.column, anyColumn: true, ...(source.table ? { table: source.table } : {}) };
+      return source.table ? { name: source.column, qualifiedName: `${source.table}.${source.column}` } : { name: source.column };
+    });
   });
   return known ? out : undefined;
 };
