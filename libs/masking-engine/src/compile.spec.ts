@@ -493,3 +493,22 @@ describe('the union of profiles', () => {
     expect(compiled.profile('pii+nope')).toBeUndefined();
   });
 });
+
+describe('SSNs next to separators and in bytes', () => {
+  it.each([
+    ['a CSV COPY line', '1,123-45-6789,Ada', '1,[REDACTED:us_ssn],Ada'],
+    ['pg_stats.histogram_bounds', '{123-45-6789,078-05-1120}', '{[REDACTED:us_ssn],[REDACTED:us_ssn]}'],
+  ])('finds the SSN in %s', (_what, input, expected) => {
+    expect(text(input, compiled.profile('redacted')!)).toBe(expected);
+  });
+  it('withholds a bytea whose bytes spell an SSN, text and binary format', () => {
+    const bytea: ColumnInfo = { name: 'blob', typeOid: 17 };
+    const hex = `\\x${Buffer.from('ssn 123-45-6789').toString('hex')}`;
+    expect(cell(hex, bytea)).toBeNull();
+    expect(pii.maskBinaryCell(Buffer.from('ssn 123-45-6789'), bytea, {})).toBeNull();
+    const plain = `\\x${Buffer.from('hello').toString('hex')}`;
+    expect(cell(plain, bytea)).toBe(plain);
+    const bytes = Buffer.from('hello');
+    expect(pii.maskBinaryCell(bytes, bytea, {})).toBe(bytes);
+  });
+});

@@ -28,6 +28,12 @@ interface ColumnPlan {
 
 const TEXT_PLAN: ColumnPlan = { kind: 'text', elementKind: 'text', rule: undefined, hints: Hint.none };
 
+/** A bytea's text form: `\\x` hex (the default bytea_output), else the escape format's printable bytes as they are. */
+const byteaTextBytes = (value: string): Buffer => (value.startsWith('\\x') ? Buffer.from(value.slice(2), 'hex') : Buffer.from(value, 'latin1'));
+
+/** A bytea[] text form with every hex element spelled out, for a detector gate. */
+const byteaArrayText = (value: string): string => value.replace(/\\\\x([0-9a-fA-F]*)/g, (_all, hex: string) => Buffer.from(hex, 'hex').toString('latin1'));
+
 const bump = (counts: MaskCounts, key: string): void => {
   counts[key] = (counts[key] ?? 0) + 1;
 };
@@ -80,6 +86,8 @@ class Masker implements ProfileMasker {
         if (!plan.rule) return value;
         bump(counts, `column:${plan.rule.label}`);
         return null;
+      case 'bytes':
+        return this.maskBytes(byteaTextBytes(value), plan, counts) ? null : value;
       case 'json':
         return this.maskJsonText(value, plan, counts);
       case 'array':
@@ -252,6 +260,16 @@ class Masker implements ProfileMasker {
     }
   }
 
+  /** bytea: true when the bytes must be withheld (a column rule, or a detector finds something in the text they spell). */
+  private maskBytes(bytes: Buffer, plan: ColumnPlan, counts: MaskCounts): boolean {
+    if (plan.rule) {
+      bump(counts, `column:${plan.rule.label}`);
+      return true;
+    }
+    const spelled = bytes.toString('latin1');
+    return this.maskString(spelled, plan.hints, counts, true) !== spelled;
+  }
+
   /** Numbers, inet, money…: scanned, but a masked value cannot be written in the type: NULL. */
   private maskScalar(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
     if (plan.rule) {
@@ -313,6 +331,8 @@ class Masker implements ProfileMasker {
         if (!plan.rule) return value;
         bump(counts, `column:${plan.rule.label}`);
         return null;
+      case 'bytes':
+        return this.maskBytes(Buffer.from(value.buffer, value.byteOffset, value.byteLength), plan, counts) ? null : value;
       case 'text': {
         const text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8');
         const masked = plan.rule ? this.forceText(text, plan, counts) : this.maskString(text, plan.hints, counts, true);
@@ -342,9 +362,10 @@ class Masker implements ProfileMasker {
       }
       case 'array': {
         const elementKind = plan.elementKind;
-        if (elementKind === 'opaque' || (plan.rule && elementKind !== 'text')) {
-          if (!plan.rule) return value;
-          bump(counts, `column:${plan.rule.label}`);
+        if (elementKind === 'opaque' || elementKind === 'bytes' || (plan.rule && elementKind !== 'text')) {
+          // bytea[]: a detector's gate over the bytes withholds the whole array (rare enough to be strict).
+          if (!plan.rule && !(elementKind === 'bytes' && this.mayContain(Buffer.from(value).toString('latin1'), plan.hints))) return value;
+          bump(counts, plan.rule ? `column:${plan.rule.label}` : 'bytes');
           return null;
         }
         const array = decodeBinaryArray(value);
@@ -367,9 +388,9 @@ class Masker implements ProfileMasker {
 
   private maskArray(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
     const elementKind = plan.elementKind;
-    if (elementKind === 'opaque' || (plan.rule && elementKind !== 'text')) {
-      if (!plan.rule) return value;
-      bump(counts, `column:${plan.rule.label}`);
+    if (elementKind === 'opaque' || elementKind === 'bytes' || (plan.rule && elementKind !== 'text')) {
+      if (!plan.rule && !(elementKind === 'bytes' && this.mayContain(byteaArrayText(value), plan.hints))) return value;
+      bump(counts, plan.rule ? `column:${plan.rule.label}` : 'bytes');
       return null;
     }
     if (!plan.rule && !this.mayContain(value, plan.hints)) return value;
