@@ -12,6 +12,7 @@ export {
   resultLineage,
   columnLineages,
   type ColumnLineage,
+  type CopyFormat,
   type LineageOptions,
   type LineageSource,
   type SqlLineage,

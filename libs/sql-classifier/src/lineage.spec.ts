@@ -196,7 +196,37 @@ describe('resultLineage: stars, unknowns and failures', () => {
   });
 
   it('gives no lineage for statements without rows or with unknowable ones', () => {
-    const lineage = resultLineage('EXPLAIN SELECT ssn FROM people; FETCH 1 FROM c; EXECUTE unknown; SELECT ssn INTO t FROM people')!;
-    expect(lineage.statements).toEqual([undefined, undefined, undefined, undefined]);
+    // (FETCH from a cursor the text cannot see is no longer "unknown": it may carry any column, see below.)
+    const lineage = resultLineage('EXPLAIN SELECT ssn FROM people; EXECUTE unknown; SELECT ssn INTO t FROM people')!;
+    expect(lineage.statements).toEqual([undefined, undefined, undefined]);
+  });
+});
+
+describe('resultLineage: COPY TO and cursors', () => {
+  it('gives the columns of COPY (query) TO and COPY table (columns) TO, and how the lines are written', () => {
+    const query = resultLineage("COPY (SELECT id, reverse(ssn) FROM people) TO STDOUT WITH (FORMAT csv, DELIMITER ';', HEADER)")!.statements[0]!;
+    expect(query.head.map(flat)).toEqual([['public.people.id'], SSN]);
+    expect(query.copy).toEqual({ format: 'csv', delimiter: ';', quote: '"', escape: '"', header: true });
+    const listed = resultLineage('COPY people (id, ssn) TO STDOUT')!.statements[0]!;
+    expect(listed.head.map(flat)).toEqual([['public.people.id'], SSN]);
+    expect(listed.copy).toMatchObject({ format: 'text', delimiter: '\t' });
+  });
+  it('a COPY of a whole table fills every column with any column of that table', () => {
+    const whole = resultLineage('COPY people TO STDOUT')!.statements[0]!;
+    expect(columnLineages(whole, 3).map(flat)).toEqual([['public.people.*'], ['public.people.*'], ['public.people.*']]);
+  });
+  it('does not count COPY FROM as returning rows', () => {
+    expect(resultLineage('COPY people FROM STDIN')!.statements[0]).toBeUndefined();
+  });
+  it('FETCH gets the lineage of the DECLAREd query', () => {
+    const cursors = new Map([['c', 'DECLARE c CURSOR WITH HOLD FOR SELECT reverse(ssn) AS r, name FROM people']]);
+    const fetch = resultLineage('FETCH 10 FROM c', { cursors })!;
+    expect(fetch.cacheable).toBe(false);
+    expect(fetch.statements[0]!.head.map(flat)).toEqual([SSN, ['public.people.name']]);
+  });
+  it('FETCH from a cursor the text cannot see may carry any column', () => {
+    const fetch = resultLineage('FETCH ALL FROM "<unnamed portal 1>"')!.statements[0]!;
+    expect(columnLineages(fetch, 2).map(flat)).toEqual([['?.*'], ['?.*']]);
+    expect(resultLineage('MOVE 1 IN c')!.statements[0]).toBeUndefined();
   });
 });

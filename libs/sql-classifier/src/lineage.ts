@@ -32,6 +32,23 @@ export interface StatementLineage {
   readonly head: readonly ColumnLineage[];
   readonly tail: readonly ColumnLineage[];
   readonly open: boolean;
+  /**
+   * What each column of the unknown middle carries when no table OID will name it: a COPY of a
+   * whole table (its lines carry no column names), a FETCH from a cursor this text cannot see.
+   */
+  readonly fill?: ColumnLineage;
+  /** COPY … TO STDOUT: how its lines are written, so they can be split into columns. */
+  readonly copy?: CopyFormat;
+}
+
+/** The line format of a COPY TO. */
+export interface CopyFormat {
+  readonly format: 'text' | 'csv' | 'binary';
+  readonly delimiter: string;
+  readonly quote: string;
+  readonly escape: string;
+  /** The first line names the columns. */
+  readonly header: boolean;
 }
 
 export interface SqlLineage {
@@ -46,6 +63,8 @@ export interface LineageOptions {
   readonly searchPath?: readonly string[];
   /** The session's prepared statements, name -> SQL text, for `EXECUTE name`. */
   readonly preparedStatements?: ReadonlyMap<string, string>;
+  /** The session's cursors, name -> the text of their DECLARE, for `FETCH … name`. */
+  readonly cursors?: ReadonlyMap<string, string>;
 }
 
 type Node = Record<string, unknown>;
@@ -256,9 +275,43 @@ class LineageWalk {
         return this.returning(tag, node);
       case 'ExecuteStmt':
         return this.execute(node);
+      case 'CopyStmt':
+        return node.is_from === true ? undefined : this.copy(node);
+      case 'FetchStmt':
+        return node.ismove === true ? undefined : this.fetch(node);
+      case 'DeclareCursorStmt':
+        // DECLARE returns no rows; FETCH does, looked up by name.
+        return undefined;
       default:
         return undefined;
     }
+  }
+
+  /** COPY table [(columns)] TO / COPY (query) TO: the columns of its lines. */
+  private copy(node: Node): Item[] {
+    if (isObject(node.query)) return this.statement(node.query) ?? [{ kind: 'star', resolve: () => ANY_COLUMN, whole: ANY_COLUMN }];
+    const target = isObject(node.relation) ? node.relation : {};
+    const table = this.table(this.tableNames(str(target.schemaname), str(target.relname) ?? ''), undefined);
+    const columns = names(node.attlist);
+    if (columns.length === 0) return table.items();
+    return columns.map((column) => ({ kind: 'column', name: column, sources: table.column(column) ?? NONE }));
+  }
+
+  /** FETCH from a cursor: the columns of its DECLAREd query; any column when the cursor is not known. */
+  private fetch(node: Node): Item[] {
+    const unknown: Item[] = [{ kind: 'star', resolve: () => ANY_COLUMN, whole: ANY_COLUMN }];
+    this.cacheable = false;
+    const text = this.options.cursors?.get(str(node.portalname) ?? '');
+    if (text === undefined || this.depth >= MAX_EXECUTE_DEPTH) return unknown;
+    let tree: { stmts?: { stmt?: Node }[] };
+    try {
+      tree = parseSync(text) as typeof tree;
+    } catch {
+      return unknown;
+    }
+    const declared = tree.stmts?.map((raw) => (raw.stmt as { DeclareCursorStmt?: Node } | undefined)?.DeclareCursorStmt).find((stmt) => str(stmt?.portalname) === str(node.portalname));
+    if (!declared) return unknown;
+    return new LineageWalk(this.schemas, this.options, this.depth + 1).statement(declared.query) ?? unknown;
   }
 
   /** The output items of a SELECT (any form: plain, set operation, VALUES). */
@@ -424,7 +477,7 @@ class LineageWalk {
    * A base table: its columns are not in the text, so any name may be one of them. Columns
    * renamed by an alias list (`people AS p(a, b)`) keep the alias as their name here.
    */
-  private table(tables: readonly string[], name: string): Relation {
+  private table(tables: readonly string[], name: string | undefined): Relation {
     const sources = (column: string): Sources => tables.map((table) => ({ table, column }));
     const whole: Sources = tables.map((table) => ({ table, column: '*', anyColumn: true }));
     return { name, items: () => [{ kind: 'star', resolve: sources, whole }], column: sources };
@@ -642,12 +695,45 @@ const schemasOf = (searchPath: readonly string[] | undefined): string[] => {
   return schemas.length > 0 ? schemas : ['public'];
 };
 
-const toStatementLineage = (items: readonly Item[]): StatementLineage => {
+const toStatementLineage = (items: readonly Item[], stmt: unknown): StatementLineage => {
   const first = items.findIndex((item) => item.kind === 'star');
   const column = (item: Item): ColumnLineage => (item.kind === 'column' ? item.sources : NONE);
-  if (first < 0) return { head: items.map(column), tail: [], open: false };
+  const wrapped = unwrap(stmt);
+  const copy = wrapped?.[0] === 'CopyStmt' ? copyFormat(wrapped[1]) : undefined;
+  if (first < 0) return { head: items.map(column), tail: [], open: false, ...(copy ? { copy } : {}) };
   const last = items.findLastIndex((item) => item.kind === 'star');
-  return { head: items.slice(0, first).map(column), tail: items.slice(last + 1).map(column), open: true };
+  const stars = items.slice(first, last + 1);
+  // COPY lines name no column and an unknown cursor's result may come from anywhere: the middle carries what the stars may.
+  const fill = copy || wrapped?.[0] === 'FetchStmt' ? allSources(stars) : undefined;
+  return {
+    head: items.slice(0, first).map(column),
+    tail: items.slice(last + 1).map(column),
+    open: true,
+    ...(fill ? { fill } : {}),
+    ...(copy ? { copy } : {}),
+  };
+};
+
+/** The line format a COPY TO writes, from its options. @see https://www.postgresql.org/docs/current/sql-copy.html */
+const copyFormat = (node: Node): CopyFormat => {
+  let format: CopyFormat['format'] = 'text';
+  let delimiter: string | undefined;
+  let quote: string | undefined;
+  let escape: string | undefined;
+  let header = false;
+  for (const option of list(node.options)) {
+    const def = (option as { DefElem?: Node }).DefElem;
+    const name = str(def?.defname);
+    const arg = def?.arg as { String?: { sval?: string }; Integer?: { ival?: number }; Boolean?: { boolval?: boolean } } | undefined;
+    const value = arg?.String?.sval ?? (arg?.Integer ? String(arg.Integer.ival ?? 0) : undefined) ?? (arg?.Boolean ? String(arg.Boolean.boolval ?? false) : undefined);
+    if (name === 'format') format = value === 'csv' ? 'csv' : value === 'binary' ? 'binary' : 'text';
+    else if (name === 'delimiter') delimiter = value;
+    else if (name === 'quote') quote = value;
+    else if (name === 'escape') escape = value;
+    else if (name === 'header') header = value === undefined || !['false', 'off', '0', 'f', 'no', 'n'].includes(value.toLowerCase());
+  }
+  const csv = format === 'csv';
+  return { format, delimiter: delimiter ?? (csv ? ',' : '\t'), quote: quote ?? '"', escape: escape ?? quote ?? '"', header };
 };
 
 /**
@@ -669,7 +755,7 @@ export const resultLineage = (text: string, options: LineageOptions = {}): SqlLi
       const walk = new LineageWalk(schemas, options, 0);
       const items = walk.statement(raw.stmt);
       cacheable &&= walk.cacheable;
-      return items ? toStatementLineage(items) : undefined;
+      return items ? toStatementLineage(items, raw.stmt) : undefined;
     });
     return { statements, cacheable };
   } catch {
@@ -690,6 +776,7 @@ export const columnLineages = (statement: StatementLineage | undefined, count: n
     return statement.head.slice();
   }
   if (statement.head.length + statement.tail.length > count) return out;
+  if (statement.fill) out.fill(statement.fill);
   statement.head.forEach((lineage, index) => (out[index] = lineage));
   statement.tail.forEach((lineage, index) => (out[count - statement.tail.length + index] = lineage));
   return out;
