@@ -10,6 +10,9 @@ export {
 } from './classify.js';
 export {
   resultLineage,
+  referencedColumns,
+  declaredCursors,
+  fetchedCursor,
   columnLineages,
   type ColumnLineage,
   type CopyFormat,

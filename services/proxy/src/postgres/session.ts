@@ -37,7 +37,9 @@ import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
 import { SocketFrames } from './frame-source.js';
 import { Outbox } from './outbox.js';
-import { derivedColumns, LineageCache } from './lineage.js';
+import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
+import { SessionProfiles } from './session-profiles.js';
+import { maskNotification, maskServerFields } from './server-texts.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
 import { SqlState } from './sqlstate.js';
 import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
@@ -112,9 +114,6 @@ type Expect =
 
 /** Expectations that end a server-side skip: the Sync's ReadyForQuery and what follows it. */
 const STOPS_SKIPPING: ReadonlySet<Expect['kind']> = new Set(['sync', 'query', 'synthetic', 'internal']);
-
-/** ErrorResponse fields that may quote data: message, detail, hint, context, internal query. */
-const MASKED_ERROR_FIELDS: ReadonlySet<string> = new Set(['M', 'D', 'H', 'W', 'q']);
 
 /** Startup parameters a client may pass on to the target; anything else (options, role, …) is dropped. */
 const FORWARDED_PARAMETERS = new Set(['application_name', 'datestyle', 'timezone', 'extra_float_digits', 'intervalstyle']);
@@ -221,6 +220,7 @@ export class PostgresSession {
   /** Set while the proxy re-reads search_path: decisions wait for it. */
   #searchPathRefresh: Promise<void> | undefined;
   readonly #lineage = new LineageCache();
+  readonly #profiles = new SessionProfiles((profile) => this.#ports.masking.masker(profile));
   /** Upstream frames held while the catalog resolves table columns for a RowDescription. */
   #upstreamBacklog: Frame[] | undefined;
 
@@ -764,8 +764,9 @@ export class PostgresSession {
   }
 
   #newCommand(id: string, masker: ProfileMasker | undefined, sql: string): Command {
-    this.#lastMasker = masker;
-    return { id, masker, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], done: false };
+    const effective = this.#profiles.command(sql, masker);
+    this.#lastMasker = effective;
+    return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], done: false };
   }
 
   /** A statement a Bind or Describe names that was not Parse'd in this batch: decided again now. */
@@ -1164,7 +1165,8 @@ export class PostgresSession {
       case BackendCode.CopyOutResponse: {
         if (head?.kind === 'query' || head?.kind === 'execute') {
           const message = decodeBackend(frame) as { format: number };
-          head.copy = new CopyOutSet(message.format === 1, head.command.masker, this.#ports.recording);
+          const columns = head.command.masker && head.command.masker.columnRuleCount !== 0 ? this.#copyColumns(head.command, frame) : undefined;
+          head.copy = new CopyOutSet(message.format === 1, head.command.masker, this.#ports.recording, columns);
         }
         out.push(frame.raw);
         return;
@@ -1209,6 +1211,9 @@ export class PostgresSession {
       case BackendCode.NoticeResponse:
         this.#maskNotice(frame, head, out);
         return;
+      case BackendCode.NotificationResponse:
+        out.push(maskNotification(frame, this.#profiles.notifications) ?? frame.raw);
+        return;
       case BackendCode.ParameterStatus: {
         out.push(frame.raw);
         const message = decodeBackend(frame) as { name: string; value: string };
@@ -1236,7 +1241,7 @@ export class PostgresSession {
    */
   #derivedFrom(command: Command, statement: number, count: number): (readonly ColumnSource[] | undefined)[] | undefined {
     if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared) ?? null;
+    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts) ?? null;
     return derivedColumns(command.lineage ?? undefined, statement, count);
   }
 
@@ -1254,17 +1259,19 @@ export class PostgresSession {
       out.push(frame.raw);
       return fields;
     }
-    const counts = {};
-    let changed = false;
-    const masked: Record<string, string> = {};
-    for (const [type, value] of Object.entries(fields)) {
-      // Severity, SQLSTATE, positions, source file/line/routine carry no data.
-      const text = MASKED_ERROR_FIELDS.has(type) ? masker.maskText(value, counts) : value;
-      if (text !== value) changed = true;
-      masked[type] = text;
-    }
+    const command = head?.kind === 'query' || head?.kind === 'execute' ? head.command : undefined;
+    const covered = command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#prepared);
+    const masked = maskServerFields(fields, masker, covered, {});
+    const changed = Object.keys(fields).some((type) => masked[type] !== fields[type]);
     out.push(changed ? encodeNoticeFields(frame.code as typeof BackendCode.ErrorResponse, masked) : frame.raw);
     return masked;
+  }
+
+  /** The columns of a COPY TO's lines (the `statement`-th of a simple query), so column rules apply to its fields. */
+  #copyColumns(command: Command, frame: Frame): ReturnType<typeof copyColumns> {
+    const message = decodeBackend(frame) as { columnFormats: readonly number[] };
+    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts) ?? null;
+    return copyColumns(command.lineage ?? undefined, command.tags.length, message.columnFormats.length);
   }
 
   #resultOf(head: Extract<Expect, { kind: 'query' | 'execute' }>): ResultSet | undefined {
