@@ -234,7 +234,7 @@ describe('column rules reach every text that can carry a covered value', () => {
 
   it('uses the union of the profiles of a message with several statements, not the first', async () => {
     const client = await connect();
-    const results = (await client.query('SELECT 1 FROM orders LIMIT 0; SELECT ssn, reverse(ssn) AS r FROM people')) as unknown as pg.QueryResult[];
+    const results = (await client.query('SELECT 1 FROM public.orders LIMIT 0; SELECT ssn, reverse(ssn) AS r FROM public.people')) as unknown as pg.QueryResult[];
     expect(results[1]!.rows).toEqual([{ ssn: COLUMN_REDACTED, r: COLUMN_REDACTED }]);
   });
 });
