@@ -92,10 +92,10 @@ export const writeCopyField = (value: string | null, format: CopyFormat): string
   if (value === null) return '\\N';
   let out = '';
   for (const char of value) {
-    if (char === '\\' || char === format.delimiter) out += `\\${char}`;
-    else if (char === '\n') out += '\\n';
+    if (char === '\n') out += '\\n';
     else if (char === '\r') out += '\\r';
     else if (char === '\t') out += '\\t';
+    else if (char === '\\' || char === format.delimiter) out += `\\${char}`;
     else out += char;
   }
   return out;

@@ -53,10 +53,21 @@ export const touchesCoveredColumn = (
   preparedStatements: ReadonlyMap<string, string>,
 ): boolean => {
   if (masker.columnRuleCount === 0) return false;
+  // A statement can raise many notices (RAISE in a loop): parse it once per profile and text.
+  let answers = touchedByMasker.get(masker);
+  if (!answers) touchedByMasker.set(masker, (answers = new Map()));
+  const key = `${searchPath?.join(',') ?? ''}\u0000${text}`;
+  const known = answers.get(key);
+  if (known !== undefined) return known;
   const sources = referencedColumns(text, { ...(searchPath ? { searchPath } : {}), preparedStatements });
   const derivedFrom = sources ? toColumnSources(sources) : ANY_COLUMN;
-  return derivedFrom.length > 0 && masker.hasColumnRule({ name: '', derivedFrom });
+  const touches = derivedFrom.length > 0 && masker.hasColumnRule({ name: '', derivedFrom });
+  if (answers.size >= MAX_ENTRIES) answers.clear();
+  answers.set(key, touches);
+  return touches;
 };
+
+const touchedByMasker = new WeakMap<ProfileMasker, Map<string, boolean>>();
 
 /** The masking columns of a COPY TO's lines, when the statement's lineage gives them. */
 export const copyColumns = (
