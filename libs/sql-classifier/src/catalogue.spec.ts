@@ -74,6 +74,18 @@ describe('functions are closed by default', () => {
     expect(verdict('SELECT 2 OPERATOR(pg_catalog.+) 3').tables).toEqual([]);
   });
 
+  it('takes BETWEEN, IN, LIKE, SIMILAR, IS DISTINCT FROM and op ANY for the built-in operators they run', () => {
+    expect(
+      verdict(
+        "SELECT 1 FROM t WHERE a BETWEEN 1 AND 2 AND b NOT BETWEEN SYMMETRIC 1 AND 2 AND c IS DISTINCT FROM d AND e SIMILAR TO 'x' AND f ILIKE 'y' AND g NOT IN (3) AND i = ANY('{1}') AND a ^@ 'x' ORDER BY a USING <",
+      ),
+    ).toEqual({ action: 'read', risk: 'low', tables: ['public.t'] });
+  });
+
+  it('counts ORDER BY … USING a user operator as running unknown code', () => {
+    expect(verdict('SELECT a FROM t ORDER BY a USING <<<').tables).toContain(ANY_TABLE);
+  });
+
   it('fails a tables allow-list even inside EXPLAIN', () => {
     expect(verdict("EXPLAIN SELECT table_to_xml('public.secrets', true, true, '')").tables).toContain(ANY_TABLE);
   });

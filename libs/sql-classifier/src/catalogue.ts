@@ -57,7 +57,7 @@ const PURE_FUNCTIONS: ReadonlySet<string> = new Set(
     regr_avgx regr_avgy regr_count regr_intercept regr_r2 regr_slope regr_sxx regr_sxy regr_syy
     percentile_cont percentile_disc mode any_value range_agg range_intersect_agg
     row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value
-    num_nulls num_nonnulls pg_typeof pg_collation_for
+    num_nulls num_nonnulls pg_typeof pg_collation_for like_escape similar_escape similar_to_escape system_user
     version current_database current_schema current_schemas current_setting pg_backend_pid pg_postmaster_start_time
     pg_conf_load_time pg_client_encoding inet_client_addr inet_client_port inet_server_addr inet_server_port
     pg_is_in_recovery pg_jit_available pg_trigger_depth
@@ -105,7 +105,7 @@ const BUILTIN_TYPES: ReadonlySet<string> = new Set(
 const BUILTIN_OPERATORS: ReadonlySet<string> = new Set(
   words(`
     + - * / % ^ |/ ||/ @ & | # ~ << >> = <> != < > <= >= || ~~ ~~* !~~ !~~* ~* !~ !~* @> <@ && ? ?| ?& @@ @@@ @?
-    -> ->> #> #>> #- <-> <<| |>> &< &> &<| |&> <<= >>= -|- ?# ?- ?-| ?|| <^ >^ @-@ ##
+    -> ->> #> #>> #- <-> <<| |>> &< &> &<| |&> <<= >>= -|- ?# ?- ?-| ?|| <^ >^ @-@ ## ~<~ ~<=~ ~>=~ ~>~ ^@
   `),
 );
 
@@ -151,3 +151,10 @@ export const isBuiltinOperator = (parts: readonly string[], searchPath: readonly
   const name = builtinName(parts, searchPath);
   return name !== undefined && BUILTIN_OPERATORS.has(name);
 };
+
+/** BETWEEN is written with its own name in the raw tree; PostgreSQL runs it as `>=` and `<=`. */
+const BETWEEN_KINDS: ReadonlySet<string> = new Set(['AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN', 'AEXPR_BETWEEN_SYM', 'AEXPR_NOT_BETWEEN_SYM']);
+
+/** An A_Expr whose operator is a built-in one (see isBuiltinOperator). */
+export const isBuiltinOperatorExpression = (kind: string | undefined, parts: readonly string[], searchPath: readonly string[] | undefined): boolean =>
+  parts.length === 0 || isBuiltinOperator(kind !== undefined && BETWEEN_KINDS.has(kind) ? ['>='] : parts, searchPath);

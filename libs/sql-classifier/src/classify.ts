@@ -1,6 +1,6 @@
 import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-query';
 import { highestRisk, riskRank, actionRank, widestAction, type Action, type Risk } from '@sluice/contracts';
-import { ANY_TABLE, isBuiltinOperator, isBuiltinType, isCataloguedFunction } from './catalogue.js';
+import { ANY_TABLE, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction } from './catalogue.js';
 import { functionEffect, GUARDED_SETTINGS } from './functions.js';
 import { STATEMENT_KINDS } from './statements.js';
 
@@ -305,7 +305,14 @@ class StatementWalk {
   /** An operator outside the built-in symbols (or qualified elsewhere) runs a user's function. */
   private operator(n: Node, scope: Scope): void {
     const parts = names(n.name);
-    if (parts.length > 0 && !isBuiltinOperator(parts, this.options.searchPath)) this.readsAnything(`operator ${parts.join('.')} is not a built-in operator`);
+    if (!isBuiltinOperatorExpression(str(n.kind), parts, this.options.searchPath)) this.readsAnything(`operator ${parts.join('.')} is not a built-in operator`);
+    this.fields(n, scope);
+  }
+
+  /** ORDER BY … USING op calls the operator's function for every comparison. */
+  private sortBy(n: Node, scope: Scope): void {
+    const parts = names(n.useOp);
+    if (parts.length > 0 && !isBuiltinOperator(parts, this.options.searchPath)) this.readsAnything(`ORDER BY … USING ${parts.join('.')} is not a built-in operator`);
     this.fields(n, scope);
   }
 
@@ -322,6 +329,9 @@ class StatementWalk {
         return;
       case 'A_Expr':
         this.operator(n, scope);
+        return;
+      case 'SortBy':
+        this.sortBy(n, scope);
         return;
       case 'LockingClause':
         this.raise('write', 'medium', 'SELECT … FOR UPDATE/SHARE locks rows');

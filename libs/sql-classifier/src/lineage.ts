@@ -1,5 +1,5 @@
 import { parseSync } from 'libpg-query';
-import { isBuiltinOperator, isBuiltinType, isCataloguedFunction, isPureFunction } from './catalogue.js';
+import { isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, isPureFunction } from './catalogue.js';
 import { isSqlClassifierLoaded } from './classify.js';
 
 /** A table column an output column's value derives from. */
@@ -834,8 +834,11 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
         if (type.length > 0 && !isBuiltinType(type, options.searchPath)) any = true;
         break;
       }
-      case 'A_Expr': {
-        const operator = names(node.name);
+      case 'A_Expr':
+        if (!isBuiltinOperatorExpression(str(node.kind), names(node.name), options.searchPath)) any = true;
+        break;
+      case 'SortBy': {
+        const operator = names(node.useOp);
         if (operator.length > 0 && !isBuiltinOperator(operator, options.searchPath)) any = true;
         break;
       }
