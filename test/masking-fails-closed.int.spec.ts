@@ -86,7 +86,11 @@ beforeAll(async () => {
     `create table people (id int primary key, name text, ssn text);
      insert into people values (1, 'Ada Lovelace', '912-34-5678');
      create table orders (id int primary key, total int);
-     insert into orders values (1, 10);`,
+     insert into orders values (1, 10);
+     create table stats_probe (code text);
+     insert into stats_probe select '912-34-5678' from generate_series(1, 50);
+     insert into stats_probe select 'other-' || g from generate_series(1, 50) g;
+     analyze stats_probe;`,
   );
   const resource = CONFIG.resources[0] as PostgresResourceConfig;
   adapter = createPostgresAdapter({ ...resource, target: { ...resource.target, port: 5432, ssl: false } }, { secretsDir: process.cwd() });
@@ -178,6 +182,27 @@ describe('masking fails closed', () => {
     expect(result.rows).toEqual([{ r: COLUMN_REDACTED, j: COLUMN_REDACTED, b: COLUMN_REDACTED, p: COLUMN_REDACTED }]);
     const binary = await client.query({ text: 'SELECT to_jsonb(p) AS b, p FROM people p WHERE id = $1', values: [1], binary: true } as pg.QueryConfig);
     expectNoRaw(binary.rows);
+  });
+
+  it('masks every column of a function in FROM that returns more columns than the text names (json_each_text)', async () => {
+    const client = await connect();
+    const result = await client.query('SELECT * FROM json_each_text(row_to_json((SELECT p FROM people p LIMIT 1)))');
+    expect(result.rows.length).toBe(3);
+    expectNoRaw(result.rows);
+  });
+
+  it('masks the sample values of pg_stats, which carry any column', async () => {
+    const client = await connect();
+    const direct = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
+    await direct.connect();
+    const raw = await direct.query("SELECT most_common_vals::text AS v FROM pg_stats WHERE tablename = 'stats_probe'");
+    await direct.end();
+    expect(raw.rows[0].v).toContain('912-34-5678');
+    const result = await client.query("SELECT attname, histogram_bounds, most_common_vals FROM pg_stats WHERE tablename = 'stats_probe'");
+    expect(result.rows).toHaveLength(1);
+    expectNoRaw(result.rows);
+    const star = await client.query("SELECT * FROM pg_stats WHERE tablename = 'stats_probe'");
+    expectNoRaw(star.rows);
   });
 
   it('keeps a boolean comparison and a count in clear', async () => {

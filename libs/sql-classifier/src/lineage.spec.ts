@@ -184,9 +184,9 @@ describe('resultLineage: stars, unknowns and failures', () => {
     expect(lineages.map((lineage) => (lineage ? flat(lineage) : undefined))).toEqual([SSN, undefined, undefined, undefined, SSN]);
   });
 
-  it('columnLineages gives nothing when the widths disagree', () => {
+  it('columnLineages gives every column everything the statement returns when the widths disagree (fail closed)', () => {
     const statement: StatementLineage = { head: [[{ column: 'a' }]], tail: [], open: false };
-    expect(columnLineages(statement, 2)).toEqual([undefined, undefined]);
+    expect(columnLineages(statement, 2)).toEqual([[{ column: 'a' }], [{ column: 'a' }]]);
     expect(columnLineages(undefined, 1)).toEqual([undefined]);
   });
 
@@ -199,6 +199,22 @@ describe('resultLineage: stars, unknowns and failures', () => {
     // (FETCH from a cursor the text cannot see is no longer "unknown": it may carry any column, see below.)
     const lineage = resultLineage('EXPLAIN SELECT ssn FROM people; EXECUTE unknown; SELECT ssn INTO t FROM people')!;
     expect(lineage.statements).toEqual([undefined, undefined, undefined]);
+  });
+});
+
+describe('resultLineage: columns the wire will not name', () => {
+  it('a set-returning function may return more columns than the text names: each carries its arguments', () => {
+    const lineage = resultLineage('SELECT * FROM json_each_text(row_to_json((SELECT p FROM people p LIMIT 1)))')!.statements[0]!;
+    for (const column of columnLineages(lineage, 2, ['key', 'value']).map(flat)) expect(column).toContain('public.people.*');
+  });
+  it('a UNION of stars is resolved by the names the wire gives (its columns have no table OID)', () => {
+    const lineage = resultLineage('SELECT * FROM people UNION ALL SELECT * FROM people')!.statements[0]!;
+    expect(columnLineages(lineage, 2, ['id', 'pin_code']).map(flat)).toEqual([['public.people.id'], ['public.people.pin_code']]);
+  });
+  it('statistics views carry sample values of any column', () => {
+    const lineage = resultLineage('SELECT * FROM pg_stats')!.statements[0]!;
+    expect(columnLineages(lineage, 2, ['attname', 'histogram_bounds']).map(flat)).toEqual([['public.pg_stats.attname'], ['?.*']]);
+    expect(columns("SELECT histogram_bounds FROM pg_catalog.pg_stats WHERE attname = 'ssn'")).toEqual([['?.*']]);
   });
 });
 

@@ -37,6 +37,8 @@ export interface StatementLineage {
    * whole table (its lines carry no column names), a FETCH from a cursor this text cannot see.
    */
   readonly fill?: ColumnLineage;
+  /** The lineage of a column of the unknown middle by its name, where the wire will not name its table. */
+  readonly byName?: (column: string) => ColumnLineage;
   /** COPY … TO STDOUT: how its lines are written, so they can be split into columns. */
   readonly copy?: CopyFormat;
 }
@@ -78,6 +80,11 @@ type Item =
       readonly resolve: (column: string) => Sources;
       /** What the columns it expands to may carry, all together (a whole-row reference to it). */
       readonly whole: Sources;
+      /**
+       * Its columns are not named by a table OID on the wire (a function's, a UNION's, a statistics
+       * view's): the result's lineage resolves them by the names the RowDescription gives.
+       */
+      readonly opaque?: true;
     };
 
 interface Relation {
@@ -92,6 +99,10 @@ const NONE: Sources = [];
 const MAX_EXECUTE_DEPTH = 3;
 const MAX_RECURSIVE_ROUNDS = 4;
 const MAX_SCHEMAS = 8;
+
+/** Catalog relations that hold sample values of other tables' columns. */
+const STATISTICS_RELATIONS: ReadonlySet<string> = new Set(['pg_stats', 'pg_statistic', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic_ext_data']);
+const STATISTICS_VALUE_COLUMN = /^(most_common_vals|most_common_elems|histogram_bounds|stavalues\d|stxd\w*|most_common_val_nulls|exprs?)$/;
 
 /** Any column of any table: what an unknown function's result may carry. */
 const ANY_COLUMN: Sources = [{ column: '*', anyColumn: true }];
@@ -143,9 +154,10 @@ const unwrap = (value: unknown): [string, Node] | undefined => {
 
 const sourceKey = (source: LineageSource): string => `${source.table ?? ''}\u0000${source.column}`;
 
-const union = (...parts: readonly Sources[]): Sources => {
+const union = (...parts: readonly ColumnLineage[]): Sources => {
   const nonEmpty = parts.filter((part) => part.length > 0);
-  if (nonEmpty.length <= 1) return nonEmpty[0] ?? NONE;
+  // Never mutated: a readonly part may be handed back as it is.
+  if (nonEmpty.length <= 1) return (nonEmpty[0] as Sources | undefined) ?? NONE;
   const seen = new Map<string, LineageSource>();
   for (const part of nonEmpty) for (const source of part) seen.set(sourceKey(source), source);
   return [...seen.values()];
@@ -202,6 +214,8 @@ const mergePositional = (left: Item[], right: Item[]): Item[] => {
     kind: 'star',
     resolve: (column) => union(leftRelation.column(column) ?? NONE, rightRelation.column(column) ?? NONE),
     whole: union(allSources(left), allSources(right)),
+    // A set operation's output columns have no table OID on the wire.
+    opaque: true,
   });
   for (let back = tail; back >= 1; back--) {
     const l = left.length - back;
@@ -361,7 +375,7 @@ class LineageWalk {
   private starItems(qualifier: readonly string[], scope: Scope): Item[] {
     if (qualifier.length === 0) return scope.fromItems.flatMap((relation) => relation.items());
     const relation = scope.relation(qualifier.at(-1)!);
-    return relation ? relation.items() : [{ kind: 'star', resolve: (column) => [{ column }], whole: ANY_COLUMN }];
+    return relation ? relation.items() : [{ kind: 'star', resolve: () => ANY_COLUMN, whole: ANY_COLUMN, opaque: true }];
   }
 
   /** The column name PostgreSQL gives an unaliased target (what an outer query refers to). */
@@ -452,9 +466,18 @@ class LineageWalk {
         const sources = union(...calls.map((call) => this.expr(call, scope)));
         const defined = list(node.coldeflist).map((def) => str((def as { ColumnDef?: Node }).ColumnDef?.colname) ?? '');
         const functionName = names((calls[0] as { FuncCall?: Node } | undefined)?.FuncCall?.funcname).at(-1);
-        // Unaliased, a scalar function's one column is named after the alias or the function.
-        const columnNames = aliasColumns.length > 0 ? aliasColumns : defined.length > 0 ? defined : [aliasName ?? functionName ?? ''];
-        relation = derived(aliasName ?? functionName, columnNames.map((name) => ({ kind: 'column', name, sources })));
+        const columnNames = aliasColumns.length > 0 ? aliasColumns : defined;
+        const named: Item[] = columnNames.map((name) => ({ kind: 'column', name, sources }));
+        // How many columns a function returns is the catalog's knowledge (json_each gives two): past
+        // the named ones, a `*` of unknown width whose every column carries the arguments.
+        const rest: Item = { kind: 'star', resolve: () => sources, whole: sources, opaque: true };
+        const width = defined.length > 0 && aliasColumns.length <= defined.length ? named : [...named, rest];
+        relation = {
+          name: aliasName ?? functionName,
+          items: () => width,
+          // A bare name resolves to the function's column (unaliased, a scalar function's one column is named after it).
+          column: () => sources,
+        };
         break;
       }
       case 'JoinExpr':
@@ -466,7 +489,7 @@ class LineageWalk {
         // XMLTABLE, JSON_TABLE, ROWS FROM …: any column may derive from anything they read.
         // Their column names are not looked up (a bare name does not resolve to them).
         const sources = this.generic(node, scope);
-        relation = { name: aliasName, items: () => [{ kind: 'star', resolve: () => sources, whole: sources }], column: () => undefined };
+        relation = { name: aliasName, items: () => [{ kind: 'star', resolve: () => sources, whole: sources, opaque: true }], column: () => undefined };
       }
     }
     scope.relations.push(relation);
@@ -478,6 +501,12 @@ class LineageWalk {
    * renamed by an alias list (`people AS p(a, b)`) keep the alias as their name here.
    */
   private table(tables: readonly string[], name: string | undefined): Relation {
+    const relname = tables[0]?.slice(tables[0].indexOf('.') + 1) ?? '';
+    if (STATISTICS_RELATIONS.has(relname)) {
+      // Sample values of every column of every table: any column, resolved by name on the wire.
+      const sources = (column: string): Sources => (STATISTICS_VALUE_COLUMN.test(column) ? ANY_COLUMN : tables.map((table) => ({ table, column })));
+      return { name, items: () => [{ kind: 'star', resolve: sources, whole: ANY_COLUMN, opaque: true }], column: sources };
+    }
     const sources = (column: string): Sources => tables.map((table) => ({ table, column }));
     const whole: Sources = tables.map((table) => ({ table, column: '*', anyColumn: true }));
     return { name, items: () => [{ kind: 'star', resolve: sources, whole }], column: sources };
@@ -705,11 +734,14 @@ const toStatementLineage = (items: readonly Item[], stmt: unknown): StatementLin
   const stars = items.slice(first, last + 1);
   // COPY lines name no column and an unknown cursor's result may come from anywhere: the middle carries what the stars may.
   const fill = copy || wrapped?.[0] === 'FetchStmt' ? allSources(stars) : undefined;
+  const opaque = stars.filter((item): item is Extract<Item, { kind: 'star' }> => item.kind === 'star' && item.opaque === true);
+  const byName = opaque.length > 0 ? (name: string): ColumnLineage => union(...opaque.map((star) => star.resolve(name))) : undefined;
   return {
     head: items.slice(0, first).map(column),
     tail: items.slice(last + 1).map(column),
     open: true,
     ...(fill ? { fill } : {}),
+    ...(byName ? { byName } : {}),
     ...(copy ? { copy } : {}),
   };
 };
@@ -768,15 +800,23 @@ export const resultLineage = (text: string, options: LineageOptions = {}): SqlLi
  * for a column whose lineage the text cannot tell (inside a `*` of unknown width, or a width
  * that does not match).
  */
-export const columnLineages = (statement: StatementLineage | undefined, count: number): (ColumnLineage | undefined)[] => {
+export const columnLineages = (statement: StatementLineage | undefined, count: number, columnNames?: readonly string[]): (ColumnLineage | undefined)[] => {
   const out = new Array<ColumnLineage | undefined>(count).fill(undefined);
   if (!statement) return out;
+  // A width the text did not foresee: every column may carry anything the statement returns (fail closed).
+  const everything = (): (ColumnLineage | undefined)[] => out.fill(union(...statement.head, ...statement.tail, statement.fill ?? NONE));
   if (!statement.open) {
-    if (statement.head.length !== count) return out;
+    if (statement.head.length !== count) return everything();
     return statement.head.slice();
   }
-  if (statement.head.length + statement.tail.length > count) return out;
+  if (statement.head.length + statement.tail.length > count) return everything();
   if (statement.fill) out.fill(statement.fill);
+  const byName = statement.byName;
+  if (byName && columnNames) {
+    for (let index = statement.head.length; index < count - statement.tail.length; index++) {
+      out[index] = union(out[index] ?? NONE, byName(columnNames[index] ?? ''));
+    }
+  }
   statement.head.forEach((lineage, index) => (out[index] = lineage));
   statement.tail.forEach((lineage, index) => (out[count - statement.tail.length + index] = lineage));
   return out;

@@ -90,8 +90,13 @@ export const copyColumns = (
  * The `derivedFrom` of each column of the `statement`-th result of a text with `count` columns;
  * undefined when nothing is known.
  */
-export const derivedColumns = (lineage: SqlLineage | undefined, statement: number, count: number): (readonly ColumnSource[] | undefined)[] | undefined => {
-  const lineages = columnLineages(lineage?.statements[statement], count);
+export const derivedColumns = (
+  lineage: SqlLineage | undefined,
+  statement: number,
+  count: number,
+  columnNames?: readonly string[],
+): (readonly ColumnSource[] | undefined)[] | undefined => {
+  const lineages = columnLineages(lineage?.statements[statement], count, columnNames);
   let known = false;
   const out = lineages.map((sources) => {
     if (!sources || sources.length === 0) return undefined;

@@ -1113,7 +1113,7 @@ export class PostgresSession {
         if (head?.kind === 'query') {
           const fields = decodeRowDescription(frame.body);
           // A simple query's n-th statement ends with its n-th CommandComplete: the tags so far count them.
-          const derived = this.#derivedFrom(head.command, head.command.tags.length, fields.length);
+          const derived = this.#derivedFrom(head.command, head.command.tags.length, fields);
           head.result = new ResultSet(fields, head.command.masker, this.#ports.recording, this.#qualify, derived);
           out.push(frame.raw);
         } else if (head?.kind === 'describeStatement') {
@@ -1239,10 +1239,11 @@ export class PostgresSession {
    * The source columns of each column of the `statement`-th result of a command, so column rules
    * follow derived columns. Only for a profile with column rules: otherwise nothing is parsed.
    */
-  #derivedFrom(command: Command, statement: number, count: number): (readonly ColumnSource[] | undefined)[] | undefined {
+  #derivedFrom(command: Command, statement: number, fields: readonly FieldDescription[]): (readonly ColumnSource[] | undefined)[] | undefined {
+    const count = fields.length;
     if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
     if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts) ?? null;
-    return derivedColumns(command.lineage ?? undefined, statement, count);
+    return derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name));
   }
 
   /**
@@ -1277,7 +1278,7 @@ export class PostgresSession {
   #resultOf(head: Extract<Expect, { kind: 'query' | 'execute' }>): ResultSet | undefined {
     if (head.kind === 'execute' && !head.result && head.portal.description) {
       const fields = head.portal.description;
-      head.result = new ResultSet(fields, head.command.masker, this.#ports.recording, this.#qualify, this.#derivedFrom(head.command, 0, fields.length));
+      head.result = new ResultSet(fields, head.command.masker, this.#ports.recording, this.#qualify, this.#derivedFrom(head.command, 0, fields));
     }
     return head.result;
   }
