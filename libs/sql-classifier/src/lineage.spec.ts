@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadSqlClassifier } from './classify.js';
-import { columnLineages, resultLineage, type ColumnLineage, type StatementLineage } from './lineage.js';
+import { columnLineages, referencedColumns, resultLineage, type ColumnLineage, type StatementLineage } from './lineage.js';
 
 beforeAll(async () => {
   await loadSqlClassifier();
@@ -244,5 +244,20 @@ describe('resultLineage: COPY TO and cursors', () => {
     const fetch = resultLineage('FETCH ALL FROM "<unnamed portal 1>"')!.statements[0]!;
     expect(columnLineages(fetch, 2).map(flat)).toEqual([['?.*'], ['?.*']]);
     expect(resultLineage('MOVE 1 IN c')!.statements[0]).toBeUndefined();
+  });
+});
+
+describe('referencedColumns', () => {
+  it('names every column a statement names anywhere, by name', () => {
+    expect(referencedColumns("SELECT reverse(p.ssn)::int FROM people p WHERE name = 'x'")!.map((source) => source.column).sort()).toEqual(['name', 'ssn']);
+  });
+  it.each([
+    'SELECT * FROM people',
+    'SELECT to_jsonb(p) FROM people p',
+    'SELECT my_report(1)',
+    "SELECT histogram_bounds::text::int[] FROM pg_stats",
+    'FETCH ALL FROM c',
+  ])('counts %s as naming any column', (sql) => {
+    expect(referencedColumns(sql)).toEqual([{ column: '*', anyColumn: true }]);
   });
 });

@@ -895,6 +895,8 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
     for (const key in node) visit(node[key]);
   };
   collectRelations(tree);
+  // Statistics relations quote sample values of every column.
+  for (const name of relationNames) if (STATISTICS_RELATIONS.has(name)) any = true;
   visit(tree);
   return any ? ANY_COLUMN : [...columns.values()];
 };
