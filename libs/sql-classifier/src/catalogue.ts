@@ -98,6 +98,7 @@ const BUILTIN_TYPES: ReadonlySet<string> = new Set(
     regcollation point line lseg box path polygon circle record unknown
     int4range int8range numrange tsrange tstzrange daterange
     int4multirange int8multirange nummultirange tsmultirange tstzmultirange datemultirange
+    int2vector oidvector pg_node_tree aclitem txid_snapshot pg_snapshot refcursor void cstring anyarray anyelement
   `),
 );
 
