@@ -8,11 +8,9 @@ export {
   type SqlClassification,
   type StatementClassification,
 } from './classify.js';
+export { referencedColumns, declaredCursors, fetchedCursor } from './session-statements.js';
 export {
   resultLineage,
-  referencedColumns,
-  declaredCursors,
-  fetchedCursor,
   columnLineages,
   type ColumnLineage,
   type CopyFormat,

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadSqlClassifier } from './classify.js';
-import { columnLineages, referencedColumns, resultLineage, type ColumnLineage, type StatementLineage } from './lineage.js';
+import { columnLineages, resultLineage, type ColumnLineage, type StatementLineage } from './lineage.js';
+import { referencedColumns } from './session-statements.js';
 
 beforeAll(async () => {
   await loadSqlClassifier();

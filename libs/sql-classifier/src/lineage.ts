@@ -1,5 +1,7 @@
 import { parseSync } from 'libpg-query';
-import { isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, isPureFunction } from './catalogue.js';
+import { isBuiltinOperator, isBuiltinType, isCataloguedFunction, isPureFunction, STATISTICS_RELATIONS, STATISTICS_VALUE_COLUMN } from './catalogue.js';
+import { copyFormat, type CopyFormat } from './copy-format.js';
+import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
 import { isSqlClassifierLoaded } from './classify.js';
 
 /** A table column an output column's value derives from. */
@@ -43,15 +45,7 @@ export interface StatementLineage {
   readonly copy?: CopyFormat;
 }
 
-/** The line format of a COPY TO. */
-export interface CopyFormat {
-  readonly format: 'text' | 'csv' | 'binary';
-  readonly delimiter: string;
-  readonly quote: string;
-  readonly escape: string;
-  /** The first line names the columns. */
-  readonly header: boolean;
-}
+export type { CopyFormat };
 
 export interface SqlLineage {
   /** Per statement of the text, in order; undefined where the statement returns no rows or its lineage is unknown. */
@@ -69,7 +63,6 @@ export interface LineageOptions {
   readonly cursors?: ReadonlyMap<string, string>;
 }
 
-type Node = Record<string, unknown>;
 type Sources = LineageSource[];
 
 /** An output column of a relation, or a `*` of unknown width whose columns are looked up by name. */
@@ -100,10 +93,6 @@ const MAX_EXECUTE_DEPTH = 3;
 const MAX_RECURSIVE_ROUNDS = 4;
 const MAX_SCHEMAS = 8;
 
-/** Catalog relations that hold sample values of other tables' columns. */
-const STATISTICS_RELATIONS: ReadonlySet<string> = new Set(['pg_stats', 'pg_statistic', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic_ext_data']);
-const STATISTICS_VALUE_COLUMN = /^(most_common_vals|most_common_elems|histogram_bounds|stavalues\d|stxd\w*|most_common_val_nulls|exprs?)$/;
-
 /** Any column of any table: what an unknown function's result may carry. */
 const ANY_COLUMN: Sources = [{ column: '*', anyColumn: true }];
 
@@ -132,25 +121,6 @@ const BOOLEAN_EXPR_KINDS: ReadonlySet<string> = new Set([
   'AEXPR_OP_ANY', 'AEXPR_OP_ALL', 'AEXPR_DISTINCT', 'AEXPR_NOT_DISTINCT', 'AEXPR_IN', 'AEXPR_LIKE', 'AEXPR_ILIKE',
   'AEXPR_SIMILAR', 'AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN', 'AEXPR_BETWEEN_SYM', 'AEXPR_NOT_BETWEEN_SYM',
 ]);
-
-const isObject = (value: unknown): value is Node => typeof value === 'object' && value !== null;
-const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
-const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
-const names = (value: unknown): string[] => list(value).map((item) => str((item as { String?: { sval?: unknown } }).String?.sval) ?? '');
-
-/** `{ Tag: {...} }` -> [Tag, body]; undefined for an unwrapped struct. */
-const unwrap = (value: unknown): [string, Node] | undefined => {
-  if (!isObject(value)) return undefined;
-  let tag: string | undefined;
-  for (const key in value) {
-    if (tag !== undefined) return undefined;
-    tag = key;
-  }
-  if (tag === undefined) return undefined;
-  const first = tag.charCodeAt(0);
-  const body = value[tag];
-  return first >= 65 && first <= 90 && isObject(body) ? [tag, body] : undefined;
-};
 
 const sourceKey = (source: LineageSource): string => `${source.table ?? ''}\u0000${source.column}`;
 
@@ -746,28 +716,6 @@ const toStatementLineage = (items: readonly Item[], stmt: unknown): StatementLin
   };
 };
 
-/** The line format a COPY TO writes, from its options. @see https://www.postgresql.org/docs/current/sql-copy.html */
-const copyFormat = (node: Node): CopyFormat => {
-  let format: CopyFormat['format'] = 'text';
-  let delimiter: string | undefined;
-  let quote: string | undefined;
-  let escape: string | undefined;
-  let header = false;
-  for (const option of list(node.options)) {
-    const def = (option as { DefElem?: Node }).DefElem;
-    const name = str(def?.defname);
-    const arg = def?.arg as { String?: { sval?: string }; Integer?: { ival?: number }; Boolean?: { boolval?: boolean } } | undefined;
-    const value = arg?.String?.sval ?? (arg?.Integer ? String(arg.Integer.ival ?? 0) : undefined) ?? (arg?.Boolean ? String(arg.Boolean.boolval ?? false) : undefined);
-    if (name === 'format') format = value === 'csv' ? 'csv' : value === 'binary' ? 'binary' : 'text';
-    else if (name === 'delimiter') delimiter = value;
-    else if (name === 'quote') quote = value;
-    else if (name === 'escape') escape = value;
-    else if (name === 'header') header = value === undefined || !['false', 'off', '0', 'f', 'no', 'n'].includes(value.toLowerCase());
-  }
-  const csv = format === 'csv';
-  return { format, delimiter: delimiter ?? (csv ? ',' : '\t'), quote: quote ?? '"', escape: escape ?? quote ?? '"', header };
-};
-
 /**
  * The lineage of the result columns of every statement in a SQL text, from the PostgreSQL parse
  * tree: for each output column, the table columns its value derives from, through functions,
@@ -822,118 +770,3 @@ export const columnLineages = (statement: StatementLineage | undefined, count: n
   return out;
 };
 
-/**
- * Every column a text names anywhere (select list, WHERE, JOIN, function arguments), by name; any
- * column where it names a whole row, a `*`, a function, cast or operator the catalogue does not
- * vouch for, or a prepared statement or cursor. For texts the server quotes back in errors and
- * notices: a covered column anywhere in the statement may be in them. Undefined when the text
- * does not parse (callers treat that as any column).
- */
-export const referencedColumns = (text: string, options: LineageOptions = {}): ColumnLineage | undefined => {
-  if (!isSqlClassifierLoaded()) return undefined;
-  let tree: unknown;
-  try {
-    tree = parseSync(text);
-  } catch {
-    return undefined;
-  }
-  const relationNames = new Set<string>();
-  const columns = new Map<string, LineageSource>();
-  let any = false;
-  const collectRelations = (value: unknown): void => {
-    if (Array.isArray(value)) return value.forEach(collectRelations);
-    if (!isObject(value)) return;
-    if (typeof value.relname === 'string') relationNames.add(value.relname);
-    if (isObject(value.alias) && typeof value.alias.aliasname === 'string') relationNames.add(value.alias.aliasname);
-    for (const key in value) collectRelations(value[key]);
-  };
-  const visit = (value: unknown): void => {
-    if (any) return;
-    if (Array.isArray(value)) return value.forEach(visit);
-    const wrapped = unwrap(value);
-    if (!wrapped) {
-      if (isObject(value)) for (const key in value) visit(value[key]);
-      return;
-    }
-    const [tag, node] = wrapped;
-    switch (tag) {
-      case 'ColumnRef': {
-        const fields = list(node.fields);
-        const last = fields.at(-1);
-        const parts = names(fields);
-        if (isObject(last) && 'A_Star' in last) any = true;
-        else if (parts.length === 1 && relationNames.has(parts[0]!)) any = true;
-        else if (parts.length > 0) columns.set(parts.at(-1)!, { column: parts.at(-1)! });
-        return;
-      }
-      case 'FuncCall':
-        if (!isCataloguedFunction(names(node.funcname), options.searchPath)) any = true;
-        break;
-      case 'TypeCast': {
-        const type = names((node.typeName as Node | undefined)?.names);
-        if (type.length > 0 && !isBuiltinType(type, options.searchPath)) any = true;
-        break;
-      }
-      case 'A_Expr':
-        if (!isBuiltinOperatorExpression(str(node.kind), names(node.name), options.searchPath)) any = true;
-        break;
-      case 'SortBy': {
-        const operator = names(node.useOp);
-        if (operator.length > 0 && !isBuiltinOperator(operator, options.searchPath)) any = true;
-        break;
-      }
-      case 'ExecuteStmt':
-      case 'FetchStmt':
-        any = true;
-        return;
-      case 'CopyStmt':
-        if (list(node.attlist).length === 0 && !isObject(node.query)) any = true;
-        break;
-      default:
-        break;
-    }
-    for (const key in node) visit(node[key]);
-  };
-  collectRelations(tree);
-  // Statistics relations quote sample values of every column.
-  for (const name of relationNames) if (STATISTICS_RELATIONS.has(name)) any = true;
-  visit(tree);
-  return any ? ANY_COLUMN : [...columns.values()];
-};
-
-/** The cursors a text DECLAREs: name -> the text of its DECLARE statement. Empty when it does not parse. */
-export const declaredCursors = (text: string): Map<string, string> => {
-  const out = new Map<string, string>();
-  if (!isSqlClassifierLoaded() || !/declare/i.test(text)) return out;
-  try {
-    const tree = parseSync(text) as { stmts?: { stmt?: Node; stmt_location?: number; stmt_len?: number }[] };
-    const bytes = Buffer.from(text, 'utf8');
-    for (const raw of tree.stmts ?? []) {
-      const declared = (raw.stmt as { DeclareCursorStmt?: Node } | undefined)?.DeclareCursorStmt;
-      const name = str(declared?.portalname);
-      if (!name) continue;
-      // Locations are byte offsets; a length of 0 means "to the end of the text".
-      const start = raw.stmt_location ?? 0;
-      const end = raw.stmt_len ? start + raw.stmt_len : bytes.length;
-      out.set(name, bytes.subarray(start, end).toString('utf8'));
-    }
-  } catch {
-    return out;
-  }
-  return out;
-};
-
-/** The cursor a FETCH (not MOVE) of a one-statement text reads from; undefined for anything else. */
-export const fetchedCursor = (text: string): string | undefined => {
-  if (!isSqlClassifierLoaded() || !/fetch/i.test(text)) return undefined;
-  try {
-    const tree = parseSync(text) as { stmts?: { stmt?: Node }[] };
-    for (const raw of tree.stmts ?? []) {
-      const fetch = (raw.stmt as { FetchStmt?: Node } | undefined)?.FetchStmt;
-      if (fetch && fetch.ismove !== true) return str(fetch.portalname) ?? '';
-    }
-  } catch {
-    return undefined;
-  }
-  return undefined;
-};
