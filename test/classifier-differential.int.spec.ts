@@ -33,35 +33,11 @@ const SEARCH_PATH = ['public'];
  * Statement -> what the server saw and why the classifier cannot see it.
  */
 const KNOWN_OPEN_FUNCTION_MISSES: ReadonlyMap<string, string> = new Map([
-  ['SELECT bump()', '25006: bump() inserts into app.events'],
-  ['SELECT public.bump()', '25006: bump() inserts into app.events'],
-  ['SELECT * FROM bump()', '25006: bump() inserts into app.events'],
-  ['SELECT 1 WHERE bump() = 1', '25006: bump() inserts into app.events'],
-  ['SELECT 1 === 2', '25006: operator === is write_eq(), which inserts; no function call in the text'],
-  ['SELECT 1 OPERATOR(public.===) 2', '25006: operator === is write_eq(), which inserts; no function call in the text'],
-  ['SELECT id FROM orders WHERE id === 1', '25006: operator === is write_eq(), which inserts; no function call in the text'],
   ['SELECT o.log_order FROM orders o', '25006: attribute notation o.log_order calls log_order(o), which inserts; the parse tree has only a ColumnRef'],
   ['SELECT (o).log_order FROM orders o', '25006: attribute notation calls log_order(o), which inserts; the parse tree has only an A_Indirection'],
-  ['SELECT log_order(o) FROM orders o', '25006: log_order(orders) inserts into app.events'],
-  ['SELECT 1::widget', '25006: the cast int -> widget runs make_widget(), which inserts; no function call in the text'],
-  ['SELECT CAST(2 AS public.widget)', '25006: the cast int -> widget runs make_widget(), which inserts; no function call in the text'],
-  ['SELECT public.make_widget(1)', '25006: make_widget() inserts into app.events'],
-  ['SELECT 1::checked', "25006: the domain checked's CHECK calls write_check(), which inserts; no function call in the text"],
-  ['SELECT CAST(1 AS public.checked)', "25006: the domain checked's CHECK calls write_check(), which inserts; no function call in the text"],
-  ['SELECT public.write_check(1)', '25006: write_check() inserts into app.events'],
   ['SELECT * FROM guarded', "25006: guarded's forced row-level security policy calls bump(); nothing in the text"],
   ['SELECT count(*) FROM public.guarded', "25006: guarded's forced row-level security policy calls bump(); nothing in the text"],
   ['SELECT * FROM bumping', '25006: the view bumping calls bump(); nothing in the text'],
-  ['SELECT * FROM secret_rows()', 'EXPLAIN scans secret.secrets: the SQL function secret_rows() is inlined'],
-  ['SELECT * FROM public.secret_rows() s JOIN orders o ON o.id = s.id', 'EXPLAIN scans secret.secrets: the SQL function secret_rows() is inlined'],
-  ['SELECT (SELECT count(*) FROM secret_rows())', 'EXPLAIN scans secret.secrets: the SQL function secret_rows() is inlined'],
-  ['SELECT folded()', '25006: folded() calls nextval()'],
-  ['SELECT public.folded()', '25006: folded() calls nextval()'],
-  ['EXPLAIN SELECT folded()', '25006: a plain EXPLAIN folds the IMMUTABLE folded() as a constant, so it runs; the classifier keeps no effect of a function under EXPLAIN without ANALYZE'],
-  ['DECLARE c CURSOR FOR SELECT bump(); FETCH ALL FROM c', '25006: FETCH runs bump(), which inserts'],
-  ['SELECT public.secret_rows()', 'scans secret.secrets inside secret_rows(), which the plan does not show'],
-  ["SELECT table_to_xml('secret.secrets', true, false, '')", 'scans secret.secrets, named in a string (issue 9, finding 5)'],
-  ["SELECT schema_to_xml('secret', true, false, '')", 'scans every table of schema secret (issue 9, finding 5)'],
 ]);
 /** The parse tree without source positions: the same for other comments, spacing and keyword case. */
 const treeKey = (sql: string): string => {

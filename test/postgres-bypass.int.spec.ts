@@ -35,6 +35,7 @@ const RULES: RuleConfig[] = [
   { name: 'no-secrets', effect: 'deny', resources: [RESOURCE], tables: ['public.secrets'] },
   { name: 'orders-only', effect: 'allow', subjects: { groups: ['orders'] }, resources: [RESOURCE], actions: ['read'], tables: ['public.orders'] },
   { name: 'ops-change', effect: 'allow', subjects: { groups: ['ops'] }, resources: [RESOURCE], actions: ['read', 'write'] },
+  { name: 'runners-change', effect: 'allow', subjects: { groups: ['runners'] }, resources: [RESOURCE], actions: ['read', 'write'] },
   { name: 'risky-needs-dba', effect: 'approve', subjects: { groups: ['ops'] }, resources: [RESOURCE], risk: 'high', approvers: { groups: ['dba'] } },
   // A subject allowed admin statements: only the server-side tracking stands between it and a misread.
   { name: 'tuner-settings', effect: 'allow', subjects: { groups: ['tuner'] }, resources: [RESOURCE], actions: ['read', 'write', 'admin'], tables: ['public.orders'] },
@@ -316,8 +317,10 @@ describe('the server lexes exactly as the classifier does', () => {
 
   it('closes the session when a function flips standard_conforming_strings, before the next backslash text is decided', async () => {
     const before = await victimCount();
-    const raw = await openRaw(['ops']);
-    raw.send(encodeQuery('SELECT flip_lexer()'), encodeQuery("SELECT 'x\\''; DELETE FROM victim; --'"));
+    // A user function called by name may do anything (functions are closed by default, and it
+    // meets the deny on public.secrets): a view hides the call from the text.
+    const raw = await openRaw(['runners']);
+    raw.send(encodeQuery('SELECT flipped FROM lexer_view'), encodeQuery("SELECT 'x\\''; DELETE FROM victim; --'"));
     await waitFor(() => raw.closed);
     expect(raw.errors().some((e) => e.S === 'FATAL' && e.C === '0A000')).toBe(true);
     expect(await victimCount()).toBe(before);

@@ -69,7 +69,8 @@ describe('a read-only agent cannot change anything, whatever it sends', () => {
       `CREATE TABLE accounts (id serial PRIMARY KEY, balance int);
       INSERT INTO accounts (balance) SELECT g * 10 FROM generate_series(1, 20) g;
       CREATE FUNCTION sneaky_total() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
-        BEGIN DELETE FROM accounts; RETURN 0; END $$;`,
+        BEGIN DELETE FROM accounts; RETURN 0; END $$;
+      CREATE VIEW account_totals AS SELECT sneaky_total() AS total;`,
     );
     idp = await startTestIssuer();
     proxyPort = await freePort();
@@ -106,7 +107,11 @@ describe('a read-only agent cannot change anything, whatever it sends', () => {
     }
     const viaParameters = await client.query({ text: 'UPDATE accounts SET balance = $1', values: [0] }).catch((error: { code?: string }) => error.code);
     expect(viaParameters).toBe('42501');
-    const hidden = await client.query('SELECT sneaky_total()').catch((error: { code?: string }) => error.code);
+    // A function the catalogue does not vouch for may write: refused to a read-only subject.
+    const unknownFunction = await client.query('SELECT sneaky_total()').catch((error: { code?: string }) => error.code);
+    expect(unknownFunction).toBe('42501');
+    // A view hides the call from the text: the target's read-only transaction still stops the write.
+    const hidden = await client.query('SELECT * FROM account_totals').catch((error: { code?: string }) => error.code);
     expect(hidden).toBe('25006');
     await client.end();
     expect(await snapshot()).toEqual(before);

@@ -118,6 +118,10 @@ export const encodeNoticeFields = (code: typeof BackendCode.ErrorResponse | type
   return w.byte(0).finish(code);
 };
 
+/** @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-NOTIFICATIONRESPONSE */
+export const encodeNotificationResponse = (processId: number, channel: string, payload: string): Buffer =>
+  new MessageWriter().int32(processId).cstring(channel).cstring(payload).finish(BackendCode.NotificationResponse);
+
 /** @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-READYFORQUERY */
 export const encodeReadyForQuery = (status: number): Buffer => {
   const out = Buffer.allocUnsafe(6);

@@ -22,3 +22,9 @@ export interface Subject {
 
 export const PROTOCOLS = ['postgres', 'redis', 'http'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
+
+/**
+ * Joins the mask profiles of a message's statements into the name of their union (`a+b`): the
+ * policy names it, the masking engine builds it from the named profiles.
+ */
+export const PROFILE_SEPARATOR = '+';

@@ -25,6 +25,13 @@ export interface ColumnSource {
   readonly name: string;
   /** `schema.table.column` when the source table is known. */
   readonly qualifiedName?: string;
+  /**
+   * The value may carry any column (of `table` when given, `schema.table`): a whole row
+   * (`to_jsonb(p)`), a function that reads tables itself, a NOTIFY payload. Every column rule
+   * that could match such a column applies, the strictest first.
+   */
+  readonly anyColumn?: true;
+  readonly table?: string;
 }
 
 /** Counts of masked values per detector (or `column:<rule>` for column rules). */
@@ -61,9 +68,18 @@ export interface ProfileMasker {
 }
 
 export interface CompiledMasking {
+  /**
+   * A profile by name. `a+b` (names joined by PROFILE_SEPARATOR, when no profile has that exact
+   * name) is the union of both: every detector and column rule of each, the strictest strategy.
+   */
   profile(name: string): ProfileMasker | undefined;
   /** A masker with every built-in and custom detector and the partial strategy, for command texts. */
   readonly everything: ProfileMasker;
 }
 
 export type CompileMasking = (config: MaskingConfig, options: { readonly hashKey?: string }) => CompiledMasking;
+
+export { PROFILE_SEPARATOR } from '@sluice/contracts';
+
+/** Strategies from the one that shows the least to the one that shows the most. */
+export const STRATEGY_STRICTNESS: readonly Strategy[] = ['null', 'redact', 'hash', 'partial'];

@@ -17,20 +17,33 @@ export const configRegExp = (source: string, flags = ''): RegExp =>
  * fewer parts matches the trailing parts (`customers.ssn` in any schema, `ssn` in any table).
  * PostgreSQL folds unquoted identifiers to lower case, so the match ignores case.
  */
-const globMatcher = (glob: string): ((qualifiedName: string | undefined, name: string) => boolean) => {
+const globMatcher = (glob: string): GlobMatcher => {
   const parts = glob.split('.').length;
   const source = glob
     .split('')
     .map((char) => (char === '*' ? '[^.]*' : char === '?' ? '[^.]' : char.replace(/[\\^$+.()|{}[\]]/g, '\\$&')))
     .join('');
   const pattern = new RegExp(`^${source}$`, 'i');
-  return (qualifiedName, name) => {
+  const tablePart = parts > 1 ? new RegExp(`^${source.slice(0, source.lastIndexOf('\\.'))}$`, 'i') : undefined;
+  const matches = (qualifiedName: string | undefined, name: string): boolean => {
     const subject = qualifiedName ?? name;
     if (!subject) return false;
     const tail = subject.split('.').slice(-parts);
     return tail.length === parts && pattern.test(tail.join('.'));
   };
+  // Any column of `table`: the rule's column part may match some column, so only its table part is checked.
+  const mayMatchColumnOf = (table: string | undefined): boolean => {
+    if (!tablePart || table === undefined) return true;
+    const tail = table.split('.').slice(-(parts - 1));
+    return tail.length === parts - 1 && tablePart.test(tail.join('.'));
+  };
+  return { matches, mayMatchColumnOf };
 };
+
+interface GlobMatcher {
+  matches(qualifiedName: string | undefined, name: string): boolean;
+  mayMatchColumnOf(table: string | undefined): boolean;
+}
 
 export const compileColumnRule = (rule: MaskingProfileConfig['columns'][number]): ColumnRule => {
   const byName = rule.match ? configRegExp(rule.match) : undefined;
@@ -39,6 +52,9 @@ export const compileColumnRule = (rule: MaskingProfileConfig['columns'][number])
     label: rule.match ?? rule.column ?? '',
     strategy: rule.strategy,
     // Both matchers given: both must hold (a name pattern narrowed to one table).
-    matches: (column) => (!byName || byName.test(column.name)) && (!byColumn || byColumn(column.qualifiedName, column.name)),
+    matches: (column) => {
+      if ('anyColumn' in column && column.anyColumn) return !byColumn || byColumn.mayMatchColumnOf(column.table);
+      return (!byName || byName.test(column.name)) && (!byColumn || byColumn.matches(column.qualifiedName, column.name));
+    },
   };
 };

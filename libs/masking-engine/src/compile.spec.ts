@@ -461,3 +461,54 @@ describe('speed', () => {
     expect(best).toBeLessThan(1000);
   });
 });
+
+describe('values that may carry any column', () => {
+  it('a whole row gets the strictest column rule that could match one of its table columns', () => {
+    const row: ColumnInfo = { name: 'to_jsonb', typeOid: 25, derivedFrom: [{ name: '*', anyColumn: true, table: 'public.people' }] };
+    expect(cell('{"ssn": "912-34-5678"}', row)).toBe(COLUMN_REDACTED);
+  });
+  it('a table-qualified rule applies to any column of its table only', () => {
+    const hashed = compiled.profile('hashed')!;
+    const ofCustomers: ColumnInfo = { name: 'r', typeOid: 25, derivedFrom: [{ name: '*', anyColumn: true, table: 'public.customers' }] };
+    const ofOrders: ColumnInfo = { name: 'r', typeOid: 25, derivedFrom: [{ name: '*', anyColumn: true, table: 'public.orders' }] };
+    const ofAnything: ColumnInfo = { name: 'r', typeOid: 25, derivedFrom: [{ name: '*', anyColumn: true }] };
+    expect(cell('plain words', ofCustomers, hashed)).toMatch(/^hash:/);
+    expect(cell('plain words', ofOrders, hashed)).toBe('plain words');
+    expect(cell('plain words', ofAnything, hashed)).toMatch(/^hash:/);
+  });
+  it('a profile without column rules still only applies its detectors', () => {
+    const row: ColumnInfo = { name: 'r', typeOid: 25, derivedFrom: [{ name: '*', anyColumn: true }] };
+    expect(cell('912-34-5678', row, compiled.profile('emailOnly')!)).toBe('912-34-5678');
+  });
+});
+
+describe('the union of profiles', () => {
+  it('builds a+b from the named profiles: every detector and column rule, the strictest strategy', () => {
+    const union = compiled.profile('emailOnly+pii')!;
+    expect(union).toBeDefined();
+    expect(cell('912-34-5678', { name: 'ssn', typeOid: 25 }, union)).toBe(COLUMN_REDACTED);
+    expect(text('write to a@b.io', compiled.profile('emailOnly+redacted')!)).toBe('write to [REDACTED:email]');
+  });
+  it('knows no union of a profile that does not exist', () => {
+    expect(compiled.profile('pii+nope')).toBeUndefined();
+  });
+});
+
+describe('SSNs next to separators and in bytes', () => {
+  it.each([
+    ['a CSV COPY line', '1,123-45-6789,Ada', '1,[REDACTED:us_ssn],Ada'],
+    ['pg_stats.histogram_bounds', '{123-45-6789,078-05-1120}', '{[REDACTED:us_ssn],[REDACTED:us_ssn]}'],
+  ])('finds the SSN in %s', (_what, input, expected) => {
+    expect(text(input, compiled.profile('redacted')!)).toBe(expected);
+  });
+  it('withholds a bytea whose bytes spell an SSN, text and binary format', () => {
+    const bytea: ColumnInfo = { name: 'blob', typeOid: 17 };
+    const hex = `\\x${Buffer.from('ssn 123-45-6789').toString('hex')}`;
+    expect(cell(hex, bytea)).toBeNull();
+    expect(pii.maskBinaryCell(Buffer.from('ssn 123-45-6789'), bytea, {})).toBeNull();
+    const plain = `\\x${Buffer.from('hello').toString('hex')}`;
+    expect(cell(plain, bytea)).toBe(plain);
+    const bytes = Buffer.from('hello');
+    expect(pii.maskBinaryCell(bytes, bytea, {})).toBe(bytes);
+  });
+});

@@ -1,6 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { MaskingConfig } from '@sluice/config';
-import type { ColumnInfo, CompiledMasking, CompileMasking, MaskCounts, ProfileMasker, Strategy } from './api.js';
+import { PROFILE_SEPARATOR, STRATEGY_STRICTNESS, type ColumnInfo, type CompiledMasking, type CompileMasking, type MaskCounts, type ProfileMasker, type Strategy } from './api.js';
 import { compileColumnRule, type ColumnRule } from './column-rules.js';
 import { builtInDetectors, custom, Hint, hintsOf, type Detector, type Found } from './detectors.js';
 import { scanFeatures } from './features.js';
@@ -27,6 +27,12 @@ interface ColumnPlan {
 }
 
 const TEXT_PLAN: ColumnPlan = { kind: 'text', elementKind: 'text', rule: undefined, hints: Hint.none };
+
+/** A bytea's text form: `\\x` hex (the default bytea_output), else the escape format's printable bytes as they are. */
+const byteaTextBytes = (value: string): Buffer => (value.startsWith('\\x') ? Buffer.from(value.slice(2), 'hex') : Buffer.from(value, 'latin1'));
+
+/** A bytea[] text form with every hex element spelled out, for a detector gate. */
+const byteaArrayText = (value: string): string => value.replace(/\\\\x([0-9a-fA-F]*)/g, (_all, hex: string) => Buffer.from(hex, 'hex').toString('latin1'));
 
 const bump = (counts: MaskCounts, key: string): void => {
   counts[key] = (counts[key] ?? 0) + 1;
@@ -80,6 +86,8 @@ class Masker implements ProfileMasker {
         if (!plan.rule) return value;
         bump(counts, `column:${plan.rule.label}`);
         return null;
+      case 'bytes':
+        return this.maskBytes(byteaTextBytes(value), plan, counts) ? null : value;
       case 'json':
         return this.maskJsonText(value, plan, counts);
       case 'array':
@@ -122,14 +130,26 @@ class Masker implements ProfileMasker {
     return plan;
   }
 
-  /** The first rule matching the column itself or a column it derives from. */
+  /**
+   * The first rule matching the column itself or a column it derives from; where the value may
+   * carry any column (a whole row, an unknown function), the strictest rule that could match.
+   */
   private ruleOf(column: ColumnInfo): ColumnRule | undefined {
     const sources = column.derivedFrom;
+    if (sources?.some((source) => source.anyColumn)) {
+      const matching = this.rules.filter((rule) => rule.matches(column) || sources.some((source) => rule.matches(source)));
+      return strictestRule(matching, this.strategy);
+    }
     for (const rule of this.rules) {
       if (rule.matches(column)) return rule;
       if (sources) for (const source of sources) if (rule.matches(source)) return rule;
     }
     return undefined;
+  }
+
+  /** The parts a union of profiles is built from. */
+  get parts(): { detectors: readonly Detector[]; strategy: Strategy; rules: readonly ColumnRule[] } {
+    return { detectors: this.detectors, strategy: this.strategy, rules: this.rules };
   }
 
   /** Name hints of the column and of its sources: `substr(phone, 2) AS x` is still a phone number. */
@@ -240,6 +260,16 @@ class Masker implements ProfileMasker {
     }
   }
 
+  /** bytea: true when the bytes must be withheld (a column rule, or a detector finds something in the text they spell). */
+  private maskBytes(bytes: Buffer, plan: ColumnPlan, counts: MaskCounts): boolean {
+    if (plan.rule) {
+      bump(counts, `column:${plan.rule.label}`);
+      return true;
+    }
+    const spelled = bytes.toString('latin1');
+    return this.maskString(spelled, plan.hints, counts, true) !== spelled;
+  }
+
   /** Numbers, inet, money…: scanned, but a masked value cannot be written in the type: NULL. */
   private maskScalar(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
     if (plan.rule) {
@@ -301,6 +331,8 @@ class Masker implements ProfileMasker {
         if (!plan.rule) return value;
         bump(counts, `column:${plan.rule.label}`);
         return null;
+      case 'bytes':
+        return this.maskBytes(Buffer.from(value.buffer, value.byteOffset, value.byteLength), plan, counts) ? null : value;
       case 'text': {
         const text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8');
         const masked = plan.rule ? this.forceText(text, plan, counts) : this.maskString(text, plan.hints, counts, true);
@@ -330,9 +362,10 @@ class Masker implements ProfileMasker {
       }
       case 'array': {
         const elementKind = plan.elementKind;
-        if (elementKind === 'opaque' || (plan.rule && elementKind !== 'text')) {
-          if (!plan.rule) return value;
-          bump(counts, `column:${plan.rule.label}`);
+        if (elementKind === 'opaque' || elementKind === 'bytes' || (plan.rule && elementKind !== 'text')) {
+          // bytea[]: a detector's gate over the bytes withholds the whole array (rare enough to be strict).
+          if (!plan.rule && !(elementKind === 'bytes' && this.mayContain(Buffer.from(value).toString('latin1'), plan.hints))) return value;
+          bump(counts, plan.rule ? `column:${plan.rule.label}` : 'bytes');
           return null;
         }
         const array = decodeBinaryArray(value);
@@ -355,9 +388,9 @@ class Masker implements ProfileMasker {
 
   private maskArray(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
     const elementKind = plan.elementKind;
-    if (elementKind === 'opaque' || (plan.rule && elementKind !== 'text')) {
-      if (!plan.rule) return value;
-      bump(counts, `column:${plan.rule.label}`);
+    if (elementKind === 'opaque' || elementKind === 'bytes' || (plan.rule && elementKind !== 'text')) {
+      if (!plan.rule && !(elementKind === 'bytes' && this.mayContain(byteaArrayText(value), plan.hints))) return value;
+      bump(counts, plan.rule ? `column:${plan.rule.label}` : 'bytes');
       return null;
     }
     if (!plan.rule && !this.mayContain(value, plan.hints)) return value;
@@ -384,6 +417,34 @@ class Masker implements ProfileMasker {
   }
 }
 
+const strictness = (strategy: Strategy): number => STRATEGY_STRICTNESS.indexOf(strategy);
+
+const strictestRule = (rules: readonly ColumnRule[], fallback: Strategy): ColumnRule | undefined => {
+  let best: ColumnRule | undefined;
+  for (const rule of rules) {
+    if (!best || strictness(rule.strategy ?? fallback) < strictness(best.strategy ?? fallback)) best = rule;
+  }
+  return best;
+};
+
+/**
+ * The union of profiles: every detector and column rule of each, the strictest strategy, and
+ * column rules ordered strictest first (each with its own profile's strategy made explicit).
+ */
+const unionOf = (name: string, maskers: readonly Masker[], hashKey: string): Masker => {
+  const detectors = new Map<string, Detector>();
+  const rules: ColumnRule[] = [];
+  let strategy: Strategy = 'partial';
+  for (const masker of maskers) {
+    const parts = masker.parts;
+    for (const detector of parts.detectors) if (!detectors.has(detector.name)) detectors.set(detector.name, detector);
+    if (strictness(parts.strategy) < strictness(strategy)) strategy = parts.strategy;
+    for (const rule of parts.rules) rules.push({ ...rule, strategy: rule.strategy ?? parts.strategy });
+  }
+  rules.sort((a, b) => strictness(a.strategy!) - strictness(b.strategy!));
+  return new Masker(name, [...detectors.values()], strategy, rules, hashKey);
+};
+
 /**
  * Compiles the masking section of the config once: detectors, column rules and strategies of
  * every profile. Without a hash key, a random per-process key is used (hashes are then stable
@@ -398,14 +459,27 @@ export const compileMasking: CompileMasking = (config: MaskingConfig, options): 
     const wanted = new Set(names);
     return [...customs.filter((detector) => wanted.has(detector.name)), ...[...builtIns.values()].filter((detector) => wanted.has(detector.name))];
   };
-  const profiles = new Map<string, ProfileMasker>(
+  const profiles = new Map<string, Masker>(
     Object.entries(config.profiles).map(([name, profile]) => [
       name,
       new Masker(name, select(profile.detectors), profile.strategy, profile.columns.map(compileColumnRule), hashKey),
     ]),
   );
   const everything = new Masker('*', [...customs, ...builtIns.values()], 'partial', [], hashKey);
-  return { profile: (name) => profiles.get(name), everything };
+  const unions = new Map<string, Masker>();
+  const profile = (name: string): ProfileMasker | undefined => {
+    const named = profiles.get(name);
+    if (named || !name.includes(PROFILE_SEPARATOR)) return named;
+    let union = unions.get(name);
+    if (!union) {
+      const parts = name.split(PROFILE_SEPARATOR).map((part) => profiles.get(part));
+      if (parts.some((part) => part === undefined)) return undefined;
+      union = unionOf(name, parts as Masker[], hashKey);
+      unions.set(name, union);
+    }
+    return union;
+  };
+  return { profile, everything };
 };
 
 /** The masking section with no profiles: what `everything` masks before any config arrived. */

@@ -221,8 +221,9 @@ export const phone = (defaultRegion: string): Detector => {
  * tax_id, tin): elsewhere 9-digit numbers are ids.
  */
 export const usSsn = (): Detector => {
-  const separated = /(?<![\w.,/-])(\d{3})([ -])(\d{2})\2(\d{4})(?![\w-]|[.,/]\d)/g;
-  const bare = /(?<![\w.,/-])(\d{3})(\d{2})(\d{4})(?![\w-]|[.,/]\d)/g;
+  // A comma is a field separator here (CSV COPY, array literals, pg_stats.histogram_bounds), not part of a number.
+  const separated = /(?<![\w./-])(\d{3})([ -])(\d{2})\2(\d{4})(?![\w-]|[./]\d)/g;
+  const bare = /(?<![\w./-])(\d{3})(\d{2})(\d{4})(?![\w-]|[./]\d)/g;
   const valid = (_candidate: string, match: RegExpExecArray): boolean =>
     match.length === 5 ? ssnValid(match[1]!, match[3]!, match[4]!) : ssnValid(match[1]!, match[2]!, match[3]!);
   const detector: Detector = {

@@ -43,7 +43,8 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ["SET client_encoding = 'UTF8'", 'read', 'low'],
   ["SET NAMES 'utf-8'", 'read', 'low'],
   ["SELECT current_setting('search_path')", 'read', 'low'],
-  ['SELECT currval(\'orders_id_seq\')', 'read', 'low'],
+  // currval reads a sequence by name: not on the catalogue, so it may do anything (closed by default).
+  ['SELECT currval(\'orders_id_seq\')', 'write', 'high'],
   ['DECLARE c CURSOR FOR SELECT * FROM orders', 'read', 'low'],
   ['FETCH 10 FROM c', 'read', 'low'],
   ['CLOSE c', 'read', 'low'],
@@ -78,7 +79,8 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ['EXPLAIN (ANALYZE true, ANALYZE false) DELETE FROM orders WHERE id = 1', 'write', 'medium'],
   ['COPY orders FROM STDIN', 'write', 'medium'],
   ['COPY orders (id, total) FROM STDIN WITH (FORMAT csv)', 'write', 'medium'],
-  ['CALL archive_orders(30)', 'write', 'medium'],
+  // A procedure's body is not known: it may read or write any table, so the call is high risk.
+  ['CALL archive_orders(30)', 'write', 'high'],
   ['LOCK TABLE orders IN ACCESS EXCLUSIVE MODE', 'write', 'medium'],
   ['SELECT * FROM orders FOR UPDATE', 'write', 'medium'],
   ['BEGIN READ WRITE', 'write', 'medium'],

@@ -1,5 +1,6 @@
 import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-query';
 import { highestRisk, riskRank, actionRank, widestAction, type Action, type Risk } from '@sluice/contracts';
+import { ANY_TABLE, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction } from './catalogue.js';
 import { functionEffect } from './functions.js';
 import { guardedSettingReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
@@ -169,6 +170,8 @@ class StatementWalk {
   readonly reads = new Set<string>();
   readonly writes = new Set<string>();
   readonly functions = new Set<string>();
+  /** Why the walk met code the catalogue does not vouch for, if it did. */
+  unvouched: string | undefined;
   cacheable = true;
   prepares: string | undefined;
   deallocates: string | undefined;
@@ -265,10 +268,24 @@ class StatementWalk {
     if (Array.isArray(list)) for (const item of list) this.table((item as { RangeVar?: unknown }).RangeVar ?? item, scope, into);
   }
 
+  /**
+   * Something whose code the catalogue does not vouch for (a user function, a cast to a user
+   * type, a user operator, table_to_xml): it may read any table and may write, so it fails every
+   * `tables` allow-list, is refused to a read-only subject and is at least high risk.
+   */
+  private mayDoAnything(why: string): void {
+    this.unvouched ??= why;
+    this.reads.add(ANY_TABLE);
+    this.raise('write', 'high', why);
+  }
+
   private funcCall(call: Node, scope: Scope): void {
-    const parts = names(call.funcname).map((part) => part.toLowerCase());
+    const exact = names(call.funcname);
+    const parts = exact.map((part) => part.toLowerCase());
     const bare = parts[parts.length - 1] ?? '';
-    this.functions.add(parts.join('.'));
+    const written = parts.join('.');
+    this.functions.add(written);
+    const effect = functionEffect(bare);
     if (bare === 'set_config') {
       this.cacheable = false;
       const args = Array.isArray(call.args) ? call.args : [];
@@ -276,11 +293,35 @@ class StatementWalk {
       const guarded = setting === undefined ? undefined : guardedSettingReason(setting, constantText(args[1]));
       if (setting === undefined) this.raise('admin', 'critical', 'set_config of a setting named at run time');
       else if (guarded) this.raise('admin', 'critical', `set_config('${setting}'): ${guarded}`);
-    } else {
-      const effect = functionEffect(bare);
-      if (effect) this.raise(effect.action, effect.risk, `${bare}() ${effect.why}`);
+      if (exact.length > 1 && exact[0] !== 'pg_catalog') this.mayDoAnything(`${written}() is not the built-in set_config`);
+    } else if (effect) {
+      this.raise(effect.action, effect.risk, `${bare}() ${effect.why}`);
+    } else if (!isCataloguedFunction(exact, this.options.searchPath)) {
+      this.mayDoAnything(`${exact.join('.')}() is not on the catalogue of functions that read no table`);
     }
     this.fields(call, scope, SKIP_FUNCNAME);
+  }
+
+  /** A cast to a type outside pg_catalog may run a user's input, cast or domain-check function. */
+  private typeCast(n: Node, scope: Scope): void {
+    const typeName = isObject(n.typeName) ? n.typeName : undefined;
+    const parts = names(typeName?.names);
+    if (parts.length > 0 && !isBuiltinType(parts, this.options.searchPath)) this.mayDoAnything(`a cast to ${parts.join('.')} may run code the catalogue does not vouch for`);
+    this.fields(n, scope);
+  }
+
+  /** An operator outside the built-in symbols (or qualified elsewhere) runs a user's function. */
+  private operator(n: Node, scope: Scope): void {
+    const parts = names(n.name);
+    if (!isBuiltinOperatorExpression(str(n.kind), parts, this.options.searchPath)) this.mayDoAnything(`operator ${parts.join('.')} is not a built-in operator`);
+    this.fields(n, scope);
+  }
+
+  /** ORDER BY … USING op calls the operator's function for every comparison. */
+  private sortBy(n: Node, scope: Scope): void {
+    const parts = names(n.useOp);
+    if (parts.length > 0 && !isBuiltinOperator(parts, this.options.searchPath)) this.mayDoAnything(`ORDER BY … USING ${parts.join('.')} is not a built-in operator`);
+    this.fields(n, scope);
   }
 
   node(tag: string, n: Node, scope: Scope): void {
@@ -290,6 +331,15 @@ class StatementWalk {
         return;
       case 'FuncCall':
         this.funcCall(n, scope);
+        return;
+      case 'TypeCast':
+        this.typeCast(n, scope);
+        return;
+      case 'A_Expr':
+        this.operator(n, scope);
+        return;
+      case 'SortBy':
+        this.sortBy(n, scope);
         return;
       case 'LockingClause':
         this.raise('write', 'medium', 'SELECT … FOR UPDATE/SHARE locks rows');
@@ -442,6 +492,8 @@ class StatementWalk {
     for (const table of planned.writes) this.reads.add(table);
     for (const fn of planned.functions) this.functions.add(fn);
     this.cacheable &&= planned.cacheable;
+    // The planner folds IMMUTABLE functions (and estimates with STABLE ones) by running them.
+    if (planned.unvouched) this.mayDoAnything(`planning may run it: ${planned.unvouched}`);
   }
 
   private execute(n: Node, scope: Scope): void {

@@ -8,10 +8,12 @@ export {
   type SqlClassification,
   type StatementClassification,
 } from './classify.js';
+export { referencedColumns, declaredCursors, fetchedCursor } from './session-statements.js';
 export {
   resultLineage,
   columnLineages,
   type ColumnLineage,
+  type CopyFormat,
   type LineageOptions,
   type LineageSource,
   type SqlLineage,
@@ -20,3 +22,4 @@ export {
 export { sqlSyntaxError, type SqlSyntaxError } from './syntax.js';
 export { guardedSettingReason } from './settings.js';
 export { sessionStateEffects, type PreparedStatementChange, type SessionStateEffects } from './session-effects.js';
+export { ANY_TABLE, isCataloguedFunction, isPureFunction, pgCatalogSearchedFirst } from './catalogue.js';

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadSqlClassifier } from './classify.js';
 import { columnLineages, resultLineage, type ColumnLineage, type StatementLineage } from './lineage.js';
+import { referencedColumns } from './session-statements.js';
 
 beforeAll(async () => {
   await loadSqlClassifier();
@@ -86,7 +87,9 @@ describe('resultLineage: derived columns carry their source', () => {
   });
 
   it('resolves an unqualified table to each schema of the search path, a qualified one to its own', () => {
-    expect(columns('SELECT substr(ssn, 8) FROM people', ['"$user"', 'crm', 'public', 'pg_catalog'])).toEqual([['crm.people.ssn', 'public.people.ssn']]);
+    expect(columns('SELECT substr(ssn, 8) FROM people', ['"$user"', 'crm', 'public'])).toEqual([['crm.people.ssn', 'public.people.ssn']]);
+    // pg_catalog listed after crm: a crm.substr would shadow the built-in, so the result may carry anything.
+    expect(columns('SELECT substr(ssn, 8) FROM people', ['"$user"', 'crm', 'public', 'pg_catalog'])).toEqual([['?.*', 'crm.people.ssn', 'public.people.ssn']]);
     expect(columns('SELECT substr(ssn, 8) FROM crm.people', ['public'])).toEqual([['crm.people.ssn']]);
   });
 
@@ -108,6 +111,40 @@ describe('resultLineage: derived columns carry their source', () => {
   });
 });
 
+describe('resultLineage: masking fails closed', () => {
+  it.each([
+    ['a length (length(repeat(…, ascii(ssn))) is a character of it)', 'SELECT length(ssn) FROM people'],
+    ['a prefix ~ (bitwise NOT, not a regex match)', "SELECT ~(translate(ssn, '-', '')::bigint) FROM people"],
+    ['&& on tsquery (a tsquery, not a boolean)', "SELECT plainto_tsquery('simple', ssn) && 'zz' FROM people"],
+    ['a hypothetical rank', 'SELECT rank(ascii(ssn)) WITHIN GROUP (ORDER BY 1) FROM people'],
+  ])('%s carries the column', (_what, sql) => {
+    expect(columns(sql)).toEqual([SSN]);
+  });
+
+  it.each([
+    ['to_jsonb(p)', 'SELECT to_jsonb(p) FROM people p'],
+    ["reverse(to_jsonb(p)->>'ssn')", "SELECT reverse(to_jsonb(p) ->> 'ssn') FROM people p"],
+    ['row_to_json(p)', 'SELECT row_to_json(p) FROM people p'],
+    ['p itself', 'SELECT p FROM people p'],
+    ['p.* in an expression', 'SELECT row_to_json(p.*) FROM people p'],
+    ['a whole row of a subquery over *', 'SELECT to_jsonb(s) FROM (SELECT * FROM people) s'],
+  ])('a whole-row value (%s) may carry any column of the table', (_what, sql) => {
+    expect(columns(sql)[0]).toContain('public.people.*');
+    expect(resultLineage(sql)!.statements[0]!.head[0]!.find((source) => source.column === '*')!.anyColumn).toBe(true);
+  });
+
+  it.each([
+    ['a user function', 'SELECT my_report(id) FROM people'],
+    ['table_to_xml', "SELECT table_to_xml('public.people', true, true, '')"],
+    ['a function in FROM', 'SELECT r FROM my_report(1) r'],
+    ['a function qualified with another schema', 'SELECT public.lower(name) FROM people'],
+    ['a cast to a user type', 'SELECT name::secret_type FROM people'],
+    ['a user operator', 'SELECT name === 1 FROM people'],
+  ])('%s may carry any column', (_what, sql) => {
+    expect(columns(sql)[0]).toContain('?.*');
+  });
+});
+
 describe('resultLineage: what does not carry a value', () => {
   it('a column only in WHERE or ORDER BY does not taint the output', () => {
     expect(columns("SELECT name FROM people WHERE ssn LIKE '123%' ORDER BY ssn")).toEqual([['public.people.name']]);
@@ -119,8 +156,8 @@ describe('resultLineage: what does not carry a value', () => {
     ).toEqual([['public.orders.amount'], []]);
   });
 
-  it('count() and length() say how many or how long, not what', () => {
-    expect(columns('SELECT count(ssn), count(DISTINCT ssn), length(ssn) FROM people')).toEqual([[], [], []]);
+  it('count() says how many, not what', () => {
+    expect(columns('SELECT count(*), count(ssn), count(DISTINCT ssn), row_number() OVER () FROM people')).toEqual([[], [], [], []]);
   });
 
   it('a comparison, a predicate or EXISTS gives a boolean, not the value', () => {
@@ -148,9 +185,9 @@ describe('resultLineage: stars, unknowns and failures', () => {
     expect(lineages.map((lineage) => (lineage ? flat(lineage) : undefined))).toEqual([SSN, undefined, undefined, undefined, SSN]);
   });
 
-  it('columnLineages gives nothing when the widths disagree', () => {
+  it('columnLineages gives every column everything the statement returns when the widths disagree (fail closed)', () => {
     const statement: StatementLineage = { head: [[{ column: 'a' }]], tail: [], open: false };
-    expect(columnLineages(statement, 2)).toEqual([undefined, undefined]);
+    expect(columnLineages(statement, 2)).toEqual([[{ column: 'a' }], [{ column: 'a' }]]);
     expect(columnLineages(undefined, 1)).toEqual([undefined]);
   });
 
@@ -160,7 +197,68 @@ describe('resultLineage: stars, unknowns and failures', () => {
   });
 
   it('gives no lineage for statements without rows or with unknowable ones', () => {
-    const lineage = resultLineage('EXPLAIN SELECT ssn FROM people; FETCH 1 FROM c; EXECUTE unknown; SELECT ssn INTO t FROM people')!;
-    expect(lineage.statements).toEqual([undefined, undefined, undefined, undefined]);
+    // (FETCH from a cursor the text cannot see is no longer "unknown": it may carry any column, see below.)
+    const lineage = resultLineage('EXPLAIN SELECT ssn FROM people; EXECUTE unknown; SELECT ssn INTO t FROM people')!;
+    expect(lineage.statements).toEqual([undefined, undefined, undefined]);
+  });
+});
+
+describe('resultLineage: columns the wire will not name', () => {
+  it('a set-returning function may return more columns than the text names: each carries its arguments', () => {
+    const lineage = resultLineage('SELECT * FROM json_each_text(row_to_json((SELECT p FROM people p LIMIT 1)))')!.statements[0]!;
+    for (const column of columnLineages(lineage, 2, ['key', 'value']).map(flat)) expect(column).toContain('public.people.*');
+  });
+  it('a UNION of stars is resolved by the names the wire gives (its columns have no table OID)', () => {
+    const lineage = resultLineage('SELECT * FROM people UNION ALL SELECT * FROM people')!.statements[0]!;
+    expect(columnLineages(lineage, 2, ['id', 'pin_code']).map(flat)).toEqual([['public.people.id'], ['public.people.pin_code']]);
+  });
+  it('statistics views carry sample values of any column', () => {
+    const lineage = resultLineage('SELECT * FROM pg_stats')!.statements[0]!;
+    expect(columnLineages(lineage, 2, ['attname', 'histogram_bounds']).map(flat)).toEqual([['public.pg_stats.attname'], ['?.*']]);
+    expect(columns("SELECT histogram_bounds FROM pg_catalog.pg_stats WHERE attname = 'ssn'")).toEqual([['?.*']]);
+  });
+});
+
+describe('resultLineage: COPY TO and cursors', () => {
+  it('gives the columns of COPY (query) TO and COPY table (columns) TO, and how the lines are written', () => {
+    const query = resultLineage("COPY (SELECT id, reverse(ssn) FROM people) TO STDOUT WITH (FORMAT csv, DELIMITER ';', HEADER)")!.statements[0]!;
+    expect(query.head.map(flat)).toEqual([['public.people.id'], SSN]);
+    expect(query.copy).toEqual({ format: 'csv', delimiter: ';', quote: '"', escape: '"', header: true });
+    const listed = resultLineage('COPY people (id, ssn) TO STDOUT')!.statements[0]!;
+    expect(listed.head.map(flat)).toEqual([['public.people.id'], SSN]);
+    expect(listed.copy).toMatchObject({ format: 'text', delimiter: '\t' });
+  });
+  it('a COPY of a whole table fills every column with any column of that table', () => {
+    const whole = resultLineage('COPY people TO STDOUT')!.statements[0]!;
+    expect(columnLineages(whole, 3).map(flat)).toEqual([['public.people.*'], ['public.people.*'], ['public.people.*']]);
+  });
+  it('does not count COPY FROM as returning rows', () => {
+    expect(resultLineage('COPY people FROM STDIN')!.statements[0]).toBeUndefined();
+  });
+  it('FETCH gets the lineage of the DECLAREd query', () => {
+    const cursors = new Map([['c', 'DECLARE c CURSOR WITH HOLD FOR SELECT reverse(ssn) AS r, name FROM people']]);
+    const fetch = resultLineage('FETCH 10 FROM c', { cursors })!;
+    expect(fetch.cacheable).toBe(false);
+    expect(fetch.statements[0]!.head.map(flat)).toEqual([SSN, ['public.people.name']]);
+  });
+  it('FETCH from a cursor the text cannot see may carry any column', () => {
+    const fetch = resultLineage('FETCH ALL FROM "<unnamed portal 1>"')!.statements[0]!;
+    expect(columnLineages(fetch, 2).map(flat)).toEqual([['?.*'], ['?.*']]);
+    expect(resultLineage('MOVE 1 IN c')!.statements[0]).toBeUndefined();
+  });
+});
+
+describe('referencedColumns', () => {
+  it('names every column a statement names anywhere, by name', () => {
+    expect(referencedColumns("SELECT reverse(p.ssn)::int FROM people p WHERE name = 'x'")!.map((source) => source.column).sort()).toEqual(['name', 'ssn']);
+  });
+  it.each([
+    'SELECT * FROM people',
+    'SELECT to_jsonb(p) FROM people p',
+    'SELECT my_report(1)',
+    "SELECT histogram_bounds::text::int[] FROM pg_stats",
+    'FETCH ALL FROM c',
+  ])('counts %s as naming any column', (sql) => {
+    expect(referencedColumns(sql)).toEqual([{ column: '*', anyColumn: true }]);
   });
 });

@@ -1,4 +1,7 @@
 import { parseSync } from 'libpg-query';
+import { isBuiltinOperator, isBuiltinType, isCataloguedFunction, isPureFunction, STATISTICS_RELATIONS, STATISTICS_VALUE_COLUMN } from './catalogue.js';
+import { copyFormat, type CopyFormat } from './copy-format.js';
+import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
 import { isSqlClassifierLoaded } from './classify.js';
 
 /** A table column an output column's value derives from. */
@@ -8,8 +11,14 @@ export interface LineageSource {
    * `public`); absent when unknown.
    */
   readonly table?: string;
-  /** The column's name as PostgreSQL folds it (unquoted: lower case). */
+  /** The column's name as PostgreSQL folds it (unquoted: lower case); `*` with anyColumn. */
   readonly column: string;
+  /**
+   * The value may carry any column (of `table` when given): a whole row (`to_jsonb(p)`), or the
+   * result of a function, cast or operator the catalogue does not vouch for, which may read any
+   * table itself. Column rules apply to it as to every column they could match.
+   */
+  readonly anyColumn?: true;
 }
 
 /** The sources of one output column; empty when its value carries no column (a constant, count()). */
@@ -25,7 +34,18 @@ export interface StatementLineage {
   readonly head: readonly ColumnLineage[];
   readonly tail: readonly ColumnLineage[];
   readonly open: boolean;
+  /**
+   * What each column of the unknown middle carries when no table OID will name it: a COPY of a
+   * whole table (its lines carry no column names), a FETCH from a cursor this text cannot see.
+   */
+  readonly fill?: ColumnLineage;
+  /** The lineage of a column of the unknown middle by its name, where the wire will not name its table. */
+  readonly byName?: (column: string) => ColumnLineage;
+  /** COPY … TO STDOUT: how its lines are written, so they can be split into columns. */
+  readonly copy?: CopyFormat;
 }
+
+export type { CopyFormat };
 
 export interface SqlLineage {
   /** Per statement of the text, in order; undefined where the statement returns no rows or its lineage is unknown. */
@@ -39,15 +59,26 @@ export interface LineageOptions {
   readonly searchPath?: readonly string[];
   /** The session's prepared statements, name -> SQL text, for `EXECUTE name`. */
   readonly preparedStatements?: ReadonlyMap<string, string>;
+  /** The session's cursors, name -> the text of their DECLARE, for `FETCH … name`. */
+  readonly cursors?: ReadonlyMap<string, string>;
 }
 
-type Node = Record<string, unknown>;
 type Sources = LineageSource[];
 
 /** An output column of a relation, or a `*` of unknown width whose columns are looked up by name. */
 type Item =
   | { readonly kind: 'column'; readonly name: string | undefined; readonly sources: Sources }
-  | { readonly kind: 'star'; readonly resolve: (column: string) => Sources };
+  | {
+      readonly kind: 'star';
+      readonly resolve: (column: string) => Sources;
+      /** What the columns it expands to may carry, all together (a whole-row reference to it). */
+      readonly whole: Sources;
+      /**
+       * Its columns are not named by a table OID on the wire (a function's, a UNION's, a statistics
+       * view's): the result's lineage resolves them by the names the RowDescription gives.
+       */
+      readonly opaque?: true;
+    };
 
 interface Relation {
   /** The name the query refers to it by (alias, table or CTE name). */
@@ -62,79 +93,48 @@ const MAX_EXECUTE_DEPTH = 3;
 const MAX_RECURSIVE_ROUNDS = 4;
 const MAX_SCHEMAS = 8;
 
-/**
- * Functions whose result does not carry their arguments' value: counts and lengths say how many
- * or how long, not what. Everything else (substr, concat, casts, lower/upper, encode, min/max,
- * string_agg, and also md5/sha256/digest) carries it. Hashes carry it on purpose: an unkeyed hash
- * of a low-entropy value (an SSN, a phone number, a card number) is reversed by enumerating the
- * value space; the profile's keyed `hash` strategy is the way to give agents joinable pseudonyms.
- * sum/avg carry it too: over one row they are the value.
- */
-const NOT_CARRYING: ReadonlySet<string> = new Set([
-  'count',
-  'length',
-  'char_length',
-  'character_length',
-  'octet_length',
-  'bit_length',
-  'pg_column_size',
-  'num_nulls',
-  'num_nonnulls',
-  'array_length',
-  'array_ndims',
-  'cardinality',
-  'json_array_length',
-  'jsonb_array_length',
-  'row_number',
-  'rank',
-  'dense_rank',
-  'percent_rank',
-  'cume_dist',
-  'ntile',
-]);
+/** Any column of any table: what an unknown function's result may carry. */
+const ANY_COLUMN: Sources = [{ column: '*', anyColumn: true }];
 
 /**
- * Operators that answer true or false: like a WHERE clause, a comparison tells something about a
- * value without returning it, and is not masked as the value.
+ * Masking fails closed: an expression carries every column under it unless the step is listed
+ * here as revealing nothing of its arguments' values. The list is decided on the result type:
+ * a count of rows, a row's position, a boolean. (A boolean, like a WHERE clause, still answers one
+ * yes/no question about a value: inference through predicates is out of scope, see the README.)
+ * Lengths, hashes, sums and ranks with arguments are not here: `length(repeat('x', ascii(ssn)))`
+ * is the value's first character, an unkeyed hash of an SSN is reversed by enumeration.
  */
-const BOOLEAN_OPERATORS: ReadonlySet<string> = new Set([
+const REVEALS_NOTHING_WITHOUT_ARGUMENTS: ReadonlySet<string> = new Set(['count', 'row_number', 'rank', 'dense_rank', 'percent_rank', 'cume_dist']);
+/** count(x) and num_nulls say how many values are null, never what they are. */
+const COUNTS_NULLS: ReadonlySet<string> = new Set(['count', 'num_nulls', 'num_nonnulls']);
+
+/**
+ * Binary operators of the built-in types whose result is a boolean. Prefix forms are not: `~x`
+ * is a bitwise NOT, and `&&` is not here because `tsquery && tsquery` is a tsquery.
+ */
+const BOOLEAN_BINARY_OPERATORS: ReadonlySet<string> = new Set([
   '=', '<>', '!=', '<', '>', '<=', '>=',
   '~', '~*', '!~', '!~*', '~~', '~~*', '!~~', '!~~*',
-  '@>', '<@', '&&', '?', '?|', '?&', '@@', '@?',
 ]);
-const CARRYING_EXPR_KINDS: ReadonlySet<string> = new Set(['AEXPR_OP']);
-
-const isObject = (value: unknown): value is Node => typeof value === 'object' && value !== null;
-const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
-const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
-const names = (value: unknown): string[] => list(value).map((item) => str((item as { String?: { sval?: unknown } }).String?.sval) ?? '');
-
-/** `{ Tag: {...} }` -> [Tag, body]; undefined for an unwrapped struct. */
-const unwrap = (value: unknown): [string, Node] | undefined => {
-  if (!isObject(value)) return undefined;
-  let tag: string | undefined;
-  for (const key in value) {
-    if (tag !== undefined) return undefined;
-    tag = key;
-  }
-  if (tag === undefined) return undefined;
-  const first = tag.charCodeAt(0);
-  const body = value[tag];
-  return first >= 65 && first <= 90 && isObject(body) ? [tag, body] : undefined;
-};
+/** A_Expr kinds whose result is a boolean whatever the operands (IN, LIKE, BETWEEN, IS DISTINCT FROM, op ANY). */
+const BOOLEAN_EXPR_KINDS: ReadonlySet<string> = new Set([
+  'AEXPR_OP_ANY', 'AEXPR_OP_ALL', 'AEXPR_DISTINCT', 'AEXPR_NOT_DISTINCT', 'AEXPR_IN', 'AEXPR_LIKE', 'AEXPR_ILIKE',
+  'AEXPR_SIMILAR', 'AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN', 'AEXPR_BETWEEN_SYM', 'AEXPR_NOT_BETWEEN_SYM',
+]);
 
 const sourceKey = (source: LineageSource): string => `${source.table ?? ''}\u0000${source.column}`;
 
-const union = (...parts: readonly Sources[]): Sources => {
+const union = (...parts: readonly ColumnLineage[]): Sources => {
   const nonEmpty = parts.filter((part) => part.length > 0);
-  if (nonEmpty.length <= 1) return nonEmpty[0] ?? NONE;
+  // Never mutated: a readonly part may be handed back as it is.
+  if (nonEmpty.length <= 1) return (nonEmpty[0] as Sources | undefined) ?? NONE;
   const seen = new Map<string, LineageSource>();
   for (const part of nonEmpty) for (const source of part) seen.set(sourceKey(source), source);
   return [...seen.values()];
 };
 
 /** Every source an item list can carry (a `*` of unknown width contributes nothing it can name). */
-const allSources = (items: readonly Item[]): Sources => union(...items.map((item) => (item.kind === 'column' ? item.sources : NONE)));
+const allSources = (items: readonly Item[]): Sources => union(...items.map((item) => (item.kind === 'column' ? item.sources : item.whole)));
 
 const derived = (name: string | undefined, items: Item[]): Relation => ({
   name,
@@ -180,7 +180,13 @@ const mergePositional = (left: Item[], right: Item[]): Item[] => {
   for (let index = 0; index < head; index++) out.push({ kind: 'column', name: name(left[index]), sources: union(at(left, index), at(right, index)) });
   const leftRelation = derived(undefined, left);
   const rightRelation = derived(undefined, right);
-  out.push({ kind: 'star', resolve: (column) => union(leftRelation.column(column) ?? NONE, rightRelation.column(column) ?? NONE) });
+  out.push({
+    kind: 'star',
+    resolve: (column) => union(leftRelation.column(column) ?? NONE, rightRelation.column(column) ?? NONE),
+    whole: union(allSources(left), allSources(right)),
+    // A set operation's output columns have no table OID on the wire.
+    opaque: true,
+  });
   for (let back = tail; back >= 1; back--) {
     const l = left.length - back;
     const r = right.length - back;
@@ -253,9 +259,43 @@ class LineageWalk {
         return this.returning(tag, node);
       case 'ExecuteStmt':
         return this.execute(node);
+      case 'CopyStmt':
+        return node.is_from === true ? undefined : this.copy(node);
+      case 'FetchStmt':
+        return node.ismove === true ? undefined : this.fetch(node);
+      case 'DeclareCursorStmt':
+        // DECLARE returns no rows; FETCH does, looked up by name.
+        return undefined;
       default:
         return undefined;
     }
+  }
+
+  /** COPY table [(columns)] TO / COPY (query) TO: the columns of its lines. */
+  private copy(node: Node): Item[] {
+    if (isObject(node.query)) return this.statement(node.query) ?? [{ kind: 'star', resolve: () => ANY_COLUMN, whole: ANY_COLUMN }];
+    const target = isObject(node.relation) ? node.relation : {};
+    const table = this.table(this.tableNames(str(target.schemaname), str(target.relname) ?? ''), undefined);
+    const columns = names(node.attlist);
+    if (columns.length === 0) return table.items();
+    return columns.map((column) => ({ kind: 'column', name: column, sources: table.column(column) ?? NONE }));
+  }
+
+  /** FETCH from a cursor: the columns of its DECLAREd query; any column when the cursor is not known. */
+  private fetch(node: Node): Item[] {
+    const unknown: Item[] = [{ kind: 'star', resolve: () => ANY_COLUMN, whole: ANY_COLUMN }];
+    this.cacheable = false;
+    const text = this.options.cursors?.get(str(node.portalname) ?? '');
+    if (text === undefined || this.depth >= MAX_EXECUTE_DEPTH) return unknown;
+    let tree: { stmts?: { stmt?: Node }[] };
+    try {
+      tree = parseSync(text) as typeof tree;
+    } catch {
+      return unknown;
+    }
+    const declared = tree.stmts?.map((raw) => (raw.stmt as { DeclareCursorStmt?: Node } | undefined)?.DeclareCursorStmt).find((stmt) => str(stmt?.portalname) === str(node.portalname));
+    if (!declared) return unknown;
+    return new LineageWalk(this.schemas, this.options, this.depth + 1).statement(declared.query) ?? unknown;
   }
 
   /** The output items of a SELECT (any form: plain, set operation, VALUES). */
@@ -305,7 +345,7 @@ class LineageWalk {
   private starItems(qualifier: readonly string[], scope: Scope): Item[] {
     if (qualifier.length === 0) return scope.fromItems.flatMap((relation) => relation.items());
     const relation = scope.relation(qualifier.at(-1)!);
-    return relation ? relation.items() : [{ kind: 'star', resolve: (column) => [{ column }] }];
+    return relation ? relation.items() : [{ kind: 'star', resolve: () => ANY_COLUMN, whole: ANY_COLUMN, opaque: true }];
   }
 
   /** The column name PostgreSQL gives an unaliased target (what an outer query refers to). */
@@ -392,12 +432,22 @@ class LineageWalk {
       case 'RangeFunction': {
         // Columns of a set-returning function derive from its arguments (unnest(array[ssn])).
         const calls = list(node.functions).map((entry) => list((entry as { List?: { items?: unknown } }).List?.items)[0]);
+        // expr() adds ANY_COLUMN for a function the catalogue does not vouch for (my_report() reads tables itself).
         const sources = union(...calls.map((call) => this.expr(call, scope)));
         const defined = list(node.coldeflist).map((def) => str((def as { ColumnDef?: Node }).ColumnDef?.colname) ?? '');
         const functionName = names((calls[0] as { FuncCall?: Node } | undefined)?.FuncCall?.funcname).at(-1);
-        // Unaliased, a scalar function's one column is named after the alias or the function.
-        const columnNames = aliasColumns.length > 0 ? aliasColumns : defined.length > 0 ? defined : [aliasName ?? functionName ?? ''];
-        relation = derived(aliasName ?? functionName, columnNames.map((name) => ({ kind: 'column', name, sources })));
+        const columnNames = aliasColumns.length > 0 ? aliasColumns : defined;
+        const named: Item[] = columnNames.map((name) => ({ kind: 'column', name, sources }));
+        // How many columns a function returns is the catalog's knowledge (json_each gives two): past
+        // the named ones, a `*` of unknown width whose every column carries the arguments.
+        const rest: Item = { kind: 'star', resolve: () => sources, whole: sources, opaque: true };
+        const width = defined.length > 0 && aliasColumns.length <= defined.length ? named : [...named, rest];
+        relation = {
+          name: aliasName ?? functionName,
+          items: () => width,
+          // A bare name resolves to the function's column (unaliased, a scalar function's one column is named after it).
+          column: () => sources,
+        };
         break;
       }
       case 'JoinExpr':
@@ -409,7 +459,7 @@ class LineageWalk {
         // XMLTABLE, JSON_TABLE, ROWS FROM …: any column may derive from anything they read.
         // Their column names are not looked up (a bare name does not resolve to them).
         const sources = this.generic(node, scope);
-        relation = { name: aliasName, items: () => [{ kind: 'star', resolve: () => sources }], column: () => undefined };
+        relation = { name: aliasName, items: () => [{ kind: 'star', resolve: () => sources, whole: sources, opaque: true }], column: () => undefined };
       }
     }
     scope.relations.push(relation);
@@ -420,9 +470,16 @@ class LineageWalk {
    * A base table: its columns are not in the text, so any name may be one of them. Columns
    * renamed by an alias list (`people AS p(a, b)`) keep the alias as their name here.
    */
-  private table(tables: readonly string[], name: string): Relation {
+  private table(tables: readonly string[], name: string | undefined): Relation {
+    const relname = tables[0]?.slice(tables[0].indexOf('.') + 1) ?? '';
+    if (STATISTICS_RELATIONS.has(relname)) {
+      // Sample values of every column of every table: any column, resolved by name on the wire.
+      const sources = (column: string): Sources => (STATISTICS_VALUE_COLUMN.test(column) ? ANY_COLUMN : tables.map((table) => ({ table, column })));
+      return { name, items: () => [{ kind: 'star', resolve: sources, whole: ANY_COLUMN, opaque: true }], column: sources };
+    }
     const sources = (column: string): Sources => tables.map((table) => ({ table, column }));
-    return { name, items: () => [{ kind: 'star', resolve: sources }], column: sources };
+    const whole: Sources = tables.map((table) => ({ table, column: '*', anyColumn: true }));
+    return { name, items: () => [{ kind: 'star', resolve: sources, whole }], column: sources };
   }
 
   /**
@@ -513,22 +570,18 @@ class LineageWalk {
       case 'GroupingFunc':
       case 'SetToDefault':
         return NONE;
-      case 'TypeCast':
       case 'CollateClause':
         return this.expr(node.arg, scope);
-      case 'FuncCall': {
-        const name = names(node.funcname).at(-1)?.toLowerCase() ?? '';
-        // FILTER, ORDER BY within the aggregate and OVER choose rows; only the arguments are returned.
-        return NOT_CARRYING.has(name) ? NONE : this.expr(node.args, scope);
+      case 'TypeCast': {
+        // A cast to a type outside pg_catalog may run a user's cast or input function.
+        const type = names((node.typeName as Node | undefined)?.names);
+        const builtin = type.length === 0 || isBuiltinType(type, this.options.searchPath);
+        return builtin ? this.expr(node.arg, scope) : union(this.expr(node.arg, scope), ANY_COLUMN);
       }
-      case 'A_Expr': {
-        const kind = str(node.kind) ?? '';
-        if (kind === 'AEXPR_NULLIF') return this.expr(node.lexpr, scope);
-        if (!CARRYING_EXPR_KINDS.has(kind)) return NONE;
-        const operator = names(node.name).at(-1) ?? '';
-        if (BOOLEAN_OPERATORS.has(operator)) return NONE;
-        return union(this.expr(node.lexpr, scope), this.expr(node.rexpr, scope));
-      }
+      case 'FuncCall':
+        return this.funcCall(node, scope);
+      case 'A_Expr':
+        return this.operator(node, scope);
       case 'CaseExpr':
         // WHEN conditions choose a branch; the results are what comes back.
         return union(
@@ -554,6 +607,37 @@ class LineageWalk {
       default:
         return this.generic(node, scope);
     }
+  }
+
+  /**
+   * A function's result carries its arguments (FILTER, ORDER BY within the aggregate and OVER
+   * choose rows and are not returned), and any column at all when the function is not a pure
+   * built-in: it may read tables by itself.
+   */
+  private funcCall(node: Node, scope: Scope): Sources {
+    const parts = names(node.funcname);
+    const pure = isPureFunction(parts, this.options.searchPath);
+    const name = parts.at(-1) ?? '';
+    const args = list(node.args);
+    if (pure && (node.agg_star === true || args.length === 0) && REVEALS_NOTHING_WITHOUT_ARGUMENTS.has(name)) return NONE;
+    if (pure && COUNTS_NULLS.has(name) && node.agg_within_group !== true) return NONE;
+    const carried = this.expr(args, scope);
+    if (pure) return carried;
+    // Catalog look-ups (format_type, pg_get_viewdef) read definitions, never a user table's rows.
+    return isCataloguedFunction(parts, this.options.searchPath) ? carried : union(carried, ANY_COLUMN);
+  }
+
+  /** Operators: a boolean comparison reveals nothing of its operands; anything else carries them. */
+  private operator(node: Node, scope: Scope): Sources {
+    const kind = str(node.kind) ?? '';
+    if (kind === 'AEXPR_NULLIF') return this.expr(node.lexpr, scope);
+    if (BOOLEAN_EXPR_KINDS.has(kind)) return NONE;
+    const operator = names(node.name);
+    const builtin = isBuiltinOperator(operator, this.options.searchPath);
+    const binary = node.lexpr !== undefined && node.rexpr !== undefined;
+    if (kind === 'AEXPR_OP' && builtin && binary && BOOLEAN_BINARY_OPERATORS.has(operator.at(-1)!)) return NONE;
+    const carried = union(this.expr(node.lexpr, scope), this.expr(node.rexpr, scope));
+    return builtin ? carried : union(carried, ANY_COLUMN);
   }
 
   /** Any other node: everything its sub-expressions carry (a wider answer is the safe one). */
@@ -610,12 +694,26 @@ const schemasOf = (searchPath: readonly string[] | undefined): string[] => {
   return schemas.length > 0 ? schemas : ['public'];
 };
 
-const toStatementLineage = (items: readonly Item[]): StatementLineage => {
+const toStatementLineage = (items: readonly Item[], stmt: unknown): StatementLineage => {
   const first = items.findIndex((item) => item.kind === 'star');
   const column = (item: Item): ColumnLineage => (item.kind === 'column' ? item.sources : NONE);
-  if (first < 0) return { head: items.map(column), tail: [], open: false };
+  const wrapped = unwrap(stmt);
+  const copy = wrapped?.[0] === 'CopyStmt' ? copyFormat(wrapped[1]) : undefined;
+  if (first < 0) return { head: items.map(column), tail: [], open: false, ...(copy ? { copy } : {}) };
   const last = items.findLastIndex((item) => item.kind === 'star');
-  return { head: items.slice(0, first).map(column), tail: items.slice(last + 1).map(column), open: true };
+  const stars = items.slice(first, last + 1);
+  // COPY lines name no column and an unknown cursor's result may come from anywhere: the middle carries what the stars may.
+  const fill = copy || wrapped?.[0] === 'FetchStmt' ? allSources(stars) : undefined;
+  const opaque = stars.filter((item): item is Extract<Item, { kind: 'star' }> => item.kind === 'star' && item.opaque === true);
+  const byName = opaque.length > 0 ? (name: string): ColumnLineage => union(...opaque.map((star) => star.resolve(name))) : undefined;
+  return {
+    head: items.slice(0, first).map(column),
+    tail: items.slice(last + 1).map(column),
+    open: true,
+    ...(fill ? { fill } : {}),
+    ...(byName ? { byName } : {}),
+    ...(copy ? { copy } : {}),
+  };
 };
 
 /**
@@ -637,7 +735,7 @@ export const resultLineage = (text: string, options: LineageOptions = {}): SqlLi
       const walk = new LineageWalk(schemas, options, 0);
       const items = walk.statement(raw.stmt);
       cacheable &&= walk.cacheable;
-      return items ? toStatementLineage(items) : undefined;
+      return items ? toStatementLineage(items, raw.stmt) : undefined;
     });
     return { statements, cacheable };
   } catch {
@@ -650,15 +748,25 @@ export const resultLineage = (text: string, options: LineageOptions = {}): SqlLi
  * for a column whose lineage the text cannot tell (inside a `*` of unknown width, or a width
  * that does not match).
  */
-export const columnLineages = (statement: StatementLineage | undefined, count: number): (ColumnLineage | undefined)[] => {
+export const columnLineages = (statement: StatementLineage | undefined, count: number, columnNames?: readonly string[]): (ColumnLineage | undefined)[] => {
   const out = new Array<ColumnLineage | undefined>(count).fill(undefined);
   if (!statement) return out;
+  // A width the text did not foresee: every column may carry anything the statement returns (fail closed).
+  const everything = (): (ColumnLineage | undefined)[] => out.fill(union(...statement.head, ...statement.tail, statement.fill ?? NONE));
   if (!statement.open) {
-    if (statement.head.length !== count) return out;
+    if (statement.head.length !== count) return everything();
     return statement.head.slice();
   }
-  if (statement.head.length + statement.tail.length > count) return out;
+  if (statement.head.length + statement.tail.length > count) return everything();
+  if (statement.fill) out.fill(statement.fill);
+  const byName = statement.byName;
+  if (byName && columnNames) {
+    for (let index = statement.head.length; index < count - statement.tail.length; index++) {
+      out[index] = union(out[index] ?? NONE, byName(columnNames[index] ?? ''));
+    }
+  }
   statement.head.forEach((lineage, index) => (out[index] = lineage));
   statement.tail.forEach((lineage, index) => (out[count - statement.tail.length + index] = lineage));
   return out;
 };
+

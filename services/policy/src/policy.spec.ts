@@ -17,7 +17,7 @@ const RESOURCES = [
 
 /** Given these rules (validated like a real config file)… */
 const given = (rules: unknown[]): Policy => {
-  const config = parseConfig({ resources: RESOURCES, masking: { profiles: { finance: {} } }, rules });
+  const config = parseConfig({ resources: RESOURCES, masking: { profiles: { finance: {}, weak: {} } }, rules });
   return createPolicy(config.rules as RuleConfig[], config.resources, { approvalTimeoutMs: 60_000 });
 };
 const analyst: PolicySubject = { sub: 'analyst-bot', groups: ['analysts'] };
@@ -89,6 +89,41 @@ describe('decisions', () => {
   });
   it('reports PREPARE names so the proxy can track them', () => {
     expect(policy.decide(migrator, 'ledger', sql('PREPARE p AS INSERT INTO public.t VALUES ($1)')).prepares).toEqual(['p']);
+  });
+});
+
+describe('functions the catalogue does not vouch for', () => {
+  const policy = given(RULES);
+
+  it('fails a tables allow-list: table_to_xml may read any table', () => {
+    const decision = policy.decide(analyst, 'ledger', sql("SELECT table_to_xml('hr.salaries', true, true, '')", ['reports']));
+    expect(decision).toMatchObject({ effect: 'deny', rule: 'no-salary-table', risk: 'high', tables: ['*'] });
+  });
+  it('is denied by default under an allow-list when no deny rule names a table', () => {
+    const policy = given([RULES[0]]);
+    expect(policy.decide(analyst, 'ledger', sql('SELECT * FROM monthly, my_report(1)', ['reports']))).toMatchObject({ effect: 'deny', rule: '' });
+  });
+  it('is granted only by a tables glob of a bare *', () => {
+    // An unknown function may write as well as read anything: the rule must allow writes too.
+    const policy = given([{ ...RULES[0], actions: ['read', 'write'], tables: ['*'] }]);
+    expect(policy.decide(analyst, 'ledger', sql('SELECT my_report(1)')).effect).toBe('allow');
+    expect(given([{ ...RULES[0], actions: ['read', 'write'], tables: ['*.*'] }]).decide(analyst, 'ledger', sql('SELECT my_report(1)')).effect).toBe('deny');
+  });
+  it('holds for approval under a high-risk approve rule', () => {
+    const policy = given(RULES.filter((rule) => rule.name !== 'no-salary-table'));
+    expect(policy.decide(migrator, 'ledger', sql('SELECT my_report(1)')).effect).toBe('approve');
+  });
+});
+
+describe('mask profiles of a message with several statements', () => {
+  it('uses the union of the profiles of its parts, not the first', () => {
+    const policy = given([
+      { name: 'orders-weak', effect: 'allow', subjects: { groups: ['analysts'] }, resources: ['ledger'], actions: ['read'], tables: ['public.orders'], mask: 'weak' },
+      { name: 'people-finance', effect: 'allow', subjects: { groups: ['analysts'] }, resources: ['ledger'], actions: ['read'], tables: ['public.people'], mask: 'finance' },
+    ]);
+    const decision = policy.decide(analyst, 'ledger', sql('SELECT 1 FROM orders LIMIT 0; SELECT ssn FROM people'));
+    expect(decision).toMatchObject({ effect: 'allow', maskProfile: 'finance+weak' });
+    expect(policy.decide(analyst, 'ledger', sql('SELECT 1 FROM orders')).maskProfile).toBe('weak');
   });
 });
 

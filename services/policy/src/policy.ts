@@ -1,6 +1,6 @@
-import { highestRisk, normalizeHttpPath, riskRank, widestAction, type Action, type Effect, type Risk } from '@sluice/contracts';
+import { highestRisk, normalizeHttpPath, PROFILE_SEPARATOR, riskRank, widestAction, type Action, type Effect, type Risk } from '@sluice/contracts';
 import type { ResourceConfig, RuleConfig } from '@sluice/config';
-import { classifySql, type SqlClassification } from '@sluice/sql-classifier';
+import { ANY_TABLE, classifySql, type SqlClassification } from '@sluice/sql-classifier';
 import { classifyRedis } from './redis-commands.js';
 
 /** The subject as the policy sees it (issuer does not take part in rules). */
@@ -146,15 +146,21 @@ const subjectMatches = (rule: CompiledRule, subject: PolicySubject): boolean =>
 const resourceMatches = (rule: CompiledRule, resource: string): boolean =>
   rule.resources === undefined || rule.resources.some((glob) => glob.test(resource));
 
+/** compileGlob('*'): the one table glob that grants ANY_TABLE. */
+const ANY_TABLE_GLOB = compileGlob('*').source;
+
 const list = (items: readonly string[]): string => `[${items.join(', ')}]`;
 
 /**
  * Names on a command must match a rule's globs. An allow rule grants only what it names, so
  * every table (key) must match; a deny or approve rule guards what it names, so one is enough:
- * otherwise adding an unrelated table to a query would slip past the guard.
+ * otherwise adding an unrelated table to a query would slip past the guard. ANY_TABLE (a function
+ * the catalogue does not vouch for may read any table) is granted only by a bare `*` and is
+ * guarded by every glob: it may be the very table a deny rule names.
  */
-const namesMatch = (effect: Effect, globs: readonly RegExp[], names: readonly string[]): boolean => {
-  const matches = (name: string): boolean => globs.some((glob) => glob.test(name));
+const namesMatch = (effect: Effect, globs: readonly RegExp[], names: readonly string[], anyName?: string): boolean => {
+  const matches = (name: string): boolean =>
+    name === anyName ? (effect === 'allow' ? globs.some((glob) => glob.source === ANY_TABLE_GLOB) : true) : globs.some((glob) => glob.test(name));
   return effect === 'allow' ? names.every(matches) : names.some(matches);
 };
 
@@ -196,7 +202,7 @@ const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: str
   if (config.risk && riskRank(part.risk) < riskRank(config.risk)) return `risk: ${part.risk} is below ${config.risk}`;
   if (rule.tables) {
     if (!part.tables) return 'tables: the command is not SQL';
-    if (!namesMatch(config.effect, rule.tables, part.tables)) return `tables: ${list(part.tables)} do not match ${list(config.tables ?? [])}`;
+    if (!namesMatch(config.effect, rule.tables, part.tables, ANY_TABLE)) return `tables: ${list(part.tables)} do not match ${list(config.tables ?? [])}`;
   }
   if (rule.keys) {
     if (!part.keys) return 'keys: the command is not a Redis command';
@@ -220,6 +226,16 @@ const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: str
 };
 
 const EFFECT_ORDER: readonly Effect[] = ['deny', 'approve', 'allow'];
+
+/**
+ * The profile of a message whose statements were allowed by different rules: the union of their
+ * profiles (the masking engine builds `a+b` from `a` and `b`), so a later statement's results
+ * never get a weaker profile than their own rule's. A part allowed without a profile adds nothing.
+ */
+const unionOfProfiles = (profiles: readonly (string | undefined)[]): string | undefined => {
+  const distinct = [...new Set(profiles.filter((profile): profile is string => profile !== undefined))].sort();
+  return distinct.length === 0 ? undefined : distinct.join(PROFILE_SEPARATOR);
+};
 
 const HTTP_ACTIONS: Readonly<Record<string, { action: Action; risk: Risk }>> = {
   GET: { action: 'read', risk: 'low' },
@@ -344,7 +360,7 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
       reason,
       action,
       risk,
-      maskProfile: deciding.effect === 'allow' ? rule?.mask : undefined,
+      maskProfile: deciding.effect === 'allow' ? unionOfProfiles(outcomes.map((outcome) => outcome.rule?.config.mask)) : undefined,
       tables,
       approvers:
         deciding.effect === 'approve'

@@ -31,12 +31,23 @@ describe('derivedColumns', () => {
     expect(derivedColumns(lineage, 1, 3)).toEqual([[{ name: 'id', qualifiedName: 'crm.people.id' }], [{ name: 'ssn', qualifiedName: 'crm.people.ssn' }], undefined]);
   });
 
-  it('gives nothing when no column has a source, the statement is unknown or the widths disagree', () => {
+  it('gives nothing when no column has a source or the statement is unknown', () => {
     const lineage = new LineageCache().lineage("SELECT 1; SELECT substr(ssn, 8) FROM people", undefined, new Map());
     expect(derivedColumns(lineage, 0, 1)).toBeUndefined();
     expect(derivedColumns(lineage, 5, 1)).toBeUndefined();
-    expect(derivedColumns(lineage, 1, 2)).toBeUndefined();
     expect(derivedColumns(undefined, 0, 1)).toBeUndefined();
+  });
+
+  it('gives every column all the sources when the widths disagree (fail closed)', () => {
+    const lineage = new LineageCache().lineage("SELECT 1; SELECT substr(ssn, 8) FROM people", undefined, new Map());
+    const ssn = [{ name: 'ssn', qualifiedName: 'public.people.ssn' }];
+    expect(derivedColumns(lineage, 1, 2)).toEqual([ssn, ssn]);
+  });
+
+  it('resolves the columns of a function in FROM by the names the wire gives', () => {
+    const lineage = new LineageCache().lineage('SELECT * FROM json_each_text(row_to_json((SELECT p FROM people p)))', undefined, new Map());
+    const columns = derivedColumns(lineage, 0, 2, ['key', 'value'])!;
+    for (const column of columns) expect(column).toContainEqual({ name: '*', anyColumn: true, table: 'public.people' });
   });
 
   it('keeps a column without a known table by its name alone', () => {

@@ -1,5 +1,5 @@
-import type { ColumnSource } from '@sluice/masking-engine';
-import { columnLineages, isSqlClassifierLoaded, resultLineage, type SqlLineage } from '@sluice/sql-classifier';
+import type { ColumnInfo, ColumnSource, ProfileMasker } from '@sluice/masking-engine';
+import { columnLineages, isSqlClassifierLoaded, referencedColumns, resultLineage, type ColumnLineage, type CopyFormat, type SqlLineage } from '@sluice/sql-classifier';
 
 /** Statement texts whose lineage a session keeps; agents repeat a small set of statements. */
 const MAX_ENTRIES = 256;
@@ -12,11 +12,16 @@ export class LineageCache {
   readonly #entries = new Map<string, SqlLineage | null>();
 
   /** Undefined when unknown (parser not loaded, text does not parse): the result is masked without it. */
-  lineage(text: string, searchPath: readonly string[] | undefined, preparedStatements: ReadonlyMap<string, string>): SqlLineage | undefined {
+  lineage(
+    text: string,
+    searchPath: readonly string[] | undefined,
+    preparedStatements: ReadonlyMap<string, string>,
+    cursors?: ReadonlyMap<string, string>,
+  ): SqlLineage | undefined {
     const key = `${searchPath?.join(',') ?? ''}\u0000${text}`;
     const cached = this.#entries.get(key);
     if (cached !== undefined) return cached ?? undefined;
-    const lineage = resultLineage(text, { ...(searchPath ? { searchPath } : {}), preparedStatements });
+    const lineage = resultLineage(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(cursors ? { cursors } : {}) });
     // Not cached: an answer that depends on the prepared statements, or one the parser could not give yet.
     if (lineage ? lineage.cacheable : isSqlClassifierLoaded()) {
       if (this.#entries.size >= MAX_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!);
@@ -26,17 +31,77 @@ export class LineageCache {
   }
 }
 
+/** Lineage sources as the masking engine takes them. */
+const toColumnSources = (sources: ColumnLineage): ColumnSource[] =>
+  sources.map((source): ColumnSource => {
+    if (source.anyColumn) return { name: source.column, anyColumn: true, ...(source.table ? { table: source.table } : {}) };
+    return source.table ? { name: source.column, qualifiedName: `${source.table}.${source.column}` } : { name: source.column };
+  });
+
+/** Any column of any table: what a text that does not parse may name. */
+const ANY_COLUMN: readonly ColumnSource[] = [{ name: '*', anyColumn: true }];
+
+/**
+ * True when a statement names, anywhere, a column one of the profile's column rules covers (or
+ * something that may carry any column): the server's error and notice texts about it may quote
+ * a covered value.
+ */
+export const touchesCoveredColumn = (
+  masker: ProfileMasker,
+  text: string,
+  searchPath: readonly string[] | undefined,
+  preparedStatements: ReadonlyMap<string, string>,
+): boolean => {
+  if (masker.columnRuleCount === 0) return false;
+  // A statement can raise many notices (RAISE in a loop): parse it once per profile and text.
+  let answers = touchedByMasker.get(masker);
+  if (!answers) touchedByMasker.set(masker, (answers = new Map()));
+  const key = `${searchPath?.join(',') ?? ''}\u0000${text}`;
+  const known = answers.get(key);
+  if (known !== undefined) return known;
+  const sources = referencedColumns(text, { ...(searchPath ? { searchPath } : {}), preparedStatements });
+  const derivedFrom = sources ? toColumnSources(sources) : ANY_COLUMN;
+  const touches = derivedFrom.length > 0 && masker.hasColumnRule({ name: '', derivedFrom });
+  if (answers.size >= MAX_ENTRIES) answers.clear();
+  answers.set(key, touches);
+  return touches;
+};
+
+const touchedByMasker = new WeakMap<ProfileMasker, Map<string, boolean>>();
+
+/** The masking columns of a COPY TO's lines, when the statement's lineage gives them. */
+export const copyColumns = (
+  lineage: SqlLineage | undefined,
+  statement: number,
+  count: number,
+): { readonly columns: readonly ColumnInfo[]; readonly format: CopyFormat } | undefined => {
+  const format = lineage?.statements[statement]?.copy;
+  if (!format) return undefined;
+  const lineages = columnLineages(lineage.statements[statement], count);
+  const columns = lineages.map((sources, index): ColumnInfo => ({
+    name: `column${index + 1}`,
+    // Unknown: any column (a COPY line names none, so no table OID will).
+    derivedFrom: sources ? toColumnSources(sources) : ANY_COLUMN,
+  }));
+  return { columns, format };
+};
+
 /**
  * The `derivedFrom` of each column of the `statement`-th result of a text with `count` columns;
  * undefined when nothing is known.
  */
-export const derivedColumns = (lineage: SqlLineage | undefined, statement: number, count: number): (readonly ColumnSource[] | undefined)[] | undefined => {
-  const lineages = columnLineages(lineage?.statements[statement], count);
+export const derivedColumns = (
+  lineage: SqlLineage | undefined,
+  statement: number,
+  count: number,
+  columnNames?: readonly string[],
+): (readonly ColumnSource[] | undefined)[] | undefined => {
+  const lineages = columnLineages(lineage?.statements[statement], count, columnNames);
   let known = false;
   const out = lineages.map((sources) => {
     if (!sources || sources.length === 0) return undefined;
     known = true;
-    return sources.map((source): ColumnSource => (source.table ? { name: source.column, qualifiedName: `${source.table}.${source.column}` } : { name: source.column }));
+    return toColumnSources(sources);
   });
   return known ? out : undefined;
 };

@@ -1,6 +1,8 @@
 import { binaryToText, decodeDataRow, encodeCopyData, encodeDataRow, type FieldDescription } from '@sluice/codec-pg';
 import type { ResultReturned } from '@sluice/contracts';
 import type { ColumnInfo, ColumnSource, MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+import type { CopyFormat } from '@sluice/sql-classifier';
+import { splitCopyLine, writeCopyField } from './copy-lines.js';
 
 export interface RecordingLimits {
   readonly maxRows: number;
@@ -168,9 +170,17 @@ export class ResultSet {
   }
 }
 
+/** The columns of a COPY TO's lines as lineage gives them, and how the lines are written. */
+export interface CopyColumns {
+  readonly columns: readonly ColumnInfo[];
+  readonly format: CopyFormat;
+}
+
 /**
- * COPY TO STDOUT data. Text and CSV rows arrive one line per CopyData; the column names are not
- * on the wire, so lines are masked as free text with the profile's detectors.
+ * COPY TO STDOUT data. Text and CSV rows arrive one line per CopyData. The column names are not
+ * on the wire: where the statement's lineage gives the columns, a line is split into its fields
+ * and column rules apply to each as to a result column (a COPY of a whole table: any column of
+ * it); the whole line is then scanned with the profile's detectors too.
  */
 export class CopyOutSet {
   readonly counts: MaskCounts = {};
@@ -179,13 +189,19 @@ export class CopyOutSet {
   bytes = 0;
   #recordedBytes = 0;
   truncated = false;
+  readonly #ruled: readonly boolean[] | undefined;
+  #header: boolean;
 
   constructor(
     readonly binary: boolean,
     readonly masker: ProfileMasker | undefined,
     readonly limits: RecordingLimits,
+    readonly columns?: CopyColumns,
   ) {
     if (binary && masker) throw new ResultWithheldError('binary COPY cannot be masked');
+    const ruled = masker && columns ? columns.columns.map((column) => masker.hasColumnRule(column)) : undefined;
+    this.#ruled = ruled?.some(Boolean) ? ruled : undefined;
+    this.#header = columns?.format.header ?? false;
   }
 
   /** Returns a re-encoded CopyData message when the line changed. */
@@ -201,7 +217,10 @@ export class CopyOutSet {
     let sent = line;
     let out: Buffer | undefined;
     if (this.masker) {
-      sent = this.masker.maskText(line, this.counts);
+      const header = this.#header;
+      this.#header = false;
+      const ruled = header ? line : this.#maskColumns(this.masker, line);
+      sent = this.masker.maskText(ruled, this.counts);
       if (sent !== line) out = encodeCopyData(sent);
     }
     if (recording) {
@@ -210,6 +229,24 @@ export class CopyOutSet {
       this.#recordedBytes += text.length;
     } else this.truncated = true;
     return out;
+  }
+
+  /** Applies column rules field by field; a line that cannot be split with certainty is withheld. */
+  #maskColumns(masker: ProfileMasker, line: string): string {
+    const ruled = this.#ruled;
+    const columns = this.columns;
+    if (!ruled || !columns) return line;
+    const newline = line.endsWith('\n') ? '\n' : '';
+    const fields = splitCopyLine(newline ? line.slice(0, -1) : line, columns.format);
+    if (!fields || fields.length !== columns.columns.length) throw new ResultWithheldError('a COPY line does not match its columns');
+    return (
+      fields
+        .map((field, index) => {
+          if (!ruled[index] || field.value === undefined) return field.raw;
+          return writeCopyField(masker.maskCell(field.value, columns.columns[index], this.counts), columns.format);
+        })
+        .join(columns.format.delimiter) + newline
+    );
   }
 
   toEvent(commandId: string): ResultReturned {

@@ -40,7 +40,9 @@ import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
 import { SocketFrames } from './frame-source.js';
 import { Outbox } from './outbox.js';
-import { derivedColumns, LineageCache } from './lineage.js';
+import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
+import { SessionProfiles } from './session-profiles.js';
+import { maskNotification, maskServerFields } from './server-texts.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
 import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
@@ -144,8 +146,6 @@ const stopsSkipping = (expect: Expect): boolean => STOPS_SKIPPING.has(expect.kin
  */
 const TARGET_REFUSAL = encodeParse('sluice_refused', "select 'sluice: command refused'::pg_catalog.int4");
 
-/** ErrorResponse fields that may quote data: message, detail, hint, context, internal query. */
-const MASKED_ERROR_FIELDS: ReadonlySet<string> = new Set(['M', 'D', 'H', 'W', 'q']);
 
 /** The widest batch of extended-protocol messages held before deciding without a Sync. */
 const MAX_BATCH_MESSAGES = 1000;
@@ -251,6 +251,7 @@ export class PostgresSession {
   #executedSinceSync = false;
   readonly #effects = new SessionEffectsCache();
   readonly #lineage = new LineageCache();
+  readonly #profiles = new SessionProfiles((profile) => this.#ports.masking.masker(profile));
   /** Upstream frames held while the catalog resolves table columns for a RowDescription. */
   #upstreamBacklog: Frame[] | undefined;
 
@@ -917,9 +918,10 @@ export class PostgresSession {
   }
 
   #newCommand(id: string, masker: ProfileMasker | undefined, sql: string): Command {
-    this.#lastMasker = masker;
+    const effective = this.#profiles.command(sql, masker);
+    this.#lastMasker = effective;
     const preparedChanges = [...this.#effectsOf(sql).preparedStatements];
-    return { id, masker, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, done: false };
+    return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, done: false };
   }
 
   /** A statement a Bind or Describe names that was not Parse'd in this batch: decided again now. */
@@ -1325,7 +1327,7 @@ export class PostgresSession {
         if (head?.kind === 'query') {
           const fields = decodeRowDescription(frame.body);
           // A simple query's n-th statement ends with its n-th CommandComplete: the tags so far count them.
-          const derived = this.#derivedFrom(head.command, head.command.tags.length, fields.length);
+          const derived = this.#derivedFrom(head.command, head.command.tags.length, fields);
           head.result = new ResultSet(fields, head.command.masker, this.#ports.recording, this.#qualify, derived);
           out.push(frame.raw);
         } else if (head?.kind === 'describeStatement') {
@@ -1379,7 +1381,8 @@ export class PostgresSession {
       case BackendCode.CopyOutResponse: {
         if (head?.kind === 'query' || head?.kind === 'execute') {
           const message = decodeBackend(frame) as { format: number };
-          head.copy = new CopyOutSet(message.format === 1, head.command.masker, this.#ports.recording);
+          const columns = head.command.masker && head.command.masker.columnRuleCount !== 0 ? this.#copyColumns(head.command, frame) : undefined;
+          head.copy = new CopyOutSet(message.format === 1, head.command.masker, this.#ports.recording, columns);
         }
         out.push(frame.raw);
         return;
@@ -1426,6 +1429,9 @@ export class PostgresSession {
       }
       case BackendCode.NoticeResponse:
         this.#maskNotice(frame, head, out);
+        return;
+      case BackendCode.NotificationResponse:
+        out.push(maskNotification(frame, this.#profiles.notifications) ?? frame.raw);
         return;
       case BackendCode.ParameterStatus: {
         out.push(frame.raw);
@@ -1496,10 +1502,11 @@ export class PostgresSession {
    * The source columns of each column of the `statement`-th result of a command, so column rules
    * follow derived columns. Only for a profile with column rules: otherwise nothing is parsed.
    */
-  #derivedFrom(command: Command, statement: number, count: number): (readonly ColumnSource[] | undefined)[] | undefined {
+  #derivedFrom(command: Command, statement: number, fields: readonly FieldDescription[]): (readonly ColumnSource[] | undefined)[] | undefined {
+    const count = fields.length;
     if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared) ?? null;
-    return derivedColumns(command.lineage ?? undefined, statement, count);
+    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts) ?? null;
+    return derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name));
   }
 
   /**
@@ -1516,23 +1523,25 @@ export class PostgresSession {
       out.push(frame.raw);
       return fields;
     }
-    const counts = {};
-    let changed = false;
-    const masked: Record<string, string> = {};
-    for (const [type, value] of Object.entries(fields)) {
-      // Severity, SQLSTATE, positions, source file/line/routine carry no data.
-      const text = MASKED_ERROR_FIELDS.has(type) ? masker.maskText(value, counts) : value;
-      if (text !== value) changed = true;
-      masked[type] = text;
-    }
+    const command = head?.kind === 'query' || head?.kind === 'execute' ? head.command : undefined;
+    const covered = command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#prepared);
+    const masked = maskServerFields(fields, masker, covered, {});
+    const changed = Object.keys(fields).some((type) => masked[type] !== fields[type]);
     out.push(changed ? encodeNoticeFields(frame.code as typeof BackendCode.ErrorResponse, masked) : frame.raw);
     return masked;
+  }
+
+  /** The columns of a COPY TO's lines (the `statement`-th of a simple query), so column rules apply to its fields. */
+  #copyColumns(command: Command, frame: Frame): ReturnType<typeof copyColumns> {
+    const message = decodeBackend(frame) as { columnFormats: readonly number[] };
+    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts) ?? null;
+    return copyColumns(command.lineage ?? undefined, command.tags.length, message.columnFormats.length);
   }
 
   #resultOf(head: Extract<Expect, { kind: 'query' | 'execute' }>): ResultSet | undefined {
     if (head.kind === 'execute' && !head.result && head.portal.description) {
       const fields = head.portal.description;
-      head.result = new ResultSet(fields, head.command.masker, this.#ports.recording, this.#qualify, this.#derivedFrom(head.command, 0, fields.length));
+      head.result = new ResultSet(fields, head.command.masker, this.#ports.recording, this.#qualify, this.#derivedFrom(head.command, 0, fields));
     }
     return head.result;
   }

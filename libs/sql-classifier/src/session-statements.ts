@@ -1,0 +1,124 @@
+import { parseSync } from 'libpg-query';
+import { isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, STATISTICS_RELATIONS } from './catalogue.js';
+import { isSqlClassifierLoaded } from './classify.js';
+import type { ColumnLineage, LineageOptions, LineageSource } from './lineage.js';
+import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
+
+/** Any column of any table. */
+const ANY_COLUMN: ColumnLineage = [{ column: '*', anyColumn: true }];
+
+/**
+ * Every column a text names anywhere (select list, WHERE, JOIN, function arguments), by name; any
+ * column where it names a whole row, a `*`, a function, cast or operator the catalogue does not
+ * vouch for, or a prepared statement or cursor. For texts the server quotes back in errors and
+ * notices: a covered column anywhere in the statement may be in them. Undefined when the text
+ * does not parse (callers treat that as any column).
+ */
+export const referencedColumns = (text: string, options: LineageOptions = {}): ColumnLineage | undefined => {
+  if (!isSqlClassifierLoaded()) return undefined;
+  let tree: unknown;
+  try {
+    tree = parseSync(text);
+  } catch {
+    return undefined;
+  }
+  const relationNames = new Set<string>();
+  const columns = new Map<string, LineageSource>();
+  let any = false;
+  const collectRelations = (value: unknown): void => {
+    if (Array.isArray(value)) return value.forEach(collectRelations);
+    if (!isObject(value)) return;
+    if (typeof value.relname === 'string') relationNames.add(value.relname);
+    if (isObject(value.alias) && typeof value.alias.aliasname === 'string') relationNames.add(value.alias.aliasname);
+    for (const key in value) collectRelations(value[key]);
+  };
+  const visit = (value: unknown): void => {
+    if (any) return;
+    if (Array.isArray(value)) return value.forEach(visit);
+    const wrapped = unwrap(value);
+    if (!wrapped) {
+      if (isObject(value)) for (const key in value) visit(value[key]);
+      return;
+    }
+    const [tag, node] = wrapped;
+    switch (tag) {
+      case 'ColumnRef': {
+        const fields = list(node.fields);
+        const last = fields.at(-1);
+        const parts = names(fields);
+        if (isObject(last) && 'A_Star' in last) any = true;
+        else if (parts.length === 1 && relationNames.has(parts[0]!)) any = true;
+        else if (parts.length > 0) columns.set(parts.at(-1)!, { column: parts.at(-1)! });
+        return;
+      }
+      case 'FuncCall':
+        if (!isCataloguedFunction(names(node.funcname), options.searchPath)) any = true;
+        break;
+      case 'TypeCast': {
+        const type = names((node.typeName as Node | undefined)?.names);
+        if (type.length > 0 && !isBuiltinType(type, options.searchPath)) any = true;
+        break;
+      }
+      case 'A_Expr':
+        if (!isBuiltinOperatorExpression(str(node.kind), names(node.name), options.searchPath)) any = true;
+        break;
+      case 'SortBy': {
+        const operator = names(node.useOp);
+        if (operator.length > 0 && !isBuiltinOperator(operator, options.searchPath)) any = true;
+        break;
+      }
+      case 'ExecuteStmt':
+      case 'FetchStmt':
+        any = true;
+        return;
+      case 'CopyStmt':
+        if (list(node.attlist).length === 0 && !isObject(node.query)) any = true;
+        break;
+      default:
+        break;
+    }
+    for (const key in node) visit(node[key]);
+  };
+  collectRelations(tree);
+  // Statistics relations quote sample values of every column.
+  for (const name of relationNames) if (STATISTICS_RELATIONS.has(name)) any = true;
+  visit(tree);
+  return any ? ANY_COLUMN : [...columns.values()];
+};
+
+/** The cursors a text DECLAREs: name -> the text of its DECLARE statement. Empty when it does not parse. */
+export const declaredCursors = (text: string): Map<string, string> => {
+  const out = new Map<string, string>();
+  if (!isSqlClassifierLoaded() || !/declare/i.test(text)) return out;
+  try {
+    const tree = parseSync(text) as { stmts?: { stmt?: Node; stmt_location?: number; stmt_len?: number }[] };
+    const bytes = Buffer.from(text, 'utf8');
+    for (const raw of tree.stmts ?? []) {
+      const declared = (raw.stmt as { DeclareCursorStmt?: Node } | undefined)?.DeclareCursorStmt;
+      const name = str(declared?.portalname);
+      if (!name) continue;
+      // Locations are byte offsets; a length of 0 means "to the end of the text".
+      const start = raw.stmt_location ?? 0;
+      const end = raw.stmt_len ? start + raw.stmt_len : bytes.length;
+      out.set(name, bytes.subarray(start, end).toString('utf8'));
+    }
+  } catch {
+    return out;
+  }
+  return out;
+};
+
+/** The cursor a FETCH (not MOVE) of a one-statement text reads from; undefined for anything else. */
+export const fetchedCursor = (text: string): string | undefined => {
+  if (!isSqlClassifierLoaded() || !/fetch/i.test(text)) return undefined;
+  try {
+    const tree = parseSync(text) as { stmts?: { stmt?: Node }[] };
+    for (const raw of tree.stmts ?? []) {
+      const fetch = (raw.stmt as { FetchStmt?: Node } | undefined)?.FetchStmt;
+      if (fetch && fetch.ismove !== true) return str(fetch.portalname) ?? '';
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+};

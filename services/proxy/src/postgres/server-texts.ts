@@ -1,0 +1,70 @@
+import { decodeBackend, encodeNotificationResponse, type Frame } from '@sluice/codec-pg';
+import { COLUMN_REDACTED, type ColumnInfo, type MaskCounts, type ProfileMasker } from '@sluice/masking-engine';
+
+/**
+ * Texts the server writes that are not result columns (error and notice fields, NOTIFY payloads)
+ * but can quote a covered value: `SELECT reverse(ssn)::int` fails with `invalid input syntax for
+ * type integer: "0211-50-870"`. Detectors alone miss what they do not recognise (an SSN in the 9xx
+ * range, a reversed one), so where a column rule may be involved the strictest one applies.
+ */
+
+/** ErrorResponse / NoticeResponse fields that may quote data: message, detail, hint, context, internal query. */
+const DATA_FIELDS: ReadonlySet<string> = new Set(['M', 'D', 'H', 'W', 'q']);
+
+/** A text that may carry any column: every column rule of the profile could apply, the strictest does. */
+const anyColumn = (name: string): ColumnInfo => ({ name, typeOid: 25, derivedFrom: [{ name: '*', anyColumn: true }] });
+const MESSAGE = anyColumn('message');
+const PAYLOAD = anyColumn('payload');
+
+/** The strictest column rule's rendering of a text (a NULL rendering becomes the redaction mark). */
+const strictest = (masker: ProfileMasker, value: string, column: ColumnInfo, counts: MaskCounts): string =>
+  masker.maskCell(value, column, counts) ?? COLUMN_REDACTED;
+
+/**
+ * PostgreSQL's messages put the value after a colon or in double quotes (`…: "x"`, `value "x" is
+ * out of range`); the words before say what went wrong and are kept. A message with neither (a
+ * RAISE of a bare value) is masked whole.
+ */
+const maskMessage = (masker: ProfileMasker, message: string, counts: MaskCounts): string => {
+  const colon = message.indexOf(': ');
+  const quote = message.indexOf('"');
+  const cut = colon < 0 ? quote : quote < 0 ? colon : Math.min(colon, quote);
+  if (cut <= 0) return strictest(masker, message, MESSAGE, counts);
+  const head = message.slice(0, cut);
+  const separator = message[cut] === ':' ? ': ' : ' ';
+  return `${head}${separator}${strictest(masker, message.slice(cut), MESSAGE, counts)}`;
+};
+
+/**
+ * Masks the data fields of an error or notice: the profile's detectors always, and where the
+ * statement touches a covered column, the strictest column rule over message, detail, hint,
+ * context and internal query. SQLSTATE, severity, positions and names of objects are kept.
+ */
+export const maskServerFields = (
+  fields: Readonly<Record<string, string>>,
+  masker: ProfileMasker,
+  coversColumn: boolean,
+  counts: MaskCounts,
+): Record<string, string> => {
+  const masked: Record<string, string> = {};
+  for (const [type, value] of Object.entries(fields)) {
+    if (!DATA_FIELDS.has(type)) masked[type] = value;
+    else if (!coversColumn) masked[type] = masker.maskText(value, counts);
+    else masked[type] = type === 'M' ? maskMessage(masker, value, counts) : strictest(masker, value, MESSAGE, counts);
+  }
+  return masked;
+};
+
+/**
+ * A NotificationResponse with its payload masked: detectors, and where the profile has column
+ * rules the strictest of them (the payload was written by any session from any column). The
+ * channel name is kept. Undefined when nothing changed.
+ */
+export const maskNotification = (frame: Frame, masker: ProfileMasker | undefined): Buffer | undefined => {
+  if (!masker) return undefined;
+  const message = decodeBackend(frame) as { processId: number; channel: string; payload: string };
+  if (message.payload === '') return undefined;
+  const counts: MaskCounts = {};
+  const payload = masker.columnRuleCount !== 0 ? strictest(masker, message.payload, PAYLOAD, counts) : masker.maskText(message.payload, counts);
+  return payload === message.payload ? undefined : encodeNotificationResponse(message.processId, message.channel, payload);
+};
