@@ -48,6 +48,23 @@ const oidcIssuer = z.strictObject({
 
 const tls = z.strictObject({ cert: secret, key: secret });
 
+/**
+ * What one listener takes. Each refusal answers in the protocol's own form (PostgreSQL 54000 /
+ * 53300, Redis -ERR, HTTP 413 / 429).
+ */
+const limits = z
+  .strictObject({
+    /** Longest SQL text (PostgreSQL) or command (Redis, all arguments together) decided and run. */
+    maxStatementBytes: z.number().int().min(1).default(16 * 1024 * 1024),
+    /** Longest protocol message (PostgreSQL message, Redis argument, HTTP request body). */
+    maxMessageBytes: z.number().int().min(1).default(64 * 1024 * 1024),
+    /** Open connections on this listener at once. */
+    maxConnections: z.number().int().min(1).default(1000),
+    /** Open sessions of one subject (token `sub`) on this listener at once. */
+    maxConnectionsPerSubject: z.number().int().min(1).default(100),
+  })
+  .default({ maxStatementBytes: 16 * 1024 * 1024, maxMessageBytes: 64 * 1024 * 1024, maxConnections: 1000, maxConnectionsPerSubject: 100 });
+
 const postgresResource = z.strictObject({
   name: z.string().min(1),
   type: z.literal('postgres'),
@@ -61,6 +78,7 @@ const postgresResource = z.strictObject({
   credentials: z.strictObject({ username: z.string().min(1), password: secret.optional() }),
   tls: tls.optional(),
   description: z.string().optional(),
+  limits,
 });
 
 const redisResource = z.strictObject({
@@ -74,6 +92,7 @@ const redisResource = z.strictObject({
   }),
   credentials: z.strictObject({ username: z.string().min(1).optional(), password: secret.optional() }).default({}),
   description: z.string().optional(),
+  limits,
 });
 
 const httpResource = z.strictObject({
@@ -83,6 +102,7 @@ const httpResource = z.strictObject({
   target: z.strictObject({ url: url(['http:', 'https:']) }),
   credentials: z.strictObject({ headers: z.record(z.string(), secret).default({}) }).default({ headers: {} }),
   description: z.string().optional(),
+  limits,
 });
 
 const resource = z.discriminatedUnion('type', [postgresResource, redisResource, httpResource], {
@@ -170,6 +190,26 @@ const exporter = z.strictObject({
   batchSize: z.number().int().min(1).default(100),
 });
 
+const RECORDING_DEFAULTS = { maxRows: 100, maxBytes: 65536, maxRowBytes: 16384, maxCommandBytes: 16384, maxEventBytes: 262144 };
+
+/**
+ * What the audit trail keeps of each command: texts and results are cut to these before an event
+ * is built (marked `truncated`, with the original size), and no event is ever larger than
+ * maxEventBytes (checked at start against the bus's max_payload).
+ */
+const recording = z.strictObject({
+  /** Result rows recorded per command. */
+  maxRows: z.number().int().min(0).default(RECORDING_DEFAULTS.maxRows),
+  /** Result bytes recorded per command, all rows together. */
+  maxBytes: z.number().int().min(0).default(RECORDING_DEFAULTS.maxBytes),
+  /** Bytes recorded of one result row; longer values are cut. */
+  maxRowBytes: z.number().int().min(0).default(RECORDING_DEFAULTS.maxRowBytes),
+  /** Bytes recorded of a command's text (SQL, Redis command, HTTP request line). */
+  maxCommandBytes: z.number().int().min(64).default(RECORDING_DEFAULTS.maxCommandBytes),
+  /** Bytes of one event's JSON at most; a larger one is published reduced. */
+  maxEventBytes: z.number().int().min(4096).default(RECORDING_DEFAULTS.maxEventBytes),
+});
+
 const serviceAddress = (grpc: string) => z.strictObject({ grpc: address.default(grpc) }).default({ grpc });
 
 const services = z
@@ -214,14 +254,12 @@ export const configSchema = z.strictObject({
   audit: z
     .strictObject({
       exporters: z.array(exporter).default([]),
-      recording: z
-        .strictObject({ maxRows: z.number().int().min(0).default(100), maxBytes: z.number().int().min(0).default(65536) })
-        .default({ maxRows: 100, maxBytes: 65536 }),
+      recording: recording.default(RECORDING_DEFAULTS),
       stream: z
         .strictObject({ maxAge: duration.optional(), duplicateWindow: duration.default(120_000) })
         .default({ duplicateWindow: 120_000 }),
     })
-    .default({ exporters: [], recording: { maxRows: 100, maxBytes: 65536 }, stream: { duplicateWindow: 120_000 } }),
+    .default({ exporters: [], recording: RECORDING_DEFAULTS, stream: { duplicateWindow: 120_000 } }),
   rules: z.array(rule).default([]),
 });
 

@@ -6,6 +6,7 @@ import { connectBus, ensureEventStream, EventPublisher } from '@sluice/event-bus
 import { createTokenVerifier } from '@sluice/identity';
 import { runService } from '@sluice/service-runtime';
 import { createAuditPort } from './audit-port.js';
+import { checkRecordingFits } from './recording.js';
 import { createHttpAdapter } from './http/adapter.js';
 import type { GovernancePorts, ProtocolAdapter } from './ports.js';
 import { createApprovalPort } from './ports/approval-client.js';
@@ -46,6 +47,8 @@ runService('proxy', async ({ loaded, config, logger }) => {
     }
   });
   const nc = await connectBus(config.bus.url, 'proxy');
+  // Before anything listens: limits that cannot fit the bus are a config error, not a wedge later.
+  checkRecordingFits(config.audit.recording, nc.info?.max_payload ?? 1024 * 1024);
   await ensureEventStream(nc, {
     stream: config.bus.stream,
     subjectPrefix: config.bus.subjectPrefix,
@@ -55,7 +58,16 @@ runService('proxy', async ({ loaded, config, logger }) => {
   const publisher = new EventPublisher(nc, {
     source: 'proxy',
     subjectPrefix: config.bus.subjectPrefix,
-    onError: (error) => logger.warn({ err: error }, 'event publish failed; retrying (commands are refused meanwhile)'),
+    maxEventBytes: config.audit.recording.maxEventBytes,
+    onError: (error, retrying) =>
+      retrying
+        ? logger.warn({ err: error }, 'event publish failed; retrying (commands are refused meanwhile)')
+        : logger.warn({ err: error }, 'the bus refused an event; publishing it reduced'),
+    onReduced: (event, reduction, dropped) =>
+      (dropped ? logger.error.bind(logger) : logger.warn.bind(logger))(
+        { id: event.id, type: event.type, session: event.subject, ...reduction },
+        dropped ? 'the bus refused an event even reduced; dropped' : 'event published in reduced form',
+      ),
   });
   const policy = createPolicyPort(config.services.policy.grpc, { logger });
   const tracer = trace.getTracer('sluice-proxy');
@@ -75,7 +87,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
     },
     masking,
     approvals,
-    audit: createAuditPort(publisher, { source: 'sluice/proxy' }),
+    audit: createAuditPort(publisher, { source: 'sluice/proxy', recording: config.audit.recording }),
     recording: config.audit.recording,
     newId: randomUUID,
     now: () => new Date(),
