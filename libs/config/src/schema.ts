@@ -52,12 +52,15 @@ const tls = z.strictObject({ cert: secret, key: secret });
  * What one listener takes. Each refusal answers in the protocol's own form (PostgreSQL 54000 /
  * 53300, Redis -ERR, HTTP 413 / 429).
  */
+/** The largest command a listener may be set to take: the policy service receives up to this. */
+export const MAX_GOVERNED_MESSAGE_BYTES = 128 * 1024 * 1024;
+
 const limits = z
   .strictObject({
-    /** Longest SQL text (PostgreSQL) or command (Redis, all arguments together) decided and run. */
-    maxStatementBytes: z.number().int().min(1).default(16 * 1024 * 1024),
-    /** Longest protocol message (PostgreSQL message, Redis argument, HTTP request body). */
-    maxMessageBytes: z.number().int().min(1).default(64 * 1024 * 1024),
+    /** Longest SQL text (PostgreSQL) decided and run. */
+    maxStatementBytes: z.number().int().min(1).max(MAX_GOVERNED_MESSAGE_BYTES).default(16 * 1024 * 1024),
+    /** Longest protocol message: PostgreSQL message, Redis command (all arguments), HTTP request body. */
+    maxMessageBytes: z.number().int().min(1).max(MAX_GOVERNED_MESSAGE_BYTES).default(64 * 1024 * 1024),
     /** Open connections on this listener at once. */
     maxConnections: z.number().int().min(1).default(1000),
     /** Open sessions of one subject (token `sub`) on this listener at once. */
