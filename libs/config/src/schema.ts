@@ -55,18 +55,31 @@ const tls = z.strictObject({ cert: secret, key: secret });
 /** The largest command a listener may be set to take: the policy service receives up to this. */
 export const MAX_GOVERNED_MESSAGE_BYTES = 128 * 1024 * 1024;
 
+export const DEFAULT_LIMITS = {
+  maxStatementBytes: 16 * 1024 * 1024,
+  maxMessageBytes: 64 * 1024 * 1024,
+  maxConnections: 1000,
+  maxConnectionsPerSubject: 100,
+} as const;
+
 const limits = z
   .strictObject({
     /** Longest SQL text (PostgreSQL) decided and run. */
-    maxStatementBytes: z.number().int().min(1).max(MAX_GOVERNED_MESSAGE_BYTES).default(16 * 1024 * 1024),
+    maxStatementBytes: z.number().int().min(1).max(MAX_GOVERNED_MESSAGE_BYTES).default(DEFAULT_LIMITS.maxStatementBytes),
     /** Longest protocol message: PostgreSQL message, Redis command (all arguments), HTTP request body. */
-    maxMessageBytes: z.number().int().min(1).max(MAX_GOVERNED_MESSAGE_BYTES).default(64 * 1024 * 1024),
+    maxMessageBytes: z.number().int().min(1).max(MAX_GOVERNED_MESSAGE_BYTES).default(DEFAULT_LIMITS.maxMessageBytes),
     /** Open connections on this listener at once. */
-    maxConnections: z.number().int().min(1).default(1000),
+    maxConnections: z.number().int().min(1).default(DEFAULT_LIMITS.maxConnections),
     /** Open sessions of one subject (token `sub`) on this listener at once. */
-    maxConnectionsPerSubject: z.number().int().min(1).default(100),
+    maxConnectionsPerSubject: z.number().int().min(1).default(DEFAULT_LIMITS.maxConnectionsPerSubject),
   })
-  .default({ maxStatementBytes: 16 * 1024 * 1024, maxMessageBytes: 64 * 1024 * 1024, maxConnections: 1000, maxConnectionsPerSubject: 100 });
+  // Optional: resources built in code (tests, tools) get DEFAULT_LIMITS through resourceLimits().
+  .optional();
+
+export type ResourceLimits = { readonly [K in keyof typeof DEFAULT_LIMITS]: number };
+
+/** A resource's limits, the defaults filled in. */
+export const resourceLimits = (resource: { readonly limits?: ResourceLimits | undefined }): ResourceLimits => resource.limits ?? DEFAULT_LIMITS;
 
 const postgresResource = z.strictObject({
   name: z.string().min(1),

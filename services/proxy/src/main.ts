@@ -1,11 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
 import { createServer, type Server, type Socket } from 'node:net';
-import { parseAddress, readSecret, type ResourceConfig, type SecretRef } from '@sluice/config';
+import { parseAddress, readSecret, resourceLimits, type ResourceConfig, type SecretRef } from '@sluice/config';
+import { SluiceErrorCode } from '@sluice/contracts';
 import { connectBus, ensureEventStream, EventPublisher } from '@sluice/event-bus';
 import { createTokenVerifier } from '@sluice/identity';
 import { runService } from '@sluice/service-runtime';
 import { createAuditPort } from './audit-port.js';
+import { ConnectionLimiter, listenerFullReply } from './connection-limits.js';
 import { checkRecordingFits } from './recording.js';
 import { createHttpAdapter } from './http/adapter.js';
 import type { GovernancePorts, ProtocolAdapter } from './ports.js';
@@ -74,6 +76,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
   const masking = createMaskingPort(config.services.masking.grpc, { logger });
   const approvals = createApprovalPort(config.services.approval.grpc, { logger });
   const verifier = createTokenVerifier(config.identity.oidc);
+  const connectionLimits = new Map(config.resources.map((resource) => [resource.name, new ConnectionLimiter(resourceLimits(resource))]));
   const ports: GovernancePorts = {
     identity: { verify: async (token) => verifier.verify(token) },
     policy: {
@@ -89,6 +92,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
     approvals,
     audit: createAuditPort(publisher, { source: 'sluice/proxy', recording: config.audit.recording }),
     recording: config.audit.recording,
+    connectionLimits,
     newId: randomUUID,
     now: () => new Date(),
   };
@@ -97,7 +101,23 @@ runService('proxy', async ({ loaded, config, logger }) => {
   const listeners: Array<{ server: Server; adapter: ProtocolAdapter & { close?(): Promise<void> } }> = [];
   for (const resource of config.resources) {
     const adapter = adapterFor(resource, loaded.dir);
+    const limiter = connectionLimits.get(resource.name)!;
     const server = createServer({ noDelay: true }, (socket) => {
+      if (!limiter.tryOpen()) {
+        // Refused before a byte is read, in the protocol's own form; audited like any refusal.
+        ports.audit.record(randomUUID(), 'session.rejected', {
+          resource: resource.name,
+          protocol: resource.type,
+          client: `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`,
+          reason: `too many connections (limits.maxConnections ${limiter.limits.maxConnections})`,
+          code: SluiceErrorCode.TooManyConnections,
+        });
+        socket.on('error', () => socket.destroy());
+        socket.end(listenerFullReply(resource.type, limiter.limits.maxConnections));
+        setTimeout(() => socket.destroy(), 1_000).unref();
+        return;
+      }
+      socket.once('close', () => limiter.release());
       sockets.add(socket);
       socket.once('close', () => sockets.delete(socket));
       adapter.handleConnection(socket, ports).catch((error: unknown) => {

@@ -76,7 +76,9 @@ const boundData = (kind: SluiceEventKind, data: SluiceEventDataByKind[SluiceEven
       const command = cutText(decided.command, bounds.maxCommandBytes);
       const reason = cutNote(decided.reason);
       if (!command.truncated && reason === decided.reason) return data;
-      return { ...decided, command: command.text, reason, ...(command.truncated ? { truncated: true, commandBytes: command.bytes } : {}) };
+      // An adapter that recorded only the beginning already says the full size.
+      const commandBytes = decided.commandBytes ?? command.bytes;
+      return { ...decided, command: command.text, reason, ...(command.truncated ? { truncated: true, commandBytes } : {}) };
     }
     case 'command.completed': {
       const completed = data as SluiceEventDataByKind['command.completed'];

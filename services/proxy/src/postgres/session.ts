@@ -27,6 +27,7 @@ import {
   type FieldDescription,
   type Frame,
   type FrontendMessage,
+  MessageTooLongError,
 } from '@sluice/codec-pg';
 import { readSecret, type PostgresResourceConfig } from '@sluice/config';
 import type { Subject, SubjectRef } from '@sluice/contracts';
@@ -52,6 +53,8 @@ export interface SessionContext {
   readonly tls: SecureContext | undefined;
   /** Longest client message accepted (bytes). */
   readonly maxMessageLength: number;
+  /** Longest SQL text decided and run (bytes); a longer one is refused with 54000. */
+  readonly maxStatementBytes: number;
   /** Time a client gets to authenticate, and the target to accept the session. */
   readonly startupTimeoutMs: number;
   /** Live sessions, so the adapter can close them on shutdown. */
@@ -139,6 +142,9 @@ const failClosedDecision = (reason: string): Decision => ({
   approvalTimeoutMs: 0,
   prepares: [],
 });
+
+/** What is masked of a statement refused as too long (more than any sane maxCommandBytes). */
+const RECORDED_PREFIX_CHARS = 256 * 1024;
 
 const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 
@@ -271,6 +277,17 @@ export class PostgresSession {
       }
       const subject = verified.subject;
       this.#subject = subject;
+      // limits.maxConnectionsPerSubject: the place is given back when the connection closes.
+      const limiter = this.#ports.connectionLimits?.get(this.#resource.name);
+      if (limiter) {
+        const release = limiter.acquireSubject(subject.sub);
+        if (!release) {
+          const message = `too many connections for ${subject.sub}: at most ${limiter.limits.maxConnectionsPerSubject} at once`;
+          this.#reject('too many connections of this subject', 'ERR_TOO_MANY_CONNECTIONS', SqlState.TooManyConnections, message, subject);
+          return;
+        }
+        this.#client.once('close', release);
+      }
       let sessionPolicy;
       try {
         sessionPolicy = await this.#ports.policy.describeSession(subject, this.#resource.name);
@@ -486,8 +503,11 @@ export class PostgresSession {
     let frames: Frame[];
     try {
       frames = this.#clientReader!.push(chunk);
-    } catch {
-      this.#malformed();
+    } catch (error) {
+      // Refused before a byte of it is buffered; the rest of it cannot be skipped safely.
+      if (error instanceof MessageTooLongError) {
+        this.#close('message_too_long', { code: SqlState.ProgramLimitExceeded, message: `message of ${error.length} bytes exceeds this resource's limit of ${error.limit} bytes` });
+      } else this.#malformed();
       return;
     }
     if (frames.length > 0) this.#enqueue(frames);
@@ -683,6 +703,35 @@ export class PostgresSession {
     return { code: SqlState.SystemError, message: 'command refused: the audit trail is unavailable' };
   }
 
+  /**
+   * A SQL text over the resource's maxStatementBytes is refused (54000) before any decision; the
+   * session stays usable. Recorded with a masked beginning of the text and its full size.
+   */
+  #statementTooLong(commandId: string, text: string): Refusal | undefined {
+    const limit = this.#ctx.maxStatementBytes;
+    if (text.length * 3 <= limit) return undefined;
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes <= limit) return undefined;
+    const refusal = { code: SqlState.ProgramLimitExceeded, message: `statement of ${bytes} bytes exceeds this resource's limit of ${limit} bytes` };
+    this.#commands++;
+    this.#ports.audit.record(this.id, 'command.decided', {
+      commandId,
+      resource: this.#resource.name,
+      protocol: 'postgres',
+      // Masked as any recorded text, but only its beginning: the audit port cuts it further.
+      command: this.#maskedText(text.slice(0, RECORDED_PREFIX_CHARS), undefined),
+      action: 'admin',
+      risk: 'critical',
+      decision: 'deny',
+      rule: '',
+      reason: 'statement too long',
+      truncated: true,
+      commandBytes: bytes,
+    });
+    this.#recordRefused(commandId, refusal);
+    return refusal;
+  }
+
   /** Holds a command for a human; resolves to undefined when granted and consumed, else the refusal. */
   async #approve(commandId: string, text: string, params: readonly (string | null)[], decision: Decision): Promise<Refusal | undefined> {
     const subject = this.#subject!;
@@ -724,6 +773,11 @@ export class PostgresSession {
     const auditRefusal = this.#auditRefusal();
     if (auditRefusal) {
       this.#answer(this.#refusal(auditRefusal), true);
+      return;
+    }
+    const tooLong = this.#statementTooLong(commandId, text);
+    if (tooLong) {
+      this.#answer(this.#refusal(tooLong), true);
       return;
     }
     const decision = await this.#decide(text);
@@ -833,6 +887,8 @@ export class PostgresSession {
       const raw = frames[i]!.raw;
       switch (message.type) {
         case 'Parse': {
+          refusal = this.#statementTooLong(this.#ports.newId(), message.text);
+          if (refusal) break;
           const decision = await this.#decide(message.text);
           if (decision.effect === 'deny') {
             const commandId = this.#ports.newId();

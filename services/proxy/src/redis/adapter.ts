@@ -10,7 +10,7 @@ import {
   RespFramer,
   type RespValue,
 } from '@sluice/codec-resp';
-import { readSecret, type RedisResourceConfig } from '@sluice/config';
+import { readSecret, resourceLimits, type RedisResourceConfig } from '@sluice/config';
 import { SluiceErrorCode, type SubjectRef } from '@sluice/contracts';
 import type { MaskCounts } from '@sluice/masking-engine';
 import type { Decision, GovernancePorts, ProtocolAdapter, Session } from '../ports.js';
@@ -100,6 +100,8 @@ export const createRedisAdapter = (resource: RedisResourceConfig, options: Redis
 
 class RedisConnection {
   private readonly framer = new RespFramer('command');
+  /** Gives back this connection's place among its subject's (limits.maxConnectionsPerSubject). */
+  private releaseSubject: (() => void) | undefined;
   private readonly upstreamFramer = new RespFramer('reply');
   private readonly client: string;
   private session: SessionState | undefined;
@@ -159,6 +161,16 @@ class RedisConnection {
       if (!this.session && this.framer.buffered > PRE_AUTH_BUFFER_LIMIT) throw new Error('unauthenticated client sent too much');
     } catch {
       this.protocolError();
+      return;
+    }
+    // limits.maxMessageBytes: one command (all its arguments) at most; checked while it still
+    // arrives, so a larger one is never buffered whole. Like Redis past proto-max-bulk-len, the
+    // connection ends (the rest of the command cannot be told from the next one).
+    const limit = resourceLimits(this.resource).maxMessageBytes;
+    if (this.framer.buffered > limit || frames.some((frame) => frame.length > limit)) {
+      this.writeClient(encodeError(`ERR Protocol error: command larger than this resource's limit of ${limit} bytes`));
+      this.flush();
+      this.close('command too large');
       return;
     }
     for (const frame of frames) this.inbox.push(frame);
@@ -256,6 +268,16 @@ class RedisConnection {
       readOnly = policy.readOnly;
     } catch {
       return this.rejectLogin('policy unavailable', SluiceErrorCode.PolicyUnavailable, 'NOPERM policy unavailable', subject);
+    }
+    // limits.maxConnectionsPerSubject, counted per connection for the subject it first logs in as.
+    const limiter = this.ports.connectionLimits?.get(this.resource.name);
+    if (limiter && !this.session && !this.releaseSubject) {
+      const release = limiter.acquireSubject(subject.sub);
+      if (!release) {
+        const limit = limiter.limits.maxConnectionsPerSubject;
+        return this.rejectLogin('too many connections of this subject', SluiceErrorCode.TooManyConnections, `ERR max number of clients reached for ${subject.sub} (${limit})`, subject);
+      }
+      this.releaseSubject = release;
     }
     let helloReply: Buffer | undefined;
     try {
@@ -847,6 +869,7 @@ class RedisConnection {
   private close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.releaseSubject?.();
     this.holdAbort.abort();
     this.endSession(reason);
     this.upstream?.destroy();
