@@ -87,6 +87,25 @@ describe('the publisher with events larger than the bus takes', () => {
     expect((stored[3]!.data as unknown as Reduced).reduced).toBeUndefined();
   });
 
+  it('keeps every batch within the server max_payload whatever maxBatchBytes says, reducing nothing that fits', async () => {
+    const stream = `TEST_OVERSIZED_${run}_E`;
+    const subjectPrefix = `test.oversized.${run}.e`;
+    streams.push(stream);
+    await ensureEventStream(nc, { stream, subjectPrefix, duplicateWindowMs: 60_000 });
+    const reductions: string[] = [];
+    const publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix, maxBatchBytes: 64 * 1024 * 1024, onReduced: (_event, reduction) => reductions.push(reduction.reason) });
+    // Twenty events of 200 KB: one batch by maxBatchBytes, 4 MB in all, four times max_payload.
+    const sent = Array.from({ length: 20 }, (_, i) => resultOf(i, String(i % 10).repeat(200 * 1024)));
+    for (const event of sent) publisher.publish(event);
+    await publisher.flush();
+    expect(publisher.healthy).toBe(true);
+    expect(reductions).toEqual([]);
+    const info = await (await jetstreamManager(nc)).streams.info(stream);
+    expect(info.state.messages).toBeGreaterThan(1);
+    expect(info.state.bytes / info.state.messages).toBeLessThanOrEqual(nc.info!.max_payload + 1024);
+    expect((await storedEvents(nc, stream)).map((event) => event.id)).toEqual(sent.map((event) => event.id));
+  });
+
   it('splits a batch the stream refuses and reduces only the event it refuses, the others flowing on', async () => {
     const stream = `TEST_OVERSIZED_${run}_B`;
     const subjectPrefix = `test.oversized.${run}.b`;
