@@ -206,7 +206,7 @@ const exporter = z.strictObject({
   batchSize: z.number().int().min(1).default(100),
 });
 
-const RECORDING_DEFAULTS = { maxRows: 100, maxBytes: 65536, maxRowBytes: 16384, maxCommandBytes: 16384, maxEventBytes: 262144 };
+export const RECORDING_DEFAULTS = { maxRows: 100, maxBytes: 65536, maxRowBytes: 16384, maxCommandBytes: 16384, maxEventBytes: 262144 };
 
 /**
  * What the audit trail keeps of each command: texts and results are cut to these before an event

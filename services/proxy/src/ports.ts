@@ -120,7 +120,7 @@ export interface GovernancePorts {
   readonly approvals: ApprovalPort;
   readonly audit: AuditPort;
   /** Recording limits for result.returned. */
-  readonly recording: { readonly maxRows: number; readonly maxBytes: number };
+  readonly recording: { readonly maxRows: number; readonly maxBytes: number; readonly maxCommandBytes?: number };
   /** Per resource name: open connections in all and per subject (absent: no limits). */
   readonly connectionLimits?: ReadonlyMap<string, ConnectionLimiter>;
   readonly newId: () => string;

@@ -29,7 +29,7 @@ import {
   type FrontendMessage,
   MessageTooLongError,
 } from '@sluice/codec-pg';
-import { readSecret, type PostgresResourceConfig } from '@sluice/config';
+import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
 import type { Subject, SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
 import type { SqlLineage } from '@sluice/sql-classifier';
@@ -143,8 +143,12 @@ const failClosedDecision = (reason: string): Decision => ({
   prepares: [],
 });
 
-/** What is masked of a statement refused as too long (more than any sane maxCommandBytes). */
-const RECORDED_PREFIX_CHARS = 256 * 1024;
+/**
+ * Masked beyond audit.recording.maxCommandBytes, so that a value the cut falls inside is still
+ * found whole by the detectors (none is this long).
+ */
+const MASKED_MARGIN_CHARS = 64 * 1024;
+const DEFAULT_MAX_COMMAND_BYTES = RECORDING_DEFAULTS.maxCommandBytes;
 
 const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 
@@ -234,6 +238,7 @@ export class PostgresSession {
   readonly #expects: Expect[] = [];
   #dropUntilReady = false;
   readonly #toClient = new Outbox();
+  readonly #maskedPrefixChars: number;
 
   constructor(client: ClientSocket, ctx: SessionContext) {
     this.#client = client;
@@ -241,6 +246,7 @@ export class PostgresSession {
     this.#ports = ctx.ports;
     this.#resource = ctx.resource;
     this.id = ctx.ports.newId();
+    this.#maskedPrefixChars = (ctx.ports.recording.maxCommandBytes ?? DEFAULT_MAX_COMMAND_BYTES) + MASKED_MARGIN_CHARS;
     this.#clientAddress = `${client.remoteAddress ?? 'unknown'}:${client.remotePort ?? 0}`;
   }
 
@@ -655,9 +661,13 @@ export class PostgresSession {
     return `permission denied: ${decision.reason || `no rule allows ${decision.action} on ${this.#resource.name}`}`;
   }
 
+  /**
+   * Masks what is recorded (and shown to approvers) of a command: its beginning only, past which
+   * nothing is kept anyway; masking a PII-dense 12 MB text whole held every session for seconds.
+   */
   #maskedText(text: string, profile: string | undefined): string {
     try {
-      return this.#ports.masking.maskCommandText(text, profile);
+      return this.#ports.masking.maskCommandText(text.length > this.#maskedPrefixChars ? text.slice(0, this.#maskedPrefixChars) : text, profile);
     } catch {
       return '[withheld: masking unavailable]';
     }
@@ -676,6 +686,7 @@ export class PostgresSession {
       rule: decision.rule,
       reason: decision.reason,
       tables: decision.tables,
+      ...(text.length > this.#maskedPrefixChars ? { truncated: true, commandBytes: Buffer.byteLength(text, 'utf8') } : {}),
     });
   }
 
@@ -719,7 +730,7 @@ export class PostgresSession {
       resource: this.#resource.name,
       protocol: 'postgres',
       // Masked as any recorded text, but only its beginning: the audit port cuts it further.
-      command: this.#maskedText(text.slice(0, RECORDED_PREFIX_CHARS), undefined),
+      command: this.#maskedText(text, undefined),
       action: 'admin',
       risk: 'critical',
       decision: 'deny',
