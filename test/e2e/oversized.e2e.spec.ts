@@ -187,6 +187,7 @@ describe('one agent cannot stop Sluice for everyone with oversized statements, r
       rowOf3: events.find((e) => e.type.startsWith('sluice.result.returned') && e.data.truncated === true && Number(e.data.bytes) > 3 * MB && Number(e.data.bytes) < 4 * MB),
       rowOf12: events.find((e) => e.type.startsWith('sluice.result.returned') && e.data.truncated === true && Number(e.data.bytes) > 12 * MB),
       copy: events.find((e) => e.type.startsWith('sluice.command.completed') && e.data.outcome === 'COPY 1'),
+      redisSet: events.find((e) => e.type.startsWith('sluice.command.decided') && e.data.protocol === 'redis' && e.data.truncated === true && Number(e.data.commandBytes) > 50 * MB),
       redisGet: events.find((e) => e.type.startsWith('sluice.result.returned') && e.data.truncated === true && (e.data.columns as string[])[0] === 'value'),
       httpDownload: events.find((e) => e.type.startsWith('sluice.result.returned') && e.data.truncated === true && Number(e.data.bytes) >= 50 * MB),
       bystanders: events.filter((e) => e.type.startsWith('sluice.session.started') && String((e.data.subject as { sub: string }).sub).startsWith('bystander-')),
@@ -203,6 +204,7 @@ describe('one agent cannot stop Sluice for everyone with oversized statements, r
     expect(records.rowOf3, 'the 3 MB row').toBeDefined();
     expect(records.rowOf12, 'the 12 MB row').toBeDefined();
     expect(records.copy, 'the 3 MB COPY').toBeDefined();
+    expect(records.redisSet, 'the 50 MB Redis SET').toBeDefined();
     expect(records.redisGet, 'the 50 MB Redis GET').toBeDefined();
     expect(records.httpDownload, 'the 50 MB HTTP response').toBeDefined();
     expect(records.bystanders.length).toBeGreaterThanOrEqual(7);

@@ -17,7 +17,7 @@ import type { Decision, GovernancePorts, ProtocolAdapter, Session } from '../por
 import { commandHash, holdForApproval } from './approval-hold.js';
 import {
   authToken,
-  commandText,
+  describeCommand,
   fieldHint,
   parseHello,
   PRE_AUTH_COMMANDS,
@@ -494,9 +494,11 @@ class RedisConnection {
   private dispatch(entry: Entry): void {
     const session = entry.session!;
     if (!this.ports.audit.healthy) return this.answer(entry, encodeError('ERR audit unavailable'), SluiceErrorCode.AuditUnavailable);
+    const described = describeCommand(entry.args);
+    const cut = described.truncated ? { truncated: true, commandBytes: described.bytes } : {};
     const text = () => {
       try {
-        return this.ports.masking.maskCommandText(commandText(entry.args), entry.decision?.maskProfile);
+        return this.ports.masking.maskCommandText(described.text, entry.decision?.maskProfile);
       } catch {
         return entry.name;
       }
@@ -512,6 +514,7 @@ class RedisConnection {
         decision: 'deny',
         rule: '',
         reason: 'policy unavailable',
+        ...cut,
       });
       this.markDirty();
       return this.answer(entry, encodeError('NOPERM policy unavailable'), SluiceErrorCode.PolicyUnavailable);
@@ -528,6 +531,7 @@ class RedisConnection {
       decision: decision.effect,
       rule: decision.rule,
       reason: decision.reason,
+      ...cut,
     });
     if (decision.effect === 'deny') {
       this.markDirty();
