@@ -141,6 +141,22 @@ describe('the publisher with events larger than the bus takes', () => {
     expect((await storedEvents(nc, stream)).length).toBe(sent.length + 1);
   });
 
+  it('records an event that is not JSON in its reduced form instead of throwing at the session', async () => {
+    const stream = `TEST_OVERSIZED_${run}_F`;
+    const subjectPrefix = `test.oversized.${run}.f`;
+    streams.push(stream);
+    await ensureEventStream(nc, { stream, subjectPrefix, duplicateWindowMs: 60_000 });
+    const publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix });
+    const malformed = { ...completed(1), data: { commandId: 'c1', outcome: 'SELECT 1', ok: true, durationMs: 10n } } as unknown as CloudEvent;
+    expect(() => publisher.publish(malformed)).not.toThrow();
+    publisher.publish(completed(2));
+    await publisher.flush();
+    const stored = await storedEvents(nc, stream);
+    expect(stored).toHaveLength(2);
+    expect((stored[0]!.data as unknown as Reduced & { commandId: string }).commandId).toBe('c1');
+    expect((stored[0]!.data as unknown as Reduced).reduced).toMatchObject({ reason: 'rejected', dropped: ['durationMs'] });
+  });
+
   it('retries while no stream takes its events (commands are refused) and recovers by itself once one does', async () => {
     const stream = `TEST_OVERSIZED_${run}_C`;
     const subjectPrefix = `test.oversized.${run}.c`;

@@ -142,8 +142,16 @@ export class EventPublisher {
 
   /** The event serialised, in its reduced form when it is larger than an event may be. */
   #bounded(event: CloudEvent): Queued {
-    const json = JSON.stringify(event);
     const limit = this.maxEventBytes;
+    let json: string;
+    try {
+      json = JSON.stringify(event);
+    } catch (error) {
+      // A malformed event (not JSON) is a refusal retrying cannot fix: recorded reduced, never thrown at the session.
+      const reduced = reduceEvent(event, 'rejected', 0, limit, `not JSON: ${error instanceof Error ? error.message : String(error)}`);
+      this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
+      return { event: reduced.event, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
+    }
     // A UTF-8 byte is at most three UTF-16 units' worth of a JSON string: most events need no count.
     const bytes = json.length * 3 <= limit ? json.length : jsonBytes(json);
     if (bytes <= limit) return { event, json, bytes, reduced: false };

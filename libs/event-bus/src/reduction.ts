@@ -28,7 +28,14 @@ export const reduceEvent = (
       dropped.push(key);
       continue;
     }
-    const json = JSON.stringify(value);
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(value);
+    } catch {
+      // Not JSON at all (a BigInt, a cycle): nothing of it can be kept.
+      dropped.push(key);
+      continue;
+    }
     if (json !== undefined && json.length > KEPT_FIELD_CHARS) dropped.push(key);
     else data[key] = value;
   }
