@@ -23,6 +23,8 @@ describe('limits a user sets on a listener', () => {
   const storeDb = `sluice_e2e_limstore_${run}`;
   const stream = `SLUICE_E2E_LIM_${run}`;
   const limits = { maxStatementBytes: 4 * KB, maxMessageBytes: 64 * KB, maxConnections: 4, maxConnectionsPerSubject: 2 };
+  // fetch keeps idle connections open: the HTTP listener has room for them besides the test's own.
+  const httpLimits = { ...limits, maxConnections: 8 };
   let idp: TestIssuer;
   let sluice: RunningSluice;
   let api: Server;
@@ -47,7 +49,7 @@ describe('limits a user sets on a listener', () => {
       resources: [
         { name: 'db', type: 'postgres', listen: `127.0.0.1:${pgPort}`, target: { host: '127.0.0.1', database: targetDb }, credentials: { username: 'postgres' }, limits },
         { name: 'kv', type: 'redis', listen: `127.0.0.1:${redisPort}`, target: { host: '127.0.0.1', port: 6379 }, limits },
-        { name: 'api', type: 'http', listen: `127.0.0.1:${httpPort}`, target: { url: `http://127.0.0.1:${(api.address() as { port: number }).port}` }, limits },
+        { name: 'api', type: 'http', listen: `127.0.0.1:${httpPort}`, target: { url: `http://127.0.0.1:${(api.address() as { port: number }).port}` }, limits: httpLimits },
       ],
       rules: [{ name: 'agents-work', effect: 'allow', subjects: { groups: ['agents'] }, actions: ['read', 'write'] }],
     });
@@ -131,10 +133,28 @@ describe('limits a user sets on a listener', () => {
     await again.end();
   });
 
+  it('answers 429 to a subject past maxConnectionsPerSubject over HTTP while its open connections go on', async () => {
+    const token = await idp.mint({ sub: 'api-greedy', groups: ['agents'] });
+    const sockets: ReturnType<typeof connectTcp>[] = [];
+    /** One keep-alive request on a fresh connection, left open; resolves to the status line. */
+    const requestOnNewConnection = () =>
+      new Promise<string>((resolve) => {
+        const socket = connectTcp(httpPort, '127.0.0.1', () =>
+          socket.write(`POST /upload HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${token}\r\ncontent-length: 1\r\n\r\nx`),
+        );
+        sockets.push(socket);
+        socket.once('data', (chunk: Buffer) => resolve(chunk.toString().split('\r\n')[0]!));
+      });
+    expect(await requestOnNewConnection()).toMatch(/ 200 /);
+    expect(await requestOnNewConnection()).toMatch(/ 200 /);
+    expect(await requestOnNewConnection()).toMatch(/ 429 /);
+    for (const socket of sockets) socket.destroy();
+  });
+
   it('refuses connections past maxConnections (HTTP: 503 problem+json) and takes them again once places free up', async () => {
     // Raw sockets hold the listener's places without logging in.
     const holders = await Promise.all(
-      Array.from({ length: limits.maxConnections }, () => new Promise<ReturnType<typeof connectTcp>>((resolve) => {
+      Array.from({ length: httpLimits.maxConnections }, () => new Promise<ReturnType<typeof connectTcp>>((resolve) => {
         const socket = connectTcp(httpPort, '127.0.0.1', () => resolve(socket));
       })),
     );

@@ -183,6 +183,14 @@ export const createHttpAdapter = (
       const release = limiter.acquireSubject(verified.subject.sub);
       if (!release) {
         const limit = limiter.limits.maxConnectionsPerSubject;
+        state.ports.audit.record(state.ports.newId(), 'session.rejected', {
+          resource: resource.name,
+          protocol: 'http',
+          client: state.client,
+          reason: 'too many connections of this subject',
+          code: SluiceErrorCode.TooManyConnections,
+          subject: subjectRef(verified.subject),
+        });
         return new Problem(429, SluiceErrorCode.TooManyConnections, 'Too many connections', `${verified.subject.sub} may hold at most ${limit} connections at once`, {}, { 'retry-after': '1' });
       }
       state.releases.push(release);
