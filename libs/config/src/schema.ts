@@ -56,7 +56,8 @@ const tls = z.strictObject({ cert: secret, key: secret });
 export const MAX_GOVERNED_MESSAGE_BYTES = 128 * 1024 * 1024;
 
 export const DEFAULT_LIMITS = {
-  maxStatementBytes: 16 * 1024 * 1024,
+  // A statement is parsed whole (policy, lineage): 4 MiB of SQL takes up to a second or so.
+  maxStatementBytes: 4 * 1024 * 1024,
   maxMessageBytes: 64 * 1024 * 1024,
   maxConnections: 1000,
   maxConnectionsPerSubject: 100,
