@@ -14,6 +14,9 @@ export const serviceEntry = (name: ServiceName): string =>
 
 const TELEMETRY_PRELOAD = fileURLToPath(new URL('../../libs/telemetry/dist/preload.js', import.meta.url));
 
+/** What runService exits with for an invalid config (exitOnConfigError). */
+const CONFIG_INVALID_EXIT_CODE = 2;
+
 type ServiceState = 'starting' | 'ready' | 'restarting' | 'stopped';
 
 interface Supervised {
@@ -76,6 +79,12 @@ export class Supervisor {
       service.child = undefined;
       if (this.#stopping) {
         service.state = 'stopped';
+        return;
+      }
+      // Exit code 2 is an invalid config the service found at start (it printed the one-line
+      // reason, e.g. audit.recording not fitting the bus): restarting cannot help, so stop all.
+      if (code === CONFIG_INVALID_EXIT_CODE) {
+        void this.stop().then(() => process.exit(CONFIG_INVALID_EXIT_CODE));
         return;
       }
       service.restarts += 1;

@@ -11,3 +11,17 @@ export class ProtocolMalformedError extends Error {
     this.name = 'ProtocolMalformedError';
   }
 }
+
+/**
+ * A message whose length field is well-formed but beyond the reader's limit: refused before a byte
+ * of it is buffered. Still malformed for callers that do not tell the two apart.
+ */
+export class MessageTooLongError extends ProtocolMalformedError {
+  constructor(
+    readonly length: number,
+    readonly limit: number,
+  ) {
+    super(`message length ${length} exceeds the limit of ${limit}`);
+    this.name = 'MessageTooLongError';
+  }
+}

@@ -1,5 +1,5 @@
 import { MAX_MESSAGE_LENGTH, MAX_STARTUP_PACKET_LENGTH, StartupCode } from './codes.js';
-import { ProtocolMalformedError } from './errors.js';
+import { MessageTooLongError, ProtocolMalformedError } from './errors.js';
 import type { Frame } from './messages.js';
 
 /**
@@ -33,9 +33,8 @@ export const splitFrames = (buffer: Buffer, phase: FramePhase, maxLength: number
     if (current === 'typed') {
       if (size - offset < 5) break;
       const length = buffer.readUInt32BE(offset + 1);
-      if (length < 4 || length > maxLength) {
-        throw new ProtocolMalformedError(`message length ${length} out of range for code 0x${buffer[offset]!.toString(16)}`);
-      }
+      if (length < 4) throw new ProtocolMalformedError(`message length ${length} out of range for code 0x${buffer[offset]!.toString(16)}`);
+      if (length > maxLength) throw new MessageTooLongError(length, maxLength);
       const end = offset + 1 + length;
       if (end > size) break;
       frames.push({ code: buffer[offset]!, body: buffer.subarray(offset + 5, end), raw: buffer.subarray(offset, end) });

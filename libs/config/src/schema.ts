@@ -50,6 +50,40 @@ const oidcIssuer = z.strictObject({
 
 const tls = z.strictObject({ cert: secret, key: secret });
 
+/**
+ * What one listener takes. Each refusal answers in the protocol's own form (PostgreSQL 54000 /
+ * 53300, Redis -ERR, HTTP 413 / 429).
+ */
+/** The largest command a listener may be set to take: the policy service receives up to this. */
+export const MAX_GOVERNED_MESSAGE_BYTES = 128 * 1024 * 1024;
+
+export const DEFAULT_LIMITS = {
+  // A statement is parsed whole (policy, lineage): 4 MiB of SQL takes up to a second or so.
+  maxStatementBytes: 4 * 1024 * 1024,
+  maxMessageBytes: 64 * 1024 * 1024,
+  maxConnections: 1000,
+  maxConnectionsPerSubject: 100,
+} as const;
+
+const limits = z
+  .strictObject({
+    /** Longest SQL text (PostgreSQL) decided and run. */
+    maxStatementBytes: z.number().int().min(1).max(MAX_GOVERNED_MESSAGE_BYTES).default(DEFAULT_LIMITS.maxStatementBytes),
+    /** Longest protocol message: PostgreSQL message, Redis command (all arguments), HTTP request body. */
+    maxMessageBytes: z.number().int().min(1).max(MAX_GOVERNED_MESSAGE_BYTES).default(DEFAULT_LIMITS.maxMessageBytes),
+    /** Open connections on this listener at once. */
+    maxConnections: z.number().int().min(1).default(DEFAULT_LIMITS.maxConnections),
+    /** Open sessions of one subject (token `sub`) on this listener at once. */
+    maxConnectionsPerSubject: z.number().int().min(1).default(DEFAULT_LIMITS.maxConnectionsPerSubject),
+  })
+  // Optional: resources built in code (tests, tools) get DEFAULT_LIMITS through resourceLimits().
+  .optional();
+
+export type ResourceLimits = { readonly [K in keyof typeof DEFAULT_LIMITS]: number };
+
+/** A resource's limits, the defaults filled in. */
+export const resourceLimits = (resource: { readonly limits?: ResourceLimits | undefined }): ResourceLimits => resource.limits ?? DEFAULT_LIMITS;
+
 const postgresResource = z.strictObject({
   name: z.string().min(1),
   type: z.literal('postgres'),
@@ -63,6 +97,7 @@ const postgresResource = z.strictObject({
   credentials: z.strictObject({ username: z.string().min(1), password: secret.optional() }),
   tls: tls.optional(),
   description: z.string().optional(),
+  limits,
 });
 
 const redisResource = z.strictObject({
@@ -76,6 +111,7 @@ const redisResource = z.strictObject({
   }),
   credentials: z.strictObject({ username: z.string().min(1).optional(), password: secret.optional() }).default({}),
   description: z.string().optional(),
+  limits,
 });
 
 const httpResource = z.strictObject({
@@ -85,6 +121,7 @@ const httpResource = z.strictObject({
   target: z.strictObject({ url: url(['http:', 'https:']) }),
   credentials: z.strictObject({ headers: z.record(z.string(), secret).default({}) }).default({ headers: {} }),
   description: z.string().optional(),
+  limits,
 });
 
 const resource = z.discriminatedUnion('type', [postgresResource, redisResource, httpResource], {
@@ -172,6 +209,26 @@ const exporter = z.strictObject({
   batchSize: z.number().int().min(1).default(100),
 });
 
+export const RECORDING_DEFAULTS = { maxRows: 100, maxBytes: 65536, maxRowBytes: 16384, maxCommandBytes: 16384, maxEventBytes: 262144 };
+
+/**
+ * What the audit trail keeps of each command: texts and results are cut to these before an event
+ * is built (marked `truncated`, with the original size), and no event is ever larger than
+ * maxEventBytes (checked at start against the bus's max_payload).
+ */
+const recording = z.strictObject({
+  /** Result rows recorded per command. */
+  maxRows: z.number().int().min(0).default(RECORDING_DEFAULTS.maxRows),
+  /** Result bytes recorded per command, all rows together. */
+  maxBytes: z.number().int().min(0).default(RECORDING_DEFAULTS.maxBytes),
+  /** Bytes recorded of one result row; longer values are cut. */
+  maxRowBytes: z.number().int().min(0).default(RECORDING_DEFAULTS.maxRowBytes),
+  /** Bytes recorded of a command's text (SQL, Redis command, HTTP request line). */
+  maxCommandBytes: z.number().int().min(64).default(RECORDING_DEFAULTS.maxCommandBytes),
+  /** Bytes of one event's JSON at most; a larger one is published reduced. */
+  maxEventBytes: z.number().int().min(4096).default(RECORDING_DEFAULTS.maxEventBytes),
+});
+
 const serviceAddress = (grpc: string) => z.strictObject({ grpc: address.default(grpc) }).default({ grpc });
 
 const services = z
@@ -217,14 +274,12 @@ export const configSchema = z.strictObject({
   audit: z
     .strictObject({
       exporters: z.array(exporter).default([]),
-      recording: z
-        .strictObject({ maxRows: z.number().int().min(0).default(100), maxBytes: z.number().int().min(0).default(65536) })
-        .default({ maxRows: 100, maxBytes: 65536 }),
+      recording: recording.default(RECORDING_DEFAULTS),
       stream: z
         .strictObject({ maxAge: duration.optional(), duplicateWindow: duration.default(120_000) })
         .default({ duplicateWindow: 120_000 }),
     })
-    .default({ exporters: [], recording: { maxRows: 100, maxBytes: 65536 }, stream: { duplicateWindow: 120_000 } }),
+    .default({ exporters: [], recording: RECORDING_DEFAULTS, stream: { duplicateWindow: 120_000 } }),
   rules: z.array(rule).default([]),
 });
 

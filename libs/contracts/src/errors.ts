@@ -17,6 +17,10 @@ export const SluiceErrorCode = {
   NotAnApprover: 'ERR_NOT_AN_APPROVER',
   NotFound: 'ERR_NOT_FOUND',
   ChainBroken: 'ERR_CHAIN_BROKEN',
+  /** A statement or message larger than the listener's `limits` allow. */
+  LimitExceeded: 'ERR_LIMIT_EXCEEDED',
+  /** More connections than the listener's `limits` allow (for the listener, or for one subject). */
+  TooManyConnections: 'ERR_TOO_MANY_CONNECTIONS',
 } as const;
 export type SluiceErrorCode = (typeof SluiceErrorCode)[keyof typeof SluiceErrorCode];
 

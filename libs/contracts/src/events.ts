@@ -54,6 +54,10 @@ export interface CommandDecided {
   readonly rule: string;
   readonly reason: string;
   readonly tables?: readonly string[];
+  /** Set when `command` was cut to `audit.recording.maxCommandBytes`. */
+  readonly truncated?: boolean;
+  /** UTF-8 size of the recorded command text before it was cut (present when truncated). */
+  readonly commandBytes?: number;
 }
 
 export interface ApprovalRequested {
@@ -113,6 +117,20 @@ export interface ResultReturned {
   readonly bytes: number;
   readonly truncated: boolean;
   readonly maskedCounts: Readonly<Record<string, number>>;
+}
+
+/**
+ * Present as `data.reduced` on an event the publisher had to shrink: it did not fit the bus
+ * (`too_large`) or the bus refused it for a reason retrying cannot fix (`rejected`). Fields listed
+ * in `dropped` were removed or cut; the envelope (id, subject, type, time, sessionseq) is intact.
+ */
+export interface EventReduction {
+  readonly reason: 'too_large' | 'rejected';
+  /** Size of the event's JSON before it was reduced. */
+  readonly originalBytes: number;
+  readonly dropped: readonly string[];
+  /** Why the bus refused it (`rejected`). */
+  readonly error?: string;
 }
 
 export interface PolicyChanged {

@@ -1,6 +1,7 @@
-import type { NatsConnection } from '@nats-io/transport-node';
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
-import { subjectForBatch, subjectForKind, kindOfType, type CloudEvent, type SluiceEventKind } from '@sluice/contracts';
+import { InvalidArgumentError, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
+import { subjectForBatch, subjectForKind, kindOfType, type CloudEvent, type EventReduction, type SluiceEventKind } from '@sluice/contracts';
+import { jsonBytes, reduceEvent } from './reduction.js';
 
 export interface PublisherSettings {
   /** Token naming the publisher in batch subjects (`proxy`, `policy`). */
@@ -8,19 +9,38 @@ export interface PublisherSettings {
   readonly subjectPrefix: string;
   /** Events per NATS message at most. */
   readonly maxBatchEvents?: number;
-  /** Bytes per NATS message at most (JetStream's default max payload is 1 MiB). */
+  /** Bytes per NATS message at most; never more than the server's max_payload, whatever is set. */
   readonly maxBatchBytes?: number;
+  /**
+   * Bytes per event at most (its JSON); a larger event is published in its reduced form
+   * (`data.reduced`). Never more than the server's max_payload, whatever is set.
+   */
+  readonly maxEventBytes?: number;
   /** Batches awaiting their ack at once. */
   readonly maxInFlight?: number;
   /** Events queued (not yet acked) beyond which the publisher reports itself unhealthy. */
   readonly maxQueuedEvents?: number;
+  /** Bytes of events queued (not yet acked) beyond which the publisher reports itself unhealthy. */
+  readonly maxQueuedBytes?: number;
   /**
    * How long a partial batch may wait for more events. Each JetStream publish costs a request
    * (and the client's bookkeeping) whatever its size, so a few milliseconds of gathering turns
    * one message per statement into one per many; nothing on the query path waits for it.
    */
   readonly maxDelayMs?: number;
-  readonly onError?: (error: unknown) => void;
+  /** A publish failed; `retrying` false when retrying could not help (the events are reduced or split instead). */
+  readonly onError?: (error: unknown, retrying: boolean) => void;
+  /** An event goes out in its reduced form (or, when even that was refused, is dropped). */
+  readonly onReduced?: (event: CloudEvent, reduction: EventReduction, dropped: boolean) => void;
+}
+
+/** An event with its JSON, serialised once when published. */
+interface Queued {
+  readonly event: CloudEvent;
+  readonly json: string;
+  readonly bytes: number;
+  /** Already the reduced form: if the bus refuses this too, it is dropped (and reported). */
+  readonly reduced: boolean;
 }
 
 interface Batch {
@@ -28,7 +48,18 @@ interface Batch {
   readonly payload: Uint8Array;
   readonly msgID: string;
   readonly count: number;
+  readonly items: readonly Queued[];
 }
+
+/** NATS's default max_payload, assumed until the server has said its own. */
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+/** `[` and `]` around a batch. */
+const BATCH_FRAMING_BYTES = 2;
+/**
+ * Why a publish failed: the bus refused this message (retrying cannot help), or anything else
+ * (the bus is away, or a failure not recognised: retried, failing closed, never dropped).
+ */
+type PublishFailure = 'rejected' | 'retryable';
 
 const encoder = new TextEncoder();
 
@@ -39,11 +70,13 @@ const encoder = new TextEncoder();
  */
 export class EventPublisher {
   readonly #js: JetStreamClient;
-  readonly #settings: Required<Omit<PublisherSettings, 'onError'>> & Pick<PublisherSettings, 'onError'>;
-  #queue: CloudEvent[] = [];
+  readonly #settings: Required<Omit<PublisherSettings, 'onError' | 'onReduced'>> & Pick<PublisherSettings, 'onError' | 'onReduced'>;
+  readonly #nc: NatsConnection;
+  #queue: Queued[] = [];
   readonly #retry: Batch[] = [];
   #inFlight = 0;
   #unacked = 0;
+  #queuedBytes = 0;
   #failing = false;
   #scheduled = false;
   #closed = false;
@@ -51,20 +84,38 @@ export class EventPublisher {
   #retryTimer: NodeJS.Timeout | undefined;
 
   constructor(nc: NatsConnection, settings: PublisherSettings) {
+    this.#nc = nc;
     this.#js = jetstream(nc, { timeout: 5_000 });
     this.#settings = {
       maxBatchEvents: 500,
       maxBatchBytes: 512 * 1024,
+      maxEventBytes: 256 * 1024,
       maxInFlight: 32,
       maxQueuedEvents: 100_000,
+      maxQueuedBytes: 64 * 1024 * 1024,
       maxDelayMs: 25,
       ...settings,
     };
   }
 
+  /** The server's max_payload (it may differ after a reconnect to another server). */
+  get #maxPayload(): number {
+    return this.#nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
+  }
+
+  /** The largest event JSON that goes out as it is; a batch of one such event still fits the server. */
+  get maxEventBytes(): number {
+    return Math.min(this.#settings.maxEventBytes, this.#maxPayload - BATCH_FRAMING_BYTES);
+  }
+
   /** False while the bus is not taking events or too many wait: callers fail closed. */
   get healthy(): boolean {
-    return !this.#closed && !this.#failing && this.#unacked < this.#settings.maxQueuedEvents;
+    return (
+      !this.#closed &&
+      !this.#failing &&
+      this.#unacked < this.#settings.maxQueuedEvents &&
+      this.#queuedBytes < this.#settings.maxQueuedBytes
+    );
   }
 
   /** Events accepted but not yet acknowledged by JetStream. */
@@ -74,8 +125,10 @@ export class EventPublisher {
 
   publish(event: CloudEvent): void {
     if (this.#closed) throw new Error('publisher is closed');
-    this.#queue.push(event);
+    const item = this.#bounded(event);
+    this.#queue.push(item);
     this.#unacked += 1;
+    this.#queuedBytes += item.bytes;
     if (this.#queue.length >= this.#settings.maxBatchEvents) this.#pump(false);
     else this.#schedule();
   }
@@ -83,7 +136,28 @@ export class EventPublisher {
   /** Publishes one event on its own subject and waits for the ack (low-volume, must-be-stored events). */
   async publishNow(event: CloudEvent): Promise<void> {
     const kind = kindOfType(event.type) as SluiceEventKind;
-    await this.#js.publish(subjectForKind(kind, this.#settings.subjectPrefix), encoder.encode(JSON.stringify(event)), { msgID: event.id });
+    const item = this.#bounded(event);
+    await this.#js.publish(subjectForKind(kind, this.#settings.subjectPrefix), encoder.encode(item.json), { msgID: event.id });
+  }
+
+  /** The event serialised, in its reduced form when it is larger than an event may be. */
+  #bounded(event: CloudEvent): Queued {
+    const limit = this.maxEventBytes;
+    let json: string;
+    try {
+      json = JSON.stringify(event);
+    } catch (error) {
+      // A malformed event (not JSON) is a refusal retrying cannot fix: recorded reduced, never thrown at the session.
+      const reduced = reduceEvent(event, 'rejected', 0, limit, `not JSON: ${error instanceof Error ? error.message : String(error)}`);
+      this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
+      return { event: reduced.event, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
+    }
+    // A UTF-8 byte is at most three UTF-16 units' worth of a JSON string: most events need no count.
+    const bytes = json.length * 3 <= limit ? json.length : jsonBytes(json);
+    if (bytes <= limit) return { event, json, bytes, reduced: false };
+    const reduced = reduceEvent(event, 'too_large', bytes, limit);
+    this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
+    return { event: reduced.event, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
   }
 
   /** Resolves once every event published so far is acknowledged. */
@@ -125,25 +199,30 @@ export class EventPublisher {
   #takeBatch(): Batch | undefined {
     if (this.#queue.length === 0) return undefined;
     const queue = this.#queue;
-    const parts: string[] = [];
-    let bytes = 2;
+    const maxBytes = Math.min(this.#settings.maxBatchBytes, this.#maxPayload);
+    let bytes = BATCH_FRAMING_BYTES;
     let taken = 0;
     // Indexing, then one splice: shift() per event is a memmove of the whole queue each time.
+    // Every event fits a batch of its own (#bounded), so the first one always goes.
     while (taken < queue.length && taken < this.#settings.maxBatchEvents) {
-      const json = JSON.stringify(queue[taken]);
-      if (taken > 0 && bytes + json.length + 1 > this.#settings.maxBatchBytes) break;
-      parts.push(json);
-      bytes += json.length + 1;
+      const size = queue[taken]!.bytes + (taken > 0 ? 1 : 0);
+      if (taken > 0 && bytes + size > maxBytes) break;
+      bytes += size;
       taken += 1;
     }
-    const first = queue[0]!;
+    const items = taken === queue.length ? queue : queue.slice(0, taken);
     if (taken === queue.length) this.#queue = [];
     else queue.splice(0, taken);
+    return this.#batchOf(items);
+  }
+
+  #batchOf(items: readonly Queued[]): Batch {
     return {
       subject: subjectForBatch(this.#settings.source, this.#settings.subjectPrefix),
-      payload: Buffer.from(`[${parts.join(',')}]`, 'utf8'),
-      msgID: `${first.id}+${taken}`,
-      count: taken,
+      payload: Buffer.from(`[${items.map((item) => item.json).join(',')}]`, 'utf8'),
+      msgID: `${items[0]!.event.id}+${items.length}`,
+      count: items.length,
+      items,
     };
   }
 
@@ -153,20 +232,59 @@ export class EventPublisher {
       () => {
         this.#inFlight -= 1;
         this.#failing = false;
-        this.#unacked -= batch.count;
+        this.#settle(batch);
         // While someone waits in flush(), what is left goes at once.
         this.#pump(this.#idle.length > 0);
         this.#notifyIdle();
       },
       (error: unknown) => {
         this.#inFlight -= 1;
-        this.#failing = true;
-        this.#settings.onError?.(error);
-        this.#retry.unshift(batch);
-        clearTimeout(this.#retryTimer);
-        this.#retryTimer = setTimeout(() => this.#pump(false), 500);
+        const retrying = classifyPublishFailure(error) === 'retryable';
+        this.#settings.onError?.(error, retrying);
+        if (retrying) {
+          // Only a bus that is away holds recording back (and commands are refused meanwhile).
+          this.#failing = true;
+          this.#retry.unshift(batch);
+          clearTimeout(this.#retryTimer);
+          this.#retryTimer = setTimeout(() => this.#pump(false), 500);
+          return;
+        }
+        this.#refused(batch, error);
+        this.#pump(this.#idle.length > 0);
+        this.#notifyIdle();
       },
     );
+  }
+
+  /** The batch's events are done with: stored, or given up on (reported). */
+  #settle(batch: Batch): void {
+    this.#unacked -= batch.count;
+    for (const item of batch.items) this.#queuedBytes -= item.bytes;
+  }
+
+  /**
+   * The bus refused the batch for a reason retrying cannot fix: a batch is split in halves (the
+   * others in it flow on), a single event goes out in its reduced form, a refused reduced form is
+   * dropped and reported. Never retried as it was, so one event cannot hold the rest back.
+   */
+  #refused(batch: Batch, error: unknown): void {
+    if (batch.count > 1) {
+      const half = Math.ceil(batch.count / 2);
+      this.#retry.unshift(this.#batchOf(batch.items.slice(0, half)), this.#batchOf(batch.items.slice(half)));
+      return;
+    }
+    const item = batch.items[0]!;
+    const message = error instanceof Error ? error.message : String(error);
+    if (item.reduced) {
+      this.#settle(batch);
+      this.#settings.onReduced?.(item.event, { reason: 'rejected', originalBytes: item.bytes, dropped: ['*'], error: message }, true);
+      return;
+    }
+    const reduced = reduceEvent(item.event, 'rejected', item.bytes, this.maxEventBytes, message);
+    const replacement: Queued = { event: reduced.event, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
+    this.#queuedBytes += replacement.bytes - item.bytes;
+    this.#settings.onReduced?.(replacement.event, reduced.reduction, false);
+    this.#retry.unshift(this.#batchOf([replacement]));
   }
 
   #notifyIdle(): void {
@@ -176,6 +294,19 @@ export class EventPublisher {
     for (const resolve of waiting) resolve();
   }
 }
+
+/**
+ * Only a failure that says this message is refused (larger than max_payload, refused by the
+ * stream's API with a 4xx) is 'rejected'. Failures that can pass (no connection, no JetStream
+ * answering, a timeout) and any failure not recognised are retried: unknown means fail closed.
+ */
+const classifyPublishFailure = (error: unknown): PublishFailure => {
+  // The client refuses a payload over the server's max_payload before sending it.
+  if (error instanceof InvalidArgumentError) return 'rejected';
+  // JetStream's API answered for this message: 4xx (e.g. larger than the stream's max_msg_size).
+  if (error instanceof JetStreamApiError && error.status >= 400 && error.status < 500) return 'rejected';
+  return 'retryable';
+};
 
 const decoder = new TextDecoder();
 

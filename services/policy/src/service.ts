@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc-js';
 import { buildEvent } from '@sluice/contracts';
-import { loadConfig, type LoadedConfig, type SluiceConfig } from '@sluice/config';
+import { loadConfig, MAX_GOVERNED_MESSAGE_BYTES, type LoadedConfig, type SluiceConfig } from '@sluice/config';
 import { connectBus, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { policy as pb } from '@sluice/proto';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
@@ -103,7 +103,9 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
     },
   };
 
-  const server = new Server();
+  // A command is decided whole: a Redis command or SQL text up to the listeners' `limits`
+  // (at most MAX_GOVERNED_MESSAGE_BYTES), not gRPC's default 4 MiB, else a large value is refused.
+  const server = new Server({ 'grpc.max_receive_message_length': MAX_GOVERNED_MESSAGE_BYTES + 1024 * 1024 });
   server.addService(pb.PolicyServiceService, policyServiceHandlers(state));
   const listen = options.listen ?? config.services.policy.grpc;
   const port = await new Promise<number>((resolve, reject) =>

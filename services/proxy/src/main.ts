@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
 import { createServer, type Server, type Socket } from 'node:net';
-import { parseAddress, readSecret, type ResourceConfig, type SecretRef } from '@sluice/config';
+import { parseAddress, readSecret, resourceLimits, type ResourceConfig, type SecretRef } from '@sluice/config';
+import { SluiceErrorCode } from '@sluice/contracts';
 import { connectBus, ensureEventStream, EventPublisher } from '@sluice/event-bus';
 import { createTokenVerifier } from '@sluice/identity';
 import { runService } from '@sluice/service-runtime';
 import { createAuditPort } from './audit-port.js';
+import { ConnectionLimiter, listenerFullReply } from './connection-limits.js';
+import { checkRecordingFits } from './recording.js';
 import { createHttpAdapter } from './http/adapter.js';
 import type { GovernancePorts, ProtocolAdapter } from './ports.js';
 import { createApprovalPort } from './ports/approval-client.js';
@@ -46,6 +49,8 @@ runService('proxy', async ({ loaded, config, logger }) => {
     }
   });
   const nc = await connectBus(config.bus.url, 'proxy');
+  // Before anything listens: limits that cannot fit the bus are a config error, not a wedge later.
+  checkRecordingFits(config.audit.recording, nc.info?.max_payload ?? 1024 * 1024);
   await ensureEventStream(nc, {
     stream: config.bus.stream,
     subjectPrefix: config.bus.subjectPrefix,
@@ -55,13 +60,23 @@ runService('proxy', async ({ loaded, config, logger }) => {
   const publisher = new EventPublisher(nc, {
     source: 'proxy',
     subjectPrefix: config.bus.subjectPrefix,
-    onError: (error) => logger.warn({ err: error }, 'event publish failed; retrying (commands are refused meanwhile)'),
+    maxEventBytes: config.audit.recording.maxEventBytes,
+    onError: (error, retrying) =>
+      retrying
+        ? logger.warn({ err: error }, 'event publish failed; retrying (commands are refused meanwhile)')
+        : logger.warn({ err: error }, 'the bus refused an event; publishing it reduced'),
+    onReduced: (event, reduction, dropped) =>
+      (dropped ? logger.error.bind(logger) : logger.warn.bind(logger))(
+        { id: event.id, type: event.type, session: event.subject, ...reduction },
+        dropped ? 'the bus refused an event even reduced; dropped' : 'event published in reduced form',
+      ),
   });
   const policy = createPolicyPort(config.services.policy.grpc, { logger });
   const tracer = trace.getTracer('sluice-proxy');
   const masking = createMaskingPort(config.services.masking.grpc, { logger });
   const approvals = createApprovalPort(config.services.approval.grpc, { logger });
   const verifier = createTokenVerifier(config.identity.oidc);
+  const connectionLimits = new Map(config.resources.map((resource) => [resource.name, new ConnectionLimiter(resourceLimits(resource))]));
   const ports: GovernancePorts = {
     identity: { verify: async (token) => verifier.verify(token) },
     policy: {
@@ -75,8 +90,9 @@ runService('proxy', async ({ loaded, config, logger }) => {
     },
     masking,
     approvals,
-    audit: createAuditPort(publisher, { source: 'sluice/proxy' }),
+    audit: createAuditPort(publisher, { source: 'sluice/proxy', recording: config.audit.recording }),
     recording: config.audit.recording,
+    connectionLimits,
     newId: randomUUID,
     now: () => new Date(),
   };
@@ -85,7 +101,23 @@ runService('proxy', async ({ loaded, config, logger }) => {
   const listeners: Array<{ server: Server; adapter: ProtocolAdapter & { close?(): Promise<void> } }> = [];
   for (const resource of config.resources) {
     const adapter = adapterFor(resource, loaded.dir);
+    const limiter = connectionLimits.get(resource.name)!;
     const server = createServer({ noDelay: true }, (socket) => {
+      if (!limiter.tryOpen()) {
+        // Refused before a byte is read, in the protocol's own form; audited like any refusal.
+        ports.audit.record(randomUUID(), 'session.rejected', {
+          resource: resource.name,
+          protocol: resource.type,
+          client: `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`,
+          reason: `too many connections (limits.maxConnections ${limiter.limits.maxConnections})`,
+          code: SluiceErrorCode.TooManyConnections,
+        });
+        socket.on('error', () => socket.destroy());
+        socket.end(listenerFullReply(resource.type, limiter.limits.maxConnections));
+        setTimeout(() => socket.destroy(), 1_000).unref();
+        return;
+      }
+      socket.once('close', () => limiter.release());
       sockets.add(socket);
       socket.once('close', () => sockets.delete(socket));
       adapter.handleConnection(socket, ports).catch((error: unknown) => {

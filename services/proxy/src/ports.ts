@@ -9,6 +9,7 @@ import type {
 } from '@sluice/contracts';
 import type { ResourceConfig } from '@sluice/config';
 import type { ProfileMasker } from '@sluice/masking-engine';
+import type { ConnectionLimiter } from './connection-limits.js';
 
 /** A verified agent token. */
 export interface VerifiedToken {
@@ -119,7 +120,9 @@ export interface GovernancePorts {
   readonly approvals: ApprovalPort;
   readonly audit: AuditPort;
   /** Recording limits for result.returned. */
-  readonly recording: { readonly maxRows: number; readonly maxBytes: number };
+  readonly recording: { readonly maxRows: number; readonly maxBytes: number; readonly maxCommandBytes?: number };
+  /** Per resource name: open connections in all and per subject (absent: no limits). */
+  readonly connectionLimits?: ReadonlyMap<string, ConnectionLimiter>;
   readonly newId: () => string;
   readonly now: () => Date;
 }

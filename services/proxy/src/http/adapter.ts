@@ -3,11 +3,12 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Pool } from 'undici';
-import { readSecret, type HttpResourceConfig } from '@sluice/config';
+import { readSecret, resourceLimits, type HttpResourceConfig } from '@sluice/config';
 import { normalizeHttpPath, SluiceErrorCode, type Subject } from '@sluice/contracts';
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import type { Decision, GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
 import { commandHash, holdForApproval } from '../redis/approval-hold.js';
+import { BodyLimit } from './body-limit.js';
 import { maskString, sameJson } from '../redis/reply-masking.js';
 import {
   bodyKind,
@@ -125,6 +126,8 @@ interface ConnectionState {
   readonly sessions: Map<string, SessionState>;
   /** Verified tokens of this connection, so keep-alive requests do not re-verify each time. */
   readonly tokens: Map<string, VerifiedToken>;
+  /** Places among each subject's connections (limits.maxConnectionsPerSubject), given back on close. */
+  readonly releases: Array<() => void>;
 }
 
 /** An RFC 9457 problem answered to the agent. */
@@ -184,6 +187,7 @@ export const createHttpAdapter = (
   const maskWindow = options.maskWindow ?? DEFAULT_MASK_WINDOW;
   const maxJsonBytes = options.maxJsonBytes ?? DEFAULT_MAX_JSON_BYTES;
   const maxHeldBodyBytes = options.maxHeldBodyBytes ?? 1024 * 1024;
+  const maxBodyBytes = resourceLimits(resource).maxMessageBytes;
 
   const server = createServer({ keepAliveTimeout: 30_000, requestTimeout: 0 }, (req, res) => {
     const state = connections.get(req.socket);
@@ -243,6 +247,24 @@ export const createHttpAdapter = (
     }
     const again = state.sessions.get(verified.subject.sub);
     if (again) return again;
+    // limits.maxConnectionsPerSubject: the place is held while this connection is open.
+    const limiter = state.ports.connectionLimits?.get(resource.name);
+    if (limiter) {
+      const release = limiter.acquireSubject(verified.subject.sub);
+      if (!release) {
+        const limit = limiter.limits.maxConnectionsPerSubject;
+        state.ports.audit.record(state.ports.newId(), 'session.rejected', {
+          resource: resource.name,
+          protocol: 'http',
+          client: state.client,
+          reason: 'too many connections of this subject',
+          code: SluiceErrorCode.TooManyConnections,
+          subject: subjectRef(verified.subject),
+        });
+        return new Problem(429, SluiceErrorCode.TooManyConnections, 'Too many connections', `${verified.subject.sub} may hold at most ${limit} connections at once`, {}, { 'retry-after': '1' });
+      }
+      state.releases.push(release);
+    }
     const session: SessionState = {
       id: state.ports.newId(),
       resource,
@@ -387,6 +409,18 @@ export const createHttpAdapter = (
     }
 
     let body: Buffer | Readable | undefined = hasBody(req) ? req : undefined;
+    // limits.maxMessageBytes: a declared length is refused before anything is sent; a chunked
+    // body is cut where it passes the limit (the target's request then fails, the agent gets 413).
+    const declared = Number(req.headers['content-length']);
+    const tooLarge = () =>
+      new Problem(413, SluiceErrorCode.LimitExceeded, 'Content too large', `the request body exceeds this resource's limit of ${maxBodyBytes} bytes`);
+    if (declared > maxBodyBytes) return fail(tooLarge(), session, requestId);
+    let bodyLimit: BodyLimit | undefined;
+    if (body && !(declared >= 0)) {
+      bodyLimit = new BodyLimit(maxBodyBytes);
+      body = req.pipe(bodyLimit);
+      req.once('error', (error) => bodyLimit!.destroy(error));
+    }
     if (decision.effect === 'approve') {
       // The held request's body is part of what the approver approves.
       const buffered = body ? await readBody(req) : Buffer.alloc(0);
@@ -433,6 +467,7 @@ export const createHttpAdapter = (
         signal: abort.signal,
       });
     } catch {
+      if (bodyLimit?.exceeded) return fail(tooLarge(), session, requestId);
       return fail(new Problem(502, SluiceErrorCode.UpstreamFailed, 'Bad gateway', 'the target did not answer'), session, requestId);
     }
 
@@ -561,6 +596,7 @@ export const createHttpAdapter = (
           client: `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`,
           sessions: new Map(),
           tokens: new Map(),
+          releases: [],
         };
         (socket as Partial<Socket>).setNoDelay?.(true);
         connections.set(socket, state);
@@ -574,6 +610,7 @@ export const createHttpAdapter = (
             });
           }
           state.sessions.clear();
+          for (const release of state.releases) release();
           resolve();
         });
         server.emit('connection', socket);

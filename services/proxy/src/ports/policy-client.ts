@@ -88,6 +88,11 @@ class LruCache<V> {
 const SEP = '\u0001';
 /** Redis commands longer than this are not cached: their values make them unique anyway. */
 const MAX_REDIS_KEY_BYTES = 1024;
+/**
+ * SQL texts longer than this are neither cached nor normalised here: 10,000 cached multi-megabyte
+ * statements would fill the proxy's memory, and normalising one holds every session meanwhile.
+ */
+const MAX_SQL_KEY_CHARS = 64 * 1024;
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
 
@@ -172,6 +177,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
   const commandKey = (command: GovernedCommand): string | undefined => {
     switch (command.kind) {
       case 'sql':
+        if (command.text.length > MAX_SQL_KEY_CHARS) return undefined;
         return `s${(command.searchPath ?? []).join(',')}${SEP}${command.text}`;
       case 'redis': {
         let bytes = 0;

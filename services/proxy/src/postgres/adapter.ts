@@ -1,7 +1,7 @@
 import type { PostgresResourceConfig } from '@sluice/config';
 import type { ProtocolAdapter } from '../ports.js';
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { readSecret, requireSecret } from '@sluice/config';
+import { readSecret, requireSecret, resourceLimits } from '@sluice/config';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { CancelKeys } from './cancel.js';
 import { TableCatalog } from './catalog.js';
@@ -10,7 +10,7 @@ import { PostgresSession } from './session.js';
 export interface PostgresAdapterOptions {
   /** Base directory of `{ file: … }` secrets (the config file's directory). */
   readonly secretsDir: string;
-  /** Longest client message accepted; default 64 MiB. */
+  /** Longest client message accepted; default the resource's limits.maxMessageBytes. */
   readonly maxMessageLength?: number;
   /** Time for a client to authenticate and for the target to accept the session; default 30 s. */
   readonly startupTimeoutMs?: number;
@@ -29,6 +29,7 @@ export const createPostgresAdapter = (resource: PostgresResourceConfig, options:
   const cancelKeys = new CancelKeys();
   const sessions = new Set<PostgresSession>();
   const startupTimeoutMs = options.startupTimeoutMs ?? 30_000;
+  const limits = resourceLimits(resource);
   // Read once at start: a missing certificate is a configuration error, raised here.
   const tls: SecureContext | undefined = resource.tls
     ? createSecureContext({ cert: requireSecret(resource.tls.cert, options.secretsDir), key: requireSecret(resource.tls.key, options.secretsDir) })
@@ -56,7 +57,8 @@ export const createPostgresAdapter = (resource: PostgresResourceConfig, options:
         catalog,
         tls,
         secretsDir: options.secretsDir,
-        maxMessageLength: options.maxMessageLength ?? 64 << 20,
+        maxMessageLength: options.maxMessageLength ?? limits.maxMessageBytes,
+        maxStatementBytes: limits.maxStatementBytes,
         startupTimeoutMs,
         sessions,
       });

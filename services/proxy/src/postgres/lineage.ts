@@ -3,6 +3,8 @@ import { columnLineages, isSqlClassifierLoaded, referencedColumns, resultLineage
 
 /** Statement texts whose lineage a session keeps; agents repeat a small set of statements. */
 const MAX_ENTRIES = 256;
+/** Longer texts are not kept (256 statements of megabytes each would be the session's memory). */
+const MAX_CACHED_TEXT_CHARS = 64 * 1024;
 
 /**
  * The result-column lineage of a session's statement texts, computed once per text and search
@@ -23,7 +25,7 @@ export class LineageCache {
     if (cached !== undefined) return cached ?? undefined;
     const lineage = resultLineage(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(cursors ? { cursors } : {}) });
     // Not cached: an answer that depends on the prepared statements, or one the parser could not give yet.
-    if (lineage ? lineage.cacheable : isSqlClassifierLoaded()) {
+    if (text.length <= MAX_CACHED_TEXT_CHARS && (lineage ? lineage.cacheable : isSqlClassifierLoaded())) {
       if (this.#entries.size >= MAX_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!);
       this.#entries.set(key, lineage ?? null);
     }

@@ -166,3 +166,15 @@ describe('ResultSet with the real masking engine', () => {
     expect(set.counts).toEqual({ 'column:(?i)ssn': 1 });
   });
 });
+
+describe('a first row larger than the recording budget', () => {
+  it('is recorded cut to maxBytes (truncated), not whole, while the agent gets it unchanged', () => {
+    const set = new ResultSet([field('big', TypeOid.text), field('n', TypeOid.text)], undefined, { maxRows: 10, maxBytes: 1024 });
+    const body = encodeDataRow(['x'.repeat(3 * 1024 * 1024), '7']).subarray(5);
+    expect(set.row(body)).toBeUndefined();
+    const event = set.toEvent('c1');
+    expect(event.truncated).toBe(true);
+    expect(event.rows).toEqual([['x'.repeat(1024), '']]);
+    expect(event.bytes).toBe(body.length);
+  });
+});

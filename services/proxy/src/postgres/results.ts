@@ -3,6 +3,7 @@ import type { ResultReturned } from '@sluice/contracts';
 import type { ColumnInfo, ColumnSource, MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import type { CopyFormat } from '@sluice/sql-classifier';
 import { splitCopyLine, writeCopyField } from './copy-lines.js';
+import { boundRows } from '../recording.js';
 
 export interface RecordingLimits {
   readonly maxRows: number;
@@ -132,8 +133,12 @@ export class ResultSet {
       }
     }
     if (record) {
-      if (this.#recordedBytes + recordBytes > this.#limits.maxBytes && this.rows.length > 0) this.truncated = true;
-      else {
+      if (this.#recordedBytes + recordBytes > this.#limits.maxBytes) {
+        // A first row larger than the whole budget is kept cut, not whole (it may be megabytes).
+        if (this.rows.length === 0) this.rows.push(boundRows([record], { ...this.#limits, maxRowBytes: this.#limits.maxBytes }).rows[0]!);
+        this.#recordedBytes = this.#limits.maxBytes;
+        this.truncated = true;
+      } else {
         this.rows.push(record);
         this.#recordedBytes += recordBytes;
       }

@@ -30,8 +30,9 @@ import {
   type FieldDescription,
   type Frame,
   type FrontendMessage,
+  MessageTooLongError,
 } from '@sluice/codec-pg';
-import { readSecret, type PostgresResourceConfig } from '@sluice/config';
+import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
 import type { Subject, SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
 import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage } from '@sluice/sql-classifier';
@@ -59,6 +60,8 @@ export interface SessionContext {
   readonly tls: SecureContext | undefined;
   /** Longest client message accepted (bytes). */
   readonly maxMessageLength: number;
+  /** Longest SQL text decided and run (bytes); a longer one is refused with 54000. */
+  readonly maxStatementBytes: number;
   /** Time a client gets to authenticate, and the target to accept the session. */
   readonly startupTimeoutMs: number;
   /** Live sessions, so the adapter can close them on shutdown. */
@@ -126,9 +129,7 @@ type Expect =
    * went upstream in the refused command's place; its error is replaced by `message`. `sync`: a
    * Sync followed it (ReadyForQuery comes back), else a Flush (the target now skips to the Sync).
    */
-  | { readonly kind: 'refused'; readonly message: Buffer; readonly sync: boolean }
-  /** An answer of the proxy's own, sent when every earlier response has gone out. */
-  | { readonly kind: 'synthetic'; readonly messages: readonly Buffer[]; readonly readyForQuery: boolean };
+  | { readonly kind: 'refused'; readonly message: Buffer; readonly sync: boolean };
 
 const changesPreparedStatements = (expect: Expect): boolean =>
   expect.kind === 'parse' ||
@@ -136,7 +137,7 @@ const changesPreparedStatements = (expect: Expect): boolean =>
   ((expect.kind === 'query' || expect.kind === 'execute') && expect.command.preparedChanges.length > 0);
 
 /** Expectations that end a server-side skip: the Sync's ReadyForQuery and what follows it. */
-const STOPS_SKIPPING: ReadonlySet<Expect['kind']> = new Set(['sync', 'query', 'synthetic', 'internal']);
+const STOPS_SKIPPING: ReadonlySet<Expect['kind']> = new Set(['sync', 'query', 'internal']);
 const stopsSkipping = (expect: Expect): boolean => STOPS_SKIPPING.has(expect.kind) || (expect.kind === 'refused' && expect.sync);
 
 /**
@@ -174,6 +175,13 @@ const isFatal = (frame: Frame): boolean => {
   const severity = fields.V ?? fields.S;
   return severity === 'FATAL' || severity === 'PANIC';
 };
+
+/**
+ * Masked beyond audit.recording.maxCommandBytes, so that a value the cut falls inside is still
+ * found whole by the detectors (none is this long).
+ */
+const MASKED_MARGIN_CHARS = 64 * 1024;
+const DEFAULT_MAX_COMMAND_BYTES = RECORDING_DEFAULTS.maxCommandBytes;
 
 const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 
@@ -259,6 +267,7 @@ export class PostgresSession {
   readonly #expects: Expect[] = [];
   #dropUntilReady = false;
   readonly #toClient = new Outbox();
+  readonly #maskedPrefixChars: number;
 
   constructor(client: ClientSocket, ctx: SessionContext) {
     this.#client = client;
@@ -266,6 +275,7 @@ export class PostgresSession {
     this.#ports = ctx.ports;
     this.#resource = ctx.resource;
     this.id = ctx.ports.newId();
+    this.#maskedPrefixChars = (ctx.ports.recording.maxCommandBytes ?? DEFAULT_MAX_COMMAND_BYTES) + MASKED_MARGIN_CHARS;
     this.#clientAddress = `${client.remoteAddress ?? 'unknown'}:${client.remotePort ?? 0}`;
   }
 
@@ -302,6 +312,17 @@ export class PostgresSession {
       }
       const subject = verified.subject;
       this.#subject = subject;
+      // limits.maxConnectionsPerSubject: the place is given back when the connection closes.
+      const limiter = this.#ports.connectionLimits?.get(this.#resource.name);
+      if (limiter) {
+        const release = limiter.acquireSubject(subject.sub);
+        if (!release) {
+          const message = `too many connections for ${subject.sub}: at most ${limiter.limits.maxConnectionsPerSubject} at once`;
+          this.#reject('too many connections of this subject', 'ERR_TOO_MANY_CONNECTIONS', SqlState.TooManyConnections, message, subject);
+          return;
+        }
+        this.#client.once('close', release);
+      }
       let sessionPolicy;
       try {
         sessionPolicy = await this.#ports.policy.describeSession(subject, this.#resource.name);
@@ -568,8 +589,11 @@ export class PostgresSession {
     let frames: Frame[];
     try {
       frames = this.#clientReader!.push(chunk);
-    } catch {
-      this.#malformed();
+    } catch (error) {
+      // Refused before a byte of it is buffered; the rest of it cannot be skipped safely.
+      if (error instanceof MessageTooLongError) {
+        this.#close('message_too_long', { code: SqlState.ProgramLimitExceeded, message: `message of ${error.length} bytes exceeds this resource's limit of ${error.limit} bytes` });
+      } else this.#malformed();
       return;
     }
     if (frames.length > 0) this.#enqueue(frames);
@@ -701,29 +725,6 @@ export class PostgresSession {
   }
 
   /**
-   * Queues an answer of the proxy's own behind every response still due. Not for refusing a
-   * command: that is #refuseOnTarget, so the target's transaction feels the error.
-   */
-  #answer(message: Buffer | undefined, readyForQuery: boolean): void {
-    this.#expects.push({ kind: 'synthetic', messages: message ? [message] : [], readyForQuery });
-    if (this.#expects.length === 1) {
-      this.#drainSynthetic(this.#toClient);
-      this.#toClient.flush(this.#client);
-    }
-  }
-
-  #drainSynthetic(out: Outbox): void {
-    let head = this.#expects[0];
-    while (head?.kind === 'synthetic') {
-      this.#expects.shift();
-      for (const message of head.messages) out.push(message);
-      if (head.readyForQuery) out.push(encodeReadyForQuery(this.#transactionStatus));
-      head = this.#expects[0];
-    }
-    this.#wakeIfSettled();
-  }
-
-  /**
    * Resolves once the target has answered everything sent to it so far, so the session state
    * the proxy mirrors (lexer settings, statements, search_path) is the server's, not a guess.
    */
@@ -777,9 +778,13 @@ export class PostgresSession {
     return `permission denied: ${decision.reason || `no rule allows ${decision.action} on ${this.#resource.name}`}`;
   }
 
+  /**
+   * Masks what is recorded (and shown to approvers) of a command: its beginning only, past which
+   * nothing is kept anyway; masking a PII-dense 12 MB text whole held every session for seconds.
+   */
   #maskedText(text: string, profile: string | undefined): string {
     try {
-      return this.#ports.masking.maskCommandText(text, profile);
+      return this.#ports.masking.maskCommandText(text.length > this.#maskedPrefixChars ? text.slice(0, this.#maskedPrefixChars) : text, profile);
     } catch {
       return '[withheld: masking unavailable]';
     }
@@ -798,6 +803,7 @@ export class PostgresSession {
       rule: decision.rule,
       reason: decision.reason,
       tables: decision.tables,
+      ...(text.length > this.#maskedPrefixChars ? { truncated: true, commandBytes: Buffer.byteLength(text, 'utf8') } : {}),
     });
   }
 
@@ -823,6 +829,35 @@ export class PostgresSession {
   #auditRefusal(): Refusal | undefined {
     if (this.#ports.audit.healthy) return undefined;
     return { code: SqlState.SystemError, message: 'command refused: the audit trail is unavailable' };
+  }
+
+  /**
+   * A SQL text over the resource's maxStatementBytes is refused (54000) before any decision; the
+   * session stays usable. Recorded with a masked beginning of the text and its full size.
+   */
+  #statementTooLong(commandId: string, text: string): Refusal | undefined {
+    const limit = this.#ctx.maxStatementBytes;
+    if (text.length * 3 <= limit) return undefined;
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes <= limit) return undefined;
+    const refusal = { code: SqlState.ProgramLimitExceeded, message: `statement of ${bytes} bytes exceeds this resource's limit of ${limit} bytes` };
+    this.#commands++;
+    this.#ports.audit.record(this.id, 'command.decided', {
+      commandId,
+      resource: this.#resource.name,
+      protocol: 'postgres',
+      // Masked as any recorded text, but only its beginning: the audit port cuts it further.
+      command: this.#maskedText(text, undefined),
+      action: 'admin',
+      risk: 'critical',
+      decision: 'deny',
+      rule: '',
+      reason: 'statement too long',
+      truncated: true,
+      commandBytes: bytes,
+    });
+    this.#recordRefused(commandId, refusal);
+    return refusal;
   }
 
   /** Holds a command for a human; resolves to undefined when granted and consumed, else the refusal. */
@@ -866,6 +901,11 @@ export class PostgresSession {
     const auditRefusal = this.#auditRefusal();
     if (auditRefusal) {
       this.#refuseOnTarget(auditRefusal, true);
+      return;
+    }
+    const tooLong = this.#statementTooLong(commandId, text);
+    if (tooLong) {
+      this.#refuseOnTarget(tooLong, true);
       return;
     }
     // Between batches a simple query may read an unknown search_path first.
@@ -997,6 +1037,8 @@ export class PostgresSession {
       const raw = frames[i]!.raw;
       switch (message.type) {
         case 'Parse': {
+          refusal = this.#statementTooLong(this.#ports.newId(), message.text);
+          if (refusal) break;
           const decision = await this.#decide(message.text, executes);
           if (decision.effect === 'deny') {
             const commandId = this.#ports.newId();
@@ -1248,9 +1290,9 @@ export class PostgresSession {
     this.#dropUntilReady = true;
   }
 
-  #shift(out: Outbox): void {
+  #shift(): void {
     this.#expects.shift();
-    this.#drainSynthetic(out);
+    this.#wakeIfSettled();
   }
 
   #handleBackend(frame: Frame, out: Outbox): void {
@@ -1276,7 +1318,7 @@ export class PostgresSession {
           if (this.#transactionStatus === TransactionStatus.Idle) this.#portals.clear();
           this.#expects.shift();
           head.done(head.failed ? undefined : head.rows);
-          this.#drainSynthetic(out);
+          this.#wakeIfSettled();
           return;
         default:
           break;
@@ -1287,7 +1329,7 @@ export class PostgresSession {
         // The target's error for the statement sent in the refused command's place: ours instead.
         if (!head.sync) {
           out.push(head.message);
-          this.#shift(out);
+          this.#shift();
         }
         return;
       }
@@ -1301,7 +1343,7 @@ export class PostgresSession {
         }
         this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
         out.push(frame.raw);
-        this.#drainSynthetic(out);
+        this.#wakeIfSettled();
         return;
       }
     }
@@ -1333,11 +1375,11 @@ export class PostgresSession {
         } else if (head?.kind === 'describeStatement') {
           head.statement.description = decodeRowDescription(frame.body);
           out.push(frame.raw);
-          this.#shift(out);
+          this.#shift();
         } else if (head?.kind === 'describePortal') {
           head.portal.description = decodeRowDescription(frame.body);
           if (!head.internal) out.push(frame.raw);
-          this.#shift(out);
+          this.#shift();
         } else out.push(frame.raw);
         return;
       }
@@ -1345,14 +1387,14 @@ export class PostgresSession {
         if (head?.kind === 'describeStatement') head.statement.description = [];
         if (head?.kind === 'describePortal') head.portal.description = [];
         if (head?.kind !== 'describePortal' || !head.internal) out.push(frame.raw);
-        if (head?.kind === 'describeStatement' || head?.kind === 'describePortal') this.#shift(out);
+        if (head?.kind === 'describeStatement' || head?.kind === 'describePortal') this.#shift();
         return;
       case BackendCode.ParseComplete:
       case BackendCode.BindComplete:
       case BackendCode.CloseComplete:
         out.push(frame.raw);
         if (head) this.#confirm(head);
-        if (head && head.kind !== 'query' && head.kind !== 'synthetic') this.#shift(out);
+        if (head && head.kind !== 'query') this.#shift();
         return;
       case BackendCode.CommandComplete: {
         out.push(frame.raw);
@@ -1363,7 +1405,7 @@ export class PostgresSession {
           this.#finishResult(head);
           if (head.kind === 'execute') {
             this.#complete(head.command, true);
-            this.#shift(out);
+            this.#shift();
           }
         }
         return;
@@ -1375,7 +1417,7 @@ export class PostgresSession {
           head.command.tags.push(code === BackendCode.PortalSuspended ? 'SUSPENDED' : 'EMPTY');
           this.#finishResult(head);
           this.#complete(head.command, true);
-          this.#shift(out);
+          this.#shift();
         }
         return;
       case BackendCode.CopyOutResponse: {
@@ -1423,8 +1465,8 @@ export class PostgresSession {
         if (head?.kind === 'query') {
           this.#finishResult(head);
           this.#complete(head.command, head.command.error === undefined);
-          this.#shift(out);
-        } else if (head?.kind === 'sync') this.#shift(out);
+          this.#shift();
+        } else if (head?.kind === 'sync') this.#shift();
         return;
       }
       case BackendCode.NoticeResponse:

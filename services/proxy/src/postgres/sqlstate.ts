@@ -19,6 +19,10 @@ export const SqlState = {
   ProtocolViolation: '08P01',
   /** syntax_error: SQL the parser cannot read, answered as the server would. */
   SyntaxError: '42601',
+  /** program_limit_exceeded: a statement or message beyond the listener's `limits`. */
+  ProgramLimitExceeded: '54000',
+  /** too_many_connections: beyond the listener's `limits` (for it, or for one subject). */
+  TooManyConnections: '53300',
   /** feature_not_supported. */
   FeatureNotSupported: '0A000',
 } as const;

@@ -10,14 +10,14 @@ import {
   RespFramer,
   type RespValue,
 } from '@sluice/codec-resp';
-import { readSecret, type RedisResourceConfig } from '@sluice/config';
+import { readSecret, resourceLimits, type RedisResourceConfig } from '@sluice/config';
 import { SluiceErrorCode, type SubjectRef } from '@sluice/contracts';
 import type { MaskCounts } from '@sluice/masking-engine';
 import type { Decision, GovernancePorts, ProtocolAdapter, Session } from '../ports.js';
 import { commandHash, holdForApproval } from './approval-hold.js';
 import {
   authToken,
-  commandText,
+  describeCommand,
   fieldHint,
   parseHello,
   PRE_AUTH_COMMANDS,
@@ -106,6 +106,8 @@ export const createRedisAdapter = (resource: RedisResourceConfig, options: Redis
 
 class RedisConnection {
   private readonly framer = new RespFramer('command');
+  /** Gives back this connection's place among its subject's (limits.maxConnectionsPerSubject). */
+  private releaseSubject: (() => void) | undefined;
   private readonly upstreamFramer = new RespFramer('reply');
   private readonly client: string;
   private session: SessionState | undefined;
@@ -162,6 +164,16 @@ class RedisConnection {
       if (!this.session && this.framer.buffered > PRE_AUTH_BUFFER_LIMIT) throw new Error('unauthenticated client sent too much');
     } catch {
       this.protocolError();
+      return;
+    }
+    // limits.maxMessageBytes: one command (all its arguments) at most; checked while it still
+    // arrives, so a larger one is never buffered whole. Like Redis past proto-max-bulk-len, the
+    // connection ends (the rest of the command cannot be told from the next one).
+    const limit = resourceLimits(this.resource).maxMessageBytes;
+    if (this.framer.buffered > limit || frames.some((frame) => frame.length > limit)) {
+      this.writeClient(encodeError(`ERR Protocol error: command larger than this resource's limit of ${limit} bytes`));
+      this.flush();
+      this.close('command too large');
       return;
     }
     for (const frame of frames) this.inbox.push(frame);
@@ -261,6 +273,16 @@ class RedisConnection {
       readOnly = policy.readOnly;
     } catch {
       return this.rejectLogin('policy unavailable', SluiceErrorCode.PolicyUnavailable, 'NOPERM policy unavailable', subject);
+    }
+    // limits.maxConnectionsPerSubject, counted per connection for the subject it first logs in as.
+    const limiter = this.ports.connectionLimits?.get(this.resource.name);
+    if (limiter && !this.session && !this.releaseSubject) {
+      const release = limiter.acquireSubject(subject.sub);
+      if (!release) {
+        const limit = limiter.limits.maxConnectionsPerSubject;
+        return this.rejectLogin('too many connections of this subject', SluiceErrorCode.TooManyConnections, `ERR max number of clients reached for ${subject.sub} (${limit})`, subject);
+      }
+      this.releaseSubject = release;
     }
     let helloReply: Buffer | undefined;
     try {
@@ -483,9 +505,11 @@ class RedisConnection {
   private dispatch(entry: Entry): void {
     const session = entry.session!;
     if (!this.ports.audit.healthy) return this.answer(entry, encodeError('ERR audit unavailable'), SluiceErrorCode.AuditUnavailable);
+    const described = describeCommand(entry.args);
+    const cut = described.truncated ? { truncated: true, commandBytes: described.bytes } : {};
     const text = () => {
       try {
-        return this.ports.masking.maskCommandText(commandText(entry.args), entry.decision?.maskProfile);
+        return this.ports.masking.maskCommandText(described.text, entry.decision?.maskProfile);
       } catch {
         return entry.name;
       }
@@ -501,6 +525,7 @@ class RedisConnection {
         decision: 'deny',
         rule: '',
         reason: 'policy unavailable',
+        ...cut,
       });
       this.markDirty();
       return this.answer(entry, encodeError('NOPERM policy unavailable'), SluiceErrorCode.PolicyUnavailable);
@@ -521,6 +546,7 @@ class RedisConnection {
       decision: decision.effect,
       rule: decision.rule,
       reason: decision.reason,
+      ...cut,
     });
     if (decision.effect === 'deny') {
       this.markDirty();
@@ -851,6 +877,7 @@ class RedisConnection {
   private close(reason: string): void {
     if (this.closed) return;
     this.closed = true;
+    this.releaseSubject?.();
     this.holdAbort.abort();
     this.endSession(reason);
     this.upstream?.destroy();

@@ -20,18 +20,28 @@ export const NOT_IN_TRANSACTION = new Set([...SUBSCRIBE_COMMANDS, 'HELLO', 'MONI
 const MAX_ARG_CHARS = 1024;
 const MAX_TEXT_CHARS = 8192;
 
-/** `SET key "a value"`: name and arguments, quoted where they hold spaces, bounded for the audit record. */
-export const commandText = (args: readonly Buffer[]): string => {
+/**
+ * `SET key "a value"`: name and arguments, quoted where they hold spaces, bounded for the audit
+ * record; whether it was cut, and the command's full size (arguments and the spaces between them),
+ * so a 50 MB SET is recorded as its beginning, marked truncated.
+ */
+export const describeCommand = (args: readonly Buffer[]): { readonly text: string; readonly truncated: boolean; readonly bytes: number } => {
   let text = '';
+  let truncated = false;
+  let bytes = Math.max(0, args.length - 1);
+  for (const arg of args) bytes += arg.length;
   for (const [index, arg] of args.entries()) {
     let part = arg.length > MAX_ARG_CHARS * 4 ? arg.subarray(0, MAX_ARG_CHARS * 4).toString('utf8') : arg.toString('utf8');
-    if (part.length > MAX_ARG_CHARS) part = `${part.slice(0, MAX_ARG_CHARS)}…`;
+    if (part.length > MAX_ARG_CHARS) {
+      part = `${part.slice(0, MAX_ARG_CHARS)}…`;
+      truncated = true;
+    }
     if (index === 0) part = part.toUpperCase();
     else if (part === '' || /[\s"]/.test(part)) part = JSON.stringify(part);
     text += (index === 0 ? '' : ' ') + part;
-    if (text.length > MAX_TEXT_CHARS) return `${text.slice(0, MAX_TEXT_CHARS)}…`;
+    if (text.length > MAX_TEXT_CHARS) return { text: `${text.slice(0, MAX_TEXT_CHARS)}…`, truncated: true, bytes };
   }
-  return text;
+  return { text, truncated, bytes };
 };
 
 export interface HelloArgs {

@@ -1,0 +1,53 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigInvalidError } from '@sluice/contracts';
+import { boundEventData, checkRecordingFits, cutText } from './recording.js';
+
+const bounds = { maxRows: 3, maxBytes: 100, maxRowBytes: 40, maxCommandBytes: 64, maxEventBytes: 262_144 };
+
+describe('recording bounds', () => {
+  it('cuts a text to its byte limit on a character boundary, keeping its original size', () => {
+    const cut = cutText('é'.repeat(10), 5);
+    expect(cut).toEqual({ text: 'éé', truncated: true, bytes: 20 });
+    expect(cutText('😀😀', 6)).toEqual({ text: '😀', truncated: true, bytes: 8 });
+    expect(cutText('short', 5)).toEqual({ text: 'short', truncated: false, bytes: 5 });
+  });
+
+  it('records a 3 MB command text cut to maxCommandBytes, marked truncated with its size', () => {
+    const command = `SELECT '${'x'.repeat(3 * 1024 * 1024)}'`;
+    const data = boundEventData(
+      'command.decided',
+      { commandId: 'c', resource: 'db', protocol: 'postgres', command, action: 'read', risk: 'low', decision: 'allow', rule: 'r', reason: 'ok' },
+      bounds,
+    );
+    expect(Buffer.byteLength(data.command)).toBe(64);
+    expect(data.truncated).toBe(true);
+    expect(data.commandBytes).toBe(command.length);
+  });
+
+  it('cuts a first result row larger than the budget instead of keeping it whole', () => {
+    const data = boundEventData(
+      'result.returned',
+      { commandId: 'c', columns: ['a', 'b'], rows: [['y'.repeat(12 << 20), 'z'], ['1', '2']], rowCount: 2, bytes: 12 << 20, truncated: false, maskedCounts: {} },
+      bounds,
+    );
+    expect(data.truncated).toBe(true);
+    expect(data.rows[0]).toEqual(['y'.repeat(40), '']);
+    expect(data.rows[1]).toEqual(['1', '2']);
+  });
+
+  it('leaves events within the bounds as they are', () => {
+    const data = { commandId: 'c', columns: ['a'], rows: [['1']], rowCount: 1, bytes: 1, truncated: false, maskedCounts: {} };
+    expect(boundEventData('result.returned', data, bounds)).toBe(data);
+  });
+
+  it('refuses limits that do not fit the bus, naming the key', () => {
+    expect(() => checkRecordingFits({ ...bounds, maxEventBytes: 2 << 20 }, 1 << 20)).toThrow(ConfigInvalidError);
+    try {
+      checkRecordingFits({ ...bounds, maxEventBytes: 2 << 20 }, 1 << 20);
+    } catch (error) {
+      expect((error as ConfigInvalidError).path).toBe('audit.recording.maxEventBytes');
+    }
+    expect(() => checkRecordingFits({ ...bounds, maxCommandBytes: 300_000 }, 1 << 20)).toThrow(/maxCommandBytes/);
+    expect(() => checkRecordingFits(bounds, 1 << 20)).not.toThrow();
+  });
+});
