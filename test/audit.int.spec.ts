@@ -16,6 +16,7 @@ import { run as auditCli } from '../cli/src/commands/audit.js';
 import { run as replayCli } from '../cli/src/commands/replay.js';
 import { freePort } from './support/ports.js';
 import { startHttpSink, type HttpSink } from './support/sinks.js';
+import { startTestIssuer, type TestIssuer } from './support/oidc.js';
 
 const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
 const DATABASE = `sluice_audit_it_${RUN}`;
@@ -57,7 +58,11 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
   let syslogText = '';
   let loaded: LoadedConfig;
   let dir: string;
+  let idp: TestIssuer;
+  /** A token of the `compliance` group, named in audit.readers. */
+  let readerToken: string;
   const published: CloudEvent[] = [];
+  const asReader = (url: string): Promise<Response> => fetch(url, { headers: { authorization: `Bearer ${readerToken}` } });
 
   const startService = async () => {
     service = await startAuditService({ loaded, logger });
@@ -66,6 +71,8 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sluice-audit-it-'));
+    idp = await startTestIssuer();
+    readerToken = await idp.mint({ sub: 'carol', groups: ['compliance'] });
     sink = await startHttpSink(() => (sinkUp ? { status: 200 } : { status: 503 }));
     syslog = createServer((socket) => socket.on('data', (chunk: Buffer) => (syslogText += chunk.toString('utf8'))));
     await new Promise<void>((resolve) => syslog.listen(0, '127.0.0.1', resolve));
@@ -73,7 +80,9 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     const document = {
       bus: { url: 'nats://127.0.0.1:4222', stream: STREAM, subjectPrefix: PREFIX },
       services: { audit: { http: `127.0.0.1:${auditPort}` } },
+      identity: { oidc: [{ issuer: idp.issuer, audience: 'sluice' }] },
       audit: {
+        readers: { groups: ['compliance'], subs: ['auditor-1'] },
         exporters: [
           { type: 'webhook', format: 'ocsf', url: `${sink.url}/siem`, name: 'siem' },
           { type: 'syslog', format: 'cef', host: '127.0.0.1', port: (syslog.address() as { port: number }).port, name: 'syslog' },
@@ -95,6 +104,7 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     await jsm.streams.delete(STREAM).catch(() => undefined);
     await nc?.drain();
     await sink?.close();
+    await idp?.close();
     await new Promise((resolve) => syslog?.close(resolve));
     const admin = new pg.Client({ connectionString: ADMIN_URL });
     await admin.connect();
@@ -124,24 +134,68 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
 
   it('answers the sessions and events HTTP API when filtered by subject and resource', async () => {
     const base = `http://${service!.httpAddress}`;
-    const page = (await (await fetch(`${base}/v1/sessions?subject=agent-3&resource=shop-db&from=1h&limit=500`)).json()) as { sessions: Array<{ session_id: string; subject: string; commands: number; denials: number; masked_values: number }> };
+    const page = (await (await asReader(`${base}/v1/sessions?subject=agent-3&resource=shop-db&from=1h&limit=500`)).json()) as { sessions: Array<{ session_id: string; subject: string; commands: number; denials: number; masked_values: number }> };
     expect(page.sessions).toHaveLength(20);
     expect(page.sessions.every((session) => session.subject === 'agent-3')).toBe(true);
     expect(page.sessions[0]).toMatchObject({ commands: 2, denials: 1, masked_values: 1 });
-    const denied = (await (await fetch(`${base}/v1/sessions?decision=deny&limit=2`)).json()) as { sessions: unknown[]; next?: string };
+    const denied = (await (await asReader(`${base}/v1/sessions?decision=deny&limit=2`)).json()) as { sessions: unknown[]; next?: string };
     expect(denied.sessions).toHaveLength(2);
     expect(denied.next).toBeDefined();
 
-    const events = (await (await fetch(`${base}/v1/sessions/s${RUN}-3/events`)).json()) as { events: Array<{ id: string; seq: number; hash: string; prev_hash: string; type: string }> };
+    const events = (await (await asReader(`${base}/v1/sessions/s${RUN}-3/events`)).json()) as { events: Array<{ id: string; seq: number; hash: string; prev_hash: string; type: string }> };
     expect(events.events.map((event) => event.type)).toEqual(perSessionTypes);
     expect(events.events[2]!.prev_hash).toBe(events.events[1]!.hash);
-    expect((await fetch(`${base}/v1/sessions/nope/events`)).status).toBe(404);
-    expect(await (await fetch(`${base}/v1/sessions/s${RUN}-3/verify`)).json()).toMatchObject({ ok: true, events: 6 });
+    expect((await asReader(`${base}/v1/sessions/nope/events`)).status).toBe(404);
+    expect(await (await asReader(`${base}/v1/sessions/s${RUN}-3/verify`)).json()).toMatchObject({ ok: true, events: 6 });
+  });
+
+  it('answers the audit API only to a reader: 401 without a valid token, 403 to anyone else, health and metrics open', async () => {
+    const base = `http://${service!.httpAddress}`;
+    const dataPaths = ['/v1/sessions', `/v1/sessions/s${RUN}-3/events`, `/v1/sessions/s${RUN}-3/verify`, '/v1/verify', '/v1/unknown'];
+    const agent = await idp.mint({ sub: 'agent-3', groups: ['support'] });
+    const expired = await idp.mint({ sub: 'carol', groups: ['compliance'], expiresIn: -120 });
+    const forged = await idp.mint({ sub: 'carol', groups: ['compliance'], foreignKey: true });
+    const bySub = await idp.mint({ sub: 'auditor-1' });
+    for (const path of dataPaths) {
+      const anonymous = await fetch(`${base}${path}`);
+      expect(anonymous.status, path).toBe(401);
+      expect(anonymous.headers.get('www-authenticate'), path).toMatch(/^Bearer/);
+      expect(((await anonymous.json()) as { code: string }).code).toBe('ERR_TOKEN_INVALID');
+      for (const token of [expired, forged, 'not-a-jwt', idp.mintUnsigned({ sub: 'carol', groups: ['compliance'] }), await idp.mintSymmetric({ sub: 'carol', groups: ['compliance'] })]) {
+        const refused = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token}` } });
+        expect(refused.status, path).toBe(401);
+        await refused.body?.cancel();
+      }
+      const outsider = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${agent}` } });
+      expect(outsider.status, path).toBe(403);
+      expect(((await outsider.json()) as { code: string }).code).toBe('ERR_NOT_AN_AUDIT_READER');
+    }
+    expect((await asReader(`${base}/v1/verify`)).status).toBe(200);
+    expect((await fetch(`${base}/v1/verify`, { headers: { authorization: `Bearer ${bySub}` } })).status).toBe(200);
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    expect((await fetch(`${base}/metrics`)).status).toBe(200);
+  });
+
+  it('the CLI reads the audit API with the token from --token or SLUICE_TOKEN and reports a refused one', async () => {
+    const config = join(dir, 'sluice.yaml');
+    const agent = await idp.mint({ sub: 'agent-3', groups: ['support'] });
+    let out = '';
+    const io = { out: (text: string) => (out += text), err: (text: string) => (out += text) };
+    expect(await auditCli(['verify', '--session', `s${RUN}-3`, '--token', agent, '--config', config], io)).toBe(1);
+    expect(out).toContain('403');
+    out = '';
+    process.env.SLUICE_TOKEN = readerToken;
+    try {
+      expect(await auditCli(['verify', '--session', `s${RUN}-3`, '--config', config], io)).toBe(0);
+    } finally {
+      delete process.env.SLUICE_TOKEN;
+    }
+    expect(out).toContain('OK, 6 events');
   });
 
   it('prints a session with its commands, decisions and masked data when replayed', async () => {
     let out = '';
-    const code = await replayCli([`s${RUN}-4`, '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) });
+    const code = await replayCli([`s${RUN}-4`, '--token', readerToken, '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) });
     expect(code).toBe(0);
     expect(out).toContain('SELECT email FROM customers LIMIT 1');
     expect(out).toContain('decision: allow by rule support-read');
@@ -152,7 +206,7 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
 
   it('lists sessions as a table when queried by subject from the CLI', async () => {
     let out = '';
-    const code = await auditCli(['query', '--subject', 'agent-1', '--since', '1h', '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) });
+    const code = await auditCli(['query', '--subject', 'agent-1', '--since', '1h', '--token', readerToken, '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) });
     expect(code).toBe(0);
     expect(out).toMatch(/^SESSION\s+SUBJECT\s+RESOURCE/);
     expect(out.trim().split('\n')).toHaveLength(2 + 20);

@@ -11,9 +11,12 @@ const USAGE = `usage: sluice <command> [options]
   proxy|policy|masking|approval|audit --config FILE
                                        run one service
   policy explain|test|reload …         explain a decision, run a decision table, reload rules
-  audit verify [--session ID]          check every event chain (exit 1 names the first broken event)
-  audit query [--subject S] [--resource R] [--since 1h]
-  replay <session-id> [--speed N]      print a session's commands, decisions and returned data
+  audit verify [--session ID] [--token T]
+                                       check every event chain (exit 1 names the first broken event)
+  audit query [--subject S] [--resource R] [--since 1h] [--token T]
+  replay <session-id> [--speed N] [--token T]
+                                       print a session's commands, decisions and returned data
+                                       (--token or $SLUICE_TOKEN: an audit reader's token)
   approvals list | approve <id> | deny <id> [--reason R] [--token T]
   dev-idp [--port 9000]                a local OIDC issuer for trying Sluice out
   token --sub S [--groups a,b] [--issuer URL]

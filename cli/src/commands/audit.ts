@@ -25,10 +25,14 @@ class AuditApiError extends Error {
   readonly code = 'ERR_AUDIT_UNAVAILABLE';
 }
 
-const httpSource = (base: string): AuditSource => {
+const httpSource = (base: string, token: string): AuditSource => {
   const get = async <T>(path: string, allow404 = false): Promise<T | undefined> => {
-    const response = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(30_000) });
+    const response = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, signal: AbortSignal.timeout(30_000) });
     if (allow404 && response.status === 404) return undefined;
+    if (response.status === 401 || response.status === 403) {
+      const problem = (await response.json().catch(() => ({}))) as { code?: string; detail?: string };
+      throw new AuditApiError(`audit service refused the token (${response.status} ${problem.code ?? ''}${problem.detail ? `: ${problem.detail}` : ''})`);
+    }
     if (!response.ok) throw new AuditApiError(`audit service answered ${response.status} for ${path}`);
     return (await response.json()) as T;
   };
@@ -59,21 +63,34 @@ const storeSource = (store: EventStore, via: string): AuditSource => ({
   close: () => store.close(),
 });
 
+/** The audit reader's token: `--token T`, else $SLUICE_TOKEN. */
+export const readerToken = (argv: readonly string[]): string | undefined => {
+  const { values } = parseArgs({ args: [...argv], options: { token: { type: 'string' } }, strict: false, allowPositionals: true });
+  const token = (values.token as string | undefined) ?? process.env.SLUICE_TOKEN;
+  return token === undefined || token === '' ? undefined : token;
+};
+
 /**
- * Prefers the running audit service (an embedded PGlite store cannot be opened by a second
- * process); when it does not answer, opens the event store directly.
+ * Prefers the running audit service, with the reader's token (an embedded PGlite store cannot be
+ * opened by a second process). Without a token, or when the service does not answer, opens the
+ * event store directly: that takes the database's own credentials, so it opens nothing the
+ * database would not.
  */
 export const openAuditSource = async (argv: readonly string[]): Promise<AuditSource> => {
   const { config } = resolveCliConfig(argv);
   const base = `http://${config.services.audit.http}`;
+  const token = readerToken(argv);
+  let serviceAnswers = false;
   try {
     const response = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1_500) });
-    if (response.ok) {
-      await response.body?.cancel();
-      return httpSource(base);
-    }
+    await response.body?.cancel();
+    serviceAnswers = response.ok;
   } catch {
     // Not running here: read the store directly.
+  }
+  if (serviceAnswers && token !== undefined) return httpSource(base, token);
+  if (serviceAnswers && !config.eventStore.url) {
+    throw new UsageError(`the audit service at ${base} needs an audit reader's token: --token T or SLUICE_TOKEN`);
   }
   const store = await openEventStore({ url: config.eventStore.url, path: config.eventStore.path });
   return storeSource(store, config.eventStore.url ? 'event store (PostgreSQL)' : 'event store (embedded)');
@@ -108,7 +125,7 @@ export const formatTable = (headers: readonly string[], rows: readonly (readonly
 };
 
 const verify = async (argv: readonly string[], io: Output): Promise<number> => {
-  const { values } = parseArgs({ args: [...argv], options: { session: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string', short: 'c' } }, allowPositionals: true });
+  const { values } = parseArgs({ args: [...argv], options: { session: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string', short: 'c' }, token: { type: 'string' } }, allowPositionals: true });
   const source = await openAuditSource(argv);
   try {
     const result = await source.verify(values.session);
@@ -140,6 +157,7 @@ const query = async (argv: readonly string[], io: Output): Promise<number> => {
       limit: { type: 'string' },
       json: { type: 'boolean' },
       config: { type: 'string', short: 'c' },
+      token: { type: 'string' },
     },
     allowPositionals: true,
   });
@@ -188,8 +206,9 @@ const query = async (argv: readonly string[], io: Output): Promise<number> => {
   }
 };
 
-const USAGE = `usage: sluice audit verify [--session ID] [--json] [--config FILE]
-       sluice audit query [--subject S] [--resource R] [--since 1h|ISO] [--until …] [--decision allow|deny|approve] [--limit N] [--json]
+const USAGE = `usage: sluice audit verify [--session ID] [--json] [--config FILE] [--token T]
+       sluice audit query [--subject S] [--resource R] [--since 1h|ISO] [--until …] [--decision allow|deny|approve] [--limit N] [--json] [--token T]
+  --token T (or $SLUICE_TOKEN): an audit reader's OIDC access token (audit.readers), for the audit service's API
 `;
 
 /** `sluice audit verify|query …`; argv starts with the subcommand. */

@@ -72,17 +72,17 @@ export const run = async (argv: readonly string[], io: Output = stdio): Promise<
   try {
     ({ values, positionals } = parseArgs({
       args: [...argv],
-      options: { speed: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string', short: 'c' } },
+      options: { speed: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string', short: 'c' }, token: { type: 'string' } },
       allowPositionals: true,
     }));
   } catch (error) {
-    io.err(`sluice replay: ${(error as Error).message}\nusage: sluice replay <session-id> [--speed N] [--json]\n`);
+    io.err(`sluice replay: ${(error as Error).message}\nusage: sluice replay <session-id> [--speed N] [--json] [--token T]\n`);
     return 2;
   }
   const sessionId = positionals[0];
   const speed = values.speed === undefined ? 0 : Number(values.speed);
   if (!sessionId || !Number.isFinite(speed) || speed < 0) {
-    io.err('usage: sluice replay <session-id> [--speed N] [--json]   (--speed 0, the default, prints without waiting)\n');
+    io.err('usage: sluice replay <session-id> [--speed N] [--json] [--token T]   (--speed 0, the default, prints without waiting)\n');
     return 2;
   }
   try {

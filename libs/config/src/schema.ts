@@ -213,6 +213,11 @@ export const configSchema = z.strictObject({
     .default({ webhooks: [] }),
   audit: z
     .strictObject({
+      /**
+       * Who may read the audit API (sessions, events, verify). Absent or empty: nobody; the
+       * trail holds every agent's commands and the data they saw, so it fails closed.
+       */
+      readers: z.strictObject({ groups: stringList.default([]), subs: stringList.default([]) }).default({ groups: [], subs: [] }),
       exporters: z.array(exporter).default([]),
       recording: z
         .strictObject({ maxRows: z.number().int().min(0).default(100), maxBytes: z.number().int().min(0).default(65536) })
@@ -221,7 +226,7 @@ export const configSchema = z.strictObject({
         .strictObject({ maxAge: duration.optional(), duplicateWindow: duration.default(120_000) })
         .default({ duplicateWindow: 120_000 }),
     })
-    .default({ exporters: [], recording: { maxRows: 100, maxBytes: 65536 }, stream: { duplicateWindow: 120_000 } }),
+    .default({ readers: { groups: [], subs: [] }, exporters: [], recording: { maxRows: 100, maxBytes: 65536 }, stream: { duplicateWindow: 120_000 } }),
   rules: z.array(rule).default([]),
 });
 
@@ -235,3 +240,4 @@ export type MaskingConfig = SluiceConfig['masking'];
 export type MaskingProfileConfig = MaskingConfig['profiles'][string];
 export type OidcIssuerConfig = SluiceConfig['identity']['oidc'][number];
 export type ExporterConfig = SluiceConfig['audit']['exporters'][number];
+export type AuditReadersConfig = SluiceConfig['audit']['readers'];

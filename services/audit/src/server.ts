@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import { formatAddress, parseAddress, type LoadedConfig } from '@sluice/config';
 import { connectBus, ensureEventStream, type NatsConnection } from '@sluice/event-bus';
 import { openEventStore, type EventStore } from '@sluice/event-store';
+import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import { DurableConsumer, type ConsumerLogger, type ConsumerState } from './consumer.js';
 import { createExporter, exporterName, type Exporter } from './exporters.js';
 import { startAuditApi } from './http-api.js';
@@ -15,6 +16,8 @@ export interface AuditServiceOptions {
   readonly logger: AuditServiceLogger;
   /** Messages per stored batch (each may hold a batch of events). */
   readonly batchMessages?: number;
+  /** Verifies the audit API's bearer tokens; by default against `identity.oidc`. */
+  readonly identity?: TokenVerifier;
 }
 
 export interface AuditService {
@@ -34,7 +37,7 @@ export const STORE_CONSUMER = 'audit-store';
  * `audit-store` durable consumer, feeds each SIEM exporter from its own durable consumer, and
  * serves the audit HTTP API.
  */
-export const startAuditService = async ({ loaded, logger, batchMessages = 200 }: AuditServiceOptions): Promise<AuditService> => {
+export const startAuditService = async ({ loaded, logger, batchMessages = 200, identity }: AuditServiceOptions): Promise<AuditService> => {
   const { config } = loaded;
   const cleanup: Array<() => Promise<unknown>> = [];
   const unwind = async (): Promise<void> => {
@@ -88,7 +91,14 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200 }:
     }
 
     const listen = parseAddress(config.services.audit.http)!;
-    const { server, address } = await startAuditApi({ store, consumers: () => consumers.map((consumer) => consumer.state()) }, listen.host, listen.port);
+    const verifier = identity ?? createTokenVerifier(config.identity.oidc);
+    const readers = config.audit.readers;
+    if (readers.groups.length === 0 && readers.subs.length === 0) logger.warn({}, 'audit.readers is empty: the audit API refuses everyone');
+    const { server, address } = await startAuditApi(
+      { store, consumers: () => consumers.map((consumer) => consumer.state()), verifier, readers },
+      listen.host,
+      listen.port,
+    );
     cleanup.push(() => closeServer(server));
     const httpAddress = formatAddress({ host: address.address, port: address.port });
     logger.info({ http: httpAddress, exporters: exporters.map((exporter) => exporter.name) }, 'audit service listening');
