@@ -18,6 +18,7 @@ const USAGE = `usage: sluice <command> [options]
                                        print a session's commands, decisions and returned data
                                        (--token or $SLUICE_TOKEN: an audit reader's token)
   approvals list | approve <id> | deny <id> [--reason R] [--token T]
+  keys [--out DIR] [--force]           make each service's Ed25519 key for signing its events
   dev-idp [--port 9000]                a local OIDC issuer for trying Sluice out
   token --sub S [--groups a,b] [--issuer URL]
                                        mint a token from the local dev issuer
@@ -94,6 +95,7 @@ const main = async (argv: readonly string[]): Promise<number | undefined> => {
   if ((SERVICES as readonly string[]).includes(command)) return runOneService(command as ServiceName, rest);
   if (command === 'replay') return (await import('./commands/replay.js')).run(rest);
   if (command === 'approvals' || command === 'approve' || command === 'deny') return (await import('./commands/approvals.js')).run(argv);
+  if (command === 'keys') return (await import('./commands/keys.js')).run(rest);
   if (command === 'dev-idp' || command === 'token') return (await import('./commands/dev-idp.js')).run(argv);
   process.stderr.write(USAGE);
   return fail(`unknown command "${command}"`);

@@ -1,7 +1,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseAddress, type LoadedConfig } from '@sluice/config';
+import { parseAddress, PROVENANCE_DIR_ENV, type LoadedConfig } from '@sluice/config';
+import { writeSigningKeys } from './commands/keys.js';
 import type { SupervisorMessage } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 
@@ -35,6 +37,8 @@ export class Supervisor {
   readonly #services = new Map<ServiceName, Supervised>();
   #admin: Server | undefined;
   #stopping = false;
+  /** Environment every child gets on top of ours (the generated provenance keys' folder). */
+  #childEnv: Record<string, string> = {};
 
   constructor(
     private readonly loaded: LoadedConfig,
@@ -47,6 +51,7 @@ export class Supervisor {
 
   async start(): Promise<void> {
     await this.#startAdmin();
+    this.#provideKeys();
     for (const name of SERVICES) {
       this.#services.set(name, { name, child: undefined, state: 'starting', restarts: 0, lastReason: undefined, restartTimer: undefined });
       this.#spawn(name);
@@ -59,7 +64,7 @@ export class Supervisor {
     const tracing = process.env.OTEL_EXPORTER_OTLP_ENDPOINT ? ['--import', TELEMETRY_PRELOAD] : [];
     const child = fork(serviceEntry(name), ['--config', this.loaded.path], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      env: { ...process.env, SLUICE_SERVICE: name },
+      env: { ...process.env, ...this.#childEnv, SLUICE_SERVICE: name },
       execArgv: [...process.execArgv, ...tracing],
     });
     service.child = child;
@@ -106,6 +111,19 @@ export class Supervisor {
       this.#admin!.once('error', reject);
       this.#admin!.listen(address.port, address.host, () => resolve());
     });
+  }
+
+  /**
+   * Without `provenance` in the config, the services still sign what they publish: with keys
+   * made once per deployment under ./.sluice/keys (or $SLUICE_PROVENANCE_DIR), kept across
+   * restarts, handed to the children by folder.
+   */
+  #provideKeys(): void {
+    if (this.loaded.config.provenance !== undefined) return;
+    const dir = resolve(process.env[PROVENANCE_DIR_ENV] || join('.sluice', 'keys'));
+    const written = writeSigningKeys(dir);
+    if (written.length > 0) this.logger.info({ dir, signers: written }, 'generated per-deployment provenance keys');
+    this.#childEnv = { [PROVENANCE_DIR_ENV]: dir };
   }
 
   /** Passes SIGHUP on: services re-read the config file and keep the old one if it is bad. */

@@ -135,10 +135,17 @@ const verify = async (argv: readonly string[], io: Output): Promise<number> => {
       return 0;
     }
     const broken = result.firstBroken;
+    // An older audit service answers without `kind`: its only failure was a broken chain.
+    const kind = broken.kind ?? 'chain';
     if (!values.json) {
-      io.out(`audit verify: BROKEN at event ${broken.id} (seq ${broken.seq}) in session ${broken.sessionId}: ${broken.reason}\n`);
+      if (kind === 'chain') io.out(`audit verify: BROKEN at event ${broken.id} (seq ${broken.seq}) in session ${broken.sessionId}: ${broken.reason}\n`);
+      else {
+        const counts = `${result.rejected ?? 0} rejected, ${result.unsigned ?? 0} unsigned`;
+        const where = kind === 'rejected' ? `rejected record seq ${broken.seq}` : `seq ${broken.seq}`;
+        io.out(`audit verify: NOT GENUINE: event ${broken.id} (${where}) in session ${broken.sessionId}: ${kind}: ${broken.reason} (${counts}; chains intact)\n`);
+      }
     }
-    io.err(`sluice: event chain broken at event ${broken.id} (seq ${broken.seq})\n`);
+    io.err(kind === 'chain' ? `sluice: event chain broken at event ${broken.id} (seq ${broken.seq})\n` : `sluice: ${kind} event ${broken.id} in the audit trail\n`);
     return 1;
   } finally {
     await source.close();

@@ -3,3 +3,4 @@ export * from './duration.js';
 export * from './load.js';
 export * from './schema.js';
 export * from './secret.js';
+export * from './provenance.js';

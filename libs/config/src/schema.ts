@@ -170,6 +170,15 @@ const exporter = z.strictObject({
   batchSize: z.number().int().min(1).default(100),
 });
 
+/** One publishing service's Ed25519 key pair (PEM), as `sluice keys` writes them. */
+const signerKeys = z.strictObject({ publicKey: secret, privateKey: secret.optional() });
+
+const provenance = z.strictObject({
+  signers: z
+    .strictObject({ proxy: signerKeys.optional(), approval: signerKeys.optional(), policy: signerKeys.optional(), audit: signerKeys.optional() })
+    .default({}),
+});
+
 const serviceAddress = (grpc: string) => z.strictObject({ grpc: address.default(grpc) }).default({ grpc });
 
 const services = z
@@ -228,6 +237,11 @@ export const configSchema = z.strictObject({
     })
     .default({ readers: { groups: [], subs: [] }, exporters: [], recording: { maxRows: 100, maxBytes: 65536 }, stream: { duplicateWindow: 120_000 } }),
   rules: z.array(rule).default([]),
+  /**
+   * Keys that sign every message on the bus. Absent: `sluice up` makes per-deployment keys under
+   * ./.sluice/keys (SLUICE_PROVENANCE_DIR); a service started alone without any publishes unsigned.
+   */
+  provenance: provenance.optional(),
 });
 
 export type SluiceConfig = z.output<typeof configSchema>;

@@ -3,3 +3,4 @@ export * from './events.js';
 export * from './policy.js';
 export * from './subjects.js';
 export * from './http-path.js';
+export * from './provenance.js';

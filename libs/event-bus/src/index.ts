@@ -1,3 +1,4 @@
 export * from './connection.js';
 export * from './publisher.js';
 export * from './stream.js';
+export * from './provenance.js';

@@ -1,6 +1,7 @@
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { MsgHdrs, NatsConnection } from '@nats-io/transport-node';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { subjectForBatch, subjectForKind, kindOfType, type CloudEvent, type SluiceEventKind } from '@sluice/contracts';
+import type { MessageSigner } from './provenance.js';
 
 export interface PublisherSettings {
   /** Token naming the publisher in batch subjects (`proxy`, `policy`). */
@@ -21,6 +22,8 @@ export interface PublisherSettings {
    */
   readonly maxDelayMs?: number;
   readonly onError?: (error: unknown) => void;
+  /** Signs every message (provenance); without it messages go unsigned and the audit store refuses them. */
+  readonly signer?: MessageSigner;
 }
 
 interface Batch {
@@ -39,7 +42,7 @@ const encoder = new TextEncoder();
  */
 export class EventPublisher {
   readonly #js: JetStreamClient;
-  readonly #settings: Required<Omit<PublisherSettings, 'onError'>> & Pick<PublisherSettings, 'onError'>;
+  readonly #settings: Required<Omit<PublisherSettings, 'onError' | 'signer'>> & Pick<PublisherSettings, 'onError' | 'signer'>;
   #queue: CloudEvent[] = [];
   readonly #retry: Batch[] = [];
   #inFlight = 0;
@@ -83,7 +86,8 @@ export class EventPublisher {
   /** Publishes one event on its own subject and waits for the ack (low-volume, must-be-stored events). */
   async publishNow(event: CloudEvent): Promise<void> {
     const kind = kindOfType(event.type) as SluiceEventKind;
-    await this.#js.publish(subjectForKind(kind, this.#settings.subjectPrefix), encoder.encode(JSON.stringify(event)), { msgID: event.id });
+    const payload = encoder.encode(JSON.stringify(event));
+    await this.#js.publish(subjectForKind(kind, this.#settings.subjectPrefix), payload, { msgID: event.id, ...this.#signed(payload) });
   }
 
   /** Resolves once every event published so far is acknowledged. */
@@ -149,7 +153,7 @@ export class EventPublisher {
 
   #send(batch: Batch): void {
     this.#inFlight += 1;
-    this.#js.publish(batch.subject, batch.payload, { msgID: batch.msgID }).then(
+    this.#js.publish(batch.subject, batch.payload, { msgID: batch.msgID, ...this.#signed(batch.payload) }).then(
       () => {
         this.#inFlight -= 1;
         this.#failing = false;
@@ -167,6 +171,10 @@ export class EventPublisher {
         this.#retryTimer = setTimeout(() => this.#pump(false), 500);
       },
     );
+  }
+
+  #signed(payload: Uint8Array): { headers?: MsgHdrs } {
+    return this.#settings.signer ? { headers: this.#settings.signer.headersFor(payload) } : {};
   }
 
   #notifyIdle(): void {

@@ -1,7 +1,8 @@
 import type { Server } from 'node:http';
-import { formatAddress, parseAddress, type LoadedConfig } from '@sluice/config';
-import { connectBus, ensureEventStream, type NatsConnection } from '@sluice/event-bus';
+import { formatAddress, parseAddress, resolveProvenanceKeys, type LoadedConfig } from '@sluice/config';
+import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { openEventStore, type EventStore } from '@sluice/event-store';
+import { alertsFor } from './alerts.js';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import { DurableConsumer, type ConsumerLogger, type ConsumerState } from './consumer.js';
 import { createExporter, exporterName, type Exporter } from './exporters.js';
@@ -55,16 +56,34 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200, i
       ...(config.audit.stream.maxAge === undefined ? {} : { maxAgeMs: config.audit.stream.maxAge }),
     });
 
+    // Provenance: only what a Sluice service provably signed is stored as genuine (and only the
+    // kinds that service may publish); the rest is kept apart as rejected, with an alert event.
+    const keys = resolveProvenanceKeys(loaded, 'audit');
+    if (Object.keys(keys.publicKeysPem).length === 0) logger.warn({}, 'no provenance keys configured: every event is refused as unsigned');
+    const provenance = createProvenanceVerifier(keys.publicKeysPem);
+    const alerts = new EventPublisher(nc, {
+      source: 'audit',
+      subjectPrefix: config.bus.subjectPrefix,
+      ...(keys.privateKeyPem === undefined ? {} : { signer: createMessageSigner('audit', keys.privateKeyPem) }),
+    });
+    cleanup.push(() => alerts.close());
+
     const consumers: Array<Pick<DurableConsumer<unknown>, 'state'>> = [];
     const storeConsumer = new DurableConsumer(nc, {
       stream: config.bus.stream,
       durable: STORE_CONSUMER,
       batchMessages,
       logger,
+      provenance,
       // Normalising and canonicalising the next batch overlaps the INSERT of this one.
-      prepare: (events) => store.prepare(events),
+      prepare: (events, signerOf) => store.prepare(events, signerOf),
       handle: async (batch) => {
         await store.append(batch);
+      },
+      onRejected: async (records) => {
+        await store.reject(records);
+        for (const alert of alertsFor(records, new Date())) await alerts.publishNow(alert);
+        logger.error({ rejected: records.length, first: records[0] }, 'events refused as not genuine; kept in sluice.rejected_events');
       },
     });
     await storeConsumer.start();
@@ -80,6 +99,8 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200, i
         // One message may hold hundreds of events; keep SIEM posts reasonably small.
         batchMessages: Math.max(1, Math.ceil(settings.batchSize / 50)),
         logger,
+        // A SIEM gets only genuine events too; the refused ones reach it as the audit service's alerts.
+        provenance,
         handle: (events) => exporter.send(events),
       });
       await consumer.start();

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc-js';
 import { buildEvent } from '@sluice/contracts';
-import { loadConfig, type LoadedConfig, type SluiceConfig } from '@sluice/config';
-import { connectBus, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
+import { loadConfig, resolveProvenanceKeys, type LoadedConfig, type SluiceConfig } from '@sluice/config';
+import { connectBus, createMessageSigner, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { policy as pb } from '@sluice/proto';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
@@ -46,7 +46,10 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
     duplicateWindowMs: config.audit.stream.duplicateWindow,
     ...(config.audit.stream.maxAge ? { maxAgeMs: config.audit.stream.maxAge } : {}),
   });
+  const { privateKeyPem } = resolveProvenanceKeys(loaded, 'policy');
+  if (privateKeyPem === undefined) logger.warn({}, 'no provenance key for policy: its events go unsigned and the audit store refuses them');
   const publisher = new EventPublisher(nc, {
+    ...(privateKeyPem === undefined ? {} : { signer: createMessageSigner('policy', privateKeyPem) }),
     source: 'policy',
     subjectPrefix: config.bus.subjectPrefix,
     onError: (error) => logger.error({ err: error }, 'event publish failed'),

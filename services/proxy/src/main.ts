@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
 import { createServer, type Server, type Socket } from 'node:net';
-import { parseAddress, readSecret, type ResourceConfig, type SecretRef } from '@sluice/config';
-import { connectBus, ensureEventStream, EventPublisher } from '@sluice/event-bus';
+import { parseAddress, readSecret, resolveProvenanceKeys, type ResourceConfig, type SecretRef } from '@sluice/config';
+import { connectBus, createMessageSigner, ensureEventStream, EventPublisher } from '@sluice/event-bus';
 import { createTokenVerifier } from '@sluice/identity';
 import { runService } from '@sluice/service-runtime';
 import { createAuditPort } from './audit-port.js';
@@ -52,7 +52,10 @@ runService('proxy', async ({ loaded, config, logger }) => {
     duplicateWindowMs: config.audit.stream.duplicateWindow,
     maxAgeMs: config.audit.stream.maxAge,
   });
+  const { privateKeyPem } = resolveProvenanceKeys(loaded, 'proxy');
+  if (privateKeyPem === undefined) logger.warn({}, 'no provenance key for proxy: its events go unsigned and the audit store refuses them');
   const publisher = new EventPublisher(nc, {
+    ...(privateKeyPem === undefined ? {} : { signer: createMessageSigner('proxy', privateKeyPem) }),
     source: 'proxy',
     subjectPrefix: config.bus.subjectPrefix,
     onError: (error) => logger.warn({ err: error }, 'event publish failed; retrying (commands are refused meanwhile)'),
