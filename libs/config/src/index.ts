@@ -4,3 +4,4 @@ export * from './load.js';
 export * from './schema.js';
 export * from './secret.js';
 export * from './provenance.js';
+export * from './bus-login.js';

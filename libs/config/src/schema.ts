@@ -179,6 +179,25 @@ const provenance = z.strictObject({
     .default({}),
 });
 
+/** How one service logs in to NATS: an nkey seed, or a user and password. */
+const busCredential = z.union(
+  [z.strictObject({ nkey: secret }), z.strictObject({ user: z.string().min(1), password: secret })],
+  { error: 'expected { nkey: <secret seed> } or { user: NAME, password: <secret> }' },
+);
+
+const bus = z.strictObject({
+  url: z.string().min(1).default('nats://127.0.0.1:4222'),
+  /** Stream and subject prefix; change them only to run several deployments on one NATS. */
+  stream: z.string().regex(/^[A-Za-z0-9_-]+$/).default('SLUICE_EVENTS'),
+  subjectPrefix: z.string().regex(/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/).default('sluice.events'),
+  /** Each service's own NATS login; a service without one connects anonymously. */
+  credentials: z
+    .strictObject({ proxy: busCredential.optional(), approval: busCredential.optional(), policy: busCredential.optional(), audit: busCredential.optional() })
+    .default({}),
+  /** TLS to NATS: the CA to trust, and a client certificate when the server asks for one. */
+  tls: z.strictObject({ ca: secret.optional(), cert: secret.optional(), key: secret.optional() }).optional(),
+});
+
 const serviceAddress = (grpc: string) => z.strictObject({ grpc: address.default(grpc) }).default({ grpc });
 
 const services = z
@@ -202,14 +221,7 @@ const services = z
 
 export const configSchema = z.strictObject({
   admin: z.strictObject({ listen: address.default('127.0.0.1:7000') }).default({ listen: '127.0.0.1:7000' }),
-  bus: z
-    .strictObject({
-      url: z.string().min(1).default('nats://127.0.0.1:4222'),
-      /** Stream and subject prefix; change them only to run several deployments on one NATS. */
-      stream: z.string().regex(/^[A-Za-z0-9_-]+$/).default('SLUICE_EVENTS'),
-      subjectPrefix: z.string().regex(/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/).default('sluice.events'),
-    })
-    .default({ url: 'nats://127.0.0.1:4222', stream: 'SLUICE_EVENTS', subjectPrefix: 'sluice.events' }),
+  bus: bus.default({ url: 'nats://127.0.0.1:4222', stream: 'SLUICE_EVENTS', subjectPrefix: 'sluice.events', credentials: {} }),
   eventStore: z
     .strictObject({ url: url(['postgres:', 'postgresql:']).optional(), path: z.string().optional() })
     .default({}),

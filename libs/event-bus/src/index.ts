@@ -2,3 +2,4 @@ export * from './connection.js';
 export * from './publisher.js';
 export * from './stream.js';
 export * from './provenance.js';
+export * from './nats-permissions.js';

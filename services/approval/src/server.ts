@@ -1,7 +1,7 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
-import { formatAddress, parseAddress, readSecret, resolveProvenanceKeys, type LoadedConfig } from '@sluice/config';
+import { formatAddress, parseAddress, readSecret, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig } from '@sluice/config';
 import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import { approval as proto } from '@sluice/proto';
@@ -66,7 +66,7 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
   const settings = config.services.approval;
   const now = options.now ?? (() => new Date());
 
-  const nc: NatsConnection = await connectBus(config.bus.url, 'approval');
+  const nc: NatsConnection = await connectBus(config.bus.url, 'approval', resolveBusLogin(loaded, 'approval'));
   const closeBus = async (): Promise<void> => {
     await nc.drain().catch(() => nc.close());
   };

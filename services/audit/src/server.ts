@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { formatAddress, parseAddress, resolveProvenanceKeys, type LoadedConfig } from '@sluice/config';
+import { formatAddress, parseAddress, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig } from '@sluice/config';
 import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { openEventStore, type EventStore } from '@sluice/event-store';
 import { alertsFor } from './alerts.js';
@@ -47,7 +47,7 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200, i
   try {
     const store = await openEventStore({ url: config.eventStore.url, path: config.eventStore.path, logger });
     cleanup.push(() => store.close());
-    const nc: NatsConnection = await connectBus(config.bus.url, 'audit');
+    const nc: NatsConnection = await connectBus(config.bus.url, 'audit', resolveBusLogin(loaded, 'audit'));
     cleanup.push(() => nc.drain());
     await ensureEventStream(nc, {
       stream: config.bus.stream,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc-js';
 import { buildEvent } from '@sluice/contracts';
-import { loadConfig, resolveProvenanceKeys, type LoadedConfig, type SluiceConfig } from '@sluice/config';
+import { loadConfig, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig, type SluiceConfig } from '@sluice/config';
 import { connectBus, createMessageSigner, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { policy as pb } from '@sluice/proto';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
@@ -39,7 +39,7 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
   let current = policyOf(config);
   let version = 1;
 
-  const nc: NatsConnection = await connectBus(config.bus.url, 'policy');
+  const nc: NatsConnection = await connectBus(config.bus.url, 'policy', resolveBusLogin(loaded, 'policy'));
   await ensureEventStream(nc, {
     stream: config.bus.stream,
     subjectPrefix: config.bus.subjectPrefix,

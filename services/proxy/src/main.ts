@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
 import { createServer, type Server, type Socket } from 'node:net';
-import { parseAddress, readSecret, resolveProvenanceKeys, type ResourceConfig, type SecretRef } from '@sluice/config';
+import { parseAddress, readSecret, resolveBusLogin, resolveProvenanceKeys, type ResourceConfig, type SecretRef } from '@sluice/config';
 import { connectBus, createMessageSigner, ensureEventStream, EventPublisher } from '@sluice/event-bus';
 import { createTokenVerifier } from '@sluice/identity';
 import { runService } from '@sluice/service-runtime';
@@ -45,7 +45,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
       }
     }
   });
-  const nc = await connectBus(config.bus.url, 'proxy');
+  const nc = await connectBus(config.bus.url, 'proxy', resolveBusLogin(loaded, 'proxy'));
   await ensureEventStream(nc, {
     stream: config.bus.stream,
     subjectPrefix: config.bus.subjectPrefix,
