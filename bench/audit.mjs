@@ -24,7 +24,7 @@ const prefix = `bench.${run}.events`;
 const keysDir = mkdtempSync(join(tmpdir(), 'sluice-bench-keys-'));
 const proxyKeys = generateSigningKeyPair();
 writeFileSync(join(keysDir, 'proxy.pub'), proxyKeys.publicKeyPem);
-process.env.SLUICE_PROVENANCE_DIR = keysDir;
+process.env.SLUICE_KEYS_DIR = keysDir;
 
 const config = parseConfig({ bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: prefix }, services: { audit: { http: '127.0.0.1:0' } } });
 const loaded = { config: { ...config, eventStore: { url } }, path: '/dev/null', dir: process.cwd() };

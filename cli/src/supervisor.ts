@@ -2,8 +2,8 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseAddress, PROVENANCE_DIR_ENV, type LoadedConfig } from '@sluice/config';
-import { writeSigningKeys } from './commands/keys.js';
+import { parseAddress, KEYS_DIR_ENV, type LoadedConfig } from '@sluice/config';
+import { writeBusKeys, writeSigningKeys } from './commands/keys.js';
 import type { SupervisorMessage } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 
@@ -114,16 +114,18 @@ export class Supervisor {
   }
 
   /**
-   * Without `provenance` in the config, the services still sign what they publish: with keys
-   * made once per deployment under ./.sluice/keys (or $SLUICE_PROVENANCE_DIR), kept across
-   * restarts, handed to the children by folder.
+   * Keys made once per deployment under ./.sluice/keys (or $SLUICE_KEYS_DIR), kept across
+   * restarts and handed to the children by folder: what the config does not give itself, the
+   * services take from there. Provenance signing keys (so events are signed without any setup),
+   * NATS user seeds and the nats-server authorization block for them (so the quick start's NATS
+   * can run with `include` of it).
    */
   #provideKeys(): void {
-    if (this.loaded.config.provenance !== undefined) return;
-    const dir = resolve(process.env[PROVENANCE_DIR_ENV] || join('.sluice', 'keys'));
-    const written = writeSigningKeys(dir);
-    if (written.length > 0) this.logger.info({ dir, signers: written }, 'generated per-deployment provenance keys');
-    this.#childEnv = { [PROVENANCE_DIR_ENV]: dir };
+    const { bus } = this.loaded.config;
+    const dir = resolve(process.env[KEYS_DIR_ENV] || join('.sluice', 'keys'));
+    const written = [...(this.loaded.config.provenance === undefined ? writeSigningKeys(dir) : []), ...writeBusKeys(dir, { stream: bus.stream, prefix: bus.subjectPrefix })];
+    if (written.length > 0) this.logger.info({ dir, keys: written }, 'generated per-deployment keys');
+    this.#childEnv = { [KEYS_DIR_ENV]: dir };
   }
 
   /** Passes SIGHUP on: services re-read the config file and keep the old one if it is bad. */

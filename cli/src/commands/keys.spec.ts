@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '@sluice/config';
-import { createMessageSigner, createProvenanceVerifier } from '@sluice/event-bus';
-import { run, writeSigningKeys } from './keys.js';
+import { busUserPublicKey, createMessageSigner, createProvenanceVerifier } from '@sluice/event-bus';
+import { run, writeBusKeys, writeSigningKeys } from './keys.js';
 
 describe('sluice keys', () => {
   const dirs: string[] = [];
@@ -39,11 +39,25 @@ describe('sluice keys', () => {
     expect(readFileSync(join(dir, 'audit.key'), 'utf8')).not.toBe(before);
   });
 
-  it('prints a provenance section the config accepts', () => {
+  it('prints provenance and bus credential sections the config accepts', () => {
     const dir = tempDir();
     let out = '';
     expect(run(['--out', dir], { out: (text) => (out += text), err: () => undefined })).toBe(0);
     const config = parseConfig(parse(out));
     expect(config.provenance?.signers.approval).toEqual({ publicKey: { file: join(dir, 'approval.pub') }, privateKey: { file: join(dir, 'approval.key') } });
+    expect(config.bus.credentials.proxy).toEqual({ nkey: { file: join(dir, 'proxy.nk') } });
+  });
+
+  it('writes a NATS seed per role, keeps them, and names their public keys in the nats-server authorization block', () => {
+    const dir = tempDir();
+    expect(writeBusKeys(dir, { stream: 'S1', prefix: 'p1.events' })).toEqual(['proxy', 'approval', 'policy', 'audit', 'siem']);
+    expect(statSync(join(dir, 'siem.nk')).mode & 0o777).toBe(0o600);
+    const seed = readFileSync(join(dir, 'proxy.nk'), 'utf8');
+    expect(writeBusKeys(dir, { stream: 'S1', prefix: 'p1.events' })).toEqual([]);
+    expect(readFileSync(join(dir, 'proxy.nk'), 'utf8')).toBe(seed);
+    const auth = readFileSync(join(dir, 'nats-auth.conf'), 'utf8');
+    expect(auth).toContain(busUserPublicKey(seed));
+    expect(auth).toContain('"p1.events.batch.proxy"');
+    expect(auth).not.toMatch(/SU[A-Z0-9]{20,}/);
   });
 });

@@ -1,8 +1,8 @@
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { SIGNER_NAMES } from '@sluice/contracts';
-import { generateSigningKeyPair } from '@sluice/event-bus';
+import { DEFAULT_EVENTS_STREAM, DEFAULT_EVENTS_SUBJECT_PREFIX, SIGNER_NAMES } from '@sluice/contracts';
+import { BUS_ROLES, busUserPublicKey, generateBusUserSeed, generateSigningKeyPair, natsAuthorizationConfig } from '@sluice/event-bus';
 
 interface Output {
   out(text: string): void;
@@ -30,16 +30,48 @@ export const writeSigningKeys = (dir: string, force = false): string[] => {
   return written;
 };
 
-const USAGE = `usage: sluice keys [--out DIR] [--force]
-  writes an Ed25519 signing key pair per publishing service (${SIGNER_NAMES.join(', ')}) into DIR
-  (default ./sluice-keys) and prints the provenance section of the config that uses them
+/** The file nats-server includes for the users and their permissions. */
+export const NATS_AUTH_FILE = 'nats-auth.conf';
+
+/**
+ * Writes a NATS user nkey seed per bus role (`<role>.nk`, owner-only; `siem.nk` for a SIEM
+ * reader) into `dir`, keeping seeds already there unless `force`, then (re)writes
+ * `nats-auth.conf`, the nats-server `authorization` block naming their public keys with each
+ * role's permissions on `stream`/`prefix`. Returns the roles whose seed was written.
+ */
+export const writeBusKeys = (dir: string, options: { stream?: string; prefix?: string; force?: boolean } = {}): string[] => {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const written: string[] = [];
+  const users = BUS_ROLES.map((role) => {
+    const seedPath = join(dir, `${role}.nk`);
+    if (options.force || !existsSync(seedPath)) {
+      writeFileSync(seedPath, `${generateBusUserSeed()}\n`, { mode: 0o600 });
+      written.push(role);
+    }
+    return { role, nkey: busUserPublicKey(readFileSync(seedPath, 'utf8')) };
+  });
+  writeFileSync(join(dir, NATS_AUTH_FILE), natsAuthorizationConfig(users, options.stream ?? DEFAULT_EVENTS_STREAM, options.prefix ?? DEFAULT_EVENTS_SUBJECT_PREFIX), { mode: 0o644 });
+  return written;
+};
+
+const USAGE = `usage: sluice keys [--out DIR] [--force] [--stream NAME] [--prefix SUBJECT-PREFIX]
+  writes into DIR (default ./sluice-keys):
+    <service>.key, <service>.pub  an Ed25519 pair per publishing service (${SIGNER_NAMES.join(', ')})
+    <role>.nk                     a NATS user nkey seed per bus role (${BUS_ROLES.join(', ')})
+    ${NATS_AUTH_FILE}               the nats-server authorization block for them (include it)
+  and prints the provenance and bus.credentials sections of the config that use them.
+  Existing keys are kept unless --force.
 `;
 
 /** `sluice keys`: makes the provenance keys a deployment's config names. */
 export const run = (argv: readonly string[], io: Output = stdio): number => {
-  let values: { out?: string | undefined; force?: boolean | undefined; help?: boolean | undefined };
+  let values: { out?: string | undefined; force?: boolean | undefined; help?: boolean | undefined; stream?: string | undefined; prefix?: string | undefined };
   try {
-    ({ values } = parseArgs({ args: [...argv], options: { out: { type: 'string', short: 'o' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, allowPositionals: false }));
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: { out: { type: 'string', short: 'o' }, force: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, stream: { type: 'string' }, prefix: { type: 'string' } },
+      allowPositionals: false,
+    }));
   } catch (error) {
     io.err(`sluice keys: ${(error as Error).message}\n${USAGE}`);
     return 2;
@@ -49,10 +81,18 @@ export const run = (argv: readonly string[], io: Output = stdio): number => {
     return 0;
   }
   const dir = resolve(values.out ?? 'sluice-keys');
-  const written = writeSigningKeys(dir, values.force ?? false);
-  io.err(written.length > 0 ? `sluice keys: wrote ${written.join(', ')} into ${dir}\n` : `sluice keys: every key already exists in ${dir} (--force replaces them)\n`);
+  const written = [
+    ...writeSigningKeys(dir, values.force ?? false),
+    ...writeBusKeys(dir, { force: values.force ?? false, ...(values.stream ? { stream: values.stream } : {}), ...(values.prefix ? { prefix: values.prefix } : {}) }).map((role) => `${role}.nk`),
+  ];
+  io.err(
+    `${written.length > 0 ? `sluice keys: wrote ${written.join(', ')} into ${dir}` : `sluice keys: every key already exists in ${dir} (--force replaces them)`}; ` +
+      `nats-server: include ${join(dir, NATS_AUTH_FILE)}; a SIEM reads with ${join(dir, 'siem.nk')}\n`,
+  );
   const lines = ['provenance:', '  signers:'];
   for (const name of SIGNER_NAMES) lines.push(`    ${name}: { publicKey: { file: ${join(dir, `${name}.pub`)} }, privateKey: { file: ${join(dir, `${name}.key`)} } }`);
+  lines.push('bus:', '  credentials:');
+  for (const role of BUS_ROLES) if (role !== 'siem') lines.push(`    ${role}: { nkey: { file: ${join(dir, `${role}.nk`)} } }`);
   io.out(`${lines.join('\n')}\n`);
   return 0;
 };

@@ -4,15 +4,18 @@ import { SIGNER_NAMES, type SignerName } from '@sluice/contracts';
 import type { LoadedConfig } from './load.js';
 import { requireSecret } from './secret.js';
 
-/** Folder of generated keys (`<signer>.key`, `<signer>.pub`) that `sluice up` hands its services. */
-export const PROVENANCE_DIR_ENV = 'SLUICE_PROVENANCE_DIR';
+/**
+ * Folder of generated keys that `sluice up` (or a container deployment) hands its services:
+ * `<signer>.key`/`<signer>.pub` (provenance) and `<role>.nk` (NATS user seeds), as `sluice keys` writes them.
+ */
+export const KEYS_DIR_ENV = 'SLUICE_KEYS_DIR';
 
 export interface ProvenanceKeys {
   /** This service's private key (PEM), when it signs. */
   readonly privateKeyPem?: string;
   /** Every signer's public key (PEM) that is known. */
   readonly publicKeysPem: Partial<Record<SignerName, string>>;
-  /** `config` (provenance.signers), `generated` (SLUICE_PROVENANCE_DIR) or `none`. */
+  /** `config` (provenance.signers), `generated` (SLUICE_KEYS_DIR) or `none`. */
   readonly source: 'config' | 'generated' | 'none';
 }
 
@@ -39,7 +42,7 @@ export const resolveProvenanceKeys = (loaded: LoadedConfig, self?: SignerName, e
     const own = self === undefined ? undefined : signers[self]?.privateKey;
     return { publicKeysPem, source: 'config', ...(own ? { privateKeyPem: requireSecret(own, loaded.dir) } : {}) };
   }
-  const dir = env[PROVENANCE_DIR_ENV];
+  const dir = env[KEYS_DIR_ENV];
   if (dir) {
     const publicKeysPem: Partial<Record<SignerName, string>> = {};
     for (const name of SIGNER_NAMES) {

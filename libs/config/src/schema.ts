@@ -251,7 +251,7 @@ export const configSchema = z.strictObject({
   rules: z.array(rule).default([]),
   /**
    * Keys that sign every message on the bus. Absent: `sluice up` makes per-deployment keys under
-   * ./.sluice/keys (SLUICE_PROVENANCE_DIR); a service started alone without any publishes unsigned.
+   * ./.sluice/keys (SLUICE_KEYS_DIR); a service started alone without any publishes unsigned.
    */
   provenance: provenance.optional(),
 });

@@ -1,4 +1,11 @@
+import { createUser, fromSeed } from '@nats-io/nkeys';
 import { inboxPrefixFor } from './connection.js';
+
+/** A new NATS user nkey seed (`SU…`): the secret a service logs in with. */
+export const generateBusUserSeed = (): string => new TextDecoder().decode(createUser().getSeed());
+
+/** The public nkey (`U…`) of a seed: what the server's configuration names. */
+export const busUserPublicKey = (seed: string): string => fromSeed(new TextEncoder().encode(seed.trim())).getPublicKey();
 
 /** Who logs in to NATS: the four services that use the bus, and a read-only SIEM reader. */
 export const BUS_ROLES = ['proxy', 'approval', 'policy', 'audit', 'siem'] as const;
