@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -244,6 +245,34 @@ describe('the bus with NATS users, subject permissions and signed events (real n
       expect(service.workflow.get(`unsigned-${RUN}`)).toBeUndefined();
     } finally {
       await service.stop();
+    }
+  });
+});
+
+describe('the bus over TLS when bus.tls is configured (real nats-server 2.9)', () => {
+  it('connects with the configured CA and nkey, and a client without TLS is refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-nats-tls-'));
+    const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
+    openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '1', '-subj', '/CN=sluice-test-ca');
+    openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1');
+    writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+    openssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '1', '-extfile', 'san.ext');
+    const pair = createUser();
+    const seed = new TextDecoder().decode(pair.getSeed());
+    writeFileSync(join(dir, 'proxy.nk'), seed);
+    const auth = natsAuthorizationConfig([{ role: 'proxy', nkey: pair.getPublicKey() }], 'TLS_STREAM', 'tls.events');
+    const nats = await startSecuredNats(`tls { cert_file: ${JSON.stringify(join(dir, 'server.pem'))}, key_file: ${JSON.stringify(join(dir, 'server.key'))} }\n${auth}`);
+    try {
+      const config = parseConfig({ bus: { url: nats.url, credentials: { proxy: { nkey: { file: 'proxy.nk' } } }, tls: { ca: { file: 'ca.pem' } } } });
+      const login = resolveBusLogin({ config, path: join(dir, 'sluice.yaml'), dir }, 'proxy');
+      expect(login.tls?.ca).toContain('BEGIN CERTIFICATE');
+      const nc = await connectBus(nats.url, 'proxy', login);
+      expect(nc.info?.tls_required).toBe(true);
+      await nc.close();
+      await expect(connectBus(nats.url, 'proxy', { credential: { nkeySeed: seed } }).then((plain) => plain.close())).rejects.toThrow();
+    } finally {
+      await nats.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
