@@ -1,5 +1,5 @@
 import { ConfigInvalidError } from '@sluice/contracts';
-import { loadConfig, type LoadedConfig } from '@sluice/config';
+import { KEYS_DIR_ENV, loadConfig, type LoadedConfig } from '@sluice/config';
 import { createLogger } from '@sluice/telemetry';
 import { parseArgs } from 'node:util';
 import { removeRuntimeInfo, writeRuntimeInfo } from './config-resolution.js';
@@ -73,6 +73,10 @@ const up = async (argv: readonly string[]): Promise<number> => {
 const runOneService = async (name: ServiceName, argv: readonly string[]): Promise<number | undefined> => {
   const loaded = loadOrExit(argv);
   if (typeof loaded === 'number') return loaded;
+  // The same keys folder `sluice up` would hand it: services started one by one from one folder
+  // sign, verify and log in to NATS with one set of keys.
+  const { provideDeploymentKeys } = await import('./commands/keys.js');
+  process.env[KEYS_DIR_ENV] = provideDeploymentKeys(loaded.config).dir;
   process.argv = [process.argv[0]!, serviceEntry(name), '--config', loaded.path];
   await import(serviceEntry(name));
   return undefined;

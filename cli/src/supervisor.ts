@@ -1,9 +1,8 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAddress, KEYS_DIR_ENV, type LoadedConfig } from '@sluice/config';
-import { writeBusKeys, writeSigningKeys } from './commands/keys.js';
+import { provideDeploymentKeys } from './commands/keys.js';
 import type { SupervisorMessage } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 
@@ -114,16 +113,12 @@ export class Supervisor {
   }
 
   /**
-   * Keys made once per deployment under ./.sluice/keys (or $SLUICE_KEYS_DIR), kept across
-   * restarts and handed to the children by folder: what the config does not give itself, the
-   * services take from there. Provenance signing keys (so events are signed without any setup),
-   * NATS user seeds and the nats-server authorization block for them (so the quick start's NATS
-   * can run with `include` of it).
+   * Keys made once per deployment (see provideDeploymentKeys), handed to the children by folder:
+   * events are signed, and the services can log in to a NATS that includes the generated
+   * authorization, without any setup.
    */
   #provideKeys(): void {
-    const { bus } = this.loaded.config;
-    const dir = resolve(process.env[KEYS_DIR_ENV] || join('.sluice', 'keys'));
-    const written = [...(this.loaded.config.provenance === undefined ? writeSigningKeys(dir) : []), ...writeBusKeys(dir, { stream: bus.stream, prefix: bus.subjectPrefix })];
+    const { dir, written } = provideDeploymentKeys(this.loaded.config);
     if (written.length > 0) this.logger.info({ dir, keys: written }, 'generated per-deployment keys');
     this.#childEnv = { [KEYS_DIR_ENV]: dir };
   }

@@ -1,8 +1,10 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { KEYS_DIR_ENV, type SluiceConfig } from '@sluice/config';
 import { DEFAULT_EVENTS_STREAM, DEFAULT_EVENTS_SUBJECT_PREFIX, SIGNER_NAMES } from '@sluice/contracts';
-import { BUS_ROLES, busUserPublicKey, generateBusUserSeed, generateSigningKeyPair, natsAuthorizationConfig } from '@sluice/event-bus';
+import { BUS_ROLES, busUserPublicKey, generateBusUserSeed, generateSigningKeyPair, natsAuthorizationConfig, publicKeyPemOf } from '@sluice/event-bus';
 
 interface Output {
   out(text: string): void;
@@ -12,20 +14,44 @@ interface Output {
 const stdio: Output = { out: (text) => void process.stdout.write(text), err: (text) => void process.stderr.write(text) };
 
 /**
+ * Creates `path` holding `content` unless it exists (or `force`), atomically: processes making
+ * keys in one folder at once (services started one by one) end up agreeing on a single key.
+ */
+const createExclusive = (path: string, content: string, mode: number, force: boolean): boolean => {
+  const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(temporary, content, { mode });
+  try {
+    if (force) renameSync(temporary, path);
+    else linkSync(temporary, path);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  } finally {
+    rmSync(temporary, { force: true });
+  }
+};
+
+/** Replaces `path` atomically when its content differs; a folder mounted read-only with it right is left alone. */
+const replaceIfChanged = (path: string, content: string, mode: number): void => {
+  if (existsSync(path) && readFileSync(path, 'utf8') === content) return;
+  const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(temporary, content, { mode });
+  renameSync(temporary, path);
+};
+
+/**
  * Writes an Ed25519 key pair per signing service (`<name>.key` readable by the owner only,
- * `<name>.pub`) into `dir`; a pair already there is kept unless `force`. Returns the names written.
+ * `<name>.pub` derived from it) into `dir`; a key already there is kept unless `force`. Returns
+ * the names whose key was written.
  */
 export const writeSigningKeys = (dir: string, force = false): string[] => {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const written: string[] = [];
   for (const name of SIGNER_NAMES) {
     const keyPath = join(dir, `${name}.key`);
-    const pubPath = join(dir, `${name}.pub`);
-    if (!force && existsSync(keyPath) && existsSync(pubPath)) continue;
-    const { privateKeyPem, publicKeyPem } = generateSigningKeyPair();
-    writeFileSync(keyPath, privateKeyPem, { mode: 0o600 });
-    writeFileSync(pubPath, publicKeyPem, { mode: 0o644 });
-    written.push(name);
+    if ((force || !existsSync(keyPath)) && createExclusive(keyPath, generateSigningKeyPair().privateKeyPem, 0o600, force)) written.push(name);
+    replaceIfChanged(join(dir, `${name}.pub`), publicKeyPemOf(readFileSync(keyPath, 'utf8')), 0o644);
   }
   return written;
 };
@@ -44,14 +70,27 @@ export const writeBusKeys = (dir: string, options: { stream?: string; prefix?: s
   const written: string[] = [];
   const users = BUS_ROLES.map((role) => {
     const seedPath = join(dir, `${role}.nk`);
-    if (options.force || !existsSync(seedPath)) {
-      writeFileSync(seedPath, `${generateBusUserSeed()}\n`, { mode: 0o600 });
-      written.push(role);
-    }
+    const force = options.force ?? false;
+    if ((force || !existsSync(seedPath)) && createExclusive(seedPath, `${generateBusUserSeed()}\n`, 0o600, force)) written.push(role);
     return { role, nkey: busUserPublicKey(readFileSync(seedPath, 'utf8')) };
   });
-  writeFileSync(join(dir, NATS_AUTH_FILE), natsAuthorizationConfig(users, options.stream ?? DEFAULT_EVENTS_STREAM, options.prefix ?? DEFAULT_EVENTS_SUBJECT_PREFIX), { mode: 0o644 });
+  replaceIfChanged(join(dir, NATS_AUTH_FILE), natsAuthorizationConfig(users, options.stream ?? DEFAULT_EVENTS_STREAM, options.prefix ?? DEFAULT_EVENTS_SUBJECT_PREFIX), 0o644);
   return written;
+};
+
+/**
+ * The keys of a deployment run from this folder, in $SLUICE_KEYS_DIR or ./.sluice/keys: made
+ * once (provenance signing keys unless the config names its own, NATS user seeds and the
+ * nats-server authorization block for the config's stream), then kept. The services take from
+ * there whatever the config does not give them.
+ */
+export const provideDeploymentKeys = (config: SluiceConfig, env: NodeJS.ProcessEnv = process.env): { dir: string; written: string[] } => {
+  const dir = resolve(env[KEYS_DIR_ENV] || join('.sluice', 'keys'));
+  const written = [
+    ...(config.provenance === undefined ? writeSigningKeys(dir) : []),
+    ...writeBusKeys(dir, { stream: config.bus.stream, prefix: config.bus.subjectPrefix }).map((role) => `${role}.nk`),
+  ];
+  return { dir, written };
 };
 
 const USAGE = `usage: sluice keys [--out DIR] [--force] [--stream NAME] [--prefix SUBJECT-PREFIX]

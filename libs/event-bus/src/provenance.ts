@@ -33,6 +33,10 @@ export const generateSigningKeyPair = (): { privateKeyPem: string; publicKeyPem:
   };
 };
 
+/** The public key (SPKI PEM) of an Ed25519 private key (PEM). */
+export const publicKeyPemOf = (privateKeyPem: string): string =>
+  createPublicKey(toKeyObject(privateKeyPem, 'private')).export({ type: 'spki', format: 'pem' }).toString();
+
 /** Signs message payloads as one service. */
 export interface MessageSigner {
   readonly name: SignerName;
