@@ -382,6 +382,8 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
       await client.end();
     }
 
+    const metrics = await (await fetch(`http://${service!.httpAddress}/metrics`)).text();
+    expect(Number(/sluice_audit_consumer_refused_total\{consumer="audit-store"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(4);
     expect(await service!.store.verify({ sessionId: `x${RUN}-unsigned` })).toMatchObject({ ok: false, rejected: 1, firstBroken: { kind: 'rejected', id: unsigned.id, reason: expect.stringContaining('unsigned') } });
     let out = '';
     const code = await auditCli(['verify', '--session', `x${RUN}-role`, '--token', readerToken, '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) });

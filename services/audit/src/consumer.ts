@@ -84,6 +84,8 @@ export interface ConsumerState {
   /** Messages in the stream this consumer has not yet acknowledged. */
   readonly pending: number;
   readonly handledEvents: number;
+  /** Events (or unreadable messages) refused as not genuine since start. */
+  readonly refusedEvents: number;
   readonly failing: boolean;
   readonly lastError?: string;
 }
@@ -123,6 +125,7 @@ export class DurableConsumer<T = CloudEvent[]> {
   /** Stream sequences handled here recently: a redelivery of one (lost ack) is acked, not handled again. */
   private readonly handledSeqs = new Set<number>();
   private handledEvents = 0;
+  private refusedEvents = 0;
   private failing = false;
   private lastError: string | undefined;
   private pending = 0;
@@ -199,6 +202,7 @@ export class DurableConsumer<T = CloudEvent[]> {
       durable: this.settings.durable,
       pending: this.pending,
       handledEvents: this.handledEvents,
+      refusedEvents: this.refusedEvents,
       failing: this.failing,
       ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
     };
@@ -322,6 +326,7 @@ export class DurableConsumer<T = CloudEvent[]> {
         }
         while (this.handledSeqs.size > 100_000) this.handledSeqs.delete(this.handledSeqs.values().next().value!);
         this.handledEvents += events.length;
+        this.refusedEvents += rejected.length;
         try {
           // Acks go out in order on one connection: once the last is confirmed, all are.
           await last.ackAck();

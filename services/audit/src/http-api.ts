@@ -73,6 +73,8 @@ export const startAuditApi = async (deps: AuditApiDeps, host: string, port: numb
       for (const state of deps.consumers()) lines.push(`sluice_audit_consumer_pending{consumer="${state.durable}"} ${state.pending}`);
       lines.push('# HELP sluice_audit_consumer_events_total Events a consumer handled since start.', '# TYPE sluice_audit_consumer_events_total counter');
       for (const state of deps.consumers()) lines.push(`sluice_audit_consumer_events_total{consumer="${state.durable}"} ${state.handledEvents}`);
+      lines.push('# HELP sluice_audit_consumer_refused_total Events a consumer refused as not genuine (unsigned, bad signature, wrong signer) since start.', '# TYPE sluice_audit_consumer_refused_total counter');
+      for (const state of deps.consumers()) lines.push(`sluice_audit_consumer_refused_total{consumer="${state.durable}"} ${state.refusedEvents}`);
       return send(response, 200, `${lines.join('\n')}\n`, 'text/plain; version=0.0.4');
     }
     // Everything past here is the trail itself: a reader's token, checked before the path is even
