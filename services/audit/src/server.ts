@@ -2,8 +2,8 @@ import type { Server } from 'node:http';
 import { formatAddress, parseAddress, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig } from '@sluice/config';
 import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { openEventStore, type EventStore } from '@sluice/event-store';
-import { alertsFor } from './alerts.js';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
+import { alertsFor } from './alerts.js';
 import { DurableConsumer, type ConsumerLogger, type ConsumerState } from './consumer.js';
 import { createExporter, exporterName, type Exporter } from './exporters.js';
 import { startAuditApi } from './http-api.js';
@@ -83,7 +83,8 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200, i
       onRejected: async (records) => {
         await store.reject(records);
         for (const alert of alertsFor(records, new Date())) await alerts.publishNow(alert);
-        logger.error({ rejected: records.length, first: records[0] }, 'events refused as not genuine; kept in sluice.rejected_events');
+        const { key, reason, claimedSigner, eventId, natsSubject } = records[0]!;
+        logger.error({ rejected: records.length, first: { key, reason, claimedSigner, eventId, natsSubject } }, 'events refused as not genuine; kept in sluice.rejected_events');
       },
     });
     await storeConsumer.start();
