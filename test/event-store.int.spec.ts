@@ -115,6 +115,8 @@ describe('event store appends on PostgreSQL', () => {
     const record = { key: `S:${RUN}:0`, reason: 'bad signature for signer approval', claimedSigner: 'approval', natsSubject: 'sluice.events.approval.decided', streamSeq: 7, eventId: `${RUN}-forged`, sessionId: session, payload: '{"id":"forged\u0000"}' };
     await store.reject([record]);
     await store.reject([record]);
+    // Whatever a forger puts in its fields, the record is kept (a failing insert would block the stream).
+    await store.reject([{ ...record, key: `S:${RUN}:1`, eventId: `nul\u0000${'x'.repeat(5000)}`, sessionId: `other-${RUN}\u0000`, eventType: '\u0000' }]);
     const result = await store.verify({ sessionId: session });
     expect(result).toMatchObject({ ok: false, rejected: 1, unsigned: 1, firstBroken: { kind: 'rejected', id: `${RUN}-forged`, sessionId: session } });
     expect(result.ok === false && result.firstBroken.reason).toContain('bad signature for signer approval (signer approval) on sluice.events.approval.decided, stream seq 7');

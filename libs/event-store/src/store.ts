@@ -208,6 +208,15 @@ const maskedValues = (data: unknown): number => {
   return Math.min(Math.trunc(total), 2 ** 31 - 1);
 };
 
+/**
+ * A refused record's short fields come from whoever published it: PostgreSQL text cannot hold
+ * NUL (one would fail the insert, and the batch would retry forever), and a name needs no more
+ * than this many characters.
+ */
+const MAX_REJECTED_FIELD = 1024;
+const storableText = (text: string): string => text.slice(0, MAX_REJECTED_FIELD).replaceAll('\u0000', '\uFFFD');
+const optionalText = (text: string | undefined): string | null => (text === undefined ? null : storableText(text));
+
 /** The first refused record, else the first event without a verified signature, with their counts. */
 const findNotGenuine = async (
   db: Kysely<SluiceDatabase>,
@@ -491,15 +500,14 @@ class KyselyEventStore implements EventStore {
             .insertInto('sluice.rejected_events')
             .values(
               part.map((record) => ({
-                key: record.key,
-                reason: record.reason,
-                claimed_signer: record.claimedSigner ?? null,
-                nats_subject: record.natsSubject,
+                key: storableText(record.key),
+                reason: storableText(record.reason),
+                claimed_signer: optionalText(record.claimedSigner),
+                nats_subject: storableText(record.natsSubject),
                 stream_seq: record.streamSeq,
-                event_id: record.eventId ?? null,
-                event_type: record.eventType ?? null,
-                session_id: record.sessionId ?? null,
-                // PostgreSQL text cannot hold NUL.
+                event_id: optionalText(record.eventId),
+                event_type: optionalText(record.eventType),
+                session_id: optionalText(record.sessionId),
                 payload: record.payload.replaceAll('\u0000', '\uFFFD'),
               })),
             )

@@ -3,6 +3,9 @@ import type { RejectedRecord } from '@sluice/event-store';
 
 /** Alerts raised per batch at most; the rest are in the store and the log. */
 const MAX_ALERTS_PER_BATCH = 100;
+/** The refused record's fields are the forger's: an alert carries only so much of each. */
+const MAX_FIELD = 256;
+const short = (text: string): string => (text.length > MAX_FIELD ? `${text.slice(0, MAX_FIELD)}…` : text);
 
 /**
  * One `event.rejected` alert per refused record, with an id derived from the record's key so a
@@ -20,13 +23,13 @@ export const alertsFor = (records: readonly RejectedRecord[], now: Date): CloudE
         subject: 'audit',
         time: now,
         data: {
-          reason: record.reason,
-          natsSubject: record.natsSubject,
+          reason: short(record.reason),
+          natsSubject: short(record.natsSubject),
           streamSeq: record.streamSeq,
-          ...(record.claimedSigner === undefined ? {} : { claimedSigner: record.claimedSigner }),
-          ...(record.eventId === undefined ? {} : { eventId: record.eventId }),
-          ...(record.eventType === undefined ? {} : { eventType: record.eventType }),
-          ...(record.sessionId === undefined ? {} : { sessionId: record.sessionId }),
+          ...(record.claimedSigner === undefined ? {} : { claimedSigner: short(record.claimedSigner) }),
+          ...(record.eventId === undefined ? {} : { eventId: short(record.eventId) }),
+          ...(record.eventType === undefined ? {} : { eventType: short(record.eventType) }),
+          ...(record.sessionId === undefined ? {} : { sessionId: short(record.sessionId) }),
         },
       }),
     );
