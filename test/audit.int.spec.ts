@@ -325,13 +325,15 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     };
     await js.publish(`${PREFIX}.batch.foreign`, ...signed([{ specversion: '1.0', id: `f${RUN}-bad`, type: 'sluice.session.started.v1', subject: 'x', time: new Date().toISOString(), data: {} }, valid[0]]));
     await js.publish(`${PREFIX}.command.decided`, ...signed({ specversion: '1.0', id: `f${RUN}-bad-2`, source: 'elsewhere', type: 'sluice.command.decided.v1', subject: 'x', time: 'yesterday', data: {} }));
+    await js.publish(`${PREFIX}.command.decided`, ...signed({ specversion: '1.0', note: `f${RUN}-no-id` }));
     for (const event of valid.slice(1)) publisher.publish(event);
     await publisher.flush();
-    // The valid events, and one `event.rejected` alert for each of the two refused.
-    await waitUntil(async () => (await service!.store.countEvents()) >= before + valid.length + 2, 20_000, 'the valid events stored');
+    // The valid events, and one `event.rejected` alert for each of the three refused.
+    await waitUntil(async () => (await service!.store.countEvents()) >= before + valid.length + 3, 20_000, 'the valid events stored');
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(await service!.store.countEvents()).toBe(before + valid.length + 2);
+    expect(await service!.store.countEvents()).toBe(before + valid.length + 3);
     expect((await service!.store.sessionEvents('audit')).filter((event) => (event.data as { eventId?: string }).eventId?.startsWith(`f${RUN}-bad`))).toHaveLength(2);
+    expect((await service!.store.sessionEvents('audit')).some((event) => (event.data as { reason?: string }).reason === 'no event with an id')).toBe(true);
   });
 
   it('keeps unsigned, wrongly signed and out-of-role events as rejected records, alerts, and audit verify names them', async () => {

@@ -261,6 +261,11 @@ export class DurableConsumer<T = CloudEvent[]> {
         refuse(origin && !origin.genuine ? `${origin.reason}; not JSON` : 'not JSON', 0, Buffer.from(message.data).toString('utf8'));
         continue;
       }
+      if (decoded.length === 0) {
+        // JSON, but no event with an id in it: nothing to store, still not to be lost.
+        refuse(origin && !origin.genuine ? `${origin.reason}; no event with an id` : 'no event with an id', 0, Buffer.from(message.data).toString('utf8'));
+        continue;
+      }
       decoded.forEach((event, index) => {
         const problem =
           unstorable(event) ?? (origin === undefined ? undefined : origin.genuine ? provenance!.refuseEvent(origin.signer, event) : origin.reason);
