@@ -1,12 +1,15 @@
 // Events per second the audit service stores on this machine: publish N events in CloudEvents
 // batches (as the proxy does), time until every one is in sluice.events (chained, committed).
 // Run after `npm run build`: node bench/audit.mjs   (N=50000 by default; PostgreSQL on 5432, NATS on 4222)
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { pino } from 'pino';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { buildEvent } from '@sluice/contracts';
 import { parseConfig } from '@sluice/config';
-import { connectBus, EventPublisher } from '@sluice/event-bus';
+import { connectBus, createMessageSigner, EventPublisher, generateSigningKeyPair } from '@sluice/event-bus';
 import { startAuditService } from '@sluice/audit';
 
 const N = Number(process.env.N ?? 50_000);
@@ -17,11 +20,17 @@ const url = `postgres://postgres@127.0.0.1:5432/${database}`;
 const stream = `AUDIT_BENCH_${run}`;
 const prefix = `bench.${run}.events`;
 
+// Signed as the proxy signs (one Ed25519 signature per batch), checked by the audit service.
+const keysDir = mkdtempSync(join(tmpdir(), 'sluice-bench-keys-'));
+const proxyKeys = generateSigningKeyPair();
+writeFileSync(join(keysDir, 'proxy.pub'), proxyKeys.publicKeyPem);
+process.env.SLUICE_KEYS_DIR = keysDir;
+
 const config = parseConfig({ bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: prefix }, services: { audit: { http: '127.0.0.1:0' } } });
 const loaded = { config: { ...config, eventStore: { url } }, path: '/dev/null', dir: process.cwd() };
 const service = await startAuditService({ loaded, logger: pino({ level: 'warn' }) });
 const nc = await connectBus('nats://127.0.0.1:4222', 'audit-bench');
-const publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix: prefix });
+const publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix: prefix, signer: createMessageSigner('proxy', proxyKeys.privateKeyPem) });
 
 const events = Array.from({ length: N }, (_, index) =>
   buildEvent('command.decided', {
@@ -58,6 +67,7 @@ console.log(`audit store: ${Math.round(N / seconds)} events/s stored (hash-chain
 console.log(`audit verify: ${Math.round(verified.events / verifySeconds)} events/s checked (ok=${verified.ok})`);
 
 await service.stop();
+rmSync(keysDir, { recursive: true, force: true });
 await publisher.close();
 await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined);
 await nc.drain();

@@ -9,13 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { buildEvent, type CloudEvent } from '@sluice/contracts';
 import { parseConfig, type LoadedConfig } from '@sluice/config';
-import { connectBus, EventPublisher, type NatsConnection } from '@sluice/event-bus';
+import { connectBus, createMessageSigner, EventPublisher, generateSigningKeyPair, type MessageSigner, type NatsConnection } from '@sluice/event-bus';
 import { openEventStore } from '@sluice/event-store';
 import { startAuditService, type AuditService } from '@sluice/audit';
 import { run as auditCli } from '../cli/src/commands/audit.js';
 import { run as replayCli } from '../cli/src/commands/replay.js';
 import { freePort } from './support/ports.js';
 import { startHttpSink, type HttpSink } from './support/sinks.js';
+import { startTestIssuer, type TestIssuer } from './support/oidc.js';
 
 const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
 const DATABASE = `sluice_audit_it_${RUN}`;
@@ -23,7 +24,7 @@ const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const DB_URL = `postgres://postgres@127.0.0.1:5432/${DATABASE}`;
 const STREAM = `AUDIT_IT_${RUN}`;
 const PREFIX = `it.${RUN}.events`;
-const logger = pino({ level: 'silent' });
+const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
 const waitUntil = async (check: () => Promise<boolean> | boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> => {
   const deadline = Date.now() + timeoutMs;
@@ -57,7 +58,13 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
   let syslogText = '';
   let loaded: LoadedConfig;
   let dir: string;
+  let idp: TestIssuer;
+  /** A token of the `compliance` group, named in audit.readers. */
+  let readerToken: string;
+  /** Signs as the proxy with the key the audit service knows. */
+  let proxySigner: MessageSigner;
   const published: CloudEvent[] = [];
+  const asReader = (url: string): Promise<Response> => fetch(url, { headers: { authorization: `Bearer ${readerToken}` } });
 
   const startService = async () => {
     service = await startAuditService({ loaded, logger });
@@ -66,6 +73,16 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sluice-audit-it-'));
+    idp = await startTestIssuer();
+    const signers: Record<string, { publicKey: { file: string }; privateKey: { file: string } }> = {};
+    for (const name of ['proxy', 'approval', 'policy', 'audit']) {
+      const pair = generateSigningKeyPair();
+      writeFileSync(join(dir, `${name}.key`), pair.privateKeyPem);
+      writeFileSync(join(dir, `${name}.pub`), pair.publicKeyPem);
+      signers[name] = { publicKey: { file: `${name}.pub` }, privateKey: { file: `${name}.key` } };
+      if (name === 'proxy') proxySigner = createMessageSigner('proxy', pair.privateKeyPem);
+    }
+    readerToken = await idp.mint({ sub: 'carol', groups: ['compliance'] });
     sink = await startHttpSink(() => (sinkUp ? { status: 200 } : { status: 503 }));
     syslog = createServer((socket) => socket.on('data', (chunk: Buffer) => (syslogText += chunk.toString('utf8'))));
     await new Promise<void>((resolve) => syslog.listen(0, '127.0.0.1', resolve));
@@ -73,7 +90,10 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     const document = {
       bus: { url: 'nats://127.0.0.1:4222', stream: STREAM, subjectPrefix: PREFIX },
       services: { audit: { http: `127.0.0.1:${auditPort}` } },
+      identity: { oidc: [{ issuer: idp.issuer, audience: 'sluice' }] },
+      provenance: { signers },
       audit: {
+        readers: { groups: ['compliance'], subs: ['auditor-1'] },
         exporters: [
           { type: 'webhook', format: 'ocsf', url: `${sink.url}/siem`, name: 'siem' },
           { type: 'syslog', format: 'cef', host: '127.0.0.1', port: (syslog.address() as { port: number }).port, name: 'syslog' },
@@ -85,7 +105,7 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     loaded = { config: { ...config, bus: { ...config.bus, url: 'nats://127.0.0.1:4222' }, eventStore: { url: DB_URL } }, path: join(dir, 'sluice.yaml'), dir };
     nc = await connectBus('nats://127.0.0.1:4222', 'audit-it');
     await startService();
-    publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix: PREFIX, maxBatchEvents: 50 });
+    publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix: PREFIX, maxBatchEvents: 50, signer: proxySigner });
   });
 
   afterAll(async () => {
@@ -95,6 +115,7 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     await jsm.streams.delete(STREAM).catch(() => undefined);
     await nc?.drain();
     await sink?.close();
+    await idp?.close();
     await new Promise((resolve) => syslog?.close(resolve));
     const admin = new pg.Client({ connectionString: ADMIN_URL });
     await admin.connect();
@@ -124,24 +145,68 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
 
   it('answers the sessions and events HTTP API when filtered by subject and resource', async () => {
     const base = `http://${service!.httpAddress}`;
-    const page = (await (await fetch(`${base}/v1/sessions?subject=agent-3&resource=shop-db&from=1h&limit=500`)).json()) as { sessions: Array<{ session_id: string; subject: string; commands: number; denials: number; masked_values: number }> };
+    const page = (await (await asReader(`${base}/v1/sessions?subject=agent-3&resource=shop-db&from=1h&limit=500`)).json()) as { sessions: Array<{ session_id: string; subject: string; commands: number; denials: number; masked_values: number }> };
     expect(page.sessions).toHaveLength(20);
     expect(page.sessions.every((session) => session.subject === 'agent-3')).toBe(true);
     expect(page.sessions[0]).toMatchObject({ commands: 2, denials: 1, masked_values: 1 });
-    const denied = (await (await fetch(`${base}/v1/sessions?decision=deny&limit=2`)).json()) as { sessions: unknown[]; next?: string };
+    const denied = (await (await asReader(`${base}/v1/sessions?decision=deny&limit=2`)).json()) as { sessions: unknown[]; next?: string };
     expect(denied.sessions).toHaveLength(2);
     expect(denied.next).toBeDefined();
 
-    const events = (await (await fetch(`${base}/v1/sessions/s${RUN}-3/events`)).json()) as { events: Array<{ id: string; seq: number; hash: string; prev_hash: string; type: string }> };
+    const events = (await (await asReader(`${base}/v1/sessions/s${RUN}-3/events`)).json()) as { events: Array<{ id: string; seq: number; hash: string; prev_hash: string; type: string }> };
     expect(events.events.map((event) => event.type)).toEqual(perSessionTypes);
     expect(events.events[2]!.prev_hash).toBe(events.events[1]!.hash);
-    expect((await fetch(`${base}/v1/sessions/nope/events`)).status).toBe(404);
-    expect(await (await fetch(`${base}/v1/sessions/s${RUN}-3/verify`)).json()).toMatchObject({ ok: true, events: 6 });
+    expect((await asReader(`${base}/v1/sessions/nope/events`)).status).toBe(404);
+    expect(await (await asReader(`${base}/v1/sessions/s${RUN}-3/verify`)).json()).toMatchObject({ ok: true, events: 6 });
+  });
+
+  it('answers the audit API only to a reader: 401 without a valid token, 403 to anyone else, health and metrics open', async () => {
+    const base = `http://${service!.httpAddress}`;
+    const dataPaths = ['/v1/sessions', `/v1/sessions/s${RUN}-3/events`, `/v1/sessions/s${RUN}-3/verify`, '/v1/verify', '/v1/unknown'];
+    const agent = await idp.mint({ sub: 'agent-3', groups: ['support'] });
+    const expired = await idp.mint({ sub: 'carol', groups: ['compliance'], expiresIn: -120 });
+    const forged = await idp.mint({ sub: 'carol', groups: ['compliance'], foreignKey: true });
+    const bySub = await idp.mint({ sub: 'auditor-1' });
+    for (const path of dataPaths) {
+      const anonymous = await fetch(`${base}${path}`);
+      expect(anonymous.status, path).toBe(401);
+      expect(anonymous.headers.get('www-authenticate'), path).toMatch(/^Bearer/);
+      expect(((await anonymous.json()) as { code: string }).code).toBe('ERR_TOKEN_INVALID');
+      for (const token of [expired, forged, 'not-a-jwt', idp.mintUnsigned({ sub: 'carol', groups: ['compliance'] }), await idp.mintSymmetric({ sub: 'carol', groups: ['compliance'] })]) {
+        const refused = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token}` } });
+        expect(refused.status, path).toBe(401);
+        await refused.body?.cancel();
+      }
+      const outsider = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${agent}` } });
+      expect(outsider.status, path).toBe(403);
+      expect(((await outsider.json()) as { code: string }).code).toBe('ERR_NOT_AN_AUDIT_READER');
+    }
+    expect((await asReader(`${base}/v1/verify`)).status).toBe(200);
+    expect((await fetch(`${base}/v1/verify`, { headers: { authorization: `Bearer ${bySub}` } })).status).toBe(200);
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    expect((await fetch(`${base}/metrics`)).status).toBe(200);
+  });
+
+  it('the CLI reads the audit API with the token from --token or SLUICE_TOKEN and reports a refused one', async () => {
+    const config = join(dir, 'sluice.yaml');
+    const agent = await idp.mint({ sub: 'agent-3', groups: ['support'] });
+    let out = '';
+    const io = { out: (text: string) => (out += text), err: (text: string) => (out += text) };
+    expect(await auditCli(['verify', '--session', `s${RUN}-3`, '--token', agent, '--config', config], io)).toBe(1);
+    expect(out).toContain('403');
+    out = '';
+    process.env.SLUICE_TOKEN = readerToken;
+    try {
+      expect(await auditCli(['verify', '--session', `s${RUN}-3`, '--config', config], io)).toBe(0);
+    } finally {
+      delete process.env.SLUICE_TOKEN;
+    }
+    expect(out).toContain('OK, 6 events');
   });
 
   it('prints a session with its commands, decisions and masked data when replayed', async () => {
     let out = '';
-    const code = await replayCli([`s${RUN}-4`, '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) });
+    const code = await replayCli([`s${RUN}-4`, '--token', readerToken, '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) });
     expect(code).toBe(0);
     expect(out).toContain('SELECT email FROM customers LIMIT 1');
     expect(out).toContain('decision: allow by rule support-read');
@@ -152,7 +217,7 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
 
   it('lists sessions as a table when queried by subject from the CLI', async () => {
     let out = '';
-    const code = await auditCli(['query', '--subject', 'agent-1', '--since', '1h', '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) });
+    const code = await auditCli(['query', '--subject', 'agent-1', '--since', '1h', '--token', readerToken, '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) });
     expect(code).toBe(0);
     expect(out).toMatch(/^SESSION\s+SUBJECT\s+RESOURCE/);
     expect(out.trim().split('\n')).toHaveLength(2 + 20);
@@ -253,13 +318,82 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     const valid = sessionEvents(`f${RUN}`, 'agent-foreign', Date.now());
     const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value));
     const js = jetstream(nc);
-    await js.publish(`${PREFIX}.batch.foreign`, encode([{ specversion: '1.0', id: `f${RUN}-bad`, type: 'sluice.session.started.v1', subject: 'x', time: new Date().toISOString(), data: {} }, valid[0]]));
-    await js.publish(`${PREFIX}.command.decided`, encode({ specversion: '1.0', id: `f${RUN}-bad-2`, source: 'elsewhere', type: 'sluice.command.decided.v1', subject: 'x', time: 'yesterday', data: {} }));
+    // Signed by the proxy: what is wrong here is the events themselves, not who sent them.
+    const signed = (value: unknown) => {
+      const payload = encode(value);
+      return [payload, { headers: proxySigner.headersFor(payload) }] as const;
+    };
+    await js.publish(`${PREFIX}.batch.foreign`, ...signed([{ specversion: '1.0', id: `f${RUN}-bad`, type: 'sluice.session.started.v1', subject: 'x', time: new Date().toISOString(), data: {} }, valid[0]]));
+    await js.publish(`${PREFIX}.command.decided`, ...signed({ specversion: '1.0', id: `f${RUN}-bad-2`, source: 'elsewhere', type: 'sluice.command.decided.v1', subject: 'x', time: 'yesterday', data: {} }));
+    await js.publish(`${PREFIX}.command.decided`, ...signed({ specversion: '1.0', note: `f${RUN}-no-id` }));
     for (const event of valid.slice(1)) publisher.publish(event);
     await publisher.flush();
-    await waitUntil(async () => (await service!.store.countEvents()) >= before + valid.length, 20_000, 'the valid events stored');
+    // The valid events, and one `event.rejected` alert for each of the three refused.
+    await waitUntil(async () => (await service!.store.countEvents()) >= before + valid.length + 3, 20_000, 'the valid events stored');
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(await service!.store.countEvents()).toBe(before + valid.length);
+    expect(await service!.store.countEvents()).toBe(before + valid.length + 3);
+    expect((await service!.store.sessionEvents('audit')).filter((event) => (event.data as { eventId?: string }).eventId?.startsWith(`f${RUN}-bad`))).toHaveLength(2);
+    expect((await service!.store.sessionEvents('audit')).some((event) => (event.data as { reason?: string }).reason === 'no event with an id')).toBe(true);
+  });
+
+  it('keeps unsigned, wrongly signed and out-of-role events as rejected records, alerts, and audit verify names them', async () => {
+    const js = jetstream(nc);
+    const forged = (id: string, kind: 'command.decided' | 'approval.decided') =>
+      kind === 'command.decided'
+        ? sessionEvents(`x${RUN}-${id}`, 'mallory', Date.now())[1]!
+        : buildEvent('approval.decided', { id: `x${RUN}-${id}-1`, source: 'proxy', subject: `x${RUN}-${id}`, time: new Date(), data: { approvalId: 'a1', decision: 'approve', approver: 'dba', reason: 'forged', final: true, via: 'api' } });
+    const payload = (event: CloudEvent) => new TextEncoder().encode(JSON.stringify(event));
+    const unsigned = forged('unsigned', 'command.decided');
+    const wrongKey = forged('wrongkey', 'command.decided');
+    const outOfRole = forged('role', 'approval.decided');
+    const stranger = createMessageSigner('proxy', generateSigningKeyPair().privateKeyPem);
+    await js.publish(`${PREFIX}.command.decided`, payload(unsigned));
+    await js.publish(`${PREFIX}.command.decided`, payload(wrongKey), { headers: stranger.headersFor(payload(wrongKey)) });
+    // A valid proxy signature, but the proxy may not vouch for an approval decision.
+    await js.publish(`${PREFIX}.approval.decided`, payload(outOfRole), { headers: proxySigner.headersFor(payload(outOfRole)) });
+    // Signed by the proxy key, then altered in transit.
+    const tampered = forged('tampered', 'command.decided');
+    const tamperedHeaders = proxySigner.headersFor(payload(tampered));
+    await js.publish(`${PREFIX}.command.decided`, payload({ ...tampered, data: { ...tampered.data, command: 'SELECT 1' } } as CloudEvent), { headers: tamperedHeaders });
+
+    const client = new pg.Client({ connectionString: DB_URL });
+    await client.connect();
+    try {
+      const reasons = async () =>
+        (await client.query<{ event_id: string; reason: string; claimed_signer: string | null }>(`SELECT event_id, reason, claimed_signer FROM sluice.rejected_events WHERE event_id LIKE $1 ORDER BY seq`, [`x${RUN}-%`])).rows;
+      await waitUntil(async () => (await reasons()).length >= 4, 20_000, 'four rejected records');
+      expect(await reasons()).toEqual([
+        { event_id: unsigned.id, reason: 'unsigned', claimed_signer: null },
+        { event_id: wrongKey.id, reason: 'bad signature for signer proxy', claimed_signer: 'proxy' },
+        { event_id: outOfRole.id, reason: 'signer proxy may not publish sluice.approval.decided.v1', claimed_signer: 'proxy' },
+        { event_id: tampered.id, reason: 'bad signature for signer proxy', claimed_signer: 'proxy' },
+      ]);
+      const genuine = await client.query(`SELECT id FROM sluice.events WHERE id = ANY($1)`, [[unsigned.id, wrongKey.id, outOfRole.id, tampered.id]]);
+      expect(genuine.rows).toEqual([]);
+      // Each refusal raised an alert, itself signed by the audit service and stored as genuine.
+      await waitUntil(
+        async () => (await client.query(`SELECT 1 FROM sluice.events WHERE kind = 'event.rejected' AND data->>'eventId' LIKE $1`, [`x${RUN}-%`])).rowCount === 4,
+        20_000,
+        'four alerts stored',
+      );
+      const alert = await client.query(`SELECT signed_by, data FROM sluice.events WHERE kind = 'event.rejected' AND data->>'eventId' = $1`, [unsigned.id]);
+      expect(alert.rows[0]).toMatchObject({ signed_by: 'audit', data: { reason: 'unsigned', natsSubject: `${PREFIX}.command.decided` } });
+      const genuineSigners = await client.query(`SELECT DISTINCT signed_by FROM sluice.events WHERE id LIKE $1`, [`s${RUN}-%`]);
+      expect(genuineSigners.rows).toEqual([{ signed_by: 'proxy' }]);
+    } finally {
+      await client.end();
+    }
+
+    const metrics = await (await fetch(`http://${service!.httpAddress}/metrics`)).text();
+    expect(Number(/sluice_audit_consumer_refused_total\{consumer="audit-store"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(4);
+    expect(await service!.store.verify({ sessionId: `x${RUN}-unsigned` })).toMatchObject({ ok: false, rejected: 1, firstBroken: { kind: 'rejected', id: unsigned.id, reason: expect.stringContaining('unsigned') } });
+    let out = '';
+    const code = await auditCli(['verify', '--session', `x${RUN}-role`, '--token', readerToken, '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) });
+    expect(code).toBe(1);
+    expect(out).toContain(outOfRole.id);
+    expect(out).toContain('may not publish');
+    out = '';
+    expect(await auditCli(['verify', '--config', join(dir, 'sluice.yaml')], { out: (text) => (out += text), err: (text) => (out += text) })).toBe(1);
   });
 });
 
@@ -271,7 +405,8 @@ describe('embedded event store (PGlite)', () => {
     const store = await openEventStore({ path });
     try {
       const events = sessionEvents('p1', 'agent-p', Date.now());
-      expect(await store.append(events)).toEqual({ stored: 6, duplicates: 0 });
+      // Stored as the audit service stores what the proxy provably signed.
+      expect(await store.append(await store.prepare(events, () => 'proxy'))).toEqual({ stored: 6, duplicates: 0 });
       expect(await store.append(events.slice(0, 2))).toEqual({ stored: 0, duplicates: 2 });
       expect(await store.verify()).toEqual({ ok: true, sessions: 1, events: 6 });
       const page = await store.listSessions({ subject: 'agent-p' });

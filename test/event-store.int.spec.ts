@@ -20,6 +20,11 @@ const decided = (session: string): CloudEvent => {
   });
 };
 
+/** The audit service stores only what a service provably signed; these events are the proxy's. */
+const signedByProxy = (): string => 'proxy';
+const appendSigned = async (store: EventStore, events: readonly CloudEvent[] | Awaited<ReturnType<EventStore['prepare']>>) =>
+  store.append(Array.isArray(events) ? await store.prepare(events as readonly CloudEvent[], signedByProxy) : events);
+
 const chainOf = async (store: EventStore, session: string) =>
   (await store.sessionEvents(session)).map((event) => ({ id: event.id, prev: event.prev_hash, hash: event.hash }));
 
@@ -43,9 +48,9 @@ describe('event store appends on PostgreSQL', () => {
 
   it('continues each session chain and skips stored ids when a later batch repeats some', async () => {
     const first = [decided('a'), decided('b'), decided('a')];
-    expect(await store.append(first)).toEqual({ stored: 3, duplicates: 0 });
+    expect(await appendSigned(store, first)).toEqual({ stored: 3, duplicates: 0 });
     const next = [first[2]!, decided('a'), first[0]!, decided('b')];
-    expect(await store.append(await store.prepare(next))).toEqual({ stored: 2, duplicates: 2 });
+    expect(await appendSigned(store, await store.prepare(next, signedByProxy))).toEqual({ stored: 2, duplicates: 2 });
     const chain = await chainOf(store, 'a');
     expect(chain.map((link) => link.id)).toEqual([first[0]!.id, first[2]!.id, next[1]!.id]);
     for (let index = 1; index < chain.length; index += 1) expect(chain[index]!.prev).toBe(chain[index - 1]!.hash);
@@ -54,8 +59,8 @@ describe('event store appends on PostgreSQL', () => {
 
   it('chains every session when one batch spans more sessions than it locks one by one', async () => {
     const events = Array.from({ length: 600 }, (_, index) => decided(`wide-${index % 300}`));
-    expect(await store.append(events)).toEqual({ stored: 600, duplicates: 0 });
-    expect(await store.append(events.slice(0, 300).map((event) => ({ ...event, id: `${event.id}-again` })))).toEqual({ stored: 300, duplicates: 0 });
+    expect(await appendSigned(store, events)).toEqual({ stored: 600, duplicates: 0 });
+    expect(await appendSigned(store, events.slice(0, 300).map((event) => ({ ...event, id: `${event.id}-again` })))).toEqual({ stored: 300, duplicates: 0 });
     const one = await store.sessionEvents('wide-7');
     expect(one.map((event) => event.id)).toEqual([events[7]!.id, events[307]!.id, `${events[7]!.id}-again`]);
     expect(await store.verify()).toMatchObject({ ok: true });
@@ -63,7 +68,7 @@ describe('event store appends on PostgreSQL', () => {
 
   it('keeps every chain valid when two stores append to the same sessions at once', async () => {
     const batches = (store: EventStore) =>
-      Array.from({ length: 6 }, () => store.append(Array.from({ length: 50 }, (_, index) => decided(`shared-${index % 5}`))));
+      Array.from({ length: 6 }, () => appendSigned(store, Array.from({ length: 50 }, (_, index) => decided(`shared-${index % 5}`))));
     const results = await Promise.all([...batches(store), ...batches(second)]);
     expect(results.reduce((sum, result) => sum + result.stored, 0)).toBe(600);
     for (let session = 0; session < 5; session += 1) {
@@ -75,8 +80,8 @@ describe('event store appends on PostgreSQL', () => {
 
   it('drops events without an id and counts them as not stored when a batch holds some', async () => {
     const good = decided('c');
-    expect(await store.append([{ ...good, id: '' }, good, good])).toEqual({ stored: 1, duplicates: 2 });
-    expect(await store.append([{ ...good, id: '' }])).toEqual({ stored: 0, duplicates: 1 });
+    expect(await appendSigned(store, [{ ...good, id: '' }, good, good])).toEqual({ stored: 1, duplicates: 2 });
+    expect(await appendSigned(store, [{ ...good, id: '' }])).toEqual({ stored: 0, duplicates: 1 });
   });
 
   it('stores text with tabs, newlines, backslashes and other scripts unchanged when a value holds them', async () => {
@@ -88,7 +93,7 @@ describe('event store appends on PostgreSQL', () => {
       time: new Date(),
       data: { commandId: awkward, resource: awkward, protocol: 'postgres', command: awkward, action: 'read', risk: 'low', decision: 'allow', rule: 'r', reason: awkward },
     });
-    expect(await store.append([event])).toEqual({ stored: 1, duplicates: 0 });
+    expect(await appendSigned(store, [event])).toEqual({ stored: 1, duplicates: 0 });
     const [stored] = await store.sessionEvents(`awk\tward-${RUN}`);
     expect(stored).toMatchObject({ id: event.id, source: 'proxy\nsource', data: event.data });
     expect(await store.verify({ sessionId: `awk\tward-${RUN}` })).toMatchObject({ ok: true, events: 1 });
@@ -97,8 +102,44 @@ describe('event store appends on PostgreSQL', () => {
   it('rejects the whole batch and keeps appending afterwards when a row cannot be stored', async () => {
     const bad = { ...decided('d'), source: undefined } as unknown as CloudEvent;
     const good = decided('d');
-    await expect(store.append([good, bad])).rejects.toMatchObject({ code: '23502' });
+    await expect(appendSigned(store, [good, bad])).rejects.toMatchObject({ code: '23502' });
     expect(await store.sessionEvents('d')).toHaveLength(0);
-    expect(await store.append([good])).toEqual({ stored: 1, duplicates: 0 });
+    expect(await appendSigned(store, [good])).toEqual({ stored: 1, duplicates: 0 });
+  });
+
+  it('names a rejected record, then an event stored without a verified signature, when verifying', async () => {
+    const session = `prov-${RUN}`;
+    const unsigned = { ...decided(session), id: `${RUN}-unsigned` };
+    await store.append([unsigned]);
+    expect(await store.verify({ sessionId: session })).toMatchObject({ ok: false, unsigned: 1, rejected: 0, firstBroken: { kind: 'unsigned', id: unsigned.id } });
+    const record = { key: `S:${RUN}:0`, reason: 'bad signature for signer approval', claimedSigner: 'approval', natsSubject: 'sluice.events.approval.decided', streamSeq: 7, eventId: `${RUN}-forged`, sessionId: session, payload: '{"id":"forged\u0000"}' };
+    await store.reject([record]);
+    await store.reject([record]);
+    // Whatever a forger puts in its fields, the record is kept (a failing insert would block the stream).
+    await store.reject([{ ...record, key: `S:${RUN}:1`, eventId: `nul\u0000${'x'.repeat(5000)}`, sessionId: `other-${RUN}\u0000`, eventType: '\u0000' }]);
+    const result = await store.verify({ sessionId: session });
+    expect(result).toMatchObject({ ok: false, rejected: 1, unsigned: 1, firstBroken: { kind: 'rejected', id: `${RUN}-forged`, sessionId: session } });
+    expect(result.ok === false && result.firstBroken.reason).toContain('bad signature for signer approval (signer approval) on sluice.events.approval.decided, stream seq 7');
+  });
+
+  it('keeps the writer role at INSERT and SELECT and gives the compliance role SELECT only', async () => {
+    const client = new pg.Client({ connectionString: DB_URL });
+    await client.connect();
+    try {
+      const privileges = async (role: string, table: string) =>
+        (await client.query<{ privilege_type: string }>(`SELECT privilege_type FROM information_schema.role_table_grants WHERE grantee = $1 AND table_schema = 'sluice' AND table_name = $2 ORDER BY 1`, [role, table])).rows.map((row) => row.privilege_type);
+      for (const table of ['events', 'rejected_events']) {
+        expect(await privileges('sluice_event_writer', table)).toEqual(['INSERT', 'SELECT']);
+        expect(await privileges('sluice_audit_reader', table)).toEqual(['SELECT']);
+      }
+      expect(await privileges('sluice_audit_reader', 'sessions')).toEqual(['SELECT']);
+      await client.query('BEGIN');
+      await client.query('SET LOCAL ROLE sluice_audit_reader');
+      expect((await client.query('SELECT count(*) FROM sluice.commands')).rowCount).toBe(1);
+      await expect(client.query(`INSERT INTO sluice.rejected_events (key, reason, nats_subject, stream_seq, payload) VALUES ('k', 'r', 's', 1, 'p')`)).rejects.toMatchObject({ code: '42501' });
+      await client.query('ROLLBACK');
+    } finally {
+      await client.end();
+    }
   });
 });

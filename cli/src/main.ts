@@ -1,5 +1,5 @@
 import { ConfigInvalidError } from '@sluice/contracts';
-import { loadConfig, type LoadedConfig } from '@sluice/config';
+import { KEYS_DIR_ENV, loadConfig, type LoadedConfig } from '@sluice/config';
 import { createLogger } from '@sluice/telemetry';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -14,10 +14,14 @@ const USAGE = `usage: sluice <command> [options]      (sluice <command> --help f
   proxy|policy|masking|approval|audit --config FILE
                                        run one service
   policy explain|test|reload …         explain a decision, run a decision table, reload rules
-  audit verify [--session ID]          check every event chain (exit 1 names the first broken event)
-  audit query [--subject S] [--resource R] [--since 1h]
-  replay <session-id> [--speed N]      print a session's commands, decisions and returned data
+  audit verify [--session ID] [--token T]
+                                       check every event chain (exit 1 names the first broken event)
+  audit query [--subject S] [--resource R] [--since 1h] [--token T]
+  replay <session-id> [--speed N] [--token T]
+                                       print a session's commands, decisions and returned data
+                                       (--token or $SLUICE_TOKEN: an audit reader's token)
   approvals list | approve <id> | deny <id> [--reason R] [--token T]
+  keys [--out DIR] [--force]           make each service's Ed25519 key for signing its events
   dev-idp [--port 9000]                a local OIDC issuer for trying Sluice out
   token --sub S [--groups a,b] [--issuer URL]
                                        mint a token from the local dev issuer
@@ -125,6 +129,10 @@ const up = async (argv: readonly string[]): Promise<number> => {
 const runOneService = async (name: ServiceName, argv: readonly string[]): Promise<number | undefined> => {
   const loaded = loadOrExit(argv);
   if (typeof loaded === 'number') return loaded;
+  // The same keys folder `sluice up` would hand it: services started one by one from one folder
+  // sign, verify and log in to NATS with one set of keys.
+  const { provideDeploymentKeys } = await import('./commands/keys.js');
+  process.env[KEYS_DIR_ENV] = provideDeploymentKeys(loaded.config).dir;
   process.argv = [process.argv[0]!, serviceEntry(name), '--config', loaded.path];
   await import(serviceEntry(name));
   return undefined;
@@ -158,6 +166,7 @@ const main = async (argv: readonly string[]): Promise<number | undefined> => {
   if ((SERVICES as readonly string[]).includes(command)) return runOneService(command as ServiceName, rest);
   if (command === 'replay') return (await import('./commands/replay.js')).run(rest);
   if (command === 'approvals' || command === 'approve' || command === 'deny') return (await import('./commands/approvals.js')).run(argv);
+  if (command === 'keys') return (await import('./commands/keys.js')).run(rest);
   if (command === 'dev-idp' || command === 'token') return (await import('./commands/dev-idp.js')).run(argv);
   process.stderr.write(USAGE);
   return fail(`unknown command "${command}"`);

@@ -1,7 +1,8 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { parseAddress, type LoadedConfig } from '@sluice/config';
+import { parseAddress, KEYS_DIR_ENV, type LoadedConfig } from '@sluice/config';
+import { provideDeploymentKeys } from './commands/keys.js';
 import type { SupervisorMessage } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 
@@ -38,6 +39,8 @@ export class Supervisor {
   readonly #services = new Map<ServiceName, Supervised>();
   #admin: Server | undefined;
   #stopping = false;
+  /** Environment every child gets on top of ours (the generated provenance keys' folder). */
+  #childEnv: Record<string, string> = {};
 
   constructor(
     private readonly loaded: LoadedConfig,
@@ -50,6 +53,7 @@ export class Supervisor {
 
   async start(): Promise<void> {
     await this.#startAdmin();
+    this.#provideKeys();
     for (const name of SERVICES) {
       this.#services.set(name, { name, child: undefined, state: 'starting', restarts: 0, lastReason: undefined, restartTimer: undefined });
       this.#spawn(name);
@@ -62,7 +66,7 @@ export class Supervisor {
     const tracing = process.env.OTEL_EXPORTER_OTLP_ENDPOINT ? ['--import', TELEMETRY_PRELOAD] : [];
     const child = fork(serviceEntry(name), ['--config', this.loaded.path], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      env: { ...process.env, SLUICE_SERVICE: name },
+      env: { ...process.env, ...this.#childEnv, SLUICE_SERVICE: name },
       execArgv: [...process.execArgv, ...tracing],
     });
     service.child = child;
@@ -115,6 +119,17 @@ export class Supervisor {
       this.#admin!.once('error', reject);
       this.#admin!.listen(address.port, address.host, () => resolve());
     });
+  }
+
+  /**
+   * Keys made once per deployment (see provideDeploymentKeys), handed to the children by folder:
+   * events are signed, and the services can log in to a NATS that includes the generated
+   * authorization, without any setup.
+   */
+  #provideKeys(): void {
+    const { dir, written } = provideDeploymentKeys(this.loaded.config);
+    if (written.length > 0) this.logger.info({ dir, keys: written }, 'generated per-deployment keys');
+    this.#childEnv = { [KEYS_DIR_ENV]: dir };
   }
 
   /** Passes SIGHUP on: services re-read the config file and keep the old one if it is bad. */

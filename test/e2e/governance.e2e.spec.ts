@@ -64,7 +64,7 @@ describe('one Sluice deployment governing PostgreSQL, Redis and HTTP with approv
           },
         },
         approval: { webhooks: [{ url: `${webhook.url}/hooks/approvals`, secret: { env: 'E2E_WEBHOOK_SECRET' } }] },
-        audit: { exporters: [{ type: 'webhook', format: 'ocsf', url: `${siem.url}/siem` }] },
+        audit: { readers: { groups: ['compliance'] }, exporters: [{ type: 'webhook', format: 'ocsf', url: `${siem.url}/siem` }] },
         rules: [
           { name: 'analysts-read', effect: 'allow', subjects: { groups: ['analysts'] }, actions: ['read'], mask: 'sensitive' },
           { name: 'operators-change', effect: 'allow', subjects: { groups: ['operators'] }, resources: ['orders-db', 'kv'], actions: ['read', 'write'], mask: 'sensitive' },
@@ -180,22 +180,23 @@ describe('one Sluice deployment governing PostgreSQL, Redis and HTTP with approv
     const client = await pgClient('auditee', ['analysts']);
     await client.query('SELECT notes FROM profiles');
     await client.end();
+    const reader = { authorization: `Bearer ${await idp.mint({ sub: 'carol', groups: ['compliance'] })}` };
     let sessions: Array<{ session_id?: string; id?: string; sessionId?: string }> = [];
     for (let attempt = 0; attempt < 50 && sessions.length === 0; attempt++) {
-      const response = await fetch(`http://127.0.0.1:${sluice.ports.auditHttp}/v1/sessions?subject=auditee&resource=orders-db`);
+      const response = await fetch(`http://127.0.0.1:${sluice.ports.auditHttp}/v1/sessions?subject=auditee&resource=orders-db`, { headers: reader });
       expect(response.status).toBe(200);
       sessions = ((await response.json()) as { sessions: typeof sessions }).sessions;
       if (sessions.length === 0) await new Promise((resolve) => setTimeout(resolve, 200));
     }
     expect(sessions).toHaveLength(1);
     const sessionId = sessions[0]!.session_id ?? sessions[0]!.sessionId ?? sessions[0]!.id;
-    const events = await fetch(`http://127.0.0.1:${sluice.ports.auditHttp}/v1/sessions/${sessionId}/events`);
+    const events = await fetch(`http://127.0.0.1:${sluice.ports.auditHttp}/v1/sessions/${sessionId}/events`, { headers: reader });
     expect(events.status).toBe(200);
-    const replay = await sluice.cli(['replay', sessionId!]);
+    const replay = await sluice.cli(['replay', sessionId!, '--token', reader.authorization.slice('Bearer '.length)]);
     expect(replay.status).toBe(0);
     expect(replay.stdout).toContain('SELECT notes FROM profiles');
     expect(replay.stdout).not.toContain('4111111111111111');
-    expect((await sluice.cli(['audit', 'verify'])).status).toBe(0);
+    expect((await sluice.cli(['audit', 'verify'], { SLUICE_TOKEN: reader.authorization.slice('Bearer '.length) })).status).toBe(0);
 
     const store = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: storeDb });
     await store.connect();

@@ -38,6 +38,7 @@ describe('an agent’s governed PostgreSQL session, end to end through `sluice u
     idp = await startOidcProvider([
       { clientId: 'support-bot', secret: 'support-bot-secret-0123456789abcdef', groups: ['support-agents'] },
       { clientId: 'stranger', secret: 'stranger-secret-0123456789abcdef0123', groups: [] },
+      { clientId: 'compliance-bot', secret: 'compliance-bot-secret-0123456789abcd', groups: ['compliance'] },
     ]);
     forger = await startTestIssuer();
     proxyPort = await freePort();
@@ -56,6 +57,7 @@ describe('an agent’s governed PostgreSQL session, end to end through `sluice u
           },
         ],
         masking: { profiles: { pii: { detectors: ['credit_card', 'email'], strategy: 'partial' } } },
+        audit: { readers: { groups: ['compliance'] } },
         rules: [
           { name: 'support-reads', effect: 'allow', subjects: { groups: ['support-agents'] }, resources: ['shop-db'], actions: ['read'], mask: 'pii' },
           { name: 'nobody-administers', effect: 'deny', actions: ['admin'] },
@@ -198,7 +200,7 @@ describe('an agent’s governed PostgreSQL session, end to end through `sluice u
     await nc.drain();
     expect(seen.size).toBeGreaterThanOrEqual(4);
 
-    const verify = await sluice.cli(['audit', 'verify', '--config', sluice.configPath]);
+    const verify = await sluice.cli(['audit', 'verify', '--config', sluice.configPath], { SLUICE_TOKEN: await idp.token('compliance-bot') });
     expect(verify.status).toBe(0);
   });
 

@@ -25,10 +25,14 @@ class AuditApiError extends Error {
   readonly code = 'ERR_AUDIT_UNAVAILABLE';
 }
 
-const httpSource = (base: string): AuditSource => {
+const httpSource = (base: string, token: string): AuditSource => {
   const get = async <T>(path: string, allow404 = false): Promise<T | undefined> => {
-    const response = await fetch(`${base}${path}`, { signal: AbortSignal.timeout(30_000) });
+    const response = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token}`, accept: 'application/json' }, signal: AbortSignal.timeout(30_000) });
     if (allow404 && response.status === 404) return undefined;
+    if (response.status === 401 || response.status === 403) {
+      const problem = (await response.json().catch(() => ({}))) as { code?: string; detail?: string };
+      throw new AuditApiError(`audit service refused the token (${response.status} ${problem.code ?? ''}${problem.detail ? `: ${problem.detail}` : ''})`);
+    }
     if (!response.ok) throw new AuditApiError(`audit service answered ${response.status} for ${path}`);
     return (await response.json()) as T;
   };
@@ -59,23 +63,39 @@ const storeSource = (store: EventStore, via: string): AuditSource => ({
   close: () => store.close(),
 });
 
+/** The audit reader's token: `--token T`, else $SLUICE_TOKEN. */
+export const readerToken = (argv: readonly string[]): string | undefined => {
+  const { values } = parseArgs({ args: [...argv], options: { token: { type: 'string' } }, strict: false, allowPositionals: true });
+  const token = (values.token as string | undefined) ?? process.env.SLUICE_TOKEN;
+  return token === undefined || token === '' ? undefined : token;
+};
+
 /**
- * Prefers the running audit service (an embedded PGlite store cannot be opened by a second
- * process); when it does not answer, opens the event store directly.
+ * Prefers the running audit service, with the reader's token (an embedded PGlite store cannot be
+ * opened by a second process). Without a token, or when the service does not answer, opens the
+ * event store directly: that takes the database's own credentials, so it opens nothing the
+ * database would not.
  */
 export const openAuditSource = async (argv: readonly string[]): Promise<AuditSource> => {
   const { values } = parseArgs({ args: [...argv], options: { url: { type: 'string' } }, strict: false, allowPositionals: true });
-  if (typeof values.url === 'string') return httpSource(values.url.replace(/\/$/, ''));
+  const token = readerToken(argv);
+  if (typeof values.url === 'string') {
+    if (token === undefined) throw new UsageError(`the audit service at ${values.url} needs an audit reader's token: --token T or SLUICE_TOKEN`);
+    return httpSource(values.url.replace(/\/$/, ''), token);
+  }
   const { config } = resolveCliConfig(argv);
   const base = `http://${config.services.audit.http}`;
+  let serviceAnswers = false;
   try {
     const response = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1_500) });
-    if (response.ok) {
-      await response.body?.cancel();
-      return httpSource(base);
-    }
+    await response.body?.cancel();
+    serviceAnswers = response.ok;
   } catch {
     // Not running here: read the store directly.
+  }
+  if (serviceAnswers && token !== undefined) return httpSource(base, token);
+  if (serviceAnswers && !config.eventStore.url) {
+    throw new UsageError(`the audit service at ${base} needs an audit reader's token: --token T or SLUICE_TOKEN`);
   }
   const store = await openEventStore({ url: config.eventStore.url, path: config.eventStore.path });
   return storeSource(store, config.eventStore.url ? 'event store (PostgreSQL)' : 'event store (embedded)');
@@ -110,11 +130,12 @@ export const formatTable = (headers: readonly string[], rows: readonly (readonly
 };
 
 const verify = async (argv: readonly string[], io: Output): Promise<number> => {
-  const { values } = parseArgs({ args: [...argv], options: { session: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string', short: 'c' }, url: { type: 'string' } }, allowPositionals: true });
+  const { values } = parseArgs({ args: [...argv], options: { session: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string', short: 'c' }, url: { type: 'string' }, token: { type: 'string' } }, allowPositionals: true });
   const source = await openAuditSource(argv);
   try {
     const result = await source.verify(values.session);
-    if (values.session !== undefined && result.events === 0) {
+    // A session whose only events were rejected (not genuine) is known, and is what verify must name.
+    if (values.session !== undefined && result.events === 0 && result.ok) {
       io.err(`sluice audit: no events for session ${values.session} in ${source.via}: check the id with \`sluice audit query\`\n`);
       return 1;
     }
@@ -124,10 +145,17 @@ const verify = async (argv: readonly string[], io: Output): Promise<number> => {
       return 0;
     }
     const broken = result.firstBroken;
+    // An older audit service answers without `kind`: its only failure was a broken chain.
+    const kind = broken.kind ?? 'chain';
     if (!values.json) {
-      io.out(`audit verify: BROKEN at event ${broken.id} (seq ${broken.seq}) in session ${broken.sessionId}: ${broken.reason}\n`);
+      if (kind === 'chain') io.out(`audit verify: BROKEN at event ${broken.id} (seq ${broken.seq}) in session ${broken.sessionId}: ${broken.reason}\n`);
+      else {
+        const counts = `${result.rejected ?? 0} rejected, ${result.unsigned ?? 0} unsigned`;
+        const where = kind === 'rejected' ? `rejected record seq ${broken.seq}` : `seq ${broken.seq}`;
+        io.out(`audit verify: NOT GENUINE: event ${broken.id} (${where}) in session ${broken.sessionId}: ${kind}: ${broken.reason} (${counts}; chains intact)\n`);
+      }
     }
-    io.err(`sluice: event chain broken at event ${broken.id} (seq ${broken.seq})\n`);
+    io.err(kind === 'chain' ? `sluice: event chain broken at event ${broken.id} (seq ${broken.seq})\n` : `sluice: ${kind} event ${broken.id} in the audit trail\n`);
     return 1;
   } finally {
     await source.close();
@@ -147,6 +175,7 @@ const query = async (argv: readonly string[], io: Output): Promise<number> => {
       json: { type: 'boolean' },
       config: { type: 'string', short: 'c' },
       url: { type: 'string' },
+      token: { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
     },
     allowPositionals: true,
@@ -200,10 +229,11 @@ const query = async (argv: readonly string[], io: Output): Promise<number> => {
   }
 };
 
-export const USAGE = `usage: sluice audit verify [--session ID] [--json]
-       sluice audit query [--subject S] [--resource R] [--since 1h|ISO] [--until …] [--decision allow|deny|approve] [--limit N] [--json | -q]
+export const USAGE = `usage: sluice audit verify [--session ID] [--json] [--token T]
+       sluice audit query [--subject S] [--resource R] [--since 1h|ISO] [--until …] [--decision allow|deny|approve] [--limit N] [--json | -q] [--token T]
   -q prints only the session ids, newest first
   where: the deployment running in this folder, else --config FILE, or --url URL of the audit service
+  --token T (or $SLUICE_TOKEN): an audit reader's OIDC access token (audit.readers), for the audit service's API
 `;
 
 /** `sluice audit verify|query …`; argv starts with the subcommand. */

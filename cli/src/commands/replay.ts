@@ -63,10 +63,11 @@ export const describeEvent = (event: StoredEvent, startMs: number): string[] => 
   }
 };
 
-export const USAGE = `usage: sluice replay <session-id> [--speed N] [--json]
+export const USAGE = `usage: sluice replay <session-id> [--speed N] [--json] [--token T]
   prints a session's commands, decisions and returned data in order (--speed 0, the default,
   prints without waiting; N replays N times faster than it happened)
   where: the deployment running in this folder, else --config FILE, or --url URL of the audit service
+  --token T (or $SLUICE_TOKEN): an audit reader's OIDC access token (audit.readers)
 `;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -78,7 +79,7 @@ export const run = async (argv: readonly string[], io: Output = stdio): Promise<
   try {
     ({ values, positionals } = parseArgs({
       args: [...argv],
-      options: { speed: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string', short: 'c' }, url: { type: 'string' } },
+      options: { speed: { type: 'string' }, json: { type: 'boolean' }, config: { type: 'string', short: 'c' }, url: { type: 'string' }, token: { type: 'string' } },
       allowPositionals: true,
     }));
   } catch (error) {

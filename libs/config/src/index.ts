@@ -3,3 +3,5 @@ export * from './duration.js';
 export * from './load.js';
 export * from './schema.js';
 export * from './secret.js';
+export * from './provenance.js';
+export * from './bus-login.js';

@@ -229,6 +229,34 @@ const recording = z.strictObject({
   maxEventBytes: z.number().int().min(4096).default(RECORDING_DEFAULTS.maxEventBytes),
 });
 
+/** One publishing service's Ed25519 key pair (PEM), as `sluice keys` writes them. */
+const signerKeys = z.strictObject({ publicKey: secret, privateKey: secret.optional() });
+
+const provenance = z.strictObject({
+  signers: z
+    .strictObject({ proxy: signerKeys.optional(), approval: signerKeys.optional(), policy: signerKeys.optional(), audit: signerKeys.optional() })
+    .default({}),
+});
+
+/** How one service logs in to NATS: an nkey seed, or a user and password. */
+const busCredential = z.union(
+  [z.strictObject({ nkey: secret }), z.strictObject({ user: z.string().min(1), password: secret })],
+  { error: 'expected { nkey: <secret seed> } or { user: NAME, password: <secret> }' },
+);
+
+const bus = z.strictObject({
+  url: z.string().min(1).default('nats://127.0.0.1:4222'),
+  /** Stream and subject prefix; change them only to run several deployments on one NATS. */
+  stream: z.string().regex(/^[A-Za-z0-9_-]+$/).default('SLUICE_EVENTS'),
+  subjectPrefix: z.string().regex(/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/).default('sluice.events'),
+  /** Each service's own NATS login; a service without one connects anonymously. */
+  credentials: z
+    .strictObject({ proxy: busCredential.optional(), approval: busCredential.optional(), policy: busCredential.optional(), audit: busCredential.optional() })
+    .default({}),
+  /** TLS to NATS: the CA to trust, and a client certificate when the server asks for one. */
+  tls: z.strictObject({ ca: secret.optional(), cert: secret.optional(), key: secret.optional() }).optional(),
+});
+
 const serviceAddress = (grpc: string) => z.strictObject({ grpc: address.default(grpc) }).default({ grpc });
 
 const services = z
@@ -253,14 +281,7 @@ const services = z
 
 export const configSchema = z.strictObject({
   admin: z.strictObject({ listen: address.default('127.0.0.1:7000') }).default({ listen: '127.0.0.1:7000' }),
-  bus: z
-    .strictObject({
-      url: z.string().min(1).default('nats://127.0.0.1:4222'),
-      /** Stream and subject prefix; change them only to run several deployments on one NATS. */
-      stream: z.string().regex(/^[A-Za-z0-9_-]+$/).default('SLUICE_EVENTS'),
-      subjectPrefix: z.string().regex(/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/).default('sluice.events'),
-    })
-    .default({ url: 'nats://127.0.0.1:4222', stream: 'SLUICE_EVENTS', subjectPrefix: 'sluice.events' }),
+  bus: bus.default({ url: 'nats://127.0.0.1:4222', stream: 'SLUICE_EVENTS', subjectPrefix: 'sluice.events', credentials: {} }),
   eventStore: z
     .strictObject({ url: url(['postgres:', 'postgresql:']).optional(), path: z.string().optional() })
     .default({}),
@@ -273,14 +294,24 @@ export const configSchema = z.strictObject({
     .default({ webhooks: [] }),
   audit: z
     .strictObject({
+      /**
+       * Who may read the audit API (sessions, events, verify). Absent or empty: nobody; the
+       * trail holds every agent's commands and the data they saw, so it fails closed.
+       */
+      readers: z.strictObject({ groups: stringList.default([]), subs: stringList.default([]) }).default({ groups: [], subs: [] }),
       exporters: z.array(exporter).default([]),
       recording: recording.default(RECORDING_DEFAULTS),
       stream: z
         .strictObject({ maxAge: duration.optional(), duplicateWindow: duration.default(120_000) })
         .default({ duplicateWindow: 120_000 }),
     })
-    .default({ exporters: [], recording: RECORDING_DEFAULTS, stream: { duplicateWindow: 120_000 } }),
+    .default({ readers: { groups: [], subs: [] }, exporters: [], recording: RECORDING_DEFAULTS, stream: { duplicateWindow: 120_000 } }),
   rules: z.array(rule).default([]),
+  /**
+   * Keys that sign every message on the bus. Absent: `sluice up` makes per-deployment keys under
+   * ./.sluice/keys (SLUICE_KEYS_DIR); a service started alone without any publishes unsigned.
+   */
+  provenance: provenance.optional(),
 });
 
 export type SluiceConfig = z.output<typeof configSchema>;
@@ -293,3 +324,4 @@ export type MaskingConfig = SluiceConfig['masking'];
 export type MaskingProfileConfig = MaskingConfig['profiles'][string];
 export type OidcIssuerConfig = SluiceConfig['identity']['oidc'][number];
 export type ExporterConfig = SluiceConfig['audit']['exporters'][number];
+export type AuditReadersConfig = SluiceConfig['audit']['readers'];

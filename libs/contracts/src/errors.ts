@@ -15,6 +15,7 @@ export const SluiceErrorCode = {
   IllegalTransition: 'ERR_ILLEGAL_TRANSITION',
   SelfApproval: 'ERR_SELF_APPROVAL',
   NotAnApprover: 'ERR_NOT_AN_APPROVER',
+  NotAnAuditReader: 'ERR_NOT_AN_AUDIT_READER',
   NotFound: 'ERR_NOT_FOUND',
   ChainBroken: 'ERR_CHAIN_BROKEN',
   /** A statement or message larger than the listener's `limits` allow. */

@@ -138,6 +138,22 @@ export interface PolicyChanged {
   readonly rules: number;
 }
 
+/**
+ * The audit store refused a NATS message or an event in it as not genuine (unsigned, signed with
+ * an unknown key, a bad signature, or a kind its signer may not publish). Published by the audit
+ * service, signed by it, on its own subject; the refused record itself is kept in the store.
+ */
+export interface EventRejected {
+  readonly reason: string;
+  /** The signer the message named, if any (unverified when the signature is the problem). */
+  readonly claimedSigner?: string;
+  readonly natsSubject: string;
+  readonly streamSeq: number;
+  readonly eventId?: string;
+  readonly eventType?: string;
+  readonly sessionId?: string;
+}
+
 export interface SluiceEventDataByKind {
   'session.started': SessionStarted;
   'session.ended': SessionEnded;
@@ -151,6 +167,7 @@ export interface SluiceEventDataByKind {
   'approval.cancelled': ApprovalCancelled;
   'approval.executed': ApprovalExecuted;
   'policy.changed': PolicyChanged;
+  'event.rejected': EventRejected;
 }
 export type SluiceEventKind = keyof SluiceEventDataByKind;
 

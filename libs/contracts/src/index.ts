@@ -4,3 +4,4 @@ export * from './policy.js';
 export * from './subjects.js';
 export * from './http-path.js';
 export * from './redis-sort.js';
+export * from './provenance.js';

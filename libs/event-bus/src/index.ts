@@ -2,3 +2,5 @@ export * from './connection.js';
 export * from './publisher.js';
 export * from './stream.js';
 export * from './reduction.js';
+export * from './provenance.js';
+export * from './nats-permissions.js';

@@ -1,6 +1,7 @@
-import { InvalidArgumentError, type NatsConnection } from '@nats-io/transport-node';
+import { InvalidArgumentError, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
 import { subjectForBatch, subjectForKind, kindOfType, type CloudEvent, type EventReduction, type SluiceEventKind } from '@sluice/contracts';
+import type { MessageSigner } from './provenance.js';
 import { jsonBytes, reduceEvent } from './reduction.js';
 
 export interface PublisherSettings {
@@ -32,6 +33,8 @@ export interface PublisherSettings {
   readonly onError?: (error: unknown, retrying: boolean) => void;
   /** An event goes out in its reduced form (or, when even that was refused, is dropped). */
   readonly onReduced?: (event: CloudEvent, reduction: EventReduction, dropped: boolean) => void;
+  /** Signs every message (provenance); without it messages go unsigned and the audit store refuses them. */
+  readonly signer?: MessageSigner;
 }
 
 /** An event with its JSON, serialised once when published. */
@@ -55,6 +58,8 @@ interface Batch {
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 /** `[` and `]` around a batch. */
 const BATCH_FRAMING_BYTES = 2;
+/** NATS counts headers against max_payload with the payload: room for the provenance signature's. */
+const SIGNATURE_HEADER_BYTES = 1024;
 /**
  * Why a publish failed: the bus refused this message (retrying cannot help), or anything else
  * (the bus is away, or a failure not recognised: retried, failing closed, never dropped).
@@ -70,7 +75,7 @@ const encoder = new TextEncoder();
  */
 export class EventPublisher {
   readonly #js: JetStreamClient;
-  readonly #settings: Required<Omit<PublisherSettings, 'onError' | 'onReduced'>> & Pick<PublisherSettings, 'onError' | 'onReduced'>;
+  readonly #settings: Required<Omit<PublisherSettings, 'onError' | 'onReduced' | 'signer'>> & Pick<PublisherSettings, 'onError' | 'onReduced' | 'signer'>;
   readonly #nc: NatsConnection;
   #queue: Queued[] = [];
   readonly #retry: Batch[] = [];
@@ -98,9 +103,9 @@ export class EventPublisher {
     };
   }
 
-  /** The server's max_payload (it may differ after a reconnect to another server). */
+  /** The payload bytes a message may carry: the server's max_payload (it may differ after a reconnect to another server) less its headers. */
   get #maxPayload(): number {
-    return this.#nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
+    return (this.#nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) - (this.#settings.signer ? SIGNATURE_HEADER_BYTES : 0);
   }
 
   /** The largest event JSON that goes out as it is; a batch of one such event still fits the server. */
@@ -137,7 +142,8 @@ export class EventPublisher {
   async publishNow(event: CloudEvent): Promise<void> {
     const kind = kindOfType(event.type) as SluiceEventKind;
     const item = this.#bounded(event);
-    await this.#js.publish(subjectForKind(kind, this.#settings.subjectPrefix), encoder.encode(item.json), { msgID: event.id });
+    const payload = encoder.encode(item.json);
+    await this.#js.publish(subjectForKind(kind, this.#settings.subjectPrefix), payload, { msgID: event.id, ...this.#signed(payload) });
   }
 
   /** The event serialised, in its reduced form when it is larger than an event may be. */
@@ -228,7 +234,7 @@ export class EventPublisher {
 
   #send(batch: Batch): void {
     this.#inFlight += 1;
-    this.#js.publish(batch.subject, batch.payload, { msgID: batch.msgID }).then(
+    this.#js.publish(batch.subject, batch.payload, { msgID: batch.msgID, ...this.#signed(batch.payload) }).then(
       () => {
         this.#inFlight -= 1;
         this.#failing = false;
@@ -285,6 +291,10 @@ export class EventPublisher {
     this.#queuedBytes += replacement.bytes - item.bytes;
     this.#settings.onReduced?.(replacement.event, reduced.reduction, false);
     this.#retry.unshift(this.#batchOf([replacement]));
+  }
+
+  #signed(payload: Uint8Array): { headers?: MsgHdrs } {
+    return this.#settings.signer ? { headers: this.#settings.signer.headersFor(payload) } : {};
   }
 
   #notifyIdle(): void {

@@ -9,7 +9,11 @@ export interface EventStreamSettings {
   readonly maxAgeMs?: number;
 }
 
-/** Creates the events stream, or brings an existing one to these settings. */
+/**
+ * Creates the events stream, or brings an existing one to these settings. A stream already so
+ * is left alone: only the audit service's NATS user may create or update it, the publishers'
+ * users may only look at it.
+ */
 export const ensureEventStream = async (nc: NatsConnection, settings: EventStreamSettings): Promise<void> => {
   const jsm = await jetstreamManager(nc);
   const wanted: Partial<StreamConfig> = {
@@ -22,7 +26,9 @@ export const ensureEventStream = async (nc: NatsConnection, settings: EventStrea
   };
   try {
     const info = await jsm.streams.info(settings.stream);
-    await jsm.streams.update(settings.stream, { ...info.config, ...wanted });
+    const current = info.config as unknown as Record<string, unknown>;
+    const differs = Object.entries(wanted).some(([key, value]) => JSON.stringify(current[key] ?? 0) !== JSON.stringify(value ?? 0));
+    if (differs) await jsm.streams.update(settings.stream, { ...info.config, ...wanted });
   } catch (error) {
     if (!isStreamNotFound(error)) throw error;
     await jsm.streams.add({ name: settings.stream, ...wanted });

@@ -20,9 +20,26 @@ export interface EventsTable {
   approval_id: string | null;
   decision: string | null;
   masked_values: number;
+  signed_by: string | null;
   stored_at: Generated<Date>;
+}
+
+/** Row of `sluice.rejected_events`: what the audit service refused as not genuine. */
+export interface RejectedEventsTable {
+  seq: Generated<number>;
+  key: string;
+  reason: string;
+  claimed_signer: string | null;
+  nats_subject: string;
+  stream_seq: number;
+  event_id: string | null;
+  event_type: string | null;
+  session_id: string | null;
+  payload: string;
+  received_at: Generated<Date>;
 }
 
 export interface SluiceDatabase {
   'sluice.events': EventsTable;
+  'sluice.rejected_events': RejectedEventsTable;
 }

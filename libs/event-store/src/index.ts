@@ -2,6 +2,7 @@ export { openEventStore, DEFAULT_PGLITE_PATH } from './store.js';
 export type {
   AppendResult,
   PreparedBatch,
+  RejectedRecord,
   EventStore,
   OpenEventStoreOptions,
   SessionPage,
@@ -12,4 +13,4 @@ export type {
   VerifyResult,
 } from './store.js';
 export { canonicalJson, chainHash, GENESIS_HASH, normalizeEvent, type StoredCloudEvent } from './chain.js';
-export { WRITER_ROLE } from './migrations.js';
+export { READER_ROLE, WRITER_ROLE } from './migrations.js';

@@ -2,6 +2,8 @@ import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely
 
 /** Name of the role that may only INSERT and SELECT events; appends run as it when possible. */
 export const WRITER_ROLE = 'sluice_event_writer';
+/** Name of the role that may only SELECT (compliance queries); grant it to a login role. */
+export const READER_ROLE = 'sluice_audit_reader';
 
 const statements = (db: Kysely<unknown>, list: readonly string[]): Promise<void> =>
   list.reduce<Promise<void>>(async (previous, text) => {
@@ -154,6 +156,53 @@ const writerRole: Migration = {
   },
 };
 
+/**
+ * Provenance: which signer's signature the audit service verified for each stored event, and
+ * the records it refused (never stored as genuine, never dropped), append-only like the events.
+ * Also the read-only compliance role.
+ */
+const provenance: Migration = {
+  up: (db) =>
+    statements(db, [
+      `ALTER TABLE sluice.events ADD COLUMN signed_by text`,
+      `COMMENT ON COLUMN sluice.events.signed_by IS 'The Sluice service whose Ed25519 signature on the NATS message carrying this event the audit service verified; NULL: stored without a verified signature.'`,
+      `CREATE TABLE sluice.rejected_events (
+        seq bigserial PRIMARY KEY,
+        key text NOT NULL UNIQUE,
+        reason text NOT NULL,
+        claimed_signer text,
+        nats_subject text NOT NULL,
+        stream_seq bigint NOT NULL,
+        event_id text,
+        event_type text,
+        session_id text,
+        payload text NOT NULL,
+        received_at timestamptz NOT NULL DEFAULT now()
+      )`,
+      `COMMENT ON TABLE sluice.rejected_events IS 'Messages and events the audit service refused as not genuine (unsigned, unknown signer, bad signature, a kind the signer may not publish, unreadable). Never part of a chain.'`,
+      `CREATE TRIGGER rejected_append_only BEFORE UPDATE OR DELETE ON sluice.rejected_events FOR EACH ROW EXECUTE FUNCTION sluice.refuse_change()`,
+      `CREATE TRIGGER rejected_no_truncate BEFORE TRUNCATE ON sluice.rejected_events FOR EACH STATEMENT EXECUTE FUNCTION sluice.refuse_change()`,
+      `DO $$
+       BEGIN
+         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${WRITER_ROLE}') THEN
+           GRANT SELECT, INSERT ON sluice.rejected_events TO ${WRITER_ROLE};
+           GRANT USAGE ON SEQUENCE sluice.rejected_events_seq_seq TO ${WRITER_ROLE};
+         END IF;
+         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${READER_ROLE}') THEN
+           CREATE ROLE ${READER_ROLE} NOLOGIN;
+         END IF;
+         GRANT USAGE ON SCHEMA sluice TO ${READER_ROLE};
+         GRANT SELECT ON sluice.events, sluice.rejected_events, sluice.sessions, sluice.commands TO ${READER_ROLE};
+       EXCEPTION
+         WHEN insufficient_privilege OR duplicate_object OR unique_violation THEN
+           RAISE NOTICE 'sluice: provenance roles not set up: %', SQLERRM;
+       END $$`,
+    ]),
+  down: async () => {
+    throw new Error('never rolled back');
+  },
+};
+
 export const migrationProvider: MigrationProvider = {
-  getMigrations: async () => ({ '0001_events': createEvents, '0002_writer_role': writerRole }),
+  getMigrations: async () => ({ '0001_events': createEvents, '0002_writer_role': writerRole, '0003_provenance': provenance }),
 };

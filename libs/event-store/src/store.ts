@@ -37,8 +37,32 @@ export type VerifyResult =
       readonly ok: false;
       readonly sessions: number;
       readonly events: number;
-      readonly firstBroken: { readonly id: string; readonly seq: number; readonly sessionId: string; readonly reason: string };
+      /**
+       * `chain`: an event does not follow from the one before it; `rejected`: a record the audit
+       * service refused as not genuine (seq is its place in sluice.rejected_events); `unsigned`:
+       * an event stored without a verified signature.
+       */
+      readonly firstBroken: { readonly id: string; readonly seq: number; readonly sessionId: string; readonly reason: string; readonly kind: 'chain' | 'rejected' | 'unsigned' };
+      /** Records refused as not genuine (in the scope verified). */
+      readonly rejected?: number;
+      /** Events stored without a verified signature (in the scope verified). */
+      readonly unsigned?: number;
     };
+
+/** A message or event the audit service refused as not genuine: kept, never chained. */
+export interface RejectedRecord {
+  /** `<stream>:<stream seq>:<index in the message>`: storing it again is a no-op. */
+  readonly key: string;
+  readonly reason: string;
+  readonly claimedSigner?: string;
+  readonly natsSubject: string;
+  readonly streamSeq: number;
+  readonly eventId?: string;
+  readonly eventType?: string;
+  readonly sessionId?: string;
+  /** The event as received (JSON), or the message's text when it was not JSON. */
+  readonly payload: string;
+}
 
 export interface SessionSummary {
   readonly id: string;
@@ -93,6 +117,7 @@ interface PreparedRow {
     readonly approval_id: string | null;
     readonly decision: string | null;
     readonly masked_values: number;
+    readonly signed_by: string | null;
   };
 }
 
@@ -100,7 +125,7 @@ type EventInsert = PreparedRow['row'] & { readonly session_seq: number; readonly
 
 const COPY_COLUMNS = [
   'id', 'session_id', 'session_seq', 'type', 'kind', 'source', 'time', 'data', 'ext', 'hash', 'prev_hash',
-  'resource', 'subject_sub', 'command_id', 'approval_id', 'decision', 'masked_values',
+  'resource', 'subject_sub', 'command_id', 'approval_id', 'decision', 'masked_values', 'signed_by',
 ] as const satisfies ReadonlyArray<keyof EventInsert>;
 
 const copyValue = (row: EventInsert, column: (typeof COPY_COLUMNS)[number]): CopyField => {
@@ -126,14 +151,20 @@ export interface EventStore {
    * Does the CPU work of storing events (normalising, splitting into columns, the JCS text the
    * chain hashes) without touching the database, so a caller can prepare its next batch while
    * the previous one is being written. Events without an id are dropped; repeated ids kept once.
+   * `signerOf` names the service whose signature was verified for an event (`signed_by`).
    */
-  prepare(events: readonly CloudEvent[]): Promise<PreparedBatch>;
+  prepare(events: readonly CloudEvent[], signerOf?: (event: CloudEvent) => string | undefined): Promise<PreparedBatch>;
   /**
    * Stores events in one transaction, each once (by id), chaining each session's events in
    * the order given.
    */
   append(events: readonly CloudEvent[] | PreparedBatch): Promise<AppendResult>;
-  /** Recomputes every chain (or one session's) in seq order. */
+  /** Keeps refused records (once each, by key), apart from the events. */
+  reject(records: readonly RejectedRecord[]): Promise<void>;
+  /**
+   * Recomputes every chain (or one session's) in seq order, then names the first record refused
+   * as not genuine and the first event stored without a verified signature.
+   */
   verify(options?: { readonly sessionId?: string | undefined }): Promise<VerifyResult>;
   listSessions(query?: SessionQuery): Promise<SessionPage>;
   sessionEvents(sessionId: string): Promise<readonly StoredEvent[]>;
@@ -175,6 +206,40 @@ const maskedValues = (data: unknown): number => {
   let total = 0;
   for (const value of Object.values(counts)) if (typeof value === 'number' && Number.isFinite(value)) total += value;
   return Math.min(Math.trunc(total), 2 ** 31 - 1);
+};
+
+/**
+ * A refused record's short fields come from whoever published it: PostgreSQL text cannot hold
+ * NUL (one would fail the insert, and the batch would retry forever), and a name needs no more
+ * than this many characters.
+ */
+const MAX_REJECTED_FIELD = 1024;
+const storableText = (text: string): string => text.slice(0, MAX_REJECTED_FIELD).replaceAll('\u0000', '\uFFFD');
+const optionalText = (text: string | undefined): string | null => (text === undefined ? null : storableText(text));
+
+/** The first refused record, else the first event without a verified signature, with their counts. */
+const findNotGenuine = async (
+  db: Kysely<SluiceDatabase>,
+  sessionId: string | undefined,
+): Promise<Pick<Extract<VerifyResult, { ok: false }>, 'firstBroken' | 'rejected' | 'unsigned'> | undefined> => {
+  const inSession = sessionId === undefined ? sql`true` : sql`session_id = ${sessionId}`;
+  const { rows } = await sql<{ which: string; seq: string; id: string | null; session_id: string | null; reason: string | null; total: string }>`
+    (SELECT 'rejected' AS which, seq, coalesce(event_id, key) AS id, session_id,
+            reason || coalesce(' (signer ' || claimed_signer || ')', '') || ' on ' || nats_subject || ', stream seq ' || stream_seq AS reason,
+            count(*) OVER () AS total
+       FROM sluice.rejected_events WHERE ${inSession} ORDER BY seq LIMIT 1)
+    UNION ALL
+    (SELECT 'unsigned', seq, id, session_id, 'stored without a verified signature', count(*) OVER ()
+       FROM sluice.events WHERE signed_by IS NULL AND ${inSession} ORDER BY seq LIMIT 1)`.execute(db);
+  const rejected = rows.find((row) => row.which === 'rejected');
+  const unsigned = rows.find((row) => row.which === 'unsigned');
+  const first = rejected ?? unsigned;
+  if (!first) return undefined;
+  return {
+    firstBroken: { id: first.id ?? '?', seq: Number(first.seq), sessionId: first.session_id ?? '-', reason: first.reason ?? '', kind: first.which as 'rejected' | 'unsigned' },
+    rejected: Number(rejected?.total ?? 0),
+    unsigned: Number(unsigned?.total ?? 0),
+  };
 };
 
 const iso = (value: Date | string | null): string | null => (value === null ? null : new Date(value).toISOString());
@@ -248,7 +313,7 @@ class KyselyEventStore implements EventStore {
     if (!this.useWriterRole) logger?.warn({ role: WRITER_ROLE }, 'appending as the connecting user: the INSERT/SELECT-only role is not available');
   }
 
-  async prepare(events: readonly CloudEvent[]): Promise<PreparedBatch> {
+  async prepare(events: readonly CloudEvent[], signerOf?: (event: CloudEvent) => string | undefined): Promise<PreparedBatch> {
     const receivedAt = new Date();
     const unique = new Map<string, PreparedRow>();
     let sinceYield = 0;
@@ -279,6 +344,7 @@ class KyselyEventStore implements EventStore {
           approval_id: stringField(data, 'approvalId'),
           decision: stringField(data, 'decision'),
           masked_values: maskedValues(data),
+          signed_by: signerOf?.(event) ?? null,
         },
       });
     }
@@ -410,15 +476,46 @@ class KyselyEventStore implements EventStore {
                   ? 'content does not match its hash'
                   : undefined;
           if (reason) {
-            return { ok: false, sessions: heads.size, events, firstBroken: { id: row.id, seq: row.seq, sessionId: row.session_id, reason } };
+            return { ok: false, sessions: heads.size, events, firstBroken: { id: row.id, seq: row.seq, sessionId: row.session_id, reason, kind: 'chain' } };
           }
           heads.set(row.session_id, { hash: row.hash, sessionSeq: row.session_seq });
         }
         if (rows.length < VERIFY_PAGE) break;
         after = rows[rows.length - 1]!.seq;
       }
+      const notGenuine = await findNotGenuine(this.db, options.sessionId);
+      if (notGenuine) return { ok: false, sessions: heads.size, events, ...notGenuine };
       return { ok: true, sessions: heads.size, events };
     });
+  }
+
+  reject(records: readonly RejectedRecord[]): Promise<void> {
+    if (records.length === 0) return Promise.resolve();
+    const role = this.useWriterRole ? sql`SELECT set_config('role', ${WRITER_ROLE}, true)` : undefined;
+    return this.serial(() =>
+      this.db.transaction().execute(async (trx) => {
+        if (role) await role.execute(trx);
+        for (const part of chunks(records, INSERT_CHUNK)) {
+          await trx
+            .insertInto('sluice.rejected_events')
+            .values(
+              part.map((record) => ({
+                key: storableText(record.key),
+                reason: storableText(record.reason),
+                claimed_signer: optionalText(record.claimedSigner),
+                nats_subject: storableText(record.natsSubject),
+                stream_seq: record.streamSeq,
+                event_id: optionalText(record.eventId),
+                event_type: optionalText(record.eventType),
+                session_id: optionalText(record.sessionId),
+                payload: record.payload.replaceAll('\u0000', '\uFFFD'),
+              })),
+            )
+            .onConflict((conflict) => conflict.column('key').doNothing())
+            .execute();
+        }
+      }),
+    );
   }
 
   listSessions(query: SessionQuery = {}): Promise<SessionPage> {

@@ -1,6 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { DeliverPolicy, jetstream, jetstreamManager, ReplayPolicy } from '@nats-io/jetstream';
-import { decodeEvents } from '@sluice/event-bus';
+import { decodeEvents, type ProvenanceVerifier } from '@sluice/event-bus';
 import type { CloudEvent } from '@sluice/contracts';
 
 export interface ReplaySettings {
@@ -8,6 +8,9 @@ export interface ReplaySettings {
   readonly subjectPrefix: string;
   /** Gives up when the stream does not deliver for this long (a broken bus fails the start). */
   readonly idleTimeoutMs?: number;
+  /** When given, a message not signed by the approval service (or an event it may not vouch for) is skipped. */
+  readonly provenance?: ProvenanceVerifier;
+  readonly onRefused?: (reason: string, seq: number) => void;
 }
 
 /**
@@ -45,7 +48,16 @@ export const replayApprovalEvents = async (
   try {
     for await (const message of messages) {
       armIdle();
-      for (const event of decodeEvents(message.data)) onEvent(event);
+      const origin = settings.provenance?.checkMessage(message.data, message.headers);
+      if (origin !== undefined && (!origin.genuine || origin.signer !== 'approval')) {
+        settings.onRefused?.(origin.genuine ? `signed by ${origin.signer}` : origin.reason, message.seq);
+      } else {
+        for (const event of decodeEvents(message.data)) {
+          const refused = origin?.genuine ? settings.provenance!.refuseEvent(origin.signer, event) : undefined;
+          if (refused === undefined) onEvent(event);
+          else settings.onRefused?.(refused, message.seq);
+        }
+      }
       count += 1;
       // pending counts what the stream held beyond this message when it was delivered.
       if (message.info.pending === 0) {

@@ -1,8 +1,8 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
-import { formatAddress, parseAddress, readSecret, type LoadedConfig } from '@sluice/config';
-import { connectBus, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
+import { formatAddress, parseAddress, readSecret, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig } from '@sluice/config';
+import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import { approval as proto } from '@sluice/proto';
 import { shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
@@ -66,7 +66,7 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
   const settings = config.services.approval;
   const now = options.now ?? (() => new Date());
 
-  const nc: NatsConnection = await connectBus(config.bus.url, 'approval');
+  const nc: NatsConnection = await connectBus(config.bus.url, 'approval', resolveBusLogin(loaded, 'approval'));
   const closeBus = async (): Promise<void> => {
     await nc.drain().catch(() => nc.close());
   };
@@ -81,7 +81,10 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
     await closeBus();
     throw error;
   }
+  const provenance = resolveProvenanceKeys(loaded, 'approval');
+  if (provenance.privateKeyPem === undefined) logger.warn({}, 'no provenance key for approval: its events go unsigned and the audit store refuses them');
   const publisher = new EventPublisher(nc, {
+    ...(provenance.privateKeyPem === undefined ? {} : { signer: createMessageSigner('approval', provenance.privateKeyPem) }),
     source: 'approval',
     subjectPrefix: config.bus.subjectPrefix,
     onError: (error) => logger.warn({ err: error }, 'event publish failed'),
@@ -122,7 +125,21 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
 
   let replayed: number;
   try {
-    replayed = await replayApprovalEvents(nc, { stream: config.bus.stream, subjectPrefix: config.bus.subjectPrefix }, (event) => {
+    // With provenance keys, only what this service itself signed rebuilds approvals: a decision
+    // someone else put on the bus must never release a command. Without keys there is nothing to check.
+    const approvalKey = provenance.publicKeysPem.approval;
+    if (approvalKey === undefined) logger.warn({}, 'no provenance key for approval: approvals are rebuilt from the stream unverified');
+    const replaySettings = {
+      stream: config.bus.stream,
+      subjectPrefix: config.bus.subjectPrefix,
+      ...(approvalKey === undefined
+        ? {}
+        : {
+            provenance: createProvenanceVerifier({ approval: approvalKey }),
+            onRefused: (reason: string, seq: number) => logger.error({ seq, reason }, 'approval event on the stream is not genuine; ignored'),
+          }),
+    };
+    replayed = await replayApprovalEvents(nc, replaySettings, (event) => {
       const approvalEvent = fromCloudEvent(event);
       if (approvalEvent) workflow.replay(approvalEvent);
     });

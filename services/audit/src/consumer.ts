@@ -1,12 +1,14 @@
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JsMsg } from '@nats-io/jetstream';
-import { decodeEvents } from '@sluice/event-bus';
+import { decodeEvents, type ProvenanceVerifier } from '@sluice/event-bus';
 import type { CloudEvent } from '@sluice/contracts';
+import type { RejectedRecord } from '@sluice/event-store';
 
 
 /**
  * Why an event cannot be stored (a foreign publisher on our subjects may send anything); such an
- * event is logged and acknowledged with its batch, so it can never block the events behind it.
+ * event is refused (kept as a rejected record where the consumer keeps them) and acknowledged with
+ * its batch, so it can never block the events behind it.
  */
 const unstorable = (event: CloudEvent): string | undefined => {
   for (const attribute of ['id', 'source', 'type', 'subject'] as const) {
@@ -16,6 +18,26 @@ const unstorable = (event: CloudEvent): string | undefined => {
   const time = (event as unknown as Record<string, unknown>).time;
   if (typeof time !== 'string' || Number.isNaN(Date.parse(time))) return 'time is missing or not a timestamp';
   return undefined;
+};
+
+const MAX_REJECTED_PAYLOAD = 64 * 1024;
+
+const text = (value: unknown): string | undefined => (typeof value === 'string' && value !== '' ? value : undefined);
+
+/** A refused event (or unreadable message) as the store keeps it; its key makes a retry store it once. */
+const rejectedRecord = (message: JsMsg, index: number, reason: string, payload: string, signer: string | undefined, event?: CloudEvent): RejectedRecord => {
+  const fields = (event ?? {}) as unknown as Record<string, unknown>;
+  return {
+    key: `${message.info.stream}:${message.seq}:${index}`,
+    reason,
+    natsSubject: message.subject,
+    streamSeq: message.seq,
+    payload: payload.length > MAX_REJECTED_PAYLOAD ? payload.slice(0, MAX_REJECTED_PAYLOAD) : payload,
+    ...(signer === undefined ? {} : { claimedSigner: signer }),
+    ...(text(fields.id) === undefined ? {} : { eventId: text(fields.id)! }),
+    ...(text(fields.type) === undefined ? {} : { eventType: text(fields.type)! }),
+    ...(text(fields.subject) === undefined ? {} : { sessionId: text(fields.subject)! }),
+  };
 };
 
 export interface ConsumerLogger {
@@ -40,9 +62,19 @@ export interface DurableConsumerSettings<T = CloudEvent[]> {
    * done, so a message redelivered meanwhile (after ack_wait) can reach the handler twice: only
    * for idempotent handlers (the store, idempotent by event id).
    */
-  readonly prepare?: (events: CloudEvent[]) => T | Promise<T>;
-  /** Called with every event of a fetched batch (prepared); acks follow only after it resolves. */
+  readonly prepare?: (events: CloudEvent[], signerOf: (event: CloudEvent) => string | undefined) => T | Promise<T>;
+  /** Called with every genuine event of a fetched batch (prepared); acks follow only after it resolves. */
   readonly handle: (batch: T) => Promise<void>;
+  /**
+   * Checks each message's signature: events of a message that is not provably from a Sluice
+   * service allowed to publish them never reach `handle`. Without it every event is taken.
+   */
+  readonly provenance?: ProvenanceVerifier;
+  /**
+   * Receives what was refused (not genuine, unreadable, missing attributes), after `handle` and
+   * before the acks; a failure retries the batch. Without it refusals are only logged.
+   */
+  readonly onRejected?: (records: readonly RejectedRecord[]) => Promise<void>;
   readonly logger: ConsumerLogger;
   readonly maxBackoffMs?: number;
 }
@@ -52,6 +84,8 @@ export interface ConsumerState {
   /** Messages in the stream this consumer has not yet acknowledged. */
   readonly pending: number;
   readonly handledEvents: number;
+  /** Events (or unreadable messages) refused as not genuine since start. */
+  readonly refusedEvents: number;
   readonly failing: boolean;
   readonly lastError?: string;
 }
@@ -69,6 +103,8 @@ const sleep = (ms: number, signal: { stopped: boolean }): Promise<void> =>
 interface TakenBatch<T> {
   readonly messages: JsMsg[];
   readonly events: CloudEvent[];
+  readonly rejected: RejectedRecord[];
+  readonly signers: WeakMap<CloudEvent, string>;
   /** Absent when there is no prepare step or it threw (it is then retried with the handler). */
   readonly prepared?: { readonly value: T };
 }
@@ -89,6 +125,7 @@ export class DurableConsumer<T = CloudEvent[]> {
   /** Stream sequences handled here recently: a redelivery of one (lost ack) is acked, not handled again. */
   private readonly handledSeqs = new Set<number>();
   private handledEvents = 0;
+  private refusedEvents = 0;
   private failing = false;
   private lastError: string | undefined;
   private pending = 0;
@@ -165,6 +202,7 @@ export class DurableConsumer<T = CloudEvent[]> {
       durable: this.settings.durable,
       pending: this.pending,
       handledEvents: this.handledEvents,
+      refusedEvents: this.refusedEvents,
       failing: this.failing,
       ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
     };
@@ -199,38 +237,60 @@ export class DurableConsumer<T = CloudEvent[]> {
     });
     if (messages.length === 0) return undefined;
     const events: CloudEvent[] = [];
+    const rejected: RejectedRecord[] = [];
+    const signers = new WeakMap<CloudEvent, string>();
     const lookahead = this.settings.prepare !== undefined;
+    const provenance = this.settings.provenance;
     for (const message of messages) {
       // Taken ahead, this runs while the previous batch is being handled: one message per turn
       // of the event loop, so that batch's replies are not held up behind our parsing.
       if (lookahead) await new Promise((resolve) => setImmediate(resolve));
+      const origin = provenance?.checkMessage(message.data, message.headers);
+      const refuse = (reason: string, index: number, payload: string, event?: CloudEvent): void => {
+        rejected.push(rejectedRecord(message, index, reason, payload, origin?.genuine ? origin.signer : origin?.claimedSigner, event));
+      };
+      let decoded: CloudEvent[];
       try {
-        for (const event of decodeEvents(message.data)) {
-          const problem = unstorable(event);
-          if (problem === undefined) events.push(event);
-          else this.settings.logger.error({ consumer: this.settings.durable, seq: message.seq, subject: message.subject, id: event.id, problem }, 'event without a required attribute skipped');
-        }
+        decoded = decodeEvents(message.data);
       } catch (error) {
-        // Not JSON: nothing can ever be made of it. Logged loudly, acknowledged with the rest.
+        // Not JSON: nothing can ever be made of it. Refused, acknowledged with the rest.
         if (!decodeFailures.has(message.seq)) {
           decodeFailures.add(message.seq);
-          this.settings.logger.error({ err: error, consumer: this.settings.durable, seq: message.seq, subject: message.subject }, 'undecodable message skipped');
+          this.settings.logger.error({ err: error, consumer: this.settings.durable, seq: message.seq, subject: message.subject }, 'undecodable message refused');
         }
+        refuse(origin && !origin.genuine ? `${origin.reason}; not JSON` : 'not JSON', 0, Buffer.from(message.data).toString('utf8'));
+        continue;
       }
+      if (decoded.length === 0) {
+        // JSON, but no event with an id in it: nothing to store, still not to be lost.
+        refuse(origin && !origin.genuine ? `${origin.reason}; no event with an id` : 'no event with an id', 0, Buffer.from(message.data).toString('utf8'));
+        continue;
+      }
+      decoded.forEach((event, index) => {
+        const problem =
+          unstorable(event) ?? (origin === undefined ? undefined : origin.genuine ? provenance!.refuseEvent(origin.signer, event) : origin.reason);
+        if (problem === undefined) {
+          events.push(event);
+          if (origin?.genuine) signers.set(event, origin.signer);
+          return;
+        }
+        this.settings.logger.error({ consumer: this.settings.durable, seq: message.seq, subject: message.subject, id: event.id, problem }, 'event refused');
+        refuse(problem, index, JSON.stringify(event), event);
+      });
     }
     const prepare = this.settings.prepare;
-    if (prepare === undefined || events.length === 0) return { messages, events };
+    if (prepare === undefined || events.length === 0) return { messages, events, rejected, signers };
     try {
-      return { messages, events, prepared: { value: await prepare(events) } };
+      return { messages, events, rejected, signers, prepared: { value: await prepare(events, (event) => signers.get(event)) } };
     } catch {
-      return { messages, events };
+      return { messages, events, rejected, signers };
     }
   }
 
   private prepared(taken: TakenBatch<T>): T | Promise<T> {
     if (taken.prepared) return taken.prepared.value;
     // Without a prepare step T is CloudEvent[] (the settings' default).
-    return this.settings.prepare ? this.settings.prepare(taken.events) : (taken.events as unknown as T);
+    return this.settings.prepare ? this.settings.prepare(taken.events, (event) => taken.signers.get(event)) : (taken.events as unknown as T);
   }
 
   private async run(): Promise<void> {
@@ -245,11 +305,12 @@ export class DurableConsumer<T = CloudEvent[]> {
         // Taken now, its decoding and preparing run while this batch's handler waits on I/O.
         // It is handled only after this one, so the order of the stream is kept.
         if (lookahead) next = this.take(decodeFailures);
-        const { messages: batch, events } = taken;
+        const { messages: batch, events, rejected } = taken;
         let backoff = 200;
         for (;;) {
           try {
             if (events.length > 0) await this.settings.handle(await this.prepared(taken));
+            if (rejected.length > 0) await this.settings.onRejected?.(rejected);
             this.failing = false;
             break;
           } catch (error) {
@@ -270,6 +331,7 @@ export class DurableConsumer<T = CloudEvent[]> {
         }
         while (this.handledSeqs.size > 100_000) this.handledSeqs.delete(this.handledSeqs.values().next().value!);
         this.handledEvents += events.length;
+        this.refusedEvents += rejected.length;
         try {
           // Acks go out in order on one connection: once the last is confirmed, all are.
           await last.ackAck();

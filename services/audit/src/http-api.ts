@@ -1,11 +1,18 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { SluiceError, SluiceErrorCode, TokenInvalidError } from '@sluice/contracts';
 import type { EventStore } from '@sluice/event-store';
+import type { TokenVerifier } from '@sluice/identity';
 import type { ConsumerState } from './consumer.js';
+import { isAuditReader, NotAnAuditReaderError, type AuditReaders } from './readers.js';
 
 export interface AuditApiDeps {
   readonly store: EventStore;
   readonly consumers: () => readonly ConsumerState[];
+  /** Checks bearer tokens against the configured issuers. */
+  readonly verifier: TokenVerifier;
+  /** `audit.readers`: the only subjects the data endpoints answer. */
+  readonly readers: AuditReaders;
 }
 
 class BadRequest extends Error {
@@ -38,6 +45,19 @@ const optional = (params: URLSearchParams, key: string): string | undefined => {
   return value === null || value === '' ? undefined : value;
 };
 
+const bearerToken = (request: IncomingMessage): string => {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '');
+  if (!match) throw new TokenInvalidError('a bearer token is required');
+  return match[1]!;
+};
+
+/** Only the token's own problem reaches the caller; anything else about the token stays in the log. */
+const refuse = (response: ServerResponse, error: SluiceError): void => {
+  if (error.code === SluiceErrorCode.NotAnAuditReader) return problem(response, 403, 'Forbidden', error.code, error.message);
+  response.setHeader('www-authenticate', 'Bearer realm="sluice-audit"');
+  problem(response, 401, 'Unauthorized', error.code, error.expose ? error.message : 'token rejected');
+};
+
 const SESSION_PATH = /^\/v1\/sessions\/([^/]+)\/(events|verify)$/;
 
 export const startAuditApi = async (deps: AuditApiDeps, host: string, port: number): Promise<{ server: Server; address: AddressInfo }> => {
@@ -53,8 +73,14 @@ export const startAuditApi = async (deps: AuditApiDeps, host: string, port: numb
       for (const state of deps.consumers()) lines.push(`sluice_audit_consumer_pending{consumer="${state.durable}"} ${state.pending}`);
       lines.push('# HELP sluice_audit_consumer_events_total Events a consumer handled since start.', '# TYPE sluice_audit_consumer_events_total counter');
       for (const state of deps.consumers()) lines.push(`sluice_audit_consumer_events_total{consumer="${state.durable}"} ${state.handledEvents}`);
+      lines.push('# HELP sluice_audit_consumer_refused_total Events a consumer refused as not genuine (unsigned, bad signature, wrong signer) since start.', '# TYPE sluice_audit_consumer_refused_total counter');
+      for (const state of deps.consumers()) lines.push(`sluice_audit_consumer_refused_total{consumer="${state.durable}"} ${state.refusedEvents}`);
       return send(response, 200, `${lines.join('\n')}\n`, 'text/plain; version=0.0.4');
     }
+    // Everything past here is the trail itself: a reader's token, checked before the path is even
+    // looked at, so an unknown path tells an outsider nothing either.
+    const { subject } = await deps.verifier.verify(bearerToken(request));
+    if (!isAuditReader(subject, deps.readers)) throw new NotAnAuditReaderError(subject.sub);
     if (url.pathname === '/v1/sessions') {
       const params = url.searchParams;
       const limit = optional(params, 'limit');
@@ -89,6 +115,7 @@ export const startAuditApi = async (deps: AuditApiDeps, host: string, port: numb
   const server = createServer((request, response) => {
     handle(request, response).catch((error: unknown) => {
       if (error instanceof BadRequest) problem(response, 400, 'Bad Request', error.code, error.message);
+      else if (error instanceof SluiceError && (error.code === SluiceErrorCode.TokenInvalid || error.code === SluiceErrorCode.TokenExpired || error.code === SluiceErrorCode.NotAnAuditReader)) refuse(response, error);
       else if (!response.headersSent) problem(response, 503, 'Event store unavailable', 'ERR_AUDIT_UNAVAILABLE');
     });
   });

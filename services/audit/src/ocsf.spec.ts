@@ -21,6 +21,11 @@ const decided = (protocol: 'postgres' | 'redis' | 'http', command: string, decis
   });
 
 describe('OCSF mapping', () => {
+  it('maps an event.rejected alert to a high-severity base event naming the reason', () => {
+    const alert = buildEvent('event.rejected', { id: 'rejected:S:1:0', source: 'sluice/audit', subject: 'audit', time: at, data: { reason: 'unsigned', natsSubject: 'sluice.events.approval.decided', streamSeq: 1, eventId: 'forged' } });
+    expect(toOcsf(alert)).toMatchObject({ class_uid: 0, severity_id: 4, message: 'audit refused an event as not genuine: unsigned', unmapped: { eventId: 'forged' } });
+  });
+
   it('maps session.started to Authentication Logon with the agent as actor', () => {
     expect(toOcsf(started)).toMatchObject({
       class_uid: 3002,

@@ -199,8 +199,9 @@ export const toOcsf = (event: CloudEvent, lookup: SubjectLookup = () => undefine
       return typed(OcsfClass.Base, { activity_id: 99, activity_name: kind }, {
         status_id: decision === 'deny' ? Status.Failure : Status.Other,
         status: decision === 'deny' ? 'Failure' : 'Other',
-        severity_id: 1,
-        message: kind,
+        // Something on the bus claimed to be Sluice and was not: a SIEM should page on it.
+        severity_id: kind === 'event.rejected' ? 4 : 1,
+        message: kind === 'event.rejected' ? `audit refused an event as not genuine: ${String(data.reason)}` : kind,
         ...actorOf(known?.sub, known?.groups, sessionId),
         unmapped: { ...base.unmapped, ...data },
       });

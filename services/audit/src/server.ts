@@ -1,7 +1,9 @@
 import type { Server } from 'node:http';
-import { formatAddress, parseAddress, type LoadedConfig } from '@sluice/config';
-import { connectBus, ensureEventStream, type NatsConnection } from '@sluice/event-bus';
+import { formatAddress, parseAddress, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig } from '@sluice/config';
+import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { openEventStore, type EventStore } from '@sluice/event-store';
+import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
+import { alertsFor } from './alerts.js';
 import { DurableConsumer, type ConsumerLogger, type ConsumerState } from './consumer.js';
 import { createExporter, exporterName, type Exporter } from './exporters.js';
 import { startAuditApi } from './http-api.js';
@@ -15,6 +17,8 @@ export interface AuditServiceOptions {
   readonly logger: AuditServiceLogger;
   /** Messages per stored batch (each may hold a batch of events). */
   readonly batchMessages?: number;
+  /** Verifies the audit API's bearer tokens; by default against `identity.oidc`. */
+  readonly identity?: TokenVerifier;
 }
 
 export interface AuditService {
@@ -34,7 +38,7 @@ export const STORE_CONSUMER = 'audit-store';
  * `audit-store` durable consumer, feeds each SIEM exporter from its own durable consumer, and
  * serves the audit HTTP API.
  */
-export const startAuditService = async ({ loaded, logger, batchMessages = 200 }: AuditServiceOptions): Promise<AuditService> => {
+export const startAuditService = async ({ loaded, logger, batchMessages = 200, identity }: AuditServiceOptions): Promise<AuditService> => {
   const { config } = loaded;
   const cleanup: Array<() => Promise<unknown>> = [];
   const unwind = async (): Promise<void> => {
@@ -43,7 +47,7 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200 }:
   try {
     const store = await openEventStore({ url: config.eventStore.url, path: config.eventStore.path, logger });
     cleanup.push(() => store.close());
-    const nc: NatsConnection = await connectBus(config.bus.url, 'audit');
+    const nc: NatsConnection = await connectBus(config.bus.url, 'audit', resolveBusLogin(loaded, 'audit'));
     cleanup.push(() => nc.drain());
     await ensureEventStream(nc, {
       stream: config.bus.stream,
@@ -52,16 +56,35 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200 }:
       ...(config.audit.stream.maxAge === undefined ? {} : { maxAgeMs: config.audit.stream.maxAge }),
     });
 
+    // Provenance: only what a Sluice service provably signed is stored as genuine (and only the
+    // kinds that service may publish); the rest is kept apart as rejected, with an alert event.
+    const keys = resolveProvenanceKeys(loaded, 'audit');
+    if (Object.keys(keys.publicKeysPem).length === 0) logger.warn({}, 'no provenance keys configured: every event is refused as unsigned');
+    const provenance = createProvenanceVerifier(keys.publicKeysPem);
+    const alerts = new EventPublisher(nc, {
+      source: 'audit',
+      subjectPrefix: config.bus.subjectPrefix,
+      ...(keys.privateKeyPem === undefined ? {} : { signer: createMessageSigner('audit', keys.privateKeyPem) }),
+    });
+    cleanup.push(() => alerts.close());
+
     const consumers: Array<Pick<DurableConsumer<unknown>, 'state'>> = [];
     const storeConsumer = new DurableConsumer(nc, {
       stream: config.bus.stream,
       durable: STORE_CONSUMER,
       batchMessages,
       logger,
+      provenance,
       // Normalising and canonicalising the next batch overlaps the INSERT of this one.
-      prepare: (events) => store.prepare(events),
+      prepare: (events, signerOf) => store.prepare(events, signerOf),
       handle: async (batch) => {
         await store.append(batch);
+      },
+      onRejected: async (records) => {
+        await store.reject(records);
+        for (const alert of alertsFor(records, new Date())) await alerts.publishNow(alert);
+        const { key, reason, claimedSigner, eventId, natsSubject } = records[0]!;
+        logger.error({ rejected: records.length, first: { key, reason, claimedSigner, eventId, natsSubject } }, 'events refused as not genuine; kept in sluice.rejected_events');
       },
     });
     await storeConsumer.start();
@@ -77,6 +100,8 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200 }:
         // One message may hold hundreds of events; keep SIEM posts reasonably small.
         batchMessages: Math.max(1, Math.ceil(settings.batchSize / 50)),
         logger,
+        // A SIEM gets only genuine events too; the refused ones reach it as the audit service's alerts.
+        provenance,
         handle: (events) => exporter.send(events),
       });
       await consumer.start();
@@ -88,7 +113,14 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200 }:
     }
 
     const listen = parseAddress(config.services.audit.http)!;
-    const { server, address } = await startAuditApi({ store, consumers: () => consumers.map((consumer) => consumer.state()) }, listen.host, listen.port);
+    const verifier = identity ?? createTokenVerifier(config.identity.oidc);
+    const readers = config.audit.readers;
+    if (readers.groups.length === 0 && readers.subs.length === 0) logger.warn({}, 'audit.readers is empty: the audit API refuses everyone');
+    const { server, address } = await startAuditApi(
+      { store, consumers: () => consumers.map((consumer) => consumer.state()), verifier, readers },
+      listen.host,
+      listen.port,
+    );
     cleanup.push(() => closeServer(server));
     const httpAddress = formatAddress({ host: address.address, port: address.port });
     logger.info({ http: httpAddress, exporters: exporters.map((exporter) => exporter.name) }, 'audit service listening');

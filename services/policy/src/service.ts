@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc-js';
 import { buildEvent } from '@sluice/contracts';
-import { loadConfig, MAX_GOVERNED_MESSAGE_BYTES, type LoadedConfig, type SluiceConfig } from '@sluice/config';
-import { connectBus, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
+import { loadConfig, MAX_GOVERNED_MESSAGE_BYTES, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig, type SluiceConfig } from '@sluice/config';
+import { connectBus, createMessageSigner, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { policy as pb } from '@sluice/proto';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
@@ -39,14 +39,17 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
   let current = policyOf(config);
   let version = 1;
 
-  const nc: NatsConnection = await connectBus(config.bus.url, 'policy');
+  const nc: NatsConnection = await connectBus(config.bus.url, 'policy', resolveBusLogin(loaded, 'policy'));
   await ensureEventStream(nc, {
     stream: config.bus.stream,
     subjectPrefix: config.bus.subjectPrefix,
     duplicateWindowMs: config.audit.stream.duplicateWindow,
     ...(config.audit.stream.maxAge ? { maxAgeMs: config.audit.stream.maxAge } : {}),
   });
+  const { privateKeyPem } = resolveProvenanceKeys(loaded, 'policy');
+  if (privateKeyPem === undefined) logger.warn({}, 'no provenance key for policy: its events go unsigned and the audit store refuses them');
   const publisher = new EventPublisher(nc, {
+    ...(privateKeyPem === undefined ? {} : { signer: createMessageSigner('policy', privateKeyPem) }),
     source: 'policy',
     subjectPrefix: config.bus.subjectPrefix,
     onError: (error) => logger.error({ err: error }, 'event publish failed'),

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
 import { createServer, type Server, type Socket } from 'node:net';
-import { parseAddress, readSecret, resourceLimits, type ResourceConfig, type SecretRef } from '@sluice/config';
+import { parseAddress, readSecret, resolveBusLogin, resolveProvenanceKeys, resourceLimits, type ResourceConfig, type SecretRef } from '@sluice/config';
 import { SluiceErrorCode } from '@sluice/contracts';
-import { connectBus, ensureEventStream, EventPublisher } from '@sluice/event-bus';
+import { connectBus, createMessageSigner, ensureEventStream, EventPublisher } from '@sluice/event-bus';
 import { createTokenVerifier } from '@sluice/identity';
 import { runService } from '@sluice/service-runtime';
 import { createAuditPort } from './audit-port.js';
@@ -48,7 +48,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
       }
     }
   });
-  const nc = await connectBus(config.bus.url, 'proxy');
+  const nc = await connectBus(config.bus.url, 'proxy', resolveBusLogin(loaded, 'proxy'));
   // Before anything listens: limits that cannot fit the bus are a config error, not a wedge later.
   checkRecordingFits(config.audit.recording, nc.info?.max_payload ?? 1024 * 1024);
   await ensureEventStream(nc, {
@@ -57,7 +57,10 @@ runService('proxy', async ({ loaded, config, logger }) => {
     duplicateWindowMs: config.audit.stream.duplicateWindow,
     maxAgeMs: config.audit.stream.maxAge,
   });
+  const { privateKeyPem } = resolveProvenanceKeys(loaded, 'proxy');
+  if (privateKeyPem === undefined) logger.warn({}, 'no provenance key for proxy: its events go unsigned and the audit store refuses them');
   const publisher = new EventPublisher(nc, {
+    ...(privateKeyPem === undefined ? {} : { signer: createMessageSigner('proxy', privateKeyPem) }),
     source: 'proxy',
     subjectPrefix: config.bus.subjectPrefix,
     maxEventBytes: config.audit.recording.maxEventBytes,

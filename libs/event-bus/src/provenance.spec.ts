@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { headers } from '@nats-io/transport-node';
+import { buildEvent, SIGNATURE_HEADER, SIGNER_HEADER } from '@sluice/contracts';
+import { createMessageSigner, createProvenanceVerifier, generateSigningKeyPair, ProvenanceKeyError, publicKeyPemOf } from './provenance.js';
+
+const proxy = generateSigningKeyPair();
+const approval = generateSigningKeyPair();
+const verifier = createProvenanceVerifier({ proxy: proxy.publicKeyPem, approval: approval.publicKeyPem });
+const payload = new TextEncoder().encode('[{"id":"e1"}]');
+
+describe('message provenance', () => {
+  it('names the signer of a message signed with its key', () => {
+    expect(verifier.checkMessage(payload, createMessageSigner('proxy', proxy.privateKeyPem).headersFor(payload))).toEqual({ genuine: true, signer: 'proxy' });
+  });
+
+  it('refuses an unsigned message, an unknown signer, a signer without a key, and a signature of other bytes', () => {
+    expect(verifier.checkMessage(payload, undefined)).toEqual({ genuine: false, reason: 'unsigned' });
+    const forged = headers();
+    forged.set(SIGNER_HEADER, 'root');
+    forged.set(SIGNATURE_HEADER, 'AAAA');
+    expect(verifier.checkMessage(payload, forged)).toMatchObject({ genuine: false, reason: 'signed by an unknown signer' });
+    const policy = generateSigningKeyPair();
+    expect(verifier.checkMessage(payload, createMessageSigner('policy', policy.privateKeyPem).headersFor(payload))).toMatchObject({ genuine: false, reason: 'no public key configured for signer policy' });
+    const other = createMessageSigner('proxy', proxy.privateKeyPem).headersFor(new TextEncoder().encode('[]'));
+    expect(verifier.checkMessage(payload, other)).toMatchObject({ genuine: false, reason: 'bad signature for signer proxy' });
+  });
+
+  it("refuses the approval key's signature when a message claims to be the proxy's", () => {
+    const signed = createMessageSigner('approval', approval.privateKeyPem).headersFor(payload);
+    signed.set(SIGNER_HEADER, 'proxy');
+    expect(verifier.checkMessage(payload, signed)).toMatchObject({ genuine: false, reason: 'bad signature for signer proxy' });
+  });
+
+  it('lets a signer vouch only for its own kinds of event', () => {
+    const decided = buildEvent('approval.decided', { id: 'a', source: 's', subject: 'x', time: new Date(), data: { approvalId: 'a', decision: 'approve', approver: 'd', reason: '', final: true, via: 'api' } });
+    expect(verifier.refuseEvent('approval', decided)).toBeUndefined();
+    expect(verifier.refuseEvent('proxy', decided)).toBe('signer proxy may not publish sluice.approval.decided.v1');
+    expect(verifier.refuseEvent('proxy', { ...decided, type: 'something.else' })).toBe('signer proxy may not publish something.else');
+  });
+
+  it('takes Ed25519 keys only', () => {
+    expect(() => createMessageSigner('proxy', 'not a key')).toThrow(ProvenanceKeyError);
+    expect(publicKeyPemOf(proxy.privateKeyPem)).toBe(proxy.publicKeyPem);
+  });
+});
