@@ -27,7 +27,7 @@ import {
   type HelloArgs,
 } from './commands.js';
 import { flattenReply, maskReply, UNKNOWN_FIELD, type FieldHint } from './reply-masking.js';
-import { ReplyStream, type QueuedCommand } from './reply-stream.js';
+import { confirmationOf, ReplyStream, type QueuedCommand } from './reply-stream.js';
 
 export interface RedisAdapterOptions {
   /** Base directory of `{ file: … }` secrets (the config file's directory). */
@@ -82,6 +82,8 @@ interface Entry {
   closeAfter: boolean;
   /** Sent inside MULTI: its reply is QUEUED (or an error), its result comes with EXEC. */
   queued: boolean;
+  /** A RESP3 subscribe: push confirmations still to come before it is answered. */
+  confirmations: number;
 }
 
 const subjectRef = (session: Session): SubjectRef => ({
@@ -418,6 +420,7 @@ class RedisConnection {
       execAbort: false,
       closeAfter: false,
       queued: false,
+      confirmations: 0,
     };
   }
 
@@ -568,7 +571,7 @@ class RedisConnection {
   }
 
   private send(entry: Entry, maskProfile: string | undefined): void {
-    const refusal = this.stream.refusal(entry.name);
+    const refusal = this.stream.refusal(entry.name, entry.args, this.protocol);
     if (refusal) {
       this.protocolSwitches.delete(entry);
       return this.answer(entry, encodeError(refusal), SluiceErrorCode.PolicyDenied);
@@ -588,6 +591,7 @@ class RedisConnection {
     this.writeUpstream(dispatch.execAbort ? encodeCommand(['DISCARD']) : entry.frame);
     if (dispatch.expectsReply) {
       entry.status = 'sent';
+      entry.confirmations = dispatch.confirmations;
       this.inflight.push(entry);
       // Until HELLO's reply, the protocol of later replies is unknown: nothing more is sent.
       if (this.protocolSwitches.has(entry)) this.protocolPending = true;
@@ -608,12 +612,42 @@ class RedisConnection {
   // ---- upstream side -------------------------------------------------------------------------
 
   private onUpstreamFrame(frame: Buffer): void {
-    // RESP3 pushes (pub/sub messages, invalidations) are out of band.
-    if (frame[0] === 0x3e) return this.forwardStreamed(frame);
+    const head = this.inflight[0];
+    // RESP3 pushes (pub/sub messages, invalidations) are out of band, except the confirmations
+    // that answer a subscribe: the subscribe is answered once all of them came.
+    if (frame[0] === 0x3e) {
+      if (head && head.confirmations > 0 && this.confirms(head, frame)) {
+        this.forwardStreamed(frame);
+        if (--head.confirmations === 0) {
+          this.inflight.shift();
+          this.stream.subscribeSettled();
+          head.status = 'done';
+          head.reply = Buffer.alloc(0);
+          this.recordStreamed(head, 'stream');
+          this.emit();
+        }
+        return;
+      }
+      return this.forwardStreamed(frame);
+    }
     const entry = this.inflight.shift();
     if (!entry) return this.forwardStreamed(frame);
+    // A subscribe answered by a plain frame (an error: arity, ACL) was not confirmed at all.
+    if (entry.confirmations > 0) {
+      entry.confirmations = 0;
+      this.stream.subscribeSettled();
+    }
     this.complete(entry, frame);
     this.emit();
+  }
+
+  /** Is this push a confirmation of the subscribe command waiting for its answer? */
+  private confirms(entry: Entry, frame: Buffer): boolean {
+    try {
+      return confirmationOf(decodeReply(frame))?.kind === entry.name.toLowerCase();
+    } catch {
+      return false;
+    }
   }
 
   /** A frame that answers no queued command: masked with the subscription's profile and sent on. */
@@ -651,7 +685,8 @@ class RedisConnection {
     entry.status = 'done';
     const switchTo = this.protocolSwitches.get(entry);
     if (switchTo) {
-      this.protocol = switchTo;
+      // A HELLO the target refused (a bad SETNAME, say) leaves the protocol as it was.
+      if (frame[0] !== 0x2d && frame[0] !== 0x21) this.protocol = switchTo;
       this.protocolSwitches.delete(entry);
     }
     if (this.protocolPending && this.protocolSwitches.size === 0) {

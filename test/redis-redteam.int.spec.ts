@@ -1,0 +1,258 @@
+import { randomUUID } from 'node:crypto';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createClient, type RedisClientType } from 'redis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeCommand, decodeReply, encodeCommand, RespFramer, type RespValue } from '@sluice/codec-resp';
+import type { RedisResourceConfig, RuleConfig } from '@sluice/config';
+import { createTokenVerifier } from '@sluice/identity';
+import { compileMasking } from '@sluice/masking-engine';
+import { createPolicy } from '../services/policy/src/policy.js';
+import { classifyRedis } from '../services/policy/src/redis-commands.js';
+import type { GovernancePorts } from '../services/proxy/src/ports.js';
+import { createRedisAdapter } from '../services/proxy/src/redis/adapter.js';
+import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+
+/**
+ * The second red team on the Redis front door (after issue #10's fixes), as an agent with a valid
+ * read-only token and a masking profile with a column rule: raw RESP on a socket against the real
+ * Redis, the real policy and masking engines. Each probe is refused or masked.
+ */
+const prefix = `sluice-redteam:${randomUUID().slice(0, 8)}`;
+const key = (name: string) => `${prefix}:${name}`;
+/** A value no detector recognises: only a column rule (field `ssn`) can mask it. */
+const SSN = 'ZQ-SSN-VALUE-77';
+const noClearSsnIn = (reply: unknown) => expect(JSON.stringify(reply)).not.toContain(SSN);
+
+const rules: RuleConfig[] = [
+  { name: 'no-secrets', effect: 'deny', keys: [key('secret:*')] },
+  { name: 'support-read', effect: 'allow', subjects: { groups: ['support-agents'] }, actions: ['read'], keys: [key('*')], mask: 'pii' },
+  {
+    name: 'narrow-read',
+    effect: 'allow',
+    subjects: { groups: ['narrow-agents'] },
+    actions: ['read'],
+    keys: [key('ids'), key('pub:*')],
+    mask: 'pii',
+  },
+] as RuleConfig[];
+
+const resource: RedisResourceConfig = {
+  name: 'cache',
+  type: 'redis',
+  listen: '127.0.0.1:0',
+  target: { host: '127.0.0.1', port: 6379, db: 0 },
+  credentials: {},
+};
+
+const masking = compileMasking(
+  {
+    defaultRegion: 'US',
+    detectors: [],
+    profiles: { pii: { detectors: ['email', 'us_ssn', 'credit_card'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } },
+  },
+  { hashKey: 'redis-redteam' },
+);
+
+const createPorts = (idp: TestIssuer): GovernancePorts => {
+  const verifier = createTokenVerifier([{ issuer: idp.issuer, audience: idp.audience, groupsClaim: 'groups', clockTolerance: 5_000 }]);
+  const policy = createPolicy(rules, [resource], { approvalTimeoutMs: 60_000 });
+  return {
+    identity: { verify: (token) => verifier.verify(token) },
+    policy: {
+      describeSession: async (subject) => policy.describeSession(subject, resource.name),
+      decide: async (subject, name, command) => policy.decide(subject, name, command),
+    },
+    masking: { masker: (profile) => (profile ? masking.profile(profile) : undefined), maskCommandText: (text) => text },
+    approvals: {
+      request: async () => {
+        throw new Error('no approvals in this test');
+      },
+      awaitDecision: async () => ({ granted: false, outcome: 'denied', reason: '', approvalId: undefined, code: 'DENIED' }) as never,
+      consume: async () => false,
+    },
+    audit: { record: () => {}, healthy: true },
+    recording: { maxRows: 100, maxBytes: 65_536 },
+    newId: randomUUID,
+    now: () => new Date(),
+  };
+};
+
+/** A raw socket that sends bytes as they are and reads RESP replies. */
+const rawSocket = async (port: number) => {
+  const socket = connect(port, '127.0.0.1');
+  await new Promise((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  const framer = new RespFramer('reply');
+  const received: RespValue[] = [];
+  let closed = false;
+  socket.on('data', (chunk) => {
+    for (const frame of framer.push(chunk)) received.push(decodeReply(frame));
+  });
+  socket.on('close', () => (closed = true));
+  socket.on('error', () => {});
+  return {
+    socket,
+    get closed() {
+      return closed;
+    },
+    write: (bytes: string | Buffer) => socket.write(bytes),
+    send: (...args: string[]) => socket.write(encodeCommand(args)),
+    read: async (): Promise<RespValue> => {
+      const deadline = Date.now() + 5_000;
+      while (received.length === 0) {
+        if (Date.now() > deadline || (closed && received.length === 0)) throw new Error('no reply');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      return received.shift()!;
+    },
+  };
+};
+
+const show = (value: RespValue): unknown => {
+  switch (value.type) {
+    case 'bulk':
+    case 'verbatim':
+      return value.value.toString('latin1');
+    case 'simple':
+    case 'error':
+      return value.value;
+    case 'integer':
+      return Number(value.value);
+    case 'null':
+      return null;
+    case 'array':
+    case 'set':
+    case 'push':
+      return value.items.map(show);
+    case 'map':
+      return value.entries.map(([k, v]) => [show(k), show(v)]);
+    default:
+      return value.type;
+  }
+};
+
+describe('Redis front door against a second red team', () => {
+  let idp: TestIssuer;
+  let direct: RedisClientType;
+  let server: Server;
+  let port: number;
+  let token: string;
+  const sockets: Socket[] = [];
+
+  const agent = async (login = token) => {
+    const client = await rawSocket(port);
+    sockets.push(client.socket);
+    client.send('AUTH', login);
+    expect(show(await client.read())).toBe('OK');
+    return client;
+  };
+
+  beforeAll(async () => {
+    idp = await startTestIssuer();
+    token = await idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
+    direct = createClient({ socket: { host: '127.0.0.1', port: 6379 } }) as RedisClientType;
+    await direct.connect();
+    await direct.set(key('secret:1'), 'the launch codes');
+    await direct.set(key('pub:1'), 'hello world');
+    await direct.rPush(key('ids'), ['1', '2']);
+    for (const id of ['1', '2']) await direct.hSet(key(`user:${id}`), { name: `User ${id}`, ssn: SSN });
+    const ports = createPorts(idp);
+    const adapter = createRedisAdapter(resource, { secretsDir: process.cwd() });
+    server = createServer((socket) => void adapter.handleConnection(socket, ports));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+    const keys = await direct.keys(`${prefix}:*`);
+    if (keys.length > 0) await direct.del(keys);
+    await direct.quit();
+    await idp.close();
+  });
+
+  describe('probes that change how replies come back', () => {
+    it('keeps RESP2 when the target refuses a HELLO 3 (bad SETNAME): HGETALL and HRANDFIELD still mask the ssn field', async () => {
+      const client = await agent();
+      client.send('HELLO', '3', 'SETNAME', 'has space');
+      expect(show(await client.read())).toMatch(/^ERR /);
+      client.send('HGETALL', key('user:1'));
+      const all = await client.read();
+      noClearSsnIn(show(all));
+      expect(show(all)).toContain('User 1');
+      client.send('HRANDFIELD', key('user:1'), '-4', 'WITHVALUES');
+      noClearSsnIn(show(await client.read()));
+      client.send('PING');
+      expect(show(await client.read())).toBe('PONG');
+    });
+
+    it('answers a RESP3 SUBSCRIBE without a channel itself; the replies after it stay paired and masked', async () => {
+      const client = await agent();
+      client.send('HELLO', '3');
+      expect((await client.read()).type).toBe('map');
+      client.write(Buffer.concat([encodeCommand(['SUBSCRIBE']), encodeCommand(['HGET', key('user:1'), 'ssn']), encodeCommand(['ECHO', 'after'])]));
+      expect(show(await client.read())).toMatch(/^ERR wrong number of arguments/);
+      const ssn = await client.read();
+      noClearSsnIn(show(ssn));
+      expect(ssn.type).not.toBe('error');
+      expect(show(await client.read())).toBe('after');
+    });
+
+    it('pairs a RESP3 subscribe with all its confirmations (duplicates too) before the next reply', async () => {
+      const client = await agent();
+      const channel = key('dup');
+      client.send('HELLO', '3');
+      expect((await client.read()).type).toBe('map');
+      client.write(Buffer.concat([encodeCommand(['SUBSCRIBE', channel, channel]), encodeCommand(['HGET', key('user:1'), 'ssn']), encodeCommand(['ECHO', 'after'])]));
+      expect(show(await client.read())).toEqual(['subscribe', channel, 1]);
+      expect(show(await client.read())).toEqual(['subscribe', channel, 1]);
+      expect(show(await client.read())).toBe('[REDACTED]');
+      expect(show(await client.read())).toBe('after');
+      client.send('UNSUBSCRIBE');
+      expect(show(await client.read())).toEqual(['unsubscribe', channel, 0]);
+      client.send('HELLO', '2');
+      const helloReply = show(await client.read());
+      expect(Array.isArray(helloReply), JSON.stringify(helloReply)).toBe(true);
+      client.send('HGETALL', key('user:1'));
+      noClearSsnIn(show(await client.read()));
+    });
+
+    it('leaves RESP2 subscriber mode when the last plain channel is unsubscribed (subscribe is not a shard kind)', async () => {
+      const client = await agent();
+      const channel = key('plain');
+      client.send('SUBSCRIBE', channel);
+      expect(show(await client.read())).toEqual(['subscribe', channel, 1]);
+      client.send('UNSUBSCRIBE', channel);
+      expect(show(await client.read())).toEqual(['unsubscribe', channel, 0]);
+      client.send('GET', key('pub:1'));
+      expect(show(await client.read())).toBe('hello world');
+    });
+
+    it.each(['SUBSCRIBE', 'PSUBSCRIBE', 'SSUBSCRIBE'])('answers a RESP2 %s without a channel itself and stays out of subscriber mode', async (command) => {
+      const client = await agent();
+      client.send(command);
+      expect(show(await client.read())).toMatch(/^ERR wrong number of arguments/);
+      client.send('GET', key('pub:1'));
+      expect(show(await client.read())).toBe('hello world');
+    });
+
+    it('refuses HELLO 2 once a RESP3 connection has subscribed, so pushed messages never pose as replies', async () => {
+      const client = await agent();
+      const channel = key('chan');
+      client.send('HELLO', '3');
+      expect((await client.read()).type).toBe('map');
+      client.send('SUBSCRIBE', channel);
+      expect((await client.read()).type).toBe('push');
+      client.send('HELLO', '2');
+      expect(show(await client.read())).toMatch(/^(ERR|NOPERM) /);
+      await direct.publish(channel, 'a message');
+      const pushed = await client.read();
+      expect(pushed.type).toBe('push');
+      client.send('ECHO', 'mine');
+      expect(show(await client.read())).toBe('mine');
+    });
+  });
+});
