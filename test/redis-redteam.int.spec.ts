@@ -25,6 +25,7 @@ const noClearSsnIn = (reply: unknown) => expect(JSON.stringify(reply)).not.toCon
 
 const rules: RuleConfig[] = [
   { name: 'no-secrets', effect: 'deny', keys: [key('secret:*')] },
+  { name: 'no-geheim', effect: 'deny', keys: [key('geheim-ü:*')] },
   { name: 'support-read', effect: 'allow', subjects: { groups: ['support-agents'] }, actions: ['read'], keys: [key('*')], mask: 'pii' },
   {
     name: 'narrow-read',
@@ -172,6 +173,21 @@ describe('Redis front door against a second red team', () => {
     if (keys.length > 0) await direct.del(keys);
     await direct.quit();
     await idp.close();
+  });
+
+  describe('probes on which keys a command touches', () => {
+    it('matches a deny rule naming a non-ASCII key against the UTF-8 key the agent sends (GET, KEYS, SORT GET)', async () => {
+      await direct.set(key('geheim-ü:1'), 'verboten');
+      const client = await agent();
+      client.send('GET', key('geheim-ü:1'));
+      expect(show(await client.read())).toMatch(/^NOPERM denied by rule 'no-geheim'/);
+      client.send('KEYS', key('geheim-ü:*'));
+      expect(show(await client.read())).toMatch(/^NOPERM denied by rule 'no-geheim'/);
+      client.send('SORT', key('ids'), 'BY', 'nosort', 'GET', key('geheim-ü:*'));
+      expect(show(await client.read())).toMatch(/^NOPERM denied by rule 'no-geheim'/);
+      client.send('GET', key('pub:1'));
+      expect(show(await client.read())).toBe('hello world');
+    });
   });
 
   describe('probes that change how replies come back', () => {
