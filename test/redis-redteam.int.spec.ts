@@ -190,6 +190,24 @@ describe('Redis front door against a second red team', () => {
     });
   });
 
+  describe('probes on how values are masked', () => {
+    it('applies column rules to the members of a JSON value (GET, a list element, a hash field holding JSON)', async () => {
+      const document = JSON.stringify({ name: 'Doc', ssn: SSN, nested: { ssn: { raw: SSN } }, list: [{ SSN }] });
+      await direct.set(key('doc:1'), document);
+      await direct.rPush(key('docs'), [document]);
+      await direct.hSet(key('doc-hash'), { profile: document });
+      const client = await agent();
+      client.send('GET', key('doc:1'));
+      const value = show(await client.read()) as string;
+      noClearSsnIn(value);
+      expect(JSON.parse(value)).toMatchObject({ name: 'Doc', ssn: '[REDACTED]' });
+      client.send('LRANGE', key('docs'), '0', '-1');
+      noClearSsnIn(show(await client.read()));
+      client.send('HGET', key('doc-hash'), 'profile');
+      noClearSsnIn(show(await client.read()));
+    });
+  });
+
   describe('probes that change how replies come back', () => {
     it('keeps RESP2 when the target refuses a HELLO 3 (bad SETNAME): HGETALL and HRANDFIELD still mask the ssn field', async () => {
       const client = await agent();

@@ -8,7 +8,7 @@ import { normalizeHttpPath, SluiceErrorCode, type Subject } from '@sluice/contra
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import type { Decision, GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
 import { commandHash, holdForApproval } from '../redis/approval-hold.js';
-import { maskString, sameJson } from '../redis/reply-masking.js';
+import { maskJsonDocument, maskString, sameJson } from '../redis/reply-masking.js';
 import {
   bodyKind,
   decoderFor,
@@ -526,23 +526,40 @@ export const createHttpAdapter = (
     if (decoder) upstream.body.on('error', (error) => decoded.destroy(error));
 
     try {
-      if (kind === 'json') {
-        const whole = await readUpTo(decoded, maxJsonBytes);
+      const chunks = (decoded as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+      // Column rules apply to JSON members by name: a JSON body, or a text body that opens like
+      // JSON (a mislabelled document, NDJSON), is read whole to be walked.
+      const start = await readStart(chunks, maxJsonBytes);
+      const columnRules = masker.columnRuleCount !== 0;
+      if (kind === 'json' || (columnRules && opensLikeJson(start.bytes))) {
+        const whole = start.complete ? start : await readMore(start.bytes, chunks, maxJsonBytes);
         if (whole.complete) {
-          const masked = maskJsonText(whole.bytes, masker, counts);
+          const masked = kind === 'json' ? maskJsonText(whole.bytes, masker, counts) : maskTextBody(whole.bytes, masker, counts);
           res.writeHead(status, { ...responseHeaders, 'content-length': String(masked.length) });
           await pipeline(Readable.from([masked]), tap, res);
           record(true);
           return;
         }
-        // Too large to parse: scan what was read and the rest as streamed text.
+        if (columnRules) {
+          // Streamed text masking cannot tell which member a value belongs to: withheld rather than shown.
+          decoded.destroy();
+          upstream.body.destroy();
+          record(false, { code: SluiceErrorCode.MaskingUnavailable, message: 'result withheld: JSON body too large to mask by column' });
+          sendProblem(
+            res,
+            new Problem(403, SluiceErrorCode.MaskingUnavailable, 'Result withheld', `the JSON body is larger than ${maxJsonBytes} bytes and the masking profile has column rules, so it was withheld`),
+            requestId,
+          );
+          return;
+        }
+        // Too large to parse, and no column rules: scan what was read and the rest as streamed text.
         res.writeHead(status, responseHeaders);
-        await pipeline(Readable.from(prepend(whole.bytes, whole.rest)), new TextMaskStream(masker, counts, maskWindow), tap, res);
+        await pipeline(Readable.from(prepend(whole.bytes, chunks)), new TextMaskStream(masker, counts, maskWindow), tap, res);
         record(true);
         return;
       }
       res.writeHead(status, responseHeaders);
-      await pipeline(decoded, new TextMaskStream(masker, counts, maskWindow), tap, res);
+      await pipeline(Readable.from(prepend(start.bytes, chunks)), new TextMaskStream(masker, counts, maskWindow), tap, res);
       record(true);
     } catch {
       // A masker or stream failure mid-body: cut the response rather than send raw data.
@@ -616,24 +633,48 @@ const safeCommandText = (ports: GovernancePorts, text: string, profile: string |
   }
 };
 
+interface BodyRead {
+  readonly bytes: Buffer;
+  /** The body ended within what was read. */
+  readonly complete: boolean;
+}
+
+const isJsonSpace = (byte: number): boolean => byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
+
 /**
- * Reads until the end or past `max` bytes. The iterator is advanced by hand (a `return` out of
- * for-await would destroy the stream), so an incomplete read can continue from `rest`.
+ * Reads until the first byte that is not JSON whitespace (or the end, or past `max` bytes). The
+ * iterator is advanced by hand (a `return` out of for-await would destroy the stream), so reading
+ * can continue from it.
  */
-const readUpTo = async (
-  stream: Readable,
-  max: number,
-): Promise<{ bytes: Buffer; complete: boolean; rest: AsyncIterator<Buffer> }> => {
-  const rest = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+const readStart = async (chunks: AsyncIterator<Buffer>, max: number): Promise<BodyRead> => {
   const parts: Buffer[] = [];
   let size = 0;
   for (;;) {
-    const next = await rest.next();
-    if (next.done) return { bytes: Buffer.concat(parts), complete: true, rest };
+    const next = await chunks.next();
+    if (next.done) return { bytes: Buffer.concat(parts), complete: true };
     parts.push(next.value);
     size += next.value.length;
-    if (size > max) return { bytes: Buffer.concat(parts), complete: false, rest };
+    if (size > max || next.value.some((byte) => !isJsonSpace(byte))) return { bytes: Buffer.concat(parts), complete: false };
   }
+};
+
+/** Reads on until the end or past `max` bytes in all. */
+const readMore = async (first: Buffer, chunks: AsyncIterator<Buffer>, max: number): Promise<BodyRead> => {
+  const parts: Buffer[] = [first];
+  let size = first.length;
+  while (size <= max) {
+    const next = await chunks.next();
+    if (next.done) return { bytes: Buffer.concat(parts), complete: true };
+    parts.push(next.value);
+    size += next.value.length;
+  }
+  return { bytes: Buffer.concat(parts), complete: false };
+};
+
+/** Does the body start (after whitespace) like a JSON object or array? */
+const opensLikeJson = (bytes: Buffer): boolean => {
+  const first = bytes.find((byte) => !isJsonSpace(byte));
+  return first === 0x7b /* { */ || first === 0x5b /* [ */;
 };
 
 async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
@@ -654,7 +695,41 @@ const maskJsonText = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts):
   } catch {
     return Buffer.from(masker.maskText(text, counts), 'utf8');
   }
-  const masked = masker.maskJson(parsed, counts);
+  const masked = maskJsonDocument(parsed, masker, counts);
   // Re-serialising an unchanged document could lose precision (big integers): send the original.
   return sameJson(parsed, masked) ? bytes : Buffer.from(JSON.stringify(masked), 'utf8');
+};
+
+/**
+ * A text body that opened like JSON: one JSON document, or NDJSON (one document per line), is
+ * walked as JSON so column rules apply by member name; anything else is scanned as text.
+ */
+const maskTextBody = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts): Buffer => {
+  const text = bytes.toString('utf8');
+  try {
+    JSON.parse(text);
+    return maskJsonText(bytes, masker, counts);
+  } catch {
+    // Not one document: perhaps one per line.
+  }
+  const lines = text.split('\n');
+  const documents: unknown[] = [];
+  for (const line of lines) {
+    if (line.trim() === '') {
+      documents.push(undefined);
+      continue;
+    }
+    try {
+      documents.push(JSON.parse(line));
+    } catch {
+      return Buffer.from(masker.maskText(text, counts), 'utf8');
+    }
+  }
+  const masked = lines.map((line, index) => {
+    const document = documents[index];
+    if (document === undefined) return line;
+    const walked = maskJsonDocument(document, masker, counts);
+    return sameJson(document, walked) ? line : JSON.stringify(walked) + (line.endsWith('\r') ? '\r' : '');
+  });
+  return Buffer.from(masked.join('\n'), 'utf8');
 };

@@ -42,7 +42,32 @@ export const sameJson = (a: unknown, b: unknown): boolean => {
   return aKeys.every((k) => k in bRecord && sameJson((a as Record<string, unknown>)[k], bRecord[k]));
 };
 
-const looksLikeJson = (text: string): boolean => {
+/**
+ * Masks a parsed JSON document: column rules apply to object members by their key (a member
+ * named `ssn` is a field named `ssn`, as in a hash or a header), whatever the value's shape; the
+ * rest is walked by maskJson (detectors, with hints from key names).
+ */
+export const maskJsonDocument = (document: unknown, masker: ProfileMasker, counts: MaskCounts): unknown => {
+  const covered = masker.columnRuleCount === 0 ? document : maskCoveredMembers(document, masker, counts);
+  return masker.maskJson(covered, counts);
+};
+
+const maskCoveredMembers = (node: unknown, masker: ProfileMasker, counts: MaskCounts): unknown => {
+  if (Array.isArray(node)) return node.map((item) => maskCoveredMembers(item, masker, counts));
+  if (node === null || typeof node !== 'object') return node;
+  // No prototype: a `__proto__` member stays a member.
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const [key, value] of Object.entries(node as Record<string, unknown>)) {
+    const column = { name: key };
+    if (value !== null && masker.hasColumnRule(column)) {
+      // A nested object or array under a covered key is covered whole, as its text.
+      out[key] = masker.maskCell(typeof value === 'string' ? value : JSON.stringify(value), column, counts);
+    } else out[key] = maskCoveredMembers(value, masker, counts);
+  }
+  return out;
+};
+
+export const looksLikeJson = (text: string): boolean => {
   const first = text.trimStart()[0];
   return first === '{' || first === '[';
 };
@@ -67,7 +92,7 @@ export const maskString = (text: string, masker: ProfileMasker, counts: MaskCoun
       parsed = undefined;
     }
     if (parsed !== undefined && typeof parsed === 'object' && parsed !== null) {
-      const masked = masker.maskJson(parsed, counts);
+      const masked = maskJsonDocument(parsed, masker, counts);
       return sameJson(parsed, masked) ? text : JSON.stringify(masked);
     }
   }
