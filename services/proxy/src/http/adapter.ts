@@ -111,8 +111,22 @@ const ambiguityOf = (req: IncomingMessage): string | undefined => {
     if (transferEncoding !== undefined) return 'Transfer-Encoding in an HTTP/1.0 request';
   }
   const query = url.indexOf('?');
-  if (query >= 0 && /(?:^|&)_method=/i.test(url.slice(query + 1))) return 'a _method override in the query';
+  if (query >= 0 && overridesMethod(url.slice(query + 1))) return 'a _method override in the query';
   return undefined;
+};
+
+/**
+ * Does a query string carry a `_method` parameter, as any framework could read it: names
+ * percent-decoded (repeatedly: some decode twice), `+` as a space, `&` or `;` between parameters.
+ */
+const overridesMethod = (query: string): boolean => {
+  let text = query.replace(/\+/g, ' ');
+  for (let round = 0; round < 3; round++) {
+    const decoded = text.replace(/%([0-9a-fA-F]{2})/g, (_escape, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    if (decoded === text) break;
+    text = decoded;
+  }
+  return /(?:^|[&;])\s*_method\s*(?:[=&;[]|$)/i.test(text);
 };
 
 interface SessionState extends Session {
