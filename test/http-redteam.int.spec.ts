@@ -21,6 +21,7 @@ const rules: RuleConfig[] = [
   { name: 'no-admin-paths', effect: 'deny', resources: ['billing-api'], paths: ['/admin/**'] },
   { name: 'no-geheim-paths', effect: 'deny', resources: ['billing-api'], paths: ['/geheim-ü/**'] },
   { name: 'support-read', effect: 'allow', subjects: { groups: ['support-agents'] }, actions: ['read'], mask: 'pii' },
+  { name: 'unmasked-read', effect: 'allow', subjects: { groups: ['unmasked-agents'] }, actions: ['read'] },
 ] as RuleConfig[];
 
 const masking = compileMasking(
@@ -34,6 +35,8 @@ const masking = compileMasking(
 
 /** A value no detector recognises: only a column rule (field `ssn`) can mask it. */
 const SSN = 'ZQ-SSN-VALUE-77';
+/** The target's own credential, which the agent must never see. */
+const TARGET_TOKEN = 'target-cred-5be1c0ffee5be1';
 
 interface Seen {
   method: string;
@@ -72,6 +75,22 @@ const startTarget = async () => {
         res.write('body');
         res.addTrailers({ 'x-user-ssn': SSN, 'x-user-email': 'alice@example.com' });
         return res.end();
+      }
+      if (req.url === '/echo-headers') {
+        res.writeHead(200, { 'content-type': 'application/json', 'x-seen-auth': String(req.headers.authorization) });
+        return res.end(JSON.stringify({ headers: req.headers }));
+      }
+      if (req.url === '/echo-headers-text') {
+        res.writeHead(200, { 'content-type': 'text/html' });
+        return res.end(`<pre>authorization: ${req.headers.authorization}</pre>`);
+      }
+      if (req.url === '/echo-gzip') {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-encoding': 'gzip' });
+        return res.end(gzipSync(`auth=${req.headers.authorization}`));
+      }
+      if (req.url === '/users/bom') {
+        res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
+        return res.end(`\uFEFF${JSON.stringify(users(2))}`);
       }
       if (req.url === '/headers') {
         res.writeHead(302, {
@@ -145,12 +164,21 @@ describe('HTTP front door against a second red team', () => {
   let adapter: ReturnType<typeof createHttpAdapter>;
   let port: number;
   let token: string;
+  let unmaskedToken: string;
 
   beforeAll(async () => {
     idp = await startTestIssuer();
     target = await startTarget();
     token = await idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
-    const resource: HttpResourceConfig = { name: 'billing-api', type: 'http', listen: '127.0.0.1:0', target: { url: target.url }, credentials: { headers: {} } };
+    unmaskedToken = await idp.mint({ sub: 'plain-bot', groups: ['unmasked-agents'] });
+    process.env.REDTEAM_TARGET_TOKEN = TARGET_TOKEN;
+    const resource: HttpResourceConfig = {
+      name: 'billing-api',
+      type: 'http',
+      listen: '127.0.0.1:0',
+      target: { url: target.url },
+      credentials: { headers: { Authorization: { env: 'REDTEAM_TARGET_TOKEN', prefix: 'Bearer ' } } },
+    } as HttpResourceConfig;
     const verifier = createTokenVerifier([{ issuer: idp.issuer, audience: idp.audience, clockTolerance: 5_000 }]);
     const policy = createPolicy(rules, [resource], { approvalTimeoutMs: 60_000 });
     const ports: GovernancePorts = {
@@ -211,6 +239,29 @@ describe('HTTP front door against a second red team', () => {
       expect(reply.status).toBe(200);
       expect(reply.body).not.toContain(SSN);
       expect(reply.body).toContain('User 2');
+    });
+
+    it('never shows the target its own credential back, when the target echoes request headers', async () => {
+      for (const path of ['/echo-headers', '/echo-headers-text']) {
+        const reply = await call(port, path, { token });
+        expect(reply.status).toBe(200);
+        expect(JSON.stringify(reply.headers) + reply.body).not.toContain(TARGET_TOKEN);
+      }
+      expect(target.seen[0]!.headers.authorization).toBe(`Bearer ${TARGET_TOKEN}`);
+    });
+
+    it('never shows the target its own credential back under a rule without masking (plain and gzip bodies, headers)', async () => {
+      for (const path of ['/echo-headers', '/echo-headers-text', '/echo-gzip']) {
+        const reply = await call(port, path, { token: unmaskedToken });
+        expect(reply.status).toBe(200);
+        expect(JSON.stringify(reply.headers) + reply.body).not.toContain(TARGET_TOKEN);
+        expect(reply.body).toContain('[REDACTED:credential]');
+      }
+    });
+
+    it('walks a JSON body that starts with a byte-order mark, so column rules apply', async () => {
+      const reply = await call(port, '/users/bom', { token });
+      expect(reply.body).not.toContain(SSN);
     });
 
     it('decodes a gzip JSON body and masks it (detectors and column rules)', async () => {

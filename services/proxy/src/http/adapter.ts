@@ -9,6 +9,7 @@ import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import type { Decision, GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
 import { commandHash, holdForApproval } from '../redis/approval-hold.js';
 import { maskJsonDocument, maskString, sameJson } from '../redis/reply-masking.js';
+import { credentialNeedles, CredentialScrubStream, scrubText } from './credential-scrub.js';
 import {
   bodyKind,
   decoderFor,
@@ -429,7 +430,7 @@ export const createHttpAdapter = (
 
     let headers: Record<string, string | string[]>;
     try {
-      headers = upstreamHeaders(req, masker !== undefined);
+      headers = upstreamHeaders(req, masker !== undefined || credentialNeedlesNow().length > 0);
     } catch (problem) {
       return fail(problem as Problem, session, requestId);
     }
@@ -452,6 +453,19 @@ export const createHttpAdapter = (
 
     await respond(state, session, requestId, started, method, upstream, masker, res);
   };
+
+  /**
+   * The credentials Sluice injects, in every form a target could echo them (with and without
+   * their prefix): read at each request, as the headers are, so a rotated secret is covered.
+   */
+  const credentialNeedlesNow = (): Buffer[] =>
+    credentialNeedles(
+      Object.values(resource.credentials.headers).flatMap((ref) => {
+        const bare = readSecret('env' in ref ? { env: ref.env } : { file: ref.file }, options.secretsDir);
+        const full = readSecret(ref, options.secretsDir);
+        return [full, bare].filter((value): value is string => value !== undefined);
+      }),
+    );
 
   const respond = async (
     state: ConnectionState,
@@ -496,6 +510,12 @@ export const createHttpAdapter = (
       }
     };
 
+    // The agent never sees the target's credentials, even echoed back (CONTRACT §3), masked or not.
+    const needles = credentialNeedlesNow();
+    for (const [name, value] of Object.entries(responseHeaders)) {
+      responseHeaders[name] = Array.isArray(value) ? value.map((one) => scrubText(one, needles)) : scrubText(value, needles);
+    }
+
     if (masker) {
       try {
         maskResponseHeaders(responseHeaders, masker, counts);
@@ -508,9 +528,32 @@ export const createHttpAdapter = (
     }
 
     if (!masker || bodyless) {
+      const scrubbing = !bodyless && needles.length > 0;
+      const decoder = scrubbing ? decoderFor(encoding) : null;
+      if (decoder === undefined) {
+        upstream.body.resume();
+        record(false, { code: SluiceErrorCode.MaskingUnavailable, message: 'result withheld: the body cannot be checked for credentials' });
+        sendProblem(
+          res,
+          new Problem(403, SluiceErrorCode.MaskingUnavailable, 'Result withheld', 'the response body is encoded in a way Sluice cannot check, so it was withheld'),
+          requestId,
+        );
+        return;
+      }
+      if (scrubbing) {
+        delete responseHeaders['content-length'];
+        if (decoder) {
+          delete responseHeaders['content-encoding'];
+          delete responseHeaders['etag'];
+          delete responseHeaders['content-md5'];
+        }
+      }
       res.writeHead(status, responseHeaders);
       try {
-        await pipeline(upstream.body, tap, res);
+        const stages: NodeJS.ReadWriteStream[] = [];
+        if (decoder) stages.push(decoder());
+        if (scrubbing) stages.push(new CredentialScrubStream(needles));
+        await pipeline([upstream.body, ...stages, tap, res]);
         record(true);
       } catch {
         record(false, { code: SluiceErrorCode.UpstreamFailed, message: 'the response stream failed' });
@@ -536,8 +579,10 @@ export const createHttpAdapter = (
     // The body changes: validators of the original bytes no longer hold.
     delete responseHeaders['etag'];
     delete responseHeaders['content-md5'];
-    const decoded: Readable = decoder ? upstream.body.pipe(decoder()) : upstream.body;
-    if (decoder) upstream.body.on('error', (error) => decoded.destroy(error));
+    const unpacked: Readable = decoder ? upstream.body.pipe(decoder()) : upstream.body;
+    if (decoder) upstream.body.on('error', (error) => unpacked.destroy(error));
+    const decoded: Readable = needles.length > 0 ? unpacked.pipe(new CredentialScrubStream(needles)) : unpacked;
+    if (decoded !== unpacked) unpacked.on('error', (error) => decoded.destroy(error));
 
     try {
       const chunks = (decoded as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
@@ -668,9 +713,15 @@ const readStart = async (chunks: AsyncIterator<Buffer>, max: number): Promise<Bo
     if (next.done) return { bytes: Buffer.concat(parts), complete: true };
     parts.push(next.value);
     size += next.value.length;
-    if (size > max || next.value.some((byte) => !isJsonSpace(byte))) return { bytes: Buffer.concat(parts), complete: false };
+    const bytes = Buffer.concat(parts);
+    const partOfBom = bytes.length < 3 && bytes.every((byte, index) => byte === BOM[index]);
+    if (size > max || (!partOfBom && bytes.subarray(hasBom(bytes) ? 3 : 0).some((byte) => !isJsonSpace(byte)))) return { bytes, complete: false };
   }
 };
+
+/** The UTF-8 byte-order mark, which some servers write before a document. */
+const BOM = [0xef, 0xbb, 0xbf] as const;
+const hasBom = (bytes: Buffer): boolean => bytes[0] === BOM[0] && bytes[1] === BOM[1] && bytes[2] === BOM[2];
 
 /** Reads on until the end or past `max` bytes in all. */
 const readMore = async (first: Buffer, chunks: AsyncIterator<Buffer>, max: number): Promise<BodyRead> => {
@@ -687,7 +738,8 @@ const readMore = async (first: Buffer, chunks: AsyncIterator<Buffer>, max: numbe
 
 /** Does the body start (after whitespace) like a JSON object or array? */
 const opensLikeJson = (bytes: Buffer): boolean => {
-  const first = bytes.find((byte) => !isJsonSpace(byte));
+  // A UTF-8 byte-order mark may come first (some servers write one).
+  const first = bytes.subarray(hasBom(bytes) ? 3 : 0).find((byte) => !isJsonSpace(byte));
   return first === 0x7b /* { */ || first === 0x5b /* [ */;
 };
 
@@ -702,7 +754,7 @@ async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenera
 
 /** Walks a JSON document with maskJson; a body that is not JSON is scanned as text instead. */
 const maskJsonText = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts): Buffer => {
-  const text = bytes.toString('utf8');
+  const text = bytes.toString('utf8', hasBom(bytes) ? 3 : 0);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -719,7 +771,7 @@ const maskJsonText = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts):
  * walked as JSON so column rules apply by member name; anything else is scanned as text.
  */
 const maskTextBody = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts): Buffer => {
-  const text = bytes.toString('utf8');
+  const text = bytes.toString('utf8', hasBom(bytes) ? 3 : 0);
   try {
     JSON.parse(text);
     return maskJsonText(bytes, masker, counts);
