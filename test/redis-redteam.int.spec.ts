@@ -54,6 +54,9 @@ const masking = compileMasking(
   { hashKey: 'redis-redteam' },
 );
 
+/** Every audit event the adapter recorded, in order. */
+const recorded: { sessionId: string; type: string; data: Record<string, unknown> }[] = [];
+
 const createPorts = (idp: TestIssuer): GovernancePorts => {
   const verifier = createTokenVerifier([{ issuer: idp.issuer, audience: idp.audience, groupsClaim: 'groups', clockTolerance: 5_000 }]);
   const policy = createPolicy(rules, [resource], { approvalTimeoutMs: 60_000 });
@@ -71,7 +74,7 @@ const createPorts = (idp: TestIssuer): GovernancePorts => {
       awaitDecision: async () => ({ granted: false, outcome: 'denied', reason: '', approvalId: undefined, code: 'DENIED' }) as never,
       consume: async () => false,
     },
-    audit: { record: () => {}, healthy: true },
+    audit: { record: (sessionId, type, data) => void recorded.push({ sessionId, type, data: data as Record<string, unknown> }), healthy: true },
     recording: { maxRows: 100, maxBytes: 65_536 },
     newId: randomUUID,
     now: () => new Date(),
@@ -263,6 +266,30 @@ describe('Redis front door against a second red team', () => {
       expect(show(await client.read())).toEqual(['unsubscribe', channel, 0]);
       client.send('GET', key('pub:1'));
       expect(show(await client.read())).toBe('hello world');
+    });
+
+    it('aborts EXEC after a SUBSCRIBE without a channel inside MULTI, as Redis does', async () => {
+      const client = await agent();
+      client.write(Buffer.concat([encodeCommand(['MULTI']), encodeCommand(['SUBSCRIBE']), encodeCommand(['GET', key('pub:1')]), encodeCommand(['EXEC'])]));
+      expect(show(await client.read())).toBe('OK');
+      expect(show(await client.read())).toMatch(/^ERR wrong number of arguments/);
+      expect(show(await client.read())).toBe('QUEUED');
+      expect(show(await client.read())).toMatch(/^EXECABORT/);
+      client.send('GET', key('pub:1'));
+      expect(show(await client.read())).toBe('hello world');
+    });
+
+    it('decides and records HELLO after login (SETNAME renames the connection on the target)', async () => {
+      const client = await agent();
+      const before = recorded.length;
+      client.send('HELLO', '2', 'SETNAME', 'renamed-by-agent');
+      expect(Array.isArray(show(await client.read()))).toBe(true);
+      client.send('CLIENT', 'GETNAME');
+      expect(show(await client.read())).toBe('renamed-by-agent');
+      const decided = recorded.slice(before).filter((event) => event.type === 'command.decided').map((event) => event.data.command);
+      expect(decided).toEqual(['HELLO 2 SETNAME renamed-by-agent', 'CLIENT GETNAME']);
+      const completed = recorded.slice(before).filter((event) => event.type === 'command.completed');
+      expect(completed).toHaveLength(2);
     });
 
     it.each(['SUBSCRIBE', 'PSUBSCRIBE', 'SSUBSCRIBE'])('answers a RESP2 %s without a channel itself and stays out of subscriber mode', async (command) => {

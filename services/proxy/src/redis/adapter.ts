@@ -68,8 +68,8 @@ interface Entry {
   readonly frame: Buffer;
   readonly session: SessionState | undefined;
   readonly started: number;
-  /** local: Sluice answers; internal: forwarded without a policy decision (HELLO); command: decided. */
-  readonly kind: 'local' | 'internal' | 'command';
+  /** local: Sluice answers; command: decided, then sent to the target. */
+  readonly kind: 'local' | 'command';
   settled: boolean;
   decision: Decision | undefined;
   decisionFailed: boolean;
@@ -388,16 +388,15 @@ class RedisConnection {
     else this.pushLocal('AUTH', [], encodeSimple('OK'));
   }
 
-  /** HELLO without AUTH after login: the target answers it (and switches protocol). */
+  /**
+   * HELLO without AUTH after login: decided and recorded like any command (SETNAME changes the
+   * connection's name on the target), then answered by the target, which switches protocol.
+   */
   private pushHello(hello: HelloArgs): void {
-    const args = ['HELLO', ...(hello.protocol ? [String(hello.protocol)] : []), ...(hello.setName ? ['SETNAME', hello.setName] : [])];
-    const frame = encodeCommand(args);
-    const entry = this.newEntry('HELLO', args.map((arg) => Buffer.from(arg)), frame, 'internal');
-    entry.settled = true;
+    const args = ['HELLO', ...(hello.protocol ? [String(hello.protocol)] : []), ...(hello.setName ? ['SETNAME', hello.setName] : [])].map((arg) => Buffer.from(arg));
+    const entry = this.pushCommand('HELLO', args, encodeCommand(args));
     // The protocol changes with the reply to this HELLO; replies before it keep the old one.
     if (hello.protocol) this.protocolSwitches.set(entry, hello.protocol);
-    this.enqueue(entry);
-    this.pump();
   }
 
   private readonly protocolSwitches = new Map<Entry, 2 | 3>();
@@ -441,7 +440,7 @@ class RedisConnection {
     return entry;
   }
 
-  private pushCommand(name: string, args: Buffer[], frame: Buffer): void {
+  private pushCommand(name: string, args: Buffer[], frame: Buffer): Entry {
     const entry = this.newEntry(name, args, frame, 'command');
     this.enqueue(entry);
     const session = this.session!;
@@ -464,6 +463,7 @@ class RedisConnection {
         this.pump();
       },
     );
+    return entry;
   }
 
   // ---- dispatch: decisions in order, before anything goes upstream ------------------------
@@ -474,10 +474,6 @@ class RedisConnection {
       if (!entry.settled) break;
       this.toDispatch.shift();
       if (entry.kind === 'local') continue;
-      if (entry.kind === 'internal') {
-        this.send(entry, undefined);
-        continue;
-      }
       this.dispatch(entry);
     }
     this.emit();
@@ -557,6 +553,8 @@ class RedisConnection {
 
   /** Answers a command without the target; records its completion. */
   private answer(entry: Entry, reply: Buffer, code: string): void {
+    // A HELLO answered here never switches the protocol.
+    this.protocolSwitches.delete(entry);
     entry.status = 'done';
     entry.reply = reply;
     if (entry.session) {
@@ -573,7 +571,8 @@ class RedisConnection {
   private send(entry: Entry, maskProfile: string | undefined): void {
     const refusal = this.stream.refusal(entry.name, entry.args, this.protocol);
     if (refusal) {
-      this.protocolSwitches.delete(entry);
+      // Inside MULTI, Redis aborts EXEC after a command it refused to queue: so does Sluice.
+      this.markDirty();
       return this.answer(entry, encodeError(refusal), SluiceErrorCode.PolicyDenied);
     }
     const unsubscribed = this.stream.unsubscribedReplies(entry.name, entry.args, this.protocol);
@@ -692,10 +691,6 @@ class RedisConnection {
     if (this.protocolPending && this.protocolSwitches.size === 0) {
       this.protocolPending = false;
       queueMicrotask(() => this.pump());
-    }
-    if (entry.kind === 'internal') {
-      entry.reply = frame;
-      return;
     }
     const session = entry.session!;
     const counts: MaskCounts = {};
