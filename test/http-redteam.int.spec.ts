@@ -344,6 +344,24 @@ describe('HTTP front door against a second red team', () => {
       expect(target.seen.map((seen) => seen.url)).toEqual(['/items/1']);
     });
 
+    it('decides an Upgrade request like any other: denied on a denied path, and the target never sees the Upgrade', async () => {
+      const auth = `Authorization: Bearer ${token}\r\n`;
+      const denied = await rawExchange(port, `GET /admin/ws HTTP/1.1\r\nHost: a\r\n${auth}Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
+      expect(denied).not.toMatch(/^HTTP\/1\.1 (101|200)/);
+      const allowed = await rawExchange(port, `GET /items/ws HTTP/1.1\r\nHost: a\r\n${auth}Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);
+      expect(allowed).not.toMatch(/^HTTP\/1\.1 101/);
+      expect(target.seen.filter((seen) => /admin/.test(seen.url))).toHaveLength(0);
+      for (const seen of target.seen) expect(seen.headers.upgrade).toBeUndefined();
+    });
+
+    it('serves a GET with a body and Expect: 100-continue without passing Expect on', async () => {
+      const auth = `Authorization: Bearer ${token}\r\n`;
+      const answer = await rawExchange(port, `GET /items/1 HTTP/1.1\r\nHost: a\r\n${auth}Content-Length: 2\r\nExpect: 100-continue\r\nConnection: close\r\n\r\nab`);
+      expect(answer).toMatch(/HTTP\/1\.1 200/);
+      expect(target.seen).toHaveLength(1);
+      expect(target.seen[0]!.headers.expect).toBeUndefined();
+    });
+
     it.each(['/items/./1', '//items//1', '/%69tems/1', '/x/../items/1'])('forwards %s as the normal form it was decided on', async (path) => {
       const reply = await call(port, path, { token });
       expect(reply.status).toBe(200);

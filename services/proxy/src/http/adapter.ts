@@ -44,6 +44,8 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
   'host',
+  // Answered by this hop (node:http sends 100 Continue itself); undici refuses to send it on.
+  'expect',
 ]);
 
 /**
