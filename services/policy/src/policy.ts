@@ -119,7 +119,9 @@ export const compilePathGlob = (glob: string): RegExp => {
     // Normal paths keep non-ASCII characters percent-encoded (UTF-8, upper case): so does the glob.
     else if (char.charCodeAt(0) > 0x7e) {
       const point = String.fromCodePoint(glob.codePointAt(index)!);
-      body += encodeNonAscii(point);
+      // Case-insensitive beyond ASCII too (`Ü` for `ü`): targets that ignore case fold these as well.
+      const forms = [...new Set([point, point.toLowerCase(), point.toUpperCase()])].map(encodeNonAscii);
+      body += forms.length === 1 ? forms[0]! : `(?:${forms.join('|')})`;
       index += point.length - 1;
     }
     else body += escapeRegExp(char);
