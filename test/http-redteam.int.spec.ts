@@ -84,6 +84,14 @@ const startTarget = async () => {
         res.writeHead(200, { 'content-type': 'text/html' });
         return res.end(`<pre>authorization: ${req.headers.authorization}</pre>`);
       }
+      if (req.url === '/cookies') {
+        res.writeHead(303, {
+          'content-type': 'text/plain',
+          'set-cookie': [`ssn=${SSN}; Path=/; HttpOnly`, 'theme=dark; Path=/'],
+          location: `/next?user=7&ssn=${SSN}`,
+        });
+        return res.end('see other');
+      }
       if (req.url === '/echo-gzip') {
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-encoding': 'gzip' });
         return res.end(gzipSync(`auth=${req.headers.authorization}`));
@@ -257,6 +265,14 @@ describe('HTTP front door against a second red team', () => {
         expect(JSON.stringify(reply.headers) + reply.body).not.toContain(TARGET_TOKEN);
         expect(reply.body).toContain('[REDACTED:credential]');
       }
+    });
+
+    it('masks a cookie and a Location query parameter named like a column rule', async () => {
+      const reply = await call(port, '/cookies', { token });
+      expect(reply.status).toBe(303);
+      expect(JSON.stringify(reply.headers)).not.toContain(SSN);
+      expect(reply.headers['set-cookie']).toEqual([expect.stringMatching(/^ssn=.+; Path=\/; HttpOnly$/), 'theme=dark; Path=/']);
+      expect(reply.headers.location).toMatch(/^\/next\?user=7&ssn=/);
     });
 
     it('walks a JSON body that starts with a byte-order mark, so column rules apply', async () => {
