@@ -279,6 +279,22 @@ describe('Redis front door against a second red team', () => {
       expect(show(await client.read())).toBe('hello world');
     });
 
+    it('records every pushed message the agent receives, masked, even when masking changed nothing', async () => {
+      const client = await agent();
+      const channel = key('news');
+      client.send('SUBSCRIBE', channel);
+      expect(show(await client.read())).toEqual(['subscribe', channel, 1]);
+      const before = recorded.length;
+      await direct.publish(channel, 'plain news of the day');
+      await direct.publish(channel, JSON.stringify({ ssn: SSN }));
+      expect(show(await client.read())).toEqual(['message', channel, 'plain news of the day']);
+      noClearSsnIn(show(await client.read()));
+      const results = recorded.slice(before).filter((event) => event.type === 'result.returned' && event.data.commandId === 'push');
+      expect(results).toHaveLength(2);
+      expect(JSON.stringify(results[0]!.data.rows)).toContain('plain news of the day');
+      expect(JSON.stringify(results)).not.toContain(SSN);
+    });
+
     it('decides and records HELLO after login (SETNAME renames the connection on the target)', async () => {
       const client = await agent();
       const before = recorded.length;

@@ -654,26 +654,29 @@ class RedisConnection {
     this.emit();
     const counts: MaskCounts = {};
     let bytes: Buffer;
+    let shown: RespValue | undefined;
     try {
       const value = decodeReply(frame);
       const masker = this.ports.masking.masker(this.stream.profile);
       // MONITOR lines carry other clients' arguments, any of which may be a covered field's value.
       const hint: FieldHint | undefined = this.stream.mode === 'monitor' ? { kind: 'everyValue' } : undefined;
-      const masked = masker ? maskReply(value, masker, counts, this.protocol, hint) : value;
-      bytes = masked === value ? frame : encodeValue(masked);
+      shown = masker ? maskReply(value, masker, counts, this.protocol, hint) : value;
+      bytes = shown === value ? frame : encodeValue(shown);
       this.stream.streamed(value);
     } catch {
       bytes = encodeError(WITHHELD);
     }
-    // Events for pushed messages: recorded as results of the session (no command id of their own).
-    if (this.session && Object.keys(counts).length > 0) {
+    // Pushed messages and confirmations are data the agent receives: each is recorded, as it was
+    // sent (masked), as a result of the session (no command id of its own).
+    if (this.session && shown) {
+      const flat = flattenReply(shown, this.ports.recording);
       this.ports.audit.record(this.session.id, 'result.returned', {
         commandId: 'push',
-        columns: ['value'],
-        rows: [],
-        rowCount: 1,
+        columns: flat.columns,
+        rows: flat.rows,
+        rowCount: flat.rowCount,
         bytes: bytes.length,
-        truncated: true,
+        truncated: flat.truncated,
         maskedCounts: counts,
       });
     }
