@@ -165,6 +165,9 @@ const rawExchange = (port: number, bytes: string) =>
     socket.on('error', done);
   });
 
+/** Every audit event the adapter recorded, in order. */
+const recorded: { sessionId: string; type: string; data: Record<string, unknown> }[] = [];
+
 describe('HTTP front door against a second red team', () => {
   let idp: TestIssuer;
   let target: Awaited<ReturnType<typeof startTarget>>;
@@ -205,7 +208,7 @@ describe('HTTP front door against a second red team', () => {
         },
         consume: async () => false,
       },
-      audit: { record: () => {}, healthy: true },
+      audit: { record: (sessionId, type, data) => void recorded.push({ sessionId, type, data: data as Record<string, unknown> }), healthy: true },
       recording: { maxRows: 100, maxBytes: 4096 },
       newId: randomUUID,
       now: () => new Date(),
@@ -358,6 +361,19 @@ describe('HTTP front door against a second red team', () => {
       const answer = await rawExchange(port, `GET /items/1#/../../admin/users HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`);
       expect(answer).toMatch(/^HTTP\/1\.1 200/);
       expect(target.seen.map((seen) => seen.url)).toEqual(['/items/1']);
+    });
+
+    it.each([
+      ['Transfer-Encoding with Content-Length (refused by node:http)', 'POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'],
+      ['an absolute-form target (refused by Sluice)', 'GET http://evil.example/admin/users HTTP/1.1\r\nHost: a\r\n\r\n'],
+    ])('audits a refused smuggling attempt: %s', async (_name, bytes) => {
+      const before = recorded.length;
+      const answer = await rawExchange(port, bytes);
+      expect(answer.split('\r\n', 1)[0]).toBe('HTTP/1.1 400 Bad Request');
+      const rejected = recorded.slice(before).filter((event) => event.type === 'session.rejected');
+      expect(rejected).toHaveLength(1);
+      expect(rejected[0]!.data).toMatchObject({ protocol: 'http', code: 'ERR_PROTOCOL_MALFORMED' });
+      expect(target.seen).toHaveLength(0);
     });
 
     it('decides an Upgrade request like any other: denied on a denied path, and the target never sees the Upgrade', async () => {

@@ -210,7 +210,16 @@ export const createHttpAdapter = (
     }
     void handle(state, req, res);
   });
-  server.on('clientError', (_error, socket) => {
+  server.on('clientError', (error: Error & { code?: string }, socket) => {
+    // Bytes node:http cannot parse (smuggling attempts among them) are audited, then refused.
+    const state = connections.get(socket);
+    state?.ports.audit.record(state.ports.newId(), 'session.rejected', {
+      resource: resource.name,
+      protocol: 'http',
+      client: state.client,
+      reason: `malformed HTTP request: ${error.code ?? 'parse error'}`,
+      code: SluiceErrorCode.ProtocolMalformed,
+    });
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
   });
 
@@ -342,6 +351,13 @@ export const createHttpAdapter = (
 
     const ambiguity = ambiguityOf(req);
     if (ambiguity) {
+      ports.audit.record(ports.newId(), 'session.rejected', {
+        resource: resource.name,
+        protocol: 'http',
+        client: state.client,
+        reason: `ambiguous request: ${ambiguity}`,
+        code: SluiceErrorCode.ProtocolMalformed,
+      });
       // The rest of the connection's bytes cannot be trusted to frame the next request either.
       res.shouldKeepAlive = false;
       return fail(new Problem(400, SluiceErrorCode.ProtocolMalformed, 'Bad request', `refused: ${ambiguity}`, {}, { connection: 'close' }));
