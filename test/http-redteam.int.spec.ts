@@ -299,6 +299,18 @@ describe('HTTP front door against a second red team', () => {
     });
   });
 
+  describe('who a request is decided for', () => {
+    it('decides each request for its own token: a later token of the same sub without the group gets no access from the earlier one', async () => {
+      const revoked = await idp.mint({ sub: 'support-bot', groups: [] });
+      const first = `GET /items/1 HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${token}\r\n\r\n`;
+      const second = `GET /items/2 HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer ${revoked}\r\nConnection: close\r\n\r\n`;
+      const answer = await rawExchange(port, first + second);
+      const statuses = [...answer.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((match) => match[1]);
+      expect(statuses).toEqual(['200', '403']);
+      expect(target.seen.map((seen) => seen.url)).toEqual(['/items/1']);
+    });
+  });
+
   describe('what the target sees against what was decided', () => {
     it.each(['/items/1?%5Fmethod=DELETE', '/items/1?%5fmethod=DELETE', '/items/1?a=1;_method=DELETE', '/items/1?_METHOD=DELETE', '/items/1?x=1&_method%3DDELETE=1'])(
       'refuses a method override hidden in the query (%s)',

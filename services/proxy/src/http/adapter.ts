@@ -139,6 +139,7 @@ interface SessionState extends Session {
 interface ConnectionState {
   readonly ports: GovernancePorts;
   readonly client: string;
+  /** By subject (issuer, sub, groups): see sessionKey. */
   readonly sessions: Map<string, SessionState>;
   /** Verified tokens of this connection, so keep-alive requests do not re-verify each time. */
   readonly tokens: Map<string, VerifiedToken>;
@@ -182,6 +183,9 @@ const sendProblem = (res: ServerResponse, problem: Problem, requestId: string): 
 };
 
 const subjectRef = (subject: Subject) => ({ sub: subject.sub, groups: subject.groups, issuer: subject.issuer });
+
+/** Issuer, sub and groups: everything a decision reads from the subject. */
+const sessionKey = (subject: Subject): string => JSON.stringify([subject.issuer, subject.sub, [...subject.groups].sort()]);
 
 /**
  * The HTTP front door: a node:http server fed with the listener's sockets. Every request
@@ -255,7 +259,11 @@ export const createHttpAdapter = (
   };
 
   const sessionFor = async (state: ConnectionState, verified: VerifiedToken): Promise<SessionState | Problem> => {
-    const existing = state.sessions.get(verified.subject.sub);
+    // A session is one subject exactly as its token states it: another token with the same `sub`
+    // but other groups (revoked, or from another issuer) is decided for what it says, not for
+    // what an earlier token on this connection said.
+    const key = sessionKey(verified.subject);
+    const existing = state.sessions.get(key);
     if (existing) return existing;
     let readOnly = false;
     try {
@@ -267,7 +275,7 @@ export const createHttpAdapter = (
     } catch {
       return new Problem(503, SluiceErrorCode.PolicyUnavailable, 'Policy unavailable', 'the policy service cannot answer; nothing was sent');
     }
-    const again = state.sessions.get(verified.subject.sub);
+    const again = state.sessions.get(key);
     if (again) return again;
     const session: SessionState = {
       id: state.ports.newId(),
@@ -277,7 +285,7 @@ export const createHttpAdapter = (
       startedAt: state.ports.now(),
       commands: 0,
     };
-    state.sessions.set(verified.subject.sub, session);
+    state.sessions.set(key, session);
     state.ports.audit.record(session.id, 'session.started', {
       resource: resource.name,
       protocol: 'http',
