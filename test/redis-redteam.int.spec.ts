@@ -257,6 +257,27 @@ describe('Redis front door against a second red team', () => {
       noClearSsnIn(show(await client.read()));
     });
 
+    it('serves a real RESP3 client (node-redis 5) that subscribes, gets messages and keeps reading masked data', async () => {
+      const client = createClient({ socket: { host: '127.0.0.1', port }, username: 'agent', password: token, RESP: 3 }) as RedisClientType;
+      await client.connect();
+      try {
+        const channel = key('resp3-news');
+        const messages: string[] = [];
+        await client.subscribe(channel, (message) => void messages.push(message));
+        await direct.publish(channel, 'first');
+        const deadline = Date.now() + 5_000;
+        while (messages.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+        expect(messages).toEqual(['first']);
+        const user = await client.hGetAll(key('user:1'));
+        noClearSsnIn(user);
+        expect(JSON.stringify(user)).toContain('User 1');
+        await client.unsubscribe(channel);
+        expect(await client.get(key('pub:1'))).toBe('hello world');
+      } finally {
+        client.destroy();
+      }
+    });
+
     it('leaves RESP2 subscriber mode when the last plain channel is unsubscribed (subscribe is not a shard kind)', async () => {
       const client = await agent();
       const channel = key('plain');
