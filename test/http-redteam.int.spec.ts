@@ -208,7 +208,7 @@ describe('HTTP front door against a second red team', () => {
         },
         consume: async () => false,
       },
-      audit: { record: (sessionId, type, data) => void recorded.push({ sessionId, type, data: data as Record<string, unknown> }), healthy: true },
+      audit: { record: (sessionId, type, data) => void recorded.push({ sessionId, type, data: data as unknown as Record<string, unknown> }), healthy: true },
       recording: { maxRows: 100, maxBytes: 4096 },
       newId: randomUUID,
       now: () => new Date(),

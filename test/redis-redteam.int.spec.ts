@@ -2,12 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { createClient, type RedisClientType } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeCommand, decodeReply, encodeCommand, RespFramer, type RespValue } from '@sluice/codec-resp';
+import { decodeReply, encodeCommand, RespFramer, type RespValue } from '@sluice/codec-resp';
 import type { RedisResourceConfig, RuleConfig } from '@sluice/config';
 import { createTokenVerifier } from '@sluice/identity';
 import { compileMasking } from '@sluice/masking-engine';
 import { createPolicy } from '../services/policy/src/policy.js';
-import { classifyRedis } from '../services/policy/src/redis-commands.js';
 import type { GovernancePorts } from '../services/proxy/src/ports.js';
 import { createRedisAdapter } from '../services/proxy/src/redis/adapter.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
@@ -74,7 +73,7 @@ const createPorts = (idp: TestIssuer): GovernancePorts => {
       awaitDecision: async () => ({ granted: false, outcome: 'denied', reason: '', approvalId: undefined, code: 'DENIED' }) as never,
       consume: async () => false,
     },
-    audit: { record: (sessionId, type, data) => void recorded.push({ sessionId, type, data: data as Record<string, unknown> }), healthy: true },
+    audit: { record: (sessionId, type, data) => void recorded.push({ sessionId, type, data: data as unknown as Record<string, unknown> }), healthy: true },
     recording: { maxRows: 100, maxBytes: 65_536 },
     newId: randomUUID,
     now: () => new Date(),
@@ -258,7 +257,7 @@ describe('Redis front door against a second red team', () => {
     });
 
     it('serves a real RESP3 client (node-redis 5) that subscribes, gets messages and keeps reading masked data', async () => {
-      const client = createClient({ socket: { host: '127.0.0.1', port }, username: 'agent', password: token, RESP: 3 }) as RedisClientType;
+      const client = createClient({ socket: { host: '127.0.0.1', port }, username: 'agent', password: token, RESP: 3 });
       await client.connect();
       try {
         const channel = key('resp3-news');
