@@ -84,6 +84,10 @@ const startTarget = async () => {
         res.writeHead(200, { 'content-type': 'text/html' });
         return res.end(`<pre>authorization: ${req.headers.authorization}</pre>`);
       }
+      if (req.url === '/events') {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        return res.end(`event: user\ndata: ${JSON.stringify({ id: 1, ssn: SSN })}\n\nevent: note\ndata: plain words\n\n`);
+      }
       if (req.url === '/cookies') {
         res.writeHead(303, {
           'content-type': 'text/plain',
@@ -268,6 +272,14 @@ describe('HTTP front door against a second red team', () => {
         expect(JSON.stringify(reply.headers) + reply.body).not.toContain(TARGET_TOKEN);
         expect(reply.body).toContain('[REDACTED:credential]');
       }
+    });
+
+    it('walks the JSON data lines of server-sent events, so column rules apply', async () => {
+      const reply = await call(port, '/events', { token });
+      expect(reply.status).toBe(200);
+      expect(reply.body).not.toContain(SSN);
+      expect(reply.body).toContain('data: plain words');
+      expect(reply.body).toMatch(/^event: user\ndata: \{"id":1,"ssn":"\[REDACTED\]"\}\n/);
     });
 
     it('masks a cookie and a Location query parameter named like a column rule', async () => {
