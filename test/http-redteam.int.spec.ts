@@ -84,6 +84,17 @@ const startTarget = async () => {
         res.writeHead(200, { 'content-type': 'text/html' });
         return res.end(`<pre>authorization: ${req.headers.authorization}</pre>`);
       }
+      const named: Record<string, [string, string]> = {
+        '/users/xml': ['application/xml', `<?xml version="1.0"?><users><user id="1"><name>User 1</name><ssn>${SSN}</ssn><p:SSN xmlns:p="urn:x">${SSN}</p:SSN></user><user ssn="${SSN}"/></users>`],
+        '/users/form': ['application/x-www-form-urlencoded', `name=User+1&ssn=${SSN}&next=1`],
+        '/users/yaml': ['text/yaml', `- name: User 1\n  ssn: ${SSN}\n  note: "ssn=${SSN}"\n`],
+        '/users/log': ['text/plain', `GET /users/1 200 name=User1 ssn=${SSN} took=3ms\nuser "ssn": "${SSN}", "name": "User 1"\n`],
+      };
+      const namedBody = named[req.url ?? ''];
+      if (namedBody) {
+        res.writeHead(200, { 'content-type': namedBody[0] });
+        return res.end(namedBody[1]);
+      }
       if (req.url === '/events') {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         return res.end(`event: user\ndata: ${JSON.stringify({ id: 1, ssn: SSN })}\n\nevent: note\ndata: plain words\n\n`);
@@ -272,6 +283,13 @@ describe('HTTP front door against a second red team', () => {
         expect(JSON.stringify(reply.headers) + reply.body).not.toContain(TARGET_TOKEN);
         expect(reply.body).toContain('[REDACTED:credential]');
       }
+    });
+
+    it.each(['/users/xml', '/users/form', '/users/yaml', '/users/log'])('masks values named like a column rule in a text body (%s)', async (path) => {
+      const reply = await call(port, path, { token });
+      expect(reply.status).toBe(200);
+      expect(reply.body).not.toContain(SSN);
+      expect(reply.body).toMatch(/User.?1/);
     });
 
     it('walks the JSON data lines of server-sent events, so column rules apply', async () => {

@@ -208,6 +208,16 @@ describe('Redis front door against a second red team', () => {
       client.send('HGET', key('doc-hash'), 'profile');
       noClearSsnIn(show(await client.read()));
     });
+
+    it('masks values a plain string names like a column rule (ssn=…, <ssn>…</ssn>)', async () => {
+      await direct.set(key('log:1'), `GET /u/1 ssn=${SSN} name=Ann`);
+      await direct.set(key('xml:1'), `<u><ssn>${SSN}</ssn><name>Ann</name></u>`);
+      const client = await agent();
+      client.send('MGET', key('log:1'), key('xml:1'));
+      const values = show(await client.read());
+      noClearSsnIn(values);
+      expect(JSON.stringify(values)).toContain('name=Ann');
+    });
   });
 
   describe('probes that change how replies come back', () => {

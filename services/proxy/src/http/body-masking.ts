@@ -2,6 +2,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+import { maskNamedValues } from '../named-values.js';
 import { maskJsonDocument, sameJson } from '../redis/reply-masking.js';
 
 /**
@@ -112,15 +113,17 @@ export class TextMaskStream extends Transform {
 /**
  * Masks streamed text; under a profile with column rules, a line that ends in a JSON object or
  * array (`data: {…}` of server-sent events, a JSON log line) has that JSON walked, so members a
- * column rule names are masked whole. Other lines are masked together, as one text, so detectors
- * that span lines (PEM blocks) still see them whole.
+ * column rule names are masked whole; values other lines name (`<ssn>`, `ssn=…`, `ssn: …`) are
+ * masked by their name's rule. Other lines are masked together, as one text, so detectors that
+ * span lines (PEM blocks) still see them whole.
  */
 export const maskTextWithJsonLines = (text: string, masker: ProfileMasker, counts: MaskCounts): string => {
-  if (masker.columnRuleCount === 0 || !/[[{]/.test(text)) return masker.maskText(text, counts);
+  if (masker.columnRuleCount === 0) return masker.maskText(text, counts);
+  if (!/[[{]/.test(text)) return masker.maskText(maskNamedValues(text, masker, counts), counts);
   const out: string[] = [];
   let run: string[] = [];
   const flush = () => {
-    if (run.length > 0) out.push(masker.maskText(run.join('\n'), counts));
+    if (run.length > 0) out.push(masker.maskText(maskNamedValues(run.join('\n'), masker, counts), counts));
     run = [];
   };
   for (const line of text.split('\n')) {

@@ -5,6 +5,7 @@
  */
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import { maskJsonDocument, sameJson } from '../redis/reply-masking.js';
+import { maskTextWithJsonLines } from './body-masking.js';
 
 export interface BodyRead {
   readonly bytes: Buffer;
@@ -73,7 +74,7 @@ export const maskJsonText = (bytes: Buffer, masker: ProfileMasker, counts: MaskC
   try {
     parsed = JSON.parse(text);
   } catch {
-    return Buffer.from(masker.maskText(text, counts), 'utf8');
+    return Buffer.from(maskTextWithJsonLines(text, masker, counts), 'utf8');
   }
   const masked = maskJsonDocument(parsed, masker, counts);
   // Re-serialising an unchanged document could lose precision (big integers): send the original.
@@ -102,7 +103,7 @@ export const maskTextBody = (bytes: Buffer, masker: ProfileMasker, counts: MaskC
     try {
       documents.push(JSON.parse(line));
     } catch {
-      return Buffer.from(masker.maskText(text, counts), 'utf8');
+      return Buffer.from(maskTextWithJsonLines(text, masker, counts), 'utf8');
     }
   }
   const masked = lines.map((line, index) => {

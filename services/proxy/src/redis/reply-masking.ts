@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { RespValue } from '@sluice/codec-resp';
 import { COLUMN_REDACTED, type MaskCounts, type ProfileMasker } from '@sluice/masking-engine';
+import { maskNamedValues } from '../named-values.js';
 
 /**
  * A value of a hash field whose name the reply does not carry (HVALS): the profile's strictest
@@ -97,7 +98,7 @@ export const maskString = (text: string, masker: ProfileMasker, counts: MaskCoun
     }
   }
   if (field !== undefined) return masker.maskCell(text, { name: field }, counts);
-  return masker.maskText(text, counts);
+  return masker.maskText(maskNamedValues(text, masker, counts), counts);
 };
 
 const maskBlob = (
