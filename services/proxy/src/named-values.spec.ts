@@ -28,3 +28,11 @@ describe('values a text names, masked by the column rule of the name', () => {
     expect(maskNamedValues('ssn=AB-12', masking.profile('bare')!, {})).toBe('ssn=AB-12');
   });
 });
+
+describe('named values on hostile input', () => {
+  it('stays linear on long runs of blanks, brackets and names', () => {
+    const started = performance.now();
+    for (const text of [`a: x${' '.repeat(200_000)}y`, '<a>'.repeat(50_000), 'ssn'.repeat(60_000), `"ssn": "${'\\\\'.repeat(100_000)}`, `x=${' '.repeat(200_000)}`]) mask(text);
+    expect(performance.now() - started).toBeLessThan(2_000);
+  });
+});

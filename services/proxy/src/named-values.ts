@@ -12,7 +12,16 @@ const JSON_MEMBER = new RegExp(`"(${NAME})"\\s*:\\s*("((?:[^"\\\\]|\\\\.)*)"|-?\
 /** `ssn=…` up to the next separator: forms, query strings, logs. */
 const PLAIN_ASSIGNMENT = new RegExp(`(^|[\\s,;?&("'{\\[])(${NAME})=([^&;\\s,"'<>)}\\]]*)`, 'g');
 /** `ssn: …` to the end of the line: YAML, headers in a dump, `key: value` logs. */
-const COLON_LINE = new RegExp(`^([ \\t\\-]*)(${NAME})[ \\t]*:[ \\t]+(.+?)[ \\t]*$`, 'gm');
+// The value runs to the end of the line and is trimmed in code: `(.+?)[ \t]*$` would backtrack
+// quadratically over a long run of blanks.
+const COLON_LINE = new RegExp(`^([ \\t\\-]*)(${NAME})[ \\t]*:[ \\t]+([^\\n]*)$`, 'gm');
+
+/** Trailing blanks cut by a loop: `/[ \t]+$/` is quadratic on a long run of blanks not at the end. */
+const trimBlanksEnd = (text: string): string => {
+  let end = text.length;
+  while (end > 0 && (text[end - 1] === ' ' || text[end - 1] === '\t' || text[end - 1] === '\r')) end--;
+  return text.slice(0, end);
+};
 
 const escapeXml = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/"/g, '&quot;');
 
@@ -57,6 +66,9 @@ export const maskNamedValues = (text: string, masker: ProfileMasker, counts: Mas
     }
     return rule(name) && value !== '' ? `${before}${name}=${mask(name, decoded)}` : whole;
   });
-  out = out.replace(COLON_LINE, (whole, indent: string, name: string, value: string) => (rule(name) ? `${indent}${name}: ${mask(name, value)}` : whole));
+  out = out.replace(COLON_LINE, (whole, indent: string, name: string, value: string) => {
+    const trimmed = trimBlanksEnd(value);
+    return rule(name) && trimmed !== '' ? `${indent}${name}: ${mask(name, trimmed)}${value.slice(trimmed.length)}` : whole;
+  });
   return out;
 };
