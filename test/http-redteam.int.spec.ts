@@ -88,6 +88,7 @@ const startTarget = async () => {
         '/users/xml': ['application/xml', `<?xml version="1.0"?><users><user id="1"><name>User 1</name><ssn>${SSN}</ssn><p:SSN xmlns:p="urn:x">${SSN}</p:SSN></user><user ssn="${SSN}"/></users>`],
         '/users/form': ['application/x-www-form-urlencoded', `name=User+1&ssn=${SSN}&next=1`],
         '/users/yaml': ['text/yaml', `- name: User 1\n  ssn: ${SSN}\n  note: "ssn=${SSN}"\n`],
+        '/users/nested': ['application/json', JSON.stringify({ payload: JSON.stringify({ ssn: SSN, name: 'User 1' }), log: `ssn=${SSN}` })],
         '/users/log': ['text/plain', `GET /users/1 200 name=User1 ssn=${SSN} took=3ms\nuser "ssn": "${SSN}", "name": "User 1"\n`],
       };
       const namedBody = named[req.url ?? ''];
@@ -285,7 +286,7 @@ describe('HTTP front door against a second red team', () => {
       }
     });
 
-    it.each(['/users/xml', '/users/form', '/users/yaml', '/users/log'])('masks values named like a column rule in a text body (%s)', async (path) => {
+    it.each(['/users/xml', '/users/form', '/users/yaml', '/users/log', '/users/nested'])('masks values named like a column rule in a text body (%s)', async (path) => {
       const reply = await call(port, path, { token });
       expect(reply.status).toBe(200);
       expect(reply.body).not.toContain(SSN);

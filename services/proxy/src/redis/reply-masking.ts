@@ -53,8 +53,12 @@ export const maskJsonDocument = (document: unknown, masker: ProfileMasker, count
   return masker.maskJson(covered, counts);
 };
 
-const maskCoveredMembers = (node: unknown, masker: ProfileMasker, counts: MaskCounts): unknown => {
-  if (Array.isArray(node)) return node.map((item) => maskCoveredMembers(item, masker, counts));
+/** JSON inside a JSON string is walked this deep at most (`"{\"a\": \"{…}\"}"`). */
+const MAX_NESTED_JSON = 4;
+
+const maskCoveredMembers = (node: unknown, masker: ProfileMasker, counts: MaskCounts, nested = 0): unknown => {
+  if (typeof node === 'string') return maskCoveredText(node, masker, counts, nested);
+  if (Array.isArray(node)) return node.map((item) => maskCoveredMembers(item, masker, counts, nested));
   if (node === null || typeof node !== 'object') return node;
   // No prototype: a `__proto__` member stays a member.
   const out = Object.create(null) as Record<string, unknown>;
@@ -63,9 +67,30 @@ const maskCoveredMembers = (node: unknown, masker: ProfileMasker, counts: MaskCo
     if (value !== null && masker.hasColumnRule(column)) {
       // A nested object or array under a covered key is covered whole, as its text.
       out[key] = masker.maskCell(typeof value === 'string' ? value : JSON.stringify(value), column, counts);
-    } else out[key] = maskCoveredMembers(value, masker, counts);
+    } else out[key] = maskCoveredMembers(value, masker, counts, nested);
   }
   return out;
+};
+
+/**
+ * A string inside a JSON document: JSON encoded again (`"payload": "{\"ssn\": …}"`) is walked
+ * and re-encoded, text that names values (`ssn=…`) has them masked by their rule.
+ */
+const maskCoveredText = (text: string, masker: ProfileMasker, counts: MaskCounts, nested: number): string => {
+  if (looksLikeJson(text)) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed !== undefined && typeof parsed === 'object' && parsed !== null) {
+      if (nested >= MAX_NESTED_JSON) return COLUMN_REDACTED;
+      const walked = maskCoveredMembers(parsed, masker, counts, nested + 1);
+      return sameJson(parsed, walked) ? text : JSON.stringify(walked);
+    }
+  }
+  return maskNamedValues(text, masker, counts);
 };
 
 export const looksLikeJson = (text: string): boolean => {
