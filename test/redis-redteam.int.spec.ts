@@ -325,6 +325,22 @@ describe('Redis front door against a second red team', () => {
       expect(JSON.stringify(results)).not.toContain(SSN);
     });
 
+    it('records the commands Sluice refuses whatever the policy says (CLIENT REPLY OFF, SYNC, RESET)', async () => {
+      const client = await agent();
+      const before = recorded.length;
+      for (const command of [['CLIENT', 'REPLY', 'OFF'], ['SYNC'], ['RESET']]) {
+        client.send(...command);
+        expect(show(await client.read())).toMatch(/^NOPERM /);
+      }
+      const decided = recorded.slice(before).filter((event) => event.type === 'command.decided');
+      expect(decided.map((event) => [event.data.command, event.data.decision])).toEqual([
+        ['CLIENT REPLY OFF', 'deny'],
+        ['SYNC', 'deny'],
+        ['RESET', 'deny'],
+      ]);
+      expect(recorded.slice(before).filter((event) => event.type === 'command.completed')).toHaveLength(3);
+    });
+
     it('decides and records HELLO after login (SETNAME renames the connection on the target)', async () => {
       const client = await agent();
       const before = recorded.length;

@@ -359,7 +359,10 @@ class RedisConnection {
         const refusal = refusalOf(name, args);
         if (refusal) {
           this.markDirty();
-          return void this.pushLocal(name, args, encodeError(`NOPERM ${refusal}`));
+          const entry = this.pushLocal(name, args, encodeError(`NOPERM ${refusal}`));
+          // Refused whatever the policy says, and recorded like a denial: attempts leave a trace.
+          this.recordRefusal(entry, refusal);
+          return;
         }
         this.pushCommand(name, args, frame);
       }
@@ -528,6 +531,36 @@ class RedisConnection {
     }
     if (decision.effect === 'approve') return this.hold(entry, decision, session, shownCommand);
     this.send(entry, decision.maskProfile);
+  }
+
+  private recordRefusal(entry: Entry, reason: string): void {
+    const session = entry.session;
+    if (!session) return;
+    session.commands++;
+    let command: string;
+    try {
+      command = this.ports.masking.maskCommandText(commandText(entry.args), undefined);
+    } catch {
+      command = entry.name;
+    }
+    this.ports.audit.record(session.id, 'command.decided', {
+      commandId: entry.id,
+      resource: this.resource.name,
+      protocol: 'redis',
+      command,
+      action: 'admin',
+      risk: 'critical',
+      decision: 'deny',
+      rule: '',
+      reason,
+    });
+    this.ports.audit.record(session.id, 'command.completed', {
+      commandId: entry.id,
+      outcome: 'error',
+      ok: false,
+      error: { code: SluiceErrorCode.PolicyDenied, message: `NOPERM ${reason}` },
+      durationMs: performance.now() - entry.started,
+    });
   }
 
   /** A command refused inside MULTI makes EXEC abort, as a queueing error does in Redis. */
