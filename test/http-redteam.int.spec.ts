@@ -419,6 +419,18 @@ describe('HTTP front door against a second red team', () => {
       expect(target.seen).toHaveLength(0);
     });
 
+    it('records a path refused as unsafe (matrix parameter, escaped slash) as a denial', async () => {
+      const before = recorded.length;
+      for (const path of ['/admin;x/users', '/admin%2Fusers']) expect((await call(port, path, { token })).status).toBe(400);
+      const decided = recorded.slice(before).filter((event) => event.type === 'command.decided');
+      expect(decided.map((event) => [event.data.command, event.data.decision])).toEqual([
+        ['GET /admin;x/users', 'deny'],
+        ['GET /admin%2Fusers', 'deny'],
+      ]);
+      expect(recorded.slice(before).filter((event) => event.type === 'command.completed')).toHaveLength(2);
+      expect(target.seen).toHaveLength(0);
+    });
+
     it('decides an Upgrade request like any other: denied on a denied path, and the target never sees the Upgrade', async () => {
       const auth = `Authorization: Bearer ${token}\r\n`;
       const denied = await rawExchange(port, `GET /admin/ws HTTP/1.1\r\nHost: a\r\n${auth}Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n`);

@@ -378,10 +378,25 @@ export const createHttpAdapter = (
 
     const rawUrl = req.url ?? '/';
     const path = normalizeHttpPath(rawUrl);
-    if (path === undefined) return fail(new Problem(400, SluiceErrorCode.ProtocolMalformed, 'Bad request', 'the request path cannot be normalised safely'));
     const queryIndex = rawUrl.indexOf('?');
     const query = queryIndex === -1 ? '' : rawUrl.slice(queryIndex).split('#', 1)[0]!;
     const method = (req.method ?? 'GET').toUpperCase();
+    if (path === undefined) {
+      // A path trick (`;`, `%2F`, `%25`, `\\`…) is refused without a rule, and recorded as a denial.
+      session.commands++;
+      ports.audit.record(session.id, 'command.decided', {
+        commandId: requestId,
+        resource: resource.name,
+        protocol: 'http',
+        command: safeCommandText(ports, `${method} ${rawUrl.split(/[?#]/, 1)[0] ?? ''}`, undefined),
+        action: 'admin',
+        risk: 'critical',
+        decision: 'deny',
+        rule: '',
+        reason: 'the request path cannot be normalised safely',
+      });
+      return fail(new Problem(400, SluiceErrorCode.ProtocolMalformed, 'Bad request', 'the request path cannot be normalised safely'), session, requestId);
+    }
     if (!ports.audit.healthy) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
 
     session.commands++;
