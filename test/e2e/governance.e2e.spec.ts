@@ -168,7 +168,9 @@ describe('one Sluice deployment governing PostgreSQL, Redis and HTTP with approv
     const allowed = await fetch(`http://127.0.0.1:${httpPort}/customers/7`, { headers: { authorization: `Bearer ${token}` } });
     expect(allowed.status).toBe(200);
     const body = (await allowed.json()) as { sawAuthorization: string; email: string; path: string };
-    expect(body.sawAuthorization).toBe('Bearer crm-secret-token');
+    // The target got its own credential; echoed back, it never reaches the agent (CONTRACT §3).
+    expect(api.received.find((request) => request.url === '/customers/7')?.headers.authorization).toBe('Bearer crm-secret-token');
+    expect(body.sawAuthorization).toBe('[REDACTED:credential]');
     expect(body.email).not.toBe('dave@example.com');
     const denied = await fetch(`http://127.0.0.1:${httpPort}/public/../internal/users`, { headers: { authorization: `Bearer ${token}` } });
     expect(denied.status).toBe(403);

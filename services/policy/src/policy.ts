@@ -93,6 +93,15 @@ const escapeRegExp = (text: string): string => text.replace(/[.+^${}()|[\]\\]/g,
 export const compileGlob = (glob: string): RegExp =>
   new RegExp(`^${escapeRegExp(glob).replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 's');
 
+/** A character beyond ASCII as its percent-encoded UTF-8 bytes; a lone surrogate half as a byte no path holds. */
+const encodeNonAscii = (char: string): string => {
+  try {
+    return encodeURIComponent(char);
+  } catch {
+    return '%FF';
+  }
+};
+
 /** Paths: `*` one segment, `**` any number; a trailing `/**` also matches the bare prefix; case-insensitive. */
 export const compilePathGlob = (glob: string): RegExp => {
   let body = '';
@@ -107,6 +116,14 @@ export const compilePathGlob = (glob: string): RegExp => {
       index++;
     } else if (char === '*') body += '[^/]*';
     else if (char === '?') body += '[^/]';
+    // Normal paths keep non-ASCII characters percent-encoded (UTF-8, upper case): so does the glob.
+    else if (char.charCodeAt(0) > 0x7e) {
+      const point = String.fromCodePoint(glob.codePointAt(index)!);
+      // Case-insensitive beyond ASCII too (`Ü` for `ü`): targets that ignore case fold these as well.
+      const forms = [...new Set([point, point.toLowerCase(), point.toUpperCase()])].map(encodeNonAscii);
+      body += forms.length === 1 ? forms[0]! : `(?:${forms.join('|')})`;
+      index += point.length - 1;
+    }
     else body += escapeRegExp(char);
   }
   // Case-insensitive: many targets route /ADMIN like /admin, and a guard must not be dodged by case.

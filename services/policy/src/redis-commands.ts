@@ -1,4 +1,4 @@
-import { sortOptions, sortPatternKey, type Action, type Risk } from '@sluice/contracts';
+import { redisKeyName as keyName, sortOptions, sortPatternKey, type Action, type Risk } from '@sluice/contracts';
 
 /**
  * Where a command's keys sit, the way Redis's COMMAND INFO describes them: 1-based positions in
@@ -154,7 +154,7 @@ const streamKeys = (args: readonly (Buffer | string)[]): string[] => {
     else if (isOption(args[index], 'group') && more >= 2) index += 2;
     else if (isOption(args[index], 'streams') && more >= 1) {
       const rest = args.slice(index + 1);
-      return rest.slice(0, Math.floor(rest.length / 2)).map(text);
+      return rest.slice(0, Math.floor(rest.length / 2)).map(keyName);
     } else if (!isOption(args[index], 'noack')) return [];
   }
   return [];
@@ -165,17 +165,17 @@ const keysOf = (spec: KeySpec, args: readonly (Buffer | string)[]): TouchedKeys 
   if (!spec) return none;
   const count = args.length;
   if ('pattern' in spec) {
-    if (spec.pattern === 'keys') return { keys: [], patterns: [text(args[1])] };
+    if (spec.pattern === 'keys') return { keys: [], patterns: [keyName(args[1])] };
     if (spec.pattern === 'random') return { keys: [], patterns: ['*'] };
     // SCAN cursor [MATCH pattern] [COUNT n] [TYPE t], read in pairs as Redis does (the last MATCH
     // wins there, so every one counts here); without MATCH the scan may return every key.
     const patterns: string[] = [];
-    for (let index = 2; index + 1 < count; index += 2) if (isOption(args[index], 'match')) patterns.push(text(args[index + 1]));
+    for (let index = 2; index + 1 < count; index += 2) if (isOption(args[index], 'match')) patterns.push(keyName(args[index + 1]));
     return { keys: [], patterns: patterns.length > 0 ? patterns : ['*'] };
   }
   if ('sort' in spec) {
     const options = sortOptions(args);
-    const keys = [text(args[1])];
+    const keys = [keyName(args[1])];
     if (options.store !== undefined) keys.push(options.store);
     const patterns = [options.by, ...options.gets].flatMap((pattern) => {
       const key = pattern === undefined ? undefined : sortPatternKey(pattern)?.key;
@@ -186,14 +186,14 @@ const keysOf = (spec: KeySpec, args: readonly (Buffer | string)[]): TouchedKeys 
   if ('streams' in spec) return { keys: streamKeys(args), patterns: [] };
   if ('numkeys' in spec) {
     const numkeys = Number.parseInt(text(args[spec.numkeys]), 10);
-    const keys = spec.extraFirst ? [text(args[1])] : [];
+    const keys = spec.extraFirst ? [keyName(args[1])] : [];
     if (!Number.isFinite(numkeys) || numkeys < 0) return { keys, patterns: [] };
-    for (let index = spec.numkeys + 1; index <= spec.numkeys + numkeys && index < count; index++) keys.push(text(args[index]));
+    for (let index = spec.numkeys + 1; index <= spec.numkeys + numkeys && index < count; index++) keys.push(keyName(args[index]));
     return { keys, patterns: [] };
   }
   const last = spec.last < 0 ? count + spec.last : spec.last;
   const keys: string[] = [];
-  for (let index = spec.first; index <= last && index < count; index += spec.step) keys.push(text(args[index]));
+  for (let index = spec.first; index <= last && index < count; index += spec.step) keys.push(keyName(args[index]));
   return { keys, patterns: [] };
 };
 
@@ -217,7 +217,7 @@ export const classifyRedis = (args: readonly (Buffer | string)[]): RedisClassifi
   // CLIENT TRACKING … BCAST announces changes to every key under its prefixes (all keys without one).
   if (command === 'CLIENT TRACKING' && args.some((arg, index) => index > 2 && isOption(arg, 'bcast'))) {
     const prefixes: string[] = [];
-    for (let index = 3; index + 1 < args.length; index++) if (isOption(args[index], 'prefix')) prefixes.push(`${text(args[++index])}*`);
+    for (let index = 3; index + 1 < args.length; index++) if (isOption(args[index], 'prefix')) prefixes.push(`${keyName(args[++index])}*`);
     return { command, action: 'read', risk: 'low', keys, keyPatterns: prefixes.length > 0 ? prefixes : ['*'], reason: 'CLIENT TRACKING BCAST names the keys that change' };
   }
   // COPY … DB n writes into another database than the resource's.
@@ -232,7 +232,7 @@ export const classifyRedis = (args: readonly (Buffer | string)[]): RedisClassifi
   if (name === 'georadius' || name === 'georadiusbymember') {
     const store = args.findIndex((arg, index) => index > 1 && /^store(dist)?$/i.test(text(arg)));
     if (store < 0) return { command, action: 'read', risk: 'low', keys, keyPatterns, reason: `${command} reads` };
-    return { command, action: 'write', risk: 'medium', keys: [...keys, text(args[store + 1])], keyPatterns, reason: `${command} … STORE writes` };
+    return { command, action: 'write', risk: 'medium', keys: [...keys, keyName(args[store + 1])], keyPatterns, reason: `${command} … STORE writes` };
   }
   if (spec.action === 'write' && spec.multiKeyWrite && keys.length > 1) {
     return { command, action: 'write', risk: 'high', keys, keyPatterns, reason: `${command} writes ${keys.length} keys` };

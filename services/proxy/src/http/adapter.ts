@@ -10,6 +10,8 @@ import type { Decision, GovernancePorts, ProtocolAdapter, Session, VerifiedToken
 import { commandHash, holdForApproval } from '../redis/approval-hold.js';
 import { BodyLimit } from './body-limit.js';
 import { maskString, sameJson } from '../redis/reply-masking.js';
+import { credentialNeedles, CredentialScrubStream, scrubText } from './credential-scrub.js';
+import { maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart } from './json-body.js';
 import {
   bodyKind,
   decoderFor,
@@ -44,6 +46,8 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
   'host',
+  // Answered by this hop (node:http sends 100 Continue itself); undici refuses to send it on.
+  'expect',
 ]);
 
 /**
@@ -112,8 +116,22 @@ const ambiguityOf = (req: IncomingMessage): string | undefined => {
     if (transferEncoding !== undefined) return 'Transfer-Encoding in an HTTP/1.0 request';
   }
   const query = url.indexOf('?');
-  if (query >= 0 && /(?:^|&)_method=/i.test(url.slice(query + 1))) return 'a _method override in the query';
+  if (query >= 0 && overridesMethod(url.slice(query + 1))) return 'a _method override in the query';
   return undefined;
+};
+
+/**
+ * Does a query string carry a `_method` parameter, as any framework could read it: names
+ * percent-decoded (repeatedly: some decode twice), `+` as a space, `&` or `;` between parameters.
+ */
+const overridesMethod = (query: string): boolean => {
+  let text = query.replace(/\+/g, ' ');
+  for (let round = 0; round < 3; round++) {
+    const decoded = text.replace(/%([0-9a-fA-F]{2})/g, (_escape, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+    if (decoded === text) break;
+    text = decoded;
+  }
+  return /(?:^|[&;])\s*_method\s*(?:[=&;[]|$)/i.test(text);
 };
 
 interface SessionState extends Session {
@@ -123,6 +141,7 @@ interface SessionState extends Session {
 interface ConnectionState {
   readonly ports: GovernancePorts;
   readonly client: string;
+  /** By subject (issuer, sub, groups): see sessionKey. */
   readonly sessions: Map<string, SessionState>;
   /** Verified tokens of this connection, so keep-alive requests do not re-verify each time. */
   readonly tokens: Map<string, VerifiedToken>;
@@ -169,6 +188,9 @@ const sendProblem = (res: ServerResponse, problem: Problem, requestId: string): 
 
 const subjectRef = (subject: Subject) => ({ sub: subject.sub, groups: subject.groups, issuer: subject.issuer });
 
+/** Issuer, sub and groups: everything a decision reads from the subject. */
+const sessionKey = (subject: Subject): string => JSON.stringify([subject.issuer, subject.sub, [...subject.groups].sort()]);
+
 /**
  * The HTTP front door: a node:http server fed with the listener's sockets. Every request
  * carries `Authorization: Bearer <token>` (removed before the target), is decided on its
@@ -197,7 +219,16 @@ export const createHttpAdapter = (
     }
     void handle(state, req, res);
   });
-  server.on('clientError', (_error, socket) => {
+  server.on('clientError', (error: Error & { code?: string }, socket) => {
+    // Bytes node:http cannot parse (smuggling attempts among them) are audited, then refused.
+    const state = connections.get(socket);
+    state?.ports.audit.record(state.ports.newId(), 'session.rejected', {
+      resource: resource.name,
+      protocol: 'http',
+      client: state.client,
+      reason: `malformed HTTP request: ${error.code ?? 'parse error'}`,
+      code: SluiceErrorCode.ProtocolMalformed,
+    });
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
   });
 
@@ -233,7 +264,11 @@ export const createHttpAdapter = (
   };
 
   const sessionFor = async (state: ConnectionState, verified: VerifiedToken): Promise<SessionState | Problem> => {
-    const existing = state.sessions.get(verified.subject.sub);
+    // A session is one subject exactly as its token states it: another token with the same `sub`
+    // but other groups (revoked, or from another issuer) is decided for what it says, not for
+    // what an earlier token on this connection said.
+    const key = sessionKey(verified.subject);
+    const existing = state.sessions.get(key);
     if (existing) return existing;
     let readOnly = false;
     try {
@@ -245,7 +280,7 @@ export const createHttpAdapter = (
     } catch {
       return new Problem(503, SluiceErrorCode.PolicyUnavailable, 'Policy unavailable', 'the policy service cannot answer; nothing was sent');
     }
-    const again = state.sessions.get(verified.subject.sub);
+    const again = state.sessions.get(key);
     if (again) return again;
     // limits.maxConnectionsPerSubject: the place is held while this connection is open.
     const limiter = state.ports.connectionLimits?.get(resource.name);
@@ -273,7 +308,7 @@ export const createHttpAdapter = (
       startedAt: state.ports.now(),
       commands: 0,
     };
-    state.sessions.set(verified.subject.sub, session);
+    state.sessions.set(key, session);
     state.ports.audit.record(session.id, 'session.started', {
       resource: resource.name,
       protocol: 'http',
@@ -347,6 +382,13 @@ export const createHttpAdapter = (
 
     const ambiguity = ambiguityOf(req);
     if (ambiguity) {
+      ports.audit.record(ports.newId(), 'session.rejected', {
+        resource: resource.name,
+        protocol: 'http',
+        client: state.client,
+        reason: `ambiguous request: ${ambiguity}`,
+        code: SluiceErrorCode.ProtocolMalformed,
+      });
       // The rest of the connection's bytes cannot be trusted to frame the next request either.
       res.shouldKeepAlive = false;
       return fail(new Problem(400, SluiceErrorCode.ProtocolMalformed, 'Bad request', `refused: ${ambiguity}`, {}, { connection: 'close' }));
@@ -358,10 +400,25 @@ export const createHttpAdapter = (
 
     const rawUrl = req.url ?? '/';
     const path = normalizeHttpPath(rawUrl);
-    if (path === undefined) return fail(new Problem(400, SluiceErrorCode.ProtocolMalformed, 'Bad request', 'the request path cannot be normalised safely'));
     const queryIndex = rawUrl.indexOf('?');
     const query = queryIndex === -1 ? '' : rawUrl.slice(queryIndex).split('#', 1)[0]!;
     const method = (req.method ?? 'GET').toUpperCase();
+    if (path === undefined) {
+      // A path trick (`;`, `%2F`, `%25`, `\\`…) is refused without a rule, and recorded as a denial.
+      session.commands++;
+      ports.audit.record(session.id, 'command.decided', {
+        commandId: requestId,
+        resource: resource.name,
+        protocol: 'http',
+        command: safeCommandText(ports, `${method} ${rawUrl.split(/[?#]/, 1)[0] ?? ''}`, undefined),
+        action: 'admin',
+        risk: 'critical',
+        decision: 'deny',
+        rule: '',
+        reason: 'the request path cannot be normalised safely',
+      });
+      return fail(new Problem(400, SluiceErrorCode.ProtocolMalformed, 'Bad request', 'the request path cannot be normalised safely'), session, requestId);
+    }
     if (!ports.audit.healthy) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
 
     session.commands++;
@@ -449,7 +506,7 @@ export const createHttpAdapter = (
 
     let headers: Record<string, string | string[]>;
     try {
-      headers = upstreamHeaders(req, masker !== undefined);
+      headers = upstreamHeaders(req, masker !== undefined || credentialNeedlesNow().length > 0);
     } catch (problem) {
       return fail(problem as Problem, session, requestId);
     }
@@ -473,6 +530,19 @@ export const createHttpAdapter = (
 
     await respond(state, session, requestId, started, method, upstream, masker, res);
   };
+
+  /**
+   * The credentials Sluice injects, in every form a target could echo them (with and without
+   * their prefix): read at each request, as the headers are, so a rotated secret is covered.
+   */
+  const credentialNeedlesNow = (): Buffer[] =>
+    credentialNeedles(
+      Object.values(resource.credentials.headers).flatMap((ref) => {
+        const bare = readSecret('env' in ref ? { env: ref.env } : { file: ref.file }, options.secretsDir);
+        const full = readSecret(ref, options.secretsDir);
+        return [full, bare].filter((value): value is string => value !== undefined);
+      }),
+    );
 
   const respond = async (
     state: ConnectionState,
@@ -517,6 +587,12 @@ export const createHttpAdapter = (
       }
     };
 
+    // The agent never sees the target's credentials, even echoed back (CONTRACT §3), masked or not.
+    const needles = credentialNeedlesNow();
+    for (const [name, value] of Object.entries(responseHeaders)) {
+      responseHeaders[name] = Array.isArray(value) ? value.map((one) => scrubText(one, needles)) : scrubText(value, needles);
+    }
+
     if (masker) {
       try {
         maskResponseHeaders(responseHeaders, masker, counts);
@@ -529,9 +605,32 @@ export const createHttpAdapter = (
     }
 
     if (!masker || bodyless) {
+      const scrubbing = !bodyless && needles.length > 0;
+      const decoder = scrubbing ? decoderFor(encoding) : null;
+      if (decoder === undefined) {
+        upstream.body.resume();
+        record(false, { code: SluiceErrorCode.MaskingUnavailable, message: 'result withheld: the body cannot be checked for credentials' });
+        sendProblem(
+          res,
+          new Problem(403, SluiceErrorCode.MaskingUnavailable, 'Result withheld', 'the response body is encoded in a way Sluice cannot check, so it was withheld'),
+          requestId,
+        );
+        return;
+      }
+      if (scrubbing) {
+        delete responseHeaders['content-length'];
+        if (decoder) {
+          delete responseHeaders['content-encoding'];
+          delete responseHeaders['etag'];
+          delete responseHeaders['content-md5'];
+        }
+      }
       res.writeHead(status, responseHeaders);
       try {
-        await pipeline(upstream.body, tap, res);
+        const stages: NodeJS.ReadWriteStream[] = [];
+        if (decoder) stages.push(decoder());
+        if (scrubbing) stages.push(new CredentialScrubStream(needles));
+        await pipeline([upstream.body, ...stages, tap, res]);
         record(true);
       } catch {
         record(false, { code: SluiceErrorCode.UpstreamFailed, message: 'the response stream failed' });
@@ -557,27 +656,46 @@ export const createHttpAdapter = (
     // The body changes: validators of the original bytes no longer hold.
     delete responseHeaders['etag'];
     delete responseHeaders['content-md5'];
-    const decoded: Readable = decoder ? upstream.body.pipe(decoder()) : upstream.body;
-    if (decoder) upstream.body.on('error', (error) => decoded.destroy(error));
+    const unpacked: Readable = decoder ? upstream.body.pipe(decoder()) : upstream.body;
+    if (decoder) upstream.body.on('error', (error) => unpacked.destroy(error));
+    const decoded: Readable = needles.length > 0 ? unpacked.pipe(new CredentialScrubStream(needles)) : unpacked;
+    if (decoded !== unpacked) unpacked.on('error', (error) => decoded.destroy(error));
 
     try {
-      if (kind === 'json') {
-        const whole = await readUpTo(decoded, maxJsonBytes);
+      const chunks = (decoded as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+      // Column rules apply to JSON members by name: a JSON body, or a text body that opens like
+      // JSON (a mislabelled document, NDJSON), is read whole to be walked.
+      const start = await readStart(chunks, maxJsonBytes);
+      const columnRules = masker.columnRuleCount !== 0;
+      if (kind === 'json' || (columnRules && opensLikeJson(start.bytes))) {
+        const whole = start.complete ? start : await readMore(start.bytes, chunks, maxJsonBytes);
         if (whole.complete) {
-          const masked = maskJsonText(whole.bytes, masker, counts);
+          const masked = kind === 'json' ? maskJsonText(whole.bytes, masker, counts) : maskTextBody(whole.bytes, masker, counts);
           res.writeHead(status, { ...responseHeaders, 'content-length': String(masked.length) });
           await pipeline(Readable.from([masked]), tap, res);
           record(true);
           return;
         }
-        // Too large to parse: scan what was read and the rest as streamed text.
+        if (columnRules) {
+          // Streamed text masking cannot tell which member a value belongs to: withheld rather than shown.
+          decoded.destroy();
+          upstream.body.destroy();
+          record(false, { code: SluiceErrorCode.MaskingUnavailable, message: 'result withheld: JSON body too large to mask by column' });
+          sendProblem(
+            res,
+            new Problem(403, SluiceErrorCode.MaskingUnavailable, 'Result withheld', `the JSON body is larger than ${maxJsonBytes} bytes and the masking profile has column rules, so it was withheld`),
+            requestId,
+          );
+          return;
+        }
+        // Too large to parse, and no column rules: scan what was read and the rest as streamed text.
         res.writeHead(status, responseHeaders);
-        await pipeline(Readable.from(prepend(whole.bytes, whole.rest)), new TextMaskStream(masker, counts, maskWindow), tap, res);
+        await pipeline(Readable.from(prepend(whole.bytes, chunks)), new TextMaskStream(masker, counts, maskWindow), tap, res);
         record(true);
         return;
       }
       res.writeHead(status, responseHeaders);
-      await pipeline(decoded, new TextMaskStream(masker, counts, maskWindow), tap, res);
+      await pipeline(Readable.from(prepend(start.bytes, chunks)), new TextMaskStream(masker, counts, maskWindow), tap, res);
       record(true);
     } catch {
       // A masker or stream failure mid-body: cut the response rather than send raw data.
@@ -633,13 +751,39 @@ const maskResponseHeaders = (headers: Record<string, string | string[]>, masker:
   for (const [name, value] of Object.entries(headers)) {
     if (UNMASKED_RESPONSE_HEADERS.has(name)) continue;
     const values = (Array.isArray(value) ? value : [value]).flatMap((one) => {
-      const masked = maskString(one, masker, counts, name);
+      const masked = maskString(maskNamedParts(name, one, masker, counts), masker, counts, name);
       // A masked value a header cannot carry (control characters, beyond Latin-1) is dropped.
       return masked === null || /[^\t\x20-\x7e\x80-\xff]/.test(masked) ? [] : [masked];
     });
     if (values.length === 0) delete headers[name];
     else headers[name] = Array.isArray(value) ? values : values[0]!;
   }
+};
+
+/**
+ * Values a header carries under names of their own, masked by the column rule of that name: a
+ * cookie (`Set-Cookie: ssn=…`) and the query parameters of a URL (`Location: /next?ssn=…`).
+ */
+const maskNamedParts = (header: string, value: string, masker: ProfileMasker, counts: MaskCounts): string => {
+  if (masker.columnRuleCount === 0) return value;
+  const covered = (name: string, raw: string): string => {
+    let decodedName = name;
+    try {
+      decodedName = decodeURIComponent(name.replace(/\+/g, ' '));
+    } catch {
+      // An undecodable name is matched as it is.
+    }
+    const column = { name: decodedName.trim() };
+    if (!masker.hasColumnRule(column)) return raw;
+    return encodeURIComponent(masker.maskCell(raw, column, counts) ?? '');
+  };
+  if (header === 'set-cookie') {
+    return value.replace(/^([^=;]*)=([^;]*)/, (_pair, name: string, raw: string) => `${name}=${covered(name, raw)}`);
+  }
+  if (header === 'location' || header === 'content-location' || header === 'link' || header === 'refresh') {
+    return value.replace(/([?&;])([^=&;#\s<>"]*)=([^&;#\s<>"]*)/g, (_pair, separator: string, name: string, raw: string) => `${separator}${name}=${covered(name, raw)}`);
+  }
+  return value;
 };
 
 const headerValue = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
@@ -651,47 +795,4 @@ const safeCommandText = (ports: GovernancePorts, text: string, profile: string |
     // The audit record must not hold what could not be masked: keep the method only.
     return text.split(' ', 1)[0] ?? '';
   }
-};
-
-/**
- * Reads until the end or past `max` bytes. The iterator is advanced by hand (a `return` out of
- * for-await would destroy the stream), so an incomplete read can continue from `rest`.
- */
-const readUpTo = async (
-  stream: Readable,
-  max: number,
-): Promise<{ bytes: Buffer; complete: boolean; rest: AsyncIterator<Buffer> }> => {
-  const rest = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-  const parts: Buffer[] = [];
-  let size = 0;
-  for (;;) {
-    const next = await rest.next();
-    if (next.done) return { bytes: Buffer.concat(parts), complete: true, rest };
-    parts.push(next.value);
-    size += next.value.length;
-    if (size > max) return { bytes: Buffer.concat(parts), complete: false, rest };
-  }
-};
-
-async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
-  yield first;
-  for (;;) {
-    const next = await rest.next();
-    if (next.done) return;
-    yield next.value;
-  }
-}
-
-/** Walks a JSON document with maskJson; a body that is not JSON is scanned as text instead. */
-const maskJsonText = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts): Buffer => {
-  const text = bytes.toString('utf8');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return Buffer.from(masker.maskText(text, counts), 'utf8');
-  }
-  const masked = masker.maskJson(parsed, counts);
-  // Re-serialising an unchanged document could lose precision (big integers): send the original.
-  return sameJson(parsed, masked) ? bytes : Buffer.from(JSON.stringify(masked), 'utf8');
 };

@@ -2,6 +2,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+import { maskNamedValues } from '../named-values.js';
+import { maskJsonDocument, sameJson } from '../redis/reply-masking.js';
 
 /**
  * Streaming text masking keeps a window of this many characters unsent, so a value split
@@ -87,7 +89,7 @@ export class TextMaskStream extends Transform {
       this.carry += this.decoder.write(chunk);
       while (this.carry.length >= 2 * this.window) {
         const cut = safeCut(this.carry, this.carry.length - this.window, this.window);
-        this.push(this.masker.maskText(this.carry.slice(0, cut), this.counts), 'utf8');
+        this.push(maskTextWithJsonLines(this.carry.slice(0, cut), this.masker, this.counts), 'utf8');
         this.carry = this.carry.slice(cut);
       }
       callback();
@@ -99,7 +101,7 @@ export class TextMaskStream extends Transform {
   override _flush(callback: TransformCallback): void {
     try {
       this.carry += this.decoder.end();
-      if (this.carry.length > 0) this.push(this.masker.maskText(this.carry, this.counts), 'utf8');
+      if (this.carry.length > 0) this.push(maskTextWithJsonLines(this.carry, this.masker, this.counts), 'utf8');
       this.carry = '';
       callback();
     } catch (error) {
@@ -107,6 +109,51 @@ export class TextMaskStream extends Transform {
     }
   }
 }
+
+/**
+ * Masks streamed text; under a profile with column rules, a line that ends in a JSON object or
+ * array (`data: {…}` of server-sent events, a JSON log line) has that JSON walked, so members a
+ * column rule names are masked whole; values other lines name (`<ssn>`, `ssn=…`, `ssn: …`) are
+ * masked by their name's rule. Other lines are masked together, as one text, so detectors that
+ * span lines (PEM blocks) still see them whole.
+ */
+export const maskTextWithJsonLines = (text: string, masker: ProfileMasker, counts: MaskCounts): string => {
+  if (masker.columnRuleCount === 0) return masker.maskText(text, counts);
+  if (!/[[{]/.test(text)) return masker.maskText(maskNamedValues(text, masker, counts), counts);
+  const out: string[] = [];
+  let run: string[] = [];
+  const flush = () => {
+    if (run.length > 0) out.push(masker.maskText(maskNamedValues(run.join('\n'), masker, counts), counts));
+    run = [];
+  };
+  for (const line of text.split('\n')) {
+    const walked = jsonLine(line, masker, counts);
+    if (walked === undefined) run.push(line);
+    else {
+      flush();
+      out.push(walked);
+    }
+  }
+  flush();
+  return out.join('\n');
+};
+
+/** The line with its trailing JSON walked, or undefined when it does not end in JSON. */
+const jsonLine = (line: string, masker: ProfileMasker, counts: MaskCounts): string | undefined => {
+  const start = line.search(/[[{]/);
+  if (start < 0) return undefined;
+  const json = line.slice(start).trimEnd();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const walked = maskJsonDocument(parsed, masker, counts);
+  const body = sameJson(parsed, walked) ? json : JSON.stringify(walked);
+  return masker.maskText(line.slice(0, start), counts) + body + line.slice(start + json.length);
+};
 
 /** Keeps the first `maxBytes` of what passes through, for the result.returned record. */
 export class RecordingTap extends Transform {

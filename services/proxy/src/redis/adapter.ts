@@ -27,7 +27,7 @@ import {
   type HelloArgs,
 } from './commands.js';
 import { flattenReply, maskReply, UNKNOWN_FIELD, type FieldHint } from './reply-masking.js';
-import { ReplyStream, type QueuedCommand } from './reply-stream.js';
+import { confirmationOf, ReplyStream, type QueuedCommand } from './reply-stream.js';
 
 export interface RedisAdapterOptions {
   /** Base directory of `{ file: … }` secrets (the config file's directory). */
@@ -68,8 +68,8 @@ interface Entry {
   readonly frame: Buffer;
   readonly session: SessionState | undefined;
   readonly started: number;
-  /** local: Sluice answers; internal: forwarded without a policy decision (HELLO); command: decided. */
-  readonly kind: 'local' | 'internal' | 'command';
+  /** local: Sluice answers; command: decided, then sent to the target. */
+  readonly kind: 'local' | 'command';
   settled: boolean;
   decision: Decision | undefined;
   decisionFailed: boolean;
@@ -82,6 +82,8 @@ interface Entry {
   closeAfter: boolean;
   /** Sent inside MULTI: its reply is QUEUED (or an error), its result comes with EXEC. */
   queued: boolean;
+  /** A RESP3 subscribe: push confirmations still to come before it is answered. */
+  confirmations: number;
 }
 
 const subjectRef = (session: Session): SubjectRef => ({
@@ -379,7 +381,10 @@ class RedisConnection {
         const refusal = refusalOf(name, args);
         if (refusal) {
           this.markDirty();
-          return void this.pushLocal(name, args, encodeError(`NOPERM ${refusal}`));
+          const entry = this.pushLocal(name, args, encodeError(`NOPERM ${refusal}`));
+          // Refused whatever the policy says, and recorded like a denial: attempts leave a trace.
+          this.recordRefusal(entry, refusal);
+          return;
         }
         this.pushCommand(name, args, frame);
       }
@@ -408,16 +413,15 @@ class RedisConnection {
     else this.pushLocal('AUTH', [], encodeSimple('OK'));
   }
 
-  /** HELLO without AUTH after login: the target answers it (and switches protocol). */
+  /**
+   * HELLO without AUTH after login: decided and recorded like any command (SETNAME changes the
+   * connection's name on the target), then answered by the target, which switches protocol.
+   */
   private pushHello(hello: HelloArgs): void {
-    const args = ['HELLO', ...(hello.protocol ? [String(hello.protocol)] : []), ...(hello.setName ? ['SETNAME', hello.setName] : [])];
-    const frame = encodeCommand(args);
-    const entry = this.newEntry('HELLO', args.map((arg) => Buffer.from(arg)), frame, 'internal');
-    entry.settled = true;
+    const args = ['HELLO', ...(hello.protocol ? [String(hello.protocol)] : []), ...(hello.setName ? ['SETNAME', hello.setName] : [])].map((arg) => Buffer.from(arg));
+    const entry = this.pushCommand('HELLO', args, encodeCommand(args));
     // The protocol changes with the reply to this HELLO; replies before it keep the old one.
     if (hello.protocol) this.protocolSwitches.set(entry, hello.protocol);
-    this.enqueue(entry);
-    this.pump();
   }
 
   private readonly protocolSwitches = new Map<Entry, 2 | 3>();
@@ -440,6 +444,7 @@ class RedisConnection {
       execAbort: false,
       closeAfter: false,
       queued: false,
+      confirmations: 0,
     };
   }
 
@@ -460,7 +465,7 @@ class RedisConnection {
     return entry;
   }
 
-  private pushCommand(name: string, args: Buffer[], frame: Buffer): void {
+  private pushCommand(name: string, args: Buffer[], frame: Buffer): Entry {
     const entry = this.newEntry(name, args, frame, 'command');
     this.enqueue(entry);
     const session = this.session!;
@@ -483,6 +488,7 @@ class RedisConnection {
         this.pump();
       },
     );
+    return entry;
   }
 
   // ---- dispatch: decisions in order, before anything goes upstream ------------------------
@@ -493,10 +499,6 @@ class RedisConnection {
       if (!entry.settled) break;
       this.toDispatch.shift();
       if (entry.kind === 'local') continue;
-      if (entry.kind === 'internal') {
-        this.send(entry, undefined);
-        continue;
-      }
       this.dispatch(entry);
     }
     this.emit();
@@ -557,6 +559,38 @@ class RedisConnection {
     this.send(entry, decision.maskProfile);
   }
 
+  private recordRefusal(entry: Entry, reason: string): void {
+    const session = entry.session;
+    if (!session) return;
+    session.commands++;
+    const described = describeCommand(entry.args);
+    let command: string;
+    try {
+      command = this.ports.masking.maskCommandText(described.text, undefined);
+    } catch {
+      command = entry.name;
+    }
+    this.ports.audit.record(session.id, 'command.decided', {
+      commandId: entry.id,
+      resource: this.resource.name,
+      protocol: 'redis',
+      command,
+      ...(described.truncated ? { truncated: true, commandBytes: described.bytes } : {}),
+      action: 'admin',
+      risk: 'critical',
+      decision: 'deny',
+      rule: '',
+      reason,
+    });
+    this.ports.audit.record(session.id, 'command.completed', {
+      commandId: entry.id,
+      outcome: 'error',
+      ok: false,
+      error: { code: SluiceErrorCode.PolicyDenied, message: `NOPERM ${reason}` },
+      durationMs: performance.now() - entry.started,
+    });
+  }
+
   /** A command refused inside MULTI makes EXEC abort, as a queueing error does in Redis. */
   private markDirty(): void {
     this.stream.markDirty();
@@ -580,6 +614,8 @@ class RedisConnection {
 
   /** Answers a command without the target; records its completion. */
   private answer(entry: Entry, reply: Buffer, code: string): void {
+    // A HELLO answered here never switches the protocol.
+    this.protocolSwitches.delete(entry);
     entry.status = 'done';
     entry.reply = reply;
     if (entry.session) {
@@ -594,9 +630,10 @@ class RedisConnection {
   }
 
   private send(entry: Entry, maskProfile: string | undefined): void {
-    const refusal = this.stream.refusal(entry.name);
+    const refusal = this.stream.refusal(entry.name, entry.args, this.protocol);
     if (refusal) {
-      this.protocolSwitches.delete(entry);
+      // Inside MULTI, Redis aborts EXEC after a command it refused to queue: so does Sluice.
+      this.markDirty();
       return this.answer(entry, encodeError(refusal), SluiceErrorCode.PolicyDenied);
     }
     const unsubscribed = this.stream.unsubscribedReplies(entry.name, entry.args, this.protocol);
@@ -614,6 +651,7 @@ class RedisConnection {
     this.writeUpstream(dispatch.execAbort ? encodeCommand(['DISCARD']) : entry.frame);
     if (dispatch.expectsReply) {
       entry.status = 'sent';
+      entry.confirmations = dispatch.confirmations;
       this.inflight.push(entry);
       // Until HELLO's reply, the protocol of later replies is unknown: nothing more is sent.
       if (this.protocolSwitches.has(entry)) this.protocolPending = true;
@@ -634,12 +672,42 @@ class RedisConnection {
   // ---- upstream side -------------------------------------------------------------------------
 
   private onUpstreamFrame(frame: Buffer): void {
-    // RESP3 pushes (pub/sub messages, invalidations) are out of band.
-    if (frame[0] === 0x3e) return this.forwardStreamed(frame);
+    const head = this.inflight[0];
+    // RESP3 pushes (pub/sub messages, invalidations) are out of band, except the confirmations
+    // that answer a subscribe: the subscribe is answered once all of them came.
+    if (frame[0] === 0x3e) {
+      if (head && head.confirmations > 0 && this.confirms(head, frame)) {
+        this.forwardStreamed(frame);
+        if (--head.confirmations === 0) {
+          this.inflight.shift();
+          this.stream.subscribeSettled();
+          head.status = 'done';
+          head.reply = Buffer.alloc(0);
+          this.recordStreamed(head, 'stream');
+          this.emit();
+        }
+        return;
+      }
+      return this.forwardStreamed(frame);
+    }
     const entry = this.inflight.shift();
     if (!entry) return this.forwardStreamed(frame);
+    // A subscribe answered by a plain frame (an error: arity, ACL) was not confirmed at all.
+    if (entry.confirmations > 0) {
+      entry.confirmations = 0;
+      this.stream.subscribeSettled();
+    }
     this.complete(entry, frame);
     this.emit();
+  }
+
+  /** Is this push a confirmation of the subscribe command waiting for its answer? */
+  private confirms(entry: Entry, frame: Buffer): boolean {
+    try {
+      return confirmationOf(decodeReply(frame))?.kind === entry.name.toLowerCase();
+    } catch {
+      return false;
+    }
   }
 
   /** A frame that answers no queued command: masked with the subscription's profile and sent on. */
@@ -647,26 +715,29 @@ class RedisConnection {
     this.emit();
     const counts: MaskCounts = {};
     let bytes: Buffer;
+    let shown: RespValue | undefined;
     try {
       const value = decodeReply(frame);
       const masker = this.ports.masking.masker(this.stream.profile);
       // MONITOR lines carry other clients' arguments, any of which may be a covered field's value.
       const hint: FieldHint | undefined = this.stream.mode === 'monitor' ? { kind: 'everyValue' } : undefined;
-      const masked = masker ? maskReply(value, masker, counts, this.protocol, hint) : value;
-      bytes = masked === value ? frame : encodeValue(masked);
+      shown = masker ? maskReply(value, masker, counts, this.protocol, hint) : value;
+      bytes = shown === value ? frame : encodeValue(shown);
       this.stream.streamed(value);
     } catch {
       bytes = encodeError(WITHHELD);
     }
-    // Events for pushed messages: recorded as results of the session (no command id of their own).
-    if (this.session && Object.keys(counts).length > 0) {
+    // Pushed messages and confirmations are data the agent receives: each is recorded, as it was
+    // sent (masked), as a result of the session (no command id of its own).
+    if (this.session && shown) {
+      const flat = flattenReply(shown, this.ports.recording);
       this.ports.audit.record(this.session.id, 'result.returned', {
         commandId: 'push',
-        columns: ['value'],
-        rows: [],
-        rowCount: 1,
+        columns: flat.columns,
+        rows: flat.rows,
+        rowCount: flat.rowCount,
         bytes: bytes.length,
-        truncated: true,
+        truncated: flat.truncated,
         maskedCounts: counts,
       });
     }
@@ -677,16 +748,13 @@ class RedisConnection {
     entry.status = 'done';
     const switchTo = this.protocolSwitches.get(entry);
     if (switchTo) {
-      this.protocol = switchTo;
+      // A HELLO the target refused (a bad SETNAME, say) leaves the protocol as it was.
+      if (frame[0] !== 0x2d && frame[0] !== 0x21) this.protocol = switchTo;
       this.protocolSwitches.delete(entry);
     }
     if (this.protocolPending && this.protocolSwitches.size === 0) {
       this.protocolPending = false;
       queueMicrotask(() => this.pump());
-    }
-    if (entry.kind === 'internal') {
-      entry.reply = frame;
-      return;
     }
     const session = entry.session!;
     const counts: MaskCounts = {};

@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { RespValue } from '@sluice/codec-resp';
 import { COLUMN_REDACTED, type MaskCounts, type ProfileMasker } from '@sluice/masking-engine';
+import { maskNamedValues } from '../named-values.js';
 
 /**
  * A value of a hash field whose name the reply does not carry (HVALS): the profile's strictest
@@ -42,7 +43,57 @@ export const sameJson = (a: unknown, b: unknown): boolean => {
   return aKeys.every((k) => k in bRecord && sameJson((a as Record<string, unknown>)[k], bRecord[k]));
 };
 
-const looksLikeJson = (text: string): boolean => {
+/**
+ * Masks a parsed JSON document: column rules apply to object members by their key (a member
+ * named `ssn` is a field named `ssn`, as in a hash or a header), whatever the value's shape; the
+ * rest is walked by maskJson (detectors, with hints from key names).
+ */
+export const maskJsonDocument = (document: unknown, masker: ProfileMasker, counts: MaskCounts): unknown => {
+  const covered = masker.columnRuleCount === 0 ? document : maskCoveredMembers(document, masker, counts);
+  return masker.maskJson(covered, counts);
+};
+
+/** JSON inside a JSON string is walked this deep at most (`"{\"a\": \"{…}\"}"`). */
+const MAX_NESTED_JSON = 4;
+
+const maskCoveredMembers = (node: unknown, masker: ProfileMasker, counts: MaskCounts, nested = 0): unknown => {
+  if (typeof node === 'string') return maskCoveredText(node, masker, counts, nested);
+  if (Array.isArray(node)) return node.map((item) => maskCoveredMembers(item, masker, counts, nested));
+  if (node === null || typeof node !== 'object') return node;
+  // No prototype: a `__proto__` member stays a member.
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const [key, value] of Object.entries(node as Record<string, unknown>)) {
+    const column = { name: key };
+    if (value !== null && masker.hasColumnRule(column)) {
+      // A nested object or array under a covered key is covered whole, as its text.
+      out[key] = masker.maskCell(typeof value === 'string' ? value : JSON.stringify(value), column, counts);
+    } else out[key] = maskCoveredMembers(value, masker, counts, nested);
+  }
+  return out;
+};
+
+/**
+ * A string inside a JSON document: JSON encoded again (`"payload": "{\"ssn\": …}"`) is walked
+ * and re-encoded, text that names values (`ssn=…`) has them masked by their rule.
+ */
+const maskCoveredText = (text: string, masker: ProfileMasker, counts: MaskCounts, nested: number): string => {
+  if (looksLikeJson(text)) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (parsed !== undefined && typeof parsed === 'object' && parsed !== null) {
+      if (nested >= MAX_NESTED_JSON) return COLUMN_REDACTED;
+      const walked = maskCoveredMembers(parsed, masker, counts, nested + 1);
+      return sameJson(parsed, walked) ? text : JSON.stringify(walked);
+    }
+  }
+  return maskNamedValues(text, masker, counts);
+};
+
+export const looksLikeJson = (text: string): boolean => {
   const first = text.trimStart()[0];
   return first === '{' || first === '[';
 };
@@ -67,12 +118,12 @@ export const maskString = (text: string, masker: ProfileMasker, counts: MaskCoun
       parsed = undefined;
     }
     if (parsed !== undefined && typeof parsed === 'object' && parsed !== null) {
-      const masked = masker.maskJson(parsed, counts);
+      const masked = maskJsonDocument(parsed, masker, counts);
       return sameJson(parsed, masked) ? text : JSON.stringify(masked);
     }
   }
   if (field !== undefined) return masker.maskCell(text, { name: field }, counts);
-  return masker.maskText(text, counts);
+  return masker.maskText(maskNamedValues(text, masker, counts), counts);
 };
 
 const maskBlob = (

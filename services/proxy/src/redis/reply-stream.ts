@@ -18,7 +18,15 @@ export interface Dispatch {
   readonly execQueue: readonly QueuedCommand[] | undefined;
   /** EXEC of a transaction Sluice refused a part of: sent as DISCARD, answered EXECABORT. */
   readonly execAbort: boolean;
+  /**
+   * A RESP3 subscribe: it is answered by this many push confirmations, or by one error frame
+   * (arity, ACL), which must not be taken for the reply of the command after it.
+   */
+  readonly confirmations: number;
 }
+
+/** Subscribe commands that need at least one channel (Redis arity -2). */
+const SUBSCRIBE_NEEDS_CHANNEL = new Set(['SUBSCRIBE', 'PSUBSCRIBE', 'SSUBSCRIBE']);
 
 /**
  * The shape of the upstream reply stream, followed in dispatch order so that every reply frame is
@@ -30,8 +38,10 @@ export class ReplyStream {
   mode: 'replies' | 'pubsub' | 'monitor' = 'replies';
   /** The mask profile for streamed frames: that of the latest SUBSCRIBE-family command or MONITOR. */
   profile: string | undefined;
-  /** RESP2 subscriptions Redis last confirmed: channels and patterns, and shard channels (counted apart). */
+  /** Subscriptions Redis last confirmed (either protocol): channels and patterns, and shard channels (counted apart). */
   private readonly subscriptions = { channels: 0, shards: 0 };
+  /** RESP3 subscribes sent and not yet answered (all their confirmations, or an error). */
+  private pendingSubscribes = 0;
   private inTransaction = false;
   private transactionDirty = false;
   private transactionQueue: QueuedCommand[] = [];
@@ -46,7 +56,16 @@ export class ReplyStream {
    * inside MULTI (they would take effect only at EXEC), and in RESP2 subscriber or MONITOR mode
    * anything whose reply Redis would not send as a plain reply.
    */
-  refusal(name: string): string | undefined {
+  refusal(name: string, args: readonly Buffer[], protocol: 2 | 3): string | undefined {
+    // Redis refuses these itself, but with an error frame where a confirmation was expected: the
+    // proxy would otherwise take that error for the next command's reply, or believe the
+    // connection subscribed when it is not.
+    if (SUBSCRIBE_NEEDS_CHANNEL.has(name) && args.length < 2) return `ERR wrong number of arguments for '${name.toLowerCase()}' command`;
+    // A RESP3 connection that is subscribed and switches to RESP2 gets its messages as plain
+    // arrays, indistinguishable from replies: refused while any subscription may remain.
+    if (name === 'HELLO' && protocol === 3 && args[1]?.toString() === '2' && this.maySubscribe()) {
+      return 'ERR HELLO 2 is refused through Sluice while the connection may be subscribed; unsubscribe first';
+    }
     if (this.inTransaction && NOT_IN_TRANSACTION.has(name)) {
       this.transactionDirty = true;
       return 'ERR Command not allowed inside a transaction';
@@ -78,7 +97,7 @@ export class ReplyStream {
 
   /** Follows a command being sent upstream (after `refusal` let it through). */
   dispatch(name: string, args: readonly Buffer[], maskProfile: string | undefined, protocol: 2 | 3): Dispatch {
-    const plain: Dispatch = { expectsReply: true, queued: false, execQueue: undefined, execAbort: false };
+    const plain: Dispatch = { expectsReply: true, queued: false, execQueue: undefined, execAbort: false, confirmations: 0 };
     switch (name) {
       case 'MULTI':
         // A nested MULTI is an error in Redis that leaves the open transaction as it is.
@@ -102,6 +121,11 @@ export class ReplyStream {
       default:
         if (SUBSCRIBE_COMMANDS.has(name)) {
           this.profile = maskProfile;
+          // Redis confirms each channel named, duplicates included (arity ≥ 2 was checked in refusal).
+          if (protocol === 3 && !UNSUBSCRIBE_COMMANDS.has(name)) {
+            this.pendingSubscribes++;
+            return { ...plain, confirmations: args.length - 1 };
+          }
           // RESP3 confirms with pushes; RESP2 switches the connection to a stream of arrays.
           if (protocol === 2 && !UNSUBSCRIBE_COMMANDS.has(name)) this.mode = 'pubsub';
           return { ...plain, expectsReply: false };
@@ -122,13 +146,35 @@ export class ReplyStream {
    * their kind; subscriber mode ends when none of either kind is left, as it does in Redis.
    */
   streamed(value: RespValue): void {
-    if (this.mode !== 'pubsub' || value.type !== 'array' || value.items.length !== 3) return;
-    const [kind, , count] = value.items;
-    if (kind?.type !== 'bulk' || count?.type !== 'integer') return;
-    const name = kind.value.toString('latin1').toLowerCase();
-    if (!/^(p|s)?(un)?subscribe$/.test(name)) return;
-    if (name.startsWith('s')) this.subscriptions.shards = Number(count.value);
-    else this.subscriptions.channels = Number(count.value);
-    if (name.includes('unsubscribe') && this.subscriptions.channels === 0 && this.subscriptions.shards === 0) this.mode = 'replies';
+    const confirmation = confirmationOf(value);
+    // A RESP2 array outside subscriber mode is a reply, not a confirmation.
+    if (!confirmation || (value.type === 'array' && this.mode !== 'pubsub')) return;
+    const { kind, count } = confirmation;
+    if (kind === 'ssubscribe' || kind === 'sunsubscribe') this.subscriptions.shards = count;
+    else this.subscriptions.channels = count;
+    if (this.mode === 'pubsub' && kind.includes('unsubscribe') && this.subscriptions.channels === 0 && this.subscriptions.shards === 0) this.mode = 'replies';
+  }
+
+  /** A RESP3 subscribe was answered: confirmed in full, or refused by Redis. */
+  subscribeSettled(): void {
+    this.pendingSubscribes--;
+  }
+
+  /** Subscribed, or a subscribe is still on its way: pushed messages may come. */
+  private maySubscribe(): boolean {
+    return this.pendingSubscribes > 0 || this.subscriptions.channels > 0 || this.subscriptions.shards > 0;
   }
 }
+
+/**
+ * A (un)subscribe confirmation: a RESP2 array or a RESP3 push of `[kind, channel, count]`, with
+ * its kind (`subscribe`, `punsubscribe`, …) and the subscriptions left; undefined for anything
+ * else (messages included).
+ */
+export const confirmationOf = (value: RespValue): { readonly kind: string; readonly count: number } | undefined => {
+  if ((value.type !== 'array' && value.type !== 'push') || value.items.length !== 3) return undefined;
+  const [kind, , count] = value.items;
+  if (kind?.type !== 'bulk' || count?.type !== 'integer') return undefined;
+  const name = kind.value.toString('latin1').toLowerCase();
+  return /^(p|s)?(un)?subscribe$/.test(name) ? { kind: name, count: Number(count.value) } : undefined;
+};

@@ -1,0 +1,116 @@
+/**
+ * Reading a response body that may be JSON, and walking it so column rules apply by member name.
+ * Helpers of the HTTP adapter's masking; the iterator of the body is advanced by hand throughout
+ * (a `return` out of for-await would destroy the stream), so reading can always continue.
+ */
+import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+import { maskJsonDocument, sameJson } from '../redis/reply-masking.js';
+import { maskTextWithJsonLines } from './body-masking.js';
+
+export interface BodyRead {
+  readonly bytes: Buffer;
+  /** The body ended within what was read. */
+  readonly complete: boolean;
+}
+
+const isJsonSpace = (byte: number): boolean => byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d;
+
+/**
+ * Reads until the first byte that is not JSON whitespace (or the end, or past `max` bytes). The
+ * iterator is advanced by hand (a `return` out of for-await would destroy the stream), so reading
+ * can continue from it.
+ */
+export const readStart = async (chunks: AsyncIterator<Buffer>, max: number): Promise<BodyRead> => {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for (;;) {
+    const next = await chunks.next();
+    if (next.done) return { bytes: Buffer.concat(parts), complete: true };
+    parts.push(next.value);
+    size += next.value.length;
+    const bytes = Buffer.concat(parts);
+    const partOfBom = bytes.length < 3 && bytes.every((byte, index) => byte === BOM[index]);
+    if (size > max || (!partOfBom && bytes.subarray(hasBom(bytes) ? 3 : 0).some((byte) => !isJsonSpace(byte)))) return { bytes, complete: false };
+  }
+};
+
+/** The UTF-8 byte-order mark, which some servers write before a document. */
+const BOM = [0xef, 0xbb, 0xbf] as const;
+const hasBom = (bytes: Buffer): boolean => bytes[0] === BOM[0] && bytes[1] === BOM[1] && bytes[2] === BOM[2];
+
+/** Reads on until the end or past `max` bytes in all. */
+export const readMore = async (first: Buffer, chunks: AsyncIterator<Buffer>, max: number): Promise<BodyRead> => {
+  const parts: Buffer[] = [first];
+  let size = first.length;
+  while (size <= max) {
+    const next = await chunks.next();
+    if (next.done) return { bytes: Buffer.concat(parts), complete: true };
+    parts.push(next.value);
+    size += next.value.length;
+  }
+  return { bytes: Buffer.concat(parts), complete: false };
+};
+
+/** Does the body start (after whitespace) like a JSON object or array? */
+export const opensLikeJson = (bytes: Buffer): boolean => {
+  // A UTF-8 byte-order mark may come first (some servers write one).
+  const first = bytes.subarray(hasBom(bytes) ? 3 : 0).find((byte) => !isJsonSpace(byte));
+  return first === 0x7b /* { */ || first === 0x5b /* [ */;
+};
+
+export async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  yield first;
+  for (;;) {
+    const next = await rest.next();
+    if (next.done) return;
+    yield next.value;
+  }
+}
+
+/** Walks a JSON document with maskJson; a body that is not JSON is scanned as text instead. */
+export const maskJsonText = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts): Buffer => {
+  const text = bytes.toString('utf8', hasBom(bytes) ? 3 : 0);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return Buffer.from(maskTextWithJsonLines(text, masker, counts), 'utf8');
+  }
+  const masked = maskJsonDocument(parsed, masker, counts);
+  // Re-serialising an unchanged document could lose precision (big integers): send the original.
+  return sameJson(parsed, masked) ? bytes : Buffer.from(JSON.stringify(masked), 'utf8');
+};
+
+/**
+ * A text body that opened like JSON: one JSON document, or NDJSON (one document per line), is
+ * walked as JSON so column rules apply by member name; anything else is scanned as text.
+ */
+export const maskTextBody = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts): Buffer => {
+  const text = bytes.toString('utf8', hasBom(bytes) ? 3 : 0);
+  try {
+    JSON.parse(text);
+    return maskJsonText(bytes, masker, counts);
+  } catch {
+    // Not one document: perhaps one per line.
+  }
+  const lines = text.split('\n');
+  const documents: unknown[] = [];
+  for (const line of lines) {
+    if (line.trim() === '') {
+      documents.push(undefined);
+      continue;
+    }
+    try {
+      documents.push(JSON.parse(line));
+    } catch {
+      return Buffer.from(maskTextWithJsonLines(text, masker, counts), 'utf8');
+    }
+  }
+  const masked = lines.map((line, index) => {
+    const document = documents[index];
+    if (document === undefined) return line;
+    const walked = maskJsonDocument(document, masker, counts);
+    return sameJson(document, walked) ? line : JSON.stringify(walked) + (line.endsWith('\r') ? '\r' : '');
+  });
+  return Buffer.from(masked.join('\n'), 'utf8');
+};

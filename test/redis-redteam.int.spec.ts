@@ -1,0 +1,381 @@
+import { randomUUID } from 'node:crypto';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createClient, type RedisClientType } from 'redis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeReply, encodeCommand, RespFramer, type RespValue } from '@sluice/codec-resp';
+import type { RedisResourceConfig, RuleConfig } from '@sluice/config';
+import { createTokenVerifier } from '@sluice/identity';
+import { compileMasking } from '@sluice/masking-engine';
+import { createPolicy } from '../services/policy/src/policy.js';
+import type { GovernancePorts } from '../services/proxy/src/ports.js';
+import { createRedisAdapter } from '../services/proxy/src/redis/adapter.js';
+import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+
+/**
+ * The second red team on the Redis front door (after issue #10's fixes), as an agent with a valid
+ * read-only token and a masking profile with a column rule: raw RESP on a socket against the real
+ * Redis, the real policy and masking engines. Each probe is refused or masked.
+ */
+const prefix = `sluice-redteam:${randomUUID().slice(0, 8)}`;
+const key = (name: string) => `${prefix}:${name}`;
+/** A value no detector recognises: only a column rule (field `ssn`) can mask it. */
+const SSN = 'ZQ-SSN-VALUE-77';
+const noClearSsnIn = (reply: unknown) => expect(JSON.stringify(reply)).not.toContain(SSN);
+
+const rules: RuleConfig[] = [
+  { name: 'no-secrets', effect: 'deny', keys: [key('secret:*')] },
+  { name: 'no-geheim', effect: 'deny', keys: [key('geheim-ü:*')] },
+  { name: 'support-read', effect: 'allow', subjects: { groups: ['support-agents'] }, actions: ['read'], keys: [key('*')], mask: 'pii' },
+  {
+    name: 'narrow-read',
+    effect: 'allow',
+    subjects: { groups: ['narrow-agents'] },
+    actions: ['read'],
+    keys: [key('ids'), key('pub:*')],
+    mask: 'pii',
+  },
+] as RuleConfig[];
+
+const resource: RedisResourceConfig = {
+  name: 'cache',
+  type: 'redis',
+  listen: '127.0.0.1:0',
+  target: { host: '127.0.0.1', port: 6379, db: 0 },
+  credentials: {},
+};
+
+const masking = compileMasking(
+  {
+    defaultRegion: 'US',
+    detectors: [],
+    profiles: { pii: { detectors: ['email', 'us_ssn', 'credit_card'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } },
+  },
+  { hashKey: 'redis-redteam' },
+);
+
+/** Every audit event the adapter recorded, in order. */
+const recorded: { sessionId: string; type: string; data: Record<string, unknown> }[] = [];
+
+const createPorts = (idp: TestIssuer): GovernancePorts => {
+  const verifier = createTokenVerifier([{ issuer: idp.issuer, audience: idp.audience, groupsClaim: 'groups', clockTolerance: 5_000 }]);
+  const policy = createPolicy(rules, [resource], { approvalTimeoutMs: 60_000 });
+  return {
+    identity: { verify: (token) => verifier.verify(token) },
+    policy: {
+      describeSession: async (subject) => policy.describeSession(subject, resource.name),
+      decide: async (subject, name, command) => policy.decide(subject, name, command),
+    },
+    masking: { masker: (profile) => (profile ? masking.profile(profile) : undefined), maskCommandText: (text) => text },
+    approvals: {
+      request: async () => {
+        throw new Error('no approvals in this test');
+      },
+      awaitDecision: async () => ({ granted: false, outcome: 'denied', reason: '', approvalId: undefined, code: 'DENIED' }) as never,
+      consume: async () => false,
+    },
+    audit: { record: (sessionId, type, data) => void recorded.push({ sessionId, type, data: data as unknown as Record<string, unknown> }), healthy: true },
+    recording: { maxRows: 100, maxBytes: 65_536 },
+    newId: randomUUID,
+    now: () => new Date(),
+  };
+};
+
+/** A raw socket that sends bytes as they are and reads RESP replies. */
+const rawSocket = async (port: number) => {
+  const socket = connect(port, '127.0.0.1');
+  await new Promise((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  const framer = new RespFramer('reply');
+  const received: RespValue[] = [];
+  let closed = false;
+  socket.on('data', (chunk) => {
+    for (const frame of framer.push(chunk)) received.push(decodeReply(frame));
+  });
+  socket.on('close', () => (closed = true));
+  socket.on('error', () => {});
+  return {
+    socket,
+    get closed() {
+      return closed;
+    },
+    write: (bytes: string | Buffer) => socket.write(bytes),
+    send: (...args: string[]) => socket.write(encodeCommand(args)),
+    read: async (): Promise<RespValue> => {
+      const deadline = Date.now() + 5_000;
+      while (received.length === 0) {
+        if (Date.now() > deadline || (closed && received.length === 0)) throw new Error('no reply');
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      return received.shift()!;
+    },
+  };
+};
+
+const show = (value: RespValue): unknown => {
+  switch (value.type) {
+    case 'bulk':
+    case 'verbatim':
+      return value.value.toString('latin1');
+    case 'simple':
+    case 'error':
+      return value.value;
+    case 'integer':
+      return Number(value.value);
+    case 'null':
+      return null;
+    case 'array':
+    case 'set':
+    case 'push':
+      return value.items.map(show);
+    case 'map':
+      return value.entries.map(([k, v]) => [show(k), show(v)]);
+    default:
+      return value.type;
+  }
+};
+
+describe('Redis front door against a second red team', () => {
+  let idp: TestIssuer;
+  let direct: RedisClientType;
+  let server: Server;
+  let port: number;
+  let token: string;
+  const sockets: Socket[] = [];
+
+  const agent = async (login = token) => {
+    const client = await rawSocket(port);
+    sockets.push(client.socket);
+    client.send('AUTH', login);
+    expect(show(await client.read())).toBe('OK');
+    return client;
+  };
+
+  beforeAll(async () => {
+    idp = await startTestIssuer();
+    token = await idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
+    direct = createClient({ socket: { host: '127.0.0.1', port: 6379 } }) as RedisClientType;
+    await direct.connect();
+    await direct.set(key('secret:1'), 'the launch codes');
+    await direct.set(key('pub:1'), 'hello world');
+    await direct.rPush(key('ids'), ['1', '2']);
+    for (const id of ['1', '2']) await direct.hSet(key(`user:${id}`), { name: `User ${id}`, ssn: SSN });
+    const ports = createPorts(idp);
+    const adapter = createRedisAdapter(resource, { secretsDir: process.cwd() });
+    server = createServer((socket) => void adapter.handleConnection(socket, ports));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server.close(resolve));
+    const keys = await direct.keys(`${prefix}:*`);
+    if (keys.length > 0) await direct.del(keys);
+    await direct.quit();
+    await idp.close();
+  });
+
+  describe('probes on which keys a command touches', () => {
+    it('matches a deny rule naming a non-ASCII key against the UTF-8 key the agent sends (GET, KEYS, SORT GET)', async () => {
+      await direct.set(key('geheim-ü:1'), 'verboten');
+      const client = await agent();
+      client.send('GET', key('geheim-ü:1'));
+      expect(show(await client.read())).toMatch(/^NOPERM denied by rule 'no-geheim'/);
+      client.send('KEYS', key('geheim-ü:*'));
+      expect(show(await client.read())).toMatch(/^NOPERM denied by rule 'no-geheim'/);
+      client.send('SORT', key('ids'), 'BY', 'nosort', 'GET', key('geheim-ü:*'));
+      expect(show(await client.read())).toMatch(/^NOPERM denied by rule 'no-geheim'/);
+      client.send('GET', key('pub:1'));
+      expect(show(await client.read())).toBe('hello world');
+    });
+  });
+
+  describe('probes on how values are masked', () => {
+    it('applies column rules to the members of a JSON value (GET, a list element, a hash field holding JSON)', async () => {
+      const document = JSON.stringify({ name: 'Doc', ssn: SSN, nested: { ssn: { raw: SSN } }, list: [{ SSN }] });
+      await direct.set(key('doc:1'), document);
+      await direct.rPush(key('docs'), [document]);
+      await direct.hSet(key('doc-hash'), { profile: document });
+      const client = await agent();
+      client.send('GET', key('doc:1'));
+      const value = show(await client.read()) as string;
+      noClearSsnIn(value);
+      expect(JSON.parse(value)).toMatchObject({ name: 'Doc', ssn: '[REDACTED]' });
+      client.send('LRANGE', key('docs'), '0', '-1');
+      noClearSsnIn(show(await client.read()));
+      client.send('HGET', key('doc-hash'), 'profile');
+      noClearSsnIn(show(await client.read()));
+    });
+
+    it('masks values a plain string names like a column rule (ssn=…, <ssn>…</ssn>)', async () => {
+      await direct.set(key('log:1'), `GET /u/1 ssn=${SSN} name=Ann`);
+      await direct.set(key('xml:1'), `<u><ssn>${SSN}</ssn><name>Ann</name></u>`);
+      const client = await agent();
+      client.send('MGET', key('log:1'), key('xml:1'));
+      const values = show(await client.read());
+      noClearSsnIn(values);
+      expect(JSON.stringify(values)).toContain('name=Ann');
+    });
+  });
+
+  describe('probes that change how replies come back', () => {
+    it('keeps RESP2 when the target refuses a HELLO 3 (bad SETNAME): HGETALL and HRANDFIELD still mask the ssn field', async () => {
+      const client = await agent();
+      client.send('HELLO', '3', 'SETNAME', 'has space');
+      expect(show(await client.read())).toMatch(/^ERR /);
+      client.send('HGETALL', key('user:1'));
+      const all = await client.read();
+      noClearSsnIn(show(all));
+      expect(show(all)).toContain('User 1');
+      client.send('HRANDFIELD', key('user:1'), '-4', 'WITHVALUES');
+      noClearSsnIn(show(await client.read()));
+      client.send('PING');
+      expect(show(await client.read())).toBe('PONG');
+    });
+
+    it('answers a RESP3 SUBSCRIBE without a channel itself; the replies after it stay paired and masked', async () => {
+      const client = await agent();
+      client.send('HELLO', '3');
+      expect((await client.read()).type).toBe('map');
+      client.write(Buffer.concat([encodeCommand(['SUBSCRIBE']), encodeCommand(['HGET', key('user:1'), 'ssn']), encodeCommand(['ECHO', 'after'])]));
+      expect(show(await client.read())).toMatch(/^ERR wrong number of arguments/);
+      const ssn = await client.read();
+      noClearSsnIn(show(ssn));
+      expect(ssn.type).not.toBe('error');
+      expect(show(await client.read())).toBe('after');
+    });
+
+    it('pairs a RESP3 subscribe with all its confirmations (duplicates too) before the next reply', async () => {
+      const client = await agent();
+      const channel = key('dup');
+      client.send('HELLO', '3');
+      expect((await client.read()).type).toBe('map');
+      client.write(Buffer.concat([encodeCommand(['SUBSCRIBE', channel, channel]), encodeCommand(['HGET', key('user:1'), 'ssn']), encodeCommand(['ECHO', 'after'])]));
+      expect(show(await client.read())).toEqual(['subscribe', channel, 1]);
+      expect(show(await client.read())).toEqual(['subscribe', channel, 1]);
+      expect(show(await client.read())).toBe('[REDACTED]');
+      expect(show(await client.read())).toBe('after');
+      client.send('UNSUBSCRIBE');
+      expect(show(await client.read())).toEqual(['unsubscribe', channel, 0]);
+      client.send('HELLO', '2');
+      const helloReply = show(await client.read());
+      expect(Array.isArray(helloReply), JSON.stringify(helloReply)).toBe(true);
+      client.send('HGETALL', key('user:1'));
+      noClearSsnIn(show(await client.read()));
+    });
+
+    it('serves a real RESP3 client (node-redis 5) that subscribes, gets messages and keeps reading masked data', async () => {
+      const client = createClient({ socket: { host: '127.0.0.1', port }, username: 'agent', password: token, RESP: 3 });
+      await client.connect();
+      try {
+        const channel = key('resp3-news');
+        const messages: string[] = [];
+        await client.subscribe(channel, (message) => void messages.push(message));
+        await direct.publish(channel, 'first');
+        const deadline = Date.now() + 5_000;
+        while (messages.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+        expect(messages).toEqual(['first']);
+        const user = await client.hGetAll(key('user:1'));
+        noClearSsnIn(user);
+        expect(JSON.stringify(user)).toContain('User 1');
+        await client.unsubscribe(channel);
+        expect(await client.get(key('pub:1'))).toBe('hello world');
+      } finally {
+        client.destroy();
+      }
+    });
+
+    it('leaves RESP2 subscriber mode when the last plain channel is unsubscribed (subscribe is not a shard kind)', async () => {
+      const client = await agent();
+      const channel = key('plain');
+      client.send('SUBSCRIBE', channel);
+      expect(show(await client.read())).toEqual(['subscribe', channel, 1]);
+      client.send('UNSUBSCRIBE', channel);
+      expect(show(await client.read())).toEqual(['unsubscribe', channel, 0]);
+      client.send('GET', key('pub:1'));
+      expect(show(await client.read())).toBe('hello world');
+    });
+
+    it('aborts EXEC after a SUBSCRIBE without a channel inside MULTI, as Redis does', async () => {
+      const client = await agent();
+      client.write(Buffer.concat([encodeCommand(['MULTI']), encodeCommand(['SUBSCRIBE']), encodeCommand(['GET', key('pub:1')]), encodeCommand(['EXEC'])]));
+      expect(show(await client.read())).toBe('OK');
+      expect(show(await client.read())).toMatch(/^ERR wrong number of arguments/);
+      expect(show(await client.read())).toBe('QUEUED');
+      expect(show(await client.read())).toMatch(/^EXECABORT/);
+      client.send('GET', key('pub:1'));
+      expect(show(await client.read())).toBe('hello world');
+    });
+
+    it('records every pushed message the agent receives, masked, even when masking changed nothing', async () => {
+      const client = await agent();
+      const channel = key('news');
+      client.send('SUBSCRIBE', channel);
+      expect(show(await client.read())).toEqual(['subscribe', channel, 1]);
+      const before = recorded.length;
+      await direct.publish(channel, 'plain news of the day');
+      await direct.publish(channel, JSON.stringify({ ssn: SSN }));
+      expect(show(await client.read())).toEqual(['message', channel, 'plain news of the day']);
+      noClearSsnIn(show(await client.read()));
+      const results = recorded.slice(before).filter((event) => event.type === 'result.returned' && event.data.commandId === 'push');
+      expect(results).toHaveLength(2);
+      expect(JSON.stringify(results[0]!.data.rows)).toContain('plain news of the day');
+      expect(JSON.stringify(results)).not.toContain(SSN);
+    });
+
+    it('records the commands Sluice refuses whatever the policy says (CLIENT REPLY OFF, SYNC, RESET)', async () => {
+      const client = await agent();
+      const before = recorded.length;
+      for (const command of [['CLIENT', 'REPLY', 'OFF'], ['SYNC'], ['RESET']]) {
+        client.send(...command);
+        expect(show(await client.read())).toMatch(/^NOPERM /);
+      }
+      const decided = recorded.slice(before).filter((event) => event.type === 'command.decided');
+      expect(decided.map((event) => [event.data.command, event.data.decision])).toEqual([
+        ['CLIENT REPLY OFF', 'deny'],
+        ['SYNC', 'deny'],
+        ['RESET', 'deny'],
+      ]);
+      expect(recorded.slice(before).filter((event) => event.type === 'command.completed')).toHaveLength(3);
+    });
+
+    it('decides and records HELLO after login (SETNAME renames the connection on the target)', async () => {
+      const client = await agent();
+      const before = recorded.length;
+      client.send('HELLO', '2', 'SETNAME', 'renamed-by-agent');
+      expect(Array.isArray(show(await client.read()))).toBe(true);
+      client.send('CLIENT', 'GETNAME');
+      expect(show(await client.read())).toBe('renamed-by-agent');
+      const decided = recorded.slice(before).filter((event) => event.type === 'command.decided').map((event) => event.data.command);
+      expect(decided).toEqual(['HELLO 2 SETNAME renamed-by-agent', 'CLIENT GETNAME']);
+      const completed = recorded.slice(before).filter((event) => event.type === 'command.completed');
+      expect(completed).toHaveLength(2);
+    });
+
+    it.each(['SUBSCRIBE', 'PSUBSCRIBE', 'SSUBSCRIBE'])('answers a RESP2 %s without a channel itself and stays out of subscriber mode', async (command) => {
+      const client = await agent();
+      client.send(command);
+      expect(show(await client.read())).toMatch(/^ERR wrong number of arguments/);
+      client.send('GET', key('pub:1'));
+      expect(show(await client.read())).toBe('hello world');
+    });
+
+    it('refuses HELLO 2 once a RESP3 connection has subscribed, so pushed messages never pose as replies', async () => {
+      const client = await agent();
+      const channel = key('chan');
+      client.send('HELLO', '3');
+      expect((await client.read()).type).toBe('map');
+      client.send('SUBSCRIBE', channel);
+      expect((await client.read()).type).toBe('push');
+      client.send('HELLO', '2');
+      expect(show(await client.read())).toMatch(/^(ERR|NOPERM) /);
+      await direct.publish(channel, 'a message');
+      const pushed = await client.read();
+      expect(pushed.type).toBe('push');
+      client.send('ECHO', 'mine');
+      expect(show(await client.read())).toBe('mine');
+    });
+  });
+});
