@@ -62,6 +62,8 @@ const resolveOverlaps = (found: Found[], length: number): Found[] => {
 class Masker implements ProfileMasker {
   private readonly plans = new WeakMap<ColumnInfo, ColumnPlan>();
   private readonly keyHints = new Map<string, number>();
+  /** The column rule a JSON key names, null for none. */
+  private readonly keyRules = new Map<string, ColumnRule | null>();
 
   readonly columnRuleCount: number;
 
@@ -284,7 +286,8 @@ class Masker implements ProfileMasker {
       const masked = this.forceText(value, plan, counts);
       return masked === null ? null : JSON.stringify(masked);
     }
-    if (!this.mayContainJson(value, plan.hints)) return value;
+    // With column rules any member's key may name one (and JSON may spell a key `\u0073sn`): parse.
+    if (this.rules.length === 0 && !this.mayContainJson(value, plan.hints)) return value;
     let document: unknown;
     try {
       document = JSON.parse(value);
@@ -318,11 +321,38 @@ class Masker implements ProfileMasker {
       for (const key in record) {
         // Keys are kept, unless a key is itself a sensitive value (a map keyed by email).
         const maskedKey = this.maskString(key, Hint.none, counts, false) ?? key;
-        out[maskedKey] = this.walk(record[key], this.hintsOfKey(key), counts);
+        const rule = this.ruleOfKey(key);
+        out[maskedKey] = rule ? this.maskCoveredMember(record[key], rule, key, counts) : this.walk(record[key], this.hintsOfKey(key), counts);
       }
       return out;
     }
     return node;
+  }
+
+  /**
+   * The column rule a JSON member's key names, at any depth: `{"ssn": "…"}` in a json column is
+   * the same data as a column named `ssn`, whatever detectors make of its value (a 9xx SSN is no
+   * valid SSN to the detector). Rules match the key as a column name without a table, so a rule
+   * bound to one table's column (`customers.notes`) does not reach keys.
+   */
+  private ruleOfKey(key: string): ColumnRule | undefined {
+    if (this.rules.length === 0) return undefined;
+    let found = this.keyRules.get(key);
+    if (found === undefined) {
+      const column = { name: key };
+      found = this.rules.find((rule) => rule.matches(column)) ?? null;
+      // Documents with generated keys must not grow this without bound.
+      if (this.keyRules.size > 10_000) this.keyRules.clear();
+      this.keyRules.set(key, found);
+    }
+    return found ?? undefined;
+  }
+
+  /** A member a column rule covers is masked whole with that rule: an object or array as its text, JSON null stays null. */
+  private maskCoveredMember(value: unknown, rule: ColumnRule, key: string, counts: MaskCounts): unknown {
+    if (value === null || value === undefined) return value;
+    const plan: ColumnPlan = { kind: 'text', elementKind: 'text', rule, hints: this.hintsOfKey(key) };
+    return this.forceText(typeof value === 'string' ? value : JSON.stringify(value), plan, counts);
   }
 
   private maskBinary(value: Uint8Array, plan: ColumnPlan, oid: number | undefined, counts: MaskCounts): Uint8Array | null {
