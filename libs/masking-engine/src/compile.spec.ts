@@ -401,6 +401,13 @@ describe('JSON members named like a column rule', () => {
     expect(jsonb({ ssn: null, notes: 'plain' })).toEqual({ ssn: null, notes: 'plain' });
   });
 
+  it('walks a JSON document held in a text column (profile::text)', () => {
+    expect(profile.maskCell('{"ssn": "912-34-5678", "plan": "gold"}', { name: 'as_text', typeOid: 25 }, {})).toBe(JSON.stringify({ ssn: COLUMN_REDACTED, plan: 'gold' }));
+    expect(profile.maskCell('{not json, ssn}', { name: 'as_text', typeOid: 25 }, {})).toBe('{not json, ssn}');
+    const bytes = Buffer.from('[{"SSN": "900-12-3456"}]');
+    expect(Buffer.from(profile.maskBinaryCell(bytes, { name: 'as_text', typeOid: 25 }, {})!).toString()).toBe(JSON.stringify([{ SSN: COLUMN_REDACTED }]));
+  });
+
   it('applies in maskJson (parsed documents) too', () => {
     expect(profile.maskJson({ rows: [{ ssn: '912-34-5678' }] }, {})).toEqual({ rows: [{ ssn: COLUMN_REDACTED }] });
   });

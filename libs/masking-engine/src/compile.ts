@@ -26,6 +26,12 @@ interface ColumnPlan {
   readonly hints: number;
 }
 
+/** A text value that may be a JSON object or array. */
+const opensLikeJson = (value: string): boolean => {
+  const first = value.trimStart()[0];
+  return first === '{' || first === '[';
+};
+
 const TEXT_PLAN: ColumnPlan = { kind: 'text', elementKind: 'text', rule: undefined, hints: Hint.none };
 
 /** A bytea's text form: `\\x` hex (the default bytea_output), else the escape format's printable bytes as they are. */
@@ -81,7 +87,7 @@ class Masker implements ProfileMasker {
     const plan = column ? this.plan(column) : TEXT_PLAN;
     switch (plan.kind) {
       case 'text':
-        return plan.rule ? this.forceText(value, plan, counts) : this.maskString(value, plan.hints, counts, true);
+        return this.maskTextValue(value, plan, counts);
       case 'scalar':
         return this.maskScalar(value, plan, counts);
       case 'opaque':
@@ -262,6 +268,13 @@ class Masker implements ProfileMasker {
     }
   }
 
+  /** A text cell: its column rule, else detectors; a document cast to text (`profile::text`, `->>` of an object) keeps its keys, so it is walked. */
+  private maskTextValue(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
+    if (plan.rule) return this.forceText(value, plan, counts);
+    if (this.rules.length > 0 && opensLikeJson(value)) return this.maskJsonText(value, plan, counts);
+    return this.maskString(value, plan.hints, counts, true);
+  }
+
   /** bytea: true when the bytes must be withheld (a column rule, or a detector finds something in the text they spell). */
   private maskBytes(bytes: Buffer, plan: ColumnPlan, counts: MaskCounts): boolean {
     if (plan.rule) {
@@ -365,7 +378,7 @@ class Masker implements ProfileMasker {
         return this.maskBytes(Buffer.from(value.buffer, value.byteOffset, value.byteLength), plan, counts) ? null : value;
       case 'text': {
         const text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8');
-        const masked = plan.rule ? this.forceText(text, plan, counts) : this.maskString(text, plan.hints, counts, true);
+        const masked = this.maskTextValue(text, plan, counts);
         if (masked === text) return value;
         if (masked === null) return null;
         // A type we do not know whose bytes are not UTF-8 text cannot take a rewritten value.

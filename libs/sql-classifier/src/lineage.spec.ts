@@ -262,3 +262,26 @@ describe('referencedColumns', () => {
     expect(referencedColumns(sql)).toEqual([{ column: '*', anyColumn: true }]);
   });
 });
+
+describe('resultLineage: JSON members read by key carry a column of that name', () => {
+  it.each([
+    ["->> 'ssn'", "SELECT profile ->> 'ssn' FROM people", ['?.ssn', 'public.people.profile']],
+    ["-> 'ssn'", "SELECT profile -> 'ssn' AS x FROM people", ['?.ssn', 'public.people.profile']],
+    ["#>> '{tax,ssn}'", "SELECT profile #>> '{tax,ssn}' FROM people", ['?.ssn', '?.tax', 'public.people.profile']],
+    ['#> ARRAY[…]', "SELECT profile #> ARRAY['tax', 'ssn'] FROM people", ['?.ssn', '?.tax', 'public.people.profile']],
+    ['jsonb_extract_path_text', "SELECT jsonb_extract_path_text(profile, 'tax', 'ssn') FROM people", ['?.ssn', '?.tax', 'public.people.profile']],
+    ["a subscript ['ssn']", "SELECT profile['ssn'] FROM people", ['?.ssn', 'public.people.profile']],
+    ['an array index', 'SELECT profile -> 0 FROM people', ['public.people.profile']],
+  ])('%s', (_what, sql, expected) => {
+    expect(columns(sql)[0]).toEqual(expected);
+  });
+
+  it.each([
+    ['a parameter key', 'SELECT profile ->> $1 FROM people'],
+    ['a key from a column', 'SELECT profile ->> name FROM people'],
+    ['a parameter path', 'SELECT jsonb_extract_path_text(profile, $1) FROM people'],
+    ['a parameter subscript', 'SELECT profile[$1] FROM people'],
+  ])('%s may name any member: any column', (_what, sql) => {
+    expect(resultLineage(sql)!.statements[0]!.head[0]!.some((source) => source.anyColumn)).toBe(true);
+  });
+});
