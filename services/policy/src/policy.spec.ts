@@ -51,6 +51,13 @@ describe('decisions', () => {
       expect(policy.decide(analyst, 'ledger', sql(text))).toMatchObject({ effect: 'deny', rule: '' });
     }
   });
+  it('grants open catalog relations to a read only: a write through a tables allow-list must name them', () => {
+    const writer = given([{ name: 'orders-change', effect: 'allow', subjects: { groups: ['analysts'] }, resources: ['ledger'], actions: ['read', 'write', 'ddl'], tables: ['public.orders'] }]);
+    for (const text of ["UPDATE pg_catalog.pg_proc SET prosrc = 'select 1' WHERE proname = 'f'", 'DELETE FROM pg_catalog.pg_class WHERE false', 'INSERT INTO public.orders SELECT oid FROM pg_class']) {
+      expect(writer.decide(analyst, 'ledger', sql(text))).toMatchObject({ effect: 'deny', rule: '' });
+    }
+    expect(writer.decide(analyst, 'ledger', sql('SELECT relname FROM pg_class'))).toMatchObject({ effect: 'allow', rule: 'orders-change' });
+  });
   it('lets a deny rule guard an open catalog relation all the same', () => {
     const guarded = given([...RULES, { name: 'no-catalog', effect: 'deny', resources: ['ledger'], tables: ['pg_catalog.*'] }]);
     expect(guarded.decide(analyst, 'ledger', sql('SELECT relname FROM pg_class'))).toMatchObject({ effect: 'deny', rule: 'no-catalog' });

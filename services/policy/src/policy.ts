@@ -219,9 +219,11 @@ const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: str
   if (config.risk && riskRank(part.risk) < riskRank(config.risk)) return `risk: ${part.risk} is below ${config.risk}`;
   if (rule.tables) {
     if (!part.tables) return 'tables: the command is not SQL';
-    // An allow-list grants the catalog relations that only describe objects (psql's \d, ORMs'
-    // introspection); deny and approve rules still see them, so a deployment can guard them.
-    const tables = config.effect === 'allow' ? part.tables.filter((table) => !isOpenCatalogRelation(table)) : part.tables;
+    // An allow-list grants a read of the catalog relations that only describe objects (psql's \d,
+    // ORMs' introspection). Only a read: with superuser credentials an UPDATE of pg_proc or
+    // pg_class would rewrite code and tables. Deny and approve rules still see them.
+    const readsCatalog = config.effect === 'allow' && part.action === 'read';
+    const tables = readsCatalog ? part.tables.filter((table) => !isOpenCatalogRelation(table)) : part.tables;
     if (!namesMatch(config.effect, rule.tables, tables, ANY_TABLE)) return `tables: ${list(part.tables)} do not match ${list(config.tables ?? [])}`;
   }
   if (rule.keys) {
