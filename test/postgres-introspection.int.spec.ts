@@ -318,6 +318,10 @@ describe('JSON members named like a column rule are masked through the proxy', (
     "SELECT jsonb_extract_path_text(profile, 'customer_ssn', 'rest') AS v FROM people",
     "SELECT profile['ssn'] AS v FROM people",
     "SELECT (profile ->> 'customer_ssn')::text AS v FROM people",
+    "SELECT jsonb_path_query_first(profile, '$.nested.tax[0].SSN') AS v FROM people",
+    "SELECT jsonb_path_query(profile, '$.**') AS v FROM people",
+    'SELECT e.key, e.value FROM people, jsonb_each_text(profile) e',
+    'SELECT jsonb_each(profile) AS pair FROM people',
   ])('masks them in %s', async (text) => {
     const client = await connect('readers');
     const { rows } = await client.query(text);

@@ -54,16 +54,44 @@ export const operatorMemberKeys = (node: Node): MemberKeys => {
   return keysOf(node.rexpr, operator.startsWith('#'));
 };
 
-/** The keys a json(b)_extract_path(_text) call reads a member by. */
+/** The keys a json(b)_extract_path(_text), jsonpath or each call reads a member by. */
 export const functionMemberKeys = (funcname: readonly string[], args: readonly unknown[]): MemberKeys => {
   const name = funcname.at(-1);
-  if (name === undefined || !PATH_FUNCTIONS.has(name)) return undefined;
+  if (name === undefined) return undefined;
+  if (EVERY_MEMBER_FUNCTIONS.has(name)) return 'unknown';
+  if (JSONPATH_FUNCTIONS.has(name)) return jsonpathKeys(args[1]);
+  if (!PATH_FUNCTIONS.has(name)) return undefined;
   const keys: string[] = [];
   for (const arg of args.slice(1)) {
     const found = keysOf(arg, false);
     if (found === 'unknown') return found;
     keys.push(...found);
   }
+  return keys;
+};
+
+/** Functions that return every member's value with its key in another column (or a record): any member. */
+const EVERY_MEMBER_FUNCTIONS: ReadonlySet<string> = new Set(['json_each', 'jsonb_each', 'json_each_text', 'jsonb_each_text']);
+/** Functions that return what a jsonpath (their second argument) selects. */
+const JSONPATH_FUNCTIONS: ReadonlySet<string> = new Set([
+  'jsonb_path_query', 'jsonb_path_query_array', 'jsonb_path_query_first',
+  'jsonb_path_query_tz', 'jsonb_path_query_array_tz', 'jsonb_path_query_first_tz',
+]);
+
+/**
+ * The keys a constant jsonpath may select: every name in it (over-approximate: a method such as
+ * `size()` counts too). A wildcard (`.*`, `.**`, `[*]` over objects) or a path known only at run
+ * time may select any member.
+ * @see https://www.postgresql.org/docs/current/datatype-json.html#DATATYPE-JSONPATH
+ */
+const jsonpathKeys = (node: unknown): string[] | 'unknown' => {
+  let operand = node;
+  while (isObject(operand) && isObject(operand.TypeCast)) operand = (operand.TypeCast as Node).arg;
+  const path = constant(operand)?.text;
+  // keyvalue() turns members into {key, value} objects: the value leaves its key.
+  if (path === undefined || /\.\s*\*|keyvalue/.test(path)) return 'unknown';
+  const keys: string[] = [];
+  for (const match of path.matchAll(/"((?:[^"\\]|\\.)*)"|([A-Za-z_][A-Za-z0-9_]*)/g)) keys.push(match[1] !== undefined ? match[1].replace(/\\(.)/g, '$1') : match[2]!);
   return keys;
 };
 
