@@ -53,7 +53,7 @@ export interface ProfileMasker {
   maskBinaryCell(value: Uint8Array, column: ColumnInfo | undefined, counts: MaskCounts): Uint8Array | null;
   /** Masks sensitive substrings of free text (no column rules). */
   maskText(value: string, counts: MaskCounts): string;
-  /** Walks a parsed JSON document and masks its string leaves (keys kept). */
+  /** Walks a parsed JSON document and masks its string leaves (keys kept); a member whose key a column rule names is masked whole by that rule. */
   maskJson(value: unknown, counts: MaskCounts): unknown;
   /**
    * True when a column rule forces this column to be masked whatever its content (by its own

@@ -363,6 +363,62 @@ describe('typed columns get values their type can carry', () => {
   });
 });
 
+describe('JSON members named like a column rule', () => {
+  const profile = compileMasking(
+    config({
+      profiles: {
+        p: {
+          detectors: ALL,
+          strategy: 'partial',
+          columns: [{ match: '(?i)ssn', strategy: 'redact' }, { match: '^gone$', strategy: 'null' }, { column: 'customers.notes' }],
+        },
+      },
+    }),
+    { hashKey: 'k' },
+  ).profile('p')!;
+  const jsonb = (value: unknown, counts: MaskCounts = {}): unknown => JSON.parse(profile.maskCell(JSON.stringify(value), { name: 'profile', typeOid: 3802 }, counts)!);
+
+  it('masks a member named like a column rule even when no detector recognises its value (a 9xx SSN)', () => {
+    const counts: MaskCounts = {};
+    expect(jsonb({ name: 'Ann', ssn: '912-34-5678' }, counts)).toEqual({ name: 'Ann', ssn: COLUMN_REDACTED });
+    expect(counts).toEqual({ 'column:(?i)ssn': 1 });
+  });
+
+  it('masks such members at any depth, in arrays, and whatever the value\'s shape', () => {
+    expect(jsonb({ a: { b: [{ SSN: 912345678 }, { customer_ssn: { area: '912', rest: '34-5678' } }] }, ssn_list: ['912-34-5678'] })).toEqual({
+      a: { b: [{ SSN: COLUMN_REDACTED }, { customer_ssn: COLUMN_REDACTED }] },
+      ssn_list: COLUMN_REDACTED,
+    });
+  });
+
+  it('finds a key spelled with JSON escapes, and uses the rule\'s own strategy (null)', () => {
+    expect(profile.maskCell('{"\\u0073sn": "912-34-5678", "gone": "x"}', { name: 'doc', typeOid: 114 }, {})).toBe(
+      JSON.stringify({ ssn: COLUMN_REDACTED, gone: null }),
+    );
+  });
+
+  it('keeps a JSON null and leaves keys a table-bound rule names alone', () => {
+    expect(jsonb({ ssn: null, notes: 'plain' })).toEqual({ ssn: null, notes: 'plain' });
+  });
+
+  it('walks a JSON document held in a text column (profile::text)', () => {
+    expect(profile.maskCell('{"ssn": "912-34-5678", "plan": "gold"}', { name: 'as_text', typeOid: 25 }, {})).toBe(JSON.stringify({ ssn: COLUMN_REDACTED, plan: 'gold' }));
+    expect(profile.maskCell('{not json, ssn}', { name: 'as_text', typeOid: 25 }, {})).toBe('{not json, ssn}');
+    const bytes = Buffer.from('[{"SSN": "900-12-3456"}]');
+    expect(Buffer.from(profile.maskBinaryCell(bytes, { name: 'as_text', typeOid: 25 }, {})!).toString()).toBe(JSON.stringify([{ SSN: COLUMN_REDACTED }]));
+  });
+
+  it('applies in maskJson (parsed documents) too', () => {
+    expect(profile.maskJson({ rows: [{ ssn: '912-34-5678' }] }, {})).toEqual({ rows: [{ ssn: COLUMN_REDACTED }] });
+  });
+
+  it('masks a jsonb member in binary format', () => {
+    const bytes = Buffer.concat([Buffer.from([1]), Buffer.from('{"ssn": "912-34-5678"}')]);
+    const masked = profile.maskBinaryCell(bytes, { name: 'doc', typeOid: 3802 }, {})!;
+    expect(JSON.parse(Buffer.from(masked).subarray(1).toString())).toEqual({ ssn: COLUMN_REDACTED });
+  });
+});
+
 describe('maskJson and everything', () => {
   it('masks parsed JSON documents keeping keys, unless a key is itself sensitive', () => {
     expect(pii.maskJson({ users: [{ mail: 'a@b.io', age: 31 }], 'c@d.io': true }, {})).toEqual({ users: [{ mail: 'a***@b.io', age: 31 }], 'c***@d.io': true });

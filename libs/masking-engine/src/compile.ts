@@ -26,6 +26,12 @@ interface ColumnPlan {
   readonly hints: number;
 }
 
+/** A text value that may be a JSON object or array. */
+const opensLikeJson = (value: string): boolean => {
+  const first = value.trimStart()[0];
+  return first === '{' || first === '[';
+};
+
 const TEXT_PLAN: ColumnPlan = { kind: 'text', elementKind: 'text', rule: undefined, hints: Hint.none };
 
 /** A bytea's text form: `\\x` hex (the default bytea_output), else the escape format's printable bytes as they are. */
@@ -62,6 +68,8 @@ const resolveOverlaps = (found: Found[], length: number): Found[] => {
 class Masker implements ProfileMasker {
   private readonly plans = new WeakMap<ColumnInfo, ColumnPlan>();
   private readonly keyHints = new Map<string, number>();
+  /** The column rule a JSON key names, null for none. */
+  private readonly keyRules = new Map<string, ColumnRule | null>();
 
   readonly columnRuleCount: number;
 
@@ -79,7 +87,7 @@ class Masker implements ProfileMasker {
     const plan = column ? this.plan(column) : TEXT_PLAN;
     switch (plan.kind) {
       case 'text':
-        return plan.rule ? this.forceText(value, plan, counts) : this.maskString(value, plan.hints, counts, true);
+        return this.maskTextValue(value, plan, counts);
       case 'scalar':
         return this.maskScalar(value, plan, counts);
       case 'opaque':
@@ -260,6 +268,13 @@ class Masker implements ProfileMasker {
     }
   }
 
+  /** A text cell: its column rule, else detectors; a document cast to text (`profile::text`, `->>` of an object) keeps its keys, so it is walked. */
+  private maskTextValue(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
+    if (plan.rule) return this.forceText(value, plan, counts);
+    if (this.rules.length > 0 && opensLikeJson(value)) return this.maskJsonText(value, plan, counts);
+    return this.maskString(value, plan.hints, counts, true);
+  }
+
   /** bytea: true when the bytes must be withheld (a column rule, or a detector finds something in the text they spell). */
   private maskBytes(bytes: Buffer, plan: ColumnPlan, counts: MaskCounts): boolean {
     if (plan.rule) {
@@ -284,7 +299,8 @@ class Masker implements ProfileMasker {
       const masked = this.forceText(value, plan, counts);
       return masked === null ? null : JSON.stringify(masked);
     }
-    if (!this.mayContainJson(value, plan.hints)) return value;
+    // With column rules any member's key may name one (and JSON may spell a key `\u0073sn`): parse.
+    if (this.rules.length === 0 && !this.mayContainJson(value, plan.hints)) return value;
     let document: unknown;
     try {
       document = JSON.parse(value);
@@ -318,11 +334,38 @@ class Masker implements ProfileMasker {
       for (const key in record) {
         // Keys are kept, unless a key is itself a sensitive value (a map keyed by email).
         const maskedKey = this.maskString(key, Hint.none, counts, false) ?? key;
-        out[maskedKey] = this.walk(record[key], this.hintsOfKey(key), counts);
+        const rule = this.ruleOfKey(key);
+        out[maskedKey] = rule ? this.maskCoveredMember(record[key], rule, key, counts) : this.walk(record[key], this.hintsOfKey(key), counts);
       }
       return out;
     }
     return node;
+  }
+
+  /**
+   * The column rule a JSON member's key names, at any depth: `{"ssn": "…"}` in a json column is
+   * the same data as a column named `ssn`, whatever detectors make of its value (a 9xx SSN is no
+   * valid SSN to the detector). Rules match the key as a column name without a table, so a rule
+   * bound to one table's column (`customers.notes`) does not reach keys.
+   */
+  private ruleOfKey(key: string): ColumnRule | undefined {
+    if (this.rules.length === 0) return undefined;
+    let found = this.keyRules.get(key);
+    if (found === undefined) {
+      const column = { name: key };
+      found = this.rules.find((rule) => rule.matches(column)) ?? null;
+      // Documents with generated keys must not grow this without bound.
+      if (this.keyRules.size > 10_000) this.keyRules.clear();
+      this.keyRules.set(key, found);
+    }
+    return found ?? undefined;
+  }
+
+  /** A member a column rule covers is masked whole with that rule: an object or array as its text, JSON null stays null. */
+  private maskCoveredMember(value: unknown, rule: ColumnRule, key: string, counts: MaskCounts): unknown {
+    if (value === null || value === undefined) return value;
+    const plan: ColumnPlan = { kind: 'text', elementKind: 'text', rule, hints: this.hintsOfKey(key) };
+    return this.forceText(typeof value === 'string' ? value : JSON.stringify(value), plan, counts);
   }
 
   private maskBinary(value: Uint8Array, plan: ColumnPlan, oid: number | undefined, counts: MaskCounts): Uint8Array | null {
@@ -335,7 +378,7 @@ class Masker implements ProfileMasker {
         return this.maskBytes(Buffer.from(value.buffer, value.byteOffset, value.byteLength), plan, counts) ? null : value;
       case 'text': {
         const text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8');
-        const masked = plan.rule ? this.forceText(text, plan, counts) : this.maskString(text, plan.hints, counts, true);
+        const masked = this.maskTextValue(text, plan, counts);
         if (masked === text) return value;
         if (masked === null) return null;
         // A type we do not know whose bytes are not UTF-8 text cannot take a rewritten value.

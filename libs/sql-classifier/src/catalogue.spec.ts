@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { isOpenCatalogRelation } from './catalog-relations.js';
 import { ANY_TABLE } from './catalogue.js';
 import { classifySql } from './classify.js';
 import { loadSqlClassifier } from './classify.js';
@@ -88,5 +89,62 @@ describe('functions are closed by default', () => {
 
   it('fails a tables allow-list even inside EXPLAIN', () => {
     expect(verdict("EXPLAIN SELECT table_to_xml('public.secrets', true, true, '')").tables).toContain(ANY_TABLE);
+  });
+});
+
+describe('catalog introspection', () => {
+  it.each([
+    'SELECT pg_catalog.pg_table_is_visible(c.oid), pg_catalog.pg_opfamily_is_visible(1) FROM pg_catalog.pg_class c',
+    "SELECT pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(c.oid)), pg_table_size(c.oid), pg_indexes_size(c.oid), pg_relation_size(c.oid) FROM pg_class c",
+    'SELECT pg_catalog.pg_get_function_arg_default(p.oid, 0), pg_describe_object(0, p.oid, 0), pg_identify_object(0, p.oid, 0) FROM pg_proc p',
+    'SELECT has_tablespace_privilege(1, $$CREATE$$), has_server_privilege(1, $$USAGE$$), (aclexplode(c.relacl)).privilege_type FROM pg_class c',
+    'SELECT pg_database_size(current_database()), version(), pg_backend_pid(), current_user, session_user, current_schemas(true)',
+    'SELECT * FROM pg_partition_tree(1::regclass)',
+  ])('reads only the catalog with %s', (sql) => {
+    const { action, risk, tables } = verdict(sql);
+    expect({ action, risk }).toEqual({ action: 'read', risk: 'low' });
+    expect(tables).not.toContain(ANY_TABLE);
+    for (const table of tables) expect(table).toMatch(/^pg_catalog\./);
+  });
+
+  it('keeps functions that measure a value, read a sequence or a server file off the catalogue', () => {
+    expect(verdict('SELECT pg_column_size(ssn) FROM people').tables).toContain(ANY_TABLE);
+    expect(verdict("SELECT pg_sequence_last_value('s'::regclass)").tables).toContain(ANY_TABLE);
+    expect(verdict("SELECT pg_read_file('/etc/passwd')")).toMatchObject({ action: 'admin' });
+  });
+
+  it('reads an unqualified long-standing catalog relation from pg_catalog, unless the path lists pg_catalog later', () => {
+    expect(verdict('SELECT relname FROM pg_class').tables).toEqual(['pg_catalog.pg_class']);
+    expect(verdict('SELECT relname FROM pg_class', ['public', 'pg_catalog']).tables).toEqual(['pg_catalog.pg_class', 'public.pg_class']);
+    // Newer than PostgreSQL 12: an older server may read a user table of that name.
+    expect(verdict('SELECT * FROM pg_publication_namespace').tables).toEqual(['pg_catalog.pg_publication_namespace', 'public.pg_publication_namespace']);
+    expect(verdict('SELECT * FROM pg_stats').tables).toEqual(['pg_catalog.pg_stats', 'public.pg_stats']);
+  });
+});
+
+describe('open catalog relations', () => {
+  it.each(['pg_catalog.pg_class', 'pg_catalog.pg_attribute', 'pg_catalog.pg_roles', 'information_schema.columns', 'information_schema.tables'])('%s describes objects only', (name) => {
+    expect(isOpenCatalogRelation(name)).toBe(true);
+  });
+
+  it.each([
+    'pg_catalog.pg_statistic',
+    'pg_catalog.pg_stats',
+    'pg_catalog.pg_stats_ext',
+    'pg_catalog.pg_statistic_ext_data',
+    'pg_catalog.pg_authid',
+    'pg_catalog.pg_shadow',
+    'pg_catalog.pg_user_mappings',
+    'pg_catalog.pg_settings',
+    'pg_catalog.pg_db_role_setting',
+    'pg_catalog.pg_stat_activity',
+    'pg_catalog.pg_largeobject',
+    'pg_catalog.pg_sequences',
+    'information_schema.user_mapping_options',
+    'information_schema.foreign_server_options',
+    'public.pg_class',
+    'pg_class',
+  ])('%s stays under the rules', (name) => {
+    expect(isOpenCatalogRelation(name)).toBe(false);
   });
 });

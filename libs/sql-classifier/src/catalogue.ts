@@ -57,36 +57,105 @@ const PURE_FUNCTIONS: ReadonlySet<string> = new Set(
     regr_avgx regr_avgy regr_count regr_intercept regr_r2 regr_slope regr_sxx regr_sxy regr_syy
     percentile_cont percentile_disc mode any_value range_agg range_intersect_agg
     row_number rank dense_rank percent_rank cume_dist ntile lag lead first_value last_value nth_value
-    num_nulls num_nonnulls pg_typeof pg_collation_for like_escape similar_escape similar_to_escape system_user
-    version current_database current_schema current_schemas current_setting pg_backend_pid pg_postmaster_start_time
-    pg_conf_load_time pg_client_encoding inet_client_addr inet_client_port inet_server_addr inet_server_port
-    pg_is_in_recovery pg_jit_available pg_trigger_depth
+    num_nulls num_nonnulls pg_typeof pg_collation_for like_escape similar_escape similar_to_escape
     bool int2 int4 int8 float4 float8 numeric varchar bpchar date time timetz timestamp timestamptz interval
   `),
 );
 
 /**
- * Catalog-definition functions psql and drivers call to describe objects: they read the system
- * catalogs by OID (definitions, names, comments, privileges), never a user table's rows.
+ * The session and the server as a driver asks about them on connect: version, database, schema,
+ * backend pid, encodings, addresses, recovery state. current_setting reads one setting, as SHOW
+ * does (a read under the contract); a secret kept in a custom setting (`app.key`) is as readable
+ * through SHOW, so keeping such secrets out of settings is the deployment's part (see the README).
+ */
+const SESSION_FUNCTIONS: ReadonlySet<string> = new Set(
+  words(`
+    version current_database current_schema current_schemas current_setting pg_backend_pid pg_postmaster_start_time
+    pg_conf_load_time pg_client_encoding inet_client_addr inet_client_port inet_server_addr inet_server_port
+    pg_is_in_recovery pg_jit_available pg_trigger_depth system_user
+  `),
+);
+
+/**
+ * Catalog functions psql's meta-commands, drivers, ORMs and database tools call to describe
+ * objects. Each group was reviewed: none reads a user table's rows, a server file, another
+ * session or a setting, and none writes. What they reveal is what the open catalog relations
+ * (catalog-relations.ts) already show. Lineage counts their results as carrying their arguments.
+ * This first group: names and look-ups by OID or name (what pg_class, pg_type, pg_namespace say),
+ * encodings, the keyword list, the session's temp schema.
  */
 const CATALOG_FUNCTIONS: ReadonlySet<string> = new Set(
   words(`
-    format_type pg_get_userbyid pg_table_is_visible pg_type_is_visible pg_function_is_visible
-    pg_operator_is_visible pg_opclass_is_visible pg_collation_is_visible pg_conversion_is_visible
-    pg_statistics_obj_is_visible pg_ts_config_is_visible pg_ts_dict_is_visible pg_ts_parser_is_visible
-    pg_ts_template_is_visible pg_get_expr pg_get_indexdef pg_get_constraintdef pg_get_viewdef pg_get_triggerdef
-    pg_get_ruledef pg_get_functiondef pg_get_function_arguments pg_get_function_identity_arguments
-    pg_get_function_result pg_get_statisticsobjdef pg_get_statisticsobjdef_columns pg_get_partkeydef
-    pg_get_partition_constraintdef pg_get_serial_sequence pg_encoding_to_char pg_char_to_encoding
-    obj_description col_description shobj_description pg_get_keywords pg_options_to_table
-    has_table_privilege has_column_privilege has_any_column_privilege has_schema_privilege has_database_privilege
-    has_function_privilege has_sequence_privilege has_type_privilege has_language_privilege pg_has_role
-    pg_tablespace_location array_to_string to_regclass to_regtype to_regproc to_regprocedure to_regnamespace
-    to_regrole to_regoper to_regoperator to_regcollation to_regtypemod pg_size_pretty pg_size_bytes
-    pg_get_constraintdef pg_relation_is_publishable pg_index_column_has_property pg_index_has_property
-    pg_indexam_has_property
+    format_type pg_get_userbyid pg_encoding_to_char pg_char_to_encoding pg_get_keywords pg_options_to_table
+    pg_tablespace_location pg_my_temp_schema pg_is_other_temp_schema
+    to_regclass to_regtype to_regproc to_regprocedure to_regnamespace to_regrole to_regoper to_regoperator
+    to_regcollation to_regtypemod
   `),
 );
+
+/** Visibility on the search_path: a yes/no about an object's name, nothing of its contents. */
+const VISIBILITY_FUNCTIONS: ReadonlySet<string> = new Set(
+  words(`
+    pg_table_is_visible pg_type_is_visible pg_function_is_visible pg_operator_is_visible pg_opclass_is_visible
+    pg_opfamily_is_visible pg_collation_is_visible pg_conversion_is_visible pg_statistics_obj_is_visible
+    pg_ts_config_is_visible pg_ts_dict_is_visible pg_ts_parser_is_visible pg_ts_template_is_visible
+  `),
+);
+
+/**
+ * Definitions decompiled from the catalogs: a view's query text, an index's, a constraint's, a
+ * default's expression, a function's source. A definition is not data, though it may hold the
+ * constants its author wrote (a CHECK list, a default): the same text pg_views and pg_proc show.
+ * Statistics objects: their definition (columns, kinds), never pg_statistic_ext_data's values.
+ */
+const DEFINITION_FUNCTIONS: ReadonlySet<string> = new Set(
+  words(`
+    pg_get_expr pg_get_indexdef pg_get_constraintdef pg_get_viewdef pg_get_triggerdef pg_get_ruledef
+    pg_get_functiondef pg_get_function_arguments pg_get_function_identity_arguments pg_get_function_result
+    pg_get_function_arg_default pg_get_function_sqlbody pg_get_statisticsobjdef pg_get_statisticsobjdef_columns
+    pg_get_statisticsobjdef_expressions pg_get_partkeydef pg_get_partition_constraintdef pg_get_serial_sequence
+    pg_describe_object pg_identify_object pg_identify_object_as_address pg_partition_root pg_partition_tree
+    pg_partition_ancestors
+  `),
+);
+
+/** Comments (COMMENT ON): pg_description and pg_shdescription, open relations themselves. */
+const COMMENT_FUNCTIONS: ReadonlySet<string> = new Set(words('obj_description col_description shobj_description'));
+
+/**
+ * Privileges and properties: what the target role may do to an object, an index AM's abilities,
+ * whether row security or updatability applies. ACL arrays (acldefault, aclexplode) are pg_class'
+ * relacl spelled out, as DBeaver and information_schema read them.
+ */
+const PRIVILEGE_FUNCTIONS: ReadonlySet<string> = new Set(
+  words(`
+    has_table_privilege has_column_privilege has_any_column_privilege has_schema_privilege has_database_privilege
+    has_function_privilege has_sequence_privilege has_type_privilege has_language_privilege has_tablespace_privilege
+    has_foreign_data_wrapper_privilege has_server_privilege has_parameter_privilege pg_has_role
+    acldefault aclexplode makeaclitem row_security_active pg_relation_is_updatable pg_column_is_updatable
+    pg_relation_is_publishable pg_index_column_has_property pg_index_has_property pg_indexam_has_property
+  `),
+);
+
+/**
+ * Sizes of relations, indexes, databases and tablespaces, and their display: metadata a tool
+ * shows next to a name (`\d+`, `\l+`). A size says how much is stored, never what; it is not
+ * pg_column_size(value), which measures a value and stays off the catalogue.
+ */
+const SIZE_FUNCTIONS: ReadonlySet<string> = new Set(
+  words(`
+    pg_relation_size pg_total_relation_size pg_table_size pg_indexes_size pg_database_size pg_tablespace_size
+    pg_size_pretty pg_size_bytes
+  `),
+);
+
+const isCatalogLookup = (name: string): boolean =>
+  CATALOG_FUNCTIONS.has(name) ||
+  VISIBILITY_FUNCTIONS.has(name) ||
+  DEFINITION_FUNCTIONS.has(name) ||
+  COMMENT_FUNCTIONS.has(name) ||
+  PRIVILEGE_FUNCTIONS.has(name) ||
+  SIZE_FUNCTIONS.has(name);
 
 /** Type names a cast may name without running code a user wrote (input/output and cast functions). */
 const BUILTIN_TYPES: ReadonlySet<string> = new Set(
@@ -134,13 +203,13 @@ const builtinName = (parts: readonly string[], searchPath: readonly string[] | u
 /** A function on the catalogue: it reads no relation by name and writes nothing. */
 export const isCataloguedFunction = (parts: readonly string[], searchPath: readonly string[] | undefined): boolean => {
   const name = builtinName(parts, searchPath);
-  return name !== undefined && (PURE_FUNCTIONS.has(name) || CATALOG_FUNCTIONS.has(name));
+  return name !== undefined && (PURE_FUNCTIONS.has(name) || SESSION_FUNCTIONS.has(name) || isCatalogLookup(name));
 };
 
 /** A function whose result is computed from its arguments alone (not a catalog look-up). */
 export const isPureFunction = (parts: readonly string[], searchPath: readonly string[] | undefined): boolean => {
   const name = builtinName(parts, searchPath);
-  return name !== undefined && PURE_FUNCTIONS.has(name);
+  return name !== undefined && (PURE_FUNCTIONS.has(name) || SESSION_FUNCTIONS.has(name));
 };
 
 export const isBuiltinType = (parts: readonly string[], searchPath: readonly string[] | undefined): boolean => {

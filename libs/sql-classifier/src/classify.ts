@@ -1,6 +1,7 @@
 import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-query';
 import { highestRisk, riskRank, actionRank, widestAction, type Action, type Risk } from '@sluice/contracts';
-import { ANY_TABLE, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction } from './catalogue.js';
+import { isLongStandingCatalogRelation } from './catalog-relations.js';
+import { ANY_TABLE, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, pgCatalogSearchedFirst } from './catalogue.js';
 import { functionEffect } from './functions.js';
 import { guardedSettingReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
@@ -256,6 +257,11 @@ class StatementWalk {
       return;
     }
     if (scope.has(relname)) return;
+    // pg_catalog is searched before the path: a catalog relation's name is read from there.
+    if (isLongStandingCatalogRelation(relname) && pgCatalogSearchedFirst(this.options.searchPath)) {
+      into.add(`pg_catalog.${relname}`);
+      return;
+    }
     // The server reads the first schema of the path that holds the name; which one that is the
     // classifier cannot know, so every candidate is reported: an allow-list must cover them all,
     // and a deny on any of them denies.

@@ -23,3 +23,4 @@ export { sqlSyntaxError, type SqlSyntaxError } from './syntax.js';
 export { guardedSettingReason } from './settings.js';
 export { sessionStateEffects, type PreparedStatementChange, type SessionStateEffects } from './session-effects.js';
 export { ANY_TABLE, isCataloguedFunction, isPureFunction, pgCatalogSearchedFirst } from './catalogue.js';
+export { isOpenCatalogRelation } from './catalog-relations.js';

@@ -262,3 +262,47 @@ describe('referencedColumns', () => {
     expect(referencedColumns(sql)).toEqual([{ column: '*', anyColumn: true }]);
   });
 });
+
+describe('resultLineage: JSON members read by key carry a column of that name', () => {
+  it.each([
+    ["->> 'ssn'", "SELECT profile ->> 'ssn' FROM people", ['?.ssn', 'public.people.profile']],
+    ["-> 'ssn'", "SELECT profile -> 'ssn' AS x FROM people", ['?.ssn', 'public.people.profile']],
+    ["#>> '{tax,ssn}'", "SELECT profile #>> '{tax,ssn}' FROM people", ['?.ssn', '?.tax', 'public.people.profile']],
+    ['#> ARRAY[…]', "SELECT profile #> ARRAY['tax', 'ssn'] FROM people", ['?.ssn', '?.tax', 'public.people.profile']],
+    ['jsonb_extract_path_text', "SELECT jsonb_extract_path_text(profile, 'tax', 'ssn') FROM people", ['?.ssn', '?.tax', 'public.people.profile']],
+    ["a subscript ['ssn']", "SELECT profile['ssn'] FROM people", ['?.ssn', 'public.people.profile']],
+    ['an array index', 'SELECT profile -> 0 FROM people', ['public.people.profile']],
+  ])('%s', (_what, sql, expected) => {
+    expect(columns(sql)[0]).toEqual(expected);
+  });
+
+  it.each([
+    ['a parameter key', 'SELECT profile ->> $1 FROM people'],
+    ['a key from a column', 'SELECT profile ->> name FROM people'],
+    ['a parameter path', 'SELECT jsonb_extract_path_text(profile, $1) FROM people'],
+    ['a parameter subscript', 'SELECT profile[$1] FROM people'],
+  ])('%s may name any member: any column', (_what, sql) => {
+    expect(resultLineage(sql)!.statements[0]!.head[0]!.some((source) => source.anyColumn)).toBe(true);
+  });
+});
+
+describe('resultLineage: JSON functions that select members', () => {
+  it.each([
+    ["jsonb_path_query_first(profile, '$.tax.ssn')", "SELECT jsonb_path_query_first(profile, '$.tax.ssn') FROM people", ['?.ssn', '?.tax', 'public.people.profile']],
+    ['a quoted jsonpath key', `SELECT jsonb_path_query(profile, '$."s s"') FROM people`, ['?.s s', 'public.people.profile']],
+  ])('%s', (_what, sql, expected) => {
+    expect(columns(sql)[0]).toEqual(expected);
+  });
+
+  it.each([
+    ['jsonb_each in the select list', 'SELECT jsonb_each(profile) FROM people'],
+    ['jsonb_each_text in FROM', 'SELECT e.value FROM people, jsonb_each_text(profile) e'],
+    ['a member wildcard', "SELECT jsonb_path_query(profile, '$.*') FROM people"],
+    ['keyvalue()', "SELECT jsonb_path_query(profile, '$.keyvalue()') FROM people"],
+    ['a path given as a parameter', 'SELECT jsonb_path_query(profile, $1) FROM people'],
+  ])('%s may return any member: any column', (_what, sql) => {
+    const statement = resultLineage(sql)!.statements[0]!;
+    const sources = [...statement.head.flat(), ...statement.tail.flat(), ...(statement.byName?.('value') ?? [])];
+    expect(sources.some((source) => source.anyColumn)).toBe(true);
+  });
+});

@@ -1,6 +1,7 @@
 import { parseSync } from 'libpg-query';
 import { isBuiltinOperator, isBuiltinType, isCataloguedFunction, isPureFunction, STATISTICS_RELATIONS, STATISTICS_VALUE_COLUMN } from './catalogue.js';
 import { copyFormat, type CopyFormat } from './copy-format.js';
+import { functionMemberKeys, operatorMemberKeys, subscriptMemberKeys, type MemberKeys } from './json-members.js';
 import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
 import { isSqlClassifierLoaded } from './classify.js';
 
@@ -121,6 +122,9 @@ const BOOLEAN_EXPR_KINDS: ReadonlySet<string> = new Set([
   'AEXPR_OP_ANY', 'AEXPR_OP_ALL', 'AEXPR_DISTINCT', 'AEXPR_NOT_DISTINCT', 'AEXPR_IN', 'AEXPR_LIKE', 'AEXPR_ILIKE',
   'AEXPR_SIMILAR', 'AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN', 'AEXPR_BETWEEN_SYM', 'AEXPR_NOT_BETWEEN_SYM',
 ]);
+
+/** JSON members read by key carry a column of that name; by a key known only at run time, any column. */
+const memberSources = (keys: MemberKeys): Sources => (keys === undefined ? NONE : keys === 'unknown' ? ANY_COLUMN : keys.map((column) => ({ column })));
 
 const sourceKey = (source: LineageSource): string => `${source.table ?? ''}\u0000${source.column}`;
 
@@ -621,7 +625,7 @@ class LineageWalk {
     const args = list(node.args);
     if (pure && (node.agg_star === true || args.length === 0) && REVEALS_NOTHING_WITHOUT_ARGUMENTS.has(name)) return NONE;
     if (pure && COUNTS_NULLS.has(name) && node.agg_within_group !== true) return NONE;
-    const carried = this.expr(args, scope);
+    const carried = union(this.expr(args, scope), memberSources(functionMemberKeys(parts, args)));
     if (pure) return carried;
     // Catalog look-ups (format_type, pg_get_viewdef) read definitions, never a user table's rows.
     return isCataloguedFunction(parts, this.options.searchPath) ? carried : union(carried, ANY_COLUMN);
@@ -636,7 +640,7 @@ class LineageWalk {
     const builtin = isBuiltinOperator(operator, this.options.searchPath);
     const binary = node.lexpr !== undefined && node.rexpr !== undefined;
     if (kind === 'AEXPR_OP' && builtin && binary && BOOLEAN_BINARY_OPERATORS.has(operator.at(-1)!)) return NONE;
-    const carried = union(this.expr(node.lexpr, scope), this.expr(node.rexpr, scope));
+    const carried = union(this.expr(node.lexpr, scope), this.expr(node.rexpr, scope), memberSources(operatorMemberKeys(node)));
     return builtin ? carried : union(carried, ANY_COLUMN);
   }
 
@@ -678,7 +682,7 @@ class LineageWalk {
       const relation = parts.length === 1 ? scope.relation(parts[0]!) : undefined;
       if (relation) return relation.column(field) ?? [{ column: field }];
     }
-    return this.expr(node.arg, scope);
+    return union(this.expr(node.arg, scope), memberSources(subscriptMemberKeys(list(node.indirection))));
   }
 }
 

@@ -41,6 +41,28 @@ const RULES = [
 describe('decisions', () => {
   const policy = given(RULES);
 
+  it('lets a tables allow-list read the catalog relations that only describe objects (psql \\d, ORMs)', () => {
+    const describeTable = "SELECT c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_class c JOIN pg_attribute a ON a.attrelid = c.oid WHERE c.relname = 'monthly'";
+    expect(policy.decide(analyst, 'ledger', sql(describeTable))).toMatchObject({ effect: 'allow', rule: 'analysts-read-reports', tables: ['pg_catalog.pg_attribute', 'pg_catalog.pg_class'] });
+    expect(policy.decide(analyst, 'ledger', sql('SELECT table_name, column_name FROM information_schema.columns'))).toMatchObject({ effect: 'allow' });
+  });
+  it('keeps catalog relations that hold sample values, settings or secrets under a tables allow-list', () => {
+    for (const text of ['SELECT * FROM pg_catalog.pg_stats', 'SELECT * FROM pg_statistic', 'SELECT * FROM pg_settings', 'SELECT * FROM pg_stat_activity', 'SELECT * FROM information_schema.user_mapping_options']) {
+      expect(policy.decide(analyst, 'ledger', sql(text))).toMatchObject({ effect: 'deny', rule: '' });
+    }
+  });
+  it('grants open catalog relations to a read only: a write through a tables allow-list must name them', () => {
+    const writer = given([{ name: 'orders-change', effect: 'allow', subjects: { groups: ['analysts'] }, resources: ['ledger'], actions: ['read', 'write', 'ddl'], tables: ['public.orders'] }]);
+    for (const text of ["UPDATE pg_catalog.pg_proc SET prosrc = 'select 1' WHERE proname = 'f'", 'DELETE FROM pg_catalog.pg_class WHERE false', 'INSERT INTO public.orders SELECT oid FROM pg_class']) {
+      expect(writer.decide(analyst, 'ledger', sql(text))).toMatchObject({ effect: 'deny', rule: '' });
+    }
+    expect(writer.decide(analyst, 'ledger', sql('SELECT relname FROM pg_class'))).toMatchObject({ effect: 'allow', rule: 'orders-change' });
+  });
+  it('lets a deny rule guard an open catalog relation all the same', () => {
+    const guarded = given([...RULES, { name: 'no-catalog', effect: 'deny', resources: ['ledger'], tables: ['pg_catalog.*'] }]);
+    expect(guarded.decide(analyst, 'ledger', sql('SELECT relname FROM pg_class'))).toMatchObject({ effect: 'deny', rule: 'no-catalog' });
+  });
+
   it('allows a read of an allowed table with the rule mask profile when every table matches', () => {
     const decision = policy.decide(analyst, 'ledger', sql('SELECT * FROM monthly', ['reports']));
     expect(decision).toMatchObject({ effect: 'allow', rule: 'analysts-read-reports', action: 'read', risk: 'low', maskProfile: 'finance', tables: ['reports.monthly'] });

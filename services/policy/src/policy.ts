@@ -1,6 +1,6 @@
 import { highestRisk, normalizeHttpPath, PROFILE_SEPARATOR, riskRank, widestAction, type Action, type Effect, type Risk } from '@sluice/contracts';
 import type { ResourceConfig, RuleConfig } from '@sluice/config';
-import { ANY_TABLE, classifySql, type SqlClassification } from '@sluice/sql-classifier';
+import { ANY_TABLE, classifySql, isOpenCatalogRelation, type SqlClassification } from '@sluice/sql-classifier';
 import { classifyRedis } from './redis-commands.js';
 
 /** The subject as the policy sees it (issuer does not take part in rules). */
@@ -219,7 +219,12 @@ const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: str
   if (config.risk && riskRank(part.risk) < riskRank(config.risk)) return `risk: ${part.risk} is below ${config.risk}`;
   if (rule.tables) {
     if (!part.tables) return 'tables: the command is not SQL';
-    if (!namesMatch(config.effect, rule.tables, part.tables, ANY_TABLE)) return `tables: ${list(part.tables)} do not match ${list(config.tables ?? [])}`;
+    // An allow-list grants a read of the catalog relations that only describe objects (psql's \d,
+    // ORMs' introspection). Only a read: with superuser credentials an UPDATE of pg_proc or
+    // pg_class would rewrite code and tables. Deny and approve rules still see them.
+    const readsCatalog = config.effect === 'allow' && part.action === 'read';
+    const tables = readsCatalog ? part.tables.filter((table) => !isOpenCatalogRelation(table)) : part.tables;
+    if (!namesMatch(config.effect, rule.tables, tables, ANY_TABLE)) return `tables: ${list(part.tables)} do not match ${list(config.tables ?? [])}`;
   }
   if (rule.keys) {
     if (!part.keys) return 'keys: the command is not a Redis command';

@@ -45,6 +45,7 @@ import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from 
 import { SessionProfiles } from './session-profiles.js';
 import { maskNotification, maskServerFields } from './server-texts.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
+import { normaliseSql } from './approval-text.js';
 import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
 import { readStartupParameters, sessionSettings, settingRefusedByTarget, startedParameters, StartupParameterRefusal, type StartupRequest } from './startup-parameters.js';
@@ -184,9 +185,6 @@ const MASKED_MARGIN_CHARS = 64 * 1024;
 const DEFAULT_MAX_COMMAND_BYTES = RECORDING_DEFAULTS.maxCommandBytes;
 
 const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
-
-/** The normalised text bound into an approval hash: the exact statement, without outer whitespace or trailing semicolons. */
-const normaliseSql = (text: string): string => text.trim().replace(/;+\s*$/, '');
 
 const paramText = (formats: readonly number[], params: readonly (Buffer | null)[]): (string | null)[] =>
   params.map((value, i) => {
