@@ -21,8 +21,8 @@ const sluice = await startSluice({
   masking: { profiles: { pii: { detectors: ['credit_card', 'email'] } } },
   rules: [{ name: 'readers', effect: 'allow', actions: ['read'], mask: process.env.NOMASK ? undefined : 'pii' }],
 });
-const ready = await (await fetch(`http://127.0.0.1:${sluice.ports.admin}/readyz`)).json() as any;
-const pids = Object.fromEntries(Object.entries(ready.services).map(([k, v]: any) => [k, v.pid]));
+const ready = (await (await fetch(`http://127.0.0.1:${sluice.ports.admin}/readyz`)).json()) as { services: Record<string, { pid: number }> };
+const pids = Object.fromEntries(Object.entries(ready.services).map(([k, v]) => [k, v.pid]));
 const client = new pg.Client({ host: '127.0.0.1', port, user: 'b', database: 'db', password: await idp.mint({ sub: 'b', expiresIn: 3600 }) });
 await client.connect();
 for (let i = 0; i < 500; i++) await client.query('SELECT 1');
@@ -33,12 +33,12 @@ for (const round of [1, 2]) {
   let t = process.hrtime.bigint();
   for (let i = 0; i < n; i++) await direct.query('SELECT 1');
   const d = Number(process.hrtime.bigint() - t) / 1000 / n;
-  const before = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpu(p as number)]));
+  const before = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, cpu(p)]));
   t = process.hrtime.bigint();
   for (let i = 0; i < n; i++) await client.query('SELECT 1');
   const s = Number(process.hrtime.bigint() - t) / 1000 / n;
   await new Promise((r) => setTimeout(r, 1000));
-  const per = Object.entries(pids).map(([k, p]) => `${k}=${((cpu(p as number) - before[k]!) / n).toFixed(0)}`).join(' ');
+  const per = Object.entries(pids).map(([k, p]) => `${k}=${((cpu(p) - before[k]!) / n).toFixed(0)}`).join(' ');
   console.log(`round ${round}: direct ${d.toFixed(0)} µs, sluice ${s.toFixed(0)} µs; CPU µs/stmt: ${per}`);
 }
 await client.end(); await direct.end();

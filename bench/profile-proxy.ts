@@ -21,7 +21,7 @@ const { values } = parseArgs({
   options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false } },
 });
 const statements = Number(values.statements);
-const dir = values.dir!;
+const dir = values.dir;
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
 

@@ -341,4 +341,8 @@ main()
     // Also when aborting: the same (idempotent) cleanup must finish before the process exits.
     await cleanup.run(log);
     process.exit(aborting ? 130 : code);
+  })
+  .catch((error: unknown) => {
+    log(`cleanup failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    process.exit(1);
   });

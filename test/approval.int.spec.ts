@@ -47,7 +47,7 @@ const waitFor = async <T>(probe: () => T | undefined, timeoutMs = 5_000): Promis
 type Client = InstanceType<typeof proto.ApprovalServiceClient>;
 const unary = <Req, Res>(client: Client, method: string, request: Req, timeoutMs = 10_000): Promise<Res> =>
   new Promise((resolve, reject) => {
-    const fn = (client as unknown as Record<string, Function>)[method]!;
+    const fn = (client as unknown as Record<string, (...args: unknown[]) => unknown>)[method]!;
     fn.call(client, request, new Metadata(), { deadline: new Date(Date.now() + timeoutMs) }, (error: ServiceError | null, response: Res) =>
       error ? reject(error) : resolve(response),
     );

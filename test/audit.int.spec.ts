@@ -265,7 +265,11 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     const seen = new Set(sink.received);
     await waitUntil(
       () => {
-        for (const request of sink.received) if (!seen.has(request)) (seen.add(request), deliveredOk.add(request));
+        for (const request of sink.received) {
+          if (seen.has(request)) continue;
+          seen.add(request);
+          deliveredOk.add(request);
+        }
         return delivered().length >= published.length;
       },
       30_000,
@@ -354,7 +358,7 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     // Signed by the proxy key, then altered in transit.
     const tampered = forged('tampered', 'command.decided');
     const tamperedHeaders = proxySigner.headersFor(payload(tampered));
-    await js.publish(`${PREFIX}.command.decided`, payload({ ...tampered, data: { ...tampered.data, command: 'SELECT 1' } } as CloudEvent), { headers: tamperedHeaders });
+    await js.publish(`${PREFIX}.command.decided`, payload({ ...tampered, data: { ...tampered.data, command: 'SELECT 1' } }), { headers: tamperedHeaders });
 
     const client = new pg.Client({ connectionString: DB_URL });
     await client.connect();

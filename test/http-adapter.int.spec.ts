@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Agent, createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { Agent, createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -85,7 +85,7 @@ const BIG_LINE = 'order 1001 shipped to Ann Lee, amount 42.00\n';
 
 const startTarget = async () => {
   const seen: { method: string; url: string; headers: IncomingHttpHeaders; body: string }[] = [];
-  const server = createHttpServer(async (req, res) => {
+  const serve = async (req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     seen.push({ method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks).toString() });
@@ -123,6 +123,10 @@ const startTarget = async () => {
         res.writeHead(200, { 'content-type': 'text/plain' });
         return res.end(`path ${req.url}`);
     }
+  };
+  // A request the client aborts mid-body rejects serve(): drop that socket rather than leave the rejection unhandled.
+  const server = createHttpServer((req, res) => {
+    serve(req, res).catch(() => res.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, seen, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };

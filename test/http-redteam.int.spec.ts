@@ -205,7 +205,7 @@ describe('HTTP front door against a second red team', () => {
       listen: '127.0.0.1:0',
       target: { url: target.url },
       credentials: { headers: { Authorization: { env: 'REDTEAM_TARGET_TOKEN', prefix: 'Bearer ' } } },
-    } as HttpResourceConfig;
+    };
     const verifier = createTokenVerifier([{ issuer: idp.issuer, audience: idp.audience, clockTolerance: 5_000 }]);
     const policy = createPolicy(rules, [resource], { approvalTimeoutMs: 60_000 });
     const ports: GovernancePorts = {

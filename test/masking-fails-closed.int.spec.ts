@@ -4,7 +4,7 @@ import net, { type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, type PostgresResourceConfig, type RuleConfig } from '@sluice/config';
+import { parseConfig, type PostgresResourceConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
 import { createTokenVerifier } from '@sluice/identity';
 import { compileMasking, COLUMN_REDACTED } from '@sluice/masking-engine';
@@ -44,7 +44,7 @@ const CONFIG = parseConfig({
     { name: 'reporting', effect: 'allow', subjects: { groups: ['reporting'] }, actions: ['read', 'write'], mask: 'pii' },
   ],
 });
-const policy = createPolicy(CONFIG.rules as RuleConfig[], CONFIG.resources, { approvalTimeoutMs: 60_000 });
+const policy = createPolicy(CONFIG.rules, CONFIG.resources, { approvalTimeoutMs: 60_000 });
 const masking = compileMasking(CONFIG.masking, { hashKey: 'closed-int' });
 
 let issuer: TestIssuer;

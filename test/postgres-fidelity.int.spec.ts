@@ -16,7 +16,7 @@ import {
   FrameReader,
   type BackendMessage,
 } from '@sluice/codec-pg';
-import { parseConfig, type PostgresResourceConfig, type RuleConfig } from '@sluice/config';
+import { parseConfig, type PostgresResourceConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
 import { createTokenVerifier } from '@sluice/identity';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
@@ -120,7 +120,7 @@ beforeAll(async () => {
       { name: 'never-admin', effect: 'deny', actions: ['admin'] },
     ],
   });
-  const policy = createPolicy(config.rules as RuleConfig[], config.resources, { approvalTimeoutMs: 60_000 });
+  const policy = createPolicy(config.rules, config.resources, { approvalTimeoutMs: 60_000 });
   adapter = createPostgresAdapter(resource, { secretsDir: process.cwd() });
   const verifier = createTokenVerifier([{ issuer: issuer.issuer, audience: 'sluice', clockTolerance: 0 }]);
   const ports: GovernancePorts = {
@@ -278,7 +278,7 @@ describe('PostgreSQL fidelity: startup parameters', () => {
   });
 
   it('takes client_encoding UTF8 under any spelling and refuses an encoding the proxy cannot read, naming it', async () => {
-    const utf8 = await open(await throughSluice({ client_encoding: 'utf-8' } as pg.ClientConfig));
+    const utf8 = await open(await throughSluice({ client_encoding: 'utf-8' }));
     expect((await utf8.query('show client_encoding')).rows[0].client_encoding).toBe('UTF8');
     for (const encoding of ['LATIN1', 'SJIS']) {
       const { messages } = await rawStartup([['user', 'agent'], ['database', RESOURCE], ['client_encoding', encoding]]);

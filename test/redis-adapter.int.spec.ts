@@ -195,7 +195,7 @@ describe('Redis adapter', () => {
 
   beforeAll(async () => {
     idp = await startTestIssuer();
-    direct = createClient({ socket: { host: '127.0.0.1', port: 6379 } }) as RedisClientType;
+    direct = createClient({ socket: { host: '127.0.0.1', port: 6379 } });
     await direct.connect();
     token = await idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
     writerToken = await idp.mint({ sub: 'ops-bot', groups: ['writers'] });

@@ -153,7 +153,7 @@ describe('Redis front door against a red team', () => {
     idp = await startTestIssuer();
     token = await idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
     narrowToken = await idp.mint({ sub: 'narrow-bot', groups: ['narrow-agents'] });
-    direct = createClient({ socket: { host: '127.0.0.1', port: 6379 } }) as RedisClientType;
+    direct = createClient({ socket: { host: '127.0.0.1', port: 6379 } });
     await direct.connect();
     await direct.set(key('secret:1'), 'the launch codes');
     await direct.set(key('pub:1'), 'hello world');
@@ -290,7 +290,7 @@ describe('Redis front door against a red team', () => {
       'RPOPLPUSH k1 k2', 'HGETALL k1', 'GEORADIUSBYMEMBER_RO k1 m 1 km', 'ZINTERSTORE d 2 k1 k2 WEIGHTS 1 2', 'WATCH k1 k2', 'TOUCH k1 k2',
     ])('takes the keys Redis itself reports (COMMAND GETKEYS) for %s', async (line) => {
       const args = line.split(' ');
-      const redisKeys = (await direct.sendCommand(['COMMAND', 'GETKEYS', ...args])) as string[];
+      const redisKeys = await direct.sendCommand<string[]>(['COMMAND', 'GETKEYS', ...args]);
       expect([...classifyRedis(args).keys].sort()).toEqual([...redisKeys].sort());
     });
 

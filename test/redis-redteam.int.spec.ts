@@ -155,7 +155,7 @@ describe('Redis front door against a second red team', () => {
   beforeAll(async () => {
     idp = await startTestIssuer();
     token = await idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
-    direct = createClient({ socket: { host: '127.0.0.1', port: 6379 } }) as RedisClientType;
+    direct = createClient({ socket: { host: '127.0.0.1', port: 6379 } });
     await direct.connect();
     await direct.set(key('secret:1'), 'the launch codes');
     await direct.set(key('pub:1'), 'hello world');

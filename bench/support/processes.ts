@@ -79,8 +79,8 @@ export const startDaemon = (command: string, args: readonly string[], options: S
   const keep = (chunk: Buffer) => {
     if (output.length < 64 * 1024) output += chunk.toString();
   };
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
   const exited = new Promise<void>((resolve) => {
     child.once('exit', () => resolve());
     child.once('error', () => resolve());

@@ -50,8 +50,8 @@ describe('services started one by one from one folder', () => {
     const env = { ...process.env, LOG_LEVEL: 'warn', NATS_URL: '', DATABASE_URL: '', SLUICE_KEYS_DIR: '' };
     for (const service of ['audit', 'policy', 'masking', 'approval', 'proxy']) {
       const child = spawn(process.execPath, [SLUICE_BIN, service, '--config', 'sluice.yaml'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-      child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
       children.push(child);
     }
   });

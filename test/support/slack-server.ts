@@ -77,7 +77,7 @@ export const startSlackServer = async (options: SlackTestServerOptions = {}): Pr
       } else if (method === 'chat.update') {
         answer = { ok: true, channel: args.channel, ts: args.ts, text: args.text };
       } else if (method === 'users.info') {
-        const id = String(args.user ?? '');
+        const id = typeof args.user === 'string' ? args.user : '';
         const user = options.users?.[id];
         answer = user ? { ok: true, user: { id, name: user.name ?? id, profile: { email: user.email } } } : { ok: false, error: 'user_not_found' };
       } else answer = { ok: false, error: 'unknown_method' };

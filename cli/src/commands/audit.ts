@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { parsePointInTime } from '@sluice/config';
 import { openEventStore, type EventStore, type SessionPage, type SessionQuery, type StoredEvent, type VerifyResult } from '@sluice/event-store';
 import { resolveCliConfig } from '../config-resolution.js';
 
@@ -103,13 +104,8 @@ export const openAuditSource = async (argv: readonly string[]): Promise<AuditSou
 
 /** `1h`, `30m`, `7d`, `2w`, an ISO time or epoch milliseconds. */
 export const parseSince = (text: string, now = Date.now()): Date => {
-  const relative = /^(\d+)\s*(s|m|h|d|w)$/.exec(text.trim());
-  if (relative) {
-    const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[relative[2] as 's'];
-    return new Date(now - Number(relative[1]) * unit);
-  }
-  const date = /^\d+$/.test(text) ? new Date(Number(text)) : new Date(text);
-  if (Number.isNaN(date.getTime())) throw new UsageError(`not a time or duration: ${text} (try 1h, 7d or 2026-01-01T00:00:00Z)`);
+  const date = parsePointInTime(text, now);
+  if (date === undefined) throw new UsageError(`not a time or duration: ${text} (try 1h, 7d or 2026-01-01T00:00:00Z)`);
   return date;
 };
 

@@ -178,7 +178,7 @@ export const run = async (argv: readonly string[]): Promise<number> => {
     }
     const oidc = loaded.config.identity.oidc.find((issuer) => LOOPBACK.has(new URL(issuer.issuer).hostname));
     if (oidc && !(await issuerAnswers(oidc.issuer))) {
-      const audience = Array.isArray(oidc.audience) ? oidc.audience[0]! : (oidc.audience as string);
+      const audience = Array.isArray(oidc.audience) ? oidc.audience[0]! : oidc.audience;
       started.idp = await startDevIdp(Number(new URL(oidc.issuer).port || 80), audience).catch((error: Error) => {
         warn(`cannot run the dev issuer for ${oidc.issuer}: ${error.message}`);
         return undefined;

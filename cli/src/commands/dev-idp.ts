@@ -28,7 +28,7 @@ export class DevIdpError extends Error {
 }
 
 const loadKey = async (): Promise<{ privateJwk: JWK; publicJwk: JWK }> => {
-  if (existsSync(KEY_FILE)) return JSON.parse(readFileSync(KEY_FILE, 'utf8'));
+  if (existsSync(KEY_FILE)) return JSON.parse(readFileSync(KEY_FILE, 'utf8')) as { privateJwk: JWK; publicJwk: JWK };
   const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
   const kid = `dev-${Date.now().toString(36)}`;
   const keys = { privateJwk: { ...(await exportJWK(privateKey)), kid, alg: 'ES256' }, publicJwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' } };

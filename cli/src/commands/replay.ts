@@ -5,7 +5,13 @@ import { formatTable, openAuditSource, stdio, UsageError, type Output } from './
 
 type Data = Record<string, unknown>;
 
-const str = (value: unknown, fallback = ''): string => (typeof value === 'string' ? value : value === undefined || value === null ? fallback : String(value));
+// Objects print as JSON, not as `[object Object]`.
+const str = (value: unknown, fallback = ''): string => {
+  if (typeof value === 'string') return value;
+  if (value === undefined || value === null) return fallback;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return JSON.stringify(value) ?? fallback;
+};
 
 const offset = (ms: number): string => `+${(ms / 1000).toFixed(3)}s`.padStart(10);
 

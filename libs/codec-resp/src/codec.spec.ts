@@ -241,7 +241,7 @@ describe('property: arbitrary bytes', () => {
         fc.array(tie('value'), { maxLength: 4 }).map((items) => `*${items.length}\r\n${items.join('')}`),
         fc.array(fc.tuple(tie('value'), tie('value')), { maxLength: 3 }).map((pairs) => `%${pairs.length}\r\n${pairs.flat().join('')}`),
       ),
-    })).value as fc.Arbitrary<string>;
+    })).value;
     fc.assert(
       fc.property(fc.array(value, { minLength: 1, maxLength: 4 }), fc.integer({ min: 1, max: 16 }), (values, step) => {
         const bytes = Buffer.from(values.join(''));

@@ -77,9 +77,8 @@ export const chainHashOf = (prevHash: string, canonical: string): string => sha2
 export type StoredCloudEvent = CloudEvent & Readonly<Record<string, unknown>>;
 
 // jsonb refuses U+0000 and PostgreSQL text cannot hold it either.
-const NUL = /\u0000/g;
 const stripNul = (value: unknown): unknown => {
-  if (typeof value === 'string') return value.includes('\u0000') ? value.replace(NUL, '\uFFFD') : value;
+  if (typeof value === 'string') return value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value;
   if (Array.isArray(value)) return value.map(stripNul);
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};

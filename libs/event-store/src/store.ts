@@ -303,7 +303,7 @@ class KyselyEventStore implements EventStore {
       migrationLockTableName: 'migrations_lock',
     });
     const { error, results } = await migrator.migrateToLatest();
-    if (error) throw error instanceof Error ? error : new Error(String(error));
+    if (error) throw error instanceof Error ? error : new Error('event store migration failed', { cause: error });
     for (const result of results ?? []) logger?.info({ migration: result.migrationName, status: result.status }, 'event store migration');
     const { rows } = await sql<{ usable: boolean }>`
       SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = ${WRITER_ROLE})

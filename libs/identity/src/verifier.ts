@@ -110,7 +110,7 @@ export const createTokenVerifier = (issuers: readonly IssuerSettings[], options:
         if (!header.alg || !(ALLOWED_ALGORITHMS as readonly string[]).includes(header.alg)) {
           throw new TokenInvalidError(`algorithm ${String(header.alg)} is not allowed`);
         }
-        claimedIssuer = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')).iss;
+        claimedIssuer = (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as { iss?: unknown } | null)?.iss;
       } catch (error) {
         if (error instanceof TokenInvalidError) throw error;
         throw new TokenInvalidError('token is malformed', { cause: error });

@@ -8,6 +8,9 @@ const fixtures = {
   numericCard: '0004000300000000100f045704570457',
   numericAmount: '000200000000000204d215e0',
   numericNegativeFraction: '0001ffff4000000201f4',
+  numericInfinity: '00000000d0000020',
+  numericMinusInfinity: '00000000f0000020',
+  numericNaN: '00000000c0000000',
   int8Card: '000e9b08a568f1c7',
   textArray: '00000001000000010000001900000003000000010000000f616e6e406578616d706c652e636f6d00000005706c61696effffffff',
   int8Array: '0000000100000000000000140000000200000001000000080000000000000001000000080000000000000002',
@@ -31,6 +34,9 @@ describe('binary format decoding', () => {
     expect(decodeBinaryScalar(1700, hex('numericCard'))).toBe('4111111111111111');
     expect(decodeBinaryScalar(1700, hex('numericAmount'))).toBe('1234.56');
     expect(decodeBinaryScalar(1700, hex('numericNegativeFraction'))).toBe('-0.05');
+    expect(decodeBinaryScalar(1700, hex('numericInfinity'))).toBe('Infinity');
+    expect(decodeBinaryScalar(1700, hex('numericMinusInfinity'))).toBe('-Infinity');
+    expect(decodeBinaryScalar(1700, hex('numericNaN'))).toBe('NaN');
     expect(decodeBinaryScalar(20, hex('int8Card'))).toBe('4111111111111111');
     expect(decodeBinaryScalar(869, hex('inet4'))).toBe('10.1.2.3');
     expect(decodeBinaryScalar(869, hex('inet6'))).toBe('2001:db8:0:0:0:0:0:1');

@@ -4,6 +4,7 @@
  * for scanning (a masked one becomes SQL NULL, never re-encoded), arrays are split into elements.
  * @see https://github.com/postgres/postgres/tree/master/src/backend/utils/adt (the *_send/*_recv functions)
  */
+import { decodeBinaryNumeric, ProtocolMalformedError } from '@sluice/codec-pg';
 
 /** Binary-format decoders of scalar types to the text a detector scans; undefined: not scanned. */
 export const decodeBinaryScalar = (oid: number | undefined, value: Uint8Array): string | undefined => {
@@ -22,7 +23,7 @@ export const decodeBinaryScalar = (oid: number | undefined, value: Uint8Array): 
     case 701:
       return value.length === 8 ? String(view.getFloat64(0)) : undefined;
     case 1700:
-      return decodeNumeric(view);
+      return decodeNumeric(value);
     case 869:
     case 650:
       return decodeInet(value);
@@ -31,23 +32,14 @@ export const decodeBinaryScalar = (oid: number | undefined, value: Uint8Array): 
   }
 };
 
-/** numeric_send: ndigits, weight, sign, dscale, then base-10000 digits. */
-const decodeNumeric = (view: DataView): string | undefined => {
-  if (view.byteLength < 8) return undefined;
-  const ndigits = view.getInt16(0);
-  const weight = view.getInt16(2);
-  const sign = view.getUint16(4);
-  const dscale = view.getUint16(6);
-  if (view.byteLength !== 8 + ndigits * 2 || ndigits < 0) return undefined;
-  if (sign !== 0 && sign !== 0x4000) return 'NaN';
-  const digit = (index: number): number => (index >= 0 && index < ndigits ? view.getInt16(8 + index * 2) : 0);
-  let integer = '';
-  for (let index = 0; index <= weight; index++) integer += index === 0 ? String(digit(index)) : String(digit(index)).padStart(4, '0');
-  if (integer === '') integer = '0';
-  let fraction = '';
-  for (let index = weight + 1; fraction.length < dscale; index++) fraction += String(digit(index)).padStart(4, '0');
-  fraction = fraction.slice(0, dscale);
-  return `${sign === 0x4000 ? '-' : ''}${integer}${fraction ? `.${fraction}` : ''}`;
+/** numeric_send, decoded by the proxy's codec so both print the same text (NaN, ±Infinity included). */
+const decodeNumeric = (value: Uint8Array): string | undefined => {
+  try {
+    return decodeBinaryNumeric(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
+  } catch (error) {
+    if (error instanceof ProtocolMalformedError) return undefined;
+    throw error;
+  }
 };
 
 /** inet_send: family (2 = IPv4, 3 = IPv6), bits, is_cidr, address length, address. */

@@ -514,7 +514,7 @@ class StatementWalk {
     }
     let tree: { stmts?: { stmt?: Node }[] };
     try {
-      tree = parseSync(text) as typeof tree;
+      tree = parseSync(text);
     } catch {
       this.raise('admin', 'critical', `prepared statement "${name}" does not parse`);
       return;
@@ -608,7 +608,7 @@ const classifyWithDepth = (text: string, options: ClassifyOptions, depth: number
   let tree: { stmts?: { stmt?: Node }[] };
   try {
     // PostgreSQL answers an empty query with EmptyQueryResponse; the WASM parser refuses it.
-    tree = text.trim() === '' ? { stmts: [] } : (parseSync(text) as typeof tree);
+    tree = text.trim() === '' ? { stmts: [] } : parseSync(text);
   } catch (error) {
     return { ok: false, error: error instanceof Error ? error.message : String(error) };
   }

@@ -146,7 +146,7 @@ const derived = (name: string | undefined, items: Item[]): Relation => ({
   column: (column) => {
     const found = items.filter((item) => item.kind === 'column' && item.name === column) as Extract<Item, { kind: 'column' }>[];
     if (found.length > 0) return union(...found.map((item) => item.sources));
-    const stars = items.filter((item) => item.kind === 'star') as Extract<Item, { kind: 'star' }>[];
+    const stars = items.filter((item): item is Extract<Item, { kind: 'star' }> => item.kind === 'star');
     return stars.length > 0 ? union(...stars.map((star) => star.resolve(column))) : undefined;
   },
 });
@@ -293,7 +293,7 @@ class LineageWalk {
     if (text === undefined || this.depth >= MAX_EXECUTE_DEPTH) return unknown;
     let tree: { stmts?: { stmt?: Node }[] };
     try {
-      tree = parseSync(text) as typeof tree;
+      tree = parseSync(text);
     } catch {
       return unknown;
     }
@@ -546,7 +546,7 @@ class LineageWalk {
     if (text === undefined || this.depth >= MAX_EXECUTE_DEPTH) return undefined;
     let tree: { stmts?: { stmt?: Node }[] };
     try {
-      tree = parseSync(text) as typeof tree;
+      tree = parseSync(text);
     } catch {
       return undefined;
     }

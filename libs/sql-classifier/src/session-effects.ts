@@ -102,7 +102,7 @@ export const sessionStateEffects = (text: string): SessionStateEffects => {
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
-    tree = text.trim() === '' ? { stmts: [] } : (parseSync(text) as typeof tree);
+    tree = text.trim() === '' ? { stmts: [] } : parseSync(text);
   } catch {
     return unknown;
   }

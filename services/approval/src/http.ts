@@ -121,7 +121,7 @@ export const createHttpApi = (deps: HttpApiDeps): RequestListener => {
     const approver = await authenticate(request);
     let body: { decision?: unknown; reason?: unknown };
     try {
-      body = JSON.parse((await readBody(request)).toString('utf8') || '{}');
+      body = JSON.parse((await readBody(request)).toString('utf8') || '{}') as typeof body;
     } catch (error) {
       if (error instanceof HttpProblem) throw error;
       throw new HttpProblem(400, 'the body must be JSON: {"decision":"approve"|"deny","reason":"…"}');
@@ -135,7 +135,7 @@ export const createHttpApi = (deps: HttpApiDeps): RequestListener => {
       type: 'Decide',
       decision: body.decision,
       approver: { sub: approver.sub, groups: approver.groups },
-      reason: ((body.reason as string | undefined) ?? '').slice(0, 2_000),
+      reason: (body.reason ?? '').slice(0, 2_000),
       via,
       at: now(),
     });

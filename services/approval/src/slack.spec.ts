@@ -27,4 +27,8 @@ describe('slack requests', () => {
     expect(parseInteraction(body)).toEqual({ userId: 'U1', userName: 'ann', decision: 'deny', approvalId: 'a-1', channel: 'C1', messageTs: '1.2' });
     expect(parseInteraction(Buffer.from('payload=%7Bnot-json'))).toBeUndefined();
   });
+
+  it('answers undefined, not a TypeError, when the payload is JSON but not an object', () => {
+    for (const payload of ['null', '42', '%22text%22']) expect(parseInteraction(Buffer.from(`payload=${payload}`))).toBeUndefined();
+  });
 });

@@ -49,10 +49,12 @@ export const parseInteraction = (rawBody: Buffer): SlackInteraction | undefined 
     message?: { ts?: string };
   };
   try {
-    payload = JSON.parse(payloadText);
+    payload = JSON.parse(payloadText) as typeof payload;
   } catch {
     return undefined;
   }
+  // JSON.parse accepts `null` and scalars too; anything but an object is not a Slack action.
+  if (payload === null || typeof payload !== 'object') return undefined;
   const action = payload.actions?.find((candidate) => candidate.action_id === 'approve' || candidate.action_id === 'deny');
   if (payload.type !== 'block_actions' || !action?.value || !payload.user?.id) return undefined;
   return {

@@ -85,7 +85,7 @@ describe('approval workflow', () => {
     await workflow.execute('a1', request('a1'));
     const results = await Promise.allSettled([
       workflow.execute('a1', approve),
-      workflow.execute('a1', { ...approve, approver: { sub: 'dba-2', groups: ['dba'] }, decision: 'deny' } as ApprovalCommand),
+      workflow.execute('a1', { ...approve, approver: { sub: 'dba-2', groups: ['dba'] }, decision: 'deny' }),
     ]);
     expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected']);
     expect((results[1] as PromiseRejectedResult).reason.code).toBe(SluiceErrorCode.IllegalTransition);

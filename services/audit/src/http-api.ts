@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { parsePointInTime } from '@sluice/config';
 import { SluiceError, SluiceErrorCode, TokenInvalidError } from '@sluice/contracts';
 import type { EventStore } from '@sluice/event-store';
 import type { TokenVerifier } from '@sluice/identity';
@@ -30,13 +31,8 @@ const problem = (response: ServerResponse, status: number, title: string, code: 
 
 /** `2026-01-01T00:00:00Z`, epoch milliseconds, or a look-back such as `1h`, `30m`, `7d`. */
 export const parseTimeBound = (text: string, now = Date.now()): Date => {
-  const relative = /^(\d+)\s*(ms|s|m|h|d|w)$/.exec(text.trim());
-  if (relative) {
-    const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }[relative[2] as 'ms'];
-    return new Date(now - Number(relative[1]) * unit);
-  }
-  const date = /^\d+$/.test(text) ? new Date(Number(text)) : new Date(text);
-  if (Number.isNaN(date.getTime())) throw new BadRequest(`not a time: ${text}`);
+  const date = parsePointInTime(text, now);
+  if (date === undefined) throw new BadRequest(`not a time: ${text}`);
   return date;
 };
 

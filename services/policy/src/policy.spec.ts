@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { parseConfig, type RuleConfig } from '@sluice/config';
+import { parseConfig } from '@sluice/config';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { createPolicy, compilePathGlob, type Policy, type PolicyCommand, type PolicySubject } from './policy.js';
 import { classifyRedis } from './redis-commands.js';
@@ -18,7 +18,7 @@ const RESOURCES = [
 /** Given these rules (validated like a real config file)… */
 const given = (rules: unknown[]): Policy => {
   const config = parseConfig({ resources: RESOURCES, masking: { profiles: { finance: {}, weak: {} } }, rules });
-  return createPolicy(config.rules as RuleConfig[], config.resources, { approvalTimeoutMs: 60_000 });
+  return createPolicy(config.rules, config.resources, { approvalTimeoutMs: 60_000 });
 };
 const analyst: PolicySubject = { sub: 'analyst-bot', groups: ['analysts'] };
 const migrator: PolicySubject = { sub: 'migrator-bot', groups: ['migrators'] };

@@ -9,7 +9,7 @@ import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import type { Decision, GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
 import { commandHash, holdForApproval } from '../redis/approval-hold.js';
 import { BodyLimit } from './body-limit.js';
-import { maskString, sameJson } from '../redis/reply-masking.js';
+import { maskString } from '../redis/reply-masking.js';
 import { credentialNeedles, CredentialScrubStream, scrubText } from './credential-scrub.js';
 import { maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart } from './json-body.js';
 import {
@@ -517,7 +517,7 @@ export const createHttpAdapter = (
     let upstream: Awaited<ReturnType<Pool['request']>>;
     try {
       upstream = await pool.request({
-        method: method as 'GET',
+        method,
         path: `${basePath}${path}${query}`,
         headers,
         body: body ?? null,

@@ -56,6 +56,7 @@ const decision: Decision = {
 
 const approvalRequest: ApprovalRequest = {
   sessionId: 's-1',
+  commandId: 'c-1',
   resource: 'shop-db',
   subject: { sub: 'ops-agent-1', groups: ['ops-agents'], issuer: 'http://issuer' },
   command: 'DELETE FROM orders',
@@ -95,6 +96,7 @@ describe('approval client', () => {
     expect(result).toEqual({ approvalId: 'a-9', expiresAt: new Date('2030-01-01T00:00:00Z') });
     expect(seen[0]).toMatchObject({
       sessionId: 's-1',
+      commandId: 'c-1',
       resource: 'shop-db',
       requester: { sub: 'ops-agent-1', groups: ['ops-agents'] },
       commandHash: 'h-1',

@@ -1,6 +1,6 @@
 import { connectUpstream, type UpstreamOptions } from './upstream.js';
 import type { Socket } from 'node:net';
-import { decodeBackend, encodeQuery, encodeTerminate, FrameReader } from '@sluice/codec-pg';
+import { decodeBackend, encodeQuery, encodeTerminate, type FrameReader } from '@sluice/codec-pg';
 
 /** How long a table's column names are trusted before they are read again (renames are rare). */
 const TTL_MS = 60_000;

@@ -57,7 +57,7 @@ export const touchesCoveredColumn = (
   if (masker.columnRuleCount === 0) return false;
   // A statement can raise many notices (RAISE in a loop): parse it once per profile and text.
   let answers = touchedByMasker.get(masker);
-  if (!answers) touchedByMasker.set(masker, (answers = new Map()));
+  if (!answers) touchedByMasker.set(masker, (answers = new Map<string, boolean>()));
   const key = `${searchPath?.join(',') ?? ''}\u0000${text}`;
   const known = answers.get(key);
   if (known !== undefined) return known;

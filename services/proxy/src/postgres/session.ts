@@ -16,13 +16,11 @@ import {
   encodeBackendKeyData,
   encodeDescribe,
   encodeErrorResponse,
-  encodeFlush,
   encodeNegotiateProtocolVersion,
   encodeNoticeFields,
   encodeParse,
   encodeQuery,
   encodeReadyForQuery,
-  encodeSync,
   encodeTerminate,
   FrameReader,
   FrontendCode,
@@ -468,7 +466,7 @@ export class PostgresSession {
             // Nothing may follow an SSLRequest before our answer: leftover bytes would be a MITM injection.
             if (frames.reader.buffered > 0) throw Object.assign(new Error('data after SSLRequest'), { code: 'ERR_PROTOCOL_MALFORMED' });
             this.#client.write(Buffer.from('S'));
-            const secure = new TLSSocket(this.#client as Socket, { isServer: true, secureContext: this.#ctx.tls });
+            const secure = new TLSSocket(this.#client, { isServer: true, secureContext: this.#ctx.tls });
             secure.on('error', () => this.#close('client_error'));
             this.#client = secure;
             frames = new SocketFrames(secure, new FrameReader({ phase: 'startup', maxLength: this.#ctx.maxMessageLength }));

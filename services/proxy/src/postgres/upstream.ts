@@ -88,7 +88,7 @@ const upgradeToTls = (socket: net.Socket, host: string): Promise<net.Socket> =>
       }
       const secure = tls.connect({ socket, servername: net.isIP(host) ? undefined : host });
       secure.once('secureConnect', () => resolve(secure));
-      secure.once('error', (error) => reject(new UpstreamError(`TLS to the target: ${error.message}`, undefined, { cause: error })));
+      secure.once('error', (error: Error) => reject(new UpstreamError(`TLS to the target: ${error.message}`, undefined, { cause: error })));
     });
     socket.once('error', (error) => reject(new UpstreamError(error.message, undefined, { cause: error })));
     socket.write(encodeSSLRequest());

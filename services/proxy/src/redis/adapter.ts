@@ -474,7 +474,7 @@ class RedisConnection {
     try {
       decision = this.ports.policy.decide(session.subject, this.resource.name, { kind: 'redis', args });
     } catch (error) {
-      decision = Promise.reject(error as Error);
+      decision = Promise.reject(error);
     }
     decision.then(
       (result) => {
