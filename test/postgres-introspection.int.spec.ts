@@ -145,7 +145,7 @@ beforeAll(async () => {
     recording: { maxRows: 5, maxBytes: 65_536 },
     newId: randomUUID,
     now: () => new Date(),
-  } as GovernancePorts;
+  };
   server = net.createServer({ noDelay: true }, (socket) => void adapter.handleConnection(socket, ports));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   port = (server.address() as AddressInfo).port;

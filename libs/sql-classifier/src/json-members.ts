@@ -28,10 +28,10 @@ const constant = (node: unknown): { text?: string; integer?: boolean } | undefin
 const keysOf = (node: unknown, path: boolean): string[] | 'unknown' => {
   let operand = node;
   // `'{a,b}'::text[]`, `'ssn'::text`: the literal under the cast.
-  while (isObject(operand) && isObject(operand.TypeCast)) operand = (operand.TypeCast as Node).arg;
+  while (isObject(operand) && isObject(operand.TypeCast)) operand = (operand.TypeCast).arg;
   if (isObject(operand) && isObject(operand.A_ArrayExpr)) {
     const keys: string[] = [];
-    for (const element of list((operand.A_ArrayExpr as Node).elements)) {
+    for (const element of list((operand.A_ArrayExpr).elements)) {
       const found = keysOf(element, false);
       if (found === 'unknown') return found;
       keys.push(...found);
@@ -86,7 +86,7 @@ const JSONPATH_FUNCTIONS: ReadonlySet<string> = new Set([
  */
 const jsonpathKeys = (node: unknown): string[] | 'unknown' => {
   let operand = node;
-  while (isObject(operand) && isObject(operand.TypeCast)) operand = (operand.TypeCast as Node).arg;
+  while (isObject(operand) && isObject(operand.TypeCast)) operand = (operand.TypeCast).arg;
   const path = constant(operand)?.text;
   // keyvalue() turns members into {key, value} objects: the value leaves its key.
   if (path === undefined || /\.\s*\*|keyvalue/.test(path)) return 'unknown';
