@@ -1,7 +1,7 @@
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RuleConfig } from '@sluice/config';
-import { compilePiiMasking, type RecordedEvent } from './support/engine-ports.js';
+import { compilePiiMasking, UNDETECTABLE_SSN as SSN, type RecordedEvent } from './support/engine-ports.js';
 import { call, forgetTargetTraffic, startHttpFrontDoor, type HttpFrontDoor, type RecordingTarget, type TargetRoutes } from './support/http-proxy-harness.js';
 import type { TestIssuer } from './support/oidc.js';
 import { rawExchange } from './support/raw-socket.js';
@@ -21,8 +21,6 @@ const rules: RuleConfig[] = [
 
 const masking = compilePiiMasking('http-redteam');
 
-/** A value no detector recognises: only a column rule (field `ssn`) can mask it. */
-const SSN = 'ZQ-SSN-VALUE-77';
 /** The target's own credential, which the agent must never see. */
 const TARGET_TOKEN = 'target-cred-5be1c0ffee5be1';
 

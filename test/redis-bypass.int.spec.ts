@@ -6,9 +6,9 @@ import { decodeCommand } from '@sluice/codec-resp';
 import type { RuleConfig } from '@sluice/config';
 import { classifyRedis } from '../services/policy/src/redis-commands.js';
 import { createRedisAdapter } from '../services/proxy/src/redis/adapter.js';
-import { compilePiiMasking } from './support/engine-ports.js';
+import { compilePiiMasking, expectNoClearSsn as noClearSsnIn, UNDETECTABLE_SSN as SSN } from './support/engine-ports.js';
 import { rawRespSocket as rawSocket, showResp as show } from './support/raw-socket.js';
-import { startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-harness.js';
+import { redTeamKeyRules, seedRedTeamKeys, startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-harness.js';
 
 /**
  * Red-team probes of the Redis front door (issue #10), through a real client against the real
@@ -16,22 +16,7 @@ import { startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-
  */
 const prefix = `sluice-bypass:${randomUUID().slice(0, 8)}`;
 const key = (name: string) => `${prefix}:${name}`;
-/** A value no detector recognises: only a column rule (field `ssn`) can mask it. */
-const SSN = 'ZQ-SSN-VALUE-77';
-const noClearSsnIn = (reply: unknown) => expect(JSON.stringify(reply)).not.toContain(SSN);
-
-const rules: RuleConfig[] = [
-  { name: 'no-secrets', effect: 'deny', keys: [key('secret:*')] },
-  { name: 'support-read', effect: 'allow', subjects: { groups: ['support-agents'] }, actions: ['read'], keys: [key('*')], mask: 'pii' },
-  {
-    name: 'narrow-read',
-    effect: 'allow',
-    subjects: { groups: ['narrow-agents'] },
-    actions: ['read'],
-    keys: [key('ids'), key('pub:*')],
-    mask: 'pii',
-  },
-] as RuleConfig[];
+const rules = redTeamKeyRules(key);
 
 const masking = compilePiiMasking('redis-bypass');
 
@@ -48,10 +33,7 @@ describe('Redis front door against a red team', () => {
     ({ direct } = door);
     token = await door.idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
     narrowToken = await door.idp.mint({ sub: 'narrow-bot', groups: ['narrow-agents'] });
-    await direct.set(key('secret:1'), 'the launch codes');
-    await direct.set(key('pub:1'), 'hello world');
-    await direct.rPush(key('ids'), ['1', '2']);
-    for (const id of ['1', '2']) await direct.hSet(key(`user:${id}`), { name: `User ${id}`, ssn: SSN });
+    await seedRedTeamKeys(direct, key);
     await direct.xAdd(key('events'), '*', { kind: 'signup', ssn: SSN });
   });
 

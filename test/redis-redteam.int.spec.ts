@@ -3,9 +3,9 @@ import { createClient, type RedisClientType } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCommand } from '@sluice/codec-resp';
 import type { RuleConfig } from '@sluice/config';
-import { compilePiiMasking, type RecordedEvent } from './support/engine-ports.js';
+import { compilePiiMasking, expectNoClearSsn as noClearSsnIn, UNDETECTABLE_SSN as SSN, type RecordedEvent } from './support/engine-ports.js';
 import { showResp as show } from './support/raw-socket.js';
-import { startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-harness.js';
+import { redTeamKeyRules, seedRedTeamKeys, startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-harness.js';
 
 /**
  * The second red team on the Redis front door (after issue #10's fixes), as an agent with a valid
@@ -14,23 +14,7 @@ import { startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-
  */
 const prefix = `sluice-redteam:${randomUUID().slice(0, 8)}`;
 const key = (name: string) => `${prefix}:${name}`;
-/** A value no detector recognises: only a column rule (field `ssn`) can mask it. */
-const SSN = 'ZQ-SSN-VALUE-77';
-const noClearSsnIn = (reply: unknown) => expect(JSON.stringify(reply)).not.toContain(SSN);
-
-const rules: RuleConfig[] = [
-  { name: 'no-secrets', effect: 'deny', keys: [key('secret:*')] },
-  { name: 'no-geheim', effect: 'deny', keys: [key('geheim-ü:*')] },
-  { name: 'support-read', effect: 'allow', subjects: { groups: ['support-agents'] }, actions: ['read'], keys: [key('*')], mask: 'pii' },
-  {
-    name: 'narrow-read',
-    effect: 'allow',
-    subjects: { groups: ['narrow-agents'] },
-    actions: ['read'],
-    keys: [key('ids'), key('pub:*')],
-    mask: 'pii',
-  },
-] as RuleConfig[];
+const rules = redTeamKeyRules(key, [{ name: 'no-geheim', effect: 'deny', keys: [key('geheim-ü:*')] }] as RuleConfig[]);
 
 const masking = compilePiiMasking('redis-redteam');
 
@@ -49,10 +33,7 @@ describe('Redis front door against a second red team', () => {
     door = await startRedisFrontDoor({ keyPrefix: prefix, rules, masking, recorded });
     ({ direct, port } = door);
     token = await door.idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
-    await direct.set(key('secret:1'), 'the launch codes');
-    await direct.set(key('pub:1'), 'hello world');
-    await direct.rPush(key('ids'), ['1', '2']);
-    for (const id of ['1', '2']) await direct.hSet(key(`user:${id}`), { name: `User ${id}`, ssn: SSN });
+    await seedRedTeamKeys(direct, key);
   });
 
   afterAll(async () => {

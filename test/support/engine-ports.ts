@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type AddressInfo, type Server } from 'node:net';
+import { expect } from 'vitest';
 import type { ResourceConfig, RuleConfig } from '@sluice/config';
 import { createTokenVerifier } from '@sluice/identity';
 import { compileMasking, type CompiledMasking } from '@sluice/masking-engine';
@@ -30,6 +31,12 @@ export const compilePiiMasking = (hashKey: string): CompiledMasking =>
     },
     { hashKey },
   );
+
+/** A value no detector recognises: only a column rule (field `ssn`) can mask it. */
+export const UNDETECTABLE_SSN = 'ZQ-SSN-VALUE-77';
+
+/** Fails the test when what the agent received shows UNDETECTABLE_SSN in clear. */
+export const expectNoClearSsn = (reply: unknown) => expect(JSON.stringify(reply)).not.toContain(UNDETECTABLE_SSN);
 
 export interface EnginePortsOptions {
   readonly idp: TestIssuer;

@@ -5,7 +5,7 @@ import type { RedisResourceConfig, RuleConfig } from '@sluice/config';
 import type { CompiledMasking } from '@sluice/masking-engine';
 import type { GovernancePorts } from '../../services/proxy/src/ports.js';
 import { createRedisAdapter } from '../../services/proxy/src/redis/adapter.js';
-import { createEnginePorts, listenOnLoopback, type RecordedEvent } from './engine-ports.js';
+import { createEnginePorts, listenOnLoopback, UNDETECTABLE_SSN, type RecordedEvent } from './engine-ports.js';
 import { startTestIssuer, type TestIssuer } from './oidc.js';
 import { rawRespSocket, showResp, type RawRespSocket } from './raw-socket.js';
 
@@ -18,6 +18,34 @@ export const loopbackRedisResource = (overrides: Partial<RedisResourceConfig> = 
   credentials: {},
   ...overrides,
 });
+
+/**
+ * The red team's key rules under `key(…)`: `no-secrets` denies `secret:*` (then any extra
+ * denies); `support-read` lets group support-agents read every key, masked with `pii`;
+ * `narrow-read` lets group narrow-agents read only `ids` and `pub:*`, masked with `pii`.
+ */
+export const redTeamKeyRules = (key: (name: string) => string, extraDenies: RuleConfig[] = []): RuleConfig[] =>
+  [
+    { name: 'no-secrets', effect: 'deny', keys: [key('secret:*')] },
+    ...extraDenies,
+    { name: 'support-read', effect: 'allow', subjects: { groups: ['support-agents'] }, actions: ['read'], keys: [key('*')], mask: 'pii' },
+    {
+      name: 'narrow-read',
+      effect: 'allow',
+      subjects: { groups: ['narrow-agents'] },
+      actions: ['read'],
+      keys: [key('ids'), key('pub:*')],
+      mask: 'pii',
+    },
+  ] as RuleConfig[];
+
+/** The keys every red-team probe may touch: a denied secret, a public string, a list of ids and two users with an SSN field. */
+export const seedRedTeamKeys = async (direct: RedisClientType, key: (name: string) => string): Promise<void> => {
+  await direct.set(key('secret:1'), 'the launch codes');
+  await direct.set(key('pub:1'), 'hello world');
+  await direct.rPush(key('ids'), ['1', '2']);
+  for (const id of ['1', '2']) await direct.hSet(key(`user:${id}`), { name: `User ${id}`, ssn: UNDETECTABLE_SSN });
+};
 
 export interface RedisFrontDoorOptions {
   /** Every key the specs write starts with it; `close` deletes them all. */
