@@ -17,6 +17,8 @@ import { run as replayCli } from '../cli/src/commands/replay.js';
 import { freePort } from './support/ports.js';
 import { startHttpSink, type HttpSink } from './support/sinks.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { writeSigningKeys } from './support/signing-keys.js';
+import { waitUntil } from './support/wait.js';
 
 const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
 const DATABASE = `sluice_audit_it_${RUN}`;
@@ -25,14 +27,6 @@ const DB_URL = `postgres://postgres@127.0.0.1:5432/${DATABASE}`;
 const STREAM = `AUDIT_IT_${RUN}`;
 const PREFIX = `it.${RUN}.events`;
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
-
-const waitUntil = async (check: () => Promise<boolean> | boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-};
 
 /** One session: started, a command decided/completed/result, a denied command, ended. */
 const sessionEvents = (session: string, sub: string, at: number): CloudEvent[] => {
@@ -74,14 +68,8 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sluice-audit-it-'));
     idp = await startTestIssuer();
-    const signers: Record<string, { publicKey: { file: string }; privateKey: { file: string } }> = {};
-    for (const name of ['proxy', 'approval', 'policy', 'audit']) {
-      const pair = generateSigningKeyPair();
-      writeFileSync(join(dir, `${name}.key`), pair.privateKeyPem);
-      writeFileSync(join(dir, `${name}.pub`), pair.publicKeyPem);
-      signers[name] = { publicKey: { file: `${name}.pub` }, privateKey: { file: `${name}.key` } };
-      if (name === 'proxy') proxySigner = createMessageSigner('proxy', pair.privateKeyPem);
-    }
+    const { signers, privateKeys } = writeSigningKeys(dir);
+    proxySigner = createMessageSigner('proxy', privateKeys.proxy!);
     readerToken = await idp.mint({ sub: 'carol', groups: ['compliance'] });
     sink = await startHttpSink(() => (sinkUp ? { status: 200 } : { status: 503 }));
     syslog = createServer((socket) => socket.on('data', (chunk: Buffer) => (syslogText += chunk.toString('utf8'))));

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { Agent, createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { Agent, createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo, Server } from 'node:net';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { HttpResourceConfig } from '@sluice/config';
@@ -9,6 +9,8 @@ import { createTokenVerifier } from '@sluice/identity';
 import { createHttpAdapter } from '../services/proxy/src/http/adapter.js';
 import type { ApprovalOutcome, ApprovalRequest, GovernancePorts } from '../services/proxy/src/ports.js';
 import { createStubMasker, deferred, stubDecision, stubMaskText } from './support/stub-ports.js';
+import { listenOnLoopback } from './support/engine-ports.js';
+import { call, type Reply } from './support/http-proxy-harness.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
 
 // ---- test ports (a small masker, a policy that allows reads, an audit sink, an approval port) ---
@@ -124,42 +126,13 @@ const startTarget = async () => {
         return res.end(`path ${req.url}`);
     }
   };
-  // A request the client aborts mid-body rejects serve(): drop that socket rather than leave the rejection unhandled.
   const server = createHttpServer((req, res) => {
+    // A request the client aborts mid-body rejects serve(): drop that socket rather than leave the rejection unhandled.
     serve(req, res).catch(() => res.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, seen, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 };
-
-interface Reply {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-/** node:http keeps the path exactly as given (fetch would normalise `..` itself). */
-const call = (port: number, path: string, options: { method?: string; token?: string; body?: string; headers?: Record<string, string>; agent?: Agent } = {}) =>
-  new Promise<Reply>((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        method: options.method ?? 'GET',
-        ...(options.agent ? { agent: options.agent } : {}),
-        headers: { ...(options.token ? { authorization: `Bearer ${options.token}` } : {}), ...options.headers },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(options.body);
-  });
 
 describe('HTTP adapter', () => {
   let idp: TestIssuer;
@@ -193,9 +166,7 @@ describe('HTTP adapter', () => {
       credentials: { headers: { Authorization: { env: 'SLUICE_TEST_BILLING_TOKEN', prefix: 'Bearer ' } } },
     };
     adapter = createHttpAdapter(resource, { secretsDir: process.cwd() });
-    listener = createServer((socket) => void adapter.handleConnection(socket, harness.ports));
-    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-    port = (listener.address() as AddressInfo).port;
+    ({ server: listener, port } = await listenOnLoopback(adapter, harness.ports));
   });
 
   afterEach(async () => {

@@ -1,14 +1,8 @@
-import { randomUUID } from 'node:crypto';
-import { createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { HttpResourceConfig, RuleConfig } from '@sluice/config';
-import { createTokenVerifier } from '@sluice/identity';
-import { compileMasking } from '@sluice/masking-engine';
-import { createPolicy } from '../services/policy/src/policy.js';
-import { createHttpAdapter } from '../services/proxy/src/http/adapter.js';
-import type { GovernancePorts } from '../services/proxy/src/ports.js';
-import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import type { RuleConfig } from '@sluice/config';
+import { compilePiiMasking } from './support/engine-ports.js';
+import { call, forgetTargetTraffic, startHttpFrontDoor, type HttpFrontDoor, type RecordingTarget } from './support/http-proxy-harness.js';
+import { rawExchange } from './support/raw-socket.js';
 
 /**
  * Red-team probes of the HTTP front door (issue #10), with the real policy and masking engines
@@ -20,146 +14,25 @@ const rules: RuleConfig[] = [
   { name: 'support-read', effect: 'allow', subjects: { groups: ['support-agents'] }, actions: ['read'], mask: 'pii' },
 ] as RuleConfig[];
 
-const masking = compileMasking(
-  {
-    defaultRegion: 'US',
-    detectors: [],
-    profiles: { pii: { detectors: ['email', 'us_ssn', 'credit_card'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } },
-  },
-  { hashKey: 'http-bypass' },
-);
-
-interface Seen {
-  method: string;
-  url: string;
-  headers: IncomingHttpHeaders;
-}
-
-const startTarget = async () => {
-  const seen: Seen[] = [];
-  const errors: string[] = [];
-  const server = createHttpServer((req, res) => {
-    seen.push({ method: req.method!, url: req.url!, headers: req.headers });
-    req.resume();
-    req.on('end', () => {
-      if (req.url === '/headers') {
-        res.writeHead(302, {
-          'content-type': 'text/plain',
-          location: '/users/alice@example.com',
-          'x-user-email': 'alice@example.com',
-          'x-user-ssn': 'ZQ-NOT-A-FORMAT',
-          'x-trace': 'plain-trace-id',
-        });
-        return res.end('moved');
-      }
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end(`${req.method} ${req.url}`);
-    });
-  });
-  server.on('clientError', (error: Error & { code?: string }, socket) => {
-    errors.push(error.code ?? error.message);
-    socket.destroy();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, seen, errors, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-};
-
-interface Reply {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-const call = (port: number, path: string, options: { method?: string; token?: string; headers?: Record<string, string> } = {}) =>
-  new Promise<Reply>((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        method: options.method ?? 'GET',
-        headers: { ...(options.token ? { authorization: `Bearer ${options.token}` } : {}), ...options.headers },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-
-/** Sends raw bytes and collects whatever comes back until the proxy closes or goes quiet. */
-const rawExchange = (port: number, bytes: string) =>
-  new Promise<string>((resolve) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(bytes));
-    let received = '';
-    const done = () => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(received);
-    };
-    const timer = setTimeout(done, 1_500);
-    socket.on('data', (chunk) => (received += chunk.toString('latin1')));
-    socket.on('close', done);
-    socket.on('error', done);
-  });
+const masking = compilePiiMasking('http-bypass');
 
 describe('HTTP front door against a red team', () => {
-  let idp: TestIssuer;
-  let target: Awaited<ReturnType<typeof startTarget>>;
-  let listener: Server;
-  let adapter: ReturnType<typeof createHttpAdapter>;
+  let door: HttpFrontDoor;
+  let target: RecordingTarget;
   let port: number;
   let token: string;
 
   beforeAll(async () => {
-    idp = await startTestIssuer();
-    target = await startTarget();
-    token = await idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
-    const resource: HttpResourceConfig = { name: 'billing-api', type: 'http', listen: '127.0.0.1:0', target: { url: target.url }, credentials: { headers: {} } };
-    const verifier = createTokenVerifier([{ issuer: idp.issuer, audience: idp.audience, clockTolerance: 5_000 }]);
-    const policy = createPolicy(rules, [resource], { approvalTimeoutMs: 60_000 });
-    const ports: GovernancePorts = {
-      identity: { verify: (value) => verifier.verify(value) },
-      policy: {
-        describeSession: async (subject) => policy.describeSession(subject, resource.name),
-        decide: async (subject, name, command) => policy.decide(subject, name, command),
-      },
-      masking: { masker: (profile) => (profile ? masking.profile(profile) : undefined), maskCommandText: (text) => text },
-      approvals: {
-        request: async () => {
-          throw new Error('no approvals in this test');
-        },
-        awaitDecision: async () => {
-          throw new Error('no approvals in this test');
-        },
-        consume: async () => false,
-      },
-      audit: { record: () => {}, healthy: true },
-      recording: { maxRows: 100, maxBytes: 4096 },
-      newId: randomUUID,
-      now: () => new Date(),
-    };
-    adapter = createHttpAdapter(resource, { secretsDir: process.cwd() });
-    listener = createServer((socket) => void adapter.handleConnection(socket, ports));
-    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-    port = (listener.address() as AddressInfo).port;
+    door = await startHttpFrontDoor({ rules, masking });
+    ({ target, port } = door);
+    token = await door.idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
   });
 
   afterAll(async () => {
-    await adapter.close();
-    listener.close();
-    target.server.close();
-    await idp.close();
+    await door.close();
   });
 
-  beforeEach(() => {
-    target.seen.length = 0;
-    target.errors.length = 0;
-  });
+  beforeEach(() => forgetTargetTraffic(target));
 
   it('finding 6: masks response header values (Location with an email, x-user-email, x-user-ssn) and keeps reviewed ones', async () => {
     const reply = await call(port, '/headers', { token });

@@ -1,15 +1,10 @@
-import { randomUUID } from 'node:crypto';
-import { createServer as createHttpServer, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { HttpResourceConfig, RuleConfig } from '@sluice/config';
-import { createTokenVerifier } from '@sluice/identity';
-import { compileMasking } from '@sluice/masking-engine';
-import { createPolicy } from '../services/policy/src/policy.js';
-import { createHttpAdapter } from '../services/proxy/src/http/adapter.js';
-import type { GovernancePorts } from '../services/proxy/src/ports.js';
-import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import type { RuleConfig } from '@sluice/config';
+import { compilePiiMasking, UNDETECTABLE_SSN as SSN, type RecordedEvent } from './support/engine-ports.js';
+import { call, forgetTargetTraffic, startHttpFrontDoor, type HttpFrontDoor, type RecordingTarget, type TargetRoutes } from './support/http-proxy-harness.js';
+import type { TestIssuer } from './support/oidc.js';
+import { rawExchange } from './support/raw-socket.js';
 
 /**
  * The second red team on the HTTP front door (after issue #10's fixes): an agent with a valid
@@ -24,229 +19,111 @@ const rules: RuleConfig[] = [
   { name: 'unmasked-read', effect: 'allow', subjects: { groups: ['unmasked-agents'] }, actions: ['read'] },
 ] as RuleConfig[];
 
-const masking = compileMasking(
-  {
-    defaultRegion: 'US',
-    detectors: [],
-    profiles: { pii: { detectors: ['email', 'us_ssn', 'credit_card'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } },
-  },
-  { hashKey: 'http-redteam' },
-);
+const masking = compilePiiMasking('http-redteam');
 
-/** A value no detector recognises: only a column rule (field `ssn`) can mask it. */
-const SSN = 'ZQ-SSN-VALUE-77';
 /** The target's own credential, which the agent must never see. */
 const TARGET_TOKEN = 'target-cred-5be1c0ffee5be1';
 
-interface Seen {
-  method: string;
-  url: string;
-  headers: IncomingHttpHeaders;
-  trailers: NodeJS.Dict<string>;
-}
-
-const startTarget = async () => {
-  const seen: Seen[] = [];
-  const errors: string[] = [];
-  const server = createHttpServer((req, res) => {
-    seen.push({ method: req.method!, url: req.url!, headers: req.headers, trailers: {} });
-    req.on('end', () => (seen.at(-1)!.trailers = req.trailers));
-    req.resume();
-    req.on('end', () => {
-      const users = (count: number) => Array.from({ length: count }, (_, id) => ({ id, name: `User ${id}`, ssn: SSN }));
-      if (req.url === '/users/many') {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        return res.end(JSON.stringify(users(400)));
-      }
-      if (req.url === '/users/as-text') {
-        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
-        return res.end(JSON.stringify(users(2)));
-      }
-      if (req.url === '/users/ndjson') {
-        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-        return res.end(users(3).map((user) => JSON.stringify(user)).join('\n'));
-      }
-      if (req.url === '/users/gzip') {
-        res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
-        return res.end(gzipSync(JSON.stringify({ email: 'alice@example.com', ssn: SSN })));
-      }
-      if (req.url === '/users/trailer') {
-        res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-user-ssn' });
-        res.write('body');
-        res.addTrailers({ 'x-user-ssn': SSN, 'x-user-email': 'alice@example.com' });
-        return res.end();
-      }
-      if (req.url === '/echo-headers') {
-        res.writeHead(200, { 'content-type': 'application/json', 'x-seen-auth': String(req.headers.authorization) });
-        return res.end(JSON.stringify({ headers: req.headers }));
-      }
-      if (req.url === '/echo-headers-text') {
-        res.writeHead(200, { 'content-type': 'text/html' });
-        return res.end(`<pre>authorization: ${req.headers.authorization}</pre>`);
-      }
-      const named: Record<string, [string, string]> = {
-        '/users/xml': ['application/xml', `<?xml version="1.0"?><users><user id="1"><name>User 1</name><ssn>${SSN}</ssn><p:SSN xmlns:p="urn:x">${SSN}</p:SSN></user><user ssn="${SSN}"/></users>`],
-        '/users/form': ['application/x-www-form-urlencoded', `name=User+1&ssn=${SSN}&next=1`],
-        '/users/yaml': ['text/yaml', `- name: User 1\n  ssn: ${SSN}\n  note: "ssn=${SSN}"\n`],
-        '/users/nested': ['application/json', JSON.stringify({ payload: JSON.stringify({ ssn: SSN, name: 'User 1' }), log: `ssn=${SSN}` })],
-        '/users/log': ['text/plain', `GET /users/1 200 name=User1 ssn=${SSN} took=3ms\nuser "ssn": "${SSN}", "name": "User 1"\n`],
-      };
-      const namedBody = named[req.url ?? ''];
-      if (namedBody) {
-        res.writeHead(200, { 'content-type': namedBody[0] });
-        return res.end(namedBody[1]);
-      }
-      if (req.url === '/events') {
-        res.writeHead(200, { 'content-type': 'text/event-stream' });
-        return res.end(`event: user\ndata: ${JSON.stringify({ id: 1, ssn: SSN })}\n\nevent: note\ndata: plain words\n\n`);
-      }
-      if (req.url === '/cookies') {
-        res.writeHead(303, {
-          'content-type': 'text/plain',
-          'set-cookie': [`ssn=${SSN}; Path=/; HttpOnly`, 'theme=dark; Path=/'],
-          location: `/next?user=7&ssn=${SSN}`,
-        });
-        return res.end('see other');
-      }
-      if (req.url === '/echo-gzip') {
-        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-encoding': 'gzip' });
-        return res.end(gzipSync(`auth=${req.headers.authorization}`));
-      }
-      if (req.url === '/users/bom') {
-        res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
-        return res.end(`\uFEFF${JSON.stringify(users(2))}`);
-      }
-      if (req.url === '/headers') {
-        res.writeHead(302, {
-          'content-type': 'text/plain',
-          location: '/users/alice@example.com',
-          'x-user-email': 'alice@example.com',
-          'x-user-ssn': 'ZQ-NOT-A-FORMAT',
-          'x-trace': 'plain-trace-id',
-        });
-        return res.end('moved');
-      }
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end(`${req.method} ${req.url}`);
+/** The target's answers beyond the recording target's own: bodies and headers with covered fields in every format. */
+const redTeamRoutes: TargetRoutes = (req, res) => {
+  const users = (count: number) => Array.from({ length: count }, (_, id) => ({ id, name: `User ${id}`, ssn: SSN }));
+  if (req.url === '/users/many') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    return res.end(JSON.stringify(users(400)));
+  }
+  if (req.url === '/users/as-text') {
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+    return res.end(JSON.stringify(users(2)));
+  }
+  if (req.url === '/users/ndjson') {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    return res.end(users(3).map((user) => JSON.stringify(user)).join('\n'));
+  }
+  if (req.url === '/users/gzip') {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' });
+    return res.end(gzipSync(JSON.stringify({ email: 'alice@example.com', ssn: SSN })));
+  }
+  if (req.url === '/users/trailer') {
+    res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-user-ssn' });
+    res.write('body');
+    res.addTrailers({ 'x-user-ssn': SSN, 'x-user-email': 'alice@example.com' });
+    return res.end();
+  }
+  if (req.url === '/echo-headers') {
+    res.writeHead(200, { 'content-type': 'application/json', 'x-seen-auth': String(req.headers.authorization) });
+    return res.end(JSON.stringify({ headers: req.headers }));
+  }
+  if (req.url === '/echo-headers-text') {
+    res.writeHead(200, { 'content-type': 'text/html' });
+    return res.end(`<pre>authorization: ${req.headers.authorization}</pre>`);
+  }
+  const named: Record<string, [string, string]> = {
+    '/users/xml': ['application/xml', `<?xml version="1.0"?><users><user id="1"><name>User 1</name><ssn>${SSN}</ssn><p:SSN xmlns:p="urn:x">${SSN}</p:SSN></user><user ssn="${SSN}"/></users>`],
+    '/users/form': ['application/x-www-form-urlencoded', `name=User+1&ssn=${SSN}&next=1`],
+    '/users/yaml': ['text/yaml', `- name: User 1\n  ssn: ${SSN}\n  note: "ssn=${SSN}"\n`],
+    '/users/nested': ['application/json', JSON.stringify({ payload: JSON.stringify({ ssn: SSN, name: 'User 1' }), log: `ssn=${SSN}` })],
+    '/users/log': ['text/plain', `GET /users/1 200 name=User1 ssn=${SSN} took=3ms\nuser "ssn": "${SSN}", "name": "User 1"\n`],
+  };
+  const namedBody = named[req.url ?? ''];
+  if (namedBody) {
+    res.writeHead(200, { 'content-type': namedBody[0] });
+    return res.end(namedBody[1]);
+  }
+  if (req.url === '/events') {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    return res.end(`event: user\ndata: ${JSON.stringify({ id: 1, ssn: SSN })}\n\nevent: note\ndata: plain words\n\n`);
+  }
+  if (req.url === '/cookies') {
+    res.writeHead(303, {
+      'content-type': 'text/plain',
+      'set-cookie': [`ssn=${SSN}; Path=/; HttpOnly`, 'theme=dark; Path=/'],
+      location: `/next?user=7&ssn=${SSN}`,
     });
-  });
-  server.on('clientError', (error: Error & { code?: string }, socket) => {
-    errors.push(error.code ?? error.message);
-    socket.destroy();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, seen, errors, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+    return res.end('see other');
+  }
+  if (req.url === '/echo-gzip') {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-encoding': 'gzip' });
+    return res.end(gzipSync(`auth=${req.headers.authorization}`));
+  }
+  if (req.url === '/users/bom') {
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' });
+    return res.end(`\uFEFF${JSON.stringify(users(2))}`);
+  }
+  return undefined;
 };
 
-interface Reply {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-const call = (port: number, path: string, options: { method?: string; token?: string; headers?: Record<string, string> } = {}) =>
-  new Promise<Reply>((resolve, reject) => {
-    const req = httpRequest(
-      {
-        host: '127.0.0.1',
-        port,
-        path,
-        method: options.method ?? 'GET',
-        headers: { ...(options.token ? { authorization: `Bearer ${options.token}` } : {}), ...options.headers },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
-
-/** Sends raw bytes and collects whatever comes back until the proxy closes or goes quiet. */
-const rawExchange = (port: number, bytes: string) =>
-  new Promise<string>((resolve) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(bytes));
-    let received = '';
-    const done = () => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(received);
-    };
-    const timer = setTimeout(done, 1_500);
-    socket.on('data', (chunk) => (received += chunk.toString('latin1')));
-    socket.on('close', done);
-    socket.on('error', done);
-  });
-
 /** Every audit event the adapter recorded, in order. */
-const recorded: { sessionId: string; type: string; data: Record<string, unknown> }[] = [];
+const recorded: RecordedEvent[] = [];
 
 describe('HTTP front door against a second red team', () => {
+  let door: HttpFrontDoor;
   let idp: TestIssuer;
-  let target: Awaited<ReturnType<typeof startTarget>>;
-  let listener: Server;
-  let adapter: ReturnType<typeof createHttpAdapter>;
+  let target: RecordingTarget;
   let port: number;
   let token: string;
   let unmaskedToken: string;
 
   beforeAll(async () => {
-    idp = await startTestIssuer();
-    target = await startTarget();
+    process.env.REDTEAM_TARGET_TOKEN = TARGET_TOKEN;
+    door = await startHttpFrontDoor({
+      rules,
+      masking,
+      recorded,
+      routes: redTeamRoutes,
+      credentials: { headers: { Authorization: { env: 'REDTEAM_TARGET_TOKEN', prefix: 'Bearer ' } } },
+      // A small whole-JSON limit stands for a listing larger than the default 8 MiB.
+      adapterOptions: { maxJsonBytes: 4096 },
+    });
+    ({ idp, target, port } = door);
     token = await idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
     unmaskedToken = await idp.mint({ sub: 'plain-bot', groups: ['unmasked-agents'] });
-    process.env.REDTEAM_TARGET_TOKEN = TARGET_TOKEN;
-    const resource: HttpResourceConfig = {
-      name: 'billing-api',
-      type: 'http',
-      listen: '127.0.0.1:0',
-      target: { url: target.url },
-      credentials: { headers: { Authorization: { env: 'REDTEAM_TARGET_TOKEN', prefix: 'Bearer ' } } },
-    };
-    const verifier = createTokenVerifier([{ issuer: idp.issuer, audience: idp.audience, clockTolerance: 5_000 }]);
-    const policy = createPolicy(rules, [resource], { approvalTimeoutMs: 60_000 });
-    const ports: GovernancePorts = {
-      identity: { verify: (value) => verifier.verify(value) },
-      policy: {
-        describeSession: async (subject) => policy.describeSession(subject, resource.name),
-        decide: async (subject, name, command) => policy.decide(subject, name, command),
-      },
-      masking: { masker: (profile) => (profile ? masking.profile(profile) : undefined), maskCommandText: (text) => text },
-      approvals: {
-        request: async () => {
-          throw new Error('no approvals in this test');
-        },
-        awaitDecision: async () => {
-          throw new Error('no approvals in this test');
-        },
-        consume: async () => false,
-      },
-      audit: { record: (sessionId, type, data) => void recorded.push({ sessionId, type, data: data as unknown as Record<string, unknown> }), healthy: true },
-      recording: { maxRows: 100, maxBytes: 4096 },
-      newId: randomUUID,
-      now: () => new Date(),
-    };
-    // A small whole-JSON limit stands for a listing larger than the default 8 MiB.
-    adapter = createHttpAdapter(resource, { secretsDir: process.cwd(), maxJsonBytes: 4096 });
-    listener = createServer((socket) => void adapter.handleConnection(socket, ports));
-    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-    port = (listener.address() as AddressInfo).port;
   });
 
   afterAll(async () => {
-    await adapter.close();
-    listener.close();
-    target.server.close();
-    await idp.close();
+    await door.close();
   });
 
-  beforeEach(() => {
-    target.seen.length = 0;
-    target.errors.length = 0;
-  });
+  beforeEach(() => forgetTargetTraffic(target));
 
   describe('masking of what the target answers', () => {
     it('never streams a JSON body too large to walk with its column-covered fields in clear', async () => {

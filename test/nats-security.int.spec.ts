@@ -28,6 +28,8 @@ import { startApprovalService } from '@sluice/approval';
 import { run as auditCli } from '../cli/src/commands/audit.js';
 import { freePort } from './support/ports.js';
 import { startSecuredNats, type SecuredNats } from './support/nats-server.js';
+import { writeSigningKeys } from './support/signing-keys.js';
+import { waitUntil } from './support/wait.js';
 
 const RUN = randomUUID().slice(0, 8);
 const STREAM = `SECURED_${RUN}`;
@@ -35,14 +37,6 @@ const PREFIX = `secured.${RUN}.events`;
 const DATABASE = `sluice_nats_sec_${RUN.replaceAll('-', '')}`;
 const DB_URL = `postgres://postgres@127.0.0.1:5432/${DATABASE}`;
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
-
-const waitUntil = async (check: () => Promise<boolean> | boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> => {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-};
 
 const decided = (session: string, index: number): CloudEvent =>
   buildEvent('command.decided', {
@@ -77,15 +71,9 @@ describe('the bus with NATS users, subject permissions and signed events (real n
       return { role, nkey: pair.getPublicKey() };
     });
     nats = await startSecuredNats(natsAuthorizationConfig(users, STREAM, PREFIX));
-    const signers: Record<string, { publicKey: { file: string }; privateKey: { file: string } }> = {};
-    for (const name of ['proxy', 'approval', 'policy', 'audit']) {
-      const pair = generateSigningKeyPair();
-      writeFileSync(join(dir, `${name}.key`), pair.privateKeyPem);
-      writeFileSync(join(dir, `${name}.pub`), pair.publicKeyPem);
-      signers[name] = { publicKey: { file: `${name}.pub` }, privateKey: { file: `${name}.key` } };
-      if (name === 'proxy') proxySigner = createMessageSigner('proxy', pair.privateKeyPem);
-      if (name === 'approval') approvalSigner = createMessageSigner('approval', pair.privateKeyPem);
-    }
+    const { signers, privateKeys } = writeSigningKeys(dir);
+    proxySigner = createMessageSigner('proxy', privateKeys.proxy!);
+    approvalSigner = createMessageSigner('approval', privateKeys.approval!);
     const document = {
       bus: {
         url: nats.url,

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, type Server, type Socket } from 'node:net';
 import { promisify } from 'node:util';
 import { createClient, type RedisClientType } from 'redis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -11,7 +11,9 @@ import { createTokenVerifier } from '@sluice/identity';
 import type { ApprovalOutcome, ApprovalRequest, GovernancePorts } from '../services/proxy/src/ports.js';
 import { createRedisAdapter } from '../services/proxy/src/redis/adapter.js';
 import { createStubMasker, deferred, stubDecision, stubMaskText } from './support/stub-ports.js';
+import { listenOnLoopback } from './support/engine-ports.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { loopbackRedisResource } from './support/redis-proxy-harness.js';
 
 const run = promisify(execFile);
 const prefix = `sluice-test:${randomUUID().slice(0, 8)}`;
@@ -160,18 +162,10 @@ describe('Redis adapter', () => {
   const clients: { close(): unknown }[] = [];
 
   const startProxy = async (overrides: Partial<RedisResourceConfig> = {}) => {
-    const resource: RedisResourceConfig = {
-      name: 'cache',
-      type: 'redis',
-      listen: '127.0.0.1:0',
-      target: { host: '127.0.0.1', port: 6379, db: 0 },
-      credentials: {},
-      ...overrides,
-    };
+    const resource = loopbackRedisResource(overrides);
     const adapter = createRedisAdapter(resource, { secretsDir: process.cwd() });
-    const listener = createServer((socket) => void adapter.handleConnection(socket, harness.ports));
-    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
-    return { listener, port: (listener.address() as AddressInfo).port };
+    const { server: listener, port: listening } = await listenOnLoopback(adapter, harness.ports);
+    return { listener, port: listening };
   };
 
   const agent = async (options: { RESP?: 2 | 3; username?: string; password?: string } = {}) => {

@@ -1,16 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { createClient, type RedisClientType } from 'redis';
+import { connect, createServer, type AddressInfo } from 'node:net';
+import type { RedisClientType } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeCommand, decodeReply, encodeCommand, RespFramer, type RespValue } from '@sluice/codec-resp';
-import type { RedisResourceConfig, RuleConfig } from '@sluice/config';
-import { createTokenVerifier } from '@sluice/identity';
-import { compileMasking } from '@sluice/masking-engine';
-import { createPolicy } from '../services/policy/src/policy.js';
+import { decodeCommand } from '@sluice/codec-resp';
 import { classifyRedis } from '../services/policy/src/redis-commands.js';
-import type { GovernancePorts } from '../services/proxy/src/ports.js';
 import { createRedisAdapter } from '../services/proxy/src/redis/adapter.js';
-import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { compilePiiMasking, expectNoClearSsn as noClearSsnIn, UNDETECTABLE_SSN as SSN } from './support/engine-ports.js';
+import { rawRespSocket as rawSocket, showResp as show } from './support/raw-socket.js';
+import { redTeamKeyRules, seedRedTeamKeys, startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-harness.js';
 
 /**
  * Red-team probes of the Redis front door (issue #10), through a real client against the real
@@ -18,162 +15,29 @@ import { startTestIssuer, type TestIssuer } from './support/oidc.js';
  */
 const prefix = `sluice-bypass:${randomUUID().slice(0, 8)}`;
 const key = (name: string) => `${prefix}:${name}`;
-/** A value no detector recognises: only a column rule (field `ssn`) can mask it. */
-const SSN = 'ZQ-SSN-VALUE-77';
-const noClearSsnIn = (reply: unknown) => expect(JSON.stringify(reply)).not.toContain(SSN);
+const rules = redTeamKeyRules(key);
 
-const rules: RuleConfig[] = [
-  { name: 'no-secrets', effect: 'deny', keys: [key('secret:*')] },
-  { name: 'support-read', effect: 'allow', subjects: { groups: ['support-agents'] }, actions: ['read'], keys: [key('*')], mask: 'pii' },
-  {
-    name: 'narrow-read',
-    effect: 'allow',
-    subjects: { groups: ['narrow-agents'] },
-    actions: ['read'],
-    keys: [key('ids'), key('pub:*')],
-    mask: 'pii',
-  },
-] as RuleConfig[];
-
-const resource: RedisResourceConfig = {
-  name: 'cache',
-  type: 'redis',
-  listen: '127.0.0.1:0',
-  target: { host: '127.0.0.1', port: 6379, db: 0 },
-  credentials: {},
-};
-
-const masking = compileMasking(
-  {
-    defaultRegion: 'US',
-    detectors: [],
-    profiles: { pii: { detectors: ['email', 'us_ssn', 'credit_card'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } },
-  },
-  { hashKey: 'redis-bypass' },
-);
-
-const createPorts = (idp: TestIssuer): GovernancePorts => {
-  const verifier = createTokenVerifier([{ issuer: idp.issuer, audience: idp.audience, groupsClaim: 'groups', clockTolerance: 5_000 }]);
-  const policy = createPolicy(rules, [resource], { approvalTimeoutMs: 60_000 });
-  return {
-    identity: { verify: (token) => verifier.verify(token) },
-    policy: {
-      describeSession: async (subject) => policy.describeSession(subject, resource.name),
-      decide: async (subject, name, command) => policy.decide(subject, name, command),
-    },
-    masking: { masker: (profile) => (profile ? masking.profile(profile) : undefined), maskCommandText: (text) => text },
-    approvals: {
-      request: async () => {
-        throw new Error('no approvals in this test');
-      },
-      awaitDecision: async () => ({ granted: false, outcome: 'denied', reason: '', approvalId: undefined, code: 'DENIED' }) as never,
-      consume: async () => false,
-    },
-    audit: { record: () => {}, healthy: true },
-    recording: { maxRows: 100, maxBytes: 65_536 },
-    newId: randomUUID,
-    now: () => new Date(),
-  };
-};
-
-/** A raw socket that sends bytes as they are and reads RESP replies. */
-const rawSocket = async (port: number) => {
-  const socket = connect(port, '127.0.0.1');
-  await new Promise((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  const framer = new RespFramer('reply');
-  const received: RespValue[] = [];
-  let closed = false;
-  socket.on('data', (chunk) => {
-    for (const frame of framer.push(chunk)) received.push(decodeReply(frame));
-  });
-  socket.on('close', () => (closed = true));
-  socket.on('error', () => {});
-  return {
-    socket,
-    get closed() {
-      return closed;
-    },
-    write: (bytes: string | Buffer) => socket.write(bytes),
-    send: (...args: string[]) => socket.write(encodeCommand(args)),
-    read: async (): Promise<RespValue> => {
-      const deadline = Date.now() + 5_000;
-      while (received.length === 0) {
-        if (Date.now() > deadline || (closed && received.length === 0)) throw new Error('no reply');
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-      return received.shift()!;
-    },
-  };
-};
-
-const show = (value: RespValue): unknown => {
-  switch (value.type) {
-    case 'bulk':
-    case 'verbatim':
-      return value.value.toString('latin1');
-    case 'simple':
-    case 'error':
-      return value.value;
-    case 'integer':
-      return Number(value.value);
-    case 'null':
-      return null;
-    case 'array':
-    case 'set':
-    case 'push':
-      return value.items.map(show);
-    case 'map':
-      return value.entries.map(([k, v]) => [show(k), show(v)]);
-    default:
-      return value.type;
-  }
-};
+const masking = compilePiiMasking('redis-bypass');
 
 describe('Redis front door against a red team', () => {
-  let idp: TestIssuer;
+  let door: RedisFrontDoor;
   let direct: RedisClientType;
-  let server: Server;
-  let port: number;
   let token: string;
   let narrowToken: string;
-  const sockets: Socket[] = [];
 
-  const agent = async (login = token) => {
-    const client = await rawSocket(port);
-    sockets.push(client.socket);
-    client.send('AUTH', login);
-    expect(show(await client.read())).toBe('OK');
-    return client;
-  };
+  const agent = async (login = token) => door.agent(login);
 
   beforeAll(async () => {
-    idp = await startTestIssuer();
-    token = await idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
-    narrowToken = await idp.mint({ sub: 'narrow-bot', groups: ['narrow-agents'] });
-    direct = createClient({ socket: { host: '127.0.0.1', port: 6379 } });
-    await direct.connect();
-    await direct.set(key('secret:1'), 'the launch codes');
-    await direct.set(key('pub:1'), 'hello world');
-    await direct.rPush(key('ids'), ['1', '2']);
-    for (const id of ['1', '2']) await direct.hSet(key(`user:${id}`), { name: `User ${id}`, ssn: SSN });
+    door = await startRedisFrontDoor({ keyPrefix: prefix, rules, masking });
+    ({ direct } = door);
+    token = await door.idp.mint({ sub: 'support-bot', groups: ['support-agents'] });
+    narrowToken = await door.idp.mint({ sub: 'narrow-bot', groups: ['narrow-agents'] });
+    await seedRedTeamKeys(direct, key);
     await direct.xAdd(key('events'), '*', { kind: 'signup', ssn: SSN });
-    const ports = createPorts(idp);
-    const adapter = createRedisAdapter(resource, { secretsDir: process.cwd() });
-    server = createServer((socket) => void adapter.handleConnection(socket, ports));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    port = (server.address() as AddressInfo).port;
   });
 
   afterAll(async () => {
-    for (const socket of sockets) socket.destroy();
-    await new Promise((resolve) => server.close(resolve));
-    const keys = await direct.keys(`${prefix}:*`);
-    if (keys.length > 0) await direct.del(keys);
-    await direct.quit();
-    await idp.close();
+    await door.close();
   });
 
   describe('finding 1: inline commands are read as Redis reads them', () => {
@@ -237,12 +101,12 @@ describe('Redis front door against a red team', () => {
         outbound.on('error', () => inbound.destroy());
       });
       await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
-      const relayed = createRedisAdapter({ ...resource, target: { ...resource.target, port: (relay.address() as AddressInfo).port } }, { secretsDir: process.cwd() });
-      const front = createServer((socket) => void relayed.handleConnection(socket, createPorts(idp)));
+      const relayed = createRedisAdapter({ ...door.resource, target: { ...door.resource.target, port: (relay.address() as AddressInfo).port } }, { secretsDir: process.cwd() });
+      const front = createServer((socket) => void relayed.handleConnection(socket, door.createPorts()));
       await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
       try {
         const client = await rawSocket((front.address() as AddressInfo).port);
-        sockets.push(client.socket);
+        door.sockets.push(client.socket);
         client.send('AUTH', token);
         expect(show(await client.read())).toBe('OK');
         client.write('ECHO a"b c"\r\n');

@@ -1,74 +1,50 @@
-import { randomUUID } from 'node:crypto';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { request as httpRequest } from 'node:http';
 import { connect as connectTcp } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
+import type pg from 'pg';
 import { createClient } from 'redis';
 import { stringify } from 'yaml';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createDatabase, deleteStreams, dropDatabases } from '../support/databases.js';
-import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
-import { freePorts } from '../support/ports.js';
+import type { TestIssuer } from '../support/oidc.js';
 import { runCommand } from '../support/run.js';
-import { allocateServicePorts, servicesSection, SLUICE_BIN, startSluice, type RunningSluice } from '../support/sluice.js';
+import { allocateServicePorts, servicesSection, SLUICE_BIN } from '../support/sluice.js';
+import { startThreeProtocolDeployment, type ThreeProtocolDeployment } from '../support/three-protocol-deployment.js';
 
 const KB = 1024;
 
 /** Each limit a user sets is refused in the protocol's own form, and only for whoever passed it. */
 describe('limits a user sets on a listener', () => {
-  const run = randomUUID().slice(0, 8);
-  const targetDb = `sluice_e2e_lim_${run}`;
-  const storeDb = `sluice_e2e_limstore_${run}`;
-  const stream = `SLUICE_E2E_LIM_${run}`;
   const limits = { maxStatementBytes: 4 * KB, maxMessageBytes: 64 * KB, maxConnections: 4, maxConnectionsPerSubject: 2 };
   // fetch keeps idle connections open: the HTTP listener has room for them besides the test's own.
   const httpLimits = { ...limits, maxConnections: 8 };
+  let deployment: ThreeProtocolDeployment;
+  let run: string;
+  let storeDb: string;
+  let stream: string;
   let idp: TestIssuer;
-  let sluice: RunningSluice;
-  let api: Server;
-  let pgPort: number;
   let redisPort: number;
   let httpPort: number;
 
   beforeAll(async () => {
-    await createDatabase(targetDb);
-    idp = await startTestIssuer();
-    api = createServer((request, response) => {
-      let received = 0;
-      request.on('data', (chunk: Buffer) => (received += chunk.length));
-      request.on('end', () => response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ received })));
+    deployment = await startThreeProtocolDeployment({
+      tag: 'lim',
+      api: (request, response) => {
+        let received = 0;
+        request.on('data', (chunk: Buffer) => (received += chunk.length));
+        request.on('end', () => response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ received })));
+      },
+      limits: { postgres: limits, redis: limits, http: httpLimits },
     });
-    await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
-    [pgPort, redisPort, httpPort] = (await freePorts(3)) as [number, number, number];
-    sluice = await startSluice({
-      identity: { oidc: [{ issuer: idp.issuer, audience: 'sluice' }] },
-      eventStore: { url: `postgres://postgres@127.0.0.1:5432/${storeDb}` },
-      bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `e2elim.${run}.events` },
-      resources: [
-        { name: 'db', type: 'postgres', listen: `127.0.0.1:${pgPort}`, target: { host: '127.0.0.1', database: targetDb }, credentials: { username: 'postgres' }, limits },
-        { name: 'kv', type: 'redis', listen: `127.0.0.1:${redisPort}`, target: { host: '127.0.0.1', port: 6379 }, limits },
-        { name: 'api', type: 'http', listen: `127.0.0.1:${httpPort}`, target: { url: `http://127.0.0.1:${(api.address() as { port: number }).port}` }, limits: httpLimits },
-      ],
-      rules: [{ name: 'agents-work', effect: 'allow', subjects: { groups: ['agents'] }, actions: ['read', 'write'] }],
-    });
+    ({ run, storeDb, stream, idp, redisPort, httpPort } = deployment);
   });
 
   afterAll(async () => {
-    await sluice?.stop();
-    await idp?.close();
-    await new Promise((resolve) => api?.close(resolve));
-    await dropDatabases([targetDb, storeDb]);
-    await deleteStreams([stream]);
+    await deployment?.stop();
   });
 
-  const pgAgent = async (sub: string): Promise<pg.Client> => {
-    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: sub, database: 'db', password: await idp.mint({ sub, groups: ['agents'] }) });
-    client.on('error', () => undefined);
-    await client.connect();
-    return client;
-  };
+  const pgAgent = (sub: string): Promise<pg.Client> => deployment.pgAgent(sub, { ignoreErrors: true });
 
   it('refuses a statement over maxStatementBytes with 54000 and keeps the session usable (simple and extended)', async () => {
     const client = await pgAgent('long-sql');

@@ -1,15 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createClient } from 'redis';
-import { createDatabase, deleteStreams, dropDatabases } from '../support/databases.js';
-import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
-import { freePorts } from '../support/ports.js';
+import type { TestIssuer } from '../support/oidc.js';
 import { runCommand } from '../support/run.js';
-import { startSluice, type RunningSluice } from '../support/sluice.js';
+import type { RunningSluice } from '../support/sluice.js';
+import { startThreeProtocolDeployment, type ThreeProtocolDeployment } from '../support/three-protocol-deployment.js';
 
 const MB = 1024 * 1024;
 /** Other agents must be served this soon after one agent's oversized command. */
@@ -28,78 +26,57 @@ interface StoredEvent {
  * Redis and an HTTP target), each case followed at once by other agents' sessions.
  */
 describe('one agent cannot stop Sluice for everyone with oversized statements, results and bodies', () => {
-  const run = randomUUID().slice(0, 8);
-  const targetDb = `sluice_e2e_big_${run}`;
-  const storeDb = `sluice_e2e_bigstore_${run}`;
-  const stream = `SLUICE_E2E_BIG_${run}`;
-  const keyPrefix = `e2e-big-${run}:`;
+  let deployment: ThreeProtocolDeployment;
+  let keyPrefix: string;
+  let storeDb: string;
   let idp: TestIssuer;
   let sluice: RunningSluice;
-  let api: Server;
   let pgPort: number;
   let redisPort: number;
   let httpPort: number;
 
   beforeAll(async () => {
-    await createDatabase(targetDb, 'CREATE TABLE uploads (line text)');
-    idp = await startTestIssuer();
-    // The HTTP target: counts what it is sent, and sends 50 MB in 1 MB chunks.
-    api = createServer((request, response) => {
-      if (request.method === 'POST') {
-        let received = 0;
-        request.on('data', (chunk: Buffer) => (received += chunk.length));
-        request.on('end', () => response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ received })));
-        return;
-      }
-      if (request.url === '/download') {
-        response.writeHead(200, { 'content-type': 'application/octet-stream' });
-        const chunk = Buffer.alloc(MB, 'a');
-        let sent = 0;
-        const pump = (): void => {
-          while (sent < 50) {
-            sent++;
-            if (!response.write(chunk)) return void response.once('drain', pump);
-          }
-          response.end();
-        };
-        pump();
-        return;
-      }
-      response.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+    deployment = await startThreeProtocolDeployment({
+      tag: 'big',
+      targetSetupSql: 'CREATE TABLE uploads (line text)',
+      // The HTTP target: counts what it is sent, and sends 50 MB in 1 MB chunks.
+      api: (request, response) => {
+        if (request.method === 'POST') {
+          let received = 0;
+          request.on('data', (chunk: Buffer) => (received += chunk.length));
+          request.on('end', () => response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ received })));
+          return;
+        }
+        if (request.url === '/download') {
+          response.writeHead(200, { 'content-type': 'application/octet-stream' });
+          const chunk = Buffer.alloc(MB, 'a');
+          let sent = 0;
+          const pump = (): void => {
+            while (sent < 50) {
+              sent++;
+              if (!response.write(chunk)) return void response.once('drain', pump);
+            }
+            response.end();
+          };
+          pump();
+          return;
+        }
+        response.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      },
     });
-    await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
-    const apiPort = (api.address() as { port: number }).port;
-    [pgPort, redisPort, httpPort] = (await freePorts(3)) as [number, number, number];
-    sluice = await startSluice({
-      identity: { oidc: [{ issuer: idp.issuer, audience: 'sluice' }] },
-      eventStore: { url: `postgres://postgres@127.0.0.1:5432/${storeDb}` },
-      bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `e2ebig.${run}.events` },
-      resources: [
-        { name: 'db', type: 'postgres', listen: `127.0.0.1:${pgPort}`, target: { host: '127.0.0.1', database: targetDb }, credentials: { username: 'postgres' } },
-        { name: 'kv', type: 'redis', listen: `127.0.0.1:${redisPort}`, target: { host: '127.0.0.1', port: 6379 } },
-        { name: 'api', type: 'http', listen: `127.0.0.1:${httpPort}`, target: { url: `http://127.0.0.1:${apiPort}` } },
-      ],
-      rules: [{ name: 'agents-work', effect: 'allow', subjects: { groups: ['agents'] }, actions: ['read', 'write'] }],
-    });
+    ({ storeDb, idp, sluice, pgPort, redisPort, httpPort } = deployment);
+    keyPrefix = `e2e-big-${deployment.run}:`;
   });
 
   afterAll(async () => {
-    await sluice?.stop();
-    await idp?.close();
-    await new Promise((resolve) => api?.close(resolve));
-    await dropDatabases([targetDb, storeDb]);
-    await deleteStreams([stream]);
+    await deployment?.stop();
     const redis = createClient({ url: 'redis://127.0.0.1:6379' });
     await redis.connect();
     for (const key of await redis.keys(`${keyPrefix}*`)) await redis.del(key);
     await redis.quit();
   });
 
-  const pgAgent = async (sub: string): Promise<pg.Client> => {
-    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: sub, database: 'db', password: await idp.mint({ sub, groups: ['agents'] }) });
-    await client.connect();
-    return client;
-  };
+  const pgAgent = (sub: string): Promise<pg.Client> => deployment.pgAgent(sub);
 
   /** Other agents, on every protocol, are served at once. */
   const othersAreServed = async (label: string): Promise<void> => {

@@ -163,6 +163,21 @@ const hexValue = (c: number): number =>
 const DOUBLE_QUOTE_ESCAPES: Readonly<Record<number, number>> = { 0x6e: 0x0a, 0x72: 0x0d, 0x74: 0x09, 0x62: 0x08, 0x61: 0x07 };
 
 /**
+ * The byte an escape at `i` inside a quoted argument stands for, and how many bytes it spans;
+ * undefined when no escape starts there. Double quotes take `\xHH` and `\<c>` (n r t b a, or
+ * the character itself); single quotes take only `\'`.
+ */
+const quotedEscape = (frame: Buffer, i: number, n: number, quote: number): { byte: number; length: number } | undefined => {
+  if (frame[i] !== 0x5c || i + 1 >= n) return undefined;
+  const next = frame[i + 1]!;
+  if (quote === 0x27) return next === 0x27 ? { byte: 0x27, length: 2 } : undefined;
+  if (next === 0x78 && i + 3 < n && hexValue(frame[i + 2]!) >= 0 && hexValue(frame[i + 3]!) >= 0) {
+    return { byte: hexValue(frame[i + 2]!) * 16 + hexValue(frame[i + 3]!), length: 4 };
+  }
+  return { byte: DOUBLE_QUOTE_ESCAPES[next] ?? next, length: 2 };
+};
+
+/**
  * Splits an inline command line exactly as Redis does: processInlineBuffer cuts the line at its
  * LF (and one CR before it), then sdssplitargs splits it. Quotes may open anywhere inside an
  * argument (`s"ecret:1"` is `secret:1`), a closing quote must be followed by a blank or the end,
@@ -187,31 +202,14 @@ export const splitInline = (frame: Buffer): Buffer[] => {
     const out: number[] = [];
     let quote = 0;
     for (;;) {
-      if (quote === 0x22) {
+      if (quote !== 0) {
         if (i >= n) throw unbalanced();
         const c = frame[i]!;
-        if (c === 0x5c && i + 3 < n && frame[i + 1] === 0x78 && hexValue(frame[i + 2]!) >= 0 && hexValue(frame[i + 3]!) >= 0) {
-          out.push(hexValue(frame[i + 2]!) * 16 + hexValue(frame[i + 3]!));
-          i += 4;
-        } else if (c === 0x5c && i + 1 < n) {
-          const next = frame[i + 1]!;
-          out.push(DOUBLE_QUOTE_ESCAPES[next] ?? next);
-          i += 2;
-        } else if (c === 0x22) {
-          if (i + 1 < n && !isSpace(frame[i + 1]!)) throw unbalanced();
-          i++;
-          break;
-        } else {
-          out.push(c);
-          i++;
-        }
-      } else if (quote === 0x27) {
-        if (i >= n) throw unbalanced();
-        const c = frame[i]!;
-        if (c === 0x5c && i + 1 < n && frame[i + 1] === 0x27) {
-          out.push(0x27);
-          i += 2;
-        } else if (c === 0x27) {
+        const escape = quotedEscape(frame, i, n, quote);
+        if (escape) {
+          out.push(escape.byte);
+          i += escape.length;
+        } else if (c === quote) {
           if (i + 1 < n && !isSpace(frame[i + 1]!)) throw unbalanced();
           i++;
           break;

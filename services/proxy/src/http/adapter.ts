@@ -587,6 +587,12 @@ export const createHttpAdapter = (
       }
     };
 
+    /** Answers 403 in place of a result Sluice cannot make safe to show; the audit record says why. */
+    const withhold = (reason: string, detail: string) => {
+      record(false, { code: SluiceErrorCode.MaskingUnavailable, message: `result withheld: ${reason}` });
+      sendProblem(res, new Problem(403, SluiceErrorCode.MaskingUnavailable, 'Result withheld', detail), requestId);
+    };
+
     // The agent never sees the target's credentials, even echoed back (CONTRACT §3), masked or not.
     const needles = credentialNeedlesNow();
     for (const [name, value] of Object.entries(responseHeaders)) {
@@ -609,12 +615,7 @@ export const createHttpAdapter = (
       const decoder = scrubbing ? decoderFor(encoding) : null;
       if (decoder === undefined) {
         upstream.body.resume();
-        record(false, { code: SluiceErrorCode.MaskingUnavailable, message: 'result withheld: the body cannot be checked for credentials' });
-        sendProblem(
-          res,
-          new Problem(403, SluiceErrorCode.MaskingUnavailable, 'Result withheld', 'the response body is encoded in a way Sluice cannot check, so it was withheld'),
-          requestId,
-        );
+        withhold('the body cannot be checked for credentials', 'the response body is encoded in a way Sluice cannot check, so it was withheld');
         return;
       }
       if (scrubbing) {
@@ -643,12 +644,7 @@ export const createHttpAdapter = (
     const decoder = decoderFor(encoding);
     if (kind === 'opaque' || decoder === undefined) {
       upstream.body.resume();
-      record(false, { code: SluiceErrorCode.MaskingUnavailable, message: 'result withheld: the body cannot be masked' });
-      sendProblem(
-        res,
-        new Problem(403, SluiceErrorCode.MaskingUnavailable, 'Result withheld', 'the response body cannot be masked (content type or encoding), so it was withheld'),
-        requestId,
-      );
+      withhold('the body cannot be masked', 'the response body cannot be masked (content type or encoding), so it was withheld');
       return;
     }
     delete responseHeaders['content-encoding'];
@@ -680,12 +676,7 @@ export const createHttpAdapter = (
           // Streamed text masking cannot tell which member a value belongs to: withheld rather than shown.
           decoded.destroy();
           upstream.body.destroy();
-          record(false, { code: SluiceErrorCode.MaskingUnavailable, message: 'result withheld: JSON body too large to mask by column' });
-          sendProblem(
-            res,
-            new Problem(403, SluiceErrorCode.MaskingUnavailable, 'Result withheld', `the JSON body is larger than ${maxJsonBytes} bytes and the masking profile has column rules, so it was withheld`),
-            requestId,
-          );
+          withhold('JSON body too large to mask by column', `the JSON body is larger than ${maxJsonBytes} bytes and the masking profile has column rules, so it was withheld`);
           return;
         }
         // Too large to parse, and no column rules: scan what was read and the rest as streamed text.

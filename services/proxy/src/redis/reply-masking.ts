@@ -77,18 +77,11 @@ const maskCoveredMembers = (node: unknown, masker: ProfileMasker, counts: MaskCo
  * and re-encoded, text that names values (`ssn=…`) has them masked by their rule.
  */
 const maskCoveredText = (text: string, masker: ProfileMasker, counts: MaskCounts, nested: number): string => {
-  if (looksLikeJson(text)) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    if (parsed !== undefined && typeof parsed === 'object' && parsed !== null) {
-      if (nested >= MAX_NESTED_JSON) return COLUMN_REDACTED;
-      const walked = maskCoveredMembers(parsed, masker, counts, nested + 1);
-      return sameJson(parsed, walked) ? text : JSON.stringify(walked);
-    }
+  const parsed = parseJsonDocument(text);
+  if (parsed !== undefined) {
+    if (nested >= MAX_NESTED_JSON) return COLUMN_REDACTED;
+    const walked = maskCoveredMembers(parsed, masker, counts, nested + 1);
+    return sameJson(parsed, walked) ? text : JSON.stringify(walked);
   }
   return maskNamedValues(text, masker, counts);
 };
@@ -96,6 +89,18 @@ const maskCoveredText = (text: string, masker: ProfileMasker, counts: MaskCounts
 export const looksLikeJson = (text: string): boolean => {
   const first = text.trimStart()[0];
   return first === '{' || first === '[';
+};
+
+/** The object or array a text holds as JSON; undefined when it holds none. */
+const parseJsonDocument = (text: string): object | undefined => {
+  if (!looksLikeJson(text)) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  return typeof parsed === 'object' && parsed !== null ? parsed : undefined;
 };
 
 /**
@@ -110,17 +115,10 @@ export const maskString = (text: string, masker: ProfileMasker, counts: MaskCoun
     return COLUMN_REDACTED;
   }
   if (field !== undefined && masker.hasColumnRule({ name: field })) return masker.maskCell(text, { name: field }, counts);
-  if (looksLikeJson(text)) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    if (parsed !== undefined && typeof parsed === 'object' && parsed !== null) {
-      const masked = maskJsonDocument(parsed, masker, counts);
-      return sameJson(parsed, masked) ? text : JSON.stringify(masked);
-    }
+  const parsed = parseJsonDocument(text);
+  if (parsed !== undefined) {
+    const masked = maskJsonDocument(parsed, masker, counts);
+    return sameJson(parsed, masked) ? text : JSON.stringify(masked);
   }
   if (field !== undefined) return masker.maskCell(text, { name: field }, counts);
   return masker.maskText(maskNamedValues(text, masker, counts), counts);
