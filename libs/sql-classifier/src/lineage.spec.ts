@@ -53,6 +53,17 @@ describe('resultLineage: derived columns carry their source', () => {
     expect(columns('SELECT z || z FROM (SELECT ssn FROM people) AS s(z)')).toEqual([SSN]);
   });
 
+  it('through a table alias list, which renames columns only the catalog knows: any column of the table', () => {
+    expect(columns('SELECT upper(c) FROM people AS x(a, b, c)')).toEqual([['public.people.*']]);
+    expect(columns('SELECT upper(j.c) FROM (people CROSS JOIN orders) AS j(a, b, c)')).toEqual([['public.orders.*', 'public.people.*']]);
+  });
+
+  it("through an XMLTABLE column named bare, even beside a base table that may have that name", () => {
+    const xml = "xmltable('/r' PASSING (SELECT xmlelement(name r, ssn) FROM people) COLUMNS v text PATH '.')";
+    expect(columns(`SELECT upper(v) FROM ${xml}`)).toEqual([SSN]);
+    expect(columns(`SELECT upper(v) FROM orders, ${xml}`)).toEqual([['public.orders.v', ...SSN]]);
+  });
+
   it("through a CTE alias: WITH x AS (SELECT ssn AS a FROM people) SELECT a || '' FROM x", () => {
     expect(columns("WITH x AS (SELECT ssn AS a FROM people) SELECT a || '' FROM x")).toEqual([SSN]);
   });

@@ -147,13 +147,26 @@ const derived = (name: string | undefined, items: Item[]): Relation => ({
   },
 });
 
-/** Renames the leading columns (`AS alias(a, b)`), up to the first `*` of unknown width. */
+/**
+ * Renames the leading columns (`AS alias(a, b)`). Names left over when a `*` of unknown width is
+ * met rename columns only the catalog can tell (`people AS p(a, b, c)`: `c` is the table's third
+ * column, `ssn`): each of them may carry anything from that `*` on, so a rule on the real name
+ * still applies.
+ */
 const renamed = (items: Item[], columnNames: readonly string[]): Item[] => {
   if (columnNames.length === 0) return items;
   const out = items.slice();
   for (let index = 0; index < columnNames.length && index < out.length; index++) {
     const item = out[index]!;
-    if (item.kind !== 'column') break;
+    if (item.kind !== 'column') {
+      const renamedBeyond = new Set(columnNames.slice(index));
+      const carried = allSources(out.slice(index));
+      for (let at = index; at < out.length; at++) {
+        const later = out[at]!;
+        if (later.kind === 'star') out[at] = { ...later, resolve: (column) => (renamedBeyond.has(column) ? carried : later.resolve(column)) };
+      }
+      break;
+    }
     out[index] = { kind: 'column', name: columnNames[index], sources: item.sources };
   }
   return out;
@@ -420,7 +433,10 @@ class LineageWalk {
         const schema = str(node.schemaname);
         const cte = schema ? undefined : scope.cte(relname);
         if (cte) relation = derived(aliasName ?? relname, renamed(cte, aliasColumns));
-        else relation = this.table(this.tableNames(schema, relname), aliasName ?? relname);
+        else {
+          relation = this.table(this.tableNames(schema, relname), aliasName ?? relname);
+          if (aliasColumns.length > 0) relation = derived(relation.name, renamed(relation.items(), aliasColumns));
+        }
         break;
       }
       case 'RangeSubselect': {
@@ -456,10 +472,10 @@ class LineageWalk {
         if (!aliasName) return relation;
         break;
       default: {
-        // XMLTABLE, JSON_TABLE, ROWS FROM …: any column may derive from anything they read.
-        // Their column names are not looked up (a bare name does not resolve to them).
+        // XMLTABLE, JSON_TABLE, ROWS FROM …: any column may derive from anything they read, and
+        // any bare name may be one of their columns (XMLTABLE's COLUMNS v …).
         const sources = this.generic(node, scope);
-        relation = { name: aliasName, items: () => [{ kind: 'star', resolve: () => sources, whole: sources, opaque: true }], column: () => undefined };
+        relation = { name: aliasName, items: () => [{ kind: 'star', resolve: () => sources, whole: sources, opaque: true }], column: () => sources };
       }
     }
     scope.relations.push(relation);

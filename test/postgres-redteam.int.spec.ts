@@ -1,0 +1,173 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import net, { type AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig, type PostgresResourceConfig, type RuleConfig } from '@sluice/config';
+import type { SluiceEventKind } from '@sluice/contracts';
+import { createTokenVerifier } from '@sluice/identity';
+import { compileMasking, COLUMN_REDACTED } from '@sluice/masking-engine';
+import { loadSqlClassifier } from '@sluice/sql-classifier';
+import { createPolicy } from '../services/policy/src/policy.js';
+import type { GovernancePorts } from '../services/proxy/src/ports.js';
+import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
+import { createDatabase, dropDatabases } from './support/databases.js';
+import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+
+/**
+ * Red team of the PostgreSQL front door after issue #9's fixes: an agent with a valid token for a
+ * read-only grant (column rule `(?i)ssn`, detectors, a `tables` allow-list, a deny rule on one
+ * table) against the real adapter, policy and masking engine, with node-postgres and psql.
+ * `912-34-5678` is in the 9xx range: no detector knows it, only the column rule can mask it.
+ */
+
+const execFileAsync = promisify(execFile);
+const database = `sluice_redteam_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+const RESOURCE = 'redteam-db';
+const RAW_SSN = '912-34-5678';
+
+const CONFIG = parseConfig({
+  resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
+  masking: {
+    profiles: {
+      pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'jwt', 'secret'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] },
+    },
+  },
+  rules: [
+    { name: 'no-secrets', effect: 'deny', resources: [RESOURCE], tables: ['public.secrets'] },
+    { name: 'readers', effect: 'allow', subjects: { groups: ['readers'] }, resources: [RESOURCE], actions: ['read'], mask: 'pii' },
+    { name: 'orders-only', effect: 'allow', subjects: { groups: ['orders'] }, resources: [RESOURCE], actions: ['read'], tables: ['public.orders'], mask: 'pii' },
+  ],
+});
+const policy = createPolicy(CONFIG.rules as RuleConfig[], CONFIG.resources, { approvalTimeoutMs: 60_000 });
+const masking = compileMasking(CONFIG.masking, { hashKey: 'redteam-int' });
+
+let issuer: TestIssuer;
+let server: net.Server;
+let adapter: PostgresAdapter;
+let port: number;
+let direct: pg.Client;
+const events: { kind: SluiceEventKind; data: Record<string, unknown> }[] = [];
+const clients: pg.Client[] = [];
+
+const token = (groups: string[]): Promise<string> => issuer.mint({ sub: `agent-${groups.join('-')}`, groups });
+
+const connect = async (groups = ['readers']): Promise<pg.Client> => {
+  const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, password: await token(groups) });
+  client.on('error', () => {});
+  await client.connect();
+  clients.push(client);
+  return client;
+};
+
+/** psql through the proxy, one message: stdout, or stdout and stderr on failure. */
+const psql = async (sql: string, groups = ['readers']): Promise<string> => {
+  const env = { ...process.env, PGPASSWORD: await token(groups), PGCONNECT_TIMEOUT: '10', PGSSLMODE: 'disable' };
+  try {
+    const { stdout } = await execFileAsync('psql', ['-X', '-q', '-At', '-h', '127.0.0.1', '-p', String(port), '-U', 'agent', '-d', RESOURCE, '-v', 'ON_ERROR_STOP=1', '-c', sql], { env });
+    return stdout;
+  } catch (error) {
+    return `${(error as { stdout?: string }).stdout ?? ''}${(error as { stderr?: string }).stderr ?? ''}`;
+  }
+};
+
+const expectNoRawSsn = (value: unknown): void => {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  expect(text).not.toContain(RAW_SSN);
+  expect(text).not.toContain('912345678');
+};
+
+beforeAll(async () => {
+  await loadSqlClassifier();
+  issuer = await startTestIssuer();
+  await createDatabase(
+    database,
+    `create table people (id int primary key, name text, ssn text);
+     insert into people values (1, 'Ada Lovelace', '${RAW_SSN}');
+     create table orders (id int primary key, item text);
+     insert into orders values (1, 'public-order');
+     create table secrets (id int, secret text);
+     insert into secrets select g, 'TOP-SECRET-VALUE' from generate_series(1, 200) g;
+     analyze secrets;`,
+  );
+  direct = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
+  await direct.connect();
+  const resource = CONFIG.resources[0] as PostgresResourceConfig;
+  adapter = createPostgresAdapter({ ...resource, target: { ...resource.target, port: 5432, ssl: false } }, { secretsDir: process.cwd() });
+  const verifier = createTokenVerifier([{ issuer: issuer.issuer, audience: 'sluice', clockTolerance: 0 }]);
+  const ports: GovernancePorts = {
+    identity: { verify: async (jwt) => verifier.verify(jwt) },
+    policy: {
+      describeSession: async (subject, name) => policy.describeSession(subject, name),
+      decide: async (subject, name, command) => policy.decide(subject, name, command),
+    },
+    masking: {
+      masker: (profile) => (profile ? masking.profile(profile) : undefined),
+      maskCommandText: (text) => masking.everything.maskText(text, {}),
+    },
+    approvals: {
+      request: async () => {
+        throw new Error('no approvals in this test');
+      },
+      awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
+      consume: async () => false,
+    },
+    audit: {
+      healthy: true,
+      record: (_sessionId, kind, data) => {
+        events.push({ kind, data: data as unknown as Record<string, unknown> });
+      },
+    },
+    recording: { maxRows: 10, maxBytes: 65_536 },
+    newId: randomUUID,
+    now: () => new Date(),
+  };
+  server = net.createServer({ noDelay: true }, (socket) => {
+    void adapter.handleConnection(socket, ports);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+});
+
+afterAll(async () => {
+  for (const client of clients) await client.end().catch(() => {});
+  await adapter?.close();
+  await new Promise((resolve) => server?.close(resolve));
+  await direct?.end();
+  await dropDatabases([database]);
+  await issuer?.close();
+});
+
+describe('a column renamed by a table alias list is masked by its own name', () => {
+  it('masks SELECT c FROM people AS x(a, b, c) and SELECT * over the same alias (the wire names the table column)', async () => {
+    const client = await connect();
+    const bare = await client.query('SELECT c FROM people AS x(a, b, c)');
+    expect(bare.rows).toEqual([{ c: COLUMN_REDACTED }]);
+    const star = await client.query('SELECT * FROM people AS x(a, b, c)');
+    expect(star.rows[0].c).toBe(COLUMN_REDACTED);
+    expectNoRawSsn(star.rows);
+  });
+
+  it('masks an expression over a renamed column, which the wire does not name (upper(c), a join alias, COPY)', async () => {
+    const client = await connect();
+    const upper = await client.query('SELECT upper(c) AS u FROM people AS x(a, b, c)');
+    expect(upper.rows).toEqual([{ u: COLUMN_REDACTED }]);
+    const joined = await client.query('SELECT upper(j.c) AS u FROM (people CROSS JOIN orders) AS j(a, b, c)');
+    expect(joined.rows).toEqual([{ u: COLUMN_REDACTED }]);
+    const copied = await psql('COPY (SELECT c FROM people AS x(a, b, c)) TO STDOUT');
+    expect(copied.trim()).toBe(COLUMN_REDACTED);
+  });
+});
+
+describe('columns of XMLTABLE and other generic FROM items carry what they read', () => {
+  it('masks a bare name of an XMLTABLE column fed a covered column, alone or next to a base table', async () => {
+    const client = await connect();
+    const xml = "xmltable('/r' PASSING (SELECT xmlelement(name r, ssn) FROM people) COLUMNS v text PATH '.')";
+    const alone = await client.query(`SELECT upper(v) AS u FROM ${xml}`);
+    expect(alone.rows).toEqual([{ u: COLUMN_REDACTED }]);
+    // A base table may have any column name: the bare name must still count the XMLTABLE's sources.
+    const beside = await client.query(`SELECT upper(v) AS u FROM orders, ${xml}`);
+    expect(beside.rows).toEqual([{ u: COLUMN_REDACTED }]);
+  });
+});
