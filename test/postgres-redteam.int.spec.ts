@@ -171,3 +171,14 @@ describe('columns of XMLTABLE and other generic FROM items carry what they read'
     expect(beside.rows).toEqual([{ u: COLUMN_REDACTED }]);
   });
 });
+
+describe("a recursive CTE's SEARCH and CYCLE columns carry its rows", () => {
+  it.each([
+    ['SEARCH … SET ord', 'SEARCH DEPTH FIRST BY x SET ord SELECT ord::text AS v FROM t'],
+    ['CYCLE … USING path', 'CYCLE x SET c USING p SELECT p::text AS v FROM t'],
+  ])('masks %s', async (_what, tail) => {
+    const client = await connect();
+    const result = await client.query(`WITH RECURSIVE t(x) AS (SELECT ssn FROM people UNION ALL SELECT x FROM t WHERE false) ${tail}`);
+    expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+  });
+});

@@ -64,6 +64,12 @@ describe('resultLineage: derived columns carry their source', () => {
     expect(columns(`SELECT upper(v) FROM orders, ${xml}`)).toEqual([['public.orders.v', ...SSN]]);
   });
 
+  it("through a recursive CTE's SEARCH … SET and CYCLE … SET … USING columns (arrays of the rows' values)", () => {
+    const cte = 'WITH RECURSIVE t(x) AS (SELECT ssn FROM people UNION ALL SELECT x FROM t WHERE false)';
+    expect(columns(`${cte} SEARCH DEPTH FIRST BY x SET ord SELECT ord FROM t`)).toEqual([SSN]);
+    expect(columns(`${cte} CYCLE x SET c USING p SELECT p::text FROM t`)).toEqual([SSN]);
+  });
+
   it("through a CTE alias: WITH x AS (SELECT ssn AS a FROM people) SELECT a || '' FROM x", () => {
     expect(columns("WITH x AS (SELECT ssn AS a FROM people) SELECT a || '' FROM x")).toEqual([SSN]);
   });

@@ -208,6 +208,20 @@ const mergePositional = (left: Item[], right: Item[]): Item[] => {
   return out;
 };
 
+/**
+ * A recursive CTE's SEARCH … SET and CYCLE … SET … USING add columns after its own: the sequence
+ * and the path are arrays of the rows' values (`{(912-34-5678)}`), the mark a value of the
+ * query's choosing. Each carries everything the CTE's columns carry.
+ */
+const withSearchAndCycleColumns = (cte: Node, items: Item[]): Item[] => {
+  const search = isObject(cte.search_clause) ? cte.search_clause : undefined;
+  const cycle = isObject(cte.cycle_clause) ? cte.cycle_clause : undefined;
+  const added = [str(search?.search_seq_column), str(cycle?.cycle_mark_column), str(cycle?.cycle_path_column)].filter((name): name is string => name !== undefined);
+  if (added.length === 0) return items;
+  const sources = allSources(items);
+  return [...items, ...added.map((name): Item => ({ kind: 'column', name, sources }))];
+};
+
 /** One level of name resolution: a query's FROM items and CTEs, under its enclosing query's. */
 class Scope {
   readonly relations: Relation[] = [];
@@ -243,7 +257,9 @@ class Scope {
       }
       if (found) return union(...found);
     }
-    return [{ column: name }];
+    // No relation in scope can have it, yet the server found it: something the walk does not
+    // model (a new clause, an added column) put it there, so it may carry any column.
+    return ANY_COLUMN;
   }
 }
 
@@ -414,7 +430,7 @@ class LineageWalk {
         // A data-changing CTE: what its RETURNING gives.
         items = renamed(this.returning(query[0], query[1], scope) ?? [], columnNames);
       } else items = [];
-      scope.ctes.set(name, items);
+      scope.ctes.set(name, withSearchAndCycleColumns(cte, items));
     }
   }
 
@@ -681,7 +697,8 @@ class LineageWalk {
       return relation ? union(scope.column(column), allSources(relation.items())) : scope.column(column);
     }
     const relation = scope.relation(parts.at(-2)!);
-    return relation?.column(column) ?? [{ column }];
+    // A qualifier or column the walk cannot place: fail closed, as for a bare name.
+    return relation?.column(column) ?? ANY_COLUMN;
   }
 
   /** `(p).ssn`, `(rec).field`, `arr[1]`: field selection names a column; subscripts keep the value. */
@@ -692,7 +709,7 @@ class LineageWalk {
     if (field && arg) {
       const parts = names(arg.fields);
       const relation = parts.length === 1 ? scope.relation(parts[0]!) : undefined;
-      if (relation) return relation.column(field) ?? [{ column: field }];
+      if (relation) return relation.column(field) ?? ANY_COLUMN;
     }
     return this.expr(node.arg, scope);
   }
