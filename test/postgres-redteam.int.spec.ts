@@ -182,3 +182,16 @@ describe("a recursive CTE's SEARCH and CYCLE columns carry its rows", () => {
     expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
   });
 });
+
+describe('errors over a column renamed by a table alias list', () => {
+  it.each(['SELECT c::int FROM people AS x(a, b, c)', 'SELECT 1 FROM people AS x(a, b, c) WHERE c::int > 0', 'SELECT 1 FROM people AS x(a, b, c) ORDER BY c::int'])(
+    'masks the value the error quotes: %s',
+    async (sql) => {
+      const client = await connect();
+      const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
+      expect(error.code).toBe('22P02');
+      expect(error.message).toMatch(/^invalid input syntax for type integer: /);
+      expectNoRawSsn(error.message);
+    },
+  );
+});

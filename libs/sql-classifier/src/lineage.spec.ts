@@ -275,6 +275,7 @@ describe('referencedColumns', () => {
     'SELECT my_report(1)',
     "SELECT histogram_bounds::text::int[] FROM pg_stats",
     'FETCH ALL FROM c',
+    'SELECT c::int FROM people AS x(a, b, c)',
   ])('counts %s as naming any column', (sql) => {
     expect(referencedColumns(sql)).toEqual([{ column: '*', anyColumn: true }]);
   });

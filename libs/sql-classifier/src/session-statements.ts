@@ -25,11 +25,14 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
   const relationNames = new Set<string>();
   const columns = new Map<string, LineageSource>();
   let any = false;
+  let renamesColumns = false;
   const collectRelations = (value: unknown): void => {
     if (Array.isArray(value)) return value.forEach(collectRelations);
     if (!isObject(value)) return;
     if (typeof value.relname === 'string') relationNames.add(value.relname);
     if (isObject(value.alias) && typeof value.alias.aliasname === 'string') relationNames.add(value.alias.aliasname);
+    // `people AS x(a, b, c)`: `c` is `ssn` under a name the text alone cannot map back.
+    if (isObject(value.alias) && list(value.alias.colnames).length > 0) renamesColumns = true;
     for (const key in value) collectRelations(value[key]);
   };
   const visit = (value: unknown): void => {
@@ -82,6 +85,7 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
   collectRelations(tree);
   // Statistics relations quote sample values of every column.
   for (const name of relationNames) if (STATISTICS_RELATIONS.has(name)) any = true;
+  if (renamesColumns) any = true;
   visit(tree);
   return any ? ANY_COLUMN : [...columns.values()];
 };
