@@ -195,3 +195,46 @@ describe('errors over a column renamed by a table alias list', () => {
     },
   );
 });
+
+describe('SET is closed by default: only settings that change the session’s own formatting and planning are reads', () => {
+  it.each([
+    "SET log_statement = 'none'",
+    'SET log_min_messages = panic',
+    'SET track_activities = off',
+    "SET max_stack_depth = '7MB'",
+    'SET zero_damaged_pages = on',
+    "SET work_mem = '64GB'",
+    'SET temp_file_limit = -1',
+    "SET pgaudit.log = 'none'",
+    "SELECT set_config('app.tenant', 'someone-else', false)",
+    "SET LOCAL log_statement = 'none'",
+    'RESET log_min_duration_statement',
+  ])('refuses %s to a read-only subject (the server would apply it: the target role is a superuser)', async (sql) => {
+    const client = await connect();
+    const before = (await client.query('SHOW log_statement')).rows[0].log_statement;
+    await client.query('BEGIN');
+    await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+    await client.query('ROLLBACK');
+    expect((await client.query('SHOW log_statement')).rows[0].log_statement).toBe(before);
+  });
+
+  it('still lets a driver set what drivers set (DateStyle, TIME ZONE, statement_timeout, application_name, extra_float_digits)', async () => {
+    const client = await connect();
+    for (const sql of ['SET DateStyle = ISO', "SET TIME ZONE 'UTC'", 'SET statement_timeout = 5000', "SET application_name = 'agent'", 'SET extra_float_digits = 3', "SELECT set_config('bytea_output', 'hex', false)"]) {
+      await client.query(sql);
+    }
+    expect((await client.query('SHOW TimeZone')).rows[0].TimeZone).toBe('UTC');
+  });
+});
+
+describe('the statistics relations read every table', () => {
+  it.each([
+    "SELECT most_common_vals::text AS v FROM pg_stats WHERE tablename = 'secrets'",
+    "SELECT stavalues1::text AS v FROM pg_catalog.pg_statistic WHERE starelid = 'secrets'::regclass",
+  ])('refuses %s under a deny rule on public.secrets (its sample values are that table’s rows)', async (sql) => {
+    const raw = await direct.query(sql);
+    expect(JSON.stringify(raw.rows)).toContain('TOP-SECRET-VALUE');
+    const client = await connect();
+    await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+  });
+});
