@@ -1,6 +1,6 @@
 import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-query';
 import { highestRisk, riskRank, actionRank, widestAction, type Action, type Risk } from '@sluice/contracts';
-import { ANY_TABLE, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction } from './catalogue.js';
+import { ANY_TABLE, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, STATISTICS_RELATIONS } from './catalogue.js';
 import { functionEffect } from './functions.js';
 import { guardedSettingReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
@@ -251,6 +251,9 @@ class StatementWalk {
     const relname = str(rangeVar.relname);
     if (!relname) return;
     const schema = str(rangeVar.schemaname);
+    // pg_stats and the like hold sample values of every table's columns: reading them reads any
+    // table, so a deny on one table denies them and only an allow-list with `*` grants them.
+    if (STATISTICS_RELATIONS.has(relname) && (schema === undefined || schema === 'pg_catalog') && !scope.has(relname)) this.reads.add(ANY_TABLE);
     if (schema) {
       into.add(`${schema}.${relname}`);
       return;
