@@ -238,3 +238,14 @@ describe('the statistics relations read every table', () => {
     await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
   });
 });
+
+describe('ordered-set aggregates return a value of their WITHIN GROUP ordering', () => {
+  it.each(['SELECT mode() WITHIN GROUP (ORDER BY ssn) AS v FROM people', 'SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY ssn) AS v FROM people'])(
+    'masks %s',
+    async (sql) => {
+      const client = await connect();
+      const result = await client.query(sql);
+      expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+    },
+  );
+});

@@ -64,6 +64,13 @@ describe('resultLineage: derived columns carry their source', () => {
     expect(columns(`SELECT upper(v) FROM orders, ${xml}`)).toEqual([['public.orders.v', ...SSN]]);
   });
 
+  it.each(['SELECT mode() WITHIN GROUP (ORDER BY ssn) FROM people', 'SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY ssn) FROM people'])(
+    'through an ordered-set aggregate, which returns a value of its ordering: %s',
+    (sql) => {
+      expect(columns(sql)).toEqual([SSN]);
+    },
+  );
+
   it("through a recursive CTE's SEARCH … SET and CYCLE … SET … USING columns (arrays of the rows' values)", () => {
     const cte = 'WITH RECURSIVE t(x) AS (SELECT ssn FROM people UNION ALL SELECT x FROM t WHERE false)';
     expect(columns(`${cte} SEARCH DEPTH FIRST BY x SET ord SELECT ord FROM t`)).toEqual([SSN]);

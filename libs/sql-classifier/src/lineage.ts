@@ -653,7 +653,10 @@ class LineageWalk {
     const args = list(node.args);
     if (pure && (node.agg_star === true || args.length === 0) && REVEALS_NOTHING_WITHOUT_ARGUMENTS.has(name)) return NONE;
     if (pure && COUNTS_NULLS.has(name) && node.agg_within_group !== true) return NONE;
-    const carried = this.expr(args, scope);
+    // An ordered-set aggregate returns a value of its WITHIN GROUP ordering: mode() and
+    // percentile_disc(0.5) WITHIN GROUP (ORDER BY ssn) are an SSN.
+    const ordered = node.agg_within_group === true ? this.expr(node.agg_order, scope) : NONE;
+    const carried = union(this.expr(args, scope), ordered);
     if (pure) return carried;
     // Catalog look-ups (format_type, pg_get_viewdef) read definitions, never a user table's rows.
     return isCataloguedFunction(parts, this.options.searchPath) ? carried : union(carried, ANY_COLUMN);
