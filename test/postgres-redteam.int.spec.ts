@@ -249,3 +249,25 @@ describe('ordered-set aggregates return a value of their WITHIN GROUP ordering',
     },
   );
 });
+
+describe('a cursor holds what the server accepted', () => {
+  it('masks FETCH from a WITH HOLD cursor after a second DECLARE of its name that the server refused', async () => {
+    const client = await connect();
+    await client.query('DECLARE held CURSOR WITH HOLD FOR SELECT reverse(reverse(ssn)) AS x FROM people');
+    await expect(client.query("DECLARE held CURSOR WITH HOLD FOR SELECT 'harmless' AS x")).rejects.toMatchObject({ code: '42P03' });
+    const fetched = await client.query('FETCH ALL FROM held');
+    expect(fetched.rows).toEqual([{ x: COLUMN_REDACTED }]);
+    await client.query('CLOSE held');
+  });
+
+  it('still follows a cursor re-declared after CLOSE, and one declared and fetched in one message (psql)', async () => {
+    const client = await connect();
+    await client.query("DECLARE again CURSOR WITH HOLD FOR SELECT 'harmless' AS x");
+    await client.query('CLOSE again');
+    await client.query('DECLARE again CURSOR WITH HOLD FOR SELECT reverse(reverse(ssn)) AS x FROM people');
+    expect((await client.query('FETCH ALL FROM again')).rows).toEqual([{ x: COLUMN_REDACTED }]);
+    const out = await psql("BEGIN; DECLARE one CURSOR FOR SELECT 'harmless' AS x; CLOSE one; DECLARE one CURSOR FOR SELECT reverse(reverse(ssn)) AS x FROM people; FETCH ALL FROM one; COMMIT");
+    expectNoRawSsn(out);
+    expect(out).toContain(COLUMN_REDACTED);
+  });
+});

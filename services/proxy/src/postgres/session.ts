@@ -41,7 +41,7 @@ import type { TableCatalog } from './catalog.js';
 import { SocketFrames } from './frame-source.js';
 import { Outbox } from './outbox.js';
 import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
-import { SessionProfiles } from './session-profiles.js';
+import { SessionProfiles, type DeclaredCursor } from './session-profiles.js';
 import { maskNotification, maskServerFields } from './server-texts.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
 import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
@@ -105,6 +105,9 @@ interface Command {
   readonly tags: string[];
   /** Its SQL PREPAREs and DEALLOCATEs, in order: each is true once its command tag comes back. */
   readonly preparedChanges: PreparedStatementChange[];
+  /** Its DECLAREs, in order; `cursorsConfirmed` of them have had their command tag back. */
+  readonly declares: readonly DeclaredCursor[];
+  cursorsConfirmed: number;
   error?: { code: string; message: string };
   done: boolean;
 }
@@ -918,10 +921,10 @@ export class PostgresSession {
   }
 
   #newCommand(id: string, masker: ProfileMasker | undefined, sql: string): Command {
-    const effective = this.#profiles.command(sql, masker);
+    const { masker: effective, declares } = this.#profiles.command(sql, masker);
     this.#lastMasker = effective;
     const preparedChanges = [...this.#effectsOf(sql).preparedStatements];
-    return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, done: false };
+    return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, done: false };
   }
 
   /** A statement a Bind or Describe names that was not Parse'd in this batch: decided again now. */
@@ -1485,6 +1488,9 @@ export class PostgresSession {
         this.#prepared.delete(change.name);
         this.#statements.delete(change.name);
       }
+    } else if (tag === 'DECLARE CURSOR') {
+      const declared = command.declares[command.cursorsConfirmed++];
+      if (declared) this.#profiles.confirmCursor(declared);
     } else if (tag === 'DISCARD ALL') {
       this.#forgetNamedStatements();
       this.#portals.clear();
@@ -1505,7 +1511,7 @@ export class PostgresSession {
   #derivedFrom(command: Command, statement: number, fields: readonly FieldDescription[]): (readonly ColumnSource[] | undefined)[] | undefined {
     const count = fields.length;
     if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts) ?? null;
+    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
     return derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name));
   }
 
@@ -1534,7 +1540,7 @@ export class PostgresSession {
   /** The columns of a COPY TO's lines (the `statement`-th of a simple query), so column rules apply to its fields. */
   #copyColumns(command: Command, frame: Frame): ReturnType<typeof copyColumns> {
     const message = decodeBackend(frame) as { columnFormats: readonly number[] };
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts) ?? null;
+    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
     return copyColumns(command.lineage ?? undefined, command.tags.length, message.columnFormats.length);
   }
 
