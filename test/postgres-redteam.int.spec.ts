@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import net, { type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { decodeBackend, encodePasswordMessage, encodeQuery, encodeStartupMessage, FrameReader, type BackendMessage } from '@sluice/codec-pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, type PostgresResourceConfig, type RuleConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
@@ -65,10 +66,59 @@ const connect = async (groups = ['readers']): Promise<pg.Client> => {
 const psql = async (sql: string, groups = ['readers']): Promise<string> => {
   const env = { ...process.env, PGPASSWORD: await token(groups), PGCONNECT_TIMEOUT: '10', PGSSLMODE: 'disable' };
   try {
-    const { stdout } = await execFileAsync('psql', ['-X', '-q', '-At', '-h', '127.0.0.1', '-p', String(port), '-U', 'agent', '-d', RESOURCE, '-v', 'ON_ERROR_STOP=1', '-c', sql], { env });
+    const { stdout } = await execFileAsync('psql', ['-X', '-q', '-At', '-h', '127.0.0.1', '-p', String(port), '-U', 'agent', '-d', RESOURCE, '-v', 'ON_ERROR_STOP=1', '-c', sql], { env, timeout: 20_000 });
     return stdout;
   } catch (error) {
     return `${(error as { stdout?: string }).stdout ?? ''}${(error as { stderr?: string }).stderr ?? ''}`;
+  }
+};
+
+/** A connection speaking the protocol byte by byte, as an attacker would; keeps every byte it got. */
+class RawSession {
+  readonly messages: BackendMessage[] = [];
+  received = Buffer.alloc(0);
+  closed = false;
+  readonly #reader = new FrameReader({ phase: 'typed' });
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.received = Buffer.concat([this.received, chunk]);
+      for (const frame of this.#reader.push(chunk)) this.messages.push(decodeBackend(frame));
+    });
+    socket.on('close', () => (this.closed = true));
+    socket.on('error', () => (this.closed = true));
+  }
+
+  static async open(groups: string[]): Promise<RawSession> {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const session = new RawSession(socket);
+    raws.push(session);
+    socket.write(encodeStartupMessage([['user', 'agent'], ['database', RESOURCE]]));
+    await waitFor(() => session.messages.some((m) => m.type === 'AuthenticationCleartextPassword'));
+    socket.write(encodePasswordMessage(await token(groups)));
+    await session.readyCount(1);
+    return session;
+  }
+
+  count(type: BackendMessage['type']): number {
+    return this.messages.filter((m) => m.type === type).length;
+  }
+
+  async readyCount(n: number): Promise<void> {
+    await waitFor(() => this.count('ReadyForQuery') >= n || this.closed);
+  }
+
+  send(...buffers: Buffer[]): void {
+    this.socket.write(Buffer.concat(buffers));
+  }
+}
+const raws: RawSession[] = [];
+
+const waitFor = async (condition: () => boolean, timeoutMs = 10_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
   }
 };
 
@@ -132,6 +182,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const client of clients) await client.end().catch(() => {});
+  for (const raw of raws) raw.socket.destroy();
   await adapter?.close();
   await new Promise((resolve) => server?.close(resolve));
   await direct?.end();
@@ -269,5 +320,29 @@ describe('a cursor holds what the server accepted', () => {
     const out = await psql("BEGIN; DECLARE one CURSOR FOR SELECT 'harmless' AS x; CLOSE one; DECLARE one CURSOR FOR SELECT reverse(reverse(ssn)) AS x FROM people; FETCH ALL FROM one; COMMIT");
     expectNoRawSsn(out);
     expect(out).toContain(COLUMN_REDACTED);
+  });
+});
+
+describe('a withheld result does not swallow what follows it', () => {
+  it('answers every pipelined query after a binary COPY it withholds, each under its own lineage', async () => {
+    const raw = await RawSession.open(['readers']);
+    const before = raw.count('ReadyForQuery');
+    // One write: the withheld binary COPY, a harmless query, then one whose column the wire does not name.
+    raw.send(
+      encodeQuery('COPY (SELECT ssn FROM people) TO STDOUT WITH (FORMAT binary)'),
+      encodeQuery("SELECT 'harmless' AS a"),
+      encodeQuery('SELECT upper(ssn) AS a FROM people'),
+    );
+    await raw.readyCount(before + 3);
+    expect(raw.closed).toBe(false);
+    expect(raw.count('ReadyForQuery')).toBe(before + 3);
+    expect(raw.received.toString('latin1')).not.toContain(RAW_SSN);
+    const rows = raw.messages.flatMap((m) => (m.type === 'DataRow' ? [m.values.map((v) => v?.toString('utf8'))] : []));
+    expect(rows).toEqual([['harmless'], [COLUMN_REDACTED]]);
+  });
+
+  it("answers psql's binary COPY with the withheld error instead of leaving it waiting", async () => {
+    const out = await psql('COPY (SELECT ssn FROM people) TO STDOUT WITH (FORMAT binary)');
+    expect(out).toMatch(/result withheld/);
   });
 });

@@ -1169,23 +1169,25 @@ export class PostgresSession {
       return;
     }
     const out = this.#toClient;
-    try {
-      for (let i = 0; i < frames.length && !this.#closed; i++) {
-        const frame = frames[i]!;
-        if (frame.code === BackendCode.RowDescription && this.#holdForCatalog(frames, i, out)) return;
+    for (let i = 0; i < frames.length && !this.#closed; i++) {
+      const frame = frames[i]!;
+      if (frame.code === BackendCode.RowDescription && this.#holdForCatalog(frames, i, out)) return;
+      try {
         this.#handleBackend(frame, out);
-      }
-      this.#wakeIfSettled();
-    } catch (error) {
-      if (error instanceof ResultWithheldError || (error as { code?: string }).code === 'ERR_PROTOCOL_MALFORMED') {
-        // Never a raw row: what is left of this response is replaced by an error.
-        this.#withhold(out, error as Error);
-      } else {
-        this.#close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
-        return;
+      } catch (error) {
+        if (error instanceof ResultWithheldError || (error as { code?: string }).code === 'ERR_PROTOCOL_MALFORMED') {
+          // Never a raw row: what is left of this response is replaced by an error. The frames
+          // after it in this chunk (its ReadyForQuery, the next commands' answers) still go
+          // through, or the session would wait forever and later answers pair with wrong commands.
+          this.#withhold(out, error as Error);
+        } else {
+          this.#close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
+          return;
+        }
       }
     }
     if (this.#closed) return;
+    this.#wakeIfSettled();
     if (!out.flush(this.#client) && !this.#clientBlocked) {
       // The agent reads slower than the target answers: stop reading the target until it drains.
       const upstream = this.#upstream!;
