@@ -346,3 +346,21 @@ describe('a withheld result does not swallow what follows it', () => {
     expect(out).toMatch(/result withheld/);
   });
 });
+
+describe("other sessions' statement texts", () => {
+  it('refuses pg_stat_activity (another session quoting an SSN) under a deny rule on a table and under a tables allow-list', async () => {
+    const marker = `'${RAW_SSN}' AS redteam_marker`;
+    const other = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
+    await other.connect();
+    const running = other.query(`SELECT pg_sleep(2), ${marker}`).finally(() => other.end());
+    try {
+      const sql = "SELECT query FROM pg_stat_activity WHERE query LIKE '%redteam_marker%' AND pid <> pg_backend_pid()";
+      const client = await connect();
+      await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+      const orders = await connect(['orders']);
+      await expect(orders.query(sql)).rejects.toMatchObject({ code: '42501' });
+    } finally {
+      await running;
+    }
+  });
+});
