@@ -317,6 +317,9 @@ describe('a cursor holds what the server accepted', () => {
     await client.query('CLOSE again');
     await client.query('DECLARE again CURSOR WITH HOLD FOR SELECT reverse(reverse(ssn)) AS x FROM people');
     expect((await client.query('FETCH ALL FROM again')).rows).toEqual([{ x: COLUMN_REDACTED }]);
+    // Declared over the extended protocol (Parse/Bind/Execute): confirmed by its Execute's tag.
+    await client.query({ text: 'DECLARE ext CURSOR WITH HOLD FOR SELECT reverse(reverse(ssn)) AS x FROM people WHERE id = $1', values: [1] });
+    expect((await client.query('FETCH ALL FROM ext')).rows).toEqual([{ x: COLUMN_REDACTED }]);
     const out = await psql("BEGIN; DECLARE one CURSOR FOR SELECT 'harmless' AS x; CLOSE one; DECLARE one CURSOR FOR SELECT reverse(reverse(ssn)) AS x FROM people; FETCH ALL FROM one; COMMIT");
     expectNoRawSsn(out);
     expect(out).toContain(COLUMN_REDACTED);
