@@ -367,3 +367,14 @@ describe("other sessions' statement texts", () => {
     }
   });
 });
+
+describe('the parser knows keywords PostgreSQL 15 does not', () => {
+  it.each([
+    'SELECT upper(system_user) AS v FROM (SELECT ssn AS "system_user" FROM people) s',
+    'SELECT upper(system_user) AS v FROM people AS p(a, b, "system_user")',
+  ])('masks SYSTEM_USER read as a column by the server: %s', async (sql) => {
+    const client = await connect();
+    const result = await client.query(sql);
+    expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+  });
+});

@@ -71,6 +71,10 @@ describe('resultLineage: derived columns carry their source', () => {
     },
   );
 
+  it('through SYSTEM_USER, a column name to PostgreSQL 15 (the parser knows the newer keyword)', () => {
+    expect(columns('SELECT upper(system_user) FROM (SELECT ssn AS "system_user" FROM people) s')).toEqual([SSN]);
+  });
+
   it("through a recursive CTE's SEARCH … SET and CYCLE … SET … USING columns (arrays of the rows' values)", () => {
     const cte = 'WITH RECURSIVE t(x) AS (SELECT ssn FROM people UNION ALL SELECT x FROM t WHERE false)';
     expect(columns(`${cte} SEARCH DEPTH FIRST BY x SET ord SELECT ord FROM t`)).toEqual([SSN]);

@@ -222,6 +222,12 @@ const withSearchAndCycleColumns = (cte: Node, items: Item[]): Item[] => {
   return [...items, ...added.map((name): Item => ({ kind: 'column', name, sources }))];
 };
 
+const SYSTEM_USER = 'system_user';
+
+/** `SYSTEM_USER` as the newer grammar reads it (a function of SQL syntax), an identifier to PostgreSQL 15. */
+export const isPostgres15Identifier = (call: Node, parts: readonly string[]): boolean =>
+  call.funcformat === 'COERCE_SQL_SYNTAX' && parts.at(-1) === SYSTEM_USER;
+
 /** One level of name resolution: a query's FROM items and CTEs, under its enclosing query's. */
 class Scope {
   readonly relations: Relation[] = [];
@@ -648,6 +654,9 @@ class LineageWalk {
    */
   private funcCall(node: Node, scope: Scope): Sources {
     const parts = names(node.funcname);
+    // The parser's grammar is newer than the server's: PostgreSQL 15 has no SYSTEM_USER keyword,
+    // so there the bare word is a column (`FROM people AS p(a, b, "system_user")`). Both count.
+    if (isPostgres15Identifier(node, parts)) return union(scope.column(SYSTEM_USER), this.expr(node.args, scope));
     const pure = isPureFunction(parts, this.options.searchPath);
     const name = parts.at(-1) ?? '';
     const args = list(node.args);

@@ -1,7 +1,7 @@
 import { parseSync } from 'libpg-query';
 import { isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, STATISTICS_RELATIONS } from './catalogue.js';
 import { isSqlClassifierLoaded } from './classify.js';
-import type { ColumnLineage, LineageOptions, LineageSource } from './lineage.js';
+import { isPostgres15Identifier, type ColumnLineage, type LineageOptions, type LineageSource } from './lineage.js';
 import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
 
 /** Any column of any table. */
@@ -56,6 +56,8 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
       }
       case 'FuncCall':
         if (!isCataloguedFunction(names(node.funcname), options.searchPath)) any = true;
+        // PostgreSQL 15 reads SYSTEM_USER as a column name (see isPostgres15Identifier).
+        if (isPostgres15Identifier(node, names(node.funcname))) columns.set('system_user', { column: 'system_user' });
         break;
       case 'TypeCast': {
         const type = names((node.typeName as Node | undefined)?.names);
