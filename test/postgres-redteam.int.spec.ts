@@ -38,6 +38,7 @@ const CONFIG = parseConfig({
   rules: [
     { name: 'no-secrets', effect: 'deny', resources: [RESOURCE], tables: ['public.secrets'] },
     { name: 'readers', effect: 'allow', subjects: { groups: ['readers'] }, resources: [RESOURCE], actions: ['read'], mask: 'pii' },
+    { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write'], mask: 'pii' },
     { name: 'orders-only', effect: 'allow', subjects: { groups: ['orders'] }, resources: [RESOURCE], actions: ['read'], tables: ['public.orders'], mask: 'pii' },
   ],
 });
@@ -135,6 +136,7 @@ beforeAll(async () => {
     database,
     `create table people (id int primary key, name text, ssn text);
      insert into people values (1, 'Ada Lovelace', '${RAW_SSN}');
+     alter table people add constraint name_not_empty check (name <> '');
      create table orders (id int primary key, item text);
      insert into orders values (1, 'public-order');
      create table secrets (id int, secret text);
@@ -376,5 +378,20 @@ describe('the parser knows keywords PostgreSQL 15 does not', () => {
     const client = await connect();
     const result = await client.query(sql);
     expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+  });
+});
+
+describe('errors of a write quote the whole row it would have written', () => {
+  it.each([
+    ["UPDATE people SET name = '' WHERE id = 1", '23514'],
+    ["MERGE INTO people p USING (SELECT 1 AS id) s ON p.id = s.id WHEN MATCHED THEN UPDATE SET name = ''", '23514'],
+  ])('masks the detail of %s (Failing row contains (…, ssn))', async (sql, code) => {
+    const client = await connect(['writers']);
+    await client.query('BEGIN');
+    const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
+    await client.query('ROLLBACK');
+    expect(error.code).toBe(code);
+    expect(error.detail).toBeDefined();
+    expectNoRawSsn(error.detail);
   });
 });

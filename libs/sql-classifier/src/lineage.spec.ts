@@ -287,6 +287,8 @@ describe('referencedColumns', () => {
     "SELECT histogram_bounds::text::int[] FROM pg_stats",
     'FETCH ALL FROM c',
     'SELECT c::int FROM people AS x(a, b, c)',
+    "UPDATE people SET name = '' WHERE id = 1",
+    'COPY people (id) FROM STDIN',
   ])('counts %s as naming any column', (sql) => {
     expect(referencedColumns(sql)).toEqual([{ column: '*', anyColumn: true }]);
   });

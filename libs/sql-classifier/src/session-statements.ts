@@ -76,8 +76,16 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
       case 'FetchStmt':
         any = true;
         return;
+      // A write's errors quote rows it did not name: a check or not-null violation's "Failing row
+      // contains (…)" is the whole new row, a foreign key's "Key (…)=(…)" the row's key columns.
+      case 'InsertStmt':
+      case 'UpdateStmt':
+      case 'DeleteStmt':
+      case 'MergeStmt':
+        any = true;
+        return;
       case 'CopyStmt':
-        if (list(node.attlist).length === 0 && !isObject(node.query)) any = true;
+        if (node.is_from === true || (list(node.attlist).length === 0 && !isObject(node.query))) any = true;
         break;
       default:
         break;
