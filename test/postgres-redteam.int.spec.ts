@@ -141,7 +141,8 @@ beforeAll(async () => {
      insert into orders values (1, 'public-order');
      create table secrets (id int, secret text);
      insert into secrets select g, 'TOP-SECRET-VALUE' from generate_series(1, 200) g;
-     analyze secrets;`,
+     analyze secrets;
+     select lo_from_bytea(0, convert_to('TOP-SECRET-VALUE', 'UTF8'));`,
   );
   direct = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
   await direct.connect();
@@ -280,11 +281,12 @@ describe('SET is closed by default: only settings that change the session’s ow
   });
 });
 
-describe('the statistics relations read every table', () => {
+describe('the statistics relations and the large-object store read every table', () => {
   it.each([
     "SELECT most_common_vals::text AS v FROM pg_stats WHERE tablename = 'secrets'",
     "SELECT stavalues1::text AS v FROM pg_catalog.pg_statistic WHERE starelid = 'secrets'::regclass",
-  ])('refuses %s under a deny rule on public.secrets (its sample values are that table’s rows)', async (sql) => {
+    "SELECT convert_from(data, 'UTF8') AS v FROM pg_largeobject",
+  ])('refuses %s under a deny rule on public.secrets (its values may be that table’s rows)', async (sql) => {
     const raw = await direct.query(sql);
     expect(JSON.stringify(raw.rows)).toContain('TOP-SECRET-VALUE');
     const client = await connect();

@@ -161,12 +161,14 @@ export const isBuiltinOperatorExpression = (kind: string | undefined, parts: rea
   parts.length === 0 || isBuiltinOperator(kind !== undefined && BETWEEN_KINDS.has(kind) ? ['>='] : parts, searchPath);
 
 /**
- * Catalog relations that hold values of other tables' columns: sample values (pg_stats), and the
+ * Catalog relations that hold values of other tables' columns: sample values (pg_stats), the
  * statement texts of every session on the server (pg_stat_activity, pg_stat_statements), which
- * quote whatever constants other agents and applications sent.
+ * quote whatever constants other agents and applications sent, and the large-object store
+ * (pg_largeobject, what lo_get would read: it is admin).
  */
 export const STATISTICS_RELATIONS: ReadonlySet<string> = new Set([
   'pg_stats', 'pg_statistic', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic_ext_data', 'pg_stat_activity', 'pg_stat_statements',
+  'pg_largeobject',
 ]);
 /** Their columns that hold those values. */
-export const STATISTICS_VALUE_COLUMN = /^(most_common_vals|most_common_elems|histogram_bounds|stavalues\d|stxd\w*|most_common_val_nulls|exprs?|query)$/;
+export const STATISTICS_VALUE_COLUMN = /^(most_common_vals|most_common_elems|histogram_bounds|stavalues\d|stxd\w*|most_common_val_nulls|exprs?|query|data)$/;
