@@ -397,3 +397,13 @@ describe('errors of a write quote the whole row it would have written', () => {
     expectNoRawSsn(error.detail);
   });
 });
+
+describe('catalogs that hold credentials', () => {
+  it.each(["SELECT rolname, rolpassword FROM pg_authid WHERE rolpassword IS NOT NULL", 'SELECT usename, passwd FROM pg_shadow', 'SELECT * FROM pg_user_mappings'])(
+    'refuses %s to a read-only subject (admin)',
+    async (sql) => {
+      const client = await connect();
+      await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+    },
+  );
+});

@@ -172,3 +172,10 @@ export const STATISTICS_RELATIONS: ReadonlySet<string> = new Set([
 ]);
 /** Their columns that hold those values. */
 export const STATISTICS_VALUE_COLUMN = /^(most_common_vals|most_common_elems|histogram_bounds|stavalues\d|stxd\w*|most_common_val_nulls|exprs?|query|data)$/;
+
+/**
+ * Catalogs that hold credentials: role password hashes (pg_authid, pg_shadow), user mappings'
+ * options with foreign servers' passwords, subscriptions' connection strings. Reading them is
+ * admin: a hash cracked offline is a login that bypasses Sluice.
+ */
+export const CREDENTIAL_RELATIONS: ReadonlySet<string> = new Set(['pg_authid', 'pg_shadow', 'pg_user_mapping', 'pg_user_mappings', 'pg_subscription']);

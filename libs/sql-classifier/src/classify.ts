@@ -1,6 +1,6 @@
 import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-query';
 import { highestRisk, riskRank, actionRank, widestAction, type Action, type Risk } from '@sluice/contracts';
-import { ANY_TABLE, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, STATISTICS_RELATIONS } from './catalogue.js';
+import { ANY_TABLE, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, CREDENTIAL_RELATIONS, STATISTICS_RELATIONS } from './catalogue.js';
 import { functionEffect } from './functions.js';
 import { guardedSettingReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
@@ -253,7 +253,9 @@ class StatementWalk {
     const schema = str(rangeVar.schemaname);
     // pg_stats and the like hold sample values of every table's columns: reading them reads any
     // table, so a deny on one table denies them and only an allow-list with `*` grants them.
-    if (STATISTICS_RELATIONS.has(relname) && (schema === undefined || schema === 'pg_catalog') && !scope.has(relname)) this.reads.add(ANY_TABLE);
+    const catalogName = (schema === undefined || schema === 'pg_catalog') && !scope.has(relname);
+    if (STATISTICS_RELATIONS.has(relname) && catalogName) this.reads.add(ANY_TABLE);
+    if (CREDENTIAL_RELATIONS.has(relname) && catalogName) this.raise('admin', 'critical', `${relname} holds password hashes or connection secrets`);
     if (schema) {
       into.add(`${schema}.${relname}`);
       return;
