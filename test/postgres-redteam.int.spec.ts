@@ -407,3 +407,33 @@ describe('catalogs that hold credentials', () => {
     },
   );
 });
+
+describe('RETURNING carries what the write put in the row', () => {
+  it.each([
+    'INSERT INTO orders (id, item) SELECT id + 100, reverse(reverse(ssn)) FROM people RETURNING item AS v',
+    'UPDATE orders o SET item = p.ssn FROM people p WHERE o.id = p.id RETURNING upper(o.item) AS v',
+  ])('masks %s', async (sql) => {
+    const client = await connect(['writers']);
+    await client.query('BEGIN');
+    const result = await client.query(sql);
+    await client.query('ROLLBACK');
+    expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+  });
+});
+
+describe('open findings (not fixed in this round)', () => {
+  // An agent allowed writes under an `approve` rule for risk high runs `DELETE FROM victim WHERE id = id`
+  // (or `WHERE id IS NOT NULL`, `WHERE id > -2147483648`): any WHERE naming a column counts as
+  // bounding the rows, so the statement is medium risk and no approval is asked. Whether a WHERE
+  // bounds anything is undecidable from the text: gate such rules on actions, or count rows.
+  it.todo('asks approval for a DELETE whose WHERE bounds no rows (WHERE id = id)');
+  // An agent allowed ddl and write but denied public.secrets: CREATE FUNCTION f() … AS 'SELECT secret FROM
+  // secrets' (a body is not classified), CREATE TRIGGER on a table it may write that calls f() and
+  // copies the rows into that table, then an INSERT fires it: the denied table is read without being named.
+  it.todo('classifies the body of CREATE FUNCTION / the function a CREATE TRIGGER, CREATE OPERATOR or CREATE CAST names');
+  // An agent allowed writes on two tables copies a covered column into an uncovered one
+  // (INSERT INTO orders SELECT id + 100, ssn FROM people) and reads it back later in clear with
+  // SELECT item FROM orders: column rules follow names and lineage within a statement, not values
+  // across statements (the RETURNING of that same statement is masked, see above).
+  it.todo('masks a covered value laundered through a write into an uncovered column, read back by a later statement');
+});

@@ -75,6 +75,14 @@ describe('resultLineage: derived columns carry their source', () => {
     expect(columns('SELECT upper(system_user) FROM (SELECT ssn AS "system_user" FROM people) s')).toEqual([SSN]);
   });
 
+  it.each([
+    'INSERT INTO orders (id, item) SELECT id + 100, ssn FROM people RETURNING item',
+    'UPDATE orders o SET item = p.ssn FROM people p WHERE o.id = p.id RETURNING o.item',
+    'INSERT INTO orders VALUES (1, (SELECT ssn FROM people LIMIT 1)) RETURNING item',
+  ])('through what a write put in the row it RETURNs: %s', (sql) => {
+    expect(columns(sql)[0]).toEqual(expect.arrayContaining(SSN));
+  });
+
   it("through a recursive CTE's SEARCH … SET and CYCLE … SET … USING columns (arrays of the rows' values)", () => {
     const cte = 'WITH RECURSIVE t(x) AS (SELECT ssn FROM people UNION ALL SELECT x FROM t WHERE false)';
     expect(columns(`${cte} SEARCH DEPTH FIRST BY x SET ord SELECT ord FROM t`)).toEqual([SSN]);

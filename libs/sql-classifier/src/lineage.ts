@@ -557,21 +557,52 @@ class LineageWalk {
     const scope = new Scope(parent);
     if (isObject(node.withClause)) this.withClause(node.withClause, scope);
     const target = isObject(node.relation) ? node.relation : undefined;
+    const extra = tag === 'UpdateStmt' ? node.fromClause : tag === 'DeleteStmt' ? node.usingClause : tag === 'MergeStmt' ? [node.sourceRelation] : undefined;
+    // The FROM items first: the values written may come from them (UPDATE … SET item = p.ssn FROM people p).
+    const sources = new Scope(scope);
+    const fromItems: Relation[] = [];
+    for (const from of list(extra)) {
+      const relation = this.fromItem(from, sources);
+      if (relation) fromItems.push(relation);
+    }
     if (target) {
       const relname = str(target.relname) ?? '';
       const schema = str(target.schemaname);
       const aliasName = str((target.alias as Node | undefined)?.aliasname);
       const table = this.table(this.tableNames(schema, relname), aliasName ?? relname);
-      scope.relations.push(table);
-      scope.fromItems.push(table);
+      sources.relations.push(table);
+      const written = this.writtenSources(tag, node, sources);
+      // RETURNING reads the row as written: any of its columns may hold what the statement wrote.
+      const returned: Relation =
+        written.length === 0
+          ? table
+          : {
+              name: table.name,
+              items: () => table.items().map((item): Item => (item.kind === 'star' ? { ...item, resolve: (column) => union(item.resolve(column), written), whole: union(item.whole, written) } : item)),
+              column: (column) => union(table.column(column) ?? NONE, written),
+            };
+      scope.relations.push(returned);
+      scope.fromItems.push(returned);
     }
-    const extra = tag === 'UpdateStmt' ? node.fromClause : tag === 'DeleteStmt' ? node.usingClause : tag === 'MergeStmt' ? [node.sourceRelation] : undefined;
     // RETURNING * names the target's columns only (and, in PostgreSQL, the FROM items' too).
-    for (const from of list(extra)) {
-      const relation = this.fromItem(from, scope);
-      if (relation) scope.fromItems.push(relation);
+    for (const relation of fromItems) {
+      scope.relations.push(relation);
+      scope.fromItems.push(relation);
     }
     return this.targets(clause, scope);
+  }
+
+  /** What an INSERT, UPDATE or MERGE writes into its target's row: the sources of its values. */
+  private writtenSources(tag: string, node: Node, scope: Scope): Sources {
+    if (tag === 'InsertStmt') {
+      const query = unwrap(node.selectStmt);
+      const inserted = query?.[0] === 'SelectStmt' ? allSources(this.select(query[1], scope)) : this.generic(query?.[1] ?? {}, scope);
+      // ON CONFLICT DO UPDATE SET item = (SELECT ssn …) writes too.
+      return isObject(node.onConflictClause) ? union(inserted, this.generic(node.onConflictClause, scope)) : inserted;
+    }
+    if (tag === 'UpdateStmt') return union(...list(node.targetList).map((target) => this.expr((target as { ResTarget?: Node }).ResTarget?.val, scope)));
+    if (tag === 'MergeStmt') return this.generic({ clauses: node.mergeWhenClauses }, scope);
+    return NONE;
   }
 
   private execute(node: Node): Item[] | undefined {
