@@ -1,7 +1,8 @@
 import { parseSync } from 'libpg-query';
 import { isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, STATISTICS_RELATIONS } from './catalogue.js';
 import { isSqlClassifierLoaded } from './classify.js';
-import { isPostgres15Identifier, type ColumnLineage, type LineageOptions, type LineageSource } from './lineage.js';
+import type { ColumnLineage, LineageOptions, LineageSource } from './lineage.js';
+import { isPostgres15Identifier } from './lineage-relations.js';
 import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
 
 /** Any column of any table. */
