@@ -45,6 +45,16 @@ interface GlobMatcher {
   mayMatchColumnOf(table: string | undefined): boolean;
 }
 
+/**
+ * The table's own name for the column, from `schema.table.column`: an alias (`ssn AS x`, `people
+ * AS p(a, b, c)`) renames the output, not the value, so a rule by name is tested on both.
+ */
+const realColumnName = (column: ColumnInfo | ColumnSource): string => {
+  const qualified = column.qualifiedName;
+  if (qualified === undefined) return column.name;
+  return qualified.split('.').slice(2).join('.') || column.name;
+};
+
 export const compileColumnRule = (rule: MaskingProfileConfig['columns'][number]): ColumnRule => {
   const byName = rule.match ? configRegExp(rule.match) : undefined;
   const byColumn = rule.column ? globMatcher(rule.column) : undefined;
@@ -54,7 +64,7 @@ export const compileColumnRule = (rule: MaskingProfileConfig['columns'][number])
     // Both matchers given: both must hold (a name pattern narrowed to one table).
     matches: (column) => {
       if ('anyColumn' in column && column.anyColumn) return !byColumn || byColumn.mayMatchColumnOf(column.table);
-      return (!byName || byName.test(column.name)) && (!byColumn || byColumn.matches(column.qualifiedName, column.name));
+      return (!byName || byName.test(column.name) || byName.test(realColumnName(column))) && (!byColumn || byColumn.matches(column.qualifiedName, column.name));
     },
   };
 };

@@ -250,6 +250,13 @@ describe('column rules', () => {
     expect(nulled.hasColumnRule({ name: 'secret_answer', qualifiedName: 'crm.customers.secret_answer' })).toBe(true);
   });
 
+  it('tests a rule by name on the table column the wire names too, not only the output name (people AS p(a, b, c))', () => {
+    const pii = compiled.profile('pii')!;
+    expect(pii.hasColumnRule({ name: 'c', qualifiedName: 'public.people.ssn' })).toBe(true);
+    expect(pii.hasColumnRule({ name: 'x', derivedFrom: [{ name: 'c', qualifiedName: 'public.people.ssn' }] })).toBe(true);
+    expect(pii.hasColumnRule({ name: 'c', qualifiedName: 'public.people.name' })).toBe(false);
+  });
+
   it('keeps the recognisable part under partial when a detector claims the whole value, else redacts', () => {
     const profile = compileMasking(
       config({ profiles: { p: { detectors: ALL, strategy: 'partial', columns: [{ match: '^(ssn|contact|note)$' }] } } }),

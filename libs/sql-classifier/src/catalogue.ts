@@ -229,7 +229,22 @@ const BETWEEN_KINDS: ReadonlySet<string> = new Set(['AEXPR_BETWEEN', 'AEXPR_NOT_
 export const isBuiltinOperatorExpression = (kind: string | undefined, parts: readonly string[], searchPath: readonly string[] | undefined): boolean =>
   parts.length === 0 || isBuiltinOperator(kind !== undefined && BETWEEN_KINDS.has(kind) ? ['>='] : parts, searchPath);
 
-/** Catalog relations that hold sample values of other tables' columns. */
-export const STATISTICS_RELATIONS: ReadonlySet<string> = new Set(['pg_stats', 'pg_statistic', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic_ext_data']);
-/** Their columns that hold the sample values. */
-export const STATISTICS_VALUE_COLUMN = /^(most_common_vals|most_common_elems|histogram_bounds|stavalues\d|stxd\w*|most_common_val_nulls|exprs?)$/;
+/**
+ * Catalog relations that hold values of other tables' columns: sample values (pg_stats), the
+ * statement texts of every session on the server (pg_stat_activity, pg_stat_statements), which
+ * quote whatever constants other agents and applications sent, and the large-object store
+ * (pg_largeobject, what lo_get would read: it is admin).
+ */
+export const STATISTICS_RELATIONS: ReadonlySet<string> = new Set([
+  'pg_stats', 'pg_statistic', 'pg_stats_ext', 'pg_stats_ext_exprs', 'pg_statistic_ext_data', 'pg_stat_activity', 'pg_stat_statements',
+  'pg_largeobject',
+]);
+/** Their columns that hold those values. */
+export const STATISTICS_VALUE_COLUMN = /^(most_common_vals|most_common_elems|histogram_bounds|stavalues\d|stxd\w*|most_common_val_nulls|exprs?|query|data)$/;
+
+/**
+ * Catalogs that hold credentials: role password hashes (pg_authid, pg_shadow), user mappings'
+ * options with foreign servers' passwords, subscriptions' connection strings. Reading them is
+ * admin: a hash cracked offline is a login that bypasses Sluice.
+ */
+export const CREDENTIAL_RELATIONS: ReadonlySet<string> = new Set(['pg_authid', 'pg_shadow', 'pg_user_mapping', 'pg_user_mappings', 'pg_subscription']);

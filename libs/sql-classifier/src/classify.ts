@@ -1,7 +1,7 @@
 import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-query';
 import { highestRisk, riskRank, actionRank, widestAction, type Action, type Risk } from '@sluice/contracts';
 import { isLongStandingCatalogRelation } from './catalog-relations.js';
-import { ANY_TABLE, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, pgCatalogSearchedFirst } from './catalogue.js';
+import { ANY_TABLE, CREDENTIAL_RELATIONS, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, pgCatalogSearchedFirst, STATISTICS_RELATIONS } from './catalogue.js';
 import { functionEffect } from './functions.js';
 import { guardedSettingReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
@@ -252,6 +252,11 @@ class StatementWalk {
     const relname = str(rangeVar.relname);
     if (!relname) return;
     const schema = str(rangeVar.schemaname);
+    // pg_stats and the like hold sample values of every table's columns: reading them reads any
+    // table, so a deny on one table denies them and only an allow-list with `*` grants them.
+    const catalogName = (schema === undefined || schema === 'pg_catalog') && !scope.has(relname);
+    if (STATISTICS_RELATIONS.has(relname) && catalogName) this.reads.add(ANY_TABLE);
+    if (CREDENTIAL_RELATIONS.has(relname) && catalogName) this.raise('admin', 'critical', `${relname} holds password hashes or connection secrets`);
     if (schema) {
       into.add(`${schema}.${relname}`);
       return;

@@ -53,6 +53,42 @@ describe('resultLineage: derived columns carry their source', () => {
     expect(columns('SELECT z || z FROM (SELECT ssn FROM people) AS s(z)')).toEqual([SSN]);
   });
 
+  it('through a table alias list, which renames columns only the catalog knows: any column of the table', () => {
+    expect(columns('SELECT upper(c) FROM people AS x(a, b, c)')).toEqual([['public.people.*']]);
+    expect(columns('SELECT upper(j.c) FROM (people CROSS JOIN orders) AS j(a, b, c)')).toEqual([['public.orders.*', 'public.people.*']]);
+  });
+
+  it("through an XMLTABLE column named bare, even beside a base table that may have that name", () => {
+    const xml = "xmltable('/r' PASSING (SELECT xmlelement(name r, ssn) FROM people) COLUMNS v text PATH '.')";
+    expect(columns(`SELECT upper(v) FROM ${xml}`)).toEqual([SSN]);
+    expect(columns(`SELECT upper(v) FROM orders, ${xml}`)).toEqual([['public.orders.v', ...SSN]]);
+  });
+
+  it.each(['SELECT mode() WITHIN GROUP (ORDER BY ssn) FROM people', 'SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY ssn) FROM people'])(
+    'through an ordered-set aggregate, which returns a value of its ordering: %s',
+    (sql) => {
+      expect(columns(sql)).toEqual([SSN]);
+    },
+  );
+
+  it('through SYSTEM_USER, a column name to PostgreSQL 15 (the parser knows the newer keyword)', () => {
+    expect(columns('SELECT upper(system_user) FROM (SELECT ssn AS "system_user" FROM people) s')).toEqual([SSN]);
+  });
+
+  it.each([
+    'INSERT INTO orders (id, item) SELECT id + 100, ssn FROM people RETURNING item',
+    'UPDATE orders o SET item = p.ssn FROM people p WHERE o.id = p.id RETURNING o.item',
+    'INSERT INTO orders VALUES (1, (SELECT ssn FROM people LIMIT 1)) RETURNING item',
+  ])('through what a write put in the row it RETURNs: %s', (sql) => {
+    expect(columns(sql)[0]).toEqual(expect.arrayContaining(SSN));
+  });
+
+  it("through a recursive CTE's SEARCH … SET and CYCLE … SET … USING columns (arrays of the rows' values)", () => {
+    const cte = 'WITH RECURSIVE t(x) AS (SELECT ssn FROM people UNION ALL SELECT x FROM t WHERE false)';
+    expect(columns(`${cte} SEARCH DEPTH FIRST BY x SET ord SELECT ord FROM t`)).toEqual([SSN]);
+    expect(columns(`${cte} CYCLE x SET c USING p SELECT p::text FROM t`)).toEqual([SSN]);
+  });
+
   it("through a CTE alias: WITH x AS (SELECT ssn AS a FROM people) SELECT a || '' FROM x", () => {
     expect(columns("WITH x AS (SELECT ssn AS a FROM people) SELECT a || '' FROM x")).toEqual([SSN]);
   });
@@ -258,6 +294,9 @@ describe('referencedColumns', () => {
     'SELECT my_report(1)',
     "SELECT histogram_bounds::text::int[] FROM pg_stats",
     'FETCH ALL FROM c',
+    'SELECT c::int FROM people AS x(a, b, c)',
+    "UPDATE people SET name = '' WHERE id = 1",
+    'COPY people (id) FROM STDIN',
   ])('counts %s as naming any column', (sql) => {
     expect(referencedColumns(sql)).toEqual([{ column: '*', anyColumn: true }]);
   });

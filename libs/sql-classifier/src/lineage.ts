@@ -3,6 +3,21 @@ import { isBuiltinOperator, isBuiltinType, isCataloguedFunction, isPureFunction,
 import { copyFormat, type CopyFormat } from './copy-format.js';
 import { functionMemberKeys, operatorMemberKeys, subscriptMemberKeys, type MemberKeys } from './json-members.js';
 import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
+import {
+  allSources,
+  ANY_COLUMN,
+  derived,
+  isPostgres15Identifier,
+  mergePositional,
+  NONE,
+  renamed,
+  SYSTEM_USER,
+  union,
+  withSearchAndCycleColumns,
+  type Item,
+  type Relation,
+  type Sources,
+} from './lineage-relations.js';
 import { isSqlClassifierLoaded } from './classify.js';
 
 /** A table column an output column's value derives from. */
@@ -64,38 +79,9 @@ export interface LineageOptions {
   readonly cursors?: ReadonlyMap<string, string>;
 }
 
-type Sources = LineageSource[];
-
-/** An output column of a relation, or a `*` of unknown width whose columns are looked up by name. */
-type Item =
-  | { readonly kind: 'column'; readonly name: string | undefined; readonly sources: Sources }
-  | {
-      readonly kind: 'star';
-      readonly resolve: (column: string) => Sources;
-      /** What the columns it expands to may carry, all together (a whole-row reference to it). */
-      readonly whole: Sources;
-      /**
-       * Its columns are not named by a table OID on the wire (a function's, a UNION's, a statistics
-       * view's): the result's lineage resolves them by the names the RowDescription gives.
-       */
-      readonly opaque?: true;
-    };
-
-interface Relation {
-  /** The name the query refers to it by (alias, table or CTE name). */
-  readonly name: string | undefined;
-  readonly items: () => Item[];
-  /** The sources of a column; undefined when the relation certainly has no such column. */
-  readonly column: (name: string) => Sources | undefined;
-}
-
-const NONE: Sources = [];
 const MAX_EXECUTE_DEPTH = 3;
 const MAX_RECURSIVE_ROUNDS = 4;
 const MAX_SCHEMAS = 8;
-
-/** Any column of any table: what an unknown function's result may carry. */
-const ANY_COLUMN: Sources = [{ column: '*', anyColumn: true }];
 
 /**
  * Masking fails closed: an expression carries every column under it unless the step is listed
@@ -125,79 +111,6 @@ const BOOLEAN_EXPR_KINDS: ReadonlySet<string> = new Set([
 
 /** JSON members read by key carry a column of that name; by a key known only at run time, any column. */
 const memberSources = (keys: MemberKeys): Sources => (keys === undefined ? NONE : keys === 'unknown' ? ANY_COLUMN : keys.map((column) => ({ column })));
-
-const sourceKey = (source: LineageSource): string => `${source.table ?? ''}\u0000${source.column}`;
-
-const union = (...parts: readonly ColumnLineage[]): Sources => {
-  const nonEmpty = parts.filter((part) => part.length > 0);
-  // Never mutated: a readonly part may be handed back as it is.
-  if (nonEmpty.length <= 1) return (nonEmpty[0] as Sources | undefined) ?? NONE;
-  const seen = new Map<string, LineageSource>();
-  for (const part of nonEmpty) for (const source of part) seen.set(sourceKey(source), source);
-  return [...seen.values()];
-};
-
-/** Every source an item list can carry (a `*` of unknown width contributes nothing it can name). */
-const allSources = (items: readonly Item[]): Sources => union(...items.map((item) => (item.kind === 'column' ? item.sources : item.whole)));
-
-const derived = (name: string | undefined, items: Item[]): Relation => ({
-  name,
-  items: () => items,
-  column: (column) => {
-    const found = items.filter((item) => item.kind === 'column' && item.name === column) as Extract<Item, { kind: 'column' }>[];
-    if (found.length > 0) return union(...found.map((item) => item.sources));
-    const stars = items.filter((item): item is Extract<Item, { kind: 'star' }> => item.kind === 'star');
-    return stars.length > 0 ? union(...stars.map((star) => star.resolve(column))) : undefined;
-  },
-});
-
-/** Renames the leading columns (`AS alias(a, b)`), up to the first `*` of unknown width. */
-const renamed = (items: Item[], columnNames: readonly string[]): Item[] => {
-  if (columnNames.length === 0) return items;
-  const out = items.slice();
-  for (let index = 0; index < columnNames.length && index < out.length; index++) {
-    const item = out[index]!;
-    if (item.kind !== 'column') break;
-    out[index] = { kind: 'column', name: columnNames[index], sources: item.sources };
-  }
-  return out;
-};
-
-/** Two branches of a UNION/INTERSECT/EXCEPT: column n of the result is column n of either. */
-const mergePositional = (left: Item[], right: Item[]): Item[] => {
-  const leftStar = left.findIndex((item) => item.kind === 'star');
-  const rightStar = right.findIndex((item) => item.kind === 'star');
-  const at = (items: Item[], index: number): Sources => {
-    const item = items[index];
-    return item?.kind === 'column' ? item.sources : NONE;
-  };
-  const name = (item: Item | undefined): string | undefined => (item?.kind === 'column' ? item.name : undefined);
-  if (leftStar < 0 && rightStar < 0) {
-    return left.map((item, index) => ({ kind: 'column', name: name(item), sources: union(at(left, index), at(right, index)) }));
-  }
-  // Widths unknown: only the aligned ends can be merged; the middle is a `*` of both.
-  const head = Math.min(leftStar < 0 ? left.length : leftStar, rightStar < 0 ? right.length : rightStar);
-  const leftTail = left.length - 1 - left.findLastIndex((item) => item.kind === 'star');
-  const rightTail = right.length - 1 - right.findLastIndex((item) => item.kind === 'star');
-  const tail = Math.min(leftStar < 0 ? left.length : leftTail, rightStar < 0 ? right.length : rightTail);
-  const out: Item[] = [];
-  for (let index = 0; index < head; index++) out.push({ kind: 'column', name: name(left[index]), sources: union(at(left, index), at(right, index)) });
-  const leftRelation = derived(undefined, left);
-  const rightRelation = derived(undefined, right);
-  out.push({
-    kind: 'star',
-    resolve: (column) => union(leftRelation.column(column) ?? NONE, rightRelation.column(column) ?? NONE),
-    whole: union(allSources(left), allSources(right)),
-    // A set operation's output columns have no table OID on the wire.
-    opaque: true,
-  });
-  for (let back = tail; back >= 1; back--) {
-    const l = left.length - back;
-    const r = right.length - back;
-    out.push({ kind: 'column', name: name(left[l]), sources: union(at(left, l), at(right, r)) });
-  }
-  return out;
-};
 
 /** One level of name resolution: a query's FROM items and CTEs, under its enclosing query's. */
 class Scope {
@@ -234,7 +147,9 @@ class Scope {
       }
       if (found) return union(...found);
     }
-    return [{ column: name }];
+    // No relation in scope can have it, yet the server found it: something the walk does not
+    // model (a new clause, an added column) put it there, so it may carry any column.
+    return ANY_COLUMN;
   }
 }
 
@@ -405,7 +320,7 @@ class LineageWalk {
         // A data-changing CTE: what its RETURNING gives.
         items = renamed(this.returning(query[0], query[1], scope) ?? [], columnNames);
       } else items = [];
-      scope.ctes.set(name, items);
+      scope.ctes.set(name, withSearchAndCycleColumns(cte, items));
     }
   }
 
@@ -424,7 +339,10 @@ class LineageWalk {
         const schema = str(node.schemaname);
         const cte = schema ? undefined : scope.cte(relname);
         if (cte) relation = derived(aliasName ?? relname, renamed(cte, aliasColumns));
-        else relation = this.table(this.tableNames(schema, relname), aliasName ?? relname);
+        else {
+          relation = this.table(this.tableNames(schema, relname), aliasName ?? relname);
+          if (aliasColumns.length > 0) relation = derived(relation.name, renamed(relation.items(), aliasColumns));
+        }
         break;
       }
       case 'RangeSubselect': {
@@ -460,10 +378,10 @@ class LineageWalk {
         if (!aliasName) return relation;
         break;
       default: {
-        // XMLTABLE, JSON_TABLE, ROWS FROM …: any column may derive from anything they read.
-        // Their column names are not looked up (a bare name does not resolve to them).
+        // XMLTABLE, JSON_TABLE, ROWS FROM …: any column may derive from anything they read, and
+        // any bare name may be one of their columns (XMLTABLE's COLUMNS v …).
         const sources = this.generic(node, scope);
-        relation = { name: aliasName, items: () => [{ kind: 'star', resolve: () => sources, whole: sources, opaque: true }], column: () => undefined };
+        relation = { name: aliasName, items: () => [{ kind: 'star', resolve: () => sources, whole: sources, opaque: true }], column: () => sources };
       }
     }
     scope.relations.push(relation);
@@ -523,21 +441,52 @@ class LineageWalk {
     const scope = new Scope(parent);
     if (isObject(node.withClause)) this.withClause(node.withClause, scope);
     const target = isObject(node.relation) ? node.relation : undefined;
+    const extra = tag === 'UpdateStmt' ? node.fromClause : tag === 'DeleteStmt' ? node.usingClause : tag === 'MergeStmt' ? [node.sourceRelation] : undefined;
+    // The FROM items first: the values written may come from them (UPDATE … SET item = p.ssn FROM people p).
+    const sources = new Scope(scope);
+    const fromItems: Relation[] = [];
+    for (const from of list(extra)) {
+      const relation = this.fromItem(from, sources);
+      if (relation) fromItems.push(relation);
+    }
     if (target) {
       const relname = str(target.relname) ?? '';
       const schema = str(target.schemaname);
       const aliasName = str((target.alias as Node | undefined)?.aliasname);
       const table = this.table(this.tableNames(schema, relname), aliasName ?? relname);
-      scope.relations.push(table);
-      scope.fromItems.push(table);
+      sources.relations.push(table);
+      const written = this.writtenSources(tag, node, sources);
+      // RETURNING reads the row as written: any of its columns may hold what the statement wrote.
+      const returned: Relation =
+        written.length === 0
+          ? table
+          : {
+              name: table.name,
+              items: () => table.items().map((item): Item => (item.kind === 'star' ? { ...item, resolve: (column) => union(item.resolve(column), written), whole: union(item.whole, written) } : item)),
+              column: (column) => union(table.column(column) ?? NONE, written),
+            };
+      scope.relations.push(returned);
+      scope.fromItems.push(returned);
     }
-    const extra = tag === 'UpdateStmt' ? node.fromClause : tag === 'DeleteStmt' ? node.usingClause : tag === 'MergeStmt' ? [node.sourceRelation] : undefined;
     // RETURNING * names the target's columns only (and, in PostgreSQL, the FROM items' too).
-    for (const from of list(extra)) {
-      const relation = this.fromItem(from, scope);
-      if (relation) scope.fromItems.push(relation);
+    for (const relation of fromItems) {
+      scope.relations.push(relation);
+      scope.fromItems.push(relation);
     }
     return this.targets(clause, scope);
+  }
+
+  /** What an INSERT, UPDATE or MERGE writes into its target's row: the sources of its values. */
+  private writtenSources(tag: string, node: Node, scope: Scope): Sources {
+    if (tag === 'InsertStmt') {
+      const query = unwrap(node.selectStmt);
+      const inserted = query?.[0] === 'SelectStmt' ? allSources(this.select(query[1], scope)) : this.generic(query?.[1] ?? {}, scope);
+      // ON CONFLICT DO UPDATE SET item = (SELECT ssn …) writes too.
+      return isObject(node.onConflictClause) ? union(inserted, this.generic(node.onConflictClause, scope)) : inserted;
+    }
+    if (tag === 'UpdateStmt') return union(...list(node.targetList).map((target) => this.expr((target as { ResTarget?: Node }).ResTarget?.val, scope)));
+    if (tag === 'MergeStmt') return this.generic({ clauses: node.mergeWhenClauses }, scope);
+    return NONE;
   }
 
   private execute(node: Node): Item[] | undefined {
@@ -620,12 +569,18 @@ class LineageWalk {
    */
   private funcCall(node: Node, scope: Scope): Sources {
     const parts = names(node.funcname);
+    // The parser's grammar is newer than the server's: PostgreSQL 15 has no SYSTEM_USER keyword,
+    // so there the bare word is a column (`FROM people AS p(a, b, "system_user")`). Both count.
+    if (isPostgres15Identifier(node, parts)) return union(scope.column(SYSTEM_USER), this.expr(node.args, scope));
     const pure = isPureFunction(parts, this.options.searchPath);
     const name = parts.at(-1) ?? '';
     const args = list(node.args);
     if (pure && (node.agg_star === true || args.length === 0) && REVEALS_NOTHING_WITHOUT_ARGUMENTS.has(name)) return NONE;
     if (pure && COUNTS_NULLS.has(name) && node.agg_within_group !== true) return NONE;
-    const carried = union(this.expr(args, scope), memberSources(functionMemberKeys(parts, args)));
+    // An ordered-set aggregate returns a value of its WITHIN GROUP ordering: mode() and
+    // percentile_disc(0.5) WITHIN GROUP (ORDER BY ssn) are an SSN.
+    const ordered = node.agg_within_group === true ? this.expr(node.agg_order, scope) : NONE;
+    const carried = union(this.expr(args, scope), ordered, memberSources(functionMemberKeys(parts, args)));
     if (pure) return carried;
     // Catalog look-ups (format_type, pg_get_viewdef) read definitions, never a user table's rows.
     return isCataloguedFunction(parts, this.options.searchPath) ? carried : union(carried, ANY_COLUMN);
@@ -669,7 +624,8 @@ class LineageWalk {
       return relation ? union(scope.column(column), allSources(relation.items())) : scope.column(column);
     }
     const relation = scope.relation(parts.at(-2)!);
-    return relation?.column(column) ?? [{ column }];
+    // A qualifier or column the walk cannot place: fail closed, as for a bare name.
+    return relation?.column(column) ?? ANY_COLUMN;
   }
 
   /** `(p).ssn`, `(rec).field`, `arr[1]`: field selection names a column; subscripts keep the value. */
@@ -680,7 +636,7 @@ class LineageWalk {
     if (field && arg) {
       const parts = names(arg.fields);
       const relation = parts.length === 1 ? scope.relation(parts[0]!) : undefined;
-      if (relation) return relation.column(field) ?? [{ column: field }];
+      if (relation) return relation.column(field) ?? ANY_COLUMN;
     }
     return union(this.expr(node.arg, scope), memberSources(subscriptMemberKeys(list(node.indirection))));
   }

@@ -2,6 +2,7 @@ import { parseSync } from 'libpg-query';
 import { isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, STATISTICS_RELATIONS } from './catalogue.js';
 import { isSqlClassifierLoaded } from './classify.js';
 import type { ColumnLineage, LineageOptions, LineageSource } from './lineage.js';
+import { isPostgres15Identifier } from './lineage-relations.js';
 import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
 
 /** Any column of any table. */
@@ -25,11 +26,14 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
   const relationNames = new Set<string>();
   const columns = new Map<string, LineageSource>();
   let any = false;
+  let renamesColumns = false;
   const collectRelations = (value: unknown): void => {
     if (Array.isArray(value)) return value.forEach(collectRelations);
     if (!isObject(value)) return;
     if (typeof value.relname === 'string') relationNames.add(value.relname);
     if (isObject(value.alias) && typeof value.alias.aliasname === 'string') relationNames.add(value.alias.aliasname);
+    // `people AS x(a, b, c)`: `c` is `ssn` under a name the text alone cannot map back.
+    if (isObject(value.alias) && list(value.alias.colnames).length > 0) renamesColumns = true;
     for (const key in value) collectRelations(value[key]);
   };
   const visit = (value: unknown): void => {
@@ -53,6 +57,8 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
       }
       case 'FuncCall':
         if (!isCataloguedFunction(names(node.funcname), options.searchPath)) any = true;
+        // PostgreSQL 15 reads SYSTEM_USER as a column name (see isPostgres15Identifier).
+        if (isPostgres15Identifier(node, names(node.funcname))) columns.set('system_user', { column: 'system_user' });
         break;
       case 'TypeCast': {
         const type = names((node.typeName as Node | undefined)?.names);
@@ -71,8 +77,16 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
       case 'FetchStmt':
         any = true;
         return;
+      // A write's errors quote rows it did not name: a check or not-null violation's "Failing row
+      // contains (…)" is the whole new row, a foreign key's "Key (…)=(…)" the row's key columns.
+      case 'InsertStmt':
+      case 'UpdateStmt':
+      case 'DeleteStmt':
+      case 'MergeStmt':
+        any = true;
+        return;
       case 'CopyStmt':
-        if (list(node.attlist).length === 0 && !isObject(node.query)) any = true;
+        if (node.is_from === true || (list(node.attlist).length === 0 && !isObject(node.query))) any = true;
         break;
       default:
         break;
@@ -82,6 +96,7 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
   collectRelations(tree);
   // Statistics relations quote sample values of every column.
   for (const name of relationNames) if (STATISTICS_RELATIONS.has(name)) any = true;
+  if (renamesColumns) any = true;
   visit(tree);
   return any ? ANY_COLUMN : [...columns.values()];
 };

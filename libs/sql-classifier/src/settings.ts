@@ -20,6 +20,33 @@ const READABLE_ENCODINGS: ReadonlySet<string> = new Set(['utf8', 'unicode']);
 const encodingKey = (name: string): string => name.toLowerCase().replace(/[^a-z0-9]/g, '');
 
 /**
+ * Settings an agent may change as a read: each changes only how this session formats and reads
+ * values, plans its own queries, or how long it waits, never what it may see or write nor what
+ * the server records. Reviewed against PostgreSQL 15's user-settable settings. Anything else is
+ * admin, closed by default: the superuser's switches (log_statement, log_min_messages,
+ * track_activities, an extension's pgaudit.log, max_stack_depth, zero_damaged_pages, lc_messages),
+ * resource limits that reach other sessions (work_mem, temp_file_limit), and custom `app.tenant`-
+ * style settings that row-level security policies and views read through current_setting().
+ * @see https://www.postgresql.org/docs/15/runtime-config-client.html
+ */
+const SESSION_SETTINGS: ReadonlySet<string> = new Set([
+  'application_name', 'client_min_messages', 'client_encoding', 'search_path',
+  'datestyle', 'intervalstyle', 'timezone', 'extra_float_digits', 'bytea_output', 'xmloption', 'xmlbinary',
+  'lc_monetary', 'lc_numeric', 'lc_time', 'default_text_search_config', 'array_nulls', 'transform_null_equals',
+  'quote_all_identifiers', 'escape_string_warning', 'gin_fuzzy_search_limit',
+  'statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout',
+  'default_transaction_isolation', 'default_transaction_deferrable', 'transaction_isolation', 'transaction_deferrable',
+  'enable_async_append', 'enable_bitmapscan', 'enable_gathermerge', 'enable_hashagg', 'enable_hashjoin',
+  'enable_incremental_sort', 'enable_indexonlyscan', 'enable_indexscan', 'enable_material', 'enable_memoize',
+  'enable_mergejoin', 'enable_nestloop', 'enable_parallel_append', 'enable_parallel_hash',
+  'enable_partition_pruning', 'enable_partitionwise_aggregate', 'enable_partitionwise_join', 'enable_seqscan',
+  'enable_sort', 'enable_tidscan', 'plan_cache_mode', 'cursor_tuple_fraction', 'from_collapse_limit',
+  'join_collapse_limit', 'constraint_exclusion', 'random_page_cost', 'seq_page_cost', 'cpu_tuple_cost',
+  'cpu_index_tuple_cost', 'cpu_operator_cost', 'effective_cache_size', 'jit', 'geqo', 'row_security',
+  'synchronous_commit',
+]);
+
+/**
  * Why changing `name` (to `value`, when known as a constant) is an admin act, or undefined when
  * it is not. `value` undefined means unknown (RESET, DEFAULT, an expression): treated as unsafe
  * for the settings whose value matters.
@@ -31,5 +58,6 @@ export const guardedSettingReason = (name: string, value: string | undefined): s
   if (setting === 'client_encoding' && (value === undefined || !READABLE_ENCODINGS.has(encodingKey(value)))) {
     return 'client_encoding other than UTF8 changes how the server splits the text into characters';
   }
+  if (!SESSION_SETTINGS.has(setting)) return `${setting} is not on the reviewed list of settings that change only this session's formatting and planning`;
   return undefined;
 };

@@ -50,8 +50,8 @@ describe('derivedColumns', () => {
     for (const column of columns) expect(column).toContainEqual({ name: '*', anyColumn: true, table: 'public.people' });
   });
 
-  it('keeps a column without a known table by its name alone', () => {
+  it('counts a column the walk cannot place (no relation in scope has it) as any column: fail closed', () => {
     const lineage = new LineageCache().lineage('SELECT (SELECT upper(x.ssn))', undefined, new Map());
-    expect(derivedColumns(lineage, 0, 1)).toEqual([[{ name: 'ssn' }]]);
+    expect(derivedColumns(lineage, 0, 1)).toEqual([[{ name: '*', anyColumn: true }]]);
   });
 });

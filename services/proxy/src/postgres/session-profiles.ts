@@ -25,43 +25,64 @@ const unionOf = (maskers: readonly (ProfileMasker | undefined)[], maskerOf: Mask
   return present.reduce((best, masker) => ((masker.columnRuleCount ?? Infinity) > (best.columnRuleCount ?? Infinity) ? masker : best));
 };
 
+/** A cursor a command DECLAREs: its name and the text of its DECLARE statement. */
+export type DeclaredCursor = readonly [name: string, text: string];
+
 /**
  * What a session's profiles owe to results that are not tied to the command that returns them.
  * - A cursor's rows were chosen by its DECLARE, whose tables (and so whose rule and profile) a
- *   `FETCH c` does not name: a FETCH is masked with the union of its own profile and the DECLARE's.
- *   Its lineage comes from the DECLARE text, recorded here too.
+ *   `FETCH c` does not name: a FETCH is masked with the union of its own profile and that of every
+ *   DECLARE of the name. Its lineage comes from the DECLARE text the server accepted: a DECLARE the
+ *   server refuses (`cursor "c" already exists`) changes nothing, as a refused Parse does not.
  * - A NOTIFY payload comes from any session and any column: it is masked with the union of every
  *   profile the session has been allowed under.
  */
 export class SessionProfiles {
-  readonly #cursors = new Map<string, { readonly text: string; readonly masker: ProfileMasker | undefined }>();
+  /** DECLARE texts the server confirmed (its `DECLARE CURSOR` tag), by cursor name. */
+  readonly #cursorTexts = new Map<string, string>();
+  /** Every profile a DECLARE of the name was allowed under, as one union: it only ever widens. */
+  readonly #cursorMaskers = new Map<string, ProfileMasker | undefined>();
   readonly #seen = new Map<string, ProfileMasker>();
   #notifications: ProfileMasker | undefined;
 
   constructor(private readonly maskerOf: MaskerOf) {}
 
-  /** The DECLARE texts by cursor name, for FETCH lineage. */
-  get cursorTexts(): ReadonlyMap<string, string> {
-    const texts = new Map<string, string>();
-    for (const [name, cursor] of this.#cursors) texts.set(name, cursor.text);
+  /** The DECLARE texts by cursor name for FETCH lineage: the confirmed ones, then the command's own. */
+  cursorTexts(own: readonly DeclaredCursor[] = []): ReadonlyMap<string, string> {
+    if (own.length === 0) return this.#cursorTexts;
+    const texts = new Map(this.#cursorTexts);
+    for (const [name, text] of own) texts.set(name, text);
     return texts;
   }
 
-  /** Records an allowed command; returns the masker its results get (a FETCH: with its cursor's). */
-  command(sql: string, masker: ProfileMasker | undefined): ProfileMasker | undefined {
+  /**
+   * Records an allowed command; returns the masker its results get (a FETCH: with its cursor's)
+   * and the cursors it declares, to be confirmed one by one as their command tags come back.
+   */
+  command(sql: string, masker: ProfileMasker | undefined): { masker: ProfileMasker | undefined; declares: DeclaredCursor[] } {
     let effective = masker;
     const fetched = fetchedCursor(sql);
-    if (fetched !== undefined) effective = unionOf([masker, this.#cursors.get(fetched)?.masker], this.maskerOf);
-    for (const [name, text] of declaredCursors(sql)) {
-      this.#cursors.delete(name);
-      if (this.#cursors.size >= MAX_CURSORS) this.#cursors.delete(this.#cursors.keys().next().value!);
-      this.#cursors.set(name, { text, masker });
+    if (fetched !== undefined) effective = unionOf([masker, this.#cursorMaskers.get(fetched)], this.maskerOf);
+    const declares = [...declaredCursors(sql)];
+    for (const [name] of declares) {
+      const earlier = this.#cursorMaskers.get(name);
+      this.#cursorMaskers.delete(name);
+      if (this.#cursorMaskers.size >= MAX_CURSORS) this.#cursorMaskers.delete(this.#cursorMaskers.keys().next().value!);
+      this.#cursorMaskers.set(name, unionOf([earlier, masker], this.maskerOf));
     }
     if (effective && !this.#seen.has(effective.name)) {
       this.#seen.set(effective.name, effective);
       this.#notifications = unionOf([...this.#seen.values()], this.maskerOf);
     }
-    return effective;
+    return { masker: effective, declares };
+  }
+
+  /** The server answered a DECLARE with its command tag: the cursor now holds this text. */
+  confirmCursor([name, text]: DeclaredCursor): void {
+    this.#cursorTexts.delete(name);
+    // Forgetting one makes its FETCH's lineage unknown: every column then counts as any column.
+    if (this.#cursorTexts.size >= MAX_CURSORS) this.#cursorTexts.delete(this.#cursorTexts.keys().next().value!);
+    this.#cursorTexts.set(name, text);
   }
 
   /** The masker of NOTIFY payloads. */

@@ -40,7 +40,7 @@ import type { TableCatalog } from './catalog.js';
 import { SocketFrames } from './frame-source.js';
 import { Outbox } from './outbox.js';
 import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
-import { SessionProfiles } from './session-profiles.js';
+import { SessionProfiles, type DeclaredCursor } from './session-profiles.js';
 import { maskNotification, maskServerFields } from './server-texts.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
 import { normaliseSql } from './approval-text.js';
@@ -107,6 +107,9 @@ interface Command {
   readonly tags: string[];
   /** Its SQL PREPAREs and DEALLOCATEs, in order: each is true once its command tag comes back. */
   readonly preparedChanges: PreparedStatementChange[];
+  /** Its DECLAREs, in order; `cursorsConfirmed` of them have had their command tag back. */
+  readonly declares: readonly DeclaredCursor[];
+  cursorsConfirmed: number;
   error?: { code: string; message: string };
   done: boolean;
 }
@@ -954,10 +957,10 @@ export class PostgresSession {
   }
 
   #newCommand(id: string, masker: ProfileMasker | undefined, sql: string): Command {
-    const effective = this.#profiles.command(sql, masker);
+    const { masker: effective, declares } = this.#profiles.command(sql, masker);
     this.#lastMasker = effective;
     const preparedChanges = [...this.#effectsOf(sql).preparedStatements];
-    return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, done: false };
+    return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, done: false };
   }
 
   /** A statement a Bind or Describe names that was not Parse'd in this batch: decided again now. */
@@ -1204,23 +1207,25 @@ export class PostgresSession {
       return;
     }
     const out = this.#toClient;
-    try {
-      for (let i = 0; i < frames.length && !this.#closed; i++) {
-        const frame = frames[i]!;
-        if (frame.code === BackendCode.RowDescription && this.#holdForCatalog(frames, i, out)) return;
+    for (let i = 0; i < frames.length && !this.#closed; i++) {
+      const frame = frames[i]!;
+      if (frame.code === BackendCode.RowDescription && this.#holdForCatalog(frames, i, out)) return;
+      try {
         this.#handleBackend(frame, out);
-      }
-      this.#wakeIfSettled();
-    } catch (error) {
-      if (error instanceof ResultWithheldError || (error as { code?: string }).code === 'ERR_PROTOCOL_MALFORMED') {
-        // Never a raw row: what is left of this response is replaced by an error.
-        this.#withhold(out, error as Error);
-      } else {
-        this.#close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
-        return;
+      } catch (error) {
+        if (error instanceof ResultWithheldError || (error as { code?: string }).code === 'ERR_PROTOCOL_MALFORMED') {
+          // Never a raw row: what is left of this response is replaced by an error. The frames
+          // after it in this chunk (its ReadyForQuery, the next commands' answers) still go
+          // through, or the session would wait forever and later answers pair with wrong commands.
+          this.#withhold(out, error as Error);
+        } else {
+          this.#close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
+          return;
+        }
       }
     }
     if (this.#closed) return;
+    this.#wakeIfSettled();
     if (!out.flush(this.#client) && !this.#clientBlocked) {
       // The agent reads slower than the target answers: stop reading the target until it drains.
       const upstream = this.#upstream!;
@@ -1523,6 +1528,9 @@ export class PostgresSession {
         this.#prepared.delete(change.name);
         this.#statements.delete(change.name);
       }
+    } else if (tag === 'DECLARE CURSOR') {
+      const declared = command.declares[command.cursorsConfirmed++];
+      if (declared) this.#profiles.confirmCursor(declared);
     } else if (tag === 'DISCARD ALL') {
       this.#forgetNamedStatements();
       this.#portals.clear();
@@ -1543,7 +1551,7 @@ export class PostgresSession {
   #derivedFrom(command: Command, statement: number, fields: readonly FieldDescription[]): (readonly ColumnSource[] | undefined)[] | undefined {
     const count = fields.length;
     if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts) ?? null;
+    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
     return derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name));
   }
 
@@ -1572,7 +1580,7 @@ export class PostgresSession {
   /** The columns of a COPY TO's lines (the `statement`-th of a simple query), so column rules apply to its fields. */
   #copyColumns(command: Command, frame: Frame): ReturnType<typeof copyColumns> {
     const message = decodeBackend(frame) as { columnFormats: readonly number[] };
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts) ?? null;
+    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
     return copyColumns(command.lineage ?? undefined, command.tags.length, message.columnFormats.length);
   }
 

@@ -1,0 +1,439 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import net, { type AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { decodeBackend, encodePasswordMessage, encodeQuery, encodeStartupMessage, FrameReader, type BackendMessage } from '@sluice/codec-pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig, type PostgresResourceConfig } from '@sluice/config';
+import type { SluiceEventKind } from '@sluice/contracts';
+import { createTokenVerifier } from '@sluice/identity';
+import { compileMasking, COLUMN_REDACTED } from '@sluice/masking-engine';
+import { loadSqlClassifier } from '@sluice/sql-classifier';
+import { createPolicy } from '../services/policy/src/policy.js';
+import type { GovernancePorts } from '../services/proxy/src/ports.js';
+import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
+import { createDatabase, dropDatabases } from './support/databases.js';
+import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+
+/**
+ * Red team of the PostgreSQL front door after issue #9's fixes: an agent with a valid token for a
+ * read-only grant (column rule `(?i)ssn`, detectors, a `tables` allow-list, a deny rule on one
+ * table) against the real adapter, policy and masking engine, with node-postgres and psql.
+ * `912-34-5678` is in the 9xx range: no detector knows it, only the column rule can mask it.
+ */
+
+const execFileAsync = promisify(execFile);
+const database = `sluice_redteam_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+const RESOURCE = 'redteam-db';
+const RAW_SSN = '912-34-5678';
+
+const CONFIG = parseConfig({
+  resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
+  masking: {
+    profiles: {
+      pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'jwt', 'secret'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] },
+    },
+  },
+  rules: [
+    { name: 'no-secrets', effect: 'deny', resources: [RESOURCE], tables: ['public.secrets'] },
+    { name: 'readers', effect: 'allow', subjects: { groups: ['readers'] }, resources: [RESOURCE], actions: ['read'], mask: 'pii' },
+    { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write'], mask: 'pii' },
+    { name: 'orders-only', effect: 'allow', subjects: { groups: ['orders'] }, resources: [RESOURCE], actions: ['read'], tables: ['public.orders'], mask: 'pii' },
+  ],
+});
+const policy = createPolicy(CONFIG.rules, CONFIG.resources, { approvalTimeoutMs: 60_000 });
+const masking = compileMasking(CONFIG.masking, { hashKey: 'redteam-int' });
+
+let issuer: TestIssuer;
+let server: net.Server;
+let adapter: PostgresAdapter;
+let port: number;
+let direct: pg.Client;
+const events: { kind: SluiceEventKind; data: Record<string, unknown> }[] = [];
+const clients: pg.Client[] = [];
+
+const token = (groups: string[]): Promise<string> => issuer.mint({ sub: `agent-${groups.join('-')}`, groups });
+
+const connect = async (groups = ['readers']): Promise<pg.Client> => {
+  const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, password: await token(groups) });
+  client.on('error', () => {});
+  await client.connect();
+  clients.push(client);
+  return client;
+};
+
+/** psql through the proxy, one message: stdout, or stdout and stderr on failure. */
+const psql = async (sql: string, groups = ['readers']): Promise<string> => {
+  const env = { ...process.env, PGPASSWORD: await token(groups), PGCONNECT_TIMEOUT: '10', PGSSLMODE: 'disable' };
+  try {
+    const { stdout } = await execFileAsync('psql', ['-X', '-q', '-At', '-h', '127.0.0.1', '-p', String(port), '-U', 'agent', '-d', RESOURCE, '-v', 'ON_ERROR_STOP=1', '-c', sql], { env, timeout: 20_000 });
+    return stdout;
+  } catch (error) {
+    return `${(error as { stdout?: string }).stdout ?? ''}${(error as { stderr?: string }).stderr ?? ''}`;
+  }
+};
+
+/** A connection speaking the protocol byte by byte, as an attacker would; keeps every byte it got. */
+class RawSession {
+  readonly messages: BackendMessage[] = [];
+  received = Buffer.alloc(0);
+  closed = false;
+  readonly #reader = new FrameReader({ phase: 'typed' });
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.received = Buffer.concat([this.received, chunk]);
+      for (const frame of this.#reader.push(chunk)) this.messages.push(decodeBackend(frame));
+    });
+    socket.on('close', () => (this.closed = true));
+    socket.on('error', () => (this.closed = true));
+  }
+
+  static async open(groups: string[]): Promise<RawSession> {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const session = new RawSession(socket);
+    raws.push(session);
+    socket.write(encodeStartupMessage([['user', 'agent'], ['database', RESOURCE]]));
+    await waitFor(() => session.messages.some((m) => m.type === 'AuthenticationCleartextPassword'));
+    socket.write(encodePasswordMessage(await token(groups)));
+    await session.readyCount(1);
+    return session;
+  }
+
+  count(type: BackendMessage['type']): number {
+    return this.messages.filter((m) => m.type === type).length;
+  }
+
+  async readyCount(n: number): Promise<void> {
+    await waitFor(() => this.count('ReadyForQuery') >= n || this.closed);
+  }
+
+  send(...buffers: Buffer[]): void {
+    this.socket.write(Buffer.concat(buffers));
+  }
+}
+const raws: RawSession[] = [];
+
+const waitFor = async (condition: () => boolean, timeoutMs = 10_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+};
+
+const expectNoRawSsn = (value: unknown): void => {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  expect(text).not.toContain(RAW_SSN);
+  expect(text).not.toContain('912345678');
+};
+
+beforeAll(async () => {
+  await loadSqlClassifier();
+  issuer = await startTestIssuer();
+  await createDatabase(
+    database,
+    `create table people (id int primary key, name text, ssn text);
+     insert into people values (1, 'Ada Lovelace', '${RAW_SSN}');
+     alter table people add constraint name_not_empty check (name <> '');
+     create table orders (id int primary key, item text);
+     insert into orders values (1, 'public-order');
+     create table secrets (id int, secret text);
+     insert into secrets select g, 'TOP-SECRET-VALUE' from generate_series(1, 200) g;
+     analyze secrets;
+     select lo_from_bytea(0, convert_to('TOP-SECRET-VALUE', 'UTF8'));`,
+  );
+  direct = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
+  await direct.connect();
+  const resource = CONFIG.resources[0] as PostgresResourceConfig;
+  adapter = createPostgresAdapter({ ...resource, target: { ...resource.target, port: 5432, ssl: false } }, { secretsDir: process.cwd() });
+  const verifier = createTokenVerifier([{ issuer: issuer.issuer, audience: 'sluice', clockTolerance: 0 }]);
+  const ports: GovernancePorts = {
+    identity: { verify: async (jwt) => verifier.verify(jwt) },
+    policy: {
+      describeSession: async (subject, name) => policy.describeSession(subject, name),
+      decide: async (subject, name, command) => policy.decide(subject, name, command),
+    },
+    masking: {
+      masker: (profile) => (profile ? masking.profile(profile) : undefined),
+      maskCommandText: (text) => masking.everything.maskText(text, {}),
+    },
+    approvals: {
+      request: async () => {
+        throw new Error('no approvals in this test');
+      },
+      awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
+      consume: async () => false,
+    },
+    audit: {
+      healthy: true,
+      record: (_sessionId, kind, data) => {
+        events.push({ kind, data: data as unknown as Record<string, unknown> });
+      },
+    },
+    recording: { maxRows: 10, maxBytes: 65_536 },
+    newId: randomUUID,
+    now: () => new Date(),
+  };
+  server = net.createServer({ noDelay: true }, (socket) => {
+    void adapter.handleConnection(socket, ports);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+});
+
+afterAll(async () => {
+  for (const client of clients) await client.end().catch(() => {});
+  for (const raw of raws) raw.socket.destroy();
+  await adapter?.close();
+  await new Promise((resolve) => server?.close(resolve));
+  await direct?.end();
+  await dropDatabases([database]);
+  await issuer?.close();
+});
+
+describe('a column renamed by a table alias list is masked by its own name', () => {
+  it('masks SELECT c FROM people AS x(a, b, c) and SELECT * over the same alias (the wire names the table column)', async () => {
+    const client = await connect();
+    const bare = await client.query('SELECT c FROM people AS x(a, b, c)');
+    expect(bare.rows).toEqual([{ c: COLUMN_REDACTED }]);
+    const star = await client.query('SELECT * FROM people AS x(a, b, c)');
+    expect(star.rows[0].c).toBe(COLUMN_REDACTED);
+    expectNoRawSsn(star.rows);
+  });
+
+  it('masks an expression over a renamed column, which the wire does not name (upper(c), a join alias, COPY)', async () => {
+    const client = await connect();
+    const upper = await client.query('SELECT upper(c) AS u FROM people AS x(a, b, c)');
+    expect(upper.rows).toEqual([{ u: COLUMN_REDACTED }]);
+    const joined = await client.query('SELECT upper(j.c) AS u FROM (people CROSS JOIN orders) AS j(a, b, c)');
+    expect(joined.rows).toEqual([{ u: COLUMN_REDACTED }]);
+    const copied = await psql('COPY (SELECT c FROM people AS x(a, b, c)) TO STDOUT');
+    expect(copied.trim()).toBe(COLUMN_REDACTED);
+  });
+});
+
+describe('columns of XMLTABLE and other generic FROM items carry what they read', () => {
+  it('masks a bare name of an XMLTABLE column fed a covered column, alone or next to a base table', async () => {
+    const client = await connect();
+    const xml = "xmltable('/r' PASSING (SELECT xmlelement(name r, ssn) FROM people) COLUMNS v text PATH '.')";
+    const alone = await client.query(`SELECT upper(v) AS u FROM ${xml}`);
+    expect(alone.rows).toEqual([{ u: COLUMN_REDACTED }]);
+    // A base table may have any column name: the bare name must still count the XMLTABLE's sources.
+    const beside = await client.query(`SELECT upper(v) AS u FROM orders, ${xml}`);
+    expect(beside.rows).toEqual([{ u: COLUMN_REDACTED }]);
+  });
+});
+
+describe("a recursive CTE's SEARCH and CYCLE columns carry its rows", () => {
+  it.each([
+    ['SEARCH … SET ord', 'SEARCH DEPTH FIRST BY x SET ord SELECT ord::text AS v FROM t'],
+    ['CYCLE … USING path', 'CYCLE x SET c USING p SELECT p::text AS v FROM t'],
+  ])('masks %s', async (_what, tail) => {
+    const client = await connect();
+    const result = await client.query(`WITH RECURSIVE t(x) AS (SELECT ssn FROM people UNION ALL SELECT x FROM t WHERE false) ${tail}`);
+    expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+  });
+});
+
+describe('errors over a column renamed by a table alias list', () => {
+  it.each(['SELECT c::int FROM people AS x(a, b, c)', 'SELECT 1 FROM people AS x(a, b, c) WHERE c::int > 0', 'SELECT 1 FROM people AS x(a, b, c) ORDER BY c::int'])(
+    'masks the value the error quotes: %s',
+    async (sql) => {
+      const client = await connect();
+      const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
+      expect(error.code).toBe('22P02');
+      expect(error.message).toMatch(/^invalid input syntax for type integer: /);
+      expectNoRawSsn(error.message);
+    },
+  );
+});
+
+describe('SET is closed by default: only settings that change the session’s own formatting and planning are reads', () => {
+  it.each([
+    "SET log_statement = 'none'",
+    'SET log_min_messages = panic',
+    'SET track_activities = off',
+    "SET max_stack_depth = '7MB'",
+    'SET zero_damaged_pages = on',
+    "SET work_mem = '64GB'",
+    'SET temp_file_limit = -1',
+    "SET pgaudit.log = 'none'",
+    "SELECT set_config('app.tenant', 'someone-else', false)",
+    "SET LOCAL log_statement = 'none'",
+    'RESET log_min_duration_statement',
+  ])('refuses %s to a read-only subject (the server would apply it: the target role is a superuser)', async (sql) => {
+    const client = await connect();
+    const before = (await client.query('SHOW log_statement')).rows[0].log_statement;
+    await client.query('BEGIN');
+    await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+    await client.query('ROLLBACK');
+    expect((await client.query('SHOW log_statement')).rows[0].log_statement).toBe(before);
+  });
+
+  it('still lets a driver set what drivers set (DateStyle, TIME ZONE, statement_timeout, application_name, extra_float_digits)', async () => {
+    const client = await connect();
+    for (const sql of ['SET DateStyle = ISO', "SET TIME ZONE 'UTC'", 'SET statement_timeout = 5000', "SET application_name = 'agent'", 'SET extra_float_digits = 3', "SELECT set_config('bytea_output', 'hex', false)"]) {
+      await client.query(sql);
+    }
+    expect((await client.query('SHOW TimeZone')).rows[0].TimeZone).toBe('UTC');
+  });
+});
+
+describe('the statistics relations and the large-object store read every table', () => {
+  it.each([
+    "SELECT most_common_vals::text AS v FROM pg_stats WHERE tablename = 'secrets'",
+    "SELECT stavalues1::text AS v FROM pg_catalog.pg_statistic WHERE starelid = 'secrets'::regclass",
+    "SELECT convert_from(data, 'UTF8') AS v FROM pg_largeobject",
+  ])('refuses %s under a deny rule on public.secrets (its values may be that table’s rows)', async (sql) => {
+    const raw = await direct.query(sql);
+    expect(JSON.stringify(raw.rows)).toContain('TOP-SECRET-VALUE');
+    const client = await connect();
+    await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+  });
+});
+
+describe('ordered-set aggregates return a value of their WITHIN GROUP ordering', () => {
+  it.each(['SELECT mode() WITHIN GROUP (ORDER BY ssn) AS v FROM people', 'SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY ssn) AS v FROM people'])(
+    'masks %s',
+    async (sql) => {
+      const client = await connect();
+      const result = await client.query(sql);
+      expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+    },
+  );
+});
+
+describe('a cursor holds what the server accepted', () => {
+  it('masks FETCH from a WITH HOLD cursor after a second DECLARE of its name that the server refused', async () => {
+    const client = await connect();
+    await client.query('DECLARE held CURSOR WITH HOLD FOR SELECT reverse(reverse(ssn)) AS x FROM people');
+    await expect(client.query("DECLARE held CURSOR WITH HOLD FOR SELECT 'harmless' AS x")).rejects.toMatchObject({ code: '42P03' });
+    const fetched = await client.query('FETCH ALL FROM held');
+    expect(fetched.rows).toEqual([{ x: COLUMN_REDACTED }]);
+    await client.query('CLOSE held');
+  });
+
+  it('still follows a cursor re-declared after CLOSE, and one declared and fetched in one message (psql)', async () => {
+    const client = await connect();
+    await client.query("DECLARE again CURSOR WITH HOLD FOR SELECT 'harmless' AS x");
+    await client.query('CLOSE again');
+    await client.query('DECLARE again CURSOR WITH HOLD FOR SELECT reverse(reverse(ssn)) AS x FROM people');
+    expect((await client.query('FETCH ALL FROM again')).rows).toEqual([{ x: COLUMN_REDACTED }]);
+    // Declared over the extended protocol (Parse/Bind/Execute): confirmed by its Execute's tag.
+    await client.query({ text: 'DECLARE ext CURSOR WITH HOLD FOR SELECT reverse(reverse(ssn)) AS x FROM people WHERE id = $1', values: [1] });
+    expect((await client.query('FETCH ALL FROM ext')).rows).toEqual([{ x: COLUMN_REDACTED }]);
+    const out = await psql("BEGIN; DECLARE one CURSOR FOR SELECT 'harmless' AS x; CLOSE one; DECLARE one CURSOR FOR SELECT reverse(reverse(ssn)) AS x FROM people; FETCH ALL FROM one; COMMIT");
+    expectNoRawSsn(out);
+    expect(out).toContain(COLUMN_REDACTED);
+  });
+});
+
+describe('a withheld result does not swallow what follows it', () => {
+  it('answers every pipelined query after a binary COPY it withholds, each under its own lineage', async () => {
+    const raw = await RawSession.open(['readers']);
+    const before = raw.count('ReadyForQuery');
+    // One write: the withheld binary COPY, a harmless query, then one whose column the wire does not name.
+    raw.send(
+      encodeQuery('COPY (SELECT ssn FROM people) TO STDOUT WITH (FORMAT binary)'),
+      encodeQuery("SELECT 'harmless' AS a"),
+      encodeQuery('SELECT upper(ssn) AS a FROM people'),
+    );
+    await raw.readyCount(before + 3);
+    expect(raw.closed).toBe(false);
+    expect(raw.count('ReadyForQuery')).toBe(before + 3);
+    expect(raw.received.toString('latin1')).not.toContain(RAW_SSN);
+    const rows = raw.messages.flatMap((m) => (m.type === 'DataRow' ? [m.values.map((v) => v?.toString('utf8'))] : []));
+    expect(rows).toEqual([['harmless'], [COLUMN_REDACTED]]);
+  });
+
+  it("answers psql's binary COPY with the withheld error instead of leaving it waiting", async () => {
+    const out = await psql('COPY (SELECT ssn FROM people) TO STDOUT WITH (FORMAT binary)');
+    expect(out).toMatch(/result withheld/);
+  });
+});
+
+describe("other sessions' statement texts", () => {
+  it('refuses pg_stat_activity (another session quoting an SSN) under a deny rule on a table and under a tables allow-list', async () => {
+    const marker = `'${RAW_SSN}' AS redteam_marker`;
+    const other = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
+    await other.connect();
+    const running = other.query(`SELECT pg_sleep(2), ${marker}`).finally(() => other.end());
+    try {
+      const sql = "SELECT query FROM pg_stat_activity WHERE query LIKE '%redteam_marker%' AND pid <> pg_backend_pid()";
+      const client = await connect();
+      await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+      const orders = await connect(['orders']);
+      await expect(orders.query(sql)).rejects.toMatchObject({ code: '42501' });
+    } finally {
+      await running;
+    }
+  });
+});
+
+describe('the parser knows keywords PostgreSQL 15 does not', () => {
+  it.each([
+    'SELECT upper(system_user) AS v FROM (SELECT ssn AS "system_user" FROM people) s',
+    'SELECT upper(system_user) AS v FROM people AS p(a, b, "system_user")',
+  ])('masks SYSTEM_USER read as a column by the server: %s', async (sql) => {
+    const client = await connect();
+    const result = await client.query(sql);
+    expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+  });
+});
+
+describe('errors of a write quote the whole row it would have written', () => {
+  it.each([
+    ["UPDATE people SET name = '' WHERE id = 1", '23514'],
+    ["MERGE INTO people p USING (SELECT 1 AS id) s ON p.id = s.id WHEN MATCHED THEN UPDATE SET name = ''", '23514'],
+  ])('masks the detail of %s (Failing row contains (…, ssn))', async (sql, code) => {
+    const client = await connect(['writers']);
+    await client.query('BEGIN');
+    const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
+    await client.query('ROLLBACK');
+    expect(error.code).toBe(code);
+    expect(error.detail).toBeDefined();
+    expectNoRawSsn(error.detail);
+  });
+});
+
+describe('catalogs that hold credentials', () => {
+  it.each(["SELECT rolname, rolpassword FROM pg_authid WHERE rolpassword IS NOT NULL", 'SELECT usename, passwd FROM pg_shadow', 'SELECT * FROM pg_user_mappings'])(
+    'refuses %s to a read-only subject (admin)',
+    async (sql) => {
+      const client = await connect();
+      await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+    },
+  );
+});
+
+describe('RETURNING carries what the write put in the row', () => {
+  it.each([
+    'INSERT INTO orders (id, item) SELECT id + 100, reverse(reverse(ssn)) FROM people RETURNING item AS v',
+    'UPDATE orders o SET item = p.ssn FROM people p WHERE o.id = p.id RETURNING upper(o.item) AS v',
+  ])('masks %s', async (sql) => {
+    const client = await connect(['writers']);
+    await client.query('BEGIN');
+    const result = await client.query(sql);
+    await client.query('ROLLBACK');
+    expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+  });
+});
+
+describe('open findings (not fixed in this round)', () => {
+  // An agent allowed writes under an `approve` rule for risk high runs `DELETE FROM victim WHERE id = id`
+  // (or `WHERE id IS NOT NULL`, `WHERE id > -2147483648`): any WHERE naming a column counts as
+  // bounding the rows, so the statement is medium risk and no approval is asked. Whether a WHERE
+  // bounds anything is undecidable from the text: gate such rules on actions, or count rows.
+  it.todo('asks approval for a DELETE whose WHERE bounds no rows (WHERE id = id)');
+  // An agent allowed ddl and write but denied public.secrets: CREATE FUNCTION f() … AS 'SELECT secret FROM
+  // secrets' (a body is not classified), CREATE TRIGGER on a table it may write that calls f() and
+  // copies the rows into that table, then an INSERT fires it: the denied table is read without being named.
+  it.todo('classifies the body of CREATE FUNCTION / the function a CREATE TRIGGER, CREATE OPERATOR or CREATE CAST names');
+  // An agent allowed writes on two tables copies a covered column into an uncovered one
+  // (INSERT INTO orders SELECT id + 100, ssn FROM people) and reads it back later in clear with
+  // SELECT item FROM orders: column rules follow names and lineage within a statement, not values
+  // across statements (the RETURNING of that same statement is masked, see above).
+  it.todo('masks a covered value laundered through a write into an uncovered column, read back by a later statement');
+});
