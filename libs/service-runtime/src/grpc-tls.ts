@@ -1,0 +1,26 @@
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { ChannelCredentials, credentials, ServerCredentials } from '@grpc/grpc-js';
+import type { GrpcPeer, ServiceTls } from '@sluice/config';
+
+/**
+ * Server side of the deployment's mutual TLS: the client must present a certificate that chains
+ * to this deployment's CA, so a proxy of another deployment is refused at the handshake. Without
+ * material (a service embedded in-process, e.g. by a test) it serves plain text.
+ */
+export const grpcServerCredentials = (tls: ServiceTls | undefined): ServerCredentials =>
+  tls === undefined
+    ? ServerCredentials.createInsecure()
+    : ServerCredentials.createSsl(Buffer.from(tls.ca), [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], true);
+
+/**
+ * Client side: trusts only this deployment's CA, presents this peer's certificate, and checks that
+ * the server's certificate names the service it meant to reach (`peer`) whatever address it
+ * dialled: the policy service's certificate cannot answer for masking, and a load balancer's or
+ * pod's address needs no entry in a certificate.
+ */
+export const grpcClientCredentials = (tls: ServiceTls | undefined, peer: GrpcPeer): ChannelCredentials =>
+  tls === undefined
+    ? credentials.createInsecure()
+    : credentials.createSsl(Buffer.from(tls.ca), Buffer.from(tls.key), Buffer.from(tls.cert), {
+        checkServerIdentity: (_host: string, certificate: PeerCertificate) => checkServerIdentity(peer, certificate),
+      });
