@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { KEYS_DIR_ENV, loadConfig, readGeneratedServiceTls, resolveServiceTls, type ServiceTls } from '@sluice/config';
-import { grpcClientCredentials } from '@sluice/service-runtime';
+import { grpcClientChannelOptions, grpcClientCredentials } from '@sluice/service-runtime';
 import { createPolicy, requestPolicyReload, type Explanation, type Policy, type PolicyCommand, type PolicySubject } from '@sluice/policy';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { ACTIONS, EFFECTS, RISKS } from '@sluice/contracts';
@@ -258,7 +258,7 @@ const reload = async (argv: string[]): Promise<number> => {
     return 1;
   }
   try {
-    const answer = await requestPolicyReload(address, { credentials: grpcClientCredentials(tls, 'policy') });
+    const answer = await requestPolicyReload(address, { credentials: grpcClientCredentials(tls, 'policy'), channelOptions: grpcClientChannelOptions(tls, 'policy') });
     if (!answer.ok) {
       process.stderr.write(`sluice policy reload: rejected, the previous rules stay: ${answer.error}\n`);
       return 1;

@@ -1,5 +1,5 @@
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
-import { ChannelCredentials, credentials, ServerCredentials } from '@grpc/grpc-js';
+import { ChannelCredentials, credentials, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import type { GrpcPeer, ServiceTls } from '@sluice/config';
 
 /**
@@ -24,3 +24,10 @@ export const grpcClientCredentials = (tls: ServiceTls | undefined, peer: GrpcPee
     : credentials.createSsl(Buffer.from(tls.ca), Buffer.from(tls.key), Buffer.from(tls.cert), {
         checkServerIdentity: (_host: string, certificate: PeerCertificate) => checkServerIdentity(peer, certificate),
       });
+
+/**
+ * Channel options going with grpcClientCredentials: the TLS server name sent (SNI) is the peer's
+ * name, not the dialled address (an IP address there is not allowed by RFC 6066 and warns).
+ */
+export const grpcClientChannelOptions = (tls: ServiceTls | undefined, peer: GrpcPeer): ChannelOptions =>
+  tls === undefined ? {} : { 'grpc.ssl_target_name_override': peer };

@@ -5,7 +5,7 @@ import { parseAddress, readSecret, requireServiceTls, resolveBusLogin, resolvePr
 import { SluiceErrorCode } from '@sluice/contracts';
 import { connectBus, createMessageSigner, ensureEventStream, EventPublisher } from '@sluice/event-bus';
 import { createTokenVerifier } from '@sluice/identity';
-import { grpcClientCredentials, runService } from '@sluice/service-runtime';
+import { grpcClientChannelOptions, grpcClientCredentials, runService } from '@sluice/service-runtime';
 import { createAuditPort } from './audit-port.js';
 import { ConnectionLimiter, listenerFullReply } from './connection-limits.js';
 import { checkRecordingFits } from './recording.js';
@@ -77,10 +77,11 @@ runService('proxy', async ({ loaded, config, logger }) => {
         dropped ? 'the bus refused an event even reduced; dropped' : 'event published in reduced form',
       ),
   });
-  const policy = createPolicyPort(config.services.policy.grpc, { logger, credentials: grpcClientCredentials(tls, 'policy') });
+  const channel = (peer: 'policy' | 'masking' | 'approval') => ({ credentials: grpcClientCredentials(tls, peer), channelOptions: grpcClientChannelOptions(tls, peer) });
+  const policy = createPolicyPort(config.services.policy.grpc, { logger, ...channel('policy') });
   const tracer = trace.getTracer('sluice-proxy');
-  const masking = createMaskingPort(config.services.masking.grpc, { logger, credentials: grpcClientCredentials(tls, 'masking') });
-  const approvals = createApprovalPort(config.services.approval.grpc, { logger, credentials: grpcClientCredentials(tls, 'approval') });
+  const masking = createMaskingPort(config.services.masking.grpc, { logger, ...channel('masking') });
+  const approvals = createApprovalPort(config.services.approval.grpc, { logger, ...channel('approval') });
   const verifier = createTokenVerifier(config.identity.oidc);
   const connectionLimits = new Map(config.resources.map((resource) => [resource.name, new ConnectionLimiter(resourceLimits(resource))]));
   const ports: GovernancePorts = {

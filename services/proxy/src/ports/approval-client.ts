@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
 import { DependencyUnavailableError, SluiceErrorCode } from '@sluice/contracts';
 import { approval as proto } from '@sluice/proto';
 import type { Logger } from '@sluice/service-runtime';
@@ -17,6 +17,8 @@ export interface ApprovalClientOptions {
   readonly consumeRetryMs?: number;
   /** How the channel authenticates (the deployment's mutual TLS); plain text when absent. */
   readonly credentials?: ChannelCredentials;
+  /** Channel options that go with those credentials (grpcClientChannelOptions). */
+  readonly channelOptions?: ChannelOptions;
 }
 
 type Unary<Req, Res> = (request: Req, metadata: Metadata, options: { deadline: Date; waitForReady: boolean }, callback: (error: ServiceError | null, response: Res) => void) => { cancel(): void };
@@ -44,6 +46,7 @@ export const createApprovalPort = (address: string, options: ApprovalClientOptio
   const pollTimeoutMs = options.pollTimeoutMs ?? 30_000;
   const expiryGraceMs = options.expiryGraceMs ?? 30_000;
   const client = new proto.ApprovalServiceClient(address, options.credentials ?? credentials.createInsecure(), {
+    ...options.channelOptions,
     'grpc.keepalive_time_ms': 15_000,
     'grpc.keepalive_timeout_ms': 5_000,
     'grpc.initial_reconnect_backoff_ms': 100,

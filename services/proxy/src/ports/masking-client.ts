@@ -1,4 +1,4 @@
-import { credentials, type ChannelCredentials, type ClientReadableStream } from '@grpc/grpc-js';
+import { credentials, type ChannelCredentials, type ChannelOptions, type ClientReadableStream } from '@grpc/grpc-js';
 import { DependencyUnavailableError, SluiceErrorCode } from '@sluice/contracts';
 import {
   compileMasking,
@@ -18,6 +18,8 @@ export interface MaskingPortOptions {
   readonly maxBackoffMs?: number;
   /** How the channel authenticates (the deployment's mutual TLS); plain text when absent. */
   readonly credentials?: ChannelCredentials;
+  /** Channel options that go with those credentials (grpcClientChannelOptions). */
+  readonly channelOptions?: ChannelOptions;
 }
 
 export type MaskingClientPort = MaskingPort & {
@@ -41,6 +43,7 @@ export const createMaskingPort = (address: string, options: MaskingPortOptions):
   const initialBackoff = options.initialBackoffMs ?? 100;
   const maxBackoff = options.maxBackoffMs ?? 2_000;
   const client = new masking.MaskingServiceClient(address, options.credentials ?? credentials.createInsecure(), {
+    ...options.channelOptions,
     // A half-open connection must not look live forever.
     'grpc.keepalive_time_ms': 10_000,
     'grpc.keepalive_timeout_ms': 5_000,

@@ -1,0 +1,162 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { loadConfig, readGeneratedServiceTls, type GrpcPeer, type ServiceTls } from '@sluice/config';
+import { startMaskingService, type RunningMaskingService } from '@sluice/masking';
+import { startPolicyService, type RunningPolicyService } from '@sluice/policy';
+import { masking } from '@sluice/proto';
+import { createLogger, grpcClientChannelOptions, grpcClientCredentials } from '@sluice/service-runtime';
+import { writeGrpcCertificates } from '../cli/src/commands/keys.js';
+import { createMaskingPort } from '../services/proxy/src/ports/masking-client.js';
+import { deleteStreams } from './support/databases.js';
+import { SLUICE_BIN } from './support/sluice.js';
+
+const logger = createLogger('deployment-tls-test');
+
+/** Whether a channel to `address` with `channelCredentials` gets through the TLS handshake in time. */
+const handshakeSucceeds = (address: string, channelCredentials: ChannelCredentials, channelOptions: ChannelOptions = {}, timeoutMs = 3_000): Promise<boolean> => {
+  const client = new masking.MaskingServiceClient(address, channelCredentials, channelOptions);
+  return new Promise((resolve) =>
+    client.waitForReady(new Date(Date.now() + timeoutMs), (error) => {
+      client.close();
+      resolve(error === undefined || error === null);
+    }),
+  );
+};
+
+/**
+ * Two deployments on one host, each with the CA and certificates `sluice keys` makes: deployment
+ * A's services run; whatever holds deployment B's certificates is refused by them at the TLS
+ * handshake, and refuses them in turn.
+ */
+describe('gRPC trusts only its own deployment', () => {
+  const run = randomUUID().slice(0, 8);
+  const stream = `SLUICE_TLS_${run}`;
+  let root: string;
+  let keysA: string;
+  let keysB: string;
+  let tlsOf: (keys: string, peer: GrpcPeer) => ServiceTls;
+  let maskingA: RunningMaskingService;
+  let policyA: RunningPolicyService;
+  const children: ChildProcess[] = [];
+
+  beforeAll(async () => {
+    root = mkdtempSync(join(tmpdir(), 'sluice-tls-'));
+    keysA = join(root, 'keys-a');
+    keysB = join(root, 'keys-b');
+    writeGrpcCertificates(keysA);
+    writeGrpcCertificates(keysB);
+    tlsOf = (keys, peer) => readGeneratedServiceTls(keys, peer);
+    const configPath = join(root, 'a.yaml');
+    writeFileSync(
+      configPath,
+      stringify({
+        bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `tls.${run}.events` },
+        services: { policy: { grpc: '127.0.0.1:0' }, masking: { grpc: '127.0.0.1:0' } },
+        masking: { profiles: { pii: { detectors: ['email'], strategy: 'redact' } } },
+        rules: [{ name: 'read', effect: 'allow', actions: ['read'], mask: 'pii' }],
+      }),
+    );
+    const loaded = loadConfig(configPath);
+    maskingA = await startMaskingService({ loaded, logger, listen: '127.0.0.1:0', tls: tlsOf(keysA, 'masking') });
+    policyA = await startPolicyService({ loaded, config: loaded.config, logger, listen: '127.0.0.1:0', tls: tlsOf(keysA, 'policy') });
+  });
+
+  afterAll(async () => {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    await maskingA?.stop();
+    await policyA?.stop();
+    await deleteStreams([stream]);
+    if (root) rmSync(root, { recursive: true, force: true });
+  });
+
+  it('lets a proxy holding its own deployment certificate through the handshake and streams it the profiles', async () => {
+    expect(await handshakeSucceeds(maskingA.address, grpcClientCredentials(tlsOf(keysA, 'proxy'), 'masking'), grpcClientChannelOptions(tlsOf(keysA, 'proxy'), 'masking'))).toBe(true);
+    const port = createMaskingPort(maskingA.address, { logger, credentials: grpcClientCredentials(tlsOf(keysA, 'proxy'), 'masking'), channelOptions: grpcClientChannelOptions(tlsOf(keysA, 'proxy'), 'masking') });
+    try {
+      await port.ready;
+      expect(port.live).toBe(true);
+    } finally {
+      port.close();
+    }
+  });
+
+  it("refuses at the handshake a proxy of another deployment, and that proxy never gets the other deployment's profiles", async () => {
+    expect(await handshakeSucceeds(maskingA.address, grpcClientCredentials(tlsOf(keysB, 'proxy'), 'masking'), grpcClientChannelOptions(tlsOf(keysB, 'proxy'), 'masking'))).toBe(false);
+    const port = createMaskingPort(maskingA.address, { logger, credentials: grpcClientCredentials(tlsOf(keysB, 'proxy'), 'masking'), channelOptions: grpcClientChannelOptions(tlsOf(keysB, 'proxy'), 'masking') });
+    try {
+      const arrived = await Promise.race([port.ready.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 3_000))]);
+      expect(arrived).toBe(false);
+      expect(port.live).toBe(false);
+      expect(() => port.masker('pii')).toThrow(expect.objectContaining({ code: 'ERR_MASKING_UNAVAILABLE' }));
+    } finally {
+      port.close();
+    }
+  });
+
+  it("refuses a client that trusts this deployment's CA but presents another deployment's certificate, or none", async () => {
+    const a = tlsOf(keysA, 'proxy');
+    const b = tlsOf(keysB, 'proxy');
+    const checkNothing = { checkServerIdentity: () => undefined };
+    expect(await handshakeSucceeds(maskingA.address, credentials.createSsl(Buffer.from(a.ca), Buffer.from(b.key), Buffer.from(b.cert), checkNothing))).toBe(false);
+    expect(await handshakeSucceeds(maskingA.address, credentials.createSsl(Buffer.from(a.ca), null, null, checkNothing))).toBe(false);
+    expect(await handshakeSucceeds(maskingA.address, credentials.createInsecure())).toBe(false);
+  });
+
+  it("refuses a server that is not the service the client meant, even one of its own deployment", async () => {
+    // The policy service's certificate names `policy`: it cannot answer for masking.
+    expect(await handshakeSucceeds(policyA.address, grpcClientCredentials(tlsOf(keysA, 'proxy'), 'masking'), grpcClientChannelOptions(tlsOf(keysA, 'proxy'), 'masking'))).toBe(false);
+    expect(await handshakeSucceeds(policyA.address, grpcClientCredentials(tlsOf(keysA, 'proxy'), 'policy'), grpcClientChannelOptions(tlsOf(keysA, 'proxy'), 'policy'))).toBe(true);
+  });
+
+  /**
+   * The reported case: a fresh deployment's proxy pointed (by port clash or mistake) at another
+   * deployment's services. It runs as `sluice proxy` does, with the keys its own folder generates.
+   */
+  const startProxy = (folder: string, env: Record<string, string>): { child: ChildProcess; output: () => string } => {
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(
+      join(folder, 'sluice.yaml'),
+      stringify({
+        bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `tls.${run}.events` },
+        services: { policy: { grpc: policyA.address }, masking: { grpc: maskingA.address }, approval: { grpc: '127.0.0.1:1', http: '127.0.0.1:0' } },
+        rules: [{ name: 'read', effect: 'allow', actions: ['read'] }],
+      }),
+    );
+    let output = '';
+    const child = spawn(process.execPath, [SLUICE_BIN, 'proxy', '--config', 'sluice.yaml'], {
+      cwd: folder,
+      env: { ...process.env, LOG_LEVEL: 'info', NATS_URL: '', DATABASE_URL: '', SLUICE_KEYS_DIR: '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    children.push(child);
+    return { child, output: () => output };
+  };
+  const reportedReady = (output: string): boolean => output.split('\n').some((line) => line.includes('"msg":"ready"'));
+
+  it("a proxy with its own generated keys never reports ready against another deployment's services, and says why", async () => {
+    const proxy = startProxy(join(root, 'deployment-b'), {});
+    const deadline = Date.now() + 30_000;
+    while (!proxy.output().includes('not ready') && Date.now() < deadline && proxy.child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(proxy.child.exitCode).toBeNull();
+    expect(proxy.output()).toMatch(/not ready: no answer yet from this deployment's policy and masking service/);
+    expect(proxy.output()).toContain('masking profiles not received yet');
+    expect(reportedReady(proxy.output())).toBe(false);
+    proxy.child.kill('SIGTERM');
+  });
+
+  it('the same proxy holding the deployment keys of those services reports ready', async () => {
+    const proxy = startProxy(join(root, 'deployment-a'), { SLUICE_KEYS_DIR: keysA });
+    const deadline = Date.now() + 30_000;
+    while (!reportedReady(proxy.output()) && Date.now() < deadline && proxy.child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(reportedReady(proxy.output())).toBe(true);
+    proxy.child.kill('SIGTERM');
+  });
+});
