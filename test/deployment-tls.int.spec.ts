@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
-import { loadConfig, readGeneratedServiceTls, type GrpcPeer, type ServiceTls } from '@sluice/config';
+import { loadConfig, readGeneratedServiceTls, requireServiceTls, resolveServiceTls, type GrpcPeer, type ServiceTls } from '@sluice/config';
 import { startMaskingService, type RunningMaskingService } from '@sluice/masking';
 import { startPolicyService, type RunningPolicyService } from '@sluice/policy';
 import { masking } from '@sluice/proto';
@@ -112,6 +112,35 @@ describe('gRPC trusts only its own deployment', () => {
     // The policy service's certificate names `policy`: it cannot answer for masking.
     expect(await handshakeSucceeds(policyA.address, grpcClientCredentials(tlsOf(keysA, 'proxy'), 'masking'), grpcClientChannelOptions(tlsOf(keysA, 'proxy'), 'masking'))).toBe(false);
     expect(await handshakeSucceeds(policyA.address, grpcClientCredentials(tlsOf(keysA, 'proxy'), 'policy'), grpcClientChannelOptions(tlsOf(keysA, 'proxy'), 'policy'))).toBe(true);
+  });
+
+  it('takes the certificates from services.tls when configured, a pair per peer or the default one', async () => {
+    const configPath = join(root, 'configured.yaml');
+    writeFileSync(
+      configPath,
+      stringify({
+        services: {
+          tls: {
+            ca: { file: join(keysA, 'tls', 'ca.crt') },
+            cert: { file: join(keysA, 'tls', 'operator.crt') },
+            key: { file: join(keysA, 'tls', 'operator.key') },
+            peers: { proxy: { cert: { file: join(keysA, 'tls', 'proxy.crt') }, key: { file: join(keysA, 'tls', 'proxy.key') } } },
+          },
+        },
+      }),
+    );
+    const loaded = loadConfig(configPath);
+    // The configured material wins over a keys folder of another deployment.
+    const proxy = resolveServiceTls(loaded, 'proxy', { SLUICE_KEYS_DIR: keysB })!;
+    expect(proxy.source).toBe('config');
+    expect(await handshakeSucceeds(maskingA.address, grpcClientCredentials(proxy, 'masking'), grpcClientChannelOptions(proxy, 'masking'))).toBe(true);
+    expect(resolveServiceTls(loaded, 'policy', {})!.cert.trim()).toBe(tlsOf(keysA, 'operator').cert.trim());
+  });
+
+  it('refuses to run a service without TLS material, and with a keys folder that lacks it', () => {
+    const loaded = loadConfig(join(root, 'a.yaml'));
+    expect(() => requireServiceTls(loaded, 'proxy', {})).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID', path: 'services.tls' }));
+    expect(() => requireServiceTls(loaded, 'proxy', { SLUICE_KEYS_DIR: join(root, 'empty') })).toThrow(expect.objectContaining({ code: 'ERR_CONFIG_INVALID' }));
   });
 
   /**
