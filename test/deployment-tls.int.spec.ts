@@ -14,6 +14,7 @@ import { createLogger, grpcClientChannelOptions, grpcClientCredentials } from '@
 import { writeGrpcCertificates } from '../cli/src/commands/keys.js';
 import { createMaskingPort } from '../services/proxy/src/ports/masking-client.js';
 import { deleteStreams } from './support/databases.js';
+import { freePort } from './support/ports.js';
 import { SLUICE_BIN } from './support/sluice.js';
 
 const logger = createLogger('deployment-tls-test');
@@ -147,7 +148,8 @@ describe('gRPC trusts only its own deployment', () => {
    * The reported case: a fresh deployment's proxy pointed (by port clash or mistake) at another
    * deployment's services. It runs as `sluice proxy` does, with the keys its own folder generates.
    */
-  const startProxy = (folder: string, env: Record<string, string>): { child: ChildProcess; output: () => string } => {
+  const startProxy = async (folder: string, env: Record<string, string>): Promise<{ child: ChildProcess; output: () => string; readyz: () => Promise<number> }> => {
+    const healthPort = await freePort();
     mkdirSync(folder, { recursive: true });
     writeFileSync(
       join(folder, 'sluice.yaml'),
@@ -160,32 +162,41 @@ describe('gRPC trusts only its own deployment', () => {
     let output = '';
     const child = spawn(process.execPath, [SLUICE_BIN, 'proxy', '--config', 'sluice.yaml'], {
       cwd: folder,
-      env: { ...process.env, LOG_LEVEL: 'info', NATS_URL: '', DATABASE_URL: '', SLUICE_KEYS_DIR: '', ...env },
+      env: { ...process.env, LOG_LEVEL: 'info', NATS_URL: '', DATABASE_URL: '', SLUICE_KEYS_DIR: '', SLUICE_HEALTH_LISTEN: `127.0.0.1:${healthPort}`, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     children.push(child);
-    return { child, output: () => output };
+    const readyz = async (): Promise<number> => {
+      try {
+        return (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).status;
+      } catch {
+        return 0;
+      }
+    };
+    return { child, output: () => output, readyz };
   };
   const reportedReady = (output: string): boolean => output.split('\n').some((line) => line.includes('"msg":"ready"'));
 
   it("a proxy with its own generated keys never reports ready against another deployment's services, and says why", async () => {
-    const proxy = startProxy(join(root, 'deployment-b'), {});
+    const proxy = await startProxy(join(root, 'deployment-b'), {});
     const deadline = Date.now() + 30_000;
     while (!proxy.output().includes('not ready') && Date.now() < deadline && proxy.child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 200));
     expect(proxy.child.exitCode).toBeNull();
     expect(proxy.output()).toMatch(/not ready: no answer yet from this deployment's policy and masking service/);
     expect(proxy.output()).toContain('masking profiles not received yet');
     expect(reportedReady(proxy.output())).toBe(false);
+    expect(await proxy.readyz()).toBe(503);
     proxy.child.kill('SIGTERM');
   });
 
   it('the same proxy holding the deployment keys of those services reports ready', async () => {
-    const proxy = startProxy(join(root, 'deployment-a'), { SLUICE_KEYS_DIR: keysA });
+    const proxy = await startProxy(join(root, 'deployment-a'), { SLUICE_KEYS_DIR: keysA });
     const deadline = Date.now() + 30_000;
     while (!reportedReady(proxy.output()) && Date.now() < deadline && proxy.child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 200));
     expect(reportedReady(proxy.output())).toBe(true);
+    expect(await proxy.readyz()).toBe(200);
     proxy.child.kill('SIGTERM');
   });
 });

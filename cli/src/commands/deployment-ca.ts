@@ -107,6 +107,8 @@ const readWhenPresent = (path: string, timeoutMs = 5_000): string => {
   return readFileSync(path, 'utf8');
 };
 
+const READ_ONLY_CODES = new Set(['EROFS', 'EACCES', 'EPERM']);
+
 export interface CertificateWriter {
   /** Writes `path` holding `content` unless it exists (or force); true when it wrote. */
   createExclusive(path: string, content: string, mode: number, force: boolean): boolean;
@@ -141,11 +143,17 @@ export const writeDeploymentCertificates = (dir: string, writer: CertificateWrit
     }
     const pair = createPeerCertificate(ca, peer, now);
     const renewing = force || existsSync(keyPath);
-    // A new key is linked exclusively (one writer wins, the others wait for its certificate); a
-    // renewed one replaces the old pair, key first.
-    if (!writer.createExclusive(keyPath, pair.keyPem, 0o600, renewing)) continue;
-    writer.replace(certPath, pair.certPem, 0o644);
-    written.push(`${GRPC_TLS_DIR}/${peer}.crt`);
+    try {
+      // A new key is linked exclusively (one writer wins, the others wait for its certificate); a
+      // renewed one replaces the old pair, key first.
+      if (!writer.createExclusive(keyPath, pair.keyPem, 0o600, renewing)) continue;
+      writer.replace(certPath, pair.certPem, 0o644);
+      written.push(`${GRPC_TLS_DIR}/${peer}.crt`);
+    } catch (error) {
+      // Keys mounted read-only (a Kubernetes Secret) are renewed by whoever owns them; the
+      // certificate in place serves until then, and a handshake says so once it has lapsed.
+      if (!renewing || !READ_ONLY_CODES.has((error as NodeJS.ErrnoException).code ?? '')) throw error;
+    }
   }
   return written;
 };

@@ -2,3 +2,4 @@ export * from './run-service.js';
 export { createLogger, type Logger } from '@sluice/telemetry';
 export * from './grpc-server.js';
 export * from './grpc-tls.js';
+export * from './health-endpoint.js';
