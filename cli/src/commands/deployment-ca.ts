@@ -126,15 +126,22 @@ export const writeDeploymentCertificates = (dir: string, writer: CertificateWrit
   const written: string[] = [];
   const caCertPath = join(folder, 'ca.crt');
   const caKeyPath = join(folder, 'ca.key');
-  if (force || !existsSync(caKeyPath) || !existsSync(caCertPath)) {
+  if (force || !existsSync(caKeyPath)) {
     const ca = createDeploymentCa(randomBytes(4).toString('hex'), now);
-    // The key is the one that decides: whoever links it first wins, and its certificate goes with it.
-    if (writer.createExclusive(caKeyPath, ca.keyPem, 0o600, force || !existsSync(caCertPath))) {
+    // The key is the one that decides: whoever links it first wins, and its certificate goes with
+    // it; the others wait for that certificate below.
+    if (writer.createExclusive(caKeyPath, ca.keyPem, 0o600, force)) {
       writer.replace(caCertPath, ca.certPem, 0o644);
       written.push(`${GRPC_TLS_DIR}/ca.crt`);
     }
   }
-  const ca: PemPair = { certPem: readWhenPresent(caCertPath), keyPem: readFileSync(caKeyPath, 'utf8') };
+  let caCertPem: string;
+  try {
+    caCertPem = readWhenPresent(caCertPath);
+  } catch {
+    throw new Error(`${caCertPath} is missing beside its key ${caKeyPath}: remove the key (or run \`sluice keys --force\`) to make a new CA`);
+  }
+  const ca: PemPair = { certPem: caCertPem, keyPem: readFileSync(caKeyPath, 'utf8') };
   for (const peer of GRPC_PEERS) {
     const certPath = join(folder, `${peer}.crt`);
     const keyPath = join(folder, `${peer}.key`);
