@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { credentials, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
+import { credentials, status, type ChannelCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import { loadConfig, readGeneratedServiceTls, requireServiceTls, resolveServiceTls, type GrpcPeer, type ServiceTls } from '@sluice/config';
 import { startMaskingService, type RunningMaskingService } from '@sluice/masking';
-import { startPolicyService, type RunningPolicyService } from '@sluice/policy';
-import { masking } from '@sluice/proto';
+import { requestPolicyReload, startPolicyService, type RunningPolicyService } from '@sluice/policy';
+import { masking, policy as policyProto } from '@sluice/proto';
 import { createLogger, grpcClientChannelOptions, grpcClientCredentials } from '@sluice/service-runtime';
 import { writeGrpcCertificates } from '../cli/src/commands/keys.js';
 import { createMaskingPort } from '../services/proxy/src/ports/masking-client.js';
@@ -113,6 +113,30 @@ describe('gRPC trusts only its own deployment', () => {
     // The policy service's certificate names `policy`: it cannot answer for masking.
     expect(await handshakeSucceeds(policyA.address, grpcClientCredentials(tlsOf(keysA, 'proxy'), 'masking'), grpcClientChannelOptions(tlsOf(keysA, 'proxy'), 'masking'))).toBe(false);
     expect(await handshakeSucceeds(policyA.address, grpcClientCredentials(tlsOf(keysA, 'proxy'), 'policy'), grpcClientChannelOptions(tlsOf(keysA, 'proxy'), 'policy'))).toBe(true);
+  });
+
+  it('lets each peer of the deployment call only what its role needs: the operator reloads, the proxy decides', async () => {
+    const as = (peer: GrpcPeer, service: GrpcPeer) => ({ credentials: grpcClientCredentials(tlsOf(keysA, peer), service), channelOptions: grpcClientChannelOptions(tlsOf(keysA, peer), service) });
+    expect((await requestPolicyReload(policyA.address, as('operator', 'policy'))).ok).toBe(true);
+    await expect(requestPolicyReload(policyA.address, as('proxy', 'policy'))).rejects.toMatchObject({ code: status.PERMISSION_DENIED });
+    const watchAs = (peer: GrpcPeer) =>
+      new Promise<number>((resolve) => {
+        const { credentials: channelCredentials, channelOptions } = as(peer, 'policy');
+        const client = new policyProto.PolicyServiceClient(policyA.address, channelCredentials, channelOptions);
+        const call = client.watchPolicy({});
+        call.on('data', () => {
+          call.cancel();
+          client.close();
+          resolve(status.OK);
+        });
+        call.on('error', (error: { code: number }) => {
+          client.close();
+          resolve(error.code);
+        });
+      });
+    expect(await watchAs('proxy')).toBe(status.OK);
+    expect(await watchAs('operator')).toBe(status.PERMISSION_DENIED);
+    expect(await watchAs('masking')).toBe(status.PERMISSION_DENIED);
   });
 
   it('takes the certificates from services.tls when configured, a pair per peer or the default one', async () => {

@@ -5,7 +5,7 @@ import { formatAddress, parseAddress, readSecret, resolveBusLogin, resolveProven
 import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import { approval as proto } from '@sluice/proto';
-import { grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
+import { grpcServerAuthorization, grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
 import type { KnownApproval } from './approval.js';
 import { createGrpcHandlers } from './grpc.js';
 import { createHttpApi } from './http.js';
@@ -157,7 +157,8 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
 
   const verifier = options.identity ?? createTokenVerifier(config.identity.oidc);
   const httpServer = createServer(createHttpApi({ workflow, verifier, logger, now, ...(slack ? { slack } : {}) }));
-  const grpcServer = new GrpcServer();
+  // Only proxies request, await and consume approvals over gRPC (approvers use HTTP).
+  const grpcServer = new GrpcServer(grpcServerAuthorization(options.tls, () => ['proxy']));
   grpcServer.addService(
     proto.ApprovalServiceService,
     createGrpcHandlers({

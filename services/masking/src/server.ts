@@ -1,7 +1,7 @@
 import { Server } from '@grpc/grpc-js';
 import { formatAddress, loadConfig, parseAddress, type LoadedConfig, type ServiceTls } from '@sluice/config';
 import { masking } from '@sluice/proto';
-import { grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
+import { grpcServerAuthorization, grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
 import { MaskingGrpcHandlers } from './grpc.js';
 import { buildVersion, generateHashKey, resolveHashKey, type ProfilesVersion } from './snapshot.js';
 
@@ -37,7 +37,8 @@ export const startMaskingService = async ({ loaded, logger, listen, tls }: Maski
   let current: ProfilesVersion = buildVersion(loaded, initialKey.key, 1n);
   const handlers = new MaskingGrpcHandlers(() => current);
 
-  const server = new Server();
+  // Only proxies read the profiles.
+  const server = new Server(grpcServerAuthorization(tls, () => ['proxy']));
   server.addService(masking.MaskingServiceService, handlers.implementation);
   const requested = listen ?? loaded.config.services.masking.grpc;
   const parsed = parseAddress(requested);

@@ -5,7 +5,7 @@ import { loadConfig, MAX_GOVERNED_MESSAGE_BYTES, resolveBusLogin, resolveProvena
 import { connectBus, createMessageSigner, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { policy as pb } from '@sluice/proto';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
-import { grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
+import { grpcServerAuthorization, grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
 import { policyServiceHandlers, type PolicyServiceState } from './grpc.js';
 import { createPolicy, type Policy } from './policy.js';
 
@@ -113,7 +113,11 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
 
   // A command is decided whole: a Redis command or SQL text up to the listeners' `limits`
   // (at most MAX_GOVERNED_MESSAGE_BYTES), not gRPC's default 4 MiB, else a large value is refused.
-  const server = new Server({ 'grpc.max_receive_message_length': MAX_GOVERNED_MESSAGE_BYTES + 1024 * 1024 });
+  // Proxies ask for decisions; only the operator (`sluice policy reload`) may reload.
+  const server = new Server({
+    'grpc.max_receive_message_length': MAX_GOVERNED_MESSAGE_BYTES + 1024 * 1024,
+    ...grpcServerAuthorization(options.tls, (method) => (method.endsWith('/Reload') ? ['operator'] : ['proxy'])),
+  });
   server.addService(pb.PolicyServiceService, policyServiceHandlers(state));
   const listen = options.listen ?? config.services.policy.grpc;
   const port = await new Promise<number>((resolve, reject) =>
