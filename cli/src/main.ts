@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { NoDeploymentError, removeRuntimeInfo, writeRuntimeInfo } from './config-resolution.js';
 import { stopWhenLauncherExits } from './launcher-watch.js';
 import { SERVICES, serviceEntry, Supervisor, type ServiceName } from './supervisor.js';
+import { firstTakenAddress } from './listen-check.js';
 
 const USAGE = `usage: sluice <command> [options]      (sluice <command> --help for one command)
 
@@ -94,6 +95,8 @@ const loadOrExit = (argv: readonly string[]): LoadedConfig | number => {
 const up = async (argv: readonly string[]): Promise<number> => {
   const loaded = loadOrExit(argv);
   if (typeof loaded === 'number') return loaded;
+  const taken = await firstTakenAddress(loaded.config);
+  if (taken !== undefined) return fail(taken, 1);
   const logger = createLogger('supervisor');
   const supervisor = new Supervisor(loaded, logger);
   try {

@@ -1,11 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '@sluice/config';
+import { GRPC_PEERS, parseConfig } from '@sluice/config';
 import { busUserPublicKey, createMessageSigner, createProvenanceVerifier } from '@sluice/event-bus';
-import { run, writeBusKeys, writeSigningKeys } from './keys.js';
+import { run, writeBusKeys, writeGrpcCertificates, writeSigningKeys } from './keys.js';
 
 describe('sluice keys', () => {
   const dirs: string[] = [];
@@ -60,5 +61,55 @@ describe('sluice keys', () => {
     expect(auth).toContain('"p1.events.batch.proxy"');
     // A seed is SU and 56 base32 characters; a public key may hold "SU" inside it.
     expect(auth).not.toMatch(/\bSU[A-Z2-7]{20,}/);
+  });
+});
+
+describe('sluice keys: the deployment CA for gRPC', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  const tempDir = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-ca-'));
+    dirs.push(dir);
+    return dir;
+  };
+
+  it('writes a CA and a certificate per peer that the CA signed, naming the peer, keys readable by the owner only', () => {
+    const dir = tempDir();
+    expect(writeGrpcCertificates(dir)).toEqual(['tls/ca.crt', ...GRPC_PEERS.map((peer) => `tls/${peer}.crt`)]);
+    const ca = new X509Certificate(readFileSync(join(dir, 'tls', 'ca.crt')));
+    expect(ca.ca).toBe(true);
+    expect(statSync(join(dir, 'tls', 'ca.key')).mode & 0o777).toBe(0o600);
+    for (const peer of GRPC_PEERS) {
+      const certificate = new X509Certificate(readFileSync(join(dir, 'tls', `${peer}.crt`)));
+      expect(certificate.ca).toBe(false);
+      expect(certificate.checkIssued(ca) && certificate.verify(ca.publicKey)).toBe(true);
+      expect(certificate.checkHost(peer)).toBe(peer);
+      expect(certificate.checkPrivateKey(createPrivateKey(readFileSync(join(dir, 'tls', `${peer}.key`))))).toBe(true);
+      expect(statSync(join(dir, 'tls', `${peer}.key`)).mode & 0o777).toBe(0o600);
+    }
+  });
+
+  it("keeps them unless forced, and remakes a certificate another CA signed", () => {
+    const dir = tempDir();
+    writeGrpcCertificates(dir);
+    const before = readFileSync(join(dir, 'tls', 'proxy.crt'), 'utf8');
+    expect(writeGrpcCertificates(dir)).toEqual([]);
+    const other = tempDir();
+    writeGrpcCertificates(other);
+    copyFileSync(join(other, 'tls', 'masking.crt'), join(dir, 'tls', 'masking.crt'));
+    expect(writeGrpcCertificates(dir)).toEqual(['tls/masking.crt']);
+    expect(writeGrpcCertificates(dir, true)).toHaveLength(GRPC_PEERS.length + 1);
+    expect(readFileSync(join(dir, 'tls', 'proxy.crt'), 'utf8')).not.toBe(before);
+  });
+
+  it('prints a services.tls section the config accepts', () => {
+    const dir = tempDir();
+    let out = '';
+    expect(run(['--out', dir], { out: (text) => (out += text), err: () => undefined })).toBe(0);
+    const config = parseConfig(parse(out));
+    expect(config.services.tls?.ca).toEqual({ file: join(dir, 'tls', 'ca.crt') });
+    expect(config.services.tls?.peers.masking).toEqual({ cert: { file: join(dir, 'tls', 'masking.crt') }, key: { file: join(dir, 'tls', 'masking.key') } });
   });
 });

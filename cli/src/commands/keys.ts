@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { KEYS_DIR_ENV, type SluiceConfig } from '@sluice/config';
+import { GRPC_PEERS, KEYS_DIR_ENV, type SluiceConfig } from '@sluice/config';
 import { DEFAULT_EVENTS_STREAM, DEFAULT_EVENTS_SUBJECT_PREFIX, SIGNER_NAMES } from '@sluice/contracts';
 import { BUS_ROLES, busUserPublicKey, generateBusUserSeed, generateSigningKeyPair, natsAuthorizationConfig, publicKeyPemOf } from '@sluice/event-bus';
+import { writeDeploymentCertificates } from './deployment-ca.js';
 
 interface Output {
   out(text: string): void;
@@ -78,10 +79,15 @@ export const writeBusKeys = (dir: string, options: { stream?: string; prefix?: s
   return written;
 };
 
+/** The deployment's gRPC CA and a certificate per peer under `dir/tls` (see writeDeploymentCertificates). */
+export const writeGrpcCertificates = (dir: string, force = false): string[] =>
+  writeDeploymentCertificates(dir, { createExclusive, replace: replaceIfChanged }, force);
+
 /**
  * The keys of a deployment run from this folder, in $SLUICE_KEYS_DIR or ./.sluice/keys: made
  * once (provenance signing keys unless the config names its own, NATS user seeds and the
- * nats-server authorization block for the config's stream), then kept. The services take from
+ * nats-server authorization block for the config's stream, the gRPC CA and certificates unless
+ * the config names services.tls), then kept. The services take from
  * there whatever the config does not give them.
  */
 export const provideDeploymentKeys = (config: SluiceConfig, env: NodeJS.ProcessEnv = process.env): { dir: string; written: string[] } => {
@@ -89,6 +95,7 @@ export const provideDeploymentKeys = (config: SluiceConfig, env: NodeJS.ProcessE
   const written = [
     ...(config.provenance === undefined ? writeSigningKeys(dir) : []),
     ...writeBusKeys(dir, { stream: config.bus.stream, prefix: config.bus.subjectPrefix }).map((role) => `${role}.nk`),
+    ...(config.services.tls === undefined ? writeGrpcCertificates(dir) : []),
   ];
   return { dir, written };
 };
@@ -98,7 +105,9 @@ const USAGE = `usage: sluice keys [--out DIR] [--force] [--stream NAME] [--prefi
     <service>.key, <service>.pub  an Ed25519 pair per publishing service (${SIGNER_NAMES.join(', ')})
     <role>.nk                     a NATS user nkey seed per bus role (${BUS_ROLES.join(', ')})
     ${NATS_AUTH_FILE}               the nats-server authorization block for them (include it)
-  and prints the provenance and bus.credentials sections of the config that use them.
+    tls/ca.crt, tls/ca.key        the deployment's own CA for gRPC mutual TLS
+    tls/<peer>.crt, tls/<peer>.key a certificate per peer (${GRPC_PEERS.join(', ')}), named for it
+  and prints the provenance, bus.credentials and services.tls sections of the config that use them.
   Existing keys are kept unless --force.
 `;
 
@@ -123,6 +132,7 @@ export const run = (argv: readonly string[], io: Output = stdio): number => {
   const written = [
     ...writeSigningKeys(dir, values.force ?? false),
     ...writeBusKeys(dir, { force: values.force ?? false, ...(values.stream ? { stream: values.stream } : {}), ...(values.prefix ? { prefix: values.prefix } : {}) }).map((role) => `${role}.nk`),
+    ...writeGrpcCertificates(dir, values.force ?? false),
   ];
   io.err(
     `${written.length > 0 ? `sluice keys: wrote ${written.join(', ')} into ${dir}` : `sluice keys: every key already exists in ${dir} (--force replaces them)`}; ` +
@@ -132,6 +142,8 @@ export const run = (argv: readonly string[], io: Output = stdio): number => {
   for (const name of SIGNER_NAMES) lines.push(`    ${name}: { publicKey: { file: ${join(dir, `${name}.pub`)} }, privateKey: { file: ${join(dir, `${name}.key`)} } }`);
   lines.push('bus:', '  credentials:');
   for (const role of BUS_ROLES) if (role !== 'siem') lines.push(`    ${role}: { nkey: { file: ${join(dir, `${role}.nk`)} } }`);
+  lines.push('services:', '  tls:', `    ca: { file: ${join(dir, 'tls', 'ca.crt')} }`, '    peers:');
+  for (const peer of GRPC_PEERS) lines.push(`      ${peer}: { cert: { file: ${join(dir, 'tls', `${peer}.crt`)} }, key: { file: ${join(dir, 'tls', `${peer}.key`)} } }`);
   io.out(`${lines.join('\n')}\n`);
   return 0;
 };

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { loadConfig } from '@sluice/config';
+import { KEYS_DIR_ENV, loadConfig, readGeneratedServiceTls, resolveServiceTls, type ServiceTls } from '@sluice/config';
+import { grpcClientChannelOptions, grpcClientCredentials } from '@sluice/service-runtime';
 import { createPolicy, requestPolicyReload, type Explanation, type Policy, type PolicyCommand, type PolicySubject } from '@sluice/policy';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { ACTIONS, EFFECTS, RISKS } from '@sluice/contracts';
@@ -228,12 +230,35 @@ const policyAddressOf = (file: string): string => {
   }
 };
 
+/**
+ * The operator's certificate for the policy service's mutual TLS: services.tls when the file
+ * loads, else the keys folder a `sluice up` in this folder generated ($SLUICE_KEYS_DIR or
+ * ./.sluice/keys), as for the service itself.
+ */
+const operatorTlsOf = (file: string): ServiceTls => {
+  const keysDir = process.env[KEYS_DIR_ENV] || resolve(join('.sluice', 'keys'));
+  try {
+    const tls = resolveServiceTls(loadConfig(file), 'operator', { ...process.env, [KEYS_DIR_ENV]: keysDir });
+    if (tls !== undefined) return tls;
+  } catch {
+    // A file the service will refuse: the generated certificates still reach it, to hear why.
+  }
+  return readGeneratedServiceTls(keysDir, 'operator');
+};
+
 const reload = async (argv: string[]): Promise<number> => {
   const { values } = parseArgs({ args: argv, allowPositionals: false, options: { config: { type: 'string', short: 'c' } } });
   if (!values.config) return usage('--config FILE is required');
   const address = policyAddressOf(values.config);
+  let tls: ServiceTls;
   try {
-    const answer = await requestPolicyReload(address);
+    tls = operatorTlsOf(values.config);
+  } catch (error) {
+    process.stderr.write(`sluice policy reload: no certificate to reach the policy service: ${(error as Error).message}\n`);
+    return 1;
+  }
+  try {
+    const answer = await requestPolicyReload(address, { credentials: grpcClientCredentials(tls, 'policy'), channelOptions: grpcClientChannelOptions(tls, 'policy') });
     if (!answer.ok) {
       process.stderr.write(`sluice policy reload: rejected, the previous rules stay: ${answer.error}\n`);
       return 1;

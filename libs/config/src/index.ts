@@ -5,3 +5,4 @@ export * from './schema.js';
 export * from './secret.js';
 export * from './provenance.js';
 export * from './bus-login.js';
+export * from './service-tls.js';

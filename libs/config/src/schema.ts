@@ -259,8 +259,24 @@ const bus = z.strictObject({
 
 const serviceAddress = (grpc: string) => z.strictObject({ grpc: address.default(grpc) }).default({ grpc });
 
+/**
+ * Mutual TLS between the proxy and the gRPC services (policy, masking, approval): the CA that
+ * signs this deployment's certificates, a default certificate pair, and a pair per peer. Absent:
+ * the per-deployment CA and certificates `sluice up` generates under its keys folder.
+ */
+const grpcTlsPair = z.strictObject({ cert: secret, key: secret });
+const grpcTls = z.strictObject({
+  ca: secret,
+  cert: secret.optional(),
+  key: secret.optional(),
+  peers: z
+    .strictObject({ proxy: grpcTlsPair.optional(), policy: grpcTlsPair.optional(), masking: grpcTlsPair.optional(), approval: grpcTlsPair.optional(), operator: grpcTlsPair.optional() })
+    .default({}),
+});
+
 const services = z
   .strictObject({
+    tls: grpcTls.optional(),
     proxy: z.strictObject({}).default({}),
     policy: serviceAddress('127.0.0.1:7101'),
     masking: serviceAddress('127.0.0.1:7102'),

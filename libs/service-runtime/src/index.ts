@@ -1,3 +1,5 @@
 export * from './run-service.js';
 export { createLogger, type Logger } from '@sluice/telemetry';
 export * from './grpc-server.js';
+export * from './grpc-tls.js';
+export * from './health-endpoint.js';

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { ConfigInvalidError } from '@sluice/contracts';
 import { loadConfig, type LoadedConfig, type SluiceConfig } from '@sluice/config';
 import { createLogger, startTracing, type Logger } from '@sluice/telemetry';
+import { HEALTH_LISTEN_ENV, startHealthEndpoint, type HealthEndpoint } from './health-endpoint.js';
 
 export interface ServiceContext {
   readonly loaded: LoadedConfig;
@@ -48,6 +49,7 @@ export const runService = (name: string, start: (context: ServiceContext) => Pro
   const tracing = startTracing(name);
   let running: RunningService | undefined;
   let stopping = false;
+  let health: HealthEndpoint | undefined;
 
   const shutdown = async (signal: string): Promise<void> => {
     if (stopping) return;
@@ -60,6 +62,7 @@ export const runService = (name: string, start: (context: ServiceContext) => Pro
     forceExit.unref();
     try {
       await running?.stop();
+      await health?.close();
       await tracing.shutdown();
       logger.info('stopped');
       process.exit(0);
@@ -77,9 +80,18 @@ export const runService = (name: string, start: (context: ServiceContext) => Pro
   });
   process.on('disconnect', () => void shutdown('supervisor gone'));
 
-  start({ loaded, config: loaded.config, logger })
+  const healthListen = process.env[HEALTH_LISTEN_ENV];
+  const healthStarted = healthListen
+    ? startHealthEndpoint(name, healthListen).then((endpoint) => {
+        health = endpoint;
+        return endpoint;
+      })
+    : Promise.resolve(undefined);
+  healthStarted
+    .then(() => start({ loaded, config: loaded.config, logger }))
     .then((service) => {
       running = service;
+      health?.markReady();
       logger.info('ready');
       const message: SupervisorMessage = { type: 'ready', service: name };
       process.send?.(message);

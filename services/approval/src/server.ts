@@ -1,11 +1,11 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Server as GrpcServer, ServerCredentials } from '@grpc/grpc-js';
-import { formatAddress, parseAddress, readSecret, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig } from '@sluice/config';
+import { Server as GrpcServer } from '@grpc/grpc-js';
+import { formatAddress, parseAddress, readSecret, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig, type ServiceTls } from '@sluice/config';
 import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import { approval as proto } from '@sluice/proto';
-import { shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
+import { grpcServerAuthorization, grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
 import type { KnownApproval } from './approval.js';
 import { createGrpcHandlers } from './grpc.js';
 import { createHttpApi } from './http.js';
@@ -24,6 +24,11 @@ export interface ApprovalServiceOptions {
   readonly webhookAttempts?: number;
   /** How long one AwaitDecision call waits before answering "not yet" (default 20 s). */
   readonly longPollMs?: number;
+  /**
+   * This deployment's gRPC TLS material (mutual TLS: clients must hold a certificate of its CA).
+   * The service process always passes it; absent, gRPC is plain text (embedded in a test).
+   */
+  readonly tls?: ServiceTls;
 }
 
 export interface RunningApprovalService {
@@ -46,10 +51,10 @@ const listenHttp = (server: HttpServer, address: string): Promise<string> => {
   });
 };
 
-const listenGrpc = (server: GrpcServer, address: string): Promise<string> => {
+const listenGrpc = (server: GrpcServer, address: string, tls: ServiceTls | undefined): Promise<string> => {
   const { host } = parseAddress(address)!;
   return new Promise((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, port) => {
+    server.bindAsync(address, grpcServerCredentials(tls), (error, port) => {
       if (error) reject(error);
       else resolve(formatAddress({ host, port }));
     });
@@ -152,7 +157,8 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
 
   const verifier = options.identity ?? createTokenVerifier(config.identity.oidc);
   const httpServer = createServer(createHttpApi({ workflow, verifier, logger, now, ...(slack ? { slack } : {}) }));
-  const grpcServer = new GrpcServer();
+  // Only proxies request, await and consume approvals over gRPC (approvers use HTTP).
+  const grpcServer = new GrpcServer(grpcServerAuthorization(options.tls, () => ['proxy']));
   grpcServer.addService(
     proto.ApprovalServiceService,
     createGrpcHandlers({
@@ -167,7 +173,7 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
   let grpcAddress: string;
   try {
     httpAddress = await listenHttp(httpServer, settings.http);
-    grpcAddress = await listenGrpc(grpcServer, settings.grpc);
+    grpcAddress = await listenGrpc(grpcServer, settings.grpc, options.tls);
   } catch (error) {
     workflow.stop();
     httpServer.close();

@@ -1,7 +1,7 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
-import { formatAddress, loadConfig, parseAddress, type LoadedConfig } from '@sluice/config';
+import { Server } from '@grpc/grpc-js';
+import { formatAddress, loadConfig, parseAddress, type LoadedConfig, type ServiceTls } from '@sluice/config';
 import { masking } from '@sluice/proto';
-import { shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
+import { grpcServerAuthorization, grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
 import { MaskingGrpcHandlers } from './grpc.js';
 import { buildVersion, generateHashKey, resolveHashKey, type ProfilesVersion } from './snapshot.js';
 
@@ -10,6 +10,11 @@ export interface MaskingServiceOptions {
   readonly logger: Logger;
   /** Overrides `services.masking.grpc` (tests listen on `127.0.0.1:0`). */
   readonly listen?: string;
+  /**
+   * This deployment's gRPC TLS material (mutual TLS: clients must hold a certificate of its CA).
+   * The service process always passes it; absent, gRPC is plain text (embedded in a test).
+   */
+  readonly tls?: ServiceTls;
 }
 
 export interface RunningMaskingService {
@@ -23,7 +28,7 @@ export interface RunningMaskingService {
 }
 
 /** Starts the masking service: the authority for masking profiles, streamed to proxies over gRPC. */
-export const startMaskingService = async ({ loaded, logger, listen }: MaskingServiceOptions): Promise<RunningMaskingService> => {
+export const startMaskingService = async ({ loaded, logger, listen, tls }: MaskingServiceOptions): Promise<RunningMaskingService> => {
   const generatedKey = generateHashKey();
   const initialKey = resolveHashKey(loaded, generatedKey);
   if (initialKey.source === 'generated') {
@@ -32,13 +37,14 @@ export const startMaskingService = async ({ loaded, logger, listen }: MaskingSer
   let current: ProfilesVersion = buildVersion(loaded, initialKey.key, 1n);
   const handlers = new MaskingGrpcHandlers(() => current);
 
-  const server = new Server();
+  // Only proxies read the profiles.
+  const server = new Server(grpcServerAuthorization(tls, () => ['proxy']));
   server.addService(masking.MaskingServiceService, handlers.implementation);
   const requested = listen ?? loaded.config.services.masking.grpc;
   const parsed = parseAddress(requested);
   if (!parsed) throw new Error(`cannot listen on ${requested}`);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(formatAddress(parsed), ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+    server.bindAsync(formatAddress(parsed), grpcServerCredentials(tls), (error, bound) => (error ? reject(error) : resolve(bound)));
   });
   const address = formatAddress({ host: parsed.host, port });
   logger.info({ address, profiles: Object.keys(loaded.config.masking.profiles) }, 'masking service listening');

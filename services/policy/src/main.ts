@@ -1,8 +1,9 @@
+import { requireServiceTls } from '@sluice/config';
 import { runService } from '@sluice/service-runtime';
 import { startPolicyService } from './service.js';
 
 runService('policy', async ({ loaded, config, logger }) => {
-  const service = await startPolicyService({ loaded, config, logger });
+  const service = await startPolicyService({ loaded, config, logger, tls: requireServiceTls(loaded, 'policy') });
   return {
     stop: () => service.stop(),
     reload: async () => {

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { Server, ServerCredentials, type ServerWritableStream } from '@grpc/grpc-js';
+import { Server, type ServerWritableStream } from '@grpc/grpc-js';
 import { buildEvent } from '@sluice/contracts';
-import { loadConfig, MAX_GOVERNED_MESSAGE_BYTES, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig, type SluiceConfig } from '@sluice/config';
+import { loadConfig, MAX_GOVERNED_MESSAGE_BYTES, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig, type ServiceTls, type SluiceConfig } from '@sluice/config';
 import { connectBus, createMessageSigner, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { policy as pb } from '@sluice/proto';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
-import { shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
+import { grpcServerAuthorization, grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
 import { policyServiceHandlers, type PolicyServiceState } from './grpc.js';
 import { createPolicy, type Policy } from './policy.js';
 
@@ -15,6 +15,11 @@ export interface PolicyServiceOptions {
   readonly logger: Logger;
   /** Overrides config.services.policy.grpc (tests listen on port 0). */
   readonly listen?: string;
+  /**
+   * This deployment's gRPC TLS material (mutual TLS: clients must hold a certificate of its CA).
+   * The service process always passes it; absent, gRPC is plain text (embedded in a test).
+   */
+  readonly tls?: ServiceTls;
 }
 
 export type ReloadResult = { readonly ok: true; readonly version: number } | { readonly ok: false; readonly error: string; readonly version: number };
@@ -108,11 +113,15 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
 
   // A command is decided whole: a Redis command or SQL text up to the listeners' `limits`
   // (at most MAX_GOVERNED_MESSAGE_BYTES), not gRPC's default 4 MiB, else a large value is refused.
-  const server = new Server({ 'grpc.max_receive_message_length': MAX_GOVERNED_MESSAGE_BYTES + 1024 * 1024 });
+  // Proxies ask for decisions; only the operator (`sluice policy reload`) may reload.
+  const server = new Server({
+    'grpc.max_receive_message_length': MAX_GOVERNED_MESSAGE_BYTES + 1024 * 1024,
+    ...grpcServerAuthorization(options.tls, (method) => (method.endsWith('/Reload') ? ['operator'] : ['proxy'])),
+  });
   server.addService(pb.PolicyServiceService, policyServiceHandlers(state));
   const listen = options.listen ?? config.services.policy.grpc;
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(listen, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
+    server.bindAsync(listen, grpcServerCredentials(options.tls), (error, bound) => (error ? reject(error) : resolve(bound))),
   );
   const host = listen.slice(0, listen.lastIndexOf(':'));
   const address = `${host}:${port}`;

@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
 import { createServer, type Server, type Socket } from 'node:net';
-import { parseAddress, readSecret, resolveBusLogin, resolveProvenanceKeys, resourceLimits, type ResourceConfig, type SecretRef } from '@sluice/config';
+import { parseAddress, readSecret, requireServiceTls, resolveBusLogin, resolveProvenanceKeys, resourceLimits, type ResourceConfig, type SecretRef } from '@sluice/config';
 import { SluiceErrorCode } from '@sluice/contracts';
 import { connectBus, createMessageSigner, ensureEventStream, EventPublisher } from '@sluice/event-bus';
 import { createTokenVerifier } from '@sluice/identity';
-import { runService } from '@sluice/service-runtime';
+import { grpcClientChannelOptions, grpcClientCredentials, runService } from '@sluice/service-runtime';
 import { createAuditPort } from './audit-port.js';
 import { ConnectionLimiter, listenerFullReply } from './connection-limits.js';
 import { checkRecordingFits } from './recording.js';
@@ -39,6 +39,9 @@ const credentialRefs = (resource: ResourceConfig): Array<[string, SecretRef]> =>
 };
 
 runService('proxy', async ({ loaded, config, logger }) => {
+  // Before anything else: without this deployment's certificates the proxy would have to trust
+  // whatever answers on the services' ports.
+  const tls = requireServiceTls(loaded, 'proxy');
   // Credentials are read at each login, so a secret set later works without a restart; an unset
   // one is said once here and the target is reached without it (it answers for itself).
   config.resources.forEach((resource, index) => {
@@ -74,10 +77,11 @@ runService('proxy', async ({ loaded, config, logger }) => {
         dropped ? 'the bus refused an event even reduced; dropped' : 'event published in reduced form',
       ),
   });
-  const policy = createPolicyPort(config.services.policy.grpc, { logger });
+  const channel = (peer: 'policy' | 'masking' | 'approval') => ({ credentials: grpcClientCredentials(tls, peer), channelOptions: grpcClientChannelOptions(tls, peer) });
+  const policy = createPolicyPort(config.services.policy.grpc, { logger, ...channel('policy') });
   const tracer = trace.getTracer('sluice-proxy');
-  const masking = createMaskingPort(config.services.masking.grpc, { logger });
-  const approvals = createApprovalPort(config.services.approval.grpc, { logger });
+  const masking = createMaskingPort(config.services.masking.grpc, { logger, ...channel('masking') });
+  const approvals = createApprovalPort(config.services.approval.grpc, { logger, ...channel('approval') });
   const verifier = createTokenVerifier(config.identity.oidc);
   const connectionLimits = new Map(config.resources.map((resource) => [resource.name, new ConnectionLimiter(resourceLimits(resource))]));
   const ports: GovernancePorts = {
@@ -136,9 +140,17 @@ runService('proxy', async ({ loaded, config, logger }) => {
     logger.info({ resource: resource.name, type: resource.type, listen: resource.listen }, 'listening');
     listeners.push({ server, adapter });
   }
-  // Readiness waits for the first policy version and masking profiles, so a ready proxy answers at
-  // once; past the wait it reports ready anyway and fails closed until they arrive.
-  await Promise.race([Promise.all([policy.ready, masking.ready]), new Promise((resolve) => setTimeout(resolve, 10_000))]);
+  // Ready only once the first policy version and masking profiles arrived from this deployment's
+  // own services: a proxy that cannot get them (down, or another deployment's, refused at the TLS
+  // handshake) never reports ready. Its listeners are up meanwhile and fail closed.
+  const waiting = { policy: true, masking: true };
+  void policy.ready.then(() => (waiting.policy = false));
+  void masking.ready.then(() => (waiting.masking = false));
+  const reminder = setInterval(() => {
+    const missing = Object.entries(waiting).filter(([, still]) => still).map(([name]) => name);
+    logger.warn({ waitingFor: missing }, `not ready: no answer yet from this deployment's ${missing.join(' and ')} service (down, or refused at the TLS handshake)`);
+  }, 10_000);
+  await Promise.all([policy.ready, masking.ready]).finally(() => clearInterval(reminder));
 
   return {
     async stop() {

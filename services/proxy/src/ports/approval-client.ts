@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { credentials, Metadata, status as GrpcStatus, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
 import { DependencyUnavailableError, SluiceErrorCode } from '@sluice/contracts';
 import { approval as proto } from '@sluice/proto';
 import type { Logger } from '@sluice/service-runtime';
@@ -15,6 +15,10 @@ export interface ApprovalClientOptions {
   readonly expiryGraceMs?: number;
   /** How long `consume` keeps trying an unreachable service before it answers false. */
   readonly consumeRetryMs?: number;
+  /** How the channel authenticates (the deployment's mutual TLS); plain text when absent. */
+  readonly credentials?: ChannelCredentials;
+  /** Channel options that go with those credentials (grpcClientChannelOptions). */
+  readonly channelOptions?: ChannelOptions;
 }
 
 type Unary<Req, Res> = (request: Req, metadata: Metadata, options: { deadline: Date; waitForReady: boolean }, callback: (error: ServiceError | null, response: Res) => void) => { cancel(): void };
@@ -41,7 +45,8 @@ export const createApprovalPort = (address: string, options: ApprovalClientOptio
   const callTimeoutMs = options.callTimeoutMs ?? 5_000;
   const pollTimeoutMs = options.pollTimeoutMs ?? 30_000;
   const expiryGraceMs = options.expiryGraceMs ?? 30_000;
-  const client = new proto.ApprovalServiceClient(address, credentials.createInsecure(), {
+  const client = new proto.ApprovalServiceClient(address, options.credentials ?? credentials.createInsecure(), {
+    ...options.channelOptions,
     'grpc.keepalive_time_ms': 15_000,
     'grpc.keepalive_timeout_ms': 5_000,
     'grpc.initial_reconnect_backoff_ms': 100,

@@ -1,4 +1,4 @@
-import { credentials, type ClientReadableStream } from '@grpc/grpc-js';
+import { credentials, type ChannelCredentials, type ChannelOptions, type ClientReadableStream } from '@grpc/grpc-js';
 import { DependencyUnavailableError, SluiceErrorCode } from '@sluice/contracts';
 import {
   compileMasking,
@@ -16,6 +16,10 @@ export interface MaskingPortOptions {
   /** First reconnect delay; doubles up to `maxBackoffMs`. */
   readonly initialBackoffMs?: number;
   readonly maxBackoffMs?: number;
+  /** How the channel authenticates (the deployment's mutual TLS); plain text when absent. */
+  readonly credentials?: ChannelCredentials;
+  /** Channel options that go with those credentials (grpcClientChannelOptions). */
+  readonly channelOptions?: ChannelOptions;
 }
 
 export type MaskingClientPort = MaskingPort & {
@@ -38,7 +42,8 @@ export const createMaskingPort = (address: string, options: MaskingPortOptions):
   const { logger } = options;
   const initialBackoff = options.initialBackoffMs ?? 100;
   const maxBackoff = options.maxBackoffMs ?? 2_000;
-  const client = new masking.MaskingServiceClient(address, credentials.createInsecure(), {
+  const client = new masking.MaskingServiceClient(address, options.credentials ?? credentials.createInsecure(), {
+    ...options.channelOptions,
     // A half-open connection must not look live forever.
     'grpc.keepalive_time_ms': 10_000,
     'grpc.keepalive_timeout_ms': 5_000,
@@ -55,6 +60,7 @@ export const createMaskingPort = (address: string, options: MaskingPortOptions):
   let backoff = initialBackoff;
   let retry: NodeJS.Timeout | undefined;
   let builtIns: CompiledMasking | undefined;
+  let lastFailure: string | undefined;
   let markReady: () => void = () => {};
   const ready = new Promise<void>((resolve) => {
     markReady = resolve;
@@ -84,6 +90,10 @@ export const createMaskingPort = (address: string, options: MaskingPortOptions):
     if (from !== call) return;
     call = undefined;
     if (streamOpen) logger.warn({ reason }, 'masking profiles stream down: results are withheld until it is back');
+    // Before the first version, say why it does not come (e.g. a TLS handshake refused: another
+    // deployment's masking service on that address), once per distinct reason.
+    else if (reason !== lastFailure) logger.warn({ reason }, 'masking profiles not received yet');
+    lastFailure = reason;
     streamOpen = false;
     if (closed) return;
     const delay = Math.min(backoff, maxBackoff);

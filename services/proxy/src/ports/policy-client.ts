@@ -1,4 +1,4 @@
-import { credentials, Metadata, type ClientReadableStream } from '@grpc/grpc-js';
+import { credentials, Metadata, type ChannelCredentials, type ChannelOptions, type ClientReadableStream } from '@grpc/grpc-js';
 import { policy as pb } from '@sluice/proto';
 import { DependencyUnavailableError, SluiceErrorCode, type Action, type Effect, type Risk, type Subject } from '@sluice/contracts';
 import { isSqlClassifierLoaded, loadSqlClassifier, normalizeSql } from '@sluice/sql-classifier';
@@ -11,6 +11,10 @@ export interface PolicyPortOptions {
   readonly cacheSize?: number;
   /** Deadline of one Decide/DescribeSession call. */
   readonly timeoutMs?: number;
+  /** How the channel authenticates (the deployment's mutual TLS); plain text when absent. */
+  readonly credentials?: ChannelCredentials;
+  /** Channel options that go with those credentials (grpcClientChannelOptions). */
+  readonly channelOptions?: ChannelOptions;
 }
 
 export interface PolicyPortStats {
@@ -106,7 +110,8 @@ const BACKOFF_MAX_MS = 5_000;
 export const createPolicyPort = (address: string, options: PolicyPortOptions): PolicyPort & { readonly ready: Promise<void>; close(): void; stats(): PolicyPortStats } => {
   const { logger } = options;
   const timeoutMs = options.timeoutMs ?? 2_000;
-  const client = new pb.PolicyServiceClient(address, credentials.createInsecure(), {
+  const client = new pb.PolicyServiceClient(address, options.credentials ?? credentials.createInsecure(), {
+    ...options.channelOptions,
     // A restarted policy service is reached again within a second, not after minutes of backoff.
     'grpc.initial_reconnect_backoff_ms': 100,
     'grpc.max_reconnect_backoff_ms': 1_000,
