@@ -189,8 +189,8 @@ describe('gRPC trusts only its own deployment', () => {
       env: { ...process.env, LOG_LEVEL: 'info', NATS_URL: '', DATABASE_URL: '', SLUICE_KEYS_DIR: '', SLUICE_HEALTH_LISTEN: `127.0.0.1:${healthPort}`, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     children.push(child);
     const readyz = async (): Promise<number> => {
       try {

@@ -1,6 +1,6 @@
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import {
-  ChannelCredentials,
+  type ChannelCredentials,
   credentials,
   ResponderBuilder,
   ServerCredentials,
