@@ -1,0 +1,205 @@
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDatabase, deleteStreams, dropDatabases } from '../support/databases.js';
+import { startOidcProvider, type RealIdp } from '../support/oidc-provider.js';
+import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
+import { freePorts } from '../support/ports.js';
+import { allocateServicePorts, REPO_ROOT, servicesSection, startSluice, type RunningSluice } from '../support/sluice.js';
+
+const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+/** Screenshots of each page, kept after the run for people to look at. */
+const SCREENSHOTS = join(REPO_ROOT, 'test-results', 'console');
+/** An agent's SQL that would script the approver's browser if the console ever rendered it as HTML. */
+const XSS = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
+
+describe('the web console in a real browser: sign-in, live approvals inbox, session replay', () => {
+  const run = randomUUID().slice(0, 8);
+  const targetDb = `sluice_e2e_console_${run}`;
+  const storeDb = `sluice_e2e_consolestore_${run}`;
+  const stream = `SLUICE_E2E_CONSOLE_${run}`;
+  let agents: TestIssuer;
+  let people: RealIdp;
+  let sluice: RunningSluice;
+  let browser: Browser;
+  let consoleUrl: string;
+  let pgPort: number;
+
+  beforeAll(async () => {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    await createDatabase(targetDb, `CREATE TABLE orders (id int PRIMARY KEY, total numeric); INSERT INTO orders SELECT g, g FROM generate_series(1, 20) g;`);
+    const ports = await allocateServicePorts();
+    const [consolePort, proxyPort] = (await freePorts(2)) as [number, number];
+    pgPort = proxyPort;
+    consoleUrl = `http://127.0.0.1:${consolePort}`;
+    agents = await startTestIssuer();
+    people = await startOidcProvider([], 'sluice', { clientId: 'sluice-console', secret: 'console-test-secret', redirectUri: `${consoleUrl}/callback` });
+    sluice = await startSluice(
+      {
+        bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `e2econsole.${run}.events` },
+        eventStore: { url: `postgres://postgres@127.0.0.1:5432/${storeDb}` },
+        identity: { oidc: [{ issuer: agents.issuer, audience: 'sluice' }, { issuer: people.issuer, audience: 'sluice' }] },
+        services: {
+          ...servicesSection(ports),
+          console: {
+            http: `127.0.0.1:${consolePort}`,
+            publicUrl: consoleUrl,
+            oidc: { issuer: people.issuer, clientId: 'sluice-console', clientSecret: { env: 'E2E_CONSOLE_SECRET' }, resource: 'urn:sluice:gateway' },
+          },
+        },
+        resources: [{ name: 'orders-db', type: 'postgres', listen: `127.0.0.1:${pgPort}`, target: { host: '127.0.0.1', database: targetDb }, credentials: { username: 'postgres' } }],
+        audit: { readers: { groups: ['compliance'] } },
+        rules: [
+          { name: 'operators-change', effect: 'allow', subjects: { groups: ['operators'] }, resources: ['orders-db'], actions: ['read', 'write'] },
+          { name: 'mass-changes-need-dba', effect: 'approve', subjects: { groups: ['operators'] }, resources: ['orders-db'], risk: 'high', approvers: { groups: ['dba'] } },
+        ],
+      },
+      { ports, env: { E2E_CONSOLE_SECRET: 'console-test-secret', NATS_URL: '', DATABASE_URL: '' } },
+    );
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await sluice?.stop();
+    await Promise.all([agents?.close(), people?.close()]);
+    await dropDatabases([targetDb, storeDb]);
+    await deleteStreams([stream]);
+  });
+
+  const agentClient = async (sub: string) => {
+    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: sub, database: 'orders-db', password: await agents.mint({ sub, groups: ['operators'] }) });
+    await client.connect();
+    return client;
+  };
+
+  const signIn = async (username: string, groups: string): Promise<{ context: BrowserContext; page: Page }> => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    const page = await context.newPage();
+    await page.goto(consoleUrl);
+    await page.click('text=Sign in');
+    await page.fill('input[name=username]', username);
+    await page.fill('input[name=groups]', groups);
+    await page.click('button[type=submit]');
+    await page.waitForURL((url) => url.origin === consoleUrl && url.pathname !== '/callback');
+    return { context, page };
+  };
+
+  it('shows a held command live to a DBA, as text, and runs it once the DBA approves in the browser', async () => {
+    const { context, page } = await signIn('dba-alice', 'dba');
+    try {
+      await page.waitForURL(`${consoleUrl}/approvals`);
+      const cookies = await context.cookies(consoleUrl);
+      expect(cookies.find((cookie) => cookie.name === 'sluice_console')).toMatchObject({ httpOnly: true, sameSite: 'Lax' });
+      await page.getByText('Live: new requests appear here').waitFor();
+      await page.screenshot({ path: join(SCREENSHOTS, 'approvals-empty.png'), fullPage: true });
+
+      const agent = await agentClient('ops-bot');
+      const held = agent.query(`DELETE FROM orders -- ${XSS}`);
+      const card = page.locator('article.approval');
+      await card.waitFor({ timeout: 20_000 });
+      expect(await card.locator('pre.command').textContent()).toBe(`DELETE FROM orders -- ${XSS}`);
+      expect(await card.textContent()).toContain('mass-changes-need-dba');
+      expect(await card.textContent()).toContain('ops-bot');
+      expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      expect(await page.locator('main img, main script').count()).toBe(0);
+      await page.screenshot({ path: join(SCREENSHOTS, 'approvals-pending.png'), fullPage: true });
+
+      await card.locator('input[name=reason]').fill('cleanup agreed in ticket 42');
+      await card.locator('button.approve').click();
+      await page.waitForURL(`${consoleUrl}/approvals?done=approve`);
+      const result = await held;
+      expect(result.rowCount).toBe(20);
+      await agent.end();
+      await page.locator('section[aria-labelledby=history-title] td', { hasText: 'dba-alice' }).first().waitFor();
+      await page.screenshot({ path: join(SCREENSHOTS, 'approvals-history.png'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('denies from the browser: the agent gets the denial naming the approval', async () => {
+    const { context, page } = await signIn('dba-bert', 'dba');
+    try {
+      const agent = await agentClient('ops-bot-2');
+      const held = agent.query('UPDATE orders SET total = 0').then(
+        () => undefined,
+        (error: { code?: string; message: string }) => error,
+      );
+      const card = page.locator('article.approval', { hasText: 'UPDATE orders SET total = 0' });
+      await card.waitFor({ timeout: 20_000 });
+      await card.locator('input[name=reason]').fill('no');
+      await card.locator('button.deny').click();
+      await page.waitForURL(`${consoleUrl}/approvals?done=deny`);
+      const denied = await held;
+      expect(denied?.code).toBe('42501');
+      await agent.end();
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('gives someone who is neither approver nor audit reader nothing to see or do', async () => {
+    const { context, page } = await signIn('dev-dora', 'developers');
+    try {
+      await expect(page.getByRole('heading', { name: 'Nothing for you here' }).isVisible()).resolves.toBe(true);
+      expect(await page.locator('nav a').count()).toBe(0);
+      expect((await page.goto(`${consoleUrl}/approvals`))?.status()).toBe(403);
+      expect((await page.goto(`${consoleUrl}/sessions`))?.status()).toBe(403);
+      expect(await page.locator('article.approval').count()).toBe(0);
+      await page.screenshot({ path: join(SCREENSHOTS, 'nothing.png'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('refuses a decision without the session CSRF token, and after sign-out', async () => {
+    const { context, page } = await signIn('dba-carl', 'dba');
+    try {
+      const forged = await page.request.post(`${consoleUrl}/approvals/any/decision`, { form: { decision: 'approve', reason: 'x' }, maxRedirects: 0 });
+      expect(forged.status()).toBe(403);
+      await page.click('text=Sign out');
+      await page.waitForURL(`${consoleUrl}/`);
+      expect((await page.request.get(`${consoleUrl}/approvals`, { maxRedirects: 0 })).status()).toBe(303);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('lets an audit reader find the session, replay it, and see a tampered event pointed at', async () => {
+    const { context, page } = await signIn('carol', 'compliance');
+    try {
+      await page.waitForURL(`${consoleUrl}/sessions`);
+      await page.fill('input[name=subject]', 'ops-bot');
+      await page.click('button:has-text("Search")');
+      const link = page.locator('table a').first();
+      await link.waitFor();
+      await page.screenshot({ path: join(SCREENSHOTS, 'sessions.png'), fullPage: true });
+      await link.click();
+      await page.locator('.verified').waitFor();
+      const timeline = await page.locator('.timeline').textContent();
+      for (const part of ['session.started', 'approval.requested', 'approval.decided', 'dba-alice', 'cleanup agreed in ticket 42', 'mass-changes-need-dba']) expect(timeline).toContain(part);
+      expect(await page.locator('.timeline pre.command').first().textContent()).toContain(XSS);
+      expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      await page.screenshot({ path: join(SCREENSHOTS, 'session-replay.png'), fullPage: true });
+
+      const sessionId = decodeURIComponent(new URL(page.url()).pathname.split('/').pop()!);
+      const store = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:5432/${storeDb}` });
+      await store.connect();
+      const { rows } = await store.query<{ id: string }>(`SELECT id FROM sluice.events WHERE session_id = $1 AND type LIKE 'sluice.approval.decided%' LIMIT 1`, [sessionId]);
+      await store.query('ALTER TABLE sluice.events DISABLE TRIGGER ALL');
+      await store.query(`UPDATE sluice.events SET data = jsonb_set(data, '{reason}', '"forged"') WHERE id = $1`, [rows[0]!.id]);
+      await store.query('ALTER TABLE sluice.events ENABLE TRIGGER ALL');
+      await store.end();
+      await page.reload();
+      await page.locator('p.tampered').waitFor();
+      expect(await page.locator('li.event.broken').getAttribute('id')).toBe(`event-${rows[0]!.id}`);
+      await page.screenshot({ path: join(SCREENSHOTS, 'session-tampered.png'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+});
