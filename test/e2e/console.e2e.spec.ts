@@ -1,5 +1,7 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -8,7 +10,7 @@ import { createDatabase, deleteStreams, dropDatabases } from '../support/databas
 import { startOidcProvider, type RealIdp } from '../support/oidc-provider.js';
 import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
 import { freePorts } from '../support/ports.js';
-import { allocateServicePorts, REPO_ROOT, servicesSection, startSluice, type RunningSluice } from '../support/sluice.js';
+import { allocateServicePorts, REPO_ROOT, servicesSection, SLUICE_BIN, startSluice, type RunningSluice } from '../support/sluice.js';
 
 const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 /** Screenshots of each page, kept after the run for people to look at. */
@@ -136,6 +138,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await page.waitForURL(`${consoleUrl}/approvals?done=deny`);
       const denied = await held;
       expect(denied?.code).toBe('42501');
+      expect(denied?.message).toMatch(/approval [0-9a-f-]{36}/);
       await agent.end();
     } finally {
       await context.close();
@@ -198,6 +201,67 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await page.locator('p.tampered').waitFor();
       expect(await page.locator('li.event.broken').getAttribute('id')).toBe(`event-${rows[0]!.id}`);
       await page.screenshot({ path: join(SCREENSHOTS, 'session-tampered.png'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('the web console with the development issuer (the quick start)', () => {
+  let devIdp: ChildProcess;
+  let sluice: RunningSluice;
+  let browser: Browser;
+  let consoleUrl: string;
+  const folder = mkdtempSync(join(tmpdir(), 'sluice-dev-idp-'));
+  const run = randomUUID().slice(0, 8);
+  const stream = `SLUICE_E2E_CONSOLE_DEV_${run}`;
+
+  beforeAll(async () => {
+    const [idpPort, consolePort] = (await freePorts(2)) as [number, number];
+    consoleUrl = `http://127.0.0.1:${consolePort}`;
+    devIdp = spawn(process.execPath, [SLUICE_BIN, 'dev-idp', '--port', String(idpPort)], { cwd: folder, stdio: 'ignore' });
+    const issuer = `http://127.0.0.1:${idpPort}`;
+    for (let attempt = 0; ; attempt += 1) {
+      const answered = await fetch(`${issuer}/.well-known/openid-configuration`).then((response) => response.ok, () => false);
+      if (answered) break;
+      if (attempt > 100) throw new Error('sluice dev-idp did not start');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const ports = await allocateServicePorts();
+    sluice = await startSluice(
+      {
+        bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `e2econsoledev.${run}.events` },
+        identity: { oidc: [{ issuer, audience: 'sluice' }] },
+        services: { ...servicesSection(ports), console: { http: `127.0.0.1:${consolePort}`, oidc: { clientId: 'sluice-console' } } },
+        audit: { readers: { groups: ['compliance'] } },
+        rules: [{ name: 'risky-needs-dba', effect: 'approve', risk: 'high', approvers: { groups: ['dba'] } }],
+      },
+      { ports, env: { NATS_URL: '', DATABASE_URL: '' } },
+    );
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await sluice?.stop();
+    devIdp?.kill('SIGTERM');
+    rmSync(folder, { recursive: true, force: true });
+    await deleteStreams([stream]);
+  });
+
+  it('signs a person in through the dev issuer form, with the groups typed there', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+    try {
+      const page = await context.newPage();
+      await page.goto(consoleUrl);
+      await page.screenshot({ path: join(SCREENSHOTS, 'sign-in.png') });
+      await page.click('text=Sign in');
+      await page.getByLabel('User name').fill('dana');
+      await page.getByLabel('Groups (comma separated)').fill('dba, compliance');
+      await page.click('button[type=submit]');
+      await page.waitForURL(`${consoleUrl}/approvals`);
+      expect(await page.locator('nav a').allTextContents()).toEqual(['Approvals', 'Sessions']);
+      expect(await page.locator('.who').textContent()).toBe('dana');
     } finally {
       await context.close();
     }

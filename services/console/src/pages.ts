@@ -28,7 +28,10 @@ export const nothingPage = (session: WebSession): SafeHtml => html`<h1>Nothing f
 
 const timeLeft = (expiresAt: string): SafeHtml => html`<time class="countdown" datetime="${expiresAt}" data-expires="${expiresAt}">${expiresAt}</time>`;
 
-const pendingCard = (approval: ApprovalView, csrf: string): SafeHtml => {
+const sessionLink = (sessionId: string, auditReader: boolean): SafeHtml =>
+  auditReader ? html`<a href="/sessions/${encodeURIComponent(sessionId)}">${sessionId}</a>` : html`<code>${sessionId}</code>`;
+
+const pendingCard = (approval: ApprovalView, csrf: string, auditReader: boolean): SafeHtml => {
   const approvals = approval.decisions.filter((decision) => decision.decision === 'approve').length;
   return html`<article class="approval" data-approval-id="${approval.id}">
 <h3><span class="risk risk-${approval.risk}">${approval.risk}</span> ${approval.action ?? ''} on ${approval.resource}</h3>
@@ -38,7 +41,7 @@ const pendingCard = (approval: ApprovalView, csrf: string): SafeHtml => {
 <dt>Justification</dt><dd>${approval.justification ?? 'none given'}</dd>
 <dt>Approvals</dt><dd>${approvals} of ${approval.approvers.minApprovals}</dd>
 <dt>Time left</dt><dd>${timeLeft(approval.expiresAt)}</dd>
-<dt>Session</dt><dd><a href="/sessions/${encodeURIComponent(approval.sessionId)}">${approval.sessionId}</a></dd></dl>
+<dt>Session</dt><dd>${sessionLink(approval.sessionId, auditReader)}</dd></dl>
 <form method="post" action="/approvals/${encodeURIComponent(approval.id)}/decision">
 <input type="hidden" name="csrf" value="${csrf}">
 <label for="reason-${approval.id}">Reason</label> <input id="reason-${approval.id}" name="reason" maxlength="2000" required>
@@ -51,19 +54,19 @@ const historyRow = (approval: ApprovalView): SafeHtml => html`<tr><td>${approval
 <td>${approval.decisions.map((decision) => html`<div>${decision.approver}: ${decision.decision}${decision.reason ? html` (${decision.reason})` : ''}</div>`)}</td></tr>`;
 
 /** The inbox part of the approvals page; also what the live stream sends on each change. */
-export const inboxFragment = (approvals: readonly ApprovalView[], csrf: string): SafeHtml => {
+export const inboxFragment = (approvals: readonly ApprovalView[], csrf: string, auditReader: boolean): SafeHtml => {
   const pending = approvals.filter((approval) => approval.status === 'pending');
   const history = approvals.filter((approval) => approval.status !== 'pending').slice(0, 100);
   return html`<section aria-labelledby="pending-title"><h2 id="pending-title">Waiting for you (${pending.length})</h2>
-${pending.length === 0 ? html`<p class="empty">Nothing to approve.</p>` : pending.map((approval) => pendingCard(approval, csrf))}</section>
+${pending.length === 0 ? html`<p class="empty">Nothing to approve.</p>` : pending.map((approval) => pendingCard(approval, csrf, auditReader))}</section>
 <section aria-labelledby="history-title"><h2 id="history-title">History</h2>
 ${history.length === 0 ? html`<p class="empty">No decided or expired requests yet.</p>` : html`<table><thead><tr><th>Requested</th><th>Status</th><th>Command</th><th>Agent</th><th>Rule</th><th>Decisions</th></tr></thead><tbody>${history.map(historyRow)}</tbody></table>`}</section>`;
 };
 
-export const approvalsPage = (approvals: readonly ApprovalView[], csrf: string, notice: string | undefined): SafeHtml => html`<h1>Approvals</h1>
+export const approvalsPage = (approvals: readonly ApprovalView[], csrf: string, auditReader: boolean, notice: string | undefined): SafeHtml => html`<h1>Approvals</h1>
 ${notice ? html`<p class="notice" role="status">${notice}</p>` : ''}
 <p class="live" id="live-state" aria-live="polite">Live updates connecting…</p>
-<div id="inbox" data-live="/approvals/live">${inboxFragment(approvals, csrf)}</div>`;
+<div id="inbox" data-live="/approvals/live">${inboxFragment(approvals, csrf, auditReader)}</div>`;
 
 export const sessionsPage = (query: SessionQuery, sessions: readonly SessionSummary[] | undefined, problem: string | undefined): SafeHtml => html`<h1>Sessions</h1>
 <form method="get" action="/sessions" class="search">
@@ -112,6 +115,16 @@ ${field(data, 'outcome') ? html` · ${field(data, 'outcome')}` : ''}${kind === '
       return html`${field(data, 'outcome')} ${data.ok === false ? html`<span class="error">${field(data, 'error')}</span>` : ''}`;
     case 'approval.requested':
       return html`held for approval by rule <strong>${field(data, 'rule')}</strong>, hash <code>${field(data, 'commandHash')}</code>`;
+    case 'approval.executed':
+      return html`the approved command ran (hash <code>${field(data, 'commandHash')}</code>)`;
+    case 'approval.expired':
+      return html`nobody decided in time`;
+    case 'approval.cancelled':
+      return html`cancelled: ${field(data, 'reason')}`;
+    case 'session.ended':
+      return html`${field(data, 'reason')} after ${field(data, 'commands')} commands, ${field(data, 'durationMs')} ms`;
+    case 'session.rejected':
+      return html`<span class="error">${field(data, 'reason')}</span> (${field(data, 'code')})`;
     case 'approval.decided':
       return html`<strong>${field(data, 'approver')}</strong>: ${field(data, 'decision')}${field(data, 'reason') ? html` (${field(data, 'reason')})` : ''} via ${field(data, 'via')}`;
     default:

@@ -127,7 +127,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
       try {
         const approvals = await visibleApprovals(session);
         if (closed) return;
-        response.write(`event: inbox\ndata: ${JSON.stringify({ html: inboxFragment(approvals, session.csrfToken).text })}\n\n`);
+        response.write(`event: inbox\ndata: ${JSON.stringify({ html: inboxFragment(approvals, session.csrfToken, session.auditReader).text })}\n\n`);
         const known = new Set(approvals.map((approval) => approval.id));
         if (recheck && expected.some((id) => !known.has(id))) setTimeout(() => void push(expected, false), RECHECK_AFTER_MS);
       } catch (error) {
@@ -210,7 +210,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
       if (!roles.approver) return sendPage(response, 403, 'Nothing here', session, nothingPage(session));
       if (path === '/approvals' && method === 'GET') {
         const done = url.searchParams.get('done') ?? '';
-        return sendPage(response, 200, 'Approvals', session, approvalsPage(await visibleApprovals(session), session.csrfToken, NOTICES[done]));
+        return sendPage(response, 200, 'Approvals', session, approvalsPage(await visibleApprovals(session), session.csrfToken, session.auditReader, NOTICES[done]));
       }
       if (path === '/approvals/live' && method === 'GET') return liveInbox(request, response, session);
       const decision = /^\/approvals\/([^/]+)\/decision$/.exec(path);
@@ -224,7 +224,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
         logger.info({ approvalId: id, approver: session.person.sub, decision: verdict, ok: answer.ok }, 'decision from the console');
         if (answer.ok) return redirect(response, `/approvals?done=${verdict}`);
         const approvals = await visibleApprovals(session);
-        return sendPage(response, answer.status >= 400 && answer.status < 500 ? answer.status : 502, 'Approvals', session, approvalsPage(approvals, session.csrfToken, `The approval service refused: ${answer.title}`));
+        return sendPage(response, answer.status >= 400 && answer.status < 500 ? answer.status : 502, 'Approvals', session, approvalsPage(approvals, session.csrfToken, session.auditReader, `The approval service refused: ${answer.title}`));
       }
     }
     if (path === '/sessions' || path.startsWith('/sessions/')) {
