@@ -6,7 +6,7 @@ import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import type { Logger } from '@sluice/telemetry';
 import { CONSOLE_CSS, CONSOLE_JS } from './assets.js';
 import { ApprovalApi, AuditApi, type ApprovalView, type SessionQuery } from './backends.js';
-import { ConsoleError, CsrfError, SignInError } from './errors.js';
+import { BackendError, ConsoleError, CsrfError, SignInError } from './errors.js';
 import type { SafeHtml } from './html.js';
 import { ApprovalFeed, consoleBusAuth } from './live.js';
 import { CodeFlow } from './oidc-login.js';
@@ -77,6 +77,8 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
   const approvalApi = new ApprovalApi(`http://${config.services.approval.http}`);
   const auditApi = new AuditApi(`http://${config.services.audit.http}`);
   const sessions = new WebSessions();
+  /** Open live streams by web session, ended at sign-out. */
+  const liveStreams = new Map<string, Set<ServerResponse>>();
   const feed = new ApprovalFeed(process.env.NATS_URL || config.bus.url, config.bus.subjectPrefix, consoleBusAuth(loaded), logger);
   await feed.start();
 
@@ -113,17 +115,19 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
 
   const visibleApprovals = async (session: WebSession): Promise<ApprovalView[]> => {
     const answer = await approvalApi.list(session.accessToken);
-    if (!answer.ok) throw new SignInError(`the approval service refused the inbox (${answer.title})`);
+    if (!answer.ok) throw new BackendError(`the approval service refused the inbox (${answer.title})`);
     return answer.body.approvals.filter((approval) => mayAct(session.person, approval));
   };
 
   const liveInbox = async (request: IncomingMessage, response: ServerResponse, session: WebSession): Promise<void> => {
     response.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' });
+    const streams = liveStreams.get(session.id) ?? new Set<ServerResponse>();
+    liveStreams.set(session.id, streams.add(response));
     let closed = false;
     let timer: NodeJS.Timeout | undefined;
     const push = async (expected: readonly string[], recheck: boolean): Promise<void> => {
       if (closed) return;
-      if (session.expiresAt <= Date.now()) return void response.end();
+      if (!sessions.isOpen(session)) return void response.end();
       try {
         const approvals = await visibleApprovals(session);
         if (closed) return;
@@ -139,9 +143,11 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
       // Approvals change in bursts (a request and its first decision): one refresh per burst.
       timer = setTimeout(() => void push(ids, true), 50);
     });
-    const heartbeat = setInterval(() => response.write(': keep-alive\n\n'), SSE_HEARTBEAT_MS);
+    const heartbeat = setInterval(() => (sessions.isOpen(session) ? response.write(': keep-alive\n\n') : response.end()), SSE_HEARTBEAT_MS);
     request.on('close', () => {
       closed = true;
+      streams.delete(response);
+      if (streams.size === 0) liveStreams.delete(session.id);
       clearTimeout(timer);
       clearInterval(heartbeat);
       unlisten();
@@ -199,6 +205,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
     if (path === '/logout' && method === 'POST') {
       checkCsrf(request, session, await readForm(request));
       sessions.close(session.id);
+      for (const stream of liveStreams.get(session.id) ?? []) stream.end();
       return redirect(response, '/', { 'set-cookie': cookie(SESSION_COOKIE, '', 0) });
     }
     if (path === '/' && method === 'GET') {

@@ -92,6 +92,11 @@ export class WebSessions {
     return session;
   }
 
+  /** False once signed out or expired: a live stream opened before then must stop. */
+  isOpen(session: WebSession): boolean {
+    return this.#sessions.get(session.id) === session && session.expiresAt > this.now();
+  }
+
   close(id: string): void {
     this.#sessions.delete(id);
   }
