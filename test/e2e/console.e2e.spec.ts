@@ -152,8 +152,31 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(await page.locator('nav a').count()).toBe(0);
       expect((await page.goto(`${consoleUrl}/approvals`))?.status()).toBe(403);
       expect((await page.goto(`${consoleUrl}/sessions`))?.status()).toBe(403);
+      expect((await page.goto(`${consoleUrl}/policy`))?.status()).toBe(403);
+      expect((await page.goto(`${consoleUrl}/approvals/live`))?.status()).toBe(403);
       expect(await page.locator('article.approval').count()).toBe(0);
       await page.screenshot({ path: join(SCREENSHOTS, 'nothing.png'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('shows the rules in force and explains a command for a subject, as the CLI does', async () => {
+    const { context, page } = await signIn('dba-erin', 'dba');
+    try {
+      await page.click('nav >> text=Policy');
+      await page.waitForURL(`${consoleUrl}/policy`);
+      expect(await page.locator('table tbody tr').count()).toBe(2);
+      await page.getByLabel('Subject').fill('ops-bot');
+      await page.getByLabel('Groups').fill('operators');
+      await page.getByLabel('Command').fill(`DELETE FROM orders -- ${XSS}`);
+      await page.click('button:has-text("Explain")');
+      const explained = page.locator('section.explanation');
+      await explained.waitFor();
+      expect(await explained.locator('h2').textContent()).toContain('approve by rule mass-changes-need-dba');
+      expect(await page.getByLabel('Command').inputValue()).toBe(`DELETE FROM orders -- ${XSS}`);
+      expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      await page.screenshot({ path: join(SCREENSHOTS, 'policy.png'), fullPage: true });
     } finally {
       await context.close();
     }
@@ -260,7 +283,7 @@ describe('the web console with the development issuer (the quick start)', () => 
       await page.getByLabel('Groups (comma separated)').fill('dba, compliance');
       await page.click('button[type=submit]');
       await page.waitForURL(`${consoleUrl}/approvals`);
-      expect(await page.locator('nav a').allTextContents()).toEqual(['Approvals', 'Sessions']);
+      expect(await page.locator('nav a').allTextContents()).toEqual(['Approvals', 'Sessions', 'Policy']);
       expect(await page.locator('.who').textContent()).toBe('dana');
     } finally {
       await context.close();

@@ -59,7 +59,7 @@ button { background: var(--bg); cursor: pointer; } button:focus, input:focus, a:
 .risk-high, .risk-critical { background: #ffebe9; border-color: var(--bad); color: var(--bad); }
 table { border-collapse: collapse; width: 100%; margin: .5rem 0; } th, td { text-align: left; border-bottom: 1px solid var(--line); padding: .35rem .5rem; vertical-align: top; }
 th { background: var(--bg); font-weight: 600; }
-.search { display: flex; flex-wrap: wrap; gap: .8rem; align-items: end; } .search label { display: flex; flex-direction: column; font-size: .85rem; color: var(--muted); }
+.search { display: flex; flex-wrap: wrap; gap: .8rem; align-items: end; } .search label.wide { flex: 1 1 24rem; } .search label { display: flex; flex-direction: column; font-size: .85rem; color: var(--muted); }
 .timeline { list-style: none; padding: 0; } .event { border-left: 3px solid var(--line); padding: .4rem .8rem; margin: 0 0 .6rem; }
 .event.broken { border-left-color: var(--bad); background: #ffebe9; }
 .when { color: var(--muted); font-size: .85rem; } .kind { font-weight: 600; color: var(--fg); }

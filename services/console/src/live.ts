@@ -34,14 +34,17 @@ export const consoleBusAuth = (loaded: LoadedConfig, env: NodeJS.ProcessEnv = pr
   return { ...(seed ? { credential: { nkeySeed: seed } } : {}), ...(tlsFiles ? { tls: tlsFiles } : {}) };
 };
 
-const approvalIdsIn = (payload: Uint8Array): string[] => {
-  let parsed: unknown;
+/** One event or a CloudEvents batch; anything unreadable is nothing. */
+const eventsIn = (payload: Uint8Array): unknown[] => {
   try {
-    parsed = JSON.parse(new TextDecoder().decode(payload));
+    const parsed: unknown = JSON.parse(new TextDecoder().decode(payload));
+    return Array.isArray(parsed) ? parsed : [parsed];
   } catch {
     return [];
   }
-  const events = Array.isArray(parsed) ? parsed : [parsed];
+};
+
+const approvalIdsIn = (events: readonly unknown[]): string[] => {
   const ids: string[] = [];
   for (const event of events) {
     const type = (event as { type?: unknown })?.type;
@@ -52,12 +55,14 @@ const approvalIdsIn = (payload: Uint8Array): string[] => {
 };
 
 /**
- * Approval events as they are published (plain NATS subscriptions on the approval subjects and
- * the approval service's batch subject: no consumer to create, nothing acknowledged).
+ * Approval and policy events as they are published (plain NATS subscriptions on their subjects
+ * and their services' batch subjects: no consumer to create, nothing acknowledged).
  */
 export class ApprovalFeed {
   readonly #listeners = new Set<ApprovalsChanged>();
   #connection: NatsConnection | undefined;
+  /** The policy service's version from the last `policy.changed` heard (shown, never trusted). */
+  policyVersion: number | undefined;
 
   constructor(
     private readonly url: string,
@@ -68,12 +73,17 @@ export class ApprovalFeed {
 
   async start(): Promise<void> {
     this.#connection = await connectBus(this.url, 'console', this.auth);
-    for (const subject of [`${this.prefix}.approval.>`, `${this.prefix}.batch.approval`]) {
+    for (const subject of [`${this.prefix}.approval.>`, `${this.prefix}.batch.approval`, `${this.prefix}.policy.changed`, `${this.prefix}.batch.policy`]) {
       const subscription = this.#connection.subscribe(subject);
       void (async () => {
         for await (const message of subscription) {
-          const ids = approvalIdsIn(message.data);
+          const events = eventsIn(message.data);
+          const ids = approvalIdsIn(events);
           if (ids.length > 0) for (const listener of this.#listeners) listener(ids);
+          for (const event of events) {
+            const version = (event as { type?: unknown; data?: { version?: unknown } }).data?.version;
+            if (String((event as { type?: unknown }).type).startsWith('sluice.policy.changed') && typeof version === 'number') this.policyVersion = version;
+          }
         }
       })().catch((error: unknown) => this.logger.error({ err: error, subject }, 'approval feed stopped'));
     }

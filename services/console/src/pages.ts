@@ -7,13 +7,18 @@ export interface Roles {
   readonly auditReader: boolean;
 }
 
+const navigation = (roles: Roles): SafeHtml =>
+  roles.approver || roles.auditReader
+    ? html`<nav aria-label="main">${roles.approver ? html`<a href="/approvals">Approvals</a>` : ''}${roles.auditReader ? html`<a href="/sessions">Sessions</a>` : ''}<a href="/policy">Policy</a></nav>`
+    : html``;
+
 export const layout = (title: string, session: WebSession | undefined, roles: Roles | undefined, body: SafeHtml): SafeHtml => html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · Sluice</title><link rel="stylesheet" href="/assets/console.css"><script src="/assets/console.js" defer></script></head>
 <body><header><a class="brand" href="/">Sluice</a>
 ${
   session && roles
-    ? html`<nav aria-label="main">${roles.approver ? html`<a href="/approvals">Approvals</a>` : ''}${roles.auditReader ? html`<a href="/sessions">Sessions</a>` : ''}</nav>
+    ? html`${navigation(roles)}
 <form method="post" action="/logout" class="signout"><input type="hidden" name="csrf" value="${session.csrfToken}"><span class="who">${session.person.sub}</span> <button type="submit">Sign out</button></form>`
     : ''
 }</header>

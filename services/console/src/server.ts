@@ -10,6 +10,7 @@ import { BackendError, ConsoleError, CsrfError, SignInError } from './errors.js'
 import type { SafeHtml } from './html.js';
 import { ApprovalFeed, consoleBusAuth } from './live.js';
 import { CodeFlow } from './oidc-login.js';
+import { policyPage, policyView, type ExplainQuery } from './policy-page.js';
 import { approvalsPage, errorPage, inboxFragment, layout, nothingPage, sessionPage, sessionsPage, signInPage, type Roles } from './pages.js';
 import { readCookie, sameSecret, SESSION_COOKIE, SIGN_IN_COOKIE, WebSessions, type Person, type WebSession } from './web-sessions.js';
 
@@ -233,6 +234,20 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
         const approvals = await visibleApprovals(session);
         return sendPage(response, answer.status >= 400 && answer.status < 500 ? answer.status : 502, 'Approvals', session, approvalsPage(approvals, session.csrfToken, session.auditReader, `The approval service refused: ${answer.title}`));
       }
+    }
+    if (path === '/policy' && method === 'GET') {
+      if (!roles.approver && !roles.auditReader) return sendPage(response, 403, 'Nothing here', session, nothingPage(session));
+      const kind = url.searchParams.get('kind');
+      const query: ExplainQuery | undefined = url.searchParams.has('command')
+        ? {
+            sub: url.searchParams.get('sub')?.trim() ?? '',
+            groups: url.searchParams.get('groups') ?? '',
+            resource: url.searchParams.get('resource') ?? '',
+            kind: kind === 'redis' || kind === 'http' ? kind : 'sql',
+            command: (url.searchParams.get('command') ?? '').slice(0, 16_384),
+          }
+        : undefined;
+      return sendPage(response, 200, 'Policy', session, policyPage(await policyView(loaded.path, feed.policyVersion, query), query));
     }
     if (path === '/sessions' || path.startsWith('/sessions/')) {
       if (!roles.auditReader) return sendPage(response, 403, 'Nothing here', session, nothingPage(session));
