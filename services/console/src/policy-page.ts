@@ -1,8 +1,29 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { loadConfig, type RuleConfig, type SluiceConfig } from '@sluice/config';
-import { createPolicy, type Explanation, type PolicyCommand } from '@sluice/policy';
-import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { html, type SafeHtml } from './html.js';
+
+/** What `sluice policy explain --json` prints (the parts the page shows). */
+export interface Explanation {
+  readonly decision: {
+    readonly effect: string;
+    readonly rule: string;
+    readonly reason: string;
+    readonly action: string;
+    readonly risk: string;
+    readonly tables: readonly string[];
+    readonly maskProfile?: string;
+  };
+  readonly sql?: { readonly ok: boolean; readonly error?: string };
+  readonly parts: readonly {
+    readonly part: { readonly summary: string; readonly action: string; readonly risk: string };
+    readonly verdicts: readonly { readonly rule: string; readonly effect: string; readonly matched: boolean; readonly failed?: string }[];
+  }[];
+}
+
+const SLUICE_CLI = fileURLToPath(new URL('../../../cli/bin/sluice.js', import.meta.url));
+const EXPLAIN_TIMEOUT_MS = 15_000;
 
 /** What the explain box was asked: the same inputs as `sluice policy explain`. */
 export interface ExplainQuery {
@@ -24,22 +45,35 @@ export interface PolicyView {
   readonly problem?: string;
 }
 
-const splitList = (text: string): string[] => text.split(/[\s,]+/).filter(Boolean);
-
-const commandOf = (query: ExplainQuery): PolicyCommand | undefined => {
+/**
+ * The command as `sluice policy explain` arguments. Values go as `--opt=value` and the SQL after
+ * `--`, so a text starting with a dash stays a value; execFile runs no shell.
+ */
+const explainArguments = (query: ExplainQuery): string[] | undefined => {
   const text = query.command.trim();
   if (!text) return undefined;
-  if (query.kind === 'redis') return { kind: 'redis', args: text.split(/\s+/) };
-  if (query.kind === 'http') {
-    const [method, path, ...rest] = text.split(/\s+/);
-    return method && path && rest.length === 0 ? { kind: 'http', method, path } : undefined;
-  }
-  return { kind: 'sql', text };
+  if (query.kind === 'redis') return [`--redis=${text}`];
+  if (query.kind === 'http') return text.split(/\s+/).length === 2 ? [`--http=${text}`] : undefined;
+  return ['--', text];
 };
+
+/** Runs the CLI's explain, the one implementation of it, in a child process. */
+const runExplain = (configPath: string, query: ExplainQuery, command: readonly string[]): Promise<Explanation> =>
+  new Promise((resolve, reject) => {
+    const args = [SLUICE_CLI, 'policy', 'explain', `--config=${configPath}`, `--sub=${query.sub}`, `--groups=${query.groups}`, `--resource=${query.resource}`, '--json', ...command];
+    execFile(process.execPath, args, { timeout: EXPLAIN_TIMEOUT_MS, maxBuffer: 4 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error) return reject(new Error(stderr.trim().split('\n')[0] || 'policy explain failed'));
+      try {
+        resolve(JSON.parse(stdout) as Explanation);
+      } catch {
+        reject(new Error('policy explain printed no JSON'));
+      }
+    });
+  });
 
 /**
  * The rules in force, read from the config file at each view (a reload shows at once), and the
- * explain box computed as `sluice policy explain` does: the same policy code and SQL grammar.
+ * explain box answered by `sluice policy explain` itself: the same policy code and SQL grammar.
  */
 export const policyView = async (configPath: string, version: number | undefined, query: ExplainQuery | undefined): Promise<PolicyView> => {
   let config: SluiceConfig;
@@ -55,11 +89,13 @@ export const policyView = async (configPath: string, version: number | undefined
     version,
   };
   if (!query) return base;
-  const command = commandOf(query);
+  const command = explainArguments(query);
   if (!query.sub || !query.resource || !command) return { ...base, problem: 'give a subject, a resource and a command (HTTP: METHOD /path)' };
-  await loadSqlClassifier();
-  const policy = createPolicy(config.rules, config.resources, { approvalTimeoutMs: config.services.approval.timeout });
-  return { ...base, explanation: policy.explain({ sub: query.sub, groups: splitList(query.groups) }, query.resource, command) };
+  try {
+    return { ...base, explanation: await runExplain(configPath, query, command) };
+  } catch (error) {
+    return { ...base, problem: `explain failed: ${(error as Error).message}` };
+  }
 };
 
 const list = (items: readonly string[] | undefined): string => (items && items.length > 0 ? items.join(', ') : '');

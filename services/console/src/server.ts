@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mayDecide } from '@sluice/approval';
+import { mayDecide } from '@sluice/contracts';
 import { parseAddress, requireSecret, type LoadedConfig } from '@sluice/config';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import type { Logger } from '@sluice/telemetry';
