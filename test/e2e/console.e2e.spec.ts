@@ -4,6 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { connectBus } from '@sluice/event-bus';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, deleteStreams, dropDatabases } from '../support/databases.js';
@@ -182,6 +183,43 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
     }
   });
 
+  it('shows an audit reader each decision live, only from signed events, with counts and filters', async () => {
+    const { context, page } = await signIn('carl-auditor', 'compliance');
+    try {
+      await page.click('nav >> text=Activity');
+      await page.getByText('Live: decisions appear here').waitFor();
+      const agent = await agentClient('ops-bot-3');
+      await agent.query('SELECT count(*) FROM orders');
+      await agent.query(`CREATE TABLE console_denied (id int) -- ${XSS}`).catch(() => undefined);
+      await agent.end();
+      const rows = page.locator('#activity tr');
+      await rows.filter({ hasText: 'CREATE TABLE console_denied' }).waitFor({ timeout: 20_000 });
+      await rows.filter({ hasText: 'SELECT count(*)' }).waitFor();
+      expect(await rows.filter({ hasText: 'CREATE TABLE console_denied' }).locator('.decision').textContent()).toBe('deny');
+      expect(await rows.filter({ hasText: 'CREATE TABLE console_denied' }).textContent()).toContain('ops-bot-3');
+      expect(await page.locator('#activity-counts').textContent()).toMatch(/1 denied/);
+      expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      await page.selectOption('#activity-decision', 'deny');
+      expect(await rows.filter({ hasText: 'SELECT count(*)' }).isHidden()).toBe(true);
+      await page.screenshot({ path: join(SCREENSHOTS, 'activity.png'), fullPage: true });
+      await page.selectOption('#activity-decision', '');
+
+      // A message nobody signed, published as if the proxy had decided it, is not shown.
+      const nc = await connectBus('nats://127.0.0.1:4222', 'test-forger');
+      const forged = { specversion: '1.0', id: randomUUID(), source: 'proxy', type: 'sluice.command.decided.v1', subject: 'forged-session', time: new Date().toISOString(), datacontenttype: 'application/json', data: { command: 'FORGED COMMAND', decision: 'allow', rule: 'x', resource: 'orders-db', risk: 'low' } };
+      nc.publish(`e2econsole.${run}.events.command.decided`, JSON.stringify(forged));
+      await nc.flush();
+      await nc.drain();
+      const again = await agentClient('ops-bot-3');
+      await again.query('SELECT 1 AS after_forgery');
+      await again.end();
+      await rows.filter({ hasText: 'after_forgery' }).waitFor({ timeout: 20_000 });
+      expect(await rows.filter({ hasText: 'FORGED COMMAND' }).count()).toBe(0);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('refuses a decision without the session CSRF token, and after sign-out', async () => {
     const { context, page } = await signIn('dba-carl', 'dba');
     try {
@@ -283,7 +321,7 @@ describe('the web console with the development issuer (the quick start)', () => 
       await page.getByLabel('Groups (comma separated)').fill('dba, compliance');
       await page.click('button[type=submit]');
       await page.waitForURL(`${consoleUrl}/approvals`);
-      expect(await page.locator('nav a').allTextContents()).toEqual(['Approvals', 'Sessions', 'Policy']);
+      expect(await page.locator('nav a').allTextContents()).toEqual(['Approvals', 'Sessions', 'Activity', 'Policy']);
       expect(await page.locator('.who').textContent()).toBe('dana');
     } finally {
       await context.close();

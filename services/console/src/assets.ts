@@ -1,7 +1,7 @@
 /**
  * The console's only script and stylesheet, served from /assets/ (the Content-Security-Policy
- * allows scripts from the console itself and nothing inline). The script only swaps in HTML the
- * server rendered and escaped, and counts down expiry times.
+ * allows scripts from the console itself and nothing inline). The script only inserts HTML the
+ * server rendered and escaped, filters rows, and counts down expiry times.
  */
 export const CONSOLE_JS = `'use strict';
 (function () {
@@ -29,7 +29,33 @@ export const CONSOLE_JS = `'use strict';
       tick();
     });
   }
-  document.addEventListener('DOMContentLoaded', function () { tick(); setInterval(tick, 1000); live(); });
+  function applyFilters() {
+    var text = (document.getElementById('activity-filter').value || '').toLowerCase();
+    var decision = document.getElementById('activity-decision').value;
+    document.querySelectorAll('#activity tr').forEach(function (row) {
+      var shown = (!decision || row.getAttribute('data-decision') === decision) && (!text || row.textContent.toLowerCase().indexOf(text) !== -1);
+      row.hidden = !shown;
+    });
+  }
+  function activity() {
+    var table = document.getElementById('activity');
+    var state = document.getElementById('live-state');
+    if (!table || !window.EventSource) return;
+    document.getElementById('activity-filter').addEventListener('input', applyFilters);
+    document.getElementById('activity-decision').addEventListener('change', applyFilters);
+    document.getElementById('activity-filters').addEventListener('submit', function (event) { event.preventDefault(); });
+    var source = new EventSource(table.getAttribute('data-live'));
+    source.addEventListener('open', function () { state.textContent = 'Live: decisions appear here as they are made.'; });
+    source.addEventListener('error', function () { state.textContent = 'Live updates interrupted; reconnecting…'; });
+    source.addEventListener('activity', function (message) {
+      var update = JSON.parse(message.data);
+      table.insertAdjacentHTML('afterbegin', update.row);
+      document.getElementById('activity-counts').innerHTML = update.counts;
+      while (table.rows.length > 200) table.deleteRow(table.rows.length - 1);
+      applyFilters();
+    });
+  }
+  document.addEventListener('DOMContentLoaded', function () { tick(); setInterval(tick, 1000); live(); activity(); });
 })();
 `;
 

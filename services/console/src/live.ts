@@ -90,6 +90,11 @@ export class ApprovalFeed {
     await this.#connection.flush();
   }
 
+  /** The bus connection, for the activity feed's own subscriptions. */
+  get connection(): NatsConnection | undefined {
+    return this.#connection;
+  }
+
   listen(listener: ApprovalsChanged): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);

@@ -9,7 +9,7 @@ export interface Roles {
 
 const navigation = (roles: Roles): SafeHtml =>
   roles.approver || roles.auditReader
-    ? html`<nav aria-label="main">${roles.approver ? html`<a href="/approvals">Approvals</a>` : ''}${roles.auditReader ? html`<a href="/sessions">Sessions</a>` : ''}<a href="/policy">Policy</a></nav>`
+    ? html`<nav aria-label="main">${roles.approver ? html`<a href="/approvals">Approvals</a>` : ''}${roles.auditReader ? html`<a href="/sessions">Sessions</a><a href="/activity">Activity</a>` : ''}<a href="/policy">Policy</a></nav>`
     : html``;
 
 export const layout = (title: string, session: WebSession | undefined, roles: Roles | undefined, body: SafeHtml): SafeHtml => html`<!doctype html>

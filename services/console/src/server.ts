@@ -4,6 +4,7 @@ import { mayDecide } from '@sluice/contracts';
 import { parseAddress, requireSecret, type LoadedConfig } from '@sluice/config';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import type { Logger } from '@sluice/telemetry';
+import { activityCounts, ActivityFeed, activityPage, activityRow } from './activity.js';
 import { CONSOLE_CSS, CONSOLE_JS } from './assets.js';
 import { ApprovalApi, AuditApi, type ApprovalView, type SessionQuery } from './backends.js';
 import { BackendError, ConsoleError, CsrfError, SignInError } from './errors.js';
@@ -82,6 +83,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
   const liveStreams = new Map<string, Set<ServerResponse>>();
   const feed = new ApprovalFeed(process.env.NATS_URL || config.bus.url, config.bus.subjectPrefix, consoleBusAuth(loaded), logger);
   await feed.start();
+  const activity = new ActivityFeed(loaded, () => feed.connection, config.bus.subjectPrefix, logger);
 
   const approverRules = config.rules.filter((rule) => rule.effect === 'approve').map((rule) => ({ groups: rule.approvers?.groups ?? [], subs: rule.approvers?.subs ?? [], minApprovals: 1 }));
   const rolesOf = (session: WebSession): Roles => ({
@@ -120,10 +122,35 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
     return answer.body.approvals.filter((approval) => mayAct(session.person, approval));
   };
 
-  const liveInbox = async (request: IncomingMessage, response: ServerResponse, session: WebSession): Promise<void> => {
+  /** Starts a server-sent event stream that ends at sign-out; `onClose` runs once it is gone. */
+  const openStream = (request: IncomingMessage, response: ServerResponse, session: WebSession, onClose: () => void): void => {
     response.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' });
     const streams = liveStreams.get(session.id) ?? new Set<ServerResponse>();
     liveStreams.set(session.id, streams.add(response));
+    const heartbeat = setInterval(() => (sessions.isOpen(session) ? response.write(': keep-alive\n\n') : response.end()), SSE_HEARTBEAT_MS);
+    request.on('close', () => {
+      streams.delete(response);
+      if (streams.size === 0) liveStreams.delete(session.id);
+      clearInterval(heartbeat);
+      onClose();
+    });
+  };
+
+  const liveActivity = async (request: IncomingMessage, response: ServerResponse, session: WebSession): Promise<void> => {
+    let opened = false;
+    const unwatch = activity.watch((item) => {
+      if (!opened) return;
+      if (!sessions.isOpen(session)) return void response.end();
+      response.write(`event: activity\ndata: ${JSON.stringify({ row: activityRow(item).text, counts: activityCounts(activity.counts).text })}\n\n`);
+    });
+    // The page says "live" once the stream opens: by then the bus must already be sending.
+    await activity.subscribed;
+    if (request.destroyed) return unwatch();
+    openStream(request, response, session, unwatch);
+    opened = true;
+  };
+
+  const liveInbox = async (request: IncomingMessage, response: ServerResponse, session: WebSession): Promise<void> => {
     let closed = false;
     let timer: NodeJS.Timeout | undefined;
     const push = async (expected: readonly string[], recheck: boolean): Promise<void> => {
@@ -139,19 +166,16 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
         logger.warn({ err: error }, 'live inbox could not be refreshed');
       }
     };
-    const unlisten = feed.listen((ids) => {
+    let unlisten: (() => void) | undefined;
+    openStream(request, response, session, () => {
+      closed = true;
+      clearTimeout(timer);
+      unlisten?.();
+    });
+    unlisten = feed.listen((ids) => {
       clearTimeout(timer);
       // Approvals change in bursts (a request and its first decision): one refresh per burst.
       timer = setTimeout(() => void push(ids, true), 50);
-    });
-    const heartbeat = setInterval(() => (sessions.isOpen(session) ? response.write(': keep-alive\n\n') : response.end()), SSE_HEARTBEAT_MS);
-    request.on('close', () => {
-      closed = true;
-      streams.delete(response);
-      if (streams.size === 0) liveStreams.delete(session.id);
-      clearTimeout(timer);
-      clearInterval(heartbeat);
-      unlisten();
     });
     await push([], false);
   };
@@ -248,6 +272,12 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
           }
         : undefined;
       return sendPage(response, 200, 'Policy', session, policyPage(await policyView(loaded.path, feed.policyVersion, query), query));
+    }
+    if (path === '/activity' || path === '/activity/live') {
+      if (!roles.auditReader) return sendPage(response, 403, 'Nothing here', session, nothingPage(session));
+      if (method !== 'GET') return sendPage(response, 405, 'Not allowed', session, errorPage('Use GET.'));
+      if (path === '/activity/live') return liveActivity(request, response, session);
+      return sendPage(response, 200, 'Activity', session, activityPage(activity));
     }
     if (path === '/sessions' || path.startsWith('/sessions/')) {
       if (!roles.auditReader) return sendPage(response, 403, 'Nothing here', session, nothingPage(session));
