@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mayDecide } from '@sluice/contracts';
+import { ConfigInvalidError, mayDecide } from '@sluice/contracts';
 import { parseAddress, requireSecret, type LoadedConfig } from '@sluice/config';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import type { Logger } from '@sluice/telemetry';
@@ -60,13 +60,17 @@ const readForm = async (request: IncomingMessage): Promise<URLSearchParams> => {
 export const startConsoleService = async ({ loaded, logger, verifier: givenVerifier }: ConsoleServiceOptions): Promise<RunningConsole> => {
   const config = loaded.config;
   const settings = config.services.console;
-  if (!settings) throw new Error('services.console is not configured');
+  if (!settings) throw new ConfigInvalidError('services.console', 'the console settings');
   const listen = parseAddress(settings.http)!;
   const publicUrl = (settings.publicUrl ?? `http://${settings.http}`).replace(/\/$/, '');
   const publicOrigin = new URL(publicUrl).origin;
   const secureCookies = publicUrl.startsWith('https:');
   const issuer = settings.oidc.issuer ?? config.identity.oidc[0]?.issuer;
-  if (!issuer) throw new Error('services.console.oidc needs an issuer (or one in identity.oidc)');
+  if (!issuer) throw new ConfigInvalidError('services.console.oidc.issuer', 'an issuer (none is in identity.oidc either)');
+  // The person's token must pass the audit and approval services, which only know identity.oidc.
+  if (!config.identity.oidc.some((entry) => entry.issuer.replace(/\/$/, '') === issuer.replace(/\/$/, ''))) {
+    throw new ConfigInvalidError('services.console.oidc.issuer', 'one of the identity.oidc issuers');
+  }
   const flow = new CodeFlow({
     issuer,
     clientId: settings.oidc.clientId,
