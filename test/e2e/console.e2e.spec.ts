@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -8,9 +8,11 @@ import { connectBus } from '@sluice/event-bus';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, deleteStreams, dropDatabases } from '../support/databases.js';
+import { startSecuredNats, type SecuredNats } from '../support/nats-server.js';
 import { startOidcProvider, type RealIdp } from '../support/oidc-provider.js';
 import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
 import { freePorts } from '../support/ports.js';
+import { runCommand } from '../support/run.js';
 import { allocateServicePorts, REPO_ROOT, servicesSection, SLUICE_BIN, startSluice, type RunningSluice } from '../support/sluice.js';
 
 const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
@@ -323,6 +325,84 @@ describe('the web console with the development issuer (the quick start)', () => 
       await page.waitForURL(`${consoleUrl}/approvals`);
       expect(await page.locator('nav a').allTextContents()).toEqual(['Approvals', 'Sessions', 'Activity', 'Policy']);
       expect(await page.locator('.who').textContent()).toBe('dana');
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('the web console on a secured bus (NATS users from `sluice keys`)', () => {
+  const run = randomUUID().slice(0, 8);
+  const targetDb = `sluice_e2e_consolesec_${run}`;
+  const stream = `SLUICE_E2E_CONSOLE_SEC_${run}`;
+  const subjectPrefix = `e2econsolesec.${run}.events`;
+  let keysDir: string;
+  let nats: SecuredNats;
+  let agents: TestIssuer;
+  let people: RealIdp;
+  let sluice: RunningSluice;
+  let browser: Browser;
+  let consoleUrl: string;
+  let pgPort: number;
+
+  beforeAll(async () => {
+    await createDatabase(targetDb, `CREATE TABLE notes (id int PRIMARY KEY); INSERT INTO notes SELECT g FROM generate_series(1, 5) g;`);
+    keysDir = join(mkdtempSync(join(tmpdir(), 'sluice-e2e-console-keys-')), 'keys');
+    expect((await runCommand(process.execPath, [SLUICE_BIN, 'keys', '--out', keysDir, '--stream', stream, '--prefix', subjectPrefix])).status).toBe(0);
+    nats = await startSecuredNats(readFileSync(join(keysDir, 'nats-auth.conf'), 'utf8'));
+    const [consolePort, proxyPort] = (await freePorts(2)) as [number, number];
+    pgPort = proxyPort;
+    consoleUrl = `http://127.0.0.1:${consolePort}`;
+    agents = await startTestIssuer();
+    people = await startOidcProvider([], 'sluice', { clientId: 'sluice-console', secret: 'console-test-secret', redirectUri: `${consoleUrl}/callback` });
+    const ports = await allocateServicePorts();
+    sluice = await startSluice(
+      {
+        bus: { url: nats.url, stream, subjectPrefix },
+        identity: { oidc: [{ issuer: agents.issuer, audience: 'sluice' }, { issuer: people.issuer, audience: 'sluice' }] },
+        services: {
+          ...servicesSection(ports),
+          console: { http: `127.0.0.1:${consolePort}`, oidc: { issuer: people.issuer, clientId: 'sluice-console', clientSecret: { env: 'E2E_CONSOLE_SECRET' }, resource: 'urn:sluice:gateway' } },
+        },
+        resources: [{ name: 'notes-db', type: 'postgres', listen: `127.0.0.1:${pgPort}`, target: { host: '127.0.0.1', database: targetDb }, credentials: { username: 'postgres' } }],
+        rules: [
+          { name: 'ops-write', effect: 'allow', subjects: { groups: ['operators'] }, actions: ['read', 'write'] },
+          { name: 'mass-needs-dba', effect: 'approve', subjects: { groups: ['operators'] }, risk: 'high', approvers: { groups: ['dba'] } },
+        ],
+      },
+      { ports, env: { SLUICE_KEYS_DIR: keysDir, E2E_CONSOLE_SECRET: 'console-test-secret', NATS_URL: '', DATABASE_URL: '' } },
+    );
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await sluice?.stop();
+    await Promise.all([agents?.close(), people?.close()]);
+    await nats?.stop();
+    await dropDatabases([targetDb]);
+    if (keysDir) rmSync(join(keysDir, '..'), { recursive: true, force: true });
+  });
+
+  it('logs in to NATS as the read-only reader and still shows a held command live', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${consoleUrl}/login`);
+      await page.fill('input[name=username]', 'dba-sec');
+      await page.fill('input[name=groups]', 'dba');
+      await page.click('button[type=submit]');
+      await page.waitForURL(`${consoleUrl}/approvals`);
+      await page.getByText('Live: new requests appear here').waitFor();
+      const agent = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'ops', database: 'notes-db', password: await agents.mint({ sub: 'ops', groups: ['operators'] }) });
+      await agent.connect();
+      const held = agent.query('DELETE FROM notes');
+      const card = page.locator('article.approval');
+      await card.waitFor({ timeout: 20_000 });
+      await card.locator('input[name=reason]').fill('ok');
+      await card.locator('button.approve').click();
+      expect((await held).rowCount).toBe(5);
+      await agent.end();
     } finally {
       await context.close();
     }
