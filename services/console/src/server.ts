@@ -129,6 +129,9 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
   /** Starts a server-sent event stream that ends at sign-out; `onClose` runs once it is gone. */
   const openStream = (request: IncomingMessage, response: ServerResponse, session: WebSession, onClose: () => void): void => {
     response.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', connection: 'keep-alive' });
+    // Node sends the head with the first bytes of body: without these the browser would only
+    // see the stream open at the first event or heartbeat.
+    response.write(': open\n\n');
     const streams = liveStreams.get(session.id) ?? new Set<ServerResponse>();
     liveStreams.set(session.id, streams.add(response));
     const heartbeat = setInterval(() => (sessions.isOpen(session) ? response.write(': keep-alive\n\n') : response.end()), SSE_HEARTBEAT_MS);
