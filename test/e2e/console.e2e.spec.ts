@@ -148,6 +148,30 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
     }
   });
 
+  it('moves a request to history live when another approver decides it elsewhere', async () => {
+    const { context, page } = await signIn('dba-fay', 'dba');
+    try {
+      await page.getByText('Live: new requests appear here').waitFor();
+      const agent = await agentClient('ops-bot-4');
+      const held = agent.query('UPDATE orders SET total = total + 1');
+      const card = page.locator('article.approval', { hasText: 'UPDATE orders SET total = total + 1' });
+      await card.waitFor({ timeout: 20_000 });
+      const id = await card.getAttribute('data-approval-id');
+      const decided = await fetch(`http://127.0.0.1:${sluice.ports.approvalHttp}/v1/approvals/${id}/decision`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await agents.mint({ sub: 'dba-gus', groups: ['dba'] })}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ decision: 'approve', reason: 'from the CLI' }),
+      });
+      expect(decided.status).toBe(200);
+      expect((await held).command).toBe('UPDATE');
+      await agent.end();
+      await card.waitFor({ state: 'detached', timeout: 20_000 });
+      await page.locator('section[aria-labelledby=history-title] td', { hasText: 'dba-gus' }).first().waitFor();
+    } finally {
+      await context.close();
+    }
+  });
+
   it('gives someone who is neither approver nor audit reader nothing to see or do', async () => {
     const { context, page } = await signIn('dev-dora', 'developers');
     try {

@@ -29,7 +29,7 @@ export interface RunningConsole {
 
 const MAX_FORM_BYTES = 16 * 1024;
 const SSE_HEARTBEAT_MS = 25_000;
-/** The approval service publishes an event before it updates its inbox: a change may need a second look. */
+/** The approval service publishes an event before it updates its inbox: each change gets a second look. */
 const RECHECK_AFTER_MS = 300;
 
 /** No inline script or style, nothing from anywhere else, never framed. */
@@ -160,31 +160,34 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
   const liveInbox = async (request: IncomingMessage, response: ServerResponse, session: WebSession): Promise<void> => {
     let closed = false;
     let timer: NodeJS.Timeout | undefined;
-    const push = async (expected: readonly string[], recheck: boolean): Promise<void> => {
+    const push = async (): Promise<void> => {
       if (closed) return;
       if (!sessions.isOpen(session)) return void response.end();
       try {
         const approvals = await visibleApprovals(session);
         if (closed) return;
         response.write(`event: inbox\ndata: ${JSON.stringify({ html: inboxFragment(approvals, session.csrfToken, session.auditReader).text })}\n\n`);
-        const known = new Set(approvals.map((approval) => approval.id));
-        if (recheck && expected.some((id) => !known.has(id))) setTimeout(() => void push(expected, false), RECHECK_AFTER_MS);
       } catch (error) {
         logger.warn({ err: error }, 'live inbox could not be refreshed');
       }
     };
+    let recheck: NodeJS.Timeout | undefined;
     let unlisten: (() => void) | undefined;
     openStream(request, response, session, () => {
       closed = true;
       clearTimeout(timer);
+      clearTimeout(recheck);
       unlisten?.();
     });
-    unlisten = feed.listen((ids) => {
+    unlisten = feed.listen(() => {
+      // Approvals change in bursts (a request and its first decision): one refresh per burst, and
+      // one more a little later, since the approval service publishes before it updates its inbox.
       clearTimeout(timer);
-      // Approvals change in bursts (a request and its first decision): one refresh per burst.
-      timer = setTimeout(() => void push(ids, true), 50);
+      clearTimeout(recheck);
+      timer = setTimeout(() => void push(), 50);
+      recheck = setTimeout(() => void push(), RECHECK_AFTER_MS);
     });
-    await push([], false);
+    await push();
   };
 
   const route = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
