@@ -6,7 +6,7 @@ import { spawnSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 
 const root = new URL('..', import.meta.url).pathname;
-const built = ['cli', 'services/proxy', 'services/policy', 'services/masking', 'services/approval', 'services/audit'].every((dir) =>
+const built = ['cli', 'services/proxy', 'services/policy', 'services/masking', 'services/approval', 'services/audit', 'services/console'].every((dir) =>
   existsSync(`${root}${dir}/dist`),
 );
 if (!built) {

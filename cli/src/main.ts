@@ -10,9 +10,9 @@ import { firstTakenAddress } from './listen-check.js';
 
 const USAGE = `usage: sluice <command> [options]      (sluice <command> --help for one command)
 
-  up --config FILE                     run every service (proxy, policy, masking, approval, audit)
+  up --config FILE                     run every service (proxy, policy, masking, approval, audit; console when configured)
   demo --config FILE                   seed the demo world on the config's targets, then run it all (npm start)
-  proxy|policy|masking|approval|audit --config FILE
+  proxy|policy|masking|approval|audit|console --config FILE
                                        run one service
   policy explain|test|reload …         explain a decision, run a decision table, reload rules
   audit verify [--session ID] [--token T]

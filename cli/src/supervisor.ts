@@ -7,8 +7,12 @@ import type { SupervisorMessage } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 
 /** Start order; shutdown runs it backwards so the proxy stops taking sessions first and audit drains last. */
-export const SERVICES = ['audit', 'policy', 'masking', 'approval', 'proxy'] as const;
+export const SERVICES = ['audit', 'policy', 'masking', 'approval', 'proxy', 'console'] as const;
 export type ServiceName = (typeof SERVICES)[number];
+
+/** The services one config runs: the console only when `services.console` is configured. */
+export const servicesFor = (config: LoadedConfig['config']): readonly ServiceName[] =>
+  SERVICES.filter((name) => name !== 'console' || config.services.console !== undefined);
 
 export const serviceEntry = (name: ServiceName): string =>
   fileURLToPath(new URL(`../../services/${name}/dist/main.js`, import.meta.url));
@@ -54,7 +58,7 @@ export class Supervisor {
   async start(): Promise<void> {
     await this.#startAdmin();
     this.#provideKeys();
-    for (const name of SERVICES) {
+    for (const name of servicesFor(this.loaded.config)) {
       this.#services.set(name, { name, child: undefined, state: 'starting', restarts: 0, lastReason: undefined, restartTimer: undefined });
       this.#spawn(name);
     }
@@ -151,7 +155,7 @@ export class Supervisor {
   async stop(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
-    for (const name of [...SERVICES].reverse()) {
+    for (const name of [...servicesFor(this.loaded.config)].reverse()) {
       const service = this.#services.get(name);
       if (!service) continue;
       clearTimeout(service.restartTimer);

@@ -205,4 +205,6 @@ const announceWhenReady = async (supervisor: Supervisor, loaded: LoadedConfig, s
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
   say(`ready on ${loaded.config.resources.map((resource) => `${resource.name} ${resource.listen}`).join(', ')}; the README's walkthrough starts here. Ctrl-C stops it all.`);
+  const console = loaded.config.services.console;
+  if (console) say(`web console on ${console.publicUrl ?? `http://${console.http}`} (sign in with any user name; groups dba to approve, compliance to replay)`);
 };

@@ -1,4 +1,5 @@
-import { createServer } from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -7,7 +8,9 @@ import { stopWhenLauncherExits } from '../launcher-watch.js';
 
 export const DEV_IDP_USAGE = `usage: sluice dev-idp [--port 9000] [--audience sluice] [--host 127.0.0.1] [--issuer URL]
   a local OIDC issuer for trying Sluice out (never for production): discovery, JWKS and a token
-  endpoint that signs ES256 access tokens for any subject and groups; stops on Ctrl-C or SIGTERM.
+  endpoint that signs ES256 access tokens for any subject and groups, and a sign-in page (the
+  authorization code flow with PKCE) where a person types any user name and groups, for the
+  console; stops on Ctrl-C or SIGTERM.
   --host is the address to listen on, --issuer the URL the gateway knows it by (default
   http://127.0.0.1:PORT; in docker compose, http://dev-idp:9000)
 `;
@@ -37,6 +40,41 @@ const loadKey = async (): Promise<{ privateJwk: JWK; publicJwk: JWK }> => {
   return keys;
 };
 
+interface IssuedCode {
+  readonly sub: string;
+  readonly groups: string[];
+  readonly redirectUri: string;
+  readonly challenge: string;
+  readonly audience: string;
+  readonly expiresAt: number;
+}
+
+const readForm = async (request: IncomingMessage): Promise<URLSearchParams> => {
+  let body = '';
+  for await (const chunk of request) {
+    body += (chunk as Buffer).toString('utf8');
+    if (body.length > 16_384) break;
+  }
+  return new URLSearchParams(body);
+};
+
+const escapeAttribute = (value: string): string => value.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
+
+/** The development sign-in page: anyone may be anyone, which is why this issuer is never for production. */
+const signInForm = (response: ServerResponse, params: URLSearchParams): void => {
+  const hidden = ['client_id', 'redirect_uri', 'state', 'code_challenge', 'code_challenge_method', 'resource']
+    .map((name) => `<input type="hidden" name="${name}" value="${escapeAttribute(params.get(name) ?? '')}">`)
+    .join('');
+  response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action *" });
+  response.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Sluice dev issuer</title>
+<style>body{font:15px system-ui,sans-serif;max-width:26rem;margin:4rem auto}label{display:block;margin:.8rem 0}input{font:inherit;width:100%;padding:.3rem}button{font:inherit;padding:.4rem 1rem}</style></head>
+<body><h1>Sluice development issuer</h1><p>Development only: sign in as anyone, with any groups.</p>
+<form method="post" action="/authorize">${hidden}
+<label>User name <input name="username" autocomplete="username" required autofocus></label>
+<label>Groups (comma separated) <input name="groups" placeholder="dba, compliance"></label>
+<button type="submit">Sign in</button></form></body></html>`);
+};
+
 export interface DevIdp {
   readonly issuer: string;
   close(): Promise<void>;
@@ -48,6 +86,7 @@ export const startDevIdp = async (port: number, audience: string, options: { hos
   const privateKey = await importJWK(privateJwk, 'ES256');
   const host = options.host ?? '127.0.0.1';
   const issuer = (options.issuer ?? `http://127.0.0.1:${port}`).replace(/\/$/, '');
+  const codes = new Map<string, IssuedCode>();
   const server = createServer((request, response) => {
     const url = new URL(request.url ?? '/', issuer);
     const json = (status: number, body: unknown) => {
@@ -55,23 +94,67 @@ export const startDevIdp = async (port: number, audience: string, options: { hos
       response.end(JSON.stringify(body));
     };
     if (url.pathname === '/.well-known/openid-configuration') {
-      return json(200, { issuer, jwks_uri: `${issuer}/jwks`, token_endpoint: `${issuer}/token`, grant_types_supported: ['client_credentials'] });
+      return json(200, {
+        issuer,
+        jwks_uri: `${issuer}/jwks`,
+        token_endpoint: `${issuer}/token`,
+        authorization_endpoint: `${issuer}/authorize`,
+        grant_types_supported: ['client_credentials', 'authorization_code'],
+        response_types_supported: ['code'],
+        code_challenge_methods_supported: ['S256'],
+      });
     }
     if (url.pathname === '/jwks') return json(200, { keys: [publicJwk] });
+    if (url.pathname === '/authorize') {
+      if (request.method === 'GET') return signInForm(response, url.searchParams);
+      if (request.method === 'POST') {
+        void readForm(request).then((form) => {
+          const redirectUri = form.get('redirect_uri') ?? '';
+          const sub = (form.get('username') ?? '').trim();
+          if (!/^https?:\/\//.test(redirectUri) || !sub || form.get('code_challenge_method') !== 'S256' || !form.get('code_challenge')) {
+            response.writeHead(400, { 'content-type': 'text/plain' });
+            return response.end('a user name, an http(s) redirect_uri and an S256 code_challenge are required');
+          }
+          const code = randomBytes(24).toString('base64url');
+          codes.set(code, {
+            sub,
+            groups: (form.get('groups') ?? '').split(/[\s,]+/).filter(Boolean),
+            redirectUri,
+            challenge: form.get('code_challenge')!,
+            audience: form.get('resource') || audience,
+            expiresAt: Date.now() + 60_000,
+          });
+          const target = new URL(redirectUri);
+          target.searchParams.set('code', code);
+          if (form.get('state')) target.searchParams.set('state', form.get('state')!);
+          response.writeHead(303, { location: target.toString() });
+          response.end();
+        });
+        return;
+      }
+    }
     if (url.pathname === '/token' && request.method === 'POST') {
-      let body = '';
-      request.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
-      request.on('end', () => {
-        const form = new URLSearchParams(body);
-        const sub = form.get('client_id') ?? form.get('sub');
+      void readForm(request).then((form) => {
+        let sub = form.get('client_id') ?? form.get('sub');
+        let groups = (form.get('groups') ?? '').split(',').filter(Boolean);
+        let tokenAudience = form.get('audience') ?? audience;
+        if (form.get('grant_type') === 'authorization_code') {
+          // A code is used once, by whoever holds the PKCE verifier, at the redirect URI it was issued for.
+          const issued = codes.get(form.get('code') ?? '');
+          codes.delete(form.get('code') ?? '');
+          const verifier = form.get('code_verifier') ?? '';
+          if (!issued || issued.expiresAt < Date.now() || issued.redirectUri !== form.get('redirect_uri') || createHash('sha256').update(verifier).digest('base64url') !== issued.challenge) {
+            return json(400, { error: 'invalid_grant' });
+          }
+          ({ sub, groups, audience: tokenAudience } = issued);
+        }
         if (!sub) return json(400, { error: 'invalid_request', error_description: 'client_id (the subject) is required' });
-        const groups = (form.get('groups') ?? '').split(',').filter(Boolean);
         const expiresIn = Number(form.get('expires_in') ?? 3600);
         void new SignJWT({ groups })
           .setProtectedHeader({ alg: 'ES256', kid: publicJwk.kid!, typ: 'at+jwt' })
           .setSubject(sub)
           .setIssuer(issuer)
-          .setAudience(form.get('audience') ?? audience)
+          .setAudience(tokenAudience)
           .setIssuedAt()
           .setExpirationTime(`${expiresIn}s`)
           .sign(privateKey)

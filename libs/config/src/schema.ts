@@ -291,6 +291,28 @@ const services = z
     audit: z
       .strictObject({ http: address.default('127.0.0.1:7190') })
       .default({ http: '127.0.0.1:7190' }),
+    /**
+     * The web console; absent: not started. People sign in with the authorization code flow
+     * (PKCE) at `oidc.issuer` (default: the first of identity.oidc); the access token they get
+     * must be one that issuer's identity.oidc entry accepts (its audience), since the console
+     * acts with it on the approval and audit APIs.
+     */
+    console: z
+      .strictObject({
+        http: address.default('127.0.0.1:7200'),
+        /** Where browsers reach it; the redirect URI is `<publicUrl>/callback`. https makes the cookie Secure. */
+        publicUrl: url(['http:', 'https:']).optional(),
+        oidc: z.strictObject({
+          issuer: z.string().min(1).optional(),
+          clientId: z.string().min(1),
+          /** Absent: a public client (PKCE only). */
+          clientSecret: secret.optional(),
+          scope: z.string().min(1).default('openid'),
+          /** RFC 8707 resource indicator sent with the code flow, for issuers that need one to mint a JWT for the audience. */
+          resource: z.string().min(1).optional(),
+        }),
+      })
+      .optional(),
   })
   // prefault, not default: a missing `services` is parsed as {} so every service gets its default address.
   .prefault({});
@@ -341,3 +363,4 @@ export type MaskingProfileConfig = MaskingConfig['profiles'][string];
 export type OidcIssuerConfig = SluiceConfig['identity']['oidc'][number];
 export type ExporterConfig = SluiceConfig['audit']['exporters'][number];
 export type AuditReadersConfig = SluiceConfig['audit']['readers'];
+export type ConsoleConfig = NonNullable<SluiceConfig['services']['console']>;

@@ -5,3 +5,4 @@ export * from './subjects.js';
 export * from './http-path.js';
 export * from './redis-sort.js';
 export * from './provenance.js';
+export * from './approvers.js';

@@ -1,7 +1,10 @@
 import {
+  mayDecide,
   SluiceError,
   SluiceErrorCode,
   type Action,
+  type ApproverIdentity,
+  type ApproverRule,
   type ApprovalCancelled,
   type ApprovalDecided,
   type ApprovalExecuted,
@@ -16,16 +19,8 @@ import {
  * Time always comes in the command, so the same history decides the same way after a replay.
  */
 
-export interface ApproverIdentity {
-  readonly sub: string;
-  readonly groups: readonly string[];
-}
-
-export interface ApproverRule {
-  readonly groups: readonly string[];
-  readonly subs: readonly string[];
-  readonly minApprovals: number;
-}
+// The approver test lives in @sluice/contracts so that the console shows exactly what this decides.
+export { mayDecide, type ApproverIdentity, type ApproverRule } from '@sluice/contracts';
 
 export type DecisionVia = ApprovalDecided['via'];
 
@@ -127,11 +122,6 @@ export class NotAnApproverError extends SluiceError {
   }
 }
 
-/** An empty approver rule means any authenticated identity other than the requester may decide. */
-export const mayDecide = (rule: ApproverRule, approver: ApproverIdentity): boolean => {
-  if (rule.groups.length === 0 && rule.subs.length === 0) return true;
-  return rule.subs.includes(approver.sub) || approver.groups.some((group) => rule.groups.includes(group));
-};
 
 const iso = (date: Date): string => date.toISOString();
 

@@ -1,0 +1,21 @@
+/** Who an approval rule names: groups, subs, and how many distinct approvers it needs. */
+export interface ApproverRule {
+  readonly groups: readonly string[];
+  readonly subs: readonly string[];
+  readonly minApprovals: number;
+}
+
+export interface ApproverIdentity {
+  readonly sub: string;
+  readonly groups: readonly string[];
+}
+
+/**
+ * Whether an identity is one of a rule's approvers. The approval service decides with it, and the
+ * console shows a person only the requests it lets them decide: one test for both. An empty
+ * approver rule means any authenticated identity other than the requester may decide.
+ */
+export const mayDecide = (rule: ApproverRule, approver: ApproverIdentity): boolean => {
+  if (rule.groups.length === 0 && rule.subs.length === 0) return true;
+  return rule.subs.includes(approver.sub) || approver.groups.some((group) => rule.groups.includes(group));
+};

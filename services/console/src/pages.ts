@@ -1,0 +1,157 @@
+import type { ApprovalView, ChainVerification, SessionQuery, SessionSummary, StoredEvent } from './backends.js';
+import { html, type SafeHtml } from './html.js';
+import type { WebSession } from './web-sessions.js';
+
+export interface Roles {
+  readonly approver: boolean;
+  readonly auditReader: boolean;
+}
+
+const navigation = (roles: Roles): SafeHtml =>
+  roles.approver || roles.auditReader
+    ? html`<nav aria-label="main">${roles.approver ? html`<a href="/approvals">Approvals</a>` : ''}${roles.auditReader ? html`<a href="/sessions">Sessions</a><a href="/activity">Activity</a>` : ''}<a href="/policy">Policy</a></nav>`
+    : html``;
+
+export const layout = (title: string, session: WebSession | undefined, roles: Roles | undefined, body: SafeHtml): SafeHtml => html`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${title} · Sluice</title><link rel="stylesheet" href="/assets/console.css"><script src="/assets/console.js" defer></script></head>
+<body><header><a class="brand" href="/">Sluice</a>
+${
+  session && roles
+    ? html`${navigation(roles)}
+<form method="post" action="/logout" class="signout"><input type="hidden" name="csrf" value="${session.csrfToken}"><span class="who">${session.person.sub}</span> <button type="submit">Sign out</button></form>`
+    : ''
+}</header>
+<main>${body}</main></body></html>`;
+
+export const signInPage = (message: string | undefined): SafeHtml => html`<h1>Sluice console</h1>
+${message ? html`<p class="error" role="alert">${message}</p>` : ''}
+<p>Approve held commands and replay what agents did.</p><p><a class="button" href="/login">Sign in</a></p>`;
+
+export const nothingPage = (session: WebSession): SafeHtml => html`<h1>Nothing for you here</h1>
+<p>You are signed in as <strong>${session.person.sub}</strong> (groups: ${session.person.groups.join(', ') || 'none'}). No approval rule names you as an approver, and you are not an audit reader.</p>`;
+
+const timeLeft = (expiresAt: string): SafeHtml => html`<time class="countdown" datetime="${expiresAt}" data-expires="${expiresAt}">${expiresAt}</time>`;
+
+const sessionLink = (sessionId: string, auditReader: boolean): SafeHtml =>
+  auditReader ? html`<a href="/sessions/${encodeURIComponent(sessionId)}">${sessionId}</a>` : html`<code>${sessionId}</code>`;
+
+const pendingCard = (approval: ApprovalView, csrf: string, auditReader: boolean): SafeHtml => {
+  const approvals = approval.decisions.filter((decision) => decision.decision === 'approve').length;
+  return html`<article class="approval" data-approval-id="${approval.id}">
+<h3><span class="risk risk-${approval.risk}">${approval.risk}</span> ${approval.action ?? ''} on ${approval.resource}</h3>
+<pre class="command">${approval.command}</pre>
+<dl><dt>Agent</dt><dd>${approval.subject}</dd><dt>Rule</dt><dd>${approval.rule}</dd>
+<dt>Command hash</dt><dd><code>${approval.commandHash}</code></dd>
+<dt>Justification</dt><dd>${approval.justification ?? 'none given'}</dd>
+<dt>Approvals</dt><dd>${approvals} of ${approval.approvers.minApprovals}</dd>
+<dt>Time left</dt><dd>${timeLeft(approval.expiresAt)}</dd>
+<dt>Session</dt><dd>${sessionLink(approval.sessionId, auditReader)}</dd></dl>
+<form method="post" action="/approvals/${encodeURIComponent(approval.id)}/decision">
+<input type="hidden" name="csrf" value="${csrf}">
+<label for="reason-${approval.id}">Reason</label> <input id="reason-${approval.id}" name="reason" maxlength="2000" required>
+<button type="submit" name="decision" value="approve" class="approve">Approve</button>
+<button type="submit" name="decision" value="deny" class="deny">Deny</button></form></article>`;
+};
+
+const historyRow = (approval: ApprovalView): SafeHtml => html`<tr><td>${approval.requestedAt}</td><td><span class="status status-${approval.status}">${approval.status}</span></td>
+<td><code class="command-inline">${approval.command}</code></td><td>${approval.subject}</td><td>${approval.rule}</td>
+<td>${approval.decisions.map((decision) => html`<div>${decision.approver}: ${decision.decision}${decision.reason ? html` (${decision.reason})` : ''}</div>`)}</td></tr>`;
+
+/** The inbox part of the approvals page; also what the live stream sends on each change. */
+export const inboxFragment = (approvals: readonly ApprovalView[], csrf: string, auditReader: boolean): SafeHtml => {
+  const pending = approvals.filter((approval) => approval.status === 'pending');
+  const history = approvals.filter((approval) => approval.status !== 'pending').slice(0, 100);
+  return html`<section aria-labelledby="pending-title"><h2 id="pending-title">Waiting for you (${pending.length})</h2>
+${pending.length === 0 ? html`<p class="empty">Nothing to approve.</p>` : pending.map((approval) => pendingCard(approval, csrf, auditReader))}</section>
+<section aria-labelledby="history-title"><h2 id="history-title">History</h2>
+${history.length === 0 ? html`<p class="empty">No decided or expired requests yet.</p>` : html`<table><thead><tr><th>Requested</th><th>Status</th><th>Command</th><th>Agent</th><th>Rule</th><th>Decisions</th></tr></thead><tbody>${history.map(historyRow)}</tbody></table>`}</section>`;
+};
+
+export const approvalsPage = (approvals: readonly ApprovalView[], csrf: string, auditReader: boolean, notice: string | undefined): SafeHtml => html`<h1>Approvals</h1>
+${notice ? html`<p class="notice" role="status">${notice}</p>` : ''}
+<p class="live" id="live-state" aria-live="polite">Live updates connecting…</p>
+<div id="inbox" data-live="/approvals/live">${inboxFragment(approvals, csrf, auditReader)}</div>`;
+
+export const sessionsPage = (query: SessionQuery, sessions: readonly SessionSummary[] | undefined, problem: string | undefined): SafeHtml => html`<h1>Sessions</h1>
+<form method="get" action="/sessions" class="search">
+<label>Subject <input name="subject" value="${query.subject ?? ''}"></label>
+<label>Resource <input name="resource" value="${query.resource ?? ''}"></label>
+<label>Decision <select name="decision"><option value="">any</option>${['allow', 'deny', 'approve'].map((decision) => html`<option value="${decision}"${query.decision === decision ? html` selected` : ''}>${decision}</option>`)}</select></label>
+<label>From <input name="from" type="datetime-local" value="${query.from ?? ''}"></label>
+<label>To <input name="to" type="datetime-local" value="${query.to ?? ''}"></label>
+<button type="submit">Search</button></form>
+${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
+${
+  sessions === undefined
+    ? ''
+    : sessions.length === 0
+      ? html`<p class="empty">No session matches.</p>`
+      : html`<table><thead><tr><th>Started</th><th>Agent</th><th>Resource</th><th>Protocol</th><th>Commands</th><th>Denials</th><th>Approvals</th></tr></thead><tbody>
+${sessions.map((session) => html`<tr><td><a href="/sessions/${encodeURIComponent(session.session_id)}">${session.started_at}</a></td><td>${session.subject ?? ''}</td><td>${session.resource ?? ''}</td><td>${session.protocol ?? ''}</td><td>${session.commands}</td><td>${session.denials}</td><td>${session.approvals}</td></tr>`)}</tbody></table>`
+}`;
+
+const field = (data: Record<string, unknown>, name: string): string => {
+  const value = data[name];
+  return value === undefined || value === null ? '' : typeof value === 'string' ? value : JSON.stringify(value);
+};
+
+const resultTable = (data: Record<string, unknown>): SafeHtml => {
+  const columns = Array.isArray(data.columns) ? (data.columns as unknown[]).map(String) : [];
+  const rows = Array.isArray(data.rows) ? (data.rows as unknown[][]) : [];
+  if (columns.length === 0) return html``;
+  return html`<table class="result"><thead><tr>${columns.map((column) => html`<th>${column}</th>`)}</tr></thead><tbody>
+${rows.slice(0, 50).map((row) => html`<tr>${(Array.isArray(row) ? row : []).map((cell) => html`<td>${cell === null ? 'NULL' : typeof cell === 'string' ? cell : JSON.stringify(cell)}</td>`)}</tr>`)}</tbody></table>
+${rows.length > 50 || data.truncated === true ? html`<p class="muted">${field(data, 'rowCount')} rows; the first ones shown.</p>` : ''}`;
+};
+
+const eventDetail = (kind: string, data: Record<string, unknown>): SafeHtml => {
+  switch (kind) {
+    case 'session.started':
+      return html`${field(data, 'subject') ? html`agent <strong>${(data.subject as { sub?: string })?.sub ?? ''}</strong>` : ''} on ${field(data, 'resource')} (${field(data, 'protocol')})${data.readOnly === true ? ', read-only' : ''}`;
+    case 'command.decided':
+    case 'command.executed':
+      return html`<pre class="command">${field(data, 'command')}</pre>
+<span class="decision decision-${field(data, 'decision')}">${field(data, 'decision')}</span> by rule <strong>${field(data, 'rule')}</strong> · ${field(data, 'action')} · risk ${field(data, 'risk')}
+${field(data, 'outcome') ? html` · ${field(data, 'outcome')}` : ''}${kind === 'command.executed' ? resultTable(data) : ''}`;
+    case 'result.returned':
+      return resultTable(data);
+    case 'command.completed':
+      return html`${field(data, 'outcome')} ${data.ok === false ? html`<span class="error">${field(data, 'error')}</span>` : ''}`;
+    case 'approval.requested':
+      return html`held for approval by rule <strong>${field(data, 'rule')}</strong>, hash <code>${field(data, 'commandHash')}</code>`;
+    case 'approval.executed':
+      return html`the approved command ran (hash <code>${field(data, 'commandHash')}</code>)`;
+    case 'approval.expired':
+      return html`nobody decided in time`;
+    case 'approval.cancelled':
+      return html`cancelled: ${field(data, 'reason')}`;
+    case 'session.ended':
+      return html`${field(data, 'reason')} after ${field(data, 'commands')} commands, ${field(data, 'durationMs')} ms`;
+    case 'session.rejected':
+      return html`<span class="error">${field(data, 'reason')}</span> (${field(data, 'code')})`;
+    case 'approval.decided':
+      return html`<strong>${field(data, 'approver')}</strong>: ${field(data, 'decision')}${field(data, 'reason') ? html` (${field(data, 'reason')})` : ''} via ${field(data, 'via')}`;
+    default:
+      return html`<pre class="data">${JSON.stringify(data, null, 1)}</pre>`;
+  }
+};
+
+export const sessionPage = (sessionId: string, events: readonly StoredEvent[], verification: ChainVerification | undefined): SafeHtml => {
+  const brokenId = verification && !verification.ok ? verification.firstBroken.id : undefined;
+  return html`<h1>Session <code>${sessionId}</code></h1>
+${
+  verification === undefined
+    ? html`<p class="error" role="alert">The chain could not be verified.</p>`
+    : verification.ok
+      ? html`<p class="verified" role="status">Chain verified: ${verification.events} events intact.</p>`
+      : html`<p class="tampered" role="alert">Chain broken at event #${verification.firstBroken.seq} (${verification.firstBroken.kind}): ${verification.firstBroken.reason}</p>`
+}
+<ol class="timeline">${events.map((event) => {
+    const kind = event.type.replace(/^sluice\./, '').replace(/\.v\d+$/, '');
+    const broken = event.id === brokenId;
+    return html`<li class="event${broken ? ' broken' : ''}" id="event-${event.id}"><div class="when"><time datetime="${event.time}">${event.time}</time> <span class="kind">${kind}</span>${broken ? html` <strong class="tampered">tampered</strong>` : ''}</div><div class="what">${eventDetail(kind, event.data ?? {})}</div></li>`;
+  })}</ol>`;
+};
+
+export const errorPage = (message: string): SafeHtml => html`<h1>Something went wrong</h1><p class="error" role="alert">${message}</p><p><a href="/">Back</a></p>`;

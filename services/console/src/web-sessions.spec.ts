@@ -1,0 +1,44 @@
+import type { IncomingMessage } from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { SESSION_COOKIE, WebSessions } from './web-sessions.js';
+
+const withCookie = (cookie: string) => ({ headers: { cookie } }) as IncomingMessage;
+const person = { sub: 'dba-alice', groups: ['dba'] };
+
+describe('WebSessions', () => {
+  it('finds a session only by its exact cookie, and gives each session its own CSRF token', () => {
+    const sessions = new WebSessions(() => 1_000);
+    const first = sessions.open(person, 'token-1', undefined, false);
+    const second = sessions.open(person, 'token-2', undefined, false);
+    expect(sessions.find(withCookie(`other=1; ${SESSION_COOKIE}=${first.id}`))).toBe(first);
+    expect(sessions.find(withCookie(`${SESSION_COOKIE}=${first.id}x`))).toBeUndefined();
+    expect(sessions.find(withCookie(`x${SESSION_COOKIE}=${first.id}`))).toBeUndefined();
+    expect(first.csrfToken).not.toBe(second.csrfToken);
+    expect(first.id).not.toBe(first.csrfToken);
+  });
+
+  it('ends a session when the access token expires, and at sign-out', () => {
+    let now = 1_000;
+    const sessions = new WebSessions(() => now);
+    const session = sessions.open(person, 'token', new Date(61_000), false);
+    expect(sessions.isOpen(session)).toBe(true);
+    now = 61_000;
+    expect(sessions.find(withCookie(`${SESSION_COOKIE}=${session.id}`))).toBeUndefined();
+    expect(sessions.isOpen(session)).toBe(false);
+    now = 1_000;
+    const other = sessions.open(person, 'token', undefined, false);
+    sessions.close(other.id);
+    expect(sessions.isOpen(other)).toBe(false);
+  });
+
+  it('takes a pending sign-in once, and not after ten minutes', () => {
+    let now = 0;
+    const sessions = new WebSessions(() => now);
+    sessions.rememberSignIn({ state: 's1', codeVerifier: 'v', returnTo: '/', createdAt: 0 });
+    sessions.rememberSignIn({ state: 's2', codeVerifier: 'v', returnTo: '/', createdAt: 0 });
+    expect(sessions.takeSignIn('s1')?.codeVerifier).toBe('v');
+    expect(sessions.takeSignIn('s1')).toBeUndefined();
+    now = 10 * 60_000 + 1;
+    expect(sessions.takeSignIn('s2')).toBeUndefined();
+  });
+});

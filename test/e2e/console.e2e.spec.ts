@@ -1,0 +1,434 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { connectBus } from '@sluice/event-bus';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDatabase, deleteStreams, dropDatabases } from '../support/databases.js';
+import { startSecuredNats, type SecuredNats } from '../support/nats-server.js';
+import { startOidcProvider, type RealIdp } from '../support/oidc-provider.js';
+import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
+import { freePorts } from '../support/ports.js';
+import { runCommand } from '../support/run.js';
+import { allocateServicePorts, REPO_ROOT, servicesSection, SLUICE_BIN, startSluice, type RunningSluice } from '../support/sluice.js';
+
+const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+/** Screenshots of each page, kept after the run for people to look at. */
+const SCREENSHOTS = join(REPO_ROOT, 'test-results', 'console');
+/** An agent's SQL that would script the approver's browser if the console ever rendered it as HTML. */
+const XSS = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
+
+describe('the web console in a real browser: sign-in, live approvals inbox, session replay', () => {
+  const run = randomUUID().slice(0, 8);
+  const targetDb = `sluice_e2e_console_${run}`;
+  const storeDb = `sluice_e2e_consolestore_${run}`;
+  const stream = `SLUICE_E2E_CONSOLE_${run}`;
+  let agents: TestIssuer;
+  let people: RealIdp;
+  let sluice: RunningSluice;
+  let browser: Browser;
+  let consoleUrl: string;
+  let pgPort: number;
+
+  beforeAll(async () => {
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    await createDatabase(targetDb, `CREATE TABLE orders (id int PRIMARY KEY, total numeric); INSERT INTO orders SELECT g, g FROM generate_series(1, 20) g;`);
+    const ports = await allocateServicePorts();
+    const [consolePort, proxyPort] = (await freePorts(2)) as [number, number];
+    pgPort = proxyPort;
+    consoleUrl = `http://127.0.0.1:${consolePort}`;
+    agents = await startTestIssuer();
+    people = await startOidcProvider([], 'sluice', { clientId: 'sluice-console', secret: 'console-test-secret', redirectUri: `${consoleUrl}/callback` });
+    sluice = await startSluice(
+      {
+        bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `e2econsole.${run}.events` },
+        eventStore: { url: `postgres://postgres@127.0.0.1:5432/${storeDb}` },
+        identity: { oidc: [{ issuer: agents.issuer, audience: 'sluice' }, { issuer: people.issuer, audience: 'sluice' }] },
+        services: {
+          ...servicesSection(ports),
+          console: {
+            http: `127.0.0.1:${consolePort}`,
+            publicUrl: consoleUrl,
+            oidc: { issuer: people.issuer, clientId: 'sluice-console', clientSecret: { env: 'E2E_CONSOLE_SECRET' }, resource: 'urn:sluice:gateway' },
+          },
+        },
+        resources: [{ name: 'orders-db', type: 'postgres', listen: `127.0.0.1:${pgPort}`, target: { host: '127.0.0.1', database: targetDb }, credentials: { username: 'postgres' } }],
+        audit: { readers: { groups: ['compliance'] } },
+        rules: [
+          { name: 'operators-change', effect: 'allow', subjects: { groups: ['operators'] }, resources: ['orders-db'], actions: ['read', 'write'] },
+          { name: 'mass-changes-need-dba', effect: 'approve', subjects: { groups: ['operators'] }, resources: ['orders-db'], risk: 'high', approvers: { groups: ['dba'] } },
+        ],
+      },
+      { ports, env: { E2E_CONSOLE_SECRET: 'console-test-secret', NATS_URL: '', DATABASE_URL: '' } },
+    );
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await sluice?.stop();
+    await Promise.all([agents?.close(), people?.close()]);
+    await dropDatabases([targetDb, storeDb]);
+    await deleteStreams([stream]);
+  });
+
+  const agentClient = async (sub: string) => {
+    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: sub, database: 'orders-db', password: await agents.mint({ sub, groups: ['operators'] }) });
+    await client.connect();
+    return client;
+  };
+
+  const signIn = async (username: string, groups: string): Promise<{ context: BrowserContext; page: Page }> => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+    const page = await context.newPage();
+    await page.goto(consoleUrl);
+    await page.click('text=Sign in');
+    await page.fill('input[name=username]', username);
+    await page.fill('input[name=groups]', groups);
+    await page.click('button[type=submit]');
+    await page.waitForURL((url) => url.origin === consoleUrl && url.pathname !== '/callback');
+    return { context, page };
+  };
+
+  it('shows a held command live to a DBA, as text, and runs it once the DBA approves in the browser', async () => {
+    const { context, page } = await signIn('dba-alice', 'dba');
+    try {
+      await page.waitForURL(`${consoleUrl}/approvals`);
+      const cookies = await context.cookies(consoleUrl);
+      expect(cookies.find((cookie) => cookie.name === 'sluice_console')).toMatchObject({ httpOnly: true, sameSite: 'Lax' });
+      await page.getByText('Live: new requests appear here').waitFor();
+      await page.screenshot({ path: join(SCREENSHOTS, 'approvals-empty.png'), fullPage: true });
+
+      const agent = await agentClient('ops-bot');
+      const held = agent.query(`DELETE FROM orders -- ${XSS}`);
+      const card = page.locator('article.approval');
+      await card.waitFor({ timeout: 20_000 });
+      expect(await card.locator('pre.command').textContent()).toBe(`DELETE FROM orders -- ${XSS}`);
+      expect(await card.textContent()).toContain('mass-changes-need-dba');
+      expect(await card.textContent()).toContain('ops-bot');
+      expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      expect(await page.locator('main img, main script').count()).toBe(0);
+      await page.screenshot({ path: join(SCREENSHOTS, 'approvals-pending.png'), fullPage: true });
+
+      await card.locator('input[name=reason]').fill('cleanup agreed in ticket 42');
+      await card.locator('button.approve').click();
+      await page.waitForURL(`${consoleUrl}/approvals?done=approve`);
+      const result = await held;
+      expect(result.rowCount).toBe(20);
+      await agent.end();
+      await page.locator('section[aria-labelledby=history-title] td', { hasText: 'dba-alice' }).first().waitFor();
+      await page.screenshot({ path: join(SCREENSHOTS, 'approvals-history.png'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('denies from the browser: the agent gets the denial naming the approval', async () => {
+    const { context, page } = await signIn('dba-bert', 'dba');
+    try {
+      const agent = await agentClient('ops-bot-2');
+      const held = agent.query('UPDATE orders SET total = 0').then(
+        () => undefined,
+        (error: { code?: string; message: string }) => error,
+      );
+      const card = page.locator('article.approval', { hasText: 'UPDATE orders SET total = 0' });
+      await card.waitFor({ timeout: 20_000 });
+      await card.locator('input[name=reason]').fill('no');
+      await card.locator('button.deny').click();
+      await page.waitForURL(`${consoleUrl}/approvals?done=deny`);
+      const denied = await held;
+      expect(denied?.code).toBe('42501');
+      expect(denied?.message).toMatch(/approval [0-9a-f-]{36}/);
+      await agent.end();
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('moves a request to history live when another approver decides it elsewhere', async () => {
+    const { context, page } = await signIn('dba-fay', 'dba');
+    try {
+      await page.getByText('Live: new requests appear here').waitFor();
+      const agent = await agentClient('ops-bot-4');
+      const held = agent.query('UPDATE orders SET total = total + 1');
+      const card = page.locator('article.approval', { hasText: 'UPDATE orders SET total = total + 1' });
+      await card.waitFor({ timeout: 20_000 });
+      const id = await card.getAttribute('data-approval-id');
+      const decided = await fetch(`http://127.0.0.1:${sluice.ports.approvalHttp}/v1/approvals/${id}/decision`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${await agents.mint({ sub: 'dba-gus', groups: ['dba'] })}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ decision: 'approve', reason: 'from the CLI' }),
+      });
+      expect(decided.status).toBe(200);
+      expect((await held).command).toBe('UPDATE');
+      await agent.end();
+      await card.waitFor({ state: 'detached', timeout: 20_000 });
+      await page.locator('section[aria-labelledby=history-title] td', { hasText: 'dba-gus' }).first().waitFor();
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('gives someone who is neither approver nor audit reader nothing to see or do', async () => {
+    const { context, page } = await signIn('dev-dora', 'developers');
+    try {
+      await expect(page.getByRole('heading', { name: 'Nothing for you here' }).isVisible()).resolves.toBe(true);
+      expect(await page.locator('nav a').count()).toBe(0);
+      expect((await page.goto(`${consoleUrl}/approvals`))?.status()).toBe(403);
+      expect((await page.goto(`${consoleUrl}/sessions`))?.status()).toBe(403);
+      expect((await page.goto(`${consoleUrl}/policy`))?.status()).toBe(403);
+      expect((await page.goto(`${consoleUrl}/approvals/live`))?.status()).toBe(403);
+      expect(await page.locator('article.approval').count()).toBe(0);
+      await page.screenshot({ path: join(SCREENSHOTS, 'nothing.png'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('shows the rules in force and explains a command for a subject, as the CLI does', async () => {
+    const { context, page } = await signIn('dba-erin', 'dba');
+    try {
+      await page.click('nav >> text=Policy');
+      await page.waitForURL(`${consoleUrl}/policy`);
+      expect(await page.locator('table tbody tr').count()).toBe(2);
+      await page.getByLabel('Subject').fill('ops-bot');
+      await page.getByLabel('Groups').fill('operators');
+      await page.getByLabel('Command').fill(`DELETE FROM orders -- ${XSS}`);
+      await page.click('button:has-text("Explain")');
+      const explained = page.locator('section.explanation');
+      await explained.waitFor();
+      expect(await explained.locator('h2').textContent()).toContain('approve by rule mass-changes-need-dba');
+      expect(await page.getByLabel('Command').inputValue()).toBe(`DELETE FROM orders -- ${XSS}`);
+      expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      await page.screenshot({ path: join(SCREENSHOTS, 'policy.png'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('shows an audit reader each decision live, only from signed events, with counts and filters', async () => {
+    const { context, page } = await signIn('carl-auditor', 'compliance');
+    try {
+      await page.click('nav >> text=Activity');
+      await page.getByText('Live: decisions appear here').waitFor();
+      const agent = await agentClient('ops-bot-3');
+      await agent.query('SELECT count(*) FROM orders');
+      await agent.query(`CREATE TABLE console_denied (id int) -- ${XSS}`).catch(() => undefined);
+      await agent.end();
+      const rows = page.locator('#activity tr');
+      await rows.filter({ hasText: 'CREATE TABLE console_denied' }).waitFor({ timeout: 20_000 });
+      await rows.filter({ hasText: 'SELECT count(*)' }).waitFor();
+      expect(await rows.filter({ hasText: 'CREATE TABLE console_denied' }).locator('.decision').textContent()).toBe('deny');
+      expect(await rows.filter({ hasText: 'CREATE TABLE console_denied' }).textContent()).toContain('ops-bot-3');
+      expect(await page.locator('#activity-counts').textContent()).toMatch(/1 denied/);
+      expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      await page.selectOption('#activity-decision', 'deny');
+      expect(await rows.filter({ hasText: 'SELECT count(*)' }).isHidden()).toBe(true);
+      await page.screenshot({ path: join(SCREENSHOTS, 'activity.png'), fullPage: true });
+      await page.selectOption('#activity-decision', '');
+
+      // A message nobody signed, published as if the proxy had decided it, is not shown.
+      const nc = await connectBus('nats://127.0.0.1:4222', 'test-forger');
+      const forged = { specversion: '1.0', id: randomUUID(), source: 'proxy', type: 'sluice.command.decided.v1', subject: 'forged-session', time: new Date().toISOString(), datacontenttype: 'application/json', data: { command: 'FORGED COMMAND', decision: 'allow', rule: 'x', resource: 'orders-db', risk: 'low' } };
+      nc.publish(`e2econsole.${run}.events.command.decided`, JSON.stringify(forged));
+      await nc.flush();
+      await nc.drain();
+      const again = await agentClient('ops-bot-3');
+      await again.query('SELECT 1 AS after_forgery');
+      await again.end();
+      await rows.filter({ hasText: 'after_forgery' }).waitFor({ timeout: 20_000 });
+      expect(await rows.filter({ hasText: 'FORGED COMMAND' }).count()).toBe(0);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('refuses a decision without the session CSRF token, and after sign-out', async () => {
+    const { context, page } = await signIn('dba-carl', 'dba');
+    try {
+      const forged = await page.request.post(`${consoleUrl}/approvals/any/decision`, { form: { decision: 'approve', reason: 'x' }, maxRedirects: 0 });
+      expect(forged.status()).toBe(403);
+      await page.click('text=Sign out');
+      await page.waitForURL(`${consoleUrl}/`);
+      expect((await page.request.get(`${consoleUrl}/approvals`, { maxRedirects: 0 })).status()).toBe(303);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('lets an audit reader find the session, replay it, and see a tampered event pointed at', async () => {
+    const { context, page } = await signIn('carol', 'compliance');
+    try {
+      await page.waitForURL(`${consoleUrl}/sessions`);
+      await page.fill('input[name=subject]', 'ops-bot');
+      await page.click('button:has-text("Search")');
+      const link = page.locator('table a').first();
+      await link.waitFor();
+      await page.screenshot({ path: join(SCREENSHOTS, 'sessions.png'), fullPage: true });
+      await link.click();
+      await page.locator('.verified').waitFor();
+      const timeline = await page.locator('.timeline').textContent();
+      for (const part of ['session.started', 'approval.requested', 'approval.decided', 'dba-alice', 'cleanup agreed in ticket 42', 'mass-changes-need-dba']) expect(timeline).toContain(part);
+      expect(await page.locator('.timeline pre.command').first().textContent()).toContain(XSS);
+      expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      await page.screenshot({ path: join(SCREENSHOTS, 'session-replay.png'), fullPage: true });
+
+      const sessionId = decodeURIComponent(new URL(page.url()).pathname.split('/').pop()!);
+      const store = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:5432/${storeDb}` });
+      await store.connect();
+      const { rows } = await store.query<{ id: string }>(`SELECT id FROM sluice.events WHERE session_id = $1 AND type LIKE 'sluice.approval.decided%' LIMIT 1`, [sessionId]);
+      await store.query('ALTER TABLE sluice.events DISABLE TRIGGER ALL');
+      await store.query(`UPDATE sluice.events SET data = jsonb_set(data, '{reason}', '"forged"') WHERE id = $1`, [rows[0]!.id]);
+      await store.query('ALTER TABLE sluice.events ENABLE TRIGGER ALL');
+      await store.end();
+      await page.reload();
+      await page.locator('p.tampered').waitFor();
+      expect(await page.locator('li.event.broken').getAttribute('id')).toBe(`event-${rows[0]!.id}`);
+      await page.screenshot({ path: join(SCREENSHOTS, 'session-tampered.png'), fullPage: true });
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('the web console with the development issuer (the quick start)', () => {
+  let devIdp: ChildProcess;
+  let sluice: RunningSluice;
+  let browser: Browser;
+  let consoleUrl: string;
+  const folder = mkdtempSync(join(tmpdir(), 'sluice-dev-idp-'));
+  const run = randomUUID().slice(0, 8);
+  const stream = `SLUICE_E2E_CONSOLE_DEV_${run}`;
+
+  beforeAll(async () => {
+    const [idpPort, consolePort] = (await freePorts(2)) as [number, number];
+    consoleUrl = `http://127.0.0.1:${consolePort}`;
+    devIdp = spawn(process.execPath, [SLUICE_BIN, 'dev-idp', '--port', String(idpPort)], { cwd: folder, stdio: 'ignore' });
+    const issuer = `http://127.0.0.1:${idpPort}`;
+    for (let attempt = 0; ; attempt += 1) {
+      const answered = await fetch(`${issuer}/.well-known/openid-configuration`).then((response) => response.ok, () => false);
+      if (answered) break;
+      if (attempt > 100) throw new Error('sluice dev-idp did not start');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const ports = await allocateServicePorts();
+    sluice = await startSluice(
+      {
+        bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `e2econsoledev.${run}.events` },
+        identity: { oidc: [{ issuer, audience: 'sluice' }] },
+        services: { ...servicesSection(ports), console: { http: `127.0.0.1:${consolePort}`, oidc: { clientId: 'sluice-console' } } },
+        audit: { readers: { groups: ['compliance'] } },
+        rules: [{ name: 'risky-needs-dba', effect: 'approve', risk: 'high', approvers: { groups: ['dba'] } }],
+      },
+      { ports, env: { NATS_URL: '', DATABASE_URL: '' } },
+    );
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await sluice?.stop();
+    devIdp?.kill('SIGTERM');
+    rmSync(folder, { recursive: true, force: true });
+    await deleteStreams([stream]);
+  });
+
+  it('signs a person in through the dev issuer form, with the groups typed there', async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+    try {
+      const page = await context.newPage();
+      await page.goto(consoleUrl);
+      await page.screenshot({ path: join(SCREENSHOTS, 'sign-in.png') });
+      await page.click('text=Sign in');
+      await page.getByLabel('User name').fill('dana');
+      await page.getByLabel('Groups (comma separated)').fill('dba, compliance');
+      await page.click('button[type=submit]');
+      await page.waitForURL(`${consoleUrl}/approvals`);
+      expect(await page.locator('nav a').allTextContents()).toEqual(['Approvals', 'Sessions', 'Activity', 'Policy']);
+      expect(await page.locator('.who').textContent()).toBe('dana');
+    } finally {
+      await context.close();
+    }
+  });
+});
+
+describe('the web console on a secured bus (NATS users from `sluice keys`)', () => {
+  const run = randomUUID().slice(0, 8);
+  const targetDb = `sluice_e2e_consolesec_${run}`;
+  const stream = `SLUICE_E2E_CONSOLE_SEC_${run}`;
+  const subjectPrefix = `e2econsolesec.${run}.events`;
+  let keysDir: string;
+  let nats: SecuredNats;
+  let agents: TestIssuer;
+  let people: RealIdp;
+  let sluice: RunningSluice;
+  let browser: Browser;
+  let consoleUrl: string;
+  let pgPort: number;
+
+  beforeAll(async () => {
+    await createDatabase(targetDb, `CREATE TABLE notes (id int PRIMARY KEY); INSERT INTO notes SELECT g FROM generate_series(1, 5) g;`);
+    keysDir = join(mkdtempSync(join(tmpdir(), 'sluice-e2e-console-keys-')), 'keys');
+    expect((await runCommand(process.execPath, [SLUICE_BIN, 'keys', '--out', keysDir, '--stream', stream, '--prefix', subjectPrefix])).status).toBe(0);
+    nats = await startSecuredNats(readFileSync(join(keysDir, 'nats-auth.conf'), 'utf8'));
+    const [consolePort, proxyPort] = (await freePorts(2)) as [number, number];
+    pgPort = proxyPort;
+    consoleUrl = `http://127.0.0.1:${consolePort}`;
+    agents = await startTestIssuer();
+    people = await startOidcProvider([], 'sluice', { clientId: 'sluice-console', secret: 'console-test-secret', redirectUri: `${consoleUrl}/callback` });
+    const ports = await allocateServicePorts();
+    sluice = await startSluice(
+      {
+        bus: { url: nats.url, stream, subjectPrefix },
+        identity: { oidc: [{ issuer: agents.issuer, audience: 'sluice' }, { issuer: people.issuer, audience: 'sluice' }] },
+        services: {
+          ...servicesSection(ports),
+          console: { http: `127.0.0.1:${consolePort}`, oidc: { issuer: people.issuer, clientId: 'sluice-console', clientSecret: { env: 'E2E_CONSOLE_SECRET' }, resource: 'urn:sluice:gateway' } },
+        },
+        resources: [{ name: 'notes-db', type: 'postgres', listen: `127.0.0.1:${pgPort}`, target: { host: '127.0.0.1', database: targetDb }, credentials: { username: 'postgres' } }],
+        rules: [
+          { name: 'ops-write', effect: 'allow', subjects: { groups: ['operators'] }, actions: ['read', 'write'] },
+          { name: 'mass-needs-dba', effect: 'approve', subjects: { groups: ['operators'] }, risk: 'high', approvers: { groups: ['dba'] } },
+        ],
+      },
+      { ports, env: { SLUICE_KEYS_DIR: keysDir, E2E_CONSOLE_SECRET: 'console-test-secret', NATS_URL: '', DATABASE_URL: '' } },
+    );
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_FLAGS });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await sluice?.stop();
+    await Promise.all([agents?.close(), people?.close()]);
+    await nats?.stop();
+    await dropDatabases([targetDb]);
+    if (keysDir) rmSync(join(keysDir, '..'), { recursive: true, force: true });
+  });
+
+  it('logs in to NATS as the read-only reader and still shows a held command live', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`${consoleUrl}/login`);
+      await page.fill('input[name=username]', 'dba-sec');
+      await page.fill('input[name=groups]', 'dba');
+      await page.click('button[type=submit]');
+      await page.waitForURL(`${consoleUrl}/approvals`);
+      await page.getByText('Live: new requests appear here').waitFor();
+      const agent = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'ops', database: 'notes-db', password: await agents.mint({ sub: 'ops', groups: ['operators'] }) });
+      await agent.connect();
+      const held = agent.query('DELETE FROM notes');
+      const card = page.locator('article.approval');
+      await card.waitFor({ timeout: 20_000 });
+      await card.locator('input[name=reason]').fill('ok');
+      await card.locator('button.approve').click();
+      expect((await held).rowCount).toBe(5);
+      await agent.end();
+    } finally {
+      await context.close();
+    }
+  });
+});
