@@ -448,6 +448,7 @@ describe('a write whose WHERE does not pick rows by constants is held for approv
     'MERGE INTO victim t USING orders s ON t.id = s.id OR true WHEN MATCHED THEN DELETE',
     'MERGE INTO victim t USING (SELECT 1 AS id) s ON t.id = 1 WHEN NOT MATCHED BY SOURCE THEN DELETE',
     'WITH d AS (DELETE FROM victim WHERE id = id RETURNING id) SELECT count(*) FROM d',
+    'INSERT INTO victim SELECT * FROM victim ON CONFLICT (id) DO UPDATE SET x = 0',
   ])('holds %s and runs nothing when the approver denies', async (sql) => {
     const before = await victimRows();
     const held = approvalRequests.length;
@@ -466,6 +467,13 @@ describe('a write whose WHERE does not pick rows by constants is held for approv
     expect(await victimRows()).toBe(5);
   });
 
+  it('the held upsert would have rewritten every row (why it is high risk)', async () => {
+    await direct.query('BEGIN');
+    const upserted = await direct.query('INSERT INTO victim SELECT * FROM victim ON CONFLICT (id) DO UPDATE SET x = 0');
+    await direct.query('ROLLBACK');
+    expect(upserted.rowCount).toBe(5);
+  });
+
   it('runs a write pinned to constants without asking (medium risk)', async () => {
     const held = approvalRequests.length;
     const client = await connect(['changers']);
@@ -473,8 +481,9 @@ describe('a write whose WHERE does not pick rows by constants is held for approv
     const deleted = await client.query('DELETE FROM victim WHERE id = 3');
     const updated = await client.query('UPDATE victim SET x = 0 WHERE id IN (1, 2)');
     const parameterised = await client.query('DELETE FROM victim WHERE id = ANY($1)', [[4, 5]]);
+    const upserted = await client.query('INSERT INTO victim VALUES (1, 9) ON CONFLICT (id) DO UPDATE SET x = excluded.x');
     await client.query('ROLLBACK');
-    expect([deleted.rowCount, updated.rowCount, parameterised.rowCount]).toEqual([1, 2, 2]);
+    expect([deleted.rowCount, updated.rowCount, parameterised.rowCount, upserted.rowCount]).toEqual([1, 2, 2, 1]);
     expect(approvalRequests.length).toBe(held);
   });
 

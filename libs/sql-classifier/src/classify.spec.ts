@@ -239,6 +239,9 @@ describe('a write is medium risk only when its WHERE picks the target rows by co
     'MERGE INTO victim t USING src s ON t.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id)',
     'MERGE INTO victim t USING src s ON t.id = s.id WHEN MATCHED THEN DO NOTHING',
     'PREPARE p AS DELETE FROM victim WHERE id = $1',
+    'INSERT INTO victim VALUES (1, 2), (3, 4) ON CONFLICT (id) DO UPDATE SET x = excluded.x',
+    'INSERT INTO victim SELECT * FROM staging ON CONFLICT DO NOTHING',
+    'INSERT INTO victim SELECT * FROM staging ON CONFLICT (id) DO UPDATE SET x = 0 WHERE victim.id = 7',
   ];
   const UNBOUNDED: readonly string[] = [
     'DELETE FROM victim',
@@ -293,6 +296,10 @@ describe('a write is medium risk only when its WHERE picks the target rows by co
     'MERGE INTO victim t USING src s ON t.id = 7 WHEN MATCHED THEN DELETE WHEN NOT MATCHED BY SOURCE THEN UPDATE SET x = 1',
     'PREPARE p AS DELETE FROM victim WHERE id = id',
     'EXPLAIN ANALYZE DELETE FROM victim WHERE id = id',
+    // each row the query yields may update an existing one: the whole table, from itself.
+    'INSERT INTO victim SELECT * FROM victim ON CONFLICT (id) DO UPDATE SET x = 0',
+    'INSERT INTO victim SELECT * FROM victim ON CONFLICT (id) DO UPDATE SET x = 0 WHERE excluded.id = 7',
+    'INSERT INTO victim VALUES (1, 2) UNION ALL SELECT * FROM victim ON CONFLICT (id) DO UPDATE SET x = 0',
   ];
   it.each(BOUNDED)('%s is a bounded write (medium)', (sql) => {
     const result = classifySql(sql);

@@ -5,7 +5,7 @@ import { ANY_TABLE, CREDENTIAL_RELATIONS, isBuiltinOperator, isBuiltinOperatorEx
 import { functionEffect } from './functions.js';
 import { guardedSettingReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
-import { boundsTargetRows, mergeIsBounded, writeTarget } from './write-bounds.js';
+import { boundsTargetRows, mergeIsBounded, upsertIsBounded, writeTarget } from './write-bounds.js';
 
 export interface StatementClassification {
   /** The grammar's node name, e.g. `SelectStmt`, `DeleteStmt`. */
@@ -358,7 +358,8 @@ class StatementWalk {
         this.fields(n, scope);
         return;
       case 'InsertStmt':
-        this.raise('write', 'medium', 'INSERT');
+        if (upsertIsBounded(n)) this.raise('write', 'medium', 'INSERT');
+        else this.raise('write', 'high', 'INSERT … ON CONFLICT DO UPDATE of rows a query picks, not constants');
         this.table(n.relation, scope, this.writes);
         this.fields(n, scope, SKIP_RELATION);
         return;

@@ -136,3 +136,18 @@ export const mergeIsBounded = (merge: Node): boolean => {
     return onBounds || boundsTargetRows(clause.condition, target);
   });
 };
+
+/**
+ * Whether an INSERT's ON CONFLICT DO UPDATE changes only bounded rows. Each inserted row updates at
+ * most one existing row, so a VALUES list (or DEFAULT VALUES) bounds the update by the text; rows
+ * from a query (`INSERT INTO t SELECT * FROM t ON CONFLICT (id) DO UPDATE …`) may rewrite the whole
+ * table unless the DO UPDATE's own WHERE pins the target's rows. In that WHERE, `excluded` is in scope.
+ */
+export const upsertIsBounded = (insert: Node): boolean => {
+  const onConflict = isObject(insert.onConflictClause) ? insert.onConflictClause : undefined;
+  if (onConflict === undefined || str(onConflict.action) !== 'ONCONFLICT_UPDATE') return true;
+  if (insert.selectStmt === undefined) return true;
+  const [tag, select] = unwrap(insert.selectStmt) ?? [];
+  const valuesOnly = tag === 'SelectStmt' && select !== undefined && list(select.valuesLists).length > 0 && (str(select.op) ?? 'SETOP_NONE') === 'SETOP_NONE';
+  return valuesOnly || boundsTargetRows(onConflict.whereClause, writeTarget(insert.relation, [{ relname: 'excluded' }]));
+};
