@@ -40,6 +40,8 @@ const CONFIG = parseConfig({
     { name: 'readers', effect: 'allow', subjects: { groups: ['readers'] }, resources: [RESOURCE], actions: ['read'], mask: 'pii' },
     { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write'], mask: 'pii' },
     { name: 'orders-only', effect: 'allow', subjects: { groups: ['orders'] }, resources: [RESOURCE], actions: ['read'], tables: ['public.orders'], mask: 'pii' },
+    { name: 'changers', effect: 'allow', subjects: { groups: ['changers'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl'], mask: 'pii' },
+    { name: 'risky-needs-dba', effect: 'approve', subjects: { groups: ['changers'] }, resources: [RESOURCE], risk: 'high', approvers: { groups: ['dba'] } },
   ],
 });
 const policy = createPolicy(CONFIG.rules, CONFIG.resources, { approvalTimeoutMs: 60_000 });
@@ -51,6 +53,8 @@ let adapter: PostgresAdapter;
 let port: number;
 let direct: pg.Client;
 const events: { kind: SluiceEventKind; data: Record<string, unknown> }[] = [];
+/** Commands held for approval; every one is denied. */
+const approvalRequests: string[] = [];
 const clients: pg.Client[] = [];
 
 const token = (groups: string[]): Promise<string> => issuer.mint({ sub: `agent-${groups.join('-')}`, groups });
@@ -139,6 +143,8 @@ beforeAll(async () => {
      alter table people add constraint name_not_empty check (name <> '');
      create table orders (id int primary key, item text);
      insert into orders values (1, 'public-order');
+     create table victim (id int primary key, x int);
+     insert into victim select g, g from generate_series(1, 5) g;
      create table secrets (id int, secret text);
      insert into secrets select g, 'TOP-SECRET-VALUE' from generate_series(1, 200) g;
      analyze secrets;
@@ -160,8 +166,9 @@ beforeAll(async () => {
       maskCommandText: (text) => masking.everything.maskText(text, {}),
     },
     approvals: {
-      request: async () => {
-        throw new Error('no approvals in this test');
+      request: async (request) => {
+        approvalRequests.push(request.command);
+        return { approvalId: `appr-${randomUUID().slice(0, 8)}`, expiresAt: new Date(Date.now() + 60_000) };
       },
       awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
       consume: async () => false,
@@ -421,12 +428,78 @@ describe('RETURNING carries what the write put in the row', () => {
   });
 });
 
+describe('a write whose WHERE does not pick rows by constants is held for approval', () => {
+  const victimRows = async (): Promise<number> => Number((await direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n);
+
+  // Any WHERE naming a column used to count as bounding the rows: medium risk, no approval asked.
+  it.each([
+    'DELETE FROM victim WHERE id = id',
+    'DELETE FROM victim WHERE true',
+    'DELETE FROM victim WHERE 1 = 1',
+    'DELETE FROM victim WHERE id IS NOT NULL',
+    'DELETE FROM victim WHERE id > 0 OR true',
+    'DELETE FROM victim WHERE NOT false',
+    'DELETE FROM victim WHERE x = x',
+    'DELETE FROM victim WHERE id <> -1',
+    'DELETE FROM victim WHERE id IN (SELECT id FROM victim)',
+    "DELETE FROM victim WHERE tableoid = 'victim'::regclass",
+    'DELETE FROM victim v USING orders o WHERE o.id = 1',
+    'UPDATE victim SET x = 0 WHERE id > -2147483648',
+    'MERGE INTO victim t USING orders s ON t.id = s.id OR true WHEN MATCHED THEN DELETE',
+    'MERGE INTO victim t USING (SELECT 1 AS id) s ON t.id = 1 WHEN NOT MATCHED BY SOURCE THEN DELETE',
+    'WITH d AS (DELETE FROM victim WHERE id = id RETURNING id) SELECT count(*) FROM d',
+    'INSERT INTO victim SELECT * FROM victim ON CONFLICT (id) DO UPDATE SET x = 0',
+  ])('holds %s and runs nothing when the approver denies', async (sql) => {
+    const before = await victimRows();
+    const held = approvalRequests.length;
+    const client = await connect(['changers']);
+    await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+    expect(approvalRequests.slice(held)).toEqual([sql]);
+    expect(await victimRows()).toBe(before);
+    await expect(client.query('SELECT 1 AS ok')).resolves.toMatchObject({ rows: [{ ok: 1 }] });
+  });
+
+  it('holds the same DELETE sent by psql', async () => {
+    const held = approvalRequests.length;
+    const output = await psql('DELETE FROM victim WHERE id = id', ['changers']);
+    expect(output).toMatch(/ERROR|denied/i);
+    expect(approvalRequests.slice(held)).toEqual(['DELETE FROM victim WHERE id = id']);
+    expect(await victimRows()).toBe(5);
+  });
+
+  it('the held upsert would have rewritten every row (why it is high risk)', async () => {
+    await direct.query('BEGIN');
+    const upserted = await direct.query('INSERT INTO victim SELECT * FROM victim ON CONFLICT (id) DO UPDATE SET x = 0');
+    await direct.query('ROLLBACK');
+    expect(upserted.rowCount).toBe(5);
+  });
+
+  it('runs a write pinned to constants without asking (medium risk)', async () => {
+    const held = approvalRequests.length;
+    const client = await connect(['changers']);
+    await client.query('BEGIN');
+    const deleted = await client.query('DELETE FROM victim WHERE id = 3');
+    const updated = await client.query('UPDATE victim SET x = 0 WHERE id IN (1, 2)');
+    const parameterised = await client.query('DELETE FROM victim WHERE id = ANY($1)', [[4, 5]]);
+    const upserted = await client.query('INSERT INTO victim VALUES (1, 9) ON CONFLICT (id) DO UPDATE SET x = excluded.x');
+    await client.query('ROLLBACK');
+    expect([deleted.rowCount, updated.rowCount, parameterised.rowCount, upserted.rowCount]).toEqual([1, 2, 2, 1]);
+    expect(approvalRequests.length).toBe(held);
+  });
+
+  it('holds COMMENT ON a denied table to the deny rule on that table', async () => {
+    const client = await connect(['changers']);
+    for (const sql of ["COMMENT ON TABLE public.secrets IS 'mine now'", "COMMENT ON COLUMN secrets.secret IS 'mine now'"]) {
+      const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
+      expect(error.code).toBe('42501');
+      expect(error.message).toContain('no-secrets');
+    }
+    const comments = await direct.query("select obj_description('public.secrets'::regclass) as t, col_description('public.secrets'::regclass, 2) as c");
+    expect(comments.rows).toEqual([{ t: null, c: null }]);
+  });
+});
+
 describe('open findings (not fixed in this round)', () => {
-  // An agent allowed writes under an `approve` rule for risk high runs `DELETE FROM victim WHERE id = id`
-  // (or `WHERE id IS NOT NULL`, `WHERE id > -2147483648`): any WHERE naming a column counts as
-  // bounding the rows, so the statement is medium risk and no approval is asked. Whether a WHERE
-  // bounds anything is undecidable from the text: gate such rules on actions, or count rows.
-  it.todo('asks approval for a DELETE whose WHERE bounds no rows (WHERE id = id)');
   // An agent allowed ddl and write but denied public.secrets: CREATE FUNCTION f() … AS 'SELECT secret FROM
   // secrets' (a body is not classified), CREATE TRIGGER on a table it may write that calls f() and
   // copies the rows into that table, then an INSERT fires it: the denied table is read without being named.

@@ -65,7 +65,9 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ['DELETE FROM orders WHERE id = 1', 'write', 'medium'],
   ['DELETE FROM orders', 'write', 'high'],
   ['DELETE FROM orders WHERE 1 = 1', 'write', 'high'],
-  ['MERGE INTO orders o USING staging s ON o.id = s.id WHEN MATCHED THEN UPDATE SET total = s.total', 'write', 'medium'],
+  // ON o.id = s.id matches whatever the staging table holds, possibly every order: not bounded.
+  ['MERGE INTO orders o USING staging s ON o.id = s.id WHEN MATCHED THEN UPDATE SET total = s.total', 'write', 'high'],
+  ['MERGE INTO orders o USING staging s ON o.id = 7 WHEN MATCHED THEN UPDATE SET total = s.total', 'write', 'medium'],
   ['WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING *) SELECT * FROM d', 'write', 'medium'],
   ['WITH d AS (DELETE FROM orders RETURNING *) SELECT * FROM d', 'write', 'high'],
   ['SELECT * FROM (SELECT 1) x WHERE EXISTS (SELECT 1 FROM orders)', 'read', 'low'],
@@ -206,6 +208,117 @@ describe('classifySql over the contract table', () => {
   });
 });
 
+describe('a write is medium risk only when its WHERE picks the target rows by constants', () => {
+  const BOUNDED: readonly string[] = [
+    'DELETE FROM victim WHERE id = 1',
+    'DELETE FROM victim WHERE 1 = id',
+    'DELETE FROM victim WHERE id = -1',
+    "DELETE FROM victim WHERE email = 'a@b.c'",
+    'DELETE FROM victim WHERE id = NULL',
+    "DELETE FROM victim WHERE id = '5'::int",
+    'DELETE FROM victim WHERE id = $1',
+    'DELETE FROM victim WHERE id = $1::bigint',
+    'DELETE FROM victim WHERE id IN (1, 2, $3)',
+    'DELETE FROM victim WHERE id = ANY($1)',
+    "DELETE FROM victim WHERE id = ANY('{1,2}')",
+    'DELETE FROM victim WHERE id = ANY(ARRAY[1, 2])',
+    'DELETE FROM victim WHERE id OPERATOR(pg_catalog.=) 1',
+    'DELETE FROM victim WHERE id = 1 AND (true OR x = x)',
+    'DELETE FROM victim WHERE x > 0 AND (id = 1 AND y IS NOT NULL)',
+    'DELETE FROM victim WHERE CURRENT OF c',
+    'DELETE FROM victim v WHERE v.id = 1',
+    'DELETE FROM public.victim WHERE public.victim.id = 1',
+    'DELETE FROM victim v USING other o WHERE v.id = 1 AND o.id = v.id',
+    'DELETE FROM ONLY victim WHERE id = 1',
+    'UPDATE victim SET x = 0 WHERE id = 1',
+    'UPDATE victim t SET x = o.x FROM other o WHERE t.id = $1 AND o.id = t.id',
+    'WITH d AS (DELETE FROM victim WHERE id = 1 RETURNING *) SELECT * FROM d',
+    'WITH u AS (UPDATE victim SET x = 1 WHERE id IN (1, 2) RETURNING *) SELECT * FROM u',
+    'MERGE INTO victim t USING src s ON t.id = 7 WHEN MATCHED THEN DELETE',
+    'MERGE INTO victim t USING src s ON t.id = s.id WHEN MATCHED AND t.id = 7 THEN DELETE',
+    'MERGE INTO victim t USING src s ON t.id = s.id WHEN NOT MATCHED THEN INSERT VALUES (s.id)',
+    'MERGE INTO victim t USING src s ON t.id = s.id WHEN MATCHED THEN DO NOTHING',
+    'PREPARE p AS DELETE FROM victim WHERE id = $1',
+    'INSERT INTO victim VALUES (1, 2), (3, 4) ON CONFLICT (id) DO UPDATE SET x = excluded.x',
+    'INSERT INTO victim SELECT * FROM staging ON CONFLICT DO NOTHING',
+    'INSERT INTO victim SELECT * FROM staging ON CONFLICT (id) DO UPDATE SET x = 0 WHERE victim.id = 7',
+  ];
+  const UNBOUNDED: readonly string[] = [
+    'DELETE FROM victim',
+    'DELETE FROM victim WHERE true',
+    'DELETE FROM victim WHERE 1 = 1',
+    'DELETE FROM victim WHERE NOT false',
+    'DELETE FROM victim WHERE id = id',
+    'DELETE FROM victim WHERE x = x',
+    'DELETE FROM victim WHERE id IS NOT NULL',
+    'DELETE FROM victim WHERE id > 0',
+    'DELETE FROM victim WHERE id > -2147483648',
+    'DELETE FROM victim WHERE id <> -1',
+    'DELETE FROM victim WHERE id > 0 OR true',
+    'DELETE FROM victim WHERE id = 1 OR true',
+    'DELETE FROM victim WHERE id = 1 OR id = 2',
+    'DELETE FROM victim WHERE NOT (id <> 1)',
+    'DELETE FROM victim WHERE id BETWEEN -2147483648 AND 2147483647',
+    'DELETE FROM victim WHERE id NOT IN (1)',
+    'DELETE FROM victim WHERE id IN (SELECT id FROM victim)',
+    'DELETE FROM victim WHERE id = ANY(SELECT id FROM victim)',
+    'DELETE FROM victim WHERE id = (SELECT max(id) FROM victim)',
+    'DELETE FROM victim WHERE EXISTS (SELECT 1)',
+    'DELETE FROM victim WHERE id = 1 + 0',
+    "DELETE FROM victim WHERE lower(email) = 'a@b.c'",
+    "DELETE FROM victim WHERE id::text = '1'",
+    'DELETE FROM victim WHERE id = abs(id)',
+    'DELETE FROM victim WHERE id IS NOT DISTINCT FROM 1',
+    'DELETE FROM victim WHERE (id = 1) = false',
+    'DELETE FROM victim WHERE (id = 1) IS NOT TRUE',
+    'DELETE FROM victim WHERE id = ANY(ARRAY[id])',
+    'DELETE FROM victim WHERE id IN (1, id)',
+    // system columns are shared by many rows: every row of the table has the same tableoid.
+    "DELETE FROM victim WHERE tableoid = 'victim'::regclass",
+    "DELETE FROM victim WHERE xmax = '0'",
+    // with other relations in scope, an unqualified column may be theirs.
+    'DELETE FROM victim USING other WHERE id = 1',
+    'UPDATE victim SET x = 0 FROM other WHERE id = 1',
+    'DELETE FROM victim v USING other o WHERE o.id = 1',
+    'UPDATE victim v SET x = o.x FROM other o WHERE v.id = o.id AND o.id = 1',
+    // the target is only reachable through its alias; `victim.id` here is the USING relation's.
+    'DELETE FROM victim v USING victim WHERE victim.id = 1',
+    'DELETE FROM victim WHERE other.victim.id = 1',
+    'UPDATE victim SET x = 0 WHERE true',
+    'WITH d AS (DELETE FROM victim WHERE id = id RETURNING *) SELECT * FROM d',
+    'WITH u AS (UPDATE victim SET x = 1 WHERE x > 0 RETURNING *) SELECT count(*) FROM u',
+    'MERGE INTO victim t USING src s ON t.id = s.id WHEN MATCHED THEN DELETE',
+    'MERGE INTO victim t USING src s ON true WHEN MATCHED THEN UPDATE SET x = 1',
+    'MERGE INTO victim t USING src s ON id = 7 WHEN MATCHED THEN DELETE',
+    'MERGE INTO victim t USING src s ON s.id = 7 WHEN MATCHED THEN DELETE',
+    // NOT MATCHED BY SOURCE acts on every target row the ON condition does not pick.
+    'MERGE INTO victim t USING src s ON t.id = 7 WHEN NOT MATCHED BY SOURCE THEN DELETE',
+    'MERGE INTO victim t USING src s ON t.id = 7 WHEN MATCHED THEN DELETE WHEN NOT MATCHED BY SOURCE THEN UPDATE SET x = 1',
+    'PREPARE p AS DELETE FROM victim WHERE id = id',
+    'EXPLAIN ANALYZE DELETE FROM victim WHERE id = id',
+    // each row the query yields may update an existing one: the whole table, from itself.
+    'INSERT INTO victim SELECT * FROM victim ON CONFLICT (id) DO UPDATE SET x = 0',
+    'INSERT INTO victim SELECT * FROM victim ON CONFLICT (id) DO UPDATE SET x = 0 WHERE excluded.id = 7',
+    'INSERT INTO victim VALUES (1, 2) UNION ALL SELECT * FROM victim ON CONFLICT (id) DO UPDATE SET x = 0',
+  ];
+  it.each(BOUNDED)('%s is a bounded write (medium)', (sql) => {
+    const result = classifySql(sql);
+    expect(result.ok && [result.action, result.risk]).toEqual(['write', 'medium']);
+  });
+  it.each(UNBOUNDED)('%s is an unbounded write (high)', (sql) => {
+    const result = classifySql(sql);
+    expect(result.ok && [result.action, result.risk]).toEqual(['write', 'high']);
+  });
+  it('classifies a statement differing only in constants the same way, as the decision cache assumes', () => {
+    for (const sql of [...BOUNDED, ...UNBOUNDED]) {
+      const normalized = normalizeSql(sql);
+      if (normalized === undefined || normalized === sql) continue;
+      const [original, withParameters] = [classifySql(sql), classifySql(normalized)];
+      expect(withParameters.ok && withParameters.risk, sql).toBe(original.ok && original.risk);
+    }
+  });
+});
+
 describe('no false positives', () => {
   it.each([
     "SELECT 'DROP TABLE orders; DELETE FROM orders'",
@@ -244,6 +357,41 @@ describe('tables', () => {
   it('reports the tables a DROP or TRUNCATE removes', () => {
     const result = classifySql('DROP TABLE app.orders, refunds; TRUNCATE ledger');
     expect(result.ok && result.tables).toEqual(['app.orders', 'public.ledger', 'public.refunds']);
+  });
+  it.each([
+    ["COMMENT ON TABLE public.secrets IS 'x'", ['public.secrets']],
+    ["COMMENT ON TABLE secrets IS 'x'", ['public.secrets']],
+    ["COMMENT ON COLUMN public.secrets.secret IS 'x'", ['public.secrets']],
+    ['COMMENT ON COLUMN secrets.secret IS NULL', ['public.secrets']],
+    ["COMMENT ON CONSTRAINT c ON app.secrets IS 'x'", ['app.secrets']],
+    ["COMMENT ON TRIGGER t ON secrets IS 'x'", ['public.secrets']],
+    ["COMMENT ON POLICY p ON secrets IS 'x'", ['public.secrets']],
+    ["COMMENT ON RULE r ON secrets IS 'x'", ['public.secrets']],
+    ["COMMENT ON VIEW app.v IS 'x'", ['app.v']],
+    ["COMMENT ON MATERIALIZED VIEW mv IS 'x'", ['public.mv']],
+    ["COMMENT ON FOREIGN TABLE ft IS 'x'", ['public.ft']],
+    ["COMMENT ON SEQUENCE s IS 'x'", ['public.s']],
+    ["COMMENT ON INDEX app.i IS 'x'", ['app.i']],
+    ["SECURITY LABEL ON TABLE secrets IS 'x'", ['public.secrets']],
+    ["SECURITY LABEL FOR p ON COLUMN app.secrets.secret IS 'x'", ['app.secrets']],
+    ['ALTER EXTENSION e ADD TABLE secrets', ['public.secrets']],
+    ['ALTER EXTENSION e DROP VIEW app.v', ['app.v']],
+    ['ALTER TABLE secrets SET SCHEMA app', ['public.secrets']],
+    ['ALTER TABLE secrets RENAME COLUMN secret TO s', ['public.secrets']],
+    ['ALTER TRIGGER t ON secrets RENAME TO u', ['public.secrets']],
+    ['ALTER POLICY p ON secrets USING (true)', ['public.secrets']],
+    ['ALTER RULE r ON secrets RENAME TO r2', ['public.secrets']],
+    ['ALTER INDEX app.i RENAME TO j', ['app.i']],
+    ['ALTER SEQUENCE s RESTART', ['public.s']],
+    ['ALTER TRIGGER t ON secrets DEPENDS ON EXTENSION e', ['public.secrets']],
+    ['ALTER TABLE secrets OWNER TO x', ['public.secrets']],
+  ])('reports the table that %s acts on, so a `tables` rule holds it', (sql, tables) => {
+    const result = classifySql(sql);
+    expect(result.ok && result.tables).toEqual(tables);
+  });
+  it.each(["COMMENT ON SCHEMA app IS 'x'", "COMMENT ON FUNCTION f() IS 'x'", "COMMENT ON TYPE mood IS 'x'"])('reports no table for %s, which names none', (sql) => {
+    const result = classifySql(sql);
+    expect(result.ok && result.tables).toEqual([]);
   });
   it('reports the functions a statement calls', () => {
     const result = classifySql("SELECT lower(name), pg_catalog.now() FROM users");

@@ -5,6 +5,7 @@ import { ANY_TABLE, CREDENTIAL_RELATIONS, isBuiltinOperator, isBuiltinOperatorEx
 import { functionEffect } from './functions.js';
 import { guardedSettingReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
+import { boundsTargetRows, mergeIsBounded, upsertIsBounded, writeTarget } from './write-bounds.js';
 
 export interface StatementClassification {
   /** The grammar's node name, e.g. `SelectStmt`, `DeleteStmt`. */
@@ -133,18 +134,6 @@ const defElems = (list: unknown): { name: string; arg: unknown }[] =>
 const asksReadWrite = (options: unknown): boolean =>
   defElems(options).some((option) => option.name === 'transaction_read_only' && constantText(option.arg) !== '1');
 
-const containsKey = (value: unknown, keys: ReadonlySet<string>): boolean => {
-  if (Array.isArray(value)) return value.some((item) => containsKey(item, keys));
-  if (!isObject(value)) return false;
-  for (const key in value) {
-    if (keys.has(key) || containsKey(value[key], keys)) return true;
-  }
-  return false;
-};
-const ROW_REFERENCES: ReadonlySet<string> = new Set(['ColumnRef', 'CurrentOfExpr']);
-/** A WHERE clause that names no column (`WHERE true`, `WHERE 1=1`) bounds nothing. */
-const isUnbounded = (where: unknown): boolean => where === undefined || !containsKey(where, ROW_REFERENCES);
-
 const ADMIN_DROPS: ReadonlySet<string> = new Set([
   'OBJECT_EXTENSION',
   'OBJECT_FDW',
@@ -160,6 +149,8 @@ const ADMIN_DROPS: ReadonlySet<string> = new Set([
   'OBJECT_USER_MAPPING',
 ]);
 const RELATION_DROPS: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE', 'OBJECT_SEQUENCE', 'OBJECT_INDEX']);
+/** Objects that live on a table, named `[schema.]table.name` in COMMENT/SECURITY LABEL/ALTER EXTENSION: the table is all but the last part. */
+const OBJECTS_ON_A_TABLE: ReadonlySet<string> = new Set(['OBJECT_COLUMN', 'OBJECT_TABCONSTRAINT', 'OBJECT_TRIGGER', 'OBJECT_POLICY', 'OBJECT_RULE']);
 const ADMIN_RENAMES: ReadonlySet<string> = new Set(['OBJECT_ROLE', 'OBJECT_DATABASE', 'OBJECT_TABLESPACE', 'OBJECT_FDW', 'OBJECT_FOREIGN_SERVER', 'OBJECT_EVENT_TRIGGER', 'OBJECT_PUBLICATION', 'OBJECT_SUBSCRIPTION', 'OBJECT_LANGUAGE']);
 
 /** The walk of one top-level statement: accumulates the widest action, highest risk and the tables. */
@@ -367,22 +358,24 @@ class StatementWalk {
         this.fields(n, scope);
         return;
       case 'InsertStmt':
-        this.raise('write', 'medium', 'INSERT');
+        if (upsertIsBounded(n)) this.raise('write', 'medium', 'INSERT');
+        else this.raise('write', 'high', 'INSERT … ON CONFLICT DO UPDATE of rows a query picks, not constants');
         this.table(n.relation, scope, this.writes);
         this.fields(n, scope, SKIP_RELATION);
         return;
       case 'UpdateStmt':
       case 'DeleteStmt': {
         const verb = tag === 'UpdateStmt' ? 'UPDATE' : 'DELETE';
-        if (isUnbounded(n.whereClause)) this.raise('write', 'high', `${verb} without a WHERE that bounds the rows`);
-        else this.raise('write', 'medium', `${verb} with WHERE`);
+        const target = writeTarget(n.relation, tag === 'UpdateStmt' ? n.fromClause : n.usingClause);
+        if (boundsTargetRows(n.whereClause, target)) this.raise('write', 'medium', `${verb} with a WHERE that picks rows by constants`);
+        else this.raise('write', 'high', `${verb} without a WHERE that picks the target's rows by constants`);
         this.table(n.relation, scope, this.writes);
         this.fields(n, scope, SKIP_RELATION);
         return;
       }
       case 'MergeStmt':
-        if (isUnbounded(n.joinCondition)) this.raise('write', 'high', 'MERGE on a condition that bounds no rows');
-        else this.raise('write', 'medium', 'MERGE');
+        if (mergeIsBounded(n)) this.raise('write', 'medium', 'MERGE changing only rows picked by constants');
+        else this.raise('write', 'high', "MERGE that may change target rows not picked by constants");
         this.table(n.relation, scope, this.writes);
         this.fields(n, scope, SKIP_RELATION);
         return;
@@ -450,6 +443,14 @@ class StatementWalk {
         this.table(n.view, scope, this.writes);
         this.visit(n.query, scope);
         return;
+      case 'CommentStmt':
+      case 'SecLabelStmt':
+      case 'AlterExtensionContentsStmt': {
+        const kind = STATEMENT_KINDS[tag];
+        if (kind) this.raise(kind.action, kind.risk, kind.why);
+        this.namedObjectTable(str(n.objtype) ?? '', n.object);
+        return;
+      }
       case 'RenameStmt':
         if (ADMIN_RENAMES.has(str(n.renameType) ?? '')) this.raise('admin', 'critical', 'renames a role, database or server-level object');
         else this.raise('ddl', 'medium', 'ALTER … RENAME');
@@ -578,6 +579,18 @@ class StatementWalk {
       const schema = parts.length > 1 ? parts[parts.length - 2] : undefined;
       this.table({ relname, ...(schema ? { schemaname: schema } : {}) }, EMPTY_SCOPE, this.writes);
     }
+  }
+
+  /** The table a COMMENT, SECURITY LABEL or ALTER EXTENSION ADD/DROP names, so `tables` rules see it. */
+  private namedObjectTable(objtype: string, object: unknown): void {
+    const onTable = OBJECTS_ON_A_TABLE.has(objtype);
+    if (!onTable && !RELATION_DROPS.has(objtype)) return;
+    const parts = names(isObject(object) && isObject(object.List) ? object.List.items : undefined);
+    const relationParts = onTable ? parts.slice(0, -1) : parts;
+    const relname = relationParts[relationParts.length - 1];
+    if (!relname) return;
+    const schema = relationParts.length > 1 ? relationParts[relationParts.length - 2] : undefined;
+    this.table({ relname, ...(schema ? { schemaname: schema } : {}) }, EMPTY_SCOPE, this.writes);
   }
 
   private alterTable(n: Node, scope: Scope): void {
