@@ -83,9 +83,10 @@ describe('approval decider', () => {
     expect(given(history).when(approve('alice', 1, [])).state.status).toBe('granted');
   });
 
-  it('lets any other identity decide when the rule names no approvers', () => {
+  it('lets nobody decide when the rule names no approvers (fail closed: the request can only expire)', () => {
     const history = requested({ approvers: { groups: [], subs: [], minApprovals: 1 } });
-    expect(given(history).when(approve('someone', 1, [])).state.status).toBe('granted');
+    expect(given(history).when(approve('someone', 1, [])).code).toBe(SluiceErrorCode.NotAnApprover);
+    expect(given(history).when(approve('dba-1')).code).toBe(SluiceErrorCode.NotAnApprover);
   });
 
   it('refuses a second decision once the request is decided', () => {

@@ -110,7 +110,8 @@ const ruleRow = (rule: RuleConfig): SafeHtml => {
     rule.paths ? `paths ${list(rule.paths)}` : '',
     rule.methods ? `methods ${list(rule.methods)}` : '',
   ].filter(Boolean);
-  const approvers = rule.approvers ? `${[list(rule.approvers.groups), list(rule.approvers.subs)].filter(Boolean).join('; ') || 'anyone but the requester'} (${rule.approvers.minApprovals} needed)` : '';
+  const named = [list(rule.approvers?.groups), list(rule.approvers?.subs)].filter(Boolean).join('; ');
+  const approvers = rule.effect !== 'approve' ? '' : named ? `${named} (${rule.approvers?.minApprovals ?? 1} needed)` : 'nobody: its requests can only expire';
   return html`<tr><td><strong>${rule.name}</strong></td><td><span class="decision decision-${rule.effect}">${rule.effect}</span></td><td>${subjects || 'everyone'}</td><td>${list(rule.resources) || 'every resource'}</td><td>${matchers.join(' · ')}</td><td>${rule.mask ?? ''}</td><td>${approvers}</td></tr>`;
 };
 
