@@ -188,6 +188,48 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
     }
   });
 
+  it('red team: an agent whose token subject carries HTML and SSE field lines scripts nobody, and malformed ids get 400', async () => {
+    const { context, page } = await signIn('dba-erin', 'dba');
+    try {
+      await page.waitForURL(`${consoleUrl}/approvals`);
+      await page.getByText('Live: new requests appear here').waitFor();
+      // A line break in a value sent over SSE would end the data field and start fields of its own.
+      const sub = `ops-evil\nevent: inbox\ndata: {"html":"<img src=x onerror=window.__xss=3>"}\n\n${XSS}`;
+      const agent = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'ops-evil', database: 'orders-db', password: await agents.mint({ sub, groups: ['operators'] }) });
+      await agent.connect();
+      const held = agent.query(`UPDATE orders SET total = total -- ${XSS}`).then(
+        () => undefined,
+        (error: { code?: string }) => error,
+      );
+      const card = page.locator('article.approval', { hasText: 'UPDATE orders SET total = total' });
+      await card.waitFor({ timeout: 20_000 });
+      const shownAgent = await card.locator('dd').first().textContent();
+      expect(shownAgent).toContain('ops-evil');
+      expect(shownAgent).toContain(XSS);
+      expect(await card.textContent()).toContain('<img src=x onerror=window.__xss=3>');
+      expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      expect(await page.locator('main img, main script').count()).toBe(0);
+      expect(await page.locator('article.approval').count()).toBe(1);
+
+      const csrf = await page.locator('form[action="/logout"] input[name=csrf]').inputValue();
+      const malformed = await page.request.post(`${consoleUrl}/approvals/%E0%A4%A/decision`, { form: { csrf, decision: 'approve', reason: 'x' }, maxRedirects: 0 });
+      expect(malformed.status()).toBe(400);
+      await card.locator('input[name=reason]').fill('no');
+      await card.locator('button.deny').click();
+      await page.waitForURL(`${consoleUrl}/approvals?done=deny`);
+      expect((await held)?.code).toBe('42501');
+      await agent.end();
+    } finally {
+      await context.close();
+    }
+    const reader = await signIn('auditor-ann', 'compliance');
+    try {
+      expect((await reader.page.goto(`${consoleUrl}/sessions/%E0%A4%A`))?.status()).toBe(400);
+    } finally {
+      await reader.context.close();
+    }
+  });
+
   it('shows the rules in force and explains a command for a subject, as the CLI does', async () => {
     const { context, page } = await signIn('dba-erin', 'dba');
     try {

@@ -99,7 +99,13 @@ export const startAuditApi = async (deps: AuditApiDeps, host: string, port: numb
     }
     const match = SESSION_PATH.exec(url.pathname);
     if (match) {
-      const sessionId = decodeURIComponent(match[1]!);
+      let sessionId: string;
+      try {
+        sessionId = decodeURIComponent(match[1]!);
+      } catch {
+        // A malformed escape is the caller's mistake: answering 503 would page someone about the store.
+        throw new BadRequest('the session id is not valid percent-encoding');
+      }
       if (match[2] === 'verify') return send(response, 200, await deps.store.verify({ sessionId }));
       const events = await deps.store.sessionEvents(sessionId);
       if (events.length === 0) return problem(response, 404, 'Not Found', 'ERR_NOT_FOUND', `no events for session ${sessionId}`);

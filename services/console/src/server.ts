@@ -7,7 +7,7 @@ import type { Logger } from '@sluice/telemetry';
 import { activityCounts, ActivityFeed, activityPage, activityRow } from './activity.js';
 import { CONSOLE_CSS, CONSOLE_JS } from './assets.js';
 import { ApprovalApi, AuditApi, type ApprovalView, type SessionQuery } from './backends.js';
-import { BackendError, ConsoleError, CsrfError, SignInError } from './errors.js';
+import { BackendError, ConsoleError, CsrfError, MalformedPathError, SignInError } from './errors.js';
 import type { SafeHtml } from './html.js';
 import { ApprovalFeed, consoleBusAuth } from './live.js';
 import { CodeFlow } from './oidc-login.js';
@@ -263,7 +263,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
         checkCsrf(request, session, form);
         const verdict = form.get('decision');
         if (verdict !== 'approve' && verdict !== 'deny') throw new CsrfError('choose Approve or Deny');
-        const id = decodeURIComponent(decision[1]!);
+        const id = decodePathSegment(decision[1]!);
         const answer = await approvalApi.decide(session.accessToken, id, verdict, (form.get('reason') ?? '').slice(0, 2_000));
         logger.info({ approvalId: id, approver: session.person.sub, decision: verdict, ok: answer.ok }, 'decision from the console');
         if (answer.ok) return redirect(response, `/approvals?done=${verdict}`);
@@ -304,7 +304,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
       }
       const one = /^\/sessions\/([^/]+)$/.exec(path);
       if (one && method === 'GET') {
-        const sessionId = decodeURIComponent(one[1]!);
+        const sessionId = decodePathSegment(one[1]!);
         const [events, verification] = await Promise.all([auditApi.events(session.accessToken, sessionId), auditApi.verify(session.accessToken, sessionId)]);
         if (!events.ok) return sendPage(response, events.status === 404 ? 404 : 502, 'Session', session, errorPage(events.title));
         return sendPage(response, 200, 'Session', session, sessionPage(sessionId, events.body.events, verification.ok ? verification.body : undefined));
@@ -338,6 +338,14 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
       await feed.stop();
     },
   };
+};
+
+const decodePathSegment = (segment: string): string => {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new MalformedPathError();
+  }
 };
 
 const toIso = (local: string): string => {
