@@ -19,6 +19,7 @@ import {
   EventPublisher,
   generateSigningKeyPair,
   natsAuthorizationConfig,
+  auditDurableNames,
   type BusRole,
   type MessageSigner,
   type NatsConnection,
@@ -70,7 +71,7 @@ describe('the bus with NATS users, subject permissions and signed events (real n
       writeFileSync(join(dir, `${role}.nk`), `${seeds[role]}\n`, { mode: 0o600 });
       return { role, nkey: pair.getPublicKey() };
     });
-    nats = await startSecuredNats(natsAuthorizationConfig(users, STREAM, PREFIX));
+    nats = await startSecuredNats(natsAuthorizationConfig(users, STREAM, PREFIX, auditDurableNames([{ name: 'splunk' }])));
     const { signers, privateKeys } = writeSigningKeys(dir);
     proxySigner = createMessageSigner('proxy', privateKeys.proxy!);
     approvalSigner = createMessageSigner('approval', privateKeys.approval!);
@@ -174,6 +175,23 @@ describe('the bus with NATS users, subject permissions and signed events (real n
     })();
     pull.publish(`$JS.API.CONSUMER.MSG.NEXT.${STREAM}.audit-store`, JSON.stringify({ batch: 1, expires: 1_000_000_000 }), { reply: `_INBOX_siem.steal` });
     await waitUntil(() => errors.some((error) => /permission/i.test(error.message)), 5_000, 'a pull permission violation');
+  });
+
+  it("red team: the SIEM reader cannot take, ack or pre-create an exporter's durable consumer", async () => {
+    // The audit service's own login creates the exporter's consumer, as it does at start.
+    const auditJsm = await jetstreamManager(await connectAs('audit'));
+    await auditJsm.consumers.add(STREAM, { durable_name: 'audit-export-splunk', ack_policy: AckPolicy.Explicit });
+    const nc = await connectAs('siem');
+    const errors: Error[] = [];
+    void (async () => {
+      for await (const status of nc.status()) if (status.type === 'error') errors.push(status.error);
+    })();
+    nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${STREAM}.audit-export-splunk`, JSON.stringify({ batch: 1, expires: 1_000_000_000 }), { reply: `_INBOX_siem.steal` });
+    await waitUntil(() => errors.some((error) => /permission/i.test(error.message)), 5_000, 'a pull permission violation');
+    await expect(jetstream(nc).consumers.get(STREAM, 'audit-export-splunk')).rejects.toThrow(/permission/i);
+    await expect(jetstreamManager(nc).then((jsm) => jsm.consumers.delete(STREAM, 'audit-export-splunk'))).rejects.toThrow(/permission|timeout/i);
+    const before = (await auditJsm.consumers.info(STREAM, 'audit-export-splunk')).num_ack_pending;
+    expect(before).toBe(0);
   });
 
   it('stores nothing a client without the right key signed as genuine, and audit verify names it', async () => {
