@@ -24,6 +24,13 @@ export interface Explanation {
 
 const SLUICE_CLI = fileURLToPath(new URL('../../../cli/bin/sluice.js', import.meta.url));
 const EXPLAIN_TIMEOUT_MS = 15_000;
+/**
+ * Explains running at once. Each is a Node process (~100 MB, up to 15 s) started by a plain GET,
+ * so without a cap a burst of requests (or of cross-site top-level navigations, which carry the
+ * Lax cookie) would exhaust the host the proxies run on.
+ */
+export const MAX_CONCURRENT_EXPLAINS = 2;
+let explainsRunning = 0;
 
 /** What the explain box was asked: the same inputs as `sluice policy explain`. */
 export interface ExplainQuery {
@@ -91,10 +98,14 @@ export const policyView = async (configPath: string, version: number | undefined
   if (!query) return base;
   const command = explainArguments(query);
   if (!query.sub || !query.resource || !command) return { ...base, problem: 'give a subject, a resource and a command (HTTP: METHOD /path)' };
+  if (explainsRunning >= MAX_CONCURRENT_EXPLAINS) return { ...base, problem: 'other explanations are running; try again in a moment' };
+  explainsRunning += 1;
   try {
     return { ...base, explanation: await runExplain(configPath, query, command) };
   } catch (error) {
     return { ...base, problem: `explain failed: ${(error as Error).message}` };
+  } finally {
+    explainsRunning -= 1;
   }
 };
 
