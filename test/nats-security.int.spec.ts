@@ -253,6 +253,54 @@ describe('the bus with NATS users, subject permissions and signed events (real n
       await service.stop();
     }
   });
+  it("red team: a genuinely signed decision replayed under another msg id does not count twice toward N-of-M", async () => {
+    const id = `n-of-m-${RUN}`;
+    const nc = await connectAs('approval');
+    const genuine = new EventPublisher(nc, { source: 'approval', subjectPrefix: PREFIX, signer: approvalSigner });
+    await genuine.publishNow(
+      buildEvent('approval.requested', {
+        id: `${id}-requested`,
+        source: 'sluice/approval',
+        subject: `session-${id}`,
+        time: new Date(),
+        data: {
+          approvalId: id,
+          commandId: `c-${id}`,
+          resource: 'shop-db',
+          subject: { sub: 'ops-agent', groups: ['ops'] },
+          command: 'DELETE FROM orders',
+          commandHash: `hash-${id}`,
+          risk: 'high',
+          rule: 'risky',
+          expiresAt: new Date(Date.now() + 600_000).toISOString(),
+          approvers: { groups: ['dba'], subs: [], minApprovals: 3 },
+        },
+      }),
+    );
+    const decided = buildEvent('approval.decided', {
+      id: `${id}-decided-1`,
+      source: 'sluice/approval',
+      subject: `session-${id}`,
+      time: new Date(),
+      data: { approvalId: id, decision: 'approve', approver: 'dba-1', reason: 'ok', final: false, via: 'api' },
+    });
+    // The bytes and headers the approval service publishes (EventPublisher.publishNow), once
+    // genuinely, then replayed as they are by whoever can publish on the subject (an open bus on
+    // the host) under new msg ids, so JetStream does not drop them as duplicates.
+    const payload = new TextEncoder().encode(JSON.stringify(decided));
+    const headers = approvalSigner.headersFor(payload);
+    for (const msgID of [decided.id, `${id}-replayed-1`, `${id}-replayed-2`]) {
+      await jetstream(nc).publish(`${PREFIX}.approval.decided`, payload, { headers, msgID });
+    }
+    const service = await startApprovalService({ loaded, logger });
+    try {
+      expect(service.workflow.get(id)?.decisions.map((decision) => decision.approver)).toEqual(['dba-1']);
+      const after = await service.workflow.execute(id, { type: 'Decide', decision: 'approve', approver: { sub: 'dba-2', groups: ['dba'] }, reason: 'ok', via: 'api', at: new Date() });
+      expect(after.status).toBe('pending');
+    } finally {
+      await service.stop();
+    }
+  });
 });
 
 describe('the bus over TLS when bus.tls is configured (real nats-server 2.9)', () => {

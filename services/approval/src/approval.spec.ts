@@ -104,6 +104,14 @@ describe('approval decider', () => {
     );
   });
 
+  it('counts a decision replayed from the stream once, so N-of-M still needs N distinct approvers', () => {
+    const history = after(requested({ approvers: { groups: ['dba'], subs: [], minApprovals: 3 } }), approve('dba-1'));
+    const decided = history.at(-1)!;
+    const replayed = [...history, decided, decided];
+    expect(fold(replayed).status === 'pending' && fold(replayed).decisions).toHaveLength(1);
+    expect(given(replayed).when(approve('dba-2', 2)).state.status).toBe('pending');
+  });
+
   it('needs N distinct approvers when minApprovals is N', () => {
     let history = requested({ approvers: { groups: ['dba'], subs: [], minApprovals: 2 } });
     const first = given(history).when(approve('dba-1'));
