@@ -197,6 +197,28 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     expect(post.status).toBe(405);
   });
 
+  it('red team: answers a session of any length page by page (an agent decides how long it is)', async () => {
+    const base = `http://${service!.httpAddress}`;
+    type Page = { events: Array<{ id: string; seq: number }>; next?: string };
+    const all = (await (await asReader(`${base}/v1/sessions/s${RUN}-3/events`)).json()) as Page;
+    expect(all.events).toHaveLength(6);
+    expect(all.next).toBeUndefined();
+    const seen: string[] = [];
+    let after: string | undefined;
+    let pages = 0;
+    do {
+      const page = (await (await asReader(`${base}/v1/sessions/s${RUN}-3/events?limit=4${after === undefined ? '' : `&after=${after}`}`)).json()) as Page;
+      expect(page.events.length).toBeLessThanOrEqual(4);
+      seen.push(...page.events.map((event) => event.id));
+      after = page.next;
+      pages += 1;
+    } while (after !== undefined);
+    expect(pages).toBe(2);
+    expect(seen).toEqual(all.events.map((event) => event.id));
+    expect((await asReader(`${base}/v1/sessions/s${RUN}-3/events?limit=0`)).status).toBe(400);
+    expect((await asReader(`${base}/v1/sessions/s${RUN}-3/events?after=1%20OR%201=1`)).status).toBe(400);
+  });
+
   it('the CLI reads the audit API with the token from --token or SLUICE_TOKEN and reports a refused one', async () => {
     const config = join(dir, 'sluice.yaml');
     const agent = await idp.mint({ sub: 'agent-3', groups: ['support'] });

@@ -305,9 +305,11 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
       const one = /^\/sessions\/([^/]+)$/.exec(path);
       if (one && method === 'GET') {
         const sessionId = decodePathSegment(one[1]!);
-        const [events, verification] = await Promise.all([auditApi.events(session.accessToken, sessionId), auditApi.verify(session.accessToken, sessionId)]);
+        const after = url.searchParams.get('after') ?? undefined;
+        if (after !== undefined && !/^\d+$/.test(after)) return sendPage(response, 400, 'Session', session, errorPage('after must be an event seq.'));
+        const [events, verification] = await Promise.all([auditApi.events(session.accessToken, sessionId, after), auditApi.verify(session.accessToken, sessionId)]);
         if (!events.ok) return sendPage(response, events.status === 404 ? 404 : 502, 'Session', session, errorPage(events.title));
-        return sendPage(response, 200, 'Session', session, sessionPage(sessionId, events.body.events, verification.ok ? verification.body : undefined));
+        return sendPage(response, 200, 'Session', session, sessionPage(sessionId, events.body.events, verification.ok ? verification.body : undefined, events.body.next));
       }
     }
     return sendPage(response, 404, 'Not found', session, errorPage('There is no such page.'));
