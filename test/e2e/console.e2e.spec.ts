@@ -225,8 +225,27 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
     const reader = await signIn('auditor-ann', 'compliance');
     try {
       expect((await reader.page.goto(`${consoleUrl}/sessions/%E0%A4%A`))?.status()).toBe(400);
+      // Never framed, no inline script anywhere, not even on error pages or the assets.
+      for (const path of ['/', '/sessions', '/sessions/%E0%A4%A', '/no-such-page', '/assets/console.js']) {
+        const answer = await reader.page.request.get(`${consoleUrl}${path}`, { maxRedirects: 0 });
+        const headers = answer.headers();
+        expect(headers['content-security-policy'], path).toContain("frame-ancestors 'none'");
+        expect(headers['content-security-policy'], path).toContain("script-src 'self'");
+        expect(headers['content-security-policy'], path).not.toContain('unsafe-inline');
+        expect(headers['x-frame-options'], path).toBe('DENY');
+        expect(headers['x-content-type-options'], path).toBe('nosniff');
+      }
     } finally {
       await reader.context.close();
+    }
+    // Signed in, but named by no approve rule: the console itself refuses to pass on a decision.
+    const outsider = await signIn('dev-dan', 'developers');
+    try {
+      const csrf = await outsider.page.locator('form[action="/logout"] input[name=csrf]').inputValue();
+      const decided = await outsider.page.request.post(`${consoleUrl}/approvals/any/decision`, { form: { csrf, decision: 'approve', reason: 'x' }, maxRedirects: 0 });
+      expect(decided.status()).toBe(403);
+    } finally {
+      await outsider.context.close();
     }
   });
 
