@@ -302,6 +302,25 @@ describe('approval service', () => {
     expect((await consume(approvalId, 'hash-restart')).ok).toBe(true);
   });
 
+  it('red team: without provenance keys, a decision someone else put on the bus releases nothing at restart', async () => {
+    const { approvalId } = await requestApproval({ commandHash: 'hash-forged-decision' });
+    const forged = {
+      specversion: '1.0',
+      id: `forged-${approvalId}`,
+      source: 'sluice/approval',
+      type: 'sluice.approval.decided.v1',
+      subject: 'session-forged',
+      time: new Date().toISOString(),
+      datacontenttype: 'application/json',
+      data: { approvalId, decision: 'approve', approver: 'dba-mallory', reason: 'forged', final: true, via: 'api' },
+    };
+    await jetstream(nc).publish(`${PREFIX}.approval.decided`, new TextEncoder().encode(JSON.stringify(forged)));
+    await service.stop();
+    await start();
+    expect(service.workflow.get(approvalId)?.status).toBe('pending');
+    expect((await consume(approvalId, 'hash-forged-decision')).ok).toBe(false);
+  });
+
   it('expires on restart a request whose time ran out while the service was down', async () => {
     const { approvalId } = await requestApproval({ timeoutMs: 200 });
     await service.stop();
