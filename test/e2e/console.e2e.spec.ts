@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { get as httpGet, type ClientRequest } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -210,6 +211,22 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
       expect(await page.locator('main img, main script').count()).toBe(0);
       expect(await page.locator('article.approval').count()).toBe(1);
+
+      // Live streams per web session are bounded: each one re-reads the inbox on every event.
+      const cookie = (await context.cookies(consoleUrl)).map(({ name, value }) => `${name}=${value}`).join('; ');
+      const streams: ClientRequest[] = [];
+      const openStream = () =>
+        new Promise<number>((resolve, reject) => {
+          const request = httpGet(`${consoleUrl}/approvals/live`, { headers: { cookie, accept: 'text/event-stream' } }, (answer) => resolve(answer.statusCode ?? 0));
+          request.on('error', reject);
+          streams.push(request);
+        });
+      const statuses: number[] = [];
+      for (let index = 0; index < 12; index += 1) statuses.push(await openStream());
+      for (const stream of streams) stream.destroy();
+      // The page's own EventSource holds one of them.
+      expect(statuses.filter((code) => code === 200).length).toBeLessThanOrEqual(8);
+      expect(statuses).toContain(429);
 
       const csrf = await page.locator('form[action="/logout"] input[name=csrf]').inputValue();
       const malformed = await page.request.post(`${consoleUrl}/approvals/%E0%A4%A/decision`, { form: { csrf, decision: 'approve', reason: 'x' }, maxRedirects: 0 });

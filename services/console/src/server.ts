@@ -29,6 +29,11 @@ export interface RunningConsole {
 
 const MAX_FORM_BYTES = 16 * 1024;
 const SSE_HEARTBEAT_MS = 25_000;
+/**
+ * Live streams one web session may hold open (a few tabs). Each inbox stream asks the approval
+ * API again on every approval event, so unbounded streams would multiply that load at will.
+ */
+export const MAX_LIVE_STREAMS_PER_SESSION = 8;
 /** The approval service publishes an event before it updates its inbox: each change gets a second look. */
 const RECHECK_AFTER_MS = 300;
 
@@ -143,7 +148,16 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
     });
   };
 
+  const tooManyStreams = (response: ServerResponse, session: WebSession): boolean => {
+    if ((liveStreams.get(session.id)?.size ?? 0) < MAX_LIVE_STREAMS_PER_SESSION) return false;
+    const text = 'too many live views open; close some tabs';
+    response.writeHead(429, { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), 'retry-after': '30' });
+    response.end(text);
+    return true;
+  };
+
   const liveActivity = async (request: IncomingMessage, response: ServerResponse, session: WebSession): Promise<void> => {
+    if (tooManyStreams(response, session)) return;
     let opened = false;
     const unwatch = activity.watch((item) => {
       if (!opened) return;
@@ -158,6 +172,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
   };
 
   const liveInbox = async (request: IncomingMessage, response: ServerResponse, session: WebSession): Promise<void> => {
+    if (tooManyStreams(response, session)) return;
     let closed = false;
     let timer: NodeJS.Timeout | undefined;
     const push = async (): Promise<void> => {
