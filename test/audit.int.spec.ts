@@ -219,6 +219,8 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     expect((await asReader(`${base}/v1/sessions/s${RUN}-3/events?after=1%20OR%201=1`)).status).toBe(400);
   });
 
+  it.todo('red team: GET /v1/verify recomputes every chain on each request; bound or cache it so one reader cannot keep the event store busy');
+
   it('the CLI reads the audit API with the token from --token or SLUICE_TOKEN and reports a refused one', async () => {
     const config = join(dir, 'sluice.yaml');
     const agent = await idp.mint({ sub: 'agent-3', groups: ['support'] });
