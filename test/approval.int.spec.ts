@@ -266,6 +266,30 @@ describe('approval service', () => {
     expect(body.approvals.every((approval) => approval.status === 'pending')).toBe(true);
   });
 
+  it('red team: another agent of the same issuer cannot list or read approvals it neither asked for nor may decide', async () => {
+    const { approvalId } = await requestApproval({ command: "UPDATE users SET api_key = 'sk-secret-in-sql'" });
+    const otherAgent = await issuer.mint({ sub: 'support-agent-7', groups: ['support-agents'] });
+    const listed = await fetch(`http://${service.httpAddress}/v1/approvals`, { headers: { authorization: `Bearer ${otherAgent}` } });
+    expect(listed.status).toBe(200);
+    const body = (await listed.json()) as { approvals: { id: string }[] };
+    expect(body.approvals.map((approval) => approval.id)).not.toContain(approvalId);
+    expect(JSON.stringify(body)).not.toContain('sk-secret-in-sql');
+    const one = await fetch(`http://${service.httpAddress}/v1/approvals/${approvalId}`, { headers: { authorization: `Bearer ${otherAgent}` } });
+    expect(one.status).toBe(404);
+    // The agent that asked and the rule's approvers still see it.
+    const requester = await issuer.mint({ sub: 'ops-agent-1', groups: ['ops-agents'] });
+    expect((await fetch(`http://${service.httpAddress}/v1/approvals/${approvalId}`, { headers: { authorization: `Bearer ${requester}` } })).status).toBe(200);
+    expect((await fetch(`http://${service.httpAddress}/v1/approvals/${approvalId}`, { headers: { authorization: `Bearer ${await dbaToken()}` } })).status).toBe(200);
+  });
+
+  it('red team: a rule that names no approvers lets no other identity (another agent) release the command', async () => {
+    const { approvalId } = await requestApproval({ approverGroups: [], approverSubs: [], commandHash: 'hash-nobody' });
+    const decided = await decideOverHttp(approvalId, await issuer.mint({ sub: 'other-agent', groups: ['support-agents'] }), 'approve');
+    expect(decided.status).toBe(403);
+    expect(decided.body.code).toBe('ERR_NOT_AN_APPROVER');
+    expect((await consume(approvalId, 'hash-nobody')).ok).toBe(false);
+  });
+
   it('keeps a pending request across a restart of the service, and it can still be decided', async () => {
     const { approvalId } = await requestApproval({ commandHash: 'hash-restart' });
     await service.stop();
@@ -277,6 +301,27 @@ describe('approval service', () => {
     expect((await waiting).outcome).toBe(proto.Outcome.OUTCOME_GRANTED);
     expect((await consume(approvalId, 'hash-restart')).ok).toBe(true);
   });
+
+  it('red team: without provenance keys, a decision someone else put on the bus releases nothing at restart', async () => {
+    const { approvalId } = await requestApproval({ commandHash: 'hash-forged-decision' });
+    const forged = {
+      specversion: '1.0',
+      id: `forged-${approvalId}`,
+      source: 'sluice/approval',
+      type: 'sluice.approval.decided.v1',
+      subject: 'session-forged',
+      time: new Date().toISOString(),
+      datacontenttype: 'application/json',
+      data: { approvalId, decision: 'approve', approver: 'dba-mallory', reason: 'forged', final: true, via: 'api' },
+    };
+    await jetstream(nc).publish(`${PREFIX}.approval.decided`, new TextEncoder().encode(JSON.stringify(forged)));
+    await service.stop();
+    await start();
+    expect(service.workflow.get(approvalId)?.status).toBe('pending');
+    expect((await consume(approvalId, 'hash-forged-decision')).ok).toBe(false);
+  });
+
+  it.todo('red team: an approver named by sub or group is matched together with its issuer (a token of another configured issuer, e.g. the agents\' IdP, carrying sub "dba-alice" or group "dba" must not decide)');
 
   it('expires on restart a request whose time ran out while the service was down', async () => {
     const { approvalId } = await requestApproval({ timeoutMs: 200 });

@@ -175,6 +175,52 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     expect((await fetch(`${base}/metrics`)).status).toBe(200);
   });
 
+  it('red team: a reader cannot break the audit API with malformed ids, traversal, SQL in filters or huge limits', async () => {
+    const base = `http://${service!.httpAddress}`;
+    // A malformed escape is the caller's mistake (400), never an "event store unavailable" alarm.
+    const malformed = await asReader(`${base}/v1/sessions/%E0%A4%A/events`);
+    expect(malformed.status).toBe(400);
+    expect(((await malformed.json()) as { code: string }).code).toBe('ERR_BAD_REQUEST');
+    expect((await asReader(`${base}/v1/sessions/%E0%A4%A/verify`)).status).toBe(400);
+    // An encoded slash stays part of the id: it names no other route.
+    expect((await asReader(`${base}/v1/sessions/..%2F..%2Fverify/events`)).status).toBe(404);
+    const injected = await asReader(`${base}/v1/sessions?subject=${encodeURIComponent("x' OR '1'='1")}&decision=${encodeURIComponent("deny' OR true --")}`);
+    expect(injected.status).toBe(200);
+    expect(((await injected.json()) as { sessions: unknown[] }).sessions).toEqual([]);
+    const huge = await asReader(`${base}/v1/sessions?limit=999999999999999999999`);
+    expect(huge.status).toBe(200);
+    expect(((await huge.json()) as { sessions: unknown[] }).sessions.length).toBeLessThanOrEqual(1000);
+    expect((await asReader(`${base}/v1/sessions?limit=-1`)).status).toBe(400);
+    expect((await asReader(`${base}/v1/sessions?from=${encodeURIComponent('now(); DROP TABLE x')}`)).status).toBe(400);
+    expect((await asReader(`${base}/v1/sessions?cursor=${encodeURIComponent('1 OR 1=1')}`)).status).toBe(200);
+    const post = await fetch(`${base}/v1/sessions`, { method: 'POST', headers: { authorization: `Bearer ${readerToken}` } });
+    expect(post.status).toBe(405);
+  });
+
+  it('red team: answers a session of any length page by page (an agent decides how long it is)', async () => {
+    const base = `http://${service!.httpAddress}`;
+    type Page = { events: Array<{ id: string; seq: number }>; next?: string };
+    const all = (await (await asReader(`${base}/v1/sessions/s${RUN}-3/events`)).json()) as Page;
+    expect(all.events).toHaveLength(6);
+    expect(all.next).toBeUndefined();
+    const seen: string[] = [];
+    let after: string | undefined;
+    let pages = 0;
+    do {
+      const page = (await (await asReader(`${base}/v1/sessions/s${RUN}-3/events?limit=4${after === undefined ? '' : `&after=${after}`}`)).json()) as Page;
+      expect(page.events.length).toBeLessThanOrEqual(4);
+      seen.push(...page.events.map((event) => event.id));
+      after = page.next;
+      pages += 1;
+    } while (after !== undefined);
+    expect(pages).toBe(2);
+    expect(seen).toEqual(all.events.map((event) => event.id));
+    expect((await asReader(`${base}/v1/sessions/s${RUN}-3/events?limit=0`)).status).toBe(400);
+    expect((await asReader(`${base}/v1/sessions/s${RUN}-3/events?after=1%20OR%201=1`)).status).toBe(400);
+  });
+
+  it.todo('red team: GET /v1/verify recomputes every chain on each request; bound or cache it so one reader cannot keep the event store busy');
+
   it('the CLI reads the audit API with the token from --token or SLUICE_TOKEN and reports a refused one', async () => {
     const config = join(dir, 'sluice.yaml');
     const agent = await idp.mint({ sub: 'agent-3', groups: ['support'] });

@@ -19,6 +19,7 @@ import {
   EventPublisher,
   generateSigningKeyPair,
   natsAuthorizationConfig,
+  auditDurableNames,
   type BusRole,
   type MessageSigner,
   type NatsConnection,
@@ -70,7 +71,7 @@ describe('the bus with NATS users, subject permissions and signed events (real n
       writeFileSync(join(dir, `${role}.nk`), `${seeds[role]}\n`, { mode: 0o600 });
       return { role, nkey: pair.getPublicKey() };
     });
-    nats = await startSecuredNats(natsAuthorizationConfig(users, STREAM, PREFIX));
+    nats = await startSecuredNats(natsAuthorizationConfig(users, STREAM, PREFIX, auditDurableNames([{ name: 'splunk' }])));
     const { signers, privateKeys } = writeSigningKeys(dir);
     proxySigner = createMessageSigner('proxy', privateKeys.proxy!);
     approvalSigner = createMessageSigner('approval', privateKeys.approval!);
@@ -176,6 +177,23 @@ describe('the bus with NATS users, subject permissions and signed events (real n
     await waitUntil(() => errors.some((error) => /permission/i.test(error.message)), 5_000, 'a pull permission violation');
   });
 
+  it("red team: the SIEM reader cannot take, ack or pre-create an exporter's durable consumer", async () => {
+    // The audit service's own login creates the exporter's consumer, as it does at start.
+    const auditJsm = await jetstreamManager(await connectAs('audit'));
+    await auditJsm.consumers.add(STREAM, { durable_name: 'audit-export-splunk', ack_policy: AckPolicy.Explicit });
+    const nc = await connectAs('siem');
+    const errors: Error[] = [];
+    void (async () => {
+      for await (const status of nc.status()) if (status.type === 'error') errors.push(status.error);
+    })();
+    nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${STREAM}.audit-export-splunk`, JSON.stringify({ batch: 1, expires: 1_000_000_000 }), { reply: `_INBOX_siem.steal` });
+    await waitUntil(() => errors.some((error) => /permission/i.test(error.message)), 5_000, 'a pull permission violation');
+    await expect(jetstream(nc).consumers.get(STREAM, 'audit-export-splunk')).rejects.toThrow(/permission/i);
+    await expect(jetstreamManager(nc).then((jsm) => jsm.consumers.delete(STREAM, 'audit-export-splunk'))).rejects.toThrow(/permission|timeout/i);
+    const before = (await auditJsm.consumers.info(STREAM, 'audit-export-splunk')).num_ack_pending;
+    expect(before).toBe(0);
+  });
+
   it('stores nothing a client without the right key signed as genuine, and audit verify names it', async () => {
     // The proxy's login, but an event signed with another key (a stolen NATS password is not enough).
     const nc = await connectAs('proxy');
@@ -231,6 +249,54 @@ describe('the bus with NATS users, subject permissions and signed events (real n
       expect(service.workflow.get(`genuine-${RUN}`)?.status).toBe('pending');
       expect(service.workflow.get(`forged-${RUN}`)).toBeUndefined();
       expect(service.workflow.get(`unsigned-${RUN}`)).toBeUndefined();
+    } finally {
+      await service.stop();
+    }
+  });
+  it("red team: a genuinely signed decision replayed under another msg id does not count twice toward N-of-M", async () => {
+    const id = `n-of-m-${RUN}`;
+    const nc = await connectAs('approval');
+    const genuine = new EventPublisher(nc, { source: 'approval', subjectPrefix: PREFIX, signer: approvalSigner });
+    await genuine.publishNow(
+      buildEvent('approval.requested', {
+        id: `${id}-requested`,
+        source: 'sluice/approval',
+        subject: `session-${id}`,
+        time: new Date(),
+        data: {
+          approvalId: id,
+          commandId: `c-${id}`,
+          resource: 'shop-db',
+          subject: { sub: 'ops-agent', groups: ['ops'] },
+          command: 'DELETE FROM orders',
+          commandHash: `hash-${id}`,
+          risk: 'high',
+          rule: 'risky',
+          expiresAt: new Date(Date.now() + 600_000).toISOString(),
+          approvers: { groups: ['dba'], subs: [], minApprovals: 3 },
+        },
+      }),
+    );
+    const decided = buildEvent('approval.decided', {
+      id: `${id}-decided-1`,
+      source: 'sluice/approval',
+      subject: `session-${id}`,
+      time: new Date(),
+      data: { approvalId: id, decision: 'approve', approver: 'dba-1', reason: 'ok', final: false, via: 'api' },
+    });
+    // The bytes and headers the approval service publishes (EventPublisher.publishNow), once
+    // genuinely, then replayed as they are by whoever can publish on the subject (an open bus on
+    // the host) under new msg ids, so JetStream does not drop them as duplicates.
+    const payload = new TextEncoder().encode(JSON.stringify(decided));
+    const headers = approvalSigner.headersFor(payload);
+    for (const msgID of [decided.id, `${id}-replayed-1`, `${id}-replayed-2`]) {
+      await jetstream(nc).publish(`${PREFIX}.approval.decided`, payload, { headers, msgID });
+    }
+    const service = await startApprovalService({ loaded, logger });
+    try {
+      expect(service.workflow.get(id)?.decisions.map((decision) => decision.approver)).toEqual(['dba-1']);
+      const after = await service.workflow.execute(id, { type: 'Decide', decision: 'approve', approver: { sub: 'dba-2', groups: ['dba'] }, reason: 'ok', via: 'api', at: new Date() });
+      expect(after.status).toBe('pending');
     } finally {
       await service.stop();
     }

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { get as httpGet, type ClientRequest } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -185,6 +186,83 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await page.screenshot({ path: join(SCREENSHOTS, 'nothing.png'), fullPage: true });
     } finally {
       await context.close();
+    }
+  });
+
+  it('red team: an agent whose token subject carries HTML and SSE field lines scripts nobody, and malformed ids get 400', async () => {
+    const { context, page } = await signIn('dba-erin', 'dba');
+    try {
+      await page.waitForURL(`${consoleUrl}/approvals`);
+      await page.getByText('Live: new requests appear here').waitFor();
+      // A line break in a value sent over SSE would end the data field and start fields of its own.
+      const sub = `ops-evil\nevent: inbox\ndata: {"html":"<img src=x onerror=window.__xss=3>"}\n\n${XSS}`;
+      const agent = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'ops-evil', database: 'orders-db', password: await agents.mint({ sub, groups: ['operators'] }) });
+      await agent.connect();
+      const held = agent.query(`UPDATE orders SET total = total -- ${XSS}`).then(
+        () => undefined,
+        (error: { code?: string }) => error,
+      );
+      const card = page.locator('article.approval', { hasText: 'UPDATE orders SET total = total' });
+      await card.waitFor({ timeout: 20_000 });
+      const shownAgent = await card.locator('dd').first().textContent();
+      expect(shownAgent).toContain('ops-evil');
+      expect(shownAgent).toContain(XSS);
+      expect(await card.textContent()).toContain('<img src=x onerror=window.__xss=3>');
+      expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
+      expect(await page.locator('main img, main script').count()).toBe(0);
+      expect(await page.locator('article.approval').count()).toBe(1);
+
+      // Live streams per web session are bounded: each one re-reads the inbox on every event.
+      const cookie = (await context.cookies(consoleUrl)).map(({ name, value }) => `${name}=${value}`).join('; ');
+      const streams: ClientRequest[] = [];
+      const openStream = () =>
+        new Promise<number>((resolve, reject) => {
+          const request = httpGet(`${consoleUrl}/approvals/live`, { headers: { cookie, accept: 'text/event-stream' } }, (answer) => resolve(answer.statusCode ?? 0));
+          request.on('error', reject);
+          streams.push(request);
+        });
+      const statuses: number[] = [];
+      for (let index = 0; index < 12; index += 1) statuses.push(await openStream());
+      for (const stream of streams) stream.destroy();
+      // The page's own EventSource holds one of them.
+      expect(statuses.filter((code) => code === 200).length).toBeLessThanOrEqual(8);
+      expect(statuses).toContain(429);
+
+      const csrf = await page.locator('form[action="/logout"] input[name=csrf]').inputValue();
+      const malformed = await page.request.post(`${consoleUrl}/approvals/%E0%A4%A/decision`, { form: { csrf, decision: 'approve', reason: 'x' }, maxRedirects: 0 });
+      expect(malformed.status()).toBe(400);
+      await card.locator('input[name=reason]').fill('no');
+      await card.locator('button.deny').click();
+      await page.waitForURL(`${consoleUrl}/approvals?done=deny`);
+      expect((await held)?.code).toBe('42501');
+      await agent.end();
+    } finally {
+      await context.close();
+    }
+    const reader = await signIn('auditor-ann', 'compliance');
+    try {
+      expect((await reader.page.goto(`${consoleUrl}/sessions/%E0%A4%A`))?.status()).toBe(400);
+      // Never framed, no inline script anywhere, not even on error pages or the assets.
+      for (const path of ['/', '/sessions', '/sessions/%E0%A4%A', '/no-such-page', '/assets/console.js']) {
+        const answer = await reader.page.request.get(`${consoleUrl}${path}`, { maxRedirects: 0 });
+        const headers = answer.headers();
+        expect(headers['content-security-policy'], path).toContain("frame-ancestors 'none'");
+        expect(headers['content-security-policy'], path).toContain("script-src 'self'");
+        expect(headers['content-security-policy'], path).not.toContain('unsafe-inline');
+        expect(headers['x-frame-options'], path).toBe('DENY');
+        expect(headers['x-content-type-options'], path).toBe('nosniff');
+      }
+    } finally {
+      await reader.context.close();
+    }
+    // Signed in, but named by no approve rule: the console itself refuses to pass on a decision.
+    const outsider = await signIn('dev-dan', 'developers');
+    try {
+      const csrf = await outsider.page.locator('form[action="/logout"] input[name=csrf]').inputValue();
+      const decided = await outsider.page.request.post(`${consoleUrl}/approvals/any/decision`, { form: { csrf, decision: 'approve', reason: 'x' }, maxRedirects: 0 });
+      expect(decided.status()).toBe(403);
+    } finally {
+      await outsider.context.close();
     }
   });
 

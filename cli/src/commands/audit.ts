@@ -51,7 +51,17 @@ const httpSource = (base: string, token: string): AuditSource => {
       if (query.cursor !== undefined) params.set('cursor', query.cursor);
       return (await get<SessionPage>(`/v1/sessions?${params.toString()}`))!;
     },
-    sessionEvents: async (sessionId) => (await get<{ events: StoredEvent[] }>(`/v1/sessions/${encodeURIComponent(sessionId)}/events`, true))?.events ?? [],
+    sessionEvents: async (sessionId) => {
+      // The API answers a long session page by page; replay prints all of it.
+      const events: StoredEvent[] = [];
+      let after: string | undefined;
+      do {
+        const page = await get<{ events: StoredEvent[]; next?: string }>(`/v1/sessions/${encodeURIComponent(sessionId)}/events${after === undefined ? '' : `?after=${after}`}`, true);
+        events.push(...(page?.events ?? []));
+        after = page?.next;
+      } while (after !== undefined);
+      return events;
+    },
     close: async () => undefined,
   };
 };

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { GRPC_PEERS, KEYS_DIR_ENV, type SluiceConfig } from '@sluice/config';
 import { DEFAULT_EVENTS_STREAM, DEFAULT_EVENTS_SUBJECT_PREFIX, SIGNER_NAMES } from '@sluice/contracts';
-import { BUS_ROLES, busUserPublicKey, generateBusUserSeed, generateSigningKeyPair, natsAuthorizationConfig, publicKeyPemOf } from '@sluice/event-bus';
+import { auditDurableNames, BUS_ROLES, busUserPublicKey, generateBusUserSeed, generateSigningKeyPair, natsAuthorizationConfig, publicKeyPemOf } from '@sluice/event-bus';
 import { writeDeploymentCertificates } from './deployment-ca.js';
 
 interface Output {
@@ -66,7 +66,7 @@ export const NATS_AUTH_FILE = 'nats-auth.conf';
  * `nats-auth.conf`, the nats-server `authorization` block naming their public keys with each
  * role's permissions on `stream`/`prefix`. Returns the roles whose seed was written.
  */
-export const writeBusKeys = (dir: string, options: { stream?: string; prefix?: string; force?: boolean } = {}): string[] => {
+export const writeBusKeys = (dir: string, options: { stream?: string; prefix?: string; force?: boolean; auditDurables?: readonly string[] } = {}): string[] => {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const written: string[] = [];
   const users = BUS_ROLES.map((role) => {
@@ -75,7 +75,7 @@ export const writeBusKeys = (dir: string, options: { stream?: string; prefix?: s
     if ((force || !existsSync(seedPath)) && createExclusive(seedPath, `${generateBusUserSeed()}\n`, 0o600, force)) written.push(role);
     return { role, nkey: busUserPublicKey(readFileSync(seedPath, 'utf8')) };
   });
-  replaceIfChanged(join(dir, NATS_AUTH_FILE), natsAuthorizationConfig(users, options.stream ?? DEFAULT_EVENTS_STREAM, options.prefix ?? DEFAULT_EVENTS_SUBJECT_PREFIX), 0o644);
+  replaceIfChanged(join(dir, NATS_AUTH_FILE), natsAuthorizationConfig(users, options.stream ?? DEFAULT_EVENTS_STREAM, options.prefix ?? DEFAULT_EVENTS_SUBJECT_PREFIX, options.auditDurables), 0o644);
   return written;
 };
 
@@ -94,7 +94,7 @@ export const provideDeploymentKeys = (config: SluiceConfig, env: NodeJS.ProcessE
   const dir = resolve(env[KEYS_DIR_ENV] || join('.sluice', 'keys'));
   const written = [
     ...(config.provenance === undefined ? writeSigningKeys(dir) : []),
-    ...writeBusKeys(dir, { stream: config.bus.stream, prefix: config.bus.subjectPrefix }).map((role) => `${role}.nk`),
+    ...writeBusKeys(dir, { stream: config.bus.stream, prefix: config.bus.subjectPrefix, auditDurables: auditDurableNames(config.audit.exporters) }).map((role) => `${role}.nk`),
     ...(config.services.tls === undefined ? writeGrpcCertificates(dir) : []),
   ];
   return { dir, written };

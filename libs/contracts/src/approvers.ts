@@ -12,10 +12,10 @@ export interface ApproverIdentity {
 
 /**
  * Whether an identity is one of a rule's approvers. The approval service decides with it, and the
- * console shows a person only the requests it lets them decide: one test for both. An empty
- * approver rule means any authenticated identity other than the requester may decide.
+ * console shows a person only the requests it lets them decide: one test for both. A rule that
+ * names no approvers names nobody: the request can only expire. (Taking it as "anyone" would let
+ * any identity of the issuer, another agent included, release a held command.)
  */
 export const mayDecide = (rule: ApproverRule, approver: ApproverIdentity): boolean => {
-  if (rule.groups.length === 0 && rule.subs.length === 0) return true;
   return rule.subs.includes(approver.sub) || approver.groups.some((group) => rule.groups.includes(group));
 };

@@ -24,7 +24,17 @@ export interface BusPermissions {
  * through consumers of its own but never publish an event or take the audit service's messages.
  * @see https://docs.nats.io/running-a-nats-service/configuration/securing_nats/authorization
  */
-export const busPermissions = (role: BusRole, stream: string, prefix: string): BusPermissions => {
+/** The audit service's durable consumer that feeds one SIEM exporter (NATS durable names allow [A-Za-z0-9_-]). */
+export const exporterDurableName = (exporter: { readonly name?: string | undefined }, index: number): string =>
+  `audit-export-${(exporter.name ?? String(index)).replace(/[^A-Za-z0-9_-]/g, '_')}`;
+
+/** Every durable consumer the audit service reads through: the store's and one per exporter. */
+export const auditDurableNames = (exporters: readonly { readonly name?: string | undefined }[]): string[] => [
+  'audit-store',
+  ...exporters.map(exporterDurableName),
+];
+
+export const busPermissions = (role: BusRole, stream: string, prefix: string, auditDurables: readonly string[] = ['audit-store']): BusPermissions => {
   const inbox = [`${inboxPrefixFor(role)}.>`];
   const lookAtStream = ['$JS.API.INFO', `$JS.API.STREAM.INFO.${stream}`];
   const readConsumers = [
@@ -77,13 +87,18 @@ export const busPermissions = (role: BusRole, stream: string, prefix: string): B
         publish: {
           allow: [...lookAtStream, ...readConsumers],
           // Reading is all: never delete a consumer, never pull or ack the audit store's messages.
+          // Every audit durable, not only the store's: a reader pulling and acking an exporter's
+          // messages (or creating its consumer first, with a filter of its choosing) would keep
+          // events from that SIEM. NATS wildcards match whole tokens, so each name is listed.
           deny: [
             `$JS.API.CONSUMER.DELETE.${stream}.>`,
-            `$JS.API.CONSUMER.*.${stream}.audit-store`,
-            `$JS.API.CONSUMER.*.${stream}.audit-store.>`,
-            `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.audit-store`,
-            `$JS.API.CONSUMER.MSG.NEXT.${stream}.audit-store`,
-            `$JS.ACK.${stream}.audit-store.>`,
+            ...auditDurables.flatMap((durable) => [
+              `$JS.API.CONSUMER.*.${stream}.${durable}`,
+              `$JS.API.CONSUMER.*.${stream}.${durable}.>`,
+              `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.${durable}`,
+              `$JS.API.CONSUMER.MSG.NEXT.${stream}.${durable}`,
+              `$JS.ACK.${stream}.${durable}.>`,
+            ]),
           ],
         },
         subscribe: { allow: [...inbox, `${prefix}.>`] },
@@ -104,10 +119,10 @@ const list = (items: readonly string[]): string => `[${items.map(quote).join(', 
  * The `authorization` block of a nats-server configuration giving each user its role's
  * permissions. With no anonymous user in it, a client without credentials cannot connect.
  */
-export const natsAuthorizationConfig = (users: readonly BusUser[], stream: string, prefix: string): string => {
+export const natsAuthorizationConfig = (users: readonly BusUser[], stream: string, prefix: string, auditDurables?: readonly string[]): string => {
   const lines = ['authorization {', '  users = ['];
   for (const user of users) {
-    const permissions = busPermissions(user.role, stream, prefix);
+    const permissions = busPermissions(user.role, stream, prefix, auditDurables);
     const login = 'nkey' in user ? `nkey: ${quote(user.nkey)}` : `user: ${quote(user.user)}, password: ${quote(user.password)}`;
     const deny = permissions.publish.deny ? `, deny: ${list(permissions.publish.deny)}` : '';
     lines.push(`    # ${user.role}`);

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { headers } from '@nats-io/transport-node';
 import { buildEvent, SIGNATURE_HEADER, SIGNER_HEADER } from '@sluice/contracts';
 import { createMessageSigner, createProvenanceVerifier, generateSigningKeyPair, ProvenanceKeyError, publicKeyPemOf } from './provenance.js';
+import { decodeEvents } from './publisher.js';
 
 const proxy = generateSigningKeyPair();
 const approval = generateSigningKeyPair();
@@ -41,5 +42,25 @@ describe('message provenance', () => {
   it('takes Ed25519 keys only', () => {
     expect(() => createMessageSigner('proxy', 'not a key')).toThrow(ProvenanceKeyError);
     expect(publicKeyPemOf(proxy.privateKeyPem)).toBe(proxy.publicKeyPem);
+  });
+
+  describe('red team: altering a genuinely signed batch', () => {
+    const batch = '[{"id":"e1","type":"sluice.command.decided.v1"},{"id":"e2","type":"sluice.command.completed.v1"}]';
+    const signed = createMessageSigner('proxy', proxy.privateKeyPem).headersFor(new TextEncoder().encode(batch));
+
+    it('refuses the same events reordered, or re-encoded with a duplicate key that a parser would read differently', () => {
+      const reordered = '[{"id":"e2","type":"sluice.command.completed.v1"},{"id":"e1","type":"sluice.command.decided.v1"}]';
+      expect(verifier.checkMessage(new TextEncoder().encode(reordered), signed)).toMatchObject({ genuine: false });
+      const duplicated = '[{"id":"e1","type":"sluice.command.decided.v1","type":"sluice.approval.decided.v1"},{"id":"e2","type":"sluice.command.completed.v1"}]';
+      expect(verifier.checkMessage(new TextEncoder().encode(duplicated), signed)).toMatchObject({ genuine: false });
+      expect(verifier.checkMessage(new TextEncoder().encode(`${batch} `), signed)).toMatchObject({ genuine: false });
+    });
+
+    it('vouches for the very bytes wherever they are replayed (subject and msg id are not signed): consumers dedupe by event id', () => {
+      // What makes a replay harmless is downstream: the store keeps each event id once, and the
+      // approval aggregate counts one decision per approver (approval.spec.ts, nats-security).
+      expect(verifier.checkMessage(new TextEncoder().encode(batch), signed)).toEqual({ genuine: true, signer: 'proxy' });
+      expect(decodeEvents(new TextEncoder().encode(batch)).map((event) => event.id)).toEqual(['e1', 'e2']);
+    });
   });
 });

@@ -6,6 +6,7 @@ export type {
   EventStore,
   OpenEventStoreOptions,
   SessionPage,
+  SessionEventsPage,
   SessionQuery,
   SessionSummary,
   StoredEvent,

@@ -26,6 +26,12 @@ export interface OpenEventStoreOptions {
 /** A stored event as served: the CloudEvent plus its place in the store and its chain. */
 export type StoredEvent = StoredCloudEvent & { readonly seq: number; readonly hash: string; readonly prev_hash: string };
 
+/** One page of a session's events: those with `seq` above `afterSeq`, at most `limit`. */
+export interface SessionEventsPage {
+  readonly afterSeq?: number | undefined;
+  readonly limit: number;
+}
+
 export interface AppendResult {
   readonly stored: number;
   readonly duplicates: number;
@@ -167,7 +173,8 @@ export interface EventStore {
    */
   verify(options?: { readonly sessionId?: string | undefined }): Promise<VerifyResult>;
   listSessions(query?: SessionQuery): Promise<SessionPage>;
-  sessionEvents(sessionId: string): Promise<readonly StoredEvent[]>;
+  /** A session's events in order; with `page`, at most `limit` of them after stream seq `afterSeq`. */
+  sessionEvents(sessionId: string, page?: SessionEventsPage): Promise<readonly StoredEvent[]>;
   countEvents(): Promise<number>;
   close(): Promise<void>;
 }
@@ -566,14 +573,16 @@ class KyselyEventStore implements EventStore {
     });
   }
 
-  sessionEvents(sessionId: string): Promise<readonly StoredEvent[]> {
+  sessionEvents(sessionId: string, page?: SessionEventsPage): Promise<readonly StoredEvent[]> {
     return this.serial(async () => {
-      const rows = (await this.db
+      let query = this.db
         .selectFrom('sluice.events')
         .select(['seq', 'id', 'session_id', 'session_seq', 'type', 'source', 'time', 'data', 'ext', 'hash', 'prev_hash'])
         .where('session_id', '=', sessionId)
-        .orderBy('seq')
-        .execute()) as EventRow[];
+        .orderBy('seq');
+      if (page?.afterSeq !== undefined) query = query.where('seq', '>', page.afterSeq);
+      if (page !== undefined) query = query.limit(page.limit);
+      const rows = (await query.execute()) as EventRow[];
       return rows.map((row) => ({ ...rowToEvent(row), seq: Number(row.seq), hash: row.hash, prev_hash: row.prev_hash }));
     });
   }

@@ -83,9 +83,10 @@ describe('approval decider', () => {
     expect(given(history).when(approve('alice', 1, [])).state.status).toBe('granted');
   });
 
-  it('lets any other identity decide when the rule names no approvers', () => {
+  it('lets nobody decide when the rule names no approvers (fail closed: the request can only expire)', () => {
     const history = requested({ approvers: { groups: [], subs: [], minApprovals: 1 } });
-    expect(given(history).when(approve('someone', 1, [])).state.status).toBe('granted');
+    expect(given(history).when(approve('someone', 1, [])).code).toBe(SluiceErrorCode.NotAnApprover);
+    expect(given(history).when(approve('dba-1')).code).toBe(SluiceErrorCode.NotAnApprover);
   });
 
   it('refuses a second decision once the request is decided', () => {
@@ -101,6 +102,14 @@ describe('approval decider', () => {
     expect(given([...history, ...denied.events]).when({ type: 'Consume', commandHash: 'h1', at: at(2) }).code).toBe(
       SluiceErrorCode.IllegalTransition,
     );
+  });
+
+  it('counts a decision replayed from the stream once, so N-of-M still needs N distinct approvers', () => {
+    const history = after(requested({ approvers: { groups: ['dba'], subs: [], minApprovals: 3 } }), approve('dba-1'));
+    const decided = history.at(-1)!;
+    const replayed = [...history, decided, decided];
+    expect(fold(replayed).status === 'pending' && fold(replayed).decisions).toHaveLength(1);
+    expect(given(replayed).when(approve('dba-2', 2)).state.status).toBe('pending');
   });
 
   it('needs N distinct approvers when minApprovals is N', () => {

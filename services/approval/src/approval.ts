@@ -223,6 +223,9 @@ export const evolve = (state: Approval, event: ApprovalEvent): Approval => {
       };
     case 'approval.decided': {
       if (state.status !== 'pending') return state;
+      // One decision per approver, as decide enforces: a stored decision replayed on the bus
+      // (same signed bytes, another msg id) must not count again toward minApprovals.
+      if (state.decisions.some((decision) => decision.approver === event.data.approver)) return state;
       const decisions = [
         ...state.decisions,
         { approver: event.data.approver, decision: event.data.decision, reason: event.data.reason, via: event.data.via, at: event.at },

@@ -1,5 +1,5 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
+import { mayDecide, SluiceError, SluiceErrorCode } from '@sluice/contracts';
 import type { TokenVerifier } from '@sluice/identity';
 import type { Logger } from '@sluice/service-runtime';
 import type { ApprovalStatus, DecisionVia, KnownApproval } from './approval.js';
@@ -101,6 +101,14 @@ const readBody = async (request: IncomingMessage): Promise<Buffer> => {
   return Buffer.concat(chunks);
 };
 
+/**
+ * Who may read an approval: its approvers (the rule's `mayDecide` test) and the agent that asked.
+ * Anyone else with a valid token (another agent of the same issuer) must not read other agents'
+ * command texts, justifications, session ids and approvers' reasons.
+ */
+const maySee = (approval: KnownApproval, caller: { readonly sub: string; readonly groups: readonly string[] }): boolean =>
+  approval.request.subject.sub === caller.sub || mayDecide(approval.request.approvers, { sub: caller.sub, groups: caller.groups });
+
 const bearerToken = (request: IncomingMessage): string => {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '');
   if (!match) throw new HttpProblem(401, 'a bearer token is required', SluiceErrorCode.TokenInvalid);
@@ -191,19 +199,20 @@ export const createHttpApi = (deps: HttpApiDeps): RequestListener => {
       }
       if (segments.length === 3 && id !== undefined) {
         if (method !== 'GET') throw new HttpProblem(405, 'use GET');
-        await authenticate(request);
+        const caller = await authenticate(request);
         const approval = workflow.get(id);
-        if (!approval) throw new HttpProblem(404, `no approval ${id}`, SluiceErrorCode.NotFound);
+        // One the caller may not see answers as if it did not exist: its id says nothing either.
+        if (!approval || !maySee(approval, caller)) throw new HttpProblem(404, `no approval ${id}`, SluiceErrorCode.NotFound);
         return sendJson(response, 200, approvalView(approval));
       }
       if (segments.length === 2) {
         if (method !== 'GET') throw new HttpProblem(405, 'use GET');
-        await authenticate(request);
+        const caller = await authenticate(request);
         const status = url.searchParams.get('status') ?? undefined;
         if (status !== undefined && !STATUSES.includes(status as ApprovalStatus)) {
           throw new HttpProblem(400, `status must be one of ${STATUSES.join(', ')}`);
         }
-        return sendJson(response, 200, { approvals: workflow.list(status as ApprovalStatus | undefined).map(approvalView) });
+        return sendJson(response, 200, { approvals: workflow.list(status as ApprovalStatus | undefined).filter((approval) => maySee(approval, caller)).map(approvalView) });
       }
     }
     if (url.pathname === '/slack/interactions') {

@@ -133,7 +133,9 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
     // With provenance keys, only what this service itself signed rebuilds approvals: a decision
     // someone else put on the bus must never release a command. Without keys there is nothing to check.
     const approvalKey = provenance.publicKeysPem.approval;
-    if (approvalKey === undefined) logger.warn({}, 'no provenance key for approval: approvals are rebuilt from the stream unverified');
+    if (approvalKey === undefined) {
+      logger.warn({}, 'no provenance key for approval: approvals are rebuilt from the stream unverified, without their decisions (they must be decided again)');
+    }
     const replaySettings = {
       stream: config.bus.stream,
       subjectPrefix: config.bus.subjectPrefix,
@@ -144,10 +146,19 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
             onRefused: (reason: string, seq: number) => logger.error({ seq, reason }, 'approval event on the stream is not genuine; ignored'),
           }),
     };
+    let unverifiedDecisions = 0;
     replayed = await replayApprovalEvents(nc, replaySettings, (event) => {
       const approvalEvent = fromCloudEvent(event);
-      if (approvalEvent) workflow.replay(approvalEvent);
+      if (!approvalEvent) return;
+      // Unsigned, anyone who can publish on the bus could have written a decision: fail closed.
+      // What else an impostor could add (a request, an expiry) releases nothing.
+      if (approvalKey === undefined && approvalEvent.type === 'approval.decided') {
+        unverifiedDecisions += 1;
+        return;
+      }
+      workflow.replay(approvalEvent);
     });
+    if (unverifiedDecisions > 0) logger.warn({ decisions: unverifiedDecisions }, 'unverifiable approval decisions on the stream were not replayed');
   } catch (error) {
     await closeBus();
     throw error;

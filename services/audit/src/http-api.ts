@@ -55,6 +55,8 @@ const refuse = (response: ServerResponse, error: SluiceError): void => {
 };
 
 const SESSION_PATH = /^\/v1\/sessions\/([^/]+)\/(events|verify)$/;
+/** Events in one answer of /v1/sessions/{id}/events at most; `next` names the page after. */
+export const MAX_EVENTS_PAGE = 5_000;
 
 export const startAuditApi = async (deps: AuditApiDeps, host: string, port: number): Promise<{ server: Server; address: AddressInfo }> => {
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
@@ -99,11 +101,24 @@ export const startAuditApi = async (deps: AuditApiDeps, host: string, port: numb
     }
     const match = SESSION_PATH.exec(url.pathname);
     if (match) {
-      const sessionId = decodeURIComponent(match[1]!);
+      let sessionId: string;
+      try {
+        sessionId = decodeURIComponent(match[1]!);
+      } catch {
+        // A malformed escape is the caller's mistake: answering 503 would page someone about the store.
+        throw new BadRequest('the session id is not valid percent-encoding');
+      }
       if (match[2] === 'verify') return send(response, 200, await deps.store.verify({ sessionId }));
-      const events = await deps.store.sessionEvents(sessionId);
-      if (events.length === 0) return problem(response, 404, 'Not Found', 'ERR_NOT_FOUND', `no events for session ${sessionId}`);
-      return send(response, 200, { session_id: sessionId, events });
+      const limit = optional(url.searchParams, 'limit');
+      if (limit !== undefined && !/^[1-9]\d*$/.test(limit)) throw new BadRequest('limit must be a positive integer');
+      const after = optional(url.searchParams, 'after');
+      if (after !== undefined && !/^\d+$/.test(after)) throw new BadRequest('after must be the seq of an event (the previous page\'s next)');
+      // An agent makes a session as long as it likes: one answer holds at most a page of it.
+      const pageSize = Math.min(limit === undefined ? MAX_EVENTS_PAGE : Number(limit), MAX_EVENTS_PAGE);
+      const events = await deps.store.sessionEvents(sessionId, { limit: pageSize + 1, ...(after === undefined ? {} : { afterSeq: Number(after) }) });
+      if (events.length === 0 && after === undefined) return problem(response, 404, 'Not Found', 'ERR_NOT_FOUND', `no events for session ${sessionId}`);
+      const page = events.slice(0, pageSize);
+      return send(response, 200, { session_id: sessionId, events: page, ...(events.length > pageSize ? { next: String(page[page.length - 1]!.seq) } : {}) });
     }
     return problem(response, 404, 'Not Found', 'ERR_NOT_FOUND');
   };

@@ -1,11 +1,11 @@
 import type { Server } from 'node:http';
 import { formatAddress, parseAddress, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig } from '@sluice/config';
-import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
+import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, exporterDurableName, type NatsConnection } from '@sluice/event-bus';
 import { openEventStore, type EventStore } from '@sluice/event-store';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import { alertsFor } from './alerts.js';
 import { DurableConsumer, type ConsumerLogger, type ConsumerState } from './consumer.js';
-import { createExporter, exporterName, type Exporter } from './exporters.js';
+import { createExporter, type Exporter } from './exporters.js';
 import { startAuditApi } from './http-api.js';
 
 export interface AuditServiceLogger extends ConsumerLogger {
@@ -96,7 +96,8 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200, i
       const settings = config.audit.exporters[index]!;
       const consumer = new DurableConsumer(nc, {
         stream: config.bus.stream,
-        durable: `audit-export-${exporterName(settings, index)}`,
+        // The same name `sluice keys` keeps the SIEM reader's login away from.
+        durable: exporterDurableName(settings, index),
         // One message may hold hundreds of events; keep SIEM posts reasonably small.
         batchMessages: Math.max(1, Math.ceil(settings.batchSize / 50)),
         logger,

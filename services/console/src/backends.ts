@@ -89,6 +89,9 @@ export interface SessionQuery {
   readonly to?: string;
 }
 
+/** Events shown on one session page: an agent decides how long its session is. */
+export const SESSION_PAGE_EVENTS = 500;
+
 /** The audit service's read API (it checks `audit.readers` itself). */
 export class AuditApi {
   constructor(private readonly base: string) {}
@@ -100,8 +103,11 @@ export class AuditApi {
     return call(`${this.base}/v1/sessions?${params.toString()}`, token);
   }
 
-  events(token: string, sessionId: string): Promise<Answer<{ events: StoredEvent[] }>> {
-    return call(`${this.base}/v1/sessions/${encodeURIComponent(sessionId)}/events`, token);
+  /** One page of a session's events (`after`: the previous page's `next`). */
+  events(token: string, sessionId: string, after?: string): Promise<Answer<{ events: StoredEvent[]; next?: string }>> {
+    const params = new URLSearchParams({ limit: String(SESSION_PAGE_EVENTS) });
+    if (after !== undefined) params.set('after', after);
+    return call(`${this.base}/v1/sessions/${encodeURIComponent(sessionId)}/events?${params.toString()}`, token);
   }
 
   verify(token: string, sessionId: string): Promise<Answer<ChainVerification>> {

@@ -3,6 +3,7 @@ export const ConsoleErrorCode = {
   SignInFailed: 'ERR_CONSOLE_SIGN_IN',
   Csrf: 'ERR_CONSOLE_CSRF',
   Backend: 'ERR_CONSOLE_BACKEND',
+  MalformedPath: 'ERR_CONSOLE_MALFORMED_PATH',
 } as const;
 export type ConsoleErrorCode = (typeof ConsoleErrorCode)[keyof typeof ConsoleErrorCode];
 
@@ -31,4 +32,13 @@ export class CsrfError extends ConsoleError {
 export class BackendError extends ConsoleError {
   readonly code = ConsoleErrorCode.Backend;
   readonly status = 502;
+}
+
+/** A path whose id is not valid percent-encoding: the caller's mistake, not the console failing. */
+export class MalformedPathError extends ConsoleError {
+  readonly code = ConsoleErrorCode.MalformedPath;
+  readonly status = 400;
+  constructor() {
+    super('the address is not valid percent-encoding');
+  }
 }

@@ -137,7 +137,7 @@ ${field(data, 'outcome') ? html` · ${field(data, 'outcome')}` : ''}${kind === '
   }
 };
 
-export const sessionPage = (sessionId: string, events: readonly StoredEvent[], verification: ChainVerification | undefined): SafeHtml => {
+export const sessionPage = (sessionId: string, events: readonly StoredEvent[], verification: ChainVerification | undefined, next?: string): SafeHtml => {
   const brokenId = verification && !verification.ok ? verification.firstBroken.id : undefined;
   return html`<h1>Session <code>${sessionId}</code></h1>
 ${
@@ -151,7 +151,8 @@ ${
     const kind = event.type.replace(/^sluice\./, '').replace(/\.v\d+$/, '');
     const broken = event.id === brokenId;
     return html`<li class="event${broken ? ' broken' : ''}" id="event-${event.id}"><div class="when"><time datetime="${event.time}">${event.time}</time> <span class="kind">${kind}</span>${broken ? html` <strong class="tampered">tampered</strong>` : ''}</div><div class="what">${eventDetail(kind, event.data ?? {})}</div></li>`;
-  })}</ol>`;
+  })}</ol>
+${next === undefined ? '' : html`<p><a href="/sessions/${encodeURIComponent(sessionId)}?after=${encodeURIComponent(next)}">Later events</a></p>`}`;
 };
 
 export const errorPage = (message: string): SafeHtml => html`<h1>Something went wrong</h1><p class="error" role="alert">${message}</p><p><a href="/">Back</a></p>`;

@@ -24,6 +24,13 @@ export interface Explanation {
 
 const SLUICE_CLI = fileURLToPath(new URL('../../../cli/bin/sluice.js', import.meta.url));
 const EXPLAIN_TIMEOUT_MS = 15_000;
+/**
+ * Explains running at once. Each is a Node process (~100 MB, up to 15 s) started by a plain GET,
+ * so without a cap a burst of requests (or of cross-site top-level navigations, which carry the
+ * Lax cookie) would exhaust the host the proxies run on.
+ */
+export const MAX_CONCURRENT_EXPLAINS = 2;
+let explainsRunning = 0;
 
 /** What the explain box was asked: the same inputs as `sluice policy explain`. */
 export interface ExplainQuery {
@@ -91,10 +98,14 @@ export const policyView = async (configPath: string, version: number | undefined
   if (!query) return base;
   const command = explainArguments(query);
   if (!query.sub || !query.resource || !command) return { ...base, problem: 'give a subject, a resource and a command (HTTP: METHOD /path)' };
+  if (explainsRunning >= MAX_CONCURRENT_EXPLAINS) return { ...base, problem: 'other explanations are running; try again in a moment' };
+  explainsRunning += 1;
   try {
     return { ...base, explanation: await runExplain(configPath, query, command) };
   } catch (error) {
     return { ...base, problem: `explain failed: ${(error as Error).message}` };
+  } finally {
+    explainsRunning -= 1;
   }
 };
 
@@ -110,7 +121,8 @@ const ruleRow = (rule: RuleConfig): SafeHtml => {
     rule.paths ? `paths ${list(rule.paths)}` : '',
     rule.methods ? `methods ${list(rule.methods)}` : '',
   ].filter(Boolean);
-  const approvers = rule.approvers ? `${[list(rule.approvers.groups), list(rule.approvers.subs)].filter(Boolean).join('; ') || 'anyone but the requester'} (${rule.approvers.minApprovals} needed)` : '';
+  const named = [list(rule.approvers?.groups), list(rule.approvers?.subs)].filter(Boolean).join('; ');
+  const approvers = rule.effect !== 'approve' ? '' : named ? `${named} (${rule.approvers?.minApprovals ?? 1} needed)` : 'nobody: its requests can only expire';
   return html`<tr><td><strong>${rule.name}</strong></td><td><span class="decision decision-${rule.effect}">${rule.effect}</span></td><td>${subjects || 'everyone'}</td><td>${list(rule.resources) || 'every resource'}</td><td>${matchers.join(' · ')}</td><td>${rule.mask ?? ''}</td><td>${approvers}</td></tr>`;
 };
 

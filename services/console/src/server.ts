@@ -7,7 +7,7 @@ import type { Logger } from '@sluice/telemetry';
 import { activityCounts, ActivityFeed, activityPage, activityRow } from './activity.js';
 import { CONSOLE_CSS, CONSOLE_JS } from './assets.js';
 import { ApprovalApi, AuditApi, type ApprovalView, type SessionQuery } from './backends.js';
-import { BackendError, ConsoleError, CsrfError, SignInError } from './errors.js';
+import { BackendError, ConsoleError, CsrfError, MalformedPathError, SignInError } from './errors.js';
 import type { SafeHtml } from './html.js';
 import { ApprovalFeed, consoleBusAuth } from './live.js';
 import { CodeFlow } from './oidc-login.js';
@@ -29,6 +29,11 @@ export interface RunningConsole {
 
 const MAX_FORM_BYTES = 16 * 1024;
 const SSE_HEARTBEAT_MS = 25_000;
+/**
+ * Live streams one web session may hold open (a few tabs). Each inbox stream asks the approval
+ * API again on every approval event, so unbounded streams would multiply that load at will.
+ */
+export const MAX_LIVE_STREAMS_PER_SESSION = 8;
 /** The approval service publishes an event before it updates its inbox: each change gets a second look. */
 const RECHECK_AFTER_MS = 300;
 
@@ -143,7 +148,16 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
     });
   };
 
+  const tooManyStreams = (response: ServerResponse, session: WebSession): boolean => {
+    if ((liveStreams.get(session.id)?.size ?? 0) < MAX_LIVE_STREAMS_PER_SESSION) return false;
+    const text = 'too many live views open; close some tabs';
+    response.writeHead(429, { ...SECURITY_HEADERS, 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text), 'retry-after': '30' });
+    response.end(text);
+    return true;
+  };
+
   const liveActivity = async (request: IncomingMessage, response: ServerResponse, session: WebSession): Promise<void> => {
+    if (tooManyStreams(response, session)) return;
     let opened = false;
     const unwatch = activity.watch((item) => {
       if (!opened) return;
@@ -158,6 +172,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
   };
 
   const liveInbox = async (request: IncomingMessage, response: ServerResponse, session: WebSession): Promise<void> => {
+    if (tooManyStreams(response, session)) return;
     let closed = false;
     let timer: NodeJS.Timeout | undefined;
     const push = async (): Promise<void> => {
@@ -263,7 +278,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
         checkCsrf(request, session, form);
         const verdict = form.get('decision');
         if (verdict !== 'approve' && verdict !== 'deny') throw new CsrfError('choose Approve or Deny');
-        const id = decodeURIComponent(decision[1]!);
+        const id = decodePathSegment(decision[1]!);
         const answer = await approvalApi.decide(session.accessToken, id, verdict, (form.get('reason') ?? '').slice(0, 2_000));
         logger.info({ approvalId: id, approver: session.person.sub, decision: verdict, ok: answer.ok }, 'decision from the console');
         if (answer.ok) return redirect(response, `/approvals?done=${verdict}`);
@@ -304,10 +319,12 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
       }
       const one = /^\/sessions\/([^/]+)$/.exec(path);
       if (one && method === 'GET') {
-        const sessionId = decodeURIComponent(one[1]!);
-        const [events, verification] = await Promise.all([auditApi.events(session.accessToken, sessionId), auditApi.verify(session.accessToken, sessionId)]);
+        const sessionId = decodePathSegment(one[1]!);
+        const after = url.searchParams.get('after') ?? undefined;
+        if (after !== undefined && !/^\d+$/.test(after)) return sendPage(response, 400, 'Session', session, errorPage('after must be an event seq.'));
+        const [events, verification] = await Promise.all([auditApi.events(session.accessToken, sessionId, after), auditApi.verify(session.accessToken, sessionId)]);
         if (!events.ok) return sendPage(response, events.status === 404 ? 404 : 502, 'Session', session, errorPage(events.title));
-        return sendPage(response, 200, 'Session', session, sessionPage(sessionId, events.body.events, verification.ok ? verification.body : undefined));
+        return sendPage(response, 200, 'Session', session, sessionPage(sessionId, events.body.events, verification.ok ? verification.body : undefined, events.body.next));
       }
     }
     return sendPage(response, 404, 'Not found', session, errorPage('There is no such page.'));
@@ -338,6 +355,14 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
       await feed.stop();
     },
   };
+};
+
+const decodePathSegment = (segment: string): string => {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new MalformedPathError();
+  }
 };
 
 const toIso = (local: string): string => {

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { describe, expect, it } from 'vitest';
-import { SESSION_COOKIE, WebSessions } from './web-sessions.js';
+import { MAX_PENDING_SIGN_INS, SESSION_COOKIE, WebSessions } from './web-sessions.js';
 
 const withCookie = (cookie: string) => ({ headers: { cookie } }) as IncomingMessage;
 const person = { sub: 'dba-alice', groups: ['dba'] };
@@ -40,5 +40,15 @@ describe('WebSessions', () => {
     expect(sessions.takeSignIn('s1')).toBeUndefined();
     now = 10 * 60_000 + 1;
     expect(sessions.takeSignIn('s2')).toBeUndefined();
+  });
+
+  it('red team: a flood of unfinished sign-ins keeps at most the newest MAX_PENDING_SIGN_INS', () => {
+    const sessions = new WebSessions(() => 0);
+    for (let index = 0; index < MAX_PENDING_SIGN_INS + 500; index += 1) {
+      sessions.rememberSignIn({ state: `flood-${index}`, codeVerifier: 'v', returnTo: '/', createdAt: 0 });
+    }
+    expect(sessions.pendingSignIns).toBe(MAX_PENDING_SIGN_INS);
+    expect(sessions.takeSignIn('flood-0')).toBeUndefined();
+    expect(sessions.takeSignIn(`flood-${MAX_PENDING_SIGN_INS + 499}`)?.codeVerifier).toBe('v');
   });
 });

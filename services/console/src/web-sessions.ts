@@ -25,6 +25,12 @@ export const SIGN_IN_COOKIE = 'sluice_console_signin';
 const SIGN_IN_TTL_MS = 10 * 60_000;
 /** Sessions end with the access token, and at most after this (the token cannot be refreshed). */
 const MAX_SESSION_MS = 12 * 3600_000;
+/**
+ * Sign-ins started and not finished, kept at most. Anyone can start one without signing in, so
+ * without a bound a flood of GET /login would grow memory (and each sweep) for ten minutes; past
+ * it the oldest is forgotten (its person just signs in again).
+ */
+export const MAX_PENDING_SIGN_INS = 10_000;
 
 const newSecret = (): string => randomBytes(32).toString('base64url');
 
@@ -55,6 +61,13 @@ export class WebSessions {
   rememberSignIn(pending: PendingSignIn): void {
     this.#sweep();
     this.#pending.set(pending.state, pending);
+    // A Map iterates in insertion order: the first key is the oldest sign-in.
+    while (this.#pending.size > MAX_PENDING_SIGN_INS) this.#pending.delete(this.#pending.keys().next().value!);
+  }
+
+  /** How many sign-ins are started and not finished (bounded by MAX_PENDING_SIGN_INS). */
+  get pendingSignIns(): number {
+    return this.#pending.size;
   }
 
   /** The sign-in `state` names, taken once; undefined when unknown or too old. */
