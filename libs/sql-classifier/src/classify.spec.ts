@@ -40,6 +40,7 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ["SET application_name = 'agent'", 'read', 'low'],
   ['RESET statement_timeout', 'read', 'low'],
   ["SELECT set_config('application_name', 'x', false)", 'read', 'low'],
+  ["SELECT set_config('application_name', $1::text, false), setseed(0.5)", 'read', 'low'],
   ["SET client_encoding = 'UTF8'", 'read', 'low'],
   ["SET NAMES 'utf-8'", 'read', 'low'],
   ["SELECT current_setting('search_path')", 'read', 'low'],
@@ -157,6 +158,10 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ['SELECT rolname FROM pg_roles', 'read', 'low'],
   ["SET pgaudit.log = 'none'", 'admin', 'critical'],
   ["SELECT set_config('app.tenant', 'x', false)", 'admin', 'critical'],
+  // A value computed at run time outlives the statement's masking in the session (SHOW, random()).
+  ["SELECT set_config('application_name', ssn, false) FROM people", 'admin', 'critical'],
+  ["SELECT set_config('statement_timeout', split_part(ssn, '-', 1), false) FROM people", 'admin', 'critical'],
+  ['SELECT setseed(length(ssn) / 100.0) FROM people', 'admin', 'critical'],
   ['RESET work_mem', 'admin', 'critical'],
   ["SET TIME ZONE 'UTC'", 'read', 'low'],
   ['SET DateStyle = ISO', 'read', 'low'],
@@ -388,6 +393,25 @@ describe('tables', () => {
   ])('reports the table that %s acts on, so a `tables` rule holds it', (sql, tables) => {
     const result = classifySql(sql);
     expect(result.ok && result.tables).toEqual(tables);
+  });
+  it.each([
+    'SELECT rolname, rolconfig FROM pg_roles',
+    'SELECT * FROM pg_options_to_table((SELECT rolconfig FROM pg_catalog.pg_roles LIMIT 1))',
+    'SELECT * FROM pg_roles',
+    'SELECT r.* FROM pg_roles r',
+    'SELECT to_jsonb(r) FROM pg_roles r',
+    'SELECT (r).rolname FROM pg_roles r',
+    'SELECT cfg FROM pg_roles AS r(a, b, c, d, e, f, g, h, i, j, k, cfg)',
+    'SELECT * FROM (SELECT * FROM pg_roles) s',
+  ])('counts %s as reading pg_db_role_setting (rolconfig holds every role’s settings)', (sql) => {
+    const result = classifySql(sql);
+    expect(result.ok && result.tables).toEqual(['pg_catalog.pg_db_role_setting', 'pg_catalog.pg_roles']);
+  });
+  it('counts \\du’s columns of pg_roles as pg_roles only', () => {
+    const result = classifySql(
+      "SELECT r.rolname, r.rolsuper, ARRAY(SELECT b.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles b ON (m.roleid = b.oid) WHERE m.member = r.oid) AS memberof FROM pg_catalog.pg_roles r WHERE r.rolname !~ '^pg_' ORDER BY 1",
+    );
+    expect(result.ok && result.tables).toEqual(['pg_catalog.pg_auth_members', 'pg_catalog.pg_roles']);
   });
   it.each(["COMMENT ON SCHEMA app IS 'x'", "COMMENT ON FUNCTION f() IS 'x'", "COMMENT ON TYPE mood IS 'x'"])('reports no table for %s, which names none', (sql) => {
     const result = classifySql(sql);

@@ -45,6 +45,11 @@ describe('resultLineage: derived columns carry their source', () => {
     expect(columns(sql)).toEqual([SSN]);
   });
 
+  it('through a table under TABLESAMPLE, by its own name and by its alias', () => {
+    expect(columns('SELECT upper(ssn) FROM people TABLESAMPLE BERNOULLI (100)')).toEqual([SSN]);
+    expect(columns('SELECT upper(p.ssn) FROM people p TABLESAMPLE SYSTEM (100) REPEATABLE (1)')).toEqual([SSN]);
+  });
+
   it('through a subquery alias: SELECT upper(s.s) FROM (SELECT ssn AS s FROM people) s', () => {
     expect(columns('SELECT upper(s.s) FROM (SELECT ssn AS s FROM people) s')).toEqual([SSN]);
   });

@@ -372,6 +372,10 @@ class LineageWalk {
         };
         break;
       }
+      case 'RangeTableSample':
+        // `people AS p TABLESAMPLE …` returns some of the table's rows, columns and alias unchanged:
+        // the alias sits on the inner RangeVar, which registers itself.
+        return this.fromItem(node.relation, scope);
       case 'JoinExpr':
         relation = this.join(node, scope, aliasName, aliasColumns);
         // An unaliased join adds no name of its own: its sides were registered by theirs.
