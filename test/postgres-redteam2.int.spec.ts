@@ -295,3 +295,42 @@ describe("pg_roles' rolconfig is every role's ALTER ROLE … SET, as pg_db_role_
     expect(await psql('\\du', ['orders'])).toContain(APP_ROLE);
   });
 });
+
+describe('attribute notation calls a function of the whole row: p.concat is concat(p)', () => {
+  // PostgreSQL reads `p.name` as name(p) when people has no column `name`. Lineage took `p.concat`
+  // for a column named concat (no rule), and write bounds took `victim.num_nonnulls = 1` for a
+  // column pinned to a constant: it is 1 for every row.
+  it.each(['SELECT p.concat AS v FROM people p', 'SELECT (p).quote_literal AS v FROM people p', 'SELECT people.quote_nullable AS v FROM people'])(
+    'masks %s (the whole row as text)',
+    async (sql) => {
+      expect(JSON.stringify((await direct.query(sql)).rows)).toContain(RAW_SSN);
+      const client = await connect();
+      const result = await client.query(sql);
+      expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+    },
+  );
+
+  it.each(['SELECT p.concat::int FROM people p', 'SELECT 1 FROM people p WHERE p.concat::int > 0', 'SELECT (p).concat::int FROM people p'])(
+    'masks the row the error of %s quotes',
+    async (sql) => {
+      const client = await connect();
+      const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
+      expect(error.code).toBe('22P02');
+      expectNoRawSsn(error.message);
+    },
+  );
+
+  it.each(['DELETE FROM victim WHERE victim.num_nonnulls = 1', "UPDATE victim v SET x = 0 WHERE v.pg_typeof = 'victim'::regtype", 'DELETE FROM public.victim WHERE public.victim.num_nulls = 0'])(
+    'holds %s for approval (it matches every row)',
+    async (sql) => {
+      await direct.query('BEGIN');
+      expect((await direct.query(sql)).rowCount).toBe(5);
+      await direct.query('ROLLBACK');
+      const held = approvalRequests.length;
+      const client = await connect(['changers']);
+      await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+      expect(approvalRequests.slice(held)).toEqual([sql]);
+      expect(Number((await direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n)).toBe(5);
+    },
+  );
+});

@@ -64,6 +64,9 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ['UPDATE orders SET total = 0', 'write', 'high'],
   ['UPDATE orders SET total = 0 WHERE true', 'write', 'high'],
   ['DELETE FROM orders WHERE id = 1', 'write', 'medium'],
+  // Attribute notation: orders.num_nonnulls is num_nonnulls(orders), 1 for every row.
+  ['DELETE FROM orders WHERE orders.num_nonnulls = 1', 'write', 'high'],
+  ["UPDATE orders o SET total = 0 WHERE o.pg_typeof = 'orders'::regtype", 'write', 'high'],
   ['DELETE FROM orders', 'write', 'high'],
   ['DELETE FROM orders WHERE 1 = 1', 'write', 'high'],
   // ON o.id = s.id matches whatever the staging table holds, possibly every order: not bounded.

@@ -50,6 +50,11 @@ describe('resultLineage: derived columns carry their source', () => {
     expect(columns('SELECT upper(p.ssn) FROM people p TABLESAMPLE SYSTEM (100) REPEATABLE (1)')).toEqual([SSN]);
   });
 
+  it('through attribute notation, which may call a function of the whole row (p.concat is concat(p))', () => {
+    expect(columns('SELECT p.concat FROM people p')).toEqual([['public.people.*', 'public.people.concat']]);
+    expect(columns('SELECT (p).quote_literal FROM people p')).toEqual([['public.people.*', 'public.people.quote_literal']]);
+  });
+
   it('through a subquery alias: SELECT upper(s.s) FROM (SELECT ssn AS s FROM people) s', () => {
     expect(columns('SELECT upper(s.s) FROM (SELECT ssn AS s FROM people) s')).toEqual([SSN]);
   });

@@ -1,5 +1,5 @@
 import { parseSync } from 'libpg-query';
-import { isBuiltinOperator, isBuiltinType, isCataloguedFunction, isPureFunction, STATISTICS_RELATIONS, STATISTICS_VALUE_COLUMN } from './catalogue.js';
+import { isBuiltinOperator, isBuiltinType, isCataloguedFunction, isPureFunction, mayBeRowFunction, STATISTICS_RELATIONS, STATISTICS_VALUE_COLUMN } from './catalogue.js';
 import { copyFormat, type CopyFormat } from './copy-format.js';
 import { functionMemberKeys, operatorMemberKeys, subscriptMemberKeys, type MemberKeys } from './json-members.js';
 import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
@@ -629,7 +629,9 @@ class LineageWalk {
     }
     const relation = scope.relation(parts.at(-2)!);
     // A qualifier or column the walk cannot place: fail closed, as for a bare name.
-    return relation?.column(column) ?? ANY_COLUMN;
+    const named = relation?.column(column) ?? ANY_COLUMN;
+    // `p.concat` is concat(p) unless people has a column named concat: the whole row.
+    return relation && mayBeRowFunction(column) ? union(named, allSources(relation.items())) : named;
   }
 
   /** `(p).ssn`, `(rec).field`, `arr[1]`: field selection names a column; subscripts keep the value. */
@@ -640,6 +642,7 @@ class LineageWalk {
     if (field && arg) {
       const parts = names(arg.fields);
       const relation = parts.length === 1 ? scope.relation(parts[0]!) : undefined;
+      if (relation && mayBeRowFunction(field)) return union(relation.column(field) ?? ANY_COLUMN, allSources(relation.items()));
       if (relation) return relation.column(field) ?? ANY_COLUMN;
     }
     return union(this.expr(node.arg, scope), memberSources(subscriptMemberKeys(list(node.indirection))));
