@@ -223,6 +223,8 @@ describe('TABLESAMPLE returns the rows, columns and alias of its table unchanged
     'SELECT x AS v FROM orders, LATERAL (SELECT upper(ssn) AS x FROM people TABLESAMPLE BERNOULLI (100)) s',
   ])('masks %s', async (sql) => {
     const client = await connect();
+    if (sql.startsWith("BIN ")) { const r = await client.query({ text: sql.slice(4), binary: true }); const t = JSON.stringify(r.rows.map((row) => Object.values(row).map((v) => (Buffer.isBuffer(v) ? v.toString("latin1") : v)))); return `${SECRETS.some((s) => t.includes(s)) ? "LEAK " : "ok   "}${t}`; }
+    if (sql.startsWith("EXT ")) { const r = await client.query(sql.slice(4), [1]); const t = JSON.stringify(r.rows); return `${SECRETS.some((s) => t.includes(s)) ? "LEAK " : "ok   "}${t}`; }
     const result = await client.query(sql);
     expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
   });
@@ -305,7 +307,9 @@ describe('attribute notation calls a function of the whole row: p.concat is conc
     async (sql) => {
       expect(JSON.stringify((await direct.query(sql)).rows)).toContain(RAW_SSN);
       const client = await connect();
-      const result = await client.query(sql);
+      if (sql.startsWith("BIN ")) { const r = await client.query({ text: sql.slice(4), binary: true }); const t = JSON.stringify(r.rows.map((row) => Object.values(row).map((v) => (Buffer.isBuffer(v) ? v.toString("latin1") : v)))); return `${SECRETS.some((s) => t.includes(s)) ? "LEAK " : "ok   "}${t}`; }
+    if (sql.startsWith("EXT ")) { const r = await client.query(sql.slice(4), [1]); const t = JSON.stringify(r.rows); return `${SECRETS.some((s) => t.includes(s)) ? "LEAK " : "ok   "}${t}`; }
+    const result = await client.query(sql);
       expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
     },
   );
@@ -333,4 +337,46 @@ describe('attribute notation calls a function of the whole row: p.concat is conc
       expect(Number((await direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n)).toBe(5);
     },
   );
+});
+
+describe('settings that may hold a credential are admin to read', () => {
+  // A read replica is where read-only agents are sent; its primary_conninfo often carries the
+  // replication role's password, and SHOW, current_setting() and pg_settings read it as a superuser.
+  it.each([
+    'SHOW primary_conninfo',
+    'SHOW ALL',
+    "SELECT current_setting('primary_conninfo') AS v",
+    "SELECT current_setting('restore_command', true) AS v",
+    'SELECT current_setting(name) AS v FROM people',
+    "SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'",
+  ])('refuses %s to a read-only subject (the target role may read it)', async (sql) => {
+    const client = await connect();
+    await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+  });
+
+  it('still answers SHOW and current_setting of the settings drivers read', async () => {
+    const client = await connect(['orders']);
+    expect((await client.query('SHOW TimeZone')).rows).toHaveLength(1);
+    const version = await client.query("SELECT current_setting('server_version_num')::int > 0 AS ok, current_setting('search_path') AS p");
+    expect(version.rows[0].ok).toBe(true);
+  });
+});
+
+describe('open findings of this round', () => {
+  // A count of rows generated from a covered value is that value, in one query:
+  //   SELECT (SELECT count(*) FROM generate_series(1, split_part(p.ssn, '-', 3)::int)) FROM people p  -> 5678
+  //   SELECT count(*) FROM people JOIN generate_series(1, 10000) g ON g <= split_part(ssn, '-', 1)::int  -> 912
+  // count(), row_number() and rank() are on lineage's "reveals nothing" list; a row count shaped by a
+  // set-returning function's covered arguments (or a join condition over them) would have to carry them.
+  it.todo('masks a count whose rows a covered value generates (generate_series, unnest, a join bound)');
+  // PostgREST-style "computed columns": `SELECT o.note FROM orders o` calls a user's note(orders) in
+  // attribute notation; the classifier sees a column, so a function reading public.secrets passes a
+  // `tables: [public.orders]` list, and one that deletes runs as read/low for a subject allowed
+  // writes (no approval). Needs the target's catalog (functions whose first argument a row fits)
+  // carried to the policy service's classifier.
+  it.todo("treats t.name as a call of the target's user function name(t) when one exists");
+  // A view with a DO INSTEAD rule (or an INSTEAD OF trigger) turns `DELETE FROM victim_all WHERE id = 1`
+  // (medium: pinned by a constant) into `DELETE FROM victim`: DELETE 5, no approval. The text cannot
+  // tell a view with rules from a table.
+  it.todo('holds a bounded write to a view whose rules or triggers rewrite it');
 });

@@ -265,7 +265,11 @@ export const STATISTICS_VALUE_COLUMN = /^(most_common_vals|most_common_elems|his
 
 /**
  * Catalogs that hold credentials: role password hashes (pg_authid, pg_shadow), user mappings'
- * options with foreign servers' passwords, subscriptions' connection strings. Reading them is
+ * options with foreign servers' passwords, subscriptions' connection strings, settings. Reading them is
  * admin: a hash cracked offline is a login that bypasses Sluice.
  */
-export const CREDENTIAL_RELATIONS: ReadonlySet<string> = new Set(['pg_authid', 'pg_shadow', 'pg_user_mapping', 'pg_user_mappings', 'pg_subscription']);
+export const CREDENTIAL_RELATIONS: ReadonlySet<string> = new Set([
+  'pg_authid', 'pg_shadow', 'pg_user_mapping', 'pg_user_mappings', 'pg_subscription',
+  // Every setting's value, primary_conninfo's replication password included (see settings.ts).
+  'pg_settings', 'pg_file_settings',
+]);

@@ -20,7 +20,6 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ['TABLE orders', 'read', 'low'],
   ['VALUES (1), (2)', 'read', 'low'],
   ['SHOW search_path', 'read', 'low'],
-  ['SHOW ALL', 'read', 'low'],
   ['EXPLAIN SELECT * FROM orders', 'read', 'low'],
   ['EXPLAIN DELETE FROM orders', 'read', 'low'],
   ['EXPLAIN (ANALYZE false) DELETE FROM orders', 'read', 'low'],
@@ -44,6 +43,8 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ["SET client_encoding = 'UTF8'", 'read', 'low'],
   ["SET NAMES 'utf-8'", 'read', 'low'],
   ["SELECT current_setting('search_path')", 'read', 'low'],
+  ['SHOW TimeZone', 'read', 'low'],
+  ["SELECT current_setting('server_version_num')", 'read', 'low'],
   // currval reads a sequence by name: not on the catalogue, so it may do anything (closed by default).
   ['SELECT currval(\'orders_id_seq\')', 'write', 'high'],
   ['DECLARE c CURSOR FOR SELECT * FROM orders', 'read', 'low'],
@@ -161,6 +162,14 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ['SELECT rolname FROM pg_roles', 'read', 'low'],
   ["SET pgaudit.log = 'none'", 'admin', 'critical'],
   ["SELECT set_config('app.tenant', 'x', false)", 'admin', 'critical'],
+  // Settings that may hold a credential (a standby's primary_conninfo with the replication password).
+  ['SHOW primary_conninfo', 'admin', 'critical'],
+  ['SHOW ALL', 'admin', 'critical'],
+  ["SELECT current_setting('Primary_Conninfo')", 'admin', 'critical'],
+  ["SELECT current_setting('restore_command', true)", 'admin', 'critical'],
+  ['SELECT current_setting(name) FROM people', 'admin', 'critical'],
+  ["SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'", 'admin', 'critical'],
+  ['SELECT * FROM pg_catalog.pg_file_settings', 'admin', 'critical'],
   // A value computed at run time outlives the statement's masking in the session (SHOW, random()).
   ["SELECT set_config('application_name', ssn, false) FROM people", 'admin', 'critical'],
   ["SELECT set_config('statement_timeout', split_part(ssn, '-', 1), false) FROM people", 'admin', 'critical'],

@@ -4,7 +4,7 @@ import { isLongStandingCatalogRelation } from './catalog-relations.js';
 import { ANY_TABLE, CREDENTIAL_RELATIONS, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, pgCatalogSearchedFirst, STATISTICS_RELATIONS } from './catalogue.js';
 import { functionEffect } from './functions.js';
 import { list } from './parse-tree.js';
-import { guardedSettingReason } from './settings.js';
+import { guardedSettingReason, settingReadReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
 import { boundsTargetRows, mergeIsBounded, upsertIsBounded, writeTarget } from './write-bounds.js';
 
@@ -330,6 +330,11 @@ class StatementWalk {
     if (kept !== undefined && !isWrittenValue((Array.isArray(call.args) ? call.args : [])[kept])) {
       this.raise('admin', 'critical', `${bare}() keeps a value computed at run time in the session, past masking`);
     }
+    if (bare === 'current_setting') {
+      const args = Array.isArray(call.args) ? call.args : [];
+      const secret = settingReadReason(constantText(args[0]));
+      if (secret) this.raise('admin', 'critical', `current_setting(): ${secret}`);
+    }
     if (bare === 'set_config') {
       this.cacheable = false;
       const args = Array.isArray(call.args) ? call.args : [];
@@ -414,10 +419,14 @@ class StatementWalk {
         this.raise('write', 'medium', 'SELECT … FOR UPDATE/SHARE locks rows');
         this.fields(n, scope);
         return;
+      case 'VariableShowStmt': {
+        const secret = settingReadReason(str(n.name));
+        if (secret) this.raise('admin', 'critical', `SHOW: ${secret}`);
+        return;
+      }
       case 'SelectStmt':
       case 'DeclareCursorStmt':
       case 'ConstraintsSetStmt':
-      case 'VariableShowStmt':
       case 'ClosePortalStmt':
       case 'FetchStmt':
       case 'ListenStmt':
