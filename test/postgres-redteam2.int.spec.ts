@@ -223,8 +223,6 @@ describe('TABLESAMPLE returns the rows, columns and alias of its table unchanged
     'SELECT x AS v FROM orders, LATERAL (SELECT upper(ssn) AS x FROM people TABLESAMPLE BERNOULLI (100)) s',
   ])('masks %s', async (sql) => {
     const client = await connect();
-    if (sql.startsWith("BIN ")) { const r = await client.query({ text: sql.slice(4), binary: true }); const t = JSON.stringify(r.rows.map((row) => Object.values(row).map((v) => (Buffer.isBuffer(v) ? v.toString("latin1") : v)))); return `${SECRETS.some((s) => t.includes(s)) ? "LEAK " : "ok   "}${t}`; }
-    if (sql.startsWith("EXT ")) { const r = await client.query(sql.slice(4), [1]); const t = JSON.stringify(r.rows); return `${SECRETS.some((s) => t.includes(s)) ? "LEAK " : "ok   "}${t}`; }
     const result = await client.query(sql);
     expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
   });
@@ -307,8 +305,6 @@ describe('attribute notation calls a function of the whole row: p.concat is conc
     async (sql) => {
       expect(JSON.stringify((await direct.query(sql)).rows)).toContain(RAW_SSN);
       const client = await connect();
-      if (sql.startsWith("BIN ")) { const r = await client.query({ text: sql.slice(4), binary: true }); const t = JSON.stringify(r.rows.map((row) => Object.values(row).map((v) => (Buffer.isBuffer(v) ? v.toString("latin1") : v)))); return `${SECRETS.some((s) => t.includes(s)) ? "LEAK " : "ok   "}${t}`; }
-    if (sql.startsWith("EXT ")) { const r = await client.query(sql.slice(4), [1]); const t = JSON.stringify(r.rows); return `${SECRETS.some((s) => t.includes(s)) ? "LEAK " : "ok   "}${t}`; }
     const result = await client.query(sql);
       expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
     },
