@@ -358,13 +358,34 @@ describe('settings that may hold a credential are admin to read', () => {
   });
 });
 
+describe('a count of rows generated from a covered value is the value', () => {
+  // count(*), row_number() and rank() were on lineage's "reveals nothing" list: three queries gave
+  // the whole SSN, one segment each.
+  it.each([
+    ["SELECT count(*) AS v FROM people, generate_series(1, split_part(ssn, '-', 1)::int)", '912'],
+    ["SELECT (SELECT count(*) FROM generate_series(1, split_part(p.ssn, '-', 3)::int)) AS v FROM people p", '5678'],
+    ["SELECT count(*) AS v FROM (SELECT generate_series(1, split_part(ssn, '-', 2)::int) FROM people) s", '34'],
+    ["SELECT count(*) AS v FROM people p, LATERAL unnest(string_to_array(repeat('a,', split_part(p.ssn, '-', 1)::int - 1), ','))", '912'],
+    ["SELECT max(n) AS v FROM (SELECT row_number() OVER () AS n FROM people, generate_series(1, split_part(ssn, '-', 3)::int)) s", '5678'],
+  ])('masks %s', async (sql, value) => {
+    expect((await direct.query(sql)).rows).toEqual([{ v: value }]);
+    const client = await connect();
+    const result = await client.query(sql);
+    expect(JSON.stringify(result.rows)).not.toContain(value);
+  });
+
+  it('still returns a count of a table’s own rows, or of a series of constants', async () => {
+    const client = await connect();
+    const result = await client.query("SELECT count(*) AS n, (SELECT count(*) FROM generate_series(1, 3)) AS m FROM people WHERE ssn LIKE '9%'");
+    expect(result.rows).toEqual([{ n: '1', m: '3' }]);
+  });
+});
+
 describe('open findings of this round', () => {
-  // A count of rows generated from a covered value is that value, in one query:
-  //   SELECT (SELECT count(*) FROM generate_series(1, split_part(p.ssn, '-', 3)::int)) FROM people p  -> 5678
-  //   SELECT count(*) FROM people JOIN generate_series(1, 10000) g ON g <= split_part(ssn, '-', 1)::int  -> 912
-  // count(), row_number() and rank() are on lineage's "reveals nothing" list; a row count shaped by a
-  // set-returning function's covered arguments (or a join condition over them) would have to carry them.
-  it.todo('masks a count whose rows a covered value generates (generate_series, unnest, a join bound)');
+  // A join or WHERE bound still counts out a value in one query, since the count is the number of
+  // generated rows the predicate keeps (predicates are out of scope, see the README):
+  //   SELECT count(*) FROM people JOIN generate_series(1, 10000) g ON g <= split_part(ssn, '-', 3)::int  -> 5678
+  it.todo("masks a count of a fixed series that a predicate over a covered value cuts (a join's ON, WHERE)");
   // PostgREST-style "computed columns": `SELECT o.note FROM orders o` calls a user's note(orders) in
   // attribute notation; the classifier sees a column, so a function reading public.secrets passes a
   // `tables: [public.orders]` list, and one that deletes runs as read/low for a subject allowed

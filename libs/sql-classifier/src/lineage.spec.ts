@@ -50,6 +50,20 @@ describe('resultLineage: derived columns carry their source', () => {
     expect(columns('SELECT upper(p.ssn) FROM people p TABLESAMPLE SYSTEM (100) REPEATABLE (1)')).toEqual([SSN]);
   });
 
+  it.each([
+    ['a set-returning function in FROM', "SELECT count(*) FROM people, generate_series(1, split_part(ssn, '-', 1)::int)"],
+    ['a scalar subquery over one', "SELECT (SELECT count(*) FROM generate_series(1, split_part(p.ssn, '-', 3)::int)) FROM people p"],
+    ['one in a subquery’s select list', "SELECT count(*) FROM (SELECT generate_series(1, length(ssn)) FROM people) s"],
+    ['a LATERAL unnest', "SELECT row_number() OVER () FROM people p CROSS JOIN LATERAL unnest(string_to_array(repeat('a,', length(p.ssn)), ','))"],
+    ['one in a CTE', 'WITH g AS (SELECT unnest(regexp_split_to_array(ssn, \'\')) FROM people) SELECT count(*) FROM g'],
+  ])('through a count of rows that %s generates from the value', (_what, sql) => {
+    expect(columns(sql)).toEqual([SSN]);
+  });
+
+  it('not through a count of a table’s own rows', () => {
+    expect(columns("SELECT count(*), (SELECT count(*) FROM generate_series(1, 3)) FROM people WHERE ssn LIKE '9%'")).toEqual([[], []]);
+  });
+
   it('through attribute notation, which may call a function of the whole row (p.concat is concat(p))', () => {
     expect(columns('SELECT p.concat FROM people p')).toEqual([['public.people.*', 'public.people.concat']]);
     expect(columns('SELECT (p).quote_literal FROM people p')).toEqual([['public.people.*', 'public.people.quote_literal']]);

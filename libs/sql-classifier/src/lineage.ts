@@ -94,6 +94,19 @@ const MAX_SCHEMAS = 8;
 const REVEALS_NOTHING_WITHOUT_ARGUMENTS: ReadonlySet<string> = new Set(['count', 'row_number', 'rank', 'dense_rank', 'percent_rank', 'cume_dist']);
 /** count(x) and num_nulls say how many values are null, never what they are. */
 const COUNTS_NULLS: ReadonlySet<string> = new Set(['count', 'num_nulls', 'num_nonnulls']);
+/** Of those, the ones that count rows: their result is as many as the rows (see Scope.rowSources). */
+const COUNTS_ROWS: ReadonlySet<string> = new Set(['count', 'row_number', 'rank', 'dense_rank', 'percent_rank', 'cume_dist']);
+/**
+ * Built-in set-returning functions: in a select list they return as many rows as their arguments
+ * say (`generate_series(1, split_part(ssn, '-', 3)::int)` is 5678 rows), so a count of those rows
+ * is the value. A function off the catalogue may return a set too: it counts as one.
+ */
+const SET_RETURNING: ReadonlySet<string> = new Set([
+  'generate_series', 'generate_subscripts', 'unnest', 'regexp_matches', 'regexp_split_to_table', 'string_to_table',
+  'json_array_elements', 'jsonb_array_elements', 'json_array_elements_text', 'jsonb_array_elements_text', 'json_each',
+  'jsonb_each', 'json_each_text', 'jsonb_each_text', 'json_object_keys', 'jsonb_object_keys', 'jsonb_path_query',
+  'jsonb_path_query_tz', 'json_populate_recordset', 'jsonb_populate_recordset', 'json_to_recordset', 'jsonb_to_recordset',
+]);
 
 /**
  * Binary operators of the built-in types whose result is a boolean. Prefix forms are not: `~x`
@@ -118,6 +131,12 @@ class Scope {
   /** FROM items in order, for an unqualified `*`. */
   readonly fromItems: Relation[] = [];
   readonly ctes = new Map<string, Item[]>();
+  /**
+   * What decides how many rows this query has beyond its tables' rows: the arguments of a
+   * set-returning function in FROM or in a select list, here or in a subquery. A count of rows
+   * carries them (`SELECT count(*) FROM generate_series(1, <covered value>)` is the value).
+   */
+  readonly rowSources: Sources[] = [];
 
   constructor(readonly parent: Scope | undefined) {}
 
@@ -220,6 +239,13 @@ class LineageWalk {
   /** The output items of a SELECT (any form: plain, set operation, VALUES). */
   select(node: Node, parent: Scope): Item[] {
     const scope = new Scope(parent);
+    const items = this.selectIn(node, scope);
+    // Rows generated in a subquery, a CTE or a set operation's branch are rows of the query around it.
+    parent.rowSources.push(...scope.rowSources);
+    return items;
+  }
+
+  private selectIn(node: Node, scope: Scope): Item[] {
     if (isObject(node.withClause)) this.withClause(node.withClause, scope);
     const op = str(node.op);
     if (op && op !== 'SETOP_NONE') {
@@ -255,9 +281,26 @@ class LineageWalk {
         items.push(...this.starItems(names(fields.slice(0, -1)), scope));
         continue;
       }
-      items.push({ kind: 'column', name: str(res.name) ?? this.outputName(value), sources: this.expr(value, scope) });
+      const sources = this.expr(value, scope);
+      if (this.mayReturnSet(value)) scope.rowSources.push(sources);
+      items.push({ kind: 'column', name: str(res.name) ?? this.outputName(value), sources });
     }
     return items;
+  }
+
+  /** Whether a select-list expression calls a set-returning function (or one off the catalogue, which may be). */
+  private mayReturnSet(value: unknown): boolean {
+    if (Array.isArray(value)) return value.some((item) => this.mayReturnSet(item));
+    if (!isObject(value)) return false;
+    const call = isObject(value.FuncCall) ? value.FuncCall : undefined;
+    if (call) {
+      const parts = names(call.funcname);
+      if (!isCataloguedFunction(parts, this.options.searchPath) || SET_RETURNING.has(parts.at(-1) ?? '')) return true;
+    }
+    // A subquery's own rows are counted in its own scope.
+    if (isObject(value.SubLink)) return false;
+    for (const key in value) if (this.mayReturnSet(value[key])) return true;
+    return false;
   }
 
   /** `*` or `rel.*` in a target list: the columns it expands to. */
@@ -356,6 +399,7 @@ class LineageWalk {
         const calls = list(node.functions).map((entry) => list((entry as { List?: { items?: unknown } }).List?.items)[0]);
         // expr() adds ANY_COLUMN for a function the catalogue does not vouch for (my_report() reads tables itself).
         const sources = union(...calls.map((call) => this.expr(call, scope)));
+        scope.rowSources.push(sources);
         const defined = list(node.coldeflist).map((def) => str((def as { ColumnDef?: Node }).ColumnDef?.colname) ?? '');
         const functionName = names((calls[0] as { FuncCall?: Node } | undefined)?.FuncCall?.funcname).at(-1);
         const columnNames = aliasColumns.length > 0 ? aliasColumns : defined;
@@ -424,6 +468,7 @@ class LineageWalk {
     if (aliasName) {
       // `(a JOIN b) AS j`: a and b are hidden behind j, yet their columns still resolve unqualified.
       for (const relation of inner.relations) scope.relations.push({ ...relation, name: undefined });
+      scope.rowSources.push(...inner.rowSources);
     }
     const using = names(node.usingClause);
     const leftItems = left?.items() ?? [];
@@ -579,8 +624,10 @@ class LineageWalk {
     const pure = isPureFunction(parts, this.options.searchPath);
     const name = parts.at(-1) ?? '';
     const args = list(node.args);
-    if (pure && (node.agg_star === true || args.length === 0) && REVEALS_NOTHING_WITHOUT_ARGUMENTS.has(name)) return NONE;
-    if (pure && COUNTS_NULLS.has(name) && node.agg_within_group !== true) return NONE;
+    // A count of rows, or a row's position, is as many as the rows: what generated them is carried.
+    const rows = COUNTS_ROWS.has(name) ? union(...scope.rowSources) : NONE;
+    if (pure && (node.agg_star === true || args.length === 0) && REVEALS_NOTHING_WITHOUT_ARGUMENTS.has(name)) return rows;
+    if (pure && COUNTS_NULLS.has(name) && node.agg_within_group !== true) return rows;
     // An ordered-set aggregate returns a value of its WITHIN GROUP ordering: mode() and
     // percentile_disc(0.5) WITHIN GROUP (ORDER BY ssn) are an SSN.
     const ordered = node.agg_within_group === true ? this.expr(node.agg_order, scope) : NONE;
