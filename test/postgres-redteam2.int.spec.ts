@@ -158,6 +158,8 @@ beforeAll(async () => {
      create table part (id int, x int) partition by range (id);
      create table part1 partition of part for values from (0) to (100);
      insert into part select g, g from generate_series(1, 5) g;
+     create table accounts (id int, profile jsonb);
+     insert into accounts values (1, '{"ssn": "${RAW_SSN}", "name": "Ada", "tags": ["a"]}');
      create table parent (id int, x int);
      create table child () inherits (parent);
      insert into child select g, 1 from generate_series(1, 5) g;`,
@@ -378,6 +380,27 @@ describe('a count of rows generated from a covered value is the value', () => {
     const client = await connect();
     const result = await client.query("SELECT count(*) AS n, (SELECT count(*) FROM generate_series(1, 3)) AS m FROM people WHERE ssn LIKE '9%'");
     expect(result.rows).toEqual([{ n: '1', m: '3' }]);
+  });
+});
+
+describe('a jsonpath names keys with escapes too', () => {
+  // The lineage read `$."\u0073sn"` as a key named u0073sn: no rule, the SSN came back in clear.
+  it.each([
+    String.raw`SELECT jsonb_path_query(profile, '$."\u0073sn"') AS v FROM accounts`,
+    String.raw`SELECT jsonb_path_query(profile, '$."\x73sn"') AS v FROM accounts`,
+    String.raw`SELECT jsonb_path_query_first(profile, '$."\u{73}sn"') #>> '{}' AS v FROM accounts`,
+    String.raw`SELECT jsonb_path_query(profile, '$.s\u0073n') AS v FROM accounts`,
+    String.raw`SELECT jsonb_path_query(profile, '$.s\sn') AS v FROM accounts`,
+  ])('masks %s', async (sql) => {
+    expect(JSON.stringify((await direct.query(sql)).rows)).toContain(RAW_SSN);
+    const client = await connect();
+    const result = await client.query(sql);
+    expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+  });
+
+  it('still returns another member by a plain path', async () => {
+    const client = await connect();
+    expect((await client.query(`SELECT jsonb_path_query(profile, '$."name"') #>> '{}' AS v FROM accounts`)).rows).toEqual([{ v: 'Ada' }]);
   });
 });
 

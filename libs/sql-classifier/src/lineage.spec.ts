@@ -363,6 +363,11 @@ describe('resultLineage: JSON functions that select members', () => {
     ['a member wildcard', "SELECT jsonb_path_query(profile, '$.*') FROM people"],
     ['keyvalue()', "SELECT jsonb_path_query(profile, '$.keyvalue()') FROM people"],
     ['a path given as a parameter', 'SELECT jsonb_path_query(profile, $1) FROM people'],
+    // jsonpath escapes, quoted or not: each of these is $.ssn to PostgreSQL.
+    ['a \\u escape in a quoted key', `SELECT jsonb_path_query(profile, '$."\\u0073sn"') FROM people`],
+    ['a \\x escape in a quoted key', `SELECT jsonb_path_query(profile, '$."\\x73sn"') FROM people`],
+    ['a \\u escape in a bare key', `SELECT jsonb_path_query_first(profile, '$.s\\u0073n') FROM people`],
+    ['an identity escape in a bare key', `SELECT jsonb_path_query_array(profile, '$.s\\sn') FROM people`],
   ])('%s may return any member: any column', (_what, sql) => {
     const statement = resultLineage(sql)!.statements[0]!;
     const sources = [...statement.head.flat(), ...statement.tail.flat(), ...(statement.byName?.('value') ?? [])];
