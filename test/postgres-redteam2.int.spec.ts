@@ -404,6 +404,27 @@ describe('a jsonpath names keys with escapes too', () => {
   });
 });
 
+describe('a column definition list reads JSON members by name', () => {
+  // jsonb_to_record(profile) AS x(ssn text) fills x.ssn from the member `ssn`; the lineage carried
+  // only `profile` (no rule), so x.ssn under another output name came back in clear.
+  it.each([
+    'SELECT x.ssn AS y FROM accounts, jsonb_to_record(profile) AS x(ssn text)',
+    'SELECT y FROM accounts, jsonb_to_record(profile) AS x(ssn text), LATERAL (SELECT upper(x.ssn) AS y) l',
+    'SELECT upper(r.ssn) AS y FROM accounts, jsonb_to_recordset(jsonb_build_array(profile)) AS r(ssn text)',
+    'SELECT upper(r.ssn) AS y FROM accounts, ROWS FROM (jsonb_to_record(profile) AS (ssn text), generate_series(1, 1)) AS r',
+  ])('masks %s', async (sql) => {
+    expect(JSON.stringify((await direct.query(sql)).rows)).toContain(RAW_SSN);
+    const client = await connect();
+    const result = await client.query(sql);
+    expect(result.rows).toEqual([{ y: COLUMN_REDACTED }]);
+  });
+
+  it('still returns a member no rule covers', async () => {
+    const client = await connect();
+    expect((await client.query('SELECT upper(x.name) AS y FROM accounts, jsonb_to_record(profile) AS x(name text)')).rows).toEqual([{ y: 'ADA' }]);
+  });
+});
+
 describe('open findings of this round', () => {
   // A join or WHERE bound still counts out a value in one query, since the count is the number of
   // generated rows the predicate keeps (predicates are out of scope, see the README):

@@ -64,6 +64,11 @@ describe('resultLineage: derived columns carry their source', () => {
     expect(columns("SELECT count(*), (SELECT count(*) FROM generate_series(1, 3)) FROM people WHERE ssn LIKE '9%'")).toEqual([[], []]);
   });
 
+  it('through a column definition list, which names the JSON members json(b)_to_record reads', () => {
+    expect(columns('SELECT upper(x.ssn) FROM accounts, jsonb_to_record(profile) AS x(ssn text)')).toEqual([['?.ssn', 'public.accounts.profile']]);
+    expect(columns('SELECT r.ssn FROM accounts, ROWS FROM (jsonb_to_record(profile) AS (ssn text)) AS r')).toEqual([['?.ssn', 'public.accounts.profile']]);
+  });
+
   it('through attribute notation, which may call a function of the whole row (p.concat is concat(p))', () => {
     expect(columns('SELECT p.concat FROM people p')).toEqual([['public.people.*', 'public.people.concat']]);
     expect(columns('SELECT (p).quote_literal FROM people p')).toEqual([['public.people.*', 'public.people.quote_literal']]);

@@ -396,11 +396,18 @@ class LineageWalk {
       }
       case 'RangeFunction': {
         // Columns of a set-returning function derive from its arguments (unnest(array[ssn])).
-        const calls = list(node.functions).map((entry) => list((entry as { List?: { items?: unknown } }).List?.items)[0]);
+        const entries = list(node.functions).map((entry) => list((entry as { List?: { items?: unknown } }).List?.items));
+        const calls = entries.map((items) => items[0]);
+        const columnName = (def: unknown): string => str((def as { ColumnDef?: Node }).ColumnDef?.colname) ?? '';
+        const defined = list(node.coldeflist).map(columnName);
+        // A column definition list names what a record-returning function fills by name: json(b)_to_record
+        // reads the member `ssn` into `AS x(ssn text)`. Each defined name is a key read, like `->> 'ssn'`
+        // (ROWS FROM gives each function its own list).
+        const keys = [...defined, ...entries.flatMap((items) => list((items[1] as { List?: { items?: unknown } } | undefined)?.List?.items).map(columnName))];
         // expr() adds ANY_COLUMN for a function the catalogue does not vouch for (my_report() reads tables itself).
-        const sources = union(...calls.map((call) => this.expr(call, scope)));
-        scope.rowSources.push(sources);
-        const defined = list(node.coldeflist).map((def) => str((def as { ColumnDef?: Node }).ColumnDef?.colname) ?? '');
+        const generated = union(...calls.map((call) => this.expr(call, scope)));
+        scope.rowSources.push(generated);
+        const sources = union(generated, memberSources(keys.filter(Boolean)));
         const functionName = names((calls[0] as { FuncCall?: Node } | undefined)?.FuncCall?.funcname).at(-1);
         const columnNames = aliasColumns.length > 0 ? aliasColumns : defined;
         const named: Item[] = columnNames.map((name) => ({ kind: 'column', name, sources }));
