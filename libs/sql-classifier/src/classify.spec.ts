@@ -419,6 +419,13 @@ describe('tables', () => {
     const result = classifySql(sql);
     expect(result.ok && result.tables).toEqual(['pg_catalog.pg_db_role_setting', 'pg_catalog.pg_roles']);
   });
+  it.each([
+    ['SELECT chunk_data FROM pg_toast.pg_toast_16384', undefined],
+    ['SELECT chunk_data FROM pg_toast_16384', ['pg_toast', 'public']],
+  ])('counts a TOAST table, %s, as reading any table (it holds another table’s values)', (sql, searchPath) => {
+    const result = classifySql(sql, searchPath ? { searchPath } : {});
+    expect(result.ok && result.tables).toContain('*');
+  });
   it('counts \\du’s columns of pg_roles as pg_roles only', () => {
     const result = classifySql(
       "SELECT r.rolname, r.rolsuper, ARRAY(SELECT b.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles b ON (m.roleid = b.oid) WHERE m.member = r.oid) AS memberof FROM pg_catalog.pg_roles r WHERE r.rolname !~ '^pg_' ORDER BY 1",

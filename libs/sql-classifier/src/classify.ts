@@ -133,6 +133,9 @@ const SESSION_STATE_ARGUMENT: ReadonlyMap<string, number> = new Map([
   ['setseed', 0],
 ]);
 
+/** pg_toast (and pg_toast_temp_N): TOAST tables, named after the OID of the table whose values they hold. */
+const isToastSchema = (schema: string | undefined): boolean => schema !== undefined && schema.startsWith('pg_toast');
+
 /** The role list psql's `\du` reads, and the catalog its rolconfig column is read from. */
 const ROLES_VIEW = 'pg_roles';
 const ROLE_SETTINGS = 'pg_catalog.pg_db_role_setting';
@@ -280,6 +283,9 @@ class StatementWalk {
     const catalogName = (schema === undefined || schema === 'pg_catalog') && !scope.has(relname);
     if (STATISTICS_RELATIONS.has(relname) && catalogName) this.reads.add(ANY_TABLE);
     if (CREDENTIAL_RELATIONS.has(relname) && catalogName) this.raise('admin', 'critical', `${relname} holds password hashes or connection secrets`);
+    // A TOAST table holds the out-of-line values of some other table (pg_class.reltoastrelid says
+    // which): reading pg_toast.pg_toast_<oid> reads that table's large values under another name.
+    if (isToastSchema(schema) || (schema === undefined && this.pathSchemas.some(isToastSchema))) this.reads.add(ANY_TABLE);
     if (relname === ROLES_VIEW && catalogName) {
       const alias = isObject(rangeVar.alias) ? rangeVar.alias : undefined;
       this.roleRefs.add(str(alias?.aliasname) ?? relname);

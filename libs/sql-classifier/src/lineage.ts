@@ -449,6 +449,10 @@ class LineageWalk {
    */
   private table(tables: readonly string[], name: string | undefined): Relation {
     const relname = tables[0]?.slice(tables[0].indexOf('.') + 1) ?? '';
+    // A TOAST table's chunks are another table's values, any of its columns: any column.
+    if (tables.some((table) => table.startsWith('pg_toast'))) {
+      return { name, items: () => [{ kind: 'star', resolve: () => ANY_COLUMN, whole: ANY_COLUMN, opaque: true }], column: () => ANY_COLUMN };
+    }
     if (STATISTICS_RELATIONS.has(relname)) {
       // Sample values of every column of every table: any column, resolved by name on the wire.
       const sources = (column: string): Sources => (STATISTICS_VALUE_COLUMN.test(column) ? ANY_COLUMN : tables.map((table) => ({ table, column })));
