@@ -157,6 +157,27 @@ const isCatalogLookup = (name: string): boolean =>
   PRIVILEGE_FUNCTIONS.has(name) ||
   SIZE_FUNCTIONS.has(name);
 
+/**
+ * Built-in functions a whole row fits (their first argument is `any`, `anyelement`, `record`…)
+ * that PostgreSQL also calls in attribute notation: `p.concat` is concat(p), the whole row as
+ * text, when people has no column named concat; `(p).to_jsonb` and `v.num_nonnulls` likewise. The
+ * text cannot tell such a call from a column, so these names count as both: the whole row for
+ * lineage, never a column that bounds a write. A user's function of a row type is called the same
+ * way and is out of the text's reach (see the README).
+ * @see https://www.postgresql.org/docs/current/rowtypes.html#ROWTYPES-USAGE
+ */
+const ROW_FUNCTIONS: ReadonlySet<string> = new Set(
+  words(`
+    concat quote_literal quote_nullable to_json to_jsonb row_to_json json_build_array jsonb_build_array
+    json_build_object jsonb_build_object num_nulls num_nonnulls pg_typeof pg_collation_for pg_column_size
+    pg_column_compression hash_record record_out record_send any_out anyelement_out anynonarray_out
+    anycompatible_out anycompatiblenonarray_out
+  `),
+);
+
+/** `x.name` or `(x).name` may call the built-in `name(x)` on x's whole row. */
+export const mayBeRowFunction = (name: string): boolean => ROW_FUNCTIONS.has(name);
+
 /** Type names a cast may name without running code a user wrote (input/output and cast functions). */
 const BUILTIN_TYPES: ReadonlySet<string> = new Set(
   words(`
@@ -244,7 +265,11 @@ export const STATISTICS_VALUE_COLUMN = /^(most_common_vals|most_common_elems|his
 
 /**
  * Catalogs that hold credentials: role password hashes (pg_authid, pg_shadow), user mappings'
- * options with foreign servers' passwords, subscriptions' connection strings. Reading them is
+ * options with foreign servers' passwords, subscriptions' connection strings, settings. Reading them is
  * admin: a hash cracked offline is a login that bypasses Sluice.
  */
-export const CREDENTIAL_RELATIONS: ReadonlySet<string> = new Set(['pg_authid', 'pg_shadow', 'pg_user_mapping', 'pg_user_mappings', 'pg_subscription']);
+export const CREDENTIAL_RELATIONS: ReadonlySet<string> = new Set([
+  'pg_authid', 'pg_shadow', 'pg_user_mapping', 'pg_user_mappings', 'pg_subscription',
+  // Every setting's value, primary_conninfo's replication password included (see settings.ts).
+  'pg_settings', 'pg_file_settings',
+]);

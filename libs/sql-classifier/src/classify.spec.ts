@@ -20,7 +20,6 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ['TABLE orders', 'read', 'low'],
   ['VALUES (1), (2)', 'read', 'low'],
   ['SHOW search_path', 'read', 'low'],
-  ['SHOW ALL', 'read', 'low'],
   ['EXPLAIN SELECT * FROM orders', 'read', 'low'],
   ['EXPLAIN DELETE FROM orders', 'read', 'low'],
   ['EXPLAIN (ANALYZE false) DELETE FROM orders', 'read', 'low'],
@@ -40,9 +39,12 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ["SET application_name = 'agent'", 'read', 'low'],
   ['RESET statement_timeout', 'read', 'low'],
   ["SELECT set_config('application_name', 'x', false)", 'read', 'low'],
+  ["SELECT set_config('application_name', $1::text, false), setseed(0.5)", 'read', 'low'],
   ["SET client_encoding = 'UTF8'", 'read', 'low'],
   ["SET NAMES 'utf-8'", 'read', 'low'],
   ["SELECT current_setting('search_path')", 'read', 'low'],
+  ['SHOW TimeZone', 'read', 'low'],
+  ["SELECT current_setting('server_version_num')", 'read', 'low'],
   // currval reads a sequence by name: not on the catalogue, so it may do anything (closed by default).
   ['SELECT currval(\'orders_id_seq\')', 'write', 'high'],
   ['DECLARE c CURSOR FOR SELECT * FROM orders', 'read', 'low'],
@@ -63,6 +65,9 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ['UPDATE orders SET total = 0', 'write', 'high'],
   ['UPDATE orders SET total = 0 WHERE true', 'write', 'high'],
   ['DELETE FROM orders WHERE id = 1', 'write', 'medium'],
+  // Attribute notation: orders.num_nonnulls is num_nonnulls(orders), 1 for every row.
+  ['DELETE FROM orders WHERE orders.num_nonnulls = 1', 'write', 'high'],
+  ["UPDATE orders o SET total = 0 WHERE o.pg_typeof = 'orders'::regtype", 'write', 'high'],
   ['DELETE FROM orders', 'write', 'high'],
   ['DELETE FROM orders WHERE 1 = 1', 'write', 'high'],
   // ON o.id = s.id matches whatever the staging table holds, possibly every order: not bounded.
@@ -157,6 +162,18 @@ const TABLE: readonly (readonly [string, string, string])[] = [
   ['SELECT rolname FROM pg_roles', 'read', 'low'],
   ["SET pgaudit.log = 'none'", 'admin', 'critical'],
   ["SELECT set_config('app.tenant', 'x', false)", 'admin', 'critical'],
+  // Settings that may hold a credential (a standby's primary_conninfo with the replication password).
+  ['SHOW primary_conninfo', 'admin', 'critical'],
+  ['SHOW ALL', 'admin', 'critical'],
+  ["SELECT current_setting('Primary_Conninfo')", 'admin', 'critical'],
+  ["SELECT current_setting('restore_command', true)", 'admin', 'critical'],
+  ['SELECT current_setting(name) FROM people', 'admin', 'critical'],
+  ["SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'", 'admin', 'critical'],
+  ['SELECT * FROM pg_catalog.pg_file_settings', 'admin', 'critical'],
+  // A value computed at run time outlives the statement's masking in the session (SHOW, random()).
+  ["SELECT set_config('application_name', ssn, false) FROM people", 'admin', 'critical'],
+  ["SELECT set_config('statement_timeout', split_part(ssn, '-', 1), false) FROM people", 'admin', 'critical'],
+  ['SELECT setseed(length(ssn) / 100.0) FROM people', 'admin', 'critical'],
   ['RESET work_mem', 'admin', 'critical'],
   ["SET TIME ZONE 'UTC'", 'read', 'low'],
   ['SET DateStyle = ISO', 'read', 'low'],
@@ -388,6 +405,32 @@ describe('tables', () => {
   ])('reports the table that %s acts on, so a `tables` rule holds it', (sql, tables) => {
     const result = classifySql(sql);
     expect(result.ok && result.tables).toEqual(tables);
+  });
+  it.each([
+    'SELECT rolname, rolconfig FROM pg_roles',
+    'SELECT * FROM pg_options_to_table((SELECT rolconfig FROM pg_catalog.pg_roles LIMIT 1))',
+    'SELECT * FROM pg_roles',
+    'SELECT r.* FROM pg_roles r',
+    'SELECT to_jsonb(r) FROM pg_roles r',
+    'SELECT (r).rolname FROM pg_roles r',
+    'SELECT cfg FROM pg_roles AS r(a, b, c, d, e, f, g, h, i, j, k, cfg)',
+    'SELECT * FROM (SELECT * FROM pg_roles) s',
+  ])('counts %s as reading pg_db_role_setting (rolconfig holds every role’s settings)', (sql) => {
+    const result = classifySql(sql);
+    expect(result.ok && result.tables).toEqual(['pg_catalog.pg_db_role_setting', 'pg_catalog.pg_roles']);
+  });
+  it.each([
+    ['SELECT chunk_data FROM pg_toast.pg_toast_16384', undefined],
+    ['SELECT chunk_data FROM pg_toast_16384', ['pg_toast', 'public']],
+  ])('counts a TOAST table, %s, as reading any table (it holds another table’s values)', (sql, searchPath) => {
+    const result = classifySql(sql, searchPath ? { searchPath } : {});
+    expect(result.ok && result.tables).toContain('*');
+  });
+  it('counts \\du’s columns of pg_roles as pg_roles only', () => {
+    const result = classifySql(
+      "SELECT r.rolname, r.rolsuper, ARRAY(SELECT b.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles b ON (m.roleid = b.oid) WHERE m.member = r.oid) AS memberof FROM pg_catalog.pg_roles r WHERE r.rolname !~ '^pg_' ORDER BY 1",
+    );
+    expect(result.ok && result.tables).toEqual(['pg_catalog.pg_auth_members', 'pg_catalog.pg_roles']);
   });
   it.each(["COMMENT ON SCHEMA app IS 'x'", "COMMENT ON FUNCTION f() IS 'x'", "COMMENT ON TYPE mood IS 'x'"])('reports no table for %s, which names none', (sql) => {
     const result = classifySql(sql);

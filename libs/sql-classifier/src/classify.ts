@@ -3,7 +3,8 @@ import { highestRisk, riskRank, actionRank, widestAction, type Action, type Risk
 import { isLongStandingCatalogRelation } from './catalog-relations.js';
 import { ANY_TABLE, CREDENTIAL_RELATIONS, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, pgCatalogSearchedFirst, STATISTICS_RELATIONS } from './catalogue.js';
 import { functionEffect } from './functions.js';
-import { guardedSettingReason } from './settings.js';
+import { list } from './parse-tree.js';
+import { guardedSettingReason, settingReadReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
 import { boundsTargetRows, mergeIsBounded, upsertIsBounded, writeTarget } from './write-bounds.js';
 
@@ -110,6 +111,35 @@ const constantText = (node: unknown): string | undefined => {
   return undefined;
 };
 
+/**
+ * A value the agent wrote: a constant or a parameter, possibly cast. Anything else is computed at
+ * run time and may carry a column's value.
+ */
+const isWrittenValue = (node: unknown): boolean => {
+  if (!isObject(node)) return false;
+  if (isObject(node.A_Const) || isObject(node.ParamRef)) return true;
+  return isObject(node.TypeCast) && isWrittenValue(node.TypeCast.arg);
+};
+
+/**
+ * Functions that keep their argument in the session after the statement: set_config's value is
+ * shown by SHOW, current_setting(), pg_stat_activity and the server's ParameterStatus message, and
+ * setseed's seed by every later random() (a seed is found again by trying the candidates offline).
+ * None of those results derives from a column, so masking cannot follow the value there: the
+ * argument must be one the agent wrote (`set_config('application_name', ssn, false)` launders ssn).
+ */
+const SESSION_STATE_ARGUMENT: ReadonlyMap<string, number> = new Map([
+  ['set_config', 1],
+  ['setseed', 0],
+]);
+
+/** pg_toast (and pg_toast_temp_N): TOAST tables, named after the OID of the table whose values they hold. */
+const isToastSchema = (schema: string | undefined): boolean => schema !== undefined && schema.startsWith('pg_toast');
+
+/** The role list psql's `\du` reads, and the catalog its rolconfig column is read from. */
+const ROLES_VIEW = 'pg_roles';
+const ROLE_SETTINGS = 'pg_catalog.pg_db_role_setting';
+
 /** A DefElem's boolean value the way PostgreSQL's defGetBoolean reads it; no argument = true. */
 const defElemBoolean = (arg: unknown): boolean | undefined => {
   if (arg === undefined) return true;
@@ -168,6 +198,11 @@ class StatementWalk {
   prepares: string | undefined;
   deallocates: string | undefined;
   executes: string | undefined;
+  /** Names the statement reads pg_catalog.pg_roles by (see settleRoleSettings). */
+  private readonly roleRefs = new Set<string>();
+  /** Single-name column references: a whole-row reference when the name is one of roleRefs. */
+  private readonly bareNames = new Set<string>();
+  private readsAnyColumnOfRoles = false;
 
   constructor(
     private readonly pathSchemas: readonly string[],
@@ -248,6 +283,15 @@ class StatementWalk {
     const catalogName = (schema === undefined || schema === 'pg_catalog') && !scope.has(relname);
     if (STATISTICS_RELATIONS.has(relname) && catalogName) this.reads.add(ANY_TABLE);
     if (CREDENTIAL_RELATIONS.has(relname) && catalogName) this.raise('admin', 'critical', `${relname} holds password hashes or connection secrets`);
+    // A TOAST table holds the out-of-line values of some other table (pg_class.reltoastrelid says
+    // which): reading pg_toast.pg_toast_<oid> reads that table's large values under another name.
+    if (isToastSchema(schema) || (schema === undefined && this.pathSchemas.some(isToastSchema))) this.reads.add(ANY_TABLE);
+    if (relname === ROLES_VIEW && catalogName) {
+      const alias = isObject(rangeVar.alias) ? rangeVar.alias : undefined;
+      this.roleRefs.add(str(alias?.aliasname) ?? relname);
+      // An alias list renames columns: `pg_roles AS r(a, …, cfg)` reads rolconfig as cfg.
+      if (list(alias?.colnames).length > 0) this.readsAnyColumnOfRoles = true;
+    }
     if (schema) {
       into.add(`${schema}.${relname}`);
       return;
@@ -288,6 +332,15 @@ class StatementWalk {
     const written = parts.join('.');
     this.functions.add(written);
     const effect = functionEffect(bare);
+    const kept = SESSION_STATE_ARGUMENT.get(bare);
+    if (kept !== undefined && !isWrittenValue((Array.isArray(call.args) ? call.args : [])[kept])) {
+      this.raise('admin', 'critical', `${bare}() keeps a value computed at run time in the session, past masking`);
+    }
+    if (bare === 'current_setting') {
+      const args = Array.isArray(call.args) ? call.args : [];
+      const secret = settingReadReason(constantText(args[0]));
+      if (secret) this.raise('admin', 'critical', `current_setting(): ${secret}`);
+    }
     if (bare === 'set_config') {
       this.cacheable = false;
       const args = Array.isArray(call.args) ? call.args : [];
@@ -326,8 +379,33 @@ class StatementWalk {
     this.fields(n, scope);
   }
 
+  /**
+   * pg_roles is open to a `tables` allow-list for psql's `\du`, but its rolconfig column is
+   * pg_db_role_setting's per-role settings (ALTER ROLE … SET app.api_key = …) of every role in the
+   * cluster: a statement that may read it (by name, `*`, a whole-row reference or an alias list)
+   * reads pg_db_role_setting, which stays under the rules.
+   */
+  settleRoleSettings(): void {
+    if (this.roleRefs.size === 0) return;
+    const wholeRow = [...this.bareNames].some((name) => this.roleRefs.has(name));
+    if (this.readsAnyColumnOfRoles || wholeRow) this.reads.add(ROLE_SETTINGS);
+  }
+
+  private columnRef(n: Node, scope: Scope): void {
+    const fields = list(n.fields);
+    const last = fields[fields.length - 1];
+    if (isObject(last) && isObject(last.A_Star)) this.readsAnyColumnOfRoles = true;
+    const parts = names(fields);
+    if (parts[parts.length - 1] === 'rolconfig') this.readsAnyColumnOfRoles = true;
+    if (fields.length === 1 && parts[0]) this.bareNames.add(parts[0]);
+    this.fields(n, scope);
+  }
+
   node(tag: string, n: Node, scope: Scope): void {
     switch (tag) {
+      case 'ColumnRef':
+        this.columnRef(n, scope);
+        return;
       case 'RangeVar':
         this.table(n, scope, this.reads);
         return;
@@ -347,10 +425,14 @@ class StatementWalk {
         this.raise('write', 'medium', 'SELECT … FOR UPDATE/SHARE locks rows');
         this.fields(n, scope);
         return;
+      case 'VariableShowStmt': {
+        const secret = settingReadReason(str(n.name));
+        if (secret) this.raise('admin', 'critical', `SHOW: ${secret}`);
+        return;
+      }
       case 'SelectStmt':
       case 'DeclareCursorStmt':
       case 'ConstraintsSetStmt':
-      case 'VariableShowStmt':
       case 'ClosePortalStmt':
       case 'FetchStmt':
       case 'ListenStmt':
@@ -642,6 +724,7 @@ const classifyWithDepth = (text: string, options: ClassifyOptions, depth: number
     const stmt = raw.stmt ?? {};
     const type = Object.keys(stmt)[0] ?? 'EmptyStmt';
     walk.visit(stmt, EMPTY_SCOPE);
+    walk.settleRoleSettings();
     if (statements.length === 0 || actionRank(walk.action) > actionRank(action) || (walk.action === action && riskRank(walk.risk) > riskRank(risk))) {
       reason = walk.reason;
     }

@@ -88,10 +88,12 @@ const jsonpathKeys = (node: unknown): string[] | 'unknown' => {
   let operand = node;
   while (isObject(operand) && isObject(operand.TypeCast)) operand = (operand.TypeCast).arg;
   const path = constant(operand)?.text;
-  // keyvalue() turns members into {key, value} objects: the value leaves its key.
-  if (path === undefined || /\.\s*\*|keyvalue/.test(path)) return 'unknown';
+  // keyvalue() turns members into {key, value} objects: the value leaves its key. A backslash
+  // starts an escape, quoted or not (`$.s\u0073n`, `$."\x73sn"`, `$.s\sn` are all `$.ssn`): the
+  // names below would not be the keys PostgreSQL reads, so any member may be selected.
+  if (path === undefined || /\.\s*\*|keyvalue|\\/.test(path)) return 'unknown';
   const keys: string[] = [];
-  for (const match of path.matchAll(/"((?:[^"\\]|\\.)*)"|([A-Za-z_][A-Za-z0-9_]*)/g)) keys.push(match[1] !== undefined ? match[1].replace(/\\(.)/g, '$1') : match[2]!);
+  for (const match of path.matchAll(/"([^"]*)"|([A-Za-z_][A-Za-z0-9_]*)/g)) keys.push(match[1] ?? match[2]!);
   return keys;
 };
 

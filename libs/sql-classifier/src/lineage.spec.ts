@@ -45,6 +45,35 @@ describe('resultLineage: derived columns carry their source', () => {
     expect(columns(sql)).toEqual([SSN]);
   });
 
+  it('through a table under TABLESAMPLE, by its own name and by its alias', () => {
+    expect(columns('SELECT upper(ssn) FROM people TABLESAMPLE BERNOULLI (100)')).toEqual([SSN]);
+    expect(columns('SELECT upper(p.ssn) FROM people p TABLESAMPLE SYSTEM (100) REPEATABLE (1)')).toEqual([SSN]);
+  });
+
+  it.each([
+    ['a set-returning function in FROM', "SELECT count(*) FROM people, generate_series(1, split_part(ssn, '-', 1)::int)"],
+    ['a scalar subquery over one', "SELECT (SELECT count(*) FROM generate_series(1, split_part(p.ssn, '-', 3)::int)) FROM people p"],
+    ['one in a subquery’s select list', "SELECT count(*) FROM (SELECT generate_series(1, length(ssn)) FROM people) s"],
+    ['a LATERAL unnest', "SELECT row_number() OVER () FROM people p CROSS JOIN LATERAL unnest(string_to_array(repeat('a,', length(p.ssn)), ','))"],
+    ['one in a CTE', 'WITH g AS (SELECT unnest(regexp_split_to_array(ssn, \'\')) FROM people) SELECT count(*) FROM g'],
+  ])('through a count of rows that %s generates from the value', (_what, sql) => {
+    expect(columns(sql)).toEqual([SSN]);
+  });
+
+  it('not through a count of a table’s own rows', () => {
+    expect(columns("SELECT count(*), (SELECT count(*) FROM generate_series(1, 3)) FROM people WHERE ssn LIKE '9%'")).toEqual([[], []]);
+  });
+
+  it('through a column definition list, which names the JSON members json(b)_to_record reads', () => {
+    expect(columns('SELECT upper(x.ssn) FROM accounts, jsonb_to_record(profile) AS x(ssn text)')).toEqual([['?.ssn', 'public.accounts.profile']]);
+    expect(columns('SELECT r.ssn FROM accounts, ROWS FROM (jsonb_to_record(profile) AS (ssn text)) AS r')).toEqual([['?.ssn', 'public.accounts.profile']]);
+  });
+
+  it('through attribute notation, which may call a function of the whole row (p.concat is concat(p))', () => {
+    expect(columns('SELECT p.concat FROM people p')).toEqual([['public.people.*', 'public.people.concat']]);
+    expect(columns('SELECT (p).quote_literal FROM people p')).toEqual([['public.people.*', 'public.people.quote_literal']]);
+  });
+
   it('through a subquery alias: SELECT upper(s.s) FROM (SELECT ssn AS s FROM people) s', () => {
     expect(columns('SELECT upper(s.s) FROM (SELECT ssn AS s FROM people) s')).toEqual([SSN]);
   });
@@ -339,6 +368,11 @@ describe('resultLineage: JSON functions that select members', () => {
     ['a member wildcard', "SELECT jsonb_path_query(profile, '$.*') FROM people"],
     ['keyvalue()', "SELECT jsonb_path_query(profile, '$.keyvalue()') FROM people"],
     ['a path given as a parameter', 'SELECT jsonb_path_query(profile, $1) FROM people'],
+    // jsonpath escapes, quoted or not: each of these is $.ssn to PostgreSQL.
+    ['a \\u escape in a quoted key', `SELECT jsonb_path_query(profile, '$."\\u0073sn"') FROM people`],
+    ['a \\x escape in a quoted key', `SELECT jsonb_path_query(profile, '$."\\x73sn"') FROM people`],
+    ['a \\u escape in a bare key', `SELECT jsonb_path_query_first(profile, '$.s\\u0073n') FROM people`],
+    ['an identity escape in a bare key', `SELECT jsonb_path_query_array(profile, '$.s\\sn') FROM people`],
   ])('%s may return any member: any column', (_what, sql) => {
     const statement = resultLineage(sql)!.statements[0]!;
     const sources = [...statement.head.flat(), ...statement.tail.flat(), ...(statement.byName?.('value') ?? [])];

@@ -1,5 +1,5 @@
 import { parseSync } from 'libpg-query';
-import { isBuiltinOperator, isBuiltinType, isCataloguedFunction, isPureFunction, STATISTICS_RELATIONS, STATISTICS_VALUE_COLUMN } from './catalogue.js';
+import { isBuiltinOperator, isBuiltinType, isCataloguedFunction, isPureFunction, mayBeRowFunction, STATISTICS_RELATIONS, STATISTICS_VALUE_COLUMN } from './catalogue.js';
 import { copyFormat, type CopyFormat } from './copy-format.js';
 import { functionMemberKeys, operatorMemberKeys, subscriptMemberKeys, type MemberKeys } from './json-members.js';
 import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
@@ -94,6 +94,19 @@ const MAX_SCHEMAS = 8;
 const REVEALS_NOTHING_WITHOUT_ARGUMENTS: ReadonlySet<string> = new Set(['count', 'row_number', 'rank', 'dense_rank', 'percent_rank', 'cume_dist']);
 /** count(x) and num_nulls say how many values are null, never what they are. */
 const COUNTS_NULLS: ReadonlySet<string> = new Set(['count', 'num_nulls', 'num_nonnulls']);
+/** Of those, the ones that count rows: their result is as many as the rows (see Scope.rowSources). */
+const COUNTS_ROWS: ReadonlySet<string> = new Set(['count', 'row_number', 'rank', 'dense_rank', 'percent_rank', 'cume_dist']);
+/**
+ * Built-in set-returning functions: in a select list they return as many rows as their arguments
+ * say (`generate_series(1, split_part(ssn, '-', 3)::int)` is 5678 rows), so a count of those rows
+ * is the value. A function off the catalogue may return a set too: it counts as one.
+ */
+const SET_RETURNING: ReadonlySet<string> = new Set([
+  'generate_series', 'generate_subscripts', 'unnest', 'regexp_matches', 'regexp_split_to_table', 'string_to_table',
+  'json_array_elements', 'jsonb_array_elements', 'json_array_elements_text', 'jsonb_array_elements_text', 'json_each',
+  'jsonb_each', 'json_each_text', 'jsonb_each_text', 'json_object_keys', 'jsonb_object_keys', 'jsonb_path_query',
+  'jsonb_path_query_tz', 'json_populate_recordset', 'jsonb_populate_recordset', 'json_to_recordset', 'jsonb_to_recordset',
+]);
 
 /**
  * Binary operators of the built-in types whose result is a boolean. Prefix forms are not: `~x`
@@ -118,6 +131,12 @@ class Scope {
   /** FROM items in order, for an unqualified `*`. */
   readonly fromItems: Relation[] = [];
   readonly ctes = new Map<string, Item[]>();
+  /**
+   * What decides how many rows this query has beyond its tables' rows: the arguments of a
+   * set-returning function in FROM or in a select list, here or in a subquery. A count of rows
+   * carries them (`SELECT count(*) FROM generate_series(1, <covered value>)` is the value).
+   */
+  readonly rowSources: Sources[] = [];
 
   constructor(readonly parent: Scope | undefined) {}
 
@@ -220,6 +239,13 @@ class LineageWalk {
   /** The output items of a SELECT (any form: plain, set operation, VALUES). */
   select(node: Node, parent: Scope): Item[] {
     const scope = new Scope(parent);
+    const items = this.selectIn(node, scope);
+    // Rows generated in a subquery, a CTE or a set operation's branch are rows of the query around it.
+    parent.rowSources.push(...scope.rowSources);
+    return items;
+  }
+
+  private selectIn(node: Node, scope: Scope): Item[] {
     if (isObject(node.withClause)) this.withClause(node.withClause, scope);
     const op = str(node.op);
     if (op && op !== 'SETOP_NONE') {
@@ -255,9 +281,26 @@ class LineageWalk {
         items.push(...this.starItems(names(fields.slice(0, -1)), scope));
         continue;
       }
-      items.push({ kind: 'column', name: str(res.name) ?? this.outputName(value), sources: this.expr(value, scope) });
+      const sources = this.expr(value, scope);
+      if (this.mayReturnSet(value)) scope.rowSources.push(sources);
+      items.push({ kind: 'column', name: str(res.name) ?? this.outputName(value), sources });
     }
     return items;
+  }
+
+  /** Whether a select-list expression calls a set-returning function (or one off the catalogue, which may be). */
+  private mayReturnSet(value: unknown): boolean {
+    if (Array.isArray(value)) return value.some((item) => this.mayReturnSet(item));
+    if (!isObject(value)) return false;
+    const call = isObject(value.FuncCall) ? value.FuncCall : undefined;
+    if (call) {
+      const parts = names(call.funcname);
+      if (!isCataloguedFunction(parts, this.options.searchPath) || SET_RETURNING.has(parts.at(-1) ?? '')) return true;
+    }
+    // A subquery's own rows are counted in its own scope.
+    if (isObject(value.SubLink)) return false;
+    for (const key in value) if (this.mayReturnSet(value[key])) return true;
+    return false;
   }
 
   /** `*` or `rel.*` in a target list: the columns it expands to. */
@@ -353,10 +396,18 @@ class LineageWalk {
       }
       case 'RangeFunction': {
         // Columns of a set-returning function derive from its arguments (unnest(array[ssn])).
-        const calls = list(node.functions).map((entry) => list((entry as { List?: { items?: unknown } }).List?.items)[0]);
+        const entries = list(node.functions).map((entry) => list((entry as { List?: { items?: unknown } }).List?.items));
+        const calls = entries.map((items) => items[0]);
+        const columnName = (def: unknown): string => str((def as { ColumnDef?: Node }).ColumnDef?.colname) ?? '';
+        const defined = list(node.coldeflist).map(columnName);
+        // A column definition list names what a record-returning function fills by name: json(b)_to_record
+        // reads the member `ssn` into `AS x(ssn text)`. Each defined name is a key read, like `->> 'ssn'`
+        // (ROWS FROM gives each function its own list).
+        const keys = [...defined, ...entries.flatMap((items) => list((items[1] as { List?: { items?: unknown } } | undefined)?.List?.items).map(columnName))];
         // expr() adds ANY_COLUMN for a function the catalogue does not vouch for (my_report() reads tables itself).
-        const sources = union(...calls.map((call) => this.expr(call, scope)));
-        const defined = list(node.coldeflist).map((def) => str((def as { ColumnDef?: Node }).ColumnDef?.colname) ?? '');
+        const generated = union(...calls.map((call) => this.expr(call, scope)));
+        scope.rowSources.push(generated);
+        const sources = union(generated, memberSources(keys.filter(Boolean)));
         const functionName = names((calls[0] as { FuncCall?: Node } | undefined)?.FuncCall?.funcname).at(-1);
         const columnNames = aliasColumns.length > 0 ? aliasColumns : defined;
         const named: Item[] = columnNames.map((name) => ({ kind: 'column', name, sources }));
@@ -372,6 +423,10 @@ class LineageWalk {
         };
         break;
       }
+      case 'RangeTableSample':
+        // `people AS p TABLESAMPLE …` returns some of the table's rows, columns and alias unchanged:
+        // the alias sits on the inner RangeVar, which registers itself.
+        return this.fromItem(node.relation, scope);
       case 'JoinExpr':
         relation = this.join(node, scope, aliasName, aliasColumns);
         // An unaliased join adds no name of its own: its sides were registered by theirs.
@@ -394,6 +449,10 @@ class LineageWalk {
    */
   private table(tables: readonly string[], name: string | undefined): Relation {
     const relname = tables[0]?.slice(tables[0].indexOf('.') + 1) ?? '';
+    // A TOAST table's chunks are another table's values, any of its columns: any column.
+    if (tables.some((table) => table.startsWith('pg_toast'))) {
+      return { name, items: () => [{ kind: 'star', resolve: () => ANY_COLUMN, whole: ANY_COLUMN, opaque: true }], column: () => ANY_COLUMN };
+    }
     if (STATISTICS_RELATIONS.has(relname)) {
       // Sample values of every column of every table: any column, resolved by name on the wire.
       const sources = (column: string): Sources => (STATISTICS_VALUE_COLUMN.test(column) ? ANY_COLUMN : tables.map((table) => ({ table, column })));
@@ -420,6 +479,7 @@ class LineageWalk {
     if (aliasName) {
       // `(a JOIN b) AS j`: a and b are hidden behind j, yet their columns still resolve unqualified.
       for (const relation of inner.relations) scope.relations.push({ ...relation, name: undefined });
+      scope.rowSources.push(...inner.rowSources);
     }
     const using = names(node.usingClause);
     const leftItems = left?.items() ?? [];
@@ -575,8 +635,10 @@ class LineageWalk {
     const pure = isPureFunction(parts, this.options.searchPath);
     const name = parts.at(-1) ?? '';
     const args = list(node.args);
-    if (pure && (node.agg_star === true || args.length === 0) && REVEALS_NOTHING_WITHOUT_ARGUMENTS.has(name)) return NONE;
-    if (pure && COUNTS_NULLS.has(name) && node.agg_within_group !== true) return NONE;
+    // A count of rows, or a row's position, is as many as the rows: what generated them is carried.
+    const rows = COUNTS_ROWS.has(name) ? union(...scope.rowSources) : NONE;
+    if (pure && (node.agg_star === true || args.length === 0) && REVEALS_NOTHING_WITHOUT_ARGUMENTS.has(name)) return rows;
+    if (pure && COUNTS_NULLS.has(name) && node.agg_within_group !== true) return rows;
     // An ordered-set aggregate returns a value of its WITHIN GROUP ordering: mode() and
     // percentile_disc(0.5) WITHIN GROUP (ORDER BY ssn) are an SSN.
     const ordered = node.agg_within_group === true ? this.expr(node.agg_order, scope) : NONE;
@@ -625,7 +687,9 @@ class LineageWalk {
     }
     const relation = scope.relation(parts.at(-2)!);
     // A qualifier or column the walk cannot place: fail closed, as for a bare name.
-    return relation?.column(column) ?? ANY_COLUMN;
+    const named = relation?.column(column) ?? ANY_COLUMN;
+    // `p.concat` is concat(p) unless people has a column named concat: the whole row.
+    return relation && mayBeRowFunction(column) ? union(named, allSources(relation.items())) : named;
   }
 
   /** `(p).ssn`, `(rec).field`, `arr[1]`: field selection names a column; subscripts keep the value. */
@@ -636,6 +700,7 @@ class LineageWalk {
     if (field && arg) {
       const parts = names(arg.fields);
       const relation = parts.length === 1 ? scope.relation(parts[0]!) : undefined;
+      if (relation && mayBeRowFunction(field)) return union(relation.column(field) ?? ANY_COLUMN, allSources(relation.items()));
       if (relation) return relation.column(field) ?? ANY_COLUMN;
     }
     return union(this.expr(node.arg, scope), memberSources(subscriptMemberKeys(list(node.indirection))));

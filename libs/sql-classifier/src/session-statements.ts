@@ -1,5 +1,5 @@
 import { parseSync } from 'libpg-query';
-import { isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, STATISTICS_RELATIONS } from './catalogue.js';
+import { isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, mayBeRowFunction, STATISTICS_RELATIONS } from './catalogue.js';
 import { isSqlClassifierLoaded } from './classify.js';
 import type { ColumnLineage, LineageOptions, LineageSource } from './lineage.js';
 import { isPostgres15Identifier } from './lineage-relations.js';
@@ -52,6 +52,8 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
         const parts = names(fields);
         if (isObject(last) && 'A_Star' in last) any = true;
         else if (parts.length === 1 && relationNames.has(parts[0]!)) any = true;
+        // `p.concat` may be concat(p), the whole row.
+        else if (parts.length > 1 && mayBeRowFunction(parts.at(-1)!)) any = true;
         else if (parts.length > 0) columns.set(parts.at(-1)!, { column: parts.at(-1)! });
         return;
       }

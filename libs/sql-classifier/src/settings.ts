@@ -61,3 +61,22 @@ export const guardedSettingReason = (name: string, value: string | undefined): s
   if (!SESSION_SETTINGS.has(setting)) return `${setting} is not on the reviewed list of settings that change only this session's formatting and planning`;
   return undefined;
 };
+
+/**
+ * Server settings whose value may hold a credential: a standby's `primary_conninfo` (often with
+ * the replication role's password: with it, pg_basebackup copies the whole cluster past Sluice),
+ * and shell commands that may embed one. Reading them (SHOW, current_setting, SHOW ALL, pg_settings)
+ * is admin, as reading pg_authid is. Read replicas are where read-only agents are usually sent.
+ * @see https://www.postgresql.org/docs/current/runtime-config-replication.html#GUC-PRIMARY-CONNINFO
+ */
+const CREDENTIAL_SETTINGS: ReadonlySet<string> = new Set([
+  'primary_conninfo', 'archive_command', 'restore_command', 'archive_cleanup_command', 'recovery_end_command', 'ssl_passphrase_command',
+]);
+
+/** Why reading setting `name` (undefined: named at run time, or `all`) is admin, or undefined when it is a read. */
+export const settingReadReason = (name: string | undefined): string | undefined => {
+  if (name === undefined) return 'a setting named at run time may hold a credential (primary_conninfo)';
+  const setting = name.toLowerCase();
+  if (setting === 'all') return 'SHOW ALL includes settings that may hold a credential (primary_conninfo)';
+  return CREDENTIAL_SETTINGS.has(setting) ? `${setting} may hold a credential` : undefined;
+};

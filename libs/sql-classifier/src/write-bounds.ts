@@ -1,3 +1,4 @@
+import { mayBeRowFunction } from './catalogue.js';
 import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
 
 /**
@@ -62,6 +63,8 @@ const isTargetColumn = (node: unknown, target: WriteTarget): boolean => {
   const parts = names(fields);
   const column = parts[parts.length - 1] ?? '';
   if (column === '' || SYSTEM_COLUMNS.has(column)) return false;
+  // `victim.num_nonnulls` is num_nonnulls(victim), 1 for every row, unless victim has that column.
+  if (parts.length > 1 && mayBeRowFunction(column)) return false;
   if (parts.length === 1) return target.ownsUnqualified;
   if (parts.length === 2) return parts[0] === target.refName;
   if (parts.length === 3) return target.schema !== undefined && parts[0] === target.schema && parts[1] === target.refName;

@@ -1,0 +1,473 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import net, { type AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { decodeBackend, encodePasswordMessage, encodeStartupMessage, FrameReader, type BackendMessage } from '@sluice/codec-pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig, type PostgresResourceConfig } from '@sluice/config';
+import type { SluiceEventKind } from '@sluice/contracts';
+import { createTokenVerifier } from '@sluice/identity';
+import { compileMasking, COLUMN_REDACTED } from '@sluice/masking-engine';
+import { loadSqlClassifier } from '@sluice/sql-classifier';
+import { createPolicy } from '../services/policy/src/policy.js';
+import type { GovernancePorts } from '../services/proxy/src/ports.js';
+import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
+import { createDatabase, dropDatabases } from './support/databases.js';
+import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+
+/**
+ * Second red team of the PostgreSQL front door (issue #9), after the catalogue opened catalog
+ * functions and relations to `tables` allow-lists, write risk learned bounds, and masking learned
+ * JSON keys: an agent with a valid token for a read-only grant (column rule `(?i)ssn`, detectors, a `tables` allow-list, a deny rule on one
+ * table) against the real adapter, policy and masking engine, with node-postgres and psql.
+ * `912-34-5678` is in the 9xx range: no detector knows it, only the column rule can mask it.
+ */
+
+const execFileAsync = promisify(execFile);
+const database = `sluice_redteam2_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+const RESOURCE = 'redteam-db';
+const RAW_SSN = '912-34-5678';
+/** A role of the cluster whose ALTER ROLE … SET carries a secret (roles are cluster-wide: dropped after). */
+const APP_ROLE = `redteam2_app_${database.slice(-12)}`;
+
+const CONFIG = parseConfig({
+  resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
+  masking: {
+    profiles: {
+      pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'jwt', 'secret'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] },
+    },
+  },
+  rules: [
+    { name: 'no-secrets', effect: 'deny', resources: [RESOURCE], tables: ['public.secrets', 'public.vault'] },
+    { name: 'readers', effect: 'allow', subjects: { groups: ['readers'] }, resources: [RESOURCE], actions: ['read'], mask: 'pii' },
+    { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write'], mask: 'pii' },
+    { name: 'orders-only', effect: 'allow', subjects: { groups: ['orders'] }, resources: [RESOURCE], actions: ['read'], tables: ['public.orders'], mask: 'pii' },
+    { name: 'changers', effect: 'allow', subjects: { groups: ['changers'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl'], mask: 'pii' },
+    { name: 'risky-needs-dba', effect: 'approve', subjects: { groups: ['changers'] }, resources: [RESOURCE], risk: 'high', approvers: { groups: ['dba'] } },
+  ],
+});
+const policy = createPolicy(CONFIG.rules, CONFIG.resources, { approvalTimeoutMs: 60_000 });
+const masking = compileMasking(CONFIG.masking, { hashKey: 'redteam-int' });
+
+let issuer: TestIssuer;
+let server: net.Server;
+let adapter: PostgresAdapter;
+let port: number;
+let direct: pg.Client;
+const events: { kind: SluiceEventKind; data: Record<string, unknown> }[] = [];
+/** Commands held for approval; every one is denied. */
+const approvalRequests: string[] = [];
+const clients: pg.Client[] = [];
+
+const token = (groups: string[]): Promise<string> => issuer.mint({ sub: `agent-${groups.join('-')}`, groups });
+
+const connect = async (groups = ['readers']): Promise<pg.Client> => {
+  const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, password: await token(groups) });
+  client.on('error', () => {});
+  await client.connect();
+  clients.push(client);
+  return client;
+};
+
+/** psql through the proxy, one message: stdout, or stdout and stderr on failure. */
+const psql = async (sql: string, groups = ['readers']): Promise<string> => {
+  const env = { ...process.env, PGPASSWORD: await token(groups), PGCONNECT_TIMEOUT: '10', PGSSLMODE: 'disable' };
+  try {
+    const { stdout } = await execFileAsync('psql', ['-X', '-q', '-At', '-h', '127.0.0.1', '-p', String(port), '-U', 'agent', '-d', RESOURCE, '-v', 'ON_ERROR_STOP=1', '-c', sql], { env, timeout: 20_000 });
+    return stdout;
+  } catch (error) {
+    return `${(error as { stdout?: string }).stdout ?? ''}${(error as { stderr?: string }).stderr ?? ''}`;
+  }
+};
+
+/** A connection speaking the protocol byte by byte, as an attacker would; keeps every byte it got. */
+class RawSession {
+  readonly messages: BackendMessage[] = [];
+  received = Buffer.alloc(0);
+  closed = false;
+  readonly #reader = new FrameReader({ phase: 'typed' });
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.received = Buffer.concat([this.received, chunk]);
+      for (const frame of this.#reader.push(chunk)) this.messages.push(decodeBackend(frame));
+    });
+    socket.on('close', () => (this.closed = true));
+    socket.on('error', () => (this.closed = true));
+  }
+
+  static async open(groups: string[]): Promise<RawSession> {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const session = new RawSession(socket);
+    raws.push(session);
+    socket.write(encodeStartupMessage([['user', 'agent'], ['database', RESOURCE]]));
+    await waitFor(() => session.messages.some((m) => m.type === 'AuthenticationCleartextPassword'));
+    socket.write(encodePasswordMessage(await token(groups)));
+    await session.readyCount(1);
+    return session;
+  }
+
+  count(type: BackendMessage['type']): number {
+    return this.messages.filter((m) => m.type === type).length;
+  }
+
+  async readyCount(n: number): Promise<void> {
+    await waitFor(() => this.count('ReadyForQuery') >= n || this.closed);
+  }
+
+  send(...buffers: Buffer[]): void {
+    this.socket.write(Buffer.concat(buffers));
+  }
+}
+const raws: RawSession[] = [];
+
+const waitFor = async (condition: () => boolean, timeoutMs = 10_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+};
+
+const expectNoRawSsn = (value: unknown): void => {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  expect(text).not.toContain(RAW_SSN);
+  expect(text).not.toContain('912345678');
+};
+
+beforeAll(async () => {
+  await loadSqlClassifier();
+  issuer = await startTestIssuer();
+  await createDatabase(
+    database,
+    `create table people (id int primary key, name text, ssn text);
+     insert into people values (1, 'Ada Lovelace', '${RAW_SSN}');
+     alter table people add constraint name_not_empty check (name <> '');
+     create table orders (id int primary key, item text);
+     insert into orders values (1, 'public-order');
+     create table victim (id int primary key, x int);
+     insert into victim select g, g from generate_series(1, 5) g;
+     create table secrets (id int, secret text);
+     insert into secrets select g, 'TOP-SECRET-VALUE' from generate_series(1, 200) g;
+     analyze secrets;
+     create role ${APP_ROLE} nologin;
+     alter role ${APP_ROLE} set app.api_key = 'TOP-SECRET-VALUE';
+     create view victim_all as select * from victim;
+     create rule victim_all_delete as on delete to victim_all do instead delete from victim;
+     create table part (id int, x int) partition by range (id);
+     create table part1 partition of part for values from (0) to (100);
+     insert into part select g, g from generate_series(1, 5) g;
+     create table vault (id int, document text);
+     alter table vault alter column document set storage external;
+     insert into vault values (1, 'TOP-SECRET-VALUE ' || repeat('x', 4000));
+     create table accounts (id int, profile jsonb);
+     insert into accounts values (1, '{"ssn": "${RAW_SSN}", "name": "Ada", "tags": ["a"]}');
+     create table parent (id int, x int);
+     create table child () inherits (parent);
+     insert into child select g, 1 from generate_series(1, 5) g;`,
+  );
+  direct = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
+  await direct.connect();
+  const resource = CONFIG.resources[0] as PostgresResourceConfig;
+  adapter = createPostgresAdapter({ ...resource, target: { ...resource.target, port: 5432, ssl: false } }, { secretsDir: process.cwd() });
+  const verifier = createTokenVerifier([{ issuer: issuer.issuer, audience: 'sluice', clockTolerance: 0 }]);
+  const ports: GovernancePorts = {
+    identity: { verify: async (jwt) => verifier.verify(jwt) },
+    policy: {
+      describeSession: async (subject, name) => policy.describeSession(subject, name),
+      decide: async (subject, name, command) => policy.decide(subject, name, command),
+    },
+    masking: {
+      masker: (profile) => (profile ? masking.profile(profile) : undefined),
+      maskCommandText: (text) => masking.everything.maskText(text, {}),
+    },
+    approvals: {
+      request: async (request) => {
+        approvalRequests.push(request.command);
+        return { approvalId: `appr-${randomUUID().slice(0, 8)}`, expiresAt: new Date(Date.now() + 60_000) };
+      },
+      awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
+      consume: async () => false,
+    },
+    audit: {
+      healthy: true,
+      record: (_sessionId, kind, data) => {
+        events.push({ kind, data: data as unknown as Record<string, unknown> });
+      },
+    },
+    recording: { maxRows: 10, maxBytes: 65_536 },
+    newId: randomUUID,
+    now: () => new Date(),
+  };
+  server = net.createServer({ noDelay: true }, (socket) => {
+    void adapter.handleConnection(socket, ports);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  port = (server.address() as AddressInfo).port;
+});
+
+afterAll(async () => {
+  for (const client of clients) await client.end().catch(() => {});
+  for (const raw of raws) raw.socket.destroy();
+  await adapter?.close();
+  await new Promise((resolve) => server?.close(resolve));
+  await direct?.query(`drop role if exists ${APP_ROLE}`).catch(() => {});
+  await direct?.end();
+  await dropDatabases([database]);
+  await issuer?.close();
+});
+
+describe('TABLESAMPLE returns the rows, columns and alias of its table unchanged', () => {
+  // The sampled table fell to the walk's generic FROM item, which found no column in it: every
+  // expression over it came back in clear.
+  it.each([
+    'SELECT upper(ssn) AS v FROM people TABLESAMPLE BERNOULLI (100)',
+    'SELECT upper(p.ssn) AS v FROM people p TABLESAMPLE SYSTEM (100) REPEATABLE (1)',
+    'SELECT upper(x) AS v FROM people AS p(a, b, x) TABLESAMPLE BERNOULLI (100)',
+    'SELECT x AS v FROM orders, LATERAL (SELECT upper(ssn) AS x FROM people TABLESAMPLE BERNOULLI (100)) s',
+  ])('masks %s', async (sql) => {
+    const client = await connect();
+    const result = await client.query(sql);
+    expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+  });
+
+  it('masks a cursor and COPY over a sampled table, and still refuses a denied table sampled', async () => {
+    const out = await psql('BEGIN; DECLARE c CURSOR FOR SELECT upper(ssn) AS v FROM people TABLESAMPLE BERNOULLI (100); FETCH ALL FROM c; COMMIT');
+    expectNoRawSsn(out);
+    expect(out).toContain(COLUMN_REDACTED);
+    const copied = await psql('COPY (SELECT upper(ssn) FROM people TABLESAMPLE SYSTEM (100)) TO STDOUT');
+    expect(copied.trim()).toBe(COLUMN_REDACTED);
+    const client = await connect();
+    await expect(client.query('SELECT secret FROM secrets TABLESAMPLE SYSTEM (100)')).rejects.toMatchObject({ code: '42501' });
+  });
+});
+
+describe('session state does not carry a covered value past masking', () => {
+  // set_config's result was masked, but the setting kept the value: SHOW, current_setting() (and the
+  // server's ParameterStatus for application_name) gave it back in clear in the next statement.
+  it.each([
+    ["SELECT set_config('application_name', ssn, false) AS v FROM people", 'SHOW application_name'],
+    ["SELECT set_config('application_name', reverse(ssn), false) AS v FROM people", "SELECT reverse(current_setting('application_name')) AS v"],
+    ["SELECT set_config('statement_timeout', split_part(ssn, '-', 1), false) AS v FROM people", 'SHOW statement_timeout'],
+  ])('refuses %s, so that %s shows nothing of it', async (set, show) => {
+    const client = await connect();
+    await expect(client.query(set)).rejects.toMatchObject({ code: '42501' });
+    const shown = JSON.stringify((await client.query(show)).rows);
+    expectNoRawSsn(shown);
+    expect(shown).not.toContain('912');
+  });
+
+  it('refuses setseed of a covered value: every later random() is a function of the seed, found again offline', async () => {
+    // Why: the same seed gives the same random(), so trying candidate seeds recovers the value.
+    await direct.query('SELECT setseed(0.912)');
+    const expected = (await direct.query<{ r: number }>('SELECT random() AS r')).rows[0]!.r;
+    await direct.query('SELECT setseed(0.912)');
+    expect((await direct.query<{ r: number }>('SELECT random() AS r')).rows[0]!.r).toBe(expected);
+    const client = await connect();
+    await expect(client.query("SELECT setseed(split_part(ssn, '-', 1)::int / 1000.0) FROM people")).rejects.toMatchObject({ code: '42501' });
+    expect((await client.query<{ r: number }>('SELECT random() AS r')).rows[0]!.r).not.toBe(expected);
+  });
+
+  it('still lets a driver set application_name and a seed to a constant or a parameter', async () => {
+    const client = await connect();
+    await client.query("SELECT set_config('application_name', 'agent', false)");
+    await client.query("SELECT set_config('application_name', $1, false)", ['agent-2']);
+    await client.query('SELECT setseed(0.5)');
+    expect((await client.query('SHOW application_name')).rows).toEqual([{ application_name: 'agent-2' }]);
+  });
+});
+
+describe("pg_roles' rolconfig is every role's ALTER ROLE … SET, as pg_db_role_setting", () => {
+  // pg_roles is open to a `tables` allow-list (for \du), and pg_options_to_table split the secret
+  // out of the `app.api_key=…` pair the secret detector recognises.
+  it.each([
+    'SELECT option_value AS v FROM pg_options_to_table((SELECT rolconfig FROM pg_roles WHERE rolconfig IS NOT NULL LIMIT 1))',
+    'SELECT pg_options_to_table(rolconfig)::text AS v FROM pg_catalog.pg_roles',
+    'SELECT * FROM pg_roles',
+    'SELECT to_jsonb(r)::text AS v FROM pg_roles r',
+    'SELECT cfg::text AS v FROM pg_roles AS r(a, b, c, d, e, f, g, h, i, j, k, cfg)',
+  ])('refuses %s to a subject allowed only public.orders', async (sql) => {
+    expect(JSON.stringify((await direct.query(sql)).rows)).toContain('TOP-SECRET-VALUE');
+    const client = await connect(['orders']);
+    await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+  });
+
+  it('still answers \\du and a query of pg_roles without rolconfig to that subject', async () => {
+    const client = await connect(['orders']);
+    const roles = await client.query(`SELECT rolname FROM pg_roles WHERE rolname = '${APP_ROLE}'`);
+    expect(roles.rows).toEqual([{ rolname: APP_ROLE }]);
+    expect(await psql('\\du', ['orders'])).toContain(APP_ROLE);
+  });
+});
+
+describe('attribute notation calls a function of the whole row: p.concat is concat(p)', () => {
+  // PostgreSQL reads `p.name` as name(p) when people has no column `name`. Lineage took `p.concat`
+  // for a column named concat (no rule), and write bounds took `victim.num_nonnulls = 1` for a
+  // column pinned to a constant: it is 1 for every row.
+  it.each(['SELECT p.concat AS v FROM people p', 'SELECT (p).quote_literal AS v FROM people p', 'SELECT people.quote_nullable AS v FROM people'])(
+    'masks %s (the whole row as text)',
+    async (sql) => {
+      expect(JSON.stringify((await direct.query(sql)).rows)).toContain(RAW_SSN);
+      const client = await connect();
+    const result = await client.query(sql);
+      expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+    },
+  );
+
+  it.each(['SELECT p.concat::int FROM people p', 'SELECT 1 FROM people p WHERE p.concat::int > 0', 'SELECT (p).concat::int FROM people p'])(
+    'masks the row the error of %s quotes',
+    async (sql) => {
+      const client = await connect();
+      const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
+      expect(error.code).toBe('22P02');
+      expectNoRawSsn(error.message);
+    },
+  );
+
+  it.each(['DELETE FROM victim WHERE victim.num_nonnulls = 1', "UPDATE victim v SET x = 0 WHERE v.pg_typeof = 'victim'::regtype", 'DELETE FROM public.victim WHERE public.victim.num_nulls = 0'])(
+    'holds %s for approval (it matches every row)',
+    async (sql) => {
+      await direct.query('BEGIN');
+      expect((await direct.query(sql)).rowCount).toBe(5);
+      await direct.query('ROLLBACK');
+      const held = approvalRequests.length;
+      const client = await connect(['changers']);
+      await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+      expect(approvalRequests.slice(held)).toEqual([sql]);
+      expect(Number((await direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n)).toBe(5);
+    },
+  );
+});
+
+describe('settings that may hold a credential are admin to read', () => {
+  // A read replica is where read-only agents are sent; its primary_conninfo often carries the
+  // replication role's password, and SHOW, current_setting() and pg_settings read it as a superuser.
+  it.each([
+    'SHOW primary_conninfo',
+    'SHOW ALL',
+    "SELECT current_setting('primary_conninfo') AS v",
+    "SELECT current_setting('restore_command', true) AS v",
+    'SELECT current_setting(name) AS v FROM people',
+    "SELECT setting FROM pg_settings WHERE name = 'primary_conninfo'",
+  ])('refuses %s to a read-only subject (the target role may read it)', async (sql) => {
+    const client = await connect();
+    await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+  });
+
+  it('still answers SHOW and current_setting of the settings drivers read', async () => {
+    const client = await connect(['orders']);
+    expect((await client.query('SHOW TimeZone')).rows).toHaveLength(1);
+    const version = await client.query("SELECT current_setting('server_version_num')::int > 0 AS ok, current_setting('search_path') AS p");
+    expect(version.rows[0].ok).toBe(true);
+  });
+});
+
+describe('a count of rows generated from a covered value is the value', () => {
+  // count(*), row_number() and rank() were on lineage's "reveals nothing" list: three queries gave
+  // the whole SSN, one segment each.
+  it.each([
+    ["SELECT count(*) AS v FROM people, generate_series(1, split_part(ssn, '-', 1)::int)", '912'],
+    ["SELECT (SELECT count(*) FROM generate_series(1, split_part(p.ssn, '-', 3)::int)) AS v FROM people p", '5678'],
+    ["SELECT count(*) AS v FROM (SELECT generate_series(1, split_part(ssn, '-', 2)::int) FROM people) s", '34'],
+    ["SELECT count(*) AS v FROM people p, LATERAL unnest(string_to_array(repeat('a,', split_part(p.ssn, '-', 1)::int - 1), ','))", '912'],
+    ["SELECT max(n) AS v FROM (SELECT row_number() OVER () AS n FROM people, generate_series(1, split_part(ssn, '-', 3)::int)) s", '5678'],
+  ])('masks %s', async (sql, value) => {
+    expect((await direct.query(sql)).rows).toEqual([{ v: value }]);
+    const client = await connect();
+    const result = await client.query(sql);
+    expect(JSON.stringify(result.rows)).not.toContain(value);
+  });
+
+  it('still returns a count of a table’s own rows, or of a series of constants', async () => {
+    const client = await connect();
+    const result = await client.query("SELECT count(*) AS n, (SELECT count(*) FROM generate_series(1, 3)) AS m FROM people WHERE ssn LIKE '9%'");
+    expect(result.rows).toEqual([{ n: '1', m: '3' }]);
+  });
+});
+
+describe('a jsonpath names keys with escapes too', () => {
+  // The lineage read `$."\u0073sn"` as a key named u0073sn: no rule, the SSN came back in clear.
+  it.each([
+    String.raw`SELECT jsonb_path_query(profile, '$."\u0073sn"') AS v FROM accounts`,
+    String.raw`SELECT jsonb_path_query(profile, '$."\x73sn"') AS v FROM accounts`,
+    String.raw`SELECT jsonb_path_query_first(profile, '$."\u{73}sn"') #>> '{}' AS v FROM accounts`,
+    String.raw`SELECT jsonb_path_query(profile, '$.s\u0073n') AS v FROM accounts`,
+    String.raw`SELECT jsonb_path_query(profile, '$.s\sn') AS v FROM accounts`,
+  ])('masks %s', async (sql) => {
+    expect(JSON.stringify((await direct.query(sql)).rows)).toContain(RAW_SSN);
+    const client = await connect();
+    const result = await client.query(sql);
+    expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
+  });
+
+  it('still returns another member by a plain path', async () => {
+    const client = await connect();
+    expect((await client.query(`SELECT jsonb_path_query(profile, '$."name"') #>> '{}' AS v FROM accounts`)).rows).toEqual([{ v: 'Ada' }]);
+  });
+});
+
+describe('a column definition list reads JSON members by name', () => {
+  // jsonb_to_record(profile) AS x(ssn text) fills x.ssn from the member `ssn`; the lineage carried
+  // only `profile` (no rule), so x.ssn under another output name came back in clear.
+  it.each([
+    'SELECT x.ssn AS y FROM accounts, jsonb_to_record(profile) AS x(ssn text)',
+    'SELECT y FROM accounts, jsonb_to_record(profile) AS x(ssn text), LATERAL (SELECT upper(x.ssn) AS y) l',
+    'SELECT upper(r.ssn) AS y FROM accounts, jsonb_to_recordset(jsonb_build_array(profile)) AS r(ssn text)',
+    'SELECT upper(r.ssn) AS y FROM accounts, ROWS FROM (jsonb_to_record(profile) AS (ssn text), generate_series(1, 1)) AS r',
+  ])('masks %s', async (sql) => {
+    expect(JSON.stringify((await direct.query(sql)).rows)).toContain(RAW_SSN);
+    const client = await connect();
+    const result = await client.query(sql);
+    expect(result.rows).toEqual([{ y: COLUMN_REDACTED }]);
+  });
+
+  it('still returns a member no rule covers', async () => {
+    const client = await connect();
+    expect((await client.query('SELECT upper(x.name) AS y FROM accounts, jsonb_to_record(profile) AS x(name text)')).rows).toEqual([{ y: 'ADA' }]);
+  });
+});
+
+describe("a TOAST table holds its table's large values", () => {
+  // The deny rule on public.vault did not see pg_toast.pg_toast_<vault's oid>, which holds its
+  // out-of-line values: the document came back whole. Its name is in pg_class, open to any read.
+  const toastTable = async (): Promise<string> =>
+    (await direct.query<{ t: string }>("select reltoastrelid::regclass::text as t from pg_class where oid = 'public.vault'::regclass")).rows[0]!.t;
+
+  it('refuses reading the TOAST table of a denied table, qualified or through the search_path', async () => {
+    const toast = await toastTable();
+    const sql = `SELECT convert_from(chunk_data, 'UTF8') AS v FROM ${toast} LIMIT 1`;
+    expect(JSON.stringify((await direct.query(sql)).rows)).toContain('TOP-SECRET-VALUE');
+    const client = await connect();
+    await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+    await client.query('SET search_path = pg_toast, public');
+    await expect(client.query(`SELECT convert_from(chunk_data, 'UTF8') AS v FROM ${toast.replace('pg_toast.', '')} LIMIT 1`)).rejects.toMatchObject({ code: '42501' });
+    const orders = await connect(['orders']);
+    await expect(orders.query(sql)).rejects.toMatchObject({ code: '42501' });
+  });
+});
+
+describe('open findings of this round', () => {
+  // A join or WHERE over a covered value still gives the value in one query, through the other side
+  // of the predicate (predicates are out of scope, see the README):
+  //   SELECT count(*) FROM people JOIN generate_series(1, 10000) g ON g <= split_part(ssn, '-', 3)::int  -> 5678
+  //   SELECT g FROM people, generate_series(1, 999) g WHERE g = split_part(ssn, '-', 1)::int              -> 912
+  // Closing it means carrying a covered expression to what it is compared with (equality and ranges
+  // in WHERE/ON), and to counts of what such a predicate keeps.
+  it.todo("masks what a predicate over a covered value picks out of a fixed series (a join's ON, WHERE)");
+  // PostgREST-style "computed columns": `SELECT o.note FROM orders o` calls a user's note(orders) in
+  // attribute notation; the classifier sees a column, so a function reading public.secrets passes a
+  // `tables: [public.orders]` list, and one that deletes runs as read/low for a subject allowed
+  // writes (no approval). Needs the target's catalog (functions whose first argument a row fits)
+  // carried to the policy service's classifier.
+  it.todo("treats t.name as a call of the target's user function name(t) when one exists");
+  // A view with a DO INSTEAD rule (or an INSTEAD OF trigger) turns `DELETE FROM victim_all WHERE id = 1`
+  // (medium: pinned by a constant) into `DELETE FROM victim`: DELETE 5, no approval. The text cannot
+  // tell a view with rules from a table.
+  it.todo('holds a bounded write to a view whose rules or triggers rewrite it');
+  // A deny rule names one table, but inheritance reads under other names: with a deny on public.child,
+  // `SELECT * FROM parent` returns child's rows (parent scans its children unless ONLY), and with a
+  // deny on a partitioned public.secrets, `SELECT * FROM secrets_p1` reads a partition directly.
+  // Which tables inherit from which is pg_inherits' knowledge, not the text's.
+  it.todo("applies a deny rule on a table to its inheritance parents' reads and to its partitions");
+});
