@@ -62,7 +62,12 @@ export const benchConfig = (options: BenchSluiceOptions, ports: Partial<Record<R
     eventStore: { url: `postgres://${PG_ADMIN_USER}@${PG_HOST}:${PG_PORT}/${storeDatabase}` },
     identity: { oidc: [{ issuer: options.issuer, audience: options.audience }] },
     resources,
-    masking: { profiles: { pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'ipv4', 'jwt', 'secret'], strategy: 'partial' } } },
+    // The profile a real user runs (issue 12): every detector and a column rule.
+    masking: {
+      profiles: {
+        pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'ipv4', 'jwt', 'secret'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] },
+      },
+    },
     rules: [
       { name: 'bench-read', effect: 'allow', subjects: { groups: [READER_GROUP, WRITER_GROUP] }, resources: all, actions: ['read'], mask: 'pii' },
       { name: 'bench-write', effect: 'allow', subjects: { groups: [WRITER_GROUP] }, resources: writable, actions: ['read', 'write'], mask: 'pii' },
