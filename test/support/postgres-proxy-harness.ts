@@ -7,10 +7,10 @@ import { decodeBackend, encodePasswordMessage, encodeStartupMessage, FrameReader
 import type { PostgresResourceConfig, SluiceConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
 import { createTokenVerifier } from '@sluice/identity';
-import { compileMasking } from '@sluice/masking-engine';
+import { compileMasking, type CompiledMasking } from '@sluice/masking-engine';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { createPolicy } from '../../services/policy/src/policy.js';
-import type { GovernancePorts } from '../../services/proxy/src/ports.js';
+import type { GovernancePorts, ProtocolAdapter } from '../../services/proxy/src/ports.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../../services/proxy/src/postgres/adapter.js';
 import { createDatabase, dropDatabases } from './databases.js';
 import { startTestIssuer, type TestIssuer } from './oidc.js';
@@ -23,6 +23,79 @@ export const waitFor = async (condition: () => boolean, timeoutMs = 10_000): Pro
   while (!condition()) {
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+};
+
+/** The policy port backed by an in-process policy engine (what `createPolicy` returns). */
+export const enginePolicyPort = (policy: ReturnType<typeof createPolicy>): GovernancePorts['policy'] => ({
+  describeSession: async (subject, name) => policy.describeSession(subject, name),
+  decide: async (subject, name, command) => policy.decide(subject, name, command),
+});
+
+/** An approval port for specs where no rule holds a command: a request is a bug in the test. */
+export const noApprovalsPort = (): GovernancePorts['approvals'] => ({
+  request: async () => {
+    throw new Error('no approvals in this test');
+  },
+  awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
+  consume: async () => false,
+});
+
+export interface PostgresPortsOptions {
+  /** Tokens are verified against it (audience `sluice`, no clock tolerance). */
+  readonly issuer: TestIssuer;
+  readonly policy: GovernancePorts['policy'];
+  /** Without it nothing is masked and command texts are recorded as they came. */
+  readonly masking?: CompiledMasking;
+  /** Without it: `noApprovalsPort()`. */
+  readonly approvals?: GovernancePorts['approvals'];
+  readonly record: GovernancePorts['audit']['record'];
+  /** The adapter's recording limit on returned rows. */
+  readonly maxRows: number;
+}
+
+/** The proxy's ports for the PostgreSQL integration specs: a real token verifier, the given policy, masking, approvals and audit sink. */
+export const createPostgresPorts = ({ issuer, policy, masking, approvals, record, maxRows }: PostgresPortsOptions): GovernancePorts => {
+  const verifier = createTokenVerifier([{ issuer: issuer.issuer, audience: 'sluice', clockTolerance: 0 }]);
+  return {
+    identity: { verify: async (jwt) => verifier.verify(jwt) },
+    policy,
+    masking: masking
+      ? { masker: (profile) => (profile ? masking.profile(profile) : undefined), maskCommandText: (text) => masking.everything.maskText(text, {}) }
+      : { masker: () => undefined, maskCommandText: (text) => text },
+    approvals: approvals ?? noApprovalsPort(),
+    audit: { healthy: true, record },
+    recording: { maxRows, maxBytes: 65_536 },
+    newId: randomUUID,
+    now: () => new Date(),
+  };
+};
+
+/** A loopback listener on port 0 (Nagle off, as the proxy runs) that hands every connection to the adapter. */
+export const listenPostgresProxy = async (adapter: Pick<ProtocolAdapter, 'handleConnection'>, ports: GovernancePorts): Promise<{ server: net.Server; port: number }> => {
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    void adapter.handleConnection(socket, ports);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port };
+};
+
+/** Connects a node-postgres client (errors after connect are ignored: tests read them from queries) and adds it to `clients`. */
+export const openClient = async (config: pg.ClientConfig, clients: pg.Client[]): Promise<pg.Client> => {
+  const client = new pg.Client(config);
+  client.on('error', () => {});
+  await client.connect();
+  clients.push(client);
+  return client;
+};
+
+/** The SQLSTATE a promise rejects with, or undefined when it resolves. */
+export const sqlState = async (promise: Promise<unknown>): Promise<string | undefined> => {
+  try {
+    await promise;
+    return undefined;
+  } catch (error) {
+    return (error as { code?: string }).code;
   }
 };
 
@@ -128,17 +201,11 @@ export class PostgresFrontDoor {
     await this.#direct.connect();
     const resource = this.#resource;
     this.#adapter = createPostgresAdapter({ ...resource, target: { ...resource.target, port: 5432, ssl: false } }, { secretsDir: process.cwd() });
-    const verifier = createTokenVerifier([{ issuer: this.#issuer.issuer, audience: 'sluice', clockTolerance: 0 }]);
-    const ports: GovernancePorts = {
-      identity: { verify: async (jwt) => verifier.verify(jwt) },
-      policy: {
-        describeSession: async (subject, name) => policy.describeSession(subject, name),
-        decide: async (subject, name, command) => policy.decide(subject, name, command),
-      },
-      masking: {
-        masker: (profile) => (profile ? masking.profile(profile) : undefined),
-        maskCommandText: (text) => masking.everything.maskText(text, {}),
-      },
+    const issuer = this.#issuer;
+    const ports = createPostgresPorts({
+      issuer,
+      policy: enginePolicyPort(policy),
+      masking,
       approvals: {
         request: async (request) => {
           this.approvalRequests.push(request.command);
@@ -147,23 +214,12 @@ export class PostgresFrontDoor {
         awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
         consume: async () => false,
       },
-      audit: {
-        healthy: true,
-        record: (_sessionId, kind, data) => {
-          this.events.push({ kind, data: data as unknown as Record<string, unknown> });
-        },
+      record: (_sessionId, kind, data) => {
+        this.events.push({ kind, data: data as unknown as Record<string, unknown> });
       },
-      recording: { maxRows: 10, maxBytes: 65_536 },
-      newId: randomUUID,
-      now: () => new Date(),
-    };
-    const adapter = this.#adapter;
-    this.#server = net.createServer({ noDelay: true }, (socket) => {
-      void adapter.handleConnection(socket, ports);
+      maxRows: 10,
     });
-    const server = this.#server;
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    this.#port = (server.address() as AddressInfo).port;
+    ({ server: this.#server, port: this.#port } = await listenPostgresProxy(this.#adapter, ports));
   }
 
   async close(): Promise<void> {
@@ -186,11 +242,7 @@ export class PostgresFrontDoor {
 
   /** node-postgres through the proxy as an agent in `groups`; closed by `close`. */
   async connect(groups = ['readers']): Promise<pg.Client> {
-    const client = new pg.Client({ host: '127.0.0.1', port: this.#port, user: 'agent', database: this.#resource.name, password: await this.token(groups) });
-    client.on('error', () => {});
-    await client.connect();
-    this.#clients.push(client);
-    return client;
+    return openClient({ host: '127.0.0.1', port: this.#port, user: 'agent', database: this.#resource.name, password: await this.token(groups) }, this.#clients);
   }
 
   /** psql through the proxy, one message: stdout, or stdout and stderr on failure. */
