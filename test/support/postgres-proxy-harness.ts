@@ -138,6 +138,11 @@ export class RawPostgresSession {
     await waitFor(() => this.count('ReadyForQuery') >= n || this.closed);
   }
 
+  /** The fields of every ErrorResponse so far: C the SQLSTATE, M the message, S the severity. */
+  errors(): { C?: string; M?: string; S?: string }[] {
+    return this.messages.flatMap((m) => (m.type === 'ErrorResponse' ? [m.fields as { C?: string; M?: string; S?: string }] : []));
+  }
+
   send(...buffers: Buffer[]): void {
     this.socket.write(Buffer.concat(buffers));
   }
