@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '@sluice/config';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
 import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
 
 /**
  * Second red team of the PostgreSQL front door (issue #9), after the catalogue opened catalog
@@ -14,42 +14,16 @@ import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
  */
 
 const database = `sluice_redteam2_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
-const RESOURCE = 'redteam-db';
-const RAW_SSN = '912-34-5678';
 /** A role of the cluster whose ALTER ROLE … SET carries a secret (roles are cluster-wide: dropped after). */
 const APP_ROLE = `redteam2_app_${database.slice(-12)}`;
 
-const CONFIG = parseConfig({
-  resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
-  masking: {
-    profiles: {
-      pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'jwt', 'secret'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] },
-    },
-  },
-  rules: [
-    { name: 'no-secrets', effect: 'deny', resources: [RESOURCE], tables: ['public.secrets', 'public.vault'] },
-    { name: 'readers', effect: 'allow', subjects: { groups: ['readers'] }, resources: [RESOURCE], actions: ['read'], mask: 'pii' },
-    { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write'], mask: 'pii' },
-    { name: 'orders-only', effect: 'allow', subjects: { groups: ['orders'] }, resources: [RESOURCE], actions: ['read'], tables: ['public.orders'], mask: 'pii' },
-    { name: 'changers', effect: 'allow', subjects: { groups: ['changers'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl'], mask: 'pii' },
-    { name: 'risky-needs-dba', effect: 'approve', subjects: { groups: ['changers'] }, resources: [RESOURCE], risk: 'high', approvers: { groups: ['dba'] } },
-  ],
-});
+const CONFIG = redTeamConfig(database, ['public.secrets', 'public.vault']);
 
 const frontDoor = new PostgresFrontDoor({
   config: CONFIG,
   database,
   hashKey: 'redteam-int',
-  setupSql: `create table people (id int primary key, name text, ssn text);
-     insert into people values (1, 'Ada Lovelace', '${RAW_SSN}');
-     alter table people add constraint name_not_empty check (name <> '');
-     create table orders (id int primary key, item text);
-     insert into orders values (1, 'public-order');
-     create table victim (id int primary key, x int);
-     insert into victim select g, g from generate_series(1, 5) g;
-     create table secrets (id int, secret text);
-     insert into secrets select g, 'TOP-SECRET-VALUE' from generate_series(1, 200) g;
-     analyze secrets;
+  setupSql: `${RED_TEAM_SEED_SQL}
      create role ${APP_ROLE} nologin;
      alter role ${APP_ROLE} set app.api_key = 'TOP-SECRET-VALUE';
      create view victim_all as select * from victim;
@@ -73,12 +47,6 @@ let direct: pg.Client;
 
 const connect = (groups?: string[]): Promise<pg.Client> => frontDoor.connect(groups);
 const psql = (sql: string, groups?: string[]): Promise<string> => frontDoor.psql(sql, groups);
-
-const expectNoRawSsn = (value: unknown): void => {
-  const text = typeof value === 'string' ? value : JSON.stringify(value);
-  expect(text).not.toContain(RAW_SSN);
-  expect(text).not.toContain('912345678');
-};
 
 beforeAll(async () => {
   await frontDoor.start();
