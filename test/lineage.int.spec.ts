@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import net, { type AddressInfo } from 'node:net';
-import pg from 'pg';
+import type net from 'node:net';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PostgresResourceConfig } from '@sluice/config';
 import type { SluiceEventKind, Subject } from '@sluice/contracts';
-import { createTokenVerifier } from '@sluice/identity';
 import { compileMasking, COLUMN_REDACTED } from '@sluice/masking-engine';
-import type { Decision, GovernancePorts, GovernedCommand } from '../services/proxy/src/ports.js';
+import type { Decision, GovernedCommand } from '../services/proxy/src/ports.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
+import { createDatabase, dropDatabases } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { createPostgresPorts, listenPostgresProxy, openClient } from './support/postgres-proxy-harness.js';
 
 /**
  * Lineage masking through the real PostgreSQL adapter and the real masking engine: a result column
@@ -48,7 +49,6 @@ const allow = (command: GovernedCommand): Decision => ({
   prepares: command.kind === 'sql' ? [...command.text.matchAll(/prepare\s+(\w+)/gi)].map((match) => match[1]!.toLowerCase()) : [],
 });
 
-const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const database = `sluice_lineage_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 let issuer: TestIssuer;
 let server: net.Server;
@@ -59,28 +59,18 @@ const clients: pg.Client[] = [];
 
 const connect = async (): Promise<pg.Client> => {
   const password = await issuer.mint({ sub: 'agent-support', groups: ['support-agents'] });
-  const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: 'lineage-db', password });
-  client.on('error', () => {});
-  await client.connect();
-  clients.push(client);
-  return client;
+  return openClient({ host: '127.0.0.1', port, user: 'agent', database: 'lineage-db', password }, clients);
 };
 
 beforeAll(async () => {
   issuer = await startTestIssuer();
-  const admin = new pg.Client(ADMIN_URL);
-  await admin.connect();
-  await admin.query(`create database ${database}`);
-  await admin.end();
-  const direct = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
-  await direct.connect();
-  await direct.query(`
-    create table people (id int primary key, name text, ssn text, pin_code text, balance numeric(10,2));
-    insert into people values
-      (1, 'Ada Lovelace', '123-45-6789', 'k9x2', 10.50),
-      (2, 'Alan Turing', '987-65-4321', 'p4q7', 20.00);
-  `);
-  await direct.end();
+  await createDatabase(
+    database,
+    `create table people (id int primary key, name text, ssn text, pin_code text, balance numeric(10,2));
+     insert into people values
+       (1, 'Ada Lovelace', '123-45-6789', 'k9x2', 10.50),
+       (2, 'Alan Turing', '987-65-4321', 'p4q7', 20.00);`,
+  );
   const resource: PostgresResourceConfig = {
     name: 'lineage-db',
     type: 'postgres',
@@ -89,49 +79,26 @@ beforeAll(async () => {
     credentials: { username: 'postgres' },
   };
   adapter = createPostgresAdapter(resource, { secretsDir: process.cwd() });
-  const verifier = createTokenVerifier([{ issuer: issuer.issuer, audience: 'sluice', clockTolerance: 0 }]);
-  const ports: GovernancePorts = {
-    identity: { verify: async (token) => verifier.verify(token) },
+  const ports = createPostgresPorts({
+    issuer,
     policy: {
       describeSession: async (_subject: Subject) => ({ mayConnect: true, readOnly: true }),
       decide: async (_subject, _resource, command) => allow(command),
     },
-    masking: {
-      masker: (profile) => (profile ? masking.profile(profile) : undefined),
-      maskCommandText: (text) => masking.everything.maskText(text, {}),
+    masking,
+    record: (_sessionId, kind, data) => {
+      events.push({ kind, data: data as unknown as Record<string, unknown> });
     },
-    approvals: {
-      request: async () => {
-        throw new Error('no approvals in this test');
-      },
-      awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
-      consume: async () => false,
-    },
-    audit: {
-      healthy: true,
-      record: (_sessionId, kind, data) => {
-        events.push({ kind, data: data as unknown as Record<string, unknown> });
-      },
-    },
-    recording: { maxRows: 10, maxBytes: 65_536 },
-    newId: randomUUID,
-    now: () => new Date(),
-  };
-  server = net.createServer({ noDelay: true }, (socket) => {
-    void adapter.handleConnection(socket, ports);
+    maxRows: 10,
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as AddressInfo).port;
+  ({ server, port } = await listenPostgresProxy(adapter, ports));
 });
 
 afterAll(async () => {
   for (const client of clients) await client.end().catch(() => {});
   await adapter?.close();
   await new Promise((resolve) => server?.close(resolve));
-  const admin = new pg.Client(ADMIN_URL);
-  await admin.connect();
-  await admin.query(`drop database if exists ${database} with (force)`);
-  await admin.end();
+  await dropDatabases([database]);
   await issuer?.close();
 });
 

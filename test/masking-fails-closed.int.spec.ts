@@ -1,19 +1,18 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import net, { type AddressInfo } from 'node:net';
+import type net from 'node:net';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, type PostgresResourceConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
-import { createTokenVerifier } from '@sluice/identity';
 import { compileMasking, COLUMN_REDACTED } from '@sluice/masking-engine';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { createPolicy } from '../services/policy/src/policy.js';
-import type { GovernancePorts } from '../services/proxy/src/ports.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
 import { createDatabase, dropDatabases } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { createPostgresPorts, listenPostgresProxy, openClient } from './support/postgres-proxy-harness.js';
 
 /**
  * Issue #9, findings 5 and 6: functions are closed by default and masking fails closed, probed
@@ -56,13 +55,8 @@ const clients: pg.Client[] = [];
 
 const token = (groups: string[]): Promise<string> => issuer.mint({ sub: 'agent-probe', groups });
 
-const connect = async (groups = ['support']): Promise<pg.Client> => {
-  const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: 'probe-db', password: await token(groups) });
-  client.on('error', () => {});
-  await client.connect();
-  clients.push(client);
-  return client;
-};
+const connect = async (groups = ['support']): Promise<pg.Client> =>
+  openClient({ host: '127.0.0.1', port, user: 'agent', database: 'probe-db', password: await token(groups) }, clients);
 
 /** psql through the proxy, as an agent would run it: stdout, or the error text on failure. */
 const psql = async (sql: string): Promise<string> => {
@@ -96,39 +90,19 @@ beforeAll(async () => {
   );
   const resource = CONFIG.resources[0] as PostgresResourceConfig;
   adapter = createPostgresAdapter({ ...resource, target: { ...resource.target, port: 5432, ssl: false } }, { secretsDir: process.cwd() });
-  const verifier = createTokenVerifier([{ issuer: issuer.issuer, audience: 'sluice', clockTolerance: 0 }]);
-  const ports: GovernancePorts = {
-    identity: { verify: async (jwt) => verifier.verify(jwt) },
+  const ports = createPostgresPorts({
+    issuer,
     policy: {
       describeSession: async () => ({ mayConnect: true, readOnly: true }),
       decide: async (subject, resource, command) => policy.decide(subject, resource, command),
     },
-    masking: {
-      masker: (profile) => (profile ? masking.profile(profile) : undefined),
-      maskCommandText: (text) => masking.everything.maskText(text, {}),
+    masking,
+    record: (_sessionId, kind, data) => {
+      events.push({ kind, data: data as unknown as Record<string, unknown> });
     },
-    approvals: {
-      request: async () => {
-        throw new Error('no approvals in this test');
-      },
-      awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
-      consume: async () => false,
-    },
-    audit: {
-      healthy: true,
-      record: (_sessionId, kind, data) => {
-        events.push({ kind, data: data as unknown as Record<string, unknown> });
-      },
-    },
-    recording: { maxRows: 10, maxBytes: 65_536 },
-    newId: randomUUID,
-    now: () => new Date(),
-  };
-  server = net.createServer({ noDelay: true }, (socket) => {
-    void adapter.handleConnection(socket, ports);
+    maxRows: 10,
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as AddressInfo).port;
+  ({ server, port } = await listenPostgresProxy(adapter, ports));
 });
 
 afterAll(async () => {

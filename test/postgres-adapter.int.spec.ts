@@ -25,7 +25,9 @@ import { createTokenVerifier } from '@sluice/identity';
 import type { ColumnInfo, MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import type { ApprovalOutcome, ApprovalRequest, Decision, GovernancePorts, GovernedCommand } from '../services/proxy/src/ports.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
+import { createDatabase, dropDatabases } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { listenPostgresProxy, openClient, sqlState } from './support/postgres-proxy-harness.js';
 
 // ---------------------------------------------------------------- test ports (in-process)
 
@@ -224,7 +226,6 @@ const waitFor = async (condition: () => boolean, timeoutMs = 5_000): Promise<voi
 
 // ---------------------------------------------------------------- fixture
 
-const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const database = `sluice_pg_adapter_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 let issuer: TestIssuer;
 let server: net.Server;
@@ -239,13 +240,8 @@ const clients: pg.Client[] = [];
 
 const token = (groups: string[], extra: { expiresIn?: number; aud?: string } = {}) => issuer.mint({ sub: `agent-${groups.join('-')}`, groups, ...extra });
 
-const connect = async (groups: string[] = ['readers']): Promise<pg.Client> => {
-  const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: 'test-db', password: await token(groups) });
-  client.on('error', () => {});
-  await client.connect();
-  clients.push(client);
-  return client;
-};
+const connect = async (groups: string[] = ['readers']): Promise<pg.Client> =>
+  openClient({ host: '127.0.0.1', port, user: 'agent', database: 'test-db', password: await token(groups) }, clients);
 
 const psql = async (password: string, sql: string): Promise<{ code: number | null; stdout: string; stderr: string }> =>
   new Promise((resolve, reject) => {
@@ -260,21 +256,9 @@ const psql = async (password: string, sql: string): Promise<{ code: number | nul
     child.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
 
-const sqlState = async (promise: Promise<unknown>): Promise<string | undefined> => {
-  try {
-    await promise;
-    return undefined;
-  } catch (error) {
-    return (error as { code?: string }).code;
-  }
-};
-
 beforeAll(async () => {
   issuer = await startTestIssuer();
-  const admin = new pg.Client(ADMIN_URL);
-  await admin.connect();
-  await admin.query(`create database ${database}`);
-  await admin.end();
+  await createDatabase(database);
   direct = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
   await direct.connect();
   await direct.query(`
@@ -309,11 +293,7 @@ beforeAll(async () => {
     newId: randomUUID,
     now: () => new Date(),
   };
-  server = net.createServer({ noDelay: true }, (socket) => {
-    void adapter.handleConnection(socket, ports);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as AddressInfo).port;
+  ({ server, port } = await listenPostgresProxy(adapter, ports));
 });
 
 beforeEach(() => {
@@ -327,10 +307,7 @@ afterAll(async () => {
   await adapter?.close();
   await new Promise((resolve) => server?.close(resolve));
   await direct?.end();
-  const admin = new pg.Client(ADMIN_URL);
-  await admin.connect();
-  await admin.query(`drop database if exists ${database} with (force)`);
-  await admin.end();
+  await dropDatabases([database]);
   await issuer?.close();
 });
 

@@ -1,26 +1,26 @@
 import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import net, { type AddressInfo } from 'node:net';
+import type net from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  decodeBackend,
-  encodePasswordMessage,
-  encodeQuery,
-  encodeStartupMessage,
-  encodeSync,
-  FrameReader,
-  type BackendMessage,
-} from '@sluice/codec-pg';
+import { encodeQuery, encodeSync } from '@sluice/codec-pg';
 import type { PostgresResourceConfig, RuleConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
-import { createTokenVerifier } from '@sluice/identity';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { createPolicy } from '../services/policy/src/policy.js';
-import type { ApprovalOutcome, ApprovalRequest, GovernancePorts } from '../services/proxy/src/ports.js';
+import type { ApprovalOutcome, ApprovalRequest } from '../services/proxy/src/ports.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
 import { createDatabase, dropDatabases } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import {
+  createPostgresPorts,
+  enginePolicyPort,
+  listenPostgresProxy,
+  openClient,
+  RawPostgresSession,
+  sqlState,
+  waitFor,
+} from './support/postgres-proxy-harness.js';
 
 /**
  * Issue #9, findings 1-4: the proxy must hold the PostgreSQL session state the server holds
@@ -73,14 +73,6 @@ interface RecordedEvent {
   readonly data: Record<string, unknown>;
 }
 
-const waitFor = async (condition: () => boolean, timeoutMs = 10_000): Promise<void> => {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-};
-
 // ---------------------------------------------------------------- raw protocol client
 
 const frontend = (code: string, body: Buffer): Buffer => {
@@ -97,47 +89,6 @@ const bind = (portal: string, statement: string): Buffer => frontend('B', Buffer
 const flush = (): Buffer => frontend('H', Buffer.alloc(0));
 const execute = (portal: string): Buffer => frontend('E', Buffer.concat([cstring(portal), Buffer.from([0, 0, 0, 0])]));
 
-/** A connection speaking the protocol byte by byte, as an attacker would. */
-class RawSession {
-  readonly messages: BackendMessage[] = [];
-  closed = false;
-  readonly #reader = new FrameReader({ phase: 'typed' });
-  private constructor(readonly socket: net.Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      for (const frame of this.#reader.push(chunk)) this.messages.push(decodeBackend(frame));
-    });
-    socket.on('close', () => (this.closed = true));
-    socket.on('error', () => (this.closed = true));
-  }
-
-  static async open(port: number, token: string): Promise<RawSession> {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    const session = new RawSession(socket);
-    socket.write(encodeStartupMessage([['user', 'agent'], ['database', RESOURCE]]));
-    await waitFor(() => session.messages.some((m) => m.type === 'AuthenticationCleartextPassword'));
-    socket.write(encodePasswordMessage(token));
-    await session.readyCount(1);
-    return session;
-  }
-
-  count(type: BackendMessage['type']): number {
-    return this.messages.filter((m) => m.type === type).length;
-  }
-
-  async readyCount(n: number): Promise<void> {
-    await waitFor(() => this.count('ReadyForQuery') >= n || this.closed);
-  }
-
-  errors(): { C?: string; M?: string; S?: string }[] {
-    return this.messages.flatMap((m) => (m.type === 'ErrorResponse' ? [m.fields as { C?: string; M?: string; S?: string }] : []));
-  }
-
-  send(...buffers: Buffer[]): void {
-    this.socket.write(Buffer.concat(buffers));
-  }
-}
-
 // ---------------------------------------------------------------- fixture
 
 const run = randomUUID().replaceAll('-', '').slice(0, 10);
@@ -150,23 +101,17 @@ let approvals: RecordedApprovals;
 const events: RecordedEvent[] = [];
 let direct: pg.Client;
 const clients: pg.Client[] = [];
-const raws: RawSession[] = [];
+const raws: RawPostgresSession[] = [];
 type RecordedApprovals = RecordingApprovals;
 
 const token = (groups: string[]) => issuer.mint({ sub: `agent-${groups.join('-')}-${randomUUID().slice(0, 4)}`, groups });
 
-const connect = async (groups: string[]): Promise<pg.Client> => {
-  const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, password: await token(groups) });
-  client.on('error', () => {});
-  await client.connect();
-  clients.push(client);
-  return client;
-};
+const connect = async (groups: string[]): Promise<pg.Client> =>
+  openClient({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, password: await token(groups) }, clients);
 
-const openRaw = async (groups: string[]): Promise<RawSession> => {
-  const session = await RawSession.open(port, await token(groups));
-  raws.push(session);
-  return session;
+const openRaw = async (groups: string[]): Promise<RawPostgresSession> => {
+  const password = await token(groups);
+  return RawPostgresSession.open(port, RESOURCE, async () => password, (session) => raws.push(session));
 };
 
 /** psql with one `-c` per message: each is sent whole, as one Query, in one session. */
@@ -182,15 +127,6 @@ const psql = async (groups: string[], messages: readonly string[]): Promise<{ co
     child.on('error', reject);
     child.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
-};
-
-const sqlState = async (promise: Promise<unknown>): Promise<string | undefined> => {
-  try {
-    await promise;
-    return undefined;
-  } catch (error) {
-    return (error as { code?: string }).code;
-  }
 };
 
 const victimCount = async (): Promise<number> => Number((await direct.query('select count(*)::int as n from victim')).rows[0].n);
@@ -225,30 +161,18 @@ beforeAll(async () => {
     credentials: { username: 'postgres' },
   };
   const policy = createPolicy(RULES, [resource], { approvalTimeoutMs: 60_000 });
-  const verifier = createTokenVerifier([{ issuer: issuer.issuer, audience: 'sluice', clockTolerance: 0 }]);
   approvals = new RecordingApprovals();
   adapter = createPostgresAdapter(resource, { secretsDir: process.cwd() });
-  const ports: GovernancePorts = {
-    identity: { verify: async (t) => verifier.verify(t) },
-    policy: {
-      describeSession: async (subject, name) => policy.describeSession(subject, name),
-      decide: async (subject, name, command) => policy.decide(subject, name, command),
-    },
-    masking: { masker: () => undefined, maskCommandText: (text) => text },
+  const ports = createPostgresPorts({
+    issuer,
+    policy: enginePolicyPort(policy),
     approvals,
-    audit: {
-      healthy: true,
-      record: (sessionId: string, kind: SluiceEventKind, data: unknown) => {
-        events.push({ sessionId, kind, data: data as Record<string, unknown> });
-      },
+    record: (sessionId: string, kind: SluiceEventKind, data: unknown) => {
+      events.push({ sessionId, kind, data: data as Record<string, unknown> });
     },
-    recording: { maxRows: 5, maxBytes: 65_536 },
-    newId: randomUUID,
-    now: () => new Date(),
-  };
-  server = net.createServer({ noDelay: true }, (socket) => void adapter.handleConnection(socket, ports));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as AddressInfo).port;
+    maxRows: 5,
+  });
+  ({ server, port } = await listenPostgresProxy(adapter, ports));
 });
 
 afterAll(async () => {

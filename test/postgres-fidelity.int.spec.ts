@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import pg from 'pg';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,12 +18,12 @@ import {
 } from '@sluice/codec-pg';
 import { parseConfig, type PostgresResourceConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
-import { createTokenVerifier } from '@sluice/identity';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { createPolicy } from '../services/policy/src/policy.js';
-import type { GovernancePorts } from '../services/proxy/src/ports.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
+import { createDatabase, dropDatabases } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { createPostgresPorts, enginePolicyPort, listenPostgresProxy, openClient, waitFor as pollUntil } from './support/postgres-proxy-harness.js';
 
 /**
  * PostgreSQL fidelity: a driver must not notice Sluice except where a rule says no. Each behaviour
@@ -31,7 +31,6 @@ import { startTestIssuer, type TestIssuer } from './support/oidc.js';
  * policy engine and SQL classifier; nothing of pg or PostgreSQL is mocked).
  */
 
-const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
 const database = `sluice_pg_fidelity_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'fidelity-db';
 
@@ -48,13 +47,8 @@ let direct: pg.Client;
 const events: RecordedEvent[] = [];
 const clients: pg.Client[] = [];
 
-const waitFor = async (condition: () => boolean, timeoutMs = 5_000): Promise<void> => {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-};
+/** The fidelity probes give every answer 5 s. */
+const waitFor = (condition: () => boolean, timeoutMs = 5_000): Promise<void> => pollUntil(condition, timeoutMs);
 
 /** A writer may read, write and change the schema; admin (DO, SET ROLE, …) is denied to all. */
 const token = (groups: string[] = ['writers']) => issuer.mint({ sub: `agent-${groups.join('-')}`, groups });
@@ -69,13 +63,7 @@ const throughSluice = async (config: pg.ClientConfig = {}, groups?: string[]): P
 });
 const directly = (config: pg.ClientConfig = {}): pg.ClientConfig => ({ host: '127.0.0.1', port: 5432, user: 'postgres', database, ...config });
 
-const open = async (config: pg.ClientConfig): Promise<pg.Client> => {
-  const client = new pg.Client(config);
-  client.on('error', () => {});
-  await client.connect();
-  clients.push(client);
-  return client;
-};
+const open = (config: pg.ClientConfig): Promise<pg.Client> => openClient(config, clients);
 
 const failure = async (promise: Promise<unknown>): Promise<{ code?: string; message?: string; position?: string; severity?: string }> => {
   try {
@@ -98,10 +86,7 @@ const count = async (): Promise<number> => (await direct.query('select count(*):
 beforeAll(async () => {
   await loadSqlClassifier();
   issuer = await startTestIssuer();
-  const admin = new pg.Client(ADMIN_URL);
-  await admin.connect();
-  await admin.query(`create database ${database}`);
-  await admin.end();
+  await createDatabase(database);
   direct = new pg.Client(directly());
   await direct.connect();
   await direct.query('create table ledger (id serial primary key, note text)');
@@ -122,29 +107,13 @@ beforeAll(async () => {
   });
   const policy = createPolicy(config.rules, config.resources, { approvalTimeoutMs: 60_000 });
   adapter = createPostgresAdapter(resource, { secretsDir: process.cwd() });
-  const verifier = createTokenVerifier([{ issuer: issuer.issuer, audience: 'sluice', clockTolerance: 0 }]);
-  const ports: GovernancePorts = {
-    identity: { verify: async (t) => verifier.verify(t) },
-    policy: {
-      describeSession: async (subject, name) => policy.describeSession(subject, name),
-      decide: async (subject, name, command) => policy.decide(subject, name, command),
-    },
-    masking: { masker: () => undefined, maskCommandText: (text) => text },
-    approvals: {
-      request: async () => {
-        throw new Error('no approvals in this test');
-      },
-      awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
-      consume: async () => false,
-    },
-    audit: { healthy: true, record: (_session, kind, data) => void events.push({ kind, data: data as unknown as Record<string, unknown> }) },
-    recording: { maxRows: 10, maxBytes: 65_536 },
-    newId: randomUUID,
-    now: () => new Date(),
-  };
-  server = net.createServer({ noDelay: true }, (socket) => void adapter.handleConnection(socket, ports));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as AddressInfo).port;
+  const ports = createPostgresPorts({
+    issuer,
+    policy: enginePolicyPort(policy),
+    record: (_session, kind, data) => void events.push({ kind, data: data as unknown as Record<string, unknown> }),
+    maxRows: 10,
+  });
+  ({ server, port } = await listenPostgresProxy(adapter, ports));
 });
 
 afterAll(async () => {
@@ -152,10 +121,7 @@ afterAll(async () => {
   await adapter?.close();
   await new Promise((resolve) => server?.close(resolve));
   await direct?.end();
-  const admin = new pg.Client(ADMIN_URL);
-  await admin.connect();
-  await admin.query(`drop database if exists ${database} with (force)`);
-  await admin.end();
+  await dropDatabases([database]);
   await issuer?.close();
 });
 

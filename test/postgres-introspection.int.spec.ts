@@ -1,18 +1,17 @@
 import { randomUUID } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import net, { type AddressInfo } from 'node:net';
+import type net from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PostgresResourceConfig, RuleConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
-import { createTokenVerifier } from '@sluice/identity';
 import { compileMasking, COLUMN_REDACTED } from '@sluice/masking-engine';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { createPolicy } from '../services/policy/src/policy.js';
-import type { GovernancePorts } from '../services/proxy/src/ports.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
 import { createDatabase, dropDatabases } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { createPostgresPorts, enginePolicyPort, listenPostgresProxy, openClient, sqlState } from './support/postgres-proxy-harness.js';
 
 /**
  * Issue #11: psql's meta-commands and the introspection queries of drivers, ORMs and database
@@ -54,13 +53,8 @@ type Who = 'readers' | 'orders' | 'direct';
 
 const token = (group: string) => issuer.mint({ sub: `agent-${group}-${randomUUID().slice(0, 4)}`, groups: [group] });
 
-const connect = async (group: Exclude<Who, 'direct'>): Promise<pg.Client> => {
-  const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, password: await token(group) });
-  client.on('error', () => {});
-  await client.connect();
-  clients.push(client);
-  return client;
-};
+const connect = async (group: Exclude<Who, 'direct'>): Promise<pg.Client> =>
+  openClient({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, password: await token(group) }, clients);
 
 /** psql with `-c` per meta-command or query, through Sluice or direct to the target. */
 const psql = async (who: Who, commands: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> => {
@@ -78,15 +72,6 @@ const psql = async (who: Who, commands: readonly string[]): Promise<{ code: numb
     // 'close', not 'exit': exit may come before the last of stdout is read.
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
-};
-
-const sqlState = async (promise: Promise<unknown>): Promise<string | undefined> => {
-  try {
-    await promise;
-    return undefined;
-  } catch (error) {
-    return (error as { code?: string }).code;
-  }
 };
 
 beforeAll(async () => {
@@ -120,35 +105,17 @@ beforeAll(async () => {
     credentials: { username: 'postgres' },
   };
   const policy = createPolicy(RULES, [resource], { approvalTimeoutMs: 60_000 });
-  const verifier = createTokenVerifier([{ issuer: issuer.issuer, audience: 'sluice', clockTolerance: 0 }]);
   adapter = createPostgresAdapter(resource, { secretsDir: process.cwd() });
-  const ports: GovernancePorts = {
-    identity: { verify: async (t) => verifier.verify(t) },
-    policy: {
-      describeSession: async (subject, name) => policy.describeSession(subject, name),
-      decide: async (subject, name, command) => policy.decide(subject, name, command),
+  const ports = createPostgresPorts({
+    issuer,
+    policy: enginePolicyPort(policy),
+    masking,
+    record: (_sessionId: string, kind: SluiceEventKind, data: unknown) => {
+      events.push({ kind, data: data as Record<string, unknown> });
     },
-    masking: { masker: (profile) => (profile ? masking.profile(profile) : undefined), maskCommandText: (text) => masking.everything.maskText(text, {}) },
-    approvals: {
-      request: async () => {
-        throw new Error('no approvals in this test');
-      },
-      awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
-      consume: async () => false,
-    },
-    audit: {
-      healthy: true,
-      record: (_sessionId: string, kind: SluiceEventKind, data: unknown) => {
-        events.push({ kind, data: data as Record<string, unknown> });
-      },
-    },
-    recording: { maxRows: 5, maxBytes: 65_536 },
-    newId: randomUUID,
-    now: () => new Date(),
-  };
-  server = net.createServer({ noDelay: true }, (socket) => void adapter.handleConnection(socket, ports));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as AddressInfo).port;
+    maxRows: 5,
+  });
+  ({ server, port } = await listenPostgresProxy(adapter, ports));
 });
 
 afterAll(async () => {

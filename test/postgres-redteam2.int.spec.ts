@@ -1,20 +1,9 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import net, { type AddressInfo } from 'node:net';
-import { promisify } from 'node:util';
-import pg from 'pg';
-import { decodeBackend, encodePasswordMessage, encodeStartupMessage, FrameReader, type BackendMessage } from '@sluice/codec-pg';
+import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, type PostgresResourceConfig } from '@sluice/config';
-import type { SluiceEventKind } from '@sluice/contracts';
-import { createTokenVerifier } from '@sluice/identity';
-import { compileMasking, COLUMN_REDACTED } from '@sluice/masking-engine';
-import { loadSqlClassifier } from '@sluice/sql-classifier';
-import { createPolicy } from '../services/policy/src/policy.js';
-import type { GovernancePorts } from '../services/proxy/src/ports.js';
-import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
-import { createDatabase, dropDatabases } from './support/databases.js';
-import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { COLUMN_REDACTED } from '@sluice/masking-engine';
+import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
 
 /**
  * Second red team of the PostgreSQL front door (issue #9), after the catalogue opened catalog
@@ -24,133 +13,17 @@ import { startTestIssuer, type TestIssuer } from './support/oidc.js';
  * `912-34-5678` is in the 9xx range: no detector knows it, only the column rule can mask it.
  */
 
-const execFileAsync = promisify(execFile);
 const database = `sluice_redteam2_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
-const RESOURCE = 'redteam-db';
-const RAW_SSN = '912-34-5678';
 /** A role of the cluster whose ALTER ROLE … SET carries a secret (roles are cluster-wide: dropped after). */
 const APP_ROLE = `redteam2_app_${database.slice(-12)}`;
 
-const CONFIG = parseConfig({
-  resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
-  masking: {
-    profiles: {
-      pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'jwt', 'secret'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] },
-    },
-  },
-  rules: [
-    { name: 'no-secrets', effect: 'deny', resources: [RESOURCE], tables: ['public.secrets', 'public.vault'] },
-    { name: 'readers', effect: 'allow', subjects: { groups: ['readers'] }, resources: [RESOURCE], actions: ['read'], mask: 'pii' },
-    { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write'], mask: 'pii' },
-    { name: 'orders-only', effect: 'allow', subjects: { groups: ['orders'] }, resources: [RESOURCE], actions: ['read'], tables: ['public.orders'], mask: 'pii' },
-    { name: 'changers', effect: 'allow', subjects: { groups: ['changers'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl'], mask: 'pii' },
-    { name: 'risky-needs-dba', effect: 'approve', subjects: { groups: ['changers'] }, resources: [RESOURCE], risk: 'high', approvers: { groups: ['dba'] } },
-  ],
-});
-const policy = createPolicy(CONFIG.rules, CONFIG.resources, { approvalTimeoutMs: 60_000 });
-const masking = compileMasking(CONFIG.masking, { hashKey: 'redteam-int' });
+const CONFIG = redTeamConfig(database, ['public.secrets', 'public.vault']);
 
-let issuer: TestIssuer;
-let server: net.Server;
-let adapter: PostgresAdapter;
-let port: number;
-let direct: pg.Client;
-const events: { kind: SluiceEventKind; data: Record<string, unknown> }[] = [];
-/** Commands held for approval; every one is denied. */
-const approvalRequests: string[] = [];
-const clients: pg.Client[] = [];
-
-const token = (groups: string[]): Promise<string> => issuer.mint({ sub: `agent-${groups.join('-')}`, groups });
-
-const connect = async (groups = ['readers']): Promise<pg.Client> => {
-  const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, password: await token(groups) });
-  client.on('error', () => {});
-  await client.connect();
-  clients.push(client);
-  return client;
-};
-
-/** psql through the proxy, one message: stdout, or stdout and stderr on failure. */
-const psql = async (sql: string, groups = ['readers']): Promise<string> => {
-  const env = { ...process.env, PGPASSWORD: await token(groups), PGCONNECT_TIMEOUT: '10', PGSSLMODE: 'disable' };
-  try {
-    const { stdout } = await execFileAsync('psql', ['-X', '-q', '-At', '-h', '127.0.0.1', '-p', String(port), '-U', 'agent', '-d', RESOURCE, '-v', 'ON_ERROR_STOP=1', '-c', sql], { env, timeout: 20_000 });
-    return stdout;
-  } catch (error) {
-    return `${(error as { stdout?: string }).stdout ?? ''}${(error as { stderr?: string }).stderr ?? ''}`;
-  }
-};
-
-/** A connection speaking the protocol byte by byte, as an attacker would; keeps every byte it got. */
-class RawSession {
-  readonly messages: BackendMessage[] = [];
-  received = Buffer.alloc(0);
-  closed = false;
-  readonly #reader = new FrameReader({ phase: 'typed' });
-  private constructor(readonly socket: net.Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      this.received = Buffer.concat([this.received, chunk]);
-      for (const frame of this.#reader.push(chunk)) this.messages.push(decodeBackend(frame));
-    });
-    socket.on('close', () => (this.closed = true));
-    socket.on('error', () => (this.closed = true));
-  }
-
-  static async open(groups: string[]): Promise<RawSession> {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    const session = new RawSession(socket);
-    raws.push(session);
-    socket.write(encodeStartupMessage([['user', 'agent'], ['database', RESOURCE]]));
-    await waitFor(() => session.messages.some((m) => m.type === 'AuthenticationCleartextPassword'));
-    socket.write(encodePasswordMessage(await token(groups)));
-    await session.readyCount(1);
-    return session;
-  }
-
-  count(type: BackendMessage['type']): number {
-    return this.messages.filter((m) => m.type === type).length;
-  }
-
-  async readyCount(n: number): Promise<void> {
-    await waitFor(() => this.count('ReadyForQuery') >= n || this.closed);
-  }
-
-  send(...buffers: Buffer[]): void {
-    this.socket.write(Buffer.concat(buffers));
-  }
-}
-const raws: RawSession[] = [];
-
-const waitFor = async (condition: () => boolean, timeoutMs = 10_000): Promise<void> => {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-};
-
-const expectNoRawSsn = (value: unknown): void => {
-  const text = typeof value === 'string' ? value : JSON.stringify(value);
-  expect(text).not.toContain(RAW_SSN);
-  expect(text).not.toContain('912345678');
-};
-
-beforeAll(async () => {
-  await loadSqlClassifier();
-  issuer = await startTestIssuer();
-  await createDatabase(
-    database,
-    `create table people (id int primary key, name text, ssn text);
-     insert into people values (1, 'Ada Lovelace', '${RAW_SSN}');
-     alter table people add constraint name_not_empty check (name <> '');
-     create table orders (id int primary key, item text);
-     insert into orders values (1, 'public-order');
-     create table victim (id int primary key, x int);
-     insert into victim select g, g from generate_series(1, 5) g;
-     create table secrets (id int, secret text);
-     insert into secrets select g, 'TOP-SECRET-VALUE' from generate_series(1, 200) g;
-     analyze secrets;
+const frontDoor = new PostgresFrontDoor({
+  config: CONFIG,
+  database,
+  hashKey: 'redteam-int',
+  setupSql: `${RED_TEAM_SEED_SQL}
      create role ${APP_ROLE} nologin;
      alter role ${APP_ROLE} set app.api_key = 'TOP-SECRET-VALUE';
      create view victim_all as select * from victim;
@@ -166,56 +39,22 @@ beforeAll(async () => {
      create table parent (id int, x int);
      create table child () inherits (parent);
      insert into child select g, 1 from generate_series(1, 5) g;`,
-  );
-  direct = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
-  await direct.connect();
-  const resource = CONFIG.resources[0] as PostgresResourceConfig;
-  adapter = createPostgresAdapter({ ...resource, target: { ...resource.target, port: 5432, ssl: false } }, { secretsDir: process.cwd() });
-  const verifier = createTokenVerifier([{ issuer: issuer.issuer, audience: 'sluice', clockTolerance: 0 }]);
-  const ports: GovernancePorts = {
-    identity: { verify: async (jwt) => verifier.verify(jwt) },
-    policy: {
-      describeSession: async (subject, name) => policy.describeSession(subject, name),
-      decide: async (subject, name, command) => policy.decide(subject, name, command),
-    },
-    masking: {
-      masker: (profile) => (profile ? masking.profile(profile) : undefined),
-      maskCommandText: (text) => masking.everything.maskText(text, {}),
-    },
-    approvals: {
-      request: async (request) => {
-        approvalRequests.push(request.command);
-        return { approvalId: `appr-${randomUUID().slice(0, 8)}`, expiresAt: new Date(Date.now() + 60_000) };
-      },
-      awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
-      consume: async () => false,
-    },
-    audit: {
-      healthy: true,
-      record: (_sessionId, kind, data) => {
-        events.push({ kind, data: data as unknown as Record<string, unknown> });
-      },
-    },
-    recording: { maxRows: 10, maxBytes: 65_536 },
-    newId: randomUUID,
-    now: () => new Date(),
-  };
-  server = net.createServer({ noDelay: true }, (socket) => {
-    void adapter.handleConnection(socket, ports);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  port = (server.address() as AddressInfo).port;
+  teardownSql: `drop role if exists ${APP_ROLE}`,
+});
+/** Commands held for approval; every one is denied. */
+const approvalRequests = frontDoor.approvalRequests;
+let direct: pg.Client;
+
+const connect = (groups?: string[]): Promise<pg.Client> => frontDoor.connect(groups);
+const psql = (sql: string, groups?: string[]): Promise<string> => frontDoor.psql(sql, groups);
+
+beforeAll(async () => {
+  await frontDoor.start();
+  direct = frontDoor.direct;
 });
 
 afterAll(async () => {
-  for (const client of clients) await client.end().catch(() => {});
-  for (const raw of raws) raw.socket.destroy();
-  await adapter?.close();
-  await new Promise((resolve) => server?.close(resolve));
-  await direct?.query(`drop role if exists ${APP_ROLE}`).catch(() => {});
-  await direct?.end();
-  await dropDatabases([database]);
-  await issuer?.close();
+  await frontDoor.close();
 });
 
 describe('TABLESAMPLE returns the rows, columns and alias of its table unchanged', () => {

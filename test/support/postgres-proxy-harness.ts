@@ -1,0 +1,272 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import net, { type AddressInfo } from 'node:net';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { decodeBackend, encodePasswordMessage, encodeStartupMessage, FrameReader, type BackendMessage } from '@sluice/codec-pg';
+import type { PostgresResourceConfig, SluiceConfig } from '@sluice/config';
+import type { SluiceEventKind } from '@sluice/contracts';
+import { createTokenVerifier } from '@sluice/identity';
+import { compileMasking, type CompiledMasking } from '@sluice/masking-engine';
+import { loadSqlClassifier } from '@sluice/sql-classifier';
+import { createPolicy } from '../../services/policy/src/policy.js';
+import type { GovernancePorts, ProtocolAdapter } from '../../services/proxy/src/ports.js';
+import { createPostgresAdapter, type PostgresAdapter } from '../../services/proxy/src/postgres/adapter.js';
+import { createDatabase, dropDatabases } from './databases.js';
+import { startTestIssuer, type TestIssuer } from './oidc.js';
+
+const execFileAsync = promisify(execFile);
+
+/** Polls a condition every 10 ms; throws when it is still false after the timeout. */
+export const waitFor = async (condition: () => boolean, timeoutMs = 10_000): Promise<void> => {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+};
+
+/** The policy port backed by an in-process policy engine (what `createPolicy` returns). */
+export const enginePolicyPort = (policy: ReturnType<typeof createPolicy>): GovernancePorts['policy'] => ({
+  describeSession: async (subject, name) => policy.describeSession(subject, name),
+  decide: async (subject, name, command) => policy.decide(subject, name, command),
+});
+
+/** An approval port for specs where no rule holds a command: a request is a bug in the test. */
+export const noApprovalsPort = (): GovernancePorts['approvals'] => ({
+  request: async () => {
+    throw new Error('no approvals in this test');
+  },
+  awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
+  consume: async () => false,
+});
+
+export interface PostgresPortsOptions {
+  /** Tokens are verified against it (audience `sluice`, no clock tolerance). */
+  readonly issuer: TestIssuer;
+  readonly policy: GovernancePorts['policy'];
+  /** Without it nothing is masked and command texts are recorded as they came. */
+  readonly masking?: CompiledMasking;
+  /** Without it: `noApprovalsPort()`. */
+  readonly approvals?: GovernancePorts['approvals'];
+  readonly record: GovernancePorts['audit']['record'];
+  /** The adapter's recording limit on returned rows. */
+  readonly maxRows: number;
+}
+
+/** The proxy's ports for the PostgreSQL integration specs: a real token verifier, the given policy, masking, approvals and audit sink. */
+export const createPostgresPorts = ({ issuer, policy, masking, approvals, record, maxRows }: PostgresPortsOptions): GovernancePorts => {
+  const verifier = createTokenVerifier([{ issuer: issuer.issuer, audience: 'sluice', clockTolerance: 0 }]);
+  return {
+    identity: { verify: async (jwt) => verifier.verify(jwt) },
+    policy,
+    masking: masking
+      ? { masker: (profile) => (profile ? masking.profile(profile) : undefined), maskCommandText: (text) => masking.everything.maskText(text, {}) }
+      : { masker: () => undefined, maskCommandText: (text) => text },
+    approvals: approvals ?? noApprovalsPort(),
+    audit: { healthy: true, record },
+    recording: { maxRows, maxBytes: 65_536 },
+    newId: randomUUID,
+    now: () => new Date(),
+  };
+};
+
+/** A loopback listener on port 0 (Nagle off, as the proxy runs) that hands every connection to the adapter. */
+export const listenPostgresProxy = async (adapter: Pick<ProtocolAdapter, 'handleConnection'>, ports: GovernancePorts): Promise<{ server: net.Server; port: number }> => {
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    void adapter.handleConnection(socket, ports);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port };
+};
+
+/** Connects a node-postgres client (errors after connect are ignored: tests read them from queries) and adds it to `clients`. */
+export const openClient = async (config: pg.ClientConfig, clients: pg.Client[]): Promise<pg.Client> => {
+  const client = new pg.Client(config);
+  client.on('error', () => {});
+  await client.connect();
+  clients.push(client);
+  return client;
+};
+
+/** The SQLSTATE a promise rejects with, or undefined when it resolves. */
+export const sqlState = async (promise: Promise<unknown>): Promise<string | undefined> => {
+  try {
+    await promise;
+    return undefined;
+  } catch (error) {
+    return (error as { code?: string }).code;
+  }
+};
+
+/** A connection speaking the protocol byte by byte, as an attacker would; keeps every byte it got. */
+export class RawPostgresSession {
+  readonly messages: BackendMessage[] = [];
+  received = Buffer.alloc(0);
+  closed = false;
+  readonly #reader = new FrameReader({ phase: 'typed' });
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.received = Buffer.concat([this.received, chunk]);
+      for (const frame of this.#reader.push(chunk)) this.messages.push(decodeBackend(frame));
+    });
+    socket.on('close', () => (this.closed = true));
+    socket.on('error', () => (this.closed = true));
+  }
+
+  /**
+   * Connects to the proxy on `port` as user `agent` of database `database` and logs in with
+   * `password`; `track` sees the session before the login, so a failed login is still cleaned up.
+   */
+  static async open(port: number, database: string, password: () => Promise<string>, track: (session: RawPostgresSession) => void): Promise<RawPostgresSession> {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const session = new RawPostgresSession(socket);
+    track(session);
+    socket.write(encodeStartupMessage([['user', 'agent'], ['database', database]]));
+    await waitFor(() => session.messages.some((m) => m.type === 'AuthenticationCleartextPassword'));
+    socket.write(encodePasswordMessage(await password()));
+    await session.readyCount(1);
+    return session;
+  }
+
+  count(type: BackendMessage['type']): number {
+    return this.messages.filter((m) => m.type === type).length;
+  }
+
+  async readyCount(n: number): Promise<void> {
+    await waitFor(() => this.count('ReadyForQuery') >= n || this.closed);
+  }
+
+  /** The fields of every ErrorResponse so far: C the SQLSTATE, M the message, S the severity. */
+  errors(): { C?: string; M?: string; S?: string }[] {
+    return this.messages.flatMap((m) => (m.type === 'ErrorResponse' ? [m.fields as { C?: string; M?: string; S?: string }] : []));
+  }
+
+  send(...buffers: Buffer[]): void {
+    this.socket.write(Buffer.concat(buffers));
+  }
+}
+
+export interface PostgresFrontDoorOptions {
+  /** The parsed config: its first resource is the PostgreSQL resource the proxy serves. */
+  readonly config: SluiceConfig;
+  /** The target database, created with `setupSql` on start and dropped on close. */
+  readonly database: string;
+  readonly setupSql: string;
+  /** Run on the direct connection before it closes (cluster-wide objects such as roles); failures are ignored. */
+  readonly teardownSql?: string;
+  readonly hashKey: string;
+}
+
+/**
+ * The PostgreSQL adapter on a loopback port in front of a fresh database on the real server, with
+ * the real policy and masking engines and a real token issuer: what the PostgreSQL red-team specs
+ * probe with node-postgres, psql and raw protocol bytes. Every approval request is recorded and
+ * denied. `close` tolerates a `start` that failed part-way.
+ */
+export class PostgresFrontDoor {
+  /** Every audit event the adapter recorded, in order. */
+  readonly events: { kind: SluiceEventKind; data: Record<string, unknown> }[] = [];
+  /** Commands held for approval; every one is denied. */
+  readonly approvalRequests: string[] = [];
+  readonly #clients: pg.Client[] = [];
+  readonly #raws: RawPostgresSession[] = [];
+  readonly #options: PostgresFrontDoorOptions;
+  readonly #resource: PostgresResourceConfig;
+  #issuer: TestIssuer | undefined;
+  #server: net.Server | undefined;
+  #adapter: PostgresAdapter | undefined;
+  #direct: pg.Client | undefined;
+  #port = 0;
+
+  constructor(options: PostgresFrontDoorOptions) {
+    this.#options = options;
+    this.#resource = options.config.resources[0] as PostgresResourceConfig;
+  }
+
+  /** A superuser connection straight to the target database, for seeding and checking. */
+  get direct(): pg.Client {
+    if (!this.#direct) throw new Error('the front door has not started');
+    return this.#direct;
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  async start(): Promise<void> {
+    const { config, database, setupSql, hashKey } = this.#options;
+    const policy = createPolicy(config.rules, config.resources, { approvalTimeoutMs: 60_000 });
+    const masking = compileMasking(config.masking, { hashKey });
+    await loadSqlClassifier();
+    this.#issuer = await startTestIssuer();
+    await createDatabase(database, setupSql);
+    this.#direct = new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
+    await this.#direct.connect();
+    const resource = this.#resource;
+    this.#adapter = createPostgresAdapter({ ...resource, target: { ...resource.target, port: 5432, ssl: false } }, { secretsDir: process.cwd() });
+    const issuer = this.#issuer;
+    const ports = createPostgresPorts({
+      issuer,
+      policy: enginePolicyPort(policy),
+      masking,
+      approvals: {
+        request: async (request) => {
+          this.approvalRequests.push(request.command);
+          return { approvalId: `appr-${randomUUID().slice(0, 8)}`, expiresAt: new Date(Date.now() + 60_000) };
+        },
+        awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
+        consume: async () => false,
+      },
+      record: (_sessionId, kind, data) => {
+        this.events.push({ kind, data: data as unknown as Record<string, unknown> });
+      },
+      maxRows: 10,
+    });
+    ({ server: this.#server, port: this.#port } = await listenPostgresProxy(this.#adapter, ports));
+  }
+
+  async close(): Promise<void> {
+    for (const client of this.#clients) await client.end().catch(() => {});
+    for (const raw of this.#raws) raw.socket.destroy();
+    await this.#adapter?.close();
+    const server = this.#server;
+    await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+    if (this.#options.teardownSql) await this.#direct?.query(this.#options.teardownSql).catch(() => {});
+    await this.#direct?.end();
+    await dropDatabases([this.#options.database]);
+    await this.#issuer?.close();
+  }
+
+  /** A token for an agent in `groups` (sub `agent-<groups joined by ->`). */
+  token(groups: string[]): Promise<string> {
+    if (!this.#issuer) throw new Error('the front door has not started');
+    return this.#issuer.mint({ sub: `agent-${groups.join('-')}`, groups });
+  }
+
+  /** node-postgres through the proxy as an agent in `groups`; closed by `close`. */
+  async connect(groups = ['readers']): Promise<pg.Client> {
+    return openClient({ host: '127.0.0.1', port: this.#port, user: 'agent', database: this.#resource.name, password: await this.token(groups) }, this.#clients);
+  }
+
+  /** psql through the proxy, one message: stdout, or stdout and stderr on failure. */
+  async psql(sql: string, groups = ['readers']): Promise<string> {
+    const env = { ...process.env, PGPASSWORD: await this.token(groups), PGCONNECT_TIMEOUT: '10', PGSSLMODE: 'disable' };
+    try {
+      const { stdout } = await execFileAsync(
+        'psql',
+        ['-X', '-q', '-At', '-h', '127.0.0.1', '-p', String(this.#port), '-U', 'agent', '-d', this.#resource.name, '-v', 'ON_ERROR_STOP=1', '-c', sql],
+        { env, timeout: 20_000 },
+      );
+      return stdout;
+    } catch (error) {
+      return `${(error as { stdout?: string }).stdout ?? ''}${(error as { stderr?: string }).stderr ?? ''}`;
+    }
+  }
+
+  /** A raw protocol session through the proxy, logged in as an agent in `groups`; destroyed by `close`. */
+  async openRaw(groups: string[]): Promise<RawPostgresSession> {
+    return RawPostgresSession.open(this.#port, this.#resource.name, () => this.token(groups), (session) => this.#raws.push(session));
+  }
+}
