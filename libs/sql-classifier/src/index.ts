@@ -20,7 +20,7 @@ export {
   type StatementLineage,
 } from './lineage.js';
 export { sqlSyntaxError, type SqlSyntaxError } from './syntax.js';
-export { guardedSettingReason } from './settings.js';
+export { isReadableClientEncoding, guardedSettingReason } from './settings.js';
 export { sessionStateEffects, type PreparedStatementChange, type SessionStateEffects } from './session-effects.js';
 export { ANY_TABLE, isCataloguedFunction, isPureFunction, pgCatalogSearchedFirst } from './catalogue.js';
 export { isOpenCatalogRelation } from './catalog-relations.js';

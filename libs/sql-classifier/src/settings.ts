@@ -19,6 +19,9 @@ const READABLE_ENCODINGS: ReadonlySet<string> = new Set(['utf8', 'unicode']);
 /** PostgreSQL's encoding-name lookup ignores case and punctuation (`UTF-8` = `utf8`). */
 const encodingKey = (name: string): string => name.toLowerCase().replace(/[^a-z0-9]/g, '');
 
+/** Whether the proxy reads text in this client encoding as the server will (UTF-8 only, by any spelling). */
+export const isReadableClientEncoding = (name: string): boolean => READABLE_ENCODINGS.has(encodingKey(name));
+
 /**
  * Settings an agent may change as a read: each changes only how this session formats and reads
  * values, plans its own queries, or how long it waits, never what it may see or write nor what
@@ -55,7 +58,7 @@ export const guardedSettingReason = (name: string, value: string | undefined): s
   const setting = name.toLowerCase();
   if (GUARDED_SETTINGS.has(setting)) return `${setting} changes the session's identity or read-only mode`;
   if (LEXER_SETTINGS.has(setting)) return `${setting} changes how the server reads string literals`;
-  if (setting === 'client_encoding' && (value === undefined || !READABLE_ENCODINGS.has(encodingKey(value)))) {
+  if (setting === 'client_encoding' && (value === undefined || !isReadableClientEncoding(value))) {
     return 'client_encoding other than UTF8 changes how the server splits the text into characters';
   }
   if (!SESSION_SETTINGS.has(setting)) return `${setting} is not on the reviewed list of settings that change only this session's formatting and planning`;

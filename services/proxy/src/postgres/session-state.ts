@@ -1,5 +1,5 @@
 import { FrontendCode } from '@sluice/codec-pg';
-import { isSqlClassifierLoaded, sessionStateEffects, type SessionStateEffects } from '@sluice/sql-classifier';
+import { isReadableClientEncoding, isSqlClassifierLoaded, sessionStateEffects, type SessionStateEffects } from '@sluice/sql-classifier';
 
 /*
  * The parts of a PostgreSQL session's state that the proxy reads from the server rather than
@@ -26,7 +26,7 @@ export const schemasOf = (rows: readonly (readonly (string | null)[])[]): string
 export const unreadableParameter = (name: string, value: string): string | undefined => {
   const key = name.toLowerCase();
   if (key === 'standard_conforming_strings' && value.toLowerCase() !== 'on') return 'standard_conforming_strings is off on the target';
-  if (key === 'client_encoding' && value.toUpperCase() !== 'UTF8') return 'client_encoding other than UTF8 is not supported through sluice';
+  if (key === 'client_encoding' && !isReadableClientEncoding(value)) return 'client_encoding other than UTF8 is not supported through sluice';
   return undefined;
 };
 

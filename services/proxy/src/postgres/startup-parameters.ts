@@ -10,6 +10,7 @@
  * @see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-OPTIONS
  */
 import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
+import { isReadableClientEncoding } from '@sluice/sql-classifier';
 
 /**
  * Settings (lower case, as PostgreSQL matches GUC names) a driver may set at startup. Each is a
@@ -28,16 +29,6 @@ export const STARTUP_SETTINGS: ReadonlySet<string> = new Set([
   'search_path',
 ]);
 
-/**
- * Client encodings the proxy reads: every text it classifies and masks is decoded as UTF-8, so a
- * session in another encoding could be misread (a table name, a value to mask). PostgreSQL
- * compares encoding names without case and punctuation: `UTF8`, `utf-8`, `Unicode`.
- */
-const UTF8_NAMES: ReadonlySet<string> = new Set(['utf8', 'unicode']);
-
-const cleanEncodingName = (name: string): string => name.toLowerCase().replace(/[^a-z0-9]/g, '');
-
-export const isUtf8EncodingName = (name: string): boolean => UTF8_NAMES.has(cleanEncodingName(name));
 
 /** The startup packet's own keys, which PostgreSQL compares exactly (not GUC names). */
 const USER = 'user';
@@ -105,7 +96,7 @@ const refuseSetting = (name: string): StartupParameterRefusal =>
 const checkSetting = (rawName: string, value: string): [string, string] => {
   const name = rawName.toLowerCase();
   if (!STARTUP_SETTINGS.has(name)) throw refuseSetting(rawName);
-  if (name === 'client_encoding' && !isUtf8EncodingName(value)) {
+  if (name === 'client_encoding' && !isReadableClientEncoding(value)) {
     throw new StartupParameterRefusal('0A000', `client_encoding "${value}" is not supported through sluice: use UTF8`);
   }
   return [name, value];
