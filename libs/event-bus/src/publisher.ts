@@ -60,6 +60,13 @@ const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 const BATCH_FRAMING_BYTES = 2;
 /** NATS counts headers against max_payload with the payload: room for the provenance signature's. */
 const SIGNATURE_HEADER_BYTES = 1024;
+
+/**
+ * The largest event JSON a server with this max_payload carries in one message: what is left
+ * after the batch's brackets and, when messages are signed, the signature headers.
+ */
+export const eventRoom = (maxPayload: number, signed: boolean): number =>
+  maxPayload - BATCH_FRAMING_BYTES - (signed ? SIGNATURE_HEADER_BYTES : 0);
 /**
  * Why a publish failed: the bus refused this message (retrying cannot help), or anything else
  * (the bus is away, or a failure not recognised: retried, failing closed, never dropped).
@@ -110,7 +117,7 @@ export class EventPublisher {
 
   /** The largest event JSON that goes out as it is; a batch of one such event still fits the server. */
   get maxEventBytes(): number {
-    return Math.min(this.#settings.maxEventBytes, this.#maxPayload - BATCH_FRAMING_BYTES);
+    return Math.min(this.#settings.maxEventBytes, eventRoom(this.#nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD, this.#settings.signer !== undefined));
   }
 
   /** False while the bus is not taking events or too many wait: callers fail closed. */

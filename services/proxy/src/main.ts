@@ -3,7 +3,7 @@ import { trace } from '@opentelemetry/api';
 import { createServer, type Server, type Socket } from 'node:net';
 import { parseAddress, readSecret, requireServiceTls, resolveBusLogin, resolveProvenanceKeys, resourceLimits, type ResourceConfig, type SecretRef } from '@sluice/config';
 import { SluiceErrorCode } from '@sluice/contracts';
-import { connectBus, createMessageSigner, ensureEventStream, EventPublisher } from '@sluice/event-bus';
+import { connectBus, createMessageSigner, ensureEventStream, eventRoom, EventPublisher } from '@sluice/event-bus';
 import { createTokenVerifier } from '@sluice/identity';
 import { grpcClientChannelOptions, grpcClientCredentials, runService } from '@sluice/service-runtime';
 import { createAuditPort } from './audit-port.js';
@@ -52,15 +52,15 @@ runService('proxy', async ({ loaded, config, logger }) => {
     }
   });
   const nc = await connectBus(config.bus.url, 'proxy', resolveBusLogin(loaded, 'proxy'));
+  const { privateKeyPem } = resolveProvenanceKeys(loaded, 'proxy');
   // Before anything listens: limits that cannot fit the bus are a config error, not a wedge later.
-  checkRecordingFits(config.audit.recording, nc.info?.max_payload ?? 1024 * 1024);
+  checkRecordingFits(config.audit.recording, eventRoom(nc.info?.max_payload ?? 1024 * 1024, privateKeyPem !== undefined));
   await ensureEventStream(nc, {
     stream: config.bus.stream,
     subjectPrefix: config.bus.subjectPrefix,
     duplicateWindowMs: config.audit.stream.duplicateWindow,
     maxAgeMs: config.audit.stream.maxAge,
   });
-  const { privateKeyPem } = resolveProvenanceKeys(loaded, 'proxy');
   if (privateKeyPem === undefined) logger.warn({}, 'no provenance key for proxy: its events go unsigned and the audit store refuses them');
   const publisher = new EventPublisher(nc, {
     ...(privateKeyPem === undefined ? {} : { signer: createMessageSigner('proxy', privateKeyPem) }),

@@ -109,10 +109,11 @@ const EVENT_OVERHEAD_BYTES = 8 * 1024;
  * and one event one NATS message. A misfit is a config error naming the key (the service refuses
  * to start) rather than events reduced at run time.
  */
-export const checkRecordingFits = (bounds: RecordingBounds & { readonly maxEventBytes: number }, maxPayload: number): void => {
+/** `room`: the largest event the bus carries in one message (event-bus's eventRoom of max_payload). */
+export const checkRecordingFits = (bounds: RecordingBounds & { readonly maxEventBytes: number }, room: number): void => {
   const key = 'audit.recording';
-  if (bounds.maxEventBytes > maxPayload - 2) {
-    throw new ConfigInvalidError(`${key}.maxEventBytes`, `${bounds.maxEventBytes} does not fit the bus: its server takes at most ${maxPayload} bytes per message (max_payload)`);
+  if (bounds.maxEventBytes > room) {
+    throw new ConfigInvalidError(`${key}.maxEventBytes`, `${bounds.maxEventBytes} does not fit the bus: its server takes at most ${room} bytes per event (max_payload less framing and signature headers)`);
   }
   if (bounds.maxCommandBytes + EVENT_OVERHEAD_BYTES > bounds.maxEventBytes) {
     throw new ConfigInvalidError(`${key}.maxCommandBytes`, `${bounds.maxCommandBytes} does not fit an event of ${key}.maxEventBytes (${bounds.maxEventBytes}) with ${EVENT_OVERHEAD_BYTES} bytes to spare`);
