@@ -27,7 +27,7 @@ import type { ApprovalOutcome, ApprovalRequest, Decision, GovernancePorts, Gover
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
 import { createDatabase, dropDatabases } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
-import { listenPostgresProxy, openClient, sqlState } from './support/postgres-proxy-harness.js';
+import { listenPostgresProxy, openClient, sqlState, waitFor as pollUntil } from './support/postgres-proxy-harness.js';
 
 // ---------------------------------------------------------------- test ports (in-process)
 
@@ -216,13 +216,7 @@ class TestAudit {
   }
 }
 
-const waitFor = async (condition: () => boolean, timeoutMs = 5_000): Promise<void> => {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-};
+const waitFor = (condition: () => boolean, timeoutMs = 5_000): Promise<void> => pollUntil(condition, timeoutMs);
 
 // ---------------------------------------------------------------- fixture
 
