@@ -28,10 +28,16 @@ describe('startup parameters', () => {
       ['lock_timeout', '1s'],
       ['idle_in_transaction_session_timeout', '10s'],
       ['search_path', 'app, public'],
+      ['default_transaction_isolation', 'serializable'],
+      ['options', '-c default_transaction_deferrable=on -c client_min_messages=warning -c bytea_output=escape -c idle_session_timeout=1h'],
     ]);
     expect(request.user).toBe('agent');
     expect(request.database).toBe('shop');
     expect(request.settings).toEqual([
+      ['default_transaction_deferrable', 'on'],
+      ['client_min_messages', 'warning'],
+      ['bytea_output', 'escape'],
+      ['idle_session_timeout', '1h'],
       ['application_name', 'psql'],
       ['client_encoding', 'UTF8'],
       ['datestyle', 'ISO, MDY'],
@@ -42,6 +48,7 @@ describe('startup parameters', () => {
       ['lock_timeout', '1s'],
       ['idle_in_transaction_session_timeout', '10s'],
       ['search_path', 'app, public'],
+      ['default_transaction_isolation', 'serializable'],
     ]);
   });
 

@@ -26,7 +26,14 @@ export const STARTUP_SETTINGS: ReadonlySet<string> = new Set([
   'statement_timeout',
   'lock_timeout',
   'idle_in_transaction_session_timeout',
+  'idle_session_timeout',
   'search_path',
+  // Drivers and pools set these per connection (JDBC, SQLAlchemy, pgx's RuntimeParams): each only
+  // chooses how this session's own transactions run or which notices it gets.
+  'default_transaction_isolation',
+  'default_transaction_deferrable',
+  'client_min_messages',
+  'bytea_output',
 ]);
 
 
