@@ -6,7 +6,10 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   decodeBackend,
+  encodeBind,
+  encodeClose,
   encodeDescribe,
+  encodeExecute,
   encodeFlush,
   encodeParse,
   encodePasswordMessage,
@@ -23,7 +26,7 @@ import { createPolicy } from '../services/policy/src/policy.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
 import { createDatabase, dropDatabases } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
-import { createPostgresPorts, enginePolicyPort, listenPostgresProxy, openClient, waitFor as pollUntil } from './support/postgres-proxy-harness.js';
+import { createPostgresPorts, enginePolicyPort, listenPostgresProxy, openClient, RawPostgresSession, waitFor as pollUntil } from './support/postgres-proxy-harness.js';
 
 /**
  * PostgreSQL fidelity: a driver must not notice Sluice except where a rule says no. Each behaviour
@@ -46,6 +49,7 @@ let adapter: PostgresAdapter;
 let direct: pg.Client;
 const events: RecordedEvent[] = [];
 const clients: pg.Client[] = [];
+const raws: RawPostgresSession[] = [];
 
 /** The fidelity probes give every answer 5 s. */
 const waitFor = (condition: () => boolean, timeoutMs = 5_000): Promise<void> => pollUntil(condition, timeoutMs);
@@ -118,6 +122,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const client of clients) await client.end().catch(() => {});
+  for (const raw of raws) raw.socket.destroy();
   await adapter?.close();
   await new Promise((resolve) => server?.close(resolve));
   await direct?.end();
@@ -537,5 +542,108 @@ describe('PostgreSQL fidelity with another driver: postgres.js (extended protoco
     expect(await reason((await sluiceSql()).unsafe('selec 1'))).toEqual(expected);
     const direct42601 = await reason(directSql()`selec ${1}`.execute());
     expect(await reason((await sluiceSql())`selec ${1}`.execute())).toEqual(direct42601);
+  });
+});
+
+/** The same raw protocol session straight to the server and through Sluice (a writer), in that order. */
+const rawPair = async (): Promise<[RawPostgresSession, RawPostgresSession]> => [
+  await RawPostgresSession.openDirect(database, (session) => raws.push(session)),
+  await RawPostgresSession.open(port, RESOURCE, () => token(), (session) => raws.push(session)),
+];
+
+describe('PostgreSQL fidelity: pipelines without a Sync', () => {
+  it('answers an error in the middle of a pipeline before its Sync, ignores the rest up to it, and goes on, as direct', async () => {
+    const seen: string[][] = [];
+    for (const session of await rawPair()) {
+      session.send(encodeParse('', 'select 1/0'), encodeBind('', ''), encodeExecute(''));
+      await waitFor(() => session.count('ErrorResponse') > 0);
+      // Sent after the error came back: the server skips it up to the Sync.
+      session.send(encodeParse('', 'select 2'), encodeBind('', ''), encodeExecute(''), encodeSync());
+      await session.readyCount(2);
+      session.send(encodeQuery('select 3'));
+      await session.readyCount(3);
+      seen.push(session.summary());
+    }
+    expect(seen[0]).toContain('ErrorResponse 22012');
+    expect(seen[0]).toContain('DataRow 3');
+    expect(seen[1]).toEqual(seen[0]);
+  });
+
+  it("sends a pipeline's rows before its Sync once the server does (a result larger than its buffer)", async () => {
+    const seen: string[][] = [];
+    for (const session of await rawPair()) {
+      session.send(encodeParse('', 'select g from generate_series(1, 5000) g'), encodeBind('', ''), encodeExecute(''));
+      await waitFor(() => session.count('DataRow') > 1000);
+      session.send(encodeSync());
+      await session.readyCount(2);
+      seen.push(session.summary());
+    }
+    expect(seen[0]).toHaveLength(5004);
+    expect(seen[0].slice(-2)).toEqual(['CommandComplete SELECT 5000', 'ReadyForQuery I']);
+    expect(seen[1]).toEqual(seen[0]);
+  });
+
+  it('runs the allowed messages before a refused one, then aborts the transaction, so COMMIT keeps none of it, as a failing one direct', async () => {
+    const before = await count();
+    const seen: string[][] = [];
+    const insert = [encodeParse('', "insert into ledger (note) values ('pipelined')"), encodeBind('', ''), encodeExecute('')];
+    const [straight, sluice] = await rawPair();
+    for (const [session, failing] of [[straight, 'selec 1'], [sluice, 'selec 1'], [sluice, 'select pg_terminate_backend(1)']] as const) {
+      const ready = session.count('ReadyForQuery');
+      session.send(encodeQuery('begin'), ...insert, encodeParse('', failing), encodeBind('', ''), encodeExecute(''), encodeSync(), encodeQuery('commit'));
+      await session.readyCount(ready + 3);
+      seen.push(session.summary().slice(-7));
+      expect(await count()).toBe(before);
+    }
+    expect(seen[0]).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42601', 'ReadyForQuery E', 'CommandComplete ROLLBACK', 'ReadyForQuery I']);
+    expect(seen[1]).toEqual(seen[0]);
+    expect(seen[2]).toEqual(seen[0].map((message) => message.replace('42601', '42501')));
+  });
+});
+
+describe('PostgreSQL fidelity: SQL cursors used as portals', () => {
+  it('answers Describe, Execute with a row limit, MOVE, FETCH and Close of a DECLAREd cursor as direct', async () => {
+    const seen: string[][] = [];
+    for (const session of await rawPair()) {
+      const step = async (...messages: Buffer[]): Promise<void> => {
+        const ready = session.count('ReadyForQuery');
+        session.send(...messages);
+        await session.readyCount(ready + 1);
+      };
+      await step(encodeQuery("begin; declare c cursor for select g, 'row ' || g as label from generate_series(1, 6) g"));
+      await step(encodeDescribe('P', 'c'), encodeExecute('c', 2), encodeSync());
+      await step(encodeParse('', 'move 1 in c'), encodeBind('', ''), encodeExecute(''), encodeSync());
+      await step(encodeExecute('c', 1), encodeSync());
+      await step(encodeQuery('fetch 1 from c'));
+      await step(encodeExecute('c'), encodeSync());
+      await step(encodeClose('P', 'c'), encodeSync());
+      await step(encodeQuery('fetch 1 from c'));
+      await step(encodeQuery('rollback'));
+      seen.push(session.summary());
+    }
+    expect(seen[0]).toContain('DataRow 2|row 2');
+    expect(seen[0]).toContain('CommandComplete MOVE 1');
+    expect(seen[0]).toContain('ErrorResponse 34000');
+    expect(seen[1]).toEqual(seen[0]);
+  });
+
+  it('describes and fetches a WITH HOLD cursor through its portal after the transaction ends, as direct', async () => {
+    const seen: string[][] = [];
+    for (const session of await rawPair()) {
+      session.send(encodeQuery('declare h cursor with hold for select g from generate_series(1, 3) g'));
+      await session.readyCount(2);
+      session.send(encodeDescribe('P', 'h'), encodeExecute('h'), encodeClose('P', 'h'), encodeSync());
+      await session.readyCount(3);
+      seen.push(session.summary());
+    }
+    expect(seen[0]).toEqual(['CommandComplete DECLARE CURSOR', 'ReadyForQuery I', 'RowDescription g', 'DataRow 1', 'DataRow 2', 'DataRow 3', 'CommandComplete SELECT 3', 'CloseComplete', 'ReadyForQuery I']);
+    expect(seen[1]).toEqual(seen[0]);
+  });
+
+  it('refuses a portal that is neither bound nor a cursor the server confirmed', async () => {
+    const [, sluice] = await rawPair();
+    sluice.send(encodeDescribe('P', 'nosuch'), encodeSync());
+    await sluice.readyCount(2);
+    expect(sluice.errors().map((e) => e.C)).toEqual(['42501']);
   });
 });
