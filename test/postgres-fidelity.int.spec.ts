@@ -647,3 +647,60 @@ describe('PostgreSQL fidelity: SQL cursors used as portals', () => {
     expect(sluice.errors().map((e) => e.C)).toEqual(['42501']);
   });
 });
+
+describe('PostgreSQL fidelity: backend key, cancel and terminate', () => {
+  it("gives the target backend's own pid: BackendKeyData, pg_backend_pid() and a NOTIFY's sender agree, as direct", async () => {
+    for (const config of [directly(), await throughSluice()]) {
+      const client = await open(config);
+      const given = (client as unknown as { processID: number }).processID;
+      const { rows } = await client.query('select pg_backend_pid() as pid');
+      expect(rows[0].pid).toBe(given);
+      const notified: number[] = [];
+      client.on('notification', (message) => notified.push(message.processId));
+      await client.query('listen fidelity_pid');
+      await client.query('notify fidelity_pid');
+      await waitFor(() => notified.length > 0);
+      expect(notified).toEqual([given]);
+    }
+  });
+
+  it('lets tooling terminate the backend by the pid the client was given: the client gets 57P01, as direct', async () => {
+    const seen: string[][] = [];
+    for (const config of [directly(), await throughSluice()]) {
+      const client = new pg.Client(config);
+      const errors: string[] = [];
+      client.on('error', (error: Error) => errors.push((error as { code?: string }).code ?? error.message));
+      await client.connect();
+      await direct.query('select pg_terminate_backend($1)', [(client as unknown as { processID: number }).processID]);
+      await waitFor(() => errors.length > 0);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      seen.push(errors);
+    }
+    expect(seen[0]![0]).toBe('57P01');
+    expect(seen[1]).toEqual(seen[0]);
+  });
+
+  it("cancels the client's own running query with the key it was given (postgres.js), 57014 as direct", async () => {
+    const cancelled = async (sql: postgres.Sql): Promise<string | undefined> => {
+      const running = sql`select pg_sleep(5)`.execute();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      running.cancel();
+      try {
+        await running;
+      } catch (error) {
+        return (error as { code?: string }).code;
+      }
+      return undefined;
+    };
+    const directSql = postgres({ host: '127.0.0.1', port: 5432, user: 'postgres', database, max: 1 });
+    const sluiceSql = postgres({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, pass: await token(), max: 1 });
+    try {
+      expect(await cancelled(directSql)).toBe('57014');
+      expect(await cancelled(sluiceSql)).toBe('57014');
+      expect(await sluiceSql`select 1 as one`).toEqual([{ one: 1 }]);
+    } finally {
+      await directSql.end({ timeout: 1 });
+      await sluiceSql.end({ timeout: 1 });
+    }
+  });
+});

@@ -403,7 +403,7 @@ export class PostgresSession {
         return;
       }
 
-      // The agent gets the target's parameters and a key of the proxy's own (CancelRequest maps it).
+      // The agent gets the target's parameters, its pid and a secret of the proxy's own (CancelRequest maps it).
       this.#upstream = upstream.socket;
       this.#upstreamReader = upstream.reader;
       this.#transactionStatus = upstream.transactionStatus;
