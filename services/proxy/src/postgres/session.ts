@@ -261,6 +261,8 @@ export class PostgresSession {
   /** PREPAREd (SQL) and Parse'd (protocol) statements share one namespace on the server: name -> SQL. */
   readonly #prepared = new Map<string, string>();
   #searchPath: string[] | undefined;
+  /** The database's encoding (server_encoding at startup): what SQL_ASCII passes through unconverted. */
+  #serverEncoding: string | undefined;
   /** The profile of the latest allowed command: applied to target messages not tied to one (async notices). */
   #lastMasker: ProfileMasker | undefined;
   /** Set while the proxy re-reads search_path: decisions wait for it. */
@@ -387,10 +389,9 @@ export class PostgresSession {
         this.#reject(`target unavailable: ${detail}`, 'ERR_UPSTREAM_FAILED', SqlState.ConnectionFailure, `the target database of ${this.#resource.name} is unavailable`, subject);
         return;
       }
-      const unreadable = upstream.parameterStatus
-        .map((raw) => decodeBackend({ code: raw[0]!, body: raw.subarray(5), raw }) as { name: string; value: string })
-        .map((status) => unreadableParameter(status.name, status.value))
-        .find((why) => why !== undefined);
+      const statuses = upstream.parameterStatus.map((raw) => decodeBackend({ code: raw[0]!, body: raw.subarray(5), raw }) as { name: string; value: string });
+      this.#serverEncoding = statuses.find((status) => status.name === 'server_encoding')?.value;
+      const unreadable = statuses.map((status) => unreadableParameter(status.name, status.value, this.#serverEncoding)).find((why) => why !== undefined);
       if (unreadable) {
         upstream.socket.destroy();
         this.#reject(unreadable, 'ERR_UPSTREAM_FAILED', SqlState.FeatureNotSupported, `${unreadable}: sluice cannot read commands as the target would`, subject);
@@ -1571,7 +1572,7 @@ export class PostgresSession {
         // Reported unexpanded (`$user`) by PostgreSQL 18+: a sign it changed, not the schemas
         // it resolves to. Unknown until the refresh that follows the command (or the next one).
         if (message.name === 'search_path' && !this.#searchPathRefresh) this.#searchPath = undefined;
-        const unreadable = unreadableParameter(message.name, message.value);
+        const unreadable = unreadableParameter(message.name, message.value, this.#serverEncoding);
         if (unreadable) {
           // From here the proxy cannot read text as the server will (masking reads UTF-8 too):
           // the session ends before another command is decided on a misreading.

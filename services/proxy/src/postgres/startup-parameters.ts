@@ -104,7 +104,7 @@ const checkSetting = (rawName: string, value: string): [string, string] => {
   const name = rawName.toLowerCase();
   if (!STARTUP_SETTINGS.has(name)) throw refuseSetting(rawName);
   if (name === 'client_encoding' && !isReadableClientEncoding(value)) {
-    throw new StartupParameterRefusal('0A000', `client_encoding "${value}" is not supported through sluice: use UTF8`);
+    throw new StartupParameterRefusal('0A000', `client_encoding "${value}" is not supported through sluice: use UTF8 (or SQL_ASCII over a UTF8 database)`);
   }
   return [name, value];
 };
