@@ -569,6 +569,23 @@ describe('PostgreSQL fidelity with another driver: postgres.js (extended protoco
     expect(await sql`select 1 as one`).toEqual([{ one: 1 }]);
   });
 
+  it('answers a pipeline of queries with one failing and one refused in the middle as direct: each gets its own answer', async () => {
+    const run = async (sql: postgres.Sql): Promise<unknown[]> => {
+      const settled = await Promise.allSettled([
+        sql`select ${1}::int as n`,
+        sql`select 1/${0}::int as n`,
+        sql`select ${3}::int as n`,
+        sql.unsafe('selec 4'),
+        sql`select n from generate_series(${1}::int, ${3}::int) n`,
+        sql`select * from ${sql('ledger')} where id < ${0}`,
+      ]);
+      return settled.map((result) => (result.status === 'fulfilled' ? [...result.value] : (result.reason as { code?: string }).code));
+    };
+    const expected = await run(directSql());
+    expect(expected).toEqual([[{ n: 1 }], '22012', [{ n: 3 }], '42601', [{ n: 1 }, { n: 2 }, { n: 3 }], []]);
+    expect(await run(await sluiceSql())).toEqual(expected);
+  });
+
   it("answers unparseable SQL with the server's 42601 message and position", async () => {
     const expected = await reason(directSql().unsafe('selec 1'));
     expect(expected.code).toBe('42601');
