@@ -629,7 +629,7 @@ describe('PostgreSQL fidelity: pipelines without a Sync', () => {
       seen.push(session.summary());
     }
     expect(seen[0]).toHaveLength(5004);
-    expect(seen[0].slice(-2)).toEqual(['CommandComplete SELECT 5000', 'ReadyForQuery I']);
+    expect(seen[0]!.slice(-2)).toEqual(['CommandComplete SELECT 5000', 'ReadyForQuery I']);
     expect(seen[1]).toEqual(seen[0]);
   });
 
@@ -647,7 +647,7 @@ describe('PostgreSQL fidelity: pipelines without a Sync', () => {
     }
     expect(seen[0]).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42601', 'ReadyForQuery E', 'CommandComplete ROLLBACK', 'ReadyForQuery I']);
     expect(seen[1]).toEqual(seen[0]);
-    expect(seen[2]).toEqual(seen[0].map((message) => message.replace('42601', '42501')));
+    expect(seen[2]).toEqual(seen[0]!.map((message) => message.replace('42601', '42501')));
   });
 });
 
