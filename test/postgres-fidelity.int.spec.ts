@@ -6,10 +6,7 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   decodeBackend,
-  encodeBind,
-  encodeClose,
   encodeDescribe,
-  encodeExecute,
   encodeFlush,
   encodeParse,
   encodePasswordMessage,
@@ -26,7 +23,7 @@ import { createPolicy } from '../services/policy/src/policy.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
 import { createDatabase, dropDatabases } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
-import { createPostgresPorts, enginePolicyPort, listenPostgresProxy, openClient, RawPostgresSession, waitFor as pollUntil } from './support/postgres-proxy-harness.js';
+import { createPostgresPorts, enginePolicyPort, listenPostgresProxy, openClient, waitFor as pollUntil } from './support/postgres-proxy-harness.js';
 
 /**
  * PostgreSQL fidelity: a driver must not notice Sluice except where a rule says no. Each behaviour
@@ -49,7 +46,6 @@ let adapter: PostgresAdapter;
 let direct: pg.Client;
 const events: RecordedEvent[] = [];
 const clients: pg.Client[] = [];
-const raws: RawPostgresSession[] = [];
 
 /** The fidelity probes give every answer 5 s. */
 const waitFor = (condition: () => boolean, timeoutMs = 5_000): Promise<void> => pollUntil(condition, timeoutMs);
@@ -122,7 +118,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const client of clients) await client.end().catch(() => {});
-  for (const raw of raws) raw.socket.destroy();
   await adapter?.close();
   await new Promise((resolve) => server?.close(resolve));
   await direct?.end();
@@ -569,188 +564,11 @@ describe('PostgreSQL fidelity with another driver: postgres.js (extended protoco
     expect(await sql`select 1 as one`).toEqual([{ one: 1 }]);
   });
 
-  it('answers a pipeline of queries with one failing and one refused in the middle as direct: each gets its own answer', async () => {
-    const run = async (sql: postgres.Sql): Promise<unknown[]> => {
-      const settled = await Promise.allSettled([
-        sql`select ${1}::int as n`,
-        sql`select 1/${0}::int as n`,
-        sql`select ${3}::int as n`,
-        sql.unsafe('selec 4'),
-        sql`select n from generate_series(${1}::int, ${3}::int) n`,
-        sql`select * from ${sql('ledger')} where id < ${0}`,
-      ]);
-      return settled.map((result) => (result.status === 'fulfilled' ? [...result.value] : (result.reason as { code?: string }).code));
-    };
-    const expected = await run(directSql());
-    expect(expected).toEqual([[{ n: 1 }], '22012', [{ n: 3 }], '42601', [{ n: 1 }, { n: 2 }, { n: 3 }], []]);
-    expect(await run(await sluiceSql())).toEqual(expected);
-  });
-
   it("answers unparseable SQL with the server's 42601 message and position", async () => {
     const expected = await reason(directSql().unsafe('selec 1'));
     expect(expected.code).toBe('42601');
     expect(await reason((await sluiceSql()).unsafe('selec 1'))).toEqual(expected);
     const direct42601 = await reason(directSql()`selec ${1}`.execute());
     expect(await reason((await sluiceSql())`selec ${1}`.execute())).toEqual(direct42601);
-  });
-});
-
-/** The same raw protocol session straight to the server and through Sluice (a writer), in that order. */
-const rawPair = async (): Promise<[RawPostgresSession, RawPostgresSession]> => [
-  await RawPostgresSession.openDirect(database, (session) => raws.push(session)),
-  await RawPostgresSession.open(port, RESOURCE, () => token(), (session) => raws.push(session)),
-];
-
-describe('PostgreSQL fidelity: pipelines without a Sync', () => {
-  it('answers an error in the middle of a pipeline before its Sync, ignores the rest up to it, and goes on, as direct', async () => {
-    const seen: string[][] = [];
-    for (const session of await rawPair()) {
-      session.send(encodeParse('', 'select 1/0'), encodeBind('', ''), encodeExecute(''));
-      await waitFor(() => session.count('ErrorResponse') > 0);
-      // Sent after the error came back: the server skips it up to the Sync.
-      session.send(encodeParse('', 'select 2'), encodeBind('', ''), encodeExecute(''), encodeSync());
-      await session.readyCount(2);
-      session.send(encodeQuery('select 3'));
-      await session.readyCount(3);
-      seen.push(session.summary());
-    }
-    expect(seen[0]).toContain('ErrorResponse 22012');
-    expect(seen[0]).toContain('DataRow 3');
-    expect(seen[1]).toEqual(seen[0]);
-  });
-
-  it("sends a pipeline's rows before its Sync once the server does (a result larger than its buffer)", async () => {
-    const seen: string[][] = [];
-    for (const session of await rawPair()) {
-      session.send(encodeParse('', 'select g from generate_series(1, 5000) g'), encodeBind('', ''), encodeExecute(''));
-      await waitFor(() => session.count('DataRow') > 1000);
-      session.send(encodeSync());
-      await session.readyCount(2);
-      seen.push(session.summary());
-    }
-    expect(seen[0]).toHaveLength(5004);
-    expect(seen[0]!.slice(-2)).toEqual(['CommandComplete SELECT 5000', 'ReadyForQuery I']);
-    expect(seen[1]).toEqual(seen[0]);
-  });
-
-  it('runs the allowed messages before a refused one, then aborts the transaction, so COMMIT keeps none of it, as a failing one direct', async () => {
-    const before = await count();
-    const seen: string[][] = [];
-    const insert = [encodeParse('', "insert into ledger (note) values ('pipelined')"), encodeBind('', ''), encodeExecute('')];
-    const [straight, sluice] = await rawPair();
-    for (const [session, failing] of [[straight, 'selec 1'], [sluice, 'selec 1'], [sluice, 'select pg_terminate_backend(1)']] as const) {
-      const ready = session.count('ReadyForQuery');
-      session.send(encodeQuery('begin'), ...insert, encodeParse('', failing), encodeBind('', ''), encodeExecute(''), encodeSync(), encodeQuery('commit'));
-      await session.readyCount(ready + 3);
-      seen.push(session.summary().slice(-7));
-      expect(await count()).toBe(before);
-    }
-    expect(seen[0]).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42601', 'ReadyForQuery E', 'CommandComplete ROLLBACK', 'ReadyForQuery I']);
-    expect(seen[1]).toEqual(seen[0]);
-    expect(seen[2]).toEqual(seen[0]!.map((message) => message.replace('42601', '42501')));
-  });
-});
-
-describe('PostgreSQL fidelity: SQL cursors used as portals', () => {
-  it('answers Describe, Execute with a row limit, MOVE, FETCH and Close of a DECLAREd cursor as direct', async () => {
-    const seen: string[][] = [];
-    for (const session of await rawPair()) {
-      const step = async (...messages: Buffer[]): Promise<void> => {
-        const ready = session.count('ReadyForQuery');
-        session.send(...messages);
-        await session.readyCount(ready + 1);
-      };
-      await step(encodeQuery("begin; declare c cursor for select g, 'row ' || g as label from generate_series(1, 6) g"));
-      await step(encodeDescribe('P', 'c'), encodeExecute('c', 2), encodeSync());
-      await step(encodeParse('', 'move 1 in c'), encodeBind('', ''), encodeExecute(''), encodeSync());
-      await step(encodeExecute('c', 1), encodeSync());
-      await step(encodeQuery('fetch 1 from c'));
-      await step(encodeExecute('c'), encodeSync());
-      await step(encodeClose('P', 'c'), encodeSync());
-      await step(encodeQuery('fetch 1 from c'));
-      await step(encodeQuery('rollback'));
-      seen.push(session.summary());
-    }
-    expect(seen[0]).toContain('DataRow 2|row 2');
-    expect(seen[0]).toContain('CommandComplete MOVE 1');
-    expect(seen[0]).toContain('ErrorResponse 34000');
-    expect(seen[1]).toEqual(seen[0]);
-  });
-
-  it('describes and fetches a WITH HOLD cursor through its portal after the transaction ends, as direct', async () => {
-    const seen: string[][] = [];
-    for (const session of await rawPair()) {
-      session.send(encodeQuery('declare h cursor with hold for select g from generate_series(1, 3) g'));
-      await session.readyCount(2);
-      session.send(encodeDescribe('P', 'h'), encodeExecute('h'), encodeClose('P', 'h'), encodeSync());
-      await session.readyCount(3);
-      seen.push(session.summary());
-    }
-    expect(seen[0]).toEqual(['CommandComplete DECLARE CURSOR', 'ReadyForQuery I', 'RowDescription g', 'DataRow 1', 'DataRow 2', 'DataRow 3', 'CommandComplete SELECT 3', 'CloseComplete', 'ReadyForQuery I']);
-    expect(seen[1]).toEqual(seen[0]);
-  });
-
-  it('refuses a portal that is neither bound nor a cursor the server confirmed', async () => {
-    const [, sluice] = await rawPair();
-    sluice.send(encodeDescribe('P', 'nosuch'), encodeSync());
-    await sluice.readyCount(2);
-    expect(sluice.errors().map((e) => e.C)).toEqual(['42501']);
-  });
-});
-
-describe('PostgreSQL fidelity: backend key, cancel and terminate', () => {
-  it("gives the target backend's own pid: BackendKeyData, pg_backend_pid() and a NOTIFY's sender agree, as direct", async () => {
-    for (const config of [directly(), await throughSluice()]) {
-      const client = await open(config);
-      const given = (client as unknown as { processID: number }).processID;
-      const { rows } = await client.query('select pg_backend_pid() as pid');
-      expect(rows[0].pid).toBe(given);
-      const notified: number[] = [];
-      client.on('notification', (message) => notified.push(message.processId));
-      await client.query('listen fidelity_pid');
-      await client.query('notify fidelity_pid');
-      await waitFor(() => notified.length > 0);
-      expect(notified).toEqual([given]);
-    }
-  });
-
-  it('lets tooling terminate the backend by the pid the client was given: the client gets 57P01, as direct', async () => {
-    const seen: string[][] = [];
-    for (const config of [directly(), await throughSluice()]) {
-      const client = new pg.Client(config);
-      const errors: string[] = [];
-      client.on('error', (error: Error) => errors.push((error as { code?: string }).code ?? error.message));
-      await client.connect();
-      await direct.query('select pg_terminate_backend($1)', [(client as unknown as { processID: number }).processID]);
-      await waitFor(() => errors.length > 0);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      seen.push(errors);
-    }
-    expect(seen[0]![0]).toBe('57P01');
-    expect(seen[1]).toEqual(seen[0]);
-  });
-
-  it("cancels the client's own running query with the key it was given (postgres.js), 57014 as direct", async () => {
-    const cancelled = async (sql: postgres.Sql): Promise<string | undefined> => {
-      const running = sql`select pg_sleep(5)`.execute();
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      running.cancel();
-      try {
-        await running;
-      } catch (error) {
-        return (error as { code?: string }).code;
-      }
-      return undefined;
-    };
-    const directSql = postgres({ host: '127.0.0.1', port: 5432, user: 'postgres', database, max: 1 });
-    const sluiceSql = postgres({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, pass: await token(), max: 1 });
-    try {
-      expect(await cancelled(directSql)).toBe('57014');
-      expect(await cancelled(sluiceSql)).toBe('57014');
-      expect(await sluiceSql`select 1 as one`).toEqual([{ one: 1 }]);
-    } finally {
-      await directSql.end({ timeout: 1 });
-      await sluiceSql.end({ timeout: 1 });
-    }
   });
 });
