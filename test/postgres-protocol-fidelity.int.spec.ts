@@ -229,6 +229,17 @@ describe('PostgreSQL fidelity with postgres.js: pipelined queries', () => {
     return sql;
   };
 
+  it('reads a result in chunks through a cursor over the unnamed portal (Execute with a row limit, PortalSuspended), as direct', async () => {
+    const read = async (sql: postgres.Sql): Promise<number[][]> => {
+      const chunks: number[][] = [];
+      for await (const rows of sql`select g from generate_series(1, ${7}::int) g`.cursor(3)) chunks.push(rows.map((row) => row.g as number));
+      return chunks;
+    };
+    const expected = await read(directSql());
+    expect(expected).toEqual([[1, 2, 3], [4, 5, 6], [7]]);
+    expect(await read(await sluiceSql())).toEqual(expected);
+  });
+
   it('answers a pipeline of queries with one failing and one refused in the middle as direct: each gets its own answer', async () => {
     const run = async (sql: postgres.Sql): Promise<unknown[]> => {
       const settled = await Promise.allSettled([

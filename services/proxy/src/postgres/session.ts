@@ -1176,7 +1176,9 @@ export class PostgresSession {
     }
     if (this.#closed) return;
     if (this.#discardUntilSync) {
-      // The target failed an earlier message of this pipeline meanwhile: it ignores these.
+      // The target failed an earlier message of this pipeline meanwhile: it ignores these. Their
+      // Executes are on the record as decided: they end there as not run.
+      for (const expect of expects) if (expect.kind === 'execute') this.#complete(expect.command, false);
       this.#skipToSync(end);
       return;
     }
