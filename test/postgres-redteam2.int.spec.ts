@@ -314,6 +314,40 @@ describe("a SQL cursor used as a protocol portal keeps its DECLARE's masking", (
     expectNoRawSsn(session.received.toString('latin1'));
   });
 
+  it("forgets a protocol portal closed by SQL CLOSE: a cursor DECLAREd under its name is not run under the old portal's columns", async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    session.send(encodeQuery('begin'));
+    await session.readyCount(2);
+    session.send(encodeParse('s_old', 'select 1 as x'), encodeBind('c', 's_old'), encodeDescribe('P', 'c'), encodeSync());
+    await session.readyCount(3);
+    session.send(encodeQuery('close c'), encodeQuery('declare c cursor for select ssn as x from people'));
+    await session.readyCount(5);
+    session.send(encodeExecute('c'), encodeSync());
+    await session.readyCount(6);
+    expect(session.errors()).toEqual([]);
+    expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+    expectNoRawSsn(session.received.toString('latin1'));
+  });
+
+  it('…and within one pipeline: Bind of a portal, SQL CLOSE and DECLARE of its name, Execute of it never shows the covered value', async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    session.send(encodeQuery('begin'));
+    await session.readyCount(2);
+    const run = (sql: string) => [encodeParse('', sql), encodeBind('', ''), encodeExecute('')];
+    session.send(
+      encodeParse('s_pipe', 'select 1 as x'),
+      encodeBind('p', 's_pipe'),
+      encodeDescribe('P', 'p'),
+      ...run('close p'),
+      ...run('declare p cursor for select ssn as x from people'),
+      encodeExecute('p'),
+      encodeSync(),
+    );
+    await session.readyCount(3);
+    expect(rows(session).flat().every((value) => value === COLUMN_REDACTED)).toBe(true);
+    expectNoRawSsn(session.received.toString('latin1'));
+  });
+
   it('refuses Execute of a cursor portal when its FETCH is refused, and never fetches a cursor it did not see declared', async () => {
     const session = await frontDoor.openRaw(['readers']);
     session.send(encodeExecute('sluice_unknown_cursor'), encodeSync());

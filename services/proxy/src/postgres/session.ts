@@ -989,6 +989,8 @@ export class PostgresSession {
 
   #newCommand(id: string, masker: ProfileMasker | undefined, sql: string): Command {
     const { masker: effective, declares } = this.#profiles.command(sql, masker);
+    // A later message of the pipeline that names one of these cursors means the cursor.
+    for (const [name] of declares) this.#pipeline.portals.delete(name);
     this.#lastMasker = effective;
     const preparedChanges = [...this.#effectsOf(sql).preparedStatements];
     return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, done: false };
@@ -1622,7 +1624,12 @@ export class PostgresSession {
       }
     } else if (tag === 'DECLARE CURSOR') {
       const declared = command.declares[command.cursorsConfirmed++];
-      if (declared) this.#profiles.confirmCursor(declared);
+      if (declared) {
+        this.#profiles.confirmCursor(declared);
+        // The name is free only once its old portal was closed (SQL CLOSE closes protocol portals
+        // too): from here it is this cursor, never the old portal's decision and columns.
+        this.#portals.delete(declared[0]);
+      }
     } else if (tag === 'DISCARD ALL') {
       this.#forgetNamedStatements();
       this.#portals.clear();
