@@ -190,9 +190,13 @@ class StatementWalk {
    * what the rewrite says, not what the WHERE picks: it cannot count as bounded.
    */
   private rewrittenWrite(verb: string): void {
-    const rewriting = this.options.catalog?.rewritingRelations;
-    if (!rewriting) return;
-    const target = [...this.writes].find((name) => rewriting.has(name));
+    const catalog = this.options.catalog;
+    if (!catalog) return;
+    if (catalog.uncommittedChanges) {
+      this.raise('write', 'high', `${verb} after a schema change not yet committed: a view, rule or trigger may rewrite it`);
+      return;
+    }
+    const target = [...this.writes].find((name) => catalog.rewritingRelations.has(name));
     if (target) this.raise('write', 'high', `${verb} on ${target}, a view or a relation whose rules or triggers rewrite writes: it may change any rows`);
   }
 
@@ -225,7 +229,8 @@ class StatementWalk {
 
   /** `x.name` or `(x).name`: a call of the target's `name(x)` when the catalog has one (attribute notation). */
   private attributeCall(name: string | undefined): void {
-    if (name === undefined || !this.options.catalog?.rowFunctions.has(name)) return;
+    const catalog = this.options.catalog;
+    if (name === undefined || !catalog || (!catalog.uncommittedChanges && !catalog.rowFunctions.has(name))) return;
     this.mayDoAnything(`.${name} may call the target's function ${name}() in attribute notation`);
   }
 
@@ -648,12 +653,15 @@ const classifyWithDepth = (text: string, options: ClassifyOptions, depth: number
   let reason = 'reads';
   let cacheable = true;
   const tables = new Set<string>();
+  let walkOptions = options;
   for (const raw of tree.stmts ?? []) {
-    const walk = new StatementWalk(pathSchemas, options, depth);
+    const walk = new StatementWalk(pathSchemas, walkOptions, depth);
     const stmt = raw.stmt ?? {};
     const type = Object.keys(stmt)[0] ?? 'EmptyStmt';
     walk.visit(stmt, EMPTY_SCOPE);
     walk.settleRoleSettings();
+    // A function, view, rule or trigger created earlier in the text is not in the catalog yet.
+    if (options.catalog && (walk.action === 'ddl' || walk.action === 'admin')) walkOptions = { ...options, catalog: { ...options.catalog, uncommittedChanges: true } };
     if (statements.length === 0 || actionRank(walk.action) > actionRank(action) || (walk.action === action && riskRank(walk.risk) > riskRank(risk))) {
       reason = walk.reason;
     }

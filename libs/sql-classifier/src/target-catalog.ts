@@ -18,6 +18,12 @@ export interface TargetCatalogFacts {
   readonly parents: ReadonlyMap<string, readonly string[]>;
   /** Changes whenever any of the above does: part of every cached decision's key. */
   readonly version: string;
+  /**
+   * The session changed the schema in a transaction not yet committed (or earlier in the same
+   * text): the catalog read elsewhere may not show it, so every `x.name` may be a function call
+   * and every write may be rewritten.
+   */
+  readonly uncommittedChanges?: boolean;
 }
 
 /** Catalogs deeper than this are cut (a cycle cannot occur, but a bad answer must not loop). */

@@ -33,7 +33,7 @@ import {
 import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
 import type { Subject, SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
-import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage } from '@sluice/sql-classifier';
+import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import type { Decision, GovernancePorts } from '../ports.js';
 import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
@@ -258,6 +258,8 @@ export class PostgresSession {
   #executedSinceSync = false;
   readonly #effects = new SessionEffectsCache();
   readonly #lineage = new LineageCache();
+  /** A DDL or admin statement was let through since the last ReadyForQuery outside a transaction. */
+  #schemaChanged = false;
   readonly #profiles = new SessionProfiles((profile) => this.#ports.masking.masker(profile));
   /** Upstream frames held while the catalog resolves table columns for a RowDescription. */
   #upstreamBacklog: Frame[] | undefined;
@@ -759,17 +761,37 @@ export class PostgresSession {
     if (this.#effectsOf(text).unqualifiedAfterPathChange) {
       return failClosedDecision('a statement after a search_path change in the same message names a table without its schema; send them separately');
     }
+    let catalog: TargetCatalogFacts;
     try {
-      return await this.#ports.policy.decide(this.#subject!, this.#resource.name, {
+      catalog = await this.#ctx.catalog.facts();
+    } catch {
+      return failClosedDecision('the target catalog (functions, views, inheritance) could not be read');
+    }
+    try {
+      const decision = await this.#ports.policy.decide(this.#subject!, this.#resource.name, {
         kind: 'sql',
         text,
         ...(this.#searchPath ? { searchPath: this.#searchPath } : {}),
         preparedStatements: this.#prepared,
+        catalog: this.#schemaChanged ? { ...catalog, uncommittedChanges: true } : catalog,
       });
+      if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#schemaChanged = true;
+      return decision;
     } catch {
       // A policy that cannot answer denies (fail closed).
       return failClosedDecision('the policy service is unavailable');
     }
+  }
+
+  /**
+   * Portals end with their transaction; a schema change this session made is committed or gone,
+   * so the catalog facts are read again and decisions stop assuming uncommitted changes.
+   */
+  #transactionEnded(): void {
+    this.#portals.clear();
+    if (!this.#schemaChanged) return;
+    this.#schemaChanged = false;
+    this.#ctx.catalog.invalidateFacts();
   }
 
   #denialMessage(decision: Decision): string {
@@ -1316,7 +1338,7 @@ export class PostgresSession {
           return;
         case BackendCode.ReadyForQuery:
           this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
-          if (this.#transactionStatus === TransactionStatus.Idle) this.#portals.clear();
+          if (this.#transactionStatus === TransactionStatus.Idle) this.#transactionEnded();
           this.#expects.shift();
           head.done(head.failed ? undefined : head.rows);
           this.#wakeIfSettled();
@@ -1343,6 +1365,7 @@ export class PostgresSession {
           return;
         }
         this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
+        if (this.#transactionStatus === TransactionStatus.Idle) this.#transactionEnded();
         out.push(frame.raw);
         this.#wakeIfSettled();
         return;
@@ -1461,7 +1484,7 @@ export class PostgresSession {
         this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
         // Protocol portals live until their transaction ends; a name reused later (a SQL cursor
         // shares the namespace) must not inherit an old portal's decision.
-        if (this.#transactionStatus === TransactionStatus.Idle) this.#portals.clear();
+        if (this.#transactionStatus === TransactionStatus.Idle) this.#transactionEnded();
         out.push(frame.raw);
         if (head?.kind === 'query') {
           this.#finishResult(head);
