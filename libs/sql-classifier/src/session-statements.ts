@@ -23,6 +23,14 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
   } catch {
     return undefined;
   }
+  return columnsReferencedIn(tree, tree, options);
+};
+
+/**
+ * The columns `part` (a node of `tree`) names, as referencedColumns says; `tree` is the whole
+ * parse tree, whose relation names and alias lists tell a whole-row reference from a column.
+ */
+export const columnsReferencedIn = (tree: unknown, part: unknown, options: LineageOptions = {}): ColumnLineage => {
   const relationNames = new Set<string>();
   const columns = new Map<string, LineageSource>();
   let any = false;
@@ -99,7 +107,7 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
   // Statistics relations quote sample values of every column.
   for (const name of relationNames) if (STATISTICS_RELATIONS.has(name)) any = true;
   if (renamesColumns) any = true;
-  visit(tree);
+  visit(part);
   return any ? ANY_COLUMN : [...columns.values()];
 };
 

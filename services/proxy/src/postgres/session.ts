@@ -39,7 +39,7 @@ import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
 import { SocketFrames } from './frame-source.js';
 import { Outbox } from './outbox.js';
-import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
+import { copyColumns, coveredValueEscape, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
 import { SessionProfiles, type DeclaredCursor } from './session-profiles.js';
 import { maskNotification, maskServerFields } from './server-texts.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
@@ -839,12 +839,16 @@ export class PostgresSession {
   }
 
   /** The masker of an allowed command; unavailable masking refuses the command (fail closed). */
-  #maskerFor(decision: Decision): { masker: ProfileMasker | undefined } | Refusal {
+  /** The masker of an allowed `text`, or a refusal when masking is unavailable or the text would carry a covered value past it. */
+  #maskerFor(decision: Decision, text: string): { masker: ProfileMasker | undefined } | Refusal {
+    let masker: ProfileMasker | undefined;
     try {
-      return { masker: this.#ports.masking.masker(decision.maskProfile) };
+      masker = this.#ports.masking.masker(decision.maskProfile);
     } catch {
       return { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
     }
+    const escape = coveredValueEscape(masker, text, this.#searchPath, this.#prepared);
+    return escape ? { code: SqlState.InsufficientPrivilege, message: `permission denied: ${escape}` } : { masker };
   }
 
   #auditRefusal(): Refusal | undefined {
@@ -938,7 +942,7 @@ export class PostgresSession {
     if (decision.effect === 'deny') refusal = this.#denial(decision, text);
     else if (decision.effect === 'approve') refusal = await this.#approve(commandId, text, [], decision);
     if (this.#closed) return;
-    const masking = refusal ? undefined : this.#maskerFor(decision);
+    const masking = refusal ? undefined : this.#maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
     if (refusal || !masking || 'code' in masking) {
       refusal ??= { code: SqlState.SystemError, message: 'command refused' };
@@ -1007,7 +1011,7 @@ export class PostgresSession {
       this.#recordRefused(commandId, refusal);
       return refusal;
     }
-    const masking = this.#maskerFor(decision);
+    const masking = this.#maskerFor(decision, text);
     if ('code' in masking) return masking;
     const statement: Statement = {
       name,
@@ -1068,7 +1072,7 @@ export class PostgresSession {
             this.#recordRefused(commandId, refusal);
             break;
           }
-          const masking = this.#maskerFor(decision);
+          const masking = this.#maskerFor(decision, message.text);
           if ('code' in masking) {
             refusal = masking;
             break;
