@@ -11,18 +11,21 @@ import {
   defElems,
   isToastSchema,
   isWrittenValue,
+  names,
   OBJECTS_ON_A_TABLE,
   pathSchemasOf,
   RELATION_DROPS,
   ROLE_SETTINGS,
   ROLES_VIEW,
   SESSION_STATE_ARGUMENT,
+  SKIP_FUNCNAME,
+  SKIP_RELATION,
 } from './statement-parts.js';
 import { isLongStandingCatalogRelation } from './catalog-relations.js';
 import { ANY_TABLE, CREDENTIAL_RELATIONS, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, pgCatalogSearchedFirst, STATISTICS_RELATIONS } from './catalogue.js';
 import { functionBody, namedFunctions } from './function-bodies.js';
 import { functionEffect } from './functions.js';
-import { list } from './parse-tree.js';
+import { isObject, list, str, type Node } from './parse-tree.js';
 import { guardedSettingReason, settingReadReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
 import { ancestorsOf, descendantsOf } from './target-catalog.js';
@@ -30,18 +33,11 @@ import { boundsTargetRows, mergeIsBounded, upsertIsBounded, writeTarget } from '
 export type { ClassifyOptions, SqlClassification, StatementClassification } from './classification.js';
 export { fingerprintSql, isSqlClassifierLoaded, loadSqlClassifier, normalizeSql } from './parser.js';
 
-type Node = Record<string, unknown>;
 type Scope = ReadonlySet<string>;
 
 const EMPTY_SCOPE: Scope = new Set();
 const MAX_EXECUTE_DEPTH = 3;
 
-const isObject = (value: unknown): value is Node => typeof value === 'object' && value !== null;
-const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
-
-/** `{ String: { sval } }` items of a name list. */
-const names = (list: unknown): string[] =>
-  Array.isArray(list) ? list.map((item) => str((item as { String?: { sval?: unknown } }).String?.sval) ?? '').filter(Boolean) : [];
 
 /** The walk of one top-level statement: accumulates the widest action, highest risk and the tables. */
 class StatementWalk {
@@ -635,8 +631,6 @@ class StatementWalk {
   }
 }
 
-const SKIP_RELATION: ReadonlySet<string> = new Set(['relation']);
-const SKIP_FUNCNAME: ReadonlySet<string> = new Set(['funcname']);
 const classifyWithDepth = (text: string, options: ClassifyOptions, depth: number): SqlClassification => {
   assertLoaded();
   let tree: { stmts?: { stmt?: Node }[] };

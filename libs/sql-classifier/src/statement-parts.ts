@@ -2,6 +2,13 @@ import { isObject, str, type Node } from './parse-tree.js';
 
 /** Pieces of statements the classifier reads: constants, DefElem options, object kinds, the search path. */
 
+/** `{ String: { sval } }` items of a name list, empty parts dropped. */
+export const names = (list: unknown): string[] =>
+  Array.isArray(list) ? list.map((item) => str((item as { String?: { sval?: unknown } }).String?.sval) ?? '').filter(Boolean) : [];
+
+export const SKIP_RELATION: ReadonlySet<string> = new Set(['relation']);
+export const SKIP_FUNCNAME: ReadonlySet<string> = new Set(['funcname']);
+
 /** `A_Const` -> its value as text; undefined when not a constant. Protobuf JSON omits zero values. */
 export const constantText = (node: unknown): string | undefined => {
   const aConst = isObject(node) ? (node.A_Const as Node | undefined) : undefined;
