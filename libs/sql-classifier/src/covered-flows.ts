@@ -52,6 +52,12 @@ export const coveredFlows = (text: string, options: LineageOptions = {}, depth =
   };
   collectCtes(tree);
   const refs = (...parts: unknown[]): ColumnLineage => columnsReferencedIn(tree, parts, options);
+  /** A predicate's columns: a function's alias counts by the columns of the function's arguments. */
+  const predicateRefs = (from: unknown, ...parts: unknown[]): ColumnLineage => {
+    const predicates = [...parts, ...joinQuals(from)].filter((part) => part !== undefined);
+    if (predicates.length === 0) return [];
+    return columnsReferencedIn(tree, [...predicates, ...functionsIn(from)], options, true);
+  };
   const schemas = pathSchemasOf(options.searchPath);
   const tablesOf = (relation: unknown): string[] => {
     if (!isObject(relation)) return [];
@@ -144,11 +150,11 @@ export const coveredFlows = (text: string, options: LineageOptions = {}, depth =
       case 'SelectStmt':
         if (isObject(node.intoClause)) writes.push({ target: undefined, sources: refs(node.targetList, node.fromClause, node.withClause) });
         if (generatesRows(node.fromClause) || generatesRows([node.whereClause, node.havingClause])) {
-          predicates.push(refs(node.whereClause, node.havingClause, joinQuals(node.fromClause)));
+          predicates.push(predicateRefs(node.fromClause, node.whereClause, node.havingClause));
         }
         break;
       case 'DeleteStmt':
-        if (generatesRows(node.usingClause) || generatesRows(node.whereClause)) predicates.push(refs(node.whereClause, joinQuals(node.usingClause)));
+        if (generatesRows(node.usingClause) || generatesRows(node.whereClause)) predicates.push(predicateRefs(node.usingClause, node.whereClause));
         break;
       case 'ExecuteStmt': {
         const prepared = options.preparedStatements?.get(str(node.name) ?? '');
@@ -163,11 +169,28 @@ export const coveredFlows = (text: string, options: LineageOptions = {}, depth =
       default:
         break;
     }
-    if (tag === 'UpdateStmt' && (generatesRows(node.fromClause) || generatesRows(node.whereClause))) predicates.push(refs(node.whereClause, joinQuals(node.fromClause)));
+    if (tag === 'UpdateStmt' && (generatesRows(node.fromClause) || generatesRows(node.whereClause))) predicates.push(predicateRefs(node.fromClause, node.whereClause));
     for (const key in node) visit(node[key]);
   };
   visit(tree);
   return { writes, seriesPredicates: predicates.flat() };
+};
+
+/** The functions of a FROM list (`generate_series(…) g`, `ROWS FROM (…)`, XMLTABLE), outside subqueries. */
+const functionsIn = (from: unknown): unknown[] => {
+  const found: unknown[] = [];
+  const walk = (value: unknown): void => {
+    if (Array.isArray(value)) return value.forEach(walk);
+    const wrapped = unwrap(value);
+    if (!wrapped) return;
+    if (wrapped[0] === 'RangeFunction' || wrapped[0] === 'RangeTableFunc') found.push(wrapped[1]);
+    if (wrapped[0] === 'JoinExpr') {
+      walk(wrapped[1].larg);
+      walk(wrapped[1].rarg);
+    }
+  };
+  walk(from);
+  return found;
 };
 
 /** The ON conditions of the joins in a FROM list. */

@@ -92,7 +92,7 @@ describe('coveredFlows', () => {
   });
 
   it('finds columns compared where a series is in FROM, and only there', () => {
-    expect(coveredFlows("SELECT g FROM people, generate_series(1, 9) g WHERE g.g = split_part(ssn, '-', 1)::int")!.seriesPredicates.map((source) => source.column)).toEqual(['g', 'ssn']);
+    expect(coveredFlows("SELECT g FROM people, generate_series(1, 9) g WHERE g = split_part(ssn, '-', 1)::int")!.seriesPredicates.map((source) => source.column)).toEqual(['g', 'ssn']);
     expect(coveredFlows("SELECT id FROM people WHERE ssn = 'x'")!.seriesPredicates).toEqual([]);
   });
 });
