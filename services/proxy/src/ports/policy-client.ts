@@ -106,13 +106,22 @@ const BACKOFF_MIN_MS = 100;
 const catalogKey = (catalog: TargetCatalogFacts | undefined): string =>
   catalog === undefined ? `-${SEP}` : `${catalog.version}${catalog.uncommittedChanges ? '!' : ''}${SEP}`;
 
-const catalogToProto = (catalog: TargetCatalogFacts): pb.TargetCatalog => ({
-  rowFunctions: [...catalog.rowFunctions],
-  rewritingRelations: [...catalog.rewritingRelations],
-  inheritance: [...catalog.parents].flatMap(([child, parents]) => parents.map((parent) => ({ child, parent }))),
-  version: catalog.version,
-  uncommittedChanges: catalog.uncommittedChanges === true,
-});
+/** The facts as sent; one conversion per facts object (a resource's facts change rarely). */
+const catalogToProto = (catalog: TargetCatalogFacts): pb.TargetCatalog => {
+  let message = sentCatalogs.get(catalog);
+  if (!message) {
+    message = {
+      rowFunctions: [...catalog.rowFunctions],
+      rewritingRelations: [...catalog.rewritingRelations],
+      inheritance: [...catalog.parents].flatMap(([child, parents]) => parents.map((parent) => ({ child, parent }))),
+      version: catalog.version,
+      uncommittedChanges: catalog.uncommittedChanges === true,
+    };
+    sentCatalogs.set(catalog, message);
+  }
+  return message;
+};
+const sentCatalogs = new WeakMap<TargetCatalogFacts, pb.TargetCatalog>();
 const BACKOFF_MAX_MS = 5_000;
 
 /**

@@ -84,6 +84,29 @@ export const coveredValueEscape = (
   preparedStatements: ReadonlyMap<string, string>,
 ): string | undefined => {
   if (!masker || masker.columnRuleCount === 0) return undefined;
+  // Agents repeat a small set of statements: one parse per profile and text (an EXECUTE's answer
+  // depends on the prepared statement, so it is not kept).
+  let answers = escapesByMasker.get(masker);
+  if (!answers) escapesByMasker.set(masker, (answers = new Map<string, string | null>()));
+  const key = `${searchPath?.join(',') ?? ''}\u0000${text}`;
+  const known = answers.get(key);
+  if (known !== undefined) return known ?? undefined;
+  const escape = escapeOf(masker, text, searchPath, preparedStatements);
+  if (text.length <= MAX_CACHED_TEXT_CHARS && !/execute/i.test(text)) {
+    if (answers.size >= MAX_ENTRIES) answers.clear();
+    answers.set(key, escape ?? null);
+  }
+  return escape;
+};
+
+const escapesByMasker = new WeakMap<ProfileMasker, Map<string, string | null>>();
+
+const escapeOf = (
+  masker: ProfileMasker,
+  text: string,
+  searchPath: readonly string[] | undefined,
+  preparedStatements: ReadonlyMap<string, string>,
+): string | undefined => {
   const flows = coveredFlows(text, { ...(searchPath ? { searchPath } : {}), preparedStatements });
   if (!flows) return undefined;
   const covers = (sources: ColumnLineage): boolean => sources.length > 0 && masker.hasColumnRule({ name: '', derivedFrom: toColumnSources(sources) });
