@@ -28,12 +28,19 @@ export interface CoveredFlows {
   readonly writes: readonly ValueFlow[];
   /** Columns a WHERE, ON or HAVING compares where a set-returning function, VALUES or a CTE is in FROM. */
   readonly seriesPredicates: ColumnLineage;
+  /** `x.name` / `(x).name` naming one of options.rowFunctions: a call whose result lineage cannot follow. */
+  readonly attributeCalls: readonly string[];
+}
+
+export interface CoveredFlowOptions extends LineageOptions {
+  /** The target's functions callable in attribute notation (TargetCatalogFacts.rowFunctions). */
+  readonly rowFunctions?: ReadonlySet<string>;
 }
 
 const MAX_EXECUTE_DEPTH = 3;
 
 /** Undefined when the text does not parse (the policy refuses such a text anyway). */
-export const coveredFlows = (text: string, options: LineageOptions = {}, depth = 0): CoveredFlows | undefined => {
+export const coveredFlows = (text: string, options: CoveredFlowOptions = {}, depth = 0): CoveredFlows | undefined => {
   if (!isSqlClassifierLoaded()) return undefined;
   let tree: unknown;
   try {
@@ -43,6 +50,7 @@ export const coveredFlows = (text: string, options: LineageOptions = {}, depth =
   }
   const writes: ValueFlow[] = [];
   const predicates: ColumnLineage[] = [];
+  const attributeCalls: string[] = [];
   const ctes = new Set<string>();
   const collectCtes = (value: unknown): void => {
     if (Array.isArray(value)) return value.forEach(collectCtes);
@@ -106,6 +114,13 @@ export const coveredFlows = (text: string, options: LineageOptions = {}, depth =
     }
     const [tag, node] = wrapped;
     switch (tag) {
+      case 'ColumnRef':
+      case 'A_Indirection': {
+        const parts = tag === 'ColumnRef' ? names(node.fields) : names(node.indirection);
+        const last = parts.at(-1);
+        if ((tag === 'A_Indirection' || parts.length > 1) && last && options.rowFunctions?.has(last)) attributeCalls.push(last);
+        break;
+      }
       case 'InsertStmt': {
         const tables = tablesOf(node.relation);
         const named = list(node.cols).map((col) => str((col as { ResTarget?: Node }).ResTarget?.name));
@@ -163,6 +178,7 @@ export const coveredFlows = (text: string, options: LineageOptions = {}, depth =
         else {
           writes.push(...inner.writes);
           predicates.push(inner.seriesPredicates);
+          attributeCalls.push(...inner.attributeCalls);
         }
         break;
       }
@@ -173,7 +189,7 @@ export const coveredFlows = (text: string, options: LineageOptions = {}, depth =
     for (const key in node) visit(node[key]);
   };
   visit(tree);
-  return { writes, seriesPredicates: predicates.flat() };
+  return { writes, seriesPredicates: predicates.flat(), attributeCalls };
 };
 
 /** The functions of a FROM list (`generate_series(…) g`, `ROWS FROM (…)`, XMLTABLE), outside subqueries. */

@@ -1,5 +1,15 @@
 import type { ColumnInfo, ColumnSource, ProfileMasker } from '@sluice/masking-engine';
-import { columnLineages, coveredFlows, isSqlClassifierLoaded, referencedColumns, resultLineage, type ColumnLineage, type CopyFormat, type SqlLineage } from '@sluice/sql-classifier';
+import {
+  columnLineages,
+  coveredFlows,
+  isSqlClassifierLoaded,
+  referencedColumns,
+  resultLineage,
+  type ColumnLineage,
+  type CopyFormat,
+  type SqlLineage,
+  type TargetCatalogFacts,
+} from '@sluice/sql-classifier';
 
 /** Statement texts whose lineage a session keeps; agents repeat a small set of statements. */
 const MAX_ENTRIES = 256;
@@ -82,16 +92,17 @@ export const coveredValueEscape = (
   text: string,
   searchPath: readonly string[] | undefined,
   preparedStatements: ReadonlyMap<string, string>,
+  catalog: TargetCatalogFacts | undefined,
 ): string | undefined => {
   if (!masker || masker.columnRuleCount === 0) return undefined;
   // Agents repeat a small set of statements: one parse per profile and text (an EXECUTE's answer
   // depends on the prepared statement, so it is not kept).
   let answers = escapesByMasker.get(masker);
   if (!answers) escapesByMasker.set(masker, (answers = new Map<string, string | null>()));
-  const key = `${searchPath?.join(',') ?? ''}\u0000${text}`;
+  const key = `${catalog?.version ?? ''}\u0000${searchPath?.join(',') ?? ''}\u0000${text}`;
   const known = answers.get(key);
   if (known !== undefined) return known ?? undefined;
-  const escape = escapeOf(masker, text, searchPath, preparedStatements);
+  const escape = escapeOf(masker, text, searchPath, preparedStatements, catalog?.rowFunctions);
   if (text.length <= MAX_CACHED_TEXT_CHARS && !/execute/i.test(text)) {
     if (answers.size >= MAX_ENTRIES) answers.clear();
     answers.set(key, escape ?? null);
@@ -106,9 +117,14 @@ const escapeOf = (
   text: string,
   searchPath: readonly string[] | undefined,
   preparedStatements: ReadonlyMap<string, string>,
+  rowFunctions: ReadonlySet<string> | undefined,
 ): string | undefined => {
-  const flows = coveredFlows(text, { ...(searchPath ? { searchPath } : {}), preparedStatements });
+  const flows = coveredFlows(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(rowFunctions ? { rowFunctions } : {}) });
   if (!flows) return undefined;
+  const call = flows.attributeCalls[0];
+  if (call !== undefined) {
+    return `.${call} calls the target's function ${call}() in attribute notation, whose result column rules cannot follow; call it as ${call}(…), which is masked as any column`;
+  }
   const covers = (sources: ColumnLineage): boolean => sources.length > 0 && masker.hasColumnRule({ name: '', derivedFrom: toColumnSources(sources) });
   for (const flow of flows.writes) {
     if (!covers(flow.sources)) continue;

@@ -260,6 +260,8 @@ export class PostgresSession {
   readonly #lineage = new LineageCache();
   /** A DDL or admin statement was let through since the last ReadyForQuery outside a transaction. */
   #schemaChanged = false;
+  /** The catalog facts of the latest decision, for the masking checks that follow it. */
+  #decidedWith: TargetCatalogFacts | undefined;
   readonly #profiles = new SessionProfiles((profile) => this.#ports.masking.masker(profile));
   /** Upstream frames held while the catalog resolves table columns for a RowDescription. */
   #upstreamBacklog: Frame[] | undefined;
@@ -764,6 +766,7 @@ export class PostgresSession {
     let catalog: TargetCatalogFacts;
     try {
       catalog = await this.#ctx.catalog.facts();
+      this.#decidedWith = catalog;
     } catch {
       return failClosedDecision('the target catalog (functions, views, inheritance) could not be read');
     }
@@ -847,7 +850,7 @@ export class PostgresSession {
     } catch {
       return { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
     }
-    const escape = coveredValueEscape(masker, text, this.#searchPath, this.#prepared);
+    const escape = coveredValueEscape(masker, text, this.#searchPath, this.#prepared, this.#decidedWith);
     return escape ? { code: SqlState.InsufficientPrivilege, message: `permission denied: ${escape}` } : { masker };
   }
 
