@@ -33,13 +33,13 @@ import {
 import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
 import type { Subject, SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
-import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage } from '@sluice/sql-classifier';
+import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import type { Decision, GovernancePorts } from '../ports.js';
 import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
 import { SocketFrames } from './frame-source.js';
 import { Outbox } from './outbox.js';
-import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
+import { copyColumns, coveredValueEscape, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
 import { SessionProfiles, type DeclaredCursor } from './session-profiles.js';
 import { maskNotification, maskServerFields } from './server-texts.js';
 import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
@@ -278,6 +278,10 @@ export class PostgresSession {
   #executedSinceSync = false;
   readonly #effects = new SessionEffectsCache();
   readonly #lineage = new LineageCache();
+  /** A DDL or admin statement was let through since the last ReadyForQuery outside a transaction. */
+  #schemaChanged = false;
+  /** The catalog facts of the latest decision, for the masking checks that follow it. */
+  #decidedWith: TargetCatalogFacts | undefined;
   readonly #profiles = new SessionProfiles((profile) => this.#ports.masking.masker(profile));
   /** Upstream frames held while the catalog resolves table columns for a RowDescription. */
   #upstreamBacklog: Frame[] | undefined;
@@ -790,17 +794,38 @@ export class PostgresSession {
     if (this.#effectsOf(text).unqualifiedAfterPathChange) {
       return failClosedDecision('a statement after a search_path change in the same message names a table without its schema; send them separately');
     }
+    let catalog: TargetCatalogFacts;
     try {
-      return await this.#ports.policy.decide(this.#subject!, this.#resource.name, {
+      catalog = await this.#ctx.catalog.facts();
+      this.#decidedWith = catalog;
+    } catch {
+      return failClosedDecision('the target catalog (functions, views, inheritance) could not be read');
+    }
+    try {
+      const decision = await this.#ports.policy.decide(this.#subject!, this.#resource.name, {
         kind: 'sql',
         text,
         ...(this.#searchPath ? { searchPath: this.#searchPath } : {}),
         preparedStatements: this.#prepared,
+        catalog: this.#schemaChanged ? { ...catalog, uncommittedChanges: true } : catalog,
       });
+      if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#schemaChanged = true;
+      return decision;
     } catch {
       // A policy that cannot answer denies (fail closed).
       return failClosedDecision('the policy service is unavailable');
     }
+  }
+
+  /**
+   * Portals end with their transaction; a schema change this session made is committed or gone,
+   * so the catalog facts are read again and decisions stop assuming uncommitted changes.
+   */
+  #transactionEnded(): void {
+    this.#portals.clear();
+    if (!this.#schemaChanged) return;
+    this.#schemaChanged = false;
+    this.#ctx.catalog.invalidateFacts();
   }
 
   #denialMessage(decision: Decision): string {
@@ -848,12 +873,16 @@ export class PostgresSession {
   }
 
   /** The masker of an allowed command; unavailable masking refuses the command (fail closed). */
-  #maskerFor(decision: Decision): { masker: ProfileMasker | undefined } | Refusal {
+  /** The masker of an allowed `text`, or a refusal when masking is unavailable or the text would carry a covered value past it. */
+  #maskerFor(decision: Decision, text: string): { masker: ProfileMasker | undefined } | Refusal {
+    let masker: ProfileMasker | undefined;
     try {
-      return { masker: this.#ports.masking.masker(decision.maskProfile) };
+      masker = this.#ports.masking.masker(decision.maskProfile);
     } catch {
       return { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
     }
+    const escape = coveredValueEscape(masker, text, this.#searchPath, this.#prepared, this.#decidedWith);
+    return escape ? { code: SqlState.InsufficientPrivilege, message: `permission denied: ${escape}` } : { masker };
   }
 
   #auditRefusal(): Refusal | undefined {
@@ -947,7 +976,7 @@ export class PostgresSession {
     if (decision.effect === 'deny') refusal = this.#denial(decision, text);
     else if (decision.effect === 'approve') refusal = await this.#approve(commandId, text, [], decision);
     if (this.#closed) return;
-    const masking = refusal ? undefined : this.#maskerFor(decision);
+    const masking = refusal ? undefined : this.#maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
     if (refusal || !masking || 'code' in masking) {
       refusal ??= { code: SqlState.SystemError, message: 'command refused' };
@@ -1018,7 +1047,7 @@ export class PostgresSession {
       this.#recordRefused(commandId, refusal);
       return refusal;
     }
-    const masking = this.#maskerFor(decision);
+    const masking = this.#maskerFor(decision, text);
     if ('code' in masking) return masking;
     const statement: Statement = {
       name,
@@ -1074,7 +1103,7 @@ export class PostgresSession {
             this.#recordRefused(commandId, refusal);
             break;
           }
-          const masking = this.#maskerFor(decision);
+          const masking = this.#maskerFor(decision, message.text);
           if ('code' in masking) {
             refusal = masking;
             break;
@@ -1407,7 +1436,7 @@ export class PostgresSession {
           return;
         case BackendCode.ReadyForQuery:
           this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
-          if (this.#transactionStatus === TransactionStatus.Idle) this.#portals.clear();
+          if (this.#transactionStatus === TransactionStatus.Idle) this.#transactionEnded();
           this.#expects.shift();
           head.done(head.failed ? undefined : head.rows);
           this.#wakeIfSettled();
@@ -1434,6 +1463,7 @@ export class PostgresSession {
           return;
         }
         this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
+        if (this.#transactionStatus === TransactionStatus.Idle) this.#transactionEnded();
         out.push(frame.raw);
         this.#wakeIfSettled();
         return;
@@ -1555,7 +1585,7 @@ export class PostgresSession {
         this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
         // Protocol portals live until their transaction ends; a name reused later (a SQL cursor
         // shares the namespace) must not inherit an old portal's decision.
-        if (this.#transactionStatus === TransactionStatus.Idle) this.#portals.clear();
+        if (this.#transactionStatus === TransactionStatus.Idle) this.#transactionEnded();
         out.push(frame.raw);
         if (head?.kind === 'query') {
           this.#finishResult(head);
