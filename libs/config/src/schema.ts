@@ -340,10 +340,15 @@ export const configSchema = z.strictObject({
       exporters: z.array(exporter).default([]),
       recording: recording.default(RECORDING_DEFAULTS),
       stream: z
-        .strictObject({ maxAge: duration.optional(), duplicateWindow: duration.default(120_000) })
-        .default({ duplicateWindow: 120_000 }),
+        .strictObject({
+          maxAge: duration.optional(),
+          duplicateWindow: duration.default(120_000),
+          /** Copies of the stream on a NATS cluster (3: losing one node loses nothing); 1 on a single server. */
+          replicas: z.number().int().min(1).max(5).default(1),
+        })
+        .default({ duplicateWindow: 120_000, replicas: 1 }),
     })
-    .default({ readers: { groups: [], subs: [] }, exporters: [], recording: RECORDING_DEFAULTS, stream: { duplicateWindow: 120_000 } }),
+    .default({ readers: { groups: [], subs: [] }, exporters: [], recording: RECORDING_DEFAULTS, stream: { duplicateWindow: 120_000, replicas: 1 } }),
   rules: z.array(rule).default([]),
   /**
    * Keys that sign every message on the bus. Absent: `sluice up` makes per-deployment keys under

@@ -51,7 +51,21 @@ export const busPermissions = (role: BusRole, stream: string, prefix: string, au
         subscribe: { allow: inbox },
       };
     case 'policy':
-      return { publish: { allow: [...lookAtStream, `${prefix}.batch.policy`, `${prefix}.policy.>`] }, subscribe: { allow: inbox } };
+      return {
+        publish: {
+          allow: [
+            ...lookAtStream,
+            `${prefix}.batch.policy`,
+            `${prefix}.policy.>`,
+            // Following policy.changed (a reload on another instance): an ephemeral consumer filtered to it.
+            `$JS.API.CONSUMER.CREATE.${stream}.*.${prefix}.policy.changed`,
+            `$JS.API.CONSUMER.MSG.NEXT.${stream}.*`,
+            `$JS.API.CONSUMER.INFO.${stream}.*`,
+            `$JS.API.CONSUMER.DELETE.${stream}.*`,
+          ],
+        },
+        subscribe: { allow: inbox },
+      };
     case 'approval':
       return {
         publish: {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
 import { createServer, type Server, type Socket } from 'node:net';
-import { parseAddress, readSecret, requireServiceTls, resolveBusLogin, resolveProvenanceKeys, resourceLimits, type ResourceConfig, type SecretRef } from '@sluice/config';
+import { eventStreamConfig, parseAddress, readSecret, requireServiceTls, resolveBusLogin, resolveProvenanceKeys, resourceLimits, type ResourceConfig, type SecretRef } from '@sluice/config';
 import { SluiceErrorCode } from '@sluice/contracts';
 import { connectBus, createMessageSigner, ensureEventStream, eventRoom, EventPublisher } from '@sluice/event-bus';
 import { createTokenVerifier } from '@sluice/identity';
@@ -55,12 +55,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
   const { privateKeyPem } = resolveProvenanceKeys(loaded, 'proxy');
   // Before anything listens: limits that cannot fit the bus are a config error, not a wedge later.
   checkRecordingFits(config.audit.recording, eventRoom(nc.info?.max_payload ?? 1024 * 1024, privateKeyPem !== undefined));
-  await ensureEventStream(nc, {
-    stream: config.bus.stream,
-    subjectPrefix: config.bus.subjectPrefix,
-    duplicateWindowMs: config.audit.stream.duplicateWindow,
-    maxAgeMs: config.audit.stream.maxAge,
-  });
+  await ensureEventStream(nc, eventStreamConfig(config));
   if (privateKeyPem === undefined) logger.warn({}, 'no provenance key for proxy: its events go unsigned and the audit store refuses them');
   const publisher = new EventPublisher(nc, {
     ...(privateKeyPem === undefined ? {} : { signer: createMessageSigner('proxy', privateKeyPem) }),
