@@ -86,7 +86,8 @@ export const startNatsCluster = async (options: { nodes?: number; configText?: s
 export const waitForJetStream = async (url: string, connectOptions: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<void> => {
   const nc = await connect({ servers: url.split(','), ...connectOptions });
   try {
-    const jsm = await jetstreamManager(nc);
+    // checkAPI off: the manager's own first request would fail before a leader is elected.
+    const jsm = await jetstreamManager(nc, { checkAPI: false });
     await waitUntil(() => jsm.getAccountInfo().then(() => true, () => false), timeoutMs, 'a JetStream meta leader');
   } finally {
     await nc.close();

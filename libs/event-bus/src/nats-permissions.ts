@@ -1,4 +1,5 @@
 import { createUser, fromSeed } from '@nats-io/nkeys';
+import { leaseStreamName, leaseSubjectRoot } from '@sluice/contracts';
 import { inboxPrefixFor } from './connection.js';
 
 /** A new NATS user nkey seed (`SU…`): the secret a service logs in with. */
@@ -47,7 +48,20 @@ export const busPermissions = (role: BusRole, stream: string, prefix: string, au
   switch (role) {
     case 'proxy':
       return {
-        publish: { allow: [...lookAtStream, `${prefix}.batch.proxy`, `${prefix}.session.>`, `${prefix}.command.>`, `${prefix}.result.>`] },
+        publish: {
+          allow: [
+            ...lookAtStream,
+            `${prefix}.batch.proxy`,
+            `${prefix}.session.>`,
+            `${prefix}.command.>`,
+            `${prefix}.result.>`,
+            // Proxy leases: renew its own, mark its sessions, look at and claim the others'.
+            `${leaseSubjectRoot(prefix)}.>`,
+            `$JS.API.STREAM.INFO.${leaseStreamName(stream)}`,
+            `$JS.API.STREAM.CREATE.${leaseStreamName(stream)}`,
+            `$JS.API.STREAM.MSG.GET.${leaseStreamName(stream)}`,
+          ],
+        },
         subscribe: { allow: inbox },
       };
     case 'policy':

@@ -8,6 +8,7 @@ import { createTokenVerifier } from '@sluice/identity';
 import { grpcClientChannelOptions, grpcClientCredentials, runService } from '@sluice/service-runtime';
 import { createAuditPort } from './audit-port.js';
 import { ConnectionLimiter, listenerFullReply } from './connection-limits.js';
+import { startProxyLease, type ProxyLease } from './lease.js';
 import { checkRecordingFits } from './recording.js';
 import { createHttpAdapter } from './http/adapter.js';
 import type { GovernancePorts, ProtocolAdapter } from './ports.js';
@@ -72,6 +73,19 @@ runService('proxy', async ({ loaded, config, logger }) => {
         dropped ? 'the bus refused an event even reduced; dropped' : 'event published in reduced form',
       ),
   });
+  const auditPort = createAuditPort(publisher, { source: 'sluice/proxy', recording: config.audit.recording });
+  // A lease on the bus, so that another proxy records this one's sessions as ended if it dies.
+  // Without one (the bus user may not make the lease stream) sessions are still recorded; only
+  // a SIGKILLed proxy's sessions then stay open in the record.
+  const streamSettings = eventStreamConfig(config);
+  const lease: ProxyLease | undefined = await startProxyLease(nc, publisher, logger, {
+    stream: streamSettings.stream,
+    subjectPrefix: streamSettings.subjectPrefix,
+    replicas: streamSettings.replicas,
+  }).catch((error: unknown) => {
+    logger.error({ err: error }, 'no proxy lease: if this proxy is killed, its open sessions stay open in the record');
+    return undefined;
+  });
   const channel = (peer: 'policy' | 'masking' | 'approval') => ({ credentials: grpcClientCredentials(tls, peer), channelOptions: grpcClientChannelOptions(tls, peer) });
   const policy = createPolicyPort(config.services.policy.grpc, { logger, ...channel('policy') });
   const tracer = trace.getTracer('sluice-proxy');
@@ -92,7 +106,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
     },
     masking,
     approvals,
-    audit: createAuditPort(publisher, { source: 'sluice/proxy', recording: config.audit.recording }),
+    audit: lease ? lease.wrap(auditPort) : auditPort,
     recording: config.audit.recording,
     connectionLimits,
     newId: randomUUID,
@@ -156,6 +170,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
       for (const socket of sockets) socket.destroy();
       for (const { adapter } of listeners) await adapter.close?.();
       await new Promise((resolve) => setTimeout(resolve, 50));
+      await lease?.stop();
       await publisher.close();
       policy.close();
       masking.close();
