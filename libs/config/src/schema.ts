@@ -245,7 +245,14 @@ const busCredential = z.union(
 );
 
 const bus = z.strictObject({
-  url: z.string().min(1).default('nats://127.0.0.1:4222'),
+  /** One NATS URL, or several comma-separated (the nodes of a cluster): clients reconnect to any. */
+  url: z
+    .string()
+    .min(1)
+    .refine((value) => value.split(',').every((entry) => /^\S+$/.test(entry)), {
+      message: 'expected a NATS URL or a comma-separated list of them, without spaces (nats://n1:4222,nats://n2:4222)',
+    })
+    .default('nats://127.0.0.1:4222'),
   /** Stream and subject prefix; change them only to run several deployments on one NATS. */
   stream: z.string().regex(/^[A-Za-z0-9_-]+$/).default('SLUICE_EVENTS'),
   subjectPrefix: z.string().regex(/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/).default('sluice.events'),
