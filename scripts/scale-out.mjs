@@ -6,7 +6,8 @@
 // console. Both use the bus as a list of the three nodes and an R3 stream. Ctrl-C stops it all.
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { connect as connectTcp } from 'node:net';
+import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parse, stringify } from 'yaml';
 
@@ -50,10 +51,30 @@ for (const node of NODES) {
       `listen: 127.0.0.1:${clientPort(node)}`,
       `jetstream { store_dir: ${JSON.stringify(store)} }`,
       `cluster { name: sluice, listen: 127.0.0.1:${routePort(node)}, routes: [${routes.join(', ')}] }`,
-      `include ${JSON.stringify(join(keys, 'nats-auth.conf'))}`,
+      // nats-server resolves an include against the including file's folder.
+      `include ${JSON.stringify(relative(dir, join(keys, 'nats-auth.conf')))}`,
     ].join('\n'),
   );
   started(`nats-${node}`, spawn(natsServer, ['-c', file], { stdio: ['ignore', 'ignore', 'inherit'] }));
+}
+
+// Every node listening before any service dials it; one that exits ends the run.
+const listening = (port) =>
+  new Promise((done) => {
+    const socket = connectTcp(port, '127.0.0.1');
+    socket.once('connect', () => (socket.destroy(), done(true)));
+    socket.once('error', () => done(false));
+  });
+for (const node of NODES) {
+  const { child } = children[node];
+  for (let deadline = Date.now() + 15_000; !(await listening(clientPort(node))); ) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      process.stderr.write(`scale-out: nats-${node} did not start\n`);
+      for (const { child: other } of children) other.kill('SIGTERM');
+      process.exit(1);
+    }
+    await new Promise((done) => setTimeout(done, 200));
+  }
 }
 
 const shift = (address) => {
