@@ -53,7 +53,7 @@ export const startNatsCluster = async (options: { nodes?: number; configText?: s
   };
   const nodes: Array<NatsProcess | undefined> = [];
   const stopAll = async (): Promise<void> => {
-    await Promise.all(nodes.map((node) => node?.stop()));
+    await Promise.all(nodes.map((node) => node?.stop() ?? Promise.resolve()));
     rmSync(dir, { recursive: true, force: true });
   };
   try {
