@@ -114,6 +114,8 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
     const script = find('Deployment', 'audit').spec.template.spec.initContainers[0].command.join(' ') as string;
     expect(script).toContain(`stream add ${config.bus.stream} --subjects '${config.bus.subjectPrefix}.>'`);
     expect(script).toContain('--replicas 3');
+    // The services' own ensureEventStream must agree, else the audit service would scale it back.
+    expect(config.audit.stream.replicas).toBe(3);
   });
 });
 
