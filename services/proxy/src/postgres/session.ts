@@ -1629,6 +1629,7 @@ export class PostgresSession {
       if (head.statement.name !== '') this.#prepared.set(head.statement.name, head.statement.text);
     } else if (head.kind === 'bind') {
       this.#portals.set(head.portal.name, head.portal);
+      this.#profiles.forgetCursor(head.portal.name);
     } else if (head.kind === 'close') {
       if (head.target === 'S') {
         this.#statements.delete(head.name);

@@ -1,0 +1,63 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeBind, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
+import { COLUMN_REDACTED } from '@sluice/masking-engine';
+import { PostgresFrontDoor, type RawPostgresSession } from './support/postgres-proxy-harness.js';
+import { expectNoRawSsn, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
+
+/**
+ * Third red team of the PostgreSQL front door, against the day's data-path changes: pipelines
+ * forwarded without waiting for Sync, SQL cursors used as portals, the real backend pid with the
+ * proxy's own cancel key, SQL_ASCII, more startup parameters, target catalog facts and covered-
+ * value flow checks. Same fixture as the first two (`912-34-5678` only the column rule can mask).
+ */
+
+const database = `sluice_redteam3_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+
+const frontDoor = new PostgresFrontDoor({
+  config: redTeamConfig(database, ['public.secrets']),
+  database,
+  hashKey: 'redteam3-int',
+  setupSql: RED_TEAM_SEED_SQL,
+});
+
+beforeAll(async () => frontDoor.start());
+afterAll(async () => frontDoor.close());
+
+const rows = (session: RawPostgresSession): string[][] =>
+  session.messages.flatMap((m) => (m.type === 'DataRow' ? [m.values.map((v) => (v === null ? 'NULL' : v.toString('utf8')))] : []));
+
+describe('a FETCH reads the cursor the server holds, not a DECLARE of the name the server has since dropped', () => {
+  // The proxy kept each confirmed DECLARE's text by name for FETCH lineage, past CLOSE, the end of
+  // the transaction and ROLLBACK TO. A protocol portal Bound under the name (cursors and portals
+  // share the namespace) was then fetched by SQL FETCH with the old DECLARE's lineage:
+  // `upper(ssn) AS item` passed as orders.item, in clear.
+  const PORTAL = 'select upper(ssn) as item from people';
+  it.each([
+    ['CLOSE', 'begin; declare c cursor for select item from orders; close c'],
+    ['COMMIT', 'begin; declare c cursor for select item from orders; commit; begin'],
+    ['ROLLBACK TO', 'begin; savepoint a; declare c cursor for select item from orders; rollback to a'],
+  ])('masks a portal bound as c after %s, fetched by SQL FETCH', async (_, before) => {
+    const session = await frontDoor.openRaw(['readers']);
+    session.send(encodeQuery(before));
+    await session.readyCount(2);
+    session.send(encodeParse('', PORTAL), encodeBind('c', ''), encodeSync());
+    await session.readyCount(3);
+    session.send(encodeQuery('fetch next from c'), encodeParse('', 'fetch all from c'), encodeBind('', ''), encodeExecute(''), encodeSync());
+    await session.readyCount(5);
+    expect(session.errors()).toEqual([]);
+    expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+    expectNoRawSsn(session.received.toString('latin1'));
+  });
+
+  it('masks a portal fetched by SQL FETCH that no DECLARE ever named', async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    session.send(encodeQuery('begin'));
+    await session.readyCount(2);
+    session.send(encodeParse('', PORTAL), encodeBind('c', ''), encodeSync());
+    await session.readyCount(3);
+    session.send(encodeQuery('fetch all from c'));
+    await session.readyCount(4);
+    expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+  });
+});
