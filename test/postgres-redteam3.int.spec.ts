@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeBind, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
+import { encodeBind, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
-import { PostgresFrontDoor, type RawPostgresSession } from './support/postgres-proxy-harness.js';
+import { PostgresFrontDoor, RawPostgresSession, waitFor } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
 
 /**
@@ -21,8 +21,14 @@ const frontDoor = new PostgresFrontDoor({
   setupSql: RED_TEAM_SEED_SQL,
 });
 
+/** Sessions straight to the server, to compare its answers with the proxy's. */
+const directSessions: RawPostgresSession[] = [];
+
 beforeAll(async () => frontDoor.start());
-afterAll(async () => frontDoor.close());
+afterAll(async () => {
+  for (const session of directSessions) session.socket.destroy();
+  await frontDoor.close();
+});
 
 const rows = (session: RawPostgresSession): string[][] =>
   session.messages.flatMap((m) => (m.type === 'DataRow' ? [m.values.map((v) => (v === null ? 'NULL' : v.toString('utf8')))] : []));
@@ -59,5 +65,46 @@ describe('a FETCH reads the cursor the server holds, not a DECLARE of the name t
     session.send(encodeQuery('fetch all from c'));
     await session.readyCount(4);
     expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+  });
+});
+
+describe('a simple query sent while the target skips to a Sync is not answered by a later one', () => {
+  // After an extended-protocol error (the server's own, or a refusal sent up with a Flush) the
+  // server discards every message up to the Sync, a Query too. The proxy still expected an answer
+  // to such a Query, so the next query's rows were masked (and recorded) under its text:
+  // `upper(ssn) AS item` came back in clear as `select item from orders`.
+  const failures = [
+    ['a refused Parse', [encodeParse('', 'delete from victim'), encodeFlush()]],
+    ['a server error', [encodeParse('', 'select 1/0'), encodeBind('', ''), encodeExecute(''), encodeFlush()]],
+  ] as const;
+  const skipped = [encodeQuery('select 1 as a'), encodeQuery('select item from orders')];
+  const leaking = encodeQuery('select upper(ssn) as item from people');
+
+  it.each(failures)('masks the next query after %s, the skipped queries waiting for the error first', async (_, failing) => {
+    const session = await frontDoor.openRaw(['readers']);
+    session.send(...failing);
+    await waitFor(() => session.count('ErrorResponse') === 1);
+    session.send(...skipped);
+    session.send(encodeSync(), leaking);
+    await session.readyCount(3);
+    expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+    expectNoRawSsn(session.received.toString('latin1'));
+  });
+
+  it.each(failures)('masks the next query after %s, all sent at once', async (_, failing) => {
+    const session = await frontDoor.openRaw(['readers']);
+    session.send(...failing, ...skipped, encodeSync(), leaking);
+    await session.readyCount(3);
+    expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+    expectNoRawSsn(session.received.toString('latin1'));
+  });
+
+  it('answers as the server does: nothing for queries between a failed Execute and the Sync', async () => {
+    const failing = failures[1][1];
+    const proxied = await frontDoor.openRaw(['readers']);
+    const direct = await RawPostgresSession.openDirect(database, (opened) => directSessions.push(opened));
+    for (const session of [proxied, direct]) session.send(...failing, ...skipped, encodeSync(), encodeQuery('select 1 as b'));
+    await Promise.all([proxied.readyCount(3), direct.readyCount(3)]);
+    expect(proxied.summary()).toEqual(direct.summary());
   });
 });

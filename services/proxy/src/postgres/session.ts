@@ -158,6 +158,11 @@ const changesPreparedStatements = (expect: Expect): boolean =>
 /** Expectations that end a server-side skip: the Sync's ReadyForQuery and what follows it. */
 const STOPS_SKIPPING: ReadonlySet<Expect['kind']> = new Set(['sync', 'query', 'internal']);
 const stopsSkipping = (expect: Expect): boolean => STOPS_SKIPPING.has(expect.kind) || (expect.kind === 'refused' && expect.sync);
+/**
+ * After an extended-protocol error the target discards every message up to a Sync, a simple
+ * Query too: only a Sync (a refusal's own included) is answered again.
+ */
+const endsTargetSkip = (expect: Expect): boolean => expect.kind === 'sync' || (expect.kind === 'refused' && expect.sync);
 
 /**
  * Sent to the target in place of a refused command. It fails in parse analysis (an invalid
@@ -953,6 +958,8 @@ export class PostgresSession {
 
   /** A simple Query: the whole text is one command, decided before a byte goes upstream. */
   async #query(frame: Frame): Promise<void> {
+    // The target skips to the pipeline's Sync since an error: it ignores this query, so does the proxy.
+    if (this.#discardUntilSync) return;
     const message = decodeFrontend(frame) as Extract<FrontendMessage, { type: 'Query' }>;
     const text = message.text;
     const commandId = this.#ports.newId();
@@ -975,6 +982,11 @@ export class PostgresSession {
     if (decision.effect === 'deny') refusal = this.#denial(decision, text);
     else if (decision.effect === 'approve') refusal = await this.#approve(commandId, text, [], decision);
     if (this.#closed) return;
+    if (this.#discardUntilSync) {
+      // An earlier message of the pipeline failed on the target meanwhile: it ignores this query.
+      this.#recordRefused(commandId, { code: SqlState.ProtocolViolation, message: 'not run: the target ignores every message up to the Sync of a pipeline that failed' });
+      return;
+    }
     const masking = refusal ? undefined : this.#maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
     if (refusal || !masking || 'code' in masking) {
@@ -1565,15 +1577,17 @@ export class PostgresSession {
           head.copy = undefined;
           return;
         }
-        // Extended protocol: the server skips everything up to the Sync.
+        // Extended protocol: the server skips everything up to the Sync (a simple query sent
+        // before it included: it never runs, and its answer must not be taken from a later one).
         let marked = false;
-        while (this.#expects[0] && !stopsSkipping(this.#expects[0])) {
+        while (this.#expects[0] && !endsTargetSkip(this.#expects[0])) {
           const dropped = this.#expects.shift()!;
           if (dropped.kind === 'execute') {
             if (!marked) dropped.command.error = error;
             marked = true;
             this.#complete(dropped.command, false);
-          }
+          } else if (dropped.kind === 'query') this.#complete(dropped.command, false);
+          else if (dropped.kind === 'internal') dropped.done(undefined);
         }
         // No Sync sent yet (a pipeline forwarded as it came): what the client sends up to its
         // Sync the server ignores, so the proxy does not wait for answers to it either.
