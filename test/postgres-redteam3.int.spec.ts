@@ -18,7 +18,9 @@ const frontDoor = new PostgresFrontDoor({
   config: redTeamConfig(database, ['public.secrets']),
   database,
   hashKey: 'redteam3-int',
-  setupSql: RED_TEAM_SEED_SQL,
+  setupSql: `${RED_TEAM_SEED_SQL}
+     create function tag(variadic ps people[]) returns text language sql as $$ select ($1[1]).ssn $$;
+     create function peek(variadic os orders[]) returns text language sql as $$ select secret from secrets limit 1 $$;`,
 });
 
 /** Sessions straight to the server, to compare its answers with the proxy's. */
@@ -106,5 +108,21 @@ describe('a simple query sent while the target skips to a Sync is not answered b
     for (const session of [proxied, direct]) session.send(...failing, ...skipped, encodeSync(), encodeQuery('select 1 as b'));
     await Promise.all([proxied.readyCount(3), direct.readyCount(3)]);
     expect(proxied.summary()).toEqual(direct.summary());
+  });
+});
+
+describe('a VARIADIC function called in attribute notation is a function call, not a column', () => {
+  // `p.tag` calls tag(VARIADIC ARRAY[p]) when tag's only argument is VARIADIC over the row's type.
+  // The catalog facts listed functions by their first argument's type (an array here, not a
+  // composite), so `p.tag` passed as a column of people: its value (the SSN) came back in clear,
+  // and `o.peek` read public.secrets past the deny rule.
+  it.each([
+    ['SELECT p.tag FROM people p', ['readers']],
+    ['SELECT (p).tag FROM people p', ['readers']],
+    ['SELECT o.peek FROM orders o', ['readers']],
+    ['SELECT o.peek FROM orders o', ['orders']],
+  ])('refuses %s (%s)', async (sql, groups) => {
+    const client = await frontDoor.connect(groups);
+    await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
   });
 });
