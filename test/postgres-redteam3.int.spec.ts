@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeBind, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
 import { PostgresFrontDoor, RawPostgresSession, waitFor } from './support/postgres-proxy-harness.js';
-import { expectNoRawSsn, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
+import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
 
 /**
  * Third red team of the PostgreSQL front door, against the day's data-path changes: pipelines
@@ -124,5 +124,42 @@ describe('a VARIADIC function called in attribute notation is a function call, n
   ])('refuses %s (%s)', async (sql, groups) => {
     const client = await frontDoor.connect(groups);
     await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+  });
+});
+
+describe('DDL does not move a covered value under a name no column rule covers', () => {
+  // Column rules follow names: an agent allowed DDL renamed `ssn` (or copied it into another column
+  // by a type change USING it, or a generated column over it), and every agent then read the
+  // value in clear under the new name. Each table is fresh, so no cached column name hides it.
+  let serial = 0;
+  const freshTable = async (): Promise<string> => {
+    const table = `ledger${++serial}`;
+    await frontDoor.direct.query(`create table ${table} (id int, note text, ssn text); insert into ${table} values (1, 'n', '${RAW_SSN}')`);
+    return table;
+  };
+
+  it.each([
+    'ALTER TABLE %t RENAME COLUMN ssn TO body',
+    'ALTER TABLE public.%t RENAME ssn TO body',
+    'ALTER TABLE %t ALTER COLUMN note TYPE text USING ssn',
+    "ALTER TABLE %t ALTER COLUMN note TYPE varchar USING reverse(ssn) || ''",
+    'ALTER TABLE %t ADD COLUMN body text GENERATED ALWAYS AS (upper(ssn)) STORED',
+  ])('refuses %s, so a later SELECT * shows nothing of it', async (template) => {
+    const table = await freshTable();
+    const changer = await frontDoor.connect(['changers']);
+    await expect(changer.query(template.replace('%t', table))).rejects.toMatchObject({ code: '42501', message: expect.stringMatching(/column rule covers/) });
+    const reader = await frontDoor.connect(['readers']);
+    expectNoRawSsn((await reader.query(`SELECT * FROM ${table}`)).rows);
+  });
+
+  it('refuses a table whose generated column copies a covered one, and still allows renaming within covered names', async () => {
+    const changer = await frontDoor.connect(['changers']);
+    const table = `generated${++serial}`;
+    await expect(changer.query(`CREATE TABLE ${table} (id int, ssn text, body text GENERATED ALWAYS AS (ssn) STORED)`)).rejects.toMatchObject({ code: '42501' });
+    const renamed = await freshTable();
+    await changer.query(`ALTER TABLE ${renamed} RENAME COLUMN ssn TO old_ssn`);
+    await changer.query(`ALTER TABLE ${renamed} RENAME COLUMN note TO remark`);
+    const reader = await frontDoor.connect(['readers']);
+    expect((await reader.query(`SELECT remark, old_ssn FROM ${renamed}`)).rows).toEqual([{ remark: 'n', old_ssn: COLUMN_REDACTED }]);
   });
 });
