@@ -163,3 +163,19 @@ describe('DDL does not move a covered value under a name no column rule covers',
     expect((await reader.query(`SELECT remark, old_ssn FROM ${renamed}`)).rows).toEqual([{ remark: 'n', old_ssn: COLUMN_REDACTED }]);
   });
 });
+
+describe("another session decides with the catalog facts of a schema change once it is committed", () => {
+  // The facts were read again only when the changing session went back to idle. COMMIT AND CHAIN
+  // commits and opens the next transaction at once: the session never went idle, and for up to
+  // 30 s every other session read `p.reveal` (a function over people now) as a column of people.
+  it('refuses a row function committed by COMMIT AND CHAIN in another session', async () => {
+    const reader = await frontDoor.connect(['readers']);
+    expect((await reader.query('SELECT p.name FROM people p')).rows).toEqual([{ name: 'Ada Lovelace' }]);
+    const changer = await frontDoor.connect(['changers']);
+    await changer.query('BEGIN');
+    await changer.query('CREATE FUNCTION reveal(p people) RETURNS text LANGUAGE sql AS $$ SELECT $1.ssn $$');
+    await changer.query('COMMIT AND CHAIN');
+    await expect(reader.query('SELECT p.reveal FROM people p')).rejects.toMatchObject({ code: '42501' });
+    await changer.query('COMMIT');
+  });
+});

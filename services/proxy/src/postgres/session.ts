@@ -1674,6 +1674,10 @@ export class PostgresSession {
         // too): from here it is this cursor, never the old portal's decision and columns.
         this.#portals.delete(declared[0]);
       }
+    } else if (tag === 'COMMIT' || tag === 'ROLLBACK') {
+      // COMMIT AND CHAIN ends the transaction without the session going idle: the schema change
+      // is committed now, and other sessions must decide with it.
+      this.#transactionEnded();
     } else if (tag === 'DISCARD ALL') {
       this.#forgetNamedStatements();
       this.#portals.clear();
