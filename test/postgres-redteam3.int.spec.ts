@@ -20,7 +20,8 @@ const frontDoor = new PostgresFrontDoor({
   hashKey: 'redteam3-int',
   setupSql: `${RED_TEAM_SEED_SQL}
      create function tag(variadic ps people[]) returns text language sql as $$ select ($1[1]).ssn $$;
-     create function peek(variadic os orders[]) returns text language sql as $$ select secret from secrets limit 1 $$;`,
+     create function peek(variadic os orders[]) returns text language sql as $$ select secret from secrets limit 1 $$;
+     create table badges (id int, ssn text unique deferrable initially deferred);`,
 });
 
 /** Sessions straight to the server, to compare its answers with the proxy's. */
@@ -177,5 +178,55 @@ describe("another session decides with the catalog facts of a schema change once
     await changer.query('COMMIT AND CHAIN');
     await expect(reader.query('SELECT p.reveal FROM people p')).rejects.toMatchObject({ code: '42501' });
     await changer.query('COMMIT');
+  });
+});
+
+describe('an error raised when the transaction ends is masked as the statements that caused it', () => {
+  // A WITH HOLD cursor runs its query when its transaction commits, a deferred constraint is
+  // checked then: the error quotes a covered value under a COMMIT (or the Sync of an implicit
+  // transaction) that names no column, so only detectors ran and `8765-43-219` (the SSN
+  // reversed) passed.
+  const REVERSED = RAW_SSN.split('').reverse().join('');
+  const expectNothingOfIt = (session: RawPostgresSession): void => {
+    const received = session.received.toString('latin1');
+    expectNoRawSsn(received);
+    expect(received).not.toContain(REVERSED);
+    expect(session.errors().map((error) => error.C)).toEqual(['22P02']);
+  };
+  const HOLD = 'declare c cursor with hold for select reverse(ssn)::int from people';
+
+  it.each([
+    ['COMMIT in its own message', 'commit'],
+    ['END in its own message', 'end'],
+  ])('masks the cast error of a WITH HOLD cursor at %s', async (_, end) => {
+    const session = await frontDoor.openRaw(['readers']);
+    session.send(encodeQuery(`begin; ${HOLD}`));
+    await session.readyCount(2);
+    session.send(encodeQuery(end));
+    await session.readyCount(3);
+    expectNothingOfIt(session);
+  });
+
+  it('masks it at COMMIT by the extended protocol, and at the Sync of an implicit transaction', async () => {
+    const committed = await frontDoor.openRaw(['readers']);
+    committed.send(encodeQuery(`begin; ${HOLD}`));
+    await committed.readyCount(2);
+    committed.send(encodeParse('', 'commit'), encodeBind('', ''), encodeExecute(''), encodeSync());
+    await committed.readyCount(3);
+    expectNothingOfIt(committed);
+    const synced = await frontDoor.openRaw(['readers']);
+    synced.send(encodeParse('', HOLD), encodeBind('', ''), encodeExecute(''), encodeSync());
+    await synced.readyCount(2);
+    expectNothingOfIt(synced);
+  });
+
+  it('masks the detail of a deferred unique violation at COMMIT', async () => {
+    const writer = await frontDoor.connect(['writers']);
+    await writer.query('BEGIN');
+    await writer.query('INSERT INTO badges (id, ssn) SELECT 1, ssn FROM people');
+    await writer.query('INSERT INTO badges (id, ssn) SELECT 2, ssn FROM people');
+    const error = await writer.query('COMMIT').then(() => undefined, (failure: Error & { detail?: string; code?: string }) => failure);
+    expect(error).toMatchObject({ code: '23505' });
+    expectNoRawSsn(`${error?.message} ${error?.detail}`);
   });
 });

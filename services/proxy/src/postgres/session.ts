@@ -270,6 +270,12 @@ export class PostgresSession {
   #serverEncoding: string | undefined;
   /** The profile of the latest allowed command: applied to target messages not tied to one (async notices). */
   #lastMasker: ProfileMasker | undefined;
+  /**
+   * A command of the current transaction named a covered column. Errors raised at its end (a
+   * WITH HOLD cursor materialised at COMMIT or Sync, a deferred constraint) quote those values
+   * under a COMMIT that names none: they get the strictest column rule too.
+   */
+  #coveredInTransaction = false;
   /** Set while the proxy re-reads search_path: decisions wait for it. */
   #searchPathRefresh: Promise<void> | undefined;
   /** An extended-protocol statement ran that may have changed search_path: read it at the Sync. */
@@ -1032,6 +1038,7 @@ export class PostgresSession {
     // A later message of the pipeline that names one of these cursors means the cursor.
     for (const [name] of declares) this.#pipeline.portals.delete(name);
     this.#lastMasker = effective;
+    if (effective && touchesCoveredColumn(effective, sql, this.#searchPath, this.#prepared)) this.#coveredInTransaction = true;
     const preparedChanges = [...this.#effectsOf(sql).preparedStatements];
     return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, done: false };
   }
@@ -1605,6 +1612,10 @@ export class PostgresSession {
           this.#complete(head.command, head.command.error === undefined);
           this.#shift();
         } else if (head?.kind === 'sync') this.#shift();
+        // Commands already sent behind this one belong to the next transaction: keep it strict for them.
+        if (this.#transactionStatus === TransactionStatus.Idle && !this.#expects.some((e) => e.kind === 'query' || e.kind === 'execute')) {
+          this.#coveredInTransaction = false;
+        }
         return;
       }
       case BackendCode.NoticeResponse:
@@ -1717,7 +1728,7 @@ export class PostgresSession {
       return fields;
     }
     const command = head?.kind === 'query' || head?.kind === 'execute' ? head.command : undefined;
-    const covered = command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#prepared);
+    const covered = this.#coveredInTransaction || (command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#prepared));
     const masked = maskServerFields(fields, masker, covered, {});
     const changed = Object.keys(fields).some((type) => masked[type] !== fields[type]);
     out.push(changed ? encodeNoticeFields(frame.code as typeof BackendCode.ErrorResponse, masked) : frame.raw);
