@@ -21,7 +21,8 @@ const frontDoor = new PostgresFrontDoor({
   setupSql: `${RED_TEAM_SEED_SQL}
      create function tag(variadic ps people[]) returns text language sql as $$ select ($1[1]).ssn $$;
      create function peek(variadic os orders[]) returns text language sql as $$ select secret from secrets limit 1 $$;
-     create table badges (id int, ssn text unique deferrable initially deferred);`,
+     create table badges (id int, ssn text unique deferrable initially deferred);
+     create sequence tally;`,
 });
 
 /** Sessions straight to the server, to compare its answers with the proxy's. */
@@ -228,5 +229,30 @@ describe('an error raised when the transaction ends is masked as the statements 
     const error = await writer.query('COMMIT').then(() => undefined, (failure: Error & { detail?: string; code?: string }) => failure);
     expect(error).toMatchObject({ code: '23505' });
     expectNoRawSsn(`${error?.message} ${error?.detail}`);
+  });
+});
+
+describe('a sequence does not keep a covered value past masking', () => {
+  // setval's result was masked, but the sequence kept the value: `SELECT last_value FROM tally`
+  // gave it back in clear to any agent allowed to read it.
+  it.each([
+    "SELECT setval('tally', split_part(ssn, '-', 1)::int) FROM people",
+    "SELECT pg_catalog.setval('tally', n, true) FROM (SELECT length(ssn) * 100 + 12 AS n FROM people) s",
+  ])('refuses %s', async (sql) => {
+    const writer = await frontDoor.connect(['writers']);
+    await expect(writer.query(sql)).rejects.toMatchObject({ code: '42501', message: expect.stringMatching(/column rule covers/) });
+    const reader = await frontDoor.connect(['readers']);
+    const kept = JSON.stringify((await reader.query('SELECT last_value AS v FROM tally')).rows);
+    expect(kept).not.toContain('912');
+    expect(kept).not.toContain('1112');
+  });
+
+  it('still sets a sequence to a constant or from an uncovered column', async () => {
+    const writer = await frontDoor.connect(['writers']);
+    const lastValue = async (): Promise<string> => (await frontDoor.direct.query<{ v: string }>('SELECT last_value::text AS v FROM tally')).rows[0]!.v;
+    await writer.query("SELECT setval('tally', 7)");
+    expect(await lastValue()).toBe('7');
+    await writer.query("SELECT setval('tally', (SELECT max(id) FROM people))");
+    expect(await lastValue()).toBe('1');
   });
 });

@@ -3,7 +3,7 @@ import type { ColumnLineage, LineageOptions } from './lineage.js';
 import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
 import { isSqlClassifierLoaded } from './parser.js';
 import { columnsReferencedIn } from './session-statements.js';
-import { pathSchemasOf } from './statement-parts.js';
+import { isWrittenValue, pathSchemasOf } from './statement-parts.js';
 
 /** Where a write puts values: a column of a table (candidates by search path), or somewhere unknown. */
 export interface WrittenColumn {
@@ -135,6 +135,9 @@ export const coveredFlows = (text: string, options: CoveredFlowOptions = {}, dep
     }
   };
 
+  /** The SELECTs around the node being visited, innermost last. */
+  const enclosing: Node[] = [];
+
   const visit = (value: unknown): void => {
     if (Array.isArray(value)) return value.forEach(visit);
     const wrapped = unwrap(value);
@@ -203,6 +206,14 @@ export const coveredFlows = (text: string, options: CoveredFlowOptions = {}, dep
         }
         break;
       }
+      case 'FuncCall':
+        // setval keeps its value in the sequence, which any later statement reads back
+        // (`SELECT last_value FROM s`): a value computed at run time counts with the columns it
+        // names and those of the FROM items around it.
+        if (names(node.funcname).at(-1)?.toLowerCase() === 'setval' && !isWrittenValue(list(node.args)[1])) {
+          writes.push({ target: undefined, sources: [...refs(list(node.args)[1]), ...enclosing.flatMap((select) => refs(select.fromClause, select.withClause))] });
+        }
+        break;
       case 'MergeStmt':
         writes.push({ target: undefined, sources: refs(node.sourceRelation, node.mergeWhenClauses, node.withClause) });
         break;
@@ -245,7 +256,9 @@ export const coveredFlows = (text: string, options: CoveredFlowOptions = {}, dep
         break;
     }
     if (tag === 'UpdateStmt' && (generatesRows(node.fromClause) || generatesRows(node.whereClause))) predicates.push(predicateRefs(node.fromClause, node.whereClause));
+    if (tag === 'SelectStmt') enclosing.push(node);
     for (const key in node) visit(node[key]);
+    if (tag === 'SelectStmt') enclosing.pop();
   };
   visit(tree);
   return { writes, seriesPredicates: predicates.flat(), attributeCalls };

@@ -87,6 +87,13 @@ describe('coveredValueEscape', () => {
     expect(escape('ALTER TABLE people ALTER COLUMN id TYPE bigint')).toBeUndefined();
   });
 
+  it('refuses setval of a value computed from a covered column, which the sequence keeps', () => {
+    expect(escape("SELECT setval('ctr', split_part(ssn, '-', 1)::int) FROM people")).toContain('a column the statement does not name');
+    expect(escape("SELECT pg_catalog.setval('ctr', n) FROM (SELECT length(ssn) AS n FROM people) s")).toBeDefined();
+    expect(escape("SELECT setval('ctr', 42)")).toBeUndefined();
+    expect(escape("SELECT setval('ctr', (SELECT max(id) FROM people))")).toBeUndefined();
+  });
+
   it('lets everything through under a profile without column rules', () => {
     expect(coveredValueEscape(undefined, 'INSERT INTO orders SELECT id, ssn FROM people', ['public'], new Map(), facts)).toBeUndefined();
   });
