@@ -84,6 +84,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
   const approvals = createApprovalPort(config.services.approval.grpc, { logger, ...channel('approval') });
   const verifier = createTokenVerifier(config.identity.oidc);
   const connectionLimits = new Map(config.resources.map((resource) => [resource.name, new ConnectionLimiter(resourceLimits(resource))]));
+  const audit = createAuditPort(publisher, { source: 'sluice/proxy', recording: config.audit.recording });
   const ports: GovernancePorts = {
     identity: { verify: async (token) => verifier.verify(token) },
     policy: {
@@ -97,7 +98,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
     },
     masking,
     approvals,
-    audit: createAuditPort(publisher, { source: 'sluice/proxy', recording: config.audit.recording }),
+    audit,
     recording: config.audit.recording,
     connectionLimits,
     newId: randomUUID,
@@ -161,6 +162,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
       for (const socket of sockets) socket.destroy();
       for (const { adapter } of listeners) await adapter.close?.();
       await new Promise((resolve) => setTimeout(resolve, 50));
+      audit.flush();
       await publisher.close();
       policy.close();
       masking.close();
