@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
+import { jetstream } from '@nats-io/jetstream';
+import { connectBus, decodeEvents } from '@sluice/event-bus';
 import { auditCatchUp, describeCatchUp, storeMark } from './support/audit-keeps-up.js';
 import { dropDatabases, deleteStreams } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
@@ -20,15 +22,21 @@ describe('the audit keeps up with concurrent agents', () => {
   let idp: TestIssuer;
   let sluice: RunningSluice;
   let port: number;
+  let ackedPort: number;
 
   beforeAll(async () => {
     idp = await startTestIssuer();
     port = await freePort();
+    ackedPort = await freePort();
     sluice = await startSluice({
       identity: { oidc: [{ issuer: idp.issuer, audience: 'sluice' }] },
       eventStore: { url: storeUrl },
       bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `keepsup.${run}.events` },
-      resources: [{ name: 'db', type: 'postgres', listen: `127.0.0.1:${port}`, target: { host: '127.0.0.1', database: 'postgres' }, credentials: { username: 'postgres' } }],
+      resources: [
+        { name: 'db', type: 'postgres', listen: `127.0.0.1:${port}`, target: { host: '127.0.0.1', database: 'postgres' }, credentials: { username: 'postgres' } },
+        // Each command waits until the bus has its record.
+        { name: 'db-acked', type: 'postgres', listen: `127.0.0.1:${ackedPort}`, target: { host: '127.0.0.1', database: 'postgres' }, credentials: { username: 'postgres' }, audit: { wait: 'ack' } },
+      ],
       masking: { profiles: { pii: { detectors: ['email', 'credit_card'] } } },
       rules: [{ name: 'agents-read', effect: 'allow', subjects: { groups: ['agents'] }, actions: ['read'], mask: 'pii' }],
     });
@@ -66,5 +74,30 @@ describe('the audit keeps up with concurrent agents', () => {
     await Promise.all(agents.map((client) => client.end()));
     expect(done).toBeGreaterThan(0);
     expect(result, describeCatchUp(result)).toMatchObject({ recorded: done, doubled: 0, ok: true });
+  });
+
+  it('with audit.wait ack, a command runs only once its decision is on the bus', async () => {
+    const client = new pg.Client({ host: '127.0.0.1', port: ackedPort, user: 'agent', database: 'db-acked', password: await idp.mint({ sub: 'agent', groups: ['agents'] }) });
+    await client.connect();
+    const marker = `acked_${run}`;
+    // Stamped by the target while it runs the command: the bus must have its record by then.
+    const { rows } = await client.query<{ ran: Date }>(`SELECT clock_timestamp() AS ran, '${marker}' AS marker`);
+    await client.end();
+    const nc = await connectBus('nats://127.0.0.1:4222', 'keeps-up-test');
+    try {
+      const consumer = await jetstream(nc).consumers.get(stream);
+      let decidedAt: Date | undefined;
+      for (;;) {
+        const message = await consumer.next({ expires: 2_000 });
+        if (!message) break;
+        const decided = decodeEvents(message.data).find((event) => event.type === 'sluice.command.decided.v1' && JSON.stringify(event.data).includes(marker));
+        // The stream's own timestamp: when JetStream stored (and acknowledged) the message.
+        if (decided) decidedAt = new Date(Number(message.info.timestampNanos) / 1e6);
+      }
+      expect(decidedAt, 'the command.decided event of the acknowledged command').toBeDefined();
+      expect(decidedAt!.getTime()).toBeLessThanOrEqual(rows[0]!.ran.getTime() + 1);
+    } finally {
+      await nc.close();
+    }
   });
 });

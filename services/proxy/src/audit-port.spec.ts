@@ -6,7 +6,7 @@ const recording = { maxRows: 100, maxBytes: 65_536, maxRowBytes: 16_384, maxComm
 
 const given = (bounds = recording) => {
   const published: CloudEvent[] = [];
-  const port = createAuditPort({ publish: (event) => published.push(event), healthy: true }, { source: 'test', recording: bounds, mergeWindowMs: 30 });
+  const port = createAuditPort({ publish: (event) => published.push(event), healthy: true, acknowledged: async () => undefined }, { source: 'test', recording: bounds, mergeWindowMs: 30 });
   const kinds = () => published.map((event) => kindOfType(event.type));
   return { port, published, kinds };
 };

@@ -10,6 +10,9 @@ import { boundEventData, resultFitsExecuted, type RecordingBounds } from './reco
  */
 export const MERGE_WINDOW_MS = 20;
 
+/** How long a command of a resource with `audit.wait: ack` waits for its record before it is refused. */
+export const ACK_TIMEOUT_MS = 5_000;
+
 type Data<K extends SluiceEventKind> = SluiceEventDataByKind[K];
 
 /** A command allowed without a hold whose outcome has not been recorded yet. */
@@ -36,11 +39,12 @@ export interface RecordingAuditPort extends AuditPort {
  * outcome and masked result) instead of three: the decision is kept back until the outcome comes,
  * at most MERGE_WINDOW_MS, after which it goes out as `command.decided` and the rest follows as
  * `command.completed` and `result.returned`. Any other event of the session first sends what is
- * kept back, so a session's events keep their order. Held and refused commands keep their three.
+ * kept back, so a session's events keep their order. Held and refused commands keep their three,
+ * and so do commands of a resource that waits for its records (`acknowledged`).
  */
 export const createAuditPort = (
-  publisher: Pick<EventPublisher, 'publish' | 'healthy'>,
-  options: { source: string; recording: RecordingBounds & { readonly maxEventBytes: number }; now?: () => Date; mergeWindowMs?: number },
+  publisher: Pick<EventPublisher, 'publish' | 'healthy' | 'acknowledged'>,
+  options: { source: string; recording: RecordingBounds & { readonly maxEventBytes: number }; now?: () => Date; mergeWindowMs?: number; ackTimeoutMs?: number },
 ): RecordingAuditPort => {
   const sequences = new Map<string, number>();
   const now = options.now ?? (() => new Date());
@@ -139,6 +143,16 @@ export const createAuditPort = (
       }
       if (commands) release(sessionId, true, performance.now());
       publish(sessionId, kind, bounded, now());
+    },
+    acknowledged(sessionId: string): Promise<void> {
+      // What the session has kept back goes now: a decision waited for is never merged.
+      release(sessionId, true, performance.now());
+      const timeoutMs = options.ackTimeoutMs ?? ACK_TIMEOUT_MS;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`events not acknowledged by the bus within ${timeoutMs} ms`)), timeoutMs);
+      });
+      return Promise.race([publisher.acknowledged(), late]).finally(() => clearTimeout(timer));
     },
     flush(): void {
       for (const sessionId of [...running.keys()]) release(sessionId, true, performance.now());
