@@ -198,8 +198,8 @@ const runPgbenchRound = async (stack: Stack, round: number, seconds: number, rec
       const credentials =
         path === 'sluice' ? { user: shape.script === 'tpcb' ? 'bench-writer' : 'bench-reader', password: shape.script === 'tpcb' ? stack.writerToken : stack.readerToken } : { user: PG_ADMIN_USER };
       const load = () => runPgbench({ port, database: stack.database, script: shape.script, clients: shape.clients(settings), threads: settings.threads, seconds, ...credentials });
-      const checksAudit = record && path === 'sluice' && stack.sluice && shape === pgbenchRounds[0];
-      const run = checksAudit ? withAuditCheck(stack.sluice!.storeUrl, round, load) : load;
+      const checked = record && path === 'sluice' && shape === pgbenchRounds[0] ? stack.sluice : undefined;
+      const run = checked ? withAuditCheck(checked.storeUrl, round, load) : load;
       if (record) {
         await sample(stack, { bench: `pgbench ${shape.name(settings)}`, section: 'postgres', round, unit: 'tps', operation: 'transaction' }, path, run);
       } else if (!aborting) {
