@@ -334,7 +334,7 @@ class KyselyEventStore implements EventStore {
         await new Promise((resolve) => setImmediate(resolve));
       }
       if (typeof event?.id !== 'string' || event.id === '' || unique.has(event.id)) continue;
-      const { columns, canonical } = prepareEvent(event, receivedAt);
+      const { columns, canonical, dataJson } = prepareEvent(event, receivedAt);
       const data = columns.data;
       unique.set(columns.id, {
         canonical,
@@ -345,7 +345,7 @@ class KyselyEventStore implements EventStore {
           kind: kindOfType(columns.type) ?? columns.type,
           source: columns.source,
           time: columns.time,
-          data: data === null ? null : JSON.stringify(data),
+          data: data === null ? null : (dataJson ?? JSON.stringify(data)),
           ext: JSON.stringify(columns.ext),
           resource: stringField(data, 'resource'),
           subject_sub: subjectSub(data),
