@@ -91,12 +91,24 @@ export const createAuditPort = (
     if (commands.size === 0) running.delete(sessionId);
   };
 
+  /**
+   * `release` from a timer or a microtask: there, a publisher closed at shutdown (it refuses
+   * events from then on, as it does to the adapters' own calls) must not crash the process.
+   */
+  const releaseLater = (sessionId: string, at: number): void => {
+    try {
+      release(sessionId, false, at);
+    } catch {
+      running.delete(sessionId);
+    }
+  };
+
   const schedule = (delayMs: number): void => {
     if (timer) return;
     timer = setTimeout(() => {
       timer = undefined;
       const at = performance.now();
-      for (const sessionId of [...running.keys()]) release(sessionId, false, at);
+      for (const sessionId of [...running.keys()]) releaseLater(sessionId, at);
       if (running.size > 0) schedule(windowMs);
     }, delayMs);
     timer.unref();
@@ -108,7 +120,7 @@ export const createAuditPort = (
     if (finished.size === 0) {
       queueMicrotask(() => {
         const at = performance.now();
-        for (const done of finished) release(done, false, at);
+        for (const done of finished) releaseLater(done, at);
         finished.clear();
       });
     }
