@@ -55,6 +55,8 @@ export const createAuditPort = (
   const running = new Map<string, Map<string, Running>>();
   /** Sessions with a command whose outcome came in this turn. */
   const finished = new Set<string>();
+  /** Commands kept back, all sessions together. */
+  let held = 0;
   let timer: NodeJS.Timeout | undefined;
 
   const publish = <K extends SluiceEventKind>(sessionId: string, kind: K, data: Data<K>, time: Date): void => {
@@ -67,16 +69,29 @@ export const createAuditPort = (
   /** A command's events: one command.executed when its outcome is in, else what it has so far. */
   const emit = (sessionId: string, command: Running): void => {
     const { decided, completed, result } = command;
-    if (completed) {
-      const { commandId: _completedId, ...outcome } = completed;
-      if (result && withResult) {
-        const { commandId: _resultId, ...returned } = result;
-        publish(sessionId, 'command.executed', { ...decided, ...outcome, result: returned }, command.time);
-        return;
-      }
-      publish(sessionId, 'command.executed', { ...decided, ...outcome }, command.time);
-    } else publish(sessionId, 'command.decided', decided, command.time);
-    if (result) publish(sessionId, 'result.returned', result, command.time);
+    if (!completed) {
+      publish(sessionId, 'command.decided', decided, command.time);
+      if (result) publish(sessionId, 'result.returned', result, command.time);
+      return;
+    }
+    // Fields named one by one, not by rest destructuring: this runs once per command.
+    const merged = result && withResult;
+    publish(
+      sessionId,
+      'command.executed',
+      {
+        ...decided,
+        outcome: completed.outcome,
+        ok: completed.ok,
+        ...(completed.error === undefined ? {} : { error: completed.error }),
+        durationMs: completed.durationMs,
+        ...(merged
+          ? { result: { columns: result.columns, rows: result.rows, rowCount: result.rowCount, bytes: result.bytes, truncated: result.truncated, maskedCounts: result.maskedCounts } }
+          : {}),
+      },
+      command.time,
+    );
+    if (result && !merged) publish(sessionId, 'result.returned', result, command.time);
   };
 
   /** Sends a session's running commands: all of them, or only those finished or past the window. */
@@ -86,9 +101,9 @@ export const createAuditPort = (
     for (const [commandId, command] of commands) {
       if (!all && !command.completed && at - command.since < windowMs) continue;
       commands.delete(commandId);
+      held -= 1;
       emit(sessionId, command);
     }
-    if (commands.size === 0) running.delete(sessionId);
   };
 
   /**
@@ -99,6 +114,7 @@ export const createAuditPort = (
     try {
       release(sessionId, false, at);
     } catch {
+      held -= running.get(sessionId)?.size ?? 0;
       running.delete(sessionId);
     }
   };
@@ -108,8 +124,12 @@ export const createAuditPort = (
     timer = setTimeout(() => {
       timer = undefined;
       const at = performance.now();
-      for (const sessionId of [...running.keys()]) releaseLater(sessionId, at);
-      if (running.size > 0) schedule(windowMs);
+      for (const [sessionId, commands] of running) {
+        // A session's map stays while it runs (one less allocation per command); gone ones go here.
+        if (commands.size === 0) running.delete(sessionId);
+        else releaseLater(sessionId, at);
+      }
+      if (held > 0) schedule(windowMs);
     }, delayMs);
     timer.unref();
   };
@@ -136,6 +156,7 @@ export const createAuditPort = (
         const entry: Running = { decided, time: now(), since: performance.now() };
         if (commands) commands.set(decided.commandId, entry);
         else running.set(sessionId, new Map([[decided.commandId, entry]]));
+        held += 1;
         schedule(windowMs);
         return;
       }
@@ -153,7 +174,8 @@ export const createAuditPort = (
           return;
         }
       }
-      if (commands) release(sessionId, true, performance.now());
+      if (commands && commands.size > 0) release(sessionId, true, performance.now());
+      if (kind === 'session.ended' || kind === 'session.rejected') running.delete(sessionId);
       publish(sessionId, kind, bounded, now());
     },
     acknowledged(sessionId: string): Promise<void> {
