@@ -83,4 +83,23 @@ describe('audit port: one command.executed per command that ran without a hold',
     await turn();
     expect(kinds()).toEqual(['command.executed', 'result.returned']);
   });
+
+  it('acknowledged() sends a kept-back decision at once and waits for the bus', async () => {
+    const published: CloudEvent[] = [];
+    let acked = false;
+    const port = createAuditPort(
+      { publish: (event) => published.push(event), healthy: true, acknowledged: async () => void (acked = true) },
+      { source: 'test', recording, mergeWindowMs: 60_000 },
+    );
+    port.record('s1', 'command.decided', decided('c1'));
+    await port.acknowledged('s1');
+    expect(acked).toBe(true);
+    expect(published.map((event) => kindOfType(event.type))).toEqual(['command.decided']);
+  });
+
+  it('acknowledged() rejects when the bus does not acknowledge in time, so the command is refused', async () => {
+    const port = createAuditPort({ publish: () => undefined, healthy: true, acknowledged: () => new Promise(() => undefined) }, { source: 'test', recording, ackTimeoutMs: 50 });
+    port.record('s1', 'command.decided', decided('c1'));
+    await expect(port.acknowledged('s1')).rejects.toThrow(/not acknowledged/);
+  });
 });

@@ -25,6 +25,7 @@ interface Running {
 }
 
 export interface RecordingAuditPort extends AuditPort {
+  acknowledged(sessionId: string): Promise<void>;
   /** Sends every decision still waiting for its outcome on its own (shutdown). */
   flush(): void;
 }
