@@ -62,12 +62,12 @@ describe('approval decider', () => {
   });
 
   it("carries the agent's justification in approval.requested, bounded to one line, and leaves it out when none is given", () => {
-    const [event] = requested({ justification: ' ticket 42\nold rows\u202e ' + 'x'.repeat(2_000) });
-    const justification = event!.type === 'approval.requested' ? event.data.justification : undefined;
+    const event = requested({ justification: ' ticket 42\nold rows\u202e ' + 'x'.repeat(2_000) })[0]!;
+    const justification = event.type === 'approval.requested' ? event.data.justification : undefined;
     expect(justification?.startsWith('ticket 42 old rows x')).toBe(true);
     expect(Array.from(justification ?? '')).toHaveLength(MAX_JUSTIFICATION_CHARS);
-    const [none] = requested({ justification: ' \n ' });
-    expect(none!.type === 'approval.requested' && 'justification' in none.data).toBe(false);
+    const none = requested({ justification: ' \n ' })[0]!;
+    expect(none.type === 'approval.requested' && 'justification' in none.data).toBe(false);
   });
 
   it('decides the same with or without a justification: it is shown, never weighed', () => {
