@@ -873,7 +873,6 @@ export class PostgresSession {
     });
   }
 
-  /** The masker of an allowed command; unavailable masking refuses the command (fail closed). */
   /** The masker of an allowed `text`, or a refusal when masking is unavailable or the text would carry a covered value past it. */
   #maskerFor(decision: Decision, text: string): { masker: ProfileMasker | undefined } | Refusal {
     let masker: ProfileMasker | undefined;
@@ -1302,7 +1301,7 @@ export class PostgresSession {
       this.#recordRefused(commandId, refusal);
       return refusal;
     }
-    const masking = this.#maskerFor(decision);
+    const masking = this.#maskerFor(decision, text);
     if ('code' in masking) return masking;
     // Its rows are the DECLARE's: the masker is already the union with the cursor's profiles.
     const { masker } = this.#profiles.command(text, masking.masker);
