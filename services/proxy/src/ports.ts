@@ -91,6 +91,8 @@ export interface ApprovalRequest {
   readonly command: string;
   readonly commandHash: string;
   readonly decision: Decision;
+  /** The agent's justification, bounded and masked (justification.ts); never part of the decision. */
+  readonly justification?: string;
 }
 
 export interface ApprovalPort {

@@ -34,6 +34,7 @@ import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sl
 import type { Subject, SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
 import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage, type TargetCatalogFacts } from '@sluice/sql-classifier';
+import { shownJustification, sqlJustification } from '../justification.js';
 import type { Decision, GovernancePorts } from '../ports.js';
 import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
@@ -935,6 +936,7 @@ export class PostgresSession {
         command: this.#maskedText(text, decision.maskProfile),
         commandHash,
         decision,
+        justification: shownJustification(sqlJustification(text), (shown) => this.#ports.masking.maskCommandText(shown, decision.maskProfile)),
       });
       const outcome = await this.#ports.approvals.awaitDecision(approvalId, hold.signal);
       if (outcome.outcome === 'granted') {
