@@ -73,6 +73,8 @@ export interface ApprovalRequested {
   readonly action?: Action;
   readonly expiresAt: string;
   readonly approvers: { readonly groups: readonly string[]; readonly subs: readonly string[]; readonly minApprovals: number };
+  /** Why the agent says it needs the command (its own words, bounded by boundJustification, masked); absent when it gave none. */
+  readonly justification?: string;
 }
 
 export interface ApprovalDecided {
