@@ -151,7 +151,7 @@ const eventDetail = (kind: string, data: Record<string, unknown>): SafeHtml => {
     case 'command.executed':
       return html`<pre class="command">${field(data, 'command')}</pre>
 <span class="decision decision-${field(data, 'decision')}">${field(data, 'decision')}</span> by rule <strong>${field(data, 'rule')}</strong> · ${field(data, 'action')} · risk ${field(data, 'risk')}
-${field(data, 'outcome') ? html` · ${field(data, 'outcome')}` : ''}${kind === 'command.executed' ? resultTable(data) : ''}`;
+${field(data, 'outcome') ? html` · ${field(data, 'outcome')}` : ''}${kind === 'command.executed' && typeof data.result === 'object' && data.result !== null ? resultTable(data.result as Record<string, unknown>) : ''}`;
     case 'result.returned':
       return resultTable(data);
     case 'command.completed':

@@ -466,6 +466,11 @@ export const createHttpAdapter = (
     } catch {
       return fail(new Problem(503, SluiceErrorCode.MaskingUnavailable, 'Masking unavailable', 'the result cannot be masked; nothing was sent'), session, requestId);
     }
+    if (resource.audit?.wait === 'ack') {
+      // The request goes to the target only once the bus has its record.
+      const acknowledged = await (ports.audit.acknowledged?.(session.id) ?? Promise.reject(new Error('no acknowledgements'))).then(() => true, () => false);
+      if (!acknowledged) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'the request\'s audit record was not acknowledged; nothing was sent'), session, requestId);
+    }
 
     let body: Buffer | Readable | undefined = hasBody(req) ? req : undefined;
     // limits.maxMessageBytes: a declared length is refused before anything is sent; a chunked

@@ -559,7 +559,28 @@ class RedisConnection {
     }
     this.justification.note(session, entry.args);
     if (decision.effect === 'approve') return this.hold(entry, decision, session, shownCommand);
+    if (this.resource.audit?.wait === 'ack') return this.afterAcknowledged(entry, session, decision.maskProfile);
     this.send(entry, decision.maskProfile);
+  }
+
+  /** `audit.wait: ack`: the command goes to the target only once the bus has its record; later ones wait behind it. */
+  private afterAcknowledged(entry: Entry, session: SessionState, maskProfile: string | undefined): void {
+    this.holding = true;
+    void (this.ports.audit.acknowledged?.(session.id) ?? Promise.reject(new Error('no acknowledgements'))).then(
+      () => {
+        this.holding = false;
+        if (this.closed) return;
+        this.send(entry, maskProfile);
+        this.pump();
+      },
+      () => {
+        this.holding = false;
+        if (this.closed) return;
+        this.markDirty();
+        this.answer(entry, encodeError('ERR audit unavailable'), SluiceErrorCode.AuditUnavailable);
+        this.pump();
+      },
+    );
   }
 
   private recordRefusal(entry: Entry, reason: string): void {
