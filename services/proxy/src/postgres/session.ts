@@ -1000,15 +1000,15 @@ export class PostgresSession {
     if (decision.effect === 'deny') refusal = this.#denial(decision, text);
     else if (decision.effect === 'approve') refusal = await this.#approve(commandId, text, [], decision);
     if (this.#closed) return;
+    const masking = refusal ? undefined : this.#maskerFor(decision, text);
+    if (masking && 'code' in masking) refusal = masking;
+    if (!refusal && this.#resource.audit?.wait === 'ack') refusal = await this.#unacknowledged();
+    if (this.#closed) return;
     if (this.#discardUntilSync) {
       // An earlier message of the pipeline failed on the target meanwhile: it ignores this query.
       this.#recordRefused(commandId, { code: SqlState.ProtocolViolation, message: 'not run: the target ignores every message up to the Sync of a pipeline that failed' });
       return;
     }
-    const masking = refusal ? undefined : this.#maskerFor(decision, text);
-    if (masking && 'code' in masking) refusal = masking;
-    if (!refusal && this.#resource.audit?.wait === 'ack') refusal = await this.#unacknowledged();
-    if (this.#closed) return;
     if (refusal || !masking || 'code' in masking) {
       refusal ??= { code: SqlState.SystemError, message: 'command refused' };
       this.#recordRefused(commandId, refusal);
