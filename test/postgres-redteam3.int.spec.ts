@@ -154,6 +154,13 @@ describe('DDL does not move a covered value under a name no column rule covers',
     expectNoRawSsn((await reader.query(`SELECT * FROM ${table}`)).rows);
   });
 
+  // Open: a column rule written with its table (`match: 'public\.people\.ssn'`) is undone by
+  // renaming the table or its schema (`ALTER TABLE people RENAME TO folks`, `ALTER SCHEMA public
+  // RENAME …`, `ALTER TABLE people SET SCHEMA …`): the wire then names public.folks.ssn. Refusing
+  // every rename of a table that has a covered column needs the table's columns at decision time
+  // (the catalog reads them by OID only after a result), so it is left for a catalog fact.
+  it.todo('refuses renaming a table or schema whose columns a qualified column rule covers');
+
   it('refuses a table whose generated column copies a covered one, and still allows renaming within covered names', async () => {
     const changer = await frontDoor.connect(['changers']);
     const table = `generated${++serial}`;
