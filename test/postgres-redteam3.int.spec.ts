@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeBind, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
+import { encodeBind, encodeCopyData, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync, FrontendCode } from '@sluice/codec-pg';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
 import { PostgresFrontDoor, RawPostgresSession, waitFor } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
@@ -261,5 +261,43 @@ describe('a sequence does not keep a covered value past masking', () => {
     expect(await lastValue()).toBe('7');
     await writer.query("SELECT setval('tally', (SELECT max(id) FROM people))");
     expect(await lastValue()).toBe('1');
+  });
+});
+
+describe('a Sync sent during COPY FROM STDIN, which the target ignores, is not answered by a later query', () => {
+  // The server ignores Sync (and Flush) in copy-in mode; libpq sends one after the Execute of a
+  // COPY and another after CopyDone. The proxy waited for a ReadyForQuery for each, so every
+  // later answer was taken for the one before it: `upper(ssn) AS item` was masked (and recorded)
+  // as `select item from orders`, in clear, and the proxy's own search_path rows reached the client.
+  const COPY_DONE = Buffer.from([FrontendCode.CopyDone, 0, 0, 0, 4]);
+  const copyIn = {
+    extended: [encodeParse('', 'copy victim from stdin'), encodeBind('', ''), encodeExecute(''), encodeSync()],
+    simple: [encodeQuery('copy victim from stdin'), encodeSync()],
+  };
+
+  it.each(Object.entries(copyIn))('masks the queries after a %s-protocol COPY FROM STDIN with a Sync inside it', async (_, start) => {
+    const session = await frontDoor.openRaw(['writers']);
+    session.send(...start);
+    await waitFor(() => session.count('CopyInResponse') === 1);
+    session.send(encodeCopyData('9\t9\n'), COPY_DONE, encodeSync());
+    await waitFor(() => session.count('CommandComplete') === 1);
+    session.send(encodeQuery('select 1 as a'), encodeQuery('select item from orders'), encodeQuery('select upper(ssn) as item from people'));
+    await waitFor(() => session.count('CommandComplete') === 4);
+    expect(rows(session)).toEqual([['1'], ['public-order'], [COLUMN_REDACTED]]);
+    expectNoRawSsn(session.received.toString('latin1'));
+    await frontDoor.direct.query('delete from victim where id = 9');
+  });
+
+  it('answers a libpq-style extended COPY FROM STDIN as the server does', async () => {
+    const proxied = await frontDoor.openRaw(['writers']);
+    const direct = await RawPostgresSession.openDirect(database, (opened) => directSessions.push(opened));
+    for (const session of [proxied, direct]) {
+      session.send(...copyIn.extended);
+      await waitFor(() => session.count('CopyInResponse') === 1);
+      session.send(encodeCopyData('8\t8\n'), COPY_DONE, encodeSync(), encodeQuery('select 1 as b'));
+      await session.readyCount(3);
+      await frontDoor.direct.query('delete from victim where id = 8');
+    }
+    expect(proxied.summary()).toEqual(direct.summary());
   });
 });

@@ -127,6 +127,9 @@ interface Command {
   readonly preparedChanges: PreparedStatementChange[];
   /** Its DECLAREs, in order; `cursorsConfirmed` of them have had their command tag back. */
   readonly declares: readonly DeclaredCursor[];
+  /** The CopyDone/CopyFail messages the client had sent before this command, and its COPY FROM STDINs so far: each ends at the next one. */
+  readonly copyEnds: number;
+  copyIns: number;
   cursorsConfirmed: number;
   error?: { code: string; message: string };
   done: boolean;
@@ -138,7 +141,8 @@ type Expect =
   | { readonly kind: 'parse'; readonly masker: ProfileMasker | undefined; readonly statement: Statement }
   | { readonly kind: 'bind'; readonly masker: ProfileMasker | undefined; readonly portal: Portal }
   | { readonly kind: 'close'; readonly target: 'S' | 'P'; readonly name: string }
-  | { readonly kind: 'sync' }
+  /** `copyEnds`: the CopyDone/CopyFail messages the client had sent before this Sync. */
+  | { readonly kind: 'sync'; readonly copyEnds: number }
   | { readonly kind: 'describeStatement'; readonly statement: Statement }
   | { readonly kind: 'describePortal'; readonly portal: Portal; readonly internal: boolean }
   | { readonly kind: 'execute'; readonly command: Command; readonly portal: Portal; result?: ResultSet | undefined; copy?: CopyOutSet | undefined }
@@ -277,6 +281,8 @@ export class PostgresSession {
    * under a COMMIT that names none: they get the strictest column rule too.
    */
   #coveredInTransaction = false;
+  /** CopyDone and CopyFail messages the client has sent (see #copyInStarted). */
+  #copyEndsSent = 0;
   /** Set while the proxy re-reads search_path: decisions wait for it. */
   #searchPathRefresh: Promise<void> | undefined;
   /** An extended-protocol statement ran that may have changed search_path: read it at the Sync. */
@@ -727,6 +733,7 @@ export class PostgresSession {
       case FrontendCode.CopyDone:
       case FrontendCode.CopyFail:
         // COPY FROM STDIN data of a statement already decided; the server ignores it otherwise.
+        if (frame.code !== FrontendCode.CopyData) this.#copyEndsSent++;
         this.#toUpstream.push(frame.raw);
         return undefined;
       case FrontendCode.Terminate:
@@ -1054,7 +1061,7 @@ export class PostgresSession {
     this.#lastMasker = effective;
     if (effective && touchesCoveredColumn(effective, sql, this.#searchPath, this.#prepared)) this.#coveredInTransaction = true;
     const preparedChanges = [...this.#effectsOf(sql).preparedStatements];
-    return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, done: false };
+    return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, copyEnds: this.#copyEndsSent, copyIns: 0, done: false };
   }
 
   /** A statement a Bind or Describe names that was not Parse'd in this batch: decided again now. */
@@ -1220,7 +1227,7 @@ export class PostgresSession {
           break;
         case 'Sync':
           forward.push(raw);
-          expects.push({ kind: 'sync' });
+          expects.push({ kind: 'sync', copyEnds: this.#copyEndsSent });
           break;
         case 'Flush':
           forward.push(raw);
@@ -1282,7 +1289,7 @@ export class PostgresSession {
     if (end !== 'sync') return;
     // The target skips to this Sync since the error: it answers ReadyForQuery.
     this.#discardUntilSync = false;
-    this.#expects.push({ kind: 'sync' });
+    this.#expects.push({ kind: 'sync', copyEnds: this.#copyEndsSent });
     this.#toUpstream.push(SYNC);
     this.#refusedBatchSynced();
   }
@@ -1657,9 +1664,28 @@ export class PostgresSession {
       case BackendCode.BackendKeyData:
         // Re-authentication or a new key mid-session is not something a target does: never relayed.
         throw Object.assign(new Error('unexpected authentication message from the target'), { code: 'ERR_UPSTREAM_FAILED' });
+      case BackendCode.CopyInResponse:
+        out.push(frame.raw);
+        if (head?.kind === 'query' || head?.kind === 'execute') this.#copyInStarted(head.command);
+        return;
       default:
         out.push(frame.raw);
     }
+  }
+
+  /**
+   * The target is in COPY FROM STDIN until the client's next CopyDone or CopyFail, and ignores a
+   * Sync (or Flush) meanwhile: the Syncs the client sent before that end get no ReadyForQuery, so
+   * none is waited for (else every later answer would be taken for the one before it).
+   */
+  #copyInStarted(command: Command): void {
+    // The n-th COPY FROM STDIN of the command ends at the n-th CopyDone/CopyFail sent after it.
+    const endsAt = command.copyEnds + ++command.copyIns;
+    const ignored = (e: Expect): boolean => e.kind === 'sync' && e.copyEnds < endsAt;
+    if (!this.#expects.some(ignored)) return;
+    const kept = this.#expects.filter((e) => !ignored(e));
+    this.#expects.length = 0;
+    this.#expects.push(...kept);
   }
 
   /** ParseComplete, BindComplete, CloseComplete: the server now holds what the message asked. */
