@@ -43,8 +43,8 @@ const printExplanation = (explanation: Explanation): void => {
   out(`decision: ${decision.effect}${decision.rule ? ` (rule "${decision.rule}")` : ' (no rule: default deny)'}`);
   out(`reason:   ${decision.reason}`);
   out(`action:   ${decision.action}   risk: ${decision.risk}${decision.tables.length ? `   tables: ${decision.tables.join(', ')}` : ''}`);
-  if (decision.maskProfile) out(`mask:     ${decision.maskProfile}`);
-  if (decision.approvers) {
+  if (decision.effect === 'allow' && decision.maskProfile) out(`mask:     ${decision.maskProfile}`);
+  if (decision.effect === 'approve') {
     out(`approvers: groups [${decision.approvers.groups.join(', ')}] subs [${decision.approvers.subs.join(', ')}], ${decision.approvers.minApprovals} needed`);
   }
   if (explanation.sql && !explanation.sql.ok) out(`classification: unparseable (${explanation.sql.error})`);

@@ -64,6 +64,11 @@ export class ConfigInvalidError extends SluiceError {
   }
 }
 
+/** The target (database, Redis, HTTP API) failed or refused; the message is for the log and audit only. */
+export class UpstreamFailedError extends SluiceError {
+  readonly code = SluiceErrorCode.UpstreamFailed;
+}
+
 export class DependencyUnavailableError extends SluiceError {
   constructor(
     readonly code:

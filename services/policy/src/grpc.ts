@@ -52,13 +52,14 @@ export const decisionToProto = (decision: PolicyDecision, version: number): pb.D
   reason: decision.reason,
   action: ACTION_TO_PROTO[decision.action],
   risk: RISK_TO_PROTO[decision.risk],
-  maskProfile: decision.maskProfile ?? '',
+  maskProfile: decision.effect === 'allow' ? (decision.maskProfile ?? '') : '',
   cacheable: decision.cacheable,
   tables: [...decision.tables],
-  approvers: decision.approvers
-    ? { groups: [...decision.approvers.groups], subs: [...decision.approvers.subs], minApprovals: decision.approvers.minApprovals }
-    : undefined,
-  approvalTimeoutMs: decision.approvalTimeoutMs,
+  approvers:
+    decision.effect === 'approve'
+      ? { groups: [...decision.approvers.groups], subs: [...decision.approvers.subs], minApprovals: decision.approvers.minApprovals }
+      : undefined,
+  approvalTimeoutMs: decision.effect === 'approve' ? decision.approvalTimeoutMs : 0,
   policyVersion: BigInt(version),
   prepares: [...decision.prepares],
 });

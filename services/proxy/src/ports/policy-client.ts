@@ -44,21 +44,34 @@ const RISKS: ReadonlyMap<pb.Risk, Risk> = new Map([
 ]);
 
 /** Unknown enum values read as the strictest: a newer service must not loosen an older proxy. */
-const decisionOf = (response: pb.DecideResponse): Decision =>
-  Object.freeze({
-    effect: EFFECTS.get(response.effect) ?? 'deny',
+const decisionOf = (response: pb.DecideResponse): Decision => {
+  const basis = {
     rule: response.rule,
     reason: response.reason,
     action: ACTIONS.get(response.action) ?? 'admin',
     risk: RISKS.get(response.risk) ?? 'critical',
-    maskProfile: response.maskProfile || undefined,
     tables: Object.freeze([...response.tables]),
-    approvers: response.approvers
-      ? { groups: [...response.approvers.groups], subs: [...response.approvers.subs], minApprovals: response.approvers.minApprovals || 1 }
-      : undefined,
-    approvalTimeoutMs: response.approvalTimeoutMs,
     prepares: Object.freeze([...response.prepares]),
-  });
+  };
+  const effect = EFFECTS.get(response.effect) ?? 'deny';
+  switch (effect) {
+    case 'allow':
+      return Object.freeze({ ...basis, effect, maskProfile: response.maskProfile || undefined });
+    case 'approve':
+      return Object.freeze({
+        ...basis,
+        effect,
+        approvers: {
+          groups: [...(response.approvers?.groups ?? [])],
+          subs: [...(response.approvers?.subs ?? [])],
+          minApprovals: response.approvers?.minApprovals || 1,
+        },
+        approvalTimeoutMs: response.approvalTimeoutMs,
+      });
+    case 'deny':
+      return Object.freeze({ ...basis, effect });
+  }
+};
 
 /** Insertion-ordered Map as an LRU: a hit moves the entry to the end. */
 class LruCache<V> {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
@@ -31,10 +30,12 @@ import {
   MessageTooLongError,
 } from '@sluice/codec-pg';
 import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
-import type { Subject, SubjectRef } from '@sluice/contracts';
+import { failClosedDecision, maskProfileOf, SluiceErrorCode, type Subject, type SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
 import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage } from '@sluice/sql-classifier';
 import type { Decision, GovernancePorts } from '../ports.js';
+import { commandHash } from '../governance/approval-hold.js';
+import { Governor } from '../governance/governor.js';
 import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
 import { SocketFrames } from './frame-source.js';
@@ -157,19 +158,6 @@ const MAX_BATCH_BYTES = 4 << 20;
 const MAX_QUEUED_BYTES = 16 << 20;
 /** setTimeout's ceiling; longer token lifetimes re-arm. */
 const MAX_TIMER_MS = 0x7fffffff;
-
-const failClosedDecision = (reason: string): Decision => ({
-  effect: 'deny',
-  rule: '',
-  reason,
-  action: 'admin',
-  risk: 'critical',
-  maskProfile: undefined,
-  tables: [],
-  approvers: undefined,
-  approvalTimeoutMs: 0,
-  prepares: [],
-});
 
 /** An ErrorResponse whose severity ends the session (FATAL, PANIC). */
 const isFatal = (frame: Frame): boolean => {
@@ -759,18 +747,22 @@ export class PostgresSession {
     if (this.#effectsOf(text).unqualifiedAfterPathChange) {
       return failClosedDecision('a statement after a search_path change in the same message names a table without its schema; send them separately');
     }
-    try {
-      return await this.#ports.policy.decide(this.#subject!, this.#resource.name, {
-        kind: 'sql',
-        text,
-        ...(this.#searchPath ? { searchPath: this.#searchPath } : {}),
-        preparedStatements: this.#prepared,
-      });
-    } catch {
-      // A policy that cannot answer denies (fail closed).
-      return failClosedDecision('the policy service is unavailable');
-    }
+    // A policy that cannot answer denies (fail closed): the governor's verdict.
+    const verdict = await this.#governor().decide({
+      kind: 'sql',
+      text,
+      ...(this.#searchPath ? { searchPath: this.#searchPath } : {}),
+      preparedStatements: this.#prepared,
+    });
+    return verdict.decision;
   }
+
+  /** The protocol-neutral governance of this session's commands (decide, record, hold, mask). */
+  #governor(): Governor {
+    this.#governorOf ??= new Governor(this.#ports, { id: this.id, resource: this.#resource.name, subject: this.#subject!, protocol: 'postgres' });
+    return this.#governorOf;
+  }
+  #governorOf: Governor | undefined;
 
   #denialMessage(decision: Decision): string {
     if (decision.rule) return `permission denied by rule "${decision.rule}": ${decision.reason}`;
@@ -791,38 +783,24 @@ export class PostgresSession {
 
   #recordDecided(commandId: string, text: string, decision: Decision, recorded?: string): void {
     this.#commands++;
-    this.#ports.audit.record(this.id, 'command.decided', {
-      commandId,
-      resource: this.#resource.name,
-      protocol: 'postgres',
-      command: recorded ?? this.#maskedText(text, decision.maskProfile),
-      action: decision.action,
-      risk: decision.risk,
-      decision: decision.effect,
-      rule: decision.rule,
-      reason: decision.reason,
-      tables: decision.tables,
-      ...(text.length > this.#maskedPrefixChars ? { truncated: true, commandBytes: Buffer.byteLength(text, 'utf8') } : {}),
-    });
+    this.#governor().recordDecided(
+      {
+        commandId,
+        command: recorded ?? this.#maskedText(text, maskProfileOf(decision)),
+        ...(text.length > this.#maskedPrefixChars ? { commandBytes: Buffer.byteLength(text, 'utf8') } : {}),
+      },
+      decision,
+    );
   }
 
   #recordRefused(commandId: string, refusal: Refusal): void {
-    this.#ports.audit.record(this.id, 'command.completed', {
-      commandId,
-      outcome: 'REFUSED',
-      ok: false,
-      error: { code: refusal.code, message: refusal.message },
-      durationMs: 0,
-    });
+    this.#governor().recordRefused(commandId, { outcome: 'REFUSED', code: refusal.code, message: refusal.message, durationMs: 0 });
   }
 
   /** The masker of an allowed command; unavailable masking refuses the command (fail closed). */
   #maskerFor(decision: Decision): { masker: ProfileMasker | undefined } | Refusal {
-    try {
-      return { masker: this.#ports.masking.masker(decision.maskProfile) };
-    } catch {
-      return { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
-    }
+    const choice = this.#governor().maskerFor(decision);
+    return choice.ok ? { masker: choice.masker } : { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
   }
 
   #auditRefusal(): Refusal | undefined {
@@ -861,32 +839,18 @@ export class PostgresSession {
 
   /** Holds a command for a human; resolves to undefined when granted and consumed, else the refusal. */
   async #approve(commandId: string, text: string, params: readonly (string | null)[], decision: Decision): Promise<Refusal | undefined> {
-    const subject = this.#subject!;
-    const commandHash = createHash('sha256')
-      .update(JSON.stringify([this.#resource.name, subject.sub, normaliseSql(text), params]))
-      .digest('hex');
+    if (decision.effect !== 'approve') return undefined;
+    const hash = commandHash([this.#resource.name, this.#subject!.sub, normaliseSql(text), params]);
     const hold = new AbortController();
     this.#holds.add(hold);
     try {
-      const { approvalId } = await this.#ports.approvals.request({
-        sessionId: this.id,
-        commandId,
-        resource: this.#resource.name,
-        subject,
-        command: this.#maskedText(text, decision.maskProfile),
-        commandHash,
-        decision,
-      });
-      const outcome = await this.#ports.approvals.awaitDecision(approvalId, hold.signal);
-      if (outcome.outcome === 'granted') {
-        if (await this.#ports.approvals.consume(approvalId, commandHash)) return undefined;
-        return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${approvalId} was already used` };
-      }
-      const by = outcome.approvers.length > 0 ? ` by ${outcome.approvers.join(', ')}` : '';
-      const why = outcome.reason ? `: ${outcome.reason}` : '';
-      return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${approvalId} ${outcome.outcome}${by}${why}` };
-    } catch {
-      return { code: SqlState.InsufficientPrivilege, message: 'permission denied: the approval could not be obtained' };
+      const result = await this.#governor().hold({ commandId, command: this.#maskedText(text, undefined), commandHash: hash, decision }, hold.signal);
+      if (result.granted) return undefined;
+      if (result.code === SluiceErrorCode.ApprovalUnavailable) return { code: SqlState.InsufficientPrivilege, message: 'permission denied: the approval could not be obtained' };
+      if (result.outcome === 'used') return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${result.approvalId} was already used` };
+      const by = result.approvers.length > 0 ? ` by ${result.approvers.join(', ')}` : '';
+      const why = result.reason ? `: ${result.reason}` : '';
+      return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${result.approvalId} ${result.outcome}${by}${why}` };
     } finally {
       this.#holds.delete(hold);
     }
@@ -993,7 +957,7 @@ export class PostgresSession {
       decision,
       masker: masking.masker,
       ...(known?.description ? { description: known.description } : {}),
-      ...(known?.recorded !== undefined && known.decision.maskProfile === decision.maskProfile ? { recorded: known.recorded } : {}),
+      ...(known?.recorded !== undefined && maskProfileOf(known.decision) === maskProfileOf(decision) ? { recorded: known.recorded } : {}),
     };
     batch.set(name, statement);
     return statement;
@@ -1115,7 +1079,7 @@ export class PostgresSession {
           }
           const commandId = portal.commandId ?? this.#ports.newId();
           const statement = portal.statement;
-          statement.recorded ??= this.#maskedText(statement.text, statement.decision.maskProfile);
+          statement.recorded ??= this.#maskedText(statement.text, maskProfileOf(statement.decision));
           this.#recordDecided(commandId, statement.text, statement.decision, statement.recorded);
           forward.push(raw);
           expects.push({ kind: 'execute', command: this.#newCommand(commandId, portal.statement.masker, statement.text), portal });

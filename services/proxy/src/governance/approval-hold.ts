@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { SluiceErrorCode } from '@sluice/contracts';
-import type { ApprovalPort, Decision, Session } from '../ports.js';
+import { SluiceErrorCode, type ApproveDecision, type Subject } from '@sluice/contracts';
+import type { ApprovalPort } from '../ports.js';
 
 /** sha256 hex of the JSON array of parts: an approval is bound to exactly these values. */
 export const commandHash = (parts: readonly unknown[]): string => createHash('sha256').update(JSON.stringify(parts)).digest('hex');
@@ -10,33 +10,34 @@ export type HoldResult =
   | {
       readonly granted: false;
       readonly approvalId: string | undefined;
-      /** `denied`, `expired`, `cancelled`, `used` (consumed elsewhere) or `unavailable`. */
-      readonly outcome: string;
-      readonly code: string;
+      /** `denied`, `expired`, `cancelled`, `used` (consumed elsewhere) or `unavailable` (the service failed). */
+      readonly outcome: 'denied' | 'expired' | 'cancelled' | 'used' | 'unavailable';
+      readonly code: typeof SluiceErrorCode.ApprovalDenied | typeof SluiceErrorCode.ApprovalExpired | typeof SluiceErrorCode.ApprovalUnavailable;
       readonly reason: string;
+      /** Who decided (a denial), when anyone did. */
+      readonly approvers: readonly string[];
     };
+
+export interface HoldRequest {
+  readonly sessionId: string;
+  readonly resource: string;
+  readonly subject: Subject;
+  readonly commandId: string;
+  /** Masked command text shown to approvers. */
+  readonly command: string;
+  readonly commandHash: string;
+  readonly decision: ApproveDecision;
+}
 
 /**
  * Holds one command for a human: asks for the approval, waits for the decision, then uses
  * the grant once. Never throws: an approval service that cannot answer is a refusal (fail closed).
  * The approval service records the approval.* events.
  */
-export const holdForApproval = async (
-  approvals: ApprovalPort,
-  request: { session: Session; commandId: string; command: string; commandHash: string; decision: Decision },
-  signal: AbortSignal,
-): Promise<HoldResult> => {
+export const holdForApproval = async (approvals: ApprovalPort, request: HoldRequest, signal: AbortSignal): Promise<HoldResult> => {
   let approvalId: string | undefined;
   try {
-    ({ approvalId } = await approvals.request({
-      sessionId: request.session.id,
-      commandId: request.commandId,
-      resource: request.session.resource.name,
-      subject: request.session.subject,
-      command: request.command,
-      commandHash: request.commandHash,
-      decision: request.decision,
-    }));
+    ({ approvalId } = await approvals.request(request));
     const outcome = await approvals.awaitDecision(approvalId, signal);
     if (outcome.outcome !== 'granted') {
       return {
@@ -45,10 +46,11 @@ export const holdForApproval = async (
         outcome: outcome.outcome,
         code: outcome.outcome === 'denied' ? SluiceErrorCode.ApprovalDenied : SluiceErrorCode.ApprovalExpired,
         reason: outcome.reason,
+        approvers: outcome.approvers,
       };
     }
     if (!(await approvals.consume(approvalId, request.commandHash))) {
-      return { granted: false, approvalId, outcome: 'used', code: SluiceErrorCode.ApprovalDenied, reason: 'the approval was already used' };
+      return { granted: false, approvalId, outcome: 'used', code: SluiceErrorCode.ApprovalDenied, reason: 'the approval was already used', approvers: [] };
     }
     return { granted: true, approvalId };
   } catch {
@@ -58,6 +60,7 @@ export const holdForApproval = async (
       outcome: signal.aborted ? 'cancelled' : 'unavailable',
       code: SluiceErrorCode.ApprovalUnavailable,
       reason: 'approval service unavailable',
+      approvers: [],
     };
   }
 };
