@@ -22,6 +22,10 @@ export const SluiceErrorCode = {
   LimitExceeded: 'ERR_LIMIT_EXCEEDED',
   /** More connections than the listener's `limits` allow (for the listener, or for one subject). */
   TooManyConnections: 'ERR_TOO_MANY_CONNECTIONS',
+  /** A request a service cannot take (a missing or contradictory field). */
+  InvalidArgument: 'ERR_INVALID_ARGUMENT',
+  /** Anything Sluice did not raise on purpose: a bug, or a failure with no code of its own. */
+  Internal: 'ERR_INTERNAL',
 } as const;
 export type SluiceErrorCode = (typeof SluiceErrorCode)[keyof typeof SluiceErrorCode];
 
@@ -68,6 +72,48 @@ export class ConfigInvalidError extends SluiceError {
 export class UpstreamFailedError extends SluiceError {
   readonly code = SluiceErrorCode.UpstreamFailed;
 }
+
+/** A request a service cannot take; its message names the field and is safe to show the caller. */
+export class InvalidArgumentError extends SluiceError {
+  readonly code = SluiceErrorCode.InvalidArgument;
+  override readonly expose = true;
+}
+
+/**
+ * The fixed text a peer (an agent, an approver, another service) sees for a code when the error's
+ * own message may not leave the process (`expose` false): internal detail goes to the log only.
+ */
+export const PUBLIC_ERROR_TEXT: Readonly<Record<SluiceErrorCode, string>> = {
+  ERR_CONFIG_INVALID: 'the configuration is not valid',
+  ERR_TOKEN_INVALID: 'the token is not valid',
+  ERR_TOKEN_EXPIRED: 'the token has expired',
+  ERR_POLICY_DENIED: 'denied by policy',
+  ERR_POLICY_UNAVAILABLE: 'the policy service is unavailable',
+  ERR_APPROVAL_DENIED: 'the approval was denied',
+  ERR_APPROVAL_EXPIRED: 'the approval expired',
+  ERR_APPROVAL_UNAVAILABLE: 'the approval service is unavailable',
+  ERR_MASKING_UNAVAILABLE: 'masking is unavailable',
+  ERR_AUDIT_UNAVAILABLE: 'the audit trail is unavailable',
+  ERR_PROTOCOL_MALFORMED: 'malformed request',
+  ERR_UPSTREAM_FAILED: 'the target failed',
+  ERR_SQL_UNPARSEABLE: 'the SQL text cannot be parsed',
+  ERR_ILLEGAL_TRANSITION: 'not allowed in the current state',
+  ERR_SELF_APPROVAL: 'a requester cannot approve their own request',
+  ERR_NOT_AN_APPROVER: 'not an approver of this request',
+  ERR_NOT_AN_AUDIT_READER: 'not an audit reader',
+  ERR_NOT_FOUND: 'not found',
+  ERR_CHAIN_BROKEN: 'the audit chain is broken',
+  ERR_LIMIT_EXCEEDED: 'over a configured limit',
+  ERR_TOO_MANY_CONNECTIONS: 'too many connections',
+  ERR_INVALID_ARGUMENT: 'invalid argument',
+  ERR_INTERNAL: 'internal error',
+};
+
+/** What a peer may be told of an error: its code and either its message (`expose`) or the code's fixed text. */
+export const publicErrorOf = (error: unknown): { readonly code: SluiceErrorCode; readonly message: string } => {
+  if (error instanceof SluiceError) return { code: error.code, message: error.expose ? error.message : PUBLIC_ERROR_TEXT[error.code] };
+  return { code: SluiceErrorCode.Internal, message: PUBLIC_ERROR_TEXT[SluiceErrorCode.Internal] };
+};
 
 export class DependencyUnavailableError extends SluiceError {
   constructor(

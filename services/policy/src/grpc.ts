@@ -1,6 +1,7 @@
-import { status, type ServerWritableStream, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { type ServerWritableStream, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { policy as pb } from '@sluice/proto';
 import type { Action, Effect, Risk } from '@sluice/contracts';
+import { invalidArgument, toGrpcError, type Logger } from '@sluice/service-runtime';
 import type { Policy, PolicyCommand, PolicyDecision, PolicySubject } from './policy.js';
 
 /** What the adapter needs from the running service. */
@@ -9,6 +10,8 @@ export interface PolicyServiceState {
   readonly version: number;
   reload(): Promise<{ readonly ok: true } | { readonly ok: false; readonly error: string }>;
   watch(stream: ServerWritableStream<pb.WatchPolicyRequest, pb.WatchPolicyResponse>): void;
+  /** Where internal errors go; peers get a code and a fixed text. */
+  readonly logger: Logger;
 }
 
 export const EFFECT_TO_PROTO: Readonly<Record<Effect, pb.Effect>> = {
@@ -64,15 +67,14 @@ export const decisionToProto = (decision: PolicyDecision, version: number): pb.D
   prepares: [...decision.prepares],
 });
 
-const internal = (callback: sendUnaryData<never>, error: unknown): void =>
-  callback({ code: status.INTERNAL, details: error instanceof Error ? error.message : String(error) });
+const internal = (callback: sendUnaryData<never>, error: unknown, logger: Logger): void => callback(toGrpcError(error, { logger, during: 'policy call' }));
 
 /** PolicyService handlers: proto <-> domain translation only. */
 export const policyServiceHandlers = (state: PolicyServiceState): pb.PolicyServiceServer => ({
   decide(call: ServerUnaryCall<pb.DecideRequest, pb.DecideResponse>, callback: sendUnaryData<pb.DecideResponse>) {
     const command = commandOf(call.request);
     if (!command) {
-      callback({ code: status.INVALID_ARGUMENT, details: 'one of sql, redis or http is required' });
+      callback(invalidArgument('one of sql, redis or http is required'));
       return;
     }
     try {
@@ -80,7 +82,7 @@ export const policyServiceHandlers = (state: PolicyServiceState): pb.PolicyServi
       const version = state.version;
       callback(null, decisionToProto(state.policy.decide(subjectOf(call.request.subject), call.request.resource, command), version));
     } catch (error) {
-      internal(callback, error);
+      internal(callback, error, state.logger);
     }
   },
   describeSession(call, callback) {
@@ -89,7 +91,7 @@ export const policyServiceHandlers = (state: PolicyServiceState): pb.PolicyServi
       const session = state.policy.describeSession(subjectOf(call.request.subject), call.request.resource);
       callback(null, { mayConnect: session.mayConnect, readOnly: session.readOnly, policyVersion: BigInt(version) });
     } catch (error) {
-      internal(callback, error);
+      internal(callback, error, state.logger);
     }
   },
   watchPolicy(call) {
@@ -98,7 +100,7 @@ export const policyServiceHandlers = (state: PolicyServiceState): pb.PolicyServi
   reload(_call, callback) {
     state.reload().then(
       (result) => callback(null, { ok: result.ok, error: result.ok ? '' : result.error, policyVersion: BigInt(state.version) }),
-      (error: unknown) => internal(callback, error),
+      (error: unknown) => internal(callback, error, state.logger),
     );
   },
 });

@@ -87,6 +87,7 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
   };
 
   const state: PolicyServiceState = {
+    logger,
     get policy() {
       return current;
     },
