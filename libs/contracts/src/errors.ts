@@ -26,6 +26,22 @@ export const SluiceErrorCode = {
   InvalidArgument: 'ERR_INVALID_ARGUMENT',
   /** Anything Sluice did not raise on purpose: a bug, or a failure with no code of its own. */
   Internal: 'ERR_INTERNAL',
+  /** The peer closed the connection in the middle of an exchange. */
+  ConnectionClosed: 'ERR_CONNECTION_CLOSED',
+  /** A `{ env }` / `{ file }` secret the configuration names is unset or unreadable. */
+  SecretUnavailable: 'ERR_SECRET_UNAVAILABLE',
+  /** A provenance (event signing) key is not a usable PEM key. */
+  ProvenanceKey: 'ERR_PROVENANCE_KEY',
+  /** The masking service sent a profile snapshot the proxy cannot read. */
+  MaskingSnapshotInvalid: 'ERR_MASKING_SNAPSHOT_INVALID',
+  /** Console: sign-in failed (state, issuer answer, token). */
+  ConsoleSignIn: 'ERR_CONSOLE_SIGN_IN',
+  /** Console: a form post without a valid CSRF token. */
+  ConsoleCsrf: 'ERR_CONSOLE_CSRF',
+  /** Console: a backend (audit, approval service) failed. */
+  ConsoleBackend: 'ERR_CONSOLE_BACKEND',
+  /** Console: a path the console cannot read. */
+  ConsoleMalformedPath: 'ERR_CONSOLE_MALFORMED_PATH',
 } as const;
 export type SluiceErrorCode = (typeof SluiceErrorCode)[keyof typeof SluiceErrorCode];
 
@@ -73,6 +89,24 @@ export class UpstreamFailedError extends SluiceError {
   readonly code = SluiceErrorCode.UpstreamFailed;
 }
 
+/** A statement, message or body larger than a configured limit allows. */
+export class LimitExceededError extends SluiceError {
+  readonly code = SluiceErrorCode.LimitExceeded;
+}
+
+/** The peer closed the connection in the middle of an exchange. */
+export class ConnectionClosedError extends SluiceError {
+  readonly code = SluiceErrorCode.ConnectionClosed;
+  constructor(message = 'connection closed', options?: ErrorOptions) {
+    super(message, options);
+  }
+}
+
+/** A result Sluice could not make safe to show (masking unavailable or failed): withheld, never sent raw. */
+export class ResultWithheldError extends SluiceError {
+  readonly code = SluiceErrorCode.MaskingUnavailable;
+}
+
 /** A request a service cannot take; its message names the field and is safe to show the caller. */
 export class InvalidArgumentError extends SluiceError {
   readonly code = SluiceErrorCode.InvalidArgument;
@@ -107,6 +141,14 @@ export const PUBLIC_ERROR_TEXT: Readonly<Record<SluiceErrorCode, string>> = {
   ERR_TOO_MANY_CONNECTIONS: 'too many connections',
   ERR_INVALID_ARGUMENT: 'invalid argument',
   ERR_INTERNAL: 'internal error',
+  ERR_CONNECTION_CLOSED: 'the connection closed',
+  ERR_SECRET_UNAVAILABLE: 'a configured secret is unavailable',
+  ERR_PROVENANCE_KEY: 'a provenance key is not usable',
+  ERR_MASKING_SNAPSHOT_INVALID: 'the masking profiles cannot be read',
+  ERR_CONSOLE_SIGN_IN: 'sign-in failed',
+  ERR_CONSOLE_CSRF: 'the form expired; reload and try again',
+  ERR_CONSOLE_BACKEND: 'a backend service failed',
+  ERR_CONSOLE_MALFORMED_PATH: 'malformed path',
 };
 
 /** What a peer may be told of an error: its code and either its message (`expose`) or the code's fixed text. */

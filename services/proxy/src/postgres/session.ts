@@ -30,7 +30,7 @@ import {
   MessageTooLongError,
 } from '@sluice/codec-pg';
 import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
-import { failClosedDecision, maskProfileOf, SluiceErrorCode, type Subject, type SubjectRef } from '@sluice/contracts';
+import { failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, SluiceErrorCode, type Subject, type SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
 import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage } from '@sluice/sql-classifier';
 import type { Decision, GovernancePorts } from '../ports.js';
@@ -43,7 +43,7 @@ import { Outbox } from './outbox.js';
 import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
 import { SessionProfiles, type DeclaredCursor } from './session-profiles.js';
 import { maskNotification, maskServerFields } from './server-texts.js';
-import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
+import { CopyOutSet, ResultSet } from './results.js';
 import { normaliseSql } from './approval-text.js';
 import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
@@ -455,7 +455,7 @@ export class PostgresSession {
           if (this.#ctx.tls && !(this.#client instanceof TLSSocket)) {
             frames.detach();
             // Nothing may follow an SSLRequest before our answer: leftover bytes would be a MITM injection.
-            if (frames.reader.buffered > 0) throw Object.assign(new Error('data after SSLRequest'), { code: 'ERR_PROTOCOL_MALFORMED' });
+            if (frames.reader.buffered > 0) throw new ProtocolMalformedError('data after SSLRequest');
             this.#client.write(Buffer.from('S'));
             const secure = new TLSSocket(this.#client, { isServer: true, secureContext: this.#ctx.tls });
             secure.on('error', () => this.#close('client_error'));
@@ -681,7 +681,7 @@ export class PostgresSession {
       default:
         // A password message now, or an unknown code: not a well-formed session.
         decodeFrontend(frame);
-        throw Object.assign(new Error('unexpected frontend message'), { code: 'ERR_PROTOCOL_MALFORMED' });
+        throw new ProtocolMalformedError('unexpected frontend message');
     }
   }
 
@@ -1099,7 +1099,7 @@ export class PostgresSession {
           forward.push(raw);
           break;
         default:
-          throw Object.assign(new Error(`unexpected ${message.type} in a batch`), { code: 'ERR_PROTOCOL_MALFORMED' });
+          throw new ProtocolMalformedError(`unexpected ${message.type} in a batch`);
       }
     }
 
@@ -1457,7 +1457,7 @@ export class PostgresSession {
       case BackendCode.Authentication:
       case BackendCode.BackendKeyData:
         // Re-authentication or a new key mid-session is not something a target does: never relayed.
-        throw Object.assign(new Error('unexpected authentication message from the target'), { code: 'ERR_UPSTREAM_FAILED' });
+        throw new UpstreamError('unexpected authentication message from the target');
       default:
         out.push(frame.raw);
     }
