@@ -4,3 +4,4 @@ export * from './grpc-server.js';
 export * from './grpc-tls.js';
 export * from './health-endpoint.js';
 export * from './grpc-status.js';
+export * from './backoff.js';

@@ -2,6 +2,7 @@ import { credentials, Metadata, type ChannelCredentials, type ChannelOptions, ty
 import { policy as pb } from '@sluice/proto';
 import { DependencyUnavailableError, SluiceErrorCode, type Action, type Effect, type Risk, type Subject } from '@sluice/contracts';
 import { isSqlClassifierLoaded, loadSqlClassifier, normalizeSql } from '@sluice/sql-classifier';
+import { Backoff } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 import type { Decision, GovernedCommand, PolicyPort, SessionPolicy } from '../ports.js';
 
@@ -136,7 +137,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
   const principals = new WeakMap<Subject, string>();
   let version: number | undefined;
   let watch: ClientReadableStream<pb.WatchPolicyResponse> | undefined;
-  let backoff = BACKOFF_MIN_MS;
+  const backoff = new Backoff({ initialMs: BACKOFF_MIN_MS, maxMs: BACKOFF_MAX_MS });
   let retry: NodeJS.Timeout | undefined;
   let closed = false;
   let hits = 0;
@@ -163,10 +164,10 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
       version = undefined;
       invalidate();
       if (closed) return;
-      logger.warn({ why, retryInMs: backoff }, 'policy watch lost; decisions are not cached until it is back');
-      retry = setTimeout(startWatch, backoff);
+      const delay = backoff.next();
+      logger.warn({ why, retryInMs: delay }, 'policy watch lost; decisions are not cached until it is back');
+      retry = setTimeout(startWatch, delay);
       retry.unref();
-      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
     };
     call.on('data', (message: pb.WatchPolicyResponse) => {
       const next = Number(message.policyVersion);
@@ -175,7 +176,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
         if (version !== undefined) logger.info({ from: version, to: next }, 'policy changed; decision cache cleared');
         version = next;
       }
-      backoff = BACKOFF_MIN_MS;
+      backoff.reset();
       markReady();
     });
     call.on('error', (error: Error) => broken(error.message));
