@@ -4,7 +4,8 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { KEYS_DIR_ENV, loadConfig, readGeneratedServiceTls, resolveServiceTls, type ServiceTls } from '@sluice/config';
 import { grpcClientChannelOptions, grpcClientCredentials } from '@sluice/service-runtime';
-import { createPolicy, requestPolicyReload, type Explanation, type Policy, type PolicyCommand, type PolicySubject } from '@sluice/policy';
+import { createPolicy, type Explanation, type Policy, type PolicyCommand, type PolicySubject } from '@sluice/policy-engine';
+import { requestPolicyReload } from '@sluice/policy';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { ACTIONS, EFFECTS, RISKS } from '@sluice/contracts';
 

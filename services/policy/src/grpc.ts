@@ -2,7 +2,7 @@ import { type ServerWritableStream, type sendUnaryData, type ServerUnaryCall } f
 import { policy as pb } from '@sluice/proto';
 import type { Action, Effect, Risk } from '@sluice/contracts';
 import { invalidArgument, toGrpcError, type Logger } from '@sluice/service-runtime';
-import type { Policy, PolicyCommand, PolicyDecision, PolicySubject } from './policy.js';
+import type { Policy, PolicyCommand, PolicyDecision, PolicySubject } from '@sluice/policy-engine';
 
 /** What the adapter needs from the running service. */
 export interface PolicyServiceState {

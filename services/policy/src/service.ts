@@ -7,7 +7,7 @@ import { policy as pb } from '@sluice/proto';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { grpcServerAuthorization, grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
 import { policyServiceHandlers, type PolicyServiceState } from './grpc.js';
-import { createPolicy, type Policy } from './policy.js';
+import { createPolicy, type Policy } from '@sluice/policy-engine';
 
 export interface PolicyServiceOptions {
   readonly loaded: LoadedConfig;
