@@ -10,7 +10,7 @@ import { Governor, type RecordedCommand, type Verdict } from '../governance/gove
 import { authToken, describeCommand, parseHello, PRE_AUTH_COMMANDS, refusalOf, UNMASKABLE_REPLIES, type HelloArgs } from './commands.js';
 import { maskReply, type FieldHint } from './reply-masking.js';
 import { decodeAndMask, errorCodeOf, errorTextOf, recordResult, type MaskedReply } from './reply-results.js';
-import { confirmationOf, ReplyStream, type QueuedCommand } from './reply-stream.js';
+import { confirmationOf, ReplyStream } from './reply-stream.js';
 import { newEntry, type Entry, type SessionState } from './entries.js';
 import { connectTarget } from './target.js';
 import { WriteBatch } from './write-batch.js';
