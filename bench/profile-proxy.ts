@@ -30,6 +30,8 @@ interface ProfileNode {
   callFrame: { functionName: string; url: string; lineNumber: number };
 }
 interface Profile {
+  /** Microseconds on the monotonic clock that process.hrtime reads too, in every process. */
+  startTime: number;
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -39,10 +41,10 @@ interface Profile {
 const topFunctions = (profile: Profile, count = 25, byFile = false): string[] => {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const self = new Map<string, number>();
-  let elapsed = 0;
+  let at = profile.startTime;
   profile.samples.forEach((id, index) => {
-    elapsed += profile.timeDeltas[index] ?? 0;
-    if (elapsed < startupMicros) return;
+    at += profile.timeDeltas[index] ?? 0;
+    if (at < loadStart || at > loadEnd) return;
     const frame = byId.get(id)!.callFrame;
     if (frame.functionName === '(idle)') return;
     const file = frame.url.replace(/^.*\/(node_modules|work\/main)\//, '');
@@ -58,7 +60,6 @@ const topFunctions = (profile: Profile, count = 25, byFile = false): string[] =>
 
 const run = promisify(execFile);
 const idp = await startTestIssuer();
-const launched = Date.now();
 const port = await freePort();
 const redisPort = await freePort();
 const httpPort = await freePort();
@@ -86,9 +87,9 @@ const sluice = await startSluice(
 const client = new pg.Client({ host: '127.0.0.1', port, user: 'bench', database: 'db', password: await idp.mint({ sub: 'bench', expiresIn: 3600 }) });
 await client.connect();
 for (let index = 0; index < 200; index++) await client.query('SELECT 0');
-// Profiles start when the process does; the statements start about this long after.
-const startupMicros = (Date.now() - launched) * 1000;
+// Only the samples taken while the load ran count: start-up and shutdown are left out.
 const started = process.hrtime.bigint();
+const loadStart = Number(started / 1000n);
 if (values.http) {
   const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
   const wrk = await run('wrk', ['-t', '2', '-c', '20', '-d', '8s', '-H', `Authorization: Bearer ${token}`, `http://127.0.0.1:${httpPort}/doc`]);
@@ -97,7 +98,9 @@ if (values.http) {
   const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
   console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', '20', '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
 } else for (let index = 0; index < statements; index++) await client.query(process.env.PROFILE_SQL ?? `SELECT ${index} AS n, 'someone@example.com' AS email`);
-const elapsedMs = Number(process.hrtime.bigint() - started) / 1e6;
+const finished = process.hrtime.bigint();
+const loadEnd = Number(finished / 1000n);
+const elapsedMs = Number(finished - started) / 1e6;
 await client.end();
 await sluice.stop();
 await idp.close();
@@ -115,11 +118,11 @@ for (const file of readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'
   const urls = new Set(profile.nodes.map((node) => node.callFrame.url));
   if (![...urls].some((url) => url.includes('services/proxy/'))) continue;
   let busy = 0;
-  let elapsed = 0;
+  let at = profile.startTime;
   const idleIds = new Set(profile.nodes.filter((node) => node.callFrame.functionName === '(idle)').map((node) => node.id));
   profile.samples.forEach((id, index) => {
-    elapsed += profile.timeDeltas[index] ?? 0;
-    if (elapsed >= startupMicros && !idleIds.has(id)) busy += profile.timeDeltas[index] ?? 0;
+    at += profile.timeDeltas[index] ?? 0;
+    if (at >= loadStart && at <= loadEnd && !idleIds.has(id)) busy += profile.timeDeltas[index] ?? 0;
   });
   console.log(`\nproxy profile ${file}: ${(busy / statements).toFixed(0)} µs of proxy CPU per statement`);
   for (const line of topFunctions(profile)) console.log(line);
