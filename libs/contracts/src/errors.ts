@@ -42,6 +42,22 @@ export const SluiceErrorCode = {
   ConsoleBackend: 'ERR_CONSOLE_BACKEND',
   /** Console: a path the console cannot read. */
   ConsoleMalformedPath: 'ERR_CONSOLE_MALFORMED_PATH',
+  /** Audit API: a query it cannot read (a bad time, limit or cursor). */
+  BadRequest: 'ERR_BAD_REQUEST',
+  /** Audit: a SIEM exporter's destination refused or failed a delivery (it is retried). */
+  ExportFailed: 'ERR_EXPORT_FAILED',
+  /** CLI: a command line it cannot run (unknown flag, missing argument). */
+  Usage: 'ERR_USAGE',
+  /** CLI: no running deployment in this folder, and no --config or --url. */
+  NoDeployment: 'ERR_NO_DEPLOYMENT',
+  /** CLI: `sluice demo` could not build its demo world. */
+  Demo: 'ERR_DEMO',
+  /** CLI: `sluice demo` could not seed its Redis. */
+  DemoRedis: 'ERR_DEMO_REDIS',
+  /** CLI: the development issuer (`sluice dev-idp`) could not start or sign. */
+  DevIdp: 'ERR_DEV_IDP',
+  /** CLI: a command failed talking to a service (the message says which and why). */
+  CliFailed: 'ERR_CLI_FAILED',
 } as const;
 export type SluiceErrorCode = (typeof SluiceErrorCode)[keyof typeof SluiceErrorCode];
 
@@ -149,6 +165,14 @@ export const PUBLIC_ERROR_TEXT: Readonly<Record<SluiceErrorCode, string>> = {
   ERR_CONSOLE_CSRF: 'the form expired; reload and try again',
   ERR_CONSOLE_BACKEND: 'a backend service failed',
   ERR_CONSOLE_MALFORMED_PATH: 'malformed path',
+  ERR_BAD_REQUEST: 'bad request',
+  ERR_EXPORT_FAILED: 'an export failed',
+  ERR_USAGE: 'usage error',
+  ERR_NO_DEPLOYMENT: 'no running deployment found',
+  ERR_DEMO: 'the demo could not be set up',
+  ERR_DEMO_REDIS: 'the demo Redis could not be seeded',
+  ERR_DEV_IDP: 'the development issuer failed',
+  ERR_CLI_FAILED: 'the command failed',
 };
 
 /** What a peer may be told of an error: its code and either its message (`expose`) or the code's fixed text. */
