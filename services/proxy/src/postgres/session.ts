@@ -759,8 +759,12 @@ export class PostgresSession {
 
   /** The protocol-neutral governance of this session's commands (decide, record, hold, mask). */
   #governor(): Governor {
-    this.#governorOf ??= new Governor(this.#ports, { id: this.id, resource: this.#resource.name, subject: this.#subject!, protocol: 'postgres' });
-    return this.#governorOf;
+    // Built for the logged-in subject (never one cached before login).
+    const current = this.#governorOf;
+    if (current && current.session.subject === this.#subject) return current;
+    const governor = new Governor(this.#ports, { id: this.id, resource: this.#resource.name, subject: this.#subject!, protocol: 'postgres' });
+    this.#governorOf = governor;
+    return governor;
   }
   #governorOf: Governor | undefined;
 

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { decodeCommand, decodeReply, encodeCommand, encodeError, encodeSimple, encodeValue, RespFramer, type RespValue } from '@sluice/codec-resp';
 import { resourceLimits, type RedisResourceConfig } from '@sluice/config';
-import { SluiceErrorCode, type DenyDecision, type SubjectRef } from '@sluice/contracts';
+import { SluiceErrorCode, type ApproveDecision, type DenyDecision, type SubjectRef } from '@sluice/contracts';
 import type { GovernancePorts, ProtocolAdapter, Session } from '../ports.js';
 import { commandHash } from '../governance/approval-hold.js';
 import { admitSession, type Admission } from '../governance/admission.js';
@@ -463,7 +463,7 @@ class RedisConnection {
     this.stream.markDirty();
   }
 
-  private hold(entry: Entry, decision: Extract<Verdict['decision'], { effect: 'approve' }>, session: SessionState, text: string): void {
+  private hold(entry: Entry, decision: ApproveDecision, session: SessionState, text: string): void {
     this.holding = true;
     const hash = commandHash([this.resource.name, session.subject.sub, entry.args.map((arg) => arg.toString('utf8'))]);
     void session.governor.hold({ commandId: entry.id, command: text, commandHash: hash, decision }, this.holdAbort.signal).then((result) => {
