@@ -267,15 +267,18 @@ describe('the server lexes exactly as the classifier does', () => {
     expect(shown.at(-1)).toBe('on');
   });
 
-  it('refuses a batch whose backslash Parse follows an Execute in the same batch (nothing of it runs)', async () => {
+  it('refuses a backslash Parse that follows an Execute in the same batch; the Execute before it runs and is rolled back with it', async () => {
     const raw = await openRaw(['ops']);
     raw.send(parse('', 'SELECT flipped FROM lexer_view'), bind('', ''), execute(''), parse('s9', "SELECT 'a\\'' FROM secrets --'"), bind('p9', 's9'), execute('p9'), encodeSync());
     await raw.readyCount(2);
     expect(raw.errors().map((e) => e.C)).toEqual(['42501']);
-    expect(raw.count('DataRow')).toBe(0);
+    // Only the view's row: nothing of the refused Parse ran.
+    expect(raw.count('DataRow')).toBe(1);
     raw.send(encodeQuery('SHOW standard_conforming_strings'));
     await raw.readyCount(3);
     expect(raw.closed).toBe(false);
+    const shown = raw.messages.filter((m) => m.type === 'DataRow').map((m) => (m as { values: readonly (Buffer | null)[] }).values[0]?.toString());
+    expect(shown.at(-1)).toBe('on');
   });
 
   it('refuses a session on a database whose default is standard_conforming_strings off', async () => {

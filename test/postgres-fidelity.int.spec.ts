@@ -251,7 +251,40 @@ describe('PostgreSQL fidelity: startup parameters', () => {
       const error = messages.find((m) => m.type === 'ErrorResponse') as { fields: Record<string, string> };
       expect(error.fields).toMatchObject({ S: 'FATAL', C: '0A000' });
       expect(error.fields.M).toContain('client_encoding');
+      expect(error.fields.M).toContain(encoding);
     }
+  });
+
+  it('takes SQL_ASCII over a UTF8 database at startup and by SET: the server checks input as UTF-8 and sends its UTF-8 unconverted', async () => {
+    const { messages, socket } = await rawStartup([['user', 'agent'], ['database', RESOURCE], ['client_encoding', 'SQL_ASCII']]);
+    socket.destroy();
+    expect(messages.find((m) => m.type === 'ParameterStatus' && m.name === 'client_encoding')).toMatchObject({ value: 'SQL_ASCII' });
+    expect(messages.at(-1)?.type).toBe('ReadyForQuery');
+    const seen: unknown[] = [];
+    for (const config of [directly(), await throughSluice()]) {
+      const client = await open(config);
+      await client.query("set client_encoding = 'sql_ascii'");
+      const { rows } = await client.query("select current_setting('client_encoding') as encoding, 'café' as word, length('café') as n");
+      seen.push(rows[0]);
+    }
+    expect(seen[0]).toEqual({ encoding: 'SQL_ASCII', word: 'café', n: 4 });
+    expect(seen[1]).toEqual(seen[0]);
+  });
+
+  it('SQL_ASCII: a byte that is not UTF-8 before a quote cannot split a statement differently for Sluice and the server (GBK-style probe)', async () => {
+    const before = await count();
+    const { messages, socket } = await rawStartup([['user', 'agent'], ['database', RESOURCE], ['client_encoding', 'SQL_ASCII']], await token(['readers']));
+    messages.length = 0;
+    const sql = Buffer.concat([Buffer.from("select '"), Buffer.from([0xbf]), Buffer.from("'; delete from ledger; --'"), Buffer.from([0])]);
+    const query = Buffer.concat([Buffer.from('Q'), Buffer.alloc(4), sql]);
+    query.writeInt32BE(sql.length + 4, 1);
+    socket.write(query);
+    await waitFor(() => messages.some((m) => m.type === 'ReadyForQuery'));
+    socket.destroy();
+    const error = messages.find((m) => m.type === 'ErrorResponse') as { fields: Record<string, string> } | undefined;
+    expect(error?.fields.C).toBe('42501');
+    expect(messages.some((m) => m.type === 'CommandComplete')).toBe(false);
+    expect(await count()).toBe(before);
   });
 
   it('passes psql settings from PGOPTIONS, PGAPPNAME, PGTZ and PGDATESTYLE through', async () => {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
 import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
@@ -283,6 +284,75 @@ describe("a TOAST table holds its table's large values", () => {
     await expect(client.query(`SELECT convert_from(chunk_data, 'UTF8') AS v FROM ${toast.replace('pg_toast.', '')} LIMIT 1`)).rejects.toMatchObject({ code: '42501' });
     const orders = await connect(['orders']);
     await expect(orders.query(sql)).rejects.toMatchObject({ code: '42501' });
+  });
+});
+
+describe("a SQL cursor used as a protocol portal keeps its DECLARE's masking", () => {
+  const rows = (session: Awaited<ReturnType<typeof frontDoor.openRaw>>): string[][] =>
+    session.messages.flatMap((m) => (m.type === 'DataRow' ? [m.values.map((v) => (v === null ? 'NULL' : v.toString('utf8')))] : []));
+
+  it('masks the covered column of rows fetched by Execute of the cursor portal', async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    session.send(encodeQuery('begin; declare c cursor for select name, ssn from people'));
+    await session.readyCount(2);
+    session.send(encodeDescribe('P', 'c'), encodeExecute('c', 1), encodeSync());
+    await session.readyCount(3);
+    expect(rows(session)).toEqual([['Ada Lovelace', COLUMN_REDACTED]]);
+    expectNoRawSsn(session.received.toString('latin1'));
+  });
+
+  it('describes the cursor again before each Execute: a CLOSE and DECLARE of the same name in the pipeline cannot reuse the old columns', async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    session.send(encodeQuery('begin; declare c cursor for select id, x from victim'));
+    await session.readyCount(2);
+    const run = (sql: string) => [encodeParse('', sql), encodeBind('', ''), encodeExecute('')];
+    // The Describe of the first cursor comes first; the Execute then reads a cursor over people.ssn.
+    session.send(encodeDescribe('P', 'c'), ...run('close c'), ...run('declare c cursor for select ssn as x, 1 as id from people'), encodeExecute('c'), encodeSync());
+    await session.readyCount(3);
+    expect(session.errors()).toEqual([]);
+    expect(rows(session)).toEqual([[COLUMN_REDACTED, '1']]);
+    expectNoRawSsn(session.received.toString('latin1'));
+  });
+
+  it("forgets a protocol portal closed by SQL CLOSE: a cursor DECLAREd under its name is not run under the old portal's columns", async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    session.send(encodeQuery('begin'));
+    await session.readyCount(2);
+    session.send(encodeParse('s_old', 'select 1 as x'), encodeBind('c', 's_old'), encodeDescribe('P', 'c'), encodeSync());
+    await session.readyCount(3);
+    session.send(encodeQuery('close c'), encodeQuery('declare c cursor for select ssn as x from people'));
+    await session.readyCount(5);
+    session.send(encodeExecute('c'), encodeSync());
+    await session.readyCount(6);
+    expect(session.errors()).toEqual([]);
+    expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+    expectNoRawSsn(session.received.toString('latin1'));
+  });
+
+  it('…and within one pipeline: Bind of a portal, SQL CLOSE and DECLARE of its name, Execute of it never shows the covered value', async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    session.send(encodeQuery('begin'));
+    await session.readyCount(2);
+    const run = (sql: string) => [encodeParse('', sql), encodeBind('', ''), encodeExecute('')];
+    session.send(
+      encodeParse('s_pipe', 'select 1 as x'),
+      encodeBind('p', 's_pipe'),
+      encodeDescribe('P', 'p'),
+      ...run('close p'),
+      ...run('declare p cursor for select ssn as x from people'),
+      encodeExecute('p'),
+      encodeSync(),
+    );
+    await session.readyCount(3);
+    expect(rows(session).flat().every((value) => value === COLUMN_REDACTED)).toBe(true);
+    expectNoRawSsn(session.received.toString('latin1'));
+  });
+
+  it('refuses Execute of a cursor portal when its FETCH is refused, and never fetches a cursor it did not see declared', async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    session.send(encodeExecute('sluice_unknown_cursor'), encodeSync());
+    await session.readyCount(2);
+    expect(session.errors().map((e) => e.C)).toEqual(['42501']);
   });
 });
 

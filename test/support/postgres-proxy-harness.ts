@@ -130,6 +130,44 @@ export class RawPostgresSession {
     return session;
   }
 
+  /** The same, straight to the real server as `postgres` of `database` (trust auth): what the proxy's answers are compared with. */
+  static async openDirect(database: string, track: (session: RawPostgresSession) => void): Promise<RawPostgresSession> {
+    const socket = net.connect({ host: '127.0.0.1', port: 5432 });
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const session = new RawPostgresSession(socket);
+    track(session);
+    socket.write(encodeStartupMessage([['user', 'postgres'], ['database', database]]));
+    await session.readyCount(1);
+    return session;
+  }
+
+  /**
+   * What came back since the login, in a form two servers' answers compare in: each message's
+   * type, with a DataRow's values, a CommandComplete's tag, an error's SQLSTATE, a ReadyForQuery's status.
+   */
+  summary(): string[] {
+    const start = this.messages.findIndex((m) => m.type === 'ReadyForQuery') + 1;
+    return this.messages.slice(start).flatMap((m): string[] => {
+      switch (m.type) {
+        case 'DataRow':
+          return [`DataRow ${m.values.map((v) => (v === null ? 'NULL' : v.toString('utf8'))).join('|')}`];
+        case 'CommandComplete':
+          return [`CommandComplete ${m.tag}`];
+        case 'ErrorResponse':
+          return [`ErrorResponse ${m.fields.C ?? ''}`];
+        case 'RowDescription':
+          return [`RowDescription ${m.fields.map((f) => f.name).join('|')}`];
+        case 'ReadyForQuery':
+          return [`ReadyForQuery ${String.fromCharCode(m.status)}`];
+        case 'ParameterStatus':
+        case 'NoticeResponse':
+          return [];
+        default:
+          return [m.type];
+      }
+    });
+  }
+
   count(type: BackendMessage['type']): number {
     return this.messages.filter((m) => m.type === type).length;
   }

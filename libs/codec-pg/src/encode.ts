@@ -299,3 +299,17 @@ export const encodeParse = (name: string, text: string): Buffer =>
 
 /** @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-FLUSH */
 export const encodeFlush = (): Buffer => bare(FrontendCode.Flush);
+
+/**
+ * Bind without parameters, all results in text.
+ * @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-BIND
+ */
+export const encodeBind = (portal: string, statement: string): Buffer =>
+  new MessageWriter(portal.length + statement.length + 8).cstring(portal).cstring(statement).int16(0).int16(0).int16(0).finish(FrontendCode.Bind);
+
+/** `maxRows` 0: all rows. @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-EXECUTE */
+export const encodeExecute = (portal: string, maxRows = 0): Buffer => new MessageWriter(portal.length + 5).cstring(portal).int32(maxRows).finish(FrontendCode.Execute);
+
+/** @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-CLOSE */
+export const encodeClose = (target: 'S' | 'P', name: string): Buffer =>
+  new MessageWriter(name.length + 2).byte(target.charCodeAt(0)).cstring(name).finish(FrontendCode.Close);

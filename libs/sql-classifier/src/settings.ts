@@ -16,11 +16,26 @@ const LEXER_SETTINGS: ReadonlySet<string> = new Set(['standard_conforming_string
  */
 const READABLE_ENCODINGS: ReadonlySet<string> = new Set(['utf8', 'unicode']);
 
+/**
+ * SQL_ASCII as a client encoding turns conversion off: the server checks what it gets as valid in
+ * its own encoding and sends its own bytes back. Over a UTF8 database that is UTF-8 both ways.
+ * @see https://www.postgresql.org/docs/current/multibyte.html#MULTIBYTE-CHARSET-SUPPORTED
+ */
+const UNCONVERTED_ENCODING = 'sqlascii';
+
 /** PostgreSQL's encoding-name lookup ignores case and punctuation (`UTF-8` = `utf8`). */
 const encodingKey = (name: string): string => name.toLowerCase().replace(/[^a-z0-9]/g, '');
 
-/** Whether the proxy reads text in this client encoding as the server will (UTF-8 only, by any spelling). */
-export const isReadableClientEncoding = (name: string): boolean => READABLE_ENCODINGS.has(encodingKey(name));
+/**
+ * Whether the proxy reads text in this client encoding as the server will: UTF-8 by any spelling,
+ * or SQL_ASCII over a UTF8 database. `serverEncoding` undefined: not known yet (a SET or a startup
+ * parameter); the server's ParameterStatus is checked again with it once it is.
+ */
+export const isReadableClientEncoding = (name: string, serverEncoding?: string): boolean => {
+  const key = encodingKey(name);
+  if (READABLE_ENCODINGS.has(key)) return true;
+  return key === UNCONVERTED_ENCODING && (serverEncoding === undefined || READABLE_ENCODINGS.has(encodingKey(serverEncoding)));
+};
 
 /**
  * Settings an agent may change as a read: each changes only how this session formats and reads
@@ -59,7 +74,7 @@ export const guardedSettingReason = (name: string, value: string | undefined): s
   if (GUARDED_SETTINGS.has(setting)) return `${setting} changes the session's identity or read-only mode`;
   if (LEXER_SETTINGS.has(setting)) return `${setting} changes how the server reads string literals`;
   if (setting === 'client_encoding' && (value === undefined || !isReadableClientEncoding(value))) {
-    return 'client_encoding other than UTF8 changes how the server splits the text into characters';
+    return 'client_encoding other than UTF8 (or SQL_ASCII over a UTF8 database) changes how the server splits the text into characters';
   }
   if (!SESSION_SETTINGS.has(setting)) return `${setting} is not on the reviewed list of settings that change only this session's formatting and planning`;
   return undefined;

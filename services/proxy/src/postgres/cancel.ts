@@ -10,19 +10,21 @@ interface UpstreamKey {
 }
 
 /**
- * The proxy gives each client its own BackendKeyData, so an agent never learns the target's
- * process id or secret; a CancelRequest with the proxy's key is mapped to the target's.
- * One registry per adapter (no global state).
+ * Each client gets the target backend's own process id (as `pg_backend_pid()`, pg_stat_activity
+ * and a NOTIFY's sender pid show it, so tooling that terminates or inspects "its" backend finds
+ * it) with a secret key of the proxy's own: the target's secret never leaves the proxy, and a
+ * CancelRequest with the proxy's key is mapped to the target's. One registry per adapter.
  */
 export class CancelKeys {
   readonly #keys = new Map<string, UpstreamKey>();
 
   issue(upstream: UpstreamKey): { processId: number; secretKey: number } {
+    const processId = upstream.processId;
     for (;;) {
-      const processId = randomInt(1, 0x7fffffff);
       const secretKey = randomInt(-0x80000000, 0x7fffffff);
       const key = `${processId}:${secretKey}`;
-      if (this.#keys.has(key)) continue;
+      // The same pid on another target of this resource (a failover) gets another secret.
+      if (this.#keys.has(key) || secretKey === upstream.secretKey) continue;
       this.#keys.set(key, upstream);
       return { processId, secretKey };
     }

@@ -85,6 +85,11 @@ export class SessionProfiles {
     this.#cursorTexts.set(name, text);
   }
 
+  /** Whether the server confirmed a DECLARE of this cursor (it may have been closed since: the server says). */
+  hasCursor(name: string): boolean {
+    return this.#cursorTexts.has(name);
+  }
+
   /** The masker of NOTIFY payloads. */
   get notifications(): ProfileMasker | undefined {
     return this.#notifications;

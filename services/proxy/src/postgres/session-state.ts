@@ -23,10 +23,12 @@ export const schemasOf = (rows: readonly (readonly (string | null)[])[]): string
  * The classifier lexes with standard_conforming_strings on and reads UTF-8; once the server
  * does otherwise, the same bytes mean different statements to the two.
  */
-export const unreadableParameter = (name: string, value: string): string | undefined => {
+export const unreadableParameter = (name: string, value: string, serverEncoding: string | undefined): string | undefined => {
   const key = name.toLowerCase();
   if (key === 'standard_conforming_strings' && value.toLowerCase() !== 'on') return 'standard_conforming_strings is off on the target';
-  if (key === 'client_encoding' && !isReadableClientEncoding(value)) return 'client_encoding other than UTF8 is not supported through sluice';
+  if (key === 'client_encoding' && !isReadableClientEncoding(value, serverEncoding ?? '')) {
+    return `client_encoding ${value} is not supported through sluice (UTF8, or SQL_ASCII over a UTF8 database)`;
+  }
   return undefined;
 };
 

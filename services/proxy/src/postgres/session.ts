@@ -94,7 +94,24 @@ interface Portal {
   description?: readonly FieldDescription[];
   /** Set at Bind when the execution is held for approval, so the approval names its command. */
   readonly commandId?: string;
+  /**
+   * A SQL cursor (DECLARE) used as a portal: run as `FETCH … FROM` it. Its rows are described
+   * again right before each Execute, since CLOSE and DECLARE can give the name other columns.
+   */
+  readonly cursor?: boolean;
 }
+
+/**
+ * What the pipeline since the last Sync has Parse'd, Bound and Described: later messages of it
+ * name them before the server has answered, as the server lets them.
+ */
+interface Pipeline {
+  readonly statements: Map<string, Statement>;
+  readonly portals: Map<string, Portal>;
+  readonly described: Set<string>;
+}
+
+const newPipeline = (): Pipeline => ({ statements: new Map(), portals: new Map(), described: new Set() });
 
 interface Command {
   readonly id: string;
@@ -222,6 +239,7 @@ export class PostgresSession {
   #clientBlocked = false;
   #batch: Frame[] = [];
   #batchBytes = 0;
+  #pipeline = newPipeline();
   #discardUntilSync = false;
   readonly #toUpstream = new Outbox();
 
@@ -231,6 +249,8 @@ export class PostgresSession {
   /** PREPAREd (SQL) and Parse'd (protocol) statements share one namespace on the server: name -> SQL. */
   readonly #prepared = new Map<string, string>();
   #searchPath: string[] | undefined;
+  /** The database's encoding (server_encoding at startup): what SQL_ASCII passes through unconverted. */
+  #serverEncoding: string | undefined;
   /** The profile of the latest allowed command: applied to target messages not tied to one (async notices). */
   #lastMasker: ProfileMasker | undefined;
   /** Set while the proxy re-reads search_path: decisions wait for it. */
@@ -357,10 +377,9 @@ export class PostgresSession {
         this.#reject(`target unavailable: ${detail}`, 'ERR_UPSTREAM_FAILED', SqlState.ConnectionFailure, `the target database of ${this.#resource.name} is unavailable`, subject);
         return;
       }
-      const unreadable = upstream.parameterStatus
-        .map((raw) => decodeBackend({ code: raw[0]!, body: raw.subarray(5), raw }) as { name: string; value: string })
-        .map((status) => unreadableParameter(status.name, status.value))
-        .find((why) => why !== undefined);
+      const statuses = upstream.parameterStatus.map((raw) => decodeBackend({ code: raw[0]!, body: raw.subarray(5), raw }) as { name: string; value: string });
+      this.#serverEncoding = statuses.find((status) => status.name === 'server_encoding')?.value;
+      const unreadable = statuses.map((status) => unreadableParameter(status.name, status.value, this.#serverEncoding)).find((why) => why !== undefined);
       if (unreadable) {
         upstream.socket.destroy();
         this.#reject(unreadable, 'ERR_UPSTREAM_FAILED', SqlState.FeatureNotSupported, `${unreadable}: sluice cannot read commands as the target would`, subject);
@@ -373,7 +392,7 @@ export class PostgresSession {
         return;
       }
 
-      // The agent gets the target's parameters and a key of the proxy's own (CancelRequest maps it).
+      // The agent gets the target's parameters, its pid and a secret of the proxy's own (CancelRequest maps it).
       this.#upstream = upstream.socket;
       this.#upstreamReader = upstream.reader;
       this.#transactionStatus = upstream.transactionStatus;
@@ -602,7 +621,17 @@ export class PostgresSession {
   async #pump(): Promise<void> {
     this.#pumping = true;
     try {
-      while (this.#queueHead < this.#queue.length && !this.#closed) {
+      while (!this.#closed) {
+        if (this.#queueHead >= this.#queue.length) {
+          if (this.#batch.length === 0) break;
+          // Everything the client has sent so far is decided and forwarded without waiting for its
+          // Sync: a client that pipelines and then waits gets its answers (and errors) as direct.
+          this.#queue.length = 0;
+          this.#queueHead = 0;
+          await this.#processBatch('implicit');
+          this.#flushUpstream();
+          continue;
+        }
         const frame = this.#queue[this.#queueHead]!;
         this.#queue[this.#queueHead++] = undefined as unknown as Frame;
         this.#queuedBytes -= frame.raw.length;
@@ -663,7 +692,9 @@ export class PostgresSession {
       case FrontendCode.Sync:
       case FrontendCode.Flush:
         this.#batch.push(frame);
-        return this.#processBatch(frame.code === FrontendCode.Sync ? 'sync' : 'flush');
+        if (frame.code === FrontendCode.Flush) return this.#processBatch('flush');
+        // A Sync ends the pipeline: from here a name means what the server answered for it.
+        return this.#processBatch('sync').then(() => void (this.#pipeline = newPipeline()));
       case FrontendCode.CopyData:
       case FrontendCode.CopyDone:
       case FrontendCode.CopyFail:
@@ -926,6 +957,8 @@ export class PostgresSession {
 
   #newCommand(id: string, masker: ProfileMasker | undefined, sql: string): Command {
     const { masker: effective, declares } = this.#profiles.command(sql, masker);
+    // A later message of the pipeline that names one of these cursors means the cursor.
+    for (const [name] of declares) this.#pipeline.portals.delete(name);
     this.#lastMasker = effective;
     const preparedChanges = [...this.#effectsOf(sql).preparedStatements];
     return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, done: false };
@@ -968,29 +1001,24 @@ export class PostgresSession {
   }
 
   /**
-   * An extended-protocol batch up to Sync (or Flush): every Parse is decided and every Bind,
-   * Describe and Execute must name an allowed statement before anything of the batch is sent.
-   * A refusal sends nothing of it and answers as the server would: ErrorResponse, then
-   * ReadyForQuery at the Sync.
+   * The extended-protocol messages received so far (up to a Sync, a Flush, or all the client has
+   * sent): every Parse is decided and every Bind, Describe and Execute must name an allowed
+   * statement before it is sent. A refusal answers as the server's own error would: the messages
+   * before it go (a transaction then rolls them back as the server's error would), the refused one
+   * and the rest up to the Sync do not; ErrorResponse, then ReadyForQuery at the Sync.
    */
   async #processBatch(end: 'sync' | 'flush' | 'implicit'): Promise<void> {
     const frames = this.#batch;
     this.#batch = [];
     this.#batchBytes = 0;
     if (this.#discardUntilSync) {
-      if (end === 'sync') {
-        // The target skips to this Sync since the refusal's error: it answers ReadyForQuery.
-        this.#discardUntilSync = false;
-        this.#expects.push({ kind: 'sync' });
-        this.#toUpstream.push(SYNC);
-        this.#refusedBatchSynced();
-      }
+      this.#skipToSync(end);
       return;
     }
     const messages = frames.map((frame) => decodeFrontend(frame));
-    const statements = new Map<string, Statement>();
-    const portals = new Map<string, Portal>();
-    const described = new Set<string>();
+    const { statements, portals, described } = this.#pipeline;
+    let parsesUnnamed = false;
+    let bindsUnnamed = false;
     const forward: Buffer[] = [];
     const expects: Expect[] = [];
     const approvals: { statement: Statement; params: (string | null)[]; commandId: string }[] = [];
@@ -1024,6 +1052,7 @@ export class PostgresSession {
           if (decision.effect === 'approve') this.#recordDecided(this.#ports.newId(), message.text, decision);
           const statement: Statement = { name: message.name, text: message.text, decision, masker: masking.masker };
           statements.set(message.name, statement);
+          if (message.name === '') parsesUnnamed = true;
           forward.push(raw);
           expects.push({ kind: 'parse', masker: masking.masker, statement });
           break;
@@ -1044,6 +1073,7 @@ export class PostgresSession {
           }));
           const portal: Portal = { name: message.portal, statement, ...(description ? { description } : {}), ...(heldCommandId ? { commandId: heldCommandId } : {}) };
           portals.set(message.portal, portal);
+          if (message.portal === '') bindsUnnamed = true;
           described.delete(message.portal);
           forward.push(raw);
           expects.push({ kind: 'bind', masker: statement.masker, portal });
@@ -1058,9 +1088,9 @@ export class PostgresSession {
             }
             expects.push({ kind: 'describeStatement', statement });
           } else {
-            const portal = portals.get(message.name) ?? (await this.#confirmedPortal(message.name));
-            if (!portal) {
-              refusal = { code: SqlState.InsufficientPrivilege, message: `permission denied: portal ${quoteIdent(message.name)} was not allowed` };
+            const portal = portals.get(message.name) ?? (await this.#confirmedPortal(message.name, portals));
+            if (!portal || 'code' in portal) {
+              refusal = portal ?? { code: SqlState.InsufficientPrivilege, message: `permission denied: portal ${quoteIdent(message.name)} was not allowed` };
               break;
             }
             described.add(message.name);
@@ -1070,12 +1100,12 @@ export class PostgresSession {
           break;
         }
         case 'Execute': {
-          const portal = portals.get(message.portal) ?? (await this.#confirmedPortal(message.portal));
-          if (!portal) {
-            refusal = { code: SqlState.InsufficientPrivilege, message: `permission denied: portal ${quoteIdent(message.portal)} was not allowed` };
+          const portal = portals.get(message.portal) ?? (await this.#confirmedPortal(message.portal, portals));
+          if (!portal || 'code' in portal) {
+            refusal = portal ?? { code: SqlState.InsufficientPrivilege, message: `permission denied: portal ${quoteIdent(message.portal)} was not allowed` };
             break;
           }
-          if (!portal.description && !described.has(message.portal)) {
+          if (portal.cursor || (!portal.description && !described.has(message.portal))) {
             // Rows cannot be masked without their columns: ask the server, and keep its answer to ourselves.
             forward.push(encodeDescribe('P', message.portal));
             expects.push({ kind: 'describePortal', portal, internal: true });
@@ -1107,20 +1137,30 @@ export class PostgresSession {
       }
     }
 
+    // Messages held for approval (and those after them) wait for it, decided or not; a refusal
+    // among them sends none of this batch.
+    const sendsBefore = refusal !== undefined && approvals.length === 0;
     for (const { statement, params, commandId } of approvals) {
       if (refusal || this.#closed) break;
       refusal = await this.#approve(commandId, statement.text, params, statement.decision);
     }
     if (this.#closed) return;
-    if (refusal) {
+    if (this.#discardUntilSync) {
+      // The target failed an earlier message of this pipeline meanwhile: it ignores these. Their
+      // Executes are on the record as decided: they end there as not run.
+      for (const expect of expects) if (expect.kind === 'execute') this.#complete(expect.command, false);
+      this.#skipToSync(end);
+      return;
+    }
+    if (refusal && !sendsBefore) {
       this.#refuseOnTarget(refusal, end === 'sync');
       if (end === 'sync') this.#refusedBatchSynced();
       else this.#discardUntilSync = true;
       return;
     }
     // The server drops its unnamed statement and portal as soon as a Parse or Bind of them arrives.
-    if (statements.has('')) this.#statements.delete('');
-    if (portals.has('')) this.#portals.delete('');
+    if (parsesUnnamed) this.#statements.delete('');
+    if (bindsUnnamed) this.#portals.delete('');
     for (const expect of expects) this.#expects.push(expect);
     for (const buffer of forward) this.#toUpstream.push(buffer);
     if (end === 'sync') this.#executedSinceSync = false;
@@ -1130,10 +1170,27 @@ export class PostgresSession {
       // Until it is read again (a simple query is only valid after the Sync), nothing is decided on a guess.
       if (end !== 'sync') this.#searchPath = undefined;
     }
+    if (refusal) {
+      // The allowed messages before the refused one went first, as the server would have run them.
+      this.#refuseOnTarget(refusal, end === 'sync');
+      if (end === 'sync') this.#refusedBatchSynced();
+      else this.#discardUntilSync = true;
+      return;
+    }
     if (end === 'sync' && this.#searchPathDue) {
       this.#searchPathDue = false;
       this.#refreshSearchPath();
     }
+  }
+
+  /** Messages the target ignores (it skips to the Sync after an error): only the Sync goes. */
+  #skipToSync(end: 'sync' | 'flush' | 'implicit'): void {
+    if (end !== 'sync') return;
+    // The target skips to this Sync since the error: it answers ReadyForQuery.
+    this.#discardUntilSync = false;
+    this.#expects.push({ kind: 'sync' });
+    this.#toUpstream.push(SYNC);
+    this.#refusedBatchSynced();
   }
 
   /**
@@ -1148,11 +1205,45 @@ export class PostgresSession {
     this.#refreshSearchPath();
   }
 
-  /** A portal named in an earlier batch, once the server has answered its Bind (and any Close of it). */
-  async #confirmedPortal(name: string): Promise<Portal | undefined> {
-    const changing = this.#expects.some((e) => (e.kind === 'bind' && e.portal.name === name) || (e.kind === 'close' && e.target === 'P' && e.name === name));
+  /**
+   * A portal named in an earlier batch, once the server has answered its Bind (and any Close of
+   * it), or a SQL cursor the server confirmed. Undefined: no such portal was allowed.
+   */
+  async #confirmedPortal(name: string, pipeline: Map<string, Portal>): Promise<Portal | Refusal | undefined> {
+    const changing = this.#expects.some(
+      (e) =>
+        (e.kind === 'bind' && e.portal.name === name) ||
+        (e.kind === 'close' && e.target === 'P' && e.name === name) ||
+        ((e.kind === 'query' || e.kind === 'execute') && e.command.declares.some(([cursor]) => cursor === name)),
+    );
     if (changing) await this.#settled();
-    return this.#portals.get(name);
+    const bound = this.#portals.get(name);
+    if (bound || !this.#profiles.hasCursor(name)) return bound;
+    const portal = await this.#cursorPortal(name);
+    if (!('code' in portal)) pipeline.set(name, portal);
+    return portal;
+  }
+
+  /**
+   * A SQL cursor used as a protocol portal (Describe, Execute of its name, as psycopg's and JDBC's
+   * named cursors do): an Execute of it is a `FETCH … FROM` it, decided as that statement and
+   * masked, as any FETCH, with the profiles its DECLAREs were allowed under.
+   */
+  async #cursorPortal(name: string): Promise<Portal | Refusal> {
+    const text = `FETCH FORWARD ALL FROM ${quoteIdent(name)}`;
+    const decision = await this.#decide(text);
+    if (decision.effect !== 'allow') {
+      const commandId = this.#ports.newId();
+      const refusal = { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
+      this.#recordDecided(commandId, text, decision);
+      this.#recordRefused(commandId, refusal);
+      return refusal;
+    }
+    const masking = this.#maskerFor(decision);
+    if ('code' in masking) return masking;
+    // Its rows are the DECLARE's: the masker is already the union with the cursor's profiles.
+    const { masker } = this.#profiles.command(text, masking.masker);
+    return { name, statement: { name: '', text, decision, masker }, cursor: true };
   }
 
   // ---------------------------------------------------------------- target -> client
@@ -1423,6 +1514,9 @@ export class PostgresSession {
             this.#complete(dropped.command, false);
           }
         }
+        // No Sync sent yet (a pipeline forwarded as it came): what the client sends up to its
+        // Sync the server ignores, so the proxy does not wait for answers to it either.
+        if (head && !fatal && this.#expects.length === 0) this.#discardUntilSync = true;
         return;
       }
       case BackendCode.ReadyForQuery: {
@@ -1450,7 +1544,7 @@ export class PostgresSession {
         // Reported unexpanded (`$user`) by PostgreSQL 18+: a sign it changed, not the schemas
         // it resolves to. Unknown until the refresh that follows the command (or the next one).
         if (message.name === 'search_path' && !this.#searchPathRefresh) this.#searchPath = undefined;
-        const unreadable = unreadableParameter(message.name, message.value);
+        const unreadable = unreadableParameter(message.name, message.value, this.#serverEncoding);
         if (unreadable) {
           // From here the proxy cannot read text as the server will (masking reads UTF-8 too):
           // the session ends before another command is decided on a misreading.
@@ -1498,7 +1592,12 @@ export class PostgresSession {
       }
     } else if (tag === 'DECLARE CURSOR') {
       const declared = command.declares[command.cursorsConfirmed++];
-      if (declared) this.#profiles.confirmCursor(declared);
+      if (declared) {
+        this.#profiles.confirmCursor(declared);
+        // The name is free only once its old portal was closed (SQL CLOSE closes protocol portals
+        // too): from here it is this cursor, never the old portal's decision and columns.
+        this.#portals.delete(declared[0]);
+      }
     } else if (tag === 'DISCARD ALL') {
       this.#forgetNamedStatements();
       this.#portals.clear();

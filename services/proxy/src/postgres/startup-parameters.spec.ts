@@ -28,10 +28,16 @@ describe('startup parameters', () => {
       ['lock_timeout', '1s'],
       ['idle_in_transaction_session_timeout', '10s'],
       ['search_path', 'app, public'],
+      ['default_transaction_isolation', 'serializable'],
+      ['options', '-c default_transaction_deferrable=on -c client_min_messages=warning -c bytea_output=escape -c idle_session_timeout=1h'],
     ]);
     expect(request.user).toBe('agent');
     expect(request.database).toBe('shop');
     expect(request.settings).toEqual([
+      ['default_transaction_deferrable', 'on'],
+      ['client_min_messages', 'warning'],
+      ['bytea_output', 'escape'],
+      ['idle_session_timeout', '1h'],
       ['application_name', 'psql'],
       ['client_encoding', 'UTF8'],
       ['datestyle', 'ISO, MDY'],
@@ -42,6 +48,7 @@ describe('startup parameters', () => {
       ['lock_timeout', '1s'],
       ['idle_in_transaction_session_timeout', '10s'],
       ['search_path', 'app, public'],
+      ['default_transaction_isolation', 'serializable'],
     ]);
   });
 
@@ -90,12 +97,12 @@ describe('startup parameters', () => {
     expect(refusal([['USER', 'x']]).sqlstate).toBe('42501');
   });
 
-  it('accepts UTF8 under any spelling and refuses other client encodings (the proxy reads text as UTF-8)', () => {
-    for (const name of ['UTF8', 'utf-8', 'Unicode']) expect(read([['client_encoding', name]]).settings).toEqual([['client_encoding', name]]);
-    for (const name of ['LATIN1', 'SJIS', 'BIG5', 'GBK', 'GB18030', 'UHC', 'JOHAB', 'SQL_ASCII']) {
+  it('accepts UTF8 under any spelling and SQL_ASCII (checked against the database encoding once connected); refuses other client encodings, naming them', () => {
+    for (const name of ['UTF8', 'utf-8', 'Unicode', 'SQL_ASCII']) expect(read([['client_encoding', name]]).settings).toEqual([['client_encoding', name]]);
+    for (const name of ['LATIN1', 'SJIS', 'BIG5', 'GBK', 'GB18030', 'UHC', 'JOHAB']) {
       const error = refusal([['client_encoding', name]]);
       expect(error.sqlstate).toBe('0A000');
-      expect(error.message).toContain('client_encoding');
+      expect(error.message).toContain(`client_encoding "${name}"`);
     }
   });
 

@@ -26,7 +26,14 @@ export const STARTUP_SETTINGS: ReadonlySet<string> = new Set([
   'statement_timeout',
   'lock_timeout',
   'idle_in_transaction_session_timeout',
+  'idle_session_timeout',
   'search_path',
+  // Drivers and pools set these per connection (JDBC, SQLAlchemy, pgx's RuntimeParams): each only
+  // chooses how this session's own transactions run or which notices it gets.
+  'default_transaction_isolation',
+  'default_transaction_deferrable',
+  'client_min_messages',
+  'bytea_output',
 ]);
 
 
@@ -97,7 +104,7 @@ const checkSetting = (rawName: string, value: string): [string, string] => {
   const name = rawName.toLowerCase();
   if (!STARTUP_SETTINGS.has(name)) throw refuseSetting(rawName);
   if (name === 'client_encoding' && !isReadableClientEncoding(value)) {
-    throw new StartupParameterRefusal('0A000', `client_encoding "${value}" is not supported through sluice: use UTF8`);
+    throw new StartupParameterRefusal('0A000', `client_encoding "${value}" is not supported through sluice: use UTF8 (or SQL_ASCII over a UTF8 database)`);
   }
   return [name, value];
 };
