@@ -854,20 +854,8 @@ export class PostgresSession {
     if (bytes <= limit) return undefined;
     const refusal = { code: SqlState.ProgramLimitExceeded, message: `statement of ${bytes} bytes exceeds this resource's limit of ${limit} bytes` };
     this.#commands++;
-    this.#ports.audit.record(this.id, 'command.decided', {
-      commandId,
-      resource: this.#resource.name,
-      protocol: 'postgres',
-      // Masked as any recorded text, but only its beginning: the audit port cuts it further.
-      command: this.#maskedText(text, undefined),
-      action: 'admin',
-      risk: 'critical',
-      decision: 'deny',
-      rule: '',
-      reason: 'statement too long',
-      truncated: true,
-      commandBytes: bytes,
-    });
+    // Masked as any recorded text, but only its beginning: the audit port cuts it further.
+    this.#governor().recordRefusedBeforeRule({ commandId, command: this.#maskedText(text, undefined), commandBytes: bytes }, 'statement too long');
     this.#recordRefused(commandId, refusal);
     return refusal;
   }
