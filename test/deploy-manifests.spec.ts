@@ -1,8 +1,11 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseAddress, parseConfig, type SluiceConfig } from '@sluice/config';
+import { writeBusKeys, writeGrpcCertificates, writeSigningKeys } from '../cli/src/commands/keys.js';
 import { REPO_ROOT } from './support/sluice.js';
 
 /**
@@ -111,6 +114,98 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
     const script = find('Deployment', 'audit').spec.template.spec.initContainers[0].command.join(' ') as string;
     expect(script).toContain(`stream add ${config.bus.stream} --subjects '${config.bus.subjectPrefix}.>'`);
     expect(script).toContain('--replicas 3');
+    // The services' own ensureEventStream must agree, else the audit service would scale it back.
+    expect(config.audit.stream.replicas).toBe(3);
+  });
+});
+
+const KUBECTL = process.env.KUBECTL ?? '/usr/bin/kubectl';
+const haveKubectl = existsSync(KUBECTL);
+if (!haveKubectl) console.warn(`${KUBECTL} not found: the manifests are not rendered with kubectl kustomize (set KUBECTL to run that part)`);
+
+/**
+ * What `kubectl apply -k` would apply: a copy of deploy/k8s with the keys `sluice keys` writes,
+ * rendered by kubectl's kustomize. Skipped, saying so above, where kubectl is not installed.
+ */
+describe.skipIf(!haveKubectl)('the manifests as kubectl kustomize renders them', () => {
+  const rendered = (() => {
+    if (!haveKubectl) return [];
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-k8s-'));
+    try {
+      cpSync(K8S, dir, { recursive: true, filter: (source) => !source.startsWith(join(K8S, 'keys')) });
+      const keys = join(dir, 'keys');
+      writeSigningKeys(keys);
+      writeBusKeys(keys);
+      writeGrpcCertificates(keys);
+      const result = spawnSync(KUBECTL, ['kustomize', dir], { encoding: 'utf8', timeout: 60_000 });
+      if (result.status !== 0) throw new Error(`kubectl kustomize failed (${String(result.status)}): ${result.stderr}`);
+      return parseAllDocuments(result.stdout).map((document) => {
+        expect(document.errors).toEqual([]);
+        return document.toJS() as Omit<Manifest, 'file'> & { metadata: { name: string; namespace?: string } };
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  })();
+  const ofKind = (kind: string) => rendered.filter((object) => object.kind === kind);
+  const labelsOf = (selector: { matchLabels?: Record<string, string>; matchExpressions?: Array<{ key: string; operator: string; values: string[] }> }): string[] => [
+    ...Object.entries(selector.matchLabels ?? {}).filter(([key]) => key === 'app.kubernetes.io/name').map(([, value]) => value),
+    ...(selector.matchExpressions ?? []).filter((expression) => expression.key === 'app.kubernetes.io/name' && expression.operator === 'In').flatMap((expression) => expression.values),
+  ];
+
+  it('renders every object into the sluice namespace', () => {
+    expect(rendered.length).toBeGreaterThan(10);
+    for (const object of rendered.filter((entry) => entry.kind !== 'Namespace')) expect(object.metadata.namespace, `${object.kind} ${object.metadata.name}`).toBe('sluice');
+  });
+
+  it('runs every service as a Deployment whose containers all have a readiness probe, the stateless ones at least twice', () => {
+    const deployments = new Map(ofKind('Deployment').map((deployment) => [deployment.metadata.name, deployment]));
+    expect([...deployments.keys()].sort()).toEqual([...SERVICES].sort());
+    for (const [name, deployment] of deployments) {
+      for (const entry of deployment.spec.template.spec.containers as Array<{ name: string; readinessProbe?: unknown }>) expect(entry.readinessProbe, `${name}/${entry.name}`).toBeDefined();
+      expect(deployment.spec.replicas, name).toBeGreaterThanOrEqual(2);
+    }
+  });
+
+  it('runs NATS as a StatefulSet of three with a readiness probe, and creates the stream at R3', () => {
+    const [nats] = ofKind('StatefulSet');
+    expect(nats?.metadata.name).toBe('nats');
+    expect(nats!.spec.replicas).toBe(3);
+    expect(nats!.spec.template.spec.containers[0].readinessProbe.httpGet.path).toBe('/healthz?js-enabled-only=true');
+    const audit = ofKind('Deployment').find((deployment) => deployment.metadata.name === 'audit')!;
+    expect(audit.spec.template.spec.initContainers[0].command.join(' ')).toMatch(/stream add \S+ .*--replicas 3/);
+  });
+
+  it('generates the key and certificate Secrets the Deployments mount, without the CA private key', () => {
+    const secrets = new Map(ofKind('Secret').map((secret) => [secret.metadata.name.replace(/-[a-z0-9]{10}$/, ''), secret]));
+    expect([...secrets.keys()].sort()).toEqual(['sluice-keys', 'sluice-secrets', 'sluice-tls']);
+    expect(Object.keys(secrets.get('sluice-tls')!.data!)).not.toContain('ca.key');
+    for (const deployment of ofKind('Deployment')) {
+      const mounted = (deployment.spec.template.spec.volumes as Array<{ projected?: { sources: Array<{ secret: { name: string } }> } }>).flatMap((volume) => volume.projected?.sources.map((source) => source.secret.name) ?? []);
+      // kustomize renamed each generated Secret with its content hash, and every reference with it.
+      for (const name of mounted) expect(ofKind('Secret').map((secret) => secret.metadata.name), `${deployment.metadata.name} mounts ${name}`).toContain(name);
+    }
+  });
+
+  it('lets only the proxy reach targets: the other services egress to DNS, Sluice pods, the event store address and HTTPS only', () => {
+    const policies = ofKind('NetworkPolicy');
+    const egressOf = (service: string) => policies.filter((policy) => policy.spec.policyTypes.includes('Egress') && labelsOf(policy.spec.podSelector).includes(service));
+    for (const service of ['policy', 'masking', 'approval', 'audit']) {
+      const [policy, ...others] = egressOf(service);
+      expect(others, service).toEqual([]);
+      for (const rule of policy!.spec.egress as Array<{ to: Array<{ ipBlock?: { cidr: string }; podSelector?: unknown }>; ports?: Array<{ port: number }> }>) {
+        for (const peer of rule.to.filter((entry) => entry.ipBlock)) {
+          const ports = (rule.ports ?? []).map((port) => port.port);
+          // Anywhere only over HTTPS (identity keys, webhooks); PostgreSQL only at one address.
+          if (peer.ipBlock!.cidr === '0.0.0.0/0') expect(ports, service).toEqual([443]);
+          else expect(peer.ipBlock!.cidr, service).toMatch(/\/32$/);
+          expect(['policy', 'masking'], `${service} may not leave the cluster`).not.toContain(service);
+        }
+      }
+    }
+    expect(egressOf('proxy')).toEqual([]);
+    const ingress = policies.find((policy) => policy.metadata.name === 'grpc-services-from-proxy')!;
+    expect(ingress.spec.ingress[0].from).toEqual([{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'proxy' } } }]);
   });
 });
 

@@ -11,6 +11,7 @@ import { SluiceErrorCode, type Subject } from '@sluice/contracts';
 import { decodeEvents } from '@sluice/event-bus';
 import { requestPolicyReload, startPolicyService, type RunningPolicyService } from '@sluice/policy';
 import { createLogger } from '@sluice/service-runtime';
+import { targetCatalogFacts } from '@sluice/sql-classifier';
 import { createPolicyPort } from '../services/proxy/src/ports/policy-client.js';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -82,6 +83,21 @@ describe('policy service over gRPC with the proxy port', () => {
     expect(otherConstant.effect).toBe('allow');
     expect(after.misses).toBe(before.misses);
     expect(after.hits).toBe(before.hits + 2);
+  });
+
+  it("sends the target's catalog facts over gRPC and keys cached decisions on their version", async () => {
+    const text = 'SELECT o.note FROM orders o WHERE id = 1';
+    const facts = (version: string, rowFunctions: string[]) =>
+      targetCatalogFacts({ rowFunctions, rewritingRelations: [], inheritance: [['public.orders_2024', 'public.orders']], version });
+    const before = await port.decide(analyst, 'ledger', { ...sql(text), catalog: facts('v1', []) });
+    expect(before).toMatchObject({ effect: 'allow', action: 'read' });
+    expect(before.tables).toEqual(['public.orders', 'public.orders_2024']);
+    const misses = port.stats().misses;
+    // A function note(orders) created since: a new version, so the cached allow is not reused.
+    const after = await port.decide(analyst, 'ledger', { ...sql(text), catalog: facts('v2', ['note']) });
+    expect(port.stats().misses).toBe(misses + 1);
+    expect(after).toMatchObject({ effect: 'deny', action: 'write', risk: 'high' });
+    expect(after.reason).toContain('attribute notation');
   });
 
   it('does not cache a decision that depends on constants', async () => {

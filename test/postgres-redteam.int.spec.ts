@@ -256,13 +256,24 @@ describe('catalogs that hold credentials', () => {
 });
 
 describe('RETURNING carries what the write put in the row', () => {
+  // These were masked in RETURNING; the write itself launders the value into an uncovered column
+  // (see "a covered value written into an uncovered column" below), so they are now refused whole.
   it.each([
     'INSERT INTO orders (id, item) SELECT id + 100, reverse(reverse(ssn)) FROM people RETURNING item AS v',
     'UPDATE orders o SET item = p.ssn FROM people p WHERE o.id = p.id RETURNING upper(o.item) AS v',
-  ])('masks %s', async (sql) => {
+  ])('refuses %s and returns nothing of it', async (sql) => {
     const client = await connect(['writers']);
     await client.query('BEGIN');
-    const result = await client.query(sql);
+    const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
+    await client.query('ROLLBACK');
+    expect(error.code).toBe('42501');
+    expectNoRawSsn(error.message);
+  });
+
+  it('masks RETURNING of a write that copies a covered value into a covered column', async () => {
+    const client = await connect(['writers']);
+    await client.query('BEGIN');
+    const result = await client.query("INSERT INTO people (id, name, ssn) SELECT id + 100, name, reverse(reverse(ssn)) FROM people RETURNING ssn AS v");
     await client.query('ROLLBACK');
     expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
   });
@@ -339,14 +350,75 @@ describe('a write whose WHERE does not pick rows by constants is held for approv
   });
 });
 
-describe('open findings (not fixed in this round)', () => {
-  // An agent allowed ddl and write but denied public.secrets: CREATE FUNCTION f() … AS 'SELECT secret FROM
-  // secrets' (a body is not classified), CREATE TRIGGER on a table it may write that calls f() and
-  // copies the rows into that table, then an INSERT fires it: the denied table is read without being named.
-  it.todo('classifies the body of CREATE FUNCTION / the function a CREATE TRIGGER, CREATE OPERATOR or CREATE CAST names');
-  // An agent allowed writes on two tables copies a covered column into an uncovered one
-  // (INSERT INTO orders SELECT id + 100, ssn FROM people) and reads it back later in clear with
-  // SELECT item FROM orders: column rules follow names and lineage within a statement, not values
-  // across statements (the RETURNING of that same statement is masked, see above).
-  it.todo('masks a covered value laundered through a write into an uncovered column, read back by a later statement');
+describe('code a DDL-allowed agent creates is classified as what it will read', () => {
+  // An agent allowed ddl and write but denied public.secrets created f() AS 'SELECT secret FROM
+  // secrets' (a body was not classified) and a trigger on a table it may write that copies the rows
+  // there: the denied table was read without being named. A SQL body's statements are now the
+  // statement's tables; any other language, or a trigger/operator/cast naming a user function, is `*`.
+  const created = async (name: string): Promise<boolean> =>
+    (await direct.query('select 1 from pg_proc where proname = $1 union all select 1 from pg_trigger where tgname = $1', [name])).rows.length > 0;
+
+  beforeAll(async () => {
+    await direct.query(`create function rt_copy() returns trigger language plpgsql as $$ begin insert into orders select id + 1000, secret from secrets; return new; end $$;
+      create function rt_eq(int, int) returns boolean language sql as 'select exists (select 1 from secrets)';
+      create type rt_wrapped as (v int);
+      create function rt_wrap(int) returns rt_wrapped language sql as 'select row(1)::rt_wrapped'`);
+  });
+
+  it.each([
+    ['rt_leak_sql', "CREATE FUNCTION rt_leak_sql() RETURNS text LANGUAGE sql AS 'SELECT secret FROM secrets LIMIT 1'"],
+    ['rt_leak_atomic', 'CREATE FUNCTION rt_leak_atomic() RETURNS text LANGUAGE sql BEGIN ATOMIC SELECT secret FROM public.secrets LIMIT 1; END'],
+    ['rt_leak_pl', "CREATE FUNCTION rt_leak_pl() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO orders SELECT id + 1000, secret FROM secrets; RETURN NEW; END $$"],
+    ['rt_leak_trigger', 'CREATE TRIGGER rt_leak_trigger AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION rt_copy()'],
+    ['rt_eq', 'CREATE OPERATOR ==== (function = rt_eq, leftarg = int, rightarg = int)'],
+    ['rt_wrap', 'CREATE CAST (int AS rt_wrapped) WITH FUNCTION rt_wrap(int)'],
+  ])('refuses %s to an agent denied public.secrets', async (name, sql) => {
+    const client = await connect(['changers']);
+    const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
+    expect(error.code).toBe('42501');
+    expect(error.message).toContain('no-secrets');
+    if (name.startsWith('rt_leak')) expect(await created(name)).toBe(false);
+  });
+
+  it('lets it create a SQL function that reads only tables it may read', async () => {
+    const client = await connect(['changers']);
+    await client.query('CREATE FUNCTION rt_order_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM orders $$');
+    expect(await created('rt_order_count')).toBe(true);
+    await direct.query('drop function rt_order_count()');
+  });
 });
+
+describe('a covered value written into an uncovered column', () => {
+  // INSERT INTO orders SELECT id + 100, ssn FROM people copied ssn into orders.item, which no column
+  // rule covers: a later SELECT item FROM orders gave it back in clear. A write whose values carry a
+  // covered column into a column no rule covers is refused, with the reason.
+  const orderRows = async (): Promise<number> => Number((await direct.query<{ n: string }>('select count(*) as n from orders')).rows[0]!.n);
+
+  it.each([
+    ['writers', 'INSERT INTO orders SELECT id + 100, ssn FROM people'],
+    ['writers', 'INSERT INTO orders (id, item) SELECT 200, (SELECT ssn FROM people LIMIT 1)'],
+    ['writers', 'INSERT INTO orders (id, item) SELECT id + 100, x FROM (SELECT id, ssn AS x FROM people) s'],
+    ['writers', 'WITH s AS (SELECT ssn AS x FROM people) INSERT INTO orders (id, item) SELECT 300, x FROM s'],
+    ['writers', 'INSERT INTO orders VALUES (400, (SELECT ssn FROM people))'],
+    ['writers', 'UPDATE orders SET item = p.ssn FROM people p WHERE orders.id = 1'],
+    ['writers', 'WITH w AS (INSERT INTO orders SELECT id + 500, ssn FROM people RETURNING 1) SELECT count(*) FROM w'],
+    ['changers', 'CREATE TABLE rt_laundry AS SELECT ssn AS x FROM people'],
+  ])('refuses (%s) %s', async (groups, sql) => {
+    const before = await orderRows();
+    const client = await connect([groups]);
+    const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
+    expect(error.code).toBe('42501');
+    expect(error.message).toContain('column rule covers');
+    expect(await orderRows()).toBe(before);
+    expect((await direct.query("select item from orders where item like '912%'")).rows).toEqual([]);
+  });
+
+  it('still writes uncovered values, and a covered value into a covered column', async () => {
+    const client = await connect(['writers']);
+    await client.query('BEGIN');
+    expect((await client.query('INSERT INTO orders (id, item) SELECT id + 100, name FROM people')).rowCount).toBe(1);
+    expect((await client.query('INSERT INTO people (id, name, ssn) SELECT id + 200, name, ssn FROM people')).rowCount).toBe(1);
+    await client.query('ROLLBACK');
+  });
+});
+

@@ -18,7 +18,8 @@ const database = `sluice_redteam2_${randomUUID().replaceAll('-', '').slice(0, 12
 /** A role of the cluster whose ALTER ROLE … SET carries a secret (roles are cluster-wide: dropped after). */
 const APP_ROLE = `redteam2_app_${database.slice(-12)}`;
 
-const CONFIG = redTeamConfig(database, ['public.secrets', 'public.vault']);
+// public.child inherits from public.parent; public.part is partitioned (public.part1).
+const CONFIG = redTeamConfig(database, ['public.secrets', 'public.vault', 'public.child', 'public.part']);
 
 const frontDoor = new PostgresFrontDoor({
   config: CONFIG,
@@ -39,7 +40,11 @@ const frontDoor = new PostgresFrontDoor({
      insert into accounts values (1, '{"ssn": "${RAW_SSN}", "name": "Ada", "tags": ["a"]}');
      create table parent (id int, x int);
      create table child () inherits (parent);
-     insert into child select g, 1 from generate_series(1, 5) g;`,
+     insert into child select g, 1 from generate_series(1, 5) g;
+     create table victim2 (id int primary key);
+     insert into victim2 select g from generate_series(1, 5) g;
+     create function note(o orders) returns text language sql as $$ select secret from secrets limit 1 $$;
+     create function wipe(o orders) returns int language sql as $$ with d as (delete from victim2 returning 1) select count(*)::int from d $$;`,
   teardownSql: `drop role if exists ${APP_ROLE}`,
 });
 /** Commands held for approval; every one is denied. */
@@ -356,27 +361,109 @@ describe("a SQL cursor used as a protocol portal keeps its DECLARE's masking", (
   });
 });
 
-describe('open findings of this round', () => {
-  // A join or WHERE over a covered value still gives the value in one query, through the other side
-  // of the predicate (predicates are out of scope, see the README):
-  //   SELECT count(*) FROM people JOIN generate_series(1, 10000) g ON g <= split_part(ssn, '-', 3)::int  -> 5678
-  //   SELECT g FROM people, generate_series(1, 999) g WHERE g = split_part(ssn, '-', 1)::int              -> 912
-  // Closing it means carrying a covered expression to what it is compared with (equality and ranges
-  // in WHERE/ON), and to counts of what such a predicate keeps.
-  it.todo("masks what a predicate over a covered value picks out of a fixed series (a join's ON, WHERE)");
-  // PostgREST-style "computed columns": `SELECT o.note FROM orders o` calls a user's note(orders) in
-  // attribute notation; the classifier sees a column, so a function reading public.secrets passes a
-  // `tables: [public.orders]` list, and one that deletes runs as read/low for a subject allowed
-  // writes (no approval). Needs the target's catalog (functions whose first argument a row fits)
-  // carried to the policy service's classifier.
-  it.todo("treats t.name as a call of the target's user function name(t) when one exists");
-  // A view with a DO INSTEAD rule (or an INSTEAD OF trigger) turns `DELETE FROM victim_all WHERE id = 1`
-  // (medium: pinned by a constant) into `DELETE FROM victim`: DELETE 5, no approval. The text cannot
-  // tell a view with rules from a table.
-  it.todo('holds a bounded write to a view whose rules or triggers rewrite it');
-  // A deny rule names one table, but inheritance reads under other names: with a deny on public.child,
-  // `SELECT * FROM parent` returns child's rows (parent scans its children unless ONLY), and with a
-  // deny on a partitioned public.secrets, `SELECT * FROM secrets_p1` reads a partition directly.
-  // Which tables inherit from which is pg_inherits' knowledge, not the text's.
-  it.todo("applies a deny rule on a table to its inheritance parents' reads and to its partitions");
+describe('a predicate over a covered value and a generated series', () => {
+  // A join or WHERE over a covered value gave the value in one query, through the other side of the
+  // predicate: count(*) of a series cut at the value, or the series member equal to it. A WHERE,
+  // ON or HAVING that compares a covered column while a set-returning function, VALUES or a WITH
+  // query is in FROM is refused.
+  it.each([
+    ["SELECT count(*) AS n FROM people JOIN generate_series(1, 10000) g ON g <= split_part(ssn, '-', 3)::int", '5678'],
+    ["SELECT g FROM people, generate_series(1, 999) g WHERE g = split_part(ssn, '-', 1)::int", '912'],
+    ["SELECT v FROM people, (VALUES (911), (912), (913)) AS s(v) WHERE v = split_part(ssn, '-', 1)::int", '912'],
+    ["WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < 999) SELECT g FROM s, people WHERE g = split_part(ssn, '-', 1)::int", '912'],
+    ["SELECT g FROM generate_series(1, 999) g WHERE g IN (SELECT split_part(ssn, '-', 1)::int FROM people)", '912'],
+    ["SELECT g FROM people, split_part(ssn, '-', 1) u, generate_series(1, 999) g WHERE u::int = g", '912'],
+  ])('refuses %s', async (sql, recovered) => {
+    expect(JSON.stringify((await direct.query(sql)).rows)).toContain(recovered);
+    const client = await connect();
+    const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
+    expect(error.code).toBe('42501');
+    expect(error.message).toContain('set-returning function');
+  });
+
+  it('still runs a series joined on an uncovered column, and a covered column compared with a constant', async () => {
+    const client = await connect();
+    expect((await client.query('SELECT count(*)::int AS n FROM people JOIN generate_series(1, 10) g ON g = people.id')).rows).toEqual([{ n: 1 }]);
+    expect((await client.query("SELECT count(*)::int AS n FROM people WHERE ssn LIKE '9%'")).rows).toEqual([{ n: 1 }]);
+  });
 });
+
+
+describe("attribute notation calls the target's function of a row (PostgREST computed columns)", () => {
+  // `o.note` is note(o) when orders has no column note: a function reading public.secrets passed a
+  // `tables: [public.orders]` list, and one that deletes ran as read/low. The catalog says which
+  // names are such functions; the classifier then sees a call of an uncatalogued function.
+  it.each(['SELECT o.note FROM orders o', 'SELECT (o).note FROM orders o', 'SELECT orders.note FROM orders'])('refuses %s to every grant', async (sql) => {
+    expect(JSON.stringify((await direct.query(sql)).rows)).toContain('TOP-SECRET-VALUE');
+    for (const groups of [['readers'], ['orders'], ['writers']]) {
+      const client = await connect(groups);
+      const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
+      expect(error.code).toBe('42501');
+      expect(error.message).toContain('attribute notation');
+    }
+  });
+
+  it('refuses a function in attribute notation that deletes, to a subject allowed writes', async () => {
+    const client = await connect(['writers']);
+    await expect(client.query('SELECT o.wipe AS n FROM orders o')).rejects.toMatchObject({ code: '42501' });
+    expect(Number((await direct.query<{ n: string }>('select count(*) as n from victim2')).rows[0]!.n)).toBe(5);
+  });
+
+  it('sees a function the session creates, in the same text and in the next statement, after the same text was let through', async () => {
+    const client = await connect(['changers']);
+    // Let through while no function `peek` exists: the target answers "column does not exist".
+    await expect(client.query('SELECT o.peek FROM orders o')).rejects.toMatchObject({ code: '42703' });
+    const create = "CREATE FUNCTION peek(o orders) RETURNS text LANGUAGE sql AS $$ SELECT 'x' $$";
+    for (const sql of [`${create}; SELECT o.peek FROM orders o`, create, 'SELECT o.peek FROM orders o']) {
+      const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError | pg.QueryResult;
+      if (sql === create) {
+        expect(error).toMatchObject({ command: 'CREATE' });
+        continue;
+      }
+      expect(error).toMatchObject({ code: '42501' });
+      expect((error as pg.DatabaseError).message).toContain('attribute notation');
+    }
+  });
+});
+
+describe('a write through a view whose rules or triggers rewrite it is not bounded', () => {
+  // `DELETE FROM victim_all WHERE id = 1` is pinned by a constant, but the DO INSTEAD rule deletes
+  // every row of victim: DELETE 5 with no approval. The catalog says victim_all is a view.
+  it('holds DELETE FROM victim_all WHERE id = 1 for approval', async () => {
+    const sql = 'DELETE FROM victim_all WHERE id = 1';
+    await direct.query('BEGIN');
+    await direct.query(sql);
+    expect(Number((await direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n)).toBe(0);
+    await direct.query('ROLLBACK');
+    const held = approvalRequests.length;
+    const client = await connect(['changers']);
+    await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
+    expect(approvalRequests.slice(held)).toEqual([sql]);
+    expect(Number((await direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n)).toBe(5);
+    // The same statement on the table itself stays bounded (medium): no approval.
+    await client.query('BEGIN');
+    expect((await client.query('DELETE FROM victim WHERE id = 1')).rowCount).toBe(1);
+    await client.query('ROLLBACK');
+  });
+});
+
+describe('a deny rule follows inheritance and partitions', () => {
+  // Deny on public.child: `SELECT * FROM parent` scans child. Deny on partitioned public.part:
+  // `SELECT * FROM part1` reads a partition directly. pg_inherits, read from the target, says so.
+  it.each(['SELECT * FROM parent', 'SELECT count(*) FROM public.parent', 'SELECT * FROM part1', 'SELECT * FROM public.part1 WHERE id = 1', 'DELETE FROM parent'])(
+    'refuses %s',
+    async (sql) => {
+      expect((await direct.query(`EXPLAIN ${sql}`)).rows.length).toBeGreaterThan(0);
+      const client = await connect(['writers']);
+      const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
+      expect(error.code).toBe('42501');
+      expect(error.message).toContain('no-secrets');
+    },
+  );
+
+  it('still reads the parent alone with ONLY', async () => {
+    const client = await connect();
+    expect((await client.query('SELECT * FROM ONLY parent')).rows).toEqual([]);
+  });
+});
+

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { jetstreamManager } from '@nats-io/jetstream';
+import { leaseStreamName } from '@sluice/contracts';
 import { connectBus } from '@sluice/event-bus';
 
 const ADMIN = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'postgres' };
@@ -30,6 +31,7 @@ export const dropDatabases = async (names: readonly string[], roles: readonly st
 export const deleteStreams = async (names: readonly string[]): Promise<void> => {
   const nc = await connectBus('nats://127.0.0.1:4222', 'test-cleanup');
   const jsm = await jetstreamManager(nc);
-  for (const name of names) await jsm.streams.delete(name).catch(() => undefined);
+  // With each events stream, the proxies' lease stream beside it.
+  for (const name of names.flatMap((stream) => [stream, leaseStreamName(stream)])) await jsm.streams.delete(name).catch(() => undefined);
   await nc.drain();
 };

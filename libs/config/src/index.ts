@@ -6,3 +6,4 @@ export * from './secret.js';
 export * from './provenance.js';
 export * from './bus-login.js';
 export * from './service-tls.js';
+export * from './event-stream.js';

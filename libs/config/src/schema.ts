@@ -245,7 +245,14 @@ const busCredential = z.union(
 );
 
 const bus = z.strictObject({
-  url: z.string().min(1).default('nats://127.0.0.1:4222'),
+  /** One NATS URL, or several comma-separated (the nodes of a cluster): clients reconnect to any. */
+  url: z
+    .string()
+    .min(1)
+    .refine((value) => value.split(',').every((entry) => /^\S+$/.test(entry)), {
+      message: 'expected a NATS URL or a comma-separated list of them, without spaces (nats://n1:4222,nats://n2:4222)',
+    })
+    .default('nats://127.0.0.1:4222'),
   /** Stream and subject prefix; change them only to run several deployments on one NATS. */
   stream: z.string().regex(/^[A-Za-z0-9_-]+$/).default('SLUICE_EVENTS'),
   subjectPrefix: z.string().regex(/^[a-z0-9_-]+(\.[a-z0-9_-]+)*$/).default('sluice.events'),
@@ -340,10 +347,15 @@ export const configSchema = z.strictObject({
       exporters: z.array(exporter).default([]),
       recording: recording.default(RECORDING_DEFAULTS),
       stream: z
-        .strictObject({ maxAge: duration.optional(), duplicateWindow: duration.default(120_000) })
-        .default({ duplicateWindow: 120_000 }),
+        .strictObject({
+          maxAge: duration.optional(),
+          duplicateWindow: duration.default(120_000),
+          /** Copies of the stream on a NATS cluster (3: losing one node loses nothing); 1 on a single server. */
+          replicas: z.number().int().min(1).max(5).default(1),
+        })
+        .default({ duplicateWindow: 120_000, replicas: 1 }),
     })
-    .default({ readers: { groups: [], subs: [] }, exporters: [], recording: RECORDING_DEFAULTS, stream: { duplicateWindow: 120_000 } }),
+    .default({ readers: { groups: [], subs: [] }, exporters: [], recording: RECORDING_DEFAULTS, stream: { duplicateWindow: 120_000, replicas: 1 } }),
   rules: z.array(rule).default([]),
   /**
    * Keys that sign every message on the bus. Absent: `sluice up` makes per-deployment keys under

@@ -15,3 +15,8 @@ export const subjectForKind = (kind: SluiceEventKind, prefix = DEFAULT_EVENTS_SU
  * the source is a token such as `proxy`.
  */
 export const subjectForBatch = (source: string, prefix = DEFAULT_EVENTS_SUBJECT_PREFIX): string => `${prefix}.batch.${source}`;
+
+/** The stream of proxy leases (one message per subject), beside the events stream `stream`. */
+export const leaseStreamName = (stream: string): string => `${stream}_LEASES`;
+/** Proxy lease subjects: `<root>.<proxyId>.alive` and `<root>.<proxyId>.session.<sessionId>`. */
+export const leaseSubjectRoot = (subjectPrefix: string): string => `leases.${subjectPrefix}`;

@@ -1,4 +1,5 @@
 import { createUser, fromSeed } from '@nats-io/nkeys';
+import { leaseStreamName, leaseSubjectRoot } from '@sluice/contracts';
 import { inboxPrefixFor } from './connection.js';
 
 /** A new NATS user nkey seed (`SU…`): the secret a service logs in with. */
@@ -47,11 +48,38 @@ export const busPermissions = (role: BusRole, stream: string, prefix: string, au
   switch (role) {
     case 'proxy':
       return {
-        publish: { allow: [...lookAtStream, `${prefix}.batch.proxy`, `${prefix}.session.>`, `${prefix}.command.>`, `${prefix}.result.>`] },
+        publish: {
+          allow: [
+            ...lookAtStream,
+            `${prefix}.batch.proxy`,
+            `${prefix}.session.>`,
+            `${prefix}.command.>`,
+            `${prefix}.result.>`,
+            // Proxy leases: renew its own, mark its sessions, look at and claim the others'.
+            `${leaseSubjectRoot(prefix)}.>`,
+            `$JS.API.STREAM.INFO.${leaseStreamName(stream)}`,
+            `$JS.API.STREAM.CREATE.${leaseStreamName(stream)}`,
+            `$JS.API.STREAM.MSG.GET.${leaseStreamName(stream)}`,
+          ],
+        },
         subscribe: { allow: inbox },
       };
     case 'policy':
-      return { publish: { allow: [...lookAtStream, `${prefix}.batch.policy`, `${prefix}.policy.>`] }, subscribe: { allow: inbox } };
+      return {
+        publish: {
+          allow: [
+            ...lookAtStream,
+            `${prefix}.batch.policy`,
+            `${prefix}.policy.>`,
+            // Following policy.changed (a reload on another instance): an ephemeral consumer filtered to it.
+            `$JS.API.CONSUMER.CREATE.${stream}.*.${prefix}.policy.changed`,
+            `$JS.API.CONSUMER.MSG.NEXT.${stream}.*`,
+            `$JS.API.CONSUMER.INFO.${stream}.*`,
+            `$JS.API.CONSUMER.DELETE.${stream}.*`,
+          ],
+        },
+        subscribe: { allow: inbox },
+      };
     case 'approval':
       return {
         publish: {

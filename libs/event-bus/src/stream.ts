@@ -8,6 +8,8 @@ export interface EventStreamSettings {
   readonly subjectPrefix: string;
   readonly duplicateWindowMs: number;
   readonly maxAgeMs?: number;
+  /** Copies on a NATS cluster; 1 when absent. */
+  readonly replicas?: number;
 }
 
 /**
@@ -24,6 +26,7 @@ export const ensureEventStream = async (nc: NatsConnection, settings: EventStrea
     discard: DiscardPolicy.Old,
     duplicate_window: nanos(settings.duplicateWindowMs),
     max_age: settings.maxAgeMs ? nanos(settings.maxAgeMs) : 0,
+    num_replicas: settings.replicas ?? 1,
   };
   try {
     const info = await jsm.streams.info(settings.stream);

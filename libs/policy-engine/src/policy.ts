@@ -12,7 +12,7 @@ import {
   type Risk,
 } from '@sluice/contracts';
 import type { ResourceConfig, RuleConfig } from '@sluice/config';
-import { ANY_TABLE, classifySql, isOpenCatalogRelation, type SqlClassification } from '@sluice/sql-classifier';
+import { ANY_TABLE, classifySql, isOpenCatalogRelation, type SqlClassification, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import { classifyRedis } from './redis-commands.js';
 
 /** The subject as the policy sees it (issuer does not take part in rules). */
@@ -27,6 +27,7 @@ export type PolicyCommand =
       readonly text: string;
       readonly searchPath?: readonly string[];
       readonly preparedStatements?: ReadonlyMap<string, string>;
+      readonly catalog?: TargetCatalogFacts;
     }
   | { readonly kind: 'redis'; readonly args: readonly (Buffer | string)[] }
   | { readonly kind: 'http'; readonly method: string; readonly path: string };
@@ -281,6 +282,7 @@ export const classifyCommand = (command: PolicyCommand): Classified => {
       const sql = classifySql(command.text, {
         ...(command.searchPath ? { searchPath: command.searchPath } : {}),
         ...(command.preparedStatements ? { preparedStatements: command.preparedStatements } : {}),
+        ...(command.catalog ? { catalog: command.catalog } : {}),
       });
       if (!sql.ok) return { ok: false, reason: `unparseable SQL: ${sql.error}`, sql };
       const parts: CommandPart[] =

@@ -1,187 +1,43 @@
-import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-query';
+import { parseSync } from 'libpg-query';
 import { highestRisk, riskRank, actionRank, widestAction, type Action, type Risk } from '@sluice/contracts';
+import type { ClassifyOptions, SqlClassification, StatementClassification } from './classification.js';
+import { assertLoaded, isSqlClassifierLoaded } from './parser.js';
+import {
+  ADMIN_DROPS,
+  ADMIN_RENAMES,
+  asksReadWrite,
+  constantText,
+  defElemBoolean,
+  defElems,
+  isToastSchema,
+  isWrittenValue,
+  names,
+  OBJECTS_ON_A_TABLE,
+  pathSchemasOf,
+  RELATION_DROPS,
+  ROLE_SETTINGS,
+  ROLES_VIEW,
+  SESSION_STATE_ARGUMENT,
+  SKIP_FUNCNAME,
+  SKIP_RELATION,
+} from './statement-parts.js';
 import { isLongStandingCatalogRelation } from './catalog-relations.js';
 import { ANY_TABLE, CREDENTIAL_RELATIONS, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, pgCatalogSearchedFirst, STATISTICS_RELATIONS } from './catalogue.js';
+import { functionBody, namedFunctions } from './function-bodies.js';
 import { functionEffect } from './functions.js';
-import { list } from './parse-tree.js';
+import { isObject, list, str, type Node } from './parse-tree.js';
 import { guardedSettingReason, settingReadReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
+import { ancestorsOf, descendantsOf } from './target-catalog.js';
 import { boundsTargetRows, mergeIsBounded, upsertIsBounded, writeTarget } from './write-bounds.js';
+export type { ClassifyOptions, SqlClassification, StatementClassification } from './classification.js';
+export { fingerprintSql, isSqlClassifierLoaded, loadSqlClassifier, normalizeSql } from './parser.js';
 
-export interface StatementClassification {
-  /** The grammar's node name, e.g. `SelectStmt`, `DeleteStmt`. */
-  readonly type: string;
-  readonly action: Action;
-  readonly risk: Risk;
-  /** Why the statement got its action and risk, for explanations and audit. */
-  readonly reason: string;
-  /** `schema.table`, unqualified names resolved against the search path. */
-  readonly reads: readonly string[];
-  readonly writes: readonly string[];
-  /** Functions called, as written (lower case, schema kept when given). */
-  readonly functions: readonly string[];
-  /** PREPARE name: the adapter records it for later EXECUTEs. */
-  readonly prepares?: string;
-  /** DEALLOCATE name (`*` for ALL). */
-  readonly deallocates?: string;
-  readonly executes?: string;
-}
-
-export type SqlClassification =
-  | {
-      readonly ok: true;
-      readonly action: Action;
-      readonly risk: Risk;
-      readonly reason: string;
-      readonly statements: readonly StatementClassification[];
-      /** Every table the message touches, sorted. */
-      readonly tables: readonly string[];
-      /**
-       * True when the decision depends only on the statement's structure, not on its
-       * constants, so it may be reused for the same normalized text.
-       */
-      readonly cacheable: boolean;
-    }
-  | { readonly ok: false; readonly error: string };
-
-export interface ClassifyOptions {
-  /** The session's search_path; unqualified tables resolve against its first usable schema. */
-  readonly searchPath?: readonly string[];
-  /** The session's prepared statements, name -> SQL text (the PREPARE statement or its body). */
-  readonly preparedStatements?: ReadonlyMap<string, string>;
-}
-
-let loading: Promise<void> | undefined;
-let loaded = false;
-
-/** Loads the PostgreSQL parser (WASM) once; every other function needs it. */
-export const loadSqlClassifier = (): Promise<void> => {
-  loading ??= loadModule().then(() => {
-    loaded = true;
-  });
-  return loading;
-};
-
-export const isSqlClassifierLoaded = (): boolean => loaded;
-
-const assertLoaded = (): void => {
-  if (!loaded) throw new Error('the SQL classifier is not loaded: await loadSqlClassifier() first');
-};
-
-/** The libpg-query fingerprint (same for statements differing only in constants). */
-export const fingerprintSql = (text: string): string | undefined => {
-  assertLoaded();
-  try {
-    return fingerprintSync(text);
-  } catch {
-    return undefined;
-  }
-};
-
-/** The text with constants replaced by `$n`; undefined when it does not parse. */
-export const normalizeSql = (text: string): string | undefined => {
-  assertLoaded();
-  try {
-    return normalizeSync(text);
-  } catch {
-    return undefined;
-  }
-};
-
-type Node = Record<string, unknown>;
 type Scope = ReadonlySet<string>;
 
 const EMPTY_SCOPE: Scope = new Set();
 const MAX_EXECUTE_DEPTH = 3;
 
-const isObject = (value: unknown): value is Node => typeof value === 'object' && value !== null;
-const str = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
-
-/** `{ String: { sval } }` items of a name list. */
-const names = (list: unknown): string[] =>
-  Array.isArray(list) ? list.map((item) => str((item as { String?: { sval?: unknown } }).String?.sval) ?? '').filter(Boolean) : [];
-
-/** `A_Const` -> its value as text; undefined when not a constant. Protobuf JSON omits zero values. */
-const constantText = (node: unknown): string | undefined => {
-  const aConst = isObject(node) ? (node.A_Const as Node | undefined) : undefined;
-  if (!aConst) return undefined;
-  if (isObject(aConst.sval)) return str(aConst.sval.sval) ?? '';
-  if (isObject(aConst.ival)) return String((aConst.ival.ival as number | undefined) ?? 0);
-  if (isObject(aConst.boolval)) return aConst.boolval.boolval ? 'true' : 'false';
-  return undefined;
-};
-
-/**
- * A value the agent wrote: a constant or a parameter, possibly cast. Anything else is computed at
- * run time and may carry a column's value.
- */
-const isWrittenValue = (node: unknown): boolean => {
-  if (!isObject(node)) return false;
-  if (isObject(node.A_Const) || isObject(node.ParamRef)) return true;
-  return isObject(node.TypeCast) && isWrittenValue(node.TypeCast.arg);
-};
-
-/**
- * Functions that keep their argument in the session after the statement: set_config's value is
- * shown by SHOW, current_setting(), pg_stat_activity and the server's ParameterStatus message, and
- * setseed's seed by every later random() (a seed is found again by trying the candidates offline).
- * None of those results derives from a column, so masking cannot follow the value there: the
- * argument must be one the agent wrote (`set_config('application_name', ssn, false)` launders ssn).
- */
-const SESSION_STATE_ARGUMENT: ReadonlyMap<string, number> = new Map([
-  ['set_config', 1],
-  ['setseed', 0],
-]);
-
-/** pg_toast (and pg_toast_temp_N): TOAST tables, named after the OID of the table whose values they hold. */
-const isToastSchema = (schema: string | undefined): boolean => schema !== undefined && schema.startsWith('pg_toast');
-
-/** The role list psql's `\du` reads, and the catalog its rolconfig column is read from. */
-const ROLES_VIEW = 'pg_roles';
-const ROLE_SETTINGS = 'pg_catalog.pg_db_role_setting';
-
-/** A DefElem's boolean value the way PostgreSQL's defGetBoolean reads it; no argument = true. */
-const defElemBoolean = (arg: unknown): boolean | undefined => {
-  if (arg === undefined) return true;
-  const node = arg as { String?: { sval?: string }; Integer?: { ival?: number }; Boolean?: { boolval?: boolean }; A_Const?: unknown };
-  const text = node.String?.sval ?? (node.Integer ? String(node.Integer.ival ?? 0) : undefined) ?? (node.Boolean ? String(node.Boolean.boolval ?? false) : undefined) ?? constantText(arg);
-  if (text === undefined) return undefined;
-  const lower = text.toLowerCase();
-  if (['true', 'on', '1', 't', 'yes', 'y'].includes(lower)) return true;
-  if (['false', 'off', '0', 'f', 'no', 'n'].includes(lower)) return false;
-  return undefined;
-};
-
-const defElems = (list: unknown): { name: string; arg: unknown }[] =>
-  Array.isArray(list)
-    ? list.flatMap((item) => {
-        const def = (item as { DefElem?: { defname?: string; arg?: unknown } }).DefElem;
-        return def?.defname ? [{ name: def.defname, arg: def.arg }] : [];
-      })
-    : [];
-
-/** `transaction_read_only` option set to false, i.e. READ WRITE. */
-const asksReadWrite = (options: unknown): boolean =>
-  defElems(options).some((option) => option.name === 'transaction_read_only' && constantText(option.arg) !== '1');
-
-const ADMIN_DROPS: ReadonlySet<string> = new Set([
-  'OBJECT_EXTENSION',
-  'OBJECT_FDW',
-  'OBJECT_FOREIGN_SERVER',
-  'OBJECT_EVENT_TRIGGER',
-  'OBJECT_PUBLICATION',
-  'OBJECT_SUBSCRIPTION',
-  'OBJECT_LANGUAGE',
-  'OBJECT_ACCESS_METHOD',
-  'OBJECT_TABLESPACE',
-  'OBJECT_DATABASE',
-  'OBJECT_ROLE',
-  'OBJECT_USER_MAPPING',
-]);
-const RELATION_DROPS: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE', 'OBJECT_SEQUENCE', 'OBJECT_INDEX']);
-/** Objects that live on a table, named `[schema.]table.name` in COMMENT/SECURITY LABEL/ALTER EXTENSION: the table is all but the last part. */
-const OBJECTS_ON_A_TABLE: ReadonlySet<string> = new Set(['OBJECT_COLUMN', 'OBJECT_TABCONSTRAINT', 'OBJECT_TRIGGER', 'OBJECT_POLICY', 'OBJECT_RULE']);
-const ADMIN_RENAMES: ReadonlySet<string> = new Set(['OBJECT_ROLE', 'OBJECT_DATABASE', 'OBJECT_TABLESPACE', 'OBJECT_FDW', 'OBJECT_FOREIGN_SERVER', 'OBJECT_EVENT_TRIGGER', 'OBJECT_PUBLICATION', 'OBJECT_SUBSCRIPTION', 'OBJECT_LANGUAGE']);
 
 /** The walk of one top-level statement: accumulates the widest action, highest risk and the tables. */
 class StatementWalk {
@@ -292,8 +148,10 @@ class StatementWalk {
       // An alias list renames columns: `pg_roles AS r(a, …, cfg)` reads rolconfig as cfg.
       if (list(alias?.colnames).length > 0) this.readsAnyColumnOfRoles = true;
     }
+    // ONLY (inh absent in a parsed RangeVar) reads the table alone; anything else reads its children too.
+    const only = rangeVar.inh !== true && rangeVar.location !== undefined;
     if (schema) {
-      into.add(`${schema}.${relname}`);
+      this.relation(into, `${schema}.${relname}`, only);
       return;
     }
     if (scope.has(relname)) return;
@@ -305,9 +163,71 @@ class StatementWalk {
     // The server reads the first schema of the path that holds the name; which one that is the
     // classifier cannot know, so every candidate is reported: an allow-list must cover them all,
     // and a deny on any of them denies.
-    for (const schema of this.pathSchemas) into.add(`${schema}.${relname}`);
+    for (const schema of this.pathSchemas) this.relation(into, `${schema}.${relname}`, only);
     // pg_catalog is searched before the path: a `pg_` name may be either, so report both.
     if (relname.startsWith('pg_')) into.add(`pg_catalog.${relname}`);
+  }
+
+  /**
+   * A relation and what the target's inheritance makes of it: a read or write of a parent reaches
+   * its children and partitions (unless ONLY), and a rule on a parent covers its children, so the
+   * parents are named too (a deny on a partitioned table denies reading a partition directly).
+   */
+  private relation(into: Set<string>, name: string, only: boolean): void {
+    into.add(name);
+    const catalog = this.options.catalog;
+    if (!catalog) return;
+    for (const parent of ancestorsOf(catalog, name)) into.add(parent);
+    if (!only) for (const child of descendantsOf(catalog, name)) into.add(child);
+  }
+
+  /**
+   * A write through a view, or to a relation whose rules or INSTEAD OF triggers rewrite it, does
+   * what the rewrite says, not what the WHERE picks: it cannot count as bounded.
+   */
+  private rewrittenWrite(verb: string): void {
+    const catalog = this.options.catalog;
+    if (!catalog) return;
+    if (catalog.uncommittedChanges) {
+      this.raise('write', 'high', `${verb} after a schema change not yet committed: a view, rule or trigger may rewrite it`);
+      return;
+    }
+    const target = [...this.writes].find((name) => catalog.rewritingRelations.has(name));
+    if (target) this.raise('write', 'high', `${verb} on ${target}, a view or a relation whose rules or triggers rewrite writes: it may change any rows`);
+  }
+
+  /**
+   * CREATE FUNCTION/PROCEDURE names, as tables, what its body reads and writes when a SQL body
+   * says so; any other body may read any table. CREATE TRIGGER, OPERATOR, CAST … name a function
+   * the server will call later: unless the catalogue vouches for it, it may read any table.
+   */
+  private definesCode(tag: string, n: Node): void {
+    if (tag === 'CreateFunctionStmt') {
+      const body = functionBody(n);
+      if ('opaque' in body) {
+        this.unvouched ??= body.opaque;
+        this.reads.add(ANY_TABLE);
+        return;
+      }
+      const inner = new StatementWalk(this.pathSchemas, this.options, this.depth + 1);
+      inner.visit(body.statements, EMPTY_SCOPE);
+      for (const table of [...inner.reads, ...inner.writes]) this.reads.add(table);
+      for (const fn of inner.functions) this.functions.add(fn);
+      this.unvouched ??= inner.unvouched;
+      return;
+    }
+    for (const parts of namedFunctions(tag, n)) {
+      if (isCataloguedFunction(parts, this.options.searchPath)) continue;
+      this.unvouched ??= `${parts.join('.')}() is not on the catalogue of functions that read no table`;
+      this.reads.add(ANY_TABLE);
+    }
+  }
+
+  /** `x.name` or `(x).name`: a call of the target's `name(x)` when the catalog has one (attribute notation). */
+  private attributeCall(name: string | undefined): void {
+    const catalog = this.options.catalog;
+    if (name === undefined || !catalog || (!catalog.uncommittedChanges && !catalog.rowFunctions.has(name))) return;
+    this.mayDoAnything(`.${name} may call the target's function ${name}() in attribute notation`);
   }
 
   private relations(list: unknown, scope: Scope, into: Set<string>): void {
@@ -398,6 +318,7 @@ class StatementWalk {
     const parts = names(fields);
     if (parts[parts.length - 1] === 'rolconfig') this.readsAnyColumnOfRoles = true;
     if (fields.length === 1 && parts[0]) this.bareNames.add(parts[0]);
+    if (parts.length > 1) this.attributeCall(parts[parts.length - 1]);
     this.fields(n, scope);
   }
 
@@ -417,6 +338,10 @@ class StatementWalk {
         return;
       case 'A_Expr':
         this.operator(n, scope);
+        return;
+      case 'A_Indirection':
+        for (const name of names(n.indirection)) this.attributeCall(name);
+        this.fields(n, scope);
         return;
       case 'SortBy':
         this.sortBy(n, scope);
@@ -443,6 +368,7 @@ class StatementWalk {
         if (upsertIsBounded(n)) this.raise('write', 'medium', 'INSERT');
         else this.raise('write', 'high', 'INSERT … ON CONFLICT DO UPDATE of rows a query picks, not constants');
         this.table(n.relation, scope, this.writes);
+        this.rewrittenWrite('INSERT');
         this.fields(n, scope, SKIP_RELATION);
         return;
       case 'UpdateStmt':
@@ -452,6 +378,7 @@ class StatementWalk {
         if (boundsTargetRows(n.whereClause, target)) this.raise('write', 'medium', `${verb} with a WHERE that picks rows by constants`);
         else this.raise('write', 'high', `${verb} without a WHERE that picks the target's rows by constants`);
         this.table(n.relation, scope, this.writes);
+        this.rewrittenWrite(verb);
         this.fields(n, scope, SKIP_RELATION);
         return;
       }
@@ -459,6 +386,7 @@ class StatementWalk {
         if (mergeIsBounded(n)) this.raise('write', 'medium', 'MERGE changing only rows picked by constants');
         else this.raise('write', 'high', "MERGE that may change target rows not picked by constants");
         this.table(n.relation, scope, this.writes);
+        this.rewrittenWrite('MERGE');
         this.fields(n, scope, SKIP_RELATION);
         return;
       case 'CopyStmt':
@@ -510,8 +438,23 @@ class StatementWalk {
       case 'RuleStmt':
         this.raise('ddl', 'medium', STATEMENT_KINDS[tag]?.why ?? tag);
         this.table(n.relation, scope, this.writes);
+        if (tag === 'CreateTrigStmt') this.definesCode(tag, n);
         this.fields(n, scope, SKIP_RELATION);
         return;
+      case 'CreateFunctionStmt':
+      case 'DefineStmt':
+      case 'CreateCastStmt':
+      case 'CreateTransformStmt':
+      case 'CreateOpClassStmt':
+      case 'AlterOpFamilyStmt': {
+        const kind = STATEMENT_KINDS[tag]!;
+        this.raise(kind.action, kind.risk, kind.why);
+        this.definesCode(tag, n);
+        // A body's statements are classified above, as what the function will read; not run now.
+        if (tag === 'CreateFunctionStmt') this.visit(n.parameters, scope);
+        else this.fields(n, scope);
+        return;
+      }
       case 'AlterTableStmt':
         this.alterTable(n, scope);
         return;
@@ -688,21 +631,6 @@ class StatementWalk {
   }
 }
 
-const SKIP_RELATION: ReadonlySet<string> = new Set(['relation']);
-const SKIP_FUNCNAME: ReadonlySet<string> = new Set(['funcname']);
-
-/** The schemas an unqualified table name may resolve to, in search order. */
-const pathSchemasOf = (searchPath: readonly string[] | undefined): readonly string[] => {
-  const schemas: string[] = [];
-  for (const entry of searchPath ?? []) {
-    const schema = entry.trim().replace(/^"(.*)"$/, '$1');
-    // `$user` names a schema we cannot know here (the proxy passes the server's resolved path);
-    // pg_temp and pg_catalog hold no user tables.
-    if (schema && schema !== '$user' && !schema.startsWith('pg_temp') && schema !== 'pg_catalog' && !schemas.includes(schema)) schemas.push(schema);
-  }
-  return schemas.length > 0 ? schemas : ['public'];
-};
-
 const classifyWithDepth = (text: string, options: ClassifyOptions, depth: number): SqlClassification => {
   assertLoaded();
   let tree: { stmts?: { stmt?: Node }[] };
@@ -719,12 +647,15 @@ const classifyWithDepth = (text: string, options: ClassifyOptions, depth: number
   let reason = 'reads';
   let cacheable = true;
   const tables = new Set<string>();
+  let walkOptions = options;
   for (const raw of tree.stmts ?? []) {
-    const walk = new StatementWalk(pathSchemas, options, depth);
+    const walk = new StatementWalk(pathSchemas, walkOptions, depth);
     const stmt = raw.stmt ?? {};
     const type = Object.keys(stmt)[0] ?? 'EmptyStmt';
     walk.visit(stmt, EMPTY_SCOPE);
     walk.settleRoleSettings();
+    // A function, view, rule or trigger created earlier in the text is not in the catalog yet.
+    if (options.catalog && (walk.action === 'ddl' || walk.action === 'admin')) walkOptions = { ...options, catalog: { ...options.catalog, uncommittedChanges: true } };
     if (statements.length === 0 || actionRank(walk.action) > actionRank(action) || (walk.action === action && riskRank(walk.risk) > riskRank(risk))) {
       reason = walk.reason;
     }
@@ -758,7 +689,7 @@ export const classifySql = (text: string, options: ClassifyOptions = {}): SqlCla
   try {
     return classifyWithDepth(text, options, 0);
   } catch (error) {
-    if (!loaded) throw error;
+    if (!isSqlClassifierLoaded()) throw error;
     // A tree shape the walk did not expect must deny, not crash the caller.
     return { ok: false, error: `classifier failure: ${error instanceof Error ? error.message : String(error)}` };
   }

@@ -24,3 +24,5 @@ export { isReadableClientEncoding, guardedSettingReason } from './settings.js';
 export { sessionStateEffects, type PreparedStatementChange, type SessionStateEffects } from './session-effects.js';
 export { ANY_TABLE, isCataloguedFunction, isPureFunction, pgCatalogSearchedFirst } from './catalogue.js';
 export { isOpenCatalogRelation } from './catalog-relations.js';
+export { coveredFlows, type CoveredFlowOptions, type CoveredFlows, type ValueFlow, type WrittenColumn } from './covered-flows.js';
+export { targetCatalogFacts, type TargetCatalogFacts } from './target-catalog.js';

@@ -23,6 +23,17 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
   } catch {
     return undefined;
   }
+  return columnsReferencedIn(tree, tree, options);
+};
+
+/**
+ * The columns `part` (a node of `tree`) names, as referencedColumns says; `tree` is the whole
+ * parse tree, whose relation names and alias lists tell a whole-row reference from a column.
+ * `functionAliasesAsColumns`: the alias of a function in FROM (`generate_series(…) g`, `unnest(…)
+ * s(n)`) names the function's value, not a table's row; for a caller that counts the function's
+ * arguments itself.
+ */
+export const columnsReferencedIn = (tree: unknown, part: unknown, options: LineageOptions = {}, functionAliasesAsColumns = false): ColumnLineage => {
   const relationNames = new Set<string>();
   const columns = new Map<string, LineageSource>();
   let any = false;
@@ -30,6 +41,11 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
   const collectRelations = (value: unknown): void => {
     if (Array.isArray(value)) return value.forEach(collectRelations);
     if (!isObject(value)) return;
+    const fromFunction = value.RangeFunction ?? value.RangeTableFunc;
+    if (functionAliasesAsColumns && isObject(fromFunction)) {
+      for (const key in fromFunction) if (key !== 'alias') collectRelations(fromFunction[key]);
+      return;
+    }
     if (typeof value.relname === 'string') relationNames.add(value.relname);
     if (isObject(value.alias) && typeof value.alias.aliasname === 'string') relationNames.add(value.alias.aliasname);
     // `people AS x(a, b, c)`: `c` is `ssn` under a name the text alone cannot map back.
@@ -99,7 +115,7 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
   // Statistics relations quote sample values of every column.
   for (const name of relationNames) if (STATISTICS_RELATIONS.has(name)) any = true;
   if (renamesColumns) any = true;
-  visit(tree);
+  visit(part);
   return any ? ANY_COLUMN : [...columns.values()];
 };
 

@@ -1,7 +1,7 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server as GrpcServer } from '@grpc/grpc-js';
-import { formatAddress, parseAddress, readSecret, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig, type ServiceTls } from '@sluice/config';
+import { eventStreamConfig, formatAddress, parseAddress, readSecret, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig, type ServiceTls } from '@sluice/config';
 import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import { approval as proto } from '@sluice/proto';
@@ -9,7 +9,7 @@ import { grpcServerAuthorization, grpcServerCredentials, shutdownGrpcServer, typ
 import type { KnownApproval } from './approval.js';
 import { createGrpcHandlers } from './grpc.js';
 import { createHttpApi } from './http.js';
-import { replayApprovalEvents } from './nats.js';
+import { followApprovalEvents, type ApprovalFollower } from './nats.js';
 import { SlackNotifier } from './slack.js';
 import { WebhookNotifier } from './webhooks.js';
 import { ApprovalWorkflow, fromCloudEvent } from './workflow.js';
@@ -76,12 +76,7 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
     await nc.drain().catch(() => nc.close());
   };
   try {
-    await ensureEventStream(nc, {
-      stream: config.bus.stream,
-      subjectPrefix: config.bus.subjectPrefix,
-      duplicateWindowMs: config.audit.stream.duplicateWindow,
-      ...(config.audit.stream.maxAge === undefined ? {} : { maxAgeMs: config.audit.stream.maxAge }),
-    });
+    await ensureEventStream(nc, eventStreamConfig(config));
   } catch (error) {
     await closeBus();
     throw error;
@@ -126,13 +121,18 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
     webhooks.notify(approval, decisionUrl);
     if (slackPosts) slack?.notifier.notify(approval);
   };
-  const workflow = new ApprovalWorkflow(publisher, logger, { onRequested, onSettled: (approval) => slack?.notifier.updateOutcome(approval) }, now);
+  // With provenance keys, only what this service itself signed rebuilds approvals: a decision
+  // someone else put on the bus must never release a command. Without keys there is nothing to check.
+  const approvalKey = provenance.publicKeysPem.approval;
+  // Every instance folds the approval events as the stream delivers them, its own too: any
+  // instance may decide a request held on any proxy, and each sees the same state. Unsigned,
+  // decisions from the stream are not trusted, so each instance folds only its own (one instance).
+  const workflow = new ApprovalWorkflow(publisher, logger, { onRequested, onSettled: (approval) => slack?.notifier.updateOutcome(approval) }, now, {
+    followsStream: approvalKey !== undefined,
+  });
 
-  let replayed: number;
+  let follower: ApprovalFollower;
   try {
-    // With provenance keys, only what this service itself signed rebuilds approvals: a decision
-    // someone else put on the bus must never release a command. Without keys there is nothing to check.
-    const approvalKey = provenance.publicKeysPem.approval;
     if (approvalKey === undefined) {
       logger.warn({}, 'no provenance key for approval: approvals are rebuilt from the stream unverified, without their decisions (they must be decided again)');
     }
@@ -147,7 +147,7 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
           }),
     };
     let unverifiedDecisions = 0;
-    replayed = await replayApprovalEvents(nc, replaySettings, (event) => {
+    follower = await followApprovalEvents(nc, replaySettings, (event) => {
       const approvalEvent = fromCloudEvent(event);
       if (!approvalEvent) return;
       // Unsigned, anyone who can publish on the bus could have written a decision: fail closed.
@@ -156,7 +156,7 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
         unverifiedDecisions += 1;
         return;
       }
-      workflow.replay(approvalEvent);
+      workflow.observe(approvalEvent, event.id);
     });
     if (unverifiedDecisions > 0) logger.warn({ decisions: unverifiedDecisions }, 'unverifiable approval decisions on the stream were not replayed');
   } catch (error) {
@@ -164,7 +164,7 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
     throw error;
   }
   workflow.armTimers();
-  logger.info({ messages: replayed, pending: workflow.list('pending').length }, 'approvals rebuilt from the event stream');
+  logger.info({ messages: follower.replayed, pending: workflow.list('pending').length }, 'approvals rebuilt from the event stream');
 
   const verifier = options.identity ?? createTokenVerifier(config.identity.oidc);
   const httpServer = createServer(createHttpApi({ workflow, verifier, logger, now, ...(slack ? { slack } : {}) }));
@@ -189,6 +189,7 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
     workflow.stop();
     httpServer.close();
     grpcServer.forceShutdown();
+    await follower.stop();
     await closeBus();
     throw error;
   }
@@ -211,6 +212,7 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
         await httpClosed;
         await webhooks.close();
         await publisher.close();
+        await follower.stop();
         await closeBus();
       })()),
   };

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SluiceErrorCode, type CloudEvent } from '@sluice/contracts';
+import { kindOfType, SluiceErrorCode, type CloudEvent } from '@sluice/contracts';
 import { createLogger } from '@sluice/service-runtime';
 import type { ApprovalCommand } from './approval.js';
 import { ApprovalWorkflow, fromCloudEvent, type EventSink } from './workflow.js';
@@ -116,6 +116,47 @@ describe('approval workflow', () => {
     await workflow.execute('a1', request('a1'));
     expect((await workflow.waitForSettled('a1', 20)).status).toBe('pending');
     await expect(workflow.waitForSettled('nope', 20)).rejects.toMatchObject({ code: SluiceErrorCode.NotFound });
+    workflow.stop();
+  });
+
+  it('as N instances following one stream: a request made on one is decided on another, and the waiter on the first is released', async () => {
+    // The stream: events in one order, delivered to every instance (its own too) after the ack.
+    const instances: ApprovalWorkflow[] = [];
+    const stream: CloudEvent[] = [];
+    const sink: EventSink = {
+      publishNow: async (event) => {
+        stream.push(event);
+        setTimeout(() => {
+          for (const instance of instances) instance.observe(fromCloudEvent(event)!, event.id);
+        }, 1);
+      },
+    };
+    const a = new ApprovalWorkflow(sink, logger, {}, undefined, { followsStream: true });
+    const b = new ApprovalWorkflow(sink, logger, {}, undefined, { followsStream: true });
+    instances.push(a, b);
+    a.armTimers();
+    b.armTimers();
+    await a.execute('x', request('x'));
+    expect(b.get('x')?.status).toBe('pending');
+    const waiting = a.waitForSettled('x', 5_000);
+    // Two instances decide at once: the stream's order is the answer, the same on both.
+    const [approved, denied] = await Promise.all([
+      b.execute('x', approve),
+      a.execute('x', { ...approve, approver: { sub: 'dba-2', groups: ['dba'] }, decision: 'deny' }),
+    ]);
+    expect((await waiting).status).toBe('granted');
+    expect(approved.status).toBe('granted');
+    expect(denied.status).toBe('granted');
+    expect(a.get('x')).toEqual(b.get('x'));
+    expect(stream.map((event) => kindOfType(event.type))).toEqual(['approval.requested', 'approval.decided', 'approval.decided']);
+    a.stop();
+    b.stop();
+  });
+
+  it('fails a command whose event the stream does not deliver back in time (the caller denies and retries)', async () => {
+    const workflow = new ApprovalWorkflow({ publishNow: async () => undefined }, logger, {}, undefined, { followsStream: true, observeTimeoutMs: 50 });
+    await expect(workflow.execute('lost', request('lost'))).rejects.toThrow(/not seen on the stream/);
+    expect(workflow.get('lost')).toBeUndefined();
     workflow.stop();
   });
 });

@@ -78,16 +78,34 @@ export const fromCloudEvent = (event: CloudEvent): ApprovalEvent | undefined => 
 /** setTimeout takes at most a signed 32-bit delay; longer waits re-arm. */
 const MAX_TIMER_MS = 2_147_483_647;
 
+/** How long a command waits to see its own event come back from the stream before failing. */
+const OBSERVE_TIMEOUT_MS = 15_000;
+
+export interface WorkflowOptions {
+  /**
+   * The stream is the aggregate: every event (this instance's too) reaches the state only when
+   * `observe` is called with it, as the stream delivers it, so N instances fold the same history
+   * in the same order. Without it (unit tests, a list sink) an event is folded once stored.
+   */
+  readonly followsStream?: boolean;
+  readonly observeTimeoutMs?: number;
+}
+
 /**
  * Runs commands against approvals: decide, store every event (awaiting the bus ack), and only
  * then evolve the state and release waiters, so nothing is answered that a restart could lose.
- * Commands on one approval run one at a time; expiry timers are armed for pending requests.
+ * Commands on one approval run one at a time here; instances deciding the same approval at once
+ * are ordered by the stream (an event that no longer fits is ignored by evolve). Expiry timers
+ * are armed for pending requests.
  */
 export class ApprovalWorkflow {
   readonly #states = new Map<string, KnownApproval>();
   readonly #queues = new Map<string, Promise<unknown>>();
   readonly #waiters = new Map<string, Set<(approval: KnownApproval) => void>>();
   readonly #timers = new Map<string, NodeJS.Timeout>();
+  /** Events this instance stored, by CloudEvent id, until the stream delivers them back. */
+  readonly #awaitingObservation = new Map<string, () => void>();
+  #live = false;
   #stopped = false;
 
   constructor(
@@ -95,17 +113,36 @@ export class ApprovalWorkflow {
     private readonly logger: Logger,
     private readonly hooks: WorkflowHooks = {},
     private readonly now: () => Date = () => new Date(),
+    private readonly options: WorkflowOptions = {},
   ) {}
 
   /** Folds a stored event in without deciding anything (the replay after a restart). */
   replay(event: ApprovalEvent): void {
+    this.#fold(event, false);
+  }
+
+  /**
+   * Folds in an event as the stream delivers it, whoever stored it: once live (after armTimers),
+   * a new request gets its expiry timer and a settled one releases its waiters here.
+   */
+  observe(event: ApprovalEvent, eventId?: string): void {
+    this.#fold(event, this.#live);
+    if (eventId !== undefined) this.#awaitingObservation.get(eventId)?.();
+  }
+
+  #fold(event: ApprovalEvent, live: boolean): void {
     const id = event.data.approvalId;
-    const next = evolve(this.#states.get(id) ?? initialState, event);
-    if (next.status !== 'none') this.#states.set(id, next);
+    const before = this.#states.get(id) ?? initialState;
+    const next = evolve(before, event);
+    if (next === before || next.status === 'none') return;
+    this.#states.set(id, next);
+    if (live && before.status === 'none') this.#armExpiry(next);
+    if (live && !isSettled(before) && isSettled(next)) this.#settle(next);
   }
 
   /** After the replay: expire what fell due while the service was down, arm the rest. */
   armTimers(): void {
+    this.#live = true;
     for (const approval of this.#states.values()) if (approval.status === 'pending') this.#armExpiry(approval);
   }
 
@@ -171,16 +208,36 @@ export class ApprovalWorkflow {
     const events = decide(command, state);
     const sessionId = command.type === 'Request' ? command.sessionId : (state as KnownApproval).sessionId;
     // Stored first: nobody learns of a decision the bus has not acknowledged.
-    for (const event of events) await this.sink.publishNow(toCloudEvent(event, sessionId));
-    const before = state.status;
-    const next = events.reduce(evolve, state) as KnownApproval;
-    this.#states.set(id, next);
-    if (before === 'none') {
-      this.#armExpiry(next);
-      this.hooks.onRequested?.(next);
+    for (const event of events) {
+      const cloudEvent = toCloudEvent(event, sessionId);
+      if (this.options.followsStream) await this.#storeAndObserve(cloudEvent);
+      else {
+        await this.sink.publishNow(cloudEvent);
+        this.#fold(event, true);
+      }
     }
-    if (!isSettled(state) && isSettled(next)) this.#settle(next);
+    const next = this.#states.get(id)!;
+    if (state.status === 'none') this.hooks.onRequested?.(next);
     return next;
+  }
+
+  /** Publishes, then waits for the stream to deliver the event back (so it is folded in stream order). */
+  async #storeAndObserve(event: CloudEvent): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const observed = new Promise<void>((resolve, reject) => {
+      this.#awaitingObservation.set(event.id, resolve);
+      timer = setTimeout(
+        () => reject(new Error(`approval event ${event.id} was stored but not seen on the stream within ${this.options.observeTimeoutMs ?? OBSERVE_TIMEOUT_MS} ms`)),
+        this.options.observeTimeoutMs ?? OBSERVE_TIMEOUT_MS,
+      );
+    });
+    try {
+      await this.sink.publishNow(event);
+      await observed;
+    } finally {
+      clearTimeout(timer);
+      this.#awaitingObservation.delete(event.id);
+    }
   }
 
   #settle(approval: KnownApproval): void {

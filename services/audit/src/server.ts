@@ -1,5 +1,5 @@
 import type { Server } from 'node:http';
-import { formatAddress, parseAddress, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig } from '@sluice/config';
+import { eventStreamConfig, formatAddress, parseAddress, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig } from '@sluice/config';
 import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, exporterDurableName, type NatsConnection } from '@sluice/event-bus';
 import { openEventStore, type EventStore } from '@sluice/event-store';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
@@ -49,12 +49,7 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200, i
     cleanup.push(() => store.close());
     const nc: NatsConnection = await connectBus(config.bus.url, 'audit', resolveBusLogin(loaded, 'audit'));
     cleanup.push(() => nc.drain());
-    await ensureEventStream(nc, {
-      stream: config.bus.stream,
-      subjectPrefix: config.bus.subjectPrefix,
-      duplicateWindowMs: config.audit.stream.duplicateWindow,
-      ...(config.audit.stream.maxAge === undefined ? {} : { maxAgeMs: config.audit.stream.maxAge }),
-    });
+    await ensureEventStream(nc, eventStreamConfig(config));
 
     // Provenance: only what a Sluice service provably signed is stored as genuine (and only the
     // kinds that service may publish); the rest is kept apart as rejected, with an alert event.

@@ -2,6 +2,7 @@ import { type ServerWritableStream, type sendUnaryData, type ServerUnaryCall } f
 import { policy as pb } from '@sluice/proto';
 import type { Action, Effect, Risk } from '@sluice/contracts';
 import { invalidArgument, toGrpcError, type Logger } from '@sluice/service-runtime';
+import { targetCatalogFacts, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import type { Policy, PolicyCommand, PolicyDecision, PolicySubject } from '@sluice/policy-engine';
 
 /** What the adapter needs from the running service. */
@@ -34,6 +35,28 @@ export const RISK_TO_PROTO: Readonly<Record<Risk, pb.Risk>> = {
 
 const subjectOf = (subject: pb.Subject | undefined): PolicySubject => ({ sub: subject?.sub ?? '', groups: subject?.groups ?? [] });
 
+/** Facts by version, so a resource's facts are built once, not per decision (a few resources, rarely changed). */
+const factsByVersion = new Map<string, TargetCatalogFacts>();
+const MAX_FACT_VERSIONS = 64;
+
+const catalogOf = (catalog: pb.TargetCatalog): TargetCatalogFacts => {
+  // A version names the facts only as the proxy computed it: an empty one is never shared.
+  let facts = catalog.version ? factsByVersion.get(catalog.version) : undefined;
+  if (!facts) {
+    facts = targetCatalogFacts({
+      rowFunctions: catalog.rowFunctions,
+      rewritingRelations: catalog.rewritingRelations,
+      inheritance: catalog.inheritance.map((edge) => [edge.child, edge.parent] as const),
+      version: catalog.version,
+    });
+    if (catalog.version) {
+      if (factsByVersion.size >= MAX_FACT_VERSIONS) factsByVersion.clear();
+      factsByVersion.set(catalog.version, facts);
+    }
+  }
+  return catalog.uncommittedChanges ? { ...facts, uncommittedChanges: true } : facts;
+};
+
 const commandOf = (request: pb.DecideRequest): PolicyCommand | undefined => {
   if (request.sql) {
     const prepared = Object.entries(request.sql.preparedStatements);
@@ -42,6 +65,7 @@ const commandOf = (request: pb.DecideRequest): PolicyCommand | undefined => {
       text: request.sql.text,
       ...(request.sql.searchPath.length > 0 ? { searchPath: request.sql.searchPath } : {}),
       ...(prepared.length > 0 ? { preparedStatements: new Map(prepared) } : {}),
+      ...(request.sql.catalog ? { catalog: catalogOf(request.sql.catalog) } : {}),
     };
   }
   if (request.redis) return { kind: 'redis', args: request.redis.args };

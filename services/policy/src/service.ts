@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { Server, type ServerWritableStream } from '@grpc/grpc-js';
 import { buildEvent } from '@sluice/contracts';
-import { loadConfig, MAX_GOVERNED_MESSAGE_BYTES, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig, type ServiceTls, type SluiceConfig } from '@sluice/config';
-import { connectBus, createMessageSigner, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
+import { eventStreamConfig, loadConfig, MAX_GOVERNED_MESSAGE_BYTES, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig, type ServiceTls, type SluiceConfig } from '@sluice/config';
+import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { policy as pb } from '@sluice/proto';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { grpcServerAuthorization, grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
+import { followPolicyChanges } from './follow.js';
 import { policyServiceHandlers, type PolicyServiceState } from './grpc.js';
 import { createPolicy, type Policy } from '@sluice/policy-engine';
 
@@ -45,13 +46,8 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
   let version = 1;
 
   const nc: NatsConnection = await connectBus(config.bus.url, 'policy', resolveBusLogin(loaded, 'policy'));
-  await ensureEventStream(nc, {
-    stream: config.bus.stream,
-    subjectPrefix: config.bus.subjectPrefix,
-    duplicateWindowMs: config.audit.stream.duplicateWindow,
-    ...(config.audit.stream.maxAge ? { maxAgeMs: config.audit.stream.maxAge } : {}),
-  });
-  const { privateKeyPem } = resolveProvenanceKeys(loaded, 'policy');
+  await ensureEventStream(nc, eventStreamConfig(config));
+  const { privateKeyPem, publicKeysPem } = resolveProvenanceKeys(loaded, 'policy');
   if (privateKeyPem === undefined) logger.warn({}, 'no provenance key for policy: its events go unsigned and the audit store refuses them');
   const publisher = new EventPublisher(nc, {
     ...(privateKeyPem === undefined ? {} : { signer: createMessageSigner('policy', privateKeyPem) }),
@@ -61,21 +57,32 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
   });
 
   const watchers = new Set<ServerWritableStream<pb.WatchPolicyRequest, pb.WatchPolicyResponse>>();
+  /** The highest version a policy.changed on the stream carried. */
+  let announced = 0;
   let reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, version });
 
-  const reloadNow = async (): Promise<ReloadResult> => {
-    let next: Policy;
+  /** The rules in the config file now, or why they are refused (the previous rules then stay). */
+  const readRules = (): Policy | string => {
     try {
-      next = policyOf(loadConfig(loaded.path).config);
+      return policyOf(loadConfig(loaded.path).config);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       logger.error({ error: message }, 'policy reload rejected; the previous rules stay');
-      return { ok: false, error: message, version };
+      return message;
     }
+  };
+  const serve = (next: Policy, nextVersion: number): void => {
     current = next;
-    version += 1;
+    version = nextVersion;
     logger.info({ version, rules: next.rules }, 'policy reloaded');
     for (const watcher of watchers) watcher.write({ policyVersion: BigInt(version) });
+  };
+
+  const reloadNow = async (): Promise<ReloadResult> => {
+    const next = readRules();
+    if (typeof next === 'string') return { ok: false, error: next, version };
+    // Above any version another instance announced, so every instance can tell which is newer.
+    serve(next, Math.max(version, announced) + 1);
     try {
       await publisher.publishNow(
         buildEvent('policy.changed', { id: randomUUID(), source: 'sluice/policy', subject: 'policy', time: new Date(), data: { version, rules: next.rules } }),
@@ -85,6 +92,24 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
     }
     return { ok: true, version };
   };
+
+  /** Another instance reloaded: read the same file and serve it under the version it announced. */
+  const adopt = async (announcedVersion: number): Promise<void> => {
+    if (announcedVersion <= version) return;
+    const next = readRules();
+    if (typeof next !== 'string') serve(next, announcedVersion);
+  };
+  const policyKey = publicKeysPem.policy;
+  const changes = await followPolicyChanges(
+    nc,
+    { stream: config.bus.stream, subjectPrefix: config.bus.subjectPrefix, ...(policyKey === undefined ? {} : { provenance: createProvenanceVerifier({ policy: policyKey }) }) },
+    (changed) => {
+      announced = Math.max(announced, changed);
+      const adoptChanged = (): Promise<ReloadResult> => adopt(changed).then(() => ({ ok: true, version }) as const);
+      reloading = reloading.then(adoptChanged, adoptChanged);
+    },
+    (reason) => logger.error({ reason }, 'policy.changed on the stream is not genuine; ignored'),
+  );
 
   const state: PolicyServiceState = {
     logger,
@@ -145,6 +170,7 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
       for (const watcher of watchers) watcher.end();
       watchers.clear();
       await shutdownGrpcServer(server);
+      await changes.stop();
       await publisher.close(2_000);
       await nc.drain();
     },

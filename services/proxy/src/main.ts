@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
 import { createServer, type Server, type Socket } from 'node:net';
-import { parseAddress, readSecret, requireServiceTls, resolveBusLogin, resolveProvenanceKeys, resourceLimits, type ResourceConfig, type SecretRef } from '@sluice/config';
+import { eventStreamConfig, parseAddress, readSecret, requireServiceTls, resolveBusLogin, resolveProvenanceKeys, resourceLimits, type ResourceConfig, type SecretRef } from '@sluice/config';
 import { SluiceErrorCode } from '@sluice/contracts';
 import { connectBus, createMessageSigner, ensureEventStream, eventRoom, EventPublisher } from '@sluice/event-bus';
 import { createTokenVerifier } from '@sluice/identity';
 import { grpcClientChannelOptions, grpcClientCredentials, runService } from '@sluice/service-runtime';
 import { createAuditPort } from './audit-port.js';
 import { ConnectionLimiter, listenerFullReply } from './connection-limits.js';
+import { startProxyLease, type ProxyLease } from './lease.js';
 import { checkRecordingFits } from './recording.js';
 import { createHttpAdapter } from './http/adapter.js';
 import type { GovernancePorts, ProtocolAdapter } from './ports.js';
@@ -55,12 +56,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
   const { privateKeyPem } = resolveProvenanceKeys(loaded, 'proxy');
   // Before anything listens: limits that cannot fit the bus are a config error, not a wedge later.
   checkRecordingFits(config.audit.recording, eventRoom(nc.info?.max_payload ?? 1024 * 1024, privateKeyPem !== undefined));
-  await ensureEventStream(nc, {
-    stream: config.bus.stream,
-    subjectPrefix: config.bus.subjectPrefix,
-    duplicateWindowMs: config.audit.stream.duplicateWindow,
-    maxAgeMs: config.audit.stream.maxAge,
-  });
+  await ensureEventStream(nc, eventStreamConfig(config));
   if (privateKeyPem === undefined) logger.warn({}, 'no provenance key for proxy: its events go unsigned and the audit store refuses them');
   const publisher = new EventPublisher(nc, {
     ...(privateKeyPem === undefined ? {} : { signer: createMessageSigner('proxy', privateKeyPem) }),
@@ -76,6 +72,19 @@ runService('proxy', async ({ loaded, config, logger }) => {
         { id: event.id, type: event.type, session: event.subject, ...reduction },
         dropped ? 'the bus refused an event even reduced; dropped' : 'event published in reduced form',
       ),
+  });
+  const auditPort = createAuditPort(publisher, { source: 'sluice/proxy', recording: config.audit.recording });
+  // A lease on the bus, so that another proxy records this one's sessions as ended if it dies.
+  // Without one (the bus user may not make the lease stream) sessions are still recorded; only
+  // a SIGKILLed proxy's sessions then stay open in the record.
+  const streamSettings = eventStreamConfig(config);
+  const lease: ProxyLease | undefined = await startProxyLease(nc, publisher, logger, {
+    stream: streamSettings.stream,
+    subjectPrefix: streamSettings.subjectPrefix,
+    replicas: streamSettings.replicas,
+  }).catch((error: unknown) => {
+    logger.error({ err: error }, 'no proxy lease: if this proxy is killed, its open sessions stay open in the record');
+    return undefined;
   });
   const channel = (peer: 'policy' | 'masking' | 'approval') => ({ credentials: grpcClientCredentials(tls, peer), channelOptions: grpcClientChannelOptions(tls, peer) });
   const policy = createPolicyPort(config.services.policy.grpc, { logger, ...channel('policy') });
@@ -97,7 +106,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
     },
     masking,
     approvals,
-    audit: createAuditPort(publisher, { source: 'sluice/proxy', recording: config.audit.recording }),
+    audit: lease ? lease.wrap(auditPort) : auditPort,
     recording: config.audit.recording,
     connectionLimits,
     newId: randomUUID,
@@ -161,6 +170,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
       for (const socket of sockets) socket.destroy();
       for (const { adapter } of listeners) await adapter.close?.();
       await new Promise((resolve) => setTimeout(resolve, 50));
+      await lease?.stop();
       await publisher.close();
       policy.close();
       masking.close();

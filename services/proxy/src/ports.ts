@@ -8,6 +8,7 @@ import type {
 } from '@sluice/contracts';
 import type { ResourceConfig } from '@sluice/config';
 import type { ProfileMasker } from '@sluice/masking-engine';
+import type { TargetCatalogFacts } from '@sluice/sql-classifier';
 import type { ConnectionLimiter } from './connection-limits.js';
 
 /** A verified agent token. */
@@ -29,6 +30,8 @@ export type GovernedCommand =
       readonly searchPath?: readonly string[];
       /** The session's PREPAREd statements, name -> SQL text. */
       readonly preparedStatements?: ReadonlyMap<string, string>;
+      /** What the target's catalog says (see TargetCatalogFacts); part of the decision cache key. */
+      readonly catalog?: TargetCatalogFacts;
     }
   | { readonly kind: 'redis'; readonly args: readonly Buffer[] }
   | { readonly kind: 'http'; readonly method: string; readonly path: string };

@@ -1,7 +1,7 @@
 import { credentials, Metadata, type ChannelCredentials, type ChannelOptions, type ClientReadableStream } from '@grpc/grpc-js';
 import { policy as pb } from '@sluice/proto';
 import { DependencyUnavailableError, SluiceErrorCode, type Action, type Effect, type Risk, type Subject } from '@sluice/contracts';
-import { isSqlClassifierLoaded, loadSqlClassifier, normalizeSql } from '@sluice/sql-classifier';
+import { isSqlClassifierLoaded, loadSqlClassifier, normalizeSql, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import { Backoff } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 import type { Decision, GovernedCommand, PolicyPort, SessionPolicy } from '../ports.js';
@@ -112,6 +112,30 @@ const MAX_REDIS_KEY_BYTES = 1024;
  */
 const MAX_SQL_KEY_CHARS = 64 * 1024;
 const BACKOFF_MIN_MS = 100;
+
+/**
+ * The catalog facts a SQL decision was made with: a new function, view, rule or partition changes
+ * the version, so a decision cached before it is not reused after it.
+ */
+const catalogKey = (catalog: TargetCatalogFacts | undefined): string =>
+  catalog === undefined ? `-${SEP}` : `${catalog.version}${catalog.uncommittedChanges ? '!' : ''}${SEP}`;
+
+/** The facts as sent; one conversion per facts object (a resource's facts change rarely). */
+const catalogToProto = (catalog: TargetCatalogFacts): pb.TargetCatalog => {
+  let message = sentCatalogs.get(catalog);
+  if (!message) {
+    message = {
+      rowFunctions: [...catalog.rowFunctions],
+      rewritingRelations: [...catalog.rewritingRelations],
+      inheritance: [...catalog.parents].flatMap(([child, parents]) => parents.map((parent) => ({ child, parent }))),
+      version: catalog.version,
+      uncommittedChanges: catalog.uncommittedChanges === true,
+    };
+    sentCatalogs.set(catalog, message);
+  }
+  return message;
+};
+const sentCatalogs = new WeakMap<TargetCatalogFacts, pb.TargetCatalog>();
 const BACKOFF_MAX_MS = 5_000;
 
 /**
@@ -197,7 +221,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
     switch (command.kind) {
       case 'sql':
         if (command.text.length > MAX_SQL_KEY_CHARS) return undefined;
-        return `s${(command.searchPath ?? []).join(',')}${SEP}${command.text}`;
+        return `s${catalogKey(command.catalog)}${(command.searchPath ?? []).join(',')}${SEP}${command.text}`;
       case 'redis': {
         let bytes = 0;
         for (const arg of command.args) bytes += arg.length + 1;
@@ -229,6 +253,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
             text: command.text,
             searchPath: [...(command.searchPath ?? [])],
             preparedStatements: command.preparedStatements ? Object.fromEntries(command.preparedStatements) : {},
+            ...(command.catalog ? { catalog: catalogToProto(command.catalog) } : {}),
           },
         };
       case 'redis':
@@ -256,7 +281,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
           if (command.kind === 'sql' && isSqlClassifierLoaded()) {
             const normalized = normalizeSql(command.text);
             if (normalized !== undefined && normalized !== command.text) {
-              normalizedKey = `${principalOf(subject)}${SEP}${resource}${SEP}n${(command.searchPath ?? []).join(',')}${SEP}${normalized}`;
+              normalizedKey = `${principalOf(subject)}${SEP}${resource}${SEP}n${catalogKey(command.catalog)}${(command.searchPath ?? []).join(',')}${SEP}${normalized}`;
               const sameShape = decisions.get(normalizedKey);
               if (sameShape) {
                 hits += 1;

@@ -1,9 +1,33 @@
 import { connectUpstream, type UpstreamOptions } from './upstream.js';
 import type { Socket } from 'node:net';
+import { createHash } from 'node:crypto';
 import { decodeBackend, encodeQuery, encodeTerminate, type FrameReader } from '@sluice/codec-pg';
+import { targetCatalogFacts, type TargetCatalogFacts } from '@sluice/sql-classifier';
 
 /** How long a table's column names are trusted before they are read again (renames are rare). */
 const TTL_MS = 60_000;
+
+/** How long the catalog facts decisions use are trusted; a session's own DDL refreshes them sooner. */
+const FACTS_TTL_MS = 30_000;
+
+/**
+ * The facts of the target's catalog the classifier needs (see TargetCatalogFacts), one row per
+ * fact: `f` a function callable in attribute notation (one argument, or one without a default,
+ * of a composite, domain or pseudo type such as record or anyelement, which a row fits), `r` a
+ * view or a relation whose rules or INSTEAD OF triggers rewrite writes, `i` a child or partition
+ * and its parent. pg_catalog's own functions and views are the classifier's catalogue's business.
+ */
+const FACTS_QUERY =
+  "select 'f', p.proname, null from pg_catalog.pg_proc p join pg_catalog.pg_type t on t.oid = p.proargtypes[0] " +
+  "where p.pronargs >= 1 and p.pronargs - p.pronargdefaults <= 1 and t.typtype in ('c', 'd', 'p') " +
+  "and p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace " +
+  "union select 'r', n.nspname || '.' || c.relname, null from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace " +
+  "where n.nspname not in ('pg_catalog', 'information_schema') and (c.relkind = 'v' or (c.relhasrules and c.relkind <> 'v') " +
+  'or exists (select 1 from pg_catalog.pg_trigger g where g.tgrelid = c.oid and (g.tgtype & 64) <> 0)) ' +
+  "union select 'i', cn.nspname || '.' || c.relname, pn.nspname || '.' || p.relname from pg_catalog.pg_inherits h " +
+  'join pg_catalog.pg_class c on c.oid = h.inhrelid join pg_catalog.pg_namespace cn on cn.oid = c.relnamespace ' +
+  'join pg_catalog.pg_class p on p.oid = h.inhparent join pg_catalog.pg_namespace pn on pn.oid = p.relnamespace ' +
+  "where c.relkind in ('r', 'p', 'f') order by 1, 2, 3";
 
 interface TableColumns {
   readonly fetchedAt: number;
@@ -22,6 +46,10 @@ export class TableCatalog {
   #connection: Promise<{ socket: Socket; reader: FrameReader }> | undefined;
   #queue: Promise<unknown> = Promise.resolve();
   #now: () => number;
+  #facts: { readonly fetchedAt: number; readonly facts: TargetCatalogFacts } | undefined;
+  /** Bumped by invalidateFacts: a read started before it is not used after it. */
+  #factsGeneration = 0;
+  #factsRead: { readonly generation: number; readonly read: Promise<TargetCatalogFacts> } | undefined;
 
   constructor(options: () => UpstreamOptions, now: () => number = Date.now) {
     this.#options = options;
@@ -51,6 +79,50 @@ export class TableCatalog {
     const run = this.#queue.then(() => this.#fetch(tableOids));
     this.#queue = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * The catalog facts decisions are made with: read again after FACTS_TTL_MS, or after
+   * invalidateFacts. A read that fails rejects (the caller refuses: fail closed).
+   */
+  facts(): Promise<TargetCatalogFacts> {
+    const known = this.#facts;
+    if (known && this.#now() - known.fetchedAt <= FACTS_TTL_MS) return Promise.resolve(known.facts);
+    const generation = this.#factsGeneration;
+    if (this.#factsRead?.generation === generation) return this.#factsRead.read;
+    const read = this.#queue.then(() => this.#readFacts(generation));
+    this.#queue = read.catch(() => undefined);
+    this.#factsRead = { generation, read };
+    const settled = (): void => {
+      if (this.#factsRead?.read === read) this.#factsRead = undefined;
+    };
+    read.then(settled, settled);
+    return read;
+  }
+
+  /** A session changed the schema: the next decision reads the facts again. */
+  invalidateFacts(): void {
+    this.#factsGeneration++;
+    this.#facts = undefined;
+  }
+
+  async #readFacts(generation: number): Promise<TargetCatalogFacts> {
+    let rows: (string | null)[][];
+    try {
+      rows = await this.#query(FACTS_QUERY);
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+    const pick = (kind: string): (string | null)[][] => rows.filter((row) => row[0] === kind);
+    const facts = targetCatalogFacts({
+      rowFunctions: pick('f').map((row) => row[1] ?? ''),
+      rewritingRelations: pick('r').map((row) => row[1] ?? ''),
+      inheritance: pick('i').map((row) => [row[1] ?? '', row[2] ?? ''] as const),
+      version: createHash('sha256').update(JSON.stringify(rows)).digest('base64url').slice(0, 16),
+    });
+    if (generation === this.#factsGeneration) this.#facts = { fetchedAt: this.#now(), facts };
+    return facts;
   }
 
   async #fetch(tableOids: readonly number[]): Promise<void> {

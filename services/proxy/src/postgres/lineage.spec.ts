@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadSqlClassifier } from '@sluice/sql-classifier';
-import { derivedColumns, LineageCache } from './lineage.js';
+import { compileMasking } from '@sluice/masking-engine';
+import { loadSqlClassifier, targetCatalogFacts } from '@sluice/sql-classifier';
+import { coveredValueEscape, derivedColumns, LineageCache } from './lineage.js';
 
 beforeAll(async () => {
   await loadSqlClassifier();
@@ -53,5 +54,30 @@ describe('derivedColumns', () => {
   it('counts a column the walk cannot place (no relation in scope has it) as any column: fail closed', () => {
     const lineage = new LineageCache().lineage('SELECT (SELECT upper(x.ssn))', undefined, new Map());
     expect(derivedColumns(lineage, 0, 1)).toEqual([[{ name: '*', anyColumn: true }]]);
+  });
+});
+
+describe('coveredValueEscape', () => {
+  const masker = compileMasking(
+    { defaultRegion: 'US', detectors: [], profiles: { pii: { detectors: [], strategy: 'redact', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } } },
+    {},
+  ).profile('pii')!;
+  const facts = targetCatalogFacts({ rowFunctions: ['ident'], rewritingRelations: [], inheritance: [], version: 'v1' });
+  const escape = (text: string, prepared = new Map<string, string>()) => coveredValueEscape(masker, text, ['public'], prepared, facts);
+
+  it('refuses writing a covered value into an uncovered column, and allows it into a covered one', () => {
+    expect(escape('INSERT INTO orders (id, item) SELECT id, ssn FROM people')).toContain('column item');
+    expect(escape('INSERT INTO people (id, ssn) SELECT id + 1, ssn FROM people')).toBeUndefined();
+    expect(escape('EXECUTE launder', new Map([['launder', 'INSERT INTO orders SELECT id, ssn FROM people']]))).toContain('a column the statement does not name');
+  });
+
+  it('refuses a predicate over a covered column next to a series, and a row function in attribute notation', () => {
+    expect(escape("SELECT g FROM people, generate_series(1, 999) g WHERE g = split_part(ssn, '-', 1)::int")).toContain('set-returning function');
+    expect(escape('SELECT p.ident FROM people p')).toContain('attribute notation');
+    expect(escape('SELECT ident(p) FROM people p')).toBeUndefined();
+  });
+
+  it('lets everything through under a profile without column rules', () => {
+    expect(coveredValueEscape(undefined, 'INSERT INTO orders SELECT id, ssn FROM people', ['public'], new Map(), facts)).toBeUndefined();
   });
 });

@@ -1,5 +1,15 @@
 import type { ColumnInfo, ColumnSource, ProfileMasker } from '@sluice/masking-engine';
-import { columnLineages, isSqlClassifierLoaded, referencedColumns, resultLineage, type ColumnLineage, type CopyFormat, type SqlLineage } from '@sluice/sql-classifier';
+import {
+  columnLineages,
+  coveredFlows,
+  isSqlClassifierLoaded,
+  referencedColumns,
+  resultLineage,
+  type ColumnLineage,
+  type CopyFormat,
+  type SqlLineage,
+  type TargetCatalogFacts,
+} from '@sluice/sql-classifier';
 
 /** Statement texts whose lineage a session keeps; agents repeat a small set of statements. */
 const MAX_ENTRIES = 256;
@@ -70,6 +80,65 @@ export const touchesCoveredColumn = (
 };
 
 const touchedByMasker = new WeakMap<ProfileMasker, Map<string, boolean>>();
+
+/**
+ * Why a statement allowed under a profile with column rules must still be refused, when it is:
+ * it writes a value a column rule covers into a column no rule covers (a later SELECT of that
+ * column would show it in clear), or it compares a covered column with a generated series or a
+ * VALUES list in WHERE/ON/HAVING (the rows kept give the value away). Undefined when neither.
+ */
+export const coveredValueEscape = (
+  masker: ProfileMasker | undefined,
+  text: string,
+  searchPath: readonly string[] | undefined,
+  preparedStatements: ReadonlyMap<string, string>,
+  catalog: TargetCatalogFacts | undefined,
+): string | undefined => {
+  if (!masker || masker.columnRuleCount === 0) return undefined;
+  // Agents repeat a small set of statements: one parse per profile and text (an EXECUTE's answer
+  // depends on the prepared statement, so it is not kept).
+  let answers = escapesByMasker.get(masker);
+  if (!answers) escapesByMasker.set(masker, (answers = new Map<string, string | null>()));
+  const key = `${catalog?.version ?? ''}\u0000${searchPath?.join(',') ?? ''}\u0000${text}`;
+  const known = answers.get(key);
+  if (known !== undefined) return known ?? undefined;
+  const escape = escapeOf(masker, text, searchPath, preparedStatements, catalog?.rowFunctions);
+  if (text.length <= MAX_CACHED_TEXT_CHARS && !/execute/i.test(text)) {
+    if (answers.size >= MAX_ENTRIES) answers.clear();
+    answers.set(key, escape ?? null);
+  }
+  return escape;
+};
+
+const escapesByMasker = new WeakMap<ProfileMasker, Map<string, string | null>>();
+
+const escapeOf = (
+  masker: ProfileMasker,
+  text: string,
+  searchPath: readonly string[] | undefined,
+  preparedStatements: ReadonlyMap<string, string>,
+  rowFunctions: ReadonlySet<string> | undefined,
+): string | undefined => {
+  const flows = coveredFlows(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(rowFunctions ? { rowFunctions } : {}) });
+  if (!flows) return undefined;
+  const call = flows.attributeCalls[0];
+  if (call !== undefined) {
+    return `.${call} calls the target's function ${call}() in attribute notation, whose result column rules cannot follow; call it as ${call}(…), which is masked as any column`;
+  }
+  const covers = (sources: ColumnLineage): boolean => sources.length > 0 && masker.hasColumnRule({ name: '', derivedFrom: toColumnSources(sources) });
+  for (const flow of flows.writes) {
+    if (!covers(flow.sources)) continue;
+    const target = flow.target;
+    const targetCovered = target !== undefined && target.tables.every((table) => masker.hasColumnRule({ name: target.column, qualifiedName: `${table}.${target.column}` }));
+    if (targetCovered) continue;
+    const where = target ? `column ${target.column}, which no column rule covers` : 'a column the statement does not name';
+    return `the statement writes a value a column rule covers into ${where}: it would be read back later unmasked`;
+  }
+  if (covers(flows.seriesPredicates)) {
+    return 'a WHERE, ON or HAVING compares a column a column rule covers while a set-returning function, VALUES or WITH query is in FROM: the rows it keeps would give the value away';
+  }
+  return undefined;
+};
 
 /** The masking columns of a COPY TO's lines, when the statement's lineage gives them. */
 export const copyColumns = (

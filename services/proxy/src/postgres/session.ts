@@ -32,7 +32,7 @@ import {
 import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
 import { failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, SluiceErrorCode, type Subject, type SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
-import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage } from '@sluice/sql-classifier';
+import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import type { Decision, GovernancePorts } from '../ports.js';
 import { commandHash } from '../governance/approval-hold.js';
 import { Governor } from '../governance/governor.js';
@@ -40,7 +40,7 @@ import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
 import { SocketFrames } from './frame-source.js';
 import { Outbox } from './outbox.js';
-import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
+import { copyColumns, coveredValueEscape, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
 import { SessionProfiles, type DeclaredCursor } from './session-profiles.js';
 import { maskNotification, maskServerFields } from './server-texts.js';
 import { CopyOutSet, ResultSet } from './results.js';
@@ -266,6 +266,10 @@ export class PostgresSession {
   #executedSinceSync = false;
   readonly #effects = new SessionEffectsCache();
   readonly #lineage = new LineageCache();
+  /** A DDL or admin statement was let through since the last ReadyForQuery outside a transaction. */
+  #schemaChanged = false;
+  /** The catalog facts of the latest decision, for the masking checks that follow it. */
+  #decidedWith: TargetCatalogFacts | undefined;
   readonly #profiles = new SessionProfiles((profile) => this.#ports.masking.masker(profile));
   /** Upstream frames held while the catalog resolves table columns for a RowDescription. */
   #upstreamBacklog: Frame[] | undefined;
@@ -778,14 +782,23 @@ export class PostgresSession {
     if (this.#effectsOf(text).unqualifiedAfterPathChange) {
       return failClosedDecision('a statement after a search_path change in the same message names a table without its schema; send them separately');
     }
+    let catalog: TargetCatalogFacts;
+    try {
+      catalog = await this.#ctx.catalog.facts();
+      this.#decidedWith = catalog;
+    } catch {
+      return failClosedDecision('the target catalog (functions, views, inheritance) could not be read');
+    }
     // A policy that cannot answer denies (fail closed): the governor's verdict.
-    const verdict = await this.#governor().decide({
+    const { decision } = await this.#governor().decide({
       kind: 'sql',
       text,
       ...(this.#searchPath ? { searchPath: this.#searchPath } : {}),
       preparedStatements: this.#prepared,
+      catalog: this.#schemaChanged ? { ...catalog, uncommittedChanges: true } : catalog,
     });
-    return verdict.decision;
+    if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#schemaChanged = true;
+    return decision;
   }
 
   /** The protocol-neutral governance of this session's commands (decide, record, hold, mask). */
@@ -798,6 +811,17 @@ export class PostgresSession {
     return governor;
   }
   #governorOf: Governor | undefined;
+
+  /**
+   * Portals end with their transaction; a schema change this session made is committed or gone,
+   * so the catalog facts are read again and decisions stop assuming uncommitted changes.
+   */
+  #transactionEnded(): void {
+    this.#portals.clear();
+    if (!this.#schemaChanged) return;
+    this.#schemaChanged = false;
+    this.#ctx.catalog.invalidateFacts();
+  }
 
   #denialMessage(decision: Decision): string {
     if (decision.rule) return `permission denied by rule "${decision.rule}": ${decision.reason}`;
@@ -832,10 +856,12 @@ export class PostgresSession {
     this.#governor().recordRefused(commandId, { outcome: 'REFUSED', code: refusal.code, message: refusal.message, durationMs: 0 });
   }
 
-  /** The masker of an allowed command; unavailable masking refuses the command (fail closed). */
-  #maskerFor(decision: Decision): { masker: ProfileMasker | undefined } | Refusal {
+  /** The masker of an allowed `text`, or a refusal when masking is unavailable or the text would carry a covered value past it. */
+  #maskerFor(decision: Decision, text: string): { masker: ProfileMasker | undefined } | Refusal {
     const choice = this.#governor().maskerFor(decision);
-    return choice.ok ? { masker: choice.masker } : { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
+    if (!choice.ok) return { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
+    const escape = coveredValueEscape(choice.masker, text, this.#searchPath, this.#prepared, this.#decidedWith);
+    return escape ? { code: SqlState.InsufficientPrivilege, message: `permission denied: ${escape}` } : { masker: choice.masker };
   }
 
   #auditRefusal(): Refusal | undefined {
@@ -903,7 +929,7 @@ export class PostgresSession {
     if (decision.effect === 'deny') refusal = this.#denial(decision, text);
     else if (decision.effect === 'approve') refusal = await this.#approve(commandId, text, [], decision);
     if (this.#closed) return;
-    const masking = refusal ? undefined : this.#maskerFor(decision);
+    const masking = refusal ? undefined : this.#maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
     if (refusal || !masking || 'code' in masking) {
       refusal ??= { code: SqlState.SystemError, message: 'command refused' };
@@ -974,7 +1000,7 @@ export class PostgresSession {
       this.#recordRefused(commandId, refusal);
       return refusal;
     }
-    const masking = this.#maskerFor(decision);
+    const masking = this.#maskerFor(decision, text);
     if ('code' in masking) return masking;
     const statement: Statement = {
       name,
@@ -1030,7 +1056,7 @@ export class PostgresSession {
             this.#recordRefused(commandId, refusal);
             break;
           }
-          const masking = this.#maskerFor(decision);
+          const masking = this.#maskerFor(decision, message.text);
           if ('code' in masking) {
             refusal = masking;
             break;
@@ -1227,7 +1253,7 @@ export class PostgresSession {
       this.#recordRefused(commandId, refusal);
       return refusal;
     }
-    const masking = this.#maskerFor(decision);
+    const masking = this.#maskerFor(decision, text);
     if ('code' in masking) return masking;
     // Its rows are the DECLARE's: the masker is already the union with the cursor's profiles.
     const { masker } = this.#profiles.command(text, masking.masker);
@@ -1363,7 +1389,7 @@ export class PostgresSession {
           return;
         case BackendCode.ReadyForQuery:
           this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
-          if (this.#transactionStatus === TransactionStatus.Idle) this.#portals.clear();
+          if (this.#transactionStatus === TransactionStatus.Idle) this.#transactionEnded();
           this.#expects.shift();
           head.done(head.failed ? undefined : head.rows);
           this.#wakeIfSettled();
@@ -1390,6 +1416,7 @@ export class PostgresSession {
           return;
         }
         this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
+        if (this.#transactionStatus === TransactionStatus.Idle) this.#transactionEnded();
         out.push(frame.raw);
         this.#wakeIfSettled();
         return;
@@ -1511,7 +1538,7 @@ export class PostgresSession {
         this.#transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
         // Protocol portals live until their transaction ends; a name reused later (a SQL cursor
         // shares the namespace) must not inherit an old portal's decision.
-        if (this.#transactionStatus === TransactionStatus.Idle) this.#portals.clear();
+        if (this.#transactionStatus === TransactionStatus.Idle) this.#transactionEnded();
         out.push(frame.raw);
         if (head?.kind === 'query') {
           this.#finishResult(head);

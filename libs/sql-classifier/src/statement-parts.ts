@@ -1,0 +1,104 @@
+import { isObject, str, type Node } from './parse-tree.js';
+
+/** Pieces of statements the classifier reads: constants, DefElem options, object kinds, the search path. */
+
+/** `{ String: { sval } }` items of a name list, empty parts dropped. */
+export const names = (list: unknown): string[] =>
+  Array.isArray(list) ? list.map((item) => str((item as { String?: { sval?: unknown } }).String?.sval) ?? '').filter(Boolean) : [];
+
+export const SKIP_RELATION: ReadonlySet<string> = new Set(['relation']);
+export const SKIP_FUNCNAME: ReadonlySet<string> = new Set(['funcname']);
+
+/** `A_Const` -> its value as text; undefined when not a constant. Protobuf JSON omits zero values. */
+export const constantText = (node: unknown): string | undefined => {
+  const aConst = isObject(node) ? (node.A_Const as Node | undefined) : undefined;
+  if (!aConst) return undefined;
+  if (isObject(aConst.sval)) return str(aConst.sval.sval) ?? '';
+  if (isObject(aConst.ival)) return String((aConst.ival.ival as number | undefined) ?? 0);
+  if (isObject(aConst.boolval)) return aConst.boolval.boolval ? 'true' : 'false';
+  return undefined;
+};
+
+/**
+ * A value the agent wrote: a constant or a parameter, possibly cast. Anything else is computed at
+ * run time and may carry a column's value.
+ */
+export const isWrittenValue = (node: unknown): boolean => {
+  if (!isObject(node)) return false;
+  if (isObject(node.A_Const) || isObject(node.ParamRef)) return true;
+  return isObject(node.TypeCast) && isWrittenValue(node.TypeCast.arg);
+};
+
+/**
+ * Functions that keep their argument in the session after the statement: set_config's value is
+ * shown by SHOW, current_setting(), pg_stat_activity and the server's ParameterStatus message, and
+ * setseed's seed by every later random() (a seed is found again by trying the candidates offline).
+ * None of those results derives from a column, so masking cannot follow the value there: the
+ * argument must be one the agent wrote (`set_config('application_name', ssn, false)` launders ssn).
+ */
+export const SESSION_STATE_ARGUMENT: ReadonlyMap<string, number> = new Map([
+  ['set_config', 1],
+  ['setseed', 0],
+]);
+
+/** pg_toast (and pg_toast_temp_N): TOAST tables, named after the OID of the table whose values they hold. */
+export const isToastSchema = (schema: string | undefined): boolean => schema !== undefined && schema.startsWith('pg_toast');
+
+/** The role list psql's `\du` reads, and the catalog its rolconfig column is read from. */
+export const ROLES_VIEW = 'pg_roles';
+export const ROLE_SETTINGS = 'pg_catalog.pg_db_role_setting';
+
+/** A DefElem's boolean value the way PostgreSQL's defGetBoolean reads it; no argument = true. */
+export const defElemBoolean = (arg: unknown): boolean | undefined => {
+  if (arg === undefined) return true;
+  const node = arg as { String?: { sval?: string }; Integer?: { ival?: number }; Boolean?: { boolval?: boolean }; A_Const?: unknown };
+  const text = node.String?.sval ?? (node.Integer ? String(node.Integer.ival ?? 0) : undefined) ?? (node.Boolean ? String(node.Boolean.boolval ?? false) : undefined) ?? constantText(arg);
+  if (text === undefined) return undefined;
+  const lower = text.toLowerCase();
+  if (['true', 'on', '1', 't', 'yes', 'y'].includes(lower)) return true;
+  if (['false', 'off', '0', 'f', 'no', 'n'].includes(lower)) return false;
+  return undefined;
+};
+
+export const defElems = (list: unknown): { name: string; arg: unknown }[] =>
+  Array.isArray(list)
+    ? list.flatMap((item) => {
+        const def = (item as { DefElem?: { defname?: string; arg?: unknown } }).DefElem;
+        return def?.defname ? [{ name: def.defname, arg: def.arg }] : [];
+      })
+    : [];
+
+/** `transaction_read_only` option set to false, i.e. READ WRITE. */
+export const asksReadWrite = (options: unknown): boolean =>
+  defElems(options).some((option) => option.name === 'transaction_read_only' && constantText(option.arg) !== '1');
+
+export const ADMIN_DROPS: ReadonlySet<string> = new Set([
+  'OBJECT_EXTENSION',
+  'OBJECT_FDW',
+  'OBJECT_FOREIGN_SERVER',
+  'OBJECT_EVENT_TRIGGER',
+  'OBJECT_PUBLICATION',
+  'OBJECT_SUBSCRIPTION',
+  'OBJECT_LANGUAGE',
+  'OBJECT_ACCESS_METHOD',
+  'OBJECT_TABLESPACE',
+  'OBJECT_DATABASE',
+  'OBJECT_ROLE',
+  'OBJECT_USER_MAPPING',
+]);
+export const RELATION_DROPS: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE', 'OBJECT_SEQUENCE', 'OBJECT_INDEX']);
+/** Objects that live on a table, named `[schema.]table.name` in COMMENT/SECURITY LABEL/ALTER EXTENSION: the table is all but the last part. */
+export const OBJECTS_ON_A_TABLE: ReadonlySet<string> = new Set(['OBJECT_COLUMN', 'OBJECT_TABCONSTRAINT', 'OBJECT_TRIGGER', 'OBJECT_POLICY', 'OBJECT_RULE']);
+export const ADMIN_RENAMES: ReadonlySet<string> = new Set(['OBJECT_ROLE', 'OBJECT_DATABASE', 'OBJECT_TABLESPACE', 'OBJECT_FDW', 'OBJECT_FOREIGN_SERVER', 'OBJECT_EVENT_TRIGGER', 'OBJECT_PUBLICATION', 'OBJECT_SUBSCRIPTION', 'OBJECT_LANGUAGE']);
+
+/** The schemas an unqualified table name may resolve to, in search order. */
+export const pathSchemasOf = (searchPath: readonly string[] | undefined): readonly string[] => {
+  const schemas: string[] = [];
+  for (const entry of searchPath ?? []) {
+    const schema = entry.trim().replace(/^"(.*)"$/, '$1');
+    // `$user` names a schema we cannot know here (the proxy passes the server's resolved path);
+    // pg_temp and pg_catalog hold no user tables.
+    if (schema && schema !== '$user' && !schema.startsWith('pg_temp') && schema !== 'pg_catalog' && !schemas.includes(schema)) schemas.push(schema);
+  }
+  return schemas.length > 0 ? schemas : ['public'];
+};

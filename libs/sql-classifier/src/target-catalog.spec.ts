@@ -1,0 +1,98 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ANY_TABLE } from './catalogue.js';
+import { classifySql, loadSqlClassifier } from './classify.js';
+import { coveredFlows } from './covered-flows.js';
+import { targetCatalogFacts } from './target-catalog.js';
+
+beforeAll(async () => {
+  await loadSqlClassifier();
+});
+
+const catalog = targetCatalogFacts({
+  rowFunctions: ['note'],
+  rewritingRelations: ['public.victim_all'],
+  inheritance: [
+    ['public.child', 'public.parent'],
+    ['public.grandchild', 'public.child'],
+    ['public.part1', 'public.part'],
+  ],
+  version: 'v1',
+});
+
+const classify = (sql: string, uncommittedChanges = false) => {
+  const result = classifySql(sql, { catalog: uncommittedChanges ? { ...catalog, uncommittedChanges } : catalog });
+  if (!result.ok) throw new Error(result.error);
+  return result;
+};
+
+describe('attribute notation', () => {
+  it.each(['SELECT o.note FROM orders o', 'SELECT (o).note FROM orders o', 'SELECT public.orders.note FROM public.orders'])('reads %s as a call of note(o)', (sql) => {
+    const result = classify(sql);
+    expect([result.action, result.risk]).toEqual(['write', 'high']);
+    expect(result.tables).toContain(ANY_TABLE);
+  });
+
+  it('leaves other column names, and a bare name, as columns', () => {
+    expect(classify('SELECT o.item, note FROM orders o')).toMatchObject({ action: 'read', risk: 'low', tables: ['public.orders'] });
+  });
+
+  it('treats every qualified name as a possible call after a schema change not yet committed', () => {
+    expect(classify('SELECT o.item FROM orders o', true)).toMatchObject({ action: 'write', risk: 'high' });
+    // … and after a DDL statement earlier in the same text.
+    const same = classify("CREATE FUNCTION peek(o orders) RETURNS text LANGUAGE sql AS 'SELECT 1'; SELECT o.peek FROM orders o");
+    expect(same.statements[1]).toMatchObject({ action: 'write', risk: 'high' });
+  });
+});
+
+describe('writes through views and rules', () => {
+  it('makes a bounded write to a rewriting relation unbounded', () => {
+    expect(classify('DELETE FROM victim_all WHERE id = 1')).toMatchObject({ action: 'write', risk: 'high' });
+    expect(classify('DELETE FROM victim WHERE id = 1')).toMatchObject({ action: 'write', risk: 'medium' });
+    expect(classify("UPDATE public.victim_all SET x = 0 WHERE id = 1")).toMatchObject({ risk: 'high' });
+  });
+});
+
+describe('inheritance', () => {
+  it('names the descendants of a relation read without ONLY, and the ancestors of any', () => {
+    expect(classify('SELECT * FROM parent').tables).toEqual(['public.child', 'public.grandchild', 'public.parent']);
+    expect(classify('SELECT * FROM ONLY parent').tables).toEqual(['public.parent']);
+    expect(classify('SELECT * FROM part1').tables).toEqual(['public.part', 'public.part1']);
+    expect(classify('SELECT * FROM child').tables).toEqual(['public.child', 'public.grandchild', 'public.parent']);
+  });
+});
+
+describe('code definitions', () => {
+  it('names the tables of a SQL body and `*` for any other', () => {
+    expect(classifySql("CREATE FUNCTION f() RETURNS text LANGUAGE sql AS 'SELECT secret FROM secrets'")).toMatchObject({ action: 'ddl', tables: ['public.secrets'] });
+    expect(classifySql('CREATE FUNCTION f() RETURNS text LANGUAGE sql BEGIN ATOMIC DELETE FROM victim; END')).toMatchObject({ action: 'ddl', tables: ['public.victim'] });
+    expect(classifySql("CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS 'BEGIN RETURN 1; END'")).toMatchObject({ tables: [ANY_TABLE] });
+    expect(classifySql("CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT FROM WHERE'")).toMatchObject({ tables: [ANY_TABLE] });
+  });
+
+  it.each([
+    'CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION copy_rows()',
+    'CREATE OPERATOR === (function = f, leftarg = int, rightarg = int)',
+    'CREATE AGGREGATE a(int) (sfunc = f, stype = int)',
+    'CREATE CAST (int AS wrapped) WITH FUNCTION wrap(int)',
+  ])('names `*` for %s', (sql) => {
+    const result = classifySql(sql);
+    expect(result.ok && result.tables).toContain(ANY_TABLE);
+  });
+});
+
+describe('coveredFlows', () => {
+  it('pairs the written columns with their values where the text does', () => {
+    const flows = coveredFlows('INSERT INTO orders (id, item) SELECT id + 100, ssn FROM people')!;
+    expect(flows.writes.map((flow) => [flow.target?.column, flow.sources.map((source) => source.column)])).toEqual([
+      ['id', ['id']],
+      ['item', ['ssn']],
+    ]);
+    expect(coveredFlows('INSERT INTO orders SELECT id, ssn FROM people')!.writes.every((flow) => flow.target === undefined)).toBe(true);
+    expect(coveredFlows('UPDATE orders SET item = p.ssn FROM people p')!.writes).toEqual([{ target: { tables: ['public.orders'], column: 'item' }, sources: [{ column: 'ssn' }] }]);
+  });
+
+  it('finds columns compared where a series is in FROM, and only there', () => {
+    expect(coveredFlows("SELECT g FROM people, generate_series(1, 9) g WHERE g = split_part(ssn, '-', 1)::int")!.seriesPredicates.map((source) => source.column)).toEqual(['g', 'ssn']);
+    expect(coveredFlows("SELECT id FROM people WHERE ssn = 'x'")!.seriesPredicates).toEqual([]);
+  });
+});
