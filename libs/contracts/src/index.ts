@@ -7,3 +7,4 @@ export * from './redis-sort.js';
 export * from './provenance.js';
 export * from './approvers.js';
 export * from './decision.js';
+export * from './justification.js';

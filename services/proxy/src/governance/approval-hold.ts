@@ -27,6 +27,8 @@ export interface HoldRequest {
   readonly command: string;
   readonly commandHash: string;
   readonly decision: ApproveDecision;
+  /** The agent's justification, bounded and masked (justification.ts); never part of the decision. */
+  readonly justification?: string | undefined;
 }
 
 /**
@@ -37,7 +39,8 @@ export interface HoldRequest {
 export const holdForApproval = async (approvals: ApprovalPort, request: HoldRequest, signal: AbortSignal): Promise<HoldResult> => {
   let approvalId: string | undefined;
   try {
-    ({ approvalId } = await approvals.request(request));
+    const { justification, ...rest } = request;
+    ({ approvalId } = await approvals.request({ ...rest, ...(justification === undefined ? {} : { justification }) }));
     const outcome = await approvals.awaitDecision(approvalId, signal);
     if (outcome.outcome !== 'granted') {
       return {

@@ -7,9 +7,11 @@ import {
   type DenyDecision,
   type Protocol,
   type Subject,
+  type SubjectRef,
 } from '@sluice/contracts';
 import type { ProfileMasker } from '@sluice/masking-engine';
 import type { GovernancePorts, GovernedCommand } from '../ports.js';
+import { shownJustification } from '../justification.js';
 import { holdForApproval, type HoldResult } from './approval-hold.js';
 
 /** Whom and where a command is decided for: one agent session on one resource. */
@@ -107,9 +109,36 @@ export class Governor {
     });
   }
 
+  /**
+   * `audit.wait: ack`: whether the bus acknowledged every event recorded so far for the session.
+   * An audit port that cannot confirm (or does not say) is a no: the command is refused.
+   */
+  acknowledged(): Promise<boolean> {
+    const pending = this.ports.audit.acknowledged?.(this.session.id) ?? Promise.reject(new Error('the audit port confirms no acknowledgements'));
+    return pending.then(
+      () => true,
+      () => false,
+    );
+  }
+
   /** Holds an approve decision for a human; never throws (see holdForApproval). */
-  hold(request: { readonly commandId: string; readonly command: string; readonly commandHash: string; readonly decision: ApproveDecision }, signal: AbortSignal): Promise<HoldResult> {
-    return holdForApproval(this.ports.approvals, { ...request, sessionId: this.session.id, resource: this.session.resource, subject: this.session.subject }, signal);
+  hold(
+    request: {
+      readonly commandId: string;
+      readonly command: string;
+      readonly commandHash: string;
+      readonly decision: ApproveDecision;
+      /** The agent's justification as it sent it: approvers see it bounded and masked, or not at all if masking fails. */
+      readonly justification?: string | undefined;
+    },
+    signal: AbortSignal,
+  ): Promise<HoldResult> {
+    const justification = shownJustification(request.justification, (text) => this.ports.masking.maskCommandText(text, maskProfileOf(request.decision)));
+    return holdForApproval(
+      this.ports.approvals,
+      { ...request, justification, sessionId: this.session.id, resource: this.session.resource, subject: this.session.subject },
+      signal,
+    );
   }
 
   /**
@@ -128,6 +157,9 @@ export class Governor {
     }
   }
 }
+
+/** The subject as events record it (issuer, sub, groups). */
+export const subjectRefOf = (subject: Subject): SubjectRef => ({ sub: subject.sub, groups: subject.groups, issuer: subject.issuer });
 
 /** Exhaustiveness guard for switches over a union: a new member is a compile error, and a refusal at run time. */
 export const unreachable = (value: never): never => {

@@ -9,7 +9,8 @@ import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import type { GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
 import { commandHash } from '../governance/approval-hold.js';
 import { admitSession } from '../governance/admission.js';
-import { Governor, type RecordedCommand } from '../governance/governor.js';
+import { Governor, subjectRefOf, type RecordedCommand } from '../governance/governor.js';
+import { httpJustification } from '../justification.js';
 import { BodyLimit } from './body-limit.js';
 import { ambiguityOf, HOP_BY_HOP, METHOD_OVERRIDE_HEADERS, PATH_OVERRIDE_HEADERS } from './request-guards.js';
 import { Problem, sendProblem } from './problem.js';
@@ -54,7 +55,6 @@ interface ConnectionState {
   readonly releases: Array<() => void>;
 }
 
-const subjectRef = (subject: Subject) => ({ sub: subject.sub, groups: subject.groups, issuer: subject.issuer });
 
 /** Issuer, sub and groups: everything a decision reads from the subject. */
 const sessionKey = (subject: Subject): string => JSON.stringify([subject.issuer, subject.sub, [...subject.groups].sort()]);
@@ -159,7 +159,7 @@ export const createHttpAdapter = (
           client: state.client,
           reason: 'too many connections of this subject',
           code: SluiceErrorCode.TooManyConnections,
-          subject: subjectRef(verified.subject),
+          subject: subjectRefOf(verified.subject),
         });
         return new Problem(429, SluiceErrorCode.TooManyConnections, 'Too many connections', `${verified.subject.sub} may hold at most ${limit} connections at once`, {}, { 'retry-after': '1' });
       }
@@ -179,7 +179,7 @@ export const createHttpAdapter = (
     state.ports.audit.record(session.id, 'session.started', {
       resource: resource.name,
       protocol: 'http',
-      subject: subjectRef(verified.subject),
+      subject: subjectRefOf(verified.subject),
       client: state.client,
       readOnly,
     });
@@ -298,6 +298,10 @@ export const createHttpAdapter = (
       return fail(new Problem(503, masking.code, 'Masking unavailable', 'the result cannot be masked; nothing was sent'), session, requestId);
     }
     const masker = masking.masker;
+    if (resource.audit?.wait === 'ack') {
+      // The request goes to the target only once the bus has its record.
+      if (!(await session.governor.acknowledged())) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'the request\'s audit record was not acknowledged; nothing was sent'), session, requestId);
+    }
 
     let body: Buffer | Readable | undefined = hasBody(req) ? req : undefined;
     // limits.maxMessageBytes: a declared length is refused before anything is sent; a chunked
@@ -323,7 +327,8 @@ export const createHttpAdapter = (
         if (!res.writableFinished) abort.abort();
       };
       res.once('close', onClose);
-      const result = await session.governor.hold({ commandId: requestId, command: recorded.command, commandHash: hash, decision }, abort.signal);
+      const justification = httpJustification(req.headers);
+      const result = await session.governor.hold({ commandId: requestId, command: recorded.command, commandHash: hash, decision, justification }, abort.signal);
       res.off('close', onClose);
       if (!result.granted) {
         const id = result.approvalId ?? '-';

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { JUSTIFICATION_HEADER } from '../justification.js';
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and what Sluice owns: never forwarded either way. */
 export const HOP_BY_HOP = new Set([
@@ -12,6 +13,7 @@ export const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
   'host',
+  JUSTIFICATION_HEADER,
   // Answered by this hop (node:http sends 100 Continue itself); undici refuses to send it on.
   'expect',
 ]);

@@ -92,6 +92,7 @@ export const createApprovalPort = (address: string, options: ApprovalClientOptio
             minApprovals: approvers.minApprovals,
             timeoutMs: Math.max(0, Math.min(request.decision.approvalTimeoutMs || 0, 0xffffffff)),
             action: request.decision.action,
+            justification: request.justification ?? '',
           },
           callTimeoutMs,
         );

@@ -33,6 +33,7 @@ import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sl
 import { failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, SluiceErrorCode, type Subject, type SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
 import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage, type TargetCatalogFacts } from '@sluice/sql-classifier';
+import { sqlJustification } from '../justification.js';
 import type { Decision, GovernancePorts } from '../ports.js';
 import { commandHash } from '../governance/approval-hold.js';
 import { Governor } from '../governance/governor.js';
@@ -869,6 +870,12 @@ export class PostgresSession {
     return { code: SqlState.SystemError, message: 'command refused: the audit trail is unavailable' };
   }
 
+  /** `audit.wait: ack`: the command goes to the target only once the bus has its record. */
+  async #unacknowledged(): Promise<Refusal | undefined> {
+    if (await this.#governor().acknowledged()) return undefined;
+    return { code: SqlState.SystemError, message: 'command refused: its audit record was not acknowledged' };
+  }
+
   /**
    * A SQL text over the resource's maxStatementBytes is refused (54000) before any decision; the
    * session stays usable. Recorded with a masked beginning of the text and its full size.
@@ -893,7 +900,10 @@ export class PostgresSession {
     const hold = new AbortController();
     this.#holds.add(hold);
     try {
-      const result = await this.#governor().hold({ commandId, command: this.#maskedText(text, undefined), commandHash: hash, decision }, hold.signal);
+      const result = await this.#governor().hold(
+        { commandId, command: this.#maskedText(text, undefined), commandHash: hash, decision, justification: sqlJustification(text) },
+        hold.signal,
+      );
       if (result.granted) return undefined;
       if (result.code === SluiceErrorCode.ApprovalUnavailable) return { code: SqlState.InsufficientPrivilege, message: 'permission denied: the approval could not be obtained' };
       if (result.outcome === 'used') return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${result.approvalId} was already used` };
@@ -931,6 +941,8 @@ export class PostgresSession {
     if (this.#closed) return;
     const masking = refusal ? undefined : this.#maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
+    if (!refusal && this.#resource.audit?.wait === 'ack') refusal = await this.#unacknowledged();
+    if (this.#closed) return;
     if (refusal || !masking || 'code' in masking) {
       refusal ??= { code: SqlState.SystemError, message: 'command refused' };
       this.#recordRefused(commandId, refusal);
@@ -1158,6 +1170,7 @@ export class PostgresSession {
       if (refusal || this.#closed) break;
       refusal = await this.#approve(commandId, statement.text, params, statement.decision);
     }
+    if (!refusal && executes && !this.#closed && this.#resource.audit?.wait === 'ack') refusal = await this.#unacknowledged();
     if (this.#closed) return;
     if (this.#discardUntilSync) {
       // The target failed an earlier message of this pipeline meanwhile: it ignores these. Their

@@ -1,15 +1,15 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { decodeCommand, decodeReply, encodeCommand, encodeError, encodeSimple, encodeValue, RespFramer, type RespValue } from '@sluice/codec-resp';
+import { decodeCommand, decodeReply, encodeCommand, encodeError, encodeSimple, encodeValue, RespFramer } from '@sluice/codec-resp';
 import { resourceLimits, type RedisResourceConfig } from '@sluice/config';
 import { SluiceErrorCode, type ApproveDecision, type DenyDecision, type SubjectRef } from '@sluice/contracts';
-import type { GovernancePorts, ProtocolAdapter, Session } from '../ports.js';
+import type { GovernancePorts, ProtocolAdapter } from '../ports.js';
 import { commandHash } from '../governance/approval-hold.js';
 import { admitSession, type Admission } from '../governance/admission.js';
-import { Governor, type RecordedCommand, type Verdict } from '../governance/governor.js';
+import { Governor, subjectRefOf, type RecordedCommand, type Verdict } from '../governance/governor.js';
+import { PendingJustification } from '../justification.js';
 import { authToken, describeCommand, parseHello, PRE_AUTH_COMMANDS, refusalOf, UNMASKABLE_REPLIES, type HelloArgs } from './commands.js';
-import { maskReply, type FieldHint } from './reply-masking.js';
-import { decodeAndMask, errorCodeOf, errorTextOf, recordResult, type MaskedReply } from './reply-results.js';
+import { decodeAndMask, errorCodeOf, errorTextOf, maskPushed, recordResult, type MaskedReply } from './reply-results.js';
 import { confirmationOf, ReplyStream } from './reply-stream.js';
 import { newEntry, type Entry, type SessionState } from './entries.js';
 import { connectTarget } from './target.js';
@@ -38,11 +38,6 @@ const PRE_AUTH_BUFFER_LIMIT = 64 * 1024;
 const MAX_QUEUED = 4096;
 
 
-const subjectRef = (session: Session): SubjectRef => ({
-  sub: session.subject.sub,
-  groups: session.subject.groups,
-  issuer: session.subject.issuer,
-});
 
 /**
  * The Redis front door: agents log in with `AUTH <token>` / `HELLO 3 AUTH <user> <token>`,
@@ -82,6 +77,7 @@ class RedisConnection {
   /** A HELLO that switches the protocol is in flight: dispatch waits for its reply. */
   private protocolPending = false;
   private readonly holdAbort = new AbortController();
+  private readonly justification = new PendingJustification();
 
   /** Transactions, subscriber mode and MONITOR: how upstream frames pair with commands. */
   private readonly stream = new ReplyStream();
@@ -293,7 +289,7 @@ class RedisConnection {
     this.ports.audit.record(session.id, 'session.started', {
       resource: this.resource.name,
       protocol: 'redis',
-      subject: subjectRef(session),
+      subject: subjectRefOf(session.subject),
       client: this.client,
       readOnly,
     });
@@ -434,8 +430,11 @@ class RedisConnection {
         return this.answer(entry, encodeError(`NOPERM ${why}${decision.reason ? `: ${decision.reason}` : ''}`), SluiceErrorCode.PolicyDenied);
       }
       case 'approve':
+        this.justification.note(session, entry.args);
         return this.hold(entry, decision, session, recorded.command);
       case 'allow':
+        this.justification.note(session, entry.args);
+        if (this.resource.audit?.wait === 'ack') return this.afterAcknowledged(entry, session, decision.maskProfile);
         return this.send(entry, decision.maskProfile);
     }
   }
@@ -448,6 +447,21 @@ class RedisConnection {
       command: session.governor.maskedCommand(described.text, verdict?.unavailable === false ? verdict.decision : undefined, entry.name),
       ...(described.truncated ? { commandBytes: described.bytes } : {}),
     };
+  }
+
+  /** `audit.wait: ack`: the command goes to the target only once the bus has its record; later ones wait behind it. */
+  private afterAcknowledged(entry: Entry, session: SessionState, maskProfile: string | undefined): void {
+    this.holding = true;
+    void session.governor.acknowledged().then((acknowledged) => {
+      this.holding = false;
+      if (this.closed) return;
+      if (acknowledged) this.send(entry, maskProfile);
+      else {
+        this.markDirty();
+        this.answer(entry, encodeError('ERR audit unavailable'), SluiceErrorCode.AuditUnavailable);
+      }
+      this.pump();
+    });
   }
 
   private recordRefusal(entry: Entry, reason: string): void {
@@ -466,7 +480,7 @@ class RedisConnection {
   private hold(entry: Entry, decision: ApproveDecision, session: SessionState, text: string): void {
     this.holding = true;
     const hash = commandHash([this.resource.name, session.subject.sub, entry.args.map((arg) => arg.toString('utf8'))]);
-    void session.governor.hold({ commandId: entry.id, command: text, commandHash: hash, decision }, this.holdAbort.signal).then((result) => {
+    void session.governor.hold({ commandId: entry.id, command: text, commandHash: hash, decision, justification: this.justification.take(session) }, this.holdAbort.signal).then((result) => {
       this.holding = false;
       if (this.closed) return;
       // A granted command's results are masked as any unmasked command's: approve carries no profile.
@@ -576,12 +590,7 @@ class RedisConnection {
     let shown: MaskedReply | undefined;
     try {
       const value = decodeReply(frame);
-      const masker = this.ports.masking.masker(this.stream.profile);
-      // MONITOR lines carry other clients' arguments, any of which may be a covered field's value.
-      const hint: FieldHint | undefined = this.stream.mode === 'monitor' ? { kind: 'everyValue' } : undefined;
-      const counts = {};
-      const masked: RespValue = masker ? maskReply(value, masker, counts, this.protocol, hint) : value;
-      shown = { value: masked, bytes: masked === value ? frame : encodeValue(masked), counts };
+      shown = maskPushed(value, frame, this.ports.masking.masker(this.stream.profile), this.protocol, this.stream.mode === 'monitor');
       this.stream.streamed(value);
     } catch {
       shown = undefined;

@@ -58,6 +58,16 @@ export const maskCommandReply = (
   return { value, bytes: value === original && frame.length > 0 ? frame : encodeValue(value), counts };
 };
 
+/**
+ * Masks a pushed frame (a pub/sub message, a MONITOR line) with the subscription's masker. MONITOR
+ * lines carry other clients' arguments, any of which may be a covered field's value.
+ */
+export const maskPushed = (value: RespValue, frame: Buffer, masker: ProfileMasker | undefined, protocol: 2 | 3, monitor: boolean): MaskedReply => {
+  const counts: MaskCounts = {};
+  const masked = masker ? maskReply(value, masker, counts, protocol, monitor ? { kind: 'everyValue' } : undefined) : value;
+  return { value: masked, bytes: masked === value ? frame : encodeValue(masked), counts };
+};
+
 /** Decodes a reply frame; see maskCommandReply. */
 export const decodeAndMask = (
   frame: Buffer,
