@@ -77,6 +77,23 @@ describe('coveredValueEscape', () => {
     expect(escape('SELECT ident(p) FROM people p')).toBeUndefined();
   });
 
+  it('refuses DDL that moves a covered column under an uncovered name, and allows it under a covered one', () => {
+    expect(escape('ALTER TABLE people RENAME COLUMN ssn TO body')).toContain('column body');
+    expect(escape('ALTER TABLE people ALTER COLUMN name TYPE text USING ssn')).toContain('column name');
+    expect(escape('ALTER TABLE people ADD COLUMN body text GENERATED ALWAYS AS (upper(ssn)) STORED')).toContain('column body');
+    expect(escape('CREATE TABLE t (ssn text, body text GENERATED ALWAYS AS (ssn) STORED)')).toContain('column body');
+    expect(escape('ALTER TABLE people RENAME COLUMN ssn TO old_ssn')).toBeUndefined();
+    expect(escape('ALTER TABLE people RENAME COLUMN name TO full_name')).toBeUndefined();
+    expect(escape('ALTER TABLE people ALTER COLUMN id TYPE bigint')).toBeUndefined();
+  });
+
+  it('refuses setval of a value computed from a covered column, which the sequence keeps', () => {
+    expect(escape("SELECT setval('ctr', split_part(ssn, '-', 1)::int) FROM people")).toContain('a column the statement does not name');
+    expect(escape("SELECT pg_catalog.setval('ctr', n) FROM (SELECT length(ssn) AS n FROM people) s")).toBeDefined();
+    expect(escape("SELECT setval('ctr', 42)")).toBeUndefined();
+    expect(escape("SELECT setval('ctr', (SELECT max(id) FROM people))")).toBeUndefined();
+  });
+
   it('lets everything through under a profile without column rules', () => {
     expect(coveredValueEscape(undefined, 'INSERT INTO orders SELECT id, ssn FROM people', ['public'], new Map(), facts)).toBeUndefined();
   });
