@@ -27,12 +27,25 @@ export const fingerprintSql = (text: string): string | undefined => {
   }
 };
 
+/** Normalised texts kept: the policy port and the proxy's caches ask about the same text in a row. */
+const MAX_NORMALIZED = 64;
+const MAX_NORMALIZED_TEXT_CHARS = 8 * 1024;
+const normalized = new Map<string, string | null>();
+
 /** The text with constants replaced by `$n`; undefined when it does not parse. */
 export const normalizeSql = (text: string): string | undefined => {
   assertLoaded();
+  const known = normalized.get(text);
+  if (known !== undefined) return known ?? undefined;
+  let result: string | undefined;
   try {
-    return normalizeSync(text);
+    result = normalizeSync(text);
   } catch {
-    return undefined;
+    result = undefined;
   }
+  if (text.length <= MAX_NORMALIZED_TEXT_CHARS) {
+    if (normalized.size >= MAX_NORMALIZED) normalized.delete(normalized.keys().next().value!);
+    normalized.set(text, result ?? null);
+  }
+  return result;
 };

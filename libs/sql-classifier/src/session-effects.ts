@@ -1,4 +1,4 @@
-import { parseSync } from 'libpg-query';
+import { parseText } from './statement-shape.js';
 import { isSqlClassifierLoaded } from './classify.js';
 
 /** What a command may do to the session state the proxy mirrors from the server. */
@@ -102,7 +102,7 @@ export const sessionStateEffects = (text: string): SessionStateEffects => {
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
-    tree = text.trim() === '' ? { stmts: [] } : parseSync(text);
+    tree = text.trim() === '' ? { stmts: [] } : parseText(text);
   } catch {
     return unknown;
   }
