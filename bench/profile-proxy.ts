@@ -1,7 +1,8 @@
 /**
  * A CPU profile of every Sluice process while one agent runs N sequential statements:
  *   npx tsx --conditions=development bench/profile-proxy.ts [--statements 3000] [--dir /tmp/sluice-prof]
- * Prints the proxy's top functions by self time; the .cpuprofile files open in Chrome DevTools.
+ * Prints the proxy's top functions by self time (`--service audit`: the audit service's); the
+ * .cpuprofile files open in Chrome DevTools.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,7 +20,7 @@ import { freePort } from '../test/support/ports.js';
 import { startSluice } from '../test/support/sluice.js';
 
 const { values } = parseArgs({
-  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false } },
+  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' } },
 });
 const statements = Number(values.statements);
 // Side-by-side runs must not share a store database or a stream.
@@ -55,7 +56,7 @@ const topFunctions = (profile: Profile, count = 25, byFile = false): string[] =>
     if (at < loadStart || at > loadEnd) return;
     const frame = byId.get(id)!.callFrame;
     if (frame.functionName === '(idle)') return;
-    const file = frame.url.replace(/^.*\/(node_modules|work\/main)\//, '');
+    const file = frame.url.replace(/^.*\/(node_modules|work\/main|work\/wt\/[^/]+)\//, '');
     const key = byFile ? file || frame.functionName : `${frame.functionName || '(anonymous)'} ${file}:${frame.lineNumber + 1}`;
     self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[index] ?? 0));
   });
@@ -112,8 +113,11 @@ if (values.http) {
   console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', '20', '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
 } else for (let index = 0; index < statements; index++) await client.query(statementText(index));
 const finished = process.hrtime.bigint();
-const loadEnd = Number(finished / 1000n);
 const elapsedMs = Number(finished - started) / 1e6;
+// The audit service stores the last events after the statements are done: its work then counts too.
+const settleMs = values.service === 'audit' ? 2_000 : 0;
+await new Promise((resolve) => setTimeout(resolve, settleMs));
+const loadEnd = Number(finished / 1000n) + settleMs * 1000;
 await client.end();
 await sluice.stop();
 await idp.close();
@@ -129,7 +133,7 @@ console.log(`${statements} statements in ${elapsedMs.toFixed(0)} ms (${((1000 * 
 for (const file of readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'))) {
   const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile;
   const urls = new Set(profile.nodes.map((node) => node.callFrame.url));
-  if (![...urls].some((url) => url.includes('services/proxy/'))) continue;
+  if (![...urls].some((url) => url.includes(`services/${values.service}/`))) continue;
   let busy = 0;
   let at = profile.startTime;
   const idleIds = new Set(profile.nodes.filter((node) => node.callFrame.functionName === '(idle)').map((node) => node.id));
@@ -137,7 +141,7 @@ for (const file of readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'
     at += profile.timeDeltas[index] ?? 0;
     if (at >= loadStart && at <= loadEnd && !idleIds.has(id)) busy += profile.timeDeltas[index] ?? 0;
   });
-  console.log(`\nproxy profile ${file}: ${(busy / statements).toFixed(0)} µs of proxy CPU per statement`);
+  console.log(`\n${values.service} profile ${file}: ${(busy / statements).toFixed(0)} µs of ${values.service} CPU per statement`);
   for (const line of topFunctions(profile)) console.log(line);
   console.log('by file:');
   for (const line of topFunctions(profile, 15, true)) console.log(line);

@@ -20,6 +20,7 @@ import { describeMachine } from './support/machine.js';
 import { runPgbench, runRedisBenchmark, runWrk, type LoadRun } from './support/load.js';
 import { killStartedChildren, runTool, watchCpu, type CpuWatch } from './support/processes.js';
 import { renderReport } from './support/report.js';
+import { auditCatchUp, describeCatchUp, storeMark, type AuditCatchUp } from '../test/support/audit-keeps-up.js';
 import type { LatencyResult, LoadSample } from './support/samples.js';
 import { buildStack, REDIS_BENCH_KEY, type Stack } from './support/stack.js';
 import { PG_ADMIN_USER, PG_PORT, REDIS_PORT, serverVersions } from './support/targets.js';
@@ -115,6 +116,7 @@ const latency: LatencyResult[][] = [];
 const load: LoadSample[] = [];
 const problems: string[] = [];
 const components: { name: string; output: string }[] = [];
+const auditKeepsUp: (AuditCatchUp & { round: number })[] = [];
 
 type Path = 'direct' | 'pgbouncer' | 'sluice';
 
@@ -171,13 +173,33 @@ const pgbenchRounds = [
   { name: (s: typeof settings) => `TPC-B-like, -c ${s.clients} -j ${s.threads}`, script: 'tpcb', clients: (s: typeof settings) => s.clients },
 ] as const;
 
+/**
+ * Issue 12's "the audit keeps up": after a pgbench -S run through Sluice, every statement it
+ * counted is in the event store with its outcome within 2 s, none doubled (pgbench may cut off
+ * one statement per client when it stops: those may be recorded beyond its count).
+ */
+const withAuditCheck = (storeUrl: string, round: number, run: () => Promise<LoadRun>) => async (): Promise<LoadRun> => {
+  const afterSeq = await storeMark(storeUrl);
+  const outcome = await run();
+  const loadEndedAt = Date.now();
+  const expected = outcome.figures?.operations;
+  if (outcome.error || expected === undefined) return outcome;
+  const check = await auditCatchUp({ storeUrl, afterSeq, commandPrefix: 'SELECT abalance FROM pgbench_accounts', expected, slack: settings.clients, loadEndedAt });
+  auditKeepsUp.push({ ...check, round });
+  log(`  ${describeCatchUp(check)}`);
+  if (!check.ok) problems.push(`round ${round}: ${describeCatchUp(check)}`);
+  return outcome;
+};
+
 const runPgbenchRound = async (stack: Stack, round: number, seconds: number, record: boolean): Promise<void> => {
   for (const shape of pgbenchRounds) {
     for (const [path, port] of pgPorts(stack)) {
       // A read-only agent for reads; TPC-B needs the agent granted write.
       const credentials =
         path === 'sluice' ? { user: shape.script === 'tpcb' ? 'bench-writer' : 'bench-reader', password: shape.script === 'tpcb' ? stack.writerToken : stack.readerToken } : { user: PG_ADMIN_USER };
-      const run = () => runPgbench({ port, database: stack.database, script: shape.script, clients: shape.clients(settings), threads: settings.threads, seconds, ...credentials });
+      const load = () => runPgbench({ port, database: stack.database, script: shape.script, clients: shape.clients(settings), threads: settings.threads, seconds, ...credentials });
+      const checked = record && path === 'sluice' && shape === pgbenchRounds[0] ? stack.sluice : undefined;
+      const run = checked ? withAuditCheck(checked.storeUrl, round, load) : load;
       if (record) {
         await sample(stack, { bench: `pgbench ${shape.name(settings)}`, section: 'postgres', round, unit: 'tps', operation: 'transaction' }, path, run);
       } else if (!aborting) {
@@ -271,13 +293,14 @@ const writeReport = (machine: ReturnType<typeof describeMachine>, final: boolean
     latency,
     load,
     problems,
+    auditKeepsUp,
     components,
     elapsedSeconds: (Date.now() - begun) / 1000,
     loadAverage: { start: startLoad, end: loadavg()[0]! },
   });
   mkdirSync(dirname(values.out), { recursive: true });
   writeFileSync(values.out, report);
-  writeFileSync(values.out.replace(/\.md$/, '') + '.json', `${JSON.stringify({ machine, settings, latency, load, problems }, null, 2)}\n`);
+  writeFileSync(values.out.replace(/\.md$/, '') + '.json', `${JSON.stringify({ machine, settings, latency, load, auditKeepsUp, problems }, null, 2)}\n`);
   return report;
 };
 

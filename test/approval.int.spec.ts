@@ -7,6 +7,7 @@ import { jetstreamManager, DeliverPolicy } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startApprovalService, type RunningApprovalService } from '@sluice/approval';
 import { parseConfig, type LoadedConfig } from '@sluice/config';
+import { MAX_JUSTIFICATION_CHARS } from '@sluice/contracts';
 import { approval as proto } from '@sluice/proto';
 import { createLogger } from '@sluice/service-runtime';
 import { jetstream } from '@nats-io/jetstream';
@@ -85,6 +86,7 @@ describe('approval service', () => {
       minApprovals: 1,
       timeoutMs: 30_000,
       action: 'write',
+      justification: '',
       ...overrides,
     });
 
@@ -109,6 +111,19 @@ describe('approval service', () => {
       body: JSON.stringify({ decision, reason }),
     });
     return { status: response.status, contentType: response.headers.get('content-type'), body: (await response.json()) as Record<string, unknown> };
+  };
+
+  /** The approval's events as stored on the stream, in order. */
+  const storedEvents = async (approvalId: string) => {
+    const consumer = await jetstream(nc).consumers.get(STREAM, { filter_subjects: `${PREFIX}.approval.>`, deliver_policy: DeliverPolicy.All });
+    const events: { type: string; data: { approvalId: string; justification?: string } }[] = [];
+    const messages = await consumer.fetch({ max_messages: 1000, expires: 1_000 });
+    for await (const message of messages) {
+      const event = message.json<(typeof events)[number]>();
+      if (event.data.approvalId === approvalId) events.push(event);
+      if (message.info.pending === 0) break;
+    }
+    return events;
   };
 
   const dbaToken = (sub = 'dba-alice') => issuer.mint({ sub, groups: ['dba'] });
@@ -172,7 +187,7 @@ describe('approval service', () => {
   });
 
   it('posts each request to the webhook with the fields approvers need, signed with the webhook secret', async () => {
-    const { approvalId, expiresAt } = await requestApproval({ commandHash: 'hash-webhook' });
+    const { approvalId, expiresAt } = await requestApproval({ commandHash: 'hash-webhook', justification: 'ticket 42: <b>old</b> test rows' });
     const hook = await waitFor(() => webhooks.find((candidate) => candidate.body.id === approvalId));
     expect(hook.body).toMatchObject({
       id: approvalId,
@@ -185,6 +200,7 @@ describe('approval service', () => {
       action: 'write',
       expiresAt: expiresAt!.toISOString(),
       decisionUrl: `http://${service.httpAddress}/v1/approvals/${approvalId}/decision`,
+      justification: 'ticket 42: <b>old</b> test rows',
     });
     expect(hook.signature).toBe(`sha256=${createHmac('sha256', WEBHOOK_SECRET).update(hook.raw).digest('hex')}`);
   });
@@ -207,14 +223,7 @@ describe('approval service', () => {
     const { approvalId } = await requestApproval({ commandHash: 'hash-events' });
     await decideOverHttp(approvalId, await dbaToken(), 'approve', 'ok');
     await consume(approvalId, 'hash-events');
-    const consumer = await jetstream(nc).consumers.get(STREAM, { filter_subjects: `${PREFIX}.approval.>`, deliver_policy: DeliverPolicy.All });
-    const types: string[] = [];
-    const messages = await consumer.fetch({ max_messages: 1000, expires: 1_000 });
-    for await (const message of messages) {
-      const event = message.json<{ type: string; data: { approvalId: string; approver?: string; reason?: string } }>();
-      if (event.data.approvalId === approvalId) types.push(event.type);
-      if (message.info.pending === 0) break;
-    }
+    const types = (await storedEvents(approvalId)).map((event) => event.type);
     expect(types).toEqual(['sluice.approval.requested.v1', 'sluice.approval.decided.v1', 'sluice.approval.executed.v1']);
   });
 
@@ -255,6 +264,18 @@ describe('approval service', () => {
     const outcome = await settled(approvalId);
     expect(outcome.outcome).toBe(proto.Outcome.OUTCOME_EXPIRED);
     expect((await decideOverHttp(approvalId, await dbaToken(), 'approve')).status).toBe(409);
+  });
+
+  it("shows the agent's justification, bounded, in the approval API and the stored approval.requested event", async () => {
+    const { approvalId } = await requestApproval({ justification: `needed for\nticket 7 ${'y'.repeat(3_000)}` });
+    const { justification: none } = (await (await fetch(`http://${service.httpAddress}/v1/approvals/${(await requestApproval()).approvalId}`, { headers: { authorization: `Bearer ${await dbaToken()}` } })).json()) as { justification: unknown };
+    expect(none).toBeNull();
+    const response = await fetch(`http://${service.httpAddress}/v1/approvals/${approvalId}`, { headers: { authorization: `Bearer ${await dbaToken()}` } });
+    const { justification } = (await response.json()) as { justification: string };
+    expect(justification.startsWith('needed for ticket 7 yyy')).toBe(true);
+    expect(justification).toHaveLength(MAX_JUSTIFICATION_CHARS);
+    const [stored] = await storedEvents(approvalId);
+    expect(stored).toMatchObject({ type: 'sluice.approval.requested.v1', data: { justification } });
   });
 
   it('lists pending approvals for an authenticated caller', async () => {

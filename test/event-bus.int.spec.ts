@@ -60,4 +60,18 @@ describe('event bus', () => {
     const info = await (await jetstreamManager(nc)).streams.info(stream, { subjects_filter: `${subjectPrefix}.command.completed` });
     expect(info.state.subjects?.[`${subjectPrefix}.command.completed`]).toBe(1);
   });
+
+  it('acknowledged() sends at once what waits and resolves when the stream has every event published before it', async () => {
+    // A long gathering delay: only acknowledged() makes the partial batch go.
+    const publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix, maxDelayMs: 60_000 });
+    const before = (await (await jetstreamManager(nc)).streams.info(stream)).state.messages;
+    const sent = Array.from({ length: 5 }, (_, i) => event(i));
+    for (const item of sent) publisher.publish(item);
+    await publisher.acknowledged();
+    expect(publisher.pending).toBe(0);
+    expect((await (await jetstreamManager(nc)).streams.info(stream)).state.messages).toBeGreaterThan(before);
+    // Nothing published since: it resolves at once.
+    await publisher.acknowledged();
+    await publisher.close();
+  });
 });

@@ -142,4 +142,33 @@ describe('event store appends on PostgreSQL', () => {
       await client.end();
     }
   });
+
+  it('shows a command.executed in sluice.commands and sluice.sessions like a decided, completed and returned command', async () => {
+    const session = `${RUN}-executed`;
+    const common = { source: 'proxy', subject: session, time: new Date() };
+    await appendSigned(store, [
+      buildEvent('session.started', { ...common, id: `${RUN}-x1`, data: { resource: 'shop-db', protocol: 'postgres', subject: { sub: 'agent-x', groups: [], issuer: 'i' }, client: 'c', readOnly: true } }),
+      buildEvent('command.executed', {
+        ...common,
+        id: `${RUN}-x2`,
+        data: {
+          commandId: `${RUN}-cx`, resource: 'shop-db', protocol: 'postgres', command: 'SELECT email FROM customers', action: 'read', risk: 'low', decision: 'allow', rule: 'r', reason: 'ok',
+          outcome: 'SELECT 2', ok: true, durationMs: 2,
+          result: { columns: ['email'], rows: [['a***@example.com'], ['b***@example.com']], rowCount: 2, bytes: 32, truncated: false, maskedCounts: { email: 2 } },
+        },
+      }),
+    ]);
+    const client = new pg.Client({ connectionString: DB_URL });
+    await client.connect();
+    try {
+      const { rows: commands } = await client.query('SELECT decision, outcome, ok, row_count, truncated, masked_values FROM sluice.commands WHERE session_id = $1', [session]);
+      expect(commands).toEqual([{ decision: 'allow', outcome: 'SELECT 2', ok: true, row_count: '2', truncated: false, masked_values: 2 }]);
+      const { rows: sessions } = await client.query('SELECT commands, masked_values, events FROM sluice.sessions WHERE session_id = $1', [session]);
+      expect(sessions).toEqual([{ commands: '1', masked_values: '2', events: '2' }]);
+    } finally {
+      await client.end();
+    }
+    expect((await store.listSessions({ decision: 'allow', subject: 'agent-x' })).sessions.map((row) => row.id)).toContain(session);
+    expect(await store.verify({ sessionId: session })).toMatchObject({ ok: true, events: 2 });
+  });
 });

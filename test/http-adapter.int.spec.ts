@@ -268,20 +268,25 @@ describe('HTTP adapter', () => {
   });
 
   it('holds a request for approval, then runs it once when granted, or answers 403 naming the approval', async () => {
-    const granted = call(port, '/held', { token, method: 'PUT', body: 'new value' });
+    const justification = encodeURIComponent('rotate the key – ask ops@example.com\nnow');
+    const granted = call(port, '/held', { token, method: 'PUT', body: 'new value', headers: { 'sluice-justification': justification } });
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(target.seen).toHaveLength(0);
     const first = harness.approvalRequests[0]!;
     expect(first.command).toBe('PUT /held');
+    // The agent's reason reaches the approvers decoded, on one line and masked; the target never sees the header.
+    expect(first.justification).toBe('rotate the key – ask ***@example.com now');
     harness.decide(first.id, { outcome: 'granted', approvers: ['dba-1'], reason: 'fine' });
     const ok = await granted;
     expect(ok.status).toBe(200);
     expect(target.seen.map((seen) => [seen.method, seen.url, seen.body])).toEqual([['PUT', '/held', 'new value']]);
+    expect(target.seen[0]!.headers['sluice-justification']).toBeUndefined();
 
     const refused = call(port, '/held', { token, method: 'PUT', body: 'other' });
     await new Promise((resolve) => setTimeout(resolve, 100));
     const second = harness.approvalRequests[1]!;
     expect(second.commandHash).not.toBe(first.commandHash);
+    expect(second.justification).toBeUndefined();
     harness.decide(second.id, { outcome: 'expired', approvers: [], reason: '' });
     const reply = await refused;
     expect(reply.status).toBe(403);

@@ -88,7 +88,8 @@ class TestPolicy {
     const prepares = [...command.text.matchAll(/prepare\s+(\w+)/gi)].map((m) => m[1]!.toLowerCase());
     if (action === 'admin') return decision({ effect: 'deny', action, rule: 'never-admin', reason: 'admin statement', risk: 'critical' });
     if (subject.groups.includes('ops')) {
-      if (/^\s*delete\b/i.test(command.text)) {
+      // A leading comment (an agent's justification) does not hide the statement from this stand-in.
+      if (/^\s*(?:\/\*[\s\S]*?\*\/\s*)?delete\b/i.test(command.text)) {
         return decision({ effect: 'approve', action, rule: 'risky-needs-dba', reason: 'needs a DBA', risk: 'high', maskProfile: 'pii', prepares });
       }
       return decision({ effect: 'allow', action, rule: 'ops-change', reason: 'ops may change', maskProfile: 'pii', prepares });
@@ -538,6 +539,7 @@ describe('PostgreSQL adapter: approvals', () => {
     const request = await approvals.decideNext({ outcome: 'granted', approvers: ['dba-alice'], reason: 'ok' });
     expect(request.commandHash).toMatch(/^[0-9a-f]{64}$/);
     expect(request.command).toContain('delete from customers where id = 10');
+    expect(request.justification).toBeUndefined();
     const result = await running;
     expect(result.rowCount).toBe(1);
     expect(approvals.consumed.has(request.approvalId)).toBe(true);
@@ -556,10 +558,13 @@ describe('PostgreSQL adapter: approvals', () => {
   it('holds an extended-protocol command with its bound parameters in the hash', async () => {
     const client = await connect(['ops']);
     await direct.query(`insert into customers values (11, 'Temp', 'temp@example.com', null, 0, null)`);
-    const running = client.query('delete from customers where id = $1', [11]);
+    const running = client.query('/* justification: temp row of temp@example.com */ delete from customers where id = $1', [11]);
     const request = await approvals.decideNext({ outcome: 'granted', approvers: ['dba-bob'], reason: '' });
     expect((await running).rowCount).toBe(1);
     expect(request.commandHash).toMatch(/^[0-9a-f]{64}$/);
+    // The leading comment is the agent's justification, masked as the command text is.
+    expect(request.justification).not.toContain('temp@example.com');
+    expect(request.justification).toMatch(/^temp row of \S+$/);
   });
 
   it('cancels the approval request when the client disconnects while held', async () => {

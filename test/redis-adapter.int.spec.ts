@@ -358,6 +358,8 @@ describe('Redis adapter', () => {
 
   it('holds a command for approval, keeps later replies waiting, then runs it once when granted', async () => {
     const client = await agent({ password: writerToken });
+    // Answered as any ECHO (masked like every reply of this resource).
+    expect(await client.echo('justification: ticket 9, ask ops@example.com')).toBe('justification: ticket 9, ask ***@example.com');
     const held = client.set(key('held1'), 'approved value');
     const after = client.get(key('note'));
     let settled = false;
@@ -368,6 +370,8 @@ describe('Redis adapter', () => {
     expect(await direct.get(key('held1'))).toBeNull();
     const request = harness.approvalRequests[0]!;
     expect(request.command).toBe(`SET ${key('held1')} "approved value"`);
+    // The ECHO before it is its justification, masked as the command is, and used once.
+    expect(request.justification).toBe('ticket 9, ask ***@example.com');
     expect(request.commandHash).toMatch(/^[0-9a-f]{64}$/);
     harness.decide(request.id, { outcome: 'granted', approvers: ['dba-1'], reason: 'ok' });
     expect(await held).toBe('OK');

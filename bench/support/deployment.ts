@@ -22,6 +22,8 @@ export interface BenchSluice {
   readonly sluice: RunningSluice;
   readonly ports: Partial<Record<ResourceKind, number>>;
   readonly resources: readonly ResourceKind[];
+  /** The event store's database (where the audit keeps-up check counts). */
+  readonly storeUrl: string;
   /** The proxy's pid and the pids of every Sluice process of this deployment, looked up now. */
   processes(): { proxy: number | undefined; all: number[] };
   stop(): Promise<void>;
@@ -118,6 +120,7 @@ export const startBenchSluice = async (options: BenchSluiceOptions): Promise<Ben
     sluice,
     ports,
     resources: options.resources,
+    storeUrl: benchConfig(options, ports, storeDatabase).eventStore.url,
     processes() {
       const all = findProcesses(['--config', configPath]);
       const proxy = all.find((entry) => entry.cmdline.includes('services/proxy/dist/main.js'))?.pid;

@@ -1,3 +1,4 @@
+import type { AuditCatchUp } from '../../test/support/audit-keeps-up.js';
 import type { Machine } from './machine.js';
 import type { LatencyResult, LoadSample } from './samples.js';
 import { median } from './stats.js';
@@ -127,6 +128,8 @@ export interface ReportInput {
   readonly latency: readonly (readonly LatencyResult[])[];
   readonly load: readonly LoadSample[];
   readonly problems: readonly string[];
+  /** The audit keeps-up check after each round's pgbench -S -c N through Sluice. */
+  readonly auditKeepsUp?: readonly (AuditCatchUp & { readonly round: number })[];
   readonly components: readonly { name: string; output: string }[];
   readonly elapsedSeconds: number;
   /** 1-minute load averages at the start and the end: other work on the machine skews every figure. */
@@ -169,6 +172,26 @@ export const renderReport = (input: ReportInput): string => {
     for (const bench of distinct(ofSection.map((sample) => sample.bench))) {
       lines.push(`### ${bench}`, '', renderLoadTable(ofSection.filter((sample) => sample.bench === bench)), '');
     }
+  }
+  if (input.auditKeepsUp && input.auditKeepsUp.length > 0) {
+    lines.push(
+      '## The audit keeps up',
+      '',
+      'After each round\'s pgbench select-only run through Sluice: every statement recorded in the event store with its outcome (one `command.executed`, or `command.decided` + `command.completed`), none doubled, within 2 s of the end of the run.',
+      '',
+      table(
+        ['round', 'statements (pgbench)', 'recorded', 'doubled', 'all stored after', 'verdict'],
+        input.auditKeepsUp.map((check) => [
+          String(check.round),
+          formatCount(check.expected),
+          formatCount(check.recorded),
+          String(check.doubled),
+          check.caughtUpMs === undefined ? `not within ${check.withinMs} ms` : `${check.caughtUpMs} ms`,
+          check.ok ? 'keeps up' : '**does not keep up**',
+        ]),
+      ),
+      '',
+    );
   }
   if (input.problems.length > 0) {
     lines.push('## What failed', '');

@@ -8,6 +8,7 @@ import pg from 'pg';
 import { connectBus } from '@sluice/event-bus';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { accessibilityViolations, tabTo } from '../support/accessibility.js';
 import { createDatabase, deleteStreams, dropDatabases } from '../support/databases.js';
 import { startSecuredNats, type SecuredNats } from '../support/nats-server.js';
 import { startOidcProvider, type RealIdp } from '../support/oidc-provider.js';
@@ -21,6 +22,8 @@ const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disabl
 const SCREENSHOTS = join(REPO_ROOT, 'test-results', 'console');
 /** An agent's SQL that would script the approver's browser if the console ever rendered it as HTML. */
 const XSS = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
+/** What an agent says to its approvers, in a leading SQL comment: agent-written text as well. */
+const JUSTIFICATION = `ticket 42: purge test orders ${XSS}`;
 
 describe('the web console in a real browser: sign-in, live approvals inbox, session replay', () => {
   const run = randomUUID().slice(0, 8);
@@ -36,7 +39,11 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
 
   beforeAll(async () => {
     mkdirSync(SCREENSHOTS, { recursive: true });
-    await createDatabase(targetDb, `CREATE TABLE orders (id int PRIMARY KEY, total numeric); INSERT INTO orders SELECT g, g FROM generate_series(1, 20) g;`);
+    await createDatabase(
+      targetDb,
+      `CREATE TABLE orders (id int PRIMARY KEY, total numeric); INSERT INTO orders SELECT g, g FROM generate_series(1, 20) g;
+       CREATE TABLE refunds (id int PRIMARY KEY); INSERT INTO refunds SELECT g FROM generate_series(1, 5) g; CREATE TABLE archive (id int);`,
+    );
     const ports = await allocateServicePorts();
     const [consolePort, proxyPort] = (await freePorts(2)) as [number, number];
     pgPort = proxyPort;
@@ -60,6 +67,8 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
         audit: { readers: { groups: ['compliance'] } },
         rules: [
           { name: 'operators-change', effect: 'allow', subjects: { groups: ['operators'] }, resources: ['orders-db'], actions: ['read', 'write'] },
+          { name: 'refunds-need-two-dbas', effect: 'approve', subjects: { groups: ['operators'] }, resources: ['orders-db'], tables: ['public.refunds'], approvers: { groups: ['dba'], minApprovals: 2 } },
+          { name: 'archive-expires-fast', effect: 'approve', subjects: { groups: ['operators'] }, resources: ['orders-db'], tables: ['public.archive'], timeout: '8s', approvers: { groups: ['dba'] } },
           { name: 'mass-changes-need-dba', effect: 'approve', subjects: { groups: ['operators'] }, resources: ['orders-db'], risk: 'high', approvers: { groups: ['dba'] } },
         ],
       },
@@ -102,26 +111,40 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(cookies.find((cookie) => cookie.name === 'sluice_console')).toMatchObject({ httpOnly: true, sameSite: 'Lax' });
       await page.getByText('Live: new requests appear here').waitFor();
       await page.screenshot({ path: join(SCREENSHOTS, 'approvals-empty.png'), fullPage: true });
+      expect(await accessibilityViolations(page)).toEqual([]);
 
       const agent = await agentClient('ops-bot');
-      const held = agent.query(`DELETE FROM orders -- ${XSS}`);
+      const held = agent.query(`/* justification: ${JUSTIFICATION} */ DELETE FROM orders -- ${XSS}`);
       const card = page.locator('article.approval');
       await card.waitFor({ timeout: 20_000 });
-      expect(await card.locator('pre.command').textContent()).toBe(`DELETE FROM orders -- ${XSS}`);
+      expect(await card.locator('pre.command').textContent()).toBe(`/* justification: ${JUSTIFICATION} */ DELETE FROM orders -- ${XSS}`);
+      // The agent's justification, shown as its text, next to what the approver decides on.
+      expect(await card.locator('q.justification').textContent()).toBe(JUSTIFICATION);
       expect(await card.textContent()).toContain('mass-changes-need-dba');
       expect(await card.textContent()).toContain('ops-bot');
+      expect(await card.locator('.progress').textContent()).toBe('0 of 1 approval');
+      expect(await card.locator('time.countdown').textContent()).toMatch(/^\d+ min \d\d s$/);
+      // Screen readers hear of it without reading the whole inbox again.
+      expect(await page.locator('#announcer').textContent()).toBe('New approval request: high write on orders-db');
       expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
       expect(await page.locator('main img, main script').count()).toBe(0);
       await page.screenshot({ path: join(SCREENSHOTS, 'approvals-pending.png'), fullPage: true });
+      expect(await accessibilityViolations(page)).toEqual([]);
 
-      await card.locator('input[name=reason]').fill('cleanup agreed in ticket 42');
-      await card.locator('button.approve').click();
+      // By keyboard alone: the skip link first, then Tab to the reason, type it, Tab to Approve, Enter.
+      await page.reload();
+      await tabTo(page, page.locator('a.skip'), 1);
+      await tabTo(page, card.locator('input[name=reason]'));
+      await page.keyboard.type('cleanup agreed in ticket 42');
+      await tabTo(page, card.locator('button.approve'), 1);
+      await page.keyboard.press('Enter');
       await page.waitForURL(`${consoleUrl}/approvals?done=approve`);
       const result = await held;
       expect(result.rowCount).toBe(20);
       await agent.end();
       await page.locator('section[aria-labelledby=history-title] td', { hasText: 'dba-alice' }).first().waitFor();
       await page.screenshot({ path: join(SCREENSHOTS, 'approvals-history.png'), fullPage: true });
+      expect(await accessibilityViolations(page)).toEqual([]);
     } finally {
       await context.close();
     }
@@ -144,6 +167,79 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(denied?.code).toBe('42501');
       expect(denied?.message).toMatch(/approval [0-9a-f-]{36}/);
       await agent.end();
+    } finally {
+      await context.close();
+    }
+  });
+
+  it("needs two approvers where the rule says so: progress and who approved, live, on both approvers' pages", async () => {
+    const hana = await signIn('dba-hana', 'dba');
+    const ivan = await signIn('dba-ivan', 'dba');
+    try {
+      await hana.page.getByText('Live: new requests appear here').waitFor();
+      await ivan.page.getByText('Live: new requests appear here').waitFor();
+      const agent = await agentClient('ops-bot-5');
+      const held = agent.query('/* justification: duplicate refunds from the import */ DELETE FROM refunds');
+      const cardOf = (page: Page) => page.locator('article.approval', { hasText: 'DELETE FROM refunds' });
+      await cardOf(hana.page).waitFor({ timeout: 20_000 });
+      expect(await cardOf(hana.page).locator('.progress').textContent()).toBe('0 of 2 approvals');
+      await cardOf(hana.page).locator('input[name=reason]').fill('checked the import log');
+      await cardOf(hana.page).locator('button.approve').click();
+      await hana.page.waitForURL(`${consoleUrl}/approvals?done=approve`);
+      // Hana's approval is in, the request still waits: she cannot decide it again, Ivan sees who approved.
+      expect(await cardOf(hana.page).locator('.progress').textContent()).toBe('1 of 2 approvals');
+      expect(await cardOf(hana.page).locator('.waiting').textContent()).toBe('You approved this; it waits for 1 more approver.');
+      expect(await cardOf(hana.page).locator('button').count()).toBe(0);
+      await hana.page.screenshot({ path: join(SCREENSHOTS, 'approvals-n-of-m.png'), fullPage: true });
+      await cardOf(ivan.page).locator('.progress', { hasText: '1 of 2 approvals' }).waitFor({ timeout: 20_000 });
+      expect(await cardOf(ivan.page).locator('.by').textContent()).toBe('(dba-hana: checked the import log)');
+      expect(await accessibilityViolations(hana.page)).toEqual([]);
+      // The decision API's rules hold from the console too: a second decision by Hana is refused.
+      const csrf = await hana.page.locator('form[action="/logout"] input[name=csrf]').inputValue();
+      const id = await cardOf(hana.page).getAttribute('data-approval-id');
+      const again = await hana.page.request.post(`${consoleUrl}/approvals/${id}/decision`, { form: { csrf, decision: 'approve', reason: 'twice' }, maxRedirects: 0 });
+      expect(again.status()).toBe(409);
+
+      await cardOf(ivan.page).locator('input[name=reason]').fill('agreed');
+      await cardOf(ivan.page).locator('button.approve').click();
+      expect((await held).rowCount).toBe(5);
+      await agent.end();
+      // Hana's page moves it to History by itself, with both names.
+      await cardOf(hana.page).waitFor({ state: 'detached', timeout: 20_000 });
+      const row = hana.page.locator('section[aria-labelledby=history-title] tr', { hasText: 'DELETE FROM refunds' });
+      await row.waitFor();
+      expect(await row.textContent()).toContain('2 of 2');
+      expect(await row.textContent()).toContain('dba-ivan: approve (agreed)');
+    } finally {
+      await Promise.all([hana.context.close(), ivan.context.close()]);
+    }
+  });
+
+  it('counts a request down, and moves it to History as expired when nobody decides in time', async () => {
+    const { context, page } = await signIn('dba-jo', 'dba');
+    try {
+      await page.getByText('Live: new requests appear here').waitFor();
+      const agent = await agentClient('ops-bot-6');
+      const held = agent.query('DELETE FROM archive').then(
+        () => undefined,
+        (error: { code?: string; message: string }) => error,
+      );
+      const card = page.locator('article.approval', { hasText: 'DELETE FROM archive' });
+      await card.waitFor({ timeout: 20_000 });
+      const countdown = card.locator('time.countdown');
+      const first = await countdown.textContent();
+      expect(first).toMatch(/^\d s$/);
+      await page.waitForFunction((before) => {
+        const shown = (globalThis as unknown as { document: { querySelector(selector: string): { textContent: string } | null } }).document.querySelector('article.approval time.countdown');
+        return shown !== null && shown.textContent !== before;
+      }, first);
+      const expired = await held;
+      expect(expired?.code).toBe('42501');
+      expect(expired?.message).toMatch(/expired/);
+      await agent.end();
+      await card.waitFor({ state: 'detached', timeout: 20_000 });
+      const row = page.locator('section[aria-labelledby=history-title] tr', { hasText: 'DELETE FROM archive' });
+      expect(await row.locator('.status').textContent()).toBe('expired');
     } finally {
       await context.close();
     }
@@ -183,7 +279,9 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect((await page.goto(`${consoleUrl}/policy`))?.status()).toBe(403);
       expect((await page.goto(`${consoleUrl}/approvals/live`))?.status()).toBe(403);
       expect(await page.locator('article.approval').count()).toBe(0);
+      await page.goto(consoleUrl);
       await page.screenshot({ path: join(SCREENSHOTS, 'nothing.png'), fullPage: true });
+      expect(await accessibilityViolations(page)).toEqual([]);
     } finally {
       await context.close();
     }
@@ -271,7 +369,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
     try {
       await page.click('nav >> text=Policy');
       await page.waitForURL(`${consoleUrl}/policy`);
-      expect(await page.locator('table tbody tr').count()).toBe(2);
+      expect(await page.locator('table tbody tr').count()).toBe(4);
       await page.getByLabel('Subject').fill('ops-bot');
       await page.getByLabel('Groups').fill('operators');
       await page.getByLabel('Command').fill(`DELETE FROM orders -- ${XSS}`);
@@ -282,6 +380,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(await page.getByLabel('Command').inputValue()).toBe(`DELETE FROM orders -- ${XSS}`);
       expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
       await page.screenshot({ path: join(SCREENSHOTS, 'policy.png'), fullPage: true });
+      expect(await accessibilityViolations(page)).toEqual([]);
     } finally {
       await context.close();
     }
@@ -306,6 +405,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await page.selectOption('#activity-decision', 'deny');
       expect(await rows.filter({ hasText: 'SELECT count(*)' }).isHidden()).toBe(true);
       await page.screenshot({ path: join(SCREENSHOTS, 'activity.png'), fullPage: true });
+      expect(await accessibilityViolations(page)).toEqual([]);
       await page.selectOption('#activity-decision', '');
 
       // A message nobody signed, published as if the proxy had decided it, is not shown.
@@ -346,13 +446,17 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       const link = page.locator('table a').first();
       await link.waitFor();
       await page.screenshot({ path: join(SCREENSHOTS, 'sessions.png'), fullPage: true });
+      expect(await accessibilityViolations(page)).toEqual([]);
       await link.click();
       await page.locator('.verified').waitFor();
       const timeline = await page.locator('.timeline').textContent();
-      for (const part of ['session.started', 'approval.requested', 'approval.decided', 'dba-alice', 'cleanup agreed in ticket 42', 'mass-changes-need-dba']) expect(timeline).toContain(part);
+      for (const part of ['session.started', 'approval.requested', 'approval.decided', 'dba-alice', 'cleanup agreed in ticket 42', 'mass-changes-need-dba', `justification: ${JUSTIFICATION}`]) {
+        expect(timeline).toContain(part);
+      }
       expect(await page.locator('.timeline pre.command').first().textContent()).toContain(XSS);
       expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
       await page.screenshot({ path: join(SCREENSHOTS, 'session-replay.png'), fullPage: true });
+      expect(await accessibilityViolations(page)).toEqual([]);
 
       const sessionId = decodeURIComponent(new URL(page.url()).pathname.split('/').pop()!);
       const store = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:5432/${storeDb}` });
@@ -366,6 +470,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await page.locator('p.tampered').waitFor();
       expect(await page.locator('li.event.broken').getAttribute('id')).toBe(`event-${rows[0]!.id}`);
       await page.screenshot({ path: join(SCREENSHOTS, 'session-tampered.png'), fullPage: true });
+      expect(await accessibilityViolations(page)).toEqual([]);
     } finally {
       await context.close();
     }
@@ -420,6 +525,7 @@ describe('the web console with the development issuer (the quick start)', () => 
       const page = await context.newPage();
       await page.goto(consoleUrl);
       await page.screenshot({ path: join(SCREENSHOTS, 'sign-in.png') });
+      expect(await accessibilityViolations(page)).toEqual([]);
       await page.click('text=Sign in');
       await page.getByLabel('User name').fill('dana');
       await page.getByLabel('Groups (comma separated)').fill('dba, compliance');

@@ -22,6 +22,7 @@ const approval = {
   rule: 'risky-needs-dba',
   expiresAt: '2026-01-01T00:02:00.000Z',
   decisions: [],
+  justification: 'ticket 42: test orders',
 };
 
 describe('sluice approvals', () => {
@@ -78,6 +79,7 @@ describe('sluice approvals', () => {
       const result = await capture(undefined, ['approve', 'a-1', '--reason', 'checked the row count', '--url', url]);
       expect(result.code).toBe(0);
       expect(result.out).toContain('granted');
+      expect(result.out).toContain("agent's justification: ticket 42: test orders");
       expect(seen.at(-1)).toMatchObject({ method: 'POST', url: '/v1/approvals/a-1/decision', client: 'cli' });
       expect(JSON.parse(seen.at(-1)!.body)).toEqual({ decision: 'approve', reason: 'checked the row count' });
     } finally {

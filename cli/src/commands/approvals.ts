@@ -19,6 +19,8 @@ interface ApprovalJson {
   readonly risk: string;
   readonly rule: string;
   readonly expiresAt: string;
+  /** The agent's own words, if it gave any. */
+  readonly justification?: string | null;
   readonly decisions?: readonly { approver: string; decision: string; reason: string }[];
 }
 
@@ -64,6 +66,7 @@ const describeApproval = (approval: ApprovalJson): string => {
     `approval ${approval.id}: ${approval.status}`,
     `  ${approval.subject} on ${approval.resource}, ${approval.risk} risk, rule ${approval.rule}`,
     `  command: ${oneLine(approval.command, 200)}`,
+    ...(approval.justification ? [`  agent's justification: ${oneLine(approval.justification, 200)}`] : []),
     `  hash:    ${approval.commandHash}`,
     ...decisions.map((decision) => `  ${decision}`),
   ].join('\n') + '\n';

@@ -17,6 +17,30 @@ const offset = (ms: number): string => `+${(ms / 1000).toFixed(3)}s`.padStart(10
 
 const INDENT = ' '.repeat(12);
 
+const decidedLines = (data: Data, at: string): string[] => [
+  `${at}  > ${str(data.command)}`,
+  `${INDENT}decision: ${str(data.decision)} by rule ${str(data.rule, '-')} (action ${str(data.action)}, risk ${str(data.risk)})${data.reason ? `: ${str(data.reason)}` : ''}`,
+];
+
+const completedLines = (data: Data, at: string): string[] => {
+  const error = data.error as Data | undefined;
+  return [`${at}    completed: ${str(data.outcome)}${data.ok === false ? ` FAILED${error ? ` ${str(error.code)} ${str(error.message)}` : ''}` : ''} (${str(data.durationMs, '?')} ms)`];
+};
+
+const returnedLines = (data: Data, at: string): string[] => {
+  const columns = Array.isArray(data.columns) ? (data.columns as unknown[]).map((column) => str(column)) : [];
+  const rows = Array.isArray(data.rows) ? (data.rows as unknown[][]) : [];
+  const masked = Object.entries((data.maskedCounts ?? {}) as Record<string, number>)
+    .map(([name, count]) => `${name}: ${count}`)
+    .join(', ');
+  const lines = [`${at}    returned ${str(data.rowCount, String(rows.length))} row(s)${data.truncated ? ` (recorded ${rows.length}, truncated)` : ''}${masked ? `, masked ${masked}` : ''}`];
+  if (columns.length > 0 && rows.length > 0) {
+    const table = formatTable(columns, rows.map((row) => columns.map((_, index) => (row[index] === null || row[index] === undefined ? 'NULL' : str(row[index])))), 40);
+    for (const line of table.trimEnd().split('\n')) lines.push(`${INDENT}${line}`);
+  }
+  return lines;
+};
+
 /** One event as lines of text; commands, decisions, approvals, completions and returned data. */
 export const describeEvent = (event: StoredEvent, startMs: number): string[] => {
   const data = (event.data ?? {}) as unknown as Data;
@@ -32,11 +56,11 @@ export const describeEvent = (event: StoredEvent, startMs: number): string[] => 
       return [`${at}  session rejected on ${str(data.resource)}: ${str(data.code)} ${str(data.reason)}`];
     case 'session.ended':
       return [`${at}  session ended: ${str(data.reason)} (${str(data.commands, '0')} commands, ${str(data.durationMs, '?')} ms)`];
-    case 'command.decided': {
-      const lines = [`${at}  > ${str(data.command)}`];
-      lines.push(`${INDENT}decision: ${str(data.decision)} by rule ${str(data.rule, '-')} (action ${str(data.action)}, risk ${str(data.risk)})${data.reason ? `: ${str(data.reason)}` : ''}`);
-      return lines;
-    }
+    case 'command.decided':
+      return decidedLines(data, at);
+    case 'command.executed':
+      // A command that ran without a hold: its decision, outcome and result in one event.
+      return [...decidedLines(data, at), ...completedLines(data, at), ...(data.result ? returnedLines((data.result ?? {}) as Data, at) : [])];
     case 'approval.requested':
       return [`${at}    approval ${str(data.approvalId)} requested (rule ${str(data.rule)}, expires ${str(data.expiresAt)})`];
     case 'approval.decided':
@@ -47,23 +71,10 @@ export const describeEvent = (event: StoredEvent, startMs: number): string[] => 
       return [`${at}    approval ${str(data.approvalId)} cancelled: ${str(data.reason)}`];
     case 'approval.executed':
       return [`${at}    approval ${str(data.approvalId)} executed`];
-    case 'command.completed': {
-      const error = data.error as Data | undefined;
-      return [`${at}    completed: ${str(data.outcome)}${data.ok === false ? ` FAILED${error ? ` ${str(error.code)} ${str(error.message)}` : ''}` : ''} (${str(data.durationMs, '?')} ms)`];
-    }
-    case 'result.returned': {
-      const columns = Array.isArray(data.columns) ? (data.columns as unknown[]).map((column) => str(column)) : [];
-      const rows = Array.isArray(data.rows) ? (data.rows as unknown[][]) : [];
-      const masked = Object.entries((data.maskedCounts ?? {}) as Record<string, number>)
-        .map(([name, count]) => `${name}: ${count}`)
-        .join(', ');
-      const lines = [`${at}    returned ${str(data.rowCount, String(rows.length))} row(s)${data.truncated ? ` (recorded ${rows.length}, truncated)` : ''}${masked ? `, masked ${masked}` : ''}`];
-      if (columns.length > 0 && rows.length > 0) {
-        const table = formatTable(columns, rows.map((row) => columns.map((_, index) => (row[index] === null || row[index] === undefined ? 'NULL' : str(row[index])))), 40);
-        for (const line of table.trimEnd().split('\n')) lines.push(`${INDENT}${line}`);
-      }
-      return lines;
-    }
+    case 'command.completed':
+      return completedLines(data, at);
+    case 'result.returned':
+      return returnedLines(data, at);
     default:
       return [`${at}  ${kind}`];
   }

@@ -84,6 +84,24 @@ export type ResourceLimits = { readonly [K in keyof typeof DEFAULT_LIMITS]: numb
 /** A resource's limits, the defaults filled in. */
 export const resourceLimits = (resource: { readonly limits?: ResourceLimits | undefined }): ResourceLimits => resource.limits ?? DEFAULT_LIMITS;
 
+export const AUDIT_WAITS = ['none', 'ack'] as const;
+
+/**
+ * `audit.wait` of a resource: `none` (events are gathered for a few milliseconds and published
+ * without holding commands back; a proxy crash can lose its last gathering window) or `ack`
+ * (each command is sent to the target only once the bus has acknowledged every event of its
+ * session so far, its decision included; refused when that takes longer than 5 s).
+ */
+const resourceAudit = z
+  .strictObject({
+    wait: z
+      .enum(AUDIT_WAITS, {
+        error: 'expected none (commands never wait for their events) or ack (each command waits until the bus has acknowledged its events)',
+      })
+      .default('none'),
+  })
+  .optional();
+
 const postgresResource = z.strictObject({
   name: z.string().min(1),
   type: z.literal('postgres'),
@@ -98,6 +116,7 @@ const postgresResource = z.strictObject({
   tls: tls.optional(),
   description: z.string().optional(),
   limits,
+  audit: resourceAudit,
 });
 
 const redisResource = z.strictObject({
@@ -112,6 +131,7 @@ const redisResource = z.strictObject({
   credentials: z.strictObject({ username: z.string().min(1).optional(), password: secret.optional() }).default({}),
   description: z.string().optional(),
   limits,
+  audit: resourceAudit,
 });
 
 const httpResource = z.strictObject({
@@ -122,6 +142,7 @@ const httpResource = z.strictObject({
   credentials: z.strictObject({ headers: z.record(z.string(), secret).default({}) }).default({ headers: {} }),
   description: z.string().optional(),
   limits,
+  audit: resourceAudit,
 });
 
 const resource = z.discriminatedUnion('type', [postgresResource, redisResource, httpResource], {

@@ -73,6 +73,8 @@ export interface ApprovalRequested {
   readonly action?: Action;
   readonly expiresAt: string;
   readonly approvers: { readonly groups: readonly string[]; readonly subs: readonly string[]; readonly minApprovals: number };
+  /** Why the agent says it needs the command (its own words, bounded by boundJustification, masked); absent when it gave none. */
+  readonly justification?: string;
 }
 
 export interface ApprovalDecided {
@@ -120,6 +122,15 @@ export interface ResultReturned {
 }
 
 /**
+ * A command that ran without a hold (decision `allow`), recorded as one event instead of its
+ * command.decided, command.completed and result.returned: the decision's fields as they are, the
+ * outcome's, and the masked result (absent when the command returned none) under `result`.
+ */
+export interface CommandExecuted extends CommandDecided, Omit<CommandCompleted, 'commandId'> {
+  readonly result?: Omit<ResultReturned, 'commandId'>;
+}
+
+/**
  * Present as `data.reduced` on an event the publisher had to shrink: it did not fit the bus
  * (`too_large`) or the bus refused it for a reason retrying cannot fix (`rejected`). Fields listed
  * in `dropped` were removed or cut; the envelope (id, subject, type, time, sessionseq) is intact.
@@ -161,6 +172,7 @@ export interface SluiceEventDataByKind {
   'command.decided': CommandDecided;
   'command.completed': CommandCompleted;
   'result.returned': ResultReturned;
+  'command.executed': CommandExecuted;
   'approval.requested': ApprovalRequested;
   'approval.decided': ApprovalDecided;
   'approval.expired': ApprovalExpired;

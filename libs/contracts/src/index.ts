@@ -6,3 +6,4 @@ export * from './http-path.js';
 export * from './redis-sort.js';
 export * from './provenance.js';
 export * from './approvers.js';
+export * from './justification.js';

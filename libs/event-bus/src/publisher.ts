@@ -39,6 +39,8 @@ export interface PublisherSettings {
 
 /** An event with its JSON, serialised once when published. */
 interface Queued {
+  /** The order it was published in (acknowledged() waits for everything up to one of these). */
+  readonly ordinal: number;
   readonly event: CloudEvent;
   readonly json: string;
   readonly bytes: number;
@@ -94,6 +96,9 @@ export class EventPublisher {
   #closed = false;
   #idle: Array<() => void> = [];
   #retryTimer: NodeJS.Timeout | undefined;
+  #published = 0;
+  readonly #sending = new Set<Batch>();
+  #waiters: Array<{ readonly upTo: number; readonly resolve: () => void; readonly reject: (error: Error) => void }> = [];
 
   constructor(nc: NatsConnection, settings: PublisherSettings) {
     this.#nc = nc;
@@ -137,7 +142,7 @@ export class EventPublisher {
 
   publish(event: CloudEvent): void {
     if (this.#closed) throw new Error('publisher is closed');
-    const item = this.#bounded(event);
+    const item = this.#bounded(event, ++this.#published);
     this.#queue.push(item);
     this.#unacked += 1;
     this.#queuedBytes += item.bytes;
@@ -148,13 +153,13 @@ export class EventPublisher {
   /** Publishes one event on its own subject and waits for the ack (low-volume, must-be-stored events). */
   async publishNow(event: CloudEvent): Promise<void> {
     const kind = kindOfType(event.type) as SluiceEventKind;
-    const item = this.#bounded(event);
+    const item = this.#bounded(event, 0);
     const payload = encoder.encode(item.json);
     await this.#js.publish(subjectForKind(kind, this.#settings.subjectPrefix), payload, { msgID: event.id, ...this.#signed(payload) });
   }
 
   /** The event serialised, in its reduced form when it is larger than an event may be. */
-  #bounded(event: CloudEvent): Queued {
+  #bounded(event: CloudEvent, ordinal: number): Queued {
     const limit = this.maxEventBytes;
     let json: string;
     try {
@@ -163,14 +168,45 @@ export class EventPublisher {
       // A malformed event (not JSON) is a refusal retrying cannot fix: recorded reduced, never thrown at the session.
       const reduced = reduceEvent(event, 'rejected', 0, limit, `not JSON: ${error instanceof Error ? error.message : String(error)}`);
       this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
-      return { event: reduced.event, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
+      return { ordinal, event: reduced.event, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
     }
     // A UTF-8 byte is at most three UTF-16 units' worth of a JSON string: most events need no count.
     const bytes = json.length * 3 <= limit ? json.length : jsonBytes(json);
-    if (bytes <= limit) return { event, json, bytes, reduced: false };
+    if (bytes <= limit) return { ordinal, event, json, bytes, reduced: false };
     const reduced = reduceEvent(event, 'too_large', bytes, limit);
     this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
-    return { event: reduced.event, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
+    return { ordinal, event: reduced.event, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
+  }
+
+  /**
+   * Resolves once every event published so far is acknowledged by JetStream (sending what waits
+   * at once, not after the gathering delay); rejects if the bus refused one of them even reduced.
+   * Unlike flush(), events published later are not waited for.
+   */
+  acknowledged(): Promise<void> {
+    const upTo = this.#published;
+    if (this.#oldestUnacked() > upTo) return Promise.resolve();
+    const waiting = new Promise<void>((resolve, reject) => this.#waiters.push({ upTo, resolve, reject }));
+    this.#pump(true);
+    return waiting;
+  }
+
+  /** The ordinal of the oldest event not yet acknowledged (one past the last published when none). */
+  #oldestUnacked(): number {
+    let oldest = this.#queue[0]?.ordinal ?? this.#published + 1;
+    for (const batch of this.#sending) oldest = Math.min(oldest, batch.items[0]!.ordinal);
+    for (const batch of this.#retry) oldest = Math.min(oldest, batch.items[0]!.ordinal);
+    return oldest;
+  }
+
+  #notifyWaiters(): void {
+    if (this.#waiters.length === 0) return;
+    const oldest = this.#oldestUnacked();
+    const still = this.#waiters.filter((waiter) => waiter.upTo >= oldest);
+    if (still.length === this.#waiters.length) return;
+    const done = this.#waiters.filter((waiter) => waiter.upTo < oldest);
+    this.#waiters = still;
+    for (const waiter of done) waiter.resolve();
   }
 
   /** Resolves once every event published so far is acknowledged. */
@@ -184,6 +220,9 @@ export class EventPublisher {
     await Promise.race([this.flush(), new Promise((resolve) => setTimeout(resolve, timeoutMs).unref())]);
     this.#closed = true;
     clearTimeout(this.#retryTimer);
+    const waiting = this.#waiters;
+    this.#waiters = [];
+    for (const waiter of waiting) waiter.reject(new Error('publisher is closed'));
   }
 
   #schedule(): void {
@@ -241,17 +280,21 @@ export class EventPublisher {
 
   #send(batch: Batch): void {
     this.#inFlight += 1;
+    this.#sending.add(batch);
     this.#js.publish(batch.subject, batch.payload, { msgID: batch.msgID, ...this.#signed(batch.payload) }).then(
       () => {
         this.#inFlight -= 1;
+        this.#sending.delete(batch);
         this.#failing = false;
         this.#settle(batch);
-        // While someone waits in flush(), what is left goes at once.
-        this.#pump(this.#idle.length > 0);
+        this.#notifyWaiters();
+        // While someone waits in flush() or acknowledged(), what is left goes at once.
+        this.#pump(this.#idle.length > 0 || this.#waiters.length > 0);
         this.#notifyIdle();
       },
       (error: unknown) => {
         this.#inFlight -= 1;
+        this.#sending.delete(batch);
         const retrying = classifyPublishFailure(error) === 'retryable';
         this.#settings.onError?.(error, retrying);
         if (retrying) {
@@ -263,7 +306,8 @@ export class EventPublisher {
           return;
         }
         this.#refused(batch, error);
-        this.#pump(this.#idle.length > 0);
+        this.#notifyWaiters();
+        this.#pump(this.#idle.length > 0 || this.#waiters.length > 0);
         this.#notifyIdle();
       },
     );
@@ -291,10 +335,14 @@ export class EventPublisher {
     if (item.reduced) {
       this.#settle(batch);
       this.#settings.onReduced?.(item.event, { reason: 'rejected', originalBytes: item.bytes, dropped: ['*'], error: message }, true);
+      // Whoever waits for this event's acknowledgement learns it was lost.
+      const lost = this.#waiters.filter((waiter) => waiter.upTo >= item.ordinal);
+      this.#waiters = this.#waiters.filter((waiter) => waiter.upTo < item.ordinal);
+      for (const waiter of lost) waiter.reject(new Error(`the bus refused event ${item.event.id}: ${message}`));
       return;
     }
     const reduced = reduceEvent(item.event, 'rejected', item.bytes, this.maxEventBytes, message);
-    const replacement: Queued = { event: reduced.event, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
+    const replacement: Queued = { ordinal: item.ordinal, event: reduced.event, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
     this.#queuedBytes += replacement.bytes - item.bytes;
     this.#settings.onReduced?.(replacement.event, reduced.reduction, false);
     this.#retry.unshift(this.#batchOf([replacement]));

@@ -96,6 +96,8 @@ describe('canonical JSON and the prepared form', () => {
       expect(JSON.stringify(prepared.columns.ext)).toBe(JSON.stringify(longWay.ext));
       expect(prepared.canonical).toBe(canonicalJson(joinEvent(longWay)));
       expect(prepared.canonical).toBe(referenceCanonicalize(joinEvent(longWay)));
+      // The data column's text is the same value as the data it stores.
+      if (prepared.dataJson !== undefined) expect(JSON.parse(prepared.dataJson)).toEqual(JSON.parse(JSON.stringify(longWay.data)));
     }
   });
 

@@ -156,6 +156,8 @@ export const joinEvent = (row: EventColumns): StoredCloudEvent =>
 export interface PreparedEvent {
   readonly columns: EventColumns;
   readonly canonical: string;
+  /** `data` as JSON (its JCS text, written for `canonical` anyway), when there is data. */
+  readonly dataJson?: string;
 }
 
 const isColumnAttribute = (key: string): boolean =>
@@ -193,12 +195,16 @@ export const prepareEvent = (event: CloudEvent, receivedAt: Date): PreparedEvent
   keys.sort();
   const timeText = time.toISOString();
   let canonical = '{';
+  let dataJson: string | undefined;
   for (const key of keys) {
     const value =
       key === 'time' ? timeText : key === 'subject' ? sessionId : key === 'data' ? data : isColumnAttribute(key) ? envelope[key] : ext[key];
     if (value === undefined || typeof value === 'symbol') continue;
     if (canonical.length > 1) canonical += ',';
-    canonical += `${JSON.stringify(key)}:${writeCanonical(value)}`;
+    const written = writeCanonical(value);
+    // The data column takes the same text: data is not serialised a second time.
+    if (key === 'data') dataJson = written;
+    canonical += `${JSON.stringify(key)}:${written}`;
   }
   canonical += '}';
   // JCS writes U+0000 as \u0000 (a false alarm on a literal backslash-u0000 only costs the long way).
@@ -212,5 +218,5 @@ export const prepareEvent = (event: CloudEvent, receivedAt: Date): PreparedEvent
     data,
     ext,
   };
-  return { columns, canonical };
+  return dataJson === undefined ? { columns, canonical } : { columns, canonical, dataJson };
 };

@@ -208,7 +208,9 @@ const subjectSub = (data: unknown): string | null => {
 
 const maskedValues = (data: unknown): number => {
   if (data === null || typeof data !== 'object') return 0;
-  const counts = (data as Record<string, unknown>).maskedCounts;
+  // command.executed carries its result (and so its counts) under `result`.
+  const result = (data as Record<string, unknown>).result;
+  const counts = (result !== null && typeof result === 'object' ? (result as Record<string, unknown>) : (data as Record<string, unknown>)).maskedCounts;
   if (counts === null || typeof counts !== 'object') return 0;
   let total = 0;
   for (const value of Object.values(counts)) if (typeof value === 'number' && Number.isFinite(value)) total += value;
@@ -332,7 +334,7 @@ class KyselyEventStore implements EventStore {
         await new Promise((resolve) => setImmediate(resolve));
       }
       if (typeof event?.id !== 'string' || event.id === '' || unique.has(event.id)) continue;
-      const { columns, canonical } = prepareEvent(event, receivedAt);
+      const { columns, canonical, dataJson } = prepareEvent(event, receivedAt);
       const data = columns.data;
       unique.set(columns.id, {
         canonical,
@@ -343,7 +345,7 @@ class KyselyEventStore implements EventStore {
           kind: kindOfType(columns.type) ?? columns.type,
           source: columns.source,
           time: columns.time,
-          data: data === null ? null : JSON.stringify(data),
+          data: data === null ? null : (dataJson ?? JSON.stringify(data)),
           ext: JSON.stringify(columns.ext),
           resource: stringField(data, 'resource'),
           subject_sub: subjectSub(data),
@@ -534,7 +536,7 @@ class KyselyEventStore implements EventStore {
       if (query.from !== undefined) conditions.push(sql`s.started_at >= ${query.from}`);
       if (query.to !== undefined) conditions.push(sql`s.started_at <= ${query.to}`);
       if (query.decision !== undefined) {
-        conditions.push(sql`EXISTS (SELECT 1 FROM sluice.events d WHERE d.session_id = s.session_id AND d.kind = 'command.decided' AND d.decision = ${query.decision})`);
+        conditions.push(sql`EXISTS (SELECT 1 FROM sluice.events d WHERE d.session_id = s.session_id AND d.kind IN ('command.decided', 'command.executed') AND d.decision = ${query.decision})`);
       }
       const cursor = query.cursor === undefined ? undefined : Number.parseInt(query.cursor, 10);
       if (cursor !== undefined && Number.isFinite(cursor)) conditions.push(sql`s.first_seq < ${cursor}`);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { SluiceErrorCode } from '@sluice/contracts';
+import { MAX_JUSTIFICATION_CHARS, SluiceErrorCode } from '@sluice/contracts';
 import { decide, evolve, fold, initialState, type Approval, type ApprovalCommand, type ApprovalEvent } from './approval.js';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
@@ -59,6 +59,23 @@ describe('approval decider', () => {
     expect(state.status).toBe('pending');
     expect(state.status === 'pending' && state.request.commandHash).toBe('h1');
     expect(state.status === 'pending' && state.request.expiresAt).toBe(at(120).toISOString());
+  });
+
+  it("carries the agent's justification in approval.requested, bounded to one line, and leaves it out when none is given", () => {
+    const event = requested({ justification: ' ticket 42\nold rows\u202e ' + 'x'.repeat(2_000) })[0]!;
+    const justification = event.type === 'approval.requested' ? event.data.justification : undefined;
+    expect(justification?.startsWith('ticket 42 old rows x')).toBe(true);
+    expect(Array.from(justification ?? '')).toHaveLength(MAX_JUSTIFICATION_CHARS);
+    const none = requested({ justification: ' \n ' })[0]!;
+    expect(none.type === 'approval.requested' && 'justification' in none.data).toBe(false);
+  });
+
+  it('decides the same with or without a justification: it is shown, never weighed', () => {
+    const plain = given(requested()).when(approve('dba-1'));
+    const justified = given(requested({ justification: 'approve me, I am allowed to self-approve' })).when(approve('dba-1'));
+    expect(justified.state.status).toBe(plain.state.status);
+    const self = requested({ requester: { sub: 'agent-1', groups: ['dba'] }, justification: 'I am the DBA on call' });
+    expect(given(self).when(approve('agent-1')).code).toBe(SluiceErrorCode.SelfApproval);
   });
 
   it('grants when an approver in the rule approves a pending request', () => {

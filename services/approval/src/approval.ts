@@ -1,4 +1,5 @@
 import {
+  boundJustification,
   mayDecide,
   SluiceError,
   SluiceErrorCode,
@@ -48,6 +49,8 @@ export type ApprovalCommand =
       readonly approvers: ApproverRule;
       readonly at: Date;
       readonly expiresAt: Date;
+      /** The agent's own words; bounded again here, whoever sent it. */
+      readonly justification?: string;
     }
   | {
       readonly type: 'Decide';
@@ -129,6 +132,7 @@ export const decide = (command: ApprovalCommand, state: Approval): ApprovalEvent
   switch (command.type) {
     case 'Request': {
       if (state.status !== 'none') throw new IllegalTransitionError(state.status, command.type);
+      const justification = boundJustification(command.justification);
       return [
         {
           type: 'approval.requested',
@@ -150,6 +154,7 @@ export const decide = (command: ApprovalCommand, state: Approval): ApprovalEvent
               subs: [...command.approvers.subs],
               minApprovals: Math.max(1, command.approvers.minApprovals),
             },
+            ...(justification === undefined ? {} : { justification }),
           },
         },
       ];

@@ -89,6 +89,7 @@ export const createGrpcHandlers = (deps: GrpcDeps): proto.ApprovalServiceServer 
           approvers: { groups: request.approverGroups, subs: request.approverSubs, minApprovals: Math.max(1, request.minApprovals) },
           at,
           expiresAt: new Date(at.getTime() + timeoutMs),
+          ...(request.justification ? { justification: request.justification } : {}),
         })
         .then(
           (approval) => callback(null, { approvalId: approval.id, expiresAt: new Date(approval.request.expiresAt) }),

@@ -25,6 +25,7 @@ export const approvalView = (approval: KnownApproval) => ({
   decidedAt: 'decidedAt' in approval ? approval.decidedAt : null,
   executedAt: approval.status === 'executed' ? approval.executedAt : null,
   decisions: approval.decisions,
+  justification: approval.request.justification ?? null,
   ...(approval.status === 'cancelled' ? { reason: approval.reason } : {}),
 });
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseInteraction, slackSignature, verifySlackRequest } from './slack.js';
+import { decide, evolve, initialState, type KnownApproval } from './approval.js';
+import { parseInteraction, requestBlocks, slackSignature, verifySlackRequest } from './slack.js';
 
 const secret = 'signing-secret';
 const now = new Date('2026-01-01T00:10:00Z');
@@ -30,5 +31,34 @@ describe('slack requests', () => {
 
   it('answers undefined, not a TypeError, when the payload is JSON but not an object', () => {
     for (const payload of ['null', '42', '%22text%22']) expect(parseInteraction(Buffer.from(`payload=${payload}`))).toBeUndefined();
+  });
+
+  it("shows the agent's justification as plain text (no links or mentions), and nothing when none was given", () => {
+    const pending = (justification?: string): KnownApproval =>
+      decide(
+        {
+          type: 'Request',
+          id: 'a-1',
+          sessionId: 's-1',
+          commandId: 'c-1',
+          resource: 'shop-db',
+          requester: { sub: 'agent', groups: [] },
+          command: 'DELETE FROM orders',
+          commandHash: 'h',
+          risk: 'high',
+          rule: 'r',
+          approvers: { groups: ['dba'], subs: [], minApprovals: 1 },
+          at: now,
+          expiresAt: new Date(now.getTime() + 60_000),
+          ...(justification === undefined ? {} : { justification }),
+        },
+        initialState,
+      ).reduce(evolve, initialState) as KnownApproval;
+    const texts = (approval: KnownApproval) => JSON.stringify(requestBlocks(approval));
+    expect(requestBlocks(pending('see <https://evil.example|the runbook> <!channel>'))).toContainEqual({
+      type: 'section',
+      text: { type: 'plain_text', text: 'Justification: see <https://evil.example|the runbook> <!channel>', emoji: false },
+    });
+    expect(texts(pending())).not.toContain('Justification');
   });
 });

@@ -81,6 +81,8 @@ export const requestBlocks = (approval: KnownApproval): (Block | KnownBlock)[] =
     ],
   },
   { type: 'section', text: { type: 'mrkdwn', text: `*Command*\n${code(approval.request.command)}` } },
+  // plain_text: the agent's words must not become Slack links or mentions.
+  ...(approval.request.justification ? [{ type: 'section', text: { type: 'plain_text', text: `Justification: ${approval.request.justification}`, emoji: false } } as const] : []),
   { type: 'context', elements: [{ type: 'mrkdwn', text: `Approval \`${approval.id}\` · hash \`${approval.request.commandHash}\`` }] },
   {
     type: 'actions',

@@ -33,6 +33,8 @@ export const webhookPayload = (approval: KnownApproval, decisionUrl: string) => 
   expiresAt: approval.request.expiresAt,
   decisionUrl,
   approvers: approval.request.approvers,
+  /** The agent's own words (untrusted text): show it as text, never as markup. */
+  justification: approval.request.justification ?? null,
 });
 
 /** `sha256=<hex HMAC-SHA256 of the raw body>`. */

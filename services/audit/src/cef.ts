@@ -43,7 +43,8 @@ export const toCef = (event: CloudEvent, lookup: SubjectLookup = () => undefined
     ['cs4Label', 'approval'],
     ['cs4', str(data.approvalId)],
     ['cn1Label', 'rowCount'],
-    ['cn1', str(data.rowCount)],
+    // command.executed carries its result's counts under `result`.
+    ['cn1', str(data.rowCount) ?? str((data.result as { rowCount?: unknown } | undefined)?.rowCount)],
   ];
   const extension = extensions
     .filter(([, value]) => value !== undefined && value !== '')

@@ -53,6 +53,31 @@ describe('OCSF mapping', () => {
     });
   });
 
+  it('maps a command.executed to one Datastore Activity with its outcome and result counts (CEF too)', () => {
+    const executed = buildEvent('command.executed', {
+      id: 'e3',
+      source: 'proxy',
+      subject: 's1',
+      time: at,
+      data: {
+        commandId: 'c1', resource: 'shop-db', protocol: 'postgres', command: 'SELECT email FROM customers', action: 'read', risk: 'low', decision: 'allow', rule: 'r1', reason: 'ok',
+        outcome: 'SELECT 2', ok: true, durationMs: 3,
+        result: { columns: ['email'], rows: [['a***@example.com'], ['b***@example.com']], rowCount: 2, bytes: 32, truncated: false, maskedCounts: { email: 2 } },
+      },
+    });
+    expect(toOcsf(executed)).toMatchObject({
+      class_uid: 6005,
+      status_id: 1,
+      status_code: 'SELECT 2',
+      duration: 3,
+      query_info: { query_string: 'SELECT email FROM customers' },
+      unmapped: { decision: 'allow', outcome: 'SELECT 2', row_count: 2, masked_counts: { email: 2 } },
+    });
+    // Row values stay in the store: the SIEM gets the shape and the counts.
+    expect(JSON.stringify(toOcsf(executed))).not.toContain('a***@example.com');
+    expect(toCef(executed)).toMatch(/\|command\.executed\|.*outcome=SELECT 2.*cn1=2/);
+  });
+
   it('maps an HTTP command to API Activity with the method as activity', () => {
     expect(toOcsf(decided('http', 'DELETE /v1/invoices/1', 'approve'))).toMatchObject({ class_uid: 6003, activity_id: 4, disposition_id: 14 });
   });

@@ -149,16 +149,21 @@ export const toOcsf = (event: CloudEvent, lookup: SubjectLookup = () => undefine
         src_endpoint: { ip: data.client?.replace(/:\d+$/, '') },
       });
     }
-    case 'command.decided': {
-      const data = event.data as Data<'command.decided'>;
+    case 'command.decided':
+    case 'command.executed': {
+      const data = event.data as Data<'command.executed'>;
       const http = data.protocol === 'http';
       const cls = http ? OcsfClass.ApiActivity : OcsfClass.DatastoreActivity;
       const activity = http ? apiActivity(data.command) : datastoreActivity(data.protocol, data.action);
       const denied = data.decision === 'deny';
+      // command.executed also says how the command ended and what it returned (shape and counts only).
+      const executed = kind === 'command.executed';
+      const failed = denied || (executed && data.ok === false);
       return typed(cls, activity, {
-        status_id: denied ? Status.Failure : Status.Success,
-        status: denied ? 'Failure' : 'Success',
+        status_id: failed ? Status.Failure : Status.Success,
+        status: failed ? 'Failure' : 'Success',
         status_detail: data.reason,
+        ...(executed ? { status_code: data.error?.code ?? data.outcome, duration: data.durationMs } : {}),
         severity_id: denied ? Math.max(3, SeverityByRisk[data.risk] ?? 1) : (SeverityByRisk[data.risk] ?? 1),
         ...dispositionOf(data.decision),
         ...actorOf(known?.sub, known?.groups, sessionId),
@@ -167,7 +172,19 @@ export const toOcsf = (event: CloudEvent, lookup: SubjectLookup = () => undefine
           : { database: { name: data.resource, type: data.protocol === 'redis' ? 'Redis' : 'PostgreSQL' }, query_info: { query_string: data.command, uid: data.commandId } }),
         dst_endpoint: { svc_name: data.resource },
         firewall_rule: { name: data.rule },
-        unmapped: { ...base.unmapped, command_id: data.commandId, action: data.action, risk: data.risk, decision: data.decision, rule: data.rule, tables: data.tables },
+        unmapped: {
+          ...base.unmapped,
+          command_id: data.commandId,
+          action: data.action,
+          risk: data.risk,
+          decision: data.decision,
+          rule: data.rule,
+          tables: data.tables,
+          ...(executed ? { outcome: data.outcome } : {}),
+          ...(executed && data.result
+            ? { columns: data.result.columns, row_count: data.result.rowCount, bytes: data.result.bytes, truncated: data.result.truncated, masked_counts: data.result.maskedCounts }
+            : {}),
+        },
       });
     }
     case 'command.completed': {

@@ -138,5 +138,5 @@ ${feed.unverifiable ? html`<p class="error" role="alert">No provenance keys are 
 <form class="search" id="activity-filters"><label>Filter <input id="activity-filter" type="search" placeholder="agent, resource, command, rule"></label>
 <label>Decision <select id="activity-decision"><option value="">any</option><option>allow</option><option>deny</option><option>approve</option></select></label></form>
 <p class="live" id="live-state" aria-live="polite">Live updates connecting…</p>
-<table><thead><tr><th>Time</th><th>Agent</th><th>Resource</th><th>Command</th><th>Decision</th><th>Rule</th><th>Risk</th><th></th></tr></thead>
+<table><thead><tr><th>Time</th><th>Agent</th><th>Resource</th><th>Command</th><th>Decision</th><th>Rule</th><th>Risk</th><th>Session</th></tr></thead>
 <tbody id="activity" data-live="/activity/live">${feed.items.map(activityRow)}</tbody></table>`;

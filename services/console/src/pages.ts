@@ -9,20 +9,20 @@ export interface Roles {
 
 const navigation = (roles: Roles): SafeHtml =>
   roles.approver || roles.auditReader
-    ? html`<nav aria-label="main">${roles.approver ? html`<a href="/approvals">Approvals</a>` : ''}${roles.auditReader ? html`<a href="/sessions">Sessions</a><a href="/activity">Activity</a>` : ''}<a href="/policy">Policy</a></nav>`
+    ? html`<nav aria-label="Main">${roles.approver ? html`<a href="/approvals">Approvals</a>` : ''}${roles.auditReader ? html`<a href="/sessions">Sessions</a><a href="/activity">Activity</a>` : ''}<a href="/policy">Policy</a></nav>`
     : html``;
 
 export const layout = (title: string, session: WebSession | undefined, roles: Roles | undefined, body: SafeHtml): SafeHtml => html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · Sluice</title><link rel="stylesheet" href="/assets/console.css"><script src="/assets/console.js" defer></script></head>
-<body><header><a class="brand" href="/">Sluice</a>
+<body><a class="skip" href="#main">Skip to content</a><header><a class="brand" href="/">Sluice</a>
 ${
   session && roles
     ? html`${navigation(roles)}
 <form method="post" action="/logout" class="signout"><input type="hidden" name="csrf" value="${session.csrfToken}"><span class="who">${session.person.sub}</span> <button type="submit">Sign out</button></form>`
     : ''
 }</header>
-<main>${body}</main></body></html>`;
+<main id="main" tabindex="-1">${body}</main></body></html>`;
 
 export const signInPage = (message: string | undefined): SafeHtml => html`<h1>Sluice console</h1>
 ${message ? html`<p class="error" role="alert">${message}</p>` : ''}
@@ -31,47 +31,85 @@ ${message ? html`<p class="error" role="alert">${message}</p>` : ''}
 export const nothingPage = (session: WebSession): SafeHtml => html`<h1>Nothing for you here</h1>
 <p>You are signed in as <strong>${session.person.sub}</strong> (groups: ${session.person.groups.join(', ') || 'none'}). No approval rule names you as an approver, and you are not an audit reader.</p>`;
 
-const timeLeft = (expiresAt: string): SafeHtml => html`<time class="countdown" datetime="${expiresAt}" data-expires="${expiresAt}">${expiresAt}</time>`;
+/** "4 min 05 s": what the countdown shows; the script keeps it current every second. */
+export const formatTimeLeft = (expiresAt: string, now: number): string => {
+  const left = Math.round((Date.parse(expiresAt) - now) / 1000);
+  if (!(left > 0)) return 'expired';
+  return left >= 60 ? `${Math.floor(left / 60)} min ${String(left % 60).padStart(2, '0')} s` : `${left} s`;
+};
+
+const timeLeft = (expiresAt: string, now: number): SafeHtml =>
+  html`<time class="countdown" datetime="${expiresAt}" data-expires="${expiresAt}" title="expires ${expiresAt}">${formatTimeLeft(expiresAt, now)}</time>`;
 
 const sessionLink = (sessionId: string, auditReader: boolean): SafeHtml =>
   auditReader ? html`<a href="/sessions/${encodeURIComponent(sessionId)}">${sessionId}</a>` : html`<code>${sessionId}</code>`;
 
-const pendingCard = (approval: ApprovalView, csrf: string, auditReader: boolean): SafeHtml => {
-  const approvals = approval.decisions.filter((decision) => decision.decision === 'approve').length;
-  return html`<article class="approval" data-approval-id="${approval.id}">
-<h3><span class="risk risk-${approval.risk}">${approval.risk}</span> ${approval.action ?? ''} on ${approval.resource}</h3>
-<pre class="command">${approval.command}</pre>
-<dl><dt>Agent</dt><dd>${approval.subject}</dd><dt>Rule</dt><dd>${approval.rule}</dd>
-<dt>Command hash</dt><dd><code>${approval.commandHash}</code></dd>
-<dt>Justification</dt><dd>${approval.justification ?? 'none given'}</dd>
-<dt>Approvals</dt><dd>${approvals} of ${approval.approvers.minApprovals}</dd>
-<dt>Time left</dt><dd>${timeLeft(approval.expiresAt)}</dd>
-<dt>Session</dt><dd>${sessionLink(approval.sessionId, auditReader)}</dd></dl>
-<form method="post" action="/approvals/${encodeURIComponent(approval.id)}/decision">
-<input type="hidden" name="csrf" value="${csrf}">
-<label for="reason-${approval.id}">Reason</label> <input id="reason-${approval.id}" name="reason" maxlength="2000" required>
-<button type="submit" name="decision" value="approve" class="approve">Approve</button>
-<button type="submit" name="decision" value="deny" class="deny">Deny</button></form></article>`;
+/** Who looks at the inbox: what their cards offer depends on it. */
+export interface Viewer {
+  readonly sub: string;
+  readonly csrf: string;
+  readonly auditReader: boolean;
+}
+
+const approvalsOf = (approval: ApprovalView) => approval.decisions.filter((decision) => decision.decision === 'approve');
+
+/** "1 of 2 approvals", and who gave them: the N-of-M progress the approval service counts. */
+const progress = (approval: ApprovalView): SafeHtml => {
+  const given = approvalsOf(approval);
+  const needed = approval.approvers.minApprovals;
+  return html`<span class="progress">${given.length} of ${needed} approval${needed === 1 ? '' : 's'}</span>${
+    given.length > 0 ? html` <span class="by">(${given.map((decision, index) => html`${index > 0 ? ', ' : ''}<strong>${decision.approver}</strong>${decision.reason ? html`: ${decision.reason}` : ''}`)})</span>` : ''
+  }`;
 };
 
-const historyRow = (approval: ApprovalView): SafeHtml => html`<tr><td>${approval.requestedAt}</td><td><span class="status status-${approval.status}">${approval.status}</span></td>
-<td><code class="command-inline">${approval.command}</code></td><td>${approval.subject}</td><td>${approval.rule}</td>
+/** The agent's own words: text, never markup; shown apart so nobody takes it for Sluice's. */
+const justificationOf = (approval: ApprovalView): SafeHtml =>
+  approval.justification ? html`<q class="justification">${approval.justification}</q>` : html`<span class="muted">none given</span>`;
+
+const pendingCard = (approval: ApprovalView, viewer: Viewer, now: number): SafeHtml => {
+  const mine = approval.decisions.find((decision) => decision.approver === viewer.sub);
+  const still = approval.approvers.minApprovals - approvalsOf(approval).length;
+  const titleId = `approval-${approval.id}`;
+  return html`<article class="approval" data-approval-id="${approval.id}" aria-labelledby="${titleId}">
+<h3 id="${titleId}"><span class="risk risk-${approval.risk}">${approval.risk}</span> ${approval.action ?? ''} on ${approval.resource}</h3>
+<pre class="command">${approval.command}</pre>
+<dl><dt>Agent</dt><dd>${approval.subject}</dd><dt>Justification</dt><dd>${justificationOf(approval)}</dd>
+<dt>Rule</dt><dd>${approval.rule}</dd>
+<dt>Command hash</dt><dd><code>${approval.commandHash}</code></dd>
+<dt>Progress</dt><dd>${progress(approval)}</dd>
+<dt>Time left</dt><dd>${timeLeft(approval.expiresAt, now)}</dd>
+<dt>Session</dt><dd>${sessionLink(approval.sessionId, viewer.auditReader)}</dd></dl>
+${
+  mine
+    ? html`<p class="waiting">You approved this; it waits for ${still} more approver${still === 1 ? '' : 's'}.</p>`
+    : html`<form method="post" action="/approvals/${encodeURIComponent(approval.id)}/decision">
+<input type="hidden" name="csrf" value="${viewer.csrf}">
+<label for="reason-${approval.id}">Reason</label> <input id="reason-${approval.id}" name="reason" maxlength="2000" required autocomplete="off">
+<button type="submit" id="approve-${approval.id}" name="decision" value="approve" class="approve">Approve</button>
+<button type="submit" id="deny-${approval.id}" name="decision" value="deny" class="deny">Deny</button></form>`
+}</article>`;
+};
+
+const historyRow = (approval: ApprovalView): SafeHtml => html`<tr data-approval-id="${approval.id}"><td><time datetime="${approval.requestedAt}">${approval.requestedAt}</time></td><td><span class="status status-${approval.status}">${approval.status}</span></td>
+<td><code class="command-inline">${approval.command}</code>${approval.justification ? html`<div class="muted">Justification: ${justificationOf(approval)}</div>` : ''}</td><td>${approval.subject}</td><td>${approval.rule}</td>
+<td>${approvalsOf(approval).length} of ${approval.approvers.minApprovals}</td>
 <td>${approval.decisions.map((decision) => html`<div>${decision.approver}: ${decision.decision}${decision.reason ? html` (${decision.reason})` : ''}</div>`)}</td></tr>`;
 
 /** The inbox part of the approvals page; also what the live stream sends on each change. */
-export const inboxFragment = (approvals: readonly ApprovalView[], csrf: string, auditReader: boolean): SafeHtml => {
+export const inboxFragment = (approvals: readonly ApprovalView[], viewer: Viewer, now = Date.now()): SafeHtml => {
   const pending = approvals.filter((approval) => approval.status === 'pending');
   const history = approvals.filter((approval) => approval.status !== 'pending').slice(0, 100);
-  return html`<section aria-labelledby="pending-title"><h2 id="pending-title">Waiting for you (${pending.length})</h2>
-${pending.length === 0 ? html`<p class="empty">Nothing to approve.</p>` : pending.map((approval) => pendingCard(approval, csrf, auditReader))}</section>
+  return html`<section aria-labelledby="pending-title"><h2 id="pending-title">Pending (${pending.length})</h2>
+${pending.length === 0 ? html`<p class="empty">Nothing to approve.</p>` : pending.map((approval) => pendingCard(approval, viewer, now))}</section>
 <section aria-labelledby="history-title"><h2 id="history-title">History</h2>
-${history.length === 0 ? html`<p class="empty">No decided or expired requests yet.</p>` : html`<table><thead><tr><th>Requested</th><th>Status</th><th>Command</th><th>Agent</th><th>Rule</th><th>Decisions</th></tr></thead><tbody>${history.map(historyRow)}</tbody></table>`}</section>`;
+${history.length === 0 ? html`<p class="empty">No decided or expired requests yet.</p>` : html`<table><caption class="visually-hidden">Decided, expired and cancelled requests, newest first</caption><thead><tr><th scope="col">Requested</th><th scope="col">Status</th><th scope="col">Command</th><th scope="col">Agent</th><th scope="col">Rule</th><th scope="col">Approvals</th><th scope="col">Decisions</th></tr></thead><tbody>${history.map(historyRow)}</tbody></table>`}</section>`;
 };
 
-export const approvalsPage = (approvals: readonly ApprovalView[], csrf: string, auditReader: boolean, notice: string | undefined): SafeHtml => html`<h1>Approvals</h1>
+export const approvalsPage = (approvals: readonly ApprovalView[], viewer: Viewer, notice: string | undefined): SafeHtml => html`<h1>Approvals</h1>
 ${notice ? html`<p class="notice" role="status">${notice}</p>` : ''}
-<p class="live" id="live-state" aria-live="polite">Live updates connecting…</p>
-<div id="inbox" data-live="/approvals/live">${inboxFragment(approvals, csrf, auditReader)}</div>`;
+<p class="live" id="live-state">Live updates connecting…</p>
+<div id="announcer" class="visually-hidden" role="status" aria-live="polite" aria-atomic="true"></div>
+<div id="inbox" data-live="/approvals/live">${inboxFragment(approvals, viewer)}</div>`;
 
 export const sessionsPage = (query: SessionQuery, sessions: readonly SessionSummary[] | undefined, problem: string | undefined): SafeHtml => html`<h1>Sessions</h1>
 <form method="get" action="/sessions" class="search">
@@ -113,13 +151,17 @@ const eventDetail = (kind: string, data: Record<string, unknown>): SafeHtml => {
     case 'command.executed':
       return html`<pre class="command">${field(data, 'command')}</pre>
 <span class="decision decision-${field(data, 'decision')}">${field(data, 'decision')}</span> by rule <strong>${field(data, 'rule')}</strong> · ${field(data, 'action')} · risk ${field(data, 'risk')}
-${field(data, 'outcome') ? html` · ${field(data, 'outcome')}` : ''}${kind === 'command.executed' ? resultTable(data) : ''}`;
+${field(data, 'outcome') ? html` · ${field(data, 'outcome')}` : ''}${kind === 'command.executed' && typeof data.result === 'object' && data.result !== null ? resultTable(data.result as Record<string, unknown>) : ''}`;
     case 'result.returned':
       return resultTable(data);
     case 'command.completed':
       return html`${field(data, 'outcome')} ${data.ok === false ? html`<span class="error">${field(data, 'error')}</span>` : ''}`;
-    case 'approval.requested':
-      return html`held for approval by rule <strong>${field(data, 'rule')}</strong>, hash <code>${field(data, 'commandHash')}</code>`;
+    case 'approval.requested': {
+      const needed = Number((data.approvers as { minApprovals?: unknown } | undefined)?.minApprovals ?? 1);
+      return html`held for approval by rule <strong>${field(data, 'rule')}</strong> (${needed} approval${needed === 1 ? '' : 's'} needed), hash <code>${field(data, 'commandHash')}</code>${
+        field(data, 'justification') ? html`<div>justification: <q class="justification">${field(data, 'justification')}</q></div>` : ''
+      }`;
+    }
     case 'approval.executed':
       return html`the approved command ran (hash <code>${field(data, 'commandHash')}</code>)`;
     case 'approval.expired':

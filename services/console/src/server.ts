@@ -12,7 +12,7 @@ import type { SafeHtml } from './html.js';
 import { ApprovalFeed, consoleBusAuth } from './live.js';
 import { CodeFlow } from './oidc-login.js';
 import { policyPage, policyView, type ExplainQuery } from './policy-page.js';
-import { approvalsPage, errorPage, inboxFragment, layout, nothingPage, sessionPage, sessionsPage, signInPage, type Roles } from './pages.js';
+import { approvalsPage, errorPage, inboxFragment, layout, nothingPage, sessionPage, sessionsPage, signInPage, type Roles, type Viewer } from './pages.js';
 import { readCookie, sameSecret, SESSION_COOKIE, SIGN_IN_COOKIE, WebSessions, type Person, type WebSession } from './web-sessions.js';
 
 export interface ConsoleServiceOptions {
@@ -103,6 +103,8 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
   const mayAct = (person: Person, approval: ApprovalView): boolean =>
     approval.requester.sub !== person.sub && mayDecide(approval.approvers, { sub: person.sub, groups: [...person.groups] });
 
+  const viewerOf = (session: WebSession): Viewer => ({ sub: session.person.sub, csrf: session.csrfToken, auditReader: session.auditReader });
+
   const cookie = (name: string, value: string, maxAgeSeconds: number): string =>
     `${name}=${value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=${maxAgeSeconds}${secureCookies ? '; Secure' : ''}`;
 
@@ -181,7 +183,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
       try {
         const approvals = await visibleApprovals(session);
         if (closed) return;
-        response.write(`event: inbox\ndata: ${JSON.stringify({ html: inboxFragment(approvals, session.csrfToken, session.auditReader).text })}\n\n`);
+        response.write(`event: inbox\ndata: ${JSON.stringify({ html: inboxFragment(approvals, viewerOf(session)).text })}\n\n`);
       } catch (error) {
         logger.warn({ err: error }, 'live inbox could not be refreshed');
       }
@@ -269,7 +271,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
       if (!roles.approver) return sendPage(response, 403, 'Nothing here', session, nothingPage(session));
       if (path === '/approvals' && method === 'GET') {
         const done = url.searchParams.get('done') ?? '';
-        return sendPage(response, 200, 'Approvals', session, approvalsPage(await visibleApprovals(session), session.csrfToken, session.auditReader, NOTICES[done]));
+        return sendPage(response, 200, 'Approvals', session, approvalsPage(await visibleApprovals(session), viewerOf(session), NOTICES[done]));
       }
       if (path === '/approvals/live' && method === 'GET') return liveInbox(request, response, session);
       const decision = /^\/approvals\/([^/]+)\/decision$/.exec(path);
@@ -283,7 +285,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
         logger.info({ approvalId: id, approver: session.person.sub, decision: verdict, ok: answer.ok }, 'decision from the console');
         if (answer.ok) return redirect(response, `/approvals?done=${verdict}`);
         const approvals = await visibleApprovals(session);
-        return sendPage(response, answer.status >= 400 && answer.status < 500 ? answer.status : 502, 'Approvals', session, approvalsPage(approvals, session.csrfToken, session.auditReader, `The approval service refused: ${answer.title}`));
+        return sendPage(response, answer.status >= 400 && answer.status < 500 ? answer.status : 502, 'Approvals', session, approvalsPage(approvals, viewerOf(session), `The approval service refused: ${answer.title}`));
       }
     }
     if (path === '/policy' && method === 'GET') {

@@ -2,27 +2,195 @@ import { randomUUID } from 'node:crypto';
 import { buildEvent, type SluiceEventDataByKind, type SluiceEventKind } from '@sluice/contracts';
 import type { EventPublisher } from '@sluice/event-bus';
 import type { AuditPort } from './ports.js';
-import { boundEventData, type RecordingBounds } from './recording.js';
+import { boundEventData, resultFitsExecuted, type RecordingBounds } from './recording.js';
+
+/**
+ * How long a command's decision waits for its outcome before it goes out on its own: the most
+ * that merging adds to what a proxy crash can lose (the publisher's gathering window comes on top).
+ */
+export const MERGE_WINDOW_MS = 20;
+
+/** How long a command of a resource with `audit.wait: ack` waits for its record before it is refused. */
+export const ACK_TIMEOUT_MS = 5_000;
+
+type Data<K extends SluiceEventKind> = SluiceEventDataByKind[K];
+
+/** A command allowed without a hold whose outcome has not been recorded yet. */
+interface Running {
+  readonly decided: Data<'command.decided'>;
+  readonly time: Date;
+  readonly since: number;
+  completed?: Data<'command.completed'>;
+  result?: Data<'result.returned'>;
+}
+
+export interface RecordingAuditPort extends AuditPort {
+  acknowledged(sessionId: string): Promise<void>;
+  /** Sends every decision still waiting for its outcome on its own (shutdown). */
+  flush(): void;
+}
 
 /**
  * Turns session actions into CloudEvents with a per-session sequence and hands them to the
  * batching publisher; nothing here waits for the bus. What an agent controls (command texts,
  * results) is cut to the recording bounds first, so one agent's large statement or row makes a
  * truncated record, never an event the bus refuses.
+ *
+ * A command allowed without a hold is recorded as one `command.executed` event (its decision,
+ * outcome and masked result) instead of three: the decision is kept back until the outcome comes,
+ * at most MERGE_WINDOW_MS, after which it goes out as `command.decided` and the rest follows as
+ * `command.completed` and `result.returned`. Any other event of the session first sends what is
+ * kept back, so a session's events keep their order. Held and refused commands keep their three,
+ * and so do commands of a resource that waits for its records (`acknowledged`).
  */
 export const createAuditPort = (
-  publisher: EventPublisher,
-  options: { source: string; recording: RecordingBounds; now?: () => Date },
-): AuditPort => {
+  publisher: Pick<EventPublisher, 'publish' | 'healthy' | 'acknowledged'>,
+  options: { source: string; recording: RecordingBounds & { readonly maxEventBytes: number }; now?: () => Date; mergeWindowMs?: number; ackTimeoutMs?: number },
+): RecordingAuditPort => {
   const sequences = new Map<string, number>();
   const now = options.now ?? (() => new Date());
+  const windowMs = options.mergeWindowMs ?? MERGE_WINDOW_MS;
+  // Limits under which a command and its result could outgrow one event: the result goes apart.
+  const withResult = resultFitsExecuted(options.recording);
+  /** Per session, its running commands by command id, in the order they were decided. */
+  const running = new Map<string, Map<string, Running>>();
+  /** Sessions with a command whose outcome came in this turn. */
+  const finished = new Set<string>();
+  /** Commands kept back, all sessions together. */
+  let held = 0;
+  let timer: NodeJS.Timeout | undefined;
+
+  const publish = <K extends SluiceEventKind>(sessionId: string, kind: K, data: Data<K>, time: Date): void => {
+    const sessionseq = (sequences.get(sessionId) ?? 0) + 1;
+    if (kind === 'session.ended' || kind === 'session.rejected') sequences.delete(sessionId);
+    else sequences.set(sessionId, sessionseq);
+    publisher.publish(buildEvent(kind, { id: randomUUID(), source: options.source, subject: sessionId, time, sessionseq, data }));
+  };
+
+  /** A command's events: one command.executed when its outcome is in, else what it has so far. */
+  const emit = (sessionId: string, command: Running): void => {
+    const { decided, completed, result } = command;
+    if (!completed) {
+      publish(sessionId, 'command.decided', decided, command.time);
+      if (result) publish(sessionId, 'result.returned', result, command.time);
+      return;
+    }
+    // Fields named one by one, not by rest destructuring: this runs once per command.
+    const merged = result && withResult;
+    publish(
+      sessionId,
+      'command.executed',
+      {
+        ...decided,
+        outcome: completed.outcome,
+        ok: completed.ok,
+        ...(completed.error === undefined ? {} : { error: completed.error }),
+        durationMs: completed.durationMs,
+        ...(merged
+          ? { result: { columns: result.columns, rows: result.rows, rowCount: result.rowCount, bytes: result.bytes, truncated: result.truncated, maskedCounts: result.maskedCounts } }
+          : {}),
+      },
+      command.time,
+    );
+    if (result && !merged) publish(sessionId, 'result.returned', result, command.time);
+  };
+
+  /** Sends a session's running commands: all of them, or only those finished or past the window. */
+  const release = (sessionId: string, all: boolean, at: number): void => {
+    const commands = running.get(sessionId);
+    if (!commands) return;
+    for (const [commandId, command] of commands) {
+      if (!all && !command.completed && at - command.since < windowMs) continue;
+      commands.delete(commandId);
+      held -= 1;
+      emit(sessionId, command);
+    }
+  };
+
+  /**
+   * `release` from a timer or a microtask: there, a publisher closed at shutdown (it refuses
+   * events from then on, as it does to the adapters' own calls) must not crash the process.
+   */
+  const releaseLater = (sessionId: string, at: number): void => {
+    try {
+      release(sessionId, false, at);
+    } catch {
+      held -= running.get(sessionId)?.size ?? 0;
+      running.delete(sessionId);
+    }
+  };
+
+  const schedule = (delayMs: number): void => {
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      const at = performance.now();
+      for (const [sessionId, commands] of running) {
+        // A session's map stays while it runs (one less allocation per command); gone ones go here.
+        if (commands.size === 0) running.delete(sessionId);
+        else releaseLater(sessionId, at);
+      }
+      if (held > 0) schedule(windowMs);
+    }, delayMs);
+    timer.unref();
+  };
+
+  /** A command's outcome came: it goes at the end of this turn, so the result recorded with it joins it. */
+  const finish = (sessionId: string): void => {
+    // An adapter records a command's completion and its result in one go, in either order.
+    if (finished.size === 0) {
+      queueMicrotask(() => {
+        const at = performance.now();
+        for (const done of finished) releaseLater(done, at);
+        finished.clear();
+      });
+    }
+    finished.add(sessionId);
+  };
+
   return {
-    record<K extends SluiceEventKind>(sessionId: string, kind: K, data: SluiceEventDataByKind[K]): void {
-      const sessionseq = (sequences.get(sessionId) ?? 0) + 1;
-      if (kind === 'session.ended' || kind === 'session.rejected') sequences.delete(sessionId);
-      else sequences.set(sessionId, sessionseq);
+    record<K extends SluiceEventKind>(sessionId: string, kind: K, data: Data<K>): void {
       const bounded = boundEventData(kind, data, options.recording);
-      publisher.publish(buildEvent(kind, { id: randomUUID(), source: options.source, subject: sessionId, time: now(), sessionseq, data: bounded }));
+      const commands = running.get(sessionId);
+      if (kind === 'command.decided' && (bounded as Data<'command.decided'>).decision === 'allow') {
+        const decided = bounded as Data<'command.decided'>;
+        const entry: Running = { decided, time: now(), since: performance.now() };
+        if (commands) commands.set(decided.commandId, entry);
+        else running.set(sessionId, new Map([[decided.commandId, entry]]));
+        held += 1;
+        schedule(windowMs);
+        return;
+      }
+      if (commands && (kind === 'command.completed' || kind === 'result.returned')) {
+        const part = bounded as Data<'command.completed'> | Data<'result.returned'>;
+        const command = commands.get(part.commandId);
+        if (command && kind === 'command.completed' && !command.completed) {
+          command.completed = part as Data<'command.completed'>;
+          finish(sessionId);
+          return;
+        }
+        // One result per command merges; a second one (a COPY's beside its rows) goes on its own.
+        if (command && kind === 'result.returned' && !command.result) {
+          command.result = part as Data<'result.returned'>;
+          return;
+        }
+      }
+      if (commands && commands.size > 0) release(sessionId, true, performance.now());
+      if (kind === 'session.ended' || kind === 'session.rejected') running.delete(sessionId);
+      publish(sessionId, kind, bounded, now());
+    },
+    acknowledged(sessionId: string): Promise<void> {
+      // What the session has kept back goes now: a decision waited for is never merged.
+      release(sessionId, true, performance.now());
+      const timeoutMs = options.ackTimeoutMs ?? ACK_TIMEOUT_MS;
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(`events not acknowledged by the bus within ${timeoutMs} ms`)), timeoutMs);
+      });
+      return Promise.race([publisher.acknowledged(), late]).finally(() => clearTimeout(timer));
+    },
+    flush(): void {
+      for (const sessionId of [...running.keys()]) release(sessionId, true, performance.now());
     },
     get healthy() {
       return publisher.healthy;

@@ -153,6 +153,8 @@ export const startProxyLease = async (nc: NatsConnection, publisher: EventPublis
         get healthy() {
           return audit.healthy;
         },
+        // A resource with audit.wait ack waits through the lease's port too.
+        ...(audit.acknowledged ? { acknowledged: (sessionId: string) => audit.acknowledged!(sessionId) } : {}),
       };
     },
     /** After the sessions ended (and were recorded): gone on purpose, nothing for others to close. */

@@ -170,6 +170,8 @@ runService('proxy', async ({ loaded, config, logger }) => {
       for (const socket of sockets) socket.destroy();
       for (const { adapter } of listeners) await adapter.close?.();
       await new Promise((resolve) => setTimeout(resolve, 50));
+      // Decisions still waiting for their outcome go out before the publisher's last flush.
+      auditPort.flush();
       await lease?.stop();
       await publisher.close();
       policy.close();

@@ -91,6 +91,8 @@ export interface ApprovalRequest {
   readonly command: string;
   readonly commandHash: string;
   readonly decision: Decision;
+  /** The agent's justification, bounded and masked (justification.ts); never part of the decision. */
+  readonly justification?: string;
 }
 
 export interface ApprovalPort {
@@ -114,6 +116,12 @@ export interface AuditPort {
   record<K extends SluiceEventKind>(sessionId: string, kind: K, data: SluiceEventDataByKind[K]): void;
   /** False while events cannot reach the bus: adapters refuse new commands (fail closed). */
   readonly healthy: boolean;
+  /**
+   * Resolves once every event recorded so far for the session is acknowledged by the bus; rejects
+   * when that cannot be confirmed in time (a resource's `audit.wait: ack`: the command is refused).
+   * An audit port without it confirms nothing, so such a resource refuses every command.
+   */
+  acknowledged?(sessionId: string): Promise<void>;
 }
 
 export interface GovernancePorts {

@@ -105,6 +105,13 @@ const boundData = (kind: SluiceEventKind, data: SluiceEventDataByKind[SluiceEven
 const EVENT_OVERHEAD_BYTES = 8 * 1024;
 
 /**
+ * Whether a command's recorded text and its recorded result fit one event together (then a
+ * command allowed without a hold is recorded as one `command.executed` carrying its result).
+ */
+export const resultFitsExecuted = (bounds: RecordingBounds & { readonly maxEventBytes: number }): boolean =>
+  bounds.maxCommandBytes + Math.min(bounds.maxBytes, bounds.maxRows * bounds.maxRowBytes) + EVENT_OVERHEAD_BYTES <= bounds.maxEventBytes;
+
+/**
  * Checked at start against the bus server's max_payload: the recording limits must fit one event,
  * and one event one NATS message. A misfit is a config error naming the key (the service refuses
  * to start) rather than events reduced at run time.

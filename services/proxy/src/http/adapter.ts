@@ -8,6 +8,7 @@ import { normalizeHttpPath, SluiceErrorCode, type Subject } from '@sluice/contra
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import type { Decision, GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
 import { commandHash, holdForApproval } from '../redis/approval-hold.js';
+import { httpJustification, JUSTIFICATION_HEADER, shownJustification } from '../justification.js';
 import { BodyLimit } from './body-limit.js';
 import { maskString } from '../redis/reply-masking.js';
 import { credentialNeedles, CredentialScrubStream, scrubText } from './credential-scrub.js';
@@ -46,6 +47,7 @@ const HOP_BY_HOP = new Set([
   'transfer-encoding',
   'upgrade',
   'host',
+  JUSTIFICATION_HEADER,
   // Answered by this hop (node:http sends 100 Continue itself); undici refuses to send it on.
   'expect',
 ]);
@@ -464,6 +466,11 @@ export const createHttpAdapter = (
     } catch {
       return fail(new Problem(503, SluiceErrorCode.MaskingUnavailable, 'Masking unavailable', 'the result cannot be masked; nothing was sent'), session, requestId);
     }
+    if (resource.audit?.wait === 'ack') {
+      // The request goes to the target only once the bus has its record.
+      const acknowledged = await (ports.audit.acknowledged?.(session.id) ?? Promise.reject(new Error('no acknowledgements'))).then(() => true, () => false);
+      if (!acknowledged) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'the request\'s audit record was not acknowledged; nothing was sent'), session, requestId);
+    }
 
     let body: Buffer | Readable | undefined = hasBody(req) ? req : undefined;
     // limits.maxMessageBytes: a declared length is refused before anything is sent; a chunked
@@ -489,7 +496,8 @@ export const createHttpAdapter = (
         if (!res.writableFinished) abort.abort();
       };
       res.once('close', onClose);
-      const result = await holdForApproval(ports.approvals, { session, commandId: requestId, command, commandHash: hash, decision }, abort.signal);
+      const justification = shownJustification(httpJustification(req.headers), (text) => ports.masking.maskCommandText(text, decision.maskProfile));
+      const result = await holdForApproval(ports.approvals, { session, commandId: requestId, command, commandHash: hash, decision, justification }, abort.signal);
       res.off('close', onClose);
       if (!result.granted) {
         const id = result.approvalId ?? '-';

@@ -93,6 +93,7 @@ export const createApprovalPort = (address: string, options: ApprovalClientOptio
             minApprovals: approvers?.minApprovals ?? 1,
             timeoutMs: Math.max(0, Math.min(request.decision.approvalTimeoutMs || 0, 0xffffffff)),
             action: request.decision.action,
+            justification: request.justification ?? '',
           },
           callTimeoutMs,
         );

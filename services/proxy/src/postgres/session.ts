@@ -34,6 +34,7 @@ import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sl
 import type { Subject, SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
 import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage, type TargetCatalogFacts } from '@sluice/sql-classifier';
+import { shownJustification, sqlJustification } from '../justification.js';
 import type { Decision, GovernancePorts } from '../ports.js';
 import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
@@ -889,6 +890,16 @@ export class PostgresSession {
     return { code: SqlState.SystemError, message: 'command refused: the audit trail is unavailable' };
   }
 
+  /** `audit.wait: ack`: the command goes to the target only once the bus has its record. */
+  async #unacknowledged(): Promise<Refusal | undefined> {
+    try {
+      await (this.#ports.audit.acknowledged?.(this.id) ?? Promise.reject(new Error('no acknowledgements')));
+      return undefined;
+    } catch {
+      return { code: SqlState.SystemError, message: 'command refused: its audit record was not acknowledged' };
+    }
+  }
+
   /**
    * A SQL text over the resource's maxStatementBytes is refused (54000) before any decision; the
    * session stays usable. Recorded with a masked beginning of the text and its full size.
@@ -935,6 +946,7 @@ export class PostgresSession {
         command: this.#maskedText(text, decision.maskProfile),
         commandHash,
         decision,
+        justification: shownJustification(sqlJustification(text), (shown) => this.#ports.masking.maskCommandText(shown, decision.maskProfile)),
       });
       const outcome = await this.#ports.approvals.awaitDecision(approvalId, hold.signal);
       if (outcome.outcome === 'granted') {
@@ -977,6 +989,8 @@ export class PostgresSession {
     if (this.#closed) return;
     const masking = refusal ? undefined : this.#maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
+    if (!refusal && this.#resource.audit?.wait === 'ack') refusal = await this.#unacknowledged();
+    if (this.#closed) return;
     if (refusal || !masking || 'code' in masking) {
       refusal ??= { code: SqlState.SystemError, message: 'command refused' };
       this.#recordRefused(commandId, refusal);
@@ -1206,6 +1220,7 @@ export class PostgresSession {
       if (refusal || this.#closed) break;
       refusal = await this.#approve(commandId, statement.text, params, statement.decision);
     }
+    if (!refusal && executes && !this.#closed && this.#resource.audit?.wait === 'ack') refusal = await this.#unacknowledged();
     if (this.#closed) return;
     if (this.#discardUntilSync) {
       // The target failed an earlier message of this pipeline meanwhile: it ignores these. Their

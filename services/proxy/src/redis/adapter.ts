@@ -15,6 +15,7 @@ import { SluiceErrorCode, type SubjectRef } from '@sluice/contracts';
 import type { MaskCounts } from '@sluice/masking-engine';
 import type { Decision, GovernancePorts, ProtocolAdapter, Session } from '../ports.js';
 import { commandHash, holdForApproval } from './approval-hold.js';
+import { PendingJustification, shownJustification } from '../justification.js';
 import {
   authToken,
   describeCommand,
@@ -130,6 +131,7 @@ class RedisConnection {
   /** A HELLO that switches the protocol is in flight: dispatch waits for its reply. */
   private protocolPending = false;
   private readonly holdAbort = new AbortController();
+  private readonly justification = new PendingJustification();
 
   /** Transactions, subscriber mode and MONITOR: how upstream frames pair with commands. */
   private readonly stream = new ReplyStream();
@@ -555,8 +557,30 @@ class RedisConnection {
       const why = decision.rule ? `denied by rule '${decision.rule}'` : 'denied: no rule allows it (default deny)';
       return this.answer(entry, encodeError(`NOPERM ${why}${decision.reason ? `: ${decision.reason}` : ''}`), SluiceErrorCode.PolicyDenied);
     }
+    this.justification.note(session, entry.args);
     if (decision.effect === 'approve') return this.hold(entry, decision, session, shownCommand);
+    if (this.resource.audit?.wait === 'ack') return this.afterAcknowledged(entry, session, decision.maskProfile);
     this.send(entry, decision.maskProfile);
+  }
+
+  /** `audit.wait: ack`: the command goes to the target only once the bus has its record; later ones wait behind it. */
+  private afterAcknowledged(entry: Entry, session: SessionState, maskProfile: string | undefined): void {
+    this.holding = true;
+    void (this.ports.audit.acknowledged?.(session.id) ?? Promise.reject(new Error('no acknowledgements'))).then(
+      () => {
+        this.holding = false;
+        if (this.closed) return;
+        this.send(entry, maskProfile);
+        this.pump();
+      },
+      () => {
+        this.holding = false;
+        if (this.closed) return;
+        this.markDirty();
+        this.answer(entry, encodeError('ERR audit unavailable'), SluiceErrorCode.AuditUnavailable);
+        this.pump();
+      },
+    );
   }
 
   private recordRefusal(entry: Entry, reason: string): void {
@@ -599,7 +623,8 @@ class RedisConnection {
   private hold(entry: Entry, decision: Decision, session: SessionState, text: string): void {
     this.holding = true;
     const hash = commandHash([this.resource.name, session.subject.sub, entry.args.map((arg) => arg.toString('utf8'))]);
-    void holdForApproval(this.ports.approvals, { session, commandId: entry.id, command: text, commandHash: hash, decision }, this.holdAbort.signal).then((result) => {
+    const justification = shownJustification(this.justification.take(session), (shown) => this.ports.masking.maskCommandText(shown, decision.maskProfile));
+    void holdForApproval(this.ports.approvals, { session, commandId: entry.id, command: text, commandHash: hash, decision, justification }, this.holdAbort.signal).then((result) => {
       this.holding = false;
       if (this.closed) return;
       if (result.granted) this.send(entry, decision.maskProfile);

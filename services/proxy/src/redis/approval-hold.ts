@@ -23,7 +23,7 @@ export type HoldResult =
  */
 export const holdForApproval = async (
   approvals: ApprovalPort,
-  request: { session: Session; commandId: string; command: string; commandHash: string; decision: Decision },
+  request: { session: Session; commandId: string; command: string; commandHash: string; decision: Decision; justification?: string | undefined },
   signal: AbortSignal,
 ): Promise<HoldResult> => {
   let approvalId: string | undefined;
@@ -36,6 +36,7 @@ export const holdForApproval = async (
       command: request.command,
       commandHash: request.commandHash,
       decision: request.decision,
+      ...(request.justification === undefined ? {} : { justification: request.justification }),
     }));
     const outcome = await approvals.awaitDecision(approvalId, signal);
     if (outcome.outcome !== 'granted') {

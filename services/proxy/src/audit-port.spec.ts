@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import { kindOfType, type CloudEvent, type SluiceEventDataByKind } from '@sluice/contracts';
+import { createAuditPort } from './audit-port.js';
+
+const recording = { maxRows: 100, maxBytes: 65_536, maxRowBytes: 16_384, maxCommandBytes: 16_384, maxEventBytes: 262_144 };
+
+const given = (bounds = recording) => {
+  const published: CloudEvent[] = [];
+  const port = createAuditPort({ publish: (event) => published.push(event), healthy: true, acknowledged: async () => undefined }, { source: 'test', recording: bounds, mergeWindowMs: 30 });
+  const kinds = () => published.map((event) => kindOfType(event.type));
+  return { port, published, kinds };
+};
+
+const decided = (commandId: string, decision: 'allow' | 'deny' | 'approve' = 'allow'): SluiceEventDataByKind['command.decided'] => ({
+  commandId, resource: 'db', protocol: 'postgres', command: `SELECT ${commandId}`, action: 'read', risk: 'low', decision, rule: 'readers', reason: 'allowed',
+});
+const completed = (commandId: string): SluiceEventDataByKind['command.completed'] => ({ commandId, outcome: 'SELECT 1', ok: true, durationMs: 1 });
+const returned = (commandId: string): SluiceEventDataByKind['result.returned'] => ({
+  commandId, columns: ['email'], rows: [['a***@example.com']], rowCount: 1, bytes: 16, truncated: false, maskedCounts: { email: 1 },
+});
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('audit port: one command.executed per command that ran without a hold', () => {
+  it('merges decision, result and completion (PostgreSQL order) into one event with the session sequence', async () => {
+    const { port, published, kinds } = given();
+    port.record('s1', 'session.started', { resource: 'db', protocol: 'postgres', subject: { sub: 'a', groups: [], issuer: 'i' }, client: 'c', readOnly: false });
+    port.record('s1', 'command.decided', decided('c1'));
+    port.record('s1', 'result.returned', returned('c1'));
+    port.record('s1', 'command.completed', completed('c1'));
+    await turn();
+    expect(kinds()).toEqual(['session.started', 'command.executed']);
+    expect(published[1]!.data).toEqual({ ...decided('c1'), outcome: 'SELECT 1', ok: true, durationMs: 1, result: { columns: ['email'], rows: [['a***@example.com']], rowCount: 1, bytes: 16, truncated: false, maskedCounts: { email: 1 } } });
+    expect(published.map((event) => event.sessionseq)).toEqual([1, 2]);
+  });
+
+  it('takes a result recorded just after the completion (Redis, HTTP order)', async () => {
+    const { port, published, kinds } = given();
+    port.record('s1', 'command.decided', decided('c1'));
+    port.record('s1', 'command.completed', completed('c1'));
+    port.record('s1', 'result.returned', returned('c1'));
+    await turn();
+    expect(kinds()).toEqual(['command.executed']);
+    expect((published[0]!.data as SluiceEventDataByKind['command.executed']).result?.rowCount).toBe(1);
+  });
+
+  it('keeps the three events of a refused or held command', async () => {
+    const { port, kinds } = given();
+    port.record('s1', 'command.decided', decided('c1', 'deny'));
+    port.record('s1', 'command.completed', { ...completed('c1'), ok: false, outcome: 'error' });
+    port.record('s1', 'command.decided', decided('c2', 'approve'));
+    await turn();
+    expect(kinds()).toEqual(['command.decided', 'command.completed', 'command.decided']);
+  });
+
+  it('sends a decision on its own once the merge window is over, and the outcome after it', async () => {
+    const { port, kinds } = given();
+    port.record('s1', 'command.decided', decided('slow'));
+    await sleep(120);
+    expect(kinds()).toEqual(['command.decided']);
+    port.record('s1', 'result.returned', returned('slow'));
+    port.record('s1', 'command.completed', completed('slow'));
+    await turn();
+    expect(kinds()).toEqual(['command.decided', 'result.returned', 'command.completed']);
+  });
+
+  it('sends what it keeps back before any other event of the session, in order', async () => {
+    const { port, published, kinds } = given();
+    port.record('s1', 'command.decided', decided('c1'));
+    port.record('s2', 'command.decided', decided('other'));
+    port.record('s1', 'session.ended', { resource: 'db', reason: 'client closed', commands: 1, durationMs: 5 });
+    expect(kinds()).toEqual(['command.decided', 'session.ended']);
+    expect(published.map((event) => event.subject)).toEqual(['s1', 's1']);
+    port.flush();
+    expect(kinds()).toEqual(['command.decided', 'session.ended', 'command.decided']);
+  });
+
+  it('records the result apart when a command and its result could outgrow one event', async () => {
+    const { port, kinds } = given({ ...recording, maxBytes: 250_000, maxEventBytes: 262_144 });
+    port.record('s1', 'command.decided', decided('c1'));
+    port.record('s1', 'result.returned', returned('c1'));
+    port.record('s1', 'command.completed', completed('c1'));
+    await turn();
+    expect(kinds()).toEqual(['command.executed', 'result.returned']);
+  });
+
+  it('acknowledged() sends a kept-back decision at once and waits for the bus', async () => {
+    const published: CloudEvent[] = [];
+    let acked = false;
+    const port = createAuditPort(
+      { publish: (event) => published.push(event), healthy: true, acknowledged: async () => void (acked = true) },
+      { source: 'test', recording, mergeWindowMs: 60_000 },
+    );
+    port.record('s1', 'command.decided', decided('c1'));
+    await port.acknowledged('s1');
+    expect(acked).toBe(true);
+    expect(published.map((event) => kindOfType(event.type))).toEqual(['command.decided']);
+  });
+
+  it('acknowledged() rejects when the bus does not acknowledge in time, so the command is refused', async () => {
+    const port = createAuditPort({ publish: () => undefined, healthy: true, acknowledged: () => new Promise(() => undefined) }, { source: 'test', recording, ackTimeoutMs: 50 });
+    port.record('s1', 'command.decided', decided('c1'));
+    await expect(port.acknowledged('s1')).rejects.toThrow(/not acknowledged/);
+  });
+});

@@ -1,0 +1,77 @@
+import pg from 'pg';
+
+/** How far the event store is behind a load that just ended (issue 12's "the audit keeps up"). */
+export interface AuditCatchUp {
+  /** Commands the load generator counted as done. */
+  readonly expected: number;
+  /** Commands of the load recorded with their outcome (one command.executed, or decided + completed). */
+  readonly recorded: number;
+  /** Commands recorded more than once (the same command id twice): never expected. */
+  readonly doubled: number;
+  /** Milliseconds after the load ended until every command was in the store; undefined: not within the limit. */
+  readonly caughtUpMs: number | undefined;
+  readonly withinMs: number;
+  readonly ok: boolean;
+}
+
+/** The store's last seq now: commands of the load come after it. */
+export const storeMark = async (storeUrl: string): Promise<number> => {
+  const client = new pg.Client({ connectionString: storeUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ seq: string }>('SELECT coalesce(max(seq), 0) AS seq FROM sluice.events');
+    return Number(rows[0]!.seq);
+  } finally {
+    await client.end();
+  }
+};
+
+/**
+ * Polls the store from the moment a load ended until every command of it (texts starting with
+ * `commandPrefix`, stored after `afterSeq`) is recorded with its outcome, at most `withinMs`.
+ * A load generator may count fewer commands than it sent (statements cut off when it stops, at
+ * most one per client): `expected` to `expected + slack` recorded commands pass.
+ */
+export const auditCatchUp = async (options: {
+  readonly storeUrl: string;
+  readonly afterSeq: number;
+  readonly commandPrefix: string;
+  readonly expected: number;
+  readonly slack: number;
+  readonly loadEndedAt: number;
+  readonly withinMs?: number;
+}): Promise<AuditCatchUp> => {
+  const withinMs = options.withinMs ?? 2_000;
+  const client = new pg.Client({ connectionString: options.storeUrl });
+  await client.connect();
+  try {
+    const count = async () => {
+      // A command is recorded with its outcome as one command.executed, or (past the merge
+      // window) as command.decided and command.completed.
+      const { rows } = await client.query<{ recorded: string; ids: string }>(
+        `SELECT count(*) AS recorded, count(DISTINCT command_id) AS ids
+           FROM sluice.events e
+          WHERE e.seq > $1 AND e.data->>'command' LIKE $2 || '%'
+            AND (e.kind = 'command.executed'
+                 OR (e.kind = 'command.decided' AND EXISTS (
+                       SELECT 1 FROM sluice.events d
+                        WHERE d.command_id = e.command_id AND d.session_id = e.session_id AND d.kind = 'command.completed')))`,
+        [options.afterSeq, options.commandPrefix],
+      );
+      return { recorded: Number(rows[0]!.recorded), doubled: Number(rows[0]!.recorded) - Number(rows[0]!.ids) };
+    };
+    let last = await count();
+    while (last.recorded < options.expected && Date.now() - options.loadEndedAt < withinMs) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      last = await count();
+    }
+    const caughtUpMs = last.recorded >= options.expected ? Math.max(0, Date.now() - options.loadEndedAt) : undefined;
+    const ok = caughtUpMs !== undefined && caughtUpMs <= withinMs && last.doubled === 0 && last.recorded <= options.expected + options.slack;
+    return { expected: options.expected, recorded: last.recorded, doubled: last.doubled, caughtUpMs, withinMs, ok };
+  } finally {
+    await client.end();
+  }
+};
+
+export const describeCatchUp = (result: AuditCatchUp): string =>
+  `${result.recorded} of ${result.expected} commands recorded${result.caughtUpMs === undefined ? ` (not all within ${result.withinMs} ms)` : ` ${result.caughtUpMs} ms after the load ended`}, ${result.doubled} doubled: ${result.ok ? 'the audit keeps up' : 'the audit does NOT keep up'}`;
