@@ -32,7 +32,7 @@ export const parseText = (text: string): ParsedText => {
   let tree = trees.get(text);
   if (tree === undefined) {
     try {
-      tree = parseSync(text) as ParsedText;
+      tree = parseSync(text);
     } catch (error) {
       tree = error instanceof Error ? error : new Error(String(error));
     }
