@@ -44,8 +44,6 @@ const allow = (command: GovernedCommand): Decision => ({
   risk: 'low',
   maskProfile: 'pii',
   tables: [],
-  approvers: undefined,
-  approvalTimeoutMs: 60_000,
   prepares: command.kind === 'sql' ? [...command.text.matchAll(/prepare\s+(\w+)/gi)].map((match) => match[1]!.toLowerCase()) : [],
 });
 

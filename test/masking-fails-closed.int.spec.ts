@@ -8,7 +8,7 @@ import { parseConfig, type PostgresResourceConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
 import { compileMasking, COLUMN_REDACTED } from '@sluice/masking-engine';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
-import { createPolicy } from '../services/policy/src/policy.js';
+import { createPolicy } from '@sluice/policy-engine';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
 import { createDatabase, dropDatabases } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';

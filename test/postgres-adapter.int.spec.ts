@@ -20,7 +20,7 @@ import {
 } from '@sluice/codec-pg';
 import fc from 'fast-check';
 import type { PostgresResourceConfig } from '@sluice/config';
-import { DependencyUnavailableError, SluiceErrorCode, type Action, type SluiceEventKind, type Subject } from '@sluice/contracts';
+import { DependencyUnavailableError, SluiceErrorCode, type Action, type DenyDecision, type SluiceEventKind, type Subject } from '@sluice/contracts';
 import { createTokenVerifier } from '@sluice/identity';
 import type { ColumnInfo, MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import type { ApprovalOutcome, ApprovalRequest, Decision, GovernancePorts, GovernedCommand } from '../services/proxy/src/ports.js';
@@ -57,17 +57,18 @@ const classify = (text: string, prepared: ReadonlyMap<string, string> | undefine
   return widest;
 };
 
-const decision = (fields: Partial<Decision> & Pick<Decision, 'effect' | 'action'>): Decision => ({
-  rule: '',
-  reason: '',
-  risk: 'low',
-  maskProfile: undefined,
-  tables: [],
-  approvers: undefined,
-  approvalTimeoutMs: 60_000,
-  prepares: [],
-  ...fields,
-});
+type DecisionFields = Partial<Omit<DenyDecision, 'effect'>> & Pick<Decision, 'action'> & { readonly maskProfile?: string };
+const decision = ({ effect, maskProfile, ...fields }: DecisionFields & Pick<Decision, 'effect'>): Decision => {
+  const basis = { rule: '', reason: '', risk: 'low' as const, tables: [], prepares: [], ...fields };
+  switch (effect) {
+    case 'allow':
+      return { ...basis, effect, maskProfile };
+    case 'approve':
+      return { ...basis, effect, approvers: { groups: [], subs: [], minApprovals: 1 }, approvalTimeoutMs: 60_000 };
+    case 'deny':
+      return { ...basis, effect };
+  }
+};
 
 class TestPolicy {
   down = false;
@@ -90,7 +91,7 @@ class TestPolicy {
     if (subject.groups.includes('ops')) {
       // A leading comment (an agent's justification) does not hide the statement from this stand-in.
       if (/^\s*(?:\/\*[\s\S]*?\*\/\s*)?delete\b/i.test(command.text)) {
-        return decision({ effect: 'approve', action, rule: 'risky-needs-dba', reason: 'needs a DBA', risk: 'high', maskProfile: 'pii', prepares });
+        return decision({ effect: 'approve', action, rule: 'risky-needs-dba', reason: 'needs a DBA', risk: 'high', prepares });
       }
       return decision({ effect: 'allow', action, rule: 'ops-change', reason: 'ops may change', maskProfile: 'pii', prepares });
     }

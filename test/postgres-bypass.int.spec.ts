@@ -7,7 +7,7 @@ import { encodeQuery, encodeSync } from '@sluice/codec-pg';
 import type { PostgresResourceConfig, RuleConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
-import { createPolicy } from '../services/policy/src/policy.js';
+import { createPolicy } from '@sluice/policy-engine';
 import type { ApprovalOutcome, ApprovalRequest } from '../services/proxy/src/ports.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
 import { createDatabase, dropDatabases } from './support/databases.js';

@@ -3,7 +3,7 @@ import { connect, createServer, type AddressInfo } from 'node:net';
 import type { RedisClientType } from 'redis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeCommand } from '@sluice/codec-resp';
-import { classifyRedis } from '../services/policy/src/redis-commands.js';
+import { classifyRedis } from '@sluice/policy-engine';
 import { createRedisAdapter } from '../services/proxy/src/redis/adapter.js';
 import { compilePiiMasking, expectNoClearSsn as noClearSsnIn, UNDETECTABLE_SSN as SSN } from './support/engine-ports.js';
 import { rawRespSocket as rawSocket, showResp as show } from './support/raw-socket.js';

@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync, rmSync } from 'node
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, parseConfig, type SluiceConfig } from '@sluice/config';
+import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
 
 /** Written by `sluice up` so later CLI commands in the same folder find the running deployment. */
 export const RUNTIME_FILE = join('.sluice', 'runtime.json');
@@ -20,11 +21,11 @@ export const writeRuntimeInfo = (info: RuntimeInfo, cwd = process.cwd()): void =
 export const removeRuntimeInfo = (cwd = process.cwd()): void => rmSync(join(cwd, RUNTIME_FILE), { force: true });
 
 /** A CLI command that talks to a deployment found none: no --config, no runtime file here. */
-export class NoDeploymentError extends Error {
-  readonly code = 'ERR_NO_DEPLOYMENT';
+export class NoDeploymentError extends SluiceError {
+  readonly code = SluiceErrorCode.NoDeployment;
+  override readonly expose = true;
   constructor() {
     super('no running deployment found in this folder: pass --config FILE or --url URL, or run the command in the folder where `sluice up` (or `npm start`) runs');
-    this.name = 'NoDeploymentError';
   }
 }
 

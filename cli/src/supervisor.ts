@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { parseAddress, KEYS_DIR_ENV, type LoadedConfig } from '@sluice/config';
 import { provideDeploymentKeys } from './commands/keys.js';
-import type { SupervisorMessage } from '@sluice/service-runtime';
+import { Backoff, type SupervisorMessage } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 
 /** Start order; shutdown runs it backwards so the proxy stops taking sessions first and audit drains last. */
@@ -29,6 +29,7 @@ interface Supervised {
   child: ChildProcess | undefined;
   state: ServiceState;
   restarts: number;
+  readonly backoff: Backoff;
   lastReason: string | undefined;
   restartTimer: NodeJS.Timeout | undefined;
 }
@@ -59,7 +60,7 @@ export class Supervisor {
     await this.#startAdmin();
     this.#provideKeys();
     for (const name of servicesFor(this.loaded.config)) {
-      this.#services.set(name, { name, child: undefined, state: 'starting', restarts: 0, lastReason: undefined, restartTimer: undefined });
+      this.#services.set(name, { name, child: undefined, state: 'starting', restarts: 0, backoff: new Backoff({ initialMs: 500, maxMs: MAX_BACKOFF_MS }), lastReason: undefined, restartTimer: undefined });
       this.#spawn(name);
     }
   }
@@ -97,7 +98,7 @@ export class Supervisor {
       }
       service.restarts += 1;
       service.state = 'restarting';
-      const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(service.restarts - 1, 5));
+      const delay = service.backoff.next();
       this.logger.error({ service: name, code, signal, reason: service.lastReason, restartInMs: delay, restarts: service.restarts }, 'service exited; restarting');
       service.restartTimer = setTimeout(() => this.#spawn(name), delay);
     });

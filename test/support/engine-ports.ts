@@ -4,7 +4,7 @@ import { expect } from 'vitest';
 import type { ResourceConfig, RuleConfig } from '@sluice/config';
 import { createTokenVerifier } from '@sluice/identity';
 import { compileMasking, type CompiledMasking } from '@sluice/masking-engine';
-import { createPolicy } from '../../services/policy/src/policy.js';
+import { createPolicy } from '@sluice/policy-engine';
 import type { GovernancePorts, ProtocolAdapter } from '../../services/proxy/src/ports.js';
 import type { TestIssuer } from './oidc.js';
 

@@ -9,7 +9,7 @@ import type { SluiceEventKind } from '@sluice/contracts';
 import { createTokenVerifier } from '@sluice/identity';
 import { compileMasking, type CompiledMasking } from '@sluice/masking-engine';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
-import { createPolicy } from '../../services/policy/src/policy.js';
+import { createPolicy } from '@sluice/policy-engine';
 import type { GovernancePorts, ProtocolAdapter } from '../../services/proxy/src/ports.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../../services/proxy/src/postgres/adapter.js';
 import { createDatabase, dropDatabases } from './databases.js';

@@ -1,4 +1,5 @@
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+import type { DenyDecision } from '@sluice/contracts';
 import type { Decision } from '../../services/proxy/src/ports.js';
 
 /**
@@ -48,19 +49,18 @@ export const createStubMasker = (options: { columnRule?: RegExp } = {}): Profile
   };
 };
 
-export const stubDecision = (effect: Decision['effect'], rule: string, extra: Partial<Decision> = {}): Decision => ({
-  effect,
-  rule,
-  reason: effect === 'deny' ? 'not allowed for this agent' : '',
-  action: 'read',
-  risk: 'low',
-  maskProfile: effect === 'deny' ? undefined : 'pii',
-  tables: [],
-  approvers: effect === 'approve' ? { groups: ['dba'], subs: [], minApprovals: 1 } : undefined,
-  approvalTimeoutMs: 60_000,
-  prepares: [],
-  ...extra,
-});
+/** A decision of `effect` by `rule`: allowed results are masked with `pii`, approvals go to `dba`. */
+export const stubDecision = (effect: Decision['effect'], rule: string, extra: Partial<Omit<DenyDecision, 'effect'>> = {}): Decision => {
+  const basis = { rule, reason: effect === 'deny' ? 'not allowed for this agent' : '', action: 'read' as const, risk: 'low' as const, tables: [], prepares: [], ...extra };
+  switch (effect) {
+    case 'allow':
+      return { ...basis, effect, maskProfile: 'pii' };
+    case 'approve':
+      return { ...basis, effect, approvers: { groups: ['dba'], subs: [], minApprovals: 1 }, approvalTimeoutMs: 60_000 };
+    case 'deny':
+      return { ...basis, effect };
+  }
+};
 
 export const deferred = <T>() => {
   let resolve!: (value: T) => void;

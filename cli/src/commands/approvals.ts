@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { resolveCliConfig } from '../config-resolution.js';
+import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
 
 export const USAGE = `usage: sluice approvals list [--status pending|granted|denied|expired|cancelled|executed|all] [--json | -q]
        sluice approve <id> [--reason R]
@@ -31,7 +32,9 @@ interface Io {
 
 const defaultIo: Io = { out: (text) => process.stdout.write(text), err: (text) => process.stderr.write(text) };
 
-class CliFailure extends Error {
+class CliFailure extends SluiceError {
+  readonly code = SluiceErrorCode.CliFailed;
+  override readonly expose = true;
   constructor(
     message: string,
     readonly exitCode: number,

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { parsePointInTime } from '@sluice/config';
 import { openEventStore, type EventStore, type SessionPage, type SessionQuery, type StoredEvent, type VerifyResult } from '@sluice/event-store';
 import { resolveCliConfig } from '../config-resolution.js';
+import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
 
 export interface Output {
   out(text: string): void;
@@ -22,8 +23,9 @@ export interface AuditSource {
   close(): Promise<void>;
 }
 
-class AuditApiError extends Error {
-  readonly code = 'ERR_AUDIT_UNAVAILABLE';
+class AuditApiError extends SluiceError {
+  readonly code = SluiceErrorCode.AuditUnavailable;
+  override readonly expose = true;
 }
 
 const httpSource = (base: string, token: string): AuditSource => {
@@ -119,8 +121,9 @@ export const parseSince = (text: string, now = Date.now()): Date => {
   return date;
 };
 
-export class UsageError extends Error {
-  readonly code = 'ERR_USAGE';
+export class UsageError extends SluiceError {
+  readonly code = SluiceErrorCode.Usage;
+  override readonly expose = true;
 }
 
 /** Fixed-width text table; cells are single-line. */

@@ -12,6 +12,7 @@ import { generateShop } from '../demo/shop-data.js';
 import { stopWhenLauncherExits } from '../launcher-watch.js';
 import { Supervisor } from '../supervisor.js';
 import { startDevIdp, type DevIdp } from './dev-idp.js';
+import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
 
 export const DEMO_USAGE = `usage: sluice demo --config FILE [--seed-only] [--key-prefix demo:]
   creates (or resets) the demo world on the config's local targets, then runs every service:
@@ -25,8 +26,9 @@ export const DEMO_USAGE = `usage: sluice demo --config FILE [--seed-only] [--key
   everything it started, in order. The services log errors only, unless LOG_LEVEL says otherwise.
 `;
 
-export class DemoError extends Error {
-  readonly code = 'ERR_DEMO';
+export class DemoError extends SluiceError {
+  readonly code = SluiceErrorCode.Demo;
+  override readonly expose = true;
 }
 
 const SECRETS_FILE = join('.sluice', 'demo-secrets.json');

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import { stopWhenLauncherExits } from '../launcher-watch.js';
+import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
 
 export const DEV_IDP_USAGE = `usage: sluice dev-idp [--port 9000] [--audience sluice] [--host 127.0.0.1] [--issuer URL]
   a local OIDC issuer for trying Sluice out (never for production): discovery, JWKS and a token
@@ -26,8 +27,9 @@ export const TOKEN_USAGE = `usage: sluice token --sub S [--groups a,b] [--audien
  */
 const KEY_FILE = join('.sluice', 'dev-idp-key.json');
 
-export class DevIdpError extends Error {
-  readonly code = 'ERR_DEV_IDP';
+export class DevIdpError extends SluiceError {
+  readonly code = SluiceErrorCode.DevIdp;
+  override readonly expose = true;
 }
 
 const loadKey = async (): Promise<{ privateJwk: JWK; publicJwk: JWK }> => {

@@ -4,7 +4,8 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { KEYS_DIR_ENV, loadConfig, readGeneratedServiceTls, resolveServiceTls, type ServiceTls } from '@sluice/config';
 import { grpcClientChannelOptions, grpcClientCredentials } from '@sluice/service-runtime';
-import { createPolicy, requestPolicyReload, type Explanation, type Policy, type PolicyCommand, type PolicySubject } from '@sluice/policy';
+import { createPolicy, type Explanation, type Policy, type PolicyCommand, type PolicySubject } from '@sluice/policy-engine';
+import { requestPolicyReload } from '@sluice/policy';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { ACTIONS, EFFECTS, RISKS } from '@sluice/contracts';
 
@@ -43,8 +44,8 @@ const printExplanation = (explanation: Explanation): void => {
   out(`decision: ${decision.effect}${decision.rule ? ` (rule "${decision.rule}")` : ' (no rule: default deny)'}`);
   out(`reason:   ${decision.reason}`);
   out(`action:   ${decision.action}   risk: ${decision.risk}${decision.tables.length ? `   tables: ${decision.tables.join(', ')}` : ''}`);
-  if (decision.maskProfile) out(`mask:     ${decision.maskProfile}`);
-  if (decision.approvers) {
+  if (decision.effect === 'allow' && decision.maskProfile) out(`mask:     ${decision.maskProfile}`);
+  if (decision.effect === 'approve') {
     out(`approvers: groups [${decision.approvers.groups.join(', ')}] subs [${decision.approvers.subs.join(', ')}], ${decision.approvers.minApprovals} needed`);
   }
   if (explanation.sql && !explanation.sql.ok) out(`classification: unparseable (${explanation.sql.error})`);

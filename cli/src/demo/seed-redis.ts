@@ -2,9 +2,11 @@ import { connect } from 'node:net';
 import { decodeReply, encodeCommand, RespFramer, type RespValue } from '@sluice/codec-resp';
 import type { RedisResourceConfig } from '@sluice/config';
 import type { DemoShop } from './shop-data.js';
+import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
 
-export class DemoRedisError extends Error {
-  readonly code = 'ERR_DEMO_REDIS';
+export class DemoRedisError extends SluiceError {
+  readonly code = SluiceErrorCode.DemoRedis;
+  override readonly expose = true;
 }
 
 /** Sends commands in one pipeline and returns their replies in order; any error reply throws. */

@@ -1,16 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
 
 /** A secret is never literal in the config: it names an environment variable or a file. */
 export type SecretRef =
   | { readonly env: string; readonly prefix?: string }
   | { readonly file: string; readonly prefix?: string };
 
-export class SecretUnavailableError extends Error {
-  readonly code = 'ERR_SECRET_UNAVAILABLE';
+export class SecretUnavailableError extends SluiceError {
+  readonly code = SluiceErrorCode.SecretUnavailable;
   constructor(readonly ref: SecretRef) {
     super('env' in ref ? `environment variable ${ref.env} is not set` : `secret file ${ref.file} cannot be read`);
-    this.name = 'SecretUnavailableError';
   }
 }
 

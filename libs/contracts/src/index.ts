@@ -6,4 +6,5 @@ export * from './http-path.js';
 export * from './redis-sort.js';
 export * from './provenance.js';
 export * from './approvers.js';
+export * from './decision.js';
 export * from './justification.js';

@@ -4,3 +4,4 @@ export * from './stream.js';
 export * from './reduction.js';
 export * from './provenance.js';
 export * from './nats-permissions.js';
+export * from './jetstream-errors.js';

@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
-import { isSignerName, mayPublish, SIGNATURE_HEADER, SIGNER_HEADER, type CloudEvent, type SignerName } from '@sluice/contracts';
+import { isSignerName, mayPublish, SIGNATURE_HEADER, SIGNER_HEADER, SluiceError, SluiceErrorCode, type CloudEvent, type SignerName } from '@sluice/contracts';
 
 /**
  * Provenance on the bus: each publishing service signs the bytes of every NATS message it
@@ -9,8 +9,8 @@ import { isSignerName, mayPublish, SIGNATURE_HEADER, SIGNER_HEADER, type CloudEv
  * batch keeps the cost off the proxy's data path (~30 µs a message, not per event).
  */
 
-export class ProvenanceKeyError extends Error {
-  readonly code = 'ERR_PROVENANCE_KEY';
+export class ProvenanceKeyError extends SluiceError {
+  readonly code = SluiceErrorCode.ProvenanceKey;
 }
 
 const toKeyObject = (pem: string, kind: 'private' | 'public'): KeyObject => {

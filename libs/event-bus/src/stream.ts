@@ -1,6 +1,7 @@
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, type StreamConfig } from '@nats-io/jetstream';
 import { subjectWildcard } from '@sluice/contracts';
+import { isJetStreamApiError, JetStreamErrorCode } from './jetstream-errors.js';
 
 export interface EventStreamSettings {
   readonly stream: string;
@@ -38,5 +39,4 @@ export const ensureEventStream = async (nc: NatsConnection, settings: EventStrea
   }
 };
 
-const isStreamNotFound = (error: unknown): boolean =>
-  error instanceof Error && (error.name === 'StreamNotFoundError' || /stream not found/i.test(error.message));
+const isStreamNotFound = (error: unknown): boolean => isJetStreamApiError(error, JetStreamErrorCode.StreamNotFound);

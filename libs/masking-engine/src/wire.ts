@@ -1,4 +1,5 @@
 import type { MaskingConfig } from '@sluice/config';
+import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
 
 /**
  * The masking config as the masking service streams it to the proxy (WatchProfiles
@@ -10,12 +11,8 @@ export interface MaskingSnapshot {
   readonly hashKey: string;
 }
 
-export class MaskingSnapshotInvalidError extends Error {
-  readonly code = 'ERR_MASKING_SNAPSHOT_INVALID';
-  constructor(message: string) {
-    super(message);
-    this.name = 'MaskingSnapshotInvalidError';
-  }
+export class MaskingSnapshotInvalidError extends SluiceError {
+  readonly code = SluiceErrorCode.MaskingSnapshotInvalid;
 }
 
 export const encodeMaskingSnapshot = ({ config, hashKey }: MaskingSnapshot): string => JSON.stringify({ ...config, hashKey });

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { status as GrpcStatus, type ServerErrorResponse, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { ACTIONS, RISKS, SluiceError, SluiceErrorCode, type Action, type Risk } from '@sluice/contracts';
 import { approval as proto } from '@sluice/proto';
-import type { Logger } from '@sluice/service-runtime';
+import { invalidArgument, toGrpcError, type Logger } from '@sluice/service-runtime';
 import type { KnownApproval } from './approval.js';
 import type { ApprovalWorkflow } from './workflow.js';
 
@@ -17,21 +17,9 @@ export interface GrpcDeps {
   readonly newId?: () => string;
 }
 
-const grpcError = (code: GrpcStatus, details: string): ServerErrorResponse => Object.assign(new Error(details), { code, details });
-
-const STATUS_BY_CODE: Partial<Record<string, GrpcStatus>> = {
-  [SluiceErrorCode.NotFound]: GrpcStatus.NOT_FOUND,
-  [SluiceErrorCode.IllegalTransition]: GrpcStatus.FAILED_PRECONDITION,
-  [SluiceErrorCode.SelfApproval]: GrpcStatus.PERMISSION_DENIED,
-  [SluiceErrorCode.NotAnApprover]: GrpcStatus.PERMISSION_DENIED,
-};
-
-const toStatus = (error: unknown, logger: Logger): ServerErrorResponse => {
-  if (error instanceof SluiceError) return grpcError(STATUS_BY_CODE[error.code] ?? GrpcStatus.INTERNAL, `${error.code}: ${error.message}`);
-  // The bus did not store the event: the caller may retry, and denies meanwhile.
-  logger.error({ err: error }, 'approval command failed');
-  return grpcError(GrpcStatus.UNAVAILABLE, 'the approval could not be recorded');
-};
+/** Errors the workflow did not raise on purpose are bus failures: the caller may retry, and denies meanwhile. */
+const toStatus = (error: unknown, logger: Logger): ServerErrorResponse =>
+  toGrpcError(error, { logger, during: 'approval command', unexpected: { status: GrpcStatus.UNAVAILABLE, code: SluiceErrorCode.ApprovalUnavailable } });
 
 const OUTCOME_BY_STATUS: Record<KnownApproval['status'], proto.Outcome> = {
   pending: proto.Outcome.OUTCOME_UNSPECIFIED,
@@ -65,7 +53,7 @@ export const createGrpcHandlers = (deps: GrpcDeps): proto.ApprovalServiceServer 
     requestApproval(call: ServerUnaryCall<proto.RequestApprovalRequest, proto.RequestApprovalResponse>, callback: sendUnaryData<proto.RequestApprovalResponse>) {
       const request = call.request;
       if (!request.requester?.sub || !request.commandHash || !request.resource) {
-        callback(grpcError(GrpcStatus.INVALID_ARGUMENT, 'requester.sub, resource and command_hash are required'));
+        callback(invalidArgument('requester.sub, resource and command_hash are required'));
         return;
       }
       const risk: Risk = (RISKS as readonly string[]).includes(request.risk) ? (request.risk as Risk) : 'critical';

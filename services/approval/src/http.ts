@@ -45,13 +45,20 @@ export interface HttpApiDeps {
   readonly now?: () => Date;
 }
 
-class HttpProblem extends Error {
+/** The code of a refusal that names none: by its HTTP status. */
+const CODE_BY_STATUS: Partial<Record<number, SluiceErrorCode>> = { 401: SluiceErrorCode.TokenInvalid, 404: SluiceErrorCode.NotFound, 413: SluiceErrorCode.LimitExceeded };
+
+/** A refusal of the decision API itself; its title is written for the caller. */
+class HttpProblem extends SluiceError {
+  override readonly expose = true;
+  readonly code: SluiceErrorCode;
   constructor(
     readonly status: number,
     readonly title: string,
-    readonly code?: string,
+    code?: SluiceErrorCode,
   ) {
     super(title);
+    this.code = code ?? CODE_BY_STATUS[status] ?? SluiceErrorCode.BadRequest;
   }
 }
 

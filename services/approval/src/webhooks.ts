@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import type { Logger } from '@sluice/service-runtime';
+import { Backoff, pause, type Logger } from '@sluice/service-runtime';
 import type { KnownApproval } from './approval.js';
 
 export interface WebhookTarget {
@@ -75,7 +75,7 @@ export class WebhookNotifier {
   async #deliver(target: WebhookTarget, body: string, approvalId: string): Promise<void> {
     const attempts = this.settings.attempts ?? 5;
     const timeoutMs = this.settings.timeoutMs ?? 5_000;
-    let backoff = this.settings.firstBackoffMs ?? 250;
+    const backoff = new Backoff({ initialMs: this.settings.firstBackoffMs ?? 250, maxMs: 10_000 });
     const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'sluice-approval' };
     if (target.secret !== undefined) headers['x-sluice-signature'] = signBody(target.secret, body);
     for (let attempt = 1; attempt <= attempts; attempt += 1) {
@@ -102,8 +102,7 @@ export class WebhookNotifier {
         this.logger.warn({ url: target.url, err: error, attempt, approvalId }, 'webhook unreachable; retrying');
       }
       if (attempt < attempts) {
-        await sleep(backoff, undefined, { signal: this.#abort.signal }).catch(() => undefined);
-        backoff = Math.min(backoff * 2, 10_000);
+        await pause(backoff.next(), this.#abort.signal);
       }
     }
     this.logger.error({ url: target.url, approvalId }, 'webhook gave up after retries');

@@ -1,6 +1,6 @@
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JsMsg } from '@nats-io/jetstream';
-import { decodeEvents, type ProvenanceVerifier } from '@sluice/event-bus';
+import { decodeEvents, isJetStreamApiError, JetStreamErrorCode, type ProvenanceVerifier } from '@sluice/event-bus';
 import type { CloudEvent } from '@sluice/contracts';
 import type { RejectedRecord } from '@sluice/event-store';
 
@@ -153,7 +153,9 @@ export class DurableConsumer<T = CloudEvent[]> {
     };
     try {
       await jsm.consumers.info(this.settings.stream, this.settings.durable);
-    } catch {
+    } catch (error) {
+      // Only a missing consumer is created; any other answer (no permission, no stream) is the caller's to see.
+      if (!isJetStreamApiError(error, JetStreamErrorCode.ConsumerNotFound)) throw error;
       await jsm.consumers.add(this.settings.stream, config);
     }
     const consumer = await jetstream(this.nc).consumers.get(this.settings.stream, this.settings.durable);

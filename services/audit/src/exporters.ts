@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { connect, type Socket } from 'node:net';
 import { request } from 'undici';
 import { readSecret, type ExporterConfig } from '@sluice/config';
-import type { CloudEvent } from '@sluice/contracts';
+import { SluiceError, SluiceErrorCode, type CloudEvent } from '@sluice/contracts';
 import { toCef, toSyslogLine } from './cef.js';
 import { SessionSubjects, toOcsf } from './ocsf.js';
 
@@ -14,8 +14,8 @@ export interface Exporter {
   close(): Promise<void>;
 }
 
-export class ExporterDeliveryError extends Error {
-  readonly code = 'ERR_EXPORT_FAILED';
+export class ExporterDeliveryError extends SluiceError {
+  readonly code = SluiceErrorCode.ExportFailed;
 }
 
 /** `audit-export-<name>` or, unnamed, `audit-export-<index>`; NATS durable names allow [A-Za-z0-9_-]. */

@@ -16,8 +16,9 @@ export interface AuditApiDeps {
   readonly readers: AuditReaders;
 }
 
-class BadRequest extends Error {
-  readonly code = 'ERR_BAD_REQUEST';
+class BadRequest extends SluiceError {
+  readonly code = SluiceErrorCode.BadRequest;
+  override readonly expose = true;
 }
 
 const send = (response: ServerResponse, status: number, body: unknown, type = 'application/json'): void => {

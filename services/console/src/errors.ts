@@ -1,19 +1,17 @@
+import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
+
 /** Codes of the console's own refusals (its edge is a browser: they become a page, never a stack). */
 export const ConsoleErrorCode = {
-  SignInFailed: 'ERR_CONSOLE_SIGN_IN',
-  Csrf: 'ERR_CONSOLE_CSRF',
-  Backend: 'ERR_CONSOLE_BACKEND',
-  MalformedPath: 'ERR_CONSOLE_MALFORMED_PATH',
+  SignInFailed: SluiceErrorCode.ConsoleSignIn,
+  Csrf: SluiceErrorCode.ConsoleCsrf,
+  Backend: SluiceErrorCode.ConsoleBackend,
+  MalformedPath: SluiceErrorCode.ConsoleMalformedPath,
 } as const;
 export type ConsoleErrorCode = (typeof ConsoleErrorCode)[keyof typeof ConsoleErrorCode];
 
-export abstract class ConsoleError extends Error {
-  abstract readonly code: ConsoleErrorCode;
+export abstract class ConsoleError extends SluiceError {
+  abstract override readonly code: ConsoleErrorCode;
   abstract readonly status: number;
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = new.target.name;
-  }
 }
 
 /** Sign-in failed (state, issuer answer, token): the message is safe to show. */

@@ -1,8 +1,9 @@
-import { status, type ServerWritableStream, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
+import { type ServerWritableStream, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { policy as pb } from '@sluice/proto';
 import type { Action, Effect, Risk } from '@sluice/contracts';
+import { invalidArgument, toGrpcError, type Logger } from '@sluice/service-runtime';
 import { targetCatalogFacts, type TargetCatalogFacts } from '@sluice/sql-classifier';
-import type { Policy, PolicyCommand, PolicyDecision, PolicySubject } from './policy.js';
+import type { Policy, PolicyCommand, PolicyDecision, PolicySubject } from '@sluice/policy-engine';
 
 /** What the adapter needs from the running service. */
 export interface PolicyServiceState {
@@ -10,6 +11,8 @@ export interface PolicyServiceState {
   readonly version: number;
   reload(): Promise<{ readonly ok: true } | { readonly ok: false; readonly error: string }>;
   watch(stream: ServerWritableStream<pb.WatchPolicyRequest, pb.WatchPolicyResponse>): void;
+  /** Where internal errors go; peers get a code and a fixed text. */
+  readonly logger: Logger;
 }
 
 export const EFFECT_TO_PROTO: Readonly<Record<Effect, pb.Effect>> = {
@@ -76,26 +79,26 @@ export const decisionToProto = (decision: PolicyDecision, version: number): pb.D
   reason: decision.reason,
   action: ACTION_TO_PROTO[decision.action],
   risk: RISK_TO_PROTO[decision.risk],
-  maskProfile: decision.maskProfile ?? '',
+  maskProfile: decision.effect === 'allow' ? (decision.maskProfile ?? '') : '',
   cacheable: decision.cacheable,
   tables: [...decision.tables],
-  approvers: decision.approvers
-    ? { groups: [...decision.approvers.groups], subs: [...decision.approvers.subs], minApprovals: decision.approvers.minApprovals }
-    : undefined,
-  approvalTimeoutMs: decision.approvalTimeoutMs,
+  approvers:
+    decision.effect === 'approve'
+      ? { groups: [...decision.approvers.groups], subs: [...decision.approvers.subs], minApprovals: decision.approvers.minApprovals }
+      : undefined,
+  approvalTimeoutMs: decision.effect === 'approve' ? decision.approvalTimeoutMs : 0,
   policyVersion: BigInt(version),
   prepares: [...decision.prepares],
 });
 
-const internal = (callback: sendUnaryData<never>, error: unknown): void =>
-  callback({ code: status.INTERNAL, details: error instanceof Error ? error.message : String(error) });
+const internal = (callback: sendUnaryData<never>, error: unknown, logger: Logger): void => callback(toGrpcError(error, { logger, during: 'policy call' }));
 
 /** PolicyService handlers: proto <-> domain translation only. */
 export const policyServiceHandlers = (state: PolicyServiceState): pb.PolicyServiceServer => ({
   decide(call: ServerUnaryCall<pb.DecideRequest, pb.DecideResponse>, callback: sendUnaryData<pb.DecideResponse>) {
     const command = commandOf(call.request);
     if (!command) {
-      callback({ code: status.INVALID_ARGUMENT, details: 'one of sql, redis or http is required' });
+      callback(invalidArgument('one of sql, redis or http is required'));
       return;
     }
     try {
@@ -103,7 +106,7 @@ export const policyServiceHandlers = (state: PolicyServiceState): pb.PolicyServi
       const version = state.version;
       callback(null, decisionToProto(state.policy.decide(subjectOf(call.request.subject), call.request.resource, command), version));
     } catch (error) {
-      internal(callback, error);
+      internal(callback, error, state.logger);
     }
   },
   describeSession(call, callback) {
@@ -112,7 +115,7 @@ export const policyServiceHandlers = (state: PolicyServiceState): pb.PolicyServi
       const session = state.policy.describeSession(subjectOf(call.request.subject), call.request.resource);
       callback(null, { mayConnect: session.mayConnect, readOnly: session.readOnly, policyVersion: BigInt(version) });
     } catch (error) {
-      internal(callback, error);
+      internal(callback, error, state.logger);
     }
   },
   watchPolicy(call) {
@@ -121,7 +124,7 @@ export const policyServiceHandlers = (state: PolicyServiceState): pb.PolicyServi
   reload(_call, callback) {
     state.reload().then(
       (result) => callback(null, { ok: result.ok, error: result.ok ? '' : result.error, policyVersion: BigInt(state.version) }),
-      (error: unknown) => internal(callback, error),
+      (error: unknown) => internal(callback, error, state.logger),
     );
   },
 });

@@ -8,7 +8,7 @@ import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { grpcServerAuthorization, grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
 import { followPolicyChanges } from './follow.js';
 import { policyServiceHandlers, type PolicyServiceState } from './grpc.js';
-import { createPolicy, type Policy } from './policy.js';
+import { createPolicy, type Policy } from '@sluice/policy-engine';
 
 export interface PolicyServiceOptions {
   readonly loaded: LoadedConfig;
@@ -112,6 +112,7 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
   );
 
   const state: PolicyServiceState = {
+    logger,
     get policy() {
       return current;
     },

@@ -1,8 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type {
-  Action,
-  Effect,
-  Risk,
+  ApproveDecision,
+  Decision,
   SluiceEventDataByKind,
   SluiceEventKind,
   Subject,
@@ -37,20 +36,7 @@ export type GovernedCommand =
   | { readonly kind: 'redis'; readonly args: readonly Buffer[] }
   | { readonly kind: 'http'; readonly method: string; readonly path: string };
 
-export interface Decision {
-  readonly effect: Effect;
-  /** The deciding rule's name; empty for the default deny. */
-  readonly rule: string;
-  readonly reason: string;
-  readonly action: Action;
-  readonly risk: Risk;
-  readonly maskProfile: string | undefined;
-  readonly tables: readonly string[];
-  readonly approvers: { readonly groups: readonly string[]; readonly subs: readonly string[]; readonly minApprovals: number } | undefined;
-  readonly approvalTimeoutMs: number;
-  /** Statement names this command PREPAREs; the adapter records them for later EXECUTEs. */
-  readonly prepares: readonly string[];
-}
+export type { Decision } from '@sluice/contracts';
 
 export interface SessionPolicy {
   readonly mayConnect: boolean;
@@ -90,7 +76,7 @@ export interface ApprovalRequest {
   /** Masked command text shown to approvers. */
   readonly command: string;
   readonly commandHash: string;
-  readonly decision: Decision;
+  readonly decision: ApproveDecision;
   /** The agent's justification, bounded and masked (justification.ts); never part of the decision. */
   readonly justification?: string;
 }

@@ -6,11 +6,15 @@ import { Pool } from 'undici';
 import { readSecret, resourceLimits, type HttpResourceConfig } from '@sluice/config';
 import { normalizeHttpPath, SluiceErrorCode, type Subject } from '@sluice/contracts';
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
-import type { Decision, GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
-import { commandHash, holdForApproval } from '../redis/approval-hold.js';
-import { httpJustification, JUSTIFICATION_HEADER, shownJustification } from '../justification.js';
+import type { GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
+import { commandHash } from '../governance/approval-hold.js';
+import { admitSession } from '../governance/admission.js';
+import { Governor, subjectRefOf, type RecordedCommand } from '../governance/governor.js';
+import { httpJustification } from '../justification.js';
 import { BodyLimit } from './body-limit.js';
-import { maskString } from '../redis/reply-masking.js';
+import { ambiguityOf, HOP_BY_HOP, METHOD_OVERRIDE_HEADERS, PATH_OVERRIDE_HEADERS } from './request-guards.js';
+import { Problem, sendProblem } from './problem.js';
+import { maskResponseHeaders } from './response-headers.js';
 import { credentialNeedles, CredentialScrubStream, scrubText } from './credential-scrub.js';
 import { maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart } from './json-body.js';
 import {
@@ -35,108 +39,8 @@ export interface HttpAdapterOptions {
 
 type ClientSocket = Parameters<ProtocolAdapter['handleConnection']>[0];
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) and what Sluice owns: never forwarded either way. */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  JUSTIFICATION_HEADER,
-  // Answered by this hop (node:http sends 100 Continue itself); undici refuses to send it on.
-  'expect',
-]);
-
-/**
- * Method-override headers: frameworks let them replace the request method, so a GET decided as
- * a read could run as a DELETE. They never reach the target.
- */
-const METHOD_OVERRIDE_HEADERS = new Set(['x-http-method-override', 'x-method-override', 'x-http-method']);
-
-/** Path-override headers: some frameworks (Symfony, IIS rewrite) route by them instead of the request line. */
-const PATH_OVERRIDE_HEADERS = new Set(['x-original-url', 'x-rewrite-url', 'x-override-url']);
-
-/**
- * Response headers passed as they are (reviewed: they describe the body or its caching and carry
- * no data of their own). Every other response header value is masked like the body.
- */
-const UNMASKED_RESPONSE_HEADERS = new Set([
-  'content-type',
-  'content-length',
-  'content-encoding',
-  'content-language',
-  'content-range',
-  'accept-ranges',
-  'date',
-  'etag',
-  'last-modified',
-  'expires',
-  'age',
-  'cache-control',
-  'pragma',
-  'vary',
-  'retry-after',
-  'x-content-type-options',
-]);
-
-/** A Host header value: a name, IPv4 or [IPv6], and an optional port; nothing else. */
-const HOST_HEADER = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
-
-/**
- * Why a request's framing or target is ambiguous, or undefined. Another hop (or the target)
- * could read such a request differently from Sluice (request smuggling, absolute-form targets,
- * Host tricks), so it is refused before anything else. node:http already refuses obs-fold,
- * Transfer-Encoding with Content-Length, duplicate Content-Length and oversized headers.
- */
-const ambiguityOf = (req: IncomingMessage): string | undefined => {
-  const url = req.url ?? '';
-  if (!url.startsWith('/')) return 'the request target must be a path (origin-form)';
-  const counts = new Map<string, number>();
-  for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    const name = req.rawHeaders[i]!.toLowerCase();
-    counts.set(name, (counts.get(name) ?? 0) + 1);
-  }
-  for (const name of ['host', 'content-length', 'transfer-encoding']) {
-    if ((counts.get(name) ?? 0) > 1) return `more than one ${name} header`;
-  }
-  const host = req.headers.host;
-  if (host !== undefined && !HOST_HEADER.test(host)) return 'malformed Host header';
-  const transferEncoding = req.headers['transfer-encoding'];
-  if (transferEncoding !== undefined) {
-    if (req.headers['content-length'] !== undefined) return 'both Transfer-Encoding and Content-Length';
-    if (transferEncoding.trim().toLowerCase() !== 'chunked') return 'a Transfer-Encoding other than chunked';
-  }
-  if (req.httpVersion !== '1.1') {
-    if (req.httpVersion !== '1.0') return `HTTP/${req.httpVersion} is not supported`;
-    const connection = (req.headers.connection ?? '').toLowerCase().split(',').map((token) => token.trim());
-    if (connection.includes('keep-alive')) return 'HTTP/1.0 keep-alive is not supported';
-    if (transferEncoding !== undefined) return 'Transfer-Encoding in an HTTP/1.0 request';
-  }
-  const query = url.indexOf('?');
-  if (query >= 0 && overridesMethod(url.slice(query + 1))) return 'a _method override in the query';
-  return undefined;
-};
-
-/**
- * Does a query string carry a `_method` parameter, as any framework could read it: names
- * percent-decoded (repeatedly: some decode twice), `+` as a space, `&` or `;` between parameters.
- */
-const overridesMethod = (query: string): boolean => {
-  let text = query.replace(/\+/g, ' ');
-  for (let round = 0; round < 3; round++) {
-    const decoded = text.replace(/%([0-9a-fA-F]{2})/g, (_escape, hex: string) => String.fromCharCode(parseInt(hex, 16)));
-    if (decoded === text) break;
-    text = decoded;
-  }
-  return /(?:^|[&;])\s*_method\s*(?:[=&;[]|$)/i.test(text);
-};
-
 interface SessionState extends Session {
+  readonly governor: Governor;
   commands: number;
 }
 
@@ -151,44 +55,6 @@ interface ConnectionState {
   readonly releases: Array<() => void>;
 }
 
-/** An RFC 9457 problem answered to the agent. */
-class Problem {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    readonly title: string,
-    readonly detail: string,
-    readonly extra: Record<string, unknown> = {},
-    readonly headers: Record<string, string> = {},
-  ) {}
-}
-
-const PROBLEM_BASE = 'https://sluice.dev/problems/';
-
-const sendProblem = (res: ServerResponse, problem: Problem, requestId: string): void => {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = JSON.stringify({
-    type: `${PROBLEM_BASE}${problem.code.toLowerCase().replace(/^err_/, '').replace(/_/g, '-')}`,
-    title: problem.title,
-    status: problem.status,
-    detail: problem.detail,
-    code: problem.code,
-    requestId,
-    ...problem.extra,
-  });
-  res.writeHead(problem.status, {
-    'content-type': 'application/problem+json',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': 'no-store',
-    ...problem.headers,
-  });
-  res.end(body);
-};
-
-const subjectRef = (subject: Subject) => ({ sub: subject.sub, groups: subject.groups, issuer: subject.issuer });
 
 /** Issuer, sub and groups: everything a decision reads from the subject. */
 const sessionKey = (subject: Subject): string => JSON.stringify([subject.issuer, subject.sub, [...subject.groups].sort()]);
@@ -272,16 +138,13 @@ export const createHttpAdapter = (
     const key = sessionKey(verified.subject);
     const existing = state.sessions.get(key);
     if (existing) return existing;
-    let readOnly = false;
-    try {
-      const policy = await state.ports.policy.describeSession(verified.subject, resource.name);
-      if (!policy.mayConnect) {
-        return new Problem(403, SluiceErrorCode.PolicyDenied, 'Forbidden', `no rule lets ${verified.subject.sub} use ${resource.name}`);
-      }
-      readOnly = policy.readOnly;
-    } catch {
-      return new Problem(503, SluiceErrorCode.PolicyUnavailable, 'Policy unavailable', 'the policy service cannot answer; nothing was sent');
+    const admission = await admitSession(state.ports.policy, verified.subject, resource.name);
+    if (!admission.admitted) {
+      return admission.code === SluiceErrorCode.PolicyDenied
+        ? new Problem(403, admission.code, 'Forbidden', `no rule lets ${verified.subject.sub} use ${resource.name}`)
+        : new Problem(503, admission.code, 'Policy unavailable', 'the policy service cannot answer; nothing was sent');
     }
+    const { readOnly } = admission;
     const again = state.sessions.get(key);
     if (again) return again;
     // limits.maxConnectionsPerSubject: the place is held while this connection is open.
@@ -296,14 +159,16 @@ export const createHttpAdapter = (
           client: state.client,
           reason: 'too many connections of this subject',
           code: SluiceErrorCode.TooManyConnections,
-          subject: subjectRef(verified.subject),
+          subject: subjectRefOf(verified.subject),
         });
         return new Problem(429, SluiceErrorCode.TooManyConnections, 'Too many connections', `${verified.subject.sub} may hold at most ${limit} connections at once`, {}, { 'retry-after': '1' });
       }
       state.releases.push(release);
     }
+    const id = state.ports.newId();
     const session: SessionState = {
-      id: state.ports.newId(),
+      id,
+      governor: new Governor(state.ports, { id, resource: resource.name, subject: verified.subject, protocol: 'http' }),
       resource,
       subject: verified.subject,
       client: state.client,
@@ -314,7 +179,7 @@ export const createHttpAdapter = (
     state.ports.audit.record(session.id, 'session.started', {
       resource: resource.name,
       protocol: 'http',
-      subject: subjectRef(verified.subject),
+      subject: subjectRefOf(verified.subject),
       client: state.client,
       readOnly,
     });
@@ -408,51 +273,19 @@ export const createHttpAdapter = (
     if (path === undefined) {
       // A path trick (`;`, `%2F`, `%25`, `\\`…) is refused without a rule, and recorded as a denial.
       session.commands++;
-      ports.audit.record(session.id, 'command.decided', {
-        commandId: requestId,
-        resource: resource.name,
-        protocol: 'http',
-        command: safeCommandText(ports, `${method} ${rawUrl.split(/[?#]/, 1)[0] ?? ''}`, undefined),
-        action: 'admin',
-        risk: 'critical',
-        decision: 'deny',
-        rule: '',
-        reason: 'the request path cannot be normalised safely',
-      });
+      session.governor.recordRefusedBeforeRule(recordedRequest(session.governor, requestId, method, rawUrl.split(/[?#]/, 1)[0] ?? '', undefined), 'the request path cannot be normalised safely');
       return fail(new Problem(400, SluiceErrorCode.ProtocolMalformed, 'Bad request', 'the request path cannot be normalised safely'), session, requestId);
     }
     if (!ports.audit.healthy) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
 
     session.commands++;
-    let decision: Decision;
-    try {
-      decision = await ports.policy.decide(session.subject, resource.name, { kind: 'http', method, path });
-    } catch {
-      ports.audit.record(session.id, 'command.decided', {
-        commandId: requestId,
-        resource: resource.name,
-        protocol: 'http',
-        command: safeCommandText(ports, `${method} ${path}${query}`, undefined),
-        action: 'admin',
-        risk: 'critical',
-        decision: 'deny',
-        rule: '',
-        reason: 'policy unavailable',
-      });
+    const verdict = await session.governor.decide({ kind: 'http', method, path });
+    const decision = verdict.decision;
+    const recorded = recordedRequest(session.governor, requestId, method, `${path}${query}`, verdict.unavailable ? undefined : decision);
+    session.governor.recordDecided(recorded, decision);
+    if (verdict.unavailable) {
       return fail(new Problem(503, SluiceErrorCode.PolicyUnavailable, 'Policy unavailable', 'the policy service cannot answer; nothing was sent'), session, requestId);
     }
-    const command = safeCommandText(ports, `${method} ${path}${query}`, decision.maskProfile);
-    ports.audit.record(session.id, 'command.decided', {
-      commandId: requestId,
-      resource: resource.name,
-      protocol: 'http',
-      command,
-      action: decision.action,
-      risk: decision.risk,
-      decision: decision.effect,
-      rule: decision.rule,
-      reason: decision.reason,
-    });
     if (decision.effect === 'deny') {
       const detail = decision.rule
         ? `denied by rule '${decision.rule}'${decision.reason ? `: ${decision.reason}` : ''}`
@@ -460,16 +293,14 @@ export const createHttpAdapter = (
       return fail(new Problem(403, SluiceErrorCode.PolicyDenied, 'Forbidden', detail, { rule: decision.rule }), session, requestId);
     }
 
-    let masker: ProfileMasker | undefined;
-    try {
-      masker = ports.masking.masker(decision.maskProfile);
-    } catch {
-      return fail(new Problem(503, SluiceErrorCode.MaskingUnavailable, 'Masking unavailable', 'the result cannot be masked; nothing was sent'), session, requestId);
+    const masking = session.governor.maskerFor(decision);
+    if (!masking.ok) {
+      return fail(new Problem(503, masking.code, 'Masking unavailable', 'the result cannot be masked; nothing was sent'), session, requestId);
     }
+    const masker = masking.masker;
     if (resource.audit?.wait === 'ack') {
       // The request goes to the target only once the bus has its record.
-      const acknowledged = await (ports.audit.acknowledged?.(session.id) ?? Promise.reject(new Error('no acknowledgements'))).then(() => true, () => false);
-      if (!acknowledged) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'the request\'s audit record was not acknowledged; nothing was sent'), session, requestId);
+      if (!(await session.governor.acknowledged())) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'the request\'s audit record was not acknowledged; nothing was sent'), session, requestId);
     }
 
     let body: Buffer | Readable | undefined = hasBody(req) ? req : undefined;
@@ -496,8 +327,8 @@ export const createHttpAdapter = (
         if (!res.writableFinished) abort.abort();
       };
       res.once('close', onClose);
-      const justification = shownJustification(httpJustification(req.headers), (text) => ports.masking.maskCommandText(text, decision.maskProfile));
-      const result = await holdForApproval(ports.approvals, { session, commandId: requestId, command, commandHash: hash, decision, justification }, abort.signal);
+      const justification = httpJustification(req.headers);
+      const result = await session.governor.hold({ commandId: requestId, command: recorded.command, commandHash: hash, decision, justification }, abort.signal);
       res.off('close', onClose);
       if (!result.granted) {
         const id = result.approvalId ?? '-';
@@ -741,57 +572,10 @@ export const createHttpAdapter = (
   };
 };
 
-/**
- * Masks response header values in place, like body values: a header named like a covered column
- * (x-user-ssn) is masked whole, any other value is scanned by the detectors (an email in a
- * Location). A value masked to nothing drops the header.
- */
-const maskResponseHeaders = (headers: Record<string, string | string[]>, masker: ProfileMasker, counts: MaskCounts): void => {
-  for (const [name, value] of Object.entries(headers)) {
-    if (UNMASKED_RESPONSE_HEADERS.has(name)) continue;
-    const values = (Array.isArray(value) ? value : [value]).flatMap((one) => {
-      const masked = maskString(maskNamedParts(name, one, masker, counts), masker, counts, name);
-      // A masked value a header cannot carry (control characters, beyond Latin-1) is dropped.
-      return masked === null || /[^\t\x20-\x7e\x80-\xff]/.test(masked) ? [] : [masked];
-    });
-    if (values.length === 0) delete headers[name];
-    else headers[name] = Array.isArray(value) ? values : values[0]!;
-  }
-};
-
-/**
- * Values a header carries under names of their own, masked by the column rule of that name: a
- * cookie (`Set-Cookie: ssn=…`) and the query parameters of a URL (`Location: /next?ssn=…`).
- */
-const maskNamedParts = (header: string, value: string, masker: ProfileMasker, counts: MaskCounts): string => {
-  if (masker.columnRuleCount === 0) return value;
-  const covered = (name: string, raw: string): string => {
-    let decodedName = name;
-    try {
-      decodedName = decodeURIComponent(name.replace(/\+/g, ' '));
-    } catch {
-      // An undecodable name is matched as it is.
-    }
-    const column = { name: decodedName.trim() };
-    if (!masker.hasColumnRule(column)) return raw;
-    return encodeURIComponent(masker.maskCell(raw, column, counts) ?? '');
-  };
-  if (header === 'set-cookie') {
-    return value.replace(/^([^=;]*)=([^;]*)/, (_pair, name: string, raw: string) => `${name}=${covered(name, raw)}`);
-  }
-  if (header === 'location' || header === 'content-location' || header === 'link' || header === 'refresh') {
-    return value.replace(/([?&;])([^=&;#\s<>"]*)=([^&;#\s<>"]*)/g, (_pair, separator: string, name: string, raw: string) => `${separator}${name}=${covered(name, raw)}`);
-  }
-  return value;
-};
-
 const headerValue = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
 
-const safeCommandText = (ports: GovernancePorts, text: string, profile: string | undefined): string => {
-  try {
-    return ports.masking.maskCommandText(text, profile);
-  } catch {
-    // The audit record must not hold what could not be masked: keep the method only.
-    return text.split(' ', 1)[0] ?? '';
-  }
-};
+/** A request as recorded: its method and path (query included), masked; the method alone if masking fails. */
+const recordedRequest = (governor: Governor, commandId: string, method: string, target: string, decision: Parameters<Governor['maskedCommand']>[1]): RecordedCommand => ({
+  commandId,
+  command: governor.maskedCommand(`${method} ${target}`, decision, method),
+});

@@ -1,11 +1,10 @@
 import { Transform, type TransformCallback } from 'node:stream';
+import { LimitExceededError } from '@sluice/contracts';
 
 /** The request body grew past the listener's limits.maxMessageBytes while it streamed. */
-export class BodyTooLargeError extends Error {
-  readonly code = 'ERR_LIMIT_EXCEEDED' as const;
+export class BodyTooLargeError extends LimitExceededError {
   constructor(readonly limit: number) {
     super(`request body exceeds ${limit} bytes`);
-    this.name = 'BodyTooLargeError';
   }
 }
 

@@ -3,7 +3,8 @@ import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } f
 import { SluiceErrorCode } from '@sluice/contracts';
 import { approval as proto } from '@sluice/proto';
 import { createLogger } from '@sluice/service-runtime';
-import type { ApprovalRequest, Decision } from '../ports.js';
+import type { ApproveDecision } from '@sluice/contracts';
+import type { ApprovalRequest } from '../ports.js';
 import { createApprovalPort } from './approval-client.js';
 
 type Handler<Req, Res> = (request: Req) => Res | Promise<Res>;
@@ -41,13 +42,12 @@ const startFake = async (behaviour: FakeBehaviour, port = 0): Promise<{ address:
   return { address: `127.0.0.1:${bound}`, server };
 };
 
-const decision: Decision = {
+const decision: ApproveDecision = {
   effect: 'approve',
   rule: 'risky-needs-dba',
   reason: 'high risk',
   action: 'write',
   risk: 'high',
-  maskProfile: undefined,
   tables: ['public.orders'],
   approvers: { groups: ['dba'], subs: ['alice'], minApprovals: 2 },
   approvalTimeoutMs: 60_000,

@@ -1,8 +1,7 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { credentials, Metadata, status as GrpcStatus, type ChannelCredentials, type ChannelOptions, type ServiceError } from '@grpc/grpc-js';
 import { DependencyUnavailableError, SluiceErrorCode } from '@sluice/contracts';
 import { approval as proto } from '@sluice/proto';
-import type { Logger } from '@sluice/service-runtime';
+import { Backoff, pause, retry, type Logger } from '@sluice/service-runtime';
 import type { ApprovalOutcome, ApprovalPort, ApprovalRequest } from '../ports.js';
 
 export interface ApprovalClientOptions {
@@ -88,9 +87,9 @@ export const createApprovalPort = (address: string, options: ApprovalClientOptio
             commandHash: request.commandHash,
             risk: request.decision.risk,
             rule: request.decision.rule,
-            approverGroups: [...(approvers?.groups ?? [])],
-            approverSubs: [...(approvers?.subs ?? [])],
-            minApprovals: approvers?.minApprovals ?? 1,
+            approverGroups: [...approvers.groups],
+            approverSubs: [...approvers.subs],
+            minApprovals: approvers.minApprovals,
             timeoutMs: Math.max(0, Math.min(request.decision.approvalTimeoutMs || 0, 0xffffffff)),
             action: request.decision.action,
             justification: request.justification ?? '',
@@ -106,12 +105,12 @@ export const createApprovalPort = (address: string, options: ApprovalClientOptio
     },
 
     async awaitDecision(approvalId: string, signal: AbortSignal): Promise<ApprovalOutcome> {
-      let backoff = 100;
+      const backoff = new Backoff({ initialMs: 100, maxMs: 2_000 });
       try {
         while (!signal.aborted) {
           try {
             const response = await call<proto.AwaitDecisionRequest, proto.AwaitDecisionResponse>(client.awaitDecision, { approvalId }, pollTimeoutMs, signal);
-            backoff = 100;
+            backoff.reset();
             const outcome = OUTCOMES[response.outcome];
             if (outcome) return { outcome, approvers: response.approvers, reason: response.reason };
             continue; // not decided yet: poll again
@@ -126,8 +125,7 @@ export const createApprovalPort = (address: string, options: ApprovalClientOptio
               return { outcome: 'expired', approvers: [], reason: 'the approval service was unreachable until the request expired' };
             }
             logger.debug({ err: error, approvalId }, 'approval service unreachable; waiting for it');
-            await sleep(backoff, undefined, { signal }).catch(() => undefined);
-            backoff = Math.min(backoff * 2, 2_000);
+            await pause(backoff.next(), signal);
           }
         }
         // The agent went away while waiting: the request must not stay open for an approver.
@@ -142,22 +140,20 @@ export const createApprovalPort = (address: string, options: ApprovalClientOptio
 
     async consume(approvalId: string, commandHash: string): Promise<boolean> {
       // A restart between grant and use is ridden out briefly; anything else means "do not run".
-      const giveUpAt = Date.now() + (options.consumeRetryMs ?? 5_000);
-      let backoff = 100;
-      for (;;) {
-        try {
-          const response = await call<proto.ConsumeApprovalRequest, proto.ConsumeApprovalResponse>(client.consumeApproval, { approvalId, commandHash }, callTimeoutMs);
-          return response.ok;
-        } catch (error) {
-          // Retrying is safe: a grant used by a call whose answer was lost answers false (fail closed).
-          const retryable = isServiceError(error) && (error.code === GrpcStatus.UNAVAILABLE || error.code === GrpcStatus.DEADLINE_EXCEEDED);
-          if (!retryable || Date.now() + backoff > giveUpAt) {
-            logger.warn({ err: error, approvalId }, 'could not consume the approval; the command does not run');
-            return false;
-          }
-          await sleep(backoff);
-          backoff = Math.min(backoff * 2, 1_000);
-        }
+      try {
+        const response = await retry(
+          () => call<proto.ConsumeApprovalRequest, proto.ConsumeApprovalResponse>(client.consumeApproval, { approvalId, commandHash }, callTimeoutMs),
+          {
+            backoff: new Backoff({ initialMs: 100, maxMs: 1_000 }),
+            // Retrying is safe: a grant used by a call whose answer was lost answers false (fail closed).
+            retryable: (error) => isServiceError(error) && (error.code === GrpcStatus.UNAVAILABLE || error.code === GrpcStatus.DEADLINE_EXCEEDED),
+            deadline: Date.now() + (options.consumeRetryMs ?? 5_000),
+          },
+        );
+        return response.ok;
+      } catch (error) {
+        logger.warn({ err: error, approvalId }, 'could not consume the approval; the command does not run');
+        return false;
       }
     },
 

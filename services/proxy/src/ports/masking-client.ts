@@ -8,7 +8,7 @@ import {
   type ProfileMasker,
 } from '@sluice/masking-engine';
 import { masking } from '@sluice/proto';
-import type { Logger } from '@sluice/service-runtime';
+import { Backoff, type Logger } from '@sluice/service-runtime';
 import type { MaskingPort } from '../ports.js';
 
 export interface MaskingPortOptions {
@@ -57,7 +57,8 @@ export const createMaskingPort = (address: string, options: MaskingPortOptions):
   let streamOpen = false;
   let closed = false;
   let call: ClientReadableStream<masking.WatchProfilesResponse> | undefined;
-  let backoff = initialBackoff;
+  // Jitter keeps many proxies from reconnecting in step after a masking service restart.
+  const backoff = new Backoff({ initialMs: initialBackoff, maxMs: maxBackoff, jitter: 0.25 });
   let retry: NodeJS.Timeout | undefined;
   let builtIns: CompiledMasking | undefined;
   let lastFailure: string | undefined;
@@ -82,7 +83,7 @@ export const createMaskingPort = (address: string, options: MaskingPortOptions):
     version = message.version;
     if (!streamOpen) logger.info({ version: String(version) }, 'masking profiles stream up');
     streamOpen = true;
-    backoff = initialBackoff;
+    backoff.reset();
     markReady();
   };
 
@@ -96,10 +97,7 @@ export const createMaskingPort = (address: string, options: MaskingPortOptions):
     lastFailure = reason;
     streamOpen = false;
     if (closed) return;
-    const delay = Math.min(backoff, maxBackoff);
-    backoff = Math.min(backoff * 2, maxBackoff);
-    // Jitter keeps many proxies from reconnecting in step after a masking service restart.
-    retry = setTimeout(connect, delay * (0.75 + Math.random() * 0.5));
+    retry = setTimeout(connect, backoff.next());
     retry.unref();
   };
 

@@ -2,6 +2,7 @@ import { credentials, Metadata, type ChannelCredentials, type ChannelOptions, ty
 import { policy as pb } from '@sluice/proto';
 import { DependencyUnavailableError, SluiceErrorCode, type Action, type Effect, type Risk, type Subject } from '@sluice/contracts';
 import { isSqlClassifierLoaded, loadSqlClassifier, normalizeSql, type TargetCatalogFacts } from '@sluice/sql-classifier';
+import { Backoff } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 import type { Decision, GovernedCommand, PolicyPort, SessionPolicy } from '../ports.js';
 
@@ -44,21 +45,34 @@ const RISKS: ReadonlyMap<pb.Risk, Risk> = new Map([
 ]);
 
 /** Unknown enum values read as the strictest: a newer service must not loosen an older proxy. */
-const decisionOf = (response: pb.DecideResponse): Decision =>
-  Object.freeze({
-    effect: EFFECTS.get(response.effect) ?? 'deny',
+const decisionOf = (response: pb.DecideResponse): Decision => {
+  const basis = {
     rule: response.rule,
     reason: response.reason,
     action: ACTIONS.get(response.action) ?? 'admin',
     risk: RISKS.get(response.risk) ?? 'critical',
-    maskProfile: response.maskProfile || undefined,
     tables: Object.freeze([...response.tables]),
-    approvers: response.approvers
-      ? { groups: [...response.approvers.groups], subs: [...response.approvers.subs], minApprovals: response.approvers.minApprovals || 1 }
-      : undefined,
-    approvalTimeoutMs: response.approvalTimeoutMs,
     prepares: Object.freeze([...response.prepares]),
-  });
+  };
+  const effect = EFFECTS.get(response.effect) ?? 'deny';
+  switch (effect) {
+    case 'allow':
+      return Object.freeze({ ...basis, effect, maskProfile: response.maskProfile || undefined });
+    case 'approve':
+      return Object.freeze({
+        ...basis,
+        effect,
+        approvers: {
+          groups: [...(response.approvers?.groups ?? [])],
+          subs: [...(response.approvers?.subs ?? [])],
+          minApprovals: response.approvers?.minApprovals || 1,
+        },
+        approvalTimeoutMs: response.approvalTimeoutMs,
+      });
+    case 'deny':
+      return Object.freeze({ ...basis, effect });
+  }
+};
 
 /** Insertion-ordered Map as an LRU: a hit moves the entry to the end. */
 class LruCache<V> {
@@ -147,7 +161,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
   const principals = new WeakMap<Subject, string>();
   let version: number | undefined;
   let watch: ClientReadableStream<pb.WatchPolicyResponse> | undefined;
-  let backoff = BACKOFF_MIN_MS;
+  const backoff = new Backoff({ initialMs: BACKOFF_MIN_MS, maxMs: BACKOFF_MAX_MS });
   let retry: NodeJS.Timeout | undefined;
   let closed = false;
   let hits = 0;
@@ -174,10 +188,10 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
       version = undefined;
       invalidate();
       if (closed) return;
-      logger.warn({ why, retryInMs: backoff }, 'policy watch lost; decisions are not cached until it is back');
-      retry = setTimeout(startWatch, backoff);
+      const delay = backoff.next();
+      logger.warn({ why, retryInMs: delay }, 'policy watch lost; decisions are not cached until it is back');
+      retry = setTimeout(startWatch, delay);
       retry.unref();
-      backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
     };
     call.on('data', (message: pb.WatchPolicyResponse) => {
       const next = Number(message.policyVersion);
@@ -186,7 +200,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
         if (version !== undefined) logger.info({ from: version, to: next }, 'policy changed; decision cache cleared');
         version = next;
       }
-      backoff = BACKOFF_MIN_MS;
+      backoff.reset();
       markReady();
     });
     call.on('error', (error: Error) => broken(error.message));

@@ -1,13 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { Frame, FrameReader } from '@sluice/codec-pg';
-
-export class ConnectionClosedError extends Error {
-  readonly code = 'ERR_CONNECTION_CLOSED' as const;
-  constructor(message = 'connection closed') {
-    super(message);
-    this.name = 'ConnectionClosedError';
-  }
-}
+import { ConnectionClosedError } from '@sluice/contracts';
 
 /**
  * Awaitable frames from a socket, for the short request/response exchanges of the startup phases

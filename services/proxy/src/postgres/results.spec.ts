@@ -1,7 +1,8 @@
 import { binaryToText, decodeDataRow, encodeDataRow, isTextLikeType, TypeOid, type FieldDescription } from '@sluice/codec-pg';
 import { compileMasking, type ProfileMasker } from '@sluice/masking-engine';
 import { describe, expect, it } from 'vitest';
-import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
+import { ResultWithheldError } from '@sluice/contracts';
+import { CopyOutSet, ResultSet } from './results.js';
 
 const field = (name: string, typeOid: number, format = 0): FieldDescription => ({
   name,

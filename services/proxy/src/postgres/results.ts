@@ -1,5 +1,5 @@
 import { binaryToText, decodeDataRow, encodeCopyData, encodeDataRow, type FieldDescription } from '@sluice/codec-pg';
-import type { ResultReturned } from '@sluice/contracts';
+import { ResultWithheldError, type ResultReturned } from '@sluice/contracts';
 import type { ColumnInfo, ColumnSource, MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import type { CopyFormat } from '@sluice/sql-classifier';
 import { splitCopyLine, writeCopyField } from './copy-lines.js';
@@ -8,15 +8,6 @@ import { boundRows } from '../recording.js';
 export interface RecordingLimits {
   readonly maxRows: number;
   readonly maxBytes: number;
-}
-
-/** Masking could not be applied to a value: the result must be withheld. */
-export class ResultWithheldError extends Error {
-  readonly code = 'ERR_MASKING_UNAVAILABLE' as const;
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = 'ResultWithheldError';
-  }
 }
 
 interface Column {

@@ -1,15 +1,11 @@
 import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
+import { UpstreamFailedError } from '@sluice/contracts';
 
 const pbkdf2Async = promisify(pbkdf2);
 
-export class ScramError extends Error {
-  readonly code = 'ERR_UPSTREAM_FAILED' as const;
-  constructor(message: string) {
-    super(message);
-    this.name = 'ScramError';
-  }
-}
+/** The target's SCRAM exchange failed (a bad proof, a malformed message): the target failed. */
+export class ScramError extends UpstreamFailedError {}
 
 const hmac = (key: Buffer, text: string): Buffer => createHmac('sha256', key).update(text).digest();
 const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest();

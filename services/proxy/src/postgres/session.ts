@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
@@ -31,11 +30,13 @@ import {
   MessageTooLongError,
 } from '@sluice/codec-pg';
 import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
-import type { Subject, SubjectRef } from '@sluice/contracts';
+import { failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, SluiceErrorCode, type Subject, type SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
 import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage, type TargetCatalogFacts } from '@sluice/sql-classifier';
-import { shownJustification, sqlJustification } from '../justification.js';
+import { sqlJustification } from '../justification.js';
 import type { Decision, GovernancePorts } from '../ports.js';
+import { commandHash } from '../governance/approval-hold.js';
+import { Governor } from '../governance/governor.js';
 import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
 import { SocketFrames } from './frame-source.js';
@@ -43,7 +44,7 @@ import { Outbox } from './outbox.js';
 import { copyColumns, coveredValueEscape, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
 import { SessionProfiles, type DeclaredCursor } from './session-profiles.js';
 import { maskNotification, maskServerFields } from './server-texts.js';
-import { CopyOutSet, ResultSet, ResultWithheldError } from './results.js';
+import { CopyOutSet, ResultSet } from './results.js';
 import { normaliseSql } from './approval-text.js';
 import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
@@ -175,19 +176,6 @@ const MAX_BATCH_BYTES = 4 << 20;
 const MAX_QUEUED_BYTES = 16 << 20;
 /** setTimeout's ceiling; longer token lifetimes re-arm. */
 const MAX_TIMER_MS = 0x7fffffff;
-
-const failClosedDecision = (reason: string): Decision => ({
-  effect: 'deny',
-  rule: '',
-  reason,
-  action: 'admin',
-  risk: 'critical',
-  maskProfile: undefined,
-  tables: [],
-  approvers: undefined,
-  approvalTimeoutMs: 0,
-  prepares: [],
-});
 
 /** An ErrorResponse whose severity ends the session (FATAL, PANIC). */
 const isFatal = (frame: Frame): boolean => {
@@ -491,7 +479,7 @@ export class PostgresSession {
           if (this.#ctx.tls && !(this.#client instanceof TLSSocket)) {
             frames.detach();
             // Nothing may follow an SSLRequest before our answer: leftover bytes would be a MITM injection.
-            if (frames.reader.buffered > 0) throw Object.assign(new Error('data after SSLRequest'), { code: 'ERR_PROTOCOL_MALFORMED' });
+            if (frames.reader.buffered > 0) throw new ProtocolMalformedError('data after SSLRequest');
             this.#client.write(Buffer.from('S'));
             const secure = new TLSSocket(this.#client, { isServer: true, secureContext: this.#ctx.tls });
             secure.on('error', () => this.#close('client_error'));
@@ -729,7 +717,7 @@ export class PostgresSession {
       default:
         // A password message now, or an unknown code: not a well-formed session.
         decodeFrontend(frame);
-        throw Object.assign(new Error('unexpected frontend message'), { code: 'ERR_PROTOCOL_MALFORMED' });
+        throw new ProtocolMalformedError('unexpected frontend message');
     }
   }
 
@@ -802,21 +790,28 @@ export class PostgresSession {
     } catch {
       return failClosedDecision('the target catalog (functions, views, inheritance) could not be read');
     }
-    try {
-      const decision = await this.#ports.policy.decide(this.#subject!, this.#resource.name, {
-        kind: 'sql',
-        text,
-        ...(this.#searchPath ? { searchPath: this.#searchPath } : {}),
-        preparedStatements: this.#prepared,
-        catalog: this.#schemaChanged ? { ...catalog, uncommittedChanges: true } : catalog,
-      });
-      if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#schemaChanged = true;
-      return decision;
-    } catch {
-      // A policy that cannot answer denies (fail closed).
-      return failClosedDecision('the policy service is unavailable');
-    }
+    // A policy that cannot answer denies (fail closed): the governor's verdict.
+    const { decision } = await this.#governor().decide({
+      kind: 'sql',
+      text,
+      ...(this.#searchPath ? { searchPath: this.#searchPath } : {}),
+      preparedStatements: this.#prepared,
+      catalog: this.#schemaChanged ? { ...catalog, uncommittedChanges: true } : catalog,
+    });
+    if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#schemaChanged = true;
+    return decision;
   }
+
+  /** The protocol-neutral governance of this session's commands (decide, record, hold, mask). */
+  #governor(): Governor {
+    // Built for the logged-in subject (never one cached before login).
+    const current = this.#governorOf;
+    if (current && current.session.subject === this.#subject) return current;
+    const governor = new Governor(this.#ports, { id: this.id, resource: this.#resource.name, subject: this.#subject!, protocol: 'postgres' });
+    this.#governorOf = governor;
+    return governor;
+  }
+  #governorOf: Governor | undefined;
 
   /**
    * Portals end with their transaction; a schema change this session made is committed or gone,
@@ -848,41 +843,26 @@ export class PostgresSession {
 
   #recordDecided(commandId: string, text: string, decision: Decision, recorded?: string): void {
     this.#commands++;
-    this.#ports.audit.record(this.id, 'command.decided', {
-      commandId,
-      resource: this.#resource.name,
-      protocol: 'postgres',
-      command: recorded ?? this.#maskedText(text, decision.maskProfile),
-      action: decision.action,
-      risk: decision.risk,
-      decision: decision.effect,
-      rule: decision.rule,
-      reason: decision.reason,
-      tables: decision.tables,
-      ...(text.length > this.#maskedPrefixChars ? { truncated: true, commandBytes: Buffer.byteLength(text, 'utf8') } : {}),
-    });
+    this.#governor().recordDecided(
+      {
+        commandId,
+        command: recorded ?? this.#maskedText(text, maskProfileOf(decision)),
+        ...(text.length > this.#maskedPrefixChars ? { commandBytes: Buffer.byteLength(text, 'utf8') } : {}),
+      },
+      decision,
+    );
   }
 
   #recordRefused(commandId: string, refusal: Refusal): void {
-    this.#ports.audit.record(this.id, 'command.completed', {
-      commandId,
-      outcome: 'REFUSED',
-      ok: false,
-      error: { code: refusal.code, message: refusal.message },
-      durationMs: 0,
-    });
+    this.#governor().recordRefused(commandId, { outcome: 'REFUSED', code: refusal.code, message: refusal.message, durationMs: 0 });
   }
 
   /** The masker of an allowed `text`, or a refusal when masking is unavailable or the text would carry a covered value past it. */
   #maskerFor(decision: Decision, text: string): { masker: ProfileMasker | undefined } | Refusal {
-    let masker: ProfileMasker | undefined;
-    try {
-      masker = this.#ports.masking.masker(decision.maskProfile);
-    } catch {
-      return { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
-    }
-    const escape = coveredValueEscape(masker, text, this.#searchPath, this.#prepared, this.#decidedWith);
-    return escape ? { code: SqlState.InsufficientPrivilege, message: `permission denied: ${escape}` } : { masker };
+    const choice = this.#governor().maskerFor(decision);
+    if (!choice.ok) return { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
+    const escape = coveredValueEscape(choice.masker, text, this.#searchPath, this.#prepared, this.#decidedWith);
+    return escape ? { code: SqlState.InsufficientPrivilege, message: `permission denied: ${escape}` } : { masker: choice.masker };
   }
 
   #auditRefusal(): Refusal | undefined {
@@ -892,12 +872,8 @@ export class PostgresSession {
 
   /** `audit.wait: ack`: the command goes to the target only once the bus has its record. */
   async #unacknowledged(): Promise<Refusal | undefined> {
-    try {
-      await (this.#ports.audit.acknowledged?.(this.id) ?? Promise.reject(new Error('no acknowledgements')));
-      return undefined;
-    } catch {
-      return { code: SqlState.SystemError, message: 'command refused: its audit record was not acknowledged' };
-    }
+    if (await this.#governor().acknowledged()) return undefined;
+    return { code: SqlState.SystemError, message: 'command refused: its audit record was not acknowledged' };
   }
 
   /**
@@ -911,53 +887,29 @@ export class PostgresSession {
     if (bytes <= limit) return undefined;
     const refusal = { code: SqlState.ProgramLimitExceeded, message: `statement of ${bytes} bytes exceeds this resource's limit of ${limit} bytes` };
     this.#commands++;
-    this.#ports.audit.record(this.id, 'command.decided', {
-      commandId,
-      resource: this.#resource.name,
-      protocol: 'postgres',
-      // Masked as any recorded text, but only its beginning: the audit port cuts it further.
-      command: this.#maskedText(text, undefined),
-      action: 'admin',
-      risk: 'critical',
-      decision: 'deny',
-      rule: '',
-      reason: 'statement too long',
-      truncated: true,
-      commandBytes: bytes,
-    });
+    // Masked as any recorded text, but only its beginning: the audit port cuts it further.
+    this.#governor().recordRefusedBeforeRule({ commandId, command: this.#maskedText(text, undefined), commandBytes: bytes }, 'statement too long');
     this.#recordRefused(commandId, refusal);
     return refusal;
   }
 
   /** Holds a command for a human; resolves to undefined when granted and consumed, else the refusal. */
   async #approve(commandId: string, text: string, params: readonly (string | null)[], decision: Decision): Promise<Refusal | undefined> {
-    const subject = this.#subject!;
-    const commandHash = createHash('sha256')
-      .update(JSON.stringify([this.#resource.name, subject.sub, normaliseSql(text), params]))
-      .digest('hex');
+    if (decision.effect !== 'approve') return undefined;
+    const hash = commandHash([this.#resource.name, this.#subject!.sub, normaliseSql(text), params]);
     const hold = new AbortController();
     this.#holds.add(hold);
     try {
-      const { approvalId } = await this.#ports.approvals.request({
-        sessionId: this.id,
-        commandId,
-        resource: this.#resource.name,
-        subject,
-        command: this.#maskedText(text, decision.maskProfile),
-        commandHash,
-        decision,
-        justification: shownJustification(sqlJustification(text), (shown) => this.#ports.masking.maskCommandText(shown, decision.maskProfile)),
-      });
-      const outcome = await this.#ports.approvals.awaitDecision(approvalId, hold.signal);
-      if (outcome.outcome === 'granted') {
-        if (await this.#ports.approvals.consume(approvalId, commandHash)) return undefined;
-        return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${approvalId} was already used` };
-      }
-      const by = outcome.approvers.length > 0 ? ` by ${outcome.approvers.join(', ')}` : '';
-      const why = outcome.reason ? `: ${outcome.reason}` : '';
-      return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${approvalId} ${outcome.outcome}${by}${why}` };
-    } catch {
-      return { code: SqlState.InsufficientPrivilege, message: 'permission denied: the approval could not be obtained' };
+      const result = await this.#governor().hold(
+        { commandId, command: this.#maskedText(text, undefined), commandHash: hash, decision, justification: sqlJustification(text) },
+        hold.signal,
+      );
+      if (result.granted) return undefined;
+      if (result.code === SluiceErrorCode.ApprovalUnavailable) return { code: SqlState.InsufficientPrivilege, message: 'permission denied: the approval could not be obtained' };
+      if (result.outcome === 'used') return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${result.approvalId} was already used` };
+      const by = result.approvers.length > 0 ? ` by ${result.approvers.join(', ')}` : '';
+      const why = result.reason ? `: ${result.reason}` : '';
+      return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${result.approvalId} ${result.outcome}${by}${why}` };
     } finally {
       this.#holds.delete(hold);
     }
@@ -1070,7 +1022,7 @@ export class PostgresSession {
       decision,
       masker: masking.masker,
       ...(known?.description ? { description: known.description } : {}),
-      ...(known?.recorded !== undefined && known.decision.maskProfile === decision.maskProfile ? { recorded: known.recorded } : {}),
+      ...(known?.recorded !== undefined && maskProfileOf(known.decision) === maskProfileOf(decision) ? { recorded: known.recorded } : {}),
     };
     batch.set(name, statement);
     return statement;
@@ -1189,7 +1141,7 @@ export class PostgresSession {
           }
           const commandId = portal.commandId ?? this.#ports.newId();
           const statement = portal.statement;
-          statement.recorded ??= this.#maskedText(statement.text, statement.decision.maskProfile);
+          statement.recorded ??= this.#maskedText(statement.text, maskProfileOf(statement.decision));
           this.#recordDecided(commandId, statement.text, statement.decision, statement.recorded);
           forward.push(raw);
           expects.push({ kind: 'execute', command: this.#newCommand(commandId, portal.statement.masker, statement.text), portal });
@@ -1209,7 +1161,7 @@ export class PostgresSession {
           forward.push(raw);
           break;
         default:
-          throw Object.assign(new Error(`unexpected ${message.type} in a batch`), { code: 'ERR_PROTOCOL_MALFORMED' });
+          throw new ProtocolMalformedError(`unexpected ${message.type} in a batch`);
       }
     }
 
@@ -1633,7 +1585,7 @@ export class PostgresSession {
       case BackendCode.Authentication:
       case BackendCode.BackendKeyData:
         // Re-authentication or a new key mid-session is not something a target does: never relayed.
-        throw Object.assign(new Error('unexpected authentication message from the target'), { code: 'ERR_UPSTREAM_FAILED' });
+        throw new UpstreamError('unexpected authentication message from the target');
       default:
         out.push(frame.raw);
     }

@@ -12,13 +12,12 @@ import {
   FrameReader,
   type Frame,
 } from '@sluice/codec-pg';
-import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
+import { UpstreamFailedError } from '@sluice/contracts';
 import { SocketFrames } from './frame-source.js';
 import { md5PasswordAnswer, ScramClient } from './scram.js';
 
 /** The target refused or failed; `detail` is for the log and audit, never for the agent. */
-export class UpstreamError extends SluiceError {
-  readonly code = SluiceErrorCode.UpstreamFailed;
+export class UpstreamError extends UpstreamFailedError {
   constructor(
     readonly detail: string,
     readonly sqlstate?: string,

@@ -1,34 +1,19 @@
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import {
-  decodeCommand,
-  decodeReply,
-  encodeCommand,
-  encodeError,
-  encodeSimple,
-  encodeValue,
-  RespFramer,
-  type RespValue,
-} from '@sluice/codec-resp';
-import { readSecret, resourceLimits, type RedisResourceConfig } from '@sluice/config';
-import { SluiceErrorCode, type SubjectRef } from '@sluice/contracts';
-import type { MaskCounts } from '@sluice/masking-engine';
-import type { Decision, GovernancePorts, ProtocolAdapter, Session } from '../ports.js';
-import { commandHash, holdForApproval } from './approval-hold.js';
-import { PendingJustification, shownJustification } from '../justification.js';
-import {
-  authToken,
-  describeCommand,
-  fieldHint,
-  parseHello,
-  PRE_AUTH_COMMANDS,
-  refusalOf,
-  scalarField,
-  UNMASKABLE_REPLIES,
-  type HelloArgs,
-} from './commands.js';
-import { flattenReply, maskReply, UNKNOWN_FIELD, type FieldHint } from './reply-masking.js';
-import { confirmationOf, ReplyStream, type QueuedCommand } from './reply-stream.js';
+import { decodeCommand, decodeReply, encodeCommand, encodeError, encodeSimple, encodeValue, RespFramer } from '@sluice/codec-resp';
+import { resourceLimits, type RedisResourceConfig } from '@sluice/config';
+import { SluiceErrorCode, type ApproveDecision, type DenyDecision, type SubjectRef } from '@sluice/contracts';
+import type { GovernancePorts, ProtocolAdapter } from '../ports.js';
+import { commandHash } from '../governance/approval-hold.js';
+import { admitSession, type Admission } from '../governance/admission.js';
+import { Governor, subjectRefOf, type RecordedCommand, type Verdict } from '../governance/governor.js';
+import { PendingJustification } from '../justification.js';
+import { authToken, describeCommand, parseHello, PRE_AUTH_COMMANDS, refusalOf, UNMASKABLE_REPLIES, type HelloArgs } from './commands.js';
+import { decodeAndMask, errorCodeOf, errorTextOf, maskPushed, recordResult, type MaskedReply } from './reply-results.js';
+import { confirmationOf, ReplyStream } from './reply-stream.js';
+import { newEntry, type Entry, type SessionState } from './entries.js';
+import { connectTarget } from './target.js';
+import { WriteBatch } from './write-batch.js';
 
 export interface RedisAdapterOptions {
   /** Base directory of `{ file: … }` secrets (the config file's directory). */
@@ -52,46 +37,7 @@ const PRE_AUTH_BUFFER_LIMIT = 64 * 1024;
 /** Commands queued before Sluice stops reading from the client (backpressure). */
 const MAX_QUEUED = 4096;
 
-class UpstreamError extends Error {
-  readonly code = SluiceErrorCode.UpstreamFailed;
-}
 
-interface SessionState extends Session {
-  commands: number;
-  expiryTimer: NodeJS.Timeout | undefined;
-}
-
-/** One command on its way through the connection, in arrival order. */
-interface Entry {
-  readonly id: string;
-  readonly name: string;
-  readonly args: readonly Buffer[];
-  readonly frame: Buffer;
-  readonly session: SessionState | undefined;
-  readonly started: number;
-  /** local: Sluice answers; command: decided, then sent to the target. */
-  readonly kind: 'local' | 'command';
-  settled: boolean;
-  decision: Decision | undefined;
-  decisionFailed: boolean;
-  /** done: `reply` holds the bytes for the client. */
-  status: 'waiting' | 'sent' | 'done';
-  reply: Buffer | undefined;
-  /** The commands an EXEC runs, by position, with their mask profiles. */
-  txQueued: QueuedCommand[] | undefined;
-  execAbort: boolean;
-  closeAfter: boolean;
-  /** Sent inside MULTI: its reply is QUEUED (or an error), its result comes with EXEC. */
-  queued: boolean;
-  /** A RESP3 subscribe: push confirmations still to come before it is answered. */
-  confirmations: number;
-}
-
-const subjectRef = (session: Session): SubjectRef => ({
-  sub: session.subject.sub,
-  groups: session.subject.groups,
-  issuer: session.subject.issuer,
-});
 
 /**
  * The Redis front door: agents log in with `AUTH <token>` / `HELLO 3 AUTH <user> <token>`,
@@ -136,9 +82,7 @@ class RedisConnection {
   /** Transactions, subscriber mode and MONITOR: how upstream frames pair with commands. */
   private readonly stream = new ReplyStream();
 
-  private clientOut: Buffer[] = [];
-  private upstreamOut: Buffer[] = [];
-  private flushScheduled = false;
+  private readonly out: WriteBatch;
 
   constructor(
     private readonly resource: RedisResourceConfig,
@@ -148,6 +92,7 @@ class RedisConnection {
     private readonly done: () => void,
   ) {
     this.client = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
+    this.out = new WriteBatch(socket, () => this.upstream);
   }
 
   start(): void {
@@ -262,22 +207,18 @@ class RedisConnection {
     this.writeClient(encodeError(reply));
   }
 
+  private noAccess(admission: Extract<Admission, { admitted: false }>, sub: string): string {
+    return admission.code === SluiceErrorCode.PolicyDenied ? `NOPERM no rule lets ${sub} use ${this.resource.name}` : 'NOPERM policy unavailable';
+  }
+
   /** Verifies the agent's token, then opens and authenticates the upstream connection. */
   private async login(token: string, hello: HelloArgs | undefined): Promise<void> {
     const verified = await this.verify(token);
     if (!verified) return;
     if (!this.ports.audit.healthy) return this.rejectLogin('audit unavailable', SluiceErrorCode.AuditUnavailable, 'ERR audit unavailable');
     const subject = { sub: verified.subject.sub, groups: verified.subject.groups, issuer: verified.subject.issuer };
-    let readOnly = false;
-    try {
-      const policy = await this.ports.policy.describeSession(verified.subject, this.resource.name);
-      if (!policy.mayConnect) {
-        return this.rejectLogin('no rule lets this subject use the resource', SluiceErrorCode.PolicyDenied, `NOPERM no rule lets ${subject.sub} use ${this.resource.name}`, subject);
-      }
-      readOnly = policy.readOnly;
-    } catch {
-      return this.rejectLogin('policy unavailable', SluiceErrorCode.PolicyUnavailable, 'NOPERM policy unavailable', subject);
-    }
+    const admission = await admitSession(this.ports.policy, verified.subject, this.resource.name);
+    if (!admission.admitted) return this.rejectLogin(admission.reason, admission.code, this.noAccess(admission, verified.subject.sub), subject);
     // limits.maxConnectionsPerSubject, counted per connection for the subject it first logs in as.
     const limiter = this.ports.connectionLimits?.get(this.resource.name);
     if (limiter && !this.session && !this.releaseSubject) {
@@ -290,7 +231,9 @@ class RedisConnection {
     }
     let helloReply: Buffer | undefined;
     try {
-      helloReply = await this.connectUpstream(hello);
+      const target = await connectTarget(this.resource, this.options, hello, this.upstreamFramer, (socket) => (this.upstream = socket));
+      this.attachUpstream(target.socket);
+      helloReply = target.helloReply;
     } catch (error) {
       this.rejectLogin(`target unavailable: ${(error as Error).message}`, SluiceErrorCode.UpstreamFailed, 'ERR target unavailable', subject);
       this.flush();
@@ -298,7 +241,7 @@ class RedisConnection {
     }
     if (this.closed) return;
     if (hello?.protocol) this.protocol = hello.protocol;
-    this.startSession(verified, readOnly);
+    this.startSession(verified, admission.readOnly);
     this.writeClient(helloReply ?? encodeSimple('OK'));
   }
 
@@ -325,8 +268,10 @@ class RedisConnection {
   }
 
   private startSession(verified: Awaited<ReturnType<GovernancePorts['identity']['verify']>>, readOnly: boolean): void {
+    const id = this.ports.newId();
     const session: SessionState = {
-      id: this.ports.newId(),
+      id,
+      governor: new Governor(this.ports, { id, resource: this.resource.name, subject: verified.subject, protocol: 'redis' }),
       resource: this.resource,
       subject: verified.subject,
       client: this.client,
@@ -344,7 +289,7 @@ class RedisConnection {
     this.ports.audit.record(session.id, 'session.started', {
       resource: this.resource.name,
       protocol: 'redis',
-      subject: subjectRef(session),
+      subject: subjectRefOf(session.subject),
       client: this.client,
       readOnly,
     });
@@ -397,20 +342,10 @@ class RedisConnection {
   private async reauthenticate(token: string, hello: HelloArgs | undefined): Promise<void> {
     const verified = await this.verify(token);
     if (!verified || this.closed) return;
-    let readOnly = false;
-    try {
-      const policy = await this.ports.policy.describeSession(verified.subject, this.resource.name);
-      if (!policy.mayConnect) {
-        this.pushLocal('AUTH', [], encodeError(`NOPERM no rule lets ${verified.subject.sub} use ${this.resource.name}`));
-        return;
-      }
-      readOnly = policy.readOnly;
-    } catch {
-      this.pushLocal('AUTH', [], encodeError('NOPERM policy unavailable'));
-      return;
-    }
+    const admission = await admitSession(this.ports.policy, verified.subject, this.resource.name);
+    if (!admission.admitted) return void this.pushLocal('AUTH', [], encodeError(this.noAccess(admission, verified.subject.sub)));
     this.endSession('re-authenticated');
-    this.startSession(verified, readOnly);
+    this.startSession(verified, admission.readOnly);
     if (hello?.protocol) this.pushHello(hello);
     else this.pushLocal('AUTH', [], encodeSimple('OK'));
   }
@@ -428,28 +363,6 @@ class RedisConnection {
 
   private readonly protocolSwitches = new Map<Entry, 2 | 3>();
 
-  private newEntry(name: string, args: readonly Buffer[], frame: Buffer, kind: Entry['kind']): Entry {
-    return {
-      id: this.ports.newId(),
-      name,
-      args,
-      frame,
-      session: this.session,
-      started: performance.now(),
-      kind,
-      settled: false,
-      decision: undefined,
-      decisionFailed: false,
-      status: 'waiting',
-      reply: undefined,
-      txQueued: undefined,
-      execAbort: false,
-      closeAfter: false,
-      queued: false,
-      confirmations: 0,
-    };
-  }
-
   private enqueue(entry: Entry): void {
     this.pending.push(entry);
     this.toDispatch.push(entry);
@@ -457,7 +370,7 @@ class RedisConnection {
 
   /** An answer of Sluice's own, kept in order with the replies before it. */
   private pushLocal(name: string, args: readonly Buffer[], reply: Buffer, closeAfter = false): Entry {
-    const entry = this.newEntry(name, args, reply, 'local');
+    const entry = newEntry(this.ports.newId(), this.session, name, args, reply, 'local');
     entry.closeAfter = closeAfter;
     entry.settled = true;
     entry.status = 'done';
@@ -468,28 +381,15 @@ class RedisConnection {
   }
 
   private pushCommand(name: string, args: Buffer[], frame: Buffer): Entry {
-    const entry = this.newEntry(name, args, frame, 'command');
+    const entry = newEntry(this.ports.newId(), this.session, name, args, frame, 'command');
     this.enqueue(entry);
     const session = this.session!;
     session.commands++;
-    let decision: Promise<Decision>;
-    try {
-      decision = this.ports.policy.decide(session.subject, this.resource.name, { kind: 'redis', args });
-    } catch (error) {
-      decision = Promise.reject(error);
-    }
-    decision.then(
-      (result) => {
-        entry.decision = result;
-        entry.settled = true;
-        this.pump();
-      },
-      () => {
-        entry.decisionFailed = true;
-        entry.settled = true;
-        this.pump();
-      },
-    );
+    void session.governor.decide({ kind: 'redis', args }).then((verdict) => {
+      entry.verdict = verdict;
+      entry.settled = true;
+      this.pump();
+    });
     return entry;
   }
 
@@ -509,110 +409,67 @@ class RedisConnection {
   private dispatch(entry: Entry): void {
     const session = entry.session!;
     if (!this.ports.audit.healthy) return this.answer(entry, encodeError('ERR audit unavailable'), SluiceErrorCode.AuditUnavailable);
-    const described = describeCommand(entry.args);
-    const cut = described.truncated ? { truncated: true, commandBytes: described.bytes } : {};
-    const text = () => {
-      try {
-        return this.ports.masking.maskCommandText(described.text, entry.decision?.maskProfile);
-      } catch {
-        return entry.name;
-      }
-    };
-    if (entry.decisionFailed || !entry.decision) {
-      this.ports.audit.record(session.id, 'command.decided', {
-        commandId: entry.id,
-        resource: this.resource.name,
-        protocol: 'redis',
-        command: text(),
-        action: 'admin',
-        risk: 'critical',
-        decision: 'deny',
-        rule: '',
-        reason: 'policy unavailable',
-        ...cut,
-      });
+    const verdict = entry.verdict!;
+    const recorded = this.recorded(entry, session, verdict);
+    if (verdict.unavailable) {
+      session.governor.recordDecided(recorded, verdict.decision);
       this.markDirty();
       return this.answer(entry, encodeError('NOPERM policy unavailable'), SluiceErrorCode.PolicyUnavailable);
     }
-    let decision = entry.decision;
+    let decision = verdict.decision;
     const unmaskable = UNMASKABLE_REPLIES.get(entry.name);
-    if (unmaskable && decision.effect !== 'deny' && decision.maskProfile !== undefined) {
-      decision = { ...decision, effect: 'deny', reason: `${entry.name} ${unmaskable}, which masking profile '${decision.maskProfile}' cannot cover` };
+    if (unmaskable && decision.effect === 'allow' && decision.maskProfile !== undefined) {
+      const { maskProfile, ...basis } = decision;
+      decision = { ...basis, effect: 'deny', reason: `${entry.name} ${unmaskable}, which masking profile '${maskProfile}' cannot cover` } satisfies DenyDecision;
     }
-    const shownCommand = text();
-    this.ports.audit.record(session.id, 'command.decided', {
+    session.governor.recordDecided(recorded, decision);
+    switch (decision.effect) {
+      case 'deny': {
+        this.markDirty();
+        const why = decision.rule ? `denied by rule '${decision.rule}'` : 'denied: no rule allows it (default deny)';
+        return this.answer(entry, encodeError(`NOPERM ${why}${decision.reason ? `: ${decision.reason}` : ''}`), SluiceErrorCode.PolicyDenied);
+      }
+      case 'approve':
+        this.justification.note(session, entry.args);
+        return this.hold(entry, decision, session, recorded.command);
+      case 'allow':
+        this.justification.note(session, entry.args);
+        if (this.resource.audit?.wait === 'ack') return this.afterAcknowledged(entry, session, decision.maskProfile);
+        return this.send(entry, decision.maskProfile);
+    }
+  }
+
+  /** The command as recorded: masked (its name only if masking fails), cut to its first bytes. */
+  private recorded(entry: Entry, session: SessionState, verdict: Verdict | undefined): RecordedCommand {
+    const described = describeCommand(entry.args);
+    return {
       commandId: entry.id,
-      resource: this.resource.name,
-      protocol: 'redis',
-      command: shownCommand,
-      action: decision.action,
-      risk: decision.risk,
-      decision: decision.effect,
-      rule: decision.rule,
-      reason: decision.reason,
-      ...cut,
-    });
-    if (decision.effect === 'deny') {
-      this.markDirty();
-      const why = decision.rule ? `denied by rule '${decision.rule}'` : 'denied: no rule allows it (default deny)';
-      return this.answer(entry, encodeError(`NOPERM ${why}${decision.reason ? `: ${decision.reason}` : ''}`), SluiceErrorCode.PolicyDenied);
-    }
-    this.justification.note(session, entry.args);
-    if (decision.effect === 'approve') return this.hold(entry, decision, session, shownCommand);
-    if (this.resource.audit?.wait === 'ack') return this.afterAcknowledged(entry, session, decision.maskProfile);
-    this.send(entry, decision.maskProfile);
+      command: session.governor.maskedCommand(described.text, verdict?.unavailable === false ? verdict.decision : undefined, entry.name),
+      ...(described.truncated ? { commandBytes: described.bytes } : {}),
+    };
   }
 
   /** `audit.wait: ack`: the command goes to the target only once the bus has its record; later ones wait behind it. */
   private afterAcknowledged(entry: Entry, session: SessionState, maskProfile: string | undefined): void {
     this.holding = true;
-    void (this.ports.audit.acknowledged?.(session.id) ?? Promise.reject(new Error('no acknowledgements'))).then(
-      () => {
-        this.holding = false;
-        if (this.closed) return;
-        this.send(entry, maskProfile);
-        this.pump();
-      },
-      () => {
-        this.holding = false;
-        if (this.closed) return;
+    void session.governor.acknowledged().then((acknowledged) => {
+      this.holding = false;
+      if (this.closed) return;
+      if (acknowledged) this.send(entry, maskProfile);
+      else {
         this.markDirty();
         this.answer(entry, encodeError('ERR audit unavailable'), SluiceErrorCode.AuditUnavailable);
-        this.pump();
-      },
-    );
+      }
+      this.pump();
+    });
   }
 
   private recordRefusal(entry: Entry, reason: string): void {
     const session = entry.session;
     if (!session) return;
     session.commands++;
-    const described = describeCommand(entry.args);
-    let command: string;
-    try {
-      command = this.ports.masking.maskCommandText(described.text, undefined);
-    } catch {
-      command = entry.name;
-    }
-    this.ports.audit.record(session.id, 'command.decided', {
-      commandId: entry.id,
-      resource: this.resource.name,
-      protocol: 'redis',
-      command,
-      ...(described.truncated ? { truncated: true, commandBytes: described.bytes } : {}),
-      action: 'admin',
-      risk: 'critical',
-      decision: 'deny',
-      rule: '',
-      reason,
-    });
-    this.ports.audit.record(session.id, 'command.completed', {
-      commandId: entry.id,
-      outcome: 'error',
-      ok: false,
-      error: { code: SluiceErrorCode.PolicyDenied, message: `NOPERM ${reason}` },
-      durationMs: performance.now() - entry.started,
-    });
+    session.governor.recordRefusedBeforeRule(this.recorded(entry, session, undefined), reason);
+    session.governor.recordRefused(entry.id, { outcome: 'error', code: SluiceErrorCode.PolicyDenied, message: `NOPERM ${reason}`, durationMs: performance.now() - entry.started });
   }
 
   /** A command refused inside MULTI makes EXEC abort, as a queueing error does in Redis. */
@@ -620,14 +477,14 @@ class RedisConnection {
     this.stream.markDirty();
   }
 
-  private hold(entry: Entry, decision: Decision, session: SessionState, text: string): void {
+  private hold(entry: Entry, decision: ApproveDecision, session: SessionState, text: string): void {
     this.holding = true;
     const hash = commandHash([this.resource.name, session.subject.sub, entry.args.map((arg) => arg.toString('utf8'))]);
-    const justification = shownJustification(this.justification.take(session), (shown) => this.ports.masking.maskCommandText(shown, decision.maskProfile));
-    void holdForApproval(this.ports.approvals, { session, commandId: entry.id, command: text, commandHash: hash, decision, justification }, this.holdAbort.signal).then((result) => {
+    void session.governor.hold({ commandId: entry.id, command: text, commandHash: hash, decision, justification: this.justification.take(session) }, this.holdAbort.signal).then((result) => {
       this.holding = false;
       if (this.closed) return;
-      if (result.granted) this.send(entry, decision.maskProfile);
+      // A granted command's results are masked as any unmasked command's: approve carries no profile.
+      if (result.granted) this.send(entry, undefined);
       else {
         this.markDirty();
         const id = result.approvalId ?? '-';
@@ -643,15 +500,7 @@ class RedisConnection {
     this.protocolSwitches.delete(entry);
     entry.status = 'done';
     entry.reply = reply;
-    if (entry.session) {
-      this.ports.audit.record(entry.session.id, 'command.completed', {
-        commandId: entry.id,
-        outcome: 'error',
-        ok: false,
-        error: { code, message: reply.toString('utf8', 1, reply.length - 2) },
-        durationMs: performance.now() - entry.started,
-      });
-    }
+    entry.session?.governor.recordRefused(entry.id, { outcome: 'error', code, message: reply.toString('utf8', 1, reply.length - 2), durationMs: performance.now() - entry.started });
   }
 
   private send(entry: Entry, maskProfile: string | undefined): void {
@@ -738,35 +587,18 @@ class RedisConnection {
   /** A frame that answers no queued command: masked with the subscription's profile and sent on. */
   private forwardStreamed(frame: Buffer): void {
     this.emit();
-    const counts: MaskCounts = {};
-    let bytes: Buffer;
-    let shown: RespValue | undefined;
+    let shown: MaskedReply | undefined;
     try {
       const value = decodeReply(frame);
-      const masker = this.ports.masking.masker(this.stream.profile);
-      // MONITOR lines carry other clients' arguments, any of which may be a covered field's value.
-      const hint: FieldHint | undefined = this.stream.mode === 'monitor' ? { kind: 'everyValue' } : undefined;
-      shown = masker ? maskReply(value, masker, counts, this.protocol, hint) : value;
-      bytes = shown === value ? frame : encodeValue(shown);
+      shown = maskPushed(value, frame, this.ports.masking.masker(this.stream.profile), this.protocol, this.stream.mode === 'monitor');
       this.stream.streamed(value);
     } catch {
-      bytes = encodeError(WITHHELD);
+      shown = undefined;
     }
     // Pushed messages and confirmations are data the agent receives: each is recorded, as it was
     // sent (masked), as a result of the session (no command id of its own).
-    if (this.session && shown) {
-      const flat = flattenReply(shown, this.ports.recording);
-      this.ports.audit.record(this.session.id, 'result.returned', {
-        commandId: 'push',
-        columns: flat.columns,
-        rows: flat.rows,
-        rowCount: flat.rowCount,
-        bytes: bytes.length,
-        truncated: flat.truncated,
-        maskedCounts: counts,
-      });
-    }
-    this.writeClient(bytes);
+    if (this.session && shown) recordResult(this.ports.audit, this.ports.recording, this.session.id, 'push', shown);
+    this.writeClient(shown ? shown.bytes : encodeError(WITHHELD));
   }
 
   private complete(entry: Entry, frame: Buffer): void {
@@ -782,68 +614,31 @@ class RedisConnection {
       queueMicrotask(() => this.pump());
     }
     const session = entry.session!;
-    const counts: MaskCounts = {};
-    let value: RespValue;
-    let reply: Buffer;
+    let reply: MaskedReply;
     try {
-      const original = decodeReply(frame);
-      value = original;
-      if (entry.execAbort) value = { type: 'error' as const, value: EXECABORT };
-      const maskProfile = this.profiles.get(entry);
-      if (entry.name === 'EXEC' && value.type === 'array' && entry.txQueued) {
-        const queued = entry.txQueued;
-        // A reply element with no queued command to pair it with is masked by EXEC's own profile, fields unknown.
-        const items = value.items.map((item, index) => {
-          const command = queued[index];
-          const masker = this.ports.masking.masker(command?.maskProfile ?? maskProfile);
-          if (!masker) return item;
-          if (!command) return maskReply(item, masker, counts, this.protocol, { kind: 'unknownFields' }, UNKNOWN_FIELD);
-          const hint = fieldHint(command.name, command.args, this.protocol);
-          return maskReply(item, masker, counts, this.protocol, hint, scalarField(command.name, command.args));
-        });
-        const before = value.items;
-        if (items.some((item, index) => item !== before[index])) value = { type: 'array', items };
-      } else {
-        const masker = this.ports.masking.masker(maskProfile);
-        if (masker) {
-          const hint: FieldHint | undefined = entry.queued ? undefined : fieldHint(entry.name, entry.args, this.protocol);
-          value = maskReply(value, masker, counts, this.protocol, hint, entry.queued ? undefined : scalarField(entry.name, entry.args));
-        }
-      }
-      reply = value === original ? frame : encodeValue(value);
+      const command = { name: entry.name, args: entry.args, queued: entry.queued, txQueued: entry.txQueued, maskProfile: this.profiles.get(entry) };
+      reply = decodeAndMask(frame, command, this.protocol, (profile) => this.ports.masking.masker(profile), entry.execAbort ? { type: 'error', value: EXECABORT } : undefined);
     } catch {
       entry.reply = encodeError(WITHHELD);
-      this.ports.audit.record(session.id, 'command.completed', {
-        commandId: entry.id,
+      session.governor.recordRefused(entry.id, {
         outcome: 'error',
-        ok: false,
-        error: { code: SluiceErrorCode.MaskingUnavailable, message: 'result withheld: masking unavailable' },
+        code: SluiceErrorCode.MaskingUnavailable,
+        message: 'result withheld: masking unavailable',
         durationMs: performance.now() - entry.started,
       });
       return;
     }
-    entry.reply = reply;
-    const errorText = value.type === 'error' ? value.value : value.type === 'blobError' ? value.value.toString('utf8') : undefined;
+    entry.reply = reply.bytes;
+    const errorText = errorTextOf(reply.value);
     const isError = errorText !== undefined;
     this.ports.audit.record(session.id, 'command.completed', {
       commandId: entry.id,
-      outcome: value.type,
+      outcome: reply.value.type,
       ok: !isError,
-      ...(isError ? { error: { code: errorCode(value), message: errorText } } : {}),
+      ...(isError ? { error: { code: errorCodeOf(reply.value), message: errorText } } : {}),
       durationMs: performance.now() - entry.started,
     });
-    if (!isError) {
-      const flat = flattenReply(value, this.ports.recording);
-      this.ports.audit.record(session.id, 'result.returned', {
-        commandId: entry.id,
-        columns: flat.columns,
-        rows: flat.rows,
-        rowCount: flat.rowCount,
-        bytes: reply.length,
-        truncated: flat.truncated,
-        maskedCounts: counts,
-      });
-    }
+    if (!isError) recordResult(this.ports.audit, this.ports.recording, session.id, entry.id, reply);
   }
 
   /** Writes finished replies to the client in arrival order. */
@@ -858,63 +653,6 @@ class RedisConnection {
       }
     }
     if (this.pending.length <= MAX_QUEUED / 2 && this.socket.isPaused()) this.socket.resume();
-  }
-
-  private async connectUpstream(hello: HelloArgs | undefined): Promise<Buffer | undefined> {
-    const { host, port, db } = this.resource.target;
-    const upstream = connect({ host, port });
-    upstream.setNoDelay(true);
-    this.upstream = upstream;
-    const handshake: Buffer[] = [];
-    const password = readSecret(this.resource.credentials.password, this.options.secretsDir);
-    if (password !== undefined) {
-      handshake.push(encodeCommand(this.resource.credentials.username ? ['AUTH', this.resource.credentials.username, password] : ['AUTH', password]));
-    }
-    if (db !== 0) handshake.push(encodeCommand(['SELECT', String(db)]));
-    if (hello?.protocol) {
-      handshake.push(encodeCommand(['HELLO', String(hello.protocol), ...(hello.setName ? ['SETNAME', hello.setName] : [])]));
-    }
-    const replies = await new Promise<Buffer[]>((resolve, reject) => {
-      const timer = setTimeout(() => fail(new UpstreamError('timed out')), this.options.connectTimeoutMs ?? 5_000);
-      const received: Buffer[] = [];
-      const fail = (error: Error) => {
-        clearTimeout(timer);
-        upstream.removeAllListeners('data');
-        upstream.destroy();
-        reject(error);
-      };
-      upstream.once('error', fail);
-      upstream.once('close', () => fail(new UpstreamError('connection closed')));
-      upstream.on('data', (chunk: Buffer) => {
-        try {
-          received.push(...this.upstreamFramer.push(chunk));
-        } catch (error) {
-          return fail(error as Error);
-        }
-        if (received.length >= handshake.length) {
-          clearTimeout(timer);
-          upstream.removeAllListeners('data');
-          upstream.removeAllListeners('error');
-          upstream.removeAllListeners('close');
-          resolve(received);
-        }
-      });
-      upstream.once('connect', () => {
-        if (handshake.length === 0) {
-          clearTimeout(timer);
-          upstream.removeAllListeners('error');
-          upstream.removeAllListeners('close');
-          upstream.removeAllListeners('data');
-          resolve([]);
-        } else upstream.write(Buffer.concat(handshake));
-      });
-    });
-    for (const reply of replies) {
-      // Upstream error text may echo credentials: report only that it refused.
-      if (reply[0] === 0x2d || reply[0] === 0x21) throw new UpstreamError('the target refused the handshake');
-    }
-    this.attachUpstream(upstream);
-    return hello?.protocol ? replies[handshake.length - 1] : undefined;
   }
 
   private attachUpstream(upstream: Socket): void {
@@ -933,38 +671,16 @@ class RedisConnection {
     upstream.on('close', () => this.close('target closed the connection'));
   }
 
-  // ---- batched writes ----------------------------------------------------------------------
-
   private writeClient(bytes: Buffer): void {
-    this.clientOut.push(bytes);
-    this.scheduleFlush();
+    this.out.toClient(bytes);
   }
 
   private writeUpstream(bytes: Buffer): void {
-    this.upstreamOut.push(bytes);
-    this.scheduleFlush();
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    // One write per drained batch: the flush runs once the current callback and the promise
-    // jobs it queued (cached decisions) are done, so a pipelined burst goes out in one write.
-    process.nextTick(() => this.flush());
+    this.out.toTarget(bytes);
   }
 
   private flush(): void {
-    this.flushScheduled = false;
-    if (this.upstreamOut.length > 0 && this.upstream && !this.upstream.destroyed) {
-      const out = this.upstreamOut.length === 1 ? this.upstreamOut[0]! : Buffer.concat(this.upstreamOut);
-      this.upstreamOut = [];
-      if (!this.upstream.write(out)) this.socket.pause();
-    }
-    if (this.clientOut.length > 0 && !this.socket.destroyed) {
-      const out = this.clientOut.length === 1 ? this.clientOut[0]! : Buffer.concat(this.clientOut);
-      this.clientOut = [];
-      this.socket.write(out);
-    }
+    this.out.flush();
   }
 
   private close(reason: string): void {
@@ -975,15 +691,9 @@ class RedisConnection {
     this.endSession(reason);
     this.upstream?.destroy();
     // Let buffered replies (e.g. QUIT's +OK, a protocol error) reach the client first.
-    if (this.clientOut.length > 0 && !this.socket.destroyed) this.flush();
+    if (this.out.clientPending && !this.socket.destroyed) this.flush();
     this.socket.end();
     setTimeout(() => this.socket.destroy(), 1_000).unref();
     this.done();
   }
 }
-
-/** The error code word (`WRONGTYPE`, `ERR`, …) of a Redis error reply. */
-const errorCode = (value: RespValue): string => {
-  const text = value.type === 'error' ? value.value : value.type === 'blobError' ? value.value.toString('utf8') : '';
-  return /^[A-Z]+/.exec(text)?.[0] ?? 'ERR';
-};

@@ -150,7 +150,7 @@ describe('mask profiles of a message with several statements', () => {
     ]);
     const decision = policy.decide(analyst, 'ledger', sql('SELECT 1 FROM orders LIMIT 0; SELECT ssn FROM people'));
     expect(decision).toMatchObject({ effect: 'allow', maskProfile: 'finance+weak' });
-    expect(policy.decide(analyst, 'ledger', sql('SELECT 1 FROM orders')).maskProfile).toBe('weak');
+    expect(policy.decide(analyst, 'ledger', sql('SELECT 1 FROM orders'))).toMatchObject({ effect: 'allow', maskProfile: 'weak' });
   });
 });
 

@@ -1,4 +1,16 @@
-import { highestRisk, normalizeHttpPath, PROFILE_SEPARATOR, riskRank, widestAction, type Action, type Effect, type Risk } from '@sluice/contracts';
+import {
+  failClosedDecision,
+  highestRisk,
+  normalizeHttpPath,
+  PROFILE_SEPARATOR,
+  riskRank,
+  widestAction,
+  type Action,
+  type ApproverRule,
+  type Decision,
+  type Effect,
+  type Risk,
+} from '@sluice/contracts';
 import type { ResourceConfig, RuleConfig } from '@sluice/config';
 import { ANY_TABLE, classifySql, isOpenCatalogRelation, type SqlClassification, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import { classifyRedis } from './redis-commands.js';
@@ -20,27 +32,14 @@ export type PolicyCommand =
   | { readonly kind: 'redis'; readonly args: readonly (Buffer | string)[] }
   | { readonly kind: 'http'; readonly method: string; readonly path: string };
 
-export interface Approvers {
-  readonly groups: readonly string[];
-  readonly subs: readonly string[];
-  readonly minApprovals: number;
-}
+/** Who may release a held command (the rule's `approvers`). */
+export type Approvers = ApproverRule;
 
-export interface PolicyDecision {
-  readonly effect: Effect;
-  /** The deciding rule; empty for the default deny and for refusals before any rule. */
-  readonly rule: string;
-  readonly reason: string;
-  readonly action: Action;
-  readonly risk: Risk;
-  readonly maskProfile: string | undefined;
-  readonly tables: readonly string[];
-  readonly approvers: Approvers | undefined;
-  readonly approvalTimeoutMs: number;
+/** A decision (the union on `effect` in @sluice/contracts) and whether it may be cached. */
+export type PolicyDecision = Decision & {
   /** The same decision holds for any command with the same normalized text. */
   readonly cacheable: boolean;
-  readonly prepares: readonly string[];
-}
+};
 
 /** One decidable part of a command: a SQL statement, or the whole Redis/HTTP command. */
 export interface CommandPart {
@@ -331,19 +330,7 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
   const byEffect = new Map(EFFECT_ORDER.map((effect) => [effect, compiled.filter((rule) => rule.config.effect === effect)]));
   const resourceTypes = new Map(resources.map((resource) => [resource.name, resource.type]));
 
-  const refusal = (reason: string, cacheable: boolean): PolicyDecision => ({
-    effect: 'deny',
-    rule: '',
-    reason,
-    action: 'admin',
-    risk: 'critical',
-    maskProfile: undefined,
-    tables: [],
-    approvers: undefined,
-    approvalTimeoutMs: 0,
-    cacheable,
-    prepares: [],
-  });
+  const refusal = (reason: string, cacheable: boolean): PolicyDecision => ({ ...failClosedDecision(reason), cacheable });
 
   const decidePart = (subject: PolicySubject, resource: string, part: CommandPart): { effect: Effect; rule: CompiledRule | undefined } => {
     for (const effect of EFFECT_ORDER) {
@@ -378,22 +365,20 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
     const reason = !rule
       ? `no rule allows ${deciding.part.action} on ${resource} for ${subject.sub}; ${what}`
       : `rule "${rule.name}" ${deciding.effect === 'allow' ? 'allows' : deciding.effect === 'deny' ? 'denies' : 'holds for approval'}: ${what}`;
-    return {
-      effect: deciding.effect,
-      rule: rule?.name ?? '',
-      reason,
-      action,
-      risk,
-      maskProfile: deciding.effect === 'allow' ? unionOfProfiles(outcomes.map((outcome) => outcome.rule?.config.mask)) : undefined,
-      tables,
-      approvers:
-        deciding.effect === 'approve'
-          ? { groups: rule?.approvers?.groups ?? [], subs: rule?.approvers?.subs ?? [], minApprovals: rule?.approvers?.minApprovals ?? 1 }
-          : undefined,
-      approvalTimeoutMs: deciding.effect === 'approve' ? (rule?.timeout ?? options.approvalTimeoutMs) : 0,
-      cacheable: classified.cacheable,
-      prepares: classified.prepares,
-    };
+    const basis = { rule: rule?.name ?? '', reason, action, risk, tables, cacheable: classified.cacheable, prepares: classified.prepares };
+    switch (deciding.effect) {
+      case 'allow':
+        return { ...basis, effect: 'allow', maskProfile: unionOfProfiles(outcomes.map((outcome) => outcome.rule?.config.mask)) };
+      case 'approve':
+        return {
+          ...basis,
+          effect: 'approve',
+          approvers: { groups: rule?.approvers?.groups ?? [], subs: rule?.approvers?.subs ?? [], minApprovals: rule?.approvers?.minApprovals ?? 1 },
+          approvalTimeoutMs: rule?.timeout ?? options.approvalTimeoutMs,
+        };
+      case 'deny':
+        return { ...basis, effect: 'deny' };
+    }
   };
 
   return {

@@ -1,0 +1,54 @@
+import type { ApproverRule } from './approvers.js';
+import type { Action, Risk } from './policy.js';
+
+/** What every decision states, whatever its effect. */
+interface DecisionBasis {
+  /** The deciding rule's name; empty for the default deny and for refusals before any rule. */
+  readonly rule: string;
+  readonly reason: string;
+  readonly action: Action;
+  readonly risk: Risk;
+  readonly tables: readonly string[];
+  /** Statement names this command PREPAREs; the proxy records them for later EXECUTEs. */
+  readonly prepares: readonly string[];
+}
+
+/** The command runs; its result is masked with `maskProfile` (none: nothing to mask). */
+export interface AllowDecision extends DecisionBasis {
+  readonly effect: 'allow';
+  readonly maskProfile: string | undefined;
+}
+
+/** The command waits for `approvers`, at most `approvalTimeoutMs`. */
+export interface ApproveDecision extends DecisionBasis {
+  readonly effect: 'approve';
+  readonly approvers: ApproverRule;
+  readonly approvalTimeoutMs: number;
+}
+
+export interface DenyDecision extends DecisionBasis {
+  readonly effect: 'deny';
+}
+
+/**
+ * A policy decision on one command (CONTRACT §2): a union on `effect`, so what only one effect
+ * carries (a mask profile, approvers) cannot be read from another.
+ */
+export type Decision = AllowDecision | ApproveDecision | DenyDecision;
+
+/**
+ * The decision when no policy answer can be trusted (the policy service is unavailable, the
+ * proxy cannot know what the command reads): deny, as an admin command of critical risk.
+ */
+export const failClosedDecision = (reason: string): DenyDecision => ({
+  effect: 'deny',
+  rule: '',
+  reason,
+  action: 'admin',
+  risk: 'critical',
+  tables: [],
+  prepares: [],
+});
+
+/** The mask profile results are masked with: only an allowed command has one. */
+export const maskProfileOf = (decision: Decision): string | undefined => (decision.effect === 'allow' ? decision.maskProfile : undefined);
