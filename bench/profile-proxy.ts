@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { execFile, execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -22,6 +23,13 @@ const { values } = parseArgs({
   options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' } },
 });
 const statements = Number(values.statements);
+// Side-by-side runs must not share a store database or a stream.
+const suffix = randomBytes(4).toString('hex');
+const storeDatabase = `sluice_profile_${suffix}`;
+const stream = `SLUICE_PROFILE_${suffix}`;
+/** PROFILE_SQL's `$1` becomes a new literal in every statement, as under pgbench -S. */
+const statementText = (index: number) =>
+  (process.env.PROFILE_SQL ?? `SELECT ${index} AS n, 'someone@example.com' AS email`).replaceAll('$1', String(1 + Math.floor(Math.random() * 100_000)));
 const dir = values.dir;
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
@@ -73,14 +81,19 @@ await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
 const sluice = await startSluice(
   {
     identity: { oidc: [{ issuer: idp.issuer, audience: 'sluice' }] },
-    eventStore: { url: 'postgres://postgres@127.0.0.1:5432/sluice_profile' },
-    bus: { url: 'nats://127.0.0.1:4222', stream: 'SLUICE_PROFILE', subjectPrefix: 'profile.events' },
+    eventStore: { url: `postgres://postgres@127.0.0.1:5432/${storeDatabase}` },
+    bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `profile.${suffix}.events` },
     resources: [
       { name: 'db', type: 'postgres', listen: `127.0.0.1:${port}`, target: { host: '127.0.0.1', database: 'postgres' }, credentials: { username: 'postgres' } },
       { name: 'kv', type: 'redis', listen: `127.0.0.1:${redisPort}`, target: { host: '127.0.0.1', port: 6379 } },
       { name: 'api', type: 'http', listen: `127.0.0.1:${httpPort}`, target: { url: `http://127.0.0.1:${(target.address() as AddressInfo).port}` } },
     ],
-    masking: { profiles: { pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'ipv4', 'jwt', 'secret'] } } },
+    // The realistic profile of issue 12: every detector and a column rule.
+    masking: {
+      profiles: {
+        pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'ipv4', 'jwt', 'secret'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] },
+      },
+    },
     rules: [{ name: 'readers', effect: 'allow', actions: ['read'], mask: 'pii' }],
   },
   { env: { LOG_LEVEL: 'warn' }, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] },
@@ -98,7 +111,7 @@ if (values.http) {
 } else if (values.redis) {
   const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
   console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', '20', '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
-} else for (let index = 0; index < statements; index++) await client.query(process.env.PROFILE_SQL ?? `SELECT ${index} AS n, 'someone@example.com' AS email`);
+} else for (let index = 0; index < statements; index++) await client.query(statementText(index));
 const finished = process.hrtime.bigint();
 const elapsedMs = Number(finished - started) / 1e6;
 // The audit service stores the last events after the statements are done: its work then counts too.
@@ -110,11 +123,11 @@ await sluice.stop();
 await idp.close();
 target.close();
 const nc = await connectBus('nats://127.0.0.1:4222', 'profile-cleanup');
-await (await jetstreamManager(nc)).streams.delete('SLUICE_PROFILE').catch(() => undefined);
+await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined);
 await nc.close();
 const admin = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: 'postgres' });
 await admin.connect();
-await admin.query('DROP DATABASE IF EXISTS sluice_profile WITH (FORCE)');
+await admin.query(`DROP DATABASE IF EXISTS ${storeDatabase} WITH (FORCE)`);
 await admin.end();
 console.log(`${statements} statements in ${elapsedMs.toFixed(0)} ms (${((1000 * elapsedMs) / statements).toFixed(0)} µs each)`);
 for (const file of readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'))) {

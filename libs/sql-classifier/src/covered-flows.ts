@@ -1,4 +1,4 @@
-import { parseSync } from 'libpg-query';
+import { parseText } from './statement-shape.js';
 import type { ColumnLineage, LineageOptions } from './lineage.js';
 import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
 import { isSqlClassifierLoaded } from './parser.js';
@@ -44,7 +44,7 @@ export const coveredFlows = (text: string, options: CoveredFlowOptions = {}, dep
   if (!isSqlClassifierLoaded()) return undefined;
   let tree: unknown;
   try {
-    tree = parseSync(text);
+    tree = parseText(text);
   } catch {
     return undefined;
   }

@@ -978,11 +978,13 @@ export class PostgresSession {
     this.#toUpstream.push(frame.raw);
     // A simple query ends with ReadyForQuery, which carries any setting an earlier Execute changed.
     this.#executedSinceSync = false;
-    if (this.#effectsOf(text).searchPath) this.#refreshSearchPath();
+    // The path the text was decided under is the one it runs under: a built-in call without
+    // arguments (`count(*)`, `now()`) then cannot change it, and costs no re-read.
+    if (this.#effectsOf(text, this.#searchPath).searchPath) this.#refreshSearchPath();
   }
 
-  #effectsOf(text: string): SessionStateEffects {
-    return this.#effects.of(text);
+  #effectsOf(text: string, searchPath?: readonly string[]): SessionStateEffects {
+    return this.#effects.of(text, searchPath);
   }
 
   /**
