@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
@@ -18,6 +19,7 @@ import { maskResponseHeaders } from './response-headers.js';
 import { credentialNeedles, CredentialScrubStream, scrubText } from './credential-scrub.js';
 import { maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart } from './json-body.js';
 import {
+  BodyRecording,
   bodyKind,
   decoderFor,
   DEFAULT_MASK_WINDOW,
@@ -349,9 +351,11 @@ export const createHttpAdapter = (
     } catch (problem) {
       return fail(problem as Problem, session, requestId);
     }
-    const abort = new AbortController();
+    // undici aborts the request when this emits 'abort' (an agent gone before the answer): a
+    // plain emitter, since an AbortController per request costs more than the rest of the call.
+    const clientGone = new EventEmitter();
     res.once('close', () => {
-      if (!res.writableFinished) abort.abort();
+      if (!res.writableFinished) clientGone.emit('abort');
     });
     let upstream: Awaited<ReturnType<Pool['request']>>;
     try {
@@ -360,7 +364,7 @@ export const createHttpAdapter = (
         path: `${basePath}${path}${query}`,
         headers,
         body: body ?? null,
-        signal: abort.signal,
+        signal: clientGone,
       });
     } catch {
       if (bodyLimit?.exceeded) return fail(tooLarge(), session, requestId);
@@ -404,7 +408,7 @@ export const createHttpAdapter = (
     const contentType = headerValue(upstream.headers['content-type']);
     const encoding = headerValue(upstream.headers['content-encoding']);
     const bodyless = method === 'HEAD' || status === 204 || status === 304 || headerValue(upstream.headers['content-length']) === '0';
-    const tap = new RecordingTap(ports.recording.maxBytes);
+    const recording = new BodyRecording(ports.recording.maxBytes);
     const record = (ok: boolean, error?: { code: string; message: string }) => {
       ports.audit.record(session.id, 'command.completed', {
         commandId: requestId,
@@ -417,10 +421,10 @@ export const createHttpAdapter = (
         ports.audit.record(session.id, 'result.returned', {
           commandId: requestId,
           columns: ['body'],
-          rows: tap.total > 0 && ports.recording.maxRows > 0 ? [[tap.recorded]] : [],
-          rowCount: tap.total > 0 ? 1 : 0,
-          bytes: tap.total,
-          truncated: tap.truncated,
+          rows: recording.total > 0 && ports.recording.maxRows > 0 ? [[recording.recorded]] : [],
+          rowCount: recording.total > 0 ? 1 : 0,
+          bytes: recording.total,
+          truncated: recording.truncated,
           maskedCounts: counts,
         });
       }
@@ -470,7 +474,7 @@ export const createHttpAdapter = (
         const stages: NodeJS.ReadWriteStream[] = [];
         if (decoder) stages.push(decoder());
         if (scrubbing) stages.push(new CredentialScrubStream(needles));
-        await pipeline([upstream.body, ...stages, tap, res]);
+        await pipeline([upstream.body, ...stages, new RecordingTap(recording), res]);
         record(true);
       } catch {
         record(false, { code: SluiceErrorCode.UpstreamFailed, message: 'the response stream failed' });
@@ -506,8 +510,10 @@ export const createHttpAdapter = (
         const whole = start.complete ? start : await readMore(start.bytes, chunks, maxJsonBytes);
         if (whole.complete) {
           const masked = kind === 'json' ? maskJsonText(whole.bytes, masker, counts) : maskTextBody(whole.bytes, masker, counts);
+          // One buffer: written as is, no stream pipeline (its per-response cost was most of the proxy's).
+          recording.keep(masked);
           res.writeHead(status, { ...responseHeaders, 'content-length': String(masked.length) });
-          await pipeline(Readable.from([masked]), tap, res);
+          res.end(masked);
           record(true);
           return;
         }
@@ -520,12 +526,12 @@ export const createHttpAdapter = (
         }
         // Too large to parse, and no column rules: scan what was read and the rest as streamed text.
         res.writeHead(status, responseHeaders);
-        await pipeline(Readable.from(prepend(whole.bytes, chunks)), new TextMaskStream(masker, counts, maskWindow), tap, res);
+        await pipeline(Readable.from(prepend(whole.bytes, chunks)), new TextMaskStream(masker, counts, maskWindow), new RecordingTap(recording), res);
         record(true);
         return;
       }
       res.writeHead(status, responseHeaders);
-      await pipeline(Readable.from(prepend(start.bytes, chunks)), new TextMaskStream(masker, counts, maskWindow), tap, res);
+      await pipeline(Readable.from(prepend(start.bytes, chunks)), new TextMaskStream(masker, counts, maskWindow), new RecordingTap(recording), res);
       record(true);
     } catch {
       // A masker or stream failure mid-body: cut the response rather than send raw data.
