@@ -34,6 +34,8 @@ const escapeXml = (text: string): string => text.replace(/&/g, '&amp;').replace(
  */
 export const maskNamedValues = (text: string, masker: ProfileMasker, counts: MaskCounts): string => {
   if (masker.columnRuleCount === 0) return text;
+  // Every form below needs one of these characters: without them (most values) there is nothing to look for.
+  if (!text.includes('=') && !text.includes(':') && !text.includes('<')) return text;
   const rule = (name: string): boolean => masker.hasColumnRule({ name });
   const mask = (name: string, value: string): string => masker.maskCell(value, { name }, counts) ?? '';
   let out = text;
