@@ -17,7 +17,7 @@ import { ambiguityOf, HOP_BY_HOP, METHOD_OVERRIDE_HEADERS, PATH_OVERRIDE_HEADERS
 import { Problem, sendProblem } from './problem.js';
 import { maskResponseHeaders } from './response-headers.js';
 import { credentialNeedles, CredentialScrubStream, scrubText } from './credential-scrub.js';
-import { maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart } from './json-body.js';
+import { maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart, readUpTo, type BodyRead } from './json-body.js';
 import {
   BodyRecording,
   bodyKind,
@@ -501,37 +501,43 @@ export const createHttpAdapter = (
     if (decoded !== unpacked) unpacked.on('error', (error) => decoded.destroy(error));
 
     try {
-      const chunks = (decoded as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+      // What a whole read leaves is read through an iterator, made only when needed.
+      let chunks: AsyncIterator<Buffer> | undefined;
+      const rest = (): AsyncIterator<Buffer> => (chunks ??= (decoded as AsyncIterable<Buffer>)[Symbol.asyncIterator]());
+      const columnRules = masker.columnRuleCount !== 0;
       // Column rules apply to JSON members by name: a JSON body, or a text body that opens like
       // JSON (a mislabelled document, NDJSON), is read whole to be walked.
-      const start = await readStart(chunks, maxJsonBytes);
-      const columnRules = masker.columnRuleCount !== 0;
-      if (kind === 'json' || (columnRules && opensLikeJson(start.bytes))) {
-        const whole = start.complete ? start : await readMore(start.bytes, chunks, maxJsonBytes);
-        if (whole.complete) {
-          const masked = kind === 'json' ? maskJsonText(whole.bytes, masker, counts) : maskTextBody(whole.bytes, masker, counts);
-          // One buffer: written as is, no stream pipeline (its per-response cost was most of the proxy's).
-          recording.keep(masked);
-          res.writeHead(status, { ...responseHeaders, 'content-length': String(masked.length) });
-          res.end(masked);
+      let whole: BodyRead;
+      if (kind === 'json') whole = await readUpTo(decoded, maxJsonBytes);
+      else {
+        const start = await readStart(rest(), maxJsonBytes);
+        if (!columnRules || !opensLikeJson(start.bytes)) {
+          res.writeHead(status, responseHeaders);
+          await pipeline(Readable.from(prepend(start.bytes, rest())), new TextMaskStream(masker, counts, maskWindow), new RecordingTap(recording), res);
           record(true);
           return;
         }
-        if (columnRules) {
-          // Streamed text masking cannot tell which member a value belongs to: withheld rather than shown.
-          decoded.destroy();
-          upstream.body.destroy();
-          withhold('JSON body too large to mask by column', `the JSON body is larger than ${maxJsonBytes} bytes and the masking profile has column rules, so it was withheld`);
-          return;
-        }
-        // Too large to parse, and no column rules: scan what was read and the rest as streamed text.
-        res.writeHead(status, responseHeaders);
-        await pipeline(Readable.from(prepend(whole.bytes, chunks)), new TextMaskStream(masker, counts, maskWindow), new RecordingTap(recording), res);
+        whole = start.complete ? start : await readMore(start.bytes, rest(), maxJsonBytes);
+      }
+      if (whole.complete) {
+        const masked = kind === 'json' ? maskJsonText(whole.bytes, masker, counts) : maskTextBody(whole.bytes, masker, counts);
+        // One buffer: written as is, no stream pipeline (its per-response cost was most of the proxy's).
+        recording.keep(masked);
+        res.writeHead(status, { ...responseHeaders, 'content-length': String(masked.length) });
+        res.end(masked);
         record(true);
         return;
       }
+      if (columnRules) {
+        // Streamed text masking cannot tell which member a value belongs to: withheld rather than shown.
+        decoded.destroy();
+        upstream.body.destroy();
+        withhold('JSON body too large to mask by column', `the JSON body is larger than ${maxJsonBytes} bytes and the masking profile has column rules, so it was withheld`);
+        return;
+      }
+      // Too large to parse, and no column rules: scan what was read and the rest as streamed text.
       res.writeHead(status, responseHeaders);
-      await pipeline(Readable.from(prepend(start.bytes, chunks)), new TextMaskStream(masker, counts, maskWindow), new RecordingTap(recording), res);
+      await pipeline(Readable.from(prepend(whole.bytes, rest())), new TextMaskStream(masker, counts, maskWindow), new RecordingTap(recording), res);
       record(true);
     } catch {
       // A masker or stream failure mid-body: cut the response rather than send raw data.

@@ -534,7 +534,7 @@ class RedisConnection {
     entry.queued = dispatch.queued;
     if (dispatch.execQueue) entry.txQueued = [...dispatch.execQueue];
     entry.execAbort = dispatch.execAbort;
-    this.profiles.set(entry, maskProfile);
+    entry.maskProfile = maskProfile;
     this.writeUpstream(dispatch.execAbort ? encodeCommand(['DISCARD']) : entry.frame);
     if (dispatch.expectsReply) {
       entry.status = 'sent';
@@ -553,8 +553,6 @@ class RedisConnection {
     if (!entry.session) return;
     this.ports.audit.record(entry.session.id, 'command.completed', { commandId: entry.id, outcome, ok: true, durationMs: performance.now() - entry.started });
   }
-
-  private readonly profiles = new WeakMap<Entry, string | undefined>();
 
   // ---- upstream side -------------------------------------------------------------------------
 
@@ -629,8 +627,7 @@ class RedisConnection {
     const session = entry.session!;
     let reply: MaskedReply;
     try {
-      const command = { name: entry.name, args: entry.args, queued: entry.queued, txQueued: entry.txQueued, maskProfile: this.profiles.get(entry) };
-      reply = decodeAndMask(frame, command, this.protocol, (profile) => this.ports.masking.masker(profile), entry.execAbort ? { type: 'error', value: EXECABORT } : undefined);
+      reply = decodeAndMask(frame, entry, this.protocol, (profile) => this.ports.masking.masker(profile), entry.execAbort ? { type: 'error', value: EXECABORT } : undefined);
     } catch {
       entry.reply = encodeError(WITHHELD);
       session.governor.recordRefused(entry.id, {
