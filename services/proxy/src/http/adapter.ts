@@ -59,7 +59,16 @@ interface ConnectionState {
 
 
 /** Issuer, sub and groups: everything a decision reads from the subject. */
-const sessionKey = (subject: Subject): string => JSON.stringify([subject.issuer, subject.sub, [...subject.groups].sort()]);
+const sessionKey = (subject: Subject): string => {
+  // Worked out once per verified token (its subject object), not per request.
+  let key = sessionKeys.get(subject);
+  if (key === undefined) {
+    key = JSON.stringify([subject.issuer, subject.sub, [...subject.groups].sort()]);
+    sessionKeys.set(subject, key);
+  }
+  return key;
+};
+const sessionKeys = new WeakMap<Subject, string>();
 
 /**
  * The HTTP front door: a node:http server fed with the listener's sockets. Every request
@@ -281,7 +290,8 @@ export const createHttpAdapter = (
     if (!ports.audit.healthy) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
 
     session.commands++;
-    const verdict = await session.governor.decide({ kind: 'http', method, path });
+    const command = { kind: 'http', method, path } as const;
+    const verdict = session.governor.cachedVerdict(command) ?? (await session.governor.decide(command));
     const decision = verdict.decision;
     const recorded = recordedRequest(session.governor, requestId, method, `${path}${query}`, verdict.unavailable ? undefined : decision);
     session.governor.recordDecided(recorded, decision);
