@@ -79,7 +79,7 @@ export const decisionToProto = (decision: PolicyDecision, version: number): pb.D
   reason: decision.reason,
   action: ACTION_TO_PROTO[decision.action],
   risk: RISK_TO_PROTO[decision.risk],
-  maskProfile: decision.effect === 'allow' ? (decision.maskProfile ?? '') : '',
+  maskProfile: decision.effect === 'deny' ? '' : (decision.maskProfile ?? ''),
   cacheable: decision.cacheable,
   tables: [...decision.tables],
   approvers:

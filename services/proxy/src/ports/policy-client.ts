@@ -68,6 +68,7 @@ const decisionOf = (response: pb.DecideResponse): Decision => {
           minApprovals: response.approvers?.minApprovals || 1,
         },
         approvalTimeoutMs: response.approvalTimeoutMs,
+        maskProfile: response.maskProfile || undefined,
       });
     case 'deny':
       return Object.freeze({ ...basis, effect });

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { decodeCommand, decodeReply, encodeCommand, encodeError, encodeSimple, encodeValue, RespFramer } from '@sluice/codec-resp';
 import { resourceLimits, type RedisResourceConfig } from '@sluice/config';
-import { SluiceErrorCode, type ApproveDecision, type DenyDecision, type SubjectRef } from '@sluice/contracts';
+import { maskProfileOf, SluiceErrorCode, type ApproveDecision, type DenyDecision, type SubjectRef } from '@sluice/contracts';
 import type { GovernancePorts, ProtocolAdapter } from '../ports.js';
 import { commandHash } from '../governance/approval-hold.js';
 import { admitSession, type Admission } from '../governance/admission.js';
@@ -431,9 +431,10 @@ class RedisConnection {
     }
     let decision = verdict.decision;
     const unmaskable = UNMASKABLE_REPLIES.get(entry.name);
-    if (unmaskable && decision.effect === 'allow' && decision.maskProfile !== undefined) {
-      const { maskProfile, ...basis } = decision;
-      decision = { ...basis, effect: 'deny', reason: `${entry.name} ${unmaskable}, which masking profile '${maskProfile}' cannot cover` } satisfies DenyDecision;
+    const profile = maskProfileOf(decision);
+    if (unmaskable && profile !== undefined) {
+      const { rule, action, risk, tables, prepares } = decision;
+      decision = { rule, action, risk, tables, prepares, effect: 'deny', reason: `${entry.name} ${unmaskable}, which masking profile '${profile}' cannot cover` } satisfies DenyDecision;
     }
     session.governor.recordDecided(recorded, decision);
     switch (decision.effect) {
@@ -496,8 +497,7 @@ class RedisConnection {
     void session.governor.hold({ commandId: entry.id, command: text, commandHash: hash, decision, justification: this.justification.take(session) }, this.holdAbort.signal).then((result) => {
       this.holding = false;
       if (this.closed) return;
-      // A granted command's results are masked as any unmasked command's: approve carries no profile.
-      if (result.granted) this.send(entry, undefined);
+      if (result.granted) this.send(entry, decision.maskProfile);
       else {
         this.markDirty();
         const id = result.approvalId ?? '-';
