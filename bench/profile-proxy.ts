@@ -1,8 +1,10 @@
 /**
  * A CPU profile of every Sluice process while one agent runs N sequential statements:
  *   npx tsx --conditions=development bench/profile-proxy.ts [--statements 3000] [--dir /tmp/sluice-prof]
+ *     [--redis [--clients 50] [--pipeline 16]] [--http [--clients 50]]
  * Prints the proxy's top functions by self time (`--service audit`: the audit service's); the
- * .cpuprofile files open in Chrome DevTools.
+ * .cpuprofile files open in Chrome DevTools. The masking profile is the benchmark's (every
+ * detector and a column rule), so the per-operation figures compare with `npm run bench`.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,9 +22,9 @@ import { freePort } from '../test/support/ports.js';
 import { startSluice } from '../test/support/sluice.js';
 
 const { values } = parseArgs({
-  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' } },
+  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' } },
 });
-const statements = Number(values.statements);
+let statements = Number(values.statements);
 // Side-by-side runs must not share a store database or a stream.
 const suffix = randomBytes(4).toString('hex');
 const storeDatabase = `sluice_profile_${suffix}`;
@@ -106,11 +108,13 @@ const started = process.hrtime.bigint();
 const loadStart = Number(started / 1000n);
 if (values.http) {
   const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
-  const wrk = await run('wrk', ['-t', '2', '-c', '20', '-d', '8s', '-H', `Authorization: Bearer ${token}`, `http://127.0.0.1:${httpPort}/doc`]);
-  console.log(wrk.stdout.split('\n').filter((line) => /Requests\/sec|Latency/.test(line)).join('\n'));
+  const wrk = await run('wrk', ['-t', '2', '-c', values.clients, '-d', '8s', '-H', `Authorization: Bearer ${token}`, `http://127.0.0.1:${httpPort}/doc`]);
+  console.log(wrk.stdout.split('\n').filter((line) => /Requests\/sec|Latency|Non-2xx/.test(line)).join('\n'));
+  // Per operation means per request wrk made, not per --statements.
+  statements = Number(/(\d+) requests in/.exec(wrk.stdout)?.[1] ?? statements);
 } else if (values.redis) {
   const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
-  console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', '20', '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
+  console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', values.clients, '-P', values.pipeline, '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
 } else for (let index = 0; index < statements; index++) await client.query(statementText(index));
 const finished = process.hrtime.bigint();
 const elapsedMs = Number(finished - started) / 1e6;
