@@ -3,6 +3,7 @@ import { isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCatalo
 import { isSqlClassifierLoaded } from './classify.js';
 import type { ColumnLineage, LineageOptions, LineageSource } from './lineage.js';
 import { isPostgres15Identifier } from './lineage-relations.js';
+import { functionMemberKeys, operatorMemberKeys, subscriptMemberKeys, type MemberKeys } from './json-members.js';
 import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
 
 /** Any column of any table. */
@@ -52,6 +53,11 @@ export const columnsReferencedIn = (tree: unknown, part: unknown, options: Linea
     if (isObject(value.alias) && list(value.alias.colnames).length > 0) renamesColumns = true;
     for (const key in value) collectRelations(value[key]);
   };
+  // `doc->>'ssn'` carries the member a column rule for `ssn` covers: the key counts as a column.
+  const memberKeys = (keys: MemberKeys): void => {
+    if (keys === 'unknown') any = true;
+    else for (const key of keys ?? []) columns.set(key, { column: key });
+  };
   const visit = (value: unknown): void => {
     if (any) return;
     if (Array.isArray(value)) return value.forEach(visit);
@@ -75,6 +81,7 @@ export const columnsReferencedIn = (tree: unknown, part: unknown, options: Linea
       }
       case 'FuncCall':
         if (!isCataloguedFunction(names(node.funcname), options.searchPath)) any = true;
+        memberKeys(functionMemberKeys(names(node.funcname), list(node.args)));
         // PostgreSQL 15 reads SYSTEM_USER as a column name (see isPostgres15Identifier).
         if (isPostgres15Identifier(node, names(node.funcname))) columns.set('system_user', { column: 'system_user' });
         break;
@@ -85,6 +92,10 @@ export const columnsReferencedIn = (tree: unknown, part: unknown, options: Linea
       }
       case 'A_Expr':
         if (!isBuiltinOperatorExpression(str(node.kind), names(node.name), options.searchPath)) any = true;
+        memberKeys(operatorMemberKeys(node));
+        break;
+      case 'A_Indirection':
+        memberKeys(subscriptMemberKeys(list(node.indirection)));
         break;
       case 'SortBy': {
         const operator = names(node.useOp);

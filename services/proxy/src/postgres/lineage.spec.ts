@@ -128,6 +128,15 @@ describe('coveredValueEscape', () => {
     expect(escape("SELECT setval('ctr', (SELECT max(id) FROM people))")).toBeUndefined();
   });
 
+  it('refuses writing a JSON member named like a covered column into an uncovered column', () => {
+    expect(escape("INSERT INTO notes (body) SELECT doc->>'ssn' FROM docs")).toContain('column body');
+    expect(escape("INSERT INTO notes (body) SELECT doc #>> '{contact,ssn}' FROM docs")).toContain('column body');
+    expect(escape("UPDATE notes SET body = jsonb_extract_path_text(doc, 'ssn')")).toContain('column body');
+    expect(escape("INSERT INTO notes (body) SELECT doc['ssn']::text FROM docs")).toContain('column body');
+    expect(escape('INSERT INTO notes (body) SELECT doc->>k FROM docs')).toContain('column body');
+    expect(escape("INSERT INTO notes (body) SELECT doc->>'name' FROM docs")).toBeUndefined();
+  });
+
   it('lets everything through under a profile without column rules', () => {
     expect(coveredValueEscape(undefined, 'INSERT INTO orders SELECT id, ssn FROM people', ['public'], new Map(), facts)).toBeUndefined();
   });
