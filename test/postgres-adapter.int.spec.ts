@@ -64,7 +64,7 @@ const decision = ({ effect, maskProfile, ...fields }: DecisionFields & Pick<Deci
     case 'allow':
       return { ...basis, effect, maskProfile };
     case 'approve':
-      return { ...basis, effect, approvers: { groups: [], subs: [], minApprovals: 1 }, approvalTimeoutMs: 60_000 };
+      return { ...basis, effect, approvers: { groups: [], subs: [], minApprovals: 1 }, approvalTimeoutMs: 60_000, maskProfile };
     case 'deny':
       return { ...basis, effect };
   }

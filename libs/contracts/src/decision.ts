@@ -19,11 +19,16 @@ export interface AllowDecision extends DecisionBasis {
   readonly maskProfile: string | undefined;
 }
 
-/** The command waits for `approvers`, at most `approvalTimeoutMs`. */
+/**
+ * The command waits for `approvers`, at most `approvalTimeoutMs`; once granted, its result is
+ * masked with `maskProfile`, the profiles it would have been masked with had it been allowed (an
+ * approval lets a command run, it never unmasks what the agent's grants mask).
+ */
 export interface ApproveDecision extends DecisionBasis {
   readonly effect: 'approve';
   readonly approvers: ApproverRule;
   readonly approvalTimeoutMs: number;
+  readonly maskProfile: string | undefined;
 }
 
 export interface DenyDecision extends DecisionBasis {
@@ -50,5 +55,5 @@ export const failClosedDecision = (reason: string): DenyDecision => ({
   prepares: [],
 });
 
-/** The mask profile results are masked with: only an allowed command has one. */
-export const maskProfileOf = (decision: Decision): string | undefined => (decision.effect === 'allow' ? decision.maskProfile : undefined);
+/** The mask profile results are masked with: an allowed or (once granted) a held command's. */
+export const maskProfileOf = (decision: Decision): string | undefined => (decision.effect === 'deny' ? undefined : decision.maskProfile);

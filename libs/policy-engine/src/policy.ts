@@ -369,13 +369,18 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
     switch (deciding.effect) {
       case 'allow':
         return { ...basis, effect: 'allow', maskProfile: unionOfProfiles(outcomes.map((outcome) => outcome.rule?.config.mask)) };
-      case 'approve':
+      case 'approve': {
+        // Approve outranks allow, so the allow rules a part also meets were never looked at: their
+        // profiles (and any approve rule's own) still mask the granted command's results.
+        const allowing = classified.parts.map((part) => byEffect.get('allow')!.find((candidate) => failedMatcher(candidate, subject, resource, part) === undefined)?.config.mask);
         return {
           ...basis,
           effect: 'approve',
           approvers: { groups: rule?.approvers?.groups ?? [], subs: rule?.approvers?.subs ?? [], minApprovals: rule?.approvers?.minApprovals ?? 1 },
           approvalTimeoutMs: rule?.timeout ?? options.approvalTimeoutMs,
+          maskProfile: unionOfProfiles([...outcomes.map((outcome) => outcome.rule?.config.mask), ...allowing]),
         };
+      }
       case 'deny':
         return { ...basis, effect: 'deny' };
     }

@@ -51,6 +51,7 @@ const decision: ApproveDecision = {
   tables: ['public.orders'],
   approvers: { groups: ['dba'], subs: ['alice'], minApprovals: 2 },
   approvalTimeoutMs: 60_000,
+  maskProfile: undefined,
   prepares: [],
 };
 

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { decodeCommand, decodeReply, encodeCommand, encodeError, encodeSimple, encodeValue, RespFramer } from '@sluice/codec-resp';
 import { resourceLimits, type RedisResourceConfig } from '@sluice/config';
-import { SluiceErrorCode, type ApproveDecision, type DenyDecision, type SubjectRef } from '@sluice/contracts';
+import { maskProfileOf, SluiceErrorCode, type ApproveDecision, type DenyDecision, type SubjectRef } from '@sluice/contracts';
 import type { GovernancePorts, ProtocolAdapter } from '../ports.js';
 import { commandHash } from '../governance/approval-hold.js';
 import { admitSession, type Admission } from '../governance/admission.js';
@@ -418,9 +418,10 @@ class RedisConnection {
     }
     let decision = verdict.decision;
     const unmaskable = UNMASKABLE_REPLIES.get(entry.name);
-    if (unmaskable && decision.effect === 'allow' && decision.maskProfile !== undefined) {
-      const { maskProfile, ...basis } = decision;
-      decision = { ...basis, effect: 'deny', reason: `${entry.name} ${unmaskable}, which masking profile '${maskProfile}' cannot cover` } satisfies DenyDecision;
+    const maskProfile = maskProfileOf(decision);
+    if (unmaskable && decision.effect !== 'deny' && maskProfile !== undefined) {
+      const { action, risk, tables, prepares, rule } = decision;
+      decision = { action, risk, tables, prepares, rule, effect: 'deny', reason: `${entry.name} ${unmaskable}, which masking profile '${maskProfile}' cannot cover` } satisfies DenyDecision;
     }
     session.governor.recordDecided(recorded, decision);
     switch (decision.effect) {
@@ -483,9 +484,12 @@ class RedisConnection {
     void session.governor.hold({ commandId: entry.id, command: text, commandHash: hash, decision, justification: this.justification.take(session) }, this.holdAbort.signal).then((result) => {
       this.holding = false;
       if (this.closed) return;
-      // A granted command's results are masked as any unmasked command's: approve carries no profile.
-      if (result.granted) this.send(entry, undefined);
-      else {
+      // A granted command's results are masked with the profiles its grants carry, as if allowed;
+      // under audit.wait: ack it waits for its record like an allowed command (PostgreSQL does too).
+      if (result.granted) {
+        if (this.resource.audit?.wait === 'ack') this.afterAcknowledged(entry, session, maskProfileOf(decision));
+        else this.send(entry, maskProfileOf(decision));
+      } else {
         this.markDirty();
         const id = result.approvalId ?? '-';
         this.answer(entry, encodeError(`NOPERM approval ${id} ${result.outcome}: ${result.reason || 'no reason given'}`), result.code);
