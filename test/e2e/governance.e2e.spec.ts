@@ -146,6 +146,25 @@ describe('one Sluice deployment governing PostgreSQL, Redis and HTTP with approv
     await client.end();
   });
 
+  it('masks what a held command returns once a DBA approves it, with the profile the agent reads under', async () => {
+    const client = await pgClient('ops-bot', ['operators']);
+    // No WHERE: high risk, held. The approver releases the command, not the values a profile covers.
+    const held = client.query('UPDATE profiles SET notes = notes RETURNING id, ssn, doc, notes');
+    const hook = await webhook.waitFor((request) => request.url === '/hooks/approvals' && String(JSON.parse(request.body).command).includes('RETURNING'));
+    const response = await fetch(`http://127.0.0.1:${sluice.ports.approvalHttp}/v1/approvals/${JSON.parse(hook.body).id}/decision`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await idp.mint({ sub: 'dba-carol', groups: ['dba'] })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ decision: 'approve', reason: 'e2e' }),
+    });
+    expect(response.status).toBeLessThan(300);
+    const result = await held;
+    await client.end();
+    expect(result.rowCount).toBe(1);
+    const text = JSON.stringify(result.rows);
+    for (const raw of ['123-45-6789', 'bob@example.com', '4111111111111111', '415 555 0132']) expect(text).not.toContain(raw);
+    expect(result.rows[0].doc.tier).toBe('gold');
+  });
+
   it('governs Redis: AUTH with a token, masked reads, NOPERM for admin commands, WRONGPASS for a bad token', async () => {
     const redis = createClient({ url: `redis://127.0.0.1:${redisPort}`, password: await idp.mint({ sub: 'analyst-2', groups: ['analysts'] }) });
     await redis.connect();

@@ -56,7 +56,7 @@ export const stubDecision = (effect: Decision['effect'], rule: string, extra: Pa
     case 'allow':
       return { ...basis, effect, maskProfile: 'pii' };
     case 'approve':
-      return { ...basis, effect, approvers: { groups: ['dba'], subs: [], minApprovals: 1 }, approvalTimeoutMs: 60_000, maskProfile: undefined };
+      return { ...basis, effect, approvers: { groups: ['dba'], subs: [], minApprovals: 1 }, approvalTimeoutMs: 60_000, maskProfile: 'pii' };
     case 'deny':
       return { ...basis, effect };
   }

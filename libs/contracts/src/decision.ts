@@ -21,8 +21,7 @@ export interface AllowDecision extends DecisionBasis {
 
 /**
  * The command waits for `approvers`, at most `approvalTimeoutMs`; once granted, its result is
- * masked with `maskProfile`, the profiles it would have been masked with had it been allowed (an
- * approval lets a command run, it never unmasks what the agent's grants mask).
+ * masked with `maskProfile`: an approver releases the command, not the values a profile covers.
  */
 export interface ApproveDecision extends DecisionBasis {
   readonly effect: 'approve';
@@ -55,5 +54,5 @@ export const failClosedDecision = (reason: string): DenyDecision => ({
   prepares: [],
 });
 
-/** The mask profile results are masked with: an allowed or (once granted) a held command's. */
+/** The mask profile results are masked with: an allowed command's, or a granted one's. */
 export const maskProfileOf = (decision: Decision): string | undefined => (decision.effect === 'deny' ? undefined : decision.maskProfile);

@@ -88,6 +88,19 @@ describe('decisions', () => {
     const decision = policy.decide(migrator, 'ledger', sql('DELETE FROM public.events'));
     expect(decision).toMatchObject({ effect: 'approve', rule: 'big-changes-need-owner', risk: 'high', approvers: { groups: ['owners'], subs: [], minApprovals: 2 }, approvalTimeoutMs: 300_000 });
   });
+  it("masks a granted command with every profile of the subject's allow rules on the resource", () => {
+    const held = given([
+      { name: 'ops-read', effect: 'allow', subjects: { groups: ['ops'] }, resources: ['ledger'], actions: ['read'], mask: 'finance' },
+      { name: 'ops-write', effect: 'allow', subjects: { groups: ['ops'] }, resources: ['ledger'], actions: ['write'], mask: 'weak' },
+      { name: 'others-read', effect: 'allow', subjects: { groups: ['analysts'] }, resources: ['ledger'], actions: ['read'] },
+      { name: 'ops-mass-changes', effect: 'approve', subjects: { groups: ['ops'] }, resources: ['ledger'], risk: 'high', approvers: { groups: ['owners'] } },
+    ]);
+    const decision = held.decide({ sub: 'ops-bot', groups: ['ops'] }, 'ledger', sql('UPDATE public.events SET note = note RETURNING *'));
+    expect(decision).toMatchObject({ effect: 'approve', maskProfile: 'finance+weak' });
+    // Held for a subject no allow rule names: nothing it would have seen unheld, no profile.
+    const unnamed = given([{ name: 'held', effect: 'approve', resources: ['ledger'], risk: 'high', approvers: { groups: ['owners'] } }]);
+    expect(unnamed.decide(stranger, 'ledger', sql('DELETE FROM public.events'))).toMatchObject({ effect: 'approve', maskProfile: undefined });
+  });
   it('allows a bounded change without approval', () => {
     expect(policy.decide(migrator, 'ledger', sql('DELETE FROM public.events WHERE id = 3')).effect).toBe('allow');
   });

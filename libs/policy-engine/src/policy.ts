@@ -369,18 +369,20 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
     switch (deciding.effect) {
       case 'allow':
         return { ...basis, effect: 'allow', maskProfile: unionOfProfiles(outcomes.map((outcome) => outcome.rule?.config.mask)) };
-      case 'approve': {
-        // Approve outranks allow, so the allow rules a part also meets were never looked at: their
-        // profiles (and any approve rule's own) still mask the granted command's results.
-        const allowing = classified.parts.map((part) => byEffect.get('allow')!.find((candidate) => failedMatcher(candidate, subject, resource, part) === undefined)?.config.mask);
+      case 'approve':
         return {
           ...basis,
           effect: 'approve',
+          // Every profile the subject's allow rules on this resource name: what they would see
+          // unheld, whichever of those rules would have let the command through; and any approve
+          // rule's own `mask`.
+          maskProfile: unionOfProfiles([
+            ...(byEffect.get('allow') ?? []).filter((allow) => subjectMatches(allow, subject) && resourceMatches(allow, resource)).map((allow) => allow.config.mask),
+            ...outcomes.map((outcome) => outcome.rule?.config.mask),
+          ]),
           approvers: { groups: rule?.approvers?.groups ?? [], subs: rule?.approvers?.subs ?? [], minApprovals: rule?.approvers?.minApprovals ?? 1 },
           approvalTimeoutMs: rule?.timeout ?? options.approvalTimeoutMs,
-          maskProfile: unionOfProfiles([...outcomes.map((outcome) => outcome.rule?.config.mask), ...allowing]),
         };
-      }
       case 'deny':
         return { ...basis, effect: 'deny' };
     }

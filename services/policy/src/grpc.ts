@@ -1,6 +1,6 @@
 import { type ServerWritableStream, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { policy as pb } from '@sluice/proto';
-import { maskProfileOf, type Action, type Effect, type Risk } from '@sluice/contracts';
+import type { Action, Effect, Risk } from '@sluice/contracts';
 import { invalidArgument, toGrpcError, type Logger } from '@sluice/service-runtime';
 import { targetCatalogFacts, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import type { Policy, PolicyCommand, PolicyDecision, PolicySubject } from '@sluice/policy-engine';
@@ -79,7 +79,7 @@ export const decisionToProto = (decision: PolicyDecision, version: number): pb.D
   reason: decision.reason,
   action: ACTION_TO_PROTO[decision.action],
   risk: RISK_TO_PROTO[decision.risk],
-  maskProfile: maskProfileOf(decision) ?? '',
+  maskProfile: decision.effect === 'deny' ? '' : (decision.maskProfile ?? ''),
   cacheable: decision.cacheable,
   tables: [...decision.tables],
   approvers:

@@ -8,7 +8,7 @@ import { Governor, POLICY_UNAVAILABLE, unreachable } from './governor.js';
 const subject = { sub: 'agent-7', groups: ['support'], issuer: 'https://issuer.test' };
 const basis = { rule: 'r', reason: 'because', action: 'read', risk: 'low', tables: ['public.orders'], prepares: [] } as const;
 const allow: Decision = { ...basis, effect: 'allow', maskProfile: 'pii' };
-const approve = { ...basis, effect: 'approve', approvers: { groups: ['dba'], subs: [], minApprovals: 1 }, approvalTimeoutMs: 1_000, maskProfile: undefined } as const;
+const approve: Decision = { ...basis, effect: 'approve', approvers: { groups: ['dba'], subs: [], minApprovals: 1 }, approvalTimeoutMs: 1_000, maskProfile: 'pii' };
 const deny: Decision = { ...basis, effect: 'deny' };
 
 interface Recorded {
@@ -41,10 +41,9 @@ const governorOf = (ports: GovernancePorts, protocol: 'postgres' | 'redis' | 'ht
   new Governor(ports, { id: 's-1', resource: 'cache', subject, protocol });
 
 describe('the Decision union', () => {
-  it('carries a mask profile when allowed or held (for once granted), approvers only when held', () => {
+  it('carries a mask profile when allowed or held (a granted command is masked too), approvers only when held', () => {
     expect(maskProfileOf(allow)).toBe('pii');
-    expect(maskProfileOf(approve)).toBeUndefined();
-    expect(maskProfileOf({ ...approve, maskProfile: 'pii' })).toBe('pii');
+    expect(maskProfileOf(approve)).toBe('pii');
     expect(maskProfileOf(deny)).toBeUndefined();
     // @ts-expect-error a denial has no mask profile to read
     expect(deny.maskProfile).toBeUndefined();
@@ -148,12 +147,12 @@ describe('Governor records', () => {
 describe('Governor.maskerFor', () => {
   const masker = { name: 'pii' } as ProfileMasker;
 
-  it("picks the allowed profile, and a granted approval's (an approval never unmasks)", () => {
+  it('picks the profile of an allowed command and of a granted approval, none for a denial', () => {
     const profiles: (string | undefined)[] = [];
     const ports = portsWith({ masking: { masker: (profile) => (profiles.push(profile), profile ? masker : undefined), maskCommandText: (text) => text } });
     expect(governorOf(ports).maskerFor(allow)).toEqual({ ok: true, masker });
-    expect(governorOf(ports).maskerFor({ ...approve, maskProfile: 'pii' })).toEqual({ ok: true, masker });
-    expect(governorOf(ports).maskerFor(approve)).toEqual({ ok: true, masker: undefined });
+    expect(governorOf(ports).maskerFor(approve)).toEqual({ ok: true, masker });
+    expect(governorOf(ports).maskerFor(deny)).toEqual({ ok: true, masker: undefined });
     expect(profiles).toEqual(['pii', 'pii', undefined]);
   });
 

@@ -418,10 +418,10 @@ class RedisConnection {
     }
     let decision = verdict.decision;
     const unmaskable = UNMASKABLE_REPLIES.get(entry.name);
-    const maskProfile = maskProfileOf(decision);
-    if (unmaskable && decision.effect !== 'deny' && maskProfile !== undefined) {
-      const { action, risk, tables, prepares, rule } = decision;
-      decision = { action, risk, tables, prepares, rule, effect: 'deny', reason: `${entry.name} ${unmaskable}, which masking profile '${maskProfile}' cannot cover` } satisfies DenyDecision;
+    const profile = maskProfileOf(decision);
+    if (unmaskable && profile !== undefined) {
+      const { rule, action, risk, tables, prepares } = decision;
+      decision = { rule, action, risk, tables, prepares, effect: 'deny', reason: `${entry.name} ${unmaskable}, which masking profile '${profile}' cannot cover` } satisfies DenyDecision;
     }
     session.governor.recordDecided(recorded, decision);
     switch (decision.effect) {
@@ -484,11 +484,10 @@ class RedisConnection {
     void session.governor.hold({ commandId: entry.id, command: text, commandHash: hash, decision, justification: this.justification.take(session) }, this.holdAbort.signal).then((result) => {
       this.holding = false;
       if (this.closed) return;
-      // A granted command's results are masked with the profiles its grants carry, as if allowed;
-      // under audit.wait: ack it waits for its record like an allowed command (PostgreSQL does too).
+      // Under audit.wait: ack a granted command waits for its record like an allowed one (PostgreSQL does too).
       if (result.granted) {
-        if (this.resource.audit?.wait === 'ack') this.afterAcknowledged(entry, session, maskProfileOf(decision));
-        else this.send(entry, maskProfileOf(decision));
+        if (this.resource.audit?.wait === 'ack') this.afterAcknowledged(entry, session, decision.maskProfile);
+        else this.send(entry, decision.maskProfile);
       } else {
         this.markDirty();
         const id = result.approvalId ?? '-';
