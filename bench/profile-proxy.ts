@@ -1,14 +1,17 @@
 /**
  * A CPU profile of every Sluice process while one agent runs N sequential statements:
  *   npx tsx --conditions=development bench/profile-proxy.ts [--statements 3000] [--dir /tmp/sluice-prof]
+ *     [--redis [--clients 50] [--pipeline 16]] [--http [--clients 50]]
  * Prints the proxy's top functions by self time (`--service audit`: the audit service's); the
- * .cpuprofile files open in Chrome DevTools.
+ * .cpuprofile files open in Chrome DevTools. The masking profile is the benchmark's (every
+ * detector and a column rule), so the per-operation figures compare with `npm run bench`.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFile, execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
@@ -19,9 +22,16 @@ import { freePort } from '../test/support/ports.js';
 import { startSluice } from '../test/support/sluice.js';
 
 const { values } = parseArgs({
-  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' } },
+  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' } },
 });
-const statements = Number(values.statements);
+let statements = Number(values.statements);
+// Side-by-side runs must not share a store database or a stream.
+const suffix = randomBytes(4).toString('hex');
+const storeDatabase = `sluice_profile_${suffix}`;
+const stream = `SLUICE_PROFILE_${suffix}`;
+/** PROFILE_SQL's `$1` becomes a new literal in every statement, as under pgbench -S. */
+const statementText = (index: number) =>
+  (process.env.PROFILE_SQL ?? `SELECT ${index} AS n, 'someone@example.com' AS email`).replaceAll('$1', String(1 + Math.floor(Math.random() * 100_000)));
 const dir = values.dir;
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
@@ -73,14 +83,19 @@ await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
 const sluice = await startSluice(
   {
     identity: { oidc: [{ issuer: idp.issuer, audience: 'sluice' }] },
-    eventStore: { url: 'postgres://postgres@127.0.0.1:5432/sluice_profile' },
-    bus: { url: 'nats://127.0.0.1:4222', stream: 'SLUICE_PROFILE', subjectPrefix: 'profile.events' },
+    eventStore: { url: `postgres://postgres@127.0.0.1:5432/${storeDatabase}` },
+    bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `profile.${suffix}.events` },
     resources: [
       { name: 'db', type: 'postgres', listen: `127.0.0.1:${port}`, target: { host: '127.0.0.1', database: 'postgres' }, credentials: { username: 'postgres' } },
       { name: 'kv', type: 'redis', listen: `127.0.0.1:${redisPort}`, target: { host: '127.0.0.1', port: 6379 } },
       { name: 'api', type: 'http', listen: `127.0.0.1:${httpPort}`, target: { url: `http://127.0.0.1:${(target.address() as AddressInfo).port}` } },
     ],
-    masking: { profiles: { pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'ipv4', 'jwt', 'secret'] } } },
+    // The realistic profile of issue 12: every detector and a column rule.
+    masking: {
+      profiles: {
+        pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'ipv4', 'jwt', 'secret'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] },
+      },
+    },
     rules: [{ name: 'readers', effect: 'allow', actions: ['read'], mask: 'pii' }],
   },
   { env: { LOG_LEVEL: 'warn' }, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] },
@@ -93,12 +108,14 @@ const started = process.hrtime.bigint();
 const loadStart = Number(started / 1000n);
 if (values.http) {
   const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
-  const wrk = await run('wrk', ['-t', '2', '-c', '20', '-d', '8s', '-H', `Authorization: Bearer ${token}`, `http://127.0.0.1:${httpPort}/doc`]);
-  console.log(wrk.stdout.split('\n').filter((line) => /Requests\/sec|Latency/.test(line)).join('\n'));
+  const wrk = await run('wrk', ['-t', '2', '-c', values.clients, '-d', '8s', '-H', `Authorization: Bearer ${token}`, `http://127.0.0.1:${httpPort}/doc`]);
+  console.log(wrk.stdout.split('\n').filter((line) => /Requests\/sec|Latency|Non-2xx/.test(line)).join('\n'));
+  // Per operation means per request wrk made, not per --statements.
+  statements = Number(/(\d+) requests in/.exec(wrk.stdout)?.[1] ?? statements);
 } else if (values.redis) {
   const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
-  console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', '20', '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
-} else for (let index = 0; index < statements; index++) await client.query(process.env.PROFILE_SQL ?? `SELECT ${index} AS n, 'someone@example.com' AS email`);
+  console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', values.clients, '-P', values.pipeline, '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
+} else for (let index = 0; index < statements; index++) await client.query(statementText(index));
 const finished = process.hrtime.bigint();
 const elapsedMs = Number(finished - started) / 1e6;
 // The audit service stores the last events after the statements are done: its work then counts too.
@@ -110,11 +127,11 @@ await sluice.stop();
 await idp.close();
 target.close();
 const nc = await connectBus('nats://127.0.0.1:4222', 'profile-cleanup');
-await (await jetstreamManager(nc)).streams.delete('SLUICE_PROFILE').catch(() => undefined);
+await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined);
 await nc.close();
 const admin = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: 'postgres' });
 await admin.connect();
-await admin.query('DROP DATABASE IF EXISTS sluice_profile WITH (FORCE)');
+await admin.query(`DROP DATABASE IF EXISTS ${storeDatabase} WITH (FORCE)`);
 await admin.end();
 console.log(`${statements} statements in ${elapsedMs.toFixed(0)} ms (${((1000 * elapsedMs) / statements).toFixed(0)} µs each)`);
 for (const file of readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'))) {

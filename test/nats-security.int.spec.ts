@@ -330,3 +330,28 @@ describe('the bus over TLS when bus.tls is configured (real nats-server 2.9)', (
     }
   });
 });
+
+describe('a publisher started before the audit service (real nats-server 2.9)', () => {
+  it('waits for the stream its NATS user may not create, instead of failing, and goes on once the audit service made it', async () => {
+    const users = (['proxy', 'audit'] as const).map((role) => ({ role, pair: createUser() }));
+    const nats = await startSecuredNats(natsAuthorizationConfig(users.map(({ role, pair }) => ({ role, nkey: pair.getPublicKey() })), 'LATE_STREAM', 'late.events'));
+    const [proxy, audit] = await Promise.all(
+      users.map(({ role, pair }) => connectBus(nats.url, role, { credential: { nkeySeed: new TextDecoder().decode(pair.getSeed()) } })),
+    );
+    try {
+      const settings = { stream: 'LATE_STREAM', subjectPrefix: 'late.events', duplicateWindowMs: 120_000 };
+      let proxyReady = false;
+      const waiting = ensureEventStream(proxy!, settings).then(() => {
+        proxyReady = true;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      expect(proxyReady).toBe(false);
+      await ensureEventStream(audit!, settings);
+      await waiting;
+      expect(proxyReady).toBe(true);
+    } finally {
+      await Promise.all([proxy?.close(), audit?.close()]);
+      await nats.stop();
+    }
+  });
+});

@@ -92,6 +92,15 @@ describe('policy service over gRPC with the proxy port', () => {
     expect(after.hits).toBe(before.hits + 2);
   });
 
+  it('answers a cached decision synchronously (cachedDecision), and nothing it would have to ask for', async () => {
+    const select = sql(`SELECT * FROM invoices WHERE id = ${Math.floor(Math.random() * 1e9)}`);
+    expect(port.cachedDecision(analyst, 'ledger', select)).toBeUndefined();
+    const asked = await port.decide(analyst, 'ledger', select);
+    expect(port.cachedDecision(analyst, 'ledger', select)).toBe(asked);
+    // Another subject is its own key.
+    expect(port.cachedDecision({ ...analyst, sub: 'someone-else' }, 'ledger', select)).toBeUndefined();
+  });
+
   it("sends the target's catalog facts over gRPC and keys cached decisions on their version", async () => {
     const text = 'SELECT o.note FROM orders o WHERE id = 1';
     const facts = (version: string, rowFunctions: string[]) =>

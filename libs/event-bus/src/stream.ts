@@ -1,6 +1,7 @@
-import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { nanos, PermissionViolationError, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, type StreamConfig } from '@nats-io/jetstream';
-import { subjectWildcard } from '@sluice/contracts';
+import { DependencyUnavailableError, SluiceErrorCode, subjectWildcard } from '@sluice/contracts';
 import { isJetStreamApiError, JetStreamErrorCode } from './jetstream-errors.js';
 
 export interface EventStreamSettings {
@@ -11,6 +12,10 @@ export interface EventStreamSettings {
   /** Copies on a NATS cluster; 1 when absent. */
   readonly replicas?: number;
 }
+
+/** How long a service that may not create the stream waits for the one that may (the audit service). */
+const STREAM_WAIT_MS = 60_000;
+const STREAM_POLL_MS = 500;
 
 /**
  * Creates the events stream, or brings an existing one to these settings. A stream already so
@@ -35,8 +40,35 @@ export const ensureEventStream = async (nc: NatsConnection, settings: EventStrea
     if (differs) await jsm.streams.update(settings.stream, { ...info.config, ...wanted });
   } catch (error) {
     if (!isStreamNotFound(error)) throw error;
-    await jsm.streams.add({ name: settings.stream, ...wanted });
+    try {
+      await jsm.streams.add({ name: settings.stream, ...wanted });
+    } catch (refused) {
+      // A publisher's NATS user may only look at the stream: started before the audit service,
+      // it waits for the stream rather than failing (and being restarted over and over).
+      if (!isPermissionViolation(refused)) throw refused;
+      await awaitStream(settings.stream, STREAM_WAIT_MS, async () => {
+        await jsm.streams.info(settings.stream);
+      }, refused);
+    }
   }
 };
+
+const awaitStream = async (stream: string, waitMs: number, look: () => Promise<void>, refused: Error): Promise<void> => {
+  const deadline = Date.now() + waitMs;
+  while (Date.now() < deadline) {
+    await sleep(STREAM_POLL_MS);
+    try {
+      await look();
+      return;
+    } catch (error) {
+      if (!isStreamNotFound(error)) throw error;
+    }
+  }
+  throw new DependencyUnavailableError(SluiceErrorCode.AuditUnavailable, `stream ${stream} does not exist and this NATS user may not create it (the audit service creates it): ${refused.message}`, { cause: refused });
+};
+
+/** NATS reports a refused request as a RequestError caused by the PermissionViolationError. */
+const isPermissionViolation = (error: unknown): error is Error =>
+  error instanceof PermissionViolationError || (error instanceof Error && error.cause instanceof PermissionViolationError);
 
 const isStreamNotFound = (error: unknown): boolean => isJetStreamApiError(error, JetStreamErrorCode.StreamNotFound);

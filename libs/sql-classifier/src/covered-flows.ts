@@ -1,9 +1,9 @@
-import { parseSync } from 'libpg-query';
+import { parseText } from './statement-shape.js';
 import type { ColumnLineage, LineageOptions } from './lineage.js';
 import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
 import { isSqlClassifierLoaded } from './parser.js';
 import { columnsReferencedIn } from './session-statements.js';
-import { pathSchemasOf } from './statement-parts.js';
+import { isWrittenValue, pathSchemasOf } from './statement-parts.js';
 
 /** Where a write puts values: a column of a table (candidates by search path), or somewhere unknown. */
 export interface WrittenColumn {
@@ -44,7 +44,7 @@ export const coveredFlows = (text: string, options: CoveredFlowOptions = {}, dep
   if (!isSqlClassifierLoaded()) return undefined;
   let tree: unknown;
   try {
-    tree = parseSync(text);
+    tree = parseText(text);
   } catch {
     return undefined;
   }
@@ -105,6 +105,39 @@ export const coveredFlows = (text: string, options: CoveredFlowOptions = {}, dep
     }
   };
 
+  /** The columns of the table itself an expression names (a generated column's, an ALTER … USING). */
+  const ownColumns = (expression: unknown, tables: readonly string[]): ColumnLineage => {
+    const found: { table: string; column: string }[] = [];
+    const walk = (value: unknown): void => {
+      if (Array.isArray(value)) return value.forEach(walk);
+      const wrapped = unwrap(value);
+      if (wrapped?.[0] === 'ColumnRef') {
+        const column = names(wrapped[1].fields).at(-1);
+        if (column) for (const table of tables) found.push({ table, column });
+        return;
+      }
+      const node = wrapped ? wrapped[1] : isObject(value) ? value : undefined;
+      if (node) for (const key in node) walk(node[key]);
+    };
+    walk(expression);
+    return [...found, ...refs(expression)];
+  };
+
+  /** A column definition whose values come from other columns: GENERATED ALWAYS AS (expression). */
+  const generatedFlows = (definition: unknown, tables: readonly string[]): void => {
+    const column = unwrap(definition);
+    if (column?.[0] !== 'ColumnDef') return;
+    for (const constraint of list(column[1].constraints)) {
+      const generated = (constraint as { Constraint?: Node }).Constraint;
+      if (generated?.contype !== 'CONSTR_GENERATED') continue;
+      const name = str(column[1].colname);
+      writes.push({ target: name ? { tables, column: name } : undefined, sources: ownColumns(generated.raw_expr, tables) });
+    }
+  };
+
+  /** The SELECTs around the node being visited, innermost last. */
+  const enclosing: Node[] = [];
+
   const visit = (value: unknown): void => {
     if (Array.isArray(value)) return value.forEach(visit);
     const wrapped = unwrap(value);
@@ -144,6 +177,43 @@ export const coveredFlows = (text: string, options: CoveredFlowOptions = {}, dep
         }
         break;
       }
+      // DDL that moves a column's values under another name: a rename, a type change USING an
+      // expression of other columns, a generated column.
+      case 'RenameStmt':
+        if (node.renameType === 'OBJECT_COLUMN') {
+          const tables = tablesOf(node.relation);
+          const from = str(node.subname);
+          const to = str(node.newname);
+          if (from && to) writes.push({ target: { tables, column: to }, sources: tables.map((table) => ({ table, column: from })) });
+        }
+        break;
+      case 'CreateStmt': {
+        const tables = tablesOf(node.relation);
+        for (const element of list(node.tableElts)) generatedFlows(element, tables);
+        break;
+      }
+      case 'AlterTableStmt': {
+        const tables = tablesOf(node.relation);
+        for (const item of list(node.cmds)) {
+          const command = (item as { AlterTableCmd?: Node }).AlterTableCmd;
+          if (!command) continue;
+          if (command.subtype === 'AT_AddColumn') generatedFlows(command.def, tables);
+          const using = (command.def as { ColumnDef?: Node } | undefined)?.ColumnDef?.raw_default;
+          const column = str(command.name);
+          if (command.subtype === 'AT_AlterColumnType' && using !== undefined && column) {
+            writes.push({ target: { tables, column }, sources: ownColumns(using, tables) });
+          }
+        }
+        break;
+      }
+      case 'FuncCall':
+        // setval keeps its value in the sequence, which any later statement reads back
+        // (`SELECT last_value FROM s`): a value computed at run time counts with the columns it
+        // names and those of the FROM items around it.
+        if (names(node.funcname).at(-1)?.toLowerCase() === 'setval' && !isWrittenValue(list(node.args)[1])) {
+          writes.push({ target: undefined, sources: [...refs(list(node.args)[1]), ...enclosing.flatMap((select) => refs(select.fromClause, select.withClause))] });
+        }
+        break;
       case 'MergeStmt':
         writes.push({ target: undefined, sources: refs(node.sourceRelation, node.mergeWhenClauses, node.withClause) });
         break;
@@ -186,7 +256,9 @@ export const coveredFlows = (text: string, options: CoveredFlowOptions = {}, dep
         break;
     }
     if (tag === 'UpdateStmt' && (generatesRows(node.fromClause) || generatesRows(node.whereClause))) predicates.push(predicateRefs(node.fromClause, node.whereClause));
+    if (tag === 'SelectStmt') enclosing.push(node);
     for (const key in node) visit(node[key]);
+    if (tag === 'SelectStmt') enclosing.pop();
   };
   visit(tree);
   return { writes, seriesPredicates: predicates.flat(), attributeCalls };

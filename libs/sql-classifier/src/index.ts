@@ -26,3 +26,4 @@ export { ANY_TABLE, isCataloguedFunction, isPureFunction, pgCatalogSearchedFirst
 export { isOpenCatalogRelation } from './catalog-relations.js';
 export { coveredFlows, type CoveredFlowOptions, type CoveredFlows, type ValueFlow, type WrittenColumn } from './covered-flows.js';
 export { targetCatalogFacts, type TargetCatalogFacts } from './target-catalog.js';
+export { constantsAreInert, statementShape } from './statement-shape.js';

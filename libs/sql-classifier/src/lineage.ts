@@ -1,4 +1,4 @@
-import { parseSync } from 'libpg-query';
+import { parseText } from './statement-shape.js';
 import { isBuiltinOperator, isBuiltinType, isCataloguedFunction, isPureFunction, mayBeRowFunction, STATISTICS_RELATIONS, STATISTICS_VALUE_COLUMN } from './catalogue.js';
 import { copyFormat, type CopyFormat } from './copy-format.js';
 import { functionMemberKeys, operatorMemberKeys, subscriptMemberKeys, type MemberKeys } from './json-members.js';
@@ -227,7 +227,7 @@ class LineageWalk {
     if (text === undefined || this.depth >= MAX_EXECUTE_DEPTH) return unknown;
     let tree: { stmts?: { stmt?: Node }[] };
     try {
-      tree = parseSync(text);
+      tree = parseText(text);
     } catch {
       return unknown;
     }
@@ -555,7 +555,7 @@ class LineageWalk {
     if (text === undefined || this.depth >= MAX_EXECUTE_DEPTH) return undefined;
     let tree: { stmts?: { stmt?: Node }[] };
     try {
-      tree = parseSync(text);
+      tree = parseText(text);
     } catch {
       return undefined;
     }
@@ -753,7 +753,7 @@ const toStatementLineage = (items: readonly Item[], stmt: unknown): StatementLin
 export const resultLineage = (text: string, options: LineageOptions = {}): SqlLineage | undefined => {
   if (!isSqlClassifierLoaded() || text.trim() === '') return undefined;
   try {
-    const tree = parseSync(text) as { stmts?: { stmt?: Node }[] };
+    const tree = parseText(text) as { stmts?: { stmt?: Node }[] };
     const schemas = schemasOf(options.searchPath);
     let cacheable = true;
     const statements = (tree.stmts ?? []).map((raw) => {

@@ -1,4 +1,6 @@
-import { parseSync } from 'libpg-query';
+import { isPureFunction } from './catalogue.js';
+import { names } from './parse-tree.js';
+import { parseText } from './statement-shape.js';
 import { isSqlClassifierLoaded } from './classify.js';
 
 /** What a command may do to the session state the proxy mirrors from the server. */
@@ -47,8 +49,32 @@ const KEEPS_SEARCH_PATH: ReadonlySet<string> = new Set([
   'LockStmt',
 ]);
 
-/** Nodes under which a function of unknown effect runs: it may call set_config('search_path', …). */
-const RUNS_FUNCTIONS: ReadonlySet<string> = new Set(['FuncCall', 'CallStmt', 'DoStmt', 'ExecuteStmt']);
+/** Nodes under which code of unknown effect runs: it may call set_config('search_path', …). */
+const RUNS_CODE: ReadonlySet<string> = new Set(['CallStmt', 'DoStmt', 'ExecuteStmt']);
+
+/**
+ * A call that resolves to a built-in function of the catalogue (which writes nothing, settings
+ * included): one without arguments (`count(*)`, `now()`, `current_database()`) of pg_catalog when
+ * the session searches pg_catalog first. With arguments, a function of the same name in another
+ * schema could match the argument types better and be called instead, so those still count.
+ */
+const callsBuiltinWithoutArguments = (call: Record<string, unknown>, searchPath: readonly string[]): boolean =>
+  (call.args === undefined || (Array.isArray(call.args) && call.args.length === 0)) &&
+  // Resolves to pg_catalog's: named with it, or unqualified while pg_catalog is searched first.
+  isPureFunction(names(call.funcname), searchPath);
+
+/** Code of unknown effect under the value; a function of the catalogue called without arguments is known. */
+const runsUnknownCode = (value: unknown, searchPath: readonly string[] | undefined): boolean => {
+  if (Array.isArray(value)) return value.some((item) => runsUnknownCode(item, searchPath));
+  if (typeof value !== 'object' || value === null) return false;
+  const node = value as Record<string, unknown>;
+  for (const key in node) {
+    if (RUNS_CODE.has(key)) return true;
+    if (key === 'FuncCall' && (searchPath === undefined || !callsBuiltinWithoutArguments(node[key] as Record<string, unknown>, searchPath))) return true;
+    if (runsUnknownCode(node[key], searchPath)) return true;
+  }
+  return false;
+};
 
 /** Statements that change search_path (or whose `$user` it is) for the statements after them in the same message. */
 const SETS_PATH_IN_MESSAGE: ReadonlySet<string> = new Set(['DiscardStmt', 'CallStmt', 'DoStmt', 'ExecuteStmt']);
@@ -84,25 +110,18 @@ const namesUnqualifiedTable = (value: unknown): boolean => {
   return false;
 };
 
-const containsAny = (value: unknown, keys: ReadonlySet<string>): boolean => {
-  if (Array.isArray(value)) return value.some((item) => containsAny(item, keys));
-  if (typeof value !== 'object' || value === null) return false;
-  for (const key in value) {
-    if (keys.has(key) || containsAny((value as Record<string, unknown>)[key], keys)) return true;
-  }
-  return false;
-};
-
 /**
  * Reads from the parse tree (never from the text) what a command may change in the session
- * state. Unparseable text, or the parser not loaded yet, may change anything.
+ * state. Unparseable text, or the parser not loaded yet, may change anything. With the search
+ * path the command runs under, a call of a built-in function without arguments is known not to
+ * change it; without, every function call may.
  */
-export const sessionStateEffects = (text: string): SessionStateEffects => {
+export const sessionStateEffects = (text: string, path?: readonly string[]): SessionStateEffects => {
   const unknown = { searchPath: true, unqualifiedAfterPathChange: false, preparedStatements: [] };
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
-    tree = text.trim() === '' ? { stmts: [] } : parseSync(text);
+    tree = text.trim() === '' ? { stmts: [] } : parseText(text);
   } catch {
     return unknown;
   }
@@ -117,7 +136,7 @@ export const sessionStateEffects = (text: string): SessionStateEffects => {
     if (type === 'PrepareStmt' && node?.name) preparedStatements.push({ change: 'prepare', name: node.name });
     if (type === 'DeallocateStmt') preparedStatements.push({ change: 'deallocate', name: node?.isall || !node?.name ? '*' : node.name });
     if (pathSetEarlier && namesUnqualifiedTable(stmt)) unqualifiedAfterPathChange = true;
-    if (!KEEPS_SEARCH_PATH.has(type) || containsAny(stmt, RUNS_FUNCTIONS)) searchPath = true;
+    if (!KEEPS_SEARCH_PATH.has(type) || runsUnknownCode(stmt, path)) searchPath = true;
     if (setsPathForLaterStatements(type, stmt)) pathSetEarlier = true;
   }
   return { searchPath, unqualifiedAfterPathChange, preparedStatements };

@@ -1,4 +1,4 @@
-import { parseSync } from 'libpg-query';
+import { parseText } from './statement-shape.js';
 import { isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, mayBeRowFunction, STATISTICS_RELATIONS } from './catalogue.js';
 import { isSqlClassifierLoaded } from './classify.js';
 import type { ColumnLineage, LineageOptions, LineageSource } from './lineage.js';
@@ -19,7 +19,7 @@ export const referencedColumns = (text: string, options: LineageOptions = {}): C
   if (!isSqlClassifierLoaded()) return undefined;
   let tree: unknown;
   try {
-    tree = parseSync(text);
+    tree = parseText(text);
   } catch {
     return undefined;
   }
@@ -124,7 +124,7 @@ export const declaredCursors = (text: string): Map<string, string> => {
   const out = new Map<string, string>();
   if (!isSqlClassifierLoaded() || !/declare/i.test(text)) return out;
   try {
-    const tree = parseSync(text) as { stmts?: { stmt?: Node; stmt_location?: number; stmt_len?: number }[] };
+    const tree = parseText(text) as { stmts?: { stmt?: Node; stmt_location?: number; stmt_len?: number }[] };
     const bytes = Buffer.from(text, 'utf8');
     for (const raw of tree.stmts ?? []) {
       const declared = (raw.stmt as { DeclareCursorStmt?: Node } | undefined)?.DeclareCursorStmt;
@@ -145,7 +145,7 @@ export const declaredCursors = (text: string): Map<string, string> => {
 export const fetchedCursor = (text: string): string | undefined => {
   if (!isSqlClassifierLoaded() || !/fetch/i.test(text)) return undefined;
   try {
-    const tree = parseSync(text) as { stmts?: { stmt?: Node }[] };
+    const tree = parseText(text) as { stmts?: { stmt?: Node }[] };
     for (const raw of tree.stmts ?? []) {
       const fetch = (raw.stmt as { FetchStmt?: Node } | undefined)?.FetchStmt;
       if (fetch && fetch.ismove !== true) return str(fetch.portalname) ?? '';

@@ -97,8 +97,10 @@ runService('proxy', async ({ loaded, config, logger }) => {
     identity: { verify: async (token) => verifier.verify(token) },
     policy: {
       describeSession: (subject, resource) => policy.describeSession(subject, resource),
-      // One span per decided command; an uncached decision's gRPC call to the policy service
+      // One span per decision asked for; an uncached decision's gRPC call to the policy service
       // joins it, so a command is one trace across proxy and policy (a no-op unless tracing is on).
+      // A decision the cache answers at once (cachedDecision) has no span: it costs no call.
+      cachedDecision: (subject, resource, command) => policy.cachedDecision(subject, resource, command),
       decide: (subject, resource, command) =>
         tracer.startActiveSpan('sluice.decide', { attributes: { 'sluice.resource': resource, 'sluice.protocol': command.kind } }, (span) =>
           policy.decide(subject, resource, command).finally(() => span.end()),

@@ -1,4 +1,26 @@
-import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+import type { ColumnInfo, MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+
+/** Field names whose ColumnInfo is kept: beyond this many, the set starts again. */
+const NAMED_COLUMNS_KEPT = 1024;
+/** Longer names get a ColumnInfo of their own each time (not kept). */
+const NAMED_COLUMN_MAX_CHARS = 128;
+const namedColumns = new Map<string, ColumnInfo>();
+
+/**
+ * The ColumnInfo of a field known only by its name (a JSON member, a hash field, a named value):
+ * one object per name, so a masker's plan for it (kept per ColumnInfo object) is worked out once,
+ * not for every member of every reply.
+ */
+export const columnNamed = (name: string): ColumnInfo => {
+  let column = namedColumns.get(name);
+  if (column) return column;
+  column = Object.freeze({ name });
+  if (name.length <= NAMED_COLUMN_MAX_CHARS) {
+    if (namedColumns.size >= NAMED_COLUMNS_KEPT) namedColumns.clear();
+    namedColumns.set(name, column);
+  }
+  return column;
+};
 
 /** Longest name looked at: longer "names" are not field names. */
 const NAME = '[A-Za-z_][\\w.\\-]{0,127}';
@@ -34,8 +56,10 @@ const escapeXml = (text: string): string => text.replace(/&/g, '&amp;').replace(
  */
 export const maskNamedValues = (text: string, masker: ProfileMasker, counts: MaskCounts): string => {
   if (masker.columnRuleCount === 0) return text;
-  const rule = (name: string): boolean => masker.hasColumnRule({ name });
-  const mask = (name: string, value: string): string => masker.maskCell(value, { name }, counts) ?? '';
+  // Every form below needs one of these characters: without them (most values) there is nothing to look for.
+  if (!text.includes('=') && !text.includes(':') && !text.includes('<')) return text;
+  const rule = (name: string): boolean => masker.hasColumnRule(columnNamed(name));
+  const mask = (name: string, value: string): string => masker.maskCell(value, columnNamed(name), counts) ?? '';
   let out = text;
   out = out.replace(XML_ELEMENT, (whole, qualified: string, local: string, attributes: string | undefined, value: string) =>
     rule(local) ? `<${qualified}${attributes ?? ''}>${escapeXml(mask(local, value))}</${qualified}>` : whole,

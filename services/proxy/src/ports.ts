@@ -50,6 +50,11 @@ export interface PolicyPort {
    * answer makes this throw DependencyUnavailableError (the adapter denies: fail closed).
    */
   decide(subject: Subject, resource: string, command: GovernedCommand): Promise<Decision>;
+  /**
+   * The decision `decide` would answer from its cache, without waiting; undefined when it would
+   * have to ask. A port without a cache leaves it out.
+   */
+  cachedDecision?(subject: Subject, resource: string, command: GovernedCommand): Decision | undefined;
 }
 
 export interface MaskingPort {

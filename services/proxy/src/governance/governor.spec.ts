@@ -95,6 +95,25 @@ describe('Governor.decide', () => {
   });
 });
 
+describe('Governor.cachedVerdict', () => {
+  const get = { kind: 'redis', args: [Buffer.from('GET'), Buffer.from('k')] } as const;
+  const withCache = (cachedDecision: PolicyPort['cachedDecision']): PolicyPort => ({ describeSession: async () => ({ mayConnect: true, readOnly: false }), decide: async () => deny, cachedDecision });
+
+  it('answers at once only what the policy port has cached', () => {
+    expect(governorOf(portsWith({ policy: withCache(() => allow) })).cachedVerdict(get)).toEqual({ decision: allow, unavailable: false });
+    expect(governorOf(portsWith({ policy: withCache(() => undefined) })).cachedVerdict(get)).toBeUndefined();
+    // A port without a cache: always asked.
+    expect(governorOf(portsWith({})).cachedVerdict(get)).toBeUndefined();
+  });
+
+  it('is no answer (never an allow) when the cache throws: decide then asks and fails closed', () => {
+    const broken = withCache(() => {
+      throw new Error('boom');
+    });
+    expect(governorOf(portsWith({ policy: broken })).cachedVerdict(get)).toBeUndefined();
+  });
+});
+
 describe('Governor records', () => {
   it('records command.decided once, with tables only for SQL', () => {
     for (const protocol of ['postgres', 'redis'] as const) {

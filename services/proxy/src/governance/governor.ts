@@ -63,6 +63,20 @@ export class Governor {
   }
 
   /**
+   * The verdict at once when the policy port has the decision cached (no promise, no turn of the
+   * event loop: a pipelined burst is decided in one go); undefined when `decide` must ask.
+   */
+  cachedVerdict(command: GovernedCommand): Verdict | undefined {
+    try {
+      const decision = this.ports.policy.cachedDecision?.(this.session.subject, this.session.resource, command);
+      return decision ? { decision, unavailable: false } : undefined;
+    } catch {
+      // A cache that fails is no answer: `decide` asks (and fails closed).
+      return undefined;
+    }
+  }
+
+  /**
    * A command's text as the audit record and approvers see it: masked with every detector (and
    * the decision's profile); `fallback` when masking itself fails, never the raw text.
    */

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
@@ -16,8 +17,9 @@ import { ambiguityOf, HOP_BY_HOP, METHOD_OVERRIDE_HEADERS, PATH_OVERRIDE_HEADERS
 import { Problem, sendProblem } from './problem.js';
 import { maskResponseHeaders } from './response-headers.js';
 import { credentialNeedles, CredentialScrubStream, scrubText } from './credential-scrub.js';
-import { maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart } from './json-body.js';
+import { maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart, readUpTo, type BodyRead } from './json-body.js';
 import {
+  BodyRecording,
   bodyKind,
   decoderFor,
   DEFAULT_MASK_WINDOW,
@@ -57,7 +59,16 @@ interface ConnectionState {
 
 
 /** Issuer, sub and groups: everything a decision reads from the subject. */
-const sessionKey = (subject: Subject): string => JSON.stringify([subject.issuer, subject.sub, [...subject.groups].sort()]);
+const sessionKey = (subject: Subject): string => {
+  // Worked out once per verified token (its subject object), not per request.
+  let key = sessionKeys.get(subject);
+  if (key === undefined) {
+    key = JSON.stringify([subject.issuer, subject.sub, [...subject.groups].sort()]);
+    sessionKeys.set(subject, key);
+  }
+  return key;
+};
+const sessionKeys = new WeakMap<Subject, string>();
 
 /**
  * The HTTP front door: a node:http server fed with the listener's sockets. Every request
@@ -279,7 +290,8 @@ export const createHttpAdapter = (
     if (!ports.audit.healthy) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
 
     session.commands++;
-    const verdict = await session.governor.decide({ kind: 'http', method, path });
+    const command = { kind: 'http', method, path } as const;
+    const verdict = session.governor.cachedVerdict(command) ?? (await session.governor.decide(command));
     const decision = verdict.decision;
     const recorded = recordedRequest(session.governor, requestId, method, `${path}${query}`, verdict.unavailable ? undefined : decision);
     session.governor.recordDecided(recorded, decision);
@@ -349,9 +361,11 @@ export const createHttpAdapter = (
     } catch (problem) {
       return fail(problem as Problem, session, requestId);
     }
-    const abort = new AbortController();
+    // undici aborts the request when this emits 'abort' (an agent gone before the answer): a
+    // plain emitter, since an AbortController per request costs more than the rest of the call.
+    const clientGone = new EventEmitter();
     res.once('close', () => {
-      if (!res.writableFinished) abort.abort();
+      if (!res.writableFinished) clientGone.emit('abort');
     });
     let upstream: Awaited<ReturnType<Pool['request']>>;
     try {
@@ -360,7 +374,7 @@ export const createHttpAdapter = (
         path: `${basePath}${path}${query}`,
         headers,
         body: body ?? null,
-        signal: abort.signal,
+        signal: clientGone,
       });
     } catch {
       if (bodyLimit?.exceeded) return fail(tooLarge(), session, requestId);
@@ -404,7 +418,7 @@ export const createHttpAdapter = (
     const contentType = headerValue(upstream.headers['content-type']);
     const encoding = headerValue(upstream.headers['content-encoding']);
     const bodyless = method === 'HEAD' || status === 204 || status === 304 || headerValue(upstream.headers['content-length']) === '0';
-    const tap = new RecordingTap(ports.recording.maxBytes);
+    const recording = new BodyRecording(ports.recording.maxBytes);
     const record = (ok: boolean, error?: { code: string; message: string }) => {
       ports.audit.record(session.id, 'command.completed', {
         commandId: requestId,
@@ -417,10 +431,10 @@ export const createHttpAdapter = (
         ports.audit.record(session.id, 'result.returned', {
           commandId: requestId,
           columns: ['body'],
-          rows: tap.total > 0 && ports.recording.maxRows > 0 ? [[tap.recorded]] : [],
-          rowCount: tap.total > 0 ? 1 : 0,
-          bytes: tap.total,
-          truncated: tap.truncated,
+          rows: recording.total > 0 && ports.recording.maxRows > 0 ? [[recording.recorded]] : [],
+          rowCount: recording.total > 0 ? 1 : 0,
+          bytes: recording.total,
+          truncated: recording.truncated,
           maskedCounts: counts,
         });
       }
@@ -470,7 +484,7 @@ export const createHttpAdapter = (
         const stages: NodeJS.ReadWriteStream[] = [];
         if (decoder) stages.push(decoder());
         if (scrubbing) stages.push(new CredentialScrubStream(needles));
-        await pipeline([upstream.body, ...stages, tap, res]);
+        await pipeline([upstream.body, ...stages, new RecordingTap(recording), res]);
         record(true);
       } catch {
         record(false, { code: SluiceErrorCode.UpstreamFailed, message: 'the response stream failed' });
@@ -497,35 +511,43 @@ export const createHttpAdapter = (
     if (decoded !== unpacked) unpacked.on('error', (error) => decoded.destroy(error));
 
     try {
-      const chunks = (decoded as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+      // What a whole read leaves is read through an iterator, made only when needed.
+      let chunks: AsyncIterator<Buffer> | undefined;
+      const rest = (): AsyncIterator<Buffer> => (chunks ??= (decoded as AsyncIterable<Buffer>)[Symbol.asyncIterator]());
+      const columnRules = masker.columnRuleCount !== 0;
       // Column rules apply to JSON members by name: a JSON body, or a text body that opens like
       // JSON (a mislabelled document, NDJSON), is read whole to be walked.
-      const start = await readStart(chunks, maxJsonBytes);
-      const columnRules = masker.columnRuleCount !== 0;
-      if (kind === 'json' || (columnRules && opensLikeJson(start.bytes))) {
-        const whole = start.complete ? start : await readMore(start.bytes, chunks, maxJsonBytes);
-        if (whole.complete) {
-          const masked = kind === 'json' ? maskJsonText(whole.bytes, masker, counts) : maskTextBody(whole.bytes, masker, counts);
-          res.writeHead(status, { ...responseHeaders, 'content-length': String(masked.length) });
-          await pipeline(Readable.from([masked]), tap, res);
+      let whole: BodyRead;
+      if (kind === 'json') whole = await readUpTo(decoded, maxJsonBytes);
+      else {
+        const start = await readStart(rest(), maxJsonBytes);
+        if (!columnRules || !opensLikeJson(start.bytes)) {
+          res.writeHead(status, responseHeaders);
+          await pipeline(Readable.from(prepend(start.bytes, rest())), new TextMaskStream(masker, counts, maskWindow), new RecordingTap(recording), res);
           record(true);
           return;
         }
-        if (columnRules) {
-          // Streamed text masking cannot tell which member a value belongs to: withheld rather than shown.
-          decoded.destroy();
-          upstream.body.destroy();
-          withhold('JSON body too large to mask by column', `the JSON body is larger than ${maxJsonBytes} bytes and the masking profile has column rules, so it was withheld`);
-          return;
-        }
-        // Too large to parse, and no column rules: scan what was read and the rest as streamed text.
-        res.writeHead(status, responseHeaders);
-        await pipeline(Readable.from(prepend(whole.bytes, chunks)), new TextMaskStream(masker, counts, maskWindow), tap, res);
+        whole = start.complete ? start : await readMore(start.bytes, rest(), maxJsonBytes);
+      }
+      if (whole.complete) {
+        const masked = kind === 'json' ? maskJsonText(whole.bytes, masker, counts) : maskTextBody(whole.bytes, masker, counts);
+        // One buffer: written as is, no stream pipeline (its per-response cost was most of the proxy's).
+        recording.keep(masked);
+        res.writeHead(status, { ...responseHeaders, 'content-length': String(masked.length) });
+        res.end(masked);
         record(true);
         return;
       }
+      if (columnRules) {
+        // Streamed text masking cannot tell which member a value belongs to: withheld rather than shown.
+        decoded.destroy();
+        upstream.body.destroy();
+        withhold('JSON body too large to mask by column', `the JSON body is larger than ${maxJsonBytes} bytes and the masking profile has column rules, so it was withheld`);
+        return;
+      }
+      // Too large to parse, and no column rules: scan what was read and the rest as streamed text.
       res.writeHead(status, responseHeaders);
-      await pipeline(Readable.from(prepend(start.bytes, chunks)), new TextMaskStream(masker, counts, maskWindow), tap, res);
+      await pipeline(Readable.from(prepend(whole.bytes, rest())), new TextMaskStream(masker, counts, maskWindow), new RecordingTap(recording), res);
       record(true);
     } catch {
       // A masker or stream failure mid-body: cut the response rather than send raw data.

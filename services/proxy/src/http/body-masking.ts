@@ -155,24 +155,21 @@ const jsonLine = (line: string, masker: ProfileMasker, counts: MaskCounts): stri
   return masker.maskText(line.slice(0, start), counts) + body + line.slice(start + json.length);
 };
 
-/** Keeps the first `maxBytes` of what passes through, for the result.returned record. */
-export class RecordingTap extends Transform {
+/** The first `maxBytes` of a response body as sent, for the result.returned record. */
+export class BodyRecording {
   private readonly kept: Buffer[] = [];
   private keptBytes = 0;
   total = 0;
 
-  constructor(private readonly maxBytes: number) {
-    super();
-  }
+  constructor(private readonly maxBytes: number) {}
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+  keep(chunk: Buffer): void {
     this.total += chunk.length;
     if (this.keptBytes < this.maxBytes) {
       const part = chunk.subarray(0, this.maxBytes - this.keptBytes);
       this.kept.push(part);
       this.keptBytes += part.length;
     }
-    callback(null, chunk);
   }
 
   get recorded(): string {
@@ -181,5 +178,17 @@ export class RecordingTap extends Transform {
 
   get truncated(): boolean {
     return this.total > this.keptBytes;
+  }
+}
+
+/** Keeps what passes through in a BodyRecording (a streamed body). */
+export class RecordingTap extends Transform {
+  constructor(private readonly recording: BodyRecording) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.recording.keep(chunk);
+    callback(null, chunk);
   }
 }

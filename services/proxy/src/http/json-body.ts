@@ -3,6 +3,7 @@
  * Helpers of the HTTP adapter's masking; the iterator of the body is advanced by hand throughout
  * (a `return` out of for-await would destroy the stream), so reading can always continue.
  */
+import type { Readable } from 'node:stream';
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import { maskJsonDocument, sameJson } from '../redis/reply-masking.js';
 import { maskTextWithJsonLines } from './body-masking.js';
@@ -33,6 +34,45 @@ export const readStart = async (chunks: AsyncIterator<Buffer>, max: number): Pro
     if (size > max || (!partOfBom && bytes.subarray(hasBom(bytes) ? 3 : 0).some((byte) => !isJsonSpace(byte)))) return { bytes, complete: false };
   }
 };
+
+/**
+ * Reads a body to its end, or until past `max` bytes, by its events: an async iterator per
+ * response costs more than the rest of reading a small body. Past `max` the stream is left
+ * paused with the rest unread, for an iterator to go on from (readable events take over).
+ */
+export const readUpTo = (stream: Readable, max: number): Promise<BodyRead> =>
+  new Promise<BodyRead>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    const stop = (): void => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+    };
+    const onData = (chunk: Buffer): void => {
+      parts.push(chunk);
+      size += chunk.length;
+      if (size <= max) return;
+      stream.pause();
+      stop();
+      resolve({ bytes: Buffer.concat(parts), complete: false });
+    };
+    const onEnd = (): void => {
+      stop();
+      resolve({ bytes: parts.length === 1 ? parts[0]! : Buffer.concat(parts), complete: true });
+    };
+    const onError = (error: Error): void => {
+      stop();
+      reject(error);
+    };
+    // Closed before its end without an error (the target went away mid-body): not a whole body.
+    const onClose = (): void => onError(new Error('the body ended before it was complete'));
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+    stream.on('close', onClose);
+  });
 
 /** The UTF-8 byte-order mark, which some servers write before a document. */
 const BOM = [0xef, 0xbb, 0xbf] as const;

@@ -1,4 +1,5 @@
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
+import { columnNamed } from '../named-values.js';
 import { maskString } from '../redis/reply-masking.js';
 
 /**
@@ -55,7 +56,7 @@ const maskNamedParts = (header: string, value: string, masker: ProfileMasker, co
     } catch {
       // An undecodable name is matched as it is.
     }
-    const column = { name: decodedName.trim() };
+    const column = columnNamed(decodedName.trim());
     if (!masker.hasColumnRule(column)) return raw;
     return encodeURIComponent(masker.maskCell(raw, column, counts) ?? '');
   };

@@ -146,7 +146,7 @@ const BACKOFF_MAX_MS = 5_000;
  * reports: a new version or a broken stream empties it. Unavailable service: the call throws
  * DependencyUnavailableError and the adapter denies (fail closed).
  */
-export const createPolicyPort = (address: string, options: PolicyPortOptions): PolicyPort & { readonly ready: Promise<void>; close(): void; stats(): PolicyPortStats } => {
+export const createPolicyPort = (address: string, options: PolicyPortOptions): Required<PolicyPort> & { readonly ready: Promise<void>; close(): void; stats(): PolicyPortStats } => {
   const { logger } = options;
   const timeoutMs = options.timeoutMs ?? 2_000;
   const client = new pb.PolicyServiceClient(address, options.credentials ?? credentials.createInsecure(), {
@@ -264,16 +264,28 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): P
     }
   };
 
+  /** The exact-text key of a command, or undefined when it is not cached (too large, or not watching). */
+  const exactKey = (subject: Subject, resource: string, command: GovernedCommand): string | undefined => {
+    const commandPart = commandKey(command);
+    return commandPart === undefined ? undefined : `${principalOf(subject)}${SEP}${resource}${SEP}${commandPart}`;
+  };
+
   return {
     ready,
+    cachedDecision(subject, resource, command) {
+      if (version === undefined) return undefined;
+      const key = exactKey(subject, resource, command);
+      const hit = key === undefined ? undefined : decisions.get(key);
+      if (hit) hits += 1;
+      return hit;
+    },
     async decide(subject, resource, command) {
       const watched = version;
       let key: string | undefined;
       let normalizedKey: string | undefined;
       if (watched !== undefined) {
-        const commandPart = commandKey(command);
-        if (commandPart !== undefined) {
-          key = `${principalOf(subject)}${SEP}${resource}${SEP}${commandPart}`;
+        key = exactKey(subject, resource, command);
+        if (key !== undefined) {
           const hit = decisions.get(key);
           if (hit) {
             hits += 1;

@@ -13,12 +13,13 @@ const FACTS_TTL_MS = 30_000;
 /**
  * The facts of the target's catalog the classifier needs (see TargetCatalogFacts), one row per
  * fact: `f` a function callable in attribute notation (one argument, or one without a default,
- * of a composite, domain or pseudo type such as record or anyelement, which a row fits), `r` a
+ * of a composite, domain or pseudo type such as record or anyelement, which a row fits, or
+ * VARIADIC over such a type: `p.f` calls f(VARIADIC ARRAY[p])), `r` a
  * view or a relation whose rules or INSTEAD OF triggers rewrite writes, `i` a child or partition
  * and its parent. pg_catalog's own functions and views are the classifier's catalogue's business.
  */
 const FACTS_QUERY =
-  "select 'f', p.proname, null from pg_catalog.pg_proc p join pg_catalog.pg_type t on t.oid = p.proargtypes[0] " +
+  "select 'f', p.proname, null from pg_catalog.pg_proc p join pg_catalog.pg_type t on t.oid in (p.proargtypes[0], p.provariadic) " +
   "where p.pronargs >= 1 and p.pronargs - p.pronargdefaults <= 1 and t.typtype in ('c', 'd', 'p') " +
   "and p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace " +
   "union select 'r', n.nspname || '.' || c.relname, null from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace " +

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { compileMasking } from '@sluice/masking-engine';
-import { loadSqlClassifier, targetCatalogFacts } from '@sluice/sql-classifier';
+import { loadSqlClassifier, resultLineage, targetCatalogFacts } from '@sluice/sql-classifier';
 import { coveredValueEscape, derivedColumns, LineageCache } from './lineage.js';
 
 beforeAll(async () => {
@@ -23,6 +23,30 @@ describe('LineageCache', () => {
     expect(first?.statements[0]?.head[0]).toEqual([{ table: 'public.people', column: 'ssn' }]);
     prepared.set('q', 'SELECT name FROM people');
     expect(cache.lineage('EXECUTE q', undefined, prepared)?.statements[0]?.head[0]).toEqual([{ table: 'public.people', column: 'name' }]);
+  });
+
+  it('answers a new literal in a WHERE comparison from the statement shape, without a new parse', () => {
+    const cache = new LineageCache();
+    const first = cache.lineage('SELECT abalance FROM pgbench_accounts WHERE aid = 1', ['public'], new Map());
+    expect(first?.statements[0]?.head[0]).toEqual([{ table: 'public.pgbench_accounts', column: 'abalance' }]);
+    expect(cache.lineage('SELECT abalance FROM pgbench_accounts WHERE aid = 99', ['public'], new Map())).toBe(first);
+    expect(cache.lineage("SELECT abalance FROM pgbench_accounts WHERE aid = '7'", ['public'], new Map())).toBe(first);
+    // The search path is part of the key, as for exact texts.
+    expect(cache.lineage('SELECT abalance FROM pgbench_accounts WHERE aid = 2', ['crm'], new Map())).not.toBe(first);
+  });
+
+  it('never shares an answer between texts whose differing literal changes it', () => {
+    const cache = new LineageCache();
+    const pairs = [
+      ["SELECT doc->'name' AS v FROM docs WHERE id = 1", "SELECT doc->'ssn' AS v FROM docs WHERE id = 1"],
+      ["SELECT json_extract_path_text(doc, 'name') FROM docs", "SELECT json_extract_path_text(doc, 'ssn') FROM docs"],
+      ["SELECT doc['name'] FROM docs WHERE id = 1", "SELECT doc['ssn'] FROM docs WHERE id = 1"],
+    ];
+    for (const [harmless, revealing] of pairs) {
+      cache.lineage(harmless!, ['public'], new Map());
+      expect(cache.lineage(revealing!, ['public'], new Map())).toEqual(resultLineage(revealing!, { searchPath: ['public'], preparedStatements: new Map() }));
+      expect(JSON.stringify(cache.lineage(revealing!, ['public'], new Map()))).toContain('ssn');
+    }
   });
 });
 
@@ -65,6 +89,16 @@ describe('coveredValueEscape', () => {
   const facts = targetCatalogFacts({ rowFunctions: ['ident'], rewritingRelations: [], inheritance: [], version: 'v1' });
   const escape = (text: string, prepared = new Map<string, string>()) => coveredValueEscape(masker, text, ['public'], prepared, facts);
 
+  it('never lets a harmless literal answer for a text of the same shape whose literal carries a covered value away', () => {
+    expect(escape("SELECT id FROM people, generate_series(1, 3) g WHERE g = 2 AND name = 'x'")).toBeUndefined();
+    expect(escape("SELECT id FROM people, generate_series(1, 3) g WHERE g = 2 AND ssn = 'x'")).toContain('compares a column');
+  });
+
+  it('answers texts that differ only in compared literals from their shape', () => {
+    expect(escape('SELECT id FROM people WHERE id = 1')).toBeUndefined();
+    expect(escape('SELECT id FROM people WHERE id = 2')).toBeUndefined();
+  });
+
   it('refuses writing a covered value into an uncovered column, and allows it into a covered one', () => {
     expect(escape('INSERT INTO orders (id, item) SELECT id, ssn FROM people')).toContain('column item');
     expect(escape('INSERT INTO people (id, ssn) SELECT id + 1, ssn FROM people')).toBeUndefined();
@@ -75,6 +109,23 @@ describe('coveredValueEscape', () => {
     expect(escape("SELECT g FROM people, generate_series(1, 999) g WHERE g = split_part(ssn, '-', 1)::int")).toContain('set-returning function');
     expect(escape('SELECT p.ident FROM people p')).toContain('attribute notation');
     expect(escape('SELECT ident(p) FROM people p')).toBeUndefined();
+  });
+
+  it('refuses DDL that moves a covered column under an uncovered name, and allows it under a covered one', () => {
+    expect(escape('ALTER TABLE people RENAME COLUMN ssn TO body')).toContain('column body');
+    expect(escape('ALTER TABLE people ALTER COLUMN name TYPE text USING ssn')).toContain('column name');
+    expect(escape('ALTER TABLE people ADD COLUMN body text GENERATED ALWAYS AS (upper(ssn)) STORED')).toContain('column body');
+    expect(escape('CREATE TABLE t (ssn text, body text GENERATED ALWAYS AS (ssn) STORED)')).toContain('column body');
+    expect(escape('ALTER TABLE people RENAME COLUMN ssn TO old_ssn')).toBeUndefined();
+    expect(escape('ALTER TABLE people RENAME COLUMN name TO full_name')).toBeUndefined();
+    expect(escape('ALTER TABLE people ALTER COLUMN id TYPE bigint')).toBeUndefined();
+  });
+
+  it('refuses setval of a value computed from a covered column, which the sequence keeps', () => {
+    expect(escape("SELECT setval('ctr', split_part(ssn, '-', 1)::int) FROM people")).toContain('a column the statement does not name');
+    expect(escape("SELECT pg_catalog.setval('ctr', n) FROM (SELECT length(ssn) AS n FROM people) s")).toBeDefined();
+    expect(escape("SELECT setval('ctr', 42)")).toBeUndefined();
+    expect(escape("SELECT setval('ctr', (SELECT max(id) FROM people))")).toBeUndefined();
   });
 
   it('lets everything through under a profile without column rules', () => {

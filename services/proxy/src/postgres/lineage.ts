@@ -1,10 +1,12 @@
 import type { ColumnInfo, ColumnSource, ProfileMasker } from '@sluice/masking-engine';
 import {
   columnLineages,
+  constantsAreInert,
   coveredFlows,
   isSqlClassifierLoaded,
   referencedColumns,
   resultLineage,
+  statementShape,
   type ColumnLineage,
   type CopyFormat,
   type SqlLineage,
@@ -17,8 +19,31 @@ const MAX_ENTRIES = 256;
 const MAX_CACHED_TEXT_CHARS = 64 * 1024;
 
 /**
- * The result-column lineage of a session's statement texts, computed once per text and search
- * path (a parse and a walk of the tree, tens of microseconds), never per row.
+ * The key under which an answer about `text` is kept: its shape (constants as `$n`) when no answer
+ * about it can depend on its constants' values, so that a new literal in every statement (pgbench
+ * -S, an agent reading row after row) does not cost a parse each; else the exact text. The shape
+ * is marked so that it never equals a text.
+ */
+const answerKey = (text: string): string => {
+  const shape = statementShape(text);
+  return shape !== undefined && constantsAreInert(text) ? `\u0001${shape}` : text;
+};
+
+/**
+ * The key of a text already asked about: its shape when a text of that shape was kept under it.
+ * Texts of one shape differ only in constants, and an answer is kept under the shape only when the
+ * text it was computed for had its constants where their values cannot matter (constantsAreInert):
+ * the same places hold the constants of every text of that shape.
+ */
+const knownKey = <V>(entries: ReadonlyMap<string, V>, prefix: string, text: string): string | undefined => {
+  if (entries.has(prefix + text)) return prefix + text;
+  const shape = statementShape(text);
+  return shape !== undefined && entries.has(`${prefix}\u0001${shape}`) ? `${prefix}\u0001${shape}` : undefined;
+};
+
+/**
+ * The result-column lineage of a session's statement texts, computed once per text (or shape) and
+ * search path (a parse and a walk of the tree, tens of microseconds), never per row.
  */
 export class LineageCache {
   readonly #entries = new Map<string, SqlLineage | null>();
@@ -30,14 +55,14 @@ export class LineageCache {
     preparedStatements: ReadonlyMap<string, string>,
     cursors?: ReadonlyMap<string, string>,
   ): SqlLineage | undefined {
-    const key = `${searchPath?.join(',') ?? ''}\u0000${text}`;
-    const cached = this.#entries.get(key);
-    if (cached !== undefined) return cached ?? undefined;
+    const prefix = `${searchPath?.join(',') ?? ''}\u0000`;
+    const known = knownKey(this.#entries, prefix, text);
+    if (known !== undefined) return this.#entries.get(known) ?? undefined;
     const lineage = resultLineage(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(cursors ? { cursors } : {}) });
     // Not cached: an answer that depends on the prepared statements, or one the parser could not give yet.
     if (text.length <= MAX_CACHED_TEXT_CHARS && (lineage ? lineage.cacheable : isSqlClassifierLoaded())) {
       if (this.#entries.size >= MAX_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!);
-      this.#entries.set(key, lineage ?? null);
+      this.#entries.set(prefix + answerKey(text), lineage ?? null);
     }
     return lineage;
   }
@@ -99,13 +124,13 @@ export const coveredValueEscape = (
   // depends on the prepared statement, so it is not kept).
   let answers = escapesByMasker.get(masker);
   if (!answers) escapesByMasker.set(masker, (answers = new Map<string, string | null>()));
-  const key = `${catalog?.version ?? ''}\u0000${searchPath?.join(',') ?? ''}\u0000${text}`;
-  const known = answers.get(key);
-  if (known !== undefined) return known ?? undefined;
+  const prefix = `${catalog?.version ?? ''}\u0000${searchPath?.join(',') ?? ''}\u0000`;
+  const known = knownKey(answers, prefix, text);
+  if (known !== undefined) return answers.get(known) ?? undefined;
   const escape = escapeOf(masker, text, searchPath, preparedStatements, catalog?.rowFunctions);
   if (text.length <= MAX_CACHED_TEXT_CHARS && !/execute/i.test(text)) {
     if (answers.size >= MAX_ENTRIES) answers.clear();
-    answers.set(key, escape ?? null);
+    answers.set(prefix + answerKey(text), escape ?? null);
   }
   return escape;
 };

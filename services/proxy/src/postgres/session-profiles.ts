@@ -85,6 +85,14 @@ export class SessionProfiles {
     this.#cursorTexts.set(name, text);
   }
 
+  /**
+   * The server now holds a protocol portal of this name (Bind): a `FETCH … FROM` it reads that
+   * portal, not a DECLARE of the name the server has since closed, so its lineage is unknown.
+   */
+  forgetCursor(name: string): void {
+    this.#cursorTexts.delete(name);
+  }
+
   /** Whether the server confirmed a DECLARE of this cursor (it may have been closed since: the server says). */
   hasCursor(name: string): boolean {
     return this.#cursorTexts.has(name);

@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest';
-import { schemasOf, unreadableParameter } from './session-state.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { loadSqlClassifier } from '@sluice/sql-classifier';
+import { schemasOf, SessionEffectsCache, unreadableParameter } from './session-state.js';
 
 describe('unreadableParameter', () => {
   it('ends the session when the server lexes strings with backslash escapes', () => {
@@ -25,5 +26,38 @@ describe('unreadableParameter', () => {
 describe('schemasOf', () => {
   it('keeps the server order and skips NULL rows', () => {
     expect(schemasOf([['pg_catalog'], [null], ['public']])).toEqual(['pg_catalog', 'public']);
+  });
+});
+
+describe('SessionEffectsCache', () => {
+  beforeAll(async () => {
+    await loadSqlClassifier();
+  });
+
+  it('answers texts that differ only in constants from one parse of their shape', () => {
+    const cache = new SessionEffectsCache();
+    const first = cache.of('SELECT abalance FROM pgbench_accounts WHERE aid = 1');
+    expect(first.searchPath).toBe(false);
+    expect(cache.of('SELECT abalance FROM pgbench_accounts WHERE aid = 2')).toBe(first);
+  });
+
+  it('never lets a literal that changes the path share an answer with one that does not', () => {
+    const cache = new SessionEffectsCache();
+    expect(cache.of("SELECT set_config('application_name', 'x', false)", ['public']).searchPath).toBe(true);
+    expect(cache.of("SELECT set_config('search_path', 'evil', false)", ['public']).searchPath).toBe(true);
+    expect(cache.of("SELECT current_setting('search_path')", ['public']).searchPath).toBe(true);
+  });
+
+  it('knows a built-in call without arguments keeps the path only when pg_catalog is searched first', () => {
+    const cache = new SessionEffectsCache();
+    expect(cache.of('SELECT count(*), now() FROM people', ['public']).searchPath).toBe(false);
+    expect(cache.of('SELECT pg_catalog.count(*) FROM people', ['public', 'pg_catalog']).searchPath).toBe(false);
+    // A function named now() in public is found before pg_catalog's.
+    expect(cache.of('SELECT count(*), now() FROM people', ['public', 'pg_catalog']).searchPath).toBe(true);
+    // Unknown path, an argument (another schema's overload may match better), or a user's function: re-read.
+    expect(cache.of('SELECT count(*) FROM people').searchPath).toBe(true);
+    expect(cache.of('SELECT lower(name) FROM people', ['public']).searchPath).toBe(true);
+    expect(cache.of('SELECT my_function() FROM people', ['public']).searchPath).toBe(true);
+    expect(cache.of('SELECT count(*) FROM people WHERE id = my_function()', ['public']).searchPath).toBe(true);
   });
 });

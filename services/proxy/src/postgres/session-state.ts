@@ -1,5 +1,5 @@
 import { FrontendCode } from '@sluice/codec-pg';
-import { isReadableClientEncoding, isSqlClassifierLoaded, sessionStateEffects, type SessionStateEffects } from '@sluice/sql-classifier';
+import { isReadableClientEncoding, isSqlClassifierLoaded, pgCatalogSearchedFirst, sessionStateEffects, statementShape, type SessionStateEffects } from '@sluice/sql-classifier';
 
 /*
  * The parts of a PostgreSQL session's state that the proxy reads from the server rather than
@@ -40,18 +40,30 @@ export const SYNC = Buffer.from([FrontendCode.Sync, 0, 0, 0, 4]);
 /** Statement texts whose session effects a session keeps; agents repeat a small set of statements. */
 const MAX_EFFECTS_ENTRIES = 256;
 
-/** What each text may do to the session state, parsed once per text (tens of microseconds), not per decision. */
+/**
+ * What each text may do to the session state, parsed once per text (tens of microseconds), not per
+ * decision. The effects never read a constant (statement kinds, names, whether a function is
+ * called), so texts that differ only in constants share one answer: it is kept under the text's
+ * shape, and a new literal in every statement costs no parse. Given the search path the command
+ * runs under, a call of a built-in function without arguments does not count as changing it.
+ */
 export class SessionEffectsCache {
   readonly #entries = new Map<string, SessionStateEffects>();
 
-  of(text: string): SessionStateEffects {
-    const cached = this.#entries.get(text);
+  of(text: string, searchPath?: readonly string[]): SessionStateEffects {
+    // Only whether pg_catalog is searched first changes the answer.
+    const path = searchPath === undefined ? '\u0003' : pgCatalogSearchedFirst(searchPath) ? '\u0001' : '\u0002';
+    const cached = this.#entries.get(path + text);
     if (cached) return cached;
-    const effects = sessionStateEffects(text);
+    const shape = statementShape(text);
+    const key = shape === undefined ? path + text : `${path}\u0000${shape}`;
+    const sameShape = shape === undefined ? undefined : this.#entries.get(key);
+    if (sameShape) return sameShape;
+    const effects = sessionStateEffects(text, searchPath);
     // Before the parser is loaded every text counts as changing everything: not worth keeping.
     if (isSqlClassifierLoaded()) {
       if (this.#entries.size >= MAX_EFFECTS_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!);
-      this.#entries.set(text, effects);
+      this.#entries.set(key, effects);
     }
     return effects;
   }

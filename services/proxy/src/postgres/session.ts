@@ -128,6 +128,9 @@ interface Command {
   readonly preparedChanges: PreparedStatementChange[];
   /** Its DECLAREs, in order; `cursorsConfirmed` of them have had their command tag back. */
   readonly declares: readonly DeclaredCursor[];
+  /** The CopyDone/CopyFail messages the client had sent before this command, and its COPY FROM STDINs so far: each ends at the next one. */
+  readonly copyEnds: number;
+  copyIns: number;
   cursorsConfirmed: number;
   error?: { code: string; message: string };
   done: boolean;
@@ -139,7 +142,8 @@ type Expect =
   | { readonly kind: 'parse'; readonly masker: ProfileMasker | undefined; readonly statement: Statement }
   | { readonly kind: 'bind'; readonly masker: ProfileMasker | undefined; readonly portal: Portal }
   | { readonly kind: 'close'; readonly target: 'S' | 'P'; readonly name: string }
-  | { readonly kind: 'sync' }
+  /** `copyEnds`: the CopyDone/CopyFail messages the client had sent before this Sync. */
+  | { readonly kind: 'sync'; readonly copyEnds: number }
   | { readonly kind: 'describeStatement'; readonly statement: Statement }
   | { readonly kind: 'describePortal'; readonly portal: Portal; readonly internal: boolean }
   | { readonly kind: 'execute'; readonly command: Command; readonly portal: Portal; result?: ResultSet | undefined; copy?: CopyOutSet | undefined }
@@ -160,6 +164,11 @@ const changesPreparedStatements = (expect: Expect): boolean =>
 /** Expectations that end a server-side skip: the Sync's ReadyForQuery and what follows it. */
 const STOPS_SKIPPING: ReadonlySet<Expect['kind']> = new Set(['sync', 'query', 'internal']);
 const stopsSkipping = (expect: Expect): boolean => STOPS_SKIPPING.has(expect.kind) || (expect.kind === 'refused' && expect.sync);
+/**
+ * After an extended-protocol error the target discards every message up to a Sync, a simple
+ * Query too: only a Sync (a refusal's own included) is answered again.
+ */
+const endsTargetSkip = (expect: Expect): boolean => expect.kind === 'sync' || (expect.kind === 'refused' && expect.sync);
 
 /**
  * Sent to the target in place of a refused command. It fails in parse analysis (an invalid
@@ -254,6 +263,14 @@ export class PostgresSession {
   #serverEncoding: string | undefined;
   /** The profile of the latest allowed command: applied to target messages not tied to one (async notices). */
   #lastMasker: ProfileMasker | undefined;
+  /**
+   * A command of the current transaction named a covered column. Errors raised at its end (a
+   * WITH HOLD cursor materialised at COMMIT or Sync, a deferred constraint) quote those values
+   * under a COMMIT that names none: they get the strictest column rule too.
+   */
+  #coveredInTransaction = false;
+  /** CopyDone and CopyFail messages the client has sent (see #copyInStarted). */
+  #copyEndsSent = 0;
   /** Set while the proxy re-reads search_path: decisions wait for it. */
   #searchPathRefresh: Promise<void> | undefined;
   /** An extended-protocol statement ran that may have changed search_path: read it at the Sync. */
@@ -704,6 +721,7 @@ export class PostgresSession {
       case FrontendCode.CopyDone:
       case FrontendCode.CopyFail:
         // COPY FROM STDIN data of a statement already decided; the server ignores it otherwise.
+        if (frame.code !== FrontendCode.CopyData) this.#copyEndsSent++;
         this.#toUpstream.push(frame.raw);
         return undefined;
       case FrontendCode.Terminate:
@@ -917,6 +935,8 @@ export class PostgresSession {
 
   /** A simple Query: the whole text is one command, decided before a byte goes upstream. */
   async #query(frame: Frame): Promise<void> {
+    // The target skips to the pipeline's Sync since an error: it ignores this query, so does the proxy.
+    if (this.#discardUntilSync) return;
     const message = decodeFrontend(frame) as Extract<FrontendMessage, { type: 'Query' }>;
     const text = message.text;
     const commandId = this.#ports.newId();
@@ -943,6 +963,11 @@ export class PostgresSession {
     if (masking && 'code' in masking) refusal = masking;
     if (!refusal && this.#resource.audit?.wait === 'ack') refusal = await this.#unacknowledged();
     if (this.#closed) return;
+    if (this.#discardUntilSync) {
+      // An earlier message of the pipeline failed on the target meanwhile: it ignores this query.
+      this.#recordRefused(commandId, { code: SqlState.ProtocolViolation, message: 'not run: the target ignores every message up to the Sync of a pipeline that failed' });
+      return;
+    }
     if (refusal || !masking || 'code' in masking) {
       refusal ??= { code: SqlState.SystemError, message: 'command refused' };
       this.#recordRefused(commandId, refusal);
@@ -953,11 +978,13 @@ export class PostgresSession {
     this.#toUpstream.push(frame.raw);
     // A simple query ends with ReadyForQuery, which carries any setting an earlier Execute changed.
     this.#executedSinceSync = false;
-    if (this.#effectsOf(text).searchPath) this.#refreshSearchPath();
+    // The path the text was decided under is the one it runs under: a built-in call without
+    // arguments (`count(*)`, `now()`) then cannot change it, and costs no re-read.
+    if (this.#effectsOf(text, this.#searchPath).searchPath) this.#refreshSearchPath();
   }
 
-  #effectsOf(text: string): SessionStateEffects {
-    return this.#effects.of(text);
+  #effectsOf(text: string, searchPath?: readonly string[]): SessionStateEffects {
+    return this.#effects.of(text, searchPath);
   }
 
   /**
@@ -986,8 +1013,9 @@ export class PostgresSession {
     // A later message of the pipeline that names one of these cursors means the cursor.
     for (const [name] of declares) this.#pipeline.portals.delete(name);
     this.#lastMasker = effective;
+    if (effective && touchesCoveredColumn(effective, sql, this.#searchPath, this.#prepared)) this.#coveredInTransaction = true;
     const preparedChanges = [...this.#effectsOf(sql).preparedStatements];
-    return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, done: false };
+    return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, copyEnds: this.#copyEndsSent, copyIns: 0, done: false };
   }
 
   /** A statement a Bind or Describe names that was not Parse'd in this batch: decided again now. */
@@ -1153,7 +1181,7 @@ export class PostgresSession {
           break;
         case 'Sync':
           forward.push(raw);
-          expects.push({ kind: 'sync' });
+          expects.push({ kind: 'sync', copyEnds: this.#copyEndsSent });
           break;
         case 'Flush':
           forward.push(raw);
@@ -1215,7 +1243,7 @@ export class PostgresSession {
     if (end !== 'sync') return;
     // The target skips to this Sync since the error: it answers ReadyForQuery.
     this.#discardUntilSync = false;
-    this.#expects.push({ kind: 'sync' });
+    this.#expects.push({ kind: 'sync', copyEnds: this.#copyEndsSent });
     this.#toUpstream.push(SYNC);
     this.#refusedBatchSynced();
   }
@@ -1532,15 +1560,17 @@ export class PostgresSession {
           head.copy = undefined;
           return;
         }
-        // Extended protocol: the server skips everything up to the Sync.
+        // Extended protocol: the server skips everything up to the Sync (a simple query sent
+        // before it included: it never runs, and its answer must not be taken from a later one).
         let marked = false;
-        while (this.#expects[0] && !stopsSkipping(this.#expects[0])) {
+        while (this.#expects[0] && !endsTargetSkip(this.#expects[0])) {
           const dropped = this.#expects.shift()!;
           if (dropped.kind === 'execute') {
             if (!marked) dropped.command.error = error;
             marked = true;
             this.#complete(dropped.command, false);
-          }
+          } else if (dropped.kind === 'query') this.#complete(dropped.command, false);
+          else if (dropped.kind === 'internal') dropped.done(undefined);
         }
         // No Sync sent yet (a pipeline forwarded as it came): what the client sends up to its
         // Sync the server ignores, so the proxy does not wait for answers to it either.
@@ -1558,6 +1588,10 @@ export class PostgresSession {
           this.#complete(head.command, head.command.error === undefined);
           this.#shift();
         } else if (head?.kind === 'sync') this.#shift();
+        // Commands already sent behind this one belong to the next transaction: keep it strict for them.
+        if (this.#transactionStatus === TransactionStatus.Idle && !this.#expects.some((e) => e.kind === 'query' || e.kind === 'execute')) {
+          this.#coveredInTransaction = false;
+        }
         return;
       }
       case BackendCode.NoticeResponse:
@@ -1584,9 +1618,28 @@ export class PostgresSession {
       case BackendCode.BackendKeyData:
         // Re-authentication or a new key mid-session is not something a target does: never relayed.
         throw new UpstreamError('unexpected authentication message from the target');
+      case BackendCode.CopyInResponse:
+        out.push(frame.raw);
+        if (head?.kind === 'query' || head?.kind === 'execute') this.#copyInStarted(head.command);
+        return;
       default:
         out.push(frame.raw);
     }
+  }
+
+  /**
+   * The target is in COPY FROM STDIN until the client's next CopyDone or CopyFail, and ignores a
+   * Sync (or Flush) meanwhile: the Syncs the client sent before that end get no ReadyForQuery, so
+   * none is waited for (else every later answer would be taken for the one before it).
+   */
+  #copyInStarted(command: Command): void {
+    // The n-th COPY FROM STDIN of the command ends at the n-th CopyDone/CopyFail sent after it.
+    const endsAt = command.copyEnds + ++command.copyIns;
+    const ignored = (e: Expect): boolean => e.kind === 'sync' && e.copyEnds < endsAt;
+    if (!this.#expects.some(ignored)) return;
+    const kept = this.#expects.filter((e) => !ignored(e));
+    this.#expects.length = 0;
+    this.#expects.push(...kept);
   }
 
   /** ParseComplete, BindComplete, CloseComplete: the server now holds what the message asked. */
@@ -1596,6 +1649,7 @@ export class PostgresSession {
       if (head.statement.name !== '') this.#prepared.set(head.statement.name, head.statement.text);
     } else if (head.kind === 'bind') {
       this.#portals.set(head.portal.name, head.portal);
+      this.#profiles.forgetCursor(head.portal.name);
     } else if (head.kind === 'close') {
       if (head.target === 'S') {
         this.#statements.delete(head.name);
@@ -1626,6 +1680,10 @@ export class PostgresSession {
         // too): from here it is this cursor, never the old portal's decision and columns.
         this.#portals.delete(declared[0]);
       }
+    } else if (tag === 'COMMIT' || tag === 'ROLLBACK') {
+      // COMMIT AND CHAIN ends the transaction without the session going idle: the schema change
+      // is committed now, and other sessions must decide with it.
+      this.#transactionEnded();
     } else if (tag === 'DISCARD ALL') {
       this.#forgetNamedStatements();
       this.#portals.clear();
@@ -1665,7 +1723,7 @@ export class PostgresSession {
       return fields;
     }
     const command = head?.kind === 'query' || head?.kind === 'execute' ? head.command : undefined;
-    const covered = command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#prepared);
+    const covered = this.#coveredInTransaction || (command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#prepared));
     const masked = maskServerFields(fields, masker, covered, {});
     const changed = Object.keys(fields).some((type) => masked[type] !== fields[type]);
     out.push(changed ? encodeNoticeFields(frame.code as typeof BackendCode.ErrorResponse, masked) : frame.raw);

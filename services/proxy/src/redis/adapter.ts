@@ -165,7 +165,11 @@ class RedisConnection {
         if (!this.session) await this.beforeLogin(name, args);
         // An inline command goes upstream re-encoded from the arguments it was decided on,
         // never as the raw line, so the target cannot read it any other way.
-        else await this.afterLogin(name, args, frame[0] === RESP_ARRAY ? frame : encodeCommand(args));
+        else {
+          // Only re-authentication makes the loop wait: any other command is taken at once.
+          const pending = this.afterLogin(name, args, frame[0] === RESP_ARRAY ? frame : encodeCommand(args));
+          if (pending) await pending;
+        }
       }
     } finally {
       this.intakeBusy = false;
@@ -308,7 +312,7 @@ class RedisConnection {
     });
   }
 
-  private async afterLogin(name: string, args: Buffer[], frame: Buffer): Promise<void> {
+  private afterLogin(name: string, args: Buffer[], frame: Buffer): Promise<void> | undefined {
     switch (name) {
       case 'AUTH': {
         const token = authToken(args);
@@ -319,7 +323,7 @@ class RedisConnection {
         const hello = parseHello(args);
         if ('error' in hello) return void this.pushLocal(name, args, encodeError(hello.error));
         if (hello.auth) return this.reauthenticate(hello.auth.password, hello);
-        return this.pushHello(hello);
+        return void this.pushHello(hello);
       }
       case 'QUIT': {
         return void this.pushLocal(name, args, encodeSimple('OK'), true);
@@ -331,9 +335,10 @@ class RedisConnection {
           const entry = this.pushLocal(name, args, encodeError(`NOPERM ${refusal}`));
           // Refused whatever the policy says, and recorded like a denial: attempts leave a trace.
           this.recordRefusal(entry, refusal);
-          return;
+          return undefined;
         }
         this.pushCommand(name, args, frame);
+        return undefined;
       }
     }
   }
@@ -385,7 +390,15 @@ class RedisConnection {
     this.enqueue(entry);
     const session = this.session!;
     session.commands++;
-    void session.governor.decide({ kind: 'redis', args }).then((verdict) => {
+    const command = { kind: 'redis', args } as const;
+    const cached = session.governor.cachedVerdict(command);
+    if (cached) {
+      entry.verdict = cached;
+      entry.settled = true;
+      this.pump();
+      return entry;
+    }
+    void session.governor.decide(command).then((verdict) => {
       entry.verdict = verdict;
       entry.settled = true;
       this.pump();
@@ -524,7 +537,7 @@ class RedisConnection {
     entry.queued = dispatch.queued;
     if (dispatch.execQueue) entry.txQueued = [...dispatch.execQueue];
     entry.execAbort = dispatch.execAbort;
-    this.profiles.set(entry, maskProfile);
+    entry.maskProfile = maskProfile;
     this.writeUpstream(dispatch.execAbort ? encodeCommand(['DISCARD']) : entry.frame);
     if (dispatch.expectsReply) {
       entry.status = 'sent';
@@ -543,8 +556,6 @@ class RedisConnection {
     if (!entry.session) return;
     this.ports.audit.record(entry.session.id, 'command.completed', { commandId: entry.id, outcome, ok: true, durationMs: performance.now() - entry.started });
   }
-
-  private readonly profiles = new WeakMap<Entry, string | undefined>();
 
   // ---- upstream side -------------------------------------------------------------------------
 
@@ -619,8 +630,7 @@ class RedisConnection {
     const session = entry.session!;
     let reply: MaskedReply;
     try {
-      const command = { name: entry.name, args: entry.args, queued: entry.queued, txQueued: entry.txQueued, maskProfile: this.profiles.get(entry) };
-      reply = decodeAndMask(frame, command, this.protocol, (profile) => this.ports.masking.masker(profile), entry.execAbort ? { type: 'error', value: EXECABORT } : undefined);
+      reply = decodeAndMask(frame, entry, this.protocol, (profile) => this.ports.masking.masker(profile), entry.execAbort ? { type: 'error', value: EXECABORT } : undefined);
     } catch {
       entry.reply = encodeError(WITHHELD);
       session.governor.recordRefused(entry.id, {

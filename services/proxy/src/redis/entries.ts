@@ -32,6 +32,8 @@ export interface Entry {
   queued: boolean;
   /** A RESP3 subscribe: push confirmations still to come before it is answered. */
   confirmations: number;
+  /** The profile its reply is masked with, set when it is sent. */
+  maskProfile: string | undefined;
 }
 
 /** A new entry, not yet settled (decided) nor answered. */
@@ -52,4 +54,5 @@ export const newEntry = (id: string, session: SessionState | undefined, name: st
   closeAfter: false,
   queued: false,
   confirmations: 0,
+  maskProfile: undefined,
 });

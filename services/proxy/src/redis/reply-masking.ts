@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { RespValue } from '@sluice/codec-resp';
 import { COLUMN_REDACTED, type MaskCounts, type ProfileMasker } from '@sluice/masking-engine';
-import { maskNamedValues } from '../named-values.js';
+import { columnNamed, maskNamedValues } from '../named-values.js';
 
 /**
  * A value of a hash field whose name the reply does not carry (HVALS): the profile's strictest
@@ -63,7 +63,7 @@ const maskCoveredMembers = (node: unknown, masker: ProfileMasker, counts: MaskCo
   // No prototype: a `__proto__` member stays a member.
   const out = Object.create(null) as Record<string, unknown>;
   for (const [key, value] of Object.entries(node as Record<string, unknown>)) {
-    const column = { name: key };
+    const column = columnNamed(key);
     if (value !== null && masker.hasColumnRule(column)) {
       // A nested object or array under a covered key is covered whole, as its text.
       out[key] = masker.maskCell(typeof value === 'string' ? value : JSON.stringify(value), column, counts);
@@ -114,13 +114,13 @@ export const maskString = (text: string, masker: ProfileMasker, counts: MaskCoun
     counts['column:unknown-field'] = (counts['column:unknown-field'] ?? 0) + 1;
     return COLUMN_REDACTED;
   }
-  if (field !== undefined && masker.hasColumnRule({ name: field })) return masker.maskCell(text, { name: field }, counts);
+  if (field !== undefined && masker.hasColumnRule(columnNamed(field))) return masker.maskCell(text, columnNamed(field), counts);
   const parsed = parseJsonDocument(text);
   if (parsed !== undefined) {
     const masked = maskJsonDocument(parsed, masker, counts);
     return sameJson(parsed, masked) ? text : JSON.stringify(masked);
   }
-  if (field !== undefined) return masker.maskCell(text, { name: field }, counts);
+  if (field !== undefined) return masker.maskCell(text, columnNamed(field), counts);
   return masker.maskText(maskNamedValues(text, masker, counts), counts);
 };
 

@@ -1,0 +1,129 @@
+import { parseSync } from 'libpg-query';
+import { isSqlClassifierLoaded, normalizeSql } from './parser.js';
+import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
+
+/*
+ * One parse per statement text, and answers shared by statements of the same shape.
+ *
+ * Under a load such as pgbench -S every statement carries a new literal: a proxy that parsed each
+ * text once per question (session effects, lineage, covered-value checks) spent most of its time in
+ * the parser. The parse of a text is kept for the few questions asked about it in a row, and a
+ * text's shape (its normalised form, constants as `$n`) lets an answer that cannot depend on the
+ * constants' values serve the next text of that shape without a parse at all.
+ */
+
+/** Parse trees kept: the questions about one text come in a burst, within one command. */
+const MAX_TREES = 8;
+/** Longer texts are neither kept nor shared: their memory is not worth it. */
+const MAX_KEPT_TEXT_CHARS = 8 * 1024;
+
+export interface ParsedText {
+  readonly stmts?: { stmt?: Node; stmt_location?: number; stmt_len?: number }[];
+}
+
+const trees = new Map<string, ParsedText | Error>();
+
+
+/**
+ * The parse tree of a text, as libpg-query's parseSync gives it; throws as parseSync does. The
+ * tree is shared by every caller: read it, never change it.
+ */
+export const parseText = (text: string): ParsedText => {
+  let tree = trees.get(text);
+  if (tree === undefined) {
+    try {
+      tree = parseSync(text);
+    } catch (error) {
+      tree = error instanceof Error ? error : new Error(String(error));
+    }
+    if (text.length <= MAX_KEPT_TEXT_CHARS) {
+      if (trees.size >= MAX_TREES) trees.delete(trees.keys().next().value!);
+      trees.set(text, tree);
+    }
+  }
+  if (tree instanceof Error) throw tree;
+  return tree;
+};
+
+/**
+ * The shape of a text (its normalised form) when it has constants, else undefined. Texts of one
+ * shape differ only in their constants: an answer that reads no constant is the same for all of
+ * them.
+ */
+export const statementShape = (text: string): string | undefined => {
+  if (!isSqlClassifierLoaded() || text.length > MAX_KEPT_TEXT_CHARS) return undefined;
+  const normalized = normalizeSql(text);
+  return normalized !== undefined && normalized !== text ? normalized : undefined;
+};
+
+/** Comparison operators: their constant operand only chooses rows, it names nothing. */
+const COMPARISONS: ReadonlySet<string> = new Set(['=', '<>', '!=', '<', '>', '<=', '>=', 'BETWEEN', 'NOT BETWEEN']);
+const COMPARISON_KINDS: ReadonlySet<string> = new Set(['AEXPR_OP', 'AEXPR_IN', 'AEXPR_BETWEEN', 'AEXPR_NOT_BETWEEN']);
+
+/** A constant, or a list of them, as the compared operand of a comparison (`= 5`, `IN (1, 2)`, `::int`). */
+const isInertOperand = (value: unknown): boolean => {
+  if (Array.isArray(value)) return value.every(isInertOperand);
+  const wrapped = unwrap(value);
+  if (!wrapped) return false;
+  const [tag, node] = wrapped;
+  if (tag === 'A_Const') return true;
+  if (tag === 'List') return list(node.items).every(isInertOperand);
+  // The type is part of the shape; only a reg* type reads its constant as a name.
+  if (tag === 'TypeCast') return !(names((node.typeName as Node | undefined)?.names).at(-1) ?? '').startsWith('reg') && isInertOperand(node.arg);
+  return false;
+};
+
+/** No constant and no parameter anywhere under the value. */
+const constantFree = (value: unknown): boolean => {
+  if (Array.isArray(value)) return value.every(constantFree);
+  if (!isObject(value)) return true;
+  if ('A_Const' in value || 'ParamRef' in value) return false;
+  for (const key in value) if (!constantFree(value[key])) return false;
+  return true;
+};
+
+/** A WHERE whose constants are only compared: AND/OR/NOT of comparisons and constant-free conditions. */
+const inertCondition = (value: unknown): boolean => {
+  if (constantFree(value)) return true;
+  const wrapped = unwrap(value);
+  if (!wrapped) return false;
+  const [tag, node] = wrapped;
+  if (tag === 'BoolExpr') return list(node.args).every(inertCondition);
+  if (tag !== 'A_Expr' || !COMPARISON_KINDS.has(str(node.kind) ?? 'AEXPR_OP')) return false;
+  const operator = names(node.name);
+  if (!COMPARISONS.has(operator.at(-1) ?? '') || (operator.length > 1 && operator[0] !== 'pg_catalog')) return false;
+  const sides = [node.lexpr, node.rexpr];
+  // One side may hold the constants, the other must hold none (a column, an expression of columns).
+  return sides.every((side) => constantFree(side) || isInertOperand(side)) && sides.some(constantFree);
+};
+
+/**
+ * True when no answer the proxy derives from this text (session effects, result lineage, covered
+ * value flows) can depend on the values of its constants, so that it may be shared by every text
+ * of its shape: one SELECT, no parameters, and every constant either compared in WHERE (`aid =
+ * 42`, `id IN (1, 2)`) or a LIMIT/OFFSET count. A constant anywhere else may be read as a name (a
+ * JSON member `doc->'ssn'`, `'t'::regclass`, a setting, a function's text argument): such a text
+ * is answered from its exact text only. False when the text does not parse.
+ */
+export const constantsAreInert = (text: string): boolean => {
+  let tree: ParsedText;
+  try {
+    tree = parseText(text);
+  } catch {
+    return false;
+  }
+  const stmts = tree.stmts ?? [];
+  if (stmts.length !== 1) return false;
+  const wrapped = unwrap(stmts[0]!.stmt);
+  if (wrapped?.[0] !== 'SelectStmt') return false;
+  const select = wrapped[1];
+  for (const key in select) {
+    const part = select[key];
+    if (key === 'whereClause') {
+      if (!inertCondition(part)) return false;
+    } else if (key === 'limitCount' || key === 'limitOffset') {
+      if (!constantFree(part) && !isInertOperand(part)) return false;
+    } else if (!constantFree(part)) return false;
+  }
+  return true;
+};
