@@ -12,7 +12,8 @@ import { decodeEvents } from '@sluice/event-bus';
 import { requestPolicyReload, startPolicyService, type RunningPolicyService } from '@sluice/policy';
 import { createLogger } from '@sluice/service-runtime';
 import { targetCatalogFacts } from '@sluice/sql-classifier';
-import { createPolicyPort } from '../services/proxy/src/ports/policy-client.js';
+import { decisionToProto } from '../services/policy/src/grpc.js';
+import { createPolicyPort, decisionFromProto } from '../services/proxy/src/ports/policy-client.js';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const RUN = randomBytes(4).toString('hex');
@@ -65,6 +66,12 @@ describe('policy service over gRPC with the proxy port', () => {
       await nc.close();
     }
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("carries a held command's mask profile over the wire: a granted command stays masked", () => {
+    const held = { rule: 'r', reason: '', action: 'write', risk: 'high', tables: [], prepares: [], cacheable: false, effect: 'approve', approvers: { groups: ['dba'], subs: [], minApprovals: 1 }, approvalTimeoutMs: 1_000 } as const;
+    expect(decisionFromProto(decisionToProto({ ...held, maskProfile: 'pii' }, 1))).toMatchObject({ effect: 'approve', maskProfile: 'pii' });
+    expect(decisionFromProto(decisionToProto({ ...held, maskProfile: undefined }, 1))).toMatchObject({ effect: 'approve', maskProfile: undefined });
   });
 
   it('decides over gRPC: allows a read and denies a write for a read-only subject', async () => {

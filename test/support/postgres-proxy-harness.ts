@@ -195,18 +195,20 @@ export interface PostgresFrontDoorOptions {
   /** Run on the direct connection before it closes (cluster-wide objects such as roles); failures are ignored. */
   readonly teardownSql?: string;
   readonly hashKey: string;
+  /** How every held command is decided (denied unless told): `granted` runs it once. */
+  readonly approvalOutcome?: 'granted' | 'denied';
 }
 
 /**
  * The PostgreSQL adapter on a loopback port in front of a fresh database on the real server, with
  * the real policy and masking engines and a real token issuer: what the PostgreSQL red-team specs
  * probe with node-postgres, psql and raw protocol bytes. Every approval request is recorded and
- * denied. `close` tolerates a `start` that failed part-way.
+ * denied (or granted, by `approvalOutcome`). `close` tolerates a `start` that failed part-way.
  */
 export class PostgresFrontDoor {
   /** Every audit event the adapter recorded, in order. */
   readonly events: { kind: SluiceEventKind; data: Record<string, unknown> }[] = [];
-  /** Commands held for approval; every one is denied. */
+  /** Commands held for approval; every one is denied unless `approvalOutcome` grants it. */
   readonly approvalRequests: string[] = [];
   readonly #clients: pg.Client[] = [];
   readonly #raws: RawPostgresSession[] = [];
@@ -254,8 +256,8 @@ export class PostgresFrontDoor {
           this.approvalRequests.push(request.command);
           return { approvalId: `appr-${randomUUID().slice(0, 8)}`, expiresAt: new Date(Date.now() + 60_000) };
         },
-        awaitDecision: async () => ({ outcome: 'denied', approvers: [], reason: '' }),
-        consume: async () => false,
+        awaitDecision: async () => ({ outcome: this.#options.approvalOutcome ?? 'denied', approvers: [], reason: '' }),
+        consume: async () => this.#options.approvalOutcome === 'granted',
       },
       record: (_sessionId, kind, data) => {
         this.events.push({ kind, data: data as unknown as Record<string, unknown> });

@@ -25,6 +25,17 @@ const approval = {
   justification: 'ticket 42: test orders',
 };
 
+// What an agent (command, justification) and another approver (reason) can put in front of a terminal.
+const ESC = '\u001b';
+const hostile = {
+  ...approval,
+  id: 'evil',
+  subject: `agent${ESC}[2K`,
+  command: `SET k "${ESC}[1A${ESC}[2K${ESC}]52;c;cm0gLXJmIH4=\u0007SELECT 1\u009b2J\u202e"`,
+  justification: 'fine',
+  decisions: [{ approver: 'dba-bob', decision: 'approve', reason: `ok${ESC}[8m hidden` }],
+};
+
 describe('sluice approvals', () => {
   let server: Server;
   let url: string;
@@ -48,6 +59,8 @@ describe('sluice approvals', () => {
         };
         if (request.headers.authorization !== 'Bearer good-token') return send(401, { title: 'bad token', status: 401, code: 'ERR_TOKEN_INVALID' }, 'application/problem+json');
         if (request.url === '/v1/approvals?status=pending') return send(200, { approvals: [approval] });
+        if (request.url === '/v1/approvals?status=hostile') return send(200, { approvals: [hostile] });
+        if (request.url === '/v1/approvals/evil/decision') return send(200, hostile);
         if (request.url === '/v1/approvals/a-1/decision') {
           const decision = (JSON.parse(body) as { decision: string }).decision;
           return send(200, { ...approval, status: decision === 'approve' ? 'granted' : 'denied', decisions: [{ approver: 'dba-alice', decision, reason: 'ok' }] });
@@ -85,6 +98,22 @@ describe('sluice approvals', () => {
     } finally {
       delete process.env.SLUICE_TOKEN;
     }
+  });
+
+  it('prints no terminal controls from the command, the agent or another approver (list, approve, -q)', async () => {
+    const printed = [
+      await capture(undefined, ['approvals', 'list', '--status', 'hostile', '--url', url, '--token', 'good-token']),
+      await capture(undefined, ['approvals', 'list', '--status', 'hostile', '-q', '--url', url, '--token', 'good-token']),
+      await capture(undefined, ['approve', 'evil', '--url', url, '--token', 'good-token']),
+    ];
+    for (const result of printed) {
+      expect(result.code).toBe(0);
+      // eslint-disable-next-line no-control-regex -- looking for control characters is the point
+      expect(result.out.replace(/\n/g, '')).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/);
+    }
+    // Shown, not dropped: the approver sees that the command carries escapes.
+    expect(printed[2]!.out).toContain('\\u{1b}[1A');
+    expect(printed[2]!.out).toContain('SELECT 1\\u{9b}2J');
   });
 
   it('denies an approval', async () => {

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { resolveCliConfig } from '../config-resolution.js';
-import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
+import { SluiceError, SluiceErrorCode, visibleControls } from '@sluice/contracts';
 
 export const USAGE = `usage: sluice approvals list [--status pending|granted|denied|expired|cancelled|executed|all] [--json | -q]
        sluice approve <id> [--reason R]
@@ -47,14 +47,19 @@ const describeProblem = async (response: Response): Promise<string> => {
   const text = await response.text();
   try {
     const problem = JSON.parse(text) as { title?: string; code?: string };
-    return `${response.status} ${problem.title ?? response.statusText}${problem.code ? ` (${problem.code})` : ''}`;
+    return oneLine(`${response.status} ${problem.title ?? response.statusText}${problem.code ? ` (${problem.code})` : ''}`, 300);
   } catch {
     return `${response.status} ${response.statusText}`;
   }
 };
 
-const oneLine = (text: string, width: number): string => {
-  const flat = text.replace(/\s+/g, ' ').trim();
+/**
+ * Every text the service returns is the agent's, another approver's or the IdP's: printed as one
+ * line with its controls made visible (a command can carry ESC sequences that would rewrite the
+ * approver's terminal, e.g. hide the real command behind a harmless one).
+ */
+const oneLine = (text: string, width = Number.POSITIVE_INFINITY): string => {
+  const flat = visibleControls(String(text).replace(/\s+/g, ' ').trim());
   return flat.length > width ? `${flat.slice(0, width - 1)}…` : flat;
 };
 
@@ -64,13 +69,13 @@ const table = (rows: readonly (readonly string[])[]): string => {
 };
 
 const describeApproval = (approval: ApprovalJson): string => {
-  const decisions = (approval.decisions ?? []).map((decision) => `${decision.decision} by ${decision.approver}${decision.reason ? ` (${decision.reason})` : ''}`);
+  const decisions = (approval.decisions ?? []).map((decision) => oneLine(`${decision.decision} by ${decision.approver}${decision.reason ? ` (${decision.reason})` : ''}`));
   return [
-    `approval ${approval.id}: ${approval.status}`,
-    `  ${approval.subject} on ${approval.resource}, ${approval.risk} risk, rule ${approval.rule}`,
+    oneLine(`approval ${approval.id}: ${approval.status}`),
+    oneLine(`  ${approval.subject} on ${approval.resource}, ${approval.risk} risk, rule ${approval.rule}`),
     `  command: ${oneLine(approval.command, 200)}`,
     ...(approval.justification ? [`  agent's justification: ${oneLine(approval.justification, 200)}`] : []),
-    `  hash:    ${approval.commandHash}`,
+    `  hash:    ${oneLine(approval.commandHash)}`,
     ...decisions.map((decision) => `  ${decision}`),
   ].join('\n') + '\n';
 };
@@ -143,23 +148,25 @@ export const run = async (argv: readonly string[], io: Io = defaultIo): Promise<
       const query = status === 'all' ? '' : `?status=${encodeURIComponent(status)}`;
       const { approvals } = (await call(`/v1/approvals${query}`)) as { approvals: ApprovalJson[] };
       if (values.json) io.out(JSON.stringify(approvals, null, 2) + '\n');
-      else if (values.quiet) io.out(approvals.map((approval) => `${approval.id}\n`).join(''));
+      else if (values.quiet) io.out(approvals.map((approval) => `${oneLine(approval.id)}\n`).join(''));
       else if (approvals.length === 0) io.out(`no ${status === 'all' ? '' : `${status} `}approvals\n`);
       else {
         io.out(
           table([
             ['ID', 'STATUS', 'RESOURCE', 'AGENT', 'RISK', 'RULE', 'EXPIRES', 'HASH', 'COMMAND'],
-            ...approvals.map((approval) => [
-              approval.id,
-              approval.status,
-              approval.resource,
-              approval.subject,
-              approval.risk,
-              approval.rule,
-              approval.expiresAt,
-              approval.commandHash.slice(0, 12),
-              oneLine(approval.command, 60),
-            ]),
+            ...approvals.map((approval) =>
+              [
+                oneLine(approval.id),
+                oneLine(approval.status),
+                oneLine(approval.resource),
+                oneLine(approval.subject),
+                oneLine(approval.risk),
+                oneLine(approval.rule),
+                oneLine(approval.expiresAt),
+                oneLine(approval.commandHash.slice(0, 12)),
+                oneLine(approval.command, 60),
+              ],
+            ),
           ]),
         );
       }

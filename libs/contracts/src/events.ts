@@ -82,7 +82,7 @@ export interface ApprovalDecided {
   readonly decision: 'approve' | 'deny';
   readonly approver: string;
   readonly reason: string;
-  /** True once enough approvals are in (minApprovals) or on the first deny. */
+  /** True once enough approvals are in (minApprovals) or on the first deny, as the deciding instance saw it; the fold counts distinct approvals itself. */
   readonly final: boolean;
   readonly via: 'api' | 'slack' | 'cli';
 }

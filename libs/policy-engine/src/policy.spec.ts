@@ -114,6 +114,19 @@ describe('decisions', () => {
   it('holds the whole message when one part needs approval', () => {
     expect(policy.decide(migrator, 'ledger', sql('SELECT 1; TRUNCATE public.t')).effect).toBe('approve');
   });
+  it('masks a held command, once granted, with the profiles its allow rules carry: an approval never unmasks', () => {
+    const masked = given([
+      { name: 'read-masked', effect: 'allow', subjects: { groups: ['analysts'] }, resources: ['ledger'], actions: ['read', 'write'], mask: 'finance' },
+      { name: 'mass-changes', effect: 'approve', subjects: { groups: ['analysts'] }, resources: ['ledger'], risk: 'high', approvers: { groups: ['owners'] } },
+      { name: 'held-weak', effect: 'approve', subjects: { groups: ['analysts'] }, resources: ['sessions'], approvers: { groups: ['owners'] }, mask: 'weak' },
+      { name: 'sessions-masked', effect: 'allow', subjects: { groups: ['analysts'] }, resources: ['sessions'], mask: 'finance' },
+    ]);
+    // A read of masked columns rides along with a delete that needs a human: the read stays masked.
+    expect(masked.decide(analyst, 'ledger', sql('SELECT ssn FROM public.people; DELETE FROM public.scratch'))).toMatchObject({ effect: 'approve', maskProfile: 'finance' });
+    expect(masked.decide(analyst, 'ledger', sql('WITH d AS (DELETE FROM public.scratch RETURNING 1) SELECT ssn FROM public.people'))).toMatchObject({ effect: 'approve', maskProfile: 'finance' });
+    // An approve rule that outranks a masked allow rule: both profiles apply.
+    expect(masked.decide(analyst, 'sessions', redis('GET session:1'))).toMatchObject({ effect: 'approve', maskProfile: 'finance+weak' });
+  });
   it('denies unparseable SQL before any rule, with the parser message', () => {
     const decision = policy.decide(migrator, 'ledger', sql('SELEC 1'));
     expect(decision.effect).toBe('deny');

@@ -374,10 +374,12 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
           ...basis,
           effect: 'approve',
           // Every profile the subject's allow rules on this resource name: what they would see
-          // unheld, whichever of those rules would have let the command through.
-          maskProfile: unionOfProfiles(
-            (byEffect.get('allow') ?? []).filter((allow) => subjectMatches(allow, subject) && resourceMatches(allow, resource)).map((allow) => allow.config.mask),
-          ),
+          // unheld, whichever of those rules would have let the command through; and any approve
+          // rule's own `mask`.
+          maskProfile: unionOfProfiles([
+            ...(byEffect.get('allow') ?? []).filter((allow) => subjectMatches(allow, subject) && resourceMatches(allow, resource)).map((allow) => allow.config.mask),
+            ...outcomes.map((outcome) => outcome.rule?.config.mask),
+          ]),
           approvers: { groups: rule?.approvers?.groups ?? [], subs: rule?.approvers?.subs ?? [], minApprovals: rule?.approvers?.minApprovals ?? 1 },
           approvalTimeoutMs: rule?.timeout ?? options.approvalTimeoutMs,
         };

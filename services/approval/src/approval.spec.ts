@@ -140,6 +140,19 @@ describe('approval decider', () => {
     expect(given(history).when(approve('dba-2', 2)).state.status).toBe('granted');
   });
 
+  it('grants on the Nth distinct approval folded, whatever each decider saw: two instances racing both store final=false', () => {
+    const history = requested({ approvers: { groups: ['dba'], subs: [], minApprovals: 2 } });
+    // Each instance decides against the same state (neither has seen the other's event yet).
+    const onA = given(history).when(approve('dba-1')).events;
+    const onB = given(history).when(approve('dba-2')).events;
+    expect([...onA, ...onB].map((event) => event.type === 'approval.decided' && event.data.final)).toEqual([false, false]);
+    const state = fold([...history, ...onA, ...onB]);
+    expect(state.status).toBe('granted');
+    // A decided event that claims final too early does not grant.
+    const early = onA.map((event) => (event.type === 'approval.decided' ? { ...event, data: { ...event.data, final: true } } : event));
+    expect(fold([...history, ...early]).status).toBe('pending');
+  });
+
   it('expires a pending request once its expiry is reached, and not before', () => {
     expect(given(requested()).when({ type: 'Expire', at: at(119) }).code).toBe(SluiceErrorCode.IllegalTransition);
     const { state } = given(requested()).when({ type: 'Expire', at: at(120) });

@@ -235,8 +235,12 @@ export const evolve = (state: Approval, event: ApprovalEvent): Approval => {
         ...state.decisions,
         { approver: event.data.approver, decision: event.data.decision, reason: event.data.reason, via: event.data.via, at: event.at },
       ];
-      if (!event.data.final) return { ...state, decisions };
-      return { ...state, decisions, status: event.data.decision === 'deny' ? 'denied' : 'granted', decidedAt: event.at };
+      // Settled by the history, not by the event's `final`: two instances each storing an
+      // approval they saw as the first of two both say final=false, yet together they are two.
+      if (event.data.decision === 'deny') return { ...state, decisions, status: 'denied', decidedAt: event.at };
+      const approvals = decisions.filter((decision) => decision.decision === 'approve').length;
+      if (approvals < state.request.approvers.minApprovals) return { ...state, decisions };
+      return { ...state, decisions, status: 'granted', decidedAt: event.at };
     }
     case 'approval.expired':
       if (state.status !== 'pending') return state;

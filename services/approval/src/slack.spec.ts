@@ -61,4 +61,30 @@ describe('slack requests', () => {
     });
     expect(texts(pending())).not.toContain('Justification');
   });
+
+  it('escapes the command (and every other field) in mrkdwn, so an agent cannot post a mention or a labelled link', () => {
+    const approval = decide(
+      {
+        type: 'Request',
+        id: 'a-2',
+        sessionId: 's-1',
+        commandId: 'c-1',
+        resource: 'shop-db',
+        requester: { sub: 'agent<!here>', groups: [] },
+        command: 'SET note "<!channel> <https://evil.example|approved by security> & more"',
+        commandHash: 'h',
+        risk: 'high',
+        rule: 'r',
+        approvers: { groups: ['dba'], subs: [], minApprovals: 1 },
+        at: now,
+        expiresAt: new Date(now.getTime() + 60_000),
+      },
+      initialState,
+    ).reduce(evolve, initialState) as KnownApproval;
+    // No plain_text block here (no justification): every text below is mrkdwn.
+    const mrkdwn = JSON.stringify(requestBlocks(approval));
+    expect(mrkdwn).not.toMatch(/<[!@#h]/);
+    expect(mrkdwn).toContain('&lt;!channel&gt; &lt;https://evil.example|approved by security&gt; &amp; more');
+    expect(mrkdwn).toContain('agent&lt;!here&gt;');
+  });
 });

@@ -67,23 +67,32 @@ export const parseInteraction = (rawBody: Buffer): SlackInteraction | undefined 
   };
 };
 
-const code = (text: string): string => '```' + text.replaceAll('```', '`\u200b``').slice(0, 2_800) + '```';
+/**
+ * Text put into mrkdwn: Slack reads `<…>` as links and mentions (`<!channel>`, `<https://x|label>`),
+ * so an agent's command could notify a channel or show a link under a harmless label. Slack's
+ * formatting reference asks for `&`, `<`, `>` to be escaped as entities in mrkdwn text.
+ */
+const escaped = (text: string): string => String(text).replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+
+/** A code block within Slack's section limit, never ending in a cut `&…;` entity. */
+const code = (text: string): string =>
+  '```' + escaped(text).replaceAll('```', '`\u200b``').slice(0, 2_800).replace(/&[a-z]*$/, '') + '```';
 
 export const requestBlocks = (approval: KnownApproval): (Block | KnownBlock)[] => [
   { type: 'header', text: { type: 'plain_text', text: `Approval needed: ${approval.request.risk} risk on ${approval.request.resource}` } },
   {
     type: 'section',
     fields: [
-      { type: 'mrkdwn', text: `*Agent*\n${approval.request.subject.sub}` },
-      { type: 'mrkdwn', text: `*Risk*\n${approval.request.risk}` },
-      { type: 'mrkdwn', text: `*Rule*\n${approval.request.rule}` },
+      { type: 'mrkdwn', text: `*Agent*\n${escaped(approval.request.subject.sub)}` },
+      { type: 'mrkdwn', text: `*Risk*\n${escaped(approval.request.risk)}` },
+      { type: 'mrkdwn', text: `*Rule*\n${escaped(approval.request.rule)}` },
       { type: 'mrkdwn', text: `*Expires*\n${approval.request.expiresAt}` },
     ],
   },
   { type: 'section', text: { type: 'mrkdwn', text: `*Command*\n${code(approval.request.command)}` } },
   // plain_text: the agent's words must not become Slack links or mentions.
   ...(approval.request.justification ? [{ type: 'section', text: { type: 'plain_text', text: `Justification: ${approval.request.justification}`, emoji: false } } as const] : []),
-  { type: 'context', elements: [{ type: 'mrkdwn', text: `Approval \`${approval.id}\` · hash \`${approval.request.commandHash}\`` }] },
+  { type: 'context', elements: [{ type: 'mrkdwn', text: `Approval \`${escaped(approval.id)}\` · hash \`${escaped(approval.request.commandHash)}\`` }] },
   {
     type: 'actions',
     block_id: 'sluice_decision',
@@ -113,7 +122,7 @@ export const outcomeText = (approval: KnownApproval): string => {
 
 const outcomeBlocks = (approval: KnownApproval): (Block | KnownBlock)[] => [
   ...requestBlocks(approval).filter((block) => block.type !== 'actions'),
-  { type: 'section', text: { type: 'mrkdwn', text: `*${outcomeText(approval)}*` } },
+  { type: 'section', text: { type: 'mrkdwn', text: `*${escaped(outcomeText(approval))}*` } },
 ];
 
 export interface SlackUserMapping {

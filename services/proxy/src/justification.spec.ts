@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_JUSTIFICATION_CHARS } from '@sluice/contracts';
+import { compileMasking, DEFAULT_MASKING_CONFIG } from '@sluice/masking-engine';
 import { httpJustification, PendingJustification, redisJustification, shownJustification, sqlJustification } from './justification.js';
 
 describe('sqlJustification', () => {
@@ -53,7 +54,8 @@ describe('redisJustification', () => {
 
   it('reads only the start of a huge ECHO', () => {
     const text = redisJustification([Buffer.from('ECHO'), Buffer.alloc(10_000_000, 'a').fill('justification:', 0)]);
-    expect(text!.length).toBeLessThanOrEqual(MAX_JUSTIFICATION_CHARS * 4 + 64);
+    // Four times what is shown is masked (a cut value stays out of view), at most 4 UTF-8 bytes each.
+    expect(text!.length).toBeLessThanOrEqual(MAX_JUSTIFICATION_CHARS * 16 + 64);
   });
 });
 
@@ -61,6 +63,17 @@ describe('shownJustification', () => {
   it('bounds, then masks with the given masker', () => {
     expect(shownJustification(' ssn 123-45-6789\nplease ', (text) => text.replace(/\d{3}-\d{2}-\d{4}/g, '***'))).toBe('ssn *** please');
     expect(shownJustification('x'.repeat(5_000), (text) => text)).toHaveLength(MAX_JUSTIFICATION_CHARS);
+  });
+
+  it('masks before it cuts: a card number or e-mail that straddles the bound is not shown in part', () => {
+    const detectors = compileMasking(DEFAULT_MASKING_CONFIG, {}).everything;
+    const mask = (text: string) => detectors.maskText(text, {});
+    const lead = 'refund '.repeat(70).slice(0, MAX_JUSTIFICATION_CHARS - 10);
+    for (const value of ['4111 1111 1111 1111', 'alice.smith@example.com']) {
+      const shown = shownJustification(`${lead}${value} thanks`, mask)!;
+      expect(Array.from(shown).length).toBeLessThanOrEqual(MAX_JUSTIFICATION_CHARS);
+      expect(shown).not.toContain(value.slice(0, 8));
+    }
   });
 
   it('leaves the justification out when masking fails (fail closed), and when there is none', () => {

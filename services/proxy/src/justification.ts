@@ -19,6 +19,13 @@ import { boundJustification, MAX_JUSTIFICATION_CHARS } from '@sluice/contracts';
 
 const LABEL = /^\s*justification\s*:/i;
 
+/**
+ * How much of a justification is masked: its beginning only (masking a 12 MB text would hold every
+ * session), four times what is shown, so a value split where this cut falls stays out of view
+ * unless masking shortened the text before it that much.
+ */
+const MASKED_PREFIX_CHARS = MAX_JUSTIFICATION_CHARS * 4;
+
 /** The justification label's text, or undefined when `text` does not start with the label. */
 const labelled = (text: string): string | undefined => {
   const match = LABEL.exec(text);
@@ -83,19 +90,22 @@ export const httpJustification = (headers: IncomingHttpHeaders): string | undefi
 /** Redis: the text of `ECHO "justification: …"`, given the command's arguments (name first). */
 export const redisJustification = (args: readonly Buffer[]): string | undefined => {
   if (args.length !== 2 || args[0]!.toString('latin1').toUpperCase() !== 'ECHO') return undefined;
-  // Only the start is read: the bound cuts the rest anyway.
-  return labelled(args[1]!.subarray(0, MAX_JUSTIFICATION_CHARS * 4 + 64).toString('utf8'));
+  // Only the start is read (at most 4 UTF-8 bytes a character): the bound cuts the rest anyway.
+  return labelled(args[1]!.subarray(0, MASKED_PREFIX_CHARS * 4 + 64).toString('utf8'));
 };
 
 /**
- * What approvers see: bounded, then masked with the command's masking profile as the command text
- * is. When masking fails the justification is left out (fail closed), the approval goes ahead.
+ * What approvers see: made one line, masked with the command's masking profile as the command text
+ * is, then cut to the bound. Masked before the cut: a value the cut splits (a card number short of
+ * its last digits, an e-mail short of its domain) no longer matches its detector and would be
+ * shown as it is. When masking fails the justification is left out (fail closed), the approval
+ * goes ahead.
  */
 export const shownJustification = (raw: string | undefined, mask: (text: string) => string): string | undefined => {
-  const bounded = boundJustification(raw);
-  if (bounded === undefined) return undefined;
+  const line = boundJustification(raw?.slice(0, MASKED_PREFIX_CHARS * 2), MASKED_PREFIX_CHARS);
+  if (line === undefined) return undefined;
   try {
-    return boundJustification(mask(bounded));
+    return boundJustification(mask(line));
   } catch {
     return undefined;
   }

@@ -45,7 +45,7 @@ const RISKS: ReadonlyMap<pb.Risk, Risk> = new Map([
 ]);
 
 /** Unknown enum values read as the strictest: a newer service must not loosen an older proxy. */
-const decisionOf = (response: pb.DecideResponse): Decision => {
+export const decisionFromProto = (response: pb.DecideResponse): Decision => {
   const basis = {
     rule: response.rule,
     reason: response.reason,
@@ -311,7 +311,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
           error ? reject(unavailable(error)) : resolve(answer),
         );
       });
-      const decision = decisionOf(response);
+      const decision = decisionFromProto(response);
       // Only a decision of the version we watch may be kept: one made before a reload may not.
       if (response.cacheable && key !== undefined && version !== undefined && Number(response.policyVersion) === version) {
         decisions.set(key, decision);

@@ -919,7 +919,7 @@ export class PostgresSession {
     this.#holds.add(hold);
     try {
       const result = await this.#governor().hold(
-        { commandId, command: this.#maskedText(text, undefined), commandHash: hash, decision, justification: sqlJustification(text) },
+        { commandId, command: this.#maskedText(text, maskProfileOf(decision)), commandHash: hash, decision, justification: sqlJustification(text) },
         hold.signal,
       );
       if (result.granted) return undefined;

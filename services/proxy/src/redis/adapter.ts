@@ -497,8 +497,11 @@ class RedisConnection {
     void session.governor.hold({ commandId: entry.id, command: text, commandHash: hash, decision, justification: this.justification.take(session) }, this.holdAbort.signal).then((result) => {
       this.holding = false;
       if (this.closed) return;
-      if (result.granted) this.send(entry, decision.maskProfile);
-      else {
+      // Under audit.wait: ack a granted command waits for its record like an allowed one (PostgreSQL does too).
+      if (result.granted) {
+        if (this.resource.audit?.wait === 'ack') this.afterAcknowledged(entry, session, decision.maskProfile);
+        else this.send(entry, decision.maskProfile);
+      } else {
         this.markDirty();
         const id = result.approvalId ?? '-';
         this.answer(entry, encodeError(`NOPERM approval ${id} ${result.outcome}: ${result.reason || 'no reason given'}`), result.code);
