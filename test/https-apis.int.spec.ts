@@ -9,9 +9,11 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { startApprovalService, type RunningApprovalService } from '@sluice/approval';
 import { startAuditService, type AuditService } from '@sluice/audit';
 import { parseConfig, type LoadedConfig } from '@sluice/config';
+import { startConsoleService, type RunningConsole } from '@sluice/console';
 import { connectBus, type NatsConnection } from '@sluice/event-bus';
 import { createLogger } from '@sluice/service-runtime';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { startOidcProvider, type RealIdp } from './support/oidc-provider.js';
 import { freePort } from './support/ports.js';
 import { createTestCertificates, writeServerPair, type TestCertificates } from './support/tls-certificates.js';
 
@@ -24,6 +26,7 @@ const logger = createLogger('https-apis-test');
 interface Answer {
   readonly status: number;
   readonly body: string;
+  readonly headers?: Record<string, string | string[] | undefined>;
 }
 
 /** GET over HTTPS trusting only `ca` (the test CA, not the system store). */
@@ -33,7 +36,7 @@ const httpsGet = (url: string, ca: string, token?: string): Promise<Answer> =>
       let body = '';
       response.setEncoding('utf8');
       response.on('data', (chunk: string) => (body += chunk));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body, headers: response.headers }));
     });
     request.on('error', reject);
     request.end();
@@ -61,6 +64,8 @@ describe('approval and audit HTTP APIs with tls configured', () => {
   let nc: NatsConnection;
   let approval: RunningApprovalService | undefined;
   let audit: AuditService | undefined;
+  let consoleService: RunningConsole | undefined;
+  let people: RealIdp | undefined;
 
   const loadedWith = (services: Record<string, unknown>, extra: Record<string, unknown> = {}): LoadedConfig => ({
     path: join(dir, 'sluice.yaml'),
@@ -84,6 +89,8 @@ describe('approval and audit HTTP APIs with tls configured', () => {
   afterAll(async () => {
     await approval?.stop();
     await audit?.stop();
+    await consoleService?.stop();
+    await people?.close();
     const jsm = await jetstreamManager(nc);
     await jsm.streams.delete(STREAM).catch(() => undefined);
     await nc?.drain();
@@ -124,6 +131,21 @@ describe('approval and audit HTTP APIs with tls configured', () => {
     const sessions = await httpsGet(`${base}/v1/sessions`, certificates.caPem, await issuer.mint({ sub: 'carol', groups: ['compliance'] }));
     expect(sessions.status).toBe(200);
     await expect(plainGet(`http://${audit.httpAddress}/healthz`)).rejects.toThrow();
+  });
+
+  it('the console serves HTTPS, its default publicUrl says https and its cookies are Secure', async () => {
+    const consolePort = await freePort();
+    people = await startOidcProvider([], 'sluice', { clientId: 'sluice-console', secret: 'unused', redirectUri: `https://127.0.0.1:${consolePort}/callback` });
+    const loaded = loadedWith(
+      { console: { http: `127.0.0.1:${consolePort}`, tls, oidc: { issuer: people.issuer, clientId: 'sluice-console' } } },
+      { identity: { oidc: [{ issuer: people.issuer, audience: 'sluice' }] } },
+    );
+    consoleService = await startConsoleService({ loaded, logger });
+    const signIn = await httpsGet(`https://127.0.0.1:${consolePort}/login`, certificates.caPem);
+    expect(signIn.status).toBe(303);
+    expect(new URL(String(signIn.headers?.location)).searchParams.get('redirect_uri')).toBe(`https://127.0.0.1:${consolePort}/callback`);
+    expect(String(signIn.headers?.['set-cookie'])).toMatch(/HttpOnly; SameSite=Lax; Max-Age=600; Secure$/);
+    await expect(plainGet(`http://127.0.0.1:${consolePort}/login`)).rejects.toThrow();
   });
 
   it('a tls setting that cannot be read or is not a certificate and its key refuses to start, naming the key', async () => {
