@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
-import { parseAddress, KEYS_DIR_ENV, type LoadedConfig } from '@sluice/config';
+import { apiBaseUrl, parseAddress, KEYS_DIR_ENV, type LoadedConfig } from '@sluice/config';
 import { provideDeploymentKeys } from './commands/keys.js';
 import { Backoff, type SupervisorMessage } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
@@ -146,7 +146,7 @@ export class Supervisor {
   async #auditConsumers(): Promise<unknown> {
     if (this.#services.get('audit')?.state !== 'ready') return undefined;
     try {
-      const response = await fetch(`http://${this.loaded.config.services.audit.http}/healthz`, { signal: AbortSignal.timeout(500) });
+      const response = await fetch(`${apiBaseUrl(this.loaded.config.services.audit)}/healthz`, { signal: AbortSignal.timeout(500) });
       return ((await response.json()) as { consumers?: unknown }).consumers;
     } catch {
       return undefined;

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { resolveCliConfig } from '../config-resolution.js';
+import { apiBaseUrl } from '@sluice/config';
 import { SluiceError, SluiceErrorCode, visibleControls } from '@sluice/contracts';
 
 export const USAGE = `usage: sluice approvals list [--status pending|granted|denied|expired|cancelled|executed|all] [--json | -q]
@@ -127,7 +128,7 @@ export const run = async (argv: readonly string[], io: Io = defaultIo): Promise<
     io.err('sluice: an approver token is required: --token T or SLUICE_TOKEN\n');
     return 2;
   }
-  const base = (values.url ?? `http://${resolveCliConfig(argv).config.services.approval.http}`).replace(/\/$/, '');
+  const base = (values.url ?? apiBaseUrl(resolveCliConfig(argv).config.services.approval)).replace(/\/$/, '');
   const headers = { authorization: `Bearer ${token}`, accept: 'application/json', 'x-sluice-client': 'cli' };
 
   const call = async (path: string, init: RequestInit = {}): Promise<unknown> => {

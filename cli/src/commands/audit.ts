@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { parsePointInTime } from '@sluice/config';
+import { apiBaseUrl, parsePointInTime } from '@sluice/config';
 import { openEventStore, type EventStore, type SessionPage, type SessionQuery, type StoredEvent, type VerifyResult } from '@sluice/event-store';
 import { resolveCliConfig } from '../config-resolution.js';
 import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
@@ -97,7 +97,7 @@ export const openAuditSource = async (argv: readonly string[]): Promise<AuditSou
     return httpSource(values.url.replace(/\/$/, ''), token);
   }
   const { config } = resolveCliConfig(argv);
-  const base = `http://${config.services.audit.http}`;
+  const base = apiBaseUrl(config.services.audit);
   let serviceAnswers = false;
   try {
     const response = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(1_500) });

@@ -49,6 +49,8 @@ const oidcIssuer = z.strictObject({
 });
 
 const tls = z.strictObject({ cert: secret, key: secret });
+/** An HTTP API's own TLS (PEM certificate chain and key); set, that API serves HTTPS only. */
+const apiTls = tls.optional();
 
 /**
  * What one listener takes. Each refusal answers in the protocol's own form (PostgreSQL 54000 /
@@ -314,10 +316,11 @@ const services = z
         http: address.default('127.0.0.1:7180'),
         publicUrl: url(['http:', 'https:']).optional(),
         timeout: duration.default(120_000),
+        tls: apiTls,
       })
       .default({ grpc: '127.0.0.1:7103', http: '127.0.0.1:7180', timeout: 120_000 }),
     audit: z
-      .strictObject({ http: address.default('127.0.0.1:7190') })
+      .strictObject({ http: address.default('127.0.0.1:7190'), tls: apiTls })
       .default({ http: '127.0.0.1:7190' }),
     /**
      * The web console; absent: not started. People sign in with the authorization code flow
@@ -328,8 +331,9 @@ const services = z
     console: z
       .strictObject({
         http: address.default('127.0.0.1:7200'),
-        /** Where browsers reach it; the redirect URI is `<publicUrl>/callback`. https makes the cookie Secure. */
+        /** Where browsers reach it; the redirect URI is `<publicUrl>/callback`. https (or tls) makes the cookie Secure. */
         publicUrl: url(['http:', 'https:']).optional(),
+        tls: apiTls,
         oidc: z.strictObject({
           issuer: z.string().min(1).optional(),
           clientId: z.string().min(1),
@@ -396,4 +400,7 @@ export type MaskingProfileConfig = MaskingConfig['profiles'][string];
 export type OidcIssuerConfig = SluiceConfig['identity']['oidc'][number];
 export type ExporterConfig = SluiceConfig['audit']['exporters'][number];
 export type AuditReadersConfig = SluiceConfig['audit']['readers'];
+export type ApiTlsConfig = NonNullable<SluiceConfig['services']['audit']['tls']>;
+/** Where a client reaches an HTTP API of this deployment (approval, audit): https when it has tls. */
+export const apiBaseUrl = (api: { readonly http: string; readonly tls?: ApiTlsConfig | undefined }): string => `${api.tls === undefined ? 'http' : 'https'}://${api.http}`;
 export type ConsoleConfig = NonNullable<SluiceConfig['services']['console']>;

@@ -5,3 +5,4 @@ export * from './grpc-tls.js';
 export * from './health-endpoint.js';
 export * from './grpc-status.js';
 export * from './backoff.js';
+export * from './api-server.js';

@@ -1,11 +1,11 @@
-import { createServer, type Server as HttpServer } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server as GrpcServer } from '@grpc/grpc-js';
 import { eventStreamConfig, formatAddress, parseAddress, readSecret, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig, type ServiceTls } from '@sluice/config';
 import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import { approval as proto } from '@sluice/proto';
-import { grpcServerAuthorization, grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
+import { createApiServer, grpcServerAuthorization, grpcServerCredentials, readApiTls, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
 import type { KnownApproval } from './approval.js';
 import { createGrpcHandlers } from './grpc.js';
 import { createHttpApi } from './http.js';
@@ -70,6 +70,8 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
   const { config } = loaded;
   const settings = config.services.approval;
   const now = options.now ?? (() => new Date());
+  // Read before anything connects: a bad certificate is a config error, never a plain-HTTP fallback.
+  const httpTls = readApiTls(settings.tls, loaded.dir, 'services.approval.tls');
 
   const nc: NatsConnection = await connectBus(config.bus.url, 'approval', resolveBusLogin(loaded, 'approval'));
   const closeBus = async (): Promise<void> => {
@@ -167,7 +169,7 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
   logger.info({ messages: follower.replayed, pending: workflow.list('pending').length }, 'approvals rebuilt from the event stream');
 
   const verifier = options.identity ?? createTokenVerifier(config.identity.oidc);
-  const httpServer = createServer(createHttpApi({ workflow, verifier, logger, now, ...(slack ? { slack } : {}) }));
+  const httpServer = createApiServer(httpTls, createHttpApi({ workflow, verifier, logger, now, ...(slack ? { slack } : {}) }));
   // Only proxies request, await and consume approvals over gRPC (approvers use HTTP).
   const grpcServer = new GrpcServer(grpcServerAuthorization(options.tls, () => ['proxy']));
   grpcServer.addService(
@@ -193,8 +195,8 @@ export const startApprovalService = async (options: ApprovalServiceOptions): Pro
     await closeBus();
     throw error;
   }
-  decisionBase ??= `http://${httpAddress}`;
-  logger.info({ grpc: grpcAddress, http: httpAddress }, 'approval service listening');
+  decisionBase ??= `${httpTls === undefined ? 'http' : 'https'}://${httpAddress}`;
+  logger.info({ grpc: grpcAddress, http: httpAddress, tls: httpTls !== undefined }, 'approval service listening');
 
   let stopped: Promise<void> | undefined;
   return {

@@ -1,9 +1,10 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parsePointInTime } from '@sluice/config';
 import { SluiceError, SluiceErrorCode, TokenInvalidError } from '@sluice/contracts';
 import type { EventStore } from '@sluice/event-store';
 import type { TokenVerifier } from '@sluice/identity';
+import { createApiServer, type ApiTlsMaterial } from '@sluice/service-runtime';
 import type { ConsumerState } from './consumer.js';
 import { isAuditReader, NotAnAuditReaderError, type AuditReaders } from './readers.js';
 
@@ -59,7 +60,8 @@ const SESSION_PATH = /^\/v1\/sessions\/([^/]+)\/(events|verify)$/;
 /** Events in one answer of /v1/sessions/{id}/events at most; `next` names the page after. */
 export const MAX_EVENTS_PAGE = 5_000;
 
-export const startAuditApi = async (deps: AuditApiDeps, host: string, port: number): Promise<{ server: Server; address: AddressInfo }> => {
+/** Serves the audit API on host:port; with `tls`, HTTPS only. */
+export const startAuditApi = async (deps: AuditApiDeps, host: string, port: number, tls?: ApiTlsMaterial): Promise<{ server: Server; address: AddressInfo }> => {
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     const url = new URL(request.url ?? '/', 'http://audit');
     if (request.method !== 'GET' && request.method !== 'HEAD') return problem(response, 405, 'Method Not Allowed', 'ERR_METHOD');
@@ -124,7 +126,7 @@ export const startAuditApi = async (deps: AuditApiDeps, host: string, port: numb
     return problem(response, 404, 'Not Found', 'ERR_NOT_FOUND');
   };
 
-  const server = createServer((request, response) => {
+  const server = createApiServer(tls, (request, response) => {
     handle(request, response).catch((error: unknown) => {
       if (error instanceof BadRequest) problem(response, 400, 'Bad Request', error.code, error.message);
       else if (error instanceof SluiceError && (error.code === SluiceErrorCode.TokenInvalid || error.code === SluiceErrorCode.TokenExpired || error.code === SluiceErrorCode.NotAnAuditReader)) refuse(response, error);

@@ -3,6 +3,7 @@ import { eventStreamConfig, formatAddress, parseAddress, resolveBusLogin, resolv
 import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, exporterDurableName, type NatsConnection } from '@sluice/event-bus';
 import { openEventStore, type EventStore } from '@sluice/event-store';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
+import { readApiTls } from '@sluice/service-runtime';
 import { alertsFor } from './alerts.js';
 import { DurableConsumer, type ConsumerLogger, type ConsumerState } from './consumer.js';
 import { createExporter, type Exporter } from './exporters.js';
@@ -44,6 +45,8 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200, i
   const unwind = async (): Promise<void> => {
     for (const step of cleanup.reverse()) await step().catch(() => undefined);
   };
+  // Read before anything opens: a bad certificate is a config error, never a plain-HTTP fallback.
+  const httpTls = readApiTls(config.services.audit.tls, loaded.dir, 'services.audit.tls');
   try {
     const store = await openEventStore({ url: config.eventStore.url, path: config.eventStore.path, logger });
     cleanup.push(() => store.close());
@@ -116,10 +119,11 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200, i
       { store, consumers: () => consumers.map((consumer) => consumer.state()), verifier, readers },
       listen.host,
       listen.port,
+      httpTls,
     );
     cleanup.push(() => closeServer(server));
     const httpAddress = formatAddress({ host: address.address, port: address.port });
-    logger.info({ http: httpAddress, exporters: exporters.map((exporter) => exporter.name) }, 'audit service listening');
+    logger.info({ http: httpAddress, tls: httpTls !== undefined, exporters: exporters.map((exporter) => exporter.name) }, 'audit service listening');
 
     return {
       httpAddress,

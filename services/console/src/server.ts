@@ -1,8 +1,9 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ConfigInvalidError, mayDecide } from '@sluice/contracts';
-import { parseAddress, requireSecret, type LoadedConfig } from '@sluice/config';
+import { apiBaseUrl, parseAddress, requireSecret, type LoadedConfig } from '@sluice/config';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
+import { createApiServer, readApiTls } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 import { activityCounts, ActivityFeed, activityPage, activityRow } from './activity.js';
 import { CONSOLE_CSS, CONSOLE_JS } from './assets.js';
@@ -67,9 +68,11 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
   const settings = config.services.console;
   if (!settings) throw new ConfigInvalidError('services.console', 'the console settings');
   const listen = parseAddress(settings.http)!;
-  const publicUrl = (settings.publicUrl ?? `http://${settings.http}`).replace(/\/$/, '');
+  const httpTls = readApiTls(settings.tls, loaded.dir, 'services.console.tls');
+  const publicUrl = (settings.publicUrl ?? apiBaseUrl(settings)).replace(/\/$/, '');
   const publicOrigin = new URL(publicUrl).origin;
-  const secureCookies = publicUrl.startsWith('https:');
+  // Served over TLS itself, or behind a proxy that browsers reach with https.
+  const secureCookies = httpTls !== undefined || publicUrl.startsWith('https:');
   const issuer = settings.oidc.issuer ?? config.identity.oidc[0]?.issuer;
   if (!issuer) throw new ConfigInvalidError('services.console.oidc.issuer', 'an issuer (none is in identity.oidc either)');
   // The person's token must pass the audit and approval services, which only know identity.oidc.
@@ -85,8 +88,8 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
     redirectUri: `${publicUrl}/callback`,
   });
   const verifier = givenVerifier ?? createTokenVerifier(config.identity.oidc);
-  const approvalApi = new ApprovalApi(`http://${config.services.approval.http}`);
-  const auditApi = new AuditApi(`http://${config.services.audit.http}`);
+  const approvalApi = new ApprovalApi(apiBaseUrl(config.services.approval));
+  const auditApi = new AuditApi(apiBaseUrl(config.services.audit));
   const sessions = new WebSessions();
   /** Open live streams by web session, ended at sign-out. */
   const liveStreams = new Map<string, Set<ServerResponse>>();
@@ -332,7 +335,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
     return sendPage(response, 404, 'Not found', session, errorPage('There is no such page.'));
   };
 
-  const server: Server = createServer((request, response) => {
+  const server: Server = createApiServer(httpTls, (request, response) => {
     route(request, response).catch((error: unknown) => {
       if (response.headersSent) return void response.destroy();
       if (error instanceof ConsoleError) {
@@ -348,7 +351,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
     server.once('error', reject);
     server.listen(listen.port, listen.host, () => resolve());
   });
-  logger.info({ http: settings.http, publicUrl }, 'console listening');
+  logger.info({ http: settings.http, publicUrl, tls: httpTls !== undefined }, 'console listening');
   return {
     address: server.address() as AddressInfo,
     async stop() {
