@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { classifySql, loadSqlClassifier, normalizeSql } from '@sluice/sql-classifier';
-import { createPolicy, startPolicyService } from '@sluice/policy';
+import { createPolicy } from '@sluice/policy-engine';
+import { startPolicyService } from '@sluice/policy';
 import { loadConfig } from '@sluice/config';
 import { createLogger } from '@sluice/service-runtime';
 
