@@ -94,9 +94,13 @@ export const columnsReferencedIn = (tree: unknown, part: unknown, options: Linea
         if (!isBuiltinOperatorExpression(str(node.kind), names(node.name), options.searchPath)) any = true;
         memberKeys(operatorMemberKeys(node));
         break;
-      case 'A_Indirection':
-        memberKeys(subscriptMemberKeys(list(node.indirection)));
+      case 'A_Indirection': {
+        // A subscript by a computed index is an array's far more often than a document's (psql's
+        // \d+ reads `indkey[i]`): only keys written as constants count here.
+        const keys = subscriptMemberKeys(list(node.indirection));
+        if (keys !== 'unknown') memberKeys(keys);
         break;
+      }
       case 'SortBy': {
         const operator = names(node.useOp);
         if (operator.length > 0 && !isBuiltinOperator(operator, options.searchPath)) any = true;
