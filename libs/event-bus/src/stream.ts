@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { nanos, PermissionViolationError, type NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, type StreamConfig } from '@nats-io/jetstream';
+import { jetstreamManager, RetentionPolicy, StorageType, DiscardPolicy, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import { DependencyUnavailableError, SluiceErrorCode, subjectWildcard } from '@sluice/contracts';
 import { isJetStreamApiError, JetStreamErrorCode } from './jetstream-errors.js';
 
@@ -46,19 +46,17 @@ export const ensureEventStream = async (nc: NatsConnection, settings: EventStrea
       // A publisher's NATS user may only look at the stream: started before the audit service,
       // it waits for the stream rather than failing (and being restarted over and over).
       if (!isPermissionViolation(refused)) throw refused;
-      await awaitStream(settings.stream, STREAM_WAIT_MS, async () => {
-        await jsm.streams.info(settings.stream);
-      }, refused);
+      await awaitStream(jsm, settings.stream, refused);
     }
   }
 };
 
-const awaitStream = async (stream: string, waitMs: number, look: () => Promise<void>, refused: Error): Promise<void> => {
-  const deadline = Date.now() + waitMs;
+const awaitStream = async (jsm: JetStreamManager, stream: string, refused: Error): Promise<void> => {
+  const deadline = Date.now() + STREAM_WAIT_MS;
   while (Date.now() < deadline) {
     await sleep(STREAM_POLL_MS);
     try {
-      await look();
+      await jsm.streams.info(stream);
       return;
     } catch (error) {
       if (!isStreamNotFound(error)) throw error;
