@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net';
-import { TLSSocket, type SecureContext } from 'node:tls';
-import type { Duplex } from 'node:stream';
+import type { SecureContext } from 'node:tls';
 import {
   BackendCode,
   decodeBackend,
@@ -9,13 +8,11 @@ import {
   decodeNoticeFields,
   decodePassword,
   decodeRowDescription,
-  decodeStartup,
   encodeAuthenticationCleartextPassword,
   encodeAuthenticationOk,
   encodeBackendKeyData,
   encodeDescribe,
   encodeErrorResponse,
-  encodeNegotiateProtocolVersion,
   encodeNoticeFields,
   encodeParse,
   encodeQuery,
@@ -41,6 +38,7 @@ import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
 import { changesPreparedStatements, endsTargetSkip, newPipeline, stopsSkipping, type Command, type Expect, type Portal, type Refusal, type Statement } from './expectations.js';
 import { SocketFrames } from './frame-source.js';
+import { negotiateStartup, type ClientSocket } from './startup-negotiation.js';
 import { Outbox } from './outbox.js';
 import { copyColumns, coveredValueEscape, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
 import { SessionProfiles } from './session-profiles.js';
@@ -69,8 +67,6 @@ export interface SessionContext {
   /** Live sessions, so the adapter can close them on shutdown. */
   readonly sessions: Set<PostgresSession>;
 }
-
-type ClientSocket = Duplex & { remoteAddress?: string; remotePort?: number };
 
 /**
  * Sent to the target in place of a refused command. It fails in parse analysis (an invalid
@@ -221,7 +217,16 @@ export class PostgresSession {
     let upstream: UpstreamConnection | undefined;
     let pending: Frame[];
     try {
-      const startup = await this.#clientStartup(frames);
+      const startup = await negotiateStartup(this.#client, frames, {
+        tls: this.#ctx.tls,
+        maxMessageLength: this.#ctx.maxMessageLength,
+        cancelKeys: this.#ctx.cancelKeys,
+        secured: (secure) => {
+          secure.on('error', () => this.#close('client_error'));
+          this.#client = secure;
+        },
+        abandon: (reason) => this.#abandon(reason),
+      });
       if (!startup) return;
       frames = startup.frames;
       const parameters = startup.parameters;
@@ -374,60 +379,6 @@ export class PostgresSession {
     if (pending.length > 0) this.#enqueue(pending);
     const rest = this.#clientReader.takeLeftover();
     if (rest.length > 0) this.#onClientData(rest);
-  }
-
-  /**
-   * Reads startup packets until the StartupMessage. SSLRequest: 'S' and a TLS handshake when the
-   * resource has a certificate, else 'N'; GSSENCRequest: always 'N' (libpq then goes on in clear).
-   */
-  async #clientStartup(frames: SocketFrames): Promise<{ parameters: ReadonlyMap<string, string>; frames: SocketFrames } | undefined> {
-    for (;;) {
-      let frame: Frame;
-      try {
-        frame = await frames.next();
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'ERR_PROTOCOL_MALFORMED') throw error;
-        // A packet that cannot even be framed (a client that wrote a Terminate and left, a port
-        // scanner): PostgreSQL logs it and closes without a word to the client; so does the proxy.
-        this.#abandon('protocol_malformed');
-        return undefined;
-      }
-      const message = decodeStartup(frame);
-      switch (message.type) {
-        case 'SSLRequest':
-          if (this.#ctx.tls && !(this.#client instanceof TLSSocket)) {
-            frames.detach();
-            // Nothing may follow an SSLRequest before our answer: leftover bytes would be a MITM injection.
-            if (frames.reader.buffered > 0) throw new ProtocolMalformedError('data after SSLRequest');
-            this.#client.write(Buffer.from('S'));
-            const secure = new TLSSocket(this.#client, { isServer: true, secureContext: this.#ctx.tls });
-            secure.on('error', () => this.#close('client_error'));
-            this.#client = secure;
-            frames = new SocketFrames(secure, new FrameReader({ phase: 'startup', maxLength: this.#ctx.maxMessageLength }));
-            continue;
-          }
-          this.#client.write(Buffer.from('N'));
-          continue;
-        case 'GSSENCRequest':
-          this.#client.write(Buffer.from('N'));
-          continue;
-        case 'CancelRequest':
-          frames.detach();
-          await this.#ctx.cancelKeys.cancel(message.processId, message.secretKey);
-          this.#client.destroy();
-          return undefined;
-        case 'StartupMessage': {
-          // A newer 3.x minor or `_pq_.` protocol options: answered as the server does, by
-          // NegotiateProtocolVersion down to 3.0 (decodeStartup already refused other majors).
-          const options = [...message.parameters.keys()].filter((name) => name.startsWith('_pq_.'));
-          if ((message.protocolVersion & 0xffff) !== 0 || options.length > 0) {
-            this.#client.write(encodeNegotiateProtocolVersion(0, options));
-          }
-          const parameters = new Map([...message.parameters].filter(([name]) => !name.startsWith('_pq_.')));
-          return { parameters, frames };
-        }
-      }
-    }
   }
 
   /** Drops the connection during startup without an answer; session.rejected to the audit. */
