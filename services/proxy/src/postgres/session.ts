@@ -27,7 +27,7 @@ import {
   MessageTooLongError,
 } from '@sluice/codec-pg';
 import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
-import { failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, SluiceErrorCode, type Subject, type SubjectRef } from '@sluice/contracts';
+import { failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, SluiceErrorCode, type Subject } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
 import { sqlSyntaxError, type SessionStateEffects, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import { sqlJustification } from '../justification.js';
@@ -41,6 +41,7 @@ import { SocketFrames } from './frame-source.js';
 import { negotiateStartup, type ClientSocket } from './startup-negotiation.js';
 import { Outbox } from './outbox.js';
 import { copyColumns, coveredValueEscape, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
+import { SessionAudit } from './session-audit.js';
 import { SessionProfiles } from './session-profiles.js';
 import { maskNotification, maskServerFields } from './server-texts.js';
 import { CopyOutSet, ResultSet } from './results.js';
@@ -107,8 +108,6 @@ const paramText = (formats: readonly number[], params: readonly (Buffer | null)[
     return format === 1 ? `\\x${value.toString('hex')}` : value.toString('utf8');
   });
 
-const subjectRef = (subject: Subject): SubjectRef => ({ sub: subject.sub, groups: [...subject.groups], issuer: subject.issuer });
-
 /**
  * One agent connection: authenticates the agent with its token, opens the target session with
  * the resource's credentials, then decides every command before any of its bytes go upstream and
@@ -121,7 +120,7 @@ export class PostgresSession {
   readonly #ctx: SessionContext;
   readonly #ports: GovernancePorts;
   readonly #resource: PostgresResourceConfig;
-  readonly #clientAddress: string;
+  readonly #audit: SessionAudit;
   readonly #startedAt = Date.now();
 
   #subject: Subject | undefined;
@@ -203,7 +202,7 @@ export class PostgresSession {
     this.#resource = ctx.resource;
     this.id = ctx.ports.newId();
     this.#maskedPrefixChars = (ctx.ports.recording.maxCommandBytes ?? DEFAULT_MAX_COMMAND_BYTES) + MASKED_MARGIN_CHARS;
-    this.#clientAddress = `${client.remoteAddress ?? 'unknown'}:${client.remotePort ?? 0}`;
+    this.#audit = new SessionAudit(ctx.ports.audit, this.id, ctx.resource.name, `${client.remoteAddress ?? 'unknown'}:${client.remotePort ?? 0}`);
   }
 
   // ---------------------------------------------------------------- startup
@@ -333,14 +332,7 @@ export class PostgresSession {
       });
       this.#started = true;
       this.#ctx.sessions.add(this);
-      this.#ports.audit.record(this.id, 'session.started', {
-        resource: this.#resource.name,
-        protocol: 'postgres',
-        subject: subjectRef(subject),
-        client: this.#clientAddress,
-        readOnly,
-        ...startedParameters(request),
-      });
+      this.#audit.started(subject, readOnly, startedParameters(request));
       this.#client.write(
         Buffer.concat([
           encodeAuthenticationOk(),
@@ -384,27 +376,14 @@ export class PostgresSession {
   /** Drops the connection during startup without an answer; session.rejected to the audit. */
   #abandon(reason: string): void {
     this.#closed = true;
-    this.#ports.audit.record(this.id, 'session.rejected', {
-      resource: this.#resource.name,
-      protocol: 'postgres',
-      client: this.#clientAddress,
-      reason,
-      code: 'ERR_PROTOCOL_MALFORMED',
-    });
+    this.#audit.rejected(reason, 'ERR_PROTOCOL_MALFORMED');
     this.#client.destroy();
   }
 
   /** Refuses the connection during startup: FATAL to the client, session.rejected to the audit. */
   #reject(reason: string, code: string, sqlstate: string, message: string, subject?: Subject): void {
     this.#closed = true;
-    this.#ports.audit.record(this.id, 'session.rejected', {
-      resource: this.#resource.name,
-      protocol: 'postgres',
-      client: this.#clientAddress,
-      reason,
-      code,
-      ...(subject ? { subject: subjectRef(subject) } : {}),
-    });
+    this.#audit.rejected(reason, code, subject);
     this.#client.end(encodeErrorResponse({ severity: 'FATAL', code: sqlstate, message }));
     setTimeout(() => this.#client.destroy(), 1000).unref();
   }
@@ -449,12 +428,7 @@ export class PostgresSession {
       setTimeout(() => upstream.destroy(), 1000).unref();
     }
     if (this.#started) {
-      this.#ports.audit.record(this.id, 'session.ended', {
-        resource: this.#resource.name,
-        reason,
-        commands: this.#commands,
-        durationMs: Date.now() - this.#startedAt,
-      });
+      this.#audit.ended(reason, this.#commands, Date.now() - this.#startedAt);
     }
   }
 
@@ -1056,7 +1030,7 @@ export class PostgresSession {
     if (this.#discardUntilSync) {
       // The target failed an earlier message of this pipeline meanwhile: it ignores these. Their
       // Executes are on the record as decided: they end there as not run.
-      for (const expect of expects) if (expect.kind === 'execute') this.#complete(expect.command, false);
+      for (const expect of expects) if (expect.kind === 'execute') this.#audit.completed(expect.command, false);
       this.#skipToSync(end);
       return;
     }
@@ -1322,7 +1296,7 @@ export class PostgresSession {
       // Everything due before this ReadyForQuery was swallowed with the withheld result.
       while (this.#expects[0] && !stopsSkipping(this.#expects[0])) {
         const dropped = this.#expects.shift()!;
-        if (dropped.kind === 'execute') this.#complete(dropped.command, false);
+        if (dropped.kind === 'execute') this.#audit.completed(dropped.command, false);
       }
     }
     switch (code) {
@@ -1373,7 +1347,7 @@ export class PostgresSession {
           this.#applyTag(head.command, tag);
           this.#finishResult(head);
           if (head.kind === 'execute') {
-            this.#complete(head.command, true);
+            this.#audit.completed(head.command, true);
             this.#shift();
           }
         }
@@ -1385,7 +1359,7 @@ export class PostgresSession {
         if (head?.kind === 'execute') {
           head.command.tags.push(code === BackendCode.PortalSuspended ? 'SUSPENDED' : 'EMPTY');
           this.#finishResult(head);
-          this.#complete(head.command, true);
+          this.#audit.completed(head.command, true);
           this.#shift();
         }
         return;
@@ -1421,8 +1395,8 @@ export class PostgresSession {
           if (dropped.kind === 'execute') {
             if (!marked) dropped.command.error = error;
             marked = true;
-            this.#complete(dropped.command, false);
-          } else if (dropped.kind === 'query') this.#complete(dropped.command, false);
+            this.#audit.completed(dropped.command, false);
+          } else if (dropped.kind === 'query') this.#audit.completed(dropped.command, false);
           else if (dropped.kind === 'internal') dropped.done(undefined);
         }
         // No Sync sent yet (a pipeline forwarded as it came): what the client sends up to its
@@ -1438,7 +1412,7 @@ export class PostgresSession {
         out.push(frame.raw);
         if (head?.kind === 'query') {
           this.#finishResult(head);
-          this.#complete(head.command, head.command.error === undefined);
+          this.#audit.completed(head.command, head.command.error === undefined);
           this.#shift();
         } else if (head?.kind === 'sync') this.#shift();
         // Commands already sent behind this one belong to the next transaction: keep it strict for them.
@@ -1600,22 +1574,10 @@ export class PostgresSession {
 
   #finishResult(head: Extract<Expect, { kind: 'query' | 'execute' }>): void {
     const result = head.kind === 'execute' && !head.result && head.portal.description?.length ? this.#resultOf(head) : head.result;
-    if (result) this.#ports.audit.record(this.id, 'result.returned', result.toEvent(head.command.id));
-    if (head.copy) this.#ports.audit.record(this.id, 'result.returned', head.copy.toEvent(head.command.id));
+    if (result) this.#audit.returned(result.toEvent(head.command.id));
+    if (head.copy) this.#audit.returned(head.copy.toEvent(head.command.id));
     head.result = undefined;
     head.copy = undefined;
-  }
-
-  #complete(command: Command, ok: boolean): void {
-    if (command.done) return;
-    command.done = true;
-    this.#ports.audit.record(this.id, 'command.completed', {
-      commandId: command.id,
-      outcome: command.error ? 'ERROR' : (command.tags.at(-1) ?? ''),
-      ok: ok && !command.error,
-      ...(command.error ? { error: command.error } : {}),
-      durationMs: Math.round((performance.now() - command.started) * 1000) / 1000,
-    });
   }
 }
 
