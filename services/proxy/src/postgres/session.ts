@@ -42,6 +42,7 @@ import { negotiateStartup, type ClientSocket } from './startup-negotiation.js';
 import { Outbox } from './outbox.js';
 import { copyColumns, coveredValueEscape, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
 import { SessionAudit } from './session-audit.js';
+import { StatementRegistry } from './statement-registry.js';
 import { SessionProfiles } from './session-profiles.js';
 import { maskNotification, maskServerFields } from './server-texts.js';
 import { CopyOutSet, ResultSet } from './results.js';
@@ -151,10 +152,7 @@ export class PostgresSession {
   readonly #toUpstream = new Outbox();
 
   // session state
-  readonly #statements = new Map<string, Statement>();
-  readonly #portals = new Map<string, Portal>();
-  /** PREPAREd (SQL) and Parse'd (protocol) statements share one namespace on the server: name -> SQL. */
-  readonly #prepared = new Map<string, string>();
+  readonly #registry = new StatementRegistry();
   #searchPath: string[] | undefined;
   /** The database's encoding (server_encoding at startup): what SQL_ASCII passes through unconverted. */
   #serverEncoding: string | undefined;
@@ -640,7 +638,7 @@ export class PostgresSession {
       kind: 'sql',
       text,
       ...(this.#searchPath ? { searchPath: this.#searchPath } : {}),
-      preparedStatements: this.#prepared,
+      preparedStatements: this.#registry.prepared,
       catalog: this.#schemaChanged ? { ...catalog, uncommittedChanges: true } : catalog,
     });
     if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#schemaChanged = true;
@@ -663,7 +661,7 @@ export class PostgresSession {
    * so the catalog facts are read again and decisions stop assuming uncommitted changes.
    */
   #transactionEnded(): void {
-    this.#portals.clear();
+    this.#registry.forgetPortals();
     if (!this.#schemaChanged) return;
     this.#schemaChanged = false;
     this.#ctx.catalog.invalidateFacts();
@@ -706,7 +704,7 @@ export class PostgresSession {
   #maskerFor(decision: Decision, text: string): { masker: ProfileMasker | undefined } | Refusal {
     const choice = this.#governor().maskerFor(decision);
     if (!choice.ok) return { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
-    const escape = coveredValueEscape(choice.masker, text, this.#searchPath, this.#prepared, this.#decidedWith);
+    const escape = coveredValueEscape(choice.masker, text, this.#searchPath, this.#registry.prepared, this.#decidedWith);
     return escape ? { code: SqlState.InsufficientPrivilege, message: `permission denied: ${escape}` } : { masker: choice.masker };
   }
 
@@ -840,7 +838,7 @@ export class PostgresSession {
     // A later message of the pipeline that names one of these cursors means the cursor.
     for (const [name] of declares) this.#pipeline.portals.delete(name);
     this.#lastMasker = effective;
-    if (effective && touchesCoveredColumn(effective, sql, this.#searchPath, this.#prepared)) this.#coveredInTransaction = true;
+    if (effective && touchesCoveredColumn(effective, sql, this.#searchPath, this.#registry.prepared)) this.#coveredInTransaction = true;
     const preparedChanges = [...this.#effectsOf(sql).preparedStatements];
     return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, copyEnds: this.#copyEndsSent, copyIns: 0, done: false };
   }
@@ -852,8 +850,8 @@ export class PostgresSession {
     // A Parse or Close of this name still unanswered: the server decides what the name holds.
     const changing = this.#expects.some((e) => (e.kind === 'parse' && e.statement.name === name) || (e.kind === 'close' && e.target === 'S' && e.name === name));
     if (changing) await this.#settled();
-    const known = this.#statements.get(name);
-    const text = known?.text ?? this.#prepared.get(name);
+    const known = this.#registry.statement(name);
+    const text = known?.text ?? this.#registry.prepared.get(name);
     if (text === undefined) {
       return { code: SqlState.InsufficientPrivilege, message: `permission denied: prepared statement ${quoteIdent(name)} was not allowed` };
     }
@@ -1041,8 +1039,7 @@ export class PostgresSession {
       return;
     }
     // The server drops its unnamed statement and portal as soon as a Parse or Bind of them arrives.
-    if (parsesUnnamed) this.#statements.delete('');
-    if (bindsUnnamed) this.#portals.delete('');
+    this.#registry.replaceUnnamed(parsesUnnamed, bindsUnnamed);
     for (const expect of expects) this.#expects.push(expect);
     for (const buffer of forward) this.#toUpstream.push(buffer);
     if (end === 'sync') this.#executedSinceSync = false;
@@ -1099,7 +1096,7 @@ export class PostgresSession {
         ((e.kind === 'query' || e.kind === 'execute') && e.command.declares.some(([cursor]) => cursor === name)),
     );
     if (changing) await this.#settled();
-    const bound = this.#portals.get(name);
+    const bound = this.#registry.portal(name);
     if (bound || !this.#profiles.hasCursor(name)) return bound;
     const portal = await this.#cursorPortal(name);
     if (!('code' in portal)) pipeline.set(name, portal);
@@ -1471,55 +1468,30 @@ export class PostgresSession {
 
   /** ParseComplete, BindComplete, CloseComplete: the server now holds what the message asked. */
   #confirm(head: Expect): void {
-    if (head.kind === 'parse') {
-      this.#statements.set(head.statement.name, head.statement);
-      if (head.statement.name !== '') this.#prepared.set(head.statement.name, head.statement.text);
-    } else if (head.kind === 'bind') {
-      this.#portals.set(head.portal.name, head.portal);
-      this.#profiles.forgetCursor(head.portal.name);
-    } else if (head.kind === 'close') {
-      if (head.target === 'S') {
-        this.#statements.delete(head.name);
-        this.#prepared.delete(head.name);
-      } else this.#portals.delete(head.name);
-    }
+    this.#registry.confirm(head);
+    if (head.kind === 'bind') this.#profiles.forgetCursor(head.portal.name);
   }
 
   /** A statement's CommandComplete: what it did to the prepared statements is now true on the server. */
   #applyTag(command: Command, tag: string): void {
     if (tag === 'PREPARE' || tag === 'DEALLOCATE' || tag === 'DEALLOCATE ALL') {
       const change = command.preparedChanges.shift();
-      if (!change) return;
-      if (change.change === 'prepare') {
-        this.#prepared.set(change.name, command.sql);
-        // The name now holds the SQL statement: a Bind of it is decided as its EXECUTE.
-        this.#statements.delete(change.name);
-      } else if (change.name === '*') this.#forgetNamedStatements();
-      else {
-        this.#prepared.delete(change.name);
-        this.#statements.delete(change.name);
-      }
+      if (change) this.#registry.applyPreparedChange(change, command.sql);
     } else if (tag === 'DECLARE CURSOR') {
       const declared = command.declares[command.cursorsConfirmed++];
       if (declared) {
         this.#profiles.confirmCursor(declared);
         // The name is free only once its old portal was closed (SQL CLOSE closes protocol portals
         // too): from here it is this cursor, never the old portal's decision and columns.
-        this.#portals.delete(declared[0]);
+        this.#registry.forgetPortal(declared[0]);
       }
     } else if (tag === 'COMMIT' || tag === 'ROLLBACK') {
       // COMMIT AND CHAIN ends the transaction without the session going idle: the schema change
       // is committed now, and other sessions must decide with it.
       this.#transactionEnded();
     } else if (tag === 'DISCARD ALL') {
-      this.#forgetNamedStatements();
-      this.#portals.clear();
+      this.#registry.discardAll();
     }
-  }
-
-  #forgetNamedStatements(): void {
-    for (const name of [...this.#statements.keys()]) if (name !== '') this.#statements.delete(name);
-    this.#prepared.clear();
   }
 
   readonly #qualify = (tableOid: number, attnum: number): string | undefined => this.#ctx.catalog.qualifiedName(tableOid, attnum);
@@ -1531,7 +1503,7 @@ export class PostgresSession {
   #derivedFrom(command: Command, statement: number, fields: readonly FieldDescription[]): (readonly ColumnSource[] | undefined)[] | undefined {
     const count = fields.length;
     if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
+    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#registry.prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
     return derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name));
   }
 
@@ -1550,7 +1522,7 @@ export class PostgresSession {
       return fields;
     }
     const command = head?.kind === 'query' || head?.kind === 'execute' ? head.command : undefined;
-    const covered = this.#coveredInTransaction || (command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#prepared));
+    const covered = this.#coveredInTransaction || (command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#registry.prepared));
     const masked = maskServerFields(fields, masker, covered, {});
     const changed = Object.keys(fields).some((type) => masked[type] !== fields[type]);
     out.push(changed ? encodeNoticeFields(frame.code as typeof BackendCode.ErrorResponse, masked) : frame.raw);
@@ -1560,7 +1532,7 @@ export class PostgresSession {
   /** The columns of a COPY TO's lines (the `statement`-th of a simple query), so column rules apply to its fields. */
   #copyColumns(command: Command, frame: Frame): ReturnType<typeof copyColumns> {
     const message = decodeBackend(frame) as { columnFormats: readonly number[] };
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
+    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#registry.prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
     return copyColumns(command.lineage ?? undefined, command.tags.length, message.columnFormats.length);
   }
 
