@@ -21,14 +21,13 @@ import {
   FrameReader,
   FrontendCode,
   TransactionStatus,
-  type FieldDescription,
   type Frame,
   type FrontendMessage,
   MessageTooLongError,
 } from '@sluice/codec-pg';
 import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
 import { failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, SluiceErrorCode, type Subject } from '@sluice/contracts';
-import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
+import type { ProfileMasker } from '@sluice/masking-engine';
 import { sqlSyntaxError, type SessionStateEffects, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import { sqlJustification } from '../justification.js';
 import type { Decision, GovernancePorts } from '../ports.js';
@@ -40,12 +39,12 @@ import { changesPreparedStatements, endsTargetSkip, newPipeline, stopsSkipping, 
 import { SocketFrames } from './frame-source.js';
 import { negotiateStartup, type ClientSocket } from './startup-negotiation.js';
 import { Outbox } from './outbox.js';
-import { copyColumns, coveredValueEscape, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
+import { coveredValueEscape, touchesCoveredColumn } from './lineage.js';
 import { SessionAudit } from './session-audit.js';
 import { StatementRegistry } from './statement-registry.js';
 import { SessionProfiles } from './session-profiles.js';
-import { maskNotification, maskServerFields } from './server-texts.js';
-import { CopyOutSet, ResultSet } from './results.js';
+import { maskNotification } from './server-texts.js';
+import { ResultRelay } from './result-relay.js';
 import { normaliseSql } from './approval-text.js';
 import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
@@ -178,12 +177,12 @@ export class PostgresSession {
    */
   #executedSinceSync = false;
   readonly #effects = new SessionEffectsCache();
-  readonly #lineage = new LineageCache();
   /** A DDL or admin statement was let through since the last ReadyForQuery outside a transaction. */
   #schemaChanged = false;
   /** The catalog facts of the latest decision, for the masking checks that follow it. */
   #decidedWith: TargetCatalogFacts | undefined;
   readonly #profiles = new SessionProfiles((profile) => this.#ports.masking.masker(profile));
+  readonly #results: ResultRelay;
   /** Upstream frames held while the catalog resolves table columns for a RowDescription. */
   #upstreamBacklog: Frame[] | undefined;
 
@@ -201,6 +200,7 @@ export class PostgresSession {
     this.id = ctx.ports.newId();
     this.#maskedPrefixChars = (ctx.ports.recording.maxCommandBytes ?? DEFAULT_MAX_COMMAND_BYTES) + MASKED_MARGIN_CHARS;
     this.#audit = new SessionAudit(ctx.ports.audit, this.id, ctx.resource.name, `${client.remoteAddress ?? 'unknown'}:${client.remotePort ?? 0}`);
+    this.#results = new ResultRelay(ctx.ports.recording, ctx.catalog, this.#registry, this.#profiles, this.#audit);
   }
 
   // ---------------------------------------------------------------- startup
@@ -1298,7 +1298,7 @@ export class PostgresSession {
     }
     switch (code) {
       case BackendCode.DataRow: {
-        const result = head?.kind === 'query' || head?.kind === 'execute' ? this.#resultOf(head) : undefined;
+        const result = head?.kind === 'query' || head?.kind === 'execute' ? this.#results.resultOf(head) : undefined;
         if (!result) {
           throw new ResultWithheldError('a row arrived without its description');
         }
@@ -1307,10 +1307,7 @@ export class PostgresSession {
       }
       case BackendCode.RowDescription: {
         if (head?.kind === 'query') {
-          const fields = decodeRowDescription(frame.body);
-          // A simple query's n-th statement ends with its n-th CommandComplete: the tags so far count them.
-          const derived = this.#derivedFrom(head.command, head.command.tags.length, fields);
-          head.result = new ResultSet(fields, head.command.masker, this.#ports.recording, this.#qualify, derived);
+          head.result = this.#results.queryResult(head.command, decodeRowDescription(frame.body));
           out.push(frame.raw);
         } else if (head?.kind === 'describeStatement') {
           head.statement.description = decodeRowDescription(frame.body);
@@ -1342,7 +1339,7 @@ export class PostgresSession {
           const tag = frame.body.toString('utf8', 0, Math.max(0, frame.body.length - 1));
           head.command.tags.push(tag);
           this.#applyTag(head.command, tag);
-          this.#finishResult(head);
+          this.#results.finish(head);
           if (head.kind === 'execute') {
             this.#audit.completed(head.command, true);
             this.#shift();
@@ -1355,16 +1352,14 @@ export class PostgresSession {
         out.push(frame.raw);
         if (head?.kind === 'execute') {
           head.command.tags.push(code === BackendCode.PortalSuspended ? 'SUSPENDED' : 'EMPTY');
-          this.#finishResult(head);
+          this.#results.finish(head);
           this.#audit.completed(head.command, true);
           this.#shift();
         }
         return;
       case BackendCode.CopyOutResponse: {
         if (head?.kind === 'query' || head?.kind === 'execute') {
-          const message = decodeBackend(frame) as { format: number };
-          const columns = head.command.masker && head.command.masker.columnRuleCount !== 0 ? this.#copyColumns(head.command, frame) : undefined;
-          head.copy = new CopyOutSet(message.format === 1, head.command.masker, this.#ports.recording, columns);
+          head.copy = this.#results.copyOut(head.command, frame);
         }
         out.push(frame.raw);
         return;
@@ -1376,7 +1371,7 @@ export class PostgresSession {
         return;
       }
       case BackendCode.ErrorResponse: {
-        const fields = this.#maskNotice(frame, head, out);
+        const fields = this.#results.maskNotice(frame, head, out, this.#lastMasker, this.#coveredInTransaction);
         const error = { code: fields.C ?? 'XX000', message: fields.M ?? '' };
         if (head?.kind === 'query') {
           head.command.error = error;
@@ -1408,7 +1403,7 @@ export class PostgresSession {
         if (this.#transactionStatus === TransactionStatus.Idle) this.#transactionEnded();
         out.push(frame.raw);
         if (head?.kind === 'query') {
-          this.#finishResult(head);
+          this.#results.finish(head);
           this.#audit.completed(head.command, head.command.error === undefined);
           this.#shift();
         } else if (head?.kind === 'sync') this.#shift();
@@ -1419,7 +1414,7 @@ export class PostgresSession {
         return;
       }
       case BackendCode.NoticeResponse:
-        this.#maskNotice(frame, head, out);
+        this.#results.maskNotice(frame, head, out, this.#lastMasker, this.#coveredInTransaction);
         return;
       case BackendCode.NotificationResponse:
         out.push(maskNotification(frame, this.#profiles.notifications) ?? frame.raw);
@@ -1494,62 +1489,5 @@ export class PostgresSession {
     }
   }
 
-  readonly #qualify = (tableOid: number, attnum: number): string | undefined => this.#ctx.catalog.qualifiedName(tableOid, attnum);
-
-  /**
-   * The source columns of each column of the `statement`-th result of a command, so column rules
-   * follow derived columns. Only for a profile with column rules: otherwise nothing is parsed.
-   */
-  #derivedFrom(command: Command, statement: number, fields: readonly FieldDescription[]): (readonly ColumnSource[] | undefined)[] | undefined {
-    const count = fields.length;
-    if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#registry.prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
-    return derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name));
-  }
-
-  /**
-   * Sends an ErrorResponse / NoticeResponse on, with the command's profile applied to its texts:
-   * a constraint violation's detail or a RAISE NOTICE can carry row values. Returns the fields as sent.
-   */
-  #maskNotice(frame: Frame, head: Expect | undefined, out: Outbox): Readonly<Record<string, string>> {
-    const fields = decodeNoticeFields(frame.body, frame.code === BackendCode.ErrorResponse ? 'ErrorResponse' : 'NoticeResponse');
-    const masker =
-      head?.kind === 'query' || head?.kind === 'execute' ? head.command.masker
-      : head?.kind === 'parse' || head?.kind === 'bind' ? head.masker
-      : this.#lastMasker;
-    if (!masker) {
-      out.push(frame.raw);
-      return fields;
-    }
-    const command = head?.kind === 'query' || head?.kind === 'execute' ? head.command : undefined;
-    const covered = this.#coveredInTransaction || (command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#registry.prepared));
-    const masked = maskServerFields(fields, masker, covered, {});
-    const changed = Object.keys(fields).some((type) => masked[type] !== fields[type]);
-    out.push(changed ? encodeNoticeFields(frame.code as typeof BackendCode.ErrorResponse, masked) : frame.raw);
-    return masked;
-  }
-
-  /** The columns of a COPY TO's lines (the `statement`-th of a simple query), so column rules apply to its fields. */
-  #copyColumns(command: Command, frame: Frame): ReturnType<typeof copyColumns> {
-    const message = decodeBackend(frame) as { columnFormats: readonly number[] };
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#registry.prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
-    return copyColumns(command.lineage ?? undefined, command.tags.length, message.columnFormats.length);
-  }
-
-  #resultOf(head: Extract<Expect, { kind: 'query' | 'execute' }>): ResultSet | undefined {
-    if (head.kind === 'execute' && !head.result && head.portal.description) {
-      const fields = head.portal.description;
-      head.result = new ResultSet(fields, head.command.masker, this.#ports.recording, this.#qualify, this.#derivedFrom(head.command, 0, fields));
-    }
-    return head.result;
-  }
-
-  #finishResult(head: Extract<Expect, { kind: 'query' | 'execute' }>): void {
-    const result = head.kind === 'execute' && !head.result && head.portal.description?.length ? this.#resultOf(head) : head.result;
-    if (result) this.#audit.returned(result.toEvent(head.command.id));
-    if (head.copy) this.#audit.returned(head.copy.toEvent(head.command.id));
-    head.result = undefined;
-    head.copy = undefined;
-  }
 }
 
