@@ -13,8 +13,6 @@ import {
   encodeBackendKeyData,
   encodeDescribe,
   encodeErrorResponse,
-  encodeNoticeFields,
-  encodeParse,
   encodeQuery,
   encodeReadyForQuery,
   encodeTerminate,
@@ -26,9 +24,9 @@ import {
   MessageTooLongError,
 } from '@sluice/codec-pg';
 import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
-import { failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, SluiceErrorCode, type Subject } from '@sluice/contracts';
+import { failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, type Subject } from '@sluice/contracts';
 import type { ProfileMasker } from '@sluice/masking-engine';
-import { sqlSyntaxError, type SessionStateEffects, type TargetCatalogFacts } from '@sluice/sql-classifier';
+import type { SessionStateEffects, TargetCatalogFacts } from '@sluice/sql-classifier';
 import { sqlJustification } from '../justification.js';
 import type { Decision, GovernancePorts } from '../ports.js';
 import { commandHash } from '../governance/approval-hold.js';
@@ -40,6 +38,7 @@ import { SocketFrames } from './frame-source.js';
 import { negotiateStartup, type ClientSocket } from './startup-negotiation.js';
 import { Outbox } from './outbox.js';
 import { coveredValueEscape, touchesCoveredColumn } from './lineage.js';
+import { approvalRefusal, denial, denialMessage, refusalMessage, TARGET_REFUSAL } from './refusals.js';
 import { SessionAudit } from './session-audit.js';
 import { StatementRegistry } from './statement-registry.js';
 import { SessionProfiles } from './session-profiles.js';
@@ -68,14 +67,6 @@ export interface SessionContext {
   /** Live sessions, so the adapter can close them on shutdown. */
   readonly sessions: Set<PostgresSession>;
 }
-
-/**
- * Sent to the target in place of a refused command. It fails in parse analysis (an invalid
- * integer literal) wherever it runs, needs no privilege and no extension, works in a read-only
- * transaction, and reads plainly in the server log. Named, so the agent's unnamed statement stays.
- */
-const TARGET_REFUSAL = encodeParse('sluice_refused', "select 'sluice: command refused'::pg_catalog.int4");
-
 
 /** The widest batch of extended-protocol messages held before deciding without a Sync. */
 const MAX_BATCH_MESSAGES = 1000;
@@ -564,11 +555,6 @@ export class PostgresSession {
     }
   }
 
-  #refusal(refusal: Refusal): Buffer {
-    if (refusal.position === undefined) return encodeErrorResponse({ severity: 'ERROR', code: refusal.code, message: refusal.message });
-    return encodeNoticeFields(BackendCode.ErrorResponse, { S: 'ERROR', V: 'ERROR', C: refusal.code, M: refusal.message, P: String(refusal.position) });
-  }
-
   /**
    * Answers a refused command and leaves the target's transaction as an error of the server's
    * own would: aborted inside a transaction block (a later COMMIT rolls back), untouched outside
@@ -576,18 +562,9 @@ export class PostgresSession {
    * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
    */
   #refuseOnTarget(refusal: Refusal, sync: boolean): void {
-    this.#expects.push({ kind: 'refused', message: this.#refusal(refusal), sync });
+    this.#expects.push({ kind: 'refused', message: refusalMessage(refusal), sync });
     this.#toUpstream.push(TARGET_REFUSAL);
     this.#toUpstream.push(sync ? SYNC : FLUSH);
-  }
-
-  /** A denial as the agent sees it: SQL the parser cannot read gets the server's own syntax error (42601). */
-  #denial(decision: Decision, text: string): Refusal {
-    if (decision.rule === '') {
-      const syntax = sqlSyntaxError(text);
-      if (syntax) return { code: SqlState.SyntaxError, message: syntax.message, ...(syntax.position !== undefined ? { position: syntax.position } : {}) };
-    }
-    return { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
   }
 
   /**
@@ -667,11 +644,6 @@ export class PostgresSession {
     this.#ctx.catalog.invalidateFacts();
   }
 
-  #denialMessage(decision: Decision): string {
-    if (decision.rule) return `permission denied by rule "${decision.rule}": ${decision.reason}`;
-    return `permission denied: ${decision.reason || `no rule allows ${decision.action} on ${this.#resource.name}`}`;
-  }
-
   /**
    * Masks what is recorded (and shown to approvers) of a command: its beginning only, past which
    * nothing is kept anyway; masking a PII-dense 12 MB text whole held every session for seconds.
@@ -747,12 +719,7 @@ export class PostgresSession {
         { commandId, command: this.#maskedText(text, maskProfileOf(decision)), commandHash: hash, decision, justification: sqlJustification(text) },
         hold.signal,
       );
-      if (result.granted) return undefined;
-      if (result.code === SluiceErrorCode.ApprovalUnavailable) return { code: SqlState.InsufficientPrivilege, message: 'permission denied: the approval could not be obtained' };
-      if (result.outcome === 'used') return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${result.approvalId} was already used` };
-      const by = result.approvers.length > 0 ? ` by ${result.approvers.join(', ')}` : '';
-      const why = result.reason ? `: ${result.reason}` : '';
-      return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${result.approvalId} ${result.outcome}${by}${why}` };
+      return approvalRefusal(result);
     } finally {
       this.#holds.delete(hold);
     }
@@ -781,7 +748,7 @@ export class PostgresSession {
     if (this.#closed) return;
     this.#recordDecided(commandId, text, decision);
     let refusal: Refusal | undefined;
-    if (decision.effect === 'deny') refusal = this.#denial(decision, text);
+    if (decision.effect === 'deny') refusal = denial(decision, text, this.#resource.name);
     else if (decision.effect === 'approve') refusal = await this.#approve(commandId, text, [], decision);
     if (this.#closed) return;
     const masking = refusal ? undefined : this.#maskerFor(decision, text);
@@ -860,7 +827,7 @@ export class PostgresSession {
     const decision = await this.#decide(decided);
     if (decision.effect === 'deny') {
       const commandId = this.#ports.newId();
-      const refusal = { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
+      const refusal = { code: SqlState.InsufficientPrivilege, message: denialMessage(decision, this.#resource.name) };
       this.#recordDecided(commandId, decided, decision);
       this.#recordRefused(commandId, refusal);
       return refusal;
@@ -917,7 +884,7 @@ export class PostgresSession {
           if (decision.effect === 'deny') {
             const commandId = this.#ports.newId();
             this.#recordDecided(commandId, message.text, decision);
-            refusal = this.#denial(decision, message.text);
+            refusal = denial(decision, message.text, this.#resource.name);
             this.#recordRefused(commandId, refusal);
             break;
           }
@@ -1113,7 +1080,7 @@ export class PostgresSession {
     const decision = await this.#decide(text);
     if (decision.effect !== 'allow') {
       const commandId = this.#ports.newId();
-      const refusal = { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
+      const refusal = { code: SqlState.InsufficientPrivilege, message: denialMessage(decision, this.#resource.name) };
       this.#recordDecided(commandId, text, decision);
       this.#recordRefused(commandId, refusal);
       return refusal;
