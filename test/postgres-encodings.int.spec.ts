@@ -164,6 +164,15 @@ describe('psql with PGCLIENTENCODING, direct and through Sluice', () => {
     expect(sluice.err.toString()).toBe('');
   });
 
+  it('fails a COPY FROM STDIN whose data is not valid in the client encoding with 22021, as direct, and nothing of it is stored', async () => {
+    const script = Buffer.concat([Buffer.from('create temp table t (a text);\ncopy t from stdin;\nok\nx'), Buffer.from([0x82, 0x27]), Buffer.from('\n\\.\nselect count(*) from t;\n')]);
+    const { direct, sluice } = await bothWays(script, 'SJIS', ['writers']);
+    expect(direct.err.toString()).toContain('invalid byte sequence for encoding "SJIS": 0x82 0x27');
+    expect(sluice.err.toString()).toContain('invalid byte sequence for encoding "SJIS": 0x82 0x27');
+    expect(sluice.out).toEqual(direct.out);
+    expect(direct.out.toString()).toBe('0\n');
+  });
+
   it('answers a character LATIN1 has no equivalent for with the server\'s 22P05, as direct', async () => {
     const { direct, sluice } = await bothWays(latin1("select note from notes where note like 'euro%';\nselect 'still here';\n"), 'LATIN1');
     expect(direct.err.toString()).toContain('character with byte sequence 0xe2 0x82 0xac in encoding "UTF8" has no equivalent in encoding "LATIN1"');

@@ -29,7 +29,7 @@ const frame = (code: number, body: Buffer): Frame => {
 
 /** Whether a message needs no conversion at all: ASCII reads the same in every client encoding PostgreSQL has. */
 const hasHighByte = (bytes: Uint8Array): boolean => {
-  for (const byte of bytes) if (byte >= 0x80) return true;
+  for (let i = 0; i < bytes.length; i++) if (bytes[i]! >= 0x80) return true;
   return false;
 };
 
@@ -201,7 +201,7 @@ export class ClientEdge {
     }
     if (message.code === FrontendCode.CopyFail) {
       this.#copyIn = undefined;
-      return frame(message.code, new Rewriter(message.body).rest().length > 0 ? this.#lossyString(message.body) : message.body);
+      return frame(message.code, this.#lossyString(message.body));
     }
     try {
       if (copy.binary) {

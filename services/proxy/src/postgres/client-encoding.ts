@@ -65,7 +65,7 @@ const ICONV_TABLES: Readonly<Record<string, string>> = {
   // PostgreSQL's SJIS, BIG5, GBK and UHC tables are Microsoft's code pages (932, 950, 936, 949).
   EUC_JP: 'eucjp', SJIS: 'cp932', BIG5: 'cp950', GBK: 'gbk', GB18030: 'gb18030', UHC: 'cp949',
   // iconv-lite reads EUC-CN and EUC-KR with the GBK and UHC tables, which accept more two-byte
-  // forms; `eucOnly` below refuses what the EUC forms do not have (any byte below 0x80 in a character).
+  // forms; eucViolation refuses what the EUC forms do not have.
   EUC_CN: 'gb2312', EUC_KR: 'euc-kr',
 };
 
@@ -89,8 +89,39 @@ const hexBytes = (bytes: Uint8Array): string => [...bytes].map((byte) => `0x${by
 
 /** Whether every byte is ASCII (and no NUL): such text reads the same in every client encoding PostgreSQL has. */
 const isPlainAscii = (bytes: Uint8Array): boolean => {
-  for (const byte of bytes) if (byte >= 0x80 || byte === 0) return false;
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]!;
+    if (byte >= 0x80 || byte === 0) return false;
+  }
   return true;
+};
+
+/**
+ * A single-byte encoding as two lookup tables built once from iconv-lite's: byte -> UTF-16 code
+ * (0xFFFD: no character) and UTF-16 code -> byte (0: none). A table walk is several times faster
+ * than iconv-lite's general path on short values, which is what rows are made of.
+ */
+interface SingleByteTables {
+  readonly toCode: Uint16Array;
+  readonly toByte: Uint8Array;
+}
+
+const singleByteTables = new Map<string, SingleByteTables>();
+
+const tablesOf = (table: string): SingleByteTables => {
+  const known = singleByteTables.get(table);
+  if (known) return known;
+  const toCode = new Uint16Array(256);
+  const toByte = new Uint8Array(0x10000);
+  for (let byte = 0; byte < 256; byte++) {
+    const char = iconv.decode(Buffer.from([byte]), table);
+    const code = char.length === 1 ? char.charCodeAt(0) : 0xfffd;
+    toCode[byte] = code;
+    if (code !== 0xfffd && byte !== 0 && toByte[code] === 0) toByte[code] = byte;
+  }
+  const tables = { toCode, toByte };
+  singleByteTables.set(table, tables);
+  return tables;
 };
 
 /** One non-UTF8 client encoding: strict conversion both ways, with the server's errors. */
@@ -98,6 +129,9 @@ export class ClientEncoding {
   readonly #table: string;
   readonly #singleByte: boolean;
   readonly #eucOnly: boolean;
+  readonly #eucTwoByte: boolean;
+  readonly #gb18030: boolean;
+  readonly #tables: SingleByteTables | undefined;
 
   private constructor(
     /** The name PostgreSQL reports (ParameterStatus client_encoding). */
@@ -106,6 +140,9 @@ export class ClientEncoding {
     this.#table = ICONV_TABLES[name]!;
     this.#singleByte = SINGLE_BYTE.has(name);
     this.#eucOnly = EUC_ONLY.has(name);
+    this.#eucTwoByte = name !== 'EUC_JP';
+    this.#gb18030 = name === 'GB18030';
+    this.#tables = this.#singleByte ? tablesOf(this.#table) : undefined;
   }
 
   /**
@@ -128,31 +165,58 @@ export class ClientEncoding {
     if (isPlainAscii(bytes)) return Buffer.from(bytes).toString('latin1');
     const zero = bytes.indexOf(0);
     if (zero >= 0) throw this.#invalid(bytes.subarray(zero, zero + 1));
+    if (this.#tables) return this.#decodeSingleByte(bytes, this.#tables.toCode);
     const text = iconv.decode(Buffer.from(bytes), this.#table);
-    // iconv-lite replaces what it cannot read: only an exact round trip proves the bytes valid.
-    const again = iconv.encode(text, this.#table);
-    const at = firstDifference(again, bytes);
-    if (at < 0 && (!this.#eucOnly || asciiCount(bytes) === asciiCount(text))) return text;
-    const offset = at < 0 ? firstAsciiInCharacter(bytes) : at;
+    // iconv-lite replaces what it cannot read with U+FFFD, which no client encoding but GB18030 has
+    // a form for; GB18030 maps all of Unicode, so there an exact round trip proves the bytes valid.
+    // (A round trip elsewhere would refuse valid duplicates: SJIS 0x8790 and 0x81E0 are both ≒.)
+    const at = this.#gb18030 ? firstDifference(iconv.encode(text, this.#table), bytes) : invalidAt(text, this.#table);
+    const offset = at >= 0 ? at : this.#eucOnly ? eucViolation(bytes, this.#eucTwoByte) : -1;
+    if (offset < 0) return text;
     if (this.#singleByte) {
       throw new EncodingConversionError(UNTRANSLATABLE_CHARACTER, `character with byte sequence ${hexBytes(bytes.subarray(offset, offset + 1))} in encoding "${this.name}" has no equivalent in encoding "UTF8"`);
     }
     throw this.#invalid(bytes.subarray(offset, offset + 2));
   }
 
+  #decodeSingleByte(bytes: Uint8Array, toCode: Uint16Array): string {
+    const codes = new Uint16Array(bytes.length);
+    for (let i = 0; i < bytes.length; i++) {
+      const code = toCode[bytes[i]!]!;
+      if (code === 0xfffd) {
+        throw new EncodingConversionError(UNTRANSLATABLE_CHARACTER, `character with byte sequence ${hexBytes(bytes.subarray(i, i + 1))} in encoding "${this.name}" has no equivalent in encoding "UTF8"`);
+      }
+      codes[i] = code;
+    }
+    return Buffer.from(codes.buffer, codes.byteOffset, codes.byteLength).toString('utf16le');
+  }
+
   /** Text in this encoding; throws 22P05 for a character it has no equivalent for, as the server would. */
   encode(text: string): Buffer {
-    const bytes = iconv.encode(text, this.#table);
-    if (iconv.decode(bytes, this.#table) === text) return bytes;
-    for (const char of text) {
-      if (iconv.decode(iconv.encode(char, this.#table), this.#table) !== char) {
-        throw new EncodingConversionError(
-          UNTRANSLATABLE_CHARACTER,
-          `character with byte sequence ${hexBytes(Buffer.from(char, 'utf8'))} in encoding "UTF8" has no equivalent in encoding "${this.name}"`,
-        );
+    const tables = this.#tables;
+    if (tables) {
+      const out = Buffer.allocUnsafe(text.length);
+      for (let i = 0; i < text.length; i++) {
+        const code = text.charCodeAt(i);
+        const byte = code < 0x80 ? code : tables.toByte[code]!;
+        if (byte === 0 && code !== 0) throw this.#untranslatable(text.codePointAt(i)!);
+        out[i] = byte;
       }
+      return out;
+    }
+    const bytes = iconv.encode(text, this.#table);
+    // iconv-lite writes `?` for a character the table lacks; no multi-byte form of these encodings
+    // has 0x3F inside it, so as many `?` out as in means nothing was replaced.
+    if (count(bytes, 0x3f) === countChar(text, '?')) return bytes;
+    for (const char of text) {
+      if (iconv.decode(iconv.encode(char, this.#table), this.#table) !== char) throw this.#untranslatable(char.codePointAt(0)!);
     }
     return bytes;
+  }
+
+  #untranslatable(codePoint: number): EncodingConversionError {
+    const utf8 = Buffer.from(String.fromCodePoint(codePoint), 'utf8');
+    return new EncodingConversionError(UNTRANSLATABLE_CHARACTER, `character with byte sequence ${hexBytes(utf8)} in encoding "UTF8" has no equivalent in encoding "${this.name}"`);
   }
 
   /** UTF-8 bytes from the target in this encoding (strict); plain ASCII is returned as it is. */
@@ -178,22 +242,47 @@ export class ClientEncoding {
   }
 }
 
+const count = (bytes: Uint8Array, value: number): number => {
+  let n = 0;
+  for (const byte of bytes) if (byte === value) n++;
+  return n;
+};
+
+const countChar = (text: string, char: string): number => {
+  let n = 0;
+  for (let at = text.indexOf(char); at >= 0; at = text.indexOf(char, at + 1)) n++;
+  return n;
+};
+
 const firstDifference = (a: Uint8Array, b: Uint8Array): number => {
   const length = Math.min(a.length, b.length);
   for (let i = 0; i < length; i++) if (a[i] !== b[i]) return i;
   return a.length === b.length ? -1 : length;
 };
 
-const asciiCount = (value: Uint8Array | string): number => {
-  let count = 0;
-  if (typeof value === 'string') {
-    for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) < 0x80) count++;
-  } else for (const byte of value) if (byte < 0x80) count++;
-  return count;
+/** The byte offset of the first character iconv-lite could not read (U+FFFD in its output), or -1. */
+const invalidAt = (text: string, table: string): number => {
+  const replaced = text.indexOf('\uFFFD');
+  return replaced < 0 ? -1 : iconv.encode(text.slice(0, replaced), table).length;
 };
 
-/** Where an EUC character has an ASCII byte inside it: the high byte before the first such byte. */
-const firstAsciiInCharacter = (bytes: Uint8Array): number => {
-  for (let i = 1; i < bytes.length; i++) if (bytes[i]! < 0x80 && bytes[i - 1]! >= 0x80) return i - 1;
-  return 0;
+/**
+ * Where EUC bytes leave the EUC form (iconv-lite reads EUC-CN and EUC-KR with the wider GBK and UHC
+ * tables): every byte of a character is 0xA1-0xFE (EUC-JP also has the single shifts 0x8E and 0x8F
+ * as a first byte). Returns the offset of the first character that breaks it, or -1.
+ */
+const eucViolation = (bytes: Uint8Array, twoByteOnly: boolean): number => {
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i]!;
+    if (byte < 0x80) continue;
+    const shift = !twoByteOnly && (byte === 0x8e || byte === 0x8f);
+    if (!shift && (byte < 0xa1 || byte === 0xff)) return i;
+    const length = byte === 0x8f ? 3 : 2;
+    for (let k = 1; k < length; k++) {
+      const next = bytes[i + k];
+      if (next === undefined || next < 0xa1 || next === 0xff) return i;
+    }
+    i += length - 1;
+  }
+  return -1;
 };
