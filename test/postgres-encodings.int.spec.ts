@@ -238,6 +238,23 @@ describe('SET client_encoding mid-session, raw protocol', () => {
     expect(values(afterLogin(sluice))).toEqual(values(afterLogin(direct)));
   });
 
+  it('converts binary-format text values, passes binary numbers as they are, and refuses a binary array with 0A000 naming its column', async () => {
+    const binaryRow = async (session: RawPostgresSession, sql: string): Promise<void> => {
+      const before = session.count('ReadyForQuery');
+      session.send(message('P', NUL, latin1(sql), NUL, Buffer.from([0, 0])), message('B', NUL, NUL, Buffer.from([0, 0, 0, 0, 0, 1, 0, 1])), encodeExecute(''), encodeSync());
+      await session.readyCount(before + 1);
+    };
+    const { direct, sluice } = await rawBothWays(['readers'], async (session) => {
+      await rawQuery(session, Buffer.from("set client_encoding to 'LATIN1'"));
+      await binaryRow(session, "select 'é'::text as t, 'ü'::varchar as v, 233::int4 as n");
+      await binaryRow(session, "select array['é'] as tags");
+    });
+    const rows = values(afterLogin(direct));
+    expect(rows[0]).toBe(['e9', 'fc', '000000e9'].join('|'));
+    expect(values(afterLogin(sluice))).toEqual([rows[0]]);
+    expect(sluice.errors()).toEqual([expect.objectContaining({ C: '0A000', M: expect.stringContaining('column "tags"') })]);
+  });
+
   it('refuses a SET client_encoding the proxy cannot convert (0A000) or that the server has no name for (22023), and the session goes on', async () => {
     const session = await frontDoor.openRaw(['readers']);
     await rawQuery(session, Buffer.from("set client_encoding to 'EUC_TW'"));

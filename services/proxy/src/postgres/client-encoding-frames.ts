@@ -5,7 +5,7 @@
  * @see https://www.postgresql.org/docs/current/protocol-message-formats.html
  * @see https://www.postgresql.org/docs/current/multibyte.html#MULTIBYTE-AUTOMATIC-CONVERSION
  */
-import { BackendCode, FrontendCode, type FieldDescription, type Frame } from '@sluice/codec-pg';
+import { BackendCode, decodeNoticeFields, encodeNoticeFields, FrontendCode, type FieldDescription, type Frame } from '@sluice/codec-pg';
 import { EncodingConversionError, type ClientEncoding } from './client-encoding.js';
 import { Outbox } from './outbox.js';
 
@@ -82,6 +82,8 @@ class Rewriter {
 }
 
 const NEWLINE = 0x0a;
+/** Statements whose declared parameter types the edge keeps. */
+const MAX_STATEMENT_TYPES = 1024;
 
 /**
  * One session's conversion state: the encoding, the parameter types of its Parse'd statements
@@ -128,7 +130,11 @@ export class ClientEdge {
         const count = body.int16();
         const types: number[] = [];
         for (let i = 0; i < count; i++) types.push(message.body.readUInt32BE(message.body.length - 4 * (count - i)));
-        this.#parameterTypes.set(message.body.subarray(0, start).toString('latin1'), types);
+        const name = message.body.subarray(0, start).toString('latin1');
+        this.#parameterTypes.delete(name);
+        // Bounded: a statement whose types were dropped has its binary parameters refused, not guessed.
+        if (this.#parameterTypes.size >= MAX_STATEMENT_TYPES) this.#parameterTypes.delete(this.#parameterTypes.keys().next().value!);
+        this.#parameterTypes.set(name, types);
         if (!hasHighByte(message.body)) return message;
         break;
       }
@@ -252,11 +258,7 @@ export class ClientEdge {
     if (code === BackendCode.ParameterStatus) return this.#parameterStatus(body);
     if (code === BackendCode.CopyOutResponse) this.#copyOutBinary = body[0] === 1;
     if (code === BackendCode.CopyInResponse) this.#copyIn = { binary: body[0] === 1, pending: Buffer.alloc(0), failed: false };
-    if (code === BackendCode.ErrorResponse && this.#copyFailure) {
-      const failure = this.#copyFailure;
-      this.#copyFailure = undefined;
-      return this.#notice(code, body, failure);
-    }
+    if (code === BackendCode.ErrorResponse && this.#copyFailure) return this.#notice(code, body, this.#copyFailure);
     if (!hasHighByte(body)) return message;
     const fromUtf8 = (bytes: Buffer): Buffer => this.encoding.fromUtf8(bytes);
     const out = new Rewriter(body);
@@ -311,20 +313,25 @@ export class ClientEdge {
   /**
    * An ErrorResponse or NoticeResponse: every field in the agent's encoding, a character without an
    * equivalent as `?` (the agent must get the error whole). `replace`: the code and message of a
-   * COPY the edge failed, in place of the server's "COPY from stdin failed".
+   * COPY the edge failed, in place of the server's "COPY from stdin failed: <them>" (only that error).
    */
   #notice(code: number, body: Buffer, replace: { code: string; message: string } | undefined): Buffer {
     const parts: Buffer[] = [];
+    let replaced = false;
     let at = 0;
     while (at < body.length && body[at] !== 0) {
       const type = String.fromCharCode(body[at]!);
       const end = body.indexOf(0, at + 1);
       if (end < 0) break;
-      let value = body.subarray(at + 1, end).toString('utf8');
-      if (replace && type === 'C') value = replace.code;
-      if (replace && type === 'M') value = replace.message;
-      parts.push(Buffer.from([body[at]!]), this.encoding.encodeLossy(value), Buffer.from([0]));
+      parts.push(Buffer.from([body[at]!]), this.encoding.encodeLossy(body.subarray(at + 1, end).toString('utf8')), Buffer.from([0]));
+      if (replace && type === 'M' && body.subarray(at + 1, end).toString('utf8') === `COPY from stdin failed: ${replace.message}`) replaced = true;
       at = end + 1;
+    }
+    if (replaced && replace) {
+      // The server's error for the CopyFail the edge sent: the agent gets the conversion error itself.
+      this.#copyFailure = undefined;
+      const fields = decodeNoticeFields(body, code === BackendCode.ErrorResponse ? 'ErrorResponse' : 'NoticeResponse');
+      return this.toClient(encodeNoticeFields(BackendCode.ErrorResponse, { ...fields, C: replace.code, M: replace.message }), undefined);
     }
     parts.push(Buffer.from([0]));
     return frame(code, Buffer.concat(parts)).raw;

@@ -89,6 +89,17 @@ export class SessionClientEncoding {
     return { upstreamText, switchTo: effect.local ? undefined : target };
   }
 
+  /**
+   * A refusal for an extended-protocol statement that would change client_encoding (only a simple
+   * query is carried out); undefined when it changes nothing (RESET ALL back to the same encoding).
+   */
+  extendedRefusal(text: string, inTransaction: boolean): EncodingRefusal | undefined {
+    const plan = this.plan(text, inTransaction);
+    if (!plan || 'code' in plan) return plan;
+    if (plan.upstreamText === undefined && (plan.switchTo === undefined || plan.switchTo.name === this.reported)) return undefined;
+    return { code: '0A000', message: 'client_encoding can be changed through sluice only by a simple query' };
+  }
+
   /** The ParameterStatus the agent gets when the switch changes what it was told, else undefined. */
   switched(to: EncodingSwitch): Buffer | undefined {
     if (to.name === this.reported) return undefined;

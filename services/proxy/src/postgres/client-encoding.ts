@@ -11,18 +11,12 @@
  * @see https://www.postgresql.org/docs/current/multibyte.html#MULTIBYTE-CHARSET-SUPPORTED
  */
 import iconv from 'iconv-lite';
-import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
+import { SluiceErrorCode } from '@sluice/contracts';
+import { SqlStateError } from './sqlstate.js';
 
 /** The server's error for text that cannot be converted, with its SQLSTATE and wording. */
-export class EncodingConversionError extends SluiceError {
-  readonly code = SluiceErrorCode.PolicyDenied;
-  override readonly expose = true;
-  constructor(
-    readonly sqlstate: string,
-    message: string,
-  ) {
-    super(message);
-  }
+export class EncodingConversionError extends SqlStateError {
+  readonly code = SluiceErrorCode.InvalidArgument;
 }
 
 /** invalid_byte_sequence_for_encoding. */

@@ -1139,8 +1139,8 @@ export class PostgresSession {
           refusal = this.#statementTooLong(this.#ports.newId(), message.text);
           if (refusal) break;
           if (this.#effectsOf(message.text).clientEncoding) {
-            refusal = { code: SqlState.FeatureNotSupported, message: 'client_encoding can be changed through sluice only by a simple query' };
-            break;
+            refusal = this.#clientEncoding?.extendedRefusal(message.text, this.#transactionStatus !== TransactionStatus.Idle);
+            if (refusal) break;
           }
           const decision = await this.#decide(message.text, executes);
           if (decision.effect === 'deny') {

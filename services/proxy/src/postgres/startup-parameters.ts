@@ -9,7 +9,8 @@
  * @see https://www.postgresql.org/docs/current/protocol-message-formats.html (StartupMessage)
  * @see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-OPTIONS
  */
-import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
+import { SluiceErrorCode } from '@sluice/contracts';
+import { SqlStateError } from './sqlstate.js';
 import { ClientEncoding, EncodingConversionError, pgEncodingName } from './client-encoding.js';
 
 /**
@@ -43,15 +44,8 @@ const DATABASE = 'database';
 const OPTIONS = 'options';
 
 /** Why a startup packet is refused: the SQLSTATE and a message (written for the agent) naming the parameter. */
-export class StartupParameterRefusal extends SluiceError {
+export class StartupParameterRefusal extends SqlStateError {
   readonly code = SluiceErrorCode.PolicyDenied;
-  override readonly expose = true;
-  constructor(
-    readonly sqlstate: string,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 export interface StartupTarget {
