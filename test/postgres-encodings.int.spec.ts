@@ -222,6 +222,7 @@ describe('SET client_encoding mid-session, raw protocol', () => {
     expect(sluice.summary()).toEqual(direct.summary());
     expect(sluice.errors().map((e) => [e.C, e.M])).toEqual(direct.errors().map((e) => [e.C, e.M]));
     expect(direct.errors()[0]).toMatchObject({ C: '22021', M: 'invalid byte sequence for encoding "SJIS": 0x82 0x27' });
+    expect(frontDoor.events.some((e) => e.kind === 'command.decided' && e.data.command === '[not valid in client_encoding SJIS]')).toBe(true);
   });
 
   it('converts the extended protocol too: Parse text and a text Bind parameter in LATIN1', async () => {

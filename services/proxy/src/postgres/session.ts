@@ -764,17 +764,17 @@ export class PostgresSession {
     } catch (error) {
       if (!(error instanceof EncodingConversionError)) throw error;
       const refusal = { code: error.sqlstate, message: error.message };
-      if (frame.code === FrontendCode.Query) {
-        const refuse = (): void => {
-          if (!this.#discardUntilSync) this.#refuseOnTarget(refusal, true);
-        };
-        return this.#batch.length > 0 ? this.#processBatch('implicit').then(refuse) : void refuse();
-      }
-      // An extended-protocol message: the server's error skips the rest up to the Sync.
+      // On the record as a command refused before any rule: its text cannot be read to be recorded.
+      const commandId = this.#ports.newId();
+      this.#commands++;
+      this.#governor().recordRefusedBeforeRule({ commandId, command: `[not valid in client_encoding ${edge.encoding.name}]` }, error.message);
+      this.#recordRefused(commandId, refusal);
+      // A simple query's error ends with ReadyForQuery; an extended-protocol one skips to the Sync.
+      const simple = frame.code === FrontendCode.Query;
       const refuse = (): void => {
         if (this.#discardUntilSync) return;
-        this.#refuseOnTarget(refusal, false);
-        this.#discardUntilSync = true;
+        this.#refuseOnTarget(refusal, simple);
+        if (!simple) this.#discardUntilSync = true;
       };
       return this.#batch.length > 0 ? this.#processBatch('implicit').then(refuse) : void refuse();
     }
