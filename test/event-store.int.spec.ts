@@ -107,6 +107,13 @@ describe('event store appends on PostgreSQL', () => {
     expect(await appendSigned(store, [good])).toEqual({ stored: 1, duplicates: 0 });
   });
 
+  it('stores an event whose id and session hold a lone surrogate once, and finds it stored when it comes again', async () => {
+    const event = { ...decided(`lone-${RUN}\ud800`), id: `${RUN}-lone\udc00` };
+    expect(await appendSigned(store, [event])).toEqual({ stored: 1, duplicates: 0 });
+    expect(await appendSigned(store, [event, decided(`lone-${RUN}\ud800`)])).toEqual({ stored: 1, duplicates: 1 });
+    expect((await store.sessionEvents(`lone-${RUN}\ufffd`)).map((stored) => stored.seq > 0)).toEqual([true, true]);
+  });
+
   it('stores nothing and goes on through its one connection when the COPY is refused before its first row', async () => {
     // The rows travel with the COPY statement (not after CopyInResponse): refused at its start,
     // the server must drop them and stay in step with the client.

@@ -305,6 +305,14 @@ interface EventRow {
 const rowToEvent = (row: EventRow): StoredCloudEvent =>
   joinEvent({ id: row.id, source: row.source, type: row.type, sessionId: row.session_id, time: new Date(row.time), data: row.data, ext: row.ext ?? {} });
 
+const LONE_SURROGATE = /\p{Surrogate}/u;
+const LONE_SURROGATES = /\p{Surrogate}/gu;
+/**
+ * A lone surrogate as U+FFFD, which is what its UTF-8 (a parameter, a COPY field) becomes: in a
+ * JSON literal it would be a \u escape PostgreSQL refuses, and the batch would fail for ever.
+ */
+const wellFormed = (text: string): string => (LONE_SURROGATE.test(text) ? text.replace(LONE_SURROGATES, '\uFFFD') : text);
+
 /** What a batch touches: its event ids, and its sessions in the one order every appender locks them. */
 const keysOf = (batch: PreparedBatch): { ids: string[]; sessions: string[] } => ({
   ids: batch.rows.map(({ row }) => row.id),
@@ -357,8 +365,9 @@ const chain = (batch: PreparedBatch, stored: readonly StoredOfBatch[]): ChainLin
   }
   const links: ChainLink[] = [];
   for (const prepared of batch.rows) {
-    if (existing.has(prepared.row.id)) continue;
-    const sessionId = prepared.row.session_id;
+    // Compared as stored: a lone surrogate comes back from the database as U+FFFD.
+    if (existing.has(wellFormed(prepared.row.id))) continue;
+    const sessionId = wellFormed(prepared.row.session_id);
     const head = heads.get(sessionId) ?? { hash: GENESIS_HASH, sessionSeq: 0 };
     // The JCS text is that of the form rebuilt from the columns, exactly what verify recomputes.
     const link = { prepared, sessionSeq: head.sessionSeq + 1, hash: chainHashOf(head.hash, prepared.canonical), prevHash: head.hash };
@@ -478,7 +487,8 @@ class KyselyEventStore implements EventStore {
     let open = false;
     try {
       const { ids, sessions } = keysOf(batch);
-      const textArray = (values: readonly string[]): string => `ARRAY(SELECT json_array_elements_text(${client.escapeLiteral(JSON.stringify(values))}::json))`;
+      const textArray = (values: readonly string[]): string =>
+        `ARRAY(SELECT json_array_elements_text(${client.escapeLiteral(JSON.stringify(values.map(wellFormed)))}::json))`;
       const sessionsArray = textArray(sessions);
       open = true;
       // Each statement of a Query message gets its own snapshot, so the lookup sees every chain
