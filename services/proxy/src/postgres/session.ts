@@ -30,11 +30,11 @@ import {
   MessageTooLongError,
 } from '@sluice/codec-pg';
 import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
-import { failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, SluiceErrorCode, type Subject, type SubjectRef } from '@sluice/contracts';
+import { ConnectionClosedError, failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, SluiceErrorCode, type Subject, type SubjectRef } from '@sluice/contracts';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
 import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import { sqlJustification } from '../justification.js';
-import type { Decision, GovernancePorts } from '../ports.js';
+import type { Decision, GovernancePorts, GovernedCommand } from '../ports.js';
 import { commandHash } from '../governance/approval-hold.js';
 import { Governor } from '../governance/governor.js';
 import type { CancelKeys } from './cancel.js';
@@ -44,7 +44,7 @@ import { Outbox } from './outbox.js';
 import { copyColumns, coveredValueEscape, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
 import { SessionProfiles, type DeclaredCursor } from './session-profiles.js';
 import { maskNotification, maskServerFields } from './server-texts.js';
-import { CopyOutSet, ResultSet } from './results.js';
+import { CopyOutSet, ResultColumnsCache, ResultSet } from './results.js';
 import { normaliseSql } from './approval-text.js';
 import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
@@ -284,6 +284,7 @@ export class PostgresSession {
   #executedSinceSync = false;
   readonly #effects = new SessionEffectsCache();
   readonly #lineage = new LineageCache();
+  readonly #resultColumns = new ResultColumnsCache();
   /** A DDL or admin statement was let through since the last ReadyForQuery outside a transaction. */
   #schemaChanged = false;
   /** The catalog facts of the latest decision, for the masking checks that follow it. */
@@ -468,6 +469,12 @@ export class PostgresSession {
     this.#client.on('data', this.#onClientData);
     this.#client.on('end', () => this.#close('client_closed'));
     this.#client.on('close', () => this.#close('client_closed'));
+    // What the agent sent while the session was being set up but could not be read (a malformed
+    // message, a close): the socket's own event is gone, so it is handled here.
+    if (frames.failure) {
+      this.#clientReadFailed(frames.failure);
+      return;
+    }
     if (upstream.pending.length > 0) this.#handleUpstreamFrames(upstream.pending);
     if (pending.length > 0) this.#enqueue(pending);
     const rest = this.#clientReader.takeLeftover();
@@ -618,14 +625,19 @@ export class PostgresSession {
     try {
       frames = this.#clientReader!.push(chunk);
     } catch (error) {
-      // Refused before a byte of it is buffered; the rest of it cannot be skipped safely.
-      if (error instanceof MessageTooLongError) {
-        this.#close('message_too_long', { code: SqlState.ProgramLimitExceeded, message: `message of ${error.length} bytes exceeds this resource's limit of ${error.limit} bytes` });
-      } else this.#malformed();
+      this.#clientReadFailed(error as Error);
       return;
     }
     if (frames.length > 0) this.#enqueue(frames);
   };
+
+  #clientReadFailed(error: Error): void {
+    // Refused before a byte of it is buffered; the rest of it cannot be skipped safely.
+    if (error instanceof MessageTooLongError) {
+      this.#close('message_too_long', { code: SqlState.ProgramLimitExceeded, message: `message of ${error.length} bytes exceeds this resource's limit of ${error.limit} bytes` });
+    } else if (error instanceof ConnectionClosedError) this.#close('client_closed');
+    else this.#malformed();
+  }
 
   #malformed(): void {
     this.#close('protocol_malformed', { code: SqlState.ProtocolViolation, message: 'invalid frontend message' });
@@ -781,8 +793,36 @@ export class PostgresSession {
     if (this.#expects.length === 0) for (const wake of this.#settleWaiters.splice(0)) wake();
   }
 
+  /**
+   * The decision at once when nothing must be waited for and every answer is cached (catalog
+   * facts, the policy's decision, also by the text's shape): a statement with a new literal is
+   * then decided and sent in the turn its bytes arrived, without a promise or a span. Undefined
+   * when #decide must be awaited, which also gives every fail-closed answer.
+   */
+  #decideNow(text: string): Decision | undefined {
+    if (this.#closed || !this.#searchPath || this.#searchPathRefresh || text.includes('\\')) return undefined;
+    if (this.#expects.some(changesPreparedStatements) || this.#effectsOf(text).unqualifiedAfterPathChange) return undefined;
+    const catalog = this.#ctx.catalog.cachedFacts();
+    if (!catalog) return undefined;
+    const verdict = this.#governor().cachedVerdict(this.#sqlCommand(text, this.#searchPath, catalog));
+    if (!verdict) return undefined;
+    this.#decidedWith = catalog;
+    return this.#noteDecision(verdict.decision);
+  }
+
+  #sqlCommand(text: string, searchPath: readonly string[], catalog: TargetCatalogFacts): GovernedCommand {
+    return { kind: 'sql', text, searchPath, preparedStatements: this.#prepared, catalog: this.#schemaChanged ? { ...catalog, uncommittedChanges: true } : catalog };
+  }
+
+  #noteDecision(decision: Decision): Decision {
+    if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#schemaChanged = true;
+    return decision;
+  }
+
   /** `afterExecute`: an Execute earlier in the batch being decided runs before this text is read. */
   async #decide(text: string, afterExecute = false): Promise<Decision> {
+    const now = this.#decideNow(text);
+    if (now) return now;
     // Only a backslash reads differently with standard_conforming_strings off (or in a multi-byte
     // encoding): such text is decided once every earlier command has been answered, so a
     // ParameterStatus that changed the lexer state has been seen (and closed the session).
@@ -809,15 +849,8 @@ export class PostgresSession {
       return failClosedDecision('the target catalog (functions, views, inheritance) could not be read');
     }
     // A policy that cannot answer denies (fail closed): the governor's verdict.
-    const { decision } = await this.#governor().decide({
-      kind: 'sql',
-      text,
-      ...(this.#searchPath ? { searchPath: this.#searchPath } : {}),
-      preparedStatements: this.#prepared,
-      catalog: this.#schemaChanged ? { ...catalog, uncommittedChanges: true } : catalog,
-    });
-    if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#schemaChanged = true;
-    return decision;
+    const { decision } = await this.#governor().decide(this.#sqlCommand(text, this.#searchPath, catalog));
+    return this.#noteDecision(decision);
   }
 
   /** The protocol-neutral governance of this session's commands (decide, record, hold, mask). */
@@ -933,46 +966,59 @@ export class PostgresSession {
     }
   }
 
-  /** A simple Query: the whole text is one command, decided before a byte goes upstream. */
-  async #query(frame: Frame): Promise<void> {
+  /**
+   * A simple Query: the whole text is one command, decided before a byte goes upstream. A promise
+   * only when something must be waited for (a decision not cached, an approval, an audit ack):
+   * otherwise it is forwarded in the turn its bytes arrived.
+   */
+  #query(frame: Frame): Promise<void> | undefined {
     // The target skips to the pipeline's Sync since an error: it ignores this query, so does the proxy.
-    if (this.#discardUntilSync) return;
+    if (this.#discardUntilSync) return undefined;
     const message = decodeFrontend(frame) as Extract<FrontendMessage, { type: 'Query' }>;
     const text = message.text;
     const commandId = this.#ports.newId();
     const auditRefusal = this.#auditRefusal();
     if (auditRefusal) {
       this.#refuseOnTarget(auditRefusal, true);
-      return;
+      return undefined;
     }
     const tooLong = this.#statementTooLong(commandId, text);
     if (tooLong) {
       this.#refuseOnTarget(tooLong, true);
-      return;
+      return undefined;
     }
     // Between batches a simple query may read an unknown search_path first.
     if (!this.#searchPath && !this.#searchPathRefresh) this.#refreshSearchPath();
-    const decision = await this.#decide(text);
-    if (this.#closed) return;
+    const decided = this.#decideNow(text);
+    if (decided) return this.#decidedQuery(frame, commandId, text, decided);
+    return this.#decide(text).then((decision) => this.#decidedQuery(frame, commandId, text, decision));
+  }
+
+  #decidedQuery(frame: Frame, commandId: string, text: string, decision: Decision): Promise<void> | undefined {
+    if (this.#closed) return undefined;
     this.#recordDecided(commandId, text, decision);
-    let refusal: Refusal | undefined;
-    if (decision.effect === 'deny') refusal = this.#denial(decision, text);
-    else if (decision.effect === 'approve') refusal = await this.#approve(commandId, text, [], decision);
-    if (this.#closed) return;
+    if (decision.effect === 'approve') return this.#approve(commandId, text, [], decision).then((refusal) => this.#sendQuery(frame, commandId, text, decision, refusal));
+    return this.#sendQuery(frame, commandId, text, decision, decision.effect === 'deny' ? this.#denial(decision, text) : undefined);
+  }
+
+  /** `acked`: the bus has acknowledged its record (or the resource does not wait for that). */
+  #sendQuery(frame: Frame, commandId: string, text: string, decision: Decision, refusal: Refusal | undefined, acked = false): Promise<void> | undefined {
+    if (this.#closed) return undefined;
     const masking = refusal ? undefined : this.#maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
-    if (!refusal && this.#resource.audit?.wait === 'ack') refusal = await this.#unacknowledged();
-    if (this.#closed) return;
+    if (!refusal && !acked && this.#resource.audit?.wait === 'ack') {
+      return this.#unacknowledged().then((unacked) => this.#sendQuery(frame, commandId, text, decision, unacked, true));
+    }
     if (this.#discardUntilSync) {
       // An earlier message of the pipeline failed on the target meanwhile: it ignores this query.
       this.#recordRefused(commandId, { code: SqlState.ProtocolViolation, message: 'not run: the target ignores every message up to the Sync of a pipeline that failed' });
-      return;
+      return undefined;
     }
     if (refusal || !masking || 'code' in masking) {
       refusal ??= { code: SqlState.SystemError, message: 'command refused' };
       this.#recordRefused(commandId, refusal);
       this.#refuseOnTarget(refusal, true);
-      return;
+      return undefined;
     }
     this.#expects.push({ kind: 'query', command: this.#newCommand(commandId, masking.masker, text) });
     this.#toUpstream.push(frame.raw);
@@ -981,6 +1027,7 @@ export class PostgresSession {
     // The path the text was decided under is the one it runs under: a built-in call without
     // arguments (`count(*)`, `now()`) then cannot change it, and costs no re-read.
     if (this.#effectsOf(text, this.#searchPath).searchPath) this.#refreshSearchPath();
+    return undefined;
   }
 
   #effectsOf(text: string, searchPath?: readonly string[]): SessionStateEffects {
@@ -1483,10 +1530,12 @@ export class PostgresSession {
       }
       case BackendCode.RowDescription: {
         if (head?.kind === 'query') {
-          const fields = decodeRowDescription(frame.body);
           // A simple query's n-th statement ends with its n-th CommandComplete: the tags so far count them.
-          const derived = this.#derivedFrom(head.command, head.command.tags.length, fields);
-          head.result = new ResultSet(fields, head.command.masker, this.#ports.recording, this.#qualify, derived);
+          const command = head.command;
+          const statement = command.tags.length;
+          const lineage = this.#masksByColumn(command) ? this.#lineageOf(command) : undefined;
+          const columns = this.#resultColumns.of(frame.body, command.masker, lineage, statement, this.#qualify, (fields) => this.#derivedFrom(command, statement, fields));
+          head.result = new ResultSet(columns, command.masker, this.#ports.recording);
           out.push(frame.raw);
         } else if (head?.kind === 'describeStatement') {
           head.statement.description = decodeRowDescription(frame.body);
@@ -1703,9 +1752,18 @@ export class PostgresSession {
    */
   #derivedFrom(command: Command, statement: number, fields: readonly FieldDescription[]): (readonly ColumnSource[] | undefined)[] | undefined {
     const count = fields.length;
-    if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
+    if (!this.#masksByColumn(command) || count === 0) return undefined;
+    return derivedColumns(this.#lineageOf(command) ?? undefined, statement, count, fields.map((field) => field.name));
+  }
+
+  #masksByColumn(command: Command): boolean {
+    return command.masker !== undefined && command.masker.columnRuleCount !== 0;
+  }
+
+  /** The command's lineage (null: unknown), computed at the first result that needs it. */
+  #lineageOf(command: Command): SqlLineage | null {
     if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
-    return derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name));
+    return command.lineage;
   }
 
   /**
@@ -1733,8 +1791,7 @@ export class PostgresSession {
   /** The columns of a COPY TO's lines (the `statement`-th of a simple query), so column rules apply to its fields. */
   #copyColumns(command: Command, frame: Frame): ReturnType<typeof copyColumns> {
     const message = decodeBackend(frame) as { columnFormats: readonly number[] };
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
-    return copyColumns(command.lineage ?? undefined, command.tags.length, message.columnFormats.length);
+    return copyColumns(this.#lineageOf(command) ?? undefined, command.tags.length, message.columnFormats.length);
   }
 
   #resultOf(head: Extract<Expect, { kind: 'query' | 'execute' }>): ResultSet | undefined {
