@@ -146,7 +146,7 @@ describe('touchesCoveredColumn', () => {
   const masker = compileMasking(
     { defaultRegion: 'US', detectors: [], profiles: { pii: { detectors: ['email'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } } },
     { hashKey: 'touches-spec' },
-  ).profile('pii');
+  ).profile('pii')!;
 
   it('answers texts of one shape alike, and never shares an answer a literal changes', () => {
     expect(touchesCoveredColumn(masker, 'SELECT ssn FROM people WHERE id = 1', ['public'], new Map())).toBe(true);
