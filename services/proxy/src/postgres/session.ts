@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net';
-import { TLSSocket, type SecureContext } from 'node:tls';
-import type { Duplex } from 'node:stream';
+import type { SecureContext } from 'node:tls';
 import {
   BackendCode,
   decodeBackend,
@@ -9,42 +8,42 @@ import {
   decodeNoticeFields,
   decodePassword,
   decodeRowDescription,
-  decodeStartup,
   encodeAuthenticationCleartextPassword,
   encodeAuthenticationOk,
   encodeBackendKeyData,
   encodeDescribe,
   encodeErrorResponse,
-  encodeNegotiateProtocolVersion,
-  encodeNoticeFields,
-  encodeParse,
   encodeQuery,
   encodeReadyForQuery,
   encodeTerminate,
   FrameReader,
   FrontendCode,
   TransactionStatus,
-  type FieldDescription,
   type Frame,
   type FrontendMessage,
   MessageTooLongError,
 } from '@sluice/codec-pg';
 import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
-import { failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, SluiceErrorCode, type Subject, type SubjectRef } from '@sluice/contracts';
-import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
-import { sqlSyntaxError, type PreparedStatementChange, type SessionStateEffects, type SqlLineage, type TargetCatalogFacts } from '@sluice/sql-classifier';
+import { failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, type Subject } from '@sluice/contracts';
+import type { ProfileMasker } from '@sluice/masking-engine';
+import type { SessionStateEffects, TargetCatalogFacts } from '@sluice/sql-classifier';
 import { sqlJustification } from '../justification.js';
 import type { Decision, GovernancePorts } from '../ports.js';
 import { commandHash } from '../governance/approval-hold.js';
 import { Governor } from '../governance/governor.js';
 import type { CancelKeys } from './cancel.js';
 import type { TableCatalog } from './catalog.js';
+import { changesPreparedStatements, endsTargetSkip, newPipeline, stopsSkipping, type Command, type Expect, type Portal, type Refusal, type Statement } from './expectations.js';
 import { SocketFrames } from './frame-source.js';
+import { negotiateStartup, type ClientSocket } from './startup-negotiation.js';
 import { Outbox } from './outbox.js';
-import { copyColumns, coveredValueEscape, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
-import { SessionProfiles, type DeclaredCursor } from './session-profiles.js';
-import { maskNotification, maskServerFields } from './server-texts.js';
-import { CopyOutSet, ResultSet } from './results.js';
+import { coveredValueEscape, touchesCoveredColumn } from './lineage.js';
+import { approvalRefusal, denial, denialMessage, refusalMessage, TARGET_REFUSAL } from './refusals.js';
+import { SessionAudit } from './session-audit.js';
+import { StatementRegistry } from './statement-registry.js';
+import { SessionProfiles } from './session-profiles.js';
+import { maskNotification } from './server-texts.js';
+import { ResultRelay } from './result-relay.js';
 import { normaliseSql } from './approval-text.js';
 import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
@@ -68,115 +67,6 @@ export interface SessionContext {
   /** Live sessions, so the adapter can close them on shutdown. */
   readonly sessions: Set<PostgresSession>;
 }
-
-type ClientSocket = Duplex & { remoteAddress?: string; remotePort?: number };
-
-/** A denial or refusal the agent sees; `message` is ours, written to be shown. */
-interface Refusal {
-  readonly code: string;
-  readonly message: string;
-  /** The 1-based character the error points at (a syntax error). */
-  readonly position?: number;
-}
-
-interface Statement {
-  readonly name: string;
-  readonly text: string;
-  readonly decision: Decision;
-  readonly masker: ProfileMasker | undefined;
-  description?: readonly FieldDescription[];
-  /** The text as recorded (masked), computed once for all executions. */
-  recorded?: string;
-}
-
-interface Portal {
-  readonly name: string;
-  readonly statement: Statement;
-  description?: readonly FieldDescription[];
-  /** Set at Bind when the execution is held for approval, so the approval names its command. */
-  readonly commandId?: string;
-  /**
-   * A SQL cursor (DECLARE) used as a portal: run as `FETCH … FROM` it. Its rows are described
-   * again right before each Execute, since CLOSE and DECLARE can give the name other columns.
-   */
-  readonly cursor?: boolean;
-}
-
-/**
- * What the pipeline since the last Sync has Parse'd, Bound and Described: later messages of it
- * name them before the server has answered, as the server lets them.
- */
-interface Pipeline {
-  readonly statements: Map<string, Statement>;
-  readonly portals: Map<string, Portal>;
-  readonly described: Set<string>;
-}
-
-const newPipeline = (): Pipeline => ({ statements: new Map(), portals: new Map(), described: new Set() });
-
-interface Command {
-  readonly id: string;
-  readonly masker: ProfileMasker | undefined;
-  /** The SQL text whose results this command returns, and the search path it was decided with (for lineage). */
-  readonly sql: string;
-  readonly searchPath: readonly string[] | undefined;
-  /** The text's result-column lineage, computed at the first result set that needs it (null: unknown). */
-  lineage?: SqlLineage | null;
-  readonly started: number;
-  readonly tags: string[];
-  /** Its SQL PREPAREs and DEALLOCATEs, in order: each is true once its command tag comes back. */
-  readonly preparedChanges: PreparedStatementChange[];
-  /** Its DECLAREs, in order; `cursorsConfirmed` of them have had their command tag back. */
-  readonly declares: readonly DeclaredCursor[];
-  /** The CopyDone/CopyFail messages the client had sent before this command, and its COPY FROM STDINs so far: each ends at the next one. */
-  readonly copyEnds: number;
-  copyIns: number;
-  cursorsConfirmed: number;
-  error?: { code: string; message: string };
-  done: boolean;
-}
-
-type Expect =
-  | { readonly kind: 'query'; readonly command: Command; result?: ResultSet | undefined; copy?: CopyOutSet | undefined }
-  /** The statement and portal become known to the proxy at ParseComplete / BindComplete, as on the server. */
-  | { readonly kind: 'parse'; readonly masker: ProfileMasker | undefined; readonly statement: Statement }
-  | { readonly kind: 'bind'; readonly masker: ProfileMasker | undefined; readonly portal: Portal }
-  | { readonly kind: 'close'; readonly target: 'S' | 'P'; readonly name: string }
-  /** `copyEnds`: the CopyDone/CopyFail messages the client had sent before this Sync. */
-  | { readonly kind: 'sync'; readonly copyEnds: number }
-  | { readonly kind: 'describeStatement'; readonly statement: Statement }
-  | { readonly kind: 'describePortal'; readonly portal: Portal; readonly internal: boolean }
-  | { readonly kind: 'execute'; readonly command: Command; readonly portal: Portal; result?: ResultSet | undefined; copy?: CopyOutSet | undefined }
-  /** A query of the proxy's own on the session (reading search_path): its answer never reaches the client. */
-  | { readonly kind: 'internal'; readonly rows: (string | null)[][]; readonly done: (rows: (string | null)[][] | undefined) => void; failed?: boolean }
-  /**
-   * A refusal the target's transaction must feel as its own error would: a statement that fails
-   * went upstream in the refused command's place; its error is replaced by `message`. `sync`: a
-   * Sync followed it (ReadyForQuery comes back), else a Flush (the target now skips to the Sync).
-   */
-  | { readonly kind: 'refused'; readonly message: Buffer; readonly sync: boolean };
-
-const changesPreparedStatements = (expect: Expect): boolean =>
-  expect.kind === 'parse' ||
-  (expect.kind === 'close' && expect.target === 'S') ||
-  ((expect.kind === 'query' || expect.kind === 'execute') && expect.command.preparedChanges.length > 0);
-
-/** Expectations that end a server-side skip: the Sync's ReadyForQuery and what follows it. */
-const STOPS_SKIPPING: ReadonlySet<Expect['kind']> = new Set(['sync', 'query', 'internal']);
-const stopsSkipping = (expect: Expect): boolean => STOPS_SKIPPING.has(expect.kind) || (expect.kind === 'refused' && expect.sync);
-/**
- * After an extended-protocol error the target discards every message up to a Sync, a simple
- * Query too: only a Sync (a refusal's own included) is answered again.
- */
-const endsTargetSkip = (expect: Expect): boolean => expect.kind === 'sync' || (expect.kind === 'refused' && expect.sync);
-
-/**
- * Sent to the target in place of a refused command. It fails in parse analysis (an invalid
- * integer literal) wherever it runs, needs no privilege and no extension, works in a read-only
- * transaction, and reads plainly in the server log. Named, so the agent's unnamed statement stays.
- */
-const TARGET_REFUSAL = encodeParse('sluice_refused', "select 'sluice: command refused'::pg_catalog.int4");
-
 
 /** The widest batch of extended-protocol messages held before deciding without a Sync. */
 const MAX_BATCH_MESSAGES = 1000;
@@ -209,8 +99,6 @@ const paramText = (formats: readonly number[], params: readonly (Buffer | null)[
     return format === 1 ? `\\x${value.toString('hex')}` : value.toString('utf8');
   });
 
-const subjectRef = (subject: Subject): SubjectRef => ({ sub: subject.sub, groups: [...subject.groups], issuer: subject.issuer });
-
 /**
  * One agent connection: authenticates the agent with its token, opens the target session with
  * the resource's credentials, then decides every command before any of its bytes go upstream and
@@ -223,7 +111,7 @@ export class PostgresSession {
   readonly #ctx: SessionContext;
   readonly #ports: GovernancePorts;
   readonly #resource: PostgresResourceConfig;
-  readonly #clientAddress: string;
+  readonly #audit: SessionAudit;
   readonly #startedAt = Date.now();
 
   #subject: Subject | undefined;
@@ -254,10 +142,7 @@ export class PostgresSession {
   readonly #toUpstream = new Outbox();
 
   // session state
-  readonly #statements = new Map<string, Statement>();
-  readonly #portals = new Map<string, Portal>();
-  /** PREPAREd (SQL) and Parse'd (protocol) statements share one namespace on the server: name -> SQL. */
-  readonly #prepared = new Map<string, string>();
+  readonly #registry = new StatementRegistry();
   #searchPath: string[] | undefined;
   /** The database's encoding (server_encoding at startup): what SQL_ASCII passes through unconverted. */
   #serverEncoding: string | undefined;
@@ -283,12 +168,12 @@ export class PostgresSession {
    */
   #executedSinceSync = false;
   readonly #effects = new SessionEffectsCache();
-  readonly #lineage = new LineageCache();
   /** A DDL or admin statement was let through since the last ReadyForQuery outside a transaction. */
   #schemaChanged = false;
   /** The catalog facts of the latest decision, for the masking checks that follow it. */
   #decidedWith: TargetCatalogFacts | undefined;
   readonly #profiles = new SessionProfiles((profile) => this.#ports.masking.masker(profile));
+  readonly #results: ResultRelay;
   /** Upstream frames held while the catalog resolves table columns for a RowDescription. */
   #upstreamBacklog: Frame[] | undefined;
 
@@ -305,7 +190,8 @@ export class PostgresSession {
     this.#resource = ctx.resource;
     this.id = ctx.ports.newId();
     this.#maskedPrefixChars = (ctx.ports.recording.maxCommandBytes ?? DEFAULT_MAX_COMMAND_BYTES) + MASKED_MARGIN_CHARS;
-    this.#clientAddress = `${client.remoteAddress ?? 'unknown'}:${client.remotePort ?? 0}`;
+    this.#audit = new SessionAudit(ctx.ports.audit, this.id, ctx.resource.name, `${client.remoteAddress ?? 'unknown'}:${client.remotePort ?? 0}`);
+    this.#results = new ResultRelay(ctx.ports.recording, ctx.catalog, this.#registry, this.#profiles, this.#audit);
   }
 
   // ---------------------------------------------------------------- startup
@@ -319,7 +205,16 @@ export class PostgresSession {
     let upstream: UpstreamConnection | undefined;
     let pending: Frame[];
     try {
-      const startup = await this.#clientStartup(frames);
+      const startup = await negotiateStartup(this.#client, frames, {
+        tls: this.#ctx.tls,
+        maxMessageLength: this.#ctx.maxMessageLength,
+        cancelKeys: this.#ctx.cancelKeys,
+        secured: (secure) => {
+          secure.on('error', () => this.#close('client_error'));
+          this.#client = secure;
+        },
+        abandon: (reason) => this.#abandon(reason),
+      });
       if (!startup) return;
       frames = startup.frames;
       const parameters = startup.parameters;
@@ -426,14 +321,7 @@ export class PostgresSession {
       });
       this.#started = true;
       this.#ctx.sessions.add(this);
-      this.#ports.audit.record(this.id, 'session.started', {
-        resource: this.#resource.name,
-        protocol: 'postgres',
-        subject: subjectRef(subject),
-        client: this.#clientAddress,
-        readOnly,
-        ...startedParameters(request),
-      });
+      this.#audit.started(subject, readOnly, startedParameters(request));
       this.#client.write(
         Buffer.concat([
           encodeAuthenticationOk(),
@@ -474,84 +362,17 @@ export class PostgresSession {
     if (rest.length > 0) this.#onClientData(rest);
   }
 
-  /**
-   * Reads startup packets until the StartupMessage. SSLRequest: 'S' and a TLS handshake when the
-   * resource has a certificate, else 'N'; GSSENCRequest: always 'N' (libpq then goes on in clear).
-   */
-  async #clientStartup(frames: SocketFrames): Promise<{ parameters: ReadonlyMap<string, string>; frames: SocketFrames } | undefined> {
-    for (;;) {
-      let frame: Frame;
-      try {
-        frame = await frames.next();
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'ERR_PROTOCOL_MALFORMED') throw error;
-        // A packet that cannot even be framed (a client that wrote a Terminate and left, a port
-        // scanner): PostgreSQL logs it and closes without a word to the client; so does the proxy.
-        this.#abandon('protocol_malformed');
-        return undefined;
-      }
-      const message = decodeStartup(frame);
-      switch (message.type) {
-        case 'SSLRequest':
-          if (this.#ctx.tls && !(this.#client instanceof TLSSocket)) {
-            frames.detach();
-            // Nothing may follow an SSLRequest before our answer: leftover bytes would be a MITM injection.
-            if (frames.reader.buffered > 0) throw new ProtocolMalformedError('data after SSLRequest');
-            this.#client.write(Buffer.from('S'));
-            const secure = new TLSSocket(this.#client, { isServer: true, secureContext: this.#ctx.tls });
-            secure.on('error', () => this.#close('client_error'));
-            this.#client = secure;
-            frames = new SocketFrames(secure, new FrameReader({ phase: 'startup', maxLength: this.#ctx.maxMessageLength }));
-            continue;
-          }
-          this.#client.write(Buffer.from('N'));
-          continue;
-        case 'GSSENCRequest':
-          this.#client.write(Buffer.from('N'));
-          continue;
-        case 'CancelRequest':
-          frames.detach();
-          await this.#ctx.cancelKeys.cancel(message.processId, message.secretKey);
-          this.#client.destroy();
-          return undefined;
-        case 'StartupMessage': {
-          // A newer 3.x minor or `_pq_.` protocol options: answered as the server does, by
-          // NegotiateProtocolVersion down to 3.0 (decodeStartup already refused other majors).
-          const options = [...message.parameters.keys()].filter((name) => name.startsWith('_pq_.'));
-          if ((message.protocolVersion & 0xffff) !== 0 || options.length > 0) {
-            this.#client.write(encodeNegotiateProtocolVersion(0, options));
-          }
-          const parameters = new Map([...message.parameters].filter(([name]) => !name.startsWith('_pq_.')));
-          return { parameters, frames };
-        }
-      }
-    }
-  }
-
   /** Drops the connection during startup without an answer; session.rejected to the audit. */
   #abandon(reason: string): void {
     this.#closed = true;
-    this.#ports.audit.record(this.id, 'session.rejected', {
-      resource: this.#resource.name,
-      protocol: 'postgres',
-      client: this.#clientAddress,
-      reason,
-      code: 'ERR_PROTOCOL_MALFORMED',
-    });
+    this.#audit.rejected(reason, 'ERR_PROTOCOL_MALFORMED');
     this.#client.destroy();
   }
 
   /** Refuses the connection during startup: FATAL to the client, session.rejected to the audit. */
   #reject(reason: string, code: string, sqlstate: string, message: string, subject?: Subject): void {
     this.#closed = true;
-    this.#ports.audit.record(this.id, 'session.rejected', {
-      resource: this.#resource.name,
-      protocol: 'postgres',
-      client: this.#clientAddress,
-      reason,
-      code,
-      ...(subject ? { subject: subjectRef(subject) } : {}),
-    });
+    this.#audit.rejected(reason, code, subject);
     this.#client.end(encodeErrorResponse({ severity: 'FATAL', code: sqlstate, message }));
     setTimeout(() => this.#client.destroy(), 1000).unref();
   }
@@ -596,12 +417,7 @@ export class PostgresSession {
       setTimeout(() => upstream.destroy(), 1000).unref();
     }
     if (this.#started) {
-      this.#ports.audit.record(this.id, 'session.ended', {
-        resource: this.#resource.name,
-        reason,
-        commands: this.#commands,
-        durationMs: Date.now() - this.#startedAt,
-      });
+      this.#audit.ended(reason, this.#commands, Date.now() - this.#startedAt);
     }
   }
 
@@ -739,11 +555,6 @@ export class PostgresSession {
     }
   }
 
-  #refusal(refusal: Refusal): Buffer {
-    if (refusal.position === undefined) return encodeErrorResponse({ severity: 'ERROR', code: refusal.code, message: refusal.message });
-    return encodeNoticeFields(BackendCode.ErrorResponse, { S: 'ERROR', V: 'ERROR', C: refusal.code, M: refusal.message, P: String(refusal.position) });
-  }
-
   /**
    * Answers a refused command and leaves the target's transaction as an error of the server's
    * own would: aborted inside a transaction block (a later COMMIT rolls back), untouched outside
@@ -751,18 +562,9 @@ export class PostgresSession {
    * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
    */
   #refuseOnTarget(refusal: Refusal, sync: boolean): void {
-    this.#expects.push({ kind: 'refused', message: this.#refusal(refusal), sync });
+    this.#expects.push({ kind: 'refused', message: refusalMessage(refusal), sync });
     this.#toUpstream.push(TARGET_REFUSAL);
     this.#toUpstream.push(sync ? SYNC : FLUSH);
-  }
-
-  /** A denial as the agent sees it: SQL the parser cannot read gets the server's own syntax error (42601). */
-  #denial(decision: Decision, text: string): Refusal {
-    if (decision.rule === '') {
-      const syntax = sqlSyntaxError(text);
-      if (syntax) return { code: SqlState.SyntaxError, message: syntax.message, ...(syntax.position !== undefined ? { position: syntax.position } : {}) };
-    }
-    return { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
   }
 
   /**
@@ -813,7 +615,7 @@ export class PostgresSession {
       kind: 'sql',
       text,
       ...(this.#searchPath ? { searchPath: this.#searchPath } : {}),
-      preparedStatements: this.#prepared,
+      preparedStatements: this.#registry.prepared,
       catalog: this.#schemaChanged ? { ...catalog, uncommittedChanges: true } : catalog,
     });
     if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#schemaChanged = true;
@@ -836,15 +638,10 @@ export class PostgresSession {
    * so the catalog facts are read again and decisions stop assuming uncommitted changes.
    */
   #transactionEnded(): void {
-    this.#portals.clear();
+    this.#registry.forgetPortals();
     if (!this.#schemaChanged) return;
     this.#schemaChanged = false;
     this.#ctx.catalog.invalidateFacts();
-  }
-
-  #denialMessage(decision: Decision): string {
-    if (decision.rule) return `permission denied by rule "${decision.rule}": ${decision.reason}`;
-    return `permission denied: ${decision.reason || `no rule allows ${decision.action} on ${this.#resource.name}`}`;
   }
 
   /**
@@ -879,7 +676,7 @@ export class PostgresSession {
   #maskerFor(decision: Decision, text: string): { masker: ProfileMasker | undefined } | Refusal {
     const choice = this.#governor().maskerFor(decision);
     if (!choice.ok) return { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
-    const escape = coveredValueEscape(choice.masker, text, this.#searchPath, this.#prepared, this.#decidedWith);
+    const escape = coveredValueEscape(choice.masker, text, this.#searchPath, this.#registry.prepared, this.#decidedWith);
     return escape ? { code: SqlState.InsufficientPrivilege, message: `permission denied: ${escape}` } : { masker: choice.masker };
   }
 
@@ -922,12 +719,7 @@ export class PostgresSession {
         { commandId, command: this.#maskedText(text, maskProfileOf(decision)), commandHash: hash, decision, justification: sqlJustification(text) },
         hold.signal,
       );
-      if (result.granted) return undefined;
-      if (result.code === SluiceErrorCode.ApprovalUnavailable) return { code: SqlState.InsufficientPrivilege, message: 'permission denied: the approval could not be obtained' };
-      if (result.outcome === 'used') return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${result.approvalId} was already used` };
-      const by = result.approvers.length > 0 ? ` by ${result.approvers.join(', ')}` : '';
-      const why = result.reason ? `: ${result.reason}` : '';
-      return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${result.approvalId} ${result.outcome}${by}${why}` };
+      return approvalRefusal(result);
     } finally {
       this.#holds.delete(hold);
     }
@@ -956,7 +748,7 @@ export class PostgresSession {
     if (this.#closed) return;
     this.#recordDecided(commandId, text, decision);
     let refusal: Refusal | undefined;
-    if (decision.effect === 'deny') refusal = this.#denial(decision, text);
+    if (decision.effect === 'deny') refusal = denial(decision, text, this.#resource.name);
     else if (decision.effect === 'approve') refusal = await this.#approve(commandId, text, [], decision);
     if (this.#closed) return;
     const masking = refusal ? undefined : this.#maskerFor(decision, text);
@@ -1013,7 +805,7 @@ export class PostgresSession {
     // A later message of the pipeline that names one of these cursors means the cursor.
     for (const [name] of declares) this.#pipeline.portals.delete(name);
     this.#lastMasker = effective;
-    if (effective && touchesCoveredColumn(effective, sql, this.#searchPath, this.#prepared)) this.#coveredInTransaction = true;
+    if (effective && touchesCoveredColumn(effective, sql, this.#searchPath, this.#registry.prepared)) this.#coveredInTransaction = true;
     const preparedChanges = [...this.#effectsOf(sql).preparedStatements];
     return { id, masker: effective, sql, searchPath: this.#searchPath, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, copyEnds: this.#copyEndsSent, copyIns: 0, done: false };
   }
@@ -1025,8 +817,8 @@ export class PostgresSession {
     // A Parse or Close of this name still unanswered: the server decides what the name holds.
     const changing = this.#expects.some((e) => (e.kind === 'parse' && e.statement.name === name) || (e.kind === 'close' && e.target === 'S' && e.name === name));
     if (changing) await this.#settled();
-    const known = this.#statements.get(name);
-    const text = known?.text ?? this.#prepared.get(name);
+    const known = this.#registry.statement(name);
+    const text = known?.text ?? this.#registry.prepared.get(name);
     if (text === undefined) {
       return { code: SqlState.InsufficientPrivilege, message: `permission denied: prepared statement ${quoteIdent(name)} was not allowed` };
     }
@@ -1035,7 +827,7 @@ export class PostgresSession {
     const decision = await this.#decide(decided);
     if (decision.effect === 'deny') {
       const commandId = this.#ports.newId();
-      const refusal = { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
+      const refusal = { code: SqlState.InsufficientPrivilege, message: denialMessage(decision, this.#resource.name) };
       this.#recordDecided(commandId, decided, decision);
       this.#recordRefused(commandId, refusal);
       return refusal;
@@ -1092,7 +884,7 @@ export class PostgresSession {
           if (decision.effect === 'deny') {
             const commandId = this.#ports.newId();
             this.#recordDecided(commandId, message.text, decision);
-            refusal = this.#denial(decision, message.text);
+            refusal = denial(decision, message.text, this.#resource.name);
             this.#recordRefused(commandId, refusal);
             break;
           }
@@ -1203,7 +995,7 @@ export class PostgresSession {
     if (this.#discardUntilSync) {
       // The target failed an earlier message of this pipeline meanwhile: it ignores these. Their
       // Executes are on the record as decided: they end there as not run.
-      for (const expect of expects) if (expect.kind === 'execute') this.#complete(expect.command, false);
+      for (const expect of expects) if (expect.kind === 'execute') this.#audit.completed(expect.command, false);
       this.#skipToSync(end);
       return;
     }
@@ -1214,8 +1006,7 @@ export class PostgresSession {
       return;
     }
     // The server drops its unnamed statement and portal as soon as a Parse or Bind of them arrives.
-    if (parsesUnnamed) this.#statements.delete('');
-    if (bindsUnnamed) this.#portals.delete('');
+    this.#registry.replaceUnnamed(parsesUnnamed, bindsUnnamed);
     for (const expect of expects) this.#expects.push(expect);
     for (const buffer of forward) this.#toUpstream.push(buffer);
     if (end === 'sync') this.#executedSinceSync = false;
@@ -1272,7 +1063,7 @@ export class PostgresSession {
         ((e.kind === 'query' || e.kind === 'execute') && e.command.declares.some(([cursor]) => cursor === name)),
     );
     if (changing) await this.#settled();
-    const bound = this.#portals.get(name);
+    const bound = this.#registry.portal(name);
     if (bound || !this.#profiles.hasCursor(name)) return bound;
     const portal = await this.#cursorPortal(name);
     if (!('code' in portal)) pipeline.set(name, portal);
@@ -1289,7 +1080,7 @@ export class PostgresSession {
     const decision = await this.#decide(text);
     if (decision.effect !== 'allow') {
       const commandId = this.#ports.newId();
-      const refusal = { code: SqlState.InsufficientPrivilege, message: this.#denialMessage(decision) };
+      const refusal = { code: SqlState.InsufficientPrivilege, message: denialMessage(decision, this.#resource.name) };
       this.#recordDecided(commandId, text, decision);
       this.#recordRefused(commandId, refusal);
       return refusal;
@@ -1469,12 +1260,12 @@ export class PostgresSession {
       // Everything due before this ReadyForQuery was swallowed with the withheld result.
       while (this.#expects[0] && !stopsSkipping(this.#expects[0])) {
         const dropped = this.#expects.shift()!;
-        if (dropped.kind === 'execute') this.#complete(dropped.command, false);
+        if (dropped.kind === 'execute') this.#audit.completed(dropped.command, false);
       }
     }
     switch (code) {
       case BackendCode.DataRow: {
-        const result = head?.kind === 'query' || head?.kind === 'execute' ? this.#resultOf(head) : undefined;
+        const result = head?.kind === 'query' || head?.kind === 'execute' ? this.#results.resultOf(head) : undefined;
         if (!result) {
           throw new ResultWithheldError('a row arrived without its description');
         }
@@ -1483,10 +1274,7 @@ export class PostgresSession {
       }
       case BackendCode.RowDescription: {
         if (head?.kind === 'query') {
-          const fields = decodeRowDescription(frame.body);
-          // A simple query's n-th statement ends with its n-th CommandComplete: the tags so far count them.
-          const derived = this.#derivedFrom(head.command, head.command.tags.length, fields);
-          head.result = new ResultSet(fields, head.command.masker, this.#ports.recording, this.#qualify, derived);
+          head.result = this.#results.queryResult(head.command, decodeRowDescription(frame.body));
           out.push(frame.raw);
         } else if (head?.kind === 'describeStatement') {
           head.statement.description = decodeRowDescription(frame.body);
@@ -1518,9 +1306,9 @@ export class PostgresSession {
           const tag = frame.body.toString('utf8', 0, Math.max(0, frame.body.length - 1));
           head.command.tags.push(tag);
           this.#applyTag(head.command, tag);
-          this.#finishResult(head);
+          this.#results.finish(head);
           if (head.kind === 'execute') {
-            this.#complete(head.command, true);
+            this.#audit.completed(head.command, true);
             this.#shift();
           }
         }
@@ -1531,16 +1319,14 @@ export class PostgresSession {
         out.push(frame.raw);
         if (head?.kind === 'execute') {
           head.command.tags.push(code === BackendCode.PortalSuspended ? 'SUSPENDED' : 'EMPTY');
-          this.#finishResult(head);
-          this.#complete(head.command, true);
+          this.#results.finish(head);
+          this.#audit.completed(head.command, true);
           this.#shift();
         }
         return;
       case BackendCode.CopyOutResponse: {
         if (head?.kind === 'query' || head?.kind === 'execute') {
-          const message = decodeBackend(frame) as { format: number };
-          const columns = head.command.masker && head.command.masker.columnRuleCount !== 0 ? this.#copyColumns(head.command, frame) : undefined;
-          head.copy = new CopyOutSet(message.format === 1, head.command.masker, this.#ports.recording, columns);
+          head.copy = this.#results.copyOut(head.command, frame);
         }
         out.push(frame.raw);
         return;
@@ -1552,7 +1338,7 @@ export class PostgresSession {
         return;
       }
       case BackendCode.ErrorResponse: {
-        const fields = this.#maskNotice(frame, head, out);
+        const fields = this.#results.maskNotice(frame, head, out, this.#lastMasker, this.#coveredInTransaction);
         const error = { code: fields.C ?? 'XX000', message: fields.M ?? '' };
         if (head?.kind === 'query') {
           head.command.error = error;
@@ -1568,8 +1354,8 @@ export class PostgresSession {
           if (dropped.kind === 'execute') {
             if (!marked) dropped.command.error = error;
             marked = true;
-            this.#complete(dropped.command, false);
-          } else if (dropped.kind === 'query') this.#complete(dropped.command, false);
+            this.#audit.completed(dropped.command, false);
+          } else if (dropped.kind === 'query') this.#audit.completed(dropped.command, false);
           else if (dropped.kind === 'internal') dropped.done(undefined);
         }
         // No Sync sent yet (a pipeline forwarded as it came): what the client sends up to its
@@ -1584,8 +1370,8 @@ export class PostgresSession {
         if (this.#transactionStatus === TransactionStatus.Idle) this.#transactionEnded();
         out.push(frame.raw);
         if (head?.kind === 'query') {
-          this.#finishResult(head);
-          this.#complete(head.command, head.command.error === undefined);
+          this.#results.finish(head);
+          this.#audit.completed(head.command, head.command.error === undefined);
           this.#shift();
         } else if (head?.kind === 'sync') this.#shift();
         // Commands already sent behind this one belong to the next transaction: keep it strict for them.
@@ -1595,7 +1381,7 @@ export class PostgresSession {
         return;
       }
       case BackendCode.NoticeResponse:
-        this.#maskNotice(frame, head, out);
+        this.#results.maskNotice(frame, head, out, this.#lastMasker, this.#coveredInTransaction);
         return;
       case BackendCode.NotificationResponse:
         out.push(maskNotification(frame, this.#profiles.notifications) ?? frame.raw);
@@ -1644,125 +1430,31 @@ export class PostgresSession {
 
   /** ParseComplete, BindComplete, CloseComplete: the server now holds what the message asked. */
   #confirm(head: Expect): void {
-    if (head.kind === 'parse') {
-      this.#statements.set(head.statement.name, head.statement);
-      if (head.statement.name !== '') this.#prepared.set(head.statement.name, head.statement.text);
-    } else if (head.kind === 'bind') {
-      this.#portals.set(head.portal.name, head.portal);
-      this.#profiles.forgetCursor(head.portal.name);
-    } else if (head.kind === 'close') {
-      if (head.target === 'S') {
-        this.#statements.delete(head.name);
-        this.#prepared.delete(head.name);
-      } else this.#portals.delete(head.name);
-    }
+    this.#registry.confirm(head);
+    if (head.kind === 'bind') this.#profiles.forgetCursor(head.portal.name);
   }
 
   /** A statement's CommandComplete: what it did to the prepared statements is now true on the server. */
   #applyTag(command: Command, tag: string): void {
     if (tag === 'PREPARE' || tag === 'DEALLOCATE' || tag === 'DEALLOCATE ALL') {
       const change = command.preparedChanges.shift();
-      if (!change) return;
-      if (change.change === 'prepare') {
-        this.#prepared.set(change.name, command.sql);
-        // The name now holds the SQL statement: a Bind of it is decided as its EXECUTE.
-        this.#statements.delete(change.name);
-      } else if (change.name === '*') this.#forgetNamedStatements();
-      else {
-        this.#prepared.delete(change.name);
-        this.#statements.delete(change.name);
-      }
+      if (change) this.#registry.applyPreparedChange(change, command.sql);
     } else if (tag === 'DECLARE CURSOR') {
       const declared = command.declares[command.cursorsConfirmed++];
       if (declared) {
         this.#profiles.confirmCursor(declared);
         // The name is free only once its old portal was closed (SQL CLOSE closes protocol portals
         // too): from here it is this cursor, never the old portal's decision and columns.
-        this.#portals.delete(declared[0]);
+        this.#registry.forgetPortal(declared[0]);
       }
     } else if (tag === 'COMMIT' || tag === 'ROLLBACK') {
       // COMMIT AND CHAIN ends the transaction without the session going idle: the schema change
       // is committed now, and other sessions must decide with it.
       this.#transactionEnded();
     } else if (tag === 'DISCARD ALL') {
-      this.#forgetNamedStatements();
-      this.#portals.clear();
+      this.#registry.discardAll();
     }
   }
 
-  #forgetNamedStatements(): void {
-    for (const name of [...this.#statements.keys()]) if (name !== '') this.#statements.delete(name);
-    this.#prepared.clear();
-  }
-
-  readonly #qualify = (tableOid: number, attnum: number): string | undefined => this.#ctx.catalog.qualifiedName(tableOid, attnum);
-
-  /**
-   * The source columns of each column of the `statement`-th result of a command, so column rules
-   * follow derived columns. Only for a profile with column rules: otherwise nothing is parsed.
-   */
-  #derivedFrom(command: Command, statement: number, fields: readonly FieldDescription[]): (readonly ColumnSource[] | undefined)[] | undefined {
-    const count = fields.length;
-    if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
-    return derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name));
-  }
-
-  /**
-   * Sends an ErrorResponse / NoticeResponse on, with the command's profile applied to its texts:
-   * a constraint violation's detail or a RAISE NOTICE can carry row values. Returns the fields as sent.
-   */
-  #maskNotice(frame: Frame, head: Expect | undefined, out: Outbox): Readonly<Record<string, string>> {
-    const fields = decodeNoticeFields(frame.body, frame.code === BackendCode.ErrorResponse ? 'ErrorResponse' : 'NoticeResponse');
-    const masker =
-      head?.kind === 'query' || head?.kind === 'execute' ? head.command.masker
-      : head?.kind === 'parse' || head?.kind === 'bind' ? head.masker
-      : this.#lastMasker;
-    if (!masker) {
-      out.push(frame.raw);
-      return fields;
-    }
-    const command = head?.kind === 'query' || head?.kind === 'execute' ? head.command : undefined;
-    const covered = this.#coveredInTransaction || (command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#prepared));
-    const masked = maskServerFields(fields, masker, covered, {});
-    const changed = Object.keys(fields).some((type) => masked[type] !== fields[type]);
-    out.push(changed ? encodeNoticeFields(frame.code as typeof BackendCode.ErrorResponse, masked) : frame.raw);
-    return masked;
-  }
-
-  /** The columns of a COPY TO's lines (the `statement`-th of a simple query), so column rules apply to its fields. */
-  #copyColumns(command: Command, frame: Frame): ReturnType<typeof copyColumns> {
-    const message = decodeBackend(frame) as { columnFormats: readonly number[] };
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
-    return copyColumns(command.lineage ?? undefined, command.tags.length, message.columnFormats.length);
-  }
-
-  #resultOf(head: Extract<Expect, { kind: 'query' | 'execute' }>): ResultSet | undefined {
-    if (head.kind === 'execute' && !head.result && head.portal.description) {
-      const fields = head.portal.description;
-      head.result = new ResultSet(fields, head.command.masker, this.#ports.recording, this.#qualify, this.#derivedFrom(head.command, 0, fields));
-    }
-    return head.result;
-  }
-
-  #finishResult(head: Extract<Expect, { kind: 'query' | 'execute' }>): void {
-    const result = head.kind === 'execute' && !head.result && head.portal.description?.length ? this.#resultOf(head) : head.result;
-    if (result) this.#ports.audit.record(this.id, 'result.returned', result.toEvent(head.command.id));
-    if (head.copy) this.#ports.audit.record(this.id, 'result.returned', head.copy.toEvent(head.command.id));
-    head.result = undefined;
-    head.copy = undefined;
-  }
-
-  #complete(command: Command, ok: boolean): void {
-    if (command.done) return;
-    command.done = true;
-    this.#ports.audit.record(this.id, 'command.completed', {
-      commandId: command.id,
-      outcome: command.error ? 'ERROR' : (command.tags.at(-1) ?? ''),
-      ok: ok && !command.error,
-      ...(command.error ? { error: command.error } : {}),
-      durationMs: Math.round((performance.now() - command.started) * 1000) / 1000,
-    });
-  }
 }
 

@@ -1,0 +1,114 @@
+import { BackendCode, decodeBackend, decodeNoticeFields, encodeNoticeFields, type FieldDescription, type Frame } from '@sluice/codec-pg';
+import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
+import type { GovernancePorts } from '../ports.js';
+import type { TableCatalog } from './catalog.js';
+import type { Command, Expect } from './expectations.js';
+import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
+import type { Outbox } from './outbox.js';
+import { CopyOutSet, ResultSet } from './results.js';
+import { maskServerFields } from './server-texts.js';
+import type { SessionAudit } from './session-audit.js';
+import type { SessionProfiles } from './session-profiles.js';
+import type { StatementRegistry } from './statement-registry.js';
+
+type RunningHead = Extract<Expect, { kind: 'query' | 'execute' }>;
+
+/**
+ * What a command returns on its way to the agent: result sets and COPY data masked with the
+ * command's profile (column rules following derived columns), its errors and notices masked too,
+ * and its result.returned records.
+ */
+export class ResultRelay {
+  readonly #recording: GovernancePorts['recording'];
+  readonly #catalog: TableCatalog;
+  readonly #registry: StatementRegistry;
+  readonly #profiles: SessionProfiles;
+  readonly #audit: SessionAudit;
+  readonly #lineage = new LineageCache();
+
+  constructor(recording: GovernancePorts['recording'], catalog: TableCatalog, registry: StatementRegistry, profiles: SessionProfiles, audit: SessionAudit) {
+    this.#recording = recording;
+    this.#catalog = catalog;
+    this.#registry = registry;
+    this.#profiles = profiles;
+    this.#audit = audit;
+  }
+
+  /** A simple query's RowDescription: its n-th statement ends with its n-th CommandComplete, so the tags so far count them. */
+  queryResult(command: Command, fields: readonly FieldDescription[]): ResultSet {
+    const derived = this.#derivedFrom(command, command.tags.length, fields);
+    return new ResultSet(fields, command.masker, this.#recording, this.#qualify, derived);
+  }
+
+  /** A CopyOutResponse: the COPY TO's lines, masked field by field where the profile has column rules. */
+  copyOut(command: Command, frame: Frame): CopyOutSet {
+    const message = decodeBackend(frame) as { format: number };
+    const columns = command.masker && command.masker.columnRuleCount !== 0 ? this.#copyColumns(command, frame) : undefined;
+    return new CopyOutSet(message.format === 1, command.masker, this.#recording, columns);
+  }
+
+  /** The text's result-column lineage, computed once per command (null: unknown). */
+  #lineageOf(command: Command): void {
+    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#registry.prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
+  }
+
+  readonly #qualify = (tableOid: number, attnum: number): string | undefined => this.#catalog.qualifiedName(tableOid, attnum);
+
+  /**
+   * The source columns of each column of the `statement`-th result of a command, so column rules
+   * follow derived columns. Only for a profile with column rules: otherwise nothing is parsed.
+   */
+  #derivedFrom(command: Command, statement: number, fields: readonly FieldDescription[]): (readonly ColumnSource[] | undefined)[] | undefined {
+    const count = fields.length;
+    if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
+    this.#lineageOf(command);
+    return derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name));
+  }
+
+  /**
+   * Sends an ErrorResponse / NoticeResponse on, with the command's profile applied to its texts:
+   * a constraint violation's detail or a RAISE NOTICE can carry row values. Returns the fields as sent.
+   */
+  maskNotice(frame: Frame, head: Expect | undefined, out: Outbox, lastMasker: ProfileMasker | undefined, coveredInTransaction: boolean): Readonly<Record<string, string>> {
+    const fields = decodeNoticeFields(frame.body, frame.code === BackendCode.ErrorResponse ? 'ErrorResponse' : 'NoticeResponse');
+    const masker =
+      head?.kind === 'query' || head?.kind === 'execute' ? head.command.masker
+      : head?.kind === 'parse' || head?.kind === 'bind' ? head.masker
+      : lastMasker;
+    if (!masker) {
+      out.push(frame.raw);
+      return fields;
+    }
+    const command = head?.kind === 'query' || head?.kind === 'execute' ? head.command : undefined;
+    const covered = coveredInTransaction || (command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#registry.prepared));
+    const masked = maskServerFields(fields, masker, covered, {});
+    const changed = Object.keys(fields).some((type) => masked[type] !== fields[type]);
+    out.push(changed ? encodeNoticeFields(frame.code as typeof BackendCode.ErrorResponse, masked) : frame.raw);
+    return masked;
+  }
+
+  /** The columns of a COPY TO's lines (the `statement`-th of a simple query), so column rules apply to its fields. */
+  #copyColumns(command: Command, frame: Frame): ReturnType<typeof copyColumns> {
+    const message = decodeBackend(frame) as { columnFormats: readonly number[] };
+    this.#lineageOf(command);
+    return copyColumns(command.lineage ?? undefined, command.tags.length, message.columnFormats.length);
+  }
+
+  /** The result set the head's rows go through; an Execute's is built from its portal's description. */
+  resultOf(head: RunningHead): ResultSet | undefined {
+    if (head.kind === 'execute' && !head.result && head.portal.description) {
+      const fields = head.portal.description;
+      head.result = new ResultSet(fields, head.command.masker, this.#recording, this.#qualify, this.#derivedFrom(head.command, 0, fields));
+    }
+    return head.result;
+  }
+
+  /** The head's result set or COPY is complete: on the record as result.returned. */
+  finish(head: RunningHead): void {
+    const result = head.kind === 'execute' && !head.result && head.portal.description?.length ? this.resultOf(head) : head.result;
+    if (result) this.#audit.returned(result.toEvent(head.command.id));
+    if (head.copy) this.#audit.returned(head.copy.toEvent(head.command.id));
+    head.result = undefined;
+    head.copy = undefined;
+  }
+}
