@@ -1,15 +1,16 @@
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
 import { parseConfig } from '@sluice/config';
-import { PostgresFrontDoor, RawPostgresSession } from './support/postgres-proxy-harness.js';
+import { openClient, PostgresFrontDoor, RawPostgresSession, sqlState } from './support/postgres-proxy-harness.js';
 
 /**
  * What the drivers' own test suites (node-postgres, postgres.js; bench/driver-suites.ts) found
  * that worked direct and not through Sluice, each tried direct and through Sluice with a rule
  * allowing everything a writer does: a cursor DECLAREd and used in one batch, a statement of more
- * than 32767 parameters.
+ * than 32767 parameters, a statement_timeout of a few milliseconds asked for at startup.
  */
 
 const database = `sluice_pg_drivers_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
@@ -160,5 +161,27 @@ describe('driver suites: statements with more than 32767 parameters', () => {
     const token = await frontDoor.token(['writers']);
     expect(await insert(postgres({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, pass: token, max: 1, onnotice: () => {} }))).toBe(40_000);
     expect((await frontDoor.direct.query('select count(*)::int as n from numbers')).rows[0].n).toBe(80_000);
+  });
+});
+
+describe('driver suites: a statement_timeout of a few milliseconds at startup', () => {
+  const clients: pg.Client[] = [];
+  afterAll(async () => {
+    for (const client of clients) await client.end().catch(() => {});
+  });
+
+  it('connects with statement_timeout 1 ms (node-postgres) and the server applies it to the first query, as direct', async () => {
+    const token = await frontDoor.token(['writers']);
+    const configs: pg.ClientConfig[] = [
+      { host: '127.0.0.1', port: 5432, user: 'postgres', database, statement_timeout: 1 },
+      { host: '127.0.0.1', port, user: 'agent', database: RESOURCE, password: token, statement_timeout: 1 },
+    ];
+    const seen: unknown[] = [];
+    for (const config of configs) {
+      const client = await openClient(config, clients);
+      seen.push([await sqlState(client.query('select count(*) from generate_series(1, 3000000)')), (await client.query('show statement_timeout')).rows[0]]);
+    }
+    expect(seen[0]).toEqual(['57014', { statement_timeout: '1ms' }]);
+    expect(seen[1]).toEqual(seen[0]);
   });
 });

@@ -45,7 +45,7 @@ import { SessionProfiles } from './session-profiles.js';
 import { maskNotification } from './server-texts.js';
 import { ResultRelay } from './result-relay.js';
 import { normaliseSql } from './approval-text.js';
-import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
+import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SESSION_START_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
 import { readStartupParameters, sessionSettings, settingRefusedByTarget, startedParameters, StartupParameterRefusal, type StartupRequest } from './startup-parameters.js';
 import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
@@ -281,7 +281,7 @@ export class PostgresSession {
           password: readSecret(this.#resource.credentials.password, this.#ctx.secretsDir),
           parameters: forwarded,
           timeoutMs: this.#ctx.startupTimeoutMs,
-          initialQuery: SEARCH_PATH_QUERY,
+          initialQuery: SESSION_START_QUERY,
         });
         this.#searchPath = schemasOf(upstream.initialRows);
       } catch (error) {
