@@ -4,10 +4,10 @@ import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { KEYS_DIR_ENV, loadConfig, readGeneratedServiceTls, resolveServiceTls, type ServiceTls } from '@sluice/config';
 import { grpcClientChannelOptions, grpcClientCredentials } from '@sluice/service-runtime';
-import { createPolicy, type Explanation, type Policy, type PolicyCommand, type PolicySubject } from '@sluice/policy-engine';
+import { createPolicy, type Explanation, type Policy, type PolicySubject } from '@sluice/policy-engine';
 import { requestPolicyReload } from '@sluice/policy';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
-import { ACTIONS, EFFECTS, RISKS } from '@sluice/contracts';
+import { ACTIONS, EFFECTS, RISKS, type GovernedCommand } from '@sluice/contracts';
 
 export const USAGE = `usage: sluice policy explain --config FILE --sub S [--groups a,b] --resource R [--search-path a,b] "SQL" | --redis "GET k" | --http "GET /path" [--json]
        sluice policy test --config FILE CASES.yaml
@@ -30,11 +30,11 @@ const policyOf = (file: string): Policy => {
 const splitList = (text: string | undefined): string[] => (text ?? '').split(',').map((item) => item.trim()).filter(Boolean);
 
 /** `GET key` -> Redis args; `GET /path` -> HTTP method and path. */
-const redisCommand = (text: string | readonly string[]): PolicyCommand => ({
+const redisCommand = (text: string | readonly string[]): GovernedCommand => ({
   kind: 'redis',
   args: (typeof text === 'string' ? text.trim().split(/\s+/) : text).map((arg) => Buffer.from(String(arg))),
 });
-const httpCommand = (text: string): PolicyCommand | undefined => {
+const httpCommand = (text: string): GovernedCommand | undefined => {
   const [method, path, ...rest] = text.trim().split(/\s+/);
   return method && path && rest.length === 0 ? { kind: 'http', method, path } : undefined;
 };
@@ -86,7 +86,7 @@ const explain = async (argv: string[]): Promise<number> => {
   if (!values.config) return usage('--config FILE is required');
   if (!values.sub) return usage('--sub is required');
   if (!values.resource) return usage('--resource is required');
-  let command: PolicyCommand | undefined;
+  let command: GovernedCommand | undefined;
   if (values.redis !== undefined) command = redisCommand(values.redis);
   else if (values.http !== undefined) command = httpCommand(values.http);
   else if (positionals.length > 0) {
@@ -185,7 +185,7 @@ const runCases = async (argv: string[]): Promise<number> => {
   cases.forEach((testCase, index) => {
     const label = testCase.name ?? `case ${index + 1}`;
     const problems: string[] = [];
-    let command: PolicyCommand | undefined;
+    let command: GovernedCommand | undefined;
     if (typeof testCase.sql === 'string') command = { kind: 'sql', text: testCase.sql, ...(testCase.searchPath ? { searchPath: testCase.searchPath } : {}) };
     else if (testCase.redis !== undefined) command = redisCommand(testCase.redis);
     else if (typeof testCase.http === 'string') command = httpCommand(testCase.http);

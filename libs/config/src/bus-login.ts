@@ -24,11 +24,12 @@ const seedInKeysDir = (service: string, env: NodeJS.ProcessEnv): string | undefi
  * The NATS login of `service` from `bus.credentials` and `bus.tls`; without a credential there,
  * the nkey seed `<service>.nk` in $SLUICE_KEYS_DIR when present (what `sluice up` generates). A
  * credential named in the config and missing fails the start: connecting anonymously instead
- * would hide the mistake.
+ * would hide the mistake. `siem` is the read-only role the console listens as: it has no entry
+ * in `bus.credentials`, only the generated seed.
  */
-export const resolveBusLogin = (loaded: LoadedConfig, service: 'proxy' | 'approval' | 'policy' | 'audit', env: NodeJS.ProcessEnv = process.env): BusLogin => {
+export const resolveBusLogin = (loaded: LoadedConfig, service: 'proxy' | 'approval' | 'policy' | 'audit' | 'siem', env: NodeJS.ProcessEnv = process.env): BusLogin => {
   const { credentials, tls } = loaded.config.bus;
-  const own = credentials[service];
+  const own = service === 'siem' ? undefined : credentials[service];
   const generated = own === undefined ? seedInKeysDir(service, env) : undefined;
   const credential =
     own === undefined

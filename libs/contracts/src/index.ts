@@ -7,4 +7,5 @@ export * from './redis-sort.js';
 export * from './provenance.js';
 export * from './approvers.js';
 export * from './decision.js';
+export * from './command.js';
 export * from './justification.js';

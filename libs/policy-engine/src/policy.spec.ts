@@ -2,7 +2,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parseConfig } from '@sluice/config';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
-import { createPolicy, compilePathGlob, type Policy, type PolicyCommand, type PolicySubject } from './policy.js';
+import type { GovernedCommand } from '@sluice/contracts';
+import { createPolicy, compilePathGlob, type Policy, type PolicySubject } from './policy.js';
 import { classifyRedis } from './redis-commands.js';
 
 beforeAll(async () => {
@@ -23,9 +24,9 @@ const given = (rules: unknown[]): Policy => {
 const analyst: PolicySubject = { sub: 'analyst-bot', groups: ['analysts'] };
 const migrator: PolicySubject = { sub: 'migrator-bot', groups: ['migrators'] };
 const stranger: PolicySubject = { sub: 'stranger', groups: [] };
-const sql = (text: string, searchPath?: string[]): PolicyCommand => ({ kind: 'sql', text, ...(searchPath ? { searchPath } : {}) });
-const redis = (line: string): PolicyCommand => ({ kind: 'redis', args: line.split(' ').map((arg) => Buffer.from(arg)) });
-const http = (method: string, path: string): PolicyCommand => ({ kind: 'http', method, path });
+const sql = (text: string, searchPath?: string[]): GovernedCommand => ({ kind: 'sql', text, ...(searchPath ? { searchPath } : {}) });
+const redis = (line: string): GovernedCommand => ({ kind: 'redis', args: line.split(' ').map((arg) => Buffer.from(arg)) });
+const http = (method: string, path: string): GovernedCommand => ({ kind: 'http', method, path });
 
 const RULES = [
   { name: 'analysts-read-reports', effect: 'allow', subjects: { groups: ['analysts'] }, resources: ['ledger'], actions: ['read'], tables: ['reports.*'], mask: 'finance' },

@@ -9,10 +9,11 @@ import {
   type ApproverRule,
   type Decision,
   type Effect,
+  type GovernedCommand,
   type Risk,
 } from '@sluice/contracts';
 import type { ResourceConfig, RuleConfig } from '@sluice/config';
-import { ANY_TABLE, classifySql, isOpenCatalogRelation, type SqlClassification, type TargetCatalogFacts } from '@sluice/sql-classifier';
+import { ANY_TABLE, classifySql, isOpenCatalogRelation, type SqlClassification } from '@sluice/sql-classifier';
 import { classifyRedis } from './redis-commands.js';
 
 /** The subject as the policy sees it (issuer does not take part in rules). */
@@ -21,16 +22,6 @@ export interface PolicySubject {
   readonly groups: readonly string[];
 }
 
-export type PolicyCommand =
-  | {
-      readonly kind: 'sql';
-      readonly text: string;
-      readonly searchPath?: readonly string[];
-      readonly preparedStatements?: ReadonlyMap<string, string>;
-      readonly catalog?: TargetCatalogFacts;
-    }
-  | { readonly kind: 'redis'; readonly args: readonly (Buffer | string)[] }
-  | { readonly kind: 'http'; readonly method: string; readonly path: string };
 
 /** Who may release a held command (the rule's `approvers`). */
 export type Approvers = ApproverRule;
@@ -76,8 +67,8 @@ export interface SessionDescription {
 }
 
 export interface Policy {
-  decide(subject: PolicySubject, resource: string, command: PolicyCommand): PolicyDecision;
-  explain(subject: PolicySubject, resource: string, command: PolicyCommand): Explanation;
+  decide(subject: PolicySubject, resource: string, command: GovernedCommand): PolicyDecision;
+  explain(subject: PolicySubject, resource: string, command: GovernedCommand): Explanation;
   describeSession(subject: PolicySubject, resource: string): SessionDescription;
   readonly rules: number;
 }
@@ -276,7 +267,7 @@ type Classified =
 const REFUSED_PART: CommandPart = { summary: '', action: 'admin', risk: 'critical', reason: '' };
 
 /** Splits a command into decidable parts; refusals (unparseable SQL, bad paths) need no rule. */
-export const classifyCommand = (command: PolicyCommand): Classified => {
+export const classifyCommand = (command: GovernedCommand): Classified => {
   switch (command.kind) {
     case 'sql': {
       const sql = classifySql(command.text, {
@@ -340,7 +331,7 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
     return { effect: 'deny', rule: undefined };
   };
 
-  const decideClassified = (subject: PolicySubject, resource: string, command: PolicyCommand, classified: Classified): PolicyDecision => {
+  const decideClassified = (subject: PolicySubject, resource: string, command: GovernedCommand, classified: Classified): PolicyDecision => {
     const type = resourceTypes.get(resource);
     if (type === undefined) return refusal(`unknown resource "${resource}"`, true);
     if (type !== PROTOCOL_OF_KIND[command.kind]) return refusal(`resource "${resource}" does not take ${command.kind} commands`, true);

@@ -1,6 +1,6 @@
 import { parseText } from './statement-shape.js';
 import type { ColumnLineage, LineageOptions } from './lineage.js';
-import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
+import { isObject, list, names, str, unwrap, walkTree, type Node } from './parse-tree.js';
 import { isSqlClassifierLoaded } from './parser.js';
 import { columnsReferencedIn } from './session-statements.js';
 import { isWrittenValue, pathSchemasOf } from './statement-parts.js';
@@ -138,14 +138,7 @@ export const coveredFlows = (text: string, options: CoveredFlowOptions = {}, dep
   /** The SELECTs around the node being visited, innermost last. */
   const enclosing: Node[] = [];
 
-  const visit = (value: unknown): void => {
-    if (Array.isArray(value)) return value.forEach(visit);
-    const wrapped = unwrap(value);
-    if (!wrapped) {
-      if (isObject(value)) for (const key in value) visit(value[key]);
-      return;
-    }
-    const [tag, node] = wrapped;
+  const enter = (tag: string, node: Node): boolean => {
     switch (tag) {
       case 'ColumnRef':
       case 'A_Indirection': {
@@ -257,10 +250,12 @@ export const coveredFlows = (text: string, options: CoveredFlowOptions = {}, dep
     }
     if (tag === 'UpdateStmt' && (generatesRows(node.fromClause) || generatesRows(node.whereClause))) predicates.push(predicateRefs(node.fromClause, node.whereClause));
     if (tag === 'SelectStmt') enclosing.push(node);
-    for (const key in node) visit(node[key]);
+    return true;
+  };
+  const leave = (tag: string): void => {
     if (tag === 'SelectStmt') enclosing.pop();
   };
-  visit(tree);
+  walkTree(tree, enter, leave);
   return { writes, seriesPredicates: predicates.flat(), attributeCalls };
 };
 

@@ -20,3 +20,23 @@ export const unwrap = (value: unknown): [string, Node] | undefined => {
   const body = value[tag];
   return first >= 65 && first <= 90 && isObject(body) ? [tag, body] : undefined;
 };
+
+/**
+ * Visits every wrapped node of a tree depth first. `enter` returns false to skip the node's
+ * children; `leave` runs after them.
+ */
+export const walkTree = (value: unknown, enter: (tag: string, node: Node) => boolean, leave?: (tag: string, node: Node) => void): void => {
+  if (Array.isArray(value)) {
+    for (const item of value) walkTree(item, enter, leave);
+    return;
+  }
+  const wrapped = unwrap(value);
+  if (!wrapped) {
+    if (isObject(value)) for (const key in value) walkTree(value[key], enter, leave);
+    return;
+  }
+  const [tag, node] = wrapped;
+  if (!enter(tag, node)) return;
+  for (const key in node) walkTree(node[key], enter, leave);
+  leave?.(tag, node);
+};

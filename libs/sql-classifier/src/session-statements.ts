@@ -4,7 +4,7 @@ import { isSqlClassifierLoaded } from './classify.js';
 import type { ColumnLineage, LineageOptions, LineageSource } from './lineage.js';
 import { isPostgres15Identifier } from './lineage-relations.js';
 import { functionMemberKeys, operatorMemberKeys, subscriptMemberKeys, type MemberKeys } from './json-members.js';
-import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
+import { isObject, list, names, str, walkTree, type Node } from './parse-tree.js';
 
 /** Any column of any table. */
 const ANY_COLUMN: ColumnLineage = [{ column: '*', anyColumn: true }];
@@ -58,15 +58,8 @@ export const columnsReferencedIn = (tree: unknown, part: unknown, options: Linea
     if (keys === 'unknown') any = true;
     else for (const key of keys ?? []) columns.set(key, { column: key });
   };
-  const visit = (value: unknown): void => {
-    if (any) return;
-    if (Array.isArray(value)) return value.forEach(visit);
-    const wrapped = unwrap(value);
-    if (!wrapped) {
-      if (isObject(value)) for (const key in value) visit(value[key]);
-      return;
-    }
-    const [tag, node] = wrapped;
+  const enter = (tag: string, node: Node): boolean => {
+    if (any) return false;
     switch (tag) {
       case 'ColumnRef': {
         const fields = list(node.fields);
@@ -77,7 +70,7 @@ export const columnsReferencedIn = (tree: unknown, part: unknown, options: Linea
         // `p.concat` may be concat(p), the whole row.
         else if (parts.length > 1 && mayBeRowFunction(parts.at(-1)!)) any = true;
         else if (parts.length > 0) columns.set(parts.at(-1)!, { column: parts.at(-1)! });
-        return;
+        return false;
       }
       case 'FuncCall':
         if (!isCataloguedFunction(names(node.funcname), options.searchPath)) any = true;
@@ -109,7 +102,7 @@ export const columnsReferencedIn = (tree: unknown, part: unknown, options: Linea
       case 'ExecuteStmt':
       case 'FetchStmt':
         any = true;
-        return;
+        return false;
       // A write's errors quote rows it did not name: a check or not-null violation's "Failing row
       // contains (…)" is the whole new row, a foreign key's "Key (…)=(…)" the row's key columns.
       case 'InsertStmt':
@@ -117,20 +110,20 @@ export const columnsReferencedIn = (tree: unknown, part: unknown, options: Linea
       case 'DeleteStmt':
       case 'MergeStmt':
         any = true;
-        return;
+        return false;
       case 'CopyStmt':
         if (node.is_from === true || (list(node.attlist).length === 0 && !isObject(node.query))) any = true;
         break;
       default:
         break;
     }
-    for (const key in node) visit(node[key]);
+    return true;
   };
   collectRelations(tree);
   // Statistics relations quote sample values of every column.
   for (const name of relationNames) if (STATISTICS_RELATIONS.has(name)) any = true;
   if (renamesColumns) any = true;
-  visit(part);
+  walkTree(part, enter);
   return any ? ANY_COLUMN : [...columns.values()];
 };
 

@@ -1,30 +1,6 @@
-/**
- * What the target's catalog says that the SQL text cannot: which names in attribute notation call
- * a user's function, which relations rewrite a write, and which tables inherit from which. The
- * proxy reads it from the target (services/proxy/src/postgres/catalog.ts) and sends it with each
- * decision; without it the classifier decides from the text alone.
- */
-export interface TargetCatalogFacts {
-  /**
-   * Names (as PostgreSQL folds them) of the target's functions outside pg_catalog that take one
-   * argument of a composite type: `t.name` and `(t).name` call `name(t)` when t has no such column.
-   */
-  readonly rowFunctions: ReadonlySet<string>;
-  /** `schema.relation` of views and of relations whose rules or INSTEAD OF triggers rewrite writes. */
-  readonly rewritingRelations: ReadonlySet<string>;
-  /** `schema.relation` -> its direct inheritance children and partitions (`schema.relation`). */
-  readonly children: ReadonlyMap<string, readonly string[]>;
-  /** `schema.relation` -> its direct inheritance parents. */
-  readonly parents: ReadonlyMap<string, readonly string[]>;
-  /** Changes whenever any of the above does: part of every cached decision's key. */
-  readonly version: string;
-  /**
-   * The session changed the schema in a transaction not yet committed (or earlier in the same
-   * text): the catalog read elsewhere may not show it, so every `x.name` may be a function call
-   * and every write may be rewritten.
-   */
-  readonly uncommittedChanges?: boolean;
-}
+import type { TargetCatalogFacts } from '@sluice/contracts';
+
+export type { TargetCatalogFacts };
 
 /** Catalogs deeper than this are cut (a cycle cannot occur, but a bad answer must not loop). */
 const MAX_DEPTH = 32;

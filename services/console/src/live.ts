@@ -1,6 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { KEYS_DIR_ENV, requireSecret, type LoadedConfig } from '@sluice/config';
+import { resolveBusLogin, type LoadedConfig } from '@sluice/config';
 import { connectBus, type BusAuth, type NatsConnection } from '@sluice/event-bus';
 import type { Logger } from '@sluice/telemetry';
 
@@ -12,27 +10,7 @@ export type ApprovalsChanged = (approvalIds: readonly string[]) => void;
  * generates): it only listens, and never trusts what it hears. A message only tells it to ask
  * the approval API again, so a forged or unsigned event can at most cause a refresh.
  */
-export const consoleBusAuth = (loaded: LoadedConfig, env: NodeJS.ProcessEnv = process.env): BusAuth => {
-  const { tls } = loaded.config.bus;
-  let seed: string | undefined;
-  const dir = env[KEYS_DIR_ENV];
-  if (dir) {
-    try {
-      seed = readFileSync(join(dir, 'siem.nk'), 'utf8').trim() || undefined;
-    } catch {
-      seed = undefined;
-    }
-  }
-  const tlsFiles =
-    tls === undefined
-      ? undefined
-      : {
-          ...(tls.ca ? { ca: requireSecret(tls.ca, loaded.dir) } : {}),
-          ...(tls.cert ? { cert: requireSecret(tls.cert, loaded.dir) } : {}),
-          ...(tls.key ? { key: requireSecret(tls.key, loaded.dir) } : {}),
-        };
-  return { ...(seed ? { credential: { nkeySeed: seed } } : {}), ...(tlsFiles ? { tls: tlsFiles } : {}) };
-};
+export const consoleBusAuth = (loaded: LoadedConfig, env: NodeJS.ProcessEnv = process.env): BusAuth => resolveBusLogin(loaded, 'siem', env);
 
 /** One event or a CloudEvents batch; anything unreadable is nothing. */
 const eventsIn = (payload: Uint8Array): unknown[] => {

@@ -1,9 +1,9 @@
 import { type ServerWritableStream, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { policy as pb } from '@sluice/proto';
-import type { Action, Effect, Risk } from '@sluice/contracts';
+import type { Action, Effect, GovernedCommand, Risk } from '@sluice/contracts';
 import { invalidArgument, toGrpcError, type Logger } from '@sluice/service-runtime';
 import { targetCatalogFacts, type TargetCatalogFacts } from '@sluice/sql-classifier';
-import type { Policy, PolicyCommand, PolicyDecision, PolicySubject } from '@sluice/policy-engine';
+import type { Policy, PolicyDecision, PolicySubject } from '@sluice/policy-engine';
 
 /** What the adapter needs from the running service. */
 export interface PolicyServiceState {
@@ -57,7 +57,7 @@ const catalogOf = (catalog: pb.TargetCatalog): TargetCatalogFacts => {
   return catalog.uncommittedChanges ? { ...facts, uncommittedChanges: true } : facts;
 };
 
-const commandOf = (request: pb.DecideRequest): PolicyCommand | undefined => {
+const commandOf = (request: pb.DecideRequest): GovernedCommand | undefined => {
   if (request.sql) {
     const prepared = Object.entries(request.sql.preparedStatements);
     return {

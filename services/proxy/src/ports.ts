@@ -2,13 +2,13 @@ import type { Duplex } from 'node:stream';
 import type {
   ApproveDecision,
   Decision,
+  GovernedCommand,
   SluiceEventDataByKind,
   SluiceEventKind,
   Subject,
 } from '@sluice/contracts';
 import type { ResourceConfig } from '@sluice/config';
 import type { ProfileMasker } from '@sluice/masking-engine';
-import type { TargetCatalogFacts } from '@sluice/sql-classifier';
 import type { ConnectionLimiter } from './connection-limits.js';
 
 /** A verified agent token. */
@@ -23,18 +23,7 @@ export interface IdentityPort {
   verify(token: string): Promise<VerifiedToken>;
 }
 
-export type GovernedCommand =
-  | {
-      readonly kind: 'sql';
-      readonly text: string;
-      readonly searchPath?: readonly string[];
-      /** The session's PREPAREd statements, name -> SQL text. */
-      readonly preparedStatements?: ReadonlyMap<string, string>;
-      /** What the target's catalog says (see TargetCatalogFacts); part of the decision cache key. */
-      readonly catalog?: TargetCatalogFacts;
-    }
-  | { readonly kind: 'redis'; readonly args: readonly Buffer[] }
-  | { readonly kind: 'http'; readonly method: string; readonly path: string };
+export type { GovernedCommand };
 
 export type { Decision } from '@sluice/contracts';
 
