@@ -2,6 +2,7 @@ import { isPureFunction } from './catalogue.js';
 import { names } from './parse-tree.js';
 import { parseText } from './statement-shape.js';
 import { isSqlClassifierLoaded } from './classify.js';
+import { changesClientEncoding } from './client-encoding-statement.js';
 
 /** What a command may do to the session state the proxy mirrors from the server. */
 export interface SessionStateEffects {
@@ -17,6 +18,11 @@ export interface SessionStateEffects {
    * on the server once its command tag comes back.
    */
   readonly preparedStatements: readonly PreparedStatementChange[];
+  /**
+   * A statement sets or resets client_encoding (SET NAMES, RESET ALL and DISCARD ALL included): the
+   * proxy converts at the client edge and handles it itself (see clientEncodingStatement).
+   */
+  readonly clientEncoding: boolean;
 }
 
 export interface PreparedStatementChange {
@@ -117,7 +123,7 @@ const namesUnqualifiedTable = (value: unknown): boolean => {
  * change it; without, every function call may.
  */
 export const sessionStateEffects = (text: string, path?: readonly string[]): SessionStateEffects => {
-  const unknown = { searchPath: true, unqualifiedAfterPathChange: false, preparedStatements: [] };
+  const unknown = { searchPath: true, unqualifiedAfterPathChange: false, preparedStatements: [], clientEncoding: false };
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
@@ -129,6 +135,7 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
   let pathSetEarlier = false;
   let unqualifiedAfterPathChange = false;
   const preparedStatements: PreparedStatementChange[] = [];
+  let clientEncoding = false;
   for (const raw of tree.stmts ?? []) {
     const stmt = raw.stmt ?? {};
     const type = Object.keys(stmt)[0] ?? '';
@@ -138,6 +145,7 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
     if (pathSetEarlier && namesUnqualifiedTable(stmt)) unqualifiedAfterPathChange = true;
     if (!KEEPS_SEARCH_PATH.has(type) || runsUnknownCode(stmt, path)) searchPath = true;
     if (setsPathForLaterStatements(type, stmt)) pathSetEarlier = true;
+    if (changesClientEncoding(stmt) !== undefined) clientEncoding = true;
   }
-  return { searchPath, unqualifiedAfterPathChange, preparedStatements };
+  return { searchPath, unqualifiedAfterPathChange, preparedStatements, clientEncoding };
 };

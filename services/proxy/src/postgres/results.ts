@@ -52,7 +52,8 @@ export class ResultSet {
    * statement), so column rules follow `substr(ssn, 8) AS tail`.
    */
   constructor(
-    fields: readonly FieldDescription[],
+    /** The columns, as described (the client edge converts a DataRow's values by their format and type). */
+    readonly fields: readonly FieldDescription[],
     masker: ProfileMasker | undefined,
     limits: RecordingLimits,
     qualify?: (tableOid: number, attnum: number) => string | undefined,
