@@ -48,7 +48,7 @@ import { EncodingConversionError } from './client-encoding.js';
 import { ClientEdge, ClientOutbox } from './client-encoding-frames.js';
 import { encodingSwitch, SessionClientEncoding, type EncodingPlan, type EncodingSwitch } from './client-encoding-session.js';
 import { normaliseSql } from './approval-text.js';
-import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
+import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SESSION_START_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
 import { readStartupParameters, requestedClientEncoding, sessionSettings, settingRefusedByTarget, startedParameters, StartupParameterRefusal, type StartupRequest } from './startup-parameters.js';
 import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
@@ -295,7 +295,7 @@ export class PostgresSession {
           password: readSecret(this.#resource.credentials.password, this.#ctx.secretsDir),
           parameters: forwarded,
           timeoutMs: this.#ctx.startupTimeoutMs,
-          initialQuery: SEARCH_PATH_QUERY,
+          initialQuery: SESSION_START_QUERY,
         });
         this.#searchPath = schemasOf(upstream.initialRows);
       } catch (error) {
@@ -977,6 +977,8 @@ export class PostgresSession {
     /** An Execute earlier in this batch runs before a later Parse is lexed: it may change the lexer state. */
     let executes = false;
     let changesSearchPath = false;
+    /** Cursors DECLAREd by an Execute earlier in this batch: the server runs it before a later message names them. */
+    const declaredHere = new Set<string>();
 
     for (let i = 0; i < messages.length && !refusal; i++) {
       const message = messages[i]!;
@@ -1043,7 +1045,7 @@ export class PostgresSession {
             }
             expects.push({ kind: 'describeStatement', statement });
           } else {
-            const portal = portals.get(message.name) ?? (await this.#confirmedPortal(message.name, portals));
+            const portal = portals.get(message.name) ?? (await this.#confirmedPortal(message.name, portals, declaredHere));
             if (!portal || 'code' in portal) {
               refusal = portal ?? { code: SqlState.InsufficientPrivilege, message: `permission denied: portal ${quoteIdent(message.name)} was not allowed` };
               break;
@@ -1055,7 +1057,7 @@ export class PostgresSession {
           break;
         }
         case 'Execute': {
-          const portal = portals.get(message.portal) ?? (await this.#confirmedPortal(message.portal, portals));
+          const portal = portals.get(message.portal) ?? (await this.#confirmedPortal(message.portal, portals, declaredHere));
           if (!portal || 'code' in portal) {
             refusal = portal ?? { code: SqlState.InsufficientPrivilege, message: `permission denied: portal ${quoteIdent(message.portal)} was not allowed` };
             break;
@@ -1071,7 +1073,9 @@ export class PostgresSession {
           statement.recorded ??= this.#maskedText(statement.text, maskProfileOf(statement.decision));
           this.#recordDecided(commandId, statement.text, statement.decision, statement.recorded);
           forward.push(raw);
-          expects.push({ kind: 'execute', command: this.#newCommand(commandId, portal.statement.masker, statement.text), portal });
+          const command = this.#newCommand(commandId, portal.statement.masker, statement.text);
+          for (const [cursor] of command.declares) declaredHere.add(cursor);
+          expects.push({ kind: 'execute', command, portal });
           executes = true;
           if (this.#effectsOf(statement.text).searchPath) changesSearchPath = true;
           break;
@@ -1162,9 +1166,13 @@ export class PostgresSession {
 
   /**
    * A portal named in an earlier batch, once the server has answered its Bind (and any Close of
-   * it), or a SQL cursor the server confirmed. Undefined: no such portal was allowed.
+   * it), a SQL cursor the server confirmed, or one an allowed DECLARE earlier in this batch makes.
+   * Undefined: no such portal was allowed.
    */
-  async #confirmedPortal(name: string, pipeline: Map<string, Portal>): Promise<Portal | Refusal | undefined> {
+  async #confirmedPortal(name: string, pipeline: Map<string, Portal>, declaredHere: ReadonlySet<string>): Promise<Portal | Refusal | undefined> {
+    // The server runs that DECLARE first and skips this message if it fails: the name is the cursor,
+    // decided as a FETCH from it and masked with its DECLAREs' profiles, as a confirmed one is.
+    if (declaredHere.has(name)) return this.#pipelineCursor(name, pipeline);
     const changing = this.#expects.some(
       (e) =>
         (e.kind === 'bind' && e.portal.name === name) ||
@@ -1174,6 +1182,11 @@ export class PostgresSession {
     if (changing) await this.#settled();
     const bound = this.#registry.portal(name);
     if (bound || !this.#profiles.hasCursor(name)) return bound;
+    return this.#pipelineCursor(name, pipeline);
+  }
+
+  /** The cursor portal of the name, kept for the rest of the pipeline once allowed. */
+  async #pipelineCursor(name: string, pipeline: Map<string, Portal>): Promise<Portal | Refusal> {
     const portal = await this.#cursorPortal(name);
     if (!('code' in portal)) pipeline.set(name, portal);
     return portal;
