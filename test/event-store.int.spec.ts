@@ -114,6 +114,16 @@ describe('event store appends on PostgreSQL', () => {
     expect((await store.sessionEvents(`lone-${RUN}\ufffd`)).map((stored) => stored.seq > 0)).toEqual([true, true]);
   });
 
+  it("keeps a lone surrogate in an event's data as U+FFFD and still verifies its chain (an agent's text cannot make it look tampered)", async () => {
+    const session = `data-lone-${RUN}`;
+    const event = decided(session);
+    const data = { ...(event.data as Record<string, unknown>), command: `SELECT '\ud83d' -- \udc00 and a pair 😀`, ['key\udbff']: 'x' };
+    expect(await appendSigned(store, [{ ...event, data }, decided(session)])).toEqual({ stored: 2, duplicates: 0 });
+    const [stored] = await store.sessionEvents(session);
+    expect((stored!.data as Record<string, unknown>).command).toBe(`SELECT '\ufffd' -- \ufffd and a pair 😀`);
+    expect(await store.verify({ sessionId: session })).toMatchObject({ ok: true, events: 2 });
+  });
+
   it('stores nothing and goes on through its one connection when the COPY is refused before its first row', async () => {
     // The rows travel with the COPY statement (not after CopyInResponse): refused at its start,
     // the server must drop them and stay in step with the client.

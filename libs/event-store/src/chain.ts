@@ -24,22 +24,35 @@ export const chainHashOf = (prevHash: string, canonical: string): string => sha2
 /** A CloudEvent in the exact form the store keeps and hashes. */
 export type StoredCloudEvent = CloudEvent & Readonly<Record<string, unknown>>;
 
-// jsonb refuses U+0000 and PostgreSQL text cannot hold it either.
-const stripNul = (value: unknown): unknown => {
-  if (typeof value === 'string') return value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value;
-  if (Array.isArray(value)) return value.map(stripNul);
+const UNSTORABLE = /[\u0000\p{Surrogate}]/u;
+const UNSTORABLE_ALL = /[\u0000\p{Surrogate}]/gu;
+
+/**
+ * Text as PostgreSQL keeps it: jsonb and text refuse U+0000, and a lone surrogate (not UTF-8 at
+ * all) becomes U+FFFD on its way in. Both are replaced before an event is hashed, so the hash
+ * covers what is stored and `verify` can recompute it.
+ */
+export const storableText = (text: string): string => (UNSTORABLE.test(text) ? text.replace(UNSTORABLE_ALL, '\uFFFD') : text);
+
+const storable = (value: unknown): unknown => {
+  if (typeof value === 'string') return storableText(value);
+  if (Array.isArray(value)) return value.map(storable);
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [key, inner] of Object.entries(value)) out[stripNul(key) as string] = stripNul(inner);
+    for (const [key, inner] of Object.entries(value)) out[storableText(key)] = storable(inner);
     return out;
   }
   return value;
 };
 
+/** In JSON.stringify's output: a U+0000, or a lone surrogate (the only surrogates it escapes). */
+const ESCAPED_UNSTORABLE = /\\u(?:0000|d[89a-f])/i;
+
 /**
  * The form an event is stored, hashed and served in. Events Sluice publishes pass through
  * unchanged; foreign ones get `time` as ISO-8601 UTC with milliseconds (what timestamptz gives
- * back), U+0000 replaced by U+FFFD, and a missing `time` set to the receipt time.
+ * back), U+0000 and lone surrogates replaced by U+FFFD (storableText), and a missing `time` set to
+ * the receipt time.
  */
 export const normalizeEvent = (event: CloudEvent, receivedAt: Date): StoredCloudEvent => {
   const parsed = typeof event.time === 'string' ? new Date(event.time) : undefined;
@@ -52,8 +65,8 @@ export const normalizeEvent = (event: CloudEvent, receivedAt: Date): StoredCloud
     time: time.toISOString(),
     ...(data === null || data === undefined ? {} : { data }),
   };
-  // The deep copy is only paid by the rare event that holds a U+0000.
-  return (JSON.stringify(normalized).includes('\\u0000') ? stripNul(normalized) : normalized) as StoredCloudEvent;
+  // The deep copy is only paid by the rare event that holds such a character.
+  return (ESCAPED_UNSTORABLE.test(JSON.stringify(normalized)) ? storable(normalized) : normalized) as StoredCloudEvent;
 };
 
 /** Attributes kept in their own columns; everything else of the envelope goes to `ext`. */
@@ -155,8 +168,9 @@ export const prepareEvent = (event: CloudEvent, receivedAt: Date): PreparedEvent
     canonical += `${JSON.stringify(key)}:${written}`;
   }
   canonical += '}';
-  // JCS writes U+0000 as \u0000 (a false alarm on a literal backslash-u0000 only costs the long way).
-  if (canonical.includes('\\u0000')) return preparedTheLongWay(event, receivedAt);
+  // JCS writes U+0000 and lone surrogates as \u escapes (a false alarm on a literal backslash-u
+  // only costs the long way).
+  if (ESCAPED_UNSTORABLE.test(canonical)) return preparedTheLongWay(event, receivedAt);
   const columns: EventColumns = {
     id: envelope.id as string,
     source: envelope.source as string,

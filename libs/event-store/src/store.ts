@@ -1,7 +1,7 @@
 import { CompiledQuery, Kysely, Migrator, sql, type RawBuilder } from 'kysely';
 import type pg from 'pg';
 import { kindOfType, type CloudEvent } from '@sluice/contracts';
-import { chainHash, chainHashOf, GENESIS_HASH, joinEvent, prepareEvent, type StoredCloudEvent } from './chain.js';
+import { chainHash, chainHashOf, GENESIS_HASH, joinEvent, prepareEvent, storableText, type StoredCloudEvent } from './chain.js';
 import type { SluiceDatabase } from './database.js';
 import { pgliteBackend, postgresBackend, type StoreBackend } from './dialect.js';
 import { migrationProvider, WRITER_ROLE } from './migrations.js';
@@ -248,8 +248,8 @@ const maskedValues = (data: unknown): number => {
  * than this many characters.
  */
 const MAX_REJECTED_FIELD = 1024;
-const storableText = (text: string): string => text.slice(0, MAX_REJECTED_FIELD).replaceAll('\u0000', '\uFFFD');
-const optionalText = (text: string | undefined): string | null => (text === undefined ? null : storableText(text));
+const rejectedField = (text: string): string => storableText(text.slice(0, MAX_REJECTED_FIELD));
+const optionalText = (text: string | undefined): string | null => (text === undefined ? null : rejectedField(text));
 
 /** The first refused record, else the first event without a verified signature, with their counts. */
 const findNotGenuine = async (
@@ -305,13 +305,6 @@ interface EventRow {
 const rowToEvent = (row: EventRow): StoredCloudEvent =>
   joinEvent({ id: row.id, source: row.source, type: row.type, sessionId: row.session_id, time: new Date(row.time), data: row.data, ext: row.ext ?? {} });
 
-const LONE_SURROGATE = /\p{Surrogate}/u;
-const LONE_SURROGATES = /\p{Surrogate}/gu;
-/**
- * A lone surrogate as U+FFFD, which is what its UTF-8 (a parameter, a COPY field) becomes: in a
- * JSON literal it would be a \u escape PostgreSQL refuses, and the batch would fail for ever.
- */
-const wellFormed = (text: string): string => (LONE_SURROGATE.test(text) ? text.replace(LONE_SURROGATES, '\uFFFD') : text);
 
 /** What a batch touches: its event ids, and its sessions in the one order every appender locks them. */
 const keysOf = (batch: PreparedBatch): { ids: string[]; sessions: string[] } => ({
@@ -366,8 +359,8 @@ const chain = (batch: PreparedBatch, stored: readonly StoredOfBatch[]): ChainLin
   const links: ChainLink[] = [];
   for (const prepared of batch.rows) {
     // Compared as stored: a lone surrogate comes back from the database as U+FFFD.
-    if (existing.has(wellFormed(prepared.row.id))) continue;
-    const sessionId = wellFormed(prepared.row.session_id);
+    if (existing.has(storableText(prepared.row.id))) continue;
+    const sessionId = storableText(prepared.row.session_id);
     const head = heads.get(sessionId) ?? { hash: GENESIS_HASH, sessionSeq: 0 };
     // The JCS text is that of the form rebuilt from the columns, exactly what verify recomputes.
     const link = { prepared, sessionSeq: head.sessionSeq + 1, hash: chainHashOf(head.hash, prepared.canonical), prevHash: head.hash };
@@ -488,7 +481,7 @@ class KyselyEventStore implements EventStore {
     try {
       const { ids, sessions } = keysOf(batch);
       const textArray = (values: readonly string[]): string =>
-        `ARRAY(SELECT json_array_elements_text(${client.escapeLiteral(JSON.stringify(values.map(wellFormed)))}::json))`;
+        `ARRAY(SELECT json_array_elements_text(${client.escapeLiteral(JSON.stringify(values.map(storableText)))}::json))`;
       const sessionsArray = textArray(sessions);
       open = true;
       // Each statement of a Query message gets its own snapshot, so the lookup sees every chain
@@ -567,15 +560,15 @@ class KyselyEventStore implements EventStore {
             .insertInto('sluice.rejected_events')
             .values(
               part.map((record) => ({
-                key: storableText(record.key),
-                reason: storableText(record.reason),
+                key: rejectedField(record.key),
+                reason: rejectedField(record.reason),
                 claimed_signer: optionalText(record.claimedSigner),
-                nats_subject: storableText(record.natsSubject),
+                nats_subject: rejectedField(record.natsSubject),
                 stream_seq: record.streamSeq,
                 event_id: optionalText(record.eventId),
                 event_type: optionalText(record.eventType),
                 session_id: optionalText(record.sessionId),
-                payload: record.payload.replaceAll('\u0000', '\uFFFD'),
+                payload: storableText(record.payload),
               })),
             )
             .onConflict((conflict) => conflict.column('key').doNothing())
