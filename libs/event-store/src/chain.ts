@@ -24,7 +24,10 @@ export const chainHashOf = (prevHash: string, canonical: string): string => sha2
 /** A CloudEvent in the exact form the store keeps and hashes. */
 export type StoredCloudEvent = CloudEvent & Readonly<Record<string, unknown>>;
 
+// U+0000 is exactly what these look for.
+// eslint-disable-next-line no-control-regex
 const UNSTORABLE = /[\u0000\p{Surrogate}]/u;
+// eslint-disable-next-line no-control-regex
 const UNSTORABLE_ALL = /[\u0000\p{Surrogate}]/gu;
 
 /**
