@@ -1,0 +1,120 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BackendMessage } from '@sluice/codec-pg';
+import { parseConfig } from '@sluice/config';
+import { PostgresFrontDoor, RawPostgresSession } from './support/postgres-proxy-harness.js';
+
+/**
+ * Red team of the client-encoding conversion (issue 19): an agent holding a read-only grant (with
+ * a masking profile, and a deny rule on one table) tries to make the target run a write, read the
+ * denied table, get a masked value back unmasked, or make Sluice and the target read its bytes in
+ * different encodings. Every probe is kept: those that held as proof, those that broke as
+ * regression tests of their fix.
+ */
+
+const database = `sluice_enc_rt_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+const RESOURCE = 'enc-rt-db';
+const EMAIL = 'rene.dupont@example.com';
+
+const frontDoor = new PostgresFrontDoor({
+  config: parseConfig({
+    resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
+    masking: { profiles: { pii: { detectors: ['email'], strategy: 'redact', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } } },
+    rules: [
+      { name: 'no-secrets', effect: 'deny', resources: [RESOURCE], tables: ['public.secrets'] },
+      { name: 'readers', effect: 'allow', subjects: { groups: ['readers'] }, resources: [RESOURCE], actions: ['read'], mask: 'pii' },
+      { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl'] },
+    ],
+  }),
+  database,
+  hashKey: 'encodings-redteam-int',
+  setupSql: `create table people (id int primary key, name text, email text, ssn text);
+     insert into people values (1, 'ソニー', '${EMAIL}', '912-34-5678');
+     create table victim (id int primary key);
+     insert into victim select g from generate_series(1, 5) g;
+     create table secrets (id int, secret text);
+     insert into secrets values (1, 'TOP-SECRET');
+     create table sink (t text);`,
+});
+
+beforeAll(async () => {
+  await frontDoor.start();
+}, 60_000);
+
+afterAll(async () => {
+  await frontDoor.close();
+});
+
+const victims = async (): Promise<number> => (await frontDoor.direct.query('select count(*)::int as n from victim')).rows[0].n as number;
+
+/** A frontend message of `code` whose body is `parts`, bytes as given. */
+const message = (code: string, ...parts: Buffer[]): Buffer => {
+  const body = Buffer.concat(parts);
+  const header = Buffer.alloc(5);
+  header[0] = code.charCodeAt(0);
+  header.writeInt32BE(body.length + 4, 1);
+  return Buffer.concat([header, body]);
+};
+const NUL = Buffer.from([0]);
+const query = (sql: Buffer | string): Buffer => message('Q', typeof sql === 'string' ? Buffer.from(sql, 'utf8') : sql, NUL);
+
+/** Sends simple queries back to back (a pipeline) and waits for as many ReadyForQuery (or the close). */
+const pipeline = async (session: RawPostgresSession, ...sqls: (Buffer | string)[]): Promise<void> => {
+  const before = session.count('ReadyForQuery');
+  session.send(...sqls.map(query));
+  await session.readyCount(before + sqls.length);
+};
+
+const since = (session: RawPostgresSession, from: number): BackendMessage[] => session.messages.slice(from);
+const rowsHex = (messages: readonly BackendMessage[]): string[] =>
+  messages.flatMap((m) => (m.type === 'DataRow' ? [m.values.map((v) => (v === null ? 'NULL' : v.toString('hex'))).join('|')] : []));
+const codes = (messages: readonly BackendMessage[]): string[] => messages.flatMap((m) => (m.type === 'ErrorResponse' ? [m.fields.C ?? ''] : []));
+const statuses = (messages: readonly BackendMessage[]): string[] =>
+  messages.flatMap((m) => (m.type === 'ParameterStatus' && m.name === 'client_encoding' ? [m.value] : []));
+
+/** `SELECT current_setting('client_encoding')` as the target session sees it (the proxy never rewrites it). */
+const targetEncoding = async (session: RawPostgresSession): Promise<string | undefined> => {
+  const from = session.messages.length;
+  await pipeline(session, "select current_setting('client_encoding')");
+  const row = since(session, from).find((m) => m.type === 'DataRow');
+  return row?.type === 'DataRow' ? row.values[0]?.toString('latin1') : undefined;
+};
+
+describe('the target session never leaves UTF8', () => {
+  it('refuses a text whose first statement keeps the encoding and a later one switches it (UTF8 agent)', async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    const from = session.messages.length;
+    await pipeline(session, "set client_encoding to 'UTF8'; set client_encoding to 'SJIS'; select name from people");
+    expect(codes(since(session, from))).toEqual(['0A000']);
+    expect(rowsHex(since(session, from))).toEqual([]);
+    expect(session.closed).toBe(false);
+    expect(await targetEncoding(session)).toBe('UTF8');
+  });
+
+  it('refuses RESET then SET NAMES in one text (SJIS agent): the target would send LATIN1 the proxy reads as UTF-8, and an error later in the text rolls the switch back unreported', async () => {
+    const session = await frontDoor.openRaw(['readers'], [['client_encoding', 'SJIS']]);
+    const from = session.messages.length;
+    await pipeline(session, "reset client_encoding; set client_encoding to 'SJIS'; set names 'LATIN1'; select name from people");
+    expect(codes(since(session, from))).toEqual(['0A000']);
+    expect(session.closed).toBe(false);
+    expect(await targetEncoding(session)).toBe('UTF8');
+  });
+
+  it('refuses RESET ALL / DISCARD ALL followed by SET NAMES in one text', async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    const from = session.messages.length;
+    await pipeline(session, "reset all; set names 'GBK'", "discard all; set names 'BIG5'");
+    const refused = codes(since(session, from));
+    expect(refused).toHaveLength(2);
+    for (const code of refused) expect(['0A000', '42501']).toContain(code);
+    expect(await targetEncoding(session)).toBe('UTF8');
+  });
+
+  it("keeps set_config('client_encoding', …) to anything but UTF8 admin, alone or in a function call argument", async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    const from = session.messages.length;
+    await pipeline(session, "select set_config('client_encoding', 'SJIS', false)", "select set_config(lower('CLIENT_ENCODING'), 'SJIS', false)");
+    expect(codes(since(session, from))).toEqual(['42501', '42501']);
+    expect(await targetEncoding(session)).toBe('UTF8');
+  });
+});
