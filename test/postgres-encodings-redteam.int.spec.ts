@@ -118,3 +118,111 @@ describe('the target session never leaves UTF8', () => {
     expect(await targetEncoding(session)).toBe('UTF8');
   });
 });
+
+describe('what the target sends is what the agent would get direct', () => {
+  /** The error codes and rows of `sql` direct (after SET client_encoding) and through Sluice (asked for at startup). */
+  const bothWays = async (encoding: string, sql: string): Promise<{ direct: BackendMessage[]; sluice: BackendMessage[] }> => {
+    const tracked: RawPostgresSession[] = [];
+    const direct = await RawPostgresSession.openDirect(database, (s) => tracked.push(s));
+    try {
+      await pipeline(direct, `set client_encoding to '${encoding}'`);
+      const from = direct.messages.length;
+      await pipeline(direct, sql);
+      const sluice = await frontDoor.openRaw(['readers'], [['client_encoding', encoding]]);
+      const start = sluice.messages.length;
+      await pipeline(sluice, sql);
+      return { direct: since(direct, from), sluice: since(sluice, start) };
+    } finally {
+      for (const session of tracked) session.socket.destroy();
+    }
+  };
+
+  it.each([
+    ['EUC_JP', 165],
+    ['EUC_JP', 8254],
+    ['EUC_CN', 8208],
+    ['EUC_KR', 44034],
+  ])('answers %s a character it has no form for (U+%s) with 22P05, never bytes outside the EUC form (a 0x5C trail byte)', async (encoding, codePoint) => {
+    const { direct, sluice } = await bothWays(encoding, `select chr(${codePoint})`);
+    expect(codes(direct)).toEqual(['22P05']);
+    expect(codes(sluice)).toEqual(['22P05']);
+    expect(rowsHex(sluice)).toEqual([]);
+  });
+
+  it('gives SJIS ¥ as 0x5C, as the server does', async () => {
+    const { direct, sluice } = await bothWays('SJIS', 'select chr(165)');
+    expect(rowsHex(direct)).toEqual(['5c']);
+    expect(rowsHex(sluice)).toEqual(rowsHex(direct));
+  });
+
+  it('masks the email and the ssn column, and keeps the denied table denied, for an SJIS agent', async () => {
+    const session = await frontDoor.openRaw(['readers'], [['client_encoding', 'SJIS']]);
+    const from = session.messages.length;
+    // ソ is 0x83 0x5C in SJIS: a byte-wise reader would take its trail byte for a backslash.
+    const sony = Buffer.from([0x83, 0x5c]);
+    await pipeline(
+      session,
+      Buffer.concat([Buffer.from("select email, ssn, name = '"), sony, Buffer.from([0x83, 0x6a, 0x81, 0x5b]), Buffer.from("' from people")]),
+      Buffer.concat([Buffer.from("select E'"), sony, Buffer.from("', secret from secrets")]),
+    );
+    const rows = rowsHex(since(session, from)).map((row) => row.split('|').map((hex) => Buffer.from(hex, 'hex').toString('latin1')));
+    expect(rows).toHaveLength(1);
+    expect(rows[0]![0]).not.toContain('example.com');
+    expect(rows[0]![1]).not.toContain('5678');
+    expect(codes(since(session, from))).toEqual(['42501']);
+  });
+});
+
+describe('a multi-byte character whose trail byte is \\ cannot smuggle a statement', () => {
+  it.each([
+    ['SJIS', [0x83, 0x5c]],
+    ['BIG5', [0xa5, 0x5c]],
+    ['GBK', [0x81, 0x5c]],
+    ['GB18030', [0x81, 0x5c]],
+  ])('%s: E\'<lead 0x5C>\' ends the string for Sluice as for the server, so the DELETE after it is decided (denied)', async (encoding, bytes) => {
+    const session = await frontDoor.openRaw(['readers'], [['client_encoding', encoding]]);
+    const from = session.messages.length;
+    const char = Buffer.from(bytes);
+    await pipeline(
+      session,
+      Buffer.concat([Buffer.from("select E'"), char, Buffer.from("'; delete from victim; --'")]),
+      Buffer.concat([Buffer.from("select E'"), char, Buffer.from("''; delete from victim; select '")]),
+    );
+    // The first is a read and a denied DELETE; the second one string literal to both (a read).
+    expect(codes(since(session, from))).toEqual(['42501']);
+    expect(rowsHex(since(session, from))).toEqual([`${char.toString('hex')}${Buffer.from("'; delete from victim; select ").toString('hex')}`]);
+    expect(await victims()).toBe(5);
+    // On the record as the text that ran: the decoded character, not its bytes.
+    const decoded = `select E'${new TextDecoder(encoding === 'SJIS' ? 'shift_jis' : encoding.toLowerCase()).decode(char)}'; delete from victim; --'`;
+    const recorded = frontDoor.events.filter((e) => e.kind === 'command.decided').map((e) => String(e.data.command));
+    expect(recorded).toContain(decoded);
+  });
+});
+
+describe('startup and COPY', () => {
+  it('takes client_encoding from options=-c as the server does, and the target stays UTF8', async () => {
+    const session = await frontDoor.openRaw(['readers'], [['options', '-c client_encoding=SJIS']]);
+    expect(statuses(session.messages)).toEqual(['SJIS']);
+    expect(await targetEncoding(session)).toBe('UTF8');
+    const from = session.messages.length;
+    await pipeline(session, Buffer.from([...Buffer.from("select '"), 0x83, 0x5c, ...Buffer.from("'::text")]));
+    expect(rowsHex(since(session, from))).toEqual(['835c']);
+  });
+
+  it('joins an SJIS character split across two CopyData messages, and fails a COPY ending inside a character with 22021, storing nothing', async () => {
+    const session = await frontDoor.openRaw(['writers'], [['client_encoding', 'SJIS']]);
+    const copy = async (...chunks: Buffer[]): Promise<BackendMessage[]> => {
+      const from = session.messages.length;
+      const ready = session.count('ReadyForQuery');
+      session.send(query('copy sink from stdin'));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      session.send(...chunks.map((chunk) => message('d', chunk)), message('c'));
+      await session.readyCount(ready + 1);
+      return since(session, from);
+    };
+    expect(codes(await copy(Buffer.from([0x83]), Buffer.from([0x5c, 0x0a])))).toEqual([]);
+    expect(codes(await copy(Buffer.from([0x41, 0x0a, 0x83])))).toEqual(['22021']);
+    const stored = await frontDoor.direct.query('select t from sink order by t');
+    expect(stored.rows.map((row: { t: string }) => row.t)).toEqual(['ソ']);
+  });
+});
