@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { latencyPaths, measurePgLatency } from './pg-latency.js';
 import { CleanupStack } from './support/cleanup.js';
 import type { ResourceKind } from './support/deployment.js';
+import { freePostgresConnections, measurePostgresIdleSessions, measureRedisIdleSessions, type IdleSessionsResult } from './support/idle-sessions.js';
 import { describeMachine } from './support/machine.js';
 import { runPgbench, runRedisBenchmark, runWrk, type LoadRun } from './support/load.js';
 import { killStartedChildren, runTool, watchCpu, type CpuWatch } from './support/processes.js';
@@ -28,7 +29,7 @@ import { PG_ADMIN_USER, PG_PORT, REDIS_PORT, serverVersions } from './support/ta
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = resolve(BENCH_DIR, '..');
 
-const PARTS = ['latency', 'pgbench', 'redis', 'http', 'components'] as const;
+const PARTS = ['latency', 'pgbench', 'redis', 'http', 'sessions', 'components'] as const;
 type Part = (typeof PARTS)[number];
 
 const { values } = parseArgs({
@@ -43,6 +44,7 @@ const { values } = parseArgs({
     'redis-requests': { type: 'string', default: '100000' },
     'redis-pipelined-requests': { type: 'string', default: '100000' },
     pipeline: { type: 'string', default: '16' },
+    'idle-sessions': { type: 'string', default: '2000' },
     'wrk-threads': { type: 'string', default: '2' },
     'wrk-connections': { type: 'string', default: '50' },
     'wrk-duration': { type: 'string', default: '10' },
@@ -57,7 +59,7 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(`bench/run.ts [--rounds N] [--duration S] [--clients N] [--threads N] [--scale N]
   [--latency-iterations N] [--redis-clients N] [--redis-requests N] [--redis-pipelined-requests N] [--pipeline N]
-  [--wrk-threads N] [--wrk-connections N] [--wrk-duration S] [--only ${PARTS.join(',')}] [--no-sluice]
+  [--wrk-threads N] [--wrk-connections N] [--wrk-duration S] [--idle-sessions N] [--only ${PARTS.join(',')}] [--no-sluice]
   [--deadline-minutes N] [--out FILE]\n`);
   process.exit(0);
 }
@@ -85,6 +87,7 @@ const settings = {
   wrkThreads: integer('wrk-threads'),
   wrkConnections: integer('wrk-connections'),
   wrkSeconds: integer('wrk-duration'),
+  idleSessions: integer('idle-sessions'),
 };
 const parts = new Set(values.only.split(',').map((part) => part.trim()).filter(Boolean) as Part[]);
 for (const part of parts) {
@@ -117,6 +120,7 @@ const load: LoadSample[] = [];
 const problems: string[] = [];
 const components: { name: string; output: string }[] = [];
 const auditKeepsUp: (AuditCatchUp & { round: number })[] = [];
+const idleSessions: IdleSessionsResult[] = [];
 
 type Path = 'direct' | 'pgbouncer' | 'sluice';
 
@@ -262,6 +266,46 @@ const runHttpRound = async (stack: Stack, round: number, sluiceWorks: boolean): 
   }
 };
 
+/**
+ * Issue 12's memory target: the proxy's resident memory per idle authenticated session, with
+ * 2,000 Redis sessions and as many PostgreSQL sessions as the server's max_connections leaves room for.
+ */
+const runIdleSessions = async (stack: Stack, redisWorks: boolean): Promise<void> => {
+  const proxyPid = stack.sluice?.processes().proxy;
+  if (proxyPid === undefined || aborting) return;
+  const record = (measured: IdleSessionsResult) => {
+    idleSessions.push(measured);
+    log(`  ${measured.opened} ${measured.protocol} sessions: ${measured.perSessionKiB.toFixed(1)} KiB each${measured.error ? ` (stopped: ${measured.error})` : ''}`);
+    if (measured.error) problems.push(`idle ${measured.protocol} sessions: ${measured.error}`);
+  };
+  if (redisWorks && stack.sluice?.ports.redis !== undefined) {
+    log(`idle sessions: ${settings.idleSessions} Redis sessions through Sluice`);
+    record(await measureRedisIdleSessions({ proxyPid, port: stack.sluice.ports.redis, token: stack.readerToken, count: settings.idleSessions }));
+  }
+  const pooledPort = stack.sluice?.pooledPostgresPort;
+  if (pooledPort !== undefined) {
+    log(`idle sessions: ${settings.idleSessions} PostgreSQL sessions through Sluice (target: pgbouncer in transaction mode)`);
+    // The writer's sessions: a read-only session's startup `options` is a parameter pgbouncer refuses.
+    record(await measurePostgresIdleSessions({ proxyPid, port: pooledPort, database: stack.database, user: 'bench-writer', token: stack.writerToken, count: settings.idleSessions }));
+  } else if (stack.sluice?.ports.postgres !== undefined) {
+    // Without the pooled target, each Sluice session holds a server connection of its own.
+    const room = await freePostgresConnections(stack.database, PG_ADMIN_USER);
+    const count = Math.min(settings.idleSessions, room);
+    log(`idle sessions: ${count} PostgreSQL sessions through Sluice`);
+    record(
+      await measurePostgresIdleSessions({
+        proxyPid,
+        port: stack.sluice.ports.postgres,
+        database: stack.database,
+        user: 'bench-reader',
+        token: stack.readerToken,
+        count,
+        ...(count < settings.idleSessions ? { limitedBy: `the server's max_connections leaves room for ${room}` } : {}),
+      }),
+    );
+  }
+};
+
 /** The other engineers' component benchmarks, run as they are, output appended verbatim. */
 const runComponents = async (): Promise<void> => {
   for (const name of ['masking.mjs', 'classifier.mjs', 'audit.mjs']) {
@@ -294,6 +338,7 @@ const writeReport = (machine: ReturnType<typeof describeMachine>, final: boolean
     load,
     problems,
     auditKeepsUp,
+    idleSessions,
     components,
     elapsedSeconds: (Date.now() - begun) / 1000,
     loadAverage: { start: startLoad, end: loadavg()[0]! },
@@ -309,7 +354,7 @@ const main = async (): Promise<void> => {
   log(`${machine.nproc} CPUs (${machine.cpuModel}); ${settings.rounds} round(s); parts: ${[...parts].join(', ')}`);
   const wantsSluice = !values['no-sluice'];
   const sluiceResources: ResourceKind[] = ['postgres'];
-  if (parts.has('redis')) sluiceResources.push('redis');
+  if (parts.has('redis') || parts.has('sessions')) sluiceResources.push('redis');
   if (parts.has('http')) sluiceResources.push('http');
   const stack = await buildStack(
     {
@@ -317,13 +362,14 @@ const main = async (): Promise<void> => {
       pgbouncer: parts.has('pgbench') || parts.has('latency'),
       nodePipe: parts.has('latency'),
       http: parts.has('http'),
+      pooledTarget: parts.has('sessions'),
       sluiceResources: wantsSluice ? sluiceResources : [],
       log,
     },
     cleanup,
   );
   problems.push(...stack.setupErrors, ...stack.sluiceErrors);
-  const redisWorks = parts.has('redis') && (await redisPathWorks(stack));
+  const redisWorks = (parts.has('redis') || parts.has('sessions')) && (await redisPathWorks(stack));
   const httpWorks = parts.has('http') && (await httpPathWorks(stack));
 
   if (parts.has('pgbench')) {
@@ -343,6 +389,7 @@ const main = async (): Promise<void> => {
     if (parts.has('http')) await runHttpRound(stack, round, httpWorks);
     if (round < settings.rounds) writeReport(machine, false);
   }
+  if (parts.has('sessions')) await runIdleSessions(stack, redisWorks);
   if (parts.has('components')) await runComponents();
   // An aborted run keeps the report of its last complete round rather than a truncated one.
   if (aborting) return;

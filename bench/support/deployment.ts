@@ -14,6 +14,9 @@ export type ResourceKind = 'postgres' | 'redis' | 'http';
 
 export const RESOURCE_NAMES = { postgres: 'bench-db', redis: 'bench-cache', http: 'bench-api' } as const;
 
+/** The same database behind a transaction-mode pgbouncer (StackOptions.pooledTarget). */
+export const POOLED_RESOURCE_NAME = 'bench-db-pooled';
+
 /** The groups of the two bench agents; the rules below grant them. */
 export const READER_GROUP = 'bench-readers';
 export const WRITER_GROUP = 'bench-writers';
@@ -21,6 +24,8 @@ export const WRITER_GROUP = 'bench-writers';
 export interface BenchSluice {
   readonly sluice: RunningSluice;
   readonly ports: Partial<Record<ResourceKind, number>>;
+  /** Sluice's listener for the database behind the transaction-mode pgbouncer, if there is one. */
+  readonly pooledPostgresPort?: number;
   readonly resources: readonly ResourceKind[];
   /** The event store's database (where the audit keeps-up check counts). */
   readonly storeUrl: string;
@@ -35,6 +40,8 @@ export interface BenchSluiceOptions {
   readonly audience: string;
   readonly targetDatabase: string;
   readonly httpTarget?: string;
+  /** A transaction-mode pgbouncer's port: served as a second PostgreSQL resource. */
+  readonly pooledTargetPort?: number;
   readonly resources: readonly ResourceKind[];
 }
 
@@ -42,8 +49,10 @@ export interface BenchSluiceOptions {
  * The config a production deployment would run: the real event store in PostgreSQL, events on
  * JetStream (a stream and subject prefix of this run's own), masking on for every grant.
  */
-export const benchConfig = (options: BenchSluiceOptions, ports: Partial<Record<ResourceKind, number>>, storeDatabase: string) => {
+export const benchConfig = (options: BenchSluiceOptions, ports: Partial<Record<ResourceKind, number>> & { pooled?: number }, storeDatabase: string) => {
   const resources: Record<string, unknown>[] = [];
+  // The idle-sessions part opens 2,000 sessions of one agent: above the default limits.
+  const limits = { maxConnections: 2_500, maxConnectionsPerSubject: 2_500 };
   if (options.resources.includes('postgres'))
     resources.push({
       name: RESOURCE_NAMES.postgres,
@@ -51,9 +60,19 @@ export const benchConfig = (options: BenchSluiceOptions, ports: Partial<Record<R
       listen: `127.0.0.1:${ports.postgres}`,
       target: { host: PG_HOST, port: PG_PORT, database: options.targetDatabase },
       credentials: { username: PG_ADMIN_USER },
+      limits,
+    });
+  if (options.resources.includes('postgres') && options.pooledTargetPort !== undefined && ports.pooled !== undefined)
+    resources.push({
+      name: POOLED_RESOURCE_NAME,
+      type: 'postgres',
+      listen: `127.0.0.1:${ports.pooled}`,
+      target: { host: PG_HOST, port: options.pooledTargetPort, database: options.targetDatabase },
+      credentials: { username: PG_ADMIN_USER },
+      limits,
     });
   if (options.resources.includes('redis'))
-    resources.push({ name: RESOURCE_NAMES.redis, type: 'redis', listen: `127.0.0.1:${ports.redis}`, target: { host: '127.0.0.1', port: REDIS_PORT } });
+    resources.push({ name: RESOURCE_NAMES.redis, type: 'redis', listen: `127.0.0.1:${ports.redis}`, target: { host: '127.0.0.1', port: REDIS_PORT }, limits });
   if (options.resources.includes('http') && options.httpTarget)
     resources.push({ name: RESOURCE_NAMES.http, type: 'http', listen: `127.0.0.1:${ports.http}`, target: { url: options.httpTarget } });
   // Rules may name only resources the config declares.
@@ -80,8 +99,9 @@ export const benchConfig = (options: BenchSluiceOptions, ports: Partial<Record<R
 
 /** Starts `sluice up` (the built CLI) for the benchmark; the caller registers `stop` for cleanup. */
 export const startBenchSluice = async (options: BenchSluiceOptions): Promise<BenchSluice> => {
-  const [postgres, redis, http] = await freePorts(3);
-  const ports: Partial<Record<ResourceKind, number>> = {};
+  const [postgres, redis, http, pooled] = await freePorts(4);
+  const ports: Partial<Record<ResourceKind, number>> & { pooled?: number } = {};
+  if (options.resources.includes('postgres') && options.pooledTargetPort !== undefined) ports.pooled = pooled!;
   if (options.resources.includes('postgres')) ports.postgres = postgres!;
   if (options.resources.includes('redis')) ports.redis = redis!;
   if (options.resources.includes('http') && options.httpTarget) ports.http = http!;
@@ -119,6 +139,7 @@ export const startBenchSluice = async (options: BenchSluiceOptions): Promise<Ben
   return {
     sluice,
     ports,
+    ...(ports.pooled === undefined ? {} : { pooledPostgresPort: ports.pooled }),
     resources: options.resources,
     storeUrl: benchConfig(options, ports, storeDatabase).eventStore.url,
     processes() {

@@ -1,4 +1,5 @@
 import type { AuditCatchUp } from '../../test/support/audit-keeps-up.js';
+import { IDLE_SESSION_TARGET_KIB, type IdleSessionsResult } from './idle-sessions.js';
 import type { Machine } from './machine.js';
 import type { LatencyResult, LoadSample } from './samples.js';
 import { median } from './stats.js';
@@ -130,6 +131,8 @@ export interface ReportInput {
   readonly problems: readonly string[];
   /** The audit keeps-up check after each round's pgbench -S -c N through Sluice. */
   readonly auditKeepsUp?: readonly (AuditCatchUp & { readonly round: number })[];
+  /** The proxy's resident memory per idle authenticated session. */
+  readonly idleSessions?: readonly IdleSessionsResult[];
   readonly components: readonly { name: string; output: string }[];
   readonly elapsedSeconds: number;
   /** 1-minute load averages at the start and the end: other work on the machine skews every figure. */
@@ -188,6 +191,26 @@ export const renderReport = (input: ReportInput): string => {
           String(check.doubled),
           check.caughtUpMs === undefined ? `not within ${check.withinMs} ms` : `${check.caughtUpMs} ms`,
           check.ok ? 'keeps up' : '**does not keep up**',
+        ]),
+      ),
+      '',
+    );
+  }
+  if (input.idleSessions && input.idleSessions.length > 0) {
+    lines.push(
+      '## Memory per idle session',
+      '',
+      `Sessions logged in with the agent's token and left idle; the proxy's resident memory (VmRSS, the median of five samples after 3 s still) before and after, divided by the sessions opened. An upper bound: the garbage of the logins counts too. Target: <= ${IDLE_SESSION_TARGET_KIB} KiB per session at 2,000 sessions.`,
+      '',
+      table(
+        ['protocol', 'sessions', 'proxy RSS before', 'after', 'per session', 'verdict'],
+        input.idleSessions.map((measured) => [
+          measured.protocol,
+          `${formatCount(measured.opened)}${measured.limitedBy ? ` (${measured.limitedBy})` : ''}`,
+          `${formatCount(measured.rssBeforeKiB)} KiB`,
+          `${formatCount(measured.rssAfterKiB)} KiB`,
+          `${measured.perSessionKiB.toFixed(1)} KiB`,
+          measured.error ? `**stopped: ${measured.error}**` : measured.perSessionKiB <= IDLE_SESSION_TARGET_KIB ? 'met' : '**not met**',
         ]),
       ),
       '',

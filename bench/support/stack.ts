@@ -11,6 +11,11 @@ export interface StackOptions {
   readonly pgbouncer: boolean;
   readonly nodePipe: boolean;
   readonly http: boolean;
+  /**
+   * A transaction-mode pgbouncer that Sluice serves as a second PostgreSQL resource: thousands of
+   * Sluice sessions (the idle-sessions part) on the few server connections max_connections allows.
+   */
+  readonly pooledTarget?: boolean;
   /** Resources Sluice serves; empty skips Sluice. */
   readonly sluiceResources: readonly ResourceKind[];
   readonly log: (line: string) => void;
@@ -77,6 +82,16 @@ export const buildStack = async (options: StackOptions, cleanup: CleanupStack): 
     nodePipe = { port: pipe.port, pid: pipe.daemon.pid };
   }
 
+  let pooledTarget: Pgbouncer | undefined;
+  if (options.pooledTarget && options.sluiceResources.includes('postgres')) {
+    try {
+      pooledTarget = await startPgbouncer(database, { poolMode: 'transaction', maxClients: 2_500 });
+      cleanup.defer('pgbouncer (transaction mode)', () => pooledTarget!.stop());
+    } catch (error) {
+      setupErrors.push(`pgbouncer in transaction mode: ${(error as Error).message}`);
+    }
+  }
+
   let http: HttpTarget | undefined;
   if (options.http) {
     http = await startHttpTarget();
@@ -91,7 +106,15 @@ export const buildStack = async (options: StackOptions, cleanup: CleanupStack): 
   for (const resources of options.sluiceResources.length > 0 ? attempts : []) {
     options.log(`starting sluice up with ${resources.join(', ')}`);
     try {
-      const started = await startBenchSluice({ runId, issuer: issuer.issuer, audience: issuer.audience, targetDatabase: database, httpTarget: http?.url, resources });
+      const started = await startBenchSluice({
+        runId,
+        issuer: issuer.issuer,
+        audience: issuer.audience,
+        targetDatabase: database,
+        httpTarget: http?.url,
+        ...(pooledTarget ? { pooledTargetPort: pooledTarget.port } : {}),
+        resources,
+      });
       cleanup.defer('sluice', () => started.stop());
       sluice = started;
       break;

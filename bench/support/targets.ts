@@ -71,10 +71,10 @@ export interface Pgbouncer {
 }
 
 /**
- * pgbouncer 1.18 in session mode in front of `database`, trust auth, loopback only. It refuses
- * to run as root, so as root it runs as the `postgres` user.
+ * pgbouncer 1.18 in front of `database` (session mode unless asked otherwise), trust auth,
+ * loopback only. It refuses to run as root, so as root it runs as the `postgres` user.
  */
-export const startPgbouncer = async (database: string): Promise<Pgbouncer> => {
+export const startPgbouncer = async (database: string, options: { poolMode?: 'session' | 'transaction'; maxClients?: number } = {}): Promise<Pgbouncer> => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-pgbouncer-'));
   const port = await freePort();
   const ini = join(dir, 'pgbouncer.ini');
@@ -89,8 +89,8 @@ export const startPgbouncer = async (database: string): Promise<Pgbouncer> => {
       'unix_socket_dir =',
       'auth_type = trust',
       `auth_file = ${join(dir, 'userlist.txt')}`,
-      'pool_mode = session',
-      'max_client_conn = 200',
+      `pool_mode = ${options.poolMode ?? 'session'}`,
+      `max_client_conn = ${options.maxClients ?? 200}`,
       'default_pool_size = 32',
       `logfile = ${join(dir, 'pgbouncer.log')}`,
       'log_connections = 0',
