@@ -15,10 +15,21 @@ import { PostgresFrontDoor, RawPostgresSession } from './support/postgres-proxy-
 const database = `sluice_enc_rt_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'enc-rt-db';
 const EMAIL = 'rene.dupont@example.com';
+const STATEMENT_LIMIT = 3000;
 
 const frontDoor = new PostgresFrontDoor({
   config: parseConfig({
-    resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
+    resources: [
+      {
+        name: RESOURCE,
+        type: 'postgres',
+        listen: '127.0.0.1:0',
+        // Small enough that a text growing threefold in UTF-8 (WIN1252 € is one byte, three in UTF-8) passes it.
+        limits: { maxStatementBytes: STATEMENT_LIMIT },
+        target: { host: '127.0.0.1', database },
+        credentials: { username: 'postgres' },
+      },
+    ],
     masking: { profiles: { pii: { detectors: ['email'], strategy: 'redact', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } } },
     rules: [
       { name: 'no-secrets', effect: 'deny', resources: [RESOURCE], tables: ['public.secrets'] },
@@ -224,5 +235,23 @@ describe('startup and COPY', () => {
     expect(codes(await copy(Buffer.from([0x41, 0x0a, 0x83])))).toEqual(['22021']);
     const stored = await frontDoor.direct.query('select t from sink order by t');
     expect(stored.rows.map((row: { t: string }) => row.t)).toEqual(['ソ']);
+  });
+});
+
+describe('the agent cannot get past Sluice by the order or size of its messages', () => {
+  it('refuses a SET client_encoding pipelined right behind a BEGIN, before the BEGIN is answered (the ROLLBACK would undo it on the server)', async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    const from = session.messages.length;
+    await pipeline(session, 'begin', "set client_encoding to 'LATIN1'", 'rollback');
+    expect(codes(since(session, from))).toEqual(['0A000']);
+    expect(statuses(since(session, from))).toEqual([]);
+  });
+
+  it('measures maxStatementBytes on the UTF-8 the target gets, not the bytes the agent sent', async () => {
+    const session = await frontDoor.openRaw(['readers'], [['client_encoding', 'WIN1252']]);
+    const from = session.messages.length;
+    const euros = Buffer.alloc(1200, 0x80);
+    await pipeline(session, Buffer.concat([Buffer.from("select '"), euros, Buffer.from("' as e")]));
+    expect(codes(since(session, from))).toEqual(['54000']);
   });
 });
