@@ -30,22 +30,28 @@ const frontDoor = new PostgresFrontDoor({
         credentials: { username: 'postgres' },
       },
     ],
+    // The attacker's grant: read only, masked, one table denied; writers only to set up COPY probes.
     masking: { profiles: { pii: { detectors: ['email'], strategy: 'redact', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } } },
     rules: [
-      { name: 'no-secrets', effect: 'deny', resources: [RESOURCE], tables: ['public.secrets'] },
-      { name: 'readers', effect: 'allow', subjects: { groups: ['readers'] }, resources: [RESOURCE], actions: ['read'], mask: 'pii' },
-      { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl'] },
+      { name: 'deny-secrets', effect: 'deny', resources: [RESOURCE], tables: ['public.secrets'] },
+      ...(
+        [
+          ['attacker', ['readers'], ['read'], 'pii'],
+          ['copy-writer', ['writers'], ['read', 'write'], undefined],
+        ] as const
+      ).map(([name, groups, actions, mask]) => ({ name, effect: 'allow', subjects: { groups: [...groups] }, resources: [RESOURCE], actions: [...actions], ...(mask ? { mask } : {}) })),
     ],
   }),
   database,
   hashKey: 'encodings-redteam-int',
-  setupSql: `create table people (id int primary key, name text, email text, ssn text);
-     insert into people values (1, 'ソニー', '${EMAIL}', '912-34-5678');
-     create table victim (id int primary key);
-     insert into victim select g from generate_series(1, 5) g;
-     create table secrets (id int, secret text);
-     insert into secrets values (1, 'TOP-SECRET');
-     create table sink (t text);`,
+  setupSql: [
+    'create table people (id int primary key, name text, email text, ssn text)',
+    `insert into people values (1, 'ソニー', '${EMAIL}', '912-34-5678')`,
+    'create table victim (id int primary key)',
+    'insert into victim select g from generate_series(1, 5) g',
+    "create table secrets (id int, secret text); insert into secrets values (1, 'TOP-SECRET')",
+    'create table sink (t text)',
+  ].join(';\n'),
 });
 
 beforeAll(async () => {
@@ -60,14 +66,11 @@ const victims = async (): Promise<number> => (await frontDoor.direct.query('sele
 
 /** A frontend message of `code` whose body is `parts`, bytes as given. */
 const message = (code: string, ...parts: Buffer[]): Buffer => {
-  const body = Buffer.concat(parts);
-  const header = Buffer.alloc(5);
-  header[0] = code.charCodeAt(0);
-  header.writeInt32BE(body.length + 4, 1);
-  return Buffer.concat([header, body]);
+  const length = Buffer.alloc(4);
+  length.writeInt32BE(4 + parts.reduce((n, part) => n + part.length, 0));
+  return Buffer.concat([Buffer.from(code, 'latin1'), length, ...parts]);
 };
-const NUL = Buffer.from([0]);
-const query = (sql: Buffer | string): Buffer => message('Q', typeof sql === 'string' ? Buffer.from(sql, 'utf8') : sql, NUL);
+const query = (sql: Buffer | string): Buffer => message('Q', typeof sql === 'string' ? Buffer.from(sql, 'utf8') : sql, Buffer.from([0]));
 
 /** Sends simple queries back to back (a pipeline) and waits for as many ReadyForQuery (or the close). */
 const pipeline = async (session: RawPostgresSession, ...sqls: (Buffer | string)[]): Promise<void> => {
