@@ -258,3 +258,35 @@ describe('the agent cannot get past Sluice by the order or size of its messages'
     expect(codes(since(session, from))).toEqual(['54000']);
   });
 });
+
+describe('values in errors and binary parameters', () => {
+  it('masks an email the server quotes in an error, for an SJIS agent as for a UTF8 one', async () => {
+    for (const parameters of [[], [['client_encoding', 'SJIS']]] as [string, string][][]) {
+      const session = await frontDoor.openRaw(['readers'], parameters);
+      const from = session.messages.length;
+      await pipeline(session, 'select email::int from people');
+      const errors = since(session, from).flatMap((m) => (m.type === 'ErrorResponse' ? [JSON.stringify(m.fields)] : []));
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).not.toContain('example.com');
+    }
+  });
+
+  it('refuses a binary parameter of an undeclared type that carries non-ASCII bytes (it cannot know how to convert it)', async () => {
+    const session = await frontDoor.openRaw(['readers'], [['client_encoding', 'SJIS']]);
+    const from = session.messages.length;
+    const int16 = (n: number): Buffer => Buffer.from([n >> 8, n & 0xff]);
+    const value = Buffer.from([0x83, 0x5c]);
+    const length = Buffer.alloc(4);
+    length.writeInt32BE(value.length);
+    const ready = session.count('ReadyForQuery');
+    session.send(
+      message('P', Buffer.from('\0select $1 as v\0'), int16(0)),
+      message('B', Buffer.from('\0\0'), int16(1), int16(1), int16(1), length, value, int16(0)),
+      message('E', Buffer.from('\0'), Buffer.alloc(4)),
+      message('S'),
+    );
+    await session.readyCount(ready + 1);
+    expect(codes(since(session, from))).toEqual(['0A000']);
+    expect(rowsHex(since(session, from))).toEqual([]);
+  });
+});
