@@ -190,6 +190,8 @@ describe('PostgreSQL fidelity: backend key, cancel and terminate', () => {
 
   it("cancels the client's own running query with the key it was given (postgres.js), 57014 as direct", async () => {
     const cancelled = async (sql: postgres.Sql): Promise<string | undefined> => {
+      // The connection is open first: what is cancelled is a running query, not a login.
+      await sql`select 1`;
       const running = sql`select pg_sleep(5)`.execute();
       await new Promise((resolve) => setTimeout(resolve, 300));
       running.cancel();
