@@ -820,7 +820,7 @@ export class PostgresSession {
     // on the transaction status the commands before it leave (a pipelined BEGIN not yet answered
     // would let it through, and the ROLLBACK that undoes it on the server would not undo it here).
     const touchesEncoding = this.#effectsOf(text).clientEncoding;
-    if (touchesEncoding) await this.#settled();
+    if (touchesEncoding && this.#expects.length > 0 && !this.#closed) return this.#settled().then(() => this.#query(frame));
     const encodingPlan = touchesEncoding ? this.#clientEncoding?.plan(text, this.#transactionStatus !== TransactionStatus.Idle) : undefined;
     if (encodingPlan && 'code' in encodingPlan) {
       this.#refuseOnTarget(encodingPlan, true);
