@@ -118,12 +118,18 @@ export class RawPostgresSession {
    * Connects to the proxy on `port` as user `agent` of database `database` and logs in with
    * `password`; `track` sees the session before the login, so a failed login is still cleaned up.
    */
-  static async open(port: number, database: string, password: () => Promise<string>, track: (session: RawPostgresSession) => void): Promise<RawPostgresSession> {
+  static async open(
+    port: number,
+    database: string,
+    password: () => Promise<string>,
+    track: (session: RawPostgresSession) => void,
+    parameters: readonly [string, string][] = [],
+  ): Promise<RawPostgresSession> {
     const socket = net.connect({ host: '127.0.0.1', port });
     await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
     const session = new RawPostgresSession(socket);
     track(session);
-    socket.write(encodeStartupMessage([['user', 'agent'], ['database', database]]));
+    socket.write(encodeStartupMessage([['user', 'agent'], ['database', database], ...parameters]));
     await waitFor(() => session.messages.some((m) => m.type === 'AuthenticationCleartextPassword'));
     socket.write(encodePasswordMessage(await password()));
     await session.readyCount(1);
@@ -306,7 +312,8 @@ export class PostgresFrontDoor {
   }
 
   /** A raw protocol session through the proxy, logged in as an agent in `groups`; destroyed by `close`. */
-  async openRaw(groups: string[]): Promise<RawPostgresSession> {
-    return RawPostgresSession.open(this.#port, this.#resource.name, () => this.token(groups), (session) => this.#raws.push(session));
+  /** `parameters`: startup parameters after user and database (client_encoding, options, …). */
+  async openRaw(groups: string[], parameters: readonly [string, string][] = []): Promise<RawPostgresSession> {
+    return RawPostgresSession.open(this.#port, this.#resource.name, () => this.token(groups), (session) => this.#raws.push(session), parameters);
   }
 }

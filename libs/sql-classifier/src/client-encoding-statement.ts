@@ -29,10 +29,12 @@ export const changesClientEncoding = (stmt: Record<string, unknown>): ClientEnco
 };
 
 /**
- * What a text does to client_encoding: its one statement's effect and whether the text has other
- * statements too; undefined when no statement of it touches client_encoding (or it does not parse).
+ * What a text does to client_encoding: the effect of each of its statements that touches it, in
+ * order, and whether the text has other statements too; undefined when none does (or it does not
+ * parse). Every effect counts: `RESET client_encoding; SET NAMES 'LATIN1'` ends in LATIN1 however
+ * harmless its first statement is.
  */
-export const clientEncodingStatement = (text: string): { readonly effect: ClientEncodingEffect; readonly alone: boolean } | undefined => {
+export const clientEncodingStatement = (text: string): { readonly effects: readonly ClientEncodingEffect[]; readonly alone: boolean } | undefined => {
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
     tree = parseText(text);
@@ -40,9 +42,6 @@ export const clientEncodingStatement = (text: string): { readonly effect: Client
     return undefined;
   }
   const statements = tree.stmts ?? [];
-  for (const raw of statements) {
-    const effect = changesClientEncoding(raw.stmt ?? {});
-    if (effect) return { effect, alone: statements.length === 1 };
-  }
-  return undefined;
+  const effects = statements.map((raw) => changesClientEncoding(raw.stmt ?? {})).filter((effect) => effect !== undefined);
+  return effects.length > 0 ? { effects, alone: statements.length === 1 } : undefined;
 };

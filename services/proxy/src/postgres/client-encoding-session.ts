@@ -7,7 +7,7 @@
  * @see https://www.postgresql.org/docs/current/multibyte.html#MULTIBYTE-AUTOMATIC-CONVERSION
  */
 import { encodeParameterStatus } from '@sluice/codec-pg';
-import { clientEncodingStatement } from '@sluice/sql-classifier';
+import { clientEncodingStatement, type ClientEncodingEffect } from '@sluice/sql-classifier';
 import { ClientEncoding, EncodingConversionError, pgEncodingName } from './client-encoding.js';
 
 /** The encoding the agent gets after a statement completes: undefined conversion for UTF8 and SQL_ASCII. */
@@ -61,8 +61,34 @@ export class SessionClientEncoding {
    */
   plan(text: string, inTransaction: boolean): EncodingPlan | EncodingRefusal | undefined {
     const statement = clientEncodingStatement(text);
-    if (!statement || statement.effect.change === 'unknown') return undefined;
-    const { effect, alone } = statement;
+    if (!statement) return undefined;
+    const { effects, alone } = statement;
+    if (!alone) {
+      // The target runs every statement of the text: none may leave UTF8 or change what the agent
+      // was told, not even between two that undo each other (the rows in between would be misread).
+      const changing = effects.some((effect) => {
+        if (effect.change === 'unknown') return true;
+        const target = this.#target(effect);
+        return 'code' in target || target.name !== this.reported || (effect.change === 'set' && !UNCONVERTED.has(target.name));
+      });
+      if (changing) return { code: '0A000', message: 'client_encoding can be changed through sluice only by a statement sent on its own' };
+    }
+    const effect = effects[0]!;
+    if (effect.change === 'unknown') return undefined;
+    const target = this.#target(effect);
+    if ('code' in target) return target;
+    // A named converted encoding never reaches the target: it keeps UTF8, the proxy converts.
+    const upstreamText = effect.change === 'set' && !UNCONVERTED.has(target.name) ? `SET ${effect.local ? 'LOCAL ' : ''}client_encoding TO 'UTF8'` : undefined;
+    const changes = target.name !== this.reported;
+    if (inTransaction && changes) {
+      return { code: '0A000', message: 'client_encoding cannot be changed through sluice inside a transaction block' };
+    }
+    // SET LOCAL outside a transaction block changes nothing (the server warns).
+    return { upstreamText, switchTo: effect.local ? undefined : target };
+  }
+
+  /** The encoding one SET or RESET leaves in force, or the refusal of an encoding the proxy does not convert. */
+  #target(effect: Exclude<ClientEncodingEffect, { change: 'unknown' }>): EncodingSwitch | EncodingRefusal {
     let target: EncodingSwitch;
     if (effect.change === 'reset') target = this.#startup;
     else {
@@ -76,17 +102,7 @@ export class SessionClientEncoding {
     if (target.name === 'SQL_ASCII' && this.#serverEncoding !== undefined && pgEncodingName(this.#serverEncoding) !== 'UTF8') {
       return { code: '0A000', message: `client_encoding SQL_ASCII is not supported through sluice over a ${this.#serverEncoding} database: name the client's encoding` };
     }
-    // A named converted encoding never reaches the target: it keeps UTF8, the proxy converts.
-    const upstreamText = effect.change === 'set' && !UNCONVERTED.has(target.name) ? `SET ${effect.local ? 'LOCAL ' : ''}client_encoding TO 'UTF8'` : undefined;
-    const changes = target.name !== this.reported;
-    if (!alone && (changes || upstreamText !== undefined)) {
-      return { code: '0A000', message: 'client_encoding can be changed through sluice only by a statement sent on its own' };
-    }
-    if (inTransaction && changes) {
-      return { code: '0A000', message: 'client_encoding cannot be changed through sluice inside a transaction block' };
-    }
-    // SET LOCAL outside a transaction block changes nothing (the server warns).
-    return { upstreamText, switchTo: effect.local ? undefined : target };
+    return target;
   }
 
   /**

@@ -201,11 +201,22 @@ export class ClientEncoding {
     const bytes = iconv.encode(text, this.#table);
     // iconv-lite writes `?` for a character the table lacks; no multi-byte form of these encodings
     // has 0x3F inside it, so as many `?` out as in means nothing was replaced.
-    if (count(bytes, 0x3f) === countChar(text, '?')) return bytes;
+    if (count(bytes, 0x3f) === countChar(text, '?') && !(this.#eucOnly && this.#outOfEucForm(bytes, text))) return bytes;
     for (const char of text) {
-      if (iconv.decode(iconv.encode(char, this.#table), this.#table) !== char) throw this.#untranslatable(char.codePointAt(0)!);
+      const one = iconv.encode(char, this.#table);
+      if (iconv.decode(one, this.#table) !== char || (this.#eucOnly && this.#outOfEucForm(one, char))) throw this.#untranslatable(char.codePointAt(0)!);
     }
     return bytes;
+  }
+
+  /**
+   * Whether iconv-lite wrote `text` outside the EUC form: its EUC-CN and EUC-KR tables are GBK's and
+   * UHC's (U+2010 as 0xA9 0x5C, a `\` trail byte), and its EUC-JP writes ¥ and ‾ as ASCII `\` and `~`.
+   * The server has no such character in these encodings (22P05); in the EUC form every byte of a
+   * multi-byte character is 0x80 or above, so ASCII bytes out must be the ASCII characters in.
+   */
+  #outOfEucForm(bytes: Uint8Array, text: string): boolean {
+    return eucViolation(bytes, this.#eucTwoByte) >= 0 || countBelow(bytes, 0x80) !== countAscii(text);
   }
 
   #untranslatable(codePoint: number): EncodingConversionError {
@@ -245,6 +256,18 @@ const count = (bytes: Uint8Array, value: number): number => {
 const countChar = (text: string, char: string): number => {
   let n = 0;
   for (let at = text.indexOf(char); at >= 0; at = text.indexOf(char, at + 1)) n++;
+  return n;
+};
+
+const countBelow = (bytes: Uint8Array, limit: number): number => {
+  let n = 0;
+  for (const byte of bytes) if (byte < limit) n++;
+  return n;
+};
+
+const countAscii = (text: string): number => {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) < 0x80) n++;
   return n;
 };
 

@@ -816,8 +816,12 @@ export class PostgresSession {
     if (this.#discardUntilSync) return undefined;
     const message = decodeFrontend(frame) as Extract<FrontendMessage, { type: 'Query' }>;
     const text = message.text;
-    // SET/RESET client_encoding: the proxy's own to carry out (the target stays in UTF8).
-    const encodingPlan = this.#effectsOf(text).clientEncoding ? this.#clientEncoding?.plan(text, this.#transactionStatus !== TransactionStatus.Idle) : undefined;
+    // SET/RESET client_encoding: the proxy's own to carry out (the target stays in UTF8). Decided
+    // on the transaction status the commands before it leave (a pipelined BEGIN not yet answered
+    // would let it through, and the ROLLBACK that undoes it on the server would not undo it here).
+    const touchesEncoding = this.#effectsOf(text).clientEncoding;
+    if (touchesEncoding && this.#expects.length > 0 && !this.#closed) return this.#settled().then(() => this.#query(frame));
+    const encodingPlan = touchesEncoding ? this.#clientEncoding?.plan(text, this.#transactionStatus !== TransactionStatus.Idle) : undefined;
     if (encodingPlan && 'code' in encodingPlan) {
       this.#refuseOnTarget(encodingPlan, true);
       return undefined;
