@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildEvent, type CloudEvent } from '@sluice/contracts';
+import { buildEvent, type CloudEvent, type CommandDecided } from '@sluice/contracts';
 import { openEventStore, WRITER_ROLE, type EventStore } from '@sluice/event-store';
 
 const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
@@ -117,10 +117,10 @@ describe('event store appends on PostgreSQL', () => {
   it("keeps a lone surrogate in an event's data as U+FFFD and still verifies its chain (an agent's text cannot make it look tampered)", async () => {
     const session = `data-lone-${RUN}`;
     const event = decided(session);
-    const data = { ...(event.data as Record<string, unknown>), command: `SELECT '\ud83d' -- \udc00 and a pair 😀`, ['key\udbff']: 'x' };
-    expect(await appendSigned(store, [{ ...event, data }, decided(session)])).toEqual({ stored: 2, duplicates: 0 });
+    const data = { ...(event.data as CommandDecided), command: `SELECT '\ud83d' -- \udc00 and a pair 😀`, ['key\udbff']: 'x' };
+    expect(await appendSigned(store, [{ ...event, data } as CloudEvent, decided(session)])).toEqual({ stored: 2, duplicates: 0 });
     const [stored] = await store.sessionEvents(session);
-    expect((stored!.data as Record<string, unknown>).command).toBe(`SELECT '\ufffd' -- \ufffd and a pair 😀`);
+    expect((stored!.data as CommandDecided).command).toBe(`SELECT '\ufffd' -- \ufffd and a pair 😀`);
     expect(await store.verify({ sessionId: session })).toMatchObject({ ok: true, events: 2 });
   });
 
