@@ -93,12 +93,23 @@ describe('policy service over gRPC with the proxy port', () => {
   });
 
   it('answers a cached decision synchronously (cachedDecision), and nothing it would have to ask for', async () => {
-    const select = sql(`SELECT * FROM invoices WHERE id = ${Math.floor(Math.random() * 1e9)}`);
+    // A statement of a shape never decided (the cache also answers a new constant of a known one).
+    const select = sql(`SELECT id AS "k${Math.floor(Math.random() * 1e9)}" FROM invoices WHERE id = 1`);
     expect(port.cachedDecision(analyst, 'ledger', select)).toBeUndefined();
     const asked = await port.decide(analyst, 'ledger', select);
     expect(port.cachedDecision(analyst, 'ledger', select)).toBe(asked);
     // Another subject is its own key.
     expect(port.cachedDecision({ ...analyst, sub: 'someone-else' }, 'ledger', select)).toBeUndefined();
+  });
+
+  it('answers a new constant of a statement already decided synchronously too (cachedDecision by the normalised text)', async () => {
+    const shape = (id: number) => sql(`SELECT * FROM payments WHERE id = ${id}`);
+    expect(port.cachedDecision(analyst, 'ledger', shape(1))).toBeUndefined();
+    const asked = await port.decide(analyst, 'ledger', shape(1));
+    const misses = port.stats().misses;
+    expect(port.cachedDecision(analyst, 'ledger', shape(2))).toBe(asked);
+    expect(port.cachedDecision(analyst, 'ledger', shape(3))).toBe(asked);
+    expect(port.stats().misses).toBe(misses);
   });
 
   it("sends the target's catalog facts over gRPC and keys cached decisions on their version", async () => {

@@ -186,3 +186,32 @@ describe('encoders', () => {
     expect(decodeSASLInitialResponse((sasl as { data: Buffer }).data)).toEqual({ mechanism: 'SCRAM-SHA-256', response: Buffer.from('n,,n=,r=abc') });
   });
 });
+
+describe('parameter counts above 32767', () => {
+  /** A typed message of `code` around `body`. */
+  const frame = (code: string, body: Buffer) => {
+    const head = Buffer.alloc(5);
+    head.write(code, 0, 'latin1');
+    head.writeInt32BE(body.length + 4, 1);
+    return splitFrames(Buffer.concat([head, body]), 'typed').frames[0]!;
+  };
+  const u16 = (n: number) => Buffer.from([n >> 8, n & 0xff]);
+  const n = 50_000;
+
+  it('reads a Parse and a Bind of 50000 parameters, as the server reads their unsigned counts', () => {
+    const parse = decodeFrontend(frame('P', Buffer.concat([Buffer.from('\0insert\0'), u16(n), Buffer.alloc(n * 4, 0)])));
+    expect(parse.type === 'Parse' && parse.paramTypes.length).toBe(n);
+    const value = Buffer.from([0, 0, 0, 1, 0x37]);
+    const bind = decodeFrontend(frame('B', Buffer.concat([Buffer.from('\0\0'), u16(0), u16(n), ...Array<Buffer>(n).fill(value), u16(0)])));
+    expect(bind.type === 'Bind' && bind.params.length).toBe(n);
+  });
+
+  it('reads the ParameterDescription of 50000 parameters the server sends back', () => {
+    const description = decodeBackend(frame('t', Buffer.concat([u16(n), Buffer.alloc(n * 4, 0)])));
+    expect(description.type === 'ParameterDescription' && description.types.length).toBe(n);
+  });
+
+  it('still refuses a count larger than the bytes that follow', () => {
+    expect(() => decodeFrontend(frame('P', Buffer.concat([Buffer.from('\0x\0'), u16(0xffff), Buffer.alloc(8)])))).toThrow(/exceeds the message/);
+  });
+});

@@ -85,10 +85,14 @@ export class BodyReader {
     return value;
   }
 
-  /** A count followed by that many items; the count is checked against the bytes left first. */
+  /**
+   * A count followed by that many items; the count is checked against the bytes left first. The
+   * server reads and writes these counts as unsigned 16-bit (`pq_getmsgint(msg, 2)`), so a Parse
+   * or Bind of up to 65535 parameters is valid, as is its ParameterDescription.
+   */
   count(minItemBytes: number): number {
-    const n = this.int16();
-    if (n < 0 || n * minItemBytes > this.remaining) throw new ProtocolMalformedError(`${this.what}: count ${n} exceeds the message`);
+    const n = this.uint16();
+    if (n * minItemBytes > this.remaining) throw new ProtocolMalformedError(`${this.what}: count ${n} exceeds the message`);
     return n;
   }
 

@@ -270,41 +270,45 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
     return commandPart === undefined ? undefined : `${principalOf(subject)}${SEP}${resource}${SEP}${commandPart}`;
   };
 
+  /**
+   * The cached decision of a command: by its exact text, else (SQL) by its normalised text, which
+   * a decision the service called constant-independent was also kept under. `keys` receives the
+   * keys a decision fetched now should be kept under.
+   */
+  const lookup = (subject: Subject, resource: string, command: GovernedCommand, keys?: { exact?: string; normalized?: string }): Decision | undefined => {
+    if (version === undefined) return undefined;
+    const key = exactKey(subject, resource, command);
+    if (key === undefined) return undefined;
+    if (keys) keys.exact = key;
+    const hit = decisions.get(key);
+    if (hit) {
+      hits += 1;
+      return hit;
+    }
+    if (command.kind !== 'sql' || !isSqlClassifierLoaded()) return undefined;
+    const normalized = normalizeSql(command.text);
+    if (normalized === undefined || normalized === command.text) return undefined;
+    const normalizedKey = `${principalOf(subject)}${SEP}${resource}${SEP}n${catalogKey(command.catalog)}${(command.searchPath ?? []).join(',')}${SEP}${normalized}`;
+    if (keys) keys.normalized = normalizedKey;
+    const sameShape = decisions.get(normalizedKey);
+    if (!sameShape) return undefined;
+    hits += 1;
+    decisions.set(key, sameShape);
+    return sameShape;
+  };
+
   return {
     ready,
-    cachedDecision(subject, resource, command) {
-      if (version === undefined) return undefined;
-      const key = exactKey(subject, resource, command);
-      const hit = key === undefined ? undefined : decisions.get(key);
-      if (hit) hits += 1;
-      return hit;
-    },
+    // A new literal in every statement is answered here too (by the normalised text): the
+    // session needs no promise, no span and no turn of the event loop for it.
+    cachedDecision: (subject, resource, command) => lookup(subject, resource, command),
     async decide(subject, resource, command) {
       const watched = version;
-      let key: string | undefined;
-      let normalizedKey: string | undefined;
-      if (watched !== undefined) {
-        key = exactKey(subject, resource, command);
-        if (key !== undefined) {
-          const hit = decisions.get(key);
-          if (hit) {
-            hits += 1;
-            return hit;
-          }
-          if (command.kind === 'sql' && isSqlClassifierLoaded()) {
-            const normalized = normalizeSql(command.text);
-            if (normalized !== undefined && normalized !== command.text) {
-              normalizedKey = `${principalOf(subject)}${SEP}${resource}${SEP}n${catalogKey(command.catalog)}${(command.searchPath ?? []).join(',')}${SEP}${normalized}`;
-              const sameShape = decisions.get(normalizedKey);
-              if (sameShape) {
-                hits += 1;
-                decisions.set(key, sameShape);
-                return sameShape;
-              }
-            }
-          }
-        }
-      }
+      const keys: { exact?: string; normalized?: string } = {};
+      const hit = lookup(subject, resource, command, keys);
+      if (hit) return hit;
+      const key = watched === undefined ? undefined : keys.exact;
+      const normalizedKey = watched === undefined ? undefined : keys.normalized;
       misses += 1;
       const response = await new Promise<pb.DecideResponse>((resolve, reject) => {
         client.decide(toRequest(subject, resource, command), new Metadata(), deadline(), (error, answer) =>

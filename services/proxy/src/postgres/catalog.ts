@@ -87,8 +87,8 @@ export class TableCatalog {
    * invalidateFacts. A read that fails rejects (the caller refuses: fail closed).
    */
   facts(): Promise<TargetCatalogFacts> {
-    const known = this.#facts;
-    if (known && this.#now() - known.fetchedAt <= FACTS_TTL_MS) return Promise.resolve(known.facts);
+    const known = this.cachedFacts();
+    if (known) return Promise.resolve(known);
     const generation = this.#factsGeneration;
     if (this.#factsRead?.generation === generation) return this.#factsRead.read;
     const read = this.#queue.then(() => this.#readFacts(generation));
@@ -99,6 +99,12 @@ export class TableCatalog {
     };
     read.then(settled, settled);
     return read;
+  }
+
+  /** The facts when they are current, without a promise (a decision that waits for nothing); else undefined. */
+  cachedFacts(): TargetCatalogFacts | undefined {
+    const known = this.#facts;
+    return known && this.#now() - known.fetchedAt <= FACTS_TTL_MS ? known.facts : undefined;
   }
 
   /** A session changed the schema: the next decision reads the facts again. */

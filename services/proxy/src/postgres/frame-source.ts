@@ -57,6 +57,11 @@ export class SocketFrames {
     });
   }
 
+  /** Why reading failed (malformed bytes, the socket closed), if it did; kept after detach. */
+  get failure(): Error | undefined {
+    return this.#error;
+  }
+
   /** Stops listening; returns frames read but not yet taken (the reader keeps any partial one). */
   detach(): Frame[] {
     this.socket.off('data', this.#onData);

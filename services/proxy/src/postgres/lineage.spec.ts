@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { compileMasking } from '@sluice/masking-engine';
 import { loadSqlClassifier, resultLineage, targetCatalogFacts } from '@sluice/sql-classifier';
-import { coveredValueEscape, derivedColumns, LineageCache } from './lineage.js';
+import { coveredValueEscape, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
 
 beforeAll(async () => {
   await loadSqlClassifier();
@@ -139,5 +139,21 @@ describe('coveredValueEscape', () => {
 
   it('lets everything through under a profile without column rules', () => {
     expect(coveredValueEscape(undefined, 'INSERT INTO orders SELECT id, ssn FROM people', ['public'], new Map(), facts)).toBeUndefined();
+  });
+});
+
+describe('touchesCoveredColumn', () => {
+  const masker = compileMasking(
+    { defaultRegion: 'US', detectors: [], profiles: { pii: { detectors: ['email'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } } },
+    { hashKey: 'touches-spec' },
+  ).profile('pii')!;
+
+  it('answers texts of one shape alike, and never shares an answer a literal changes', () => {
+    expect(touchesCoveredColumn(masker, 'SELECT ssn FROM people WHERE id = 1', ['public'], new Map())).toBe(true);
+    expect(touchesCoveredColumn(masker, 'SELECT ssn FROM people WHERE id = 2', ['public'], new Map())).toBe(true);
+    expect(touchesCoveredColumn(masker, 'SELECT name FROM people WHERE id = 3', ['public'], new Map())).toBe(false);
+    // The literal names a JSON member: the same shape, another answer.
+    expect(touchesCoveredColumn(masker, "SELECT doc->>'name' FROM people WHERE id = 4", ['public'], new Map())).toBe(false);
+    expect(touchesCoveredColumn(masker, "SELECT doc->>'ssn' FROM people WHERE id = 4", ['public'], new Map())).toBe(true);
   });
 });

@@ -90,17 +90,19 @@ export const touchesCoveredColumn = (
   preparedStatements: ReadonlyMap<string, string>,
 ): boolean => {
   if (masker.columnRuleCount === 0) return false;
-  // A statement can raise many notices (RAISE in a loop): parse it once per profile and text.
+  // A statement can raise many notices (RAISE in a loop): parse it once per profile and text,
+  // or once per shape (every command asks: a new literal in each must not cost a parse each).
   let answers = touchedByMasker.get(masker);
   if (!answers) touchedByMasker.set(masker, (answers = new Map<string, boolean>()));
-  const key = `${searchPath?.join(',') ?? ''}\u0000${text}`;
-  const known = answers.get(key);
-  if (known !== undefined) return known;
+  const prefix = `${searchPath?.join(',') ?? ''}\u0000`;
+  const known = knownKey(answers, prefix, text);
+  if (known !== undefined) return answers.get(known)!;
   const sources = referencedColumns(text, { ...(searchPath ? { searchPath } : {}), preparedStatements });
   const derivedFrom = sources ? toColumnSources(sources) : ANY_COLUMN;
   const touches = derivedFrom.length > 0 && masker.hasColumnRule({ name: '', derivedFrom });
   if (answers.size >= MAX_ENTRIES) answers.clear();
-  answers.set(key, touches);
+  // Before the parser is loaded every text touches everything: kept by its exact text only.
+  answers.set(prefix + (sources ? answerKey(text) : text), touches);
   return touches;
 };
 

@@ -1,11 +1,12 @@
 import { BackendCode, decodeBackend, decodeNoticeFields, encodeNoticeFields, type FieldDescription, type Frame } from '@sluice/codec-pg';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
+import type { SqlLineage } from '@sluice/sql-classifier';
 import type { GovernancePorts } from '../ports.js';
 import type { TableCatalog } from './catalog.js';
 import type { Command, Expect } from './expectations.js';
 import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
 import type { Outbox } from './outbox.js';
-import { CopyOutSet, ResultSet } from './results.js';
+import { CopyOutSet, ResultColumnsCache, ResultSet } from './results.js';
 import { maskServerFields } from './server-texts.js';
 import type { SessionAudit } from './session-audit.js';
 import type { SessionProfiles } from './session-profiles.js';
@@ -25,6 +26,7 @@ export class ResultRelay {
   readonly #profiles: SessionProfiles;
   readonly #audit: SessionAudit;
   readonly #lineage = new LineageCache();
+  readonly #columns = new ResultColumnsCache();
 
   constructor(recording: GovernancePorts['recording'], catalog: TableCatalog, registry: StatementRegistry, profiles: SessionProfiles, audit: SessionAudit) {
     this.#recording = recording;
@@ -34,10 +36,16 @@ export class ResultRelay {
     this.#audit = audit;
   }
 
-  /** A simple query's RowDescription: its n-th statement ends with its n-th CommandComplete, so the tags so far count them. */
-  queryResult(command: Command, fields: readonly FieldDescription[]): ResultSet {
-    const derived = this.#derivedFrom(command, command.tags.length, fields);
-    return new ResultSet(fields, command.masker, this.#recording, this.#qualify, derived);
+  /**
+   * A simple query's RowDescription (its body): its n-th statement ends with its n-th
+   * CommandComplete, so the tags so far count them. The same description of the same shape's
+   * statement reuses its columns (see ResultColumnsCache).
+   */
+  queryResult(command: Command, description: Buffer): ResultSet {
+    const statement = command.tags.length;
+    const lineage = command.masker && command.masker.columnRuleCount !== 0 ? this.#lineageOf(command) : undefined;
+    const columns = this.#columns.of(description, command.masker, lineage, statement, this.#qualify, (fields) => this.#derivedFrom(command, statement, fields));
+    return new ResultSet(columns, command.masker, this.#recording);
   }
 
   /** A CopyOutResponse: the COPY TO's lines, masked field by field where the profile has column rules. */
@@ -48,8 +56,9 @@ export class ResultRelay {
   }
 
   /** The text's result-column lineage, computed once per command (null: unknown). */
-  #lineageOf(command: Command): void {
+  #lineageOf(command: Command): SqlLineage | null {
     if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#registry.prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
+    return command.lineage;
   }
 
   readonly #qualify = (tableOid: number, attnum: number): string | undefined => this.#catalog.qualifiedName(tableOid, attnum);

@@ -1,4 +1,4 @@
-import { binaryToText, decodeDataRow, encodeCopyData, encodeDataRow, type FieldDescription } from '@sluice/codec-pg';
+import { binaryToText, decodeDataRow, decodeRowDescription, encodeCopyData, encodeDataRow, type FieldDescription } from '@sluice/codec-pg';
 import { ResultWithheldError, type ResultReturned } from '@sluice/contracts';
 import type { ColumnInfo, ColumnSource, MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import type { CopyFormat } from '@sluice/sql-classifier';
@@ -14,6 +14,57 @@ interface Column {
   readonly info: ColumnInfo;
   readonly typeOid: number;
   readonly binary: boolean;
+}
+
+type Qualify = (tableOid: number, attnum: number) => string | undefined;
+type Derived = readonly (readonly ColumnSource[] | undefined)[] | undefined;
+
+const columnsOf = (fields: readonly FieldDescription[], qualified: readonly (string | undefined)[], derivedFrom: Derived): Column[] =>
+  fields.map((f, index) => {
+    const qualifiedName = qualified[index];
+    const sources = derivedFrom?.[index];
+    // One ColumnInfo object per column for the whole result: the masker caches its plan by it.
+    const info: ColumnInfo = {
+      name: f.name,
+      typeOid: f.typeOid,
+      ...(qualifiedName === undefined ? {} : { qualifiedName }),
+      ...(sources === undefined ? {} : { derivedFrom: sources }),
+    };
+    return { info, typeOid: f.typeOid, binary: f.format === 1 };
+  });
+
+/** The columns of a result set as masking sees them (see ResultColumnsCache). */
+export class ResultColumns {
+  constructor(readonly columns: readonly Column[]) {}
+}
+
+/**
+ * The columns of the RowDescription a session saw last. A statement repeated, or another of its
+ * shape (a new literal each time, as under pgbench -S), describes the same columns: it gets the
+ * same ColumnInfo objects, so the masker works out each column's plan once, not per statement.
+ * Reused only for the same masker, the same lineage (`lineage`: the statement's lineage object,
+ * one for all texts of a shape), the same statement of the text, and the same qualified names as
+ * the catalog gives them now.
+ */
+export class ResultColumnsCache {
+  #last:
+    | { readonly body: Buffer; readonly masker: ProfileMasker | undefined; readonly lineage: unknown; readonly statement: number; readonly fields: readonly FieldDescription[]; readonly qualified: readonly (string | undefined)[]; readonly columns: ResultColumns }
+    | undefined;
+
+  /** `statement`: which result of a multi-statement text this is (its lineage differs). */
+  of(body: Buffer, masker: ProfileMasker | undefined, lineage: unknown, statement: number, qualify: Qualify, derive: (fields: readonly FieldDescription[]) => Derived): ResultColumns {
+    const last = this.#last;
+    if (last && last.masker === masker && last.lineage === lineage && last.statement === statement && last.body.equals(body)) {
+      const same = last.fields.every((f, index) => qualify(f.tableOid, f.attnum) === last.qualified[index]);
+      if (same) return last.columns;
+    }
+    const fields = decodeRowDescription(body);
+    const qualified = fields.map((f) => qualify(f.tableOid, f.attnum));
+    const columns = new ResultColumns(columnsOf(fields, qualified, derive(fields)));
+    // A copy: the body is a view of a socket chunk, which it would keep alive.
+    this.#last = { body: Buffer.from(body), masker, lineage, statement, fields, qualified, columns };
+    return columns;
+  }
 }
 
 const UNCHANGED = Symbol('unchanged');
@@ -35,7 +86,7 @@ const binaryText = (typeOid: number, value: Buffer): string => {
  * up to the recording limits for the result.returned event.
  */
 export class ResultSet {
-  readonly #columns: Column[];
+  readonly #columns: readonly Column[];
   readonly #masker: ProfileMasker | undefined;
   readonly #limits: RecordingLimits;
   readonly counts: MaskCounts = {};
@@ -52,24 +103,14 @@ export class ResultSet {
    * statement), so column rules follow `substr(ssn, 8) AS tail`.
    */
   constructor(
-    fields: readonly FieldDescription[],
+    fields: readonly FieldDescription[] | ResultColumns,
     masker: ProfileMasker | undefined,
     limits: RecordingLimits,
-    qualify?: (tableOid: number, attnum: number) => string | undefined,
-    derivedFrom?: readonly (readonly ColumnSource[] | undefined)[],
+    qualify?: Qualify,
+    derivedFrom?: Derived,
   ) {
-    this.#columns = fields.map((f, index) => {
-      const qualifiedName = qualify?.(f.tableOid, f.attnum);
-      const sources = derivedFrom?.[index];
-      // One ColumnInfo object per column for the whole result: the masker caches its plan by it.
-      const info: ColumnInfo = {
-        name: f.name,
-        typeOid: f.typeOid,
-        ...(qualifiedName === undefined ? {} : { qualifiedName }),
-        ...(sources === undefined ? {} : { derivedFrom: sources }),
-      };
-      return { info, typeOid: f.typeOid, binary: f.format === 1 };
-    });
+    this.#columns =
+      fields instanceof ResultColumns ? fields.columns : columnsOf(fields, fields.map((f) => qualify?.(f.tableOid, f.attnum)), derivedFrom);
     this.#masker = masker;
     this.#limits = limits;
   }

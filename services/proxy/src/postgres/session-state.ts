@@ -15,6 +15,14 @@ import { isReadableClientEncoding, isSqlClassifierLoaded, pgCatalogSearchedFirst
  */
 export const SEARCH_PATH_QUERY = 'select s from pg_catalog.unnest(pg_catalog.current_schemas(true)) with ordinality as t(s, n) order by n';
 
+/**
+ * The first read of search_path, before the client's first command, runs without the client's
+ * statement_timeout: a driver may ask for a few milliseconds at startup (node-postgres's suite asks
+ * for 10), which the first query of a fresh backend does not always meet, and the session would be
+ * refused. RESET then gives the session back the value its startup packet (or role) set.
+ */
+export const SESSION_START_QUERY = `set statement_timeout = 0; ${SEARCH_PATH_QUERY}; reset statement_timeout`;
+
 export const schemasOf = (rows: readonly (readonly (string | null)[])[]): string[] =>
   rows.flatMap((row) => (typeof row[0] === 'string' ? [row[0]] : []));
 

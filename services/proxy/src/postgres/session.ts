@@ -24,11 +24,11 @@ import {
   MessageTooLongError,
 } from '@sluice/codec-pg';
 import { readSecret, RECORDING_DEFAULTS, type PostgresResourceConfig } from '@sluice/config';
-import { failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, type Subject } from '@sluice/contracts';
+import { ConnectionClosedError, failClosedDecision, maskProfileOf, ProtocolMalformedError, ResultWithheldError, type Subject } from '@sluice/contracts';
 import type { ProfileMasker } from '@sluice/masking-engine';
 import type { SessionStateEffects, TargetCatalogFacts } from '@sluice/sql-classifier';
 import { sqlJustification } from '../justification.js';
-import type { Decision, GovernancePorts } from '../ports.js';
+import type { Decision, GovernancePorts, GovernedCommand } from '../ports.js';
 import { commandHash } from '../governance/approval-hold.js';
 import { Governor } from '../governance/governor.js';
 import type { CancelKeys } from './cancel.js';
@@ -45,7 +45,7 @@ import { SessionProfiles } from './session-profiles.js';
 import { maskNotification } from './server-texts.js';
 import { ResultRelay } from './result-relay.js';
 import { normaliseSql } from './approval-text.js';
-import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
+import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SESSION_START_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
 import { readStartupParameters, sessionSettings, settingRefusedByTarget, startedParameters, StartupParameterRefusal, type StartupRequest } from './startup-parameters.js';
 import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
@@ -281,7 +281,7 @@ export class PostgresSession {
           password: readSecret(this.#resource.credentials.password, this.#ctx.secretsDir),
           parameters: forwarded,
           timeoutMs: this.#ctx.startupTimeoutMs,
-          initialQuery: SEARCH_PATH_QUERY,
+          initialQuery: SESSION_START_QUERY,
         });
         this.#searchPath = schemasOf(upstream.initialRows);
       } catch (error) {
@@ -356,6 +356,12 @@ export class PostgresSession {
     this.#client.on('data', this.#onClientData);
     this.#client.on('end', () => this.#close('client_closed'));
     this.#client.on('close', () => this.#close('client_closed'));
+    // What the agent sent while the session was being set up but could not be read (a malformed
+    // message, a close): the socket's own event is gone, so it is handled here.
+    if (frames.failure) {
+      this.#clientReadFailed(frames.failure);
+      return;
+    }
     if (upstream.pending.length > 0) this.#handleUpstreamFrames(upstream.pending);
     if (pending.length > 0) this.#enqueue(pending);
     const rest = this.#clientReader.takeLeftover();
@@ -434,14 +440,19 @@ export class PostgresSession {
     try {
       frames = this.#clientReader!.push(chunk);
     } catch (error) {
-      // Refused before a byte of it is buffered; the rest of it cannot be skipped safely.
-      if (error instanceof MessageTooLongError) {
-        this.#close('message_too_long', { code: SqlState.ProgramLimitExceeded, message: `message of ${error.length} bytes exceeds this resource's limit of ${error.limit} bytes` });
-      } else this.#malformed();
+      this.#clientReadFailed(error as Error);
       return;
     }
     if (frames.length > 0) this.#enqueue(frames);
   };
+
+  #clientReadFailed(error: Error): void {
+    // Refused before a byte of it is buffered; the rest of it cannot be skipped safely.
+    if (error instanceof MessageTooLongError) {
+      this.#close('message_too_long', { code: SqlState.ProgramLimitExceeded, message: `message of ${error.length} bytes exceeds this resource's limit of ${error.limit} bytes` });
+    } else if (error instanceof ConnectionClosedError) this.#close('client_closed');
+    else this.#malformed();
+  }
 
   #malformed(): void {
     this.#close('protocol_malformed', { code: SqlState.ProtocolViolation, message: 'invalid frontend message' });
@@ -583,8 +594,36 @@ export class PostgresSession {
     if (this.#expects.length === 0) for (const wake of this.#settleWaiters.splice(0)) wake();
   }
 
+  /**
+   * The decision at once when nothing must be waited for and every answer is cached (catalog
+   * facts, the policy's decision, also by the text's shape): a statement with a new literal is
+   * then decided and sent in the turn its bytes arrived, without a promise or a span. Undefined
+   * when #decide must be awaited, which also gives every fail-closed answer.
+   */
+  #decideNow(text: string): Decision | undefined {
+    if (this.#closed || !this.#searchPath || this.#searchPathRefresh || text.includes('\\')) return undefined;
+    if (this.#expects.some(changesPreparedStatements) || this.#effectsOf(text).unqualifiedAfterPathChange) return undefined;
+    const catalog = this.#ctx.catalog.cachedFacts();
+    if (!catalog) return undefined;
+    const verdict = this.#governor().cachedVerdict(this.#sqlCommand(text, this.#searchPath, catalog));
+    if (!verdict) return undefined;
+    this.#decidedWith = catalog;
+    return this.#noteDecision(verdict.decision);
+  }
+
+  #sqlCommand(text: string, searchPath: readonly string[], catalog: TargetCatalogFacts): GovernedCommand {
+    return { kind: 'sql', text, searchPath, preparedStatements: this.#registry.prepared, catalog: this.#schemaChanged ? { ...catalog, uncommittedChanges: true } : catalog };
+  }
+
+  #noteDecision(decision: Decision): Decision {
+    if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#schemaChanged = true;
+    return decision;
+  }
+
   /** `afterExecute`: an Execute earlier in the batch being decided runs before this text is read. */
   async #decide(text: string, afterExecute = false): Promise<Decision> {
+    const now = this.#decideNow(text);
+    if (now) return now;
     // Only a backslash reads differently with standard_conforming_strings off (or in a multi-byte
     // encoding): such text is decided once every earlier command has been answered, so a
     // ParameterStatus that changed the lexer state has been seen (and closed the session).
@@ -611,15 +650,8 @@ export class PostgresSession {
       return failClosedDecision('the target catalog (functions, views, inheritance) could not be read');
     }
     // A policy that cannot answer denies (fail closed): the governor's verdict.
-    const { decision } = await this.#governor().decide({
-      kind: 'sql',
-      text,
-      ...(this.#searchPath ? { searchPath: this.#searchPath } : {}),
-      preparedStatements: this.#registry.prepared,
-      catalog: this.#schemaChanged ? { ...catalog, uncommittedChanges: true } : catalog,
-    });
-    if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#schemaChanged = true;
-    return decision;
+    const { decision } = await this.#governor().decide(this.#sqlCommand(text, this.#searchPath, catalog));
+    return this.#noteDecision(decision);
   }
 
   /** The protocol-neutral governance of this session's commands (decide, record, hold, mask). */
@@ -725,46 +757,59 @@ export class PostgresSession {
     }
   }
 
-  /** A simple Query: the whole text is one command, decided before a byte goes upstream. */
-  async #query(frame: Frame): Promise<void> {
+  /**
+   * A simple Query: the whole text is one command, decided before a byte goes upstream. A promise
+   * only when something must be waited for (a decision not cached, an approval, an audit ack):
+   * otherwise it is forwarded in the turn its bytes arrived.
+   */
+  #query(frame: Frame): Promise<void> | undefined {
     // The target skips to the pipeline's Sync since an error: it ignores this query, so does the proxy.
-    if (this.#discardUntilSync) return;
+    if (this.#discardUntilSync) return undefined;
     const message = decodeFrontend(frame) as Extract<FrontendMessage, { type: 'Query' }>;
     const text = message.text;
     const commandId = this.#ports.newId();
     const auditRefusal = this.#auditRefusal();
     if (auditRefusal) {
       this.#refuseOnTarget(auditRefusal, true);
-      return;
+      return undefined;
     }
     const tooLong = this.#statementTooLong(commandId, text);
     if (tooLong) {
       this.#refuseOnTarget(tooLong, true);
-      return;
+      return undefined;
     }
     // Between batches a simple query may read an unknown search_path first.
     if (!this.#searchPath && !this.#searchPathRefresh) this.#refreshSearchPath();
-    const decision = await this.#decide(text);
-    if (this.#closed) return;
+    const decided = this.#decideNow(text);
+    if (decided) return this.#decidedQuery(frame, commandId, text, decided);
+    return this.#decide(text).then((decision) => this.#decidedQuery(frame, commandId, text, decision));
+  }
+
+  #decidedQuery(frame: Frame, commandId: string, text: string, decision: Decision): Promise<void> | undefined {
+    if (this.#closed) return undefined;
     this.#recordDecided(commandId, text, decision);
-    let refusal: Refusal | undefined;
-    if (decision.effect === 'deny') refusal = denial(decision, text, this.#resource.name);
-    else if (decision.effect === 'approve') refusal = await this.#approve(commandId, text, [], decision);
-    if (this.#closed) return;
+    if (decision.effect === 'approve') return this.#approve(commandId, text, [], decision).then((refusal) => this.#sendQuery(frame, commandId, text, decision, refusal));
+    return this.#sendQuery(frame, commandId, text, decision, decision.effect === 'deny' ? denial(decision, text, this.#resource.name) : undefined);
+  }
+
+  /** `acked`: the bus has acknowledged its record (or the resource does not wait for that). */
+  #sendQuery(frame: Frame, commandId: string, text: string, decision: Decision, refusal: Refusal | undefined, acked = false): Promise<void> | undefined {
+    if (this.#closed) return undefined;
     const masking = refusal ? undefined : this.#maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
-    if (!refusal && this.#resource.audit?.wait === 'ack') refusal = await this.#unacknowledged();
-    if (this.#closed) return;
+    if (!refusal && !acked && this.#resource.audit?.wait === 'ack') {
+      return this.#unacknowledged().then((unacked) => this.#sendQuery(frame, commandId, text, decision, unacked, true));
+    }
     if (this.#discardUntilSync) {
       // An earlier message of the pipeline failed on the target meanwhile: it ignores this query.
       this.#recordRefused(commandId, { code: SqlState.ProtocolViolation, message: 'not run: the target ignores every message up to the Sync of a pipeline that failed' });
-      return;
+      return undefined;
     }
     if (refusal || !masking || 'code' in masking) {
       refusal ??= { code: SqlState.SystemError, message: 'command refused' };
       this.#recordRefused(commandId, refusal);
       this.#refuseOnTarget(refusal, true);
-      return;
+      return undefined;
     }
     this.#expects.push({ kind: 'query', command: this.#newCommand(commandId, masking.masker, text) });
     this.#toUpstream.push(frame.raw);
@@ -773,6 +818,7 @@ export class PostgresSession {
     // The path the text was decided under is the one it runs under: a built-in call without
     // arguments (`count(*)`, `now()`) then cannot change it, and costs no re-read.
     if (this.#effectsOf(text, this.#searchPath).searchPath) this.#refreshSearchPath();
+    return undefined;
   }
 
   #effectsOf(text: string, searchPath?: readonly string[]): SessionStateEffects {
@@ -872,6 +918,8 @@ export class PostgresSession {
     /** An Execute earlier in this batch runs before a later Parse is lexed: it may change the lexer state. */
     let executes = false;
     let changesSearchPath = false;
+    /** Cursors DECLAREd by an Execute earlier in this batch: the server runs it before a later message names them. */
+    const declaredHere = new Set<string>();
 
     for (let i = 0; i < messages.length && !refusal; i++) {
       const message = messages[i]!;
@@ -934,7 +982,7 @@ export class PostgresSession {
             }
             expects.push({ kind: 'describeStatement', statement });
           } else {
-            const portal = portals.get(message.name) ?? (await this.#confirmedPortal(message.name, portals));
+            const portal = portals.get(message.name) ?? (await this.#confirmedPortal(message.name, portals, declaredHere));
             if (!portal || 'code' in portal) {
               refusal = portal ?? { code: SqlState.InsufficientPrivilege, message: `permission denied: portal ${quoteIdent(message.name)} was not allowed` };
               break;
@@ -946,7 +994,7 @@ export class PostgresSession {
           break;
         }
         case 'Execute': {
-          const portal = portals.get(message.portal) ?? (await this.#confirmedPortal(message.portal, portals));
+          const portal = portals.get(message.portal) ?? (await this.#confirmedPortal(message.portal, portals, declaredHere));
           if (!portal || 'code' in portal) {
             refusal = portal ?? { code: SqlState.InsufficientPrivilege, message: `permission denied: portal ${quoteIdent(message.portal)} was not allowed` };
             break;
@@ -962,7 +1010,9 @@ export class PostgresSession {
           statement.recorded ??= this.#maskedText(statement.text, maskProfileOf(statement.decision));
           this.#recordDecided(commandId, statement.text, statement.decision, statement.recorded);
           forward.push(raw);
-          expects.push({ kind: 'execute', command: this.#newCommand(commandId, portal.statement.masker, statement.text), portal });
+          const command = this.#newCommand(commandId, portal.statement.masker, statement.text);
+          for (const [cursor] of command.declares) declaredHere.add(cursor);
+          expects.push({ kind: 'execute', command, portal });
           executes = true;
           if (this.#effectsOf(statement.text).searchPath) changesSearchPath = true;
           break;
@@ -1053,9 +1103,13 @@ export class PostgresSession {
 
   /**
    * A portal named in an earlier batch, once the server has answered its Bind (and any Close of
-   * it), or a SQL cursor the server confirmed. Undefined: no such portal was allowed.
+   * it), a SQL cursor the server confirmed, or one an allowed DECLARE earlier in this batch makes.
+   * Undefined: no such portal was allowed.
    */
-  async #confirmedPortal(name: string, pipeline: Map<string, Portal>): Promise<Portal | Refusal | undefined> {
+  async #confirmedPortal(name: string, pipeline: Map<string, Portal>, declaredHere: ReadonlySet<string>): Promise<Portal | Refusal | undefined> {
+    // The server runs that DECLARE first and skips this message if it fails: the name is the cursor,
+    // decided as a FETCH from it and masked with its DECLAREs' profiles, as a confirmed one is.
+    if (declaredHere.has(name)) return this.#pipelineCursor(name, pipeline);
     const changing = this.#expects.some(
       (e) =>
         (e.kind === 'bind' && e.portal.name === name) ||
@@ -1065,6 +1119,11 @@ export class PostgresSession {
     if (changing) await this.#settled();
     const bound = this.#registry.portal(name);
     if (bound || !this.#profiles.hasCursor(name)) return bound;
+    return this.#pipelineCursor(name, pipeline);
+  }
+
+  /** The cursor portal of the name, kept for the rest of the pipeline once allowed. */
+  async #pipelineCursor(name: string, pipeline: Map<string, Portal>): Promise<Portal | Refusal> {
     const portal = await this.#cursorPortal(name);
     if (!('code' in portal)) pipeline.set(name, portal);
     return portal;
@@ -1274,7 +1333,7 @@ export class PostgresSession {
       }
       case BackendCode.RowDescription: {
         if (head?.kind === 'query') {
-          head.result = this.#results.queryResult(head.command, decodeRowDescription(frame.body));
+          head.result = this.#results.queryResult(head.command, frame.body);
           out.push(frame.raw);
         } else if (head?.kind === 'describeStatement') {
           head.statement.description = decodeRowDescription(frame.body);
