@@ -12,6 +12,10 @@ export interface SessionStateEffects {
    * without its schema: that name resolves against a path nobody has read yet.
    */
   readonly unqualifiedAfterPathChange: boolean;
+  /** A statement sets search_path for whatever runs after it (SET, RESET ALL, a transaction's end, set_config). */
+  readonly setsPathForLater: boolean;
+  /** A statement names a table without its schema (resolved through search_path). */
+  readonly namesUnqualifiedTable: boolean;
   /**
    * SQL-level PREPARE and DEALLOCATE, in statement order (`*` for DEALLOCATE ALL): each is true
    * on the server once its command tag comes back.
@@ -117,7 +121,8 @@ const namesUnqualifiedTable = (value: unknown): boolean => {
  * change it; without, every function call may.
  */
 export const sessionStateEffects = (text: string, path?: readonly string[]): SessionStateEffects => {
-  const unknown = { searchPath: true, unqualifiedAfterPathChange: false, preparedStatements: [] };
+  // Unknown: may set the path, and may name anything unqualified.
+  const unknown = { searchPath: true, unqualifiedAfterPathChange: false, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [] };
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
@@ -128,6 +133,7 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
   let searchPath = false;
   let pathSetEarlier = false;
   let unqualifiedAfterPathChange = false;
+  let unqualified = false;
   const preparedStatements: PreparedStatementChange[] = [];
   for (const raw of tree.stmts ?? []) {
     const stmt = raw.stmt ?? {};
@@ -135,9 +141,12 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
     const node = stmt[type] as { name?: string; isall?: boolean } | undefined;
     if (type === 'PrepareStmt' && node?.name) preparedStatements.push({ change: 'prepare', name: node.name });
     if (type === 'DeallocateStmt') preparedStatements.push({ change: 'deallocate', name: node?.isall || !node?.name ? '*' : node.name });
-    if (pathSetEarlier && namesUnqualifiedTable(stmt)) unqualifiedAfterPathChange = true;
+    if (namesUnqualifiedTable(stmt)) {
+      unqualified = true;
+      if (pathSetEarlier) unqualifiedAfterPathChange = true;
+    }
     if (!KEEPS_SEARCH_PATH.has(type) || runsUnknownCode(stmt, path)) searchPath = true;
     if (setsPathForLaterStatements(type, stmt)) pathSetEarlier = true;
   }
-  return { searchPath, unqualifiedAfterPathChange, preparedStatements };
+  return { searchPath, unqualifiedAfterPathChange, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements };
 };
