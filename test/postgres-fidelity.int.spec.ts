@@ -243,10 +243,11 @@ describe('PostgreSQL fidelity: startup parameters', () => {
     expect(await failure(refused.connect())).toMatchObject({ code: '42501', severity: 'FATAL' });
   });
 
-  it('takes client_encoding UTF8 under any spelling and refuses an encoding the proxy cannot read, naming it', async () => {
+  it('takes client_encoding UTF8 under any spelling and refuses an encoding the proxy cannot convert, naming it', async () => {
     const utf8 = await open(await throughSluice({ client_encoding: 'utf-8' }));
     expect((await utf8.query('show client_encoding')).rows[0].client_encoding).toBe('UTF8');
-    for (const encoding of ['LATIN1', 'SJIS']) {
+    // LATIN1, SJIS and the others iconv-lite has tables for are converted (postgres-encodings.int.spec.ts).
+    for (const encoding of ['EUC_TW', 'MULE_INTERNAL']) {
       const { messages } = await rawStartup([['user', 'agent'], ['database', RESOURCE], ['client_encoding', encoding]]);
       const error = messages.find((m) => m.type === 'ErrorResponse') as { fields: Record<string, string> };
       expect(error.fields).toMatchObject({ S: 'FATAL', C: '0A000' });

@@ -37,11 +37,16 @@ export interface PublisherSettings {
   readonly signer?: MessageSigner;
 }
 
-/** An event with its JSON, serialised once when published. */
+/**
+ * An event as its JSON, serialised once when published. The event object itself is not kept: a
+ * queued event lives until JetStream acknowledges it, long enough for the garbage collector to
+ * move whatever it holds to the old generation, at thousands of events a second. The rare path
+ * that needs it back (a refusal) parses the JSON.
+ */
 interface Queued {
   /** The order it was published in (acknowledged() waits for everything up to one of these). */
   readonly ordinal: number;
-  readonly event: CloudEvent;
+  readonly id: string;
   readonly json: string;
   readonly bytes: number;
   /** Already the reduced form: if the bus refuses this too, it is dropped (and reported). */
@@ -168,14 +173,14 @@ export class EventPublisher {
       // A malformed event (not JSON) is a refusal retrying cannot fix: recorded reduced, never thrown at the session.
       const reduced = reduceEvent(event, 'rejected', 0, limit, `not JSON: ${error instanceof Error ? error.message : String(error)}`);
       this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
-      return { ordinal, event: reduced.event, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
+      return { ordinal, id: event.id, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
     }
     // A UTF-8 byte is at most three UTF-16 units' worth of a JSON string: most events need no count.
     const bytes = json.length * 3 <= limit ? json.length : jsonBytes(json);
-    if (bytes <= limit) return { ordinal, event, json, bytes, reduced: false };
+    if (bytes <= limit) return { ordinal, id: event.id, json, bytes, reduced: false };
     const reduced = reduceEvent(event, 'too_large', bytes, limit);
     this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
-    return { ordinal, event: reduced.event, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
+    return { ordinal, id: event.id, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
   }
 
   /**
@@ -272,7 +277,7 @@ export class EventPublisher {
     return {
       subject: subjectForBatch(this.#settings.source, this.#settings.subjectPrefix),
       payload: Buffer.from(`[${items.map((item) => item.json).join(',')}]`, 'utf8'),
-      msgID: `${items[0]!.event.id}+${items.length}`,
+      msgID: `${items[0]!.id}+${items.length}`,
       count: items.length,
       items,
     };
@@ -332,19 +337,20 @@ export class EventPublisher {
     }
     const item = batch.items[0]!;
     const message = error instanceof Error ? error.message : String(error);
+    const event = JSON.parse(item.json) as CloudEvent;
     if (item.reduced) {
       this.#settle(batch);
-      this.#settings.onReduced?.(item.event, { reason: 'rejected', originalBytes: item.bytes, dropped: ['*'], error: message }, true);
+      this.#settings.onReduced?.(event, { reason: 'rejected', originalBytes: item.bytes, dropped: ['*'], error: message }, true);
       // Whoever waits for this event's acknowledgement learns it was lost.
       const lost = this.#waiters.filter((waiter) => waiter.upTo >= item.ordinal);
       this.#waiters = this.#waiters.filter((waiter) => waiter.upTo < item.ordinal);
-      for (const waiter of lost) waiter.reject(new Error(`the bus refused event ${item.event.id}: ${message}`));
+      for (const waiter of lost) waiter.reject(new Error(`the bus refused event ${item.id}: ${message}`));
       return;
     }
-    const reduced = reduceEvent(item.event, 'rejected', item.bytes, this.maxEventBytes, message);
-    const replacement: Queued = { ordinal: item.ordinal, event: reduced.event, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
+    const reduced = reduceEvent(event, 'rejected', item.bytes, this.maxEventBytes, message);
+    const replacement: Queued = { ordinal: item.ordinal, id: item.id, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
     this.#queuedBytes += replacement.bytes - item.bytes;
-    this.#settings.onReduced?.(replacement.event, reduced.reduction, false);
+    this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
     this.#retry.unshift(this.#batchOf([replacement]));
   }
 

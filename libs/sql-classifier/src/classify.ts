@@ -590,7 +590,7 @@ class StatementWalk {
       // Only `SET name TO <one constant>` has a known value; RESET, DEFAULT and lists count as unknown.
       const args = Array.isArray(n.args) ? n.args : [];
       const value = kind === 'VAR_SET_VALUE' && args.length === 1 ? constantText(args[0]) : undefined;
-      const guarded = guardedSettingReason(name, value);
+      const guarded = guardedSettingReason(name, value, 'set');
       if (guarded) this.raise('admin', 'critical', `${kind === 'VAR_RESET' ? 'RESET' : 'SET'} ${name}: ${guarded}`);
     }
   }

@@ -2,6 +2,7 @@ import { isPureFunction } from './catalogue.js';
 import { names } from './parse-tree.js';
 import { parseText } from './statement-shape.js';
 import { isSqlClassifierLoaded } from './classify.js';
+import { changesClientEncoding } from './client-encoding-statement.js';
 
 /** What a command may do to the session state the proxy mirrors from the server. */
 export interface SessionStateEffects {
@@ -21,6 +22,11 @@ export interface SessionStateEffects {
    * on the server once its command tag comes back.
    */
   readonly preparedStatements: readonly PreparedStatementChange[];
+  /**
+   * A statement sets or resets client_encoding (SET NAMES, RESET ALL and DISCARD ALL included): the
+   * proxy converts at the client edge and handles it itself (see clientEncodingStatement).
+   */
+  readonly clientEncoding: boolean;
 }
 
 export interface PreparedStatementChange {
@@ -122,7 +128,7 @@ const namesUnqualifiedTable = (value: unknown): boolean => {
  */
 export const sessionStateEffects = (text: string, path?: readonly string[]): SessionStateEffects => {
   // Unknown: may set the path, and may name anything unqualified.
-  const unknown = { searchPath: true, unqualifiedAfterPathChange: false, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [] };
+  const unknown = { searchPath: true, unqualifiedAfterPathChange: false, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false };
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
@@ -135,6 +141,7 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
   let unqualifiedAfterPathChange = false;
   let unqualified = false;
   const preparedStatements: PreparedStatementChange[] = [];
+  let clientEncoding = false;
   for (const raw of tree.stmts ?? []) {
     const stmt = raw.stmt ?? {};
     const type = Object.keys(stmt)[0] ?? '';
@@ -147,6 +154,7 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
     }
     if (!KEEPS_SEARCH_PATH.has(type) || runsUnknownCode(stmt, path)) searchPath = true;
     if (setsPathForLaterStatements(type, stmt)) pathSetEarlier = true;
+    if (changesClientEncoding(stmt) !== undefined) clientEncoding = true;
   }
-  return { searchPath, unqualifiedAfterPathChange, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements };
+  return { searchPath, unqualifiedAfterPathChange, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding };
 };

@@ -67,12 +67,15 @@ const SESSION_SETTINGS: ReadonlySet<string> = new Set([
 /**
  * Why changing `name` (to `value`, when known as a constant) is an admin act, or undefined when
  * it is not. `value` undefined means unknown (RESET, DEFAULT, an expression): treated as unsafe
- * for the settings whose value matters.
+ * for the settings whose value matters. `via`: a SET/RESET statement, or set_config().
  */
-export const guardedSettingReason = (name: string, value: string | undefined): string | undefined => {
+export const guardedSettingReason = (name: string, value: string | undefined, via: 'set' | 'set_config' = 'set_config'): string | undefined => {
   const setting = name.toLowerCase();
   if (GUARDED_SETTINGS.has(setting)) return `${setting} changes the session's identity or read-only mode`;
   if (LEXER_SETTINGS.has(setting)) return `${setting} changes how the server reads string literals`;
+  // A SET (or RESET) of client_encoding never reaches the target as written: the proxy converts at
+  // its edge and keeps the target session in UTF8. set_config() does reach it.
+  if (setting === 'client_encoding' && via === 'set') return undefined;
   if (setting === 'client_encoding' && (value === undefined || !isReadableClientEncoding(value))) {
     return 'client_encoding other than UTF8 (or SQL_ASCII over a UTF8 database) changes how the server splits the text into characters';
   }

@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { kindOfType, type CloudEvent, type SluiceEventDataByKind } from '@sluice/contracts';
 import { createAuditPort } from './audit-port.js';
@@ -62,6 +64,39 @@ describe('audit port: one command.executed per command that ran without a hold',
     port.record('s1', 'command.completed', completed('slow'));
     await turn();
     expect(kinds()).toEqual(['command.decided', 'result.returned', 'command.completed']);
+  });
+
+  it('merges a command whose outcome was already waiting to be read when the window ran out (a busy proxy)', async () => {
+    // A pipelined burst from many clients: the proxy's loop is busy for longer than the window,
+    // and the target's reply waits in the socket meanwhile. It is read before the decision goes.
+    const { port, kinds } = given();
+    const server = createServer();
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const accepted = once(server, 'connection') as Promise<[Socket]>;
+    const client = connect((server.address() as AddressInfo).port, '127.0.0.1');
+    const [target] = await accepted;
+    await once(client, 'connect');
+    const replied = new Promise<void>((resolve) =>
+      client.once('data', () => {
+        port.record('s1', 'command.completed', completed('c1'));
+        port.record('s1', 'result.returned', returned('c1'));
+        resolve();
+      }),
+    );
+    await turn();
+    port.record('s1', 'command.decided', decided('c1'));
+    target.write('+OK\r\n');
+    // The loop is busy past the window (30 ms here) with the reply already in the socket.
+    const busyUntil = performance.now() + 80;
+    while (performance.now() < busyUntil);
+    await replied;
+    await turn();
+    await turn();
+    expect(kinds()).toEqual(['command.executed']);
+    client.destroy();
+    target.destroy();
+    server.close();
   });
 
   it('sends what it keeps back before any other event of the session, in order', async () => {

@@ -58,7 +58,7 @@ export const createAuditPort = (
   const finished = new Set<string>();
   /** Commands kept back, all sessions together. */
   let held = 0;
-  let timer: NodeJS.Timeout | undefined;
+  let timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
 
   const publish = <K extends SluiceEventKind>(sessionId: string, kind: K, data: Data<K>, time: Date): void => {
     const sessionseq = (sequences.get(sessionId) ?? 0) + 1;
@@ -120,17 +120,28 @@ export const createAuditPort = (
     }
   };
 
+  /** Sends what is past the window at `at`; the timer is re-armed while anything is kept back. */
+  const releaseExpired = (at: number): void => {
+    timer = undefined;
+    for (const [sessionId, commands] of running) {
+      // A session's map stays while it runs (one less allocation per command); gone ones go here.
+      if (commands.size === 0) running.delete(sessionId);
+      else releaseLater(sessionId, at);
+    }
+    if (held > 0) schedule(windowMs);
+  };
+
   const schedule = (delayMs: number): void => {
     if (timer) return;
     timer = setTimeout(() => {
-      timer = undefined;
+      // The window is judged now, but the decisions go only after the I/O already waiting is
+      // read (the poll phase runs between timers and setImmediate): a busy proxy (a pipelined
+      // burst from many clients) may take longer than the window to get round to replies that
+      // came long ago. Sent from the timer, every such decision went out alone and its outcome
+      // after it: three events instead of one, more work, later replies, more of the same.
       const at = performance.now();
-      for (const [sessionId, commands] of running) {
-        // A session's map stays while it runs (one less allocation per command); gone ones go here.
-        if (commands.size === 0) running.delete(sessionId);
-        else releaseLater(sessionId, at);
-      }
-      if (held > 0) schedule(windowMs);
+      timer = setImmediate(() => releaseExpired(at));
+      timer.unref();
     }, delayMs);
     timer.unref();
   };

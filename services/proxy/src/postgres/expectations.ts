@@ -9,6 +9,7 @@ import type { PreparedStatementChange, SqlLineage } from '@sluice/sql-classifier
 import type { Decision } from '../ports.js';
 import type { CopyOutSet, ResultSet } from './results.js';
 import type { DeclaredCursor } from './session-profiles.js';
+import type { EncodingSwitch } from './client-encoding-session.js';
 
 /** A denial or refusal the agent sees; `message` is ours, written to be shown. */
 export interface Refusal {
@@ -73,6 +74,8 @@ export interface Command {
   cursorsConfirmed: number;
   error?: { code: string; message: string };
   done: boolean;
+  /** A SET/RESET of client_encoding: the agent's conversion switches to this at its CommandComplete. */
+  readonly encoding?: EncodingSwitch | undefined;
 }
 
 export type Expect =

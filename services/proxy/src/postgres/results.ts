@@ -35,7 +35,10 @@ const columnsOf = (fields: readonly FieldDescription[], qualified: readonly (str
 
 /** The columns of a result set as masking sees them (see ResultColumnsCache). */
 export class ResultColumns {
-  constructor(readonly columns: readonly Column[]) {}
+  constructor(
+    readonly fields: readonly FieldDescription[],
+    readonly columns: readonly Column[],
+  ) {}
 }
 
 /**
@@ -60,7 +63,7 @@ export class ResultColumnsCache {
     }
     const fields = decodeRowDescription(body);
     const qualified = fields.map((f) => qualify(f.tableOid, f.attnum));
-    const columns = new ResultColumns(columnsOf(fields, qualified, derive(fields)));
+    const columns = new ResultColumns(fields, columnsOf(fields, qualified, derive(fields)));
     // A copy: the body is a view of a socket chunk, which it would keep alive.
     this.#last = { body: Buffer.from(body), masker, lineage, statement, fields, qualified, columns };
     return columns;
@@ -86,6 +89,8 @@ const binaryText = (typeOid: number, value: Buffer): string => {
  * up to the recording limits for the result.returned event.
  */
 export class ResultSet {
+  /** The columns, as described (the client edge converts a DataRow's values by their format and type). */
+  readonly fields: readonly FieldDescription[];
   readonly #columns: readonly Column[];
   readonly #masker: ProfileMasker | undefined;
   readonly #limits: RecordingLimits;
@@ -103,14 +108,15 @@ export class ResultSet {
    * statement), so column rules follow `substr(ssn, 8) AS tail`.
    */
   constructor(
-    fields: readonly FieldDescription[] | ResultColumns,
+    described: readonly FieldDescription[] | ResultColumns,
     masker: ProfileMasker | undefined,
     limits: RecordingLimits,
     qualify?: Qualify,
     derivedFrom?: Derived,
   ) {
+    this.fields = described instanceof ResultColumns ? described.fields : described;
     this.#columns =
-      fields instanceof ResultColumns ? fields.columns : columnsOf(fields, fields.map((f) => qualify?.(f.tableOid, f.attnum)), derivedFrom);
+      described instanceof ResultColumns ? described.columns : columnsOf(described, described.map((f) => qualify?.(f.tableOid, f.attnum)), derivedFrom);
     this.#masker = masker;
     this.#limits = limits;
   }

@@ -44,10 +44,13 @@ import { StatementRegistry } from './statement-registry.js';
 import { SessionProfiles } from './session-profiles.js';
 import { maskNotification } from './server-texts.js';
 import { ResultRelay } from './result-relay.js';
+import { EncodingConversionError } from './client-encoding.js';
+import { ClientEdge, ClientOutbox } from './client-encoding-frames.js';
+import { encodingSwitch, SessionClientEncoding, type EncodingPlan, type EncodingSwitch } from './client-encoding-session.js';
 import { normaliseSql } from './approval-text.js';
 import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SESSION_START_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
-import { readStartupParameters, sessionSettings, settingRefusedByTarget, startedParameters, StartupParameterRefusal, type StartupRequest } from './startup-parameters.js';
+import { readStartupParameters, requestedClientEncoding, sessionSettings, settingRefusedByTarget, startedParameters, StartupParameterRefusal, type StartupRequest } from './startup-parameters.js';
 import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
 
 export interface SessionContext {
@@ -180,7 +183,9 @@ export class PostgresSession {
   // proxy -> client
   readonly #expects: Expect[] = [];
   #dropUntilReady = false;
-  readonly #toClient = new Outbox();
+  /** Converts into the agent's client encoding when that is not UTF8 (no edge otherwise). */
+  readonly #toClient = new ClientOutbox();
+  #clientEncoding: SessionClientEncoding | undefined;
   readonly #maskedPrefixChars: number;
 
   constructor(client: ClientSocket, ctx: SessionContext) {
@@ -297,6 +302,11 @@ export class PostgresSession {
       const statuses = upstream.parameterStatus.map((raw) => decodeBackend({ code: raw[0]!, body: raw.subarray(5), raw }) as { name: string; value: string });
       this.#serverEncoding = statuses.find((status) => status.name === 'server_encoding')?.value;
       const unreadable = statuses.map((status) => unreadableParameter(status.name, status.value, this.#serverEncoding)).find((why) => why !== undefined);
+      // Validated with the other startup parameters: the agent's encoding is converted at the edge.
+      const startupEncoding = encodingSwitch(requestedClientEncoding(request) ?? 'UTF8');
+      this.#clientEncoding = new SessionClientEncoding(startupEncoding, this.#serverEncoding);
+      const edge = startupEncoding.encoding ? new ClientEdge(startupEncoding.encoding) : undefined;
+      this.#toClient.edge = edge;
       if (unreadable) {
         upstream.socket.destroy();
         this.#reject(unreadable, 'ERR_UPSTREAM_FAILED', SqlState.FeatureNotSupported, `${unreadable}: sluice cannot read commands as the target would`, subject);
@@ -325,7 +335,7 @@ export class PostgresSession {
       this.#client.write(
         Buffer.concat([
           encodeAuthenticationOk(),
-          ...upstream.parameterStatus,
+          ...(edge ? upstream.parameterStatus.map((status) => edge.toClient(status, undefined)) : upstream.parameterStatus),
           encodeBackendKeyData(this.#cancelKey.processId, this.#cancelKey.secretKey),
           encodeReadyForQuery(upstream.transactionStatus),
         ]),
@@ -484,7 +494,8 @@ export class PostgresSession {
         const frame = this.#queue[this.#queueHead]!;
         this.#queue[this.#queueHead++] = undefined as unknown as Frame;
         this.#queuedBytes -= frame.raw.length;
-        const pending = this.#handleClientFrame(frame);
+        const edge = this.#toClient.edge;
+        const pending = edge ? this.#handleInClientEncoding(edge, frame) : this.#handleClientFrame(frame);
         if (pending) {
           this.#flushUpstream();
           await pending;
@@ -564,6 +575,35 @@ export class PostgresSession {
         decodeFrontend(frame);
         throw new ProtocolMalformedError('unexpected frontend message');
     }
+  }
+
+  /**
+   * A message of an agent whose client encoding is not UTF8: decoded into UTF-8 with the encoding
+   * in force now (after every earlier message, a SET client_encoding included), then handled as
+   * any. Bytes not valid in that encoding are answered as the server would (22021), never passed on.
+   */
+  #handleInClientEncoding(edge: ClientEdge, frame: Frame): Promise<void> | undefined {
+    let converted: Frame | undefined;
+    try {
+      converted = edge.fromClient(frame);
+    } catch (error) {
+      if (!(error instanceof EncodingConversionError)) throw error;
+      const refusal = { code: error.sqlstate, message: error.message };
+      // On the record as a command refused before any rule: its text cannot be read to be recorded.
+      const commandId = this.#ports.newId();
+      this.#commands++;
+      this.#governor().recordRefusedBeforeRule({ commandId, command: `[not valid in client_encoding ${edge.encoding.name}]` }, error.message);
+      this.#recordRefused(commandId, refusal);
+      // A simple query's error ends with ReadyForQuery; an extended-protocol one skips to the Sync.
+      const simple = frame.code === FrontendCode.Query;
+      const refuse = (): void => {
+        if (this.#discardUntilSync) return;
+        this.#refuseOnTarget(refusal, simple);
+        if (!simple) this.#discardUntilSync = true;
+      };
+      return this.#batch.length > 0 ? this.#processBatch('implicit').then(refuse) : void refuse();
+    }
+    return converted ? this.#handleClientFrame(converted) : undefined;
   }
 
   /**
@@ -774,6 +814,12 @@ export class PostgresSession {
     if (this.#discardUntilSync) return undefined;
     const message = decodeFrontend(frame) as Extract<FrontendMessage, { type: 'Query' }>;
     const text = message.text;
+    // SET/RESET client_encoding: the proxy's own to carry out (the target stays in UTF8).
+    const encodingPlan = this.#effectsOf(text).clientEncoding ? this.#clientEncoding?.plan(text, this.#transactionStatus !== TransactionStatus.Idle) : undefined;
+    if (encodingPlan && 'code' in encodingPlan) {
+      this.#refuseOnTarget(encodingPlan, true);
+      return undefined;
+    }
     const commandId = this.#ports.newId();
     const auditRefusal = this.#auditRefusal();
     if (auditRefusal) {
@@ -787,25 +833,26 @@ export class PostgresSession {
     }
     // Between batches a simple query may read an unknown search_path first.
     if (!this.#searchPath && !this.#searchPathRefresh) this.#refreshSearchPath();
-    const decided = this.#decideNow(text);
-    if (decided) return this.#decidedQuery(frame, commandId, text, decided);
-    return this.#decide(text).then((decision) => this.#decidedQuery(frame, commandId, text, decision));
+    // A client_encoding change waits for its answer (below): never the fast path.
+    const decided = encodingPlan ? undefined : this.#decideNow(text);
+    if (decided) return this.#decidedQuery(frame, commandId, text, decided, undefined);
+    return this.#decide(text).then((decision) => this.#decidedQuery(frame, commandId, text, decision, encodingPlan));
   }
 
-  #decidedQuery(frame: Frame, commandId: string, text: string, decision: Decision): Promise<void> | undefined {
+  #decidedQuery(frame: Frame, commandId: string, text: string, decision: Decision, encodingPlan: EncodingPlan | undefined): Promise<void> | undefined {
     if (this.#closed) return undefined;
     this.#recordDecided(commandId, text, decision);
-    if (decision.effect === 'approve') return this.#approve(commandId, text, [], decision).then((refusal) => this.#sendQuery(frame, commandId, text, decision, refusal));
-    return this.#sendQuery(frame, commandId, text, decision, decision.effect === 'deny' ? denial(decision, text, this.#resource.name) : undefined);
+    if (decision.effect === 'approve') return this.#approve(commandId, text, [], decision).then((refusal) => this.#sendQuery(frame, commandId, text, decision, refusal, encodingPlan));
+    return this.#sendQuery(frame, commandId, text, decision, decision.effect === 'deny' ? denial(decision, text, this.#resource.name) : undefined, encodingPlan);
   }
 
   /** `acked`: the bus has acknowledged its record (or the resource does not wait for that). */
-  #sendQuery(frame: Frame, commandId: string, text: string, decision: Decision, refusal: Refusal | undefined, acked = false): Promise<void> | undefined {
+  #sendQuery(frame: Frame, commandId: string, text: string, decision: Decision, refusal: Refusal | undefined, encodingPlan: EncodingPlan | undefined, acked = false): Promise<void> | undefined {
     if (this.#closed) return undefined;
     const masking = refusal ? undefined : this.#maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
     if (!refusal && !acked && this.#resource.audit?.wait === 'ack') {
-      return this.#unacknowledged().then((unacked) => this.#sendQuery(frame, commandId, text, decision, unacked, true));
+      return this.#unacknowledged().then((unacked) => this.#sendQuery(frame, commandId, text, decision, unacked, encodingPlan, true));
     }
     if (this.#discardUntilSync) {
       // An earlier message of the pipeline failed on the target meanwhile: it ignores this query.
@@ -818,14 +865,15 @@ export class PostgresSession {
       this.#refuseOnTarget(refusal, true);
       return undefined;
     }
-    this.#expects.push({ kind: 'query', command: this.#newCommand(commandId, masking.masker, text) });
-    this.#toUpstream.push(frame.raw);
+    this.#expects.push({ kind: 'query', command: { ...this.#newCommand(commandId, masking.masker, text), encoding: encodingPlan?.switchTo } });
+    this.#toUpstream.push(encodingPlan?.upstreamText !== undefined ? encodeQuery(encodingPlan.upstreamText) : frame.raw);
     // A simple query ends with ReadyForQuery, which carries any setting an earlier Execute changed.
     this.#executedSinceSync = false;
     // The path the text was decided under is the one it runs under: a built-in call without
     // arguments (`count(*)`, `now()`) then cannot change it, and costs no re-read.
     if (this.#effectsOf(text, this.#searchPath).searchPath) this.#refreshSearchPath();
-    return undefined;
+    // The agent's next message is read in the encoding this one leaves in force.
+    return encodingPlan ? this.#settled() : undefined;
   }
 
   #effectsOf(text: string, searchPath?: readonly string[]): SessionStateEffects {
@@ -937,6 +985,10 @@ export class PostgresSession {
         case 'Parse': {
           refusal = this.#statementTooLong(this.#ports.newId(), message.text);
           if (refusal) break;
+          if (this.#effectsOf(message.text).clientEncoding) {
+            refusal = this.#clientEncoding?.extendedRefusal(message.text, this.#transactionStatus !== TransactionStatus.Idle);
+            if (refusal) break;
+          }
           const decision = await this.#decide(message.text, executes, setsSearchPath);
           if (decision.effect === 'deny') {
             const commandId = this.#ports.newId();
@@ -1188,7 +1240,7 @@ export class PostgresSession {
       try {
         this.#handleBackend(frame, out);
       } catch (error) {
-        if (error instanceof ResultWithheldError || (error as { code?: string }).code === 'ERR_PROTOCOL_MALFORMED') {
+        if (error instanceof ResultWithheldError || error instanceof EncodingConversionError || (error as { code?: string }).code === 'ERR_PROTOCOL_MALFORMED') {
           // Never a raw row: what is left of this response is replaced by an error. The frames
           // after it in this chunk (its ReadyForQuery, the next commands' answers) still go
           // through, or the session would wait forever and later answers pair with wrong commands.
@@ -1255,6 +1307,13 @@ export class PostgresSession {
     return true;
   }
 
+  /** A SET/RESET of client_encoding completed: the agent's messages are converted with it from here. */
+  #switchClientEncoding(to: EncodingSwitch, out: Outbox): void {
+    this.#toClient.edge = to.encoding ? new ClientEdge(to.encoding) : undefined;
+    const status = this.#clientEncoding?.switched(to);
+    if (status) out.push(status);
+  }
+
   #withhold(out: Outbox, error: Error): void {
     const head = this.#expects[0];
     if (head && (head.kind === 'query' || head.kind === 'execute')) {
@@ -1262,7 +1321,9 @@ export class PostgresSession {
       head.result = undefined;
       head.copy = undefined;
     }
-    out.push(encodeErrorResponse({ severity: 'ERROR', code: SqlState.SystemError, message: 'result withheld: masking is unavailable' }));
+    // A value the agent's encoding cannot hold is the server's own error (22P05), not a masking failure.
+    const conversion = error instanceof EncodingConversionError ? { code: error.sqlstate, message: error.message } : undefined;
+    out.push(encodeErrorResponse({ severity: 'ERROR', ...(conversion ?? { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' }) }));
     this.#dropUntilReady = true;
   }
 
@@ -1339,6 +1400,7 @@ export class PostgresSession {
         if (!result) {
           throw new ResultWithheldError('a row arrived without its description');
         }
+        if (this.#toClient.edge) this.#toClient.rowFields = result.fields;
         out.push(result.row(frame.body) ?? frame.raw);
         return;
       }
@@ -1376,6 +1438,7 @@ export class PostgresSession {
           const tag = frame.body.toString('utf8', 0, Math.max(0, frame.body.length - 1));
           head.command.tags.push(tag);
           this.#applyTag(head.command, tag);
+          if (head.command.encoding) this.#switchClientEncoding(head.command.encoding, out);
           this.#results.finish(head);
           if (head.kind === 'execute') {
             this.#audit.completed(head.command, true);
@@ -1457,8 +1520,16 @@ export class PostgresSession {
         out.push(maskNotification(frame, this.#profiles.notifications) ?? frame.raw);
         return;
       case BackendCode.ParameterStatus: {
-        out.push(frame.raw);
         const message = decodeBackend(frame) as { name: string; value: string };
+        if (message.name !== 'client_encoding' || !this.#clientEncoding) out.push(frame.raw);
+        else {
+          // The agent is told of its own encoding, once: the target's UTF8 is the proxy's business.
+          const shown = this.#toClient.edge?.encoding.name ?? message.value;
+          if (shown !== this.#clientEncoding.reported) {
+            this.#clientEncoding.reported = shown;
+            out.push(frame.raw);
+          }
+        }
         // Reported unexpanded (`$user`) by PostgreSQL 18+: a sign it changed, not the schemas
         // it resolves to. Unknown until the refresh that follows the command (or the next one).
         if (message.name === 'search_path' && !this.#searchPathRefresh) this.#searchPath = undefined;

@@ -1,3 +1,5 @@
+import { SluiceError } from '@sluice/contracts';
+
 /**
  * SQLSTATE codes the proxy answers with.
  * @see https://www.postgresql.org/docs/current/errcodes-appendix.html
@@ -26,3 +28,14 @@ export const SqlState = {
   /** feature_not_supported. */
   FeatureNotSupported: '0A000',
 } as const;
+
+/** An error the agent gets as an ErrorResponse with this SQLSTATE; its message is written to be shown. */
+export abstract class SqlStateError extends SluiceError {
+  override readonly expose = true;
+  constructor(
+    readonly sqlstate: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}

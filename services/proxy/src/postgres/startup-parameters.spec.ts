@@ -97,13 +97,16 @@ describe('startup parameters', () => {
     expect(refusal([['USER', 'x']]).sqlstate).toBe('42501');
   });
 
-  it('accepts UTF8 under any spelling and SQL_ASCII (checked against the database encoding once connected); refuses other client encodings, naming them', () => {
-    for (const name of ['UTF8', 'utf-8', 'Unicode', 'SQL_ASCII']) expect(read([['client_encoding', name]]).settings).toEqual([['client_encoding', name]]);
-    for (const name of ['LATIN1', 'SJIS', 'BIG5', 'GBK', 'GB18030', 'UHC', 'JOHAB']) {
+  it('accepts every client encoding PostgreSQL has that the proxy converts; refuses the others with 0A000 and an unknown name with 22023, naming them', () => {
+    for (const name of ['UTF8', 'utf-8', 'Unicode', 'SQL_ASCII', 'LATIN1', 'iso_8859_15', 'SJIS', 'BIG5', 'GBK', 'GB18030', 'UHC', 'WIN1252', 'KOI8R', 'EUC_JP']) {
+      expect(read([['client_encoding', name]]).settings).toEqual([['client_encoding', name]]);
+    }
+    for (const name of ['JOHAB', 'EUC_TW', 'MULE_INTERNAL', 'SHIFT_JIS_2004', 'EUC_JIS_2004']) {
       const error = refusal([['client_encoding', name]]);
       expect(error.sqlstate).toBe('0A000');
       expect(error.message).toContain(`client_encoding "${name}"`);
     }
+    expect(refusal([['client_encoding', 'klingon']])).toMatchObject({ sqlstate: '22023', message: 'invalid value for parameter "client_encoding": "klingon"' });
   });
 
   it('takes the target database, the resource name, the user name (a driver default) or none; refuses any other with 3D000', () => {
@@ -116,9 +119,11 @@ describe('startup parameters', () => {
     expect(error.message).toBe('database "nosuchdb" does not exist');
   });
 
-  it('opens the target session in UTF8 unless the agent named it, and adds no application_name of its own', () => {
+  it('opens the target session in UTF8 (SQL_ASCII when the agent asked for it), whatever the agent converts from, and adds no application_name of its own', () => {
     expect(sessionSettings(read([['application_name', 'a']]))).toEqual([['client_encoding', 'UTF8'], ['application_name', 'a']]);
-    expect(sessionSettings(read([['client_encoding', 'utf8']]))).toEqual([['client_encoding', 'utf8']]);
+    expect(sessionSettings(read([['client_encoding', 'utf8']]))).toEqual([['client_encoding', 'UTF8']]);
+    expect(sessionSettings(read([['client_encoding', 'LATIN1'], ['application_name', 'a']]))).toEqual([['client_encoding', 'UTF8'], ['application_name', 'a']]);
+    expect(sessionSettings(read([['client_encoding', 'sql_ascii']]))).toEqual([['client_encoding', 'sql_ascii']]);
   });
 
   it("relays the target's refusal of a value (class 22) as worded, and nothing else of the target's", () => {

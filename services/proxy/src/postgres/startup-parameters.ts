@@ -9,8 +9,9 @@
  * @see https://www.postgresql.org/docs/current/protocol-message-formats.html (StartupMessage)
  * @see https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-OPTIONS
  */
-import { SluiceError, SluiceErrorCode } from '@sluice/contracts';
-import { isReadableClientEncoding } from '@sluice/sql-classifier';
+import { SluiceErrorCode } from '@sluice/contracts';
+import { SqlStateError } from './sqlstate.js';
+import { ClientEncoding, EncodingConversionError, pgEncodingName } from './client-encoding.js';
 
 /**
  * Settings (lower case, as PostgreSQL matches GUC names) a driver may set at startup. Each is a
@@ -43,15 +44,8 @@ const DATABASE = 'database';
 const OPTIONS = 'options';
 
 /** Why a startup packet is refused: the SQLSTATE and a message (written for the agent) naming the parameter. */
-export class StartupParameterRefusal extends SluiceError {
+export class StartupParameterRefusal extends SqlStateError {
   readonly code = SluiceErrorCode.PolicyDenied;
-  override readonly expose = true;
-  constructor(
-    readonly sqlstate: string,
-    message: string,
-  ) {
-    super(message);
-  }
 }
 
 export interface StartupTarget {
@@ -103,8 +97,13 @@ const refuseSetting = (name: string): StartupParameterRefusal =>
 const checkSetting = (rawName: string, value: string): [string, string] => {
   const name = rawName.toLowerCase();
   if (!STARTUP_SETTINGS.has(name)) throw refuseSetting(rawName);
-  if (name === 'client_encoding' && !isReadableClientEncoding(value)) {
-    throw new StartupParameterRefusal('0A000', `client_encoding "${value}" is not supported through sluice: use UTF8 (or SQL_ASCII over a UTF8 database)`);
+  if (name === 'client_encoding') {
+    try {
+      ClientEncoding.named(value);
+    } catch (error) {
+      if (error instanceof EncodingConversionError) throw new StartupParameterRefusal(error.sqlstate, error.message);
+      throw error;
+    }
   }
   return [name, value];
 };
@@ -154,17 +153,20 @@ export const readStartupParameters = (parameters: ReadonlyMap<string, string>, t
   return { user, database, settings: [...fromOptions, ...direct] };
 };
 
+/** The client encoding the agent asked for at startup (the last one given wins), or undefined. */
+export const requestedClientEncoding = (request: StartupRequest): string | undefined =>
+  request.settings.findLast(([name]) => name === 'client_encoding')?.[1];
+
 /**
- * The parameters the target session is opened with: the agent's settings, and UTF8 unless the
- * agent named it (the server's default would be the database's encoding, which the proxy might
- * not read). No application_name of the proxy's own: the agent sees the server's default ('').
+ * The parameters the target session is opened with: the agent's settings, with client_encoding
+ * UTF8 (the server's default would be the database's encoding) unless the agent asked for SQL_ASCII,
+ * which passes through unconverted. Another client encoding is converted by the proxy at its edge.
+ * No application_name of the proxy's own: the agent sees the server's default ('').
  */
 export const sessionSettings = (request: StartupRequest): [string, string][] => {
-  const names = new Set(request.settings.map(([name]) => name));
-  return [
-    ...(names.has('client_encoding') ? [] : [['client_encoding', 'UTF8'] as [string, string]]),
-    ...request.settings.map(([name, value]): [string, string] => [name, value]),
-  ];
+  const requested = requestedClientEncoding(request);
+  const encoding = requested !== undefined && pgEncodingName(requested) === 'SQL_ASCII' ? requested : 'UTF8';
+  return [['client_encoding', encoding], ...request.settings.filter(([name]) => name !== 'client_encoding').map(([name, value]): [string, string] => [name, value])];
 };
 
 /** The startup request as session.started records it: user, database and settings as the agent sent them. */
