@@ -14,8 +14,8 @@ import { COLUMN_REDACTED } from '@sluice/masking-engine';
 import { startPolicyService, type RunningPolicyService } from '@sluice/policy';
 import { createLogger } from '@sluice/service-runtime';
 import { createPolicyPort } from '../services/proxy/src/ports/policy-client.js';
-import { PostgresFrontDoor, RawPostgresSession, waitFor } from './support/postgres-proxy-harness.js';
-import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig, redTeamConfigInput } from './support/postgres-red-team.js';
+import { PostgresFrontDoor, type RawPostgresSession, waitFor } from './support/postgres-proxy-harness.js';
+import { expectNoRawSsn, RED_TEAM_SEED_SQL, redTeamConfig, redTeamConfigInput } from './support/postgres-red-team.js';
 
 /**
  * Fourth red team of the PostgreSQL front door, against issue 12's and 19's data-path changes: the
