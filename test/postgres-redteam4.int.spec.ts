@@ -1,12 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodePasswordMessage, encodeQuery, encodeStartupMessage, encodeSync } from '@sluice/codec-pg';
 import { loadConfig } from '@sluice/config';
 import postgres from 'postgres';
@@ -14,6 +13,7 @@ import { COLUMN_REDACTED } from '@sluice/masking-engine';
 import { startPolicyService, type RunningPolicyService } from '@sluice/policy';
 import { createLogger } from '@sluice/service-runtime';
 import { createPolicyPort } from '../services/proxy/src/ports/policy-client.js';
+import { stopTestPolicyService } from './support/policy-service.js';
 import { PostgresFrontDoor, type RawPostgresSession, waitFor } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RED_TEAM_SEED_SQL, redTeamConfig, redTeamConfigInput } from './support/postgres-red-team.js';
 
@@ -72,14 +72,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await frontDoor.close();
-  port?.close();
-  await service?.stop().catch(() => undefined);
-  if (nc) {
-    const jsm = await jetstreamManager(nc);
-    await jsm.streams.delete(STREAM).catch(() => undefined);
-    await nc.close();
-  }
-  rmSync(dir, { recursive: true, force: true });
+  await stopTestPolicyService({ port, service, nc, stream: STREAM, dir });
 });
 
 const rows = (session: RawPostgresSession): string[][] =>
