@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildEvent, type CloudEvent } from '@sluice/contracts';
-import { openEventStore, type EventStore } from '@sluice/event-store';
+import { openEventStore, WRITER_ROLE, type EventStore } from '@sluice/event-store';
 
 const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
 const DATABASE = `sluice_store_it_${RUN}`;
@@ -105,6 +105,35 @@ describe('event store appends on PostgreSQL', () => {
     await expect(appendSigned(store, [good, bad])).rejects.toMatchObject({ code: '23502' });
     expect(await store.sessionEvents('d')).toHaveLength(0);
     expect(await appendSigned(store, [good])).toEqual({ stored: 1, duplicates: 0 });
+  });
+
+  it('stores an event whose id and session hold a lone surrogate once, and finds it stored when it comes again', async () => {
+    const event = { ...decided(`lone-${RUN}\ud800`), id: `${RUN}-lone\udc00` };
+    expect(await appendSigned(store, [event])).toEqual({ stored: 1, duplicates: 0 });
+    expect(await appendSigned(store, [event, decided(`lone-${RUN}\ud800`)])).toEqual({ stored: 1, duplicates: 1 });
+    expect((await store.sessionEvents(`lone-${RUN}\ufffd`)).map((stored) => stored.seq > 0)).toEqual([true, true]);
+  });
+
+  it('stores nothing and goes on through its one connection when the COPY is refused before its first row', async () => {
+    // The rows travel with the COPY statement (not after CopyInResponse): refused at its start,
+    // the server must drop them and stay in step with the client.
+    const single = await openEventStore({ url: DB_URL, maxConnections: 1 });
+    const admin = new pg.Client({ connectionString: DB_URL });
+    await admin.connect();
+    try {
+      const session = `refused-${RUN}`;
+      const events = [decided(session), decided(session)];
+      await admin.query(`REVOKE INSERT ON sluice.events FROM ${WRITER_ROLE}`);
+      await expect(appendSigned(single, events)).rejects.toMatchObject({ code: '42501' });
+      await admin.query(`GRANT INSERT ON sluice.events TO ${WRITER_ROLE}`);
+      expect(await single.sessionEvents(session)).toHaveLength(0);
+      expect(await appendSigned(single, events)).toEqual({ stored: 2, duplicates: 0 });
+      expect(await single.verify({ sessionId: session })).toMatchObject({ ok: true, events: 2 });
+    } finally {
+      await admin.query(`GRANT INSERT ON sluice.events TO ${WRITER_ROLE}`);
+      await admin.end();
+      await single.close();
+    }
   });
 
   it('names a rejected record, then an event stored without a verified signature, when verifying', async () => {

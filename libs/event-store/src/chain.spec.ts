@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { buildEvent } from '@sluice/contracts';
-import { canonicalJson, chainHash, chainHashOf, GENESIS_HASH, joinEvent, normalizeEvent, prepareEvent, splitEvent } from './chain.js';
+import { canonicalJson } from './canonical-json.js';
+import { chainHash, chainHashOf, GENESIS_HASH, joinEvent, normalizeEvent, prepareEvent, splitEvent } from './chain.js';
 
 const event = buildEvent('session.ended', {
   id: 'e1',

@@ -1,64 +1,12 @@
 import * as crypto from 'node:crypto';
 import type { CloudEvent } from '@sluice/contracts';
+import { canonicalJson, canonicalText } from './canonical-json.js';
 
 /**
  * prev_hash of the first event of every session chain: 64 zeros (the sha256 width), so every row
  * has the same shape and a chain's start is recognisable.
  */
 export const GENESIS_HASH = '0'.repeat(64);
-
-/**
- * RFC 8785 writer, output identical to the `canonicalize` package it replaces (stored chains
- * must keep verifying; chain.spec.ts compares the two): JCS strings and numbers are exactly
- * ECMAScript's JSON.stringify, keys sorted by UTF-16 code units (Array#sort's default). Plain
- * loops instead of reduce over template strings: it is the largest CPU cost of storing events.
- */
-const writeCanonical = (value: unknown): string | undefined => {
-  if (value === null) return 'null';
-  switch (typeof value) {
-    case 'string':
-      return JSON.stringify(value);
-    case 'boolean':
-      return value ? 'true' : 'false';
-    case 'number':
-      if (Number.isNaN(value)) throw new Error('NaN is not allowed');
-      if (!Number.isFinite(value)) throw new Error('Infinity is not allowed');
-      return JSON.stringify(value);
-    case 'object': {
-      const toJSON = (value as { toJSON?: unknown }).toJSON;
-      if (typeof toJSON === 'function') return writeCanonical(toJSON.call(value));
-      if (Array.isArray(value)) {
-        let out = '[';
-        for (let index = 0; index < value.length; index += 1) {
-          const item: unknown = value[index];
-          if (index > 0) out += ',';
-          out += item === undefined || typeof item === 'symbol' ? 'null' : writeCanonical(item);
-        }
-        return `${out}]`;
-      }
-      const record = value as Record<string, unknown>;
-      const keys = Object.keys(record).sort();
-      let out = '{';
-      for (const key of keys) {
-        const item = record[key];
-        // Like the package: undefined and symbols are left out; a function is not (it writes undefined).
-        if (item === undefined || typeof item === 'symbol') continue;
-        if (out.length > 1) out += ',';
-        out += `${JSON.stringify(key)}:${writeCanonical(item)}`;
-      }
-      return `${out}}`;
-    }
-    default:
-      return JSON.stringify(value);
-  }
-};
-
-/** RFC 8785 (JSON Canonicalization Scheme) text of a value. */
-export const canonicalJson = (value: unknown): string => {
-  const text = writeCanonical(value);
-  if (text === undefined) throw new TypeError('value has no JSON form');
-  return text;
-};
 
 /** hash = sha256 hex of (prev_hash || JCS(event)), both as UTF-8. */
 export const chainHash = (prevHash: string, event: unknown): string => chainHashOf(prevHash, canonicalJson(event));
@@ -201,7 +149,7 @@ export const prepareEvent = (event: CloudEvent, receivedAt: Date): PreparedEvent
       key === 'time' ? timeText : key === 'subject' ? sessionId : key === 'data' ? data : isColumnAttribute(key) ? envelope[key] : ext[key];
     if (value === undefined || typeof value === 'symbol') continue;
     if (canonical.length > 1) canonical += ',';
-    const written = writeCanonical(value);
+    const written = canonicalText(value);
     // The data column takes the same text: data is not serialised a second time.
     if (key === 'data') dataJson = written;
     canonical += `${JSON.stringify(key)}:${written}`;

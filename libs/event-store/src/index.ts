@@ -13,5 +13,6 @@ export type {
   StoreLogger,
   VerifyResult,
 } from './store.js';
-export { canonicalJson, chainHash, GENESIS_HASH, normalizeEvent, type StoredCloudEvent } from './chain.js';
+export { canonicalJson } from './canonical-json.js';
+export { chainHash, GENESIS_HASH, normalizeEvent, type StoredCloudEvent } from './chain.js';
 export { READER_ROLE, WRITER_ROLE } from './migrations.js';

@@ -5,7 +5,7 @@ import { chainHash, chainHashOf, GENESIS_HASH, joinEvent, prepareEvent, type Sto
 import type { SluiceDatabase } from './database.js';
 import { pgliteBackend, postgresBackend, type StoreBackend } from './dialect.js';
 import { migrationProvider, WRITER_ROLE } from './migrations.js';
-import { copyRows, type CopyField } from './copy-in.js';
+import { copyField, copyLines } from './copy-in.js';
 
 /** Minimal logger shape (pino fits). */
 export interface StoreLogger {
@@ -108,6 +108,12 @@ export interface SessionPage {
 /** Columns of one event as the INSERT takes them, before its place in the chain is known. */
 interface PreparedRow {
   readonly canonical: string;
+  /**
+   * PostgreSQL: the row's COPY text up to its chain columns (COPY_COLUMNS' order, each field
+   * escaped, a tab after the last), written while preparing so that appending only adds the
+   * chain's three fields.
+   */
+  readonly copyPrefix?: string;
   readonly row: {
     readonly id: string;
     readonly session_id: string;
@@ -129,15 +135,34 @@ interface PreparedRow {
 
 type EventInsert = PreparedRow['row'] & { readonly session_seq: number; readonly hash: string; readonly prev_hash: string };
 
+/** An event's place in its session's chain, worked out once the chain heads were read. */
+interface ChainLink {
+  readonly prepared: PreparedRow;
+  readonly sessionSeq: number;
+  readonly hash: string;
+  readonly prevHash: string;
+}
+
+/** COPY's column list: the chain's columns last, as the chain is known last (see copyPrefix). */
 const COPY_COLUMNS = [
-  'id', 'session_id', 'session_seq', 'type', 'kind', 'source', 'time', 'data', 'ext', 'hash', 'prev_hash',
+  'id', 'session_id', 'type', 'kind', 'source', 'time', 'data', 'ext',
   'resource', 'subject_sub', 'command_id', 'approval_id', 'decision', 'masked_values', 'signed_by',
+  'session_seq', 'hash', 'prev_hash',
 ] as const satisfies ReadonlyArray<keyof EventInsert>;
 
-const copyValue = (row: EventInsert, column: (typeof COPY_COLUMNS)[number]): CopyField => {
-  const value = row[column];
-  return value instanceof Date ? value.toISOString() : value;
-};
+const COPY_STATEMENT = `COPY sluice.events (${COPY_COLUMNS.join(', ')}) FROM STDIN`;
+
+/** Every column of COPY_COLUMNS before the chain's, in that order, each followed by a tab. */
+const copyPrefix = (row: PreparedRow['row']): string =>
+  `${copyField(row.id)}\t${copyField(row.session_id)}\t${copyField(row.type)}\t${copyField(row.kind)}\t${copyField(row.source)}\t` +
+  `${row.time.toISOString()}\t${copyField(row.data)}\t${copyField(row.ext)}\t${copyField(row.resource)}\t${copyField(row.subject_sub)}\t` +
+  `${copyField(row.command_id)}\t${copyField(row.approval_id)}\t${copyField(row.decision)}\t${row.masked_values}\t${copyField(row.signed_by)}\t`;
+
+/** A chained event's COPY line (hashes are hex and seq a number: nothing to escape). */
+const copyLine = ({ prepared, sessionSeq, hash, prevHash }: ChainLink): string =>
+  `${prepared.copyPrefix ?? copyPrefix(prepared.row)}${sessionSeq}\t${hash}\t${prevHash}\n`;
+
+const eventInsert = ({ prepared: { row }, sessionSeq, hash, prevHash }: ChainLink): EventInsert => ({ ...row, session_seq: sessionSeq, hash, prev_hash: prevHash });
 
 const PREPARED = Symbol('sluice.preparedBatch');
 
@@ -280,6 +305,78 @@ interface EventRow {
 const rowToEvent = (row: EventRow): StoredCloudEvent =>
   joinEvent({ id: row.id, source: row.source, type: row.type, sessionId: row.session_id, time: new Date(row.time), data: row.data, ext: row.ext ?? {} });
 
+const LONE_SURROGATE = /\p{Surrogate}/u;
+const LONE_SURROGATES = /\p{Surrogate}/gu;
+/**
+ * A lone surrogate as U+FFFD, which is what its UTF-8 (a parameter, a COPY field) becomes: in a
+ * JSON literal it would be a \u escape PostgreSQL refuses, and the batch would fail for ever.
+ */
+const wellFormed = (text: string): string => (LONE_SURROGATE.test(text) ? text.replace(LONE_SURROGATES, '\uFFFD') : text);
+
+/** What a batch touches: its event ids, and its sessions in the one order every appender locks them. */
+const keysOf = (batch: PreparedBatch): { ids: string[]; sessions: string[] } => ({
+  ids: batch.rows.map(({ row }) => row.id),
+  sessions: [...new Set(batch.rows.map(({ row }) => row.session_id))].sort(),
+});
+
+/**
+ * Chain heads must not move under an appender: it locks each session of its batch, under a
+ * shared lock that a very large batch takes exclusively instead. One statement (the role switch
+ * too): the select list runs left to right, the session locks in one fixed order so appenders
+ * never deadlock. `sessionsArray` is a SQL text[] expression.
+ */
+const lockStatement = (role: string | undefined, sessionCount: number, sessionsArray: string): string => {
+  const switchRole = role === undefined ? 'NULL' : `set_config('role', '${role}', true)`;
+  if (sessionCount > MAX_SESSION_LOCKS) return `SELECT ${switchRole}, pg_advisory_xact_lock(${APPEND_LOCK_KEY}::bigint)`;
+  return `SELECT ${switchRole}, pg_advisory_xact_lock_shared(${APPEND_LOCK_KEY}::bigint),
+                (SELECT count(pg_advisory_xact_lock(v.key))
+                   FROM (SELECT hashtextextended(s, 0) AS key FROM unnest(${sessionsArray}) AS s ORDER BY 1) AS v)`;
+};
+
+/** A row of lookupStatement: an id stored already, or a session's chain head. */
+interface StoredOfBatch {
+  readonly id: string | null;
+  readonly session_id: string | null;
+  readonly hash: string | null;
+  readonly session_seq: number | null;
+}
+
+/**
+ * After the locks (a new statement, so a new snapshot), in one statement: which ids are stored
+ * already, and each session's head through the (session_id, session_seq) index (not a scan of
+ * all its events, which grew with the table).
+ */
+const lookupStatement = (idsArray: string, sessionsArray: string): string =>
+  `SELECT e.id, NULL AS session_id, NULL AS hash, NULL::integer AS session_seq
+     FROM sluice.events e WHERE e.id = ANY(${idsArray})
+   UNION ALL
+   SELECT NULL, s, h.hash, h.session_seq
+     FROM unnest(${sessionsArray}) AS s
+     CROSS JOIN LATERAL (SELECT e.hash, e.session_seq FROM sluice.events e
+                          WHERE e.session_id = s ORDER BY e.session_seq DESC LIMIT 1) AS h`;
+
+/** The batch's events not stored yet, each chained to its session's head in the order given. */
+const chain = (batch: PreparedBatch, stored: readonly StoredOfBatch[]): ChainLink[] => {
+  const existing = new Set<string>();
+  const heads = new Map<string, { hash: string; sessionSeq: number }>();
+  for (const row of stored) {
+    if (row.id !== null) existing.add(row.id);
+    else if (row.session_id !== null) heads.set(row.session_id, { hash: row.hash!, sessionSeq: row.session_seq! });
+  }
+  const links: ChainLink[] = [];
+  for (const prepared of batch.rows) {
+    // Compared as stored: a lone surrogate comes back from the database as U+FFFD.
+    if (existing.has(wellFormed(prepared.row.id))) continue;
+    const sessionId = wellFormed(prepared.row.session_id);
+    const head = heads.get(sessionId) ?? { hash: GENESIS_HASH, sessionSeq: 0 };
+    // The JCS text is that of the form rebuilt from the columns, exactly what verify recomputes.
+    const link = { prepared, sessionSeq: head.sessionSeq + 1, hash: chainHashOf(head.hash, prepared.canonical), prevHash: head.hash };
+    heads.set(sessionId, { hash: link.hash, sessionSeq: link.sessionSeq });
+    links.push(link);
+  }
+  return links;
+};
+
 class KyselyEventStore implements EventStore {
   readonly backend: 'postgres' | 'pglite';
   private readonly queue: SerialQueue | undefined;
@@ -336,26 +433,24 @@ class KyselyEventStore implements EventStore {
       if (typeof event?.id !== 'string' || event.id === '' || unique.has(event.id)) continue;
       const { columns, canonical, dataJson } = prepareEvent(event, receivedAt);
       const data = columns.data;
-      unique.set(columns.id, {
-        canonical,
-        row: {
-          id: columns.id,
-          session_id: columns.sessionId,
-          type: columns.type,
-          kind: kindOfType(columns.type) ?? columns.type,
-          source: columns.source,
-          time: columns.time,
-          data: data === null ? null : (dataJson ?? JSON.stringify(data)),
-          ext: JSON.stringify(columns.ext),
-          resource: stringField(data, 'resource'),
-          subject_sub: subjectSub(data),
-          command_id: stringField(data, 'commandId'),
-          approval_id: stringField(data, 'approvalId'),
-          decision: stringField(data, 'decision'),
-          masked_values: maskedValues(data),
-          signed_by: signerOf?.(event) ?? null,
-        },
-      });
+      const row: PreparedRow['row'] = {
+        id: columns.id,
+        session_id: columns.sessionId,
+        type: columns.type,
+        kind: kindOfType(columns.type) ?? columns.type,
+        source: columns.source,
+        time: columns.time,
+        data: data === null ? null : (dataJson ?? JSON.stringify(data)),
+        ext: JSON.stringify(columns.ext),
+        resource: stringField(data, 'resource'),
+        subject_sub: subjectSub(data),
+        command_id: stringField(data, 'commandId'),
+        approval_id: stringField(data, 'approvalId'),
+        decision: stringField(data, 'decision'),
+        masked_values: maskedValues(data),
+        signed_by: signerOf?.(event) ?? null,
+      };
+      unique.set(columns.id, this.pool ? { canonical, row, copyPrefix: copyPrefix(row) } : { canonical, row });
     }
     return { [PREPARED]: true, received: events.length, rows: [...unique.values()] };
   }
@@ -365,98 +460,61 @@ class KyselyEventStore implements EventStore {
     if (batch.rows.length === 0) return { stored: 0, duplicates: batch.received };
     const pool = this.pool;
     if (pool) return this.appendWithCopy(pool, batch);
+    const { ids, sessions } = keysOf(batch);
+    const role = this.useWriterRole ? WRITER_ROLE : undefined;
     return this.serial(() =>
-      this.db.transaction().execute((trx) =>
-        this.appendIn(
-          async <R>(text: string, parameters: readonly unknown[]) => (await trx.executeQuery<R>(CompiledQuery.raw(text, [...parameters]))).rows,
-          async (rows) => {
-            for (const part of chunks(rows, INSERT_CHUNK)) await trx.insertInto('sluice.events').values(part).execute();
-          },
-          batch,
-        ),
-      ),
+      this.db.transaction().execute(async (trx) => {
+        const run = async <R>(text: string, parameters: readonly unknown[]) => (await trx.executeQuery<R>(CompiledQuery.raw(text, [...parameters]))).rows;
+        await run(lockStatement(role, sessions.length, '$1::text[]'), sessions.length > MAX_SESSION_LOCKS ? [] : [sessions]);
+        const links = chain(batch, await run<StoredOfBatch>(lookupStatement('$1::text[]', '$2::text[]'), [ids, sessions]));
+        for (const part of chunks(links, INSERT_CHUNK)) await trx.insertInto('sluice.events').values(part.map(eventInsert)).execute();
+        return { stored: links.length, duplicates: batch.received - links.length };
+      }),
     );
   }
 
-  /** PostgreSQL: the same transaction on a pool client of its own, rows written with COPY. */
+  /**
+   * PostgreSQL: the same transaction on a pool client of its own in two round trips, rows
+   * written with COPY (which parses far less than INSERT … SELECT FROM unnest(…) of one array
+   * per column, and keeps the order given, so seq follows each session's chain). The first
+   * Query message begins, locks and reads what is stored of the batch; the second COPYs the
+   * chained rows and commits. Simple Query messages take several statements but no parameters,
+   * so the batch's ids and sessions travel as one escaped JSON literal each.
+   */
   private async appendWithCopy(pool: pg.Pool, batch: PreparedBatch): Promise<AppendResult> {
     const client = await pool.connect();
     let broken: Error | undefined;
+    let open = false;
     try {
-      await client.query('BEGIN');
-      const result = await this.appendIn(
-        async <R>(text: string, parameters: readonly unknown[]) => (await client.query(text, [...parameters])).rows as R[],
-        // COPY parses far less than INSERT … SELECT FROM unnest(…) of one array per column,
-        // and keeps the order given, so seq follows each session's chain.
-        (rows) => copyRows(client, `sluice.events (${COPY_COLUMNS.join(', ')})`, rows.map((row) => COPY_COLUMNS.map((column) => copyValue(row, column)))),
-        batch,
-      );
-      await client.query('COMMIT');
-      return result;
+      const { ids, sessions } = keysOf(batch);
+      const textArray = (values: readonly string[]): string =>
+        `ARRAY(SELECT json_array_elements_text(${client.escapeLiteral(JSON.stringify(values.map(wellFormed)))}::json))`;
+      const sessionsArray = textArray(sessions);
+      open = true;
+      // Each statement of a Query message gets its own snapshot, so the lookup sees every chain
+      // head committed before the locks were granted.
+      const results = (await client.query(
+        `BEGIN; ${lockStatement(this.useWriterRole ? WRITER_ROLE : undefined, sessions.length, sessionsArray)}; ${lookupStatement(textArray(ids), sessionsArray)}`,
+      )) as unknown as pg.QueryResult[];
+      const links = chain(batch, results[2]!.rows as StoredOfBatch[]);
+      if (links.length === 0) {
+        await client.query('ROLLBACK');
+        open = false;
+        return { stored: 0, duplicates: batch.received };
+      }
+      await copyLines(client, `${COPY_STATEMENT}; COMMIT`, links.map(copyLine));
+      open = false;
+      return { stored: links.length, duplicates: batch.received - links.length };
     } catch (error) {
-      broken = error instanceof Error ? error : new Error(String(error));
-      await client.query('ROLLBACK').catch(() => undefined);
+      // The server refused something (an SQLSTATE) and the rollback went through: the connection
+      // is in step and goes back to the pool. Anything else (a socket error) and it is dropped.
+      const refused = typeof (error as { code?: unknown }).code === 'string';
+      const rolledBack = !open || (await client.query('ROLLBACK').then(() => true, () => false));
+      if (!refused || !rolledBack) broken = error instanceof Error ? error : new Error(String(error));
       throw error;
     } finally {
-      // A connection that failed mid-COPY is not worth reusing.
       client.release(broken);
     }
-  }
-
-  private async appendIn(
-    query: <R>(text: string, parameters: readonly unknown[]) => Promise<R[]>,
-    insert: (rows: readonly EventInsert[]) => Promise<void>,
-    batch: PreparedBatch,
-  ): Promise<AppendResult> {
-    const ids = batch.rows.map(({ row }) => row.id);
-    const sessions = [...new Set(batch.rows.map(({ row }) => row.session_id))].sort();
-    const role = this.useWriterRole ? `set_config('role', '${WRITER_ROLE}', true)` : 'NULL';
-    // Chain heads must not move under us: lock each session, under a shared lock that a very
-    // large batch takes exclusively instead. One statement (the role switch too): the select
-    // list runs left to right, the session locks in one fixed order so appenders never deadlock.
-    if (sessions.length > MAX_SESSION_LOCKS) {
-      await query(`SELECT ${role}, pg_advisory_xact_lock(${APPEND_LOCK_KEY}::bigint)`, []);
-    } else {
-      await query(
-        `SELECT ${role}, pg_advisory_xact_lock_shared(${APPEND_LOCK_KEY}::bigint),
-                (SELECT count(pg_advisory_xact_lock(v.key))
-                   FROM (SELECT hashtextextended(s, 0) AS key FROM unnest($1::text[]) AS s ORDER BY 1) AS v)`,
-        [sessions],
-      );
-    }
-
-    // After the locks (a new statement, so a new snapshot), in one round trip: which ids are
-    // stored already, and each session's head through the (session_id, session_seq) index (not
-    // a scan of all its events, which grew with the table).
-    const existing = new Set<string>();
-    const heads = new Map<string, { hash: string; sessionSeq: number }>();
-    const found = await query<{ id: string | null; session_id: string | null; hash: string | null; session_seq: number | null }>(
-      `SELECT e.id, NULL AS session_id, NULL AS hash, NULL::integer AS session_seq
-         FROM sluice.events e WHERE e.id = ANY($1::text[])
-       UNION ALL
-       SELECT NULL, s, h.hash, h.session_seq
-         FROM unnest($2::text[]) AS s
-         CROSS JOIN LATERAL (SELECT e.hash, e.session_seq FROM sluice.events e
-                              WHERE e.session_id = s ORDER BY e.session_seq DESC LIMIT 1) AS h`,
-      [ids, sessions],
-    );
-    for (const row of found) {
-      if (row.id !== null) existing.add(row.id);
-      else if (row.session_id !== null) heads.set(row.session_id, { hash: row.hash!, sessionSeq: row.session_seq! });
-    }
-    const fresh = existing.size === 0 ? batch.rows : batch.rows.filter(({ row }) => !existing.has(row.id));
-    if (fresh.length === 0) return { stored: 0, duplicates: batch.received };
-
-    const rows = fresh.map(({ row, canonical }): EventInsert => {
-      const head = heads.get(row.session_id) ?? { hash: GENESIS_HASH, sessionSeq: 0 };
-      // The JCS text is that of the form rebuilt from the columns, exactly what verify recomputes.
-      const hash = chainHashOf(head.hash, canonical);
-      const sessionSeq = head.sessionSeq + 1;
-      heads.set(row.session_id, { hash, sessionSeq });
-      return { ...row, session_seq: sessionSeq, hash, prev_hash: head.hash };
-    });
-    await insert(rows);
-    return { stored: rows.length, duplicates: batch.received - rows.length };
   }
 
   verify(options: { readonly sessionId?: string | undefined } = {}): Promise<VerifyResult> {

@@ -44,6 +44,12 @@ describe('detectors find sensitive values in many formats', () => {
     ['john.doe@example.com', 'j***@example.com'],
     ['Contact: Jane_Roe+tag@mail.example.co.uk, thanks', 'Contact: J***@mail.example.co.uk, thanks'],
     ['<a@b.io>', '<a***@b.io>'],
+    ['écrire à rené.dupont@exemple.fr', 'écrire à r***@exemple.fr'],
+    ['用户@例子.广告', '用***@例子.广告'],
+    ['müller@bücher.de;', 'm***@bücher.de;'],
+    ['ivan@пример.рф', 'i***@пример.рф'],
+    ['ivan@example.xn--p1ai', 'i***@example.xn--p1ai'],
+    ['𝒜lice@example.com', '𝒜***@example.com'],
   ])('masks the email in %j keeping the domain', (input, expected) => {
     expect(text(input)).toBe(expected);
   });

@@ -135,8 +135,12 @@ export const creditCard = (): Detector => {
   return detector;
 };
 
+/**
+ * Addresses in any script (RFC 6531: `rené.dupont@exemple.fr`, `用户@例子.广告`), and top-level
+ * domains written as punycode (`.xn--p1ai`): an address is personal data whatever its letters.
+ */
 export const email = (): Detector => {
-  const pattern = /(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}(?![\w-]|\.[A-Za-z0-9])/g;
+  const pattern = /(?<![\p{L}\p{N}\p{M}_.%+-])[\p{L}\p{N}][\p{L}\p{N}\p{M}._%+-]{0,63}@(?:[\p{L}\p{N}\p{M}-]{1,63}\.)+(?:\p{L}[\p{L}\p{M}]{1,23}|xn--[A-Za-z0-9-]{1,59})(?![\p{L}\p{N}\p{M}_-]|\.[\p{L}\p{N}])/gu;
   const detector: Detector = {
     name: 'email',
     gate: (features) => features.at,
@@ -144,7 +148,8 @@ export const email = (): Detector => {
     find: (text, _hints, found) => scanWith(pattern, text, found, detector, () => true),
     partial: (value) => {
       const at = value.lastIndexOf('@');
-      return `${value[0]}***${value.slice(at)}`;
+      // The first character whole, even outside the BMP.
+      return `${String.fromCodePoint(value.codePointAt(0)!)}***${value.slice(at)}`;
     },
     normalise: (value) => value.toLowerCase(),
   };

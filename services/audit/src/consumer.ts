@@ -162,8 +162,9 @@ export class DurableConsumer<T = CloudEvent[]> {
     this.feeder = this.feed(consumer);
     this.loop = this.run();
     const refresh = (): void => {
+      // Asked of the server each time: info(true) answers what the consumer knew when it was got.
       consumer
-        .info(true)
+        .info()
         .then((info) => {
           this.pending = info.num_pending + info.num_ack_pending;
         })

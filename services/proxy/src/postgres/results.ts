@@ -89,8 +89,6 @@ const binaryText = (typeOid: number, value: Buffer): string => {
  * up to the recording limits for the result.returned event.
  */
 export class ResultSet {
-  /** The columns, as described (the client edge converts a DataRow's values by their format and type). */
-  readonly fields: readonly FieldDescription[];
   readonly #columns: readonly Column[];
   readonly #masker: ProfileMasker | undefined;
   readonly #limits: RecordingLimits;
@@ -100,6 +98,8 @@ export class ResultSet {
   bytes = 0;
   #recordedBytes = 0;
   truncated = false;
+  /** The columns, as described (the client edge converts a DataRow's values by their format and type). */
+  readonly fields: readonly FieldDescription[];
 
   /**
    * @param qualify resolves a column's table OID and attribute number to `schema.table.column`

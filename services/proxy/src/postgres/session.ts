@@ -93,6 +93,15 @@ const isFatal = (frame: Frame): boolean => {
 const MASKED_MARGIN_CHARS = 64 * 1024;
 const DEFAULT_MAX_COMMAND_BYTES = RECORDING_DEFAULTS.maxCommandBytes;
 
+/** A simple Query on its way: decided, maybe held, then forwarded or refused. */
+interface DecidedQuery {
+  readonly frame: Frame;
+  readonly commandId: string;
+  readonly text: string;
+  /** A SET/RESET of client_encoding, carried out by the proxy. */
+  readonly encodingPlan: EncodingPlan | undefined;
+}
+
 const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`;
 
 const paramText = (formats: readonly number[], params: readonly (Buffer | null)[]): (string | null)[] =>
@@ -833,26 +842,28 @@ export class PostgresSession {
     }
     // Between batches a simple query may read an unknown search_path first.
     if (!this.#searchPath && !this.#searchPathRefresh) this.#refreshSearchPath();
-    // A client_encoding change waits for its answer (below): never the fast path.
-    const decided = encodingPlan ? undefined : this.#decideNow(text);
-    if (decided) return this.#decidedQuery(frame, commandId, text, decided, undefined);
-    return this.#decide(text).then((decision) => this.#decidedQuery(frame, commandId, text, decision, encodingPlan));
+    const query: DecidedQuery = { frame, commandId, text, encodingPlan };
+    const decided = this.#decideNow(text);
+    if (decided) return this.#decidedQuery(query, decided);
+    return this.#decide(text).then((decision) => this.#decidedQuery(query, decision));
   }
 
-  #decidedQuery(frame: Frame, commandId: string, text: string, decision: Decision, encodingPlan: EncodingPlan | undefined): Promise<void> | undefined {
+  #decidedQuery(query: DecidedQuery, decision: Decision): Promise<void> | undefined {
     if (this.#closed) return undefined;
+    const { commandId, text } = query;
     this.#recordDecided(commandId, text, decision);
-    if (decision.effect === 'approve') return this.#approve(commandId, text, [], decision).then((refusal) => this.#sendQuery(frame, commandId, text, decision, refusal, encodingPlan));
-    return this.#sendQuery(frame, commandId, text, decision, decision.effect === 'deny' ? denial(decision, text, this.#resource.name) : undefined, encodingPlan);
+    if (decision.effect === 'approve') return this.#approve(commandId, text, [], decision).then((refusal) => this.#sendQuery(query, decision, refusal));
+    return this.#sendQuery(query, decision, decision.effect === 'deny' ? denial(decision, text, this.#resource.name) : undefined);
   }
 
   /** `acked`: the bus has acknowledged its record (or the resource does not wait for that). */
-  #sendQuery(frame: Frame, commandId: string, text: string, decision: Decision, refusal: Refusal | undefined, encodingPlan: EncodingPlan | undefined, acked = false): Promise<void> | undefined {
+  #sendQuery(query: DecidedQuery, decision: Decision, refusal: Refusal | undefined, acked = false): Promise<void> | undefined {
     if (this.#closed) return undefined;
+    const { frame, commandId, text, encodingPlan } = query;
     const masking = refusal ? undefined : this.#maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
     if (!refusal && !acked && this.#resource.audit?.wait === 'ack') {
-      return this.#unacknowledged().then((unacked) => this.#sendQuery(frame, commandId, text, decision, unacked, encodingPlan, true));
+      return this.#unacknowledged().then((unacked) => this.#sendQuery(query, decision, unacked, true));
     }
     if (this.#discardUntilSync) {
       // An earlier message of the pipeline failed on the target meanwhile: it ignores this query.
