@@ -1,11 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { loadConfig } from '@sluice/config';
 import { SluiceErrorCode, type Subject } from '@sluice/contracts';
 import { decodeEvents } from '@sluice/event-bus';
@@ -14,6 +13,7 @@ import { createLogger } from '@sluice/service-runtime';
 import { targetCatalogFacts } from '@sluice/sql-classifier';
 import { decisionToProto } from '../services/policy/src/grpc.js';
 import { createPolicyPort, decisionFromProto } from '../services/proxy/src/ports/policy-client.js';
+import { stopTestPolicyService } from './support/policy-service.js';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const RUN = randomBytes(4).toString('hex');
@@ -57,16 +57,7 @@ describe('policy service over gRPC with the proxy port', () => {
     await until(() => port.stats().version !== undefined);
   });
 
-  afterAll(async () => {
-    port?.close();
-    await service?.stop().catch(() => undefined);
-    if (nc) {
-      const jsm = await jetstreamManager(nc);
-      await jsm.streams.delete(STREAM).catch(() => undefined);
-      await nc.close();
-    }
-    rmSync(dir, { recursive: true, force: true });
-  });
+  afterAll(async () => stopTestPolicyService({ port, service, nc, stream: STREAM, dir }));
 
   it("carries a held command's mask profile over the wire: a granted command stays masked", () => {
     const held = { rule: 'r', reason: '', action: 'write', risk: 'high', tables: [], prepares: [], cacheable: false, effect: 'approve', approvers: { groups: ['dba'], subs: [], minApprovals: 1 }, approvalTimeoutMs: 1_000 } as const;

@@ -203,6 +203,8 @@ export interface PostgresFrontDoorOptions {
   readonly hashKey: string;
   /** How every held command is decided (denied unless told): `granted` runs it once. */
   readonly approvalOutcome?: 'granted' | 'denied';
+  /** The policy port the proxy asks (a real gRPC client, with its decision cache); else the engine in process. */
+  readonly policyPort?: () => GovernancePorts['policy'];
 }
 
 /**
@@ -255,7 +257,7 @@ export class PostgresFrontDoor {
     const issuer = this.#issuer;
     const ports = createPostgresPorts({
       issuer,
-      policy: enginePolicyPort(policy),
+      policy: this.#options.policyPort?.() ?? enginePolicyPort(policy),
       masking,
       approvals: {
         request: async (request) => {

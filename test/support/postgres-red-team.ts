@@ -16,8 +16,10 @@ export const RAW_SSN = '912-34-5678';
  * `orders` to read `public.orders` only, `changers` to read, write and change the schema (held
  * for a `dba` when the risk is high); everything masked with `pii`.
  */
-export const redTeamConfig = (database: string, deniedTables: string[]): SluiceConfig =>
-  parseConfig({
+export const redTeamConfig = (database: string, deniedTables: string[]): SluiceConfig => parseConfig(redTeamConfigInput(database, deniedTables));
+
+/** The same config as written in a file (what a policy service loads), before parsing. */
+export const redTeamConfigInput = (database: string, deniedTables: string[]) => ({
     resources: [{ name: RED_TEAM_RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
     masking: {
       profiles: {
@@ -32,7 +34,7 @@ export const redTeamConfig = (database: string, deniedTables: string[]): SluiceC
       { name: 'changers', effect: 'allow', subjects: { groups: ['changers'] }, resources: [RED_TEAM_RESOURCE], actions: ['read', 'write', 'ddl'], mask: 'pii' },
       { name: 'risky-needs-dba', effect: 'approve', subjects: { groups: ['changers'] }, resources: [RED_TEAM_RESOURCE], risk: 'high', approvers: { groups: ['dba'] } },
     ],
-  });
+});
 
 /** people (with RAW_SSN), orders, victim (5 rows to delete) and secrets (200 rows behind the deny rule). */
 export const RED_TEAM_SEED_SQL = `create table people (id int primary key, name text, ssn text);

@@ -464,7 +464,7 @@ describe('prepared statements', () => {
 });
 
 describe('cacheability', () => {
-  it.each(['BEGIN READ WRITE', "SELECT set_config('role', 'x', false)", 'SET statement_timeout = 1', 'EXECUTE p', "COPY t FROM '/x'", 'EXPLAIN (ANALYZE off) DELETE FROM t'])(
+  it.each(['BEGIN READ WRITE', "SELECT set_config('role', 'x', false)", "SELECT current_setting('application_name')", 'SET statement_timeout = 1', 'EXECUTE p', "COPY t FROM '/x'", 'EXPLAIN (ANALYZE off) DELETE FROM t'])(
     'is not cacheable when constants decide: %s',
     (sql) => {
       const result = classifySql(sql);
@@ -554,6 +554,18 @@ describe('sessionStateEffects: what may change search_path, read from the parse 
       expect(sessionStateEffects(sql).unqualifiedAfterPathChange).toBe(false);
     },
   );
+
+  it.each([
+    ['SET search_path = secret', true, false],
+    ["SELECT pg_catalog.set_config('search_path', 'public', false)", true, false],
+    ['COMMIT', true, false],
+    ['BEGIN', false, false],
+    ['SELECT id FROM secrets WHERE id = 3', false, true],
+    ['SELECT id FROM public.secrets', false, false],
+  ])('%s: sets the path for what follows %s, names a table without its schema %s (one statement of a pipeline)', (sql, sets, unqualified) => {
+    const effects = sessionStateEffects(sql);
+    expect([effects.setsPathForLater, effects.namesUnqualifiedTable]).toEqual([sets, unqualified]);
+  });
 
   it('lists PREPARE and DEALLOCATE in statement order', () => {
     expect(sessionStateEffects('PREPARE a AS SELECT 1; DEALLOCATE a; DEALLOCATE ALL; PREPARE b AS DELETE FROM t').preparedStatements).toEqual([

@@ -257,6 +257,9 @@ class StatementWalk {
       this.raise('admin', 'critical', `${bare}() keeps a value computed at run time in the session, past masking`);
     }
     if (bare === 'current_setting') {
+      // Refused or allowed by its constant (the setting's name): a decision of one name must not
+      // answer another of the same shape, so it is never kept (the policy cache keys by shape).
+      this.cacheable = false;
       const args = Array.isArray(call.args) ? call.args : [];
       const secret = settingReadReason(constantText(args[0]));
       if (secret) this.raise('admin', 'critical', `current_setting(): ${secret}`);

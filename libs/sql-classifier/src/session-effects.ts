@@ -13,6 +13,10 @@ export interface SessionStateEffects {
    * without its schema: that name resolves against a path nobody has read yet.
    */
   readonly unqualifiedAfterPathChange: boolean;
+  /** A statement sets search_path for whatever runs after it (SET, RESET ALL, a transaction's end, set_config). */
+  readonly setsPathForLater: boolean;
+  /** A statement names a table without its schema (resolved through search_path). */
+  readonly namesUnqualifiedTable: boolean;
   /**
    * SQL-level PREPARE and DEALLOCATE, in statement order (`*` for DEALLOCATE ALL): each is true
    * on the server once its command tag comes back.
@@ -123,7 +127,8 @@ const namesUnqualifiedTable = (value: unknown): boolean => {
  * change it; without, every function call may.
  */
 export const sessionStateEffects = (text: string, path?: readonly string[]): SessionStateEffects => {
-  const unknown = { searchPath: true, unqualifiedAfterPathChange: false, preparedStatements: [], clientEncoding: false };
+  // Unknown: may set the path, and may name anything unqualified.
+  const unknown = { searchPath: true, unqualifiedAfterPathChange: false, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false };
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
@@ -134,6 +139,7 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
   let searchPath = false;
   let pathSetEarlier = false;
   let unqualifiedAfterPathChange = false;
+  let unqualified = false;
   const preparedStatements: PreparedStatementChange[] = [];
   let clientEncoding = false;
   for (const raw of tree.stmts ?? []) {
@@ -142,10 +148,13 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
     const node = stmt[type] as { name?: string; isall?: boolean } | undefined;
     if (type === 'PrepareStmt' && node?.name) preparedStatements.push({ change: 'prepare', name: node.name });
     if (type === 'DeallocateStmt') preparedStatements.push({ change: 'deallocate', name: node?.isall || !node?.name ? '*' : node.name });
-    if (pathSetEarlier && namesUnqualifiedTable(stmt)) unqualifiedAfterPathChange = true;
+    if (namesUnqualifiedTable(stmt)) {
+      unqualified = true;
+      if (pathSetEarlier) unqualifiedAfterPathChange = true;
+    }
     if (!KEEPS_SEARCH_PATH.has(type) || runsUnknownCode(stmt, path)) searchPath = true;
     if (setsPathForLaterStatements(type, stmt)) pathSetEarlier = true;
     if (changesClientEncoding(stmt) !== undefined) clientEncoding = true;
   }
-  return { searchPath, unqualifiedAfterPathChange, preparedStatements, clientEncoding };
+  return { searchPath, unqualifiedAfterPathChange, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding };
 };

@@ -669,8 +669,15 @@ export class PostgresSession {
     return decision;
   }
 
-  /** `afterExecute`: an Execute earlier in the batch being decided runs before this text is read. */
-  async #decide(text: string, afterExecute = false): Promise<Decision> {
+  /**
+   * `afterExecute`: an Execute earlier in the batch being decided runs before this text is read.
+   * `afterPathSet`: one of those sets search_path, so a table named without its schema resolves
+   * against a path not read yet (the one the proxy knows is the old one): refused.
+   */
+  async #decide(text: string, afterExecute = false, afterPathSet = false): Promise<Decision> {
+    if (afterPathSet && this.#effectsOf(text).namesUnqualifiedTable) {
+      return failClosedDecision('a statement after an Execute that changes search_path in the same pipeline names a table without its schema; send a Sync first');
+    }
     const now = this.#decideNow(text);
     if (now) return now;
     // Only a backslash reads differently with standard_conforming_strings off (or in a multi-byte
@@ -981,6 +988,8 @@ export class PostgresSession {
     /** An Execute earlier in this batch runs before a later Parse is lexed: it may change the lexer state. */
     let executes = false;
     let changesSearchPath = false;
+    /** An Execute earlier in this batch sets search_path for what follows it (SET, set_config, a transaction's end). */
+    let setsSearchPath = false;
     /** Cursors DECLAREd by an Execute earlier in this batch: the server runs it before a later message names them. */
     const declaredHere = new Set<string>();
 
@@ -995,7 +1004,7 @@ export class PostgresSession {
             refusal = this.#clientEncoding?.extendedRefusal(message.text, this.#transactionStatus !== TransactionStatus.Idle);
             if (refusal) break;
           }
-          const decision = await this.#decide(message.text, executes);
+          const decision = await this.#decide(message.text, executes, setsSearchPath);
           if (decision.effect === 'deny') {
             const commandId = this.#ports.newId();
             this.#recordDecided(commandId, message.text, decision);
@@ -1081,7 +1090,9 @@ export class PostgresSession {
           for (const [cursor] of command.declares) declaredHere.add(cursor);
           expects.push({ kind: 'execute', command, portal });
           executes = true;
-          if (this.#effectsOf(statement.text).searchPath) changesSearchPath = true;
+          const effects = this.#effectsOf(statement.text);
+          if (effects.searchPath) changesSearchPath = true;
+          if (effects.setsPathForLater) setsSearchPath = true;
           break;
         }
         case 'Close':
