@@ -11,12 +11,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connectBus } from '@sluice/event-bus';
 import pg from 'pg';
 import { startTestIssuer } from '../test/support/oidc.js';
 import { freePort } from '../test/support/ports.js';
 import { startSluice } from '../test/support/sluice.js';
+import { deleteStreams } from '../test/support/databases.js';
 
 const { values } = parseArgs({
   options: { statements: { type: 'string', default: '5000' }, sql: { type: 'string' }, pgbench: { type: 'boolean', default: false } },
@@ -83,9 +82,7 @@ for (const round of [1, 2]) {
 for (const connection of [...clients, ...directs]) await connection.end();
 await sluice.stop();
 await idp.close();
-const nc = await connectBus('nats://127.0.0.1:4222', 'bench-cleanup');
-await (await jetstreamManager(nc)).streams.delete(`SLUICE_PROFILE_${runId}`).catch(() => undefined);
-await nc.close();
+await deleteStreams([`SLUICE_PROFILE_${runId}`]);
 await admin.query(`DROP DATABASE IF EXISTS sluice_profile_${runId} WITH (FORCE)`);
 await admin.query(`DROP TABLE IF EXISTS ${accounts}`);
 await admin.end();

@@ -16,6 +16,7 @@ import { startSluice } from '../test/support/sluice.js';
 import { CleanupStack } from './support/cleanup.js';
 import { createDatabase, dropDatabase, PG_ADMIN_USER, PG_HOST, PG_PORT } from './support/targets.js';
 import { NATS_URL } from './support/deployment.js';
+import { deleteStreams } from '../test/support/databases.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -53,6 +54,7 @@ const viaSluice = async (cleanup: CleanupStack): Promise<number> => {
   const storeDatabase = `sluice_drivers_store_${runId}`;
   await createDatabase(storeDatabase);
   cleanup.defer('event store', () => dropDatabase(storeDatabase));
+  cleanup.defer('event streams', () => deleteStreams([`SLUICE_DRIVERS_${runId}`]));
   const listen = await freePort();
   const sluice = await startSluice(
     {

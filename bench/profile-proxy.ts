@@ -15,11 +15,10 @@ import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { connectBus } from '@sluice/event-bus';
 import { startTestIssuer } from '../test/support/oidc.js';
 import { freePort } from '../test/support/ports.js';
 import { startSluice } from '../test/support/sluice.js';
+import { deleteStreams } from '../test/support/databases.js';
 
 const { values } = parseArgs({
   options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' } },
@@ -126,9 +125,7 @@ await client.end();
 await sluice.stop();
 await idp.close();
 target.close();
-const nc = await connectBus('nats://127.0.0.1:4222', 'profile-cleanup');
-await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined);
-await nc.close();
+await deleteStreams([stream]);
 const admin = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: 'postgres' });
 await admin.connect();
 await admin.query(`DROP DATABASE IF EXISTS ${storeDatabase} WITH (FORCE)`);

@@ -1,12 +1,11 @@
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
 import { freePorts } from '../../test/support/ports.js';
 import { startSluice, type RunningSluice } from '../../test/support/sluice.js';
 import { findProcesses } from './processes.js';
 import { PG_ADMIN_USER, PG_HOST, PG_PORT, REDIS_PORT, dropDatabase } from './targets.js';
+import { deleteStreams } from '../../test/support/databases.js';
 
 export const NATS_URL = 'nats://127.0.0.1:4222';
 
@@ -109,7 +108,7 @@ export const startBenchSluice = async (options: BenchSluiceOptions): Promise<Ben
   const stream = `SLUICE_BENCH_${options.runId}`;
   const removeLeftovers = async () => {
     await dropDatabase(storeDatabase);
-    await deleteStream(stream);
+    await deleteStreams([stream]);
   };
   // startSluice keeps its folder when `sluice up` fails to start: find it by this run's stream name.
   const removeFolders = () => {
@@ -152,13 +151,4 @@ export const startBenchSluice = async (options: BenchSluiceOptions): Promise<Ben
       await removeLeftovers();
     },
   };
-};
-
-const deleteStream = async (stream: string): Promise<void> => {
-  const nc = await connect({ servers: NATS_URL, name: 'sluice-bench-cleanup', timeout: 5_000 });
-  try {
-    await (await jetstreamManager(nc)).streams.delete(stream).catch(() => false);
-  } finally {
-    await nc.drain();
-  }
 };
