@@ -151,9 +151,9 @@ export const renderReport = (input: ReportInput): string => {
     '',
     `Machine: ${machine.nproc} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB RAM, ${machine.os}, Linux ${machine.kernel}. The load generator, the proxy and the servers share these CPUs.`,
     '',
-    `Load average (1 min): ${input.loadAverage.start.toFixed(2)} at the start, ${input.loadAverage.end.toFixed(2)} at the end${
-      Math.max(input.loadAverage.start, input.loadAverage.end) > machine.nproc * 0.5
-        ? ` — **the machine was busy with other work during this run, so these figures understate every path; compare ratios within a round rather than absolute rates**`
+    `Load average (1 min): ${input.loadAverage.start.toFixed(2)} at the start, ${input.loadAverage.end.toFixed(2)} at the end (the end includes the run's own load)${
+      input.loadAverage.start > machine.nproc * 0.5
+        ? ` — **the machine was busy with other work when this run started, so these figures understate every path and are not comparable with a quiet run; compare ratios within a round rather than absolute rates**`
         : ''
     }.`,
     '',
