@@ -358,9 +358,9 @@ const chain = (batch: PreparedBatch, stored: readonly StoredOfBatch[]): ChainLin
   }
   const links: ChainLink[] = [];
   for (const prepared of batch.rows) {
-    // Compared as stored: a lone surrogate comes back from the database as U+FFFD.
-    if (existing.has(storableText(prepared.row.id))) continue;
-    const sessionId = storableText(prepared.row.session_id);
+    // Ids and sessions are already as stored (prepareEvent: no U+0000, no lone surrogate).
+    if (existing.has(prepared.row.id)) continue;
+    const sessionId = prepared.row.session_id;
     const head = heads.get(sessionId) ?? { hash: GENESIS_HASH, sessionSeq: 0 };
     // The JCS text is that of the form rebuilt from the columns, exactly what verify recomputes.
     const link = { prepared, sessionSeq: head.sessionSeq + 1, hash: chainHashOf(head.hash, prepared.canonical), prevHash: head.hash };
@@ -481,7 +481,7 @@ class KyselyEventStore implements EventStore {
     try {
       const { ids, sessions } = keysOf(batch);
       const textArray = (values: readonly string[]): string =>
-        `ARRAY(SELECT json_array_elements_text(${client.escapeLiteral(JSON.stringify(values.map(storableText)))}::json))`;
+        `ARRAY(SELECT json_array_elements_text(${client.escapeLiteral(JSON.stringify(values))}::json))`;
       const sessionsArray = textArray(sessions);
       open = true;
       // Each statement of a Query message gets its own snapshot, so the lookup sees every chain
