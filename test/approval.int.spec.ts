@@ -13,6 +13,7 @@ import { createLogger } from '@sluice/service-runtime';
 import { jetstream } from '@nats-io/jetstream';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
 import { buttonPress, signedSlackInteraction, startSlackServer, type SlackTestServer } from './support/slack-server.js';
+import { freePort } from './support/ports.js';
 
 const run = randomBytes(4).toString('hex');
 const STREAM = `APPROVAL_TEST_${run}`;
@@ -26,14 +27,6 @@ interface ReceivedWebhook {
   readonly body: Record<string, unknown>;
   readonly signature: string | undefined;
 }
-
-const freePort = async (): Promise<number> => {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-};
 
 const waitFor = async <T>(probe: () => T | undefined, timeoutMs = 5_000): Promise<T> => {
   const deadline = Date.now() + timeoutMs;
