@@ -1,3 +1,4 @@
+import type { ApproverRule } from '@sluice/contracts';
 import { BackendError } from './errors.js';
 
 /** An approval as the approval service's HTTP API shows it (approvalView). */
@@ -13,7 +14,7 @@ export interface ApprovalView {
   readonly risk: string;
   readonly rule: string;
   readonly action: string | null;
-  readonly approvers: { readonly groups: readonly string[]; readonly subs: readonly string[]; readonly minApprovals: number };
+  readonly approvers: ApproverRule;
   readonly requestedAt: string;
   readonly expiresAt: string;
   readonly decidedAt: string | null;
