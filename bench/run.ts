@@ -56,6 +56,7 @@ const { values } = parseArgs({
     pipeline: { type: 'string', default: '16' },
     'idle-sessions': { type: 'string', default: '2000' },
     'profile-seconds': { type: 'string', default: '5' },
+    'audit-seconds': { type: 'string' },
     'wrk-threads': { type: 'string', default: '2' },
     'wrk-connections': { type: 'string', default: '50' },
     'wrk-duration': { type: 'string', default: '10' },
@@ -70,7 +71,7 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(`bench/run.ts [--rounds N] [--duration S] [--clients N] [--threads N] [--scale N]
   [--latency-iterations N] [--redis-clients N] [--redis-requests N] [--redis-pipelined-requests N] [--pipeline N]
-  [--wrk-threads N] [--wrk-connections N] [--wrk-duration S] [--idle-sessions N] [--profile-seconds S]
+  [--wrk-threads N] [--wrk-connections N] [--wrk-duration S] [--idle-sessions N] [--profile-seconds S] [--audit-seconds S]
   [--only ${PARTS.join(',')} | --only targets] [--no-sluice]
   [--deadline-minutes N] [--out FILE]\n`);
   process.exit(0);
@@ -105,6 +106,11 @@ const settings = {
 const requested = values.only.split(',').map((part) => part.trim()).filter(Boolean);
 /** Only what the targets' verdict reads: see TARGET_PARTS. */
 const targetsOnly = requested.includes('targets');
+/**
+ * The issue's own audit check: pgbench -S -c N for this long through Sluice, after the rounds.
+ * On with `--only targets` (60 s), off by default (the rounds' checks follow shorter runs).
+ */
+const auditSeconds = values['audit-seconds'] === undefined ? (targetsOnly ? 60 : 0) : integer('audit-seconds');
 const parts = new Set((targetsOnly ? [...requested.filter((part) => part !== 'targets'), ...TARGET_PARTS] : requested) as Part[]);
 for (const part of parts) {
   if (!PARTS.includes(part)) {
@@ -237,6 +243,18 @@ const withAuditCheck = (storeUrl: string, round: number, label: string, run: () 
   log(`  ${describeCatchUp(check)}`);
   if (!check.ok) problems.push(`round ${round}, ${label}: ${describeCatchUp(check)}`);
   return outcome;
+};
+
+/** One long pgbench -S -c N through Sluice with the keeps-up check (issue 12: after 60 s); recorded as round 0. */
+const runLongAuditCheck = async (stack: Stack): Promise<void> => {
+  const sluice = stack.sluice;
+  if (!sluice || sluice.ports.postgres === undefined || aborting) return;
+  const label = `pgbench -S -c ${settings.clients}, simple, ${auditSeconds} s`;
+  log(`the audit keeps up: ${label} through Sluice`);
+  const load = () =>
+    runPgbench({ port: sluice.ports.postgres!, database: stack.database, script: 'select-only', clients: settings.clients, threads: settings.threads, seconds: auditSeconds, user: 'bench-reader', password: stack.readerToken });
+  const outcome = await withAuditCheck(sluice.storeUrl, 0, label, load)().catch((error: unknown) => ({ error: (error as Error).message }));
+  if (outcome.error) problems.push(`the audit keeps-up run (${label}): ${outcome.error}`);
 };
 
 const runPgbenchRound = async (stack: Stack, round: number, seconds: number, record: boolean): Promise<void> => {
@@ -417,6 +435,7 @@ const writeReport = (machine: ReturnType<typeof describeMachine>, final: boolean
       'redis-benchmark -c': settings.redisClients,
       'redis -P': settings.pipeline,
       'wrk -t/-c/-d': `${settings.wrkThreads}/${settings.wrkConnections}/${settings.wrkSeconds} s`,
+      ...(auditSeconds > 0 ? { 'audit check run': `${auditSeconds} s` } : {}),
       ...(final ? {} : { state: 'incomplete (written after a round; the run went on)' }),
     },
     latency,
@@ -493,6 +512,7 @@ const main = async (): Promise<void> => {
     if (parts.has('http')) await runHttpRound(stack, round, httpWorks);
     if (round < settings.rounds) writeReport(machine, false);
   }
+  if (parts.has('pgbench') && auditSeconds > 0) await runLongAuditCheck(stack);
   if (parts.has('profile') && !aborting) await runProfiles(stack);
   if (parts.has('components')) await runComponents();
   // An aborted run keeps the report of its last complete round rather than a truncated one.

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { findProcesses, watchCpu } from './processes.js';
+import { cpuTimeMicros, findProcesses } from './processes.js';
 import type { CausedCpu } from './samples.js';
 
 /** The PostgreSQL backends serving the event store's database now (the audit service's connections). */
@@ -20,21 +20,35 @@ export interface CausedCpuWatch {
   stop(): Promise<CausedCpu>;
 }
 
+/** CPU used since `before` by the processes alive at the end; one that ended meanwhile counts nothing (not minus its start). */
+const usedSince = (before: ReadonlyMap<number, number | undefined>, pids: readonly number[]): number => {
+  let used = 0;
+  for (const pid of pids) {
+    const end = cpuTimeMicros(pid);
+    if (end === undefined) continue;
+    used += Math.max(0, end - (before.get(pid) ?? 0));
+  }
+  return used;
+};
+
+const readAll = (pids: readonly number[]) => new Map(pids.map((pid) => [pid, cpuTimeMicros(pid)] as const));
+
 /**
  * Issue 12 counts "the PostgreSQL and NATS work they cause" in the CPU per governed statement:
  * the event store's backends and nats-server, sampled from /proc like Sluice's own processes.
- * The backends are looked up at both ends, so a connection the pool opened during the run counts.
+ * The backends are looked up at both ends, so a connection the pool opened during the run counts
+ * in full; one it closed during the run is lost (an underestimate, never a negative figure).
  */
 export const watchCausedCpu = async (storeUrl: string): Promise<CausedCpuWatch> => {
-  const before = await storeBackends(storeUrl).catch(() => []);
-  let backends = before;
-  const store = watchCpu(() => ({ proxy: undefined, all: backends }));
-  const nats = watchCpu(() => ({ proxy: undefined, all: natsServers() }));
+  const backends = await storeBackends(storeUrl).catch(() => []);
+  const nats = natsServers();
+  const storeBefore = readAll(backends);
+  const natsBefore = readAll(nats);
   return {
     async stop() {
-      const natsUs = nats.stop().allUs;
-      backends = [...new Set([...before, ...(await storeBackends(storeUrl).catch(() => []))])];
-      return { storeUs: store.stop().allUs, natsUs };
+      const natsUs = usedSince(natsBefore, nats);
+      const after = await storeBackends(storeUrl).catch(() => []);
+      return { storeUs: usedSince(storeBefore, [...new Set([...backends, ...after])]), natsUs };
     },
   };
 };

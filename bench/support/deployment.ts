@@ -54,6 +54,8 @@ export interface BenchSluiceOptions {
   readonly resources: readonly ResourceKind[];
   /** Node options for every Sluice process (the supervisor passes its own to the services): `--cpu-prof`. */
   readonly nodeArgs?: readonly string[];
+  /** How long `sluice up` may take to be ready (60 s). */
+  readonly readyTimeoutMs?: number;
 }
 
 /**
@@ -139,7 +141,7 @@ export const startBenchSluice = async (options: BenchSluiceOptions): Promise<Ben
     sluice = await startSluice(benchConfig(options, ports, storeDatabase), {
       // Empty values keep a developer's NATS_URL / DATABASE_URL from overriding this config.
       env: { NATS_URL: '', DATABASE_URL: '', LOG_LEVEL: 'warn', OTEL_TRACES_EXPORTER: 'none', OTEL_SDK_DISABLED: 'true' },
-      readyTimeoutMs: 60_000,
+      readyTimeoutMs: options.readyTimeoutMs ?? 60_000,
       ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
     });
   } catch (error) {

@@ -153,7 +153,12 @@ const measureWorkload = async (workload: LoadKind, sluice: BenchSluice, named: r
   const causedCpu = await caused.stop();
   const operations = outcome.figures?.operations;
   if (outcome.error || !operations) return { ...empty, window: { fromUs, toUs }, error: (outcome.error ?? 'no operations counted').split('\n').slice(0, 5).join('\n') };
-  const processes = named.map((entry) => ({ ...entry, usPerOperation: ((cpuTimeMicros(entry.pid) ?? 0) - (before.get(entry.pid) ?? 0)) / operations }));
+  const processes = named.map((entry) => {
+    const start = before.get(entry.pid);
+    const end = cpuTimeMicros(entry.pid);
+    // A process that restarted meanwhile has no figure of its own: 0 rather than minus its start.
+    return { ...entry, usPerOperation: start === undefined || end === undefined ? 0 : (end - start) / operations };
+  });
   return {
     workload,
     window: { fromUs, toUs },
@@ -189,6 +194,8 @@ export const profileGaps = async (options: ProfilingOptions): Promise<WorkloadPr
     httpTarget: stack.http?.url,
     resources: stack.sluice.resources,
     nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`],
+    // The sampler slows start-up, and the main deployment is still up beside it.
+    readyTimeoutMs: 120_000,
   });
   options.cleanup.defer('profiled sluice', () => sluice.stop());
   const named = sluice.named();

@@ -223,7 +223,7 @@ export const renderReport = (input: ReportInput): string => {
       table(
         ['round', 'load', 'statements (pgbench)', 'recorded', 'doubled', 'all stored after', 'verdict'],
         input.auditKeepsUp.map((check) => [
-          String(check.round),
+          check.round === 0 ? 'after the rounds' : String(check.round),
           check.load ?? 'pgbench -S',
           formatCount(check.expected),
           formatCount(check.recorded),
