@@ -197,7 +197,10 @@ export const profileGaps = async (options: ProfilingOptions): Promise<WorkloadPr
     // The sampler slows start-up, and the main deployment is still up beside it.
     readyTimeoutMs: 120_000,
   });
-  options.cleanup.defer('profiled sluice', () => sluice.stop());
+  // Stopped once: here to write the profiles, or by the cleanup if the pass is cut short.
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= sluice.stop());
+  options.cleanup.defer('profiled sluice', stop);
   const named = sluice.named();
   const measured: Measured[] = [];
   try {
@@ -210,7 +213,7 @@ export const profileGaps = async (options: ProfilingOptions): Promise<WorkloadPr
     }
   } finally {
     // The profiles are written as the processes exit.
-    await sluice.stop();
+    await stop();
   }
   const files = readProfiles(dir);
   const topCount = options.topCount ?? 8;
