@@ -6,8 +6,7 @@
  * .cpuprofile files open in Chrome DevTools. The masking profile is the benchmark's (every
  * detector and a column rule), so the per-operation figures compare with `npm run bench`.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, rmSync } from 'node:fs';
 import { execFile, execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,6 +18,7 @@ import { startTestIssuer } from '../test/support/oidc.js';
 import { freePort } from '../test/support/ports.js';
 import { startSluice } from '../test/support/sluice.js';
 import { deleteStreams } from '../test/support/databases.js';
+import { formatSelfTimes, monotonicMicros, profileRuns, readProfiles, summarizeProfile } from './support/cpu-profile.js';
 
 const { values } = parseArgs({
   options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' } },
@@ -34,39 +34,6 @@ const statementText = (index: number) =>
 const dir = values.dir;
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-}
-interface Profile {
-  /** Microseconds on the monotonic clock that process.hrtime reads too, in every process. */
-  startTime: number;
-  nodes: ProfileNode[];
-  samples: number[];
-  timeDeltas: number[];
-}
-
-/** Self time per function (or per file), busy time only: idle and start-up are left out. */
-const topFunctions = (profile: Profile, count = 25, byFile = false): string[] => {
-  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
-  const self = new Map<string, number>();
-  let at = profile.startTime;
-  profile.samples.forEach((id, index) => {
-    at += profile.timeDeltas[index] ?? 0;
-    if (at < loadStart || at > loadEnd) return;
-    const frame = byId.get(id)!.callFrame;
-    if (frame.functionName === '(idle)') return;
-    const file = frame.url.replace(/^.*\/(node_modules|work\/main|work\/wt\/[^/]+)\//, '');
-    const key = byFile ? file || frame.functionName : `${frame.functionName || '(anonymous)'} ${file}:${frame.lineNumber + 1}`;
-    self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[index] ?? 0));
-  });
-  const total = [...self.values()].reduce((sum, value) => sum + value, 0);
-  return [...self.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, count)
-    .map(([key, micros]) => `${((100 * micros) / total).toFixed(1).padStart(5)}%  ${key}`);
-};
 
 const run = promisify(execFile);
 const idp = await startTestIssuer();
@@ -104,7 +71,7 @@ await client.connect();
 for (let index = 0; index < 200; index++) await client.query('SELECT 0');
 // Only the samples taken while the load ran count: start-up and shutdown are left out.
 const started = process.hrtime.bigint();
-const loadStart = Number(started / 1000n);
+const loadStart = monotonicMicros();
 if (values.http) {
   const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
   const wrk = await run('wrk', ['-t', '2', '-c', values.clients, '-d', '8s', '-H', `Authorization: Bearer ${token}`, `http://127.0.0.1:${httpPort}/doc`]);
@@ -131,19 +98,14 @@ await admin.connect();
 await admin.query(`DROP DATABASE IF EXISTS ${storeDatabase} WITH (FORCE)`);
 await admin.end();
 console.log(`${statements} statements in ${elapsedMs.toFixed(0)} ms (${((1000 * elapsedMs) / statements).toFixed(0)} µs each)`);
-for (const file of readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'))) {
-  const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile;
-  const urls = new Set(profile.nodes.map((node) => node.callFrame.url));
-  if (![...urls].some((url) => url.includes(`services/${values.service}/`))) continue;
-  let busy = 0;
-  let at = profile.startTime;
-  const idleIds = new Set(profile.nodes.filter((node) => node.callFrame.functionName === '(idle)').map((node) => node.id));
-  profile.samples.forEach((id, index) => {
-    at += profile.timeDeltas[index] ?? 0;
-    if (at >= loadStart && at <= loadEnd && !idleIds.has(id)) busy += profile.timeDeltas[index] ?? 0;
-  });
-  console.log(`\n${values.service} profile ${file}: ${(busy / statements).toFixed(0)} µs of ${values.service} CPU per statement`);
-  for (const line of topFunctions(profile)) console.log(line);
+for (const { file, profile } of readProfiles(dir)) {
+  if (!profileRuns(profile, `services/${values.service}/`)) continue;
+  const window = { fromUs: loadStart, toUs: loadEnd };
+  const summary = summarizeProfile(profile, { window });
+  console.log(`\n${values.service} profile ${file}: ${(summary.busyUs / statements).toFixed(0)} µs of ${values.service} CPU per statement (V8 samples, wall time)`);
+  // The sampler ticks on wall time: a write() the kernel descheduled counts in full.
+  console.log(`writes and other syscalls: ${((100 * summary.syscallUs) / (summary.busyUs || 1)).toFixed(1)}% of the samples, left out of the shares below`);
+  for (const line of formatSelfTimes(summary, 25)) console.log(line);
   console.log('by file:');
-  for (const line of topFunctions(profile, 15, true)) console.log(line);
+  for (const line of formatSelfTimes(summarizeProfile(profile, { window, byFile: true }), 15)) console.log(line);
 }
