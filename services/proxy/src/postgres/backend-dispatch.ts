@@ -32,19 +32,18 @@ export class BackendDispatch {
 
   /** A result was withheld: the target's messages up to its ReadyForQuery are dropped. */
   #dropUntilReady = false;
-  readonly #session: SessionCore;
 
-  constructor(session: SessionCore) {
-    this.#session = session;
-  }
+  constructor(
+    private readonly session: SessionCore,
+  ) {}
 
   readonly onUpstreamData = (chunk: Buffer): void => {
-    if (this.#session.closed) return;
+    if (this.session.closed) return;
     let frames: Frame[];
     try {
-      frames = this.#session.upstreamReader!.push(chunk);
+      frames = this.session.upstreamReader!.push(chunk);
     } catch {
-      this.#session.close('upstream_malformed', { code: SqlState.ConnectionFailure, message: 'the target sent an invalid message' });
+      this.session.close('upstream_malformed', { code: SqlState.ConnectionFailure, message: 'the target sent an invalid message' });
       return;
     }
     this.handleUpstreamFrames(frames);
@@ -55,8 +54,8 @@ export class BackendDispatch {
       for (const frame of frames) this.#upstreamBacklog.push(frame);
       return;
     }
-    const out = this.#session.toClient;
-    for (let i = 0; i < frames.length && !this.#session.closed; i++) {
+    const out = this.session.toClient;
+    for (let i = 0; i < frames.length && !this.session.closed; i++) {
       const frame = frames[i]!;
       if (frame.code === BackendCode.RowDescription && this.#holdForCatalog(frames, i, out)) return;
       try {
@@ -68,20 +67,20 @@ export class BackendDispatch {
           // through, or the session would wait forever and later answers pair with wrong commands.
           this.#withhold(out, error as Error);
         } else {
-          this.#session.close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
+          this.session.close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
           return;
         }
       }
     }
-    if (this.#session.closed) return;
-    this.#session.wakeIfSettled();
-    if (!out.flush(this.#session.client) && !this.#session.clientBlocked) {
+    if (this.session.closed) return;
+    this.session.wakeIfSettled();
+    if (!out.flush(this.session.client) && !this.session.clientBlocked) {
       // The agent reads slower than the target answers: stop reading the target until it drains.
-      const upstream = this.#session.upstream!;
-      this.#session.clientBlocked = true;
+      const upstream = this.session.upstream!;
+      this.session.clientBlocked = true;
       upstream.pause();
-      this.#session.client.once('drain', () => {
-        this.#session.clientBlocked = false;
+      this.session.client.once('drain', () => {
+        this.session.clientBlocked = false;
         upstream.resume();
       });
     }
@@ -94,35 +93,35 @@ export class BackendDispatch {
    */
   #holdForCatalog(frames: readonly Frame[], index: number, out: Outbox): boolean {
     if (this.#dropUntilReady) return false;
-    const head = this.#session.expects[0];
+    const head = this.session.expects[0];
     const masker =
       head?.kind === 'query' ? head.command.masker
       : head?.kind === 'describePortal' ? head.portal.statement.masker
       : head?.kind === 'describeStatement' ? head.statement.masker
       : undefined;
     if (!masker) return false;
-    const missing = this.#session.ctx.catalog.missing(decodeRowDescription(frames[index]!.body).map((f) => f.tableOid));
+    const missing = this.session.ctx.catalog.missing(decodeRowDescription(frames[index]!.body).map((f) => f.tableOid));
     if (missing.length === 0) return false;
-    const upstream = this.#session.upstream!;
+    const upstream = this.session.upstream!;
     this.#upstreamBacklog = frames.slice(index);
-    out.flush(this.#session.client);
+    out.flush(this.session.client);
     upstream.pause();
     const resume = (failed: boolean): void => {
       const backlog = this.#upstreamBacklog ?? [];
       this.#upstreamBacklog = undefined;
-      if (this.#session.closed) return;
+      if (this.session.closed) return;
       try {
         if (failed) {
           // Column rules cannot be matched without the catalog: the result is withheld, not sent raw.
-          this.#withhold(this.#session.toClient, new ResultWithheldError('the target catalog could not be read'));
+          this.#withhold(this.session.toClient, new ResultWithheldError('the target catalog could not be read'));
         }
         this.handleUpstreamFrames(backlog);
-        if (!this.#session.clientBlocked) upstream.resume();
+        if (!this.session.clientBlocked) upstream.resume();
       } catch {
-        this.#session.close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
+        this.session.close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
       }
     };
-    this.#session.ctx.catalog.resolve(missing).then(
+    this.session.ctx.catalog.resolve(missing).then(
       () => resume(false),
       () => resume(true),
     );
@@ -131,13 +130,13 @@ export class BackendDispatch {
 
   /** A SET/RESET of client_encoding completed: the agent's messages are converted with it from here. */
   #switchClientEncoding(to: EncodingSwitch, out: Outbox): void {
-    this.#session.toClient.edge = to.encoding ? new ClientEdge(to.encoding) : undefined;
-    const status = this.#session.clientEncoding?.switched(to);
+    this.session.toClient.edge = to.encoding ? new ClientEdge(to.encoding) : undefined;
+    const status = this.session.clientEncoding?.switched(to);
     if (status) out.push(status);
   }
 
   #withhold(out: Outbox, error: Error): void {
-    const head = this.#session.expects[0];
+    const head = this.session.expects[0];
     if (head && (head.kind === 'query' || head.kind === 'execute')) {
       head.command.error = { code: SqlState.SystemError, message: error.message };
       head.result = undefined;
@@ -150,16 +149,16 @@ export class BackendDispatch {
   }
 
   #shift(): void {
-    this.#session.expects.shift();
-    this.#session.wakeIfSettled();
+    this.session.expects.shift();
+    this.session.wakeIfSettled();
   }
 
   #handleBackend(frame: Frame, out: Outbox): void {
     const code = frame.code;
-    const head = this.#session.expects[0];
+    const head = this.session.expects[0];
     // A FATAL ends the target session whatever was due: it always reaches the agent.
     const fatal = code === BackendCode.ErrorResponse && isFatal(frame);
-    if (fatal) this.#session.targetEnded = true;
+    if (fatal) this.session.targetEnded = true;
     if (head?.kind === 'internal' && !this.#dropUntilReady && !fatal) {
       switch (code) {
         case BackendCode.DataRow:
@@ -173,11 +172,11 @@ export class BackendDispatch {
           head.failed = true;
           return;
         case BackendCode.ReadyForQuery:
-          this.#session.transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
-          if (this.#session.transactionStatus === TransactionStatus.Idle) this.#session.transactionEnded();
-          this.#session.expects.shift();
+          this.session.transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
+          if (this.session.transactionStatus === TransactionStatus.Idle) this.session.transactionEnded();
+          this.session.expects.shift();
           head.done(head.failed ? undefined : head.rows);
-          this.#session.wakeIfSettled();
+          this.session.wakeIfSettled();
           return;
         default:
           break;
@@ -194,16 +193,16 @@ export class BackendDispatch {
       }
       if (code === BackendCode.ReadyForQuery) {
         out.push(head.message);
-        this.#session.expects.shift();
+        this.session.expects.shift();
         if (!head.sync) {
           // The target was already skipping to a Sync when the refusal went up: this is that Sync's.
           this.#handleBackend(frame, out);
           return;
         }
-        this.#session.transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
-        if (this.#session.transactionStatus === TransactionStatus.Idle) this.#session.transactionEnded();
+        this.session.transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
+        if (this.session.transactionStatus === TransactionStatus.Idle) this.session.transactionEnded();
         out.push(frame.raw);
-        this.#session.wakeIfSettled();
+        this.session.wakeIfSettled();
         return;
       }
     }
@@ -211,24 +210,24 @@ export class BackendDispatch {
       if (code !== BackendCode.ReadyForQuery) return;
       this.#dropUntilReady = false;
       // Everything due before this ReadyForQuery was swallowed with the withheld result.
-      while (this.#session.expects[0] && !stopsSkipping(this.#session.expects[0])) {
-        const dropped = this.#session.expects.shift()!;
-        if (dropped.kind === 'execute') this.#session.audit.completed(dropped.command, false);
+      while (this.session.expects[0] && !stopsSkipping(this.session.expects[0])) {
+        const dropped = this.session.expects.shift()!;
+        if (dropped.kind === 'execute') this.session.audit.completed(dropped.command, false);
       }
     }
     switch (code) {
       case BackendCode.DataRow: {
-        const result = head?.kind === 'query' || head?.kind === 'execute' ? this.#session.results.resultOf(head) : undefined;
+        const result = head?.kind === 'query' || head?.kind === 'execute' ? this.session.results.resultOf(head) : undefined;
         if (!result) {
           throw new ResultWithheldError('a row arrived without its description');
         }
-        if (this.#session.toClient.edge) this.#session.toClient.rowFields = result.fields;
+        if (this.session.toClient.edge) this.session.toClient.rowFields = result.fields;
         out.push(result.row(frame.body) ?? frame.raw);
         return;
       }
       case BackendCode.RowDescription: {
         if (head?.kind === 'query') {
-          head.result = this.#session.results.queryResult(head.command, frame.body);
+          head.result = this.session.results.queryResult(head.command, frame.body);
           out.push(frame.raw);
         } else if (head?.kind === 'describeStatement') {
           head.statement.description = decodeRowDescription(frame.body);
@@ -261,9 +260,9 @@ export class BackendDispatch {
           head.command.tags.push(tag);
           this.#applyTag(head.command, tag);
           if (head.command.encoding) this.#switchClientEncoding(head.command.encoding, out);
-          this.#session.results.finish(head);
+          this.session.results.finish(head);
           if (head.kind === 'execute') {
-            this.#session.audit.completed(head.command, true);
+            this.session.audit.completed(head.command, true);
             this.#shift();
           }
         }
@@ -274,14 +273,14 @@ export class BackendDispatch {
         out.push(frame.raw);
         if (head?.kind === 'execute') {
           head.command.tags.push(code === BackendCode.PortalSuspended ? 'SUSPENDED' : 'EMPTY');
-          this.#session.results.finish(head);
-          this.#session.audit.completed(head.command, true);
+          this.session.results.finish(head);
+          this.session.audit.completed(head.command, true);
           this.#shift();
         }
         return;
       case BackendCode.CopyOutResponse: {
         if (head?.kind === 'query' || head?.kind === 'execute') {
-          head.copy = this.#session.results.copyOut(head.command, frame);
+          head.copy = this.session.results.copyOut(head.command, frame);
         }
         out.push(frame.raw);
         return;
@@ -293,7 +292,7 @@ export class BackendDispatch {
         return;
       }
       case BackendCode.ErrorResponse: {
-        const fields = this.#session.results.maskNotice(frame, head, out, this.#session.lastMasker, this.#session.coveredInTransaction);
+        const fields = this.session.results.maskNotice(frame, head, out, this.session.lastMasker, this.session.coveredInTransaction);
         const error = { code: fields.C ?? 'XX000', message: fields.M ?? '' };
         if (head?.kind === 'query') {
           head.command.error = error;
@@ -304,62 +303,62 @@ export class BackendDispatch {
         // Extended protocol: the server skips everything up to the Sync (a simple query sent
         // before it included: it never runs, and its answer must not be taken from a later one).
         let marked = false;
-        while (this.#session.expects[0] && !endsTargetSkip(this.#session.expects[0])) {
-          const dropped = this.#session.expects.shift()!;
+        while (this.session.expects[0] && !endsTargetSkip(this.session.expects[0])) {
+          const dropped = this.session.expects.shift()!;
           if (dropped.kind === 'execute') {
             if (!marked) dropped.command.error = error;
             marked = true;
-            this.#session.audit.completed(dropped.command, false);
-          } else if (dropped.kind === 'query') this.#session.audit.completed(dropped.command, false);
+            this.session.audit.completed(dropped.command, false);
+          } else if (dropped.kind === 'query') this.session.audit.completed(dropped.command, false);
           else if (dropped.kind === 'internal') dropped.done(undefined);
         }
         // No Sync sent yet (a pipeline forwarded as it came): what the client sends up to its
         // Sync the server ignores, so the proxy does not wait for answers to it either.
-        if (head && !fatal && this.#session.expects.length === 0) this.#session.discardUntilSync = true;
+        if (head && !fatal && this.session.expects.length === 0) this.session.discardUntilSync = true;
         return;
       }
       case BackendCode.ReadyForQuery: {
-        this.#session.transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
+        this.session.transactionStatus = frame.body[0] ?? TransactionStatus.Idle;
         // Protocol portals live until their transaction ends; a name reused later (a SQL cursor
         // shares the namespace) must not inherit an old portal's decision.
-        if (this.#session.transactionStatus === TransactionStatus.Idle) this.#session.transactionEnded();
+        if (this.session.transactionStatus === TransactionStatus.Idle) this.session.transactionEnded();
         out.push(frame.raw);
         if (head?.kind === 'query') {
-          this.#session.results.finish(head);
-          this.#session.audit.completed(head.command, head.command.error === undefined);
+          this.session.results.finish(head);
+          this.session.audit.completed(head.command, head.command.error === undefined);
           this.#shift();
         } else if (head?.kind === 'sync') this.#shift();
         // Commands already sent behind this one belong to the next transaction: keep it strict for them.
-        if (this.#session.transactionStatus === TransactionStatus.Idle && !this.#session.expects.some((e) => e.kind === 'query' || e.kind === 'execute')) {
-          this.#session.coveredInTransaction = false;
+        if (this.session.transactionStatus === TransactionStatus.Idle && !this.session.expects.some((e) => e.kind === 'query' || e.kind === 'execute')) {
+          this.session.coveredInTransaction = false;
         }
         return;
       }
       case BackendCode.NoticeResponse:
-        this.#session.results.maskNotice(frame, head, out, this.#session.lastMasker, this.#session.coveredInTransaction);
+        this.session.results.maskNotice(frame, head, out, this.session.lastMasker, this.session.coveredInTransaction);
         return;
       case BackendCode.NotificationResponse:
-        out.push(maskNotification(frame, this.#session.profiles.notifications) ?? frame.raw);
+        out.push(maskNotification(frame, this.session.profiles.notifications) ?? frame.raw);
         return;
       case BackendCode.ParameterStatus: {
         const message = decodeBackend(frame) as { name: string; value: string };
-        if (message.name !== 'client_encoding' || !this.#session.clientEncoding) out.push(frame.raw);
+        if (message.name !== 'client_encoding' || !this.session.clientEncoding) out.push(frame.raw);
         else {
           // The agent is told of its own encoding, once: the target's UTF8 is the proxy's business.
-          const shown = this.#session.toClient.edge?.encoding.name ?? message.value;
-          if (shown !== this.#session.clientEncoding.reported) {
-            this.#session.clientEncoding.reported = shown;
+          const shown = this.session.toClient.edge?.encoding.name ?? message.value;
+          if (shown !== this.session.clientEncoding.reported) {
+            this.session.clientEncoding.reported = shown;
             out.push(frame.raw);
           }
         }
         // Reported unexpanded (`$user`) by PostgreSQL 18+: a sign it changed, not the schemas
         // it resolves to. Unknown until the refresh that follows the command (or the next one).
-        if (message.name === 'search_path' && !this.#session.searchPathRefresh) this.#session.searchPath = undefined;
-        const unreadable = unreadableParameter(message.name, message.value, this.#session.serverEncoding);
+        if (message.name === 'search_path' && !this.session.searchPathRefresh) this.session.searchPath = undefined;
+        const unreadable = unreadableParameter(message.name, message.value, this.session.serverEncoding);
         if (unreadable) {
           // From here the proxy cannot read text as the server will (masking reads UTF-8 too):
           // the session ends before another command is decided on a misreading.
-          this.#session.close('lexer_state_changed', { code: SqlState.FeatureNotSupported, message: `${unreadable}: sluice cannot read commands as the target would` });
+          this.session.close('lexer_state_changed', { code: SqlState.FeatureNotSupported, message: `${unreadable}: sluice cannot read commands as the target would` });
         }
         return;
       }
@@ -385,37 +384,37 @@ export class BackendDispatch {
     // The n-th COPY FROM STDIN of the command ends at the n-th CopyDone/CopyFail sent after it.
     const endsAt = command.copyEnds + ++command.copyIns;
     const ignored = (e: Expect): boolean => e.kind === 'sync' && e.copyEnds < endsAt;
-    if (!this.#session.expects.some(ignored)) return;
-    const kept = this.#session.expects.filter((e) => !ignored(e));
-    this.#session.expects.length = 0;
-    this.#session.expects.push(...kept);
+    if (!this.session.expects.some(ignored)) return;
+    const kept = this.session.expects.filter((e) => !ignored(e));
+    this.session.expects.length = 0;
+    this.session.expects.push(...kept);
   }
 
   /** ParseComplete, BindComplete, CloseComplete: the server now holds what the message asked. */
   #confirm(head: Expect): void {
-    this.#session.registry.confirm(head);
-    if (head.kind === 'bind') this.#session.profiles.forgetCursor(head.portal.name);
+    this.session.registry.confirm(head);
+    if (head.kind === 'bind') this.session.profiles.forgetCursor(head.portal.name);
   }
 
   /** A statement's CommandComplete: what it did to the prepared statements is now true on the server. */
   #applyTag(command: Command, tag: string): void {
     if (tag === 'PREPARE' || tag === 'DEALLOCATE' || tag === 'DEALLOCATE ALL') {
       const change = command.preparedChanges.shift();
-      if (change) this.#session.registry.applyPreparedChange(change, command.sql);
+      if (change) this.session.registry.applyPreparedChange(change, command.sql);
     } else if (tag === 'DECLARE CURSOR') {
       const declared = command.declares[command.cursorsConfirmed++];
       if (declared) {
-        this.#session.profiles.confirmCursor(declared);
+        this.session.profiles.confirmCursor(declared);
         // The name is free only once its old portal was closed (SQL CLOSE closes protocol portals
         // too): from here it is this cursor, never the old portal's decision and columns.
-        this.#session.registry.forgetPortal(declared[0]);
+        this.session.registry.forgetPortal(declared[0]);
       }
     } else if (tag === 'COMMIT' || tag === 'ROLLBACK') {
       // COMMIT AND CHAIN ends the transaction without the session going idle: the schema change
       // is committed now, and other sessions must decide with it.
-      this.#session.transactionEnded();
+      this.session.transactionEnded();
     } else if (tag === 'DISCARD ALL') {
-      this.#session.registry.discardAll();
+      this.session.registry.discardAll();
     }
   }
 }

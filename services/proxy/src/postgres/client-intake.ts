@@ -30,21 +30,18 @@ export class ClientIntake {
   readonly #queue: Frame[] = [];
   #queueHead = 0;
   #pumping = false;
-  readonly #session: SessionCore;
-  readonly #decisions: SessionDecisions;
-  readonly #batch: ExtendedBatch;
 
-  constructor(session: SessionCore, decisions: SessionDecisions, batch: ExtendedBatch) {
-    this.#session = session;
-    this.#decisions = decisions;
-    this.#batch = batch;
-  }
+  constructor(
+    private readonly session: SessionCore,
+    private readonly decisions: SessionDecisions,
+    private readonly batch: ExtendedBatch,
+  ) {}
 
   readonly onClientData = (chunk: Buffer): void => {
-    if (this.#session.closed) return;
+    if (this.session.closed) return;
     let frames: Frame[];
     try {
-      frames = this.#session.clientReader!.push(chunk);
+      frames = this.session.clientReader!.push(chunk);
     } catch (error) {
       this.clientReadFailed(error as Error);
       return;
@@ -55,55 +52,55 @@ export class ClientIntake {
   clientReadFailed(error: Error): void {
     // Refused before a byte of it is buffered; the rest of it cannot be skipped safely.
     if (error instanceof MessageTooLongError) {
-      this.#session.close('message_too_long', { code: SqlState.ProgramLimitExceeded, message: `message of ${error.length} bytes exceeds this resource's limit of ${error.limit} bytes` });
-    } else if (error instanceof ConnectionClosedError) this.#session.close('client_closed');
+      this.session.close('message_too_long', { code: SqlState.ProgramLimitExceeded, message: `message of ${error.length} bytes exceeds this resource's limit of ${error.limit} bytes` });
+    } else if (error instanceof ConnectionClosedError) this.session.close('client_closed');
     else this.#malformed();
   }
 
   #malformed(): void {
-    this.#session.close('protocol_malformed', { code: SqlState.ProtocolViolation, message: 'invalid frontend message' });
+    this.session.close('protocol_malformed', { code: SqlState.ProtocolViolation, message: 'invalid frontend message' });
   }
 
   enqueue(frames: Frame[]): void {
     for (const frame of frames) {
       this.#queue.push(frame);
-      this.#session.queuedBytes += frame.raw.length;
+      this.session.queuedBytes += frame.raw.length;
     }
-    this.#session.updateClientFlow();
+    this.session.updateClientFlow();
     if (!this.#pumping) void this.#pump();
   }
 
   async #pump(): Promise<void> {
     this.#pumping = true;
     try {
-      while (!this.#session.closed) {
+      while (!this.session.closed) {
         if (this.#queueHead >= this.#queue.length) {
-          if (!this.#batch.pending) break;
+          if (!this.batch.pending) break;
           // Everything the client has sent so far is decided and forwarded without waiting for its
           // Sync: a client that pipelines and then waits gets its answers (and errors) as direct.
           this.#queue.length = 0;
           this.#queueHead = 0;
-          await this.#batch.process('implicit');
-          this.#session.flushUpstream();
+          await this.batch.process('implicit');
+          this.session.flushUpstream();
           continue;
         }
         const frame = this.#queue[this.#queueHead]!;
         this.#queue[this.#queueHead++] = undefined as unknown as Frame;
-        this.#session.queuedBytes -= frame.raw.length;
-        const edge = this.#session.toClient.edge;
+        this.session.queuedBytes -= frame.raw.length;
+        const edge = this.session.toClient.edge;
         const pending = edge ? this.#handleInClientEncoding(edge, frame) : this.#handleClientFrame(frame);
         if (pending) {
-          this.#session.flushUpstream();
+          this.session.flushUpstream();
           await pending;
         }
       }
       this.#queue.length = 0;
       this.#queueHead = 0;
-      this.#session.flushUpstream();
-      this.#session.updateClientFlow();
+      this.session.flushUpstream();
+      this.session.updateClientFlow();
     } catch (error) {
       if ((error as { code?: string }).code === 'ERR_PROTOCOL_MALFORMED') this.#malformed();
-      else this.#session.close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
+      else this.session.close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
     } finally {
       this.#pumping = false;
     }
@@ -113,35 +110,35 @@ export class ClientIntake {
   #handleClientFrame(frame: Frame): Promise<void> | undefined {
     switch (frame.code) {
       case FrontendCode.Query:
-        if (this.#batch.pending) return this.#batch.process('implicit').then(() => this.#query(frame));
+        if (this.batch.pending) return this.batch.process('implicit').then(() => this.#query(frame));
         return this.#query(frame);
       case FrontendCode.Parse:
       case FrontendCode.Bind:
       case FrontendCode.Describe:
       case FrontendCode.Execute:
       case FrontendCode.Close:
-        if (this.#batch.add(frame)) return this.#batch.process('implicit');
+        if (this.batch.add(frame)) return this.batch.process('implicit');
         return undefined;
       case FrontendCode.Sync:
       case FrontendCode.Flush:
-        this.#batch.add(frame);
-        if (frame.code === FrontendCode.Flush) return this.#batch.process('flush');
+        this.batch.add(frame);
+        if (frame.code === FrontendCode.Flush) return this.batch.process('flush');
         // A Sync ends the pipeline: from here a name means what the server answered for it.
-        return this.#batch.process('sync').then(() => void (this.#session.pipeline = newPipeline()));
+        return this.batch.process('sync').then(() => void (this.session.pipeline = newPipeline()));
       case FrontendCode.CopyData:
       case FrontendCode.CopyDone:
       case FrontendCode.CopyFail:
         // COPY FROM STDIN data of a statement already decided; the server ignores it otherwise.
-        if (frame.code !== FrontendCode.CopyData) this.#session.copyEndsSent++;
-        this.#session.toUpstream.push(frame.raw);
+        if (frame.code !== FrontendCode.CopyData) this.session.copyEndsSent++;
+        this.session.toUpstream.push(frame.raw);
         return undefined;
       case FrontendCode.Terminate:
-        this.#session.toUpstream.push(frame.raw);
-        this.#session.flushUpstream();
-        this.#session.close('client_terminated');
+        this.session.toUpstream.push(frame.raw);
+        this.session.flushUpstream();
+        this.session.close('client_terminated');
         return undefined;
       case FrontendCode.FunctionCall:
-        this.#session.refuseOnTarget({ code: SqlState.InsufficientPrivilege, message: 'permission denied: the fast-path function call interface is not allowed' }, true);
+        this.session.refuseOnTarget({ code: SqlState.InsufficientPrivilege, message: 'permission denied: the fast-path function call interface is not allowed' }, true);
         return undefined;
       default:
         // A password message now, or an unknown code: not a well-formed session.
@@ -163,18 +160,18 @@ export class ClientIntake {
       if (!(error instanceof EncodingConversionError)) throw error;
       const refusal = { code: error.sqlstate, message: error.message };
       // On the record as a command refused before any rule: its text cannot be read to be recorded.
-      const commandId = this.#session.ports.newId();
-      this.#session.commands++;
-      this.#decisions.governor().recordRefusedBeforeRule({ commandId, command: `[not valid in client_encoding ${edge.encoding.name}]` }, error.message);
-      this.#decisions.recordRefused(commandId, refusal);
+      const commandId = this.session.ports.newId();
+      this.session.commands++;
+      this.decisions.governor().recordRefusedBeforeRule({ commandId, command: `[not valid in client_encoding ${edge.encoding.name}]` }, error.message);
+      this.decisions.recordRefused(commandId, refusal);
       // A simple query's error ends with ReadyForQuery; an extended-protocol one skips to the Sync.
       const simple = frame.code === FrontendCode.Query;
       const refuse = (): void => {
-        if (this.#session.discardUntilSync) return;
-        this.#session.refuseOnTarget(refusal, simple);
-        if (!simple) this.#session.discardUntilSync = true;
+        if (this.session.discardUntilSync) return;
+        this.session.refuseOnTarget(refusal, simple);
+        if (!simple) this.session.discardUntilSync = true;
       };
-      return this.#batch.pending ? this.#batch.process('implicit').then(refuse) : void refuse();
+      return this.batch.pending ? this.batch.process('implicit').then(refuse) : void refuse();
     }
     return converted ? this.#handleClientFrame(converted) : undefined;
   }
@@ -186,74 +183,74 @@ export class ClientIntake {
    */
   #query(frame: Frame): Promise<void> | undefined {
     // The target skips to the pipeline's Sync since an error: it ignores this query, so does the proxy.
-    if (this.#session.discardUntilSync) return undefined;
+    if (this.session.discardUntilSync) return undefined;
     const message = decodeFrontend(frame) as Extract<FrontendMessage, { type: 'Query' }>;
     const text = message.text;
     // SET/RESET client_encoding: the proxy's own to carry out (the target stays in UTF8). Decided
     // on the transaction status the commands before it leave (a pipelined BEGIN not yet answered
     // would let it through, and the ROLLBACK that undoes it on the server would not undo it here).
-    const touchesEncoding = this.#session.effectsOf(text).clientEncoding;
-    if (touchesEncoding && this.#session.expects.length > 0 && !this.#session.closed) return this.#session.settled().then(() => this.#query(frame));
-    const encodingPlan = touchesEncoding ? this.#session.clientEncoding?.plan(text, this.#session.transactionStatus !== TransactionStatus.Idle) : undefined;
+    const touchesEncoding = this.session.effectsOf(text).clientEncoding;
+    if (touchesEncoding && this.session.expects.length > 0 && !this.session.closed) return this.session.settled().then(() => this.#query(frame));
+    const encodingPlan = touchesEncoding ? this.session.clientEncoding?.plan(text, this.session.transactionStatus !== TransactionStatus.Idle) : undefined;
     if (encodingPlan && 'code' in encodingPlan) {
-      this.#session.refuseOnTarget(encodingPlan, true);
+      this.session.refuseOnTarget(encodingPlan, true);
       return undefined;
     }
-    const commandId = this.#session.ports.newId();
-    const auditRefusal = this.#decisions.auditRefusal();
+    const commandId = this.session.ports.newId();
+    const auditRefusal = this.decisions.auditRefusal();
     if (auditRefusal) {
-      this.#session.refuseOnTarget(auditRefusal, true);
+      this.session.refuseOnTarget(auditRefusal, true);
       return undefined;
     }
-    const tooLong = this.#decisions.statementTooLong(commandId, text);
+    const tooLong = this.decisions.statementTooLong(commandId, text);
     if (tooLong) {
-      this.#session.refuseOnTarget(tooLong, true);
+      this.session.refuseOnTarget(tooLong, true);
       return undefined;
     }
     // Between batches a simple query may read an unknown search_path first.
-    if (!this.#session.searchPath && !this.#session.searchPathRefresh) this.#session.refreshSearchPath();
+    if (!this.session.searchPath && !this.session.searchPathRefresh) this.session.refreshSearchPath();
     const query: DecidedQuery = { frame, commandId, text, encodingPlan };
-    const decided = this.#decisions.decideNow(text);
+    const decided = this.decisions.decideNow(text);
     if (decided) return this.#decidedQuery(query, decided);
-    return this.#decisions.decide(text).then((decision) => this.#decidedQuery(query, decision));
+    return this.decisions.decide(text).then((decision) => this.#decidedQuery(query, decision));
   }
 
   #decidedQuery(query: DecidedQuery, decision: Decision): Promise<void> | undefined {
-    if (this.#session.closed) return undefined;
+    if (this.session.closed) return undefined;
     const { commandId, text } = query;
-    this.#decisions.recordDecided(commandId, text, decision);
-    if (decision.effect === 'approve') return this.#decisions.approve(commandId, text, [], decision).then((refusal) => this.#sendQuery(query, decision, refusal));
-    return this.#sendQuery(query, decision, decision.effect === 'deny' ? denial(decision, text, this.#session.resource.name) : undefined);
+    this.decisions.recordDecided(commandId, text, decision);
+    if (decision.effect === 'approve') return this.decisions.approve(commandId, text, [], decision).then((refusal) => this.#sendQuery(query, decision, refusal));
+    return this.#sendQuery(query, decision, decision.effect === 'deny' ? denial(decision, text, this.session.resource.name) : undefined);
   }
 
   /** `acked`: the bus has acknowledged its record (or the resource does not wait for that). */
   #sendQuery(query: DecidedQuery, decision: Decision, refusal: Refusal | undefined, acked = false): Promise<void> | undefined {
-    if (this.#session.closed) return undefined;
+    if (this.session.closed) return undefined;
     const { frame, commandId, text, encodingPlan } = query;
-    const masking = refusal ? undefined : this.#decisions.maskerFor(decision, text);
+    const masking = refusal ? undefined : this.decisions.maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
-    if (!refusal && !acked && this.#session.resource.audit?.wait === 'ack') {
-      return this.#decisions.unacknowledged().then((unacked) => this.#sendQuery(query, decision, unacked, true));
+    if (!refusal && !acked && this.session.resource.audit?.wait === 'ack') {
+      return this.decisions.unacknowledged().then((unacked) => this.#sendQuery(query, decision, unacked, true));
     }
-    if (this.#session.discardUntilSync) {
+    if (this.session.discardUntilSync) {
       // An earlier message of the pipeline failed on the target meanwhile: it ignores this query.
-      this.#decisions.recordRefused(commandId, { code: SqlState.ProtocolViolation, message: 'not run: the target ignores every message up to the Sync of a pipeline that failed' });
+      this.decisions.recordRefused(commandId, { code: SqlState.ProtocolViolation, message: 'not run: the target ignores every message up to the Sync of a pipeline that failed' });
       return undefined;
     }
     if (refusal || !masking || 'code' in masking) {
       refusal ??= { code: SqlState.SystemError, message: 'command refused' };
-      this.#decisions.recordRefused(commandId, refusal);
-      this.#session.refuseOnTarget(refusal, true);
+      this.decisions.recordRefused(commandId, refusal);
+      this.session.refuseOnTarget(refusal, true);
       return undefined;
     }
-    this.#session.expects.push({ kind: 'query', command: { ...this.#session.newCommand(commandId, masking.masker, text), encoding: encodingPlan?.switchTo } });
-    this.#session.toUpstream.push(encodingPlan?.upstreamText !== undefined ? encodeQuery(encodingPlan.upstreamText) : frame.raw);
+    this.session.expects.push({ kind: 'query', command: { ...this.session.newCommand(commandId, masking.masker, text), encoding: encodingPlan?.switchTo } });
+    this.session.toUpstream.push(encodingPlan?.upstreamText !== undefined ? encodeQuery(encodingPlan.upstreamText) : frame.raw);
     // A simple query ends with ReadyForQuery, which carries any setting an earlier Execute changed.
-    this.#session.executedSinceSync = false;
+    this.session.executedSinceSync = false;
     // The path the text was decided under is the one it runs under: a built-in call without
     // arguments (`count(*)`, `now()`) then cannot change it, and costs no re-read.
-    if (this.#session.effectsOf(text, this.#session.searchPath).searchPath) this.#session.refreshSearchPath();
+    if (this.session.effectsOf(text, this.session.searchPath).searchPath) this.session.refreshSearchPath();
     // The agent's next message is read in the encoding this one leaves in force.
-    return encodingPlan ? this.#session.settled() : undefined;
+    return encodingPlan ? this.session.settled() : undefined;
   }
 }

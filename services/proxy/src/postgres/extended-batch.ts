@@ -1,7 +1,7 @@
 import { decodeFrontend, encodeDescribe, TransactionStatus, type Frame } from '@sluice/codec-pg';
 import { maskProfileOf, ProtocolMalformedError } from '@sluice/contracts';
 import type { Expect, Portal, Refusal, Statement } from './expectations.js';
-import { denial, denialMessage } from './refusals.js';
+import { denial } from './refusals.js';
 import type { SessionCore } from './session-core.js';
 import type { SessionDecisions } from './session-decisions.js';
 import { SYNC } from './session-state.js';
@@ -30,13 +30,11 @@ export class ExtendedBatch {
   /** Messages received since the last batch was decided. */
   #frames: Frame[] = [];
   #bytes = 0;
-  readonly #session: SessionCore;
-  readonly #decisions: SessionDecisions;
 
-  constructor(session: SessionCore, decisions: SessionDecisions) {
-    this.#session = session;
-    this.#decisions = decisions;
-  }
+  constructor(
+    private readonly session: SessionCore,
+    private readonly decisions: SessionDecisions,
+  ) {}
 
   /** Messages wait to be decided. */
   get pending(): boolean {
@@ -54,24 +52,20 @@ export class ExtendedBatch {
     const inBatch = batch.get(name);
     if (inBatch) return inBatch;
     // A Parse or Close of this name still unanswered: the server decides what the name holds.
-    const changing = this.#session.expects.some((e) => (e.kind === 'parse' && e.statement.name === name) || (e.kind === 'close' && e.target === 'S' && e.name === name));
-    if (changing) await this.#session.settled();
-    const known = this.#session.registry.statement(name);
-    const text = known?.text ?? this.#session.registry.prepared.get(name);
+    const changing = this.session.expects.some((e) => (e.kind === 'parse' && e.statement.name === name) || (e.kind === 'close' && e.target === 'S' && e.name === name));
+    if (changing) await this.session.settled();
+    const known = this.session.registry.statement(name);
+    const text = known?.text ?? this.session.registry.prepared.get(name);
     if (text === undefined) {
       return { code: SqlState.InsufficientPrivilege, message: `permission denied: prepared statement ${quoteIdent(name)} was not allowed` };
     }
     // A statement PREPAREd in SQL is decided as the EXECUTE of it, which carries its action.
     const decided = known ? text : `EXECUTE ${quoteIdent(name)}`;
-    const decision = await this.#decisions.decide(decided);
+    const decision = await this.decisions.decide(decided);
     if (decision.effect === 'deny') {
-      const commandId = this.#session.ports.newId();
-      const refusal = { code: SqlState.InsufficientPrivilege, message: denialMessage(decision, this.#session.resource.name) };
-      this.#decisions.recordDecided(commandId, decided, decision);
-      this.#decisions.recordRefused(commandId, refusal);
-      return refusal;
+      return this.decisions.refuseByName(decided, decision);
     }
-    const masking = this.#decisions.maskerFor(decision, text);
+    const masking = this.decisions.maskerFor(decision, text);
     if ('code' in masking) return masking;
     const statement: Statement = {
       name,
@@ -96,18 +90,18 @@ export class ExtendedBatch {
     const frames = this.#frames;
     this.#frames = [];
     this.#bytes = 0;
-    if (this.#session.discardUntilSync) {
+    if (this.session.discardUntilSync) {
       this.#skipToSync(end);
       return;
     }
     const messages = frames.map((frame) => decodeFrontend(frame));
-    const { statements, portals, described } = this.#session.pipeline;
+    const { statements, portals, described } = this.session.pipeline;
     let parsesUnnamed = false;
     let bindsUnnamed = false;
     const forward: Buffer[] = [];
     const expects: Expect[] = [];
     const approvals: { statement: Statement; params: (string | null)[]; commandId: string }[] = [];
-    let refusal: Refusal | undefined = this.#decisions.auditRefusal();
+    let refusal: Refusal | undefined = this.decisions.auditRefusal();
     /** An Execute earlier in this batch runs before a later Parse is lexed: it may change the lexer state. */
     let executes = false;
     let changesSearchPath = false;
@@ -121,28 +115,28 @@ export class ExtendedBatch {
       const raw = frames[i]!.raw;
       switch (message.type) {
         case 'Parse': {
-          refusal = this.#decisions.statementTooLong(this.#session.ports.newId(), message.text);
+          refusal = this.decisions.statementTooLong(this.session.ports.newId(), message.text);
           if (refusal) break;
-          if (this.#session.effectsOf(message.text).clientEncoding) {
-            refusal = this.#session.clientEncoding?.extendedRefusal(message.text, this.#session.transactionStatus !== TransactionStatus.Idle);
+          if (this.session.effectsOf(message.text).clientEncoding) {
+            refusal = this.session.clientEncoding?.extendedRefusal(message.text, this.session.transactionStatus !== TransactionStatus.Idle);
             if (refusal) break;
           }
-          const decision = await this.#decisions.decide(message.text, executes, setsSearchPath);
+          const decision = await this.decisions.decide(message.text, executes, setsSearchPath);
           if (decision.effect === 'deny') {
-            const commandId = this.#session.ports.newId();
-            this.#decisions.recordDecided(commandId, message.text, decision);
-            refusal = denial(decision, message.text, this.#session.resource.name);
-            this.#decisions.recordRefused(commandId, refusal);
+            const commandId = this.session.ports.newId();
+            this.decisions.recordDecided(commandId, message.text, decision);
+            refusal = denial(decision, message.text, this.session.resource.name);
+            this.decisions.recordRefused(commandId, refusal);
             break;
           }
-          const masking = this.#decisions.maskerFor(decision, message.text);
+          const masking = this.decisions.maskerFor(decision, message.text);
           if ('code' in masking) {
             refusal = masking;
             break;
           }
           // Preparing runs nothing: a statement held for approval is held at its Bind, with its
           // parameters. The Parse is on the record all the same.
-          if (decision.effect === 'approve') this.#decisions.recordDecided(this.#session.ports.newId(), message.text, decision);
+          if (decision.effect === 'approve') this.decisions.recordDecided(this.session.ports.newId(), message.text, decision);
           const statement: Statement = { name: message.name, text: message.text, decision, masker: masking.masker };
           statements.set(message.name, statement);
           if (message.name === '') parsesUnnamed = true;
@@ -157,7 +151,7 @@ export class ExtendedBatch {
             break;
           }
           // Parameter values are only read as text when an approval must be bound to them.
-          const heldCommandId = statement.decision.effect === 'approve' ? this.#session.ports.newId() : undefined;
+          const heldCommandId = statement.decision.effect === 'approve' ? this.session.ports.newId() : undefined;
           if (heldCommandId) approvals.push({ statement, params: paramText(message.paramFormats, message.params), commandId: heldCommandId });
           const formats = message.resultFormats;
           const description = statement.description?.map((f, c) => ({
@@ -204,16 +198,16 @@ export class ExtendedBatch {
             expects.push({ kind: 'describePortal', portal, internal: true });
             described.add(message.portal);
           }
-          const commandId = portal.commandId ?? this.#session.ports.newId();
+          const commandId = portal.commandId ?? this.session.ports.newId();
           const statement = portal.statement;
-          statement.recorded ??= this.#decisions.maskedText(statement.text, maskProfileOf(statement.decision));
-          this.#decisions.recordDecided(commandId, statement.text, statement.decision, statement.recorded);
+          statement.recorded ??= this.decisions.maskedText(statement.text, maskProfileOf(statement.decision));
+          this.decisions.recordDecided(commandId, statement.text, statement.decision, statement.recorded);
           forward.push(raw);
-          const command = this.#session.newCommand(commandId, portal.statement.masker, statement.text);
+          const command = this.session.newCommand(commandId, portal.statement.masker, statement.text);
           for (const [cursor] of command.declares) declaredHere.add(cursor);
           expects.push({ kind: 'execute', command, portal });
           executes = true;
-          const effects = this.#session.effectsOf(statement.text);
+          const effects = this.session.effectsOf(statement.text);
           if (effects.searchPath) changesSearchPath = true;
           if (effects.setsPathForLater) setsSearchPath = true;
           break;
@@ -224,7 +218,7 @@ export class ExtendedBatch {
           break;
         case 'Sync':
           forward.push(raw);
-          expects.push({ kind: 'sync', copyEnds: this.#session.copyEndsSent });
+          expects.push({ kind: 'sync', copyEnds: this.session.copyEndsSent });
           break;
         case 'Flush':
           forward.push(raw);
@@ -238,45 +232,45 @@ export class ExtendedBatch {
     // among them sends none of this batch.
     const sendsBefore = refusal !== undefined && approvals.length === 0;
     for (const { statement, params, commandId } of approvals) {
-      if (refusal || this.#session.closed) break;
-      refusal = await this.#decisions.approve(commandId, statement.text, params, statement.decision);
+      if (refusal || this.session.closed) break;
+      refusal = await this.decisions.approve(commandId, statement.text, params, statement.decision);
     }
-    if (!refusal && executes && !this.#session.closed && this.#session.resource.audit?.wait === 'ack') refusal = await this.#decisions.unacknowledged();
-    if (this.#session.closed) return;
-    if (this.#session.discardUntilSync) {
+    if (!refusal && executes && !this.session.closed && this.session.resource.audit?.wait === 'ack') refusal = await this.decisions.unacknowledged();
+    if (this.session.closed) return;
+    if (this.session.discardUntilSync) {
       // The target failed an earlier message of this pipeline meanwhile: it ignores these. Their
       // Executes are on the record as decided: they end there as not run.
-      for (const expect of expects) if (expect.kind === 'execute') this.#session.audit.completed(expect.command, false);
+      for (const expect of expects) if (expect.kind === 'execute') this.session.audit.completed(expect.command, false);
       this.#skipToSync(end);
       return;
     }
     if (refusal && !sendsBefore) {
-      this.#session.refuseOnTarget(refusal, end === 'sync');
+      this.session.refuseOnTarget(refusal, end === 'sync');
       if (end === 'sync') this.#refusedBatchSynced();
-      else this.#session.discardUntilSync = true;
+      else this.session.discardUntilSync = true;
       return;
     }
     // The server drops its unnamed statement and portal as soon as a Parse or Bind of them arrives.
-    this.#session.registry.replaceUnnamed(parsesUnnamed, bindsUnnamed);
-    for (const expect of expects) this.#session.expects.push(expect);
-    for (const buffer of forward) this.#session.toUpstream.push(buffer);
-    if (end === 'sync') this.#session.executedSinceSync = false;
-    else if (executes) this.#session.executedSinceSync = true;
+    this.session.registry.replaceUnnamed(parsesUnnamed, bindsUnnamed);
+    for (const expect of expects) this.session.expects.push(expect);
+    for (const buffer of forward) this.session.toUpstream.push(buffer);
+    if (end === 'sync') this.session.executedSinceSync = false;
+    else if (executes) this.session.executedSinceSync = true;
     if (changesSearchPath) {
-      this.#session.searchPathDue = true;
+      this.session.searchPathDue = true;
       // Until it is read again (a simple query is only valid after the Sync), nothing is decided on a guess.
-      if (end !== 'sync') this.#session.searchPath = undefined;
+      if (end !== 'sync') this.session.searchPath = undefined;
     }
     if (refusal) {
       // The allowed messages before the refused one went first, as the server would have run them.
-      this.#session.refuseOnTarget(refusal, end === 'sync');
+      this.session.refuseOnTarget(refusal, end === 'sync');
       if (end === 'sync') this.#refusedBatchSynced();
-      else this.#session.discardUntilSync = true;
+      else this.session.discardUntilSync = true;
       return;
     }
-    if (end === 'sync' && this.#session.searchPathDue) {
-      this.#session.searchPathDue = false;
-      this.#session.refreshSearchPath();
+    if (end === 'sync' && this.session.searchPathDue) {
+      this.session.searchPathDue = false;
+      this.session.refreshSearchPath();
     }
   }
 
@@ -284,9 +278,9 @@ export class ExtendedBatch {
   #skipToSync(end: 'sync' | 'flush' | 'implicit'): void {
     if (end !== 'sync') return;
     // The target skips to this Sync since the error: it answers ReadyForQuery.
-    this.#session.discardUntilSync = false;
-    this.#session.expects.push({ kind: 'sync', copyEnds: this.#session.copyEndsSent });
-    this.#session.toUpstream.push(SYNC);
+    this.session.discardUntilSync = false;
+    this.session.expects.push({ kind: 'sync', copyEnds: this.session.copyEndsSent });
+    this.session.toUpstream.push(SYNC);
     this.#refusedBatchSynced();
   }
 
@@ -296,10 +290,10 @@ export class ExtendedBatch {
    * unknown path.
    */
   #refusedBatchSynced(): void {
-    this.#session.executedSinceSync = false;
-    if (!this.#session.searchPathDue) return;
-    this.#session.searchPathDue = false;
-    this.#session.refreshSearchPath();
+    this.session.executedSinceSync = false;
+    if (!this.session.searchPathDue) return;
+    this.session.searchPathDue = false;
+    this.session.refreshSearchPath();
   }
 
   /**
@@ -311,15 +305,15 @@ export class ExtendedBatch {
     // The server runs that DECLARE first and skips this message if it fails: the name is the cursor,
     // decided as a FETCH from it and masked with its DECLAREs' profiles, as a confirmed one is.
     if (declaredHere.has(name)) return this.#pipelineCursor(name, pipeline);
-    const changing = this.#session.expects.some(
+    const changing = this.session.expects.some(
       (e) =>
         (e.kind === 'bind' && e.portal.name === name) ||
         (e.kind === 'close' && e.target === 'P' && e.name === name) ||
         ((e.kind === 'query' || e.kind === 'execute') && e.command.declares.some(([cursor]) => cursor === name)),
     );
-    if (changing) await this.#session.settled();
-    const bound = this.#session.registry.portal(name);
-    if (bound || !this.#session.profiles.hasCursor(name)) return bound;
+    if (changing) await this.session.settled();
+    const bound = this.session.registry.portal(name);
+    if (bound || !this.session.profiles.hasCursor(name)) return bound;
     return this.#pipelineCursor(name, pipeline);
   }
 
@@ -337,18 +331,14 @@ export class ExtendedBatch {
    */
   async #cursorPortal(name: string): Promise<Portal | Refusal> {
     const text = `FETCH FORWARD ALL FROM ${quoteIdent(name)}`;
-    const decision = await this.#decisions.decide(text);
+    const decision = await this.decisions.decide(text);
     if (decision.effect !== 'allow') {
-      const commandId = this.#session.ports.newId();
-      const refusal = { code: SqlState.InsufficientPrivilege, message: denialMessage(decision, this.#session.resource.name) };
-      this.#decisions.recordDecided(commandId, text, decision);
-      this.#decisions.recordRefused(commandId, refusal);
-      return refusal;
+      return this.decisions.refuseByName(text, decision);
     }
-    const masking = this.#decisions.maskerFor(decision, text);
+    const masking = this.decisions.maskerFor(decision, text);
     if ('code' in masking) return masking;
     // Its rows are the DECLARE's: the masker is already the union with the cursor's profiles.
-    const { masker } = this.#session.profiles.command(text, masking.masker);
+    const { masker } = this.session.profiles.command(text, masking.masker);
     return { name, statement: { name: '', text, decision, masker }, cursor: true };
   }
 }

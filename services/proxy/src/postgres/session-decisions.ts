@@ -9,7 +9,7 @@ import type { Decision, GovernedCommand } from '../ports.js';
 import { normaliseSql } from './approval-text.js';
 import { changesPreparedStatements, type Refusal } from './expectations.js';
 import { coveredValueEscape } from './lineage.js';
-import { approvalRefusal } from './refusals.js';
+import { approvalRefusal, denialMessage } from './refusals.js';
 import type { SessionCore } from './session-core.js';
 import { SqlState } from './sqlstate.js';
 
@@ -139,6 +139,18 @@ export class SessionDecisions {
 
   recordRefused(commandId: string, refusal: Refusal): void {
     this.governor().recordRefused(commandId, { outcome: 'REFUSED', code: refusal.code, message: refusal.message, durationMs: 0 });
+  }
+
+  /**
+   * A statement or cursor named by a Bind, Describe or Execute whose text the policy did not allow
+   * now: on the record as decided and refused, answered 42501 with the denial.
+   */
+  refuseByName(text: string, decision: Decision): Refusal {
+    const commandId = this.#session.ports.newId();
+    const refusal = { code: SqlState.InsufficientPrivilege, message: denialMessage(decision, this.#session.resource.name) };
+    this.recordDecided(commandId, text, decision);
+    this.recordRefused(commandId, refusal);
+    return refusal;
   }
 
   /** The masker of an allowed `text`, or a refusal when masking is unavailable or the text would carry a covered value past it. */
