@@ -13,6 +13,24 @@ const statements = (db: Kysely<unknown>, list: readonly string[]): Promise<void>
     await sql.raw(text).execute(db);
   }, Promise.resolve());
 
+/**
+ * A DO block that sets up roles and grants. Creating a role needs CREATEROLE: a server that
+ * refuses leaves a notice, and the store works without this second line of defence.
+ */
+const grantsBlock = (body: string, what: string): string => `DO $$
+       BEGIN
+${body}
+       EXCEPTION
+         WHEN insufficient_privilege OR duplicate_object OR unique_violation THEN
+           RAISE NOTICE 'sluice: ${what} not set up: %', SQLERRM;
+       END $$`;
+
+/** The role, created unless it exists, may use the sluice schema. */
+const ensureRole = (role: string): string => `         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN
+           CREATE ROLE ${role} NOLOGIN;
+         END IF;
+         GRANT USAGE ON SCHEMA sluice TO ${role};`;
+
 const createEvents: Migration = {
   up: (db) =>
     statements(db, [
@@ -66,19 +84,13 @@ const createEvents: Migration = {
 const writerRole: Migration = {
   up: (db) =>
     statements(db, [
-      `DO $$
-       BEGIN
-         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${WRITER_ROLE}') THEN
-           CREATE ROLE ${WRITER_ROLE} NOLOGIN;
-         END IF;
-         GRANT USAGE ON SCHEMA sluice TO ${WRITER_ROLE};
+      grantsBlock(
+        `${ensureRole(WRITER_ROLE)}
          GRANT SELECT, INSERT ON sluice.events TO ${WRITER_ROLE};
          GRANT USAGE ON SEQUENCE sluice.events_seq_seq TO ${WRITER_ROLE};
-         GRANT ${WRITER_ROLE} TO CURRENT_USER;
-       EXCEPTION
-         WHEN insufficient_privilege OR duplicate_object OR unique_violation THEN
-           RAISE NOTICE 'sluice: writer role not set up: %', SQLERRM;
-       END $$`,
+         GRANT ${WRITER_ROLE} TO CURRENT_USER;`,
+        'writer role',
+      ),
     ]),
   down: async () => {
     throw new Error('never rolled back');
@@ -111,21 +123,15 @@ const provenance: Migration = {
       `COMMENT ON TABLE sluice.rejected_events IS 'Messages and events the audit service refused as not genuine (unsigned, unknown signer, bad signature, a kind the signer may not publish, unreadable). Never part of a chain.'`,
       `CREATE TRIGGER rejected_append_only BEFORE UPDATE OR DELETE ON sluice.rejected_events FOR EACH ROW EXECUTE FUNCTION sluice.refuse_change()`,
       `CREATE TRIGGER rejected_no_truncate BEFORE TRUNCATE ON sluice.rejected_events FOR EACH STATEMENT EXECUTE FUNCTION sluice.refuse_change()`,
-      `DO $$
-       BEGIN
-         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${WRITER_ROLE}') THEN
+      grantsBlock(
+        `         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${WRITER_ROLE}') THEN
            GRANT SELECT, INSERT ON sluice.rejected_events TO ${WRITER_ROLE};
            GRANT USAGE ON SEQUENCE sluice.rejected_events_seq_seq TO ${WRITER_ROLE};
          END IF;
-         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${READER_ROLE}') THEN
-           CREATE ROLE ${READER_ROLE} NOLOGIN;
-         END IF;
-         GRANT USAGE ON SCHEMA sluice TO ${READER_ROLE};
-         GRANT SELECT ON sluice.events, sluice.rejected_events, sluice.sessions, sluice.commands TO ${READER_ROLE};
-       EXCEPTION
-         WHEN insufficient_privilege OR duplicate_object OR unique_violation THEN
-           RAISE NOTICE 'sluice: provenance roles not set up: %', SQLERRM;
-       END $$`,
+${ensureRole(READER_ROLE)}
+         GRANT SELECT ON sluice.events, sluice.rejected_events, sluice.sessions, sluice.commands TO ${READER_ROLE};`,
+        'provenance roles',
+      ),
     ]),
   down: async () => {
     throw new Error('never rolled back');
