@@ -13,6 +13,14 @@ const statements = (db: Kysely<unknown>, list: readonly string[]): Promise<void>
     await sql.raw(text).execute(db);
   }, Promise.resolve());
 
+/** A migration of SQL statements; never rolled back (the events are append-only). */
+const sqlMigration = (list: readonly string[]): Migration => ({
+  up: (db) => statements(db, list),
+  down: async () => {
+    throw new Error('sluice.events is append-only; migrations are never rolled back');
+  },
+});
+
 /**
  * A DO block that sets up roles and grants. Creating a role needs CREATEROLE: a server that
  * refuses leaves a notice, and the store works without this second line of defence.
@@ -31,10 +39,8 @@ const ensureRole = (role: string): string => `         IF NOT EXISTS (SELECT 1 F
          END IF;
          GRANT USAGE ON SCHEMA sluice TO ${role};`;
 
-const createEvents: Migration = {
-  up: (db) =>
-    statements(db, [
-      `CREATE TABLE sluice.events (
+const createEvents: Migration = sqlMigration([
+  `CREATE TABLE sluice.events (
         seq bigserial PRIMARY KEY,
         id text NOT NULL UNIQUE,
         session_id text NOT NULL,
@@ -56,58 +62,46 @@ const createEvents: Migration = {
         stored_at timestamptz NOT NULL DEFAULT now(),
         UNIQUE (session_id, session_seq)
       )`,
-      `COMMENT ON TABLE sluice.events IS 'Append-only Sluice audit events. Each session is a hash chain: hash = sha256(prev_hash || RFC 8785 JSON of the CloudEvent); the first prev_hash is 64 zeros.'`,
-      `CREATE INDEX events_heads_idx ON sluice.events (seq) WHERE kind IN ('session.started', 'session.rejected')`,
-      `CREATE INDEX events_subject_idx ON sluice.events (subject_sub) WHERE kind IN ('session.started', 'session.rejected')`,
-      `CREATE INDEX events_command_idx ON sluice.events (command_id) WHERE command_id IS NOT NULL`,
-      `CREATE INDEX events_approval_idx ON sluice.events (approval_id) WHERE approval_id IS NOT NULL`,
-      `CREATE FUNCTION sluice.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+  `COMMENT ON TABLE sluice.events IS 'Append-only Sluice audit events. Each session is a hash chain: hash = sha256(prev_hash || RFC 8785 JSON of the CloudEvent); the first prev_hash is 64 zeros.'`,
+  `CREATE INDEX events_heads_idx ON sluice.events (seq) WHERE kind IN ('session.started', 'session.rejected')`,
+  `CREATE INDEX events_subject_idx ON sluice.events (subject_sub) WHERE kind IN ('session.started', 'session.rejected')`,
+  `CREATE INDEX events_command_idx ON sluice.events (command_id) WHERE command_id IS NOT NULL`,
+  `CREATE INDEX events_approval_idx ON sluice.events (approval_id) WHERE approval_id IS NOT NULL`,
+  `CREATE FUNCTION sluice.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
        BEGIN
          RAISE EXCEPTION 'sluice.events is append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
        END $$`,
-      `CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON sluice.events FOR EACH ROW EXECUTE FUNCTION sluice.refuse_change()`,
-      `CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON sluice.events FOR EACH STATEMENT EXECUTE FUNCTION sluice.refuse_change()`,
-      // One row per session, headed by its session.started (or session.rejected) event. The
-      // LATERAL form lets filters on the head (subject, resource, time) use indexes.
-      sessionsView('CREATE', COMMAND_DECIDED.commandKinds),
-      commandsView('CREATE', COMMAND_DECIDED.viewKinds, COMMAND_DECIDED.completion, COMMAND_DECIDED.result),
-    ]),
-  down: async () => {
-    throw new Error('sluice.events is append-only; migrations are never rolled back');
-  },
-};
+  `CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON sluice.events FOR EACH ROW EXECUTE FUNCTION sluice.refuse_change()`,
+  `CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON sluice.events FOR EACH STATEMENT EXECUTE FUNCTION sluice.refuse_change()`,
+  // One row per session, headed by its session.started (or session.rejected) event. The
+  // LATERAL form lets filters on the head (subject, resource, time) use indexes.
+  sessionsView('CREATE', COMMAND_DECIDED.commandKinds),
+  commandsView('CREATE', COMMAND_DECIDED.viewKinds, COMMAND_DECIDED.completion, COMMAND_DECIDED.result),
+]);
 
 /**
  * The writer role gets only INSERT and SELECT (and the sequence). Creating a cluster role needs
  * CREATEROLE; without it the store still works, only without this second line of defence.
  */
-const writerRole: Migration = {
-  up: (db) =>
-    statements(db, [
-      grantsBlock(
-        `${ensureRole(WRITER_ROLE)}
+const writerRole: Migration = sqlMigration([
+  grantsBlock(
+    `${ensureRole(WRITER_ROLE)}
          GRANT SELECT, INSERT ON sluice.events TO ${WRITER_ROLE};
          GRANT USAGE ON SEQUENCE sluice.events_seq_seq TO ${WRITER_ROLE};
          GRANT ${WRITER_ROLE} TO CURRENT_USER;`,
-        'writer role',
-      ),
-    ]),
-  down: async () => {
-    throw new Error('never rolled back');
-  },
-};
+    'writer role',
+  ),
+]);
 
 /**
  * Provenance: which signer's signature the audit service verified for each stored event, and
  * the records it refused (never stored as genuine, never dropped), append-only like the events.
  * Also the read-only compliance role.
  */
-const provenance: Migration = {
-  up: (db) =>
-    statements(db, [
-      `ALTER TABLE sluice.events ADD COLUMN signed_by text`,
-      `COMMENT ON COLUMN sluice.events.signed_by IS 'The Sluice service whose Ed25519 signature on the NATS message carrying this event the audit service verified; NULL: stored without a verified signature.'`,
-      `CREATE TABLE sluice.rejected_events (
+const provenance: Migration = sqlMigration([
+  `ALTER TABLE sluice.events ADD COLUMN signed_by text`,
+  `COMMENT ON COLUMN sluice.events.signed_by IS 'The Sluice service whose Ed25519 signature on the NATS message carrying this event the audit service verified; NULL: stored without a verified signature.'`,
+  `CREATE TABLE sluice.rejected_events (
         seq bigserial PRIMARY KEY,
         key text NOT NULL UNIQUE,
         reason text NOT NULL,
@@ -120,39 +114,29 @@ const provenance: Migration = {
         payload text NOT NULL,
         received_at timestamptz NOT NULL DEFAULT now()
       )`,
-      `COMMENT ON TABLE sluice.rejected_events IS 'Messages and events the audit service refused as not genuine (unsigned, unknown signer, bad signature, a kind the signer may not publish, unreadable). Never part of a chain.'`,
-      `CREATE TRIGGER rejected_append_only BEFORE UPDATE OR DELETE ON sluice.rejected_events FOR EACH ROW EXECUTE FUNCTION sluice.refuse_change()`,
-      `CREATE TRIGGER rejected_no_truncate BEFORE TRUNCATE ON sluice.rejected_events FOR EACH STATEMENT EXECUTE FUNCTION sluice.refuse_change()`,
-      grantsBlock(
-        `         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${WRITER_ROLE}') THEN
+  `COMMENT ON TABLE sluice.rejected_events IS 'Messages and events the audit service refused as not genuine (unsigned, unknown signer, bad signature, a kind the signer may not publish, unreadable). Never part of a chain.'`,
+  `CREATE TRIGGER rejected_append_only BEFORE UPDATE OR DELETE ON sluice.rejected_events FOR EACH ROW EXECUTE FUNCTION sluice.refuse_change()`,
+  `CREATE TRIGGER rejected_no_truncate BEFORE TRUNCATE ON sluice.rejected_events FOR EACH STATEMENT EXECUTE FUNCTION sluice.refuse_change()`,
+  grantsBlock(
+    `         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${WRITER_ROLE}') THEN
            GRANT SELECT, INSERT ON sluice.rejected_events TO ${WRITER_ROLE};
            GRANT USAGE ON SEQUENCE sluice.rejected_events_seq_seq TO ${WRITER_ROLE};
          END IF;
 ${ensureRole(READER_ROLE)}
          GRANT SELECT ON sluice.events, sluice.rejected_events, sluice.sessions, sluice.commands TO ${READER_ROLE};`,
-        'provenance roles',
-      ),
-    ]),
-  down: async () => {
-    throw new Error('never rolled back');
-  },
-};
+    'provenance roles',
+  ),
+]);
 
 /**
  * `command.executed`: a command that ran without a hold, recorded as one event (its decision,
  * outcome and, under `result`, the masked result). The views count and show it like a
  * command.decided followed by its command.completed and result.returned.
  */
-const commandExecuted: Migration = {
-  up: (db) =>
-    statements(db, [
-      sessionsView('CREATE OR REPLACE', COMMAND_EXECUTED.commandKinds),
-      commandsView('CREATE OR REPLACE', COMMAND_EXECUTED.viewKinds, COMMAND_EXECUTED.completion, COMMAND_EXECUTED.result),
-    ]),
-  down: async () => {
-    throw new Error('never rolled back');
-  },
-};
+const commandExecuted: Migration = sqlMigration([
+  sessionsView('CREATE OR REPLACE', COMMAND_EXECUTED.commandKinds),
+  commandsView('CREATE OR REPLACE', COMMAND_EXECUTED.viewKinds, COMMAND_EXECUTED.completion, COMMAND_EXECUTED.result),
+]);
 
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => ({
