@@ -1,5 +1,7 @@
-import type { ApproverRule } from '@sluice/contracts';
+import type { ApproverRule, SessionSummary, StoredEvent } from '@sluice/contracts';
 import { BackendError } from './errors.js';
+
+export type { SessionSummary, StoredEvent };
 
 /** An approval as the approval service's HTTP API shows it (approvalView). */
 export interface ApprovalView {
@@ -21,27 +23,6 @@ export interface ApprovalView {
   readonly decisions: readonly { readonly approver: string; readonly decision: 'approve' | 'deny'; readonly reason?: string; readonly at?: string }[];
   readonly justification?: string;
   readonly reason?: string;
-}
-
-export interface SessionSummary {
-  readonly session_id: string;
-  readonly subject: string | null;
-  readonly resource: string | null;
-  readonly protocol: string | null;
-  readonly started_at: string;
-  readonly ended_at: string | null;
-  readonly commands: number;
-  readonly denials: number;
-  readonly approvals: number;
-}
-
-export interface StoredEvent {
-  readonly id: string;
-  readonly type: string;
-  readonly time: string;
-  readonly seq: number;
-  readonly hash: string;
-  readonly data: Record<string, unknown>;
 }
 
 export type ChainVerification =
