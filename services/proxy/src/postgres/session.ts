@@ -46,7 +46,7 @@ import { maskNotification } from './server-texts.js';
 import { ResultRelay } from './result-relay.js';
 import { EncodingConversionError } from './client-encoding.js';
 import { ClientEdge, ClientOutbox } from './client-encoding-frames.js';
-import { encodingSwitch, SessionClientEncoding, type EncodingPlan, type EncodingSwitch } from './client-encoding-session.js';
+import { encodingSwitch, SessionClientEncoding, showingClientEncoding, type EncodingPlan, type EncodingSwitch } from './client-encoding-session.js';
 import { normaliseSql } from './approval-text.js';
 import { FLUSH, SYNC, schemasOf, SEARCH_PATH_QUERY, SESSION_START_QUERY, SessionEffectsCache, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
@@ -796,6 +796,15 @@ export class PostgresSession {
     return refusal;
   }
 
+  /** A refusal of the proxy's own before any rule (a client_encoding change it cannot carry out): on the record as every refusal. */
+  #recordRefusedBeforeRule(text: string, refusal: Refusal): Refusal {
+    const commandId = this.#ports.newId();
+    this.#commands++;
+    this.#governor().recordRefusedBeforeRule({ commandId, command: this.#maskedText(text, undefined) }, refusal.message);
+    this.#recordRefused(commandId, refusal);
+    return refusal;
+  }
+
   /** Holds a command for a human; resolves to undefined when granted and consumed, else the refusal. */
   async #approve(commandId: string, text: string, params: readonly (string | null)[], decision: Decision): Promise<Refusal | undefined> {
     if (decision.effect !== 'approve') return undefined;
@@ -830,7 +839,7 @@ export class PostgresSession {
     if (touchesEncoding && this.#expects.length > 0 && !this.#closed) return this.#settled().then(() => this.#query(frame));
     const encodingPlan = touchesEncoding ? this.#clientEncoding?.plan(text, this.#transactionStatus !== TransactionStatus.Idle) : undefined;
     if (encodingPlan && 'code' in encodingPlan) {
-      this.#refuseOnTarget(encodingPlan, true);
+      this.#refuseOnTarget(this.#recordRefusedBeforeRule(text, encodingPlan), true);
       return undefined;
     }
     const commandId = this.#ports.newId();
@@ -1001,7 +1010,8 @@ export class PostgresSession {
           refusal = this.#statementTooLong(this.#ports.newId(), message.text);
           if (refusal) break;
           if (this.#effectsOf(message.text).clientEncoding) {
-            refusal = this.#clientEncoding?.extendedRefusal(message.text, this.#transactionStatus !== TransactionStatus.Idle);
+            const encodingRefusal = this.#clientEncoding?.extendedRefusal(message.text, this.#transactionStatus !== TransactionStatus.Idle);
+            if (encodingRefusal) refusal = this.#recordRefusedBeforeRule(message.text, encodingRefusal);
             if (refusal) break;
           }
           const decision = await this.#decide(message.text, executes, setsSearchPath);
@@ -1415,8 +1425,13 @@ export class PostgresSession {
         if (!result) {
           throw new ResultWithheldError('a row arrived without its description');
         }
-        if (this.#toClient.edge) this.#toClient.rowFields = result.fields;
-        out.push(result.row(frame.body) ?? frame.raw);
+        const edge = this.#toClient.edge;
+        if (!edge) {
+          out.push(result.row(frame.body) ?? frame.raw);
+          return;
+        }
+        this.#toClient.rowFields = result.fields;
+        out.push(showingClientEncoding(head as { command: Command }, result.row(frame.body) ?? frame.raw, edge.encoding.name));
         return;
       }
       case BackendCode.RowDescription: {
