@@ -38,7 +38,7 @@ import { SocketFrames } from './frame-source.js';
 import { negotiateStartup, type ClientSocket } from './startup-negotiation.js';
 import { Outbox } from './outbox.js';
 import { coveredValueEscape, touchesCoveredColumn } from './lineage.js';
-import { approvalRefusal, denial, denialMessage, refusalMessage, TARGET_REFUSAL } from './refusals.js';
+import { approvalRefusal, CANCELLED, denial, denialMessage, refusalMessage, TARGET_REFUSAL } from './refusals.js';
 import { SessionAudit } from './session-audit.js';
 import { StatementRegistry } from './statement-registry.js';
 import { SessionProfiles } from './session-profiles.js';
@@ -168,6 +168,8 @@ export class PostgresSession {
   #coveredInTransaction = false;
   /** CopyDone and CopyFail messages the client has sent (see #copyInStarted). */
   #copyEndsSent = 0;
+  /** The agent cancelled while its next statement was held by the proxy: that statement is answered as cancelled. */
+  #cancelHeld = false;
   /** Set while the proxy re-reads search_path: decisions wait for it. */
   #searchPathRefresh: Promise<void> | undefined;
   /** An extended-protocol statement ran that may have changed search_path: read it at the Sync. */
@@ -337,7 +339,7 @@ export class PostgresSession {
         port: this.#resource.target.port,
         processId: upstream.processId,
         secretKey: upstream.secretKey,
-      });
+      }, () => this.#cancelRequested());
       this.#started = true;
       this.#ctx.sessions.add(this);
       this.#audit.started(subject, readOnly, startedParameters(request));
@@ -628,6 +630,23 @@ export class PostgresSession {
   }
 
   /**
+   * A CancelRequest for this session: the target's to apply while it has a message of the agent's
+   * to run. Otherwise the agent's statement is still with the proxy (being decided, or waiting
+   * for the proxy's own search_path read), where the server would already be running it: the
+   * proxy answers it as cancelled. With nothing of the agent's anywhere, the server would ignore
+   * the request; so does the proxy (its own read must not be the one cancelled).
+   */
+  #cancelRequested(): boolean {
+    if (this.#expects.some((expect) => expect.kind !== 'internal')) return false;
+    if (this.#pumping) {
+      this.#cancelHeld = true;
+      // A statement held for a human is the one the agent cancels: it no longer waits.
+      for (const hold of this.#holds) hold.abort();
+    }
+    return true;
+  }
+
+  /**
    * Resolves once the target has answered everything sent to it so far, so the session state
    * the proxy mirrors (lexer settings, statements, search_path) is the server's, not a guess.
    */
@@ -873,6 +892,8 @@ export class PostgresSession {
   #sendQuery(query: DecidedQuery, decision: Decision, refusal: Refusal | undefined, acked = false): Promise<void> | undefined {
     if (this.#closed) return undefined;
     const { frame, commandId, text, encodingPlan } = query;
+    if (this.#cancelHeld && (!refusal || decision.effect === 'approve')) refusal = CANCELLED;
+    this.#cancelHeld = false;
     const masking = refusal ? undefined : this.#maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
     if (!refusal && !acked && this.#resource.audit?.wait === 'ack') {
@@ -1130,6 +1151,11 @@ export class PostgresSession {
     }
     if (!refusal && executes && !this.#closed && this.#resource.audit?.wait === 'ack') refusal = await this.#unacknowledged();
     if (this.#closed) return;
+    if (executes && this.#cancelHeld && (!refusal || approvals.length > 0)) {
+      refusal = CANCELLED;
+      for (const expect of expects) if (expect.kind === 'execute') this.#recordRefused(expect.command.id, refusal);
+    }
+    this.#cancelHeld = false;
     if (this.#discardUntilSync) {
       // The target failed an earlier message of this pipeline meanwhile: it ignores these. Their
       // Executes are on the record as decided: they end there as not run.
