@@ -44,7 +44,7 @@ const connect = async (way: 'direct' | 'sluice', groups = ['all']): Promise<post
 
 describe('cancelling a pipelined query, postgres.js, direct and through Sluice', () => {
   it('cancels the second of two pipelined queries and leaves the first to complete', async () => {
-    const seen: Record<string, unknown[]> = { direct: [], sluice: [] };
+    const seen: Record<'direct' | 'sluice', unknown[]> = { direct: [], sluice: [] };
     for (const way of ['direct', 'sluice'] as const) {
       const sql = await connect(way);
       try {
