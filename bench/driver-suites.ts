@@ -66,7 +66,8 @@ const viaSluice = async (cleanup: CleanupStack): Promise<number> => {
       ],
       rules: [{ name: 'driver-suite', effect: 'allow', subjects: { groups: ['driver-suites'] }, actions: values.actions.split(',') }],
     },
-    { env: { NATS_URL: '', DATABASE_URL: '', LOG_LEVEL: 'warn', OTEL_TRACES_EXPORTER: 'none', OTEL_SDK_DISABLED: 'true' } },
+    // On a loaded machine `sluice up` can take minutes to be ready; a suite run is worth the wait.
+    { env: { NATS_URL: '', DATABASE_URL: '', LOG_LEVEL: 'warn', OTEL_TRACES_EXPORTER: 'none', OTEL_SDK_DISABLED: 'true' }, readyTimeoutMs: 300_000 },
   );
   cleanup.defer('sluice', () => sluice.stop());
   // A suite may open connections for an hour; the token is checked at each login.

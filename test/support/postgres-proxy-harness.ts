@@ -201,8 +201,8 @@ export interface PostgresFrontDoorOptions {
   /** Run on the direct connection before it closes (cluster-wide objects such as roles); failures are ignored. */
   readonly teardownSql?: string;
   readonly hashKey: string;
-  /** How every held command is decided (denied unless told): `granted` runs it once. */
-  readonly approvalOutcome?: 'granted' | 'denied';
+  /** How every held command is decided (denied unless told): `granted` runs it once; `held`: never decided, it waits until the proxy gives up the hold. */
+  readonly approvalOutcome?: 'granted' | 'denied' | 'held';
   /** The policy port the proxy asks (a real gRPC client, with its decision cache); else the engine in process. */
   readonly policyPort?: () => GovernancePorts['policy'];
 }
@@ -264,7 +264,11 @@ export class PostgresFrontDoor {
           this.approvalRequests.push(request.command);
           return { approvalId: `appr-${randomUUID().slice(0, 8)}`, expiresAt: new Date(Date.now() + 60_000) };
         },
-        awaitDecision: async () => ({ outcome: this.#options.approvalOutcome ?? 'denied', approvers: [], reason: '' }),
+        awaitDecision: async (_approvalId, signal) => {
+          if (this.#options.approvalOutcome !== 'held') return { outcome: this.#options.approvalOutcome ?? 'denied', approvers: [], reason: '' };
+          await new Promise((resolve) => (signal.aborted ? resolve(undefined) : signal.addEventListener('abort', resolve, { once: true })));
+          return { outcome: 'cancelled', approvers: [], reason: 'the hold was given up' };
+        },
         consume: async () => this.#options.approvalOutcome === 'granted',
       },
       record: (_sessionId, kind, data) => {

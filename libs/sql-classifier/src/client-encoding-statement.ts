@@ -45,3 +45,23 @@ export const clientEncodingStatement = (text: string): { readonly effects: reado
   const effects = statements.map((raw) => changesClientEncoding(raw.stmt ?? {})).filter((effect) => effect !== undefined);
   return effects.length > 0 ? { effects, alone: statements.length === 1 } : undefined;
 };
+
+/**
+ * A text that is one `SHOW client_encoding` (`setting`) or one `SHOW ALL` (`all`), else undefined.
+ * The target session stays in UTF8 while the proxy converts for the agent, so the proxy puts the
+ * agent's own encoding in such a result, as the server reports the session's.
+ */
+export const showsClientEncoding = (text: string): 'setting' | 'all' | undefined => {
+  if (!/show/i.test(text)) return undefined;
+  let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
+  try {
+    tree = parseText(text);
+  } catch {
+    return undefined;
+  }
+  const statements = tree.stmts ?? [];
+  if (statements.length !== 1) return undefined;
+  const show = statements[0]!.stmt?.VariableShowStmt as { name?: string } | undefined;
+  const name = (show?.name ?? '').toLowerCase();
+  return name === 'client_encoding' ? 'setting' : name === 'all' ? 'all' : undefined;
+};

@@ -2,7 +2,7 @@ import { BackendCode, decodeBackend, decodeDataRow, decodeNoticeFields, decodeRo
 import { ResultWithheldError } from '@sluice/contracts';
 import { EncodingConversionError } from './client-encoding.js';
 import { ClientEdge } from './client-encoding-frames.js';
-import type { EncodingSwitch } from './client-encoding-session.js';
+import { showingClientEncoding, type EncodingSwitch } from './client-encoding-session.js';
 import { endsTargetSkip, stopsSkipping, type Command, type Expect } from './expectations.js';
 import type { Outbox } from './outbox.js';
 import { maskNotification } from './server-texts.js';
@@ -221,8 +221,13 @@ export class BackendDispatch {
         if (!result) {
           throw new ResultWithheldError('a row arrived without its description');
         }
-        if (this.session.toClient.edge) this.session.toClient.rowFields = result.fields;
-        out.push(result.row(frame.body) ?? frame.raw);
+        const edge = this.session.toClient.edge;
+        if (!edge) {
+          out.push(result.row(frame.body) ?? frame.raw);
+          return;
+        }
+        this.session.toClient.rowFields = result.fields;
+        out.push(showingClientEncoding(head as { command: Command }, result.row(frame.body) ?? frame.raw, edge.encoding.name));
         return;
       }
       case BackendCode.RowDescription: {

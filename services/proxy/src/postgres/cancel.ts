@@ -15,17 +15,24 @@ interface UpstreamKey {
  * it) with a secret key of the proxy's own: the target's secret never leaves the proxy, and a
  * CancelRequest with the proxy's key is mapped to the target's. One registry per adapter.
  */
-export class CancelKeys {
-  readonly #keys = new Map<string, UpstreamKey>();
+/**
+ * The session's own answer to a CancelRequest: true when the proxy applied it itself (the agent's
+ * statement was still held by the proxy, or the backend runs nothing of the agent's), false when
+ * the target is to get it.
+ */
+export type CancelHandler = () => boolean;
 
-  issue(upstream: UpstreamKey): { processId: number; secretKey: number } {
+export class CancelKeys {
+  readonly #keys = new Map<string, UpstreamKey & { readonly handler?: CancelHandler | undefined }>();
+
+  issue(upstream: UpstreamKey, handler?: CancelHandler): { processId: number; secretKey: number } {
     const processId = upstream.processId;
     for (;;) {
       const secretKey = randomInt(-0x80000000, 0x7fffffff);
       const key = `${processId}:${secretKey}`;
       // The same pid on another target of this resource (a failover) gets another secret.
       if (this.#keys.has(key) || secretKey === upstream.secretKey) continue;
-      this.#keys.set(key, upstream);
+      this.#keys.set(key, { ...upstream, handler });
       return { processId, secretKey };
     }
   }
@@ -38,6 +45,7 @@ export class CancelKeys {
   cancel(processId: number, secretKey: number): Promise<boolean> {
     const upstream = this.#keys.get(`${processId}:${secretKey}`);
     if (!upstream) return Promise.resolve(false);
+    if (upstream.handler?.()) return Promise.resolve(true);
     return new Promise((resolve) => {
       const socket = net.connect({ host: upstream.host, port: upstream.port });
       socket.setTimeout(5000, () => socket.destroy());

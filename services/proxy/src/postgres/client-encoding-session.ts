@@ -6,9 +6,10 @@
  * (its CommandComplete), as the server's does, with the ParameterStatus the server would send.
  * @see https://www.postgresql.org/docs/current/multibyte.html#MULTIBYTE-AUTOMATIC-CONVERSION
  */
-import { encodeParameterStatus } from '@sluice/codec-pg';
-import { clientEncodingStatement, type ClientEncodingEffect } from '@sluice/sql-classifier';
+import { decodeDataRow, encodeDataRow, encodeParameterStatus } from '@sluice/codec-pg';
+import { clientEncodingStatement, showsClientEncoding, type ClientEncodingEffect } from '@sluice/sql-classifier';
 import { ClientEncoding, EncodingConversionError, pgEncodingName } from './client-encoding.js';
+import type { Command } from './expectations.js';
 
 /** The encoding the agent gets after a statement completes: undefined conversion for UTF8 and SQL_ASCII. */
 export interface EncodingSwitch {
@@ -123,3 +124,20 @@ export class SessionClientEncoding {
     return encodeParameterStatus('client_encoding', to.name);
   }
 }
+
+/**
+ * A DataRow (UTF-8, as the target sent it) of `SHOW client_encoding` or of `SHOW ALL`'s
+ * client_encoding row, given the agent's encoding as the server would report it for the agent's
+ * session; any other row as it came. The target's own setting is the proxy's UTF8.
+ */
+export const showingClientEncoding = (head: { readonly command: Command }, row: Buffer, encodingName: string): Buffer => {
+  const command = head.command;
+  command.showsEncoding ??= showsClientEncoding(command.sql) ?? null;
+  if (!command.showsEncoding) return row;
+  const values = decodeDataRow(row.subarray(5));
+  if (command.showsEncoding === 'setting' && values.length === 1 && values[0] !== null) return encodeDataRow([encodingName]);
+  if (command.showsEncoding === 'all' && values.length >= 2 && values[0]?.toString() === 'client_encoding') {
+    return encodeDataRow(values.map((value, i) => (i === 1 ? encodingName : value)));
+  }
+  return row;
+};

@@ -6,7 +6,7 @@ import type { ClientEdge } from './client-encoding-frames.js';
 import type { EncodingPlan } from './client-encoding-session.js';
 import { newPipeline, type Refusal } from './expectations.js';
 import type { ExtendedBatch } from './extended-batch.js';
-import { denial } from './refusals.js';
+import { CANCELLED, denial } from './refusals.js';
 import type { SessionCore } from './session-core.js';
 import type { SessionDecisions } from './session-decisions.js';
 import { SqlState } from './sqlstate.js';
@@ -68,6 +68,23 @@ export class ClientIntake {
     }
     this.session.updateClientFlow();
     if (!this.#pumping) void this.#pump();
+  }
+
+  /**
+   * A CancelRequest for this session: the target's to apply while it has a message of the agent's
+   * to run. Otherwise the agent's statement is still with the proxy (being decided, or waiting
+   * for the proxy's own search_path read), where the server would already be running it: the
+   * proxy answers it as cancelled. With nothing of the agent's anywhere, the server would ignore
+   * the request; so does the proxy (its own read must not be the one cancelled).
+   */
+  cancelRequested(): boolean {
+    if (this.session.expects.some((expect) => expect.kind !== 'internal')) return false;
+    if (this.#pumping) {
+      this.session.cancelHeld = true;
+      // A statement held for a human is the one the agent cancels: it no longer waits.
+      for (const hold of this.session.holds) hold.abort();
+    }
+    return true;
   }
 
   async #pump(): Promise<void> {
@@ -193,7 +210,7 @@ export class ClientIntake {
     if (touchesEncoding && this.session.expects.length > 0 && !this.session.closed) return this.session.settled().then(() => this.#query(frame));
     const encodingPlan = touchesEncoding ? this.session.clientEncoding?.plan(text, this.session.transactionStatus !== TransactionStatus.Idle) : undefined;
     if (encodingPlan && 'code' in encodingPlan) {
-      this.session.refuseOnTarget(encodingPlan, true);
+      this.session.refuseOnTarget(this.decisions.recordRefusedBeforeRule(text, encodingPlan), true);
       return undefined;
     }
     const commandId = this.session.ports.newId();
@@ -227,6 +244,8 @@ export class ClientIntake {
   #sendQuery(query: DecidedQuery, decision: Decision, refusal: Refusal | undefined, acked = false): Promise<void> | undefined {
     if (this.session.closed) return undefined;
     const { frame, commandId, text, encodingPlan } = query;
+    if (this.session.cancelHeld && (!refusal || decision.effect === 'approve')) refusal = CANCELLED;
+    this.session.cancelHeld = false;
     const masking = refusal ? undefined : this.decisions.maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
     if (!refusal && !acked && this.session.resource.audit?.wait === 'ack') {

@@ -76,6 +76,8 @@ export interface Command {
   done: boolean;
   /** A SET/RESET of client_encoding: the agent's conversion switches to this at its CommandComplete. */
   readonly encoding?: EncodingSwitch | undefined;
+  /** Whether it is one SHOW client_encoding or SHOW ALL (null: neither), read at its first row. */
+  showsEncoding?: 'setting' | 'all' | null;
 }
 
 export type Expect =

@@ -1,7 +1,7 @@
 import { decodeFrontend, encodeDescribe, TransactionStatus, type Frame } from '@sluice/codec-pg';
 import { maskProfileOf, ProtocolMalformedError } from '@sluice/contracts';
 import type { Expect, Portal, Refusal, Statement } from './expectations.js';
-import { denial } from './refusals.js';
+import { CANCELLED, denial } from './refusals.js';
 import type { SessionCore } from './session-core.js';
 import type { SessionDecisions } from './session-decisions.js';
 import { SYNC } from './session-state.js';
@@ -118,7 +118,8 @@ export class ExtendedBatch {
           refusal = this.decisions.statementTooLong(this.session.ports.newId(), message.text);
           if (refusal) break;
           if (this.session.effectsOf(message.text).clientEncoding) {
-            refusal = this.session.clientEncoding?.extendedRefusal(message.text, this.session.transactionStatus !== TransactionStatus.Idle);
+            const encodingRefusal = this.session.clientEncoding?.extendedRefusal(message.text, this.session.transactionStatus !== TransactionStatus.Idle);
+            if (encodingRefusal) refusal = this.decisions.recordRefusedBeforeRule(message.text, encodingRefusal);
             if (refusal) break;
           }
           const decision = await this.decisions.decide(message.text, executes, setsSearchPath);
@@ -237,6 +238,11 @@ export class ExtendedBatch {
     }
     if (!refusal && executes && !this.session.closed && this.session.resource.audit?.wait === 'ack') refusal = await this.decisions.unacknowledged();
     if (this.session.closed) return;
+    if (executes && this.session.cancelHeld && (!refusal || approvals.length > 0)) {
+      refusal = CANCELLED;
+      for (const expect of expects) if (expect.kind === 'execute') this.decisions.recordRefused(expect.command.id, refusal);
+    }
+    this.session.cancelHeld = false;
     if (this.session.discardUntilSync) {
       // The target failed an earlier message of this pipeline meanwhile: it ignores these. Their
       // Executes are on the record as decided: they end there as not run.

@@ -13,6 +13,9 @@ import { SqlState } from './sqlstate.js';
  */
 export const TARGET_REFUSAL = encodeParse('sluice_refused', "select 'sluice: command refused'::pg_catalog.int4");
 
+/** A statement the agent cancelled while the proxy held it, answered as the server answers a cancelled one. */
+export const CANCELLED: Refusal = { code: SqlState.QueryCanceled, message: 'canceling statement due to user request' };
+
 /** The ErrorResponse the agent gets for a refusal. */
 export const refusalMessage = (refusal: Refusal): Buffer => {
   if (refusal.position === undefined) return encodeErrorResponse({ severity: 'ERROR', code: refusal.code, message: refusal.message });

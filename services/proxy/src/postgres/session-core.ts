@@ -48,6 +48,8 @@ export class SessionCore {
   targetEnded = false;
   /** Commands held for approval: aborted when the session ends. */
   readonly holds = new Set<AbortController>();
+  /** The agent cancelled while its next statement was held by the proxy: that statement is answered as cancelled. */
+  cancelHeld = false;
 
   // client -> proxy
   /** Client bytes read but not handled yet (ClientIntake's queue): past a bound the socket is paused. */

@@ -137,6 +137,15 @@ export class SessionDecisions {
     );
   }
 
+  /** A refusal of the proxy's own before any rule (a client_encoding change it cannot carry out): on the record as every refusal. */
+  recordRefusedBeforeRule(text: string, refusal: Refusal): Refusal {
+    const commandId = this.#session.ports.newId();
+    this.#session.commands++;
+    this.governor().recordRefusedBeforeRule({ commandId, command: this.maskedText(text, undefined) }, refusal.message);
+    this.recordRefused(commandId, refusal);
+    return refusal;
+  }
+
   recordRefused(commandId: string, refusal: Refusal): void {
     this.governor().recordRefused(commandId, { outcome: 'REFUSED', code: refusal.code, message: refusal.message, durationMs: 0 });
   }

@@ -120,7 +120,7 @@ export class PostgresSession {
         port: core.resource.target.port,
         processId: upstream.processId,
         secretKey: upstream.secretKey,
-      });
+      }, () => this.#intake.cancelRequested());
       this.#started = true;
       ctx.sessions.add(this);
       core.audit.started(loggedIn.subject, loggedIn.readOnly, startedParameters(loggedIn.request));

@@ -25,6 +25,8 @@ export const SqlState = {
   ProgramLimitExceeded: '54000',
   /** too_many_connections: beyond the listener's `limits` (for it, or for one subject). */
   TooManyConnections: '53300',
+  /** query_canceled: a CancelRequest applied to a statement the proxy still held. */
+  QueryCanceled: '57014',
   /** feature_not_supported. */
   FeatureNotSupported: '0A000',
 } as const;
