@@ -8,6 +8,7 @@ import {
   decodeNoticeFields,
   decodePassword,
   decodeRowDescription,
+  rowDescriptionTableOids,
   encodeAuthenticationCleartextPassword,
   encodeAuthenticationOk,
   encodeBackendKeyData,
@@ -1294,7 +1295,7 @@ export class PostgresSession {
       : head?.kind === 'describeStatement' ? head.statement.masker
       : undefined;
     if (!masker) return false;
-    const missing = this.#ctx.catalog.missing(decodeRowDescription(frames[index]!.body).map((f) => f.tableOid));
+    const missing = this.#ctx.catalog.missing(rowDescriptionTableOids(frames[index]!.body));
     if (missing.length === 0) return false;
     const upstream = this.#upstream!;
     this.#upstreamBacklog = frames.slice(index);
