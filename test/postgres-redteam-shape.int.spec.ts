@@ -44,6 +44,21 @@ const frontDoor = new PostgresFrontDoor({
      create table relabel (id int primary key, label text, ssn text);
      insert into relabel values (1, 'plain-label', '${RAW_SSN}'), (2, 'plain-label', '${RAW_SSN}');
      create view shown as select id, label as shown from relabel;
+`,
+  policyPort: () => port!,
+});
+
+/**
+ * A database whose owner overloaded built-in names: public.=(text, numeric) and
+ * public.upper(numeric), each reading the denied public.secrets. Its own database, since no
+ * unqualified `=` is vouched for where `=` is overloaded (the probes above need an ordinary one).
+ */
+const overloadedDatabase = `sluice_rtover_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+const overloaded = new PostgresFrontDoor({
+  config: redTeamConfig(overloadedDatabase, ['public.secrets']),
+  database: overloadedDatabase,
+  hashKey: 'redteam-shape-int',
+  setupSql: `${RED_TEAM_SEED_SQL}
      create function public.numeric_eq(text, numeric) returns boolean language plpgsql as $$
        begin raise exception 'leaked: %', (select secret from public.secrets limit 1); end $$;
      create operator public.= (leftarg = text, rightarg = numeric, function = public.numeric_eq);
@@ -69,10 +84,12 @@ beforeAll(async () => {
   port = createPolicyPort(service.address, { logger });
   await waitFor(() => port!.stats().version !== undefined);
   await frontDoor.start();
+  await overloaded.start();
 });
 
 afterAll(async () => {
   await frontDoor.close();
+  await overloaded.close();
   await stopTestPolicyService({ port, service, nc, stream: STREAM, dir });
 });
 
@@ -201,31 +218,42 @@ describe('answers shared by shape', () => {
     expect(received(session)).not.toContain('TOP-SECRET-VALUE');
   });
 
-  // FINDING (not fixed here; not caused by shape sharing): the classifier vouches for `=` and for
-  // upper() by name, but PostgreSQL picks an operator or function by argument types across every
-  // schema on the path, pg_catalog first only among equally good matches. A user's
-  // public.=(text, numeric) or public.upper(numeric) is the exact match for a numeric constant and
-  // runs, reading a denied table. The catalog facts carry no user operators or overloads of
-  // built-in names to refuse on. it.fails: these pass once that is fixed; drop `.fails` then.
-  it.fails('does not let a comparison decided with a string answer its shape-mate whose number picks a user operator', async () => {
+  // PostgreSQL picks an operator or function by argument types across every schema on the path,
+  // pg_catalog first only among equally good matches: a user's public.=(text, numeric) or
+  // public.upper(numeric) is the exact match for a numeric constant and runs, reading a denied
+  // table. The catalog facts name such overloads of built-in names, and the classifier does not
+  // vouch for an unqualified call of one.
+  it('does not let a comparison decided with a string answer its shape-mate whose number picks a user operator', async () => {
     // `name = 'x'` is text = text; `name = 1.5` resolves to public.=(text, numeric), a user
-    // operator whose function reads public.secrets. Both normalise to `name = $1`.
-    const session = await frontDoor.openRaw(['readers']);
+    // operator whose function reads public.secrets. Both normalise to `name = $1`. Which one runs
+    // depends on types the text does not show, so where `=` is overloaded neither is vouched for:
+    // the string comparison is refused too, and no allowed decision is left for the shape-mate.
+    const session = await overloaded.openRaw(['readers']);
     await run(session, "select 1 as n from people where name = 'x'", "select 1 as n from people where name = 'y'");
-    expect(session.errors()).toEqual([]);
+    expect(session.errors().map((error) => error.C)).toEqual(['42501', '42501']);
     await run(session, 'select 1 as n from people where name = 1.5');
+    expect(session.errors().at(-1)?.C).toBe('42501');
     expect(received(session)).not.toContain('TOP-SECRET-VALUE');
   });
 
-  it.fails('refuses the user operator to a session that never saw a shape-mate', async () => {
-    const session = await frontDoor.openRaw(['readers']);
+  it('refuses the user operator to a session that never saw a shape-mate', async () => {
+    const session = await overloaded.openRaw(['readers']);
     await run(session, 'select 2 as m from people where name = 2.5');
+    expect(session.errors().at(-1)?.C).toBe('42501');
     expect(received(session)).not.toContain('TOP-SECRET-VALUE');
   });
 
-  it.fails('refuses a built-in function name whose user overload matches the constant better', async () => {
-    const session = await frontDoor.openRaw(['readers']);
-    await run(session, "select upper('a') as n from people where id = 1", 'select upper(1.5) as n from people where id = 1');
+  it('refuses a built-in function name whose user overload matches the constant better', async () => {
+    const session = await overloaded.openRaw(['readers']);
+    await run(session, "select upper('a') as n from people where id < 2", 'select upper(1.5) as n from people where id < 2');
+    expect(session.errors().map((error) => error.C)).toEqual(['42501', '42501']);
     expect(received(session)).not.toContain('TOP-SECRET-VALUE');
+  });
+
+  it('still vouches for a built-in name qualified with pg_catalog where the name is overloaded', async () => {
+    const session = await overloaded.openRaw(['readers']);
+    await run(session, 'select pg_catalog.upper(name) as n from people where id operator(pg_catalog.=) 1');
+    expect(session.errors()).toEqual([]);
+    expect(rows(session)).toEqual([['ADA LOVELACE']]);
   });
 });
