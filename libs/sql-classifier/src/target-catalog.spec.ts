@@ -106,7 +106,7 @@ describe('user overloads of built-in names', () => {
   };
 
   it.each([
-    "SELECT 1 FROM people WHERE name = 1.5",
+    'SELECT 1 FROM people WHERE name = 1.5',
     "SELECT 1 FROM people WHERE name = 'x'",
     'SELECT upper(1.5)',
     'SELECT 1 FROM people WHERE id BETWEEN 1 AND 2',
