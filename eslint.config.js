@@ -56,7 +56,7 @@ export default defineConfig(
   {
     // The scope chain walks start at `this` (`for (let scope = this; scope; scope = scope.parent)`):
     // a loop variable, not the `const self = this` closure capture the rule is about.
-    files: ['libs/sql-classifier/src/lineage.ts'],
+    files: ['libs/sql-classifier/src/lineage-scope.ts'],
     rules: { '@typescript-eslint/no-this-alias': 'off' },
   },
   {

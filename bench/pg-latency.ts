@@ -14,7 +14,7 @@ import pg from 'pg';
 import { CleanupStack } from './support/cleanup.js';
 import { killStartedChildren } from './support/processes.js';
 import { renderLatencyTable, latencyVerdict } from './support/report.js';
-import type { LatencyResult } from './support/samples.js';
+import { NEW_LITERAL_QUERY, type LatencyResult } from './support/samples.js';
 import { buildStack, type Stack } from './support/stack.js';
 import { percentileOfSorted } from './support/stats.js';
 import { PG_ADMIN_USER, PG_HOST, PG_PORT } from './support/targets.js';
@@ -37,7 +37,7 @@ export const LATENCY_QUERIES: readonly LatencyQuery[] = [
   { name: 'SELECT 1', text: 'SELECT 1' },
   // What agents and pgbench -S send: the same statement with another literal each time, so a
   // decision cache keyed by the exact text misses and only one keyed by the normalized text hits.
-  { name: 'small row, another literal each time', text: (iteration) => `SELECT id, name, amount, ${iteration} AS n FROM bench_customers WHERE id = ${(iteration % 100) + 1}` },
+  { name: NEW_LITERAL_QUERY, text: (iteration) => `SELECT id, name, amount, ${iteration} AS n FROM bench_customers WHERE id = ${(iteration % 100) + 1}` },
   // One row of four columns, one of them an email the masking profile covers.
   { name: 'small row (masked email)', text: 'SELECT id, name, email, amount FROM bench_customers WHERE id = 42' },
 ];

@@ -1,13 +1,15 @@
 /**
  * A CPU profile of every Sluice process while one agent runs N sequential statements:
  *   npx tsx --conditions=development bench/profile-proxy.ts [--statements 3000] [--dir /tmp/sluice-prof]
- *     [--redis [--clients 50] [--pipeline 16]] [--http [--clients 50]]
+ *     [--redis [--clients 50] [--pipeline 16]] [--http [--clients 50] [--duration 8s]] [--noprof]
  * Prints the proxy's top functions by self time (`--service audit`: the audit service's); the
  * .cpuprofile files open in Chrome DevTools. The masking profile is the benchmark's (every
  * detector and a column rule), so the per-operation figures compare with `npm run bench`.
+ * It also prints each Sluice process's CPU per operation from /proc (user + system, the load and
+ * a settling second after it), which counts time the wall-clock profiler cannot tell from waiting;
+ * --noprof runs without the profiler, whose own overhead those figures otherwise include.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { execFile, execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,9 +21,10 @@ import { startTestIssuer } from '../test/support/oidc.js';
 import { freePort } from '../test/support/ports.js';
 import { startSluice } from '../test/support/sluice.js';
 import { deleteStreams } from '../test/support/databases.js';
+import { formatSelfTimes, monotonicMicros, profileRuns, readProfiles, summarizeProfile } from './support/cpu-profile.js';
 
 const { values } = parseArgs({
-  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' } },
+  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' }, noprof: { type: 'boolean', default: false }, duration: { type: 'string', default: '8s' } },
 });
 let statements = Number(values.statements);
 // Side-by-side runs must not share a store database or a stream.
@@ -34,39 +37,6 @@ const statementText = (index: number) =>
 const dir = values.dir;
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-}
-interface Profile {
-  /** Microseconds on the monotonic clock that process.hrtime reads too, in every process. */
-  startTime: number;
-  nodes: ProfileNode[];
-  samples: number[];
-  timeDeltas: number[];
-}
-
-/** Self time per function (or per file), busy time only: idle and start-up are left out. */
-const topFunctions = (profile: Profile, count = 25, byFile = false): string[] => {
-  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
-  const self = new Map<string, number>();
-  let at = profile.startTime;
-  profile.samples.forEach((id, index) => {
-    at += profile.timeDeltas[index] ?? 0;
-    if (at < loadStart || at > loadEnd) return;
-    const frame = byId.get(id)!.callFrame;
-    if (frame.functionName === '(idle)') return;
-    const file = frame.url.replace(/^.*\/(node_modules|work\/main|work\/wt\/[^/]+)\//, '');
-    const key = byFile ? file || frame.functionName : `${frame.functionName || '(anonymous)'} ${file}:${frame.lineNumber + 1}`;
-    self.set(key, (self.get(key) ?? 0) + (profile.timeDeltas[index] ?? 0));
-  });
-  const total = [...self.values()].reduce((sum, value) => sum + value, 0);
-  return [...self.entries()]
-    .sort((a, b) => b[1] - a[1])
-    .slice(0, count)
-    .map(([key, micros]) => `${((100 * micros) / total).toFixed(1).padStart(5)}%  ${key}`);
-};
 
 const run = promisify(execFile);
 const idp = await startTestIssuer();
@@ -97,17 +67,31 @@ const sluice = await startSluice(
     },
     rules: [{ name: 'readers', effect: 'allow', actions: ['read'], mask: 'pii' }],
   },
-  { env: { LOG_LEVEL: 'warn' }, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] },
+  { env: { LOG_LEVEL: 'warn' }, nodeArgs: values.noprof ? [] : ['--cpu-prof', `--cpu-prof-dir=${dir}`] },
 );
+const ready = (await (await fetch(`http://127.0.0.1:${sluice.ports.admin}/readyz`)).json()) as { services: Record<string, { pid: number }> };
+const pids = Object.fromEntries(Object.entries(ready.services).map(([name, service]) => [name, service.pid]));
+/** User + system CPU of a process in µs (clock ticks of 10 ms), and the system part. */
+const cpuOf = (pid: number) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return { total: (Number(fields[11]) + Number(fields[12])) * 10_000, system: Number(fields[12]) * 10_000 };
+};
 const client = new pg.Client({ host: '127.0.0.1', port, user: 'bench', database: 'db', password: await idp.mint({ sub: 'bench', expiresIn: 3600 }) });
 await client.connect();
 for (let index = 0; index < 200; index++) await client.query('SELECT 0');
+// A warm-up of the same load, not counted: the proxy's code is compiled, its caches filled, and
+// the per-connection work (token, admission) of a short measured run does not pass for per-request work.
+const warmToken = await idp.mint({ sub: 'bench', expiresIn: 3600 });
+if (values.http) await run('wrk', ['-t', '2', '-c', values.clients, '-d', '3s', '-H', `Authorization: Bearer ${warmToken}`, `http://127.0.0.1:${httpPort}/doc`]);
+else if (values.redis) execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', warmToken, '-t', 'get', '-n', String(Math.min(statements, 20_000)), '-c', values.clients, '-P', values.pipeline, '-q']);
 // Only the samples taken while the load ran count: start-up and shutdown are left out.
+const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuOf(pid)]));
+const loadAverage = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const started = process.hrtime.bigint();
-const loadStart = Number(started / 1000n);
+const loadStart = monotonicMicros();
 if (values.http) {
   const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
-  const wrk = await run('wrk', ['-t', '2', '-c', values.clients, '-d', '8s', '-H', `Authorization: Bearer ${token}`, `http://127.0.0.1:${httpPort}/doc`]);
+  const wrk = await run('wrk', ['-t', '2', '-c', values.clients, '-d', values.duration, '-H', `Authorization: Bearer ${token}`, `http://127.0.0.1:${httpPort}/doc`]);
   console.log(wrk.stdout.split('\n').filter((line) => /Requests\/sec|Latency|Non-2xx/.test(line)).join('\n'));
   // Per operation means per request wrk made, not per --statements.
   statements = Number(/(\d+) requests in/.exec(wrk.stdout)?.[1] ?? statements);
@@ -119,7 +103,8 @@ const finished = process.hrtime.bigint();
 const elapsedMs = Number(finished - started) / 1e6;
 // The audit service stores the last events after the statements are done: its work then counts too.
 const settleMs = values.service === 'audit' ? 2_000 : 0;
-await new Promise((resolve) => setTimeout(resolve, settleMs));
+await new Promise((resolve) => setTimeout(resolve, Math.max(settleMs, 1_000)));
+const cpuAfter = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuOf(pid)]));
 const loadEnd = Number(finished / 1000n) + settleMs * 1000;
 await client.end();
 await sluice.stop();
@@ -130,20 +115,21 @@ const admin = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: 'po
 await admin.connect();
 await admin.query(`DROP DATABASE IF EXISTS ${storeDatabase} WITH (FORCE)`);
 await admin.end();
-console.log(`${statements} statements in ${elapsedMs.toFixed(0)} ms (${((1000 * elapsedMs) / statements).toFixed(0)} µs each)`);
-for (const file of readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'))) {
-  const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile;
-  const urls = new Set(profile.nodes.map((node) => node.callFrame.url));
-  if (![...urls].some((url) => url.includes(`services/${values.service}/`))) continue;
-  let busy = 0;
-  let at = profile.startTime;
-  const idleIds = new Set(profile.nodes.filter((node) => node.callFrame.functionName === '(idle)').map((node) => node.id));
-  profile.samples.forEach((id, index) => {
-    at += profile.timeDeltas[index] ?? 0;
-    if (at >= loadStart && at <= loadEnd && !idleIds.has(id)) busy += profile.timeDeltas[index] ?? 0;
-  });
-  console.log(`\n${values.service} profile ${file}: ${(busy / statements).toFixed(0)} µs of ${values.service} CPU per statement`);
-  for (const line of topFunctions(profile)) console.log(line);
+console.log(`load window (µs, monotonic): ${loadStart}-${loadEnd}`);
+console.log(`${statements} statements in ${elapsedMs.toFixed(0)} ms (${((1000 * elapsedMs) / statements).toFixed(0)} µs each); load average before: ${loadAverage}`);
+const perOperation = Object.keys(pids).map((name) => [name, (cpuAfter[name]!.total - cpuBefore[name]!.total) / statements, (cpuAfter[name]!.system - cpuBefore[name]!.system) / statements] as const);
+const allSluice = perOperation.reduce((sum, [, micros]) => sum + micros, 0);
+console.log(
+  `CPU µs per operation (/proc${values.noprof ? '' : ', profiler on'}; of it in the kernel): ${perOperation.map(([name, micros, system]) => `${name}=${micros.toFixed(1)} (${system.toFixed(1)})`).join(' ')} all=${allSluice.toFixed(1)}`,
+);
+for (const { file, profile } of readProfiles(dir)) {
+  if (!profileRuns(profile, `services/${values.service}/`)) continue;
+  const window = { fromUs: loadStart, toUs: loadEnd };
+  const summary = summarizeProfile(profile, { window });
+  console.log(`\n${values.service} profile ${file}: ${(summary.busyUs / statements).toFixed(0)} µs of ${values.service} CPU per statement (V8 samples, wall time)`);
+  // The sampler ticks on wall time: a write() the kernel descheduled counts in full.
+  console.log(`writes and other syscalls: ${((100 * summary.syscallUs) / (summary.busyUs || 1)).toFixed(1)}% of the samples, left out of the shares below`);
+  for (const line of formatSelfTimes(summary, 25)) console.log(line);
   console.log('by file:');
-  for (const line of topFunctions(profile, 15, true)) console.log(line);
+  for (const line of formatSelfTimes(summarizeProfile(profile, { window, byFile: true }), 15)) console.log(line);
 }

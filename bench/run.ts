@@ -13,24 +13,34 @@ import { loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { latencyPaths, measurePgLatency } from './pg-latency.js';
+import { LATENCY_QUERIES, latencyPaths, measurePgLatency } from './pg-latency.js';
 import { CleanupStack } from './support/cleanup.js';
 import type { ResourceKind } from './support/deployment.js';
 import { freePostgresConnections, measurePostgresIdleSessions, measureRedisIdleSessions, type IdleSessionsResult } from './support/idle-sessions.js';
 import { describeMachine } from './support/machine.js';
 import { runPgbench, runRedisBenchmark, runWrk, type LoadRun } from './support/load.js';
 import { killStartedChildren, runTool, watchCpu, type CpuWatch } from './support/processes.js';
-import { renderReport } from './support/report.js';
+import { renderReport, wasBusy } from './support/report.js';
+import { watchCausedCpu } from './support/caused-cpu.js';
+import { profileGaps, type WorkloadProfile } from './support/profiling.js';
+import { gapWorkloads, judgeTargets, summarizeVerdict, type Verdict } from './support/verdict.js';
 import { auditCatchUp, describeCatchUp, storeMark, type AuditCatchUp } from '../test/support/audit-keeps-up.js';
-import type { LatencyResult, LoadSample } from './support/samples.js';
+import { NEW_LITERAL_QUERY, type LatencyResult, type LoadKind, type LoadSample } from './support/samples.js';
+import { median } from './support/stats.js';
 import { buildStack, REDIS_BENCH_KEY, type Stack } from './support/stack.js';
 import { PG_ADMIN_USER, PG_PORT, REDIS_PORT, serverVersions } from './support/targets.js';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = resolve(BENCH_DIR, '..');
 
-const PARTS = ['latency', 'pgbench', 'redis', 'http', 'sessions', 'components'] as const;
+const PARTS = ['latency', 'pgbench', 'redis', 'http', 'sessions', 'components', 'profile'] as const;
 type Part = (typeof PARTS)[number];
+/**
+ * `--only targets`: what issue 12's verdict needs and nothing else — the new-literal latency
+ * series, pgbench -S -c N in both protocols, GET with and without pipelining, wrk, idle sessions,
+ * and the profiles of the gaps (no TPC-B, no pgbench -c 1, no SET, no component benchmarks).
+ */
+const TARGET_PARTS: readonly Part[] = ['latency', 'pgbench', 'redis', 'http', 'sessions', 'profile'];
 
 const { values } = parseArgs({
   options: {
@@ -45,6 +55,8 @@ const { values } = parseArgs({
     'redis-pipelined-requests': { type: 'string', default: '100000' },
     pipeline: { type: 'string', default: '16' },
     'idle-sessions': { type: 'string', default: '2000' },
+    'profile-seconds': { type: 'string', default: '5' },
+    'audit-seconds': { type: 'string' },
     'wrk-threads': { type: 'string', default: '2' },
     'wrk-connections': { type: 'string', default: '50' },
     'wrk-duration': { type: 'string', default: '10' },
@@ -59,7 +71,8 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(`bench/run.ts [--rounds N] [--duration S] [--clients N] [--threads N] [--scale N]
   [--latency-iterations N] [--redis-clients N] [--redis-requests N] [--redis-pipelined-requests N] [--pipeline N]
-  [--wrk-threads N] [--wrk-connections N] [--wrk-duration S] [--idle-sessions N] [--only ${PARTS.join(',')}] [--no-sluice]
+  [--wrk-threads N] [--wrk-connections N] [--wrk-duration S] [--idle-sessions N] [--profile-seconds S] [--audit-seconds S]
+  [--only ${PARTS.join(',')} | --only targets] [--no-sluice]
   [--deadline-minutes N] [--out FILE]\n`);
   process.exit(0);
 }
@@ -88,8 +101,17 @@ const settings = {
   wrkConnections: integer('wrk-connections'),
   wrkSeconds: integer('wrk-duration'),
   idleSessions: integer('idle-sessions'),
+  profileSeconds: Math.max(1, integer('profile-seconds')),
 };
-const parts = new Set(values.only.split(',').map((part) => part.trim()).filter(Boolean) as Part[]);
+const requested = values.only.split(',').map((part) => part.trim()).filter(Boolean);
+/** Only what the targets' verdict reads: see TARGET_PARTS. */
+const targetsOnly = requested.includes('targets');
+/**
+ * The issue's own audit check: pgbench -S -c N for this long through Sluice, after the rounds.
+ * On with `--only targets` (60 s), off by default (the rounds' checks follow shorter runs).
+ */
+const auditSeconds = values['audit-seconds'] === undefined ? (targetsOnly ? 60 : 0) : integer('audit-seconds');
+const parts = new Set((targetsOnly ? [...requested.filter((part) => part !== 'targets'), ...TARGET_PARTS] : requested) as Part[]);
 for (const part of parts) {
   if (!PARTS.includes(part)) {
     process.stderr.write(`--only: unknown part ${part}; expected some of ${PARTS.join(',')}\n`);
@@ -119,8 +141,11 @@ const latency: LatencyResult[][] = [];
 const load: LoadSample[] = [];
 const problems: string[] = [];
 const components: { name: string; output: string }[] = [];
-const auditKeepsUp: (AuditCatchUp & { round: number })[] = [];
+const auditKeepsUp: (AuditCatchUp & { round: number; load: string })[] = [];
 const idleSessions: IdleSessionsResult[] = [];
+let verdict: Verdict | undefined;
+let profiles: WorkloadProfile[] = [];
+let busy = false;
 
 type Path = 'direct' | 'pgbouncer' | 'sluice';
 
@@ -137,13 +162,15 @@ const cpuOf = (stack: Stack, path: Path): CpuWatch | undefined => {
 /** Runs one load generator for one path, sampling the path's CPU around it, and records the sample. */
 const sample = async (
   stack: Stack,
-  base: Omit<LoadSample, 'path' | 'figures' | 'cpu' | 'error'>,
+  base: Omit<LoadSample, 'path' | 'figures' | 'cpu' | 'caused' | 'error'>,
   path: Path,
   run: () => Promise<LoadRun>,
 ): Promise<void> => {
   if (aborting) return;
   log(`round ${base.round}: ${base.bench}, ${path}`);
   const watch = cpuOf(stack, path);
+  // The event store's backends and nats-server: the PostgreSQL and NATS work Sluice causes.
+  const causedWatch = path === 'sluice' && stack.sluice ? await watchCausedCpu(stack.sluice.storeUrl).catch(() => undefined) : undefined;
   let outcome: LoadRun | undefined;
   let error: string | undefined;
   try {
@@ -153,6 +180,7 @@ const sample = async (
     error = caught instanceof Error ? caught.message : String(caught);
   }
   const cpu = watch?.stop();
+  const caused = await causedWatch?.stop().catch(() => undefined);
   if (error) {
     const note = path === 'sluice' && stack.sluice ? `\n--- sluice output (last lines) ---\n${stack.sluice.sluice.output().trim().split('\n').slice(-15).join('\n')}` : '';
     problems.push(`round ${base.round}, ${base.bench}, ${path}: ${error}${note}`);
@@ -161,7 +189,7 @@ const sample = async (
     const figures = outcome?.figures;
     log(`  ${Math.round(figures?.throughput ?? 0)} ${base.unit}, mean latency ${figures?.latencyMs ?? '?'} ms`);
   }
-  load.push({ ...base, path, figures: outcome?.figures, cpu, error });
+  load.push({ ...base, path, figures: outcome?.figures, cpu, ...(caused ? { caused } : {}), error });
 };
 
 const pgPorts = (stack: Stack): Array<[Path, number]> => {
@@ -171,28 +199,62 @@ const pgPorts = (stack: Stack): Array<[Path, number]> => {
   return ports;
 };
 
-const pgbenchRounds = [
-  { name: (s: typeof settings) => `select-only (-S), -c ${s.clients} -j ${s.threads}`, script: 'select-only', clients: (s: typeof settings) => s.clients },
-  { name: () => 'select-only (-S), -c 1: latency', script: 'select-only', clients: () => 1 },
-  { name: (s: typeof settings) => `TPC-B-like, -c ${s.clients} -j ${s.threads}`, script: 'tpcb', clients: (s: typeof settings) => s.clients },
-] as const;
+interface PgbenchShape {
+  readonly kind: LoadKind;
+  readonly name: (s: typeof settings) => string;
+  readonly script: 'select-only' | 'tpcb';
+  readonly protocol: 'simple' | 'extended';
+  readonly clients: (s: typeof settings) => number;
+  /** Issue 12's verdict reads it (kept by `--only targets`). */
+  readonly target: boolean;
+  /** The audit keeps-up check runs after Sluice's run of it. */
+  readonly auditChecked: boolean;
+}
+
+const pgbenchShapes: readonly PgbenchShape[] = [
+  { kind: 'pgbench-select', name: (s) => `select-only (-S), -c ${s.clients} -j ${s.threads}`, script: 'select-only', protocol: 'simple', clients: (s) => s.clients, target: true, auditChecked: true },
+  {
+    kind: 'pgbench-select-extended',
+    name: (s) => `select-only (-S), -c ${s.clients} -j ${s.threads}, extended protocol (-M extended)`,
+    script: 'select-only',
+    protocol: 'extended',
+    clients: (s) => s.clients,
+    target: true,
+    auditChecked: true,
+  },
+  { kind: 'pgbench-select-c1', name: () => 'select-only (-S), -c 1: latency', script: 'select-only', protocol: 'simple', clients: () => 1, target: false, auditChecked: false },
+  { kind: 'pgbench-tpcb', name: (s) => `TPC-B-like, -c ${s.clients} -j ${s.threads}`, script: 'tpcb', protocol: 'simple', clients: (s) => s.clients, target: false, auditChecked: false },
+];
+const pgbenchRounds = pgbenchShapes.filter((shape) => shape.target || !targetsOnly);
 
 /**
  * Issue 12's "the audit keeps up": after a pgbench -S run through Sluice, every statement it
  * counted is in the event store with its outcome within 2 s, none doubled (pgbench may cut off
  * one statement per client when it stops: those may be recorded beyond its count).
  */
-const withAuditCheck = (storeUrl: string, round: number, run: () => Promise<LoadRun>) => async (): Promise<LoadRun> => {
+const withAuditCheck = (storeUrl: string, round: number, label: string, run: () => Promise<LoadRun>) => async (): Promise<LoadRun> => {
   const afterSeq = await storeMark(storeUrl);
   const outcome = await run();
   const loadEndedAt = Date.now();
   const expected = outcome.figures?.operations;
   if (outcome.error || expected === undefined) return outcome;
   const check = await auditCatchUp({ storeUrl, afterSeq, commandPrefix: 'SELECT abalance FROM pgbench_accounts', expected, slack: settings.clients, loadEndedAt });
-  auditKeepsUp.push({ ...check, round });
+  auditKeepsUp.push({ ...check, round, load: label });
   log(`  ${describeCatchUp(check)}`);
-  if (!check.ok) problems.push(`round ${round}: ${describeCatchUp(check)}`);
+  if (!check.ok) problems.push(`round ${round}, ${label}: ${describeCatchUp(check)}`);
   return outcome;
+};
+
+/** One long pgbench -S -c N through Sluice with the keeps-up check (issue 12: after 60 s); recorded as round 0. */
+const runLongAuditCheck = async (stack: Stack): Promise<void> => {
+  const sluice = stack.sluice;
+  if (!sluice || sluice.ports.postgres === undefined || aborting) return;
+  const label = `pgbench -S -c ${settings.clients}, simple, ${auditSeconds} s`;
+  log(`the audit keeps up: ${label} through Sluice`);
+  const load = () =>
+    runPgbench({ port: sluice.ports.postgres!, database: stack.database, script: 'select-only', clients: settings.clients, threads: settings.threads, seconds: auditSeconds, user: 'bench-reader', password: stack.readerToken });
+  const outcome = await withAuditCheck(sluice.storeUrl, 0, label, load)().catch((error: unknown) => ({ error: (error as Error).message }));
+  if (outcome.error) problems.push(`the audit keeps-up run (${label}): ${outcome.error}`);
 };
 
 const runPgbenchRound = async (stack: Stack, round: number, seconds: number, record: boolean): Promise<void> => {
@@ -201,14 +263,15 @@ const runPgbenchRound = async (stack: Stack, round: number, seconds: number, rec
       // A read-only agent for reads; TPC-B needs the agent granted write.
       const credentials =
         path === 'sluice' ? { user: shape.script === 'tpcb' ? 'bench-writer' : 'bench-reader', password: shape.script === 'tpcb' ? stack.writerToken : stack.readerToken } : { user: PG_ADMIN_USER };
-      const load = () => runPgbench({ port, database: stack.database, script: shape.script, clients: shape.clients(settings), threads: settings.threads, seconds, ...credentials });
-      const checked = record && path === 'sluice' && shape === pgbenchRounds[0] ? stack.sluice : undefined;
-      const run = checked ? withAuditCheck(checked.storeUrl, round, load) : load;
+      const load = () =>
+        runPgbench({ port, database: stack.database, script: shape.script, protocol: shape.protocol, clients: shape.clients(settings), threads: settings.threads, seconds, ...credentials });
+      const checked = record && path === 'sluice' && shape.auditChecked ? stack.sluice : undefined;
+      const run = checked ? withAuditCheck(checked.storeUrl, round, `pgbench -S -c ${shape.clients(settings)}, ${shape.protocol}`, load) : load;
       if (record) {
-        await sample(stack, { bench: `pgbench ${shape.name(settings)}`, section: 'postgres', round, unit: 'tps', operation: 'transaction' }, path, run);
+        await sample(stack, { kind: shape.kind, bench: `pgbench ${shape.name(settings)}`, section: 'postgres', round, unit: 'tps', operation: 'transaction' }, path, run);
       } else if (!aborting) {
         const warm = await run();
-        if (warm.error) log(`warm-up of ${path} (${shape.script}) failed: ${warm.error.split('\n')[0]}`);
+        if (warm.error) log(`warm-up of ${path} (${shape.script}, ${shape.protocol}) failed: ${warm.error.split('\n')[0]}`);
       }
     }
   }
@@ -230,12 +293,13 @@ const runRedisRound = async (stack: Stack, round: number, sluiceWorks: boolean):
   const paths: Array<[Path, number, string | undefined]> = [['direct', REDIS_PORT, undefined]];
   if (sluiceWorks && stack.sluice?.ports.redis !== undefined) paths.push(['sluice', stack.sluice.ports.redis, stack.writerToken]);
   for (const pipeline of [1, settings.pipeline]) {
-    for (const test of ['get', 'set'] as const) {
+    for (const test of targetsOnly ? (['get'] as const) : (['get', 'set'] as const)) {
       const requests = pipeline === 1 ? settings.redisRequests : settings.redisPipelinedRequests;
       const bench = `${test.toUpperCase()}, -c ${settings.redisClients}${pipeline === 1 ? ', no pipelining' : `, -P ${pipeline}`} (${requests.toLocaleString('en-US')} requests)`;
       for (const [path, port, password] of paths) {
         const run = () => runRedisBenchmark({ port, password, test, clients: settings.redisClients, requests, pipeline, timeoutMs: 180_000 });
-        await sample(stack, { bench, section: 'redis', round, unit: 'rps', operation: 'request' }, path, run);
+        const kind: LoadKind = `redis-${test}${pipeline === 1 ? '' : '-pipelined'}`;
+        await sample(stack, { kind, bench, section: 'redis', round, unit: 'rps', operation: 'request' }, path, run);
       }
     }
   }
@@ -259,10 +323,10 @@ const runHttpRound = async (stack: Stack, round: number, sluiceWorks: boolean): 
   if (!stack.http) return;
   const paths: Array<[Path, string]> = [['direct', `${stack.http.url}/items`]];
   if (sluiceWorks && stack.sluice?.ports.http !== undefined) paths.push(['sluice', `http://127.0.0.1:${stack.sluice.ports.http}/items`]);
-  const bench = `GET of a 1 KB JSON document, -t ${settings.wrkThreads} -c ${settings.wrkConnections} -d ${settings.wrkSeconds}s`;
+  const bench = `GET of a 1 KB JSON document with PII, -t ${settings.wrkThreads} -c ${settings.wrkConnections} -d ${settings.wrkSeconds}s`;
   for (const [path, url] of paths) {
     const run = () => runWrk({ url, token: stack.readerToken, threads: settings.wrkThreads, connections: settings.wrkConnections, seconds: settings.wrkSeconds });
-    await sample(stack, { bench, section: 'http', round, unit: 'rps', operation: 'request' }, path, run);
+    await sample(stack, { kind: 'http-get', bench, section: 'http', round, unit: 'rps', operation: 'request' }, path, run);
   }
 };
 
@@ -306,6 +370,40 @@ const runIdleSessions = async (stack: Stack, redisWorks: boolean): Promise<void>
   }
 };
 
+/**
+ * The profiling pass: each gap's workload for a few seconds through a separate `sluice up` with
+ * `--cpu-prof`. A failure is reported, not thrown: the figures of the rounds stand without it.
+ */
+const runProfiles = async (stack: Stack): Promise<void> => {
+  const workloads = gapWorkloads(judge());
+  if (workloads.size === 0 || !stack.sluice) return;
+  const rates = new Map<LoadKind, number>();
+  for (const kind of workloads.keys()) {
+    const rate = median(load.filter((sample) => sample.kind === kind && sample.path === 'sluice' && !sample.error).map((sample) => sample.figures?.throughput));
+    if (rate !== undefined) rates.set(kind, rate);
+  }
+  try {
+    profiles = await profileGaps({
+      stack,
+      workloads,
+      seconds: settings.profileSeconds,
+      rates,
+      clients: settings.clients,
+      threads: settings.threads,
+      redisClients: settings.redisClients,
+      pipeline: settings.pipeline,
+      wrkThreads: settings.wrkThreads,
+      wrkConnections: settings.wrkConnections,
+      log,
+      cleanup,
+    });
+    for (const profile of profiles) if (profile.error) problems.push(`profiling ${profile.description}: ${profile.error}`);
+  } catch (error) {
+    problems.push(`profiling pass: ${error instanceof Error ? error.message : String(error)}`);
+    log(`profiling failed: ${(error as Error).message.split('\n')[0]}`);
+  }
+};
+
 /** The other engineers' component benchmarks, run as they are, output appended verbatim. */
 const runComponents = async (): Promise<void> => {
   for (const name of ['masking.mjs', 'classifier.mjs', 'audit.mjs']) {
@@ -320,7 +418,12 @@ const runComponents = async (): Promise<void> => {
   }
 };
 
+/** Issue 12's verdict on what has been measured so far. */
+const judge = (): Verdict =>
+  judgeTargets({ load, latency, auditKeepsUp, idleSessions, idleSessionsWanted: Math.max(2_000, settings.idleSessions), clients: settings.clients }, !busy);
+
 const writeReport = (machine: ReturnType<typeof describeMachine>, final: boolean): string => {
+  verdict = judge();
   const report = renderReport({
     machine,
     rounds: settings.rounds,
@@ -332,6 +435,7 @@ const writeReport = (machine: ReturnType<typeof describeMachine>, final: boolean
       'redis-benchmark -c': settings.redisClients,
       'redis -P': settings.pipeline,
       'wrk -t/-c/-d': `${settings.wrkThreads}/${settings.wrkConnections}/${settings.wrkSeconds} s`,
+      ...(auditSeconds > 0 ? { 'audit check run': `${auditSeconds} s` } : {}),
       ...(final ? {} : { state: 'incomplete (written after a round; the run went on)' }),
     },
     latency,
@@ -342,10 +446,12 @@ const writeReport = (machine: ReturnType<typeof describeMachine>, final: boolean
     components,
     elapsedSeconds: (Date.now() - begun) / 1000,
     loadAverage: { start: startLoad, end: loadavg()[0]! },
+    verdict,
+    profiles,
   });
   mkdirSync(dirname(values.out), { recursive: true });
   writeFileSync(values.out, report);
-  writeFileSync(values.out.replace(/\.md$/, '') + '.json', `${JSON.stringify({ machine, settings, latency, load, auditKeepsUp, problems }, null, 2)}\n`);
+  writeFileSync(values.out.replace(/\.md$/, '') + '.json', `${JSON.stringify({ machine, settings, targets: verdict, profiles, latency, load, auditKeepsUp, idleSessions, problems }, null, 2)}\n`);
   return report;
 };
 
@@ -359,6 +465,7 @@ const settleLoad = async (nproc: number): Promise<void> => {
   if (loadavg()[0]! > quiet) log(`waiting up to 90 s for the load average (${loadavg()[0]!.toFixed(2)}) to fall below ${quiet}`);
   while (loadavg()[0]! > quiet && Date.now() < until && !aborting) await new Promise((resolve) => setTimeout(resolve, 5_000));
   startLoad = loadavg()[0]!;
+  busy = wasBusy(startLoad, nproc);
 };
 
 const main = async (): Promise<void> => {
@@ -394,7 +501,8 @@ const main = async (): Promise<void> => {
   for (let round = 1; round <= settings.rounds; round++) {
     if (parts.has('latency')) {
       log(`round ${round}: node-postgres latency, ${settings.latencyIterations} sequential queries per path`);
-      latency.push(await measurePgLatency(latencyPaths(stack), { iterations: settings.latencyIterations, warmup: 200, firstStatement: round * 1_000_000 }));
+      const queries = targetsOnly ? LATENCY_QUERIES.filter((query) => query.name === NEW_LITERAL_QUERY) : LATENCY_QUERIES;
+      latency.push(await measurePgLatency(latencyPaths(stack), { iterations: settings.latencyIterations, warmup: 200, firstStatement: round * 1_000_000, queries }));
       for (const result of latency.at(-1)!) {
         if (result.error) problems.push(`round ${round}, latency ${result.query}, ${result.path}: ${result.error}`);
       }
@@ -404,12 +512,15 @@ const main = async (): Promise<void> => {
     if (parts.has('http')) await runHttpRound(stack, round, httpWorks);
     if (round < settings.rounds) writeReport(machine, false);
   }
+  if (parts.has('pgbench') && auditSeconds > 0) await runLongAuditCheck(stack);
+  if (parts.has('profile') && !aborting) await runProfiles(stack);
   if (parts.has('components')) await runComponents();
   // An aborted run keeps the report of its last complete round rather than a truncated one.
   if (aborting) return;
   const report = writeReport(machine, true);
   process.stdout.write(`${report}\n`);
   log(`wrote ${values.out}`);
+  log(`targets (issue 12): ${summarizeVerdict(verdict!)}`);
 };
 
 main()

@@ -69,13 +69,14 @@ describe('approval service', () => {
       sessionId: `session-${randomBytes(3).toString('hex')}`,
       commandId: `command-${randomBytes(3).toString('hex')}`,
       resource: 'shop-db',
-      requester: { sub: 'ops-agent-1', groups: ['ops-agents'] },
+      requester: { sub: 'ops-agent-1', groups: ['ops-agents'], issuer: issuer.issuer },
       command: 'DELETE FROM orders',
       commandHash: `hash-${randomBytes(6).toString('hex')}`,
       risk: 'high',
       rule: 'risky-needs-dba',
       approverGroups: ['dba'],
       approverSubs: [],
+      approverIssuers: [],
       minApprovals: 1,
       timeoutMs: 30_000,
       action: 'write',
@@ -229,7 +230,7 @@ describe('approval service', () => {
   });
 
   it('refuses self-approval with 403 even when the requester is in the approver group', async () => {
-    const { approvalId } = await requestApproval({ requester: { sub: 'ops-agent-1', groups: ['ops-agents', 'dba'] } });
+    const { approvalId } = await requestApproval({ requester: { sub: 'ops-agent-1', groups: ['ops-agents', 'dba'], issuer: issuer.issuer } });
     const decided = await decideOverHttp(approvalId, await issuer.mint({ sub: 'ops-agent-1', groups: ['dba'] }), 'approve');
     expect(decided.status).toBe(403);
     expect(decided.body.code).toBe('ERR_SELF_APPROVAL');

@@ -295,7 +295,7 @@ describe('the bus with NATS users, subject permissions and signed events (real n
     const service = await startApprovalService({ loaded, logger });
     try {
       expect(service.workflow.get(id)?.decisions.map((decision) => decision.approver)).toEqual(['dba-1']);
-      const after = await service.workflow.execute(id, { type: 'Decide', decision: 'approve', approver: { sub: 'dba-2', groups: ['dba'] }, reason: 'ok', via: 'api', at: new Date() });
+      const after = await service.workflow.execute(id, { type: 'Decide', decision: 'approve', approver: { sub: 'dba-2', groups: ['dba'], issuer: '' }, reason: 'ok', via: 'api', at: new Date() });
       expect(after.status).toBe('pending');
     } finally {
       await service.stop();

@@ -30,8 +30,18 @@ export interface BenchSluice {
   readonly storeUrl: string;
   /** The proxy's pid and the pids of every Sluice process of this deployment, looked up now. */
   processes(): { proxy: number | undefined; all: number[] };
+  /** Every Sluice process of this deployment by role: `supervisor`, `proxy`, `policy`, `masking`, …. */
+  named(): SluiceProcess[];
   stop(): Promise<void>;
 }
+
+export interface SluiceProcess {
+  readonly pid: number;
+  readonly name: string;
+}
+
+/** A Sluice process's role from its command line: the service whose dist/main.js it runs, or the supervisor. */
+export const processRole = (cmdline: string): string => /services\/([\w-]+)\/dist\/main\.js/.exec(cmdline)?.[1] ?? 'supervisor';
 
 export interface BenchSluiceOptions {
   readonly runId: string;
@@ -42,6 +52,10 @@ export interface BenchSluiceOptions {
   /** A transaction-mode pgbouncer's port: served as a second PostgreSQL resource. */
   readonly pooledTargetPort?: number;
   readonly resources: readonly ResourceKind[];
+  /** Node options for every Sluice process (the supervisor passes its own to the services): `--cpu-prof`. */
+  readonly nodeArgs?: readonly string[];
+  /** How long `sluice up` may take to be ready (60 s). */
+  readonly readyTimeoutMs?: number;
 }
 
 /**
@@ -127,7 +141,8 @@ export const startBenchSluice = async (options: BenchSluiceOptions): Promise<Ben
     sluice = await startSluice(benchConfig(options, ports, storeDatabase), {
       // Empty values keep a developer's NATS_URL / DATABASE_URL from overriding this config.
       env: { NATS_URL: '', DATABASE_URL: '', LOG_LEVEL: 'warn', OTEL_TRACES_EXPORTER: 'none', OTEL_SDK_DISABLED: 'true' },
-      readyTimeoutMs: 60_000,
+      readyTimeoutMs: options.readyTimeoutMs ?? 60_000,
+      ...(options.nodeArgs ? { nodeArgs: options.nodeArgs } : {}),
     });
   } catch (error) {
     removeFolders();
@@ -145,6 +160,9 @@ export const startBenchSluice = async (options: BenchSluiceOptions): Promise<Ben
       const all = findProcesses(['--config', configPath]);
       const proxy = all.find((entry) => entry.cmdline.includes('services/proxy/dist/main.js'))?.pid;
       return { proxy, all: all.map((entry) => entry.pid) };
+    },
+    named() {
+      return findProcesses(['--config', configPath]).map((entry) => ({ pid: entry.pid, name: processRole(entry.cmdline) }));
     },
     async stop() {
       await sluice.stop();

@@ -21,14 +21,16 @@ export interface PgbenchOptions {
   readonly database: string;
   /** `select-only` is pgbench -S; `tpcb` is the default TPC-B-like script. */
   readonly script: 'select-only' | 'tpcb';
+  /** pgbench -M: `simple` (one Query message) or `extended` (Parse/Bind/Execute with the literal as a parameter). */
+  readonly protocol?: 'simple' | 'extended';
   readonly clients: number;
   readonly threads: number;
   readonly seconds: number;
 }
 
-/** pgbench in simple query mode, without its vacuum step (done once at setup; VACUUM is DDL to Sluice). */
+/** pgbench (simple query mode unless asked), without its vacuum step (done once at setup; VACUUM is DDL to Sluice). */
 export const runPgbench = async (options: PgbenchOptions): Promise<LoadRun> => {
-  const args = ['-h', PG_HOST, '-p', String(options.port), '-U', options.user, '-n', '-M', 'simple'];
+  const args = ['-h', PG_HOST, '-p', String(options.port), '-U', options.user, '-n', '-M', options.protocol ?? 'simple'];
   args.push('-c', String(options.clients), '-j', String(Math.min(options.threads, options.clients)), '-T', String(options.seconds));
   if (options.script === 'select-only') args.push('-S');
   args.push(options.database);

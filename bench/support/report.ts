@@ -1,8 +1,16 @@
 import type { AuditCatchUp } from '../../test/support/audit-keeps-up.js';
 import { IDLE_SESSION_TARGET_KIB, type IdleSessionsResult } from './idle-sessions.js';
 import type { Machine } from './machine.js';
+import { renderProfiles, type WorkloadProfile } from './profiling.js';
 import type { LatencyResult, LoadSample } from './samples.js';
 import { median } from './stats.js';
+import type { Verdict } from './verdict.js';
+
+/**
+ * The busy rule: a run that starts with the 1-minute load average above half the CPUs shares them
+ * with other work, so its figures understate every path and are not comparable with a quiet run.
+ */
+export const wasBusy = (startLoad: number, nproc: number): boolean => startLoad > nproc * 0.5;
 
 /** Issue 2's target: at most this much added at the median for a simple SELECT once decisions are cached. */
 export const ADDED_LATENCY_TARGET_US = 150;
@@ -130,14 +138,43 @@ export interface ReportInput {
   readonly load: readonly LoadSample[];
   readonly problems: readonly string[];
   /** The audit keeps-up check after each round's pgbench -S -c N through Sluice. */
-  readonly auditKeepsUp?: readonly (AuditCatchUp & { readonly round: number })[];
+  readonly auditKeepsUp?: readonly (AuditCatchUp & { readonly round: number; readonly load?: string })[];
   /** The proxy's resident memory per idle authenticated session. */
   readonly idleSessions?: readonly IdleSessionsResult[];
   readonly components: readonly { name: string; output: string }[];
   readonly elapsedSeconds: number;
   /** 1-minute load averages at the start and the end: other work on the machine skews every figure. */
   readonly loadAverage: { readonly start: number; readonly end: number };
+  /** Issue 12's targets, judged from this run. */
+  readonly verdict?: Verdict;
+  /** The profiling pass's findings for each gap. */
+  readonly profiles?: readonly WorkloadProfile[];
 }
+
+/** The report's first section: one row per target of issue 12, then the profile of every gap. */
+export const renderTargets = (verdict: Verdict, profiles: readonly WorkloadProfile[] = []): string => {
+  const verdictCell = (status: string) => (status === 'GAP' ? '**GAP**' : status);
+  const lines = [
+    '## Targets (issue 12)',
+    '',
+    verdict.comparable
+      ? `**${verdict.met} of ${verdict.rows.length} targets met**${verdict.gaps > 0 ? `, ${verdict.gaps} GAP${verdict.gaps === 1 ? '' : 's'}` : ''}${verdict.notMeasured > 0 ? `, ${verdict.notMeasured} not measured` : ''}.`
+      : `**Not comparable: the machine was busy when this run started** (see the load average below), so every figure understates Sluice; the verdicts are shown for information only (${verdict.met} of ${verdict.rows.length} met, ${verdict.gaps} GAP${verdict.gaps === 1 ? '' : 's'}${verdict.notMeasured > 0 ? `, ${verdict.notMeasured} not measured` : ''}).`,
+    '',
+    table(
+      ['target', 'bound', 'measured', 'verdict', 'how far'],
+      verdict.rows.map((row) => [`${row.target} (\`${row.id}\`)`, row.goal, row.measured, verdict.comparable ? verdictCell(row.status) : `${verdictCell(row.status)} (not comparable)`, row.howFar]),
+    ),
+    '',
+  ];
+  // A CPU profile does not explain memory: that gap points at its own table.
+  if (verdict.rows.some((row) => row.status === 'GAP' && row.id === 'memory'))
+    lines.push('`memory`: no CPU profile explains it; see "Memory per idle session" below (VmRSS before and after, per protocol).', '');
+  const profiled = renderProfiles(profiles);
+  if (profiled) lines.push(profiled, '');
+  else if (verdict.gaps > 0) lines.push('No profile of the gaps in this run (`--only` left the `profile` part out, or it failed: see What failed).', '');
+  return lines.join('\n');
+};
 
 const SECTION_TITLES = { postgres: 'PostgreSQL: pgbench', redis: 'Redis: redis-benchmark', http: 'HTTP: wrk' } as const;
 
@@ -149,10 +186,11 @@ export const renderReport = (input: ReportInput): string => {
     '',
     `Measured ${machine.date} by \`bench/run.ts\` in ${Math.round(input.elapsedSeconds)} s: ${input.rounds} interleaved round${input.rounds === 1 ? '' : 's'}; every figure is the median over rounds, every ratio and added latency is against the direct path in the same round.`,
     '',
+    ...(input.verdict ? [renderTargets(input.verdict, input.profiles)] : []),
     `Machine: ${machine.nproc} CPUs (${machine.cpuModel}), ${machine.memoryGiB} GiB RAM, ${machine.os}, Linux ${machine.kernel}. The load generator, the proxy and the servers share these CPUs.`,
     '',
     `Load average (1 min): ${input.loadAverage.start.toFixed(2)} at the start, ${input.loadAverage.end.toFixed(2)} at the end (the end includes the run's own load)${
-      input.loadAverage.start > machine.nproc * 0.5
+      wasBusy(input.loadAverage.start, machine.nproc)
         ? ` — **the machine was busy with other work when this run started, so these figures understate every path and are not comparable with a quiet run; compare ratios within a round rather than absolute rates**`
         : ''
     }.`,
@@ -180,12 +218,13 @@ export const renderReport = (input: ReportInput): string => {
     lines.push(
       '## The audit keeps up',
       '',
-      'After each round\'s pgbench select-only run through Sluice: every statement recorded in the event store with its outcome (one `command.executed`, or `command.decided` + `command.completed`), none doubled, within 2 s of the end of the run.',
+      'After each round\'s pgbench select-only runs through Sluice (simple and extended protocol): every statement recorded in the event store with its outcome (one `command.executed`, or `command.decided` + `command.completed`), none doubled, within 2 s of the end of the run.',
       '',
       table(
-        ['round', 'statements (pgbench)', 'recorded', 'doubled', 'all stored after', 'verdict'],
+        ['round', 'load', 'statements (pgbench)', 'recorded', 'doubled', 'all stored after', 'verdict'],
         input.auditKeepsUp.map((check) => [
-          String(check.round),
+          check.round === 0 ? 'after the rounds' : String(check.round),
+          check.load ?? 'pgbench -S',
           formatCount(check.expected),
           formatCount(check.recorded),
           String(check.doubled),

@@ -129,14 +129,27 @@ export interface HttpTarget {
   close(): Promise<void>;
 }
 
-/** The HTTP API behind the proxy: answers every GET with the same 1 KB JSON document. */
+/**
+ * The 1 KB JSON document the HTTP target answers with: made-up customers whose emails and phone
+ * numbers the masking profile covers (issue 12's "1 KB JSON body with PII"), padded to exactly 1024 bytes.
+ */
+export const httpDocument = (): Buffer => {
+  const customer = (index: number) => ({
+    id: index + 1,
+    name: `Customer ${index + 1}`,
+    email: `customer${index + 1}@example.com`,
+    phone: `+1 415 555 ${String(100 + index).padStart(4, '0')}`,
+    balance: (999 + 100 * index) / 100,
+  });
+  const items: ReturnType<typeof customer>[] = [];
+  const size = (note: string) => Buffer.byteLength(JSON.stringify({ items, total: items.length, note }));
+  while (size('') + Buffer.byteLength(JSON.stringify(customer(items.length))) + 1 < 1024) items.push(customer(items.length));
+  return Buffer.from(JSON.stringify({ items, total: items.length, note: 'x'.repeat(Math.max(0, 1024 - size(''))) }));
+};
+
+/** The HTTP API behind the proxy: answers every GET with the same 1 KB JSON document (httpDocument). */
 export const startHttpTarget = async (): Promise<HttpTarget> => {
-  const items = Array.from({ length: 12 }, (_, index) => ({ id: index + 1, sku: `SKU-${1000 + index}`, name: `Item number ${index + 1}`, price: 9.99 + index }));
-  let document = { items, total: items.length, note: '' };
-  // Pad to exactly 1024 bytes so runs are comparable.
-  const length = Buffer.byteLength(JSON.stringify(document));
-  document = { ...document, note: 'x'.repeat(Math.max(0, 1024 - length)) };
-  const body = Buffer.from(JSON.stringify(document));
+  const body = httpDocument();
   const server: Server = createServer((request, response) => {
     request.resume();
     response.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });

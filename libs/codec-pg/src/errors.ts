@@ -1,7 +1,8 @@
 /**
- * Raised for any byte sequence that is not a well-formed PostgreSQL message. The code matches
- * `ERR_PROTOCOL_MALFORMED` of @sluice/contracts; the class lives here because codecs depend on
- * nothing but node:buffer.
+ * Raised for any byte sequence that is not a well-formed message of a codec: PostgreSQL here, RESP
+ * too (codec-resp re-exports this class). The code matches `ERR_PROTOCOL_MALFORMED` of
+ * @sluice/contracts; the class lives in a codec because codecs depend on nothing but node:buffer
+ * and each other.
  */
 export class ProtocolMalformedError extends Error {
   readonly code = 'ERR_PROTOCOL_MALFORMED' as const;

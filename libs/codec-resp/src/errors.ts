@@ -1,13 +1,6 @@
 /**
- * Raised for bytes that are not RESP (or exceed the codec's bounds). The code matches
- * `ERR_PROTOCOL_MALFORMED` of @sluice/contracts; the codec keeps its own class because codecs
- * depend on nothing but node:buffer.
+ * Bytes that are not RESP (or exceed the codec's bounds) raise the one ProtocolMalformedError of
+ * the codecs (code `ERR_PROTOCOL_MALFORMED` of @sluice/contracts), so a caller catches a single
+ * class whatever the protocol. It lives in codec-pg because codecs import only codecs.
  */
-export class ProtocolMalformedError extends Error {
-  readonly code = 'ERR_PROTOCOL_MALFORMED' as const;
-  readonly expose = false;
-  constructor(message: string) {
-    super(message);
-    this.name = 'ProtocolMalformedError';
-  }
-}
+export { ProtocolMalformedError } from '@sluice/codec-pg';

@@ -90,6 +90,17 @@ const checkReferences = (config: SluiceConfig): void => {
       }
     });
   }
+  const issuers = new Set(config.identity.oidc.map((entry) => entry.issuer));
+  const checkIssuers = (key: string, issuer: string | readonly string[] | undefined): void => {
+    [issuer ?? []].flat().forEach((name, issuerIndex) => {
+      if (!issuers.has(name)) {
+        const at = typeof issuer === 'string' ? key : `${key}[${issuerIndex}]`;
+        throw new ConfigInvalidError(at, `the issuer of an identity.oidc entry (${[...issuers].join(', ') || 'none configured'}), got "${name}"`);
+      }
+    });
+  };
+  checkIssuers('audit.readers.issuer', config.audit.readers.issuer);
+  for (const [user, mapped] of Object.entries(config.approval.slack?.users ?? {})) checkIssuers(`approval.slack.users.${user}.issuer`, mapped.issuer);
   const ruleNames = new Map<string, number>();
   config.rules.forEach((rule, index) => {
     if (ruleNames.has(rule.name)) {
@@ -101,6 +112,8 @@ const checkReferences = (config: SluiceConfig): void => {
         throw new ConfigInvalidError(`rules[${index}].resources[${resourceIndex}]`, `the name of a resource, got "${name}"`);
       }
     });
+    checkIssuers(`rules[${index}].subjects.issuer`, rule.subjects?.issuer);
+    checkIssuers(`rules[${index}].approvers.issuer`, rule.approvers?.issuer);
     if (rule.mask !== undefined && !(rule.mask in config.masking.profiles)) {
       throw new ConfigInvalidError(`rules[${index}].mask`, `the name of a masking profile, got "${rule.mask}"`);
     }

@@ -35,6 +35,8 @@ const url = (protocols: readonly string[]) =>
   );
 
 const stringList = z.array(z.string().min(1));
+/** `issuer` beside groups/subs: the identity must also come from (one of) these identity.oidc issuers. */
+const issuerMatcher = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional();
 
 const oidcIssuer = z.strictObject({
   issuer: url(['http:', 'https:']),
@@ -192,6 +194,7 @@ const rule = z.strictObject({
       groups: stringList.optional(),
       subs: stringList.optional(),
       sub: z.union([z.string().min(1), stringList]).optional(),
+      issuer: issuerMatcher,
     })
     .optional(),
   resources: stringList.optional(),
@@ -203,7 +206,7 @@ const rule = z.strictObject({
   keys: stringList.optional(),
   mask: z.string().min(1).optional(),
   approvers: z
-    .strictObject({ groups: stringList.optional(), subs: stringList.optional(), minApprovals: z.number().int().min(1).default(1) })
+    .strictObject({ groups: stringList.optional(), subs: stringList.optional(), issuer: issuerMatcher, minApprovals: z.number().int().min(1).default(1) })
     .optional(),
   timeout: duration.optional(),
 });
@@ -217,7 +220,7 @@ const slack = z.strictObject({
   /** Slack's Web API base; tests point it at a local server. */
   apiUrl: url(['http:', 'https:']).default('https://slack.com/api/'),
   /** Slack user id or email -> the approver's subject (`sub`) and groups. */
-  users: z.record(z.string(), z.strictObject({ sub: z.string().min(1), groups: stringList.default([]) })).default({}),
+  users: z.record(z.string(), z.strictObject({ sub: z.string().min(1), groups: stringList.default([]), issuer: z.string().min(1).optional() })).default({}),
 });
 
 const exporter = z.strictObject({
@@ -368,7 +371,7 @@ export const configSchema = z.strictObject({
        * Who may read the audit API (sessions, events, verify). Absent or empty: nobody; the
        * trail holds every agent's commands and the data they saw, so it fails closed.
        */
-      readers: z.strictObject({ groups: stringList.default([]), subs: stringList.default([]) }).default({ groups: [], subs: [] }),
+      readers: z.strictObject({ groups: stringList.default([]), subs: stringList.default([]), issuer: issuerMatcher }).default({ groups: [], subs: [] }),
       exporters: z.array(exporter).default([]),
       recording: recording.default(RECORDING_DEFAULTS),
       stream: z

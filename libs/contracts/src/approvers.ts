@@ -1,13 +1,16 @@
-/** Who an approval rule names: groups, subs, and how many distinct approvers it needs. */
+/** Who an approval rule names: groups, subs, the issuers they must come from, and how many distinct approvers it needs. */
 export interface ApproverRule {
   readonly groups: readonly string[];
   readonly subs: readonly string[];
+  /** Absent or empty: any configured issuer (requests stored before issuers existed have none). */
+  readonly issuers?: readonly string[];
   readonly minApprovals: number;
 }
 
 export interface ApproverIdentity {
   readonly sub: string;
   readonly groups: readonly string[];
+  readonly issuer: string;
 }
 
 /**
@@ -16,6 +19,6 @@ export interface ApproverIdentity {
  * names no approvers names nobody: the request can only expire. (Taking it as "anyone" would let
  * any identity of the issuer, another agent included, release a held command.)
  */
-export const mayDecide = (rule: ApproverRule, approver: ApproverIdentity): boolean => {
-  return rule.subs.includes(approver.sub) || approver.groups.some((group) => rule.groups.includes(group));
-};
+export const mayDecide = (rule: ApproverRule, approver: ApproverIdentity): boolean =>
+  (rule.issuers === undefined || rule.issuers.length === 0 || rule.issuers.includes(approver.issuer)) &&
+  (rule.subs.includes(approver.sub) || approver.groups.some((group) => rule.groups.includes(group)));

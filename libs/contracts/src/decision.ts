@@ -1,13 +1,10 @@
 import type { ApproverRule } from './approvers.js';
-import type { Action, Risk } from './policy.js';
+import type { AssessedAction } from './policy.js';
 
 /** What every decision states, whatever its effect. */
-interface DecisionBasis {
+interface DecisionBasis extends AssessedAction {
   /** The deciding rule's name; empty for the default deny and for refusals before any rule. */
   readonly rule: string;
-  readonly reason: string;
-  readonly action: Action;
-  readonly risk: Risk;
   readonly tables: readonly string[];
   /** Statement names this command PREPAREs; the proxy records them for later EXECUTEs. */
   readonly prepares: readonly string[];

@@ -1,4 +1,5 @@
 import type { Action, Effect, Protocol, Risk } from './policy.js';
+import type { ApproverRule } from './approvers.js';
 
 /**
  * Every session action is one of these. Kinds are `<aggregate>.<past-tense verb>`; the
@@ -72,7 +73,7 @@ export interface ApprovalRequested {
   /** What the command does (shown to approvers). */
   readonly action?: Action;
   readonly expiresAt: string;
-  readonly approvers: { readonly groups: readonly string[]; readonly subs: readonly string[]; readonly minApprovals: number };
+  readonly approvers: ApproverRule;
   /** Why the agent says it needs the command (its own words, bounded by boundJustification, masked); absent when it gave none. */
   readonly justification?: string;
 }

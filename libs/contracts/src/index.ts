@@ -9,3 +9,4 @@ export * from './approvers.js';
 export * from './decision.js';
 export * from './command.js';
 export * from './justification.js';
+export * from './audit-records.js';

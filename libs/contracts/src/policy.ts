@@ -5,6 +5,14 @@ export type Action = (typeof ACTIONS)[number];
 export const RISKS = ['low', 'medium', 'high', 'critical'] as const;
 export type Risk = (typeof RISKS)[number];
 
+/** What a classifier or a rule says of a command: its action, its risk, and why. */
+export interface AssessedAction {
+  readonly action: Action;
+  readonly risk: Risk;
+  /** Why the command got its action and risk, for explanations and audit. */
+  readonly reason: string;
+}
+
 export const EFFECTS = ['allow', 'deny', 'approve'] as const;
 export type Effect = (typeof EFFECTS)[number];
 

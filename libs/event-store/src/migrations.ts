@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Migration, type MigrationProvider } from 'kysely';
+import { COMMAND_DECIDED, COMMAND_EXECUTED, commandsView, sessionsView } from './migration-views.js';
 
 /** Name of the role that may only INSERT and SELECT events; appends run as it when possible. */
 export const WRITER_ROLE = 'sluice_event_writer';
@@ -12,10 +13,34 @@ const statements = (db: Kysely<unknown>, list: readonly string[]): Promise<void>
     await sql.raw(text).execute(db);
   }, Promise.resolve());
 
-const createEvents: Migration = {
-  up: (db) =>
-    statements(db, [
-      `CREATE TABLE sluice.events (
+/** A migration of SQL statements; never rolled back (the events are append-only). */
+const sqlMigration = (list: readonly string[]): Migration => ({
+  up: (db) => statements(db, list),
+  down: async () => {
+    throw new Error('sluice.events is append-only; migrations are never rolled back');
+  },
+});
+
+/**
+ * A DO block that sets up roles and grants. Creating a role needs CREATEROLE: a server that
+ * refuses leaves a notice, and the store works without this second line of defence.
+ */
+const grantsBlock = (body: string, what: string): string => `DO $$
+       BEGIN
+${body}
+       EXCEPTION
+         WHEN insufficient_privilege OR duplicate_object OR unique_violation THEN
+           RAISE NOTICE 'sluice: ${what} not set up: %', SQLERRM;
+       END $$`;
+
+/** The role, created unless it exists, may use the sluice schema. */
+const ensureRole = (role: string): string => `         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${role}') THEN
+           CREATE ROLE ${role} NOLOGIN;
+         END IF;
+         GRANT USAGE ON SCHEMA sluice TO ${role};`;
+
+const createEvents: Migration = sqlMigration([
+  `CREATE TABLE sluice.events (
         seq bigserial PRIMARY KEY,
         id text NOT NULL UNIQUE,
         session_id text NOT NULL,
@@ -37,136 +62,46 @@ const createEvents: Migration = {
         stored_at timestamptz NOT NULL DEFAULT now(),
         UNIQUE (session_id, session_seq)
       )`,
-      `COMMENT ON TABLE sluice.events IS 'Append-only Sluice audit events. Each session is a hash chain: hash = sha256(prev_hash || RFC 8785 JSON of the CloudEvent); the first prev_hash is 64 zeros.'`,
-      `CREATE INDEX events_heads_idx ON sluice.events (seq) WHERE kind IN ('session.started', 'session.rejected')`,
-      `CREATE INDEX events_subject_idx ON sluice.events (subject_sub) WHERE kind IN ('session.started', 'session.rejected')`,
-      `CREATE INDEX events_command_idx ON sluice.events (command_id) WHERE command_id IS NOT NULL`,
-      `CREATE INDEX events_approval_idx ON sluice.events (approval_id) WHERE approval_id IS NOT NULL`,
-      `CREATE FUNCTION sluice.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+  `COMMENT ON TABLE sluice.events IS 'Append-only Sluice audit events. Each session is a hash chain: hash = sha256(prev_hash || RFC 8785 JSON of the CloudEvent); the first prev_hash is 64 zeros.'`,
+  `CREATE INDEX events_heads_idx ON sluice.events (seq) WHERE kind IN ('session.started', 'session.rejected')`,
+  `CREATE INDEX events_subject_idx ON sluice.events (subject_sub) WHERE kind IN ('session.started', 'session.rejected')`,
+  `CREATE INDEX events_command_idx ON sluice.events (command_id) WHERE command_id IS NOT NULL`,
+  `CREATE INDEX events_approval_idx ON sluice.events (approval_id) WHERE approval_id IS NOT NULL`,
+  `CREATE FUNCTION sluice.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
        BEGIN
          RAISE EXCEPTION 'sluice.events is append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
        END $$`,
-      `CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON sluice.events FOR EACH ROW EXECUTE FUNCTION sluice.refuse_change()`,
-      `CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON sluice.events FOR EACH STATEMENT EXECUTE FUNCTION sluice.refuse_change()`,
-      // One row per session, headed by its session.started (or session.rejected) event. The
-      // LATERAL form lets filters on the head (subject, resource, time) use indexes.
-      `CREATE VIEW sluice.sessions AS
-       SELECT h.session_id,
-              h.subject_sub AS subject,
-              h.resource,
-              h.data->>'protocol' AS protocol,
-              h.time AS started_at,
-              a.ended_at,
-              a.commands,
-              a.denials,
-              a.approvals,
-              a.masked_values,
-              a.events,
-              h.kind = 'session.rejected' AS rejected,
-              h.seq AS first_seq
-         FROM sluice.events h
-         CROSS JOIN LATERAL (
-           SELECT max(e.time) FILTER (WHERE e.kind IN ('session.ended', 'session.rejected')) AS ended_at,
-                  count(*) FILTER (WHERE e.kind = 'command.decided') AS commands,
-                  count(*) FILTER (WHERE (e.kind = 'command.decided' AND e.decision = 'deny')
-                                      OR (e.kind = 'approval.decided' AND e.decision = 'deny')) AS denials,
-                  count(*) FILTER (WHERE e.kind = 'approval.requested') AS approvals,
-                  coalesce(sum(e.masked_values), 0)::bigint AS masked_values,
-                  count(*) AS events
-             FROM sluice.events e
-            WHERE e.session_id = h.session_id
-         ) a
-        WHERE h.kind IN ('session.started', 'session.rejected')`,
-      `CREATE VIEW sluice.commands AS
-       SELECT c.session_id,
-              c.command_id,
-              c.seq,
-              c.time,
-              c.resource,
-              c.data->>'protocol' AS protocol,
-              c.data->>'command' AS command,
-              c.data->>'action' AS action,
-              c.data->>'risk' AS risk,
-              c.decision,
-              c.data->>'rule' AS rule,
-              c.data->>'reason' AS reason,
-              ap.approval_id,
-              ap.approver,
-              ap.approval_decision,
-              done.outcome,
-              done.ok,
-              done.duration_ms,
-              res.row_count,
-              res.truncated,
-              coalesce(res.masked_values, 0) AS masked_values
-         FROM sluice.events c
-         LEFT JOIN LATERAL (
-           SELECT d.data->>'outcome' AS outcome, (d.data->>'ok')::boolean AS ok, (d.data->>'durationMs')::float8 AS duration_ms
-             FROM sluice.events d
-            WHERE d.command_id = c.command_id AND d.session_id = c.session_id AND d.kind = 'command.completed'
-            ORDER BY d.seq LIMIT 1
-         ) done ON true
-         LEFT JOIN LATERAL (
-           SELECT (r.data->>'rowCount')::bigint AS row_count, (r.data->>'truncated')::boolean AS truncated, r.masked_values
-             FROM sluice.events r
-            WHERE r.command_id = c.command_id AND r.session_id = c.session_id AND r.kind = 'result.returned'
-            ORDER BY r.seq LIMIT 1
-         ) res ON true
-         LEFT JOIN LATERAL (
-           SELECT q.approval_id,
-                  (SELECT string_agg(x.data->>'approver', ',' ORDER BY x.seq) FROM sluice.events x
-                    WHERE x.approval_id = q.approval_id AND x.kind = 'approval.decided') AS approver,
-                  (SELECT x.decision FROM sluice.events x
-                    WHERE x.approval_id = q.approval_id AND x.kind = 'approval.decided'
-                    ORDER BY x.seq DESC LIMIT 1) AS approval_decision
-             FROM sluice.events q
-            WHERE q.command_id = c.command_id AND q.kind = 'approval.requested'
-            ORDER BY q.seq LIMIT 1
-         ) ap ON true
-        WHERE c.kind = 'command.decided'`,
-    ]),
-  down: async () => {
-    throw new Error('sluice.events is append-only; migrations are never rolled back');
-  },
-};
+  `CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON sluice.events FOR EACH ROW EXECUTE FUNCTION sluice.refuse_change()`,
+  `CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON sluice.events FOR EACH STATEMENT EXECUTE FUNCTION sluice.refuse_change()`,
+  // One row per session, headed by its session.started (or session.rejected) event. The
+  // LATERAL form lets filters on the head (subject, resource, time) use indexes.
+  sessionsView('CREATE', COMMAND_DECIDED.commandKinds),
+  commandsView('CREATE', COMMAND_DECIDED.viewKinds, COMMAND_DECIDED.completion, COMMAND_DECIDED.result),
+]);
 
 /**
  * The writer role gets only INSERT and SELECT (and the sequence). Creating a cluster role needs
  * CREATEROLE; without it the store still works, only without this second line of defence.
  */
-const writerRole: Migration = {
-  up: (db) =>
-    statements(db, [
-      `DO $$
-       BEGIN
-         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${WRITER_ROLE}') THEN
-           CREATE ROLE ${WRITER_ROLE} NOLOGIN;
-         END IF;
-         GRANT USAGE ON SCHEMA sluice TO ${WRITER_ROLE};
+const writerRole: Migration = sqlMigration([
+  grantsBlock(
+    `${ensureRole(WRITER_ROLE)}
          GRANT SELECT, INSERT ON sluice.events TO ${WRITER_ROLE};
          GRANT USAGE ON SEQUENCE sluice.events_seq_seq TO ${WRITER_ROLE};
-         GRANT ${WRITER_ROLE} TO CURRENT_USER;
-       EXCEPTION
-         WHEN insufficient_privilege OR duplicate_object OR unique_violation THEN
-           RAISE NOTICE 'sluice: writer role not set up: %', SQLERRM;
-       END $$`,
-    ]),
-  down: async () => {
-    throw new Error('never rolled back');
-  },
-};
+         GRANT ${WRITER_ROLE} TO CURRENT_USER;`,
+    'writer role',
+  ),
+]);
 
 /**
  * Provenance: which signer's signature the audit service verified for each stored event, and
  * the records it refused (never stored as genuine, never dropped), append-only like the events.
  * Also the read-only compliance role.
  */
-const provenance: Migration = {
-  up: (db) =>
-    statements(db, [
-      `ALTER TABLE sluice.events ADD COLUMN signed_by text`,
-      `COMMENT ON COLUMN sluice.events.signed_by IS 'The Sluice service whose Ed25519 signature on the NATS message carrying this event the audit service verified; NULL: stored without a verified signature.'`,
-      `CREATE TABLE sluice.rejected_events (
+const provenance: Migration = sqlMigration([
+  `ALTER TABLE sluice.events ADD COLUMN signed_by text`,
+  `COMMENT ON COLUMN sluice.events.signed_by IS 'The Sluice service whose Ed25519 signature on the NATS message carrying this event the audit service verified; NULL: stored without a verified signature.'`,
+  `CREATE TABLE sluice.rejected_events (
         seq bigserial PRIMARY KEY,
         key text NOT NULL UNIQUE,
         reason text NOT NULL,
@@ -179,123 +114,29 @@ const provenance: Migration = {
         payload text NOT NULL,
         received_at timestamptz NOT NULL DEFAULT now()
       )`,
-      `COMMENT ON TABLE sluice.rejected_events IS 'Messages and events the audit service refused as not genuine (unsigned, unknown signer, bad signature, a kind the signer may not publish, unreadable). Never part of a chain.'`,
-      `CREATE TRIGGER rejected_append_only BEFORE UPDATE OR DELETE ON sluice.rejected_events FOR EACH ROW EXECUTE FUNCTION sluice.refuse_change()`,
-      `CREATE TRIGGER rejected_no_truncate BEFORE TRUNCATE ON sluice.rejected_events FOR EACH STATEMENT EXECUTE FUNCTION sluice.refuse_change()`,
-      `DO $$
-       BEGIN
-         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${WRITER_ROLE}') THEN
+  `COMMENT ON TABLE sluice.rejected_events IS 'Messages and events the audit service refused as not genuine (unsigned, unknown signer, bad signature, a kind the signer may not publish, unreadable). Never part of a chain.'`,
+  `CREATE TRIGGER rejected_append_only BEFORE UPDATE OR DELETE ON sluice.rejected_events FOR EACH ROW EXECUTE FUNCTION sluice.refuse_change()`,
+  `CREATE TRIGGER rejected_no_truncate BEFORE TRUNCATE ON sluice.rejected_events FOR EACH STATEMENT EXECUTE FUNCTION sluice.refuse_change()`,
+  grantsBlock(
+    `         IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${WRITER_ROLE}') THEN
            GRANT SELECT, INSERT ON sluice.rejected_events TO ${WRITER_ROLE};
            GRANT USAGE ON SEQUENCE sluice.rejected_events_seq_seq TO ${WRITER_ROLE};
          END IF;
-         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${READER_ROLE}') THEN
-           CREATE ROLE ${READER_ROLE} NOLOGIN;
-         END IF;
-         GRANT USAGE ON SCHEMA sluice TO ${READER_ROLE};
-         GRANT SELECT ON sluice.events, sluice.rejected_events, sluice.sessions, sluice.commands TO ${READER_ROLE};
-       EXCEPTION
-         WHEN insufficient_privilege OR duplicate_object OR unique_violation THEN
-           RAISE NOTICE 'sluice: provenance roles not set up: %', SQLERRM;
-       END $$`,
-    ]),
-  down: async () => {
-    throw new Error('never rolled back');
-  },
-};
+${ensureRole(READER_ROLE)}
+         GRANT SELECT ON sluice.events, sluice.rejected_events, sluice.sessions, sluice.commands TO ${READER_ROLE};`,
+    'provenance roles',
+  ),
+]);
 
 /**
  * `command.executed`: a command that ran without a hold, recorded as one event (its decision,
  * outcome and, under `result`, the masked result). The views count and show it like a
  * command.decided followed by its command.completed and result.returned.
  */
-const commandExecuted: Migration = {
-  up: (db) =>
-    statements(db, [
-      `CREATE OR REPLACE VIEW sluice.sessions AS
-       SELECT h.session_id,
-              h.subject_sub AS subject,
-              h.resource,
-              h.data->>'protocol' AS protocol,
-              h.time AS started_at,
-              a.ended_at,
-              a.commands,
-              a.denials,
-              a.approvals,
-              a.masked_values,
-              a.events,
-              h.kind = 'session.rejected' AS rejected,
-              h.seq AS first_seq
-         FROM sluice.events h
-         CROSS JOIN LATERAL (
-           SELECT max(e.time) FILTER (WHERE e.kind IN ('session.ended', 'session.rejected')) AS ended_at,
-                  count(*) FILTER (WHERE e.kind IN ('command.decided', 'command.executed')) AS commands,
-                  count(*) FILTER (WHERE (e.kind = 'command.decided' AND e.decision = 'deny')
-                                      OR (e.kind = 'approval.decided' AND e.decision = 'deny')) AS denials,
-                  count(*) FILTER (WHERE e.kind = 'approval.requested') AS approvals,
-                  coalesce(sum(e.masked_values), 0)::bigint AS masked_values,
-                  count(*) AS events
-             FROM sluice.events e
-            WHERE e.session_id = h.session_id
-         ) a
-        WHERE h.kind IN ('session.started', 'session.rejected')`,
-      `CREATE OR REPLACE VIEW sluice.commands AS
-       SELECT c.session_id,
-              c.command_id,
-              c.seq,
-              c.time,
-              c.resource,
-              c.data->>'protocol' AS protocol,
-              c.data->>'command' AS command,
-              c.data->>'action' AS action,
-              c.data->>'risk' AS risk,
-              c.decision,
-              c.data->>'rule' AS rule,
-              c.data->>'reason' AS reason,
-              ap.approval_id,
-              ap.approver,
-              ap.approval_decision,
-              done.outcome,
-              done.ok,
-              done.duration_ms,
-              res.row_count,
-              res.truncated,
-              coalesce(res.masked_values, 0) AS masked_values
-         FROM sluice.events c
-         LEFT JOIN LATERAL (
-           SELECT c.data->>'outcome' AS outcome, (c.data->>'ok')::boolean AS ok, (c.data->>'durationMs')::float8 AS duration_ms
-            WHERE c.kind = 'command.executed'
-           UNION ALL
-           (SELECT d.data->>'outcome', (d.data->>'ok')::boolean, (d.data->>'durationMs')::float8
-              FROM sluice.events d
-             WHERE c.kind = 'command.decided' AND d.command_id = c.command_id AND d.session_id = c.session_id AND d.kind = 'command.completed'
-             ORDER BY d.seq LIMIT 1)
-         ) done ON true
-         LEFT JOIN LATERAL (
-           SELECT (c.data->'result'->>'rowCount')::bigint AS row_count, (c.data->'result'->>'truncated')::boolean AS truncated, c.masked_values
-            WHERE c.kind = 'command.executed' AND c.data->'result' IS NOT NULL
-           UNION ALL
-           (SELECT (r.data->>'rowCount')::bigint, (r.data->>'truncated')::boolean, r.masked_values
-              FROM sluice.events r
-             WHERE c.kind = 'command.decided' AND r.command_id = c.command_id AND r.session_id = c.session_id AND r.kind = 'result.returned'
-             ORDER BY r.seq LIMIT 1)
-         ) res ON true
-         LEFT JOIN LATERAL (
-           SELECT q.approval_id,
-                  (SELECT string_agg(x.data->>'approver', ',' ORDER BY x.seq) FROM sluice.events x
-                    WHERE x.approval_id = q.approval_id AND x.kind = 'approval.decided') AS approver,
-                  (SELECT x.decision FROM sluice.events x
-                    WHERE x.approval_id = q.approval_id AND x.kind = 'approval.decided'
-                    ORDER BY x.seq DESC LIMIT 1) AS approval_decision
-             FROM sluice.events q
-            WHERE q.command_id = c.command_id AND q.kind = 'approval.requested'
-            ORDER BY q.seq LIMIT 1
-         ) ap ON true
-        WHERE c.kind IN ('command.decided', 'command.executed')`,
-    ]),
-  down: async () => {
-    throw new Error('never rolled back');
-  },
-};
+const commandExecuted: Migration = sqlMigration([
+  sessionsView('CREATE OR REPLACE', COMMAND_EXECUTED.commandKinds),
+  commandsView('CREATE OR REPLACE', COMMAND_EXECUTED.viewKinds, COMMAND_EXECUTED.completion, COMMAND_EXECUTED.result),
+]);
 
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => ({

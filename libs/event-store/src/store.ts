@@ -1,6 +1,6 @@
 import { CompiledQuery, Kysely, Migrator, sql, type RawBuilder } from 'kysely';
 import type pg from 'pg';
-import { kindOfType, type CloudEvent } from '@sluice/contracts';
+import { kindOfType, type CloudEvent, type EventRejected, type SessionSummary, type StoredEvent } from '@sluice/contracts';
 import { chainHash, chainHashOf, GENESIS_HASH, joinEvent, prepareEvent, storableText, type StoredCloudEvent } from './chain.js';
 import type { SluiceDatabase } from './database.js';
 import { pgliteBackend, postgresBackend, type StoreBackend } from './dialect.js';
@@ -23,8 +23,7 @@ export interface OpenEventStoreOptions {
   readonly maxConnections?: number | undefined;
 }
 
-/** A stored event as served: the CloudEvent plus its place in the store and its chain. */
-export type StoredEvent = StoredCloudEvent & { readonly seq: number; readonly hash: string; readonly prev_hash: string };
+export type { SessionSummary, StoredEvent };
 
 /** One page of a session's events: those with `seq` above `afterSeq`, at most `limit`. */
 export interface SessionEventsPage {
@@ -56,34 +55,11 @@ export type VerifyResult =
     };
 
 /** A message or event the audit service refused as not genuine: kept, never chained. */
-export interface RejectedRecord {
+export interface RejectedRecord extends EventRejected {
   /** `<stream>:<stream seq>:<index in the message>`: storing it again is a no-op. */
   readonly key: string;
-  readonly reason: string;
-  readonly claimedSigner?: string;
-  readonly natsSubject: string;
-  readonly streamSeq: number;
-  readonly eventId?: string;
-  readonly eventType?: string;
-  readonly sessionId?: string;
   /** The event as received (JSON), or the message's text when it was not JSON. */
   readonly payload: string;
-}
-
-export interface SessionSummary {
-  readonly id: string;
-  readonly session_id: string;
-  readonly subject: string | null;
-  readonly resource: string | null;
-  readonly protocol: string | null;
-  readonly started_at: string;
-  readonly ended_at: string | null;
-  readonly commands: number;
-  readonly denials: number;
-  readonly approvals: number;
-  readonly masked_values: number;
-  readonly events: number;
-  readonly rejected: boolean;
 }
 
 export interface SessionQuery {

@@ -311,3 +311,41 @@ describe('fail closed', () => {
     );
   });
 });
+
+describe('subjects scoped to an issuer', () => {
+  const config = parseConfig({
+    identity: { oidc: [{ issuer: 'https://idp.example.com', audience: 'sluice' }, { issuer: 'https://ci.example.com', audience: 'sluice' }] },
+    resources: RESOURCES,
+    rules: [
+      { name: 'company-analysts', effect: 'allow', subjects: { groups: ['analysts'], issuer: 'https://idp.example.com' }, resources: ['ledger'], actions: ['read'] },
+      { name: 'anyone-from-ci-reads-crm', effect: 'allow', subjects: { issuer: 'https://ci.example.com' }, resources: ['crm'], methods: ['GET'] },
+    ],
+  });
+  const policy = createPolicy(config.rules, config.resources, { approvalTimeoutMs: 60_000 });
+
+  it('matches only identities from the named issuer', () => {
+    expect(policy.decide({ ...analyst, issuer: 'https://idp.example.com' }, 'ledger', sql('SELECT 1')).effect).toBe('allow');
+    expect(policy.decide({ ...analyst, issuer: 'https://ci.example.com' }, 'ledger', sql('SELECT 1')).effect).toBe('deny');
+    expect(policy.decide(analyst, 'ledger', sql('SELECT 1')).effect).toBe('deny');
+  });
+
+  it('takes an issuer alone as everyone from it', () => {
+    expect(policy.decide({ ...stranger, issuer: 'https://ci.example.com' }, 'crm', http('GET', '/x')).effect).toBe('allow');
+    expect(policy.decide({ ...stranger, issuer: 'https://idp.example.com' }, 'crm', http('GET', '/x')).effect).toBe('deny');
+  });
+
+  it('says in the explanation that the issuer did not match', () => {
+    const explanation = JSON.stringify(policy.explain({ ...analyst, issuer: 'https://ci.example.com' }, 'ledger', sql('SELECT 1')));
+    expect(explanation).toContain('issuer https://ci.example.com not in [https://idp.example.com]');
+  });
+
+  it('hands the approvers\' issuers to the approval service', () => {
+    const held = parseConfig({
+      identity: { oidc: [{ issuer: 'https://idp.example.com', audience: 'sluice' }] },
+      resources: RESOURCES,
+      rules: [{ name: 'hold', effect: 'approve', resources: ['ledger'], approvers: { groups: ['dba'], issuer: 'https://idp.example.com' } }],
+    });
+    const decision = createPolicy(held.rules, held.resources, { approvalTimeoutMs: 60_000 }).decide(analyst, 'ledger', sql('SELECT 1'));
+    expect(decision.effect === 'approve' && decision.approvers.issuers).toEqual(['https://idp.example.com']);
+  });
+});

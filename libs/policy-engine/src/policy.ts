@@ -16,10 +16,11 @@ import type { ResourceConfig, RuleConfig } from '@sluice/config';
 import { ANY_TABLE, classifySql, isOpenCatalogRelation, type SqlClassification } from '@sluice/sql-classifier';
 import { classifyRedis } from './redis-commands.js';
 
-/** The subject as the policy sees it (issuer does not take part in rules). */
+/** The subject as the policy sees it; `issuer` matters only to rules whose subjects name one. */
 export interface PolicySubject {
   readonly sub: string;
   readonly groups: readonly string[];
+  readonly issuer?: string;
 }
 
 
@@ -125,6 +126,7 @@ interface CompiledRule {
   readonly config: RuleConfig;
   readonly groups: ReadonlySet<string> | undefined;
   readonly subs: ReadonlySet<string> | undefined;
+  readonly issuers: ReadonlySet<string> | undefined;
   readonly resources: readonly RegExp[] | undefined;
   readonly tables: readonly RegExp[] | undefined;
   readonly keys: readonly RegExp[] | undefined;
@@ -140,6 +142,7 @@ const compileRule = (config: RuleConfig): CompiledRule => {
     config,
     groups: anyone ? undefined : new Set(groups),
     subs: anyone ? undefined : new Set(subs),
+    issuers: config.subjects?.issuer === undefined ? undefined : new Set([config.subjects.issuer].flat()),
     resources: config.resources?.map(compileGlob),
     tables: config.tables?.map(compileGlob),
     keys: config.keys?.map(compileGlob),
@@ -148,8 +151,10 @@ const compileRule = (config: RuleConfig): CompiledRule => {
   };
 };
 
+/** A rule naming issuers matches only identities from them: another issuer may mint the same names. */
 const subjectMatches = (rule: CompiledRule, subject: PolicySubject): boolean =>
-  rule.groups === undefined || rule.subs!.has(subject.sub) || subject.groups.some((group) => rule.groups!.has(group));
+  (rule.issuers === undefined || (subject.issuer !== undefined && rule.issuers.has(subject.issuer))) &&
+  (rule.groups === undefined || rule.subs!.has(subject.sub) || subject.groups.some((group) => rule.groups!.has(group)));
 
 const resourceMatches = (rule: CompiledRule, resource: string): boolean =>
   rule.resources === undefined || rule.resources.some((glob) => glob.test(resource));
@@ -204,7 +209,12 @@ const patternsMatch = (effect: Effect, globs: readonly string[], patterns: reado
 /** Undefined when the rule matches; otherwise the first matcher that failed. */
 const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: string, part: CommandPart): string | undefined => {
   const config = rule.config;
-  if (!subjectMatches(rule, subject)) return `subjects: ${subject.sub} (groups ${list(subject.groups)}) not listed`;
+  if (!subjectMatches(rule, subject)) {
+    if (rule.issuers !== undefined && (subject.issuer === undefined || !rule.issuers.has(subject.issuer))) {
+      return `subjects: issuer ${subject.issuer ?? '(none given)'} not in ${list([...rule.issuers])}`;
+    }
+    return `subjects: ${subject.sub} (groups ${list(subject.groups)}) not listed`;
+  }
   if (!resourceMatches(rule, resource)) return `resources: ${resource} not in ${list(config.resources ?? [])}`;
   if (config.actions && !config.actions.includes(part.action)) return `actions: ${part.action} not in ${list(config.actions)}`;
   if (config.risk && riskRank(part.risk) < riskRank(config.risk)) return `risk: ${part.risk} is below ${config.risk}`;
@@ -371,7 +381,12 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
             ...(byEffect.get('allow') ?? []).filter((allow) => subjectMatches(allow, subject) && resourceMatches(allow, resource)).map((allow) => allow.config.mask),
             ...outcomes.map((outcome) => outcome.rule?.config.mask),
           ]),
-          approvers: { groups: rule?.approvers?.groups ?? [], subs: rule?.approvers?.subs ?? [], minApprovals: rule?.approvers?.minApprovals ?? 1 },
+          approvers: {
+            groups: rule?.approvers?.groups ?? [],
+            subs: rule?.approvers?.subs ?? [],
+            issuers: [rule?.approvers?.issuer ?? []].flat(),
+            minApprovals: rule?.approvers?.minApprovals ?? 1,
+          },
           approvalTimeoutMs: rule?.timeout ?? options.approvalTimeoutMs,
         };
       case 'deny':

@@ -1,4 +1,4 @@
-import { redisKeyName as keyName, sortOptions, sortPatternKey, type Action, type Risk } from '@sluice/contracts';
+import { redisKeyName as keyName, sortOptions, sortPatternKey, type Action, type AssessedAction, type Risk } from '@sluice/contracts';
 
 /**
  * Where a command's keys sit, the way Redis's COMMAND INFO describes them: 1-based positions in
@@ -121,10 +121,8 @@ const SUBCOMMANDS: ReadonlyMap<string, ReadonlyMap<string, RedisCommandSpec>> = 
 
 const UNKNOWN: RedisCommandSpec = admin;
 
-export interface RedisClassification {
+export interface RedisClassification extends AssessedAction {
   readonly command: string;
-  readonly action: Action;
-  readonly risk: Risk;
   /** Keys named literally. */
   readonly keys: readonly string[];
   /**
@@ -132,7 +130,6 @@ export interface RedisClassification {
    * A command without MATCH that may return any key (SCAN, RANDOMKEY) carries `*`.
    */
   readonly keyPatterns: readonly string[];
-  readonly reason: string;
 }
 
 const text = (arg: Buffer | string | undefined): string => (arg === undefined ? '' : typeof arg === 'string' ? arg : arg.toString('latin1'));

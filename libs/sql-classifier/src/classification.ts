@@ -1,13 +1,9 @@
-import type { Action, Risk } from '@sluice/contracts';
+import type { AssessedAction } from '@sluice/contracts';
 import type { TargetCatalogFacts } from './target-catalog.js';
 
-export interface StatementClassification {
+export interface StatementClassification extends AssessedAction {
   /** The grammar's node name, e.g. `SelectStmt`, `DeleteStmt`. */
   readonly type: string;
-  readonly action: Action;
-  readonly risk: Risk;
-  /** Why the statement got its action and risk, for explanations and audit. */
-  readonly reason: string;
   /** `schema.table`, unqualified names resolved against the search path. */
   readonly reads: readonly string[];
   readonly writes: readonly string[];
@@ -21,11 +17,8 @@ export interface StatementClassification {
 }
 
 export type SqlClassification =
-  | {
+  | (AssessedAction & {
       readonly ok: true;
-      readonly action: Action;
-      readonly risk: Risk;
-      readonly reason: string;
       readonly statements: readonly StatementClassification[];
       /** Every table the message touches, sorted. */
       readonly tables: readonly string[];
@@ -34,7 +27,7 @@ export type SqlClassification =
        * constants, so it may be reused for the same normalized text.
        */
       readonly cacheable: boolean;
-    }
+    })
   | { readonly ok: false; readonly error: string };
 
 export interface ClassifyOptions {

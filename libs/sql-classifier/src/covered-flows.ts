@@ -1,7 +1,6 @@
-import { parseText } from './statement-shape.js';
+import { parsedOrUndefined } from './statement-shape.js';
 import type { ColumnLineage, LineageOptions } from './lineage.js';
 import { isObject, list, names, str, unwrap, walkTree, type Node } from './parse-tree.js';
-import { isSqlClassifierLoaded } from './parser.js';
 import { columnsReferencedIn } from './session-statements.js';
 import { isWrittenValue, pathSchemasOf } from './statement-parts.js';
 
@@ -41,13 +40,8 @@ const MAX_EXECUTE_DEPTH = 3;
 
 /** Undefined when the text does not parse (the policy refuses such a text anyway). */
 export const coveredFlows = (text: string, options: CoveredFlowOptions = {}, depth = 0): CoveredFlows | undefined => {
-  if (!isSqlClassifierLoaded()) return undefined;
-  let tree: unknown;
-  try {
-    tree = parseText(text);
-  } catch {
-    return undefined;
-  }
+  const tree = parsedOrUndefined(text);
+  if (!tree) return undefined;
   const writes: ValueFlow[] = [];
   const predicates: ColumnLineage[] = [];
   const attributeCalls: string[] = [];

@@ -1,4 +1,4 @@
-import { parseText } from './statement-shape.js';
+import { parsedOrUndefined, parseText } from './statement-shape.js';
 import { isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, mayBeRowFunction, STATISTICS_RELATIONS } from './catalogue.js';
 import { isSqlClassifierLoaded } from './classify.js';
 import type { ColumnLineage, LineageOptions, LineageSource } from './lineage.js';
@@ -17,13 +17,8 @@ const ANY_COLUMN: ColumnLineage = [{ column: '*', anyColumn: true }];
  * does not parse (callers treat that as any column).
  */
 export const referencedColumns = (text: string, options: LineageOptions = {}): ColumnLineage | undefined => {
-  if (!isSqlClassifierLoaded()) return undefined;
-  let tree: unknown;
-  try {
-    tree = parseText(text);
-  } catch {
-    return undefined;
-  }
+  const tree = parsedOrUndefined(text);
+  if (!tree) return undefined;
   return columnsReferencedIn(tree, tree, options);
 };
 

@@ -45,6 +45,16 @@ export const parseText = (text: string): ParsedText => {
   return tree;
 };
 
+/** The parse tree of a text; undefined when the parser is not loaded or the text does not parse. */
+export const parsedOrUndefined = (text: string): ParsedText | undefined => {
+  if (!isSqlClassifierLoaded()) return undefined;
+  try {
+    return parseText(text);
+  } catch {
+    return undefined;
+  }
+};
+
 /**
  * The shape of a text (its normalised form) when it has constants, else undefined. Texts of one
  * shape differ only in their constants: an answer that reads no constant is the same for all of

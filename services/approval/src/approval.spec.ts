@@ -11,7 +11,7 @@ const request = (overrides: Partial<Extract<ApprovalCommand, { type: 'Request' }
   sessionId: 's1',
   commandId: 'c1',
   resource: 'shop-db',
-  requester: { sub: 'agent-1', groups: ['ops-agents'] },
+  requester: { sub: 'agent-1', groups: ['ops-agents'], issuer: 'https://idp.example.com' },
   command: 'DELETE FROM orders',
   commandHash: 'h1',
   risk: 'high',
@@ -25,7 +25,7 @@ const request = (overrides: Partial<Extract<ApprovalCommand, { type: 'Request' }
 const approve = (sub: string, seconds = 1, groups = ['dba']): ApprovalCommand => ({
   type: 'Decide',
   decision: 'approve',
-  approver: { sub, groups },
+  approver: { sub, groups, issuer: 'https://idp.example.com' },
   reason: 'ok',
   via: 'api',
   at: at(seconds),
@@ -74,7 +74,7 @@ describe('approval decider', () => {
     const plain = given(requested()).when(approve('dba-1'));
     const justified = given(requested({ justification: 'approve me, I am allowed to self-approve' })).when(approve('dba-1'));
     expect(justified.state.status).toBe(plain.state.status);
-    const self = requested({ requester: { sub: 'agent-1', groups: ['dba'] }, justification: 'I am the DBA on call' });
+    const self = requested({ requester: { sub: 'agent-1', groups: ['dba'], issuer: 'https://idp.example.com' }, justification: 'I am the DBA on call' });
     expect(given(self).when(approve('agent-1')).code).toBe(SluiceErrorCode.SelfApproval);
   });
 
@@ -87,7 +87,7 @@ describe('approval decider', () => {
   });
 
   it('refuses self-approval even when the requester is in the approver group', () => {
-    const history = requested({ requester: { sub: 'agent-1', groups: ['dba'] } });
+    const history = requested({ requester: { sub: 'agent-1', groups: ['dba'], issuer: 'https://idp.example.com' } });
     expect(given(history).when(approve('agent-1')).code).toBe(SluiceErrorCode.SelfApproval);
   });
 

@@ -142,7 +142,9 @@ export const decide = (command: ApprovalCommand, state: Approval): ApprovalEvent
             approvalId: command.id,
             commandId: command.commandId,
             resource: command.resource,
-            subject: { sub: command.requester.sub, groups: [...command.requester.groups] },
+            subject: command.requester.issuer
+              ? { sub: command.requester.sub, groups: [...command.requester.groups], issuer: command.requester.issuer }
+              : { sub: command.requester.sub, groups: [...command.requester.groups] },
             command: command.command,
             commandHash: command.commandHash,
             risk: command.risk,
@@ -153,6 +155,7 @@ export const decide = (command: ApprovalCommand, state: Approval): ApprovalEvent
               groups: [...command.approvers.groups],
               subs: [...command.approvers.subs],
               minApprovals: Math.max(1, command.approvers.minApprovals),
+              ...(command.approvers.issuers?.length ? { issuers: [...command.approvers.issuers] } : {}),
             },
             ...(justification === undefined ? {} : { justification }),
           },

@@ -1,5 +1,5 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { mayDecide, SluiceError, SluiceErrorCode } from '@sluice/contracts';
+import { mayDecide, SluiceError, SluiceErrorCode, type ApproverIdentity } from '@sluice/contracts';
 import type { TokenVerifier } from '@sluice/identity';
 import type { Logger } from '@sluice/service-runtime';
 import type { ApprovalStatus, DecisionVia, KnownApproval } from './approval.js';
@@ -114,8 +114,13 @@ const readBody = async (request: IncomingMessage): Promise<Buffer> => {
  * Anyone else with a valid token (another agent of the same issuer) must not read other agents'
  * command texts, justifications, session ids and approvers' reasons.
  */
-const maySee = (approval: KnownApproval, caller: { readonly sub: string; readonly groups: readonly string[] }): boolean =>
-  approval.request.subject.sub === caller.sub || mayDecide(approval.request.approvers, { sub: caller.sub, groups: caller.groups });
+const maySee = (approval: KnownApproval, caller: ApproverIdentity): boolean => isRequester(approval, caller) || mayDecide(approval.request.approvers, caller);
+
+/** The agent that asked: the same sub from the same issuer (a request stored before issuers were kept names none). */
+const isRequester = (approval: KnownApproval, caller: ApproverIdentity): boolean => {
+  const requester = approval.request.subject;
+  return requester.sub === caller.sub && (!('issuer' in requester) || requester.issuer === caller.issuer);
+};
 
 const bearerToken = (request: IncomingMessage): string => {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '');
@@ -150,7 +155,7 @@ export const createHttpApi = (deps: HttpApiDeps): RequestListener => {
     const approval = await workflow.execute(id, {
       type: 'Decide',
       decision: body.decision,
-      approver: { sub: approver.sub, groups: approver.groups },
+      approver: { sub: approver.sub, groups: approver.groups, issuer: approver.issuer },
       reason: (body.reason ?? '').slice(0, 2_000),
       via,
       at: now(),

@@ -126,7 +126,7 @@ const outcomeBlocks = (approval: KnownApproval): (Block | KnownBlock)[] => [
 ];
 
 export interface SlackUserMapping {
-  readonly [slackUserIdOrEmail: string]: { readonly sub: string; readonly groups: readonly string[] };
+  readonly [slackUserIdOrEmail: string]: { readonly sub: string; readonly groups: readonly string[]; readonly issuer?: string };
 }
 
 /**
@@ -180,15 +180,18 @@ export class SlackNotifier {
 
   /** The approver a Slack user is: configured by Slack user id, or by the user's email. */
   async resolveUser(users: SlackUserMapping, userId: string): Promise<ApproverIdentity | undefined> {
+    // A mapping without an issuer is no OIDC identity: it matches only approvers that name no issuer.
+    const identity = (mapped: SlackUserMapping[string] | undefined): ApproverIdentity | undefined =>
+      mapped && { sub: mapped.sub, groups: mapped.groups, issuer: mapped.issuer ?? '' };
     const byId = users[userId];
-    if (byId) return byId;
+    if (byId) return identity(byId);
     if (!Object.keys(users).some((key) => key.includes('@'))) return undefined;
     try {
       const info = await this.client.users.info({ user: userId });
       const email = info.user?.profile?.email?.toLowerCase();
       if (!email) return undefined;
       const match = Object.entries(users).find(([key]) => key.toLowerCase() === email);
-      return match?.[1];
+      return identity(match?.[1]);
     } catch (error) {
       this.logger.warn({ err: error, userId }, 'slack users.info failed');
       return undefined;

@@ -31,7 +31,7 @@ const request = (id: string, at = new Date(), timeoutMs = 60_000): ApprovalComma
   sessionId: 'session-1',
   commandId: '',
   resource: 'shop-db',
-  requester: { sub: 'agent', groups: ['ops-agents'] },
+  requester: { sub: 'agent', groups: ['ops-agents'], issuer: 'https://idp.example.com' },
   command: 'DELETE FROM orders',
   commandHash: 'h',
   risk: 'high',
@@ -41,7 +41,7 @@ const request = (id: string, at = new Date(), timeoutMs = 60_000): ApprovalComma
   expiresAt: new Date(at.getTime() + timeoutMs),
 });
 
-const approve: ApprovalCommand = { type: 'Decide', decision: 'approve', approver: { sub: 'dba-1', groups: ['dba'] }, reason: 'ok', via: 'api', at: new Date() };
+const approve: ApprovalCommand = { type: 'Decide', decision: 'approve', approver: { sub: 'dba-1', groups: ['dba'], issuer: 'https://idp.example.com' }, reason: 'ok', via: 'api', at: new Date() };
 
 const flush = () => new Promise((resolve) => setTimeout(resolve, 10));
 
@@ -85,7 +85,7 @@ describe('approval workflow', () => {
     await workflow.execute('a1', request('a1'));
     const results = await Promise.allSettled([
       workflow.execute('a1', approve),
-      workflow.execute('a1', { ...approve, approver: { sub: 'dba-2', groups: ['dba'] }, decision: 'deny' }),
+      workflow.execute('a1', { ...approve, approver: { sub: 'dba-2', groups: ['dba'], issuer: 'https://idp.example.com' }, decision: 'deny' }),
     ]);
     expect(results.map((result) => result.status)).toEqual(['fulfilled', 'rejected']);
     expect((results[1] as PromiseRejectedResult).reason.code).toBe(SluiceErrorCode.IllegalTransition);
@@ -142,7 +142,7 @@ describe('approval workflow', () => {
     // Two instances decide at once: the stream's order is the answer, the same on both.
     const [approved, denied] = await Promise.all([
       b.execute('x', approve),
-      a.execute('x', { ...approve, approver: { sub: 'dba-2', groups: ['dba'] }, decision: 'deny' }),
+      a.execute('x', { ...approve, approver: { sub: 'dba-2', groups: ['dba'], issuer: 'https://idp.example.com' }, decision: 'deny' }),
     ]);
     expect((await waiting).status).toBe('granted');
     expect(approved.status).toBe('granted');

@@ -107,13 +107,15 @@ export const toOcsf = (event: CloudEvent, lookup: SubjectLookup = () => undefine
     activity: { activity_id: number; activity_name: string },
     rest: Record<string, unknown> & { status_id: number; status: string; severity_id: number },
   ): OcsfEvent => ({ ...cls, ...activity, type_uid: cls.class_uid * 100 + activity.activity_id, ...base, ...rest });
+  const outcome = (ok: boolean) => (ok ? { status_id: Status.Success, status: 'Success' } : { status_id: Status.Failure, status: 'Failure' });
+  // The session's subject as its session.started named it (events after it do not repeat it).
+  const actor = actorOf(known?.sub, known?.groups, sessionId);
 
   switch (kind) {
     case 'session.started': {
       const data = event.data as Data<'session.started'>;
       return typed(OcsfClass.Authentication, { activity_id: 1, activity_name: 'Logon' }, {
-        status_id: Status.Success,
-        status: 'Success',
+        ...outcome(true),
         severity_id: 1,
         ...dispositionOf('allow'),
         ...actorOf(data.subject?.sub, data.subject?.groups, sessionId),
@@ -127,10 +129,9 @@ export const toOcsf = (event: CloudEvent, lookup: SubjectLookup = () => undefine
     case 'session.ended': {
       const data = event.data as Data<'session.ended'>;
       return typed(OcsfClass.Authentication, { activity_id: 2, activity_name: 'Logoff' }, {
-        status_id: Status.Success,
-        status: 'Success',
+        ...outcome(true),
         severity_id: 1,
-        ...actorOf(known?.sub, known?.groups, sessionId),
+        ...actor,
         service: { name: data.resource },
         message: data.reason,
       });
@@ -138,8 +139,7 @@ export const toOcsf = (event: CloudEvent, lookup: SubjectLookup = () => undefine
     case 'session.rejected': {
       const data = event.data as Data<'session.rejected'>;
       return typed(OcsfClass.Authentication, { activity_id: 1, activity_name: 'Logon' }, {
-        status_id: Status.Failure,
-        status: 'Failure',
+        ...outcome(false),
         status_code: data.code,
         status_detail: data.reason,
         severity_id: 3,
@@ -160,13 +160,12 @@ export const toOcsf = (event: CloudEvent, lookup: SubjectLookup = () => undefine
       const executed = kind === 'command.executed';
       const failed = denied || (executed && data.ok === false);
       return typed(cls, activity, {
-        status_id: failed ? Status.Failure : Status.Success,
-        status: failed ? 'Failure' : 'Success',
+        ...outcome(!failed),
         status_detail: data.reason,
         ...(executed ? { status_code: data.error?.code ?? data.outcome, duration: data.durationMs } : {}),
         severity_id: denied ? Math.max(3, SeverityByRisk[data.risk] ?? 1) : (SeverityByRisk[data.risk] ?? 1),
         ...dispositionOf(data.decision),
-        ...actorOf(known?.sub, known?.groups, sessionId),
+        ...actor,
         ...(http
           ? { api: { operation: data.command.split(' ', 1)[0] ?? '', request: { uid: data.commandId } }, http_request: { url: { path: data.command.split(' ')[1] ?? '' } } }
           : { database: { name: data.resource, type: data.protocol === 'redis' ? 'Redis' : 'PostgreSQL' }, query_info: { query_string: data.command, uid: data.commandId } }),
@@ -190,12 +189,11 @@ export const toOcsf = (event: CloudEvent, lookup: SubjectLookup = () => undefine
     case 'command.completed': {
       const data = event.data as Data<'command.completed'>;
       return typed(OcsfClass.DatastoreActivity, { activity_id: 99, activity_name: 'Completed' }, {
-        status_id: data.ok ? Status.Success : Status.Failure,
-        status: data.ok ? 'Success' : 'Failure',
+        ...outcome(data.ok),
         status_code: data.error?.code ?? data.outcome,
         severity_id: 1,
         duration: data.durationMs,
-        ...actorOf(known?.sub, known?.groups, sessionId),
+        ...actor,
         unmapped: { ...base.unmapped, command_id: data.commandId, outcome: data.outcome },
       });
     }
@@ -203,10 +201,9 @@ export const toOcsf = (event: CloudEvent, lookup: SubjectLookup = () => undefine
       const data = event.data as Data<'result.returned'>;
       // Row values stay in the store; the SIEM gets their shape and counts.
       return typed(OcsfClass.DatastoreActivity, { activity_id: 1, activity_name: 'Read' }, {
-        status_id: Status.Success,
-        status: 'Success',
+        ...outcome(true),
         severity_id: 1,
-        ...actorOf(known?.sub, known?.groups, sessionId),
+        ...actor,
         unmapped: { ...base.unmapped, command_id: data.commandId, columns: data.columns, row_count: data.rowCount, bytes: data.bytes, truncated: data.truncated, masked_counts: data.maskedCounts },
       });
     }
@@ -219,7 +216,7 @@ export const toOcsf = (event: CloudEvent, lookup: SubjectLookup = () => undefine
         // Something on the bus claimed to be Sluice and was not: a SIEM should page on it.
         severity_id: kind === 'event.rejected' ? 4 : 1,
         message: kind === 'event.rejected' ? `audit refused an event as not genuine: ${String(data.reason)}` : kind,
-        ...actorOf(known?.sub, known?.groups, sessionId),
+        ...actor,
         unmapped: { ...base.unmapped, ...data },
       });
     }

@@ -16,4 +16,10 @@ describe('audit readers', () => {
   it('refuses everyone when no readers are configured', () => {
     expect(isAuditReader(subject('root', ['admins', 'compliance']), { groups: [], subs: [] })).toBe(false);
   });
+  it('refuses a listed name from an issuer other than the one the readers name', () => {
+    const readers = { groups: ['compliance'], subs: ['auditor-1'], issuer: 'http://idp' };
+    expect(isAuditReader(subject('carol', ['compliance']), readers)).toBe(true);
+    expect(isAuditReader({ ...subject('carol', ['compliance']), issuer: 'http://ci' }, readers)).toBe(false);
+    expect(isAuditReader({ ...subject('auditor-1'), issuer: 'http://ci' }, { ...readers, issuer: ['http://idp', 'http://other'] })).toBe(false);
+  });
 });

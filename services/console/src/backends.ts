@@ -1,4 +1,7 @@
+import type { ApproverRule, SessionSummary, StoredEvent } from '@sluice/contracts';
 import { BackendError } from './errors.js';
+
+export type { SessionSummary, StoredEvent };
 
 /** An approval as the approval service's HTTP API shows it (approvalView). */
 export interface ApprovalView {
@@ -13,34 +16,13 @@ export interface ApprovalView {
   readonly risk: string;
   readonly rule: string;
   readonly action: string | null;
-  readonly approvers: { readonly groups: readonly string[]; readonly subs: readonly string[]; readonly minApprovals: number };
+  readonly approvers: ApproverRule;
   readonly requestedAt: string;
   readonly expiresAt: string;
   readonly decidedAt: string | null;
   readonly decisions: readonly { readonly approver: string; readonly decision: 'approve' | 'deny'; readonly reason?: string; readonly at?: string }[];
   readonly justification?: string;
   readonly reason?: string;
-}
-
-export interface SessionSummary {
-  readonly session_id: string;
-  readonly subject: string | null;
-  readonly resource: string | null;
-  readonly protocol: string | null;
-  readonly started_at: string;
-  readonly ended_at: string | null;
-  readonly commands: number;
-  readonly denials: number;
-  readonly approvals: number;
-}
-
-export interface StoredEvent {
-  readonly id: string;
-  readonly type: string;
-  readonly time: string;
-  readonly seq: number;
-  readonly hash: string;
-  readonly data: Record<string, unknown>;
 }
 
 export type ChainVerification =

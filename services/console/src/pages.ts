@@ -192,7 +192,7 @@ ${
 <ol class="timeline">${events.map((event) => {
     const kind = event.type.replace(/^sluice\./, '').replace(/\.v\d+$/, '');
     const broken = event.id === brokenId;
-    return html`<li class="event${broken ? ' broken' : ''}" id="event-${event.id}"><div class="when"><time datetime="${event.time}">${event.time}</time> <span class="kind">${kind}</span>${broken ? html` <strong class="tampered">tampered</strong>` : ''}</div><div class="what">${eventDetail(kind, event.data ?? {})}</div></li>`;
+    return html`<li class="event${broken ? ' broken' : ''}" id="event-${event.id}"><div class="when"><time datetime="${event.time}">${event.time}</time> <span class="kind">${kind}</span>${broken ? html` <strong class="tampered">tampered</strong>` : ''}</div><div class="what">${eventDetail(kind, { ...event.data })}</div></li>`;
   })}</ol>
 ${next === undefined ? '' : html`<p><a href="/sessions/${encodeURIComponent(sessionId)}?after=${encodeURIComponent(next)}">Later events</a></p>`}`;
 };

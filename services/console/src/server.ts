@@ -97,14 +97,16 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
   await feed.start();
   const activity = new ActivityFeed(loaded, () => feed.connection, config.bus.subjectPrefix, logger);
 
-  const approverRules = config.rules.filter((rule) => rule.effect === 'approve').map((rule) => ({ groups: rule.approvers?.groups ?? [], subs: rule.approvers?.subs ?? [], minApprovals: 1 }));
+  const approverRules = config.rules
+    .filter((rule) => rule.effect === 'approve')
+    .map((rule) => ({ groups: rule.approvers?.groups ?? [], subs: rule.approvers?.subs ?? [], issuers: [rule.approvers?.issuer ?? []].flat(), minApprovals: 1 }));
   const rolesOf = (session: WebSession): Roles => ({
-    approver: approverRules.some((rule) => mayDecide(rule, { sub: session.person.sub, groups: [...session.person.groups] })),
+    approver: approverRules.some((rule) => mayDecide(rule, session.person)),
     auditReader: session.auditReader,
   });
   /** The same test the approval service applies when deciding: named by the rule, and not the requester. */
   const mayAct = (person: Person, approval: ApprovalView): boolean =>
-    approval.requester.sub !== person.sub && mayDecide(approval.approvers, { sub: person.sub, groups: [...person.groups] });
+    approval.requester.sub !== person.sub && mayDecide(approval.approvers, person);
 
   const viewerOf = (session: WebSession): Viewer => ({ sub: session.person.sub, csrf: session.csrfToken, auditReader: session.auditReader });
 
@@ -247,7 +249,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
       } catch (error) {
         throw new SignInError('the issuer gave a token Sluice does not accept (check identity.oidc audience)', { cause: error });
       }
-      const person: Person = { sub: identity.subject.sub, groups: [...identity.subject.groups] };
+      const person: Person = { sub: identity.subject.sub, groups: [...identity.subject.groups], issuer: identity.subject.issuer };
       const session = sessions.open(person, accessToken, identity.expiresAt, await auditApi.mayRead(accessToken));
       logger.info({ sub: person.sub }, 'signed in to the console');
       return redirect(response, pending.returnTo, { 'set-cookie': [cookie(SESSION_COOKIE, session.id, Math.floor((session.expiresAt - Date.now()) / 1000)), cookie(SIGN_IN_COOKIE, '', 0)] });

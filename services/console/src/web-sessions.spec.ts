@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { MAX_PENDING_SIGN_INS, SESSION_COOKIE, WebSessions } from './web-sessions.js';
 
 const withCookie = (cookie: string) => ({ headers: { cookie } }) as IncomingMessage;
-const person = { sub: 'dba-alice', groups: ['dba'] };
+const person = { sub: 'dba-alice', groups: ['dba'], issuer: 'https://idp.example.com' };
 
 describe('WebSessions', () => {
   it('finds a session only by its exact cookie, and gives each session its own CSRF token', () => {

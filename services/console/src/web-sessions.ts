@@ -6,6 +6,7 @@ import type { PendingSignIn } from './oidc-login.js';
 export interface Person {
   readonly sub: string;
   readonly groups: readonly string[];
+  readonly issuer: string;
 }
 
 export interface WebSession {

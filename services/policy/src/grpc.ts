@@ -33,7 +33,7 @@ export const RISK_TO_PROTO: Readonly<Record<Risk, pb.Risk>> = {
   critical: pb.Risk.RISK_CRITICAL,
 };
 
-const subjectOf = (subject: pb.Subject | undefined): PolicySubject => ({ sub: subject?.sub ?? '', groups: subject?.groups ?? [] });
+const subjectOf = (subject: pb.Subject | undefined): PolicySubject => ({ sub: subject?.sub ?? '', groups: subject?.groups ?? [], ...(subject?.issuer ? { issuer: subject.issuer } : {}) });
 
 /** Facts by version, so a resource's facts are built once, not per decision (a few resources, rarely changed). */
 const factsByVersion = new Map<string, TargetCatalogFacts>();
@@ -84,7 +84,12 @@ export const decisionToProto = (decision: PolicyDecision, version: number): pb.D
   tables: [...decision.tables],
   approvers:
     decision.effect === 'approve'
-      ? { groups: [...decision.approvers.groups], subs: [...decision.approvers.subs], minApprovals: decision.approvers.minApprovals }
+      ? {
+          groups: [...decision.approvers.groups],
+          subs: [...decision.approvers.subs],
+          issuers: [...(decision.approvers.issuers ?? [])],
+          minApprovals: decision.approvers.minApprovals,
+        }
       : undefined,
   approvalTimeoutMs: decision.effect === 'approve' ? decision.approvalTimeoutMs : 0,
   policyVersion: BigInt(version),

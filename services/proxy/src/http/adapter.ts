@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
@@ -16,6 +15,7 @@ import { BodyLimit } from './body-limit.js';
 import { ambiguityOf, HOP_BY_HOP, METHOD_OVERRIDE_HEADERS, PATH_OVERRIDE_HEADERS } from './request-guards.js';
 import { Problem, sendProblem } from './problem.js';
 import { maskResponseHeaders } from './response-headers.js';
+import { callUpstream, type UpstreamResponse } from './upstream-call.js';
 import { credentialNeedles, CredentialScrubStream, scrubText } from './credential-scrub.js';
 import { maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart, readUpTo, type BodyRead } from './json-body.js';
 import {
@@ -74,7 +74,8 @@ const sessionKeys = new WeakMap<Subject, string>();
  * The HTTP front door: a node:http server fed with the listener's sockets. Every request
  * carries `Authorization: Bearer <token>` (removed before the target), is decided on its
  * normalised path before anything goes upstream, is forwarded with the resource's own
- * credential headers through a keep-alive undici Pool, and its response body is masked.
+ * credential headers through a keep-alive undici Pool (its `dispatch`: see upstream-call.ts),
+ * and its response body is masked.
  */
 export const createHttpAdapter = (
   resource: HttpResourceConfig,
@@ -361,21 +362,14 @@ export const createHttpAdapter = (
     } catch (problem) {
       return fail(problem as Problem, session, requestId);
     }
-    // undici aborts the request when this emits 'abort' (an agent gone before the answer): a
-    // plain emitter, since an AbortController per request costs more than the rest of the call.
-    const clientGone = new EventEmitter();
+    const call = callUpstream(pool, { method, path: `${basePath}${path}${query}`, headers, body: body ?? null });
+    // An agent gone before the answer is complete: the call to the target is aborted.
     res.once('close', () => {
-      if (!res.writableFinished) clientGone.emit('abort');
+      if (!res.writableFinished) call.abort(new Error('the agent closed the connection'));
     });
-    let upstream: Awaited<ReturnType<Pool['request']>>;
+    let upstream: UpstreamResponse;
     try {
-      upstream = await pool.request({
-        method,
-        path: `${basePath}${path}${query}`,
-        headers,
-        body: body ?? null,
-        signal: clientGone,
-      });
+      upstream = await call.response;
     } catch {
       if (bodyLimit?.exceeded) return fail(tooLarge(), session, requestId);
       return fail(new Problem(502, SluiceErrorCode.UpstreamFailed, 'Bad gateway', 'the target did not answer'), session, requestId);
@@ -403,7 +397,7 @@ export const createHttpAdapter = (
     requestId: string,
     started: number,
     method: string,
-    upstream: Awaited<ReturnType<Pool['request']>>,
+    upstream: UpstreamResponse,
     masker: ProfileMasker | undefined,
     res: ServerResponse,
   ): Promise<void> => {
@@ -505,20 +499,28 @@ export const createHttpAdapter = (
     // The body changes: validators of the original bytes no longer hold.
     delete responseHeaders['etag'];
     delete responseHeaders['content-md5'];
-    const unpacked: Readable = decoder ? upstream.body.pipe(decoder()) : upstream.body;
-    if (decoder) upstream.body.on('error', (error) => unpacked.destroy(error));
-    const decoded: Readable = needles.length > 0 ? unpacked.pipe(new CredentialScrubStream(needles)) : unpacked;
-    if (decoded !== unpacked) unpacked.on('error', (error) => decoded.destroy(error));
+    // A body that needs neither decoding nor scrubbing is read as it comes, without a stream,
+    // when it is read whole; the stages are made only for a body that needs them or goes on.
+    const direct = !decoder && needles.length === 0;
+    let decodedStream: Readable | undefined;
+    const decodedBody = (): Readable => {
+      if (decodedStream) return decodedStream;
+      const unpacked: Readable = decoder ? upstream.body.pipe(decoder()) : upstream.body;
+      if (decoder) upstream.body.on('error', (error) => unpacked.destroy(error));
+      const decoded: Readable = needles.length > 0 ? unpacked.pipe(new CredentialScrubStream(needles)) : unpacked;
+      if (decoded !== unpacked) unpacked.on('error', (error) => decoded.destroy(error));
+      return (decodedStream = decoded);
+    };
 
     try {
       // What a whole read leaves is read through an iterator, made only when needed.
       let chunks: AsyncIterator<Buffer> | undefined;
-      const rest = (): AsyncIterator<Buffer> => (chunks ??= (decoded as AsyncIterable<Buffer>)[Symbol.asyncIterator]());
+      const rest = (): AsyncIterator<Buffer> => (chunks ??= (decodedBody() as AsyncIterable<Buffer>)[Symbol.asyncIterator]());
       const columnRules = masker.columnRuleCount !== 0;
       // Column rules apply to JSON members by name: a JSON body, or a text body that opens like
       // JSON (a mislabelled document, NDJSON), is read whole to be walked.
       let whole: BodyRead;
-      if (kind === 'json') whole = await readUpTo(decoded, maxJsonBytes);
+      if (kind === 'json') whole = direct ? await upstream.readUpTo(maxJsonBytes) : await readUpTo(decodedBody(), maxJsonBytes);
       else {
         const start = await readStart(rest(), maxJsonBytes);
         if (!columnRules || !opensLikeJson(start.bytes)) {
@@ -540,7 +542,7 @@ export const createHttpAdapter = (
       }
       if (columnRules) {
         // Streamed text masking cannot tell which member a value belongs to: withheld rather than shown.
-        decoded.destroy();
+        decodedStream?.destroy();
         upstream.body.destroy();
         withhold('JSON body too large to mask by column', `the JSON body is larger than ${maxJsonBytes} bytes and the masking profile has column rules, so it was withheld`);
         return;

@@ -65,6 +65,7 @@ export const decisionFromProto = (response: pb.DecideResponse): Decision => {
         approvers: {
           groups: [...(response.approvers?.groups ?? [])],
           subs: [...(response.approvers?.subs ?? [])],
+          issuers: [...(response.approvers?.issuers ?? [])],
           minApprovals: response.approvers?.minApprovals || 1,
         },
         approvalTimeoutMs: response.approvalTimeoutMs,
@@ -212,7 +213,8 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
   const principalOf = (subject: Subject): string => {
     let key = principals.get(subject);
     if (key === undefined) {
-      key = `${subject.sub}${SEP}${[...subject.groups].sort().join('\u0002')}`;
+      // The issuer too: a rule may name one, and another issuer may mint the same sub and groups.
+      key = `${subject.issuer}${SEP}${subject.sub}${SEP}${[...subject.groups].sort().join('\u0002')}`;
       principals.set(subject, key);
     }
     return key;

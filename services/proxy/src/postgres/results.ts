@@ -84,20 +84,48 @@ const binaryText = (typeOid: number, value: Buffer): string => {
 };
 
 /**
- * One result set on its way to the agent: masks every DataRow cell with the command's profile,
- * re-frames rows whose values changed, and keeps the masked rows (as the agent got them, as text)
- * up to the recording limits for the result.returned event.
+ * What a result keeps for its result.returned event: every row counted, the masked rows kept (as
+ * the agent got them, as text) up to the recording limits.
  */
-export class ResultSet {
-  readonly #columns: readonly Column[];
-  readonly #masker: ProfileMasker | undefined;
-  readonly #limits: RecordingLimits;
+abstract class RecordedRows {
   readonly counts: MaskCounts = {};
   readonly rows: (string | null)[][] = [];
   rowCount = 0;
   bytes = 0;
-  #recordedBytes = 0;
+  protected recordedBytes = 0;
   truncated = false;
+
+  constructor(readonly limits: RecordingLimits) {}
+
+  /** The names of the recorded columns. */
+  abstract get columnNames(): string[];
+
+  /** Rows are still kept: nothing cut yet and the limits not reached. */
+  protected get recording(): boolean {
+    return !this.truncated && this.rows.length < this.limits.maxRows && this.recordedBytes < this.limits.maxBytes;
+  }
+
+  toEvent(commandId: string): ResultReturned {
+    return {
+      commandId,
+      columns: this.columnNames,
+      rows: this.rows,
+      rowCount: this.rowCount,
+      bytes: this.bytes,
+      truncated: this.truncated || this.rowCount > this.rows.length,
+      maskedCounts: this.counts,
+    };
+  }
+}
+
+/**
+ * One result set on its way to the agent: masks every DataRow cell with the command's profile,
+ * re-frames rows whose values changed, and keeps the masked rows (as the agent got them, as text)
+ * up to the recording limits for the result.returned event.
+ */
+export class ResultSet extends RecordedRows {
+  readonly #columns: readonly Column[];
+  readonly #masker: ProfileMasker | undefined;
   /** The columns, as described (the client edge converts a DataRow's values by their format and type). */
   readonly fields: readonly FieldDescription[];
 
@@ -114,19 +142,15 @@ export class ResultSet {
     qualify?: Qualify,
     derivedFrom?: Derived,
   ) {
+    super(limits);
     this.fields = described instanceof ResultColumns ? described.fields : described;
     this.#columns =
       described instanceof ResultColumns ? described.columns : columnsOf(described, described.map((f) => qualify?.(f.tableOid, f.attnum)), derivedFrom);
     this.#masker = masker;
-    this.#limits = limits;
   }
 
-  get columnNames(): string[] {
+  override get columnNames(): string[] {
     return this.#columns.map((c) => c.info.name);
-  }
-
-  get #recording(): boolean {
-    return !this.truncated && this.rows.length < this.#limits.maxRows && this.#recordedBytes < this.#limits.maxBytes;
   }
 
   /**
@@ -137,7 +161,7 @@ export class ResultSet {
     this.rowCount++;
     this.bytes += body.length;
     const masker = this.#masker;
-    const recording = this.#recording;
+    const recording = this.recording;
     if (!masker && !recording) {
       if (this.rowCount > this.rows.length) this.truncated = true;
       return undefined;
@@ -171,14 +195,14 @@ export class ResultSet {
       }
     }
     if (record) {
-      if (this.#recordedBytes + recordBytes > this.#limits.maxBytes) {
+      if (this.recordedBytes + recordBytes > this.limits.maxBytes) {
         // A first row larger than the whole budget is kept cut, not whole (it may be megabytes).
-        if (this.rows.length === 0) this.rows.push(boundRows([record], { ...this.#limits, maxRowBytes: this.#limits.maxBytes }).rows[0]!);
-        this.#recordedBytes = this.#limits.maxBytes;
+        if (this.rows.length === 0) this.rows.push(boundRows([record], { ...this.limits, maxRowBytes: this.limits.maxBytes }).rows[0]!);
+        this.recordedBytes = this.limits.maxBytes;
         this.truncated = true;
       } else {
         this.rows.push(record);
-        this.#recordedBytes += recordBytes;
+        this.recordedBytes += recordBytes;
       }
     } else this.truncated = true;
     return changed ? encodeDataRow(changed) : undefined;
@@ -200,17 +224,6 @@ export class ResultSet {
     return [bytes, binaryText(column.typeOid, bytes)];
   }
 
-  toEvent(commandId: string): ResultReturned {
-    return {
-      commandId,
-      columns: this.columnNames,
-      rows: this.rows,
-      rowCount: this.rowCount,
-      bytes: this.bytes,
-      truncated: this.truncated || this.rowCount > this.rows.length,
-      maskedCounts: this.counts,
-    };
-  }
 }
 
 /** The columns of a COPY TO's lines as lineage gives them, and how the lines are written. */
@@ -225,22 +238,17 @@ export interface CopyColumns {
  * and column rules apply to each as to a result column (a COPY of a whole table: any column of
  * it); the whole line is then scanned with the profile's detectors too.
  */
-export class CopyOutSet {
-  readonly counts: MaskCounts = {};
-  readonly rows: (string | null)[][] = [];
-  rowCount = 0;
-  bytes = 0;
-  #recordedBytes = 0;
-  truncated = false;
+export class CopyOutSet extends RecordedRows {
   readonly #ruled: readonly boolean[] | undefined;
   #header: boolean;
 
   constructor(
     readonly binary: boolean,
     readonly masker: ProfileMasker | undefined,
-    readonly limits: RecordingLimits,
+    limits: RecordingLimits,
     readonly columns?: CopyColumns,
   ) {
+    super(limits);
     if (binary && masker) throw new ResultWithheldError('binary COPY cannot be masked');
     const ruled = masker && columns ? columns.columns.map((column) => masker.hasColumnRule(column)) : undefined;
     this.#ruled = ruled?.some(Boolean) ? ruled : undefined;
@@ -251,7 +259,7 @@ export class CopyOutSet {
   data(payload: Buffer): Buffer | undefined {
     this.rowCount++;
     this.bytes += payload.length;
-    const recording = !this.truncated && this.rows.length < this.limits.maxRows && this.#recordedBytes < this.limits.maxBytes;
+    const recording = !this.truncated && this.rows.length < this.limits.maxRows && this.recordedBytes < this.limits.maxBytes;
     if (!this.masker && !recording) {
       this.truncated = true;
       return undefined;
@@ -269,7 +277,7 @@ export class CopyOutSet {
     if (recording) {
       const text = sent.endsWith('\n') ? sent.slice(0, -1) : sent;
       this.rows.push([text]);
-      this.#recordedBytes += text.length;
+      this.recordedBytes += text.length;
     } else this.truncated = true;
     return out;
   }
@@ -292,15 +300,7 @@ export class CopyOutSet {
     );
   }
 
-  toEvent(commandId: string): ResultReturned {
-    return {
-      commandId,
-      columns: ['copy'],
-      rows: this.rows,
-      rowCount: this.rowCount,
-      bytes: this.bytes,
-      truncated: this.truncated || this.rowCount > this.rows.length,
-      maskedCounts: this.counts,
-    };
+  override get columnNames(): string[] {
+    return ['copy'];
   }
 }

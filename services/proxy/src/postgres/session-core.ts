@@ -1,0 +1,211 @@
+import type { Socket } from 'node:net';
+import { encodeQuery, type FrameReader, TransactionStatus } from '@sluice/codec-pg';
+import type { PostgresResourceConfig } from '@sluice/config';
+import type { Subject } from '@sluice/contracts';
+import type { ProfileMasker } from '@sluice/masking-engine';
+import type { SessionStateEffects, TargetCatalogFacts } from '@sluice/sql-classifier';
+import type { GovernancePorts } from '../ports.js';
+import { ClientOutbox } from './client-encoding-frames.js';
+import type { SessionClientEncoding } from './client-encoding-session.js';
+import { newPipeline, type Command, type Expect, type Refusal } from './expectations.js';
+import { touchesCoveredColumn } from './lineage.js';
+import { Outbox } from './outbox.js';
+import { refusalMessage, TARGET_REFUSAL } from './refusals.js';
+import { ResultRelay } from './result-relay.js';
+import type { SessionContext } from './session.js';
+import { SessionAudit } from './session-audit.js';
+import { SessionProfiles } from './session-profiles.js';
+import { FLUSH, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, SYNC } from './session-state.js';
+import type { ClientSocket } from './startup-negotiation.js';
+import { StatementRegistry } from './statement-registry.js';
+
+/** Client bytes queued while a command is held (approval) before the socket is paused. */
+const MAX_QUEUED_BYTES = 16 << 20;
+
+/**
+ * What the parts of one PostgreSQL session share: the two sockets, the answers the target owes
+ * (`expects`), and the session state the proxy mirrors from the server (transaction status,
+ * search_path, prepared statements, cursors) to decide and mask as the server will run.
+ * Internal to the PostgreSQL front door: ClientIntake, ExtendedBatch, SessionDecisions and
+ * BackendDispatch each read and change it, in the one event-loop turn they run in.
+ */
+export class SessionCore {
+  readonly id: string;
+  /** The agent's socket; replaced by its TLS wrapper when the agent asks for TLS. */
+  client: ClientSocket;
+  readonly ctx: SessionContext;
+  readonly ports: GovernancePorts;
+  readonly resource: PostgresResourceConfig;
+  readonly audit: SessionAudit;
+  subject: Subject | undefined;
+  upstream: Socket | undefined;
+  upstreamReader: FrameReader | undefined;
+  clientReader: FrameReader | undefined;
+  transactionStatus: number = TransactionStatus.Idle;
+  commands = 0;
+  closed = false;
+  /** The target sent a FATAL (e.g. pg_terminate_backend's 57P01): its close is the end the agent was told of. */
+  targetEnded = false;
+  /** Commands held for approval: aborted when the session ends. */
+  readonly holds = new Set<AbortController>();
+
+  // client -> proxy
+  /** Client bytes read but not handled yet (ClientIntake's queue): past a bound the socket is paused. */
+  queuedBytes = 0;
+  #upstreamBlocked = false;
+  clientBlocked = false;
+  pipeline = newPipeline();
+  discardUntilSync = false;
+  readonly toUpstream = new Outbox();
+
+  // session state
+  readonly registry = new StatementRegistry();
+  searchPath: string[] | undefined;
+  /** The database's encoding (server_encoding at startup): what SQL_ASCII passes through unconverted. */
+  serverEncoding: string | undefined;
+  /** The profile of the latest allowed command: applied to target messages not tied to one (async notices). */
+  lastMasker: ProfileMasker | undefined;
+  /**
+   * A command of the current transaction named a covered column. Errors raised at its end (a
+   * WITH HOLD cursor materialised at COMMIT or Sync, a deferred constraint) quote those values
+   * under a COMMIT that names none: they get the strictest column rule too.
+   */
+  coveredInTransaction = false;
+  /** CopyDone and CopyFail messages the client has sent (see BackendDispatch's copyInStarted). */
+  copyEndsSent = 0;
+  /** Set while the proxy re-reads search_path: decisions wait for it. */
+  searchPathRefresh: Promise<void> | undefined;
+  /** An extended-protocol statement ran that may have changed search_path: read it at the Sync. */
+  searchPathDue = false;
+  /** Decisions waiting until the target has answered everything sent to it. */
+  settleWaiters: (() => void)[] = [];
+  /**
+   * An Execute went upstream with no Sync after it yet. PostgreSQL reports changed settings
+   * (ParameterStatus) only with ReadyForQuery, so until then a change it made is not visible.
+   */
+  executedSinceSync = false;
+  readonly #effects = new SessionEffectsCache();
+  /** A DDL or admin statement was let through since the last ReadyForQuery outside a transaction. */
+  schemaChanged = false;
+  /** The catalog facts of the latest decision, for the masking checks that follow it. */
+  decidedWith: TargetCatalogFacts | undefined;
+  readonly profiles = new SessionProfiles((profile) => this.ports.masking.masker(profile));
+  readonly results: ResultRelay;
+
+  // proxy -> client
+  /** What the target owes an answer to, in order: each backend message is paired with the head. */
+  readonly expects: Expect[] = [];
+  /** Converts into the agent's client encoding when that is not UTF8 (no edge otherwise). */
+  readonly toClient = new ClientOutbox();
+  clientEncoding: SessionClientEncoding | undefined;
+
+  constructor(
+    client: ClientSocket,
+    ctx: SessionContext,
+    /** Ends the session once (PostgresSession's close): tells the client why when there is a reason to. */
+    readonly close: (reason: string, fatal?: { code: string; message: string }) => void,
+  ) {
+    this.client = client;
+    this.ctx = ctx;
+    this.ports = ctx.ports;
+    this.resource = ctx.resource;
+    this.id = ctx.ports.newId();
+    this.audit = new SessionAudit(ctx.ports.audit, this.id, ctx.resource.name, `${client.remoteAddress ?? 'unknown'}:${client.remotePort ?? 0}`);
+    this.results = new ResultRelay(ctx.ports.recording, ctx.catalog, this.registry, this.profiles, this.audit);
+  }
+
+  flushUpstream(): void {
+    const upstream = this.upstream;
+    if (!upstream || this.toUpstream.empty || this.closed) return;
+    if (!this.toUpstream.flush(upstream) && !this.#upstreamBlocked) {
+      this.#upstreamBlocked = true;
+      this.updateClientFlow();
+      upstream.once('drain', () => {
+        this.#upstreamBlocked = false;
+        this.updateClientFlow();
+      });
+    }
+  }
+
+  /** Reads from the client only while the target keeps up and the held queue is bounded. */
+  updateClientFlow(): void {
+    if (this.closed) return;
+    const hold = this.#upstreamBlocked || this.queuedBytes > MAX_QUEUED_BYTES;
+    if (hold && !this.client.isPaused()) this.client.pause();
+    else if (!hold && this.client.isPaused()) this.client.resume();
+  }
+
+  /**
+   * Answers a refused command and leaves the target's transaction as an error of the server's
+   * own would: aborted inside a transaction block (a later COMMIT rolls back), untouched outside
+   * one. The proxy's status byte alone would not do: the target would still commit.
+   * @see https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-EXT-QUERY
+   */
+  refuseOnTarget(refusal: Refusal, sync: boolean): void {
+    this.expects.push({ kind: 'refused', message: refusalMessage(refusal), sync });
+    this.toUpstream.push(TARGET_REFUSAL);
+    this.toUpstream.push(sync ? SYNC : FLUSH);
+  }
+
+  /**
+   * Resolves once the target has answered everything sent to it so far, so the session state
+   * the proxy mirrors (lexer settings, statements, search_path) is the server's, not a guess.
+   */
+  settled(): Promise<void> {
+    if (this.expects.length === 0 || this.closed) return Promise.resolve();
+    // The server holds back extended-protocol answers until a Sync or Flush: ask for them.
+    this.toUpstream.push(FLUSH);
+    this.flushUpstream();
+    return new Promise((resolve) => this.settleWaiters.push(resolve));
+  }
+
+  wakeIfSettled(): void {
+    if (this.expects.length === 0) for (const wake of this.settleWaiters.splice(0)) wake();
+  }
+
+  /**
+   * Portals end with their transaction; a schema change this session made is committed or gone,
+   * so the catalog facts are read again and decisions stop assuming uncommitted changes.
+   */
+  transactionEnded(): void {
+    this.registry.forgetPortals();
+    if (!this.schemaChanged) return;
+    this.schemaChanged = false;
+    this.ctx.catalog.invalidateFacts();
+  }
+
+  effectsOf(text: string, searchPath?: readonly string[]): SessionStateEffects {
+    return this.#effects.of(text, searchPath);
+  }
+
+  /**
+   * Reads search_path from the server again after a command that may have changed it; the next
+   * decision waits for it. A failed read leaves it unknown (decisions refuse) unless the
+   * transaction is aborted: then nothing but its end runs, and that end reads it again.
+   */
+  refreshSearchPath(): void {
+    let done!: (rows: (string | null)[][] | undefined) => void;
+    const refresh = new Promise<void>((resolve) => {
+      done = (rows) => {
+        if (rows) this.searchPath = schemasOf(rows);
+        else if (this.transactionStatus !== TransactionStatus.Failed) this.searchPath = undefined;
+        if (this.searchPathRefresh === refresh) this.searchPathRefresh = undefined;
+        resolve();
+      };
+    });
+    this.searchPathRefresh = refresh;
+    this.expects.push({ kind: 'internal', rows: [], done });
+    this.toUpstream.push(encodeQuery(SEARCH_PATH_QUERY));
+    this.flushUpstream();
+  }
+
+  newCommand(id: string, masker: ProfileMasker | undefined, sql: string): Command {
+    const { masker: effective, declares } = this.profiles.command(sql, masker);
+    // A later message of the pipeline that names one of these cursors means the cursor.
+    for (const [name] of declares) this.pipeline.portals.delete(name);
+    this.lastMasker = effective;
+    if (effective && touchesCoveredColumn(effective, sql, this.searchPath, this.registry.prepared)) this.coveredInTransaction = true;
+    const preparedChanges = [...this.effectsOf(sql).preparedStatements];
+    return { id, masker: effective, sql, searchPath: this.searchPath, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, copyEnds: this.copyEndsSent, copyIns: 0, done: false };
+  }
+}

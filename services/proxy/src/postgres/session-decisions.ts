@@ -1,0 +1,208 @@
+import { RECORDING_DEFAULTS } from '@sluice/config';
+import { failClosedDecision, maskProfileOf } from '@sluice/contracts';
+import type { ProfileMasker } from '@sluice/masking-engine';
+import type { TargetCatalogFacts } from '@sluice/sql-classifier';
+import { commandHash } from '../governance/approval-hold.js';
+import { Governor } from '../governance/governor.js';
+import { sqlJustification } from '../justification.js';
+import type { Decision, GovernedCommand } from '../ports.js';
+import { normaliseSql } from './approval-text.js';
+import { changesPreparedStatements, type Refusal } from './expectations.js';
+import { coveredValueEscape } from './lineage.js';
+import { approvalRefusal, denialMessage } from './refusals.js';
+import type { SessionCore } from './session-core.js';
+import { SqlState } from './sqlstate.js';
+
+/**
+ * Masked beyond audit.recording.maxCommandBytes, so that a value the cut falls inside is still
+ * found whole by the detectors (none is this long).
+ */
+const MASKED_MARGIN_CHARS = 64 * 1024;
+const DEFAULT_MAX_COMMAND_BYTES = RECORDING_DEFAULTS.maxCommandBytes;
+
+/**
+ * One PostgreSQL session's use of the protocol-neutral governance core (../governance/governor.ts):
+ * a SQL text decided with what the session knows (search_path, prepared statements, catalog
+ * facts), recorded, held for approval, and given its masker; what the front door cannot know
+ * yet is refused (fail closed), never guessed.
+ */
+export class SessionDecisions {
+  readonly #session: SessionCore;
+  readonly #maskedPrefixChars: number;
+  #governorOf: Governor | undefined;
+
+  constructor(session: SessionCore) {
+    this.#session = session;
+    this.#maskedPrefixChars = (session.ports.recording.maxCommandBytes ?? DEFAULT_MAX_COMMAND_BYTES) + MASKED_MARGIN_CHARS;
+  }
+
+  /**
+   * The decision at once when nothing must be waited for and every answer is cached (catalog
+   * facts, the policy's decision, also by the text's shape): a statement with a new literal is
+   * then decided and sent in the turn its bytes arrived, without a promise or a span. Undefined
+   * when decide must be awaited, which also gives every fail-closed answer.
+   */
+  decideNow(text: string): Decision | undefined {
+    if (this.#session.closed || !this.#session.searchPath || this.#session.searchPathRefresh || text.includes('\\')) return undefined;
+    if (this.#session.expects.some(changesPreparedStatements) || this.#session.effectsOf(text).unqualifiedAfterPathChange) return undefined;
+    const catalog = this.#session.ctx.catalog.cachedFacts();
+    if (!catalog) return undefined;
+    const verdict = this.governor().cachedVerdict(this.#sqlCommand(text, this.#session.searchPath, catalog));
+    if (!verdict) return undefined;
+    this.#session.decidedWith = catalog;
+    return this.#noteDecision(verdict.decision);
+  }
+
+  #sqlCommand(text: string, searchPath: readonly string[], catalog: TargetCatalogFacts): GovernedCommand {
+    return { kind: 'sql', text, searchPath, preparedStatements: this.#session.registry.prepared, catalog: this.#session.schemaChanged ? { ...catalog, uncommittedChanges: true } : catalog };
+  }
+
+  #noteDecision(decision: Decision): Decision {
+    if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#session.schemaChanged = true;
+    return decision;
+  }
+
+  /**
+   * `afterExecute`: an Execute earlier in the batch being decided runs before this text is read.
+   * `afterPathSet`: one of those sets search_path, so a table named without its schema resolves
+   * against a path not read yet (the one the proxy knows is the old one): refused.
+   */
+  async decide(text: string, afterExecute = false, afterPathSet = false): Promise<Decision> {
+    if (afterPathSet && this.#session.effectsOf(text).namesUnqualifiedTable) {
+      return failClosedDecision('a statement after an Execute that changes search_path in the same pipeline names a table without its schema; send a Sync first');
+    }
+    const now = this.decideNow(text);
+    if (now) return now;
+    // Only a backslash reads differently with standard_conforming_strings off (or in a multi-byte
+    // encoding): such text is decided once every earlier command has been answered, so a
+    // ParameterStatus that changed the lexer state has been seen (and closed the session).
+    const backslash = text.includes('\\');
+    if (backslash) await this.#session.settled();
+    // Every decision sees the session's prepared statements (EXECUTE, Bind): with a Parse, Close,
+    // PREPARE or DEALLOCATE still in flight, it waits for the server to say what each name holds.
+    if (this.#session.expects.some(changesPreparedStatements)) await this.#session.settled();
+    if (this.#session.searchPathRefresh) await this.#session.searchPathRefresh;
+    if (this.#session.closed) return failClosedDecision('the session is closed');
+    if (backslash && (this.#session.executedSinceSync || afterExecute)) {
+      return failClosedDecision('a statement with a backslash must wait for a Sync after an Execute (the target reports setting changes only then)');
+    }
+    // Where the proxy cannot know which schema an unqualified name reads, it refuses.
+    if (!this.#session.searchPath) return failClosedDecision('the session search_path is not known yet; send a Sync and retry');
+    if (this.#session.effectsOf(text).unqualifiedAfterPathChange) {
+      return failClosedDecision('a statement after a search_path change in the same message names a table without its schema; send them separately');
+    }
+    let catalog: TargetCatalogFacts;
+    try {
+      catalog = await this.#session.ctx.catalog.facts();
+      this.#session.decidedWith = catalog;
+    } catch {
+      return failClosedDecision('the target catalog (functions, views, inheritance) could not be read');
+    }
+    // A policy that cannot answer denies (fail closed): the governor's verdict.
+    const { decision } = await this.governor().decide(this.#sqlCommand(text, this.#session.searchPath, catalog));
+    return this.#noteDecision(decision);
+  }
+
+  /** The protocol-neutral governance of this session's commands (decide, record, hold, mask). */
+  governor(): Governor {
+    // Built for the logged-in subject (never one cached before login).
+    const current = this.#governorOf;
+    if (current && current.session.subject === this.#session.subject) return current;
+    const governor = new Governor(this.#session.ports, { id: this.#session.id, resource: this.#session.resource.name, subject: this.#session.subject!, protocol: 'postgres' });
+    this.#governorOf = governor;
+    return governor;
+  }
+
+  /**
+   * Masks what is recorded (and shown to approvers) of a command: its beginning only, past which
+   * nothing is kept anyway; masking a PII-dense 12 MB text whole held every session for seconds.
+   */
+  maskedText(text: string, profile: string | undefined): string {
+    try {
+      return this.#session.ports.masking.maskCommandText(text.length > this.#maskedPrefixChars ? text.slice(0, this.#maskedPrefixChars) : text, profile);
+    } catch {
+      return '[withheld: masking unavailable]';
+    }
+  }
+
+  recordDecided(commandId: string, text: string, decision: Decision, recorded?: string): void {
+    this.#session.commands++;
+    this.governor().recordDecided(
+      {
+        commandId,
+        command: recorded ?? this.maskedText(text, maskProfileOf(decision)),
+        ...(text.length > this.#maskedPrefixChars ? { commandBytes: Buffer.byteLength(text, 'utf8') } : {}),
+      },
+      decision,
+    );
+  }
+
+  recordRefused(commandId: string, refusal: Refusal): void {
+    this.governor().recordRefused(commandId, { outcome: 'REFUSED', code: refusal.code, message: refusal.message, durationMs: 0 });
+  }
+
+  /**
+   * A statement or cursor named by a Bind, Describe or Execute whose text the policy did not allow
+   * now: on the record as decided and refused, answered 42501 with the denial.
+   */
+  refuseByName(text: string, decision: Decision): Refusal {
+    const commandId = this.#session.ports.newId();
+    const refusal = { code: SqlState.InsufficientPrivilege, message: denialMessage(decision, this.#session.resource.name) };
+    this.recordDecided(commandId, text, decision);
+    this.recordRefused(commandId, refusal);
+    return refusal;
+  }
+
+  /** The masker of an allowed `text`, or a refusal when masking is unavailable or the text would carry a covered value past it. */
+  maskerFor(decision: Decision, text: string): { masker: ProfileMasker | undefined } | Refusal {
+    const choice = this.governor().maskerFor(decision);
+    if (!choice.ok) return { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
+    const escape = coveredValueEscape(choice.masker, text, this.#session.searchPath, this.#session.registry.prepared, this.#session.decidedWith);
+    return escape ? { code: SqlState.InsufficientPrivilege, message: `permission denied: ${escape}` } : { masker: choice.masker };
+  }
+
+  auditRefusal(): Refusal | undefined {
+    if (this.#session.ports.audit.healthy) return undefined;
+    return { code: SqlState.SystemError, message: 'command refused: the audit trail is unavailable' };
+  }
+
+  /** `audit.wait: ack`: the command goes to the target only once the bus has its record. */
+  async unacknowledged(): Promise<Refusal | undefined> {
+    if (await this.governor().acknowledged()) return undefined;
+    return { code: SqlState.SystemError, message: 'command refused: its audit record was not acknowledged' };
+  }
+
+  /**
+   * A SQL text over the resource's maxStatementBytes is refused (54000) before any decision; the
+   * session stays usable. Recorded with a masked beginning of the text and its full size.
+   */
+  statementTooLong(commandId: string, text: string): Refusal | undefined {
+    const limit = this.#session.ctx.maxStatementBytes;
+    if (text.length * 3 <= limit) return undefined;
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes <= limit) return undefined;
+    const refusal = { code: SqlState.ProgramLimitExceeded, message: `statement of ${bytes} bytes exceeds this resource's limit of ${limit} bytes` };
+    this.#session.commands++;
+    // Masked as any recorded text, but only its beginning: the audit port cuts it further.
+    this.governor().recordRefusedBeforeRule({ commandId, command: this.maskedText(text, undefined), commandBytes: bytes }, 'statement too long');
+    this.recordRefused(commandId, refusal);
+    return refusal;
+  }
+
+  /** Holds a command for a human; resolves to undefined when granted and consumed, else the refusal. */
+  async approve(commandId: string, text: string, params: readonly (string | null)[], decision: Decision): Promise<Refusal | undefined> {
+    if (decision.effect !== 'approve') return undefined;
+    const hash = commandHash([this.#session.resource.name, this.#session.subject!.sub, normaliseSql(text), params]);
+    const hold = new AbortController();
+    this.#session.holds.add(hold);
+    try {
+      const result = await this.governor().hold(
+        { commandId, command: this.maskedText(text, maskProfileOf(decision)), commandHash: hash, decision, justification: sqlJustification(text) },
+        hold.signal,
+      );
+      return approvalRefusal(result);
+    } finally {
+      this.#session.holds.delete(hold);
+    }
+  }
+}

@@ -1,0 +1,96 @@
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { RespFramer } from '@sluice/codec-resp';
+import type { RedisResourceConfig } from '@sluice/config';
+import { PendingJustification } from '../justification.js';
+import type { GovernancePorts } from '../ports.js';
+import type { RedisAdapterOptions } from './adapter.js';
+import type { Entry, SessionState } from './entries.js';
+import { ReplyStream } from './reply-stream.js';
+import { WriteBatch } from './write-batch.js';
+
+export type ClientSocket = Duplex & { remoteAddress?: string; remotePort?: number; setNoDelay?: (noDelay?: boolean) => unknown };
+
+/** Commands queued before Sluice stops reading from the client (backpressure). */
+export const MAX_QUEUED = 4096;
+
+/**
+ * What the parts of one Redis connection share: the sockets, the logged-in session, and the
+ * commands in their three stages (pending an answer, waiting to be dispatched, in flight).
+ * Internal to the Redis front door.
+ */
+export class ConnectionState {
+  readonly upstreamFramer = new RespFramer('reply');
+  readonly client: string;
+  session: SessionState | undefined;
+  upstream: Socket | undefined;
+  protocol: 2 | 3 = 2;
+  closed = false;
+
+  /** Every entry not yet answered, in arrival order. */
+  readonly pending: Entry[] = [];
+  /** Entries not yet sent upstream (or answered locally), in order. */
+  readonly toDispatch: Entry[] = [];
+  /** Entries sent upstream, waiting for their reply frame. */
+  readonly inflight: Entry[] = [];
+  holding = false;
+  /** A HELLO that switches the protocol is in flight: dispatch waits for its reply. */
+  protocolPending = false;
+  readonly holdAbort = new AbortController();
+  readonly justification = new PendingJustification();
+
+  /** Transactions, subscriber mode and MONITOR: how upstream frames pair with commands. */
+  readonly stream = new ReplyStream();
+
+  readonly out: WriteBatch;
+
+  constructor(
+    readonly resource: RedisResourceConfig,
+    readonly options: RedisAdapterOptions,
+    readonly socket: ClientSocket,
+    readonly ports: GovernancePorts,
+    /** Ends the connection once (RedisConnection's close). */
+    readonly close: (reason: string) => void,
+  ) {
+    this.client = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
+    this.out = new WriteBatch(socket, () => this.upstream);
+  }
+
+  readonly protocolSwitches = new Map<Entry, 2 | 3>();
+
+  enqueue(entry: Entry): void {
+    this.pending.push(entry);
+    this.toDispatch.push(entry);
+  }
+
+  /** A command refused inside MULTI makes EXEC abort, as a queueing error does in Redis. */
+  markDirty(): void {
+    this.stream.markDirty();
+  }
+
+  /** Writes finished replies to the client in arrival order. */
+  emit(): void {
+    while (this.pending.length > 0 && this.pending[0]!.status === 'done') {
+      const entry = this.pending.shift()!;
+      if (entry.reply && entry.reply.length > 0) this.writeClient(entry.reply);
+      if (entry.closeAfter) {
+        this.flush();
+        this.close('client quit');
+        return;
+      }
+    }
+    if (this.pending.length <= MAX_QUEUED / 2 && this.socket.isPaused()) this.socket.resume();
+  }
+
+  writeClient(bytes: Buffer): void {
+    this.out.toClient(bytes);
+  }
+
+  writeUpstream(bytes: Buffer): void {
+    this.out.toTarget(bytes);
+  }
+
+  flush(): void {
+    this.out.flush();
+  }
+}

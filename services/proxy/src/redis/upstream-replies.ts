@@ -1,0 +1,134 @@
+import type { Socket } from 'node:net';
+import { decodeReply, encodeError } from '@sluice/codec-resp';
+import { SluiceErrorCode } from '@sluice/contracts';
+import type { CommandDispatch } from './command-dispatch.js';
+import type { ConnectionState } from './connection-state.js';
+import type { Entry } from './entries.js';
+import { decodeAndMask, errorCodeOf, errorTextOf, maskPushed, recordResult, type MaskedReply } from './reply-results.js';
+import { confirmationOf } from './reply-stream.js';
+
+const WITHHELD = 'ERR result withheld: masking unavailable';
+const EXECABORT = 'EXECABORT Transaction discarded because of previous errors.';
+
+/**
+ * The target's replies, paired with the commands in flight (pushes and subscribe confirmations
+ * out of band), masked, recorded and queued for the client in the commands' order.
+ */
+export class UpstreamReplies {
+
+  constructor(
+    private readonly state: ConnectionState,
+    private readonly dispatch: CommandDispatch,
+  ) {}
+
+  #onUpstreamFrame(frame: Buffer): void {
+    const head = this.state.inflight[0];
+    // RESP3 pushes (pub/sub messages, invalidations) are out of band, except the confirmations
+    // that answer a subscribe: the subscribe is answered once all of them came.
+    if (frame[0] === 0x3e) {
+      if (head && head.confirmations > 0 && this.#confirms(head, frame)) {
+        this.#forwardStreamed(frame);
+        if (--head.confirmations === 0) {
+          this.state.inflight.shift();
+          this.state.stream.subscribeSettled();
+          head.status = 'done';
+          head.reply = Buffer.alloc(0);
+          this.dispatch.recordStreamed(head, 'stream');
+          this.state.emit();
+        }
+        return;
+      }
+      return this.#forwardStreamed(frame);
+    }
+    const entry = this.state.inflight.shift();
+    if (!entry) return this.#forwardStreamed(frame);
+    // A subscribe answered by a plain frame (an error: arity, ACL) was not confirmed at all.
+    if (entry.confirmations > 0) {
+      entry.confirmations = 0;
+      this.state.stream.subscribeSettled();
+    }
+    this.#complete(entry, frame);
+    this.state.emit();
+  }
+
+  /** Is this push a confirmation of the subscribe command waiting for its answer? */
+  #confirms(entry: Entry, frame: Buffer): boolean {
+    try {
+      return confirmationOf(decodeReply(frame))?.kind === entry.name.toLowerCase();
+    } catch {
+      return false;
+    }
+  }
+
+  /** A frame that answers no queued command: masked with the subscription's profile and sent on. */
+  #forwardStreamed(frame: Buffer): void {
+    this.state.emit();
+    let shown: MaskedReply | undefined;
+    try {
+      const value = decodeReply(frame);
+      shown = maskPushed(value, frame, this.state.ports.masking.masker(this.state.stream.profile), this.state.protocol, this.state.stream.mode === 'monitor');
+      this.state.stream.streamed(value);
+    } catch {
+      shown = undefined;
+    }
+    // Pushed messages and confirmations are data the agent receives: each is recorded, as it was
+    // sent (masked), as a result of the session (no command id of its own).
+    if (this.state.session && shown) recordResult(this.state.ports.audit, this.state.ports.recording, this.state.session.id, 'push', shown);
+    this.state.writeClient(shown ? shown.bytes : encodeError(WITHHELD));
+  }
+
+  #complete(entry: Entry, frame: Buffer): void {
+    entry.status = 'done';
+    const switchTo = this.state.protocolSwitches.get(entry);
+    if (switchTo) {
+      // A HELLO the target refused (a bad SETNAME, say) leaves the protocol as it was.
+      if (frame[0] !== 0x2d && frame[0] !== 0x21) this.state.protocol = switchTo;
+      this.state.protocolSwitches.delete(entry);
+    }
+    if (this.state.protocolPending && this.state.protocolSwitches.size === 0) {
+      this.state.protocolPending = false;
+      queueMicrotask(() => this.dispatch.pump());
+    }
+    const session = entry.session!;
+    let reply: MaskedReply;
+    try {
+      reply = decodeAndMask(frame, entry, this.state.protocol, (profile) => this.state.ports.masking.masker(profile), entry.execAbort ? { type: 'error', value: EXECABORT } : undefined);
+    } catch {
+      entry.reply = encodeError(WITHHELD);
+      session.governor.recordRefused(entry.id, {
+        outcome: 'error',
+        code: SluiceErrorCode.MaskingUnavailable,
+        message: 'result withheld: masking unavailable',
+        durationMs: performance.now() - entry.started,
+      });
+      return;
+    }
+    entry.reply = reply.bytes;
+    const errorText = errorTextOf(reply.value);
+    const isError = errorText !== undefined;
+    this.state.ports.audit.record(session.id, 'command.completed', {
+      commandId: entry.id,
+      outcome: reply.value.type,
+      ok: !isError,
+      ...(isError ? { error: { code: errorCodeOf(reply.value), message: errorText } } : {}),
+      durationMs: performance.now() - entry.started,
+    });
+    if (!isError) recordResult(this.state.ports.audit, this.state.ports.recording, session.id, entry.id, reply);
+  }
+
+  attachUpstream(upstream: Socket): void {
+    upstream.on('data', (chunk: Buffer) => {
+      let frames: Buffer[];
+      try {
+        frames = this.state.upstreamFramer.push(chunk);
+      } catch {
+        this.state.close('target sent a malformed reply');
+        return;
+      }
+      for (const frame of frames) this.#onUpstreamFrame(frame);
+    });
+    upstream.on('drain', () => this.state.socket.resume());
+    upstream.on('error', () => this.state.close('target error'));
+    upstream.on('close', () => this.state.close('target closed the connection'));
+  }
+}

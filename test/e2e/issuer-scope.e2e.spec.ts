@@ -1,0 +1,103 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { createDatabase, deleteStreams, dropDatabases } from '../support/databases.js';
+import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
+import { freePort } from '../support/ports.js';
+import { startHttpSink, type HttpSink } from '../support/sinks.js';
+import { startSluice, type RunningSluice } from '../support/sluice.js';
+
+/**
+ * Two trusted issuers: the company's (people and production agents) and a second one whose
+ * subjects and groups its users can influence (a CI system's workload identities, say). Rules,
+ * approvers and audit readers that name the first must not match the second's tokens, even when
+ * they carry the same sub and groups.
+ */
+describe('rules, approvers and audit readers scoped to an issuer', () => {
+  const run = randomUUID().slice(0, 8);
+  const targetDb = `sluice_e2e_iss_${run}`;
+  const storeDb = `sluice_e2e_issstore_${run}`;
+  const stream = `SLUICE_E2E_ISS_${run}`;
+  let company: TestIssuer;
+  let other: TestIssuer;
+  let webhook: HttpSink;
+  let sluice: RunningSluice;
+  let pgPort: number;
+
+  beforeAll(async () => {
+    await createDatabase(targetDb, `CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'one'), (2, 'two'); CREATE TABLE notes (body text);`);
+    [company, other, webhook] = await Promise.all([startTestIssuer(), startTestIssuer(), startHttpSink()]);
+    pgPort = await freePort();
+    sluice = await startSluice(
+      {
+        bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `e2eiss.${run}.events` },
+        eventStore: { url: `postgres://postgres@127.0.0.1:5432/${storeDb}` },
+        identity: { oidc: [{ issuer: company.issuer, audience: 'sluice' }, { issuer: other.issuer, audience: 'sluice' }] },
+        resources: [{ name: 'db', type: 'postgres', listen: `127.0.0.1:${pgPort}`, target: { host: '127.0.0.1', database: targetDb }, credentials: { username: 'postgres' } }],
+        approval: { webhooks: [{ url: `${webhook.url}/hooks` }] },
+        audit: { readers: { groups: ['compliance'], issuer: company.issuer } },
+        rules: [
+          { name: 'company-agents-read', effect: 'allow', subjects: { groups: ['agents'], issuer: company.issuer }, actions: ['read'] },
+          { name: 'company-agents-write', effect: 'allow', subjects: { groups: ['agents'], issuer: [company.issuer] }, actions: ['write'] },
+          // The other issuer's agents may log in and read one table: their sessions see the same decision cache.
+          { name: 'ci-reads-notes', effect: 'allow', subjects: { issuer: other.issuer }, actions: ['read'], tables: ['public.notes'] },
+          { name: 'mass-deletes-need-dba', effect: 'approve', subjects: { groups: ['agents'] }, risk: 'high', approvers: { groups: ['dba'], issuer: company.issuer } },
+        ],
+      },
+      { env: { NATS_URL: '', DATABASE_URL: '' } },
+    );
+  });
+
+  afterAll(async () => {
+    await sluice?.stop();
+    await Promise.all([company?.close(), other?.close(), webhook?.close()]);
+    await dropDatabases([targetDb, storeDb]);
+    await deleteStreams([stream]);
+  });
+
+  const connect = async (issuer: TestIssuer, sub: string, groups: string[]) => {
+    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: sub, database: 'db', password: await issuer.mint({ sub, groups }) });
+    await client.connect();
+    return client;
+  };
+
+  it("lets the company's agent read, and refuses the same sub and groups from the other issuer, after the decision was cached", async () => {
+    const ours = await connect(company, 'agent-1', ['agents']);
+    for (let round = 0; round < 3; round++) expect((await ours.query('SELECT name FROM items WHERE id = 1')).rows).toEqual([{ name: 'one' }]);
+    await ours.end();
+
+    const theirs = await connect(other, 'agent-1', ['agents']);
+    await expect(theirs.query('SELECT name FROM items WHERE id = 1')).rejects.toMatchObject({ code: '42501' });
+    expect((await theirs.query('SELECT body FROM notes')).rows).toEqual([]);
+    await theirs.end();
+  });
+
+  it("lets only the company's DBA release a held command; a DBA group from the other issuer gets 403", async () => {
+    const agent = await connect(company, 'agent-2', ['agents']);
+    const held = agent.query('DELETE FROM items');
+    const hook = await webhook.waitFor((request) => request.url === '/hooks');
+    const { id, approvers } = JSON.parse(hook.body) as { id: string; approvers: { issuers?: string[] } };
+    expect(approvers.issuers).toEqual([company.issuer]);
+    const decide = async (token: string) =>
+      fetch(`http://127.0.0.1:${sluice.ports.approvalHttp}/v1/approvals/${id}/decision`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ decision: 'approve', reason: 'ok' }),
+      });
+    const impostor = await decide(await other.mint({ sub: 'dba-1', groups: ['dba'] }));
+    expect(impostor.status).toBe(403);
+    // Nor may the impostor read the request (approvers and the requester only).
+    const peek = await fetch(`http://127.0.0.1:${sluice.ports.approvalHttp}/v1/approvals/${id}`, { headers: { authorization: `Bearer ${await other.mint({ sub: 'agent-2', groups: ['dba'] })}` } });
+    expect(peek.status).toBe(404);
+    const dba = await decide(await company.mint({ sub: 'dba-1', groups: ['dba'] }));
+    expect(dba.status).toBe(200);
+    expect((await held).rowCount).toBe(2);
+    await agent.end();
+  });
+
+  it("answers the audit API to the company's compliance group only", async () => {
+    const sessions = async (token: string) => fetch(`http://127.0.0.1:${sluice.ports.auditHttp}/v1/sessions`, { headers: { authorization: `Bearer ${token}` } });
+    expect((await sessions(await other.mint({ sub: 'auditor', groups: ['compliance'] }))).status).toBe(403);
+    expect((await sessions(await company.mint({ sub: 'auditor', groups: ['compliance'] }))).status).toBe(200);
+  });
+});
