@@ -67,8 +67,9 @@ beforeAll(async () => {
   issuer = await startTestIssuer();
   await createDatabase(
     database,
-    `create table accounts (aid int primary key, abalance int, ssn text);
-     insert into accounts select g, g * 10, '123-45-' || lpad(g::text, 4, '0') from generate_series(1, 50) g;`,
+    `create table accounts (aid int primary key, abalance int, ssn text, doc jsonb);
+     insert into accounts select g, g * 10, '123-45-' || lpad(g::text, 4, '0'), jsonb_build_object('note', 'n' || g, 'ssn', '123-45-' || lpad(g::text, 4, '0'))
+       from generate_series(1, 50) g;`,
   );
   const resource: PostgresResourceConfig = {
     name: 'cached-db',
@@ -113,6 +114,35 @@ describe('a statement whose decision is cached', () => {
     expect(decided).toHaveLength(21);
     const results = events.filter((event) => event.kind === 'result.returned');
     expect(JSON.stringify(results)).not.toContain('123-45-');
+  });
+
+  it('answers a new literal in the SELECT list from the shape, masked as a session seeing it first masks it', async () => {
+    const password = await issuer.mint({ sub: 'agent-cached', groups: ['readers'] });
+    const text = (aid: number): string =>
+      `SELECT ${aid} AS n, '123-45-${String(aid).padStart(4, '0')}' AS ssn, 'agent${aid}@example.com' AS email, ssn AS theirs, abalance FROM accounts WHERE aid = ${aid}`;
+    const shared = await openClient({ host: '127.0.0.1', port, user: 'agent', database: 'cached-db', password }, clients);
+    await shared.query(text(1));
+    const asked = policy.asked.length;
+    for (let aid = 2; aid <= 6; aid++) {
+      const answered = (await shared.query(text(aid))).rows;
+      // A session that never saw the shape computes everything from this text alone.
+      const fresh = await openClient({ host: '127.0.0.1', port, user: 'agent', database: 'cached-db', password }, clients);
+      expect(answered).toEqual((await fresh.query(text(aid))).rows);
+      await fresh.end();
+      expect(answered[0]).toMatchObject({ n: aid, ssn: COLUMN_REDACTED, theirs: COLUMN_REDACTED, abalance: aid * 10 });
+      expect(answered[0].email).not.toContain(`agent${aid}`);
+    }
+    expect(policy.asked.length).toBe(asked);
+    const results = JSON.stringify(events.filter((event) => event.kind === 'result.returned'));
+    expect(results).not.toContain('123-45-');
+    expect(results).not.toMatch(/agent\d+@/);
+  });
+
+  it('does not share the answer about a literal that names what a column carries', async () => {
+    const password = await issuer.mint({ sub: 'agent-cached', groups: ['readers'] });
+    const client = await openClient({ host: '127.0.0.1', port, user: 'agent', database: 'cached-db', password }, clients);
+    expect((await client.query("SELECT doc->>'note' AS v FROM accounts WHERE aid = 3")).rows).toEqual([{ v: 'n3' }]);
+    expect((await client.query("SELECT doc->>'ssn' AS v FROM accounts WHERE aid = 3")).rows).toEqual([{ v: COLUMN_REDACTED }]);
   });
 
   it('a statement of another shape still asks the policy', async () => {

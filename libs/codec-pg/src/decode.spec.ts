@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { binaryToText, decodeBinaryNumeric } from './binary.js';
-import { decodeBackend, decodeFrontend, decodePassword, decodeStartup } from './decode.js';
+import { decodeBackend, decodeFrontend, decodePassword, decodeRowDescription, decodeStartup, rowDescriptionTableOids } from './decode.js';
 import {
   encodeBackendKeyData,
   encodeDataRow,
@@ -184,6 +184,22 @@ describe('encoders', () => {
     expect(decodeFrontend(query)).toEqual({ type: 'Query', text: 'select 1' });
     const sasl = decodeFrontend(splitFrames(encodeSASLInitialResponse('SCRAM-SHA-256', Buffer.from('n,,n=,r=abc')), 'typed').frames[0]!);
     expect(decodeSASLInitialResponse((sasl as { data: Buffer }).data)).toEqual({ mechanism: 'SCRAM-SHA-256', response: Buffer.from('n,,n=,r=abc') });
+  });
+});
+
+describe('rowDescriptionTableOids', () => {
+  it('gives the table OIDs decodeRowDescription gives, and refuses what it refuses', () => {
+    const { frames } = splitFrames(
+      encodeRowDescription([{ name: 'é', tableOid: 16384, attnum: 2, typeOid: 25 }, { name: '', typeOid: 23 }, { name: 'ssn', tableOid: 2147483647, attnum: 1, typeOid: 25 }]),
+      'typed',
+    );
+    const body = frames[0]!.body;
+    expect(rowDescriptionTableOids(body)).toEqual(decodeRowDescription(body).map((field) => field.tableOid));
+    expect(rowDescriptionTableOids(body)).toEqual([16384, 0, 2147483647]);
+    for (const broken of [body.subarray(0, body.length - 1), Buffer.concat([body, Buffer.from([0])]), Buffer.from([0, 1, 0x61])]) {
+      expect(() => decodeRowDescription(broken)).toThrow();
+      expect(() => rowDescriptionTableOids(broken)).toThrow();
+    }
   });
 });
 

@@ -79,6 +79,13 @@ export class BodyReader {
     return value;
   }
 
+  /** Passes over a null-terminated string without decoding it. */
+  skipCstring(): void {
+    const end = this.body.indexOf(0, this.offset);
+    if (end < 0) throw new ProtocolMalformedError(`${this.what}: unterminated string`);
+    this.offset = end + 1;
+  }
+
   rest(): Buffer {
     const value = this.body.subarray(this.offset);
     this.offset = this.body.length;
@@ -438,6 +445,23 @@ export const decodeRowDescription = (body: Buffer): FieldDescription[] => {
   }
   r.end();
   return fields;
+};
+
+/**
+ * The table OID of each field of a RowDescription, checked as decodeRowDescription checks the
+ * whole: what the proxy asks of every masked result before its rows, without decoding names.
+ */
+export const rowDescriptionTableOids = (body: Buffer): number[] => {
+  const r = new BodyReader(body, 'RowDescription');
+  const n = r.count(19);
+  const oids: number[] = [];
+  for (let i = 0; i < n; i++) {
+    r.skipCstring();
+    oids.push(r.uint32());
+    r.bytes(14);
+  }
+  r.end();
+  return oids;
 };
 
 /**

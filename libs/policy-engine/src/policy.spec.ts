@@ -146,6 +146,24 @@ describe('decisions', () => {
   });
 });
 
+describe('decisions over texts of one shape', () => {
+  const policy = given(RULES);
+
+  it('decides a new literal in the SELECT list alike, and may be kept under the shape', () => {
+    const decisions = [7, 8, -1].map((n) => policy.decide(analyst, 'ledger', sql(`SELECT ${n} AS n, 'agent${n}@example.com' AS email, total FROM reports.monthly WHERE id = ${n}`)));
+    for (const decision of decisions) expect(decision).toEqual(decisions[0]);
+    expect(decisions[0]).toMatchObject({ effect: 'allow', rule: 'analysts-read-reports', cacheable: true });
+  });
+
+  it('never keeps under the shape a decision a literal in the SELECT list changes', () => {
+    const texts = ["SELECT current_setting('application_name') AS n", "SELECT current_setting('primary_conninfo') AS n"];
+    const [harmless, secret] = texts.map((text) => policy.decide(analyst, 'ledger', sql(text)));
+    expect(harmless?.effect).not.toBe(secret?.effect);
+    expect(harmless?.cacheable).toBe(false);
+    expect(secret?.cacheable).toBe(false);
+  });
+});
+
 describe('functions the catalogue does not vouch for', () => {
   const policy = given(RULES);
 

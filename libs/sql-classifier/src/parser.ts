@@ -1,11 +1,21 @@
-import { fingerprintSync, loadModule, normalizeSync } from 'libpg-query';
+import { fingerprintSync, loadModule, normalizeSync, parseSync } from 'libpg-query';
 
 let loading: Promise<void> | undefined;
 let loaded = false;
 
-/** Loads the PostgreSQL parser (WASM) once; every other function needs it. */
+/**
+ * Loads the PostgreSQL parser (WASM) once; every other function needs it. The first parse and
+ * normalisation in a process take most of a second (the module's code is compiled on first use):
+ * they are done here, at start, not in the first agent's statement.
+ */
 export const loadSqlClassifier = (): Promise<void> => {
   loading ??= loadModule().then(() => {
+    try {
+      parseSync('SELECT a FROM b WHERE c = 1');
+      normalizeSync('SELECT a FROM b WHERE c = 1');
+    } catch {
+      // Only a warm-up: a parser that fails here fails the same way when asked.
+    }
     loaded = true;
   });
   return loading;
@@ -64,15 +74,27 @@ const holdsForDigitTemplate = (text: string, result: string): boolean =>
  */
 export const normalizeSql = (text: string): string | undefined => {
   assertLoaded();
+  // A command's text is asked about several times in a row (session effects, the policy cache,
+  // lineage, covered-column checks): the template's regular expression runs once for it.
+  if (text === lastText) return lastResult;
   const known = normalized.get(text);
-  if (known !== undefined) return known ?? undefined;
+  if (known !== undefined) return remember(text, known ?? undefined);
   if (text.length > MAX_NORMALIZED_TEXT_CHARS) return normalizeOnce(text);
   const template = digitTemplate(text);
   const shared = byDigitTemplate.get(template);
-  if (shared !== undefined) return shared;
+  if (shared !== undefined) return remember(text, shared);
   const result = normalizeOnce(text);
   keep(normalized, text, result ?? null);
   if (result !== undefined && holdsForDigitTemplate(text, result)) keep(byDigitTemplate, template, result);
+  return remember(text, result);
+};
+
+let lastText: string | undefined;
+let lastResult: string | undefined;
+
+const remember = (text: string, result: string | undefined): string | undefined => {
+  lastText = text;
+  lastResult = result;
   return result;
 };
 

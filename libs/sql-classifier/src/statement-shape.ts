@@ -108,12 +108,34 @@ const inertCondition = (value: unknown): boolean => {
 };
 
 /**
+ * A target-list entry whose value is a bare constant (`7 AS n`, `'x@example.com' AS email`): the
+ * constant is only a value sent back, and what the proxy derives about that output column (no
+ * source column; its name is the alias or `?column?`, both part of the shape) is the same for
+ * every value. The value itself goes through the profile's detectors with the rows, as any value.
+ * A cast is not bare (`'t'::regclass` reads a name, a user's type runs its input function), nor a
+ * constant under an operator, a function, an array or a row.
+ */
+const isBareConstantTarget = (value: unknown): boolean => {
+  const target = unwrap(value);
+  if (target?.[0] !== 'ResTarget') return false;
+  for (const key in target[1]) {
+    const part = target[1][key];
+    if (key === 'val') {
+      if (unwrap(part)?.[0] !== 'A_Const' && !constantFree(part)) return false;
+    } else if (!constantFree(part)) return false;
+  }
+  return true;
+};
+
+/**
  * True when no answer the proxy derives from this text (session effects, result lineage, covered
  * value flows) can depend on the values of its constants, so that it may be shared by every text
  * of its shape: one SELECT, no parameters, and every constant either compared in WHERE (`aid =
- * 42`, `id IN (1, 2)`) or a LIMIT/OFFSET count. A constant anywhere else may be read as a name (a
- * JSON member `doc->'ssn'`, `'t'::regclass`, a setting, a function's text argument): such a text
- * is answered from its exact text only. False when the text does not parse.
+ * 42`, `id IN (1, 2)`), a LIMIT/OFFSET count, or a whole target of the SELECT list (`SELECT 7 AS
+ * n`). A constant anywhere else may be read as a name (a JSON member `doc->'ssn'`, `'t'::regclass`,
+ * a setting, a function's text argument, a format string) or as a position (`ORDER BY 1`, `GROUP
+ * BY 2`, a subscript): such a text is answered from its exact text only. False when the text does
+ * not parse.
  */
 export const constantsAreInert = (text: string): boolean => {
   let tree: ParsedText;
@@ -133,6 +155,8 @@ export const constantsAreInert = (text: string): boolean => {
       if (!inertCondition(part)) return false;
     } else if (key === 'limitCount' || key === 'limitOffset') {
       if (!constantFree(part) && !isInertOperand(part)) return false;
+    } else if (key === 'targetList') {
+      if (!list(part).every(isBareConstantTarget)) return false;
     } else if (!constantFree(part)) return false;
   }
   return true;

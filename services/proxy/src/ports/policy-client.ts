@@ -295,7 +295,8 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
     const sameShape = decisions.get(normalizedKey);
     if (!sameShape) return undefined;
     hits += 1;
-    decisions.set(key, sameShape);
+    // Not kept under the exact text too: under a new literal in every statement that text never
+    // comes again, and each would push a decision of another shape out of the cache.
     return sameShape;
   };
 

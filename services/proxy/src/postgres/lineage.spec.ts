@@ -35,6 +35,31 @@ describe('LineageCache', () => {
     expect(cache.lineage('SELECT abalance FROM pgbench_accounts WHERE aid = 2', ['crm'], new Map())).not.toBe(first);
   });
 
+  it('answers a new literal in a whole target of the SELECT list from the shape, as a fresh parse would', () => {
+    const cache = new LineageCache();
+    const first = cache.lineage("SELECT 7 AS n, 'x@example.com' AS email, ssn FROM people WHERE id = 7", ['public'], new Map());
+    for (const text of ["SELECT 8 AS n, 'y@example.org' AS email, ssn FROM people WHERE id = 8", "SELECT NULL AS n, '123-45-6789' AS email, ssn FROM people WHERE id = 9"]) {
+      const shared = cache.lineage(text, ['public'], new Map());
+      expect(shared).toBe(first);
+      expect(shared).toEqual(resultLineage(text, { searchPath: ['public'], preparedStatements: new Map() }));
+    }
+    expect(derivedColumns(first, 0, 3)).toEqual([undefined, undefined, [{ name: 'ssn', qualifiedName: 'public.people.ssn' }]]);
+  });
+
+  it('never shares the answer about a constant in the SELECT list that is not a whole target', () => {
+    const cache = new LineageCache();
+    const pairs = [
+      ["SELECT (ARRAY[name, id::text])[1] AS v FROM people", "SELECT (ARRAY[name, ssn])[2] AS v FROM people"],
+      ["SELECT to_jsonb(p)->>'name' AS v FROM people p", "SELECT to_jsonb(p)->>'ssn' AS v FROM people p"],
+      ["SELECT format('%1$s', name, ssn) AS v FROM people", "SELECT format('%2$s', name, ssn) AS v FROM people"],
+      ["SELECT v FROM (SELECT name AS v, 1 AS k FROM people UNION ALL SELECT ssn, 2 FROM people) u WHERE k = 1", "SELECT v FROM (SELECT name AS v, 1 AS k FROM people UNION ALL SELECT ssn, 2 FROM people) u WHERE k = 2"],
+    ];
+    for (const [harmless, revealing] of pairs) {
+      cache.lineage(harmless!, ['public'], new Map());
+      expect(cache.lineage(revealing!, ['public'], new Map())).toEqual(resultLineage(revealing!, { searchPath: ['public'], preparedStatements: new Map() }));
+    }
+  });
+
   it('never shares an answer between texts whose differing literal changes it', () => {
     const cache = new LineageCache();
     const pairs = [
@@ -155,5 +180,12 @@ describe('touchesCoveredColumn', () => {
     // The literal names a JSON member: the same shape, another answer.
     expect(touchesCoveredColumn(masker, "SELECT doc->>'name' FROM people WHERE id = 4", ['public'], new Map())).toBe(false);
     expect(touchesCoveredColumn(masker, "SELECT doc->>'ssn' FROM people WHERE id = 4", ['public'], new Map())).toBe(true);
+  });
+
+  it('answers a new literal in a whole target of the SELECT list alike, with or without a covered column', () => {
+    for (let n = 1; n <= 3; n++) {
+      expect(touchesCoveredColumn(masker, `SELECT ${n} AS n, 'x${n}@example.com' AS email`, ['public'], new Map())).toBe(false);
+      expect(touchesCoveredColumn(masker, `SELECT ${n} AS n, ssn FROM people WHERE id = ${n}`, ['public'], new Map())).toBe(true);
+    }
   });
 });
