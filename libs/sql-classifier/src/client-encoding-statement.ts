@@ -1,5 +1,5 @@
 import { constantText } from './statement-parts.js';
-import { parseText } from './statement-shape.js';
+import { parsedOrUndefined } from './statement-shape.js';
 
 /**
  * A statement's effect on client_encoding: `set` with the encoding named (`SET client_encoding`,
@@ -35,12 +35,8 @@ export const changesClientEncoding = (stmt: Record<string, unknown>): ClientEnco
  * harmless its first statement is.
  */
 export const clientEncodingStatement = (text: string): { readonly effects: readonly ClientEncodingEffect[]; readonly alone: boolean } | undefined => {
-  let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
-  try {
-    tree = parseText(text);
-  } catch {
-    return undefined;
-  }
+  const tree = parsedOrUndefined(text);
+  if (!tree) return undefined;
   const statements = tree.stmts ?? [];
   const effects = statements.map((raw) => changesClientEncoding(raw.stmt ?? {})).filter((effect) => effect !== undefined);
   return effects.length > 0 ? { effects, alone: statements.length === 1 } : undefined;
@@ -53,12 +49,8 @@ export const clientEncodingStatement = (text: string): { readonly effects: reado
  */
 export const showsClientEncoding = (text: string): 'setting' | 'all' | undefined => {
   if (!/show/i.test(text)) return undefined;
-  let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
-  try {
-    tree = parseText(text);
-  } catch {
-    return undefined;
-  }
+  const tree = parsedOrUndefined(text);
+  if (!tree) return undefined;
   const statements = tree.stmts ?? [];
   if (statements.length !== 1) return undefined;
   const show = statements[0]!.stmt?.VariableShowStmt as { name?: string } | undefined;

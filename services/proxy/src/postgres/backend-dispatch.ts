@@ -1,4 +1,4 @@
-import { BackendCode, decodeBackend, decodeDataRow, decodeNoticeFields, decodeRowDescription, encodeErrorResponse, TransactionStatus, type Frame } from '@sluice/codec-pg';
+import { BackendCode, decodeBackend, decodeDataRow, decodeNoticeFields, decodeRowDescription, encodeErrorResponse, rowDescriptionTableOids, TransactionStatus, type Frame } from '@sluice/codec-pg';
 import { ResultWithheldError } from '@sluice/contracts';
 import { EncodingConversionError } from './client-encoding.js';
 import { ClientEdge } from './client-encoding-frames.js';
@@ -100,7 +100,7 @@ export class BackendDispatch {
       : head?.kind === 'describeStatement' ? head.statement.masker
       : undefined;
     if (!masker) return false;
-    const missing = this.session.ctx.catalog.missing(decodeRowDescription(frames[index]!.body).map((f) => f.tableOid));
+    const missing = this.session.ctx.catalog.missing(rowDescriptionTableOids(frames[index]!.body));
     if (missing.length === 0) return false;
     const upstream = this.session.upstream!;
     this.#upstreamBacklog = frames.slice(index);
