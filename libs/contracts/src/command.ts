@@ -10,6 +10,12 @@ export interface TargetCatalogFacts {
    * argument of a composite type: `t.name` and `(t).name` call `name(t)` when t has no such column.
    */
   readonly rowFunctions: ReadonlySet<string>;
+  /**
+   * Names of functions and operators outside pg_catalog (and information_schema) that pg_catalog
+   * has too: PostgreSQL picks among all of a name's overloads on the path by argument types, so
+   * an unqualified `upper(x)` or `a = b` may run the user's code, not the built-in.
+   */
+  readonly overloadedBuiltins: ReadonlySet<string>;
   /** `schema.relation` of views and of relations whose rules or INSTEAD OF triggers rewrite writes. */
   readonly rewritingRelations: ReadonlySet<string>;
   /** `schema.relation` -> its direct inheritance children and partitions (`schema.relation`). */

@@ -277,6 +277,7 @@ class StatementWalk {
     } else if (!isCataloguedFunction(exact, this.options.searchPath)) {
       this.mayDoAnything(`${exact.join('.')}() is not on the catalogue of functions that read no table`);
     }
+    if (this.overloadsBuiltin(exact)) this.mayDoAnything(`${written}() may run a user's overload of the built-in ${bare}()`);
     this.fields(call, scope, SKIP_FUNCNAME);
   }
 
@@ -290,9 +291,44 @@ class StatementWalk {
 
   /** An operator outside the built-in symbols (or qualified elsewhere) runs a user's function. */
   private operator(n: Node, scope: Scope): void {
+    const kind = str(n.kind);
     const parts = names(n.name);
-    if (!isBuiltinOperatorExpression(str(n.kind), parts, this.options.searchPath)) this.mayDoAnything(`operator ${parts.join('.')} is not a built-in operator`);
+    if (!isBuiltinOperatorExpression(kind, parts, this.options.searchPath)) this.mayDoAnything(`operator ${parts.join('.')} is not a built-in operator`);
+    // BETWEEN runs as `>=` and `<=`, each looked up by name like any other operator.
+    const run = kind !== undefined && kind.includes('BETWEEN') ? [['>='], ['<=']] : [parts];
+    for (const op of run) this.overloadedOperator(op);
     this.fields(n, scope);
+  }
+
+  /**
+   * True when `parts` is an unqualified name the target also has outside pg_catalog
+   * (TargetCatalogFacts.overloadedBuiltins): PostgreSQL picks among every overload on the path by
+   * argument types, pg_catalog first only between equal matches, so the built-in is not vouched.
+   * A name qualified with pg_catalog resolves there alone; one qualified elsewhere is not built in.
+   */
+  private overloadsBuiltin(parts: readonly string[]): boolean {
+    const name = parts.length === 1 ? parts[0] : undefined;
+    return name !== undefined && this.options.catalog?.overloadedBuiltins?.has(name) === true;
+  }
+
+  private overloadedOperator(parts: readonly string[]): void {
+    if (this.overloadsBuiltin(parts)) this.mayDoAnything(`operator ${parts.join('.')} may run a user's overload of the built-in operator`);
+  }
+
+  /**
+   * Operators the server looks up by name without an A_Expr in the text: `x IN (select …)` and
+   * `op ANY/ALL (select …)`, a simple CASE's `=`, and the `=` of JOIN … USING and NATURAL JOIN.
+   */
+  private implicitOperators(tag: string, n: Node): void {
+    if (tag === 'SubLink') {
+      // `x IN (select …)` leaves the name out: the server runs it as `= ANY`.
+      const parts = names(n.operName).length > 0 ? names(n.operName) : str(n.subLinkType) === 'ANY_SUBLINK' ? ['='] : [];
+      if (parts.length === 0) return;
+      if (!isBuiltinOperator(parts, this.options.searchPath)) this.mayDoAnything(`operator ${parts.join('.')} is not a built-in operator`);
+      this.overloadedOperator(parts);
+    } else if ((tag === 'CaseExpr' && n.arg !== undefined) || (tag === 'JoinExpr' && (n.isNatural === true || list(n.usingClause).length > 0))) {
+      this.overloadedOperator(['=']);
+    }
   }
 
   /** ORDER BY … USING op calls the operator's function for every comparison. */
@@ -326,6 +362,7 @@ class StatementWalk {
   }
 
   node(tag: string, n: Node, scope: Scope): void {
+    this.implicitOperators(tag, n);
     switch (tag) {
       case 'ColumnRef':
         this.columnRef(n, scope);

@@ -60,7 +60,13 @@ export class ExpressionLineage {
   constructor(
     private readonly walk: QueryWalk,
     private readonly searchPath: readonly string[] | undefined,
+    private readonly overloads: ReadonlySet<string> | undefined,
   ) {}
+
+  /** An unqualified name the target overloads outside pg_catalog: the user's code may run instead. */
+  private overloaded(parts: readonly string[]): boolean {
+    return parts.length === 1 && this.overloads?.has(parts[0]!) === true;
+  }
 
   /** The columns an expression's value carries. */
   expr(value: unknown, scope: Scope): Sources {
@@ -129,7 +135,8 @@ export class ExpressionLineage {
     // The parser's grammar is newer than the server's: PostgreSQL 15 has no SYSTEM_USER keyword,
     // so there the bare word is a column (`FROM people AS p(a, b, "system_user")`). Both count.
     if (isPostgres15Identifier(node, parts)) return union(scope.column(SYSTEM_USER), this.expr(node.args, scope));
-    const pure = isPureFunction(parts, this.searchPath);
+    const overloaded = this.overloaded(parts);
+    const pure = !overloaded && isPureFunction(parts, this.searchPath);
     const name = parts.at(-1) ?? '';
     const args = list(node.args);
     // A count of rows, or a row's position, is as many as the rows: what generated them is carried.
@@ -142,15 +149,18 @@ export class ExpressionLineage {
     const carried = union(this.expr(args, scope), ordered, memberSources(functionMemberKeys(parts, args)));
     if (pure) return carried;
     // Catalog look-ups (format_type, pg_get_viewdef) read definitions, never a user table's rows.
-    return isCataloguedFunction(parts, this.searchPath) ? carried : union(carried, ANY_COLUMN);
+    return !overloaded && isCataloguedFunction(parts, this.searchPath) ? carried : union(carried, ANY_COLUMN);
   }
 
   /** Operators: a boolean comparison reveals nothing of its operands; anything else carries them. */
   private operator(node: Node, scope: Scope): Sources {
     const kind = str(node.kind) ?? '';
+    const operator = names(node.name);
+    // A user's overload returns what its function does, boolean or not.
+    const run = kind.includes('BETWEEN') ? [['>='], ['<=']] : [operator];
+    if (run.some((op) => this.overloaded(op))) return union(this.expr(node.lexpr, scope), this.expr(node.rexpr, scope), ANY_COLUMN);
     if (kind === 'AEXPR_NULLIF') return this.expr(node.lexpr, scope);
     if (BOOLEAN_EXPR_KINDS.has(kind)) return NONE;
-    const operator = names(node.name);
     const builtin = isBuiltinOperator(operator, this.searchPath);
     const binary = node.lexpr !== undefined && node.rexpr !== undefined;
     if (kind === 'AEXPR_OP' && builtin && binary && BOOLEAN_BINARY_OPERATORS.has(operator.at(-1)!)) return NONE;

@@ -31,7 +31,7 @@ export class LineageWalk implements QueryWalk {
     private readonly options: LineageOptions,
     private readonly depth: number,
   ) {
-    this.expressions = new ExpressionLineage(this, options.searchPath);
+    this.expressions = new ExpressionLineage(this, options.searchPath, options.overloadedBuiltins);
   }
 
   statement(stmt: unknown): Item[] | undefined {
@@ -148,6 +148,7 @@ export class LineageWalk implements QueryWalk {
     if (call) {
       const parts = names(call.funcname);
       if (!isCataloguedFunction(parts, this.options.searchPath) || SET_RETURNING.has(parts.at(-1) ?? '')) return true;
+      if (parts.length === 1 && this.options.overloadedBuiltins?.has(parts[0]!)) return true;
     }
     // A subquery's own rows are counted in its own scope.
     if (isObject(value.SubLink)) return false;

@@ -379,3 +379,21 @@ describe('resultLineage: JSON functions that select members', () => {
     expect(sources.some((source) => source.anyColumn)).toBe(true);
   });
 });
+
+describe('user overloads of built-in names (TargetCatalogFacts.overloadedBuiltins)', () => {
+  const overloadedBuiltins: ReadonlySet<string> = new Set(['=', '>=', 'upper']);
+  const anyColumn = (sql: string, overloads?: ReadonlySet<string>): boolean =>
+    resultLineage(sql, overloads ? { overloadedBuiltins: overloads } : {})!.statements[0]!.head[0]!.some((source) => source.anyColumn === true);
+
+  it.each(['SELECT upper(1.5) FROM people', 'SELECT name = 1.5 FROM people', 'SELECT id BETWEEN 1 AND 2 FROM people'])(
+    '%s may carry any column where the name is overloaded, and none of another table elsewhere',
+    (sql) => {
+      expect(anyColumn(sql, overloadedBuiltins)).toBe(true);
+      expect(anyColumn(sql)).toBe(false);
+    },
+  );
+
+  it('keeps pg_catalog.upper a pure built-in', () => {
+    expect(anyColumn('SELECT pg_catalog.upper(name) FROM people', overloadedBuiltins)).toBe(false);
+  });
+});

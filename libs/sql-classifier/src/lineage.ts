@@ -62,6 +62,11 @@ export interface LineageOptions {
   readonly preparedStatements?: ReadonlyMap<string, string>;
   /** The session's cursors, name -> the text of their DECLARE, for `FETCH … name`. */
   readonly cursors?: ReadonlyMap<string, string>;
+  /**
+   * TargetCatalogFacts.overloadedBuiltins: an unqualified call of one of these names may run a
+   * user's overload, whose result may carry any column.
+   */
+  readonly overloadedBuiltins?: ReadonlySet<string>;
 }
 
 const MAX_SCHEMAS = 8;

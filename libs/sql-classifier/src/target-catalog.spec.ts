@@ -96,3 +96,51 @@ describe('coveredFlows', () => {
     expect(coveredFlows("SELECT id FROM people WHERE ssn = 'x'")!.seriesPredicates).toEqual([]);
   });
 });
+
+describe('user overloads of built-in names', () => {
+  const overloaded = targetCatalogFacts({ rowFunctions: [], overloadedBuiltins: ['=', '>=', 'upper'], rewritingRelations: [], inheritance: [], version: 'v2' });
+  const withOverloads = (sql: string) => {
+    const result = classifySql(sql, { catalog: overloaded });
+    if (!result.ok) throw new Error(result.error);
+    return result;
+  };
+
+  it.each([
+    'SELECT 1 FROM people WHERE name = 1.5',
+    "SELECT 1 FROM people WHERE name = 'x'",
+    'SELECT upper(1.5)',
+    'SELECT 1 FROM people WHERE id BETWEEN 1 AND 2',
+    'SELECT 1 FROM people WHERE id IN (1, 2)',
+    'SELECT 1 FROM people WHERE id = ANY (ARRAY[1, 2])',
+    'SELECT 1 FROM people WHERE id IN (SELECT id FROM orders)',
+    'SELECT CASE id WHEN 1 THEN 2 END FROM people',
+    'SELECT 1 FROM people JOIN orders USING (id)',
+    'SELECT 1 FROM people NATURAL JOIN orders',
+  ])('does not vouch for %s: the name may pick the user overload', (sql) => {
+    const result = withOverloads(sql);
+    expect([result.action, result.risk]).toEqual(['write', 'high']);
+    expect(result.tables).toContain(ANY_TABLE);
+  });
+
+  it.each([
+    'SELECT pg_catalog.upper(name) FROM people WHERE id OPERATOR(pg_catalog.=) 1',
+    'SELECT lower(name) FROM people WHERE id < 2',
+    'SELECT 1 FROM people JOIN orders ON people.id < orders.id',
+  ])('vouches for %s: qualified with pg_catalog, or a name not overloaded', (sql) => {
+    expect(withOverloads(sql)).toMatchObject({ action: 'read', risk: 'low' });
+  });
+
+  it.each([
+    "SELECT upper(name) FROM people WHERE name = 'x' AND id BETWEEN 1 AND 2",
+    'SELECT 1 FROM people JOIN orders USING (id) WHERE id IN (SELECT id FROM orders)',
+    'SELECT CASE id WHEN 1 THEN 2 END FROM people',
+  ])('classifies %s as before in a database without overloads', (sql) => {
+    expect(classifySql(sql, { catalog })).toEqual(classifySql(sql, {}));
+    expect(classify(sql)).toMatchObject({ action: 'read', risk: 'low' });
+  });
+
+  it('refuses a user operator in op ANY (subquery) like any other user operator', () => {
+    const result = classify('SELECT 1 FROM people WHERE id OPERATOR(public.===) ANY (SELECT id FROM orders)');
+    expect([result.action, result.risk]).toEqual(['write', 'high']);
+  });
+});

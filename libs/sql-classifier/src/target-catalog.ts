@@ -31,6 +31,8 @@ export const ancestorsOf = (facts: TargetCatalogFacts | undefined, relation: str
 /** Builds the facts from the catalog's rows; `inheritance` is `[child, parent]` pairs. */
 export const targetCatalogFacts = (input: {
   readonly rowFunctions: Iterable<string>;
+  /** See TargetCatalogFacts.overloadedBuiltins; none when the catalog was read without them. */
+  readonly overloadedBuiltins?: Iterable<string>;
   readonly rewritingRelations: Iterable<string>;
   readonly inheritance: Iterable<readonly [string, string]>;
   readonly version: string;
@@ -41,5 +43,8 @@ export const targetCatalogFacts = (input: {
     children.set(parent, [...(children.get(parent) ?? []), child]);
     parents.set(child, [...(parents.get(child) ?? []), parent]);
   }
-  return { rowFunctions: new Set(input.rowFunctions), rewritingRelations: new Set(input.rewritingRelations), children, parents, version: input.version };
+  return {
+    rowFunctions: new Set(input.rowFunctions),
+    overloadedBuiltins: new Set(input.overloadedBuiltins ?? []),
+    rewritingRelations: new Set(input.rewritingRelations), children, parents, version: input.version };
 };

@@ -45,6 +45,7 @@ const catalogOf = (catalog: pb.TargetCatalog): TargetCatalogFacts => {
   if (!facts) {
     facts = targetCatalogFacts({
       rowFunctions: catalog.rowFunctions,
+      overloadedBuiltins: catalog.overloadedBuiltins,
       rewritingRelations: catalog.rewritingRelations,
       inheritance: catalog.inheritance.map((edge) => [edge.child, edge.parent] as const),
       version: catalog.version,

@@ -128,6 +128,7 @@ const catalogToProto = (catalog: TargetCatalogFacts): pb.TargetCatalog => {
   if (!message) {
     message = {
       rowFunctions: [...catalog.rowFunctions],
+      overloadedBuiltins: [...catalog.overloadedBuiltins],
       rewritingRelations: [...catalog.rewritingRelations],
       inheritance: [...catalog.parents].flatMap(([child, parents]) => parents.map((parent) => ({ child, parent }))),
       version: catalog.version,

@@ -5,7 +5,7 @@
  */
 import type { FieldDescription } from '@sluice/codec-pg';
 import type { ProfileMasker } from '@sluice/masking-engine';
-import type { PreparedStatementChange, SqlLineage } from '@sluice/sql-classifier';
+import type { PreparedStatementChange, SqlLineage, TargetCatalogFacts } from '@sluice/sql-classifier';
 import type { Decision } from '../ports.js';
 import type { CopyOutSet, ResultSet } from './results.js';
 import type { DeclaredCursor } from './session-profiles.js';
@@ -60,6 +60,8 @@ export interface Command {
   /** The SQL text whose results this command returns, and the search path it was decided with (for lineage). */
   readonly sql: string;
   readonly searchPath: readonly string[] | undefined;
+  /** The target catalog facts it was decided with (user overloads of built-in names change its lineage). */
+  readonly catalog: TargetCatalogFacts | undefined;
   /** The text's result-column lineage, computed at the first result set that needs it (null: unknown). */
   lineage?: SqlLineage | null;
   readonly started: number;

@@ -75,6 +75,19 @@ describe('LineageCache', () => {
   });
 });
 
+describe('LineageCache with user overloads of built-in names', () => {
+  it('keeps the answer of an ordinary database apart from one where upper is overloaded', () => {
+    const cache = new LineageCache();
+    const anyColumn = (facts?: ReturnType<typeof targetCatalogFacts>): boolean =>
+      cache.lineage('SELECT upper(1.5)', undefined, new Map(), undefined, facts)!.statements[0]!.head[0]!.some((source) => source.anyColumn === true);
+    const plain = targetCatalogFacts({ rowFunctions: [], rewritingRelations: [], inheritance: [], version: 'plain' });
+    const overloaded = targetCatalogFacts({ rowFunctions: [], overloadedBuiltins: ['upper'], rewritingRelations: [], inheritance: [], version: 'over' });
+    expect(anyColumn(plain)).toBe(false);
+    expect(anyColumn(overloaded)).toBe(true);
+    expect(anyColumn()).toBe(false);
+  });
+});
+
 describe('derivedColumns', () => {
   it('gives each column of the n-th statement its sources as masking-engine column sources', () => {
     const lineage = new LineageCache().lineage("SELECT 1; SELECT id, substr(ssn, 8) AS tail, 'x' AS k FROM crm.people", undefined, new Map());

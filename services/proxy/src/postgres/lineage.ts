@@ -54,11 +54,14 @@ export class LineageCache {
     searchPath: readonly string[] | undefined,
     preparedStatements: ReadonlyMap<string, string>,
     cursors?: ReadonlyMap<string, string>,
+    catalog?: TargetCatalogFacts,
   ): SqlLineage | undefined {
-    const prefix = `${searchPath?.join(',') ?? ''}\u0000`;
+    const overloadedBuiltins = catalog && catalog.overloadedBuiltins.size > 0 ? catalog.overloadedBuiltins : undefined;
+    // Only facts with overloads change an answer: an ordinary database keeps one entry per text.
+    const prefix = `${overloadedBuiltins ? catalog?.version : ''}\u0000${searchPath?.join(',') ?? ''}\u0000`;
     const known = knownKey(this.#entries, prefix, text);
     if (known !== undefined) return this.#entries.get(known) ?? undefined;
-    const lineage = resultLineage(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(cursors ? { cursors } : {}) });
+    const lineage = resultLineage(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(cursors ? { cursors } : {}), ...(overloadedBuiltins ? { overloadedBuiltins } : {}) });
     // Not cached: an answer that depends on the prepared statements, or one the parser could not give yet.
     if (text.length <= MAX_CACHED_TEXT_CHARS && (lineage ? lineage.cacheable : isSqlClassifierLoaded())) {
       if (this.#entries.size >= MAX_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!);

@@ -57,7 +57,7 @@ export class ResultRelay {
 
   /** The text's result-column lineage, computed once per command (null: unknown). */
   #lineageOf(command: Command): SqlLineage | null {
-    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#registry.prepared, this.#profiles.cursorTexts(command.declares)) ?? null;
+    if (command.lineage === undefined) command.lineage = this.#lineage.lineage(command.sql, command.searchPath, this.#registry.prepared, this.#profiles.cursorTexts(command.declares), command.catalog) ?? null;
     return command.lineage;
   }
 

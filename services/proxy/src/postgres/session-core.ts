@@ -208,6 +208,6 @@ export class SessionCore {
     this.lastMasker = effective;
     if (effective && touchesCoveredColumn(effective, sql, this.searchPath, this.registry.prepared)) this.coveredInTransaction = true;
     const preparedChanges = [...this.effectsOf(sql).preparedStatements];
-    return { id, masker: effective, sql, searchPath: this.searchPath, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, copyEnds: this.copyEndsSent, copyIns: 0, done: false };
+    return { id, masker: effective, sql, searchPath: this.searchPath, catalog: this.decidedWith, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, copyEnds: this.copyEndsSent, copyIns: 0, done: false };
   }
 }
