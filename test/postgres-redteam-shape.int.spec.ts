@@ -1,18 +1,16 @@
 import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { encodeBind, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
-import { loadConfig } from '@sluice/config';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
-import { startPolicyService, type RunningPolicyService } from '@sluice/policy';
+import type { RunningPolicyService } from '@sluice/policy';
 import { createLogger } from '@sluice/service-runtime';
-import { createPolicyPort } from '../services/proxy/src/ports/policy-client.js';
-import { stopTestPolicyService } from './support/policy-service.js';
-import { PostgresFrontDoor, type RawPostgresSession, waitFor } from './support/postgres-proxy-harness.js';
+import type { createPolicyPort } from '../services/proxy/src/ports/policy-client.js';
+import { startTestPolicyService, stopTestPolicyService } from './support/policy-service.js';
+import { PostgresFrontDoor, type RawPostgresSession } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig, redTeamConfigInput } from './support/postgres-red-team.js';
 
 /*
@@ -69,20 +67,14 @@ const overloaded = new PostgresFrontDoor({
 });
 
 beforeAll(async () => {
-  const file = join(dir, 'sluice.yaml');
-  writeFileSync(
-    file,
-    stringify({
-      bus: { url: NATS_URL, stream: STREAM, subjectPrefix: `sluicetest.rtshape${RUN}` },
-      services: { policy: { grpc: '127.0.0.1:0' } },
-      ...redTeamConfigInput(database, ['public.secrets']),
-    }),
-  );
-  const loaded = loadConfig(file);
-  service = await startPolicyService({ loaded, config: loaded.config, logger });
-  nc = await connect({ servers: NATS_URL });
-  port = createPolicyPort(service.address, { logger });
-  await waitFor(() => port!.stats().version !== undefined);
+  ({ service, port, nc } = await startTestPolicyService({
+    dir,
+    natsUrl: NATS_URL,
+    stream: STREAM,
+    subjectPrefix: `sluicetest.rtshape${RUN}`,
+    config: redTeamConfigInput(database, ['public.secrets']),
+    logger,
+  }));
   await frontDoor.start();
   await overloaded.start();
 });
