@@ -62,10 +62,11 @@ export class SessionEffectsCache {
   #lastText: string | undefined;
   #lastPath = '';
   #lastEffects: SessionStateEffects | undefined;
+  #keyedPath: readonly string[] | undefined;
+  #keyedPathKey = '';
 
   of(text: string, searchPath?: readonly string[]): SessionStateEffects {
-    // Only whether pg_catalog is searched first changes the answer.
-    const path = searchPath === undefined ? '\u0003' : pgCatalogSearchedFirst(searchPath) ? '\u0001' : '\u0002';
+    const path = this.#pathKey(searchPath);
     if (text === this.#lastText && path === this.#lastPath) return this.#lastEffects!;
     const known = this.#answers.get(path, text);
     if (known !== UNKNOWN) return this.#remember(text, path, known);
@@ -74,6 +75,16 @@ export class SessionEffectsCache {
     if (!isSqlClassifierLoaded()) return effects;
     this.#answers.set(path, text, effects);
     return this.#remember(text, path, effects);
+  }
+
+  /** Only whether pg_catalog is searched first changes the answer; a path read from the server is one array until the next read. */
+  #pathKey(searchPath: readonly string[] | undefined): string {
+    if (searchPath === undefined) return '\u0003';
+    if (searchPath !== this.#keyedPath) {
+      this.#keyedPath = searchPath;
+      this.#keyedPathKey = pgCatalogSearchedFirst(searchPath) ? '\u0001' : '\u0002';
+    }
+    return this.#keyedPathKey;
   }
 
   #remember(text: string, path: string, effects: SessionStateEffects): SessionStateEffects {
