@@ -115,7 +115,9 @@ export const createTokenVerifier = (issuers: readonly IssuerSettings[], options:
         if (error instanceof TokenInvalidError) throw error;
         throw new TokenInvalidError('token is malformed', { cause: error });
       }
-      const settings = issuers.find((candidate) => candidate.issuer === claimedIssuer || candidate.issuer === `${String(claimedIssuer)}/`);
+      // Exactly the configured spelling (OpenID Connect Discovery 1.0 §4.3): `iss` picks the keys
+      // the token is checked with, and a near match would check it with another issuer's.
+      const settings = typeof claimedIssuer === 'string' ? issuers.find((candidate) => candidate.issuer === claimedIssuer) : undefined;
       if (!settings) throw new TokenInvalidError('token issuer is not trusted');
       let verifier: IssuerVerifier;
       try {
