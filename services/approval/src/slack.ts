@@ -183,7 +183,8 @@ export class SlackNotifier {
     // A mapping without an issuer is no OIDC identity: it matches only approvers that name no issuer.
     const identity = (mapped: SlackUserMapping[string] | undefined): ApproverIdentity | undefined =>
       mapped && { sub: mapped.sub, groups: mapped.groups, issuer: mapped.issuer ?? '' };
-    const byId = users[userId];
+    // Own keys only: a user id such as `constructor` must not find Object's prototype.
+    const byId = Object.hasOwn(users, userId) ? users[userId] : undefined;
     if (byId) return identity(byId);
     if (!Object.keys(users).some((key) => key.includes('@'))) return undefined;
     try {
