@@ -221,7 +221,7 @@ const patternsMatch = (effect: Effect, globs: readonly string[], patterns: reado
 const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: string, part: CommandPart): string | undefined => {
   const config = rule.config;
   if (!subjectMatches(rule, subject, roleOf(rule))) {
-    if (!issuerMatches(rule, subject, roleOf(rule))) {
+    if (rule.issuers !== undefined && !issuerMatches(rule, subject, roleOf(rule))) {
       return `subjects: issuer ${subject.issuer ?? '(none given)'} not in ${list([...rule.issuers])}`;
     }
     return `subjects: ${subject.sub} (groups ${list(subject.groups)}) not listed`;
