@@ -33,7 +33,16 @@ describe('rules, approvers and audit readers scoped to an issuer', () => {
         bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `e2eiss.${run}.events` },
         eventStore: { url: `postgres://postgres@127.0.0.1:5432/${storeDb}` },
         identity: { oidc: [{ issuer: company.issuer, audience: 'sluice' }, { issuer: other.issuer, audience: 'sluice' }] },
-        resources: [{ name: 'db', type: 'postgres', listen: `127.0.0.1:${pgPort}`, target: { host: '127.0.0.1', database: targetDb }, credentials: { username: 'postgres' } }],
+        resources: [
+          {
+            name: 'db',
+            type: 'postgres',
+            listen: `127.0.0.1:${pgPort}`,
+            target: { host: '127.0.0.1', database: targetDb },
+            credentials: { username: 'postgres' },
+            limits: { maxConnectionsPerSubject: 2 },
+          },
+        ],
         approval: { webhooks: [{ url: `${webhook.url}/hooks` }] },
         audit: { readers: { groups: ['compliance'], issuer: company.issuer } },
         rules: [
@@ -70,6 +79,23 @@ describe('rules, approvers and audit readers scoped to an issuer', () => {
     await expect(theirs.query('SELECT name FROM items WHERE id = 1')).rejects.toMatchObject({ code: '42501' });
     expect((await theirs.query('SELECT body FROM notes')).rows).toEqual([]);
     await theirs.end();
+  });
+
+  it("does not let the other issuer's tokens with the same sub fill the company agent's maxConnectionsPerSubject", async () => {
+    const squatters = [await connect(other, 'agent-3', ['agents']), await connect(other, 'agent-3', ['agents'])];
+    await expect(connect(other, 'agent-3', ['agents'])).rejects.toMatchObject({ code: '53300' });
+    const ours = await connect(company, 'agent-3', ['agents']);
+    expect((await ours.query('SELECT name FROM items WHERE id = 2')).rows).toEqual([{ name: 'two' }]);
+    await Promise.all([ours.end(), ...squatters.map((client) => client.end())]);
+  });
+
+  it('does not hand a cached decision to a subject whose one group name spells two groups with the cache key separator', async () => {
+    const ours = await connect(company, 'agent-4', ['agents', 'x']);
+    for (let round = 0; round < 3; round++) expect((await ours.query('SELECT name FROM items WHERE id = 1')).rows).toEqual([{ name: 'one' }]);
+    await ours.end();
+    const spelled = await connect(company, 'agent-4', ['agents\u0002x']);
+    await expect(spelled.query('SELECT name FROM items WHERE id = 1')).rejects.toMatchObject({ code: '42501' });
+    await spelled.end();
   });
 
   it("lets only the company's DBA release a held command; a DBA group from the other issuer gets 403", async () => {
