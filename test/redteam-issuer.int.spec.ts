@@ -279,13 +279,13 @@ describe('deciding a held command as an identity of the wrong issuer', () => {
   });
 
   /** A held command of agent-7 from the company's issuer; approvers: the dba group, from `approverIssuers` if any. */
-  const hold = (approverIssuers: string[]): Promise<string> =>
+  const hold = (approverIssuers: string[], requesterIssuer = company.issuer): Promise<string> =>
     new Promise((resolve, reject) => {
       const request: proto.RequestApprovalRequest = {
         sessionId: `session-${randomBytes(3).toString('hex')}`,
         commandId: `command-${randomBytes(3).toString('hex')}`,
         resource: 'shop-db',
-        requester: { sub: 'agent-7', groups: ['agents'], issuer: company.issuer },
+        requester: { sub: 'agent-7', groups: ['agents'], issuer: requesterIssuer },
         command: 'DELETE FROM orders',
         commandHash: `hash-${randomBytes(6).toString('hex')}`,
         risk: 'high',
@@ -342,6 +342,15 @@ describe('deciding a held command as an identity of the wrong issuer', () => {
     for (const userId of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
       expect({ userId, ...(await pressButton(userId, id)) }).toEqual({ userId, status: 403, code: SluiceErrorCode.NotAnApprover });
     }
+  });
+
+  it("shows approvers which issuer's agent asked: an agent of the other issuer may take a trusted agent's name", async () => {
+    const id = await hold([], ci.issuer);
+    const message = await slack.waitForCall('chat.postMessage', (call) => JSON.stringify(call.args.blocks).includes(id));
+    expect(JSON.stringify(message.args.blocks)).toContain(`agent-7 (from ${ci.issuer})`);
+    expect(String(message.args.text)).toContain(`agent-7 (from ${ci.issuer})`);
+    const shown = await view(id, await ci.mint({ sub: 'agent-7', groups: [] }));
+    expect(((await shown.json()) as { requester: unknown }).requester).toEqual({ sub: 'agent-7', groups: ['agents'], issuer: ci.issuer });
   });
 
   it("records which issuer's approver decided, since two may name the same sub", async () => {
