@@ -1,23 +1,19 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { startApprovalService, type RunningApprovalService } from '@sluice/approval';
 import { parseConfig, type LoadedConfig } from '@sluice/config';
 import { SluiceErrorCode, type Subject } from '@sluice/contracts';
 import { createTokenVerifier, type IssuerSettings } from '@sluice/identity';
-import type { RunningPolicyService } from '@sluice/policy';
 import { approval as proto } from '@sluice/proto';
 import { createLogger } from '@sluice/service-runtime';
-import type { createPolicyPort } from '../services/proxy/src/ports/policy-client.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
-import { startTestPolicyService, stopTestPolicyService } from './support/policy-service.js';
+import { useTestPolicyService } from './support/policy-service.js';
 import { freePort } from './support/ports.js';
 import { buttonPress, signedSlackInteraction, startSlackServer, type SlackTestServer } from './support/slack-server.js';
 
@@ -157,44 +153,26 @@ describe('tokens from two configured issuers', () => {
 });
 
 describe("the proxy's decision cache, keyed by principal", () => {
-  const stream = `RT_ISSUER_POLICY_${run}`;
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-rtissuer-'));
   const companyIssuer = 'https://idp.example.com';
   const ciIssuer = 'https://ci.example.com';
-  let service: RunningPolicyService | undefined;
-  let port: ReturnType<typeof createPolicyPort> | undefined;
-  let nc: NatsConnection | undefined;
-
-  beforeAll(async () => {
-    ({ service, port, nc } = await startTestPolicyService({
-      dir,
-      natsUrl: NATS_URL,
-      stream,
-      subjectPrefix: `rtissuer.${run}.events`,
-      logger,
-      config: {
-        identity: { oidc: [{ issuer: companyIssuer, audience: 'sluice' }, { issuer: `${companyIssuer}/`, audience: 'sluice' }, { issuer: ciIssuer, audience: 'sluice' }] },
-        resources: [{ name: 'db', type: 'postgres', listen: '127.0.0.1:1', target: { host: '127.0.0.1', database: 'db' }, credentials: { username: 'u' } }],
-        rules: [
-          { name: 'company-agents-read', effect: 'allow', subjects: { groups: ['agents'], issuer: companyIssuer }, actions: ['read'] },
-          { name: 'ci-auditors-read', effect: 'allow', subjects: { groups: ['auditors'], issuer: ciIssuer }, actions: ['read'] },
-          { name: 'everyone-reads-public', effect: 'allow', actions: ['read'], tables: ['public.items'] },
-          { name: 'ci-never-reads-secrets', effect: 'deny', subjects: { issuer: ciIssuer }, tables: ['public.secrets'] },
-        ],
-      },
-    }));
-  });
-  afterAll(async () => {
-    await stopTestPolicyService({ port, service, nc, stream, dir });
+  const policy = useTestPolicyService('rt-issuer', {
+    identity: { oidc: [{ issuer: companyIssuer, audience: 'sluice' }, { issuer: `${companyIssuer}/`, audience: 'sluice' }, { issuer: ciIssuer, audience: 'sluice' }] },
+    resources: [{ name: 'db', type: 'postgres', listen: '127.0.0.1:1', target: { host: '127.0.0.1', database: 'db' }, credentials: { username: 'u' } }],
+    rules: [
+      { name: 'company-agents-read', effect: 'allow', subjects: { groups: ['agents'], issuer: companyIssuer }, actions: ['read'] },
+      { name: 'ci-auditors-read', effect: 'allow', subjects: { groups: ['auditors'], issuer: ciIssuer }, actions: ['read'] },
+      { name: 'everyone-reads-public', effect: 'allow', actions: ['read'], tables: ['public.items'] },
+      { name: 'ci-never-reads-secrets', effect: 'deny', subjects: { issuer: ciIssuer }, tables: ['public.secrets'] },
+    ],
   });
 
-  const decide = (subject: Subject, text: string) => port!.decide(subject, 'db', { kind: 'sql', text });
+  const decide = (subject: Subject, text: string) => policy.port.decide(subject, 'db', { kind: 'sql', text });
 
   it('does not answer a subject whose group names hold the old separator with the decision cached for the groups they spell', async () => {
     const auditor = { issuer: ciIssuer, sub: 'ci-9', groups: ['auditors', 'x'] };
     expect((await decide(auditor, 'SELECT * FROM ledger')).effect).toBe('allow');
     expect((await decide(auditor, 'SELECT * FROM ledger')).effect).toBe('allow');
-    const hits = port!.stats().hits;
+    const hits = policy.port.stats().hits;
     expect(hits).toBeGreaterThan(0);
     // One group named "auditors\u0002x": not an auditor.
     expect((await decide({ ...auditor, groups: ['auditors\u0002x'] }, 'SELECT * FROM ledger')).effect).toBe('deny');
@@ -269,8 +247,6 @@ describe('deciding a held command as an identity of the wrong issuer', () => {
   afterAll(async () => {
     client?.close();
     await service?.stop();
-    const { connect } = await import('@nats-io/transport-node');
-    const { jetstreamManager } = await import('@nats-io/jetstream');
     const nc = await connect({ servers: NATS_URL });
     await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined);
     await nc.close();
