@@ -38,8 +38,8 @@ const transactions = perClient * clients;
 const runId = Math.random().toString(36).slice(2, 8);
 const database = `pgbench_cpu_${runId}`;
 const stream = `SLUICE_PGCPU_${runId}`;
-/** User + system CPU of a process in µs (clock ticks of 10 ms), and the system part. */
-const cpuOf = (pid: number): { total: number; system: number } => {
+/** User + system CPU of a process in µs (clock ticks of 10 ms), the system part, and its minor page faults. */
+const cpuOf = (pid: number): { total: number; system: number; faults: number } => {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
   return { total: (Number(fields[11]) + Number(fields[12])) * 10_000, system: Number(fields[12]) * 10_000, faults: Number(fields[7]) };
 };
