@@ -281,6 +281,33 @@ describe('bytes sent before the session has started', () => {
       expect(await victimRows()).toBe(5);
     }
   });
+
+  it("holds no more than a token's worth before the login is answered: a password claiming 64 MiB ends the connection", async () => {
+    const raw = await rawSocket();
+    raw.socket.write(startup);
+    await waitFor(() => raw.received().length > 0);
+    const header = Buffer.alloc(5);
+    header.write('p', 0, 'latin1');
+    header.writeUInt32BE(64 * 1024 * 1024, 1);
+    raw.socket.write(header);
+    // A stranger streams a "password" far past the longest token read at all (65,535 characters).
+    for (let sent = 0; sent < 1024 * 1024 && !raw.closed(); sent += 64 * 1024) {
+      raw.socket.write(Buffer.alloc(64 * 1024, 0x61));
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await waitFor(() => raw.closed(), 5_000);
+    expect(raw.received().toString('latin1')).toContain('08P01');
+  });
+
+  it('a login with pipelined statements of ordinary size still goes through', async () => {
+    const raw = await rawSocket();
+    raw.socket.write(startup);
+    await waitFor(() => raw.received().length > 0);
+    raw.socket.write(Buffer.concat([encodePasswordMessage(await frontDoor.token(['readers'])), ...Array.from({ length: 20 }, (_, index) => encodeQuery(`select ${index} as n`))]));
+    await waitFor(() => raw.received().filter((byte) => byte === 0x5a).length >= 21, 10_000);
+    expect(raw.closed()).toBe(false);
+    raw.socket.destroy();
+  });
 });
 
 describe('the session-start read without the client statement_timeout', () => {

@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { Frame, FrameReader } from '@sluice/codec-pg';
-import { ConnectionClosedError } from '@sluice/contracts';
+import { ConnectionClosedError, ProtocolMalformedError } from '@sluice/contracts';
 
 /**
  * Awaitable frames from a socket, for the short request/response exchanges of the startup phases
@@ -13,9 +13,18 @@ export class SocketFrames {
   #waiter: { resolve: (frame: Frame) => void; reject: (error: Error) => void } | undefined;
   #error: Error | undefined;
 
+  /** Bytes of the frames read but not yet taken. */
+  #heldBytes = 0;
+
+  /**
+   * @param maxHeldBytes The most it holds, frames not yet taken and an incomplete one together:
+   *   before the agent has logged in anyone may send, and a length header claiming the resource's
+   *   whole message limit, or frames sent while the login is checked, would otherwise pile up.
+   */
   constructor(
     readonly socket: Duplex,
     readonly reader: FrameReader,
+    readonly maxHeldBytes = Number.POSITIVE_INFINITY,
   ) {
     socket.on('data', this.#onData);
     socket.on('close', this.#onClose);
@@ -24,7 +33,11 @@ export class SocketFrames {
 
   readonly #onData = (chunk: Buffer): void => {
     try {
-      for (const frame of this.reader.push(chunk)) this.#frames.push(frame);
+      for (const frame of this.reader.push(chunk)) {
+        this.#frames.push(frame);
+        this.#heldBytes += frame.raw.length;
+      }
+      if (this.#heldBytes + this.reader.buffered > this.maxHeldBytes) throw new ProtocolMalformedError(`more than ${this.maxHeldBytes} bytes sent before the login was answered`);
     } catch (error) {
       this.#fail(error as Error);
       return;
@@ -46,11 +59,17 @@ export class SocketFrames {
     if (!this.#waiter || this.#head >= this.#frames.length) return;
     const waiter = this.#waiter;
     this.#waiter = undefined;
-    waiter.resolve(this.#frames[this.#head++]!);
+    waiter.resolve(this.#take());
+  }
+
+  #take(): Frame {
+    const frame = this.#frames[this.#head++]!;
+    this.#heldBytes -= frame.raw.length;
+    return frame;
   }
 
   next(): Promise<Frame> {
-    if (this.#head < this.#frames.length) return Promise.resolve(this.#frames[this.#head++]!);
+    if (this.#head < this.#frames.length) return Promise.resolve(this.#take());
     if (this.#error) return Promise.reject(this.#error);
     return new Promise((resolve, reject) => {
       this.#waiter = { resolve, reject };
@@ -70,6 +89,7 @@ export class SocketFrames {
     const rest = this.#frames.slice(this.#head);
     this.#frames.length = 0;
     this.#head = 0;
+    this.#heldBytes = 0;
     return rest;
   }
 }

@@ -14,7 +14,7 @@ import { login } from './login.js';
 import { SessionCore } from './session-core.js';
 import { SessionDecisions } from './session-decisions.js';
 import { SqlState } from './sqlstate.js';
-import { negotiateStartup, type ClientSocket } from './startup-negotiation.js';
+import { negotiateStartup, PRE_LOGIN_BUFFER_LIMIT, type ClientSocket } from './startup-negotiation.js';
 import { startedParameters } from './startup-parameters.js';
 import type { UpstreamConnection } from './upstream.js';
 
@@ -78,7 +78,7 @@ export class PostgresSession {
     const ctx = core.ctx;
     (core.client as Partial<Socket>).setNoDelay?.(true);
     core.client.on('error', () => this.#close('client_error'));
-    let frames = new SocketFrames(core.client, new FrameReader({ phase: 'startup', maxLength: ctx.maxMessageLength }));
+    let frames = new SocketFrames(core.client, new FrameReader({ phase: 'startup', maxLength: ctx.maxMessageLength }), PRE_LOGIN_BUFFER_LIMIT);
     const timer = setTimeout(() => core.client.destroy(), ctx.startupTimeoutMs);
     let upstream: UpstreamConnection | undefined;
     let pending: Frame[];

@@ -2,10 +2,18 @@ import { TLSSocket, type SecureContext } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { decodeStartup, encodeNegotiateProtocolVersion, FrameReader, type Frame } from '@sluice/codec-pg';
 import { ProtocolMalformedError } from '@sluice/contracts';
+import { MAX_TOKEN_CHARS } from '@sluice/identity';
 import type { CancelKeys } from './cancel.js';
 import { SocketFrames } from './frame-source.js';
 
 export type ClientSocket = Duplex & { remoteAddress?: string; remotePort?: number };
+
+/**
+ * The most the proxy holds of what an agent sends before its login is answered: a PasswordMessage
+ * with the longest token read at all (PostgreSQL reads at most 65535 bytes of one) and room for
+ * messages pipelined behind it. Anyone may connect, so this bounds what a stranger can make it hold.
+ */
+export const PRE_LOGIN_BUFFER_LIMIT = 4 * (MAX_TOKEN_CHARS + 6);
 
 /** What the packets before the StartupMessage need from the session. */
 export interface StartupPeer {
@@ -52,7 +60,7 @@ export async function negotiateStartup(client: ClientSocket, frames: SocketFrame
           const secure = new TLSSocket(client, { isServer: true, secureContext: peer.tls });
           peer.secured(secure);
           client = secure;
-          frames = new SocketFrames(secure, new FrameReader({ phase: 'startup', maxLength: peer.maxMessageLength }));
+          frames = new SocketFrames(secure, new FrameReader({ phase: 'startup', maxLength: peer.maxMessageLength }), PRE_LOGIN_BUFFER_LIMIT);
           continue;
         }
         client.write(Buffer.from('N'));

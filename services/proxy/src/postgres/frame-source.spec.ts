@@ -1,0 +1,28 @@
+import { PassThrough } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { encodeQuery, encodeSync, FrameReader } from '@sluice/codec-pg';
+import { SocketFrames } from './frame-source.js';
+
+describe('SocketFrames with a limit on what it holds', () => {
+  it('fails once frames not yet taken and an incomplete one together pass the limit', async () => {
+    const socket = new PassThrough();
+    const frames = new SocketFrames(socket, new FrameReader({ phase: 'typed' }), 100);
+    socket.write(Buffer.concat(Array.from({ length: 20 }, () => encodeSync())));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(frames.failure).toBeUndefined();
+    // 20 Syncs (100 bytes) are held; the start of a long message takes it past the limit.
+    socket.write(encodeQuery('x'.repeat(50)).subarray(0, 20));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(frames.failure?.message).toMatch(/more than 100 bytes/);
+  });
+
+  it('counts only what is held: frames taken as they come never reach the limit', async () => {
+    const socket = new PassThrough();
+    const frames = new SocketFrames(socket, new FrameReader({ phase: 'typed' }), 100);
+    for (let i = 0; i < 50; i++) {
+      socket.write(encodeQuery(`select ${i}`));
+      expect((await frames.next()).code).toBe(0x51);
+    }
+    expect(frames.failure).toBeUndefined();
+  });
+});
