@@ -68,6 +68,14 @@ if (process.env.AUDIT_CPU_ROLE === 'publisher') {
   };
   process.send({ ready: true });
   await new Promise((resolve) => process.once('message', resolve));
+  // PUBLISHER_PROFILE=file.cpuprofile: this process's CPU profile while it publishes.
+  const inspector = process.env.PUBLISHER_PROFILE ? new (await import('node:inspector')).Session() : undefined;
+  const post = (method) => new Promise((resolve, reject) => inspector.post(method, (error, result) => (error ? reject(error) : resolve(result))));
+  if (inspector) {
+    inspector.connect();
+    await post('Profiler.enable');
+    await post('Profiler.start');
+  }
   const started = Date.now();
   let sent = 0;
   while (sent < N) {
@@ -76,6 +84,7 @@ if (process.env.AUDIT_CPU_ROLE === 'publisher') {
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   await publisher.flush();
+  if (inspector) writeFileSync(process.env.PUBLISHER_PROFILE, JSON.stringify((await post('Profiler.stop')).profile));
   process.send({ done: true });
   // Stays until the parent has read its CPU time.
   await new Promise((resolve) => process.once('message', resolve));
@@ -128,25 +137,25 @@ if (inspector) {
   await post('Profiler.enable');
   await post('Profiler.start');
 }
-const commits = async () => Number((await asAdmin('SELECT xact_commit FROM pg_stat_database WHERE datname = $1', [database]))[0].xact_commit);
-const commitsBefore = await commits();
 const started = process.hrtime.bigint();
 child.send({ go: true });
 while (stored() < N) await new Promise((resolve) => setTimeout(resolve, 50));
 if (inspector) writeFileSync(process.env.PROFILE, JSON.stringify((await post('Profiler.stop')).profile));
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 const after = { audit: cpu(process.pid), publisher: cpu(child.pid), nats: cpu(natsPid) };
-// pg_stat_database lags by up to its report interval: a rough count of the store's transactions.
-await new Promise((resolve) => setTimeout(resolve, 1_000));
-const transactions = (await commits()) - commitsBefore;
 let store = 0;
 for (const pid of await backends()) store += cpuOrZero(pid) - (before.backends.get(pid) ?? 0);
+// Each row's xmin is the transaction that wrote it: the store's transactions, counted exactly.
+const storeDb = new pg.Client({ connectionString: url });
+await storeDb.connect();
+const transactions = Number((await storeDb.query('SELECT count(DISTINCT xmin::text) AS n FROM sluice.events')).rows[0].n);
+await storeDb.end();
 const per = (micros) => (micros / N).toFixed(1);
 const audit = after.audit - before.audit;
 const publisher = after.publisher - before.publisher;
 const nats = after.nats - before.nats;
 console.log(
-  `audit-cpu: ${N} events, ${RATE}/s, ${SESSIONS} sessions, stored in ${seconds.toFixed(2)} s (~${Math.round(N / Math.max(1, transactions))} per transaction); load ${loadBefore}; CPU µs/event: ` +
+  `audit-cpu: ${N} events, ${RATE}/s, ${SESSIONS} sessions, stored in ${seconds.toFixed(2)} s (${transactions} transactions, ~${Math.round(N / Math.max(1, transactions))} events each); load ${loadBefore}; CPU µs/event: ` +
     `publisher=${per(publisher)} nats=${per(nats)} audit=${per(audit)} store=${per(store)} total=${per(publisher + nats + audit + store)}`,
 );
 child.send({ exit: true });
