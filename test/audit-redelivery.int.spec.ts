@@ -106,4 +106,28 @@ describe('audit store when messages are redelivered', () => {
     expect(await service.store.countEvents()).toBe(first.length + second.length);
     expect(await service.store.verify()).toMatchObject({ ok: true, events: first.length + second.length, sessions: 7 });
   });
+
+  it('stores the messages a publisher sends a few milliseconds apart in one transaction (storeGatherMs)', async () => {
+    await service?.stop();
+    service = await startAuditService({ loaded, logger: pino({ level: 'silent' }), storeGatherMs: 1_000 });
+    const stored = await service.store.countEvents();
+    // Four NATS messages (one per flush), 20 ms apart, as a publisher's gathering windows send them.
+    const gathered = batchOf('gathered', 4 * 30);
+    for (let message = 0; message < 4; message += 1) {
+      for (const event of gathered.slice(message * 30, (message + 1) * 30)) publisher.publish(event);
+      await publisher.flush();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await waitUntil(async () => (await service!.store.countEvents()) >= stored + gathered.length, 20_000, 'the gathered events');
+    const db = new pg.Client({ connectionString: DB_URL });
+    await db.connect();
+    try {
+      // Each row's xmin is the transaction that wrote it.
+      const { rows } = await db.query<{ transactions: string }>('SELECT count(DISTINCT xmin::text) AS transactions FROM sluice.events WHERE id = ANY($1)', [gathered.map((event) => event.id)]);
+      expect(Number(rows[0]!.transactions)).toBe(1);
+    } finally {
+      await db.end();
+    }
+    expect(await service.store.verify()).toMatchObject({ ok: true });
+  });
 });

@@ -57,6 +57,14 @@ describe('event store appends on PostgreSQL', () => {
     expect(await store.verify({ sessionId: 'a' })).toMatchObject({ ok: true, events: 3 });
   });
 
+  it('stores a batch once when two stores append it at the same moment (a redelivery racing its first delivery)', async () => {
+    const batch = Array.from({ length: 40 }, (_, index) => decided(`race-${index % 4}`));
+    const results = await Promise.all([appendSigned(store, batch), appendSigned(second, batch)]);
+    expect(results.map((result) => result.stored).sort()).toEqual([0, 40]);
+    expect(results.map((result) => result.duplicates).sort()).toEqual([0, 40]);
+    for (let session = 0; session < 4; session += 1) expect(await store.verify({ sessionId: `race-${session}` })).toMatchObject({ ok: true, events: 10 });
+  });
+
   it('chains every session when one batch spans more sessions than it locks one by one', async () => {
     const events = Array.from({ length: 600 }, (_, index) => decided(`wide-${index % 300}`));
     expect(await appendSigned(store, events)).toEqual({ stored: 600, duplicates: 0 });

@@ -282,9 +282,9 @@ const rowToEvent = (row: EventRow): StoredCloudEvent =>
   joinEvent({ id: row.id, source: row.source, type: row.type, sessionId: row.session_id, time: new Date(row.time), data: row.data, ext: row.ext ?? {} });
 
 
-/** What a batch touches: its event ids, and its sessions in the one order every appender locks them. */
-const keysOf = (batch: PreparedBatch): { ids: string[]; sessions: string[] } => ({
-  ids: batch.rows.map(({ row }) => row.id),
+/** What a batch touches: its event ids (when wanted), and its sessions in the one order every appender locks them. */
+const keysOf = (batch: PreparedBatch, withIds = true): { ids: string[]; sessions: string[] } => ({
+  ids: withIds ? batch.rows.map(({ row }) => row.id) : [],
   sessions: [...new Set(batch.rows.map(({ row }) => row.session_id))].sort(),
 });
 
@@ -310,19 +310,29 @@ interface StoredOfBatch {
   readonly session_seq: number | null;
 }
 
+/** Each session's head through the (session_id, session_seq) index (not a scan of all its events, which grew with the table). */
+const headsStatement = (sessionsArray: string): string =>
+  `SELECT NULL AS id, s AS session_id, h.hash, h.session_seq
+     FROM unnest(${sessionsArray}) AS s
+     CROSS JOIN LATERAL (SELECT e.hash, e.session_seq FROM sluice.events e
+                          WHERE e.session_id = s ORDER BY e.session_seq DESC LIMIT 1) AS h`;
+
 /**
  * After the locks (a new statement, so a new snapshot), in one statement: which ids are stored
- * already, and each session's head through the (session_id, session_seq) index (not a scan of
- * all its events, which grew with the table).
+ * already, and each session's head.
  */
 const lookupStatement = (idsArray: string, sessionsArray: string): string =>
   `SELECT e.id, NULL AS session_id, NULL AS hash, NULL::integer AS session_seq
      FROM sluice.events e WHERE e.id = ANY(${idsArray})
    UNION ALL
-   SELECT NULL, s, h.hash, h.session_seq
-     FROM unnest(${sessionsArray}) AS s
-     CROSS JOIN LATERAL (SELECT e.hash, e.session_seq FROM sluice.events e
-                          WHERE e.session_id = s ORDER BY e.session_seq DESC LIMIT 1) AS h`;
+   ${headsStatement(sessionsArray)}`;
+
+/** The unique constraint on sluice.events.id (PostgreSQL's default name for `id text UNIQUE`). */
+const EVENT_ID_CONSTRAINT = 'events_id_key';
+
+/** The COPY refused a row because its event id is stored already (a redelivered event). */
+const isStoredAlready = (error: unknown): boolean =>
+  (error as { code?: unknown }).code === '23505' && (error as { constraint?: unknown }).constraint === EVENT_ID_CONSTRAINT;
 
 /** The batch's events not stored yet, each chained to its session's head in the order given. */
 const chain = (batch: PreparedBatch, stored: readonly StoredOfBatch[]): ChainLink[] => {
@@ -446,16 +456,31 @@ class KyselyEventStore implements EventStore {
    * PostgreSQL: the same transaction on a pool client of its own in two round trips, rows
    * written with COPY (which parses far less than INSERT … SELECT FROM unnest(…) of one array
    * per column, and keeps the order given, so seq follows each session's chain). The first
-   * Query message begins, locks and reads what is stored of the batch; the second COPYs the
-   * chained rows and commits. Simple Query messages take several statements but no parameters,
-   * so the batch's ids and sessions travel as one escaped JSON literal each.
+   * Query message begins, locks and reads the chain heads; the second COPYs the chained rows and
+   * commits. The ids are not looked up first: the unique index on id checks each row as it goes
+   * in anyway, so a batch is first written as if none were stored, and only a batch that holds a
+   * redelivered event (the COPY refuses it, the transaction rolls back) is written again, its
+   * stored ids looked up and skipped.
    */
   private async appendWithCopy(pool: pg.Pool, batch: PreparedBatch): Promise<AppendResult> {
+    try {
+      return await this.copyBatch(pool, batch, false);
+    } catch (error) {
+      if (!isStoredAlready(error)) throw error;
+      return this.copyBatch(pool, batch, true);
+    }
+  }
+
+  /**
+   * One attempt in its own transaction. Simple Query messages take several statements but no
+   * parameters, so the batch's ids and sessions travel as one escaped JSON literal each.
+   */
+  private async copyBatch(pool: pg.Pool, batch: PreparedBatch, lookUpIds: boolean): Promise<AppendResult> {
     const client = await pool.connect();
     let broken: Error | undefined;
     let open = false;
     try {
-      const { ids, sessions } = keysOf(batch);
+      const { ids, sessions } = keysOf(batch, lookUpIds);
       const textArray = (values: readonly string[]): string =>
         `ARRAY(SELECT json_array_elements_text(${client.escapeLiteral(JSON.stringify(values))}::json))`;
       const sessionsArray = textArray(sessions);
@@ -463,7 +488,7 @@ class KyselyEventStore implements EventStore {
       // Each statement of a Query message gets its own snapshot, so the lookup sees every chain
       // head committed before the locks were granted.
       const results = (await client.query(
-        `BEGIN; ${lockStatement(this.useWriterRole ? WRITER_ROLE : undefined, sessions.length, sessionsArray)}; ${lookupStatement(textArray(ids), sessionsArray)}`,
+        `BEGIN; ${lockStatement(this.useWriterRole ? WRITER_ROLE : undefined, sessions.length, sessionsArray)}; ${lookUpIds ? lookupStatement(textArray(ids), sessionsArray) : headsStatement(sessionsArray)}`,
       )) as unknown as pg.QueryResult[];
       const links = chain(batch, results[2]!.rows as StoredOfBatch[]);
       if (links.length === 0) {

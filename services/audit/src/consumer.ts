@@ -55,6 +55,13 @@ export interface DurableConsumerSettings<T = CloudEvent[]> {
   /** Bytes handed over at most at once (default 1 MiB, ~2,000 events): keeps transactions short and the event loop free. */
   readonly batchBytes?: number;
   /**
+   * How long a batch may wait for more messages after its first arrived (default 0: it takes
+   * what is there). Each batch costs the handler a fixed amount (a transaction) whatever its
+   * size, so at a trickle of one message per publisher window a short wait makes one batch of
+   * several. The messages are in the stream already: waiting delays storing, never risks it.
+   */
+  readonly gatherMs?: number;
+  /**
    * CPU work on a batch that needs nothing from the batch before it (the event store's
    * prepare). When given, the next batch is taken, decoded and prepared while the current one
    * is handled, so that work overlaps the handler's I/O; without it, handle gets the events.
@@ -118,6 +125,8 @@ interface TakenBatch<T> {
 export class DurableConsumer<T = CloudEvent[]> {
   private feeder: Promise<void> | undefined;
   private readonly buffer: JsMsg[] = [];
+  /** When each buffered message arrived (Date.now()), in the buffer's order. */
+  private readonly arrivals: number[] = [];
   private bufferedBytes = 0;
   private wake: (() => void) | undefined;
   private readonly signal = { stopped: false };
@@ -189,6 +198,7 @@ export class DurableConsumer<T = CloudEvent[]> {
         const messages = await consumer.fetch({ max_messages: Math.min(this.settings.batchMessages, 100), expires: 1_000 });
         for await (const message of messages) {
           this.buffer.push(message);
+          this.arrivals.push(Date.now());
           this.bufferedBytes += message.data.length;
           this.wake?.();
         }
@@ -219,6 +229,7 @@ export class DurableConsumer<T = CloudEvent[]> {
       });
       this.wake = undefined;
     }
+    await this.gather();
     // Let messages that arrived in the same tick join the batch.
     await new Promise((resolve) => setImmediate(resolve));
     if (this.signal.stopped) return [];
@@ -229,7 +240,22 @@ export class DurableConsumer<T = CloudEvent[]> {
       count += 1;
     }
     this.bufferedBytes -= bytes;
+    this.arrivals.splice(0, count);
     return this.buffer.splice(0, count);
+  }
+
+  /** Waits until the oldest buffered message is gatherMs old, or a full batch is buffered. */
+  private async gather(): Promise<void> {
+    const gatherMs = this.settings.gatherMs ?? 0;
+    while (!this.signal.stopped && this.buffer.length > 0 && this.buffer.length < this.settings.batchMessages && this.bufferedBytes < this.batchBytes) {
+      const left = this.arrivals[0]! + gatherMs - Date.now();
+      if (left <= 0) return;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        setTimeout(resolve, left);
+      });
+      this.wake = undefined;
+    }
   }
 
   private async take(decodeFailures: Set<number>): Promise<TakenBatch<T> | undefined> {
@@ -363,6 +389,7 @@ export class DurableConsumer<T = CloudEvent[]> {
     await this.loop;
     await this.feeder;
     this.release(this.buffer.splice(0));
+    this.arrivals.length = 0;
     this.bufferedBytes = 0;
     await this.nc.flush().catch(() => undefined);
   }

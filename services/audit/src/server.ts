@@ -18,6 +18,8 @@ export interface AuditServiceOptions {
   readonly logger: AuditServiceLogger;
   /** Messages per stored batch (each may hold a batch of events). */
   readonly batchMessages?: number;
+  /** How long a stored batch may wait for more messages (see DurableConsumerSettings.gatherMs). */
+  readonly storeGatherMs?: number;
   /** Verifies the audit API's bearer tokens; by default against `identity.oidc`. */
   readonly identity?: TokenVerifier;
 }
@@ -35,11 +37,19 @@ export interface AuditService {
 export const STORE_CONSUMER = 'audit-store';
 
 /**
+ * A publisher sends one message per gathering window (the proxy's 25 ms): a store transaction
+ * waits up to this long for the next few, so it carries several, not one. Its fixed cost (locks,
+ * chain heads, the COPY's setup, the commit's WAL flush: ~1 ms of the database's CPU and as much
+ * of the audit service's) is then shared by a few hundred events rather than a few dozen.
+ */
+export const STORE_GATHER_MS = 100;
+
+/**
  * The audit service: keeps the event stream, stores every event once (hash-chained) through the
  * `audit-store` durable consumer, feeds each SIEM exporter from its own durable consumer, and
  * serves the audit HTTP API.
  */
-export const startAuditService = async ({ loaded, logger, batchMessages = 200, identity }: AuditServiceOptions): Promise<AuditService> => {
+export const startAuditService = async ({ loaded, logger, batchMessages = 200, storeGatherMs = STORE_GATHER_MS, identity }: AuditServiceOptions): Promise<AuditService> => {
   const { config } = loaded;
   const cleanup: Array<() => Promise<unknown>> = [];
   const unwind = async (): Promise<void> => {
@@ -71,6 +81,7 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200, i
       stream: config.bus.stream,
       durable: STORE_CONSUMER,
       batchMessages,
+      gatherMs: storeGatherMs,
       logger,
       provenance,
       // Normalising and canonicalising the next batch overlaps the INSERT of this one.
