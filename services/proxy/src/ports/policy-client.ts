@@ -1,7 +1,7 @@
 import { credentials, Metadata, type ChannelCredentials, type ChannelOptions, type ClientReadableStream } from '@grpc/grpc-js';
 import { policy as pb } from '@sluice/proto';
 import { DependencyUnavailableError, SluiceErrorCode, type Action, type Effect, type Risk, type Subject } from '@sluice/contracts';
-import { isSqlClassifierLoaded, loadSqlClassifier, normalizeSql, type TargetCatalogFacts } from '@sluice/sql-classifier';
+import { isSqlClassifierLoaded, loadSqlClassifier, normalizeSql, searchPathKey, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import { Backoff } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 import type { Decision, GovernedCommand, PolicyPort, SessionPolicy } from '../ports.js';
@@ -228,7 +228,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
     switch (command.kind) {
       case 'sql':
         if (command.text.length > MAX_SQL_KEY_CHARS) return undefined;
-        return `s${catalogKey(command.catalog)}${(command.searchPath ?? []).join(',')}${SEP}${command.text}`;
+        return `s${catalogKey(command.catalog)}${searchPathKey(command.searchPath)}${SEP}${command.text}`;
       case 'redis': {
         let bytes = 0;
         for (const arg of command.args) bytes += arg.length + 1;
@@ -294,7 +294,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
     if (command.kind !== 'sql' || !isSqlClassifierLoaded()) return undefined;
     const normalized = normalizeSql(command.text);
     if (normalized === undefined || normalized === command.text) return undefined;
-    const normalizedKey = `${principalOf(subject)}${SEP}${resource}${SEP}n${catalogKey(command.catalog)}${(command.searchPath ?? []).join(',')}${SEP}${normalized}`;
+    const normalizedKey = `${principalOf(subject)}${SEP}${resource}${SEP}n${catalogKey(command.catalog)}${searchPathKey(command.searchPath)}${SEP}${normalized}`;
     if (keys) keys.normalized = normalizedKey;
     const sameShape = decisions.get(normalizedKey);
     if (!sameShape) return undefined;

@@ -5,6 +5,7 @@ import {
   isSqlClassifierLoaded,
   referencedColumns,
   resultLineage,
+  searchPathKey,
   type ColumnLineage,
   type CopyFormat,
   type SqlLineage,
@@ -34,7 +35,7 @@ export class LineageCache {
   ): SqlLineage | undefined {
     const overloadedBuiltins = catalog && catalog.overloadedBuiltins.size > 0 ? catalog.overloadedBuiltins : undefined;
     // Only facts with overloads change an answer: an ordinary database keeps one entry per text.
-    const context = `${overloadedBuiltins ? catalog?.version : ''}\u0000${searchPath?.join(',') ?? ''}`;
+    const context = `${overloadedBuiltins ? catalog?.version : ''}\u0000${searchPathKey(searchPath)}`;
     const known = this.#answers.get(context, text);
     if (known !== UNKNOWN) return known ?? undefined;
     const lineage = resultLineage(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(cursors ? { cursors } : {}), ...(overloadedBuiltins ? { overloadedBuiltins } : {}) });
@@ -70,7 +71,7 @@ export const touchesCoveredColumn = (
   // or once per shape (every command asks: a new literal in each must not cost a parse each).
   let answers = touchedByMasker.get(masker);
   if (!answers) touchedByMasker.set(masker, (answers = new StatementAnswers<boolean>(MAX_ENTRIES)));
-  const context = searchPath?.join(',') ?? '';
+  const context = searchPathKey(searchPath);
   const known = answers.get(context, text);
   if (known !== UNKNOWN) return known;
   const sources = referencedColumns(text, { ...(searchPath ? { searchPath } : {}), preparedStatements });
@@ -101,7 +102,7 @@ export const coveredValueEscape = (
   // depends on the prepared statement, so it is not kept).
   let answers = escapesByMasker.get(masker);
   if (!answers) escapesByMasker.set(masker, (answers = new StatementAnswers<string | null>(MAX_ENTRIES)));
-  const context = `${catalog?.version ?? ''}\u0000${searchPath?.join(',') ?? ''}`;
+  const context = `${catalog?.version ?? ''}\u0000${searchPathKey(searchPath)}`;
   const known = answers.get(context, text);
   if (known !== UNKNOWN) return known ?? undefined;
   const escape = escapeOf(masker, text, searchPath, preparedStatements, catalog?.rowFunctions);
