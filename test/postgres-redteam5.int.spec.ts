@@ -1,8 +1,19 @@
 import { randomUUID } from 'node:crypto';
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { encodeBind, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
+import {
+  encodeBind,
+  encodeCancelRequest,
+  encodeExecute,
+  encodeParse,
+  encodePasswordMessage,
+  encodeQuery,
+  encodeSSLRequest,
+  encodeStartupMessage,
+  encodeSync,
+} from '@sluice/codec-pg';
 import { useTestPolicyService } from './support/policy-service.js';
-import { usePostgresFrontDoor, type RawPostgresSession } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor, waitFor, type RawPostgresSession } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig, redTeamConfigInput } from './support/postgres-red-team.js';
 
 /**
@@ -180,5 +191,63 @@ describe('replies joined in one write', () => {
     expect(rows(session)).toHaveLength(1);
     expect(rows(session)[0]![1]).not.toBe(RAW_SSN);
     expectNoRawSsn(session.received.toString('latin1'));
+  });
+});
+
+/** A raw socket to the proxy: the startup and what follows written as the attacker chooses. */
+const rawSocket = async (): Promise<{ socket: net.Socket; received: () => Buffer; closed: () => boolean }> => {
+  const socket = net.connect({ host: '127.0.0.1', port: frontDoor.port });
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  let received = Buffer.alloc(0);
+  let closed = false;
+  socket.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+  socket.on('close', () => (closed = true));
+  socket.on('error', () => (closed = true));
+  return { socket, received: () => received, closed: () => closed };
+};
+
+describe('bytes before the login is answered', () => {
+  const startup = encodeStartupMessage([['user', 'agent'], ['database', 'redteam-db']]);
+
+  it('keeps the limit after an SSLRequest answered N: a password claiming 64 MiB ends the connection', async () => {
+    const raw = await rawSocket();
+    raw.socket.write(encodeSSLRequest());
+    await waitFor(() => raw.received().length > 0);
+    expect(raw.received().toString('latin1')).toBe('N');
+    raw.socket.write(startup);
+    await waitFor(() => raw.received().length > 1);
+    const header = Buffer.alloc(5);
+    header.write('p', 0, 'latin1');
+    header.writeUInt32BE(64 * 1024 * 1024, 1);
+    raw.socket.write(header);
+    for (let sent = 0; sent < 1024 * 1024 && !raw.closed(); sent += 64 * 1024) {
+      raw.socket.write(Buffer.alloc(64 * 1024, 0x61));
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await waitFor(() => raw.closed(), 5_000);
+    expect(raw.received().toString('latin1')).toContain('08P01');
+  });
+
+  it('ends a login whose token is followed by more statements than the limit, and runs none of them', async () => {
+    const raw = await rawSocket();
+    raw.socket.write(startup);
+    await waitFor(() => raw.received().length > 0);
+    const piled = Array.from({ length: 4_000 }, (_, i) => encodeQuery(`select ssn, ${i} as n, 'padding padding padding padding' as p from people`));
+    raw.socket.write(Buffer.concat([encodePasswordMessage(await frontDoor.token(['readers'])), ...piled]));
+    await waitFor(() => raw.closed(), 10_000);
+    const text = raw.received().toString('latin1');
+    expect(text).toContain('08P01');
+    expect(text).not.toContain('SELECT 1');
+    expectNoRawSsn(text);
+  });
+
+  it('answers a CancelRequest of an unknown key by closing, and a session opened after it still works', async () => {
+    const raw = await rawSocket();
+    raw.socket.write(Buffer.concat([encodeCancelRequest(12345, 67890), encodeQuery('select ssn from people')]));
+    await waitFor(() => raw.closed(), 5_000);
+    expect(raw.received().length).toBe(0);
+    const session = await frontDoor.openRaw(['readers']);
+    await run(session, 'select name from people where id = 1');
+    expect(rows(session)).toEqual([['Ada Lovelace']]);
   });
 });
