@@ -1,16 +1,18 @@
 /**
  * A CPU profile of every Sluice process while one agent runs N sequential statements:
  *   npx tsx --conditions=development bench/profile-proxy.ts [--statements 3000] [--dir /tmp/sluice-prof]
- *     [--redis [--clients 50] [--pipeline 16]] [--http [--clients 50] [--duration 8s]] [--noprof]
+ *     [--redis [--clients 50] [--pipeline 16]] [--http [--clients 50] [--duration 8s]] [--noprof] [--strace]
  * Prints the proxy's top functions by self time (`--service audit`: the audit service's); the
  * .cpuprofile files open in Chrome DevTools. The masking profile is the benchmark's (every
  * detector and a column rule), so the per-operation figures compare with `npm run bench`.
  * It also prints each Sluice process's CPU per operation from /proc (user + system, the load and
  * a settling second after it), which counts time the wall-clock profiler cannot tell from waiting;
  * --noprof runs without the profiler, whose own overhead those figures otherwise include.
+ * --strace counts the proxy's system calls during the load (`strace -c -f`, per operation); strace
+ * slows every call it sees, so the CPU figures of such a run are not comparable with others.
  */
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -24,7 +26,7 @@ import { deleteStreams } from '../test/support/databases.js';
 import { formatSelfTimes, monotonicMicros, profileRuns, readProfiles, summarizeProfile } from './support/cpu-profile.js';
 
 const { values } = parseArgs({
-  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' }, noprof: { type: 'boolean', default: false }, duration: { type: 'string', default: '8s' } },
+  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' }, noprof: { type: 'boolean', default: false }, strace: { type: 'boolean', default: false }, duration: { type: 'string', default: '8s' } },
 });
 let statements = Number(values.statements);
 // Side-by-side runs must not share a store database or a stream.
@@ -87,6 +89,11 @@ else if (values.redis) execFileSync('redis-benchmark', ['-p', String(redisPort),
 // Only the samples taken while the load ran count: start-up and shutdown are left out.
 const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuOf(pid)]));
 const loadAverage = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const strace = values.strace ? spawn('strace', ['-c', '-f', '-p', String(pids.proxy)], { stdio: ['ignore', 'ignore', 'pipe'] }) : undefined;
+let straceReport = '';
+strace?.stderr.on('data', (chunk: Buffer) => (straceReport += chunk.toString()));
+// strace says when it has attached to every thread; the load starts after that.
+if (strace) await new Promise((resolve) => setTimeout(resolve, 1_000));
 const started = process.hrtime.bigint();
 const loadStart = monotonicMicros();
 if (values.http) {
@@ -100,6 +107,11 @@ if (values.http) {
   console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', values.clients, '-P', values.pipeline, '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
 } else for (let index = 0; index < statements; index++) await client.query(statementText(index));
 const finished = process.hrtime.bigint();
+if (strace) {
+  const exited = new Promise((resolve) => strace.on('exit', resolve));
+  strace.kill('SIGINT');
+  await exited;
+}
 const elapsedMs = Number(finished - started) / 1e6;
 // The audit service stores the last events after the statements are done: its work then counts too.
 const settleMs = values.service === 'audit' ? 2_000 : 0;
@@ -122,6 +134,14 @@ const allSluice = perOperation.reduce((sum, [, micros]) => sum + micros, 0);
 console.log(
   `CPU µs per operation (/proc${values.noprof ? '' : ', profiler on'}; of it in the kernel): ${perOperation.map(([name, micros, system]) => `${name}=${micros.toFixed(1)} (${system.toFixed(1)})`).join(' ')} all=${allSluice.toFixed(1)}`,
 );
+if (strace) {
+  console.log(`proxy system calls during the load (strace -c -f), per operation:`);
+  for (const line of straceReport.split('\n')) {
+    const columns = line.trim().split(/\s+/);
+    const calls = Number(columns[3]);
+    if (columns.length >= 5 && Number.isFinite(calls) && /^[0-9.]+$/.test(columns[0]!)) console.log(`  ${columns.at(-1)!.padEnd(16)} ${(calls / statements).toFixed(2)}`);
+  }
+}
 for (const { file, profile } of readProfiles(dir)) {
   if (!profileRuns(profile, `services/${values.service}/`)) continue;
   const window = { fromUs: loadStart, toUs: loadEnd };
