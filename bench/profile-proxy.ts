@@ -1,13 +1,14 @@
 /**
  * A CPU profile of every Sluice process while one agent runs N sequential statements:
  *   npx tsx --conditions=development bench/profile-proxy.ts [--statements 3000] [--dir /tmp/sluice-prof]
- *     [--redis [--clients 50] [--pipeline 16]] [--http [--clients 50] [--duration 8s]] [--noprof] [--strace]
+ *     [--redis [--clients 50] [--pipeline 16] [--random-keys 100000]] [--http [--clients 50] [--duration 8s]] [--noprof] [--strace]
  * Prints the proxy's top functions by self time (`--service audit`: the audit service's); the
  * .cpuprofile files open in Chrome DevTools. The masking profile is the benchmark's (every
  * detector and a column rule), so the per-operation figures compare with `npm run bench`.
  * It also prints each Sluice process's CPU per operation from /proc (user + system, the load and
  * a settling second after it), which counts time the wall-clock profiler cannot tell from waiting;
  * --noprof runs without the profiler, whose own overhead those figures otherwise include.
+ * --random-keys N has redis-benchmark pick among N keys (`-r N`) instead of one.
  * --strace counts the proxy's system calls during the load (`strace -c -f`, per operation); strace
  * slows every call it sees, so the CPU figures of such a run are not comparable with others.
  */
@@ -26,7 +27,7 @@ import { deleteStreams } from '../test/support/databases.js';
 import { formatSelfTimes, monotonicMicros, profileRuns, readProfiles, summarizeProfile } from './support/cpu-profile.js';
 
 const { values } = parseArgs({
-  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' }, noprof: { type: 'boolean', default: false }, strace: { type: 'boolean', default: false }, duration: { type: 'string', default: '8s' } },
+  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' }, noprof: { type: 'boolean', default: false }, strace: { type: 'boolean', default: false }, 'random-keys': { type: 'string', default: '0' }, duration: { type: 'string', default: '8s' } },
 });
 let statements = Number(values.statements);
 // Side-by-side runs must not share a store database or a stream.
@@ -41,6 +42,7 @@ rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
 
 const run = promisify(execFile);
+const randomKeys = Number(values['random-keys']) > 0 ? ['-r', values['random-keys']] : [];
 const idp = await startTestIssuer();
 const port = await freePort();
 const redisPort = await freePort();
@@ -85,7 +87,7 @@ for (let index = 0; index < 200; index++) await client.query('SELECT 0');
 // the per-connection work (token, admission) of a short measured run does not pass for per-request work.
 const warmToken = await idp.mint({ sub: 'bench', expiresIn: 3600 });
 if (values.http) await run('wrk', ['-t', '2', '-c', values.clients, '-d', '3s', '-H', `Authorization: Bearer ${warmToken}`, `http://127.0.0.1:${httpPort}/doc`]);
-else if (values.redis) execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', warmToken, '-t', 'get', '-n', String(Math.min(statements, 20_000)), '-c', values.clients, '-P', values.pipeline, '-q']);
+else if (values.redis) execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', warmToken, '-t', 'get', '-n', String(Math.min(statements, 20_000)), '-c', values.clients, '-P', values.pipeline, ...randomKeys, '-q']);
 // Only the samples taken while the load ran count: start-up and shutdown are left out.
 const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuOf(pid)]));
 const loadAverage = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
@@ -104,7 +106,7 @@ if (values.http) {
   statements = Number(/(\d+) requests in/.exec(wrk.stdout)?.[1] ?? statements);
 } else if (values.redis) {
   const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
-  console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', values.clients, '-P', values.pipeline, '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
+  console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', values.clients, '-P', values.pipeline, ...randomKeys, '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
 } else for (let index = 0; index < statements; index++) await client.query(statementText(index));
 const finished = process.hrtime.bigint();
 if (strace) {
