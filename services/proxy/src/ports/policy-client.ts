@@ -6,6 +6,7 @@ import { isSqlClassifierLoaded, loadSqlClassifier, normalizeSql, type TargetCata
 import { Backoff } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 import type { Decision, GovernedCommand, PolicyPort, SessionPolicy } from '../ports.js';
+import { LruCache } from './lru-cache.js';
 
 export interface PolicyPortOptions {
   readonly logger: Logger;
@@ -76,35 +77,6 @@ export const decisionFromProto = (response: pb.DecideResponse): Decision => {
       return Object.freeze({ ...basis, effect });
   }
 };
-
-/** Insertion-ordered Map as an LRU: a hit moves the entry to the end. */
-class LruCache<V> {
-  readonly #entries = new Map<string, V>();
-  constructor(private readonly max: number) {}
-
-  get(key: string): V | undefined {
-    const value = this.#entries.get(key);
-    if (value !== undefined) {
-      this.#entries.delete(key);
-      this.#entries.set(key, value);
-    }
-    return value;
-  }
-
-  set(key: string, value: V): void {
-    this.#entries.delete(key);
-    this.#entries.set(key, value);
-    if (this.#entries.size > this.max) this.#entries.delete(this.#entries.keys().next().value!);
-  }
-
-  clear(): void {
-    this.#entries.clear();
-  }
-
-  get size(): number {
-    return this.#entries.size;
-  }
-}
 
 const SEP = '\u0001';
 /** Redis commands longer than this are not cached: their values make them unique anyway. */
