@@ -1,7 +1,7 @@
 /**
  * A CPU profile of every Sluice process while one agent runs N sequential statements:
  *   npx tsx --conditions=development bench/profile-proxy.ts [--statements 3000] [--dir /tmp/sluice-prof]
- *     [--redis [--clients 50] [--pipeline 16] [--random-keys 100000]] [--http [--clients 50] [--duration 8s]] [--noprof] [--strace]
+ *     [--redis [--clients 50] [--pipeline 16] [--random-keys 100000] [--fill-decisions 10000]] [--http [--clients 50] [--duration 8s]] [--noprof] [--strace]
  * Prints the proxy's top functions by self time (`--service audit`: the audit service's); the
  * .cpuprofile files open in Chrome DevTools. The masking profile is the benchmark's (every
  * detector and a column rule), so the per-operation figures compare with `npm run bench`.
@@ -9,6 +9,8 @@
  * a settling second after it), which counts time the wall-clock profiler cannot tell from waiting;
  * --noprof runs without the profiler, whose own overhead those figures otherwise include.
  * --random-keys N has redis-benchmark pick among N keys (`-r N`) instead of one.
+ * --fill-decisions N first has N distinct commands decided (`KEYS fill:<i>*`, kept by their exact
+ * arguments), so the load runs against a policy port whose decision cache is as full as a busy one's.
  * --strace counts the proxy's system calls during the load (`strace -c -f`, per operation); strace
  * slows every call it sees, so the CPU figures of such a run are not comparable with others.
  */
@@ -20,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { createClient } from 'redis';
 import { startTestIssuer } from '../test/support/oidc.js';
 import { freePort } from '../test/support/ports.js';
 import { startSluice } from '../test/support/sluice.js';
@@ -27,7 +30,7 @@ import { deleteStreams } from '../test/support/databases.js';
 import { formatSelfTimes, monotonicMicros, profileRuns, readProfiles, summarizeProfile } from './support/cpu-profile.js';
 
 const { values } = parseArgs({
-  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' }, noprof: { type: 'boolean', default: false }, strace: { type: 'boolean', default: false }, 'random-keys': { type: 'string', default: '0' }, duration: { type: 'string', default: '8s' } },
+  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' }, noprof: { type: 'boolean', default: false }, strace: { type: 'boolean', default: false }, 'random-keys': { type: 'string', default: '0' }, 'fill-decisions': { type: 'string', default: '0' }, duration: { type: 'string', default: '8s' } },
 });
 let statements = Number(values.statements);
 // Side-by-side runs must not share a store database or a stream.
@@ -83,6 +86,15 @@ const cpuOf = (pid: number) => {
 const client = new pg.Client({ host: '127.0.0.1', port, user: 'bench', database: 'db', password: await idp.mint({ sub: 'bench', expiresIn: 3600 }) });
 await client.connect();
 for (let index = 0; index < 200; index++) await client.query('SELECT 0');
+const fillDecisions = Number(values['fill-decisions']);
+if (values.redis && fillDecisions > 0) {
+  const filler = createClient({ socket: { host: '127.0.0.1', port: redisPort }, password: await idp.mint({ sub: 'bench', expiresIn: 3600 }) });
+  await filler.connect();
+  for (let start = 0; start < fillDecisions; start += 500) {
+    await Promise.all(Array.from({ length: Math.min(500, fillDecisions - start) }, (_, index) => filler.keys(`fill:${start + index}*`)));
+  }
+  await filler.quit();
+}
 // A warm-up of the same load, not counted: the proxy's code is compiled, its caches filled, and
 // the per-connection work (token, admission) of a short measured run does not pass for per-request work.
 const warmToken = await idp.mint({ sub: 'bench', expiresIn: 3600 });
