@@ -14,7 +14,7 @@ import {
 } from '@sluice/contracts';
 import type { ResourceConfig, RuleConfig } from '@sluice/config';
 import { ANY_TABLE, classifySql, isOpenCatalogRelation, type SqlClassification } from '@sluice/sql-classifier';
-import { classifyRedis } from './redis-commands.js';
+import { classifyRedis, redisShape } from './redis-commands.js';
 
 /** The subject as the policy sees it; `issuer` matters only to rules whose subjects name one. */
 export interface PolicySubject {
@@ -31,6 +31,12 @@ export type Approvers = ApproverRule;
 export type PolicyDecision = Decision & {
   /** The same decision holds for any command with the same normalized text. */
   readonly cacheable: boolean;
+  /**
+   * Redis: the decision holds for every command of the same `redisShape` whose keys each match
+   * the same of these globs (every key glob of the rules on the resource, sorted); absent when the
+   * command has no shape.
+   */
+  readonly redisKeyGlobs?: readonly string[];
 };
 
 /** One decidable part of a command: a SQL statement, or the whole Redis/HTTP command. */
@@ -405,9 +411,27 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
     }
   };
 
+  /**
+   * The key globs a Redis decision on the resource can depend on: those of every rule on it,
+   * whatever its subjects (more globs than needed only split the cache finer).
+   */
+  const keyGlobsByResource = new Map<string, readonly string[]>();
+  const keyGlobsOf = (resource: string): readonly string[] => {
+    let globs = keyGlobsByResource.get(resource);
+    if (!globs) {
+      globs = [...new Set(compiled.filter((rule) => resourceMatches(rule, resource)).flatMap((rule) => rule.config.keys ?? []))].sort();
+      keyGlobsByResource.set(resource, globs);
+    }
+    return globs;
+  };
+
   return {
     rules: compiled.length,
-    decide: (subject, resource, command) => decideClassified(subject, resource, command, classifyCommand(command)),
+    decide: (subject, resource, command) => {
+      const decision = decideClassified(subject, resource, command, classifyCommand(command));
+      if (command.kind !== 'redis' || !decision.cacheable || redisShape(command.args) === undefined) return decision;
+      return { ...decision, redisKeyGlobs: keyGlobsOf(resource) };
+    },
     explain: (subject, resource, command) => {
       const classified = classifyCommand(command);
       const decision = decideClassified(subject, resource, command, classified);
