@@ -123,6 +123,9 @@ const BACKOFF_MIN_MS = 100;
 const catalogKey = (catalog: TargetCatalogFacts | undefined): string =>
   catalog === undefined ? `-${SEP}` : `${catalog.version}${catalog.uncommittedChanges ? '!' : ''}${SEP}`;
 
+/** A search_path as JSON: a schema may be named `a,b` (quoted), which is not the path `a, b`. */
+const searchPathKey = (searchPath: readonly string[] | undefined): string => JSON.stringify(searchPath ?? []);
+
 /** The facts as sent; one conversion per facts object (a resource's facts change rarely). */
 const catalogToProto = (catalog: TargetCatalogFacts): pb.TargetCatalog => {
   let message = sentCatalogs.get(catalog);
@@ -222,7 +225,8 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
     let key = principals.get(subject);
     if (key === undefined) {
       // The issuer too: a rule may name one, and another issuer may mint the same sub and groups.
-      key = `${subject.issuer}${SEP}${subject.sub}${SEP}${[...subject.groups].sort().join('\u0002')}`;
+      // As JSON: a separator inside a claim cannot make two subjects one.
+      key = JSON.stringify([subject.issuer ?? null, subject.sub, [...subject.groups].sort()]);
       principals.set(subject, key);
     }
     return key;
@@ -232,12 +236,16 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
     switch (command.kind) {
       case 'sql':
         if (command.text.length > MAX_SQL_KEY_CHARS) return undefined;
-        return `s${catalogKey(command.catalog)}${(command.searchPath ?? []).join(',')}${SEP}${command.text}`;
+        return `s${catalogKey(command.catalog)}${searchPathKey(command.searchPath)}${SEP}${command.text}`;
       case 'redis': {
         let bytes = 0;
         for (const arg of command.args) bytes += arg.length + 1;
         if (bytes > MAX_REDIS_KEY_BYTES) return undefined;
-        return `r${command.args.map((arg) => arg.toString('latin1')).join('\u0002')}`;
+        // Each argument after its length: joined by a separator, `MGET a b` and `MGET a<sep>b` (one
+        // key that an allow rule's glob may match) would be one entry.
+        let key = 'r';
+        for (const arg of command.args) key += `${arg.length}:${arg.toString('latin1')}`;
+        return key;
       }
       case 'http':
         return `h${command.method}${SEP}${command.path}`;
@@ -325,7 +333,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
     if (key === undefined || command.kind !== 'sql' || !isSqlClassifierLoaded()) return undefined;
     const normalized = normalizeSql(command.text);
     if (normalized === undefined || normalized === command.text) return undefined;
-    const normalizedKey = `${principalOf(subject)}${SEP}${resource}${SEP}n${catalogKey(command.catalog)}${(command.searchPath ?? []).join(',')}${SEP}${normalized}`;
+    const normalizedKey = `${principalOf(subject)}${SEP}${resource}${SEP}n${catalogKey(command.catalog)}${searchPathKey(command.searchPath)}${SEP}${normalized}`;
     if (keys) keys.normalized = normalizedKey;
     const sameShape = decisions.get(normalizedKey);
     if (!sameShape) return undefined;
