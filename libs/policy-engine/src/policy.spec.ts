@@ -382,6 +382,14 @@ describe('Redis decisions by shape (what the proxy may reuse for another key)', 
     expect(policy.decide(analyst, 'ledger', sql('SELECT 1')).redisKeyGlobs).toBeUndefined();
   });
 
+  it('keeps no shape on a resource with a key glob that UTF-8 cannot carry to the proxy (a lone surrogate half)', () => {
+    // `\uD83D*` matches the first half of 😀 here; sent as UTF-8 it would arrive as `\uFFFD*`.
+    const policy = given([...RULES, { name: 'half-emoji', effect: 'deny', resources: ['sessions'], keys: ['\uD83D*'] }]);
+    expect(policy.decide(analyst, 'sessions', redis('GET \u{1F600}')).effect).toBe('deny');
+    expect(policy.decide(analyst, 'sessions', redis('GET session:1'))).toMatchObject({ effect: 'allow' });
+    expect(policy.decide(analyst, 'sessions', redis('GET session:1')).redisKeyGlobs).toBeUndefined();
+  });
+
   it('decides every command of a shape alike when its keys match the same key globs (property)', () => {
     const globs = ['a*', 'a:b*', '*z', 'a?c', '*'];
     const keyArb = fc.stringMatching(/^[abcz:]{0,5}$/);
