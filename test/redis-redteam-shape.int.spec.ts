@@ -52,6 +52,7 @@ const rules = [
   },
   { name: 'pii-read', effect: 'allow', subjects: { groups: ['agents'] }, resources: ['cache'], actions: ['read'], keys: [key('pub:pii:*')], mask: 'pii' },
   { name: 'agents-rw', effect: 'allow', subjects: { groups: ['agents'] }, resources: ['cache'], actions: ['read', 'write'], keys: [key('pub:*'), key('g:*')] },
+  { name: 'bracket-read', effect: 'allow', subjects: { groups: ['agents'] }, resources: ['cache'], actions: ['read'], keys: [key('br:[ab]*'), key('br:\\*')] },
   { name: 'issuer-a-read', effect: 'allow', subjects: { groups: ['agents'], issuer: ISSUER_A }, resources: ['cache'], actions: ['read'], keys: [key('iss:*')] },
   { name: 'ops-admin', effect: 'allow', subjects: { groups: ['ops'] }, resources: ['cache'], actions: ['read', 'write', 'admin'], keys: [key('ops:*')] },
 ] as RuleConfig[];
@@ -364,6 +365,21 @@ describe('Redis decisions by shape against a red team', () => {
     expect(got[7]).toBe('v3');
     expect(got[8]).toMatch(/^NOPERM denied by rule 'glob-8'/);
     expect(got[9]).toBe(null);
+  });
+
+  it('lists no key names by a KEYS or SCAN pattern whose class or escape Redis reads and the rule glob of the same text does not', async () => {
+    await door!.direct.set(key('br:a1'), 'a');
+    await door!.direct.set(key('br:*'), 'star');
+    // What Redis would list: keys the rule's literal `[ab]` and `\*` never grant.
+    expect(await door!.direct.keys(key('br:[ab]*'))).toEqual([key('br:a1')]);
+    expect(await door!.direct.keys(key('br:\\*'))).toEqual([key('br:*')]);
+    const token = await door!.idp.mint({ sub: 'bracket-bot', groups: ['agents'] });
+    const client = await door!.agent(token);
+    client.send('GET', key('br:a1'));
+    client.send('KEYS', key('br:[ab]*'));
+    client.send('SCAN', '0', 'MATCH', key('br:[ab]*'), 'COUNT', '1000');
+    client.send('KEYS', key('br:\\*'));
+    for (const reply of await replies(client, 4)) expect(reply).toEqual(expect.stringMatching(/^NOPERM denied: no rule allows it/));
   });
 
   it('drops decisions kept by shape when a reload changes the globs, also for decisions in flight during it', async () => {

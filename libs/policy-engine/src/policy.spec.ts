@@ -211,6 +211,16 @@ describe('redis decisions', () => {
     expect(policy.decide(analyst, 'sessions', redis('KEYS *')).effect).toBe('deny');
     expect(policy.decide(analyst, 'sessions', redis('KEYS session:*')).effect).toBe('allow');
   });
+  it("grants no pattern with a class or an escape by the rule glob of the same text: the glob reads `[` and `\\` literally, Redis does not", () => {
+    const literal = given([{ name: 'brackets', effect: 'allow', resources: ['sessions'], actions: ['read'], keys: ['br:[ab]*', 'br:\\*', 'br:x*'] }]);
+    for (const pattern of ['br:[ab]*', 'br:\\*']) {
+      expect(literal.decide(analyst, 'sessions', redis(`KEYS ${pattern}`)).effect, pattern).toBe('deny');
+      expect(literal.decide(analyst, 'sessions', redis(`SCAN 0 MATCH ${pattern}`)).effect, pattern).toBe('deny');
+    }
+    expect(literal.decide(analyst, 'sessions', redis('KEYS br:x*')).effect).toBe('allow');
+    // The keys Redis lists for `br:[ab]*` are not granted one by one either.
+    expect(literal.decide(analyst, 'sessions', redis('GET br:a1')).effect).toBe('deny');
+  });
   it('decides key patterns (SORT BY/GET, SCAN MATCH, RANDOMKEY) on every key they can match', () => {
     expect(policy.decide(analyst, 'sessions', redis('SORT session:ids BY nosort GET secrets:*')).effect).toBe('deny');
     expect(policy.decide(analyst, 'sessions', redis('SORT session:ids BY nosort GET session:*->name')).effect).toBe('allow');

@@ -196,7 +196,9 @@ const hasWildcard = (glob: string): boolean => /[*?[\\]/.test(glob);
  */
 const patternsMatch = (effect: Effect, globs: readonly string[], patterns: readonly string[]): boolean => {
   const covers = (glob: string, pattern: string): boolean => {
-    if (glob === '*' || glob === pattern) return true;
+    // The same text covers itself only without `[` or `\`: a rule's glob reads them literally,
+    // Redis's pattern as a class or an escape (KEYS k[ab]* lists ka1, which k[ab]* does not grant).
+    if (glob === '*' || (glob === pattern && !/[[\\]/.test(pattern))) return true;
     if (!hasWildcard(pattern)) return compileGlob(glob).test(pattern);
     const prefix = glob.slice(0, -1);
     return glob.endsWith('*') && !hasWildcard(prefix) && literalPrefix(pattern).startsWith(prefix);
