@@ -40,6 +40,7 @@ const GLOB_FORMS = ['a?c', '[abc]x', '[^a]x', '[a-z]x', '[z-a]x', '\\*x', '\\?x'
 
 const rules = [
   { name: 'no-secrets', effect: 'deny', resources: ['cache'], keys: [key('pub:secret*')] },
+  { name: 'no-geheim', effect: 'deny', resources: ['cache'], keys: [key('pub:geheim-ü:*')] },
   ...GLOB_FORMS.map((form, index) => ({ name: `glob-${index}`, effect: 'deny', resources: ['cache'], keys: [key(`g:${form}`)] })),
   {
     name: 'hold-writes',
@@ -93,7 +94,7 @@ const KEY_ENDS: (string | Buffer)[] = [
   Buffer.from([0xff]), Buffer.from([0xfe]), Buffer.from([0xc3, 0xa9]), Buffer.from([0xe9]), Buffer.from([0x78, 0xc3, 0xa9]), Buffer.from([0x78, 0xe9]),
   Buffer.from([0xef, 0xbf, 0xbd]), Buffer.from([0xed, 0xa0, 0xbd]), Buffer.from([0xf0, 0x9f, 0x98]), Buffer.from([0x00]),
 ];
-const KEY_STARTS = ['pub:', 'pub:secret', 'pub:pii:', 'pub:hold', 'g:', 'iss:', 'ops:', 'other:', 'PUB:', 'pub:secre'];
+const KEY_STARTS = ['pub:', 'pub:secret', 'pub:pii:', 'pub:hold', 'g:', 'iss:', 'ops:', 'other:', 'PUB:', 'pub:secre', 'pub:geheim-ü:'];
 const allKeys = (): Buffer[] => {
   const keys: Buffer[] = [];
   for (const start of KEY_STARTS) for (const end of KEY_ENDS) keys.push(Buffer.concat([Buffer.from(key(start)), buffers([end])[0]!]));
@@ -380,6 +381,19 @@ describe('Redis decisions by shape against a red team', () => {
     client.send('SCAN', '0', 'MATCH', key('br:[ab]*'), 'COUNT', '1000');
     client.send('KEYS', key('br:\\*'));
     for (const reply of await replies(client, 4)) expect(reply).toEqual(expect.stringMatching(/^NOPERM denied: no rule allows it/));
+  });
+
+  it('denies a key under a non-ASCII deny glob whatever bytes follow: a binary suffix does not turn the key into Latin-1', async () => {
+    const binary = Buffer.concat([Buffer.from(key('pub:geheim-ü:')), Buffer.from([0xff, 0x10, 0xc3])]);
+    await door!.direct.set(binary, 'verboten');
+    const token = await door!.idp.mint({ sub: 'binary-bot', groups: ['agents'] });
+    const client = await door!.agent(token);
+    client.send('GET', key('pub:geheim-ü:1'));
+    client.write(encodeCommand(['GET', binary]));
+    client.write(encodeCommand(['SET', binary, 'overwritten']));
+    for (const reply of await replies(client, 3)) expect(reply).toEqual(expect.stringMatching(/^NOPERM denied by rule 'no-geheim'/));
+    expect((await door!.direct.get(binary))).toBe('verboten');
+    await door!.direct.del(binary);
   });
 
   it('drops decisions kept by shape when a reload changes the globs, also for decisions in flight during it', async () => {
