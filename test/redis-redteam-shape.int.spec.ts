@@ -396,6 +396,20 @@ describe('Redis decisions by shape against a red team', () => {
     await door!.direct.del(binary);
   });
 
+  it('keeps no shape for a command naming hundreds of keys: the proxy would test every glob on each, on the loop all sessions share', async () => {
+    const agent: Subject = { sub: 'bulk-bot', groups: ['agents'], issuer: ISSUER_A };
+    const del = (count: number, round: number) => redis('DEL', ...Array.from({ length: count }, (_, index) => key(`pub:bulk-${round}-${index}`)));
+    const asked = async (command: GovernedCommand) => {
+      const misses = port!.stats().misses;
+      await port!.decide(agent, 'cache', command);
+      return port!.stats().misses > misses;
+    };
+    expect(await asked(del(200, 1))).toBe(true);
+    expect(await asked(del(200, 2))).toBe(false);
+    expect(await asked(del(300, 1))).toBe(true);
+    expect(port!.cachedDecision(agent, 'cache', del(300, 2))).toBeUndefined();
+  });
+
   it('drops decisions kept by shape when a reload changes the globs, also for decisions in flight during it', async () => {
     const agent: Subject = { sub: 'reload-bot', groups: ['agents'], issuer: ISSUER_A };
     await door!.direct.set(key('pub:late1'), 'late');

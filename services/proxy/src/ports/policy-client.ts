@@ -110,6 +110,12 @@ const SEP = '\u0001';
 /** Redis commands longer than this are not cached: their values make them unique anyway. */
 const MAX_REDIS_KEY_BYTES = 1024;
 /**
+ * Redis commands naming more keys than this are not kept by shape: every glob is tested on every
+ * key, on the event loop every session shares (a 64 MiB DEL of three million keys would hold it
+ * for seconds); the policy service decides them as it did before shapes.
+ */
+const MAX_SHAPE_KEYS = 256;
+/**
  * SQL texts longer than this are neither cached nor normalised here: 10,000 cached multi-megabyte
  * statements would fill the proxy's memory, and normalising one holds every session meanwhile.
  */
@@ -300,7 +306,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
     const globs = keyGlobs.get(resource);
     if (!globs) return undefined;
     const shape = redisShape(args);
-    if (!shape) return undefined;
+    if (!shape || shape.keys.length > MAX_SHAPE_KEYS) return undefined;
     let matches = '';
     for (const key of shape.keys) {
       matches += SEP;
