@@ -211,6 +211,16 @@ describe('redis decisions', () => {
     expect(policy.decide(analyst, 'sessions', redis('KEYS *')).effect).toBe('deny');
     expect(policy.decide(analyst, 'sessions', redis('KEYS session:*')).effect).toBe('allow');
   });
+  it("grants no pattern with a class or an escape by the rule glob of the same text: the glob reads `[` and `\\` literally, Redis does not", () => {
+    const literal = given([{ name: 'brackets', effect: 'allow', resources: ['sessions'], actions: ['read'], keys: ['br:[ab]*', 'br:\\*', 'br:x*'] }]);
+    for (const pattern of ['br:[ab]*', 'br:\\*']) {
+      expect(literal.decide(analyst, 'sessions', redis(`KEYS ${pattern}`)).effect, pattern).toBe('deny');
+      expect(literal.decide(analyst, 'sessions', redis(`SCAN 0 MATCH ${pattern}`)).effect, pattern).toBe('deny');
+    }
+    expect(literal.decide(analyst, 'sessions', redis('KEYS br:x*')).effect).toBe('allow');
+    // The keys Redis lists for `br:[ab]*` are not granted one by one either.
+    expect(literal.decide(analyst, 'sessions', redis('GET br:a1')).effect).toBe('deny');
+  });
   it('decides key patterns (SORT BY/GET, SCAN MATCH, RANDOMKEY) on every key they can match', () => {
     expect(policy.decide(analyst, 'sessions', redis('SORT session:ids BY nosort GET secrets:*')).effect).toBe('deny');
     expect(policy.decide(analyst, 'sessions', redis('SORT session:ids BY nosort GET session:*->name')).effect).toBe('allow');
@@ -404,6 +414,14 @@ describe('Redis decisions by shape (what the proxy may reuse for another key)', 
     expect(policy.decide(analyst, 'sessions', redis('GET session:1'))).toMatchObject({ effect: 'allow', redisKeyGlobs: ['session:*', 'session:admin*'] });
     expect(policy.decide(analyst, 'sessions', redis('KEYS session:*')).redisKeyGlobs).toBeUndefined();
     expect(policy.decide(analyst, 'ledger', sql('SELECT 1')).redisKeyGlobs).toBeUndefined();
+  });
+
+  it('keeps no shape on a resource with a key glob that UTF-8 cannot carry to the proxy (a lone surrogate half)', () => {
+    // `\uD83D*` matches the first half of 😀 here; sent as UTF-8 it would arrive as `\uFFFD*`.
+    const policy = given([...RULES, { name: 'half-emoji', effect: 'deny', resources: ['sessions'], keys: ['\uD83D*'] }]);
+    expect(policy.decide(analyst, 'sessions', redis('GET \u{1F600}')).effect).toBe('deny');
+    expect(policy.decide(analyst, 'sessions', redis('GET session:1'))).toMatchObject({ effect: 'allow' });
+    expect(policy.decide(analyst, 'sessions', redis('GET session:1')).redisKeyGlobs).toBeUndefined();
   });
 
   it('decides every command of a shape alike when its keys match the same key globs (property)', () => {

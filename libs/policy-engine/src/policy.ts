@@ -207,7 +207,9 @@ const hasWildcard = (glob: string): boolean => /[*?[\\]/.test(glob);
  */
 const patternsMatch = (effect: Effect, globs: readonly string[], patterns: readonly string[]): boolean => {
   const covers = (glob: string, pattern: string): boolean => {
-    if (glob === '*' || glob === pattern) return true;
+    // The same text covers itself only without `[` or `\`: a rule's glob reads them literally,
+    // Redis's pattern as a class or an escape (KEYS k[ab]* lists ka1, which k[ab]* does not grant).
+    if (glob === '*' || (glob === pattern && !/[[\\]/.test(pattern))) return true;
     if (!hasWildcard(pattern)) return compileGlob(glob).test(pattern);
     const prefix = glob.slice(0, -1);
     return glob.endsWith('*') && !hasWildcard(prefix) && literalPrefix(pattern).startsWith(prefix);
@@ -340,6 +342,9 @@ export const classifyCommand = (command: GovernedCommand): Classified => {
   }
 };
 
+const UTF8_ENCODER = new TextEncoder();
+const UTF8_DECODER = new TextDecoder();
+
 const PROTOCOL_OF_KIND = { sql: 'postgres', redis: 'redis', http: 'http' } as const;
 
 /** Builds the rule engine over validated config rules (CONTRACT §2). Pure: no I/O, no clock. */
@@ -415,14 +420,17 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
    * The key globs a Redis decision on the resource can depend on: those of every rule on it,
    * whatever its subjects (more globs than needed only split the cache finer).
    */
-  const keyGlobsByResource = new Map<string, readonly string[]>();
-  const keyGlobsOf = (resource: string): readonly string[] => {
+  const keyGlobsByResource = new Map<string, readonly string[] | null>();
+  const keyGlobsOf = (resource: string): readonly string[] | undefined => {
     let globs = keyGlobsByResource.get(resource);
-    if (!globs) {
-      globs = [...new Set(compiled.filter((rule) => resourceMatches(rule, resource)).flatMap((rule) => rule.config.keys ?? []))].sort();
+    if (globs === undefined) {
+      const all = [...new Set(compiled.filter((rule) => resourceMatches(rule, resource)).flatMap((rule) => rule.config.keys ?? []))].sort();
+      // The globs travel as UTF-8: one that does not survive it (a lone surrogate half, which may
+      // match half of a key's emoji here) would split keys differently in the proxy. No shape then.
+      globs = all.every((glob) => UTF8_DECODER.decode(UTF8_ENCODER.encode(glob)) === glob) ? all : null;
       keyGlobsByResource.set(resource, globs);
     }
-    return globs;
+    return globs ?? undefined;
   };
 
   return {
@@ -430,7 +438,8 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
     decide: (subject, resource, command) => {
       const decision = decideClassified(subject, resource, command, classifyCommand(command));
       if (command.kind !== 'redis' || !decision.cacheable || redisShape(command.args) === undefined) return decision;
-      return { ...decision, redisKeyGlobs: keyGlobsOf(resource) };
+      const redisKeyGlobs = keyGlobsOf(resource);
+      return redisKeyGlobs === undefined ? decision : { ...decision, redisKeyGlobs };
     },
     explain: (subject, resource, command) => {
       const classified = classifyCommand(command);

@@ -82,6 +82,12 @@ const SEP = '\u0001';
 /** Redis commands longer than this are not cached: their values make them unique anyway. */
 const MAX_REDIS_KEY_BYTES = 1024;
 /**
+ * Redis commands naming more keys than this are not kept by shape: every glob is tested on every
+ * key, on the event loop every session shares (a 64 MiB DEL of three million keys would hold it
+ * for seconds); the policy service decides them as it did before shapes.
+ */
+const MAX_SHAPE_KEYS = 256;
+/**
  * SQL texts longer than this are neither cached nor normalised here: 10,000 cached multi-megabyte
  * statements would fill the proxy's memory, and normalising one holds every session meanwhile.
  */
@@ -94,6 +100,9 @@ const BACKOFF_MIN_MS = 100;
  */
 const catalogKey = (catalog: TargetCatalogFacts | undefined): string =>
   catalog === undefined ? `-${SEP}` : `${catalog.version}${catalog.uncommittedChanges ? '!' : ''}${SEP}`;
+
+/** A search_path as JSON: a schema may be named `a,b` (quoted), which is not the path `a, b`. */
+const searchPathKey = (searchPath: readonly string[] | undefined): string => JSON.stringify(searchPath ?? []);
 
 /** The facts as sent; one conversion per facts object (a resource's facts change rarely). */
 const catalogToProto = (catalog: TargetCatalogFacts): pb.TargetCatalog => {
@@ -207,12 +216,16 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
     switch (command.kind) {
       case 'sql':
         if (command.text.length > MAX_SQL_KEY_CHARS) return undefined;
-        return `s${catalogKey(command.catalog)}${(command.searchPath ?? []).join(',')}${SEP}${command.text}`;
+        return `s${catalogKey(command.catalog)}${searchPathKey(command.searchPath)}${SEP}${command.text}`;
       case 'redis': {
         let bytes = 0;
         for (const arg of command.args) bytes += arg.length + 1;
         if (bytes > MAX_REDIS_KEY_BYTES) return undefined;
-        return `r${command.args.map((arg) => arg.toString('latin1')).join('\u0002')}`;
+        // Each argument after its length: joined by a separator, `MGET a b` and `MGET a<sep>b` (one
+        // key that an allow rule's glob may match) would be one entry.
+        let key = 'r';
+        for (const arg of command.args) key += `${arg.length}:${arg.toString('latin1')}`;
+        return key;
       }
       case 'http':
         return `h${command.method}${SEP}${command.path}`;
@@ -265,7 +278,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
     const globs = keyGlobs.get(resource);
     if (!globs) return undefined;
     const shape = redisShape(args);
-    if (!shape) return undefined;
+    if (!shape || shape.keys.length > MAX_SHAPE_KEYS) return undefined;
     let matches = '';
     for (const key of shape.keys) {
       matches += SEP;
@@ -300,7 +313,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
     if (key === undefined || command.kind !== 'sql' || !isSqlClassifierLoaded()) return undefined;
     const normalized = normalizeSql(command.text);
     if (normalized === undefined || normalized === command.text) return undefined;
-    const normalizedKey = `${principalOf(subject)}${SEP}${resource}${SEP}n${catalogKey(command.catalog)}${(command.searchPath ?? []).join(',')}${SEP}${normalized}`;
+    const normalizedKey = `${principalOf(subject)}${SEP}${resource}${SEP}n${catalogKey(command.catalog)}${searchPathKey(command.searchPath)}${SEP}${normalized}`;
     if (keys) keys.normalized = normalizedKey;
     const sameShape = decisions.get(normalizedKey);
     if (!sameShape) return undefined;
