@@ -9,6 +9,11 @@ export interface SessionStateEffects {
   /** The command may change the effective search_path: the proxy reads it again afterwards. */
   readonly searchPath: boolean;
   /**
+   * The command runs code its text does not show (a write's triggers and defaults, a FETCH of a
+   * cursor's query), which may change search_path: read again after it too, at the next Sync in a pipeline.
+   */
+  readonly runsHiddenCode: boolean;
+  /**
    * A statement changes search_path and a later statement of the same message names a table
    * without its schema: that name resolves against a path nobody has read yet.
    */
@@ -36,8 +41,9 @@ export interface PreparedStatementChange {
 
 /**
  * Top-level statements that cannot change search_path by themselves (only through a function
- * they call, which is looked for separately). Any other statement, one Sluice does not know
- * included, counts as possibly changing it: the cost of a wrong guess is one internal query.
+ * they call, which is looked for separately; code the text does not show is runsHiddenCode).
+ * Any other statement, one Sluice does not know included, counts as possibly changing it: the
+ * cost of a wrong guess is one internal query.
  */
 const KEEPS_SEARCH_PATH: ReadonlySet<string> = new Set([
   'SelectStmt',
@@ -61,6 +67,26 @@ const KEEPS_SEARCH_PATH: ReadonlySet<string> = new Set([
 
 /** Nodes under which code of unknown effect runs: it may call set_config('search_path', …). */
 const RUNS_CODE: ReadonlySet<string> = new Set(['CallStmt', 'DoStmt', 'ExecuteStmt']);
+
+/**
+ * Statements that run code their text does not show, which may set search_path: a write's
+ * triggers (a foreign key's cascade fires the other table's), column defaults and domain checks,
+ * anywhere in the tree (a CTE's INSERT fires too); FETCH and MOVE, which run the rest of a
+ * cursor's query, functions included. A COPY FROM too.
+ */
+const RUNS_HIDDEN_CODE: ReadonlySet<string> = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'FetchStmt']);
+
+const runsHiddenCode = (value: unknown): boolean => {
+  if (Array.isArray(value)) return value.some(runsHiddenCode);
+  if (typeof value !== 'object' || value === null) return false;
+  const node = value as Record<string, unknown>;
+  for (const key in node) {
+    if (RUNS_HIDDEN_CODE.has(key)) return true;
+    if (key === 'CopyStmt' && (node[key] as { is_from?: boolean }).is_from === true) return true;
+    if (runsHiddenCode(node[key])) return true;
+  }
+  return false;
+};
 
 /**
  * A call that resolves to a built-in function of the catalogue (which writes nothing, settings
@@ -109,12 +135,15 @@ const callsSetConfig = (value: unknown): boolean => {
   return false;
 };
 
-/** A RangeVar without a schema: a table name resolved through search_path. */
+/**
+ * A RangeVar without a schema: a table name resolved through search_path. A statement's own
+ * relation (INSERT INTO t, UPDATE t, COPY t, CREATE TABLE t) is one too, unwrapped in the tree.
+ */
 const namesUnqualifiedTable = (value: unknown): boolean => {
   if (Array.isArray(value)) return value.some(namesUnqualifiedTable);
   if (typeof value !== 'object' || value === null) return false;
   const node = value as Record<string, unknown>;
-  const range = node.RangeVar as { schemaname?: string; relname?: string } | undefined;
+  const range = (node.RangeVar ?? (typeof node.relname === 'string' ? node : undefined)) as { schemaname?: string; relname?: string } | undefined;
   if (range && range.relname && !range.schemaname) return true;
   for (const key in node) if (namesUnqualifiedTable(node[key])) return true;
   return false;
@@ -128,7 +157,7 @@ const namesUnqualifiedTable = (value: unknown): boolean => {
  */
 export const sessionStateEffects = (text: string, path?: readonly string[]): SessionStateEffects => {
   // Unknown: may set the path, and may name anything unqualified.
-  const unknown = { searchPath: true, unqualifiedAfterPathChange: false, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false };
+  const unknown = { searchPath: true, runsHiddenCode: true, unqualifiedAfterPathChange: false, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false };
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
@@ -137,6 +166,7 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
     return unknown;
   }
   let searchPath = false;
+  let hiddenCode = false;
   let pathSetEarlier = false;
   let unqualifiedAfterPathChange = false;
   let unqualified = false;
@@ -153,8 +183,9 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
       if (pathSetEarlier) unqualifiedAfterPathChange = true;
     }
     if (!KEEPS_SEARCH_PATH.has(type) || runsUnknownCode(stmt, path)) searchPath = true;
+    if (runsHiddenCode(stmt)) hiddenCode = true;
     if (setsPathForLaterStatements(type, stmt)) pathSetEarlier = true;
     if (changesClientEncoding(stmt) !== undefined) clientEncoding = true;
   }
-  return { searchPath, unqualifiedAfterPathChange, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding };
+  return { searchPath, runsHiddenCode: hiddenCode, unqualifiedAfterPathChange, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding };
 };

@@ -4,7 +4,7 @@ import type { PostgresResourceConfig } from '@sluice/config';
 import type { Subject } from '@sluice/contracts';
 import type { ProfileMasker } from '@sluice/masking-engine';
 import type { SessionStateEffects, TargetCatalogFacts } from '@sluice/sql-classifier';
-import type { GovernancePorts } from '../ports.js';
+import type { Decision, GovernancePorts } from '../ports.js';
 import { ClientOutbox } from './client-encoding-frames.js';
 import type { SessionClientEncoding } from './client-encoding-session.js';
 import { newPipeline, type Command, type Expect, type Refusal } from './expectations.js';
@@ -178,6 +178,17 @@ export class SessionCore {
 
   effectsOf(text: string, searchPath?: readonly string[]): SessionStateEffects {
     return this.#effects.of(text, searchPath);
+  }
+
+  /**
+   * Whether running `text`, decided as `decision`, runs code its text does not show, which may
+   * change search_path: a write's triggers, a FETCH (see sessionStateEffects), or a read of a view
+   * or of a relation whose rules rewrite it (any relation while the catalog facts are unknown).
+   */
+  runsHiddenCode(text: string, decision: Decision): boolean {
+    if (this.effectsOf(text).runsHiddenCode) return true;
+    const rewriting = this.decidedWith?.rewritingRelations;
+    return decision.tables.some((table) => !rewriting || rewriting.has(table));
   }
 
   /**
