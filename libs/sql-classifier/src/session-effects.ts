@@ -72,7 +72,8 @@ const RUNS_CODE: ReadonlySet<string> = new Set(['CallStmt', 'DoStmt', 'ExecuteSt
  * Statements that run code their text does not show, which may set search_path: a write's
  * triggers (a foreign key's cascade fires the other table's), column defaults and domain checks,
  * anywhere in the tree (a CTE's INSERT fires too); FETCH and MOVE, which run the rest of a
- * cursor's query, functions included. A COPY FROM too.
+ * cursor's query, functions included. Not COPY FROM: the target is in COPY mode until the
+ * client's CopyDone, where a read of the proxy's own would break the protocol.
  */
 const RUNS_HIDDEN_CODE: ReadonlySet<string> = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'FetchStmt']);
 
@@ -82,7 +83,6 @@ const runsHiddenCode = (value: unknown): boolean => {
   const node = value as Record<string, unknown>;
   for (const key in node) {
     if (RUNS_HIDDEN_CODE.has(key)) return true;
-    if (key === 'CopyStmt' && (node[key] as { is_from?: boolean }).is_from === true) return true;
     if (runsHiddenCode(node[key])) return true;
   }
   return false;
