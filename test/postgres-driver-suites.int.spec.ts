@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
 import { parseConfig } from '@sluice/config';
-import { openClient, PostgresFrontDoor, RawPostgresSession, sqlState } from './support/postgres-proxy-harness.js';
+import { openClient, usePostgresFrontDoor, type RawPostgresSession, sqlState } from './support/postgres-proxy-harness.js';
 
 /**
  * What the drivers' own test suites (node-postgres, postgres.js; bench/driver-suites.ts) found
@@ -16,7 +16,7 @@ import { openClient, PostgresFrontDoor, RawPostgresSession, sqlState } from './s
 const database = `sluice_pg_drivers_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'drivers-db';
 
-const frontDoor = new PostgresFrontDoor({
+const frontDoor = usePostgresFrontDoor({
   config: parseConfig({
     resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
     masking: { profiles: { pii: { detectors: ['email'], strategy: 'redact' } } },
@@ -36,24 +36,8 @@ const frontDoor = new PostgresFrontDoor({
     insert into secrets values (1, 'the launch code');`,
 });
 
-const raws: RawPostgresSession[] = [];
-let port: number;
-
-beforeAll(async () => {
-  await frontDoor.start();
-  port = frontDoor.port;
-});
-
-afterAll(async () => {
-  for (const raw of raws) raw.socket.destroy();
-  await frontDoor.close();
-});
-
 /** The same raw protocol session straight to the server and through Sluice (in `groups`), in that order. */
-const rawPair = async (groups = ['writers']): Promise<[RawPostgresSession, RawPostgresSession]> => [
-  await RawPostgresSession.openDirect(database, (session) => raws.push(session)),
-  await RawPostgresSession.open(port, RESOURCE, () => frontDoor.token(groups), (session) => raws.push(session)),
-];
+const rawPair = (groups = ['writers']): Promise<[RawPostgresSession, RawPostgresSession]> => frontDoor.rawPair(groups);
 
 /** Sends the messages and waits for `readies` more ReadyForQuery. */
 const step = async (session: RawPostgresSession, messages: Buffer[], readies = 1): Promise<void> => {
@@ -159,7 +143,7 @@ describe('driver suites: statements with more than 32767 parameters', () => {
     };
     expect(await insert(postgres({ host: '127.0.0.1', port: 5432, user: 'postgres', database, max: 1, onnotice: () => {} }))).toBe(40_000);
     const token = await frontDoor.token(['writers']);
-    expect(await insert(postgres({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, pass: token, max: 1, onnotice: () => {} }))).toBe(40_000);
+    expect(await insert(postgres({ host: '127.0.0.1', port: frontDoor.port, user: 'agent', database: RESOURCE, pass: token, max: 1, onnotice: () => {} }))).toBe(40_000);
     expect((await frontDoor.direct.query('select count(*)::int as n from numbers')).rows[0].n).toBe(80_000);
   });
 });
@@ -174,7 +158,7 @@ describe('driver suites: a statement_timeout of a few milliseconds at startup', 
     const token = await frontDoor.token(['writers']);
     const configs: pg.ClientConfig[] = [
       { host: '127.0.0.1', port: 5432, user: 'postgres', database, statement_timeout: 1 },
-      { host: '127.0.0.1', port, user: 'agent', database: RESOURCE, password: token, statement_timeout: 1 },
+      { host: '127.0.0.1', port: frontDoor.port, user: 'agent', database: RESOURCE, password: token, statement_timeout: 1 },
     ];
     const seen: unknown[] = [];
     for (const config of configs) {

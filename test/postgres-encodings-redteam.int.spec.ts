@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BackendMessage } from '@sluice/codec-pg';
 import { parseConfig } from '@sluice/config';
-import { PostgresFrontDoor, RawPostgresSession } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor, RawPostgresSession } from './support/postgres-proxy-harness.js';
 
 /**
  * Red team of the client-encoding conversion (issue 19): an agent holding a read-only grant (with
@@ -17,7 +17,7 @@ const RESOURCE = 'enc-rt-db';
 const EMAIL = 'rene.dupont@example.com';
 const STATEMENT_LIMIT = 3000;
 
-const frontDoor = new PostgresFrontDoor({
+const frontDoor = usePostgresFrontDoor({
   config: parseConfig({
     resources: [
       {
@@ -52,15 +52,7 @@ const frontDoor = new PostgresFrontDoor({
     "create table secrets (id int, secret text); insert into secrets values (1, 'TOP-SECRET')",
     'create table sink (t text)',
   ].join(';\n'),
-});
-
-beforeAll(async () => {
-  await frontDoor.start();
 }, 60_000);
-
-afterAll(async () => {
-  await frontDoor.close();
-});
 
 const victims = async (): Promise<number> => (await frontDoor.direct.query('select count(*)::int as n from victim')).rows[0].n as number;
 

@@ -2,11 +2,11 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeExecute, encodeSync, type BackendMessage } from '@sluice/codec-pg';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
 import { parseConfig } from '@sluice/config';
-import { PostgresFrontDoor, RawPostgresSession } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor, RawPostgresSession } from './support/postgres-proxy-harness.js';
 
 /**
  * Every client encoding PostgreSQL supports, through Sluice as direct: psql with PGCLIENTENCODING,
@@ -22,7 +22,7 @@ const EMAIL = 'rene.dupont@example.com';
 /** A contact with an é and an email in it: the email detector (ASCII addresses) finds the address inside. */
 const CONTACT = `René Dupont <${EMAIL}>`;
 
-const frontDoor = new PostgresFrontDoor({
+const frontDoor = usePostgresFrontDoor({
   config: parseConfig({
     resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
     masking: { profiles: { pii: { detectors: ['email'], strategy: 'redact', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } } },
@@ -42,15 +42,7 @@ const frontDoor = new PostgresFrontDoor({
      insert into victim select g from generate_series(1, 5) g;
      create table secrets (id int, secret text);
      insert into secrets values (1, 'TOP-SECRET');`,
-});
-
-beforeAll(async () => {
-  await frontDoor.start();
 }, 60_000);
-
-afterAll(async () => {
-  await frontDoor.close();
-});
 
 const latin1 = (text: string): Buffer => Buffer.from(text, 'latin1');
 

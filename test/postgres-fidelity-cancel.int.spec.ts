@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseConfig } from '@sluice/config';
-import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
 
 /**
  * A CancelRequest that arrives while the agent's statement is still with Sluice (decided, waiting
@@ -14,7 +14,7 @@ import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
 const database = `sluice_fid_cancel_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'fid-cancel-db';
 
-const frontDoor = new PostgresFrontDoor({
+const frontDoor = usePostgresFrontDoor({
   config: parseConfig({
     resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
     rules: [
@@ -27,15 +27,7 @@ const frontDoor = new PostgresFrontDoor({
   hashKey: 'fid-cancel-int',
   approvalOutcome: 'held',
   setupSql: 'create table t (id int)',
-});
-
-beforeAll(async () => {
-  await frontDoor.start();
 }, 120_000);
-
-afterAll(async () => {
-  await frontDoor.close();
-});
 
 const connect = async (way: 'direct' | 'sluice', groups = ['all']): Promise<postgres.Sql> =>
   way === 'direct'

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseConfig } from '@sluice/config';
-import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
 
 /**
  * What a session reports of its own client_encoding, direct and through Sluice, with node-postgres
@@ -15,7 +15,7 @@ import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
 const database = `sluice_fid_enc_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'fid-enc-db';
 
-const frontDoor = new PostgresFrontDoor({
+const frontDoor = usePostgresFrontDoor({
   config: parseConfig({
     resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
     rules: [{ name: 'everything', effect: 'allow', subjects: { groups: ['all'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl', 'admin'] }],
@@ -23,15 +23,7 @@ const frontDoor = new PostgresFrontDoor({
   database,
   hashKey: 'fid-enc-int',
   setupSql: 'create table t (id int)',
-});
-
-beforeAll(async () => {
-  await frontDoor.start();
 }, 120_000);
-
-afterAll(async () => {
-  await frontDoor.close();
-});
 
 type Way = 'direct' | 'sluice';
 

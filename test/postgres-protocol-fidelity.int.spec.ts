@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { encodeBind, encodeClose, encodeDescribe, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
 import { parseConfig } from '@sluice/config';
-import { openClient, PostgresFrontDoor, RawPostgresSession, waitFor as pollUntil } from './support/postgres-proxy-harness.js';
+import { openClient, usePostgresFrontDoor, type RawPostgresSession, waitFor as pollUntil } from './support/postgres-proxy-harness.js';
 
 /**
  * PostgreSQL fidelity of the extended protocol and the backend key, tried with raw protocol bytes,
@@ -15,7 +15,7 @@ import { openClient, PostgresFrontDoor, RawPostgresSession, waitFor as pollUntil
 const database = `sluice_pg_protocol_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'protocol-db';
 
-const frontDoor = new PostgresFrontDoor({
+const frontDoor = usePostgresFrontDoor({
   config: parseConfig({
     resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
     rules: [
@@ -28,36 +28,21 @@ const frontDoor = new PostgresFrontDoor({
   setupSql: 'create table ledger (id serial primary key, note text);',
 });
 
-const raws: RawPostgresSession[] = [];
-let port: number;
-let direct: pg.Client;
-
 /** Every answer gets 5 s. */
 const waitFor = (condition: () => boolean, timeoutMs = 5_000): Promise<void> => pollUntil(condition, timeoutMs);
 const token = (): Promise<string> => frontDoor.token(['writers']);
-const count = async (): Promise<number> => (await direct.query('select count(*)::int as n from ledger')).rows[0].n as number;
+const count = async (): Promise<number> => (await frontDoor.direct.query('select count(*)::int as n from ledger')).rows[0].n as number;
 const directly = (): pg.ClientConfig => ({ host: '127.0.0.1', port: 5432, user: 'postgres', database });
-const throughSluice = async (): Promise<pg.ClientConfig> => ({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, password: await token() });
+const throughSluice = async (): Promise<pg.ClientConfig> => ({ host: '127.0.0.1', port: frontDoor.port, user: 'agent', database: RESOURCE, password: await token() });
 const clients: pg.Client[] = [];
 const open = (config: pg.ClientConfig): Promise<pg.Client> => openClient(config, clients);
 
-beforeAll(async () => {
-  await frontDoor.start();
-  port = frontDoor.port;
-  direct = frontDoor.direct;
-});
-
 afterAll(async () => {
   for (const client of clients) await client.end().catch(() => {});
-  for (const raw of raws) raw.socket.destroy();
-  await frontDoor.close();
 });
 
 /** The same raw protocol session straight to the server and through Sluice (a writer), in that order. */
-const rawPair = async (): Promise<[RawPostgresSession, RawPostgresSession]> => [
-  await RawPostgresSession.openDirect(database, (session) => raws.push(session)),
-  await RawPostgresSession.open(port, RESOURCE, () => token(), (session) => raws.push(session)),
-];
+const rawPair = (): Promise<[RawPostgresSession, RawPostgresSession]> => frontDoor.rawPair(['writers']);
 
 describe('PostgreSQL fidelity: pipelines without a Sync', () => {
   it('answers an error in the middle of a pipeline before its Sync, ignores the rest up to it, and goes on, as direct', async () => {
@@ -179,7 +164,7 @@ describe('PostgreSQL fidelity: backend key, cancel and terminate', () => {
       const errors: string[] = [];
       client.on('error', (error: Error) => errors.push((error as { code?: string }).code ?? error.message));
       await client.connect();
-      await direct.query('select pg_terminate_backend($1)', [(client as unknown as { processID: number }).processID]);
+      await frontDoor.direct.query('select pg_terminate_backend($1)', [(client as unknown as { processID: number }).processID]);
       await waitFor(() => errors.length > 0);
       await new Promise((resolve) => setTimeout(resolve, 200));
       seen.push(errors);
@@ -203,7 +188,7 @@ describe('PostgreSQL fidelity: backend key, cancel and terminate', () => {
       return undefined;
     };
     const directSql = postgres({ host: '127.0.0.1', port: 5432, user: 'postgres', database, max: 1 });
-    const sluiceSql = postgres({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, pass: await token(), max: 1 });
+    const sluiceSql = postgres({ host: '127.0.0.1', port: frontDoor.port, user: 'agent', database: RESOURCE, pass: await token(), max: 1 });
     try {
       expect(await cancelled(directSql)).toBe('57014');
       expect(await cancelled(sluiceSql)).toBe('57014');
@@ -226,7 +211,7 @@ describe('PostgreSQL fidelity with postgres.js: pipelined queries', () => {
     return sql;
   };
   const sluiceSql = async (): Promise<postgres.Sql> => {
-    const sql = postgres({ host: '127.0.0.1', port, user: 'agent', database: RESOURCE, pass: await token(), max: 1, onnotice: () => {} });
+    const sql = postgres({ host: '127.0.0.1', port: frontDoor.port, user: 'agent', database: RESOURCE, pass: await token(), max: 1, onnotice: () => {} });
     opened.push(sql);
     return sql;
   };

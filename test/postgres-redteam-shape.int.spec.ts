@@ -1,16 +1,9 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
 import { encodeBind, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
-import type { RunningPolicyService } from '@sluice/policy';
-import { createLogger } from '@sluice/service-runtime';
-import type { createPolicyPort } from '../services/proxy/src/ports/policy-client.js';
-import { startTestPolicyService, stopTestPolicyService } from './support/policy-service.js';
-import { PostgresFrontDoor, type RawPostgresSession } from './support/postgres-proxy-harness.js';
+import { useTestPolicyService } from './support/policy-service.js';
+import { usePostgresFrontDoor, type RawPostgresSession } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig, redTeamConfigInput } from './support/postgres-red-team.js';
 
 /*
@@ -24,16 +17,9 @@ import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig, redTeamConfi
  */
 
 const database = `sluice_rtshape_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
-const RUN = randomBytes(4).toString('hex');
-const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
-const STREAM = `SLUICE_TEST_RTSHAPE_${RUN}`;
-const dir = mkdtempSync(join(tmpdir(), 'sluice-rtshape-'));
-const logger = createLogger('redteam-shape-test');
-let service: RunningPolicyService | undefined;
-let port: ReturnType<typeof createPolicyPort> | undefined;
-let nc: NatsConnection | undefined;
+const policyService = useTestPolicyService('rtshape', redTeamConfigInput(database, ['public.secrets']));
 
-const frontDoor = new PostgresFrontDoor({
+const frontDoor = usePostgresFrontDoor({
   config: redTeamConfig(database, ['public.secrets']),
   database,
   hashKey: 'redteam-shape-int',
@@ -43,7 +29,7 @@ const frontDoor = new PostgresFrontDoor({
      insert into relabel values (1, 'plain-label', '${RAW_SSN}'), (2, 'plain-label', '${RAW_SSN}');
      create view shown as select id, label as shown from relabel;
 `,
-  policyPort: () => port!,
+  policyPort: () => policyService.port,
 });
 
 /**
@@ -52,7 +38,7 @@ const frontDoor = new PostgresFrontDoor({
  * unqualified `=` is vouched for where `=` is overloaded (the probes above need an ordinary one).
  */
 const overloadedDatabase = `sluice_rtover_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
-const overloaded = new PostgresFrontDoor({
+const overloaded = usePostgresFrontDoor({
   config: redTeamConfig(overloadedDatabase, ['public.secrets']),
   database: overloadedDatabase,
   hashKey: 'redteam-shape-int',
@@ -63,26 +49,7 @@ const overloaded = new PostgresFrontDoor({
      create function public.upper(numeric) returns text language plpgsql as $$
        begin raise exception 'leaked: %', (select secret from public.secrets limit 1); end $$;
 `,
-  policyPort: () => port!,
-});
-
-beforeAll(async () => {
-  ({ service, port, nc } = await startTestPolicyService({
-    dir,
-    natsUrl: NATS_URL,
-    stream: STREAM,
-    subjectPrefix: `sluicetest.rtshape${RUN}`,
-    config: redTeamConfigInput(database, ['public.secrets']),
-    logger,
-  }));
-  await frontDoor.start();
-  await overloaded.start();
-});
-
-afterAll(async () => {
-  await frontDoor.close();
-  await overloaded.close();
-  await stopTestPolicyService({ port, service, nc, stream: STREAM, dir });
+  policyPort: () => policyService.port,
 });
 
 const rows = (session: RawPostgresSession): string[][] =>

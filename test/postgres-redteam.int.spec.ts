@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { encodeQuery } from '@sluice/codec-pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
-import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
 
 /**
@@ -17,28 +17,15 @@ const database = `sluice_redteam_${randomUUID().replaceAll('-', '').slice(0, 12)
 
 const CONFIG = redTeamConfig(database, ['public.secrets']);
 
-const frontDoor = new PostgresFrontDoor({
+const frontDoor = usePostgresFrontDoor({
   config: CONFIG,
   database,
   hashKey: 'redteam-int',
   setupSql: `${RED_TEAM_SEED_SQL}
      select lo_from_bytea(0, convert_to('TOP-SECRET-VALUE', 'UTF8'));`,
 });
-/** Commands held for approval; every one is denied. */
-const approvalRequests = frontDoor.approvalRequests;
-let direct: pg.Client;
-
-const connect = (groups?: string[]): Promise<pg.Client> => frontDoor.connect(groups);
-const psql = (sql: string, groups?: string[]): Promise<string> => frontDoor.psql(sql, groups);
-
-beforeAll(async () => {
-  await frontDoor.start();
-  direct = frontDoor.direct;
-});
-
-afterAll(async () => {
-  await frontDoor.close();
-});
+/** approvalRequests: commands held for approval; every one is denied. */
+const { approvalRequests, connect, psql } = frontDoor;
 
 describe('a column renamed by a table alias list is masked by its own name', () => {
   it('masks SELECT c FROM people AS x(a, b, c) and SELECT * over the same alias (the wire names the table column)', async () => {
@@ -134,7 +121,7 @@ describe('the statistics relations and the large-object store read every table',
     "SELECT stavalues1::text AS v FROM pg_catalog.pg_statistic WHERE starelid = 'secrets'::regclass",
     "SELECT convert_from(data, 'UTF8') AS v FROM pg_largeobject",
   ])('refuses %s under a deny rule on public.secrets (its values may be that table’s rows)', async (sql) => {
-    const raw = await direct.query(sql);
+    const raw = await frontDoor.direct.query(sql);
     expect(JSON.stringify(raw.rows)).toContain('TOP-SECRET-VALUE');
     const client = await connect();
     await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
@@ -280,7 +267,7 @@ describe('RETURNING carries what the write put in the row', () => {
 });
 
 describe('a write whose WHERE does not pick rows by constants is held for approval', () => {
-  const victimRows = async (): Promise<number> => Number((await direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n);
+  const victimRows = async (): Promise<number> => Number((await frontDoor.direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n);
 
   // Any WHERE naming a column used to count as bounding the rows: medium risk, no approval asked.
   it.each([
@@ -319,9 +306,9 @@ describe('a write whose WHERE does not pick rows by constants is held for approv
   });
 
   it('the held upsert would have rewritten every row (why it is high risk)', async () => {
-    await direct.query('BEGIN');
-    const upserted = await direct.query('INSERT INTO victim SELECT * FROM victim ON CONFLICT (id) DO UPDATE SET x = 0');
-    await direct.query('ROLLBACK');
+    await frontDoor.direct.query('BEGIN');
+    const upserted = await frontDoor.direct.query('INSERT INTO victim SELECT * FROM victim ON CONFLICT (id) DO UPDATE SET x = 0');
+    await frontDoor.direct.query('ROLLBACK');
     expect(upserted.rowCount).toBe(5);
   });
 
@@ -345,7 +332,7 @@ describe('a write whose WHERE does not pick rows by constants is held for approv
       expect(error.code).toBe('42501');
       expect(error.message).toContain('no-secrets');
     }
-    const comments = await direct.query("select obj_description('public.secrets'::regclass) as t, col_description('public.secrets'::regclass, 2) as c");
+    const comments = await frontDoor.direct.query("select obj_description('public.secrets'::regclass) as t, col_description('public.secrets'::regclass, 2) as c");
     expect(comments.rows).toEqual([{ t: null, c: null }]);
   });
 });
@@ -356,10 +343,10 @@ describe('code a DDL-allowed agent creates is classified as what it will read', 
   // there: the denied table was read without being named. A SQL body's statements are now the
   // statement's tables; any other language, or a trigger/operator/cast naming a user function, is `*`.
   const created = async (name: string): Promise<boolean> =>
-    (await direct.query('select 1 from pg_proc where proname = $1 union all select 1 from pg_trigger where tgname = $1', [name])).rows.length > 0;
+    (await frontDoor.direct.query('select 1 from pg_proc where proname = $1 union all select 1 from pg_trigger where tgname = $1', [name])).rows.length > 0;
 
   beforeAll(async () => {
-    await direct.query(`create function rt_copy() returns trigger language plpgsql as $$ begin insert into orders select id + 1000, secret from secrets; return new; end $$;
+    await frontDoor.direct.query(`create function rt_copy() returns trigger language plpgsql as $$ begin insert into orders select id + 1000, secret from secrets; return new; end $$;
       create function rt_eq(int, int) returns boolean language sql as 'select exists (select 1 from secrets)';
       create type rt_wrapped as (v int);
       create function rt_wrap(int) returns rt_wrapped language sql as 'select row(1)::rt_wrapped'`);
@@ -384,7 +371,7 @@ describe('code a DDL-allowed agent creates is classified as what it will read', 
     const client = await connect(['changers']);
     await client.query('CREATE FUNCTION rt_order_count() RETURNS bigint LANGUAGE sql AS $$ SELECT count(*) FROM orders $$');
     expect(await created('rt_order_count')).toBe(true);
-    await direct.query('drop function rt_order_count()');
+    await frontDoor.direct.query('drop function rt_order_count()');
   });
 });
 
@@ -392,7 +379,7 @@ describe('a covered value written into an uncovered column', () => {
   // INSERT INTO orders SELECT id + 100, ssn FROM people copied ssn into orders.item, which no column
   // rule covers: a later SELECT item FROM orders gave it back in clear. A write whose values carry a
   // covered column into a column no rule covers is refused, with the reason.
-  const orderRows = async (): Promise<number> => Number((await direct.query<{ n: string }>('select count(*) as n from orders')).rows[0]!.n);
+  const orderRows = async (): Promise<number> => Number((await frontDoor.direct.query<{ n: string }>('select count(*) as n from orders')).rows[0]!.n);
 
   it.each([
     ['writers', 'INSERT INTO orders SELECT id + 100, ssn FROM people'],
@@ -410,7 +397,7 @@ describe('a covered value written into an uncovered column', () => {
     expect(error.code).toBe('42501');
     expect(error.message).toContain('column rule covers');
     expect(await orderRows()).toBe(before);
-    expect((await direct.query("select item from orders where item like '912%'")).rows).toEqual([]);
+    expect((await frontDoor.direct.query("select item from orders where item like '912%'")).rows).toEqual([]);
   });
 
   it('still writes uncovered values, and a covered value into a covered column', async () => {

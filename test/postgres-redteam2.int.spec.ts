@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
-import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
 
 /**
@@ -21,7 +21,7 @@ const APP_ROLE = `redteam2_app_${database.slice(-12)}`;
 // public.child inherits from public.parent; public.part is partitioned (public.part1).
 const CONFIG = redTeamConfig(database, ['public.secrets', 'public.vault', 'public.child', 'public.part']);
 
-const frontDoor = new PostgresFrontDoor({
+const frontDoor = usePostgresFrontDoor({
   config: CONFIG,
   database,
   hashKey: 'redteam-int',
@@ -47,21 +47,8 @@ const frontDoor = new PostgresFrontDoor({
      create function wipe(o orders) returns int language sql as $$ with d as (delete from victim2 returning 1) select count(*)::int from d $$;`,
   teardownSql: `drop role if exists ${APP_ROLE}`,
 });
-/** Commands held for approval; every one is denied. */
-const approvalRequests = frontDoor.approvalRequests;
-let direct: pg.Client;
-
-const connect = (groups?: string[]): Promise<pg.Client> => frontDoor.connect(groups);
-const psql = (sql: string, groups?: string[]): Promise<string> => frontDoor.psql(sql, groups);
-
-beforeAll(async () => {
-  await frontDoor.start();
-  direct = frontDoor.direct;
-});
-
-afterAll(async () => {
-  await frontDoor.close();
-});
+/** approvalRequests: commands held for approval; every one is denied. */
+const { approvalRequests, connect, psql } = frontDoor;
 
 describe('TABLESAMPLE returns the rows, columns and alias of its table unchanged', () => {
   // The sampled table fell to the walk's generic FROM item, which found no column in it: every
@@ -105,10 +92,10 @@ describe('session state does not carry a covered value past masking', () => {
 
   it('refuses setseed of a covered value: every later random() is a function of the seed, found again offline', async () => {
     // Why: the same seed gives the same random(), so trying candidate seeds recovers the value.
-    await direct.query('SELECT setseed(0.912)');
-    const expected = (await direct.query<{ r: number }>('SELECT random() AS r')).rows[0]!.r;
-    await direct.query('SELECT setseed(0.912)');
-    expect((await direct.query<{ r: number }>('SELECT random() AS r')).rows[0]!.r).toBe(expected);
+    await frontDoor.direct.query('SELECT setseed(0.912)');
+    const expected = (await frontDoor.direct.query<{ r: number }>('SELECT random() AS r')).rows[0]!.r;
+    await frontDoor.direct.query('SELECT setseed(0.912)');
+    expect((await frontDoor.direct.query<{ r: number }>('SELECT random() AS r')).rows[0]!.r).toBe(expected);
     const client = await connect();
     await expect(client.query("SELECT setseed(split_part(ssn, '-', 1)::int / 1000.0) FROM people")).rejects.toMatchObject({ code: '42501' });
     expect((await client.query<{ r: number }>('SELECT random() AS r')).rows[0]!.r).not.toBe(expected);
@@ -133,7 +120,7 @@ describe("pg_roles' rolconfig is every role's ALTER ROLE … SET, as pg_db_role_
     'SELECT to_jsonb(r)::text AS v FROM pg_roles r',
     'SELECT cfg::text AS v FROM pg_roles AS r(a, b, c, d, e, f, g, h, i, j, k, cfg)',
   ])('refuses %s to a subject allowed only public.orders', async (sql) => {
-    expect(JSON.stringify((await direct.query(sql)).rows)).toContain('TOP-SECRET-VALUE');
+    expect(JSON.stringify((await frontDoor.direct.query(sql)).rows)).toContain('TOP-SECRET-VALUE');
     const client = await connect(['orders']);
     await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
   });
@@ -153,7 +140,7 @@ describe('attribute notation calls a function of the whole row: p.concat is conc
   it.each(['SELECT p.concat AS v FROM people p', 'SELECT (p).quote_literal AS v FROM people p', 'SELECT people.quote_nullable AS v FROM people'])(
     'masks %s (the whole row as text)',
     async (sql) => {
-      expect(JSON.stringify((await direct.query(sql)).rows)).toContain(RAW_SSN);
+      expect(JSON.stringify((await frontDoor.direct.query(sql)).rows)).toContain(RAW_SSN);
       const client = await connect();
     const result = await client.query(sql);
       expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
@@ -173,14 +160,14 @@ describe('attribute notation calls a function of the whole row: p.concat is conc
   it.each(['DELETE FROM victim WHERE victim.num_nonnulls = 1', "UPDATE victim v SET x = 0 WHERE v.pg_typeof = 'victim'::regtype", 'DELETE FROM public.victim WHERE public.victim.num_nulls = 0'])(
     'holds %s for approval (it matches every row)',
     async (sql) => {
-      await direct.query('BEGIN');
-      expect((await direct.query(sql)).rowCount).toBe(5);
-      await direct.query('ROLLBACK');
+      await frontDoor.direct.query('BEGIN');
+      expect((await frontDoor.direct.query(sql)).rowCount).toBe(5);
+      await frontDoor.direct.query('ROLLBACK');
       const held = approvalRequests.length;
       const client = await connect(['changers']);
       await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
       expect(approvalRequests.slice(held)).toEqual([sql]);
-      expect(Number((await direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n)).toBe(5);
+      expect(Number((await frontDoor.direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n)).toBe(5);
     },
   );
 });
@@ -218,7 +205,7 @@ describe('a count of rows generated from a covered value is the value', () => {
     ["SELECT count(*) AS v FROM people p, LATERAL unnest(string_to_array(repeat('a,', split_part(p.ssn, '-', 1)::int - 1), ','))", '912'],
     ["SELECT max(n) AS v FROM (SELECT row_number() OVER () AS n FROM people, generate_series(1, split_part(ssn, '-', 3)::int)) s", '5678'],
   ])('masks %s', async (sql, value) => {
-    expect((await direct.query(sql)).rows).toEqual([{ v: value }]);
+    expect((await frontDoor.direct.query(sql)).rows).toEqual([{ v: value }]);
     const client = await connect();
     const result = await client.query(sql);
     expect(JSON.stringify(result.rows)).not.toContain(value);
@@ -240,7 +227,7 @@ describe('a jsonpath names keys with escapes too', () => {
     String.raw`SELECT jsonb_path_query(profile, '$.s\u0073n') AS v FROM accounts`,
     String.raw`SELECT jsonb_path_query(profile, '$.s\sn') AS v FROM accounts`,
   ])('masks %s', async (sql) => {
-    expect(JSON.stringify((await direct.query(sql)).rows)).toContain(RAW_SSN);
+    expect(JSON.stringify((await frontDoor.direct.query(sql)).rows)).toContain(RAW_SSN);
     const client = await connect();
     const result = await client.query(sql);
     expect(result.rows).toEqual([{ v: COLUMN_REDACTED }]);
@@ -261,7 +248,7 @@ describe('a column definition list reads JSON members by name', () => {
     'SELECT upper(r.ssn) AS y FROM accounts, jsonb_to_recordset(jsonb_build_array(profile)) AS r(ssn text)',
     'SELECT upper(r.ssn) AS y FROM accounts, ROWS FROM (jsonb_to_record(profile) AS (ssn text), generate_series(1, 1)) AS r',
   ])('masks %s', async (sql) => {
-    expect(JSON.stringify((await direct.query(sql)).rows)).toContain(RAW_SSN);
+    expect(JSON.stringify((await frontDoor.direct.query(sql)).rows)).toContain(RAW_SSN);
     const client = await connect();
     const result = await client.query(sql);
     expect(result.rows).toEqual([{ y: COLUMN_REDACTED }]);
@@ -277,12 +264,12 @@ describe("a TOAST table holds its table's large values", () => {
   // The deny rule on public.vault did not see pg_toast.pg_toast_<vault's oid>, which holds its
   // out-of-line values: the document came back whole. Its name is in pg_class, open to any read.
   const toastTable = async (): Promise<string> =>
-    (await direct.query<{ t: string }>("select reltoastrelid::regclass::text as t from pg_class where oid = 'public.vault'::regclass")).rows[0]!.t;
+    (await frontDoor.direct.query<{ t: string }>("select reltoastrelid::regclass::text as t from pg_class where oid = 'public.vault'::regclass")).rows[0]!.t;
 
   it('refuses reading the TOAST table of a denied table, qualified or through the search_path', async () => {
     const toast = await toastTable();
     const sql = `SELECT convert_from(chunk_data, 'UTF8') AS v FROM ${toast} LIMIT 1`;
-    expect(JSON.stringify((await direct.query(sql)).rows)).toContain('TOP-SECRET-VALUE');
+    expect(JSON.stringify((await frontDoor.direct.query(sql)).rows)).toContain('TOP-SECRET-VALUE');
     const client = await connect();
     await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
     await client.query('SET search_path = pg_toast, public');
@@ -374,7 +361,7 @@ describe('a predicate over a covered value and a generated series', () => {
     ["SELECT g FROM generate_series(1, 999) g WHERE g IN (SELECT split_part(ssn, '-', 1)::int FROM people)", '912'],
     ["SELECT g FROM people, split_part(ssn, '-', 1) u, generate_series(1, 999) g WHERE u::int = g", '912'],
   ])('refuses %s', async (sql, recovered) => {
-    expect(JSON.stringify((await direct.query(sql)).rows)).toContain(recovered);
+    expect(JSON.stringify((await frontDoor.direct.query(sql)).rows)).toContain(recovered);
     const client = await connect();
     const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
     expect(error.code).toBe('42501');
@@ -388,13 +375,12 @@ describe('a predicate over a covered value and a generated series', () => {
   });
 });
 
-
 describe("attribute notation calls the target's function of a row (PostgREST computed columns)", () => {
   // `o.note` is note(o) when orders has no column note: a function reading public.secrets passed a
   // `tables: [public.orders]` list, and one that deletes ran as read/low. The catalog says which
   // names are such functions; the classifier then sees a call of an uncatalogued function.
   it.each(['SELECT o.note FROM orders o', 'SELECT (o).note FROM orders o', 'SELECT orders.note FROM orders'])('refuses %s to every grant', async (sql) => {
-    expect(JSON.stringify((await direct.query(sql)).rows)).toContain('TOP-SECRET-VALUE');
+    expect(JSON.stringify((await frontDoor.direct.query(sql)).rows)).toContain('TOP-SECRET-VALUE');
     for (const groups of [['readers'], ['orders'], ['writers']]) {
       const client = await connect(groups);
       const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
@@ -406,7 +392,7 @@ describe("attribute notation calls the target's function of a row (PostgREST com
   it('refuses a function in attribute notation that deletes, to a subject allowed writes', async () => {
     const client = await connect(['writers']);
     await expect(client.query('SELECT o.wipe AS n FROM orders o')).rejects.toMatchObject({ code: '42501' });
-    expect(Number((await direct.query<{ n: string }>('select count(*) as n from victim2')).rows[0]!.n)).toBe(5);
+    expect(Number((await frontDoor.direct.query<{ n: string }>('select count(*) as n from victim2')).rows[0]!.n)).toBe(5);
   });
 
   it('sees a function the session creates, in the same text and in the next statement, after the same text was let through', async () => {
@@ -431,15 +417,15 @@ describe('a write through a view whose rules or triggers rewrite it is not bound
   // every row of victim: DELETE 5 with no approval. The catalog says victim_all is a view.
   it('holds DELETE FROM victim_all WHERE id = 1 for approval', async () => {
     const sql = 'DELETE FROM victim_all WHERE id = 1';
-    await direct.query('BEGIN');
-    await direct.query(sql);
-    expect(Number((await direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n)).toBe(0);
-    await direct.query('ROLLBACK');
+    await frontDoor.direct.query('BEGIN');
+    await frontDoor.direct.query(sql);
+    expect(Number((await frontDoor.direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n)).toBe(0);
+    await frontDoor.direct.query('ROLLBACK');
     const held = approvalRequests.length;
     const client = await connect(['changers']);
     await expect(client.query(sql)).rejects.toMatchObject({ code: '42501' });
     expect(approvalRequests.slice(held)).toEqual([sql]);
-    expect(Number((await direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n)).toBe(5);
+    expect(Number((await frontDoor.direct.query<{ n: string }>('select count(*) as n from victim')).rows[0]!.n)).toBe(5);
     // The same statement on the table itself stays bounded (medium): no approval.
     await client.query('BEGIN');
     expect((await client.query('DELETE FROM victim WHERE id = 1')).rowCount).toBe(1);
@@ -453,7 +439,7 @@ describe('a deny rule follows inheritance and partitions', () => {
   it.each(['SELECT * FROM parent', 'SELECT count(*) FROM public.parent', 'SELECT * FROM part1', 'SELECT * FROM public.part1 WHERE id = 1', 'DELETE FROM parent'])(
     'refuses %s',
     async (sql) => {
-      expect((await direct.query(`EXPLAIN ${sql}`)).rows.length).toBeGreaterThan(0);
+      expect((await frontDoor.direct.query(`EXPLAIN ${sql}`)).rows.length).toBeGreaterThan(0);
       const client = await connect(['writers']);
       const error = (await client.query(sql).catch((failure: unknown) => failure)) as pg.DatabaseError;
       expect(error.code).toBe('42501');

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { encodeBind, encodeCopyData, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync, FrontendCode } from '@sluice/codec-pg';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
-import { PostgresFrontDoor, RawPostgresSession, waitFor } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor, type RawPostgresSession, waitFor } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
 
 /**
@@ -14,7 +14,7 @@ import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig } from './sup
 
 const database = `sluice_redteam3_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 
-const frontDoor = new PostgresFrontDoor({
+const frontDoor = usePostgresFrontDoor({
   config: redTeamConfig(database, ['public.secrets']),
   database,
   hashKey: 'redteam3-int',
@@ -23,15 +23,6 @@ const frontDoor = new PostgresFrontDoor({
      create function peek(variadic os orders[]) returns text language sql as $$ select secret from secrets limit 1 $$;
      create table badges (id int, ssn text unique deferrable initially deferred);
      create sequence tally;`,
-});
-
-/** Sessions straight to the server, to compare its answers with the proxy's. */
-const directSessions: RawPostgresSession[] = [];
-
-beforeAll(async () => frontDoor.start());
-afterAll(async () => {
-  for (const session of directSessions) session.socket.destroy();
-  await frontDoor.close();
 });
 
 const rows = (session: RawPostgresSession): string[][] =>
@@ -106,7 +97,7 @@ describe('a simple query sent while the target skips to a Sync is not answered b
   it('answers as the server does: nothing for queries between a failed Execute and the Sync', async () => {
     const failing = failures[1][1];
     const proxied = await frontDoor.openRaw(['readers']);
-    const direct = await RawPostgresSession.openDirect(database, (opened) => directSessions.push(opened));
+    const direct = await frontDoor.openDirectRaw();
     for (const session of [proxied, direct]) session.send(...failing, ...skipped, encodeSync(), encodeQuery('select 1 as b'));
     await Promise.all([proxied.readyCount(3), direct.readyCount(3)]);
     expect(proxied.summary()).toEqual(direct.summary());
@@ -290,7 +281,7 @@ describe('a Sync sent during COPY FROM STDIN, which the target ignores, is not a
 
   it('answers a libpq-style extended COPY FROM STDIN as the server does', async () => {
     const proxied = await frontDoor.openRaw(['writers']);
-    const direct = await RawPostgresSession.openDirect(database, (opened) => directSessions.push(opened));
+    const direct = await frontDoor.openDirectRaw();
     for (const session of [proxied, direct]) {
       session.send(...copyIn.extended);
       await waitFor(() => session.count('CopyInResponse') === 1);

@@ -1,18 +1,11 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NatsConnection } from '@nats-io/transport-node';
+import { describe, expect, it } from 'vitest';
 import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodePasswordMessage, encodeQuery, encodeStartupMessage, encodeSync } from '@sluice/codec-pg';
 import postgres from 'postgres';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
-import type { RunningPolicyService } from '@sluice/policy';
-import { createLogger } from '@sluice/service-runtime';
-import type { createPolicyPort } from '../services/proxy/src/ports/policy-client.js';
-import { startTestPolicyService, stopTestPolicyService } from './support/policy-service.js';
-import { PostgresFrontDoor, type RawPostgresSession, waitFor } from './support/postgres-proxy-harness.js';
+import { useTestPolicyService } from './support/policy-service.js';
+import { usePostgresFrontDoor, type RawPostgresSession, waitFor } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RED_TEAM_SEED_SQL, redTeamConfig, redTeamConfigInput } from './support/postgres-red-team.js';
 
 /**
@@ -27,16 +20,9 @@ import { expectNoRawSsn, RED_TEAM_SEED_SQL, redTeamConfig, redTeamConfigInput } 
  */
 
 const database = `sluice_redteam4_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
-const RUN = randomBytes(4).toString('hex');
-const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
-const STREAM = `SLUICE_TEST_REDTEAM4_${RUN}`;
-const dir = mkdtempSync(join(tmpdir(), 'sluice-redteam4-'));
-const logger = createLogger('redteam4-test');
-let service: RunningPolicyService | undefined;
-let port: ReturnType<typeof createPolicyPort> | undefined;
-let nc: NatsConnection | undefined;
+const policyService = useTestPolicyService('redteam4', redTeamConfigInput(database, ['public.secrets']));
 
-const frontDoor = new PostgresFrontDoor({
+const frontDoor = usePostgresFrontDoor({
   config: redTeamConfig(database, ['public.secrets']),
   database,
   hashKey: 'redteam4-int',
@@ -47,24 +33,7 @@ const frontDoor = new PostgresFrontDoor({
      create function public.peek(int) returns text language sql as $$ select 'harmless' $$;
      create function shadow.peek(int) returns text language sql as $$ select secret from public.secrets where id = $1 $$;
 `,
-  policyPort: () => port!,
-});
-
-beforeAll(async () => {
-  ({ service, port, nc } = await startTestPolicyService({
-    dir,
-    natsUrl: NATS_URL,
-    stream: STREAM,
-    subjectPrefix: `sluicetest.redteam4${RUN}`,
-    config: redTeamConfigInput(database, ['public.secrets']),
-    logger,
-  }));
-  await frontDoor.start();
-});
-
-afterAll(async () => {
-  await frontDoor.close();
-  await stopTestPolicyService({ port, service, nc, stream: STREAM, dir });
+  policyPort: () => policyService.port,
 });
 
 const rows = (session: RawPostgresSession): string[][] =>
@@ -88,9 +57,9 @@ describe('the fast path answers a new constant only where the constant cannot ch
   it('takes the fast path at all: a shape decided once is answered from the port cache', async () => {
     const session = await frontDoor.openRaw(['readers']);
     await run(session, 'select name from people where id = 1');
-    const hits = port!.stats().hits;
+    const hits = policyService.port.stats().hits;
     await run(session, 'select name from people where id = 2', 'select name from people where id = 3');
-    expect(port!.stats().hits).toBeGreaterThan(hits);
+    expect(policyService.port.stats().hits).toBeGreaterThan(hits);
     expect(session.errors()).toEqual([]);
   });
 

@@ -6,7 +6,7 @@ import { COLUMN_REDACTED } from '@sluice/masking-engine';
 import type { GovernancePorts } from '../services/proxy/src/ports.js';
 import { createRedisAdapter } from '../services/proxy/src/redis/adapter.js';
 import { compilePiiMasking, expectNoClearSsn, listenOnLoopback, UNDETECTABLE_SSN } from './support/engine-ports.js';
-import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
 import { rawRespSocket, showResp } from './support/raw-socket.js';
 import { redTeamKeyRules, seedRedTeamKeys, startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-harness.js';
@@ -19,15 +19,7 @@ import { redTeamKeyRules, seedRedTeamKeys, startRedisFrontDoor, type RedisFrontD
 
 describe("PostgreSQL: a granted command is masked as the agent's grants mask it", () => {
   const database = `sluice_rtcore_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
-  const frontDoor = new PostgresFrontDoor({ config: redTeamConfig(database, []), database, hashKey: 'redteam-core', setupSql: RED_TEAM_SEED_SQL, approvalOutcome: 'granted' });
-
-  beforeAll(async () => {
-    await frontDoor.start();
-  });
-
-  afterAll(async () => {
-    await frontDoor.close();
-  });
+  const frontDoor = usePostgresFrontDoor({ config: redTeamConfig(database, []), database, hashKey: 'redteam-core', setupSql: RED_TEAM_SEED_SQL, approvalOutcome: 'granted' });
 
   it('masks a read sent in one message with a write that needs a human (approval of the write, not of the SSNs)', async () => {
     const client = await frontDoor.connect(['changers']);

@@ -1,11 +1,14 @@
-import { rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { stringify } from 'yaml';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { loadConfig } from '@sluice/config';
 import { startPolicyService, type RunningPolicyService } from '@sluice/policy';
-import type { Logger } from '@sluice/service-runtime';
+import { createLogger, type Logger } from '@sluice/service-runtime';
 import { createPolicyPort } from '../../services/proxy/src/ports/policy-client.js';
 import { waitFor } from './postgres-proxy-harness.js';
 
@@ -55,4 +58,27 @@ export const stopTestPolicyService = async (parts: {
     await parts.nc.close();
   }
   rmSync(parts.dir, { recursive: true, force: true });
+};
+
+/**
+ * A real policy service (and the proxy's caching port to it) for the whole spec: started before
+ * its tests, on a stream, subjects and directory of its own, and stopped after them. Register it
+ * before the front doors that ask it, so that it starts first and stops last.
+ */
+export const useTestPolicyService = (name: string, config: Record<string, unknown>): { readonly port: ReturnType<typeof createPolicyPort> } => {
+  const run = randomBytes(4).toString('hex');
+  const stream = `SLUICE_TEST_${name.toUpperCase().replaceAll('-', '_')}_${run}`;
+  const dir = mkdtempSync(join(tmpdir(), `sluice-${name}-`));
+  const natsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+  let started: Partial<Awaited<ReturnType<typeof startTestPolicyService>>> = {};
+  beforeAll(async () => {
+    started = await startTestPolicyService({ dir, natsUrl, stream, subjectPrefix: `sluicetest.${name.replaceAll('-', '')}${run}`, config, logger: createLogger(`${name}-test`) });
+  });
+  afterAll(() => stopTestPolicyService({ ...started, stream, dir }));
+  return {
+    get port() {
+      if (!started.port) throw new Error(`the ${name} policy service has not started`);
+      return started.port;
+    },
+  };
 };

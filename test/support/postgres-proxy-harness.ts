@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import net, { type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 import { decodeBackend, encodePasswordMessage, encodeStartupMessage, FrameReader, type BackendMessage } from '@sluice/codec-pg';
 import type { PostgresResourceConfig, SluiceConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
@@ -297,13 +298,12 @@ export class PostgresFrontDoor {
     return this.#issuer.mint({ sub: `agent-${groups.join('-')}`, groups });
   }
 
-  /** node-postgres through the proxy as an agent in `groups`; closed by `close`. */
-  async connect(groups = ['readers']): Promise<pg.Client> {
-    return openClient({ host: '127.0.0.1', port: this.#port, user: 'agent', database: this.#resource.name, password: await this.token(groups) }, this.#clients);
-  }
+  /** node-postgres through the proxy as an agent in `groups`; closed by `close`. (Bound, as psql is: specs take them apart.) */
+  readonly connect = async (groups = ['readers']): Promise<pg.Client> =>
+    openClient({ host: '127.0.0.1', port: this.#port, user: 'agent', database: this.#resource.name, password: await this.token(groups) }, this.#clients);
 
   /** psql through the proxy, one message: stdout, or stdout and stderr on failure. */
-  async psql(sql: string, groups = ['readers']): Promise<string> {
+  readonly psql = async (sql: string, groups = ['readers']): Promise<string> => {
     const env = { ...process.env, PGPASSWORD: await this.token(groups), PGCONNECT_TIMEOUT: '10', PGSSLMODE: 'disable' };
     try {
       const { stdout } = await execFileAsync(
@@ -315,11 +315,29 @@ export class PostgresFrontDoor {
     } catch (error) {
       return `${(error as { stdout?: string }).stdout ?? ''}${(error as { stderr?: string }).stderr ?? ''}`;
     }
-  }
+  };
 
   /** A raw protocol session through the proxy, logged in as an agent in `groups`; destroyed by `close`. */
   /** `parameters`: startup parameters after user and database (client_encoding, options, …). */
   async openRaw(groups: string[], parameters: readonly [string, string][] = []): Promise<RawPostgresSession> {
     return RawPostgresSession.open(this.#port, this.#resource.name, () => this.token(groups), (session) => this.#raws.push(session), parameters);
   }
+
+  /** A raw protocol session straight to the target database as its superuser; destroyed by `close`. */
+  openDirectRaw(): Promise<RawPostgresSession> {
+    return RawPostgresSession.openDirect(this.#options.database, (session) => this.#raws.push(session));
+  }
+
+  /** The same raw protocol session straight to the server and through the proxy (an agent in `groups`), in that order. */
+  async rawPair(groups: string[]): Promise<[RawPostgresSession, RawPostgresSession]> {
+    return [await this.openDirectRaw(), await this.openRaw(groups)];
+  }
 }
+
+/** A front door started before the spec's tests and closed after them. */
+export const usePostgresFrontDoor = (options: PostgresFrontDoorOptions, startTimeoutMs?: number): PostgresFrontDoor => {
+  const frontDoor = new PostgresFrontDoor(options);
+  beforeAll(() => frontDoor.start(), startTimeoutMs);
+  afterAll(() => frontDoor.close());
+  return frontDoor;
+};
