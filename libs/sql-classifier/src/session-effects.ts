@@ -9,10 +9,12 @@ export interface SessionStateEffects {
   /** The command may change the effective search_path: the proxy reads it again afterwards. */
   readonly searchPath: boolean;
   /**
-   * The command runs code its text does not show (a write's triggers and defaults, a FETCH of a
-   * cursor's query), which may change search_path: read again after it too, at the next Sync in a pipeline.
+   * The command runs a cursor's query (FETCH, MOVE), whose functions its text does not show and
+   * which may change search_path: read again after it too, at the next Sync in a pipeline.
    */
-  readonly runsHiddenCode: boolean;
+  readonly runsCursorQuery: boolean;
+  /** The command writes (INSERT, UPDATE, DELETE, MERGE, anywhere in it): a trigger it fires may change search_path. */
+  readonly writes: boolean;
   /**
    * A statement changes search_path and a later statement of the same message names a table
    * without its schema: that name resolves against a path nobody has read yet.
@@ -69,21 +71,19 @@ const KEEPS_SEARCH_PATH: ReadonlySet<string> = new Set([
 const RUNS_CODE: ReadonlySet<string> = new Set(['CallStmt', 'DoStmt', 'ExecuteStmt']);
 
 /**
- * Statements that run code their text does not show, which may set search_path: a write's
- * triggers (a foreign key's cascade fires the other table's), column defaults and domain checks,
- * anywhere in the tree (a CTE's INSERT fires too); FETCH and MOVE, which run the rest of a
- * cursor's query, functions included. Not COPY FROM: the target is in COPY mode until the
- * client's CopyDone, where a read of the proxy's own would break the protocol.
+ * Writes, anywhere in the tree (a CTE's INSERT too): they fire triggers, whose functions the text
+ * does not show. Not COPY FROM: the target is in COPY mode until the client's CopyDone, where a
+ * read of the proxy's own would break the protocol.
  */
-const RUNS_HIDDEN_CODE: ReadonlySet<string> = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'FetchStmt']);
+const WRITES: ReadonlySet<string> = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
 
-const runsHiddenCode = (value: unknown): boolean => {
-  if (Array.isArray(value)) return value.some(runsHiddenCode);
+const containsNode = (value: unknown, tags: ReadonlySet<string>): boolean => {
+  if (Array.isArray(value)) return value.some((item) => containsNode(item, tags));
   if (typeof value !== 'object' || value === null) return false;
   const node = value as Record<string, unknown>;
   for (const key in node) {
-    if (RUNS_HIDDEN_CODE.has(key)) return true;
-    if (runsHiddenCode(node[key])) return true;
+    if (tags.has(key)) return true;
+    if (containsNode(node[key], tags)) return true;
   }
   return false;
 };
@@ -157,7 +157,7 @@ const namesUnqualifiedTable = (value: unknown): boolean => {
  */
 export const sessionStateEffects = (text: string, path?: readonly string[]): SessionStateEffects => {
   // Unknown: may set the path, and may name anything unqualified.
-  const unknown = { searchPath: true, runsHiddenCode: true, unqualifiedAfterPathChange: false, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false };
+  const unknown = { searchPath: true, runsCursorQuery: true, writes: true, unqualifiedAfterPathChange: false, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false };
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
@@ -166,7 +166,8 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
     return unknown;
   }
   let searchPath = false;
-  let hiddenCode = false;
+  let runsCursorQuery = false;
+  let writes = false;
   let pathSetEarlier = false;
   let unqualifiedAfterPathChange = false;
   let unqualified = false;
@@ -183,9 +184,10 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
       if (pathSetEarlier) unqualifiedAfterPathChange = true;
     }
     if (!KEEPS_SEARCH_PATH.has(type) || runsUnknownCode(stmt, path)) searchPath = true;
-    if (runsHiddenCode(stmt)) hiddenCode = true;
+    if (type === 'FetchStmt') runsCursorQuery = true;
+    if (containsNode(stmt, WRITES)) writes = true;
     if (setsPathForLaterStatements(type, stmt)) pathSetEarlier = true;
     if (changesClientEncoding(stmt) !== undefined) clientEncoding = true;
   }
-  return { searchPath, runsHiddenCode: hiddenCode, unqualifiedAfterPathChange, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding };
+  return { searchPath, runsCursorQuery, writes, unqualifiedAfterPathChange, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding };
 };

@@ -182,13 +182,17 @@ export class SessionCore {
 
   /**
    * Whether running `text`, decided as `decision`, runs code its text does not show, which may
-   * change search_path: a write's triggers, a FETCH (see sessionStateEffects), or a read of a view
-   * or of a relation whose rules rewrite it (any relation while the catalog facts are unknown).
+   * change search_path: a cursor's query (FETCH, MOVE), a write while the database has a trigger
+   * of the user's anywhere (a foreign key's cascade fires another table's), a read of a view or of
+   * a relation whose rules rewrite it. Unknown catalog facts count as all of these, as do facts
+   * read before a schema change of this session not yet committed (a trigger it created).
    */
   runsHiddenCode(text: string, decision: Decision): boolean {
-    if (this.effectsOf(text).runsHiddenCode) return true;
-    const rewriting = this.decidedWith?.rewritingRelations;
-    return decision.tables.some((table) => !rewriting || rewriting.has(table));
+    const effects = this.effectsOf(text);
+    if (effects.runsCursorQuery) return true;
+    const facts = this.schemaChanged ? undefined : this.decidedWith;
+    if (effects.writes && (!facts?.triggeredRelations || facts.triggeredRelations.size > 0)) return true;
+    return decision.tables.some((table) => !facts || facts.rewritingRelations.has(table));
   }
 
   /**
