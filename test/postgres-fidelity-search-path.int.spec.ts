@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseConfig } from '@sluice/config';
-import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
 
 /**
  * search_path changed by code a statement does not show (a trigger fired by an INSERT, a view's
@@ -16,7 +16,7 @@ import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
 const database = `sluice_fid_path_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'fid-path-db';
 
-const frontDoor = new PostgresFrontDoor({
+const frontDoor = usePostgresFrontDoor({
   config: parseConfig({
     resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
     rules: [
@@ -34,15 +34,7 @@ const frontDoor = new PostgresFrontDoor({
     create function public.log_sets_path() returns trigger language plpgsql as $$ begin perform public.setpath(new.p); return new; end $$;
     create trigger log_sets_path before insert on public.log for each row execute function public.log_sets_path();
     create view public.sets_path as select public.setpath('other, public') as path;`,
-});
-
-beforeAll(async () => {
-  await frontDoor.start();
 }, 120_000);
-
-afterAll(async () => {
-  await frontDoor.close();
-});
 
 type Way = 'direct' | 'sluice';
 const WAYS = ['direct', 'sluice'] as const;

@@ -3,9 +3,9 @@ import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseConfig } from '@sluice/config';
-import { PostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
 
 /**
  * What a session reports of its own settings, direct and through Sluice, with node-postgres,
@@ -18,7 +18,7 @@ const execFileAsync = promisify(execFile);
 const database = `sluice_fid_report_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'fid-report-db';
 
-const frontDoor = new PostgresFrontDoor({
+const frontDoor = usePostgresFrontDoor({
   config: parseConfig({
     resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
     masking: { profiles: { everything: { detectors: [], strategy: 'redact', columns: [{ match: '.*', strategy: 'redact' }] } } },
@@ -30,15 +30,7 @@ const frontDoor = new PostgresFrontDoor({
   database,
   hashKey: 'fid-report-int',
   setupSql: 'create table t (id int)',
-});
-
-beforeAll(async () => {
-  await frontDoor.start();
 }, 120_000);
-
-afterAll(async () => {
-  await frontDoor.close();
-});
 
 type Way = 'direct' | 'sluice';
 const WAYS = ['direct', 'sluice'] as const;

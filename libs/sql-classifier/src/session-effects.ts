@@ -143,7 +143,8 @@ const namesUnqualifiedTable = (value: unknown): boolean => {
   if (Array.isArray(value)) return value.some(namesUnqualifiedTable);
   if (typeof value !== 'object' || value === null) return false;
   const node = value as Record<string, unknown>;
-  const range = (node.RangeVar ?? (typeof node.relname === 'string' ? node : undefined)) as { schemaname?: string; relname?: string } | undefined;
+  const wrapped = node.RangeVar as { schemaname?: string; relname?: string } | undefined;
+  const range = wrapped ?? (typeof node.relname === 'string' ? { relname: node.relname, schemaname: node.schemaname as string | undefined } : undefined);
   if (range && range.relname && !range.schemaname) return true;
   for (const key in node) if (namesUnqualifiedTable(node[key])) return true;
   return false;
