@@ -108,6 +108,47 @@ describe('the sluice CLI behaves like a good CLI', () => {
     expect(unknownKey.stderr).toContain('[0].rulle: unknown key');
   });
 
+  it('explains and tests a decision for a named issuer, and refuses an issuer that is not configured', async () => {
+    const [company, ci] = ['https://idp.example.com', 'https://ci.example.com'];
+    writeFileSync(
+      join(dir, 'issuers.yaml'),
+      stringify({
+        identity: { oidc: [{ issuer: company, audience: 'sluice' }, { issuer: ci, audience: 'sluice' }] },
+        resources: [{ name: 'db', type: 'postgres', listen: '127.0.0.1:1', target: { host: 'h', database: 'd' }, credentials: { username: 'u' } }],
+        rules: [
+          { name: 'agents-read', effect: 'allow', subjects: { groups: ['agents'] }, actions: ['read'] },
+          { name: 'ci-never-reads-secrets', effect: 'deny', subjects: { issuer: ci }, tables: ['public.secrets'] },
+          { name: 'company-deletes-held', effect: 'approve', subjects: { issuer: company }, risk: 'high', approvers: { groups: ['dba'], issuer: company } },
+        ],
+      }),
+    );
+    const explain = (...args: string[]) => sluice(['policy', 'explain', '--config', 'issuers.yaml', '--sub', 'a', '--groups', 'agents', '--resource', 'db', ...args], dir);
+    const asCompany = await explain('--issuer', company, 'SELECT * FROM secrets');
+    expect(asCompany.stdout).toContain('decision: allow');
+    const asCi = await explain('--issuer', ci, 'SELECT * FROM secrets');
+    expect(asCi.stdout).toContain('decision: deny (rule "ci-never-reads-secrets")');
+    // No issuer named: a rule scoped to one still guards.
+    expect((await explain('SELECT * FROM secrets')).stdout).toContain('decision: deny (rule "ci-never-reads-secrets")');
+    expect((await explain('--issuer', company, 'DELETE FROM orders')).stdout).toContain(`approvers: groups [dba] subs [] from [${company}], 1 needed`);
+    const unknown = await explain('--issuer', `${company}/`, 'SELECT 1');
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toContain('--issuer must be one of identity.oidc');
+
+    writeFileSync(
+      join(dir, 'issuer-cases.yaml'),
+      stringify([
+        { sub: 'a', groups: ['agents'], issuer: company, resource: 'db', sql: 'SELECT * FROM secrets', expect: 'allow' },
+        { sub: 'a', groups: ['agents'], issuer: ci, resource: 'db', sql: 'SELECT * FROM secrets', expect: 'deny', rule: 'ci-never-reads-secrets' },
+      ]),
+    );
+    const cases = await sluice(['policy', 'test', '--config', 'issuers.yaml', 'issuer-cases.yaml'], dir);
+    expect(cases.status, cases.stdout + cases.stderr).toBe(0);
+    writeFileSync(join(dir, 'issuer-cases.yaml'), stringify([{ sub: 'a', issuer: 'https://nobody.example.com', resource: 'db', sql: 'SELECT 1', expect: 'deny' }]));
+    const misnamed = await sluice(['policy', 'test', '--config', 'issuers.yaml', 'issuer-cases.yaml'], dir);
+    expect(misnamed.status).toBe(1);
+    expect(misnamed.stdout + misnamed.stderr).toContain('issuer https://nobody.example.com is not one of identity.oidc');
+  });
+
   describe('against an event store', () => {
     const database = `sluice_cli_${process.pid}`;
     beforeAll(async () => {

@@ -152,6 +152,17 @@ describe('policy service over gRPC with the proxy port', () => {
     expect((await port.decide(analyst, 'ledger', sql('INSERT INTO orders VALUES (2)'))).effect).toBe('allow');
   });
 
+  it('rejects a reload that changes identity.oidc (the services keep verifying with the issuers they started with) and keeps the previous rules', async () => {
+    const version = service.version;
+    const issuers = { oidc: [{ issuer: 'https://ci.example.com', audience: 'sluice' }] };
+    writeFileSync(file, stringify({ ...configWith(READ_ONLY), identity: issuers }));
+    const answer = await requestPolicyReload(service.address);
+    expect(answer.ok).toBe(false);
+    expect(answer.error).toMatch(/identity\.oidc changed/);
+    expect(service.version).toBe(version);
+    expect((await port.decide(analyst, 'ledger', sql('INSERT INTO orders VALUES (2)'))).effect).toBe('allow');
+  });
+
   it('fails closed with ERR_POLICY_UNAVAILABLE once the service is stopped, even for a cached statement', async () => {
     await port.decide(analyst, 'ledger', sql('SELECT 42'));
     await service.stop();

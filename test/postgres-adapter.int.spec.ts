@@ -635,6 +635,34 @@ describe('PostgreSQL adapter: protocol edges', () => {
     session.socket.destroy();
   });
 
+  it('answers a pipelined batch complete and in order, every row masked, when the target answers many queries in one read', async () => {
+    const session = await rawSession();
+    // 60 queries in one write: the target answers several of them in each read, rows of many at once.
+    const texts = Array.from({ length: 60 }, (_, index) =>
+      index % 3 === 2 ?
+        `select g as n, 'row' || g || '@example.com' as email from generate_series(1, ${200 + index}) g`
+      : `select ${index} as n, email from customers where id = ${1 + (index % 3)}`,
+    );
+    session.socket.write(Buffer.concat(texts.map((text) => encodeQuery(text))));
+    await waitFor(() => session.messages.filter((m) => m.type === 'ReadyForQuery').length === texts.length, 20_000);
+    const answers: { n: string; email: string }[][] = [[]];
+    for (const message of session.messages) {
+      if (message.type === 'DataRow') answers.at(-1)!.push({ n: message.values[0]!.toString(), email: message.values[1]!.toString() });
+      else if (message.type === 'ReadyForQuery') answers.push([]);
+      else expect(['RowDescription', 'CommandComplete']).toContain(message.type);
+    }
+    answers.pop();
+    expect(answers).toHaveLength(texts.length);
+    answers.forEach((rows, index) => {
+      if (index % 3 === 2) {
+        expect(rows).toEqual(Array.from({ length: 200 + index }, (_, row) => ({ n: String(row + 1), email: '***@example.com' })));
+      } else {
+        expect(rows).toEqual([{ n: String(index), email: ['***@example.com', '***@example.org', '***@example.net'][index % 3] }]);
+      }
+    });
+    session.socket.destroy();
+  });
+
   it('survives arbitrary well-framed messages after authentication: at worst that connection closes', async () => {
     const bystander = await connect();
     const codes = [...'QPBDESHCXdcfpF'].map((c) => c.charCodeAt(0));

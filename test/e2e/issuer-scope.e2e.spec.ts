@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { connect as connectTcp } from 'node:net';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createDatabase, deleteStreams, dropDatabases } from '../support/databases.js';
@@ -23,17 +26,35 @@ describe('rules, approvers and audit readers scoped to an issuer', () => {
   let webhook: HttpSink;
   let sluice: RunningSluice;
   let pgPort: number;
+  let redisPort: number;
+  let httpPort: number;
+  let api: Server;
 
   beforeAll(async () => {
     await createDatabase(targetDb, `CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'one'), (2, 'two'); CREATE TABLE notes (body text);`);
     [company, other, webhook] = await Promise.all([startTestIssuer(), startTestIssuer(), startHttpSink()]);
     pgPort = await freePort();
+    [redisPort, httpPort] = [await freePort(), await freePort()];
+    api = createServer((_request, response) => response.writeHead(200, { 'content-type': 'text/plain' }).end('ok'));
+    await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+    const apiPort = (api.address() as { port: number }).port;
     sluice = await startSluice(
       {
         bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `e2eiss.${run}.events` },
         eventStore: { url: `postgres://postgres@127.0.0.1:5432/${storeDb}` },
         identity: { oidc: [{ issuer: company.issuer, audience: 'sluice' }, { issuer: other.issuer, audience: 'sluice' }] },
-        resources: [{ name: 'db', type: 'postgres', listen: `127.0.0.1:${pgPort}`, target: { host: '127.0.0.1', database: targetDb }, credentials: { username: 'postgres' } }],
+        resources: [
+          {
+            name: 'db',
+            type: 'postgres',
+            listen: `127.0.0.1:${pgPort}`,
+            target: { host: '127.0.0.1', database: targetDb },
+            credentials: { username: 'postgres' },
+            limits: { maxConnectionsPerSubject: 2 },
+          },
+          { name: 'kv', type: 'redis', listen: `127.0.0.1:${redisPort}`, target: { host: '127.0.0.1', port: 6379 } },
+          { name: 'api', type: 'http', listen: `127.0.0.1:${httpPort}`, target: { url: `http://127.0.0.1:${apiPort}` } },
+        ],
         approval: { webhooks: [{ url: `${webhook.url}/hooks` }] },
         audit: { readers: { groups: ['compliance'], issuer: company.issuer } },
         rules: [
@@ -50,7 +71,7 @@ describe('rules, approvers and audit readers scoped to an issuer', () => {
 
   afterAll(async () => {
     await sluice?.stop();
-    await Promise.all([company?.close(), other?.close(), webhook?.close()]);
+    await Promise.all([company?.close(), other?.close(), webhook?.close(), new Promise((resolve) => (api ? api.close(resolve) : resolve(undefined)))]);
     await dropDatabases([targetDb, storeDb]);
     await deleteStreams([stream]);
   });
@@ -70,6 +91,65 @@ describe('rules, approvers and audit readers scoped to an issuer', () => {
     await expect(theirs.query('SELECT name FROM items WHERE id = 1')).rejects.toMatchObject({ code: '42501' });
     expect((await theirs.query('SELECT body FROM notes')).rows).toEqual([]);
     await theirs.end();
+  });
+
+  it("does not let the other issuer's tokens with the same sub fill the company agent's maxConnectionsPerSubject", async () => {
+    const squatters = [await connect(other, 'agent-3', ['agents']), await connect(other, 'agent-3', ['agents'])];
+    await expect(connect(other, 'agent-3', ['agents'])).rejects.toMatchObject({ code: '53300' });
+    const ours = await connect(company, 'agent-3', ['agents']);
+    expect((await ours.query('SELECT name FROM items WHERE id = 2')).rows).toEqual([{ name: 'two' }]);
+    await Promise.all([ours.end(), ...squatters.map((client) => client.end())]);
+  });
+
+  it('does not hand a cached decision to a subject whose one group name spells two groups with the cache key separator', async () => {
+    const ours = await connect(company, 'agent-4', ['agents', 'x']);
+    for (let round = 0; round < 3; round++) expect((await ours.query('SELECT name FROM items WHERE id = 1')).rows).toEqual([{ name: 'one' }]);
+    await ours.end();
+    const spelled = await connect(company, 'agent-4', ['agents\u0002x']);
+    await expect(spelled.query('SELECT name FROM items WHERE id = 1')).rejects.toMatchObject({ code: '42501' });
+    await spelled.end();
+  });
+
+  it("decides each Redis re-AUTH as its own issuer's identity: the same sub and groups from the other issuer get NOPERM", async () => {
+    const key = `iss:${run}:k`;
+    const redis = new Redis({ port: redisPort, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, password: await company.mint({ sub: 'agent-5', groups: ['agents'] }) });
+    await redis.connect();
+    try {
+      expect(await redis.get(key)).toBeNull();
+      expect(await redis.call('AUTH', await other.mint({ sub: 'agent-5', groups: ['agents'] }))).toBe('OK');
+      await expect(redis.get(key)).rejects.toThrow(/^NOPERM/);
+      expect(await redis.call('AUTH', await company.mint({ sub: 'agent-5', groups: ['agents'] }))).toBe('OK');
+      expect(await redis.get(key)).toBeNull();
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('decides each HTTP request on one keep-alive connection by its own token: the same sub and groups from the other issuer get 403', async () => {
+    const [ours, theirs] = [await company.mint({ sub: 'agent-6', groups: ['agents'] }), await other.mint({ sub: 'agent-6', groups: ['agents'] })];
+    const socket = connectTcp(httpPort, '127.0.0.1');
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    const statusOf = async (token: string): Promise<string> => {
+      const before = received.length;
+      socket.write(`GET /items HTTP/1.1\r\nhost: api\r\nauthorization: Bearer ${token}\r\n\r\n`);
+      const deadline = Date.now() + 5_000;
+      for (;;) {
+        const answer = received.slice(before);
+        const head = /^HTTP\/1\.1 (\d{3})[^]*?\r\n\r\n/.exec(answer);
+        const length = head ? Number(/content-length: (\d+)/i.exec(head[0])?.[1] ?? 0) : -1;
+        if (head && answer.length >= head[0].length + length) return head[1]!;
+        if (Date.now() > deadline) throw new Error(`no whole answer: ${answer}`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    };
+    try {
+      expect(await statusOf(ours)).toBe('200');
+      expect(await statusOf(theirs)).toBe('403');
+      expect(await statusOf(ours)).toBe('200');
+    } finally {
+      socket.destroy();
+    }
   });
 
   it("lets only the company's DBA release a held command; a DBA group from the other issuer gets 403", async () => {

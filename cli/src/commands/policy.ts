@@ -9,7 +9,7 @@ import { requestPolicyReload } from '@sluice/policy';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { ACTIONS, EFFECTS, RISKS, type GovernedCommand } from '@sluice/contracts';
 
-export const USAGE = `usage: sluice policy explain --config FILE --sub S [--groups a,b] --resource R [--search-path a,b] "SQL" | --redis "GET k" | --http "GET /path" [--json]
+export const USAGE = `usage: sluice policy explain --config FILE --sub S [--groups a,b] [--issuer URL] --resource R [--search-path a,b] "SQL" | --redis "GET k" | --http "GET /path" [--json]
        sluice policy test --config FILE CASES.yaml
        sluice policy reload --config FILE
 `;
@@ -22,10 +22,18 @@ const usage = (problem: string): number => {
   return 2;
 };
 
-const policyOf = (file: string): Policy => {
+/** The rules of a config file, and its identity.oidc issuers (a subject's issuer must be one). */
+const policyOf = (file: string): { policy: Policy; issuers: readonly string[] } => {
   const { config } = loadConfig(file);
-  return createPolicy(config.rules, config.resources, { approvalTimeoutMs: config.services.approval.timeout });
+  return {
+    policy: createPolicy(config.rules, config.resources, { approvalTimeoutMs: config.services.approval.timeout }),
+    issuers: config.identity.oidc.map((entry) => entry.issuer),
+  };
 };
+
+/** Without an issuer a rule scoped to one guards (deny, approve) but does not grant: name it to see what its tokens get. */
+const subjectOf = (sub: string, groups: readonly string[], issuer: string | undefined): PolicySubject => ({ sub, groups, ...(issuer === undefined ? {} : { issuer }) });
+const unknownIssuer = (issuer: string | undefined, issuers: readonly string[]): boolean => issuer !== undefined && !issuers.includes(issuer);
 
 const splitList = (text: string | undefined): string[] => (text ?? '').split(',').map((item) => item.trim()).filter(Boolean);
 
@@ -46,7 +54,8 @@ const printExplanation = (explanation: Explanation): void => {
   out(`action:   ${decision.action}   risk: ${decision.risk}${decision.tables.length ? `   tables: ${decision.tables.join(', ')}` : ''}`);
   if (decision.effect === 'allow' && decision.maskProfile) out(`mask:     ${decision.maskProfile}`);
   if (decision.effect === 'approve') {
-    out(`approvers: groups [${decision.approvers.groups.join(', ')}] subs [${decision.approvers.subs.join(', ')}], ${decision.approvers.minApprovals} needed`);
+    const issuers = decision.approvers.issuers?.length ? ` from [${decision.approvers.issuers.join(', ')}]` : '';
+    out(`approvers: groups [${decision.approvers.groups.join(', ')}] subs [${decision.approvers.subs.join(', ')}]${issuers}, ${decision.approvers.minApprovals} needed`);
   }
   if (explanation.sql && !explanation.sql.ok) out(`classification: unparseable (${explanation.sql.error})`);
   if (explanation.sql?.ok) {
@@ -76,6 +85,7 @@ const explain = async (argv: string[]): Promise<number> => {
       config: { type: 'string', short: 'c' },
       sub: { type: 'string' },
       groups: { type: 'string', default: '' },
+      issuer: { type: 'string' },
       resource: { type: 'string' },
       redis: { type: 'string' },
       http: { type: 'string' },
@@ -94,9 +104,10 @@ const explain = async (argv: string[]): Promise<number> => {
     command = { kind: 'sql', text: positionals.join(' '), ...(searchPath.length ? { searchPath } : {}) };
   }
   if (!command) return usage('give a SQL text, --redis "CMD args" or --http "METHOD /path"');
-  const policy = policyOf(values.config);
+  const { policy, issuers } = policyOf(values.config);
+  if (unknownIssuer(values.issuer, issuers)) return usage(`--issuer must be one of identity.oidc (${issuers.join(', ') || 'none configured'})`);
   await loadSqlClassifier();
-  const subject: PolicySubject = { sub: values.sub, groups: splitList(values.groups) };
+  const subject = subjectOf(values.sub, splitList(values.groups), values.issuer);
   const explanation = policy.explain(subject, values.resource, command);
   if (values.json) out(JSON.stringify(explanation, null, 2));
   else printExplanation(explanation);
@@ -107,6 +118,7 @@ interface PolicyCase {
   readonly name?: string;
   readonly sub: string;
   readonly groups?: readonly string[] | string;
+  readonly issuer?: string;
   readonly resource: string;
   readonly sql?: string;
   readonly redis?: string | readonly string[];
@@ -122,6 +134,7 @@ const CASE_KEYS: Record<string, 'string' | 'list' | 'command'> = {
   name: 'string',
   sub: 'string',
   groups: 'list',
+  issuer: 'string',
   resource: 'string',
   sql: 'command',
   redis: 'command',
@@ -178,7 +191,7 @@ const runCases = async (argv: string[]): Promise<number> => {
     process.stderr.write(`sluice policy test: invalid cases file ${file}: ${problem}\n`);
     return 2;
   }
-  const policy = policyOf(values.config);
+  const { policy, issuers } = policyOf(values.config);
   await loadSqlClassifier();
   let passed = 0;
   let failed = 0;
@@ -193,7 +206,8 @@ const runCases = async (argv: string[]): Promise<number> => {
       problems.push('needs sub, resource, expect and one of sql, redis, http');
     } else {
       const groups = typeof testCase.groups === 'string' ? splitList(testCase.groups) : [...(testCase.groups ?? [])];
-      const decision = policy.decide({ sub: String(testCase.sub), groups }, testCase.resource, command);
+      if (unknownIssuer(testCase.issuer, issuers)) problems.push(`issuer ${String(testCase.issuer)} is not one of identity.oidc`);
+      const decision = policy.decide(subjectOf(String(testCase.sub), groups, testCase.issuer), testCase.resource, command);
       if (decision.effect !== testCase.expect) problems.push(`expected ${testCase.expect}, got ${decision.effect} (${decision.reason})`);
       if (testCase.rule !== undefined && decision.rule !== testCase.rule) problems.push(`expected rule "${testCase.rule}", got "${decision.rule}"`);
       if (testCase.action !== undefined && decision.action !== testCase.action) problems.push(`expected action ${testCase.action}, got ${decision.action}`);

@@ -70,6 +70,12 @@ export class BodyReader {
     return value;
   }
 
+  /** Passes over `length` bytes without a view of them. */
+  skip(length: number): void {
+    this.#need(length);
+    this.offset += length;
+  }
+
   /** A null-terminated string (UTF-8). */
   cstring(): string {
     const end = this.body.indexOf(0, this.offset);
@@ -467,7 +473,7 @@ export const rowDescriptionTableOids = (body: Buffer): number[] => {
   for (let i = 0; i < n; i++) {
     r.skipCstring();
     oids.push(r.uint32());
-    r.bytes(14);
+    r.skip(14);
   }
   r.end();
   return oids;

@@ -8,6 +8,8 @@ import type { Frame } from './messages.js';
  */
 export type FramePhase = 'startup' | 'typed';
 
+const NOTHING_LEFT = Buffer.alloc(0);
+
 export interface SplitResult {
   readonly frames: Frame[];
   /** Bytes of an incomplete frame, to prepend to the next chunk. */
@@ -54,7 +56,8 @@ export const splitFrames = (buffer: Buffer, phase: FramePhase, maxLength: number
       if (request !== StartupCode.SSLRequest && request !== StartupCode.GSSENCRequest) current = 'typed';
     }
   }
-  return { frames, leftover: buffer.subarray(offset), phase: current };
+  // Most chunks end on a frame boundary: no new (empty) view for them.
+  return { frames, leftover: offset === size ? NOTHING_LEFT : buffer.subarray(offset), phase: current };
 };
 
 export interface FrameReaderOptions {

@@ -33,6 +33,13 @@ describe('issuer beside subjects, approvers and audit readers', () => {
     ).toBe('approval.slack.users.U1.issuer');
   });
 
+  it('refuses an identity.oidc issuer listed twice (tokens find their entry by exact iss: the second would never be used)', () => {
+    const twice = { oidc: [...identity.oidc, { issuer: 'https://idp.example.com', audience: 'sluice-dev', groupsClaim: 'roles' }] };
+    expect(pathOf({ identity: twice })).toBe('identity.oidc[2].issuer');
+    // Another spelling is another issuer: tokens must carry it exactly.
+    expect(pathOf({ identity: { oidc: [...identity.oidc, { issuer: 'https://idp.example.com/', audience: 'sluice' }] } })).toBeUndefined();
+  });
+
   it('refuses an empty issuer list', () => {
     expect(pathOf({ identity, rules: [{ name: 'r', effect: 'allow', subjects: { issuer: [] } }] })).toBe('rules[0].subjects.issuer');
   });

@@ -90,7 +90,13 @@ const checkReferences = (config: SluiceConfig): void => {
       }
     });
   }
-  const issuers = new Set(config.identity.oidc.map((entry) => entry.issuer));
+  const issuers = new Set<string>();
+  config.identity.oidc.forEach((entry, index) => {
+    // Tokens are matched to an entry by their exact `iss`: a second entry for the same issuer (its
+    // own audience or groupsClaim) would never be used.
+    if (issuers.has(entry.issuer)) throw new ConfigInvalidError(`identity.oidc[${index}].issuer`, `an issuer not listed before, got "${entry.issuer}" again`);
+    issuers.add(entry.issuer);
+  });
   const checkIssuers = (key: string, issuer: string | readonly string[] | undefined): void => {
     [issuer ?? []].flat().forEach((name, issuerIndex) => {
       if (!issuers.has(name)) {

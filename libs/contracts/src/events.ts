@@ -82,6 +82,8 @@ export interface ApprovalDecided {
   readonly approvalId: string;
   readonly decision: 'approve' | 'deny';
   readonly approver: string;
+  /** The issuer of the approver's identity: two issuers may name the same `approver`. Absent for a Slack user mapped without one. */
+  readonly approverIssuer?: string;
   readonly reason: string;
   /** True once enough approvals are in (minApprovals) or on the first deny, as the deciding instance saw it; the fold counts distinct approvals itself. */
   readonly final: boolean;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SluiceErrorCode } from '@sluice/contracts';
 import { startTestIssuer, type TestIssuer } from '../../../test/support/oidc.js';
-import { createTokenVerifier, readGroups, type TokenVerifier } from './verifier.js';
+import { createTokenVerifier, MAX_TOKEN_CHARS, readGroups, type TokenVerifier } from './verifier.js';
 
 describe('createTokenVerifier', () => {
   let idp: TestIssuer;
@@ -36,6 +36,16 @@ describe('createTokenVerifier', () => {
     expect(await rejection(await idp.mint({ sub: 'a', iss: 'http://127.0.0.1:1' }))).toBe(SluiceErrorCode.TokenInvalid);
     expect(await rejection(idp.mintUnsigned({ sub: 'a' }))).toBe(SluiceErrorCode.TokenInvalid);
     expect(await rejection(await idp.mintSymmetric({ sub: 'a' }))).toBe(SluiceErrorCode.TokenInvalid);
+  });
+
+  it('refuses a token longer than PostgreSQL takes in an authentication message before decoding any of it', async () => {
+    const padded = await idp.mint({ sub: 'a', extraClaims: { pad: 'x'.repeat(MAX_TOKEN_CHARS) } });
+    expect(padded.length).toBeGreaterThan(MAX_TOKEN_CHARS);
+    expect(await rejection(padded)).toBe(SluiceErrorCode.TokenInvalid);
+    expect(await rejection(`${'e'.repeat(20)}.${'e'.repeat(32 * 1024 * 1024)}.x`)).toBe(SluiceErrorCode.TokenInvalid);
+    // A large but plausible token (many groups) still passes.
+    const groups = Array.from({ length: 600 }, (_, index) => `group-${index}-of-a-large-directory`);
+    expect((await verifier.verify(await idp.mint({ sub: 'a', groups }))).subject.groups).toHaveLength(600);
   });
 
   it('accepts tokens signed with a rotated key without a restart', async () => {

@@ -46,6 +46,13 @@ export const readGroups = (claims: JWTPayload, path: string): string[] => {
 
 const JWKS_COOLDOWN_MS = 5_000;
 
+/**
+ * The longest token read at all, before any signature is checked: PostgreSQL's own limit on an
+ * authentication message (PG_MAX_AUTH_TOKEN_LENGTH, 65535 bytes). Anyone may send a token, and a
+ * 64 MiB password or AUTH argument would otherwise be decoded and parsed as JSON unauthenticated.
+ */
+export const MAX_TOKEN_CHARS = 65_535;
+
 interface IssuerVerifier {
   readonly settings: IssuerSettings;
   readonly keys: JWTVerifyGetKey;
@@ -95,6 +102,7 @@ export const createTokenVerifier = (issuers: readonly IssuerSettings[], options:
 
   return {
     async verify(token) {
+      if (typeof token !== 'string' || token.length > MAX_TOKEN_CHARS) throw new TokenInvalidError('token is not a JWT');
       const known = verified.get(token);
       if (known) {
         if (known.expiresAt !== undefined && known.expiresAt.getTime() <= now()) {
@@ -103,7 +111,7 @@ export const createTokenVerifier = (issuers: readonly IssuerSettings[], options:
         }
         return known;
       }
-      if (typeof token !== 'string' || token.split('.').length !== 3) throw new TokenInvalidError('token is not a JWT');
+      if (token.split('.').length !== 3) throw new TokenInvalidError('token is not a JWT');
       let claimedIssuer: unknown;
       try {
         const header = decodeProtectedHeader(token);
@@ -115,7 +123,9 @@ export const createTokenVerifier = (issuers: readonly IssuerSettings[], options:
         if (error instanceof TokenInvalidError) throw error;
         throw new TokenInvalidError('token is malformed', { cause: error });
       }
-      const settings = issuers.find((candidate) => candidate.issuer === claimedIssuer || candidate.issuer === `${String(claimedIssuer)}/`);
+      // Exactly the configured spelling (OpenID Connect Discovery 1.0 §4.3): `iss` picks the keys
+      // the token is checked with, and a near match would check it with another issuer's.
+      const settings = typeof claimedIssuer === 'string' ? issuers.find((candidate) => candidate.issuer === claimedIssuer) : undefined;
       if (!settings) throw new TokenInvalidError('token issuer is not trusted');
       let verifier: IssuerVerifier;
       try {

@@ -339,6 +339,30 @@ describe('subjects scoped to an issuer', () => {
     expect(explanation).toContain('issuer https://ci.example.com not in [https://idp.example.com]');
   });
 
+  it('applies a deny or approve rule scoped to an issuer to a subject whose issuer is unknown (fail closed both ways)', () => {
+    const guarded = parseConfig({
+      identity: { oidc: [{ issuer: 'https://idp.example.com', audience: 'sluice' }, { issuer: 'https://ci.example.com', audience: 'sluice' }] },
+      resources: RESOURCES,
+      rules: [
+        { name: 'everyone-reads', effect: 'allow', resources: ['ledger'], actions: ['read'] },
+        { name: 'ci-may-not-read-ledger', effect: 'deny', subjects: { issuer: 'https://ci.example.com' }, resources: ['ledger'] },
+        { name: 'ci-reads-crm-held', effect: 'approve', subjects: { issuer: 'https://ci.example.com' }, resources: ['crm'], approvers: { groups: ['dba'] } },
+        { name: 'company-reads-crm', effect: 'allow', subjects: { issuer: 'https://idp.example.com' }, resources: ['crm'], mask: 'pii' },
+      ],
+      masking: { profiles: { pii: { detectors: ['email'] } } },
+    });
+    const engine = createPolicy(guarded.rules, guarded.resources, { approvalTimeoutMs: 60_000 });
+    expect(engine.decide({ ...stranger, issuer: 'https://idp.example.com' }, 'ledger', sql('SELECT 1')).effect).toBe('allow');
+    expect(engine.decide({ ...stranger, issuer: 'https://ci.example.com' }, 'ledger', sql('SELECT 1')).effect).toBe('deny');
+    // No issuer given: the guard still applies, the grant does not.
+    expect(engine.decide(stranger, 'ledger', sql('SELECT 1'))).toMatchObject({ effect: 'deny', rule: 'ci-may-not-read-ledger' });
+    const held = engine.decide(stranger, 'crm', http('GET', '/x'));
+    expect(held).toMatchObject({ effect: 'approve', rule: 'ci-reads-crm-held' });
+    // What a held command may show is masked as for every identity it may be.
+    expect(held.effect === 'approve' && held.maskProfile).toBe('pii');
+    expect(engine.describeSession(stranger, 'crm')).toEqual({ mayConnect: false, readOnly: true });
+  });
+
   it('hands the approvers\' issuers to the approval service', () => {
     const held = parseConfig({
       identity: { oidc: [{ issuer: 'https://idp.example.com', audience: 'sluice' }] },

@@ -151,10 +151,21 @@ const compileRule = (config: RuleConfig): CompiledRule => {
   };
 };
 
-/** A rule naming issuers matches only identities from them: another issuer may mint the same names. */
-const subjectMatches = (rule: CompiledRule, subject: PolicySubject): boolean =>
-  (rule.issuers === undefined || (subject.issuer !== undefined && rule.issuers.has(subject.issuer))) &&
+/**
+ * A rule naming issuers matches only identities from them: another issuer may mint the same names.
+ * A subject whose issuer is not known (an explanation asked without one, a caller that sent none)
+ * fails closed both ways: a rule that grants (`grant`) does not match it, a rule that guards
+ * (`guard`: deny, approve, the masks a held command may show) does.
+ */
+const issuerMatches = (rule: CompiledRule, subject: PolicySubject, unknown: 'grant' | 'guard'): boolean =>
+  rule.issuers === undefined || (subject.issuer === undefined ? unknown === 'guard' : rule.issuers.has(subject.issuer));
+
+const subjectMatches = (rule: CompiledRule, subject: PolicySubject, unknown: 'grant' | 'guard'): boolean =>
+  issuerMatches(rule, subject, unknown) &&
   (rule.groups === undefined || rule.subs!.has(subject.sub) || subject.groups.some((group) => rule.groups!.has(group)));
+
+/** How a rule treats an unknown issuer when it decides a command: an allow grants, a deny or approve guards. */
+const roleOf = (rule: CompiledRule): 'grant' | 'guard' => (rule.config.effect === 'allow' ? 'grant' : 'guard');
 
 const resourceMatches = (rule: CompiledRule, resource: string): boolean =>
   rule.resources === undefined || rule.resources.some((glob) => glob.test(resource));
@@ -209,8 +220,8 @@ const patternsMatch = (effect: Effect, globs: readonly string[], patterns: reado
 /** Undefined when the rule matches; otherwise the first matcher that failed. */
 const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: string, part: CommandPart): string | undefined => {
   const config = rule.config;
-  if (!subjectMatches(rule, subject)) {
-    if (rule.issuers !== undefined && (subject.issuer === undefined || !rule.issuers.has(subject.issuer))) {
+  if (!subjectMatches(rule, subject, roleOf(rule))) {
+    if (rule.issuers !== undefined && !issuerMatches(rule, subject, roleOf(rule))) {
       return `subjects: issuer ${subject.issuer ?? '(none given)'} not in ${list([...rule.issuers])}`;
     }
     return `subjects: ${subject.sub} (groups ${list(subject.groups)}) not listed`;
@@ -378,7 +389,7 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
           // unheld, whichever of those rules would have let the command through; and any approve
           // rule's own `mask`.
           maskProfile: unionOfProfiles([
-            ...(byEffect.get('allow') ?? []).filter((allow) => subjectMatches(allow, subject) && resourceMatches(allow, resource)).map((allow) => allow.config.mask),
+            ...(byEffect.get('allow') ?? []).filter((allow) => subjectMatches(allow, subject, 'guard') && resourceMatches(allow, resource)).map((allow) => allow.config.mask),
             ...outcomes.map((outcome) => outcome.rule?.config.mask),
           ]),
           approvers: {
@@ -416,7 +427,7 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
     describeSession: (subject, resource) => {
       if (!resourceTypes.has(resource)) return { mayConnect: false, readOnly: true };
       const granting = compiled.filter(
-        (rule) => rule.config.effect !== 'deny' && subjectMatches(rule, subject) && resourceMatches(rule, resource),
+        (rule) => rule.config.effect !== 'deny' && subjectMatches(rule, subject, 'grant') && resourceMatches(rule, resource),
       );
       return {
         mayConnect: granting.length > 0,

@@ -86,6 +86,18 @@ describe('approval decider', () => {
     expect(state.status).toBe('granted');
   });
 
+  it("records the approver's issuer beside the sub: another issuer may name the same approver", () => {
+    const { state, events } = given(requested()).when(approve('dba-1'));
+    expect(events[0]?.type === 'approval.decided' && events[0].data.approverIssuer).toBe('https://idp.example.com');
+    expect(state.status === 'granted' && state.decisions[0]?.approverIssuer).toBe('https://idp.example.com');
+  });
+
+  it("refuses the requester's sub from another issuer as self-approval (the same name may be the same person)", () => {
+    const history = requested({ requester: { sub: 'agent-1', groups: ['ops-agents'], issuer: 'https://idp.example.com' } });
+    const twin: ApprovalCommand = { ...approve('agent-1'), approver: { sub: 'agent-1', groups: ['dba'], issuer: 'https://ci.example.com' } } as ApprovalCommand;
+    expect(given(history).when(twin).code).toBe(SluiceErrorCode.SelfApproval);
+  });
+
   it('refuses self-approval even when the requester is in the approver group', () => {
     const history = requested({ requester: { sub: 'agent-1', groups: ['dba'], issuer: 'https://idp.example.com' } });
     expect(given(history).when(approve('agent-1')).code).toBe(SluiceErrorCode.SelfApproval);

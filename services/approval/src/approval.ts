@@ -66,6 +66,7 @@ export type ApprovalCommand =
 
 export interface RecordedDecision {
   readonly approver: string;
+  readonly approverIssuer?: string;
   readonly decision: 'approve' | 'deny';
   readonly reason: string;
   readonly via: DecisionVia;
@@ -183,6 +184,7 @@ export const decide = (command: ApprovalCommand, state: Approval): ApprovalEvent
             approvalId: state.id,
             decision: command.decision,
             approver: command.approver.sub,
+            ...(command.approver.issuer ? { approverIssuer: command.approver.issuer } : {}),
             reason: command.reason,
             final,
             via: command.via,
@@ -236,7 +238,14 @@ export const evolve = (state: Approval, event: ApprovalEvent): Approval => {
       if (state.decisions.some((decision) => decision.approver === event.data.approver)) return state;
       const decisions = [
         ...state.decisions,
-        { approver: event.data.approver, decision: event.data.decision, reason: event.data.reason, via: event.data.via, at: event.at },
+        {
+          approver: event.data.approver,
+          ...(event.data.approverIssuer === undefined ? {} : { approverIssuer: event.data.approverIssuer }),
+          decision: event.data.decision,
+          reason: event.data.reason,
+          via: event.data.via,
+          at: event.at,
+        },
       ];
       // Settled by the history, not by the event's `final`: two instances each storing an
       // approval they saw as the first of two both say final=false, yet together they are two.

@@ -78,12 +78,21 @@ const escaped = (text: string): string => String(text).replaceAll('&', '&amp;').
 const code = (text: string): string =>
   '```' + escaped(text).replaceAll('```', '`\u200b``').slice(0, 2_800).replace(/&[a-z]*$/, '') + '```';
 
+/**
+ * The agent with its issuer: an issuer whose users shape their sub (a CI system's workload
+ * identities) may name an agent after a trusted one, and the approver must see which it is.
+ */
+const agentOf = (approval: KnownApproval): string => {
+  const { subject } = approval.request;
+  return 'issuer' in subject ? `${subject.sub} (from ${subject.issuer})` : subject.sub;
+};
+
 export const requestBlocks = (approval: KnownApproval): (Block | KnownBlock)[] => [
   { type: 'header', text: { type: 'plain_text', text: `Approval needed: ${approval.request.risk} risk on ${approval.request.resource}` } },
   {
     type: 'section',
     fields: [
-      { type: 'mrkdwn', text: `*Agent*\n${escaped(approval.request.subject.sub)}` },
+      { type: 'mrkdwn', text: `*Agent*\n${escaped(agentOf(approval))}` },
       { type: 'mrkdwn', text: `*Risk*\n${escaped(approval.request.risk)}` },
       { type: 'mrkdwn', text: `*Rule*\n${escaped(approval.request.rule)}` },
       { type: 'mrkdwn', text: `*Expires*\n${approval.request.expiresAt}` },
@@ -156,7 +165,7 @@ export class SlackNotifier {
     this.client.chat
       .postMessage({
         channel: this.channel,
-        text: `Approval needed: ${approval.request.subject.sub} on ${approval.request.resource} (${approval.request.risk} risk)`,
+        text: `Approval needed: ${agentOf(approval)} on ${approval.request.resource} (${approval.request.risk} risk)`,
         blocks: requestBlocks(approval),
       })
       .then((result) => {
@@ -183,7 +192,8 @@ export class SlackNotifier {
     // A mapping without an issuer is no OIDC identity: it matches only approvers that name no issuer.
     const identity = (mapped: SlackUserMapping[string] | undefined): ApproverIdentity | undefined =>
       mapped && { sub: mapped.sub, groups: mapped.groups, issuer: mapped.issuer ?? '' };
-    const byId = users[userId];
+    // Own keys only: a user id such as `constructor` must not find Object's prototype.
+    const byId = Object.hasOwn(users, userId) ? users[userId] : undefined;
     if (byId) return identity(byId);
     if (!Object.keys(users).some((key) => key.includes('@'))) return undefined;
     try {

@@ -22,7 +22,8 @@ export const webhookPayload = (approval: KnownApproval, decisionUrl: string) => 
   resource: approval.request.resource,
   /** The agent that asked. */
   subject: approval.request.subject.sub,
-  requester: { sub: approval.request.subject.sub, groups: approval.request.subject.groups },
+  /** With its issuer: another issuer may name an agent the same. */
+  requester: approval.request.subject,
   sessionId: approval.sessionId,
   command: approval.request.command,
   commandHash: approval.request.commandHash,

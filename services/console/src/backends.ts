@@ -10,7 +10,7 @@ export interface ApprovalView {
   readonly sessionId: string;
   readonly resource: string;
   readonly subject: string;
-  readonly requester: { readonly sub: string; readonly groups: readonly string[] };
+  readonly requester: { readonly sub: string; readonly groups: readonly string[]; readonly issuer?: string };
   readonly command: string;
   readonly commandHash: string;
   readonly risk: string;

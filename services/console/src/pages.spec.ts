@@ -47,6 +47,12 @@ describe('the approvals inbox', () => {
     expect(inboxFragment([approval()], viewer, now).text).toContain('none given');
   });
 
+  it("shows which issuer's agent asked, pending and in History (another issuer may take a trusted agent's name)", () => {
+    const fromCi = approval({ requester: { sub: 'ops-bot', groups: [], issuer: 'https://ci.example.com' } });
+    expect(inboxFragment([fromCi], viewer, now).text).toContain('ops-bot <span class="muted">from https://ci.example.com</span>');
+    expect(inboxFragment([{ ...fromCi, status: 'denied' }], viewer, now).text).toContain('from https://ci.example.com');
+  });
+
   it('puts decided and expired requests in History with their progress', () => {
     const text = inboxFragment([approval({ status: 'expired', decisions: [{ approver: 'dba-hana', decision: 'approve' }] })], viewer, now).text;
     expect(text).toContain('Pending (0)');

@@ -66,6 +66,10 @@ const progress = (approval: ApprovalView): SafeHtml => {
 const justificationOf = (approval: ApprovalView): SafeHtml =>
   approval.justification ? html`<q class="justification">${approval.justification}</q>` : html`<span class="muted">none given</span>`;
 
+/** The agent with its issuer: another issuer may name an agent after a trusted one. */
+const agentOf = (approval: ApprovalView): SafeHtml =>
+  approval.requester.issuer ? html`${approval.subject} <span class="muted">from ${approval.requester.issuer}</span>` : html`${approval.subject}`;
+
 const pendingCard = (approval: ApprovalView, viewer: Viewer, now: number): SafeHtml => {
   const mine = approval.decisions.find((decision) => decision.approver === viewer.sub);
   const still = approval.approvers.minApprovals - approvalsOf(approval).length;
@@ -73,7 +77,7 @@ const pendingCard = (approval: ApprovalView, viewer: Viewer, now: number): SafeH
   return html`<article class="approval" data-approval-id="${approval.id}" aria-labelledby="${titleId}">
 <h3 id="${titleId}"><span class="risk risk-${approval.risk}">${approval.risk}</span> ${approval.action ?? ''} on ${approval.resource}</h3>
 <pre class="command">${approval.command}</pre>
-<dl><dt>Agent</dt><dd>${approval.subject}</dd><dt>Justification</dt><dd>${justificationOf(approval)}</dd>
+<dl><dt>Agent</dt><dd>${agentOf(approval)}</dd><dt>Justification</dt><dd>${justificationOf(approval)}</dd>
 <dt>Rule</dt><dd>${approval.rule}</dd>
 <dt>Command hash</dt><dd><code>${approval.commandHash}</code></dd>
 <dt>Progress</dt><dd>${progress(approval)}</dd>
@@ -91,7 +95,7 @@ ${
 };
 
 const historyRow = (approval: ApprovalView): SafeHtml => html`<tr data-approval-id="${approval.id}"><td><time datetime="${approval.requestedAt}">${approval.requestedAt}</time></td><td><span class="status status-${approval.status}">${approval.status}</span></td>
-<td><code class="command-inline">${approval.command}</code>${approval.justification ? html`<div class="muted">Justification: ${justificationOf(approval)}</div>` : ''}</td><td>${approval.subject}</td><td>${approval.rule}</td>
+<td><code class="command-inline">${approval.command}</code>${approval.justification ? html`<div class="muted">Justification: ${justificationOf(approval)}</div>` : ''}</td><td>${agentOf(approval)}</td><td>${approval.rule}</td>
 <td>${approvalsOf(approval).length} of ${approval.approvers.minApprovals}</td>
 <td>${approval.decisions.map((decision) => html`<div>${decision.approver}: ${decision.decision}${decision.reason ? html` (${decision.reason})` : ''}</div>`)}</td></tr>`;
 

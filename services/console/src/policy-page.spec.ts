@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_CONCURRENT_EXPLAINS, policyView, type ExplainQuery } from './policy-page.js';
+import { MAX_CONCURRENT_EXPLAINS, policyPage, policyView, type ExplainQuery } from './policy-page.js';
 
 /** The explain box runs the real CLI in a child process: these probes try to steer that command. */
 describe('the policy explain box', () => {
@@ -40,6 +40,28 @@ describe('the policy explain box', () => {
     }
     // The probes did run the CLI (a refusal for a malformed command would prove nothing).
     expect(explained).toBeGreaterThanOrEqual(2);
+  }, 120_000);
+
+  it('explains for the issuer chosen, shows each rule\'s issuer, and keeps the issuer field a value too', async () => {
+    const scoped = join(dir, 'scoped.yaml');
+    const [company, ci] = ['https://idp.example.com', 'https://ci.example.com'];
+    writeFileSync(
+      scoped,
+      JSON.stringify({
+        identity: { oidc: [{ issuer: company, audience: 'sluice' }, { issuer: ci, audience: 'sluice' }] },
+        resources: [{ name: 'shop-db', type: 'postgres', listen: '127.0.0.1:15432', target: { host: '127.0.0.1', port: 5432, database: 'shop' }, credentials: { username: 'shop' } }],
+        rules: [{ name: 'company-readers', effect: 'allow', subjects: { groups: ['readers'], issuer: company }, actions: ['read'] }],
+      }),
+    );
+    const ask = (issuer: string) => policyView(scoped, undefined, { sub: 'agent', groups: 'readers', issuer, resource: 'shop-db', kind: 'sql', command: 'SELECT 1' });
+    expect((await ask(company)).explanation?.decision).toMatchObject({ effect: 'allow', rule: 'company-readers' });
+    expect((await ask(ci)).explanation?.decision.effect).toBe('deny');
+    const injected = await ask(`x --config=${evilPath}`);
+    expect(JSON.stringify(injected)).not.toContain('evil-allow-all');
+    expect(injected.problem).toContain('--issuer must be one of identity.oidc');
+    const page = policyPage(await ask(company), undefined).text;
+    expect(page).toContain(`groups readers; from ${company}`);
+    expect(page).toContain(`<option>${ci}</option>`);
   }, 120_000);
 
   it(`runs at most ${MAX_CONCURRENT_EXPLAINS} explains at once; the rest are told to retry`, async () => {

@@ -36,6 +36,8 @@ let explainsRunning = 0;
 export interface ExplainQuery {
   readonly sub: string;
   readonly groups: string;
+  /** One of identity.oidc, or empty: rules scoped to an issuer then guard but do not grant. */
+  readonly issuer?: string;
   readonly resource: string;
   readonly kind: 'sql' | 'redis' | 'http';
   readonly command: string;
@@ -44,6 +46,7 @@ export interface ExplainQuery {
 export interface PolicyView {
   readonly rules: readonly RuleConfig[];
   readonly resources: readonly string[];
+  readonly issuers: readonly string[];
   /** sha256 of the rules as loaded: changes exactly when the rules do. */
   readonly fingerprint: string;
   /** The policy service's version from the last `policy.changed` event the console saw, if any. */
@@ -67,7 +70,7 @@ const explainArguments = (query: ExplainQuery): string[] | undefined => {
 /** Runs the CLI's explain, the one implementation of it, in a child process. */
 const runExplain = (configPath: string, query: ExplainQuery, command: readonly string[]): Promise<Explanation> =>
   new Promise((resolve, reject) => {
-    const args = [SLUICE_CLI, 'policy', 'explain', `--config=${configPath}`, `--sub=${query.sub}`, `--groups=${query.groups}`, `--resource=${query.resource}`, '--json', ...command];
+    const args = [SLUICE_CLI, 'policy', 'explain', `--config=${configPath}`, `--sub=${query.sub}`, `--groups=${query.groups}`, ...(query.issuer ? [`--issuer=${query.issuer}`] : []), `--resource=${query.resource}`, '--json', ...command];
     execFile(process.execPath, args, { timeout: EXPLAIN_TIMEOUT_MS, maxBuffer: 4 * 1024 * 1024 }, (error, stdout, stderr) => {
       if (error) return reject(new Error(stderr.trim().split('\n')[0] || 'policy explain failed'));
       try {
@@ -87,11 +90,12 @@ export const policyView = async (configPath: string, version: number | undefined
   try {
     config = loadConfig(configPath).config;
   } catch (error) {
-    return { rules: [], resources: [], fingerprint: '', version, problem: `the config cannot be read: ${(error as Error).message}` };
+    return { rules: [], resources: [], issuers: [], fingerprint: '', version, problem: `the config cannot be read: ${(error as Error).message}` };
   }
   const base = {
     rules: config.rules,
     resources: config.resources.map((resource) => resource.name),
+    issuers: config.identity.oidc.map((entry) => entry.issuer),
     fingerprint: createHash('sha256').update(JSON.stringify(config.rules)).digest('hex').slice(0, 16),
     version,
   };
@@ -110,9 +114,17 @@ export const policyView = async (configPath: string, version: number | undefined
 };
 
 const list = (items: readonly string[] | undefined): string => (items && items.length > 0 ? items.join(', ') : '');
+/** A rule's `issuer` as shown: without it a rule scoped to one would read as if it took every issuer's tokens. */
+const fromIssuers = (issuer: string | readonly string[] | undefined): string => (issuer === undefined ? '' : `from ${list([issuer].flat())}`);
 
 const ruleRow = (rule: RuleConfig): SafeHtml => {
-  const subjects = [list(rule.subjects?.groups) && `groups ${list(rule.subjects?.groups)}`, list(rule.subjects?.subs) && `subs ${list(rule.subjects?.subs)}`].filter(Boolean).join('; ');
+  const subjects = [
+    list(rule.subjects?.groups) && `groups ${list(rule.subjects?.groups)}`,
+    list(rule.subjects?.subs) && `subs ${list(rule.subjects?.subs)}`,
+    fromIssuers(rule.subjects?.issuer),
+  ]
+    .filter(Boolean)
+    .join('; ');
   const matchers = [
     rule.actions ? `actions ${list(rule.actions)}` : '',
     rule.risk ? `risk ≥ ${rule.risk}` : '',
@@ -122,7 +134,9 @@ const ruleRow = (rule: RuleConfig): SafeHtml => {
     rule.methods ? `methods ${list(rule.methods)}` : '',
   ].filter(Boolean);
   const named = [list(rule.approvers?.groups), list(rule.approvers?.subs)].filter(Boolean).join('; ');
-  const approvers = rule.effect !== 'approve' ? '' : named ? `${named} (${rule.approvers?.minApprovals ?? 1} needed)` : 'nobody: its requests can only expire';
+  const approverIssuers = fromIssuers(rule.approvers?.issuer);
+  const approvers =
+    rule.effect !== 'approve' ? '' : named ? `${named}${approverIssuers ? ` ${approverIssuers}` : ''} (${rule.approvers?.minApprovals ?? 1} needed)` : 'nobody: its requests can only expire';
   return html`<tr><td><strong>${rule.name}</strong></td><td><span class="decision decision-${rule.effect}">${rule.effect}</span></td><td>${subjects || 'everyone'}</td><td>${list(rule.resources) || 'every resource'}</td><td>${matchers.join(' · ')}</td><td>${rule.mask ?? ''}</td><td>${approvers}</td></tr>`;
 };
 
@@ -146,6 +160,7 @@ ${view.problem ? html`<p class="error" role="alert">${view.problem}</p>` : ''}
 <form method="get" action="/policy" class="search">
 <label>Subject <input name="sub" value="${query?.sub ?? ''}" required></label>
 <label>Groups <input name="groups" value="${query?.groups ?? ''}"></label>
+<label>Issuer <select name="issuer"><option value="">(none: scoped rules only guard)</option>${view.issuers.map((issuer) => html`<option${query?.issuer === issuer ? html` selected` : ''}>${issuer}</option>`)}</select></label>
 <label>Resource <select name="resource">${view.resources.map((name) => html`<option${query?.resource === name ? html` selected` : ''}>${name}</option>`)}</select></label>
 <label>Kind <select name="kind">${(['sql', 'redis', 'http'] as const).map((kind) => html`<option value="${kind}"${query?.kind === kind ? html` selected` : ''}>${kind}</option>`)}</select></label>
 <label class="wide">Command <input name="command" value="${query?.command ?? ''}" required></label>

@@ -300,6 +300,7 @@ export const startConsoleService = async ({ loaded, logger, verifier: givenVerif
         ? {
             sub: url.searchParams.get('sub')?.trim() ?? '',
             groups: url.searchParams.get('groups') ?? '',
+            issuer: url.searchParams.get('issuer') ?? '',
             resource: url.searchParams.get('resource') ?? '',
             kind: kind === 'redis' || kind === 'http' ? kind : 'sql',
             command: (url.searchParams.get('command') ?? '').slice(0, 16_384),

@@ -61,10 +61,17 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
   let announced = 0;
   let reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, version });
 
+  const startedIdentity = JSON.stringify(config.identity);
   /** The rules in the config file now, or why they are refused (the previous rules then stay). */
   const readRules = (): Policy | string => {
     try {
-      return policyOf(loadConfig(loaded.path).config);
+      const next = loadConfig(loaded.path).config;
+      // Every service verifies tokens with the issuers it started with: a reload cannot remove (or
+      // add) one, and rules read as if it had would mislead whoever took an issuer out.
+      if (JSON.stringify(next.identity) !== startedIdentity) {
+        throw new Error('identity.oidc changed: the services verify tokens with the issuers they started with; restart them to change issuers');
+      }
+      return policyOf(next);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       logger.error({ error: message }, 'policy reload rejected; the previous rules stay');

@@ -11,14 +11,24 @@ describe('connection limits', () => {
 
   it('counts each subject apart, and a place given back twice counts once', () => {
     const limiter = new ConnectionLimiter({ maxConnections: 100, maxConnectionsPerSubject: 1 });
-    const release = limiter.acquireSubject('greedy');
+    const greedy = { issuer: 'https://idp.example', sub: 'greedy' };
+    const release = limiter.acquireSubject(greedy);
     expect(release).toBeDefined();
-    expect(limiter.acquireSubject('greedy')).toBeUndefined();
-    expect(limiter.acquireSubject('modest')).toBeDefined();
+    expect(limiter.acquireSubject(greedy)).toBeUndefined();
+    expect(limiter.acquireSubject({ ...greedy, sub: 'modest' })).toBeDefined();
     release!();
     release!();
-    expect(limiter.acquireSubject('greedy')).toBeDefined();
-    expect(limiter.acquireSubject('greedy')).toBeUndefined();
+    expect(limiter.acquireSubject(greedy)).toBeDefined();
+    expect(limiter.acquireSubject(greedy)).toBeUndefined();
+  });
+
+  it("counts the same sub from another issuer apart: a second issuer's tokens cannot fill an agent's share", () => {
+    const limiter = new ConnectionLimiter({ maxConnections: 100, maxConnectionsPerSubject: 1 });
+    expect(limiter.acquireSubject({ issuer: 'https://ci.example', sub: 'agent-1' })).toBeDefined();
+    expect(limiter.acquireSubject({ issuer: 'https://idp.example', sub: 'agent-1' })).toBeDefined();
+    // Nor can the two names be run together into another pair.
+    expect(limiter.acquireSubject({ issuer: 'https://idp.example/', sub: 'x' })).toBeDefined();
+    expect(limiter.acquireSubject({ issuer: 'https://idp.example', sub: '/x' })).toBeDefined();
   });
 
   it('refuses in each protocol form', () => {

@@ -1,6 +1,6 @@
 import { encodeErrorResponse } from '@sluice/codec-pg';
 import type { ResourceLimits } from '@sluice/config';
-import { SluiceErrorCode } from '@sluice/contracts';
+import { SluiceErrorCode, type Subject } from '@sluice/contracts';
 
 /**
  * Open connections of one listener, in all and per subject (`limits.maxConnections`,
@@ -24,8 +24,13 @@ export class ConnectionLimiter {
     this.#open = Math.max(0, this.#open - 1);
   }
 
-  /** Takes one of the subject's places; the function gives it back (once), undefined when full. */
-  acquireSubject(sub: string): (() => void) | undefined {
+  /**
+   * Takes one of the subject's places; the function gives it back (once), undefined when full.
+   * Counted by issuer and sub: another configured issuer may mint the same sub, and its tokens
+   * must not fill this agent's share.
+   */
+  acquireSubject(subject: Pick<Subject, 'issuer' | 'sub'>): (() => void) | undefined {
+    const sub = JSON.stringify([subject.issuer, subject.sub]);
     const open = this.#bySubject.get(sub) ?? 0;
     if (open >= this.limits.maxConnectionsPerSubject) return undefined;
     this.#bySubject.set(sub, open + 1);

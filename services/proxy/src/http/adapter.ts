@@ -162,7 +162,7 @@ export const createHttpAdapter = (
     // limits.maxConnectionsPerSubject: the place is held while this connection is open.
     const limiter = state.ports.connectionLimits?.get(resource.name);
     if (limiter) {
-      const release = limiter.acquireSubject(verified.subject.sub);
+      const release = limiter.acquireSubject(verified.subject);
       if (!release) {
         const limit = limiter.limits.maxConnectionsPerSubject;
         state.ports.audit.record(state.ports.newId(), 'session.rejected', {

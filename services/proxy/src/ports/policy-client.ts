@@ -215,7 +215,10 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
     let key = principals.get(subject);
     if (key === undefined) {
       // The issuer too: a rule may name one, and another issuer may mint the same sub and groups.
-      key = `${subject.issuer}${SEP}${subject.sub}${SEP}${[...subject.groups].sort().join('\u0002')}`;
+      // JSON, not a separator: a sub or group may hold any character, separators included, and
+      // ("a", ["b\u0002c"]) must never share a key with ("a", ["b", "c"]). JSON escapes control
+      // characters, so SEP after it still ends the principal.
+      key = JSON.stringify([subject.issuer, subject.sub, [...subject.groups].sort()]);
       principals.set(subject, key);
     }
     return key;

@@ -72,13 +72,14 @@ export class TableCatalog {
   /** The table OIDs of these that are not known (or known too long ago). */
   missing(tableOids: Iterable<number>): number[] {
     const now = this.#now();
-    const missing = new Set<number>();
+    // Made only when a table is missing: every masked result asks, and all are known almost always.
+    let missing: Set<number> | undefined;
     for (const oid of tableOids) {
       if (oid === 0) continue;
       const known = this.#tables.get(oid);
-      if (!known || now - known.fetchedAt > TTL_MS) missing.add(oid);
+      if (!known || now - known.fetchedAt > TTL_MS) (missing ??= new Set()).add(oid);
     }
-    return [...missing];
+    return missing ? [...missing] : [];
   }
 
   /** `schema.table.column`, or undefined when the column is not a table column (or unknown). */

@@ -262,7 +262,7 @@ export class ClientIntake {
       this.session.refuseOnTarget(refusal, true);
       return undefined;
     }
-    this.session.expects.push({ kind: 'query', command: { ...this.session.newCommand(commandId, masking.masker, text), encoding: encodingPlan?.switchTo } });
+    this.session.expects.push({ kind: 'query', command: this.session.newCommand(commandId, masking.masker, text, encodingPlan?.switchTo), result: undefined, copy: undefined });
     this.session.toUpstream.push(encodingPlan?.upstreamText !== undefined ? encodeQuery(encodingPlan.upstreamText) : frame.raw);
     // A simple query ends with ReadyForQuery, which carries any setting an earlier Execute changed.
     this.session.executedSinceSync = false;

@@ -63,7 +63,7 @@ export interface Command {
   /** The target catalog facts it was decided with (user overloads of built-in names change its lineage). */
   readonly catalog: TargetCatalogFacts | undefined;
   /** The text's result-column lineage, computed at the first result set that needs it (null: unknown). */
-  lineage?: SqlLineage | null;
+  lineage: SqlLineage | null | undefined;
   readonly started: number;
   readonly tags: string[];
   /** Its SQL PREPAREs and DEALLOCATEs, in order: each is true once its command tag comes back. */
@@ -74,12 +74,12 @@ export interface Command {
   readonly copyEnds: number;
   copyIns: number;
   cursorsConfirmed: number;
-  error?: { code: string; message: string };
+  error: { code: string; message: string } | undefined;
   done: boolean;
   /** A SET/RESET of client_encoding: the agent's conversion switches to this at its CommandComplete. */
-  readonly encoding?: EncodingSwitch | undefined;
+  readonly encoding: EncodingSwitch | undefined;
   /** Where its result reports client_encoding (null: nowhere), read at its first row under a converted encoding. */
-  encodingReport?: ClientEncodingReport | null;
+  encodingReport: ClientEncodingReport | null | undefined;
 }
 
 export type Expect =

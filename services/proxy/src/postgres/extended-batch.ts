@@ -208,7 +208,7 @@ export class ExtendedBatch {
           forward.push(raw);
           const command = this.session.newCommand(commandId, portal.statement.masker, statement.text);
           for (const [cursor] of command.declares) declaredHere.add(cursor);
-          expects.push({ kind: 'execute', command, portal });
+          expects.push({ kind: 'execute', command, portal, result: undefined, copy: undefined });
           executes = true;
           const effects = this.session.effectsOf(statement.text);
           if (effects.searchPath) changesSearchPath = true;

@@ -1,17 +1,16 @@
 import type { ColumnInfo, ColumnSource, ProfileMasker } from '@sluice/masking-engine';
 import {
   columnLineages,
-  constantsAreInert,
   coveredFlows,
   isSqlClassifierLoaded,
   referencedColumns,
   resultLineage,
-  statementShape,
   type ColumnLineage,
   type CopyFormat,
   type SqlLineage,
   type TargetCatalogFacts,
 } from '@sluice/sql-classifier';
+import { StatementAnswers, UNKNOWN } from './statement-answers.js';
 
 /** Statement texts whose lineage a session keeps; agents repeat a small set of statements. */
 const MAX_ENTRIES = 256;
@@ -19,34 +18,11 @@ const MAX_ENTRIES = 256;
 const MAX_CACHED_TEXT_CHARS = 64 * 1024;
 
 /**
- * The key under which an answer about `text` is kept: its shape (constants as `$n`) when no answer
- * about it can depend on its constants' values, so that a new literal in every statement (pgbench
- * -S, an agent reading row after row) does not cost a parse each; else the exact text. The shape
- * is marked so that it never equals a text.
- */
-const answerKey = (text: string): string => {
-  const shape = statementShape(text);
-  return shape !== undefined && constantsAreInert(text) ? `\u0001${shape}` : text;
-};
-
-/**
- * The key of a text already asked about: its shape when a text of that shape was kept under it.
- * Texts of one shape differ only in constants, and an answer is kept under the shape only when the
- * text it was computed for had its constants where their values cannot matter (constantsAreInert):
- * the same places hold the constants of every text of that shape.
- */
-const knownKey = <V>(entries: ReadonlyMap<string, V>, prefix: string, text: string): string | undefined => {
-  if (entries.has(prefix + text)) return prefix + text;
-  const shape = statementShape(text);
-  return shape !== undefined && entries.has(`${prefix}\u0001${shape}`) ? `${prefix}\u0001${shape}` : undefined;
-};
-
-/**
  * The result-column lineage of a session's statement texts, computed once per text (or shape) and
  * search path (a parse and a walk of the tree, tens of microseconds), never per row.
  */
 export class LineageCache {
-  readonly #entries = new Map<string, SqlLineage | null>();
+  readonly #answers = new StatementAnswers<SqlLineage | null>(MAX_ENTRIES);
 
   /** Undefined when unknown (parser not loaded, text does not parse): the result is masked without it. */
   lineage(
@@ -58,15 +34,12 @@ export class LineageCache {
   ): SqlLineage | undefined {
     const overloadedBuiltins = catalog && catalog.overloadedBuiltins.size > 0 ? catalog.overloadedBuiltins : undefined;
     // Only facts with overloads change an answer: an ordinary database keeps one entry per text.
-    const prefix = `${overloadedBuiltins ? catalog?.version : ''}\u0000${searchPath?.join(',') ?? ''}\u0000`;
-    const known = knownKey(this.#entries, prefix, text);
-    if (known !== undefined) return this.#entries.get(known) ?? undefined;
+    const context = `${overloadedBuiltins ? catalog?.version : ''}\u0000${searchPath?.join(',') ?? ''}`;
+    const known = this.#answers.get(context, text);
+    if (known !== UNKNOWN) return known ?? undefined;
     const lineage = resultLineage(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(cursors ? { cursors } : {}), ...(overloadedBuiltins ? { overloadedBuiltins } : {}) });
     // Not cached: an answer that depends on the prepared statements, or one the parser could not give yet.
-    if (text.length <= MAX_CACHED_TEXT_CHARS && (lineage ? lineage.cacheable : isSqlClassifierLoaded())) {
-      if (this.#entries.size >= MAX_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!);
-      this.#entries.set(prefix + answerKey(text), lineage ?? null);
-    }
+    if (text.length <= MAX_CACHED_TEXT_CHARS && (lineage ? lineage.cacheable : isSqlClassifierLoaded())) this.#answers.set(context, text, lineage ?? null);
     return lineage;
   }
 }
@@ -96,20 +69,19 @@ export const touchesCoveredColumn = (
   // A statement can raise many notices (RAISE in a loop): parse it once per profile and text,
   // or once per shape (every command asks: a new literal in each must not cost a parse each).
   let answers = touchedByMasker.get(masker);
-  if (!answers) touchedByMasker.set(masker, (answers = new Map<string, boolean>()));
-  const prefix = `${searchPath?.join(',') ?? ''}\u0000`;
-  const known = knownKey(answers, prefix, text);
-  if (known !== undefined) return answers.get(known)!;
+  if (!answers) touchedByMasker.set(masker, (answers = new StatementAnswers<boolean>(MAX_ENTRIES)));
+  const context = searchPath?.join(',') ?? '';
+  const known = answers.get(context, text);
+  if (known !== UNKNOWN) return known;
   const sources = referencedColumns(text, { ...(searchPath ? { searchPath } : {}), preparedStatements });
   const derivedFrom = sources ? toColumnSources(sources) : ANY_COLUMN;
   const touches = derivedFrom.length > 0 && masker.hasColumnRule({ name: '', derivedFrom });
-  if (answers.size >= MAX_ENTRIES) answers.clear();
   // Before the parser is loaded every text touches everything: kept by its exact text only.
-  answers.set(prefix + (sources ? answerKey(text) : text), touches);
+  answers.set(context, text, touches, sources !== undefined);
   return touches;
 };
 
-const touchedByMasker = new WeakMap<ProfileMasker, Map<string, boolean>>();
+const touchedByMasker = new WeakMap<ProfileMasker, StatementAnswers<boolean>>();
 
 /**
  * Why a statement allowed under a profile with column rules must still be refused, when it is:
@@ -128,19 +100,16 @@ export const coveredValueEscape = (
   // Agents repeat a small set of statements: one parse per profile and text (an EXECUTE's answer
   // depends on the prepared statement, so it is not kept).
   let answers = escapesByMasker.get(masker);
-  if (!answers) escapesByMasker.set(masker, (answers = new Map<string, string | null>()));
-  const prefix = `${catalog?.version ?? ''}\u0000${searchPath?.join(',') ?? ''}\u0000`;
-  const known = knownKey(answers, prefix, text);
-  if (known !== undefined) return answers.get(known) ?? undefined;
+  if (!answers) escapesByMasker.set(masker, (answers = new StatementAnswers<string | null>(MAX_ENTRIES)));
+  const context = `${catalog?.version ?? ''}\u0000${searchPath?.join(',') ?? ''}`;
+  const known = answers.get(context, text);
+  if (known !== UNKNOWN) return known ?? undefined;
   const escape = escapeOf(masker, text, searchPath, preparedStatements, catalog?.rowFunctions);
-  if (text.length <= MAX_CACHED_TEXT_CHARS && !/execute/i.test(text)) {
-    if (answers.size >= MAX_ENTRIES) answers.clear();
-    answers.set(prefix + answerKey(text), escape ?? null);
-  }
+  if (text.length <= MAX_CACHED_TEXT_CHARS && !/execute/i.test(text)) answers.set(context, text, escape ?? null);
   return escape;
 };
 
-const escapesByMasker = new WeakMap<ProfileMasker, Map<string, string | null>>();
+const escapesByMasker = new WeakMap<ProfileMasker, StatementAnswers<string | null>>();
 
 const escapeOf = (
   masker: ProfileMasker,

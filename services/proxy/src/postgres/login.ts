@@ -62,7 +62,7 @@ export const login = async (client: ClientSocket, frames: SocketFrames, paramete
   // limits.maxConnectionsPerSubject: the place is given back when the connection closes.
   const limiter = ports.connectionLimits?.get(resource.name);
   if (limiter) {
-    const release = limiter.acquireSubject(subject.sub);
+    const release = limiter.acquireSubject(subject);
     if (!release) {
       const message = `too many connections for ${subject.sub}: at most ${limiter.limits.maxConnectionsPerSubject} at once`;
       reject('too many connections of this subject', 'ERR_TOO_MANY_CONNECTIONS', SqlState.TooManyConnections, message, subject);

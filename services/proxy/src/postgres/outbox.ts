@@ -5,28 +5,45 @@ import type { Duplex } from 'node:stream';
  * merged back, so an unmodified run of frames leaves as the slice it arrived in.
  */
 export class Outbox {
+  /** Closed runs, in order. */
   #parts: Buffer[] = [];
   #size = 0;
+  /**
+   * The open run: the first view pushed and the end of the last view adjacent to it in the same
+   * memory. Its one view is made when the run closes, not a new one at every message of a chunk.
+   */
+  #run: Buffer | undefined;
+  #runEnd = 0;
 
   push(buffer: Buffer): void {
-    const parts = this.#parts;
-    const last = parts[parts.length - 1];
-    if (last && last.buffer === buffer.buffer && last.byteOffset + last.length === buffer.byteOffset) {
-      parts[parts.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + buffer.length);
-    } else parts.push(buffer);
+    const run = this.#run;
     this.#size += buffer.length;
+    if (run && run.buffer === buffer.buffer && this.#runEnd === buffer.byteOffset) {
+      this.#runEnd += buffer.length;
+      return;
+    }
+    if (run) this.#parts.push(this.#closedRun(run));
+    this.#run = buffer;
+    this.#runEnd = buffer.byteOffset + buffer.length;
+  }
+
+  #closedRun(run: Buffer): Buffer {
+    return this.#runEnd === run.byteOffset + run.length ? run : Buffer.from(run.buffer, run.byteOffset, this.#runEnd - run.byteOffset);
   }
 
   get empty(): boolean {
-    return this.#parts.length === 0;
+    return this.#run === undefined;
   }
 
   /** One write per drain; returns false when the socket wants us to wait for 'drain'. */
   flush(socket: Duplex): boolean {
+    const run = this.#run;
+    if (!run) return true;
+    const last = this.#closedRun(run);
     const parts = this.#parts;
-    if (parts.length === 0) return true;
-    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.#size);
-    this.#parts = [];
+    const data = parts.length === 0 ? last : Buffer.concat([...parts, last], this.#size);
+    if (parts.length > 0) this.#parts = [];
+    this.#run = undefined;
     this.#size = 0;
     return socket.write(data);
   }

@@ -6,7 +6,7 @@ import type { ProfileMasker } from '@sluice/masking-engine';
 import type { SessionStateEffects, TargetCatalogFacts } from '@sluice/sql-classifier';
 import type { Decision, GovernancePorts } from '../ports.js';
 import { ClientOutbox } from './client-encoding-frames.js';
-import type { SessionClientEncoding } from './client-encoding-session.js';
+import type { EncodingSwitch, SessionClientEncoding } from './client-encoding-session.js';
 import { newPipeline, type Command, type Expect, type Refusal } from './expectations.js';
 import { touchesCoveredColumn } from './lineage.js';
 import { Outbox } from './outbox.js';
@@ -216,13 +216,35 @@ export class SessionCore {
     this.flushUpstream();
   }
 
-  newCommand(id: string, masker: ProfileMasker | undefined, sql: string): Command {
+  /**
+   * Every field a command gets later is set here, so that all commands share one object shape
+   * (a property added afterwards, or a copy spread with one more, gives V8 a new shape per command).
+   */
+  newCommand(id: string, masker: ProfileMasker | undefined, sql: string, encoding?: EncodingSwitch): Command {
     const { masker: effective, declares } = this.profiles.command(sql, masker);
     // A later message of the pipeline that names one of these cursors means the cursor.
     for (const [name] of declares) this.pipeline.portals.delete(name);
     this.lastMasker = effective;
     if (effective && touchesCoveredColumn(effective, sql, this.searchPath, this.registry.prepared)) this.coveredInTransaction = true;
     const preparedChanges = [...this.effectsOf(sql).preparedStatements];
-    return { id, masker: effective, sql, searchPath: this.searchPath, catalog: this.decidedWith, started: performance.now(), tags: [], preparedChanges, declares, cursorsConfirmed: 0, copyEnds: this.copyEndsSent, copyIns: 0, done: false };
+    return {
+      id,
+      masker: effective,
+      sql,
+      searchPath: this.searchPath,
+      catalog: this.decidedWith,
+      lineage: undefined,
+      started: performance.now(),
+      tags: [],
+      preparedChanges,
+      declares,
+      copyEnds: this.copyEndsSent,
+      copyIns: 0,
+      cursorsConfirmed: 0,
+      error: undefined,
+      done: false,
+      encoding,
+      encodingReport: undefined,
+    };
   }
 }

@@ -60,4 +60,16 @@ describe('SessionEffectsCache', () => {
     expect(cache.of('SELECT my_function() FROM people', ['public']).searchPath).toBe(true);
     expect(cache.of('SELECT count(*) FROM people WHERE id = my_function()', ['public']).searchPath).toBe(true);
   });
+
+  it('answers the same text asked again at once under another search path as that path decides', () => {
+    const cache = new SessionEffectsCache();
+    const text = 'SELECT count(*), now() FROM people';
+    const path = ['public'];
+    expect(cache.of(text, path).searchPath).toBe(false);
+    expect(cache.of(text, path).searchPath).toBe(false);
+    expect(cache.of(text, ['public', 'pg_catalog']).searchPath).toBe(true);
+    expect(cache.of(text, path).searchPath).toBe(false);
+    expect(cache.of(text).searchPath).toBe(true);
+    expect(cache.of(text, ['pg_catalog', 'public']).searchPath).toBe(false);
+  });
 });

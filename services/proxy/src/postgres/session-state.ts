@@ -1,5 +1,6 @@
 import { FrontendCode } from '@sluice/codec-pg';
-import { isReadableClientEncoding, isSqlClassifierLoaded, pgCatalogSearchedFirst, sessionStateEffects, statementShape, type SessionStateEffects } from '@sluice/sql-classifier';
+import { isReadableClientEncoding, isSqlClassifierLoaded, pgCatalogSearchedFirst, sessionStateEffects, type SessionStateEffects } from '@sluice/sql-classifier';
+import { StatementAnswers, UNKNOWN } from './statement-answers.js';
 
 /*
  * The parts of a PostgreSQL session's state that the proxy reads from the server rather than
@@ -56,23 +57,40 @@ const MAX_EFFECTS_ENTRIES = 256;
  * runs under, a call of a built-in function without arguments does not count as changing it.
  */
 export class SessionEffectsCache {
-  readonly #entries = new Map<string, SessionStateEffects>();
+  readonly #answers = new StatementAnswers<SessionStateEffects>(MAX_EFFECTS_ENTRIES, false);
+  // A command's text is asked about several times in a row (intake, decision, command, search_path).
+  #lastText: string | undefined;
+  #lastPath = '';
+  #lastEffects: SessionStateEffects | undefined;
+  #keyedPath: readonly string[] | undefined;
+  #keyedPathKey = '';
 
   of(text: string, searchPath?: readonly string[]): SessionStateEffects {
-    // Only whether pg_catalog is searched first changes the answer.
-    const path = searchPath === undefined ? '\u0003' : pgCatalogSearchedFirst(searchPath) ? '\u0001' : '\u0002';
-    const cached = this.#entries.get(path + text);
-    if (cached) return cached;
-    const shape = statementShape(text);
-    const key = shape === undefined ? path + text : `${path}\u0000${shape}`;
-    const sameShape = shape === undefined ? undefined : this.#entries.get(key);
-    if (sameShape) return sameShape;
+    const path = this.#pathKey(searchPath);
+    if (text === this.#lastText && path === this.#lastPath) return this.#lastEffects!;
+    const known = this.#answers.get(path, text);
+    if (known !== UNKNOWN) return this.#remember(text, path, known);
     const effects = sessionStateEffects(text, searchPath);
     // Before the parser is loaded every text counts as changing everything: not worth keeping.
-    if (isSqlClassifierLoaded()) {
-      if (this.#entries.size >= MAX_EFFECTS_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!);
-      this.#entries.set(key, effects);
+    if (!isSqlClassifierLoaded()) return effects;
+    this.#answers.set(path, text, effects);
+    return this.#remember(text, path, effects);
+  }
+
+  /** Only whether pg_catalog is searched first changes the answer; a path read from the server is one array until the next read. */
+  #pathKey(searchPath: readonly string[] | undefined): string {
+    if (searchPath === undefined) return '\u0003';
+    if (searchPath !== this.#keyedPath) {
+      this.#keyedPath = searchPath;
+      this.#keyedPathKey = pgCatalogSearchedFirst(searchPath) ? '\u0001' : '\u0002';
     }
+    return this.#keyedPathKey;
+  }
+
+  #remember(text: string, path: string, effects: SessionStateEffects): SessionStateEffects {
+    this.#lastText = text;
+    this.#lastPath = path;
+    this.#lastEffects = effects;
     return effects;
   }
 }

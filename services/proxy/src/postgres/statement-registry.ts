@@ -62,9 +62,10 @@ export class StatementRegistry {
     this.#portals.delete(name);
   }
 
-  /** Portals end with their transaction. */
+  /** Portals end with their transaction (every ReadyForQuery outside one). */
   forgetPortals(): void {
-    this.#portals.clear();
+    // Map#clear allocates a new table even for an empty map: not once per statement for nothing.
+    if (this.#portals.size > 0) this.#portals.clear();
   }
 
   /** DISCARD ALL: the named statements and every portal are gone. */

@@ -54,7 +54,7 @@ export class RedisLogin {
     // limits.maxConnectionsPerSubject, counted per connection for the subject it first logs in as.
     const limiter = this.state.ports.connectionLimits?.get(this.state.resource.name);
     if (limiter && !this.state.session && !this.releaseSubject) {
-      const release = limiter.acquireSubject(subject.sub);
+      const release = limiter.acquireSubject(subject);
       if (!release) {
         const limit = limiter.limits.maxConnectionsPerSubject;
         return this.#rejectLogin('too many connections of this subject', SluiceErrorCode.TooManyConnections, `ERR max number of clients reached for ${subject.sub} (${limit})`, subject);
