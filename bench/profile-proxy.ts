@@ -1,22 +1,28 @@
 /**
  * A CPU profile of every Sluice process while one agent runs N sequential statements:
  *   npx tsx --conditions=development bench/profile-proxy.ts [--statements 3000] [--dir /tmp/sluice-prof]
- *     [--redis [--clients 50] [--pipeline 16]] [--http [--clients 50] [--duration 8s]] [--noprof]
+ *     [--redis [--clients 50] [--pipeline 16] [--random-keys 100000] [--fill-decisions 10000]] [--http [--clients 50] [--duration 8s]] [--noprof] [--strace]
  * Prints the proxy's top functions by self time (`--service audit`: the audit service's); the
  * .cpuprofile files open in Chrome DevTools. The masking profile is the benchmark's (every
  * detector and a column rule), so the per-operation figures compare with `npm run bench`.
  * It also prints each Sluice process's CPU per operation from /proc (user + system, the load and
  * a settling second after it), which counts time the wall-clock profiler cannot tell from waiting;
  * --noprof runs without the profiler, whose own overhead those figures otherwise include.
+ * --random-keys N has redis-benchmark pick among N keys (`-r N`) instead of one.
+ * --fill-decisions N first has N distinct commands decided (`KEYS fill:<i>*`, kept by their exact
+ * arguments), so the load runs against a policy port whose decision cache is as full as a busy one's.
+ * --strace counts the proxy's system calls during the load (`strace -c -f`, per operation); strace
+ * slows every call it sees, so the CPU figures of such a run are not comparable with others.
  */
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { createClient } from 'redis';
 import { startTestIssuer } from '../test/support/oidc.js';
 import { freePort } from '../test/support/ports.js';
 import { startSluice } from '../test/support/sluice.js';
@@ -24,7 +30,7 @@ import { deleteStreams } from '../test/support/databases.js';
 import { formatSelfTimes, monotonicMicros, profileRuns, readProfiles, summarizeProfile } from './support/cpu-profile.js';
 
 const { values } = parseArgs({
-  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' }, noprof: { type: 'boolean', default: false }, duration: { type: 'string', default: '8s' } },
+  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' }, noprof: { type: 'boolean', default: false }, strace: { type: 'boolean', default: false }, 'random-keys': { type: 'string', default: '0' }, 'fill-decisions': { type: 'string', default: '0' }, duration: { type: 'string', default: '8s' } },
 });
 let statements = Number(values.statements);
 // Side-by-side runs must not share a store database or a stream.
@@ -39,6 +45,7 @@ rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
 
 const run = promisify(execFile);
+const randomKeys = Number(values['random-keys']) > 0 ? ['-r', values['random-keys']] : [];
 const idp = await startTestIssuer();
 const port = await freePort();
 const redisPort = await freePort();
@@ -79,14 +86,28 @@ const cpuOf = (pid: number) => {
 const client = new pg.Client({ host: '127.0.0.1', port, user: 'bench', database: 'db', password: await idp.mint({ sub: 'bench', expiresIn: 3600 }) });
 await client.connect();
 for (let index = 0; index < 200; index++) await client.query('SELECT 0');
+const fillDecisions = Number(values['fill-decisions']);
+if (values.redis && fillDecisions > 0) {
+  const filler = createClient({ socket: { host: '127.0.0.1', port: redisPort }, password: await idp.mint({ sub: 'bench', expiresIn: 3600 }) });
+  await filler.connect();
+  for (let start = 0; start < fillDecisions; start += 500) {
+    await Promise.all(Array.from({ length: Math.min(500, fillDecisions - start) }, (_, index) => filler.keys(`fill:${start + index}*`)));
+  }
+  await filler.quit();
+}
 // A warm-up of the same load, not counted: the proxy's code is compiled, its caches filled, and
 // the per-connection work (token, admission) of a short measured run does not pass for per-request work.
 const warmToken = await idp.mint({ sub: 'bench', expiresIn: 3600 });
 if (values.http) await run('wrk', ['-t', '2', '-c', values.clients, '-d', '3s', '-H', `Authorization: Bearer ${warmToken}`, `http://127.0.0.1:${httpPort}/doc`]);
-else if (values.redis) execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', warmToken, '-t', 'get', '-n', String(Math.min(statements, 20_000)), '-c', values.clients, '-P', values.pipeline, '-q']);
+else if (values.redis) execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', warmToken, '-t', 'get', '-n', String(Math.min(statements, 20_000)), '-c', values.clients, '-P', values.pipeline, ...randomKeys, '-q']);
 // Only the samples taken while the load ran count: start-up and shutdown are left out.
 const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuOf(pid)]));
 const loadAverage = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+const strace = values.strace ? spawn('strace', ['-c', '-f', '-p', String(pids.proxy)], { stdio: ['ignore', 'ignore', 'pipe'] }) : undefined;
+let straceReport = '';
+strace?.stderr.on('data', (chunk: Buffer) => (straceReport += chunk.toString()));
+// strace says when it has attached to every thread; the load starts after that.
+if (strace) await new Promise((resolve) => setTimeout(resolve, 1_000));
 const started = process.hrtime.bigint();
 const loadStart = monotonicMicros();
 if (values.http) {
@@ -97,9 +118,14 @@ if (values.http) {
   statements = Number(/(\d+) requests in/.exec(wrk.stdout)?.[1] ?? statements);
 } else if (values.redis) {
   const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
-  console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', values.clients, '-P', values.pipeline, '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
+  console.log(execFileSync('redis-benchmark', ['-p', String(redisPort), '-a', token, '-t', 'get', '-n', String(statements), '-c', values.clients, '-P', values.pipeline, ...randomKeys, '-q'], { encoding: 'utf8' }).trim().split('\r').pop());
 } else for (let index = 0; index < statements; index++) await client.query(statementText(index));
 const finished = process.hrtime.bigint();
+if (strace) {
+  const exited = new Promise((resolve) => strace.on('exit', resolve));
+  strace.kill('SIGINT');
+  await exited;
+}
 const elapsedMs = Number(finished - started) / 1e6;
 // The audit service stores the last events after the statements are done: its work then counts too.
 const settleMs = values.service === 'audit' ? 2_000 : 0;
@@ -122,6 +148,14 @@ const allSluice = perOperation.reduce((sum, [, micros]) => sum + micros, 0);
 console.log(
   `CPU µs per operation (/proc${values.noprof ? '' : ', profiler on'}; of it in the kernel): ${perOperation.map(([name, micros, system]) => `${name}=${micros.toFixed(1)} (${system.toFixed(1)})`).join(' ')} all=${allSluice.toFixed(1)}`,
 );
+if (strace) {
+  console.log(`proxy system calls during the load (strace -c -f), per operation:`);
+  for (const line of straceReport.split('\n')) {
+    const columns = line.trim().split(/\s+/);
+    const calls = Number(columns[3]);
+    if (columns.length >= 5 && Number.isFinite(calls) && /^[0-9.]+$/.test(columns[0]!)) console.log(`  ${columns.at(-1)!.padEnd(16)} ${(calls / statements).toFixed(2)}`);
+  }
+}
 for (const { file, profile } of readProfiles(dir)) {
   if (!profileRuns(profile, `services/${values.service}/`)) continue;
   const window = { fromUs: loadStart, toUs: loadEnd };

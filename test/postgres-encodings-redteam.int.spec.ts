@@ -81,7 +81,8 @@ const statuses = (messages: readonly BackendMessage[]): string[] =>
 /** `SELECT current_setting('client_encoding')` as the target session sees it (the proxy never rewrites it). */
 const targetEncoding = async (session: RawPostgresSession): Promise<string | undefined> => {
   const from = session.messages.length;
-  await pipeline(session, "select current_setting('client_encoding')");
+  // A value computed from the setting: Sluice reports the agent's encoding only for the setting itself.
+  await pipeline(session, "select current_setting('client_encoding') || ''");
   const row = since(session, from).find((m) => m.type === 'DataRow');
   return row?.type === 'DataRow' ? row.values[0]?.toString('latin1') : undefined;
 };

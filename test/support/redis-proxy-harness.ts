@@ -53,6 +53,8 @@ export interface RedisFrontDoorOptions {
   readonly rules: RuleConfig[];
   readonly masking: CompiledMasking;
   readonly recorded?: RecordedEvent[];
+  /** The policy port the adapter asks instead of the in-process engine (a real policy service's client). */
+  readonly policyPort?: () => GovernancePorts['policy'];
 }
 
 export interface RedisFrontDoor {
@@ -75,12 +77,15 @@ export interface RedisFrontDoor {
  * The Redis adapter on a loopback port in front of the real Redis, with the real policy and
  * masking engines and a real token issuer: what the Redis red-team specs probe.
  */
-export const startRedisFrontDoor = async ({ keyPrefix, rules, masking, recorded }: RedisFrontDoorOptions): Promise<RedisFrontDoor> => {
+export const startRedisFrontDoor = async ({ keyPrefix, rules, masking, recorded, policyPort }: RedisFrontDoorOptions): Promise<RedisFrontDoor> => {
   const idp = await startTestIssuer();
   const direct = createClient({ socket: { host: '127.0.0.1', port: 6379 } }) as RedisClientType;
   await direct.connect();
   const resource = loopbackRedisResource();
-  const createPorts = () => createEnginePorts({ idp, rules, resource, masking, maxRecordedBytes: 65_536, ...(recorded ? { recorded } : {}) });
+  const createPorts = (): GovernancePorts => {
+    const ports = createEnginePorts({ idp, rules, resource, masking, maxRecordedBytes: 65_536, ...(recorded ? { recorded } : {}) });
+    return policyPort ? { ...ports, policy: policyPort() } : ports;
+  };
   const adapter = createRedisAdapter(resource, { secretsDir: process.cwd() });
   const { server, port } = await listenOnLoopback(adapter, createPorts());
   const sockets: Socket[] = [];

@@ -41,8 +41,8 @@ describe('decoding what psql 15 sends and receives', () => {
     expect(messages.map((m) => m.type)).toEqual(['SSLRequest', 'StartupMessage', 'Query', 'Terminate']);
     const startup = messages[1] as Extract<StartupPhaseMessage, { type: 'StartupMessage' }>;
     expect(startup.protocolVersion).toBe(196608);
-    expect(startup.parameters.get('user')).toBe('postgres');
-    expect(startup.parameters.get('database')).toBe('postgres');
+    expect(startup.parameters.get('user')?.toString()).toBe('postgres');
+    expect(startup.parameters.get('database')?.toString()).toBe('postgres');
     expect(messages[2]).toEqual({ type: 'Query', text: "select 1 as one, 'x' as two, null as three; select 2" });
   });
 
@@ -177,7 +177,10 @@ describe('encoders', () => {
 
   it('encode frontend messages that decode back to the same values', () => {
     const startup = splitFrames(encodeStartupMessage([['user', 'u'], ['database', 'd']]), 'startup').frames[0]!;
-    expect(decodeStartup(startup)).toEqual({ type: 'StartupMessage', protocolVersion: 196608, parameters: new Map([['user', 'u'], ['database', 'd']]) });
+    expect(decodeStartup(startup)).toEqual({ type: 'StartupMessage', protocolVersion: 196608, parameters: new Map([['user', Buffer.from('u')], ['database', Buffer.from('d')]]) });
+    // Values are the client's bytes, whatever their encoding.
+    const latin1 = splitFrames(encodeStartupMessage([['application_name', Buffer.from([0x63, 0x61, 0x66, 0xe9])]]), 'startup').frames[0]!;
+    expect((decodeStartup(latin1) as { parameters: ReadonlyMap<string, Buffer> }).parameters.get('application_name')).toEqual(Buffer.from([0x63, 0x61, 0x66, 0xe9]));
     const cancel = splitFrames(encodeCancelRequest(12, -34), 'startup').frames[0]!;
     expect(decodeStartup(cancel)).toEqual({ type: 'CancelRequest', processId: 12, secretKey: -34 });
     const query = splitFrames(encodeQuery('select 1'), 'typed').frames[0]!;

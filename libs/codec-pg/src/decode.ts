@@ -85,6 +85,15 @@ export class BodyReader {
     return value;
   }
 
+  /** A null-terminated string's bytes, undecoded (a view into the body). */
+  cstringBytes(): Buffer {
+    const end = this.body.indexOf(0, this.offset);
+    if (end < 0) throw new ProtocolMalformedError(`${this.what}: unterminated string`);
+    const value = this.body.subarray(this.offset, end);
+    this.offset = end + 1;
+    return value;
+  }
+
   /** Passes over a null-terminated string without decoding it. */
   skipCstring(): void {
     const end = this.body.indexOf(0, this.offset);
@@ -145,11 +154,11 @@ export const decodeStartup = (frame: Frame): StartupPhaseMessage => {
     }
     default: {
       if (code >>> 16 !== 3) throw new ProtocolMalformedError(`unsupported protocol version ${code >>> 16}.${code & 0xffff}`);
-      const parameters = new Map<string, string>();
+      const parameters = new Map<string, Buffer>();
       while (true) {
         const name = r.cstring();
         if (name === '') break;
-        parameters.set(name, r.cstring());
+        parameters.set(name, r.cstringBytes());
       }
       r.end();
       return { type: 'StartupMessage', protocolVersion: code, parameters };

@@ -254,9 +254,14 @@ export const encodeCopyData = (data: Buffer | string): Buffer => {
 // ---- frontend messages (proxy -> target) ----
 
 /** @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-STARTUPMESSAGE */
-export const encodeStartupMessage = (parameters: Iterable<readonly [string, string]>): Buffer => {
+export const encodeStartupMessage = (parameters: Iterable<readonly [string, string | Buffer]>): Buffer => {
   const w = new MessageWriter().int32(StartupCode.ProtocolVersion3);
-  for (const [name, value] of parameters) w.cstring(name).cstring(value);
+  // A value given as bytes goes as it is (a client's own, in whatever encoding it wrote it).
+  for (const [name, value] of parameters) {
+    w.cstring(name);
+    if (typeof value === 'string') w.cstring(value);
+    else w.bytes(value).byte(0);
+  }
   return w.byte(0).finish(0);
 };
 

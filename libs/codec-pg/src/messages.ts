@@ -20,8 +20,11 @@ export type StartupPhaseMessage =
   | {
       readonly type: 'StartupMessage';
       readonly protocolVersion: number;
-      /** Parameter names and values in the order sent (user, database, options, GUCs). */
-      readonly parameters: ReadonlyMap<string, string>;
+      /**
+       * Parameter names and values in the order sent (user, database, options, GUCs). Values stay
+       * bytes: the server takes them unconverted, in no particular encoding.
+       */
+      readonly parameters: ReadonlyMap<string, Buffer>;
     };
 
 export type DescribeTarget = 'S' | 'P';

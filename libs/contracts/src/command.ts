@@ -18,6 +18,12 @@ export interface TargetCatalogFacts {
   readonly overloadedBuiltins: ReadonlySet<string>;
   /** `schema.relation` of views and of relations whose rules or INSTEAD OF triggers rewrite writes. */
   readonly rewritingRelations: ReadonlySet<string>;
+  /**
+   * `schema.relation` of tables with a trigger of the user's own (not a constraint's): a write may
+   * run its function, which may change search_path (a foreign key's cascade fires the other
+   * table's). Read by the proxy only; undefined where not read (every write may then fire one).
+   */
+  readonly triggeredRelations?: ReadonlySet<string>;
   /** `schema.relation` -> its direct inheritance children and partitions (`schema.relation`). */
   readonly children: ReadonlyMap<string, readonly string[]>;
   /** `schema.relation` -> its direct inheritance parents. */

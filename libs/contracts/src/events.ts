@@ -225,6 +225,8 @@ export const buildEvent = <K extends SluiceEventKind>(
   subject: fields.subject,
   time: fields.time.toISOString(),
   datacontenttype: 'application/json',
-  ...(fields.sessionseq === undefined ? {} : { sessionseq: fields.sessionseq }),
+  // Undefined, not a spread of an empty object: one literal is built (and serialised) several
+  // times faster, and JSON leaves an undefined member out.
+  sessionseq: fields.sessionseq,
   data: fields.data,
 });

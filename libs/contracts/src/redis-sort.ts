@@ -3,17 +3,45 @@
 const text = (arg: Buffer | string | undefined): string => (arg === undefined ? '' : typeof arg === 'string' ? arg : arg.toString('latin1'));
 const isOption = (arg: Buffer | string | undefined, option: string): boolean => text(arg).toLowerCase() === option;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Bytes of the well-formed UTF-8 sequence starting at `at` (WHATWG's ranges), or 0 when there is none. */
+const utf8SequenceLength = (bytes: Uint8Array, at: number): number => {
+  const lead = bytes[at]!;
+  const continues = (offset: number, low = 0x80, high = 0xbf): boolean => {
+    const byte = bytes[at + offset];
+    return byte !== undefined && byte >= low && byte <= high;
+  };
+  if (lead < 0x80) return 1;
+  if (lead >= 0xc2 && lead <= 0xdf) return continues(1) ? 2 : 0;
+  if (lead >= 0xe0 && lead <= 0xef) return continues(1, lead === 0xe0 ? 0xa0 : 0x80, lead === 0xed ? 0x9f : 0xbf) && continues(2) ? 3 : 0;
+  if (lead >= 0xf0 && lead <= 0xf4) return continues(1, lead === 0xf0 ? 0x90 : 0x80, lead === 0xf4 ? 0x8f : 0xbf) && continues(2) && continues(3) ? 4 : 0;
+  return 0;
+};
+
 /**
- * A Redis key or key pattern as rules name it: rules are Unicode text, so a UTF-8 key
- * (`geheim-ü:1`) reaches them decoded as UTF-8, not byte by byte; a key that is not UTF-8 keeps
- * one character per byte. Command names and options stay byte-wise (Redis compares them ASCII-only).
+ * A Redis key or key pattern as rules name it: rules are Unicode text, so the UTF-8 in a key
+ * (`geheim-ü:1`) reaches them decoded, and each byte that is not part of UTF-8 as one character
+ * of its value. Decoded sequence by sequence, not all or nothing: `geheim-ü:` followed by binary
+ * bytes still starts with `geheim-ü:` for a rule on `geheim-ü:*`. Command names and options stay
+ * byte-wise (Redis compares them ASCII-only).
  */
 export const redisKeyName = (arg: Buffer | string | undefined): string => {
   if (arg === undefined || typeof arg === 'string') return arg ?? '';
   try {
     return utf8.decode(arg);
   } catch {
-    return arg.toString('latin1');
+    let name = '';
+    let run = 0;
+    for (let at = 0; at < arg.length; ) {
+      const length = utf8SequenceLength(arg, at);
+      if (length > 0) {
+        at += length;
+        continue;
+      }
+      name += utf8.decode(arg.subarray(run, at)) + String.fromCharCode(arg[at]!);
+      run = ++at;
+    }
+    return name + utf8.decode(arg.subarray(run));
   }
 };
 

@@ -3,4 +3,4 @@
  * it over gRPC; `sluice policy explain|test` and the console run it in-process.
  */
 export * from './policy.js';
-export { classifyRedis, type RedisClassification } from './redis-commands.js';
+export { classifyRedis, redisShape, type RedisClassification } from './redis-commands.js';

@@ -3,8 +3,8 @@ import fc from 'fast-check';
 import { parseConfig } from '@sluice/config';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import type { GovernedCommand } from '@sluice/contracts';
-import { createPolicy, compilePathGlob, type Policy, type PolicySubject } from './policy.js';
-import { classifyRedis } from './redis-commands.js';
+import { createPolicy, compileGlob, compilePathGlob, type Policy, type PolicySubject } from './policy.js';
+import { classifyRedis, redisShape } from './redis-commands.js';
 
 beforeAll(async () => {
   await loadSqlClassifier();
@@ -211,6 +211,16 @@ describe('redis decisions', () => {
     expect(policy.decide(analyst, 'sessions', redis('KEYS *')).effect).toBe('deny');
     expect(policy.decide(analyst, 'sessions', redis('KEYS session:*')).effect).toBe('allow');
   });
+  it("grants no pattern with a class or an escape by the rule glob of the same text: the glob reads `[` and `\\` literally, Redis does not", () => {
+    const literal = given([{ name: 'brackets', effect: 'allow', resources: ['sessions'], actions: ['read'], keys: ['br:[ab]*', 'br:\\*', 'br:x*'] }]);
+    for (const pattern of ['br:[ab]*', 'br:\\*']) {
+      expect(literal.decide(analyst, 'sessions', redis(`KEYS ${pattern}`)).effect, pattern).toBe('deny');
+      expect(literal.decide(analyst, 'sessions', redis(`SCAN 0 MATCH ${pattern}`)).effect, pattern).toBe('deny');
+    }
+    expect(literal.decide(analyst, 'sessions', redis('KEYS br:x*')).effect).toBe('allow');
+    // The keys Redis lists for `br:[ab]*` are not granted one by one either.
+    expect(literal.decide(analyst, 'sessions', redis('GET br:a1')).effect).toBe('deny');
+  });
   it('decides key patterns (SORT BY/GET, SCAN MATCH, RANDOMKEY) on every key they can match', () => {
     expect(policy.decide(analyst, 'sessions', redis('SORT session:ids BY nosort GET secrets:*')).effect).toBe('deny');
     expect(policy.decide(analyst, 'sessions', redis('SORT session:ids BY nosort GET session:*->name')).effect).toBe('allow');
@@ -371,5 +381,87 @@ describe('subjects scoped to an issuer', () => {
     });
     const decision = createPolicy(held.rules, held.resources, { approvalTimeoutMs: 60_000 }).decide(analyst, 'ledger', sql('SELECT 1'));
     expect(decision.effect === 'approve' && decision.approvers.issuers).toEqual(['https://idp.example.com']);
+  });
+});
+
+describe('Redis decisions by shape (what the proxy may reuse for another key)', () => {
+  it('gives a shape to commands whose keys sit at fixed positions and whose options change nothing', () => {
+    expect(redisShape(['GET', 'session:1'])).toEqual({ shape: 'GET 2', keys: ['session:1'] });
+    expect(redisShape(['mset', 'a', '1', 'b', '2'])).toEqual({ shape: 'MSET 5', keys: ['a', 'b'] });
+    expect(redisShape(['OBJECT', 'encoding', 'k'])).toEqual({ shape: 'OBJECT ENCODING 3', keys: ['k'] });
+    expect(redisShape(['PING'])).toEqual({ shape: 'PING 1', keys: [] });
+  });
+
+  it('gives no shape where other arguments or patterns decide: SORT, KEYS, SCAN, numkeys, streams, COPY, GEORADIUS, CLIENT, unknown commands', () => {
+    for (const args of [
+      ['SORT', 'k', 'STORE', 'd'],
+      ['SORT_RO', 'k', 'BY', 'w_*'],
+      ['KEYS', 'session:*'],
+      ['SCAN', '0', 'MATCH', 'x*'],
+      ['SINTERCARD', '2', 'a', 'b'],
+      ['XREAD', 'STREAMS', 's', '0'],
+      ['COPY', 'a', 'b', 'DB', '1'],
+      ['GEORADIUS', 'g', '0', '0', '1', 'km', 'STORE', 'd'],
+      ['CLIENT', 'TRACKING', 'on', 'BCAST'],
+      ['NOSUCHCOMMAND', 'k'],
+    ]) {
+      expect(redisShape(args), args.join(' ')).toBeUndefined();
+    }
+  });
+
+  it("says which key globs a decision by shape depends on: every rule's on the resource, whatever its subjects", () => {
+    const policy = given([...RULES, { name: 'no-admin-keys', effect: 'deny', subjects: { groups: ['nobody'] }, resources: ['sessions'], keys: ['session:admin*'] }]);
+    expect(policy.decide(analyst, 'sessions', redis('GET session:1'))).toMatchObject({ effect: 'allow', redisKeyGlobs: ['session:*', 'session:admin*'] });
+    expect(policy.decide(analyst, 'sessions', redis('KEYS session:*')).redisKeyGlobs).toBeUndefined();
+    expect(policy.decide(analyst, 'ledger', sql('SELECT 1')).redisKeyGlobs).toBeUndefined();
+  });
+
+  it('keeps no shape on a resource with a key glob that UTF-8 cannot carry to the proxy (a lone surrogate half)', () => {
+    // `\uD83D*` matches the first half of 😀 here; sent as UTF-8 it would arrive as `\uFFFD*`.
+    const policy = given([...RULES, { name: 'half-emoji', effect: 'deny', resources: ['sessions'], keys: ['\uD83D*'] }]);
+    expect(policy.decide(analyst, 'sessions', redis('GET \u{1F600}')).effect).toBe('deny');
+    expect(policy.decide(analyst, 'sessions', redis('GET session:1'))).toMatchObject({ effect: 'allow' });
+    expect(policy.decide(analyst, 'sessions', redis('GET session:1')).redisKeyGlobs).toBeUndefined();
+  });
+
+  it('decides every command of a shape alike when its keys match the same key globs (property)', () => {
+    const globs = ['a*', 'a:b*', '*z', 'a?c', '*'];
+    const keyArb = fc.stringMatching(/^[abcz:]{0,5}$/);
+    const ruleArb = fc.record({
+      effect: fc.constantFrom('allow', 'deny', 'approve'),
+      keys: fc.subarray(globs, { minLength: 1, maxLength: 3 }),
+      actions: fc.constantFrom(['read'], ['read', 'write'], ['write']),
+    });
+    const commandArb = fc.oneof(
+      fc.tuple(keyArb).map(([k]) => ['GET', k]),
+      fc.tuple(keyArb, keyArb).map(([k, v]) => ['SET', k, v]),
+      fc.tuple(keyArb, keyArb).map(([k1, k2]) => ['MGET', k1, k2]),
+      fc.tuple(keyArb, keyArb).map(([k1, k2]) => ['MSET', k1, 'v', k2, 'w']),
+      fc.tuple(keyArb, keyArb).map(([k1, k2]) => ['DEL', k1, k2]),
+    );
+    fc.assert(
+      fc.property(fc.array(ruleArb, { minLength: 1, maxLength: 4 }), commandArb, commandArb, (rules, first, second) => {
+        const policy = given(
+          rules.map((rule, index) => ({
+            name: `r${index}`,
+            effect: rule.effect,
+            resources: ['sessions'],
+            keys: rule.keys,
+            actions: rule.actions,
+            ...(rule.effect === 'approve' ? { approvers: { groups: ['owners'] } } : {}),
+          })),
+        );
+        const one = policy.decide(analyst, 'sessions', { kind: 'redis', args: first });
+        const other = policy.decide(analyst, 'sessions', { kind: 'redis', args: second });
+        const shapeOf = (args: string[]) => {
+          const shape = redisShape(args)!;
+          const compiled = one.redisKeyGlobs!.map(compileGlob);
+          return `${shape.shape}|${shape.keys.map((key) => compiled.map((glob) => (glob.test(key) ? 1 : 0)).join('')).join('|')}`;
+        };
+        if (shapeOf(first) !== shapeOf(second)) return;
+        expect(other).toEqual(one);
+      }),
+      { numRuns: 500, seed: 12 },
+    );
   });
 });

@@ -14,7 +14,7 @@ import {
 } from '@sluice/contracts';
 import type { ResourceConfig, RuleConfig } from '@sluice/config';
 import { ANY_TABLE, classifySql, isOpenCatalogRelation, type SqlClassification } from '@sluice/sql-classifier';
-import { classifyRedis } from './redis-commands.js';
+import { classifyRedis, redisShape } from './redis-commands.js';
 
 /** The subject as the policy sees it; `issuer` matters only to rules whose subjects name one. */
 export interface PolicySubject {
@@ -31,6 +31,12 @@ export type Approvers = ApproverRule;
 export type PolicyDecision = Decision & {
   /** The same decision holds for any command with the same normalized text. */
   readonly cacheable: boolean;
+  /**
+   * Redis: the decision holds for every command of the same `redisShape` whose keys each match
+   * the same of these globs (every key glob of the rules on the resource, sorted); absent when the
+   * command has no shape.
+   */
+  readonly redisKeyGlobs?: readonly string[];
 };
 
 /** One decidable part of a command: a SQL statement, or the whole Redis/HTTP command. */
@@ -201,7 +207,9 @@ const hasWildcard = (glob: string): boolean => /[*?[\\]/.test(glob);
  */
 const patternsMatch = (effect: Effect, globs: readonly string[], patterns: readonly string[]): boolean => {
   const covers = (glob: string, pattern: string): boolean => {
-    if (glob === '*' || glob === pattern) return true;
+    // The same text covers itself only without `[` or `\`: a rule's glob reads them literally,
+    // Redis's pattern as a class or an escape (KEYS k[ab]* lists ka1, which k[ab]* does not grant).
+    if (glob === '*' || (glob === pattern && !/[[\\]/.test(pattern))) return true;
     if (!hasWildcard(pattern)) return compileGlob(glob).test(pattern);
     const prefix = glob.slice(0, -1);
     return glob.endsWith('*') && !hasWildcard(prefix) && literalPrefix(pattern).startsWith(prefix);
@@ -334,6 +342,9 @@ export const classifyCommand = (command: GovernedCommand): Classified => {
   }
 };
 
+const UTF8_ENCODER = new TextEncoder();
+const UTF8_DECODER = new TextDecoder();
+
 const PROTOCOL_OF_KIND = { sql: 'postgres', redis: 'redis', http: 'http' } as const;
 
 /** Builds the rule engine over validated config rules (CONTRACT §2). Pure: no I/O, no clock. */
@@ -405,9 +416,31 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
     }
   };
 
+  /**
+   * The key globs a Redis decision on the resource can depend on: those of every rule on it,
+   * whatever its subjects (more globs than needed only split the cache finer).
+   */
+  const keyGlobsByResource = new Map<string, readonly string[] | null>();
+  const keyGlobsOf = (resource: string): readonly string[] | undefined => {
+    let globs = keyGlobsByResource.get(resource);
+    if (globs === undefined) {
+      const all = [...new Set(compiled.filter((rule) => resourceMatches(rule, resource)).flatMap((rule) => rule.config.keys ?? []))].sort();
+      // The globs travel as UTF-8: one that does not survive it (a lone surrogate half, which may
+      // match half of a key's emoji here) would split keys differently in the proxy. No shape then.
+      globs = all.every((glob) => UTF8_DECODER.decode(UTF8_ENCODER.encode(glob)) === glob) ? all : null;
+      keyGlobsByResource.set(resource, globs);
+    }
+    return globs ?? undefined;
+  };
+
   return {
     rules: compiled.length,
-    decide: (subject, resource, command) => decideClassified(subject, resource, command, classifyCommand(command)),
+    decide: (subject, resource, command) => {
+      const decision = decideClassified(subject, resource, command, classifyCommand(command));
+      if (command.kind !== 'redis' || !decision.cacheable || redisShape(command.args) === undefined) return decision;
+      const redisKeyGlobs = keyGlobsOf(resource);
+      return redisKeyGlobs === undefined ? decision : { ...decision, redisKeyGlobs };
+    },
     explain: (subject, resource, command) => {
       const classified = classifyCommand(command);
       const decision = decideClassified(subject, resource, command, classified);

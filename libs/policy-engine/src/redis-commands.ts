@@ -194,17 +194,43 @@ const keysOf = (spec: KeySpec, args: readonly (Buffer | string)[]): TouchedKeys 
   return { keys, patterns: [] };
 };
 
+/** A command's spec and its name as classified (`CLIENT SETNAME`), or no spec for an unknown one. */
+const specOf = (args: readonly (Buffer | string)[]): { readonly name: string; readonly command: string; readonly spec: RedisCommandSpec | undefined } => {
+  const name = text(args[0]).toLowerCase();
+  const container = SUBCOMMANDS.get(name);
+  if (!container) return { name, command: name.toUpperCase(), spec: COMMANDS.get(name) };
+  const sub = text(args[1]).toLowerCase();
+  return { name, command: `${name.toUpperCase()} ${sub.toUpperCase()}`, spec: container.get(sub) };
+};
+
+/**
+ * Commands whose classification below reads arguments other than their name, subcommand and keys
+ * (options such as STORE, DB, BCAST): redisShape leaves them out. A new case in classifyRedis that
+ * reads another argument belongs here too.
+ */
+const READS_OPTIONS = new Set(['copy', 'sort', 'sort_ro', 'georadius', 'georadiusbymember', 'client']);
+
+/**
+ * The shape of a command whose classification (and so its decision) depends only on its name and
+ * subcommand, its number of arguments and its key names: keys at fixed positions, no option read.
+ * `keys` are its key names, in order. Undefined for any other command (key patterns, SORT, numkeys,
+ * streams, options that change the action, unknown commands): those are decided by their exact
+ * arguments. A decision the policy makes for one command of a shape holds for every command of that
+ * shape whose keys match the same of the rules' key globs (`Policy.decide`'s `redisKeyGlobs`).
+ */
+export const redisShape = (args: readonly (Buffer | string)[]): { readonly shape: string; readonly keys: readonly string[] } | undefined => {
+  const { name, command, spec } = specOf(args);
+  if (!spec || READS_OPTIONS.has(name)) return undefined;
+  const keySpec = spec.keys;
+  if (keySpec === undefined) return { shape: `${command} ${args.length}`, keys: [] };
+  if (!('first' in keySpec)) return undefined;
+  const touched = keysOf(keySpec, args);
+  return { shape: `${command} ${args.length}`, keys: touched.keys };
+};
+
 /** Classifies a Redis command by name (and subcommand): action, risk and the keys it touches. */
 export const classifyRedis = (args: readonly (Buffer | string)[]): RedisClassification => {
-  const name = text(args[0]).toLowerCase();
-  let spec = COMMANDS.get(name);
-  let command = name.toUpperCase();
-  const container = SUBCOMMANDS.get(name);
-  if (container) {
-    const sub = text(args[1]).toLowerCase();
-    spec = container.get(sub);
-    command = `${command} ${sub.toUpperCase()}`;
-  }
+  const { name, command, spec } = specOf(args);
   if (!spec) {
     return { command, action: UNKNOWN.action, risk: UNKNOWN.risk, keys: [], keyPatterns: [], reason: `${command} is an administrative or unknown command` };
   }

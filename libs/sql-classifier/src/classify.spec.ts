@@ -532,12 +532,36 @@ describe('sessionStateEffects: what may change search_path, read from the parse 
   });
 
   it.each([
+    'INSERT INTO t VALUES (1)',
+    'UPDATE t SET a = 1 WHERE id = 2',
+    'DELETE FROM t WHERE id = 2',
+    'MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE',
+    'WITH n AS (INSERT INTO t VALUES (1) RETURNING id) SELECT id FROM n',
+    'EXPLAIN ANALYZE DELETE FROM t',
+  ])('%s writes: a trigger it fires runs code its text does not show', (sql) => {
+    expect(sessionStateEffects(sql).writes).toBe(true);
+  });
+
+  it.each(['FETCH 10 FROM c', 'MOVE LAST IN c'])("%s runs the rest of a cursor's query", (sql) => {
+    expect(sessionStateEffects(sql).runsCursorQuery).toBe(true);
+  });
+
+  // COPY FROM's triggers are not looked for: the proxy cannot read the path while the target is in COPY mode.
+  it.each(['SELECT * FROM orders WHERE id = 1', 'COPY t TO STDOUT', 'COPY t FROM STDIN', 'SHOW search_path', 'DECLARE c CURSOR FOR SELECT 1', 'CLOSE c'])('%s neither writes nor fetches', (sql) => {
+    expect(sessionStateEffects(sql)).toMatchObject({ writes: false, runsCursorQuery: false });
+  });
+
+  it.each([
     'SET search_path = secret; SELECT * FROM orders',
     'BEGIN; SAVEPOINT a; SET LOCAL search_path = public; ROLLBACK TO SAVEPOINT a; SELECT * FROM orders',
     "SELECT set_config('search_path', 'secret', false); SELECT * FROM orders",
     'ROLLBACK; SELECT * FROM orders',
     'RESET ALL; SELECT * FROM orders',
     'SET SCHEMA \'secret\'; TABLE orders',
+    "SET search_path = secret; INSERT INTO orders VALUES (1)",
+    'SET search_path = secret; UPDATE orders SET a = 1 WHERE id = 2',
+    'SET search_path = secret; DELETE FROM orders WHERE id = 2',
+    'SET search_path = secret; COPY orders FROM STDIN',
   ])('%s names a table after changing the path in the same message', (sql) => {
     expect(sessionStateEffects(sql).unqualifiedAfterPathChange).toBe(true);
   });

@@ -21,7 +21,7 @@ export {
 } from './lineage.js';
 export { sqlSyntaxError, type SqlSyntaxError } from './syntax.js';
 export { isReadableClientEncoding, guardedSettingReason } from './settings.js';
-export { clientEncodingStatement, showsClientEncoding, type ClientEncodingEffect } from './client-encoding-statement.js';
+export { clientEncodingReport, clientEncodingStatement, showsClientEncoding, type ClientEncodingEffect, type ClientEncodingReport } from './client-encoding-statement.js';
 export { sessionStateEffects, type PreparedStatementChange, type SessionStateEffects } from './session-effects.js';
 export { ANY_TABLE, isCataloguedFunction, isPureFunction, pgCatalogSearchedFirst } from './catalogue.js';
 export { isOpenCatalogRelation } from './catalog-relations.js';

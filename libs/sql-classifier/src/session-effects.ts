@@ -9,6 +9,13 @@ export interface SessionStateEffects {
   /** The command may change the effective search_path: the proxy reads it again afterwards. */
   readonly searchPath: boolean;
   /**
+   * The command runs a cursor's query (FETCH, MOVE), whose functions its text does not show and
+   * which may change search_path: read again after it too, at the next Sync in a pipeline.
+   */
+  readonly runsCursorQuery: boolean;
+  /** The command writes (INSERT, UPDATE, DELETE, MERGE, anywhere in it): a trigger it fires may change search_path. */
+  readonly writes: boolean;
+  /**
    * A statement changes search_path and a later statement of the same message names a table
    * without its schema: that name resolves against a path nobody has read yet.
    */
@@ -36,8 +43,9 @@ export interface PreparedStatementChange {
 
 /**
  * Top-level statements that cannot change search_path by themselves (only through a function
- * they call, which is looked for separately). Any other statement, one Sluice does not know
- * included, counts as possibly changing it: the cost of a wrong guess is one internal query.
+ * they call, which is looked for separately; code the text does not show is runsHiddenCode).
+ * Any other statement, one Sluice does not know included, counts as possibly changing it: the
+ * cost of a wrong guess is one internal query.
  */
 const KEEPS_SEARCH_PATH: ReadonlySet<string> = new Set([
   'SelectStmt',
@@ -61,6 +69,24 @@ const KEEPS_SEARCH_PATH: ReadonlySet<string> = new Set([
 
 /** Nodes under which code of unknown effect runs: it may call set_config('search_path', …). */
 const RUNS_CODE: ReadonlySet<string> = new Set(['CallStmt', 'DoStmt', 'ExecuteStmt']);
+
+/**
+ * Writes, anywhere in the tree (a CTE's INSERT too): they fire triggers, whose functions the text
+ * does not show. Not COPY FROM: the target is in COPY mode until the client's CopyDone, where a
+ * read of the proxy's own would break the protocol.
+ */
+const WRITES: ReadonlySet<string> = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
+
+const containsNode = (value: unknown, tags: ReadonlySet<string>): boolean => {
+  if (Array.isArray(value)) return value.some((item) => containsNode(item, tags));
+  if (typeof value !== 'object' || value === null) return false;
+  const node = value as Record<string, unknown>;
+  for (const key in node) {
+    if (tags.has(key)) return true;
+    if (containsNode(node[key], tags)) return true;
+  }
+  return false;
+};
 
 /**
  * A call that resolves to a built-in function of the catalogue (which writes nothing, settings
@@ -109,12 +135,16 @@ const callsSetConfig = (value: unknown): boolean => {
   return false;
 };
 
-/** A RangeVar without a schema: a table name resolved through search_path. */
+/**
+ * A RangeVar without a schema: a table name resolved through search_path. A statement's own
+ * relation (INSERT INTO t, UPDATE t, COPY t, CREATE TABLE t) is one too, unwrapped in the tree.
+ */
 const namesUnqualifiedTable = (value: unknown): boolean => {
   if (Array.isArray(value)) return value.some(namesUnqualifiedTable);
   if (typeof value !== 'object' || value === null) return false;
   const node = value as Record<string, unknown>;
-  const range = node.RangeVar as { schemaname?: string; relname?: string } | undefined;
+  const wrapped = node.RangeVar as { schemaname?: string; relname?: string } | undefined;
+  const range = wrapped ?? (typeof node.relname === 'string' ? { relname: node.relname, schemaname: node.schemaname as string | undefined } : undefined);
   if (range && range.relname && !range.schemaname) return true;
   for (const key in node) if (namesUnqualifiedTable(node[key])) return true;
   return false;
@@ -128,7 +158,7 @@ const namesUnqualifiedTable = (value: unknown): boolean => {
  */
 export const sessionStateEffects = (text: string, path?: readonly string[]): SessionStateEffects => {
   // Unknown: may set the path, and may name anything unqualified.
-  const unknown = { searchPath: true, unqualifiedAfterPathChange: false, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false };
+  const unknown = { searchPath: true, runsCursorQuery: true, writes: true, unqualifiedAfterPathChange: false, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false };
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
@@ -137,6 +167,8 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
     return unknown;
   }
   let searchPath = false;
+  let runsCursorQuery = false;
+  let writes = false;
   let pathSetEarlier = false;
   let unqualifiedAfterPathChange = false;
   let unqualified = false;
@@ -153,8 +185,10 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
       if (pathSetEarlier) unqualifiedAfterPathChange = true;
     }
     if (!KEEPS_SEARCH_PATH.has(type) || runsUnknownCode(stmt, path)) searchPath = true;
+    if (type === 'FetchStmt') runsCursorQuery = true;
+    if (containsNode(stmt, WRITES)) writes = true;
     if (setsPathForLaterStatements(type, stmt)) pathSetEarlier = true;
     if (changesClientEncoding(stmt) !== undefined) clientEncoding = true;
   }
-  return { searchPath, unqualifiedAfterPathChange, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding };
+  return { searchPath, runsCursorQuery, writes, unqualifiedAfterPathChange, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding };
 };

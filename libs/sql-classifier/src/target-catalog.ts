@@ -34,6 +34,8 @@ export const targetCatalogFacts = (input: {
   /** See TargetCatalogFacts.overloadedBuiltins; none when the catalog was read without them. */
   readonly overloadedBuiltins?: Iterable<string>;
   readonly rewritingRelations: Iterable<string>;
+  /** See TargetCatalogFacts.triggeredRelations. */
+  readonly triggeredRelations?: Iterable<string>;
   readonly inheritance: Iterable<readonly [string, string]>;
   readonly version: string;
 }): TargetCatalogFacts => {
@@ -46,5 +48,7 @@ export const targetCatalogFacts = (input: {
   return {
     rowFunctions: new Set(input.rowFunctions),
     overloadedBuiltins: new Set(input.overloadedBuiltins ?? []),
-    rewritingRelations: new Set(input.rewritingRelations), children, parents, version: input.version };
+    rewritingRelations: new Set(input.rewritingRelations),
+    ...(input.triggeredRelations ? { triggeredRelations: new Set(input.triggeredRelations) } : {}),
+    children, parents, version: input.version };
 };

@@ -95,6 +95,8 @@ export const decisionToProto = (decision: PolicyDecision, version: number): pb.D
   approvalTimeoutMs: decision.effect === 'approve' ? decision.approvalTimeoutMs : 0,
   policyVersion: BigInt(version),
   prepares: [...decision.prepares],
+  redisByShape: decision.redisKeyGlobs !== undefined,
+  redisKeyGlobs: [...(decision.redisKeyGlobs ?? [])],
 });
 
 const internal = (callback: sendUnaryData<never>, error: unknown, logger: Logger): void => callback(toGrpcError(error, { logger, during: 'policy call' }));

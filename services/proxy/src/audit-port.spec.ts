@@ -35,6 +35,23 @@ describe('audit port: one command.executed per command that ran without a hold',
     expect(published.map((event) => event.sessionseq)).toEqual([1, 2]);
   });
 
+  it('serialises a command.executed exactly as its fields were recorded: no member for an absent optional field', async () => {
+    const { port, published } = given();
+    port.record('s1', 'command.decided', decided('c1'));
+    port.record('s1', 'command.completed', completed('c1'));
+    port.record('s1', 'command.decided', { ...decided('c2'), tables: ['public.t'], truncated: true, commandBytes: 99_999 });
+    port.record('s1', 'command.completed', { ...completed('c2'), ok: false, error: { code: 'ERR', message: 'boom' } });
+    port.record('s1', 'result.returned', returned('c2'));
+    await turn();
+    const [plain, full] = published.map((event) => JSON.parse(JSON.stringify(event)) as CloudEvent & { data: Record<string, unknown> });
+    expect(Object.keys(plain!.data)).toEqual(['commandId', 'resource', 'protocol', 'command', 'action', 'risk', 'decision', 'rule', 'reason', 'outcome', 'ok', 'durationMs']);
+    expect(Object.keys(full!.data)).toEqual([
+      'commandId', 'resource', 'protocol', 'command', 'action', 'risk', 'decision', 'rule', 'reason', 'tables', 'truncated', 'commandBytes', 'outcome', 'ok', 'error', 'durationMs', 'result',
+    ]);
+    expect(full!.data).toMatchObject({ tables: ['public.t'], truncated: true, commandBytes: 99_999, error: { code: 'ERR', message: 'boom' } });
+    expect(plain!.sessionseq).toBe(1);
+  });
+
   it('takes a result recorded just after the completion (Redis, HTTP order)', async () => {
     const { port, published, kinds } = given();
     port.record('s1', 'command.decided', decided('c1'));

@@ -100,8 +100,10 @@ export class Governor {
       decision: decision.effect,
       rule: decision.rule,
       reason: decision.reason,
-      ...(this.session.protocol === 'postgres' ? { tables: decision.tables } : {}),
-      ...(recorded.commandBytes !== undefined ? { truncated: true, commandBytes: recorded.commandBytes } : {}),
+      // Undefined rather than spread in: a literal costs a fraction of a spread once per command.
+      tables: this.session.protocol === 'postgres' ? decision.tables : undefined,
+      truncated: recorded.commandBytes !== undefined ? true : undefined,
+      commandBytes: recorded.commandBytes,
     });
   }
 

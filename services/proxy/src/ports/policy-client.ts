@@ -1,10 +1,12 @@
 import { credentials, Metadata, type ChannelCredentials, type ChannelOptions, type ClientReadableStream } from '@grpc/grpc-js';
 import { policy as pb } from '@sluice/proto';
 import { DependencyUnavailableError, SluiceErrorCode, type Action, type Effect, type Risk, type Subject } from '@sluice/contracts';
+import { compileGlob, redisShape } from '@sluice/policy-engine';
 import { isSqlClassifierLoaded, loadSqlClassifier, normalizeSql, searchPathKey, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import { Backoff } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 import type { Decision, GovernedCommand, PolicyPort, SessionPolicy } from '../ports.js';
+import { LruCache } from './lru-cache.js';
 
 export interface PolicyPortOptions {
   readonly logger: Logger;
@@ -76,38 +78,15 @@ export const decisionFromProto = (response: pb.DecideResponse): Decision => {
   }
 };
 
-/** Insertion-ordered Map as an LRU: a hit moves the entry to the end. */
-class LruCache<V> {
-  readonly #entries = new Map<string, V>();
-  constructor(private readonly max: number) {}
-
-  get(key: string): V | undefined {
-    const value = this.#entries.get(key);
-    if (value !== undefined) {
-      this.#entries.delete(key);
-      this.#entries.set(key, value);
-    }
-    return value;
-  }
-
-  set(key: string, value: V): void {
-    this.#entries.delete(key);
-    this.#entries.set(key, value);
-    if (this.#entries.size > this.max) this.#entries.delete(this.#entries.keys().next().value!);
-  }
-
-  clear(): void {
-    this.#entries.clear();
-  }
-
-  get size(): number {
-    return this.#entries.size;
-  }
-}
-
 const SEP = '\u0001';
 /** Redis commands longer than this are not cached: their values make them unique anyway. */
 const MAX_REDIS_KEY_BYTES = 1024;
+/**
+ * Redis commands naming more keys than this are not kept by shape: every glob is tested on every
+ * key, on the event loop every session shares (a 64 MiB DEL of three million keys would hold it
+ * for seconds); the policy service decides them as it did before shapes.
+ */
+const MAX_SHAPE_KEYS = 256;
 /**
  * SQL texts longer than this are neither cached nor normalised here: 10,000 cached multi-megabyte
  * statements would fill the proxy's memory, and normalising one holds every session meanwhile.
@@ -121,6 +100,9 @@ const BACKOFF_MIN_MS = 100;
  */
 const catalogKey = (catalog: TargetCatalogFacts | undefined): string =>
   catalog === undefined ? `-${SEP}` : `${catalog.version}${catalog.uncommittedChanges ? '!' : ''}${SEP}`;
+
+/** A search_path as JSON: a schema may be named `a,b` (quoted), which is not the path `a, b`. */
+const searchPathKey = (searchPath: readonly string[] | undefined): string => JSON.stringify(searchPath ?? []);
 
 /** The facts as sent; one conversion per facts object (a resource's facts change rarely). */
 const catalogToProto = (catalog: TargetCatalogFacts): pb.TargetCatalog => {
@@ -160,6 +142,11 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
     'grpc.keepalive_timeout_ms': 5_000,
   });
   const decisions = new LruCache<Decision>(options.cacheSize ?? 10_000);
+  /**
+   * Per resource, the rules' key globs the service said its Redis decisions depend on (for the
+   * version watched): a command's shape key is built with them (redisShapeKey).
+   */
+  const keyGlobs = new Map<string, { readonly text: string; readonly globs: readonly RegExp[] }>();
   const sessions = new LruCache<SessionPolicy>(1_000);
   const principals = new WeakMap<Subject, string>();
   let version: number | undefined;
@@ -179,6 +166,7 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
   const invalidate = (): void => {
     decisions.clear();
     sessions.clear();
+    keyGlobs.clear();
   };
 
   const startWatch = (): void => {
@@ -233,7 +221,11 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
         let bytes = 0;
         for (const arg of command.args) bytes += arg.length + 1;
         if (bytes > MAX_REDIS_KEY_BYTES) return undefined;
-        return `r${command.args.map((arg) => arg.toString('latin1')).join('\u0002')}`;
+        // Each argument after its length: joined by a separator, `MGET a b` and `MGET a<sep>b` (one
+        // key that an allow rule's glob may match) would be one entry.
+        let key = 'r';
+        for (const arg of command.args) key += `${arg.length}:${arg.toString('latin1')}`;
+        return key;
       }
       case 'http':
         return `h${command.method}${SEP}${command.path}`;
@@ -277,21 +269,48 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
   };
 
   /**
+   * A Redis command's shape key: its shape (name, subcommand, argument count) and, for each key,
+   * which of the resource's key globs it matches. The service decides such a command the same for
+   * every key that matches the same globs, so a key on the other side of any glob gets another key
+   * (and its own decision). Undefined when the command has no shape or the globs are not known yet.
+   */
+  const redisShapeKey = (principal: string, resource: string, args: readonly (Buffer | string)[]): string | undefined => {
+    const globs = keyGlobs.get(resource);
+    if (!globs) return undefined;
+    const shape = redisShape(args);
+    if (!shape || shape.keys.length > MAX_SHAPE_KEYS) return undefined;
+    let matches = '';
+    for (const key of shape.keys) {
+      matches += SEP;
+      for (const glob of globs.globs) matches += glob.test(key) ? '1' : '0';
+    }
+    return `${principal}${SEP}${resource}${SEP}k${globs.text}${SEP}${shape.shape}${matches}`;
+  };
+
+  /**
    * The cached decision of a command: by its exact text, else (SQL) by its normalised text, which
-   * a decision the service called constant-independent was also kept under. `keys` receives the
-   * keys a decision fetched now should be kept under.
+   * a decision the service called constant-independent was also kept under, or (Redis) by its
+   * shape key. `keys` receives the keys a decision fetched now should be kept under.
    */
   const lookup = (subject: Subject, resource: string, command: GovernedCommand, keys?: { exact?: string; normalized?: string }): Decision | undefined => {
     if (version === undefined) return undefined;
     const key = exactKey(subject, resource, command);
-    if (key === undefined) return undefined;
-    if (keys) keys.exact = key;
-    const hit = decisions.get(key);
+    if (keys && key !== undefined) keys.exact = key;
+    const hit = key === undefined ? undefined : decisions.get(key);
     if (hit) {
       hits += 1;
       return hit;
     }
-    if (command.kind !== 'sql' || !isSqlClassifierLoaded()) return undefined;
+    // A Redis command too large for an exact key (a large value) still has a shape.
+    if (command.kind === 'redis') {
+      const shapeKey = redisShapeKey(principalOf(subject), resource, command.args);
+      const sameShape = shapeKey === undefined ? undefined : decisions.get(shapeKey);
+      if (!sameShape) return undefined;
+      hits += 1;
+      // Not kept under the exact arguments too: every new key would push out another decision.
+      return sameShape;
+    }
+    if (key === undefined || command.kind !== 'sql' || !isSqlClassifierLoaded()) return undefined;
     const normalized = normalizeSql(command.text);
     if (normalized === undefined || normalized === command.text) return undefined;
     const normalizedKey = `${principalOf(subject)}${SEP}${resource}${SEP}n${catalogKey(command.catalog)}${searchPathKey(command.searchPath)}${SEP}${normalized}`;
@@ -324,9 +343,16 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
       });
       const decision = decisionFromProto(response);
       // Only a decision of the version we watch may be kept: one made before a reload may not.
-      if (response.cacheable && key !== undefined && version !== undefined && Number(response.policyVersion) === version) {
-        decisions.set(key, decision);
+      if (response.cacheable && watched !== undefined && version === watched && Number(response.policyVersion) === version) {
+        if (key !== undefined) decisions.set(key, decision);
         if (normalizedKey !== undefined) decisions.set(normalizedKey, decision);
+        if (command.kind === 'redis' && response.redisByShape) {
+          const text = response.redisKeyGlobs.join('\u0002');
+          // The globs come with every decision of the version: the resource's are the same each time.
+          if (keyGlobs.get(resource)?.text !== text) keyGlobs.set(resource, { text, globs: response.redisKeyGlobs.map(compileGlob) });
+          const shapeKey = redisShapeKey(principalOf(subject), resource, command.args);
+          if (shapeKey !== undefined) decisions.set(shapeKey, decision);
+        }
       }
       return decision;
     },

@@ -2,7 +2,7 @@ import { BackendCode, decodeBackend, decodeDataRow, decodeNoticeFields, decodeRo
 import { ResultWithheldError } from '@sluice/contracts';
 import { EncodingConversionError } from './client-encoding.js';
 import { ClientEdge } from './client-encoding-frames.js';
-import { showingClientEncoding, type EncodingSwitch } from './client-encoding-session.js';
+import { reportingClientEncoding, type EncodingSwitch } from './client-encoding-session.js';
 import { endsTargetSkip, stopsSkipping, type Command, type Expect } from './expectations.js';
 import type { Outbox } from './outbox.js';
 import { maskNotification } from './server-texts.js';
@@ -227,7 +227,8 @@ export class BackendDispatch {
           return;
         }
         this.session.toClient.rowFields = result.fields;
-        out.push(showingClientEncoding(head as { command: Command }, result.row(frame.body) ?? frame.raw, edge.encoding.name));
+        const reported = { current: edge.encoding.name, startup: this.session.clientEncoding?.startup.name ?? edge.encoding.name };
+        out.push(reportingClientEncoding(head as { command: Command }, result.fields, result.row(frame.body) ?? frame.raw, reported));
         return;
       }
       case BackendCode.RowDescription: {

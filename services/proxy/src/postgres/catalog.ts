@@ -15,7 +15,8 @@ const FACTS_TTL_MS = 30_000;
  * fact: `f` a function callable in attribute notation (one argument, or one without a default,
  * of a composite, domain or pseudo type such as record or anyelement, which a row fits, or
  * VARIADIC over such a type: `p.f` calls f(VARIADIC ARRAY[p])), `r` a
- * view or a relation whose rules or INSTEAD OF triggers rewrite writes, `i` a child or partition
+ * view or a relation whose rules or INSTEAD OF triggers rewrite writes, `t` a table with a trigger
+ * of the user's (whose function a write runs unseen), `i` a child or partition
  * and its parent, `o` the name of a function or operator outside pg_catalog and
  * information_schema that pg_catalog has too (a user overload of a built-in name, which an
  * unqualified call may pick by its argument types). pg_catalog's own functions and views are the
@@ -34,6 +35,8 @@ const FACTS_QUERY =
   "union select 'o', o.oprname, null from pg_catalog.pg_operator o join pg_catalog.pg_namespace n on n.oid = o.oprnamespace " +
   "where n.nspname not in ('pg_catalog', 'information_schema') and exists (select 1 from pg_catalog.pg_operator b " +
   "where b.oprname = o.oprname and b.oprnamespace = 'pg_catalog'::pg_catalog.regnamespace) " +
+  "union select 't', n.nspname || '.' || c.relname, null from pg_catalog.pg_trigger g join pg_catalog.pg_class c on c.oid = g.tgrelid " +
+  'join pg_catalog.pg_namespace n on n.oid = c.relnamespace where not g.tgisinternal ' +
   "union select 'i', cn.nspname || '.' || c.relname, pn.nspname || '.' || p.relname from pg_catalog.pg_inherits h " +
   'join pg_catalog.pg_class c on c.oid = h.inhrelid join pg_catalog.pg_namespace cn on cn.oid = c.relnamespace ' +
   'join pg_catalog.pg_class p on p.oid = h.inhparent join pg_catalog.pg_namespace pn on pn.oid = p.relnamespace ' +
@@ -136,6 +139,7 @@ export class TableCatalog {
       rowFunctions: pick('f').map((row) => row[1] ?? ''),
       overloadedBuiltins: pick('o').map((row) => row[1] ?? ''),
       rewritingRelations: pick('r').map((row) => row[1] ?? ''),
+      triggeredRelations: pick('t').map((row) => row[1] ?? ''),
       inheritance: pick('i').map((row) => [row[1] ?? '', row[2] ?? ''] as const),
       version: createHash('sha256').update(JSON.stringify(rows)).digest('base64url').slice(0, 16),
     });

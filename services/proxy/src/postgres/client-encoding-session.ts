@@ -6,8 +6,8 @@
  * (its CommandComplete), as the server's does, with the ParameterStatus the server would send.
  * @see https://www.postgresql.org/docs/current/multibyte.html#MULTIBYTE-AUTOMATIC-CONVERSION
  */
-import { decodeDataRow, encodeDataRow, encodeParameterStatus } from '@sluice/codec-pg';
-import { clientEncodingStatement, showsClientEncoding, type ClientEncodingEffect } from '@sluice/sql-classifier';
+import { decodeDataRow, encodeDataRow, encodeParameterStatus, type FieldDescription } from '@sluice/codec-pg';
+import { clientEncodingReport, clientEncodingStatement, type ClientEncodingEffect } from '@sluice/sql-classifier';
 import { ClientEncoding, EncodingConversionError, pgEncodingName } from './client-encoding.js';
 import type { Command } from './expectations.js';
 
@@ -125,19 +125,53 @@ export class SessionClientEncoding {
   }
 }
 
+/** The client_encoding the target session runs in whenever the proxy converts for the agent. */
+const TARGET_ENCODING = 'UTF8';
+
+/** pg_settings' columns by attribute number (the same in every PostgreSQL since 9.5). */
+const SETTINGS_NAME = 1;
+const SETTINGS_SETTING = 2;
+const SETTINGS_RESET_VAL = 14;
+
+/** What the agent's session reports as its client_encoding: now, and at its start (RESET's value). */
+export interface ReportedEncoding {
+  readonly current: string;
+  readonly startup: string;
+}
+
 /**
- * A DataRow (UTF-8, as the target sent it) of `SHOW client_encoding` or of `SHOW ALL`'s
- * client_encoding row, given the agent's encoding as the server would report it for the agent's
- * session; any other row as it came. The target's own setting is the proxy's UTF8.
+ * A DataRow (UTF-8, as the target sent it) with the agent's encoding wherever the server would
+ * report it for the agent's session and the target reported its own UTF8: `SHOW client_encoding`,
+ * `SHOW ALL`'s row, a `current_setting('client_encoding')` column, pg_settings' client_encoding
+ * row (setting, and reset_val as the session started). Any other row as it came. Only a value
+ * that is the target's own UTF8 is replaced, so a masked value stays masked.
  */
-export const showingClientEncoding = (head: { readonly command: Command }, row: Buffer, encodingName: string): Buffer => {
+export const reportingClientEncoding = (head: { readonly command: Command }, fields: readonly FieldDescription[], row: Buffer, encoding: ReportedEncoding): Buffer => {
   const command = head.command;
-  command.showsEncoding ??= showsClientEncoding(command.sql) ?? null;
-  if (!command.showsEncoding) return row;
-  const values = decodeDataRow(row.subarray(5));
-  if (command.showsEncoding === 'setting' && values.length === 1 && values[0] !== null) return encodeDataRow([encodingName]);
-  if (command.showsEncoding === 'all' && values.length >= 2 && values[0]?.toString() === 'client_encoding') {
-    return encodeDataRow(values.map((value, i) => (i === 1 ? encodingName : value)));
+  command.encodingReport ??= clientEncodingReport(command.sql, command.searchPath) ?? null;
+  const report = command.encodingReport;
+  if (!report) return row;
+  const values: (Buffer | string | null)[] = decodeDataRow(row.subarray(5));
+  let changed = false;
+  const replace = (index: number, value: string): void => {
+    if (values[index]?.toString() !== TARGET_ENCODING) return;
+    values[index] = value;
+    changed = true;
+  };
+  if (report.show === 'setting' && values.length === 1) replace(0, encoding.current);
+  if (report.show === 'all' && values.length >= 2 && values[0]?.toString() === 'client_encoding') replace(1, encoding.current);
+  for (const index of report.currentSetting ?? []) if (index < values.length) replace(index, encoding.current);
+  if (report.settings && fields.length === values.length) {
+    // The SELECT reads pg_settings alone: every column with a table is one of its.
+    const attnums = fields.map((field) => (field.tableOid !== 0 ? field.attnum : 0));
+    const nameAt = attnums.indexOf(SETTINGS_NAME);
+    const isClientEncoding = nameAt >= 0 ? values[nameAt]?.toString() === 'client_encoding' : report.settings.onlyClientEncoding;
+    if (isClientEncoding) {
+      attnums.forEach((attnum, index) => {
+        if (attnum === SETTINGS_SETTING) replace(index, encoding.current);
+        if (attnum === SETTINGS_RESET_VAL) replace(index, encoding.startup);
+      });
+    }
   }
-  return row;
+  return changed ? encodeDataRow(values) : row;
 };

@@ -268,7 +268,7 @@ export class ClientIntake {
     this.session.executedSinceSync = false;
     // The path the text was decided under is the one it runs under: a built-in call without
     // arguments (`count(*)`, `now()`) then cannot change it, and costs no re-read.
-    if (this.session.effectsOf(text, this.session.searchPath).searchPath) this.session.refreshSearchPath();
+    if (this.session.effectsOf(text, this.session.searchPath).searchPath || this.session.runsHiddenCode(text, decision)) this.session.refreshSearchPath();
     // The agent's next message is read in the encoding this one leaves in force.
     return encodingPlan ? this.session.settled() : undefined;
   }

@@ -5,7 +5,7 @@
  */
 import type { FieldDescription } from '@sluice/codec-pg';
 import type { ProfileMasker } from '@sluice/masking-engine';
-import type { PreparedStatementChange, SqlLineage, TargetCatalogFacts } from '@sluice/sql-classifier';
+import type { ClientEncodingReport, PreparedStatementChange, SqlLineage, TargetCatalogFacts } from '@sluice/sql-classifier';
 import type { Decision } from '../ports.js';
 import type { CopyOutSet, ResultSet } from './results.js';
 import type { DeclaredCursor } from './session-profiles.js';
@@ -78,8 +78,8 @@ export interface Command {
   done: boolean;
   /** A SET/RESET of client_encoding: the agent's conversion switches to this at its CommandComplete. */
   readonly encoding: EncodingSwitch | undefined;
-  /** Whether it is one SHOW client_encoding or SHOW ALL (null: neither), read at its first row. */
-  showsEncoding: 'setting' | 'all' | null | undefined;
+  /** Where its result reports client_encoding (null: nowhere), read at its first row under a converted encoding. */
+  encodingReport: ClientEncodingReport | null | undefined;
 }
 
 export type Expect =

@@ -105,6 +105,8 @@ export class ExtendedBatch {
     /** An Execute earlier in this batch runs before a later Parse is lexed: it may change the lexer state. */
     let executes = false;
     let changesSearchPath = false;
+    /** An Execute of this batch runs code its text does not show (a trigger, a view's function). */
+    let runsHiddenCode = false;
     /** An Execute earlier in this batch sets search_path for what follows it (SET, set_config, a transaction's end). */
     let setsSearchPath = false;
     /** Cursors DECLAREd by an Execute earlier in this batch: the server runs it before a later message names them. */
@@ -210,6 +212,10 @@ export class ExtendedBatch {
           executes = true;
           const effects = this.session.effectsOf(statement.text);
           if (effects.searchPath) changesSearchPath = true;
+          // Code the text does not show: read at the Sync. Until then the pipeline goes on under the
+          // path read last, as before any such code (refusing every Parse after each write would
+          // break every driver that pipelines writes).
+          else if (this.session.runsHiddenCode(statement.text, statement.decision)) runsHiddenCode = true;
           if (effects.setsPathForLater) setsSearchPath = true;
           break;
         }
@@ -262,6 +268,7 @@ export class ExtendedBatch {
     for (const buffer of forward) this.session.toUpstream.push(buffer);
     if (end === 'sync') this.session.executedSinceSync = false;
     else if (executes) this.session.executedSinceSync = true;
+    if (runsHiddenCode) this.session.searchPathDue = true;
     if (changesSearchPath) {
       this.session.searchPathDue = true;
       // Until it is read again (a simple query is only valid after the Sync), nothing is decided on a guess.

@@ -40,7 +40,7 @@ export interface Login {
  * Logs the agent in. Undefined once `reject` has been called; throws what reading the agent
  * throws (a malformed message), with the target session, if any, already destroyed.
  */
-export const login = async (client: ClientSocket, frames: SocketFrames, parameters: ReadonlyMap<string, string>, ctx: SessionContext, reject: RejectLogin): Promise<Login | undefined> => {
+export const login = async (client: ClientSocket, frames: SocketFrames, parameters: ReadonlyMap<string, Buffer>, ctx: SessionContext, reject: RejectLogin): Promise<Login | undefined> => {
   const { ports, resource } = ctx;
   client.write(encodeAuthenticationCleartextPassword());
   const passwordFrame = await frames.next();

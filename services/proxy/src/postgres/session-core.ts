@@ -4,7 +4,7 @@ import type { PostgresResourceConfig } from '@sluice/config';
 import type { Subject } from '@sluice/contracts';
 import type { ProfileMasker } from '@sluice/masking-engine';
 import type { SessionStateEffects, TargetCatalogFacts } from '@sluice/sql-classifier';
-import type { GovernancePorts } from '../ports.js';
+import type { Decision, GovernancePorts } from '../ports.js';
 import { ClientOutbox } from './client-encoding-frames.js';
 import type { EncodingSwitch, SessionClientEncoding } from './client-encoding-session.js';
 import { newPipeline, type Command, type Expect, type Refusal } from './expectations.js';
@@ -181,6 +181,21 @@ export class SessionCore {
   }
 
   /**
+   * Whether running `text`, decided as `decision`, runs code its text does not show, which may
+   * change search_path: a cursor's query (FETCH, MOVE), a write while the database has a trigger
+   * of the user's anywhere (a foreign key's cascade fires another table's), a read of a view or of
+   * a relation whose rules rewrite it. Unknown catalog facts count as all of these, as do facts
+   * read before a schema change of this session not yet committed (a trigger it created).
+   */
+  runsHiddenCode(text: string, decision: Decision): boolean {
+    const effects = this.effectsOf(text);
+    if (effects.runsCursorQuery) return true;
+    const facts = this.schemaChanged ? undefined : this.decidedWith;
+    if (effects.writes && (!facts?.triggeredRelations || facts.triggeredRelations.size > 0)) return true;
+    return decision.tables.some((table) => !facts || facts.rewritingRelations.has(table));
+  }
+
+  /**
    * Reads search_path from the server again after a command that may have changed it; the next
    * decision waits for it. A failed read leaves it unknown (decisions refuse) unless the
    * transaction is aborted: then nothing but its end runs, and that end reads it again.
@@ -229,7 +244,7 @@ export class SessionCore {
       error: undefined,
       done: false,
       encoding,
-      showsEncoding: undefined,
+      encodingReport: undefined,
     };
   }
 }

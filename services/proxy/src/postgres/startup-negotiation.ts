@@ -28,7 +28,8 @@ export interface StartupPeer {
 }
 
 export interface NegotiatedStartup {
-  readonly parameters: ReadonlyMap<string, string>;
+  /** Names and the client's bytes (see StartupMessage), `_pq_.` protocol options left out. */
+  readonly parameters: ReadonlyMap<string, Buffer>;
   /** The frames of the socket the session goes on with (the TLS wrapper's after an SSLRequest). */
   readonly frames: SocketFrames;
 }

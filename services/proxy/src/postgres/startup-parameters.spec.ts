@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { readStartupParameters, sessionSettings, settingRefusedByTarget, splitOptions, StartupParameterRefusal } from './startup-parameters.js';
 
 const target = { resourceName: 'shop-db', database: 'shop' };
-const read = (entries: [string, string][]) => readStartupParameters(new Map(entries), target);
+const read = (entries: [string, string | Buffer][]) =>
+  readStartupParameters(new Map(entries.map(([name, value]) => [name, typeof value === 'string' ? Buffer.from(value) : value])), target);
+/** Each setting's name and text (its bytes are looked at on their own). */
+const texts = (request: ReturnType<typeof read>): [string, string][] => request.settings.map(([name, value]) => [name, value]);
+/** The settings the target gets, values as text (UTF-8). */
+const forwarded = (request: ReturnType<typeof read>): [string, string][] =>
+  sessionSettings(request).map(([name, value]) => [name, typeof value === 'string' ? value : value.toString('utf8')]);
 const refusal = (entries: [string, string][]): StartupParameterRefusal => {
   try {
     read(entries);
@@ -33,7 +39,7 @@ describe('startup parameters', () => {
     ]);
     expect(request.user).toBe('agent');
     expect(request.database).toBe('shop');
-    expect(request.settings).toEqual([
+    expect(texts(request)).toEqual([
       ['default_transaction_deferrable', 'on'],
       ['client_min_messages', 'warning'],
       ['bytea_output', 'escape'],
@@ -57,7 +63,7 @@ describe('startup parameters', () => {
       ['statement_timeout', '1s'],
       ['options', '-c statement_timeout=2s -csearch_path=a,\\ b --lock-timeout=3s  --application_name=x\\\\y'],
     ]);
-    expect(request.settings).toEqual([
+    expect(texts(request)).toEqual([
       ['statement_timeout', '2s'],
       ['search_path', 'a, b'],
       ['lock_timeout', '3s'],
@@ -99,7 +105,7 @@ describe('startup parameters', () => {
 
   it('accepts every client encoding PostgreSQL has that the proxy converts; refuses the others with 0A000 and an unknown name with 22023, naming them', () => {
     for (const name of ['UTF8', 'utf-8', 'Unicode', 'SQL_ASCII', 'LATIN1', 'iso_8859_15', 'SJIS', 'BIG5', 'GBK', 'GB18030', 'UHC', 'WIN1252', 'KOI8R', 'EUC_JP']) {
-      expect(read([['client_encoding', name]]).settings).toEqual([['client_encoding', name]]);
+      expect(texts(read([['client_encoding', name]]))).toEqual([['client_encoding', name]]);
     }
     for (const name of ['JOHAB', 'EUC_TW', 'MULE_INTERNAL', 'SHIFT_JIS_2004', 'EUC_JIS_2004']) {
       const error = refusal([['client_encoding', name]]);
@@ -120,10 +126,20 @@ describe('startup parameters', () => {
   });
 
   it('opens the target session in UTF8 (SQL_ASCII when the agent asked for it), whatever the agent converts from, and adds no application_name of its own', () => {
-    expect(sessionSettings(read([['application_name', 'a']]))).toEqual([['client_encoding', 'UTF8'], ['application_name', 'a']]);
-    expect(sessionSettings(read([['client_encoding', 'utf8']]))).toEqual([['client_encoding', 'UTF8']]);
-    expect(sessionSettings(read([['client_encoding', 'LATIN1'], ['application_name', 'a']]))).toEqual([['client_encoding', 'UTF8'], ['application_name', 'a']]);
-    expect(sessionSettings(read([['client_encoding', 'sql_ascii']]))).toEqual([['client_encoding', 'sql_ascii']]);
+    expect(forwarded(read([['application_name', 'a']]))).toEqual([['client_encoding', 'UTF8'], ['application_name', 'a']]);
+    expect(forwarded(read([['client_encoding', 'utf8']]))).toEqual([['client_encoding', 'UTF8']]);
+    expect(forwarded(read([['client_encoding', 'LATIN1'], ['application_name', 'a']]))).toEqual([['client_encoding', 'UTF8'], ['application_name', 'a']]);
+    expect(forwarded(read([['client_encoding', 'sql_ascii']]))).toEqual([['client_encoding', 'sql_ascii']]);
+  });
+
+  it("passes the agent's bytes to the target unconverted, as the server takes them, and reads their text in the agent's encoding", () => {
+    const cafe = Buffer.from([0x63, 0x61, 0x66, 0xe9]);
+    const request = read([['client_encoding', 'LATIN1'], ['application_name', cafe], ['options', Buffer.concat([Buffer.from('-c search_path='), cafe])]]);
+    expect(sessionSettings(request)).toEqual([['client_encoding', 'UTF8'], ['search_path', cafe], ['application_name', cafe]]);
+    expect(texts(request)).toEqual([['search_path', 'café'], ['client_encoding', 'LATIN1'], ['application_name', 'café']]);
+    // UTF8 agents: the text is the UTF-8 reading of the same bytes.
+    expect(texts(read([['application_name', 'café']]))).toEqual([['application_name', 'café']]);
+    expect(sessionSettings(read([['application_name', 'café']]))).toEqual([['client_encoding', 'UTF8'], ['application_name', Buffer.from('café')]]);
   });
 
   it("relays the target's refusal of a value (class 22) as worded, and nothing else of the target's", () => {

@@ -55,13 +55,20 @@ export interface StartupTarget {
   readonly database: string;
 }
 
+/**
+ * One setting as the agent sent it: its name in lower case, its value as text (for checks and the
+ * record: read in the agent's client encoding), and the value's bytes, which the target gets
+ * unconverted, as the server takes a startup packet's.
+ */
+export type StartupSetting = readonly [name: string, value: string, bytes: Buffer];
+
 export interface StartupRequest {
   /** The user name the agent sent (any; the session runs as the resource's credentials). */
   readonly user: string | undefined;
   /** The database name the agent sent. */
   readonly database: string | undefined;
-  /** Settings to pass on, in the order PostgreSQL applies them (later wins); names in lower case. */
-  readonly settings: ReadonlyArray<readonly [string, string]>;
+  /** Settings to pass on, in the order PostgreSQL applies them (later wins). */
+  readonly settings: readonly StartupSetting[];
 }
 
 /**
@@ -94,8 +101,9 @@ const refuseSetting = (name: string): StartupParameterRefusal =>
   new StartupParameterRefusal('42501', `permission denied: startup parameter "${name}" cannot be set through sluice`);
 
 /** Checks one setting; returns it with its name in lower case. */
-const checkSetting = (rawName: string, value: string): [string, string] => {
+const checkSetting = (rawName: string, bytes: Buffer): StartupSetting => {
   const name = rawName.toLowerCase();
+  const value = bytes.toString('utf8');
   if (!STARTUP_SETTINGS.has(name)) throw refuseSetting(rawName);
   if (name === 'client_encoding') {
     try {
@@ -105,16 +113,18 @@ const checkSetting = (rawName: string, value: string): [string, string] => {
       throw error;
     }
   }
-  return [name, value];
+  return [name, value, bytes];
 };
 
 /**
  * The settings carried by `options`: only `-c name=value`, `-cname=value` or `--name=value` of
  * an allowed setting (PostgreSQL reads `-` in such a name as `_`); any other server switch is refused.
  */
-const optionSettings = (value: string): [string, string][] => {
-  const words = splitOptions(value);
-  const settings: [string, string][] = [];
+const optionSettings = (bytes: Buffer): StartupSetting[] => {
+  // Split as the server does, on the bytes (one latin1 character each): only ASCII white space
+  // and backslashes separate or escape, whatever the encoding of the rest.
+  const words = splitOptions(bytes.toString('latin1'));
+  const settings: StartupSetting[] = [];
   for (let index = 0; index < words.length; index++) {
     const word = words[index]!;
     let assignment: string | undefined;
@@ -126,7 +136,8 @@ const optionSettings = (value: string): [string, string][] => {
     else throw new StartupParameterRefusal('42501', `permission denied: startup parameter "options" may only carry -c name=value, not "${word}"`);
     const equals = assignment.indexOf('=');
     if (equals <= 0) throw new StartupParameterRefusal('42601', `startup parameter "options": "${assignment}" needs a value (name=value)`);
-    settings.push(checkSetting(assignment.slice(0, equals).replaceAll('-', '_'), assignment.slice(equals + 1)));
+    const name = Buffer.from(assignment.slice(0, equals), 'latin1').toString('utf8');
+    settings.push(checkSetting(name.replaceAll('-', '_'), Buffer.from(assignment.slice(equals + 1), 'latin1')));
   }
   return settings;
 };
@@ -137,20 +148,35 @@ const optionSettings = (value: string): [string, string][] => {
  * name, which drivers send when no database is given), and for any parameter outside
  * STARTUP_SETTINGS.
  */
-export const readStartupParameters = (parameters: ReadonlyMap<string, string>, target: StartupTarget): StartupRequest => {
-  const user = parameters.get(USER);
-  const database = parameters.get(DATABASE);
+export const readStartupParameters = (parameters: ReadonlyMap<string, Buffer>, target: StartupTarget): StartupRequest => {
+  const user = parameters.get(USER)?.toString('utf8');
+  const database = parameters.get(DATABASE)?.toString('utf8');
   if (database !== undefined && database !== '' && database !== target.database && database !== target.resourceName && database !== user) {
     throw new StartupParameterRefusal('3D000', `database "${database}" does not exist`);
   }
   // `options` is applied first by PostgreSQL, the other parameters after it (so they win).
   const fromOptions = parameters.has(OPTIONS) ? optionSettings(parameters.get(OPTIONS)!) : [];
-  const direct: [string, string][] = [];
+  const direct: StartupSetting[] = [];
   for (const [name, value] of parameters) {
     if (name === USER || name === DATABASE || name === OPTIONS) continue;
-    direct.push(checkSetting(name, value));
+    // A copy: the value is a view of the socket chunk the packet came in.
+    direct.push(checkSetting(name, Buffer.from(value)));
   }
-  return { user, database, settings: [...fromOptions, ...direct] };
+  return { user, database, settings: inClientEncoding([...fromOptions, ...direct]) };
+};
+
+/** The settings' texts read in the client encoding they ask for, when that is not UTF8 (their bytes stay as sent). */
+const inClientEncoding = (settings: StartupSetting[]): StartupSetting[] => {
+  const requested = settings.findLast(([name]) => name === 'client_encoding')?.[1];
+  const encoding = requested === undefined ? undefined : ClientEncoding.named(requested);
+  if (!encoding) return settings;
+  return settings.map(([name, value, bytes]): StartupSetting => {
+    try {
+      return [name, encoding.decode(bytes), bytes];
+    } catch {
+      return [name, value, bytes];
+    }
+  });
 };
 
 /** The client encoding the agent asked for at startup (the last one given wins), or undefined. */
@@ -160,20 +186,22 @@ export const requestedClientEncoding = (request: StartupRequest): string | undef
 /**
  * The parameters the target session is opened with: the agent's settings, with client_encoding
  * UTF8 (the server's default would be the database's encoding) unless the agent asked for SQL_ASCII,
- * which passes through unconverted. Another client encoding is converted by the proxy at its edge.
+ * which passes through unconverted. Another client encoding is converted by the proxy at its edge;
+ * the other values go as the agent's bytes, unconverted, as the server takes them from a client
+ * (an application_name with a LATIN1 'é' is cleaned by the target exactly as direct).
  * No application_name of the proxy's own: the agent sees the server's default ('').
  */
-export const sessionSettings = (request: StartupRequest): [string, string][] => {
+export const sessionSettings = (request: StartupRequest): [string, string | Buffer][] => {
   const requested = requestedClientEncoding(request);
   const encoding = requested !== undefined && pgEncodingName(requested) === 'SQL_ASCII' ? requested : 'UTF8';
-  return [['client_encoding', encoding], ...request.settings.filter(([name]) => name !== 'client_encoding').map(([name, value]): [string, string] => [name, value])];
+  return [['client_encoding', encoding], ...request.settings.filter(([name]) => name !== 'client_encoding').map(([name, , bytes]): [string, Buffer] => [name, bytes])];
 };
 
 /** The startup request as session.started records it: user, database and settings as the agent sent them. */
 export const startedParameters = (request: StartupRequest): { user?: string; database?: string; parameters: Record<string, string> } => ({
   ...(request.user !== undefined ? { user: request.user } : {}),
   ...(request.database !== undefined ? { database: request.database } : {}),
-  parameters: Object.fromEntries(request.settings),
+  parameters: Object.fromEntries(request.settings.map(([name, value]) => [name, value])),
 });
 
 /**

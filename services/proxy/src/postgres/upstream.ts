@@ -36,8 +36,8 @@ export interface UpstreamOptions {
   readonly user: string;
   readonly password: string | undefined;
   readonly database: string;
-  /** Startup parameters besides user and database (GUCs, options). */
-  readonly parameters: ReadonlyArray<readonly [string, string]>;
+  /** Startup parameters besides user and database (GUCs, options); bytes go unconverted. */
+  readonly parameters: ReadonlyArray<readonly [string, string | Buffer]>;
   readonly timeoutMs: number;
   /** A query run once the session is ready (simple protocol); its rows come back as `initialRows`. */
   readonly initialQuery?: string;

@@ -110,7 +110,7 @@ export class UpstreamReplies {
       commandId: entry.id,
       outcome: reply.value.type,
       ok: !isError,
-      ...(isError ? { error: { code: errorCodeOf(reply.value), message: errorText } } : {}),
+      error: isError ? { code: errorCodeOf(reply.value), message: errorText } : undefined,
       durationMs: performance.now() - entry.started,
     });
     if (!isError) recordResult(this.state.ports.audit, this.state.ports.recording, session.id, entry.id, reply);
