@@ -101,9 +101,6 @@ const BACKOFF_MIN_MS = 100;
 const catalogKey = (catalog: TargetCatalogFacts | undefined): string =>
   catalog === undefined ? `-${SEP}` : `${catalog.version}${catalog.uncommittedChanges ? '!' : ''}${SEP}`;
 
-/** A search_path as JSON: a schema may be named `a,b` (quoted), which is not the path `a, b`. */
-const searchPathKey = (searchPath: readonly string[] | undefined): string => JSON.stringify(searchPath ?? []);
-
 /** The facts as sent; one conversion per facts object (a resource's facts change rarely). */
 const catalogToProto = (catalog: TargetCatalogFacts): pb.TargetCatalog => {
   let message = sentCatalogs.get(catalog);
