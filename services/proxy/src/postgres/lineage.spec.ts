@@ -16,6 +16,14 @@ describe('LineageCache', () => {
     expect(cache.lineage('SELECT substr(ssn, 8) AS tail FROM people', ['crm'], new Map())).not.toBe(first);
   });
 
+  it('keeps the one schema "crm,public" apart from the path crm, public', () => {
+    const cache = new LineageCache();
+    const text = 'SELECT substr(ssn, 8) AS tail FROM people';
+    const one = cache.lineage(text, ['crm,public'], new Map());
+    expect(one?.statements[0]?.head[0]).toEqual([{ table: 'crm,public.people', column: 'ssn' }]);
+    expect(cache.lineage(text, ['crm', 'public'], new Map())?.statements[0]?.head[0]).not.toEqual(one?.statements[0]?.head[0]);
+  });
+
   it('does not cache the lineage of an EXECUTE, which depends on the prepared statements', () => {
     const cache = new LineageCache();
     const prepared = new Map([['q', 'SELECT right(ssn, 4) FROM people']]);
