@@ -42,6 +42,8 @@ const frontDoor = usePostgresFrontDoor({
      create schema "empty,public";
      create table "empty,public".secrets (id int, secret text);
      create schema empty;
+     create view people_view as select id, ssn as nick from people;
+     create materialized view people_mat as select id, ssn as nick from people;
 `,
   policyPort: () => policyService.port,
 });
@@ -171,6 +173,23 @@ describe('the same text under another search path, role or subject', () => {
     }
     expect(reader.errors()).toEqual([]);
     expect(ordersOnly.errors().map((e) => e.C)).toEqual(['42501', '42501', '42501']);
+  });
+});
+
+describe('error texts that quote a covered value', () => {
+  it.each([
+    ['a whole row cast', 'select row_to_json(p)::text::int from people p where id = 1'],
+    ['a row as text', 'select (p.*)::text::int from people p where id = 1'],
+    ['a JSON member cast', "select (doc->>'ssn')::int from people where id = 1"],
+    ['a view column that is ssn renamed', 'select nick::int from people_view where id = 1'],
+    ['a view row', 'select v::text::int from people_view v where id = 1'],
+    ['a materialized view column that is ssn renamed', 'select nick::int from people_mat where id = 1'],
+    ['a view column in WHERE', "select id from people_view where id = 1 and nick::int = 1"],
+  ])('masks the value quoted by the error of %s', async (_, text) => {
+    const session = await frontDoor.openRaw(['readers']);
+    await run(session, text.replace('ssn', 'name'), text, text.replace('id = 1', 'id = 2'), text);
+    expect(session.errors().length).toBeGreaterThan(0);
+    expectNoRawSsn(session.received.toString('latin1'));
   });
 });
 

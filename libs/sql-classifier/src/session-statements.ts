@@ -5,6 +5,17 @@ import type { ColumnLineage, LineageOptions, LineageSource } from './lineage.js'
 import { isPostgres15Identifier } from './lineage-relations.js';
 import { functionMemberKeys, operatorMemberKeys, subscriptMemberKeys, type MemberKeys } from './json-members.js';
 import { isObject, list, names, str, walkTree, type Node } from './parse-tree.js';
+import { pathSchemasOf } from './statement-parts.js';
+
+/** Whether a RangeVar may name one of options.renamingRelations (unqualified: in any schema of the path). */
+const readsRenamingRelation = (range: Node, options: LineageOptions): boolean => {
+  const renaming = options.renamingRelations;
+  if (!renaming || renaming.size === 0) return false;
+  const relname = str(range.relname) ?? '';
+  const schema = str(range.schemaname);
+  if (schema !== undefined) return renaming.has(`${schema}.${relname}`);
+  return pathSchemasOf(options.searchPath).some((candidate) => renaming.has(`${candidate}.${relname}`));
+};
 
 /** Any column of any table. */
 const ANY_COLUMN: ColumnLineage = [{ column: '*', anyColumn: true }];
@@ -42,7 +53,11 @@ export const columnsReferencedIn = (tree: unknown, part: unknown, options: Linea
       for (const key in fromFunction) if (key !== 'alias') collectRelations(fromFunction[key]);
       return;
     }
-    if (typeof value.relname === 'string') relationNames.add(value.relname);
+    if (typeof value.relname === 'string') {
+      relationNames.add(value.relname);
+      // A view's column (`nick`) may be a covered column (`ssn`) under another name.
+      if (readsRenamingRelation(value, options)) renamesColumns = true;
+    }
     if (isObject(value.alias) && typeof value.alias.aliasname === 'string') relationNames.add(value.alias.aliasname);
     // `people AS x(a, b, c)`: `c` is `ssn` under a name the text alone cannot map back.
     if (isObject(value.alias) && list(value.alias.colnames).length > 0) renamesColumns = true;

@@ -65,16 +65,18 @@ export const touchesCoveredColumn = (
   text: string,
   searchPath: readonly string[] | undefined,
   preparedStatements: ReadonlyMap<string, string>,
+  catalog: TargetCatalogFacts | undefined,
 ): boolean => {
   if (masker.columnRuleCount === 0) return false;
   // A statement can raise many notices (RAISE in a loop): parse it once per profile and text,
   // or once per shape (every command asks: a new literal in each must not cost a parse each).
   let answers = touchedByMasker.get(masker);
   if (!answers) touchedByMasker.set(masker, (answers = new StatementAnswers<boolean>(MAX_ENTRIES)));
-  const context = searchPathKey(searchPath);
+  // The catalog's views: a view's column may be a covered one renamed.
+  const context = `${catalog?.version ?? ''}\u0000${searchPathKey(searchPath)}`;
   const known = answers.get(context, text);
   if (known !== UNKNOWN) return known;
-  const sources = referencedColumns(text, { ...(searchPath ? { searchPath } : {}), preparedStatements });
+  const sources = referencedColumns(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(catalog ? { renamingRelations: catalog.rewritingRelations } : {}) });
   const derivedFrom = sources ? toColumnSources(sources) : ANY_COLUMN;
   const touches = derivedFrom.length > 0 && masker.hasColumnRule({ name: '', derivedFrom });
   // Before the parser is loaded every text touches everything: kept by its exact text only.
