@@ -193,6 +193,15 @@ describe('error texts that quote a covered value', () => {
   });
 });
 
+describe('error texts that quote a covered value through a view of the session', () => {
+  it('masks the error of a temporary view that renames ssn, made by an agent allowed DDL', async () => {
+    const session = await frontDoor.openRaw(['changers']);
+    await run(session, 'create temp view rt5_temp_view as select id, ssn as nick from people', 'select nick::int from rt5_temp_view where id = 1');
+    expect(session.errors().map((e) => e.C)).toEqual(['22P02']);
+    expectNoRawSsn(session.received.toString('latin1'));
+  });
+});
+
 describe('replies joined in one write', () => {
   it('masks every result of many statements answered in one read, with a warning among them', async () => {
     const session = await frontDoor.openRaw(['readers']);
@@ -202,6 +211,17 @@ describe('replies joined in one write', () => {
     expect(session.count('NoticeResponse')).toBeGreaterThan(0);
     expect(rows(session)).toHaveLength(36);
     expectNoRawSsn(session.received.toString('latin1'));
+  });
+
+  it('masks a notification that arrives among the replies of a run of statements', async () => {
+    const [listener, notifier] = [await frontDoor.openRaw(['readers']), await frontDoor.openRaw(['writers'])];
+    await run(listener, 'listen rt5_channel');
+    expect(listener.errors()).toEqual([]);
+    await run(notifier, `notify rt5_channel, '${RAW_SSN}'`);
+    listener.send(...Array.from({ length: 20 }, (_, i) => encodeQuery(`select name, ${i} as n from people where id = 1`)));
+    await listener.readyCount(22);
+    expect(listener.count('NotificationResponse')).toBe(1);
+    expectNoRawSsn(listener.received.toString('latin1'));
   });
 
   it('masks a covered column in a row of several megabytes that crosses many reads', async () => {

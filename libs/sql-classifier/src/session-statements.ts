@@ -5,16 +5,21 @@ import type { ColumnLineage, LineageOptions, LineageSource } from './lineage.js'
 import { isPostgres15Identifier } from './lineage-relations.js';
 import { functionMemberKeys, operatorMemberKeys, subscriptMemberKeys, type MemberKeys } from './json-members.js';
 import { isObject, list, names, str, walkTree, type Node } from './parse-tree.js';
-import { pathSchemasOf } from './statement-parts.js';
 
-/** Whether a RangeVar may name one of options.renamingRelations (unqualified: in any schema of the path). */
+/**
+ * Whether a RangeVar may name one of options.renamingRelations. Unqualified: one of that name in
+ * any schema, since the session's temporary schema (pg_temp_N) is searched before the path
+ * whatever the path says, and a name the path does not resolve today may resolve tomorrow.
+ */
 const readsRenamingRelation = (range: Node, options: LineageOptions): boolean => {
   const renaming = options.renamingRelations;
   if (!renaming || renaming.size === 0) return false;
   const relname = str(range.relname) ?? '';
   const schema = str(range.schemaname);
   if (schema !== undefined) return renaming.has(`${schema}.${relname}`);
-  return pathSchemasOf(options.searchPath).some((candidate) => renaming.has(`${candidate}.${relname}`));
+  const suffix = `.${relname}`;
+  for (const name of renaming) if (name.endsWith(suffix)) return true;
+  return false;
 };
 
 /** Any column of any table. */

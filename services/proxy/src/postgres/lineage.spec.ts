@@ -217,6 +217,8 @@ describe('touchesCoveredColumn', () => {
     expect(touchesCoveredColumn(masker, text, ['crm'], new Map(), noViews)).toBe(false);
     expect(touchesCoveredColumn(masker, text, ['crm'], new Map(), views)).toBe(true);
     expect(touchesCoveredColumn(masker, 'SELECT nick::int FROM crm.people_view WHERE id = 2', ['public'], new Map(), views)).toBe(true);
-    expect(touchesCoveredColumn(masker, text, ['public'], new Map(), views)).toBe(false);
+    // Whatever the path: the session's temporary schema is searched first.
+    expect(touchesCoveredColumn(masker, text, ['public'], new Map(), views)).toBe(true);
+    expect(touchesCoveredColumn(masker, 'SELECT nick::int FROM public.people_view WHERE id = 3', ['public'], new Map(), views)).toBe(false);
   });
 });
