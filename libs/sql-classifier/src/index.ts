@@ -28,3 +28,4 @@ export { isOpenCatalogRelation } from './catalog-relations.js';
 export { coveredFlows, type CoveredFlowOptions, type CoveredFlows, type ValueFlow, type WrittenColumn } from './covered-flows.js';
 export { targetCatalogFacts, type TargetCatalogFacts } from './target-catalog.js';
 export { constantsAreInert, statementShape } from './statement-shape.js';
+export { searchPathKey } from './statement-parts.js';

@@ -67,6 +67,11 @@ export interface LineageOptions {
    * user's overload, whose result may carry any column.
    */
   readonly overloadedBuiltins?: ReadonlySet<string>;
+  /**
+   * Relations (`schema.name`) whose column names are not their columns' own: views
+   * (TargetCatalogFacts.rewritingRelations). referencedColumns counts a read of one as any column.
+   */
+  readonly renamingRelations?: ReadonlySet<string>;
 }
 
 const MAX_SCHEMAS = 8;

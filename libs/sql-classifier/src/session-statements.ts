@@ -6,6 +6,22 @@ import { isPostgres15Identifier } from './lineage-relations.js';
 import { functionMemberKeys, operatorMemberKeys, subscriptMemberKeys, type MemberKeys } from './json-members.js';
 import { isObject, list, names, str, walkTree, type Node } from './parse-tree.js';
 
+/**
+ * Whether a RangeVar may name one of options.renamingRelations. Unqualified: one of that name in
+ * any schema, since the session's temporary schema (pg_temp_N) is searched before the path
+ * whatever the path says, and a name the path does not resolve today may resolve tomorrow.
+ */
+const readsRenamingRelation = (range: Node, options: LineageOptions): boolean => {
+  const renaming = options.renamingRelations;
+  if (!renaming || renaming.size === 0) return false;
+  const relname = str(range.relname) ?? '';
+  const schema = str(range.schemaname);
+  if (schema !== undefined) return renaming.has(`${schema}.${relname}`);
+  const suffix = `.${relname}`;
+  for (const name of renaming) if (name.endsWith(suffix)) return true;
+  return false;
+};
+
 /** Any column of any table. */
 const ANY_COLUMN: ColumnLineage = [{ column: '*', anyColumn: true }];
 
@@ -42,7 +58,11 @@ export const columnsReferencedIn = (tree: unknown, part: unknown, options: Linea
       for (const key in fromFunction) if (key !== 'alias') collectRelations(fromFunction[key]);
       return;
     }
-    if (typeof value.relname === 'string') relationNames.add(value.relname);
+    if (typeof value.relname === 'string') {
+      relationNames.add(value.relname);
+      // A view's column (`nick`) may be a covered column (`ssn`) under another name.
+      if (readsRenamingRelation(value, options)) renamesColumns = true;
+    }
     if (isObject(value.alias) && typeof value.alias.aliasname === 'string') relationNames.add(value.alias.aliasname);
     // `people AS x(a, b, c)`: `c` is `ssn` under a name the text alone cannot map back.
     if (isObject(value.alias) && list(value.alias.colnames).length > 0) renamesColumns = true;

@@ -91,6 +91,20 @@ export const RELATION_DROPS: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJ
 export const OBJECTS_ON_A_TABLE: ReadonlySet<string> = new Set(['OBJECT_COLUMN', 'OBJECT_TABCONSTRAINT', 'OBJECT_TRIGGER', 'OBJECT_POLICY', 'OBJECT_RULE']);
 export const ADMIN_RENAMES: ReadonlySet<string> = new Set(['OBJECT_ROLE', 'OBJECT_DATABASE', 'OBJECT_TABLESPACE', 'OBJECT_FDW', 'OBJECT_FOREIGN_SERVER', 'OBJECT_EVENT_TRIGGER', 'OBJECT_PUBLICATION', 'OBJECT_SUBSCRIPTION', 'OBJECT_LANGUAGE']);
 
+const pathKeys = new WeakMap<readonly string[], string>();
+
+/**
+ * A search path as part of a cache key, one string per path array: JSON, since a schema name may
+ * hold a comma or a control character (the one schema `"a,public"` is not `a, public`), and `-`
+ * for a path not known.
+ */
+export const searchPathKey = (path: readonly string[] | undefined): string => {
+  if (path === undefined) return '-';
+  let key = pathKeys.get(path);
+  if (key === undefined) pathKeys.set(path, (key = JSON.stringify(path)));
+  return key;
+};
+
 /** The schemas an unqualified table name may resolve to, in search order. */
 export const pathSchemasOf = (searchPath: readonly string[] | undefined): readonly string[] => {
   const schemas: string[] = [];

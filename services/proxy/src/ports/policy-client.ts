@@ -2,7 +2,7 @@ import { credentials, Metadata, type ChannelCredentials, type ChannelOptions, ty
 import { policy as pb } from '@sluice/proto';
 import { DependencyUnavailableError, SluiceErrorCode, type Action, type Effect, type Risk, type Subject } from '@sluice/contracts';
 import { compileGlob, redisShape } from '@sluice/policy-engine';
-import { isSqlClassifierLoaded, loadSqlClassifier, normalizeSql, type TargetCatalogFacts } from '@sluice/sql-classifier';
+import { isSqlClassifierLoaded, loadSqlClassifier, normalizeSql, searchPathKey, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import { Backoff } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
 import type { Decision, GovernedCommand, PolicyPort, SessionPolicy } from '../ports.js';
@@ -100,9 +100,6 @@ const BACKOFF_MIN_MS = 100;
  */
 const catalogKey = (catalog: TargetCatalogFacts | undefined): string =>
   catalog === undefined ? `-${SEP}` : `${catalog.version}${catalog.uncommittedChanges ? '!' : ''}${SEP}`;
-
-/** A search_path as JSON: a schema may be named `a,b` (quoted), which is not the path `a, b`. */
-const searchPathKey = (searchPath: readonly string[] | undefined): string => JSON.stringify(searchPath ?? []);
 
 /** The facts as sent; one conversion per facts object (a resource's facts change rarely). */
 const catalogToProto = (catalog: TargetCatalogFacts): pb.TargetCatalog => {

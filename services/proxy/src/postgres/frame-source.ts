@@ -32,12 +32,19 @@ export class SocketFrames {
   }
 
   readonly #onData = (chunk: Buffer): void => {
+    // Once reading has failed nothing more is held: the session ends at its next read, and until
+    // then (a token still being checked) a stranger could otherwise go on piling frames up.
+    if (this.#error) return;
     try {
       for (const frame of this.reader.push(chunk)) {
         this.#frames.push(frame);
         this.#heldBytes += frame.raw.length;
       }
-      if (this.#heldBytes + this.reader.buffered > this.maxHeldBytes) throw new ProtocolMalformedError(`more than ${this.maxHeldBytes} bytes sent before the login was answered`);
+      if (this.#heldBytes + this.reader.buffered > this.maxHeldBytes) {
+        this.#frames.length = this.#head = this.#heldBytes = 0;
+        this.reader.takeLeftover();
+        throw new ProtocolMalformedError(`more than ${this.maxHeldBytes} bytes sent before the login was answered`);
+      }
     } catch (error) {
       this.#fail(error as Error);
       return;

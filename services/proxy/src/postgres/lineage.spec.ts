@@ -16,6 +16,14 @@ describe('LineageCache', () => {
     expect(cache.lineage('SELECT substr(ssn, 8) AS tail FROM people', ['crm'], new Map())).not.toBe(first);
   });
 
+  it('keeps the one schema "crm,public" apart from the path crm, public', () => {
+    const cache = new LineageCache();
+    const text = 'SELECT substr(ssn, 8) AS tail FROM people';
+    const one = cache.lineage(text, ['crm,public'], new Map());
+    expect(one?.statements[0]?.head[0]).toEqual([{ table: 'crm,public.people', column: 'ssn' }]);
+    expect(cache.lineage(text, ['crm', 'public'], new Map())?.statements[0]?.head[0]).not.toEqual(one?.statements[0]?.head[0]);
+  });
+
   it('does not cache the lineage of an EXECUTE, which depends on the prepared statements', () => {
     const cache = new LineageCache();
     const prepared = new Map([['q', 'SELECT right(ssn, 4) FROM people']]);
@@ -187,18 +195,30 @@ describe('touchesCoveredColumn', () => {
   ).profile('pii')!;
 
   it('answers texts of one shape alike, and never shares an answer a literal changes', () => {
-    expect(touchesCoveredColumn(masker, 'SELECT ssn FROM people WHERE id = 1', ['public'], new Map())).toBe(true);
-    expect(touchesCoveredColumn(masker, 'SELECT ssn FROM people WHERE id = 2', ['public'], new Map())).toBe(true);
-    expect(touchesCoveredColumn(masker, 'SELECT name FROM people WHERE id = 3', ['public'], new Map())).toBe(false);
+    expect(touchesCoveredColumn(masker, 'SELECT ssn FROM people WHERE id = 1', ['public'], new Map(), undefined)).toBe(true);
+    expect(touchesCoveredColumn(masker, 'SELECT ssn FROM people WHERE id = 2', ['public'], new Map(), undefined)).toBe(true);
+    expect(touchesCoveredColumn(masker, 'SELECT name FROM people WHERE id = 3', ['public'], new Map(), undefined)).toBe(false);
     // The literal names a JSON member: the same shape, another answer.
-    expect(touchesCoveredColumn(masker, "SELECT doc->>'name' FROM people WHERE id = 4", ['public'], new Map())).toBe(false);
-    expect(touchesCoveredColumn(masker, "SELECT doc->>'ssn' FROM people WHERE id = 4", ['public'], new Map())).toBe(true);
+    expect(touchesCoveredColumn(masker, "SELECT doc->>'name' FROM people WHERE id = 4", ['public'], new Map(), undefined)).toBe(false);
+    expect(touchesCoveredColumn(masker, "SELECT doc->>'ssn' FROM people WHERE id = 4", ['public'], new Map(), undefined)).toBe(true);
   });
 
   it('answers a new literal in a whole target of the SELECT list alike, with or without a covered column', () => {
     for (let n = 1; n <= 3; n++) {
-      expect(touchesCoveredColumn(masker, `SELECT ${n} AS n, 'x${n}@example.com' AS email`, ['public'], new Map())).toBe(false);
-      expect(touchesCoveredColumn(masker, `SELECT ${n} AS n, ssn FROM people WHERE id = ${n}`, ['public'], new Map())).toBe(true);
+      expect(touchesCoveredColumn(masker, `SELECT ${n} AS n, 'x${n}@example.com' AS email`, ['public'], new Map(), undefined)).toBe(false);
+      expect(touchesCoveredColumn(masker, `SELECT ${n} AS n, ssn FROM people WHERE id = ${n}`, ['public'], new Map(), undefined)).toBe(true);
     }
+  });
+
+  it('counts a read of a view as any column: its column nick may be ssn renamed', () => {
+    const views = targetCatalogFacts({ rowFunctions: [], rewritingRelations: ['crm.people_view'], inheritance: [], version: 'views' });
+    const noViews = targetCatalogFacts({ rowFunctions: [], rewritingRelations: [], inheritance: [], version: 'none' });
+    const text = 'SELECT nick::int FROM people_view WHERE id = 1';
+    expect(touchesCoveredColumn(masker, text, ['crm'], new Map(), noViews)).toBe(false);
+    expect(touchesCoveredColumn(masker, text, ['crm'], new Map(), views)).toBe(true);
+    expect(touchesCoveredColumn(masker, 'SELECT nick::int FROM crm.people_view WHERE id = 2', ['public'], new Map(), views)).toBe(true);
+    // Whatever the path: the session's temporary schema is searched first.
+    expect(touchesCoveredColumn(masker, text, ['public'], new Map(), views)).toBe(true);
+    expect(touchesCoveredColumn(masker, 'SELECT nick::int FROM public.people_view WHERE id = 3', ['public'], new Map(), views)).toBe(false);
   });
 });

@@ -5,6 +5,7 @@ import {
   isSqlClassifierLoaded,
   referencedColumns,
   resultLineage,
+  searchPathKey,
   type ColumnLineage,
   type CopyFormat,
   type SqlLineage,
@@ -34,7 +35,7 @@ export class LineageCache {
   ): SqlLineage | undefined {
     const overloadedBuiltins = catalog && catalog.overloadedBuiltins.size > 0 ? catalog.overloadedBuiltins : undefined;
     // Only facts with overloads change an answer: an ordinary database keeps one entry per text.
-    const context = `${overloadedBuiltins ? catalog?.version : ''}\u0000${searchPath?.join(',') ?? ''}`;
+    const context = `${overloadedBuiltins ? catalog?.version : ''}\u0000${searchPathKey(searchPath)}`;
     const known = this.#answers.get(context, text);
     if (known !== UNKNOWN) return known ?? undefined;
     const lineage = resultLineage(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(cursors ? { cursors } : {}), ...(overloadedBuiltins ? { overloadedBuiltins } : {}) });
@@ -64,16 +65,18 @@ export const touchesCoveredColumn = (
   text: string,
   searchPath: readonly string[] | undefined,
   preparedStatements: ReadonlyMap<string, string>,
+  catalog: TargetCatalogFacts | undefined,
 ): boolean => {
   if (masker.columnRuleCount === 0) return false;
   // A statement can raise many notices (RAISE in a loop): parse it once per profile and text,
   // or once per shape (every command asks: a new literal in each must not cost a parse each).
   let answers = touchedByMasker.get(masker);
   if (!answers) touchedByMasker.set(masker, (answers = new StatementAnswers<boolean>(MAX_ENTRIES)));
-  const context = searchPath?.join(',') ?? '';
+  // The catalog's views: a view's column may be a covered one renamed.
+  const context = `${catalog?.version ?? ''}\u0000${searchPathKey(searchPath)}`;
   const known = answers.get(context, text);
   if (known !== UNKNOWN) return known;
-  const sources = referencedColumns(text, { ...(searchPath ? { searchPath } : {}), preparedStatements });
+  const sources = referencedColumns(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(catalog ? { renamingRelations: catalog.rewritingRelations } : {}) });
   const derivedFrom = sources ? toColumnSources(sources) : ANY_COLUMN;
   const touches = derivedFrom.length > 0 && masker.hasColumnRule({ name: '', derivedFrom });
   // Before the parser is loaded every text touches everything: kept by its exact text only.
@@ -101,7 +104,7 @@ export const coveredValueEscape = (
   // depends on the prepared statement, so it is not kept).
   let answers = escapesByMasker.get(masker);
   if (!answers) escapesByMasker.set(masker, (answers = new StatementAnswers<string | null>(MAX_ENTRIES)));
-  const context = `${catalog?.version ?? ''}\u0000${searchPath?.join(',') ?? ''}`;
+  const context = `${catalog?.version ?? ''}\u0000${searchPathKey(searchPath)}`;
   const known = answers.get(context, text);
   if (known !== UNKNOWN) return known ?? undefined;
   const escape = escapeOf(masker, text, searchPath, preparedStatements, catalog?.rowFunctions);

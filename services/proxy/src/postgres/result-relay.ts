@@ -89,7 +89,7 @@ export class ResultRelay {
       return fields;
     }
     const command = head?.kind === 'query' || head?.kind === 'execute' ? head.command : undefined;
-    const covered = coveredInTransaction || (command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#registry.prepared));
+    const covered = coveredInTransaction || (command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#registry.prepared, command.catalog));
     const masked = maskServerFields(fields, masker, covered, {});
     const changed = Object.keys(fields).some((type) => masked[type] !== fields[type]);
     out.push(changed ? encodeNoticeFields(frame.code as typeof BackendCode.ErrorResponse, masked) : frame.raw);

@@ -225,7 +225,7 @@ export class SessionCore {
     // A later message of the pipeline that names one of these cursors means the cursor.
     for (const [name] of declares) this.pipeline.portals.delete(name);
     this.lastMasker = effective;
-    if (effective && touchesCoveredColumn(effective, sql, this.searchPath, this.registry.prepared)) this.coveredInTransaction = true;
+    if (effective && touchesCoveredColumn(effective, sql, this.searchPath, this.registry.prepared, this.decidedWith)) this.coveredInTransaction = true;
     const preparedChanges = [...this.effectsOf(sql).preparedStatements];
     return {
       id,
