@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import postgres from 'postgres';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { encodeBind, encodeCopyData, encodeExecute, encodeParse, encodeQuery, encodeSync, FrontendCode } from '@sluice/codec-pg';
 import { parseConfig } from '@sluice/config';
 import { usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
 
@@ -130,5 +131,26 @@ describe('search_path set by code the statement does not show', () => {
     }
     expect(written.direct).toEqual(['done', 1]);
     expect(written.sluice).toEqual(['42501', 0]);
+  });
+
+  it('after COPY FROM STDIN fires a trigger that sets it (simple and extended), the next unqualified name is decided on the table the server reads', async () => {
+    const COPY_DONE = Buffer.from([FrontendCode.CopyDone, 0, 0, 0, 4]);
+    const starts = {
+      simple: [encodeQuery('copy log from stdin')],
+      extended: [encodeParse('', 'copy log from stdin'), encodeBind('', ''), encodeExecute(''), encodeSync()],
+    };
+    for (const start of Object.values(starts)) {
+      const [direct, proxied] = await frontDoor.rawPair(['all']);
+      for (const session of [direct, proxied]) {
+        session.send(...start);
+        await vi.waitFor(() => expect(session.count('CopyInResponse')).toBe(1));
+        session.send(encodeCopyData('other, public\n'), COPY_DONE, ...(start.length > 1 ? [encodeSync()] : []), encodeQuery('select v from t'));
+        await session.readyCount(3);
+      }
+      const read = (session: typeof direct) => session.summary().filter((line) => line.startsWith('DataRow') || line.startsWith('ErrorResponse'));
+      expect(read(direct)).toEqual(['DataRow other']);
+      expect(read(proxied)).toEqual(['ErrorResponse 42501']);
+    }
+    await frontDoor.direct.query('delete from log');
   });
 });

@@ -104,6 +104,40 @@ describe('a simple query sent while the target skips to a Sync is not answered b
   });
 });
 
+describe('COPY FROM STDIN with a WHERE that calls a function, whose code the statement does not show', () => {
+  // The proxy reads search_path again after code a statement does not show; for a COPY FROM that
+  // read must wait for the COPY's end, not be sent while the target is in copy-in mode.
+  const COPY_DONE = Buffer.from([FrontendCode.CopyDone, 0, 0, 0, 4]);
+
+  it('answers as the server does, and the session goes on', async () => {
+    const proxied = await frontDoor.openRaw(['writers']);
+    const direct = await frontDoor.openDirectRaw();
+    for (const session of [proxied, direct]) {
+      session.send(encodeQuery('copy victim from stdin where length(x::text) > 0 and abs(x) > 0'));
+      await waitFor(() => session.count('CopyInResponse') === 1);
+      session.send(encodeCopyData('7\t7\n'), COPY_DONE, encodeQuery('select count(*) as n from victim where id = 7'));
+      await session.readyCount(3);
+      await frontDoor.direct.query('delete from victim where id = 7');
+    }
+    expect(proxied.summary()).toEqual(direct.summary());
+    expect(rows(proxied)).toEqual([['1']]);
+  });
+
+  it('answers a libpq-style extended COPY of that kind as the server does', async () => {
+    const proxied = await frontDoor.openRaw(['writers']);
+    const direct = await frontDoor.openDirectRaw();
+    for (const session of [proxied, direct]) {
+      session.send(encodeParse('', 'copy victim from stdin where abs(x) > 0'), encodeBind('', ''), encodeExecute(''), encodeSync());
+      await waitFor(() => session.count('CopyInResponse') === 1);
+      session.send(encodeCopyData('6\t6\n'), COPY_DONE, encodeSync(), encodeQuery('select count(*) as n from victim where id = 6'));
+      await session.readyCount(3);
+      await frontDoor.direct.query('delete from victim where id = 6');
+    }
+    expect(proxied.summary()).toEqual(direct.summary());
+    expect(rows(proxied)).toEqual([['1']]);
+  });
+});
+
 describe('a VARIADIC function called in attribute notation is a function call, not a column', () => {
   // `p.tag` calls tag(VARIADIC ARRAY[p]) when tag's only argument is VARIADIC over the row's type.
   // The catalog facts listed functions by their first argument's type (an array here, not a

@@ -546,9 +546,18 @@ describe('sessionStateEffects: what may change search_path, read from the parse 
     expect(sessionStateEffects(sql).runsCursorQuery).toBe(true);
   });
 
-  // COPY FROM's triggers are not looked for: the proxy cannot read the path while the target is in COPY mode.
-  it.each(['SELECT * FROM orders WHERE id = 1', 'COPY t TO STDOUT', 'COPY t FROM STDIN', 'SHOW search_path', 'DECLARE c CURSOR FOR SELECT 1', 'CLOSE c'])('%s neither writes nor fetches', (sql) => {
-    expect(sessionStateEffects(sql)).toMatchObject({ writes: false, runsCursorQuery: false });
+  it.each(['SELECT * FROM orders WHERE id = 1', 'COPY t TO STDOUT', 'SHOW search_path', 'DECLARE c CURSOR FOR SELECT 1', 'CLOSE c'])('%s neither writes nor fetches', (sql) => {
+    expect(sessionStateEffects(sql)).toMatchObject({ writes: false, runsCursorQuery: false, copiesFromClient: false });
+  });
+
+  // COPY FROM fires triggers as INSERT does; from STDIN the proxy reads the path after the COPY's end.
+  it.each([
+    ['COPY t FROM STDIN', true],
+    ["COPY t FROM STDIN WITH (FORMAT csv) WHERE abs(x) > 0", true],
+    ["COPY t FROM '/tmp/rows.csv'", false],
+    ["COPY t FROM PROGRAM 'cat /tmp/rows'", false],
+  ] as const)('%s writes (from the client: %s)', (sql, fromClient) => {
+    expect(sessionStateEffects(sql)).toMatchObject({ writes: true, copiesFromClient: fromClient });
   });
 
   it.each([

@@ -34,6 +34,11 @@ export interface SessionStateEffects {
    * proxy converts at the client edge and handles it itself (see clientEncodingStatement).
    */
   readonly clientEncoding: boolean;
+  /**
+   * A statement is COPY … FROM STDIN: the target reads nothing but the client's copy data until
+   * its CopyDone or CopyFail, so a read of the proxy's own must wait until after the COPY.
+   */
+  readonly copiesFromClient: boolean;
 }
 
 export interface PreparedStatementChange {
@@ -72,8 +77,7 @@ const RUNS_CODE: ReadonlySet<string> = new Set(['CallStmt', 'DoStmt', 'ExecuteSt
 
 /**
  * Writes, anywhere in the tree (a CTE's INSERT too): they fire triggers, whose functions the text
- * does not show. Not COPY FROM: the target is in COPY mode until the client's CopyDone, where a
- * read of the proxy's own would break the protocol.
+ * does not show. COPY FROM fires them too (counted below); from STDIN the read waits for its end.
  */
 const WRITES: ReadonlySet<string> = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt']);
 
@@ -158,7 +162,7 @@ const namesUnqualifiedTable = (value: unknown): boolean => {
  */
 export const sessionStateEffects = (text: string, path?: readonly string[]): SessionStateEffects => {
   // Unknown: may set the path, and may name anything unqualified.
-  const unknown = { searchPath: true, runsCursorQuery: true, writes: true, unqualifiedAfterPathChange: false, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false };
+  const unknown = { searchPath: true, runsCursorQuery: true, writes: true, unqualifiedAfterPathChange: false, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false, copiesFromClient: false };
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
@@ -174,6 +178,7 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
   let unqualified = false;
   const preparedStatements: PreparedStatementChange[] = [];
   let clientEncoding = false;
+  let copiesFromClient = false;
   for (const raw of tree.stmts ?? []) {
     const stmt = raw.stmt ?? {};
     const type = Object.keys(stmt)[0] ?? '';
@@ -189,6 +194,11 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
     if (containsNode(stmt, WRITES)) writes = true;
     if (setsPathForLaterStatements(type, stmt)) pathSetEarlier = true;
     if (changesClientEncoding(stmt) !== undefined) clientEncoding = true;
+    const copy = stmt.CopyStmt as { is_from?: boolean; filename?: string; is_program?: boolean } | undefined;
+    if (copy?.is_from === true) {
+      writes = true;
+      if (copy.filename === undefined && copy.is_program !== true) copiesFromClient = true;
+    }
   }
-  return { searchPath, runsCursorQuery, writes, unqualifiedAfterPathChange, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding };
+  return { searchPath, runsCursorQuery, writes, unqualifiedAfterPathChange, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding, copiesFromClient };
 };

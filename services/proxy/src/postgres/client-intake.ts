@@ -268,7 +268,13 @@ export class ClientIntake {
     this.session.executedSinceSync = false;
     // The path the text was decided under is the one it runs under: a built-in call without
     // arguments (`count(*)`, `now()`) then cannot change it, and costs no re-read.
-    if (this.session.effectsOf(text, this.session.searchPath).searchPath || this.session.runsHiddenCode(text, decision)) this.session.refreshSearchPath();
+    const effects = this.session.effectsOf(text, this.session.searchPath);
+    if (effects.searchPath || this.session.runsHiddenCode(text, decision)) {
+      // A COPY FROM STDIN leaves the target reading copy data: the path is read before the next
+      // decision instead (unknown until then), by when the COPY has ended.
+      if (effects.copiesFromClient) this.session.searchPath = undefined;
+      else this.session.refreshSearchPath();
+    }
     // The agent's next message is read in the encoding this one leaves in force.
     return encodingPlan ? this.session.settled() : undefined;
   }

@@ -107,6 +107,8 @@ export class ExtendedBatch {
     let changesSearchPath = false;
     /** An Execute of this batch runs code its text does not show (a trigger, a view's function). */
     let runsHiddenCode = false;
+    /** An Execute of COPY FROM STDIN: the target reads only copy data until the client ends it. */
+    let copiesFromClient = false;
     /** An Execute earlier in this batch sets search_path for what follows it (SET, set_config, a transaction's end). */
     let setsSearchPath = false;
     /** Cursors DECLAREd by an Execute earlier in this batch: the server runs it before a later message names them. */
@@ -211,6 +213,7 @@ export class ExtendedBatch {
           expects.push({ kind: 'execute', command, portal, result: undefined, copy: undefined });
           executes = true;
           const effects = this.session.effectsOf(statement.text);
+          if (effects.copiesFromClient) copiesFromClient = true;
           if (effects.searchPath) changesSearchPath = true;
           // Code the text does not show: read at the Sync. Until then the pipeline goes on under the
           // path read last, as before any such code (refusing every Parse after each write would
@@ -282,6 +285,12 @@ export class ExtendedBatch {
       return;
     }
     if (end === 'sync' && this.session.searchPathDue) {
+      // A read sent now would reach the target in COPY mode: it is read at the Sync after the
+      // COPY's end instead, and until then nothing is decided on a guess.
+      if (copiesFromClient) {
+        this.session.searchPath = undefined;
+        return;
+      }
       this.session.searchPathDue = false;
       this.session.refreshSearchPath();
     }
