@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
-import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '@sluice/config';
-import { usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor, type Way } from './support/postgres-proxy-harness.js';
 
 /**
  * What a session reports of its own client_encoding, direct and through Sluice, with node-postgres
@@ -25,27 +23,11 @@ const frontDoor = usePostgresFrontDoor({
   setupSql: 'create table t (id int)',
 }, 120_000);
 
-type Way = 'direct' | 'sluice';
-
-const pgClient = async (way: Way): Promise<pg.Client> => {
-  const client =
-    way === 'direct'
-      ? new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database })
-      : new pg.Client({ host: '127.0.0.1', port: frontDoor.port, user: 'agent', database: RESOURCE, password: await frontDoor.token(['all']) });
-  await client.connect();
-  return client;
-};
-
-const postgresJs = async (way: Way, connection: Record<string, string>): Promise<postgres.Sql> =>
-  way === 'direct'
-    ? postgres({ host: '127.0.0.1', port: 5432, user: 'postgres', database, max: 1, connection, onnotice: () => {} })
-    : postgres({ host: '127.0.0.1', port: frontDoor.port, user: 'agent', database: RESOURCE, pass: await frontDoor.token(['all']), max: 1, connection, onnotice: () => {} });
-
 describe('SHOW client_encoding reports the session encoding, direct and through Sluice', () => {
   it('node-postgres: after SET client_encoding, SHOW (simple and extended) and SHOW ALL say LATIN1', async () => {
     const seen: Record<Way, unknown[]> = { direct: [], sluice: [] };
     for (const way of ['direct', 'sluice'] as const) {
-      const client = await pgClient(way);
+      const client = await frontDoor.pgClient(way, ['all']);
       try {
         await client.query("set client_encoding to 'latin1'");
         seen[way].push((await client.query('show client_encoding')).rows);
@@ -65,7 +47,7 @@ describe('SHOW client_encoding reports the session encoding, direct and through 
   it('postgres.js: a client_encoding asked for at startup is what SHOW reports', async () => {
     const seen: Record<Way, unknown[]> = { direct: [], sluice: [] };
     for (const way of ['direct', 'sluice'] as const) {
-      const sql = await postgresJs(way, { client_encoding: 'WIN1252' });
+      const sql = await frontDoor.postgresJs(way, ['all'], { client_encoding: 'WIN1252' });
       try {
         seen[way].push([...(await sql`show client_encoding`)]);
         seen[way].push([...(await sql.unsafe('show client_encoding', [], { prepare: false }))]);
@@ -80,7 +62,7 @@ describe('SHOW client_encoding reports the session encoding, direct and through 
 
 describe('a client_encoding change Sluice refuses', () => {
   it('is recorded as a command.decided deny with its refusal, simple and extended', async () => {
-    const client = await pgClient('sluice');
+    const client = await frontDoor.pgClient('sluice', ['all']);
     try {
       await client.query('begin');
       await expect(client.query("set client_encoding to 'latin2'")).rejects.toMatchObject({ code: '0A000' });

@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import pg from 'pg';
 import postgres from 'postgres';
 import { describe, expect, it, vi } from 'vitest';
 import { encodeBind, encodeCopyData, encodeExecute, encodeParse, encodeQuery, encodeSync, FrontendCode } from '@sluice/codec-pg';
 import { parseConfig } from '@sluice/config';
-import { usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor, type Way, WAYS } from './support/postgres-proxy-harness.js';
 
 /**
  * search_path changed by code a statement does not show (a trigger fired by an INSERT, a view's
@@ -37,18 +36,6 @@ const frontDoor = usePostgresFrontDoor({
     create view public.sets_path as select public.setpath('other, public') as path;`,
 }, 120_000);
 
-type Way = 'direct' | 'sluice';
-const WAYS = ['direct', 'sluice'] as const;
-
-const pgClient = async (way: Way): Promise<pg.Client> => {
-  const client =
-    way === 'direct'
-      ? new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database })
-      : new pg.Client({ host: '127.0.0.1', port: frontDoor.port, user: 'agent', database: RESOURCE, password: await frontDoor.token(['all']) });
-  await client.connect();
-  return client;
-};
-
 /** The rows, or the SQLSTATE of the error. */
 const outcome = async (promise: Promise<{ rows: unknown[] } | readonly unknown[]>): Promise<unknown> => {
   try {
@@ -63,7 +50,7 @@ describe('search_path set by code the statement does not show', () => {
   it('node-postgres: after a trigger (simple and extended INSERT), a view read and a FETCH set it, the next unqualified name is decided on the table the server reads', async () => {
     const seen: Record<Way, unknown[]> = { direct: [], sluice: [] };
     for (const way of WAYS) {
-      const client = await pgClient(way);
+      const client = await frontDoor.pgClient(way, ['all']);
       const read = (): Promise<unknown> => outcome(client.query('select v from t'));
       const reset = async (): Promise<void> => {
         await client.query('set search_path = public');
@@ -115,10 +102,10 @@ describe('search_path set by code the statement does not show', () => {
 
   it('a message that sets search_path and then writes a table named without its schema is refused, as one that reads it is (the write went to the other schema past its deny)', async () => {
     const written: Record<Way, unknown> = { direct: undefined, sluice: undefined };
-    const check = await pgClient('direct');
+    const check = await frontDoor.pgClient('direct', ['all']);
     try {
       for (const way of WAYS) {
-        const client = await pgClient(way);
+        const client = await frontDoor.pgClient(way, ['all']);
         try {
           written[way] = await client.query("set search_path = other, public; insert into t values ('written')").then(() => 'done', (error: { code?: string }) => error.code);
         } finally {

@@ -1,11 +1,9 @@
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { promisify } from 'node:util';
-import pg from 'pg';
-import postgres from 'postgres';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '@sluice/config';
-import { usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { usePostgresFrontDoor, type Way, WAYS } from './support/postgres-proxy-harness.js';
 
 /**
  * What a session reports of its own settings, direct and through Sluice, with node-postgres,
@@ -32,23 +30,6 @@ const frontDoor = usePostgresFrontDoor({
   setupSql: 'create table t (id int)',
 }, 120_000);
 
-type Way = 'direct' | 'sluice';
-const WAYS = ['direct', 'sluice'] as const;
-
-const pgClient = async (way: Way, groups = ['all']): Promise<pg.Client> => {
-  const client =
-    way === 'direct'
-      ? new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database })
-      : new pg.Client({ host: '127.0.0.1', port: frontDoor.port, user: 'agent', database: RESOURCE, password: await frontDoor.token(groups) });
-  await client.connect();
-  return client;
-};
-
-const postgresJs = async (way: Way, connection: Record<string, string>): Promise<postgres.Sql> =>
-  way === 'direct'
-    ? postgres({ host: '127.0.0.1', port: 5432, user: 'postgres', database, max: 1, connection, onnotice: () => {} })
-    : postgres({ host: '127.0.0.1', port: frontDoor.port, user: 'agent', database: RESOURCE, pass: await frontDoor.token(['all']), max: 1, connection, onnotice: () => {} });
-
 /** psql with a LATIN1 terminal: `appName` is written with bash's $'…' so its bytes reach libpq as they are. */
 const psqlLatin1 = async (way: Way, appName: string, sql: string): Promise<string> => {
   const [port, user, db] = way === 'direct' ? ['5432', 'postgres', database] : [String(frontDoor.port), 'agent', RESOURCE];
@@ -62,7 +43,7 @@ describe('client_encoding as current_setting() and pg_settings report it, direct
   it("node-postgres: after SET client_encoding, current_setting('client_encoding') and pg_settings say LATIN1 (simple and extended)", async () => {
     const seen: Record<Way, unknown[]> = { direct: [], sluice: [] };
     for (const way of WAYS) {
-      const client = await pgClient(way);
+      const client = await frontDoor.pgClient(way, ['all']);
       try {
         await client.query("set client_encoding to 'latin1'");
         seen[way].push((await client.query("select current_setting('client_encoding') as e, pg_catalog.current_setting('client_encoding', true) as f")).rows);
@@ -94,7 +75,7 @@ describe('client_encoding as current_setting() and pg_settings report it, direct
   it('postgres.js: a client_encoding asked for at startup is what current_setting() and pg_settings report, reset_val included', async () => {
     const seen: Record<Way, unknown[]> = { direct: [], sluice: [] };
     for (const way of WAYS) {
-      const sql = await postgresJs(way, { client_encoding: 'WIN1252' });
+      const sql = await frontDoor.postgresJs(way, ['all'], { client_encoding: 'WIN1252' });
       try {
         seen[way].push([...(await sql`select current_setting('client_encoding') as e`)]);
         seen[way].push([...(await sql`select setting, reset_val from pg_settings where name = 'client_encoding'`)]);
@@ -108,7 +89,7 @@ describe('client_encoding as current_setting() and pg_settings report it, direct
   });
 
   it("never replaces a masked value: under a profile masking every column, current_setting('client_encoding') stays masked", async () => {
-    const client = await pgClient('sluice', ['masked']);
+    const client = await frontDoor.pgClient('sluice', ['masked']);
     try {
       await client.query("set client_encoding to 'latin1'");
       const rows = (await client.query("select current_setting('client_encoding') as e")).rows as { e: string }[];
@@ -135,7 +116,7 @@ describe('a startup application_name in the client encoding, direct and through 
   it("postgres.js with client_encoding LATIN1 (it writes its startup packet in UTF-8): the server's reading, the same both ways", async () => {
     const seen: Record<Way, unknown[]> = { direct: [], sluice: [] };
     for (const way of WAYS) {
-      const sql = await postgresJs(way, { client_encoding: 'LATIN1', application_name: 'café' });
+      const sql = await frontDoor.postgresJs(way, ['all'], { client_encoding: 'LATIN1', application_name: 'café' });
       try {
         seen[way].push([...(await sql`select application_name from pg_stat_activity where pid = pg_backend_pid()`)]);
       } finally {

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import net, { type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import postgres from 'postgres';
 import { afterAll, beforeAll } from 'vitest';
 import { decodeBackend, encodePasswordMessage, encodeQuery, encodeStartupMessage, FrameReader, type BackendMessage } from '@sluice/codec-pg';
 import type { PostgresResourceConfig, SluiceConfig } from '@sluice/config';
@@ -207,6 +208,10 @@ export class RawPostgresSession {
   }
 }
 
+/** How a test reaches the target: straight to the server, or through the proxy. */
+export type Way = 'direct' | 'sluice';
+export const WAYS = ['direct', 'sluice'] as const;
+
 export interface PostgresFrontDoorOptions {
   /** The parsed config: its first resource is the PostgreSQL resource the proxy serves. */
   readonly config: SluiceConfig;
@@ -317,6 +322,24 @@ export class PostgresFrontDoor {
   /** node-postgres through the proxy as an agent in `groups`; closed by `close`. (Bound, as psql is: specs take them apart.) */
   readonly connect = async (groups = ['readers']): Promise<pg.Client> =>
     openClient({ host: '127.0.0.1', port: this.#port, user: 'agent', database: this.#resource.name, password: await this.token(groups) }, this.#clients);
+
+  /** node-postgres straight to the target database as its superuser, or through the proxy as an agent in `groups`; the caller ends it. */
+  async pgClient(way: Way, groups: string[]): Promise<pg.Client> {
+    const client =
+      way === 'direct'
+        ? new pg.Client({ host: '127.0.0.1', port: 5432, user: 'postgres', database: this.#options.database })
+        : new pg.Client({ host: '127.0.0.1', port: this.#port, user: 'agent', database: this.#resource.name, password: await this.token(groups) });
+    await client.connect();
+    return client;
+  }
+
+  /** postgres.js the same way, one connection, `connection` its startup parameters; the caller ends it. */
+  async postgresJs(way: Way, groups: string[], connection: Record<string, string> = {}): Promise<postgres.Sql> {
+    const common = { max: 1, connection, onnotice: () => {} };
+    return way === 'direct'
+      ? postgres({ host: '127.0.0.1', port: 5432, user: 'postgres', database: this.#options.database, ...common })
+      : postgres({ host: '127.0.0.1', port: this.#port, user: 'agent', database: this.#resource.name, pass: await this.token(groups), ...common });
+  }
 
   /** psql through the proxy, one message: stdout, or stdout and stderr on failure. */
   readonly psql = async (sql: string, groups = ['readers']): Promise<string> => {
