@@ -12,21 +12,16 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { pino } from 'pino';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { buildEvent } from '@sluice/contracts';
 import { connectBus, createMessageSigner, EventPublisher, generateSigningKeyPair } from '@sluice/event-bus';
+import { cpuMicros, pgbenchStatementEvents } from './support/audit-events.mjs';
 
 const N = Number(process.env.N ?? 20_000);
 const RATE = Number(process.env.RATE ?? 3_000);
 const SESSIONS = Number(process.env.SESSIONS ?? 8);
 
-/** CPU time of a process (user + system) in µs. */
-const cpu = (pid) => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000;
-};
 const cpuOrZero = (pid) => {
   try {
-    return cpu(pid);
+    return cpuMicros(pid);
   } catch {
     return 0;
   }
@@ -37,35 +32,7 @@ if (process.env.AUDIT_CPU_ROLE === 'publisher') {
   const { prefix, run, privateKeyPem } = JSON.parse(process.env.AUDIT_CPU_SETTINGS);
   const nc = await connectBus('nats://127.0.0.1:4222', 'audit-cpu-publisher');
   const publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix: prefix, signer: createMessageSigner('proxy', privateKeyPem) });
-  const seqs = new Array(SESSIONS).fill(0);
-  const event = (index) => {
-    const session = index % SESSIONS;
-    seqs[session] += 1;
-    const aid = 1 + ((index * 7919) % 100_000);
-    return buildEvent('command.executed', {
-      id: `${run}-${index}-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0`,
-      source: 'proxy',
-      subject: `${run}-session-${session}-7a6b5c4d-3e2f-1a0b-9c8d-7e6f5a4b3c2d`,
-      time: new Date(),
-      sessionseq: seqs[session],
-      data: {
-        commandId: `${run}-c${index}-11223344-5566-7788-99aa-bbccddeeff00`,
-        resource: 'db',
-        protocol: 'postgres',
-        command: `SELECT abalance FROM pgbench_accounts WHERE aid = ${aid};`,
-        action: 'read',
-        risk: 'low',
-        decision: 'allow',
-        rule: 'readers',
-        reason: 'allowed by readers',
-        tables: ['pgbench_accounts'],
-        outcome: 'SELECT 1',
-        ok: true,
-        durationMs: 0.41,
-        result: { columns: ['abalance'], rows: [['0']], rowCount: 1, bytes: 1, truncated: false, maskedCounts: {} },
-      },
-    });
-  };
+  const event = pgbenchStatementEvents(run, SESSIONS);
   process.send({ ready: true });
   await new Promise((resolve) => process.once('message', resolve));
   // PUBLISHER_PROFILE=file.cpuprofile: this process's CPU profile while it publishes.
@@ -128,7 +95,7 @@ const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], {
 await new Promise((resolve) => child.once('message', resolve));
 const stored = () => service.consumers().find((state) => state.durable === 'audit-store').handledEvents;
 const loadBefore = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-const before = { audit: cpu(process.pid), publisher: cpu(child.pid), nats: cpu(natsPid), backends: new Map((await backends()).map((pid) => [pid, cpu(pid)])) };
+const before = { audit: cpuMicros(process.pid), publisher: cpuMicros(child.pid), nats: cpuMicros(natsPid), backends: new Map((await backends()).map((pid) => [pid, cpuMicros(pid)])) };
 // PROFILE=file.cpuprofile: the audit service's CPU profile over the measured window only.
 const inspector = process.env.PROFILE ? new (await import('node:inspector')).Session() : undefined;
 const post = (method) => new Promise((resolve, reject) => inspector.post(method, (error, result) => (error ? reject(error) : resolve(result))));
@@ -142,7 +109,7 @@ child.send({ go: true });
 while (stored() < N) await new Promise((resolve) => setTimeout(resolve, 50));
 if (inspector) writeFileSync(process.env.PROFILE, JSON.stringify((await post('Profiler.stop')).profile));
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-const after = { audit: cpu(process.pid), publisher: cpu(child.pid), nats: cpu(natsPid) };
+const after = { audit: cpuMicros(process.pid), publisher: cpuMicros(child.pid), nats: cpuMicros(natsPid) };
 let store = 0;
 for (const pid of await backends()) store += cpuOrZero(pid) - (before.backends.get(pid) ?? 0);
 // Each row's xmin is the transaction that wrote it: the store's transactions, counted exactly.

@@ -1,0 +1,45 @@
+// What the audit benchmarks (audit-cpu.mjs, store-cpu.mjs) feed the audit trail: pgbench -S
+// statements recorded as the proxy records them, and CPU time read from /proc.
+import { readFileSync } from 'node:fs';
+import { buildEvent } from '@sluice/contracts';
+
+/** CPU time of a process (user + system) in µs. */
+export const cpuMicros = (pid) => {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
+};
+
+/**
+ * `event(index)`: the index-th statement's `command.executed`, shaped as the proxy records a
+ * pgbench -S SELECT, spread over `sessions` sessions, each numbered on in its own sequence.
+ */
+export const pgbenchStatementEvents = (run, sessions) => {
+  const seqs = new Array(sessions).fill(0);
+  return (index) => {
+    const session = index % sessions;
+    seqs[session] += 1;
+    return buildEvent('command.executed', {
+      id: `${run}-${index}-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0`,
+      source: 'proxy',
+      subject: `${run}-session-${session}-7a6b5c4d-3e2f-1a0b-9c8d-7e6f5a4b3c2d`,
+      time: new Date(),
+      sessionseq: seqs[session],
+      data: {
+        commandId: `${run}-c${index}-11223344-5566-7788-99aa-bbccddeeff00`,
+        resource: 'db',
+        protocol: 'postgres',
+        command: `SELECT abalance FROM pgbench_accounts WHERE aid = ${1 + ((index * 7919) % 100_000)};`,
+        action: 'read',
+        risk: 'low',
+        decision: 'allow',
+        rule: 'readers',
+        reason: 'allowed by readers',
+        tables: ['pgbench_accounts'],
+        outcome: 'SELECT 1',
+        ok: true,
+        durationMs: 0.41,
+        result: { columns: ['abalance'], rows: [['0']], rowCount: 1, bytes: 1, truncated: false, maskedCounts: {} },
+      },
+    });
+  };
+};
