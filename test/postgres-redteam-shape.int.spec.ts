@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { encodeBind, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
+import { encodeBind, encodeExecute, encodeParse, encodeSync } from '@sluice/codec-pg';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
 import { useTestPolicyService } from './support/policy-service.js';
 import { usePostgresFrontDoor, type RawPostgresSession } from './support/postgres-proxy-harness.js';
@@ -52,18 +52,6 @@ const overloaded = usePostgresFrontDoor({
   policyPort: () => policyService.port,
 });
 
-const rows = (session: RawPostgresSession): string[][] =>
-  session.messages.flatMap((m) => (m.type === 'DataRow' ? [m.values.map((v) => (v === null ? 'NULL' : v.toString('utf8')))] : []));
-
-/** Sends each query alone, waiting for its ReadyForQuery. */
-const run = async (session: RawPostgresSession, ...texts: string[]): Promise<void> => {
-  for (const text of texts) {
-    const ready = session.count('ReadyForQuery');
-    session.send(encodeQuery(text));
-    await session.readyCount(ready + 1);
-  }
-};
-
 /** A simple Query of raw bytes (text in the session's client_encoding). */
 const runBytes = async (session: RawPostgresSession, bytes: Buffer): Promise<void> => {
   const body = Buffer.concat([bytes, Buffer.from([0])]);
@@ -81,13 +69,13 @@ const received = (session: RawPostgresSession): string => session.received.toStr
 describe('answers shared by shape', () => {
   it('does not let a decision of one grant answer a shape-mate for another grant', async () => {
     const reader = await frontDoor.openRaw(['readers']);
-    await run(reader, 'select name from people where id = 1', 'select name from people where id = 2');
+    await reader.run('select name from people where id = 1', 'select name from people where id = 2');
     expect(reader.errors()).toEqual([]);
     // `orders` may read public.orders only: the same shape, decided for readers, must not answer it.
     const orders = await frontDoor.openRaw(['orders']);
-    await run(orders, 'select name from people where id = 3');
+    await orders.run('select name from people where id = 3');
     expect(orders.errors().map((e) => e.C)).toEqual(['42501']);
-    expect(rows(orders)).toEqual([]);
+    expect(orders.rows()).toEqual([]);
   });
 
   it('masks a covered column behind a bare constant of another type (true, NULL, a string) in the shape of an integer', async () => {
@@ -101,30 +89,29 @@ describe('answers shared by shape', () => {
       "select U&'\\0073sn' as n, ssn as s from people where id = 1",
       "select E'\\\\' as n, ssn as s from people where id = 1",
     ];
-    await run(session, ...texts);
+    await session.run(...texts);
     expect(session.errors()).toEqual([]);
-    expect(rows(session).map((row) => row[1])).toEqual(texts.map(() => COLUMN_REDACTED));
+    expect(session.rows().map((row) => row[1])).toEqual(texts.map(() => COLUMN_REDACTED));
     expectNoRawSsn(received(session));
   });
 
   it('masks a covered column whatever LIMIT ALL or a count shares its shape with', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'select 1 as n, ssn from people where id = 1 limit 1', 'select 1 as n, ssn from people where id = 1 limit all');
+    await session.run('select 1 as n, ssn from people where id = 1 limit 1', 'select 1 as n, ssn from people where id = 1 limit all');
     expect(session.errors()).toEqual([]);
-    expect(rows(session).map((row) => row[1])).toEqual([COLUMN_REDACTED, COLUMN_REDACTED]);
+    expect(session.rows().map((row) => row[1])).toEqual([COLUMN_REDACTED, COLUMN_REDACTED]);
     expectNoRawSsn(received(session));
   });
 
   it('masks a column named by a bare constant\'s alias after an unmasked shape-mate, and the other way round', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(
-      session,
+    await session.run(
       "select 'x' as n, name from people where id = 1",
       "select 'x' as ssn, name from people where id = 1",
       `select '${RAW_SSN}' as n, name from people where id = 1`,
     );
     expect(session.errors()).toEqual([]);
-    const got = rows(session);
+    const got = session.rows();
     expect(got[1]![0]).toBe(COLUMN_REDACTED);
     // The third value is only a constant, but the detectors still see it: not a 9xx SSN, so not
     // required to be masked; what matters is that the shape did not unmask anything named ssn.
@@ -133,14 +120,14 @@ describe('answers shared by shape', () => {
 
   it('masks the covered column of a Parse/Bind/Execute whose shape-mate was a simple query', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, "select 'a' as n, name as s from people where id = 1");
+    await session.run("select 'a' as n, name as s from people where id = 1");
     const ready = session.count('ReadyForQuery');
     session.send(encodeParse('p1', "select 'b' as n, ssn as s from people where id = 2"), encodeBind('', 'p1'), encodeExecute(''), encodeSync());
     await session.readyCount(ready + 1);
     session.send(encodeParse('', "select 'c' as n, ssn as s from people where id = 3"), encodeBind('c1', ''), encodeExecute('c1', 1), encodeExecute('c1', 1), encodeSync());
     await session.readyCount(ready + 2);
     expect(session.errors()).toEqual([]);
-    expect(rows(session).map((row) => row[1])).toEqual(['Ada Lovelace', COLUMN_REDACTED, COLUMN_REDACTED]);
+    expect(session.rows().map((row) => row[1])).toEqual(['Ada Lovelace', COLUMN_REDACTED, COLUMN_REDACTED]);
     expectNoRawSsn(received(session));
   });
 
@@ -148,7 +135,7 @@ describe('answers shared by shape', () => {
     // In SJIS 0x83 0x5c is one character. Read as bytes of another encoding, `\'` would be an
     // escaped quote and `ssn as x …` part of the string: the covered column would go unseen.
     const session = await frontDoor.openRaw(['readers'], [['client_encoding', 'SJIS']]);
-    await run(session, "select E'a' as n, name as x from people where id = 1 --'");
+    await session.run("select E'a' as n, name as x from people where id = 1 --'");
     const attack = Buffer.concat([Buffer.from("select E'", 'latin1'), Buffer.from([0x83, 0x5c]), Buffer.from("' as n, ssn as x from people where id = 1 --'", 'latin1')]);
     await runBytes(session, attack);
     expectNoRawSsn(received(session));
@@ -156,23 +143,23 @@ describe('answers shared by shape', () => {
 
   it('masks after standard_conforming_strings off, whether refused or read as the server reads it', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, "select 'a' as n, name as m from people where id = 1");
-    await run(session, 'set standard_conforming_strings = off', "select 'a\\' , ' as n, ssn as m from people where id = 1 --'");
+    await session.run("select 'a' as n, name as m from people where id = 1");
+    await session.run('set standard_conforming_strings = off', "select 'a\\' , ' as n, ssn as m from people where id = 1 --'");
     expectNoRawSsn(received(session));
   });
 
   it('does not reuse a view\'s lineage after the view is replaced to show a covered column', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'select shown from shown where id = 1');
+    await session.run('select shown from shown where id = 1');
     await frontDoor.direct.query('create or replace view shown as select id, ssn as shown from relabel');
-    await run(session, 'select shown from shown where id = 2', 'select shown from shown where id = 1');
+    await session.run('select shown from shown where id = 2', 'select shown from shown where id = 1');
     expectNoRawSsn(received(session));
   });
 
   it('keeps the deny rule for a shape-mate reached through another search_path in the same session', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'select 1 as n from orders where id = 1');
-    await run(session, "select set_config('search_path', 'public', false)", 'select 1 as n from secrets where id = 2');
+    await session.run('select 1 as n from orders where id = 1');
+    await session.run("select set_config('search_path', 'public', false)", 'select 1 as n from secrets where id = 2');
     expect(session.errors().at(-1)?.C).toBe('42501');
     expect(received(session)).not.toContain('TOP-SECRET-VALUE');
   });
@@ -188,31 +175,31 @@ describe('answers shared by shape', () => {
     // depends on types the text does not show, so where `=` is overloaded neither is vouched for:
     // the string comparison is refused too, and no allowed decision is left for the shape-mate.
     const session = await overloaded.openRaw(['readers']);
-    await run(session, "select 1 as n from people where name = 'x'", "select 1 as n from people where name = 'y'");
+    await session.run("select 1 as n from people where name = 'x'", "select 1 as n from people where name = 'y'");
     expect(session.errors().map((error) => error.C)).toEqual(['42501', '42501']);
-    await run(session, 'select 1 as n from people where name = 1.5');
+    await session.run('select 1 as n from people where name = 1.5');
     expect(session.errors().at(-1)?.C).toBe('42501');
     expect(received(session)).not.toContain('TOP-SECRET-VALUE');
   });
 
   it('refuses the user operator to a session that never saw a shape-mate', async () => {
     const session = await overloaded.openRaw(['readers']);
-    await run(session, 'select 2 as m from people where name = 2.5');
+    await session.run('select 2 as m from people where name = 2.5');
     expect(session.errors().at(-1)?.C).toBe('42501');
     expect(received(session)).not.toContain('TOP-SECRET-VALUE');
   });
 
   it('refuses a built-in function name whose user overload matches the constant better', async () => {
     const session = await overloaded.openRaw(['readers']);
-    await run(session, "select upper('a') as n from people where id < 2", 'select upper(1.5) as n from people where id < 2');
+    await session.run("select upper('a') as n from people where id < 2", 'select upper(1.5) as n from people where id < 2');
     expect(session.errors().map((error) => error.C)).toEqual(['42501', '42501']);
     expect(received(session)).not.toContain('TOP-SECRET-VALUE');
   });
 
   it('still vouches for a built-in name qualified with pg_catalog where the name is overloaded', async () => {
     const session = await overloaded.openRaw(['readers']);
-    await run(session, 'select pg_catalog.upper(name) as n from people where id operator(pg_catalog.=) 1');
+    await session.run('select pg_catalog.upper(name) as n from people where id operator(pg_catalog.=) 1');
     expect(session.errors()).toEqual([]);
-    expect(rows(session)).toEqual([['ADA LOVELACE']]);
+    expect(session.rows()).toEqual([['ADA LOVELACE']]);
   });
 });

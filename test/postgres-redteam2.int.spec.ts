@@ -280,16 +280,13 @@ describe("a TOAST table holds its table's large values", () => {
 });
 
 describe("a SQL cursor used as a protocol portal keeps its DECLARE's masking", () => {
-  const rows = (session: Awaited<ReturnType<typeof frontDoor.openRaw>>): string[][] =>
-    session.messages.flatMap((m) => (m.type === 'DataRow' ? [m.values.map((v) => (v === null ? 'NULL' : v.toString('utf8')))] : []));
-
   it('masks the covered column of rows fetched by Execute of the cursor portal', async () => {
     const session = await frontDoor.openRaw(['readers']);
     session.send(encodeQuery('begin; declare c cursor for select name, ssn from people'));
     await session.readyCount(2);
     session.send(encodeDescribe('P', 'c'), encodeExecute('c', 1), encodeSync());
     await session.readyCount(3);
-    expect(rows(session)).toEqual([['Ada Lovelace', COLUMN_REDACTED]]);
+    expect(session.rows()).toEqual([['Ada Lovelace', COLUMN_REDACTED]]);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 
@@ -302,7 +299,7 @@ describe("a SQL cursor used as a protocol portal keeps its DECLARE's masking", (
     session.send(encodeDescribe('P', 'c'), ...run('close c'), ...run('declare c cursor for select ssn as x, 1 as id from people'), encodeExecute('c'), encodeSync());
     await session.readyCount(3);
     expect(session.errors()).toEqual([]);
-    expect(rows(session)).toEqual([[COLUMN_REDACTED, '1']]);
+    expect(session.rows()).toEqual([[COLUMN_REDACTED, '1']]);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 
@@ -317,7 +314,7 @@ describe("a SQL cursor used as a protocol portal keeps its DECLARE's masking", (
     session.send(encodeExecute('c'), encodeSync());
     await session.readyCount(6);
     expect(session.errors()).toEqual([]);
-    expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+    expect(session.rows()).toEqual([[COLUMN_REDACTED]]);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 
@@ -336,7 +333,7 @@ describe("a SQL cursor used as a protocol portal keeps its DECLARE's masking", (
       encodeSync(),
     );
     await session.readyCount(3);
-    expect(rows(session).flat().every((value) => value === COLUMN_REDACTED)).toBe(true);
+    expect(session.rows().flat().every((value) => value === COLUMN_REDACTED)).toBe(true);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 

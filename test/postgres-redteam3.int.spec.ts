@@ -25,9 +25,6 @@ const frontDoor = usePostgresFrontDoor({
      create sequence tally;`,
 });
 
-const rows = (session: RawPostgresSession): string[][] =>
-  session.messages.flatMap((m) => (m.type === 'DataRow' ? [m.values.map((v) => (v === null ? 'NULL' : v.toString('utf8')))] : []));
-
 describe('a FETCH reads the cursor the server holds, not a DECLARE of the name the server has since dropped', () => {
   // The proxy kept each confirmed DECLARE's text by name for FETCH lineage, past CLOSE, the end of
   // the transaction and ROLLBACK TO. A protocol portal Bound under the name (cursors and portals
@@ -47,7 +44,7 @@ describe('a FETCH reads the cursor the server holds, not a DECLARE of the name t
     session.send(encodeQuery('fetch next from c'), encodeParse('', 'fetch all from c'), encodeBind('', ''), encodeExecute(''), encodeSync());
     await session.readyCount(5);
     expect(session.errors()).toEqual([]);
-    expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+    expect(session.rows()).toEqual([[COLUMN_REDACTED]]);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 
@@ -59,7 +56,7 @@ describe('a FETCH reads the cursor the server holds, not a DECLARE of the name t
     await session.readyCount(3);
     session.send(encodeQuery('fetch all from c'));
     await session.readyCount(4);
-    expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+    expect(session.rows()).toEqual([[COLUMN_REDACTED]]);
   });
 });
 
@@ -82,7 +79,7 @@ describe('a simple query sent while the target skips to a Sync is not answered b
     session.send(...skipped);
     session.send(encodeSync(), leaking);
     await session.readyCount(3);
-    expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+    expect(session.rows()).toEqual([[COLUMN_REDACTED]]);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 
@@ -90,7 +87,7 @@ describe('a simple query sent while the target skips to a Sync is not answered b
     const session = await frontDoor.openRaw(['readers']);
     session.send(...failing, ...skipped, encodeSync(), leaking);
     await session.readyCount(3);
-    expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+    expect(session.rows()).toEqual([[COLUMN_REDACTED]]);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 
@@ -120,7 +117,7 @@ describe('COPY FROM STDIN with a WHERE that calls a function, whose code the sta
       await frontDoor.direct.query('delete from victim where id = 7');
     }
     expect(proxied.summary()).toEqual(direct.summary());
-    expect(rows(proxied)).toEqual([['1']]);
+    expect(proxied.rows()).toEqual([['1']]);
   });
 
   it('answers a libpq-style extended COPY of that kind as the server does', async () => {
@@ -134,7 +131,7 @@ describe('COPY FROM STDIN with a WHERE that calls a function, whose code the sta
       await frontDoor.direct.query('delete from victim where id = 6');
     }
     expect(proxied.summary()).toEqual(direct.summary());
-    expect(rows(proxied)).toEqual([['1']]);
+    expect(proxied.rows()).toEqual([['1']]);
   });
 });
 
@@ -308,7 +305,7 @@ describe('a Sync sent during COPY FROM STDIN, which the target ignores, is not a
     await waitFor(() => session.count('CommandComplete') === 1);
     session.send(encodeQuery('select 1 as a'), encodeQuery('select item from orders'), encodeQuery('select upper(ssn) as item from people'));
     await waitFor(() => session.count('CommandComplete') === 4);
-    expect(rows(session)).toEqual([['1'], ['public-order'], [COLUMN_REDACTED]]);
+    expect(session.rows()).toEqual([['1'], ['public-order'], [COLUMN_REDACTED]]);
     expectNoRawSsn(session.received.toString('latin1'));
     await frontDoor.direct.query('delete from victim where id = 9');
   });

@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodePasswordMessage, encodeQuery, encodeStartupMessage, encodeSync } from '@sluice/codec-pg';
 import postgres from 'postgres';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
 import { useTestPolicyService } from './support/policy-service.js';
-import { usePostgresFrontDoor, type RawPostgresSession, waitFor } from './support/postgres-proxy-harness.js';
+import { streamOversizedPassword, usePostgresFrontDoor, waitFor } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RED_TEAM_SEED_SQL, redTeamConfig, redTeamConfigInput } from './support/postgres-red-team.js';
 
 /**
@@ -36,18 +35,6 @@ const frontDoor = usePostgresFrontDoor({
   policyPort: () => policyService.port,
 });
 
-const rows = (session: RawPostgresSession): string[][] =>
-  session.messages.flatMap((m) => (m.type === 'DataRow' ? [m.values.map((v) => (v === null ? 'NULL' : v.toString('utf8')))] : []));
-
-/** Sends each query alone, waiting for its ReadyForQuery; returns the session's rows and errors after. */
-const run = async (session: RawPostgresSession, ...texts: string[]): Promise<void> => {
-  for (const text of texts) {
-    const ready = session.count('ReadyForQuery');
-    session.send(encodeQuery(text));
-    await session.readyCount(ready + 1);
-  }
-};
-
 /** One extended-protocol statement run unnamed: Parse, Bind, Execute. */
 const step = (text: string): Buffer[] => [encodeParse('', text), encodeBind('', ''), encodeExecute('')];
 
@@ -56,9 +43,9 @@ const victimRows = async (): Promise<number> => Number((await frontDoor.direct.q
 describe('the fast path answers a new constant only where the constant cannot change the decision', () => {
   it('takes the fast path at all: a shape decided once is answered from the port cache', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'select name from people where id = 1');
+    await session.run('select name from people where id = 1');
     const hits = policyService.port.stats().hits;
-    await run(session, 'select name from people where id = 2', 'select name from people where id = 3');
+    await session.run('select name from people where id = 2', 'select name from people where id = 3');
     expect(policyService.port.stats().hits).toBeGreaterThan(hits);
     expect(session.errors()).toEqual([]);
   });
@@ -67,9 +54,9 @@ describe('the fast path answers a new constant only where the constant cannot ch
     // The classifier refuses current_setting('primary_conninfo') by its constant: a decision of
     // current_setting('application_name') kept under the shape current_setting($1) must not answer it.
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, "select current_setting('application_name')", "select current_setting('application_name')");
+    await session.run("select current_setting('application_name')", "select current_setting('application_name')");
     expect(session.errors()).toEqual([]);
-    await run(session, "select current_setting('primary_conninfo')");
+    await session.run("select current_setting('primary_conninfo')");
     expect(session.errors().map((e) => e.C)).toEqual(['42501']);
   });
 
@@ -81,12 +68,12 @@ describe('the fast path answers a new constant only where the constant cannot ch
     // Under `search_path = shadow` the name secrets is shadow.secrets, which no rule denies. The
     // decision kept for that path must not answer once the server is back on public.
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'begin', 'set local search_path = shadow', 'select id from secrets where id = 1', 'select id from secrets where id = 2');
+    await session.run('begin', 'set local search_path = shadow', 'select id from secrets where id = 1', 'select id from secrets where id = 2');
     expect(session.errors()).toEqual([]);
-    expect(rows(session)).toEqual([['1'], ['2']]);
+    expect(session.rows()).toEqual([['1'], ['2']]);
     // Row 3 is only in public.secrets.
-    await run(session, ...end, 'select id from secrets where id = 3');
-    expect(rows(session)).toEqual([['1'], ['2']]);
+    await session.run(...end, 'select id from secrets where id = 3');
+    expect(session.rows()).toEqual([['1'], ['2']]);
     expect(session.errors().at(-1)?.C).toBe('42501');
   });
 
@@ -101,7 +88,7 @@ describe('the fast path answers a new constant only where the constant cannot ch
       encodeQuery('select id from secrets where id = 3'),
     );
     await session.readyCount(7);
-    expect(rows(session)).toEqual([['1'], ['2']]);
+    expect(session.rows()).toEqual([['1'], ['2']]);
     expect(session.errors().map((e) => e.C)).toEqual(['42501']);
   });
 
@@ -112,37 +99,37 @@ describe('the fast path answers a new constant only where the constant cannot ch
     // Under `search_path = shadow`, `secrets` is shadow.secrets; the pipeline's first Execute puts
     // the server on public before its second statement runs.
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'set search_path = shadow', 'select id from secrets where id = 1', 'select id from secrets where id = 2');
-    expect(rows(session)).toEqual([['1'], ['2']]);
+    await session.run('set search_path = shadow', 'select id from secrets where id = 1', 'select id from secrets where id = 2');
+    expect(session.rows()).toEqual([['1'], ['2']]);
     session.send(...step(change), ...step('select id from secrets where id = 3'), encodeSync());
     await session.readyCount(5);
-    expect(rows(session).filter((row) => row[0] === '3')).toEqual([]);
+    expect(session.rows().filter((row) => row[0] === '3')).toEqual([]);
   });
 
   it('denies public.secrets through a statement prepared under search_path shadow, Bound after SET search_path = public', async () => {
     // The server analyses a prepared statement again under the path in force when it runs.
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'set search_path = shadow');
+    await session.run('set search_path = shadow');
     session.send(encodeParse('s1', 'select id from secrets where id = 3'), encodeSync());
     await session.readyCount(3);
-    await run(session, 'set search_path = public');
+    await session.run('set search_path = public');
     session.send(encodeBind('', 's1'), encodeExecute(''), encodeSync());
     await session.readyCount(5);
-    expect(rows(session)).toEqual([]);
+    expect(session.rows()).toEqual([]);
     expect(session.errors().map((e) => e.C)).toEqual(['42501']);
   });
 
   it('masks an error text that carries the covered value, under a new literal each time', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    for (let n = 1; n <= 3; n++) await run(session, `select name from people where id = 1 and ssn::int = ${n}`);
+    for (let n = 1; n <= 3; n++) await session.run(`select name from people where id = 1 and ssn::int = ${n}`);
     expect(session.errors()).toHaveLength(3);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 
   it('refuses a write of a shape whose read was decided (writable CTE, same constants)', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'select x from victim where id = 1', 'select x from victim where id = 2');
-    await run(session, 'with d as (delete from victim where id = 1 returning x) select x from d');
+    await session.run('select x from victim where id = 1', 'select x from victim where id = 2');
+    await session.run('with d as (delete from victim where id = 1 returning x) select x from d');
     expect(session.errors().map((e) => e.C)).toEqual(['42501']);
     expect(await victimRows()).toBe(5);
   });
@@ -178,9 +165,9 @@ describe('result columns reused for the same RowDescription', () => {
   it('masks an expression column of people after the same column description came from orders', async () => {
     // Both describe one text column `item` with no table: the same RowDescription bytes.
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'select upper(item) as item from orders where id = 1', 'select upper(item) as item from orders where id = 1');
-    await run(session, 'select upper(ssn) as item from people where id = 1');
-    expect(rows(session)).toEqual([['PUBLIC-ORDER'], ['PUBLIC-ORDER'], [COLUMN_REDACTED]]);
+    await session.run('select upper(item) as item from orders where id = 1', 'select upper(item) as item from orders where id = 1');
+    await session.run('select upper(ssn) as item from people where id = 1');
+    expect(session.rows()).toEqual([['PUBLIC-ORDER'], ['PUBLIC-ORDER'], [COLUMN_REDACTED]]);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 });
@@ -188,7 +175,7 @@ describe('result columns reused for the same RowDescription', () => {
 describe('a cursor DECLAREd earlier in the pipeline', () => {
   it('masks a portal Execute of c after CLOSE and a re-DECLARE of c with another query in the same pipeline', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'begin');
+    await session.run('begin');
     session.send(
       ...step('declare c cursor for select item from orders'),
       ...step('close c'),
@@ -199,12 +186,12 @@ describe('a cursor DECLAREd earlier in the pipeline', () => {
     );
     await session.readyCount(3);
     expectNoRawSsn(session.received.toString('latin1'));
-    expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+    expect(session.rows()).toEqual([[COLUMN_REDACTED]]);
   });
 
   it('refuses an Execute of c after a DECLARE of c the policy refused, in the same pipeline', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'begin');
+    await session.run('begin');
     session.send(...step('declare c cursor for select secret from secrets'), encodeExecute('c'), encodeSync());
     await session.readyCount(3);
     expect(session.errors().map((e) => e.C)).toContain('42501');
@@ -213,53 +200,41 @@ describe('a cursor DECLAREd earlier in the pipeline', () => {
 
   it('masks c after a DECLARE of c that failed on the server (c already held) and a FETCH of it', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'begin', 'declare c cursor for select upper(ssn) as item from people');
+    await session.run('begin', 'declare c cursor for select upper(ssn) as item from people');
     session.send(...step('declare c cursor for select item from orders'), encodeExecute('c'), encodeSync());
     await session.readyCount(3);
-    await run(session, 'rollback', 'begin', 'declare c cursor for select upper(ssn) as item from people', 'fetch all from c');
-    expect(rows(session)).toEqual([[COLUMN_REDACTED]]);
+    await session.run('rollback', 'begin', 'declare c cursor for select upper(ssn) as item from people', 'fetch all from c');
+    expect(session.rows()).toEqual([[COLUMN_REDACTED]]);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 
   it('masks a WITH HOLD cursor declared in a pipeline, after COMMIT, read by MOVE and FETCH ABSOLUTE', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'begin');
+    await session.run('begin');
     session.send(...step('declare h scroll cursor with hold for select upper(ssn) as item from people'), encodeExecute('h'), encodeSync());
     await session.readyCount(3);
-    await run(session, 'commit', 'move absolute 0 in h', 'fetch absolute 1 from h', 'close h');
+    await session.run('commit', 'move absolute 0 in h', 'fetch absolute 1 from h', 'close h');
     session.send(...step('declare h cursor with hold for select item from orders'), ...step('fetch absolute 1 from h'), encodeSync());
     await session.readyCount(8);
     expectNoRawSsn(session.received.toString('latin1'));
-    expect(rows(session)).toEqual([[COLUMN_REDACTED], [COLUMN_REDACTED], ['public-order']]);
+    expect(session.rows()).toEqual([[COLUMN_REDACTED], [COLUMN_REDACTED], ['public-order']]);
   });
 
   it('masks a portal Bound under the name of a cursor DECLAREd earlier in the pipeline', async () => {
     // The server refuses the Bind (a cursor named c exists): the Execute after it is skipped.
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'begin');
+    await session.run('begin');
     session.send(...step('declare c cursor for select item from orders'), encodeParse('s', 'select upper(ssn) as item from people'), encodeBind('c', 's'), encodeExecute('c'), encodeSync());
     await session.readyCount(3);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 });
 
-/** A raw socket to the proxy: the startup and what follows written as the attacker chooses. */
-const rawSocket = async (): Promise<{ socket: net.Socket; received: () => Buffer; closed: () => boolean }> => {
-  const socket = net.connect({ host: '127.0.0.1', port: frontDoor.port });
-  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  let received = Buffer.alloc(0);
-  let closed = false;
-  socket.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
-  socket.on('close', () => (closed = true));
-  socket.on('error', () => (closed = true));
-  return { socket, received: () => received, closed: () => closed };
-};
-
 describe('bytes sent before the session has started', () => {
   const startup = encodeStartupMessage([['user', 'agent'], ['database', 'redteam-db']]);
 
   it('runs nothing sent with the startup before the password was asked for', async () => {
-    const raw = await rawSocket();
+    const raw = await frontDoor.rawSocket();
     raw.socket.write(Buffer.concat([startup, encodeQuery('delete from victim'), encodePasswordMessage(await frontDoor.token(['readers'])), encodeQuery('delete from victim')]));
     await waitFor(() => raw.closed() || raw.received().includes('Z'));
     await new Promise((resolve) => setTimeout(resolve, 300));
@@ -269,7 +244,7 @@ describe('bytes sent before the session has started', () => {
 
   it('refuses a write and the denied table pipelined after the password, and runs nothing after a bad token', async () => {
     for (const token of [await frontDoor.token(['readers']), 'not-a-token']) {
-      const raw = await rawSocket();
+      const raw = await frontDoor.rawSocket();
       raw.socket.write(startup);
       await waitFor(() => raw.received().length > 0);
       raw.socket.write(Buffer.concat([encodePasswordMessage(token), encodeQuery('delete from victim'), encodeQuery('select secret from secrets'), encodeQuery('select ssn from people')]));
@@ -283,24 +258,17 @@ describe('bytes sent before the session has started', () => {
   });
 
   it("holds no more than a token's worth before the login is answered: a password claiming 64 MiB ends the connection", async () => {
-    const raw = await rawSocket();
+    const raw = await frontDoor.rawSocket();
     raw.socket.write(startup);
     await waitFor(() => raw.received().length > 0);
-    const header = Buffer.alloc(5);
-    header.write('p', 0, 'latin1');
-    header.writeUInt32BE(64 * 1024 * 1024, 1);
-    raw.socket.write(header);
     // A stranger streams a "password" far past the longest token read at all (65,535 characters).
-    for (let sent = 0; sent < 1024 * 1024 && !raw.closed(); sent += 64 * 1024) {
-      raw.socket.write(Buffer.alloc(64 * 1024, 0x61));
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    await streamOversizedPassword(raw);
     await waitFor(() => raw.closed(), 5_000);
     expect(raw.received().toString('latin1')).toContain('08P01');
   });
 
   it('a login with pipelined statements of ordinary size still goes through', async () => {
-    const raw = await rawSocket();
+    const raw = await frontDoor.rawSocket();
     raw.socket.write(startup);
     await waitFor(() => raw.received().length > 0);
     raw.socket.write(Buffer.concat([encodePasswordMessage(await frontDoor.token(['readers'])), ...Array.from({ length: 20 }, (_, index) => encodeQuery(`select ${index} as n`))]));
@@ -312,7 +280,7 @@ describe('bytes sent before the session has started', () => {
 
 describe('the session-start read without the client statement_timeout', () => {
   it("gives the session its startup statement_timeout back, and the agent's setting skips no check", async () => {
-    const raw = await rawSocket();
+    const raw = await frontDoor.rawSocket();
     raw.socket.write(encodeStartupMessage([['user', 'agent'], ['database', 'redteam-db'], ['options', '-c statement_timeout=4321']]));
     await waitFor(() => raw.received().length > 0);
     raw.socket.write(Buffer.concat([encodePasswordMessage(await frontDoor.token(['readers'])), encodeQuery('show statement_timeout'), encodeQuery('delete from victim')]));
@@ -325,9 +293,9 @@ describe('the session-start read without the client statement_timeout', () => {
 
   it('keeps no statement_timeout when the agent asked for none; one set later skips no check', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'show statement_timeout');
-    expect(rows(session)).toEqual([['0']]);
-    await run(session, 'set statement_timeout = 1', 'delete from victim');
+    await session.run('show statement_timeout');
+    expect(session.rows()).toEqual([['0']]);
+    await session.run('set statement_timeout = 1', 'delete from victim');
     expect(session.errors().map((e) => e.C)).toEqual(['42501']);
     expect(await victimRows()).toBe(5);
   });

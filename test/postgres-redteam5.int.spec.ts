@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import {
   encodeBind,
@@ -13,7 +12,7 @@ import {
   encodeSync,
 } from '@sluice/codec-pg';
 import { useTestPolicyService } from './support/policy-service.js';
-import { usePostgresFrontDoor, waitFor, type RawPostgresSession } from './support/postgres-proxy-harness.js';
+import { streamOversizedPassword, usePostgresFrontDoor, waitFor } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig, redTeamConfigInput } from './support/postgres-red-team.js';
 
 /**
@@ -48,18 +47,6 @@ const frontDoor = usePostgresFrontDoor({
   policyPort: () => policyService.port,
 });
 
-const rows = (session: RawPostgresSession): string[][] =>
-  session.messages.flatMap((m) => (m.type === 'DataRow' ? [m.values.map((v) => (v === null ? 'NULL' : v.toString('utf8')))] : []));
-
-/** Sends each query alone, waiting for its ReadyForQuery. */
-const run = async (session: RawPostgresSession, ...texts: string[]): Promise<void> => {
-  for (const text of texts) {
-    const ready = session.count('ReadyForQuery');
-    session.send(encodeQuery(text));
-    await session.readyCount(ready + 1);
-  }
-};
-
 const step = (text: string): Buffer[] => [encodeParse('', text), encodeBind('', ''), encodeExecute('')];
 
 describe('texts of one shape whose constants choose what is read are answered each by its own text', () => {
@@ -74,8 +61,8 @@ describe('texts of one shape whose constants choose what is read are answered ea
     ['a bare constant beside a member', "select 'a' as k, doc->>'name' as v from people where id = 1", "select 'b' as k, doc->>'ssn' as v from people where id = 1"],
   ])('masks the covered value chosen by %s after the harmless one was answered', async (_, harmless, covered) => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, harmless, harmless, covered, harmless, covered);
-    expect(rows(session).length).toBeGreaterThanOrEqual(3);
+    await session.run(harmless, harmless, covered, harmless, covered);
+    expect(session.rows().length).toBeGreaterThanOrEqual(3);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 
@@ -89,7 +76,7 @@ describe('texts of one shape whose constants choose what is read are answered ea
       encodeSync(),
     );
     await session.readyCount(2);
-    expect(rows(session)).toHaveLength(4);
+    expect(session.rows()).toHaveLength(4);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 
@@ -103,7 +90,7 @@ describe('texts of one shape whose constants choose what is read are answered ea
     ['an E string beside it', "select E'\\x41' as k, lower(ssn) as v from people where id = 1"],
   ])('masks ssn written with %s after name was read in that form', async (_, text) => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, text.replace(/ssn|0073sn/, (m) => (m === 'ssn' ? 'name' : '006eame')), text);
+    await session.run(text.replace(/ssn|0073sn/, (m) => (m === 'ssn' ? 'name' : '006eame')), text);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 });
@@ -111,30 +98,30 @@ describe('texts of one shape whose constants choose what is read are answered ea
 describe('the same text under another search path, role or subject', () => {
   it('denies public.secrets after set_config puts the path back, the same shape that set it to shadow', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, "select set_config('search_path', 'shadow', false)", 'select id from secrets where id = 1', 'select id from secrets where id = 2');
-    expect(rows(session).slice(1)).toEqual([['1'], ['2']]);
-    await run(session, "select set_config('search_path', 'public', false)", 'select id from secrets where id = 3', 'select id from secrets where id = 1');
-    expect(rows(session).filter((row) => row[0] === '3')).toEqual([]);
+    await session.run("select set_config('search_path', 'shadow', false)", 'select id from secrets where id = 1', 'select id from secrets where id = 2');
+    expect(session.rows().slice(1)).toEqual([['1'], ['2']]);
+    await session.run("select set_config('search_path', 'public', false)", 'select id from secrets where id = 3', 'select id from secrets where id = 1');
+    expect(session.rows().filter((row) => row[0] === '3')).toEqual([]);
     expect(session.errors().map((e) => e.C)).toEqual(['42501', '42501']);
   });
 
   it('denies the same text alternated with SET search_path: the last-text memory answers by the path', async () => {
     const session = await frontDoor.openRaw(['readers']);
     const text = 'select id from secrets where id = 1';
-    await run(session, 'set search_path = shadow', text, text, 'set search_path = public', text, 'set search_path = shadow', text, 'reset search_path', text);
-    expect(rows(session)).toEqual([['1'], ['1'], ['1']]);
+    await session.run('set search_path = shadow', text, text, 'set search_path = public', text, 'set search_path = shadow', text, 'reset search_path', text);
+    expect(session.rows()).toEqual([['1'], ['1'], ['1']]);
     expect(session.errors().map((e) => e.C)).toEqual(['42501', '42501']);
   });
 
   it('denies it when SET and the read share one message, and when the SET is pipelined before Sync', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'set search_path = shadow', 'select id from secrets where id = 1');
-    await run(session, 'set search_path = public; select id from secrets where id = 3');
+    await session.run('set search_path = shadow', 'select id from secrets where id = 1');
+    await session.run('set search_path = public; select id from secrets where id = 3');
     session.send(...step('set search_path = shadow'), encodeSync());
     await session.readyCount(5);
     session.send(...step('set search_path = public'), ...step('select id from secrets where id = 3'), encodeSync());
     await session.readyCount(6);
-    expect(rows(session)).toEqual([['1']]);
+    expect(session.rows()).toEqual([['1']]);
     expect(session.errors().length).toBeGreaterThanOrEqual(2);
   });
 
@@ -146,30 +133,30 @@ describe('the same text under another search path, role or subject', () => {
     // decision (or any answer) of one stand for the other.
     const session = await frontDoor.openRaw(['readers']);
     const text = 'select secret from secrets where id = 3';
-    await run(session, 'set search_path = "empty,public"');
+    await session.run('set search_path = "empty,public"');
     let ready = session.count('ReadyForQuery');
     session.send(...send(text));
     await session.readyCount(ready + 1);
     expect(session.errors()).toEqual([]);
-    await run(session, 'set search_path = empty, public');
+    await session.run('set search_path = empty, public');
     ready = session.count('ReadyForQuery');
     session.send(...send(text));
     await session.readyCount(ready + 1);
-    expect(rows(session)).toEqual([]);
+    expect(session.rows()).toEqual([]);
     expect(session.errors().map((e) => e.C)).toEqual(['42501']);
   });
 
   it('refuses SET ROLE and set_config of role, before and after an allowed setting of the same shape', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, "set application_name = 'a'", 'set role postgres', "select set_config('application_name', 'b', false)", "select set_config('role', 'postgres', false)");
+    await session.run("set application_name = 'a'", 'set role postgres', "select set_config('application_name', 'b', false)", "select set_config('role', 'postgres', false)");
     expect(session.errors().map((e) => e.C)).toEqual(['42501', '42501']);
   });
 
   it('answers each subject by its own grants for one text, alternated on two sessions', async () => {
     const [reader, ordersOnly] = [await frontDoor.openRaw(['readers']), await frontDoor.openRaw(['orders'])];
     for (let i = 1; i <= 3; i++) {
-      await run(reader, `select name from people where id = ${i}`);
-      await run(ordersOnly, `select name from people where id = ${i}`);
+      await reader.run(`select name from people where id = ${i}`);
+      await ordersOnly.run(`select name from people where id = ${i}`);
     }
     expect(reader.errors()).toEqual([]);
     expect(ordersOnly.errors().map((e) => e.C)).toEqual(['42501', '42501', '42501']);
@@ -187,7 +174,7 @@ describe('error texts that quote a covered value', () => {
     ['a view column in WHERE', "select id from people_view where id = 1 and nick::int = 1"],
   ])('masks the value quoted by the error of %s', async (_, text) => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, text.replace('ssn', 'name'), text, text.replace('id = 1', 'id = 2'), text);
+    await session.run(text.replace('ssn', 'name'), text, text.replace('id = 1', 'id = 2'), text);
     expect(session.errors().length).toBeGreaterThan(0);
     expectNoRawSsn(session.received.toString('latin1'));
   });
@@ -196,7 +183,7 @@ describe('error texts that quote a covered value', () => {
 describe('error texts that quote a covered value through a view of the session', () => {
   it('masks the error of a temporary view that renames ssn, made by an agent allowed DDL', async () => {
     const session = await frontDoor.openRaw(['changers']);
-    await run(session, 'create temp view rt5_temp_view as select id, ssn as nick from people', 'select nick::int from rt5_temp_view where id = 1');
+    await session.run('create temp view rt5_temp_view as select id, ssn as nick from people', 'select nick::int from rt5_temp_view where id = 1');
     expect(session.errors().map((e) => e.C)).toEqual(['22P02']);
     expectNoRawSsn(session.received.toString('latin1'));
   });
@@ -209,15 +196,15 @@ describe('replies joined in one write', () => {
     session.send(...texts.map((text) => encodeQuery(text)));
     await session.readyCount(41);
     expect(session.count('NoticeResponse')).toBeGreaterThan(0);
-    expect(rows(session)).toHaveLength(36);
+    expect(session.rows()).toHaveLength(36);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 
   it('masks a notification that arrives among the replies of a run of statements', async () => {
     const [listener, notifier] = [await frontDoor.openRaw(['readers']), await frontDoor.openRaw(['writers'])];
-    await run(listener, 'listen rt5_channel');
+    await listener.run('listen rt5_channel');
     expect(listener.errors()).toEqual([]);
-    await run(notifier, `notify rt5_channel, '${RAW_SSN}'`);
+    await notifier.run(`notify rt5_channel, '${RAW_SSN}'`);
     listener.send(...Array.from({ length: 20 }, (_, i) => encodeQuery(`select name, ${i} as n from people where id = 1`)));
     await listener.readyCount(22);
     expect(listener.count('NotificationResponse')).toBe(1);
@@ -226,49 +213,31 @@ describe('replies joined in one write', () => {
 
   it('masks a covered column in a row of several megabytes that crosses many reads', async () => {
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, "select repeat('x', 3000000) as pad, ssn, repeat('y', 3000000) as pad2 from people where id = 1");
-    expect(rows(session)).toHaveLength(1);
-    expect(rows(session)[0]![1]).not.toBe(RAW_SSN);
+    await session.run("select repeat('x', 3000000) as pad, ssn, repeat('y', 3000000) as pad2 from people where id = 1");
+    expect(session.rows()).toHaveLength(1);
+    expect(session.rows()[0]![1]).not.toBe(RAW_SSN);
     expectNoRawSsn(session.received.toString('latin1'));
   });
 });
-
-/** A raw socket to the proxy: the startup and what follows written as the attacker chooses. */
-const rawSocket = async (): Promise<{ socket: net.Socket; received: () => Buffer; closed: () => boolean }> => {
-  const socket = net.connect({ host: '127.0.0.1', port: frontDoor.port });
-  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-  let received = Buffer.alloc(0);
-  let closed = false;
-  socket.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
-  socket.on('close', () => (closed = true));
-  socket.on('error', () => (closed = true));
-  return { socket, received: () => received, closed: () => closed };
-};
 
 describe('bytes before the login is answered', () => {
   const startup = encodeStartupMessage([['user', 'agent'], ['database', 'redteam-db']]);
 
   it('keeps the limit after an SSLRequest answered N: a password claiming 64 MiB ends the connection', async () => {
-    const raw = await rawSocket();
+    const raw = await frontDoor.rawSocket();
     raw.socket.write(encodeSSLRequest());
     await waitFor(() => raw.received().length > 0);
     expect(raw.received().toString('latin1')).toBe('N');
     raw.socket.write(startup);
     await waitFor(() => raw.received().length > 1);
-    const header = Buffer.alloc(5);
-    header.write('p', 0, 'latin1');
-    header.writeUInt32BE(64 * 1024 * 1024, 1);
-    raw.socket.write(header);
-    for (let sent = 0; sent < 1024 * 1024 && !raw.closed(); sent += 64 * 1024) {
-      raw.socket.write(Buffer.alloc(64 * 1024, 0x61));
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
+    // A stranger streams a "password" far past the longest token read at all (65,535 characters).
+    await streamOversizedPassword(raw);
     await waitFor(() => raw.closed(), 5_000);
     expect(raw.received().toString('latin1')).toContain('08P01');
   });
 
   it('ends a login whose token is followed by more statements than the limit, and runs none of them', async () => {
-    const raw = await rawSocket();
+    const raw = await frontDoor.rawSocket();
     raw.socket.write(startup);
     await waitFor(() => raw.received().length > 0);
     const piled = Array.from({ length: 4_000 }, (_, i) => encodeQuery(`select ssn, ${i} as n, 'padding padding padding padding' as p from people`));
@@ -281,12 +250,12 @@ describe('bytes before the login is answered', () => {
   });
 
   it('answers a CancelRequest of an unknown key by closing, and a session opened after it still works', async () => {
-    const raw = await rawSocket();
+    const raw = await frontDoor.rawSocket();
     raw.socket.write(Buffer.concat([encodeCancelRequest(12345, 67890), encodeQuery('select ssn from people')]));
     await waitFor(() => raw.closed(), 5_000);
     expect(raw.received().length).toBe(0);
     const session = await frontDoor.openRaw(['readers']);
-    await run(session, 'select name from people where id = 1');
-    expect(rows(session)).toEqual([['Ada Lovelace']]);
+    await session.run('select name from people where id = 1');
+    expect(session.rows()).toEqual([['Ada Lovelace']]);
   });
 });

@@ -4,7 +4,7 @@ import net, { type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
-import { decodeBackend, encodePasswordMessage, encodeStartupMessage, FrameReader, type BackendMessage } from '@sluice/codec-pg';
+import { decodeBackend, encodePasswordMessage, encodeQuery, encodeStartupMessage, FrameReader, type BackendMessage } from '@sluice/codec-pg';
 import type { PostgresResourceConfig, SluiceConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
 import { createTokenVerifier } from '@sluice/identity';
@@ -175,6 +175,20 @@ export class RawPostgresSession {
     });
   }
 
+  /** Every DataRow so far, its values as UTF-8 text (`NULL` for a null). */
+  rows(): string[][] {
+    return this.messages.flatMap((m) => (m.type === 'DataRow' ? [m.values.map((v) => (v === null ? 'NULL' : v.toString('utf8')))] : []));
+  }
+
+  /** Sends each text as a simple Query alone, waiting for its ReadyForQuery. */
+  async run(...texts: string[]): Promise<void> {
+    for (const text of texts) {
+      const ready = this.count('ReadyForQuery');
+      this.send(encodeQuery(text));
+      await this.readyCount(ready + 1);
+    }
+  }
+
   count(type: BackendMessage['type']): number {
     return this.messages.filter((m) => m.type === type).length;
   }
@@ -221,6 +235,7 @@ export class PostgresFrontDoor {
   readonly approvalRequests: string[] = [];
   readonly #clients: pg.Client[] = [];
   readonly #raws: RawPostgresSession[] = [];
+  readonly #sockets: net.Socket[] = [];
   readonly #options: PostgresFrontDoorOptions;
   readonly #resource: PostgresResourceConfig;
   #issuer: TestIssuer | undefined;
@@ -283,6 +298,7 @@ export class PostgresFrontDoor {
   async close(): Promise<void> {
     for (const client of this.#clients) await client.end().catch(() => {});
     for (const raw of this.#raws) raw.socket.destroy();
+    for (const socket of this.#sockets) socket.destroy();
     await this.#adapter?.close();
     const server = this.#server;
     await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
@@ -323,6 +339,19 @@ export class PostgresFrontDoor {
     return RawPostgresSession.open(this.#port, this.#resource.name, () => this.token(groups), (session) => this.#raws.push(session), parameters);
   }
 
+  /** A bare socket to the proxy, nothing sent: the startup and what follows written as the attacker chooses; destroyed by `close`. */
+  async rawSocket(): Promise<{ socket: net.Socket; received: () => Buffer; closed: () => boolean }> {
+    const socket = net.connect({ host: '127.0.0.1', port: this.#port });
+    this.#sockets.push(socket);
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    let received = Buffer.alloc(0);
+    let closed = false;
+    socket.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+    socket.on('close', () => (closed = true));
+    socket.on('error', () => (closed = true));
+    return { socket, received: () => received, closed: () => closed };
+  }
+
   /** A raw protocol session straight to the target database as its superuser; destroyed by `close`. */
   openDirectRaw(): Promise<RawPostgresSession> {
     return RawPostgresSession.openDirect(this.#options.database, (session) => this.#raws.push(session));
@@ -340,4 +369,19 @@ export const usePostgresFrontDoor = (options: PostgresFrontDoorOptions, startTim
   beforeAll(() => frontDoor.start(), startTimeoutMs);
   afterAll(() => frontDoor.close());
   return frontDoor;
+};
+
+/**
+ * Streams a PasswordMessage whose header claims 64 MiB, 64 KiB at a time, until the proxy closes
+ * the socket or 1 MiB has gone: a stranger making the proxy hold a message before any login.
+ */
+export const streamOversizedPassword = async (raw: { socket: net.Socket; closed: () => boolean }): Promise<void> => {
+  const header = Buffer.alloc(5);
+  header.write('p', 0, 'latin1');
+  header.writeUInt32BE(64 * 1024 * 1024, 1);
+  raw.socket.write(header);
+  for (let sent = 0; sent < 1024 * 1024 && !raw.closed(); sent += 64 * 1024) {
+    raw.socket.write(Buffer.alloc(64 * 1024, 0x61));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
 };
