@@ -588,6 +588,20 @@ describe('sessionStateEffects: what may change search_path, read from the parse 
     },
   );
 
+  // Code an earlier statement runs unseen (a trigger, a view's function) may change the path before
+  // a later one's unqualified name resolves: the proxy refuses that when the message runs such code.
+  it.each([
+    ['COPY log FROM STDIN; SELECT * FROM t', true],
+    ["INSERT INTO log VALUES ('x'); SELECT * FROM t", true],
+    ['SELECT * FROM v; TABLE t', true],
+    ['BEGIN; SELECT * FROM orders; COMMIT', true],
+    ['SELECT * FROM orders', false],
+    ['SELECT * FROM orders; SELECT * FROM public.t', false],
+    ['INSERT INTO public.log VALUES (1); SELECT 1', false],
+  ] as const)('%s: a later statement names a table without its schema %s', (sql, later) => {
+    expect(sessionStateEffects(sql).unqualifiedAfterFirstStatement).toBe(later);
+  });
+
   it.each([
     ['SET search_path = secret', true, false],
     ["SELECT pg_catalog.set_config('search_path', 'public', false)", true, false],

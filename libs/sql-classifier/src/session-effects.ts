@@ -20,6 +20,12 @@ export interface SessionStateEffects {
    * without its schema: that name resolves against a path nobody has read yet.
    */
   readonly unqualifiedAfterPathChange: boolean;
+  /**
+   * A statement after the first of the message names a table without its schema: code an earlier
+   * one runs without showing it (a trigger of its write or COPY FROM, a view's function, a cursor's
+   * query) may change the path that name resolves against, and the proxy cannot read it in between.
+   */
+  readonly unqualifiedAfterFirstStatement: boolean;
   /** A statement sets search_path for whatever runs after it (SET, RESET ALL, a transaction's end, set_config). */
   readonly setsPathForLater: boolean;
   /** A statement names a table without its schema (resolved through search_path). */
@@ -162,7 +168,7 @@ const namesUnqualifiedTable = (value: unknown): boolean => {
  */
 export const sessionStateEffects = (text: string, path?: readonly string[]): SessionStateEffects => {
   // Unknown: may set the path, and may name anything unqualified.
-  const unknown = { searchPath: true, runsCursorQuery: true, writes: true, unqualifiedAfterPathChange: false, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false, copiesFromClient: false };
+  const unknown = { searchPath: true, runsCursorQuery: true, writes: true, unqualifiedAfterPathChange: false, unqualifiedAfterFirstStatement: true, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false, copiesFromClient: false };
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
@@ -176,6 +182,7 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
   let pathSetEarlier = false;
   let unqualifiedAfterPathChange = false;
   let unqualified = false;
+  let unqualifiedAfterFirstStatement = false;
   const preparedStatements: PreparedStatementChange[] = [];
   let clientEncoding = false;
   let copiesFromClient = false;
@@ -188,6 +195,7 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
     if (namesUnqualifiedTable(stmt)) {
       unqualified = true;
       if (pathSetEarlier) unqualifiedAfterPathChange = true;
+      if (raw !== tree.stmts?.[0]) unqualifiedAfterFirstStatement = true;
     }
     if (!KEEPS_SEARCH_PATH.has(type) || runsUnknownCode(stmt, path)) searchPath = true;
     if (type === 'FetchStmt') runsCursorQuery = true;
@@ -200,5 +208,5 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
       if (copy.filename === undefined && copy.is_program !== true) copiesFromClient = true;
     }
   }
-  return { searchPath, runsCursorQuery, writes, unqualifiedAfterPathChange, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding, copiesFromClient };
+  return { searchPath, runsCursorQuery, writes, unqualifiedAfterPathChange, unqualifiedAfterFirstStatement, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding, copiesFromClient };
 };

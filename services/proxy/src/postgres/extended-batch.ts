@@ -284,13 +284,14 @@ export class ExtendedBatch {
       else this.session.discardUntilSync = true;
       return;
     }
-    if (end === 'sync' && this.session.searchPathDue) {
+    if (copiesFromClient && this.session.searchPathDue) {
       // A read sent now would reach the target in COPY mode: it is read at the Sync after the
-      // COPY's end instead, and until then nothing is decided on a guess.
-      if (copiesFromClient) {
-        this.session.searchPath = undefined;
-        return;
-      }
+      // COPY's end instead, and until then nothing is decided on a guess (not even a Parse sent
+      // after the CopyDone, before that Sync: the COPY's triggers have run by then).
+      this.session.searchPath = undefined;
+      return;
+    }
+    if (end === 'sync' && this.session.searchPathDue) {
       this.session.searchPathDue = false;
       this.session.refreshSearchPath();
     }

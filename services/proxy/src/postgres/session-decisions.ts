@@ -44,7 +44,9 @@ export class SessionDecisions {
    */
   decideNow(text: string): Decision | undefined {
     if (this.#session.closed || !this.#session.searchPath || this.#session.searchPathRefresh || text.includes('\\')) return undefined;
-    if (this.#session.expects.some(changesPreparedStatements) || this.#session.effectsOf(text).unqualifiedAfterPathChange) return undefined;
+    const effects = this.#session.effectsOf(text);
+    // A later statement's unqualified name after hidden code is refused by decide, not here.
+    if (this.#session.expects.some(changesPreparedStatements) || effects.unqualifiedAfterPathChange || effects.unqualifiedAfterFirstStatement) return undefined;
     const catalog = this.#session.ctx.catalog.cachedFacts();
     if (!catalog) return undefined;
     const verdict = this.governor().cachedVerdict(this.#sqlCommand(text, this.#session.searchPath, catalog));
@@ -100,6 +102,11 @@ export class SessionDecisions {
     }
     // A policy that cannot answer denies (fail closed): the governor's verdict.
     const { decision } = await this.governor().decide(this.#sqlCommand(text, this.#session.searchPath, catalog));
+    // The path is read again only after the whole message: a later statement's unqualified name
+    // would be decided on the path from before the code an earlier one runs unseen.
+    if (decision.effect !== 'deny' && this.#session.effectsOf(text).unqualifiedAfterFirstStatement && this.#session.runsHiddenCode(text, decision)) {
+      return failClosedDecision('a statement after a write, a COPY FROM, a FETCH or a view read in the same message names a table without its schema (a trigger or function may change search_path in between); send them separately');
+    }
     return this.#noteDecision(decision);
   }
 
