@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import postgres from 'postgres';
 import { describe, expect, it, vi } from 'vitest';
-import { encodeBind, encodeCopyData, encodeExecute, encodeParse, encodeQuery, encodeSync, FrontendCode } from '@sluice/codec-pg';
-import { parseConfig } from '@sluice/config';
+import { encodeBind, encodeCopyData, encodeCopyDone, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
+import { searchPathFrontDoorOptions } from './support/search-path-fixture.js';
 import { usePostgresFrontDoor, type Way, WAYS } from './support/postgres-proxy-harness.js';
 
 /**
@@ -16,25 +16,7 @@ import { usePostgresFrontDoor, type Way, WAYS } from './support/postgres-proxy-h
 const database = `sluice_fid_path_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'fid-path-db';
 
-const frontDoor = usePostgresFrontDoor({
-  config: parseConfig({
-    resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
-    rules: [
-      { name: 'everything', effect: 'allow', subjects: { groups: ['all'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl', 'admin'] },
-      { name: 'not-the-other-t', effect: 'deny', tables: ['other.t'] },
-    ],
-  }),
-  database,
-  hashKey: 'fid-path-int',
-  setupSql: `create schema other;
-    create table public.t (v text); insert into public.t values ('public');
-    create table other.t (v text); insert into other.t values ('other');
-    create function public.setpath(p text) returns text language sql as $$ select pg_catalog.set_config('search_path', p, false) $$;
-    create table public.log (p text);
-    create function public.log_sets_path() returns trigger language plpgsql as $$ begin perform public.setpath(new.p); return new; end $$;
-    create trigger log_sets_path before insert on public.log for each row execute function public.log_sets_path();
-    create view public.sets_path as select public.setpath('other, public') as path;`,
-}, 120_000);
+const frontDoor = usePostgresFrontDoor(searchPathFrontDoorOptions(RESOURCE, database, 'fid-path-int'), 120_000);
 
 /** The rows, or the SQLSTATE of the error. */
 const outcome = async (promise: Promise<{ rows: unknown[] } | readonly unknown[]>): Promise<unknown> => {
@@ -121,7 +103,6 @@ describe('search_path set by code the statement does not show', () => {
   });
 
   it('after COPY FROM STDIN fires a trigger that sets it (simple and extended), the next unqualified name is decided on the table the server reads', async () => {
-    const COPY_DONE = Buffer.from([FrontendCode.CopyDone, 0, 0, 0, 4]);
     const starts = {
       simple: [encodeQuery('copy log from stdin')],
       extended: [encodeParse('', 'copy log from stdin'), encodeBind('', ''), encodeExecute(''), encodeSync()],
@@ -131,7 +112,7 @@ describe('search_path set by code the statement does not show', () => {
       for (const session of [direct, proxied]) {
         session.send(...start);
         await vi.waitFor(() => expect(session.count('CopyInResponse')).toBe(1));
-        session.send(encodeCopyData('other, public\n'), COPY_DONE, ...(start.length > 1 ? [encodeSync()] : []), encodeQuery('select v from t'));
+        session.send(encodeCopyData('other, public\n'), encodeCopyDone(), ...(start.length > 1 ? [encodeSync()] : []), encodeQuery('select v from t'));
         await session.readyCount(3);
       }
       const read = (session: typeof direct) => session.summary().filter((line) => line.startsWith('DataRow') || line.startsWith('ErrorResponse'));

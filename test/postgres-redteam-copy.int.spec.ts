@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { encodeBind, encodeCopyData, encodeExecute, encodeParse, encodeQuery, encodeSync, FrontendCode } from '@sluice/codec-pg';
-import { parseConfig } from '@sluice/config';
+import { encodeBind, encodeCopyData, encodeCopyDone, encodeCopyFail, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
 import { type RawPostgresSession, usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { searchPathFrontDoorOptions } from './support/search-path-fixture.js';
 
 /**
  * Red team of search_path around COPY FROM: a trigger fired by the COPY (or a function its WHERE
@@ -14,35 +14,8 @@ import { type RawPostgresSession, usePostgresFrontDoor } from './support/postgre
 const database = `sluice_rt_copy_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'rt-copy-db';
 
-const frontDoor = usePostgresFrontDoor({
-  config: parseConfig({
-    resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
-    rules: [
-      { name: 'everything', effect: 'allow', subjects: { groups: ['all'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl', 'admin'] },
-      { name: 'not-the-other-t', effect: 'deny', tables: ['other.t'] },
-    ],
-  }),
-  database,
-  hashKey: 'rt-copy-int',
-  setupSql: `create schema other;
-    create table public.t (v text); insert into public.t values ('public');
-    create table other.t (v text); insert into other.t values ('other');
-    create function public.setpath(p text) returns text language sql as $$ select pg_catalog.set_config('search_path', p, false) $$;
-    create table public.log (p text);
-    create function public.log_sets_path() returns trigger language plpgsql as $$ begin perform public.setpath(new.p); return new; end $$;
-    create trigger log_sets_path before insert on public.log for each row execute function public.log_sets_path();
-    create table public.plain (p text);
-    create view public.sets_path as select public.setpath('other, public') as path;`,
-}, 120_000);
+const frontDoor = usePostgresFrontDoor(searchPathFrontDoorOptions(RESOURCE, database, 'rt-copy-int'), 120_000);
 
-const COPY_DONE = Buffer.from([FrontendCode.CopyDone, 0, 0, 0, 4]);
-const copyFail = (message: string): Buffer => {
-  const body = Buffer.from(`${message}\0`);
-  const header = Buffer.alloc(5);
-  header.writeUInt8(FrontendCode.CopyFail, 0);
-  header.writeInt32BE(body.length + 4, 1);
-  return Buffer.concat([header, body]);
-};
 const PATH_ROW = encodeCopyData('other, public\n');
 
 /** Waits up to `ms` for `n` ReadyForQuery (or the close); never throws: a hang shows in the summary. */
@@ -76,7 +49,7 @@ const both = async (steps: Step[]): Promise<{ direct: string[]; sluice: string[]
 
 describe('search_path around COPY FROM (and other code a statement does not show)', () => {
   it('one message `COPY log FROM STDIN; SELECT v FROM t`: the SELECT is refused (it read other.t past the deny)', async () => {
-    const seen = await both([{ send: [encodeQuery('copy log from stdin; select v from t')], copyIns: 1 }, { send: [PATH_ROW, COPY_DONE], readies: 1 }]);
+    const seen = await both([{ send: [encodeQuery('copy log from stdin; select v from t')], copyIns: 1 }, { send: [PATH_ROW, encodeCopyDone()], readies: 1 }]);
     expect(seen.direct).toEqual(['CopyInResponse', 'CommandComplete COPY 1', 'DataRow other', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
     expect(seen.sluice).toEqual(['ErrorResponse 42501', 'ReadyForQuery I', 'open']);
   });
@@ -103,7 +76,7 @@ describe('search_path around COPY FROM (and other code a statement does not show
     expect(seen.sluice).not.toContain('DataRow other');
   });
   it('COPY FROM STDIN inside a transaction: the next read is decided on the path the trigger set', async () => {
-    const seen = await both([{ send: [encodeQuery('begin')], readies: 1 }, { send: [encodeQuery('copy log from stdin')], copyIns: 1 }, { send: [PATH_ROW, COPY_DONE], readies: 2 }, { send: [encodeQuery('select v from t')], readies: 3 }, { send: [encodeQuery('commit'), encodeQuery('select v from t')], readies: 5 }]);
+    const seen = await both([{ send: [encodeQuery('begin')], readies: 1 }, { send: [encodeQuery('copy log from stdin')], copyIns: 1 }, { send: [PATH_ROW, encodeCopyDone()], readies: 2 }, { send: [encodeQuery('select v from t')], readies: 3 }, { send: [encodeQuery('commit'), encodeQuery('select v from t')], readies: 5 }]);
     expect(seen.direct).toEqual(['CommandComplete BEGIN', 'ReadyForQuery T', 'CopyInResponse', 'CommandComplete COPY 1', 'ReadyForQuery T', 'DataRow other', 'CommandComplete SELECT 1', 'ReadyForQuery T', 'CommandComplete COMMIT', 'ReadyForQuery I', 'DataRow other', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
     expect(seen.sluice).toEqual(['CommandComplete BEGIN', 'ReadyForQuery T', 'CopyInResponse', 'CommandComplete COPY 1', 'ReadyForQuery T', 'ErrorResponse 42501', 'ReadyForQuery E', 'CommandComplete ROLLBACK', 'ReadyForQuery I', 'DataRow public', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
   });
@@ -113,7 +86,7 @@ describe('search_path around COPY FROM (and other code a statement does not show
     expect(seen.sluice).toEqual(['ErrorResponse 42703', 'ReadyForQuery I', 'DataRow public', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'ErrorResponse 42P01', 'ReadyForQuery I', 'DataRow public', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
   });
   it('CopyFail instead of CopyDone: the server rolls the path back, the proxy reads it again, as direct', async () => {
-    const seen = await both([{ send: [encodeQuery('copy log from stdin')], copyIns: 1 }, { send: [PATH_ROW, copyFail('no'), encodeQuery('select v from t')], readies: 2 }]);
+    const seen = await both([{ send: [encodeQuery('copy log from stdin')], copyIns: 1 }, { send: [PATH_ROW, encodeCopyFail('no'), encodeQuery('select v from t')], readies: 2 }]);
     expect(seen.direct).toEqual(['CopyInResponse', 'ErrorResponse 57014', 'ReadyForQuery I', 'DataRow public', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
     expect(seen.sluice).toEqual(['CopyInResponse', 'ErrorResponse 57014', 'ReadyForQuery I', 'DataRow public', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
   });
@@ -133,12 +106,12 @@ describe('search_path around COPY FROM (and other code a statement does not show
     expect(seen.sluice).toEqual(['ParseComplete', 'BindComplete', 'CopyInResponse', 'ErrorResponse 08P01', 'ErrorResponse 08P01', 'closed']);
   });
   it('extended COPY with a Parse/Bind/Execute pipelined before its copy data: the server answers 08P01, as direct', async () => {
-    const seen = await both([{ send: [encodeParse('', 'copy log from stdin'), encodeBind('', ''), encodeExecute(''), encodeParse('', 'select v from t'), encodeBind('', ''), encodeExecute(''), encodeSync()], copyIns: 1 }, { send: [PATH_ROW, COPY_DONE, encodeSync(), encodeQuery('select v from t')], readies: 3 }]);
+    const seen = await both([{ send: [encodeParse('', 'copy log from stdin'), encodeBind('', ''), encodeExecute(''), encodeParse('', 'select v from t'), encodeBind('', ''), encodeExecute(''), encodeSync()], copyIns: 1 }, { send: [PATH_ROW, encodeCopyDone(), encodeSync(), encodeQuery('select v from t')], readies: 3 }]);
     expect(seen.direct).toEqual(['ParseComplete', 'BindComplete', 'CopyInResponse', 'ErrorResponse 08P01', 'ErrorResponse 08P01', 'closed']);
     expect(seen.sluice).toEqual(['ParseComplete', 'BindComplete', 'CopyInResponse', 'ErrorResponse 08P01', 'ErrorResponse 08P01', 'closed']);
   });
   it('extended COPY, CopyDone, then Parse/Bind/Execute before the Sync: refused (it read other.t past the deny)', async () => {
-    const seen = await both([{ send: [encodeParse('', 'copy log from stdin'), encodeBind('', ''), encodeExecute('')], copyIns: 1 }, { send: [PATH_ROW, COPY_DONE, encodeParse('', 'select v from t'), encodeBind('', ''), encodeExecute(''), encodeSync(), encodeQuery('select v from t')], readies: 2 }]);
+    const seen = await both([{ send: [encodeParse('', 'copy log from stdin'), encodeBind('', ''), encodeExecute('')], copyIns: 1 }, { send: [PATH_ROW, encodeCopyDone(), encodeParse('', 'select v from t'), encodeBind('', ''), encodeExecute(''), encodeSync(), encodeQuery('select v from t')], readies: 2 }]);
     expect(seen.direct).toEqual(['ParseComplete', 'BindComplete', 'CopyInResponse', 'CommandComplete COPY 1', 'ParseComplete', 'BindComplete', 'DataRow other', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'DataRow other', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
     expect(seen.sluice).toEqual(['ParseComplete', 'BindComplete', 'CopyInResponse', 'CommandComplete COPY 1', 'ErrorResponse 42501', 'ReadyForQuery I', 'DataRow public', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
   });
@@ -150,12 +123,12 @@ describe('search_path around COPY FROM (and other code a statement does not show
     row.writeInt32BE(value.length, 2);
     value.copy(row, 6);
     const trailer = Buffer.from([0xff, 0xff]);
-    const seen = await both([{ send: [encodeQuery('copy log from stdin (format binary)')], copyIns: 1 }, { send: [encodeCopyData(Buffer.concat([header, row, trailer])), COPY_DONE, encodeQuery('select v from t')], readies: 2 }]);
+    const seen = await both([{ send: [encodeQuery('copy log from stdin (format binary)')], copyIns: 1 }, { send: [encodeCopyData(Buffer.concat([header, row, trailer])), encodeCopyDone(), encodeQuery('select v from t')], readies: 2 }]);
     expect(seen.direct).toEqual(['CopyInResponse', 'CommandComplete COPY 1', 'ReadyForQuery I', 'DataRow other', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
     expect(seen.sluice).toEqual(['CopyInResponse', 'CommandComplete COPY 1', 'ReadyForQuery I', 'ErrorResponse 42501', 'ReadyForQuery I', 'open']);
   });
   it('two COPYs in one message, the second naming its table without a schema: refused', async () => {
-    const seen = await both([{ send: [encodeQuery('copy plain from stdin; copy log from stdin')], copyIns: 1 }, { send: [encodeCopyData('x\n'), COPY_DONE], copyIns: 2 }, { send: [PATH_ROW, COPY_DONE, encodeQuery('select v from t')], readies: 2 }]);
+    const seen = await both([{ send: [encodeQuery('copy plain from stdin; copy log from stdin')], copyIns: 1 }, { send: [encodeCopyData('x\n'), encodeCopyDone()], copyIns: 2 }, { send: [PATH_ROW, encodeCopyDone(), encodeQuery('select v from t')], readies: 2 }]);
     expect(seen.direct).toEqual(['CopyInResponse', 'CommandComplete COPY 1', 'CopyInResponse', 'CommandComplete COPY 1', 'ReadyForQuery I', 'DataRow other', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
     expect(seen.sluice).toEqual(['ErrorResponse 42501', 'ReadyForQuery I', 'DataRow public', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
   });
@@ -170,7 +143,7 @@ describe('search_path around COPY FROM (and other code a statement does not show
     expect(seen.sluice).toEqual(['CommandComplete DO', 'ReadyForQuery I', 'ErrorResponse 42501', 'ReadyForQuery I', 'open']);
   });
   it('COPY FROM STDIN whose WHERE calls a function that sets the path: refused', async () => {
-    const seen = await both([{ send: [encodeQuery("copy plain from stdin where public.setpath('other, public') is not null")], copyIns: 1 }, { send: [encodeCopyData('x\n'), COPY_DONE, encodeQuery('select v from t')], readies: 2 }]);
+    const seen = await both([{ send: [encodeQuery("copy plain from stdin where public.setpath('other, public') is not null")], copyIns: 1 }, { send: [encodeCopyData('x\n'), encodeCopyDone(), encodeQuery('select v from t')], readies: 2 }]);
     expect(seen.direct).toEqual(['CopyInResponse', 'CommandComplete COPY 1', 'ReadyForQuery I', 'DataRow other', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
     expect(seen.sluice).toEqual(['ErrorResponse 42501', 'ReadyForQuery I', 'DataRow public', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
   });

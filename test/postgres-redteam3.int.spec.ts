@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { encodeBind, encodeCopyData, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync, FrontendCode } from '@sluice/codec-pg';
+import { encodeBind, encodeCopyData, encodeCopyDone, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
 import { usePostgresFrontDoor, type RawPostgresSession, waitFor } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
@@ -104,7 +104,6 @@ describe('a simple query sent while the target skips to a Sync is not answered b
 describe('COPY FROM STDIN with a WHERE that calls a function, whose code the statement does not show', () => {
   // The proxy reads search_path again after code a statement does not show; for a COPY FROM that
   // read must wait for the COPY's end, not be sent while the target is in copy-in mode.
-  const COPY_DONE = Buffer.from([FrontendCode.CopyDone, 0, 0, 0, 4]);
 
   it('answers as the server does, and the session goes on', async () => {
     const proxied = await frontDoor.openRaw(['writers']);
@@ -112,7 +111,7 @@ describe('COPY FROM STDIN with a WHERE that calls a function, whose code the sta
     for (const session of [proxied, direct]) {
       session.send(encodeQuery('copy victim from stdin where length(x::text) > 0 and abs(x) > 0'));
       await waitFor(() => session.count('CopyInResponse') === 1);
-      session.send(encodeCopyData('7\t7\n'), COPY_DONE, encodeQuery('select count(*) as n from victim where id = 7'));
+      session.send(encodeCopyData('7\t7\n'), encodeCopyDone(), encodeQuery('select count(*) as n from victim where id = 7'));
       await session.readyCount(3);
       await frontDoor.direct.query('delete from victim where id = 7');
     }
@@ -126,7 +125,7 @@ describe('COPY FROM STDIN with a WHERE that calls a function, whose code the sta
     for (const session of [proxied, direct]) {
       session.send(encodeParse('', 'copy victim from stdin where abs(x) > 0'), encodeBind('', ''), encodeExecute(''), encodeSync());
       await waitFor(() => session.count('CopyInResponse') === 1);
-      session.send(encodeCopyData('6\t6\n'), COPY_DONE, encodeSync(), encodeQuery('select count(*) as n from victim where id = 6'));
+      session.send(encodeCopyData('6\t6\n'), encodeCopyDone(), encodeSync(), encodeQuery('select count(*) as n from victim where id = 6'));
       await session.readyCount(3);
       await frontDoor.direct.query('delete from victim where id = 6');
     }
@@ -291,7 +290,6 @@ describe('a Sync sent during COPY FROM STDIN, which the target ignores, is not a
   // COPY and another after CopyDone. The proxy waited for a ReadyForQuery for each, so every
   // later answer was taken for the one before it: `upper(ssn) AS item` was masked (and recorded)
   // as `select item from orders`, in clear, and the proxy's own search_path rows reached the client.
-  const COPY_DONE = Buffer.from([FrontendCode.CopyDone, 0, 0, 0, 4]);
   const copyIn = {
     extended: [encodeParse('', 'copy victim from stdin'), encodeBind('', ''), encodeExecute(''), encodeSync()],
     simple: [encodeQuery('copy victim from stdin'), encodeSync()],
@@ -301,7 +299,7 @@ describe('a Sync sent during COPY FROM STDIN, which the target ignores, is not a
     const session = await frontDoor.openRaw(['writers']);
     session.send(...start);
     await waitFor(() => session.count('CopyInResponse') === 1);
-    session.send(encodeCopyData('9\t9\n'), COPY_DONE, encodeSync());
+    session.send(encodeCopyData('9\t9\n'), encodeCopyDone(), encodeSync());
     await waitFor(() => session.count('CommandComplete') === 1);
     session.send(encodeQuery('select 1 as a'), encodeQuery('select item from orders'), encodeQuery('select upper(ssn) as item from people'));
     await waitFor(() => session.count('CommandComplete') === 4);
@@ -316,7 +314,7 @@ describe('a Sync sent during COPY FROM STDIN, which the target ignores, is not a
     for (const session of [proxied, direct]) {
       session.send(...copyIn.extended);
       await waitFor(() => session.count('CopyInResponse') === 1);
-      session.send(encodeCopyData('8\t8\n'), COPY_DONE, encodeSync(), encodeQuery('select 1 as b'));
+      session.send(encodeCopyData('8\t8\n'), encodeCopyDone(), encodeSync(), encodeQuery('select 1 as b'));
       await session.readyCount(3);
       await frontDoor.direct.query('delete from victim where id = 8');
     }

@@ -292,6 +292,12 @@ export const encodeDescribe = (target: 'S' | 'P', name: string): Buffer =>
 /** @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-SYNC */
 export const encodeSync = (): Buffer => bare(FrontendCode.Sync);
 
+/** @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYDONE */
+export const encodeCopyDone = (): Buffer => bare(FrontendCode.CopyDone);
+
+/** @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYFAIL */
+export const encodeCopyFail = (message: string): Buffer => new MessageWriter(message.length + 1).cstring(message).finish(FrontendCode.CopyFail);
+
 /** @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-TERMINATE */
 export const encodeTerminate = (): Buffer => bare(FrontendCode.Terminate);
 
