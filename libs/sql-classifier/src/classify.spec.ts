@@ -602,6 +602,18 @@ describe('sessionStateEffects: what may change search_path, read from the parse 
     expect(sessionStateEffects(sql).unqualifiedAfterFirstStatement).toBe(later);
   });
 
+  // Only a name after the FETCH or the write can resolve against a path its code changed.
+  it.each([
+    ['COPY log FROM STDIN; SELECT * FROM t', false, true],
+    ["INSERT INTO log VALUES ('x'); SELECT * FROM t", false, true],
+    ["SELECT * FROM t; INSERT INTO log VALUES ('x')", false, false],
+    ["SELECT * FROM public.t; INSERT INTO public.log VALUES ('x'); COMMIT", false, false],
+    ['BEGIN; DECLARE c CURSOR FOR SELECT * FROM people; FETCH ALL FROM c; COMMIT', false, false],
+    ['BEGIN; DECLARE c CURSOR FOR SELECT 1; FETCH ALL FROM c; SELECT * FROM t', true, false],
+  ] as const)('%s: a name without its schema after a FETCH %s, after a write %s', (sql, afterCursor, afterWrite) => {
+    expect(sessionStateEffects(sql)).toMatchObject({ unqualifiedAfterCursorQuery: afterCursor, unqualifiedAfterWrite: afterWrite });
+  });
+
   it.each([
     ['SET search_path = secret', true, false],
     ["SELECT pg_catalog.set_config('search_path', 'public', false)", true, false],

@@ -26,6 +26,10 @@ export interface SessionStateEffects {
    * query) may change the path that name resolves against, and the proxy cannot read it in between.
    */
   readonly unqualifiedAfterFirstStatement: boolean;
+  /** A statement after a FETCH or MOVE of the message (its cursor's query runs unseen) names a table without its schema. */
+  readonly unqualifiedAfterCursorQuery: boolean;
+  /** A statement after a write or COPY FROM of the message (whose triggers run unseen) names a table without its schema. */
+  readonly unqualifiedAfterWrite: boolean;
   /** A statement sets search_path for whatever runs after it (SET, RESET ALL, a transaction's end, set_config). */
   readonly setsPathForLater: boolean;
   /** A statement names a table without its schema (resolved through search_path). */
@@ -168,7 +172,7 @@ const namesUnqualifiedTable = (value: unknown): boolean => {
  */
 export const sessionStateEffects = (text: string, path?: readonly string[]): SessionStateEffects => {
   // Unknown: may set the path, and may name anything unqualified.
-  const unknown = { searchPath: true, runsCursorQuery: true, writes: true, unqualifiedAfterPathChange: false, unqualifiedAfterFirstStatement: true, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false, copiesFromClient: false };
+  const unknown = { searchPath: true, runsCursorQuery: true, writes: true, unqualifiedAfterPathChange: false, unqualifiedAfterFirstStatement: true, unqualifiedAfterCursorQuery: true, unqualifiedAfterWrite: true, setsPathForLater: true, namesUnqualifiedTable: true, preparedStatements: [], clientEncoding: false, copiesFromClient: false };
   if (!isSqlClassifierLoaded()) return unknown;
   let tree: { stmts?: { stmt?: Record<string, unknown> }[] };
   try {
@@ -183,6 +187,8 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
   let unqualifiedAfterPathChange = false;
   let unqualified = false;
   let unqualifiedAfterFirstStatement = false;
+  let unqualifiedAfterCursorQuery = false;
+  let unqualifiedAfterWrite = false;
   const preparedStatements: PreparedStatementChange[] = [];
   let clientEncoding = false;
   let copiesFromClient = false;
@@ -196,6 +202,8 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
       unqualified = true;
       if (pathSetEarlier) unqualifiedAfterPathChange = true;
       if (raw !== tree.stmts?.[0]) unqualifiedAfterFirstStatement = true;
+      if (runsCursorQuery) unqualifiedAfterCursorQuery = true;
+      if (writes) unqualifiedAfterWrite = true;
     }
     if (!KEEPS_SEARCH_PATH.has(type) || runsUnknownCode(stmt, path)) searchPath = true;
     if (type === 'FetchStmt') runsCursorQuery = true;
@@ -208,5 +216,5 @@ export const sessionStateEffects = (text: string, path?: readonly string[]): Ses
       if (copy.filename === undefined && copy.is_program !== true) copiesFromClient = true;
     }
   }
-  return { searchPath, runsCursorQuery, writes, unqualifiedAfterPathChange, unqualifiedAfterFirstStatement, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding, copiesFromClient };
+  return { searchPath, runsCursorQuery, writes, unqualifiedAfterPathChange, unqualifiedAfterFirstStatement, unqualifiedAfterCursorQuery, unqualifiedAfterWrite, setsPathForLater: pathSetEarlier, namesUnqualifiedTable: unqualified, preparedStatements, clientEncoding, copiesFromClient };
 };

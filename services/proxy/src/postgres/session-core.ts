@@ -196,6 +196,20 @@ export class SessionCore {
   }
 
   /**
+   * Whether code a statement of the message runs unseen (as runsHiddenCode counts it) comes before
+   * a later statement's name without a schema: the path is read again only after the message, so
+   * that name would be decided on the path from before the code.
+   */
+  hiddenCodeBeforeUnqualified(text: string, decision: Decision): boolean {
+    const effects = this.effectsOf(text);
+    if (effects.unqualifiedAfterCursorQuery) return true;
+    const facts = this.schemaChanged ? undefined : this.decidedWith;
+    if (effects.unqualifiedAfterWrite && (!facts?.triggeredRelations || facts.triggeredRelations.size > 0)) return true;
+    // Which statement reads a view is not told apart: any view read with a later unqualified name counts.
+    return effects.unqualifiedAfterFirstStatement && decision.tables.some((table) => !facts || facts.rewritingRelations.has(table));
+  }
+
+  /**
    * Reads search_path from the server again after a command that may have changed it; the next
    * decision waits for it. A failed read leaves it unknown (decisions refuse) unless the
    * transaction is aborted: then nothing but its end runs, and that end reads it again.

@@ -104,7 +104,7 @@ export class SessionDecisions {
     const { decision } = await this.governor().decide(this.#sqlCommand(text, this.#session.searchPath, catalog));
     // The path is read again only after the whole message: a later statement's unqualified name
     // would be decided on the path from before the code an earlier one runs unseen.
-    if (decision.effect !== 'deny' && this.#session.effectsOf(text).unqualifiedAfterFirstStatement && this.#session.runsHiddenCode(text, decision)) {
+    if (decision.effect !== 'deny' && this.#session.hiddenCodeBeforeUnqualified(text, decision)) {
       return failClosedDecision('a statement after a write, a COPY FROM, a FETCH or a view read in the same message names a table without its schema (a trigger or function may change search_path in between); send them separately');
     }
     return this.#noteDecision(decision);
