@@ -13,7 +13,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connectBus, createMessageSigner, EventPublisher, generateSigningKeyPair } from '@sluice/event-bus';
-import { cpuMicros, pgbenchStatementEvents } from './support/audit-events.mjs';
+import { asAdmin, cpuMicros, pgbenchStatementEvents } from './support/audit-events.mjs';
 
 const N = Number(process.env.N ?? 20_000);
 const RATE = Number(process.env.RATE ?? 3_000);
@@ -74,17 +74,6 @@ process.env.SLUICE_KEYS_DIR = keysDir;
 
 const config = parseConfig({ bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: prefix }, services: { audit: { http: '127.0.0.1:0' } } });
 const service = await startAuditService({ loaded: { config: { ...config, eventStore: { url } }, path: '/dev/null', dir: process.cwd() }, logger: pino({ level: 'warn' }) });
-/** A client of its own for each question: other work on a shared server may end idle connections. */
-const asAdmin = async (query, parameters) => {
-  const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
-  admin.on('error', () => undefined);
-  await admin.connect();
-  try {
-    return (await admin.query(query, parameters)).rows;
-  } finally {
-    await admin.end().catch(() => undefined);
-  }
-};
 const backends = async () => (await asAdmin('SELECT pid FROM pg_stat_activity WHERE datname = $1', [database])).map((row) => row.pid);
 const natsPid = Number(execFileSync('pgrep', ['-o', 'nats-server']).toString().trim());
 

@@ -3,9 +3,8 @@
 // the store's PostgreSQL backend CPU is read from /proc. Run after `npm run build`:
 //   node bench/store-cpu.mjs   (N=30000 BATCH=200 SESSIONS=8; PostgreSQL on 5432)
 import { readFileSync } from 'node:fs';
-import pg from 'pg';
 import { openEventStore } from '@sluice/event-store';
-import { cpuMicros, pgbenchStatementEvents } from './support/audit-events.mjs';
+import { asAdmin, cpuMicros, pgbenchStatementEvents } from './support/audit-events.mjs';
 
 const N = Number(process.env.N ?? 30_000);
 const BATCH = Number(process.env.BATCH ?? 200);
@@ -13,16 +12,6 @@ const SESSIONS = Number(process.env.SESSIONS ?? 8);
 const run = `${Date.now().toString(36)}${process.pid}`;
 const database = `sluice_store_cpu_${run}`;
 
-const asAdmin = async (query, parameters) => {
-  const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
-  admin.on('error', () => undefined);
-  await admin.connect();
-  try {
-    return (await admin.query(query, parameters)).rows;
-  } finally {
-    await admin.end().catch(() => undefined);
-  }
-};
 
 const store = await openEventStore({ url: `postgres://postgres@127.0.0.1:5432/${database}`, maxConnections: 1 });
 const event = pgbenchStatementEvents(run, SESSIONS);

@@ -1,7 +1,20 @@
 // What the audit benchmarks (audit-cpu.mjs, store-cpu.mjs) feed the audit trail: pgbench -S
 // statements recorded as the proxy records them, and CPU time read from /proc.
 import { readFileSync } from 'node:fs';
+import pg from 'pg';
 import { buildEvent } from '@sluice/contracts';
+
+/** One query as the server's superuser, on a client of its own: other work on a shared server may end idle connections. */
+export const asAdmin = async (query, parameters) => {
+  const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+  admin.on('error', () => undefined);
+  await admin.connect();
+  try {
+    return (await admin.query(query, parameters)).rows;
+  } finally {
+    await admin.end().catch(() => undefined);
+  }
+};
 
 /** CPU time of a process (user + system) in µs. */
 export const cpuMicros = (pid) => {
