@@ -1,17 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { encodeCommand } from '@sluice/codec-resp';
 import type { RuleConfig } from '@sluice/config';
 import type { GovernedCommand, Subject } from '@sluice/contracts';
-import type { RunningPolicyService } from '@sluice/policy';
-import { createLogger } from '@sluice/service-runtime';
-import type { createPolicyPort } from '../services/proxy/src/ports/policy-client.js';
 import { compilePiiMasking } from './support/engine-ports.js';
-import { startTestPolicyService, stopTestPolicyService } from './support/policy-service.js';
+import { useTestPolicyService } from './support/policy-service.js';
 import { showResp } from './support/raw-socket.js';
 import { startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-harness.js';
 
@@ -24,10 +17,6 @@ import { startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-
  */
 
 const RUN = randomBytes(4).toString('hex');
-const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
-const STREAM = `SLUICE_TEST_RSHAPE_${RUN}`;
-const dir = mkdtempSync(join(tmpdir(), 'sluice-rshape-'));
-const logger = createLogger('redis-shape-test');
 const prefix = `sluice-test:rshape-${RUN}`;
 const key = (name: string) => `${prefix}:${name}`;
 
@@ -36,45 +25,35 @@ const rules = [
   { name: 'agents-read', effect: 'allow', subjects: { groups: ['agents'] }, resources: ['cache'], actions: ['read'], keys: [key('public:*')], mask: 'pii' },
 ] as RuleConfig[];
 
-let service: RunningPolicyService | undefined;
-let port: ReturnType<typeof createPolicyPort> | undefined;
-let nc: NatsConnection | undefined;
 let door: RedisFrontDoor | undefined;
 
 const agent: Subject = { sub: 'shape-bot', groups: ['agents'], issuer: 'https://issuer.test' };
 const redis = (...args: string[]): GovernedCommand => ({ kind: 'redis', args: args.map((arg) => Buffer.from(arg)) });
 /** The decision and whether it took a call to the policy service. */
 const decide = async (command: GovernedCommand) => {
-  const before = port!.stats().misses;
-  const decision = await port!.decide(agent, 'cache', command);
-  return { effect: decision.effect, rule: decision.rule, asked: port!.stats().misses > before };
+  const before = policyService.port.stats().misses;
+  const decision = await policyService.port.decide(agent, 'cache', command);
+  return { effect: decision.effect, rule: decision.rule, asked: policyService.port.stats().misses > before };
 };
 
+const policyService = useTestPolicyService('rshape', {
+  resources: [{ name: 'cache', type: 'redis', listen: '127.0.0.1:0', target: { host: '127.0.0.1', port: 6379 } }],
+  masking: { profiles: { pii: { detectors: ['email'], strategy: 'partial' } } },
+  rules,
+});
+
 beforeAll(async () => {
-  ({ service, port, nc } = await startTestPolicyService({
-    dir,
-    natsUrl: NATS_URL,
-    stream: STREAM,
-    subjectPrefix: `sluicetest.rshape${RUN}`,
-    config: {
-      resources: [{ name: 'cache', type: 'redis', listen: '127.0.0.1:0', target: { host: '127.0.0.1', port: 6379 } }],
-      masking: { profiles: { pii: { detectors: ['email'], strategy: 'partial' } } },
-      rules,
-    },
-    logger,
-  }));
-  door = await startRedisFrontDoor({ keyPrefix: prefix, rules, masking: compilePiiMasking('redis-shape'), policyPort: () => port! });
+  door = await startRedisFrontDoor({ keyPrefix: prefix, rules, masking: compilePiiMasking('redis-shape'), policyPort: () => policyService.port });
 });
 
 afterAll(async () => {
   await door?.close();
-  await stopTestPolicyService({ port, service, nc, stream: STREAM, dir });
 });
 
 describe('Redis decisions kept by shape and key globs', () => {
   it('answers a command of the same shape whose key matches the same globs without asking the service', async () => {
     expect(await decide(redis('GET', key('public:a')))).toEqual({ effect: 'allow', rule: 'agents-read', asked: true });
-    expect(port!.cachedDecision(agent, 'cache', redis('GET', key('public:b')))).toMatchObject({ effect: 'allow', rule: 'agents-read' });
+    expect(policyService.port.cachedDecision(agent, 'cache', redis('GET', key('public:b')))).toMatchObject({ effect: 'allow', rule: 'agents-read' });
     expect(await decide(redis('GET', key('public:c')))).toEqual({ effect: 'allow', rule: 'agents-read', asked: false });
   });
 
@@ -82,7 +61,7 @@ describe('Redis decisions kept by shape and key globs', () => {
     await decide(redis('GET', key('public:a')));
     for (const other of [key('private:a'), key('public:secret1'), `${prefix}:public`, key('Public:a')]) {
       // Not cached yet, or cached as the deny an earlier key on its side got: never the allow.
-      expect(port!.cachedDecision(agent, 'cache', redis('GET', other))?.effect ?? 'not cached', other).not.toBe('allow');
+      expect(policyService.port.cachedDecision(agent, 'cache', redis('GET', other))?.effect ?? 'not cached', other).not.toBe('allow');
       expect((await decide(redis('GET', other))).effect, other).toBe('deny');
     }
     // The deny is kept by shape too, and each side keeps its own decision.
@@ -93,7 +72,7 @@ describe('Redis decisions kept by shape and key globs', () => {
   it('matches every key of a multi-key command: one key across a glob changes the decision', async () => {
     expect(await decide(redis('MGET', key('public:a'), key('public:b')))).toMatchObject({ effect: 'allow' });
     expect(await decide(redis('MGET', key('public:c'), key('public:d')))).toEqual({ effect: 'allow', rule: 'agents-read', asked: false });
-    expect(port!.cachedDecision(agent, 'cache', redis('MGET', key('public:c'), key('private:d')))).toBeUndefined();
+    expect(policyService.port.cachedDecision(agent, 'cache', redis('MGET', key('public:c'), key('private:d')))).toBeUndefined();
     expect((await decide(redis('MGET', key('public:c'), key('private:d')))).effect).toBe('deny');
     expect((await decide(redis('MGET', key('public:secret'), key('public:d')))).effect).toBe('deny');
     // Another argument count is another shape.
@@ -103,7 +82,7 @@ describe('Redis decisions kept by shape and key globs', () => {
   it('keeps no shape for commands that read keys by pattern: each KEYS pattern is asked for', async () => {
     expect((await decide(redis('KEYS', key('public:x*')))).effect).toBe('allow');
     // `public:s*` may match a key of the deny rule's `public:secret*`.
-    expect(port!.cachedDecision(agent, 'cache', redis('KEYS', key('public:s*')))).toBeUndefined();
+    expect(policyService.port.cachedDecision(agent, 'cache', redis('KEYS', key('public:s*')))).toBeUndefined();
     expect((await decide(redis('KEYS', key('public:s*')))).effect).toBe('deny');
   });
 
@@ -124,7 +103,7 @@ describe('Redis decisions kept by shape and key globs', () => {
     expect(showResp(await client.read())).toBe('one');
     client.send('GET', key('public:secret3'));
     expect(showResp(await client.read())).toMatch(/^NOPERM/);
-    const misses = port!.stats().misses;
+    const misses = policyService.port.stats().misses;
     client.socket.write(
       Buffer.concat([
         encodeCommand(['GET', key('public:p2')]),
@@ -140,6 +119,6 @@ describe('Redis decisions kept by shape and key globs', () => {
     expect(replies[2]).toMatch(/^NOPERM denied: no rule allows it/);
     expect(replies[3]).toBe('one');
     // Only the key outside every glob's side seen so far needed the service.
-    expect(port!.stats().misses - misses).toBe(1);
+    expect(policyService.port.stats().misses - misses).toBe(1);
   });
 });

@@ -1,19 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { encodeCommand } from '@sluice/codec-resp';
 import type { RuleConfig } from '@sluice/config';
 import type { Decision, GovernedCommand, Subject } from '@sluice/contracts';
-import type { RunningPolicyService } from '@sluice/policy';
-import { createLogger } from '@sluice/service-runtime';
-import type { createPolicyPort } from '../services/proxy/src/ports/policy-client.js';
 import { compilePiiMasking } from './support/engine-ports.js';
 import { waitFor } from './support/postgres-proxy-harness.js';
-import { startTestPolicyService, stopTestPolicyService } from './support/policy-service.js';
+import { useTestPolicyService } from './support/policy-service.js';
 import { showResp } from './support/raw-socket.js';
 import { startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-harness.js';
 
@@ -26,10 +20,6 @@ import { startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-
  */
 
 const RUN = randomBytes(4).toString('hex');
-const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
-const STREAM = `SLUICE_TEST_RRSHAPE_${RUN}`;
-const dir = mkdtempSync(join(tmpdir(), 'sluice-rrshape-'));
-const logger = createLogger('redis-redteam-shape-test');
 const prefix = `sluice-test:rrshape-${RUN}`;
 const key = (name: string) => `${prefix}:${name}`;
 const ISSUER_A = 'https://issuer-a.test';
@@ -58,9 +48,6 @@ const rules = [
   { name: 'ops-admin', effect: 'allow', subjects: { groups: ['ops'] }, resources: ['cache'], actions: ['read', 'write', 'admin'], keys: [key('ops:*')] },
 ] as RuleConfig[];
 
-let service: RunningPolicyService | undefined;
-let port: ReturnType<typeof createPolicyPort> | undefined;
-let nc: NatsConnection | undefined;
 let door: RedisFrontDoor | undefined;
 
 const buffers = (args: readonly (string | Buffer)[]): Buffer[] => args.map((arg) => (typeof arg === 'string' ? Buffer.from(arg) : arg));
@@ -78,7 +65,7 @@ const view = (decision: Decision) => ({
 });
 
 /** What the policy service's engine says now: the truth every cached answer must agree with. */
-const truth = (subject: Subject, command: GovernedCommand) => view(service!.policy.decide(subject, 'cache', command));
+const truth = (subject: Subject, command: GovernedCommand) => view(policyService.service.policy.decide(subject, 'cache', command));
 
 /** mulberry32: the same probes on every run. */
 const seeded = (seed: number) => () => {
@@ -175,19 +162,19 @@ const differential = async (count: number, seed: number): Promise<{ mismatches: 
   const keys = allKeys();
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
   const mismatches: string[] = [];
-  const before = port!.stats().hits;
+  const before = policyService.port.stats().hits;
   for (let index = 0; index < count; index++) {
     const subject = pick(SUBJECTS);
     const args = buffers(pick(COMMANDS)(pick(keys), pick(keys)));
     const command: GovernedCommand = { kind: 'redis', args };
     const expected = truth(subject, command);
     const describe = () => `${subject.groups.join(',')}@${subject.issuer} ${args.map((arg) => JSON.stringify(arg.toString('latin1'))).join(' ')}`;
-    const cached = port!.cachedDecision(subject, 'cache', command);
+    const cached = policyService.port.cachedDecision(subject, 'cache', command);
     if (cached && JSON.stringify(view(cached)) !== JSON.stringify(expected)) mismatches.push(`cached ${describe()}: ${cached.effect} (${cached.rule}) but ${expected.effect} (${expected.rule})`);
-    const decided = await port!.decide(subject, 'cache', command);
+    const decided = await policyService.port.decide(subject, 'cache', command);
     if (JSON.stringify(view(decided)) !== JSON.stringify(expected)) mismatches.push(`decided ${describe()}: ${decided.effect} (${decided.rule}) but ${expected.effect} (${expected.rule})`);
   }
-  return { mismatches, hits: port!.stats().hits - before };
+  return { mismatches, hits: policyService.port.stats().hits - before };
 };
 
 /** Reads `count` replies, shown as plain data. */
@@ -197,26 +184,19 @@ const replies = async (client: Awaited<ReturnType<RedisFrontDoor['agent']>>, cou
   return shown;
 };
 
+const policyService = useTestPolicyService('rrshape', {
+  resources: [{ name: 'cache', type: 'redis', listen: '127.0.0.1:0', target: { host: '127.0.0.1', port: 6379 } }],
+  masking: { profiles: { pii: { detectors: ['email'], strategy: 'partial' } } },
+  identity: { oidc: [ISSUER_A, ISSUER_B].map((issuer) => ({ issuer, audience: 'sluice' })) },
+  rules,
+});
+
 beforeAll(async () => {
-  ({ service, port, nc } = await startTestPolicyService({
-    dir,
-    natsUrl: NATS_URL,
-    stream: STREAM,
-    subjectPrefix: `sluicetest.rrshape${RUN}`,
-    config: {
-      resources: [{ name: 'cache', type: 'redis', listen: '127.0.0.1:0', target: { host: '127.0.0.1', port: 6379 } }],
-      masking: { profiles: { pii: { detectors: ['email'], strategy: 'partial' } } },
-      identity: { oidc: [ISSUER_A, ISSUER_B].map((issuer) => ({ issuer, audience: 'sluice' })) },
-      rules,
-    },
-    logger,
-  }));
-  door = await startRedisFrontDoor({ keyPrefix: prefix, rules, masking: compilePiiMasking('redis-redteam-shape'), policyPort: () => port! });
+  door = await startRedisFrontDoor({ keyPrefix: prefix, rules, masking: compilePiiMasking('redis-redteam-shape'), policyPort: () => policyService.port });
 });
 
 afterAll(async () => {
   await door?.close();
-  await stopTestPolicyService({ port, service, nc, stream: STREAM, dir });
 });
 
 describe('Redis decisions by shape against a red team', () => {
@@ -232,11 +212,11 @@ describe('Redis decisions by shape against a red team', () => {
     for (const separator of ['\u0002', '\u0001', '\u0000', ' ', ':']) {
       // One key, under the allow rule's `pub:*` …
       const joined = redis('MGET', `${key('pub:a')}${separator}${key('other:x')}`);
-      expect((await port!.decide(agent, 'cache', joined)).effect).toBe('allow');
+      expect((await policyService.port.decide(agent, 'cache', joined)).effect).toBe('allow');
       // … is not the two keys it reads like, one of them outside every allow rule.
       const split = redis('MGET', key('pub:a'), key('other:x'));
-      expect(port!.cachedDecision(agent, 'cache', split)?.effect ?? 'not cached', JSON.stringify(separator)).not.toBe('allow');
-      expect((await port!.decide(agent, 'cache', split)).effect).toBe('deny');
+      expect(policyService.port.cachedDecision(agent, 'cache', split)?.effect ?? 'not cached', JSON.stringify(separator)).not.toBe('allow');
+      expect((await policyService.port.decide(agent, 'cache', split)).effect).toBe('deny');
     }
   });
 
@@ -247,10 +227,10 @@ describe('Redis decisions by shape against a red team', () => {
       [{ sub: 'a\u0001b', groups: ['agents'], issuer: ISSUER_A }, { sub: 'b', groups: ['agents'], issuer: `${ISSUER_A}\u0001a` }, redis('GET', key('iss:claims'))],
     ];
     for (const [allowed, other, command] of pairs) {
-      expect((await port!.decide(allowed, 'cache', command)).effect).toBe('allow');
+      expect((await policyService.port.decide(allowed, 'cache', command)).effect).toBe('allow');
       expect(truth(other, command).effect).toBe('deny');
-      expect(port!.cachedDecision(other, 'cache', command)?.effect ?? 'not cached', JSON.stringify(other)).not.toBe('allow');
-      expect((await port!.decide(other, 'cache', command)).effect).toBe('deny');
+      expect(policyService.port.cachedDecision(other, 'cache', command)?.effect ?? 'not cached', JSON.stringify(other)).not.toBe('allow');
+      expect((await policyService.port.decide(other, 'cache', command)).effect).toBe('deny');
     }
   });
 
@@ -316,9 +296,9 @@ describe('Redis decisions by shape against a red team', () => {
     expect(masked).not.toContain('jane.doe');
     client.send('GET', key('pub:plain2'));
     client.send('GET', key('pub:pii:2'));
-    expect(port!.cachedDecision({ sub: 'x', groups: ['agents'], issuer: ISSUER_A }, 'cache', redis('GET', key('pub:pii:3')))).toBeUndefined();
-    expect(view((await port!.decide({ sub: 'x', groups: ['agents'], issuer: ISSUER_A }, 'cache', redis('GET', key('pub:pii:3'))))).maskProfile).toBe('pii');
-    expect(view(port!.cachedDecision({ sub: 'x', groups: ['agents'], issuer: ISSUER_A }, 'cache', redis('GET', key('pub:pii:4')))!).maskProfile).toBe('pii');
+    expect(policyService.port.cachedDecision({ sub: 'x', groups: ['agents'], issuer: ISSUER_A }, 'cache', redis('GET', key('pub:pii:3')))).toBeUndefined();
+    expect(view((await policyService.port.decide({ sub: 'x', groups: ['agents'], issuer: ISSUER_A }, 'cache', redis('GET', key('pub:pii:3'))))).maskProfile).toBe('pii');
+    expect(view(policyService.port.cachedDecision({ sub: 'x', groups: ['agents'], issuer: ISSUER_A }, 'cache', redis('GET', key('pub:pii:4')))!).maskProfile).toBe('pii');
     await replies(client, 2);
   });
 
@@ -400,14 +380,14 @@ describe('Redis decisions by shape against a red team', () => {
     const agent: Subject = { sub: 'bulk-bot', groups: ['agents'], issuer: ISSUER_A };
     const del = (count: number, round: number) => redis('DEL', ...Array.from({ length: count }, (_, index) => key(`pub:bulk-${round}-${index}`)));
     const asked = async (command: GovernedCommand) => {
-      const misses = port!.stats().misses;
-      await port!.decide(agent, 'cache', command);
-      return port!.stats().misses > misses;
+      const misses = policyService.port.stats().misses;
+      await policyService.port.decide(agent, 'cache', command);
+      return policyService.port.stats().misses > misses;
     };
     expect(await asked(del(200, 1))).toBe(true);
     expect(await asked(del(200, 2))).toBe(false);
     expect(await asked(del(300, 1))).toBe(true);
-    expect(port!.cachedDecision(agent, 'cache', del(300, 2))).toBeUndefined();
+    expect(policyService.port.cachedDecision(agent, 'cache', del(300, 2))).toBeUndefined();
   });
 
   it('drops decisions kept by shape when a reload changes the globs, also for decisions in flight during it', async () => {
@@ -418,21 +398,21 @@ describe('Redis decisions by shape against a red team', () => {
     client.send('GET', key('pub:late0'));
     client.send('GET', key('pub:late1'));
     expect(await replies(client, 2)).toEqual([null, 'late']);
-    const before = port!.stats().version!;
-    const file = join(dir, 'sluice.yaml');
+    const before = policyService.port.stats().version!;
+    const file = policyService.configFile;
     const config = parse(readFileSync(file, 'utf8')) as { rules: RuleConfig[] };
     config.rules = [{ name: 'late-deny', effect: 'deny', resources: ['cache'], keys: [key('pub:late*')] }, ...config.rules];
     writeFileSync(file, stringify(config));
     // Decisions asked while the reload happens: none may be kept for the new version unless it is the new one's.
-    const inFlight = Array.from({ length: 40 }, (_, index) => port!.decide(agent, 'cache', redis('GET', key(`pub:late-${index}`))));
-    expect(await service!.reload()).toMatchObject({ ok: true });
+    const inFlight = Array.from({ length: 40 }, (_, index) => policyService.port.decide(agent, 'cache', redis('GET', key(`pub:late-${index}`))));
+    expect(await policyService.service.reload()).toMatchObject({ ok: true });
     await Promise.all(inFlight);
-    await waitFor(() => port!.stats().version !== before);
+    await waitFor(() => policyService.port.stats().version !== before);
     client.send('GET', key('pub:late1'));
     expect(await replies(client, 1)).toEqual([expect.stringMatching(/^NOPERM denied by rule 'late-deny'/)]);
     for (let index = 0; index < 40; index++) {
       const command = redis('GET', key(`pub:late-x${index}`));
-      const cached = port!.cachedDecision(agent, 'cache', command);
+      const cached = policyService.port.cachedDecision(agent, 'cache', command);
       if (cached) expect(view(cached)).toEqual(truth(agent, command));
     }
     // The differential again, under the new rules.

@@ -65,7 +65,10 @@ export const stopTestPolicyService = async (parts: {
  * its tests, on a stream, subjects and directory of its own, and stopped after them. Register it
  * before the front doors that ask it, so that it starts first and stops last.
  */
-export const useTestPolicyService = (name: string, config: Record<string, unknown>): { readonly port: ReturnType<typeof createPolicyPort> } => {
+export const useTestPolicyService = (
+  name: string,
+  config: Record<string, unknown>,
+): { readonly port: ReturnType<typeof createPolicyPort>; readonly service: RunningPolicyService; readonly configFile: string } => {
   const run = randomBytes(4).toString('hex');
   const stream = `SLUICE_TEST_${name.toUpperCase().replaceAll('-', '_')}_${run}`;
   const dir = mkdtempSync(join(tmpdir(), `sluice-${name}-`));
@@ -75,10 +78,18 @@ export const useTestPolicyService = (name: string, config: Record<string, unknow
     started = await startTestPolicyService({ dir, natsUrl, stream, subjectPrefix: `sluicetest.${name.replaceAll('-', '')}${run}`, config, logger: createLogger(`${name}-test`) });
   });
   afterAll(() => stopTestPolicyService({ ...started, stream, dir }));
+  const running = (): Awaited<ReturnType<typeof startTestPolicyService>> => {
+    if (!started.port || !started.service || !started.nc) throw new Error(`the ${name} policy service has not started`);
+    return started as Awaited<ReturnType<typeof startTestPolicyService>>;
+  };
   return {
+    /** The config file the service loaded (a spec may rewrite it and reload). */
+    configFile: join(dir, 'sluice.yaml'),
     get port() {
-      if (!started.port) throw new Error(`the ${name} policy service has not started`);
-      return started.port;
+      return running().port;
+    },
+    get service() {
+      return running().service;
     },
   };
 };
