@@ -112,28 +112,32 @@ class RedisConnection {
    */
   #intake(): void {
     if (this.#intakeBusy) return;
-    while (this.#inbox.length > 0 && !this.#state.closed) {
-      const frame = this.#inbox.shift()!;
-      let args: Buffer[];
-      try {
-        args = decodeCommand(frame);
-      } catch {
-        this.#protocolError();
-        return;
+    this.#intakeBusy = true;
+    let login: Promise<void> | undefined;
+    try {
+      while (!login && this.#inbox.length > 0 && !this.#state.closed) {
+        const frame = this.#inbox.shift()!;
+        let args: Buffer[];
+        try {
+          args = decodeCommand(frame);
+        } catch {
+          this.#protocolError();
+          return;
+        }
+        if (args.length === 0) continue;
+        const name = args[0]!.toString('latin1').toUpperCase();
+        // An inline command goes upstream re-encoded from the arguments it was decided on,
+        // never as the raw line, so the target cannot read it any other way.
+        login = this.#state.session ? this.#afterLogin(name, args, frame[0] === RESP_ARRAY ? frame : encodeCommand(args)) : this.#beforeLogin(name, args);
       }
-      if (args.length === 0) continue;
-      const name = args[0]!.toString('latin1').toUpperCase();
-      // An inline command goes upstream re-encoded from the arguments it was decided on,
-      // never as the raw line, so the target cannot read it any other way.
-      const pending = this.#state.session ? this.#afterLogin(name, args, frame[0] === RESP_ARRAY ? frame : encodeCommand(args)) : this.#beforeLogin(name, args);
-      if (pending) {
-        this.#intakeBusy = true;
-        void pending.finally(() => {
+    } finally {
+      // Frames that come meanwhile wait in the inbox: the intake stays busy until the login settles.
+      if (login) {
+        void login.finally(() => {
           this.#intakeBusy = false;
           this.#intake();
         });
-        return;
-      }
+      } else this.#intakeBusy = false;
     }
   }
 
