@@ -18,6 +18,7 @@ import {
   ROLE_SETTINGS,
   returnsRows,
   ROLES_VIEW,
+  ROW_MOVING_RENAMES,
   SESSION_STATE_ARGUMENT,
   SKIP_FUNCNAME,
   SKIP_RELATION,
@@ -482,6 +483,9 @@ class StatementWalk {
       case 'RuleStmt':
         this.raise('ddl', 'medium', STATEMENT_KINDS[tag]?.why ?? tag);
         this.table(n.relation, scope, this.writes);
+        // A rule's actions and a trigger's WHEN and function see the table's rows (OLD, NEW) on
+        // every later write and may copy them out (ON UPDATE … DO ALSO INSERT INTO t VALUES (old.x)).
+        if (tag === 'RuleStmt' || tag === 'CreateTrigStmt') this.table(n.relation, scope, this.reads);
         if (tag === 'CreateTrigStmt') this.definesCode(tag, n);
         this.fields(n, scope, SKIP_RELATION);
         return;
@@ -524,6 +528,9 @@ class StatementWalk {
         if (ADMIN_RENAMES.has(str(n.renameType) ?? '')) this.raise('admin', 'critical', 'renames a role, database or server-level object');
         else this.raise('ddl', 'medium', 'ALTER … RENAME');
         this.table(n.relation, scope, this.writes);
+        if (ROW_MOVING_RENAMES.has(str(n.renameType) ?? '')) this.table(n.relation, scope, this.reads);
+        // Renaming a schema moves every table in it under new names: which ones, the text does not say.
+        if (str(n.renameType) === 'OBJECT_SCHEMA') this.reads.add(ANY_TABLE);
         return;
       default: {
         const kind = STATEMENT_KINDS[tag];
@@ -671,6 +678,8 @@ class StatementWalk {
       else if (subtype === 'AT_DropColumn' || subtype === 'AT_DropConstraint') this.raise('ddl', 'high', 'ALTER TABLE … DROP');
     }
     this.table(n.relation, scope, this.writes);
+    // INHERIT makes the table a child: a read of the parent then returns its rows.
+    if (commands.some((command) => str(command.AlterTableCmd?.subtype) === 'AT_AddInherit')) this.table(n.relation, scope, this.reads);
     this.fields(n, scope, SKIP_RELATION);
   }
 }
