@@ -28,13 +28,17 @@ const frontDoor = usePostgresFrontDoor(
       "insert into hr.salaries values (1, 'Alice', 250000)",
       'create table public.parent (id int, name text, amount int)',
       'create table public.sink (amount int)',
+      // A loopback foreign server, as a DBA might leave one: its foreign tables read this database.
+      'create extension postgres_fdw',
+      `create server loopback foreign data wrapper postgres_fdw options (host '127.0.0.1', port '5432', dbname '${database}')`,
+      "create user mapping for public server loopback options (user 'postgres')",
     ].join(';\n'),
   },
   60_000,
 );
 
 describe('DDL that would move the rows of a table whose reads are denied', () => {
-  it('refuses renaming the table or its schema, making it a child of a readable parent, and rules or triggers on it', async () => {
+  it('refuses renaming the table or its schema, making it a child of a readable parent, rules or triggers on it, and a foreign table onto it', async () => {
     const writer = await frontDoor.connect(['writers']);
     expect(await sqlState(writer.query('select * from hr.salaries'))).toBe('42501');
     for (const text of [
@@ -44,6 +48,7 @@ describe('DDL that would move the rows of a table whose reads are denied', () =>
       'alter table hr.salaries inherit public.parent',
       'create rule leak as on update to hr.salaries do also insert into public.sink values (old.amount)',
       'create trigger leak after update on hr.salaries for each row execute function suppress_redundant_updates_trigger()',
+      "create foreign table public.remote (id int, name text, amount int) server loopback options (schema_name 'hr', table_name 'salaries')",
     ]) {
       expect(await sqlState(writer.query(text)), text).toBe('42501');
     }
@@ -53,6 +58,7 @@ describe('DDL that would move the rows of a table whose reads are denied', () =>
     );
     expect(rows).toEqual([{ relname: 'salaries', nspname: 'hr', parents: 0, relhasrules: false, relhastriggers: false }]);
     expect((await writer.query('select count(*)::int as n from public.parent')).rows[0].n).toBe(0);
+    expect((await frontDoor.direct.query("select count(*)::int as n from pg_class where relname = 'remote'")).rows[0].n).toBe(0);
   });
 
   it('still lets writes into the table that only write through', async () => {

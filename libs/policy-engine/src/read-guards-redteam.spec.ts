@@ -116,6 +116,17 @@ describe('PostgreSQL writes and DDL through a deny on reading hr.salaries', () =
       'CREATE RULE r AS ON UPDATE TO hr.salaries DO ALSO INSERT INTO public.u VALUES (old.amount)',
       'CREATE RULE r AS ON DELETE TO hr.salaries WHERE old.amount > 100000 DO INSTEAD NOTHING',
       'CREATE TRIGGER t BEFORE UPDATE ON hr.salaries FOR EACH ROW WHEN (old.amount > 100000) EXECUTE FUNCTION suppress_redundant_updates_trigger()',
+      // a rule or trigger someone else left disabled starts to see the rows
+      'ALTER TABLE hr.salaries ENABLE RULE r',
+      'ALTER TABLE hr.salaries ENABLE ALWAYS RULE r',
+      'ALTER TABLE hr.salaries ENABLE TRIGGER t',
+      'ALTER TABLE hr.salaries ENABLE REPLICA TRIGGER t',
+      'ALTER TABLE hr.salaries ENABLE TRIGGER ALL',
+      // postgres_fdw on a loopback server: a foreign table whose options name the guarded table
+      "CREATE FOREIGN TABLE public.f (id int, amount int) SERVER loopback OPTIONS (schema_name 'hr', table_name 'salaries')",
+      "CREATE FOREIGN TABLE public.salaries (id int, amount int) SERVER loopback OPTIONS (schema_name 'hr')",
+      "ALTER FOREIGN TABLE public.f OPTIONS (SET table_name 'salaries')",
+      "ALTER FOREIGN TABLE public.f ALTER COLUMN amount OPTIONS (ADD column_name 'amount')",
     ]) {
       expect(policy.decide(agent, 'ledger', sql(text)), text).toMatchObject(tableDenied);
     }
@@ -155,8 +166,12 @@ describe('PostgreSQL writes and DDL through a deny on reading hr.salaries', () =
       expect(policy.decide(agent, 'ledger', sql(text)), text).toMatchObject(tableDenied);
     }
   });
+  it('refuses what reaches the table through another connection (held)', () => {
+    expect(policy.decide(agent, 'ledger', sql("SELECT * FROM dblink('dbname=ledger', 'SELECT amount FROM hr.salaries') AS t(amount int)")).effect).toBe('deny');
+    expect(policy.decide(agent, 'ledger', sql('IMPORT FOREIGN SCHEMA hr FROM SERVER loopback INTO public')).effect).toBe('deny');
+  });
   it('still lets through DDL and writes on it that move no rows', () => {
-    for (const text of ['ALTER TABLE hr.salaries RENAME COLUMN amount TO eur', 'ALTER INDEX hr.salaries_pkey RENAME TO k', 'ALTER TABLE hr.salaries NO INHERIT public.t', 'CREATE RULE r AS ON UPDATE TO public.t DO INSTEAD NOTHING', "COMMENT ON TABLE hr.salaries IS 'x'", 'LOCK hr.salaries', 'TRUNCATE hr.salaries', 'ALTER TABLE hr.salaries ATTACH PARTITION public.c FOR VALUES IN (1)']) {
+    for (const text of ['ALTER TABLE hr.salaries RENAME COLUMN amount TO eur', 'ALTER TABLE hr.salaries DISABLE TRIGGER ALL', 'ALTER TABLE hr.salaries ALTER COLUMN amount SET DEFAULT 0', 'ALTER RULE r ON hr.salaries RENAME TO r2', 'ALTER INDEX hr.salaries_pkey RENAME TO k', 'ALTER TABLE hr.salaries NO INHERIT public.t', 'CREATE RULE r AS ON UPDATE TO public.t DO INSTEAD NOTHING', "COMMENT ON TABLE hr.salaries IS 'x'", 'LOCK hr.salaries', 'TRUNCATE hr.salaries', 'ALTER TABLE hr.salaries ATTACH PARTITION public.c FOR VALUES IN (1)']) {
       expect(policy.decide(agent, 'ledger', sql(text)), text).toMatchObject(allowed);
     }
   });

@@ -18,6 +18,7 @@ import {
   ROLE_SETTINGS,
   returnsRows,
   ROLES_VIEW,
+  ROW_CODE_ENABLES,
   ROW_MOVING_RENAMES,
   SESSION_STATE_ARGUMENT,
   SKIP_FUNCNAME,
@@ -506,6 +507,13 @@ class StatementWalk {
       case 'AlterTableStmt':
         this.alterTable(n, scope);
         return;
+      case 'CreateForeignTableStmt':
+        this.raise('ddl', 'medium', STATEMENT_KINDS[tag]?.why ?? tag);
+        this.fields(n, scope);
+        // Its rows come from whatever table its server and options name (postgres_fdw's
+        // table_name on a loopback server may be a guarded one): reading it may read any table.
+        this.reads.add(ANY_TABLE);
+        return;
       case 'CreateTableAsStmt':
         this.raise('ddl', 'medium', n.objtype === 'OBJECT_MATVIEW' ? 'CREATE MATERIALIZED VIEW' : 'CREATE TABLE … AS');
         this.table(isObject(n.into) ? n.into.rel : undefined, scope, this.writes);
@@ -678,8 +686,12 @@ class StatementWalk {
       else if (subtype === 'AT_DropColumn' || subtype === 'AT_DropConstraint') this.raise('ddl', 'high', 'ALTER TABLE … DROP');
     }
     this.table(n.relation, scope, this.writes);
-    // INHERIT makes the table a child: a read of the parent then returns its rows.
-    if (commands.some((command) => str(command.AlterTableCmd?.subtype) === 'AT_AddInherit')) this.table(n.relation, scope, this.reads);
+    const subtypes = commands.map((command) => str(command.AlterTableCmd?.subtype) ?? '');
+    // INHERIT makes the table a child: a read of the parent then returns its rows. Enabling a rule
+    // or trigger runs code that sees its rows (OLD, NEW), as creating one does.
+    if (subtypes.some((subtype) => subtype === 'AT_AddInherit' || ROW_CODE_ENABLES.has(subtype))) this.table(n.relation, scope, this.reads);
+    // A foreign table's options say which remote table (and columns) its rows come from.
+    if (subtypes.some((subtype) => subtype === 'AT_GenericOptions' || subtype === 'AT_AlterColumnGenericOptions')) this.reads.add(ANY_TABLE);
     this.fields(n, scope, SKIP_RELATION);
   }
 }
