@@ -159,6 +159,13 @@ describe('PostgreSQL writes and DDL through a deny on reading hr.salaries', () =
       'UPDATE public.t SET x = s.amount FROM hr.salaries s WHERE s.id = 1',
       'DELETE FROM public.t USING hr.salaries s WHERE s.amount > 1',
       'CREATE TEMP TABLE t AS SELECT 1; INSERT INTO t SELECT amount FROM hr.salaries',
+      // reads that count as writes (they lock rows)
+      'SELECT * FROM hr.salaries FOR UPDATE',
+      'DECLARE c CURSOR FOR SELECT * FROM hr.salaries FOR SHARE',
+      'COPY (SELECT * FROM hr.salaries FOR UPDATE) TO STDOUT',
+      'PREPARE p AS SELECT * FROM hr.salaries FOR NO KEY UPDATE',
+      'DELETE FROM public.t WHERE EXISTS (SELECT 1 FROM hr.salaries WHERE amount > 100)',
+      'ALTER TABLE public.t ADD CONSTRAINT fk FOREIGN KEY (id) REFERENCES hr.salaries (id)',
       'CLUSTER hr.salaries',
       'ANALYZE hr.salaries',
       'CREATE STATISTICS s ON amount, id FROM hr.salaries',
