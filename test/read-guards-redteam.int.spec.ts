@@ -43,6 +43,7 @@ describe('DDL that would move the rows of a table whose reads are denied', () =>
     expect(await sqlState(writer.query('select * from hr.salaries'))).toBe('42501');
     for (const text of [
       'alter table hr.salaries rename to open',
+      'alter index hr.salaries rename to open',
       'alter table hr.salaries set schema public',
       'alter schema hr rename to open',
       'alter table hr.salaries inherit public.parent',

@@ -108,6 +108,8 @@ describe('PostgreSQL writes and DDL through a deny on reading hr.salaries', () =
       'ALTER MATERIALIZED VIEW hr.salaries RENAME TO open',
       'ALTER FOREIGN TABLE hr.salaries RENAME TO open',
       'ALTER SEQUENCE hr.salaries RENAME TO open',
+      // PostgreSQL renames a table through ALTER INDEX … RENAME too
+      'ALTER INDEX hr.salaries RENAME TO open',
       // the schema's tables move with it; which ones the text does not say
       'ALTER SCHEMA hr RENAME TO open',
       // a read of the parent returns the child's rows
@@ -166,6 +168,9 @@ describe('PostgreSQL writes and DDL through a deny on reading hr.salaries', () =
       'PREPARE p AS SELECT * FROM hr.salaries FOR NO KEY UPDATE',
       'DELETE FROM public.t WHERE EXISTS (SELECT 1 FROM hr.salaries WHERE amount > 100)',
       'ALTER TABLE public.t ADD CONSTRAINT fk FOREIGN KEY (id) REFERENCES hr.salaries (id)',
+      'CREATE SCHEMA x CREATE VIEW v AS SELECT * FROM hr.salaries',
+      'CREATE SCHEMA x CREATE TABLE t (LIKE hr.salaries)',
+      "CREATE FUNCTION public.g() RETURNS void LANGUAGE sql AS $$ ALTER TABLE hr.salaries RENAME TO open $$",
       'CLUSTER hr.salaries',
       'ANALYZE hr.salaries',
       'CREATE STATISTICS s ON amount, id FROM hr.salaries',

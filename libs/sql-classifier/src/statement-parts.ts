@@ -91,9 +91,10 @@ export const RELATION_DROPS: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJ
 export const OBJECTS_ON_A_TABLE: ReadonlySet<string> = new Set(['OBJECT_COLUMN', 'OBJECT_TABCONSTRAINT', 'OBJECT_TRIGGER', 'OBJECT_POLICY', 'OBJECT_RULE']);
 /**
  * Renames that move a relation's rows under another name: a guard on reading the old name must
- * hold them (the agent could read them under the new one). A column, index or trigger rename moves none.
+ * hold them (the agent could read them under the new one). ALTER INDEX … RENAME renames a table
+ * too (PostgreSQL lets it, for compatibility). A column, constraint or trigger rename moves none.
  */
-export const ROW_MOVING_RENAMES: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE', 'OBJECT_SEQUENCE']);
+export const ROW_MOVING_RENAMES: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE', 'OBJECT_SEQUENCE', 'OBJECT_INDEX']);
 
 /** ALTER TABLE … ENABLE [ALWAYS | REPLICA] RULE/TRIGGER: code that sees the table's rows starts to run on its writes. */
 export const ROW_CODE_ENABLES: ReadonlySet<string> = new Set([
