@@ -112,12 +112,22 @@ const frontDoor = usePostgresFrontDoor(
       resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
       rules: [
         { name: 'salaries-unread', effect: 'deny', resources: [RESOURCE], actions: ['read'], tables: ['public.salaries'] },
+        { name: 'ledger-untouchable', effect: 'deny', resources: [RESOURCE], tables: ['books.ledger'] },
         { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl'] },
       ],
     }),
     database,
     hashKey: 'read-guards-int',
-    setupSql: ['create table salaries (id int primary key, amount int)', 'insert into salaries values (1, 250000)', 'create table sink (amount int)'].join(';\n'),
+    setupSql: [
+      'create table salaries (id int primary key, amount int)',
+      'insert into salaries values (1, 250000)',
+      'create table sink (amount int)',
+      'create table accounts (id int primary key)',
+      'insert into accounts values (1)',
+      'create schema books',
+      'create table books.ledger (account int references public.accounts, amount int)',
+      'insert into books.ledger values (1, 100)',
+    ].join(';\n'),
   },
   60_000,
 );
@@ -139,5 +149,17 @@ describe('a PostgreSQL deny on reading a table, for an agent allowed to write it
     await writer.query('insert into salaries values (2, 1)');
     expect((await frontDoor.direct.query('select count(*)::int as n from sink')).rows[0].n).toBe(0);
     expect((await frontDoor.direct.query('select amount from salaries where id = 1')).rows[0].amount).toBe(260000);
+  });
+});
+
+describe('a PostgreSQL deny on a table, for an agent allowed to change the schema', () => {
+  it('refuses the CASCADE that would reach the table without naming it: TRUNCATE, DROP TABLE, DROP SCHEMA', async () => {
+    const writer = await frontDoor.connect(['writers']);
+    for (const text of ['truncate accounts cascade', 'drop table accounts cascade', 'drop schema books cascade', 'alter table accounts drop column id cascade']) {
+      expect(await sqlState(writer.query(text)), text).toBe('42501');
+    }
+    expect((await frontDoor.direct.query('select count(*)::int as n from books.ledger')).rows[0].n).toBe(1);
+    // Without CASCADE PostgreSQL refuses to reach the table itself.
+    expect(await sqlState(writer.query('truncate accounts'))).toBe('0A000');
   });
 });

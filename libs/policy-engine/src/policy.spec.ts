@@ -384,6 +384,23 @@ describe('subjects scoped to an issuer', () => {
   });
 });
 
+describe('CASCADE, which reaches tables the text does not name', () => {
+  const policy = given([
+    { name: 'changers', effect: 'allow', resources: ['ledger'], actions: ['read', 'write', 'ddl'] },
+    { name: 'ledger-untouchable', effect: 'deny', resources: ['ledger'], tables: ['books.ledger'] },
+  ]);
+  it('meets a deny on any table: TRUNCATE, DROP of a table, type or schema, ALTER TABLE … DROP', () => {
+    for (const text of ['TRUNCATE public.accounts CASCADE', 'DROP TABLE public.accounts CASCADE', 'DROP TYPE public.mood CASCADE', 'DROP SCHEMA books CASCADE', 'ALTER TABLE public.accounts DROP COLUMN id CASCADE']) {
+      expect(policy.decide(analyst, 'ledger', sql(text)), text).toMatchObject({ effect: 'deny', rule: 'ledger-untouchable' });
+    }
+  });
+  it('leaves the same statements without CASCADE to the tables they name', () => {
+    for (const text of ['TRUNCATE public.accounts', 'DROP TABLE public.accounts', 'DROP SCHEMA books', 'ALTER TABLE public.accounts DROP COLUMN id']) {
+      expect(policy.decide(analyst, 'ledger', sql(text)), text).toMatchObject({ effect: 'allow', rule: 'changers' });
+    }
+  });
+});
+
 describe('guards on read over writes that take stored values out', () => {
   // A deny (or approve) rule limited to `read` would otherwise let a write carry the values out: in
   // its reply (GETSET, LPOP, INCRBY k 0, UPDATE … RETURNING) or into a key or table the agent reads.

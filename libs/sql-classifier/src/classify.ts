@@ -474,6 +474,7 @@ class StatementWalk {
       case 'TruncateStmt':
         this.raise('ddl', 'high', 'TRUNCATE empties tables');
         this.relations(n.relations, scope, this.writes);
+        this.cascades(n);
         return;
       case 'DropStmt':
         this.drop(n);
@@ -651,10 +652,21 @@ class StatementWalk {
     }
   }
 
+  /**
+   * CASCADE reaches objects the text does not name: TRUNCATE … CASCADE empties every table whose
+   * foreign keys point at the named ones, DROP … CASCADE drops the views, columns (of a dropped
+   * type) and constraints that depend on the objects, DROP SCHEMA … CASCADE every table in it.
+   * Which tables, only the catalog knows: it may write any table, so a deny on one guards it.
+   */
+  private cascades(n: Node): void {
+    if (str(n.behavior) === 'DROP_CASCADE') this.writes.add(ANY_TABLE);
+  }
+
   private drop(n: Node): void {
     const removeType = str(n.removeType) ?? '';
     if (ADMIN_DROPS.has(removeType)) this.raise('admin', 'critical', `DROP of a server-level object (${removeType})`);
     else this.raise('ddl', 'high', 'DROP removes objects and their data');
+    this.cascades(n);
     if (!RELATION_DROPS.has(removeType) || !Array.isArray(n.objects)) return;
     for (const object of n.objects) {
       const parts = names((object as { List?: { items?: unknown } }).List?.items);
@@ -684,6 +696,7 @@ class StatementWalk {
       const subtype = str(command.AlterTableCmd?.subtype);
       if (subtype === 'AT_ChangeOwner') this.raise('admin', 'critical', 'ALTER … OWNER TO hands the object to another role');
       else if (subtype === 'AT_DropColumn' || subtype === 'AT_DropConstraint') this.raise('ddl', 'high', 'ALTER TABLE … DROP');
+      if (command.AlterTableCmd) this.cascades(command.AlterTableCmd);
     }
     this.table(n.relation, scope, this.writes);
     const subtypes = commands.map((command) => str(command.AlterTableCmd?.subtype) ?? '');
