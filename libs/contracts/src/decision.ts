@@ -10,8 +10,17 @@ interface DecisionBasis extends AssessedAction {
   readonly prepares: readonly string[];
 }
 
+/**
+ * The command writes a table whose reads a rule denies or holds for this subject: the server's
+ * error and notice texts about it can quote its rows (`Failing row contains (…)`), so the proxy
+ * withholds them. Absent (false) otherwise.
+ */
+interface WithheldTexts {
+  readonly withholdServerTexts?: boolean;
+}
+
 /** The command runs; its result is masked with `maskProfile` (none: nothing to mask). */
-export interface AllowDecision extends DecisionBasis {
+export interface AllowDecision extends DecisionBasis, WithheldTexts {
   readonly effect: 'allow';
   readonly maskProfile: string | undefined;
 }
@@ -20,7 +29,7 @@ export interface AllowDecision extends DecisionBasis {
  * The command waits for `approvers`, at most `approvalTimeoutMs`; once granted, its result is
  * masked with `maskProfile`: an approver releases the command, not the values a profile covers.
  */
-export interface ApproveDecision extends DecisionBasis {
+export interface ApproveDecision extends DecisionBasis, WithheldTexts {
   readonly effect: 'approve';
   readonly approvers: ApproverRule;
   readonly approvalTimeoutMs: number;

@@ -97,6 +97,7 @@ export const decisionToProto = (decision: PolicyDecision, version: number): pb.D
   prepares: [...decision.prepares],
   redisByShape: decision.redisKeyGlobs !== undefined,
   redisKeyGlobs: [...(decision.redisKeyGlobs ?? [])],
+  withholdServerTexts: decision.effect !== 'deny' && decision.withholdServerTexts === true,
 });
 
 const internal = (callback: sendUnaryData<never>, error: unknown, logger: Logger): void => callback(toGrpcError(error, { logger, during: 'policy call' }));
