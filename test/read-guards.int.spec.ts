@@ -78,6 +78,32 @@ describe('a Redis deny on reading keys, for an agent allowed to write them', () 
   });
 });
 
+describe('a Redis deny on reading keys: writes that answer with a stored bit or score', () => {
+  it('refuses SETBIT and ZADD … INCR on a guarded key, after a ZADD of the same length that only writes', async () => {
+    await door!.direct.set(key('secret:bits'), 'A');
+    await door!.direct.zAdd(key('secret:scores'), [{ score: 250000, value: 'alice' }]);
+    const client = await door!.agent(await door!.idp.mint({ sub: 'writer-bot', groups: ['agents'] }));
+    const send = async (...args: string[]): Promise<unknown> => {
+      client.write(encodeCommand(args));
+      return showResp(await client.read());
+    };
+    // Same command and length first, allowed: the policy client keeps that decision by shape.
+    expect(await send('ZADD', key('secret:scores'), 'CH', '1', 'bob')).toBe(1);
+    expect(await send('SETBIT', key('public:bits'), '1', '1')).toBe(0);
+    for (const args of [
+      // SETBIT answers with the bit it replaced: set each bit, read the old one, set it back.
+      ['SETBIT', key('secret:bits'), '1', '0'],
+      // ZADD … INCR 0 answers with the member's score, as ZSCORE would.
+      ['ZADD', key('secret:scores'), 'INCR', '0', 'alice'],
+      ['zadd', key('secret:scores'), 'xx', 'incr', '0', 'alice'],
+    ]) {
+      expect(await send(...args), args.join(' ')).toEqual(expect.stringMatching(/^NOPERM denied by rule 'secrets-unread'/));
+    }
+    expect(await door!.direct.get(key('secret:bits'))).toBe('A');
+    expect(await door!.direct.zScore(key('secret:scores'), 'alice')).toBe(250000);
+  });
+});
+
 const database = `sluice_readguard_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'readguard-db';
 const frontDoor = usePostgresFrontDoor(

@@ -490,6 +490,10 @@ describe('Redis decisions by shape (what the proxy may reuse for another key)', 
       fc.tuple(keyArb, keyArb).map(([k1, k2]) => ['RENAME', k1, k2]),
       fc.tuple(keyArb, keyArb).map(([k1, k2]) => ['SUNIONSTORE', k1, k2]),
       fc.tuple(keyArb).map(([k]) => ['LPOP', k]),
+      fc.tuple(keyArb).map(([k]) => ['SETBIT', k, '7', '1']),
+      // ZADD … INCR answers with the score: one length, with and without it, and a member named incr.
+      fc.tuple(keyArb, fc.constantFrom('INCR', 'incr', 'CH', 'XX', 'NX')).map(([k, option]) => ['ZADD', k, option, '0', 'm']),
+      fc.tuple(keyArb, fc.constantFrom('incr', 'm', 'n')).map(([k, member]) => ['ZADD', k, '0', member]),
     );
     fc.assert(
       fc.property(fc.array(ruleArb, { minLength: 1, maxLength: 4 }), commandArb, commandArb, (rules, first, second) => {

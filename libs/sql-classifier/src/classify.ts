@@ -18,6 +18,8 @@ import {
   ROLE_SETTINGS,
   returnsRows,
   ROLES_VIEW,
+  ROW_CODE_ENABLES,
+  ROW_MOVING_RENAMES,
   SESSION_STATE_ARGUMENT,
   SKIP_FUNCNAME,
   SKIP_RELATION,
@@ -482,6 +484,9 @@ class StatementWalk {
       case 'RuleStmt':
         this.raise('ddl', 'medium', STATEMENT_KINDS[tag]?.why ?? tag);
         this.table(n.relation, scope, this.writes);
+        // A rule's actions and a trigger's WHEN and function see the table's rows (OLD, NEW) on
+        // every later write and may copy them out (ON UPDATE … DO ALSO INSERT INTO t VALUES (old.x)).
+        if (tag === 'RuleStmt' || tag === 'CreateTrigStmt') this.table(n.relation, scope, this.reads);
         if (tag === 'CreateTrigStmt') this.definesCode(tag, n);
         this.fields(n, scope, SKIP_RELATION);
         return;
@@ -501,6 +506,13 @@ class StatementWalk {
       }
       case 'AlterTableStmt':
         this.alterTable(n, scope);
+        return;
+      case 'CreateForeignTableStmt':
+        this.raise('ddl', 'medium', STATEMENT_KINDS[tag]?.why ?? tag);
+        this.fields(n, scope);
+        // Its rows come from whatever table its server and options name (postgres_fdw's
+        // table_name on a loopback server may be a guarded one): reading it may read any table.
+        this.reads.add(ANY_TABLE);
         return;
       case 'CreateTableAsStmt':
         this.raise('ddl', 'medium', n.objtype === 'OBJECT_MATVIEW' ? 'CREATE MATERIALIZED VIEW' : 'CREATE TABLE … AS');
@@ -524,6 +536,9 @@ class StatementWalk {
         if (ADMIN_RENAMES.has(str(n.renameType) ?? '')) this.raise('admin', 'critical', 'renames a role, database or server-level object');
         else this.raise('ddl', 'medium', 'ALTER … RENAME');
         this.table(n.relation, scope, this.writes);
+        if (ROW_MOVING_RENAMES.has(str(n.renameType) ?? '')) this.table(n.relation, scope, this.reads);
+        // Renaming a schema moves every table in it under new names: which ones, the text does not say.
+        if (str(n.renameType) === 'OBJECT_SCHEMA') this.reads.add(ANY_TABLE);
         return;
       default: {
         const kind = STATEMENT_KINDS[tag];
@@ -671,6 +686,12 @@ class StatementWalk {
       else if (subtype === 'AT_DropColumn' || subtype === 'AT_DropConstraint') this.raise('ddl', 'high', 'ALTER TABLE … DROP');
     }
     this.table(n.relation, scope, this.writes);
+    const subtypes = commands.map((command) => str(command.AlterTableCmd?.subtype) ?? '');
+    // INHERIT makes the table a child: a read of the parent then returns its rows. Enabling a rule
+    // or trigger runs code that sees its rows (OLD, NEW), as creating one does.
+    if (subtypes.some((subtype) => subtype === 'AT_AddInherit' || ROW_CODE_ENABLES.has(subtype))) this.table(n.relation, scope, this.reads);
+    // A foreign table's options say which remote table (and columns) its rows come from.
+    if (subtypes.some((subtype) => subtype === 'AT_GenericOptions' || subtype === 'AT_AlterColumnGenericOptions')) this.reads.add(ANY_TABLE);
     this.fields(n, scope, SKIP_RELATION);
   }
 }
