@@ -412,6 +412,23 @@ describe('PostgreSQL adapter: simple query protocol', () => {
     expect(JSON.stringify(audit.events)).not.toContain('ada@example.com');
   });
 
+  it('has recorded a command whole, result then outcome, by the time its ReadyForQuery reaches the agent', async () => {
+    // The ReadyForQuery that ends the target's chunk is written before the command's records are
+    // made: they must still be made in that same turn, before the agent can read the answer.
+    const client = await connect();
+    for (let id = 1; id <= 20; id++) {
+      const before = audit.events.length;
+      const { rows } = await client.query(`select id, email from customers where id = ${1 + (id % 3)}`);
+      expect(rows).toHaveLength(1);
+      const mine = audit.events.slice(before).filter((e) => e.sessionId === audit.events.at(-1)!.sessionId);
+      expect(mine.map((e) => e.kind)).toEqual(['command.decided', 'result.returned', 'command.completed']);
+      const commandId = mine[0]!.data.commandId;
+      expect(mine.every((e) => e.data.commandId === commandId)).toBe(true);
+      expect(mine[1]!.data).toMatchObject({ rowCount: 1, rows: [[String(1 + (id % 3)), expect.stringMatching(/^\*\*\*@/)]] });
+      expect(mine[2]!.data).toMatchObject({ outcome: 'SELECT 1', ok: true });
+    }
+  });
+
   it('denies an ungranted DELETE with 42501 before it reaches the target and keeps the session usable', async () => {
     const client = await connect();
     expect(await sqlState(client.query('delete from customers'))).toBe('42501');
