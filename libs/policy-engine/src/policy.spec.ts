@@ -384,6 +384,54 @@ describe('subjects scoped to an issuer', () => {
   });
 });
 
+describe('guards on read over writes that take stored values out', () => {
+  // A deny (or approve) rule limited to `read` would otherwise let a write carry the values out: in
+  // its reply (GETSET, LPOP, INCRBY k 0, UPDATE … RETURNING) or into a key or table the agent reads.
+  const policy = given([
+    { name: 'writers', effect: 'allow', resources: ['sessions', 'ledger'], actions: ['read', 'write', 'ddl'] },
+    { name: 'secrets-unread', effect: 'deny', resources: ['sessions'], actions: ['read'], keys: ['secret:*'] },
+    { name: 'salaries-unread', effect: 'deny', resources: ['ledger'], actions: ['read'], tables: ['hr.salaries'] },
+    { name: 'payroll-read-held', effect: 'approve', resources: ['ledger'], actions: ['read'], tables: ['hr.payroll'], approvers: { groups: ['owners'] } },
+  ]);
+  const denied = { effect: 'deny', rule: 'secrets-unread' };
+
+  it('denies Redis writes whose reply carries the value of a guarded key', () => {
+    for (const line of ['GETSET secret:a x', 'GETDEL secret:a', 'GETEX secret:a', 'SET secret:a x GET', 'SET secret:a x nx get', 'LPOP secret:q', 'INCRBY secret:n 0', 'HINCRBYFLOAT secret:h f 0', 'ZINCRBY secret:z 0 m', 'SPOP secret:s', 'BITFIELD secret:b GET u8 0', 'BLPOP other secret:q 1']) {
+      expect(policy.decide(analyst, 'sessions', redis(line)), line).toMatchObject(denied);
+    }
+  });
+  it('denies Redis writes that copy a guarded key into another one', () => {
+    for (const line of ['RENAME secret:a public:a', 'COPY secret:a public:a', 'LMOVE secret:q public:q LEFT LEFT', 'SUNIONSTORE public:s secret:s', 'ZRANGESTORE public:z secret:z 0 -1', 'SORT secret:l STORE public:l', 'BITOP OR public:b secret:b']) {
+      expect(policy.decide(analyst, 'sessions', redis(line)), line).toMatchObject(denied);
+    }
+  });
+  it('still lets writes into a guarded key through, and writes that only write', () => {
+    for (const line of ['SET secret:a x', 'SET secret:a x NX', 'RENAME public:a secret:a', 'SUNIONSTORE secret:s public:s', 'DEL secret:a', 'LPUSH secret:q v', 'GETSET public:a x']) {
+      expect(policy.decide(analyst, 'sessions', redis(line)), line).toMatchObject({ effect: 'allow', rule: 'writers' });
+    }
+  });
+  it('denies SQL writes that read a guarded table: RETURNING, INSERT … SELECT, CREATE TABLE … AS', () => {
+    for (const text of [
+      'UPDATE hr.salaries SET amount = amount WHERE id = 1 RETURNING amount',
+      'DELETE FROM hr.salaries WHERE id = 1 RETURNING *',
+      'INSERT INTO public.copy SELECT * FROM hr.salaries',
+      'CREATE TABLE public.copy AS SELECT * FROM hr.salaries',
+      'UPDATE public.t SET x = (SELECT amount FROM hr.salaries LIMIT 1) WHERE id = 1',
+    ]) {
+      expect(policy.decide(analyst, 'ledger', sql(text)), text).toMatchObject({ effect: 'deny', rule: 'salaries-unread' });
+    }
+    expect(policy.decide(analyst, 'ledger', sql('UPDATE hr.salaries SET amount = 1 WHERE id = 1'))).toMatchObject({ effect: 'allow', rule: 'writers' });
+    expect(policy.decide(analyst, 'ledger', sql('INSERT INTO hr.salaries SELECT * FROM public.t'))).toMatchObject({ effect: 'allow', rule: 'writers' });
+  });
+  it('holds for approval a write that reads a table whose reads are held', () => {
+    expect(policy.decide(analyst, 'ledger', sql('INSERT INTO public.copy SELECT * FROM hr.payroll'))).toMatchObject({ effect: 'approve', rule: 'payroll-read-held' });
+  });
+  it('says in the explanation that the write was guarded through what it reads', () => {
+    const verdicts = policy.explain(analyst, 'sessions', redis('SET public:a x GET')).parts[0]!.verdicts;
+    expect(verdicts.find((verdict) => verdict.rule === 'secrets-unread')?.failed).toMatch(/^actions: write not in \[read\]; what it reads: keys: \[public:a\] do not match/);
+  });
+});
+
 describe('Redis decisions by shape (what the proxy may reuse for another key)', () => {
   it('gives a shape to commands whose keys sit at fixed positions and whose options change nothing', () => {
     expect(redisShape(['GET', 'session:1'])).toEqual({ shape: 'GET 2', keys: ['session:1'] });
@@ -438,6 +486,10 @@ describe('Redis decisions by shape (what the proxy may reuse for another key)', 
       fc.tuple(keyArb, keyArb).map(([k1, k2]) => ['MGET', k1, k2]),
       fc.tuple(keyArb, keyArb).map(([k1, k2]) => ['MSET', k1, 'v', k2, 'w']),
       fc.tuple(keyArb, keyArb).map(([k1, k2]) => ['DEL', k1, k2]),
+      fc.tuple(keyArb, keyArb, fc.constantFrom('GET', 'get', 'NX', 'XX')).map(([k, v, option]) => ['SET', k, v, option]),
+      fc.tuple(keyArb, keyArb).map(([k1, k2]) => ['RENAME', k1, k2]),
+      fc.tuple(keyArb, keyArb).map(([k1, k2]) => ['SUNIONSTORE', k1, k2]),
+      fc.tuple(keyArb).map(([k]) => ['LPOP', k]),
     );
     fc.assert(
       fc.property(fc.array(ruleArb, { minLength: 1, maxLength: 4 }), commandArb, commandArb, (rules, first, second) => {

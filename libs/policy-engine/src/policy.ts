@@ -51,6 +51,12 @@ export interface CommandPart {
   readonly keyPatterns?: readonly string[];
   readonly method?: string;
   readonly path?: string;
+  /**
+   * What a write or DDL part reads on its way (INSERT … SELECT's source, RETURNING's table, LPOP's
+   * list, RENAME's source): a deny or approve rule on `read` guards the part through these tables
+   * or keys, since the part takes their values out as a read would.
+   */
+  readonly reads?: { readonly tables?: readonly string[]; readonly keys?: readonly string[] };
 }
 
 export interface RuleVerdict {
@@ -225,6 +231,20 @@ const patternsMatch = (effect: Effect, globs: readonly string[], patterns: reado
     : patterns.some((pattern) => globs.some((glob) => mayOverlap(glob, pattern)));
 };
 
+/** The part as the read it does on its way, for a guard on `read` to match; undefined when it reads nothing stored. */
+const readSideOf = (part: CommandPart): CommandPart | undefined => {
+  const reads = part.reads;
+  if (reads === undefined || (reads.tables?.length ?? 0) + (reads.keys?.length ?? 0) + (part.keyPatterns?.length ?? 0) === 0) return undefined;
+  return {
+    summary: part.summary,
+    action: 'read',
+    risk: part.risk,
+    reason: part.reason,
+    ...(part.tables ? { tables: reads.tables ?? [] } : {}),
+    ...(part.keys ? { keys: reads.keys ?? [], keyPatterns: part.keyPatterns ?? [] } : {}),
+  };
+};
+
 /** Undefined when the rule matches; otherwise the first matcher that failed. */
 const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: string, part: CommandPart): string | undefined => {
   const config = rule.config;
@@ -235,7 +255,12 @@ const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: str
     return `subjects: ${subject.sub} (groups ${list(subject.groups)}) not listed`;
   }
   if (!resourceMatches(rule, resource)) return `resources: ${resource} not in ${list(config.resources ?? [])}`;
-  if (config.actions && !config.actions.includes(part.action)) return `actions: ${part.action} not in ${list(config.actions)}`;
+  if (config.actions && !config.actions.includes(part.action)) {
+    const readSide = config.effect !== 'allow' && config.actions.includes('read') ? readSideOf(part) : undefined;
+    if (readSide === undefined) return `actions: ${part.action} not in ${list(config.actions)}`;
+    const failed = failedMatcher(rule, subject, resource, readSide);
+    return failed === undefined ? undefined : `actions: ${part.action} not in ${list(config.actions)}; what it reads: ${failed}`;
+  }
   if (config.risk && riskRank(part.risk) < riskRank(config.risk)) return `risk: ${part.risk} is below ${config.risk}`;
   if (rule.tables) {
     if (!part.tables) return 'tables: the command is not SQL';
@@ -314,6 +339,7 @@ export const classifyCommand = (command: GovernedCommand): Classified => {
               risk: statement.risk,
               reason: statement.reason,
               tables: [...new Set([...statement.reads, ...statement.writes])].sort(),
+              ...(statement.action !== 'read' && statement.reads.length > 0 ? { reads: { tables: statement.reads } } : {}),
             }));
       const prepares = sql.statements.flatMap((statement) => (statement.prepares === undefined ? [] : [statement.prepares]));
       return { ok: true, parts, cacheable: sql.cacheable, prepares, sql };
@@ -322,7 +348,17 @@ export const classifyCommand = (command: GovernedCommand): Classified => {
       const redis = classifyRedis(command.args);
       return {
         ok: true,
-        parts: [{ summary: redis.command, action: redis.action, risk: redis.risk, reason: redis.reason, keys: redis.keys, keyPatterns: redis.keyPatterns }],
+        parts: [
+          {
+            summary: redis.command,
+            action: redis.action,
+            risk: redis.risk,
+            reason: redis.reason,
+            keys: redis.keys,
+            keyPatterns: redis.keyPatterns,
+            ...(redis.readKeys === undefined ? {} : { reads: { keys: redis.readKeys } }),
+          },
+        ],
         cacheable: true,
         prepares: [],
       };

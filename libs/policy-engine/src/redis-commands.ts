@@ -20,11 +20,19 @@ export interface RedisCommandSpec {
   readonly keys: KeySpec;
   /** Variadic-key writes: touching more than one key is high risk. */
   readonly multiKeyWrite?: boolean;
+  /**
+   * A write whose reply carries stored values (GETSET, LPOP, INCRBY k 0) or that copies them to
+   * another key (RENAME, SUNIONSTORE): which of its keys it reads that way. A guard on `read`
+   * guards these keys too (Policy's `failedMatcher`).
+   */
+  readonly readsKeys?: 'all' | 'first' | 'second' | 'rest';
 }
 
 const k = (first: number, last: number, step = 1): KeySpec => ({ first, last, step });
 const read = (keys?: KeySpec): RedisCommandSpec => ({ action: 'read', risk: 'low', keys });
 const write = (keys?: KeySpec, multiKeyWrite = false): RedisCommandSpec => ({ action: 'write', risk: 'medium', keys, multiKeyWrite });
+/** A write that takes stored values out of the keys `readsKeys` picks (see RedisCommandSpec). */
+const take = (readsKeys: NonNullable<RedisCommandSpec['readsKeys']>, keys?: KeySpec, multiKeyWrite = false): RedisCommandSpec => ({ ...write(keys, multiKeyWrite), readsKeys });
 const admin: RedisCommandSpec = { action: 'admin', risk: 'critical', keys: undefined };
 const ONE = k(1, 1);
 const ALL = k(1, -1);
@@ -33,47 +41,47 @@ const ALL = k(1, -1);
 const COMMANDS: ReadonlyMap<string, RedisCommandSpec> = new Map(
   Object.entries({
     // strings
-    get: read(ONE), getrange: read(ONE), substr: read(ONE), strlen: read(ONE), mget: read(ALL), getex: write(ONE), getdel: write(ONE),
-    set: write(ONE), setnx: write(ONE), setex: write(ONE), psetex: write(ONE), append: write(ONE), setrange: write(ONE), getset: write(ONE),
-    incr: write(ONE), incrby: write(ONE), incrbyfloat: write(ONE), decr: write(ONE), decrby: write(ONE),
+    get: read(ONE), getrange: read(ONE), substr: read(ONE), strlen: read(ONE), mget: read(ALL), getex: take('all', ONE), getdel: take('all', ONE),
+    set: write(ONE), setnx: write(ONE), setex: write(ONE), psetex: write(ONE), append: write(ONE), setrange: write(ONE), getset: take('all', ONE),
+    incr: take('all', ONE), incrby: take('all', ONE), incrbyfloat: take('all', ONE), decr: take('all', ONE), decrby: take('all', ONE),
     mset: write(k(1, -1, 2), true), msetnx: write(k(1, -1, 2), true), lcs: read(k(1, 2)),
     // keys
     del: write(ALL, true), unlink: write(ALL, true), exists: read(ALL), touch: read(ALL), type: read(ONE), ttl: read(ONE), pttl: read(ONE),
     expiretime: read(ONE), pexpiretime: read(ONE), expire: write(ONE), pexpire: write(ONE), expireat: write(ONE), pexpireat: write(ONE),
-    persist: write(ONE), rename: write(k(1, 2)), renamenx: write(k(1, 2)), copy: write(k(1, 2)), dump: read(ONE), restore: write(ONE),
+    persist: write(ONE), rename: take('first', k(1, 2)), renamenx: take('first', k(1, 2)), copy: take('first', k(1, 2)), dump: read(ONE), restore: write(ONE),
     randomkey: read({ pattern: 'random' }), keys: read({ pattern: 'keys' }), scan: read({ pattern: 'scan' }), dbsize: read(), sort: write({ sort: true }), sort_ro: read({ sort: true }),
     // hashes
     hget: read(ONE), hmget: read(ONE), hgetall: read(ONE), hkeys: read(ONE), hvals: read(ONE), hlen: read(ONE), hexists: read(ONE),
     hstrlen: read(ONE), hscan: read(ONE), hrandfield: read(ONE), httl: read(ONE), hpttl: read(ONE), hexpiretime: read(ONE), hpexpiretime: read(ONE),
-    hset: write(ONE), hsetnx: write(ONE), hmset: write(ONE), hdel: write(ONE), hincrby: write(ONE), hincrbyfloat: write(ONE),
-    hexpire: write(ONE), hpexpire: write(ONE), hexpireat: write(ONE), hpexpireat: write(ONE), hpersist: write(ONE), hgetdel: write(ONE), hgetex: write(ONE), hsetex: write(ONE),
+    hset: write(ONE), hsetnx: write(ONE), hmset: write(ONE), hdel: write(ONE), hincrby: take('all', ONE), hincrbyfloat: take('all', ONE),
+    hexpire: write(ONE), hpexpire: write(ONE), hexpireat: write(ONE), hpexpireat: write(ONE), hpersist: write(ONE), hgetdel: take('all', ONE), hgetex: take('all', ONE), hsetex: write(ONE),
     // lists
     lindex: read(ONE), llen: read(ONE), lrange: read(ONE), lpos: read(ONE), lpush: write(ONE), rpush: write(ONE), lpushx: write(ONE),
-    rpushx: write(ONE), lpop: write(ONE), rpop: write(ONE), lset: write(ONE), lrem: write(ONE), ltrim: write(ONE), linsert: write(ONE),
-    rpoplpush: write(k(1, 2)), lmove: write(k(1, 2)), blpop: write(k(1, -2), true), brpop: write(k(1, -2), true),
-    brpoplpush: write(k(1, 2)), blmove: write(k(1, 2)), lmpop: write({ numkeys: 1 }, true), blmpop: write({ numkeys: 2 }, true),
+    rpushx: write(ONE), lpop: take('all', ONE), rpop: take('all', ONE), lset: write(ONE), lrem: write(ONE), ltrim: write(ONE), linsert: write(ONE),
+    rpoplpush: take('first', k(1, 2)), lmove: take('first', k(1, 2)), blpop: take('all', k(1, -2), true), brpop: take('all', k(1, -2), true),
+    brpoplpush: take('first', k(1, 2)), blmove: take('first', k(1, 2)), lmpop: take('all', { numkeys: 1 }, true), blmpop: take('all', { numkeys: 2 }, true),
     // sets
     smembers: read(ONE), sismember: read(ONE), smismember: read(ONE), scard: read(ONE), srandmember: read(ONE), sscan: read(ONE),
     sdiff: read(ALL), sinter: read(ALL), sunion: read(ALL), sintercard: read({ numkeys: 1 }), sadd: write(ONE), srem: write(ONE),
-    spop: write(ONE), smove: write(k(1, 2)), sdiffstore: write(ALL), sinterstore: write(ALL), sunionstore: write(ALL),
+    spop: take('all', ONE), smove: take('first', k(1, 2)), sdiffstore: take('rest', ALL), sinterstore: take('rest', ALL), sunionstore: take('rest', ALL),
     // sorted sets
     zrange: read(ONE), zrangebyscore: read(ONE), zrevrangebyscore: read(ONE), zrangebylex: read(ONE), zrevrangebylex: read(ONE),
     zrevrange: read(ONE), zrank: read(ONE), zrevrank: read(ONE), zscore: read(ONE), zmscore: read(ONE), zcard: read(ONE), zcount: read(ONE),
     zlexcount: read(ONE), zscan: read(ONE), zrandmember: read(ONE), zdiff: read({ numkeys: 1 }), zinter: read({ numkeys: 1 }),
-    zunion: read({ numkeys: 1 }), zintercard: read({ numkeys: 1 }), zadd: write(ONE), zincrby: write(ONE), zrem: write(ONE),
-    zremrangebyrank: write(ONE), zremrangebyscore: write(ONE), zremrangebylex: write(ONE), zpopmin: write(ONE), zpopmax: write(ONE),
-    bzpopmin: write(k(1, -2), true), bzpopmax: write(k(1, -2), true), zrangestore: write(k(1, 2)),
-    zdiffstore: write({ numkeys: 2, extraFirst: true }, true), zinterstore: write({ numkeys: 2, extraFirst: true }, true),
-    zunionstore: write({ numkeys: 2, extraFirst: true }, true), zmpop: write({ numkeys: 1 }, true), bzmpop: write({ numkeys: 2 }, true),
+    zunion: read({ numkeys: 1 }), zintercard: read({ numkeys: 1 }), zadd: write(ONE), zincrby: take('all', ONE), zrem: write(ONE),
+    zremrangebyrank: write(ONE), zremrangebyscore: write(ONE), zremrangebylex: write(ONE), zpopmin: take('all', ONE), zpopmax: take('all', ONE),
+    bzpopmin: take('all', k(1, -2), true), bzpopmax: take('all', k(1, -2), true), zrangestore: take('second', k(1, 2)),
+    zdiffstore: take('rest', { numkeys: 2, extraFirst: true }, true), zinterstore: take('rest', { numkeys: 2, extraFirst: true }, true),
+    zunionstore: take('rest', { numkeys: 2, extraFirst: true }, true), zmpop: take('all', { numkeys: 1 }, true), bzmpop: take('all', { numkeys: 2 }, true),
     // streams
     xadd: write(ONE), xdel: write(ONE), xtrim: write(ONE), xlen: read(ONE), xrange: read(ONE), xrevrange: read(ONE), xack: write(ONE),
-    xclaim: write(ONE), xautoclaim: write(ONE), xpending: read(ONE), xsetid: write(ONE), xread: read({ streams: true }),
-    xreadgroup: write({ streams: true }), xackdel: write(ONE), xdelex: write(ONE),
+    xclaim: take('all', ONE), xautoclaim: take('all', ONE), xpending: read(ONE), xsetid: write(ONE), xread: read({ streams: true }),
+    xreadgroup: take('all', { streams: true }), xackdel: write(ONE), xdelex: write(ONE),
     // bitmaps, hyperloglog, geo
-    getbit: read(ONE), bitcount: read(ONE), bitpos: read(ONE), bitfield_ro: read(ONE), setbit: write(ONE), bitfield: write(ONE),
-    bitop: write(k(2, -1), true), pfadd: write(ONE), pfcount: read(ALL), pfmerge: write(ALL, true), geoadd: write(ONE), geodist: read(ONE),
+    getbit: read(ONE), bitcount: read(ONE), bitpos: read(ONE), bitfield_ro: read(ONE), setbit: write(ONE), bitfield: take('all', ONE),
+    bitop: take('rest', k(2, -1), true), pfadd: write(ONE), pfcount: read(ALL), pfmerge: take('rest', ALL, true), geoadd: write(ONE), geodist: read(ONE),
     geohash: read(ONE), geopos: read(ONE), geosearch: read(ONE), georadius_ro: read(ONE), georadiusbymember_ro: read(ONE),
-    georadius: write(ONE), georadiusbymember: write(ONE), geosearchstore: write(k(1, 2)),
+    georadius: write(ONE), georadiusbymember: write(ONE), geosearchstore: take('second', k(1, 2)),
     // connection and transactions
     ping: read(), echo: read(), quit: read(), reset: read(), auth: read(), hello: read(), multi: read(), exec: read(), discard: read(),
     watch: read(ALL), unwatch: read(), readonly: read(), readwrite: read(), wait: read(), waitaof: read(), time: read(), lastsave: read(),
@@ -130,6 +138,11 @@ export interface RedisClassification extends AssessedAction {
    * A command without MATCH that may return any key (SCAN, RANDOMKEY) carries `*`.
    */
   readonly keyPatterns: readonly string[];
+  /**
+   * A write's keys whose stored values its reply carries or it copies elsewhere (GETSET, SET … GET,
+   * LPOP, RENAME's source, SORT … STORE's source): the policy's guards on `read` cover them too.
+   */
+  readonly readKeys?: readonly string[];
 }
 
 const text = (arg: Buffer | string | undefined): string => (arg === undefined ? '' : typeof arg === 'string' ? arg : arg.toString('latin1'));
@@ -194,6 +207,25 @@ const keysOf = (spec: KeySpec, args: readonly (Buffer | string)[]): TouchedKeys 
   return { keys, patterns: [] };
 };
 
+/** SET … GET answers with the value it replaces (Redis reads every argument after the value as an option). */
+const setReturnsOldValue = (name: string, args: readonly (Buffer | string)[]): boolean =>
+  name === 'set' && args.some((arg, index) => index > 2 && isOption(arg, 'get'));
+
+const readKeysOf = (which: RedisCommandSpec['readsKeys'], keys: readonly string[]): readonly string[] | undefined => {
+  switch (which) {
+    case undefined:
+      return undefined;
+    case 'all':
+      return keys;
+    case 'first':
+      return keys.slice(0, 1);
+    case 'second':
+      return keys.slice(1, 2);
+    case 'rest':
+      return keys.slice(1);
+  }
+};
+
 /** A command's spec and its name as classified (`CLIENT SETNAME`), or no spec for an unknown one. */
 const specOf = (args: readonly (Buffer | string)[]): { readonly name: string; readonly command: string; readonly spec: RedisCommandSpec | undefined } => {
   const name = text(args[0]).toLowerCase();
@@ -225,7 +257,9 @@ export const redisShape = (args: readonly (Buffer | string)[]): { readonly shape
   if (keySpec === undefined) return { shape: `${command} ${args.length}`, keys: [] };
   if (!('first' in keySpec)) return undefined;
   const touched = keysOf(keySpec, args);
-  return { shape: `${command} ${args.length}`, keys: touched.keys };
+  // SET … GET reads as well as writes (classifyRedis): another shape than a SET that only writes.
+  const reads = setReturnsOldValue(name, args) ? ' GET' : '';
+  return { shape: `${command} ${args.length}${reads}`, keys: touched.keys };
 };
 
 /** Classifies a Redis command by name (and subcommand): action, risk and the keys it touches. */
@@ -249,17 +283,22 @@ export const classifyRedis = (args: readonly (Buffer | string)[]): RedisClassifi
   }
   if (name === 'sort') {
     if (sortOptions(args).store === undefined) return { command, action: 'read', risk: 'low', keys, keyPatterns, reason: `${command} reads` };
-    return { command, action: 'write', risk: 'medium', keys, keyPatterns, reason: `${command} … STORE writes` };
+    return { command, action: 'write', risk: 'medium', keys, keyPatterns, readKeys: keys.slice(0, 1), reason: `${command} … STORE writes what it reads` };
   }
   // GEORADIUS … STORE writes; without it it only reads.
   if (name === 'georadius' || name === 'georadiusbymember') {
     const store = args.findIndex((arg, index) => index > 1 && /^store(dist)?$/i.test(text(arg)));
     if (store < 0) return { command, action: 'read', risk: 'low', keys, keyPatterns, reason: `${command} reads` };
-    return { command, action: 'write', risk: 'medium', keys: [...keys, keyName(args[store + 1])], keyPatterns, reason: `${command} … STORE writes` };
+    return { command, action: 'write', risk: 'medium', keys: [...keys, keyName(args[store + 1])], keyPatterns, readKeys: keys, reason: `${command} … STORE writes what it reads` };
   }
+  if (setReturnsOldValue(name, args)) {
+    return { command, action: 'write', risk: spec.risk, keys, keyPatterns, readKeys: keys, reason: `${command} … GET writes and returns the old value` };
+  }
+  const readKeys = readKeysOf(spec.readsKeys, keys);
+  const reads = readKeys === undefined ? {} : { readKeys };
   if (spec.action === 'write' && spec.multiKeyWrite && keys.length > 1) {
-    return { command, action: 'write', risk: 'high', keys, keyPatterns, reason: `${command} writes ${keys.length} keys` };
+    return { command, action: 'write', risk: 'high', keys, keyPatterns, ...reads, reason: `${command} writes ${keys.length} keys` };
   }
-  const verb = spec.action === 'read' ? 'reads' : spec.action === 'write' ? 'writes' : 'is administrative';
-  return { command, action: spec.action, risk: spec.risk, keys, keyPatterns, reason: `${command} ${verb}` };
+  const verb = spec.action === 'read' ? 'reads' : spec.action === 'write' ? (readKeys === undefined ? 'writes' : 'writes what it reads') : 'is administrative';
+  return { command, action: spec.action, risk: spec.risk, keys, keyPatterns, ...reads, reason: `${command} ${verb}` };
 };

@@ -16,6 +16,7 @@ import {
   pathSchemasOf,
   RELATION_DROPS,
   ROLE_SETTINGS,
+  returnsRows,
   ROLES_VIEW,
   SESSION_STATE_ARGUMENT,
   SKIP_FUNCNAME,
@@ -408,6 +409,7 @@ class StatementWalk {
         if (upsertIsBounded(n)) this.raise('write', 'medium', 'INSERT');
         else this.raise('write', 'high', 'INSERT … ON CONFLICT DO UPDATE of rows a query picks, not constants');
         this.table(n.relation, scope, this.writes);
+        if (returnsRows(n)) this.table(n.relation, scope, this.reads);
         this.rewrittenWrite('INSERT');
         this.fields(n, scope, SKIP_RELATION);
         return;
@@ -418,6 +420,7 @@ class StatementWalk {
         if (boundsTargetRows(n.whereClause, target)) this.raise('write', 'medium', `${verb} with a WHERE that picks rows by constants`);
         else this.raise('write', 'high', `${verb} without a WHERE that picks the target's rows by constants`);
         this.table(n.relation, scope, this.writes);
+        if (returnsRows(n)) this.table(n.relation, scope, this.reads);
         this.rewrittenWrite(verb);
         this.fields(n, scope, SKIP_RELATION);
         return;
@@ -426,6 +429,7 @@ class StatementWalk {
         if (mergeIsBounded(n)) this.raise('write', 'medium', 'MERGE changing only rows picked by constants');
         else this.raise('write', 'high', "MERGE that may change target rows not picked by constants");
         this.table(n.relation, scope, this.writes);
+        if (returnsRows(n)) this.table(n.relation, scope, this.reads);
         this.rewrittenWrite('MERGE');
         this.fields(n, scope, SKIP_RELATION);
         return;

@@ -1,4 +1,4 @@
-import { isObject, str, type Node } from './parse-tree.js';
+import { isObject, list, str, type Node } from './parse-tree.js';
 
 /** Pieces of statements the classifier reads: constants, DefElem options, object kinds, the search path. */
 
@@ -116,3 +116,10 @@ export const pathSchemasOf = (searchPath: readonly string[] | undefined): readon
   }
   return schemas.length > 0 ? schemas : ['public'];
 };
+
+/**
+ * INSERT/UPDATE/DELETE/MERGE … RETURNING: the statement hands back rows of the table it writes,
+ * so it reads that table too (PostgreSQL 18's parse tree wraps the list in a returningClause).
+ */
+export const returnsRows = (statement: Node): boolean =>
+  list(isObject(statement.returningClause) ? statement.returningClause.exprs : statement.returningList).length > 0;
