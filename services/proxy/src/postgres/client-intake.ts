@@ -235,37 +235,21 @@ export class ClientIntake {
   #decidedQuery(query: DecidedQuery, decision: Decision): Promise<void> | undefined {
     if (this.session.closed) return undefined;
     const { commandId, text } = query;
-    // An allowed command is recorded right after its bytes are written to the target, in the
-    // same turn (see #sendQuery): masking its text for the record is then not between the
-    // agent's bytes and the target's. A held command is recorded before its hold, and a command
-    // that waits for its record's acknowledgement before it runs, before that wait.
-    const recordAfterSend = decision.effect === 'allow' && this.session.resource.audit?.wait !== 'ack';
-    if (!recordAfterSend) this.decisions.recordDecided(commandId, text, decision);
+    this.decisions.recordDecided(commandId, text, decision);
     if (decision.effect === 'approve') return this.decisions.approve(commandId, text, [], decision).then((refusal) => this.#sendQuery(query, decision, refusal));
-    return this.#sendQuery(query, decision, decision.effect === 'deny' ? denial(decision, text, this.session.resource.name) : undefined, false, recordAfterSend);
+    return this.#sendQuery(query, decision, decision.effect === 'deny' ? denial(decision, text, this.session.resource.name) : undefined);
   }
 
-  /**
-   * `acked`: the bus has acknowledged its record (or the resource does not wait for that).
-   * `unrecorded`: the decision is not on the record yet; it is recorded before any refusal of
-   * the command, or right after the command is written to the target.
-   */
-  #sendQuery(query: DecidedQuery, decision: Decision, refusal: Refusal | undefined, acked = false, unrecorded = false): Promise<void> | undefined {
+  /** `acked`: the bus has acknowledged its record (or the resource does not wait for that). */
+  #sendQuery(query: DecidedQuery, decision: Decision, refusal: Refusal | undefined, acked = false): Promise<void> | undefined {
+    if (this.session.closed) return undefined;
     const { frame, commandId, text, encodingPlan } = query;
-    if (this.session.closed) {
-      if (unrecorded) this.decisions.recordDecided(commandId, text, decision);
-      return undefined;
-    }
     if (this.session.cancelHeld && (!refusal || decision.effect === 'approve')) refusal = CANCELLED;
     this.session.cancelHeld = false;
     const masking = refusal ? undefined : this.decisions.maskerFor(decision, text);
     if (masking && 'code' in masking) refusal = masking;
     if (!refusal && !acked && this.session.resource.audit?.wait === 'ack') {
       return this.decisions.unacknowledged().then((unacked) => this.#sendQuery(query, decision, unacked, true));
-    }
-    if (unrecorded && (refusal || this.session.discardUntilSync || !masking || 'code' in masking)) {
-      unrecorded = false;
-      this.decisions.recordDecided(commandId, text, decision);
     }
     if (this.session.discardUntilSync) {
       // An earlier message of the pipeline failed on the target meanwhile: it ignores this query.
@@ -290,12 +274,6 @@ export class ClientIntake {
       // decision instead (unknown until then), by when the COPY has ended.
       if (effects.copiesFromClient) this.session.searchPath = undefined;
       else this.session.refreshSearchPath();
-    }
-    if (unrecorded) {
-      // The last message read so far goes out now rather than when the pump ends (the same one
-      // write): a message behind it in the queue is sent with it, as before.
-      if (this.#queueHead >= this.#queue.length) this.session.flushUpstream();
-      this.decisions.recordDecided(commandId, text, decision);
     }
     // The agent's next message is read in the encoding this one leaves in force.
     return encodingPlan ? this.session.settled() : undefined;
