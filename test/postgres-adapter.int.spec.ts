@@ -652,6 +652,28 @@ describe('PostgreSQL adapter: protocol edges', () => {
     session.socket.destroy();
   });
 
+  it('records every command of a pipelined message, each decision before its outcome', async () => {
+    const session = await rawSession();
+    const before = audit.events.length;
+    session.socket.write(Buffer.concat([encodeQuery('select 1 as one'), encodeQuery('delete from customers'), encodeQuery('select 2 as two'), encodeQuery('select 3 as three')]));
+    await waitFor(() => session.messages.filter((m) => m.type === 'ReadyForQuery').length === 4);
+    await waitFor(() => audit.events.slice(before).filter((e) => e.kind === 'command.completed').length === 4);
+    const events = audit.events.slice(before).filter((e) => e.kind.startsWith('command.') || e.kind === 'result.returned');
+    const decided = events.filter((e) => e.kind === 'command.decided');
+    expect(decided.map((e) => [e.data.command, e.data.decision])).toEqual([
+      ['select 1 as one', 'allow'],
+      ['delete from customers', 'deny'],
+      ['select 2 as two', 'allow'],
+      ['select 3 as three', 'allow'],
+    ]);
+    for (const [index, decision] of decided.entries()) {
+      const own = events.filter((e) => e.data.commandId === decision.data.commandId).map((e) => e.kind);
+      expect(own).toEqual(index === 1 ? ['command.decided', 'command.completed'] : ['command.decided', 'result.returned', 'command.completed']);
+    }
+    expect(events.find((e) => e.kind === 'command.completed' && e.data.commandId === decided[1]!.data.commandId)!.data).toMatchObject({ outcome: 'REFUSED', ok: false });
+    session.socket.destroy();
+  });
+
   it('answers a pipelined batch complete and in order, every row masked, when the target answers many queries in one read', async () => {
     const session = await rawSession();
     // 60 queries in one write: the target answers several of them in each read, rows of many at once.
