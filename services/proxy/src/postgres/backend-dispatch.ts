@@ -33,9 +33,6 @@ export class BackendDispatch {
   /** A result was withheld: the target's messages up to its ReadyForQuery are dropped. */
   #dropUntilReady = false;
 
-  /** The frame being handled ends its chunk: nothing after it is waited for before the write. */
-  #lastOfChunk = false;
-
   constructor(
     private readonly session: SessionCore,
   ) {}
@@ -61,7 +58,6 @@ export class BackendDispatch {
     for (let i = 0; i < frames.length && !this.session.closed; i++) {
       const frame = frames[i]!;
       if (frame.code === BackendCode.RowDescription && this.#holdForCatalog(frames, i, out)) return;
-      this.#lastOfChunk = i === frames.length - 1;
       try {
         this.#handleBackend(frame, out);
       } catch (error) {
@@ -78,11 +74,6 @@ export class BackendDispatch {
     }
     if (this.session.closed) return;
     this.session.wakeIfSettled();
-    this.#flushToClient(out);
-  }
-
-  /** One write of what the chunk's frames gave the agent; a slow reader pauses the target. */
-  #flushToClient(out: Outbox): void {
     if (!out.flush(this.session.client) && !this.session.clientBlocked) {
       // The agent reads slower than the target answers: stop reading the target until it drains.
       const upstream = this.session.upstream!;
@@ -339,11 +330,6 @@ export class BackendDispatch {
         if (this.session.transactionStatus === TransactionStatus.Idle) this.session.transactionEnded();
         out.push(frame.raw);
         if (head?.kind === 'query') {
-          // The agent waits for this ReadyForQuery, and nothing else of the chunk follows it: it
-          // is written now, and the command's record (its result event, its outcome) is made
-          // after, in the same turn, before any later byte of either socket is read. The write is
-          // the one the chunk would have ended with, not one more.
-          if (this.#lastOfChunk) this.#flushToClient(out);
           this.session.results.finish(head);
           this.session.audit.completed(head.command, head.command.error === undefined);
           this.#shift();
