@@ -78,6 +78,32 @@ describe('a Redis deny on reading keys, for an agent allowed to write them', () 
   });
 });
 
+describe('a Redis deny on reading keys: writes that answer with a stored bit or score', () => {
+  it('refuses SETBIT and ZADD … INCR on a guarded key, after a ZADD of the same length that only writes', async () => {
+    await door!.direct.set(key('secret:bits'), 'A');
+    await door!.direct.zAdd(key('secret:scores'), [{ score: 250000, value: 'alice' }]);
+    const client = await door!.agent(await door!.idp.mint({ sub: 'writer-bot', groups: ['agents'] }));
+    const send = async (...args: string[]): Promise<unknown> => {
+      client.write(encodeCommand(args));
+      return showResp(await client.read());
+    };
+    // Same command and length first, allowed: the policy client keeps that decision by shape.
+    expect(await send('ZADD', key('secret:scores'), 'CH', '1', 'bob')).toBe(1);
+    expect(await send('SETBIT', key('public:bits'), '1', '1')).toBe(0);
+    for (const args of [
+      // SETBIT answers with the bit it replaced: set each bit, read the old one, set it back.
+      ['SETBIT', key('secret:bits'), '1', '0'],
+      // ZADD … INCR 0 answers with the member's score, as ZSCORE would.
+      ['ZADD', key('secret:scores'), 'INCR', '0', 'alice'],
+      ['zadd', key('secret:scores'), 'xx', 'incr', '0', 'alice'],
+    ]) {
+      expect(await send(...args), args.join(' ')).toEqual(expect.stringMatching(/^NOPERM denied by rule 'secrets-unread'/));
+    }
+    expect(await door!.direct.get(key('secret:bits'))).toBe('A');
+    expect(await door!.direct.zScore(key('secret:scores'), 'alice')).toBe(250000);
+  });
+});
+
 const database = `sluice_readguard_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'readguard-db';
 const frontDoor = usePostgresFrontDoor(
@@ -86,12 +112,22 @@ const frontDoor = usePostgresFrontDoor(
       resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
       rules: [
         { name: 'salaries-unread', effect: 'deny', resources: [RESOURCE], actions: ['read'], tables: ['public.salaries'] },
+        { name: 'ledger-untouchable', effect: 'deny', resources: [RESOURCE], tables: ['books.ledger'] },
         { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl'] },
       ],
     }),
     database,
     hashKey: 'read-guards-int',
-    setupSql: ['create table salaries (id int primary key, amount int)', 'insert into salaries values (1, 250000)', 'create table sink (amount int)'].join(';\n'),
+    setupSql: [
+      'create table salaries (id int primary key, amount int)',
+      'insert into salaries values (1, 250000)',
+      'create table sink (amount int)',
+      'create table accounts (id int primary key)',
+      'insert into accounts values (1)',
+      'create schema books',
+      'create table books.ledger (account int references public.accounts, amount int)',
+      'insert into books.ledger values (1, 100)',
+    ].join(';\n'),
   },
   60_000,
 );
@@ -113,5 +149,17 @@ describe('a PostgreSQL deny on reading a table, for an agent allowed to write it
     await writer.query('insert into salaries values (2, 1)');
     expect((await frontDoor.direct.query('select count(*)::int as n from sink')).rows[0].n).toBe(0);
     expect((await frontDoor.direct.query('select amount from salaries where id = 1')).rows[0].amount).toBe(260000);
+  });
+});
+
+describe('a PostgreSQL deny on a table, for an agent allowed to change the schema', () => {
+  it('refuses the CASCADE that would reach the table without naming it: TRUNCATE, DROP TABLE, DROP SCHEMA', async () => {
+    const writer = await frontDoor.connect(['writers']);
+    for (const text of ['truncate accounts cascade', 'drop table accounts cascade', 'drop schema books cascade', 'alter table accounts drop column id cascade']) {
+      expect(await sqlState(writer.query(text)), text).toBe('42501');
+    }
+    expect((await frontDoor.direct.query('select count(*)::int as n from books.ledger')).rows[0].n).toBe(1);
+    // Without CASCADE PostgreSQL refuses to reach the table itself.
+    expect(await sqlState(writer.query('truncate accounts'))).toBe('0A000');
   });
 });

@@ -6,7 +6,7 @@ import { createClient, type RedisClientType } from 'redis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { decodeReply, encodeCommand, RespFramer, type RespValue } from '@sluice/codec-resp';
 import type { RedisResourceConfig } from '@sluice/config';
-import { DependencyUnavailableError, SluiceErrorCode, type SluiceEventKind } from '@sluice/contracts';
+import { DependencyUnavailableError, SluiceErrorCode, type Decision, type SluiceEventKind } from '@sluice/contracts';
 import { createTokenVerifier } from '@sluice/identity';
 import type { ApprovalOutcome, ApprovalRequest, GovernancePorts } from '../services/proxy/src/ports.js';
 import { createRedisAdapter } from '../services/proxy/src/redis/adapter.js';
@@ -38,13 +38,25 @@ interface Recorded {
 const createPorts = (idp: TestIssuer) => {
   const events: Recorded[] = [];
   const verifier = createTokenVerifier([{ issuer: idp.issuer, audience: idp.audience, groupsClaim: 'groups', clockTolerance: 5_000 }]);
-  const state = { auditHealthy: true, policyDown: false, maskingDown: false, decideCalls: [] as string[] };
+  const state = { auditHealthy: true, policyDown: false, maskingDown: false, cache: false, decideCalls: [] as string[] };
   const approvalRequests: (ApprovalRequest & { id: string })[] = [];
   const outcomes = new Map<string, ReturnType<typeof deferred<ApprovalOutcome>>>();
   const consumed = new Set<string>();
   const outcome = (id: string) => {
     if (!outcomes.has(id)) outcomes.set(id, deferred<ApprovalOutcome>());
     return outcomes.get(id)!;
+  };
+  /** The stub policy's answer; `decide` gives it later, the cache (when `state.cache`) at once. */
+  const decideNow = (subject: { groups: readonly string[] }, command: { kind: string; args: readonly (string | Buffer)[] }): Decision => {
+    if (command.kind !== 'redis') throw new Error('unexpected command kind');
+    const name = command.args[0]!.toString().toUpperCase();
+    const target = command.args[1]?.toString() ?? '';
+    if (ADMIN.has(name)) return decision('deny', 'never-admin', { action: 'admin', risk: 'critical' });
+    if (name === 'ACL' && target.toUpperCase() === 'WHOAMI') return decision('allow', 'support-read');
+    if (name === 'SET' && target.includes(':held')) return decision('approve', 'needs-human', { action: 'write', risk: 'high' });
+    if (READS.has(name)) return decision('allow', 'support-read');
+    if (WRITES.has(name) && subject.groups.includes('writers')) return decision('allow', 'ops-change', { action: 'write' });
+    return decision('deny', 'support-read-only', { action: 'write', risk: 'medium' });
   };
   const ports: GovernancePorts = {
     identity: { verify: (token) => verifier.verify(token) },
@@ -58,13 +70,11 @@ const createPorts = (idp: TestIssuer) => {
         if (state.policyDown) throw new DependencyUnavailableError(SluiceErrorCode.PolicyUnavailable, 'policy service down');
         // Some decisions resolve later than the ones after them: replies must still keep their order.
         if (target.includes(':slow')) await new Promise((resolve) => setTimeout(resolve, 20));
-        if (ADMIN.has(name)) return decision('deny', 'never-admin', { action: 'admin', risk: 'critical' });
-        if (name === 'ACL' && target.toUpperCase() === 'WHOAMI') return decision('allow', 'support-read');
-        if (name === 'SET' && target.includes(':held')) return decision('approve', 'needs-human', { action: 'write', risk: 'high' });
-        if (READS.has(name)) return decision('allow', 'support-read');
-        if (WRITES.has(name) && subject.groups.includes('writers')) return decision('allow', 'ops-change', { action: 'write' });
-        return decision('deny', 'support-read-only', { action: 'write', risk: 'medium' });
+        return decideNow(subject, command);
       },
+      // A `:slow` command is never in the cache: a burst mixes commands decided at once with asked ones.
+      cachedDecision: (subject, _resource, command) =>
+        state.cache && !state.policyDown && command.kind === 'redis' && !(command.args[1]?.toString() ?? '').includes(':slow') ? decideNow(subject, command) : undefined,
     },
     masking: {
       masker: (profile) => {
@@ -307,6 +317,53 @@ describe('Redis adapter', () => {
     const agentClient = await agent();
     const many = await Promise.all(Array.from({ length: 200 }, (_, i) => agentClient.echo(i % 2 ? `${i}:slow` : `${i}`)));
     expect(many).toEqual(Array.from({ length: 200 }, (_, i) => (i % 2 ? `${i}:slow` : `${i}`)));
+  });
+
+  it('answers a burst decided from the cache (allowed, denied, held, masked, one asked) split mid-frame across reads, in order, each command recorded', async () => {
+    harness.state.cache = true;
+    const client = await raw();
+    client.send(['AUTH', token]);
+    await client.read(1);
+    const before: string[][] = [
+      ['GET', key('note')],
+      ['SET', key('burst'), 'x'],
+      ['ECHO', 'mail ann@example.com'],
+      ['CONFIG', 'GET', 'maxmemory'],
+      ['ECHO', 'burst:slow'],
+      ['GET', key('profile')],
+    ];
+    const after: string[][] = [['ECHO', 'after the hold'], ['GET', key('note')]];
+    const bytes = Buffer.concat([...before, ['SET', key('burst:held'), 'held value'], ...after].map((command) => encodeCommand(command)));
+    // Seven bytes at a time, each its own read: every frame but the shortest arrives in pieces.
+    client.socket.setNoDelay(true);
+    for (let offset = 0; offset < bytes.length; offset += 7) {
+      client.socket.write(bytes.subarray(offset, offset + 7));
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    const first = (await client.read(before.length)).map(text);
+    expect(first[0]).toBe('call ***@example.com, card ****1111');
+    expect(first[1]).toMatch(/^NOPERM denied by rule 'support-read-only'/);
+    expect(first[2]).toBe('mail ***@example.com');
+    expect(first[3]).toMatch(/^NOPERM denied by rule 'never-admin'/);
+    expect(first[4]).toBe('burst:slow');
+    expect(JSON.parse(first[5]!)).toMatchObject({ email: '***@example.com', ssn: 'REDACTED' });
+    // Nothing after the held SET is answered before the approver decides.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await expect(client.read(1)).rejects.toThrow(/timed out/);
+    expect(harness.approvalRequests).toHaveLength(1);
+    harness.decide(harness.approvalRequests[0]!.id, { outcome: 'denied', approvers: ['dba-1'], reason: 'no' });
+    const rest = (await client.read(1 + after.length)).map(text);
+    expect(rest[0]).toMatch(/^NOPERM approval ap-1 denied/);
+    expect(rest.slice(1)).toEqual(['after the hold', 'call ***@example.com, card ****1111']);
+    expect(await direct.exists([key('burst'), key('burst:held')])).toBe(0);
+    // Only the uncached command was asked; every command has exactly one decision record, in order.
+    expect(harness.state.decideCalls).toEqual(['ECHO burst:slow']);
+    const decided = harness.events.filter((event) => event.kind === 'command.decided');
+    expect(decided.map((event) => String(event.data.command).split(' ')[0])).toEqual(['GET', 'SET', 'ECHO', 'CONFIG', 'ECHO', 'GET', 'SET', 'ECHO', 'GET']);
+    expect(new Set(decided.map((event) => event.data.commandId)).size).toBe(decided.length);
+    const completed = harness.events.filter((event) => event.kind === 'command.completed').map((event) => event.data.commandId);
+    expect(completed.sort()).toEqual(decided.map((event) => event.data.commandId).sort());
+    expect(JSON.stringify(harness.events)).not.toContain('ann@example.com');
   });
 
   it('closes only the connection that sent a malformed frame', async () => {

@@ -384,6 +384,23 @@ describe('subjects scoped to an issuer', () => {
   });
 });
 
+describe('CASCADE, which reaches tables the text does not name', () => {
+  const policy = given([
+    { name: 'changers', effect: 'allow', resources: ['ledger'], actions: ['read', 'write', 'ddl'] },
+    { name: 'ledger-untouchable', effect: 'deny', resources: ['ledger'], tables: ['books.ledger'] },
+  ]);
+  it('meets a deny on any table: TRUNCATE, DROP of a table, type or schema, ALTER TABLE … DROP', () => {
+    for (const text of ['TRUNCATE public.accounts CASCADE', 'DROP TABLE public.accounts CASCADE', 'DROP TYPE public.mood CASCADE', 'DROP SCHEMA books CASCADE', 'ALTER TABLE public.accounts DROP COLUMN id CASCADE']) {
+      expect(policy.decide(analyst, 'ledger', sql(text)), text).toMatchObject({ effect: 'deny', rule: 'ledger-untouchable' });
+    }
+  });
+  it('leaves the same statements without CASCADE to the tables they name', () => {
+    for (const text of ['TRUNCATE public.accounts', 'DROP TABLE public.accounts', 'DROP SCHEMA books', 'ALTER TABLE public.accounts DROP COLUMN id']) {
+      expect(policy.decide(analyst, 'ledger', sql(text)), text).toMatchObject({ effect: 'allow', rule: 'changers' });
+    }
+  });
+});
+
 describe('guards on read over writes that take stored values out', () => {
   // A deny (or approve) rule limited to `read` would otherwise let a write carry the values out: in
   // its reply (GETSET, LPOP, INCRBY k 0, UPDATE … RETURNING) or into a key or table the agent reads.
@@ -490,6 +507,10 @@ describe('Redis decisions by shape (what the proxy may reuse for another key)', 
       fc.tuple(keyArb, keyArb).map(([k1, k2]) => ['RENAME', k1, k2]),
       fc.tuple(keyArb, keyArb).map(([k1, k2]) => ['SUNIONSTORE', k1, k2]),
       fc.tuple(keyArb).map(([k]) => ['LPOP', k]),
+      fc.tuple(keyArb).map(([k]) => ['SETBIT', k, '7', '1']),
+      // ZADD … INCR answers with the score: one length, with and without it, and a member named incr.
+      fc.tuple(keyArb, fc.constantFrom('INCR', 'incr', 'CH', 'XX', 'NX')).map(([k, option]) => ['ZADD', k, option, '0', 'm']),
+      fc.tuple(keyArb, fc.constantFrom('incr', 'm', 'n')).map(([k, member]) => ['ZADD', k, '0', member]),
     );
     fc.assert(
       fc.property(fc.array(ruleArb, { minLength: 1, maxLength: 4 }), commandArb, commandArb, (rules, first, second) => {

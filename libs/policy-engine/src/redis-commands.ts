@@ -78,7 +78,8 @@ const COMMANDS: ReadonlyMap<string, RedisCommandSpec> = new Map(
     xclaim: take('all', ONE), xautoclaim: take('all', ONE), xpending: read(ONE), xsetid: write(ONE), xread: read({ streams: true }),
     xreadgroup: take('all', { streams: true }), xackdel: write(ONE), xdelex: write(ONE),
     // bitmaps, hyperloglog, geo
-    getbit: read(ONE), bitcount: read(ONE), bitpos: read(ONE), bitfield_ro: read(ONE), setbit: write(ONE), bitfield: take('all', ONE),
+    // SETBIT answers with the bit it replaced: setting each bit and setting it back reads the value.
+    getbit: read(ONE), bitcount: read(ONE), bitpos: read(ONE), bitfield_ro: read(ONE), setbit: take('all', ONE), bitfield: take('all', ONE),
     bitop: take('rest', k(2, -1), true), pfadd: write(ONE), pfcount: read(ALL), pfmerge: take('rest', ALL, true), geoadd: write(ONE), geodist: read(ONE),
     geohash: read(ONE), geopos: read(ONE), geosearch: read(ONE), georadius_ro: read(ONE), georadiusbymember_ro: read(ONE),
     georadius: write(ONE), georadiusbymember: write(ONE), geosearchstore: take('second', k(1, 2)),
@@ -153,21 +154,28 @@ interface TouchedKeys {
   readonly patterns: string[];
 }
 
+/** XREAD/XREADGROUP options followed by one value: COUNT, BLOCK, CLAIM (Redis 8.4), MAXCOUNT and MAXSIZE (8.10). */
+const STREAM_READ_OPTIONS_WITH_VALUE: ReadonlySet<string> = new Set(['count', 'block', 'claim', 'maxcount', 'maxsize']);
+
 /**
  * The keys of XREAD/XREADGROUP, read the way xreadCommand walks its options, so a group or
- * consumer named `streams` cannot move where the keys are taken from.
+ * consumer named `streams` cannot move where the keys are taken from. An option this walk does
+ * not know (one a newer Redis added) leaves the keys unknown: the command may read any key (`*`),
+ * never none, which every rule on keys would pass over.
  */
-const streamKeys = (args: readonly (Buffer | string)[]): string[] => {
+const streamKeys = (args: readonly (Buffer | string)[]): TouchedKeys => {
+  const unknown: TouchedKeys = { keys: [], patterns: ['*'] };
   for (let index = 1; index < args.length; index++) {
     const more = args.length - index - 1;
-    if ((isOption(args[index], 'block') || isOption(args[index], 'count')) && more >= 1) index++;
-    else if (isOption(args[index], 'group') && more >= 2) index += 2;
-    else if (isOption(args[index], 'streams') && more >= 1) {
+    const option = text(args[index]).toLowerCase();
+    if (STREAM_READ_OPTIONS_WITH_VALUE.has(option) && more >= 1) index++;
+    else if (option === 'group' && more >= 2) index += 2;
+    else if (option === 'streams' && more >= 1) {
       const rest = args.slice(index + 1);
-      return rest.slice(0, Math.floor(rest.length / 2)).map(keyName);
-    } else if (!isOption(args[index], 'noack')) return [];
+      return { keys: rest.slice(0, Math.floor(rest.length / 2)).map(keyName), patterns: [] };
+    } else if (option !== 'noack') return unknown;
   }
-  return [];
+  return unknown;
 };
 
 const keysOf = (spec: KeySpec, args: readonly (Buffer | string)[]): TouchedKeys => {
@@ -193,7 +201,7 @@ const keysOf = (spec: KeySpec, args: readonly (Buffer | string)[]): TouchedKeys 
     });
     return { keys, patterns };
   }
-  if ('streams' in spec) return { keys: streamKeys(args), patterns: [] };
+  if ('streams' in spec) return streamKeys(args);
   if ('numkeys' in spec) {
     const numkeys = Number.parseInt(text(args[spec.numkeys]), 10);
     const keys = spec.extraFirst ? [keyName(args[1])] : [];
@@ -207,9 +215,17 @@ const keysOf = (spec: KeySpec, args: readonly (Buffer | string)[]): TouchedKeys 
   return { keys, patterns: [] };
 };
 
-/** SET … GET answers with the value it replaces (Redis reads every argument after the value as an option). */
-const setReturnsOldValue = (name: string, args: readonly (Buffer | string)[]): boolean =>
-  name === 'set' && args.some((arg, index) => index > 2 && isOption(arg, 'get'));
+/**
+ * The option that makes a write answer with a stored value: SET … GET returns the value it
+ * replaces, ZADD … INCR the member's score (ZADD k INCR 0 m is ZSCORE). Any argument spelled so
+ * counts, even where Redis would read it as a value or a member name (fail closed: it only adds a
+ * guard). Undefined when the write answers with no stored value.
+ */
+const readingOption = (name: string, args: readonly (Buffer | string)[]): 'GET' | 'INCR' | undefined => {
+  if (name === 'set') return args.some((arg, index) => index > 2 && isOption(arg, 'get')) ? 'GET' : undefined;
+  if (name === 'zadd') return args.some((arg, index) => index > 1 && isOption(arg, 'incr')) ? 'INCR' : undefined;
+  return undefined;
+};
 
 const readKeysOf = (which: RedisCommandSpec['readsKeys'], keys: readonly string[]): readonly string[] | undefined => {
   switch (which) {
@@ -257,8 +273,9 @@ export const redisShape = (args: readonly (Buffer | string)[]): { readonly shape
   if (keySpec === undefined) return { shape: `${command} ${args.length}`, keys: [] };
   if (!('first' in keySpec)) return undefined;
   const touched = keysOf(keySpec, args);
-  // SET … GET reads as well as writes (classifyRedis): another shape than a SET that only writes.
-  const reads = setReturnsOldValue(name, args) ? ' GET' : '';
+  // SET … GET and ZADD … INCR read as well as write (classifyRedis): another shape than a write that only writes.
+  const option = readingOption(name, args);
+  const reads = option === undefined ? '' : ` ${option}`;
   return { shape: `${command} ${args.length}${reads}`, keys: touched.keys };
 };
 
@@ -291,8 +308,9 @@ export const classifyRedis = (args: readonly (Buffer | string)[]): RedisClassifi
     if (store < 0) return { command, action: 'read', risk: 'low', keys, keyPatterns, reason: `${command} reads` };
     return { command, action: 'write', risk: 'medium', keys: [...keys, keyName(args[store + 1])], keyPatterns, readKeys: keys, reason: `${command} … STORE writes what it reads` };
   }
-  if (setReturnsOldValue(name, args)) {
-    return { command, action: 'write', risk: spec.risk, keys, keyPatterns, readKeys: keys, reason: `${command} … GET writes and returns the old value` };
+  const option = readingOption(name, args);
+  if (option !== undefined) {
+    return { command, action: 'write', risk: spec.risk, keys, keyPatterns, readKeys: keys, reason: `${command} … ${option} writes and returns the stored value` };
   }
   const readKeys = readKeysOf(spec.readsKeys, keys);
   const reads = readKeys === undefined ? {} : { readKeys };

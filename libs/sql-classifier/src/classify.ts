@@ -18,6 +18,8 @@ import {
   ROLE_SETTINGS,
   returnsRows,
   ROLES_VIEW,
+  ROW_CODE_ENABLES,
+  ROW_MOVING_RENAMES,
   SESSION_STATE_ARGUMENT,
   SKIP_FUNCNAME,
   SKIP_RELATION,
@@ -472,6 +474,7 @@ class StatementWalk {
       case 'TruncateStmt':
         this.raise('ddl', 'high', 'TRUNCATE empties tables');
         this.relations(n.relations, scope, this.writes);
+        this.cascades(n);
         return;
       case 'DropStmt':
         this.drop(n);
@@ -482,6 +485,9 @@ class StatementWalk {
       case 'RuleStmt':
         this.raise('ddl', 'medium', STATEMENT_KINDS[tag]?.why ?? tag);
         this.table(n.relation, scope, this.writes);
+        // A rule's actions and a trigger's WHEN and function see the table's rows (OLD, NEW) on
+        // every later write and may copy them out (ON UPDATE … DO ALSO INSERT INTO t VALUES (old.x)).
+        if (tag === 'RuleStmt' || tag === 'CreateTrigStmt') this.table(n.relation, scope, this.reads);
         if (tag === 'CreateTrigStmt') this.definesCode(tag, n);
         this.fields(n, scope, SKIP_RELATION);
         return;
@@ -501,6 +507,13 @@ class StatementWalk {
       }
       case 'AlterTableStmt':
         this.alterTable(n, scope);
+        return;
+      case 'CreateForeignTableStmt':
+        this.raise('ddl', 'medium', STATEMENT_KINDS[tag]?.why ?? tag);
+        this.fields(n, scope);
+        // Its rows come from whatever table its server and options name (postgres_fdw's
+        // table_name on a loopback server may be a guarded one): reading it may read any table.
+        this.reads.add(ANY_TABLE);
         return;
       case 'CreateTableAsStmt':
         this.raise('ddl', 'medium', n.objtype === 'OBJECT_MATVIEW' ? 'CREATE MATERIALIZED VIEW' : 'CREATE TABLE … AS');
@@ -524,6 +537,9 @@ class StatementWalk {
         if (ADMIN_RENAMES.has(str(n.renameType) ?? '')) this.raise('admin', 'critical', 'renames a role, database or server-level object');
         else this.raise('ddl', 'medium', 'ALTER … RENAME');
         this.table(n.relation, scope, this.writes);
+        if (ROW_MOVING_RENAMES.has(str(n.renameType) ?? '')) this.table(n.relation, scope, this.reads);
+        // Renaming a schema moves every table in it under new names: which ones, the text does not say.
+        if (str(n.renameType) === 'OBJECT_SCHEMA') this.reads.add(ANY_TABLE);
         return;
       default: {
         const kind = STATEMENT_KINDS[tag];
@@ -636,10 +652,21 @@ class StatementWalk {
     }
   }
 
+  /**
+   * CASCADE reaches objects the text does not name: TRUNCATE … CASCADE empties every table whose
+   * foreign keys point at the named ones, DROP … CASCADE drops the views, columns (of a dropped
+   * type) and constraints that depend on the objects, DROP SCHEMA … CASCADE every table in it.
+   * Which tables, only the catalog knows: it may write any table, so a deny on one guards it.
+   */
+  private cascades(n: Node): void {
+    if (str(n.behavior) === 'DROP_CASCADE') this.writes.add(ANY_TABLE);
+  }
+
   private drop(n: Node): void {
     const removeType = str(n.removeType) ?? '';
     if (ADMIN_DROPS.has(removeType)) this.raise('admin', 'critical', `DROP of a server-level object (${removeType})`);
     else this.raise('ddl', 'high', 'DROP removes objects and their data');
+    this.cascades(n);
     if (!RELATION_DROPS.has(removeType) || !Array.isArray(n.objects)) return;
     for (const object of n.objects) {
       const parts = names((object as { List?: { items?: unknown } }).List?.items);
@@ -669,8 +696,15 @@ class StatementWalk {
       const subtype = str(command.AlterTableCmd?.subtype);
       if (subtype === 'AT_ChangeOwner') this.raise('admin', 'critical', 'ALTER … OWNER TO hands the object to another role');
       else if (subtype === 'AT_DropColumn' || subtype === 'AT_DropConstraint') this.raise('ddl', 'high', 'ALTER TABLE … DROP');
+      if (command.AlterTableCmd) this.cascades(command.AlterTableCmd);
     }
     this.table(n.relation, scope, this.writes);
+    const subtypes = commands.map((command) => str(command.AlterTableCmd?.subtype) ?? '');
+    // INHERIT makes the table a child: a read of the parent then returns its rows. Enabling a rule
+    // or trigger runs code that sees its rows (OLD, NEW), as creating one does.
+    if (subtypes.some((subtype) => subtype === 'AT_AddInherit' || ROW_CODE_ENABLES.has(subtype))) this.table(n.relation, scope, this.reads);
+    // A foreign table's options say which remote table (and columns) its rows come from.
+    if (subtypes.some((subtype) => subtype === 'AT_GenericOptions' || subtype === 'AT_AlterColumnGenericOptions')) this.reads.add(ANY_TABLE);
     this.fields(n, scope, SKIP_RELATION);
   }
 }

@@ -89,6 +89,18 @@ export const ADMIN_DROPS: ReadonlySet<string> = new Set([
 export const RELATION_DROPS: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE', 'OBJECT_SEQUENCE', 'OBJECT_INDEX']);
 /** Objects that live on a table, named `[schema.]table.name` in COMMENT/SECURITY LABEL/ALTER EXTENSION: the table is all but the last part. */
 export const OBJECTS_ON_A_TABLE: ReadonlySet<string> = new Set(['OBJECT_COLUMN', 'OBJECT_TABCONSTRAINT', 'OBJECT_TRIGGER', 'OBJECT_POLICY', 'OBJECT_RULE']);
+/**
+ * Renames that move a relation's rows under another name: a guard on reading the old name must
+ * hold them (the agent could read them under the new one). ALTER INDEX … RENAME renames a table
+ * too (PostgreSQL lets it, for compatibility). A column, constraint or trigger rename moves none.
+ */
+export const ROW_MOVING_RENAMES: ReadonlySet<string> = new Set(['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE', 'OBJECT_SEQUENCE', 'OBJECT_INDEX']);
+
+/** ALTER TABLE … ENABLE [ALWAYS | REPLICA] RULE/TRIGGER: code that sees the table's rows starts to run on its writes. */
+export const ROW_CODE_ENABLES: ReadonlySet<string> = new Set([
+  'AT_EnableRule', 'AT_EnableAlwaysRule', 'AT_EnableReplicaRule', 'AT_EnableTrig', 'AT_EnableAlwaysTrig', 'AT_EnableReplicaTrig', 'AT_EnableTrigAll', 'AT_EnableTrigUser',
+]);
+
 export const ADMIN_RENAMES: ReadonlySet<string> = new Set(['OBJECT_ROLE', 'OBJECT_DATABASE', 'OBJECT_TABLESPACE', 'OBJECT_FDW', 'OBJECT_FOREIGN_SERVER', 'OBJECT_EVENT_TRIGGER', 'OBJECT_PUBLICATION', 'OBJECT_SUBSCRIPTION', 'OBJECT_LANGUAGE']);
 
 const pathKeys = new WeakMap<readonly string[], string>();

@@ -86,7 +86,7 @@ class RedisConnection {
     }
     for (const frame of frames) this.#inbox.push(frame);
     if (this.#state.pending.length > MAX_QUEUED) this.#state.socket.pause();
-    void this.#intake();
+    this.#intake();
   }
 
   /** A malformed frame closes this connection only; it is audited first. */
@@ -105,12 +105,17 @@ class RedisConnection {
     this.#close('protocol error: malformed frame');
   }
 
-  /** Takes frames in order; only authentication makes it wait (later commands need the new subject). */
-  async #intake(): Promise<void> {
+  /**
+   * Takes frames in order, synchronously: a read batch of commands decided from the cache is
+   * dispatched in this callback, so it goes upstream in one write. Only authentication makes it
+   * wait (later commands need the new subject); it resumes when the login settles.
+   */
+  #intake(): void {
     if (this.#intakeBusy) return;
     this.#intakeBusy = true;
+    let login: Promise<void> | undefined;
     try {
-      while (this.#inbox.length > 0 && !this.#state.closed) {
+      while (!login && this.#inbox.length > 0 && !this.#state.closed) {
         const frame = this.#inbox.shift()!;
         let args: Buffer[];
         try {
@@ -121,38 +126,40 @@ class RedisConnection {
         }
         if (args.length === 0) continue;
         const name = args[0]!.toString('latin1').toUpperCase();
-        if (!this.#state.session) await this.#beforeLogin(name, args);
         // An inline command goes upstream re-encoded from the arguments it was decided on,
         // never as the raw line, so the target cannot read it any other way.
-        else {
-          // Only re-authentication makes the loop wait: any other command is taken at once.
-          const pending = this.#afterLogin(name, args, frame[0] === RESP_ARRAY ? frame : encodeCommand(args));
-          if (pending) await pending;
-        }
+        login = this.#state.session ? this.#afterLogin(name, args, frame[0] === RESP_ARRAY ? frame : encodeCommand(args)) : this.#beforeLogin(name, args);
       }
     } finally {
-      this.#intakeBusy = false;
+      // Frames that come meanwhile wait in the inbox: the intake stays busy until the login settles.
+      if (login) {
+        void login.finally(() => {
+          this.#intakeBusy = false;
+          this.#intake();
+        });
+      } else this.#intakeBusy = false;
     }
   }
 
-  async #beforeLogin(name: string, args: Buffer[]): Promise<void> {
-    if (!PRE_AUTH_COMMANDS.has(name)) return this.#state.writeClient(encodeError(NOAUTH));
+  /** Before login only AUTH and HELLO … AUTH make the intake wait (a promise); the rest is answered at once. */
+  #beforeLogin(name: string, args: Buffer[]): Promise<void> | undefined {
+    if (!PRE_AUTH_COMMANDS.has(name)) return void this.#state.writeClient(encodeError(NOAUTH));
     switch (name) {
       case 'PING':
-        return this.#state.writeClient(args.length > 1 ? encodeValue({ type: 'bulk', value: args[1]! }) : encodeSimple('PONG'));
+        return void this.#state.writeClient(args.length > 1 ? encodeValue({ type: 'bulk', value: args[1]! }) : encodeSimple('PONG'));
       case 'QUIT':
         this.#state.writeClient(encodeSimple('OK'));
         this.#state.flush();
-        return this.#close('client quit');
+        return void this.#close('client quit');
       case 'AUTH': {
         const token = authToken(args);
-        if (token === undefined) return this.#state.writeClient(encodeError("ERR wrong number of arguments for 'auth' command"));
+        if (token === undefined) return void this.#state.writeClient(encodeError("ERR wrong number of arguments for 'auth' command"));
         return this.#login.login(token, undefined);
       }
       default: {
         const hello = parseHello(args);
-        if ('error' in hello) return this.#state.writeClient(encodeError(hello.error));
-        if (!hello.auth) return this.#state.writeClient(encodeError(HELLO_NOAUTH));
+        if ('error' in hello) return void this.#state.writeClient(encodeError(hello.error));
+        if (!hello.auth) return void this.#state.writeClient(encodeError(HELLO_NOAUTH));
         return this.#login.login(hello.auth.password, hello);
       }
     }

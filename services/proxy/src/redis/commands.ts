@@ -30,18 +30,37 @@ export const describeCommand = (args: readonly Buffer[]): { readonly text: strin
   let truncated = false;
   let bytes = Math.max(0, args.length - 1);
   for (const arg of args) bytes += arg.length;
-  for (const [index, arg] of args.entries()) {
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index]!;
     let part = arg.length > MAX_ARG_CHARS * 4 ? arg.subarray(0, MAX_ARG_CHARS * 4).toString('utf8') : arg.toString('utf8');
     if (part.length > MAX_ARG_CHARS) {
       part = `${part.slice(0, MAX_ARG_CHARS)}…`;
       truncated = true;
     }
     if (index === 0) part = part.toUpperCase();
-    else if (part === '' || /[\s"]/.test(part)) part = JSON.stringify(part);
+    else if (needsQuotes(part)) part = JSON.stringify(part);
     text += (index === 0 ? '' : ' ') + part;
     if (text.length > MAX_TEXT_CHARS) return { text: `${text.slice(0, MAX_TEXT_CHARS)}…`, truncated: true, bytes };
   }
   return { text, truncated, bytes };
+};
+
+/** Whitespace as `\s` knows it below U+0080: tab, line feed, vertical tab, form feed, carriage return, space. */
+const isAsciiSpace = (code: number): boolean => code === 0x20 || (code >= 0x09 && code <= 0x0d);
+
+/**
+ * Is an argument quoted in the record (empty, or holding whitespace or a quote)? Exactly
+ * `/[\s"]/`: ASCII text, nearly every key and value, is told by its char codes, anything else by
+ * the regular expression itself (Unicode spaces such as U+00A0 and U+2028 count too).
+ */
+export const needsQuotes = (part: string): boolean => {
+  if (part === '') return true;
+  for (let index = 0; index < part.length; index++) {
+    const code = part.charCodeAt(index);
+    if (code >= 0x80) return /[\s"]/.test(part);
+    if (code === 0x22 || isAsciiSpace(code)) return true;
+  }
+  return false;
 };
 
 export interface HelloArgs {
