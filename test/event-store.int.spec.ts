@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildEvent, type CloudEvent, type CommandDecided } from '@sluice/contracts';
@@ -105,6 +106,35 @@ describe('event store appends on PostgreSQL', () => {
     const [stored] = await store.sessionEvents(`awk\tward-${RUN}`);
     expect(stored).toMatchObject({ id: event.id, source: 'proxy\nsource', data: event.data });
     expect(await store.verify({ sessionId: `awk\tward-${RUN}` })).toMatchObject({ ok: true, events: 1 });
+  });
+
+  it("hashes a published command.executed's JSON as written and verifies it from the stored columns, whatever its text holds", async () => {
+    const session = `as-written-${RUN}`;
+    const awkward = 'tab\there\nline\r\\back\\slash "quoted" \u2028\u2029 \u00e9\u20ac\ud83d\ude00 \\N \\. \\u0041 </script>';
+    const executed = (seq: number, durationMs: number) =>
+      buildEvent('command.executed', {
+        id: `${RUN}-as-written-${seq}`,
+        source: 'proxy',
+        subject: session,
+        time: new Date(),
+        sessionseq: seq,
+        // Members in sorted order, as the proxy's audit port writes them.
+        data: {
+          action: 'read', command: awkward, commandId: `c-${seq}`, decision: 'allow', durationMs, ok: true, outcome: 'SELECT 1', protocol: 'postgres', reason: awkward, resource: 'db',
+          result: { bytes: 3, columns: [awkward], maskedCounts: { email: 1 }, rowCount: 2, rows: [[awkward], [null]], truncated: false },
+          risk: 'low', rule: 'r', tables: ['public.t'],
+        },
+      });
+    const published = [executed(1, 0.1), executed(2, 1e21), executed(3, 5e-324)].map((event) => JSON.stringify(event));
+    // As the audit service gets them: parsed from the bus's JSON.
+    expect(await appendSigned(store, published.map((json) => JSON.parse(json) as CloudEvent))).toEqual({ stored: 3, duplicates: 0 });
+    const stored = await store.sessionEvents(session);
+    let previous = '0'.repeat(64);
+    for (const [index, json] of published.entries()) {
+      expect(stored[index]!.hash).toBe(createHash('sha256').update(previous + json).digest('hex'));
+      previous = stored[index]!.hash;
+    }
+    expect(await store.verify({ sessionId: session })).toMatchObject({ ok: true, events: 3 });
   });
 
   it('rejects the whole batch and keeps appending afterwards when a row cannot be stored', async () => {

@@ -121,6 +121,15 @@ const startTarget = async () => {
         }
         return res.end();
       }
+      case '/echo-credential':
+        res.writeHead(200, { 'content-type': 'text/plain', 'x-echo': req.headers.authorization ?? '' });
+        return res.end(`got ${req.headers.authorization}`);
+      case '/garbage-head':
+        // Ambiguous framing (response splitting material): the proxy must not pass any of it on.
+        return void res.socket!.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 11\r\ntransfer-encoding: chunked\r\n\r\n123-45-6789');
+      case '/garbage-body':
+        // A valid head, then a chunk that breaks the framing.
+        return void res.socket!.end('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n9\r\n{"ssn":"1\r\nzz\r\n23-45-6789"}\r\n0\r\n\r\n');
       default:
         res.writeHead(200, { 'content-type': 'text/plain' });
         return res.end(`path ${req.url}`);
@@ -216,6 +225,38 @@ describe('HTTP adapter', () => {
   it('sends a JSON body nothing in it needs masking byte for byte (no precision lost)', async () => {
     const reply = await call(port, '/plain', { token });
     expect(reply.body).toBe('{"id":1,"big":12345678901234567890}');
+  });
+
+  it('answers 502 to a target that sends malformed framing, passes none of it on, and serves the next request', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const head = await call(port, '/garbage-head', { token, agent });
+    expect(head.status).toBe(502);
+    expect(problem(head)).toMatchObject({ status: 502, code: SluiceErrorCode.UpstreamFailed });
+    expect(head.body).not.toContain('123-45-6789');
+    const body = await call(port, '/garbage-body', { token, agent }).catch((error: Error) => ({ status: 0, headers: {}, body: error.message }));
+    expect(body.status).not.toBe(200);
+    expect(body.body).not.toContain('ssn');
+    expect(body.body).not.toContain('6789');
+    const failed = harness.events.filter((event) => event.kind === 'command.completed');
+    expect(failed.map((event) => event.data.ok)).toEqual([false, false]);
+    expect(harness.events.some((event) => event.kind === 'result.returned' && JSON.stringify(event.data).includes('6789'))).toBe(false);
+    expect((await call(port, '/plain', { token, agent })).body).toBe('{"id":1,"big":12345678901234567890}');
+    agent.destroy();
+  });
+
+  it('scrubs an echoed credential after the secret rotates, in headers and body', async () => {
+    const first = await call(port, '/echo-credential', { token });
+    expect(first.body).toBe('got [REDACTED:credential]');
+    process.env.SLUICE_TEST_BILLING_TOKEN = 'target-secret-456';
+    try {
+      const rotated = await call(port, '/echo-credential', { token });
+      expect(target.seen.at(-1)!.headers.authorization).toBe('Bearer target-secret-456');
+      expect(rotated.body).toBe('got [REDACTED:credential]');
+      expect(rotated.headers['x-echo']).toBe('[REDACTED:credential]');
+      expect(JSON.stringify(harness.events)).not.toContain('target-secret');
+    } finally {
+      process.env.SLUICE_TEST_BILLING_TOKEN = 'target-secret-123';
+    }
   });
 
   it('denies POST with 403 problem+json naming the rule, before anything reaches the target', async () => {

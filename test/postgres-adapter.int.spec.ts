@@ -412,6 +412,23 @@ describe('PostgreSQL adapter: simple query protocol', () => {
     expect(JSON.stringify(audit.events)).not.toContain('ada@example.com');
   });
 
+  it('has recorded a command whole, result then outcome, by the time its ReadyForQuery reaches the agent', async () => {
+    // The ReadyForQuery that ends the target's chunk is written before the command's records are
+    // made: they must still be made in that same turn, before the agent can read the answer.
+    const client = await connect();
+    for (let id = 1; id <= 20; id++) {
+      const before = audit.events.length;
+      const { rows } = await client.query(`select id, email from customers where id = ${1 + (id % 3)}`);
+      expect(rows).toHaveLength(1);
+      const mine = audit.events.slice(before).filter((e) => e.sessionId === audit.events.at(-1)!.sessionId);
+      expect(mine.map((e) => e.kind)).toEqual(['command.decided', 'result.returned', 'command.completed']);
+      const commandId = mine[0]!.data.commandId;
+      expect(mine.every((e) => e.data.commandId === commandId)).toBe(true);
+      expect(mine[1]!.data).toMatchObject({ rowCount: 1, rows: [[String(1 + (id % 3)), expect.stringMatching(/^\*\*\*@/)]] });
+      expect(mine[2]!.data).toMatchObject({ outcome: 'SELECT 1', ok: true });
+    }
+  });
+
   it('denies an ungranted DELETE with 42501 before it reaches the target and keeps the session usable', async () => {
     const client = await connect();
     expect(await sqlState(client.query('delete from customers'))).toBe('42501');
@@ -632,6 +649,28 @@ describe('PostgreSQL adapter: protocol edges', () => {
       'RowDescription', 'DataRow', 'CommandComplete', 'ReadyForQuery',
     ]);
     expect((session.messages[4] as { fields: Record<string, string> }).fields.C).toBe('42501');
+    session.socket.destroy();
+  });
+
+  it('records every command of a pipelined message, each decision before its outcome', async () => {
+    const session = await rawSession();
+    const before = audit.events.length;
+    session.socket.write(Buffer.concat([encodeQuery('select 1 as one'), encodeQuery('delete from customers'), encodeQuery('select 2 as two'), encodeQuery('select 3 as three')]));
+    await waitFor(() => session.messages.filter((m) => m.type === 'ReadyForQuery').length === 4);
+    await waitFor(() => audit.events.slice(before).filter((e) => e.kind === 'command.completed').length === 4);
+    const events = audit.events.slice(before).filter((e) => e.kind.startsWith('command.') || e.kind === 'result.returned');
+    const decided = events.filter((e) => e.kind === 'command.decided');
+    expect(decided.map((e) => [e.data.command, e.data.decision])).toEqual([
+      ['select 1 as one', 'allow'],
+      ['delete from customers', 'deny'],
+      ['select 2 as two', 'allow'],
+      ['select 3 as three', 'allow'],
+    ]);
+    for (const [index, decision] of decided.entries()) {
+      const own = events.filter((e) => e.data.commandId === decision.data.commandId).map((e) => e.kind);
+      expect(own).toEqual(index === 1 ? ['command.decided', 'command.completed'] : ['command.decided', 'result.returned', 'command.completed']);
+    }
+    expect(events.find((e) => e.kind === 'command.completed' && e.data.commandId === decided[1]!.data.commandId)!.data).toMatchObject({ outcome: 'REFUSED', ok: false });
     session.socket.destroy();
   });
 

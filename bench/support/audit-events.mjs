@@ -37,22 +37,24 @@ export const pgbenchStatementEvents = (run, sessions) => {
       subject: `${run}-session-${session}-7a6b5c4d-3e2f-1a0b-9c8d-7e6f5a4b3c2d`,
       time: new Date(),
       sessionseq: seqs[session],
+      // Members in sorted order, as services/proxy/src/audit-port.ts writes them.
       data: {
-        commandId: `${run}-c${index}-11223344-5566-7788-99aa-bbccddeeff00`,
-        resource: 'db',
-        protocol: 'postgres',
-        command: `SELECT abalance FROM pgbench_accounts WHERE aid = ${1 + ((index * 7919) % 100_000)};`,
         action: 'read',
-        risk: 'low',
+        command: `SELECT abalance FROM pgbench_accounts WHERE aid = ${1 + ((index * 7919) % 100_000)};`,
+        commandId: `${run}-c${index}-11223344-5566-7788-99aa-bbccddeeff00`,
         decision: 'allow',
-        rule: 'readers',
-        reason: 'allowed by readers',
-        tables: ['pgbench_accounts'],
-        outcome: 'SELECT 1',
-        ok: true,
         durationMs: 0.41,
-        result: { columns: ['abalance'], rows: [['0']], rowCount: 1, bytes: 1, truncated: false, maskedCounts: {} },
+        ok: true,
+        outcome: 'SELECT 1',
+        protocol: 'postgres',
+        reason: 'allowed by readers',
+        resource: 'db',
+        result: { bytes: 1, columns: ['abalance'], maskedCounts: {}, rowCount: 1, rows: [['0']], truncated: false },
+        risk: 'low',
+        rule: 'readers',
+        tables: ['pgbench_accounts'],
       },
+
     });
   };
 };

@@ -218,15 +218,17 @@ export const buildEvent = <K extends SluiceEventKind>(
   kind: K,
   fields: { id: string; source: string; subject: string; time: Date; sessionseq?: number; data: SluiceEventDataByKind[K] },
 ): CloudEvent<K> => ({
-  specversion: '1.0',
-  id: fields.id,
-  source: fields.source,
-  type: eventType(kind),
-  subject: fields.subject,
-  time: fields.time.toISOString(),
+  // Members in sorted order (RFC 8785's, `data` first): the JSON the publisher writes is then
+  // already the canonical text the audit store hashes, and it stores it without writing it again.
+  data: fields.data,
   datacontenttype: 'application/json',
+  id: fields.id,
   // Undefined, not a spread of an empty object: one literal is built (and serialised) several
   // times faster, and JSON leaves an undefined member out.
   sessionseq: fields.sessionseq,
-  data: fields.data,
+  source: fields.source,
+  specversion: '1.0',
+  subject: fields.subject,
+  time: fields.time.toISOString(),
+  type: eventType(kind),
 });

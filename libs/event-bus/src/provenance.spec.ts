@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { headers } from '@nats-io/transport-node';
 import { buildEvent, SIGNATURE_HEADER, SIGNER_HEADER } from '@sluice/contracts';
-import { createMessageSigner, createProvenanceVerifier, generateSigningKeyPair, ProvenanceKeyError, publicKeyPemOf } from './provenance.js';
+import { createHash, createPrivateKey, sign } from 'node:crypto';
+import { createMessageSigner, createProvenanceVerifier, DIGEST_SIGNATURE_SCHEME, generateSigningKeyPair, ProvenanceKeyError, publicKeyPemOf, SIGNATURE_SCHEME_HEADER } from './provenance.js';
 import { decodeEvents } from './publisher.js';
 
 const proxy = generateSigningKeyPair();
@@ -24,6 +25,40 @@ describe('message provenance', () => {
     expect(verifier.checkMessage(payload, createMessageSigner('policy', policy.privateKeyPem).headersFor(payload))).toMatchObject({ genuine: false, reason: 'no public key configured for signer policy' });
     const other = createMessageSigner('proxy', proxy.privateKeyPem).headersFor(new TextEncoder().encode('[]'));
     expect(verifier.checkMessage(payload, other)).toMatchObject({ genuine: false, reason: 'bad signature for signer proxy' });
+  });
+
+  it('signs the digest of the bytes and names the scheme, so that signing costs little per byte', () => {
+    const signed = createMessageSigner('proxy', proxy.privateKeyPem).headersFor(payload);
+    expect(signed.get(SIGNATURE_SCHEME_HEADER)).toBe(DIGEST_SIGNATURE_SCHEME);
+    expect(verifier.checkMessage(new TextEncoder().encode('[{"id":"e2"}]'), signed)).toMatchObject({ genuine: false, reason: 'bad signature for signer proxy' });
+  });
+
+  it('still names the signer of a message signed over its bytes, as publishers signed before the digest scheme', () => {
+    const legacy = headers();
+    legacy.set(SIGNER_HEADER, 'proxy');
+    legacy.set(SIGNATURE_HEADER, sign(null, payload, createPrivateKey(proxy.privateKeyPem)).toString('base64'));
+    expect(verifier.checkMessage(payload, legacy)).toEqual({ genuine: true, signer: 'proxy' });
+    // The scheme header cannot turn that signature into one over a digest, nor the other way round.
+    legacy.set(SIGNATURE_SCHEME_HEADER, DIGEST_SIGNATURE_SCHEME);
+    expect(verifier.checkMessage(payload, legacy)).toMatchObject({ genuine: false, reason: 'bad signature for signer proxy' });
+    const digestSigned = createMessageSigner('proxy', proxy.privateKeyPem).headersFor(payload);
+    digestSigned.delete(SIGNATURE_SCHEME_HEADER);
+    expect(verifier.checkMessage(payload, digestSigned)).toMatchObject({ genuine: false, reason: 'bad signature for signer proxy' });
+  });
+
+  it('refuses a signature scheme it does not know when a message names one', () => {
+    const signed = createMessageSigner('proxy', proxy.privateKeyPem).headersFor(payload);
+    signed.set(SIGNATURE_SCHEME_HEADER, 'none');
+    expect(verifier.checkMessage(payload, signed)).toMatchObject({ genuine: false, reason: 'unknown signature scheme for signer proxy' });
+  });
+
+  it('vouches, for a digest signature replayed without its scheme, only for the label and digest, which are no events', () => {
+    const signed = createMessageSigner('proxy', proxy.privateKeyPem).headersFor(payload);
+    const labelAndDigest = Buffer.concat([Buffer.from('sluice provenance ed25519-sha256\n'), createHash('sha256').update(payload).digest()]);
+    signed.delete(SIGNATURE_SCHEME_HEADER);
+    expect(verifier.checkMessage(labelAndDigest, signed)).toEqual({ genuine: true, signer: 'proxy' });
+    // No JSON: the consumer refuses such a message as unreadable, never stores an event from it.
+    expect(() => decodeEvents(labelAndDigest)).toThrow();
   });
 
   it("refuses the approval key's signature when a message claims to be the proxy's", () => {

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import { isSignerName, mayPublish, SIGNATURE_HEADER, SIGNER_HEADER, SluiceError, SluiceErrorCode, type CloudEvent, type SignerName } from '@sluice/contracts';
 
@@ -8,6 +8,21 @@ import { isSignerName, mayPublish, SIGNATURE_HEADER, SIGNER_HEADER, SluiceError,
  * travel as NATS headers, so the JSON body SIEMs read stays plain CloudEvents. One signature per
  * batch keeps the cost off the proxy's data path (~30 µs a message, not per event).
  */
+
+/**
+ * NATS header naming how the signature was made. Ed25519 hashes what it signs twice with SHA-512
+ * (RFC 8032), in software, so signing a whole batch cost the proxy ~2.4 µs per event of a 55 KB
+ * message; the signature now covers the message's SHA-256 digest (hardware-accelerated, ~0.6 µs
+ * per KB) behind a fixed label, so a signature made one way can never pass for one made the other
+ * way over bytes a publisher would send (a label and 32 bytes are no JSON). A message without the
+ * header was signed over its bytes (what publishers did before); any other value is refused.
+ */
+export const SIGNATURE_SCHEME_HEADER = 'Sluice-Signature-Scheme';
+export const DIGEST_SIGNATURE_SCHEME = 'ed25519-sha256';
+const DIGEST_SIGNATURE_LABEL = Buffer.from('sluice provenance ed25519-sha256\n', 'utf8');
+
+/** What a digest-scheme signature signs: the label, then the payload's SHA-256. */
+const digestMessage = (payload: Uint8Array): Buffer => Buffer.concat([DIGEST_SIGNATURE_LABEL, createHash('sha256').update(payload).digest()]);
 
 export class ProvenanceKeyError extends SluiceError {
   readonly code = SluiceErrorCode.ProvenanceKey;
@@ -51,7 +66,8 @@ export const createMessageSigner = (name: SignerName, privateKeyPem: string): Me
     headersFor(payload) {
       const headers = natsHeaders();
       headers.set(SIGNER_HEADER, name);
-      headers.set(SIGNATURE_HEADER, sign(null, payload, key).toString('base64'));
+      headers.set(SIGNATURE_SCHEME_HEADER, DIGEST_SIGNATURE_SCHEME);
+      headers.set(SIGNATURE_HEADER, sign(null, digestMessage(payload), key).toString('base64'));
       return headers;
     },
   };
@@ -78,9 +94,12 @@ export const createProvenanceVerifier = (publicKeysPem: Partial<Record<SignerNam
       if (!isSignerName(claimed)) return { genuine: false, reason: 'signed by an unknown signer', claimedSigner: claimed };
       const key = keys.get(claimed);
       if (!key) return { genuine: false, reason: `no public key configured for signer ${claimed}`, claimedSigner: claimed };
+      const scheme = headers?.get(SIGNATURE_SCHEME_HEADER) ?? '';
+      if (scheme !== '' && scheme !== DIGEST_SIGNATURE_SCHEME) return { genuine: false, reason: `unknown signature scheme for signer ${claimed}`, claimedSigner: claimed };
       const bytes = Buffer.from(signature, 'base64');
       // Ed25519 signatures are 64 bytes; anything else is refused before the check.
-      if (bytes.length !== 64 || !verify(null, payload, key, bytes)) return { genuine: false, reason: `bad signature for signer ${claimed}`, claimedSigner: claimed };
+      const signed = scheme === '' ? payload : digestMessage(payload);
+      if (bytes.length !== 64 || !verify(null, signed, key, bytes)) return { genuine: false, reason: `bad signature for signer ${claimed}`, claimedSigner: claimed };
       return { genuine: true, signer: claimed };
     },
     refuseEvent(signer, event) {

@@ -13,7 +13,8 @@ const memberNames = new Map<string, string>();
 const MAX_MEMBER_NAMES = 4096;
 const MAX_CACHED_NAME_LENGTH = 64;
 
-const memberName = (key: string): string => {
+/** A member name's JSON text with its colon (`"key":`), cached for the names events use over and over. */
+export const memberName = (key: string): string => {
   let text = memberNames.get(key);
   if (text === undefined) {
     text = `${JSON.stringify(key)}:`;

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildEvent } from '@sluice/contracts';
+import { buildEvent, type SluiceEventDataByKind } from '@sluice/contracts';
 import { canonicalJson } from './canonical-json.js';
 import { chainHash, chainHashOf, GENESIS_HASH, joinEvent, normalizeEvent, prepareEvent, splitEvent } from './chain.js';
 
@@ -107,6 +108,107 @@ describe('canonical JSON and the prepared form', () => {
     expect(chainHashOf(GENESIS_HASH, prepared.canonical)).toBe(chainHash(GENESIS_HASH, joinEvent(prepared.columns)));
     expect(chainHashOf('a'.repeat(64), prepared.canonical)).toBe(
       createHash('sha256').update('a'.repeat(64) + referenceCanonicalize(event)).digest('hex'),
+    );
+  });
+});
+
+/** What the proxy publishes for a pgbench SELECT (audit-port's literal, members in sorted order). */
+const executed = (data: Partial<SluiceEventDataByKind['command.executed']> = {}) =>
+  buildEvent('command.executed', {
+    id: '0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0',
+    source: 'proxy',
+    subject: '7a6b5c4d-3e2f-1a0b-9c8d-7e6f5a4b3c2d',
+    time: new Date('2026-01-02T03:04:05.678Z'),
+    sessionseq: 3,
+    data: {
+      action: 'read',
+      command: 'SELECT 1',
+      commandId: 'c1',
+      decision: 'allow',
+      durationMs: 0.41,
+      ok: true,
+      outcome: 'SELECT 1',
+      protocol: 'postgres',
+      reason: 'allowed by readers',
+      resource: 'db',
+      result: { bytes: 1, columns: ['a'], maskedCounts: {}, rowCount: 1, rows: [['0']], truncated: false },
+      risk: 'low',
+      rule: 'readers',
+      ...data,
+    },
+  });
+
+/** As the audit service gets it: parsed from the bus's JSON. */
+const received = (event: unknown): Record<string, unknown> => JSON.parse(JSON.stringify(event)) as Record<string, unknown>;
+
+const expectSameAsLongWay = (input: Record<string, unknown>): ReturnType<typeof prepareEvent> => {
+  const receivedAt = new Date('2026-05-06T07:08:09.010Z');
+  const longWay = splitEvent(normalizeEvent(input as never, receivedAt));
+  const prepared = prepareEvent(input as never, receivedAt);
+  expect(prepared.columns).toEqual(longWay);
+  expect(prepared.canonical).toBe(referenceCanonicalize(joinEvent(longWay)));
+  if (prepared.extJson !== undefined) expect(prepared.extJson).toBe(JSON.stringify(longWay.ext));
+  if (prepared.dataJson !== undefined) expect(JSON.parse(prepared.dataJson)).toEqual(JSON.parse(JSON.stringify(longWay.data)));
+  return prepared;
+};
+
+describe('events whose JSON is already their canonical text', () => {
+  it('publishes the JSON of a proxy event as exactly its RFC 8785 text, so the store hashes it as written', () => {
+    const event = executed();
+    const json = JSON.stringify(event);
+    expect(json).toBe(referenceCanonicalize(JSON.parse(json)));
+    const prepared = expectSameAsLongWay(received(event));
+    expect(prepared.canonical).toBe(json);
+    // Taken as written: the ext text came from the same pass.
+    expect(prepared.extJson).toBeDefined();
+  });
+
+  it('hashes the same text as the long way when strings hold unicode, escapes, U+2028 and nested data', () => {
+    const strings = ['é € 😀 דּ', 'quote" back\\slash tab\t nl\n', '\u0001\u001f\u007f', '\u2028\u2029', 'a literal \\u0000 is no NUL', '</script>'];
+    for (const text of strings) {
+      const prepared = expectSameAsLongWay(received(executed({ command: text, reason: text, result: { bytes: 1, columns: [text], maskedCounts: { email: 1 }, rowCount: 1, rows: [[text, null]], truncated: false } })));
+      // A literal backslash-u before 0000 looks like an escaped NUL: that one only costs the long way.
+      if (!text.startsWith('a literal')) expect(prepared.extJson).toBeDefined();
+    }
+  });
+
+  it('writes numbers as the long way does whatever their size', () => {
+    for (const durationMs of [0, -0, 0.1, 1e21, 1e-7, 5e-324, 1.7976931348623157e308, 2 ** 53, 33.3333333]) {
+      expect(expectSameAsLongWay(received(executed({ durationMs }))).extJson).toBeDefined();
+    }
+  });
+
+  it('takes the long way when a lone surrogate or U+0000 must be replaced before storing', () => {
+    for (const text of ['\ud800 lone', 'trail \udfff', 'nul \u0000 here']) {
+      const prepared = expectSameAsLongWay(received(executed({ command: text })));
+      expect(prepared.extJson).toBeUndefined();
+      expect(prepared.canonical).toContain('\ufffd');
+    }
+  });
+
+  it('takes the long way when keys are out of order, integer-like or the time is not as stored', () => {
+    const out = [
+      received(executed({ result: { bytes: 1, columns: [], maskedCounts: { phone: 1, email: 2 }, rowCount: 0, rows: [], truncated: false } })),
+      received(executed({ result: { bytes: 1, columns: [], maskedCounts: { '10': 1, '9': 2 }, rowCount: 0, rows: [], truncated: false } })),
+      { ...received(executed()), time: '2026-01-02T03:04:05Z' },
+      { ...received(executed()), subject: '' },
+      { specversion: '1.0', ...received(executed()) },
+      { ...received(executed()), data: null },
+      { ...received(executed()), aaa: 1 },
+      JSON.parse(JSON.stringify(received(executed())).replace('"datacontenttype"', '"__proto__":{"x":1},"datacontenttype"')) as Record<string, unknown>,
+    ];
+    for (const input of out) expect(expectSameAsLongWay(input).extJson).toBeUndefined();
+  });
+
+  it('prepares the same columns and hashed text as the long way for any JSON an event may hold', () => {
+    const json = fc.jsonValue({ maxDepth: 3, stringUnit: 'binary' });
+    fc.assert(
+      fc.property(fc.dictionary(fc.string({ unit: 'binary' }), json, { maxKeys: 4 }), json, fc.string({ unit: 'binary' }), fc.boolean(), (extra, data, subject, sorted) => {
+        const event = received({ ...extra, ...received(executed()), subject: subject || 's', data });
+        const input = sorted ? (JSON.parse(referenceCanonicalize(event)!) as Record<string, unknown>) : event;
+        expectSameAsLongWay(input);
+      }),
+      { numRuns: 300 },
     );
   });
 });

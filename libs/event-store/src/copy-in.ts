@@ -16,6 +16,16 @@ export const copyField = (value: CopyField | undefined): string => {
   return SPECIAL.test(value) ? value.replace(SPECIALS, (char) => ESCAPES[char]!) : value;
 };
 
+/**
+ * A JSON text as one field in COPY's text format. JSON.stringify escapes every control
+ * character, so of COPY's specials only the backslash can occur: a native search for it costs
+ * far less than copyField's regular expression over the longest field of every row.
+ */
+export const copyJsonField = (json: string | null): string => {
+  if (json === null) return '\\N';
+  return json.includes('\\') ? json.replaceAll('\\', '\\\\') : json;
+};
+
 /** Lines per CopyData message (~0.5 MB of events). */
 const LINES_PER_CHUNK = 1000;
 

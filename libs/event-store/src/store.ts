@@ -5,7 +5,7 @@ import { chainHash, chainHashOf, GENESIS_HASH, joinEvent, prepareEvent, storable
 import type { SluiceDatabase } from './database.js';
 import { pgliteBackend, postgresBackend, type StoreBackend } from './dialect.js';
 import { migrationProvider, WRITER_ROLE } from './migrations.js';
-import { copyField, copyLines } from './copy-in.js';
+import { copyField, copyJsonField, copyLines } from './copy-in.js';
 
 /** Minimal logger shape (pino fits). */
 export interface StoreLogger {
@@ -131,7 +131,7 @@ const COPY_STATEMENT = `COPY sluice.events (${COPY_COLUMNS.join(', ')}) FROM STD
 /** Every column of COPY_COLUMNS before the chain's, in that order, each followed by a tab. */
 const copyPrefix = (row: PreparedRow['row']): string =>
   `${copyField(row.id)}\t${copyField(row.session_id)}\t${copyField(row.type)}\t${copyField(row.kind)}\t${copyField(row.source)}\t` +
-  `${row.time.toISOString()}\t${copyField(row.data)}\t${copyField(row.ext)}\t${copyField(row.resource)}\t${copyField(row.subject_sub)}\t` +
+  `${row.time.toISOString()}\t${copyJsonField(row.data)}\t${copyJsonField(row.ext)}\t${copyField(row.resource)}\t${copyField(row.subject_sub)}\t` +
   `${copyField(row.command_id)}\t${copyField(row.approval_id)}\t${copyField(row.decision)}\t${row.masked_values}\t${copyField(row.signed_by)}\t`;
 
 /** A chained event's COPY line (hashes are hex and seq a number: nothing to escape). */
@@ -410,7 +410,7 @@ class KyselyEventStore implements EventStore {
         await new Promise((resolve) => setImmediate(resolve));
       }
       if (typeof event?.id !== 'string' || event.id === '' || unique.has(event.id)) continue;
-      const { columns, canonical, dataJson } = prepareEvent(event, receivedAt);
+      const { columns, canonical, dataJson, extJson } = prepareEvent(event, receivedAt);
       const data = columns.data;
       const row: PreparedRow['row'] = {
         id: columns.id,
@@ -420,7 +420,7 @@ class KyselyEventStore implements EventStore {
         source: columns.source,
         time: columns.time,
         data: data === null ? null : (dataJson ?? JSON.stringify(data)),
-        ext: JSON.stringify(columns.ext),
+        ext: extJson ?? JSON.stringify(columns.ext),
         resource: stringField(data, 'resource'),
         subject_sub: subjectSub(data),
         command_id: stringField(data, 'commandId'),

@@ -44,12 +44,32 @@ describe('audit port: one command.executed per command that ran without a hold',
     port.record('s1', 'result.returned', returned('c2'));
     await turn();
     const [plain, full] = published.map((event) => JSON.parse(JSON.stringify(event)) as CloudEvent & { data: Record<string, unknown> });
-    expect(Object.keys(plain!.data)).toEqual(['commandId', 'resource', 'protocol', 'command', 'action', 'risk', 'decision', 'rule', 'reason', 'outcome', 'ok', 'durationMs']);
+    // In sorted order (RFC 8785's): the event's JSON is the canonical text the audit store hashes.
+    expect(Object.keys(plain!.data)).toEqual(['action', 'command', 'commandId', 'decision', 'durationMs', 'ok', 'outcome', 'protocol', 'reason', 'resource', 'risk', 'rule']);
     expect(Object.keys(full!.data)).toEqual([
-      'commandId', 'resource', 'protocol', 'command', 'action', 'risk', 'decision', 'rule', 'reason', 'tables', 'truncated', 'commandBytes', 'outcome', 'ok', 'error', 'durationMs', 'result',
+      'action', 'command', 'commandBytes', 'commandId', 'decision', 'durationMs', 'error', 'ok', 'outcome', 'protocol', 'reason', 'resource', 'result', 'risk', 'rule', 'tables', 'truncated',
     ]);
     expect(full!.data).toMatchObject({ tables: ['public.t'], truncated: true, commandBytes: 99_999, error: { code: 'ERR', message: 'boom' } });
     expect(plain!.sessionseq).toBe(1);
+  });
+
+  it('writes a command.executed with every member in sorted order when the masker counted detectors out of order', async () => {
+    const { port, published } = given();
+    port.record('s1', 'command.decided', { ...decided('c1'), tables: ['public.t'] });
+    port.record('s1', 'result.returned', { ...returned('c1'), maskedCounts: { phone: 1, email: 2, credit_card: 3 } });
+    port.record('s1', 'command.completed', { ...completed('c1'), ok: false, error: { code: 'ERR', message: 'boom' } });
+    await turn();
+    const json = JSON.stringify(published[0]);
+    // Every object's keys sorted, envelope included: what the audit store needs to hash the JSON as written.
+    const sortedEverywhere = (value: unknown): boolean =>
+      value === null || typeof value !== 'object'
+        ? true
+        : Array.isArray(value)
+          ? value.every(sortedEverywhere)
+          : Object.keys(value).every((key, index, keys) => index === 0 || keys[index - 1]! < key) && Object.values(value).every(sortedEverywhere);
+    expect(sortedEverywhere(JSON.parse(json))).toBe(true);
+    expect(Object.keys(JSON.parse(json) as object)[0]).toBe('data');
+    expect((published[0]!.data as SluiceEventDataByKind['command.executed']).result!.maskedCounts).toEqual({ credit_card: 3, email: 2, phone: 1 });
   });
 
   it('takes a result recorded just after the completion (Redis, HTTP order)', async () => {

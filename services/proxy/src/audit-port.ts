@@ -15,6 +15,19 @@ export const ACK_TIMEOUT_MS = 5_000;
 
 type Data<K extends SluiceEventKind> = SluiceEventDataByKind[K];
 
+/**
+ * Counts by detector with their names in sorted order, as RFC 8785 writes them (see emit): the
+ * record itself when it is so already (none or one name, the usual case), else a sorted copy.
+ */
+const inSortedOrder = (counts: Readonly<Record<string, number>>): Readonly<Record<string, number>> => {
+  let previous: string | undefined;
+  for (const name in counts) {
+    if (previous !== undefined && !(previous < name)) return Object.fromEntries(Object.entries(counts).sort(([a], [b]) => (a < b ? -1 : 1)));
+    previous = name;
+  }
+  return counts;
+};
+
 /** A command allowed without a hold whose outcome has not been recorded yet. */
 interface Running {
   readonly decided: Data<'command.decided'>;
@@ -75,33 +88,34 @@ export const createAuditPort = (
       if (result) publish(sessionId, 'result.returned', result, command.time);
       return;
     }
-    // Built as one literal, fields in the order they are recorded: this runs once per command,
-    // and an object made by spreads costs several times as much to build and to serialise.
-    // Absent optional fields are undefined, which JSON leaves out as it does a missing member.
+    // Built as one literal: this runs once per command, and an object made by spreads costs
+    // several times as much to build and to serialise. Absent optional fields are undefined,
+    // which JSON leaves out as it does a missing member. Members in sorted order (RFC 8785's):
+    // the event's JSON is then the canonical text the audit store hashes as it is.
     const merged = result && withResult;
     publish(
       sessionId,
       'command.executed',
       {
-        commandId: decided.commandId,
-        resource: decided.resource,
-        protocol: decided.protocol,
-        command: decided.command,
         action: decided.action,
-        risk: decided.risk,
+        command: decided.command,
+        commandBytes: decided.commandBytes,
+        commandId: decided.commandId,
         decision: decided.decision,
-        rule: decided.rule,
+        durationMs: completed.durationMs,
+        error: completed.error,
+        ok: completed.ok,
+        outcome: completed.outcome,
+        protocol: decided.protocol,
         reason: decided.reason,
+        resource: decided.resource,
+        result: merged
+          ? { bytes: result.bytes, columns: result.columns, maskedCounts: inSortedOrder(result.maskedCounts), rowCount: result.rowCount, rows: result.rows, truncated: result.truncated }
+          : undefined,
+        risk: decided.risk,
+        rule: decided.rule,
         tables: decided.tables,
         truncated: decided.truncated,
-        commandBytes: decided.commandBytes,
-        outcome: completed.outcome,
-        ok: completed.ok,
-        error: completed.error,
-        durationMs: completed.durationMs,
-        result: merged
-          ? { columns: result.columns, rows: result.rows, rowCount: result.rowCount, bytes: result.bytes, truncated: result.truncated, maskedCounts: result.maskedCounts }
-          : undefined,
       },
       command.time,
     );

@@ -382,14 +382,18 @@ export const createHttpAdapter = (
    * The credentials Sluice injects, in every form a target could echo them (with and without
    * their prefix): read at each request, as the headers are, so a rotated secret is covered.
    */
-  const credentialNeedlesNow = (): Buffer[] =>
-    credentialNeedles(
-      Object.values(resource.credentials.headers).flatMap((ref) => {
-        const bare = readSecret('env' in ref ? { env: ref.env } : { file: ref.file }, options.secretsDir);
-        const full = readSecret(ref, options.secretsDir);
-        return [full, bare].filter((value): value is string => value !== undefined);
-      }),
-    );
+  const credentialNeedlesNow = (): Buffer[] => {
+    const values = Object.values(resource.credentials.headers).flatMap((ref) => {
+      const bare = readSecret('env' in ref ? { env: ref.env } : { file: ref.file }, options.secretsDir);
+      const full = readSecret(ref, options.secretsDir);
+      return [full, bare].filter((value): value is string => value !== undefined);
+    });
+    // Built again only when a value changed (the key is every value, JSON-encoded: no two lists share it).
+    const key = JSON.stringify(values);
+    if (lastNeedles?.key !== key) lastNeedles = { key, needles: credentialNeedles(values) };
+    return lastNeedles.needles;
+  };
+  let lastNeedles: { readonly key: string; readonly needles: Buffer[] } | undefined;
 
   const respond = async (
     state: ConnectionState,
