@@ -60,5 +60,8 @@ export const failClosedDecision = (reason: string): DenyDecision => ({
   prepares: [],
 });
 
+/** Whether the proxy withholds the server's texts about the command (an allowed or granted one's `withholdServerTexts`). */
+export const withholdsServerTexts = (decision: Decision): boolean => decision.effect !== 'deny' && decision.withholdServerTexts === true;
+
 /** The mask profile results are masked with: an allowed command's, or a granted one's. */
 export const maskProfileOf = (decision: Decision): string | undefined => (decision.effect === 'deny' ? undefined : decision.maskProfile);
