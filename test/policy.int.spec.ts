@@ -65,6 +65,13 @@ describe('policy service over gRPC with the proxy port', () => {
     expect(decisionFromProto(decisionToProto({ ...held, maskProfile: undefined }, 1))).toMatchObject({ effect: 'approve', maskProfile: undefined });
   });
 
+  it('carries withholdServerTexts over the wire for allowed and held commands, never for a denial', () => {
+    const allowed = { rule: 'r', reason: '', action: 'write', risk: 'medium', tables: ['hr.salaries'], prepares: [], cacheable: true, effect: 'allow', maskProfile: undefined } as const;
+    expect(decisionFromProto(decisionToProto({ ...allowed, withholdServerTexts: true }, 1))).toMatchObject({ effect: 'allow', withholdServerTexts: true });
+    expect(decisionFromProto(decisionToProto(allowed, 1))).not.toHaveProperty('withholdServerTexts');
+    expect(decisionFromProto(decisionToProto({ ...allowed, effect: 'deny' }, 1))).not.toHaveProperty('withholdServerTexts');
+  });
+
   it('decides over gRPC: allows a read and denies a write for a read-only subject', async () => {
     expect(await port.decide(analyst, 'ledger', sql('SELECT * FROM orders WHERE id = 1'))).toMatchObject({ effect: 'allow', rule: 'analysts-read', action: 'read' });
     expect(await port.decide(analyst, 'ledger', sql('DELETE FROM orders'))).toMatchObject({ effect: 'deny', action: 'write', risk: 'high' });

@@ -72,16 +72,51 @@ describe('DDL that would move the rows of a table whose reads are denied', () =>
   });
 });
 
-describe('what a write on the table still tells (left open: README "Policy" says writes tell a little)', () => {
-  // A write's error names the row it failed on: PostgreSQL's "Failing row contains (…)" detail. The
-  // guard on read does not cover it; a deny without `actions` does. These record what the agent sees.
-  it('a constraint error on a write of one row carries the rest of that row in its detail', async () => {
-    const writer = await frontDoor.connect(['writers']);
-    const error = await writer.query('update hr.salaries set name = null where id = 1').then(
+describe('what a write on the table tells in its errors', () => {
+  // PostgreSQL quotes the row a write failed on ("Failing row contains (…)", "Key (id)=(1)
+  // already exists", a cast's "invalid input syntax … \"Alice\""). The guard on read cannot foresee
+  // which write fails; the proxy withholds the texts of every write on the table instead.
+  const leaks = (error: unknown): boolean => /250000|Alice/.test(JSON.stringify(error));
+  const failure = async (promise: Promise<unknown>): Promise<{ code?: string; message?: string; detail?: string } | undefined> =>
+    promise.then(
       () => undefined,
-      (caught: { code?: string; detail?: string }) => caught,
+      (caught: { code?: string; message?: string; detail?: string }) => ({ code: caught.code, message: caught.message, detail: caught.detail, ...caught }),
     );
-    expect(error?.code).toBe('23502');
-    expect(error?.detail).toContain('250000');
+
+  it('keeps the SQLSTATE and withholds the row: a constraint, a duplicate key, a cast in the WHERE, through both protocols', async () => {
+    const writer = await frontDoor.connect(['writers']);
+    for (const [text, params, code] of [
+      ['update hr.salaries set name = null where id = 1', [], '23502'],
+      ["insert into hr.salaries values (1, 'Zed', 7)", [], '23505'],
+      ['update hr.salaries set amount = 1 where name::int = 1', [], '22P02'],
+      ['update hr.salaries set name = $1 where id = $2', [null, 1], '23502'],
+    ] as const) {
+      const error = await failure(writer.query(text, [...params]));
+      expect(error?.code, text).toBe(code);
+      expect(leaks(error), `${text}: ${JSON.stringify(error)}`).toBe(false);
+      expect(error?.message).toContain('[withheld]');
+    }
+    // The record of the failed command carries the withheld message too.
+    expect(frontDoor.events.some((event) => leaks(event.data))).toBe(false);
+  });
+
+  it('withholds a deferred constraint failing at COMMIT, which names no table', async () => {
+    await frontDoor.direct.query('alter table hr.salaries add constraint amount_positive check (amount > 0) not valid');
+    await frontDoor.direct.query('create table if not exists hr.owners (id int primary key)');
+    await frontDoor.direct.query('alter table hr.salaries add column owner int references hr.owners deferrable initially deferred');
+    const writer = await frontDoor.connect(['writers']);
+    await writer.query('begin');
+    await writer.query('update hr.salaries set owner = 42 where id = 1');
+    const error = await failure(writer.query('commit'));
+    expect(error?.code).toBe('23503');
+    expect(leaks(error) || JSON.stringify(error).includes('42')).toBe(false);
+  });
+
+  it('leaves the texts of writes on other tables as the server wrote them', async () => {
+    const writer = await frontDoor.connect(['writers']);
+    await writer.query("insert into public.parent values (1, 'Bob', 5)");
+    await writer.query('alter table public.parent add primary key (id)');
+    const error = await failure(writer.query("insert into public.parent values (1, 'Bob', 5)"));
+    expect(error?.detail).toBe('Key (id)=(1) already exists.');
   });
 });

@@ -10,8 +10,17 @@ interface DecisionBasis extends AssessedAction {
   readonly prepares: readonly string[];
 }
 
+/**
+ * The command writes a table whose reads a rule denies or holds for this subject: the server's
+ * error and notice texts about it can quote its rows (`Failing row contains (…)`), so the proxy
+ * withholds them. Absent (false) otherwise.
+ */
+interface WithheldTexts {
+  readonly withholdServerTexts?: boolean;
+}
+
 /** The command runs; its result is masked with `maskProfile` (none: nothing to mask). */
-export interface AllowDecision extends DecisionBasis {
+export interface AllowDecision extends DecisionBasis, WithheldTexts {
   readonly effect: 'allow';
   readonly maskProfile: string | undefined;
 }
@@ -20,7 +29,7 @@ export interface AllowDecision extends DecisionBasis {
  * The command waits for `approvers`, at most `approvalTimeoutMs`; once granted, its result is
  * masked with `maskProfile`: an approver releases the command, not the values a profile covers.
  */
-export interface ApproveDecision extends DecisionBasis {
+export interface ApproveDecision extends DecisionBasis, WithheldTexts {
   readonly effect: 'approve';
   readonly approvers: ApproverRule;
   readonly approvalTimeoutMs: number;
@@ -50,6 +59,9 @@ export const failClosedDecision = (reason: string): DenyDecision => ({
   tables: [],
   prepares: [],
 });
+
+/** Whether the proxy withholds the server's texts about the command (an allowed or granted one's `withholdServerTexts`). */
+export const withholdsServerTexts = (decision: Decision): boolean => decision.effect !== 'deny' && decision.withholdServerTexts === true;
 
 /** The mask profile results are masked with: an allowed command's, or a granted one's. */
 export const maskProfileOf = (decision: Decision): string | undefined => (decision.effect === 'deny' ? undefined : decision.maskProfile);

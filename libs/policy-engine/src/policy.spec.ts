@@ -443,6 +443,13 @@ describe('guards on read over writes that take stored values out', () => {
   it('holds for approval a write that reads a table whose reads are held', () => {
     expect(policy.decide(analyst, 'ledger', sql('INSERT INTO public.copy SELECT * FROM hr.payroll'))).toMatchObject({ effect: 'approve', rule: 'payroll-read-held' });
   });
+  it('asks the proxy to withhold the server texts of a write on a table whose reads are guarded (they can quote its rows)', () => {
+    expect(policy.decide(analyst, 'ledger', sql('UPDATE hr.salaries SET amount = 1 WHERE id = 1'))).toMatchObject({ effect: 'allow', withholdServerTexts: true });
+    expect(policy.decide(analyst, 'ledger', sql('INSERT INTO hr.payroll VALUES (1)'))).toMatchObject({ effect: 'allow', withholdServerTexts: true });
+    for (const [resource, command] of [['ledger', sql('UPDATE public.t SET x = 1 WHERE id = 1')], ['ledger', sql('SELECT 1')], ['sessions', redis('SET secret:a x')]] as const) {
+      expect(policy.decide(analyst, resource, command)).not.toHaveProperty('withholdServerTexts');
+    }
+  });
   it('says in the explanation that the write was guarded through what it reads', () => {
     const verdicts = policy.explain(analyst, 'sessions', redis('SET public:a x GET')).parts[0]!.verdicts;
     expect(verdicts.find((verdict) => verdict.rule === 'secrets-unread')?.failed).toMatch(/^actions: write not in \[read\]; what it reads: keys: \[public:a\] do not match/);

@@ -399,6 +399,19 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
     return { effect: 'deny', rule: undefined };
   };
 
+  /**
+   * Does a SQL part that is not a read touch a table whose reads a deny or approve rule guards for
+   * this subject? Its rows can come back in the server's error texts (a constraint's `Failing row
+   * contains (…)`, a cast's `invalid input syntax … "value"`), which the guard cannot foresee.
+   */
+  const touchesReadGuardedTable = (subject: PolicySubject, resource: string, part: CommandPart): boolean => {
+    if (part.action === 'read' || !part.tables || part.tables.length === 0) return false;
+    const asRead: CommandPart = { summary: part.summary, action: 'read', risk: part.risk, reason: part.reason, tables: part.tables };
+    return (['deny', 'approve'] as const).some((effect) =>
+      byEffect.get(effect)!.some((rule) => rule.config.actions?.includes('read') === true && failedMatcher(rule, subject, resource, asRead) === undefined),
+    );
+  };
+
   const decideClassified = (subject: PolicySubject, resource: string, command: GovernedCommand, classified: Classified): PolicyDecision => {
     const type = resourceTypes.get(resource);
     if (type === undefined) return refusal(`unknown resource "${resource}"`, true);
@@ -425,12 +438,14 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
       ? `no rule allows ${deciding.part.action} on ${resource} for ${subject.sub}; ${what}`
       : `rule "${rule.name}" ${deciding.effect === 'allow' ? 'allows' : deciding.effect === 'deny' ? 'denies' : 'holds for approval'}: ${what}`;
     const basis = { rule: rule?.name ?? '', reason, action, risk, tables, cacheable: classified.cacheable, prepares: classified.prepares };
+    const withheld = deciding.effect !== 'deny' && classified.parts.some((part) => touchesReadGuardedTable(subject, resource, part)) ? { withholdServerTexts: true } : {};
     switch (deciding.effect) {
       case 'allow':
-        return { ...basis, effect: 'allow', maskProfile: unionOfProfiles(outcomes.map((outcome) => outcome.rule?.config.mask)) };
+        return { ...basis, effect: 'allow', maskProfile: unionOfProfiles(outcomes.map((outcome) => outcome.rule?.config.mask)), ...withheld };
       case 'approve':
         return {
           ...basis,
+          ...withheld,
           effect: 'approve',
           // Every profile the subject's allow rules on this resource name: what they would see
           // unheld, whichever of those rules would have let the command through; and any approve

@@ -1,6 +1,6 @@
 import { type ServerWritableStream, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { policy as pb } from '@sluice/proto';
-import type { Action, Effect, GovernedCommand, Risk } from '@sluice/contracts';
+import { withholdsServerTexts, type Action, type Effect, type GovernedCommand, type Risk } from '@sluice/contracts';
 import { invalidArgument, toGrpcError, type Logger } from '@sluice/service-runtime';
 import { targetCatalogFacts, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import type { Policy, PolicyDecision, PolicySubject } from '@sluice/policy-engine';
@@ -97,6 +97,7 @@ export const decisionToProto = (decision: PolicyDecision, version: number): pb.D
   prepares: [...decision.prepares],
   redisByShape: decision.redisKeyGlobs !== undefined,
   redisKeyGlobs: [...(decision.redisKeyGlobs ?? [])],
+  withholdServerTexts: withholdsServerTexts(decision),
 });
 
 const internal = (callback: sendUnaryData<never>, error: unknown, logger: Logger): void => callback(toGrpcError(error, { logger, during: 'policy call' }));

@@ -57,9 +57,10 @@ export const decisionFromProto = (response: pb.DecideResponse): Decision => {
     prepares: Object.freeze([...response.prepares]),
   };
   const effect = EFFECTS.get(response.effect) ?? 'deny';
+  const withheld = response.withholdServerTexts ? { withholdServerTexts: true } : {};
   switch (effect) {
     case 'allow':
-      return Object.freeze({ ...basis, effect, maskProfile: response.maskProfile || undefined });
+      return Object.freeze({ ...basis, effect, maskProfile: response.maskProfile || undefined, ...withheld });
     case 'approve':
       return Object.freeze({
         ...basis,
@@ -72,6 +73,7 @@ export const decisionFromProto = (response: pb.DecideResponse): Decision => {
         },
         approvalTimeoutMs: response.approvalTimeoutMs,
         maskProfile: response.maskProfile || undefined,
+        ...withheld,
       });
     case 'deny':
       return Object.freeze({ ...basis, effect });

@@ -298,7 +298,7 @@ export class BackendDispatch {
         return;
       }
       case BackendCode.ErrorResponse: {
-        const fields = this.session.results.maskNotice(frame, head, out, this.session.lastMasker, this.session.coveredInTransaction);
+        const fields = this.session.results.maskNotice(frame, head, out, this.session);
         const error = { code: fields.C ?? 'XX000', message: fields.M ?? '' };
         if (head?.kind === 'query') {
           head.command.error = error;
@@ -337,11 +337,12 @@ export class BackendDispatch {
         // Commands already sent behind this one belong to the next transaction: keep it strict for them.
         if (this.session.transactionStatus === TransactionStatus.Idle && !this.session.expects.some((e) => e.kind === 'query' || e.kind === 'execute')) {
           this.session.coveredInTransaction = false;
+          this.session.withheldInTransaction = false;
         }
         return;
       }
       case BackendCode.NoticeResponse:
-        this.session.results.maskNotice(frame, head, out, this.session.lastMasker, this.session.coveredInTransaction);
+        this.session.results.maskNotice(frame, head, out, this.session);
         return;
       case BackendCode.NotificationResponse:
         out.push(maskNotification(frame, this.session.profiles.notifications) ?? frame.raw);

@@ -1,5 +1,5 @@
 import { decodeFrontend, FrontendCode, TransactionStatus, encodeQuery, MessageTooLongError, type Frame, type FrontendMessage } from '@sluice/codec-pg';
-import { ConnectionClosedError, ProtocolMalformedError } from '@sluice/contracts';
+import { ConnectionClosedError, ProtocolMalformedError, withholdsServerTexts } from '@sluice/contracts';
 import type { Decision } from '../ports.js';
 import { EncodingConversionError } from './client-encoding.js';
 import type { ClientEdge } from './client-encoding-frames.js';
@@ -262,7 +262,7 @@ export class ClientIntake {
       this.session.refuseOnTarget(refusal, true);
       return undefined;
     }
-    this.session.expects.push({ kind: 'query', command: this.session.newCommand(commandId, masking.masker, text, encodingPlan?.switchTo), result: undefined, copy: undefined });
+    this.session.expects.push({ kind: 'query', command: this.session.newCommand(commandId, masking.masker, text, { encoding: encodingPlan?.switchTo, withholdsServerTexts: withholdsServerTexts(decision) }), result: undefined, copy: undefined });
     this.session.toUpstream.push(encodingPlan?.upstreamText !== undefined ? encodeQuery(encodingPlan.upstreamText) : frame.raw);
     // A simple query ends with ReadyForQuery, which carries any setting an earlier Execute changed.
     this.session.executedSinceSync = false;

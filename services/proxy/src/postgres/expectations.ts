@@ -57,6 +57,8 @@ export const newPipeline = (): Pipeline => ({ statements: new Map(), portals: ne
 export interface Command {
   readonly id: string;
   readonly masker: ProfileMasker | undefined;
+  /** Its decision's withholdServerTexts: it writes a table whose reads are guarded (server-texts.ts). */
+  readonly withholdsServerTexts: boolean;
   /** The SQL text whose results this command returns, and the search path it was decided with (for lineage). */
   readonly sql: string;
   readonly searchPath: readonly string[] | undefined;

@@ -1,5 +1,5 @@
 import { decodeFrontend, encodeDescribe, TransactionStatus, type Frame } from '@sluice/codec-pg';
-import { maskProfileOf, ProtocolMalformedError } from '@sluice/contracts';
+import { maskProfileOf, ProtocolMalformedError, withholdsServerTexts } from '@sluice/contracts';
 import type { Expect, Portal, Refusal, Statement } from './expectations.js';
 import { CANCELLED, denial } from './refusals.js';
 import type { SessionCore } from './session-core.js';
@@ -208,7 +208,7 @@ export class ExtendedBatch {
           statement.recorded ??= this.decisions.maskedText(statement.text, maskProfileOf(statement.decision));
           this.decisions.recordDecided(commandId, statement.text, statement.decision, statement.recorded);
           forward.push(raw);
-          const command = this.session.newCommand(commandId, portal.statement.masker, statement.text);
+          const command = this.session.newCommand(commandId, portal.statement.masker, statement.text, { withholdsServerTexts: withholdsServerTexts(statement.decision) });
           for (const [cursor] of command.declares) declaredHere.add(cursor);
           expects.push({ kind: 'execute', command, portal, result: undefined, copy: undefined });
           executes = true;

@@ -7,7 +7,14 @@ import type { Command, Expect } from './expectations.js';
 import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
 import type { Outbox } from './outbox.js';
 import { CopyOutSet, ResultColumnsCache, ResultSet } from './results.js';
-import { maskServerFields } from './server-texts.js';
+import { maskServerFields, withholdServerFields } from './server-texts.js';
+
+/** What the session knows of its transaction that applies to server texts (SessionCore's fields). */
+export interface TransactionTexts {
+  readonly lastMasker: ProfileMasker | undefined;
+  readonly coveredInTransaction: boolean;
+  readonly withheldInTransaction: boolean;
+}
 import type { SessionAudit } from './session-audit.js';
 import type { SessionProfiles } from './session-profiles.js';
 import type { StatementRegistry } from './statement-registry.js';
@@ -76,24 +83,21 @@ export class ResultRelay {
 
   /**
    * Sends an ErrorResponse / NoticeResponse on, with the command's profile applied to its texts:
-   * a constraint violation's detail or a RAISE NOTICE can carry row values. Returns the fields as sent.
+   * a constraint violation's detail or a RAISE NOTICE can carry row values. Where the command (or
+   * an earlier one of the transaction) writes a table whose reads are guarded, its data texts are
+   * withheld first. Returns the fields as sent.
    */
-  maskNotice(frame: Frame, head: Expect | undefined, out: Outbox, lastMasker: ProfileMasker | undefined, coveredInTransaction: boolean): Readonly<Record<string, string>> {
-    const fields = decodeNoticeFields(frame.body, frame.code === BackendCode.ErrorResponse ? 'ErrorResponse' : 'NoticeResponse');
-    const masker =
-      head?.kind === 'query' || head?.kind === 'execute' ? head.command.masker
-      : head?.kind === 'parse' || head?.kind === 'bind' ? head.masker
-      : lastMasker;
-    if (!masker) {
-      out.push(frame.raw);
-      return fields;
-    }
+  maskNotice(frame: Frame, head: Expect | undefined, out: Outbox, transaction: TransactionTexts): Readonly<Record<string, string>> {
+    const received = decodeNoticeFields(frame.body, frame.code === BackendCode.ErrorResponse ? 'ErrorResponse' : 'NoticeResponse');
     const command = head?.kind === 'query' || head?.kind === 'execute' ? head.command : undefined;
-    const covered = coveredInTransaction || (command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#registry.prepared, command.catalog));
-    const masked = maskServerFields(fields, masker, covered, {});
-    const changed = Object.keys(fields).some((type) => masked[type] !== fields[type]);
-    out.push(changed ? encodeNoticeFields(frame.code as typeof BackendCode.ErrorResponse, masked) : frame.raw);
-    return masked;
+    const masker = command ? command.masker : head?.kind === 'parse' || head?.kind === 'bind' ? head.masker : transaction.lastMasker;
+    const withheld = transaction.withheldInTransaction || command?.withholdsServerTexts === true;
+    const fields = withheld ? withholdServerFields(received) : received;
+    const covered = masker !== undefined && (transaction.coveredInTransaction || (command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#registry.prepared, command.catalog)));
+    const sent = masker ? maskServerFields(fields, masker, covered, {}) : fields;
+    const changed = withheld || Object.keys(received).some((type) => sent[type] !== received[type]);
+    out.push(changed ? encodeNoticeFields(frame.code as typeof BackendCode.ErrorResponse, sent) : frame.raw);
+    return sent;
   }
 
   /** The columns of a COPY TO's lines (the `statement`-th of a simple query), so column rules apply to its fields. */

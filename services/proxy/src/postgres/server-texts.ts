@@ -22,17 +22,42 @@ const strictest = (masker: ProfileMasker, value: string, column: ColumnInfo, cou
 
 /**
  * PostgreSQL's messages put the value after a colon or in double quotes (`…: "x"`, `value "x" is
- * out of range`); the words before say what went wrong and are kept. A message with neither (a
- * RAISE of a bare value) is masked whole.
+ * out of range`); the words before say what went wrong and are kept, the rest is `replace`d. A
+ * message with neither (a RAISE of a bare value) is replaced whole.
  */
-const maskMessage = (masker: ProfileMasker, message: string, counts: MaskCounts): string => {
+const replaceMessageTail = (message: string, replace: (tail: string) => string): string => {
   const colon = message.indexOf(': ');
   const quote = message.indexOf('"');
   const cut = colon < 0 ? quote : quote < 0 ? colon : Math.min(colon, quote);
-  if (cut <= 0) return strictest(masker, message, MESSAGE, counts);
+  if (cut <= 0) return replace(message);
   const head = message.slice(0, cut);
-  const separator = message[cut] === ':' ? ': ' : ' ';
-  return `${head}${separator}${strictest(masker, message.slice(cut), MESSAGE, counts)}`;
+  const separator = message[cut] === ':' ? ': ' : head.endsWith(' ') ? '' : ' ';
+  return `${head}${separator}${replace(message.slice(cut))}`;
+};
+
+const maskMessage = (masker: ProfileMasker, message: string, counts: MaskCounts): string =>
+  replaceMessageTail(message, (tail) => strictest(masker, tail, MESSAGE, counts));
+
+/** What stands for a server text Sluice withholds. */
+export const SERVER_TEXT_WITHHELD = '[withheld]';
+const WITHHELD_DETAIL =
+  "Sluice withheld the server's texts: the statement writes a table whose reads a rule denies or holds, and they can quote its rows.";
+
+/**
+ * The fields of an error or notice about a statement that writes a table whose reads are guarded
+ * (`withholdServerTexts`): PostgreSQL quotes the row a write failed on (`Failing row contains
+ * (…)`, `Key (id)=(1) already exists`, a cast's `invalid input syntax … "value"`), which the
+ * guard cannot foresee. The message keeps its words up to the value; the detail says why; hint,
+ * context and internal query go. SQLSTATE, severity, positions and object names are kept.
+ */
+export const withholdServerFields = (fields: Readonly<Record<string, string>>): Record<string, string> => {
+  const kept: Record<string, string> = {};
+  for (const [type, value] of Object.entries(fields)) {
+    if (!DATA_FIELDS.has(type)) kept[type] = value;
+    else if (type === 'M') kept[type] = replaceMessageTail(value, () => SERVER_TEXT_WITHHELD);
+    else if (type === 'D') kept[type] = WITHHELD_DETAIL;
+  }
+  return kept;
 };
 
 /**

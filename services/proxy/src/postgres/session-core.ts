@@ -7,6 +7,14 @@ import type { SessionStateEffects, TargetCatalogFacts } from '@sluice/sql-classi
 import type { Decision, GovernancePorts } from '../ports.js';
 import { ClientOutbox } from './client-encoding-frames.js';
 import type { EncodingSwitch, SessionClientEncoding } from './client-encoding-session.js';
+
+/** What a command takes from its decision and its text beyond its profile. */
+export interface CommandOptions {
+  /** A SET of client_encoding: the agent's conversion switches at its CommandComplete. */
+  readonly encoding?: EncodingSwitch | undefined;
+  /** The decision's withholdServerTexts. */
+  readonly withholdsServerTexts?: boolean;
+}
 import { newPipeline, type Command, type Expect, type Refusal } from './expectations.js';
 import { touchesCoveredColumn } from './lineage.js';
 import { Outbox } from './outbox.js';
@@ -73,6 +81,12 @@ export class SessionCore {
    * under a COMMIT that names none: they get the strictest column rule too.
    */
   coveredInTransaction = false;
+  /**
+   * A command of the current transaction writes a table whose reads are guarded: every server
+   * text until the transaction ends is withheld (a deferred constraint fails at COMMIT, quoting
+   * the row).
+   */
+  withheldInTransaction = false;
   /** CopyDone and CopyFail messages the client has sent (see BackendDispatch's copyInStarted). */
   copyEndsSent = 0;
   /** Set while the proxy re-reads search_path: decisions wait for it. */
@@ -234,8 +248,9 @@ export class SessionCore {
    * Every field a command gets later is set here, so that all commands share one object shape
    * (a property added afterwards, or a copy spread with one more, gives V8 a new shape per command).
    */
-  newCommand(id: string, masker: ProfileMasker | undefined, sql: string, encoding?: EncodingSwitch): Command {
+  newCommand(id: string, masker: ProfileMasker | undefined, sql: string, { encoding, withholdsServerTexts = false }: CommandOptions = {}): Command {
     const { masker: effective, declares } = this.profiles.command(sql, masker);
+    if (withholdsServerTexts) this.withheldInTransaction = true;
     // A later message of the pipeline that names one of these cursors means the cursor.
     for (const [name] of declares) this.pipeline.portals.delete(name);
     this.lastMasker = effective;
@@ -244,6 +259,7 @@ export class SessionCore {
     return {
       id,
       masker: effective,
+      withholdsServerTexts,
       sql,
       searchPath: this.searchPath,
       catalog: this.decidedWith,
