@@ -390,12 +390,25 @@ describe('CASCADE, which reaches tables the text does not name', () => {
     { name: 'ledger-untouchable', effect: 'deny', resources: ['ledger'], tables: ['books.ledger'] },
   ]);
   it('meets a deny on any table: TRUNCATE, DROP of a table, type or schema, ALTER TABLE … DROP', () => {
-    for (const text of ['TRUNCATE public.accounts CASCADE', 'DROP TABLE public.accounts CASCADE', 'DROP TYPE public.mood CASCADE', 'DROP SCHEMA books CASCADE', 'ALTER TABLE public.accounts DROP COLUMN id CASCADE']) {
+    for (const text of [
+      'TRUNCATE public.accounts CASCADE',
+      'DROP TABLE public.accounts CASCADE',
+      'DROP TYPE public.mood CASCADE',
+      'DROP SCHEMA books CASCADE',
+      'ALTER TABLE public.accounts DROP COLUMN id CASCADE',
+      'DROP DOMAIN public.cents CASCADE',
+      'ALTER DOMAIN public.cents DROP CONSTRAINT positive CASCADE',
+      'ALTER TYPE public.money_pair ALTER ATTRIBUTE a TYPE bigint CASCADE',
+      'ALTER TYPE public.money_pair ADD ATTRIBUTE b int CASCADE',
+      'DROP FUNCTION public.next_id() CASCADE',
+      'DROP SEQUENCE public.s CASCADE',
+      'drop   type "public"."mood" cascade',
+    ]) {
       expect(policy.decide(analyst, 'ledger', sql(text)), text).toMatchObject({ effect: 'deny', rule: 'ledger-untouchable' });
     }
   });
   it('leaves the same statements without CASCADE to the tables they name', () => {
-    for (const text of ['TRUNCATE public.accounts', 'DROP TABLE public.accounts', 'DROP SCHEMA books', 'ALTER TABLE public.accounts DROP COLUMN id']) {
+    for (const text of ['TRUNCATE public.accounts', 'DROP TABLE public.accounts', 'DROP SCHEMA books', 'ALTER TABLE public.accounts DROP COLUMN id', 'DROP DOMAIN public.cents', 'ALTER DOMAIN public.cents DROP CONSTRAINT positive']) {
       expect(policy.decide(analyst, 'ledger', sql(text)), text).toMatchObject({ effect: 'allow', rule: 'changers' });
     }
   });
@@ -439,6 +452,23 @@ describe('guards on read over writes that take stored values out', () => {
     }
     expect(policy.decide(analyst, 'ledger', sql('UPDATE hr.salaries SET amount = 1 WHERE id = 1'))).toMatchObject({ effect: 'allow', rule: 'writers' });
     expect(policy.decide(analyst, 'ledger', sql('INSERT INTO hr.salaries SELECT * FROM public.t'))).toMatchObject({ effect: 'allow', rule: 'writers' });
+  });
+  it('denies SQL writes on a guarded table that hand a value of its rows to pg_notify or setval (a listener or the sequence reads it)', () => {
+    for (const text of [
+      "UPDATE hr.salaries SET amount = amount WHERE id = 1 AND pg_notify('ch', name) IS NULL",
+      "UPDATE hr.salaries SET amount = amount WHERE id = 1 AND pg_notify(name, 'x') IS NULL",
+      "UPDATE hr.salaries SET amount = amount WHERE id = 1 AND setval('public.s', amount) IS NULL",
+      "DELETE FROM hr.salaries WHERE id = 1 AND pg_catalog.pg_notify('ch', name) IS NULL",
+      "INSERT INTO hr.salaries VALUES (1) ON CONFLICT (id) DO UPDATE SET amount = 1 WHERE pg_notify('ch', hr.salaries.name) IS NULL",
+      "MERGE INTO hr.salaries t USING (VALUES (1)) v(id) ON t.id = v.id WHEN MATCHED AND pg_notify('ch', t.name) IS NULL THEN UPDATE SET amount = 1",
+      "WITH w AS (UPDATE hr.salaries SET amount = amount WHERE id = 1 AND pg_notify('ch', name) IS NULL) SELECT 1",
+      "EXPLAIN ANALYZE UPDATE hr.salaries SET amount = amount WHERE id = 1 AND setval('public.s', amount) IS NULL",
+    ]) {
+      expect(policy.decide(analyst, 'ledger', sql(text)), text).toMatchObject({ effect: 'deny', rule: 'salaries-unread' });
+    }
+    for (const text of ["UPDATE hr.salaries SET amount = 1 WHERE id = 1 AND pg_notify('ch', 'x') IS NULL", "UPDATE hr.salaries SET amount = 1 WHERE id = 1 AND setval('public.s', $1) IS NULL", "UPDATE public.t SET x = 1 WHERE pg_notify('ch', x::text) IS NULL"]) {
+      expect(policy.decide(analyst, 'ledger', sql(text)), text).toMatchObject({ effect: 'allow', rule: 'writers' });
+    }
   });
   it('holds for approval a write that reads a table whose reads are held', () => {
     expect(policy.decide(analyst, 'ledger', sql('INSERT INTO public.copy SELECT * FROM hr.payroll'))).toMatchObject({ effect: 'approve', rule: 'payroll-read-held' });

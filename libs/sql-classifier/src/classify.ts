@@ -23,6 +23,7 @@ import {
   SESSION_STATE_ARGUMENT,
   SKIP_FUNCNAME,
   SKIP_RELATION,
+  VALUE_SENDING_FUNCTIONS,
 } from './statement-parts.js';
 import { isLongStandingCatalogRelation } from './catalog-relations.js';
 import { ANY_TABLE, CREDENTIAL_RELATIONS, isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, pgCatalogSearchedFirst, STATISTICS_RELATIONS } from './catalogue.js';
@@ -62,6 +63,8 @@ class StatementWalk {
   /** Single-name column references: a whole-row reference when the name is one of roleRefs. */
   private readonly bareNames = new Set<string>();
   private readsAnyColumnOfRoles = false;
+  /** The walk met pg_notify or setval of a value computed at run time (VALUE_SENDING_FUNCTIONS). */
+  private sendsComputedValue = false;
 
   constructor(
     private readonly pathSchemas: readonly string[],
@@ -185,6 +188,14 @@ class StatementWalk {
   }
 
   /**
+   * A write whose expressions hand a computed value to pg_notify or setval may hand over its
+   * target's columns: it reads its target, as with RETURNING.
+   */
+  private readsTargetIfSent(n: Node, scope: Scope): void {
+    if (this.sendsComputedValue) this.table(n.relation, scope, this.reads);
+  }
+
+  /**
    * A write through a view, or to a relation whose rules or INSTEAD OF triggers rewrite it, does
    * what the rewrite says, not what the WHERE picks: it cannot count as bounded.
    */
@@ -259,6 +270,7 @@ class StatementWalk {
     if (kept !== undefined && !isWrittenValue((Array.isArray(call.args) ? call.args : [])[kept])) {
       this.raise('admin', 'critical', `${bare}() keeps a value computed at run time in the session, past masking`);
     }
+    if (VALUE_SENDING_FUNCTIONS.has(bare) && (Array.isArray(call.args) ? call.args : []).some((arg) => !isWrittenValue(arg))) this.sendsComputedValue = true;
     if (bare === 'current_setting') {
       // Refused or allowed by its constant (the setting's name): a decision of one name must not
       // answer another of the same shape, so it is never kept (the policy cache keys by shape).
@@ -414,6 +426,7 @@ class StatementWalk {
         if (returnsRows(n)) this.table(n.relation, scope, this.reads);
         this.rewrittenWrite('INSERT');
         this.fields(n, scope, SKIP_RELATION);
+        this.readsTargetIfSent(n, scope);
         return;
       case 'UpdateStmt':
       case 'DeleteStmt': {
@@ -425,6 +438,7 @@ class StatementWalk {
         if (returnsRows(n)) this.table(n.relation, scope, this.reads);
         this.rewrittenWrite(verb);
         this.fields(n, scope, SKIP_RELATION);
+        this.readsTargetIfSent(n, scope);
         return;
       }
       case 'MergeStmt':
@@ -434,6 +448,7 @@ class StatementWalk {
         if (returnsRows(n)) this.table(n.relation, scope, this.reads);
         this.rewrittenWrite('MERGE');
         this.fields(n, scope, SKIP_RELATION);
+        this.readsTargetIfSent(n, scope);
         return;
       case 'CopyStmt':
         this.copy(n, scope);
@@ -545,6 +560,8 @@ class StatementWalk {
         const kind = STATEMENT_KINDS[tag];
         if (kind) {
           this.raise(kind.action, kind.risk, kind.why);
+          // Any other statement's CASCADE (ALTER DOMAIN … DROP CONSTRAINT … CASCADE) too.
+          this.cascades(n);
           this.fields(n, scope);
         } else if (tag.endsWith('Stmt')) {
           this.raise('admin', 'critical', `${tag} is not a statement Sluice knows`);

@@ -41,6 +41,16 @@ export const SESSION_STATE_ARGUMENT: ReadonlyMap<string, number> = new Map([
   ['setseed', 0],
 ]);
 
+/**
+ * Functions that send or keep their arguments where a later statement or another session reads
+ * them: pg_notify's channel and payload reach every listener (the agent's own session after
+ * COMMIT), setval's value stays in the sequence (`SELECT last_value`). In a write on a table whose
+ * reads are guarded, a value computed from the target's columns (`UPDATE hr.salaries … WHERE
+ * pg_notify('c', name) IS NULL`) leaves through them, past the withheld server texts: the write
+ * then counts as reading its target.
+ */
+export const VALUE_SENDING_FUNCTIONS: ReadonlySet<string> = new Set(['pg_notify', 'setval']);
+
 /** pg_toast (and pg_toast_temp_N): TOAST tables, named after the OID of the table whose values they hold. */
 export const isToastSchema = (schema: string | undefined): boolean => schema !== undefined && schema.startsWith('pg_toast');
 

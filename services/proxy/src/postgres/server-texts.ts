@@ -21,11 +21,23 @@ const strictest = (masker: ProfileMasker, value: string, column: ColumnInfo, cou
   masker.maskCell(value, column, counts) ?? COLUMN_REDACTED;
 
 /**
+ * Whether the message's words are PostgreSQL's own: a RAISE in PL/pgSQL (or an elog of another
+ * procedural language) writes whatever its format says, the value first if it likes (`RAISE
+ * NOTICE '%: changed', NEW.amount` gives `250000: changed`). The server names the source file
+ * (F) and routine (R) of every message; one from a procedural language's file or routine, or
+ * without them, is treated as all value. Server files starting with `pl` (planner.c) are
+ * treated so too: the message is then withheld whole, which only says less.
+ */
+const hasServerWords = (fields: Readonly<Record<string, string>>): boolean =>
+  fields.F !== undefined && fields.R !== undefined && !/^pl/i.test(fields.F) && fields.R !== 'exec_stmt_raise';
+
+/**
  * PostgreSQL's messages put the value after a colon or in double quotes (`…: "x"`, `value "x" is
  * out of range`); the words before say what went wrong and are kept, the rest is `replace`d. A
  * message with neither (a RAISE of a bare value) is replaced whole.
  */
-const replaceMessageTail = (message: string, replace: (tail: string) => string): string => {
+const replaceMessageTail = (message: string, replace: (tail: string) => string, ownWords: boolean): string => {
+  if (!ownWords) return replace(message);
   const colon = message.indexOf(': ');
   const quote = message.indexOf('"');
   const cut = colon < 0 ? quote : quote < 0 ? colon : Math.min(colon, quote);
@@ -35,8 +47,8 @@ const replaceMessageTail = (message: string, replace: (tail: string) => string):
   return `${head}${separator}${replace(message.slice(cut))}`;
 };
 
-const maskMessage = (masker: ProfileMasker, message: string, counts: MaskCounts): string =>
-  replaceMessageTail(message, (tail) => strictest(masker, tail, MESSAGE, counts));
+const maskMessage = (masker: ProfileMasker, message: string, counts: MaskCounts, ownWords: boolean): string =>
+  replaceMessageTail(message, (tail) => strictest(masker, tail, MESSAGE, counts), ownWords);
 
 /** What stands for a server text Sluice withholds. */
 export const SERVER_TEXT_WITHHELD = '[withheld]';
@@ -54,7 +66,7 @@ export const withholdServerFields = (fields: Readonly<Record<string, string>>): 
   const kept: Record<string, string> = {};
   for (const [type, value] of Object.entries(fields)) {
     if (!DATA_FIELDS.has(type)) kept[type] = value;
-    else if (type === 'M') kept[type] = replaceMessageTail(value, () => SERVER_TEXT_WITHHELD);
+    else if (type === 'M') kept[type] = replaceMessageTail(value, () => SERVER_TEXT_WITHHELD, hasServerWords(fields));
     else if (type === 'D') kept[type] = WITHHELD_DETAIL;
   }
   return kept;
@@ -75,7 +87,7 @@ export const maskServerFields = (
   for (const [type, value] of Object.entries(fields)) {
     if (!DATA_FIELDS.has(type)) masked[type] = value;
     else if (!coversColumn) masked[type] = masker.maskText(value, counts);
-    else masked[type] = type === 'M' ? maskMessage(masker, value, counts) : strictest(masker, value, MESSAGE, counts);
+    else masked[type] = type === 'M' ? maskMessage(masker, value, counts, hasServerWords(fields)) : strictest(masker, value, MESSAGE, counts);
   }
   return masked;
 };
