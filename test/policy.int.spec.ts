@@ -125,6 +125,12 @@ describe('policy service over gRPC with the proxy port', () => {
     expect(after.reason).toContain('attribute notation');
   });
 
+  it('sends the foreign keys that act on a referenced table over gRPC: a DELETE of it names the tables it reaches', async () => {
+    const catalog = targetCatalogFacts({ rowFunctions: [], rewritingRelations: [], inheritance: [], foreignKeyActions: [['books.ledger', 'public.accounts']], version: 'fk-v1' });
+    const decision = await port.decide(analyst, 'ledger', { ...sql('DELETE FROM public.accounts WHERE id = 1'), catalog });
+    expect(decision.tables).toEqual(['books.ledger', 'public.accounts']);
+  });
+
   it('does not cache a decision that depends on constants', async () => {
     const before = port.stats().misses;
     await port.decide(analyst, 'ledger', sql('BEGIN READ WRITE'));

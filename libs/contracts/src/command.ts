@@ -24,6 +24,12 @@ export interface TargetCatalogFacts {
    * table's). Read by the proxy only; undefined where not read (every write may then fire one).
    */
   readonly triggeredRelations?: ReadonlySet<string>;
+  /**
+   * `schema.relation` -> the tables whose foreign keys onto it act on a DELETE or UPDATE of its
+   * rows (ON DELETE/UPDATE CASCADE, SET NULL, SET DEFAULT): such a write changes their rows too,
+   * without naming them. Undefined where not read.
+   */
+  readonly foreignKeyDependents?: ReadonlyMap<string, readonly string[]>;
   /** `schema.relation` -> its direct inheritance children and partitions (`schema.relation`). */
   readonly children: ReadonlyMap<string, readonly string[]>;
   /** `schema.relation` -> its direct inheritance parents. */

@@ -32,7 +32,7 @@ import { functionEffect } from './functions.js';
 import { isObject, list, str, type Node } from './parse-tree.js';
 import { guardedSettingReason, settingReadReason } from './settings.js';
 import { STATEMENT_KINDS } from './statements.js';
-import { ancestorsOf, descendantsOf } from './target-catalog.js';
+import { ancestorsOf, descendantsOf, foreignKeyReachOf } from './target-catalog.js';
 import { boundsTargetRows, mergeIsBounded, upsertIsBounded, writeTarget } from './write-bounds.js';
 export type { ClassifyOptions, SqlClassification, StatementClassification } from './classification.js';
 export { fingerprintSql, isSqlClassifierLoaded, loadSqlClassifier, normalizeSql } from './parser.js';
@@ -185,6 +185,19 @@ class StatementWalk {
     if (!catalog) return;
     for (const parent of ancestorsOf(catalog, name)) into.add(parent);
     if (!only) for (const child of descendantsOf(catalog, name)) into.add(child);
+  }
+
+  /**
+   * A DELETE or UPDATE of a table's rows changes the tables whose foreign keys act on it (ON
+   * DELETE CASCADE, ON UPDATE SET NULL…) without naming them: they count as written, so a rule on
+   * them sees the write. Only the catalog knows them (none without its facts).
+   */
+  private changesThroughForeignKeys(relation: unknown, scope: Scope): void {
+    const catalog = this.options.catalog;
+    if (!catalog?.foreignKeyDependents || catalog.foreignKeyDependents.size === 0) return;
+    const targets = new Set<string>();
+    this.table(relation, scope, targets);
+    for (const target of targets) for (const dependent of foreignKeyReachOf(catalog, target)) this.relation(this.writes, dependent, false);
   }
 
   /**
@@ -423,6 +436,7 @@ class StatementWalk {
         if (upsertIsBounded(n)) this.raise('write', 'medium', 'INSERT');
         else this.raise('write', 'high', 'INSERT … ON CONFLICT DO UPDATE of rows a query picks, not constants');
         this.table(n.relation, scope, this.writes);
+        if (isObject(n.onConflictClause) && str(n.onConflictClause.action) === 'ONCONFLICT_UPDATE') this.changesThroughForeignKeys(n.relation, scope);
         if (returnsRows(n)) this.table(n.relation, scope, this.reads);
         this.rewrittenWrite('INSERT');
         this.fields(n, scope, SKIP_RELATION);
@@ -435,6 +449,7 @@ class StatementWalk {
         if (boundsTargetRows(n.whereClause, target)) this.raise('write', 'medium', `${verb} with a WHERE that picks rows by constants`);
         else this.raise('write', 'high', `${verb} without a WHERE that picks the target's rows by constants`);
         this.table(n.relation, scope, this.writes);
+        this.changesThroughForeignKeys(n.relation, scope);
         if (returnsRows(n)) this.table(n.relation, scope, this.reads);
         this.rewrittenWrite(verb);
         this.fields(n, scope, SKIP_RELATION);
@@ -445,6 +460,7 @@ class StatementWalk {
         if (mergeIsBounded(n)) this.raise('write', 'medium', 'MERGE changing only rows picked by constants');
         else this.raise('write', 'high', "MERGE that may change target rows not picked by constants");
         this.table(n.relation, scope, this.writes);
+        this.changesThroughForeignKeys(n.relation, scope);
         if (returnsRows(n)) this.table(n.relation, scope, this.reads);
         this.rewrittenWrite('MERGE');
         this.fields(n, scope, SKIP_RELATION);

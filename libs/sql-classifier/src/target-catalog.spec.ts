@@ -144,3 +144,41 @@ describe('user overloads of built-in names', () => {
     expect([result.action, result.risk]).toEqual(['write', 'high']);
   });
 });
+
+describe('foreign keys whose actions change another table', () => {
+  // books.ledger → public.accounts ON DELETE CASCADE; audit.entries → books.ledger ON UPDATE SET NULL.
+  const withKeys = targetCatalogFacts({
+    rowFunctions: [],
+    rewritingRelations: [],
+    inheritance: [],
+    foreignKeyActions: [
+      ['books.ledger', 'public.accounts'],
+      ['audit.entries', 'books.ledger'],
+    ],
+    version: 'fk1',
+  });
+  const writes = (sql: string): readonly string[] => {
+    const result = classifySql(sql, { catalog: withKeys });
+    if (!result.ok) throw new Error(result.error);
+    return result.statements.flatMap((statement) => statement.writes);
+  };
+
+  it('counts the tables a DELETE, UPDATE, MERGE or upsert reaches through them as written, transitively', () => {
+    for (const sql of [
+      'DELETE FROM public.accounts WHERE id = 1',
+      'UPDATE accounts SET id = 3 WHERE id = 1',
+      'MERGE INTO public.accounts a USING (VALUES (1)) v(id) ON a.id = v.id WHEN MATCHED THEN DELETE',
+      'INSERT INTO public.accounts VALUES (1) ON CONFLICT (id) DO UPDATE SET id = 2',
+      'WITH gone AS (DELETE FROM public.accounts WHERE id = 1 RETURNING id) SELECT * FROM gone',
+    ]) {
+      expect(writes(sql), sql).toEqual(expect.arrayContaining(['public.accounts', 'books.ledger', 'audit.entries']));
+    }
+  });
+
+  it('leaves writes that delete or change no referenced row, and other tables, to what they name', () => {
+    expect(writes('INSERT INTO public.accounts VALUES (1)')).toEqual(['public.accounts']);
+    expect(writes('INSERT INTO public.accounts VALUES (1) ON CONFLICT DO NOTHING')).toEqual(['public.accounts']);
+    expect(writes('DELETE FROM audit.entries WHERE id = 1')).toEqual(['audit.entries']);
+    expect(classifySql('DELETE FROM public.accounts WHERE id = 1', {})).toMatchObject({ tables: ['public.accounts'] });
+  });
+});

@@ -28,7 +28,14 @@ export const descendantsOf = (facts: TargetCatalogFacts | undefined, relation: s
 /** Every table `relation` inherits from or is a partition of: a rule on any of them covers it. */
 export const ancestorsOf = (facts: TargetCatalogFacts | undefined, relation: string): string[] => (facts ? closure(relation, facts.parents) : []);
 
-/** Builds the facts from the catalog's rows; `inheritance` is `[child, parent]` pairs. */
+/** Every table a DELETE or UPDATE of `relation`'s rows may change through foreign-key actions, and theirs in turn. */
+export const foreignKeyReachOf = (facts: TargetCatalogFacts | undefined, relation: string): string[] =>
+  facts?.foreignKeyDependents ? closure(relation, facts.foreignKeyDependents) : [];
+
+/**
+ * Builds the facts from the catalog's rows; `inheritance` is `[child, parent]` pairs,
+ * `foreignKeyActions` `[referencing, referenced]` pairs of foreign keys that act on the referencing table.
+ */
 export const targetCatalogFacts = (input: {
   readonly rowFunctions: Iterable<string>;
   /** See TargetCatalogFacts.overloadedBuiltins; none when the catalog was read without them. */
@@ -37,6 +44,8 @@ export const targetCatalogFacts = (input: {
   /** See TargetCatalogFacts.triggeredRelations. */
   readonly triggeredRelations?: Iterable<string>;
   readonly inheritance: Iterable<readonly [string, string]>;
+  /** See TargetCatalogFacts.foreignKeyDependents; none when the catalog was read without them. */
+  readonly foreignKeyActions?: Iterable<readonly [string, string]>;
   readonly version: string;
 }): TargetCatalogFacts => {
   const children = new Map<string, string[]>();
@@ -45,10 +54,13 @@ export const targetCatalogFacts = (input: {
     children.set(parent, [...(children.get(parent) ?? []), child]);
     parents.set(child, [...(parents.get(child) ?? []), parent]);
   }
+  const dependents = new Map<string, string[]>();
+  for (const [referencing, referenced] of input.foreignKeyActions ?? []) dependents.set(referenced, [...(dependents.get(referenced) ?? []), referencing]);
   return {
     rowFunctions: new Set(input.rowFunctions),
     overloadedBuiltins: new Set(input.overloadedBuiltins ?? []),
     rewritingRelations: new Set(input.rewritingRelations),
     ...(input.triggeredRelations ? { triggeredRelations: new Set(input.triggeredRelations) } : {}),
+    ...(input.foreignKeyActions ? { foreignKeyDependents: dependents } : {}),
     children, parents, version: input.version };
 };

@@ -48,6 +48,7 @@ const catalogOf = (catalog: pb.TargetCatalog): TargetCatalogFacts => {
       overloadedBuiltins: catalog.overloadedBuiltins,
       rewritingRelations: catalog.rewritingRelations,
       inheritance: catalog.inheritance.map((edge) => [edge.child, edge.parent] as const),
+      foreignKeyActions: catalog.foreignKeyActions.map((key) => [key.referencing, key.referenced] as const),
       version: catalog.version,
     });
     if (catalog.version) {

@@ -112,6 +112,7 @@ const catalogToProto = (catalog: TargetCatalogFacts): pb.TargetCatalog => {
       overloadedBuiltins: [...catalog.overloadedBuiltins],
       rewritingRelations: [...catalog.rewritingRelations],
       inheritance: [...catalog.parents].flatMap(([child, parents]) => parents.map((parent) => ({ child, parent }))),
+      foreignKeyActions: [...(catalog.foreignKeyDependents ?? [])].flatMap(([referenced, referencing]) => referencing.map((table) => ({ referencing: table, referenced }))),
       version: catalog.version,
       uncommittedChanges: catalog.uncommittedChanges === true,
     };

@@ -40,7 +40,12 @@ const FACTS_QUERY =
   "union select 'i', cn.nspname || '.' || c.relname, pn.nspname || '.' || p.relname from pg_catalog.pg_inherits h " +
   'join pg_catalog.pg_class c on c.oid = h.inhrelid join pg_catalog.pg_namespace cn on cn.oid = c.relnamespace ' +
   'join pg_catalog.pg_class p on p.oid = h.inhparent join pg_catalog.pg_namespace pn on pn.oid = p.relnamespace ' +
-  "where c.relkind in ('r', 'p', 'f') order by 1, 2, 3";
+  "where c.relkind in ('r', 'p', 'f') " +
+  // Foreign keys whose ON DELETE/UPDATE action changes the referencing table's rows.
+  "union select 'k', rn.nspname || '.' || r.relname, dn.nspname || '.' || d.relname from pg_catalog.pg_constraint k " +
+  'join pg_catalog.pg_class r on r.oid = k.conrelid join pg_catalog.pg_namespace rn on rn.oid = r.relnamespace ' +
+  'join pg_catalog.pg_class d on d.oid = k.confrelid join pg_catalog.pg_namespace dn on dn.oid = d.relnamespace ' +
+  "where k.contype = 'f' and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd')) order by 1, 2, 3";
 
 interface TableColumns {
   readonly fetchedAt: number;
@@ -141,6 +146,7 @@ export class TableCatalog {
       rewritingRelations: pick('r').map((row) => row[1] ?? ''),
       triggeredRelations: pick('t').map((row) => row[1] ?? ''),
       inheritance: pick('i').map((row) => [row[1] ?? '', row[2] ?? ''] as const),
+      foreignKeyActions: pick('k').map((row) => [row[1] ?? '', row[2] ?? ''] as const),
       version: createHash('sha256').update(JSON.stringify(rows)).digest('base64url').slice(0, 16),
     });
     if (generation === this.#factsGeneration) this.#facts = { fetchedAt: this.#now(), facts };
