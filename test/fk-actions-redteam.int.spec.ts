@@ -145,6 +145,26 @@ describe('foreign-key actions onto books.ledger, reached without naming it', () 
   });
 });
 
+describe('code that deletes a referenced table\'s rows', () => {
+  it('keeps the ledger: a SQL function, a DO block, a procedure (whichever step the proxy refuses)', async () => {
+    const writer = await frontDoor.connect(['writers']);
+    const refused: string[] = [];
+    for (const text of [
+      "create function public.wipe() returns void language sql as 'delete from public.accounts where id = 1'",
+      'select public.wipe()',
+      'create function public.wipe_atomic() returns void language sql begin atomic delete from public.accounts where id = 1; end',
+      'select public.wipe_atomic()',
+      'do $$ begin delete from public.accounts where id = 1; end $$',
+      "create procedure public.wipe_proc() language sql as 'delete from public.accounts where id = 1'",
+      'call public.wipe_proc()',
+    ]) {
+      if ((await sqlState(writer.query(text))) === '42501') refused.push(text);
+    }
+    expect(refused).toContain('do $$ begin delete from public.accounts where id = 1; end $$');
+    await frontDoor.direct.query('drop function if exists public.wipe(), public.wipe_atomic(); drop procedure if exists public.wipe_proc()');
+  });
+});
+
 describe('schema changes not yet in the catalog facts', () => {
   it('refuses a DELETE after a rename, inherit or attach in the same message (the facts are stale)', async () => {
     const writer = await frontDoor.connect(['writers']);
