@@ -217,5 +217,8 @@ describe('schema changes not yet in the catalog facts', () => {
     await writer.query('begin');
     await writer.query('alter table public.defs alter column id type bigint');
     await writer.query('rollback');
+    // USING changes the referenced keys: no action runs, the rebuilt constraint refuses the ledger's rows.
+    const changed = await sqlState(writer.query('alter table public.defs alter column id type bigint using id + 100'));
+    expect(changed).toBe('23503');
   });
 });
