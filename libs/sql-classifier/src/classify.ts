@@ -194,9 +194,21 @@ class StatementWalk {
    */
   private changesThroughForeignKeys(relation: unknown, scope: Scope): void {
     const catalog = this.options.catalog;
+    // Without acting foreign keys in the facts, a new one reaching a table names it (ALTER TABLE it ADD …).
     if (!catalog?.foreignKeyDependents || catalog.foreignKeyDependents.size === 0) return;
+    // A rename, INHERIT or ATTACH PARTITION not yet committed is not in the facts: the write may
+    // reach any referenced table under another name, so any table's foreign keys (fail closed).
+    if (catalog.uncommittedChanges) {
+      this.writes.add(ANY_TABLE);
+      return;
+    }
     const targets = new Set<string>();
     this.table(relation, scope, targets);
+    // A view or rule rewrites the write onto tables the facts do not tie to it: their foreign keys act too.
+    if ([...targets].some((target) => catalog.rewritingRelations.has(target))) {
+      this.writes.add(ANY_TABLE);
+      return;
+    }
     for (const target of targets) for (const dependent of foreignKeyReachOf(catalog, target)) this.relation(this.writes, dependent, false);
   }
 

@@ -181,4 +181,25 @@ describe('foreign keys whose actions change another table', () => {
     expect(writes('DELETE FROM audit.entries WHERE id = 1')).toEqual(['audit.entries']);
     expect(classifySql('DELETE FROM public.accounts WHERE id = 1', {})).toMatchObject({ tables: ['public.accounts'] });
   });
+
+  it('counts any table as written after a schema change not yet committed (a rename or INHERIT may point the write at a referenced table)', () => {
+    const stale = { ...withKeys, uncommittedChanges: true };
+    for (const sql of ['DELETE FROM public.harmless WHERE id = 1', 'UPDATE public.base2 SET id = 3', 'MERGE INTO public.pp p USING (VALUES (1)) v(id) ON p.id = v.id WHEN MATCHED THEN DELETE']) {
+      const result = classifySql(sql, { catalog: stale });
+      expect(result.ok && result.statements.flatMap((statement) => statement.writes), sql).toContain(ANY_TABLE);
+    }
+    expect(writes('ALTER TABLE public.accounts RENAME TO harmless; DELETE FROM public.harmless WHERE id = 1')).toContain(ANY_TABLE);
+  });
+
+  it('counts any table as written by a DELETE or UPDATE of a view or a relation with rules (its rewrite may reach a referenced table)', () => {
+    const withView = { ...withKeys, rewritingRelations: new Set(['public.accounts_view']) };
+    const result = classifySql('DELETE FROM public.accounts_view WHERE id = 1', { catalog: withView });
+    expect(result.ok && result.statements.flatMap((statement) => statement.writes)).toContain(ANY_TABLE);
+  });
+
+  it('keeps stale facts and views without acting foreign keys to what the write names', () => {
+    const none = targetCatalogFacts({ rowFunctions: [], rewritingRelations: ['public.v'], inheritance: [], foreignKeyActions: [], version: 'fk0' });
+    const result = classifySql('DELETE FROM public.v WHERE id = 1', { catalog: { ...none, uncommittedChanges: true } });
+    expect(result.ok && result.statements.flatMap((statement) => statement.writes)).toEqual(['public.v']);
+  });
 });
