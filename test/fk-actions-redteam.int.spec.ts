@@ -1,7 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { parseConfig } from '@sluice/config';
-import { sqlState, usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { sqlState, useWritersFrontDoor } from './support/postgres-proxy-harness.js';
 
 /*
  * Red team of foreign-key actions (README "Policy"): an agent allowed to read, write and change the
@@ -9,56 +7,48 @@ import { sqlState, usePostgresFrontDoor } from './support/postgres-proxy-harness
  * DELETE/UPDATE actions of its foreign keys without naming it. Every probe is kept, those that held too.
  */
 
-const database = `sluice_fkrt_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'fkrt-db';
 const LEDGER_ROW = { id: 1, account: 1, mid: 1, part: 1, mixed: 1, def: 1, dotted: 1 };
-const frontDoor = usePostgresFrontDoor(
-  {
-    config: parseConfig({
-      resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
-      rules: [
-        { name: 'ledger-untouchable', effect: 'deny', resources: [RESOURCE], tables: ['books.ledger'] },
-        { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl'] },
-      ],
-    }),
-    database,
-    hashKey: 'fk-actions-redteam-int',
-    setupSql: [
-      'create table public.base (id int)',
-      'create table public.accounts (id int primary key) inherits (public.base)',
-      'insert into public.accounts values (1), (2)',
-      'create table public.roots (id int primary key)',
-      'insert into public.roots values (1)',
-      'create table public.mid (id int primary key, root int references public.roots on delete cascade on update cascade)',
-      'insert into public.mid values (1, 1)',
-      'create table public.parts (id int primary key) partition by range (id)',
-      'create table public.parts_1 partition of public.parts for values from (0) to (100)',
-      'insert into public.parts values (1)',
-      'create schema "Public"',
-      'create table "Public"."Accounts" (id int primary key)',
-      'insert into "Public"."Accounts" values (1)',
-      'create table public.defs (id int primary key)',
-      'insert into public.defs values (1)',
-      // Two tables whose `schema.relation` texts are both a.b.c.
-      'create schema "a.b"',
-      'create table "a.b".c (id int primary key)',
-      'insert into "a.b".c values (1)',
-      'create schema a',
-      'create table a."b.c" (id int primary key)',
-      'insert into a."b.c" values (1)',
-      'create view public.accounts_view as select * from public.accounts',
-      'create schema early',
-      'create table public.free (id int primary key)',
-      'create schema books',
-      'create table books.ledger (id int primary key, account int references public.accounts on delete cascade on update cascade, ' +
-        'mid int references public.mid on delete set null on update set null, part int references public.parts on delete cascade, ' +
-        'mixed int references "Public"."Accounts" on delete cascade, def int references public.defs on delete cascade deferrable initially deferred, ' +
-        'dotted int references a."b.c" on delete cascade)',
-      'insert into books.ledger values (1, 1, 1, 1, 1, 1, 1)',
-    ].join(';\n'),
-  },
-  60_000,
-);
+const frontDoor = useWritersFrontDoor({
+  prefix: 'sluice_fkrt',
+  resource: RESOURCE,
+  guards: [
+    { name: 'ledger-untouchable', tables: ['books.ledger'] },
+  ],
+  setupSql: () => [
+    'create table public.base (id int)',
+    'create table public.accounts (id int primary key) inherits (public.base)',
+    'insert into public.accounts values (1), (2)',
+    'create table public.roots (id int primary key)',
+    'insert into public.roots values (1)',
+    'create table public.mid (id int primary key, root int references public.roots on delete cascade on update cascade)',
+    'insert into public.mid values (1, 1)',
+    'create table public.parts (id int primary key) partition by range (id)',
+    'create table public.parts_1 partition of public.parts for values from (0) to (100)',
+    'insert into public.parts values (1)',
+    'create schema "Public"',
+    'create table "Public"."Accounts" (id int primary key)',
+    'insert into "Public"."Accounts" values (1)',
+    'create table public.defs (id int primary key)',
+    'insert into public.defs values (1)',
+    // Two tables whose `schema.relation` texts are both a.b.c.
+    'create schema "a.b"',
+    'create table "a.b".c (id int primary key)',
+    'insert into "a.b".c values (1)',
+    'create schema a',
+    'create table a."b.c" (id int primary key)',
+    'insert into a."b.c" values (1)',
+    'create view public.accounts_view as select * from public.accounts',
+    'create schema early',
+    'create table public.free (id int primary key)',
+    'create schema books',
+    'create table books.ledger (id int primary key, account int references public.accounts on delete cascade on update cascade, ' +
+      'mid int references public.mid on delete set null on update set null, part int references public.parts on delete cascade, ' +
+      'mixed int references "Public"."Accounts" on delete cascade, def int references public.defs on delete cascade deferrable initially deferred, ' +
+      'dotted int references a."b.c" on delete cascade)',
+    'insert into books.ledger values (1, 1, 1, 1, 1, 1, 1)',
+  ],
+});
 
 const ledgerRows = async (): Promise<unknown[]> => (await frontDoor.direct.query('select * from books.ledger order by id')).rows;
 

@@ -1,7 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '@sluice/config';
-import { sqlState, usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { sqlState, useWritersFrontDoor } from './support/postgres-proxy-harness.js';
 
 /*
  * Red team of the guards on read over writes (README "Policy", `actions` on a deny rule): an agent
@@ -9,33 +7,25 @@ import { sqlState, usePostgresFrontDoor } from './support/postgres-proxy-harness
  * through DDL that moves its rows under another name or hooks code onto its writes.
  */
 
-const database = `sluice_rgred_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'rgred-db';
-const frontDoor = usePostgresFrontDoor(
-  {
-    config: parseConfig({
-      resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
-      rules: [
-        { name: 'salaries-unread', effect: 'deny', resources: [RESOURCE], actions: ['read'], tables: ['hr.salaries'] },
-        { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl'] },
-      ],
-    }),
-    database,
-    hashKey: 'read-guards-redteam-int',
-    setupSql: [
-      'create schema hr',
-      'create table hr.salaries (id int primary key, name text not null, amount int)',
-      "insert into hr.salaries values (1, 'Alice', 250000)",
-      'create table public.parent (id int, name text, amount int)',
-      'create table public.sink (amount int)',
-      // A loopback foreign server, as a DBA might leave one: its foreign tables read this database.
-      'create extension postgres_fdw',
-      `create server loopback foreign data wrapper postgres_fdw options (host '127.0.0.1', port '5432', dbname '${database}')`,
-      "create user mapping for public server loopback options (user 'postgres')",
-    ].join(';\n'),
-  },
-  60_000,
-);
+const frontDoor = useWritersFrontDoor({
+  prefix: 'sluice_rgred',
+  resource: RESOURCE,
+  guards: [
+    { name: 'salaries-unread', actions: ['read'], tables: ['hr.salaries'] },
+  ],
+  setupSql: (database) => [
+    'create schema hr',
+    'create table hr.salaries (id int primary key, name text not null, amount int)',
+    "insert into hr.salaries values (1, 'Alice', 250000)",
+    'create table public.parent (id int, name text, amount int)',
+    'create table public.sink (amount int)',
+    // A loopback foreign server, as a DBA might leave one: its foreign tables read this database.
+    'create extension postgres_fdw',
+    `create server loopback foreign data wrapper postgres_fdw options (host '127.0.0.1', port '5432', dbname '${database}')`,
+    "create user mapping for public server loopback options (user 'postgres')",
+  ],
+});
 
 describe('DDL that would move the rows of a table whose reads are denied', () => {
   it('refuses renaming the table or its schema, making it a child of a readable parent, rules or triggers on it, and a foreign table onto it', async () => {

@@ -1,10 +1,8 @@
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { encodeBind, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
-import { parseConfig } from '@sluice/config';
-import { sqlState, usePostgresFrontDoor, waitFor } from './support/postgres-proxy-harness.js';
+import { sqlState, useWritersFrontDoor, waitFor } from './support/postgres-proxy-harness.js';
 
 /*
  * Red team of the withheld server texts and of CASCADE (README "Policy"): an agent allowed to read,
@@ -13,36 +11,28 @@ import { sqlState, usePostgresFrontDoor, waitFor } from './support/postgres-prox
  * sends out), or to change the ledger without naming it.
  */
 
-const database = `sluice_rgtxt_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'rgtxt-db';
-const frontDoor = usePostgresFrontDoor(
-  {
-    config: parseConfig({
-      resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
-      rules: [
-        { name: 'salaries-unread', effect: 'deny', resources: [RESOURCE], actions: ['read'], tables: ['hr.salaries'] },
-        { name: 'ledger-untouchable', effect: 'deny', resources: [RESOURCE], tables: ['books.ledger'] },
-        { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl'] },
-      ],
-    }),
-    database,
-    hashKey: 'read-guards-texts-redteam-int',
-    setupSql: [
-      'create schema hr',
-      'create table hr.salaries (id int primary key, name text not null, amount int)',
-      "insert into hr.salaries values (1, 'Alice', 250000)",
-      'create sequence public.s',
-      'create table public.accounts (id int primary key)',
-      'insert into public.accounts values (1), (2)',
-      "create type public.mood as enum ('calm', 'angry')",
-      'create domain public.cents as int constraint cents_positive check (value >= 0)',
-      'create schema books',
-      'create table books.ledger (id int primary key, account int references public.accounts on delete cascade on update cascade, mood public.mood, amount public.cents)',
-      "insert into books.ledger values (1, 1, 'calm', 5)",
-    ].join(';\n'),
-  },
-  60_000,
-);
+const frontDoor = useWritersFrontDoor({
+  prefix: 'sluice_rgtxt',
+  resource: RESOURCE,
+  guards: [
+    { name: 'salaries-unread', actions: ['read'], tables: ['hr.salaries'] },
+    { name: 'ledger-untouchable', tables: ['books.ledger'] },
+  ],
+  setupSql: () => [
+    'create schema hr',
+    'create table hr.salaries (id int primary key, name text not null, amount int)',
+    "insert into hr.salaries values (1, 'Alice', 250000)",
+    'create sequence public.s',
+    'create table public.accounts (id int primary key)',
+    'insert into public.accounts values (1), (2)',
+    "create type public.mood as enum ('calm', 'angry')",
+    'create domain public.cents as int constraint cents_positive check (value >= 0)',
+    'create schema books',
+    'create table books.ledger (id int primary key, account int references public.accounts on delete cascade on update cascade, mood public.mood, amount public.cents)',
+    "insert into books.ledger values (1, 1, 'calm', 5)",
+  ],
+});
 
 const SECRET = /250000|Alice/;
 const leaks = (value: unknown): boolean => SECRET.test(JSON.stringify(value));

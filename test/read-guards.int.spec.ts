@@ -1,9 +1,9 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCommand } from '@sluice/codec-resp';
-import { parseConfig, type RuleConfig } from '@sluice/config';
+import type { RuleConfig } from '@sluice/config';
 import { compilePiiMasking } from './support/engine-ports.js';
-import { sqlState, usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { sqlState, useWritersFrontDoor } from './support/postgres-proxy-harness.js';
 import { useTestPolicyService } from './support/policy-service.js';
 import { showResp } from './support/raw-socket.js';
 import { startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-harness.js';
@@ -104,33 +104,25 @@ describe('a Redis deny on reading keys: writes that answer with a stored bit or 
   });
 });
 
-const database = `sluice_readguard_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
 const RESOURCE = 'readguard-db';
-const frontDoor = usePostgresFrontDoor(
-  {
-    config: parseConfig({
-      resources: [{ name: RESOURCE, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
-      rules: [
-        { name: 'salaries-unread', effect: 'deny', resources: [RESOURCE], actions: ['read'], tables: ['public.salaries'] },
-        { name: 'ledger-untouchable', effect: 'deny', resources: [RESOURCE], tables: ['books.ledger'] },
-        { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [RESOURCE], actions: ['read', 'write', 'ddl'] },
-      ],
-    }),
-    database,
-    hashKey: 'read-guards-int',
-    setupSql: [
-      'create table salaries (id int primary key, amount int)',
-      'insert into salaries values (1, 250000)',
-      'create table sink (amount int)',
-      'create table accounts (id int primary key)',
-      'insert into accounts values (1)',
-      'create schema books',
-      'create table books.ledger (account int references public.accounts, amount int)',
-      'insert into books.ledger values (1, 100)',
-    ].join(';\n'),
-  },
-  60_000,
-);
+const frontDoor = useWritersFrontDoor({
+  prefix: 'sluice_readguard',
+  resource: RESOURCE,
+  guards: [
+    { name: 'salaries-unread', actions: ['read'], tables: ['public.salaries'] },
+    { name: 'ledger-untouchable', tables: ['books.ledger'] },
+  ],
+  setupSql: () => [
+    'create table salaries (id int primary key, amount int)',
+    'insert into salaries values (1, 250000)',
+    'create table sink (amount int)',
+    'create table accounts (id int primary key)',
+    'insert into accounts values (1)',
+    'create schema books',
+    'create table books.ledger (account int references public.accounts, amount int)',
+    'insert into books.ledger values (1, 100)',
+  ],
+});
 
 describe('a PostgreSQL deny on reading a table, for an agent allowed to write it', () => {
   it('refuses the writes that return or copy its rows, and lets writes that only write through', async () => {

@@ -6,7 +6,7 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { afterAll, beforeAll } from 'vitest';
 import { decodeBackend, encodePasswordMessage, encodeQuery, encodeStartupMessage, FrameReader, type BackendMessage } from '@sluice/codec-pg';
-import type { PostgresResourceConfig, SluiceConfig } from '@sluice/config';
+import { parseConfig, type PostgresResourceConfig, type SluiceConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
 import { createTokenVerifier } from '@sluice/identity';
 import { compileMasking, type CompiledMasking } from '@sluice/masking-engine';
@@ -392,6 +392,44 @@ export const usePostgresFrontDoor = (options: PostgresFrontDoorOptions, startTim
   beforeAll(() => frontDoor.start(), startTimeoutMs);
   afterAll(() => frontDoor.close());
   return frontDoor;
+};
+
+/** A deny on tables, for everyone, of a front door from useWritersFrontDoor. */
+export interface TableGuard {
+  readonly name: string;
+  readonly tables: readonly string[];
+  /** Absent: every action. */
+  readonly actions?: readonly ('read' | 'write' | 'ddl' | 'admin')[];
+}
+
+/**
+ * A front door on a fresh database (`<prefix>_<random>`) whose agents in `writers` may read, write and
+ * change the schema, and whose `guards` deny tables to everyone: what the read-guard and foreign-key
+ * red teams attack. `setupSql` gets the database's name (a loopback foreign server names it).
+ */
+export const useWritersFrontDoor = (options: {
+  readonly prefix: string;
+  readonly resource: string;
+  readonly guards: readonly TableGuard[];
+  readonly setupSql: (database: string) => readonly string[];
+}): PostgresFrontDoor => {
+  const database = `${options.prefix}_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+  const resource = options.resource;
+  return usePostgresFrontDoor(
+    {
+      config: parseConfig({
+        resources: [{ name: resource, type: 'postgres', listen: '127.0.0.1:0', target: { host: '127.0.0.1', database }, credentials: { username: 'postgres' } }],
+        rules: [
+          ...options.guards.map((guard) => ({ ...guard, effect: 'deny', resources: [resource] })),
+          { name: 'writers', effect: 'allow', subjects: { groups: ['writers'] }, resources: [resource], actions: ['read', 'write', 'ddl'] },
+        ],
+      }),
+      database,
+      hashKey: `${options.prefix}-int`,
+      setupSql: options.setupSql(database).join(';\n'),
+    },
+    60_000,
+  );
 };
 
 /**
