@@ -235,15 +235,20 @@ const patternsMatch = (effect: Effect, globs: readonly string[], patterns: reado
 const readSideOf = (part: CommandPart): CommandPart | undefined => {
   const reads = part.reads;
   if (reads === undefined || (reads.tables?.length ?? 0) + (reads.keys?.length ?? 0) + (part.keyPatterns?.length ?? 0) === 0) return undefined;
-  return {
-    summary: part.summary,
-    action: 'read',
-    risk: part.risk,
-    reason: part.reason,
+  return asReadOf(part, {
     ...(part.tables ? { tables: reads.tables ?? [] } : {}),
     ...(part.keys ? { keys: reads.keys ?? [], keyPatterns: part.keyPatterns ?? [] } : {}),
-  };
+  });
 };
+
+/** The part as a read of these tables or keys: what a guard on `read` is matched against. */
+const asReadOf = (part: CommandPart, names: Pick<CommandPart, 'tables' | 'keys' | 'keyPatterns'>): CommandPart => ({
+  summary: part.summary,
+  action: 'read',
+  risk: part.risk,
+  reason: part.reason,
+  ...names,
+});
 
 /** Undefined when the rule matches; otherwise the first matcher that failed. */
 const failedMatcher = (rule: CompiledRule, subject: PolicySubject, resource: string, part: CommandPart): string | undefined => {
@@ -406,7 +411,7 @@ export const createPolicy = (rules: readonly RuleConfig[], resources: readonly R
    */
   const touchesReadGuardedTable = (subject: PolicySubject, resource: string, part: CommandPart): boolean => {
     if (part.action === 'read' || !part.tables || part.tables.length === 0) return false;
-    const asRead: CommandPart = { summary: part.summary, action: 'read', risk: part.risk, reason: part.reason, tables: part.tables };
+    const asRead = asReadOf(part, { tables: part.tables });
     return (['deny', 'approve'] as const).some((effect) =>
       byEffect.get(effect)!.some((rule) => rule.config.actions?.includes('read') === true && failedMatcher(rule, subject, resource, asRead) === undefined),
     );
