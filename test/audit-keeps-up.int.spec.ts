@@ -76,6 +76,40 @@ describe('the audit keeps up with concurrent agents', () => {
     expect(result, describeCatchUp(result)).toMatchObject({ recorded: done, doubled: 0, ok: true });
   });
 
+  it('stores events whose ids, session ids and command ids are UUIDv7, in the order they were made (the right edge of the indexes)', async () => {
+    const afterSeq = await storeMark(storeUrl);
+    const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent-ids', database: 'db', password: await idp.mint({ sub: 'agent-ids', groups: ['agents'] }) });
+    await client.connect();
+    for (let n = 0; n < 5; n++) await client.query(`SELECT ${n} AS time_ordered_ids`);
+    const loadEndedAt = Date.now();
+    await client.end();
+    const result = await auditCatchUp({ storeUrl, afterSeq, commandPrefix: 'SELECT ', expected: 5, slack: 0, loadEndedAt, withinMs: 30_000 });
+    expect(result, describeCatchUp(result)).toMatchObject({ recorded: 5, ok: true });
+    const store = new pg.Client({ connectionString: storeUrl });
+    await store.connect();
+    try {
+      // session.ended follows the statements once the connection is gone.
+      let rows: Array<{ id: string; session_id: string; command_id: string | null; kind: string }> = [];
+      for (const deadline = Date.now() + 10_000; !rows.some((row) => row.kind === 'session.ended') && Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 50))) {
+        ({ rows } = await store.query(`SELECT id, session_id, command_id, kind FROM sluice.events WHERE seq > $1 AND session_id IN (SELECT session_id FROM sluice.events WHERE seq > $1 AND data->>'command' LIKE '%time_ordered_ids%') ORDER BY session_seq`, [afterSeq]));
+      }
+      expect(rows.map((row) => row.kind)).toEqual(['session.started', ...Array<string>(5).fill('command.executed'), 'session.ended']);
+      const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+      for (const row of rows) {
+        expect(row.id).toMatch(UUID_V7);
+        expect(row.session_id).toMatch(UUID_V7);
+      }
+      const ids = rows.map((row) => row.id);
+      expect([...ids].sort()).toEqual(ids);
+      const commandIds = rows.flatMap((row) => (row.command_id ? [row.command_id] : []));
+      expect(commandIds).toHaveLength(5);
+      for (const commandId of commandIds) expect(commandId).toMatch(UUID_V7);
+      expect([...commandIds].sort()).toEqual(commandIds);
+    } finally {
+      await store.end();
+    }
+  });
+
   it('with audit.wait ack, a command runs only once its decision is on the bus', async () => {
     const client = new pg.Client({ host: '127.0.0.1', port: ackedPort, user: 'agent', database: 'db-acked', password: await idp.mint({ sub: 'agent', groups: ['agents'] }) });
     await client.connect();

@@ -5,3 +5,4 @@ export * from './reduction.js';
 export * from './provenance.js';
 export * from './nats-permissions.js';
 export * from './jetstream-errors.js';
+export * from './ids.js';

@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import { status as GrpcStatus, type ServerErrorResponse, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { ACTIONS, RISKS, SluiceError, SluiceErrorCode, type Action, type Risk } from '@sluice/contracts';
+import { timeOrderedId } from '@sluice/event-bus';
 import { approval as proto } from '@sluice/proto';
 import { invalidArgument, toGrpcError, type Logger } from '@sluice/service-runtime';
 import type { KnownApproval } from './approval.js';
@@ -46,7 +46,7 @@ export const decisionResponse = (approval: KnownApproval): proto.AwaitDecisionRe
 export const createGrpcHandlers = (deps: GrpcDeps): proto.ApprovalServiceServer => {
   const { workflow, logger } = deps;
   const now = deps.now ?? (() => new Date());
-  const newId = deps.newId ?? randomUUID;
+  const newId = deps.newId ?? timeOrderedId;
   const longPollMs = deps.longPollMs ?? 20_000;
 
   return {

@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import { buildEvent, kindOfType, SluiceError, SluiceErrorCode, type CloudEvent } from '@sluice/contracts';
+import { timeOrderedId } from '@sluice/event-bus';
 import type { Logger } from '@sluice/service-runtime';
 import {
   decide,
@@ -38,7 +38,7 @@ const EVENT_SOURCE = 'approval';
 
 /** The CloudEvent of an approval event; its subject is the session the command came from. */
 export const toCloudEvent = (event: ApprovalEvent, sessionId: string): CloudEvent => {
-  const fields = { id: randomUUID(), source: EVENT_SOURCE, subject: sessionId, time: new Date(event.at) };
+  const fields = { id: timeOrderedId(), source: EVENT_SOURCE, subject: sessionId, time: new Date(event.at) };
   switch (event.type) {
     case 'approval.requested':
       return buildEvent(event.type, { ...fields, data: event.data });

@@ -1,8 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { Server, type ServerWritableStream } from '@grpc/grpc-js';
 import { buildEvent } from '@sluice/contracts';
 import { eventStreamConfig, loadConfig, MAX_GOVERNED_MESSAGE_BYTES, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig, type ServiceTls, type SluiceConfig } from '@sluice/config';
-import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
+import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, timeOrderedId, type NatsConnection } from '@sluice/event-bus';
 import { policy as pb } from '@sluice/proto';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { grpcServerAuthorization, grpcServerCredentials, shutdownGrpcServer, type Logger } from '@sluice/service-runtime';
@@ -92,7 +91,7 @@ export const startPolicyService = async (options: PolicyServiceOptions): Promise
     serve(next, Math.max(version, announced) + 1);
     try {
       await publisher.publishNow(
-        buildEvent('policy.changed', { id: randomUUID(), source: 'sluice/policy', subject: 'policy', time: new Date(), data: { version, rules: next.rules } }),
+        buildEvent('policy.changed', { id: timeOrderedId(), source: 'sluice/policy', subject: 'policy', time: new Date(), data: { version, rules: next.rules } }),
       );
     } catch (error) {
       logger.error({ err: error }, 'policy.changed could not be published');

@@ -1,6 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import { buildEvent, type SluiceEventDataByKind, type SluiceEventKind } from '@sluice/contracts';
-import type { EventPublisher } from '@sluice/event-bus';
+import { timeOrderedId, type EventPublisher } from '@sluice/event-bus';
 import type { AuditPort } from './ports.js';
 import { boundEventData, resultFitsExecuted, type RecordingBounds } from './recording.js';
 
@@ -77,7 +76,7 @@ export const createAuditPort = (
     const sessionseq = (sequences.get(sessionId) ?? 0) + 1;
     if (kind === 'session.ended' || kind === 'session.rejected') sequences.delete(sessionId);
     else sequences.set(sessionId, sessionseq);
-    publisher.publish(buildEvent(kind, { id: randomUUID(), source: options.source, subject: sessionId, time, sessionseq, data }));
+    publisher.publish(buildEvent(kind, { id: timeOrderedId(), source: options.source, subject: sessionId, time, sessionseq, data }));
   };
 
   /** A command's events: one command.executed when its outcome is in, else what it has so far. */

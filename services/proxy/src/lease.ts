@@ -1,8 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { buildEvent, leaseStreamName, leaseSubjectRoot, type SluiceEventDataByKind, type SluiceEventKind } from '@sluice/contracts';
-import type { EventPublisher } from '@sluice/event-bus';
+import { timeOrderedId, type EventPublisher } from '@sluice/event-bus';
 import type { Logger } from '@sluice/service-runtime';
 import type { AuditPort } from './ports.js';
 
@@ -45,7 +44,7 @@ export interface ProxyLease {
 
 export const startProxyLease = async (nc: NatsConnection, publisher: EventPublisher, logger: Logger, settings: LeaseSettings): Promise<ProxyLease> => {
   const { renewMs, lapseMs, sweepMs } = { ...LEASE_DEFAULTS, ...settings };
-  const proxyId = randomUUID();
+  const proxyId = timeOrderedId();
   const name = leaseStreamName(settings.stream);
   const root = leaseSubjectRoot(settings.subjectPrefix);
   const jsm = await jetstreamManager(nc);
@@ -94,7 +93,7 @@ export const startProxyLease = async (nc: NatsConnection, publisher: EventPublis
       const now = new Date();
       publisher.publish(
         buildEvent('session.ended', {
-          id: randomUUID(),
+          id: timeOrderedId(),
           source: 'sluice/proxy',
           subject: sessionId,
           time: now,

@@ -1,9 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import { trace } from '@opentelemetry/api';
 import { createServer, type Server, type Socket } from 'node:net';
 import { eventStreamConfig, parseAddress, readSecret, requireServiceTls, resolveBusLogin, resolveProvenanceKeys, resourceLimits, type ResourceConfig, type SecretRef } from '@sluice/config';
 import { SluiceErrorCode } from '@sluice/contracts';
-import { connectBus, createMessageSigner, ensureEventStream, eventRoom, EventPublisher } from '@sluice/event-bus';
+import { connectBus, createMessageSigner, ensureEventStream, eventRoom, EventPublisher, timeOrderedId } from '@sluice/event-bus';
 import { createTokenVerifier } from '@sluice/identity';
 import { grpcClientChannelOptions, grpcClientCredentials, runService } from '@sluice/service-runtime';
 import { createAuditPort } from './audit-port.js';
@@ -111,7 +110,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
     audit: lease ? lease.wrap(auditPort) : auditPort,
     recording: config.audit.recording,
     connectionLimits,
-    newId: randomUUID,
+    newId: timeOrderedId,
     now: () => new Date(),
   };
 
@@ -123,7 +122,7 @@ runService('proxy', async ({ loaded, config, logger }) => {
     const server = createServer({ noDelay: true }, (socket) => {
       if (!limiter.tryOpen()) {
         // Refused before a byte is read, in the protocol's own form; audited like any refusal.
-        ports.audit.record(randomUUID(), 'session.rejected', {
+        ports.audit.record(timeOrderedId(), 'session.rejected', {
           resource: resource.name,
           protocol: resource.type,
           client: `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`,

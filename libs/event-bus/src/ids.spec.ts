@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { timeOrderedId } from './ids.js';
+
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+describe('timeOrderedId', () => {
+  it('is a UUIDv7 whose first 48 bits are the time it was made, in milliseconds', () => {
+    const before = Date.now();
+    const id = timeOrderedId();
+    const after = Date.now();
+    expect(id).toMatch(UUID_V7);
+    const millis = parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+    expect(millis).toBeGreaterThanOrEqual(before);
+    expect(millis).toBeLessThanOrEqual(after);
+  });
+
+  it('sorts in the order the ids were made, within a millisecond too, and never repeats', () => {
+    const ids = Array.from({ length: 3_000 }, () => timeOrderedId());
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort()).toEqual(ids);
+  });
+});
