@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { buildEvent } from '@sluice/contracts';
+import { timeOrderedId } from '@sluice/event-bus';
 
 /** One query as the server's superuser, on a client of its own: other work on a shared server may end idle connections. */
 export const asAdmin = async (query, parameters) => {
@@ -32,7 +33,7 @@ export const pgbenchStatementEvents = (run, sessions) => {
     const session = index % sessions;
     seqs[session] += 1;
     return buildEvent('command.executed', {
-      id: `${run}-${index}-0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0`,
+      id: timeOrderedId(),
       source: 'proxy',
       subject: `${run}-session-${session}-7a6b5c4d-3e2f-1a0b-9c8d-7e6f5a4b3c2d`,
       time: new Date(),
@@ -41,7 +42,7 @@ export const pgbenchStatementEvents = (run, sessions) => {
       data: {
         action: 'read',
         command: `SELECT abalance FROM pgbench_accounts WHERE aid = ${1 + ((index * 7919) % 100_000)};`,
-        commandId: `${run}-c${index}-11223344-5566-7788-99aa-bbccddeeff00`,
+        commandId: timeOrderedId(),
         decision: 'allow',
         durationMs: 0.41,
         ok: true,
