@@ -6,6 +6,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseAddress, parseConfig, type SluiceConfig } from '@sluice/config';
 import { writeBusKeys, writeGrpcCertificates, writeSigningKeys } from '../cli/src/commands/keys.js';
+import { SERVICE_V8_FLAGS } from '../cli/src/supervisor.js';
 import { REPO_ROOT } from './support/sluice.js';
 
 /**
@@ -56,7 +57,8 @@ describe('Kubernetes manifests (deploy/k8s)', () => {
     for (const name of SERVICES) {
       const deployment = find('Deployment', name);
       const main = container(name);
-      expect(main.command).toEqual(['node', `/app/services/${name}/dist/main.js`]);
+      // The V8 flags `sluice up` gives the service, so a pod runs it as the supervisor does.
+      expect(main.command).toEqual(['node', ...(SERVICE_V8_FLAGS[name] ?? []), `/app/services/${name}/dist/main.js`]);
       expect(existsSync(join(REPO_ROOT, 'services', name, 'src', 'main.ts'))).toBe(true);
       const healthListen = main.env.find((entry: { name: string }) => entry.name === 'SLUICE_HEALTH_LISTEN').value as string;
       const healthPort = main.ports.find((port: { name: string }) => port.name === main.readinessProbe.httpGet.port).containerPort;

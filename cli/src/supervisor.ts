@@ -17,6 +17,17 @@ export const servicesFor = (config: LoadedConfig['config']): readonly ServiceNam
 export const serviceEntry = (name: ServiceName): string =>
   fileURLToPath(new URL(`../../services/${name}/dist/main.js`, import.meta.url));
 
+/**
+ * V8 flags of the services on the data path. Their garbage is short-lived, but a batch of events
+ * lives until the bus or the store acknowledges it: in a young generation twice V8's default size
+ * it dies there instead of being promoted. Measured under pgbench -S -c 8 (bench/pgbench-cpu.ts,
+ * three alternations): the audit service 34 -> 25 µs per statement, the proxy 82 -> 80.
+ */
+export const SERVICE_V8_FLAGS: Readonly<Partial<Record<ServiceName, readonly string[]>>> = {
+  proxy: ['--max-semi-space-size=32'],
+  audit: ['--max-semi-space-size=32'],
+};
+
 const TELEMETRY_PRELOAD = fileURLToPath(new URL('../../libs/telemetry/dist/preload.js', import.meta.url));
 
 /** What runService exits with for an invalid config (exitOnConfigError). */
@@ -72,7 +83,7 @@ export class Supervisor {
     const child = fork(serviceEntry(name), ['--config', this.loaded.path], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, ...this.#childEnv, SLUICE_SERVICE: name },
-      execArgv: [...process.execArgv, ...tracing],
+      execArgv: [...process.execArgv, ...(SERVICE_V8_FLAGS[name] ?? []), ...tracing],
     });
     service.child = child;
     child.on('message', (message: SupervisorMessage) => {

@@ -57,6 +57,13 @@ describe('sluice up supervises its services', () => {
     return client;
   };
 
+  it('runs the proxy and the audit service with a larger young generation, the other services as node starts', async () => {
+    const { body } = await readiness();
+    const argvOf = (service: string): string[] => readFileSync(`/proc/${body.services[service]!.pid!}/cmdline`, 'utf8').split('\0');
+    for (const service of ['proxy', 'audit']) expect(argvOf(service)).toContain('--max-semi-space-size=32');
+    for (const service of ['policy', 'masking', 'approval']) expect(argvOf(service).some((arg) => arg.startsWith('--max-semi-space-size'))).toBe(false);
+  });
+
   it('fails closed while the policy service does not answer, and serves again when it does', async () => {
     const client = await agent(['readers']);
     expect((await client.query('SELECT 1 AS one')).rows[0].one).toBe(1);
