@@ -19,4 +19,9 @@ describe('timeOrderedId', () => {
     expect(new Set(ids).size).toBe(ids.length);
     expect([...ids].sort()).toEqual(ids);
   });
+
+  it('draws new random bits for every id, past the pool of random bytes too', () => {
+    const randomParts = Array.from({ length: 3_000 }, () => timeOrderedId().slice(19));
+    expect(new Set(randomParts).size).toBe(randomParts.length);
+  });
 });
