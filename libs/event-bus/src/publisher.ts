@@ -81,6 +81,28 @@ export const eventRoom = (maxPayload: number, signed: boolean): number =>
 type PublishFailure = 'rejected' | 'retryable';
 
 const encoder = new TextEncoder();
+const OPEN_BRACKET = 0x5b;
+const COMMA = 0x2c;
+const CLOSE_BRACKET = 0x5d;
+
+/**
+ * `[json,json,…]` as UTF-8, each event's JSON encoded straight into one buffer: joining them
+ * first built a string of the whole batch (half a megabyte) only to encode it, three times the
+ * cost per event.
+ */
+const batchPayload = (items: readonly Queued[]): Buffer => {
+  let size = BATCH_FRAMING_BYTES + Math.max(0, items.length - 1);
+  for (const item of items) size += Buffer.byteLength(item.json, 'utf8');
+  const payload = Buffer.allocUnsafe(size);
+  let offset = 0;
+  payload[offset++] = OPEN_BRACKET;
+  for (let index = 0; index < items.length; index += 1) {
+    if (index > 0) payload[offset++] = COMMA;
+    offset += payload.write(items[index]!.json, offset, 'utf8');
+  }
+  payload[offset] = CLOSE_BRACKET;
+  return payload;
+};
 
 /**
  * Publishes CloudEvents to JetStream without ever blocking the data path: events queue, go out as
@@ -276,7 +298,7 @@ export class EventPublisher {
   #batchOf(items: readonly Queued[]): Batch {
     return {
       subject: subjectForBatch(this.#settings.source, this.#settings.subjectPrefix),
-      payload: Buffer.from(`[${items.map((item) => item.json).join(',')}]`, 'utf8'),
+      payload: batchPayload(items),
       msgID: `${items[0]!.id}+${items.length}`,
       count: items.length,
       items,
