@@ -214,6 +214,22 @@ export interface CloudEvent<K extends SluiceEventKind = SluiceEventKind> {
 
 export type AnySluiceEvent = { [K in SluiceEventKind]: CloudEvent<K> }[SluiceEventKind];
 
+let isoMillis = Number.NaN;
+let isoText = '';
+
+/**
+ * `time.toISOString()`, written once per millisecond: a busy proxy stamps many events within one.
+ * An invalid date (NaN never equals itself) throws as toISOString does.
+ */
+const isoTime = (time: Date): string => {
+  const millis = time.getTime();
+  if (millis !== isoMillis) {
+    isoText = time.toISOString();
+    isoMillis = millis;
+  }
+  return isoText;
+};
+
 export const buildEvent = <K extends SluiceEventKind>(
   kind: K,
   fields: { id: string; source: string; subject: string; time: Date; sessionseq?: number; data: SluiceEventDataByKind[K] },
@@ -229,6 +245,6 @@ export const buildEvent = <K extends SluiceEventKind>(
   source: fields.source,
   specversion: '1.0',
   subject: fields.subject,
-  time: fields.time.toISOString(),
+  time: isoTime(fields.time),
   type: eventType(kind),
 });
