@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto';
 
-let lastMillis = 0;
+let lastMillis = -1;
 let sequence = 0;
+/** `tttttttt-tttt-7` of lastMillis: a double's hex digits cost more than the rest of an id. */
+let timePrefix = '';
+/** The counter's three hex digits, by value. */
+const SEQUENCE_HEX = Array.from({ length: 0x1000 }, (_, value) => value.toString(16).padStart(3, '0'));
 
 /**
  * A UUIDv7 (RFC 9562): the Unix time in milliseconds, then a counter within the millisecond, then
@@ -13,9 +17,13 @@ let sequence = 0;
 export const timeOrderedId = (): string => {
   const now = Date.now();
   // Past 4,096 ids in one millisecond the counter wraps: order within it is lost, uniqueness is not.
-  sequence = now === lastMillis ? (sequence + 1) & 0xfff : 0;
-  lastMillis = now;
-  const time = now.toString(16).padStart(12, '0');
+  if (now === lastMillis) sequence = (sequence + 1) & 0xfff;
+  else {
+    sequence = 0;
+    lastMillis = now;
+    const time = now.toString(16).padStart(12, '0');
+    timePrefix = `${time.slice(0, 8)}-${time.slice(8)}-7`;
+  }
   // A v4 UUID's last two groups are its variant (10xx, as v7's) and 62 random bits.
-  return `${time.slice(0, 8)}-${time.slice(8)}-7${sequence.toString(16).padStart(3, '0')}-${randomUUID().slice(19)}`;
+  return `${timePrefix}${SEQUENCE_HEX[sequence]!}-${randomUUID().slice(19)}`;
 };
