@@ -53,6 +53,8 @@ interface ConnectionState {
   readonly sessions: Map<string, SessionState>;
   /** Verified tokens of this connection, so keep-alive requests do not re-verify each time. */
   readonly tokens: Map<string, VerifiedToken>;
+  /** The Authorization header of the last request whose token was accepted, and that token. */
+  lastBearer: { readonly header: string; readonly verified: VerifiedToken } | undefined;
   /** Places among each subject's connections (limits.maxConnectionsPerSubject), given back on close. */
   readonly releases: Array<() => void>;
 }
@@ -114,6 +116,10 @@ export const createHttpAdapter = (
 
   const authenticate = async (state: ConnectionState, req: IncomingMessage): Promise<VerifiedToken | Problem> => {
     const header = req.headers.authorization;
+    // Keep-alive requests repeat the header verbatim: the same text is the same token, so the
+    // parse and the lookup by a long token are skipped; its expiry is still checked each time.
+    const last = state.lastBearer;
+    if (last && header === last.header && (!last.verified.expiresAt || last.verified.expiresAt.getTime() > Date.now())) return last.verified;
     const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
     if (!match) {
       return new Problem(401, SluiceErrorCode.TokenInvalid, 'Unauthorized', 'a bearer token is required', {}, {
@@ -122,11 +128,16 @@ export const createHttpAdapter = (
     }
     const token = match[1]!;
     const cached = state.tokens.get(token);
-    if (cached && (!cached.expiresAt || cached.expiresAt.getTime() > Date.now())) return cached;
+    if (cached && (!cached.expiresAt || cached.expiresAt.getTime() > Date.now())) {
+      state.lastBearer = { header: header!, verified: cached };
+      return cached;
+    }
+    state.lastBearer = undefined;
     try {
       const verified = await state.ports.identity.verify(token);
       if (state.tokens.size > 16) state.tokens.clear();
       state.tokens.set(token, verified);
+      state.lastBearer = { header: header!, verified };
       return verified;
     } catch (error) {
       const code = (error as { code?: string }).code === SluiceErrorCode.TokenExpired ? SluiceErrorCode.TokenExpired : SluiceErrorCode.TokenInvalid;
@@ -572,6 +583,7 @@ export const createHttpAdapter = (
           client: `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`,
           sessions: new Map(),
           tokens: new Map(),
+          lastBearer: undefined,
           releases: [],
         };
         (socket as Partial<Socket>).setNoDelay?.(true);
