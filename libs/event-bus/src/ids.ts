@@ -1,11 +1,9 @@
 import { randomUUID } from 'node:crypto';
 
 let lastMillis = -1;
-let sequence = 0;
-/** `tttttttt-tttt-7` of lastMillis: a double's hex digits cost more than the rest of an id. */
+/** `xxxxxxxx-xxxx-7` of the current millisecond: Date.now() is a double, and its hex costs more than the rest of an id. */
 let timePrefix = '';
-/** The counter's three hex digits, by value. */
-const SEQUENCE_HEX = Array.from({ length: 0x1000 }, (_, value) => value.toString(16).padStart(3, '0'));
+let sequence = 0;
 
 /**
  * A UUIDv7 (RFC 9562): the Unix time in milliseconds, then a counter within the millisecond, then
@@ -16,14 +14,15 @@ const SEQUENCE_HEX = Array.from({ length: 0x1000 }, (_, value) => value.toString
  */
 export const timeOrderedId = (): string => {
   const now = Date.now();
-  // Past 4,096 ids in one millisecond the counter wraps: order within it is lost, uniqueness is not.
-  if (now === lastMillis) sequence = (sequence + 1) & 0xfff;
-  else {
-    sequence = 0;
+  if (now !== lastMillis) {
     lastMillis = now;
+    sequence = 0;
     const time = now.toString(16).padStart(12, '0');
     timePrefix = `${time.slice(0, 8)}-${time.slice(8)}-7`;
+  } else {
+    // Past 4,096 ids in one millisecond the counter wraps: order within it is lost, uniqueness is not.
+    sequence = (sequence + 1) & 0xfff;
   }
   // A v4 UUID's last two groups are its variant (10xx, as v7's) and 62 random bits.
-  return `${timePrefix}${SEQUENCE_HEX[sequence]!}-${randomUUID().slice(19)}`;
+  return timePrefix + (sequence + 0x1000).toString(16).slice(1) + randomUUID().slice(18);
 };
