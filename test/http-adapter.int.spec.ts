@@ -349,6 +349,23 @@ describe('HTTP adapter', () => {
     expect(target.seen).toHaveLength(0);
   });
 
+  it('refuses the next request of a kept-alive connection once its token has expired, the same header accepted before', async () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const shortLived = await idp.mint({ sub: 'agent-1', expiresIn: 2 });
+    try {
+      const first = await call(port, '/customers/7', { token: shortLived, agent });
+      expect(first.status).toBe(200);
+      // `exp` is in whole seconds: past it whatever fraction of a second the token was minted at.
+      await new Promise((resolve) => setTimeout(resolve, 3_100));
+      const second = await call(port, '/customers/7', { token: shortLived, agent });
+      expect(second.status).toBe(401);
+      expect(problem(second).code).toBe(SluiceErrorCode.TokenExpired);
+    } finally {
+      agent.destroy();
+    }
+    expect(target.seen).toHaveLength(1);
+  }, 10_000);
+
   it('keeps one session per connection and subject and ends it when the connection closes', async () => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     await call(port, '/x', { token, agent });

@@ -22,8 +22,8 @@ let timePrefix = '';
  * events the store's backend spent about a third more CPU per event on v4 ids.
  *
  * The proxy makes two per command (the command's and its event's): the time part is written once
- * per millisecond and the random part read from a pooled buffer by table, a third of what
- * randomUUID and its slicing cost.
+ * per millisecond and the random part read from a pooled buffer by table (~0.3 µs an id, written
+ * out, against ~0.6 µs with randomUUID's text sliced).
  */
 export const timeOrderedId = (): string => {
   const now = Date.now();

@@ -53,6 +53,8 @@ interface ConnectionState {
   readonly sessions: Map<string, SessionState>;
   /** Verified tokens of this connection, so keep-alive requests do not re-verify each time. */
   readonly tokens: Map<string, VerifiedToken>;
+  /** The Authorization header of the last request whose token was accepted, and that token. */
+  lastBearer: { readonly header: string; readonly verified: VerifiedToken } | undefined;
   /** Places among each subject's connections (limits.maxConnectionsPerSubject), given back on close. */
   readonly releases: Array<() => void>;
 }
@@ -112,6 +114,17 @@ export const createHttpAdapter = (
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
   });
 
+  /**
+   * Keep-alive requests repeat the header verbatim: the same text is the same token, so the parse,
+   * the lookup by a long token and a promise are skipped; its expiry is still checked each time.
+   */
+  const repeatedBearer = (state: ConnectionState, req: IncomingMessage): VerifiedToken | undefined => {
+    const last = state.lastBearer;
+    if (!last || req.headers.authorization !== last.header) return undefined;
+    const { expiresAt } = last.verified;
+    return !expiresAt || expiresAt.getTime() > Date.now() ? last.verified : undefined;
+  };
+
   const authenticate = async (state: ConnectionState, req: IncomingMessage): Promise<VerifiedToken | Problem> => {
     const header = req.headers.authorization;
     const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
@@ -122,11 +135,16 @@ export const createHttpAdapter = (
     }
     const token = match[1]!;
     const cached = state.tokens.get(token);
-    if (cached && (!cached.expiresAt || cached.expiresAt.getTime() > Date.now())) return cached;
+    if (cached && (!cached.expiresAt || cached.expiresAt.getTime() > Date.now())) {
+      state.lastBearer = { header: header!, verified: cached };
+      return cached;
+    }
+    state.lastBearer = undefined;
     try {
       const verified = await state.ports.identity.verify(token);
       if (state.tokens.size > 16) state.tokens.clear();
       state.tokens.set(token, verified);
+      state.lastBearer = { header: header!, verified };
       return verified;
     } catch (error) {
       const code = (error as { code?: string }).code === SluiceErrorCode.TokenExpired ? SluiceErrorCode.TokenExpired : SluiceErrorCode.TokenInvalid;
@@ -272,9 +290,10 @@ export const createHttpAdapter = (
       res.shouldKeepAlive = false;
       return fail(new Problem(400, SluiceErrorCode.ProtocolMalformed, 'Bad request', `refused: ${ambiguity}`, {}, { connection: 'close' }));
     }
-    const verified = await authenticate(state, req);
+    // Cached answers are taken without a promise: most requests of a connection repeat its first.
+    const verified = repeatedBearer(state, req) ?? (await authenticate(state, req));
     if (verified instanceof Problem) return fail(verified);
-    const session = await sessionFor(state, verified);
+    const session = state.sessions.get(sessionKey(verified.subject)) ?? (await sessionFor(state, verified));
     if (session instanceof Problem) return fail(session);
 
     const rawUrl = req.url ?? '/';
@@ -382,7 +401,9 @@ export const createHttpAdapter = (
    * The credentials Sluice injects, in every form a target could echo them (with and without
    * their prefix): read at each request, as the headers are, so a rotated secret is covered.
    */
-  const credentialNeedlesNow = (): Buffer[] => {
+  const injectsCredentials = Object.keys(resource.credentials.headers).length > 0;
+  const credentialNeedlesNow = (): readonly Buffer[] => {
+    if (!injectsCredentials) return NO_NEEDLES;
     const values = Object.values(resource.credentials.headers).flatMap((ref) => {
       const bare = readSecret('env' in ref ? { env: ref.env } : { file: ref.file }, options.secretsDir);
       const full = readSecret(ref, options.secretsDir);
@@ -393,7 +414,7 @@ export const createHttpAdapter = (
     if (lastNeedles?.key !== key) lastNeedles = { key, needles: credentialNeedles(values) };
     return lastNeedles.needles;
   };
-  let lastNeedles: { readonly key: string; readonly needles: Buffer[] } | undefined;
+  let lastNeedles: { readonly key: string; readonly needles: readonly Buffer[] } | undefined;
 
   const respond = async (
     state: ConnectionState,
@@ -539,7 +560,8 @@ export const createHttpAdapter = (
         const masked = kind === 'json' ? maskJsonText(whole.bytes, masker, counts) : maskTextBody(whole.bytes, masker, counts);
         // One buffer: written as is, no stream pipeline (its per-response cost was most of the proxy's).
         recording.keep(masked);
-        res.writeHead(status, { ...responseHeaders, 'content-length': String(masked.length) });
+        responseHeaders['content-length'] = String(masked.length);
+        res.writeHead(status, responseHeaders);
         res.end(masked);
         record(true);
         return;
@@ -572,6 +594,7 @@ export const createHttpAdapter = (
           client: `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`,
           sessions: new Map(),
           tokens: new Map(),
+          lastBearer: undefined,
           releases: [],
         };
         (socket as Partial<Socket>).setNoDelay?.(true);
@@ -599,6 +622,8 @@ export const createHttpAdapter = (
     },
   };
 };
+
+const NO_NEEDLES: readonly Buffer[] = [];
 
 const headerValue = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
 

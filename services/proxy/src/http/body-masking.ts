@@ -173,7 +173,8 @@ export class BodyRecording {
   }
 
   get recorded(): string {
-    return Buffer.concat(this.kept).toString('utf8');
+    // A body read whole is one chunk: decoded as it is, not copied first.
+    return this.kept.length === 1 ? this.kept[0]!.toString('utf8') : Buffer.concat(this.kept).toString('utf8');
   }
 
   get truncated(): boolean {
