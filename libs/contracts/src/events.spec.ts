@@ -47,8 +47,10 @@ describe('executedEventJson', () => {
     ),
     truncated: maybe(fc.boolean()),
   });
+  type Decided = typeof decision extends fc.Arbitrary<infer T> ? T : never;
+  type Outcome = typeof outcome extends fc.Arbitrary<infer T> ? T : never;
   /** The audit port's literal: CommandExecuted's members in sorted order. */
-  const executed = (d: fc.RecordValue<typeof decision>, o: fc.RecordValue<typeof outcome>): CommandExecuted =>
+  const executed = (d: Decided, o: Outcome): CommandExecuted =>
     ({
       action: d.action,
       command: o.command,
