@@ -113,7 +113,7 @@ describe('event store appends on PostgreSQL', () => {
     const events = Array.from({ length: 2_345 }, (_, index) => {
       const event = decided(session);
       const command = index % 2 === 0 ? `SELECT 'é€😀 ${index}'` : `SELECT ${index}`;
-      return { ...event, data: { ...(event.data as CommandDecided), command } } as CloudEvent;
+      return { ...event, data: { ...(event.data as CommandDecided), command } };
     });
     expect(await appendSigned(store, events)).toEqual({ stored: events.length, duplicates: 0 });
     const stored = await store.sessionEvents(session);
