@@ -71,19 +71,16 @@ interface CopyConnection {
 }
 
 /**
- * A CopyData message ('d', Int32 length, the bytes) holding `lines[start..end)` as UTF-8, each
- * line encoded straight into the message's own buffer: joining them first made a string of half a
- * megabyte that V8 flattened, then measured and encoded whole.
+ * A CopyData message ('d', Int32 length, the bytes) holding `text` as UTF-8, encoded once into
+ * the message's own buffer.
  * @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYDATA
  */
-const copyData = (lines: readonly string[], start: number, end: number): Buffer => {
-  let length = 0;
-  for (let index = start; index < end; index += 1) length += Buffer.byteLength(lines[index]!, 'utf8');
+const copyData = (text: string): Buffer => {
+  const length = Buffer.byteLength(text, 'utf8');
   const message = Buffer.allocUnsafe(5 + length);
   message[0] = 0x64; // 'd'
   message.writeInt32BE(4 + length, 1);
-  let offset = 5;
-  for (let index = start; index < end; index += 1) offset += message.write(lines[index]!, offset, 'utf8');
+  message.write(text, 5, 'utf8');
   return message;
 };
 
@@ -97,7 +94,7 @@ const copyData = (lines: readonly string[], start: number, end: number): Buffer 
 export const copyLines = (client: pg.PoolClient, statement: string, lines: readonly string[]): Promise<void> => {
   const chunks: Buffer[] = [];
   for (let start = 0; start < lines.length; start += LINES_PER_CHUNK) {
-    chunks.push(copyData(lines, start, Math.min(lines.length, start + LINES_PER_CHUNK)));
+    chunks.push(copyData(lines.slice(start, start + LINES_PER_CHUNK).join('')));
   }
   return new Promise<void>((resolve, reject) => {
     let settled = false;
