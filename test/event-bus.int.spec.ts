@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { buildEvent } from '@sluice/contracts';
+import { buildEvent, type CloudEvent } from '@sluice/contracts';
 import { connectBus, decodeEvents, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -28,7 +28,8 @@ describe('event bus', () => {
       subject: `session-${i % 7}`,
       time: new Date(),
       sessionseq: i,
-      data: { commandId: `c${i}`, outcome: 'SELECT 1', ok: true, durationMs: 1 },
+      // Text beyond ASCII (two, three and four UTF-8 bytes a character) in some: a batch is UTF-8.
+      data: { commandId: `c${i}`, outcome: i % 3 === 0 ? `SELECT 'é€😀' ${i}` : 'SELECT 1', ok: true, durationMs: 1 },
     });
 
   it('delivers every published event once, batched into fewer messages, in publish order', async () => {
@@ -41,14 +42,14 @@ describe('event bus', () => {
     const info = await (await jetstreamManager(nc)).streams.info(stream);
     expect(info.state.messages).toBeLessThan(sent.length / 10);
     const consumer = await jetstream(nc).consumers.get(stream);
-    const received: string[] = [];
+    const received: CloudEvent[] = [];
     const messages = await consumer.fetch({ max_messages: info.state.messages, expires: 2_000 });
     for await (const message of messages) {
       expect(message.subject).toBe(`${subjectPrefix}.batch.proxy`);
-      received.push(...decodeEvents(message.data).map((item) => item.id));
+      received.push(...decodeEvents(message.data));
       if (received.length >= sent.length) break;
     }
-    expect(received).toEqual(sent.map((item) => item.id));
+    expect(received).toEqual(sent);
   });
 
   it('publishes a single event on its kind subject and drops a duplicate by message id', async () => {

@@ -108,6 +108,19 @@ describe('event store appends on PostgreSQL', () => {
     expect(await store.verify({ sessionId: `awk\tward-${RUN}` })).toMatchObject({ ok: true, events: 1 });
   });
 
+  it('stores a batch of more rows than one CopyData message carries, text beyond ASCII in every other row, each row as it was', async () => {
+    const session = `many-${RUN}`;
+    const events = Array.from({ length: 2_345 }, (_, index) => {
+      const event = decided(session);
+      const command = index % 2 === 0 ? `SELECT 'é€😀 ${index}'` : `SELECT ${index}`;
+      return { ...event, data: { ...(event.data as CommandDecided), command } };
+    });
+    expect(await appendSigned(store, events)).toEqual({ stored: events.length, duplicates: 0 });
+    const stored = await store.sessionEvents(session);
+    expect(stored.map((event) => (event.data as CommandDecided).command)).toEqual(events.map((event) => (event.data as CommandDecided).command));
+    expect(await store.verify({ sessionId: session })).toMatchObject({ ok: true, events: events.length });
+  });
+
   it("hashes a published command.executed's JSON as written and verifies it from the stored columns, whatever its text holds", async () => {
     const session = `as-written-${RUN}`;
     const awkward = 'tab\there\nline\r\\back\\slash "quoted" \u2028\u2029 \u00e9\u20ac\ud83d\ude00 \\N \\. \\u0041 </script>';

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeCommand } from '@sluice/codec-resp';
 import type { RuleConfig } from '@sluice/config';
 import type { GovernedCommand, Subject } from '@sluice/contracts';
+import type { GovernancePorts } from '../services/proxy/src/ports.js';
 import { compilePiiMasking } from './support/engine-ports.js';
 import { useTestPolicyService } from './support/policy-service.js';
 import { showResp } from './support/raw-socket.js';
@@ -42,8 +43,24 @@ const policyService = useTestPolicyService('rshape', {
   rules,
 });
 
+/** Lookups of the policy port's decision cache by the front door. */
+let cacheLookups = 0;
+const countingPort = (port: GovernancePorts['policy']): GovernancePorts['policy'] =>
+  new Proxy(port, {
+    get(target, property) {
+      if (property === 'cachedDecision') {
+        return (...args: Parameters<NonNullable<GovernancePorts['policy']['cachedDecision']>>) => {
+          cacheLookups += 1;
+          return target.cachedDecision?.(...args);
+        };
+      }
+      const value: unknown = Reflect.get(target, property);
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+
 beforeAll(async () => {
-  door = await startRedisFrontDoor({ keyPrefix: prefix, rules, masking: compilePiiMasking('redis-shape'), policyPort: () => policyService.port });
+  door = await startRedisFrontDoor({ keyPrefix: prefix, rules, masking: compilePiiMasking('redis-shape'), policyPort: () => countingPort(policyService.port) });
 });
 
 afterAll(async () => {
@@ -120,5 +137,28 @@ describe('Redis decisions kept by shape and key globs', () => {
     expect(replies[3]).toBe('one');
     // Only the key outside every glob's side seen so far needed the service.
     expect(policyService.port.stats().misses - misses).toBe(1);
+  });
+
+  it('looks a command repeated in one pipelined read up once, and still decides each different one on its own', async () => {
+    await door!.direct.set(key('public:r1'), 'r-one');
+    await door!.direct.set(key('public:secret4'), 'hidden');
+    const token = await door!.idp.mint({ sub: 'shape-bot', groups: ['agents'] });
+    const client = await door!.agent(token);
+    client.send('GET', key('public:r1'));
+    expect(showResp(await client.read())).toBe('r-one');
+    client.send('GET', key('public:secret4'));
+    expect(showResp(await client.read())).toMatch(/^NOPERM/);
+    const lookups = cacheLookups;
+    const burst = [key('public:r1'), key('public:r1'), key('public:r1'), key('public:secret4'), key('public:secret4'), key('public:r1')];
+    client.socket.write(Buffer.concat(burst.map((name) => encodeCommand(['GET', name]))));
+    const replies = [];
+    for (let index = 0; index < burst.length; index++) replies.push(showResp(await client.read()));
+    expect(replies).toEqual(['r-one', 'r-one', 'r-one', expect.stringMatching(/^NOPERM denied by rule 'public-secrets'/), expect.stringMatching(/^NOPERM denied by rule 'public-secrets'/), 'r-one']);
+    // One lookup per run of the same command: three runs, not six commands.
+    expect(cacheLookups - lookups).toBe(3);
+    // The next read looks up afresh.
+    client.send('GET', key('public:r1'));
+    expect(showResp(await client.read())).toBe('r-one');
+    expect(cacheLookups - lookups).toBe(4);
   });
 });

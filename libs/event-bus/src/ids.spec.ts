@@ -20,6 +20,11 @@ describe('timeOrderedId', () => {
     expect([...ids].sort()).toEqual(ids);
   });
 
+  it('draws new random bits for every id, past the pool of random bytes too', () => {
+    const randomParts = Array.from({ length: 3_000 }, () => timeOrderedId().slice(19));
+    expect(new Set(randomParts).size).toBe(randomParts.length);
+  });
+
   it('carries each millisecond its own time, its counter starting again at 0', () => {
     const millis = (id: string) => parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
     const counter = (id: string) => parseInt(id.slice(15, 18), 16);

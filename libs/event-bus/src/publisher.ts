@@ -81,7 +81,6 @@ export const eventRoom = (maxPayload: number, signed: boolean): number =>
 type PublishFailure = 'rejected' | 'retryable';
 
 const encoder = new TextEncoder();
-
 /**
  * `[json,json,…]` as UTF-8, written straight into one buffer of the exact size: joining the texts
  * first made one long string that V8 flattened and then encoded twice (length, then bytes), ~4 µs
@@ -166,7 +165,19 @@ export class EventPublisher {
 
   publish(event: CloudEvent): void {
     if (this.#closed) throw new Error('publisher is closed');
-    const item = this.#bounded(event, ++this.#published);
+    this.#enqueue(this.#bounded(event, ++this.#published));
+  }
+
+  /**
+   * publish() for an event whose JSON its caller wrote already (exactly JSON.stringify's text of
+   * `event()`, as executedEventJson writes it); `event` builds it only if it must be reduced.
+   */
+  publishJson(id: string, json: string, event: () => CloudEvent): void {
+    if (this.#closed) throw new Error('publisher is closed');
+    this.#enqueue(this.#boundedJson(id, json, event, ++this.#published));
+  }
+
+  #enqueue(item: Queued): void {
     this.#queue.push(item);
     this.#unacked += 1;
     this.#queuedBytes += item.bytes;
@@ -194,12 +205,17 @@ export class EventPublisher {
       this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
       return { ordinal, id: event.id, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
     }
+    return this.#boundedJson(event.id, json, () => event, ordinal);
+  }
+
+  #boundedJson(id: string, json: string, event: () => CloudEvent, ordinal: number): Queued {
+    const limit = this.maxEventBytes;
     // A UTF-8 byte is at most three UTF-16 units' worth of a JSON string: most events need no count.
     const bytes = json.length * 3 <= limit ? json.length : jsonBytes(json);
-    if (bytes <= limit) return { ordinal, id: event.id, json, bytes, reduced: false };
-    const reduced = reduceEvent(event, 'too_large', bytes, limit);
+    if (bytes <= limit) return { ordinal, id, json, bytes, reduced: false };
+    const reduced = reduceEvent(event(), 'too_large', bytes, limit);
     this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
-    return { ordinal, id: event.id, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
+    return { ordinal, id, json: reduced.json, bytes: jsonBytes(reduced.json), reduced: true };
   }
 
   /**

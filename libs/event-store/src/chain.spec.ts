@@ -200,6 +200,14 @@ describe('events whose JSON is already their canonical text', () => {
     for (const input of out) expect(expectSameAsLongWay(input).extJson).toBeUndefined();
   });
 
+  it('takes each event at its own time when events of one millisecond and of others come in turn', () => {
+    const at = (time: string) => ({ ...received(executed()), time });
+    const times = ['2026-01-02T03:04:05.678Z', '2026-01-02T03:04:05.678Z', '2026-01-02T03:04:05.679Z', '2026-01-02T03:04:05.678Z'];
+    expect(times.map((time) => expectSameAsLongWay(at(time)).columns.time.toISOString())).toEqual(times);
+    // A text that names the same instant but is not what the store gives back never passes for it.
+    expect(expectSameAsLongWay(at('2026-01-02T03:04:05.678+00:00')).extJson).toBeUndefined();
+  });
+
   it('prepares the same columns and hashed text as the long way for any JSON an event may hold', () => {
     const json = fc.jsonValue({ maxDepth: 3, stringUnit: 'binary' });
     fc.assert(

@@ -168,6 +168,24 @@ const inCanonicalOrder = (value: unknown): boolean => {
   }
 };
 
+/** The last time text found to be what toISOString writes, and its Date (treated as immutable). */
+let verifiedTimeText = '';
+let verifiedTime = new Date(0);
+
+/**
+ * The Date of a time text that survives the timestamptz round trip (toISOString gives it back),
+ * else undefined. The events of a batch mostly share their millisecond: each distinct text is
+ * parsed and checked once in a row, not once per event.
+ */
+const timeWrittenAsStored = (text: string): Date | undefined => {
+  if (text === verifiedTimeText) return verifiedTime;
+  const parsed = new Date(text);
+  if (Number.isNaN(parsed.getTime()) || parsed.toISOString() !== text) return undefined;
+  verifiedTimeText = text;
+  verifiedTime = parsed;
+  return parsed;
+};
+
 /**
  * prepareEvent for an event whose JSON is already its stored form's JCS text (what Sluice's
  * publishers write: envelope and data built with their keys in sorted order, `data` first, time
@@ -179,9 +197,9 @@ const preparedAsWritten = (envelope: Record<string, unknown>): PreparedEvent | u
   if (Object.getPrototypeOf(envelope) !== Object.prototype) return undefined;
   const { time, subject, data } = envelope;
   if (typeof time !== 'string' || typeof subject !== 'string' || subject === '' || data === null || data === undefined) return undefined;
-  const parsed = new Date(time);
   // Stored as timestamptz, served as toISOString: only that text survives the round trip.
-  if (Number.isNaN(parsed.getTime()) || parsed.toISOString() !== time) return undefined;
+  const parsed = timeWrittenAsStored(time);
+  if (!parsed) return undefined;
   let first = true;
   let previous: string | undefined;
   let tail = '';

@@ -53,6 +53,29 @@ describe('audit port: one command.executed per command that ran without a hold',
     expect(plain!.sessionseq).toBe(1);
   });
 
+  it('hands a publisher that takes JSON the command.executed as the text of the very event it would build', async () => {
+    const written: Array<{ id: string; json: string; event: () => CloudEvent }> = [];
+    const objects: CloudEvent[] = [];
+    const port = createAuditPort(
+      { publish: (event) => objects.push(event), publishJson: (id, json, event) => written.push({ id, json, event }), healthy: true, acknowledged: async () => undefined },
+      { source: 'test', recording, mergeWindowMs: 30 },
+    );
+    port.record('s1', 'session.started', { resource: 'db', protocol: 'postgres', subject: { sub: 'a', groups: [], issuer: 'i' }, client: 'c', readOnly: false });
+    port.record('s1', 'command.decided', decided('c1'));
+    port.record('s1', 'result.returned', { ...returned('c1'), maskedCounts: { phone: 1, email: 2 } });
+    port.record('s1', 'command.completed', completed('c1'));
+    port.record('s1', 'command.decided', { ...decided('c2'), tables: ['public.t'], truncated: true, commandBytes: 99_999 });
+    port.record('s1', 'command.completed', { ...completed('c2'), ok: false, error: { code: 'ERR', message: 'boom' } });
+    await turn();
+    expect(objects.map((event) => kindOfType(event.type))).toEqual(['session.started']);
+    expect(written).toHaveLength(2);
+    for (const { id, json, event } of written) {
+      expect(json).toBe(JSON.stringify(event()));
+      expect(event().id).toBe(id);
+    }
+    expect(written.map(({ event }) => [event().sessionseq, (event().data as { commandId: string }).commandId])).toEqual([[2, 'c1'], [3, 'c2']]);
+  });
+
   it('writes a command.executed with every member in sorted order when the masker counted detectors out of order', async () => {
     const { port, published } = given();
     port.record('s1', 'command.decided', { ...decided('c1'), tables: ['public.t'] });

@@ -1,4 +1,4 @@
-import { buildEvent, type SluiceEventDataByKind, type SluiceEventKind } from '@sluice/contracts';
+import { buildEvent, executedEventJson, type SluiceEventDataByKind, type SluiceEventKind } from '@sluice/contracts';
 import { timeOrderedId, type EventPublisher } from '@sluice/event-bus';
 import type { AuditPort } from './ports.js';
 import { boundEventData, resultFitsExecuted, type RecordingBounds } from './recording.js';
@@ -56,7 +56,7 @@ export interface RecordingAuditPort extends AuditPort {
  * and so do commands of a resource that waits for its records (`acknowledged`).
  */
 export const createAuditPort = (
-  publisher: Pick<EventPublisher, 'publish' | 'healthy' | 'acknowledged'>,
+  publisher: Pick<EventPublisher, 'publish' | 'healthy' | 'acknowledged'> & Partial<Pick<EventPublisher, 'publishJson'>>,
   options: { source: string; recording: RecordingBounds & { readonly maxEventBytes: number }; now?: () => Date; mergeWindowMs?: number; ackTimeoutMs?: number },
 ): RecordingAuditPort => {
   const sequences = new Map<string, number>();
@@ -72,11 +72,30 @@ export const createAuditPort = (
   let held = 0;
   let timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
 
-  const publish = <K extends SluiceEventKind>(sessionId: string, kind: K, data: Data<K>, time: Date): void => {
+  const nextSequence = (sessionId: string, kind: SluiceEventKind): number => {
     const sessionseq = (sequences.get(sessionId) ?? 0) + 1;
     if (kind === 'session.ended' || kind === 'session.rejected') sequences.delete(sessionId);
     else sequences.set(sessionId, sessionseq);
+    return sessionseq;
+  };
+
+  const publish = <K extends SluiceEventKind>(sessionId: string, kind: K, data: Data<K>, time: Date): void => {
+    const sessionseq = nextSequence(sessionId, kind);
     publisher.publish(buildEvent(kind, { id: timeOrderedId(), source: options.source, subject: sessionId, time, sessionseq, data }));
+  };
+
+  /** The one event of most commands, its JSON written by executedEventJson where the publisher takes it so. */
+  const publishExecuted = (sessionId: string, data: Data<'command.executed'>, time: Date): void => {
+    const fields = { id: timeOrderedId(), source: options.source, subject: sessionId, time, sessionseq: nextSequence(sessionId, 'command.executed'), data };
+    let json: string | undefined;
+    try {
+      json = publisher.publishJson ? executedEventJson(fields) : undefined;
+    } catch {
+      // Not JSON as it is: the publisher's own path records it reduced.
+      json = undefined;
+    }
+    if (json === undefined) publisher.publish(buildEvent('command.executed', fields));
+    else publisher.publishJson!(fields.id, json, () => buildEvent('command.executed', fields));
   };
 
   /** A command's events: one command.executed when its outcome is in, else what it has so far. */
@@ -92,9 +111,8 @@ export const createAuditPort = (
     // which JSON leaves out as it does a missing member. Members in sorted order (RFC 8785's):
     // the event's JSON is then the canonical text the audit store hashes as it is.
     const merged = result && withResult;
-    publish(
+    publishExecuted(
       sessionId,
-      'command.executed',
       {
         action: decided.action,
         command: decided.command,

@@ -114,6 +114,7 @@ class RedisConnection {
     if (this.#intakeBusy) return;
     this.#intakeBusy = true;
     let login: Promise<void> | undefined;
+    this.#dispatch.beginBurst();
     try {
       while (!login && this.#inbox.length > 0 && !this.#state.closed) {
         const frame = this.#inbox.shift()!;
@@ -131,6 +132,7 @@ class RedisConnection {
         login = this.#state.session ? this.#afterLogin(name, args, frame[0] === RESP_ARRAY ? frame : encodeCommand(args)) : this.#beforeLogin(name, args);
       }
     } finally {
+      this.#dispatch.endBurst();
       // Frames that come meanwhile wait in the inbox: the intake stays busy until the login settles.
       if (login) {
         void login.finally(() => {

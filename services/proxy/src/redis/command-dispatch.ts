@@ -1,5 +1,5 @@
 import { encodeCommand, encodeError } from '@sluice/codec-resp';
-import { maskProfileOf, SluiceErrorCode, type ApproveDecision, type DenyDecision } from '@sluice/contracts';
+import { maskProfileOf, SluiceErrorCode, type ApproveDecision, type Decision, type DenyDecision } from '@sluice/contracts';
 import { commandHash } from '../governance/approval-hold.js';
 import type { RecordedCommand, Verdict } from '../governance/governor.js';
 import { describeCommand, UNMASKABLE_REPLIES, type HelloArgs } from './commands.js';
@@ -12,10 +12,27 @@ import { newEntry, type Entry, type SessionState } from './entries.js';
  * dispatched past a command still held or a protocol switch not yet answered.
  */
 export class CommandDispatch {
+  /**
+   * Within one read's burst (see beginBurst), the previous command's cached verdict and recorded
+   * text: a pipelining client sends the same command many times in a row, and looking it up and
+   * masking its text again would give the same answer, as nothing can change between commands
+   * taken in one synchronous pass.
+   */
+  #burst: { verdict?: { readonly session: SessionState; readonly args: readonly Buffer[]; readonly verdict: Verdict }; recorded?: { readonly text: string; readonly decision: Decision; readonly masked: string } } | undefined;
 
   constructor(
     private readonly state: ConnectionState,
   ) {}
+
+  /** The intake starts taking a read's commands in one synchronous pass. */
+  beginBurst(): void {
+    this.#burst = {};
+  }
+
+  /** The pass is over: later dispatches (after a decision came, a hold, a login) look up afresh. */
+  endBurst(): void {
+    this.#burst = undefined;
+  }
 
   /**
    * HELLO without AUTH after login: decided and recorded like any command (SETNAME changes the
@@ -46,8 +63,9 @@ export class CommandDispatch {
     const session = this.state.session!;
     session.commands++;
     const command = { kind: 'redis', args } as const;
-    const cached = session.governor.cachedVerdict(command);
+    const cached = this.#sameAsPrevious(session, args) ?? session.governor.cachedVerdict(command);
     if (cached) {
+      if (this.#burst) this.#burst.verdict = { session, args, verdict: cached };
       entry.verdict = cached;
       entry.settled = true;
       this.pump();
@@ -61,6 +79,14 @@ export class CommandDispatch {
     return entry;
   }
 
+
+  /** The verdict of the burst's previous command when this one is the same, by the same session. */
+  #sameAsPrevious(session: SessionState, args: readonly Buffer[]): Verdict | undefined {
+    const previous = this.#burst?.verdict;
+    if (!previous || previous.session !== session || previous.args.length !== args.length) return undefined;
+    for (let index = 0; index < args.length; index += 1) if (!args[index]!.equals(previous.args[index]!)) return undefined;
+    return previous.verdict;
+  }
 
   pump(): void {
     while (!this.state.closed && !this.state.holding && !this.state.protocolPending && this.state.toDispatch.length > 0) {
@@ -110,9 +136,18 @@ export class CommandDispatch {
   /** The command as recorded: masked (its name only if masking fails), cut to its first bytes. */
   #recorded(entry: Entry, session: SessionState, verdict: Verdict | undefined): RecordedCommand {
     const described = describeCommand(entry.args);
+    const decision = verdict?.unavailable === false ? verdict.decision : undefined;
+    const previous = this.#burst?.recorded;
+    // The same text under the same decision (its profile) masks the same way within a burst.
+    let masked: string;
+    if (previous && decision && previous.decision === decision && previous.text === described.text) masked = previous.masked;
+    else {
+      masked = session.governor.maskedCommand(described.text, decision, entry.name);
+      if (this.#burst && decision) this.#burst.recorded = { text: described.text, decision, masked };
+    }
     return {
       commandId: entry.id,
-      command: session.governor.maskedCommand(described.text, verdict?.unavailable === false ? verdict.decision : undefined, entry.name),
+      command: masked,
       ...(described.truncated ? { commandBytes: described.bytes } : {}),
     };
   }

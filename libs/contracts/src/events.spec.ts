@@ -1,0 +1,90 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { buildEvent, executedEventJson, type CommandExecuted } from './events.js';
+
+const eventAt = (time: Date) =>
+  buildEvent('command.completed', { id: 'e', source: 'test', subject: 's', time, sessionseq: 1, data: { commandId: 'c', outcome: 'OK', ok: true, durationMs: 1 } });
+
+describe('buildEvent', () => {
+  it('stamps each event with its own time, events of one millisecond and of others alike', () => {
+    const first = new Date('2026-11-27T06:00:00.001Z');
+    const second = new Date('2026-11-27T06:00:00.002Z');
+    expect([first, first, second, first].map((time) => eventAt(time).time)).toEqual([
+      '2026-11-27T06:00:00.001Z',
+      '2026-11-27T06:00:00.001Z',
+      '2026-11-27T06:00:00.002Z',
+      '2026-11-27T06:00:00.001Z',
+    ]);
+  });
+
+  it('refuses an invalid time, as toISOString does', () => {
+    expect(() => eventAt(new Date(Number.NaN))).toThrow(RangeError);
+  });
+});
+
+describe('executedEventJson', () => {
+  const text = fc.string({ unit: 'binary', maxLength: 12 });
+  const number = fc.oneof(fc.double(), fc.integer(), fc.constantFrom(0, -0, 1e21, 5e-324, Number.NaN, Number.POSITIVE_INFINITY));
+  const maybe = <T>(arbitrary: fc.Arbitrary<T>) => fc.option(arbitrary, { nil: undefined });
+  const decision = fc.record({ action: text, decision: fc.constantFrom('allow', 'deny', 'approve' as const), protocol: fc.constantFrom('postgres', 'redis', 'http' as const), reason: text, resource: text, risk: text, rule: text, tables: maybe(fc.array(text, { maxLength: 3 })) });
+  const outcome = fc.record({
+    command: text,
+    commandBytes: maybe(number),
+    commandId: text,
+    durationMs: number,
+    error: maybe(fc.record({ code: text, message: text })),
+    ok: fc.boolean(),
+    outcome: text,
+    result: maybe(
+      fc.record({
+        bytes: number,
+        columns: fc.array(text, { maxLength: 3 }),
+        maskedCounts: fc.dictionary(text, fc.integer(), { maxKeys: 3 }),
+        rowCount: number,
+        rows: fc.array(fc.array(fc.option(text), { maxLength: 3 }), { maxLength: 3 }),
+        truncated: fc.boolean(),
+      }),
+    ),
+    truncated: maybe(fc.boolean()),
+  });
+  type Decided = typeof decision extends fc.Arbitrary<infer T> ? T : never;
+  type Outcome = typeof outcome extends fc.Arbitrary<infer T> ? T : never;
+  /** The audit port's literal: CommandExecuted's members in sorted order. */
+  const executed = (d: Decided, o: Outcome): CommandExecuted =>
+    ({
+      action: d.action,
+      command: o.command,
+      commandBytes: o.commandBytes,
+      commandId: o.commandId,
+      decision: d.decision,
+      durationMs: o.durationMs,
+      error: o.error,
+      ok: o.ok,
+      outcome: o.outcome,
+      protocol: d.protocol,
+      reason: d.reason,
+      resource: d.resource,
+      result: o.result,
+      risk: d.risk,
+      rule: d.rule,
+      tables: d.tables,
+      truncated: o.truncated,
+    }) as CommandExecuted;
+
+  it('writes exactly the JSON of buildEvent, for runs of commands under one decision and session and across them', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(decision, fc.array(outcome, { minLength: 1, maxLength: 3 }), text, maybe(fc.nat()), fc.integer({ min: 0, max: 4_102_444_800_000 })), { minLength: 1, maxLength: 3 }),
+        (runs) => {
+          for (const [d, outcomes, subject, sessionseq, millis] of runs) {
+            for (const o of outcomes) {
+              const fields = { id: `${millis}-id`, source: 'sluice/proxy', subject, time: new Date(millis), sessionseq, data: executed(d, o) };
+              expect(executedEventJson(fields)).toBe(JSON.stringify(buildEvent('command.executed', fields)));
+            }
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+});
