@@ -49,9 +49,13 @@ describe('executedEventJson', () => {
   });
   type Decided = typeof decision extends fc.Arbitrary<infer T> ? T : never;
   type Outcome = typeof outcome extends fc.Arbitrary<infer T> ? T : never;
-  /** The audit port's literal: CommandExecuted's members in sorted order. */
-  const executed = (d: Decided, o: Outcome): CommandExecuted =>
-    ({
+  /**
+   * The audit port's literal: CommandExecuted's members in sorted order. Every member is named (a
+   * member added to CommandExecuted fails to compile here until it is, and then this spec holds
+   * executedEventJson to writing it).
+   */
+  const executed = (d: Decided, o: Outcome): CommandExecuted => {
+    const members: { [K in keyof CommandExecuted]-?: unknown } = {
       action: d.action,
       command: o.command,
       commandBytes: o.commandBytes,
@@ -69,7 +73,9 @@ describe('executedEventJson', () => {
       rule: d.rule,
       tables: d.tables,
       truncated: o.truncated,
-    }) as CommandExecuted;
+    };
+    return members as CommandExecuted;
+  };
 
   it('writes exactly the JSON of buildEvent, for runs of commands under one decision and session and across them', () => {
     fc.assert(
