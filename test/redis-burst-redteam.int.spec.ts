@@ -78,6 +78,7 @@ beforeAll(async () => {
   await direct.set(key('secret:1'), 'the launch codes');
   await direct.set(key('team:1'), 'support only');
   await direct.set(key('pub:ada@example.com'), 'mail row');
+  await direct.set(key('pub:beyond-ascii'), `${'é'.repeat(200)}4111 1111 1111 1111 漢字\u200bada.lovelace@example.com \u0301grace@example.com 😀123-45-6789`);
 });
 
 afterAll(async () => {
@@ -235,5 +236,13 @@ describe('Redis burst memo red team', () => {
     expect(await policyService.service.reload()).toMatchObject({ ok: true });
     await waitFor(() => policyService.port.stats().version !== before);
     expect(await burst(client, read3)).toEqual(Array.from({ length: 3 }, () => expect.stringMatching(/^NOPERM denied by rule 'late-deny'/)));
+  });
+
+  it('masks sensitive values right after runs of non-ASCII letters, marks and invisibles in replies, repeated in a burst', async () => {
+    const { narrow } = await tokens();
+    const get = ['GET', key('pub:beyond-ascii')];
+    const replies = await burst(await connect(narrow), [get, get, get]);
+    expect(new Set(replies).size).toBe(1);
+    for (const secret of ['4111 1111 1111 1111', 'lovelace@', 'grace@']) expect(String(replies[0])).not.toContain(secret);
   });
 });
