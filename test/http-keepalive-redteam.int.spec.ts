@@ -1,8 +1,13 @@
-import { connect } from 'node:net';
+import type { Server } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { RuleConfig } from '@sluice/config';
-import { compilePiiMasking, type RecordedEvent } from './support/engine-ports.js';
-import { call, forgetTargetTraffic, startHttpFrontDoor, type HttpFrontDoor, type TargetRoutes } from './support/http-proxy-harness.js';
+import type { HttpResourceConfig, RuleConfig } from '@sluice/config';
+import { ConnectionLimiter } from '../services/proxy/src/connection-limits.js';
+import { createHttpAdapter } from '../services/proxy/src/http/adapter.js';
+import { compilePiiMasking, createEnginePorts, listenOnLoopback, type RecordedEvent } from './support/engine-ports.js';
+import { call, forgetTargetTraffic, startHttpFrontDoor, startRecordingTarget, type HttpFrontDoor, type RecordingTarget, type TargetRoutes } from './support/http-proxy-harness.js';
+import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { waitUntil } from './support/wait.js';
 
 /*
  * Red team of the HTTP keep-alive token reuse (97d6b88, 598b0ab): a request whose Authorization
@@ -35,7 +40,14 @@ const request = (path: string, authorization: readonly string[]): string =>
   `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${authorization.map((line) => `${line}\r\n`).join('')}\r\n`;
 
 /** Writes every request at once on one connection and returns the response statuses, in order. */
-const pipeline = (port: number, requests: readonly string[]): Promise<number[]> =>
+const pipeline = async (port: number, requests: readonly string[]): Promise<number[]> => {
+  const { statuses, socket } = await pipelineOpen(port, requests);
+  socket.destroy();
+  return statuses;
+};
+
+/** As pipeline, the connection left open (it keeps its sessions and their places). */
+const pipelineOpen = (port: number, requests: readonly string[]): Promise<{ statuses: number[]; socket: Socket }> =>
   new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     let received = '';
@@ -49,8 +61,7 @@ const pipeline = (port: number, requests: readonly string[]): Promise<number[]> 
       received += chunk.toString('latin1');
       if (statuses().length >= requests.length) {
         clearTimeout(timer);
-        socket.destroy();
-        resolve(statuses());
+        resolve({ statuses: statuses(), socket });
       }
     });
     socket.on('error', reject);
@@ -126,5 +137,60 @@ describe('HTTP keep-alive token reuse red team', () => {
     expect(reply.body).not.toContain(CARD);
     expect(reply.body).not.toContain('lovelace@');
     expect((JSON.parse(reply.body) as { notes: string[] }).notes).toHaveLength(beyondAscii.length);
+  });
+});
+
+describe('HTTP keep-alive token reuse against maxConnectionsPerSubject', () => {
+  let idp: TestIssuer;
+  let target: RecordingTarget;
+  let listener: Server;
+  let port: number;
+  let close: () => Promise<void>;
+
+  beforeAll(async () => {
+    idp = await startTestIssuer();
+    target = await startRecordingTarget();
+    const resource = {
+      name: 'billing-api',
+      type: 'http',
+      listen: '127.0.0.1:0',
+      target: { url: target.url },
+      credentials: { headers: {} },
+      limits: { maxConnections: 10, maxConnectionsPerSubject: 1 },
+    } as HttpResourceConfig;
+    const engine = createEnginePorts({ idp, rules, resource, masking: compilePiiMasking('http-keepalive-limits'), maxRecordedBytes: 4096 });
+    const ports = { ...engine, connectionLimits: new Map([[resource.name, new ConnectionLimiter({ maxConnections: 10, maxConnectionsPerSubject: 1 })]]) };
+    const adapter = createHttpAdapter(resource, { secretsDir: process.cwd() });
+    ({ server: listener, port } = await listenOnLoopback(adapter, ports));
+    close = async () => {
+      await adapter.close();
+      listener.close();
+      target.server.close();
+      await idp.close();
+    };
+  });
+
+  afterAll(async () => {
+    await close?.();
+  });
+
+  it('refuses a subject at its limit on every request of a second connection, before and after another subject is accepted there', async () => {
+    const first = await idp.mint({ sub: 'limited-bot', groups: ['support-agents'] });
+    const other = await idp.mint({ sub: 'other-bot', groups: ['support-agents'] });
+    const bearer = (token: string) => request('/x', [`Authorization: Bearer ${token}`]);
+    const holder = await pipelineOpen(port, [bearer(first)]);
+    expect(holder.statuses).toEqual([200]);
+    try {
+      expect(await pipeline(port, [bearer(first), bearer(other), bearer(first), bearer(other), bearer(first)])).toEqual([429, 200, 429, 200, 429]);
+    } finally {
+      holder.socket.destroy();
+    }
+    // The place is given back when the holder's connection closes.
+    let statuses: number[] = [];
+    await waitUntil(async () => {
+      statuses = await pipeline(port, [bearer(first), bearer(first)]);
+      return statuses[0] === 200;
+    });
+    expect(statuses).toEqual([200, 200]);
   });
 });
