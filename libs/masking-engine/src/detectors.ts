@@ -140,7 +140,10 @@ export const creditCard = (): Detector => {
  * domains written as punycode (`.xn--p1ai`): an address is personal data whatever its letters.
  */
 export const email = (): Detector => {
-  const pattern = /(?<![\p{L}\p{N}\p{M}_.%+-])[\p{L}\p{N}][\p{L}\p{N}\p{M}._%+-]{0,63}@(?:[\p{L}\p{N}\p{M}-]{1,63}\.)+(?:\p{L}[\p{L}\p{M}]{1,23}|xn--[A-Za-z0-9-]{1,59})(?![\p{L}\p{N}\p{M}_-]|\.[\p{L}\p{N}])/gu;
+  // The address starts where its run of local-part characters starts, whatever that character:
+  // `_john@corp.com` or one after a stray combining mark is an address too (red team: requiring a
+  // letter or digit first left them whole, as no later start passes the look-behind).
+  const pattern = /(?<![\p{L}\p{N}\p{M}_.%+-])[\p{L}\p{N}\p{M}_.%+-]{1,64}@(?:[\p{L}\p{N}\p{M}-]{1,63}\.)+(?:\p{L}[\p{L}\p{M}]{1,23}|xn--[A-Za-z0-9-]{1,59})(?![\p{L}\p{N}\p{M}_-]|\.[\p{L}\p{N}])/gu;
   const detector: Detector = {
     name: 'email',
     gate: (features) => features.at,
