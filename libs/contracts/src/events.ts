@@ -218,10 +218,11 @@ let isoMillis = Number.NaN;
 let isoText = '';
 
 /**
- * `time.toISOString()`, written once per millisecond: a busy proxy stamps many events within one.
- * An invalid date (NaN never equals itself) throws as toISOString does.
+ * `time.toISOString()`, written once per millisecond: a busy proxy stamps many events within one,
+ * and the events of a stored batch mostly share one. An invalid date (NaN never equals itself)
+ * throws as toISOString does.
  */
-const isoTime = (time: Date): string => {
+export const isoTime = (time: Date): string => {
   const millis = time.getTime();
   if (millis !== isoMillis) {
     isoText = time.toISOString();

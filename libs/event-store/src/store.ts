@@ -1,6 +1,6 @@
 import { CompiledQuery, Kysely, Migrator, sql, type RawBuilder } from 'kysely';
 import type pg from 'pg';
-import { kindOfType, type CloudEvent, type EventRejected, type SessionSummary, type StoredEvent } from '@sluice/contracts';
+import { isoTime, kindOfType, type CloudEvent, type EventRejected, type SessionSummary, type StoredEvent } from '@sluice/contracts';
 import { chainHash, chainHashOf, GENESIS_HASH, joinEvent, prepareEvent, storableText, type StoredCloudEvent } from './chain.js';
 import type { SluiceDatabase } from './database.js';
 import { pgliteBackend, postgresBackend, type StoreBackend } from './dialect.js';
@@ -127,19 +127,6 @@ const COPY_COLUMNS = [
 ] as const satisfies ReadonlyArray<keyof EventInsert>;
 
 const COPY_STATEMENT = `COPY sluice.events (${COPY_COLUMNS.join(', ')}) FROM STDIN`;
-
-let isoMillis = Number.NaN;
-let isoText = '';
-
-/** `time.toISOString()`, written once per millisecond: the events of a batch mostly share one. */
-const isoTime = (time: Date): string => {
-  const millis = time.getTime();
-  if (millis !== isoMillis) {
-    isoText = time.toISOString();
-    isoMillis = millis;
-  }
-  return isoText;
-};
 
 /** Every column of COPY_COLUMNS before the chain's, in that order, each followed by a tab. */
 const copyPrefix = (row: PreparedRow['row']): string =>
