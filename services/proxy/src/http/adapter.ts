@@ -161,13 +161,13 @@ export const createHttpAdapter = (
     }
   };
 
-  const sessionFor = async (state: ConnectionState, verified: VerifiedToken): Promise<SessionState | Problem> => {
-    // A session is one subject exactly as its token states it: another token with the same `sub`
-    // but other groups (revoked, or from another issuer) is decided for what it says, not for
-    // what an earlier token on this connection said.
-    const key = sessionKey(verified.subject);
-    const existing = state.sessions.get(key);
-    if (existing) return existing;
+  /**
+   * Admits the session of a subject the connection has none for yet (`key`: its sessionKey). A
+   * session is one subject exactly as its token states it: another token with the same `sub` but
+   * other groups (revoked, or from another issuer) is decided for what it says, not for what an
+   * earlier token on this connection said.
+   */
+  const admitNewSession = async (state: ConnectionState, verified: VerifiedToken, key: string): Promise<SessionState | Problem> => {
     const admission = await admitSession(state.ports.policy, verified.subject, resource.name);
     if (!admission.admitted) {
       return admission.code === SluiceErrorCode.PolicyDenied
@@ -293,7 +293,8 @@ export const createHttpAdapter = (
     // Cached answers are taken without a promise: most requests of a connection repeat its first.
     const verified = repeatedBearer(state, req) ?? (await authenticate(state, req));
     if (verified instanceof Problem) return fail(verified);
-    const session = state.sessions.get(sessionKey(verified.subject)) ?? (await sessionFor(state, verified));
+    const key = sessionKey(verified.subject);
+    const session = state.sessions.get(key) ?? (await admitNewSession(state, verified, key));
     if (session instanceof Problem) return fail(session);
 
     const rawUrl = req.url ?? '/';
