@@ -8,6 +8,9 @@ import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from 
 import type { Outbox } from './outbox.js';
 import { CopyOutSet, ResultColumnsCache, ResultSet } from './results.js';
 import { maskServerFields, withholdServerFields } from './server-texts.js';
+import type { SessionAudit } from './session-audit.js';
+import type { SessionProfiles } from './session-profiles.js';
+import type { StatementRegistry } from './statement-registry.js';
 
 /** What the session knows of its transaction that applies to server texts (SessionCore's fields). */
 export interface TransactionTexts {
@@ -15,9 +18,6 @@ export interface TransactionTexts {
   readonly coveredInTransaction: boolean;
   readonly withheldInTransaction: boolean;
 }
-import type { SessionAudit } from './session-audit.js';
-import type { SessionProfiles } from './session-profiles.js';
-import type { StatementRegistry } from './statement-registry.js';
 
 type RunningHead = Extract<Expect, { kind: 'query' | 'execute' }>;
 

@@ -7,14 +7,6 @@ import type { SessionStateEffects, TargetCatalogFacts } from '@sluice/sql-classi
 import type { Decision, GovernancePorts } from '../ports.js';
 import { ClientOutbox } from './client-encoding-frames.js';
 import type { EncodingSwitch, SessionClientEncoding } from './client-encoding-session.js';
-
-/** What a command takes from its decision and its text beyond its profile. */
-export interface CommandOptions {
-  /** A SET of client_encoding: the agent's conversion switches at its CommandComplete. */
-  readonly encoding?: EncodingSwitch | undefined;
-  /** The decision's withholdServerTexts. */
-  readonly withholdsServerTexts?: boolean;
-}
 import { newPipeline, type Command, type Expect, type Refusal } from './expectations.js';
 import { touchesCoveredColumn } from './lineage.js';
 import { Outbox } from './outbox.js';
@@ -26,6 +18,14 @@ import { SessionProfiles } from './session-profiles.js';
 import { FLUSH, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, SYNC } from './session-state.js';
 import type { ClientSocket } from './startup-negotiation.js';
 import { StatementRegistry } from './statement-registry.js';
+
+/** What a command takes from its decision and its text beyond its profile. */
+export interface CommandOptions {
+  /** A SET of client_encoding: the agent's conversion switches at its CommandComplete. */
+  readonly encoding?: EncodingSwitch | undefined;
+  /** The decision's withholdServerTexts. */
+  readonly withholdsServerTexts?: boolean;
+}
 
 /** Client bytes queued while a command is held (approval) before the socket is paused. */
 const MAX_QUEUED_BYTES = 16 << 20;
