@@ -167,14 +167,15 @@ const copyDataMessages = (bytes: BatchBytes, links: readonly ChainLink<CopyRow>[
       const { prepared, sessionSeq, hash, prevHash } = links[index]!;
       const tail = `${sessionSeq}\t${hash}\t${prevHash}\n`;
       tails.push(tail);
-      length += prepared.end - prepared.split + tail.length;
+      // prev_hash is read back from the table: counted, not assumed to be hex.
+      length += prepared.end - prepared.split + Buffer.byteLength(tail, 'utf8');
     }
     const message = allocCopyData(length);
     let offset = COPY_DATA_HEADER_BYTES;
     for (let index = first; index < last; index += 1) {
       const { prepared } = links[index]!;
       offset += bytes.copyTo(message, offset, prepared.split, prepared.end);
-      offset += message.write(tails[index - first]!, offset, 'latin1');
+      offset += message.write(tails[index - first]!, offset, 'utf8');
     }
     messages.push(message);
   }
