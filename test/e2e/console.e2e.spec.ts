@@ -21,6 +21,12 @@ const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disabl
 /** Screenshots of each page, kept after the run for people to look at. */
 const SCREENSHOTS = join(REPO_ROOT, 'test-results', 'console');
 /** An agent's SQL that would script the approver's browser if the console ever rendered it as HTML. */
+/** A picture of the page for the record (under test-results/console), and no accessibility violation on it. */
+const pictureAndAccessibility = async (page: Page, file: string, options: { fullPage: boolean } = { fullPage: true }): Promise<void> => {
+  await page.screenshot({ path: join(SCREENSHOTS, file), fullPage: options.fullPage });
+  expect(await accessibilityViolations(page)).toEqual([]);
+};
+
 const XSS = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
 /** What an agent says to its approvers, in a leading SQL comment: agent-written text as well. */
 const JUSTIFICATION = `ticket 42: purge test orders ${XSS}`;
@@ -110,8 +116,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       const cookies = await context.cookies(consoleUrl);
       expect(cookies.find((cookie) => cookie.name === 'sluice_console')).toMatchObject({ httpOnly: true, sameSite: 'Lax' });
       await page.getByText('Live: new requests appear here').waitFor();
-      await page.screenshot({ path: join(SCREENSHOTS, 'approvals-empty.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'approvals-empty.png');
 
       const agent = await agentClient('ops-bot');
       const held = agent.query(`/* justification: ${JUSTIFICATION} */ DELETE FROM orders -- ${XSS}`);
@@ -128,8 +133,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(await page.locator('#announcer').textContent()).toBe('New approval request: high write on orders-db');
       expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
       expect(await page.locator('main img, main script').count()).toBe(0);
-      await page.screenshot({ path: join(SCREENSHOTS, 'approvals-pending.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'approvals-pending.png');
 
       // By keyboard alone: the skip link first, then Tab to the reason, type it, Tab to Approve, Enter.
       await page.reload();
@@ -143,8 +147,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(result.rowCount).toBe(20);
       await agent.end();
       await page.locator('section[aria-labelledby=history-title] td', { hasText: 'dba-alice' }).first().waitFor();
-      await page.screenshot({ path: join(SCREENSHOTS, 'approvals-history.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'approvals-history.png');
     } finally {
       await context.close();
     }
@@ -280,8 +283,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect((await page.goto(`${consoleUrl}/approvals/live`))?.status()).toBe(403);
       expect(await page.locator('article.approval').count()).toBe(0);
       await page.goto(consoleUrl);
-      await page.screenshot({ path: join(SCREENSHOTS, 'nothing.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'nothing.png');
     } finally {
       await context.close();
     }
@@ -379,8 +381,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(await explained.locator('h2').textContent()).toContain('approve by rule mass-changes-need-dba');
       expect(await page.getByLabel('Command').inputValue()).toBe(`DELETE FROM orders -- ${XSS}`);
       expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
-      await page.screenshot({ path: join(SCREENSHOTS, 'policy.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'policy.png');
     } finally {
       await context.close();
     }
@@ -404,8 +405,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
       await page.selectOption('#activity-decision', 'deny');
       expect(await rows.filter({ hasText: 'SELECT count(*)' }).isHidden()).toBe(true);
-      await page.screenshot({ path: join(SCREENSHOTS, 'activity.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'activity.png');
       await page.selectOption('#activity-decision', '');
 
       // A message nobody signed, published as if the proxy had decided it, is not shown.
@@ -445,8 +445,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await page.click('button:has-text("Search")');
       const link = page.locator('table a').first();
       await link.waitFor();
-      await page.screenshot({ path: join(SCREENSHOTS, 'sessions.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'sessions.png');
       await link.click();
       await page.locator('.verified').waitFor();
       const timeline = await page.locator('.timeline').textContent();
@@ -455,8 +454,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       }
       expect(await page.locator('.timeline pre.command').first().textContent()).toContain(XSS);
       expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
-      await page.screenshot({ path: join(SCREENSHOTS, 'session-replay.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'session-replay.png');
 
       const sessionId = decodeURIComponent(new URL(page.url()).pathname.split('/').pop()!);
       const store = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:5432/${storeDb}` });
@@ -469,8 +467,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await page.reload();
       await page.locator('p.tampered').waitFor();
       expect(await page.locator('li.event.broken').getAttribute('id')).toBe(`event-${rows[0]!.id}`);
-      await page.screenshot({ path: join(SCREENSHOTS, 'session-tampered.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'session-tampered.png');
     } finally {
       await context.close();
     }
@@ -524,8 +521,7 @@ describe('the web console with the development issuer (the quick start)', () => 
     try {
       const page = await context.newPage();
       await page.goto(consoleUrl);
-      await page.screenshot({ path: join(SCREENSHOTS, 'sign-in.png') });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'sign-in.png', { fullPage: false });
       await page.click('text=Sign in');
       await page.getByLabel('User name').fill('dana');
       await page.getByLabel('Groups (comma separated)').fill('dba, compliance');
