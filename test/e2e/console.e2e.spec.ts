@@ -109,9 +109,18 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
     return { context, page };
   };
 
-  it('shows a held command live to a DBA, as text, and runs it once the DBA approves in the browser', async () => {
-    const { context, page } = await signIn('dba-alice', 'dba');
+  /** Runs `steps` in a browser context signed in as `username`, closed afterwards whatever happens. */
+  const signedIn = async (username: string, groups: string, steps: (session: { context: BrowserContext; page: Page }) => Promise<void>): Promise<void> => {
+    const session = await signIn(username, groups);
     try {
+      await steps(session);
+    } finally {
+      await session.context.close();
+    }
+  };
+
+  it('shows a held command live to a DBA, as text, and runs it once the DBA approves in the browser', async () => {
+    await signedIn('dba-alice', 'dba', async ({ context, page }) => {
       await page.waitForURL(`${consoleUrl}/approvals`);
       const cookies = await context.cookies(consoleUrl);
       expect(cookies.find((cookie) => cookie.name === 'sluice_console')).toMatchObject({ httpOnly: true, sameSite: 'Lax' });
@@ -148,14 +157,11 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await agent.end();
       await page.locator('section[aria-labelledby=history-title] td', { hasText: 'dba-alice' }).first().waitFor();
       await pictureAndAccessibility(page, 'approvals-history.png');
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('denies from the browser: the agent gets the denial naming the approval', async () => {
-    const { context, page } = await signIn('dba-bert', 'dba');
-    try {
+    await signedIn('dba-bert', 'dba', async ({ page }) => {
       const agent = await agentClient('ops-bot-2');
       const held = agent.query('UPDATE orders SET total = 0').then(
         () => undefined,
@@ -170,9 +176,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(denied?.code).toBe('42501');
       expect(denied?.message).toMatch(/approval [0-9a-f-]{36}/);
       await agent.end();
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it("needs two approvers where the rule says so: progress and who approved, live, on both approvers' pages", async () => {
@@ -219,8 +223,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
   });
 
   it('counts a request down, and moves it to History as expired when nobody decides in time', async () => {
-    const { context, page } = await signIn('dba-jo', 'dba');
-    try {
+    await signedIn('dba-jo', 'dba', async ({ page }) => {
       await page.getByText('Live: new requests appear here').waitFor();
       const agent = await agentClient('ops-bot-6');
       const held = agent.query('DELETE FROM archive').then(
@@ -243,14 +246,11 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await card.waitFor({ state: 'detached', timeout: 20_000 });
       const row = page.locator('section[aria-labelledby=history-title] tr', { hasText: 'DELETE FROM archive' });
       expect(await row.locator('.status').textContent()).toBe('expired');
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('moves a request to history live when another approver decides it elsewhere', async () => {
-    const { context, page } = await signIn('dba-fay', 'dba');
-    try {
+    await signedIn('dba-fay', 'dba', async ({ page }) => {
       await page.getByText('Live: new requests appear here').waitFor();
       const agent = await agentClient('ops-bot-4');
       const held = agent.query('UPDATE orders SET total = total + 1');
@@ -267,14 +267,11 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await agent.end();
       await card.waitFor({ state: 'detached', timeout: 20_000 });
       await page.locator('section[aria-labelledby=history-title] td', { hasText: 'dba-gus' }).first().waitFor();
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('gives someone who is neither approver nor audit reader nothing to see or do', async () => {
-    const { context, page } = await signIn('dev-dora', 'developers');
-    try {
+    await signedIn('dev-dora', 'developers', async ({ page }) => {
       await expect(page.getByRole('heading', { name: 'Nothing for you here' }).isVisible()).resolves.toBe(true);
       expect(await page.locator('nav a').count()).toBe(0);
       expect((await page.goto(`${consoleUrl}/approvals`))?.status()).toBe(403);
@@ -284,14 +281,11 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(await page.locator('article.approval').count()).toBe(0);
       await page.goto(consoleUrl);
       await pictureAndAccessibility(page, 'nothing.png');
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('red team: an agent whose token subject carries HTML and SSE field lines scripts nobody, and malformed ids get 400', async () => {
-    const { context, page } = await signIn('dba-erin', 'dba');
-    try {
+    await signedIn('dba-erin', 'dba', async ({ context, page }) => {
       await page.waitForURL(`${consoleUrl}/approvals`);
       await page.getByText('Live: new requests appear here').waitFor();
       // A line break in a value sent over SSE would end the data field and start fields of its own.
@@ -336,9 +330,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await page.waitForURL(`${consoleUrl}/approvals?done=deny`);
       expect((await held)?.code).toBe('42501');
       await agent.end();
-    } finally {
-      await context.close();
-    }
+    });
     const reader = await signIn('auditor-ann', 'compliance');
     try {
       expect((await reader.page.goto(`${consoleUrl}/sessions/%E0%A4%A`))?.status()).toBe(400);
@@ -367,8 +359,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
   });
 
   it('shows the rules in force and explains a command for a subject, as the CLI does', async () => {
-    const { context, page } = await signIn('dba-erin', 'dba');
-    try {
+    await signedIn('dba-erin', 'dba', async ({ page }) => {
       await page.click('nav >> text=Policy');
       await page.waitForURL(`${consoleUrl}/policy`);
       expect(await page.locator('table tbody tr').count()).toBe(4);
@@ -382,14 +373,11 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(await page.getByLabel('Command').inputValue()).toBe(`DELETE FROM orders -- ${XSS}`);
       expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
       await pictureAndAccessibility(page, 'policy.png');
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('shows an audit reader each decision live, only from signed events, with counts and filters', async () => {
-    const { context, page } = await signIn('carl-auditor', 'compliance');
-    try {
+    await signedIn('carl-auditor', 'compliance', async ({ page }) => {
       await page.click('nav >> text=Activity');
       await page.getByText('Live: decisions appear here').waitFor();
       const agent = await agentClient('ops-bot-3');
@@ -419,27 +407,21 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await again.end();
       await rows.filter({ hasText: 'after_forgery' }).waitFor({ timeout: 20_000 });
       expect(await rows.filter({ hasText: 'FORGED COMMAND' }).count()).toBe(0);
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('refuses a decision without the session CSRF token, and after sign-out', async () => {
-    const { context, page } = await signIn('dba-carl', 'dba');
-    try {
+    await signedIn('dba-carl', 'dba', async ({ page }) => {
       const forged = await page.request.post(`${consoleUrl}/approvals/any/decision`, { form: { decision: 'approve', reason: 'x' }, maxRedirects: 0 });
       expect(forged.status()).toBe(403);
       await page.click('text=Sign out');
       await page.waitForURL(`${consoleUrl}/`);
       expect((await page.request.get(`${consoleUrl}/approvals`, { maxRedirects: 0 })).status()).toBe(303);
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('lets an audit reader find the session, replay it, and see a tampered event pointed at', async () => {
-    const { context, page } = await signIn('carol', 'compliance');
-    try {
+    await signedIn('carol', 'compliance', async ({ page }) => {
       await page.waitForURL(`${consoleUrl}/sessions`);
       await page.fill('input[name=subject]', 'ops-bot');
       await page.click('button:has-text("Search")');
@@ -468,9 +450,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await page.locator('p.tampered').waitFor();
       expect(await page.locator('li.event.broken').getAttribute('id')).toBe(`event-${rows[0]!.id}`);
       await pictureAndAccessibility(page, 'session-tampered.png');
-    } finally {
-      await context.close();
-    }
+    });
   });
 });
 
