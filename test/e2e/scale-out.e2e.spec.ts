@@ -216,8 +216,11 @@ describe('scale out: two of everything on a three-node NATS cluster', () => {
         entry !== undefined && Object.keys(entry.kinds).some((kind) => kind === 'command.completed' || kind === 'command.executed');
       let byText = await stored();
       // An audit writer killed mid-batch leaves its messages to the other after ack_wait (30 s).
+      // The query reads every event of the load (tens of thousands on a fast machine): asked every
+      // 2 s, not back to back, it leaves the store's CPU to the audit writer it is waiting for.
       await waitUntil(
         async () => {
+          await new Promise((resolve) => setTimeout(resolve, 2_000));
           byText = await stored();
           return [...completed].every(([text, port]) => port !== portA || isDone(byText.get(text)));
         },
