@@ -1,6 +1,7 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConfigInvalidError } from '@sluice/contracts';
-import { boundEventData, checkRecordingFits, cutText } from './recording.js';
+import { boundEventData, boundRows, checkRecordingFits, cutText } from './recording.js';
 
 const bounds = { maxRows: 3, maxBytes: 100, maxRowBytes: 40, maxCommandBytes: 64, maxEventBytes: 262_144 };
 
@@ -49,5 +50,33 @@ describe('recording bounds', () => {
     }
     expect(() => checkRecordingFits({ ...bounds, maxCommandBytes: 300_000 }, 1 << 20)).toThrow(/maxCommandBytes/);
     expect(() => checkRecordingFits(bounds, 1 << 20)).not.toThrow();
+  });
+
+  const text = (maxLength: number) => fc.string({ unit: 'binary', maxLength });
+  const limits = fc.record({ maxRows: fc.nat(6), maxBytes: fc.nat(120), maxRowBytes: fc.nat(60), maxCommandBytes: fc.nat(80), maxEventBytes: fc.constant(262_144) });
+
+  it('keeps a result as it is exactly when boundRows cuts nothing, whatever its texts and bounds', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.option(text(24), { nil: null }), { maxLength: 4 }), { maxLength: 7 }), limits, (rows, limit) => {
+        const data = { commandId: 'c', columns: [], rows, rowCount: rows.length, bytes: 0, truncated: false, maskedCounts: {} };
+        const bounded = boundRows(rows, limit);
+        const out = boundEventData('result.returned', data, limit);
+        if (bounded.truncated) expect(out).toEqual({ ...data, rows: bounded.rows, truncated: true });
+        else expect(out).toBe(data);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('keeps a decision as it is exactly when neither its command nor its reason is cut, whatever their texts', () => {
+    fc.assert(
+      fc.property(text(40), text(1_000), limits, (command, reason, limit) => {
+        const data = { commandId: 'c', resource: 'db', protocol: 'postgres' as const, command, action: 'read' as const, risk: 'low' as const, decision: 'allow' as const, rule: 'r', reason };
+        const out = boundEventData('command.decided', data, limit);
+        if (!cutText(command, limit.maxCommandBytes).truncated && cutText(reason, 2048).text === reason) expect(out).toBe(data);
+        else expect(out).not.toBe(data);
+      }),
+      { numRuns: 2_000 },
+    );
   });
 });
