@@ -9,6 +9,7 @@ import { masking } from '@sluice/proto';
 import { createLogger } from '@sluice/service-runtime';
 import { startMaskingService, type RunningMaskingService } from '@sluice/masking';
 import { createMaskingPort, type MaskingClientPort } from '../services/proxy/src/ports/masking-client.js';
+import { codeOf, eventually } from './support/expectations.js';
 
 const logger = createLogger('masking-int-test');
 const keyEnv = `SLUICE_TEST_MASKING_KEY_${randomBytes(4).toString('hex')}`;
@@ -28,27 +29,6 @@ masking:
       strategy: hash
 `;
 
-const eventually = async (check: () => void, timeoutMs = 5_000): Promise<void> => {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-  }
-};
-
-const codeOf = (action: () => unknown): string | undefined => {
-  try {
-    action();
-    return undefined;
-  } catch (error) {
-    return (error as { code?: string }).code;
-  }
-};
 
 const maskValues = (address: string, request: masking.MaskValuesRequest): Promise<masking.MaskValuesResponse> => {
   const client = new masking.MaskingServiceClient(address, credentials.createInsecure());

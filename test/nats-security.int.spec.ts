@@ -48,6 +48,27 @@ const decided = (session: string, index: number): CloudEvent =>
     data: { commandId: `${session}-c${index}`, resource: 'shop-db', protocol: 'postgres', command: 'SELECT 1', action: 'read', risk: 'low', decision: 'allow', rule: 'r', reason: 'ok' },
   });
 
+/** The approval service's request for approval `id` of a risky DELETE, needing `minApprovals` of the dba group. */
+const approvalRequested = (id: string, minApprovals: number) =>
+  buildEvent('approval.requested', {
+    id: `${id}-requested`,
+    source: 'sluice/approval',
+    subject: `session-${id}`,
+    time: new Date(),
+    data: {
+      approvalId: id,
+      commandId: `c-${id}`,
+      resource: 'shop-db',
+      subject: { sub: 'ops-agent', groups: ['ops'] },
+      command: 'DELETE FROM orders',
+      commandHash: `hash-${id}`,
+      risk: 'high',
+      rule: 'risky',
+      expiresAt: new Date(Date.now() + 600_000).toISOString(),
+      approvers: { groups: ['dba'], subs: [], minApprovals },
+    },
+  });
+
 describe('the bus with NATS users, subject permissions and signed events (real nats-server 2.9)', () => {
   let nats: SecuredNats;
   let dir: string;
@@ -217,25 +238,7 @@ describe('the bus with NATS users, subject permissions and signed events (real n
   });
 
   it('rebuilds approvals with its own NATS login from what the approval service signed, and ignores a forged request', async () => {
-    const requested = (id: string) =>
-      buildEvent('approval.requested', {
-        id: `${id}-requested`,
-        source: 'sluice/approval',
-        subject: `session-${id}`,
-        time: new Date(),
-        data: {
-          approvalId: id,
-          commandId: `c-${id}`,
-          resource: 'shop-db',
-          subject: { sub: 'ops-agent', groups: ['ops'] },
-          command: 'DELETE FROM orders',
-          commandHash: `hash-${id}`,
-          risk: 'high',
-          rule: 'risky',
-          expiresAt: new Date(Date.now() + 600_000).toISOString(),
-          approvers: { groups: ['dba'], subs: [], minApprovals: 1 },
-        },
-      });
+    const requested = (id: string) => approvalRequested(id, 1);
     const nc = await connectAs('approval');
     const genuine = new EventPublisher(nc, { source: 'approval', subjectPrefix: PREFIX, signer: approvalSigner });
     await genuine.publishNow(requested(`genuine-${RUN}`));
@@ -257,26 +260,7 @@ describe('the bus with NATS users, subject permissions and signed events (real n
     const id = `n-of-m-${RUN}`;
     const nc = await connectAs('approval');
     const genuine = new EventPublisher(nc, { source: 'approval', subjectPrefix: PREFIX, signer: approvalSigner });
-    await genuine.publishNow(
-      buildEvent('approval.requested', {
-        id: `${id}-requested`,
-        source: 'sluice/approval',
-        subject: `session-${id}`,
-        time: new Date(),
-        data: {
-          approvalId: id,
-          commandId: `c-${id}`,
-          resource: 'shop-db',
-          subject: { sub: 'ops-agent', groups: ['ops'] },
-          command: 'DELETE FROM orders',
-          commandHash: `hash-${id}`,
-          risk: 'high',
-          rule: 'risky',
-          expiresAt: new Date(Date.now() + 600_000).toISOString(),
-          approvers: { groups: ['dba'], subs: [], minApprovals: 3 },
-        },
-      }),
-    );
+    await genuine.publishNow(approvalRequested(id, 3));
     const decided = buildEvent('approval.decided', {
       id: `${id}-decided-1`,
       source: 'sluice/approval',

@@ -7,9 +7,6 @@ import net, { type AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
-  binaryToText,
-  isTextLikeType,
-  TypeOid,
   decodeBackend,
   encodeCancelRequest,
   encodePasswordMessage,
@@ -28,6 +25,7 @@ import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/s
 import { createDatabase, dropDatabases } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
 import { listenPostgresProxy, openClient, sqlState, waitFor as pollUntil } from './support/postgres-proxy-harness.js';
+import { maskBinaryVia } from './support/fake-masker.js';
 
 // ---------------------------------------------------------------- test ports (in-process)
 
@@ -106,25 +104,6 @@ const count = (counts: MaskCounts, key: string): void => {
 };
 const columnRule = (column: ColumnInfo | undefined): boolean =>
   column !== undefined && (/ssn|secret_num/i.test(column.name) || /\.customers\.notes$/.test(column.qualifiedName ?? ''));
-
-/** The binary side of a fake masker: decode what the codec can read, mask it as text, as the engine does. */
-const maskBinaryVia =
-  (fake: Pick<ProfileMasker, 'maskCell' | 'hasColumnRule'>): ProfileMasker['maskBinaryCell'] =>
-  (value, column, counts) => {
-    const bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-    const oid = column?.typeOid ?? TypeOid.text;
-    if (column && fake.hasColumnRule(column) && !isTextLikeType(oid)) return null;
-    if (oid === TypeOid.jsonb) {
-      const text = bytes.toString('utf8', 1);
-      const masked = fake.maskCell(text, column, counts);
-      return masked === text ? value : masked === null ? null : Buffer.concat([Buffer.from([1]), Buffer.from(masked)]);
-    }
-    const text = binaryToText(oid, bytes);
-    if (text === undefined) return value;
-    const masked = fake.maskCell(text, column, counts);
-    if (masked === text) return value;
-    return masked !== null && isTextLikeType(oid) ? Buffer.from(masked) : null;
-  };
 
 /** A small fake of the masking engine: emails keep their domain, ssn-like columns are redacted. */
 const piiMasker: ProfileMasker = {

@@ -21,6 +21,12 @@ const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disabl
 /** Screenshots of each page, kept after the run for people to look at. */
 const SCREENSHOTS = join(REPO_ROOT, 'test-results', 'console');
 /** An agent's SQL that would script the approver's browser if the console ever rendered it as HTML. */
+/** A picture of the page for the record (under test-results/console), and no accessibility violation on it. */
+const pictureAndAccessibility = async (page: Page, file: string, options: { fullPage: boolean } = { fullPage: true }): Promise<void> => {
+  await page.screenshot({ path: join(SCREENSHOTS, file), fullPage: options.fullPage });
+  expect(await accessibilityViolations(page)).toEqual([]);
+};
+
 const XSS = `<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>`;
 /** What an agent says to its approvers, in a leading SQL comment: agent-written text as well. */
 const JUSTIFICATION = `ticket 42: purge test orders ${XSS}`;
@@ -103,15 +109,23 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
     return { context, page };
   };
 
-  it('shows a held command live to a DBA, as text, and runs it once the DBA approves in the browser', async () => {
-    const { context, page } = await signIn('dba-alice', 'dba');
+  /** Runs `steps` in a browser context signed in as `username`, closed afterwards whatever happens. */
+  const signedIn = async (username: string, groups: string, steps: (session: { context: BrowserContext; page: Page }) => Promise<void>): Promise<void> => {
+    const session = await signIn(username, groups);
     try {
+      await steps(session);
+    } finally {
+      await session.context.close();
+    }
+  };
+
+  it('shows a held command live to a DBA, as text, and runs it once the DBA approves in the browser', async () => {
+    await signedIn('dba-alice', 'dba', async ({ context, page }) => {
       await page.waitForURL(`${consoleUrl}/approvals`);
       const cookies = await context.cookies(consoleUrl);
       expect(cookies.find((cookie) => cookie.name === 'sluice_console')).toMatchObject({ httpOnly: true, sameSite: 'Lax' });
       await page.getByText('Live: new requests appear here').waitFor();
-      await page.screenshot({ path: join(SCREENSHOTS, 'approvals-empty.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'approvals-empty.png');
 
       const agent = await agentClient('ops-bot');
       const held = agent.query(`/* justification: ${JUSTIFICATION} */ DELETE FROM orders -- ${XSS}`);
@@ -128,8 +142,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(await page.locator('#announcer').textContent()).toBe('New approval request: high write on orders-db');
       expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
       expect(await page.locator('main img, main script').count()).toBe(0);
-      await page.screenshot({ path: join(SCREENSHOTS, 'approvals-pending.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'approvals-pending.png');
 
       // By keyboard alone: the skip link first, then Tab to the reason, type it, Tab to Approve, Enter.
       await page.reload();
@@ -143,16 +156,12 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(result.rowCount).toBe(20);
       await agent.end();
       await page.locator('section[aria-labelledby=history-title] td', { hasText: 'dba-alice' }).first().waitFor();
-      await page.screenshot({ path: join(SCREENSHOTS, 'approvals-history.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
-    } finally {
-      await context.close();
-    }
+      await pictureAndAccessibility(page, 'approvals-history.png');
+    });
   });
 
   it('denies from the browser: the agent gets the denial naming the approval', async () => {
-    const { context, page } = await signIn('dba-bert', 'dba');
-    try {
+    await signedIn('dba-bert', 'dba', async ({ page }) => {
       const agent = await agentClient('ops-bot-2');
       const held = agent.query('UPDATE orders SET total = 0').then(
         () => undefined,
@@ -167,9 +176,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(denied?.code).toBe('42501');
       expect(denied?.message).toMatch(/approval [0-9a-f-]{36}/);
       await agent.end();
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it("needs two approvers where the rule says so: progress and who approved, live, on both approvers' pages", async () => {
@@ -216,8 +223,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
   });
 
   it('counts a request down, and moves it to History as expired when nobody decides in time', async () => {
-    const { context, page } = await signIn('dba-jo', 'dba');
-    try {
+    await signedIn('dba-jo', 'dba', async ({ page }) => {
       await page.getByText('Live: new requests appear here').waitFor();
       const agent = await agentClient('ops-bot-6');
       const held = agent.query('DELETE FROM archive').then(
@@ -240,14 +246,11 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await card.waitFor({ state: 'detached', timeout: 20_000 });
       const row = page.locator('section[aria-labelledby=history-title] tr', { hasText: 'DELETE FROM archive' });
       expect(await row.locator('.status').textContent()).toBe('expired');
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('moves a request to history live when another approver decides it elsewhere', async () => {
-    const { context, page } = await signIn('dba-fay', 'dba');
-    try {
+    await signedIn('dba-fay', 'dba', async ({ page }) => {
       await page.getByText('Live: new requests appear here').waitFor();
       const agent = await agentClient('ops-bot-4');
       const held = agent.query('UPDATE orders SET total = total + 1');
@@ -264,14 +267,11 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await agent.end();
       await card.waitFor({ state: 'detached', timeout: 20_000 });
       await page.locator('section[aria-labelledby=history-title] td', { hasText: 'dba-gus' }).first().waitFor();
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('gives someone who is neither approver nor audit reader nothing to see or do', async () => {
-    const { context, page } = await signIn('dev-dora', 'developers');
-    try {
+    await signedIn('dev-dora', 'developers', async ({ page }) => {
       await expect(page.getByRole('heading', { name: 'Nothing for you here' }).isVisible()).resolves.toBe(true);
       expect(await page.locator('nav a').count()).toBe(0);
       expect((await page.goto(`${consoleUrl}/approvals`))?.status()).toBe(403);
@@ -280,16 +280,12 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect((await page.goto(`${consoleUrl}/approvals/live`))?.status()).toBe(403);
       expect(await page.locator('article.approval').count()).toBe(0);
       await page.goto(consoleUrl);
-      await page.screenshot({ path: join(SCREENSHOTS, 'nothing.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
-    } finally {
-      await context.close();
-    }
+      await pictureAndAccessibility(page, 'nothing.png');
+    });
   });
 
   it('red team: an agent whose token subject carries HTML and SSE field lines scripts nobody, and malformed ids get 400', async () => {
-    const { context, page } = await signIn('dba-erin', 'dba');
-    try {
+    await signedIn('dba-erin', 'dba', async ({ context, page }) => {
       await page.waitForURL(`${consoleUrl}/approvals`);
       await page.getByText('Live: new requests appear here').waitFor();
       // A line break in a value sent over SSE would end the data field and start fields of its own.
@@ -334,9 +330,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await page.waitForURL(`${consoleUrl}/approvals?done=deny`);
       expect((await held)?.code).toBe('42501');
       await agent.end();
-    } finally {
-      await context.close();
-    }
+    });
     const reader = await signIn('auditor-ann', 'compliance');
     try {
       expect((await reader.page.goto(`${consoleUrl}/sessions/%E0%A4%A`))?.status()).toBe(400);
@@ -365,8 +359,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
   });
 
   it('shows the rules in force and explains a command for a subject, as the CLI does', async () => {
-    const { context, page } = await signIn('dba-erin', 'dba');
-    try {
+    await signedIn('dba-erin', 'dba', async ({ page }) => {
       await page.click('nav >> text=Policy');
       await page.waitForURL(`${consoleUrl}/policy`);
       expect(await page.locator('table tbody tr').count()).toBe(4);
@@ -379,16 +372,12 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(await explained.locator('h2').textContent()).toContain('approve by rule mass-changes-need-dba');
       expect(await page.getByLabel('Command').inputValue()).toBe(`DELETE FROM orders -- ${XSS}`);
       expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
-      await page.screenshot({ path: join(SCREENSHOTS, 'policy.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
-    } finally {
-      await context.close();
-    }
+      await pictureAndAccessibility(page, 'policy.png');
+    });
   });
 
   it('shows an audit reader each decision live, only from signed events, with counts and filters', async () => {
-    const { context, page } = await signIn('carl-auditor', 'compliance');
-    try {
+    await signedIn('carl-auditor', 'compliance', async ({ page }) => {
       await page.click('nav >> text=Activity');
       await page.getByText('Live: decisions appear here').waitFor();
       const agent = await agentClient('ops-bot-3');
@@ -404,8 +393,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
       await page.selectOption('#activity-decision', 'deny');
       expect(await rows.filter({ hasText: 'SELECT count(*)' }).isHidden()).toBe(true);
-      await page.screenshot({ path: join(SCREENSHOTS, 'activity.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'activity.png');
       await page.selectOption('#activity-decision', '');
 
       // A message nobody signed, published as if the proxy had decided it, is not shown.
@@ -419,34 +407,27 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await again.end();
       await rows.filter({ hasText: 'after_forgery' }).waitFor({ timeout: 20_000 });
       expect(await rows.filter({ hasText: 'FORGED COMMAND' }).count()).toBe(0);
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('refuses a decision without the session CSRF token, and after sign-out', async () => {
-    const { context, page } = await signIn('dba-carl', 'dba');
-    try {
+    await signedIn('dba-carl', 'dba', async ({ page }) => {
       const forged = await page.request.post(`${consoleUrl}/approvals/any/decision`, { form: { decision: 'approve', reason: 'x' }, maxRedirects: 0 });
       expect(forged.status()).toBe(403);
       await page.click('text=Sign out');
       await page.waitForURL(`${consoleUrl}/`);
       expect((await page.request.get(`${consoleUrl}/approvals`, { maxRedirects: 0 })).status()).toBe(303);
-    } finally {
-      await context.close();
-    }
+    });
   });
 
   it('lets an audit reader find the session, replay it, and see a tampered event pointed at', async () => {
-    const { context, page } = await signIn('carol', 'compliance');
-    try {
+    await signedIn('carol', 'compliance', async ({ page }) => {
       await page.waitForURL(`${consoleUrl}/sessions`);
       await page.fill('input[name=subject]', 'ops-bot');
       await page.click('button:has-text("Search")');
       const link = page.locator('table a').first();
       await link.waitFor();
-      await page.screenshot({ path: join(SCREENSHOTS, 'sessions.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'sessions.png');
       await link.click();
       await page.locator('.verified').waitFor();
       const timeline = await page.locator('.timeline').textContent();
@@ -455,8 +436,7 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       }
       expect(await page.locator('.timeline pre.command').first().textContent()).toContain(XSS);
       expect(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss)).toBeUndefined();
-      await page.screenshot({ path: join(SCREENSHOTS, 'session-replay.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'session-replay.png');
 
       const sessionId = decodeURIComponent(new URL(page.url()).pathname.split('/').pop()!);
       const store = new pg.Client({ connectionString: `postgres://postgres@127.0.0.1:5432/${storeDb}` });
@@ -469,11 +449,8 @@ describe('the web console in a real browser: sign-in, live approvals inbox, sess
       await page.reload();
       await page.locator('p.tampered').waitFor();
       expect(await page.locator('li.event.broken').getAttribute('id')).toBe(`event-${rows[0]!.id}`);
-      await page.screenshot({ path: join(SCREENSHOTS, 'session-tampered.png'), fullPage: true });
-      expect(await accessibilityViolations(page)).toEqual([]);
-    } finally {
-      await context.close();
-    }
+      await pictureAndAccessibility(page, 'session-tampered.png');
+    });
   });
 });
 
@@ -524,8 +501,7 @@ describe('the web console with the development issuer (the quick start)', () => 
     try {
       const page = await context.newPage();
       await page.goto(consoleUrl);
-      await page.screenshot({ path: join(SCREENSHOTS, 'sign-in.png') });
-      expect(await accessibilityViolations(page)).toEqual([]);
+      await pictureAndAccessibility(page, 'sign-in.png', { fullPage: false });
       await page.click('text=Sign in');
       await page.getByLabel('User name').fill('dana');
       await page.getByLabel('Groups (comma separated)').fill('dba, compliance');

@@ -4,6 +4,7 @@ import { masking } from '@sluice/proto';
 import { createLogger } from '@sluice/service-runtime';
 import { encodeMaskingSnapshot } from '@sluice/masking-engine';
 import { createMaskingPort, type MaskingClientPort } from './masking-client.js';
+import { codeOf, eventually } from '../../../../test/support/expectations.js';
 
 type WatchCall = ServerWritableStream<masking.WatchProfilesRequest, masking.WatchProfilesResponse>;
 
@@ -30,27 +31,6 @@ const startFakeService = async (): Promise<{ address: string; watchers: WatchCal
   return { address: `127.0.0.1:${port}`, watchers, stop: () => server.forceShutdown() };
 };
 
-const eventually = async (check: () => void, timeoutMs = 3_000): Promise<void> => {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
-};
-
-const codeOf = (action: () => unknown): string | undefined => {
-  try {
-    action();
-    return undefined;
-  } catch (error) {
-    return (error as { code?: string }).code;
-  }
-};
 
 describe('createMaskingPort', () => {
   const cleanup: (() => void)[] = [];

@@ -1,8 +1,9 @@
-import { binaryToText, decodeDataRow, encodeDataRow, isTextLikeType, TypeOid, type FieldDescription } from '@sluice/codec-pg';
+import { decodeDataRow, encodeDataRow, TypeOid, type FieldDescription } from '@sluice/codec-pg';
 import { compileMasking, type ProfileMasker } from '@sluice/masking-engine';
 import { describe, expect, it } from 'vitest';
 import { ResultWithheldError } from '@sluice/contracts';
 import { CopyOutSet, ResultColumnsCache, ResultSet } from './results.js';
+import { maskBinaryVia } from '../../../../test/support/fake-masker.js';
 
 const field = (name: string, typeOid: number, format = 0): FieldDescription => ({
   name,
@@ -13,25 +14,6 @@ const field = (name: string, typeOid: number, format = 0): FieldDescription => (
   typeSize: -1,
   typeModifier: -1,
 });
-
-/** The binary side of a fake masker: decode what the codec can read, mask it as text, as the engine does. */
-const maskBinaryVia =
-  (fake: Pick<ProfileMasker, 'maskCell' | 'hasColumnRule'>): ProfileMasker['maskBinaryCell'] =>
-  (value, column, counts) => {
-    const bytes = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-    const oid = column?.typeOid ?? TypeOid.text;
-    if (column && fake.hasColumnRule(column) && !isTextLikeType(oid)) return null;
-    if (oid === TypeOid.jsonb) {
-      const text = bytes.toString('utf8', 1);
-      const masked = fake.maskCell(text, column, counts);
-      return masked === text ? value : masked === null ? null : Buffer.concat([Buffer.from([1]), Buffer.from(masked)]);
-    }
-    const text = binaryToText(oid, bytes);
-    if (text === undefined) return value;
-    const masked = fake.maskCell(text, column, counts);
-    if (masked === text) return value;
-    return masked !== null && isTextLikeType(oid) ? Buffer.from(masked) : null;
-  };
 
 const textMasker: Pick<ProfileMasker, 'maskCell' | 'hasColumnRule'> = {
   maskCell: (value, column, counts) => {
