@@ -93,4 +93,26 @@ describe('executedEventJson', () => {
       { numRuns: 500 },
     );
   });
+
+  it('writes texts with quotes, backslashes, controls, lone and paired surrogates, and line separators as JSON.stringify does', () => {
+    const texts = ['plain', 'say "hi"', 'C:\\path', 'line\nbreak\u0000', 'lone \ud800 high', 'lone \udc00 low', 'pair 😀', 'sep \u2028 \u2029', 'é ü', ''];
+    for (const value of texts) {
+      const data = executed(
+        { action: value, decision: 'allow', protocol: 'postgres', reason: value, resource: value, risk: value, rule: value, tables: [value] },
+        {
+          command: value,
+          commandBytes: undefined,
+          commandId: value,
+          durationMs: 0.125,
+          error: undefined,
+          ok: true,
+          outcome: value,
+          result: { bytes: 1, columns: [value, value], maskedCounts: value === '' ? {} : { [value]: 1 }, rowCount: 2, rows: [[value, null], [null, value]], truncated: false },
+          truncated: undefined,
+        },
+      );
+      const fields = { id: value, source: 'sluice/proxy', subject: value, time: new Date(0), sessionseq: 1, data };
+      expect(executedEventJson(fields)).toBe(JSON.stringify(buildEvent('command.executed', fields)));
+    }
+  });
 });

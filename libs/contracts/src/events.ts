@@ -277,7 +277,7 @@ const jsonCells = (cells: readonly (string | null)[]): string => {
   if (!Array.isArray(cells)) return JSON.stringify(cells);
   let json = '[';
   for (let index = 0; index < cells.length; index += 1) {
-    const cell = cells[index];
+    const cell: unknown = cells[index];
     if (cell === null) json += index === 0 ? 'null' : ',null';
     else if (typeof cell === 'string') json += index === 0 ? jsonString(cell) : `,${jsonString(cell)}`;
     else return JSON.stringify(cells);
@@ -290,7 +290,7 @@ const jsonRows = (rows: readonly (readonly (string | null)[])[]): string => {
   if (!Array.isArray(rows)) return JSON.stringify(rows);
   let json = '[';
   for (let index = 0; index < rows.length; index += 1) {
-    const row = rows[index];
+    const row: unknown = rows[index];
     // A row that is not an array (a hole among them) is written by JSON.stringify as part of the whole.
     if (!Array.isArray(row)) return JSON.stringify(rows);
     json += index === 0 ? jsonCells(row) : `,${jsonCells(row)}`;
