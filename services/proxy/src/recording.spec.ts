@@ -68,6 +68,34 @@ describe('recording bounds', () => {
     );
   });
 
+  it('keeps a result or a decision as it is exactly when nothing is cut, with lone surrogates, 4-byte characters and texts at the bounds', () => {
+    // 'binary' units are whole code points: a lone surrogate (3 bytes once encoded) never comes from them.
+    const unit = fc.oneof(fc.constantFrom('\ud800', '\udfff', '😀', '\u2028', '\u0000', 'é', '€', 'a'), fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }));
+    const wide = (maxLength: number) => fc.string({ unit, maxLength });
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.option(wide(24), { nil: null }), { maxLength: 4 }), { maxLength: 7 }), wide(40), limits, (rows, command, limit) => {
+        const data = { commandId: 'c', columns: [], rows, rowCount: rows.length, bytes: 0, truncated: false, maskedCounts: {} };
+        const bounded = boundRows(rows, limit);
+        const out = boundEventData('result.returned', data, limit);
+        if (bounded.truncated) expect(out).toEqual({ ...data, rows: bounded.rows, truncated: true });
+        else expect(out).toBe(data);
+        const decided = { commandId: 'c', resource: 'db', protocol: 'postgres' as const, command, action: 'read' as const, risk: 'low' as const, decision: 'allow' as const, rule: 'r', reason: 'ok' };
+        const cut = cutText(command, limit.maxCommandBytes);
+        const recorded = boundEventData('command.decided', decided, limit);
+        if (cut.truncated) expect(recorded).toEqual({ ...decided, command: cut.text, truncated: true, commandBytes: cut.bytes });
+        else expect(recorded).toBe(decided);
+      }),
+      { numRuns: 3_000 },
+    );
+    // Exactly at the bound: a command of maxCommandBytes bytes in 4-byte characters is kept whole, one byte more is cut.
+    const at = { ...bounds, maxCommandBytes: 64 };
+    const decided = (command: string) => ({ commandId: 'c', resource: 'db', protocol: 'postgres' as const, command, action: 'read' as const, risk: 'low' as const, decision: 'allow' as const, rule: 'r', reason: 'ok' });
+    const whole = decided('😀'.repeat(16));
+    expect(boundEventData('command.decided', whole, at)).toBe(whole);
+    expect(boundEventData('command.decided', decided(`${'😀'.repeat(16)}a`), at)).toMatchObject({ command: '😀'.repeat(16), truncated: true, commandBytes: 65 });
+    expect(boundEventData('command.decided', decided('\ud800'.repeat(22)), at)).toMatchObject({ truncated: true, commandBytes: 66 });
+  });
+
   it('keeps a decision as it is exactly when neither its command nor its reason is cut, whatever their texts', () => {
     fc.assert(
       fc.property(text(40), text(1_000), limits, (command, reason, limit) => {
