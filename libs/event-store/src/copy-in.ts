@@ -26,9 +26,6 @@ export const copyJsonField = (json: string | null): string => {
   return json.includes('\\') ? json.replaceAll('\\', '\\\\') : json;
 };
 
-/** Lines per CopyData message (~0.5 MB of events). */
-const LINES_PER_CHUNK = 1000;
-
 class CopyIn {
   private error: Error | undefined;
   constructor(
@@ -70,35 +67,32 @@ interface CopyConnection {
   endCopyFrom(): void;
 }
 
+/** A CopyData message's bytes before its data: 'd' and the Int32 length. */
+export const COPY_DATA_HEADER_BYTES = 5;
+
 /**
- * A CopyData message ('d', Int32 length, the bytes) holding `text` as UTF-8, encoded once into
- * the message's own buffer.
+ * A CopyData message ('d', Int32 length, the bytes) with room for `length` bytes of data, which
+ * the caller writes from COPY_DATA_HEADER_BYTES on.
  * @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-COPYDATA
  */
-const copyData = (text: string): Buffer => {
-  const length = Buffer.byteLength(text, 'utf8');
-  const message = Buffer.allocUnsafe(5 + length);
+export const allocCopyData = (length: number): Buffer => {
+  const message = Buffer.allocUnsafe(COPY_DATA_HEADER_BYTES + length);
   message[0] = 0x64; // 'd'
   message.writeInt32BE(4 + length, 1);
-  message.write(text, 5, 'utf8');
   return message;
 };
 
 /**
- * Sends COPY … FROM STDIN (text format) on a connected client, the rows given as lines (each
- * ending in a newline), without pg-copy-streams: the few protocol hooks pg's Client calls on a
+ * Sends COPY … FROM STDIN (text format) on a connected client, the rows already in CopyData
+ * messages (allocCopyData), without pg-copy-streams: the few protocol hooks pg's Client calls on a
  * query object (what that package implements). All rows are in memory already, so there is no
  * stream, only the CopyData messages and CopyDone. `statement` may go on after the COPY (`COPY
  * …; COMMIT`, one simple Query): on an error the server skips the rest of it.
  */
-export const copyLines = (client: pg.PoolClient, statement: string, lines: readonly string[]): Promise<void> => {
-  const chunks: Buffer[] = [];
-  for (let start = 0; start < lines.length; start += LINES_PER_CHUNK) {
-    chunks.push(copyData(lines.slice(start, start + LINES_PER_CHUNK).join('')));
-  }
-  return new Promise<void>((resolve, reject) => {
+export const copyIn = (client: pg.PoolClient, statement: string, messages: readonly Buffer[]): Promise<void> =>
+  new Promise<void>((resolve, reject) => {
     let settled = false;
-    const copy = new CopyIn(statement, chunks, (error) => {
+    const copy = new CopyIn(statement, messages, (error) => {
       if (settled) return;
       settled = true;
       if (error) reject(error);
@@ -106,4 +100,3 @@ export const copyLines = (client: pg.PoolClient, statement: string, lines: reado
     });
     (client as unknown as { query(query: CopyIn): void }).query(copy);
   });
-};

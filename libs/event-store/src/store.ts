@@ -5,7 +5,8 @@ import { chainHash, chainHashOf, GENESIS_HASH, joinEvent, prepareEvent, storable
 import type { SluiceDatabase } from './database.js';
 import { pgliteBackend, postgresBackend, type StoreBackend } from './dialect.js';
 import { migrationProvider, WRITER_ROLE } from './migrations.js';
-import { copyField, copyJsonField, copyLines } from './copy-in.js';
+import { BatchBytes, HASH_TEXT_BYTES } from './batch-bytes.js';
+import { allocCopyData, COPY_DATA_HEADER_BYTES, copyField, copyIn, copyJsonField } from './copy-in.js';
 
 /** Minimal logger shape (pino fits). */
 export interface StoreLogger {
@@ -82,38 +83,53 @@ export interface SessionPage {
 }
 
 /** Columns of one event as the INSERT takes them, before its place in the chain is known. */
-interface PreparedRow {
-  readonly canonical: string;
-  /**
-   * PostgreSQL: the row's COPY text up to its chain columns (COPY_COLUMNS' order, each field
-   * escaped, a tab after the last), written while preparing so that appending only adds the
-   * chain's three fields.
-   */
-  readonly copyPrefix?: string;
-  readonly row: {
-    readonly id: string;
-    readonly session_id: string;
-    readonly type: string;
-    readonly kind: string;
-    readonly source: string;
-    readonly time: Date;
-    readonly data: string | null;
-    readonly ext: string;
-    readonly resource: string | null;
-    readonly subject_sub: string | null;
-    readonly command_id: string | null;
-    readonly approval_id: string | null;
-    readonly decision: string | null;
-    readonly masked_values: number;
-    readonly signed_by: string | null;
-  };
+interface RowColumns {
+  readonly id: string;
+  readonly session_id: string;
+  readonly type: string;
+  readonly kind: string;
+  readonly source: string;
+  readonly time: Date;
+  readonly data: string | null;
+  readonly ext: string;
+  readonly resource: string | null;
+  readonly subject_sub: string | null;
+  readonly command_id: string | null;
+  readonly approval_id: string | null;
+  readonly decision: string | null;
+  readonly masked_values: number;
+  readonly signed_by: string | null;
 }
 
-type EventInsert = PreparedRow['row'] & { readonly session_seq: number; readonly hash: string; readonly prev_hash: string };
+/** An event ready to be chained and written (PGlite): its columns and the JCS text its hash covers. */
+interface InsertRow {
+  readonly id: string;
+  readonly sessionId: string;
+  readonly canonical: string;
+  readonly columns: RowColumns;
+}
+
+/**
+ * An event ready to be chained and written (PostgreSQL): where its texts are in the batch's
+ * bytes. From `at`, HASH_TEXT_BYTES of room for its prev_hash, then the JCS text its hash covers
+ * up to `split`, then its COPY text up to its chain columns (COPY_COLUMNS' order, each field
+ * escaped, a tab after the last) up to `end`, so that appending only adds the chain's three fields.
+ */
+interface CopyRow {
+  readonly id: string;
+  readonly sessionId: string;
+  readonly at: number;
+  readonly split: number;
+  readonly end: number;
+}
+
+type PreparedRow = InsertRow | CopyRow;
+
+type EventInsert = RowColumns & { readonly session_seq: number; readonly hash: string; readonly prev_hash: string };
 
 /** An event's place in its session's chain, worked out once the chain heads were read. */
-interface ChainLink {
-  readonly prepared: PreparedRow;
+interface ChainLink<Row extends PreparedRow = PreparedRow> {
+  readonly prepared: Row;
   readonly sessionSeq: number;
   readonly hash: string;
   readonly prevHash: string;
@@ -129,25 +145,71 @@ const COPY_COLUMNS = [
 const COPY_STATEMENT = `COPY sluice.events (${COPY_COLUMNS.join(', ')}) FROM STDIN`;
 
 /** Every column of COPY_COLUMNS before the chain's, in that order, each followed by a tab. */
-const copyPrefix = (row: PreparedRow['row']): string =>
+const copyPrefix = (row: RowColumns): string =>
   `${copyField(row.id)}\t${copyField(row.session_id)}\t${copyField(row.type)}\t${copyField(row.kind)}\t${copyField(row.source)}\t` +
   `${isoTime(row.time)}\t${copyJsonField(row.data)}\t${copyJsonField(row.ext)}\t${copyField(row.resource)}\t${copyField(row.subject_sub)}\t` +
   `${copyField(row.command_id)}\t${copyField(row.approval_id)}\t${copyField(row.decision)}\t${row.masked_values}\t${copyField(row.signed_by)}\t`;
 
-/** A chained event's COPY line (hashes are hex and seq a number: nothing to escape). */
-const copyLine = ({ prepared, sessionSeq, hash, prevHash }: ChainLink): string =>
-  `${prepared.copyPrefix ?? copyPrefix(prepared.row)}${sessionSeq}\t${hash}\t${prevHash}\n`;
+/** Rows per CopyData message (~0.5 MB of events). */
+const ROWS_PER_COPY_DATA = 1000;
 
-const eventInsert = ({ prepared: { row }, sessionSeq, hash, prevHash }: ChainLink): EventInsert => ({ ...row, session_seq: sessionSeq, hash, prev_hash: prevHash });
+/**
+ * The chained rows as CopyData messages: each row's prepared bytes, then its chain fields (hashes
+ * are hex and seq a number: nothing to escape), copied straight into the message.
+ */
+const copyDataMessages = (bytes: BatchBytes, links: readonly ChainLink<CopyRow>[]): Buffer[] => {
+  const messages: Buffer[] = [];
+  for (let first = 0; first < links.length; first += ROWS_PER_COPY_DATA) {
+    const last = Math.min(links.length, first + ROWS_PER_COPY_DATA);
+    const tails: string[] = [];
+    let length = 0;
+    for (let index = first; index < last; index += 1) {
+      const { prepared, sessionSeq, hash, prevHash } = links[index]!;
+      const tail = `${sessionSeq}\t${hash}\t${prevHash}\n`;
+      tails.push(tail);
+      // prev_hash is read back from the table: counted, not assumed to be hex.
+      length += prepared.end - prepared.split + Buffer.byteLength(tail, 'utf8');
+    }
+    const message = allocCopyData(length);
+    let offset = COPY_DATA_HEADER_BYTES;
+    for (let index = first; index < last; index += 1) {
+      const { prepared } = links[index]!;
+      offset += bytes.copyTo(message, offset, prepared.split, prepared.end);
+      offset += message.write(tails[index - first]!, offset, 'utf8');
+    }
+    messages.push(message);
+  }
+  return messages;
+};
+
+const eventInsert = ({ prepared: { columns }, sessionSeq, hash, prevHash }: ChainLink<InsertRow>): EventInsert => ({
+  ...columns,
+  session_seq: sessionSeq,
+  hash,
+  prev_hash: prevHash,
+});
 
 const PREPARED = Symbol('sluice.preparedBatch');
 
 /** Events with all the CPU work of storing them done (see EventStore.prepare). */
-export interface PreparedBatch {
+export type PreparedBatch = InsertBatch | CopyBatch;
+
+interface PreparedBatchBase {
   readonly [PREPARED]: true;
   /** Events given, duplicates and events without an id included. */
   readonly received: number;
-  readonly rows: readonly PreparedRow[];
+}
+
+/** Prepared for INSERT (PGlite). */
+interface InsertBatch extends PreparedBatchBase {
+  readonly rows: readonly InsertRow[];
+  readonly bytes?: undefined;
+}
+
+/** Prepared for COPY (PostgreSQL): the rows' texts are in `bytes`. */
+interface CopyBatch extends PreparedBatchBase {
+  readonly rows: readonly CopyRow[];
+  readonly bytes: BatchBytes;
 }
 
 const isPrepared = (value: readonly CloudEvent[] | PreparedBatch): value is PreparedBatch => PREPARED in value;
@@ -284,8 +346,8 @@ const rowToEvent = (row: EventRow): StoredCloudEvent =>
 
 /** What a batch touches: its event ids (when wanted), and its sessions in the one order every appender locks them. */
 const keysOf = (batch: PreparedBatch, withIds = true): { ids: string[]; sessions: string[] } => ({
-  ids: withIds ? batch.rows.map(({ row }) => row.id) : [],
-  sessions: [...new Set(batch.rows.map(({ row }) => row.session_id))].sort(),
+  ids: withIds ? batch.rows.map(({ id }) => id) : [],
+  sessions: [...new Set(batch.rows.map(({ sessionId }) => sessionId))].sort(),
 });
 
 /**
@@ -335,21 +397,23 @@ const isStoredAlready = (error: unknown): boolean =>
   (error as { code?: unknown }).code === '23505' && (error as { constraint?: unknown }).constraint === EVENT_ID_CONSTRAINT;
 
 /** The batch's events not stored yet, each chained to its session's head in the order given. */
-const chain = (batch: PreparedBatch, stored: readonly StoredOfBatch[]): ChainLink[] => {
+const insertHash = (prevHash: string, row: InsertRow): string => chainHashOf(prevHash, row.canonical);
+
+const chain = <Row extends PreparedRow>(rows: readonly Row[], hashOf: (prevHash: string, row: Row) => string, stored: readonly StoredOfBatch[]): ChainLink<Row>[] => {
   const existing = new Set<string>();
   const heads = new Map<string, { hash: string; sessionSeq: number }>();
   for (const row of stored) {
     if (row.id !== null) existing.add(row.id);
     else if (row.session_id !== null) heads.set(row.session_id, { hash: row.hash!, sessionSeq: row.session_seq! });
   }
-  const links: ChainLink[] = [];
-  for (const prepared of batch.rows) {
+  const links: ChainLink<Row>[] = [];
+  for (const prepared of rows) {
     // Ids and sessions are already as stored (prepareEvent: no U+0000, no lone surrogate).
-    if (existing.has(prepared.row.id)) continue;
-    const sessionId = prepared.row.session_id;
+    if (existing.has(prepared.id)) continue;
+    const sessionId = prepared.sessionId;
     const head = heads.get(sessionId) ?? { hash: GENESIS_HASH, sessionSeq: 0 };
     // The JCS text is that of the form rebuilt from the columns, exactly what verify recomputes.
-    const link = { prepared, sessionSeq: head.sessionSeq + 1, hash: chainHashOf(head.hash, prepared.canonical), prevHash: head.hash };
+    const link = { prepared, sessionSeq: head.sessionSeq + 1, hash: hashOf(head.hash, prepared), prevHash: head.hash };
     heads.set(sessionId, { hash: link.hash, sessionSeq: link.sessionSeq });
     links.push(link);
   }
@@ -400,7 +464,11 @@ class KyselyEventStore implements EventStore {
 
   async prepare(events: readonly CloudEvent[], signerOf?: (event: CloudEvent) => string | undefined): Promise<PreparedBatch> {
     const receivedAt = new Date();
-    const unique = new Map<string, PreparedRow>();
+    const seen = new Set<string>();
+    const insertRows: InsertRow[] = [];
+    const copyRows: CopyRow[] = [];
+    // ~2 KB an event (its JCS text and its COPY text), grown if need be.
+    const bytes = this.pool ? new BatchBytes(events.length * 2048) : undefined;
     let sinceYield = 0;
     for (const event of events) {
       if (++sinceYield >= PREPARE_SLICE) {
@@ -409,10 +477,11 @@ class KyselyEventStore implements EventStore {
         sinceYield = 0;
         await new Promise((resolve) => setImmediate(resolve));
       }
-      if (typeof event?.id !== 'string' || event.id === '' || unique.has(event.id)) continue;
+      if (typeof event?.id !== 'string' || event.id === '' || seen.has(event.id)) continue;
+      seen.add(event.id);
       const { columns, canonical, dataJson, extJson } = prepareEvent(event, receivedAt);
       const data = columns.data;
-      const row: PreparedRow['row'] = {
+      const row: RowColumns = {
         id: columns.id,
         session_id: columns.sessionId,
         type: columns.type,
@@ -429,23 +498,34 @@ class KyselyEventStore implements EventStore {
         masked_values: maskedValues(data),
         signed_by: signerOf?.(event) ?? null,
       };
-      unique.set(columns.id, this.pool ? { canonical, row, copyPrefix: copyPrefix(row) } : { canonical, row });
+      if (bytes) {
+        const at = bytes.append(canonical, HASH_TEXT_BYTES);
+        const split = bytes.length;
+        bytes.append(copyPrefix(row));
+        copyRows.push({ id: row.id, sessionId: row.session_id, at, split, end: bytes.length });
+      } else {
+        insertRows.push({ id: row.id, sessionId: row.session_id, canonical, columns: row });
+      }
     }
-    return { [PREPARED]: true, received: events.length, rows: [...unique.values()] };
+    return bytes ? { [PREPARED]: true, received: events.length, rows: copyRows, bytes } : { [PREPARED]: true, received: events.length, rows: insertRows };
   }
 
   async append(events: readonly CloudEvent[] | PreparedBatch): Promise<AppendResult> {
     const batch = isPrepared(events) ? events : await this.prepare(events);
     if (batch.rows.length === 0) return { stored: 0, duplicates: batch.received };
-    const pool = this.pool;
-    if (pool) return this.appendWithCopy(pool, batch);
+    if (batch.bytes) {
+      // Only a store with a pool prepares for COPY.
+      if (!this.pool) throw new Error('a batch prepared for COPY needs a PostgreSQL event store');
+      return this.appendWithCopy(this.pool, batch);
+    }
     const { ids, sessions } = keysOf(batch);
     const role = this.useWriterRole ? WRITER_ROLE : undefined;
+    const rows = batch.rows;
     return this.serial(() =>
       this.db.transaction().execute(async (trx) => {
         const run = async <R>(text: string, parameters: readonly unknown[]) => (await trx.executeQuery<R>(CompiledQuery.raw(text, [...parameters]))).rows;
         await run(lockStatement(role, sessions.length, '$1::text[]'), sessions.length > MAX_SESSION_LOCKS ? [] : [sessions]);
-        const links = chain(batch, await run<StoredOfBatch>(lookupStatement('$1::text[]', '$2::text[]'), [ids, sessions]));
+        const links = chain(rows, insertHash, await run<StoredOfBatch>(lookupStatement('$1::text[]', '$2::text[]'), [ids, sessions]));
         for (const part of chunks(links, INSERT_CHUNK)) await trx.insertInto('sluice.events').values(part.map(eventInsert)).execute();
         return { stored: links.length, duplicates: batch.received - links.length };
       }),
@@ -462,7 +542,7 @@ class KyselyEventStore implements EventStore {
    * redelivered event (the COPY refuses it, the transaction rolls back) is written again, its
    * stored ids looked up and skipped.
    */
-  private async appendWithCopy(pool: pg.Pool, batch: PreparedBatch): Promise<AppendResult> {
+  private async appendWithCopy(pool: pg.Pool, batch: CopyBatch): Promise<AppendResult> {
     try {
       return await this.copyBatch(pool, batch, false);
     } catch (error) {
@@ -475,7 +555,7 @@ class KyselyEventStore implements EventStore {
    * One attempt in its own transaction. Simple Query messages take several statements but no
    * parameters, so the batch's ids and sessions travel as one escaped JSON literal each.
    */
-  private async copyBatch(pool: pg.Pool, batch: PreparedBatch, lookUpIds: boolean): Promise<AppendResult> {
+  private async copyBatch(pool: pg.Pool, batch: CopyBatch, lookUpIds: boolean): Promise<AppendResult> {
     const client = await pool.connect();
     let broken: Error | undefined;
     let open = false;
@@ -490,13 +570,14 @@ class KyselyEventStore implements EventStore {
       const results = (await client.query(
         `BEGIN; ${lockStatement(this.useWriterRole ? WRITER_ROLE : undefined, sessions.length, sessionsArray)}; ${lookUpIds ? lookupStatement(textArray(ids), sessionsArray) : headsStatement(sessionsArray)}`,
       )) as unknown as pg.QueryResult[];
-      const links = chain(batch, results[2]!.rows as StoredOfBatch[]);
+      const { rows, bytes } = batch;
+      const links = chain(rows, (prevHash, row) => bytes.chainHash(prevHash, row.at, row.split), results[2]!.rows as StoredOfBatch[]);
       if (links.length === 0) {
         await client.query('ROLLBACK');
         open = false;
         return { stored: 0, duplicates: batch.received };
       }
-      await copyLines(client, `${COPY_STATEMENT}; COMMIT`, links.map(copyLine));
+      await copyIn(client, `${COPY_STATEMENT}; COMMIT`, copyDataMessages(bytes, links));
       open = false;
       return { stored: links.length, duplicates: batch.received - links.length };
     } catch (error) {

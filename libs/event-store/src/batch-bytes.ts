@@ -1,0 +1,71 @@
+import * as crypto from 'node:crypto';
+
+/** Width of a chain hash (sha256 hex): the room kept before each hashed text for its prev_hash. */
+export const HASH_TEXT_BYTES = 64;
+
+const sha256Hex: (bytes: Uint8Array) => string =
+  typeof crypto.hash === 'function'
+    ? (bytes) => crypto.hash('sha256', bytes, 'hex')
+    : (bytes) => crypto.createHash('sha256').update(bytes).digest('hex');
+
+/**
+ * The texts a prepared batch keeps until it is written, as UTF-8 in one buffer outside the
+ * JavaScript heap. A batch is prepared while the one before it is written and lives until its own
+ * COPY is sent: at thousands of events a second that outlives a scavenge or two, and kept as
+ * strings (and the concatenations they were built of) every byte of it was copied by the garbage
+ * collector, then promoted and marked. Here the collector sees one buffer. The bytes are also
+ * what the hash and the CopyData messages take, so nothing is encoded twice.
+ */
+export class BatchBytes {
+  #buffer: Buffer;
+  #length = 0;
+
+  constructor(expectedBytes: number) {
+    this.#buffer = Buffer.allocUnsafe(Math.max(expectedBytes, 4096));
+  }
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.#length;
+  }
+
+  /**
+   * Writes `text` as UTF-8 after `room` bytes left unwritten; returns where the room begins (the
+   * text begins `room` bytes later).
+   */
+  append(text: string, room = 0): number {
+    // At most three UTF-8 bytes per UTF-16 unit: room to spare without counting them first.
+    this.#ensure(room + text.length * 3);
+    const start = this.#length;
+    this.#length = start + room + this.#buffer.write(text, start + room, 'utf8');
+    return start;
+  }
+
+  /**
+   * sha256 hex of `prevHash` followed by the text written after the room at `at` (up to `end`),
+   * both as UTF-8: chainHashOf(prevHash, text). A prev_hash as the store writes them (64 ASCII
+   * characters) is written into the room and hashed with the text in one call.
+   */
+  chainHash(prevHash: string, at: number, end: number): string {
+    const buffer = this.#buffer;
+    // As many UTF-8 bytes as characters: ASCII only, one byte each, as latin1 writes them.
+    if (prevHash.length === HASH_TEXT_BYTES && Buffer.byteLength(prevHash, 'utf8') === HASH_TEXT_BYTES) {
+      buffer.write(prevHash, at, HASH_TEXT_BYTES, 'latin1');
+      return sha256Hex(buffer.subarray(at, end));
+    }
+    // Any other text (not one the store wrote): its own UTF-8, then the text's.
+    return crypto.createHash('sha256').update(prevHash, 'utf8').update(buffer.subarray(at + HASH_TEXT_BYTES, end)).digest('hex');
+  }
+
+  /** Copies bytes [start, end) into `target` at `targetStart`; returns how many. */
+  copyTo(target: Buffer, targetStart: number, start: number, end: number): number {
+    return this.#buffer.copy(target, targetStart, start, end);
+  }
+
+  #ensure(bytes: number): void {
+    if (this.#length + bytes <= this.#buffer.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.#buffer.length * 2, this.#length + bytes));
+    this.#buffer.copy(grown, 0, 0, this.#length);
+    this.#buffer = grown;
+  }
+}
