@@ -268,6 +268,45 @@ describe('a Parse decided from the caches and a Bind of its batch', () => {
   });
 });
 
+describe('a name the server refused to Parse, bound in the next pipeline sent with it', () => {
+  it('does not mask by the refused text what the server runs under the name (sent in one write, two Syncs)', async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    await pipeline(session, encodeParse('held', "select ssn || '' as x from people where id = 1"), encodeSync());
+    const ready = session.count('ReadyForQuery');
+    // The second Parse fails (42P05): the server keeps the first text under the name.
+    session.send(
+      encodeParse('held', "select name || '' as x from people where id = 1"),
+      encodeSync(),
+      encodeBind('', 'held'),
+      encodeExecute(''),
+      encodeSync(),
+      encodeBind('p2', 'held'),
+      encodeDescribe('P', 'p2'),
+      encodeExecute('p2'),
+      encodeSync(),
+    );
+    await session.readyCount(ready + 3);
+    expect(session.errors().map((e) => e.C)).toContain('42P05');
+    expectNoRawSsn(received(session));
+  });
+
+  it('does not mask by the refused text when the Parse fails for another reason (an unknown column), named or unnamed', async () => {
+    const session = await frontDoor.openRaw(['readers']);
+    await pipeline(session, encodeParse('kept', "select ssn || '' as x from people where id = 1"), encodeSync());
+    await pipeline(session, encodeParse('', "select ssn || '' as x from people where id = 1"), encodeSync());
+    const ready = session.count('ReadyForQuery');
+    session.send(
+      encodeParse('kept', "select nosuch || '' as x from people where id = 1"),
+      encodeSync(),
+      encodeBind('', 'kept'),
+      encodeExecute(''),
+      encodeSync(),
+    );
+    await session.readyCount(ready + 2);
+    expectNoRawSsn(received(session));
+  });
+});
+
 describe('decisions of one shape under the normalised key first', () => {
   it('keeps a write of a decided read\'s shape refused, however its constants are written', async () => {
     const session = await frontDoor.openRaw(['readers']);
