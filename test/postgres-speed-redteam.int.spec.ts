@@ -223,6 +223,21 @@ describe('a Parse decided from the caches and a Bind of its batch', () => {
     expect(orders.errors().length).toBeGreaterThan(0);
   });
 
+  it('decides a cached shape again under a search_path set between two pipelines, by SET and by set_config', async () => {
+    for (const change of ['set search_path = evil, public', "select set_config('search_path', 'evil, public', false)"]) {
+      const orders = await frontDoor.openRaw(['orders']);
+      const read = (id: number) => pipeline(orders, encodeParse('', `select item from orders where id = ${id}`), encodeBind('', ''), encodeExecute(''), encodeSync());
+      await read(1);
+      await read(2);
+      expect(orders.errors()).toEqual([]);
+      await orders.run(change);
+      await read(1);
+      await orders.run('select item from orders where id = 1');
+      expect(received(orders)).not.toContain('EVIL-ORDER');
+      expect(orders.errors().map((e) => e.C)).toEqual(['42501', '42501']);
+    }
+  });
+
   it('refuses a Bind of a statement whose Parse policy refused in the same batch, and the session goes on', async () => {
     const session = await frontDoor.openRaw(['readers']);
     await session.run('select name from people where id = 1');
