@@ -110,6 +110,24 @@ describe('policy service over gRPC with the proxy port', () => {
     expect(port.stats().misses).toBe(misses);
   });
 
+  it('gives a shape decided for one subject, search_path or catalog version nothing of it for another, asked in turn', async () => {
+    const shape = (id: number) => `SELECT * FROM refunds WHERE id = ${id}`;
+    const facts = (version: string) => targetCatalogFacts({ rowFunctions: [], rewritingRelations: [], inheritance: [], version });
+    const contexts = [
+      { subject: analyst, command: (id: number) => ({ ...sql(shape(id)), searchPath: ['public'], catalog: facts('shape-v1') }) },
+      { subject: { ...analyst, sub: 'other-bot' }, command: (id: number) => ({ ...sql(shape(id)), searchPath: ['public'], catalog: facts('shape-v1') }) },
+      { subject: analyst, command: (id: number) => ({ ...sql(shape(id)), searchPath: ['audit', 'public'], catalog: facts('shape-v1') }) },
+      { subject: analyst, command: (id: number) => ({ ...sql(shape(id)), searchPath: ['public'], catalog: facts('shape-v2') }) },
+    ];
+    // The first context's shape is decided; each other one, asked right after it, is not answered from it.
+    await port.decide(contexts[0]!.subject, 'ledger', contexts[0]!.command(1));
+    for (const other of contexts.slice(1)) {
+      expect(port.cachedDecision(contexts[0]!.subject, 'ledger', contexts[0]!.command(2))).toMatchObject({ effect: 'allow' });
+      expect(port.cachedDecision(other.subject, 'ledger', other.command(2))).toBeUndefined();
+      expect(port.cachedDecision(contexts[0]!.subject, 'other-resource', contexts[0]!.command(2))).toBeUndefined();
+    }
+  });
+
   it("sends the target's catalog facts over gRPC and keys cached decisions on their version", async () => {
     const text = 'SELECT o.note FROM orders o WHERE id = 1';
     const facts = (version: string, rowFunctions: string[]) =>

@@ -23,7 +23,9 @@ describe('buildEvent', () => {
 });
 
 describe('executedEventJson', () => {
-  const text = fc.string({ unit: 'binary', maxLength: 12 });
+  // 'binary' units are whole code points, never a lone surrogate: those (and what JSON escapes) are mixed in.
+  const unit = fc.oneof(fc.constantFrom('\ud800', '\udbff', '\udc00', '\udfff', '\u2028', '\u0000', '\u001f', '"', '\\', '\u007f'), fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }));
+  const text = fc.string({ unit, maxLength: 12 });
   const number = fc.oneof(fc.double(), fc.integer(), fc.constantFrom(0, -0, 1e21, 5e-324, Number.NaN, Number.POSITIVE_INFINITY));
   const maybe = <T>(arbitrary: fc.Arbitrary<T>) => fc.option(arbitrary, { nil: undefined });
   const decision = fc.record({ action: text, decision: fc.constantFrom('allow', 'deny', 'approve' as const), protocol: fc.constantFrom('postgres', 'redis', 'http' as const), reason: text, resource: text, risk: text, rule: text, tables: maybe(fc.array(text, { maxLength: 3 })) });
@@ -92,5 +94,27 @@ describe('executedEventJson', () => {
       ),
       { numRuns: 500 },
     );
+  });
+
+  it('writes texts with quotes, backslashes, controls, lone and paired surrogates, and line separators as JSON.stringify does', () => {
+    const texts = ['plain', 'say "hi"', 'C:\\path', 'line\nbreak\u0000', 'lone \ud800 high', 'lone \udc00 low', 'pair 😀', 'sep \u2028 \u2029', 'é ü', ''];
+    for (const value of texts) {
+      const data = executed(
+        { action: value, decision: 'allow', protocol: 'postgres', reason: value, resource: value, risk: value, rule: value, tables: [value] },
+        {
+          command: value,
+          commandBytes: undefined,
+          commandId: value,
+          durationMs: 0.125,
+          error: undefined,
+          ok: true,
+          outcome: value,
+          result: { bytes: 1, columns: [value, value], maskedCounts: value === '' ? {} : { [value]: 1 }, rowCount: 2, rows: [[value, null], [null, value]], truncated: false },
+          truncated: undefined,
+        },
+      );
+      const fields = { id: value, source: 'sluice/proxy', subject: value, time: new Date(0), sessionseq: 1, data };
+      expect(executedEventJson(fields)).toBe(JSON.stringify(buildEvent('command.executed', fields)));
+    }
   });
 });

@@ -255,18 +255,78 @@ const EXECUTED_TYPE_JSON = JSON.stringify(eventType('command.executed'));
 /** A number as JSON.stringify writes it. */
 const jsonNumber = (value: number): string => (Number.isFinite(value) ? `${value}` : 'null');
 
+/**
+ * What JSON.stringify escapes in a string (`"`, `\\`, the C0 controls) or may (a lone surrogate;
+ * any surrogate here, paired ones included, sends the text the long way).
+ */
+// eslint-disable-next-line no-control-regex -- the controls are exactly what JSON escapes
+const ESCAPED_IN_JSON = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+/**
+ * `JSON.stringify(value)` of a string member: quoted as it is when nothing in it is escaped (SQL
+ * texts, ids and tags, almost always), which costs a third of a JSON.stringify call each; an event
+ * has a dozen such members. Anything else, and any text with something to escape, goes the long way.
+ */
+const jsonString = (value: string): string => (typeof value === 'string' && !ESCAPED_IN_JSON.test(value) ? `"${value}"` : JSON.stringify(value));
+
+/** `JSON.stringify(value)` of a boolean member. */
+const jsonBoolean = (value: boolean): string => (value === true ? 'true' : value === false ? 'false' : JSON.stringify(value));
+
+/** `JSON.stringify(cells)` of an array of texts and nulls (a row, the column names); the long way for anything else in it. */
+const jsonCells = (cells: readonly (string | null)[]): string => {
+  if (!Array.isArray(cells)) return JSON.stringify(cells);
+  let json = '[';
+  for (let index = 0; index < cells.length; index += 1) {
+    const cell: unknown = cells[index];
+    if (cell === null) json += index === 0 ? 'null' : ',null';
+    else if (typeof cell === 'string') json += index === 0 ? jsonString(cell) : `,${jsonString(cell)}`;
+    else return JSON.stringify(cells);
+  }
+  return `${json}]`;
+};
+
+/** `JSON.stringify(rows)` of a result's rows. */
+const jsonRows = (rows: readonly (readonly (string | null)[])[]): string => {
+  if (!Array.isArray(rows)) return JSON.stringify(rows);
+  let json = '[';
+  for (let index = 0; index < rows.length; index += 1) {
+    const row: unknown = rows[index];
+    // A row that is not an array (a hole among them) is written by JSON.stringify as part of the whole.
+    if (!Array.isArray(row)) return JSON.stringify(rows);
+    json += index === 0 ? jsonCells(row) : `,${jsonCells(row)}`;
+  }
+  return `${json}]`;
+};
+
+/** `JSON.stringify(counts)`: `{}` at once for the usual record with no name in it. */
+const jsonCounts = (counts: Readonly<Record<string, number>>): string => {
+  // for-in sees inherited enumerable names too: when it sees none, JSON (own names only) has none.
+  for (const _name in counts) return JSON.stringify(counts);
+  return '{}';
+};
+
 /** `,"name":<json>`, or nothing for an absent (undefined) member, as JSON.stringify leaves it out. */
 const optionalMember = (name: string, value: unknown): string => (value === undefined ? '' : `,"${name}":${JSON.stringify(value)}`);
 
 /** The members a command's decision gives every command.executed it decides, as last written. */
-let decisionPart: { readonly key: readonly unknown[]; readonly head: string; readonly decision: string; readonly middle: string; readonly tail: string } | undefined;
+let decisionPart:
+  | {
+      readonly action: string;
+      readonly decision: string;
+      readonly protocol: string;
+      readonly reason: string;
+      readonly resource: string;
+      readonly risk: string;
+      readonly rule: string;
+      readonly tables: readonly string[] | undefined;
+      readonly head: string;
+      readonly decisionJson: string;
+      readonly middle: string;
+      readonly tail: string;
+    }
+  | undefined;
 /** The envelope members a session's events share, as last written. */
 let sessionPart: { readonly source: string; readonly subject: string; readonly json: string } | undefined;
-
-const sameKey = (a: readonly unknown[], b: readonly unknown[]): boolean => {
-  for (let index = 0; index < a.length; index += 1) if (a[index] !== b[index]) return false;
-  return true;
-};
 
 /**
  * `JSON.stringify(buildEvent('command.executed', fields))`, written member by member: the proxy
@@ -277,12 +337,29 @@ const sameKey = (a: readonly unknown[], b: readonly unknown[]): boolean => {
  */
 export const executedEventJson = (fields: { id: string; source: string; subject: string; time: Date; sessionseq?: number; data: CommandExecuted }): string => {
   const data = fields.data;
-  const key = [data.action, data.decision, data.protocol, data.reason, data.resource, data.risk, data.rule, data.tables];
-  if (!decisionPart || !sameKey(key, decisionPart.key)) {
-    decisionPart = {
-      key,
+  let decided = decisionPart;
+  if (
+    decided === undefined ||
+    decided.action !== data.action ||
+    decided.decision !== data.decision ||
+    decided.protocol !== data.protocol ||
+    decided.reason !== data.reason ||
+    decided.resource !== data.resource ||
+    decided.risk !== data.risk ||
+    decided.rule !== data.rule ||
+    decided.tables !== data.tables
+  ) {
+    decided = decisionPart = {
+      action: data.action,
+      decision: data.decision,
+      protocol: data.protocol,
+      reason: data.reason,
+      resource: data.resource,
+      risk: data.risk,
+      rule: data.rule,
+      tables: data.tables,
       head: `{"data":{"action":${JSON.stringify(data.action)}`,
-      decision: `,"decision":${JSON.stringify(data.decision)}`,
+      decisionJson: `,"decision":${JSON.stringify(data.decision)}`,
       middle: `,"protocol":${JSON.stringify(data.protocol)},"reason":${JSON.stringify(data.reason)},"resource":${JSON.stringify(data.resource)}`,
       tail: `,"risk":${JSON.stringify(data.risk)},"rule":${JSON.stringify(data.rule)}${optionalMember('tables', data.tables)}`,
     };
@@ -294,12 +371,12 @@ export const executedEventJson = (fields: { id: string; source: string; subject:
   const resultJson =
     result === undefined
       ? ''
-      : `,"result":{"bytes":${jsonNumber(result.bytes)},"columns":${JSON.stringify(result.columns)},"maskedCounts":${JSON.stringify(result.maskedCounts)},"rowCount":${jsonNumber(result.rowCount)},"rows":${JSON.stringify(result.rows)},"truncated":${JSON.stringify(result.truncated)}}`;
+      : `,"result":{"bytes":${jsonNumber(result.bytes)},"columns":${jsonCells(result.columns)},"maskedCounts":${jsonCounts(result.maskedCounts)},"rowCount":${jsonNumber(result.rowCount)},"rows":${jsonRows(result.rows)},"truncated":${jsonBoolean(result.truncated)}}`;
   return (
-    `${decisionPart.head},"command":${JSON.stringify(data.command)}${data.commandBytes === undefined ? '' : `,"commandBytes":${jsonNumber(data.commandBytes)}`}` +
-    `,"commandId":${JSON.stringify(data.commandId)}${decisionPart.decision},"durationMs":${jsonNumber(data.durationMs)}${optionalMember('error', data.error)}` +
-    `,"ok":${JSON.stringify(data.ok)},"outcome":${JSON.stringify(data.outcome)}${decisionPart.middle}${resultJson}${decisionPart.tail}${optionalMember('truncated', data.truncated)}}` +
-    `,"datacontenttype":"application/json","id":${JSON.stringify(fields.id)}${fields.sessionseq === undefined ? '' : `,"sessionseq":${jsonNumber(fields.sessionseq)}`}` +
+    `${decided.head},"command":${jsonString(data.command)}${data.commandBytes === undefined ? '' : `,"commandBytes":${jsonNumber(data.commandBytes)}`}` +
+    `,"commandId":${jsonString(data.commandId)}${decided.decisionJson},"durationMs":${jsonNumber(data.durationMs)}${optionalMember('error', data.error)}` +
+    `,"ok":${jsonBoolean(data.ok)},"outcome":${jsonString(data.outcome)}${decided.middle}${resultJson}${decided.tail}${optionalMember('truncated', data.truncated)}}` +
+    `,"datacontenttype":"application/json","id":${jsonString(fields.id)}${fields.sessionseq === undefined ? '' : `,"sessionseq":${jsonNumber(fields.sessionseq)}`}` +
     `${sessionPart.json},"time":"${isoTime(fields.time)}","type":${EXECUTED_TYPE_JSON}}`
   );
 };

@@ -1,6 +1,7 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConfigInvalidError } from '@sluice/contracts';
-import { boundEventData, checkRecordingFits, cutText } from './recording.js';
+import { boundEventData, boundRows, checkRecordingFits, cutText } from './recording.js';
 
 const bounds = { maxRows: 3, maxBytes: 100, maxRowBytes: 40, maxCommandBytes: 64, maxEventBytes: 262_144 };
 
@@ -49,5 +50,61 @@ describe('recording bounds', () => {
     }
     expect(() => checkRecordingFits({ ...bounds, maxCommandBytes: 300_000 }, 1 << 20)).toThrow(/maxCommandBytes/);
     expect(() => checkRecordingFits(bounds, 1 << 20)).not.toThrow();
+  });
+
+  const text = (maxLength: number) => fc.string({ unit: 'binary', maxLength });
+  const limits = fc.record({ maxRows: fc.nat(6), maxBytes: fc.nat(120), maxRowBytes: fc.nat(60), maxCommandBytes: fc.nat(80), maxEventBytes: fc.constant(262_144) });
+
+  it('keeps a result as it is exactly when boundRows cuts nothing, whatever its texts and bounds', () => {
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.option(text(24), { nil: null }), { maxLength: 4 }), { maxLength: 7 }), limits, (rows, limit) => {
+        const data = { commandId: 'c', columns: [], rows, rowCount: rows.length, bytes: 0, truncated: false, maskedCounts: {} };
+        const bounded = boundRows(rows, limit);
+        const out = boundEventData('result.returned', data, limit);
+        if (bounded.truncated) expect(out).toEqual({ ...data, rows: bounded.rows, truncated: true });
+        else expect(out).toBe(data);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('keeps a result or a decision as it is exactly when nothing is cut, with lone surrogates, 4-byte characters and texts at the bounds', () => {
+    // 'binary' units are whole code points: a lone surrogate (3 bytes once encoded) never comes from them.
+    const unit = fc.oneof(fc.constantFrom('\ud800', '\udfff', '😀', '\u2028', '\u0000', 'é', '€', 'a'), fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }));
+    const wide = (maxLength: number) => fc.string({ unit, maxLength });
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.option(wide(24), { nil: null }), { maxLength: 4 }), { maxLength: 7 }), wide(40), limits, (rows, command, limit) => {
+        const data = { commandId: 'c', columns: [], rows, rowCount: rows.length, bytes: 0, truncated: false, maskedCounts: {} };
+        const bounded = boundRows(rows, limit);
+        const out = boundEventData('result.returned', data, limit);
+        if (bounded.truncated) expect(out).toEqual({ ...data, rows: bounded.rows, truncated: true });
+        else expect(out).toBe(data);
+        const decided = { commandId: 'c', resource: 'db', protocol: 'postgres' as const, command, action: 'read' as const, risk: 'low' as const, decision: 'allow' as const, rule: 'r', reason: 'ok' };
+        const cut = cutText(command, limit.maxCommandBytes);
+        const recorded = boundEventData('command.decided', decided, limit);
+        if (cut.truncated) expect(recorded).toEqual({ ...decided, command: cut.text, truncated: true, commandBytes: cut.bytes });
+        else expect(recorded).toBe(decided);
+      }),
+      { numRuns: 3_000 },
+    );
+    // Exactly at the bound: a command of maxCommandBytes bytes in 4-byte characters is kept whole, one byte more is cut.
+    const at = { ...bounds, maxCommandBytes: 64 };
+    const decided = (command: string) => ({ commandId: 'c', resource: 'db', protocol: 'postgres' as const, command, action: 'read' as const, risk: 'low' as const, decision: 'allow' as const, rule: 'r', reason: 'ok' });
+    const whole = decided('😀'.repeat(16));
+    expect(boundEventData('command.decided', whole, at)).toBe(whole);
+    expect(boundEventData('command.decided', decided(`${'😀'.repeat(16)}a`), at)).toMatchObject({ command: '😀'.repeat(16), truncated: true, commandBytes: 65 });
+    expect(boundEventData('command.decided', decided('\ud800'.repeat(22)), at)).toMatchObject({ truncated: true, commandBytes: 66 });
+  });
+
+  it('keeps a decision as it is exactly when neither its command nor its reason is cut, whatever their texts', () => {
+    fc.assert(
+      fc.property(text(40), text(1_000), limits, (command, reason, limit) => {
+        const data = { commandId: 'c', resource: 'db', protocol: 'postgres' as const, command, action: 'read' as const, risk: 'low' as const, decision: 'allow' as const, rule: 'r', reason };
+        const out = boundEventData('command.decided', data, limit);
+        if (!cutText(command, limit.maxCommandBytes).truncated && cutText(reason, 2048).text === reason) expect(out).toBe(data);
+        else expect(out).not.toBe(data);
+      }),
+      { numRuns: 2_000 },
+    );
   });
 });

@@ -61,6 +61,24 @@ export const boundRows = (
 };
 
 /**
+ * True when boundRows would keep every row as it is, told from the texts' lengths alone (a UTF-8
+ * byte count is at most three per UTF-16 unit): no copy of the rows and no byte count per cell for
+ * a result within its bounds, the usual one. Strictly within them, as boundRows gives a row only
+ * a budget left above zero.
+ */
+const fitByLength = (rows: readonly (readonly (string | null)[])[], bounds: Pick<RecordingBounds, 'maxRows' | 'maxBytes' | 'maxRowBytes'>): boolean => {
+  if (rows.length > bounds.maxRows) return false;
+  let total = 0;
+  for (const row of rows) {
+    let units = 0;
+    for (const value of row) if (value !== null) units += value.length;
+    if (units * 3 >= bounds.maxRowBytes) return false;
+    total += units;
+  }
+  return total * 3 < bounds.maxBytes;
+};
+
+/**
  * Cuts what an agent controls in an event's data to the recording bounds, before the event is
  * built: the command text (with `truncated` and its original size), result rows, free-text notes.
  * The publisher bounds the whole event besides; this keeps the useful part of a large one.
@@ -73,6 +91,8 @@ const boundData = (kind: SluiceEventKind, data: SluiceEventDataByKind[SluiceEven
   switch (kind) {
     case 'command.decided': {
       const decided = data as SluiceEventDataByKind['command.decided'];
+      // A UTF-8 byte count is at most three per UTF-16 unit: most texts fit without being counted.
+      if (decided.command.length * 3 <= bounds.maxCommandBytes && decided.reason.length * 3 <= MAX_NOTE_BYTES) return data;
       const command = cutText(decided.command, bounds.maxCommandBytes);
       const reason = cutNote(decided.reason);
       if (!command.truncated && reason === decided.reason) return data;
@@ -87,6 +107,7 @@ const boundData = (kind: SluiceEventKind, data: SluiceEventDataByKind[SluiceEven
     }
     case 'result.returned': {
       const result = data as SluiceEventDataByKind['result.returned'];
+      if (fitByLength(result.rows, bounds)) return data;
       const bounded = boundRows(result.rows, bounds);
       return bounded.truncated ? { ...result, rows: bounded.rows, truncated: true } : data;
     }

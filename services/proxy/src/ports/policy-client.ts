@@ -288,12 +288,46 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
   };
 
   /**
-   * The cached decision of a command: by its exact text, else (SQL) by its normalised text, which
-   * a decision the service called constant-independent was also kept under, or (Redis) by its
-   * shape key. `keys` receives the keys a decision fetched now should be kept under.
+   * The normalised-text key last built, kept while statements of one shape follow each other (an
+   * agent paging by id, pgbench -S): every part of it is compared, and the same string comes
+   * back, so the cache finds it by the hash kept with it instead of a new copy of the text to
+   * join, flatten and hash on every statement.
+   */
+  let lastShape: { readonly principal: string; readonly resource: string; readonly context: string; readonly normalized: string; readonly key: string } | undefined;
+
+  const shapeKeyOf = (principal: string, resource: string, command: Extract<GovernedCommand, { kind: 'sql' }>, normalized: string): string => {
+    const context = `${catalogKey(command.catalog)}${searchPathKey(command.searchPath)}`;
+    const last = lastShape;
+    if (last !== undefined && last.normalized === normalized && last.context === context && last.principal === principal && last.resource === resource) return last.key;
+    const key = `${principal}${SEP}${resource}${SEP}n${context}${SEP}${normalized}`;
+    lastShape = { principal, resource, context, normalized, key };
+    return key;
+  };
+
+  /**
+   * The cached decision of a command: (SQL) by its normalised text, which a decision the service
+   * called constant-independent (`cacheable`: it depends on the statement's fingerprint only) was
+   * kept under, else by its exact text (kept under both at once, from the same cacheable answer),
+   * or (Redis) by its shape key. `keys` receives the keys a decision fetched now should be kept under.
+   * The normalised text is asked first: under a new literal in every statement the exact text
+   * never comes again, and building its key cost a copy and a hash of the whole text each time.
    */
   const lookup = (subject: Subject, resource: string, command: GovernedCommand, keys?: { exact?: string; normalized?: string }): Decision | undefined => {
     if (version === undefined) return undefined;
+    if (command.kind === 'sql' && command.text.length <= MAX_SQL_KEY_CHARS && isSqlClassifierLoaded()) {
+      const normalized = normalizeSql(command.text);
+      if (normalized !== undefined && normalized !== command.text) {
+        const normalizedKey = shapeKeyOf(principalOf(subject), resource, command, normalized);
+        if (keys) keys.normalized = normalizedKey;
+        const sameShape = decisions.get(normalizedKey);
+        if (sameShape) {
+          hits += 1;
+          // Not kept under the exact text too: under a new literal in every statement that text never
+          // comes again, and each would push a decision of another shape out of the cache.
+          return sameShape;
+        }
+      }
+    }
     const key = exactKey(subject, resource, command);
     if (keys && key !== undefined) keys.exact = key;
     const hit = key === undefined ? undefined : decisions.get(key);
@@ -302,24 +336,12 @@ export const createPolicyPort = (address: string, options: PolicyPortOptions): R
       return hit;
     }
     // A Redis command too large for an exact key (a large value) still has a shape.
-    if (command.kind === 'redis') {
-      const shapeKey = redisShapeKey(principalOf(subject), resource, command.args);
-      const sameShape = shapeKey === undefined ? undefined : decisions.get(shapeKey);
-      if (!sameShape) return undefined;
-      hits += 1;
-      // Not kept under the exact arguments too: every new key would push out another decision.
-      return sameShape;
-    }
-    if (key === undefined || command.kind !== 'sql' || !isSqlClassifierLoaded()) return undefined;
-    const normalized = normalizeSql(command.text);
-    if (normalized === undefined || normalized === command.text) return undefined;
-    const normalizedKey = `${principalOf(subject)}${SEP}${resource}${SEP}n${catalogKey(command.catalog)}${searchPathKey(command.searchPath)}${SEP}${normalized}`;
-    if (keys) keys.normalized = normalizedKey;
-    const sameShape = decisions.get(normalizedKey);
+    if (command.kind !== 'redis') return undefined;
+    const shapeKey = redisShapeKey(principalOf(subject), resource, command.args);
+    const sameShape = shapeKey === undefined ? undefined : decisions.get(shapeKey);
     if (!sameShape) return undefined;
     hits += 1;
-    // Not kept under the exact text too: under a new literal in every statement that text never
-    // comes again, and each would push a decision of another shape out of the cache.
+    // Not kept under the exact arguments too: every new key would push out another decision.
     return sameShape;
   };
 

@@ -126,7 +126,7 @@ export class ExtendedBatch {
             if (encodingRefusal) refusal = this.decisions.recordRefusedBeforeRule(message.text, encodingRefusal);
             if (refusal) break;
           }
-          const decision = await this.decisions.decide(message.text, executes, setsSearchPath);
+          const decision = this.decisions.decidedAtOnce(message.text, setsSearchPath) ?? (await this.decisions.decide(message.text, executes, setsSearchPath));
           if (decision.effect === 'deny') {
             const commandId = this.session.ports.newId();
             this.decisions.recordDecided(commandId, message.text, decision);
@@ -150,7 +150,8 @@ export class ExtendedBatch {
           break;
         }
         case 'Bind': {
-          const statement = await this.#lookupStatement(message.statement, statements);
+          // A statement of this batch without a promise: most Binds name the Parse just before them.
+          const statement = statements.get(message.statement) ?? (await this.#lookupStatement(message.statement, statements));
           if ('code' in statement) {
             refusal = statement;
             break;

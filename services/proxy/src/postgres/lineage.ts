@@ -18,6 +18,21 @@ const MAX_ENTRIES = 256;
 /** Longer texts are not kept (256 statements of megabytes each would be the session's memory). */
 const MAX_CACHED_TEXT_CHARS = 64 * 1024;
 
+/** The context last handed out by contextOf, with the parts it was written from. */
+let lastContext = { version: '', pathKey: '', text: '\u0000' };
+
+/**
+ * `<catalog version>\0<search path key>`, what an answer about a text depends on besides it. The
+ * same string comes back while its parts repeat (each command asks three caches, and sessions
+ * mostly share a path and a catalog): a cache then finds it by the hash kept with it instead of
+ * a new string built and hashed per question.
+ */
+const contextOf = (version: string, searchPath: readonly string[] | undefined): string => {
+  const pathKey = searchPathKey(searchPath);
+  if (version !== lastContext.version || pathKey !== lastContext.pathKey) lastContext = { version, pathKey, text: `${version}\u0000${pathKey}` };
+  return lastContext.text;
+};
+
 /**
  * The result-column lineage of a session's statement texts, computed once per text (or shape) and
  * search path (a parse and a walk of the tree, tens of microseconds), never per row.
@@ -35,7 +50,7 @@ export class LineageCache {
   ): SqlLineage | undefined {
     const overloadedBuiltins = catalog && catalog.overloadedBuiltins.size > 0 ? catalog.overloadedBuiltins : undefined;
     // Only facts with overloads change an answer: an ordinary database keeps one entry per text.
-    const context = `${overloadedBuiltins ? catalog?.version : ''}\u0000${searchPathKey(searchPath)}`;
+    const context = contextOf(overloadedBuiltins ? catalog!.version : '', searchPath);
     const known = this.#answers.get(context, text);
     if (known !== UNKNOWN) return known ?? undefined;
     const lineage = resultLineage(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(cursors ? { cursors } : {}), ...(overloadedBuiltins ? { overloadedBuiltins } : {}) });
@@ -73,7 +88,7 @@ export const touchesCoveredColumn = (
   let answers = touchedByMasker.get(masker);
   if (!answers) touchedByMasker.set(masker, (answers = new StatementAnswers<boolean>(MAX_ENTRIES)));
   // The catalog's views: a view's column may be a covered one renamed.
-  const context = `${catalog?.version ?? ''}\u0000${searchPathKey(searchPath)}`;
+  const context = contextOf(catalog?.version ?? '', searchPath);
   const known = answers.get(context, text);
   if (known !== UNKNOWN) return known;
   const sources = referencedColumns(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(catalog ? { renamingRelations: catalog.rewritingRelations } : {}) });
@@ -104,7 +119,7 @@ export const coveredValueEscape = (
   // depends on the prepared statement, so it is not kept).
   let answers = escapesByMasker.get(masker);
   if (!answers) escapesByMasker.set(masker, (answers = new StatementAnswers<string | null>(MAX_ENTRIES)));
-  const context = `${catalog?.version ?? ''}\u0000${searchPathKey(searchPath)}`;
+  const context = contextOf(catalog?.version ?? '', searchPath);
   const known = answers.get(context, text);
   if (known !== UNKNOWN) return known ?? undefined;
   const escape = escapeOf(masker, text, searchPath, preparedStatements, catalog?.rowFunctions);

@@ -110,8 +110,10 @@ export class ResultRelay {
   /** The result set the head's rows go through; an Execute's is built from its portal's description. */
   resultOf(head: RunningHead): ResultSet | undefined {
     if (head.kind === 'execute' && !head.result && head.portal.description) {
-      const fields = head.portal.description;
-      head.result = new ResultSet(fields, head.command.masker, this.#recording, this.#qualify, this.#derivedFrom(head.command, 0, fields));
+      const command = head.command;
+      const lineage = command.masker && command.masker.columnRuleCount !== 0 ? this.#lineageOf(command) : undefined;
+      const columns = this.#columns.ofFields(head.portal.description, command.masker, lineage, 0, this.#qualify, (fields) => this.#derivedFrom(command, 0, fields));
+      head.result = new ResultSet(columns, command.masker, this.#recording);
     }
     return head.result;
   }

@@ -2,7 +2,7 @@ import { decodeDataRow, encodeDataRow, TypeOid, type FieldDescription } from '@s
 import { compileMasking, type ProfileMasker } from '@sluice/masking-engine';
 import { describe, expect, it } from 'vitest';
 import { ResultWithheldError } from '@sluice/contracts';
-import { CopyOutSet, ResultSet } from './results.js';
+import { CopyOutSet, ResultColumnsCache, ResultSet } from './results.js';
 import { maskBinaryVia } from '../../../../test/support/fake-masker.js';
 
 const field = (name: string, typeOid: number, format = 0): FieldDescription => ({
@@ -159,5 +159,41 @@ describe('a first row larger than the recording budget', () => {
     expect(event.truncated).toBe(true);
     expect(event.rows).toEqual([['x'.repeat(1024), '']]);
     expect(event.bytes).toBe(body.length);
+  });
+});
+
+describe('ResultColumnsCache for an Execute\'s columns', () => {
+  const masker = {} as ProfileMasker;
+  const qualify = (tableOid: number, attnum: number): string | undefined => (tableOid === 0 ? undefined : `public.t.c${attnum}`);
+  const none = () => undefined;
+  const described = (format = 0, tableOid = 0): FieldDescription[] => [{ ...field('ssn', TypeOid.text, format), tableOid, attnum: 1 }, field('n', TypeOid.int4, format)];
+
+  it('gives a portal describing the same columns the same column objects, so the masker plans them once', () => {
+    const cache = new ResultColumnsCache();
+    const first = cache.ofFields(described(), masker, undefined, 0, qualify, none);
+    expect(cache.ofFields(described(), masker, undefined, 0, qualify, none)).toBe(first);
+  });
+
+  it('works the columns out again when anything they are masked by differs: a format, the table, the masker, the lineage, the statement', () => {
+    for (const [fields, other, lineage, statement] of [
+      [described(1), masker, undefined, 0],
+      [described(0, 16384), masker, undefined, 0],
+      [described(), {} as ProfileMasker, undefined, 0],
+      [described(), masker, {}, 0],
+      [described(), masker, undefined, 1],
+    ] as const) {
+      const fresh = new ResultColumnsCache();
+      const columns = fresh.ofFields(described(), masker, undefined, 0, qualify, none);
+      expect(fresh.ofFields(fields, other, lineage, statement, qualify, none)).not.toBe(columns);
+    }
+  });
+
+  it('works the columns out again when the catalog names a column differently now', () => {
+    const cache = new ResultColumnsCache();
+    const first = cache.ofFields(described(0, 16384), masker, undefined, 0, qualify, none);
+    const renamed = (_tableOid: number, attnum: number): string | undefined => `public.renamed.c${attnum}`;
+    const again = cache.ofFields(described(0, 16384), masker, undefined, 0, renamed, none);
+    expect(again).not.toBe(first);
+    expect(again.columns[0]!.info.qualifiedName).toBe('public.renamed.c1');
   });
 });

@@ -53,6 +53,10 @@ export class ResultColumnsCache {
   #last:
     | { readonly body: Buffer; readonly masker: ProfileMasker | undefined; readonly lineage: unknown; readonly statement: number; readonly fields: readonly FieldDescription[]; readonly qualified: readonly (string | undefined)[]; readonly columns: ResultColumns }
     | undefined;
+  /** The same for an Execute's columns (see ofFields). */
+  #lastFields:
+    | { readonly masker: ProfileMasker | undefined; readonly lineage: unknown; readonly statement: number; readonly fields: readonly FieldDescription[]; readonly qualified: readonly (string | undefined)[]; readonly columns: ResultColumns }
+    | undefined;
 
   /** `statement`: which result of a multi-statement text this is (its lineage differs). */
   of(body: Buffer, masker: ProfileMasker | undefined, lineage: unknown, statement: number, qualify: Qualify, derive: (fields: readonly FieldDescription[]) => Derived): ResultColumns {
@@ -68,7 +72,46 @@ export class ResultColumnsCache {
     this.#last = { body: Buffer.from(body), masker, lineage, statement, fields, qualified, columns };
     return columns;
   }
+
+  /**
+   * `of` for an Execute's result, whose columns its portal holds already decoded (each format as
+   * the Bind asked): a statement bound and run again (pgbench -M extended, any driver's prepared
+   * query) describes the same columns, which then get the same ColumnInfo objects and plans.
+   */
+  ofFields(fields: readonly FieldDescription[], masker: ProfileMasker | undefined, lineage: unknown, statement: number, qualify: Qualify, derive: (fields: readonly FieldDescription[]) => Derived): ResultColumns {
+    const last = this.#lastFields;
+    if (last && last.masker === masker && last.lineage === lineage && last.statement === statement && sameFields(last.fields, fields)) {
+      const same = last.fields.every((f, index) => qualify(f.tableOid, f.attnum) === last.qualified[index]);
+      if (same) return last.columns;
+    }
+    const qualified = fields.map((f) => qualify(f.tableOid, f.attnum));
+    const columns = new ResultColumns(fields, columnsOf(fields, qualified, derive(fields)));
+    this.#lastFields = { masker, lineage, statement, fields, qualified, columns };
+    return columns;
+  }
 }
+
+/** Every member of every column the same: what `of` compares as the RowDescription's bytes. */
+const sameFields = (a: readonly FieldDescription[], b: readonly FieldDescription[]): boolean => {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index += 1) {
+    const x = a[index]!;
+    const y = b[index]!;
+    if (
+      x.name !== y.name ||
+      x.tableOid !== y.tableOid ||
+      x.attnum !== y.attnum ||
+      x.typeOid !== y.typeOid ||
+      x.typeSize !== y.typeSize ||
+      x.typeModifier !== y.typeModifier ||
+      x.format !== y.format
+    ) {
+      return false;
+    }
+  }
+  return true;
+};
 
 const UNCHANGED = Symbol('unchanged');
 

@@ -55,6 +55,17 @@ export class SessionDecisions {
     return this.#noteDecision(verdict.decision);
   }
 
+  /**
+   * What decide answers without waiting, when it can (see decideNow), else undefined: a batch of
+   * extended-protocol messages then goes on in the same turn instead of a turn per Parse.
+   */
+  decidedAtOnce(text: string, afterPathSet = false): Decision | undefined {
+    if (afterPathSet && this.#session.effectsOf(text).namesUnqualifiedTable) {
+      return failClosedDecision('a statement after an Execute that changes search_path in the same pipeline names a table without its schema; send a Sync first');
+    }
+    return this.decideNow(text);
+  }
+
   #sqlCommand(text: string, searchPath: readonly string[], catalog: TargetCatalogFacts): GovernedCommand {
     return { kind: 'sql', text, searchPath, preparedStatements: this.#session.registry.prepared, catalog: this.#session.schemaChanged ? { ...catalog, uncommittedChanges: true } : catalog };
   }
@@ -70,10 +81,7 @@ export class SessionDecisions {
    * against a path not read yet (the one the proxy knows is the old one): refused.
    */
   async decide(text: string, afterExecute = false, afterPathSet = false): Promise<Decision> {
-    if (afterPathSet && this.#session.effectsOf(text).namesUnqualifiedTable) {
-      return failClosedDecision('a statement after an Execute that changes search_path in the same pipeline names a table without its schema; send a Sync first');
-    }
-    const now = this.decideNow(text);
+    const now = this.decidedAtOnce(text, afterPathSet);
     if (now) return now;
     // Only a backslash reads differently with standard_conforming_strings off (or in a multi-byte
     // encoding): such text is decided once every earlier command has been answered, so a
