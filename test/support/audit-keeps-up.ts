@@ -49,12 +49,20 @@ export const auditCatchUp = async (options: {
   const client = new pg.Client({ connectionString: options.storeUrl });
   await client.connect();
   try {
+    // Counted on from the last row seen: each poll reads only what was stored since the one
+    // before, not the whole load again. A row committed late with a lower seq (another writer)
+    // is missed here, which only delays the poll's end: the load's own count below decides.
+    let counted = 0;
+    let seenSeq = options.afterSeq;
     const outcomes = async (): Promise<number> => {
-      const { rows } = await client.query<{ outcomes: string }>(
-        `SELECT count(*) AS outcomes FROM sluice.events WHERE seq > $1 AND kind IN ('command.executed', 'command.completed')`,
-        [options.afterSeq],
+      const { rows } = await client.query<{ outcomes: string; last: string | null }>(
+        `SELECT count(*) FILTER (WHERE kind IN ('command.executed', 'command.completed')) AS outcomes, max(seq) AS last
+           FROM sluice.events WHERE seq > $1`,
+        [seenSeq],
       );
-      return Number(rows[0]!.outcomes);
+      counted += Number(rows[0]!.outcomes);
+      if (rows[0]!.last !== null) seenSeq = Number(rows[0]!.last);
+      return counted;
     };
     // A command is recorded with its outcome as one command.executed, or (past the merge
     // window) as command.decided and command.completed.
