@@ -14,13 +14,24 @@ export interface AuditCatchUp {
   readonly ok: boolean;
 }
 
-/** The store's last seq now: commands of the load come after it. */
+/**
+ * The store's last seq once it is still: commands of the load come after it. A load that just
+ * ended before (another pgbench script with the same statements) may still be arriving; marked
+ * mid-way, its tail would count as this load's.
+ */
 export const storeMark = async (storeUrl: string): Promise<number> => {
   const client = new pg.Client({ connectionString: storeUrl });
   await client.connect();
   try {
-    const { rows } = await client.query<{ seq: string }>('SELECT coalesce(max(seq), 0) AS seq FROM sluice.events');
-    return Number(rows[0]!.seq);
+    const last = async (): Promise<number> => Number((await client.query<{ seq: string }>('SELECT coalesce(max(seq), 0) AS seq FROM sluice.events')).rows[0]!.seq);
+    let seq = await last();
+    for (const giveUpAt = Date.now() + 5_000; Date.now() < giveUpAt; ) {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const now = await last();
+      if (now === seq) break;
+      seq = now;
+    }
+    return seq;
   } finally {
     await client.end();
   }
