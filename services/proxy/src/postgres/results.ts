@@ -49,28 +49,29 @@ export class ResultColumns {
  * one for all texts of a shape), the same statement of the text, and the same qualified names as
  * the catalog gives them now.
  */
+/** Columns worked out for one description, with what they were worked out under. */
+interface RememberedColumns {
+  readonly masker: ProfileMasker | undefined;
+  readonly lineage: unknown;
+  readonly statement: number;
+  readonly fields: readonly FieldDescription[];
+  readonly qualified: readonly (string | undefined)[];
+  readonly columns: ResultColumns;
+}
+
 export class ResultColumnsCache {
-  #last:
-    | { readonly body: Buffer; readonly masker: ProfileMasker | undefined; readonly lineage: unknown; readonly statement: number; readonly fields: readonly FieldDescription[]; readonly qualified: readonly (string | undefined)[]; readonly columns: ResultColumns }
-    | undefined;
+  #last: (RememberedColumns & { readonly body: Buffer }) | undefined;
   /** The same for an Execute's columns (see ofFields). */
-  #lastFields:
-    | { readonly masker: ProfileMasker | undefined; readonly lineage: unknown; readonly statement: number; readonly fields: readonly FieldDescription[]; readonly qualified: readonly (string | undefined)[]; readonly columns: ResultColumns }
-    | undefined;
+  #lastFields: RememberedColumns | undefined;
 
   /** `statement`: which result of a multi-statement text this is (its lineage differs). */
   of(body: Buffer, masker: ProfileMasker | undefined, lineage: unknown, statement: number, qualify: Qualify, derive: (fields: readonly FieldDescription[]) => Derived): ResultColumns {
     const last = this.#last;
-    if (last && last.masker === masker && last.lineage === lineage && last.statement === statement && last.body.equals(body)) {
-      const same = last.fields.every((f, index) => qualify(f.tableOid, f.attnum) === last.qualified[index]);
-      if (same) return last.columns;
-    }
-    const fields = decodeRowDescription(body);
-    const qualified = fields.map((f) => qualify(f.tableOid, f.attnum));
-    const columns = new ResultColumns(fields, columnsOf(fields, qualified, derive(fields)));
+    if (last && reusable(last, masker, lineage, statement, qualify, () => last.body.equals(body))) return last.columns;
+    const remembered = workOut(decodeRowDescription(body), masker, lineage, statement, qualify, derive);
     // A copy: the body is a view of a socket chunk, which it would keep alive.
-    this.#last = { body: Buffer.from(body), masker, lineage, statement, fields, qualified, columns };
-    return columns;
+    this.#last = { ...remembered, body: Buffer.from(body) };
+    return remembered.columns;
   }
 
   /**
@@ -80,16 +81,35 @@ export class ResultColumnsCache {
    */
   ofFields(fields: readonly FieldDescription[], masker: ProfileMasker | undefined, lineage: unknown, statement: number, qualify: Qualify, derive: (fields: readonly FieldDescription[]) => Derived): ResultColumns {
     const last = this.#lastFields;
-    if (last && last.masker === masker && last.lineage === lineage && last.statement === statement && sameFields(last.fields, fields)) {
-      const same = last.fields.every((f, index) => qualify(f.tableOid, f.attnum) === last.qualified[index]);
-      if (same) return last.columns;
-    }
-    const qualified = fields.map((f) => qualify(f.tableOid, f.attnum));
-    const columns = new ResultColumns(fields, columnsOf(fields, qualified, derive(fields)));
-    this.#lastFields = { masker, lineage, statement, fields, qualified, columns };
-    return columns;
+    if (last && reusable(last, masker, lineage, statement, qualify, () => sameFields(last.fields, fields))) return last.columns;
+    this.#lastFields = workOut(fields, masker, lineage, statement, qualify, derive);
+    return this.#lastFields.columns;
   }
 }
+
+/**
+ * Whether columns worked out before serve again: the same masker, lineage and statement, the same
+ * description (`sameDescription`, asked only once those hold), and the same qualified names as the
+ * catalog gives them now.
+ */
+const reusable = (last: RememberedColumns, masker: ProfileMasker | undefined, lineage: unknown, statement: number, qualify: Qualify, sameDescription: () => boolean): boolean =>
+  last.masker === masker &&
+  last.lineage === lineage &&
+  last.statement === statement &&
+  sameDescription() &&
+  last.fields.every((f, index) => qualify(f.tableOid, f.attnum) === last.qualified[index]);
+
+const workOut = (
+  fields: readonly FieldDescription[],
+  masker: ProfileMasker | undefined,
+  lineage: unknown,
+  statement: number,
+  qualify: Qualify,
+  derive: (fields: readonly FieldDescription[]) => Derived,
+): RememberedColumns => {
+  const qualified = fields.map((f) => qualify(f.tableOid, f.attnum));
+  return { masker, lineage, statement, fields, qualified, columns: new ResultColumns(fields, columnsOf(fields, qualified, derive(fields))) };
+};
 
 /** Every member of every column the same: what `of` compares as the RowDescription's bytes. */
 const sameFields = (a: readonly FieldDescription[], b: readonly FieldDescription[]): boolean => {
