@@ -2,7 +2,7 @@ import { connectUpstream, type UpstreamOptions } from './upstream.js';
 import type { Socket } from 'node:net';
 import { createHash } from 'node:crypto';
 import { decodeBackend, encodeQuery, encodeTerminate, type FrameReader } from '@sluice/codec-pg';
-import { targetCatalogFacts, type TargetCatalogFacts } from '@sluice/sql-classifier';
+import { isSqlClassifierLoaded, targetCatalogFacts, type TargetCatalogFacts, type ViewDefinition } from '@sluice/sql-classifier';
 
 /** How long a table's column names are trusted before they are read again (renames are rare). */
 const TTL_MS = 60_000;
@@ -19,8 +19,9 @@ const FACTS_TTL_MS = 30_000;
  * of the user's (whose function a write runs unseen), `i` a child or partition
  * and its parent, `o` the name of a function or operator outside pg_catalog and
  * information_schema that pg_catalog has too (a user overload of a built-in name, which an
- * unqualified call may pick by its argument types). pg_catalog's own functions and views are the
- * classifier's catalogue's business.
+ * unqualified call may pick by its argument types), `v` a view or materialized view with its
+ * definition and column names. pg_catalog's own functions and views are the classifier's
+ * catalogue's business.
  */
 const FACTS_QUERY =
   "select 'f', p.proname, null from pg_catalog.pg_proc p join pg_catalog.pg_type t on t.oid in (p.proargtypes[0], p.provariadic) " +
@@ -45,7 +46,30 @@ const FACTS_QUERY =
   "union select 'k', rn.nspname || '.' || r.relname, dn.nspname || '.' || d.relname from pg_catalog.pg_constraint k " +
   'join pg_catalog.pg_class r on r.oid = k.conrelid join pg_catalog.pg_namespace rn on rn.oid = r.relnamespace ' +
   'join pg_catalog.pg_class d on d.oid = k.confrelid join pg_catalog.pg_namespace dn on dn.oid = d.relnamespace ' +
-  "where k.contype = 'f' and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd')) order by 1, 2, 3";
+  "where k.contype = 'f' and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd')) " +
+  // Views and materialized views: [definition, [column names in order]], for their columns' lineage.
+  "union select 'v', n.nspname || '.' || c.relname, pg_catalog.json_build_array(pg_catalog.pg_get_viewdef(c.oid), " +
+  '(select pg_catalog.json_agg(a.attname order by a.attnum) from pg_catalog.pg_attribute a where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped))::text ' +
+  'from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace ' +
+  "where c.relkind in ('v', 'm') and n.nspname not in ('pg_catalog', 'information_schema') order by 1, 2, 3";
+
+/**
+ * pg_get_viewdef leaves out the schema of a relation the reading session's search_path finds:
+ * with only pg_catalog on it, every other relation is printed with its schema, so a definition
+ * reads the same whatever the role's default path (what is left unqualified is pg_catalog's).
+ */
+const FACTS_TEXT = `set search_path = pg_catalog; ${FACTS_QUERY}`;
+
+/** A `v` row's view; one whose text cannot be read has no columns known, which masking reads as any column. */
+const viewDefinition = (name: string, described: string | null): ViewDefinition => {
+  try {
+    const [definition, columns] = JSON.parse(described ?? '') as [unknown, unknown];
+    if (typeof definition === 'string' && Array.isArray(columns) && columns.every((column) => typeof column === 'string')) return { name, columns, definition };
+  } catch {
+    // Falls through to no columns known.
+  }
+  return { name, columns: [], definition: '' };
+};
 
 interface TableColumns {
   readonly fetchedAt: number;
@@ -68,6 +92,8 @@ export class TableCatalog {
   /** Bumped by invalidateFacts: a read started before it is not used after it. */
   #factsGeneration = 0;
   #factsRead: { readonly generation: number; readonly read: Promise<TargetCatalogFacts> } | undefined;
+  /** The facts built last, kept past invalidateFacts: rows of the same version are not built again. */
+  #lastBuilt: TargetCatalogFacts | undefined;
 
   constructor(options: () => UpstreamOptions, now: () => number = Date.now) {
     this.#options = options;
@@ -134,10 +160,17 @@ export class TableCatalog {
   async #readFacts(generation: number): Promise<TargetCatalogFacts> {
     let rows: (string | null)[][];
     try {
-      rows = await this.#query(FACTS_QUERY);
+      rows = await this.#query(FACTS_TEXT);
     } catch (error) {
       this.close();
       throw error;
+    }
+    const version = createHash('sha256').update(JSON.stringify(rows)).digest('base64url').slice(0, 16);
+    // The same rows: the facts already built from them (each view definition is parsed once per version).
+    const previous = this.#lastBuilt;
+    if (previous?.version === version) {
+      if (generation === this.#factsGeneration) this.#facts = { fetchedAt: this.#now(), facts: previous };
+      return previous;
     }
     const pick = (kind: string): (string | null)[][] => rows.filter((row) => row[0] === kind);
     const facts = targetCatalogFacts({
@@ -147,8 +180,11 @@ export class TableCatalog {
       triggeredRelations: pick('t').map((row) => row[1] ?? ''),
       inheritance: pick('i').map((row) => [row[1] ?? '', row[2] ?? ''] as const),
       foreignKeyActions: pick('k').map((row) => [row[1] ?? '', row[2] ?? ''] as const),
-      version: createHash('sha256').update(JSON.stringify(rows)).digest('base64url').slice(0, 16),
+      views: pick('v').map((row) => viewDefinition(row[1] ?? '', row[2] ?? null)),
+      version,
     });
+    // Built before the parser was loaded, every view column is any column: built again next time.
+    if (isSqlClassifierLoaded()) this.#lastBuilt = facts;
     if (generation === this.#factsGeneration) this.#facts = { fetchedAt: this.#now(), facts };
     return facts;
   }

@@ -10,6 +10,7 @@ import {
   type CopyFormat,
   type SqlLineage,
   type TargetCatalogFacts,
+  type ViewColumns,
 } from '@sluice/sql-classifier';
 import { StatementAnswers, UNKNOWN } from './statement-answers.js';
 
@@ -49,11 +50,18 @@ export class LineageCache {
     catalog?: TargetCatalogFacts,
   ): SqlLineage | undefined {
     const overloadedBuiltins = catalog && catalog.overloadedBuiltins.size > 0 ? catalog.overloadedBuiltins : undefined;
-    // Only facts with overloads change an answer: an ordinary database keeps one entry per text.
-    const context = contextOf(overloadedBuiltins ? catalog!.version : '', searchPath);
+    const views = catalog?.views && catalog.views.size > 0 ? catalog.views : undefined;
+    // Only facts with overloads or views change an answer: a database with neither keeps one entry per text.
+    const context = contextOf(overloadedBuiltins || views ? catalog!.version : '', searchPath);
     const known = this.#answers.get(context, text);
     if (known !== UNKNOWN) return known ?? undefined;
-    const lineage = resultLineage(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(cursors ? { cursors } : {}), ...(overloadedBuiltins ? { overloadedBuiltins } : {}) });
+    const lineage = resultLineage(text, {
+      ...(searchPath ? { searchPath } : {}),
+      preparedStatements,
+      ...(cursors ? { cursors } : {}),
+      ...(overloadedBuiltins ? { overloadedBuiltins } : {}),
+      ...(views ? { views } : {}),
+    });
     // Not cached: an answer that depends on the prepared statements, or one the parser could not give yet.
     if (text.length <= MAX_CACHED_TEXT_CHARS && (lineage ? lineage.cacheable : isSqlClassifierLoaded())) this.#answers.set(context, text, lineage ?? null);
     return lineage;
@@ -69,6 +77,22 @@ const toColumnSources = (sources: ColumnLineage): ColumnSource[] =>
 
 /** Any column of any table: what a text that does not parse may name. */
 const ANY_COLUMN: readonly ColumnSource[] = [{ name: '*', anyColumn: true }];
+
+/**
+ * The sources of a result column the wire names `schema.table.column` when that table is one of
+ * the target's views: the columns the view column shows. Undefined when it is not a view's.
+ */
+export const viewColumnSources = (qualifiedName: string | undefined, views: ViewColumns | undefined): readonly ColumnSource[] | undefined => {
+  if (qualifiedName === undefined || !views || views.size === 0) return undefined;
+  // Quoted names may hold dots: every dot is tried as the one before the column, the last first.
+  for (let dot = qualifiedName.lastIndexOf('.'); dot > 0; dot = qualifiedName.lastIndexOf('.', dot - 1)) {
+    const view = views.get(qualifiedName.slice(0, dot));
+    if (!view) continue;
+    const sources = view.columns.get(qualifiedName.slice(dot + 1));
+    return sources ? toColumnSources(sources) : ANY_COLUMN;
+  }
+  return undefined;
+};
 
 /**
  * True when a statement names, anywhere, a column one of the profile's column rules covers (or
@@ -91,6 +115,8 @@ export const touchesCoveredColumn = (
   const context = contextOf(catalog?.version ?? '', searchPath);
   const known = answers.get(context, text);
   if (known !== UNKNOWN) return known;
+  // A read of a view or materialized view (both have rules) counts as any column: besides the
+  // columns it shows, an error in its definition's WHERE may quote any column it reads.
   const sources = referencedColumns(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(catalog ? { renamingRelations: catalog.rewritingRelations } : {}) });
   const derivedFrom = sources ? toColumnSources(sources) : ANY_COLUMN;
   const touches = derivedFrom.length > 0 && masker.hasColumnRule({ name: '', derivedFrom });
@@ -122,7 +148,7 @@ export const coveredValueEscape = (
   const context = contextOf(catalog?.version ?? '', searchPath);
   const known = answers.get(context, text);
   if (known !== UNKNOWN) return known ?? undefined;
-  const escape = escapeOf(masker, text, searchPath, preparedStatements, catalog?.rowFunctions);
+  const escape = escapeOf(masker, text, searchPath, preparedStatements, catalog);
   if (text.length <= MAX_CACHED_TEXT_CHARS && !/execute/i.test(text)) answers.set(context, text, escape ?? null);
   return escape;
 };
@@ -134,9 +160,15 @@ const escapeOf = (
   text: string,
   searchPath: readonly string[] | undefined,
   preparedStatements: ReadonlyMap<string, string>,
-  rowFunctions: ReadonlySet<string> | undefined,
+  catalog: TargetCatalogFacts | undefined,
 ): string | undefined => {
-  const flows = coveredFlows(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(rowFunctions ? { rowFunctions } : {}) });
+  // A view's columns count with the columns they show: `insert into t select tax_id from v` writes `ssn`.
+  const flows = coveredFlows(text, {
+    ...(searchPath ? { searchPath } : {}),
+    preparedStatements,
+    ...(catalog ? { rowFunctions: catalog.rowFunctions } : {}),
+    ...(catalog?.views ? { views: catalog.views } : {}),
+  });
   if (!flows) return undefined;
   const call = flows.attributeCalls[0];
   if (call !== undefined) {

@@ -4,7 +4,7 @@ import type { SqlLineage } from '@sluice/sql-classifier';
 import type { GovernancePorts } from '../ports.js';
 import type { TableCatalog } from './catalog.js';
 import type { Command, Expect } from './expectations.js';
-import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
+import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn, viewColumnSources } from './lineage.js';
 import type { Outbox } from './outbox.js';
 import { CopyOutSet, ResultColumnsCache, ResultSet } from './results.js';
 import { maskServerFields, withholdServerFields } from './server-texts.js';
@@ -51,7 +51,7 @@ export class ResultRelay {
   queryResult(command: Command, description: Buffer): ResultSet {
     const statement = command.tags.length;
     const lineage = command.masker && command.masker.columnRuleCount !== 0 ? this.#lineageOf(command) : undefined;
-    const columns = this.#columns.of(description, command.masker, lineage, statement, this.#qualify, (fields) => this.#derivedFrom(command, statement, fields));
+    const columns = this.#columns.of(description, command.masker, lineage, command.catalog?.views, statement, this.#qualify, (fields, qualified) => this.#derivedFrom(command, statement, fields, qualified));
     return new ResultSet(columns, command.masker, this.#recording);
   }
 
@@ -72,13 +72,25 @@ export class ResultRelay {
 
   /**
    * The source columns of each column of the `statement`-th result of a command, so column rules
-   * follow derived columns. Only for a profile with column rules: otherwise nothing is parsed.
+   * follow derived columns, and a column the wire names as a view's (`qualified`) the columns it
+   * shows, whatever the text's lineage says. Only for a profile with column rules: otherwise
+   * nothing is parsed.
    */
-  #derivedFrom(command: Command, statement: number, fields: readonly FieldDescription[]): (readonly ColumnSource[] | undefined)[] | undefined {
+  #derivedFrom(command: Command, statement: number, fields: readonly FieldDescription[], qualified: readonly (string | undefined)[]): (readonly ColumnSource[] | undefined)[] | undefined {
     const count = fields.length;
     if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
     this.#lineageOf(command);
-    return derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name));
+    const derived = derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name));
+    const views = command.catalog?.views;
+    if (!views || views.size === 0) return derived;
+    let withViews: (readonly ColumnSource[] | undefined)[] | undefined;
+    qualified.forEach((name, index) => {
+      const shown = viewColumnSources(name, views);
+      if (!shown) return;
+      withViews ??= derived ? derived.slice() : new Array<readonly ColumnSource[] | undefined>(count).fill(undefined);
+      withViews[index] = [...(withViews[index] ?? []), ...shown];
+    });
+    return withViews ?? derived;
   }
 
   /**
@@ -112,7 +124,7 @@ export class ResultRelay {
     if (head.kind === 'execute' && !head.result && head.portal.description) {
       const command = head.command;
       const lineage = command.masker && command.masker.columnRuleCount !== 0 ? this.#lineageOf(command) : undefined;
-      const columns = this.#columns.ofFields(head.portal.description, command.masker, lineage, 0, this.#qualify, (fields) => this.#derivedFrom(command, 0, fields));
+      const columns = this.#columns.ofFields(head.portal.description, command.masker, lineage, command.catalog?.views, 0, this.#qualify, (fields, qualified) => this.#derivedFrom(command, 0, fields, qualified));
       head.result = new ResultSet(columns, command.masker, this.#recording);
     }
     return head.result;

@@ -1,0 +1,71 @@
+import { columnLineages, resultLineage, type ColumnLineage, type LineageSource } from './lineage.js';
+import { ANY_COLUMN, union } from './lineage-relations.js';
+import type { ViewColumns, ViewSources } from './view-sources.js';
+
+/** One view or materialized view of the target as its catalog describes it. */
+export interface ViewDefinition {
+  /** `schema.view`. */
+  readonly name: string;
+  /** Its columns' names, in order (pg_attribute). */
+  readonly columns: readonly string[];
+  /**
+   * `pg_get_viewdef(oid)` read with search_path `pg_catalog`, so every relation outside
+   * pg_catalog is printed with its schema and the view owner's path does not matter.
+   */
+  readonly definition: string;
+}
+
+/** Views over views deeper than this are cut: their columns count as any column. */
+const MAX_VIEW_DEPTH = 16;
+
+/**
+ * The lineage of every view's columns from its definition, views over views expanded. Fails
+ * closed: a definition that does not parse, whose width differs from its columns, or that takes
+ * part in a cycle or a chain deeper than MAX_VIEW_DEPTH, makes its columns any column. Parses each
+ * definition once; the proxy builds this once per catalog facts version.
+ */
+export const viewColumns = (definitions: Iterable<ViewDefinition>): ViewColumns => {
+  const direct = new Map<string, { readonly names: readonly string[]; readonly lineages: readonly ColumnLineage[] }>();
+  for (const view of definitions) direct.set(view.name, { names: view.columns, lineages: directLineages(view) });
+  // `height`: how many views deep the view's chain goes (Infinity: cut, or in a cycle).
+  const expanded = new Map<string, { readonly sources: ViewSources; readonly height: number }>();
+  const expanding = new Set<string>();
+  const expand = (name: string, depth: number): { readonly sources: ViewSources; readonly height: number } => {
+    const known = expanded.get(name);
+    if (known) return known;
+    const view = direct.get(name)!;
+    // A cycle (a bad catalog answer) or a chain too deep: nothing under it can be told apart.
+    if (expanding.has(name) || depth > MAX_VIEW_DEPTH) return { sources: anyColumnView(view.names), height: Infinity };
+    expanding.add(name);
+    let below = 0;
+    const sourcesOf = (source: LineageSource): ColumnLineage => {
+      if (source.table === undefined || !direct.has(source.table)) return [source];
+      const under = expand(source.table, depth + 1);
+      below = Math.max(below, under.height);
+      return union([source], source.anyColumn ? under.sources.all : (under.sources.columns.get(source.column) ?? ANY_COLUMN));
+    };
+    const lineages = view.lineages.map((lineage) => union(...lineage.map(sourcesOf)));
+    expanding.delete(name);
+    const height = below + 1;
+    const result =
+      height > MAX_VIEW_DEPTH
+        ? { sources: anyColumnView(view.names), height: Infinity }
+        : { sources: { columns: new Map(view.names.map((column, index) => [column, lineages[index] ?? ANY_COLUMN])), all: lineages.length === 0 ? ANY_COLUMN : union(...lineages) }, height };
+    expanded.set(name, result);
+    return result;
+  };
+  return new Map([...direct.keys()].map((name) => [name, expand(name, 0).sources]));
+};
+
+/** The lineage of each of a view's columns from its definition alone; any column where unknown. */
+const directLineages = (view: ViewDefinition): ColumnLineage[] => {
+  // Every relation outside pg_catalog is printed qualified: an unqualified one is pg_catalog's.
+  const statements = resultLineage(view.definition, { searchPath: ['pg_catalog'] })?.statements;
+  const statement = statements?.length === 1 ? statements[0] : undefined;
+  // Unknown is any column, never none: a column rule over a base column must reach the view. A
+  // `*` (pg_get_viewdef spells columns out) or a width other than the view's is not understood.
+  if (!statement || statement.open || statement.head.length !== view.columns.length) return view.columns.map(() => ANY_COLUMN);
+  return columnLineages(statement, view.columns.length).map((lineage) => lineage ?? ANY_COLUMN);
+};
+
+const anyColumnView = (names: readonly string[]): ViewSources => ({ columns: new Map(names.map((column) => [column, ANY_COLUMN])), all: ANY_COLUMN });
