@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { compileMasking } from '@sluice/masking-engine';
 import { loadSqlClassifier, resultLineage, targetCatalogFacts } from '@sluice/sql-classifier';
-import { coveredValueEscape, derivedColumns, LineageCache, touchesCoveredColumn, viewColumnSources } from './lineage.js';
+import { coveredValueEscape, derivedColumns, LineageCache, resultColumnSources, touchesCoveredColumn, viewColumnSources, withUncommittedChanges } from './lineage.js';
 
 beforeAll(async () => {
   await loadSqlClassifier();
@@ -119,6 +119,23 @@ describe('LineageCache and the target\'s views', () => {
     expect(viewColumnSources('public.v.added', facts.views)).toEqual([{ name: '*', anyColumn: true }]);
     expect(viewColumnSources('public.people.ssn', facts.views)).toBeUndefined();
     expect(viewColumnSources(undefined, facts.views)).toBeUndefined();
+  });
+
+  it('adds a view column\'s sources to what the text says, and any column to every column after an uncommitted schema change', () => {
+    const facts = view('v1', 'ssn');
+    const derived = [[{ name: 'x', qualifiedName: 'public.v.x' }], undefined];
+    expect(resultColumnSources(derived, ['public.v.x', 'public.people.name'], facts)).toEqual([
+      [{ name: 'x', qualifiedName: 'public.v.x' }, { name: 'ssn', qualifiedName: 'public.people.ssn' }],
+      undefined,
+    ]);
+    const plain = targetCatalogFacts({ rowFunctions: [], rewritingRelations: [], inheritance: [], version: 'plain' });
+    expect(resultColumnSources(derived, ['public.v.x', undefined], plain)).toBe(derived);
+    const uncommitted = withUncommittedChanges(plain);
+    expect(withUncommittedChanges(plain)).toBe(uncommitted);
+    expect(resultColumnSources(undefined, [undefined, 'public.people.name'], uncommitted)).toEqual([
+      [{ name: '*', anyColumn: true }],
+      [{ name: '*', anyColumn: true }],
+    ]);
   });
 });
 
@@ -247,6 +264,12 @@ describe('touchesCoveredColumn', () => {
       expect(touchesCoveredColumn(masker, `SELECT ${n} AS n, 'x${n}@example.com' AS email`, ['public'], new Map(), undefined)).toBe(false);
       expect(touchesCoveredColumn(masker, `SELECT ${n} AS n, ssn FROM people WHERE id = ${n}`, ['public'], new Map(), undefined)).toBe(true);
     }
+  });
+
+  it('counts every statement after an uncommitted schema change as touching a covered column', () => {
+    const facts = targetCatalogFacts({ rowFunctions: [], rewritingRelations: [], inheritance: [], version: 'plain' });
+    expect(touchesCoveredColumn(masker, 'SELECT name FROM people', ['public'], new Map(), facts)).toBe(false);
+    expect(touchesCoveredColumn(masker, 'SELECT name FROM people', ['public'], new Map(), withUncommittedChanges(facts))).toBe(true);
   });
 
   it('counts a read of a view as any column: its column nick may be ssn renamed', () => {

@@ -94,6 +94,43 @@ export const viewColumnSources = (qualifiedName: string | undefined, views: View
   return undefined;
 };
 
+const uncommittedFacts = new WeakMap<TargetCatalogFacts, TargetCatalogFacts>();
+
+/**
+ * The facts as masking reads them while the session has changed the schema in a transaction not
+ * yet committed (or earlier in the same text): a relation they do not show (a view created in that
+ * transaction, which the catalog connection cannot see) may show any column, so every result
+ * column counts as any column. One object per facts object: caches keyed by it keep working.
+ */
+export const withUncommittedChanges = (facts: TargetCatalogFacts): TargetCatalogFacts => {
+  let marked = uncommittedFacts.get(facts);
+  if (!marked) uncommittedFacts.set(facts, (marked = { ...facts, uncommittedChanges: true }));
+  return marked;
+};
+
+/**
+ * The sources of each of a result's columns as masking takes them: `derived` (the text's lineage)
+ * with, for a column the wire names as a view's (`qualified`), the columns it shows, and any column
+ * for every column after an uncommitted schema change (see withUncommittedChanges).
+ */
+export const resultColumnSources = (
+  derived: (readonly ColumnSource[] | undefined)[] | undefined,
+  qualified: readonly (string | undefined)[],
+  catalog: TargetCatalogFacts | undefined,
+): (readonly ColumnSource[] | undefined)[] | undefined => {
+  if (catalog?.uncommittedChanges) return qualified.map((_, index) => [...(derived?.[index] ?? []), ...ANY_COLUMN]);
+  const views = catalog?.views;
+  if (!views || views.size === 0) return derived;
+  let withViews: (readonly ColumnSource[] | undefined)[] | undefined;
+  qualified.forEach((name, index) => {
+    const shown = viewColumnSources(name, views);
+    if (!shown) return;
+    withViews ??= derived ? derived.slice() : new Array<readonly ColumnSource[] | undefined>(qualified.length).fill(undefined);
+    withViews[index] = [...(withViews[index] ?? []), ...shown];
+  });
+  return withViews ?? derived;
+};
+
 /**
  * True when a statement names, anywhere, a column one of the profile's column rules covers (or
  * something that may carry any column): the server's error and notice texts about it may quote
@@ -107,6 +144,7 @@ export const touchesCoveredColumn = (
   catalog: TargetCatalogFacts | undefined,
 ): boolean => {
   if (masker.columnRuleCount === 0) return false;
+  if (catalog?.uncommittedChanges) return true;
   // A statement can raise many notices (RAISE in a loop): parse it once per profile and text,
   // or once per shape (every command asks: a new literal in each must not cost a parse each).
   let answers = touchedByMasker.get(masker);
@@ -194,14 +232,15 @@ export const copyColumns = (
   lineage: SqlLineage | undefined,
   statement: number,
   count: number,
+  catalog?: TargetCatalogFacts,
 ): { readonly columns: readonly ColumnInfo[]; readonly format: CopyFormat } | undefined => {
   const format = lineage?.statements[statement]?.copy;
   if (!format) return undefined;
   const lineages = columnLineages(lineage.statements[statement], count);
   const columns = lineages.map((sources, index): ColumnInfo => ({
     name: `column${index + 1}`,
-    // Unknown: any column (a COPY line names none, so no table OID will).
-    derivedFrom: sources ? toColumnSources(sources) : ANY_COLUMN,
+    // Unknown, or after an uncommitted schema change: any column (a COPY line names none, so no table OID will).
+    derivedFrom: sources && !catalog?.uncommittedChanges ? toColumnSources(sources) : ANY_COLUMN,
   }));
   return { columns, format };
 };

@@ -4,7 +4,7 @@ import type { SqlLineage } from '@sluice/sql-classifier';
 import type { GovernancePorts } from '../ports.js';
 import type { TableCatalog } from './catalog.js';
 import type { Command, Expect } from './expectations.js';
-import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn, viewColumnSources } from './lineage.js';
+import { copyColumns, derivedColumns, LineageCache, resultColumnSources, touchesCoveredColumn } from './lineage.js';
 import type { Outbox } from './outbox.js';
 import { CopyOutSet, ResultColumnsCache, ResultSet } from './results.js';
 import { maskServerFields, withholdServerFields } from './server-texts.js';
@@ -51,7 +51,7 @@ export class ResultRelay {
   queryResult(command: Command, description: Buffer): ResultSet {
     const statement = command.tags.length;
     const lineage = command.masker && command.masker.columnRuleCount !== 0 ? this.#lineageOf(command) : undefined;
-    const columns = this.#columns.of(description, command.masker, lineage, command.catalog?.views, statement, this.#qualify, (fields, qualified) => this.#derivedFrom(command, statement, fields, qualified));
+    const columns = this.#columns.of(description, command.masker, lineage, command.catalog, statement, this.#qualify, (fields, qualified) => this.#derivedFrom(command, statement, fields, qualified));
     return new ResultSet(columns, command.masker, this.#recording);
   }
 
@@ -72,25 +72,14 @@ export class ResultRelay {
 
   /**
    * The source columns of each column of the `statement`-th result of a command, so column rules
-   * follow derived columns, and a column the wire names as a view's (`qualified`) the columns it
-   * shows, whatever the text's lineage says. Only for a profile with column rules: otherwise
-   * nothing is parsed.
+   * follow derived columns and views (see resultColumnSources). Only for a profile with column
+   * rules: otherwise nothing is parsed.
    */
   #derivedFrom(command: Command, statement: number, fields: readonly FieldDescription[], qualified: readonly (string | undefined)[]): (readonly ColumnSource[] | undefined)[] | undefined {
     const count = fields.length;
     if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
     this.#lineageOf(command);
-    const derived = derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name));
-    const views = command.catalog?.views;
-    if (!views || views.size === 0) return derived;
-    let withViews: (readonly ColumnSource[] | undefined)[] | undefined;
-    qualified.forEach((name, index) => {
-      const shown = viewColumnSources(name, views);
-      if (!shown) return;
-      withViews ??= derived ? derived.slice() : new Array<readonly ColumnSource[] | undefined>(count).fill(undefined);
-      withViews[index] = [...(withViews[index] ?? []), ...shown];
-    });
-    return withViews ?? derived;
+    return resultColumnSources(derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name)), qualified, command.catalog);
   }
 
   /**
@@ -116,7 +105,7 @@ export class ResultRelay {
   #copyColumns(command: Command, frame: Frame): ReturnType<typeof copyColumns> {
     const message = decodeBackend(frame) as { columnFormats: readonly number[] };
     this.#lineageOf(command);
-    return copyColumns(command.lineage ?? undefined, command.tags.length, message.columnFormats.length);
+    return copyColumns(command.lineage ?? undefined, command.tags.length, message.columnFormats.length, command.catalog);
   }
 
   /** The result set the head's rows go through; an Execute's is built from its portal's description. */
@@ -124,7 +113,7 @@ export class ResultRelay {
     if (head.kind === 'execute' && !head.result && head.portal.description) {
       const command = head.command;
       const lineage = command.masker && command.masker.columnRuleCount !== 0 ? this.#lineageOf(command) : undefined;
-      const columns = this.#columns.ofFields(head.portal.description, command.masker, lineage, command.catalog?.views, 0, this.#qualify, (fields, qualified) => this.#derivedFrom(command, 0, fields, qualified));
+      const columns = this.#columns.ofFields(head.portal.description, command.masker, lineage, command.catalog, 0, this.#qualify, (fields, qualified) => this.#derivedFrom(command, 0, fields, qualified));
       head.result = new ResultSet(columns, command.masker, this.#recording);
     }
     return head.result;

@@ -174,8 +174,8 @@ describe('ResultColumnsCache for an Execute\'s columns', () => {
     expect(cache.ofFields(described(), masker, undefined, undefined, 0, qualify, none)).toBe(first);
   });
 
-  it('works the columns out again when anything they are masked by differs: a format, the table, the masker, the lineage, the views, the statement', () => {
-    for (const [fields, other, lineage, views, statement] of [
+  it('works the columns out again when anything they are masked by differs: a format, the table, the masker, the lineage, the catalog facts, the statement', () => {
+    for (const [fields, other, lineage, catalog, statement] of [
       [described(1), masker, undefined, undefined, 0],
       [described(0, 16384), masker, undefined, undefined, 0],
       [described(), {} as ProfileMasker, undefined, undefined, 0],
@@ -185,7 +185,7 @@ describe('ResultColumnsCache for an Execute\'s columns', () => {
     ] as const) {
       const fresh = new ResultColumnsCache();
       const columns = fresh.ofFields(described(), masker, undefined, undefined, 0, qualify, none);
-      expect(fresh.ofFields(fields, other, lineage, views, statement, qualify, none)).not.toBe(columns);
+      expect(fresh.ofFields(fields, other, lineage, catalog, statement, qualify, none)).not.toBe(columns);
     }
   });
 

@@ -48,15 +48,15 @@ export class ResultColumns {
  * shape (a new literal each time, as under pgbench -S), describes the same columns: it gets the
  * same ColumnInfo objects, so the masker works out each column's plan once, not per statement.
  * Reused only for the same masker, the same lineage (`lineage`: the statement's lineage object,
- * one for all texts of a shape), the same views (`views`: the catalog facts' view lineage, which a
- * view's qualified name is followed through), the same statement of the text, and the same
- * qualified names as the catalog gives them now.
+ * one for all texts of a shape), the same catalog facts (`catalog`: their views, which a view's
+ * qualified name is followed through), the same statement of the text, and the same qualified
+ * names as the catalog gives them now.
  */
 /** Columns worked out for one description, with what they were worked out under. */
 interface RememberedColumns {
   readonly masker: ProfileMasker | undefined;
   readonly lineage: unknown;
-  readonly views: unknown;
+  readonly catalog: unknown;
   readonly statement: number;
   readonly fields: readonly FieldDescription[];
   readonly qualified: readonly (string | undefined)[];
@@ -69,10 +69,10 @@ export class ResultColumnsCache {
   #lastFields: RememberedColumns | undefined;
 
   /** `statement`: which result of a multi-statement text this is (its lineage differs). */
-  of(body: Buffer, masker: ProfileMasker | undefined, lineage: unknown, views: unknown, statement: number, qualify: Qualify, derive: Derive): ResultColumns {
+  of(body: Buffer, masker: ProfileMasker | undefined, lineage: unknown, catalog: unknown, statement: number, qualify: Qualify, derive: Derive): ResultColumns {
     const last = this.#last;
-    if (last && reusable(last, masker, lineage, views, statement, qualify, () => last.body.equals(body))) return last.columns;
-    const remembered = workOut(decodeRowDescription(body), masker, lineage, views, statement, qualify, derive);
+    if (last && reusable(last, masker, lineage, catalog, statement, qualify, () => last.body.equals(body))) return last.columns;
+    const remembered = workOut(decodeRowDescription(body), masker, lineage, catalog, statement, qualify, derive);
     // A copy: the body is a view of a socket chunk, which it would keep alive.
     this.#last = { ...remembered, body: Buffer.from(body) };
     return remembered.columns;
@@ -83,23 +83,23 @@ export class ResultColumnsCache {
    * the Bind asked): a statement bound and run again (pgbench -M extended, any driver's prepared
    * query) describes the same columns, which then get the same ColumnInfo objects and plans.
    */
-  ofFields(fields: readonly FieldDescription[], masker: ProfileMasker | undefined, lineage: unknown, views: unknown, statement: number, qualify: Qualify, derive: Derive): ResultColumns {
+  ofFields(fields: readonly FieldDescription[], masker: ProfileMasker | undefined, lineage: unknown, catalog: unknown, statement: number, qualify: Qualify, derive: Derive): ResultColumns {
     const last = this.#lastFields;
-    if (last && reusable(last, masker, lineage, views, statement, qualify, () => sameFields(last.fields, fields))) return last.columns;
-    this.#lastFields = workOut(fields, masker, lineage, views, statement, qualify, derive);
+    if (last && reusable(last, masker, lineage, catalog, statement, qualify, () => sameFields(last.fields, fields))) return last.columns;
+    this.#lastFields = workOut(fields, masker, lineage, catalog, statement, qualify, derive);
     return this.#lastFields.columns;
   }
 }
 
 /**
- * Whether columns worked out before serve again: the same masker, lineage, views and statement, the same
+ * Whether columns worked out before serve again: the same masker, lineage, catalog facts and statement, the same
  * description (`sameDescription`, asked only once those hold), and the same qualified names as the
  * catalog gives them now.
  */
-const reusable = (last: RememberedColumns, masker: ProfileMasker | undefined, lineage: unknown, views: unknown, statement: number, qualify: Qualify, sameDescription: () => boolean): boolean =>
+const reusable = (last: RememberedColumns, masker: ProfileMasker | undefined, lineage: unknown, catalog: unknown, statement: number, qualify: Qualify, sameDescription: () => boolean): boolean =>
   last.masker === masker &&
   last.lineage === lineage &&
-  last.views === views &&
+  last.catalog === catalog &&
   last.statement === statement &&
   sameDescription() &&
   last.fields.every((f, index) => qualify(f.tableOid, f.attnum) === last.qualified[index]);
@@ -108,13 +108,13 @@ const workOut = (
   fields: readonly FieldDescription[],
   masker: ProfileMasker | undefined,
   lineage: unknown,
-  views: unknown,
+  catalog: unknown,
   statement: number,
   qualify: Qualify,
   derive: Derive,
 ): RememberedColumns => {
   const qualified = fields.map((f) => qualify(f.tableOid, f.attnum));
-  return { masker, lineage, views, statement, fields, qualified, columns: new ResultColumns(fields, columnsOf(fields, qualified, derive(fields, qualified))) };
+  return { masker, lineage, catalog, statement, fields, qualified, columns: new ResultColumns(fields, columnsOf(fields, qualified, derive(fields, qualified))) };
 };
 
 /** Every member of every column the same: what `of` compares as the RowDescription's bytes. */

@@ -8,7 +8,7 @@ import type { Decision, GovernancePorts } from '../ports.js';
 import { ClientOutbox } from './client-encoding-frames.js';
 import type { EncodingSwitch, SessionClientEncoding } from './client-encoding-session.js';
 import { newPipeline, type Command, type Expect, type Refusal } from './expectations.js';
-import { touchesCoveredColumn } from './lineage.js';
+import { touchesCoveredColumn, withUncommittedChanges } from './lineage.js';
 import { Outbox } from './outbox.js';
 import { refusalMessage, TARGET_REFUSAL } from './refusals.js';
 import { ResultRelay } from './result-relay.js';
@@ -254,7 +254,8 @@ export class SessionCore {
     // A later message of the pipeline that names one of these cursors means the cursor.
     for (const [name] of declares) this.pipeline.portals.delete(name);
     this.lastMasker = effective;
-    if (effective && touchesCoveredColumn(effective, sql, this.searchPath, this.registry.prepared, this.decidedWith)) this.coveredInTransaction = true;
+    const catalog = this.schemaChanged && this.decidedWith ? withUncommittedChanges(this.decidedWith) : this.decidedWith;
+    if (effective && touchesCoveredColumn(effective, sql, this.searchPath, this.registry.prepared, catalog)) this.coveredInTransaction = true;
     const preparedChanges = [...this.effectsOf(sql).preparedStatements];
     return {
       id,
@@ -262,7 +263,7 @@ export class SessionCore {
       withholdsServerTexts,
       sql,
       searchPath: this.searchPath,
-      catalog: this.decidedWith,
+      catalog,
       lineage: undefined,
       started: performance.now(),
       tags: [],
