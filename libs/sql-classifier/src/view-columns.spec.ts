@@ -5,7 +5,7 @@ import { resultLineage, type ColumnLineage } from './lineage.js';
 import { referencedColumns } from './session-statements.js';
 import { targetCatalogFacts } from './target-catalog.js';
 import { viewColumns, type ViewDefinition } from './view-columns.js';
-import { throughViews, type ViewColumns } from './view-sources.js';
+import { throughViews, viewsCalled, type ViewColumns } from './view-sources.js';
 
 beforeAll(async () => {
   await loadSqlClassifier();
@@ -81,6 +81,42 @@ describe('viewColumns', () => {
     ]);
     expect(chain.get('public.c5')?.columns.get('x')).toEqual(expect.arrayContaining([{ table: 'public.people', column: 'ssn' }]));
     expect(chain.get('public.c40')?.columns.get('x')).toEqual(expect.arrayContaining([ANY]));
+  });
+});
+
+describe('views whose names a lineage source cannot tell apart', () => {
+  const SHOWS = ' SELECT patients.diagnosis AS x\n   FROM public.patients;';
+  const HIDES = ' SELECT patients.name AS x\n   FROM public.patients;';
+
+  it('makes the columns of "a.b".c and a."b.c" (both a.b.c) any column, in either order', () => {
+    for (const [first, second] of [[SHOWS, HIDES], [HIDES, SHOWS]] as const) {
+      const both = viewColumns([
+        { name: 'a.b.c', columns: ['x'], definition: first },
+        { name: 'a.b.c', columns: ['x'], definition: second },
+      ]);
+      expect(both.get('a.b.c')?.columns.get('x')).toEqual([ANY]);
+    }
+  });
+
+  it('keys a temporary view by pg_temp too, with the columns of every session\'s view of that name', () => {
+    const temporary = viewColumns([
+      { name: 'pg_temp_3.tv', columns: ['x'], definition: SHOWS },
+      { name: 'pg_temp_4.tv', columns: ['x'], definition: HIDES },
+    ]);
+    expect(temporary.get('pg_temp.tv')?.columns.get('x')).toEqual(expect.arrayContaining([{ table: 'public.patients', column: 'diagnosis' }, { table: 'public.patients', column: 'name' }]));
+  });
+
+  it('resolves an unqualified name to a view of that name off the known path: a temporary view, a path past the schemas kept', () => {
+    const off = viewColumns([
+      { name: 'pg_temp_3.tv', columns: ['x'], definition: SHOWS },
+      { name: 'x10.far', columns: ['x'], definition: SHOWS },
+    ]);
+    const path = Array.from({ length: 10 }, (_, i) => `x${i + 1}`);
+    for (const sql of ["select x || '' from tv", 'select x from pg_temp.tv', "select x || '' from far"]) {
+      expect(resultLineage(sql, { views: off, searchPath: path })?.statements[0]?.head[0]).toEqual(expect.arrayContaining([{ table: 'public.patients', column: 'diagnosis' }]));
+    }
+    expect(viewsCalled(off, 'far')).toEqual(['x10.far']);
+    expect(viewsCalled(new Map(), 'far')).toEqual([]);
   });
 });
 

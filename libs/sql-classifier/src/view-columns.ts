@@ -1,6 +1,6 @@
 import { columnLineages, resultLineage, type ColumnLineage, type LineageSource } from './lineage.js';
 import { ANY_COLUMN, union } from './lineage-relations.js';
-import type { ViewColumns, ViewSources } from './view-sources.js';
+import { TEMPORARY_SCHEMA, type ViewColumns, type ViewSources } from './view-sources.js';
 
 /** One view or materialized view of the target as its catalog describes it. */
 export interface ViewDefinition {
@@ -26,7 +26,13 @@ const MAX_VIEW_DEPTH = 16;
  */
 export const viewColumns = (definitions: Iterable<ViewDefinition>): ViewColumns => {
   const direct = new Map<string, { readonly names: readonly string[]; readonly lineages: readonly ColumnLineage[] }>();
-  for (const view of definitions) direct.set(view.name, { names: view.columns, lineages: directLineages(view) });
+  // `"a.b".c` and `a."b.c"` are both `a.b.c`, as a lineage source names them: which one a source
+  // means is not known, so the columns of neither are told apart.
+  const ambiguous = new Set<string>();
+  for (const view of definitions) {
+    if (direct.has(view.name)) ambiguous.add(view.name);
+    direct.set(view.name, { names: view.columns, lineages: directLineages(view) });
+  }
   // `height`: how many views deep the view's chain goes (Infinity: cut, or in a cycle).
   const expanded = new Map<string, { readonly sources: ViewSources; readonly height: number }>();
   const expanding = new Set<string>();
@@ -34,6 +40,7 @@ export const viewColumns = (definitions: Iterable<ViewDefinition>): ViewColumns 
     const known = expanded.get(name);
     if (known) return known;
     const view = direct.get(name)!;
+    if (ambiguous.has(name)) return { sources: anyColumnView(view.names), height: 1 };
     // A cycle (a bad catalog answer) or a chain too deep: nothing under it can be told apart.
     if (expanding.has(name) || depth > MAX_VIEW_DEPTH) return { sources: anyColumnView(view.names), height: Infinity };
     expanding.add(name);
@@ -54,9 +61,27 @@ export const viewColumns = (definitions: Iterable<ViewDefinition>): ViewColumns 
     expanded.set(name, result);
     return result;
   };
-  return new Map([...direct.keys()].map((name) => [name, expand(name, 0).sources]));
+  const views = new Map([...direct.keys()].map((name) => [name, expand(name, 0).sources]));
+  // A temporary view is `pg_temp_<n>.name`, but its session names it `name` or `pg_temp.name`,
+  // and which session's temp schema is which is not known here: every one of that name counts.
+  const temporary = new Map<string, ViewSources[]>();
+  for (const [name, sources] of views) {
+    const match = TEMPORARY_VIEW.exec(name);
+    if (match) temporary.set(match[1]!, [...(temporary.get(match[1]!) ?? []), sources]);
+  }
+  for (const [relname, all] of temporary) views.set(`${TEMPORARY_SCHEMA}.${relname}`, unionOfViews(all));
+  return views;
 };
 
+const TEMPORARY_VIEW = /^pg_temp_\d+\.(.*)$/s;
+
+/** Sources that are every one of `views`': a column of one name derives from that column of each. */
+const unionOfViews = (views: readonly ViewSources[]): ViewSources => {
+  if (views.length === 1) return views[0]!;
+  const columns = new Map<string, ColumnLineage>();
+  for (const view of views) for (const [column, sources] of view.columns) columns.set(column, union(columns.get(column) ?? [], sources));
+  return { columns, all: union(...views.map((view) => view.all)) };
+};
 /** The lineage of each of a view's columns from its definition alone; any column where unknown. */
 const directLineages = (view: ViewDefinition): ColumnLineage[] => {
   // Every relation outside pg_catalog is printed qualified: an unqualified one is pg_catalog's.
