@@ -89,11 +89,15 @@ export class TableCatalog {
   #queue: Promise<unknown> = Promise.resolve();
   #now: () => number;
   #facts: { readonly fetchedAt: number; readonly facts: TargetCatalogFacts } | undefined;
-  /** Bumped by invalidateFacts: a read started before it is not used after it. */
+  /** Bumped by schemaChangeEnded: a read started before it is not used after it. */
   #factsGeneration = 0;
   #factsRead: { readonly generation: number; readonly read: Promise<TargetCatalogFacts> } | undefined;
-  /** The facts built last, kept past invalidateFacts: rows of the same version are not built again. */
+  /** The facts built last, kept past schemaChangeEnded: rows of the same version are not built again. */
   #lastBuilt: TargetCatalogFacts | undefined;
+  /** Sessions with a schema change let through whose transaction has not ended (see factsCurrent). */
+  #changesInFlight = 0;
+  /** Bumped when a schema change begins and when one ends (see factsCurrent). */
+  #schemaEpoch = 0;
 
   constructor(options: () => UpstreamOptions, now: () => number = Date.now) {
     this.#options = options;
@@ -128,7 +132,7 @@ export class TableCatalog {
 
   /**
    * The catalog facts decisions are made with: read again after FACTS_TTL_MS, or after
-   * invalidateFacts. A read that fails rejects (the caller refuses: fail closed).
+   * schemaChangeEnded. A read that fails rejects (the caller refuses: fail closed).
    */
   facts(): Promise<TargetCatalogFacts> {
     const known = this.cachedFacts();
@@ -151,10 +155,34 @@ export class TableCatalog {
     return known && this.#now() - known.fetchedAt <= FACTS_TTL_MS ? known.facts : undefined;
   }
 
-  /** A session changed the schema: the next decision reads the facts again. */
-  invalidateFacts(): void {
+  /** Where schema changes are: take it before the facts a decision is made with (see factsCurrent). */
+  get schemaEpoch(): number {
+    return this.#schemaEpoch;
+  }
+
+  /** A session's DDL or admin statement was let through: until its transaction ends, see factsCurrent. */
+  schemaChangeBegan(): void {
+    this.#changesInFlight++;
+    this.#schemaEpoch++;
+  }
+
+  /** That session's transaction ended (or the session did): the next decision reads the facts again. */
+  schemaChangeEnded(): void {
+    this.#changesInFlight = Math.max(0, this.#changesInFlight - 1);
+    this.#schemaEpoch++;
     this.#factsGeneration++;
     this.#facts = undefined;
+  }
+
+  /**
+   * Whether facts taken at schemaEpoch `epoch` still describe the views a statement reads when its
+   * result arrives: no schema change has begun or ended since, and none is in flight. A statement
+   * decided with facts from before another session's commit may run after it (sent in the same
+   * turn, or pipelined behind others), and a holdable cursor keeps rows of the views it was
+   * declared over: their columns derive from definitions the facts may no longer hold.
+   */
+  factsCurrent(epoch: number): boolean {
+    return this.#changesInFlight === 0 && epoch === this.#schemaEpoch;
   }
 
   async #readFacts(generation: number): Promise<TargetCatalogFacts> {
