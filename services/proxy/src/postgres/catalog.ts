@@ -48,7 +48,14 @@ const FACTS_QUERY =
   'join pg_catalog.pg_class d on d.oid = k.confrelid join pg_catalog.pg_namespace dn on dn.oid = d.relnamespace ' +
   "where k.contype = 'f' and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd')) " +
   // Views and materialized views: [definition, [column names in order]], for their columns' lineage.
-  "union select 'v', n.nspname || '.' || c.relname, pg_catalog.json_build_array(pg_catalog.pg_get_viewdef(c.oid), " +
+  // pg_get_viewdef takes an ACCESS SHARE lock on the view and every relation its rule reads: where
+  // one of them is held or awaited ACCESS EXCLUSIVE (a TRUNCATE or ALTER in an open transaction, a
+  // REFRESH MATERIALIZED VIEW), it would wait, and every decision with it. Such a view's definition
+  // is left out (null: its columns are any column until the facts are read again).
+  "union select 'v', n.nspname || '.' || c.relname, pg_catalog.json_build_array(case when exists (select from pg_catalog.pg_locks l " +
+  "where l.locktype = 'relation' and l.mode = 'AccessExclusiveLock' and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database()) " +
+  "and (l.relation = c.oid or l.relation in (select d.refobjid from pg_catalog.pg_rewrite r join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass and d.objid = r.oid " +
+  "where r.ev_class = c.oid))) then null else pg_catalog.pg_get_viewdef(c.oid) end, " +
   '(select pg_catalog.json_agg(a.attname order by a.attnum) from pg_catalog.pg_attribute a where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped))::text ' +
   'from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace ' +
   "where c.relkind in ('v', 'm') and n.nspname not in ('pg_catalog', 'information_schema') order by 1, 2, 3";
