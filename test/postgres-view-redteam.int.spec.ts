@@ -156,6 +156,22 @@ describe('views of every shape over a covered column', () => {
     expectNoDiagnosis([before, widened]);
   });
 
+  it('masks views swapped by renames after their table OIDs were cached under the old names', async () => {
+    const dba = await frontDoor.connect(['changers']);
+    await dba.query('create view swap_a as select id, diagnosis as x from patients');
+    await dba.query('create view swap_b as select id, name as x from patients');
+    const reader = await frontDoor.connect(['readers']);
+    // The wire's table OIDs of both views are now known by their names (kept 60 s).
+    const before = await readAll(reader, ['select * from swap_a', 'select * from swap_b']);
+    await dba.query('alter view swap_a rename to swap_tmp');
+    await dba.query('alter view swap_b rename to swap_a');
+    await dba.query('alter view swap_tmp rename to swap_b');
+    const after = await readAll(reader, ['select * from swap_b', 'select x from swap_b', 'select swap_b from swap_b']);
+    const copied = await frontDoor.psql('copy (select * from swap_b) to stdout');
+    expect(copied).toContain('\t');
+    expectNoDiagnosis([before, after, copied]);
+  });
+
   it('masks a holdable cursor over a view whose definition is replaced while the cursor stays open', async () => {
     const dba = await frontDoor.connect(['changers']);
     const reader = await frontDoor.connect(['readers']);

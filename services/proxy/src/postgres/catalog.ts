@@ -80,6 +80,8 @@ const viewDefinition = (name: string, described: string | null): ViewDefinition 
 
 interface TableColumns {
   readonly fetchedAt: number;
+  /** The #namesGeneration its read began in: one from before a rename may name the relation's old name. */
+  readonly generation: number;
   /** attnum -> `schema.table.column`. */
   readonly columns: ReadonlyMap<number, string>;
 }
@@ -105,6 +107,12 @@ export class TableCatalog {
   #changesInFlight = 0;
   /** Bumped when a schema change begins and when one ends (see factsCurrent). */
   #schemaEpoch = 0;
+  /**
+   * Bumped when a schema change ends and when the facts read differ from the last: table OIDs
+   * resolved before are read again, so a view renamed to another's name (two swapped) is not
+   * matched by the name its OID had.
+   */
+  #namesGeneration = 0;
 
   constructor(options: () => UpstreamOptions, now: () => number = Date.now) {
     this.#options = options;
@@ -119,7 +127,7 @@ export class TableCatalog {
     for (const oid of tableOids) {
       if (oid === 0) continue;
       const known = this.#tables.get(oid);
-      if (!known || now - known.fetchedAt > TTL_MS) (missing ??= new Set()).add(oid);
+      if (!known || now - known.fetchedAt > TTL_MS || known.generation !== this.#namesGeneration) (missing ??= new Set()).add(oid);
     }
     return missing ? [...missing] : [];
   }
@@ -177,6 +185,7 @@ export class TableCatalog {
   schemaChangeEnded(): void {
     this.#changesInFlight = Math.max(0, this.#changesInFlight - 1);
     this.#schemaEpoch++;
+    this.#namesGeneration++;
     this.#factsGeneration++;
     this.#facts = undefined;
   }
@@ -207,6 +216,8 @@ export class TableCatalog {
       if (generation === this.#factsGeneration) this.#facts = { fetchedAt: this.#now(), facts: previous };
       return previous;
     }
+    // Other facts: a relation may have been renamed (directly on the target) since OIDs were resolved.
+    if (previous) this.#namesGeneration++;
     const pick = (kind: string): (string | null)[][] => rows.filter((row) => row[0] === kind);
     const facts = targetCatalogFacts({
       rowFunctions: pick('f').map((row) => row[1] ?? ''),
@@ -227,6 +238,7 @@ export class TableCatalog {
   async #fetch(tableOids: readonly number[]): Promise<void> {
     const oids = this.missing(tableOids);
     if (oids.length === 0) return;
+    const generation = this.#namesGeneration;
     // OIDs are integers from the protocol, so the literal below cannot carry anything else.
     const list = oids.map((oid) => String(Math.trunc(oid))).join(',');
     const sql =
@@ -245,7 +257,7 @@ export class TableCatalog {
     for (const [relid, attnum, schema, table, column] of rows) {
       byTable.get(Number(relid))?.set(Number(attnum), `${schema}.${table}.${column}`);
     }
-    for (const [oid, columns] of byTable) this.#tables.set(oid, { fetchedAt, columns });
+    for (const [oid, columns] of byTable) this.#tables.set(oid, { fetchedAt, generation, columns });
   }
 
   async #query(sql: string): Promise<(string | null)[][]> {
