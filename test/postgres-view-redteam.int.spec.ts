@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { parseConfig } from '@sluice/config';
 import { COLUMN_REDACTED } from '@sluice/masking-engine';
 import { encodeBind, encodeDescribe, encodeExecute, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
-import { usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { sqlState, usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
 import { RED_TEAM_SEED_SQL, redTeamConfigInput } from './support/postgres-red-team.js';
 
 /*
@@ -239,6 +239,22 @@ describe('views and the protocol: pipelines, Describe, errors, the facts read', 
     expectNoDiagnosis(reader.rows());
   });
 
+  it('refuses a view column sent on by pg_notify or compared with a generated series, as the base column is', async () => {
+    const client = await frontDoor.connect(['readers']);
+    const heard: string[] = [];
+    client.on('notification', (message) => heard.push(message.payload ?? ''));
+    await client.query('listen leak');
+    const outcomes = await readAll(client, [
+      "select pg_notify('leak', x) from plain",
+      "select pg_notify('leak', diagnosis) from patients",
+      'select g from plain, generate_series(1, 99) g where g = length(x)',
+      'select g from patients, generate_series(1, 99) g where g = length(diagnosis)',
+    ]);
+    await client.query('select 1');
+    expect(Object.values(outcomes).every((outcome) => outcome === 'refused 42501')).toBe(true);
+    expectNoDiagnosis(heard);
+  });
+
   it('masks the texts of errors a view read raises over a covered value', async () => {
     const client = await frontDoor.connect(['readers']);
     const texts: string[] = [];
@@ -285,4 +301,28 @@ describe('views and the protocol: pipelines, Describe, errors, the facts read', 
       await holder.end();
     }
   }, 30_000);
+});
+
+describe('a schema change Sluice does not see', () => {
+  // A gap, kept as a probe (README, Masking: not covered): DDL that a function runs is not a
+  // schema change to Sluice. Here a DBA's view calls a function that replaces another view; a
+  // `writers` agent's read of the first (a read to the policy) replaces the second, and until the
+  // facts are read again (30 s at most) the second's columns derive from its old definition. A
+  // read-only agent cannot: its session on the target is default_transaction_read_only. Marking
+  // every call of a user function (and every read of a view, whose definition may call one) as a
+  // schema change would refresh the facts and over-mask every session after each: not done.
+  it.fails('masks a view replaced by DDL a function runs inside a read', async () => {
+    await frontDoor.direct.query(`create view fnv as select id, name as x from patients;
+      create function replace_fnv() returns int language plpgsql security definer as
+        $$ begin execute 'create or replace view public.fnv as select id, diagnosis as x from public.patients'; return 1; end $$;
+      create view runs_ddl as select public.replace_fnv() as z`);
+    const dba = await frontDoor.connect(['changers']);
+    await dba.query("comment on table orders is 'refresh'");
+    const reader = await frontDoor.connect(['readers']);
+    expect(await sqlState(reader.query('select z from runs_ddl'))).toBe('25006');
+    const writer = await frontDoor.connect(['writers']);
+    expect(await rows(writer, "select x || '' from fnv")).toEqual([['Ada Lovelace']]);
+    expect(await rows(writer, 'select z from runs_ddl')).toHaveLength(1);
+    expectNoDiagnosis(await rows(writer, "select x || '' from fnv"));
+  });
 });
