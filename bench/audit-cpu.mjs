@@ -2,7 +2,8 @@
 // the publisher (a child process publishing proxy-shaped, signed `command.executed` events as the
 // proxy's publisher does, at RATE events/s), nats-server, the audit service (this process) and
 // the event store's PostgreSQL backends (connections to this run's store database).
-// Run after `npm run build`:  node bench/audit-cpu.mjs   (N=20000 RATE=3000 SESSIONS=8)
+// Run after `npm run build`:  node bench/audit-cpu.mjs   (N=20000 RATE=3000 SESSIONS=8; SHAPE=http for
+// HTTP requests whose 1 KB JSON body is recorded, else pgbench -S SELECTs)
 // nats-server is shared with whatever else runs on the machine: its figure includes their work.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,11 +14,12 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connectBus, createMessageSigner, EventPublisher, generateSigningKeyPair } from '@sluice/event-bus';
-import { asAdmin, cpuMicros, pgbenchStatementEvents } from './support/audit-events.mjs';
+import { asAdmin, cpuMicros, httpRequestEvents, pgbenchStatementEvents } from './support/audit-events.mjs';
 
 const N = Number(process.env.N ?? 20_000);
 const RATE = Number(process.env.RATE ?? 3_000);
 const SESSIONS = Number(process.env.SESSIONS ?? 8);
+const events = process.env.SHAPE === 'http' ? httpRequestEvents : pgbenchStatementEvents;
 
 const cpuOrZero = (pid) => {
   try {
@@ -32,7 +34,7 @@ if (process.env.AUDIT_CPU_ROLE === 'publisher') {
   const { prefix, run, privateKeyPem } = JSON.parse(process.env.AUDIT_CPU_SETTINGS);
   const nc = await connectBus('nats://127.0.0.1:4222', 'audit-cpu-publisher');
   const publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix: prefix, signer: createMessageSigner('proxy', privateKeyPem) });
-  const event = pgbenchStatementEvents(run, SESSIONS);
+  const event = events(run, SESSIONS);
   process.send({ ready: true });
   await new Promise((resolve) => process.once('message', resolve));
   // PUBLISHER_PROFILE=file.cpuprofile: this process's CPU profile while it publishes.
@@ -111,7 +113,7 @@ const audit = after.audit - before.audit;
 const publisher = after.publisher - before.publisher;
 const nats = after.nats - before.nats;
 console.log(
-  `audit-cpu: ${N} events, ${RATE}/s, ${SESSIONS} sessions, stored in ${seconds.toFixed(2)} s (${transactions} transactions, ~${Math.round(N / Math.max(1, transactions))} events each); load ${loadBefore}; CPU µs/event: ` +
+  `audit-cpu: ${N} ${process.env.SHAPE === 'http' ? 'HTTP' : 'pgbench'} events, ${RATE}/s, ${SESSIONS} sessions, stored in ${seconds.toFixed(2)} s (${transactions} transactions, ~${Math.round(N / Math.max(1, transactions))} events each); load ${loadBefore}; CPU µs/event: ` +
     `publisher=${per(publisher)} nats=${per(nats)} audit=${per(audit)} store=${per(store)} total=${per(publisher + nats + audit + store)}`,
 );
 child.send({ exit: true });

@@ -147,12 +147,16 @@ let verdict: Verdict | undefined;
 let profiles: WorkloadProfile[] = [];
 let busy = false;
 
-type Path = 'direct' | 'pgbouncer' | 'sluice';
+type Path = 'direct' | 'pgbouncer' | 'node-pipe' | 'sluice';
 
 /** Which processes' CPU a path's row reports. */
 const cpuOf = (stack: Stack, path: Path): CpuWatch | undefined => {
   if (path === 'pgbouncer' && stack.pgbouncer) {
     const pid = stack.pgbouncer.daemon.pid;
+    return watchCpu(() => ({ proxy: pid, all: [pid] }));
+  }
+  if (path === 'node-pipe' && stack.nodePipe) {
+    const pid = stack.nodePipe.pid;
     return watchCpu(() => ({ proxy: pid, all: [pid] }));
   }
   if (path === 'sluice' && stack.sluice) return watchCpu(() => stack.sluice!.processes());
@@ -195,6 +199,7 @@ const sample = async (
 const pgPorts = (stack: Stack): Array<[Path, number]> => {
   const ports: Array<[Path, number]> = [['direct', PG_PORT]];
   if (stack.pgbouncer) ports.push(['pgbouncer', stack.pgbouncer.port]);
+  if (stack.nodePipe) ports.push(['node-pipe', stack.nodePipe.port]);
   if (stack.sluice?.ports.postgres !== undefined) ports.push(['sluice', stack.sluice.ports.postgres]);
   return ports;
 };
@@ -480,7 +485,7 @@ const main = async (): Promise<void> => {
     {
       scale: parts.has('pgbench') ? settings.scale : 0,
       pgbouncer: parts.has('pgbench') || parts.has('latency'),
-      nodePipe: parts.has('latency'),
+      nodePipe: parts.has('pgbench') || parts.has('latency'),
       http: parts.has('http'),
       pooledTarget: parts.has('sessions'),
       sluiceResources: wantsSluice ? sluiceResources : [],

@@ -10,7 +10,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { buildEvent, type CloudEvent } from '@sluice/contracts';
 import { parseConfig, type LoadedConfig } from '@sluice/config';
 import { connectBus, createMessageSigner, EventPublisher, generateSigningKeyPair, type MessageSigner, type NatsConnection } from '@sluice/event-bus';
-import { openEventStore } from '@sluice/event-store';
+import { canonicalJson, openEventStore, readWrittenEvents } from '@sluice/event-store';
 import { startAuditService, type AuditService } from '@sluice/audit';
 import { run as auditCli } from '../cli/src/commands/audit.js';
 import { run as replayCli } from '../cli/src/commands/replay.js';
@@ -372,6 +372,45 @@ describe('audit service against NATS JetStream and PostgreSQL', () => {
     expect(await service!.store.countEvents()).toBe(before + valid.length + 3);
     expect((await service!.store.sessionEvents('audit')).filter((event) => (event.data as { eventId?: string }).eventId?.startsWith(`f${RUN}-bad`))).toHaveLength(2);
     expect((await service!.store.sessionEvents('audit')).some((event) => (event.data as { reason?: string }).reason === 'no event with an id')).toBe(true);
+  });
+
+  it('stores an event the same from the bytes a publisher wrote as from bytes it must parse, and only the events a batch holds', async () => {
+    const js = jetstream(nc);
+    const signed = (text: string) => {
+      const payload = new TextEncoder().encode(text);
+      return [payload, { headers: proxySigner.headersFor(payload) }] as const;
+    };
+    const session = `w${RUN}`;
+    const decided = (id: string, command: string) =>
+      buildEvent('command.decided', { id, source: 'proxy', subject: session, time: new Date('2026-01-02T03:04:05.678Z'), sessionseq: 1, data: { commandId: `${session}-c`, resource: 'shop-db', protocol: 'postgres', command, action: 'read', risk: 'low', decision: 'allow', rule: 'r', reason: 'é € 😀 \u2028 "quoted"\ttab' } });
+    // A string that looks like the end of one event and the start of another.
+    const lookalike = `x"},{"data":{},"id":"${session}-smuggled","source":"proxy","specversion":"1.0","subject":"${session}","time":"2026-01-02T03:04:05.678Z","type":"sluice.command.decided.v1"}]`;
+    const asWritten = decided(`${session}-a`, lookalike);
+    // The same event written otherwise (spaces, keys out of order, an escape JSON.stringify does not write): parsed, not taken as written.
+    const otherwise = decided(`${session}-b`, lookalike);
+    const { type, ...rest } = otherwise;
+    const spaced = JSON.stringify({ type, ...rest }, null, 1).replace('"read"', '"\\u0072ead"');
+    // As Sluice's publishers write it: its canonical text, taken as written.
+    const written = `[${canonicalJson(asWritten)}]`;
+    expect(readWrittenEvents(new TextEncoder().encode(written))).toHaveLength(1);
+    expect(readWrittenEvents(new TextEncoder().encode(`[${spaced}]`))).toBeUndefined();
+    await js.publish(`${PREFIX}.batch.written`, ...signed(written));
+    await js.publish(`${PREFIX}.batch.parsed`, ...signed(`[${spaced}]`));
+    const client = new pg.Client({ connectionString: DB_URL });
+    await client.connect();
+    try {
+      const rows = async () =>
+        (await client.query(`SELECT id, type, kind, source, time, data, ext, resource, subject_sub, command_id, approval_id, decision, masked_values, signed_by FROM sluice.events WHERE session_id = $1 ORDER BY session_seq`, [session])).rows as Array<Record<string, unknown>>;
+      await waitUntil(async () => (await rows()).length >= 2, 20_000, 'both events stored');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const [a, b] = await rows();
+      expect(await rows()).toHaveLength(2);
+      expect({ ...a, id: '' }).toEqual({ ...b, id: '' });
+      expect(a).toMatchObject({ id: asWritten.id, resource: 'shop-db', decision: 'allow', signed_by: 'proxy', data: { command: lookalike } });
+      expect(await service!.store.verify({ sessionId: session })).toMatchObject({ ok: true, events: 2 });
+    } finally {
+      await client.end();
+    }
   });
 
   it('keeps unsigned, wrongly signed and out-of-role events as rejected records, alerts, and audit verify names them', async () => {

@@ -121,7 +121,7 @@ export const renderLoadTable = (samples: readonly LoadSample[]): string => {
       direct ? '—' : formatMicros(againstDirect(worked, path, latencyUs, (mine, base) => mine - base), true),
     ];
     if (withPercentiles) row.push(formatMicros(median(usable.map(p99Us))));
-    row.push(direct ? '—' : formatMicros(cpuPerOp('proxyUs')) + unstable, direct || path === 'pgbouncer' ? '—' : formatMicros(cpuPerOp('allUs')));
+    row.push(direct ? '—' : formatMicros(cpuPerOp('proxyUs')) + unstable, direct || path !== 'sluice' ? '—' : formatMicros(cpuPerOp('allUs')));
     rows.push(row);
   }
   const header = ['path', first.unit, 'ratio to direct', 'mean latency', 'added latency'];
@@ -151,6 +151,24 @@ export interface ReportInput {
   readonly profiles?: readonly WorkloadProfile[];
 }
 
+/** The bare Node.js pipe's pgbench -S figures beside the bounds they put in perspective. */
+const renderNodePipeFloor = (verdict: Verdict): string | undefined => {
+  if (verdict.nodePipe.length === 0) return undefined;
+  const parts = verdict.nodePipe.map(
+    (floor) =>
+      `${floor.protocol} protocol: the pipe reaches ${formatRatio(floor.ofDirect)} of direct` +
+      `${floor.cpuUs === undefined ? '' : ` at ${formatMicros(floor.cpuUs)} of CPU per transaction`}` +
+      `${floor.sluiceOfPipe === undefined ? '' : `, and Sluice ${formatRatio(floor.sluiceOfPipe)} of the pipe`}`,
+  );
+  const below = verdict.nodePipe.filter((floor) => floor.ofDirect < 0.45).map((floor) => floor.protocol);
+  const cheaper = verdict.nodePipe.filter((floor) => floor.cpuUs !== undefined && floor.cpuUs > 25).map((floor) => floor.protocol);
+  return [
+    `For scale, a bare Node.js TCP pipe in the same rounds (\`node-pipe\`: setNoDelay, no parsing, no policy, no recording), pgbench -S: ${parts.join('; ')}.`,
+    below.length > 0 ? ` The pipe alone stays under the 0.45-of-direct bound (${below.join(', ')}).` : '',
+    cheaper.length > 0 ? ` Its CPU per transaction alone is above the proxy's 25 µs bound (${cheaper.join(', ')}).` : '',
+  ].join('');
+};
+
 /** The report's first section: one row per target of issue 12, then the profile of every gap. */
 export const renderTargets = (verdict: Verdict, profiles: readonly WorkloadProfile[] = []): string => {
   const verdictCell = (status: string) => (status === 'GAP' ? '**GAP**' : status);
@@ -167,6 +185,8 @@ export const renderTargets = (verdict: Verdict, profiles: readonly WorkloadProfi
     ),
     '',
   ];
+  const floor = renderNodePipeFloor(verdict);
+  if (floor) lines.push(floor, '');
   // A CPU profile does not explain memory: that gap points at its own table.
   if (verdict.rows.some((row) => row.status === 'GAP' && row.id === 'memory'))
     lines.push('`memory`: no CPU profile explains it; see "Memory per idle session" below (VmRSS before and after, per protocol).', '');

@@ -51,8 +51,24 @@ export interface VerdictInput {
   readonly clients: number;
 }
 
+/**
+ * What a bare Node.js TCP pipe (`node-pipe`: no parsing, no policy, no recording) reaches in the
+ * same rounds: the floor under any proxy built on Node's sockets, against which the targets read.
+ */
+export interface NodePipeFloor {
+  readonly protocol: 'simple' | 'extended';
+  /** The pipe's throughput over direct's, median over rounds. */
+  readonly ofDirect: number;
+  /** Sluice's throughput over the pipe's, median over rounds. */
+  readonly sluiceOfPipe?: number;
+  /** The pipe process's CPU per transaction (/proc). */
+  readonly cpuUs?: number;
+}
+
 export interface Verdict {
   readonly rows: readonly TargetResult[];
+  /** The bare Node.js pipe's figures for pgbench -S -c N, per protocol, where it ran. */
+  readonly nodePipe: readonly NodePipeFloor[];
   /** The run started on a busy machine: every figure understates Sluice and the verdict is not comparable. */
   readonly comparable: boolean;
   readonly met: number;
@@ -89,11 +105,11 @@ export const throughputRatio = (load: readonly LoadSample[], kind: LoadKind, pat
       }),
   );
 
-/** Median over rounds of a CPU figure per operation of Sluice's -S -c N runs. */
-const cpuPerOperation = (load: readonly LoadSample[], kind: LoadKind, pick: (sample: LoadSample) => number | undefined): number | undefined =>
+/** Median over rounds of a CPU figure per operation of a path's (Sluice's unless named) runs of one workload. */
+const cpuPerOperation = (load: readonly LoadSample[], kind: LoadKind, pick: (sample: LoadSample) => number | undefined, path = 'sluice'): number | undefined =>
   median(
     load
-      .filter((sample) => sample.kind === kind && sample.path === 'sluice' && usable(sample) && sample.cpu && sample.figures?.operations)
+      .filter((sample) => sample.kind === kind && sample.path === path && usable(sample) && sample.cpu && sample.figures?.operations)
       .map((sample) => {
         const value = pick(sample);
         return value === undefined ? undefined : value / sample.figures!.operations!;
@@ -213,8 +229,15 @@ export const judgeTargets = (input: VerdictInput, comparable: boolean): Verdict 
     auditRow(input),
     memoryRow(input),
   ];
+  const nodePipe = (['simple', 'extended'] as const).flatMap((protocol): NodePipeFloor[] => {
+    const kind = protocol === 'simple' ? 'pgbench-select' : 'pgbench-select-extended';
+    const ofDirect = throughputRatio(input.load, kind, 'node-pipe', 'direct');
+    if (ofDirect === undefined) return [];
+    return [{ protocol, ofDirect, sluiceOfPipe: throughputRatio(input.load, kind, 'sluice', 'node-pipe'), cpuUs: cpuPerOperation(input.load, kind, (sample) => sample.cpu?.proxyUs, 'node-pipe') }];
+  });
   return {
     rows,
+    nodePipe,
     comparable,
     met: rows.filter((row) => row.status === 'met').length,
     gaps: rows.filter((row) => row.status === 'GAP').length,

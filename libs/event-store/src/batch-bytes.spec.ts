@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BatchBytes, HASH_TEXT_BYTES } from './batch-bytes.js';
 import { chainHashOf, GENESIS_HASH } from './chain.js';
+import { copyJsonField } from './copy-in.js';
 
 const hexHash = fc.stringMatching(/^[0-9a-f]{64}$/);
 
@@ -35,5 +36,25 @@ describe('batch bytes', () => {
     const target = Buffer.alloc(bytes.length - start);
     expect(bytes.copyTo(target, 0, start, bytes.length)).toBe(target.length);
     expect(target.toString('utf8')).toBe('π → ü, 🙂 and a tab\t');
+  });
+
+  it('copies bytes of another buffer after their room, and a JSON text as copyJsonField writes it, whatever the text', () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ stringUnit: 'binary', maxDepth: 2 }), fc.string({ unit: 'grapheme' }), (value, before) => {
+        const json = JSON.stringify(value);
+        const source = Buffer.from(`${before}${json}`, 'utf8');
+        const start = Buffer.byteLength(before, 'utf8');
+        const bytes = new BatchBytes(16);
+        bytes.append('x');
+        const at = bytes.appendBytes(source, start, source.length, HASH_TEXT_BYTES);
+        const split = bytes.length;
+        bytes.appendJsonField(source, start, source.length, json.includes('\\'));
+        const written = Buffer.alloc(bytes.length - at);
+        bytes.copyTo(written, 0, at, bytes.length);
+        expect(written.subarray(HASH_TEXT_BYTES, split - at).toString('utf8')).toBe(json);
+        expect(written.subarray(split - at).toString('utf8')).toBe(copyJsonField(json));
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -57,6 +57,39 @@ export class BatchBytes {
     return crypto.createHash('sha256').update(prevHash, 'utf8').update(buffer.subarray(at + HASH_TEXT_BYTES, end)).digest('hex');
   }
 
+  /**
+   * Appends bytes [start, end) of `source` after `room` bytes left unwritten; returns where the
+   * room begins, as append does.
+   */
+  appendBytes(source: Buffer, start: number, end: number, room = 0): number {
+    this.#ensure(room + end - start);
+    const at = this.#length;
+    this.#length = at + room + source.copy(this.#buffer, at + room, start, end);
+    return at;
+  }
+
+  /**
+   * Appends the JSON text in bytes [start, end) of `source` as one field in COPY's text format
+   * (copyJsonField's bytes): JSON holds no raw control character, so only a backslash is doubled.
+   * `hasBackslash` false (the caller knows there is none) makes it a plain copy.
+   */
+  appendJsonField(source: Buffer, start: number, end: number, hasBackslash: boolean): void {
+    if (!hasBackslash) {
+      this.appendBytes(source, start, end);
+      return;
+    }
+    // At most twice the bytes: room first, then one pass.
+    this.#ensure(2 * (end - start));
+    const buffer = this.#buffer;
+    let at = this.#length;
+    for (let index = start; index < end; index += 1) {
+      const byte = source[index]!;
+      buffer[at++] = byte;
+      if (byte === 0x5c) buffer[at++] = byte;
+    }
+    this.#length = at;
+  }
+
   /** Copies bytes [start, end) into `target` at `targetStart`; returns how many. */
   copyTo(target: Buffer, targetStart: number, start: number, end: number): number {
     return this.#buffer.copy(target, targetStart, start, end);

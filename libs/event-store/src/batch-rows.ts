@@ -1,7 +1,8 @@
-import { isoTime } from '@sluice/contracts';
-import type { BatchBytes } from './batch-bytes.js';
-import { chainHashOf, GENESIS_HASH } from './chain.js';
+import { isoTime, kindOfType, type CloudEvent } from '@sluice/contracts';
+import { HASH_TEXT_BYTES, type BatchBytes } from './batch-bytes.js';
+import { chainHashOf, GENESIS_HASH, prepareEvent } from './chain.js';
 import { allocCopyData, COPY_DATA_HEADER_BYTES, copyField, copyJsonField } from './copy-in.js';
+import { WrittenEvent } from './written-events.js';
 
 /*
  * What a batch of events becomes on its way into sluice.events: rows with their place in their
@@ -70,11 +71,134 @@ const COPY_COLUMNS = [
 
 export const COPY_STATEMENT = `COPY sluice.events (${COPY_COLUMNS.join(', ')}) FROM STDIN`;
 
+/** The columns of a row other than `data`, which an event taken as written keeps as its bytes. */
+type RowFields = Omit<RowColumns, 'data'>;
+
+/** copyField for a text known to hold nothing COPY's text format escapes (no tab, line break or backslash). */
+const plainField = (value: string | null): string => (value === null ? '\\N' : value);
+
+/** COPY_COLUMNS before `data`, each followed by a tab; `field` writes the texts the events gave. */
+const copyHead = (row: RowFields, field: (value: string | null) => string = copyField): string =>
+  `${field(row.id)}\t${field(row.session_id)}\t${field(row.type)}\t${field(row.kind)}\t${field(row.source)}\t${isoTime(row.time)}\t`;
+
+/** COPY_COLUMNS after `data` and before the chain's, each after a tab and followed by one. */
+const copyTail = (row: RowFields, field: (value: string | null) => string = copyField): string =>
+  `\t${copyJsonField(row.ext)}\t${field(row.resource)}\t${field(row.subject_sub)}\t` +
+  `${field(row.command_id)}\t${field(row.approval_id)}\t${field(row.decision)}\t${row.masked_values}\t${copyField(row.signed_by)}\t`;
+
 /** Every column of COPY_COLUMNS before the chain's, in that order, each followed by a tab. */
-export const copyPrefix = (row: RowColumns): string =>
-  `${copyField(row.id)}\t${copyField(row.session_id)}\t${copyField(row.type)}\t${copyField(row.kind)}\t${copyField(row.source)}\t` +
-  `${isoTime(row.time)}\t${copyJsonField(row.data)}\t${copyJsonField(row.ext)}\t${copyField(row.resource)}\t${copyField(row.subject_sub)}\t` +
-  `${copyField(row.command_id)}\t${copyField(row.approval_id)}\t${copyField(row.decision)}\t${row.masked_values}\t${copyField(row.signed_by)}\t`;
+export const copyPrefix = (row: RowColumns): string => copyHead(row) + copyJsonField(row.data) + copyTail(row);
+
+const stringField = (data: unknown, key: string): string | null => {
+  if (data === null || typeof data !== 'object') return null;
+  const value = (data as Record<string, unknown>)[key];
+  return typeof value === 'string' ? value : null;
+};
+
+const subjectSub = (data: unknown): string | null => {
+  if (data === null || typeof data !== 'object') return null;
+  const subject = (data as Record<string, unknown>).subject;
+  return stringField(subject, 'sub');
+};
+
+const maskedValues = (data: unknown): number => {
+  if (data === null || typeof data !== 'object') return 0;
+  // command.executed carries its result (and so its counts) under `result`.
+  const result = (data as Record<string, unknown>).result;
+  const counts = (result !== null && typeof result === 'object' ? (result as Record<string, unknown>) : (data as Record<string, unknown>)).maskedCounts;
+  if (counts === null || typeof counts !== 'object') return 0;
+  let total = 0;
+  for (const value of Object.values(counts)) if (typeof value === 'number' && Number.isFinite(value)) total += value;
+  return Math.min(Math.trunc(total), 2 ** 31 - 1);
+};
+
+/** An event's columns and the JCS text its hash covers (the general path: any CloudEvent). */
+export const eventRow = (event: CloudEvent, receivedAt: Date, signedBy: string | null): { readonly row: RowColumns; readonly canonical: string } => {
+  const { columns, canonical, dataJson, extJson } = prepareEvent(event, receivedAt);
+  const data = columns.data;
+  const row: RowColumns = {
+    id: columns.id,
+    session_id: columns.sessionId,
+    type: columns.type,
+    kind: kindOfType(columns.type) ?? columns.type,
+    source: columns.source,
+    time: columns.time,
+    data: data === null ? null : (dataJson ?? JSON.stringify(data)),
+    ext: extJson ?? JSON.stringify(columns.ext),
+    resource: stringField(data, 'resource'),
+    subject_sub: subjectSub(data),
+    command_id: stringField(data, 'commandId'),
+    approval_id: stringField(data, 'approvalId'),
+    decision: stringField(data, 'decision'),
+    masked_values: maskedValues(data),
+    signed_by: signedBy,
+  };
+  return { row, canonical };
+};
+
+/** The last type an event taken as written had, and its kind: a batch's events mostly share one. */
+let lastType = '';
+let lastKind = '';
+
+const kindOfWritten = (type: string): string => {
+  if (type !== lastType) {
+    lastKind = kindOfType(type) ?? type;
+    lastType = type;
+  }
+  return lastKind;
+};
+
+/** The columns of an event taken as written but `data` (its bytes are the data column's text). */
+const writtenFields = (event: WrittenEvent, signedBy: string | null): RowFields => ({
+  id: event.id,
+  session_id: event.subject,
+  type: event.type,
+  kind: kindOfWritten(event.type),
+  source: event.source,
+  time: event.storedTime,
+  ext: event.extJson,
+  resource: event.resource,
+  subject_sub: event.subjectSub,
+  command_id: event.commandId,
+  approval_id: event.approvalId,
+  decision: event.decision,
+  masked_values: event.maskedValues,
+  signed_by: signedBy,
+});
+
+/** An event as a row for INSERT (PGlite). */
+export const insertRow = (event: CloudEvent, receivedAt: Date, signedBy: string | null): InsertRow => {
+  if (event instanceof WrittenEvent) {
+    const fields = writtenFields(event, signedBy);
+    return { id: fields.id, sessionId: fields.session_id, canonical: event.text(), columns: { ...fields, data: event.dataText() } };
+  }
+  const { row, canonical } = eventRow(event, receivedAt, signedBy);
+  return { id: row.id, sessionId: row.session_id, canonical, columns: row };
+};
+
+/**
+ * An event written into `bytes` for COPY (PostgreSQL): its JCS text after room for its
+ * prev_hash, then its COPY text up to the chain's columns. An event taken as written is copied
+ * from the bytes it came in: its text and its data are not written again.
+ */
+export const appendCopyRow = (bytes: BatchBytes, event: CloudEvent, receivedAt: Date, signedBy: string | null): CopyRow => {
+  if (event instanceof WrittenEvent) {
+    const fields = writtenFields(event, signedBy);
+    const at = bytes.appendBytes(event.payload, event.start, event.end, HASH_TEXT_BYTES);
+    const split = bytes.length;
+    // Texts read without an escape hold no raw control character nor backslash: nothing to escape.
+    const field = event.columnEscaped ? copyField : plainField;
+    bytes.append(copyHead(fields, field));
+    bytes.appendJsonField(event.payload, event.dataStart, event.dataEnd, event.dataHasBackslash);
+    bytes.append(copyTail(fields, field));
+    return { id: fields.id, sessionId: fields.session_id, at, split, end: bytes.length };
+  }
+  const { row, canonical } = eventRow(event, receivedAt, signedBy);
+  const at = bytes.append(canonical, HASH_TEXT_BYTES);
+  const split = bytes.length;
+  bytes.append(copyPrefix(row));
+  return { id: row.id, sessionId: row.session_id, at, split, end: bytes.length };
+};
 
 /** Rows per CopyData message (~0.5 MB of events). */
 const ROWS_PER_COPY_DATA = 1000;

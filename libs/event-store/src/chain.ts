@@ -177,7 +177,7 @@ let verifiedTime = new Date(0);
  * else undefined. The events of a batch mostly share their millisecond: each distinct text is
  * parsed and checked once in a row, not once per event.
  */
-const timeWrittenAsStored = (text: string): Date | undefined => {
+export const timeWrittenAsStored = (text: string): Date | undefined => {
   if (text === verifiedTimeText) return verifiedTime;
   const parsed = new Date(text);
   if (Number.isNaN(parsed.getTime()) || parsed.toISOString() !== text) return undefined;

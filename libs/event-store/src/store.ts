@@ -1,13 +1,13 @@
 import { CompiledQuery, Kysely, Migrator, sql, type RawBuilder } from 'kysely';
 import type pg from 'pg';
-import { kindOfType, type CloudEvent, type EventRejected, type SessionSummary, type StoredEvent } from '@sluice/contracts';
-import { chainHash, GENESIS_HASH, joinEvent, prepareEvent, storableText, type StoredCloudEvent } from './chain.js';
+import { type CloudEvent, type EventRejected, type SessionSummary, type StoredEvent } from '@sluice/contracts';
+import { chainHash, GENESIS_HASH, joinEvent, storableText, type StoredCloudEvent } from './chain.js';
 import type { SluiceDatabase } from './database.js';
 import { pgliteBackend, postgresBackend, type StoreBackend } from './dialect.js';
 import { migrationProvider, WRITER_ROLE } from './migrations.js';
-import { BatchBytes, HASH_TEXT_BYTES } from './batch-bytes.js';
+import { BatchBytes } from './batch-bytes.js';
 import { copyIn } from './copy-in.js';
-import { chain, copyDataMessages, copyPrefix, COPY_STATEMENT, eventInsert, insertHash, type CopyRow, type InsertRow, type RowColumns, type StoredOfBatch } from './batch-rows.js';
+import { appendCopyRow, chain, copyDataMessages, COPY_STATEMENT, eventInsert, insertHash, insertRow, type CopyRow, type InsertRow, type StoredOfBatch } from './batch-rows.js';
 
 /** Minimal logger shape (pino fits). */
 export interface StoreLogger {
@@ -149,29 +149,6 @@ const chunks = <T>(items: readonly T[], size: number): T[][] => {
   const out: T[][] = [];
   for (let index = 0; index < items.length; index += size) out.push(items.slice(index, index + size));
   return out;
-};
-
-const stringField = (data: unknown, key: string): string | null => {
-  if (data === null || typeof data !== 'object') return null;
-  const value = (data as Record<string, unknown>)[key];
-  return typeof value === 'string' ? value : null;
-};
-
-const subjectSub = (data: unknown): string | null => {
-  if (data === null || typeof data !== 'object') return null;
-  const subject = (data as Record<string, unknown>).subject;
-  return stringField(subject, 'sub');
-};
-
-const maskedValues = (data: unknown): number => {
-  if (data === null || typeof data !== 'object') return 0;
-  // command.executed carries its result (and so its counts) under `result`.
-  const result = (data as Record<string, unknown>).result;
-  const counts = (result !== null && typeof result === 'object' ? (result as Record<string, unknown>) : (data as Record<string, unknown>)).maskedCounts;
-  if (counts === null || typeof counts !== 'object') return 0;
-  let total = 0;
-  for (const value of Object.values(counts)) if (typeof value === 'number' && Number.isFinite(value)) total += value;
-  return Math.min(Math.trunc(total), 2 ** 31 - 1);
 };
 
 /**
@@ -341,33 +318,9 @@ class KyselyEventStore implements EventStore {
       }
       if (typeof event?.id !== 'string' || event.id === '' || seen.has(event.id)) continue;
       seen.add(event.id);
-      const { columns, canonical, dataJson, extJson } = prepareEvent(event, receivedAt);
-      const data = columns.data;
-      const row: RowColumns = {
-        id: columns.id,
-        session_id: columns.sessionId,
-        type: columns.type,
-        kind: kindOfType(columns.type) ?? columns.type,
-        source: columns.source,
-        time: columns.time,
-        data: data === null ? null : (dataJson ?? JSON.stringify(data)),
-        ext: extJson ?? JSON.stringify(columns.ext),
-        resource: stringField(data, 'resource'),
-        subject_sub: subjectSub(data),
-        command_id: stringField(data, 'commandId'),
-        approval_id: stringField(data, 'approvalId'),
-        decision: stringField(data, 'decision'),
-        masked_values: maskedValues(data),
-        signed_by: signerOf?.(event) ?? null,
-      };
-      if (bytes) {
-        const at = bytes.append(canonical, HASH_TEXT_BYTES);
-        const split = bytes.length;
-        bytes.append(copyPrefix(row));
-        copyRows.push({ id: row.id, sessionId: row.session_id, at, split, end: bytes.length });
-      } else {
-        insertRows.push({ id: row.id, sessionId: row.session_id, canonical, columns: row });
-      }
+      const signedBy = signerOf?.(event) ?? null;
+      if (bytes) copyRows.push(appendCopyRow(bytes, event, receivedAt, signedBy));
+      else insertRows.push(insertRow(event, receivedAt, signedBy));
     }
     return bytes ? { [PREPARED]: true, received: events.length, rows: copyRows, bytes } : { [PREPARED]: true, received: events.length, rows: insertRows };
   }

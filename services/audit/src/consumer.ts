@@ -70,6 +70,12 @@ export interface DurableConsumerSettings<T = CloudEvent[]> {
    * for idempotent handlers (the store, idempotent by event id).
    */
   readonly prepare?: (events: CloudEvent[], signerOf: (event: CloudEvent) => string | undefined) => T | Promise<T>;
+  /**
+   * Reads a message's events straight from its bytes when they are exactly what a Sluice
+   * publisher writes (the event store's readWrittenEvents), else undefined: then, or when any
+   * event of the message would be refused, the message is decoded as any other.
+   */
+  readonly readWritten?: (payload: Uint8Array) => readonly CloudEvent[] | undefined;
   /** Called with every genuine event of a fetched batch (prepared); acks follow only after it resolves. */
   readonly handle: (batch: T) => Promise<void>;
   /**
@@ -278,6 +284,25 @@ export class DurableConsumer<T = CloudEvent[]> {
       const refuse = (reason: string, index: number, payload: string, event?: CloudEvent): void => {
         rejected.push(rejectedRecord(message, index, reason, payload, origin?.genuine ? origin.signer : origin?.claimedSigner, event));
       };
+      if (origin === undefined || origin.genuine) {
+        const written = this.settings.readWritten?.(message.data);
+        const signer = origin?.signer;
+        // Whether the signer may publish an event depends on its type alone: asked once per type in a row.
+        let allowedType: string | undefined;
+        const allowed = (event: CloudEvent): boolean => {
+          if (signer === undefined || event.type === allowedType) return true;
+          if (provenance!.refuseEvent(signer, event) !== undefined) return false;
+          allowedType = event.type;
+          return true;
+        };
+        if (written !== undefined && written.every((event) => unstorable(event) === undefined && allowed(event))) {
+          for (const event of written) {
+            events.push(event);
+            if (signer !== undefined) signers.set(event, signer);
+          }
+          continue;
+        }
+      }
       let decoded: CloudEvent[];
       try {
         decoded = decodeEvents(message.data);

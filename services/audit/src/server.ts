@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import { eventStreamConfig, formatAddress, parseAddress, resolveBusLogin, resolveProvenanceKeys, type LoadedConfig } from '@sluice/config';
 import { connectBus, createMessageSigner, createProvenanceVerifier, ensureEventStream, EventPublisher, exporterDurableName, type NatsConnection } from '@sluice/event-bus';
-import { openEventStore, type EventStore } from '@sluice/event-store';
+import { openEventStore, readWrittenEvents, type EventStore } from '@sluice/event-store';
 import { createTokenVerifier, type TokenVerifier } from '@sluice/identity';
 import { readApiTls } from '@sluice/service-runtime';
 import { alertsFor } from './alerts.js';
@@ -84,6 +84,8 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200, s
       gatherMs: storeGatherMs,
       logger,
       provenance,
+      // Events as Sluice's publishers write them are stored from their bytes, not parsed and written again.
+      readWritten: readWrittenEvents,
       // Normalising and canonicalising the next batch overlaps the INSERT of this one.
       prepare: (events, signerOf) => store.prepare(events, signerOf),
       handle: async (batch) => {
