@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { buildEvent, writeExecutedEvent, type CloudEvent, type CommandExecuted } from '@sluice/contracts';
+import { buildEvent, writeExecutedEvent, type CloudEvent } from '@sluice/contracts';
 import { connectBus, decodeEvents, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -80,7 +80,7 @@ describe('event bus', () => {
         risk: 'low',
         rule: 'readers',
         tables: ['public.t'],
-      } as CommandExecuted,
+      },
     });
     const sent: CloudEvent[] = [];
     // Some 1.5 MB of events: several of the queue's chunks, and batches that end inside one.
