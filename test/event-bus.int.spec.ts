@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { buildEvent, type CloudEvent } from '@sluice/contracts';
+import { buildEvent, writeExecutedEvent, type CloudEvent } from '@sluice/contracts';
 import { connectBus, decodeEvents, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -50,6 +50,65 @@ describe('event bus', () => {
       if (received.length >= sent.length) break;
     }
     expect(received).toEqual(sent);
+  });
+
+  it('delivers events written into its queue, events their writer could not write and events it serialised itself in one order, each byte for byte as JSON.stringify writes it', async () => {
+    // A stream of its own: nats-server 2.9 has no multi-subject filters to tell this test's batches from the others'.
+    const writtenStream = `${stream}_WRITTEN`;
+    const writtenPrefix = `test.written.${run}`;
+    await ensureEventStream(nc, { stream: writtenStream, subjectPrefix: writtenPrefix, duplicateWindowMs: 60_000 });
+    const publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix: writtenPrefix });
+    const executed = (i: number): Parameters<typeof writeExecutedEvent>[1] => ({
+      id: randomUUID(),
+      source: 'sluice/proxy',
+      subject: `session-${i % 7}`,
+      time: new Date(),
+      sessionseq: i,
+      data: {
+        action: 'read',
+        // Every fifth a text the writer cannot take (a number): it goes the general way, in its place.
+        command: (i % 5 === 0 ? i : i % 3 === 0 ? `SELECT 'é€😀 "${i}"'` : `SELECT ${i}`) as string,
+        commandId: `c${i}`,
+        decision: 'allow',
+        durationMs: (i % 1000) / 1000,
+        ok: true,
+        outcome: 'SELECT 1',
+        protocol: 'postgres',
+        reason: 'rule readers allows read',
+        resource: 'db',
+        result: { bytes: 12, columns: ['abalance'], maskedCounts: {}, rowCount: 1, rows: [[String(i)], [null]], truncated: false },
+        risk: 'low',
+        rule: 'readers',
+        tables: ['public.t'],
+      },
+    });
+    const sent: CloudEvent[] = [];
+    // Some 1.5 MB of events: several of the queue's chunks, and batches that end inside one.
+    for (let i = 0; i < 2_500; i++) {
+      if (i % 4 === 0) {
+        const plain = event(i);
+        sent.push(plain);
+        publisher.publish(plain);
+        continue;
+      }
+      const fields = executed(i);
+      sent.push(buildEvent('command.executed', fields));
+      publisher.publishWritten(fields.id, writeExecutedEvent, fields, (value) => buildEvent('command.executed', value));
+    }
+    await publisher.flush();
+    const consumer = await jetstream(nc).consumers.get(writtenStream);
+    const received: CloudEvent[] = [];
+    const messages = await consumer.fetch({ max_messages: 1_000, expires: 2_000 });
+    for await (const message of messages) {
+      const events = decodeEvents(message.data);
+      expect(Buffer.from(message.data).equals(Buffer.from(JSON.stringify(events), 'utf8'))).toBe(true);
+      received.push(...events);
+      if (received.length >= sent.length) break;
+    }
+    await (await jetstreamManager(nc)).streams.delete(writtenStream);
+    expect(received.length).toBe(sent.length);
+    const mismatch = received.findIndex((event, index) => JSON.stringify(event) !== JSON.stringify(sent[index]));
+    expect(mismatch === -1 ? undefined : [JSON.stringify(received[mismatch]), JSON.stringify(sent[mismatch])]).toBeUndefined();
   });
 
   it('publishes a single event on its kind subject and drops a duplicate by message id', async () => {

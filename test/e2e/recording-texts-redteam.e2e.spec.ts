@@ -15,11 +15,11 @@ const MAX_ROWS = 100;
 
 /**
  * Red team of issue 12's recording fast paths (a decision or result that fits its bounds "by its
- * texts' lengths alone" goes as it is; executedEventJson quotes a string as it is when nothing in
- * it is escaped): texts whose UTF-16 length and UTF-8 size differ, rows at the bounds, and every
- * character JSON escapes, through the whole deployment. Each command must be in the event store
- * (jsonb: what did not parse as JSON would not be there), cut to its bounds where it is over them
- * and only there, and every session's chain must verify.
+ * texts' lengths alone" goes as it is; writeExecutedEvent copies a string byte per unit when it is
+ * ASCII with nothing in it escaped): texts whose UTF-16 length and UTF-8 size differ, rows at the
+ * bounds, and every character JSON escapes, through the whole deployment. Each command must be in
+ * the event store (jsonb: what did not parse as JSON would not be there), cut to its bounds where it
+ * is over them and only there, and every session's chain must verify.
  */
 describe('what is recorded of texts near the recording bounds and of characters JSON escapes', () => {
   let deployment: ThreeProtocolDeployment;

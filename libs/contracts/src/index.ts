@@ -1,5 +1,6 @@
 export * from './errors.js';
 export * from './events.js';
+export * from './executed-event-bytes.js';
 export * from './policy.js';
 export * from './subjects.js';
 export * from './http-path.js';

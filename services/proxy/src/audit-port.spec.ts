@@ -53,11 +53,25 @@ describe('audit port: one command.executed per command that ran without a hold',
     expect(plain!.sessionseq).toBe(1);
   });
 
-  it('hands a publisher that takes JSON the command.executed as the text of the very event it would build', async () => {
-    const written: Array<{ id: string; json: string; event: () => CloudEvent }> = [];
+  it('hands a publisher that takes written events the command.executed as the UTF-8 of the very event it would build', async () => {
+    const written: Array<{ id: string; json: string; event: CloudEvent }> = [];
     const objects: CloudEvent[] = [];
     const port = createAuditPort(
-      { publish: (event) => objects.push(event), publishJson: (id, json, event) => written.push({ id, json, event }), healthy: true, acknowledged: async () => undefined },
+      {
+        publish: (event) => objects.push(event),
+        publishWritten: (id, write, value, event) => {
+          const sink = { buffer: new Uint8Array(16), offset: 0, reserve(bytes: number) {
+            if (sink.offset + bytes <= sink.buffer.length) return;
+            const next = new Uint8Array(2 * (sink.offset + bytes));
+            next.set(sink.buffer.subarray(0, sink.offset));
+            sink.buffer = next;
+          } };
+          write(sink, value);
+          written.push({ id, json: Buffer.from(sink.buffer.subarray(0, sink.offset)).toString('utf8'), event: event(value) });
+        },
+        healthy: true,
+        acknowledged: async () => undefined,
+      },
       { source: 'test', recording, mergeWindowMs: 30 },
     );
     port.record('s1', 'session.started', { resource: 'db', protocol: 'postgres', subject: { sub: 'a', groups: [], issuer: 'i' }, client: 'c', readOnly: false });
@@ -70,10 +84,10 @@ describe('audit port: one command.executed per command that ran without a hold',
     expect(objects.map((event) => kindOfType(event.type))).toEqual(['session.started']);
     expect(written).toHaveLength(2);
     for (const { id, json, event } of written) {
-      expect(json).toBe(JSON.stringify(event()));
-      expect(event().id).toBe(id);
+      expect(json).toBe(JSON.stringify(event));
+      expect(event.id).toBe(id);
     }
-    expect(written.map(({ event }) => [event().sessionseq, (event().data as { commandId: string }).commandId])).toEqual([[2, 'c1'], [3, 'c2']]);
+    expect(written.map(({ event }) => [event.sessionseq, (event.data as { commandId: string }).commandId])).toEqual([[2, 'c1'], [3, 'c2']]);
   });
 
   it('writes a command.executed with every member in sorted order when the masker counted detectors out of order', async () => {

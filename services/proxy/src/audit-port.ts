@@ -1,4 +1,4 @@
-import { buildEvent, executedEventJson, type SluiceEventDataByKind, type SluiceEventKind } from '@sluice/contracts';
+import { buildEvent, writeExecutedEvent, type CloudEvent, type SluiceEventDataByKind, type SluiceEventKind } from '@sluice/contracts';
 import { timeOrderedId, type EventPublisher } from '@sluice/event-bus';
 import type { AuditPort } from './ports.js';
 import { boundEventData, resultFitsExecuted, type RecordingBounds } from './recording.js';
@@ -13,6 +13,9 @@ export const MERGE_WINDOW_MS = 20;
 export const ACK_TIMEOUT_MS = 5_000;
 
 type Data<K extends SluiceEventKind> = SluiceEventDataByKind[K];
+
+type ExecutedFields = Parameters<typeof writeExecutedEvent>[1];
+const buildExecuted = (fields: ExecutedFields): CloudEvent => buildEvent('command.executed', fields);
 
 /**
  * Counts by detector with their names in sorted order, as RFC 8785 writes them (see emit): the
@@ -56,7 +59,7 @@ export interface RecordingAuditPort extends AuditPort {
  * and so do commands of a resource that waits for its records (`acknowledged`).
  */
 export const createAuditPort = (
-  publisher: Pick<EventPublisher, 'publish' | 'healthy' | 'acknowledged'> & Partial<Pick<EventPublisher, 'publishJson'>>,
+  publisher: Pick<EventPublisher, 'publish' | 'healthy' | 'acknowledged'> & Partial<Pick<EventPublisher, 'publishWritten'>>,
   options: { source: string; recording: RecordingBounds & { readonly maxEventBytes: number }; now?: () => Date; mergeWindowMs?: number; ackTimeoutMs?: number },
 ): RecordingAuditPort => {
   const sequences = new Map<string, number>();
@@ -84,18 +87,11 @@ export const createAuditPort = (
     publisher.publish(buildEvent(kind, { id: timeOrderedId(), source: options.source, subject: sessionId, time, sessionseq, data }));
   };
 
-  /** The one event of most commands, its JSON written by executedEventJson where the publisher takes it so. */
+  /** The one event of most commands, written by writeExecutedEvent straight into the publisher's queue where it takes it so. */
   const publishExecuted = (sessionId: string, data: Data<'command.executed'>, time: Date): void => {
-    const fields = { id: timeOrderedId(), source: options.source, subject: sessionId, time, sessionseq: nextSequence(sessionId, 'command.executed'), data };
-    let json: string | undefined;
-    try {
-      json = publisher.publishJson ? executedEventJson(fields) : undefined;
-    } catch {
-      // Not JSON as it is: the publisher's own path records it reduced.
-      json = undefined;
-    }
-    if (json === undefined) publisher.publish(buildEvent('command.executed', fields));
-    else publisher.publishJson!(fields.id, json, () => buildEvent('command.executed', fields));
+    const fields: ExecutedFields = { id: timeOrderedId(), source: options.source, subject: sessionId, time, sessionseq: nextSequence(sessionId, 'command.executed'), data };
+    if (publisher.publishWritten) publisher.publishWritten(fields.id, writeExecutedEvent, fields, buildExecuted);
+    else publisher.publish(buildExecuted(fields));
   };
 
   /** A command's events: one command.executed when its outcome is in, else what it has so far. */
