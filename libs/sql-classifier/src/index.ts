@@ -27,5 +27,7 @@ export { ANY_TABLE, isCataloguedFunction, isPureFunction, pgCatalogSearchedFirst
 export { isOpenCatalogRelation } from './catalog-relations.js';
 export { coveredFlows, type CoveredFlowOptions, type CoveredFlows, type ValueFlow, type WrittenColumn } from './covered-flows.js';
 export { targetCatalogFacts, type TargetCatalogFacts } from './target-catalog.js';
+export { type ViewDefinition } from './view-columns.js';
+export { throughViews, type ViewColumns, type ViewSources } from './view-sources.js';
 export { constantsAreInert, statementShape } from './statement-shape.js';
 export { searchPathKey } from './statement-parts.js';

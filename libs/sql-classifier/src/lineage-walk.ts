@@ -17,6 +17,7 @@ import type { LineageOptions } from './lineage.js';
 import { Scope } from './lineage-scope.js';
 import { isObject, list, names, str, unwrap, type Node } from './parse-tree.js';
 import { parseText } from './statement-shape.js';
+import { viewsCalled } from './view-sources.js';
 
 const MAX_EXECUTE_DEPTH = 3;
 const MAX_RECURSIVE_ROUNDS = 4;
@@ -321,7 +322,11 @@ export class LineageWalk implements QueryWalk {
    * since which of them holds the table is the catalog's knowledge, not the text's.
    */
   private tableNames(schema: string | undefined, relname: string): string[] {
-    return schema ? [`${schema}.${relname}`] : this.schemas.map((candidate) => `${candidate}.${relname}`);
+    if (schema) return [`${schema}.${relname}`];
+    const names = this.schemas.map((candidate) => `${candidate}.${relname}`);
+    // A view of that name elsewhere may be the one the server finds (a temp view, a long path): it counts too.
+    for (const view of viewsCalled(this.options.views, relname)) if (!names.includes(view)) names.push(view);
+    return names;
   }
 
   /** A join: both sides in the scope by their names; its own columns for `*` or its alias. */

@@ -4,6 +4,7 @@ import { unwrap, type Node } from './parse-tree.js';
 import { allSources, NONE, union, type Item } from './lineage-relations.js';
 import { LineageWalk } from './lineage-walk.js';
 import { isSqlClassifierLoaded } from './classify.js';
+import { statementThroughViews, type ViewColumns } from './view-sources.js';
 
 /** A table column an output column's value derives from. */
 export interface LineageSource {
@@ -72,6 +73,12 @@ export interface LineageOptions {
    * (TargetCatalogFacts.rewritingRelations). referencedColumns counts a read of one as any column.
    */
   readonly renamingRelations?: ReadonlySet<string>;
+  /**
+   * The target's views (TargetCatalogFacts.views): a source that is a view's column also derives
+   * from the columns that view column shows. referencedColumns resolves a name against every
+   * view read that is not one of renamingRelations.
+   */
+  readonly views?: ViewColumns;
 }
 
 const MAX_SCHEMAS = 8;
@@ -115,21 +122,24 @@ const toStatementLineage = (items: readonly Item[], stmt: unknown): StatementLin
  * tree: for each output column, the table columns its value derives from, through functions,
  * operators, casts, CASE results, COALESCE, subqueries, CTEs (recursive ones too), set operations
  * and RETURNING. Columns named only in WHERE, JOIN … ON, GROUP BY, ORDER BY, FILTER or a CASE
- * condition do not count: they choose rows, they are not returned. Views are not expanded (their
- * columns count as the view's own). Undefined when the text does not parse or the parser is not
- * loaded; never throws.
+ * condition do not count: they choose rows, they are not returned. A view's column derives from
+ * the view's column and, given options.views, from the columns it shows. Undefined when the text
+ * does not parse or the parser is not loaded; never throws.
  */
 export const resultLineage = (text: string, options: LineageOptions = {}): SqlLineage | undefined => {
   if (!isSqlClassifierLoaded() || text.trim() === '') return undefined;
   try {
     const tree = parseText(text) as { stmts?: { stmt?: Node }[] };
     const schemas = schemasOf(options.searchPath);
+    const views = options.views && options.views.size > 0 ? options.views : undefined;
     let cacheable = true;
     const statements = (tree.stmts ?? []).map((raw) => {
       const walk = new LineageWalk(schemas, options, 0);
       const items = walk.statement(raw.stmt);
       cacheable &&= walk.cacheable;
-      return items ? toStatementLineage(items, raw.stmt) : undefined;
+      if (!items) return undefined;
+      const statement = toStatementLineage(items, raw.stmt);
+      return views ? statementThroughViews(statement, views) : statement;
     });
     return { statements, cacheable };
   } catch {

@@ -2,7 +2,8 @@ import { parsedOrUndefined, parseText } from './statement-shape.js';
 import { isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCataloguedFunction, mayBeRowFunction, STATISTICS_RELATIONS } from './catalogue.js';
 import { isSqlClassifierLoaded } from './classify.js';
 import type { ColumnLineage, LineageOptions, LineageSource } from './lineage.js';
-import { isPostgres15Identifier } from './lineage-relations.js';
+import { isPostgres15Identifier, NONE, union } from './lineage-relations.js';
+import type { ViewSources } from './view-sources.js';
 import { functionMemberKeys, operatorMemberKeys, subscriptMemberKeys, type MemberKeys } from './json-members.js';
 import { isObject, list, names, str, walkTree, type Node } from './parse-tree.js';
 
@@ -20,6 +21,25 @@ const readsRenamingRelation = (range: Node, options: LineageOptions): boolean =>
   const suffix = `.${relname}`;
   for (const name of renaming) if (name.endsWith(suffix)) return true;
   return false;
+};
+
+/**
+ * The views of options.views a RangeVar may name: the one of its schema, or, unqualified, one of
+ * that name in any schema (as readsRenamingRelation, for the same reasons).
+ */
+const viewsNamedBy = (range: Node, options: LineageOptions): ViewSources[] => {
+  const views = options.views;
+  if (!views || views.size === 0) return [];
+  const relname = str(range.relname) ?? '';
+  const schema = str(range.schemaname);
+  if (schema !== undefined) {
+    const view = views.get(`${schema}.${relname}`);
+    return view ? [view] : [];
+  }
+  const suffix = `.${relname}`;
+  const found: ViewSources[] = [];
+  for (const [name, view] of views) if (name.endsWith(suffix)) found.push(view);
+  return found;
 };
 
 /** Any column of any table. */
@@ -50,6 +70,7 @@ export const columnsReferencedIn = (tree: unknown, part: unknown, options: Linea
   const columns = new Map<string, LineageSource>();
   let any = false;
   let renamesColumns = false;
+  const readViews: ViewSources[] = [];
   const collectRelations = (value: unknown): void => {
     if (Array.isArray(value)) return value.forEach(collectRelations);
     if (!isObject(value)) return;
@@ -62,6 +83,8 @@ export const columnsReferencedIn = (tree: unknown, part: unknown, options: Linea
       relationNames.add(value.relname);
       // A view's column (`nick`) may be a covered column (`ssn`) under another name.
       if (readsRenamingRelation(value, options)) renamesColumns = true;
+      // Else, a view's column counts with the columns it shows (`tax_id` of `ssn as tax_id`).
+      else readViews.push(...viewsNamedBy(value, options));
     }
     if (isObject(value.alias) && typeof value.alias.aliasname === 'string') relationNames.add(value.alias.aliasname);
     // `people AS x(a, b, c)`: `c` is `ssn` under a name the text alone cannot map back.
@@ -139,7 +162,11 @@ export const columnsReferencedIn = (tree: unknown, part: unknown, options: Linea
   for (const name of relationNames) if (STATISTICS_RELATIONS.has(name)) any = true;
   if (renamesColumns) any = true;
   walkTree(part, enter);
-  return any ? ANY_COLUMN : [...columns.values()];
+  if (any) return ANY_COLUMN;
+  const named = [...columns.values()];
+  if (readViews.length === 0) return named;
+  // A name is resolved against every view read, whichever relation it belongs to: more, never fewer.
+  return union(named, ...named.flatMap((source) => readViews.map((view) => view.columns.get(source.column) ?? NONE)));
 };
 
 /** The cursors a text DECLAREs: name -> the text of its DECLARE statement. Empty when it does not parse. */

@@ -1,6 +1,18 @@
-import type { TargetCatalogFacts } from '@sluice/contracts';
+import type { TargetCatalogFacts as PolicyCatalogFacts } from '@sluice/contracts';
+import { viewColumns, type ViewDefinition } from './view-columns.js';
+import type { ViewColumns } from './view-sources.js';
 
-export type { TargetCatalogFacts };
+/**
+ * The contract's facts (what a policy decision depends on) and what masking needs besides: the
+ * lineage of the target's views, which never goes to the policy service.
+ */
+export interface TargetCatalogFacts extends PolicyCatalogFacts {
+  /**
+   * `schema.view` of every view and materialized view -> its columns' base sources, so column
+   * rules follow a view column to the column it shows. Undefined where not read.
+   */
+  readonly views?: ViewColumns;
+}
 
 /** Catalogs deeper than this are cut (a cycle cannot occur, but a bad answer must not loop). */
 const MAX_DEPTH = 32;
@@ -46,6 +58,9 @@ export const targetCatalogFacts = (input: {
   readonly inheritance: Iterable<readonly [string, string]>;
   /** See TargetCatalogFacts.foreignKeyDependents; none when the catalog was read without them. */
   readonly foreignKeyActions?: Iterable<readonly [string, string]>;
+  /** Every view and materialized view, as pg_get_viewdef prints it; none when the catalog was read without them. */
+  readonly views?: Iterable<ViewDefinition>;
+  /** Must change whenever any of the above does, view definitions included. */
   readonly version: string;
 }): TargetCatalogFacts => {
   const children = new Map<string, string[]>();
@@ -56,10 +71,12 @@ export const targetCatalogFacts = (input: {
   }
   const dependents = new Map<string, string[]>();
   for (const [referencing, referenced] of input.foreignKeyActions ?? []) dependents.set(referenced, [...(dependents.get(referenced) ?? []), referencing]);
+  const views = input.views ? viewColumns(input.views) : undefined;
   return {
     rowFunctions: new Set(input.rowFunctions),
     overloadedBuiltins: new Set(input.overloadedBuiltins ?? []),
     rewritingRelations: new Set(input.rewritingRelations),
+    ...(views ? { views } : {}),
     ...(input.triggeredRelations ? { triggeredRelations: new Set(input.triggeredRelations) } : {}),
     ...(input.foreignKeyActions ? { foreignKeyDependents: dependents } : {}),
     children, parents, version: input.version };

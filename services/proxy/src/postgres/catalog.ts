@@ -2,7 +2,7 @@ import { connectUpstream, type UpstreamOptions } from './upstream.js';
 import type { Socket } from 'node:net';
 import { createHash } from 'node:crypto';
 import { decodeBackend, encodeQuery, encodeTerminate, type FrameReader } from '@sluice/codec-pg';
-import { targetCatalogFacts, type TargetCatalogFacts } from '@sluice/sql-classifier';
+import { isSqlClassifierLoaded, targetCatalogFacts, type TargetCatalogFacts, type ViewDefinition } from '@sluice/sql-classifier';
 
 /** How long a table's column names are trusted before they are read again (renames are rare). */
 const TTL_MS = 60_000;
@@ -19,8 +19,9 @@ const FACTS_TTL_MS = 30_000;
  * of the user's (whose function a write runs unseen), `i` a child or partition
  * and its parent, `o` the name of a function or operator outside pg_catalog and
  * information_schema that pg_catalog has too (a user overload of a built-in name, which an
- * unqualified call may pick by its argument types). pg_catalog's own functions and views are the
- * classifier's catalogue's business.
+ * unqualified call may pick by its argument types), `v` a view or materialized view with its
+ * definition and column names. pg_catalog's own functions and views are the classifier's
+ * catalogue's business.
  */
 const FACTS_QUERY =
   "select 'f', p.proname, null from pg_catalog.pg_proc p join pg_catalog.pg_type t on t.oid in (p.proargtypes[0], p.provariadic) " +
@@ -45,10 +46,42 @@ const FACTS_QUERY =
   "union select 'k', rn.nspname || '.' || r.relname, dn.nspname || '.' || d.relname from pg_catalog.pg_constraint k " +
   'join pg_catalog.pg_class r on r.oid = k.conrelid join pg_catalog.pg_namespace rn on rn.oid = r.relnamespace ' +
   'join pg_catalog.pg_class d on d.oid = k.confrelid join pg_catalog.pg_namespace dn on dn.oid = d.relnamespace ' +
-  "where k.contype = 'f' and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd')) order by 1, 2, 3";
+  "where k.contype = 'f' and (k.confdeltype in ('c', 'n', 'd') or k.confupdtype in ('c', 'n', 'd')) " +
+  // Views and materialized views: [definition, [column names in order]], for their columns' lineage.
+  // pg_get_viewdef takes an ACCESS SHARE lock on the view and every relation its rule reads: where
+  // one of them is held or awaited ACCESS EXCLUSIVE (a TRUNCATE or ALTER in an open transaction, a
+  // REFRESH MATERIALIZED VIEW), it would wait, and every decision with it. Such a view's definition
+  // is left out (null: its columns are any column until the facts are read again).
+  "union select 'v', n.nspname || '.' || c.relname, pg_catalog.json_build_array(case when exists (select from pg_catalog.pg_locks l " +
+  "where l.locktype = 'relation' and l.mode = 'AccessExclusiveLock' and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database()) " +
+  "and (l.relation = c.oid or l.relation in (select d.refobjid from pg_catalog.pg_rewrite r join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass and d.objid = r.oid " +
+  "where r.ev_class = c.oid))) then null else pg_catalog.pg_get_viewdef(c.oid) end, " +
+  '(select pg_catalog.json_agg(a.attname order by a.attnum) from pg_catalog.pg_attribute a where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped))::text ' +
+  'from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace ' +
+  "where c.relkind in ('v', 'm') and n.nspname not in ('pg_catalog', 'information_schema') order by 1, 2, 3";
+
+/**
+ * pg_get_viewdef leaves out the schema of a relation the reading session's search_path finds:
+ * with only pg_catalog on it, every other relation is printed with its schema, so a definition
+ * reads the same whatever the role's default path (what is left unqualified is pg_catalog's).
+ */
+const FACTS_TEXT = `set search_path = pg_catalog; ${FACTS_QUERY}`;
+
+/** A `v` row's view; one whose text cannot be read has no columns known, which masking reads as any column. */
+const viewDefinition = (name: string, described: string | null): ViewDefinition => {
+  try {
+    const [definition, columns] = JSON.parse(described ?? '') as [unknown, unknown];
+    if (typeof definition === 'string' && Array.isArray(columns) && columns.every((column) => typeof column === 'string')) return { name, columns, definition };
+  } catch {
+    // Falls through to no columns known.
+  }
+  return { name, columns: [], definition: '' };
+};
 
 interface TableColumns {
   readonly fetchedAt: number;
+  /** The #namesGeneration its read began in: one from before a rename may name the relation's old name. */
+  readonly generation: number;
   /** attnum -> `schema.table.column`. */
   readonly columns: ReadonlyMap<number, string>;
 }
@@ -65,9 +98,21 @@ export class TableCatalog {
   #queue: Promise<unknown> = Promise.resolve();
   #now: () => number;
   #facts: { readonly fetchedAt: number; readonly facts: TargetCatalogFacts } | undefined;
-  /** Bumped by invalidateFacts: a read started before it is not used after it. */
+  /** Bumped by schemaChangeEnded: a read started before it is not used after it. */
   #factsGeneration = 0;
   #factsRead: { readonly generation: number; readonly read: Promise<TargetCatalogFacts> } | undefined;
+  /** The facts built last, kept past schemaChangeEnded: rows of the same version are not built again. */
+  #lastBuilt: TargetCatalogFacts | undefined;
+  /** Sessions with a schema change let through whose transaction has not ended (see factsCurrent). */
+  #changesInFlight = 0;
+  /** Bumped when a schema change begins and when one ends (see factsCurrent). */
+  #schemaEpoch = 0;
+  /**
+   * Bumped when a schema change ends and when the facts read differ from the last: table OIDs
+   * resolved before are read again, so a view renamed to another's name (two swapped) is not
+   * matched by the name its OID had.
+   */
+  #namesGeneration = 0;
 
   constructor(options: () => UpstreamOptions, now: () => number = Date.now) {
     this.#options = options;
@@ -82,7 +127,7 @@ export class TableCatalog {
     for (const oid of tableOids) {
       if (oid === 0) continue;
       const known = this.#tables.get(oid);
-      if (!known || now - known.fetchedAt > TTL_MS) (missing ??= new Set()).add(oid);
+      if (!known || now - known.fetchedAt > TTL_MS || known.generation !== this.#namesGeneration) (missing ??= new Set()).add(oid);
     }
     return missing ? [...missing] : [];
   }
@@ -102,7 +147,7 @@ export class TableCatalog {
 
   /**
    * The catalog facts decisions are made with: read again after FACTS_TTL_MS, or after
-   * invalidateFacts. A read that fails rejects (the caller refuses: fail closed).
+   * schemaChangeEnded. A read that fails rejects (the caller refuses: fail closed).
    */
   facts(): Promise<TargetCatalogFacts> {
     const known = this.cachedFacts();
@@ -125,20 +170,54 @@ export class TableCatalog {
     return known && this.#now() - known.fetchedAt <= FACTS_TTL_MS ? known.facts : undefined;
   }
 
-  /** A session changed the schema: the next decision reads the facts again. */
-  invalidateFacts(): void {
+  /** Where schema changes are: take it before the facts a decision is made with (see factsCurrent). */
+  get schemaEpoch(): number {
+    return this.#schemaEpoch;
+  }
+
+  /** A session's DDL or admin statement was let through: until its transaction ends, see factsCurrent. */
+  schemaChangeBegan(): void {
+    this.#changesInFlight++;
+    this.#schemaEpoch++;
+  }
+
+  /** That session's transaction ended (or the session did): the next decision reads the facts again. */
+  schemaChangeEnded(): void {
+    this.#changesInFlight = Math.max(0, this.#changesInFlight - 1);
+    this.#schemaEpoch++;
+    this.#namesGeneration++;
     this.#factsGeneration++;
     this.#facts = undefined;
+  }
+
+  /**
+   * Whether facts taken at schemaEpoch `epoch` still describe the views a statement reads when its
+   * result arrives: no schema change has begun or ended since, and none is in flight. A statement
+   * decided with facts from before another session's commit may run after it (sent in the same
+   * turn, or pipelined behind others), and a holdable cursor keeps rows of the views it was
+   * declared over: their columns derive from definitions the facts may no longer hold.
+   */
+  factsCurrent(epoch: number): boolean {
+    return this.#changesInFlight === 0 && epoch === this.#schemaEpoch;
   }
 
   async #readFacts(generation: number): Promise<TargetCatalogFacts> {
     let rows: (string | null)[][];
     try {
-      rows = await this.#query(FACTS_QUERY);
+      rows = await this.#query(FACTS_TEXT);
     } catch (error) {
       this.close();
       throw error;
     }
+    const version = createHash('sha256').update(JSON.stringify(rows)).digest('base64url').slice(0, 16);
+    // The same rows: the facts already built from them (each view definition is parsed once per version).
+    const previous = this.#lastBuilt;
+    if (previous?.version === version) {
+      if (generation === this.#factsGeneration) this.#facts = { fetchedAt: this.#now(), facts: previous };
+      return previous;
+    }
+    // Other facts: a relation may have been renamed (directly on the target) since OIDs were resolved.
+    if (previous) this.#namesGeneration++;
     const pick = (kind: string): (string | null)[][] => rows.filter((row) => row[0] === kind);
     const facts = targetCatalogFacts({
       rowFunctions: pick('f').map((row) => row[1] ?? ''),
@@ -147,8 +226,11 @@ export class TableCatalog {
       triggeredRelations: pick('t').map((row) => row[1] ?? ''),
       inheritance: pick('i').map((row) => [row[1] ?? '', row[2] ?? ''] as const),
       foreignKeyActions: pick('k').map((row) => [row[1] ?? '', row[2] ?? ''] as const),
-      version: createHash('sha256').update(JSON.stringify(rows)).digest('base64url').slice(0, 16),
+      views: pick('v').map((row) => viewDefinition(row[1] ?? '', row[2] ?? null)),
+      version,
     });
+    // Built before the parser was loaded, every view column is any column: built again next time.
+    if (isSqlClassifierLoaded()) this.#lastBuilt = facts;
     if (generation === this.#factsGeneration) this.#facts = { fetchedAt: this.#now(), facts };
     return facts;
   }
@@ -156,6 +238,7 @@ export class TableCatalog {
   async #fetch(tableOids: readonly number[]): Promise<void> {
     const oids = this.missing(tableOids);
     if (oids.length === 0) return;
+    const generation = this.#namesGeneration;
     // OIDs are integers from the protocol, so the literal below cannot carry anything else.
     const list = oids.map((oid) => String(Math.trunc(oid))).join(',');
     const sql =
@@ -174,7 +257,7 @@ export class TableCatalog {
     for (const [relid, attnum, schema, table, column] of rows) {
       byTable.get(Number(relid))?.set(Number(attnum), `${schema}.${table}.${column}`);
     }
-    for (const [oid, columns] of byTable) this.#tables.set(oid, { fetchedAt, columns });
+    for (const [oid, columns] of byTable) this.#tables.set(oid, { fetchedAt, generation, columns });
   }
 
   async #query(sql: string): Promise<(string | null)[][]> {

@@ -64,6 +64,11 @@ export interface Command {
   readonly searchPath: readonly string[] | undefined;
   /** The target catalog facts it was decided with (user overloads of built-in names change its lineage). */
   readonly catalog: TargetCatalogFacts | undefined;
+  /**
+   * The schemaEpoch those facts were taken at (a FETCH: its cursor's DECLARE's): where
+   * TableCatalog.factsCurrent no longer holds for it, every result column counts as any column.
+   */
+  readonly factsEpoch: number;
   /** The text's result-column lineage, computed at the first result set that needs it (null: unknown). */
   lineage: SqlLineage | null | undefined;
   readonly started: number;

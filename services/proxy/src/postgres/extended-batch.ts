@@ -362,7 +362,7 @@ export class ExtendedBatch {
     const masking = this.decisions.maskerFor(decision, text);
     if ('code' in masking) return masking;
     // Its rows are the DECLARE's: the masker is already the union with the cursor's profiles.
-    const { masker } = this.session.profiles.command(text, masking.masker);
+    const { masker } = this.session.profiles.command(text, masking.masker, this.session.decidedAtEpoch);
     return { name, statement: { name: '', text, decision, masker }, cursor: true };
   }
 }

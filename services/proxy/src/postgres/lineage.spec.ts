@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { compileMasking } from '@sluice/masking-engine';
 import { loadSqlClassifier, resultLineage, targetCatalogFacts } from '@sluice/sql-classifier';
-import { coveredValueEscape, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
+import { coveredValueEscape, derivedColumns, LineageCache, resultColumnSources, touchesCoveredColumn, viewColumnSources, withUncommittedChanges } from './lineage.js';
 
 beforeAll(async () => {
   await loadSqlClassifier();
@@ -96,6 +96,49 @@ describe('LineageCache with user overloads of built-in names', () => {
   });
 });
 
+describe('LineageCache and the target\'s views', () => {
+  const view = (version: string, shown: string) =>
+    targetCatalogFacts({
+      rowFunctions: [],
+      rewritingRelations: ['public.v'],
+      inheritance: [],
+      views: [{ name: 'public.v', columns: ['id', 'x'], definition: `SELECT people.id, people.${shown} AS x FROM public.people` }],
+      version,
+    });
+
+  it('follows a view column to what the facts\' version of the view shows, and answers again when the version changes', () => {
+    const cache = new LineageCache();
+    const sources = (facts: ReturnType<typeof targetCatalogFacts>) => cache.lineage('SELECT x FROM v', ['public'], new Map(), undefined, facts)!.statements[0]!.head[0];
+    expect(sources(view('v1', 'name'))).toEqual([{ table: 'public.v', column: 'x' }, { table: 'public.people', column: 'name' }]);
+    expect(sources(view('v2', 'ssn'))).toEqual([{ table: 'public.v', column: 'x' }, { table: 'public.people', column: 'ssn' }]);
+  });
+
+  it('gives a column the wire names as a view\'s the columns it shows, any column for one the facts do not know, nothing for a table\'s', () => {
+    const facts = view('v1', 'ssn');
+    expect(viewColumnSources('public.v.x', facts.views)).toEqual([{ name: 'ssn', qualifiedName: 'public.people.ssn' }]);
+    expect(viewColumnSources('public.v.added', facts.views)).toEqual([{ name: '*', anyColumn: true }]);
+    expect(viewColumnSources('public.people.ssn', facts.views)).toBeUndefined();
+    expect(viewColumnSources(undefined, facts.views)).toBeUndefined();
+  });
+
+  it('adds a view column\'s sources to what the text says, and any column to every column after an uncommitted schema change', () => {
+    const facts = view('v1', 'ssn');
+    const derived = [[{ name: 'x', qualifiedName: 'public.v.x' }], undefined];
+    expect(resultColumnSources(derived, ['public.v.x', 'public.people.name'], facts)).toEqual([
+      [{ name: 'x', qualifiedName: 'public.v.x' }, { name: 'ssn', qualifiedName: 'public.people.ssn' }],
+      undefined,
+    ]);
+    const plain = targetCatalogFacts({ rowFunctions: [], rewritingRelations: [], inheritance: [], version: 'plain' });
+    expect(resultColumnSources(derived, ['public.v.x', undefined], plain)).toBe(derived);
+    const uncommitted = withUncommittedChanges(plain);
+    expect(withUncommittedChanges(plain)).toBe(uncommitted);
+    expect(resultColumnSources(undefined, [undefined, 'public.people.name'], uncommitted)).toEqual([
+      [{ name: '*', anyColumn: true }],
+      [{ name: '*', anyColumn: true }],
+    ]);
+  });
+});
+
 describe('derivedColumns', () => {
   it('gives each column of the n-th statement its sources as masking-engine column sources', () => {
     const lineage = new LineageCache().lineage("SELECT 1; SELECT id, substr(ssn, 8) AS tail, 'x' AS k FROM crm.people", undefined, new Map());
@@ -183,6 +226,19 @@ describe('coveredValueEscape', () => {
     expect(escape("INSERT INTO notes (body) SELECT doc->>'name' FROM docs")).toBeUndefined();
   });
 
+  it('refuses writing a view column that shows a covered column into an uncovered one, and allows one that does not', () => {
+    const withView = targetCatalogFacts({
+      rowFunctions: [],
+      rewritingRelations: ['public.v'],
+      inheritance: [],
+      views: [{ name: 'public.v', columns: ['id', 'tax_id', 'name'], definition: 'SELECT people.id, people.ssn AS tax_id, people.name FROM public.people' }],
+      version: 'views',
+    });
+    expect(coveredValueEscape(masker, 'INSERT INTO orders (item) SELECT tax_id FROM v', ['public'], new Map(), withView)).toContain('writes a value');
+    expect(coveredValueEscape(masker, 'INSERT INTO orders (item) SELECT name FROM v', ['public'], new Map(), withView)).toBeUndefined();
+    expect(coveredValueEscape(masker, 'SELECT id FROM v, generate_series(1, 3) g WHERE g::text = tax_id', ['public'], new Map(), withView)).toContain('compares a column');
+  });
+
   it('lets everything through under a profile without column rules', () => {
     expect(coveredValueEscape(undefined, 'INSERT INTO orders SELECT id, ssn FROM people', ['public'], new Map(), facts)).toBeUndefined();
   });
@@ -208,6 +264,12 @@ describe('touchesCoveredColumn', () => {
       expect(touchesCoveredColumn(masker, `SELECT ${n} AS n, 'x${n}@example.com' AS email`, ['public'], new Map(), undefined)).toBe(false);
       expect(touchesCoveredColumn(masker, `SELECT ${n} AS n, ssn FROM people WHERE id = ${n}`, ['public'], new Map(), undefined)).toBe(true);
     }
+  });
+
+  it('counts every statement after an uncommitted schema change as touching a covered column', () => {
+    const facts = targetCatalogFacts({ rowFunctions: [], rewritingRelations: [], inheritance: [], version: 'plain' });
+    expect(touchesCoveredColumn(masker, 'SELECT name FROM people', ['public'], new Map(), facts)).toBe(false);
+    expect(touchesCoveredColumn(masker, 'SELECT name FROM people', ['public'], new Map(), withUncommittedChanges(facts))).toBe(true);
   });
 
   it('counts a read of a view as any column: its column nick may be ssn renamed', () => {

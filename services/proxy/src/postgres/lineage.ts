@@ -10,6 +10,7 @@ import {
   type CopyFormat,
   type SqlLineage,
   type TargetCatalogFacts,
+  type ViewColumns,
 } from '@sluice/sql-classifier';
 import { StatementAnswers, UNKNOWN } from './statement-answers.js';
 
@@ -49,11 +50,18 @@ export class LineageCache {
     catalog?: TargetCatalogFacts,
   ): SqlLineage | undefined {
     const overloadedBuiltins = catalog && catalog.overloadedBuiltins.size > 0 ? catalog.overloadedBuiltins : undefined;
-    // Only facts with overloads change an answer: an ordinary database keeps one entry per text.
-    const context = contextOf(overloadedBuiltins ? catalog!.version : '', searchPath);
+    const views = catalog?.views && catalog.views.size > 0 ? catalog.views : undefined;
+    // Only facts with overloads or views change an answer: a database with neither keeps one entry per text.
+    const context = contextOf(overloadedBuiltins || views ? catalog!.version : '', searchPath);
     const known = this.#answers.get(context, text);
     if (known !== UNKNOWN) return known ?? undefined;
-    const lineage = resultLineage(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(cursors ? { cursors } : {}), ...(overloadedBuiltins ? { overloadedBuiltins } : {}) });
+    const lineage = resultLineage(text, {
+      ...(searchPath ? { searchPath } : {}),
+      preparedStatements,
+      ...(cursors ? { cursors } : {}),
+      ...(overloadedBuiltins ? { overloadedBuiltins } : {}),
+      ...(views ? { views } : {}),
+    });
     // Not cached: an answer that depends on the prepared statements, or one the parser could not give yet.
     if (text.length <= MAX_CACHED_TEXT_CHARS && (lineage ? lineage.cacheable : isSqlClassifierLoaded())) this.#answers.set(context, text, lineage ?? null);
     return lineage;
@@ -71,6 +79,59 @@ const toColumnSources = (sources: ColumnLineage): ColumnSource[] =>
 const ANY_COLUMN: readonly ColumnSource[] = [{ name: '*', anyColumn: true }];
 
 /**
+ * The sources of a result column the wire names `schema.table.column` when that table is one of
+ * the target's views: the columns the view column shows. Undefined when it is not a view's.
+ */
+export const viewColumnSources = (qualifiedName: string | undefined, views: ViewColumns | undefined): readonly ColumnSource[] | undefined => {
+  if (qualifiedName === undefined || !views || views.size === 0) return undefined;
+  // Quoted names may hold dots: every dot is tried as the one before the column, the last first.
+  for (let dot = qualifiedName.lastIndexOf('.'); dot > 0; dot = qualifiedName.lastIndexOf('.', dot - 1)) {
+    const view = views.get(qualifiedName.slice(0, dot));
+    if (!view) continue;
+    const sources = view.columns.get(qualifiedName.slice(dot + 1));
+    return sources ? toColumnSources(sources) : ANY_COLUMN;
+  }
+  return undefined;
+};
+
+const uncommittedFacts = new WeakMap<TargetCatalogFacts, TargetCatalogFacts>();
+
+/**
+ * The facts as masking reads them while the session has changed the schema in a transaction not
+ * yet committed (or earlier in the same text): a relation they do not show (a view created in that
+ * transaction, which the catalog connection cannot see) may show any column, so every result
+ * column counts as any column. One object per facts object: caches keyed by it keep working.
+ */
+export const withUncommittedChanges = (facts: TargetCatalogFacts): TargetCatalogFacts => {
+  let marked = uncommittedFacts.get(facts);
+  if (!marked) uncommittedFacts.set(facts, (marked = { ...facts, uncommittedChanges: true }));
+  return marked;
+};
+
+/**
+ * The sources of each of a result's columns as masking takes them: `derived` (the text's lineage)
+ * with, for a column the wire names as a view's (`qualified`), the columns it shows, and any column
+ * for every column after an uncommitted schema change (see withUncommittedChanges).
+ */
+export const resultColumnSources = (
+  derived: (readonly ColumnSource[] | undefined)[] | undefined,
+  qualified: readonly (string | undefined)[],
+  catalog: TargetCatalogFacts | undefined,
+): (readonly ColumnSource[] | undefined)[] | undefined => {
+  if (catalog?.uncommittedChanges) return qualified.map((_, index) => [...(derived?.[index] ?? []), ...ANY_COLUMN]);
+  const views = catalog?.views;
+  if (!views || views.size === 0) return derived;
+  let withViews: (readonly ColumnSource[] | undefined)[] | undefined;
+  qualified.forEach((name, index) => {
+    const shown = viewColumnSources(name, views);
+    if (!shown) return;
+    withViews ??= derived ? derived.slice() : new Array<readonly ColumnSource[] | undefined>(qualified.length).fill(undefined);
+    withViews[index] = [...(withViews[index] ?? []), ...shown];
+  });
+  return withViews ?? derived;
+};
+
+/**
  * True when a statement names, anywhere, a column one of the profile's column rules covers (or
  * something that may carry any column): the server's error and notice texts about it may quote
  * a covered value.
@@ -83,6 +144,7 @@ export const touchesCoveredColumn = (
   catalog: TargetCatalogFacts | undefined,
 ): boolean => {
   if (masker.columnRuleCount === 0) return false;
+  if (catalog?.uncommittedChanges) return true;
   // A statement can raise many notices (RAISE in a loop): parse it once per profile and text,
   // or once per shape (every command asks: a new literal in each must not cost a parse each).
   let answers = touchedByMasker.get(masker);
@@ -91,6 +153,8 @@ export const touchesCoveredColumn = (
   const context = contextOf(catalog?.version ?? '', searchPath);
   const known = answers.get(context, text);
   if (known !== UNKNOWN) return known;
+  // A read of a view or materialized view (both have rules) counts as any column: besides the
+  // columns it shows, an error in its definition's WHERE may quote any column it reads.
   const sources = referencedColumns(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(catalog ? { renamingRelations: catalog.rewritingRelations } : {}) });
   const derivedFrom = sources ? toColumnSources(sources) : ANY_COLUMN;
   const touches = derivedFrom.length > 0 && masker.hasColumnRule({ name: '', derivedFrom });
@@ -122,7 +186,7 @@ export const coveredValueEscape = (
   const context = contextOf(catalog?.version ?? '', searchPath);
   const known = answers.get(context, text);
   if (known !== UNKNOWN) return known ?? undefined;
-  const escape = escapeOf(masker, text, searchPath, preparedStatements, catalog?.rowFunctions);
+  const escape = escapeOf(masker, text, searchPath, preparedStatements, catalog);
   if (text.length <= MAX_CACHED_TEXT_CHARS && !/execute/i.test(text)) answers.set(context, text, escape ?? null);
   return escape;
 };
@@ -134,9 +198,15 @@ const escapeOf = (
   text: string,
   searchPath: readonly string[] | undefined,
   preparedStatements: ReadonlyMap<string, string>,
-  rowFunctions: ReadonlySet<string> | undefined,
+  catalog: TargetCatalogFacts | undefined,
 ): string | undefined => {
-  const flows = coveredFlows(text, { ...(searchPath ? { searchPath } : {}), preparedStatements, ...(rowFunctions ? { rowFunctions } : {}) });
+  // A view's columns count with the columns they show: `insert into t select tax_id from v` writes `ssn`.
+  const flows = coveredFlows(text, {
+    ...(searchPath ? { searchPath } : {}),
+    preparedStatements,
+    ...(catalog ? { rowFunctions: catalog.rowFunctions } : {}),
+    ...(catalog?.views ? { views: catalog.views } : {}),
+  });
   if (!flows) return undefined;
   const call = flows.attributeCalls[0];
   if (call !== undefined) {
@@ -162,14 +232,15 @@ export const copyColumns = (
   lineage: SqlLineage | undefined,
   statement: number,
   count: number,
+  catalog?: TargetCatalogFacts,
 ): { readonly columns: readonly ColumnInfo[]; readonly format: CopyFormat } | undefined => {
   const format = lineage?.statements[statement]?.copy;
   if (!format) return undefined;
   const lineages = columnLineages(lineage.statements[statement], count);
   const columns = lineages.map((sources, index): ColumnInfo => ({
     name: `column${index + 1}`,
-    // Unknown: any column (a COPY line names none, so no table OID will).
-    derivedFrom: sources ? toColumnSources(sources) : ANY_COLUMN,
+    // Unknown, or after an uncommitted schema change: any column (a COPY line names none, so no table OID will).
+    derivedFrom: sources && !catalog?.uncommittedChanges ? toColumnSources(sources) : ANY_COLUMN,
   }));
   return { columns, format };
 };

@@ -1,10 +1,10 @@
 import { BackendCode, decodeBackend, decodeNoticeFields, encodeNoticeFields, type FieldDescription, type Frame } from '@sluice/codec-pg';
 import type { ColumnSource, ProfileMasker } from '@sluice/masking-engine';
-import type { SqlLineage } from '@sluice/sql-classifier';
+import type { SqlLineage, TargetCatalogFacts } from '@sluice/sql-classifier';
 import type { GovernancePorts } from '../ports.js';
 import type { TableCatalog } from './catalog.js';
 import type { Command, Expect } from './expectations.js';
-import { copyColumns, derivedColumns, LineageCache, touchesCoveredColumn } from './lineage.js';
+import { copyColumns, derivedColumns, LineageCache, resultColumnSources, touchesCoveredColumn, withUncommittedChanges } from './lineage.js';
 import type { Outbox } from './outbox.js';
 import { CopyOutSet, ResultColumnsCache, ResultSet } from './results.js';
 import { maskServerFields, withholdServerFields } from './server-texts.js';
@@ -51,7 +51,8 @@ export class ResultRelay {
   queryResult(command: Command, description: Buffer): ResultSet {
     const statement = command.tags.length;
     const lineage = command.masker && command.masker.columnRuleCount !== 0 ? this.#lineageOf(command) : undefined;
-    const columns = this.#columns.of(description, command.masker, lineage, statement, this.#qualify, (fields) => this.#derivedFrom(command, statement, fields));
+    const facts = this.#factsOf(command);
+    const columns = this.#columns.of(description, command.masker, lineage, facts, statement, this.#qualify, (fields, qualified) => this.#derivedFrom(command, facts, statement, fields, qualified));
     return new ResultSet(columns, command.masker, this.#recording);
   }
 
@@ -71,14 +72,33 @@ export class ResultRelay {
   readonly #qualify = (tableOid: number, attnum: number): string | undefined => this.#catalog.qualifiedName(tableOid, attnum);
 
   /**
-   * The source columns of each column of the `statement`-th result of a command, so column rules
-   * follow derived columns. Only for a profile with column rules: otherwise nothing is parsed.
+   * The facts a command's results are masked with: those it was decided with while they are
+   * current (TableCatalog.factsCurrent), else the same marked as after an uncommitted schema
+   * change, so every column counts as any column: the statement may have read a view replaced
+   * since, and its columns derive from a definition the facts do not hold.
    */
-  #derivedFrom(command: Command, statement: number, fields: readonly FieldDescription[]): (readonly ColumnSource[] | undefined)[] | undefined {
+  #factsOf(command: Command): TargetCatalogFacts | undefined {
+    const facts = command.catalog;
+    if (!facts || facts.uncommittedChanges || this.#catalog.factsCurrent(command.factsEpoch)) return facts;
+    return withUncommittedChanges(facts);
+  }
+
+  /**
+   * The source columns of each column of the `statement`-th result of a command, so column rules
+   * follow derived columns and views (see resultColumnSources). Only for a profile with column
+   * rules: otherwise nothing is parsed.
+   */
+  #derivedFrom(
+    command: Command,
+    facts: TargetCatalogFacts | undefined,
+    statement: number,
+    fields: readonly FieldDescription[],
+    qualified: readonly (string | undefined)[],
+  ): (readonly ColumnSource[] | undefined)[] | undefined {
     const count = fields.length;
     if (!command.masker || command.masker.columnRuleCount === 0 || count === 0) return undefined;
     this.#lineageOf(command);
-    return derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name));
+    return resultColumnSources(derivedColumns(command.lineage ?? undefined, statement, count, fields.map((field) => field.name)), qualified, facts);
   }
 
   /**
@@ -93,7 +113,7 @@ export class ResultRelay {
     const masker = command ? command.masker : head?.kind === 'parse' || head?.kind === 'bind' ? head.masker : transaction.lastMasker;
     const withheld = transaction.withheldInTransaction || command?.withholdsServerTexts === true;
     const fields = withheld ? withholdServerFields(received) : received;
-    const covered = masker !== undefined && (transaction.coveredInTransaction || (command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#registry.prepared, command.catalog)));
+    const covered = masker !== undefined && (transaction.coveredInTransaction || (command !== undefined && touchesCoveredColumn(masker, command.sql, command.searchPath, this.#registry.prepared, this.#factsOf(command))));
     const sent = masker ? maskServerFields(fields, masker, covered, {}) : fields;
     const changed = withheld || Object.keys(received).some((type) => sent[type] !== received[type]);
     out.push(changed ? encodeNoticeFields(frame.code as typeof BackendCode.ErrorResponse, sent) : frame.raw);
@@ -104,7 +124,7 @@ export class ResultRelay {
   #copyColumns(command: Command, frame: Frame): ReturnType<typeof copyColumns> {
     const message = decodeBackend(frame) as { columnFormats: readonly number[] };
     this.#lineageOf(command);
-    return copyColumns(command.lineage ?? undefined, command.tags.length, message.columnFormats.length);
+    return copyColumns(command.lineage ?? undefined, command.tags.length, message.columnFormats.length, this.#factsOf(command));
   }
 
   /** The result set the head's rows go through; an Execute's is built from its portal's description. */
@@ -112,7 +132,8 @@ export class ResultRelay {
     if (head.kind === 'execute' && !head.result && head.portal.description) {
       const command = head.command;
       const lineage = command.masker && command.masker.columnRuleCount !== 0 ? this.#lineageOf(command) : undefined;
-      const columns = this.#columns.ofFields(head.portal.description, command.masker, lineage, 0, this.#qualify, (fields) => this.#derivedFrom(command, 0, fields));
+      const facts = this.#factsOf(command);
+      const columns = this.#columns.ofFields(head.portal.description, command.masker, lineage, facts, 0, this.#qualify, (fields, qualified) => this.#derivedFrom(command, facts, 0, fields, qualified));
       head.result = new ResultSet(columns, command.masker, this.#recording);
     }
     return head.result;

@@ -170,29 +170,30 @@ describe('ResultColumnsCache for an Execute\'s columns', () => {
 
   it('gives a portal describing the same columns the same column objects, so the masker plans them once', () => {
     const cache = new ResultColumnsCache();
-    const first = cache.ofFields(described(), masker, undefined, 0, qualify, none);
-    expect(cache.ofFields(described(), masker, undefined, 0, qualify, none)).toBe(first);
+    const first = cache.ofFields(described(), masker, undefined, undefined, 0, qualify, none);
+    expect(cache.ofFields(described(), masker, undefined, undefined, 0, qualify, none)).toBe(first);
   });
 
-  it('works the columns out again when anything they are masked by differs: a format, the table, the masker, the lineage, the statement', () => {
-    for (const [fields, other, lineage, statement] of [
-      [described(1), masker, undefined, 0],
-      [described(0, 16384), masker, undefined, 0],
-      [described(), {} as ProfileMasker, undefined, 0],
-      [described(), masker, {}, 0],
-      [described(), masker, undefined, 1],
+  it('works the columns out again when anything they are masked by differs: a format, the table, the masker, the lineage, the catalog facts, the statement', () => {
+    for (const [fields, other, lineage, catalog, statement] of [
+      [described(1), masker, undefined, undefined, 0],
+      [described(0, 16384), masker, undefined, undefined, 0],
+      [described(), {} as ProfileMasker, undefined, undefined, 0],
+      [described(), masker, {}, undefined, 0],
+      [described(), masker, undefined, new Map(), 0],
+      [described(), masker, undefined, undefined, 1],
     ] as const) {
       const fresh = new ResultColumnsCache();
-      const columns = fresh.ofFields(described(), masker, undefined, 0, qualify, none);
-      expect(fresh.ofFields(fields, other, lineage, statement, qualify, none)).not.toBe(columns);
+      const columns = fresh.ofFields(described(), masker, undefined, undefined, 0, qualify, none);
+      expect(fresh.ofFields(fields, other, lineage, catalog, statement, qualify, none)).not.toBe(columns);
     }
   });
 
   it('works the columns out again when the catalog names a column differently now', () => {
     const cache = new ResultColumnsCache();
-    const first = cache.ofFields(described(0, 16384), masker, undefined, 0, qualify, none);
+    const first = cache.ofFields(described(0, 16384), masker, undefined, undefined, 0, qualify, none);
     const renamed = (_tableOid: number, attnum: number): string | undefined => `public.renamed.c${attnum}`;
-    const again = cache.ofFields(described(0, 16384), masker, undefined, 0, renamed, none);
+    const again = cache.ofFields(described(0, 16384), masker, undefined, undefined, 0, renamed, none);
     expect(again).not.toBe(first);
     expect(again.columns[0]!.info.qualifiedName).toBe('public.renamed.c1');
   });

@@ -18,6 +18,8 @@ interface Column {
 
 type Qualify = (tableOid: number, attnum: number) => string | undefined;
 type Derived = readonly (readonly ColumnSource[] | undefined)[] | undefined;
+/** The sources of each column of a description, given the qualified names the catalog gives its columns. */
+type Derive = (fields: readonly FieldDescription[], qualified: readonly (string | undefined)[]) => Derived;
 
 const columnsOf = (fields: readonly FieldDescription[], qualified: readonly (string | undefined)[], derivedFrom: Derived): Column[] =>
   fields.map((f, index) => {
@@ -46,13 +48,15 @@ export class ResultColumns {
  * shape (a new literal each time, as under pgbench -S), describes the same columns: it gets the
  * same ColumnInfo objects, so the masker works out each column's plan once, not per statement.
  * Reused only for the same masker, the same lineage (`lineage`: the statement's lineage object,
- * one for all texts of a shape), the same statement of the text, and the same qualified names as
- * the catalog gives them now.
+ * one for all texts of a shape), the same catalog facts (`catalog`: their views, which a view's
+ * qualified name is followed through), the same statement of the text, and the same qualified
+ * names as the catalog gives them now.
  */
 /** Columns worked out for one description, with what they were worked out under. */
 interface RememberedColumns {
   readonly masker: ProfileMasker | undefined;
   readonly lineage: unknown;
+  readonly catalog: unknown;
   readonly statement: number;
   readonly fields: readonly FieldDescription[];
   readonly qualified: readonly (string | undefined)[];
@@ -65,10 +69,10 @@ export class ResultColumnsCache {
   #lastFields: RememberedColumns | undefined;
 
   /** `statement`: which result of a multi-statement text this is (its lineage differs). */
-  of(body: Buffer, masker: ProfileMasker | undefined, lineage: unknown, statement: number, qualify: Qualify, derive: (fields: readonly FieldDescription[]) => Derived): ResultColumns {
+  of(body: Buffer, masker: ProfileMasker | undefined, lineage: unknown, catalog: unknown, statement: number, qualify: Qualify, derive: Derive): ResultColumns {
     const last = this.#last;
-    if (last && reusable(last, masker, lineage, statement, qualify, () => last.body.equals(body))) return last.columns;
-    const remembered = workOut(decodeRowDescription(body), masker, lineage, statement, qualify, derive);
+    if (last && reusable(last, masker, lineage, catalog, statement, qualify, () => last.body.equals(body))) return last.columns;
+    const remembered = workOut(decodeRowDescription(body), masker, lineage, catalog, statement, qualify, derive);
     // A copy: the body is a view of a socket chunk, which it would keep alive.
     this.#last = { ...remembered, body: Buffer.from(body) };
     return remembered.columns;
@@ -79,22 +83,23 @@ export class ResultColumnsCache {
    * the Bind asked): a statement bound and run again (pgbench -M extended, any driver's prepared
    * query) describes the same columns, which then get the same ColumnInfo objects and plans.
    */
-  ofFields(fields: readonly FieldDescription[], masker: ProfileMasker | undefined, lineage: unknown, statement: number, qualify: Qualify, derive: (fields: readonly FieldDescription[]) => Derived): ResultColumns {
+  ofFields(fields: readonly FieldDescription[], masker: ProfileMasker | undefined, lineage: unknown, catalog: unknown, statement: number, qualify: Qualify, derive: Derive): ResultColumns {
     const last = this.#lastFields;
-    if (last && reusable(last, masker, lineage, statement, qualify, () => sameFields(last.fields, fields))) return last.columns;
-    this.#lastFields = workOut(fields, masker, lineage, statement, qualify, derive);
+    if (last && reusable(last, masker, lineage, catalog, statement, qualify, () => sameFields(last.fields, fields))) return last.columns;
+    this.#lastFields = workOut(fields, masker, lineage, catalog, statement, qualify, derive);
     return this.#lastFields.columns;
   }
 }
 
 /**
- * Whether columns worked out before serve again: the same masker, lineage and statement, the same
+ * Whether columns worked out before serve again: the same masker, lineage, catalog facts and statement, the same
  * description (`sameDescription`, asked only once those hold), and the same qualified names as the
  * catalog gives them now.
  */
-const reusable = (last: RememberedColumns, masker: ProfileMasker | undefined, lineage: unknown, statement: number, qualify: Qualify, sameDescription: () => boolean): boolean =>
+const reusable = (last: RememberedColumns, masker: ProfileMasker | undefined, lineage: unknown, catalog: unknown, statement: number, qualify: Qualify, sameDescription: () => boolean): boolean =>
   last.masker === masker &&
   last.lineage === lineage &&
+  last.catalog === catalog &&
   last.statement === statement &&
   sameDescription() &&
   last.fields.every((f, index) => qualify(f.tableOid, f.attnum) === last.qualified[index]);
@@ -103,12 +108,13 @@ const workOut = (
   fields: readonly FieldDescription[],
   masker: ProfileMasker | undefined,
   lineage: unknown,
+  catalog: unknown,
   statement: number,
   qualify: Qualify,
-  derive: (fields: readonly FieldDescription[]) => Derived,
+  derive: Derive,
 ): RememberedColumns => {
   const qualified = fields.map((f) => qualify(f.tableOid, f.attnum));
-  return { masker, lineage, statement, fields, qualified, columns: new ResultColumns(fields, columnsOf(fields, qualified, derive(fields))) };
+  return { masker, lineage, catalog, statement, fields, qualified, columns: new ResultColumns(fields, columnsOf(fields, qualified, derive(fields, qualified))) };
 };
 
 /** Every member of every column the same: what `of` compares as the RowDescription's bytes. */

@@ -8,7 +8,7 @@ import type { Decision, GovernancePorts } from '../ports.js';
 import { ClientOutbox } from './client-encoding-frames.js';
 import type { EncodingSwitch, SessionClientEncoding } from './client-encoding-session.js';
 import { newPipeline, type Command, type Expect, type Refusal } from './expectations.js';
-import { touchesCoveredColumn } from './lineage.js';
+import { touchesCoveredColumn, withUncommittedChanges } from './lineage.js';
 import { Outbox } from './outbox.js';
 import { refusalMessage, TARGET_REFUSAL } from './refusals.js';
 import { ResultRelay } from './result-relay.js';
@@ -105,6 +105,8 @@ export class SessionCore {
   schemaChanged = false;
   /** The catalog facts of the latest decision, for the masking checks that follow it. */
   decidedWith: TargetCatalogFacts | undefined;
+  /** The catalog's schemaEpoch taken before decidedWith was (see TableCatalog.factsCurrent). */
+  decidedAtEpoch = 0;
   readonly profiles = new SessionProfiles((profile) => this.ports.masking.masker(profile));
   readonly results: ResultRelay;
 
@@ -185,9 +187,21 @@ export class SessionCore {
    */
   transactionEnded(): void {
     this.registry.forgetPortals();
+    this.endSchemaChange();
+  }
+
+  /** A DDL or admin statement was let through: every session's facts are in doubt until its transaction ends. */
+  beginSchemaChange(): void {
+    if (this.schemaChanged) return;
+    this.schemaChanged = true;
+    this.ctx.catalog.schemaChangeBegan();
+  }
+
+  /** The transaction of a schema change ended, or the session did (its COMMIT may have gone through). */
+  endSchemaChange(): void {
     if (!this.schemaChanged) return;
     this.schemaChanged = false;
-    this.ctx.catalog.invalidateFacts();
+    this.ctx.catalog.schemaChangeEnded();
   }
 
   effectsOf(text: string, searchPath?: readonly string[]): SessionStateEffects {
@@ -249,12 +263,13 @@ export class SessionCore {
    * (a property added afterwards, or a copy spread with one more, gives V8 a new shape per command).
    */
   newCommand(id: string, masker: ProfileMasker | undefined, sql: string, { encoding, withholdsServerTexts = false }: CommandOptions = {}): Command {
-    const { masker: effective, declares } = this.profiles.command(sql, masker);
+    const { masker: effective, declares, factsEpoch } = this.profiles.command(sql, masker, this.decidedAtEpoch);
     if (withholdsServerTexts) this.withheldInTransaction = true;
     // A later message of the pipeline that names one of these cursors means the cursor.
     for (const [name] of declares) this.pipeline.portals.delete(name);
     this.lastMasker = effective;
-    if (effective && touchesCoveredColumn(effective, sql, this.searchPath, this.registry.prepared, this.decidedWith)) this.coveredInTransaction = true;
+    const catalog = this.schemaChanged && this.decidedWith ? withUncommittedChanges(this.decidedWith) : this.decidedWith;
+    if (effective && touchesCoveredColumn(effective, sql, this.searchPath, this.registry.prepared, catalog)) this.coveredInTransaction = true;
     const preparedChanges = [...this.effectsOf(sql).preparedStatements];
     return {
       id,
@@ -262,7 +277,8 @@ export class SessionCore {
       withholdsServerTexts,
       sql,
       searchPath: this.searchPath,
-      catalog: this.decidedWith,
+      catalog,
+      factsEpoch,
       lineage: undefined,
       started: performance.now(),
       tags: [],

@@ -52,6 +52,7 @@ export class SessionDecisions {
     const verdict = this.governor().cachedVerdict(this.#sqlCommand(text, this.#session.searchPath, catalog));
     if (!verdict) return undefined;
     this.#session.decidedWith = catalog;
+    this.#session.decidedAtEpoch = this.#session.ctx.catalog.schemaEpoch;
     return this.#noteDecision(verdict.decision);
   }
 
@@ -71,7 +72,7 @@ export class SessionDecisions {
   }
 
   #noteDecision(decision: Decision): Decision {
-    if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#session.schemaChanged = true;
+    if (decision.effect !== 'deny' && (decision.action === 'ddl' || decision.action === 'admin')) this.#session.beginSchemaChange();
     return decision;
   }
 
@@ -102,9 +103,12 @@ export class SessionDecisions {
       return failClosedDecision('a statement after a search_path change in the same message names a table without its schema; send them separately');
     }
     let catalog: TargetCatalogFacts;
+    // Before the read: a schema change that begins or ends while it is under way makes these facts not current.
+    const epoch = this.#session.ctx.catalog.schemaEpoch;
     try {
       catalog = await this.#session.ctx.catalog.facts();
       this.#session.decidedWith = catalog;
+      this.#session.decidedAtEpoch = epoch;
     } catch {
       return failClosedDecision('the target catalog (functions, views, inheritance) could not be read');
     }

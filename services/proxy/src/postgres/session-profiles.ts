@@ -40,8 +40,12 @@ export type DeclaredCursor = readonly [name: string, text: string];
 export class SessionProfiles {
   /** DECLARE texts the server confirmed (its `DECLARE CURSOR` tag), by cursor name. */
   readonly #cursorTexts = new Map<string, string>();
-  /** Every profile a DECLARE of the name was allowed under, as one union: it only ever widens. */
-  readonly #cursorMaskers = new Map<string, ProfileMasker | undefined>();
+  /**
+   * Every profile a DECLARE of the name was allowed under, as one union (it only ever widens), and
+   * the schemaEpoch of the facts its last DECLARE was decided with: a holdable cursor keeps the
+   * rows of the views it was declared over, whatever they have been replaced by since.
+   */
+  readonly #cursors = new Map<string, { readonly masker: ProfileMasker | undefined; readonly factsEpoch: number }>();
   readonly #seen = new Map<string, ProfileMasker>();
   #notifications: ProfileMasker | undefined;
 
@@ -56,25 +60,32 @@ export class SessionProfiles {
   }
 
   /**
-   * Records an allowed command; returns the masker its results get (a FETCH: with its cursor's)
-   * and the cursors it declares, to be confirmed one by one as their command tags come back.
+   * Records an allowed command decided with facts of schemaEpoch `factsEpoch`; returns the masker
+   * its results get (a FETCH: with its cursor's), the cursors it declares, to be confirmed one by
+   * one as their command tags come back, and the epoch of the facts its rows derive from (a FETCH:
+   * its cursor's; -1, never current, for a cursor no DECLARE here opened).
    */
-  command(sql: string, masker: ProfileMasker | undefined): { masker: ProfileMasker | undefined; declares: DeclaredCursor[] } {
+  command(sql: string, masker: ProfileMasker | undefined, factsEpoch: number): { masker: ProfileMasker | undefined; declares: DeclaredCursor[]; factsEpoch: number } {
     let effective = masker;
+    let rowsEpoch = factsEpoch;
     const fetched = fetchedCursor(sql);
-    if (fetched !== undefined) effective = unionOf([masker, this.#cursorMaskers.get(fetched)], this.maskerOf);
+    if (fetched !== undefined) {
+      const cursor = this.#cursors.get(fetched);
+      effective = unionOf([masker, cursor?.masker], this.maskerOf);
+      rowsEpoch = cursor?.factsEpoch ?? -1;
+    }
     const declares = [...declaredCursors(sql)];
     for (const [name] of declares) {
-      const earlier = this.#cursorMaskers.get(name);
-      this.#cursorMaskers.delete(name);
-      if (this.#cursorMaskers.size >= MAX_CURSORS) this.#cursorMaskers.delete(this.#cursorMaskers.keys().next().value!);
-      this.#cursorMaskers.set(name, unionOf([earlier, masker], this.maskerOf));
+      const earlier = this.#cursors.get(name);
+      this.#cursors.delete(name);
+      if (this.#cursors.size >= MAX_CURSORS) this.#cursors.delete(this.#cursors.keys().next().value!);
+      this.#cursors.set(name, { masker: unionOf([earlier?.masker, masker], this.maskerOf), factsEpoch });
     }
     if (effective && !this.#seen.has(effective.name)) {
       this.#seen.set(effective.name, effective);
       this.#notifications = unionOf([...this.#seen.values()], this.maskerOf);
     }
-    return { masker: effective, declares };
+    return { masker: effective, declares, factsEpoch: rowsEpoch };
   }
 
   /** The server answered a DECLARE with its command tag: the cursor now holds this text. */
