@@ -197,8 +197,9 @@ describe('events taken as written', () => {
       ),
       { numRuns: 500 },
     );
-    // Both paths are exercised.
-    expect(taken).toBeGreaterThan(25);
+    // Both paths are exercised. About 7% of these events are taken (30,000 runs: 2,126), so 500
+    // runs take ~35 ± 6: a bound of 25 failed one run in about thirty; 5 is over five deviations off.
+    expect(taken).toBeGreaterThan(5);
     expect(taken).toBeLessThan(475);
   });
 
