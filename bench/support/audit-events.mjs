@@ -24,10 +24,10 @@ export const cpuMicros = (pid) => {
 };
 
 /**
- * `event(index)`: the index-th statement's `command.executed`, shaped as the proxy records a
- * pgbench -S SELECT, spread over `sessions` sessions, each numbered on in its own sequence.
+ * `event(index)`: the index-th command's `command.executed` with `dataOf(index)` as its data,
+ * spread over `sessions` sessions, each numbered on in its own sequence.
  */
-export const pgbenchStatementEvents = (run, sessions) => {
+const executedEvents = (run, sessions, dataOf) => {
   const seqs = new Array(sessions).fill(0);
   return (index) => {
     const session = index % sessions;
@@ -38,64 +38,49 @@ export const pgbenchStatementEvents = (run, sessions) => {
       subject: `${run}-session-${session}-7a6b5c4d-3e2f-1a0b-9c8d-7e6f5a4b3c2d`,
       time: new Date(),
       sessionseq: seqs[session],
-      // Members in sorted order, as services/proxy/src/audit-port.ts writes them.
-      data: {
-        action: 'read',
-        command: `SELECT abalance FROM pgbench_accounts WHERE aid = ${1 + ((index * 7919) % 100_000)};`,
-        commandId: timeOrderedId(),
-        decision: 'allow',
-        durationMs: 0.41,
-        ok: true,
-        outcome: 'SELECT 1',
-        protocol: 'postgres',
-        reason: 'allowed by readers',
-        resource: 'db',
-        result: { bytes: 1, columns: ['abalance'], maskedCounts: {}, rowCount: 1, rows: [['0']], truncated: false },
-        risk: 'low',
-        rule: 'readers',
-        tables: ['pgbench_accounts'],
-      },
-
+      data: dataOf(index),
     });
   };
 };
+
+/** The index-th statement of a pgbench -S run, as the proxy records a SELECT (members in sorted order, as services/proxy/src/audit-port.ts writes them). */
+export const pgbenchStatementEvents = (run, sessions) =>
+  executedEvents(run, sessions, (index) => ({
+    action: 'read',
+    command: `SELECT abalance FROM pgbench_accounts WHERE aid = ${1 + ((index * 7919) % 100_000)};`,
+    commandId: timeOrderedId(),
+    decision: 'allow',
+    durationMs: 0.41,
+    ok: true,
+    outcome: 'SELECT 1',
+    protocol: 'postgres',
+    reason: 'allowed by readers',
+    resource: 'db',
+    result: { bytes: 1, columns: ['abalance'], maskedCounts: {}, rowCount: 1, rows: [['0']], truncated: false },
+    risk: 'low',
+    rule: 'readers',
+    tables: ['pgbench_accounts'],
+  }));
 
 /** A 1 KB JSON response body with masked PII, as the HTTP adapter records it (text). */
 const HTTP_BODY = JSON.stringify({
   customers: Array.from({ length: 8 }, (_, index) => ({ id: 1000 + index, name: `Customer ${index}`, email: `c***${index}@example.com`, phone: '+1-***-***-0142', note: 'tier "gold"\tsince 2019' })),
 }).slice(0, 1024);
 
-/**
- * `event(index)`: the index-th request's `command.executed`, shaped as the proxy records an HTTP
- * GET whose 1 KB JSON body was masked (the body recorded as text), over `sessions` sessions.
- */
-export const httpRequestEvents = (run, sessions) => {
-  const seqs = new Array(sessions).fill(0);
-  return (index) => {
-    const session = index % sessions;
-    seqs[session] += 1;
-    return buildEvent('command.executed', {
-      id: timeOrderedId(),
-      source: 'proxy',
-      subject: `${run}-session-${session}-7a6b5c4d-3e2f-1a0b-9c8d-7e6f5a4b3c2d`,
-      time: new Date(),
-      sessionseq: seqs[session],
-      // Members in sorted order, as services/proxy/src/audit-port.ts writes them.
-      data: {
-        action: 'read',
-        command: `GET /api/customers?page=${index % 500}`,
-        commandId: timeOrderedId(),
-        decision: 'allow',
-        durationMs: 1.37,
-        ok: true,
-        outcome: '200',
-        protocol: 'http',
-        reason: 'allowed by readers',
-        resource: 'api',
-        result: { bytes: HTTP_BODY.length, columns: ['body'], maskedCounts: { email: 8, phone: 8 }, rowCount: 1, rows: [[HTTP_BODY]], truncated: false },
-        risk: 'low',
-        rule: 'readers',
-      },
-    });
-  };
-};
+/** The index-th request's, as the proxy records an HTTP GET whose 1 KB JSON body was masked (the body recorded as text). */
+export const httpRequestEvents = (run, sessions) =>
+  executedEvents(run, sessions, (index) => ({
+    action: 'read',
+    command: `GET /api/customers?page=${index % 500}`,
+    commandId: timeOrderedId(),
+    decision: 'allow',
+    durationMs: 1.37,
+    ok: true,
+    outcome: '200',
+    protocol: 'http',
+    reason: 'allowed by readers',
+    resource: 'api',
+    result: { bytes: HTTP_BODY.length, columns: ['body'], maskedCounts: { email: 8, phone: 8 }, rowCount: 1, rows: [[HTTP_BODY]], truncated: false },
+    risk: 'low',
+    rule: 'readers',
+  }));
