@@ -3,7 +3,7 @@ import { isBuiltinOperator, isBuiltinOperatorExpression, isBuiltinType, isCatalo
 import { isSqlClassifierLoaded } from './classify.js';
 import type { ColumnLineage, LineageOptions, LineageSource } from './lineage.js';
 import { isPostgres15Identifier, NONE, union } from './lineage-relations.js';
-import type { ViewSources } from './view-sources.js';
+import { viewsCalled, type ViewSources } from './view-sources.js';
 import { functionMemberKeys, operatorMemberKeys, subscriptMemberKeys, type MemberKeys } from './json-members.js';
 import { isObject, list, names, str, walkTree, type Node } from './parse-tree.js';
 
@@ -36,10 +36,7 @@ const viewsNamedBy = (range: Node, options: LineageOptions): ViewSources[] => {
     const view = views.get(`${schema}.${relname}`);
     return view ? [view] : [];
   }
-  const suffix = `.${relname}`;
-  const found: ViewSources[] = [];
-  for (const [name, view] of views) if (name.endsWith(suffix)) found.push(view);
-  return found;
+  return viewsCalled(views, relname).map((name) => views.get(name)!);
 };
 
 /** Any column of any table. */
