@@ -43,15 +43,6 @@ export class ResultColumns {
   ) {}
 }
 
-/**
- * The columns of the RowDescription a session saw last. A statement repeated, or another of its
- * shape (a new literal each time, as under pgbench -S), describes the same columns: it gets the
- * same ColumnInfo objects, so the masker works out each column's plan once, not per statement.
- * Reused only for the same masker, the same lineage (`lineage`: the statement's lineage object,
- * one for all texts of a shape), the same catalog facts (`catalog`: their views, which a view's
- * qualified name is followed through), the same statement of the text, and the same qualified
- * names as the catalog gives them now.
- */
 /** Columns worked out for one description, with what they were worked out under. */
 interface RememberedColumns {
   readonly masker: ProfileMasker | undefined;
@@ -63,6 +54,15 @@ interface RememberedColumns {
   readonly columns: ResultColumns;
 }
 
+/**
+ * The columns of the RowDescription a session saw last. A statement repeated, or another of its
+ * shape (a new literal each time, as under pgbench -S), describes the same columns: it gets the
+ * same ColumnInfo objects, so the masker works out each column's plan once, not per statement.
+ * Reused only for the same masker, the same lineage (`lineage`: the statement's lineage object,
+ * one for all texts of a shape), the same catalog facts (`catalog`: their views, which a view's
+ * qualified name is followed through), the same statement of the text, and the same qualified
+ * names as the catalog gives them now.
+ */
 export class ResultColumnsCache {
   #last: (RememberedColumns & { readonly body: Buffer }) | undefined;
   /** The same for an Execute's columns (see ofFields). */
