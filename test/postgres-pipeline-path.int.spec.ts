@@ -180,4 +180,40 @@ describe('search_path changed by hidden code inside one extended-protocol pipeli
     const seen = await both([{ send: [...SETS_PATH, ...READ_T, encodeSync()], readies: 1 }], ['writers']);
     expect(seen.sluice).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42501', 'ReadyForQuery I', 'open']);
   });
+
+  describe('red team as writers (raw protocol bytes)', () => {
+    it('the unnamed statement Parsed before a named INSERT runs, bound after it: refused', async () => {
+      const seen = await both([{ send: [encodeParse('', 'select v from t'), encodeParse('ins2', "insert into log values ('other, public')"), encodeBind('p', 'ins2'), encodeExecute('p'), encodeBind('', ''), encodeExecute(''), encodeSync()], readies: 1 }], ['writers']);
+      expect(seen.direct).toContain('DataRow other');
+      expect(seen.sluice).toEqual(['ParseComplete', 'ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42501', 'ReadyForQuery I', 'open']);
+    });
+
+    it('a write, a DECLARE and a COPY naming t after the trigger: each refused (the server would write or read other.t)', async () => {
+      for (const text of ['update t set v = v', 'declare c cursor with hold for select v from t', 'copy (select v from t) to stdout', 'select v from only t']) {
+        const seen = await both([{ send: [...SETS_PATH, encodeParse('', text), encodeBind('', ''), encodeExecute(''), encodeSync()], readies: 1 }], ['writers']);
+        expect(seen.sluice, text).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42501', 'ReadyForQuery I', 'open']);
+      }
+    });
+
+    it('a name no schema holds, with quotes in it: refused as every schema, the side connection unharmed', async () => {
+      const seen = await both([{ send: [...SETS_PATH, encodeParse('', `select * from "x'']) or true; --"`), encodeBind('', ''), encodeExecute(''), encodeSync()], readies: 1 }, { send: [encodeQuery('select v from public.t')], readies: 2 }], ['writers']);
+      expect(seen.direct.slice(0, 4)).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42P01']);
+      expect(seen.sluice).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42501', 'ReadyForQuery I', 'DataRow public', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
+      // Refused by the rules on every schema, not because the catalog read failed.
+      const decided = frontDoor.events.findLast((e) => e.kind === 'command.decided' && String(e.data.command).includes('or true'));
+      expect(JSON.stringify(decided?.data)).toContain('information_schema.x');
+    });
+
+    it('a catalog relation read after the trigger (psql-style introspection) still goes through, as direct', async () => {
+      const seen = await both([{ send: [...SETS_PATH, encodeParse('', "select relname from pg_class where relname = 'log'"), encodeBind('', ''), encodeExecute(''), encodeSync()], readies: 1 }], ['writers']);
+      expect(seen.direct).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ParseComplete', 'BindComplete', 'DataRow log', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
+      expect(seen.sluice).toEqual(seen.direct);
+    });
+
+    it('after the Sync the path is read again: the next pipeline reads other.t no more than direct does, and is refused', async () => {
+      const seen = await both([{ send: [...SETS_PATH, encodeSync()], readies: 1 }, { send: [...READ_T, encodeSync()], readies: 2 }], ['writers']);
+      expect(seen.direct).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ReadyForQuery I', 'ParseComplete', 'BindComplete', 'DataRow other', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
+      expect(seen.sluice).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ReadyForQuery I', 'ErrorResponse 42501', 'ReadyForQuery I', 'open']);
+    });
+  });
 });
