@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { encodeBind, encodeClose, encodeExecute, encodeFlush, encodeParse, encodeQuery, encodeSync } from '@sluice/codec-pg';
 import { parseConfig } from '@sluice/config';
-import { type RawPostgresSession, usePostgresFrontDoor } from './support/postgres-proxy-harness.js';
+import { type RawPostgresSession, usePostgresFrontDoor, WAYS } from './support/postgres-proxy-harness.js';
 import { searchPathFrontDoorOptions } from './support/search-path-fixture.js';
 
 /*
@@ -179,6 +179,24 @@ describe('search_path changed by hidden code inside one extended-protocol pipeli
   it('writers: a read after the trigger of a name the allow-list covers in one schema only (t: public.t, other.t) is refused', async () => {
     const seen = await both([{ send: [...SETS_PATH, ...READ_T, encodeSync()], readies: 1 }], ['writers']);
     expect(seen.sluice).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42501', 'ReadyForQuery I', 'open']);
+  });
+
+  // postgres.js ends each query with a Sync: the path is read again between them. A guard that the
+  // pipeline's decisions on an unknown path leave a real driver's pipelining as it was.
+  it('postgres.js pipelining two writes into the triggered table, then a read of t: the writes go through, the read is refused', async () => {
+    const outcomes: Record<string, string[]> = {};
+    for (const way of WAYS) {
+      const sql = await frontDoor.postgresJs(way, ['all']);
+      try {
+        const settled = await Promise.allSettled([sql`insert into log values (${'other, public'})`, sql`insert into log values (${'other, public'})`, sql`select v from t`]);
+        outcomes[way] = settled.map((result) => (result.status === 'fulfilled' ? `rows ${JSON.stringify(result.value)}` : `error ${(result.reason as { code?: string }).code ?? ''}`));
+      } finally {
+        await sql.end();
+        await frontDoor.direct.query('delete from log');
+      }
+    }
+    expect(outcomes.direct).toEqual(['rows []', 'rows []', 'rows [{"v":"other"}]']);
+    expect(outcomes.sluice).toEqual(['rows []', 'rows []', 'error 42501']);
   });
 
   describe('red team as writers (raw protocol bytes)', () => {

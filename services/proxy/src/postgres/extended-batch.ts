@@ -162,7 +162,10 @@ export class ExtendedBatch {
             if (encodingRefusal) refusal = this.decisions.recordRefusedBeforeRule(message.text, encodingRefusal);
             if (refusal) break;
           }
-          const { decision, unknownPath } = await this.#decideStatement(message.text, runsHiddenCode || this.session.searchPathDue, executes, setsSearchPath);
+          const pathUnknown = runsHiddenCode || this.session.searchPathDue;
+          // Without a promise when the decision is at hand (most Parses): the batch goes on in this turn.
+          const now = pathUnknown ? undefined : this.decisions.decidedAtOnce(message.text, setsSearchPath);
+          const { decision, unknownPath } = now ? { decision: now, unknownPath: undefined } : await this.#decideStatement(message.text, pathUnknown, executes, setsSearchPath);
           if (decision.effect === 'deny') {
             const commandId = this.session.ports.newId();
             this.decisions.recordDecided(commandId, message.text, decision);
@@ -187,7 +190,9 @@ export class ExtendedBatch {
         }
         case 'Bind': {
           // A statement of this batch without a promise: most Binds name the Parse just before them.
-          const statement = await this.#lookupStatement(message.statement, statements, runsHiddenCode || this.session.searchPathDue);
+          const pathUnknown = runsHiddenCode || this.session.searchPathDue;
+          const inBatch = statements.get(message.statement);
+          const statement = inBatch && (!pathUnknown || inBatch.unknownPath) ? inBatch : await this.#lookupStatement(message.statement, statements, pathUnknown);
           if ('code' in statement) {
             refusal = statement;
             break;
