@@ -78,8 +78,9 @@ const both = async (steps: Step[], groups = ['all']): Promise<{ direct: string[]
       await settle(session, step.readies + 1);
     }
     out.push([...visible(session), session.closed ? 'closed' : 'open']);
+    // Each way starts from the same rows: what the direct run wrote must not show through Sluice.
+    await frontDoor.direct.query('delete from log; delete from plain');
   }
-  await frontDoor.direct.query('delete from log');
   return { direct: out[0]!, sluice: out[1]! };
 };
 
@@ -176,6 +177,16 @@ describe('search_path changed by hidden code inside one extended-protocol pipeli
     expect(seen.sluice.filter((line) => line.startsWith('DataRow'))).toHaveLength(1);
   });
 
+  it('writers: copying the covered column out through an unqualified people after the trigger, into a table read unmasked: refused', async () => {
+    const seen = await both([
+      { send: [...SETS_PATH, encodeParse('', 'insert into plain select ssn from people'), encodeBind('', ''), encodeExecute(''), encodeSync()], readies: 1 },
+      { send: [encodeQuery('select p from public.plain')], readies: 2 },
+    ], ['writers']);
+    expect(seen.direct).toContain(`DataRow ${RAW_SSN}`);
+    expect(seen.sluice).not.toContain(`DataRow ${RAW_SSN}`);
+    expect(seen.sluice.slice(0, 5)).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42501', 'ReadyForQuery I']);
+  });
+
   it('writers: a read after the trigger of a name the allow-list covers in one schema only (t: public.t, other.t) is refused', async () => {
     const seen = await both([{ send: [...SETS_PATH, ...READ_T, encodeSync()], readies: 1 }], ['writers']);
     expect(seen.sluice).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42501', 'ReadyForQuery I', 'open']);
@@ -204,6 +215,18 @@ describe('search_path changed by hidden code inside one extended-protocol pipeli
       const seen = await both([{ send: [encodeParse('', 'select v from t'), encodeParse('ins2', "insert into log values ('other, public')"), encodeBind('p', 'ins2'), encodeExecute('p'), encodeBind('', ''), encodeExecute(''), encodeSync()], readies: 1 }], ['writers']);
       expect(seen.direct).toContain('DataRow other');
       expect(seen.sluice).toEqual(['ParseComplete', 'ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42501', 'ReadyForQuery I', 'open']);
+    });
+
+    it('a function call that sets the path, executed in the pipeline, then a read of t: refused', async () => {
+      const seen = await both([{ send: [encodeParse('', "select public.setpath('other, public')"), encodeBind('', ''), encodeExecute(''), ...READ_T, encodeSync()], readies: 1 }]);
+      expect(seen.direct).toEqual(['ParseComplete', 'BindComplete', 'DataRow other, public', 'CommandComplete SELECT 1', 'ParseComplete', 'BindComplete', 'DataRow other', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
+      expect(seen.sluice).not.toContain('DataRow other');
+    });
+
+    it('a statement Parsed before a SET search_path in the pipeline, bound after it: refused (PostgreSQL plans it again on the new path)', async () => {
+      const seen = await both([{ send: [encodeParse('s4', 'select v from t'), encodeParse('', 'set search_path = other, public'), encodeBind('', ''), encodeExecute(''), encodeBind('', 's4'), encodeExecute(''), encodeSync()], readies: 1 }], ['writers']);
+      expect(seen.direct).toEqual(['ParseComplete', 'ParseComplete', 'BindComplete', 'CommandComplete SET', 'BindComplete', 'DataRow other', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
+      expect(seen.sluice).toEqual(['ParseComplete', 'ParseComplete', 'BindComplete', 'CommandComplete SET', 'ErrorResponse 42501', 'ReadyForQuery I', 'open']);
     });
 
     it('a write, a DECLARE and a COPY naming t after the trigger: each refused (the server would write or read other.t)', async () => {

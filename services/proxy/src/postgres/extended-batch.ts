@@ -162,7 +162,7 @@ export class ExtendedBatch {
             if (encodingRefusal) refusal = this.decisions.recordRefusedBeforeRule(message.text, encodingRefusal);
             if (refusal) break;
           }
-          const pathUnknown = runsHiddenCode || this.session.searchPathDue;
+          const pathUnknown = runsHiddenCode || changesSearchPath || this.session.searchPathDue;
           // Without a promise when the decision is at hand (most Parses): the batch goes on in this turn.
           const now = pathUnknown ? undefined : this.decisions.decidedAtOnce(message.text, setsSearchPath);
           const { decision, unknownPath } = now ? { decision: now, unknownPath: undefined } : await this.#decideStatement(message.text, pathUnknown, executes, setsSearchPath);
@@ -190,7 +190,8 @@ export class ExtendedBatch {
         }
         case 'Bind': {
           // A statement of this batch without a promise: most Binds name the Parse just before them.
-          const pathUnknown = runsHiddenCode || this.session.searchPathDue;
+          // PostgreSQL plans a statement again at its Bind when search_path changed since its Parse.
+          const pathUnknown = runsHiddenCode || changesSearchPath || this.session.searchPathDue;
           const inBatch = statements.get(message.statement);
           const statement = inBatch && (!pathUnknown || inBatch.unknownPath) ? inBatch : await this.#lookupStatement(message.statement, statements, pathUnknown);
           if ('code' in statement) {
@@ -215,7 +216,7 @@ export class ExtendedBatch {
         }
         case 'Describe': {
           if (message.target === 'S') {
-            const statement = await this.#lookupStatement(message.name, statements, runsHiddenCode || this.session.searchPathDue);
+            const statement = await this.#lookupStatement(message.name, statements, runsHiddenCode || changesSearchPath || this.session.searchPathDue);
             if ('code' in statement) {
               refusal = statement;
               break;
@@ -257,7 +258,9 @@ export class ExtendedBatch {
           for (const [cursor] of command.declares) declaredHere.add(cursor);
           expects.push({ kind: 'execute', command, portal, result: undefined, copy: undefined });
           executes = true;
-          const effects = this.session.effectsOf(statement.text);
+          // Under the path it was decided on, a built-in call without arguments (`count(*)`) cannot
+          // change the path (as for a simple query); decided on an unknown path, every call may.
+          const effects = this.session.effectsOf(statement.text, statement.unknownPath ? undefined : this.session.searchPath);
           if (effects.copiesFromClient) copiesFromClient = true;
           if (effects.searchPath) changesSearchPath = true;
           // Code the text does not show: read at the Sync. Until then every later statement of the
