@@ -192,6 +192,12 @@ describe('search_path changed by hidden code inside one extended-protocol pipeli
     expect(seen.sluice).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42501', 'ReadyForQuery I', 'open']);
   });
 
+  it('a built-in call such as count(*) earlier in the pipeline cannot change the path: the read of t after it goes through, as direct', async () => {
+    const seen = await both([{ send: [encodeParse('', 'select count(*) from plain'), encodeBind('', ''), encodeExecute(''), ...READ_T, encodeSync()], readies: 1 }]);
+    expect(seen.direct).toEqual(['ParseComplete', 'BindComplete', 'DataRow 0', 'CommandComplete SELECT 1', 'ParseComplete', 'BindComplete', 'DataRow public', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
+    expect(seen.sluice).toEqual(seen.direct);
+  });
+
   // postgres.js ends each query with a Sync: the path is read again between them. A guard that the
   // pipeline's decisions on an unknown path leave a real driver's pipelining as it was.
   it('postgres.js pipelining two writes into the triggered table, then a read of t: the writes go through, the read is refused', async () => {

@@ -258,9 +258,10 @@ export class ExtendedBatch {
           for (const [cursor] of command.declares) declaredHere.add(cursor);
           expects.push({ kind: 'execute', command, portal, result: undefined, copy: undefined });
           executes = true;
+          let effects = this.session.effectsOf(statement.text);
           // Under the path it was decided on, a built-in call without arguments (`count(*)`) cannot
           // change the path (as for a simple query); decided on an unknown path, every call may.
-          const effects = this.session.effectsOf(statement.text, statement.unknownPath ? undefined : this.session.searchPath);
+          if (effects.searchPath && !statement.unknownPath && this.session.searchPath) effects = this.session.effectsOf(statement.text, this.session.searchPath);
           if (effects.copiesFromClient) copiesFromClient = true;
           if (effects.searchPath) changesSearchPath = true;
           // Code the text does not show: read at the Sync. Until then every later statement of the
