@@ -251,6 +251,13 @@ describe('search_path changed by hidden code inside one extended-protocol pipeli
       expect(JSON.stringify(decided?.data)).toContain('information_schema.x');
     });
 
+    it("a TOAST table named without its schema after a trigger that puts pg_toast on the path: refused (it reads other.t's values)", async () => {
+      const toast = String((await frontDoor.direct.query("select c.reltoastrelid::regclass::text as name from pg_class c where c.oid = 'other.t'::regclass")).rows[0].name).replace(/^pg_toast\./, '');
+      const seen = await both([{ send: [encodeParse('', "insert into log values ('pg_toast, public')"), encodeBind('', ''), encodeExecute(''), encodeParse('', `select count(*) from ${toast}`), encodeBind('', ''), encodeExecute(''), encodeSync()], readies: 1 }]);
+      expect(seen.direct).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ParseComplete', 'BindComplete', 'DataRow 0', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);
+      expect(seen.sluice).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ErrorResponse 42501', 'ReadyForQuery I', 'open']);
+    });
+
     it('a catalog relation read after the trigger (psql-style introspection) still goes through, as direct', async () => {
       const seen = await both([{ send: [...SETS_PATH, encodeParse('', "select relname from pg_class where relname = 'log'"), encodeBind('', ''), encodeExecute(''), encodeSync()], readies: 1 }], ['writers']);
       expect(seen.direct).toEqual(['ParseComplete', 'BindComplete', 'CommandComplete INSERT 0 1', 'ParseComplete', 'BindComplete', 'DataRow log', 'CommandComplete SELECT 1', 'ReadyForQuery I', 'open']);

@@ -87,8 +87,15 @@ interface NameHolders {
   readonly schemas: readonly string[];
 }
 
-/** Schemas whose relations an unknown search_path cannot make an unqualified name read instead of its own: see schemasHolding. */
-const isSystemSchema = (schema: string): boolean => schema === 'pg_catalog' || schema.startsWith('pg_temp_') || schema.startsWith('pg_toast');
+/**
+ * Schemas that add nothing to an unknown path (see schemasHolding): pg_catalog (the classifier
+ * resolves its names itself) and temporary ones (the session's own rows; another session's are
+ * out of its reach). TOAST schemas do count: reading a TOAST table reads any table.
+ */
+const addsNothing = (schema: string): boolean => schema === 'pg_catalog' || schema.startsWith('pg_temp_');
+
+/** One TOAST schema per temporary one: every schema of the database lists pg_toast alone for them. */
+const isTemporaryToast = (schema: string): boolean => schema.startsWith('pg_toast_temp_');
 
 /** Relation names asked about at once; a text naming more is answered with every schema. */
 const MAX_NAMES_ASKED = 64;
@@ -168,9 +175,10 @@ export class TableCatalog {
    * search_path is not known (code a pipelined statement ran may have changed it): for each name,
    * every schema that holds a relation of that name, or every schema of the database when none
    * does (the name may be made before it is read). A name held by pg_catalog too puts pg_catalog
-   * last (the path may list it after another schema). pg_catalog alone, a temporary schema (the
-   * session's own rows) and TOAST tables add nothing, as on a known path. `relnames` undefined:
-   * every schema. Trusted as long as the catalog facts are; rejects when the read fails.
+   * last (the path may list it after another schema). pg_catalog alone and a temporary schema
+   * (the session's own rows) add nothing, as on a known path; a TOAST schema does (the classifier
+   * counts reading it as reading any table). `relnames` undefined: every schema. Trusted as long
+   * as the catalog facts are; rejects when the read fails.
    */
   async schemasHolding(relnames: readonly string[] | undefined): Promise<string[]> {
     const asked = relnames && relnames.length <= MAX_NAMES_ASKED ? relnames : undefined;
@@ -183,13 +191,13 @@ export class TableCatalog {
       this.#queue = read.catch(() => undefined);
       await read;
     }
-    const every = this.#everySchema?.schemas.filter((schema) => !isSystemSchema(schema)) ?? [];
+    const every = this.#everySchema?.schemas.filter((schema) => !addsNothing(schema) && !isTemporaryToast(schema)) ?? [];
     if (!asked) return every;
     const path: string[] = [];
     let shadowsCatalog = false;
     for (const name of asked) {
       const holders = this.#holders.get(name)?.schemas ?? [];
-      const candidates = holders.length === 0 ? every : holders.filter((schema) => !isSystemSchema(schema));
+      const candidates = holders.length === 0 ? every : holders.filter((schema) => !addsNothing(schema));
       if (holders.includes('pg_catalog') && candidates.length > 0) shadowsCatalog = true;
       for (const schema of candidates) if (!path.includes(schema)) path.push(schema);
     }
