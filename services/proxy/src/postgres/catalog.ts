@@ -174,30 +174,34 @@ export class TableCatalog {
    * The schemas an unqualified name among `relnames` may be read from when the session's
    * search_path is not known (code a pipelined statement ran may have changed it): for each name,
    * every schema that holds a relation of that name, or every schema of the database when none
-   * does (the name may be made before it is read). A name held by pg_catalog too puts pg_catalog
-   * last (the path may list it after another schema). pg_catalog alone and a temporary schema
-   * (the session's own rows) add nothing, as on a known path; a TOAST schema does (the classifier
-   * counts reading it as reading any table). `relnames` undefined: every schema. Trusted as long
-   * as the catalog facts are; rejects when the read fails.
+   * does (the name may be made before it is read; TOAST schemas then only for a TOAST table's
+   * name). A name held by pg_catalog too puts pg_catalog last (the path may list it after another
+   * schema). pg_catalog alone and a temporary schema (the session's own rows) add nothing, as on
+   * a known path; a TOAST schema does (the classifier counts reading it as reading any table).
+   * `relnames` undefined: every schema. `uncommitted`: the session changed the schema in a
+   * transaction not committed, which this read cannot see: every name counts as held nowhere.
+   * Trusted as long as the catalog facts are; rejects when the read fails.
    */
-  async schemasHolding(relnames: readonly string[] | undefined): Promise<string[]> {
+  async schemasHolding(relnames: readonly string[] | undefined, uncommitted = false): Promise<string[]> {
     const asked = relnames && relnames.length <= MAX_NAMES_ASKED ? relnames : undefined;
     const now = this.#now();
     const current = (known: NameHolders | undefined): known is NameHolders =>
       known !== undefined && now - known.fetchedAt <= FACTS_TTL_MS && known.generation === this.#factsGeneration;
-    const missing = asked ? asked.filter((name) => !current(this.#holders.get(name))) : [];
+    const missing = asked && !uncommitted ? asked.filter((name) => !current(this.#holders.get(name))) : [];
     if (!current(this.#everySchema) || missing.length > 0) {
       const read = this.#queue.then(() => this.#readHolders(missing));
       this.#queue = read.catch(() => undefined);
       await read;
     }
-    const every = this.#everySchema?.schemas.filter((schema) => !addsNothing(schema) && !isTemporaryToast(schema)) ?? [];
-    if (!asked) return every;
+    const schemas = this.#everySchema?.schemas ?? [];
+    const everyFor = (name: string | undefined): string[] =>
+      schemas.filter((schema) => !addsNothing(schema) && !isTemporaryToast(schema) && (!schema.startsWith('pg_toast') || name === undefined || name.startsWith('pg_toast')));
+    if (!asked) return everyFor(undefined);
     const path: string[] = [];
     let shadowsCatalog = false;
     for (const name of asked) {
-      const holders = this.#holders.get(name)?.schemas ?? [];
-      const candidates = holders.length === 0 ? every : holders.filter((schema) => !addsNothing(schema));
+      const holders = uncommitted ? [] : (this.#holders.get(name)?.schemas ?? []);
+      const candidates = holders.length === 0 ? everyFor(name) : holders.filter((schema) => !addsNothing(schema));
       if (holders.includes('pg_catalog') && candidates.length > 0) shadowsCatalog = true;
       for (const schema of candidates) if (!path.includes(schema)) path.push(schema);
     }

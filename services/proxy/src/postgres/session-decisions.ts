@@ -20,13 +20,6 @@ import { SqlState } from './sqlstate.js';
 const MASKED_MARGIN_CHARS = 64 * 1024;
 const DEFAULT_MAX_COMMAND_BYTES = RECORDING_DEFAULTS.maxCommandBytes;
 
-/**
- * The schemas of a path that the lineage of a result column follows for an unqualified name
- * (the sql-classifier's lineage keeps no more): a statement decided on a wider unknown path is
- * refused rather than masked on part of it.
- */
-const MAX_LINEAGE_SCHEMAS = 8;
-
 /** A decision and the path it was made on, when that is not the session's (see decideOnUnknownPath). */
 export interface PathDecision {
   readonly decision: Decision;
@@ -144,24 +137,20 @@ export class SessionDecisions {
    * (a trigger, a view's function) that may have set it. Each unqualified relation name then
    * counts as every schema that holds a relation of that name (every schema when none does; see
    * TableCatalog.schemasHolding): a deny on any of them denies, an allow-list must cover them
-   * all, and masking follows all of them. Where that cannot be told (a schema change of this
-   * session not committed, the catalog unreadable, more schemas than lineage follows) it is refused.
+   * all, and masking follows all of them; after a schema change of this session not committed,
+   * every name counts as every schema. Where that cannot be told (the catalog unreadable) it is
+   * refused; past the schemas lineage follows, an unqualified name masks as any column.
    */
   async decideOnUnknownPath(text: string, afterExecute = false, afterPathSet = false): Promise<PathDecision> {
     const relnames = unqualifiedRelations(text);
     // Nothing resolved through the path (functions and types are the classifier's business, as on any path).
     if (relnames?.length === 0) return { decision: await this.decide(text, afterExecute, afterPathSet) };
-    if (this.#session.schemaChanged) {
-      return { decision: failClosedDecision('a statement after code an earlier Execute of this pipeline ran unseen names a table without its schema, while a schema change of this session is not committed; send a Sync first') };
-    }
     let path: string[];
     try {
-      path = await this.#session.ctx.catalog.schemasHolding(relnames);
+      // A relation this session made, not committed, is not seen by the catalog's own connection.
+      path = await this.#session.ctx.catalog.schemasHolding(relnames, this.#session.schemaChanged);
     } catch {
       return { decision: failClosedDecision('the target catalog (which schemas hold a relation name) could not be read') };
-    }
-    if (path.filter((schema) => schema !== 'pg_catalog').length > MAX_LINEAGE_SCHEMAS) {
-      return { decision: failClosedDecision('a statement after code an earlier Execute of this pipeline ran unseen names a table without its schema that too many schemas may hold; send a Sync first, or name the schema') };
     }
     return { decision: await this.decide(text, afterExecute, afterPathSet, path), searchPath: path };
   }
