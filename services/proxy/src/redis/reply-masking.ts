@@ -56,20 +56,45 @@ export const maskJsonDocument = (document: unknown, masker: ProfileMasker, count
 /** JSON inside a JSON string is walked this deep at most (`"{\"a\": \"{…}\"}"`). */
 const MAX_NESTED_JSON = 4;
 
+/**
+ * The document with covered members masked; a part with nothing to mask is returned as it is (the
+ * same object), so a document that needs nothing here is not copied: maskJson walks it next.
+ */
 const maskCoveredMembers = (node: unknown, masker: ProfileMasker, counts: MaskCounts, nested = 0): unknown => {
   if (typeof node === 'string') return maskCoveredText(node, masker, counts, nested);
-  if (Array.isArray(node)) return node.map((item) => maskCoveredMembers(item, masker, counts, nested));
-  if (node === null || typeof node !== 'object') return node;
-  // No prototype: a `__proto__` member stays a member.
-  const out = Object.create(null) as Record<string, unknown>;
-  for (const [key, value] of Object.entries(node as Record<string, unknown>)) {
-    const column = columnNamed(key);
-    if (value !== null && masker.hasColumnRule(column)) {
-      // A nested object or array under a covered key is covered whole, as its text.
-      out[key] = masker.maskCell(typeof value === 'string' ? value : JSON.stringify(value), column, counts);
-    } else out[key] = maskCoveredMembers(value, masker, counts, nested);
+  if (Array.isArray(node)) {
+    let out: unknown[] | undefined;
+    for (let index = 0; index < node.length; index++) {
+      const item: unknown = node[index];
+      const masked = maskCoveredMembers(item, masker, counts, nested);
+      if (out) out[index] = masked;
+      else if (masked !== item) {
+        out = node.slice();
+        out[index] = masked;
+      }
+    }
+    return out ?? node;
   }
-  return out;
+  if (node === null || typeof node !== 'object') return node;
+  const members = Object.entries(node as Record<string, unknown>);
+  let out: Record<string, unknown> | undefined;
+  for (let index = 0; index < members.length; index++) {
+    const [key, value] = members[index]!;
+    const column = columnNamed(key);
+    // A nested object or array under a covered key is covered whole, as its text.
+    const masked =
+      value !== null && masker.hasColumnRule(column)
+        ? masker.maskCell(typeof value === 'string' ? value : JSON.stringify(value), column, counts)
+        : maskCoveredMembers(value, masker, counts, nested);
+    if (out) out[key] = masked;
+    else if (masked !== value) {
+      // No prototype: a `__proto__` member stays a member.
+      out = Object.create(null) as Record<string, unknown>;
+      for (let before = 0; before < index; before++) out[members[before]![0]] = members[before]![1];
+      out[key] = masked;
+    }
+  }
+  return out ?? node;
 };
 
 /**
