@@ -1,6 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { MaskingConfig } from '@sluice/config';
-import { PROFILE_SEPARATOR, STRATEGY_STRICTNESS, type ColumnInfo, type CompiledMasking, type CompileMasking, type MaskCounts, type ProfileMasker, type Strategy } from './api.js';
+import { COLUMN_COUNT_PREFIX, PROFILE_SEPARATOR, STRATEGY_STRICTNESS, type ColumnInfo, type CompiledMasking, type CompileMasking, type MaskCounts, type ProfileMasker, type Strategy } from './api.js';
 import { compileColumnRule, type ColumnRule } from './column-rules.js';
 import { builtInDetectors, custom, Hint, hintsOf, type Detector, type Found } from './detectors.js';
 import { scanFeatures } from './features.js';
@@ -110,7 +110,7 @@ class Masker implements ProfileMasker {
         return this.maskScalar(value, plan, counts);
       case 'opaque':
         if (!plan.rule) return value;
-        bump(counts, `column:${plan.rule.label}`);
+        bump(counts, `${COLUMN_COUNT_PREFIX}${plan.rule.label}`);
         return null;
       case 'bytes':
         return this.maskBytes(byteaTextBytes(value), plan, counts) ? null : value;
@@ -280,7 +280,7 @@ class Masker implements ProfileMasker {
   /** A column rule masks the whole value with the rule's strategy (or the profile's). */
   private forceText(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
     if (value === '' || !plan.rule) return value;
-    bump(counts, `column:${plan.rule.label}`);
+    bump(counts, `${COLUMN_COUNT_PREFIX}${plan.rule.label}`);
     const strategy = plan.rule.strategy ?? this.strategy;
     switch (strategy) {
       case 'null':
@@ -310,7 +310,7 @@ class Masker implements ProfileMasker {
   /** bytea: true when the bytes must be withheld (a column rule, or a detector finds something in the text they spell). */
   private maskBytes(bytes: Buffer, plan: ColumnPlan, counts: MaskCounts): boolean {
     if (plan.rule) {
-      bump(counts, `column:${plan.rule.label}`);
+      bump(counts, `${COLUMN_COUNT_PREFIX}${plan.rule.label}`);
       return true;
     }
     const spelled = bytes.toString('latin1');
@@ -320,7 +320,7 @@ class Masker implements ProfileMasker {
   /** Numbers, inet, money…: scanned, but a masked value cannot be written in the type: NULL. */
   private maskScalar(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
     if (plan.rule) {
-      bump(counts, `column:${plan.rule.label}`);
+      bump(counts, `${COLUMN_COUNT_PREFIX}${plan.rule.label}`);
       return null;
     }
     return this.maskString(value, plan.hints, counts, true) === value ? value : null;
@@ -385,7 +385,7 @@ class Masker implements ProfileMasker {
     switch (plan.kind) {
       case 'opaque':
         if (!plan.rule) return value;
-        bump(counts, `column:${plan.rule.label}`);
+        bump(counts, `${COLUMN_COUNT_PREFIX}${plan.rule.label}`);
         return null;
       case 'bytes':
         return this.maskBytes(Buffer.from(value.buffer, value.byteOffset, value.byteLength), plan, counts) ? null : value;
@@ -409,7 +409,7 @@ class Masker implements ProfileMasker {
       }
       case 'scalar': {
         if (plan.rule) {
-          bump(counts, `column:${plan.rule.label}`);
+          bump(counts, `${COLUMN_COUNT_PREFIX}${plan.rule.label}`);
           return null;
         }
         const text = decodeBinaryScalar(oid, value);
@@ -421,7 +421,7 @@ class Masker implements ProfileMasker {
         if (elementKind === 'opaque' || elementKind === 'bytes' || (plan.rule && elementKind !== 'text')) {
           // bytea[]: a detector's gate over the bytes withholds the whole array (rare enough to be strict).
           if (!plan.rule && !(elementKind === 'bytes' && this.mayContain(Buffer.from(value).toString('latin1'), plan.hints))) return value;
-          bump(counts, plan.rule ? `column:${plan.rule.label}` : 'bytes');
+          bump(counts, plan.rule ? `${COLUMN_COUNT_PREFIX}${plan.rule.label}` : 'bytes');
           return null;
         }
         const array = decodeBinaryArray(value);
@@ -446,7 +446,7 @@ class Masker implements ProfileMasker {
     const elementKind = plan.elementKind;
     if (elementKind === 'opaque' || elementKind === 'bytes' || (plan.rule && elementKind !== 'text')) {
       if (!plan.rule && !(elementKind === 'bytes' && this.mayContain(byteaArrayText(value), plan.hints))) return value;
-      bump(counts, plan.rule ? `column:${plan.rule.label}` : 'bytes');
+      bump(counts, plan.rule ? `${COLUMN_COUNT_PREFIX}${plan.rule.label}` : 'bytes');
       return null;
     }
     if (!plan.rule && !this.mayContain(value, plan.hints)) return value;

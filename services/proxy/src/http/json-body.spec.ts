@@ -62,6 +62,12 @@ describe('maskJsonText', () => {
     expect(result.items[3]).toBe('z');
   });
 
+  it('counts each covered member once, beside what the detectors find', () => {
+    const counts = {};
+    maskJsonText(Buffer.from(JSON.stringify({ ssn: '123-45-6789', rows: [{ ssn: { last4: '6789' } }], payload: JSON.stringify({ ssn: '1' }), contact: 'ada@example.com' })), masker, counts);
+    expect(counts).toEqual({ 'column:(?i)ssn': 3, email: 1 });
+  });
+
   it('sends a document with nothing to mask byte for byte', () => {
     const body = Buffer.from('{"id": 12345678901234567890, "name": "Ada"}');
     expect(maskJsonText(body, masker, {})).toBe(body);

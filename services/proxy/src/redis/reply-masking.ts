@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { RespValue } from '@sluice/codec-resp';
-import { COLUMN_REDACTED, type MaskCounts, type ProfileMasker } from '@sluice/masking-engine';
+import { COLUMN_COUNT_PREFIX, COLUMN_REDACTED, type MaskCounts, type ProfileMasker } from '@sluice/masking-engine';
 import { columnNamed, maskNamedValues } from '../named-values.js';
 
 /**
@@ -49,8 +49,14 @@ export const sameJson = (a: unknown, b: unknown): boolean => {
  * rest is walked by maskJson (detectors, with hints from key names).
  */
 export const maskJsonDocument = (document: unknown, masker: ProfileMasker, counts: MaskCounts): unknown => {
-  const covered = masker.columnRuleCount === 0 ? document : maskCoveredMembers(document, masker, counts);
-  return masker.maskJson(covered, counts);
+  if (masker.columnRuleCount === 0) return masker.maskJson(document, counts);
+  const covered = maskCoveredMembers(document, masker, counts);
+  // maskJson applies the same rules by key: every covered member it meets is one masked and
+  // counted above, so only its detectors' findings count.
+  const walkCounts: MaskCounts = {};
+  const masked = masker.maskJson(covered, walkCounts);
+  for (const kind in walkCounts) if (!kind.startsWith(COLUMN_COUNT_PREFIX)) counts[kind] = (counts[kind] ?? 0) + walkCounts[kind]!;
+  return masked;
 };
 
 /** JSON inside a JSON string is walked this deep at most (`"{\"a\": \"{…}\"}"`). */
