@@ -32,8 +32,44 @@ describe('recording bounds', () => {
       bounds,
     );
     expect(data.truncated).toBe(true);
-    expect(data.rows[0]).toEqual(['y'.repeat(40), '']);
+    // The row's 40 bytes are its JSON: brackets and comma, and each cell's quotes and comma, take 9.
+    expect(data.rows[0]).toEqual(['y'.repeat(40 - 9), '']);
     expect(data.rows[1]).toEqual(['1', '2']);
+  });
+
+  it('bounds the JSON an event carries of a result, not only its UTF-8: control characters, quotes and many empty cells', () => {
+    const limit = { maxRows: 100, maxBytes: 65_536, maxRowBytes: 16_384, maxCommandBytes: 16_384, maxEventBytes: 262_144 };
+    const control = '\u0001'.repeat(16_000);
+    const shapes = [
+      Array.from({ length: 12 }, () => ['m10', 'x', control]),
+      Array.from({ length: 100 }, () => ['"\\'.repeat(5_000)]),
+      Array.from({ length: 100 }, () => Array.from({ length: 1_664 }, () => null)),
+      Array.from({ length: 100 }, () => Array.from({ length: 1_664 }, () => '')),
+    ];
+    for (const rows of shapes) {
+      const data = { commandId: 'c', columns: [], rows, rowCount: rows.length, bytes: 0, truncated: false, maskedCounts: {} };
+      const recorded = boundEventData('result.returned', data, limit);
+      expect(recorded.truncated).toBe(true);
+      expect(recorded.rows.length).toBeGreaterThan(0);
+      expect(Buffer.byteLength(JSON.stringify(recorded.rows))).toBeLessThanOrEqual(limit.maxBytes + 2);
+    }
+    const command = '\u0001'.repeat(16_384);
+    const decided = boundEventData('command.decided', { commandId: 'c', resource: 'db', protocol: 'postgres', command, action: 'read', risk: 'low', decision: 'allow', rule: 'r', reason: 'ok' }, limit);
+    expect(Buffer.byteLength(JSON.stringify(decided.command))).toBeLessThanOrEqual(limit.maxCommandBytes + 2);
+    expect(decided).toMatchObject({ truncated: true, commandBytes: 16_384 });
+  });
+
+  it('keeps the JSON of recorded rows within maxBytes and of each row within maxRowBytes, whatever their texts', () => {
+    const unit = fc.oneof(fc.constantFrom('\ud800', '\udfff', '😀', '\u0000', '\u0001', '\n', '"', '\\', 'é', '€', 'a'), fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }));
+    const wide = fc.string({ unit, maxLength: 30 });
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.option(wide, { nil: null }), { maxLength: 5 }), { maxLength: 8 }), limits, (rows, limit) => {
+        const bounded = boundRows(rows, limit);
+        expect(Buffer.byteLength(JSON.stringify(bounded.rows))).toBeLessThanOrEqual(limit.maxBytes + 2);
+        for (const row of bounded.rows) expect(Buffer.byteLength(JSON.stringify(row))).toBeLessThanOrEqual(limit.maxRowBytes + 1);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('leaves events within the bounds as they are', () => {
