@@ -37,7 +37,7 @@ describe('recording bounds', () => {
     expect(data.rows[1]).toEqual(['1', '2']);
   });
 
-  it('bounds the JSON an event carries of a result, not only its UTF-8: control characters, quotes and many empty cells', () => {
+  it('bounds the JSON an event carries of a result, not only its UTF-8: control characters, quotes, many empty cells and column names', () => {
     const limit = { maxRows: 100, maxBytes: 65_536, maxRowBytes: 16_384, maxCommandBytes: 16_384, maxEventBytes: 262_144 };
     const control = '\u0001'.repeat(16_000);
     const shapes = [
@@ -53,6 +53,14 @@ describe('recording bounds', () => {
       expect(recorded.rows.length).toBeGreaterThan(0);
       expect(Buffer.byteLength(JSON.stringify(recorded.rows))).toBeLessThanOrEqual(limit.maxBytes + 2);
     }
+    const names = Array.from({ length: 1_000 }, (_, index) => `${index}${'\u0001'.repeat(58)}`);
+    const wide = { commandId: 'c', columns: names, rows: [names.map(() => 'v')], rowCount: 1, bytes: 0, truncated: false, maskedCounts: {} };
+    const recordedWide = boundEventData('result.returned', wide, limit);
+    expect(recordedWide.truncated).toBe(true);
+    expect(recordedWide.columns).toHaveLength(1_000);
+    expect(recordedWide.columns[0]).toBe(names[0]);
+    expect(recordedWide.rows[0]).toEqual(names.map(() => 'v'));
+    expect(Buffer.byteLength(JSON.stringify(recordedWide.columns)) + Buffer.byteLength(JSON.stringify(recordedWide.rows))).toBeLessThanOrEqual(limit.maxBytes + 4);
     const command = '\u0001'.repeat(16_384);
     const decided = boundEventData('command.decided', { commandId: 'c', resource: 'db', protocol: 'postgres', command, action: 'read', risk: 'low', decision: 'allow', rule: 'r', reason: 'ok' }, limit);
     expect(Buffer.byteLength(JSON.stringify(decided.command))).toBeLessThanOrEqual(limit.maxCommandBytes + 2);

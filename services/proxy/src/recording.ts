@@ -127,6 +127,26 @@ const fitByLength = (rows: readonly (readonly (string | null)[])[], bounds: Pick
 };
 
 /**
+ * Column names as recorded: their JSON (each name's quotes and comma included) at most `maxBytes`,
+ * names past it cut or empty; `used` is that JSON's size, told from the names' lengths (six bytes a
+ * unit at most) when that is within the bound, the usual case.
+ */
+const boundColumns = (columns: readonly string[], maxBytes: number): { readonly names: readonly string[]; readonly used: number; readonly truncated: boolean } => {
+  let estimate = 0;
+  for (const name of columns) estimate += 3 + name.length * 6;
+  if (estimate <= maxBytes) return { names: columns, used: estimate, truncated: false };
+  let used = 3 * columns.length;
+  let truncated = false;
+  const names = columns.map((name) => {
+    const cut = cutJson(name, Math.max(0, maxBytes - used));
+    if (cut.truncated) truncated = true;
+    used += cut.used;
+    return cut.text;
+  });
+  return { names, used, truncated };
+};
+
+/**
  * Cuts what an agent controls in an event's data to the recording bounds, before the event is
  * built: the command text (with `truncated` and its original size), result rows, free-text notes.
  * The publisher bounds the whole event besides; this keeps the useful part of a large one.
@@ -155,9 +175,13 @@ const boundData = (kind: SluiceEventKind, data: SluiceEventDataByKind[SluiceEven
     }
     case 'result.returned': {
       const result = data as SluiceEventDataByKind['result.returned'];
-      if (fitByLength(result.rows, bounds)) return data;
-      const bounded = boundRows(result.rows, bounds);
-      return bounded.truncated ? { ...result, rows: bounded.rows, truncated: true } : data;
+      // The column names are the agent's too (a thousand names of control characters): they take their part of maxBytes first.
+      const columns = boundColumns(result.columns, bounds.maxRowBytes);
+      const rowBounds = columns.used === 0 ? bounds : { maxRows: bounds.maxRows, maxRowBytes: bounds.maxRowBytes, maxBytes: Math.max(0, bounds.maxBytes - columns.used) };
+      if (!columns.truncated && fitByLength(result.rows, rowBounds)) return data;
+      const bounded = boundRows(result.rows, rowBounds);
+      if (!bounded.truncated && !columns.truncated) return data;
+      return { ...result, ...(columns.truncated ? { columns: columns.names } : {}), rows: bounded.rows, truncated: true };
     }
     case 'session.rejected':
     case 'session.ended': {
