@@ -272,6 +272,14 @@ describe('the recording and audit path against an agent with a read-only token',
     return find();
   };
 
+  /** A command's recorded result: under command.executed, or its own result.returned (a command slower than the merge window). */
+  const recordedResult = async (command: Record<string, unknown>): Promise<{ reduced?: unknown; rows?: string[][]; truncated?: boolean; columns?: string[] }> => {
+    if (command.result !== undefined || command.reduced !== undefined) return { ...(command.result as object), reduced: command.reduced };
+    const find = async () => (await storedRows(storeDb)).find((row) => row.kind === 'result.returned' && row.command_id === command.commandId);
+    await waitUntil(async () => (await find()) !== undefined, 20_000, 'the result stored');
+    return JSON.parse((await find())!.data!) as { reduced?: unknown; rows?: string[][] };
+  };
+
   it('records Redis keys that differ only in bytes that are not UTF-8, or in a NUL, as different commands', async () => {
     const key = (tail: number[] | string) => Buffer.concat([Buffer.from(`${keyPrefix}bin-`), typeof tail === 'string' ? Buffer.from(tail, 'utf8') : Buffer.from(tail)]);
     const keys = [key([0xff]), key([0xfe]), key('\uFFFD'), key([0x00]), key([0xc3]), key('\\xff')];
@@ -290,12 +298,26 @@ describe('the recording and audit path against an agent with a read-only token',
     expect(rows).toHaveLength(12);
     await client.end();
     const [recorded] = await storedCommands(`'m10'`, 1);
-    const data = recorded!.data as { reduced?: unknown; result?: { rows: string[][]; truncated: boolean } };
-    expect(data.reduced).toBeUndefined();
-    expect(data.result!.truncated).toBe(true);
-    expect(data.result!.rows.length).toBeGreaterThan(0);
-    expect(data.result!.rows[0]![0]).toBe('m10');
-    expect(data.result!.rows[0]![1]).toMatch(/REDACTED/);
+    const result = await recordedResult(recorded!.data);
+    expect(result.reduced).toBeUndefined();
+    expect(result.truncated).toBe(true);
+    expect(result.rows!.length).toBeGreaterThan(0);
+    expect(result.rows![0]![0]).toBe('m10');
+    expect(result.rows![0]![1]).toMatch(/REDACTED/);
+  }, 60_000);
+
+  it('keeps the rows of a result whose column names JSON escapes in the record, not dropped whole', async () => {
+    const client = await pgAgent();
+    // 1,000 columns named with 62 control characters each: 62 bytes of name, 372 of JSON.
+    const columns = Array.from({ length: 1_000 }, (_, index) => `${index === 0 ? "'m11'" : 'email'} AS "${String(index).padStart(4, '0')}${'\u0001'.repeat(58)}"`);
+    const { rows } = await client.query(`SELECT ${columns.join(', ')} FROM people WHERE id = 1`);
+    expect(rows).toHaveLength(1);
+    await client.end();
+    const [recorded] = await storedCommands(`'m11'`, 1);
+    const result = await recordedResult(recorded!.data);
+    expect(result.reduced).toBeUndefined();
+    expect(result.rows![0]![0]).toBe('m11');
+    expect(result.rows![0]![1]).toMatch(/REDACTED/);
   }, 60_000);
 
   it('lets no raw value the profile covers reach NATS or the store', async () => {
