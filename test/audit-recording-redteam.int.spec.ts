@@ -24,6 +24,8 @@ import { waitUntil } from './support/wait.js';
 
 const run = randomUUID().slice(0, 8);
 const targetDb = `sluice_rt_audit_${run}`;
+/** A target in SQL_ASCII: the server takes and returns any bytes, UTF-8 or not. */
+const asciiDb = `sluice_rt_auditascii_${run}`;
 const storeDb = `sluice_rt_auditstore_${run}`;
 const replayDb = `sluice_rt_auditreplay_${run}`;
 const stream = `SLUICE_RT_AUDIT_${run}`;
@@ -124,6 +126,7 @@ describe('the recording and audit path against an agent with a read-only token',
   let pgPort: number;
   let redisPort: number;
   let httpPort: number;
+  let asciiPort: number;
 
   const pgAgent = async (): Promise<pg.Client> => {
     const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'rt-agent', database: 'db', password: token });
@@ -138,6 +141,15 @@ describe('the recording and audit path against an agent with a read-only token',
       `CREATE TABLE people (id int PRIMARY KEY, email text, ssn text, note text);
        INSERT INTO people VALUES (1, '${EMAIL}', '${SSN}', $n$${INJECTION}$n$), (2, 'x', 'y', E'${AWKWARD.replaceAll('\\', '\\\\').replaceAll("'", "''")}');`,
     );
+    const admin = new pg.Client({ ...ADMIN, database: 'postgres' });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${asciiDb} ENCODING 'SQL_ASCII' TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'`);
+    await admin.end();
+    const ascii = new pg.Client({ ...ADMIN, database: asciiDb });
+    await ascii.connect();
+    await ascii.query(`CREATE TABLE people (id int PRIMARY KEY, email text, ssn text, note text)`);
+    await ascii.query(`INSERT INTO people VALUES (1, '${EMAIL}', '${SSN}', E'\\xff\\xfe ${EMAIL} \\xc3')`);
+    await ascii.end();
     idp = await startTestIssuer();
     api = createServer((request, response) => {
       const url = request.url ?? '/';
@@ -152,7 +164,7 @@ describe('the recording and audit path against an agent with a read-only token',
     });
     await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
     const apiPort = (api.address() as { port: number }).port;
-    [pgPort, redisPort, httpPort] = (await freePorts(3)) as [number, number, number];
+    [pgPort, redisPort, httpPort, asciiPort] = (await freePorts(4)) as [number, number, number, number];
     sluice = await startSluice(
       {
         identity: { oidc: [{ issuer: idp.issuer, audience: 'sluice' }] },
@@ -160,6 +172,7 @@ describe('the recording and audit path against an agent with a read-only token',
         bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix },
         resources: [
           { name: 'db', type: 'postgres', listen: `127.0.0.1:${pgPort}`, target: { host: '127.0.0.1', database: targetDb }, credentials: { username: 'postgres' } },
+          { name: 'ascii', type: 'postgres', listen: `127.0.0.1:${asciiPort}`, target: { host: '127.0.0.1', database: asciiDb }, credentials: { username: 'postgres' } },
           { name: 'kv', type: 'redis', listen: `127.0.0.1:${redisPort}`, target: { host: '127.0.0.1', port: 6379 } },
           { name: 'api', type: 'http', listen: `127.0.0.1:${httpPort}`, target: { url: `http://127.0.0.1:${apiPort}` } },
         ],
@@ -178,7 +191,7 @@ describe('the recording and audit path against an agent with a read-only token',
     await nc?.drain().catch(() => undefined);
     await idp?.close();
     await new Promise((resolve) => (api ? api.close(resolve) : resolve(undefined)));
-    await dropDatabases([targetDb, storeDb, replayDb]);
+    await dropDatabases([targetDb, asciiDb, storeDb, replayDb]);
     await deleteStreams([stream]);
   });
 
@@ -214,6 +227,19 @@ describe('the recording and audit path against an agent with a read-only token',
     expect((await direct.query('SELECT count(*)::int AS n FROM people')).rows[0].n).toBe(2);
     await direct.end();
 
+    // SQL_ASCII: bytes that are no UTF-8 in the text and in what comes back, around a covered value.
+    const asciiClient = new pg.Client({ host: '127.0.0.1', port: asciiPort, user: 'rt-agent', database: 'ascii', password: token });
+    asciiClient.on('error', () => undefined);
+    await asciiClient.connect();
+    // The rows hold bytes that are no UTF-8: the proxy cannot read (so mask) them and fails the command.
+    const asciiRows = await asciiClient.query(`SELECT email, ssn, note AS ascii12 FROM people`).catch((error: Error) => error);
+    expect(asciiRows).toBeInstanceOf(Error);
+    expect(String(asciiRows)).not.toContain(EMAIL);
+    // A literal whose escape makes no UTF-8: the parser cannot read it, so it is denied (and recorded).
+    await expect(asciiClient.query(`SELECT E'\\xff' AS ascii13`)).rejects.toThrow();
+    await asciiClient.end();
+    expected.push({ marker: 'ascii12', decision: 'allow' }, { marker: 'ascii13', decision: 'deny' });
+
     const login = encodeCommand(['AUTH', token]);
     const redisProbes = [
       encodeCommand(['GET', `${keyPrefix}r1 ${INJECTION}`]),
@@ -229,6 +255,9 @@ describe('the recording and audit path against an agent with a read-only token',
     const json = await fetch(`http://127.0.0.1:${httpPort}/h1/%22%5C%00%FF%E2%80%A8?q=%22}%2C%22decision%22:%22deny&e=${encodeURIComponent(EMAIL)}`, asAgent);
     expect(await json.text()).not.toContain(EMAIL);
     expected.push({ marker: '/h1/', decision: 'deny' });
+    const query = await fetch(`http://127.0.0.1:${httpPort}/h4?ssn=${SSN}&email=${encodeURIComponent(EMAIL)}&note=%22%7D%2C%22rule%22%3A%22x`, asAgent);
+    expect(await query.text()).not.toContain(EMAIL);
+    expected.push({ marker: '/h4', decision: 'allow' });
     const raw = await fetch(`http://127.0.0.1:${httpPort}/raw/h2`, asAgent);
     expect(await raw.text()).not.toContain(EMAIL);
     expected.push({ marker: '/raw/h2', decision: 'allow' });
