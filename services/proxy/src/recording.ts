@@ -76,9 +76,10 @@ const rowFraming = (row: readonly (string | null)[]): number => {
 };
 
 /**
- * Result rows as recorded: at most maxRows rows, each at most maxRowBytes, all at most maxBytes
- * of the JSON the event carries (the first row included, however large the agent's row was); a
- * cut value keeps its beginning.
+ * Result rows as recorded: at most maxRows rows, the texts of each at most maxRowBytes, and all
+ * of it at most maxBytes, counted as the event's JSON carries them (escapes, and the quotes,
+ * commas and brackets around the texts in the total: a thousand empty cells are not nothing); the
+ * first row included, however large the agent's row was. A cut value keeps its beginning.
  */
 export const boundRows = (
   rows: readonly (readonly (string | null)[])[],
@@ -89,7 +90,7 @@ export const boundRows = (
   let truncated = rows.length > bounds.maxRows;
   for (const row of rows.slice(0, bounds.maxRows)) {
     const framing = rowFraming(row);
-    let rowBudget = Math.min(bounds.maxRowBytes, bounds.maxBytes - total) - framing;
+    let rowBudget = Math.min(bounds.maxRowBytes, bounds.maxBytes - total - framing);
     if (rowBudget < 0) {
       truncated = true;
       break;
@@ -119,9 +120,8 @@ const fitByLength = (rows: readonly (readonly (string | null)[])[], bounds: Pick
   for (const row of rows) {
     let units = 0;
     for (const value of row) if (value !== null) units += value.length;
-    const cost = rowFraming(row) + units * 6;
-    if (cost > bounds.maxRowBytes) return false;
-    total += cost;
+    if (units * 6 > bounds.maxRowBytes) return false;
+    total += rowFraming(row) + units * 6;
   }
   return total <= bounds.maxBytes;
 };
