@@ -110,30 +110,43 @@ export const boundRows = (
 };
 
 /**
- * True when boundRows would keep every row as it is, told from the texts' lengths alone (a UTF-16
- * unit takes at most six bytes of JSON, `\u0001`): no copy of the rows and no byte count per cell
- * for a result within its bounds, the usual one.
+ * True when boundRows would keep every row as it is (with `reserved` bytes of maxBytes taken
+ * first), told from the texts' lengths alone (a UTF-16 unit takes at most six bytes of JSON,
+ * `\u0001`): no copy of the rows and no byte count per cell for a result within its bounds, the
+ * usual one.
  */
-const fitByLength = (rows: readonly (readonly (string | null)[])[], bounds: Pick<RecordingBounds, 'maxRows' | 'maxBytes' | 'maxRowBytes'>): boolean => {
+const fitByLength = (rows: readonly (readonly (string | null)[])[], bounds: Pick<RecordingBounds, 'maxRows' | 'maxBytes' | 'maxRowBytes'>, reserved = 0): boolean => {
   if (rows.length > bounds.maxRows) return false;
-  let total = 0;
+  let total = reserved;
   for (const row of rows) {
     let units = 0;
-    for (const value of row) if (value !== null) units += value.length;
+    let framing = 3;
+    for (const value of row) {
+      if (value === null) framing += 5;
+      else {
+        units += value.length;
+        framing += 3;
+      }
+    }
     if (units * 6 > bounds.maxRowBytes) return false;
-    total += rowFraming(row) + units * 6;
+    total += framing + units * 6;
   }
   return total <= bounds.maxBytes;
 };
 
-/**
- * Column names as recorded: their JSON (each name's quotes and comma included) at most `maxBytes`,
- * names past it cut or empty; `used` is that JSON's size, told from the names' lengths (six bytes a
- * unit at most) when that is within the bound, the usual case.
- */
-const boundColumns = (columns: readonly string[], maxBytes: number): { readonly names: readonly string[]; readonly used: number; readonly truncated: boolean } => {
+/** The most the column names take of an event's JSON (each name's quotes and comma, six bytes a unit), told from their lengths. */
+const columnsByLength = (columns: readonly string[]): number => {
   let estimate = 0;
   for (const name of columns) estimate += 3 + name.length * 6;
+  return estimate;
+};
+
+/**
+ * Column names as recorded: their JSON (each name's quotes and comma included) at most `maxBytes`,
+ * names past it cut or empty; `used` is that JSON's size (`estimate`, columnsByLength's, when it is
+ * within the bound).
+ */
+const boundColumns = (columns: readonly string[], maxBytes: number, estimate: number): { readonly names: readonly string[]; readonly used: number; readonly truncated: boolean } => {
   if (estimate <= maxBytes) return { names: columns, used: estimate, truncated: false };
   let used = 3 * columns.length;
   let truncated = false;
@@ -176,9 +189,10 @@ const boundData = (kind: SluiceEventKind, data: SluiceEventDataByKind[SluiceEven
     case 'result.returned': {
       const result = data as SluiceEventDataByKind['result.returned'];
       // The column names are the agent's too (a thousand names of control characters): they take their part of maxBytes first.
-      const columns = boundColumns(result.columns, bounds.maxRowBytes);
-      const rowBounds = columns.used === 0 ? bounds : { maxRows: bounds.maxRows, maxRowBytes: bounds.maxRowBytes, maxBytes: Math.max(0, bounds.maxBytes - columns.used) };
-      if (!columns.truncated && fitByLength(result.rows, rowBounds)) return data;
+      const estimate = columnsByLength(result.columns);
+      if (estimate <= bounds.maxRowBytes && fitByLength(result.rows, bounds, estimate)) return data;
+      const columns = boundColumns(result.columns, bounds.maxRowBytes, estimate);
+      const rowBounds = { maxRows: bounds.maxRows, maxRowBytes: bounds.maxRowBytes, maxBytes: Math.max(0, bounds.maxBytes - columns.used) };
       const bounded = boundRows(result.rows, rowBounds);
       if (!bounded.truncated && !columns.truncated) return data;
       return { ...result, ...(columns.truncated ? { columns: columns.names } : {}), rows: bounded.rows, truncated: true };
