@@ -140,7 +140,10 @@ describe('the audit reader against command.executed events an agent filled', () 
     const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info(stream);
     const messages: Uint8Array[] = [];
-    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq += 1) messages.push((await jsm.streams.getMessage(stream, { seq })).data);
+    for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq += 1) {
+      const message = await jsm.streams.getMessage(stream, { seq });
+      if (message) messages.push(message.data);
+    }
     // Both paths ran: messages with no text PostgreSQL rewrites are taken as written.
     expect(messages.some((message) => readWrittenEvents(message) !== undefined)).toBe(true);
     expect(messages.some((message) => readWrittenEvents(message) === undefined)).toBe(true);
