@@ -201,26 +201,26 @@ describe('the recording and audit path against an agent with a read-only token',
   it('runs SQL texts, Redis arguments and HTTP requests that try to break the record, as a read-only agent', async () => {
     const client = await pgAgent();
     const probes = [
-      `SELECT $q$${INJECTION}$q$ AS m1`,
-      `SELECT '${AWKWARD.replaceAll("'", "''")}' AS m2`,
-      `SELECT E'\\x01\\x1f\\u2028\\\\' AS m3, note FROM people`,
-      'SELECT id, email, ssn, note FROM people ORDER BY id -- m4',
-      `SELECT repeat(E'\\x01"\\\\', 200000) AS m5`,
-      `SELECT 'm6 ${'\u0001'.repeat(60_000)}'`,
+      `SELECT $q$${INJECTION}$q$ AS p1_`,
+      `SELECT '${AWKWARD.replaceAll("'", "''")}' AS p2_`,
+      `SELECT E'\\x01\\x1f\\u2028\\\\' AS p3_, note FROM people`,
+      'SELECT id, email, ssn, note FROM people ORDER BY id -- p4_',
+      `SELECT repeat(E'\\x01"\\\\', 200000) AS p5_`,
+      `SELECT 'p6_ ${'\u0001'.repeat(60_000)}'`,
     ];
     for (const [index, text] of probes.entries()) {
       const result = await client.query(text);
       expect(result.rows.length, text.slice(0, 40)).toBeGreaterThan(0);
-      expected.push({ marker: `m${index + 1}`, decision: 'allow' });
+      expected.push({ marker: `p${index + 1}_`, decision: 'allow' });
     }
-    const people = await client.query('SELECT email, ssn FROM people WHERE id = 1 -- m7');
-    expected.push({ marker: 'm7', decision: 'allow' });
+    const people = await client.query('SELECT email, ssn FROM people WHERE id = 1 -- p7_');
+    expected.push({ marker: 'p7_', decision: 'allow' });
     expect(JSON.stringify(people.rows)).not.toContain(EMAIL);
     expect(JSON.stringify(people.rows)).not.toContain(SSN);
-    await expect(client.query(`DELETE FROM people WHERE note = $q$${INJECTION}$q$ -- m8`)).rejects.toThrow();
-    expected.push({ marker: 'm8', decision: 'deny' });
+    await expect(client.query(`DELETE FROM people WHERE note = $q$${INJECTION}$q$ -- p8_`)).rejects.toThrow();
+    expected.push({ marker: 'p8_', decision: 'deny' });
     // A NUL inside a Query message: the server would read the text only up to it.
-    await client.query('SELECT 1 AS m9\u0000; DELETE FROM people').catch(() => undefined);
+    await client.query('SELECT 1 AS p9_\u0000; DELETE FROM people').catch(() => undefined);
     await client.end();
     const direct = new pg.Client({ ...ADMIN, database: targetDb });
     await direct.connect();
@@ -286,8 +286,8 @@ describe('the recording and audit path against an agent with a read-only token',
     expect(await missing()).toEqual([]);
     for (const { marker, decision } of expected) expect(decisionsOf(rows, marker), marker).toEqual([decision]);
     // What ran is what is stored: the injection stays inside the command's text.
-    const injected = rows.find((row) => row.data?.includes('m1'))!;
-    expect((JSON.parse(injected.data!) as { command: string; decision: string }).command).toBe(`SELECT $q$${INJECTION}$q$ AS m1`);
+    const injected = rows.find((row) => row.data?.includes('AS p1_'))!;
+    expect((JSON.parse(injected.data!) as { command: string; decision: string }).command).toBe(`SELECT $q$${INJECTION}$q$ AS p1_`);
     expect((JSON.parse(injected.data!) as { decision: string }).decision).toBe('allow');
     expect(await store.verify()).toMatchObject({ ok: true });
   }, 60_000);
