@@ -106,6 +106,8 @@ const settings = {
 const requested = values.only.split(',').map((part) => part.trim()).filter(Boolean);
 /** Only what the targets' verdict reads: see TARGET_PARTS. */
 const targetsOnly = requested.includes('targets');
+/** How long a measurement waits for the event store to finish storing an earlier load's events. */
+const AUDIT_DRAIN_GIVE_UP_MS = 120_000;
 /**
  * The issue's own audit check: pgbench -S -c N for this long through Sluice, after the rounds.
  * On with `--only targets` (60 s), off by default (the rounds' checks follow shorter runs).
@@ -183,6 +185,10 @@ const sample = async (
   } catch (caught) {
     error = caught instanceof Error ? caught.message : String(caught);
   }
+  // The load's events are still being stored when it ends: their CPU is the load's, and a backlog
+  // left to drain would compete with the next path's measurement.
+  const drained = path === 'sluice' && stack.sluice && !error ? await storeMark(stack.sluice.storeUrl, AUDIT_DRAIN_GIVE_UP_MS).catch(() => undefined) : undefined;
+  if (drained && !drained.still) problems.push(`round ${base.round}, ${base.bench}, sluice: the event store was still storing the load's events ${AUDIT_DRAIN_GIVE_UP_MS / 1000} s after it ended`);
   const cpu = watch?.stop();
   const caused = await causedWatch?.stop().catch(() => undefined);
   if (error) {
@@ -193,7 +199,7 @@ const sample = async (
     const figures = outcome?.figures;
     log(`  ${Math.round(figures?.throughput ?? 0)} ${base.unit}, mean latency ${figures?.latencyMs ?? '?'} ms`);
   }
-  load.push({ ...base, path, figures: outcome?.figures, cpu, ...(caused ? { caused } : {}), error });
+  load.push({ ...base, path, figures: outcome?.figures, cpu, ...(caused ? { caused } : {}), ...(drained?.still ? { auditBacklogMs: drained.waitedMs } : {}), error });
 };
 
 const pgPorts = (stack: Stack): Array<[Path, number]> => {
@@ -238,7 +244,7 @@ const pgbenchRounds = pgbenchShapes.filter((shape) => shape.target || !targetsOn
  * one statement per client when it stops: those may be recorded beyond its count).
  */
 const withAuditCheck = (storeUrl: string, round: number, label: string, run: () => Promise<LoadRun>) => async (): Promise<LoadRun> => {
-  const afterSeq = await storeMark(storeUrl);
+  const { seq: afterSeq } = await storeMark(storeUrl, AUDIT_DRAIN_GIVE_UP_MS);
   const outcome = await run();
   const loadEndedAt = Date.now();
   const expected = outcome.figures?.operations;

@@ -57,7 +57,7 @@ describe('the audit keeps up with concurrent agents', () => {
         return client;
       }),
     );
-    const afterSeq = await storeMark(storeUrl);
+    const { seq: afterSeq } = await storeMark(storeUrl);
     let done = 0;
     const until = Date.now() + 3_000;
     await Promise.all(
@@ -77,7 +77,7 @@ describe('the audit keeps up with concurrent agents', () => {
   });
 
   it('stores events whose ids, session ids and command ids are UUIDv7, in the order they were made (the right edge of the indexes)', async () => {
-    const afterSeq = await storeMark(storeUrl);
+    const { seq: afterSeq } = await storeMark(storeUrl);
     const client = new pg.Client({ host: '127.0.0.1', port, user: 'agent-ids', database: 'db', password: await idp.mint({ sub: 'agent-ids', groups: ['agents'] }) });
     await client.connect();
     for (let n = 0; n < 5; n++) await client.query(`SELECT ${n} AS time_ordered_ids`);

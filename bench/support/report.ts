@@ -219,7 +219,7 @@ export const renderReport = (input: ReportInput): string => {
     '',
     `Settings: ${Object.entries(input.settings).map(([name, value]) => `${name} ${value}`).join(', ')}.`,
     '',
-    'Paths: `direct` is the server itself; `pgbouncer` is pgbouncer in session mode; `node-pipe` is a bare Node.js TCP pipe with setNoDelay (the floor of any Node proxy); `sluice` is `sluice up` with the agent\'s OIDC token as the credential, every statement parsed and decided by policy, results masked with a profile of all detectors, every action recorded on JetStream and in the PostgreSQL event store. CPU is user+system time from /proc/<pid>/stat of the proxy process (and of all Sluice processes: supervisor, proxy, policy, masking, approval, audit) over the run, divided by the operations completed.',
+    'Paths: `direct` is the server itself; `pgbouncer` is pgbouncer in session mode; `node-pipe` is a bare Node.js TCP pipe with setNoDelay (the floor of any Node proxy); `sluice` is `sluice up` with the agent\'s OIDC token as the credential, every statement parsed and decided by policy, results masked with a profile of all detectors, every action recorded on JetStream and in the PostgreSQL event store. CPU is user+system time from /proc/<pid>/stat of the proxy process (and of all Sluice processes: supervisor, proxy, policy, masking, approval, audit) over the run, and for Sluice on until the event store has stored the run\'s events, divided by the operations completed.',
     '',
   ];
   if (input.latency.length > 0) {
@@ -251,6 +251,20 @@ export const renderReport = (input: ReportInput): string => {
           check.caughtUpMs === undefined ? `not within ${check.withinMs} ms` : `${check.caughtUpMs} ms`,
           check.ok ? 'keeps up' : '**does not keep up**',
         ]),
+      ),
+      '',
+    );
+  }
+  const backlogs = input.load.filter((sample) => sample.path === 'sluice' && sample.auditBacklogMs !== undefined);
+  if (backlogs.length > 0) {
+    lines.push(
+      '## The audit\'s backlog after each load',
+      '',
+      'How long after each load through Sluice ended the event store went on storing its events (until no new event for 300 ms). The next measurement waits for it, and the CPU figures of the load run until then, so they include storing its events.',
+      '',
+      table(
+        ['load', 'round', 'events still being stored for'],
+        backlogs.map((sample) => [sample.bench, String(sample.round), `${formatCount(sample.auditBacklogMs)} ms`]),
       ),
       '',
     );

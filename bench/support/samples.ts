@@ -51,7 +51,13 @@ export interface LoadSample {
   readonly operation: string;
   readonly figures?: LoadFigures;
   readonly cpu?: CpuSample;
-  /** Sluice's path only: CPU of the event store's backends and of nats-server over the run. */
+  /** Sluice's path only: CPU of the event store's backends and of nats-server over the run and until its events are stored. */
   readonly caused?: CausedCpu;
+  /**
+   * Sluice's path only: milliseconds from the end of the load until the event store was still, the
+   * audit's backlog. The CPU figures run until then, so they include storing the load's events.
+   * Undefined: the store was still storing at the give-up (a problem is reported).
+   */
+  readonly auditBacklogMs?: number;
   readonly error?: string;
 }

@@ -14,24 +14,36 @@ export interface AuditCatchUp {
   readonly ok: boolean;
 }
 
+/** Where a load's events start in the store, and how long the events of loads before it took to stop arriving. */
+export interface StoreMark {
+  /** The store's last seq once still: the load's commands come after it. */
+  readonly seq: number;
+  /** Milliseconds spent waiting for the store to be still (an earlier load's events still being stored). */
+  readonly waitedMs: number;
+  /** False: still storing when `giveUpMs` ran out; `seq` is then where it had got to. */
+  readonly still: boolean;
+}
+
 /**
- * The store's last seq once it is still: commands of the load come after it. A load that just
- * ended before (another pgbench script with the same statements) may still be arriving; marked
- * mid-way, its tail would count as this load's.
+ * The store's last seq once it is still (no new event for 300 ms). A load that ended before
+ * (another pgbench script with the same statements, or a heavier load whose events the audit is
+ * still storing) may still be arriving: marked mid-way, its tail would count as this load's, and a
+ * check that starts on a backlog measures the backlog too.
  */
-export const storeMark = async (storeUrl: string): Promise<number> => {
+export const storeMark = async (storeUrl: string, giveUpMs = 5_000): Promise<StoreMark> => {
   const client = new pg.Client({ connectionString: storeUrl });
   await client.connect();
   try {
     const last = async (): Promise<number> => Number((await client.query<{ seq: string }>('SELECT coalesce(max(seq), 0) AS seq FROM sluice.events')).rows[0]!.seq);
+    const startedAt = Date.now();
     let seq = await last();
-    for (const giveUpAt = Date.now() + 5_000; Date.now() < giveUpAt; ) {
+    for (const giveUpAt = startedAt + giveUpMs; Date.now() < giveUpAt; ) {
       await new Promise((resolve) => setTimeout(resolve, 300));
       const now = await last();
-      if (now === seq) break;
+      if (now === seq) return { seq, waitedMs: Math.max(0, Date.now() - startedAt - 300), still: true };
       seq = now;
     }
-    return seq;
+    return { seq, waitedMs: Date.now() - startedAt, still: false };
   } finally {
     await client.end();
   }
