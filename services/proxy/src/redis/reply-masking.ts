@@ -298,6 +298,10 @@ const cell = (value: RespValue): string | null => {
   return typeof unwrapped === 'string' ? unwrapped : JSON.stringify(unwrapped);
 };
 
+/** Column names are shared by every reply of a shape: nothing changes a recorded result's columns. */
+const VALUE_COLUMNS: readonly string[] = Object.freeze(['value']);
+const KEY_VALUE_COLUMNS: readonly string[] = Object.freeze(['key', 'value']);
+
 export interface ReplyRows {
   readonly columns: readonly string[];
   readonly rows: (string | null)[][];
@@ -311,17 +315,20 @@ export interface ReplyRows {
  */
 export const flattenReply = (value: RespValue, limits: { readonly maxRows: number; readonly maxBytes: number }): ReplyRows => {
   const inner = value.type === 'attribute' ? value.value : value;
-  let columns: string[];
+  let columns: readonly string[];
   let all: RespValue[][];
   if (inner.type === 'map') {
-    columns = ['key', 'value'];
+    columns = KEY_VALUE_COLUMNS;
     all = inner.entries.map(([k, v]) => [k, v]);
   } else if (inner.type === 'array' || inner.type === 'set' || inner.type === 'push') {
-    columns = ['value'];
+    columns = VALUE_COLUMNS;
     all = inner.items.map((item) => [item]);
   } else {
-    columns = ['value'];
-    all = [[inner]];
+    // One row of one cell (GET, INCR, +OK: most replies), the same as the walk below gives it,
+    // without its arrays.
+    const text = cell(inner);
+    const kept = limits.maxRows > 0 && (text?.length ?? 0) <= limits.maxBytes;
+    return { columns: VALUE_COLUMNS, rows: kept ? [[text]] : [], rowCount: 1, truncated: !kept };
   }
   const rows: (string | null)[][] = [];
   let bytes = 0;
