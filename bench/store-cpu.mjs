@@ -4,7 +4,7 @@
 //   node bench/store-cpu.mjs   (N=30000 BATCH=200 SESSIONS=8; PostgreSQL on 5432)
 import { readFileSync } from 'node:fs';
 import { openEventStore } from '@sluice/event-store';
-import { asAdmin, cpuMicros, pgbenchStatementEvents } from './support/audit-events.mjs';
+import { asAdmin, cpuMicros, httpRequestEvents, pgbenchStatementEvents } from './support/audit-events.mjs';
 
 const N = Number(process.env.N ?? 30_000);
 const BATCH = Number(process.env.BATCH ?? 200);
@@ -14,7 +14,7 @@ const database = `sluice_store_cpu_${run}`;
 
 
 const store = await openEventStore({ url: `postgres://postgres@127.0.0.1:5432/${database}`, maxConnections: 1 });
-const event = pgbenchStatementEvents(run, SESSIONS);
+const event = (process.env.SHAPE === "http" ? httpRequestEvents : pgbenchStatementEvents)(run, SESSIONS);
 // As the consumer hands them over: parsed from JSON, not the objects built here.
 const batches = [];
 for (let start = 0; start < N; start += BATCH) batches.push(JSON.stringify(Array.from({ length: Math.min(BATCH, N - start) }, (_, index) => event(start + index))));

@@ -249,6 +249,15 @@ describe('Redis adapter', () => {
     expect(decided?.data).toMatchObject({ protocol: 'redis', decision: 'allow', rule: 'support-read', resource: 'cache' });
   });
 
+  it('records each command duration in whole microseconds, answered by the target or refused', async () => {
+    const client = await agent();
+    for (let index = 0; index < 5; index++) await client.get(key('note'));
+    await expect(client.set(key('note'), 'overwritten')).rejects.toThrow(/^NOPERM/);
+    const durations = harness.events.filter((event) => event.kind === 'command.completed').map((event) => event.data.durationMs as number);
+    expect(durations.length).toBeGreaterThanOrEqual(6);
+    for (const duration of durations) expect(Math.round(duration * 1000) / 1000).toBe(duration);
+  });
+
   it('answers WRONGPASS to a bad token, records the rejection and keeps the connection for a retry', async () => {
     const client = await raw();
     client.send(['GET', key('note')], ['PING'], ['AUTH', 'not-a-token'], ['AUTH', 'agent', await idp.mint({ sub: 'x', expiresIn: -300 })]);

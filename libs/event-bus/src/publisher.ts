@@ -1,7 +1,7 @@
 import { InvalidArgumentError, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
 import { subjectForBatch, subjectForKind, kindOfType, type CloudEvent, type EventReduction, type JsonSink, type SluiceEventKind } from '@sluice/contracts';
-import { EventArena, type EventBytes } from './event-arena.js';
+import { EventArena, type EventBytes, type Frame } from './event-arena.js';
 import type { MessageSigner } from './provenance.js';
 import { jsonBytes, reduceEvent } from './reduction.js';
 
@@ -55,6 +55,12 @@ interface Queued extends EventBytes {
 }
 
 const queued = (ordinal: number, id: string, at: EventBytes, reduced: boolean): Queued => ({ chunk: at.chunk, start: at.start, end: at.end, ordinal, id, bytes: at.end - at.start, reduced });
+
+/** An event's JSON in a buffer of its own (not queued in the arena's batches). */
+const alone = (json: string): EventBytes => {
+  const chunk = Buffer.from(json, 'utf8');
+  return { chunk, start: 0, end: chunk.length };
+};
 
 interface Batch {
   readonly subject: string;
@@ -199,27 +205,51 @@ export class EventPublisher {
       this.#enqueue(this.#tooLarge(event(value), bytes, ++this.#published));
       return;
     }
-    this.#enqueue(queued(++this.#published, id, arena.commit(), false));
+    this.#enqueue(queued(++this.#published, id, this.#commit(), false));
+  }
+
+  /**
+   * Ends the event written in the arena within its batch's bounds: one that would take the open
+   * batch past the bytes a message may carry starts the next batch, and a batch of as many events
+   * as one may hold is closed.
+   */
+  #commit(): EventBytes {
+    const arena = this.#arena;
+    if (arena.frameBytes > Math.min(this.#settings.maxBatchBytes, this.#maxPayload)) arena.closeBeforeCurrent();
+    const bytes = arena.commit();
+    if (arena.frameEvents >= this.#settings.maxBatchEvents) arena.closeFrame();
+    return bytes;
+  }
+
+  /** A whole event's JSON queued in the arena. */
+  #queueText(json: string): EventBytes {
+    const arena = this.#arena;
+    arena.begin();
+    // A UTF-8 byte count is at most three per UTF-16 unit.
+    arena.reserve(json.length * 3);
+    arena.offset += arena.buffer.write(json, arena.offset, 'utf8');
+    return this.#commit();
   }
 
   #enqueue(item: Queued): void {
     this.#queue.push(item);
     this.#unacked += 1;
     this.#queuedBytes += item.bytes;
-    if (this.#queue.length >= this.#settings.maxBatchEvents) this.#pump(false);
+    if (this.#arena.hasClosed) this.#pump(false);
     else this.#schedule();
   }
 
   /** Publishes one event on its own subject and waits for the ack (low-volume, must-be-stored events). */
   async publishNow(event: CloudEvent): Promise<void> {
     const kind = kindOfType(event.type) as SluiceEventKind;
-    const item = this.#bounded(event, 0);
+    // Not queued: its bytes must not sit among the queued batches'.
+    const item = this.#bounded(event, 0, alone);
     const payload = item.chunk.subarray(item.start, item.end);
     await this.#js.publish(subjectForKind(kind, this.#settings.subjectPrefix), payload, { msgID: event.id, ...this.#signed(payload) });
   }
 
   /** The event serialised into the arena, in its reduced form when it is larger than an event may be. */
-  #bounded(event: CloudEvent, ordinal: number): Queued {
+  #bounded(event: CloudEvent, ordinal: number, place: (json: string) => EventBytes = (json) => this.#queueText(json)): Queued {
     let json: string;
     try {
       json = JSON.stringify(event);
@@ -227,18 +257,18 @@ export class EventPublisher {
       // A malformed event (not JSON) is a refusal retrying cannot fix: recorded reduced, never thrown at the session.
       const reduced = reduceEvent(event, 'rejected', 0, this.maxEventBytes, `not JSON: ${error instanceof Error ? error.message : String(error)}`);
       this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
-      return queued(ordinal, event.id, this.#arena.writeText(reduced.json), true);
+      return queued(ordinal, event.id, place(reduced.json), true);
     }
     // A UTF-8 byte count is at most three per UTF-16 unit: most events need no count.
     const bytes = json.length * 3 <= this.maxEventBytes ? json.length : jsonBytes(json);
-    if (bytes > this.maxEventBytes) return this.#tooLarge(event, bytes, ordinal);
-    return queued(ordinal, event.id, this.#arena.writeText(json), false);
+    if (bytes > this.maxEventBytes) return this.#tooLarge(event, bytes, ordinal, place);
+    return queued(ordinal, event.id, place(json), false);
   }
 
-  #tooLarge(event: CloudEvent, bytes: number, ordinal: number): Queued {
+  #tooLarge(event: CloudEvent, bytes: number, ordinal: number, place: (json: string) => EventBytes = (json) => this.#queueText(json)): Queued {
     const reduced = reduceEvent(event, 'too_large', bytes, this.maxEventBytes);
     this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
-    return queued(ordinal, event.id, this.#arena.writeText(reduced.json), true);
+    return queued(ordinal, event.id, place(reduced.json), true);
   }
 
   /**
@@ -303,32 +333,30 @@ export class EventPublisher {
    */
   #pump(partial: boolean): void {
     while (this.#inFlight < this.#settings.maxInFlight) {
-      const full = this.#queue.length >= this.#settings.maxBatchEvents;
-      const batch = this.#retry.shift() ?? (full || partial ? this.#takeBatch() : undefined);
+      const batch = this.#retry.shift() ?? this.#takeBatch(partial);
       if (!batch) break;
       this.#send(batch);
     }
     if (this.#queue.length > 0) this.#schedule();
   }
 
-  #takeBatch(): Batch | undefined {
-    if (this.#queue.length === 0) return undefined;
+  /** The oldest closed batch; with `partial`, the open one closed if none is. */
+  #takeBatch(partial: boolean): Batch | undefined {
+    if (partial && !this.#arena.hasClosed) this.#arena.closeFrame();
+    const frame = this.#arena.takeFrame();
+    if (!frame) return undefined;
+    // A batch's events are the next ones queued, in order. Indexing, then one splice: shift()
+    // per event is a memmove of the whole queue each time.
     const queue = this.#queue;
-    const maxBytes = Math.min(this.#settings.maxBatchBytes, this.#maxPayload);
-    let bytes = BATCH_FRAMING_BYTES;
-    let taken = 0;
-    // Indexing, then one splice: shift() per event is a memmove of the whole queue each time.
-    // Every event fits a batch of its own (#bounded), so the first one always goes.
-    while (taken < queue.length && taken < this.#settings.maxBatchEvents) {
-      const size = queue[taken]!.bytes + (taken > 0 ? 1 : 0);
-      if (taken > 0 && bytes + size > maxBytes) break;
-      bytes += size;
-      taken += 1;
-    }
-    const items = taken === queue.length ? queue : queue.slice(0, taken);
-    if (taken === queue.length) this.#queue = [];
-    else queue.splice(0, taken);
-    return this.#batchOf(items);
+    const items = frame.events === queue.length ? queue : queue.slice(0, frame.events);
+    if (frame.events === queue.length) this.#queue = [];
+    else queue.splice(0, frame.events);
+    return this.#framed(frame, items);
+  }
+
+  /** A batch sent as the arena framed it: its payload is a view of the bytes its events were written in. */
+  #framed(frame: Frame, items: readonly Queued[]): Batch {
+    return { subject: subjectForBatch(this.#settings.source, this.#settings.subjectPrefix), payload: frame.payload, msgID: `${items[0]!.id}+${items.length}`, count: items.length, items };
   }
 
   #batchOf(items: readonly Queued[]): Batch {
@@ -379,7 +407,10 @@ export class EventPublisher {
   /** The batch's events are done with: stored, or given up on (reported). */
   #settle(batch: Batch): void {
     this.#unacked -= batch.count;
-    for (const item of batch.items) this.#queuedBytes -= item.bytes;
+    for (const item of batch.items) {
+      this.#queuedBytes -= item.bytes;
+      this.#arena.release(item);
+    }
   }
 
   /**
@@ -406,7 +437,9 @@ export class EventPublisher {
       return;
     }
     const reduced = reduceEvent(event, 'rejected', item.bytes, this.maxEventBytes, message);
-    const replacement = queued(item.ordinal, item.id, this.#arena.writeText(reduced.json), true);
+    // The replacement goes out on its own, not among the queued batches; the event it replaces is done with.
+    const replacement = queued(item.ordinal, item.id, alone(reduced.json), true);
+    this.#arena.release(item);
     this.#queuedBytes += replacement.bytes - item.bytes;
     this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
     this.#retry.unshift(this.#batchOf([replacement]));

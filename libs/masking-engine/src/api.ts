@@ -34,6 +34,9 @@ export interface ColumnSource {
   readonly table?: string;
 }
 
+/** What a column rule's count is keyed by: `column:<rule>`. */
+export const COLUMN_COUNT_PREFIX = 'column:';
+
 /** Counts of masked values per detector (or `column:<rule>` for column rules). */
 export type MaskCounts = Record<string, number>;
 

@@ -437,6 +437,13 @@ describe('maskJson and everything', () => {
     expect(pii.maskJson({ users: [{ mail: 'a@b.io', age: 31 }], 'c@d.io': true }, {})).toEqual({ users: [{ mail: 'a***@b.io', age: 31 }], 'c***@d.io': true });
   });
 
+  it('masks and counts a sensitive key at each of its occurrences, and a clean key stays clean, however often they repeat', () => {
+    const counts: MaskCounts = {};
+    const rows = Array.from({ length: 3 }, () => ({ 'c@d.io': 'x', mail: 'a@b.io' }));
+    expect(pii.maskJson(rows, counts)).toEqual(Array.from({ length: 3 }, () => ({ 'c***@d.io': 'x', mail: 'a***@b.io' })));
+    expect(counts).toEqual({ email: 6 });
+  });
+
   it('masks with every built-in and custom detector in everything', () => {
     expect(compiled.everything.maskText("SELECT * FROM t WHERE card = '4111111111111111' AND e = 'emp-000001'", {})).toBe(
       "SELECT * FROM t WHERE card = '************1111' AND e = '[REDACTED:employee_id]'",

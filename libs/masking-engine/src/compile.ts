@@ -1,6 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { MaskingConfig } from '@sluice/config';
-import { PROFILE_SEPARATOR, STRATEGY_STRICTNESS, type ColumnInfo, type CompiledMasking, type CompileMasking, type MaskCounts, type ProfileMasker, type Strategy } from './api.js';
+import { COLUMN_COUNT_PREFIX, PROFILE_SEPARATOR, STRATEGY_STRICTNESS, type ColumnInfo, type CompiledMasking, type CompileMasking, type MaskCounts, type ProfileMasker, type Strategy } from './api.js';
 import { compileColumnRule, type ColumnRule } from './column-rules.js';
 import { builtInDetectors, custom, Hint, hintsOf, type Detector, type Found } from './detectors.js';
 import { scanFeatures } from './features.js';
@@ -65,11 +65,29 @@ const resolveOverlaps = (found: Found[], length: number): Found[] => {
   return accepted.sort((a, b) => a.start - b.start);
 };
 
+/** What a JSON member's key means to masking (Masker.factsOfKey). */
+interface KeyFacts {
+  /** Name hints for the member's value (`phone`, `email`…). */
+  readonly hints: number;
+  /**
+   * The column rule the key names, at any depth: `{"ssn": "…"}` in a json column is the same data
+   * as a column named `ssn`, whatever detectors make of its value (a 9xx SSN is no valid SSN to
+   * the detector). Rules match the key as a column name without a table, so a rule bound to one
+   * table's column (`customers.notes`) does not reach keys.
+   */
+  readonly rule: ColumnRule | undefined;
+  /** A detector finds something in the key itself (a map keyed by email): it is masked as a value. */
+  readonly sensitive: boolean;
+}
+
+/** Keys whose facts are kept at most, and the longest key kept (longer ones are worked out each time). */
+const MAX_KEPT_KEYS = 10_000;
+const MAX_KEPT_KEY_CHARS = 256;
+
 class Masker implements ProfileMasker {
   private readonly plans = new WeakMap<ColumnInfo, ColumnPlan>();
-  private readonly keyHints = new Map<string, number>();
-  /** The column rule a JSON key names, null for none. */
-  private readonly keyRules = new Map<string, ColumnRule | null>();
+  /** What a JSON member's key means to masking, by key (see factsOfKey). */
+  private readonly keyFacts = new Map<string, KeyFacts>();
 
   readonly columnRuleCount: number;
 
@@ -92,7 +110,7 @@ class Masker implements ProfileMasker {
         return this.maskScalar(value, plan, counts);
       case 'opaque':
         if (!plan.rule) return value;
-        bump(counts, `column:${plan.rule.label}`);
+        bump(counts, `${COLUMN_COUNT_PREFIX}${plan.rule.label}`);
         return null;
       case 'bytes':
         return this.maskBytes(byteaTextBytes(value), plan, counts) ? null : value;
@@ -167,15 +185,29 @@ class Masker implements ProfileMasker {
     return hints;
   }
 
-  private hintsOfKey(key: string): number {
-    let hints = this.keyHints.get(key);
-    if (hints === undefined) {
-      hints = hintsOf(key);
-      // JSON documents with generated keys must not grow this without bound.
-      if (this.keyHints.size > 10_000) this.keyHints.clear();
-      this.keyHints.set(key, hints);
+  /**
+   * A key's hints, column rule and whether a detector finds anything in it, worked out once per
+   * key: documents repeat their keys (every element of an array of records), and each key cost
+   * a pass of every detector's gate at each occurrence. Detectors are pure functions of the
+   * text, so a key found clean once is clean every time; a sensitive key is still masked (and
+   * counted) at each occurrence.
+   */
+  private factsOfKey(key: string): KeyFacts {
+    let facts = this.keyFacts.get(key);
+    if (facts === undefined) {
+      const column = { name: key };
+      facts = {
+        hints: hintsOf(key),
+        rule: this.rules.length === 0 ? undefined : this.rules.find((rule) => rule.matches(column)),
+        sensitive: this.find(key, Hint.none) !== undefined,
+      };
+      // JSON documents with generated keys must not grow this without bound; long keys are not kept.
+      if (key.length <= MAX_KEPT_KEY_CHARS) {
+        if (this.keyFacts.size >= MAX_KEPT_KEYS) this.keyFacts.clear();
+        this.keyFacts.set(key, facts);
+      }
     }
-    return hints;
+    return facts;
   }
 
   /** True when some detector's gate passes: the text may hold something to mask. */
@@ -248,7 +280,7 @@ class Masker implements ProfileMasker {
   /** A column rule masks the whole value with the rule's strategy (or the profile's). */
   private forceText(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
     if (value === '' || !plan.rule) return value;
-    bump(counts, `column:${plan.rule.label}`);
+    bump(counts, `${COLUMN_COUNT_PREFIX}${plan.rule.label}`);
     const strategy = plan.rule.strategy ?? this.strategy;
     switch (strategy) {
       case 'null':
@@ -278,7 +310,7 @@ class Masker implements ProfileMasker {
   /** bytea: true when the bytes must be withheld (a column rule, or a detector finds something in the text they spell). */
   private maskBytes(bytes: Buffer, plan: ColumnPlan, counts: MaskCounts): boolean {
     if (plan.rule) {
-      bump(counts, `column:${plan.rule.label}`);
+      bump(counts, `${COLUMN_COUNT_PREFIX}${plan.rule.label}`);
       return true;
     }
     const spelled = bytes.toString('latin1');
@@ -288,7 +320,7 @@ class Masker implements ProfileMasker {
   /** Numbers, inet, money…: scanned, but a masked value cannot be written in the type: NULL. */
   private maskScalar(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
     if (plan.rule) {
-      bump(counts, `column:${plan.rule.label}`);
+      bump(counts, `${COLUMN_COUNT_PREFIX}${plan.rule.label}`);
       return null;
     }
     return this.maskString(value, plan.hints, counts, true) === value ? value : null;
@@ -332,39 +364,20 @@ class Masker implements ProfileMasker {
       const out: Record<string, unknown> = {};
       const record = node as Record<string, unknown>;
       for (const key in record) {
+        const facts = this.factsOfKey(key);
         // Keys are kept, unless a key is itself a sensitive value (a map keyed by email).
-        const maskedKey = this.maskString(key, Hint.none, counts, false) ?? key;
-        const rule = this.ruleOfKey(key);
-        out[maskedKey] = rule ? this.maskCoveredMember(record[key], rule, key, counts) : this.walk(record[key], this.hintsOfKey(key), counts);
+        const maskedKey = facts.sensitive ? (this.maskString(key, Hint.none, counts, false) ?? key) : key;
+        out[maskedKey] = facts.rule ? this.maskCoveredMember(record[key], facts.rule, facts.hints, counts) : this.walk(record[key], facts.hints, counts);
       }
       return out;
     }
     return node;
   }
 
-  /**
-   * The column rule a JSON member's key names, at any depth: `{"ssn": "…"}` in a json column is
-   * the same data as a column named `ssn`, whatever detectors make of its value (a 9xx SSN is no
-   * valid SSN to the detector). Rules match the key as a column name without a table, so a rule
-   * bound to one table's column (`customers.notes`) does not reach keys.
-   */
-  private ruleOfKey(key: string): ColumnRule | undefined {
-    if (this.rules.length === 0) return undefined;
-    let found = this.keyRules.get(key);
-    if (found === undefined) {
-      const column = { name: key };
-      found = this.rules.find((rule) => rule.matches(column)) ?? null;
-      // Documents with generated keys must not grow this without bound.
-      if (this.keyRules.size > 10_000) this.keyRules.clear();
-      this.keyRules.set(key, found);
-    }
-    return found ?? undefined;
-  }
-
   /** A member a column rule covers is masked whole with that rule: an object or array as its text, JSON null stays null. */
-  private maskCoveredMember(value: unknown, rule: ColumnRule, key: string, counts: MaskCounts): unknown {
+  private maskCoveredMember(value: unknown, rule: ColumnRule, hints: number, counts: MaskCounts): unknown {
     if (value === null || value === undefined) return value;
-    const plan: ColumnPlan = { kind: 'text', elementKind: 'text', rule, hints: this.hintsOfKey(key) };
+    const plan: ColumnPlan = { kind: 'text', elementKind: 'text', rule, hints };
     return this.forceText(typeof value === 'string' ? value : JSON.stringify(value), plan, counts);
   }
 
@@ -372,7 +385,7 @@ class Masker implements ProfileMasker {
     switch (plan.kind) {
       case 'opaque':
         if (!plan.rule) return value;
-        bump(counts, `column:${plan.rule.label}`);
+        bump(counts, `${COLUMN_COUNT_PREFIX}${plan.rule.label}`);
         return null;
       case 'bytes':
         return this.maskBytes(Buffer.from(value.buffer, value.byteOffset, value.byteLength), plan, counts) ? null : value;
@@ -396,7 +409,7 @@ class Masker implements ProfileMasker {
       }
       case 'scalar': {
         if (plan.rule) {
-          bump(counts, `column:${plan.rule.label}`);
+          bump(counts, `${COLUMN_COUNT_PREFIX}${plan.rule.label}`);
           return null;
         }
         const text = decodeBinaryScalar(oid, value);
@@ -408,7 +421,7 @@ class Masker implements ProfileMasker {
         if (elementKind === 'opaque' || elementKind === 'bytes' || (plan.rule && elementKind !== 'text')) {
           // bytea[]: a detector's gate over the bytes withholds the whole array (rare enough to be strict).
           if (!plan.rule && !(elementKind === 'bytes' && this.mayContain(Buffer.from(value).toString('latin1'), plan.hints))) return value;
-          bump(counts, plan.rule ? `column:${plan.rule.label}` : 'bytes');
+          bump(counts, plan.rule ? `${COLUMN_COUNT_PREFIX}${plan.rule.label}` : 'bytes');
           return null;
         }
         const array = decodeBinaryArray(value);
@@ -433,7 +446,7 @@ class Masker implements ProfileMasker {
     const elementKind = plan.elementKind;
     if (elementKind === 'opaque' || elementKind === 'bytes' || (plan.rule && elementKind !== 'text')) {
       if (!plan.rule && !(elementKind === 'bytes' && this.mayContain(byteaArrayText(value), plan.hints))) return value;
-      bump(counts, plan.rule ? `column:${plan.rule.label}` : 'bytes');
+      bump(counts, plan.rule ? `${COLUMN_COUNT_PREFIX}${plan.rule.label}` : 'bytes');
       return null;
     }
     if (!plan.rule && !this.mayContain(value, plan.hints)) return value;

@@ -63,7 +63,14 @@ export const createAuditPort = (
   options: { source: string; recording: RecordingBounds & { readonly maxEventBytes: number }; now?: () => Date; mergeWindowMs?: number; ackTimeoutMs?: number },
 ): RecordingAuditPort => {
   const sequences = new Map<string, number>();
-  const now = options.now ?? (() => new Date());
+  // One Date per millisecond: the commands of a busy proxy share it (nothing changes a recorded time).
+  let clock = new Date(0);
+  const currentTime = (): Date => {
+    const millis = Date.now();
+    if (millis !== clock.getTime()) clock = new Date(millis);
+    return clock;
+  };
+  const now = options.now ?? currentTime;
   const windowMs = options.mergeWindowMs ?? MERGE_WINDOW_MS;
   // Limits under which a command and its result could outgrow one event: the result goes apart.
   const withResult = resultFitsExecuted(options.recording);
@@ -139,9 +146,9 @@ export const createAuditPort = (
   const release = (sessionId: string, all: boolean, at: number): void => {
     const commands = running.get(sessionId);
     if (!commands) return;
-    for (const [commandId, command] of commands) {
+    for (const command of commands.values()) {
       if (!all && !command.completed && at - command.since < windowMs) continue;
-      commands.delete(commandId);
+      commands.delete(command.decided.commandId);
       held -= 1;
       emit(sessionId, command);
     }

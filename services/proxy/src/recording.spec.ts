@@ -36,6 +36,50 @@ describe('recording bounds', () => {
     expect(data.rows[1]).toEqual(['1', '2']);
   });
 
+  it('bounds the JSON an event carries of a result, not only its UTF-8: control characters, quotes, many empty cells and column names', () => {
+    const limit = { maxRows: 100, maxBytes: 65_536, maxRowBytes: 16_384, maxCommandBytes: 16_384, maxEventBytes: 262_144 };
+    const control = '\u0001'.repeat(16_000);
+    const shapes = [
+      Array.from({ length: 12 }, () => ['m10', 'x', control]),
+      Array.from({ length: 100 }, () => ['"\\'.repeat(5_000)]),
+      Array.from({ length: 100 }, () => Array.from({ length: 1_664 }, () => null)),
+      Array.from({ length: 100 }, () => Array.from({ length: 1_664 }, () => '')),
+    ];
+    for (const rows of shapes) {
+      const data = { commandId: 'c', columns: [], rows, rowCount: rows.length, bytes: 0, truncated: false, maskedCounts: {} };
+      const recorded = boundEventData('result.returned', data, limit);
+      expect(recorded.truncated).toBe(true);
+      expect(recorded.rows.length).toBeGreaterThan(0);
+      expect(Buffer.byteLength(JSON.stringify(recorded.rows))).toBeLessThanOrEqual(limit.maxBytes + 2);
+    }
+    const names = Array.from({ length: 1_000 }, (_, index) => `${index}${'\u0001'.repeat(58)}`);
+    const wide = { commandId: 'c', columns: names, rows: [names.map(() => 'v')], rowCount: 1, bytes: 0, truncated: false, maskedCounts: {} };
+    const recordedWide = boundEventData('result.returned', wide, limit);
+    expect(recordedWide.truncated).toBe(true);
+    expect(recordedWide.columns).toHaveLength(1_000);
+    expect(recordedWide.columns[0]).toBe(names[0]);
+    expect(recordedWide.rows[0]).toEqual(names.map(() => 'v'));
+    expect(Buffer.byteLength(JSON.stringify(recordedWide.columns)) + Buffer.byteLength(JSON.stringify(recordedWide.rows))).toBeLessThanOrEqual(limit.maxBytes + 4);
+    const command = '\u0001'.repeat(16_384);
+    const decided = boundEventData('command.decided', { commandId: 'c', resource: 'db', protocol: 'postgres', command, action: 'read', risk: 'low', decision: 'allow', rule: 'r', reason: 'ok' }, limit);
+    expect(Buffer.byteLength(JSON.stringify(decided.command))).toBeLessThanOrEqual(limit.maxCommandBytes + 2);
+    expect(decided).toMatchObject({ truncated: true, commandBytes: 16_384 });
+  });
+
+  it('keeps the JSON of recorded rows within maxBytes and of each row\'s texts within maxRowBytes, whatever their texts', () => {
+    const unit = fc.oneof(fc.constantFrom('\ud800', '\udfff', '😀', '\u0000', '\u0001', '\n', '"', '\\', 'é', '€', 'a'), fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }));
+    const wide = fc.string({ unit, maxLength: 30 });
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.option(wide, { nil: null }), { maxLength: 5 }), { maxLength: 8 }), limits, (rows, limit) => {
+        const bounded = boundRows(rows, limit);
+        expect(Buffer.byteLength(JSON.stringify(bounded.rows))).toBeLessThanOrEqual(limit.maxBytes + 2);
+        // A row's texts as JSON (without the quotes, commas and brackets around them).
+        for (const row of bounded.rows) expect(row.reduce((sum, value) => sum + (value === null ? 0 : Buffer.byteLength(JSON.stringify(value)) - 2), 0)).toBeLessThanOrEqual(limit.maxRowBytes);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('leaves events within the bounds as they are', () => {
     const data = { commandId: 'c', columns: ['a'], rows: [['1']], rowCount: 1, bytes: 1, truncated: false, maskedCounts: {} };
     expect(boundEventData('result.returned', data, bounds)).toBe(data);

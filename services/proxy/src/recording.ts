@@ -11,16 +11,55 @@ export interface RecordingBounds {
 /** Free-text fields other than the command (reasons, error messages) are kept up to this. */
 const MAX_NOTE_BYTES = 2048;
 
-/** A text cut to at most `maxBytes` of UTF-8, never inside a character; `bytes` is its size before. */
+/**
+ * Characters whose JSON text is not their UTF-8: the C0 controls (`\n`, `\u0001`), `"` and `\`,
+ * which JSON.stringify escapes, and surrogates (a lone one is written `\ud800`).
+ */
+// The control characters are exactly what this looks for.
+// eslint-disable-next-line no-control-regex
+const NOT_AS_UTF8 = /[\u0000-\u001f"\\\ud800-\udfff]/;
+
+/**
+ * The longest beginning of `text` whose JSON text (the string's content, as JSON.stringify writes
+ * it into an event, UTF-8) is at most `maxBytes`, and that size. The bounds cap what an event
+ * carries: counted as UTF-8, a value of control characters takes six times its bytes there, and
+ * an event pushed past maxEventBytes is published reduced, its result dropped whole.
+ */
+const cutJson = (text: string, maxBytes: number): { readonly text: string; readonly truncated: boolean; readonly used: number } => {
+  let used = 0;
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    let cost = 3;
+    let units = 1;
+    if (code < 0x80) cost = code >= 0x20 ? (code === 0x22 || code === 0x5c ? 2 : 1) : code === 0x08 || code === 0x09 || code === 0x0a || code === 0x0c || code === 0x0d ? 2 : 6;
+    else if (code < 0x800) cost = 2;
+    else if (code >= 0xd800 && code <= 0xdfff) {
+      const next = text.charCodeAt(index + 1);
+      // A pair is one 4-byte character; a lone surrogate is written as a six-character escape.
+      if (code <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) units = 2;
+      cost = units === 2 ? 4 : 6;
+    }
+    if (used + cost > maxBytes) return { text: text.slice(0, index), truncated: true, used };
+    used += cost;
+    index += units - 1;
+  }
+  return { text, truncated: false, used };
+};
+
+/**
+ * A text cut to at most `maxBytes` of its JSON text (its UTF-8, with JSON's escapes), never inside
+ * a character; `bytes` is its UTF-8 size before.
+ */
 export const cutText = (text: string, maxBytes: number): { readonly text: string; readonly truncated: boolean; readonly bytes: number } => {
   const bytes = Buffer.byteLength(text, 'utf8');
+  if (NOT_AS_UTF8.test(text)) {
+    const cut = cutJson(text, maxBytes);
+    return { text: cut.text, truncated: cut.truncated, bytes };
+  }
+  // Nothing escaped: the JSON text is the UTF-8.
   if (bytes <= maxBytes) return { text, truncated: false, bytes };
-  // At most maxBytes UTF-16 units encode to at least as many bytes as are kept; a split
-  // surrogate pair at the end would encode as a replacement character, so it goes.
-  let prefix = text.slice(0, maxBytes);
-  const last = prefix.charCodeAt(prefix.length - 1);
-  if (last >= 0xd800 && last <= 0xdbff) prefix = prefix.slice(0, -1);
-  const encoded = Buffer.from(prefix, 'utf8');
+  // At most maxBytes UTF-16 units encode to at least as many bytes as are kept.
+  const encoded = Buffer.from(text.slice(0, maxBytes), 'utf8');
   let end = Math.min(maxBytes, encoded.length);
   // Back off continuation bytes (10xxxxxx) so the cut falls on a character boundary.
   while (end > 0 && end < encoded.length && (encoded[end]! & 0xc0) === 0x80) end--;
@@ -29,9 +68,18 @@ export const cutText = (text: string, maxBytes: number): { readonly text: string
 
 const cutNote = (text: string): string => cutText(text, MAX_NOTE_BYTES).text;
 
+/** Each cell's quotes and comma (`null,` for a null) and the row's brackets and comma: its JSON with every text empty. */
+const rowFraming = (row: readonly (string | null)[]): number => {
+  let framing = 3;
+  for (const value of row) framing += value === null ? 5 : 3;
+  return framing;
+};
+
 /**
- * Result rows as recorded: at most maxRows rows, each at most maxRowBytes, all at most maxBytes
- * (the first row included, however large the agent's row was); a cut value keeps its beginning.
+ * Result rows as recorded: at most maxRows rows, the texts of each at most maxRowBytes, and all
+ * of it at most maxBytes, counted as the event's JSON carries them (escapes, and the quotes,
+ * commas and brackets around the texts in the total: a thousand empty cells are not nothing); the
+ * first row included, however large the agent's row was. A cut value keeps its beginning.
  */
 export const boundRows = (
   rows: readonly (readonly (string | null)[])[],
@@ -41,18 +89,19 @@ export const boundRows = (
   let total = 0;
   let truncated = rows.length > bounds.maxRows;
   for (const row of rows.slice(0, bounds.maxRows)) {
-    let rowBudget = Math.min(bounds.maxRowBytes, bounds.maxBytes - total);
-    if (rowBudget <= 0) {
+    const framing = rowFraming(row);
+    let rowBudget = Math.min(bounds.maxRowBytes, bounds.maxBytes - total - framing);
+    if (rowBudget < 0) {
       truncated = true;
       break;
     }
+    total += framing;
     const cells = row.map((value) => {
       if (value === null) return null;
-      const cut = cutText(value, Math.max(0, rowBudget));
+      const cut = cutJson(value, rowBudget);
       if (cut.truncated) truncated = true;
-      const used = cut.truncated ? Buffer.byteLength(cut.text, 'utf8') : cut.bytes;
-      rowBudget -= used;
-      total += used;
+      rowBudget -= cut.used;
+      total += cut.used;
       return cut.text;
     });
     kept.push(cells);
@@ -61,21 +110,53 @@ export const boundRows = (
 };
 
 /**
- * True when boundRows would keep every row as it is, told from the texts' lengths alone (a UTF-8
- * byte count is at most three per UTF-16 unit): no copy of the rows and no byte count per cell for
- * a result within its bounds, the usual one. Strictly within them, as boundRows gives a row only
- * a budget left above zero.
+ * True when boundRows would keep every row as it is (with `reserved` bytes of maxBytes taken
+ * first), told from the texts' lengths alone (a UTF-16 unit takes at most six bytes of JSON,
+ * `\u0001`): no copy of the rows and no byte count per cell for a result within its bounds, the
+ * usual one.
  */
-const fitByLength = (rows: readonly (readonly (string | null)[])[], bounds: Pick<RecordingBounds, 'maxRows' | 'maxBytes' | 'maxRowBytes'>): boolean => {
+const fitByLength = (rows: readonly (readonly (string | null)[])[], bounds: Pick<RecordingBounds, 'maxRows' | 'maxBytes' | 'maxRowBytes'>, reserved = 0): boolean => {
   if (rows.length > bounds.maxRows) return false;
-  let total = 0;
+  let total = reserved;
   for (const row of rows) {
     let units = 0;
-    for (const value of row) if (value !== null) units += value.length;
-    if (units * 3 >= bounds.maxRowBytes) return false;
-    total += units;
+    let framing = 3;
+    for (const value of row) {
+      if (value === null) framing += 5;
+      else {
+        units += value.length;
+        framing += 3;
+      }
+    }
+    if (units * 6 > bounds.maxRowBytes) return false;
+    total += framing + units * 6;
   }
-  return total * 3 < bounds.maxBytes;
+  return total <= bounds.maxBytes;
+};
+
+/** The most the column names take of an event's JSON (each name's quotes and comma, six bytes a unit), told from their lengths. */
+const columnsByLength = (columns: readonly string[]): number => {
+  let estimate = 0;
+  for (const name of columns) estimate += 3 + name.length * 6;
+  return estimate;
+};
+
+/**
+ * Column names as recorded: their JSON (each name's quotes and comma included) at most `maxBytes`,
+ * names past it cut or empty; `used` is that JSON's size (`estimate`, columnsByLength's, when it is
+ * within the bound).
+ */
+const boundColumns = (columns: readonly string[], maxBytes: number, estimate: number): { readonly names: readonly string[]; readonly used: number; readonly truncated: boolean } => {
+  if (estimate <= maxBytes) return { names: columns, used: estimate, truncated: false };
+  let used = 3 * columns.length;
+  let truncated = false;
+  const names = columns.map((name) => {
+    const cut = cutJson(name, Math.max(0, maxBytes - used));
+    if (cut.truncated) truncated = true;
+    used += cut.used;
+    return cut.text;
+  });
+  return { names, used, truncated };
 };
 
 /**
@@ -91,8 +172,8 @@ const boundData = (kind: SluiceEventKind, data: SluiceEventDataByKind[SluiceEven
   switch (kind) {
     case 'command.decided': {
       const decided = data as SluiceEventDataByKind['command.decided'];
-      // A UTF-8 byte count is at most three per UTF-16 unit: most texts fit without being counted.
-      if (decided.command.length * 3 <= bounds.maxCommandBytes && decided.reason.length * 3 <= MAX_NOTE_BYTES) return data;
+      // A UTF-16 unit takes at most six bytes of JSON: most texts fit without being counted.
+      if (decided.command.length * 6 <= bounds.maxCommandBytes && decided.reason.length * 6 <= MAX_NOTE_BYTES) return data;
       const command = cutText(decided.command, bounds.maxCommandBytes);
       const reason = cutNote(decided.reason);
       if (!command.truncated && reason === decided.reason) return data;
@@ -107,9 +188,14 @@ const boundData = (kind: SluiceEventKind, data: SluiceEventDataByKind[SluiceEven
     }
     case 'result.returned': {
       const result = data as SluiceEventDataByKind['result.returned'];
-      if (fitByLength(result.rows, bounds)) return data;
-      const bounded = boundRows(result.rows, bounds);
-      return bounded.truncated ? { ...result, rows: bounded.rows, truncated: true } : data;
+      // The column names are the agent's too (a thousand names of control characters): they take their part of maxBytes first.
+      const estimate = columnsByLength(result.columns);
+      if (estimate <= bounds.maxRowBytes && fitByLength(result.rows, bounds, estimate)) return data;
+      const columns = boundColumns(result.columns, bounds.maxRowBytes, estimate);
+      const rowBounds = { maxRows: bounds.maxRows, maxRowBytes: bounds.maxRowBytes, maxBytes: Math.max(0, bounds.maxBytes - columns.used) };
+      const bounded = boundRows(result.rows, rowBounds);
+      if (!bounded.truncated && !columns.truncated) return data;
+      return { ...result, ...(columns.truncated ? { columns: columns.names } : {}), rows: bounded.rows, truncated: true };
     }
     case 'session.rejected':
     case 'session.ended': {

@@ -157,7 +157,9 @@ describe('a first row larger than the recording budget', () => {
     expect(set.row(body)).toBeUndefined();
     const event = set.toEvent('c1');
     expect(event.truncated).toBe(true);
-    expect(event.rows).toEqual([['x'.repeat(1024), '']]);
+    // maxBytes bounds the row's JSON: its brackets and comma and each cell's quotes and comma take 9 of the 1024.
+    expect(event.rows).toEqual([['x'.repeat(1024 - 9), '']]);
+    expect(Buffer.byteLength(JSON.stringify(event.rows))).toBeLessThanOrEqual(1024);
     expect(event.bytes).toBe(body.length);
   });
 });

@@ -4,7 +4,7 @@ import { commandHash } from '../governance/approval-hold.js';
 import type { RecordedCommand, Verdict } from '../governance/governor.js';
 import { describeCommand, UNMASKABLE_REPLIES, type HelloArgs } from './commands.js';
 import type { ConnectionState } from './connection-state.js';
-import { newEntry, type Entry, type SessionState } from './entries.js';
+import { elapsedMs, newEntry, type Entry, type SessionState } from './entries.js';
 
 /**
  * Redis commands through the governance core, in arrival order: each decided (cached verdicts
@@ -172,7 +172,7 @@ export class CommandDispatch {
     if (!session) return;
     session.commands++;
     session.governor.recordRefusedBeforeRule(this.#recorded(entry, session, undefined), reason);
-    session.governor.recordRefused(entry.id, { outcome: 'error', code: SluiceErrorCode.PolicyDenied, message: `NOPERM ${reason}`, durationMs: performance.now() - entry.started });
+    session.governor.recordRefused(entry.id, { outcome: 'error', code: SluiceErrorCode.PolicyDenied, message: `NOPERM ${reason}`, durationMs: elapsedMs(entry) });
   }
 
   #hold(entry: Entry, decision: ApproveDecision, session: SessionState, text: string): void {
@@ -200,7 +200,7 @@ export class CommandDispatch {
     this.state.protocolSwitches.delete(entry);
     entry.status = 'done';
     entry.reply = reply;
-    entry.session?.governor.recordRefused(entry.id, { outcome: 'error', code, message: reply.toString('utf8', 1, reply.length - 2), durationMs: performance.now() - entry.started });
+    entry.session?.governor.recordRefused(entry.id, { outcome: 'error', code, message: reply.toString('utf8', 1, reply.length - 2), durationMs: elapsedMs(entry) });
   }
 
   #send(entry: Entry, maskProfile: string | undefined): void {
@@ -238,6 +238,6 @@ export class CommandDispatch {
 
   recordStreamed(entry: Entry, outcome: string): void {
     if (!entry.session) return;
-    this.state.ports.audit.record(entry.session.id, 'command.completed', { commandId: entry.id, outcome, ok: true, durationMs: performance.now() - entry.started });
+    this.state.ports.audit.record(entry.session.id, 'command.completed', { commandId: entry.id, outcome, ok: true, durationMs: elapsedMs(entry) });
   }
 }

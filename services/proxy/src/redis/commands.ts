@@ -1,5 +1,6 @@
 /** What the Redis adapter needs to know about a command beyond the policy's decision. */
 
+import { isUtf8 } from 'node:buffer';
 import { sortOptions, sortPatternKey } from '@sluice/contracts';
 import type { FieldHint } from './reply-masking.js';
 
@@ -32,12 +33,20 @@ export const describeCommand = (args: readonly Buffer[]): { readonly text: strin
   for (const arg of args) bytes += arg.length;
   for (let index = 0; index < args.length; index++) {
     const arg = args[index]!;
-    let part = arg.length > MAX_ARG_CHARS * 4 ? arg.subarray(0, MAX_ARG_CHARS * 4).toString('utf8') : arg.toString('utf8');
+    let end = Math.min(arg.length, MAX_ARG_CHARS * 4);
+    // Cut on a character's first byte, so a long UTF-8 argument does not end in a broken one.
+    while (end > 0 && end < arg.length && (arg[end]! & 0xc0) === 0x80) end--;
+    const kept = end < arg.length ? arg.subarray(0, end) : arg;
+    let part = kept.toString('utf8');
+    // Bytes that are not UTF-8 all read as U+FFFD: such an argument is written byte for byte.
+    const binary = part.includes('\uFFFD') && !isUtf8(kept);
+    if (binary) part = escapedBytes(kept, MAX_ARG_CHARS);
     if (part.length > MAX_ARG_CHARS) {
       part = `${part.slice(0, MAX_ARG_CHARS)}…`;
       truncated = true;
     }
-    if (index === 0) part = part.toUpperCase();
+    if (binary) part = `"${part}"`;
+    else if (index === 0) part = part.toUpperCase();
     else if (needsQuotes(part)) part = JSON.stringify(part);
     text += (index === 0 ? '' : ' ') + part;
     if (text.length > MAX_TEXT_CHARS) return { text: `${text.slice(0, MAX_TEXT_CHARS)}…`, truncated: true, bytes };
@@ -45,20 +54,72 @@ export const describeCommand = (args: readonly Buffer[]): { readonly text: strin
   return { text, truncated, bytes };
 };
 
-/** Whitespace as `\s` knows it below U+0080: tab, line feed, vertical tab, form feed, carriage return, space. */
-const isAsciiSpace = (code: number): boolean => code === 0x20 || (code >= 0x09 && code <= 0x0d);
+/**
+ * An argument that is not UTF-8 as the record's text, inside quotes: its well-formed characters as
+ * JSON.stringify writes them, each other byte as `\xHH`. No JSON text holds `\x` (a backslash is
+ * written `\\`), so two arguments that differ in a byte are never recorded alike, as they would be
+ * were every such byte (or a NUL, which the store keeps as U+FFFD) read as U+FFFD. At most about
+ * `maxChars` of it.
+ */
+const escapedBytes = (bytes: Buffer, maxChars: number): string => {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let text = '';
+  let run = 0;
+  let index = 0;
+  const flush = (end: number): void => {
+    if (end > run) text += JSON.stringify(decoder.decode(bytes.subarray(run, end))).slice(1, -1);
+  };
+  while (index < bytes.length && text.length <= maxChars) {
+    const length = utf8SequenceLength(bytes, index);
+    if (length > 0) {
+      index += length;
+      continue;
+    }
+    flush(index);
+    text += `\\x${bytes[index]!.toString(16).padStart(2, '0')}`;
+    index += 1;
+    run = index;
+  }
+  flush(index);
+  return text;
+};
+
+const isContinuation = (byte: number | undefined): boolean => byte !== undefined && (byte & 0xc0) === 0x80;
+
+/** Length of the well-formed UTF-8 sequence at `at` (no overlong forms, no surrogates, nothing past U+10FFFF), else 0. */
+const utf8SequenceLength = (bytes: Buffer, at: number): number => {
+  const lead = bytes[at]!;
+  if (lead < 0x80) return 1;
+  const second = bytes[at + 1];
+  if (lead >= 0xc2 && lead <= 0xdf) return isContinuation(second) ? 2 : 0;
+  if (lead >= 0xe0 && lead <= 0xef) {
+    if (!isContinuation(second) || !isContinuation(bytes[at + 2])) return 0;
+    if ((lead === 0xe0 && second! < 0xa0) || (lead === 0xed && second! > 0x9f)) return 0;
+    return 3;
+  }
+  if (lead >= 0xf0 && lead <= 0xf4) {
+    if (!isContinuation(second) || !isContinuation(bytes[at + 2]) || !isContinuation(bytes[at + 3])) return 0;
+    if ((lead === 0xf0 && second! < 0x90) || (lead === 0xf4 && second! > 0x8f)) return 0;
+    return 4;
+  }
+  return 0;
+};
 
 /**
- * Is an argument quoted in the record (empty, or holding whitespace or a quote)? Exactly
- * `/[\s"]/`: ASCII text, nearly every key and value, is told by its char codes, anything else by
- * the regular expression itself (Unicode spaces such as U+00A0 and U+2028 count too).
+ * Is an argument quoted in the record (empty, or holding whitespace, a quote or a control
+ * character)? Exactly `/[\s"\u0000-\u001f]/`: ASCII text, nearly every key and value, is told by its
+ * char codes, anything else by the regular expression itself (Unicode spaces such as U+00A0 and
+ * U+2028 count too). Quoted, a control character is written as an escape (JSON.stringify's): a NUL
+ * the store would keep as U+FFFD stays told apart from a U+FFFD the agent sent.
  */
 export const needsQuotes = (part: string): boolean => {
   if (part === '') return true;
   for (let index = 0; index < part.length; index++) {
     const code = part.charCodeAt(index);
-    if (code >= 0x80) return /[\s"]/.test(part);
-    if (code === 0x22 || isAsciiSpace(code)) return true;
+    // Control characters are exactly what this looks for.
+    // eslint-disable-next-line no-control-regex
+    if (code >= 0x80) return /[\s"\u0000-\u001f]/.test(part);
+    if (code === 0x22 || code <= 0x20) return true;
   }
   return false;
 };

@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { RespValue } from '@sluice/codec-resp';
-import { COLUMN_REDACTED, type MaskCounts, type ProfileMasker } from '@sluice/masking-engine';
+import { COLUMN_COUNT_PREFIX, COLUMN_REDACTED, type MaskCounts, type ProfileMasker } from '@sluice/masking-engine';
 import { columnNamed, maskNamedValues } from '../named-values.js';
 
 /**
@@ -49,27 +49,58 @@ export const sameJson = (a: unknown, b: unknown): boolean => {
  * rest is walked by maskJson (detectors, with hints from key names).
  */
 export const maskJsonDocument = (document: unknown, masker: ProfileMasker, counts: MaskCounts): unknown => {
-  const covered = masker.columnRuleCount === 0 ? document : maskCoveredMembers(document, masker, counts);
-  return masker.maskJson(covered, counts);
+  if (masker.columnRuleCount === 0) return masker.maskJson(document, counts);
+  const covered = maskCoveredMembers(document, masker, counts);
+  // maskJson applies the same rules by key: every covered member it meets is one masked and
+  // counted above, so only its detectors' findings count.
+  const walkCounts: MaskCounts = {};
+  const masked = masker.maskJson(covered, walkCounts);
+  for (const kind in walkCounts) if (!kind.startsWith(COLUMN_COUNT_PREFIX)) counts[kind] = (counts[kind] ?? 0) + walkCounts[kind]!;
+  return masked;
 };
 
 /** JSON inside a JSON string is walked this deep at most (`"{\"a\": \"{…}\"}"`). */
 const MAX_NESTED_JSON = 4;
 
+/**
+ * The document with covered members masked; a part with nothing to mask is returned as it is (the
+ * same object), so a document that needs nothing here is not copied: maskJson walks it next.
+ */
 const maskCoveredMembers = (node: unknown, masker: ProfileMasker, counts: MaskCounts, nested = 0): unknown => {
   if (typeof node === 'string') return maskCoveredText(node, masker, counts, nested);
-  if (Array.isArray(node)) return node.map((item) => maskCoveredMembers(item, masker, counts, nested));
-  if (node === null || typeof node !== 'object') return node;
-  // No prototype: a `__proto__` member stays a member.
-  const out = Object.create(null) as Record<string, unknown>;
-  for (const [key, value] of Object.entries(node as Record<string, unknown>)) {
-    const column = columnNamed(key);
-    if (value !== null && masker.hasColumnRule(column)) {
-      // A nested object or array under a covered key is covered whole, as its text.
-      out[key] = masker.maskCell(typeof value === 'string' ? value : JSON.stringify(value), column, counts);
-    } else out[key] = maskCoveredMembers(value, masker, counts, nested);
+  if (Array.isArray(node)) {
+    let out: unknown[] | undefined;
+    for (let index = 0; index < node.length; index++) {
+      const item: unknown = node[index];
+      const masked = maskCoveredMembers(item, masker, counts, nested);
+      if (out) out[index] = masked;
+      else if (masked !== item) {
+        out = node.slice();
+        out[index] = masked;
+      }
+    }
+    return out ?? node;
   }
-  return out;
+  if (node === null || typeof node !== 'object') return node;
+  const members = Object.entries(node as Record<string, unknown>);
+  let out: Record<string, unknown> | undefined;
+  for (let index = 0; index < members.length; index++) {
+    const [key, value] = members[index]!;
+    const column = columnNamed(key);
+    // A nested object or array under a covered key is covered whole, as its text.
+    const masked =
+      value !== null && masker.hasColumnRule(column)
+        ? masker.maskCell(typeof value === 'string' ? value : JSON.stringify(value), column, counts)
+        : maskCoveredMembers(value, masker, counts, nested);
+    if (out) out[key] = masked;
+    else if (masked !== value) {
+      // No prototype: a `__proto__` member stays a member.
+      out = Object.create(null) as Record<string, unknown>;
+      for (let before = 0; before < index; before++) out[members[before]![0]] = members[before]![1];
+      out[key] = masked;
+    }
+  }
+  return out ?? node;
 };
 
 /**
@@ -267,6 +298,10 @@ const cell = (value: RespValue): string | null => {
   return typeof unwrapped === 'string' ? unwrapped : JSON.stringify(unwrapped);
 };
 
+/** Column names are shared by every reply of a shape: nothing changes a recorded result's columns. */
+const VALUE_COLUMNS: readonly string[] = Object.freeze(['value']);
+const KEY_VALUE_COLUMNS: readonly string[] = Object.freeze(['key', 'value']);
+
 export interface ReplyRows {
   readonly columns: readonly string[];
   readonly rows: (string | null)[][];
@@ -280,17 +315,20 @@ export interface ReplyRows {
  */
 export const flattenReply = (value: RespValue, limits: { readonly maxRows: number; readonly maxBytes: number }): ReplyRows => {
   const inner = value.type === 'attribute' ? value.value : value;
-  let columns: string[];
+  let columns: readonly string[];
   let all: RespValue[][];
   if (inner.type === 'map') {
-    columns = ['key', 'value'];
+    columns = KEY_VALUE_COLUMNS;
     all = inner.entries.map(([k, v]) => [k, v]);
   } else if (inner.type === 'array' || inner.type === 'set' || inner.type === 'push') {
-    columns = ['value'];
+    columns = VALUE_COLUMNS;
     all = inner.items.map((item) => [item]);
   } else {
-    columns = ['value'];
-    all = [[inner]];
+    // One row of one cell (GET, INCR, +OK: most replies), the same as the walk below gives it,
+    // without its arrays.
+    const text = cell(inner);
+    const kept = limits.maxRows > 0 && (text?.length ?? 0) <= limits.maxBytes;
+    return { columns: VALUE_COLUMNS, rows: kept ? [[text]] : [], rowCount: 1, truncated: !kept };
   }
   const rows: (string | null)[][] = [];
   let bytes = 0;

@@ -3,7 +3,7 @@ import { decodeReply, encodeError } from '@sluice/codec-resp';
 import { SluiceErrorCode } from '@sluice/contracts';
 import type { CommandDispatch } from './command-dispatch.js';
 import type { ConnectionState } from './connection-state.js';
-import type { Entry } from './entries.js';
+import { elapsedMs, type Entry } from './entries.js';
 import { decodeAndMask, errorCodeOf, errorTextOf, maskPushed, recordResult, type MaskedReply } from './reply-results.js';
 import { confirmationOf } from './reply-stream.js';
 
@@ -99,7 +99,7 @@ export class UpstreamReplies {
         outcome: 'error',
         code: SluiceErrorCode.MaskingUnavailable,
         message: 'result withheld: masking unavailable',
-        durationMs: performance.now() - entry.started,
+        durationMs: elapsedMs(entry),
       });
       return;
     }
@@ -111,7 +111,7 @@ export class UpstreamReplies {
       outcome: reply.value.type,
       ok: !isError,
       error: isError ? { code: errorCodeOf(reply.value), message: errorText } : undefined,
-      durationMs: performance.now() - entry.started,
+      durationMs: elapsedMs(entry),
     });
     if (!isError) recordResult(this.state.ports.audit, this.state.ports.recording, session.id, entry.id, reply);
   }
