@@ -31,3 +31,4 @@ export { type ViewDefinition } from './view-columns.js';
 export { throughViews, type ViewColumns, type ViewSources } from './view-sources.js';
 export { constantsAreInert, statementShape } from './statement-shape.js';
 export { searchPathKey } from './statement-parts.js';
+export { unqualifiedRelations } from './unqualified-relations.js';

@@ -31,6 +31,8 @@ export class LineageWalk implements QueryWalk {
     private readonly schemas: readonly string[],
     private readonly options: LineageOptions,
     private readonly depth: number,
+    /** The search path had more schemas than `schemas` keeps: an unqualified table may be one past them. */
+    private readonly pathCut = false,
   ) {
     this.expressions = new ExpressionLineage(this, options.searchPath, options.overloadedBuiltins);
   }
@@ -66,7 +68,7 @@ export class LineageWalk implements QueryWalk {
   private copy(node: Node): Item[] {
     if (isObject(node.query)) return this.statement(node.query) ?? [{ kind: 'star', resolve: () => ANY_COLUMN, whole: ANY_COLUMN }];
     const target = isObject(node.relation) ? node.relation : {};
-    const table = this.table(this.tableNames(str(target.schemaname), str(target.relname) ?? ''), undefined);
+    const table = this.table(this.tableNames(str(target.schemaname), str(target.relname) ?? ''), undefined, this.pastKept(str(target.schemaname)));
     const columns = names(node.attlist);
     if (columns.length === 0) return table.items();
     return columns.map((column) => ({ kind: 'column', name: column, sources: table.column(column) ?? NONE }));
@@ -86,7 +88,7 @@ export class LineageWalk implements QueryWalk {
     }
     const declared = tree.stmts?.map((raw) => (raw.stmt as { DeclareCursorStmt?: Node } | undefined)?.DeclareCursorStmt).find((stmt) => str(stmt?.portalname) === str(node.portalname));
     if (!declared) return unknown;
-    return new LineageWalk(this.schemas, this.options, this.depth + 1).statement(declared.query) ?? unknown;
+    return new LineageWalk(this.schemas, this.options, this.depth + 1, this.pathCut).statement(declared.query) ?? unknown;
   }
 
   /** The output items of a SELECT (any form: plain, set operation, VALUES). */
@@ -237,7 +239,7 @@ export class LineageWalk implements QueryWalk {
         const cte = schema ? undefined : scope.cte(relname);
         if (cte) relation = derived(aliasName ?? relname, renamed(cte, aliasColumns));
         else {
-          relation = this.table(this.tableNames(schema, relname), aliasName ?? relname);
+          relation = this.table(this.tableNames(schema, relname), aliasName ?? relname, this.pastKept(schema));
           if (aliasColumns.length > 0) relation = derived(relation.name, renamed(relation.items(), aliasColumns));
         }
         break;
@@ -301,7 +303,7 @@ export class LineageWalk implements QueryWalk {
    * A base table: its columns are not in the text, so any name may be one of them. Columns
    * renamed by an alias list (`people AS p(a, b)`) keep the alias as their name here.
    */
-  private table(tables: readonly string[], name: string | undefined): Relation {
+  private table(tables: readonly string[], name: string | undefined, pastKept = false): Relation {
     const relname = tables[0]?.slice(tables[0].indexOf('.') + 1) ?? '';
     // A TOAST table's chunks are another table's values, any of its columns: any column.
     if (tables.some((table) => table.startsWith('pg_toast'))) {
@@ -312,9 +314,16 @@ export class LineageWalk implements QueryWalk {
       const sources = (column: string): Sources => (STATISTICS_VALUE_COLUMN.test(column) ? ANY_COLUMN : tables.map((table) => ({ table, column })));
       return { name, items: () => [{ kind: 'star', resolve: sources, whole: ANY_COLUMN, opaque: true }], column: sources };
     }
-    const sources = (column: string): Sources => tables.map((table) => ({ table, column }));
-    const whole: Sources = tables.map((table) => ({ table, column: '*', anyColumn: true }));
+    // Past the schemas kept, the table read may be any schema's: any column, beside the ones named.
+    const beyond: Sources = pastKept ? ANY_COLUMN : [];
+    const sources = (column: string): Sources => [...tables.map((table) => ({ table, column })), ...beyond];
+    const whole: Sources = [...tables.map((table) => ({ table, column: '*', anyColumn: true }) as const), ...beyond];
     return { name, items: () => [{ kind: 'star', resolve: sources, whole }], column: sources };
+  }
+
+  /** A table named without its schema on a path longer than the schemas this walk keeps. */
+  private pastKept(schema: string | undefined): boolean {
+    return this.pathCut && schema === undefined;
   }
 
   /**
@@ -371,7 +380,7 @@ export class LineageWalk implements QueryWalk {
       const relname = str(target.relname) ?? '';
       const schema = str(target.schemaname);
       const aliasName = str((target.alias as Node | undefined)?.aliasname);
-      const table = this.table(this.tableNames(schema, relname), aliasName ?? relname);
+      const table = this.table(this.tableNames(schema, relname), aliasName ?? relname, this.pastKept(schema));
       sources.relations.push(table);
       const written = this.writtenSources(tag, node, sources);
       // RETURNING reads the row as written: any of its columns may hold what the statement wrote.
@@ -419,7 +428,7 @@ export class LineageWalk implements QueryWalk {
     }
     const first = tree.stmts?.[0]?.stmt;
     const prepared = (first as { PrepareStmt?: Node } | undefined)?.PrepareStmt;
-    const inner = new LineageWalk(this.schemas, this.options, this.depth + 1);
+    const inner = new LineageWalk(this.schemas, this.options, this.depth + 1, this.pathCut);
     return inner.statement(prepared ? prepared.query : first);
   }
 

@@ -397,3 +397,14 @@ describe('user overloads of built-in names (TargetCatalogFacts.overloadedBuiltin
     expect(anyColumn('SELECT pg_catalog.upper(name) FROM people', overloadedBuiltins)).toBe(false);
   });
 });
+
+describe('resultLineage on a search path longer than the schemas it keeps', () => {
+  it('counts an unqualified table as any column besides the schemas kept, a qualified one as itself', async () => {
+    await loadSqlClassifier();
+    const path = Array.from({ length: 10 }, (_, i) => `s${i + 1}`);
+    const far = resultLineage("select upper(ssn) from people", { searchPath: path })?.statements[0]?.head[0];
+    expect(far).toEqual(expect.arrayContaining([{ table: 's1.people', column: 'ssn' }, { column: '*', anyColumn: true }]));
+    expect(resultLineage('select upper(ssn) from s10.people', { searchPath: path })?.statements[0]?.head[0]).toEqual([{ table: 's10.people', column: 'ssn' }]);
+    expect(resultLineage('select upper(ssn) from people', { searchPath: path.slice(0, 8) })?.statements[0]?.head[0]).not.toEqual(expect.arrayContaining([{ column: '*', anyColumn: true }]));
+  });
+});

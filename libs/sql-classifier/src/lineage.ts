@@ -83,16 +83,21 @@ export interface LineageOptions {
 
 const MAX_SCHEMAS = 8;
 
-/** Schemas of the search path that may hold user tables; `public` when none is given. */
-const schemasOf = (searchPath: readonly string[] | undefined): string[] => {
+/**
+ * Schemas of the search path that may hold user tables, at most MAX_SCHEMAS of them; `public`
+ * when none is given. `cut`: the path has more, which an unqualified table may then be in.
+ */
+const schemasOf = (searchPath: readonly string[] | undefined): { schemas: string[]; cut: boolean } => {
   const schemas: string[] = [];
   for (const entry of searchPath ?? []) {
     const schema = entry.trim().replace(/^"(.*)"$/, '$1');
     // `$user` names a schema we cannot know here; pg_temp and pg_catalog hold no user tables.
-    if (schema && schema !== '$user' && !schema.startsWith('pg_temp') && schema !== 'pg_catalog' && !schemas.includes(schema)) schemas.push(schema);
-    if (schemas.length === MAX_SCHEMAS) break;
+    if (schema && schema !== '$user' && !schema.startsWith('pg_temp') && schema !== 'pg_catalog' && !schemas.includes(schema)) {
+      if (schemas.length === MAX_SCHEMAS) return { schemas, cut: true };
+      schemas.push(schema);
+    }
   }
-  return schemas.length > 0 ? schemas : ['public'];
+  return { schemas: schemas.length > 0 ? schemas : ['public'], cut: false };
 };
 
 const toStatementLineage = (items: readonly Item[], stmt: unknown): StatementLineage => {
@@ -130,11 +135,11 @@ export const resultLineage = (text: string, options: LineageOptions = {}): SqlLi
   if (!isSqlClassifierLoaded() || text.trim() === '') return undefined;
   try {
     const tree = parseText(text) as { stmts?: { stmt?: Node }[] };
-    const schemas = schemasOf(options.searchPath);
+    const { schemas, cut } = schemasOf(options.searchPath);
     const views = options.views && options.views.size > 0 ? options.views : undefined;
     let cacheable = true;
     const statements = (tree.stmts ?? []).map((raw) => {
-      const walk = new LineageWalk(schemas, options, 0);
+      const walk = new LineageWalk(schemas, options, 0, cut);
       const items = walk.statement(raw.stmt);
       cacheable &&= walk.cacheable;
       if (!items) return undefined;

@@ -78,6 +78,33 @@ const viewDefinition = (name: string, described: string | null): ViewDefinition 
   return { name, columns: [], definition: '' };
 };
 
+/** Where a relation name may be read from, as last read (see TableCatalog.schemasHolding). */
+interface NameHolders {
+  readonly fetchedAt: number;
+  /** The #factsGeneration its read began in: a schema change ended since makes it stale. */
+  readonly generation: number;
+  /** Every schema holding a relation of the name, pg_catalog and temporary schemas included. */
+  readonly schemas: readonly string[];
+}
+
+/**
+ * Schemas that add nothing to an unknown path (see schemasHolding): pg_catalog (the classifier
+ * resolves its names itself) and temporary ones (the session's own rows; another session's are
+ * out of its reach). TOAST schemas do count: reading a TOAST table reads any table.
+ */
+const addsNothing = (schema: string): boolean => schema === 'pg_catalog' || schema.startsWith('pg_temp_');
+
+/** One TOAST schema per temporary one: every schema of the database lists pg_toast alone for them. */
+const isTemporaryToast = (schema: string): boolean => schema.startsWith('pg_toast_temp_');
+
+/** Relation names asked about at once; a text naming more is answered with every schema. */
+const MAX_NAMES_ASKED = 64;
+
+/** Relation names whose holders are kept at most. */
+const MAX_NAMES_KEPT = 10_000;
+
+const quoteLiteral = (text: string): string => `'${text.replaceAll("'", "''")}'`;
+
 interface TableColumns {
   readonly fetchedAt: number;
   /** The #namesGeneration its read began in: one from before a rename may name the relation's old name. */
@@ -114,6 +141,11 @@ export class TableCatalog {
    */
   #namesGeneration = 0;
 
+  /** Relation name -> the schemas holding one (see schemasHolding). */
+  readonly #holders = new Map<string, NameHolders>();
+  /** Every schema of the database, as NameHolders of no name. */
+  #everySchema: NameHolders | undefined;
+
   constructor(options: () => UpstreamOptions, now: () => number = Date.now) {
     this.#options = options;
     this.#now = now;
@@ -136,6 +168,77 @@ export class TableCatalog {
   qualifiedName(tableOid: number, attnum: number): string | undefined {
     if (tableOid === 0 || attnum <= 0) return undefined;
     return this.#tables.get(tableOid)?.columns.get(attnum);
+  }
+
+  /**
+   * The schemas an unqualified name among `relnames` may be read from when the session's
+   * search_path is not known (code a pipelined statement ran may have changed it): for each name,
+   * every schema that holds a relation of that name, or every schema of the database when none
+   * does (the name may be made before it is read; TOAST schemas then only for a TOAST table's
+   * name). A name held by pg_catalog too puts pg_catalog last (the path may list it after another
+   * schema). pg_catalog alone and a temporary schema (the session's own rows) add nothing, as on
+   * a known path; a TOAST schema does (the classifier counts reading it as reading any table).
+   * `relnames` undefined: every schema. `uncommitted`: the session changed the schema in a
+   * transaction not committed, which this read cannot see: every name counts as held nowhere.
+   * Trusted as long as the catalog facts are; rejects when the read fails.
+   */
+  async schemasHolding(relnames: readonly string[] | undefined, uncommitted = false): Promise<string[]> {
+    const asked = relnames && relnames.length <= MAX_NAMES_ASKED ? relnames : undefined;
+    const now = this.#now();
+    const current = (known: NameHolders | undefined): known is NameHolders =>
+      known !== undefined && now - known.fetchedAt <= FACTS_TTL_MS && known.generation === this.#factsGeneration;
+    const missing = asked && !uncommitted ? asked.filter((name) => !current(this.#holders.get(name))) : [];
+    if (!current(this.#everySchema) || missing.length > 0) {
+      const read = this.#queue.then(() => this.#readHolders(missing));
+      this.#queue = read.catch(() => undefined);
+      await read;
+    }
+    const schemas = this.#everySchema?.schemas ?? [];
+    const everyFor = (name: string | undefined): string[] =>
+      schemas.filter((schema) => !addsNothing(schema) && !isTemporaryToast(schema) && (!schema.startsWith('pg_toast') || name === undefined || name.startsWith('pg_toast')));
+    if (!asked) return everyFor(undefined);
+    const path: string[] = [];
+    let shadowsCatalog = false;
+    for (const name of asked) {
+      const holders = uncommitted ? [] : (this.#holders.get(name)?.schemas ?? []);
+      const candidates = holders.length === 0 ? everyFor(name) : holders.filter((schema) => !addsNothing(schema));
+      if (holders.includes('pg_catalog') && candidates.length > 0) shadowsCatalog = true;
+      for (const schema of candidates) if (!path.includes(schema)) path.push(schema);
+    }
+    if (shadowsCatalog) path.push('pg_catalog');
+    return path;
+  }
+
+  async #readHolders(relnames: readonly string[]): Promise<void> {
+    const generation = this.#factsGeneration;
+    // Names come from a parse tree, so they hold no NUL; the target reads literals with
+    // standard_conforming_strings on (the proxy refuses a session where it is off).
+    const list = relnames.map(quoteLiteral).join(', ');
+    const sql =
+      "select 's', null, n.nspname from pg_catalog.pg_namespace n" +
+      (relnames.length === 0
+        ? ''
+        : " union all select 'n', c.relname, n.nspname from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace " +
+          `where c.relname = any (array[${list}]::pg_catalog.text[]) and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')`);
+    let rows: (string | null)[][];
+    try {
+      rows = await this.#query(sql);
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+    const fetchedAt = this.#now();
+    const held = new Map<string, string[]>(relnames.map((name) => [name, []]));
+    // Names are the agent's to choose: the map is bounded, and read again after a clear.
+    if (this.#holders.size + held.size > MAX_NAMES_KEPT) this.#holders.clear();
+    const schemas: string[] = [];
+    for (const [kind, relname, schema] of rows) {
+      if (typeof schema !== 'string') continue;
+      if (kind === 's') schemas.push(schema);
+      else if (kind === 'n' && typeof relname === 'string') held.get(relname)?.push(schema);
+    }
+    for (const [name, holders] of held) this.#holders.set(name, { fetchedAt, generation, schemas: holders });
+    this.#everySchema = { fetchedAt, generation, schemas };
   }
 
   /** Reads the columns of these tables; queries are serialised on the one side connection. */

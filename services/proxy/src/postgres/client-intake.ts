@@ -18,6 +18,8 @@ interface DecidedQuery {
   readonly text: string;
   /** A SET/RESET of client_encoding, carried out by the proxy. */
   readonly encodingPlan: EncodingPlan | undefined;
+  /** Decided on these schemas, not the session's path (see SessionDecisions.decideOnUnknownPath). */
+  readonly unknownPath?: readonly string[] | undefined;
 }
 
 /**
@@ -227,6 +229,13 @@ export class ClientIntake {
     // Between batches a simple query may read an unknown search_path first.
     if (!this.session.searchPath && !this.session.searchPathRefresh) this.session.refreshSearchPath();
     const query: DecidedQuery = { frame, commandId, text, encodingPlan };
+    // A query sent after an Execute that ran code unseen, before any Sync: the path that code may
+    // have set is read only at the Sync, so the query is decided as if the path were unknown.
+    if (this.session.searchPathDue) {
+      return this.decisions
+        .decideOnUnknownPath(text)
+        .then(({ decision, searchPath }) => this.#decidedQuery({ ...query, unknownPath: searchPath ?? this.session.searchPath ?? [] }, decision));
+    }
     const decided = this.decisions.decideNow(text);
     if (decided) return this.#decidedQuery(query, decided);
     return this.decisions.decide(text).then((decision) => this.#decidedQuery(query, decision));
@@ -246,7 +255,7 @@ export class ClientIntake {
     const { frame, commandId, text, encodingPlan } = query;
     if (this.session.cancelHeld && (!refusal || decision.effect === 'approve')) refusal = CANCELLED;
     this.session.cancelHeld = false;
-    const masking = refusal ? undefined : this.decisions.maskerFor(decision, text);
+    const masking = refusal ? undefined : this.decisions.maskerFor(decision, text, query.unknownPath);
     if (masking && 'code' in masking) refusal = masking;
     if (!refusal && !acked && this.session.resource.audit?.wait === 'ack') {
       return this.decisions.unacknowledged().then((unacked) => this.#sendQuery(query, decision, unacked, true));
@@ -262,7 +271,7 @@ export class ClientIntake {
       this.session.refuseOnTarget(refusal, true);
       return undefined;
     }
-    this.session.expects.push({ kind: 'query', command: this.session.newCommand(commandId, masking.masker, text, { encoding: encodingPlan?.switchTo, withholdsServerTexts: withholdsServerTexts(decision) }), result: undefined, copy: undefined });
+    this.session.expects.push({ kind: 'query', command: this.session.newCommand(commandId, masking.masker, text, { encoding: encodingPlan?.switchTo, withholdsServerTexts: withholdsServerTexts(decision), ...(query.unknownPath ? { searchPath: query.unknownPath } : {}) }), result: undefined, copy: undefined });
     this.session.toUpstream.push(encodingPlan?.upstreamText !== undefined ? encodeQuery(encodingPlan.upstreamText) : frame.raw);
     // A simple query ends with ReadyForQuery, which carries any setting an earlier Execute changed.
     this.session.executedSinceSync = false;

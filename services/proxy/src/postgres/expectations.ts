@@ -24,6 +24,12 @@ export interface Statement {
   readonly text: string;
   readonly decision: Decision;
   readonly masker: ProfileMasker | undefined;
+  /**
+   * Decided where the session's search_path may have changed unseen (see
+   * SessionDecisions.decideOnUnknownPath): on these schemas (the session's own path when the text
+   * names no relation without its schema), which masking follows too. Undefined: on the session's path.
+   */
+  readonly unknownPath?: readonly string[];
   description?: readonly FieldDescription[];
   /** The text as recorded (masked), computed once for all executions. */
   recorded?: string;

@@ -1,5 +1,6 @@
 import { decodeFrontend, encodeDescribe, TransactionStatus, type Frame } from '@sluice/codec-pg';
 import { maskProfileOf, ProtocolMalformedError, withholdsServerTexts } from '@sluice/contracts';
+import type { Decision } from '../ports.js';
 import type { Expect, Portal, Refusal, Statement } from './expectations.js';
 import { CANCELLED, denial } from './refusals.js';
 import type { SessionCore } from './session-core.js';
@@ -48,9 +49,9 @@ export class ExtendedBatch {
     return this.#frames.length >= MAX_BATCH_MESSAGES || this.#bytes >= MAX_BATCH_BYTES;
   }
   /** A statement a Bind or Describe names that was not Parse'd in this batch: decided again now. */
-  async #lookupStatement(name: string, batch: Map<string, Statement>): Promise<Statement | Refusal> {
+  async #lookupStatement(name: string, batch: Map<string, Statement>, pathUnknown: boolean): Promise<Statement | Refusal> {
     const inBatch = batch.get(name);
-    if (inBatch) return inBatch;
+    if (inBatch) return pathUnknown && !inBatch.unknownPath ? this.#onUnknownPath(inBatch, batch) : inBatch;
     // A Parse or Close of this name still unanswered: the server decides what the name holds.
     const changing = this.session.expects.some((e) => (e.kind === 'parse' && e.statement.name === name) || (e.kind === 'close' && e.target === 'S' && e.name === name));
     if (changing) await this.session.settled();
@@ -61,22 +62,57 @@ export class ExtendedBatch {
     }
     // A statement PREPAREd in SQL is decided as the EXECUTE of it, which carries its action.
     const decided = known ? text : `EXECUTE ${quoteIdent(name)}`;
-    const decision = await this.decisions.decide(decided);
+    const { decision, unknownPath } = await this.#decideStatement(decided, pathUnknown);
     if (decision.effect === 'deny') {
       return this.decisions.refuseByName(decided, decision);
     }
-    const masking = this.decisions.maskerFor(decision, text);
+    const masking = this.decisions.maskerFor(decision, text, unknownPath);
     if ('code' in masking) return masking;
     const statement: Statement = {
       name,
       text,
       decision,
       masker: masking.masker,
+      ...(unknownPath ? { unknownPath } : {}),
       ...(known?.description ? { description: known.description } : {}),
       ...(known?.recorded !== undefined && maskProfileOf(known.decision) === maskProfileOf(decision) ? { recorded: known.recorded } : {}),
     };
     batch.set(name, statement);
     return statement;
+  }
+
+  /**
+   * A statement's decision: on the session's path, or, where code an earlier Execute of the
+   * pipeline ran unseen may have changed it, on every schema an unqualified name may then read.
+   */
+  async #decideStatement(text: string, pathUnknown: boolean, afterExecute = false, afterPathSet = false): Promise<{ decision: Decision; unknownPath?: readonly string[] }> {
+    if (!pathUnknown) return { decision: this.decisions.decidedAtOnce(text, afterPathSet) ?? (await this.decisions.decide(text, afterExecute, afterPathSet)) };
+    const { decision, searchPath } = await this.decisions.decideOnUnknownPath(text, afterExecute, afterPathSet);
+    return { decision, unknownPath: searchPath ?? this.session.searchPath ?? [] };
+  }
+
+  /**
+   * A statement Parse'd before code an Execute ran unseen, bound after it: PostgreSQL plans it again
+   * at the Bind when search_path has changed since, so it may read another schema's relation than
+   * the one it was decided on. Decided again as a Parse after that code would be; kept for the
+   * rest of the pipeline.
+   */
+  async #onUnknownPath(statement: Statement, batch: Map<string, Statement>): Promise<Statement | Refusal> {
+    const { decision, unknownPath } = await this.#decideStatement(statement.text, true, true);
+    if (decision.effect === 'deny') return this.decisions.refuseByName(statement.text, decision);
+    const masking = this.decisions.maskerFor(decision, statement.text, unknownPath);
+    if ('code' in masking) return masking;
+    const again: Statement = {
+      name: statement.name,
+      text: statement.text,
+      decision,
+      masker: masking.masker,
+      ...(unknownPath ? { unknownPath } : {}),
+      ...(statement.description ? { description: statement.description } : {}),
+      ...(statement.recorded !== undefined && maskProfileOf(statement.decision) === maskProfileOf(decision) ? { recorded: statement.recorded } : {}),
+    };
+    batch.set(statement.name, again);
+    return again;
   }
 
   /**
@@ -126,7 +162,10 @@ export class ExtendedBatch {
             if (encodingRefusal) refusal = this.decisions.recordRefusedBeforeRule(message.text, encodingRefusal);
             if (refusal) break;
           }
-          const decision = this.decisions.decidedAtOnce(message.text, setsSearchPath) ?? (await this.decisions.decide(message.text, executes, setsSearchPath));
+          const pathUnknown = runsHiddenCode || changesSearchPath || this.session.searchPathDue;
+          // Without a promise when the decision is at hand (most Parses): the batch goes on in this turn.
+          const now = pathUnknown ? undefined : this.decisions.decidedAtOnce(message.text, setsSearchPath);
+          const { decision, unknownPath } = now ? { decision: now, unknownPath: undefined } : await this.#decideStatement(message.text, pathUnknown, executes, setsSearchPath);
           if (decision.effect === 'deny') {
             const commandId = this.session.ports.newId();
             this.decisions.recordDecided(commandId, message.text, decision);
@@ -134,7 +173,7 @@ export class ExtendedBatch {
             this.decisions.recordRefused(commandId, refusal);
             break;
           }
-          const masking = this.decisions.maskerFor(decision, message.text);
+          const masking = this.decisions.maskerFor(decision, message.text, unknownPath);
           if ('code' in masking) {
             refusal = masking;
             break;
@@ -142,7 +181,7 @@ export class ExtendedBatch {
           // Preparing runs nothing: a statement held for approval is held at its Bind, with its
           // parameters. The Parse is on the record all the same.
           if (decision.effect === 'approve') this.decisions.recordDecided(this.session.ports.newId(), message.text, decision);
-          const statement: Statement = { name: message.name, text: message.text, decision, masker: masking.masker };
+          const statement: Statement = { name: message.name, text: message.text, decision, masker: masking.masker, ...(unknownPath ? { unknownPath } : {}) };
           statements.set(message.name, statement);
           if (message.name === '') parsesUnnamed = true;
           forward.push(raw);
@@ -151,7 +190,10 @@ export class ExtendedBatch {
         }
         case 'Bind': {
           // A statement of this batch without a promise: most Binds name the Parse just before them.
-          const statement = statements.get(message.statement) ?? (await this.#lookupStatement(message.statement, statements));
+          // PostgreSQL plans a statement again at its Bind when search_path changed since its Parse.
+          const pathUnknown = runsHiddenCode || changesSearchPath || this.session.searchPathDue;
+          const inBatch = statements.get(message.statement);
+          const statement = inBatch && (!pathUnknown || inBatch.unknownPath) ? inBatch : await this.#lookupStatement(message.statement, statements, pathUnknown);
           if ('code' in statement) {
             refusal = statement;
             break;
@@ -174,7 +216,7 @@ export class ExtendedBatch {
         }
         case 'Describe': {
           if (message.target === 'S') {
-            const statement = await this.#lookupStatement(message.name, statements);
+            const statement = await this.#lookupStatement(message.name, statements, runsHiddenCode || changesSearchPath || this.session.searchPathDue);
             if ('code' in statement) {
               refusal = statement;
               break;
@@ -209,16 +251,22 @@ export class ExtendedBatch {
           statement.recorded ??= this.decisions.maskedText(statement.text, maskProfileOf(statement.decision));
           this.decisions.recordDecided(commandId, statement.text, statement.decision, statement.recorded);
           forward.push(raw);
-          const command = this.session.newCommand(commandId, portal.statement.masker, statement.text, { withholdsServerTexts: withholdsServerTexts(statement.decision) });
+          const command = this.session.newCommand(commandId, portal.statement.masker, statement.text, {
+            withholdsServerTexts: withholdsServerTexts(statement.decision),
+            ...(statement.unknownPath ? { searchPath: statement.unknownPath } : {}),
+          });
           for (const [cursor] of command.declares) declaredHere.add(cursor);
           expects.push({ kind: 'execute', command, portal, result: undefined, copy: undefined });
           executes = true;
-          const effects = this.session.effectsOf(statement.text);
+          let effects = this.session.effectsOf(statement.text);
+          // Under the path it was decided on, a built-in call without arguments (`count(*)`) cannot
+          // change the path (as for a simple query); decided on an unknown path, every call may.
+          if (effects.searchPath && !statement.unknownPath && this.session.searchPath) effects = this.session.effectsOf(statement.text, this.session.searchPath);
           if (effects.copiesFromClient) copiesFromClient = true;
           if (effects.searchPath) changesSearchPath = true;
-          // Code the text does not show: read at the Sync. Until then the pipeline goes on under the
-          // path read last, as before any such code (refusing every Parse after each write would
-          // break every driver that pipelines writes).
+          // Code the text does not show: read at the Sync. Until then every later statement of the
+          // pipeline is decided as if the path were unknown (decideOnUnknownPath): refusing every
+          // Parse after each write would break every driver that pipelines writes.
           else if (this.session.runsHiddenCode(statement.text, statement.decision)) runsHiddenCode = true;
           if (effects.setsPathForLater) setsSearchPath = true;
           break;

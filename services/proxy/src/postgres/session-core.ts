@@ -25,6 +25,8 @@ export interface CommandOptions {
   readonly encoding?: EncodingSwitch | undefined;
   /** The decision's withholdServerTexts. */
   readonly withholdsServerTexts?: boolean;
+  /** The schemas its unqualified names were decided on, when not the session's path (Statement.unknownPath). */
+  readonly searchPath?: readonly string[] | undefined;
 }
 
 /** Client bytes queued while a command is held (approval) before the socket is paused. */
@@ -262,21 +264,21 @@ export class SessionCore {
    * Every field a command gets later is set here, so that all commands share one object shape
    * (a property added afterwards, or a copy spread with one more, gives V8 a new shape per command).
    */
-  newCommand(id: string, masker: ProfileMasker | undefined, sql: string, { encoding, withholdsServerTexts = false }: CommandOptions = {}): Command {
+  newCommand(id: string, masker: ProfileMasker | undefined, sql: string, { encoding, withholdsServerTexts = false, searchPath = this.searchPath }: CommandOptions = {}): Command {
     const { masker: effective, declares, factsEpoch } = this.profiles.command(sql, masker, this.decidedAtEpoch);
     if (withholdsServerTexts) this.withheldInTransaction = true;
     // A later message of the pipeline that names one of these cursors means the cursor.
     for (const [name] of declares) this.pipeline.portals.delete(name);
     this.lastMasker = effective;
     const catalog = this.schemaChanged && this.decidedWith ? withUncommittedChanges(this.decidedWith) : this.decidedWith;
-    if (effective && touchesCoveredColumn(effective, sql, this.searchPath, this.registry.prepared, catalog)) this.coveredInTransaction = true;
+    if (effective && touchesCoveredColumn(effective, sql, searchPath, this.registry.prepared, catalog)) this.coveredInTransaction = true;
     const preparedChanges = [...this.effectsOf(sql).preparedStatements];
     return {
       id,
       masker: effective,
       withholdsServerTexts,
       sql,
-      searchPath: this.searchPath,
+      searchPath,
       catalog,
       factsEpoch,
       lineage: undefined,

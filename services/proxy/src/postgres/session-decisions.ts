@@ -1,7 +1,7 @@
 import { RECORDING_DEFAULTS } from '@sluice/config';
 import { failClosedDecision, maskProfileOf } from '@sluice/contracts';
 import type { ProfileMasker } from '@sluice/masking-engine';
-import type { TargetCatalogFacts } from '@sluice/sql-classifier';
+import { unqualifiedRelations, type TargetCatalogFacts } from '@sluice/sql-classifier';
 import { commandHash } from '../governance/approval-hold.js';
 import { Governor } from '../governance/governor.js';
 import { sqlJustification } from '../justification.js';
@@ -19,6 +19,13 @@ import { SqlState } from './sqlstate.js';
  */
 const MASKED_MARGIN_CHARS = 64 * 1024;
 const DEFAULT_MAX_COMMAND_BYTES = RECORDING_DEFAULTS.maxCommandBytes;
+
+/** A decision and the path it was made on, when that is not the session's (see decideOnUnknownPath). */
+export interface PathDecision {
+  readonly decision: Decision;
+  /** The schemas unqualified names were resolved against: masking follows the same ones. */
+  readonly searchPath?: readonly string[];
+}
 
 /**
  * One PostgreSQL session's use of the protocol-neutral governance core (../governance/governor.ts):
@@ -42,14 +49,15 @@ export class SessionDecisions {
    * then decided and sent in the turn its bytes arrived, without a promise or a span. Undefined
    * when decide must be awaited, which also gives every fail-closed answer.
    */
-  decideNow(text: string): Decision | undefined {
-    if (this.#session.closed || !this.#session.searchPath || this.#session.searchPathRefresh || text.includes('\\')) return undefined;
+  decideNow(text: string, path?: readonly string[]): Decision | undefined {
+    const searchPath = path ?? this.#session.searchPath;
+    if (this.#session.closed || !this.#session.searchPath || !searchPath || this.#session.searchPathRefresh || text.includes('\\')) return undefined;
     const effects = this.#session.effectsOf(text);
     // A later statement's unqualified name after hidden code is refused by decide, not here.
     if (this.#session.expects.some(changesPreparedStatements) || effects.unqualifiedAfterPathChange || effects.unqualifiedAfterFirstStatement) return undefined;
     const catalog = this.#session.ctx.catalog.cachedFacts();
     if (!catalog) return undefined;
-    const verdict = this.governor().cachedVerdict(this.#sqlCommand(text, this.#session.searchPath, catalog));
+    const verdict = this.governor().cachedVerdict(this.#sqlCommand(text, searchPath, catalog));
     if (!verdict) return undefined;
     this.#session.decidedWith = catalog;
     this.#session.decidedAtEpoch = this.#session.ctx.catalog.schemaEpoch;
@@ -60,11 +68,11 @@ export class SessionDecisions {
    * What decide answers without waiting, when it can (see decideNow), else undefined: a batch of
    * extended-protocol messages then goes on in the same turn instead of a turn per Parse.
    */
-  decidedAtOnce(text: string, afterPathSet = false): Decision | undefined {
+  decidedAtOnce(text: string, afterPathSet = false, path?: readonly string[]): Decision | undefined {
     if (afterPathSet && this.#session.effectsOf(text).namesUnqualifiedTable) {
       return failClosedDecision('a statement after an Execute that changes search_path in the same pipeline names a table without its schema; send a Sync first');
     }
-    return this.decideNow(text);
+    return this.decideNow(text, path);
   }
 
   #sqlCommand(text: string, searchPath: readonly string[], catalog: TargetCatalogFacts): GovernedCommand {
@@ -80,9 +88,10 @@ export class SessionDecisions {
    * `afterExecute`: an Execute earlier in the batch being decided runs before this text is read.
    * `afterPathSet`: one of those sets search_path, so a table named without its schema resolves
    * against a path not read yet (the one the proxy knows is the old one): refused.
+   * `path`: the schemas to resolve unqualified names against instead of the session's path.
    */
-  async decide(text: string, afterExecute = false, afterPathSet = false): Promise<Decision> {
-    const now = this.decidedAtOnce(text, afterPathSet);
+  async decide(text: string, afterExecute = false, afterPathSet = false, path?: readonly string[]): Promise<Decision> {
+    const now = this.decidedAtOnce(text, afterPathSet, path);
     if (now) return now;
     // Only a backslash reads differently with standard_conforming_strings off (or in a multi-byte
     // encoding): such text is decided once every earlier command has been answered, so a
@@ -113,13 +122,37 @@ export class SessionDecisions {
       return failClosedDecision('the target catalog (functions, views, inheritance) could not be read');
     }
     // A policy that cannot answer denies (fail closed): the governor's verdict.
-    const { decision } = await this.governor().decide(this.#sqlCommand(text, this.#session.searchPath, catalog));
+    const { decision } = await this.governor().decide(this.#sqlCommand(text, path ?? this.#session.searchPath, catalog));
     // The path is read again only after the whole message: a later statement's unqualified name
     // would be decided on the path from before the code an earlier one runs unseen.
     if (decision.effect !== 'deny' && this.#session.hiddenCodeBeforeUnqualified(text, decision)) {
       return failClosedDecision('a statement after a write, a COPY FROM, a FETCH or a view read in the same message names a table without its schema (a trigger or function may change search_path in between); send them separately');
     }
     return this.#noteDecision(decision);
+  }
+
+  /**
+   * `text` decided where the session's search_path may have changed unseen since it was read: an
+   * earlier Execute of the pipeline, not yet followed by a Sync, ran code its text does not show
+   * (a trigger, a view's function) that may have set it. Each unqualified relation name then
+   * counts as every schema that holds a relation of that name (every schema when none does; see
+   * TableCatalog.schemasHolding): a deny on any of them denies, an allow-list must cover them
+   * all, and masking follows all of them; after a schema change of this session not committed,
+   * every name counts as every schema. Where that cannot be told (the catalog unreadable) it is
+   * refused; past the schemas lineage follows, an unqualified name masks as any column.
+   */
+  async decideOnUnknownPath(text: string, afterExecute = false, afterPathSet = false): Promise<PathDecision> {
+    const relnames = unqualifiedRelations(text);
+    // Nothing resolved through the path (functions and types are the classifier's business, as on any path).
+    if (relnames?.length === 0) return { decision: await this.decide(text, afterExecute, afterPathSet) };
+    let path: string[];
+    try {
+      // A relation this session made, not committed, is not seen by the catalog's own connection.
+      path = await this.#session.ctx.catalog.schemasHolding(relnames, this.#session.schemaChanged);
+    } catch {
+      return { decision: failClosedDecision('the target catalog (which schemas hold a relation name) could not be read') };
+    }
+    return { decision: await this.decide(text, afterExecute, afterPathSet, path), searchPath: path };
   }
 
   /** The protocol-neutral governance of this session's commands (decide, record, hold, mask). */
@@ -182,10 +215,10 @@ export class SessionDecisions {
   }
 
   /** The masker of an allowed `text`, or a refusal when masking is unavailable or the text would carry a covered value past it. */
-  maskerFor(decision: Decision, text: string): { masker: ProfileMasker | undefined } | Refusal {
+  maskerFor(decision: Decision, text: string, path?: readonly string[]): { masker: ProfileMasker | undefined } | Refusal {
     const choice = this.governor().maskerFor(decision);
     if (!choice.ok) return { code: SqlState.SystemError, message: 'result withheld: masking is unavailable' };
-    const escape = coveredValueEscape(choice.masker, text, this.#session.searchPath, this.#session.registry.prepared, this.#session.decidedWith);
+    const escape = coveredValueEscape(choice.masker, text, path ?? this.#session.searchPath, this.#session.registry.prepared, this.#session.decidedWith);
     return escape ? { code: SqlState.InsufficientPrivilege, message: `permission denied: ${escape}` } : { masker: choice.masker };
   }
 
