@@ -220,13 +220,7 @@ export class TableCatalog {
         ? ''
         : " union all select 'n', c.relname, n.nspname from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace " +
           `where c.relname = any (array[${list}]::pg_catalog.text[]) and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')`);
-    let rows: (string | null)[][];
-    try {
-      rows = await this.#query(sql);
-    } catch (error) {
-      this.close();
-      throw error;
-    }
+    const rows = await this.#query(sql);
     const fetchedAt = this.#now();
     const held = new Map<string, string[]>(relnames.map((name) => [name, []]));
     // Names are the agent's to choose: the map is bounded, and read again after a clear.
@@ -305,13 +299,7 @@ export class TableCatalog {
   }
 
   async #readFacts(generation: number): Promise<TargetCatalogFacts> {
-    let rows: (string | null)[][];
-    try {
-      rows = await this.#query(FACTS_TEXT);
-    } catch (error) {
-      this.close();
-      throw error;
-    }
+    const rows = await this.#query(FACTS_TEXT);
     const version = createHash('sha256').update(JSON.stringify(rows)).digest('base64url').slice(0, 16);
     // The same rows: the facts already built from them (each view definition is parsed once per version).
     const previous = this.#lastBuilt;
@@ -348,13 +336,7 @@ export class TableCatalog {
       'select a.attrelid::int8, a.attnum, n.nspname, c.relname, a.attname from pg_catalog.pg_attribute a ' +
       'join pg_catalog.pg_class c on c.oid = a.attrelid join pg_catalog.pg_namespace n on n.oid = c.relnamespace ' +
       `where a.attrelid = any('{${list}}'::oid[]) and a.attnum > 0 and not a.attisdropped`;
-    let rows: (string | null)[][];
-    try {
-      rows = await this.#query(sql);
-    } catch (error) {
-      this.close();
-      throw error;
-    }
+    const rows = await this.#query(sql);
     const fetchedAt = this.#now();
     const byTable = new Map<number, Map<number, string>>(oids.map((oid) => [oid, new Map()]));
     for (const [relid, attnum, schema, table, column] of rows) {
@@ -363,7 +345,17 @@ export class TableCatalog {
     for (const [oid, columns] of byTable) this.#tables.set(oid, { fetchedAt, generation, columns });
   }
 
+  /** The rows of one query on the catalog's connection; a failed one (an error, a timeout) closes it, its state unknown. */
   async #query(sql: string): Promise<(string | null)[][]> {
+    try {
+      return await this.#send(sql);
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+  }
+
+  async #send(sql: string): Promise<(string | null)[][]> {
     this.#connection ??= connectUpstream(this.#options()).then((connection) => {
       connection.socket.on('error', () => this.close());
       connection.socket.on('close', () => {
