@@ -260,7 +260,7 @@ export const renderReport = (input: ReportInput): string => {
     lines.push(
       '## The audit\'s backlog after each load',
       '',
-      'How long after each load through Sluice ended the event store went on storing its events (until no new event for 300 ms). The next measurement waits for it, and the CPU figures of the load run until then, so they include storing its events.',
+      'How long after each load through Sluice ended the event store went on storing its events (until no new event for 300 ms; polled every 300 ms, so a figure near 300 ms means the events were still arriving at the first poll). The next measurement waits for it, and the CPU figures of the load run until then, so they include storing its events.',
       '',
       table(
         ['load', 'round', 'events still being stored for'],
