@@ -8,6 +8,13 @@ export interface RecordingBounds {
   readonly maxCommandBytes: number;
 }
 
+/**
+ * Milliseconds since `started` (a performance.now() reading) in whole microseconds, as every
+ * adapter records a command's duration: a clock difference written with all its digits is the
+ * costliest member of an event to serialise, and the digits past the microsecond say nothing.
+ */
+export const millisecondsSince = (started: number): number => Math.round((performance.now() - started) * 1000) / 1000;
+
 /** Free-text fields other than the command (reasons, error messages) are kept up to this. */
 const MAX_NOTE_BYTES = 2048;
 

@@ -10,6 +10,7 @@ import type { GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '.
 import { commandHash } from '../governance/approval-hold.js';
 import { admitSession } from '../governance/admission.js';
 import { Governor, subjectRefOf, type RecordedCommand } from '../governance/governor.js';
+import { millisecondsSince } from '../recording.js';
 import { httpJustification } from '../justification.js';
 import { BodyLimit } from './body-limit.js';
 import { ambiguityOf, HOP_BY_HOP, METHOD_OVERRIDE_HEADERS, PATH_OVERRIDE_HEADERS } from './request-guards.js';
@@ -271,7 +272,7 @@ export const createHttpAdapter = (
           outcome: String(problem.status),
           ok: false,
           error: { code: problem.code, message: problem.detail },
-          durationMs: performance.now() - started,
+          durationMs: millisecondsSince(started),
         });
       }
       sendProblem(res, problem, requestId);
@@ -445,7 +446,7 @@ export const createHttpAdapter = (
         outcome: String(status),
         ok: ok && status < 400,
         ...(error ? { error } : {}),
-        durationMs: performance.now() - started,
+        durationMs: millisecondsSince(started),
       });
       if (ok) {
         ports.audit.record(session.id, 'result.returned', {

@@ -1,5 +1,6 @@
 import type { SluiceEventDataByKind, Subject, SubjectRef } from '@sluice/contracts';
 import type { AuditPort } from '../ports.js';
+import { millisecondsSince } from '../recording.js';
 import type { Command } from './expectations.js';
 
 const subjectRef = (subject: Subject): SubjectRef => ({ sub: subject.sub, groups: [...subject.groups], issuer: subject.issuer });
@@ -57,7 +58,7 @@ export class SessionAudit {
       outcome: command.error ? 'ERROR' : (command.tags.at(-1) ?? ''),
       ok: ok && !command.error,
       ...(command.error ? { error: command.error } : {}),
-      durationMs: Math.round((performance.now() - command.started) * 1000) / 1000,
+      durationMs: millisecondsSince(command.started),
     });
   }
 

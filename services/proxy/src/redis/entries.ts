@@ -1,4 +1,5 @@
 import type { Governor, Verdict } from '../governance/governor.js';
+import { millisecondsSince } from '../recording.js';
 import type { Session } from '../ports.js';
 import type { QueuedCommand } from './reply-stream.js';
 
@@ -57,9 +58,5 @@ export const newEntry = (id: string, session: SessionState | undefined, name: st
   maskProfile: undefined,
 });
 
-/**
- * Milliseconds since the entry was taken, in whole microseconds (as the PostgreSQL adapter records
- * them): a clock difference written with all its digits is the costliest member of a command's
- * event to serialise, and the digits past the microsecond say nothing.
- */
-export const elapsedMs = (entry: Pick<Entry, 'started'>): number => Math.round((performance.now() - entry.started) * 1000) / 1000;
+/** Milliseconds since the entry was taken, as every adapter records a duration (millisecondsSince). */
+export const elapsedMs = (entry: Pick<Entry, 'started'>): number => millisecondsSince(entry.started);
