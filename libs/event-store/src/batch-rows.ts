@@ -81,10 +81,22 @@ const plainField = (value: string | null): string => (value === null ? '\\N' : v
 const copyHead = (row: RowFields, field: (value: string | null) => string = copyField): string =>
   `${field(row.id)}\t${field(row.session_id)}\t${field(row.type)}\t${field(row.kind)}\t${field(row.source)}\t${isoTime(row.time)}\t`;
 
+/** The last signer written and its COPY field: every event of a batch mostly has the one signer. */
+let lastSignedBy: string | null = null;
+let lastSignedByField = '\\N';
+
+const signedByField = (signedBy: string | null): string => {
+  if (signedBy !== lastSignedBy) {
+    lastSignedByField = copyField(signedBy);
+    lastSignedBy = signedBy;
+  }
+  return lastSignedByField;
+};
+
 /** COPY_COLUMNS after `data` and before the chain's, each after a tab and followed by one. */
 const copyTail = (row: RowFields, field: (value: string | null) => string = copyField): string =>
   `\t${copyJsonField(row.ext)}\t${field(row.resource)}\t${field(row.subject_sub)}\t` +
-  `${field(row.command_id)}\t${field(row.approval_id)}\t${field(row.decision)}\t${row.masked_values}\t${copyField(row.signed_by)}\t`;
+  `${field(row.command_id)}\t${field(row.approval_id)}\t${field(row.decision)}\t${row.masked_values}\t${signedByField(row.signed_by)}\t`;
 
 /** Every column of COPY_COLUMNS before the chain's, in that order, each followed by a tab. */
 export const copyPrefix = (row: RowColumns): string => copyHead(row) + copyJsonField(row.data) + copyTail(row);

@@ -27,6 +27,8 @@ const NON_ASCII = 2;
 let stringFlags = 0;
 /** Whether any string scanned since it was last cleared holds an escape (and so a backslash). */
 let sawEscape = false;
+/** Whether any string scanned since it was last cleared holds a non-ASCII character. */
+let sawNonAscii = false;
 /** Whether any text read for a column since it was last cleared held an escape. */
 let columnEscaped = false;
 
@@ -96,6 +98,7 @@ const scanString = (bytes: Buffer, at: number): number => {
     const byte = bytes[index]!;
     if (byte === QUOTE) {
       stringFlags = flags;
+      if ((flags & NON_ASCII) !== 0) sawNonAscii = true;
       return index + 1;
     }
     if (byte === BACKSLASH) {
@@ -341,31 +344,31 @@ const DATA_FIRST = bytesOf('{"data":');
 
 /**
  * The last ASCII text decoded in each place an event's texts are read (source, type, subject,
- * time, resource…): most repeat from one event to the next, and comparing the bytes to the last
- * one costs less than decoding them (a call into the runtime and a new string each time).
+ * time, resource…), with the bytes it was decoded from: most repeat from one event to the next,
+ * and comparing the bytes to the last one's bytes costs less than decoding them (a call into the
+ * runtime and a new string each time). A payload is never written once read, so the bytes kept
+ * are still the text's.
  */
 const lastTexts: string[] = [];
+const lastPayloads: Buffer[] = [];
+const lastStarts: number[] = [];
 const REPEATING = { source: 0, type: 1, subject: 2, time: 3, resource: 4, decision: 5, approvalId: 6, subjectSub: 7, ext: 8 } as const;
 /** Places for ext members: REPEATING.ext, then one for each of the first few. */
 const EXT_PLACES = 8;
 
-const isAscii = (bytes: Buffer, start: number, end: number): boolean => {
-  for (let index = start; index < end; index += 1) if (bytes[index]! >= 0x80) return false;
-  return true;
-};
-
-const sameAscii = (text: string, bytes: Buffer, start: number, end: number): boolean => {
-  if (text.length !== end - start) return false;
-  for (let index = 0; index < text.length; index += 1) if (text.charCodeAt(index) !== bytes[start + index]) return false;
+const sameBytes = (before: Buffer, beforeStart: number, bytes: Buffer, start: number, end: number): boolean => {
+  for (let offset = 0; offset < end - start; offset += 1) if (before[beforeStart + offset] !== bytes[start + offset]) return false;
   return true;
 };
 
 /** bytes [start, end), ASCII, as text: the last text read in `place` when the bytes are its own. */
 const asciiAt = (bytes: Buffer, start: number, end: number, place: number): string => {
   const last = lastTexts[place];
-  if (last !== undefined && sameAscii(last, bytes, start, end)) return last;
+  if (last !== undefined && last.length === end - start && sameBytes(lastPayloads[place]!, lastStarts[place]!, bytes, start, end)) return last;
   const text = bytes.toString('latin1', start, end);
   lastTexts[place] = text;
+  lastPayloads[place] = bytes;
+  lastStarts[place] = start;
   return text;
 };
 
@@ -556,6 +559,7 @@ const readEvent = (payload: Buffer, at: number): { readonly event: WrittenEvent;
     const keyEnd = scanKey(payload, keyStart, previousStart, previousEnd);
     if (keyEnd === REFUSED) return undefined;
     const valueStart = keyEnd + 1;
+    sawNonAscii = false;
     const valueEnd = scanValue(payload, valueStart, 1);
     if (valueEnd === REFUSED) return undefined;
     const nameStart = keyStart + 1;
@@ -567,7 +571,7 @@ const readEvent = (payload: Buffer, at: number): { readonly event: WrittenEvent;
     else if (keyIs(payload, nameStart, nameEnd, TIME)) envelope.time = stringMember(valueStart, valueEnd, REPEATING.time);
     else {
       // A member's bytes are ASCII when each of its strings is (keys always are here).
-      const member = extMembers < EXT_PLACES && isAscii(payload, keyStart, valueEnd) ? asciiAt(payload, keyStart, valueEnd, REPEATING.ext + extMembers) : payload.toString('utf8', keyStart, valueEnd);
+      const member = extMembers < EXT_PLACES && !sawNonAscii ? asciiAt(payload, keyStart, valueEnd, REPEATING.ext + extMembers) : payload.toString('utf8', keyStart, valueEnd);
       extMembers += 1;
       envelope.ext += (envelope.ext === '' ? '{' : ',') + member;
     }
