@@ -381,7 +381,6 @@ const stringAt = (bytes: Buffer, start: number, end: number, flags: number, plac
  * between the quotes unless WrittenEvent.columnEscaped; read as text, it is parsed when asked for.
  */
 export const TEXT_COLUMN = { id: 0, sessionId: 2, type: 4, source: 6, time: 8, resource: 10, subjectSub: 12, commandId: 14, approvalId: 16, decision: 18 } as const;
-const TEXT_COLUMN_SLOTS = 20;
 
 /** Records the string just scanned at [start, end) as `column`, or leaves the column null when the value is not a string. */
 const spanOfString = (spans: number[], column: number, bytes: Buffer, start: number, end: number): void => {
@@ -575,7 +574,8 @@ const readEvent = (payload: Buffer, at: number): { readonly event: WrittenEvent;
   const dataStart = at + DATA_FIRST.length;
   // Absent and null are one thing in the stored form: a null data is left to the general path.
   if (matches(payload, dataStart, NULL)) return undefined;
-  const spans: number[] = new Array<number>(TEXT_COLUMN_SLOTS).fill(-1);
+  // Every column null until its string is read; a literal, so the array is packed from the start.
+  const spans = [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
   const counts: DataCounts = { resultIsObject: false, resultCounts: 0, dataCounts: 0 };
   sawEscape = false;
   columnEscaped = false;
