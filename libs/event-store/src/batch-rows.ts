@@ -205,6 +205,12 @@ const appendTextColumn = (bytes: BatchBytes, event: WrittenEvent, column: number
   bytes.appendByte(TAB);
 };
 
+/** A count (masked_values: an integer from 0 to 2^31 - 1) as its decimal digits, without a string per event. */
+const appendCount = (bytes: BatchBytes, count: number): void => {
+  if (count >= 10) appendCount(bytes, Math.floor(count / 10));
+  bytes.appendByte(0x30 + (count % 10));
+};
+
 /**
  * The COPY text of an event taken as written whose text columns hold no escape, copied from its
  * bytes: a text column's string between its quotes is its text's UTF-8 and holds nothing COPY's
@@ -235,7 +241,7 @@ const appendWrittenColumns = (bytes: BatchBytes, event: WrittenEvent, signedBy: 
   appendTextColumn(bytes, event, TEXT_COLUMN.commandId);
   appendTextColumn(bytes, event, TEXT_COLUMN.approvalId);
   appendTextColumn(bytes, event, TEXT_COLUMN.decision);
-  bytes.append(String(event.maskedValues));
+  appendCount(bytes, event.maskedValues);
   bytes.appendByte(TAB);
   const signer = signerField.bytesOf(signedBy);
   bytes.appendBytes(signer, 0, signer.length);
