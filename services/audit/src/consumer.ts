@@ -9,6 +9,14 @@ import type { RejectedRecord } from '@sluice/event-store';
 let lastTimestamp = '';
 
 /**
+ * The times the store can keep: timestamptz takes the text toISOString writes only for years 1
+ * to 9999 (year 0, a signed year are refused). Outside them the COPY fails and with it the
+ * whole batch, again at every retry: the events behind it would never be stored.
+ */
+const EARLIEST_STORABLE_TIME = Date.parse('0001-01-01T00:00:00.000Z');
+const LATEST_STORABLE_TIME = Date.parse('9999-12-31T23:59:59.999Z');
+
+/**
  * Why an event cannot be stored (a foreign publisher on our subjects may send anything); such an
  * event is refused (kept as a rejected record where the consumer keeps them) and acknowledged with
  * its batch, so it can never block the events behind it.
@@ -21,7 +29,9 @@ const unstorable = (event: CloudEvent): string | undefined => {
   const time = (event as unknown as Record<string, unknown>).time;
   if (typeof time !== 'string') return 'time is missing or not a timestamp';
   if (time === lastTimestamp) return undefined;
-  if (Number.isNaN(Date.parse(time))) return 'time is missing or not a timestamp';
+  const millis = Date.parse(time);
+  if (Number.isNaN(millis)) return 'time is missing or not a timestamp';
+  if (millis < EARLIEST_STORABLE_TIME || millis > LATEST_STORABLE_TIME) return 'time is outside the years 1 to 9999 the store keeps';
   lastTimestamp = time;
   return undefined;
 };
