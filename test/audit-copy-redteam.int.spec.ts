@@ -210,4 +210,30 @@ describe('the audit service storing messages taken as written', () => {
     const rows = (await stored(good)) as unknown as { time: Date }[];
     expect(rows.map((row) => row.time.toISOString())).toEqual(['0001-01-01T00:00:00.000Z', '9999-12-31T23:59:59.999Z', '2026-11-27T19:00:00.123Z']);
   }, 60_000);
+
+  it('stores or refuses an event nested deeper than the scanner follows or jsonb takes, never holding up the events behind it', async () => {
+    const session = randomUUID();
+    const nested = (depth: number): string => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+    const deep = [100, 5_000, 50_000].map((depth) => {
+      const one = event(session);
+      const text = canonicalize(one).replace('"command":"SELECT 1"', `"command":"SELECT 1","deep":${nested(depth)}`);
+      return { id: one.id as string, payload: Buffer.from(`[${text}]`, 'utf8') };
+    });
+    const after = event(session);
+    for (const { payload } of deep) await publish(payload);
+    await publish(canonicalBatch([after]));
+    await waitUntil(async () => (await stored([after.id as string])).length === 1, 30_000, 'the event behind stored');
+    const ids = deep.map(({ id }) => id);
+    // Deeper than the scanner follows, the general path stores it; deeper than hashing and jsonb take, it is refused.
+    expect((await stored(ids)).map((row) => row.id)).toEqual([ids[0]]);
+    const refused = (await rejected()).filter((row) => ids.includes(row.event_id!));
+    expect(refused.map((row) => [row.event_id, row.reason])).toEqual(ids.slice(1).map((id) => [id, 'nested more than 1000 levels deep']));
+    const store = await openEventStore({ url: `postgres://postgres@127.0.0.1:5432/${storeDb}` });
+    try {
+      // The chain holds; only the refusals are reported.
+      expect(await store.verify({ sessionId: session })).toMatchObject({ ok: false, events: 2, firstBroken: { kind: 'rejected', id: ids[1] } });
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
 });

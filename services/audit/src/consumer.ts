@@ -36,6 +36,27 @@ const unstorable = (event: CloudEvent): string | undefined => {
   return undefined;
 };
 
+/**
+ * Nesting an event may have: deeper, hashing it overflows the stack (and PostgreSQL's jsonb
+ * refuses it from some ten thousand levels), so the whole batch failed at every retry and the
+ * events behind it were never stored. Events taken as written are never this deep (their
+ * scanner follows 64 levels at most and leaves deeper ones to decodeEvents).
+ */
+const MAX_NESTING = 1_000;
+
+/** Whether `value` holds arrays or objects more than `levels` deep; never goes deeper itself. */
+const nestedDeeperThan = (value: unknown, levels: number): boolean => {
+  if (value === null || typeof value !== 'object') return false;
+  if (levels === 0) return true;
+  if (Array.isArray(value)) {
+    for (const inner of value) if (nestedDeeperThan(inner, levels - 1)) return true;
+    return false;
+  }
+  const record = value as Record<string, unknown>;
+  for (const key in record) if (nestedDeeperThan(record[key], levels - 1)) return true;
+  return false;
+};
+
 const MAX_REJECTED_PAYLOAD = 64 * 1024;
 
 const text = (value: unknown): string | undefined => (typeof value === 'string' && value !== '' ? value : undefined);
@@ -337,15 +358,19 @@ export class DurableConsumer<T = CloudEvent[]> {
         continue;
       }
       decoded.forEach((event, index) => {
+        const tooDeep = nestedDeeperThan(event, MAX_NESTING);
         const problem =
-          unstorable(event) ?? (origin === undefined ? undefined : origin.genuine ? provenance!.refuseEvent(origin.signer, event) : origin.reason);
+          unstorable(event) ??
+          (tooDeep ? `nested more than ${MAX_NESTING} levels deep` : undefined) ??
+          (origin === undefined ? undefined : origin.genuine ? provenance!.refuseEvent(origin.signer, event) : origin.reason);
         if (problem === undefined) {
           events.push(event);
           if (origin?.genuine) signers.set(event, origin.signer);
           return;
         }
         this.settings.logger.error({ consumer: this.settings.durable, seq: message.seq, subject: message.subject, id: event.id, problem }, 'event refused');
-        refuse(problem, index, JSON.stringify(event), event);
+        // JSON.stringify overflows the stack on such an event too: the message's own text is kept instead.
+        refuse(problem, index, tooDeep ? Buffer.from(message.data).toString('utf8') : JSON.stringify(event), event);
       });
     }
     const prepare = this.settings.prepare;
