@@ -131,7 +131,7 @@ describe('the audit service storing messages taken as written', () => {
 
   it('stores texts an agent or a target chose, copied from the bytes, as the general path stores them, and the chains verify', async () => {
     const session = randomUUID();
-    const longSub = 'a'.repeat(200_000);
+    const longSub = 'a'.repeat(2_000);
     const texts = ['\\N', '\\.', 'tab\there', 'nl\nx', 'cr\rx', 'back\\slash', '\u2028\u2029', '\u0085nel', '\ufeffbom', '\ufffe\uffff', '😀 é €', '"quoted"', '\u007f', '\u001f', 'x\\', '\\\\N'];
     const events = [
       // Plain texts (no escape): the columns are copied from the bytes.
@@ -209,6 +209,29 @@ describe('the audit service storing messages taken as written', () => {
     expect(refused).toHaveLength(bad.length);
     const rows = (await stored(good)) as unknown as { time: Date }[];
     expect(rows.map((row) => row.time.toISOString())).toEqual(['0001-01-01T00:00:00.000Z', '9999-12-31T23:59:59.999Z', '2026-11-27T19:00:00.123Z']);
+  }, 60_000);
+
+  it('stores or refuses an event whose indexed text (id, session, sub, command or approval id) is longer than a btree entry takes, never holding up the events behind it', async () => {
+    const session = randomUUID();
+    // Random, so that PostgreSQL cannot compress it under the btree limit (2704 bytes).
+    const long = (): string => Array.from({ length: 120 }, () => randomUUID()).join('');
+    const longSession = long();
+    const cases = [
+      event(session, (one) => Object.assign(one, { id: long() })),
+      event(longSession, (one) => Object.assign(one, { id: randomUUID() })),
+      event(session, (one) => Object.assign(dataOf(one), { commandId: long() })),
+      event(session, (one) => Object.assign(dataOf(one), { approvalId: long() })),
+      event(session, (one) => Object.assign(one, { type: 'sluice.session.rejected.v1', data: { code: 'x', protocol: 'redis', reason: 'denied', resource: 'db', subject: { groups: [], sub: long() } } })),
+    ];
+    const after = event(session);
+    for (const one of cases) await publish(canonicalBatch([one]));
+    await publish(canonicalBatch([after]));
+    await waitUntil(async () => (await stored([after.id as string])).length === 1, 30_000, 'the event behind stored');
+    const ids = cases.map((one) => one.id as string);
+    expect(await stored(ids)).toEqual([]);
+    // rejected_events keeps the start of a long id.
+    const refused = (await rejected()).filter((row) => ids.some((id) => id.startsWith(row.event_id!)));
+    expect(refused.map((row) => row.reason)).toEqual(['id', 'subject', 'data.commandId', 'data.approvalId', 'data.subject.sub'].map((text) => `${text} is longer than the 2048 bytes the store indexes`));
   }, 60_000);
 
   it('stores or refuses an event nested deeper than the scanner follows or jsonb takes, never holding up the events behind it', async () => {

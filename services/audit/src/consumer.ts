@@ -2,7 +2,7 @@ import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JsMsg } from '@nats-io/jetstream';
 import { decodeEvents, isJetStreamApiError, JetStreamErrorCode, type ProvenanceVerifier } from '@sluice/event-bus';
 import type { CloudEvent } from '@sluice/contracts';
-import type { RejectedRecord } from '@sluice/event-store';
+import { MAX_INDEXED_TEXT_BYTES, unindexableText, type RejectedRecord } from '@sluice/event-store';
 
 
 /** The last time text found to be a timestamp: the events of a batch mostly share their millisecond. */
@@ -359,9 +359,11 @@ export class DurableConsumer<T = CloudEvent[]> {
       }
       decoded.forEach((event, index) => {
         const tooDeep = nestedDeeperThan(event, MAX_NESTING);
+        const unindexable = tooDeep ? undefined : unindexableText(event);
         const problem =
           unstorable(event) ??
           (tooDeep ? `nested more than ${MAX_NESTING} levels deep` : undefined) ??
+          (unindexable === undefined ? undefined : `${unindexable} is longer than the ${MAX_INDEXED_TEXT_BYTES} bytes the store indexes`) ??
           (origin === undefined ? undefined : origin.genuine ? provenance!.refuseEvent(origin.signer, event) : origin.reason);
         if (problem === undefined) {
           events.push(event);
