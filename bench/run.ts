@@ -19,7 +19,7 @@ import type { ResourceKind } from './support/deployment.js';
 import { freePostgresConnections, measurePostgresIdleSessions, measureRedisIdleSessions, type IdleSessionsResult } from './support/idle-sessions.js';
 import { describeMachine } from './support/machine.js';
 import { runPgbench, runRedisBenchmark, runWrk, type LoadRun } from './support/load.js';
-import { killStartedChildren, runTool, watchCpu, type CpuWatch } from './support/processes.js';
+import { killStartedChildren, nicenessOf, runTool, watchCpu, type CpuWatch } from './support/processes.js';
 import { renderReport, wasBusy } from './support/report.js';
 import { watchCausedCpu } from './support/caused-cpu.js';
 import { profileGaps, type WorkloadProfile } from './support/profiling.js';
@@ -57,6 +57,7 @@ const { values } = parseArgs({
     'idle-sessions': { type: 'string', default: '2000' },
     'profile-seconds': { type: 'string', default: '5' },
     'audit-seconds': { type: 'string' },
+    'audit-niceness': { type: 'string' },
     'wrk-threads': { type: 'string', default: '2' },
     'wrk-connections': { type: 'string', default: '50' },
     'wrk-duration': { type: 'string', default: '10' },
@@ -72,6 +73,7 @@ if (values.help) {
   process.stdout.write(`bench/run.ts [--rounds N] [--duration S] [--clients N] [--threads N] [--scale N]
   [--latency-iterations N] [--redis-clients N] [--redis-requests N] [--redis-pipelined-requests N] [--pipeline N]
   [--wrk-threads N] [--wrk-connections N] [--wrk-duration S] [--idle-sessions N] [--profile-seconds S] [--audit-seconds S]
+  [--audit-niceness N]
   [--only ${PARTS.join(',')} | --only targets] [--no-sluice]
   [--deadline-minutes N] [--out FILE]\n`);
   process.exit(0);
@@ -103,6 +105,12 @@ const settings = {
   idleSessions: integer('idle-sessions'),
   profileSeconds: Math.max(1, integer('profile-seconds')),
 };
+/** services.audit.niceness for the Sluice deployment (-20 to 19); absent: the config's default. */
+const auditNiceness = values['audit-niceness'] === undefined ? undefined : Number(values['audit-niceness']);
+if (auditNiceness !== undefined && !(Number.isInteger(auditNiceness) && auditNiceness >= -20 && auditNiceness <= 19)) {
+  process.stderr.write(`--audit-niceness: expected a whole number from -20 to 19, got ${String(values['audit-niceness'])}\n`);
+  process.exit(2);
+}
 const requested = values.only.split(',').map((part) => part.trim()).filter(Boolean);
 /** Only what the targets' verdict reads: see TARGET_PARTS. */
 const targetsOnly = requested.includes('targets');
@@ -146,6 +154,8 @@ const components: { name: string; output: string }[] = [];
 const auditKeepsUp: (AuditCatchUp & { round: number; load: string })[] = [];
 const idleSessions: IdleSessionsResult[] = [];
 let verdict: Verdict | undefined;
+/** The audit service's niceness as it ran (services.audit.niceness, if the supervisor could apply it). */
+let auditServiceNiceness: number | undefined;
 let profiles: WorkloadProfile[] = [];
 let busy = false;
 
@@ -447,6 +457,7 @@ const writeReport = (machine: ReturnType<typeof describeMachine>, final: boolean
       'redis -P': settings.pipeline,
       'wrk -t/-c/-d': `${settings.wrkThreads}/${settings.wrkConnections}/${settings.wrkSeconds} s`,
       ...(auditSeconds > 0 ? { 'audit check run': `${auditSeconds} s` } : {}),
+      ...(auditServiceNiceness === undefined ? {} : { 'audit service niceness': auditServiceNiceness }),
       ...(final ? {} : { state: 'incomplete (written after a round; the run went on)' }),
     },
     latency,
@@ -495,11 +506,14 @@ const main = async (): Promise<void> => {
       http: parts.has('http'),
       pooledTarget: parts.has('sessions'),
       sluiceResources: wantsSluice ? sluiceResources : [],
+      ...(auditNiceness === undefined ? {} : { auditNiceness }),
       log,
     },
     cleanup,
   );
   problems.push(...stack.setupErrors, ...stack.sluiceErrors);
+  const auditPid = stack.sluice?.named().find((process) => process.name === 'audit')?.pid;
+  auditServiceNiceness = auditPid === undefined ? undefined : nicenessOf(auditPid);
   const redisWorks = (parts.has('redis') || parts.has('sessions')) && (await redisPathWorks(stack));
   const httpWorks = parts.has('http') && (await httpPathWorks(stack));
 

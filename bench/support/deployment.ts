@@ -2,7 +2,7 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePorts } from '../../test/support/ports.js';
-import { startSluice, type RunningSluice } from '../../test/support/sluice.js';
+import { allocateServicePorts, servicesSection, startSluice, type RunningSluice } from '../../test/support/sluice.js';
 import { findProcesses } from './processes.js';
 import { PG_ADMIN_USER, PG_HOST, PG_PORT, REDIS_PORT, dropDatabase } from './targets.js';
 import { deleteStreams } from '../../test/support/databases.js';
@@ -56,6 +56,8 @@ export interface BenchSluiceOptions {
   readonly nodeArgs?: readonly string[];
   /** How long `sluice up` may take to be ready (60 s). */
   readonly readyTimeoutMs?: number;
+  /** `services.audit.niceness`; absent: the config's default. */
+  readonly auditNiceness?: number;
 }
 
 /**
@@ -138,7 +140,14 @@ export const startBenchSluice = async (options: BenchSluiceOptions): Promise<Ben
   };
   let sluice: RunningSluice;
   try {
-    sluice = await startSluice(benchConfig(options, ports, storeDatabase), {
+    const servicePorts = await allocateServicePorts();
+    const services = servicesSection(servicePorts);
+    const config = {
+      ...benchConfig(options, ports, storeDatabase),
+      ...(options.auditNiceness === undefined ? {} : { services: { ...services, audit: { ...services.audit, niceness: options.auditNiceness } } }),
+    };
+    sluice = await startSluice(config, {
+      ports: servicePorts,
       // Empty values keep a developer's NATS_URL / DATABASE_URL from overriding this config.
       env: { NATS_URL: '', DATABASE_URL: '', LOG_LEVEL: 'warn', OTEL_TRACES_EXPORTER: 'none', OTEL_SDK_DISABLED: 'true' },
       readyTimeoutMs: options.readyTimeoutMs ?? 60_000,

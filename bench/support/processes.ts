@@ -153,6 +153,16 @@ export const cpuTimeMicros = (pid: number): number | undefined => {
   }
 };
 
+/** A process's (main thread's) niceness, field 19 of /proc/<pid>/stat. */
+export const nicenessOf = (pid: number): number | undefined => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  } catch {
+    return undefined;
+  }
+};
+
 export interface ProcessEntry {
   readonly pid: number;
   readonly cmdline: string;

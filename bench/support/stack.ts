@@ -18,6 +18,8 @@ export interface StackOptions {
   readonly pooledTarget?: boolean;
   /** Resources Sluice serves; empty skips Sluice. */
   readonly sluiceResources: readonly ResourceKind[];
+  /** `services.audit.niceness` of the Sluice deployment; absent: the config's default. */
+  readonly auditNiceness?: number;
   readonly log: (line: string) => void;
 }
 
@@ -114,6 +116,7 @@ export const buildStack = async (options: StackOptions, cleanup: CleanupStack): 
         httpTarget: http?.url,
         ...(pooledTarget ? { pooledTargetPort: pooledTarget.port } : {}),
         resources,
+        ...(options.auditNiceness === undefined ? {} : { auditNiceness: options.auditNiceness }),
       });
       cleanup.defer('sluice', () => started.stop());
       sluice = started;

@@ -1,5 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { apiBaseUrl, parseAddress, KEYS_DIR_ENV, type LoadedConfig } from '@sluice/config';
 import { provideDeploymentKeys } from './commands/keys.js';
@@ -29,6 +31,25 @@ export const SERVICE_V8_FLAGS: Readonly<Partial<Record<ServiceName, readonly str
 };
 
 const TELEMETRY_PRELOAD = fileURLToPath(new URL('../../libs/telemetry/dist/preload.js', import.meta.url));
+
+/**
+ * Gives every thread of a process the niceness (Linux keeps one per thread; a thread started later
+ * takes its creator's). Returns the error that refused it, if any.
+ */
+export const setProcessNiceness = (pid: number, niceness: number): Error | undefined => {
+  let threads: number[];
+  try {
+    threads = readdirSync(`/proc/${pid}/task`).map(Number);
+  } catch {
+    threads = [pid];
+  }
+  try {
+    for (const thread of threads) setPriority(thread, niceness);
+    return undefined;
+  } catch (error) {
+    return error as Error;
+  }
+};
 
 /** What runService exits with for an invalid config (exitOnConfigError). */
 const CONFIG_INVALID_EXIT_CODE = 2;
@@ -88,6 +109,8 @@ export class Supervisor {
     service.child = child;
     child.on('message', (message: SupervisorMessage) => {
       if (message?.type === 'ready') {
+        // Once it is ready every thread it starts with exists; later ones take the main thread's.
+        if (name === 'audit') this.#prioritizeAudit(child);
         service.state = 'ready';
         this.logger.info({ service: name }, 'service ready');
         if (this.ready) this.logger.info({ admin: this.loaded.config.admin.listen }, 'sluice is ready');
@@ -113,6 +136,18 @@ export class Supervisor {
       this.logger.error({ service: name, code, signal, reason: service.lastReason, restartInMs: delay, restarts: service.restarts }, 'service exited; restarting');
       service.restartTimer = setTimeout(() => this.#spawn(name), delay);
     });
+  }
+
+  #prioritizeAudit(child: ChildProcess): void {
+    const { niceness } = this.loaded.config.services.audit;
+    if (child.pid === undefined || niceness === 0) return;
+    const refused = setProcessNiceness(child.pid, niceness);
+    if (refused) {
+      this.logger.warn(
+        { service: 'audit', niceness, reason: refused.message },
+        'services.audit.niceness not applied (lowering it needs CAP_SYS_NICE): the audit service runs at normal priority, and on a saturated machine the event store can fall behind',
+      );
+    }
   }
 
   async #startAdmin(): Promise<void> {

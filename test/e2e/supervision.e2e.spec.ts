@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { parse, stringify } from 'yaml';
@@ -62,6 +62,20 @@ describe('sluice up supervises its services', () => {
     const argvOf = (service: string): string[] => readFileSync(`/proc/${body.services[service]!.pid!}/cmdline`, 'utf8').split('\0');
     for (const service of ['proxy', 'audit']) expect(argvOf(service)).toContain('--max-semi-space-size=32');
     for (const service of ['policy', 'masking', 'approval']) expect(argvOf(service).some((arg) => arg.startsWith('--max-semi-space-size'))).toBe(false);
+  });
+
+  it('runs every thread of the audit service at services.audit.niceness (-5 by default), the other services as started', async () => {
+    const { body } = await readiness();
+    // Field 19 of /proc/<pid>/task/<tid>/stat, counted after the command name's closing parenthesis.
+    const nicenessOf = (service: string): number[] => {
+      const pid = body.services[service]!.pid!;
+      return readdirSync(`/proc/${pid}/task`).map((thread) => Number(readFileSync(`/proc/${pid}/task/${thread}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]));
+    };
+    // Lowering niceness needs CAP_SYS_NICE: a machine that refuses runs it at 0 and the supervisor warns.
+    const privileged = process.getuid?.() === 0;
+    expect(new Set(nicenessOf('audit'))).toEqual(new Set([privileged ? -5 : 0]));
+    if (!privileged) expect(sluice.output()).toContain('services.audit.niceness not applied');
+    for (const service of ['proxy', 'policy', 'masking', 'approval']) expect(new Set(nicenessOf(service))).toEqual(new Set([0]));
   });
 
   it('fails closed while the policy service does not answer, and serves again when it does', async () => {

@@ -323,8 +323,19 @@ const services = z
       })
       .default({ grpc: '127.0.0.1:7103', http: '127.0.0.1:7180', timeout: 120_000 }),
     audit: z
-      .strictObject({ http: address.default('127.0.0.1:7190'), tls: apiTls })
-      .default({ http: '127.0.0.1:7190' }),
+      .strictObject({
+        http: address.default('127.0.0.1:7190'),
+        tls: apiTls,
+        /**
+         * The scheduling niceness `sluice up` gives the audit service (-20 to 19, lower runs
+         * first). On a saturated machine the data path then waits, not the audit trail: the
+         * audit service is one process among the client's, the target's and the proxy's, and at
+         * an equal share it ends a long load seconds behind. Lowering it needs CAP_SYS_NICE
+         * (root); without that the service runs at the normal priority and the supervisor warns.
+         */
+        niceness: z.number().int().min(-20).max(19).default(-5),
+      })
+      .default({ http: '127.0.0.1:7190', niceness: -5 }),
     /**
      * The web console; absent: not started. People sign in with the authorization code flow
      * (PKCE) at `oidc.issuer` (default: the first of identity.oidc); the access token they get

@@ -35,6 +35,11 @@ describe('describeCommand', () => {
     expect(describeCommand([Buffer.from('SET'), Buffer.from([0x22, 0x5c, 0xff]), Buffer.from('v')]).text).toBe('SET "\\"\\\\\\xff" v');
   });
 
+  it('records a command name holding a control character, a space or nothing as quoted text, as it does an argument', () => {
+    const names = ['GE\u0000T', 'GE\uFFFDT', 'get x', '', 'g\u00e9t'].map((name) => describeCommand([Buffer.from(name), Buffer.from('k')]).text);
+    expect(names).toEqual(['"GE\\u0000T" k', 'GE\uFFFDT k', '"GET X" k', '"" k', 'G\u00c9T k']);
+  });
+
   it('cuts a long UTF-8 argument on a character boundary, so it is not taken for bytes that are not UTF-8', () => {
     const long = Buffer.from(`x${'é'.repeat(3000)}`);
     const { text, truncated } = describeCommand([Buffer.from('SET'), Buffer.from('k'), long]);

@@ -46,8 +46,10 @@ export const describeCommand = (args: readonly Buffer[]): { readonly text: strin
       truncated = true;
     }
     if (binary) part = `"${part}"`;
-    else if (index === 0) part = part.toUpperCase();
-    else if (needsQuotes(part)) part = JSON.stringify(part);
+    else {
+      if (index === 0) part = part.toUpperCase();
+      if (needsQuotes(part)) part = JSON.stringify(part);
+    }
     text += (index === 0 ? '' : ' ') + part;
     if (text.length > MAX_TEXT_CHARS) return { text: `${text.slice(0, MAX_TEXT_CHARS)}…`, truncated: true, bytes };
   }

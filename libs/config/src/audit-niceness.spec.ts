@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigInvalidError } from '@sluice/contracts';
+import { parseConfig } from './load.js';
+
+describe('services.audit.niceness in the config', () => {
+  it('defaults to -5, with or without a services.audit section', () => {
+    expect(parseConfig({}).services.audit.niceness).toBe(-5);
+    expect(parseConfig({ services: { audit: { http: '127.0.0.1:7190' } } }).services.audit.niceness).toBe(-5);
+  });
+
+  it('takes a niceness from -20 to 19; 0 leaves the audit service at the normal priority', () => {
+    expect(parseConfig({ services: { audit: { niceness: 0 } } }).services.audit.niceness).toBe(0);
+    expect(parseConfig({ services: { audit: { niceness: -20 } } }).services.audit.niceness).toBe(-20);
+  });
+
+  it.each([-21, 20, 1.5, 'high'])('names the key for %s', (niceness) => {
+    let thrown: unknown;
+    try {
+      parseConfig({ services: { audit: { niceness } } });
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(ConfigInvalidError);
+    expect((thrown as ConfigInvalidError).path).toBe('services.audit.niceness');
+  });
+});
