@@ -2,7 +2,7 @@ import { isoTime, kindOfType, type CloudEvent } from '@sluice/contracts';
 import { HASH_TEXT_BYTES, type BatchBytes } from './batch-bytes.js';
 import { chainHashOf, GENESIS_HASH, prepareEvent } from './chain.js';
 import { allocCopyData, COPY_DATA_HEADER_BYTES, copyField, copyJsonField } from './copy-in.js';
-import { WrittenEvent } from './written-events.js';
+import { TEXT_COLUMN, WrittenEvent } from './written-events.js';
 
 /*
  * What a batch of events becomes on its way into sluice.events: rows with their place in their
@@ -74,17 +74,14 @@ export const COPY_STATEMENT = `COPY sluice.events (${COPY_COLUMNS.join(', ')}) F
 /** The columns of a row other than `data`, which an event taken as written keeps as its bytes. */
 type RowFields = Omit<RowColumns, 'data'>;
 
-/** copyField for a text known to hold nothing COPY's text format escapes (no tab, line break or backslash). */
-const plainField = (value: string | null): string => (value === null ? '\\N' : value);
-
-/** COPY_COLUMNS before `data`, each followed by a tab; `field` writes the texts the events gave. */
-const copyHead = (row: RowFields, field: (value: string | null) => string = copyField): string =>
-  `${field(row.id)}\t${field(row.session_id)}\t${field(row.type)}\t${field(row.kind)}\t${field(row.source)}\t${isoTime(row.time)}\t`;
+/** COPY_COLUMNS before `data`, each followed by a tab. */
+const copyHead = (row: RowFields): string =>
+  `${copyField(row.id)}\t${copyField(row.session_id)}\t${copyField(row.type)}\t${copyField(row.kind)}\t${copyField(row.source)}\t${isoTime(row.time)}\t`;
 
 /** COPY_COLUMNS after `data` and before the chain's, each after a tab and followed by one. */
-const copyTail = (row: RowFields, field: (value: string | null) => string = copyField): string =>
-  `\t${copyJsonField(row.ext)}\t${field(row.resource)}\t${field(row.subject_sub)}\t` +
-  `${field(row.command_id)}\t${field(row.approval_id)}\t${field(row.decision)}\t${row.masked_values}\t${copyField(row.signed_by)}\t`;
+const copyTail = (row: RowFields): string =>
+  `\t${copyJsonField(row.ext)}\t${copyField(row.resource)}\t${copyField(row.subject_sub)}\t` +
+  `${copyField(row.command_id)}\t${copyField(row.approval_id)}\t${copyField(row.decision)}\t${row.masked_values}\t${copyField(row.signed_by)}\t`;
 
 /** Every column of COPY_COLUMNS before the chain's, in that order, each followed by a tab. */
 export const copyPrefix = (row: RowColumns): string => copyHead(row) + copyJsonField(row.data) + copyTail(row);
@@ -176,6 +173,81 @@ export const insertRow = (event: CloudEvent, receivedAt: Date, signedBy: string 
   return { id: row.id, sessionId: row.session_id, canonical, columns: row };
 };
 
+const TAB = 0x09;
+const COMMA = 0x2c;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+/** `\N`, COPY's null. */
+const NULL_FIELD = Buffer.from('\\N', 'latin1');
+
+/** A text as COPY field bytes (UTF-8), kept for the last text given: a batch's events mostly share their kind and signer. */
+class RepeatedField {
+  #text: string | null | undefined;
+  #bytes = NULL_FIELD;
+
+  bytesOf(text: string | null): Buffer {
+    if (text !== this.#text) {
+      this.#bytes = Buffer.from(copyField(text), 'utf8');
+      this.#text = text;
+    }
+    return this.#bytes;
+  }
+}
+
+const kindField = new RepeatedField();
+const signerField = new RepeatedField();
+
+/** A text column of an event taken as written, then a tab: its string's bytes (see TEXT_COLUMN), or `\N`. */
+const appendTextColumn = (bytes: BatchBytes, event: WrittenEvent, column: number): void => {
+  const start = event.columnSpans[column]!;
+  if (start < 0) bytes.appendBytes(NULL_FIELD, 0, NULL_FIELD.length);
+  else bytes.appendBytes(event.payload, start + 1, event.columnSpans[column + 1]! - 1);
+  bytes.appendByte(TAB);
+};
+
+/** A count (masked_values: an integer from 0 to 2^31 - 1) as its decimal digits, without a string per event. */
+const appendCount = (bytes: BatchBytes, count: number): void => {
+  if (count >= 10) appendCount(bytes, Math.floor(count / 10));
+  bytes.appendByte(0x30 + (count % 10));
+};
+
+/**
+ * The COPY text of an event taken as written whose text columns hold no escape, copied from its
+ * bytes: a text column's string between its quotes is its text's UTF-8 and holds nothing COPY's
+ * text format escapes (no control character, no backslash), the time is as toISOString writes it
+ * (timeWrittenAsStored), and the ext column is its members' bytes joined as extJson joins them.
+ */
+const appendWrittenColumns = (bytes: BatchBytes, event: WrittenEvent, signedBy: string | null): void => {
+  appendTextColumn(bytes, event, TEXT_COLUMN.id);
+  appendTextColumn(bytes, event, TEXT_COLUMN.sessionId);
+  appendTextColumn(bytes, event, TEXT_COLUMN.type);
+  const kind = kindField.bytesOf(kindOfWritten(event.type));
+  bytes.appendBytes(kind, 0, kind.length);
+  bytes.appendByte(TAB);
+  appendTextColumn(bytes, event, TEXT_COLUMN.source);
+  appendTextColumn(bytes, event, TEXT_COLUMN.time);
+  bytes.appendJsonField(event.payload, event.dataStart, event.dataEnd, event.dataHasBackslash);
+  bytes.appendByte(TAB);
+  bytes.appendByte(OPEN_BRACE);
+  const members = event.extMembers;
+  for (let index = 0; index < members.length; index += 2) {
+    if (index > 0) bytes.appendByte(COMMA);
+    bytes.appendJsonField(event.payload, members[index]!, members[index + 1]!, event.extHasBackslash);
+  }
+  bytes.appendByte(CLOSE_BRACE);
+  bytes.appendByte(TAB);
+  appendTextColumn(bytes, event, TEXT_COLUMN.resource);
+  appendTextColumn(bytes, event, TEXT_COLUMN.subjectSub);
+  appendTextColumn(bytes, event, TEXT_COLUMN.commandId);
+  appendTextColumn(bytes, event, TEXT_COLUMN.approvalId);
+  appendTextColumn(bytes, event, TEXT_COLUMN.decision);
+  appendCount(bytes, event.maskedValues);
+  bytes.appendByte(TAB);
+  const signer = signerField.bytesOf(signedBy);
+  bytes.appendBytes(signer, 0, signer.length);
+  bytes.appendByte(TAB);
+};
+
 /**
  * An event written into `bytes` for COPY (PostgreSQL): its JCS text after room for its
  * prev_hash, then its COPY text up to the chain's columns. An event taken as written is copied
@@ -183,15 +255,16 @@ export const insertRow = (event: CloudEvent, receivedAt: Date, signedBy: string 
  */
 export const appendCopyRow = (bytes: BatchBytes, event: CloudEvent, receivedAt: Date, signedBy: string | null): CopyRow => {
   if (event instanceof WrittenEvent) {
-    const fields = writtenFields(event, signedBy);
     const at = bytes.appendBytes(event.payload, event.start, event.end, HASH_TEXT_BYTES);
     const split = bytes.length;
-    // Texts read without an escape hold no raw control character nor backslash: nothing to escape.
-    const field = event.columnEscaped ? copyField : plainField;
-    bytes.append(copyHead(fields, field));
-    bytes.appendJsonField(event.payload, event.dataStart, event.dataEnd, event.dataHasBackslash);
-    bytes.append(copyTail(fields, field));
-    return { id: fields.id, sessionId: fields.session_id, at, split, end: bytes.length };
+    if (!event.columnEscaped) appendWrittenColumns(bytes, event, signedBy);
+    else {
+      const fields = writtenFields(event, signedBy);
+      bytes.append(copyHead(fields));
+      bytes.appendJsonField(event.payload, event.dataStart, event.dataEnd, event.dataHasBackslash);
+      bytes.append(copyTail(fields));
+    }
+    return { id: event.id, sessionId: event.subject, at, split, end: bytes.length };
   }
   const { row, canonical } = eventRow(event, receivedAt, signedBy);
   const at = bytes.append(canonical, HASH_TEXT_BYTES);

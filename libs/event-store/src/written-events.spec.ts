@@ -179,6 +179,57 @@ describe('events taken as written', () => {
     expect(readWrittenEvents(batch([referenceCanonicalize(fractional)!]))).toBeUndefined();
   });
 
+  it('copies text columns and ext members from the bytes, whatever their length, characters and escapes', () => {
+    const base = JSON.parse(JSON.stringify(executed())) as Record<string, unknown>;
+    const sized = (length: number, fill: string): string => fill.repeat(Math.ceil(length / fill.length)).slice(0, length);
+    const texts = [
+      ...[62, 63, 64, 65, 66, 127, 128, 129].map((length) => sized(length, 'x')),
+      ...[62, 63, 64, 65].map((length) => `${sized(length, 'é')}\\`),
+      sized(65, 'a"b'),
+      'é € 😀',
+      'tab\there',
+      'back\\slash',
+      'nl\nx',
+    ];
+    for (const text of texts) {
+      const events = [
+        { ...base, id: text, subject: text },
+        { ...base, source: text, type: text },
+        { ...base, type: `sluice.${text}.v1` },
+        { ...base, xnote: text, zz: [text, { k: text }] },
+        { ...base, data: { ...(base.data as object), resource: text, commandId: text, approvalId: text, decision: text, subject: { sub: text } } },
+      ];
+      for (const event of events) expect(expectSameAsGeneralPath(batch([referenceCanonicalize(event)!]))).toBe(true);
+    }
+    const bare = { id: 'e1', source: 'proxy', type: 'sluice.command.executed.v1', subject: 's1', time: '2026-01-02T03:04:05.678Z', data: { resource: null, decision: 3 } };
+    expect(expectSameAsGeneralPath(batch([referenceCanonicalize(bare)!]))).toBe(true);
+    expect(readWrittenEvents(batch([referenceCanonicalize(bare)!]))![0]!.extJson).toBe('{}');
+  });
+
+  it('stores the same rows as the general path whatever the text columns and ext members hold', () => {
+    const awkward = fc.constantFrom('a', '\\', '"', 'é', '\t', '\u2028', '😀', '\u0000', '\ud800');
+    const text = fc.oneof(fc.string({ unit: 'binary', maxLength: 80 }), fc.string({ unit: 'grapheme-ascii', minLength: 60, maxLength: 70 }), fc.string({ unit: awkward, maxLength: 70 }));
+    // Texts without an escape, so that the columns are copied from the bytes more often than not.
+    const plain = fc.string({ unit: fc.constantFrom('a', '-', ' ', 'é', '€', '😀', '\u2028'), minLength: 1, maxLength: 70 });
+    const column = fc.oneof({ arbitrary: plain, weight: 4 }, { arbitrary: text, weight: 1 });
+    const key = fc.stringMatching(/^[a-z][a-zA-Z0-9_]{0,6}$/).filter((name) => !['id', 'source', 'type', 'subject', 'time', 'data'].includes(name));
+    let copied = 0;
+    fc.assert(
+      fc.property(
+        fc.record({ id: column, source: column, type: fc.oneof(column, column.map((kind) => `sluice.${kind}.v1`)), subject: column }),
+        fc.record({ resource: fc.oneof(column, fc.constant(null), fc.integer()), commandId: column, approvalId: column, decision: column, subject: fc.record({ sub: column }) }, { requiredKeys: [] }),
+        fc.dictionary(key, fc.oneof(text, fc.jsonValue({ maxDepth: 2 })), { maxKeys: 4 }),
+        (columns, data, ext) => {
+          const event = { ...ext, ...columns, time: '2026-01-02T03:04:05.678Z', data: { ...data, action: 'read' } };
+          const payload = batch([JSON.stringify(executed()), referenceCanonicalize(event)!]);
+          if (expectSameAsGeneralPath(payload) && !readWrittenEvents(payload)![1]!.columnEscaped) copied += 1;
+        },
+      ),
+      { numRuns: 400 },
+    );
+    expect(copied).toBeGreaterThan(20);
+  });
+
   it('stores the same rows as the general path for any JSON an event may hold', () => {
     const json = fc.jsonValue({ maxDepth: 3, stringUnit: 'binary' });
     const awkwardNumber = fc.constantFrom(0, -0, 1e21, 1e-7, 5e-324, 1.7976931348623157e308, 2 ** 53, 0.1, -1, 123456789012345680000);

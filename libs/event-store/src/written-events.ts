@@ -340,32 +340,29 @@ const SUB = bytesOf('sub');
 const DATA_FIRST = bytesOf('{"data":');
 
 /**
- * The last ASCII text decoded in each place an event's texts are read (source, type, subject,
- * time, resource…): most repeat from one event to the next, and comparing the bytes to the last
- * one costs less than decoding them (a call into the runtime and a new string each time).
+ * The last ASCII text decoded in each place the consumer's texts are read (source, type, subject,
+ * time), with the bytes it was decoded from: most repeat from one event to the next, and comparing
+ * the bytes to the last one's bytes costs less than decoding them (a call into the runtime and a
+ * new string each time). A payload is never written once read, so the bytes kept are still the text's.
  */
 const lastTexts: string[] = [];
-const REPEATING = { source: 0, type: 1, subject: 2, time: 3, resource: 4, decision: 5, approvalId: 6, subjectSub: 7, ext: 8 } as const;
-/** Places for ext members: REPEATING.ext, then one for each of the first few. */
-const EXT_PLACES = 8;
+const lastPayloads: Buffer[] = [];
+const lastStarts: number[] = [];
+const REPEATING = { source: 0, type: 1, subject: 2, time: 3 } as const;
 
-const isAscii = (bytes: Buffer, start: number, end: number): boolean => {
-  for (let index = start; index < end; index += 1) if (bytes[index]! >= 0x80) return false;
-  return true;
-};
-
-const sameAscii = (text: string, bytes: Buffer, start: number, end: number): boolean => {
-  if (text.length !== end - start) return false;
-  for (let index = 0; index < text.length; index += 1) if (text.charCodeAt(index) !== bytes[start + index]) return false;
+const sameBytes = (before: Buffer, beforeStart: number, bytes: Buffer, start: number, end: number): boolean => {
+  for (let offset = 0; offset < end - start; offset += 1) if (before[beforeStart + offset] !== bytes[start + offset]) return false;
   return true;
 };
 
 /** bytes [start, end), ASCII, as text: the last text read in `place` when the bytes are its own. */
 const asciiAt = (bytes: Buffer, start: number, end: number, place: number): string => {
   const last = lastTexts[place];
-  if (last !== undefined && sameAscii(last, bytes, start, end)) return last;
+  if (last !== undefined && last.length === end - start && sameBytes(lastPayloads[place]!, lastStarts[place]!, bytes, start, end)) return last;
   const text = bytes.toString('latin1', start, end);
   lastTexts[place] = text;
+  lastPayloads[place] = bytes;
+  lastStarts[place] = start;
   return text;
 };
 
@@ -378,24 +375,27 @@ const stringAt = (bytes: Buffer, start: number, end: number, flags: number, plac
 };
 
 /**
- * A string member's value, or null when the value is not a string (as the store's stringField
- * reads it); called just after the value was scanned.
+ * Where an event's text columns are in its bytes: for each, the start and end of its JSON string
+ * (quotes included), or -1 and -1 when the column is null (the value is absent or not a string,
+ * as the store's stringField reads it). Written as COPY text, a column is its string's bytes
+ * between the quotes unless WrittenEvent.columnEscaped; read as text, it is parsed when asked for.
  */
-const stringOrNull = (bytes: Buffer, start: number, end: number, place = -1): string | null => {
+export const TEXT_COLUMN = { id: 0, sessionId: 2, type: 4, source: 6, time: 8, resource: 10, subjectSub: 12, commandId: 14, approvalId: 16, decision: 18 } as const;
+
+/** Records the string just scanned at [start, end) as `column`, or leaves the column null when the value is not a string. */
+const spanOfString = (spans: number[], column: number, bytes: Buffer, start: number, end: number): void => {
+  if (bytes[start] !== QUOTE) return;
   // Called just after the value was scanned: stringFlags are its own.
-  return bytes[start] === QUOTE ? stringAt(bytes, start, end, stringFlags, place) : null;
+  if ((stringFlags & ESCAPED) !== 0) columnEscaped = true;
+  spans[column] = start;
+  spans[column + 1] = end;
 };
 
 /**
- * The columns the store derives from `data` (see store.ts: stringField, subjectSub, maskedValues),
- * read while the data is scanned.
+ * The counts the store derives from `data` (see batch-rows.ts: maskedValues), read while the
+ * data is scanned.
  */
-interface DataFields {
-  resource: string | null;
-  commandId: string | null;
-  approvalId: string | null;
-  decision: string | null;
-  subjectSub: string | null;
+interface DataCounts {
   /** `data.result` is an object or array: the counts are its `maskedCounts` (an array has none). */
   resultIsObject: boolean;
   resultCounts: number;
@@ -410,41 +410,44 @@ const countsAt = (bytes: Buffer, start: number, end: number, depth: number): num
   return 0;
 };
 
-/** Reads `data` (scanned from `at`) for its derived columns into `fields`; its end, or REFUSED. */
-const scanData = (bytes: Buffer, at: number, fields: DataFields): number => {
+/** Reads `data` (scanned from `at`) for its derived columns into `spans` and `counts`; its end, or REFUSED. */
+const scanData = (bytes: Buffer, at: number, spans: number[], counts: DataCounts): number => {
   if (bytes[at] !== OPEN_BRACE) return scanValue(bytes, at, 1);
   return scanObject(bytes, at, 2, (keyStart, keyEnd, valueStart, valueEnd) => {
-    if (keyIs(bytes, keyStart, keyEnd, RESOURCE)) fields.resource = stringOrNull(bytes, valueStart, valueEnd, REPEATING.resource);
-    else if (keyIs(bytes, keyStart, keyEnd, COMMAND_ID)) fields.commandId = stringOrNull(bytes, valueStart, valueEnd);
-    else if (keyIs(bytes, keyStart, keyEnd, APPROVAL_ID)) fields.approvalId = stringOrNull(bytes, valueStart, valueEnd, REPEATING.approvalId);
-    else if (keyIs(bytes, keyStart, keyEnd, DECISION)) fields.decision = stringOrNull(bytes, valueStart, valueEnd, REPEATING.decision);
+    if (keyIs(bytes, keyStart, keyEnd, RESOURCE)) spanOfString(spans, TEXT_COLUMN.resource, bytes, valueStart, valueEnd);
+    else if (keyIs(bytes, keyStart, keyEnd, COMMAND_ID)) spanOfString(spans, TEXT_COLUMN.commandId, bytes, valueStart, valueEnd);
+    else if (keyIs(bytes, keyStart, keyEnd, APPROVAL_ID)) spanOfString(spans, TEXT_COLUMN.approvalId, bytes, valueStart, valueEnd);
+    else if (keyIs(bytes, keyStart, keyEnd, DECISION)) spanOfString(spans, TEXT_COLUMN.decision, bytes, valueStart, valueEnd);
     else if (keyIs(bytes, keyStart, keyEnd, SUBJECT)) {
       if (bytes[valueStart] === OPEN_BRACE) {
         const end = scanObject(bytes, valueStart, 3, (innerStart, innerEnd, subStart, subEnd) => {
-          if (keyIs(bytes, innerStart, innerEnd, SUB)) fields.subjectSub = stringOrNull(bytes, subStart, subEnd, REPEATING.subjectSub);
+          if (keyIs(bytes, innerStart, innerEnd, SUB)) spanOfString(spans, TEXT_COLUMN.subjectSub, bytes, subStart, subEnd);
           return true;
         });
         if (end !== valueEnd) return false;
       }
     } else if (keyIs(bytes, keyStart, keyEnd, RESULT)) {
       const first = bytes[valueStart];
-      if (first === OPEN_BRACKET) fields.resultIsObject = true;
+      if (first === OPEN_BRACKET) counts.resultIsObject = true;
       else if (first === OPEN_BRACE) {
-        fields.resultIsObject = true;
+        counts.resultIsObject = true;
         const end = scanObject(bytes, valueStart, 3, (innerStart, innerEnd, countsStart, countsEnd) => {
           if (!keyIs(bytes, innerStart, innerEnd, MASKED_COUNTS)) return true;
-          fields.resultCounts = countsAt(bytes, countsStart, countsEnd, 3);
-          return !Number.isNaN(fields.resultCounts);
+          counts.resultCounts = countsAt(bytes, countsStart, countsEnd, 3);
+          return !Number.isNaN(counts.resultCounts);
         });
         if (end !== valueEnd) return false;
       }
     } else if (keyIs(bytes, keyStart, keyEnd, MASKED_COUNTS)) {
-      fields.dataCounts = countsAt(bytes, valueStart, valueEnd, 2);
-      return !Number.isNaN(fields.dataCounts);
+      counts.dataCounts = countsAt(bytes, valueStart, valueEnd, 2);
+      return !Number.isNaN(counts.dataCounts);
     }
     return true;
   });
 };
+
+/** An event without members for the ext column. */
+const NO_EXT_MEMBERS: readonly number[] = [];
 
 /**
  * An event taken as written: its bytes in the message it came in, the columns read from them.
@@ -466,10 +469,20 @@ export class WrittenEvent implements CloudEvent {
     /** Whether `data`'s bytes hold a backslash (which COPY's text format doubles). */
     readonly dataHasBackslash: boolean,
     /**
-     * Whether a text read for a column (id, source, type, subject, resource…) was written with an
-     * escape: only then may it hold a tab, a line break or a backslash COPY's text format escapes.
+     * Whether a text column (id, source, type, subject, resource…) was written with an escape:
+     * only then may it hold a tab, a line break or a backslash COPY's text format escapes, and
+     * only then do its bytes differ from its text's UTF-8.
      */
     readonly columnEscaped: boolean,
+    /** Where the text columns' strings are in `payload` (see TEXT_COLUMN). */
+    readonly columnSpans: readonly number[],
+    /**
+     * The ext column's members (those other than the columns', in order): the start and end of
+     * each in `payload`, `"key":value` (its JSON text is theirs joined by commas, in braces).
+     */
+    readonly extMembers: readonly number[],
+    /** Whether the ext members' bytes hold a backslash (which COPY's text format doubles). */
+    readonly extHasBackslash: boolean,
     readonly id: string,
     readonly source: string,
     readonly type: string,
@@ -477,13 +490,6 @@ export class WrittenEvent implements CloudEvent {
     readonly time: string,
     /** The time as stored (time survives timestamptz's round trip as written). */
     readonly storedTime: Date,
-    /** The members other than the columns', in order, as JSON: the ext column. */
-    readonly extJson: string,
-    readonly resource: string | null,
-    readonly subjectSub: string | null,
-    readonly commandId: string | null,
-    readonly approvalId: string | null,
-    readonly decision: string | null,
     readonly maskedValues: number,
   ) {}
 
@@ -495,6 +501,35 @@ export class WrittenEvent implements CloudEvent {
   /** `data`'s JSON text. */
   dataText(): string {
     return this.payload.toString('utf8', this.dataStart, this.dataEnd);
+  }
+
+  /** The members other than the columns', in order, as JSON: the ext column. */
+  get extJson(): string {
+    const members = this.extMembers;
+    if (members.length === 0) return '{}';
+    let json = '{';
+    for (let index = 0; index < members.length; index += 2) json += (index === 0 ? '' : ',') + this.payload.toString('utf8', members[index], members[index + 1]);
+    return `${json}}`;
+  }
+
+  get resource(): string | null {
+    return this.#textColumn(TEXT_COLUMN.resource);
+  }
+
+  get subjectSub(): string | null {
+    return this.#textColumn(TEXT_COLUMN.subjectSub);
+  }
+
+  get commandId(): string | null {
+    return this.#textColumn(TEXT_COLUMN.commandId);
+  }
+
+  get approvalId(): string | null {
+    return this.#textColumn(TEXT_COLUMN.approvalId);
+  }
+
+  get decision(): string | null {
+    return this.#textColumn(TEXT_COLUMN.decision);
   }
 
   /** The event as decodeEvents gives it. */
@@ -518,6 +553,11 @@ export class WrittenEvent implements CloudEvent {
   get data(): CloudEvent['data'] {
     return this.toJSON().data;
   }
+
+  #textColumn(column: number): string | null {
+    const start = this.columnSpans[column]!;
+    return start < 0 ? null : (JSON.parse(this.payload.toString('utf8', start, this.columnSpans[column + 1])) as string);
+  }
 }
 
 /** The envelope's members read while it is scanned (offsets of string values, their flags). */
@@ -527,7 +567,6 @@ interface EnvelopeFields {
   type: string | undefined;
   subject: string | undefined;
   time: string | undefined;
-  ext: string;
 }
 
 const readEvent = (payload: Buffer, at: number): { readonly event: WrittenEvent; readonly end: number } | undefined => {
@@ -535,19 +574,25 @@ const readEvent = (payload: Buffer, at: number): { readonly event: WrittenEvent;
   const dataStart = at + DATA_FIRST.length;
   // Absent and null are one thing in the stored form: a null data is left to the general path.
   if (matches(payload, dataStart, NULL)) return undefined;
-  const data: DataFields = { resource: null, commandId: null, approvalId: null, decision: null, subjectSub: null, resultIsObject: false, resultCounts: 0, dataCounts: 0 };
+  // Every column null until its string is read; a literal, so the array is packed from the start.
+  const spans = [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1];
+  const counts: DataCounts = { resultIsObject: false, resultCounts: 0, dataCounts: 0 };
   sawEscape = false;
   columnEscaped = false;
-  const dataEnd = scanData(payload, dataStart, data);
+  const dataEnd = scanData(payload, dataStart, spans, counts);
   if (dataEnd === REFUSED) return undefined;
   // Outside strings canonical JSON has no backslash: whether COPY must double any in the data.
   const dataHasBackslash = sawEscape;
-  const envelope: EnvelopeFields = { id: undefined, source: undefined, type: undefined, subject: undefined, time: undefined, ext: '' };
-  const stringMember = (start: number, end: number, place = -1): string | undefined => {
+  const envelope: EnvelopeFields = { id: undefined, source: undefined, type: undefined, subject: undefined, time: undefined };
+  const stringMember = (column: number, start: number, end: number, place = -1): string | undefined => {
+    if (payload[start] !== QUOTE) return undefined;
+    spans[column] = start;
+    spans[column + 1] = end;
     // Called just after the value was scanned: stringFlags are its own.
-    return payload[start] === QUOTE ? stringAt(payload, start, end, stringFlags, place) : undefined;
+    return stringAt(payload, start, end, stringFlags, place);
   };
-  let extMembers = 0;
+  let extMembers: number[] | undefined;
+  let extHasBackslash = false;
   let index = dataEnd;
   let previousStart = at + 1;
   let previousEnd = dataStart - 1;
@@ -556,20 +601,20 @@ const readEvent = (payload: Buffer, at: number): { readonly event: WrittenEvent;
     const keyEnd = scanKey(payload, keyStart, previousStart, previousEnd);
     if (keyEnd === REFUSED) return undefined;
     const valueStart = keyEnd + 1;
+    sawEscape = false;
     const valueEnd = scanValue(payload, valueStart, 1);
     if (valueEnd === REFUSED) return undefined;
     const nameStart = keyStart + 1;
     const nameEnd = keyEnd - 1;
-    if (keyIs(payload, nameStart, nameEnd, ID)) envelope.id = stringMember(valueStart, valueEnd);
-    else if (keyIs(payload, nameStart, nameEnd, SOURCE)) envelope.source = stringMember(valueStart, valueEnd, REPEATING.source);
-    else if (keyIs(payload, nameStart, nameEnd, TYPE)) envelope.type = stringMember(valueStart, valueEnd, REPEATING.type);
-    else if (keyIs(payload, nameStart, nameEnd, SUBJECT)) envelope.subject = stringMember(valueStart, valueEnd, REPEATING.subject);
-    else if (keyIs(payload, nameStart, nameEnd, TIME)) envelope.time = stringMember(valueStart, valueEnd, REPEATING.time);
+    if (keyIs(payload, nameStart, nameEnd, ID)) envelope.id = stringMember(TEXT_COLUMN.id, valueStart, valueEnd);
+    else if (keyIs(payload, nameStart, nameEnd, SOURCE)) envelope.source = stringMember(TEXT_COLUMN.source, valueStart, valueEnd, REPEATING.source);
+    else if (keyIs(payload, nameStart, nameEnd, TYPE)) envelope.type = stringMember(TEXT_COLUMN.type, valueStart, valueEnd, REPEATING.type);
+    else if (keyIs(payload, nameStart, nameEnd, SUBJECT)) envelope.subject = stringMember(TEXT_COLUMN.sessionId, valueStart, valueEnd, REPEATING.subject);
+    else if (keyIs(payload, nameStart, nameEnd, TIME)) envelope.time = stringMember(TEXT_COLUMN.time, valueStart, valueEnd, REPEATING.time);
     else {
-      // A member's bytes are ASCII when each of its strings is (keys always are here).
-      const member = extMembers < EXT_PLACES && isAscii(payload, keyStart, valueEnd) ? asciiAt(payload, keyStart, valueEnd, REPEATING.ext + extMembers) : payload.toString('utf8', keyStart, valueEnd);
-      extMembers += 1;
-      envelope.ext += (envelope.ext === '' ? '{' : ',') + member;
+      (extMembers ??= []).push(keyStart, valueEnd);
+      // Keys hold no escape (scanKey): a backslash in a member is in one of its strings.
+      if (sawEscape) extHasBackslash = true;
     }
     previousStart = keyStart;
     previousEnd = keyEnd;
@@ -581,12 +626,11 @@ const readEvent = (payload: Buffer, at: number): { readonly event: WrittenEvent;
   if (!id || !source || !type || !subject || !time) return undefined;
   const storedTime = timeWrittenAsStored(time);
   if (!storedTime) return undefined;
-  const maskedValues = Math.min(Math.trunc(data.resultIsObject ? data.resultCounts : data.dataCounts), 2 ** 31 - 1);
+  const maskedValues = Math.min(Math.trunc(counts.resultIsObject ? counts.resultCounts : counts.dataCounts), 2 ** 31 - 1);
   const end = index + 1;
   const event = new WrittenEvent(
-    payload, at, end, dataStart, dataEnd, dataHasBackslash, columnEscaped, id, source, type, subject, time, storedTime,
-    envelope.ext === '' ? '{}' : `${envelope.ext}}`,
-    data.resource, data.subjectSub, data.commandId, data.approvalId, data.decision, maskedValues,
+    payload, at, end, dataStart, dataEnd, dataHasBackslash, columnEscaped, spans, extMembers ?? NO_EXT_MEMBERS, extHasBackslash,
+    id, source, type, subject, time, storedTime, maskedValues,
   );
   return { event, end };
 };

@@ -5,6 +5,9 @@ import type { CloudEvent } from '@sluice/contracts';
 import type { RejectedRecord } from '@sluice/event-store';
 
 
+/** The last time text found to be a timestamp: the events of a batch mostly share their millisecond. */
+let lastTimestamp = '';
+
 /**
  * Why an event cannot be stored (a foreign publisher on our subjects may send anything); such an
  * event is refused (kept as a rejected record where the consumer keeps them) and acknowledged with
@@ -16,7 +19,10 @@ const unstorable = (event: CloudEvent): string | undefined => {
     if (typeof value !== 'string' || value === '') return `${attribute} is missing`;
   }
   const time = (event as unknown as Record<string, unknown>).time;
-  if (typeof time !== 'string' || Number.isNaN(Date.parse(time))) return 'time is missing or not a timestamp';
+  if (typeof time !== 'string') return 'time is missing or not a timestamp';
+  if (time === lastTimestamp) return undefined;
+  if (Number.isNaN(Date.parse(time))) return 'time is missing or not a timestamp';
+  lastTimestamp = time;
   return undefined;
 };
 
