@@ -156,4 +156,21 @@ describe('writeExecutedEvent', () => {
       { numRuns: 5000 },
     );
   });
+
+  it('writes every time as toISOString does, in or out of order, across minutes, days and years, before 1970 and past 9999', () => {
+    const data = executed(
+      { action: 'read', decision: 'allow', protocol: 'postgres', reason: 'r', resource: 'db', risk: 'low', rule: 'x', tables: undefined },
+      { command: 'SELECT 1', commandBytes: undefined, commandId: 'c', durationMs: 1, error: undefined, ok: true, outcome: 'SELECT 1', result: undefined, truncated: undefined },
+    );
+    const at = (millis: number) => ({ id: 'e', source: 'sluice/proxy', subject: 's', time: new Date(millis), sessionseq: 1, data });
+    const edges = [0, -1, 1, 59_999, 60_000, 60_001, -60_000, -60_001, 86_399_999, 1_767_225_599_999, 1_767_225_600_000, -62_198_755_200_001, 253_402_300_799_999, 253_402_300_800_000, 8.64e15, -8.64e15];
+    // Out of order by a few milliseconds, as a busy proxy's events go out, and back over a minute's edge.
+    const now = 1_800_000_059_990;
+    const interleaved = [now, now + 3, now - 2, now + 11, now + 12, now, now + 15, now + 9, now + 10];
+    const millis = fc.oneof(fc.integer({ min: -8.64e15, max: 8.64e15 }), fc.integer({ min: now - 100, max: now + 100 }));
+    for (const time of [...edges, ...interleaved, ...fc.sample(millis, 2000)]) {
+      expect(written(at(time)).toString('utf8')).toBe(JSON.stringify(buildEvent('command.executed', at(time))));
+    }
+    expect(() => written(at(Number.NaN))).toThrow(RangeError);
+  });
 });

@@ -211,10 +211,44 @@ let decisionPart:
   | undefined;
 /** The envelope members before the subject (the session id), for the source last written. */
 let sourcePart: { readonly source: string; readonly bytes: Uint8Array } | undefined;
-/** The time member and the type after it, for the time last written (events of one millisecond share it). */
-let timeText = '';
-let timeEnd: Uint8Array = new Uint8Array(0);
-const TYPE_JSON = JSON.stringify(eventType('command.executed'));
+const MINUTE_MS = 60_000;
+/**
+ * `,"time":"` and the ISO text of the minute last written, up to its seconds: the events a busy
+ * proxy writes go out of time order by a few milliseconds (sessions interleave, and each command's
+ * event leaves when its outcome comes), so a text kept for the millisecond last written was made
+ * again for about one event in three; within a minute only the seconds and milliseconds change.
+ */
+let minute: { readonly start: number; readonly head: Uint8Array } = { start: Number.NaN, head: new Uint8Array(0) };
+const TIME_END = bytesOf(`Z","type":${JSON.stringify(eventType('command.executed'))}}`);
+
+/**
+ * The time and type members, as `isoTime` and JSON.stringify write them: the minute's text, then
+ * `ss.sss` digit by digit. toISOString's text always ends in those six and the `Z`, whatever the year.
+ */
+const writeTime = (sink: JsonSink, time: Date): void => {
+  const millis = time.getTime();
+  const start = Math.floor(millis / MINUTE_MS) * MINUTE_MS;
+  if (start !== minute.start) {
+    // An invalid date (NaN) throws here, as buildEvent does.
+    const iso = isoTime(time);
+    minute = { start, head: bytesOf(`,"time":"${iso.slice(0, -7)}`) };
+  }
+  writeBytes(sink, minute.head);
+  const within = millis - start;
+  const seconds = Math.floor(within / 1000);
+  const thousandths = within % 1000;
+  sink.reserve(6);
+  const buffer = sink.buffer;
+  let at = sink.offset;
+  buffer[at++] = 0x30 + Math.floor(seconds / 10);
+  buffer[at++] = 0x30 + (seconds % 10);
+  buffer[at++] = 0x2e; // .
+  buffer[at++] = 0x30 + Math.floor(thousandths / 100);
+  buffer[at++] = 0x30 + (Math.floor(thousandths / 10) % 10);
+  buffer[at++] = 0x30 + (thousandths % 10);
+  sink.offset = at;
+  writeBytes(sink, TIME_END);
+};
 
 /** A text member of a decision (JSON.stringify writes a non-string too, as buildEvent's JSON would). */
 const member = (value: unknown): string => {
@@ -267,11 +301,6 @@ export const writeExecutedEvent = (
   if (sourcePart?.source !== fields.source) {
     sourcePart = { source: fields.source, bytes: bytesOf(`,"source":${member(fields.source)},"specversion":"1.0","subject":`) };
   }
-  const time = isoTime(fields.time);
-  if (time !== timeText) {
-    timeEnd = bytesOf(`,"time":"${time}","type":${TYPE_JSON}}`);
-    timeText = time;
-  }
   writeBytes(sink, decided.head);
   writeString(sink, data.command);
   if (data.commandBytes !== undefined) {
@@ -314,5 +343,5 @@ export const writeExecutedEvent = (
   }
   writeBytes(sink, sourcePart.bytes);
   writeString(sink, fields.subject);
-  writeBytes(sink, timeEnd);
+  writeTime(sink, fields.time);
 };

@@ -72,4 +72,22 @@ describe('SessionEffectsCache', () => {
     expect(cache.of(text).searchPath).toBe(true);
     expect(cache.of(text, ['pg_catalog', 'public']).searchPath).toBe(false);
   });
+
+  it('keeps the last answer of each search path apart when texts and paths interleave', () => {
+    const cache = new SessionEffectsCache();
+    const keeps = 'SELECT count(*), now() FROM people';
+    const sets = "SELECT set_config('search_path', 'evil', false)";
+    const catalogFirst = ['public'];
+    const publicFirst = ['public', 'pg_catalog'];
+    for (let round = 0; round < 2; round++) {
+      expect(cache.of(keeps, catalogFirst).searchPath).toBe(false);
+      expect(cache.of(keeps).searchPath).toBe(true);
+      expect(cache.of(keeps, publicFirst).searchPath).toBe(true);
+      expect(cache.of(sets, catalogFirst).searchPath).toBe(true);
+      expect(cache.of(keeps).searchPath).toBe(true);
+      expect(cache.of(keeps, catalogFirst).searchPath).toBe(false);
+      expect(cache.of(sets).searchPath).toBe(true);
+      expect(cache.of(keeps, publicFirst).searchPath).toBe(true);
+    }
+  });
 });
