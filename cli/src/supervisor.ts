@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { apiBaseUrl, parseAddress, KEYS_DIR_ENV, type LoadedConfig } from '@sluice/config';
+import { apiBaseUrl, parseAddress, DEFAULT_AUDIT_NICENESS, KEYS_DIR_ENV, type LoadedConfig } from '@sluice/config';
 import { provideDeploymentKeys } from './commands/keys.js';
 import { Backoff, type SupervisorMessage } from '@sluice/service-runtime';
 import type { Logger } from '@sluice/telemetry';
@@ -139,15 +139,17 @@ export class Supervisor {
   }
 
   #prioritizeAudit(child: ChildProcess): void {
-    const { niceness } = this.loaded.config.services.audit;
+    const configured = this.loaded.config.services.audit.niceness;
+    const niceness = configured ?? DEFAULT_AUDIT_NICENESS;
     if (child.pid === undefined || niceness === 0) return;
     const refused = setProcessNiceness(child.pid, niceness);
-    if (refused) {
-      this.logger.warn(
-        { service: 'audit', niceness, reason: refused.message },
-        'services.audit.niceness not applied (lowering it needs CAP_SYS_NICE): the audit service runs at normal priority, and on a saturated machine the event store can fall behind',
-      );
-    }
+    if (!refused) return;
+    // Most machines refuse an unprivileged user: only a niceness someone asked for is worth a warning.
+    const log = configured === undefined ? this.logger.info.bind(this.logger) : this.logger.warn.bind(this.logger);
+    log(
+      { service: 'audit', niceness, reason: refused.message },
+      'services.audit.niceness not applied (lowering it needs CAP_SYS_NICE): the audit service runs at normal priority, and on a saturated machine the event store can fall behind',
+    );
   }
 
   async #startAdmin(): Promise<void> {

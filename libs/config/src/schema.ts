@@ -307,6 +307,9 @@ const grpcTls = z.strictObject({
     .default({}),
 });
 
+/** The audit service's niceness when services.audit.niceness is absent. */
+export const DEFAULT_AUDIT_NICENESS = -5;
+
 const services = z
   .strictObject({
     tls: grpcTls.optional(),
@@ -330,12 +333,13 @@ const services = z
          * The scheduling niceness `sluice up` gives the audit service (-20 to 19, lower runs
          * first). On a saturated machine the data path then waits, not the audit trail: the
          * audit service is one process among the client's, the target's and the proxy's, and at
-         * an equal share it ends a long load seconds behind. Lowering it needs CAP_SYS_NICE
-         * (root); without that the service runs at the normal priority and the supervisor warns.
+         * an equal share it ends a long load seconds behind. Absent: DEFAULT_AUDIT_NICENESS when
+         * the machine allows it. Lowering it needs CAP_SYS_NICE (root); without that the service
+         * runs at the normal priority, and the supervisor warns when the niceness was configured.
          */
-        niceness: z.number().int().min(-20).max(19).default(-5),
+        niceness: z.number().int().min(-20).max(19).optional(),
       })
-      .default({ http: '127.0.0.1:7190', niceness: -5 }),
+      .default({ http: '127.0.0.1:7190' }),
     /**
      * The web console; absent: not started. People sign in with the authorization code flow
      * (PKCE) at `oidc.issuer` (default: the first of identity.oidc); the access token they get
