@@ -16,4 +16,5 @@ export type {
 export { canonicalJson } from './canonical-json.js';
 export { chainHash, GENESIS_HASH, normalizeEvent, type StoredCloudEvent } from './chain.js';
 export { READER_ROLE, WRITER_ROLE } from './migrations.js';
-export { readWrittenEvents, WrittenEvent } from './written-events.js';
+export { MAX_INDEXED_TEXT_BYTES, readWrittenEvents, WrittenEvent } from './written-events.js';
+export { unindexableText } from './batch-rows.js';

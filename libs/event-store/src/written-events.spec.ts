@@ -138,6 +138,24 @@ describe('events taken as written', () => {
     }
   });
 
+  it('leaves to the general path a text the store indexes that may be longer than a btree entry takes', () => {
+    const fits = 'x'.repeat(2046);
+    const long = 'x'.repeat(2047);
+    const base = JSON.parse(JSON.stringify(executed())) as Record<string, unknown>;
+    const data = base.data as Record<string, unknown>;
+    const variants = (text: string) => [
+      { ...base, id: text },
+      { ...base, subject: text },
+      { ...base, data: { ...data, commandId: text } },
+      { ...base, data: { ...data, approvalId: text } },
+      { ...base, data: { ...data, subject: { sub: text } } },
+    ];
+    for (const event of variants(fits)) expect(expectSameAsGeneralPath(batch([referenceCanonicalize(event)!]))).toBe(true);
+    for (const event of variants(long)) expect(readWrittenEvents(batch([referenceCanonicalize(event)!]))).toBeUndefined();
+    // Not indexed: as long as it likes.
+    expect(expectSameAsGeneralPath(batch([referenceCanonicalize({ ...base, data: { ...data, resource: long, decision: long } })!]))).toBe(true);
+  });
+
   it('refuses bytes that are not well-formed UTF-8 (TextDecoder would store U+FFFD)', () => {
     const json = JSON.stringify(executed({ command: 'é' }));
     const [head, tail] = json.split('é') as [string, string];

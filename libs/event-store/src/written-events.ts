@@ -15,6 +15,13 @@ import { timeWrittenAsStored } from './chain.js';
  * same bytes; written-events.spec.ts holds the two to the same columns, texts and COPY bytes.
  */
 
+/**
+ * UTF-8 bytes a text the store indexes with a btree (id, session_id, subject_sub, command_id,
+ * approval_id) may have: an index entry holds at most 2704 bytes, and a longer text fails the
+ * COPY, and with it the whole batch at every retry.
+ */
+export const MAX_INDEXED_TEXT_BYTES = 2048;
+
 /** The scan stopped: the message is not taken as written. */
 const REFUSED = -1;
 
@@ -621,6 +628,15 @@ const readEvent = (payload: Buffer, at: number): { readonly event: WrittenEvent;
     index = valueEnd;
   }
   if (payload[index] !== CLOSE_BRACE) return undefined;
+  // A string's JSON is at least as long as its UTF-8: a longer one is measured by the general path.
+  if (
+    spans[TEXT_COLUMN.id + 1]! - spans[TEXT_COLUMN.id]! > MAX_INDEXED_TEXT_BYTES ||
+    spans[TEXT_COLUMN.sessionId + 1]! - spans[TEXT_COLUMN.sessionId]! > MAX_INDEXED_TEXT_BYTES ||
+    spans[TEXT_COLUMN.subjectSub + 1]! - spans[TEXT_COLUMN.subjectSub]! > MAX_INDEXED_TEXT_BYTES ||
+    spans[TEXT_COLUMN.commandId + 1]! - spans[TEXT_COLUMN.commandId]! > MAX_INDEXED_TEXT_BYTES ||
+    spans[TEXT_COLUMN.approvalId + 1]! - spans[TEXT_COLUMN.approvalId]! > MAX_INDEXED_TEXT_BYTES
+  )
+    return undefined;
   const { id, source, type, subject, time } = envelope;
   // What the consumer and the general path need of every event, else theirs to refuse or rewrite.
   if (!id || !source || !type || !subject || !time) return undefined;

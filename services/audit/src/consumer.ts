@@ -2,11 +2,19 @@ import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JsMsg } from '@nats-io/jetstream';
 import { decodeEvents, isJetStreamApiError, JetStreamErrorCode, type ProvenanceVerifier } from '@sluice/event-bus';
 import type { CloudEvent } from '@sluice/contracts';
-import type { RejectedRecord } from '@sluice/event-store';
+import { MAX_INDEXED_TEXT_BYTES, unindexableText, type RejectedRecord } from '@sluice/event-store';
 
 
 /** The last time text found to be a timestamp: the events of a batch mostly share their millisecond. */
 let lastTimestamp = '';
+
+/**
+ * The times the store can keep: timestamptz takes the text toISOString writes only for years 1
+ * to 9999 (year 0, a signed year are refused). Outside them the COPY fails and with it the
+ * whole batch, again at every retry: the events behind it would never be stored.
+ */
+const EARLIEST_STORABLE_TIME = Date.parse('0001-01-01T00:00:00.000Z');
+const LATEST_STORABLE_TIME = Date.parse('9999-12-31T23:59:59.999Z');
 
 /**
  * Why an event cannot be stored (a foreign publisher on our subjects may send anything); such an
@@ -21,9 +29,32 @@ const unstorable = (event: CloudEvent): string | undefined => {
   const time = (event as unknown as Record<string, unknown>).time;
   if (typeof time !== 'string') return 'time is missing or not a timestamp';
   if (time === lastTimestamp) return undefined;
-  if (Number.isNaN(Date.parse(time))) return 'time is missing or not a timestamp';
+  const millis = Date.parse(time);
+  if (Number.isNaN(millis)) return 'time is missing or not a timestamp';
+  if (millis < EARLIEST_STORABLE_TIME || millis > LATEST_STORABLE_TIME) return 'time is outside the years 1 to 9999 the store keeps';
   lastTimestamp = time;
   return undefined;
+};
+
+/**
+ * Nesting an event may have: deeper, hashing it overflows the stack (and PostgreSQL's jsonb
+ * refuses it from some ten thousand levels), so the whole batch failed at every retry and the
+ * events behind it were never stored. Events taken as written are never this deep (their
+ * scanner follows 64 levels at most and leaves deeper ones to decodeEvents).
+ */
+const MAX_NESTING = 1_000;
+
+/** Whether `value` holds arrays or objects more than `levels` deep; never goes deeper itself. */
+const nestedDeeperThan = (value: unknown, levels: number): boolean => {
+  if (value === null || typeof value !== 'object') return false;
+  if (levels === 0) return true;
+  if (Array.isArray(value)) {
+    for (const inner of value) if (nestedDeeperThan(inner, levels - 1)) return true;
+    return false;
+  }
+  const record = value as Record<string, unknown>;
+  for (const key in record) if (nestedDeeperThan(record[key], levels - 1)) return true;
+  return false;
 };
 
 const MAX_REJECTED_PAYLOAD = 64 * 1024;
@@ -327,15 +358,21 @@ export class DurableConsumer<T = CloudEvent[]> {
         continue;
       }
       decoded.forEach((event, index) => {
+        const tooDeep = nestedDeeperThan(event, MAX_NESTING);
+        const unindexable = tooDeep ? undefined : unindexableText(event);
         const problem =
-          unstorable(event) ?? (origin === undefined ? undefined : origin.genuine ? provenance!.refuseEvent(origin.signer, event) : origin.reason);
+          unstorable(event) ??
+          (tooDeep ? `nested more than ${MAX_NESTING} levels deep` : undefined) ??
+          (unindexable === undefined ? undefined : `${unindexable} is longer than the ${MAX_INDEXED_TEXT_BYTES} bytes the store indexes`) ??
+          (origin === undefined ? undefined : origin.genuine ? provenance!.refuseEvent(origin.signer, event) : origin.reason);
         if (problem === undefined) {
           events.push(event);
           if (origin?.genuine) signers.set(event, origin.signer);
           return;
         }
         this.settings.logger.error({ consumer: this.settings.durable, seq: message.seq, subject: message.subject, id: event.id, problem }, 'event refused');
-        refuse(problem, index, JSON.stringify(event), event);
+        // JSON.stringify overflows the stack on such an event too: the message's own text is kept instead.
+        refuse(problem, index, tooDeep ? Buffer.from(message.data).toString('utf8') : JSON.stringify(event), event);
       });
     }
     const prepare = this.settings.prepare;
