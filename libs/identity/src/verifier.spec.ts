@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SluiceErrorCode } from '@sluice/contracts';
 import { startTestIssuer, type TestIssuer } from '../../../test/support/oidc.js';
-import { createTokenVerifier, MAX_TOKEN_CHARS, readGroups, type TokenVerifier } from './verifier.js';
+import { createTokenVerifier, MAX_SUBJECT_BYTES, MAX_TOKEN_CHARS, readGroups, type TokenVerifier } from './verifier.js';
 
 describe('createTokenVerifier', () => {
   let idp: TestIssuer;
@@ -46,6 +46,13 @@ describe('createTokenVerifier', () => {
     // A large but plausible token (many groups) still passes.
     const groups = Array.from({ length: 600 }, (_, index) => `group-${index}-of-a-large-directory`);
     expect((await verifier.verify(await idp.mint({ sub: 'a', groups }))).subject.groups).toHaveLength(600);
+  });
+
+  it('refuses a subject longer than MAX_SUBJECT_BYTES of UTF-8, which the event store could not index', async () => {
+    expect((await verifier.verify(await idp.mint({ sub: 's'.repeat(MAX_SUBJECT_BYTES) }))).subject.sub).toHaveLength(MAX_SUBJECT_BYTES);
+    expect(await rejection(await idp.mint({ sub: 's'.repeat(MAX_SUBJECT_BYTES + 1) }))).toBe(SluiceErrorCode.TokenInvalid);
+    // Counted in bytes: 342 three-byte characters are 1026 bytes.
+    expect(await rejection(await idp.mint({ sub: '\u20ac'.repeat(342) }))).toBe(SluiceErrorCode.TokenInvalid);
   });
 
   it('accepts tokens signed with a rotated key without a restart', async () => {

@@ -53,6 +53,15 @@ const JWKS_COOLDOWN_MS = 5_000;
  */
 export const MAX_TOKEN_CHARS = 65_535;
 
+/**
+ * The longest `sub` a session may carry, in UTF-8 bytes. OpenID Connect caps it at 255 ASCII
+ * characters; the event store refuses an event whose indexed `data.subject.sub` is over 2048 bytes
+ * (a btree entry's limit), so a longer one would leave the session's activity out of the sessions
+ * it lists. Refused at the front door instead, before anything runs.
+ * @see https://openid.net/specs/openid-connect-core-1_0.html#IDToken
+ */
+export const MAX_SUBJECT_BYTES = 1024;
+
 interface IssuerVerifier {
   readonly settings: IssuerSettings;
   readonly keys: JWTVerifyGetKey;
@@ -143,6 +152,7 @@ export const createTokenVerifier = (issuers: readonly IssuerSettings[], options:
           requiredClaims: ['exp'],
         });
         if (typeof payload.sub !== 'string' || payload.sub === '') throw new TokenInvalidError('token has no subject');
+        if (Buffer.byteLength(payload.sub, 'utf8') > MAX_SUBJECT_BYTES) throw new TokenInvalidError(`token subject is longer than ${MAX_SUBJECT_BYTES} bytes`);
         return remember(token, {
           subject: { sub: payload.sub, groups: readGroups(payload, settings.groupsClaim ?? 'groups'), issuer: settings.issuer },
           expiresAt: payload.exp === undefined ? undefined : new Date(payload.exp * 1000),
