@@ -142,22 +142,24 @@ const ticksPerSecond = (): number => {
  * @see https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html fields 14 (utime) and 15 (stime)
  */
 export const cpuTimeMicros = (pid: number): number | undefined => {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    return Number.isFinite(ticks) ? (ticks * 1e6) / ticksPerSecond() : undefined;
-  } catch {
-    return undefined;
-  }
+  const fields = statFieldsAfterName(pid);
+  if (!fields) return undefined;
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return Number.isFinite(ticks) ? (ticks * 1e6) / ticksPerSecond() : undefined;
 };
 
 /** A process's (main thread's) niceness, field 19 of /proc/<pid>/stat. */
 export const nicenessOf = (pid: number): number | undefined => {
+  const fields = statFieldsAfterName(pid);
+  return fields ? Number(fields[16]) : undefined;
+};
+
+/** The fields of /proc/<pid>/stat from field 3 on (index 0 is field 3), or undefined once it has exited. */
+const statFieldsAfterName = (pid: number): string[] | undefined => {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+    // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
   }

@@ -36,7 +36,7 @@ const TELEMETRY_PRELOAD = fileURLToPath(new URL('../../libs/telemetry/dist/prelo
  * Gives every thread of a process the niceness (Linux keeps one per thread; a thread started later
  * takes its creator's). Returns the error that refused it, if any.
  */
-export const setProcessNiceness = (pid: number, niceness: number): Error | undefined => {
+const setProcessNiceness = (pid: number, niceness: number): Error | undefined => {
   let threads: number[];
   try {
     threads = readdirSync(`/proc/${pid}/task`).map(Number);
