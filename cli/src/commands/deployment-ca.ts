@@ -23,10 +23,15 @@ const newRsaKey = (): { forgeKey: forge.pki.rsa.PrivateKey; publicKey: forge.pki
   return { forgeKey, publicKey: forge.pki.setRsaPublicKey(forgeKey.n, forgeKey.e), keyPem };
 };
 
-/** Serial numbers are positive and random (RFC 5280 §4.1.2.2): the first bit is cleared. */
-const serialNumber = (): string => {
-  const bytes = randomBytes(16);
-  bytes[0] = bytes[0]! & 0x7f;
+/**
+ * Serial numbers are positive and random (RFC 5280 §4.1.2.2). The first byte is kept within
+ * 0x40-0x7f: positive, and never zero, because node-forge writes the hex as the INTEGER's bytes
+ * and drops only one leading zero, and OpenSSL refuses a certificate whose serial keeps a
+ * redundant one ("illegal padding": one serial in 32,768 began with two zero bytes).
+ */
+export const serialNumber = (random: (size: number) => Buffer = randomBytes): string => {
+  const bytes = random(16);
+  bytes[0] = (bytes[0]! & 0x3f) | 0x40;
   return bytes.toString('hex');
 };
 
@@ -37,11 +42,11 @@ const validity = (certificate: forge.pki.Certificate, days: number, now: Date): 
 };
 
 /** A deployment's own CA: it signs only that deployment's gRPC certificates, so trusting it trusts nothing else. */
-export const createDeploymentCa = (deployment: string, now = new Date()): PemPair => {
+export const createDeploymentCa = (deployment: string, now = new Date(), serial = serialNumber()): PemPair => {
   const { forgeKey, publicKey, keyPem } = newRsaKey();
   const certificate = forge.pki.createCertificate();
   certificate.publicKey = publicKey;
-  certificate.serialNumber = serialNumber();
+  certificate.serialNumber = serial;
   validity(certificate, CA_VALIDITY_DAYS, now);
   const name = [
     { name: 'commonName', value: `Sluice deployment CA ${deployment}` },
@@ -62,13 +67,13 @@ export const createDeploymentCa = (deployment: string, now = new Date()): PemPai
  * A peer's certificate, signed by the CA: its DNS name is the peer's name (checked by clients in
  * place of the address), and it serves as both a server and a client certificate.
  */
-export const createPeerCertificate = (ca: PemPair, peer: GrpcPeer, now = new Date()): PemPair => {
+export const createPeerCertificate = (ca: PemPair, peer: GrpcPeer, now = new Date(), serial = serialNumber()): PemPair => {
   const caCertificate = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
   const { publicKey, keyPem } = newRsaKey();
   const certificate = forge.pki.createCertificate();
   certificate.publicKey = publicKey;
-  certificate.serialNumber = serialNumber();
+  certificate.serialNumber = serial;
   validity(certificate, LEAF_VALIDITY_DAYS, now);
   certificate.setSubject([
     { name: 'commonName', value: peer },

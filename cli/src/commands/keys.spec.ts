@@ -1,11 +1,13 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createSecureContext } from 'node:tls';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GRPC_PEERS, parseConfig } from '@sluice/config';
 import { busUserPublicKey, createMessageSigner, createProvenanceVerifier } from '@sluice/event-bus';
+import { createDeploymentCa, createPeerCertificate, serialNumber } from './deployment-ca.js';
 import { run, writeBusKeys, writeGrpcCertificates, writeSigningKeys } from './keys.js';
 
 describe('sluice keys', () => {
@@ -102,6 +104,18 @@ describe('sluice keys: the deployment CA for gRPC', () => {
     expect(writeGrpcCertificates(dir)).toEqual(['tls/masking.crt']);
     expect(writeGrpcCertificates(dir, true)).toHaveLength(GRPC_PEERS.length + 1);
     expect(readFileSync(join(dir, 'tls', 'proxy.crt'), 'utf8')).not.toBe(before);
+  });
+
+  it('makes certificates OpenSSL accepts whatever the random serial, leading zero bytes included', () => {
+    const zeros = (size: number) => Buffer.alloc(size);
+    const serial = serialNumber(zeros);
+    expect(serial).toMatch(/^[4-7][0-9a-f]/);
+    const ca = createDeploymentCa('zero', new Date(), serial);
+    const peer = createPeerCertificate(ca, 'approval', new Date(), serialNumber((size) => Buffer.alloc(size, 0xff)));
+    for (const pair of [ca, peer]) {
+      expect(() => createSecureContext({ cert: pair.certPem, key: pair.keyPem, ca: ca.certPem })).not.toThrow();
+      expect(new X509Certificate(pair.certPem).serialNumber).toMatch(/^[4-7]/);
+    }
   });
 
   it('prints a services.tls section the config accepts', () => {
