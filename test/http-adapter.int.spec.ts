@@ -95,6 +95,10 @@ const startTarget = async () => {
       case '/customers/7':
         res.writeHead(200, { 'content-type': 'application/json' });
         return res.end(customerJson);
+      case '/accented':
+        // Masked text beyond ASCII: sent and recorded as UTF-8 (a long one past the recording bounds).
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return res.end(JSON.stringify({ name: 'Zoë Ødegård 😀', email: 'zoe@example.com', notes: req.url!.endsWith('?long') ? 'é'.repeat(3000) : '' }));
       case '/plain':
         res.writeHead(200, { 'content-type': 'application/json' });
         return res.end('{"id":1,"big":12345678901234567890}');
@@ -280,6 +284,27 @@ describe('HTTP adapter', () => {
     expect(escaped.status).toBe(400);
     expect(target.seen.map((seen) => seen.url)).toEqual(['/x']);
     expect(harness.state.decided).toEqual(['GET /x', 'GET /admin/y']);
+  });
+
+  it('sends and records a masked JSON body as its UTF-8: its length in bytes, the text whole, or cut within the bounds', async () => {
+    const short = await call(port, '/accented', { token });
+    expect(short.status).toBe(200);
+    expect(Number(short.headers['content-length'])).toBe(Buffer.byteLength(short.body));
+    expect(JSON.parse(short.body)).toEqual({ name: 'Zoë Ødegård 😀', email: '***@example.com', notes: '' });
+    const shortResult = harness.events.find((event) => event.kind === 'result.returned')!;
+    expect(shortResult.data).toMatchObject({ rows: [[short.body]], bytes: Buffer.byteLength(short.body), truncated: false, maskedCounts: { email: 1 } });
+
+    harness.events.length = 0;
+    const long = await call(port, '/accented?long', { token });
+    expect(Number(long.headers['content-length'])).toBe(Buffer.byteLength(long.body));
+    expect(JSON.parse(long.body).email).toBe('***@example.com');
+    const longResult = harness.events.find((event) => event.kind === 'result.returned')!;
+    expect(longResult.data).toMatchObject({ bytes: Buffer.byteLength(long.body), truncated: true });
+    const recorded = (longResult.data.rows as string[][])[0]![0]!;
+    // Cut at 4096 bytes, perhaps within a character (decoded as U+FFFD).
+    expect(Buffer.byteLength(recorded.replace(/\uFFFD$/, ''))).toBeLessThanOrEqual(4096);
+    expect(long.body.startsWith(recorded.replace(/\uFFFD$/, ''))).toBe(true);
+    expect(recorded.length).toBeGreaterThan(2000);
   });
 
   it('decodes gzip and brotli bodies, masks them and sends them uncompressed', async () => {

@@ -18,7 +18,7 @@ import { Problem, sendProblem } from './problem.js';
 import { maskResponseHeaders } from './response-headers.js';
 import { callUpstream, type UpstreamResponse } from './upstream-call.js';
 import { credentialNeedles, CredentialScrubStream, scrubText } from './credential-scrub.js';
-import { maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart, readUpTo, type BodyRead } from './json-body.js';
+import { byteLengthOf, maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart, readUpTo, type BodyRead } from './json-body.js';
 import {
   BodyRecording,
   bodyKind,
@@ -560,9 +560,11 @@ export const createHttpAdapter = (
       }
       if (whole.complete) {
         const masked = kind === 'json' ? maskJsonText(whole.bytes, masker, counts) : maskTextBody(whole.bytes, masker, counts);
-        // One buffer: written as is, no stream pipeline (its per-response cost was most of the proxy's).
-        recording.keep(masked);
-        responseHeaders['content-length'] = String(masked.length);
+        // Written whole, no stream pipeline (its per-response cost was most of the proxy's); a text
+        // is written with the headers in one string, as node:http does for a text body.
+        const length = byteLengthOf(masked);
+        recording.keepWhole(masked, length);
+        responseHeaders['content-length'] = String(length);
         res.writeHead(status, responseHeaders);
         res.end(masked);
         record(true);
