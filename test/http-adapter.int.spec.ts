@@ -1,4 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import fs, { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Agent, createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Server } from 'node:net';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
@@ -260,6 +264,43 @@ describe('HTTP adapter', () => {
       expect(JSON.stringify(harness.events)).not.toContain('target-secret');
     } finally {
       process.env.SLUICE_TEST_BILLING_TOKEN = 'target-secret-123';
+    }
+  });
+
+  it('reads a file credential once per request: the value injected is the one scrubbed, and a rotated file is used next', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-http-secret-'));
+    const secretFile = join(dir, 'billing-token');
+    writeFileSync(secretFile, 'file-secret-123\n');
+    const fileAdapter = createHttpAdapter(
+      { name: 'billing-api', type: 'http', listen: '127.0.0.1:0', target: { url: target.url }, credentials: { headers: { Authorization: { file: secretFile, prefix: 'Bearer ' } } } },
+      { secretsDir: dir },
+    );
+    const { server, port: filePort } = await listenOnLoopback(fileAdapter, harness.ports);
+    // Every module's readFileSync (node:fs's named export included) is counted for the secret's path.
+    const readFileSync = fs.readFileSync;
+    let reads = 0;
+    fs.readFileSync = ((path: Parameters<typeof readFileSync>[0], ...rest: unknown[]) => {
+      if (String(path) === secretFile) reads++;
+      return (readFileSync as (...args: unknown[]) => unknown)(path, ...rest);
+    }) as typeof readFileSync;
+    syncBuiltinESMExports();
+    try {
+      const first = await call(filePort, '/echo-credential', { token });
+      expect(target.seen.at(-1)!.headers.authorization).toBe('Bearer file-secret-123');
+      expect(first.body).toBe('got [REDACTED:credential]');
+      expect(reads).toBe(1);
+      writeFileSync(secretFile, 'file-secret-456\n');
+      const rotated = await call(filePort, '/echo-credential', { token });
+      expect(target.seen.at(-1)!.headers.authorization).toBe('Bearer file-secret-456');
+      expect(rotated.body).toBe('got [REDACTED:credential]');
+      expect(rotated.headers['x-echo']).toBe('[REDACTED:credential]');
+      expect(reads).toBe(2);
+    } finally {
+      fs.readFileSync = readFileSync;
+      syncBuiltinESMExports();
+      await fileAdapter.close();
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -217,16 +217,21 @@ export const createHttpAdapter = (
     return session;
   };
 
+  /** Header names the resource's credentials take: an agent's header of such a name never reaches the target. */
+  const injected = new Set(Object.keys(resource.credentials.headers).map((name) => name.toLowerCase()));
+
   /** Request headers for the target: no hop-by-hop, no agent token, the resource's credentials. */
-  const upstreamHeaders = (req: IncomingMessage, masking: boolean): Record<string, string | string[]> => {
-    const connectionTokens = new Set(
-      (req.headers.connection ?? '')
-        .split(',')
-        .map((token) => token.trim().toLowerCase())
-        .filter(Boolean),
-    );
-    const credentials = Object.entries(resource.credentials.headers).map(([name, ref]) => [name, readSecret(ref, options.secretsDir)] as const);
-    const injected = new Set(credentials.map(([name]) => name.toLowerCase()));
+  const upstreamHeaders = (req: IncomingMessage, masking: boolean, credentials: Credentials): Record<string, string | string[]> => {
+    const connection = req.headers.connection;
+    const connectionTokens =
+      connection === undefined
+        ? NO_TOKENS
+        : new Set(
+            connection
+              .split(',')
+              .map((token) => token.trim().toLowerCase())
+              .filter(Boolean),
+          );
     const headers: Record<string, string | string[]> = {};
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
       const name = req.rawHeaders[i]!.toLowerCase();
@@ -240,7 +245,7 @@ export const createHttpAdapter = (
     // Only encodings Sluice can decode, so the body can be masked.
     if (masking) headers['accept-encoding'] = 'gzip, deflate, br';
     // An unset secret was reported when the proxy started; the target then answers for itself.
-    for (const [name, value] of credentials) if (value !== undefined) headers[name.toLowerCase()] = value;
+    for (const [name, value] of credentials.headers) headers[name] = value;
     return headers;
   };
 
@@ -377,9 +382,10 @@ export const createHttpAdapter = (
       }
     }
 
+    const credentials = credentialsNow();
     let headers: Record<string, string | string[]>;
     try {
-      headers = upstreamHeaders(req, masker !== undefined || credentialNeedlesNow().length > 0);
+      headers = upstreamHeaders(req, masker !== undefined || credentials.needles.length > 0, credentials);
     } catch (problem) {
       return fail(problem as Problem, session, requestId);
     }
@@ -396,25 +402,28 @@ export const createHttpAdapter = (
       return fail(new Problem(502, SluiceErrorCode.UpstreamFailed, 'Bad gateway', 'the target did not answer'), session, requestId);
     }
 
-    await respond(state, session, requestId, started, method, upstream, masker, res);
+    await respond(state, session, requestId, started, method, upstream, masker, credentials.needles, res);
   };
 
   /**
-   * The credentials Sluice injects, in every form a target could echo them (with and without
-   * their prefix): read at each request, as the headers are, so a rotated secret is covered.
+   * The credential headers Sluice injects and every form a target could echo them in (with and
+   * without their prefix): read once per request, so a rotated secret is covered, and the value
+   * injected is the one scrubbed from the answer.
    */
-  const injectsCredentials = Object.keys(resource.credentials.headers).length > 0;
-  const credentialNeedlesNow = (): readonly Buffer[] => {
-    if (!injectsCredentials) return NO_NEEDLES;
-    const values = Object.values(resource.credentials.headers).flatMap((ref) => {
-      const bare = readSecret('env' in ref ? { env: ref.env } : { file: ref.file }, options.secretsDir);
+  const credentialsNow = (): Credentials => {
+    if (injected.size === 0) return NO_CREDENTIALS;
+    const headers: (readonly [string, string])[] = [];
+    const values: string[] = [];
+    for (const [name, ref] of Object.entries(resource.credentials.headers)) {
       const full = readSecret(ref, options.secretsDir);
-      return [full, bare].filter((value): value is string => value !== undefined);
-    });
+      if (full === undefined) continue;
+      headers.push([name.toLowerCase(), full]);
+      values.push(full, full.slice(ref.prefix?.length ?? 0));
+    }
     // Built again only when a value changed (the key is every value, JSON-encoded: no two lists share it).
     const key = JSON.stringify(values);
     if (lastNeedles?.key !== key) lastNeedles = { key, needles: credentialNeedles(values) };
-    return lastNeedles.needles;
+    return { headers, needles: lastNeedles.needles };
   };
   let lastNeedles: { readonly key: string; readonly needles: readonly Buffer[] } | undefined;
 
@@ -426,6 +435,7 @@ export const createHttpAdapter = (
     method: string,
     upstream: UpstreamResponse,
     masker: ProfileMasker | undefined,
+    needles: readonly Buffer[],
     res: ServerResponse,
   ): Promise<void> => {
     const { ports } = state;
@@ -468,7 +478,6 @@ export const createHttpAdapter = (
     };
 
     // The agent never sees the target's credentials, even echoed back (CONTRACT §3), masked or not.
-    const needles = credentialNeedlesNow();
     for (const [name, value] of Object.entries(responseHeaders)) {
       responseHeaders[name] = Array.isArray(value) ? value.map((one) => scrubText(one, needles)) : scrubText(value, needles);
     }
@@ -627,7 +636,15 @@ export const createHttpAdapter = (
   };
 };
 
-const NO_NEEDLES: readonly Buffer[] = [];
+/** The credentials of one request: the headers injected, and what is scrubbed from the answer. */
+interface Credentials {
+  readonly headers: readonly (readonly [string, string])[];
+  readonly needles: readonly Buffer[];
+}
+
+const NO_CREDENTIALS: Credentials = { headers: [], needles: [] };
+
+const NO_TOKENS: ReadonlySet<string> = new Set();
 
 const headerValue = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
 
