@@ -103,6 +103,20 @@ const startTarget = async () => {
         // Masked text beyond ASCII: sent and recorded as UTF-8 (a long one past the recording bounds).
         res.writeHead(200, { 'content-type': 'application/json' });
         return res.end(JSON.stringify({ name: 'Zoë Ødegård 😀', email: 'zoe@example.com', notes: req.url!.endsWith('?long') ? 'é'.repeat(3000) : '' }));
+      case '/echo-credential-json': {
+        // The credential echoed in a JSON body: declared whole (content-length), or chunked with
+        // the secret split across two writes.
+        const echoed = JSON.stringify({ seen: req.headers.authorization ?? '', bare: (req.headers.authorization ?? '').replace(/^Bearer /, '') });
+        if (!req.url!.endsWith('?chunked')) {
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(echoed) });
+          return res.end(echoed);
+        }
+        res.writeHead(200, { 'content-type': 'application/json' });
+        const split = echoed.indexOf('secret') + 3;
+        res.write(echoed.slice(0, split));
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return res.end(echoed.slice(split));
+      }
       case '/plain':
         res.writeHead(200, { 'content-type': 'application/json' });
         return res.end('{"id":1,"big":12345678901234567890}');
@@ -265,6 +279,17 @@ describe('HTTP adapter', () => {
     } finally {
       process.env.SLUICE_TEST_BILLING_TOKEN = 'target-secret-123';
     }
+  });
+
+  it('scrubs an echoed credential from a JSON body, declared whole or chunked with the secret split across writes', async () => {
+    for (const path of ['/echo-credential-json', '/echo-credential-json?chunked']) {
+      const reply = await call(port, path, { token });
+      expect(reply.status).toBe(200);
+      expect(target.seen.at(-1)!.headers.authorization).toBe('Bearer target-secret-123');
+      expect(JSON.parse(reply.body)).toEqual({ seen: '[REDACTED:credential]', bare: '[REDACTED:credential]' });
+      expect(Number(reply.headers['content-length'])).toBe(Buffer.byteLength(reply.body));
+    }
+    expect(JSON.stringify(harness.events)).not.toContain('target-secret');
   });
 
   it('reads a file credential once per request: the value injected is the one scrubbed, and a rotated file is used next', async () => {

@@ -17,7 +17,7 @@ import { ambiguityOf, HOP_BY_HOP, METHOD_OVERRIDE_HEADERS, PATH_OVERRIDE_HEADERS
 import { Problem, sendProblem } from './problem.js';
 import { maskResponseHeaders } from './response-headers.js';
 import { callUpstream, type UpstreamResponse } from './upstream-call.js';
-import { credentialNeedles, CredentialScrubStream, scrubText } from './credential-scrub.js';
+import { credentialNeedles, CredentialScrubStream, scrubCredentials, scrubText } from './credential-scrub.js';
 import { byteLengthOf, maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart, readUpTo, type BodyRead } from './json-body.js';
 import {
   BodyRecording,
@@ -535,9 +535,12 @@ export const createHttpAdapter = (
     // The body changes: validators of the original bytes no longer hold.
     delete responseHeaders['etag'];
     delete responseHeaders['content-md5'];
-    // A body that needs neither decoding nor scrubbing is read as it comes, without a stream,
-    // when it is read whole; the stages are made only for a body that needs them or goes on.
-    const direct = !decoder && needles.length === 0;
+    // A JSON body that needs no decoding is read as it comes, without a stream, when it is read
+    // whole: one that needs no scrubbing, or one whose declared length says it will be read whole
+    // (its credentials are then scrubbed from all its bytes at once). The stream stages are made
+    // only for a body that needs them or goes on past what is read whole.
+    const declaredLength = Number(headerValue(upstream.headers['content-length']) ?? Number.NaN);
+    const direct = !decoder && (needles.length === 0 || declaredLength <= maxJsonBytes);
     let decodedStream: Readable | undefined;
     const decodedBody = (): Readable => {
       if (decodedStream) return decodedStream;
@@ -556,7 +559,7 @@ export const createHttpAdapter = (
       // Column rules apply to JSON members by name: a JSON body, or a text body that opens like
       // JSON (a mislabelled document, NDJSON), is read whole to be walked.
       let whole: BodyRead;
-      if (kind === 'json') whole = direct ? await upstream.readUpTo(maxJsonBytes) : await readUpTo(decodedBody(), maxJsonBytes);
+      if (kind === 'json') whole = direct ? scrubbedWhole(await upstream.readUpTo(maxJsonBytes), needles) : await readUpTo(decodedBody(), maxJsonBytes);
       else {
         const start = await readStart(rest(), maxJsonBytes);
         if (!columnRules || !opensLikeJson(start.bytes)) {
@@ -647,6 +650,16 @@ const NO_CREDENTIALS: Credentials = { headers: [], needles: [] };
 const NO_TOKENS: ReadonlySet<string> = new Set();
 
 const headerValue = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
+
+/**
+ * A body read directly from the target with every echoed credential replaced; only a body read
+ * to its end can be scrubbed so (a credential could straddle the end of a part), any other fails.
+ */
+const scrubbedWhole = (read: BodyRead, needles: readonly Buffer[]): BodyRead => {
+  if (needles.length === 0) return read;
+  if (!read.complete) throw new Error('a body within its declared length was not read whole');
+  return { bytes: scrubCredentials(read.bytes, needles), complete: true };
+};
 
 /** A request as recorded: its method and path (query included), masked; the method alone if masking fails. */
 const recordedRequest = (governor: Governor, commandId: string, method: string, target: string, decision: Parameters<Governor['maskedCommand']>[1]): RecordedCommand => ({
