@@ -106,8 +106,9 @@ const startTarget = async () => {
       case '/echo-credential-json': {
         // The credential echoed in a JSON body: declared whole (content-length), or chunked with
         // the secret split across two writes.
-        const echoed = JSON.stringify({ seen: req.headers.authorization ?? '', bare: (req.headers.authorization ?? '').replace(/^Bearer /, '') });
-        if (!req.url!.endsWith('?chunked')) {
+        const padding = req.url!.includes('padded') ? { padding: 'p'.repeat(200) } : {};
+        const echoed = JSON.stringify({ ...padding, seen: req.headers.authorization ?? '', bare: (req.headers.authorization ?? '').replace(/^Bearer /, '') });
+        if (!req.url!.includes('chunked')) {
           res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(echoed) });
           return res.end(echoed);
         }
@@ -290,6 +291,27 @@ describe('HTTP adapter', () => {
       expect(Number(reply.headers['content-length'])).toBe(Buffer.byteLength(reply.body));
     }
     expect(JSON.stringify(harness.events)).not.toContain('target-secret');
+  });
+
+  it('scrubs a credential split across the cut of a JSON body too large to walk, streamed as text', async () => {
+    // The first write (past the 64-byte limit) ends inside the secret; the rest follows it.
+    const small = createHttpAdapter(
+      { name: 'billing-api', type: 'http', listen: '127.0.0.1:0', target: { url: target.url }, credentials: { headers: { Authorization: { env: 'SLUICE_TEST_BILLING_TOKEN', prefix: 'Bearer ' } } } },
+      { secretsDir: process.cwd(), maxJsonBytes: 64 },
+    );
+    // A profile without column rules: a JSON body too large to walk is streamed as text, not withheld.
+    const noColumnRules = { ...masker, columnRuleCount: 0 };
+    const ports = { ...harness.ports, masking: { ...harness.ports.masking, masker: (profile: string) => (harness.ports.masking.masker(profile) ? noColumnRules : undefined) } };
+    const { server, port: smallPort } = await listenOnLoopback(small, ports);
+    try {
+      const reply = await call(smallPort, '/echo-credential-json?chunked&padded', { token });
+      expect(reply.status).toBe(200);
+      expect(reply.body).not.toContain('secret');
+      expect(JSON.parse(reply.body)).toMatchObject({ seen: '[REDACTED:credential]', bare: '[REDACTED:credential]' });
+    } finally {
+      await small.close();
+      server.close();
+    }
   });
 
   it('reads a file credential once per request: the value injected is the one scrubbed, and a rotated file is used next', async () => {

@@ -535,20 +535,32 @@ export const createHttpAdapter = (
     // The body changes: validators of the original bytes no longer hold.
     delete responseHeaders['etag'];
     delete responseHeaders['content-md5'];
-    // A JSON body that needs no decoding is read as it comes, without a stream, when it is read
-    // whole: one that needs no scrubbing, or one whose declared length says it will be read whole
-    // (its credentials are then scrubbed from all its bytes at once). The stream stages are made
-    // only for a body that needs them or goes on past what is read whole.
-    const declaredLength = Number(headerValue(upstream.headers['content-length']) ?? Number.NaN);
-    const direct = !decoder && (needles.length === 0 || declaredLength <= maxJsonBytes);
+    // A body that needs no decoding is read as it comes, without a stream, when it is read whole
+    // (echoed credentials are then scrubbed from all its bytes at once); the stream stages are
+    // made only for a body that needs them or goes on past what is read whole.
+    const direct = !decoder;
     let decodedStream: Readable | undefined;
     const decodedBody = (): Readable => {
       if (decodedStream) return decodedStream;
       const unpacked: Readable = decoder ? upstream.body.pipe(decoder()) : upstream.body;
       if (decoder) upstream.body.on('error', (error) => unpacked.destroy(error));
-      const decoded: Readable = needles.length > 0 ? unpacked.pipe(new CredentialScrubStream(needles)) : unpacked;
-      if (decoded !== unpacked) unpacked.on('error', (error) => decoded.destroy(error));
-      return (decodedStream = decoded);
+      return (decodedStream = scrubbed(unpacked));
+    };
+    const scrubbed = (unpacked: Readable): Readable => {
+      if (needles.length === 0) return unpacked;
+      const decoded = unpacked.pipe(new CredentialScrubStream(needles));
+      unpacked.on('error', (error) => decoded.destroy(error));
+      return decoded;
+    };
+    /** The body read directly, to its end or past `maxJsonBytes`, with echoed credentials scrubbed. */
+    const readDirectly = async (): Promise<BodyRead> => {
+      const read = await upstream.readUpTo(maxJsonBytes);
+      if (needles.length === 0) return read;
+      if (read.complete) return { bytes: scrubCredentials(read.bytes, needles), complete: true };
+      // Past what is read whole: what was read goes back before the rest, and both are scrubbed
+      // as one stream, so a credential across the cut is still found.
+      decodedStream = scrubbed(Readable.from(prepend(read.bytes, (upstream.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]())));
+      return readUpTo(decodedStream, maxJsonBytes);
     };
 
     try {
@@ -559,7 +571,7 @@ export const createHttpAdapter = (
       // Column rules apply to JSON members by name: a JSON body, or a text body that opens like
       // JSON (a mislabelled document, NDJSON), is read whole to be walked.
       let whole: BodyRead;
-      if (kind === 'json') whole = direct ? scrubbedWhole(await upstream.readUpTo(maxJsonBytes), needles) : await readUpTo(decodedBody(), maxJsonBytes);
+      if (kind === 'json') whole = direct ? await readDirectly() : await readUpTo(decodedBody(), maxJsonBytes);
       else {
         const start = await readStart(rest(), maxJsonBytes);
         if (!columnRules || !opensLikeJson(start.bytes)) {
@@ -650,16 +662,6 @@ const NO_CREDENTIALS: Credentials = { headers: [], needles: [] };
 const NO_TOKENS: ReadonlySet<string> = new Set();
 
 const headerValue = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
-
-/**
- * A body read directly from the target with every echoed credential replaced; only a body read
- * to its end can be scrubbed so (a credential could straddle the end of a part), any other fails.
- */
-const scrubbedWhole = (read: BodyRead, needles: readonly Buffer[]): BodyRead => {
-  if (needles.length === 0) return read;
-  if (!read.complete) throw new Error('a body within its declared length was not read whole');
-  return { bytes: scrubCredentials(read.bytes, needles), complete: true };
-};
 
 /** A request as recorded: its method and path (query included), masked; the method alone if masking fails. */
 const recordedRequest = (governor: Governor, commandId: string, method: string, target: string, decision: Parameters<Governor['maskedCommand']>[1]): RecordedCommand => ({
