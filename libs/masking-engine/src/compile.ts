@@ -6,6 +6,7 @@ import { builtInDetectors, custom, Hint, hintsOf, type Detector, type Found } fr
 import { scanFeatures } from './features.js';
 import { parseArray, serializeArray, type ArrayNode } from './pg-array.js';
 import { decodeBinaryArray, decodeBinaryScalar, encodeBinaryArray } from './pg-binary.js';
+import { assertJsonWalkable } from './json-depth.js';
 import { ARRAY_ELEMENT, TEXT_OIDS, typeKind, type TypeKind } from './pg-types.js';
 
 const JSONB_VERSION = Buffer.from([1]);
@@ -130,6 +131,7 @@ class Masker implements ProfileMasker {
   }
 
   maskJson(value: unknown, counts: MaskCounts): unknown {
+    assertJsonWalkable(value);
     return this.walk(value, Hint.none, counts);
   }
 
@@ -339,6 +341,7 @@ class Masker implements ProfileMasker {
     } catch {
       return this.maskString(value, plan.hints, counts, true);
     }
+    assertJsonWalkable(document);
     const local: MaskCounts = {};
     const masked = this.walk(document, plan.hints, local);
     let changed = false;
