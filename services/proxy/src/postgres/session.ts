@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import { encodeAuthenticationOk, encodeBackendKeyData, encodeErrorResponse, encodeReadyForQuery, encodeTerminate, FrameReader, type Frame } from '@sluice/codec-pg';
 import type { PostgresResourceConfig } from '@sluice/config';
-import type { Subject } from '@sluice/contracts';
+import { SluiceErrorCode, type Subject } from '@sluice/contracts';
 import type { GovernancePorts } from '../ports.js';
 import { BackendDispatch } from './backend-dispatch.js';
 import type { CancelKeys } from './cancel.js';
@@ -227,7 +227,21 @@ export class PostgresSession {
       setTimeout(() => upstream.destroy(), 1000).unref();
     }
     if (this.#started) {
+      this.#recordUnanswered(reason);
       this.#core.audit.ended(reason, this.#core.commands, Date.now() - this.#startedAt);
+    }
+  }
+
+  /**
+   * Commands sent to the target whose answer had not come when the session ended (the agent hung
+   * up mid-statement, the target went away): each gets its completion, marked as unknown, so no
+   * decided command is left without an outcome in the record. The target may well have run it.
+   */
+  #recordUnanswered(reason: string): void {
+    for (const expect of this.#core.expects) {
+      if ((expect.kind !== 'query' && expect.kind !== 'execute') || expect.command.done) continue;
+      expect.command.error ??= { code: SluiceErrorCode.ConnectionClosed, message: `the session ended (${reason}) before the target answered: the command may have run` };
+      this.#core.audit.completed(expect.command, false);
     }
   }
 
