@@ -1,0 +1,195 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { createClient } from 'redis';
+import { openEventStore } from '@sluice/event-store';
+import { asSeparateEvents } from '../support/command-events.js';
+import { createDatabase, deleteStreams, dropDatabases } from '../support/databases.js';
+import { startTestIssuer, type TestIssuer } from '../support/oidc.js';
+import { freePorts } from '../support/ports.js';
+import { startSluice, type RunningSluice } from '../support/sluice.js';
+import { waitUntil } from '../support/wait.js';
+
+interface StoredEvent {
+  readonly type: string;
+  readonly session_id: string;
+  readonly data: Record<string, unknown>;
+}
+
+const run = randomUUID().slice(0, 8);
+const targetDb = `sluice_e2e_recact_${run}`;
+const storeDb = `sluice_e2e_recactstore_${run}`;
+const stream = `SLUICE_E2E_RECACT_${run}`;
+const keyPrefix = `recact:${run}:`;
+const RAW_EMAIL = 'bob@example.com';
+
+const nestedArrays = (levels: number, inner: string): string => '['.repeat(levels) + inner + ']'.repeat(levels);
+
+/**
+ * Red team of what a read-only agent and the data in its targets can do to the record of its
+ * actions, through a real `sluice up`: every command it runs must be in sluice.events with its
+ * outcome, in its session's chain, and nothing may end the session or go to rejected_events.
+ * - Target values nested past what masking walks (jsonb thousands of levels deep, a Redis string
+ *   or HTTP body of deep JSON) overflowed the stack: the PostgreSQL session died as a proxy error
+ *   with its command never completed. They are now withheld as unmaskable, the session goes on.
+ * - An agent that hangs up while its command runs (a long read, a blocking XREAD) left the command
+ *   decided with no outcome at all; it is now completed as ERR_CONNECTION_CLOSED (it may have run).
+ */
+describe('the record of a read-only agent\'s actions against deep values and hang-ups', () => {
+  let idp: TestIssuer;
+  let sluice: RunningSluice;
+  let api: Server;
+  let pgPort: number;
+  let redisPort: number;
+  let httpPort: number;
+  let httpBody = '{}';
+  const direct = createClient({ url: 'redis://127.0.0.1:6379' });
+
+  beforeAll(async () => {
+    await createDatabase(targetDb);
+    await direct.connect();
+    idp = await startTestIssuer();
+    api = createServer((request, response) => {
+      const answer = () => response.writeHead(200, { 'content-type': 'application/json' }).end(httpBody);
+      if (request.url === '/slow') setTimeout(answer, 1_500);
+      else answer();
+    });
+    await new Promise<void>((resolve) => api.listen(0, '127.0.0.1', resolve));
+    const apiPort = (api.address() as { port: number }).port;
+    [pgPort, redisPort, httpPort] = (await freePorts(3)) as [number, number, number];
+    sluice = await startSluice({
+      identity: { oidc: [{ issuer: idp.issuer, audience: 'sluice' }] },
+      eventStore: { url: `postgres://postgres@127.0.0.1:5432/${storeDb}` },
+      bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `e2erecact.${run}.events` },
+      masking: { profiles: { pii: { detectors: ['credit_card', 'email', 'us_ssn'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } } },
+      resources: [
+        { name: 'db', type: 'postgres', listen: `127.0.0.1:${pgPort}`, target: { host: '127.0.0.1', database: targetDb }, credentials: { username: 'postgres' } },
+        { name: 'kv', type: 'redis', listen: `127.0.0.1:${redisPort}`, target: { host: '127.0.0.1', port: 6379 } },
+        { name: 'api', type: 'http', listen: `127.0.0.1:${httpPort}`, target: { url: `http://127.0.0.1:${apiPort}` } },
+      ],
+      rules: [{ name: 'agents-read', effect: 'allow', subjects: { groups: ['agents'] }, actions: ['read'], mask: 'pii' }],
+    });
+  }, 90_000);
+
+  afterAll(async () => {
+    await sluice?.stop();
+    await idp?.close();
+    await new Promise((resolve) => (api ? api.close(resolve) : resolve(undefined)));
+    for (const key of await direct.keys(`${keyPrefix}*`)) await direct.del(key);
+    await direct.quit();
+    await dropDatabases([targetDb, storeDb]);
+    await deleteStreams([stream]);
+  });
+
+  const pgAgent = async (sub: string): Promise<pg.Client> => {
+    const client = new pg.Client({ host: '127.0.0.1', port: pgPort, user: sub, database: 'db', password: await idp.mint({ sub, groups: ['agents'] }) });
+    client.on('error', () => undefined);
+    await client.connect();
+    return client;
+  };
+
+  const redisAgent = async (sub: string) => {
+    const client = createClient({ url: `redis://127.0.0.1:${redisPort}`, password: await idp.mint({ sub, groups: ['agents'] }) });
+    client.on('error', () => undefined);
+    await client.connect();
+    return client;
+  };
+
+  /** The session's events, once `settled` holds of them and (unless `ended` is false) its session.ended is stored. */
+  const sessionEvents = async (sub: string, settled: (events: StoredEvent[]) => boolean, ended = true): Promise<StoredEvent[]> => {
+    const store = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: storeDb });
+    await store.connect();
+    try {
+      let events: StoredEvent[] = [];
+      await waitUntil(async () => {
+        const rows = (
+          await store.query<StoredEvent>(
+            `SELECT type, session_id, data FROM sluice.events WHERE session_id IN
+               (SELECT session_id FROM sluice.events WHERE kind = 'session.started' AND subject_sub = $1) ORDER BY seq`,
+            [sub],
+          )
+        ).rows;
+        events = asSeparateEvents(rows);
+        return (!ended || events.some((event) => event.type.startsWith('sluice.session.ended'))) && settled(events);
+      }, 30_000);
+      return events;
+    } finally {
+      await store.end();
+    }
+  };
+
+  const completionOf = (events: StoredEvent[], command: string): Record<string, unknown> | undefined => {
+    const id = events.find((event) => event.type.startsWith('sluice.command.decided') && event.data.command === command)?.data.commandId;
+    return id === undefined ? undefined : events.find((event) => event.type.startsWith('sluice.command.completed') && event.data.commandId === id)?.data;
+  };
+
+  it('withholds a PostgreSQL json value nested past what masking walks, records it failed, and the session goes on', async () => {
+    const agent = await pgAgent('recact-pg-deep');
+    const deepTexts = [5_000, 300].map((levels) => `select (repeat('[', ${levels}) || repeat(']', ${levels}))::jsonb as doc`);
+    for (const text of deepTexts) await expect(agent.query(text)).rejects.toThrow(/result withheld/);
+    // Within the bound it is walked and masked as ever.
+    const within = await agent.query(`select '${nestedArrays(200, JSON.stringify(RAW_EMAIL))}'::jsonb as doc`);
+    expect(JSON.stringify(within.rows)).not.toContain(RAW_EMAIL);
+    expect((await agent.query('select 2 as n')).rows).toEqual([{ n: 2 }]);
+    await agent.end();
+
+    const events = await sessionEvents('recact-pg-deep', (all) => all.filter((event) => event.type.startsWith('sluice.command.completed')).length >= 4);
+    for (const text of deepTexts) expect(completionOf(events, text)).toMatchObject({ ok: false, error: { message: expect.stringContaining('nested deeper than') } });
+    expect(events.find((event) => event.type.startsWith('sluice.session.ended'))?.data.reason).toBe('client_terminated');
+    expect(JSON.stringify(events)).not.toContain(RAW_EMAIL);
+  });
+
+  it('withholds a Redis string and an HTTP body of JSON nested past what masking walks, and records both', async () => {
+    await direct.set(`${keyPrefix}deep`, nestedArrays(50_000, '1'));
+    const redis = await redisAgent('recact-redis-deep');
+    await expect(redis.get(`${keyPrefix}deep`)).rejects.toThrow(/withheld/);
+    expect(await redis.ping()).toBe('PONG');
+    await redis.quit();
+    const redisEvents = await sessionEvents('recact-redis-deep', () => true);
+    expect(completionOf(redisEvents, `GET ${keyPrefix}deep`)).toMatchObject({ ok: false, error: { code: 'ERR_MASKING_UNAVAILABLE' } });
+
+    httpBody = nestedArrays(100_000, '1');
+    const token = await idp.mint({ sub: 'recact-http-deep', groups: ['agents'] });
+    const response = await fetch(`http://127.0.0.1:${httpPort}/deep`, { headers: { authorization: `Bearer ${token}` } });
+    expect(response.status).toBe(503);
+    await response.text();
+    // An HTTP session lasts as long as the agent's keep-alive connection: its completion is enough.
+    const httpEvents = await sessionEvents('recact-http-deep', (all) => all.some((event) => event.type.startsWith('sluice.command.completed')), false);
+    expect(completionOf(httpEvents, 'GET /deep')).toMatchObject({ ok: false, error: { code: 'ERR_MASKING_UNAVAILABLE' } });
+  });
+
+  it('completes in the record a PostgreSQL statement the agent hung up on while it ran', async () => {
+    const agent = await pgAgent('recact-pg-hangup');
+    const text = 'select count(*) from generate_series(1, 30000000)';
+    void agent.query(text).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    (agent as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+    const events = await sessionEvents('recact-pg-hangup', (all) => completionOf(all, text) !== undefined);
+    expect(completionOf(events, text)).toMatchObject({ ok: false, error: { code: 'ERR_CONNECTION_CLOSED', message: expect.stringContaining('may have run') } });
+  });
+
+  it('completes in the record a Redis command the agent hung up on while it blocked', async () => {
+    const redis = await redisAgent('recact-redis-hangup');
+    const args = ['XREAD', 'BLOCK', '3000', 'STREAMS', `${keyPrefix}stream`, '$'];
+    void redis.sendCommand(args).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await redis.disconnect();
+    const events = await sessionEvents('recact-redis-hangup', (all) => completionOf(all, args.join(' ')) !== undefined);
+    expect(completionOf(events, args.join(' '))).toMatchObject({ ok: false, error: { code: 'ERR_CONNECTION_CLOSED' } });
+  });
+
+  it('keeps every session in its chain: nothing refused into rejected_events, and the chains verify', async () => {
+    const store = await openEventStore({ url: `postgres://postgres@127.0.0.1:5432/${storeDb}` });
+    try {
+      expect(await store.verify()).toMatchObject({ ok: true });
+    } finally {
+      await store.close();
+    }
+    const client = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: storeDb });
+    await client.connect();
+    const rejected = await client.query('SELECT reason FROM sluice.rejected_events');
+    await client.end();
+    expect(rejected.rows).toEqual([]);
+  });
+});
