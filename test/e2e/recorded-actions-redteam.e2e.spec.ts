@@ -33,6 +33,9 @@ const nestedArrays = (levels: number, inner: string): string => '['.repeat(level
  * - Target values nested past what masking walks (jsonb thousands of levels deep, a Redis string
  *   or HTTP body of deep JSON) overflowed the stack: the PostgreSQL session died as a proxy error
  *   with its command never completed. They are now withheld as unmaskable, the session goes on.
+ * - A statement naming thousands of tables made its decision too large for one event: it was
+ *   published reduced, the command text cut to 1 KiB and the table list dropped. The list is now
+ *   cut to its first 4 KiB of names, the command text kept to maxCommandBytes.
  * - An agent that hangs up while its command runs (a long read, a blocking XREAD) left the command
  *   decided with no outcome at all; it is now completed as ERR_CONNECTION_CLOSED (it may have run).
  */
@@ -157,6 +160,24 @@ describe('the record of a read-only agent\'s actions against deep values and han
     // An HTTP session lasts as long as the agent's keep-alive connection: its completion is enough.
     const httpEvents = await sessionEvents('recact-http-deep', (all) => all.some((event) => event.type.startsWith('sluice.command.completed')), false);
     expect(completionOf(httpEvents, 'GET /deep')).toMatchObject({ ok: false, error: { code: 'ERR_MASKING_UNAVAILABLE' } });
+  });
+
+  it('records a statement naming thousands of tables with its command text, its table list cut, never as a reduced event', async () => {
+    const agent = await pgAgent('recact-pg-tables');
+    const names = Array.from({ length: 5_000 }, (_, index) => `"${'t'.repeat(58)}${String(index).padStart(5, '0')}"`);
+    const text = `select 1 from ${names.join(', ')}`;
+    await expect(agent.query(text)).rejects.toThrow(/does not exist/);
+    await agent.end();
+    const events = await sessionEvents('recact-pg-tables', (all) => all.some((event) => event.type.startsWith('sluice.command.decided') && event.data.truncated === true));
+    const decided = events.find((event) => event.type.startsWith('sluice.command.decided') && event.data.truncated === true)!.data;
+    expect(decided.reduced).toBeUndefined();
+    expect(String(decided.command)).toBe(text.slice(0, String(decided.command).length));
+    // maxCommandBytes (16 KiB) of its JSON, each quote written as two bytes: far more than a reduced event's 1 KiB.
+    expect(Buffer.byteLength(String(decided.command))).toBeGreaterThan(15_000);
+    expect(decided.commandBytes).toBe(Buffer.byteLength(text));
+    const tables = decided.tables as string[];
+    expect(tables.length).toBeGreaterThan(10);
+    expect(Buffer.byteLength(JSON.stringify(tables))).toBeLessThanOrEqual(4_096);
   });
 
   it('completes in the record a PostgreSQL statement the agent hung up on while it ran', async () => {
