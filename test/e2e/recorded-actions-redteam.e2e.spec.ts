@@ -36,6 +36,8 @@ const nestedArrays = (levels: number, inner: string): string => '['.repeat(level
  * - A statement naming thousands of tables made its decision too large for one event: it was
  *   published reduced, the command text cut to 1 KiB and the table list dropped. The list is now
  *   cut to its first 4 KiB of names, the command text kept to maxCommandBytes.
+ * - The user name and settings (application_name) an agent sends at startup were recorded raw in
+ *   session.started, where the same text in a command is masked.
  * - An agent that hangs up while its command runs (a long read, a blocking XREAD) left the command
  *   decided with no outcome at all; it is now completed as ERR_CONNECTION_CLOSED (it may have run).
  */
@@ -178,6 +180,20 @@ describe('the record of a read-only agent\'s actions against deep values and han
     const tables = decided.tables as string[];
     expect(tables.length).toBeGreaterThan(10);
     expect(Buffer.byteLength(JSON.stringify(tables))).toBeLessThanOrEqual(4_096);
+  });
+
+  it('masks the user name, database name and settings an agent sends at startup in session.started, as it masks its command texts', async () => {
+    const sub = 'recact-pg-startup';
+    const raw = ['4111111111111111', RAW_EMAIL, '123-45-6789'];
+    const agent = new pg.Client({ host: '127.0.0.1', port: pgPort, user: RAW_EMAIL, database: 'db', application_name: `card ${raw[0]} ssn ${raw[2]}`, password: await idp.mint({ sub, groups: ['agents'] }) });
+    await agent.connect();
+    await agent.query(`select 1 as n -- ${raw.join(' ')}`);
+    await agent.end();
+    const events = await sessionEvents(sub, () => true);
+    const started = events.find((event) => event.type.startsWith('sluice.session.started'))!.data;
+    expect(started.parameters).toMatchObject({ application_name: expect.stringMatching(/^card .+ ssn /) });
+    const recorded = JSON.stringify(events);
+    for (const value of raw) expect(recorded).not.toContain(value);
   });
 
   it('completes in the record a PostgreSQL statement the agent hung up on while it ran', async () => {

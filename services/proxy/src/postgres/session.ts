@@ -57,6 +57,7 @@ export class PostgresSession {
   readonly #core: SessionCore;
   readonly #intake: ClientIntake;
   readonly #backend: BackendDispatch;
+  readonly #decisions: SessionDecisions;
   readonly #startedAt = Date.now();
   #cancelKey: { processId: number; secretKey: number } | undefined;
   #started = false;
@@ -66,6 +67,7 @@ export class PostgresSession {
     this.#core = new SessionCore(client, ctx, (reason, fatal) => this.#close(reason, fatal));
     this.id = this.#core.id;
     const decisions = new SessionDecisions(this.#core);
+    this.#decisions = decisions;
     this.#intake = new ClientIntake(this.#core, decisions, new ExtendedBatch(this.#core, decisions));
     this.#backend = new BackendDispatch(this.#core);
   }
@@ -123,7 +125,7 @@ export class PostgresSession {
       }, () => this.#intake.cancelRequested());
       this.#started = true;
       ctx.sessions.add(this);
-      core.audit.started(loggedIn.subject, loggedIn.readOnly, startedParameters(loggedIn.request));
+      core.audit.started(loggedIn.subject, loggedIn.readOnly, startedParameters(loggedIn.request, (text) => this.#decisions.maskedText(text, undefined)));
       core.client.write(
         Buffer.concat([
           encodeAuthenticationOk(),
