@@ -40,6 +40,7 @@ const nestedArrays = (levels: number, inner: string): string => '['.repeat(level
  *   session.started, where the same text in a command is masked.
  * - An agent that hangs up while its command runs (a long read, a blocking XREAD) left the command
  *   decided with no outcome at all; it is now completed as ERR_CONNECTION_CLOSED (it may have run).
+ *   An HTTP request's completion came after its session's end; the end now waits for it.
  */
 describe('the record of a read-only agent\'s actions against deep values and hang-ups', () => {
   let idp: TestIssuer;
@@ -214,6 +215,18 @@ describe('the record of a read-only agent\'s actions against deep values and han
     await redis.disconnect();
     const events = await sessionEvents('recact-redis-hangup', (all) => completionOf(all, args.join(' ')) !== undefined);
     expect(completionOf(events, args.join(' '))).toMatchObject({ ok: false, error: { code: 'ERR_CONNECTION_CLOSED' } });
+  });
+
+  it('ends an HTTP session in the record only after the completion of the request the agent hung up on', async () => {
+    const token = await idp.mint({ sub: 'recact-http-hangup', groups: ['agents'] });
+    const controller = new AbortController();
+    const pending = fetch(`http://127.0.0.1:${httpPort}/slow`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal }).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    controller.abort();
+    await pending;
+    const events = await sessionEvents('recact-http-hangup', (all) => completionOf(all, 'GET /slow') !== undefined);
+    expect(completionOf(events, 'GET /slow')).toMatchObject({ ok: false });
+    expect(events.at(-1)?.type).toMatch(/^sluice\.session\.ended/);
   });
 
   it('keeps every session in its chain: nothing refused into rejected_events, and the chains verify', async () => {
