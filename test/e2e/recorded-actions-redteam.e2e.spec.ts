@@ -36,6 +36,8 @@ const nestedArrays = (levels: number, inner: string): string => '['.repeat(level
  * - A statement naming thousands of tables made its decision too large for one event: it was
  *   published reduced, the command text cut to 1 KiB and the table list dropped. The list is now
  *   cut to its first 4 KiB of names, the command text kept to maxCommandBytes.
+ * - A value spelled with \u escapes (`bob\u0040example.com`) in a text that is not one JSON
+ *   document (a log line, JSON with trailing bytes) reached the agent and the record unmasked.
  * - The user name and settings (application_name) an agent sends at startup were recorded raw in
  *   session.started, where the same text in a command is masked.
  * - An agent that hangs up while its command runs (a long read, a blocking XREAD) left the command
@@ -163,6 +165,27 @@ describe('the record of a read-only agent\'s actions against deep values and han
     // An HTTP session lasts as long as the agent's keep-alive connection: its completion is enough.
     const httpEvents = await sessionEvents('recact-http-deep', (all) => all.some((event) => event.type.startsWith('sluice.command.completed')), false);
     expect(completionOf(httpEvents, 'GET /deep')).toMatchObject({ ok: false, error: { code: 'ERR_MASKING_UNAVAILABLE' } });
+  });
+
+  it('masks values spelled with \\u escapes in texts that are not one JSON document, for the agent and in the record', async () => {
+    const hidden = ['bob\\u0040example.com', '4111\\u00201111\\u00201111\\u00201111'];
+    await direct.set(`${keyPrefix}escaped`, `log line {"mail":"${hidden[0]}","card":"${hidden[1]}"} trailing`);
+    const redis = await redisAgent('recact-escapes');
+    const value = await redis.get(`${keyPrefix}escaped`);
+    await redis.quit();
+    httpBody = `{"mail":"${hidden[0]}"} trailing`;
+    const token = await idp.mint({ sub: 'recact-escapes', groups: ['agents'] });
+    const body = await (await fetch(`http://127.0.0.1:${httpPort}/escaped`, { headers: { authorization: `Bearer ${token}` } })).text();
+    const agent = await pgAgent('recact-escapes');
+    const row = (await agent.query(`select 'note ${hidden[0]}' as note`)).rows[0] as { note: string };
+    await agent.end();
+    for (const seen of [value, body, row.note]) {
+      expect(seen).toContain('example.com');
+      for (const raw of [...hidden, RAW_EMAIL]) expect(seen).not.toContain(raw);
+    }
+    const events = await sessionEvents('recact-escapes', (all) => all.filter((event) => event.type.startsWith('sluice.result.returned')).length >= 3, false);
+    const recorded = JSON.stringify(events).replaceAll('\\\\', '\\');
+    for (const raw of [...hidden, RAW_EMAIL]) expect(recorded).not.toContain(raw);
   });
 
   it('records a statement naming thousands of tables with its command text, its table list cut, never as a reduced event', async () => {
