@@ -38,6 +38,9 @@ const nestedArrays = (levels: number, inner: string): string => '['.repeat(level
  *   cut to its first 4 KiB of names, the command text kept to maxCommandBytes.
  * - A value spelled with \u escapes (`bob\u0040example.com`) in a text that is not one JSON
  *   document (a log line, JSON with trailing bytes) reached the agent and the record unmasked.
+ * - Approvers were shown a long statement cut without a sign of it (the first 80 KiB, or 1 KiB
+ *   when its escapes made approval.requested too large): padding hid the write they granted. A
+ *   statement longer than maxCommandBytes is now refused instead of held.
  * - The user name and settings (application_name) an agent sends at startup were recorded raw in
  *   session.started, where the same text in a command is masked.
  * - An agent that hangs up while its command runs (a long read, a blocking XREAD) left the command
@@ -76,7 +79,10 @@ describe('the record of a read-only agent\'s actions against deep values and han
         { name: 'kv', type: 'redis', listen: `127.0.0.1:${redisPort}`, target: { host: '127.0.0.1', port: 6379 } },
         { name: 'api', type: 'http', listen: `127.0.0.1:${httpPort}`, target: { url: `http://127.0.0.1:${apiPort}` } },
       ],
-      rules: [{ name: 'agents-read', effect: 'allow', subjects: { groups: ['agents'] }, actions: ['read'], mask: 'pii' }],
+      rules: [
+        { name: 'agents-read', effect: 'allow', subjects: { groups: ['agents'] }, actions: ['read'], mask: 'pii' },
+        { name: 'writes-held', effect: 'approve', subjects: { groups: ['writers'] }, actions: ['write'], approvers: { groups: ['dba'] } },
+      ],
     });
   }, 90_000);
 
@@ -250,6 +256,25 @@ describe('the record of a read-only agent\'s actions against deep values and han
     const events = await sessionEvents('recact-http-hangup', (all) => completionOf(all, 'GET /slow') !== undefined);
     expect(completionOf(events, 'GET /slow')).toMatchObject({ ok: false });
     expect(events.at(-1)?.type).toMatch(/^sluice\.session\.ended/);
+  });
+
+  it('never sends approvers a statement cut short: one longer than they can be shown whole is refused, not held', async () => {
+    const sub = 'recact-approval';
+    const agent = new pg.Client({ host: '127.0.0.1', port: pgPort, user: sub, database: 'db', password: await idp.mint({ sub, groups: ['writers'] }) });
+    agent.on('error', () => undefined);
+    await agent.connect();
+    await agent.query('create temp table scratch (n int)').catch(() => undefined);
+    // Padding before the write: approvers were shown the first 80 KiB (or 1 KiB, the approval
+    // event reduced for its escapes) without the write, or any sign the text went on.
+    for (const pad of ['x'.repeat(100_000), '\u0001'.repeat(50_000)]) {
+      await expect(agent.query(`/* ${pad} */ delete from scratch`)).rejects.toThrow(/longer than approvers can be shown whole/);
+    }
+    await agent.end();
+    const dba = await idp.mint({ sub: 'recact-dba', groups: ['dba'] });
+    const listed = (await (await fetch(`http://127.0.0.1:${sluice.ports.approvalHttp}/v1/approvals`, { headers: { authorization: `Bearer ${dba}` } })).json()) as { approvals: unknown[] };
+    expect(listed.approvals).toEqual([]);
+    const events = await sessionEvents(sub, (all) => all.filter((event) => event.type.startsWith('sluice.command.completed')).length >= 2);
+    expect(events.some((event) => event.type.startsWith('sluice.approval.requested'))).toBe(false);
   });
 
   it('keeps every session in its chain: nothing refused into rejected_events, and the chains verify', async () => {
