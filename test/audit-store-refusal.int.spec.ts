@@ -199,6 +199,30 @@ describe('the audit service when PostgreSQL refuses an event', () => {
     });
   });
 
+  it('fails the batch, and only the batch, when the server ends the connection of an append waiting on a lock', async () => {
+    // No lock_timeout: the append waits on the lock until its backend is ended.
+    const waiting = await openEventStore({ url: `${storeUrl}?options=${encodeURIComponent('-c lock_timeout=0')}` });
+    const session = randomUUID();
+    const events = Array.from({ length: 3 }, () => event(session)) as unknown as CloudEvent[];
+    const locker = new pg.Client({ ...ADMIN, database: storeDb });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN; LOCK TABLE sluice.events IN ACCESS EXCLUSIVE MODE');
+      const appending = waiting.appendStorable(await waiting.prepare(events, signedByProxy));
+      const backends = async () =>
+        (await locker.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()`, [storeDb])).rows;
+      await waitUntil(async () => (await backends()).length > 0, 10_000, 'the append waiting on the lock');
+      for (const { pid } of await backends()) await locker.query('SELECT pg_terminate_backend($1)', [pid]);
+      await expect(appending).rejects.toMatchObject({ code: '57P01' });
+      await locker.query('ROLLBACK');
+      // The pool goes on with a new connection.
+      expect(await waiting.appendStorable(await waiting.prepare(events, signedByProxy))).toMatchObject({ stored: 3, refused: [] });
+    } finally {
+      await locker.end();
+      await waiting.close();
+    }
+  });
+
   it('retries a batch while its errors can pass (a lock held past lock_timeout, killed connections) and refuses none of its events', async () => {
     const session = randomUUID();
     const events = Array.from({ length: 6 }, () => event(session));
