@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { refusalReason, refusesData, sqlStateOf } from './data-refusal.js';
 
-const refusedWith = (code: string, extra: object = {}): Error => Object.assign(new Error('refused'), { code, ...extra });
+/** An error as pg reports PostgreSQL's ErrorResponse. */
+const refusedWith = (code: string, extra: object = {}): Error => Object.assign(new Error('refused'), { code, severity: 'ERROR', ...extra });
+const systemError = (code: string): Error => Object.assign(new Error(code), { code, errno: -32, syscall: 'write' });
 
 describe('errors about the data', () => {
   it('takes data exceptions, integrity violations and program limits as about the data', () => {
@@ -20,8 +22,9 @@ describe('errors about the data', () => {
   });
 
   it('retries what is not a PostgreSQL error at all (a socket error, a bug)', () => {
-    for (const error of [new Error('boom'), refusedWith('ECONNRESET'), refusedWith('EPIPE'), undefined, null, 'text', { code: 22 }]) expect(refusesData(error)).toBe(false);
-    expect(sqlStateOf(refusedWith('EPIPE'))).toBeUndefined();
+    for (const error of [new Error('boom'), systemError('ECONNRESET'), systemError('EPIPE'), undefined, null, 'text', { code: 22 }]) expect(refusesData(error)).toBe(false);
+    expect(sqlStateOf(systemError('EPIPE'))).toBeUndefined();
+    expect(sqlStateOf(systemError('22P02'))).toBeUndefined();
   });
 
   it('names the SQLSTATE and the constraint in the reason', () => {

@@ -25,10 +25,13 @@ const UNIQUE_VIOLATION = '23505';
 
 const SQLSTATE = /^[0-9A-Z]{5}$/;
 
-/** The SQLSTATE of an error PostgreSQL (or PGlite) returned, else undefined (a socket error, a bug). */
+/**
+ * The SQLSTATE of an error PostgreSQL (or PGlite) returned, else undefined (a socket error, a
+ * bug): an ErrorResponse always has a severity, and a system error's code may look like one (EPIPE).
+ */
 export const sqlStateOf = (error: unknown): string | undefined => {
-  const code = (error as { code?: unknown } | null | undefined)?.code;
-  return typeof code === 'string' && SQLSTATE.test(code) ? code : undefined;
+  const { code, severity } = (error ?? {}) as { code?: unknown; severity?: unknown };
+  return typeof severity === 'string' && typeof code === 'string' && SQLSTATE.test(code) ? code : undefined;
 };
 
 /** Whether PostgreSQL refused a statement because of the data it was given (see DATA_CLASSES). */
