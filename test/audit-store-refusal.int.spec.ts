@@ -113,6 +113,8 @@ describe('the audit service when PostgreSQL refuses an event', () => {
     const session = randomUUID();
     const [first, second, third, fourth, fifth] = Array.from({ length: 5 }, () => event(session));
     const refusedWritten = event(session);
+    // Larger than a stranger's refused message is kept of: a genuine event is kept whole.
+    (refusedWritten.data as Record<string, unknown>).command = `SELECT '${'x'.repeat(100_000)}'`;
     const refusedDecoded = event(session);
     // A year the checks before the COPY refuse: its message is decoded, not taken as written.
     const refusedEarly = event(session, '0000-01-01T00:00:00.000Z');

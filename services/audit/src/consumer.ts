@@ -379,8 +379,8 @@ export class DurableConsumer<T = CloudEvent[]> {
         refuse(origin && !origin.genuine ? `${origin.reason}; no event with an id` : 'no event with an id', 0, Buffer.from(message.data).toString('utf8'));
         continue;
       }
-      const taken: MessageEvents = { message, first: events.length, indexes: [] };
-      origins.push(taken);
+      const fromMessage: MessageEvents = { message, first: events.length, indexes: [] };
+      origins.push(fromMessage);
       decoded.forEach((event, index) => {
         const tooDeep = nestedDeeperThan(event, MAX_NESTING);
         const unindexable = tooDeep ? undefined : unindexableText(event);
@@ -391,7 +391,7 @@ export class DurableConsumer<T = CloudEvent[]> {
           (origin === undefined ? undefined : origin.genuine ? provenance!.refuseEvent(origin.signer, event) : origin.reason);
         if (problem === undefined) {
           events.push(event);
-          taken.indexes!.push(index);
+          fromMessage.indexes!.push(index);
           if (origin?.genuine) signers.set(event, origin.signer);
           return;
         }
@@ -423,7 +423,8 @@ export class DurableConsumer<T = CloudEvent[]> {
       const index = origin.indexes?.[position - origin.first] ?? position - origin.first;
       const { message } = origin;
       this.settings.logger.error({ consumer: this.settings.durable, seq: message.seq, subject: message.subject, id, problem: reason }, 'event refused by the store');
-      return rejectedRecord(message, index, reason, JSON.stringify(event), taken.signers.get(event), event);
+      // A genuine event whose only copy is now this record: kept whole (its message fit the bus), not cut as a stranger's text is.
+      return { ...rejectedRecord(message, index, reason, '', taken.signers.get(event), event), payload: JSON.stringify(event) };
     });
   }
 
