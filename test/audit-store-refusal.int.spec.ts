@@ -32,13 +32,17 @@ const stream = `STORE_REFUSAL_${run}`;
 const prefix = `storerefusal.${run}.events`;
 const subject = subjectForBatch('proxy', prefix);
 const storeUrl = `postgres://postgres@127.0.0.1:5432/${storeDb}`;
+/** A store database whose encoding lacks most of Unicode: PostgreSQL refuses such characters, no check foresees it. */
+const latin1Db = `sluice_store_latin1_${run}`;
+const latin1Stream = `STORE_LATIN1_${run}`;
+const latin1Prefix = `storelatin1.${run}.events`;
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 const ADMIN = { host: '127.0.0.1', port: 5432, user: 'postgres' };
 /** Short, so that a lock held by the test fails the service's statements rather than holding them. */
 const LOCK_TIMEOUT = '200ms';
 
-const query = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []): Promise<R[]> => {
-  const client = new pg.Client({ ...ADMIN, database: storeDb });
+const query = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = [], database = storeDb): Promise<R[]> => {
+  const client = new pg.Client({ ...ADMIN, database });
   await client.connect();
   try {
     return (await client.query<R>(text, values)).rows;
@@ -74,6 +78,15 @@ describe('the audit service when PostgreSQL refuses an event', () => {
   let nc: NatsConnection;
   let service: AuditService;
   let proxy: MessageSigner;
+  let signers: ReturnType<typeof writeSigningKeys>['signers'];
+
+  /** An audit service of its own on the store `database`, its stream `stream`. */
+  const auditService = (database: string, stream: string, subjectPrefix: string): Promise<AuditService> => {
+    const document = { bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix }, provenance: { signers }, services: { audit: { http: '127.0.0.1:0' } } };
+    const config = parseConfig(document);
+    const loaded: LoadedConfig = { config: { ...config, eventStore: { url: `postgres://postgres@127.0.0.1:5432/${database}` } }, path: join(dir, 'sluice.yaml'), dir };
+    return startAuditService({ loaded, logger });
+  };
 
   /** Publishes signed by the proxy; the message's stream sequence. */
   const publish = async (payload: Buffer): Promise<number> => (await jetstream(nc).publish(subject, payload, { headers: proxy.headersFor(payload) })).seq;
@@ -91,21 +104,20 @@ describe('the audit service when PostgreSQL refuses an event', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sluice-store-refusal-'));
-    const { signers, privateKeys } = writeSigningKeys(dir);
+    const keys = writeSigningKeys(dir);
+    signers = keys.signers;
+    const { privateKeys } = keys;
     await createDatabase(storeDb, `ALTER DATABASE ${storeDb} SET lock_timeout = '${LOCK_TIMEOUT}'`);
-    const document = { bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: prefix }, provenance: { signers }, services: { audit: { http: '127.0.0.1:0' } } };
-    const config = parseConfig(document);
-    const loaded: LoadedConfig = { config: { ...config, eventStore: { url: storeUrl } }, path: join(dir, 'sluice.yaml'), dir };
     nc = await connectBus('nats://127.0.0.1:4222', 'store-refusal');
-    service = await startAuditService({ loaded, logger });
+    service = await auditService(storeDb, stream, prefix);
     proxy = createMessageSigner('proxy', privateKeys.proxy!);
   }, 60_000);
 
   afterAll(async () => {
     await service?.stop();
     await nc?.drain();
-    await deleteStreams([stream]);
-    await dropDatabases([storeDb]);
+    await deleteStreams([stream, latin1Stream]);
+    await dropDatabases([storeDb, latin1Db]);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -224,6 +236,35 @@ describe('the audit service when PostgreSQL refuses an event', () => {
       await waiting.close();
     }
   });
+
+  it('keeps an event whose text the database encoding cannot hold, and its refusal, never holding up the events behind it', async () => {
+    const admin = new pg.Client({ ...ADMIN, database: 'postgres' });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${latin1Db} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`);
+    await admin.end();
+    const latin1 = await auditService(latin1Db, latin1Stream, latin1Prefix);
+    try {
+      const session = randomUUID();
+      const [first, second] = [event(session), event(session)];
+      // LATIN1 has é: stored. It has no emoji: refused, by the COPY and then by rejected_events as it is.
+      (first!.data as Record<string, unknown>).command = "SELECT 'café'";
+      const emoji = event(session);
+      (emoji.data as Record<string, unknown>).command = "SELECT '😀'";
+      const payload = canonicalBatch([first!, emoji, second!]);
+      const { seq } = await jetstream(nc).publish(subjectForBatch('proxy', latin1Prefix), payload, { headers: proxy.headersFor(payload) });
+      const storedThere = () => query<{ id: string }>('SELECT id FROM sluice.events WHERE session_id = $1 ORDER BY seq', [session], latin1Db);
+      const rejectedThere = () => query<{ key: string; event_id: string; reason: string; payload: string }>('SELECT key, event_id, reason, payload FROM sluice.rejected_events', [], latin1Db);
+      await waitUntil(async () => (await storedThere()).length === 2 && (await rejectedThere()).length === 1, 30_000, 'the others stored, the emoji kept');
+      expect((await storedThere()).map((row) => row.id)).toEqual([idOf(first!), idOf(second!)]);
+      const [kept] = await rejectedThere();
+      expect(kept).toMatchObject({ key: `${latin1Stream}:${seq}:1`, event_id: idOf(emoji) });
+      expect(kept!.reason).toMatch(/^kept with every non-ASCII character as a \\u escape, .*\[SQLSTATE 22P05\]$/);
+      // Escaped, the payload is still the event's JSON.
+      expect(JSON.parse(kept!.payload)).toEqual(emoji);
+    } finally {
+      await latin1.stop();
+    }
+  }, 60_000);
 
   it('retries a batch while its errors can pass (a lock held past lock_timeout, killed connections) and refuses none of its events', async () => {
     const session = randomUUID();

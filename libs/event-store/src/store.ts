@@ -181,6 +181,30 @@ const MAX_REJECTED_FIELD = 1024;
 const rejectedField = (text: string): string => storableText(text.slice(0, MAX_REJECTED_FIELD));
 const optionalText = (text: string | undefined): string | null => (text === undefined ? null : rejectedField(text));
 
+/** Every character beyond ASCII as a `\uXXXX` escape (UTF-16 units, as JSON writes them): a JSON text stays the same JSON. */
+const asciiText = (text: string): string =>
+  storableText(text).replace(/[\u0080-\uffff]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
+/**
+ * A refused record in ASCII alone, for a database that refused its text as it is (one whose
+ * encoding lacks a character of it, LATIN1 say, where every event holding one is refused too);
+ * its reason says so.
+ */
+const inAscii = (record: RejectedRecord): RejectedRecord => {
+  const optional = (text: string | undefined): string | undefined => (text === undefined ? undefined : asciiText(text));
+  return {
+    ...record,
+    key: asciiText(record.key),
+    reason: `kept with every non-ASCII character as a \\u escape, as the database refused the text: ${asciiText(record.reason)}`,
+    natsSubject: asciiText(record.natsSubject),
+    payload: asciiText(record.payload),
+    claimedSigner: optional(record.claimedSigner),
+    eventId: optional(record.eventId),
+    eventType: optional(record.eventType),
+    sessionId: optional(record.sessionId),
+  };
+};
+
 /** The first refused record, else the first event without a verified signature, with their counts. */
 const findNotGenuine = async (
   db: Kysely<SluiceDatabase>,
@@ -503,7 +527,24 @@ class KyselyEventStore implements EventStore {
     });
   }
 
-  reject(records: readonly RejectedRecord[]): Promise<void> {
+  async reject(records: readonly RejectedRecord[]): Promise<void> {
+    try {
+      await this.insertRejected(records);
+    } catch (error) {
+      if (!refusesData(error)) throw error;
+      // A record PostgreSQL cannot take must neither keep the others out (retried for ever) nor be lost.
+      for (const record of records) {
+        try {
+          await this.insertRejected([record]);
+        } catch (alone) {
+          if (!refusesData(alone)) throw alone;
+          await this.insertRejected([inAscii(record)]);
+        }
+      }
+    }
+  }
+
+  private insertRejected(records: readonly RejectedRecord[]): Promise<void> {
     if (records.length === 0) return Promise.resolve();
     const role = this.useWriterRole ? sql`SELECT set_config('role', ${WRITER_ROLE}, true)` : undefined;
     return this.serial(() =>
