@@ -247,15 +247,15 @@ describe('the audit service when PostgreSQL refuses an event', () => {
       const session = randomUUID();
       const [first, second] = [event(session), event(session)];
       // LATIN1 has é: stored. It has no emoji: refused, by the COPY and then by rejected_events as it is.
-      (first!.data as Record<string, unknown>).command = "SELECT 'café'";
+      (first.data as Record<string, unknown>).command = "SELECT 'café'";
       const emoji = event(session);
       (emoji.data as Record<string, unknown>).command = "SELECT '😀'";
-      const payload = canonicalBatch([first!, emoji, second!]);
+      const payload = canonicalBatch([first, emoji, second]);
       const { seq } = await jetstream(nc).publish(subjectForBatch('proxy', latin1Prefix), payload, { headers: proxy.headersFor(payload) });
       const storedThere = () => query<{ id: string }>('SELECT id FROM sluice.events WHERE session_id = $1 ORDER BY seq', [session], latin1Db);
       const rejectedThere = () => query<{ key: string; event_id: string; reason: string; payload: string }>('SELECT key, event_id, reason, payload FROM sluice.rejected_events', [], latin1Db);
       await waitUntil(async () => (await storedThere()).length === 2 && (await rejectedThere()).length === 1, 30_000, 'the others stored, the emoji kept');
-      expect((await storedThere()).map((row) => row.id)).toEqual([idOf(first!), idOf(second!)]);
+      expect((await storedThere()).map((row) => row.id)).toEqual([idOf(first), idOf(second)]);
       const [kept] = await rejectedThere();
       expect(kept).toMatchObject({ key: `${latin1Stream}:${seq}:1`, event_id: idOf(emoji) });
       expect(kept!.reason).toMatch(/^kept with every non-ASCII character as a \\u escape, .*\[SQLSTATE 22P05\]$/);
