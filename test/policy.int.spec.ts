@@ -149,6 +149,18 @@ describe('policy service over gRPC with the proxy port', () => {
     expect(decision.tables).toEqual(['books.ledger', 'public.accounts']);
   });
 
+  it("gives a large command's decision a deadline that grows with its size, a small one none", async () => {
+    // A deadline of 0 ms refuses any call; 8 MB of text earns 4 s, enough to be sent and decided.
+    const hurried = createPolicyPort(service.address, { logger, timeoutMs: 0 });
+    try {
+      await expect(hurried.decide(analyst, 'ledger', sql('SELECT 1 FROM orders'))).rejects.toMatchObject({ code: SluiceErrorCode.PolicyUnavailable });
+      const large = sql(`SELECT '${'x'.repeat(8 * 1024 * 1024)}' FROM orders`);
+      expect(await hurried.decide(analyst, 'ledger', large)).toMatchObject({ effect: 'allow', action: 'read' });
+    } finally {
+      hurried.close();
+    }
+  });
+
   it('does not cache a decision that depends on constants', async () => {
     const before = port.stats().misses;
     await port.decide(analyst, 'ledger', sql('BEGIN READ WRITE'));

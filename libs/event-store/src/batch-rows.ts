@@ -2,7 +2,7 @@ import { isoTime, kindOfType, type CloudEvent } from '@sluice/contracts';
 import { HASH_TEXT_BYTES, type BatchBytes } from './batch-bytes.js';
 import { chainHashOf, GENESIS_HASH, prepareEvent } from './chain.js';
 import { allocCopyData, COPY_DATA_HEADER_BYTES, copyField, copyJsonField } from './copy-in.js';
-import { MAX_INDEXED_TEXT_BYTES, TEXT_COLUMN, WrittenEvent } from './written-events.js';
+import { INDEXED_TEXTS, MAX_INDEXED_TEXT_BYTES, TEXT_COLUMN, WrittenEvent } from './written-events.js';
 
 /*
  * What a batch of events becomes on its way into sluice.events: rows with their place in their
@@ -112,19 +112,23 @@ const maskedValues = (data: unknown): number => {
 const longerThanIndexable = (text: unknown): boolean =>
   typeof text === 'string' && text.length > MAX_INDEXED_TEXT_BYTES / 3 && Buffer.byteLength(text, 'utf8') > MAX_INDEXED_TEXT_BYTES;
 
+/** The value at `path` in `event` (member of member…), as stringField and subjectSub read it. */
+const valueAt = (event: CloudEvent, path: readonly string[]): unknown => {
+  let value: unknown = event;
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+};
+
 /**
  * Which text of `event` the store indexes but cannot (longer than MAX_INDEXED_TEXT_BYTES), if
  * any: such an event is refused, not stored. Events taken as written never hold one (their scan
  * leaves them to decodeEvents).
  */
 export const unindexableText = (event: CloudEvent): string | undefined => {
-  const envelope = event as unknown as Record<string, unknown>;
-  if (longerThanIndexable(envelope.id)) return 'id';
-  if (longerThanIndexable(envelope.subject)) return 'subject';
-  const data = envelope.data;
-  if (longerThanIndexable(subjectSub(data))) return 'data.subject.sub';
-  if (longerThanIndexable(stringField(data, 'commandId'))) return 'data.commandId';
-  if (longerThanIndexable(stringField(data, 'approvalId'))) return 'data.approvalId';
+  for (const { path } of INDEXED_TEXTS) if (longerThanIndexable(valueAt(event, path))) return path.join('.');
   return undefined;
 };
 

@@ -2,6 +2,7 @@ export { openEventStore, DEFAULT_PGLITE_PATH } from './store.js';
 export type {
   AppendResult,
   PreparedBatch,
+  RefusedEvent,
   RejectedRecord,
   EventStore,
   OpenEventStoreOptions,
@@ -9,6 +10,7 @@ export type {
   SessionEventsPage,
   SessionQuery,
   SessionSummary,
+  StorableAppendResult,
   StoredEvent,
   StoreLogger,
   VerifyResult,
@@ -18,3 +20,4 @@ export { chainHash, GENESIS_HASH, normalizeEvent, type StoredCloudEvent } from '
 export { READER_ROLE, WRITER_ROLE } from './migrations.js';
 export { MAX_INDEXED_TEXT_BYTES, readWrittenEvents, WrittenEvent } from './written-events.js';
 export { unindexableText } from './batch-rows.js';
+export { refusesData } from './data-refusal.js';

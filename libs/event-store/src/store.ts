@@ -7,6 +7,7 @@ import { pgliteBackend, postgresBackend, type StoreBackend } from './dialect.js'
 import { migrationProvider, WRITER_ROLE } from './migrations.js';
 import { BatchBytes } from './batch-bytes.js';
 import { copyIn } from './copy-in.js';
+import { refusalReason, refusesData } from './data-refusal.js';
 import { appendCopyRow, chain, copyDataMessages, COPY_STATEMENT, eventInsert, insertHash, insertRow, type CopyRow, type InsertRow, type StoredOfBatch } from './batch-rows.js';
 
 /** Minimal logger shape (pino fits). */
@@ -36,6 +37,18 @@ export interface SessionEventsPage {
 export interface AppendResult {
   readonly stored: number;
   readonly duplicates: number;
+}
+
+/** An event of a batch PostgreSQL refused on its own (see EventStore.appendStorable). */
+export interface RefusedEvent {
+  readonly id: string;
+  /** What PostgreSQL said, its SQLSTATE included. */
+  readonly reason: string;
+}
+
+export interface StorableAppendResult extends AppendResult {
+  /** Left out, in the batch's order; never stored, never chained. */
+  readonly refused: readonly RefusedEvent[];
 }
 
 export type VerifyResult =
@@ -122,6 +135,14 @@ export interface EventStore {
    * the order given.
    */
   append(events: readonly CloudEvent[] | PreparedBatch): Promise<AppendResult>;
+  /**
+   * append, but an event PostgreSQL refuses for its data (refusesData) is left out and named
+   * rather than failing the whole batch at every retry: the batch is then stored in parts, in its
+   * order, a refused part halved until the refused events stand alone. Any other error fails it as
+   * append does. Each event is stored once however often this is retried, the ones behind a
+   * refused event chained to the last one stored.
+   */
+  appendStorable(batch: PreparedBatch): Promise<StorableAppendResult>;
   /** Keeps refused records (once each, by key), apart from the events. */
   reject(records: readonly RejectedRecord[]): Promise<void>;
   /**
@@ -159,6 +180,30 @@ const chunks = <T>(items: readonly T[], size: number): T[][] => {
 const MAX_REJECTED_FIELD = 1024;
 const rejectedField = (text: string): string => storableText(text.slice(0, MAX_REJECTED_FIELD));
 const optionalText = (text: string | undefined): string | null => (text === undefined ? null : rejectedField(text));
+
+/** Every character beyond ASCII as a `\uXXXX` escape (UTF-16 units, as JSON writes them): a JSON text stays the same JSON. */
+const asciiText = (text: string): string =>
+  storableText(text).replace(/[\u0080-\uffff]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
+/**
+ * A refused record in ASCII alone, for a database that refused its text as it is (one whose
+ * encoding lacks a character of it, LATIN1 say, where every event holding one is refused too);
+ * its reason says so.
+ */
+const inAscii = (record: RejectedRecord): RejectedRecord => {
+  const optional = (text: string | undefined): string | undefined => (text === undefined ? undefined : asciiText(text));
+  return {
+    ...record,
+    key: asciiText(record.key),
+    reason: `kept with every non-ASCII character as a \\u escape, as the database refused the text: ${asciiText(record.reason)}`,
+    natsSubject: asciiText(record.natsSubject),
+    payload: asciiText(record.payload),
+    claimedSigner: optional(record.claimedSigner),
+    eventId: optional(record.eventId),
+    eventType: optional(record.eventType),
+    sessionId: optional(record.sessionId),
+  };
+};
 
 /** The first refused record, else the first event without a verified signature, with their counts. */
 const findNotGenuine = async (
@@ -347,6 +392,34 @@ class KyselyEventStore implements EventStore {
     );
   }
 
+  async appendStorable(batch: PreparedBatch): Promise<StorableAppendResult> {
+    try {
+      return { ...(await this.append(batch)), refused: [] };
+    } catch (error) {
+      if (!refusesData(error)) throw error;
+    }
+    const refused: RefusedEvent[] = [];
+    let stored = 0;
+    // Each part in its own transaction, the first half before the second: the order (and so each
+    // chain) is the batch's, and what a part stored stays stored when a later part fails.
+    const storeInParts = async (rows: PreparedBatch['rows']): Promise<void> => {
+      try {
+        stored += (await this.append({ ...batch, received: rows.length, rows } as PreparedBatch)).stored;
+      } catch (error) {
+        if (!refusesData(error)) throw error;
+        if (rows.length === 1) {
+          refused.push({ id: rows[0]!.id, reason: refusalReason(error) });
+          return;
+        }
+        const half = Math.ceil(rows.length / 2);
+        await storeInParts(rows.slice(0, half));
+        await storeInParts(rows.slice(half));
+      }
+    };
+    await storeInParts(batch.rows);
+    return { stored, duplicates: batch.received - stored - refused.length, refused };
+  }
+
   /**
    * PostgreSQL: the same transaction on a pool client of its own in two round trips, rows
    * written with COPY (which parses far less than INSERT … SELECT FROM unnest(…) of one array
@@ -373,6 +446,13 @@ class KyselyEventStore implements EventStore {
   private async copyBatch(pool: pg.Pool, batch: CopyBatch, lookUpIds: boolean): Promise<AppendResult> {
     const client = await pool.connect();
     let broken: Error | undefined;
+    // A connection the server ends (pg_terminate_backend, a restart) also emits 'error' on its
+    // client after failing the query: unheard while the client is checked out, that is an
+    // uncaught exception, and the audit service died of it.
+    const lost = (error: Error): void => {
+      broken ??= error;
+    };
+    client.on('error', lost);
     let open = false;
     try {
       const { ids, sessions } = keysOf(batch, lookUpIds);
@@ -403,6 +483,7 @@ class KyselyEventStore implements EventStore {
       if (!refused || !rolledBack) broken = error instanceof Error ? error : new Error(String(error));
       throw error;
     } finally {
+      client.off('error', lost);
       client.release(broken);
     }
   }
@@ -446,7 +527,24 @@ class KyselyEventStore implements EventStore {
     });
   }
 
-  reject(records: readonly RejectedRecord[]): Promise<void> {
+  async reject(records: readonly RejectedRecord[]): Promise<void> {
+    try {
+      await this.insertRejected(records);
+    } catch (error) {
+      if (!refusesData(error)) throw error;
+      // A record PostgreSQL cannot take must neither keep the others out (retried for ever) nor be lost.
+      for (const record of records) {
+        try {
+          await this.insertRejected([record]);
+        } catch (alone) {
+          if (!refusesData(alone)) throw alone;
+          await this.insertRejected([inAscii(record)]);
+        }
+      }
+    }
+  }
+
+  private insertRejected(records: readonly RejectedRecord[]): Promise<void> {
     if (records.length === 0) return Promise.resolve();
     const role = this.useWriterRole ? sql`SELECT set_config('role', ${WRITER_ROLE}, true)` : undefined;
     return this.serial(() =>

@@ -389,6 +389,21 @@ const stringAt = (bytes: Buffer, start: number, end: number, flags: number, plac
  */
 export const TEXT_COLUMN = { id: 0, sessionId: 2, type: 4, source: 6, time: 8, resource: 10, subjectSub: 12, commandId: 14, approvalId: 16, decision: 18 } as const;
 
+/**
+ * The texts the store indexes with a btree (see MAX_INDEXED_TEXT_BYTES), each by where it is in
+ * an event (a refusal names it so: `data.subject.sub`) and by its column here. Both the scan
+ * below and the general path's unindexableText check these, so neither can miss one.
+ */
+export const INDEXED_TEXTS = [
+  { path: ['id'], column: TEXT_COLUMN.id },
+  { path: ['subject'], column: TEXT_COLUMN.sessionId },
+  { path: ['data', 'subject', 'sub'], column: TEXT_COLUMN.subjectSub },
+  { path: ['data', 'commandId'], column: TEXT_COLUMN.commandId },
+  { path: ['data', 'approvalId'], column: TEXT_COLUMN.approvalId },
+] as const;
+
+const INDEXED_COLUMNS: readonly number[] = INDEXED_TEXTS.map(({ column }) => column);
+
 /** Records the string just scanned at [start, end) as `column`, or leaves the column null when the value is not a string. */
 const spanOfString = (spans: number[], column: number, bytes: Buffer, start: number, end: number): void => {
   if (bytes[start] !== QUOTE) return;
@@ -629,14 +644,7 @@ const readEvent = (payload: Buffer, at: number): { readonly event: WrittenEvent;
   }
   if (payload[index] !== CLOSE_BRACE) return undefined;
   // A string's JSON is at least as long as its UTF-8: a longer one is measured by the general path.
-  if (
-    spans[TEXT_COLUMN.id + 1]! - spans[TEXT_COLUMN.id]! > MAX_INDEXED_TEXT_BYTES ||
-    spans[TEXT_COLUMN.sessionId + 1]! - spans[TEXT_COLUMN.sessionId]! > MAX_INDEXED_TEXT_BYTES ||
-    spans[TEXT_COLUMN.subjectSub + 1]! - spans[TEXT_COLUMN.subjectSub]! > MAX_INDEXED_TEXT_BYTES ||
-    spans[TEXT_COLUMN.commandId + 1]! - spans[TEXT_COLUMN.commandId]! > MAX_INDEXED_TEXT_BYTES ||
-    spans[TEXT_COLUMN.approvalId + 1]! - spans[TEXT_COLUMN.approvalId]! > MAX_INDEXED_TEXT_BYTES
-  )
-    return undefined;
+  for (const column of INDEXED_COLUMNS) if (spans[column + 1]! - spans[column]! > MAX_INDEXED_TEXT_BYTES) return undefined;
   const { id, source, type, subject, time } = envelope;
   // What the consumer and the general path need of every event, else theirs to refuse or rewrite.
   if (!id || !source || !type || !subject || !time) return undefined;

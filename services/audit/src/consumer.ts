@@ -2,7 +2,7 @@ import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JsMsg } from '@nats-io/jetstream';
 import { decodeEvents, isJetStreamApiError, JetStreamErrorCode, type ProvenanceVerifier } from '@sluice/event-bus';
 import type { CloudEvent } from '@sluice/contracts';
-import { MAX_INDEXED_TEXT_BYTES, unindexableText, type RejectedRecord } from '@sluice/event-store';
+import { MAX_INDEXED_TEXT_BYTES, unindexableText, type RefusedEvent, type RejectedRecord } from '@sluice/event-store';
 
 
 /** The last time text found to be a timestamp: the events of a batch mostly share their millisecond. */
@@ -113,8 +113,12 @@ export interface DurableConsumerSettings<T = CloudEvent[]> {
    * event of the message would be refused, the message is decoded as any other.
    */
   readonly readWritten?: (payload: Uint8Array) => readonly CloudEvent[] | undefined;
-  /** Called with every genuine event of a fetched batch (prepared); acks follow only after it resolves. */
-  readonly handle: (batch: T) => Promise<void>;
+  /**
+   * Called with every genuine event of a fetched batch (prepared); acks follow only after it
+   * resolves. The events it names as refused (by the store) are refused as the consumer refuses
+   * events: kept through `onRejected` with the rest, before the acks.
+   */
+  readonly handle: (batch: T) => Promise<void | HandledBatch>;
   /**
    * Checks each message's signature: events of a message that is not provably from a Sluice
    * service allowed to publish them never reach `handle`. Without it every event is taken.
@@ -127,6 +131,12 @@ export interface DurableConsumerSettings<T = CloudEvent[]> {
   readonly onRejected?: (records: readonly RejectedRecord[]) => Promise<void>;
   readonly logger: ConsumerLogger;
   readonly maxBackoffMs?: number;
+}
+
+/** What a handler could not take of a batch. */
+export interface HandledBatch {
+  /** Events refused on their own, by id, with why. */
+  readonly refused: readonly RefusedEvent[];
 }
 
 export interface ConsumerState {
@@ -150,9 +160,19 @@ const sleep = (ms: number, signal: { stopped: boolean }): Promise<void> =>
     tick();
   });
 
+/** Where the events of one message start in its batch's events, and which of the message's events they are. */
+interface MessageEvents {
+  readonly message: JsMsg;
+  readonly first: number;
+  /** Each event's index in the message; absent when they are all of them, in order. */
+  readonly indexes?: number[];
+}
+
 interface TakenBatch<T> {
   readonly messages: JsMsg[];
   readonly events: CloudEvent[];
+  /** One per message with events, in order: a refused event's message is found from it. */
+  readonly origins: MessageEvents[];
   readonly rejected: RejectedRecord[];
   readonly signers: WeakMap<CloudEvent, string>;
   /** Absent when there is no prepare step or it threw (it is then retried with the handler). */
@@ -309,6 +329,7 @@ export class DurableConsumer<T = CloudEvent[]> {
     });
     if (messages.length === 0) return undefined;
     const events: CloudEvent[] = [];
+    const origins: MessageEvents[] = [];
     const rejected: RejectedRecord[] = [];
     const signers = new WeakMap<CloudEvent, string>();
     const lookahead = this.settings.prepare !== undefined;
@@ -333,6 +354,7 @@ export class DurableConsumer<T = CloudEvent[]> {
           return true;
         };
         if (written !== undefined && written.every((event) => unstorable(event) === undefined && allowed(event))) {
+          if (written.length > 0) origins.push({ message, first: events.length });
           for (const event of written) {
             events.push(event);
             if (signer !== undefined) signers.set(event, signer);
@@ -357,6 +379,8 @@ export class DurableConsumer<T = CloudEvent[]> {
         refuse(origin && !origin.genuine ? `${origin.reason}; no event with an id` : 'no event with an id', 0, Buffer.from(message.data).toString('utf8'));
         continue;
       }
+      const fromMessage: MessageEvents = { message, first: events.length, indexes: [] };
+      origins.push(fromMessage);
       decoded.forEach((event, index) => {
         const tooDeep = nestedDeeperThan(event, MAX_NESTING);
         const unindexable = tooDeep ? undefined : unindexableText(event);
@@ -367,6 +391,7 @@ export class DurableConsumer<T = CloudEvent[]> {
           (origin === undefined ? undefined : origin.genuine ? provenance!.refuseEvent(origin.signer, event) : origin.reason);
         if (problem === undefined) {
           events.push(event);
+          fromMessage.indexes!.push(index);
           if (origin?.genuine) signers.set(event, origin.signer);
           return;
         }
@@ -376,12 +401,31 @@ export class DurableConsumer<T = CloudEvent[]> {
       });
     }
     const prepare = this.settings.prepare;
-    if (prepare === undefined || events.length === 0) return { messages, events, rejected, signers };
+    if (prepare === undefined || events.length === 0) return { messages, events, origins, rejected, signers };
     try {
-      return { messages, events, rejected, signers, prepared: { value: await prepare(events, (event) => signers.get(event)) } };
+      return { messages, events, origins, rejected, signers, prepared: { value: await prepare(events, (event) => signers.get(event)) } };
     } catch {
-      return { messages, events, rejected, signers };
+      return { messages, events, origins, rejected, signers };
     }
+  }
+
+  /**
+   * The events the handler refused, as records keyed like the consumer's own refusals (a
+   * message's key and the event's index in it): a retried batch refuses each once.
+   */
+  private refusedByHandler(taken: TakenBatch<T>, refused: readonly RefusedEvent[]): RejectedRecord[] {
+    return refused.map(({ id, reason }) => {
+      // The first event with the id: the store keeps that one of repeated ids.
+      const position = taken.events.findIndex((event) => event.id === id);
+      const event = taken.events[position];
+      const origin = taken.origins.findLast((candidate) => candidate.first <= position);
+      if (event === undefined || origin === undefined) throw new Error(`the handler refused an event not in its batch: ${id}`);
+      const index = origin.indexes?.[position - origin.first] ?? position - origin.first;
+      const { message } = origin;
+      this.settings.logger.error({ consumer: this.settings.durable, seq: message.seq, subject: message.subject, id, problem: reason }, 'event refused by the store');
+      // A genuine event whose only copy is now this record: kept whole (its message fit the bus), not cut as a stranger's text is.
+      return { ...rejectedRecord(message, index, reason, '', taken.signers.get(event), event), payload: JSON.stringify(event) };
+    });
   }
 
   private prepared(taken: TakenBatch<T>): T | Promise<T> {
@@ -402,11 +446,14 @@ export class DurableConsumer<T = CloudEvent[]> {
         // Taken now, its decoding and preparing run while this batch's handler waits on I/O.
         // It is handled only after this one, so the order of the stream is kept.
         if (lookahead) next = this.take(decodeFailures);
-        const { messages: batch, events, rejected } = taken;
+        const { messages: batch, events } = taken;
+        let rejected = taken.rejected;
         let backoff = 200;
         for (;;) {
           try {
-            if (events.length > 0) await this.settings.handle(await this.prepared(taken));
+            const handled = events.length > 0 ? await this.settings.handle(await this.prepared(taken)) : undefined;
+            // Asked afresh at each try: a retry refuses the same events under the same keys.
+            rejected = handled && handled.refused.length > 0 ? [...taken.rejected, ...this.refusedByHandler(taken, handled.refused)] : taken.rejected;
             if (rejected.length > 0) await this.settings.onRejected?.(rejected);
             this.failing = false;
             break;
@@ -427,7 +474,7 @@ export class DurableConsumer<T = CloudEvent[]> {
           if (message !== last) message.ack();
         }
         while (this.handledSeqs.size > 100_000) this.handledSeqs.delete(this.handledSeqs.values().next().value!);
-        this.handledEvents += events.length;
+        this.handledEvents += events.length - (rejected.length - taken.rejected.length);
         this.refusedEvents += rejected.length;
         try {
           // Acks go out in order on one connection: once the last is confirmed, all are.

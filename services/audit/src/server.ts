@@ -88,14 +88,14 @@ export const startAuditService = async ({ loaded, logger, batchMessages = 200, s
       readWritten: readWrittenEvents,
       // Normalising and canonicalising the next batch overlaps the INSERT of this one.
       prepare: (events, signerOf) => store.prepare(events, signerOf),
-      handle: async (batch) => {
-        await store.append(batch);
-      },
+      // An event PostgreSQL refuses on its own is refused like the events the consumer refuses,
+      // not retried with its batch for ever (which stored nothing behind it).
+      handle: async (batch) => ({ refused: (await store.appendStorable(batch)).refused }),
       onRejected: async (records) => {
         await store.reject(records);
         for (const alert of alertsFor(records, new Date())) await alerts.publishNow(alert);
         const { key, reason, claimedSigner, eventId, natsSubject } = records[0]!;
-        logger.error({ rejected: records.length, first: { key, reason, claimedSigner, eventId, natsSubject } }, 'events refused as not genuine; kept in sluice.rejected_events');
+        logger.error({ rejected: records.length, first: { key, reason, claimedSigner, eventId, natsSubject } }, 'events refused; kept in sluice.rejected_events');
       },
     });
     await storeConsumer.start();

@@ -58,6 +58,8 @@ interface ConnectionState {
   lastBearer: { readonly header: string; readonly verified: VerifiedToken } | undefined;
   /** Places among each subject's connections (limits.maxConnectionsPerSubject), given back on close. */
   readonly releases: Array<() => void>;
+  /** Requests being handled: a session ends in the record only after their completions. */
+  readonly handling: Set<Promise<void>>;
 }
 
 
@@ -100,7 +102,9 @@ export const createHttpAdapter = (
       res.destroy();
       return;
     }
-    void handle(state, req, res);
+    const handling = handle(state, req, res);
+    state.handling.add(handling);
+    void handling.finally(() => state.handling.delete(handling));
   });
   server.on('clientError', (error: Error & { code?: string }, socket) => {
     // Bytes node:http cannot parse (smuggling attempts among them) are audited, then refused.
@@ -624,20 +628,36 @@ export const createHttpAdapter = (
           tokens: new Map(),
           lastBearer: undefined,
           releases: [],
+          handling: new Set(),
         };
         (socket as Partial<Socket>).setNoDelay?.(true);
         connections.set(socket, state);
         socket.once('close', () => {
-          for (const session of state.sessions.values()) {
-            ports.audit.record(session.id, 'session.ended', {
-              resource: resource.name,
-              reason: 'connection closed',
-              commands: session.commands,
-              durationMs: ports.now().getTime() - session.startedAt.getTime(),
-            });
-          }
+          const sessions = [...state.sessions.values()];
           state.sessions.clear();
           for (const release of state.releases) release();
+          const recordEnded = (): void => {
+            for (const session of sessions) {
+              ports.audit.record(session.id, 'session.ended', {
+                resource: resource.name,
+                reason: 'connection closed',
+                commands: session.commands,
+                durationMs: ports.now().getTime() - session.startedAt.getTime(),
+              });
+            }
+          };
+          if (state.handling.size === 0) recordEnded();
+          else {
+            // A request the agent hung up on completes (502) once its upstream call is aborted:
+            // its completion must not come after its session's end in the record.
+            void Promise.allSettled([...state.handling]).then(() => {
+              try {
+                recordEnded();
+              } catch {
+                // The publisher closed meanwhile (shutdown): it refuses every event from then on.
+              }
+            });
+          }
           resolve();
         });
         server.emit('connection', socket);
