@@ -20,7 +20,9 @@ export const SEARCH_PATH_QUERY = 'select s from pg_catalog.unnest(pg_catalog.cur
  * The first read of search_path, before the client's first command, runs without the client's
  * statement_timeout: a driver may ask for a few milliseconds at startup (node-postgres's suite asks
  * for 10), which the first query of a fresh backend does not always meet, and the session would be
- * refused. RESET then gives the session back the value its startup packet (or role) set.
+ * refused. RESET then gives the session back the value its startup packet (or role) set. The SET
+ * itself runs under the client's timeout (PostgreSQL times each statement of a Query), so a
+ * cancelled start query is sent again (connectUpstream).
  */
 export const SESSION_START_QUERY = `set statement_timeout = 0; ${SEARCH_PATH_QUERY}; reset statement_timeout`;
 

@@ -163,7 +163,7 @@ export const connectUpstream = async (options: UpstreamOptions): Promise<Upstrea
         case 'NegotiateProtocolVersion':
           break;
         case 'ReadyForQuery': {
-          const initialRows = options.initialQuery === undefined ? [] : await runQuery(frames, options.initialQuery);
+          const initialRows = options.initialQuery === undefined ? [] : await runInitialQuery(frames, options.initialQuery);
           const pending = frames.detach();
           return { socket, reader: frames.reader, pending, parameterStatus, processId, secretKey, transactionStatus: message.status, initialRows };
         }
@@ -180,17 +180,35 @@ export const connectUpstream = async (options: UpstreamOptions): Promise<Upstrea
   }
 };
 
+/**
+ * How often the initial query is sent when the target cancels it (57014). A statement_timeout the
+ * client set at startup (node-postgres's suite asks for 1 ms) times even the query's first
+ * statement, the SET that lifts it, and a busy machine does not always run that within 1 ms.
+ * Nothing of the query took effect when it was cancelled, so it is simply sent again.
+ */
+const INITIAL_QUERY_ATTEMPTS = 5;
+const QUERY_CANCELED = '57014';
+
+const runInitialQuery = async (frames: SocketFrames, text: string): Promise<(string | null)[][]> => {
+  for (let attempt = 1; ; attempt += 1) {
+    const answer = await runQuery(frames, text);
+    if (answer.error === undefined) return answer.rows;
+    if (answer.error.code !== QUERY_CANCELED || attempt === INITIAL_QUERY_ATTEMPTS) {
+      throw new UpstreamError(`query on the target failed: ${answer.error.code} ${answer.error.message}`);
+    }
+  }
+};
+
 /** Runs one simple query on a connection still in its startup exchange; rows as text. */
-const runQuery = async (frames: SocketFrames, text: string): Promise<(string | null)[][]> => {
+const runQuery = async (frames: SocketFrames, text: string): Promise<{ rows: (string | null)[][]; error?: { code: string; message: string } }> => {
   frames.socket.write(encodeQuery(text));
   const rows: (string | null)[][] = [];
-  let error: string | undefined;
+  let error: { code: string; message: string } | undefined;
   for (;;) {
     const message = decodeBackend(await frames.next());
     if (message.type === 'DataRow') rows.push(message.values.map((v) => (v === null ? null : v.toString('utf8'))));
-    else if (message.type === 'ErrorResponse') error = `${message.fields.C ?? ''} ${message.fields.M ?? ''}`;
+    else if (message.type === 'ErrorResponse') error = { code: message.fields.C ?? '', message: message.fields.M ?? '' };
     else if (message.type === 'ReadyForQuery') break;
   }
-  if (error !== undefined) throw new UpstreamError(`query on the target failed: ${error}`);
-  return rows;
+  return error === undefined ? { rows } : { rows, error };
 };
