@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { credentialPattern, CredentialScrubStream, scrubText } from './credential-scrub.js';
+import { credentialPattern, CredentialNotScrubbed, CredentialScrubStream, scrubCredentials, scrubText } from './credential-scrub.js';
 
 const SECRET = 'Bearer s3cr3t-t0ken';
 
@@ -42,6 +42,14 @@ describe('credential scrubbing', () => {
         expect(await scrub([body.subarray(0, cut), body.subarray(cut)]), `${form} cut at ${cut}`).toMatch(/^\[.*\[REDACTED:credential\].*\] tail$/);
       }
     }
+  });
+
+  it('refuses a body holding a form it finds but cannot replace, and leaves look-alikes as they are', () => {
+    const pattern = credentialPattern([SECRET, 's3cr3t-t0ken']);
+    expect(() => scrubCredentials(Buffer.from('x s3cr3t&#x000000002d;t0ken y'), pattern)).toThrow(CredentialNotScrubbed);
+    expect(scrubText('s3cr3t&#x000000002d;t0ken', pattern)).toBe('[REDACTED:credential]');
+    const lookAlike = Buffer.from('s3cr3t and t0ken, S3CR3T_T0KEN, s3cr3t-t0ke');
+    expect(scrubCredentials(lookAlike, pattern)).toBe(lookAlike);
   });
 
   it('ignores secrets too short to search for', () => {
