@@ -309,8 +309,10 @@ export const createHttpAdapter = (
 
     const rawUrl = req.url ?? '/';
     const path = normalizeHttpPath(rawUrl);
-    const queryIndex = rawUrl.indexOf('?');
-    const query = queryIndex === -1 ? '' : rawUrl.slice(queryIndex).split('#', 1)[0]!;
+    // The query ends at a fragment, and a `?` within the fragment starts none (a client never sends
+    // a fragment: what follows `#` is not the target's to see).
+    const pathEnd = rawUrl.search(/[?#]/);
+    const query = pathEnd === -1 || rawUrl[pathEnd] === '#' ? '' : rawUrl.slice(pathEnd).split('#', 1)[0]!;
     const method = (req.method ?? 'GET').toUpperCase();
     if (path === undefined) {
       // A path trick (`;`, `%2F`, `%25`, `\\`…) is refused without a rule, and recorded as a denial.
