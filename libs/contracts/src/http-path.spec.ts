@@ -57,3 +57,44 @@ describe('normalizeHttpPath', () => {
     expect(normalizeHttpPath('/a\\b')).toBeUndefined();
   });
 });
+
+describe('normalizeHttpPath against a red team', () => {
+  it('gives what the full algorithm gives for random paths of every printable ASCII character', () => {
+    const alphabet = [...Array.from({ length: 95 }, (_, code) => String.fromCharCode(32 + code)), '/', '/', '.', '..', '/..', '/.', '%2e', '%41', '%2f'];
+    let seed = 7;
+    const next = (below: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed % below;
+    };
+    for (let made = 0; made < 200_000; made++) {
+      let path = next(3) === 0 ? '' : '/';
+      for (let pieces = 1 + next(12); pieces > 0; pieces--) path += alphabet[next(alphabet.length)];
+      if (normalizeHttpPath(path) !== normalizeHttpPathInFull(path)) {
+        expect.fail(`${JSON.stringify(path)}: ${JSON.stringify(normalizeHttpPath(path))} but in full ${JSON.stringify(normalizeHttpPathInFull(path))}`);
+      }
+    }
+  });
+
+  it('takes time in proportion to the path, whatever ends it (no backtracking blow-up)', () => {
+    for (const tail of [';', '/.', '/..', '%', '\\', 'é', '//']) {
+      for (const path of [`/${'a'.repeat(200_000)}${tail}`, `${'/a'.repeat(100_000)}${tail}`, `${'/a.'.repeat(60_000)}${tail}`]) {
+        const started = performance.now();
+        normalizeHttpPath(path);
+        // About 5 ms on a loaded machine; quadratic backtracking would take minutes.
+        expect(performance.now() - started).toBeLessThan(1_000);
+      }
+    }
+  });
+
+  it('keeps the fragment and query out of the path however they are ordered', () => {
+    expect(normalizeHttpPath('/public/x#/../../admin')).toBe('/public/x');
+    expect(normalizeHttpPath('/public/x?/../../admin')).toBe('/public/x');
+    expect(normalizeHttpPath('/public/x#?/../admin')).toBe('/public/x');
+    expect(normalizeHttpPath('/public/x?a#/../admin')).toBe('/public/x');
+    expect(normalizeHttpPath('http://host/admin')).toBeUndefined();
+    expect(normalizeHttpPath('*')).toBeUndefined();
+    expect(normalizeHttpPath('host:443')).toBeUndefined();
+    expect(normalizeHttpPath('/admin./x')).toBe('/admin./x');
+    expect(normalizeHttpPath('/a:b@c!$&\'()*+,=/')).toBe('/a:b@c!$&\'()*+,=/');
+  });
+});

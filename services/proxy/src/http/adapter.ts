@@ -17,7 +17,7 @@ import { ambiguityOf, HOP_BY_HOP, METHOD_OVERRIDE_HEADERS, PATH_OVERRIDE_HEADERS
 import { Problem, sendProblem } from './problem.js';
 import { maskResponseHeaders } from './response-headers.js';
 import { callUpstream, type UpstreamResponse } from './upstream-call.js';
-import { credentialNeedles, CredentialScrubStream, scrubCredentials, scrubText } from './credential-scrub.js';
+import { credentialPattern, CredentialScrubStream, scrubCredentials, scrubText, type CredentialPattern } from './credential-scrub.js';
 import { byteLengthOf, maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart, readUpTo, type BodyRead } from './json-body.js';
 import {
   BodyRecording,
@@ -309,8 +309,10 @@ export const createHttpAdapter = (
 
     const rawUrl = req.url ?? '/';
     const path = normalizeHttpPath(rawUrl);
-    const queryIndex = rawUrl.indexOf('?');
-    const query = queryIndex === -1 ? '' : rawUrl.slice(queryIndex).split('#', 1)[0]!;
+    // The query ends at a fragment, and a `?` within the fragment starts none (a client never sends
+    // a fragment: what follows `#` is not the target's to see).
+    const pathEnd = rawUrl.search(/[?#]/);
+    const query = pathEnd === -1 || rawUrl[pathEnd] === '#' ? '' : rawUrl.slice(pathEnd).split('#', 1)[0]!;
     const method = (req.method ?? 'GET').toUpperCase();
     if (path === undefined) {
       // A path trick (`;`, `%2F`, `%25`, `\\`…) is refused without a rule, and recorded as a denial.
@@ -389,7 +391,7 @@ export const createHttpAdapter = (
     const credentials = credentialsNow();
     let headers: Record<string, string | string[]>;
     try {
-      headers = upstreamHeaders(req, masker !== undefined || credentials.needles.length > 0, credentials);
+      headers = upstreamHeaders(req, masker !== undefined || credentials.echoed !== undefined, credentials);
     } catch (problem) {
       return fail(problem as Problem, session, requestId);
     }
@@ -406,7 +408,7 @@ export const createHttpAdapter = (
       return fail(new Problem(502, SluiceErrorCode.UpstreamFailed, 'Bad gateway', 'the target did not answer'), session, requestId);
     }
 
-    await respond(state, session, requestId, started, method, upstream, masker, credentials.needles, res);
+    await respond(state, session, requestId, started, method, upstream, masker, credentials.echoed, res);
   };
 
   /**
@@ -424,12 +426,20 @@ export const createHttpAdapter = (
       headers.push([name.toLowerCase(), full]);
       values.push(full, full.slice(ref.prefix?.length ?? 0));
     }
+    // A value injected before a secret was rotated stays scrubbed: a target may still echo it
+    // (a cached answer, a slow request that carried it).
+    for (const value of values) {
+      if (injectedBefore.has(value)) continue;
+      injectedBefore.add(value);
+      if (injectedBefore.size > MAX_REMEMBERED_CREDENTIALS) injectedBefore.delete(injectedBefore.values().next().value!);
+    }
     // Built again only when a value changed (the key is every value, JSON-encoded: no two lists share it).
-    const key = JSON.stringify(values);
-    if (lastNeedles?.key !== key) lastNeedles = { key, needles: credentialNeedles(values) };
-    return { headers, needles: lastNeedles.needles };
+    const key = JSON.stringify([...injectedBefore]);
+    if (lastPattern?.key !== key) lastPattern = { key, echoed: credentialPattern([...injectedBefore]) };
+    return { headers, echoed: lastPattern.echoed };
   };
-  let lastNeedles: { readonly key: string; readonly needles: readonly Buffer[] } | undefined;
+  const injectedBefore = new Set<string>();
+  let lastPattern: { readonly key: string; readonly echoed: CredentialPattern | undefined } | undefined;
 
   const respond = async (
     state: ConnectionState,
@@ -439,7 +449,7 @@ export const createHttpAdapter = (
     method: string,
     upstream: UpstreamResponse,
     masker: ProfileMasker | undefined,
-    needles: readonly Buffer[],
+    echoed: CredentialPattern | undefined,
     res: ServerResponse,
   ): Promise<void> => {
     const { ports } = state;
@@ -451,7 +461,8 @@ export const createHttpAdapter = (
     }
     const counts: MaskCounts = {};
     const contentType = headerValue(upstream.headers['content-type']);
-    const encoding = headerValue(upstream.headers['content-encoding']);
+    // Every Content-Encoding header, as the agent's client would apply them: one not decoded is refused.
+    const encoding = allValues(upstream.headers['content-encoding']);
     const bodyless = method === 'HEAD' || status === 204 || status === 304 || headerValue(upstream.headers['content-length']) === '0';
     const recording = new BodyRecording(ports.recording.maxBytes);
     const record = (ok: boolean, error?: { code: string; message: string }) => {
@@ -483,7 +494,7 @@ export const createHttpAdapter = (
 
     // The agent never sees the target's credentials, even echoed back (CONTRACT §3), masked or not.
     for (const [name, value] of Object.entries(responseHeaders)) {
-      responseHeaders[name] = Array.isArray(value) ? value.map((one) => scrubText(one, needles)) : scrubText(value, needles);
+      responseHeaders[name] = Array.isArray(value) ? value.map((one) => scrubText(one, echoed)) : scrubText(value, echoed);
     }
 
     if (masker) {
@@ -498,7 +509,7 @@ export const createHttpAdapter = (
     }
 
     if (!masker || bodyless) {
-      const scrubbing = !bodyless && needles.length > 0;
+      const scrubbing = !bodyless && echoed !== undefined;
       const decoder = scrubbing ? decoderFor(encoding) : null;
       if (decoder === undefined) {
         upstream.body.resume();
@@ -517,7 +528,7 @@ export const createHttpAdapter = (
       try {
         const stages: NodeJS.ReadWriteStream[] = [];
         if (decoder) stages.push(decoder());
-        if (scrubbing) stages.push(new CredentialScrubStream(needles));
+        if (scrubbing) stages.push(new CredentialScrubStream(echoed));
         await pipeline([upstream.body, ...stages, new RecordingTap(recording), res]);
         record(true);
       } catch {
@@ -551,16 +562,16 @@ export const createHttpAdapter = (
       return (decodedStream = scrubbed(unpacked));
     };
     const scrubbed = (unpacked: Readable): Readable => {
-      if (needles.length === 0) return unpacked;
-      const decoded = unpacked.pipe(new CredentialScrubStream(needles));
+      if (!echoed) return unpacked;
+      const decoded = unpacked.pipe(new CredentialScrubStream(echoed));
       unpacked.on('error', (error) => decoded.destroy(error));
       return decoded;
     };
     /** The body read directly, to its end or past `maxJsonBytes`, with echoed credentials scrubbed. */
     const readDirectly = async (): Promise<BodyRead> => {
       const read = await upstream.readUpTo(maxJsonBytes);
-      if (needles.length === 0) return read;
-      if (read.complete) return { bytes: scrubCredentials(read.bytes, needles), complete: true };
+      if (!echoed) return read;
+      if (read.complete) return { bytes: scrubCredentials(read.bytes, echoed), complete: true };
       // Past what is read whole: what was read goes back before the rest, and both are scrubbed
       // as one stream, so a credential across the cut is still found.
       decodedStream = scrubbed(Readable.from(prepend(read.bytes, (upstream.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]())));
@@ -674,14 +685,20 @@ export const createHttpAdapter = (
 /** The credentials of one request: the headers injected, and what is scrubbed from the answer. */
 interface Credentials {
   readonly headers: readonly (readonly [string, string])[];
-  readonly needles: readonly Buffer[];
+  /** What is scrubbed from the answer: every value injected, recently rotated ones too. */
+  readonly echoed: CredentialPattern | undefined;
 }
 
-const NO_CREDENTIALS: Credentials = { headers: [], needles: [] };
+const NO_CREDENTIALS: Credentials = { headers: [], echoed: undefined };
+
+/** Credential values remembered after a rotation, so an answer that echoes an old one is still scrubbed. */
+const MAX_REMEMBERED_CREDENTIALS = 16;
 
 const NO_TOKENS: ReadonlySet<string> = new Set();
 
 const headerValue = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
+
+const allValues = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value.join(', ') : value);
 
 /** A request as recorded: its method and path (query included), masked; the method alone if masking fails. */
 const recordedRequest = (governor: Governor, commandId: string, method: string, target: string, decision: Parameters<Governor['maskedCommand']>[1]): RecordedCommand => ({
