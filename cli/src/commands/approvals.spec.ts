@@ -16,6 +16,7 @@ const approval = {
   status: 'pending',
   resource: 'shop-db',
   subject: 'ops-agent-1',
+  requester: { sub: 'ops-agent-1', groups: ['ops-agents'], issuer: 'http://127.0.0.1:9000' },
   command: 'DELETE FROM orders',
   commandHash: 'abcdef0123456789',
   risk: 'high',
@@ -98,6 +99,22 @@ describe('sluice approvals', () => {
     } finally {
       delete process.env.SLUICE_TOKEN;
     }
+  });
+
+  it('prints every detail of the decided approval indented under its heading', async () => {
+    const result = await capture(undefined, ['deny', 'a-1', '--url', url, '--token', 'good-token']);
+    expect(result.code).toBe(0);
+    expect(result.out).toBe(
+      [
+        'approval a-1: denied',
+        '  ops-agent-1 (from http://127.0.0.1:9000) on shop-db, high risk, rule risky-needs-dba',
+        '  command: DELETE FROM orders',
+        "  agent's justification: ticket 42: test orders",
+        '  hash:    abcdef0123456789',
+        '  deny by dba-alice (ok)',
+        '',
+      ].join('\n'),
+    );
   });
 
   it('prints no terminal controls from the command, the agent or another approver (list, approve, -q)', async () => {

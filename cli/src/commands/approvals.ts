@@ -74,7 +74,7 @@ const describeApproval = (approval: ApprovalJson): string => {
   const decisions = (approval.decisions ?? []).map((decision) => oneLine(`${decision.decision} by ${decision.approver}${decision.reason ? ` (${decision.reason})` : ''}`));
   return [
     oneLine(`approval ${approval.id}: ${approval.status}`),
-    oneLine(`  ${approval.subject}${approval.requester?.issuer ? ` (from ${approval.requester.issuer})` : ''} on ${approval.resource}, ${approval.risk} risk, rule ${approval.rule}`),
+    `  ${oneLine(`${approval.subject}${approval.requester?.issuer ? ` (from ${approval.requester.issuer})` : ''} on ${approval.resource}, ${approval.risk} risk, rule ${approval.rule}`)}`,
     `  command: ${oneLine(approval.command, 200)}`,
     ...(approval.justification ? [`  agent's justification: ${oneLine(approval.justification, 200)}`] : []),
     `  hash:    ${oneLine(approval.commandHash)}`,
