@@ -1,6 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigInvalidError } from '@sluice/contracts';
-import { parseConfig } from './load.js';
+import { loadConfig, parseConfig } from './load.js';
 
 const oidc = { issuer: 'http://127.0.0.1:9000', audience: 'sluice' };
 const resource = { name: 'db', type: 'postgres', listen: '127.0.0.1:15432', target: { host: '127.0.0.1', database: 'shop' }, credentials: { username: 'u' } };
@@ -43,5 +46,36 @@ describe('a config a person got wrong is refused with the key they wrote', () =>
     expect(problemWith({ rules: [{ ...rule, effect: 'permit' }] })).toBe('rules[0].effect: expected one of allow, deny, approve');
     expect(problemWith({ rulez: [] })).toBe('rulez: unknown key rulez');
     expect(() => parseConfig({ identity: { oidc: [oidc] }, resources: [resource], rules: [rule] })).not.toThrow();
+  });
+});
+
+describe('a config file that cannot be read is named, with the reason', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const problemLoading = (name: string, text?: string): string => {
+    const file = join(dir, name);
+    if (text !== undefined) writeFileSync(file, text);
+    try {
+      loadConfig(file);
+    } catch (error) {
+      if (error instanceof ConfigInvalidError) return error.message;
+      throw error;
+    }
+    throw new Error('the config was accepted');
+  };
+
+  it('says a missing file is missing', () => {
+    expect(problemLoading('nope.yaml')).toBe(`${join(dir, 'nope.yaml')}: no such file`);
+  });
+
+  it('gives the line and column of a YAML error', () => {
+    expect(problemLoading('broken.yaml', 'rules:\n  - name: x\n    effect: allow\n   bad: 1\n')).toBe(
+      `${join(dir, 'broken.yaml')}: not valid YAML (line 4, column 1): Sequence item without - indicator`,
+    );
+  });
+
+  it('refuses an empty file', () => {
+    expect(problemLoading('empty.yaml', '# nothing yet\n')).toBe(`${join(dir, 'empty.yaml')}: empty file`);
   });
 });

@@ -171,19 +171,22 @@ export const loadConfig = (file: string): LoadedConfig => {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ConfigInvalidError('', `a readable config file at ${path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ConfigInvalidError(path, code === 'ENOENT' ? 'no such file' : `cannot be read (${code ?? 'unreadable'})`);
   }
   let document: unknown;
   try {
-    document = parseYaml(text, { prettyErrors: false });
+    // prettyErrors gives the error its line and column; its message then ends with them, said our way below.
+    document = parseYaml(text, { prettyErrors: true });
   } catch (error) {
     if (error instanceof YAMLParseError) {
       const line = error.linePos?.[0];
-      throw new ConfigInvalidError('', `valid YAML${line ? ` (line ${line.line}, column ${line.col})` : ''}: ${error.message.split('\n')[0]}`);
+      const reason = error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+      throw new ConfigInvalidError(path, `not valid YAML${line ? ` (line ${line.line}, column ${line.col})` : ''}: ${reason}`);
     }
     throw error;
   }
   // An empty file parses as null: refuse it rather than start a gateway with nothing configured.
-  if (document === null || document === undefined) throw new ConfigInvalidError('', `a config file with content (${path} is empty)`);
+  if (document === null || document === undefined) throw new ConfigInvalidError(path, 'empty file');
   return { config: parseConfig(document), path, dir: dirname(path) };
 };
