@@ -1,7 +1,7 @@
 /**
  * A CPU profile of every Sluice process while one agent runs N sequential statements:
  *   npx tsx --conditions=development bench/profile-proxy.ts [--statements 3000] [--dir /tmp/sluice-prof]
- *     [--redis [--clients 50] [--pipeline 16] [--random-keys 100000] [--fill-decisions 10000]] [--http [--clients 50] [--duration 8s]] [--noprof] [--strace]
+ *     [--redis [--clients 50] [--pipeline 16] [--random-keys 100000] [--fill-decisions 10000]] [--http [--clients 50] [--duration 8s] [--credential-file]] [--noprof] [--strace]
  * Prints the proxy's top functions by self time (`--service audit`: the audit service's); the
  * .cpuprofile files open in Chrome DevTools. The masking profile is the benchmark's (every
  * detector and a column rule), so the per-operation figures compare with `npm run bench`.
@@ -11,10 +11,12 @@
  * --random-keys N has redis-benchmark pick among N keys (`-r N`) instead of one.
  * --fill-decisions N first has N distinct commands decided (`KEYS fill:<i>*`, kept by their exact
  * arguments), so the load runs against a policy port whose decision cache is as full as a busy one's.
+ * --credential-file has the HTTP resource inject an Authorization header read from a file (`{ file }`),
+ * as an API's credentials usually are; without it no credential is injected.
  * --strace counts the proxy's system calls during the load (`strace -c -f`, per operation); strace
  * slows every call it sees, so the CPU figures of such a run are not comparable with others.
  */
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -30,7 +32,7 @@ import { deleteStreams } from '../test/support/databases.js';
 import { formatSelfTimes, monotonicMicros, profileRuns, readProfiles, summarizeProfile } from './support/cpu-profile.js';
 
 const { values } = parseArgs({
-  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' }, noprof: { type: 'boolean', default: false }, strace: { type: 'boolean', default: false }, 'random-keys': { type: 'string', default: '0' }, 'fill-decisions': { type: 'string', default: '0' }, duration: { type: 'string', default: '8s' } },
+  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' }, noprof: { type: 'boolean', default: false }, strace: { type: 'boolean', default: false }, 'random-keys': { type: 'string', default: '0' }, 'fill-decisions': { type: 'string', default: '0' }, duration: { type: 'string', default: '8s' }, 'credential-file': { type: 'boolean', default: false } },
 });
 let statements = Number(values.statements);
 // Side-by-side runs must not share a store database or a stream.
@@ -44,6 +46,8 @@ const dir = values.dir;
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
 
+const credentialFile = `${dir}/api-token`;
+writeFileSync(credentialFile, `${randomBytes(24).toString('hex')}\n`);
 const run = promisify(execFile);
 const randomKeys = Number(values['random-keys']) > 0 ? ['-r', values['random-keys']] : [];
 const idp = await startTestIssuer();
@@ -64,7 +68,13 @@ const sluice = await startSluice(
     resources: [
       { name: 'db', type: 'postgres', listen: `127.0.0.1:${port}`, target: { host: '127.0.0.1', database: 'postgres' }, credentials: { username: 'postgres' } },
       { name: 'kv', type: 'redis', listen: `127.0.0.1:${redisPort}`, target: { host: '127.0.0.1', port: 6379 } },
-      { name: 'api', type: 'http', listen: `127.0.0.1:${httpPort}`, target: { url: `http://127.0.0.1:${(target.address() as AddressInfo).port}` } },
+      {
+        name: 'api',
+        type: 'http',
+        listen: `127.0.0.1:${httpPort}`,
+        target: { url: `http://127.0.0.1:${(target.address() as AddressInfo).port}` },
+        ...(values['credential-file'] ? { credentials: { headers: { Authorization: { file: credentialFile, prefix: 'Bearer ' } } } } : {}),
+      },
     ],
     // The realistic profile of issue 12: every detector and a column rule.
     masking: {

@@ -1,4 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import fs, { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Agent, createServer as createHttpServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Server } from 'node:net';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
@@ -95,6 +99,25 @@ const startTarget = async () => {
       case '/customers/7':
         res.writeHead(200, { 'content-type': 'application/json' });
         return res.end(customerJson);
+      case '/accented':
+        // Masked text beyond ASCII: sent and recorded as UTF-8 (a long one past the recording bounds).
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return res.end(JSON.stringify({ name: 'Zoë Ødegård 😀', email: 'zoe@example.com', notes: req.url!.endsWith('?long') ? 'é'.repeat(3000) : '' }));
+      case '/echo-credential-json': {
+        // The credential echoed in a JSON body: declared whole (content-length), or chunked with
+        // the secret split across two writes.
+        const padding = req.url!.includes('padded') ? { padding: 'p'.repeat(200) } : {};
+        const echoed = JSON.stringify({ ...padding, seen: req.headers.authorization ?? '', bare: (req.headers.authorization ?? '').replace(/^Bearer /, '') });
+        if (!req.url!.includes('chunked')) {
+          res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(echoed) });
+          return res.end(echoed);
+        }
+        res.writeHead(200, { 'content-type': 'application/json' });
+        const split = echoed.indexOf('secret') + 3;
+        res.write(echoed.slice(0, split));
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return res.end(echoed.slice(split));
+      }
       case '/plain':
         res.writeHead(200, { 'content-type': 'application/json' });
         return res.end('{"id":1,"big":12345678901234567890}');
@@ -259,6 +282,75 @@ describe('HTTP adapter', () => {
     }
   });
 
+  it('scrubs an echoed credential from a JSON body, declared whole or chunked with the secret split across writes', async () => {
+    for (const path of ['/echo-credential-json', '/echo-credential-json?chunked']) {
+      const reply = await call(port, path, { token });
+      expect(reply.status).toBe(200);
+      expect(target.seen.at(-1)!.headers.authorization).toBe('Bearer target-secret-123');
+      expect(JSON.parse(reply.body)).toEqual({ seen: '[REDACTED:credential]', bare: '[REDACTED:credential]' });
+      expect(Number(reply.headers['content-length'])).toBe(Buffer.byteLength(reply.body));
+    }
+    expect(JSON.stringify(harness.events)).not.toContain('target-secret');
+  });
+
+  it('scrubs a credential split across the cut of a JSON body too large to walk, streamed as text', async () => {
+    // The first write (past the 64-byte limit) ends inside the secret; the rest follows it.
+    const small = createHttpAdapter(
+      { name: 'billing-api', type: 'http', listen: '127.0.0.1:0', target: { url: target.url }, credentials: { headers: { Authorization: { env: 'SLUICE_TEST_BILLING_TOKEN', prefix: 'Bearer ' } } } },
+      { secretsDir: process.cwd(), maxJsonBytes: 64 },
+    );
+    // A profile without column rules: a JSON body too large to walk is streamed as text, not withheld.
+    const noColumnRules = { ...masker, columnRuleCount: 0 };
+    const ports = { ...harness.ports, masking: { ...harness.ports.masking, masker: (profile: string) => (harness.ports.masking.masker(profile) ? noColumnRules : undefined) } };
+    const { server, port: smallPort } = await listenOnLoopback(small, ports);
+    try {
+      const reply = await call(smallPort, '/echo-credential-json?chunked&padded', { token });
+      expect(reply.status).toBe(200);
+      expect(reply.body).not.toContain('secret');
+      expect(JSON.parse(reply.body)).toMatchObject({ seen: '[REDACTED:credential]', bare: '[REDACTED:credential]' });
+    } finally {
+      await small.close();
+      server.close();
+    }
+  });
+
+  it('reads a file credential once per request: the value injected is the one scrubbed, and a rotated file is used next', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-http-secret-'));
+    const secretFile = join(dir, 'billing-token');
+    writeFileSync(secretFile, 'file-secret-123\n');
+    const fileAdapter = createHttpAdapter(
+      { name: 'billing-api', type: 'http', listen: '127.0.0.1:0', target: { url: target.url }, credentials: { headers: { Authorization: { file: secretFile, prefix: 'Bearer ' } } } },
+      { secretsDir: dir },
+    );
+    const { server, port: filePort } = await listenOnLoopback(fileAdapter, harness.ports);
+    // Every module's readFileSync (node:fs's named export included) is counted for the secret's path.
+    const readFileSync = fs.readFileSync;
+    let reads = 0;
+    fs.readFileSync = ((path: Parameters<typeof readFileSync>[0], ...rest: unknown[]) => {
+      if (String(path) === secretFile) reads++;
+      return (readFileSync as (...args: unknown[]) => unknown)(path, ...rest);
+    }) as typeof readFileSync;
+    syncBuiltinESMExports();
+    try {
+      const first = await call(filePort, '/echo-credential', { token });
+      expect(target.seen.at(-1)!.headers.authorization).toBe('Bearer file-secret-123');
+      expect(first.body).toBe('got [REDACTED:credential]');
+      expect(reads).toBe(1);
+      writeFileSync(secretFile, 'file-secret-456\n');
+      const rotated = await call(filePort, '/echo-credential', { token });
+      expect(target.seen.at(-1)!.headers.authorization).toBe('Bearer file-secret-456');
+      expect(rotated.body).toBe('got [REDACTED:credential]');
+      expect(rotated.headers['x-echo']).toBe('[REDACTED:credential]');
+      expect(reads).toBe(2);
+    } finally {
+      fs.readFileSync = readFileSync;
+      syncBuiltinESMExports();
+      await fileAdapter.close();
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('denies POST with 403 problem+json naming the rule, before anything reaches the target', async () => {
     const reply = await call(port, '/customers', { token, method: 'POST', body: '{"name":"x"}', headers: { 'content-type': 'application/json' } });
     expect(reply.status).toBe(403);
@@ -280,6 +372,27 @@ describe('HTTP adapter', () => {
     expect(escaped.status).toBe(400);
     expect(target.seen.map((seen) => seen.url)).toEqual(['/x']);
     expect(harness.state.decided).toEqual(['GET /x', 'GET /admin/y']);
+  });
+
+  it('sends and records a masked JSON body as its UTF-8: its length in bytes, the text whole, or cut within the bounds', async () => {
+    const short = await call(port, '/accented', { token });
+    expect(short.status).toBe(200);
+    expect(Number(short.headers['content-length'])).toBe(Buffer.byteLength(short.body));
+    expect(JSON.parse(short.body)).toEqual({ name: 'Zoë Ødegård 😀', email: '***@example.com', notes: '' });
+    const shortResult = harness.events.find((event) => event.kind === 'result.returned')!;
+    expect(shortResult.data).toMatchObject({ rows: [[short.body]], bytes: Buffer.byteLength(short.body), truncated: false, maskedCounts: { email: 1 } });
+
+    harness.events.length = 0;
+    const long = await call(port, '/accented?long', { token });
+    expect(Number(long.headers['content-length'])).toBe(Buffer.byteLength(long.body));
+    expect(JSON.parse(long.body).email).toBe('***@example.com');
+    const longResult = harness.events.find((event) => event.kind === 'result.returned')!;
+    expect(longResult.data).toMatchObject({ bytes: Buffer.byteLength(long.body), truncated: true });
+    const recorded = (longResult.data.rows as string[][])[0]![0]!;
+    // Cut at 4096 bytes, perhaps within a character (decoded as U+FFFD).
+    expect(Buffer.byteLength(recorded.replace(/\uFFFD$/, ''))).toBeLessThanOrEqual(4096);
+    expect(long.body.startsWith(recorded.replace(/\uFFFD$/, ''))).toBe(true);
+    expect(recorded.length).toBeGreaterThan(2000);
   });
 
   it('decodes gzip and brotli bodies, masks them and sends them uncompressed', async () => {

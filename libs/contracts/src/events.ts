@@ -55,7 +55,7 @@ export interface CommandDecided {
   readonly rule: string;
   readonly reason: string;
   readonly tables?: readonly string[];
-  /** Set when `command` was cut to `audit.recording.maxCommandBytes`. */
+  /** Set when `command` was cut to `audit.recording.maxCommandBytes`, or `tables` to its first 4 KiB of names (the statement named more). */
   readonly truncated?: boolean;
   /** UTF-8 size of the recorded command text before it was cut (present when truncated). */
   readonly commandBytes?: number;

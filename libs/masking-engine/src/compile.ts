@@ -6,6 +6,8 @@ import { builtInDetectors, custom, Hint, hintsOf, type Detector, type Found } fr
 import { scanFeatures } from './features.js';
 import { parseArray, serializeArray, type ArrayNode } from './pg-array.js';
 import { decodeBinaryArray, decodeBinaryScalar, encodeBinaryArray } from './pg-binary.js';
+import { assertJsonWalkable } from './json-depth.js';
+import { spellUnicodeEscapes } from './unicode-escapes.js';
 import { ARRAY_ELEMENT, TEXT_OIDS, typeKind, type TypeKind } from './pg-types.js';
 
 const JSONB_VERSION = Buffer.from([1]);
@@ -130,6 +132,7 @@ class Masker implements ProfileMasker {
   }
 
   maskJson(value: unknown, counts: MaskCounts): unknown {
+    assertJsonWalkable(value);
     return this.walk(value, Hint.none, counts);
   }
 
@@ -244,8 +247,12 @@ class Masker implements ProfileMasker {
   }
 
   /** Masks the sensitive parts of a text; null when a part's strategy is `null` and `cell` is set. */
-  private maskString(text: string, hints: number, counts: MaskCounts, cell: boolean): string | null {
-    const found = this.find(text, hints);
+  private maskString(raw: string, hints: number, counts: MaskCounts, cell: boolean): string | null {
+    // A value spelled with \u escapes is masked in the spelled-out text (the escapes then go too).
+    const spelled = spellUnicodeEscapes(raw);
+    const spelledFound = spelled === raw ? undefined : this.find(spelled, hints);
+    const text = spelledFound ? spelled : raw;
+    const found = spelledFound ?? this.find(raw, hints);
     if (!found) return text;
     let out = '';
     let position = 0;
@@ -339,6 +346,7 @@ class Masker implements ProfileMasker {
     } catch {
       return this.maskString(value, plan.hints, counts, true);
     }
+    assertJsonWalkable(document);
     const local: MaskCounts = {};
     const masked = this.walk(document, plan.hints, local);
     let changed = false;

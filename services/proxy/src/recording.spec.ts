@@ -25,6 +25,27 @@ describe('recording bounds', () => {
     expect(data.commandBytes).toBe(command.length);
   });
 
+  it('keeps the command whole and cuts the table list to its first 4 KiB of names when a statement names thousands of tables', () => {
+    const limit = { maxRows: 100, maxBytes: 65_536, maxRowBytes: 16_384, maxCommandBytes: 16_384, maxEventBytes: 262_144 };
+    const decided = (command: string, tables: string[]) =>
+      boundEventData('command.decided', { commandId: 'c', resource: 'db', protocol: 'postgres', command, action: 'write', risk: 'high', decision: 'allow', rule: 'r', reason: 'ok', tables }, limit);
+    const tables = Array.from({ length: 5_000 }, (_, index) => `public.${'t'.repeat(50)}${index}`);
+    const command = `DELETE FROM accounts USING ${tables.slice(0, 200).join(', ')}`;
+    const recorded = decided(command, tables);
+    expect(recorded.command).toBe(command);
+    expect(recorded.truncated).toBe(true);
+    expect(recorded.commandBytes).toBe(command.length);
+    expect(recorded.tables).toEqual(tables.slice(0, recorded.tables!.length));
+    expect(recorded.tables!.length).toBeGreaterThan(10);
+    expect(Buffer.byteLength(JSON.stringify(recorded.tables))).toBeLessThanOrEqual(4_096);
+    // One name longer than the budget keeps its beginning; names of control characters count as JSON writes them.
+    expect(Buffer.byteLength(JSON.stringify(decided('x', ['n'.repeat(10_000)]).tables))).toBeLessThanOrEqual(4_096);
+    expect(Buffer.byteLength(JSON.stringify(decided('x', Array.from({ length: 100 }, () => '\u0001'.repeat(20))).tables))).toBeLessThanOrEqual(4_096);
+    // A usual list goes as it is, the same object.
+    const few = { commandId: 'c', resource: 'db', protocol: 'postgres' as const, command: 'x', action: 'read' as const, risk: 'low' as const, decision: 'allow' as const, rule: 'r', reason: 'ok', tables: ['public.a', 'public.b'] };
+    expect(boundEventData('command.decided', few, limit)).toBe(few);
+  });
+
   it('cuts a first result row larger than the budget instead of keeping it whole', () => {
     const data = boundEventData(
       'result.returned',

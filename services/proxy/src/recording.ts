@@ -75,6 +75,34 @@ export const cutText = (text: string, maxBytes: number): { readonly text: string
 
 const cutNote = (text: string): string => cutText(text, MAX_NOTE_BYTES).text;
 
+/**
+ * The table names a decision records are kept up to this (their JSON). They are the agent's: a
+ * statement naming thousands of tables made a decision too large for its event, and the event was
+ * published reduced, its command text cut to 1 KiB and its table list dropped whole.
+ */
+const MAX_TABLES_BYTES = 4096;
+
+/**
+ * Table names as recorded: the first ones whose JSON (quotes and commas included) fits
+ * MAX_TABLES_BYTES, a first name longer than that cut; undefined when all of them fit.
+ */
+const boundTables = (tables: readonly string[] | undefined): readonly string[] | undefined => {
+  if (tables === undefined) return undefined;
+  let estimate = 2;
+  for (const name of tables) estimate += 3 + name.length * 6;
+  if (estimate <= MAX_TABLES_BYTES) return undefined;
+  const kept: string[] = [];
+  let used = 2;
+  for (const name of tables) {
+    const cut = cutJson(name, MAX_TABLES_BYTES - used - 3);
+    if (cut.truncated && kept.length > 0) break;
+    kept.push(cut.text);
+    used += 3 + cut.used;
+    if (cut.truncated) break;
+  }
+  return kept.length === tables.length && kept.every((name, index) => name === tables[index]) ? undefined : kept;
+};
+
 /** Each cell's quotes and comma (`null,` for a null) and the row's brackets and comma: its JSON with every text empty. */
 const rowFraming = (row: readonly (string | null)[]): number => {
   let framing = 3;
@@ -179,14 +207,16 @@ const boundData = (kind: SluiceEventKind, data: SluiceEventDataByKind[SluiceEven
   switch (kind) {
     case 'command.decided': {
       const decided = data as SluiceEventDataByKind['command.decided'];
+      const tables = boundTables(decided.tables);
       // A UTF-16 unit takes at most six bytes of JSON: most texts fit without being counted.
-      if (decided.command.length * 6 <= bounds.maxCommandBytes && decided.reason.length * 6 <= MAX_NOTE_BYTES) return data;
+      if (decided.command.length * 6 <= bounds.maxCommandBytes && decided.reason.length * 6 <= MAX_NOTE_BYTES && !tables) return data;
       const command = cutText(decided.command, bounds.maxCommandBytes);
       const reason = cutNote(decided.reason);
-      if (!command.truncated && reason === decided.reason) return data;
+      if (!command.truncated && reason === decided.reason && !tables) return data;
       // An adapter that recorded only the beginning already says the full size.
       const commandBytes = decided.commandBytes ?? command.bytes;
-      return { ...decided, command: command.text, reason, ...(command.truncated ? { truncated: true, commandBytes } : {}) };
+      const truncated = command.truncated || tables !== undefined;
+      return { ...decided, command: command.text, reason, ...(tables ? { tables } : {}), ...(truncated ? { truncated: true, commandBytes } : {}) };
     }
     case 'command.completed': {
       const completed = data as SluiceEventDataByKind['command.completed'];

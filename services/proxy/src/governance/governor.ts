@@ -9,9 +9,11 @@ import {
   type Subject,
   type SubjectRef,
 } from '@sluice/contracts';
+import { RECORDING_DEFAULTS } from '@sluice/config';
 import type { ProfileMasker } from '@sluice/masking-engine';
 import type { GovernancePorts, GovernedCommand } from '../ports.js';
 import { shownJustification } from '../justification.js';
+import { cutText } from '../recording.js';
 import { holdForApproval, type HoldResult } from './approval-hold.js';
 
 /** Whom and where a command is decided for: one agent session on one resource. */
@@ -149,6 +151,21 @@ export class Governor {
     },
     signal: AbortSignal,
   ): Promise<HoldResult> {
+    // Approvers grant the whole command (its hash): they must be shown the whole of it. A text
+    // past the recording bound reached them cut without a sign of it (PostgreSQL's at 80 KiB, and
+    // at 1 KiB where its escapes made approval.requested too large for the bus), so a statement
+    // padded before its write went to them looking harmless.
+    const shownBytes = this.ports.recording.maxCommandBytes ?? RECORDING_DEFAULTS.maxCommandBytes;
+    if (cutText(request.command, shownBytes).truncated) {
+      return Promise.resolve({
+        granted: false,
+        approvalId: undefined,
+        outcome: 'denied',
+        code: SluiceErrorCode.ApprovalDenied,
+        reason: `the command is longer than approvers can be shown whole (audit.recording.maxCommandBytes, ${shownBytes} bytes); it was not sent for approval`,
+        approvers: [],
+      });
+    }
     const justification = shownJustification(request.justification, (text) => this.ports.masking.maskCommandText(text, maskProfileOf(request.decision)));
     return holdForApproval(
       this.ports.approvals,

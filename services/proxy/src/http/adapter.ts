@@ -17,8 +17,8 @@ import { ambiguityOf, HOP_BY_HOP, METHOD_OVERRIDE_HEADERS, PATH_OVERRIDE_HEADERS
 import { Problem, sendProblem } from './problem.js';
 import { maskResponseHeaders } from './response-headers.js';
 import { callUpstream, type UpstreamResponse } from './upstream-call.js';
-import { credentialNeedles, CredentialScrubStream, scrubText } from './credential-scrub.js';
-import { maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart, readUpTo, type BodyRead } from './json-body.js';
+import { credentialNeedles, CredentialScrubStream, scrubCredentials, scrubText } from './credential-scrub.js';
+import { byteLengthOf, maskJsonText, maskTextBody, opensLikeJson, prepend, readMore, readStart, readUpTo, type BodyRead } from './json-body.js';
 import {
   BodyRecording,
   bodyKind,
@@ -58,6 +58,8 @@ interface ConnectionState {
   lastBearer: { readonly header: string; readonly verified: VerifiedToken } | undefined;
   /** Places among each subject's connections (limits.maxConnectionsPerSubject), given back on close. */
   readonly releases: Array<() => void>;
+  /** Requests being handled: a session ends in the record only after their completions. */
+  readonly handling: Set<Promise<void>>;
 }
 
 
@@ -100,7 +102,9 @@ export const createHttpAdapter = (
       res.destroy();
       return;
     }
-    void handle(state, req, res);
+    const handling = handle(state, req, res);
+    state.handling.add(handling);
+    void handling.finally(() => state.handling.delete(handling));
   });
   server.on('clientError', (error: Error & { code?: string }, socket) => {
     // Bytes node:http cannot parse (smuggling attempts among them) are audited, then refused.
@@ -217,16 +221,21 @@ export const createHttpAdapter = (
     return session;
   };
 
+  /** Header names the resource's credentials take: an agent's header of such a name never reaches the target. */
+  const injected = new Set(Object.keys(resource.credentials.headers).map((name) => name.toLowerCase()));
+
   /** Request headers for the target: no hop-by-hop, no agent token, the resource's credentials. */
-  const upstreamHeaders = (req: IncomingMessage, masking: boolean): Record<string, string | string[]> => {
-    const connectionTokens = new Set(
-      (req.headers.connection ?? '')
-        .split(',')
-        .map((token) => token.trim().toLowerCase())
-        .filter(Boolean),
-    );
-    const credentials = Object.entries(resource.credentials.headers).map(([name, ref]) => [name, readSecret(ref, options.secretsDir)] as const);
-    const injected = new Set(credentials.map(([name]) => name.toLowerCase()));
+  const upstreamHeaders = (req: IncomingMessage, masking: boolean, credentials: Credentials): Record<string, string | string[]> => {
+    const connection = req.headers.connection;
+    const connectionTokens =
+      connection === undefined
+        ? NO_TOKENS
+        : new Set(
+            connection
+              .split(',')
+              .map((token) => token.trim().toLowerCase())
+              .filter(Boolean),
+          );
     const headers: Record<string, string | string[]> = {};
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
       const name = req.rawHeaders[i]!.toLowerCase();
@@ -240,7 +249,7 @@ export const createHttpAdapter = (
     // Only encodings Sluice can decode, so the body can be masked.
     if (masking) headers['accept-encoding'] = 'gzip, deflate, br';
     // An unset secret was reported when the proxy started; the target then answers for itself.
-    for (const [name, value] of credentials) if (value !== undefined) headers[name.toLowerCase()] = value;
+    for (const [name, value] of credentials.headers) headers[name] = value;
     return headers;
   };
 
@@ -377,9 +386,10 @@ export const createHttpAdapter = (
       }
     }
 
+    const credentials = credentialsNow();
     let headers: Record<string, string | string[]>;
     try {
-      headers = upstreamHeaders(req, masker !== undefined || credentialNeedlesNow().length > 0);
+      headers = upstreamHeaders(req, masker !== undefined || credentials.needles.length > 0, credentials);
     } catch (problem) {
       return fail(problem as Problem, session, requestId);
     }
@@ -396,25 +406,28 @@ export const createHttpAdapter = (
       return fail(new Problem(502, SluiceErrorCode.UpstreamFailed, 'Bad gateway', 'the target did not answer'), session, requestId);
     }
 
-    await respond(state, session, requestId, started, method, upstream, masker, res);
+    await respond(state, session, requestId, started, method, upstream, masker, credentials.needles, res);
   };
 
   /**
-   * The credentials Sluice injects, in every form a target could echo them (with and without
-   * their prefix): read at each request, as the headers are, so a rotated secret is covered.
+   * The credential headers Sluice injects and every form a target could echo them in (with and
+   * without their prefix): read once per request, so a rotated secret is covered, and the value
+   * injected is the one scrubbed from the answer.
    */
-  const injectsCredentials = Object.keys(resource.credentials.headers).length > 0;
-  const credentialNeedlesNow = (): readonly Buffer[] => {
-    if (!injectsCredentials) return NO_NEEDLES;
-    const values = Object.values(resource.credentials.headers).flatMap((ref) => {
-      const bare = readSecret('env' in ref ? { env: ref.env } : { file: ref.file }, options.secretsDir);
+  const credentialsNow = (): Credentials => {
+    if (injected.size === 0) return NO_CREDENTIALS;
+    const headers: (readonly [string, string])[] = [];
+    const values: string[] = [];
+    for (const [name, ref] of Object.entries(resource.credentials.headers)) {
       const full = readSecret(ref, options.secretsDir);
-      return [full, bare].filter((value): value is string => value !== undefined);
-    });
+      if (full === undefined) continue;
+      headers.push([name.toLowerCase(), full]);
+      values.push(full, full.slice(ref.prefix?.length ?? 0));
+    }
     // Built again only when a value changed (the key is every value, JSON-encoded: no two lists share it).
     const key = JSON.stringify(values);
     if (lastNeedles?.key !== key) lastNeedles = { key, needles: credentialNeedles(values) };
-    return lastNeedles.needles;
+    return { headers, needles: lastNeedles.needles };
   };
   let lastNeedles: { readonly key: string; readonly needles: readonly Buffer[] } | undefined;
 
@@ -426,6 +439,7 @@ export const createHttpAdapter = (
     method: string,
     upstream: UpstreamResponse,
     masker: ProfileMasker | undefined,
+    needles: readonly Buffer[],
     res: ServerResponse,
   ): Promise<void> => {
     const { ports } = state;
@@ -468,7 +482,6 @@ export const createHttpAdapter = (
     };
 
     // The agent never sees the target's credentials, even echoed back (CONTRACT §3), masked or not.
-    const needles = credentialNeedlesNow();
     for (const [name, value] of Object.entries(responseHeaders)) {
       responseHeaders[name] = Array.isArray(value) ? value.map((one) => scrubText(one, needles)) : scrubText(value, needles);
     }
@@ -526,17 +539,32 @@ export const createHttpAdapter = (
     // The body changes: validators of the original bytes no longer hold.
     delete responseHeaders['etag'];
     delete responseHeaders['content-md5'];
-    // A body that needs neither decoding nor scrubbing is read as it comes, without a stream,
-    // when it is read whole; the stages are made only for a body that needs them or goes on.
-    const direct = !decoder && needles.length === 0;
+    // A body that needs no decoding is read as it comes, without a stream, when it is read whole
+    // (echoed credentials are then scrubbed from all its bytes at once); the stream stages are
+    // made only for a body that needs them or goes on past what is read whole.
+    const direct = !decoder;
     let decodedStream: Readable | undefined;
     const decodedBody = (): Readable => {
       if (decodedStream) return decodedStream;
       const unpacked: Readable = decoder ? upstream.body.pipe(decoder()) : upstream.body;
       if (decoder) upstream.body.on('error', (error) => unpacked.destroy(error));
-      const decoded: Readable = needles.length > 0 ? unpacked.pipe(new CredentialScrubStream(needles)) : unpacked;
-      if (decoded !== unpacked) unpacked.on('error', (error) => decoded.destroy(error));
-      return (decodedStream = decoded);
+      return (decodedStream = scrubbed(unpacked));
+    };
+    const scrubbed = (unpacked: Readable): Readable => {
+      if (needles.length === 0) return unpacked;
+      const decoded = unpacked.pipe(new CredentialScrubStream(needles));
+      unpacked.on('error', (error) => decoded.destroy(error));
+      return decoded;
+    };
+    /** The body read directly, to its end or past `maxJsonBytes`, with echoed credentials scrubbed. */
+    const readDirectly = async (): Promise<BodyRead> => {
+      const read = await upstream.readUpTo(maxJsonBytes);
+      if (needles.length === 0) return read;
+      if (read.complete) return { bytes: scrubCredentials(read.bytes, needles), complete: true };
+      // Past what is read whole: what was read goes back before the rest, and both are scrubbed
+      // as one stream, so a credential across the cut is still found.
+      decodedStream = scrubbed(Readable.from(prepend(read.bytes, (upstream.body as AsyncIterable<Buffer>)[Symbol.asyncIterator]())));
+      return readUpTo(decodedStream, maxJsonBytes);
     };
 
     try {
@@ -547,7 +575,7 @@ export const createHttpAdapter = (
       // Column rules apply to JSON members by name: a JSON body, or a text body that opens like
       // JSON (a mislabelled document, NDJSON), is read whole to be walked.
       let whole: BodyRead;
-      if (kind === 'json') whole = direct ? await upstream.readUpTo(maxJsonBytes) : await readUpTo(decodedBody(), maxJsonBytes);
+      if (kind === 'json') whole = direct ? await readDirectly() : await readUpTo(decodedBody(), maxJsonBytes);
       else {
         const start = await readStart(rest(), maxJsonBytes);
         if (!columnRules || !opensLikeJson(start.bytes)) {
@@ -560,9 +588,11 @@ export const createHttpAdapter = (
       }
       if (whole.complete) {
         const masked = kind === 'json' ? maskJsonText(whole.bytes, masker, counts) : maskTextBody(whole.bytes, masker, counts);
-        // One buffer: written as is, no stream pipeline (its per-response cost was most of the proxy's).
-        recording.keep(masked);
-        responseHeaders['content-length'] = String(masked.length);
+        // Written whole, no stream pipeline (its per-response cost was most of the proxy's); a text
+        // is written with the headers in one string, as node:http does for a text body.
+        const length = byteLengthOf(masked);
+        recording.keepWhole(masked, length);
+        responseHeaders['content-length'] = String(length);
         res.writeHead(status, responseHeaders);
         res.end(masked);
         record(true);
@@ -598,20 +628,36 @@ export const createHttpAdapter = (
           tokens: new Map(),
           lastBearer: undefined,
           releases: [],
+          handling: new Set(),
         };
         (socket as Partial<Socket>).setNoDelay?.(true);
         connections.set(socket, state);
         socket.once('close', () => {
-          for (const session of state.sessions.values()) {
-            ports.audit.record(session.id, 'session.ended', {
-              resource: resource.name,
-              reason: 'connection closed',
-              commands: session.commands,
-              durationMs: ports.now().getTime() - session.startedAt.getTime(),
-            });
-          }
+          const sessions = [...state.sessions.values()];
           state.sessions.clear();
           for (const release of state.releases) release();
+          const recordEnded = (): void => {
+            for (const session of sessions) {
+              ports.audit.record(session.id, 'session.ended', {
+                resource: resource.name,
+                reason: 'connection closed',
+                commands: session.commands,
+                durationMs: ports.now().getTime() - session.startedAt.getTime(),
+              });
+            }
+          };
+          if (state.handling.size === 0) recordEnded();
+          else {
+            // A request the agent hung up on completes (502) once its upstream call is aborted:
+            // its completion must not come after its session's end in the record.
+            void Promise.allSettled([...state.handling]).then(() => {
+              try {
+                recordEnded();
+              } catch {
+                // The publisher closed meanwhile (shutdown): it refuses every event from then on.
+              }
+            });
+          }
           resolve();
         });
         server.emit('connection', socket);
@@ -625,7 +671,15 @@ export const createHttpAdapter = (
   };
 };
 
-const NO_NEEDLES: readonly Buffer[] = [];
+/** The credentials of one request: the headers injected, and what is scrubbed from the answer. */
+interface Credentials {
+  readonly headers: readonly (readonly [string, string])[];
+  readonly needles: readonly Buffer[];
+}
+
+const NO_CREDENTIALS: Credentials = { headers: [], needles: [] };
+
+const NO_TOKENS: ReadonlySet<string> = new Set();
 
 const headerValue = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
 

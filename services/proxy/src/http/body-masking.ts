@@ -159,9 +159,20 @@ const jsonLine = (line: string, masker: ProfileMasker, counts: MaskCounts): stri
 export class BodyRecording {
   private readonly kept: Buffer[] = [];
   private keptBytes = 0;
+  /** A body sent whole as a text that fits: recorded as it is. */
+  private keptText: string | undefined;
   total = 0;
 
   constructor(private readonly maxBytes: number) {}
+
+  /** A body sent whole; a text that fits is kept as it is (not encoded, copied and decoded again). */
+  keepWhole(body: Buffer | string, bytes: number): void {
+    if (typeof body !== 'string') return this.keep(body);
+    if (this.total > 0 || bytes > this.maxBytes) return this.keep(Buffer.from(body, 'utf8'));
+    this.keptText = body;
+    this.total = bytes;
+    this.keptBytes = bytes;
+  }
 
   keep(chunk: Buffer): void {
     this.total += chunk.length;
@@ -173,6 +184,7 @@ export class BodyRecording {
   }
 
   get recorded(): string {
+    if (this.keptText !== undefined) return this.keptText;
     // A body read whole is one chunk: decoded as it is, not copied first.
     return this.kept.length === 1 ? this.kept[0]!.toString('utf8') : Buffer.concat(this.kept).toString('utf8');
   }

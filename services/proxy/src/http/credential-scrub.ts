@@ -43,6 +43,11 @@ const replaceAll = (data: Buffer, needles: readonly Buffer[], replacement: Buffe
   return out;
 };
 
+const REPLACEMENT = Buffer.from(CREDENTIAL_REDACTED);
+
+/** A whole body with every echoed credential replaced. */
+export const scrubCredentials = (data: Buffer, needles: readonly Buffer[]): Buffer => (needles.length === 0 ? data : replaceAll(data, needles, REPLACEMENT));
+
 /** A header value with every echoed credential replaced. */
 export const scrubText = (text: string, needles: readonly Buffer[]): string => {
   if (needles.length === 0) return text;

@@ -107,8 +107,19 @@ export async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): Asyn
   }
 }
 
+/**
+ * A body masked whole: its bytes (as they came when masking changed nothing, or as the text
+ * scan wrote them), or the JSON text masking wrote, sent and recorded as it is: never encoded to
+ * bytes and decoded back. Such a text is well-formed (JSON.stringify escapes a lone surrogate),
+ * so its UTF-8 is the same however it is encoded.
+ */
+export type MaskedBody = Buffer | string;
+
+/** The size in bytes of a masked body as it is sent (UTF-8). */
+export const byteLengthOf = (body: MaskedBody): number => (typeof body === 'string' ? Buffer.byteLength(body, 'utf8') : body.length);
+
 /** Walks a JSON document with maskJson; a body that is not JSON is scanned as text instead. */
-export const maskJsonText = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts): Buffer => {
+export const maskJsonText = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts): MaskedBody => {
   const text = bytes.toString('utf8', hasBom(bytes) ? 3 : 0);
   let parsed: unknown;
   try {
@@ -118,14 +129,14 @@ export const maskJsonText = (bytes: Buffer, masker: ProfileMasker, counts: MaskC
   }
   const masked = maskJsonDocument(parsed, masker, counts);
   // Re-serialising an unchanged document could lose precision (big integers): send the original.
-  return sameJson(parsed, masked) ? bytes : Buffer.from(JSON.stringify(masked), 'utf8');
+  return sameJson(parsed, masked) ? bytes : JSON.stringify(masked);
 };
 
 /**
  * A text body that opened like JSON: one JSON document, or NDJSON (one document per line), is
  * walked as JSON so column rules apply by member name; anything else is scanned as text.
  */
-export const maskTextBody = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts): Buffer => {
+export const maskTextBody = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts): MaskedBody => {
   const text = bytes.toString('utf8', hasBom(bytes) ? 3 : 0);
   try {
     JSON.parse(text);

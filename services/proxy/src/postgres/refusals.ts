@@ -43,5 +43,5 @@ export const approvalRefusal = (result: HoldResult): Refusal | undefined => {
   if (result.outcome === 'used') return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${result.approvalId} was already used` };
   const by = result.approvers.length > 0 ? ` by ${result.approvers.join(', ')}` : '';
   const why = result.reason ? `: ${result.reason}` : '';
-  return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${result.approvalId} ${result.outcome}${by}${why}` };
+  return { code: SqlState.InsufficientPrivilege, message: `permission denied: approval ${result.approvalId ?? '-'} ${result.outcome}${by}${why}` };
 };

@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { SecureContext } from 'node:tls';
 import { encodeAuthenticationOk, encodeBackendKeyData, encodeErrorResponse, encodeReadyForQuery, encodeTerminate, FrameReader, type Frame } from '@sluice/codec-pg';
 import type { PostgresResourceConfig } from '@sluice/config';
-import type { Subject } from '@sluice/contracts';
+import { SluiceErrorCode, type Subject } from '@sluice/contracts';
 import type { GovernancePorts } from '../ports.js';
 import { BackendDispatch } from './backend-dispatch.js';
 import type { CancelKeys } from './cancel.js';
@@ -57,6 +57,7 @@ export class PostgresSession {
   readonly #core: SessionCore;
   readonly #intake: ClientIntake;
   readonly #backend: BackendDispatch;
+  readonly #decisions: SessionDecisions;
   readonly #startedAt = Date.now();
   #cancelKey: { processId: number; secretKey: number } | undefined;
   #started = false;
@@ -66,6 +67,7 @@ export class PostgresSession {
     this.#core = new SessionCore(client, ctx, (reason, fatal) => this.#close(reason, fatal));
     this.id = this.#core.id;
     const decisions = new SessionDecisions(this.#core);
+    this.#decisions = decisions;
     this.#intake = new ClientIntake(this.#core, decisions, new ExtendedBatch(this.#core, decisions));
     this.#backend = new BackendDispatch(this.#core);
   }
@@ -123,7 +125,7 @@ export class PostgresSession {
       }, () => this.#intake.cancelRequested());
       this.#started = true;
       ctx.sessions.add(this);
-      core.audit.started(loggedIn.subject, loggedIn.readOnly, startedParameters(loggedIn.request));
+      core.audit.started(loggedIn.subject, loggedIn.readOnly, startedParameters(loggedIn.request, (text) => this.#decisions.maskedText(text, undefined)));
       core.client.write(
         Buffer.concat([
           encodeAuthenticationOk(),
@@ -227,7 +229,21 @@ export class PostgresSession {
       setTimeout(() => upstream.destroy(), 1000).unref();
     }
     if (this.#started) {
+      this.#recordUnanswered(reason);
       this.#core.audit.ended(reason, this.#core.commands, Date.now() - this.#startedAt);
+    }
+  }
+
+  /**
+   * Commands sent to the target whose answer had not come when the session ended (the agent hung
+   * up mid-statement, the target went away): each gets its completion, marked as unknown, so no
+   * decided command is left without an outcome in the record. The target may well have run it.
+   */
+  #recordUnanswered(reason: string): void {
+    for (const expect of this.#core.expects) {
+      if ((expect.kind !== 'query' && expect.kind !== 'execute') || expect.command.done) continue;
+      expect.command.error ??= { code: SluiceErrorCode.ConnectionClosed, message: `the session ended (${reason}) before the target answered: the command may have run` };
+      this.#core.audit.completed(expect.command, false);
     }
   }
 

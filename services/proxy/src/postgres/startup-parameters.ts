@@ -198,10 +198,18 @@ export const sessionSettings = (request: StartupRequest): [string, string | Buff
 };
 
 /** The startup request as session.started records it: user, database and settings as the agent sent them. */
-export const startedParameters = (request: StartupRequest): { user?: string; database?: string; parameters: Record<string, string> } => ({
-  ...(request.user !== undefined ? { user: request.user } : {}),
-  ...(request.database !== undefined ? { database: request.database } : {}),
-  parameters: Object.fromEntries(request.settings.map(([name, value]) => [name, value])),
+/**
+ * What session.started records of the startup packet. The user name, database name and setting
+ * values are texts the agent chose (`application_name` may hold a card number): `maskText` masks
+ * them as command texts are, so the record never holds a value it would mask in a command.
+ */
+export const startedParameters = (
+  request: StartupRequest,
+  maskText: (text: string) => string,
+): { user?: string; database?: string; parameters: Record<string, string> } => ({
+  ...(request.user !== undefined ? { user: maskText(request.user) } : {}),
+  ...(request.database !== undefined ? { database: maskText(request.database) } : {}),
+  parameters: Object.fromEntries(request.settings.map(([name, value]) => [name, maskText(value)])),
 });
 
 /**

@@ -5,6 +5,7 @@ import type { GovernancePorts, ProtocolAdapter } from '../ports.js';
 import { authToken, parseHello, PRE_AUTH_COMMANDS, refusalOf } from './commands.js';
 import { CommandDispatch } from './command-dispatch.js';
 import { ConnectionState, MAX_QUEUED, type ClientSocket } from './connection-state.js';
+import { elapsedMs } from './entries.js';
 import { RedisLogin } from './login.js';
 import { UpstreamReplies } from './upstream-replies.js';
 
@@ -198,11 +199,30 @@ class RedisConnection {
     }
   }
 
+  /**
+   * Commands sent to the target and not answered when the connection ends (the agent hung up on
+   * a blocking read, the target went away): each gets its completion, so no decided command is
+   * left without an outcome in the record. The target may well have run it.
+   */
+  #recordUnanswered(reason: string): void {
+    for (const entry of this.#state.inflight) {
+      if (entry.status !== 'sent' || !entry.session) continue;
+      this.#state.ports.audit.record(entry.session.id, 'command.completed', {
+        commandId: entry.id,
+        outcome: 'error',
+        ok: false,
+        error: { code: SluiceErrorCode.ConnectionClosed, message: `the session ended (${reason}) before the target answered: the command may have run` },
+        durationMs: elapsedMs(entry),
+      });
+    }
+  }
+
   #close(reason: string): void {
     if (this.#state.closed) return;
     this.#state.closed = true;
     this.#login.releaseSubject?.();
     this.#state.holdAbort.abort();
+    this.#recordUnanswered(reason);
     this.#login.endSession(reason);
     this.#state.upstream?.destroy();
     // Let buffered replies (e.g. QUIT's +OK, a protocol error) reach the client first.

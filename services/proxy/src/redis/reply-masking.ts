@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { RespValue } from '@sluice/codec-resp';
-import { COLUMN_COUNT_PREFIX, COLUMN_REDACTED, type MaskCounts, type ProfileMasker } from '@sluice/masking-engine';
+import { assertJsonWalkable, COLUMN_COUNT_PREFIX, COLUMN_REDACTED, type MaskCounts, type ProfileMasker } from '@sluice/masking-engine';
 import { columnNamed, maskNamedValues } from '../named-values.js';
 
 /**
@@ -49,6 +49,7 @@ export const sameJson = (a: unknown, b: unknown): boolean => {
  * rest is walked by maskJson (detectors, with hints from key names).
  */
 export const maskJsonDocument = (document: unknown, masker: ProfileMasker, counts: MaskCounts): unknown => {
+  assertJsonWalkable(document);
   if (masker.columnRuleCount === 0) return masker.maskJson(document, counts);
   const covered = maskCoveredMembers(document, masker, counts);
   // maskJson applies the same rules by key: every covered member it meets is one masked and
@@ -111,6 +112,7 @@ const maskCoveredText = (text: string, masker: ProfileMasker, counts: MaskCounts
   const parsed = parseJsonDocument(text);
   if (parsed !== undefined) {
     if (nested >= MAX_NESTED_JSON) return COLUMN_REDACTED;
+    assertJsonWalkable(parsed);
     const walked = maskCoveredMembers(parsed, masker, counts, nested + 1);
     return sameJson(parsed, walked) ? text : JSON.stringify(walked);
   }
