@@ -146,6 +146,14 @@ describe('sluice approvals', () => {
     expect((await capture(undefined, ['approve', 'a-1', '--url', url, '--token', 'bad'])).err).toContain('ERR_TOKEN_INVALID');
   });
 
+  it('refuses two ids in one argument (approvals list -q with two pending) before asking the service', async () => {
+    const before = seen.length;
+    const result = await capture(undefined, ['approve', 'a-1\nb-2', '--url', url, '--token', 'good-token']);
+    expect(result.code).toBe(2);
+    expect(result.err).toBe('sluice: approve takes one approval id, got 2: a-1, b-2 (sluice approvals list shows which is which)\n');
+    expect(seen.length).toBe(before);
+  });
+
   it('exits 2 without a token or without an approval id', async () => {
     delete process.env.SLUICE_TOKEN;
     expect((await capture(undefined, ['approvals', 'list', '--url', url])).code).toBe(2);
