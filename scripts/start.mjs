@@ -30,9 +30,8 @@ const stop = () => {
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
 };
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, stop);
-// npm does not pass a kill on to us: when our parent goes, stop as if told to.
-const launcher = process.ppid;
-setInterval(() => {
-  if (process.ppid !== launcher) stop();
-}, 1_000).unref();
+// npm does not pass a kill on to us (and the shell it runs us through outlives it): when npm goes,
+// stop as if told to. The CLI's own watch, built above.
+const { stopWhenLauncherExits } = await import(`${root}cli/dist/launcher-watch.js`);
+stopWhenLauncherExits(stop);
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

@@ -61,6 +61,20 @@ describe('the sluice CLI behaves like a good CLI', () => {
     }
   });
 
+  it.each(['policy explain', 'policy test', 'audit verify', 'audit query'])('"%s --help" is about the subcommand, not the service of the same name', async (line) => {
+    const result = await sluice([...line.split(' '), '--help'], dir);
+    expect(result.status).toBe(0);
+    expect(result.stdout).not.toContain('runs the');
+    expect(result.stdout.match(/^usage:/gm)).toHaveLength(1);
+  });
+
+  it.each(['policy', 'audit'])('"%s --help" shows the subcommands and the service', async (command) => {
+    const result = await sluice([command, '--help'], dir);
+    expect(result.stdout).toContain(`sluice ${command} --config FILE`);
+    expect(result.stdout).toContain(`runs the ${command} service alone`);
+    expect(result.stdout).toContain(command === 'policy' ? 'sluice policy explain' : 'sluice audit verify');
+  });
+
   it.each(['audit query', 'audit verify', 'replay some-session', 'approvals list --token t'])(
     'outside a deployment folder "%s" says how to point it at one',
     async (line) => {

@@ -210,6 +210,18 @@ const alive = (pid: number): boolean => {
   }
 };
 
+/**
+ * As npm runs a script (`npm start`) or a bin (`npx sluice …`): npm, here a node process in its
+ * place with the variable npm sets, runs the command through `sh -c`, and that shell stays between
+ * npm and the command (it waits for it), so killing npm leaves the shell behind.
+ */
+const underNpm = (command: string, npmCommand: string, options: SpawnOptions): ChildProcess =>
+  spawn(
+    process.execPath,
+    ['-e', `require('node:child_process').spawn('sh', ['-c', ${JSON.stringify(`${command}; exit $?`)}], { stdio: 'inherit' }).on('exit', (code) => process.exit(code ?? 1));`],
+    { ...options, env: { ...options.env, npm_command: npmCommand } },
+  );
+
 const waitUntil = async (condition: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> => {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
@@ -232,22 +244,22 @@ describe('npm start runs the demo and stops everything it started', () => {
 
   /**
    * As `npm start -- --config FILE` runs it: the start script, in its own process group like a
-   * terminal's job; `viaLauncher` puts a shell in npm's place between us and the script.
+   * terminal's job; `viaNpm` puts npm (and the shell npm runs it through) above the script.
    */
-  const startDemo = async (viaLauncher = false): Promise<{ root: ChildProcess; processes: number[] }> => {
+  const startDemo = async (viaNpm = false): Promise<{ root: ChildProcess; processes: number[] }> => {
     output = '';
     const args = [START_SCRIPT, '--config', 'sluice.yaml', '--key-prefix', scratch.keyPrefix];
     const options: SpawnOptions = { cwd: scratch.dir, env: demoEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true };
-    launched = viaLauncher
-      ? spawn('sh', ['-c', `"${process.execPath}" ${args.map((arg) => `'${arg}'`).join(' ')} & wait`], options)
+    launched = viaNpm
+      ? underNpm(`"${process.execPath}" ${args.map((arg) => `'${arg}'`).join(' ')}`, 'start', options)
       : spawn(process.execPath, args, options);
     launched.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     launched.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
     await waitUntil(async () => (await fetch(`http://127.0.0.1:${scratch.ports.admin}/readyz`).catch(() => undefined))?.status === 200, 90_000, 'readiness');
     await waitUntil(() => output.includes('sluice demo: ready'), 10_000, 'the ready line');
     const processes = [launched.pid!, ...descendantsOf(launched.pid!)];
-    // start script, demo (supervisor), five services; and the shell in npm's place
-    expect(processes.length).toBeGreaterThanOrEqual(viaLauncher ? 8 : 7);
+    // start script, demo (supervisor), five services; and npm and its shell
+    expect(processes.length).toBeGreaterThanOrEqual(viaNpm ? 9 : 7);
     return { root: launched, processes };
   };
 
@@ -300,13 +312,8 @@ describe('npx sluice dev-idp in the background', () => {
   const startIdp = async (port: number) => {
     const folder = mkdtempSync(join(tmpdir(), 'sluice-idp-'));
     folders.push(folder);
-    // `npx sluice dev-idp &`: npm exec (here a shell in its place, with the variable npm sets) runs the CLI.
-    const launcher = spawn('sh', ['-c', `"${process.execPath}" "${SLUICE_BIN}" dev-idp --port ${port} & wait`], {
-      cwd: folder,
-      env: { ...process.env, npm_command: 'exec' },
-      stdio: 'ignore',
-      detached: true,
-    });
+    // `npx sluice dev-idp &`: npm exec runs the CLI through a shell.
+    const launcher = underNpm(`"${process.execPath}" "${SLUICE_BIN}" dev-idp --port ${port}`, 'exec', { cwd: folder, env: process.env, stdio: 'ignore', detached: true });
     await waitUntil(async () => (await fetch(`http://127.0.0.1:${port}/jwks`).catch(() => undefined))?.status === 200, 30_000, 'the issuer');
     return { launcher, processes: [launcher.pid!, ...descendantsOf(launcher.pid!)] };
   };

@@ -49,17 +49,22 @@ const wantsHelp = (args: readonly string[]): boolean => {
   return (end === -1 ? args : args.slice(0, end)).some((arg) => arg === '--help' || arg === '-h');
 };
 
-/** The usage text of a command (and subcommand), loaded only when asked for. */
-const usageOf = async (command: string): Promise<string | undefined> => {
+/**
+ * The usage text of a command, loaded only when asked for. `policy` and `audit` are services and
+ * command groups: `sluice policy explain --help` is about the subcommand alone, `sluice policy
+ * --help` about both.
+ */
+const usageOf = async (command: string, subcommand: string | undefined): Promise<string | undefined> => {
+  const alsoTheService = subcommand === undefined ? serviceUsage(command) : '';
   switch (command) {
     case 'up':
       return UP_USAGE;
     case 'demo':
       return (await import('./commands/demo.js')).DEMO_USAGE;
     case 'policy':
-      return `${(await import('./commands/policy.js')).USAGE}${serviceUsage(command)}`;
+      return `${(await import('./commands/policy.js')).USAGE}${alsoTheService}`;
     case 'audit':
-      return `${(await import('./commands/audit.js')).USAGE}${serviceUsage(command)}`;
+      return `${(await import('./commands/audit.js')).USAGE}${alsoTheService}`;
     case 'replay':
       return (await import('./commands/replay.js')).USAGE;
     case 'approvals':
@@ -152,8 +157,11 @@ const main = async (argv: readonly string[]): Promise<number | undefined> => {
     process.stdout.write(version());
     return 0;
   }
+  // `policy` and `audit` are services and command groups: a first word that is not an option is a
+  // subcommand (a misspelt one gets the group's usage, not a service start-up).
+  const subcommand = rest[0] !== undefined && !rest[0].startsWith('-') ? rest[0] : undefined;
   if (wantsHelp(rest)) {
-    const usage = await usageOf(command);
+    const usage = await usageOf(command, subcommand);
     if (usage !== undefined) {
       process.stdout.write(usage);
       return 0;
@@ -161,9 +169,6 @@ const main = async (argv: readonly string[]): Promise<number | undefined> => {
   }
   if (command === 'up') return up(rest);
   if (command === 'demo') return (await import('./commands/demo.js')).run(rest);
-  // `policy` and `audit` are services and command groups: a first word that is not an option is a
-  // subcommand (a misspelt one gets the group's usage, not a service start-up).
-  const subcommand = rest[0] !== undefined && !rest[0].startsWith('-') ? rest[0] : undefined;
   if (command === 'policy' && subcommand !== undefined) return (await import('./commands/policy.js')).run(rest);
   if (command === 'audit' && subcommand !== undefined) return (await import('./commands/audit.js')).run(rest);
   if ((SERVICES as readonly string[]).includes(command)) return runOneService(command as ServiceName, rest);

@@ -16,6 +16,7 @@ const approval = {
   status: 'pending',
   resource: 'shop-db',
   subject: 'ops-agent-1',
+  requester: { sub: 'ops-agent-1', groups: ['ops-agents'], issuer: 'http://127.0.0.1:9000' },
   command: 'DELETE FROM orders',
   commandHash: 'abcdef0123456789',
   risk: 'high',
@@ -100,6 +101,22 @@ describe('sluice approvals', () => {
     }
   });
 
+  it('prints every detail of the decided approval indented under its heading', async () => {
+    const result = await capture(undefined, ['deny', 'a-1', '--url', url, '--token', 'good-token']);
+    expect(result.code).toBe(0);
+    expect(result.out).toBe(
+      [
+        'approval a-1: denied',
+        '  ops-agent-1 (from http://127.0.0.1:9000) on shop-db, high risk, rule risky-needs-dba',
+        '  command: DELETE FROM orders',
+        "  agent's justification: ticket 42: test orders",
+        '  hash:    abcdef0123456789',
+        '  deny by dba-alice (ok)',
+        '',
+      ].join('\n'),
+    );
+  });
+
   it('prints no terminal controls from the command, the agent or another approver (list, approve, -q)', async () => {
     const printed = [
       await capture(undefined, ['approvals', 'list', '--status', 'hostile', '--url', url, '--token', 'good-token']),
@@ -127,6 +144,14 @@ describe('sluice approvals', () => {
     expect(result.code).toBe(1);
     expect(result.err).toContain('ERR_SELF_APPROVAL');
     expect((await capture(undefined, ['approve', 'a-1', '--url', url, '--token', 'bad'])).err).toContain('ERR_TOKEN_INVALID');
+  });
+
+  it('refuses two ids in one argument (approvals list -q with two pending) before asking the service', async () => {
+    const before = seen.length;
+    const result = await capture(undefined, ['approve', 'a-1\nb-2', '--url', url, '--token', 'good-token']);
+    expect(result.code).toBe(2);
+    expect(result.err).toBe('sluice: approve takes one approval id, got 2: a-1, b-2 (sluice approvals list shows which is which)\n');
+    expect(seen.length).toBe(before);
   });
 
   it('exits 2 without a token or without an approval id', async () => {

@@ -74,7 +74,7 @@ const describeApproval = (approval: ApprovalJson): string => {
   const decisions = (approval.decisions ?? []).map((decision) => oneLine(`${decision.decision} by ${decision.approver}${decision.reason ? ` (${decision.reason})` : ''}`));
   return [
     oneLine(`approval ${approval.id}: ${approval.status}`),
-    oneLine(`  ${approval.subject}${approval.requester?.issuer ? ` (from ${approval.requester.issuer})` : ''} on ${approval.resource}, ${approval.risk} risk, rule ${approval.rule}`),
+    `  ${oneLine(`${approval.subject}${approval.requester?.issuer ? ` (from ${approval.requester.issuer})` : ''} on ${approval.resource}, ${approval.risk} risk, rule ${approval.rule}`)}`,
     `  command: ${oneLine(approval.command, 200)}`,
     ...(approval.justification ? [`  agent's justification: ${oneLine(approval.justification, 200)}`] : []),
     `  hash:    ${oneLine(approval.commandHash)}`,
@@ -120,8 +120,14 @@ export const run = async (argv: readonly string[], io: Io = defaultIo): Promise<
     io.err(USAGE);
     return 2;
   }
-  if (verb !== 'list' && !id) {
+  if (verb !== 'list' && !id?.trim()) {
     io.err(`sluice: ${verb} needs the approval id\n${USAGE}`);
+    return 2;
+  }
+  // `sluice approve "$(sluice approvals list -q)"` with two requests pending passes both ids as one.
+  const ids = id?.trim().split(/\s+/) ?? [];
+  if (ids.length > 1) {
+    io.err(`sluice: ${verb} takes one approval id, got ${ids.length}: ${ids.map((one) => oneLine(one, 40)).join(', ')} (sluice approvals list shows which is which)\n`);
     return 2;
   }
   const token = values.token ?? process.env.SLUICE_TOKEN;
@@ -174,7 +180,7 @@ export const run = async (argv: readonly string[], io: Io = defaultIo): Promise<
       }
       return 0;
     }
-    const approval = (await call(`/v1/approvals/${encodeURIComponent(id!)}/decision`, {
+    const approval = (await call(`/v1/approvals/${encodeURIComponent(ids[0]!)}/decision`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ decision: verb, reason: values.reason ?? '' }),

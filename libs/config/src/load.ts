@@ -23,21 +23,53 @@ const valueAt = (document: unknown, path: readonly PropertyKey[]): unknown =>
 const isCustomMessage = (message: string): boolean => !/^Invalid input/.test(message);
 
 const describeIssue = (issue: z.core.$ZodIssue, document: unknown): string => {
-  switch (issue.code) {
-    case 'unrecognized_keys':
-      return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}`;
-    case 'invalid_type':
-      if (valueAt(document, issue.path) === undefined) return `required, expected ${issue.expected}`;
-      return isCustomMessage(issue.message) ? issue.message : `expected ${issue.expected}`;
-    default:
-      return issue.message;
+  if (issue.code === 'unrecognized_keys') return `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}`;
+  const detail = isCustomMessage(issue.message) ? issue.message : issue.code === 'invalid_type' ? `expected ${issue.expected}` : undefined;
+  if (valueAt(document, issue.path) === undefined) return detail ? `required, ${detail}` : 'required';
+  return detail ?? issue.message;
+};
+
+/** Edits (insert, delete, replace) from one key to another: a misspelt key is a few edits away. */
+const editDistance = (from: string, to: string): number => {
+  let previous = Array.from({ length: to.length + 1 }, (_, index) => index);
+  for (let i = 1; i <= from.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= to.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (from[i - 1] === to[j - 1] ? 0 : 1));
+    }
+    previous = current;
   }
+  return previous[to.length]!;
+};
+
+const samePath = (a: readonly PropertyKey[], b: readonly PropertyKey[]): boolean => a.length === b.length && a.every((key, index) => key === b[index]);
+
+/**
+ * A misspelt required key gives two issues: the key the user wrote is unknown, and the one meant
+ * is missing. The first alone ("rules[0].effect: expected one of …") names a key that is not in
+ * the file; the user's own spelling, with the key it should be, is what they can find and fix.
+ */
+const misspeltKey = (issues: readonly z.core.$ZodIssue[], document: unknown): { path: PropertyKey[]; message: string } | undefined => {
+  const first = issues[0]!;
+  const meant = first.path.at(-1);
+  if (first.code === 'unrecognized_keys' || typeof meant !== 'string' || valueAt(document, first.path) !== undefined) return undefined;
+  const parent = first.path.slice(0, -1);
+  const unknown = issues.find((issue): issue is z.core.$ZodIssueUnrecognizedKeys => issue.code === 'unrecognized_keys' && samePath(issue.path, parent));
+  if (unknown === undefined) return undefined;
+  const [closest] = [...unknown.keys].sort((a, b) => editDistance(a, meant) - editDistance(b, meant));
+  const similar = editDistance(closest!, meant) <= Math.max(2, Math.floor(meant.length / 3));
+  return {
+    path: [...parent, closest!],
+    message: similar ? `unknown key ${closest}, did you mean ${meant}?` : `unknown key ${closest} (and ${meant} is ${describeIssue(first, document)})`,
+  };
 };
 
 /** Validates a parsed document; the first problem becomes a ConfigInvalidError naming its key path. */
 export const parseConfig = (document: unknown): SluiceConfig => {
   const result = configSchema.safeParse(document ?? {});
   if (!result.success) {
+    const misspelt = misspeltKey(result.error.issues, document);
+    if (misspelt) throw new ConfigInvalidError(formatPath(misspelt.path), misspelt.message);
     const issue = result.error.issues[0]!;
     const path = issue.code === 'unrecognized_keys' && issue.keys.length === 1 ? [...issue.path, issue.keys[0]!] : issue.path;
     throw new ConfigInvalidError(formatPath(path), describeIssue(issue, document));
@@ -139,19 +171,22 @@ export const loadConfig = (file: string): LoadedConfig => {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ConfigInvalidError('', `a readable config file at ${path} (${(error as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ConfigInvalidError(path, code === 'ENOENT' ? 'no such file' : `cannot be read (${code ?? 'unreadable'})`);
   }
   let document: unknown;
   try {
-    document = parseYaml(text, { prettyErrors: false });
+    // prettyErrors gives the error its line and column; its message then ends with them, said our way below.
+    document = parseYaml(text, { prettyErrors: true });
   } catch (error) {
     if (error instanceof YAMLParseError) {
       const line = error.linePos?.[0];
-      throw new ConfigInvalidError('', `valid YAML${line ? ` (line ${line.line}, column ${line.col})` : ''}: ${error.message.split('\n')[0]}`);
+      const reason = error.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+      throw new ConfigInvalidError(path, `not valid YAML${line ? ` (line ${line.line}, column ${line.col})` : ''}: ${reason}`);
     }
     throw error;
   }
   // An empty file parses as null: refuse it rather than start a gateway with nothing configured.
-  if (document === null || document === undefined) throw new ConfigInvalidError('', `a config file with content (${path} is empty)`);
+  if (document === null || document === undefined) throw new ConfigInvalidError(path, 'empty file');
   return { config: parseConfig(document), path, dir: dirname(path) };
 };

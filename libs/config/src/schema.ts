@@ -4,7 +4,7 @@ import { parseAddress } from './address.js';
 import { parseDuration } from './duration.js';
 
 const address = z
-  .string()
+  .string({ error: 'expected host:port, e.g. 127.0.0.1:7000' })
   .refine((text) => parseAddress(text) !== undefined, { message: 'expected host:port, e.g. 127.0.0.1:7000' });
 
 const port = z.number({ error: 'expected a port number (1-65535)' }).int({ error: 'expected a port number (1-65535)' }).min(1, { error: 'expected a port number (1-65535)' }).max(65535, { error: 'expected a port number (1-65535)' });

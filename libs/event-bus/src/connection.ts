@@ -1,4 +1,5 @@
 import { connect, nkeyAuthenticator, usernamePasswordAuthenticator, type ConnectionOptions, type NatsConnection } from '@nats-io/transport-node';
+import { DependencyUnavailableError, SluiceErrorCode } from '@sluice/contracts';
 
 export type { NatsConnection } from '@nats-io/transport-node';
 
@@ -38,5 +39,10 @@ export const connectBus = (url: string, name: string, auth: BusAuth = {}): Promi
         : { authenticator: usernamePasswordAuthenticator(credential.user, credential.password) }),
     ...(auth.tls === undefined ? {} : { tls: { ...auth.tls } }),
   };
-  return connect(options);
+  // The client's own message ("connection refused") names neither NATS nor the address: the first
+  // thing a person without a bus sees, five times over, from every service.
+  return connect(options).catch((error: unknown) => {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new DependencyUnavailableError(SluiceErrorCode.AuditUnavailable, `cannot connect to NATS at ${url} (bus.url, or NATS_URL): ${reason}`, { cause: error });
+  });
 };
