@@ -1,15 +1,14 @@
-// `npm start`: build when needed, then `sluice demo` on the example config: it seeds the demo world
+// `npm start`: build when a package is not built or changed since (build-freshness.mjs), then `sluice demo` on the example config: it seeds the demo world
 // (database shop, Redis keys, a billing API, the dev issuer) and runs every service. With
 // SLUICE_CONFIG set it runs `sluice up` on that file instead, and seeds nothing.
 // Ctrl-C or SIGTERM stops everything in order; so does the death of npm itself.
 import { spawnSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { staleBuild } from './build-freshness.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
-const built = ['cli', 'services/proxy', 'services/policy', 'services/masking', 'services/approval', 'services/audit', 'services/console'].every((dir) =>
-  existsSync(`${root}${dir}/dist`),
-);
-if (!built) {
+const stale = staleBuild(root);
+if (stale !== undefined) {
+  process.stderr.write(`sluice: building first (${stale})\n`);
   const build = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
   if (build.status !== 0) process.exit(build.status ?? 1);
 }
