@@ -1,0 +1,127 @@
+import { randomUUID } from 'node:crypto';
+import { connect, type Server, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { encodeCommand } from '@sluice/codec-resp';
+import type { RuleConfig } from '@sluice/config';
+import { connectBus, decodeEvents, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
+import type { CloudEvent } from '@sluice/contracts';
+import { createAuditPort } from '../services/proxy/src/audit-port.js';
+import { createRedisAdapter } from '../services/proxy/src/redis/adapter.js';
+import { compilePiiMasking, createEnginePorts, listenOnLoopback } from './support/engine-ports.js';
+import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { rawRespSocket, showResp } from './support/raw-socket.js';
+import { loopbackRedisResource } from './support/redis-proxy-harness.js';
+
+/**
+ * One agent that floods its own pub/sub subscription makes an event per pushed message, faster
+ * than the bus acknowledges them. The publisher's queue is shared by every session of the proxy
+ * and, past its limit, every session fails closed: the flooding agent must be slowed on its own
+ * (its target no longer read), while another agent's commands go on, and every pushed message
+ * is still recorded.
+ */
+const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+const run = randomUUID().slice(0, 8);
+const prefix = `sluice-fair:${run}`;
+const stream = `SLUICE_FAIR_${run}`;
+const subjectPrefix = `fair.${run}.events`;
+const MESSAGES = 40_000;
+/** Small, so that the flood passes it within a fraction of a second. */
+const MAX_QUEUED_EVENTS = 2_000;
+
+const rules = [{ name: 'agents', effect: 'allow', subjects: { groups: ['agents'] }, actions: ['read', 'write'], keys: [`${prefix}:*`] }] as RuleConfig[];
+
+/** Every event of the stream, in order. */
+const storedEvents = async (nc: NatsConnection): Promise<CloudEvent[]> => {
+  const info = await (await jetstreamManager(nc)).streams.info(stream);
+  const consumer = await jetstream(nc).consumers.get(stream);
+  const events: CloudEvent[] = [];
+  let seen = 0;
+  while (seen < info.state.messages) {
+    const messages = await consumer.fetch({ max_messages: Math.min(1_000, info.state.messages - seen), expires: 2_000 });
+    for await (const message of messages) {
+      events.push(...decodeEvents(message.data));
+      seen += 1;
+    }
+  }
+  return events;
+};
+
+describe('one agent flooding the audit does not make it fail for the others', () => {
+  let nc: NatsConnection;
+  let idp: TestIssuer;
+  let server: Server;
+  let port: number;
+  let publisher: EventPublisher;
+  const sockets: Socket[] = [];
+
+  beforeAll(async () => {
+    nc = await connectBus(NATS_URL, 'test');
+    await ensureEventStream(nc, { stream, subjectPrefix, duplicateWindowMs: 120_000 });
+    idp = await startTestIssuer();
+    // Small batches, one at a time: the bus acknowledges far slower than the flood comes.
+    publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix, maxQueuedEvents: MAX_QUEUED_EVENTS, maxBatchEvents: 20, maxInFlight: 1 });
+    const resource = loopbackRedisResource();
+    const engine = createEnginePorts({ idp, rules, resource, masking: compilePiiMasking('fair-share'), maxRecordedBytes: 65_536 });
+    const audit = createAuditPort(publisher, { source: 'sluice/proxy', recording: { maxRows: 100, maxBytes: 65_536, maxRowBytes: 16_384, maxCommandBytes: 16_384, maxEventBytes: 262_144 } });
+    ({ server, port } = await listenOnLoopback(createRedisAdapter(resource, { secretsDir: process.cwd() }), { ...engine, audit }));
+  });
+
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => server?.close(resolve));
+    await publisher?.close();
+    await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined);
+    await nc?.drain();
+    await idp?.close();
+  });
+
+  const agent = async (sub: string) => {
+    const client = await rawRespSocket(port);
+    sockets.push(client.socket);
+    client.send('AUTH', await idp.mint({ sub, groups: ['agents'] }));
+    expect(showResp(await client.read())).toBe('OK');
+    return client;
+  };
+
+  it("keeps answering agent B's GETs while agent A floods its subscription, and records every message A received", async () => {
+    const flooder = await agent('flooder');
+    const bystander = await agent('bystander');
+    const channel = `${prefix}:flood`;
+    flooder.send('SUBSCRIBE', channel);
+    expect(showResp(await flooder.read())).toEqual(['subscribe', channel, 1]);
+
+    // The flood, straight to Redis: every message is pushed to A through the proxy.
+    const direct = connect(6379, '127.0.0.1');
+    sockets.push(direct);
+    direct.on('data', () => undefined);
+    const publish = encodeCommand(['PUBLISH', channel, 'x'.repeat(40)]);
+    direct.write(Buffer.concat(Array.from({ length: MESSAGES }, () => publish)));
+
+    let pushedToA = 0;
+    const receiving = (async () => {
+      for (; pushedToA < MESSAGES; pushedToA++) expect(showResp(await flooder.read())).toEqual(['message', channel, 'x'.repeat(40)]);
+    })();
+    // B's plain reads while A is flooded: each must be answered, none refused.
+    const answers: unknown[] = [];
+    while (pushedToA < MESSAGES || answers.length < 20) {
+      bystander.send('GET', `${prefix}:plain`);
+      answers.push(showResp(await bystander.read()));
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    await receiving;
+    expect(answers.filter((answer) => answer !== null)).toEqual([]);
+
+    await publisher.flush();
+    const events = await storedEvents(nc);
+    const started = events.filter((event) => event.type.includes('session.started'));
+    const flooderSession = started.find((event) => (event.data as { subject: { sub: string } }).subject.sub === 'flooder')!.subject;
+    const ofFlooder = events.filter((event) => event.subject === flooderSession);
+    const pushes = ofFlooder.filter((event) => event.type.includes('result.returned') && (event.data as { commandId: string }).commandId === 'push');
+    // Every message A received is recorded (and the subscribe's confirmation), and A's sequence has no gap.
+    expect(pushes.length).toBe(MESSAGES + 1);
+    const sequences = ofFlooder.map((event) => (event as CloudEvent & { sessionseq: number }).sessionseq).sort((a, b) => a - b);
+    expect(sequences).toEqual(Array.from({ length: sequences.length }, (_, index) => index + 1));
+  }, 90_000);
+});
+
