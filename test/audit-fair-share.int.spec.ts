@@ -1,15 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import { connect, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { encodeQuery } from '@sluice/codec-pg';
 import { encodeCommand } from '@sluice/codec-resp';
-import type { RuleConfig } from '@sluice/config';
+import type { PostgresResourceConfig, RuleConfig } from '@sluice/config';
+import { createPolicy } from '@sluice/policy-engine';
+import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { connectBus, decodeEvents, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import type { CloudEvent } from '@sluice/contracts';
-import { createAuditPort } from '../services/proxy/src/audit-port.js';
+import { createAuditPort, type RecordingAuditPort } from '../services/proxy/src/audit-port.js';
+import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
 import { createRedisAdapter } from '../services/proxy/src/redis/adapter.js';
 import { compilePiiMasking, createEnginePorts, listenOnLoopback } from './support/engine-ports.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { createPostgresPorts, enginePolicyPort, listenPostgresProxy, RawPostgresSession } from './support/postgres-proxy-harness.js';
 import { rawRespSocket, showResp } from './support/raw-socket.js';
 import { loopbackRedisResource } from './support/redis-proxy-harness.js';
 
@@ -26,10 +32,12 @@ const prefix = `sluice-fair:${run}`;
 const stream = `SLUICE_FAIR_${run}`;
 const subjectPrefix = `fair.${run}.events`;
 const MESSAGES = 40_000;
+const STATEMENTS = 20_000;
 /** Small, so that the flood passes it within a fraction of a second. */
 const MAX_QUEUED_EVENTS = 2_000;
 
 const rules = [{ name: 'agents', effect: 'allow', subjects: { groups: ['agents'] }, actions: ['read', 'write'], keys: [`${prefix}:*`] }] as RuleConfig[];
+const recording = { maxRows: 100, maxBytes: 65_536, maxRowBytes: 16_384, maxCommandBytes: 16_384, maxEventBytes: 262_144 };
 
 /** Every event of the stream, in order. */
 const storedEvents = async (nc: NatsConnection): Promise<CloudEvent[]> => {
@@ -53,7 +61,10 @@ describe('one agent flooding the audit does not make it fail for the others', ()
   let server: Server;
   let port: number;
   let publisher: EventPublisher;
+  let audit: RecordingAuditPort;
   const sockets: Socket[] = [];
+  const servers: Server[] = [];
+  let postgres: PostgresAdapter | undefined;
 
   beforeAll(async () => {
     nc = await connectBus(NATS_URL, 'test');
@@ -63,13 +74,15 @@ describe('one agent flooding the audit does not make it fail for the others', ()
     publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix, maxQueuedEvents: MAX_QUEUED_EVENTS, maxBatchEvents: 20, maxInFlight: 1 });
     const resource = loopbackRedisResource();
     const engine = createEnginePorts({ idp, rules, resource, masking: compilePiiMasking('fair-share'), maxRecordedBytes: 65_536 });
-    const audit = createAuditPort(publisher, { source: 'sluice/proxy', recording: { maxRows: 100, maxBytes: 65_536, maxRowBytes: 16_384, maxCommandBytes: 16_384, maxEventBytes: 262_144 } });
+    audit = createAuditPort(publisher, { source: 'sluice/proxy', recording });
     ({ server, port } = await listenOnLoopback(createRedisAdapter(resource, { secretsDir: process.cwd() }), { ...engine, audit }));
+    servers.push(server);
   });
 
   afterAll(async () => {
     for (const socket of sockets) socket.destroy();
-    await new Promise((resolve) => server?.close(resolve));
+    await postgres?.close();
+    for (const open of servers) await new Promise((resolve) => open.close(resolve));
     await publisher?.close();
     await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined);
     await nc?.drain();
@@ -113,15 +126,67 @@ describe('one agent flooding the audit does not make it fail for the others', ()
     expect(answers.filter((answer) => answer !== null)).toEqual([]);
 
     await publisher.flush();
-    const events = await storedEvents(nc);
-    const started = events.filter((event) => event.type.includes('session.started'));
-    const flooderSession = started.find((event) => (event.data as { subject: { sub: string } }).subject.sub === 'flooder')!.subject;
-    const ofFlooder = events.filter((event) => event.subject === flooderSession);
+    const ofFlooder = eventsOf(await storedEvents(nc), 'flooder');
     const pushes = ofFlooder.filter((event) => event.type.includes('result.returned') && (event.data as { commandId: string }).commandId === 'push');
     // Every message A received is recorded (and the subscribe's confirmation), and A's sequence has no gap.
     expect(pushes.length).toBe(MESSAGES + 1);
-    const sequences = ofFlooder.map((event) => (event as CloudEvent & { sessionseq: number }).sessionseq).sort((a, b) => a - b);
-    expect(sequences).toEqual(Array.from({ length: sequences.length }, (_, index) => index + 1));
+    expectGapless(ofFlooder);
   }, 90_000);
+
+  it("keeps answering agent B's SELECTs while agent A pipelines thousands of statements, and records every one of A's", async () => {
+    await loadSqlClassifier();
+    const resource: PostgresResourceConfig = {
+      name: 'db',
+      type: 'postgres',
+      listen: '127.0.0.1:0',
+      target: { host: '127.0.0.1', port: 5432, database: 'postgres', ssl: false },
+      credentials: { username: 'postgres' },
+    };
+    const policy = createPolicy([{ name: 'agents-read', effect: 'allow', subjects: { groups: ['agents'] }, actions: ['read'] }] as RuleConfig[], [resource], { approvalTimeoutMs: 60_000 });
+    postgres = createPostgresAdapter(resource, { secretsDir: process.cwd() });
+    const ports = { ...createPostgresPorts({ issuer: idp, policy: enginePolicyPort(policy), record: () => undefined, maxRows: 100 }), audit };
+    const { server: pgServer, port: pgPort } = await listenPostgresProxy(postgres, ports);
+    servers.push(pgServer);
+
+    const flooder = await RawPostgresSession.open(pgPort, 'db', () => idp.mint({ sub: 'pg-flooder', groups: ['agents'] }), (raw) => sockets.push(raw.socket));
+    const bystander = new pg.Client({ host: '127.0.0.1', port: pgPort, user: 'agent', database: 'db', password: await idp.mint({ sub: 'pg-bystander', groups: ['agents'] }) });
+    await bystander.connect();
+    try {
+      const query = encodeQuery('SELECT 1 AS flood');
+      flooder.send(Buffer.concat(Array.from({ length: STATEMENTS }, () => query)));
+      let answered = 0;
+      const failures: string[] = [];
+      // B's statements while A's pipeline runs: each answered, none refused.
+      while (flooder.count('ReadyForQuery') < STATEMENTS + 1 || answered < 20) {
+        await bystander.query('SELECT 2 AS plain').then(
+          () => (answered += 1),
+          (error: Error) => failures.push(error.message),
+        );
+        if (failures.length > 0) break;
+      }
+      expect(failures).toEqual([]);
+      expect(flooder.errors()).toEqual([]);
+    } finally {
+      await bystander.end();
+    }
+
+    await publisher.flush();
+    const ofFlooder = eventsOf(await storedEvents(nc), 'pg-flooder');
+    const commands = new Set(ofFlooder.filter((event) => /command\.(executed|decided)/.test(event.type)).map((event) => (event.data as { commandId: string }).commandId));
+    expect(commands.size).toBe(STATEMENTS);
+    expectGapless(ofFlooder);
+  }, 120_000);
 });
 
+
+/** A session's events on the stream, by the agent (sub) that opened it. */
+const eventsOf = (events: readonly CloudEvent[], sub: string): CloudEvent[] => {
+  const started = events.find((event) => event.type.includes('session.started') && (event.data as { subject: { sub: string } }).subject.sub === sub)!;
+  return events.filter((event) => event.subject === started.subject);
+};
+
+/** Sequences 1..n, each once: nothing of the session lost or doubled. */
+const expectGapless = (events: readonly CloudEvent[]): void => {
+  const sequences = events.map((event) => (event as CloudEvent & { sessionseq: number }).sessionseq).sort((a, b) => a - b);
+  expect(sequences).toEqual(Array.from({ length: sequences.length }, (_, index) => index + 1));
+};

@@ -218,13 +218,14 @@ export class EventPublisher {
    * Is this share past its part of the queue? Each share with events queued may hold up to
    * 1/(n+1) of the events and bytes the queue holds before it is unhealthy (n: those shares), so
    * that all of them together stay under the limit with a share's worth to spare for what an
-   * owner makes before its adapter pauses it. `fraction` 0.5 asks whether it is under half
-   * of that (when a paused owner resumes).
+   * owner makes before its adapter pauses it. `coming` are events the owner has made that are
+   * not queued yet (decisions kept back for their outcome). `fraction` 0.5 asks whether it is
+   * under half of that (when a paused owner resumes).
    */
-  overShare(share: QueueShare, fraction = 1): boolean {
+  overShare(share: QueueShare, coming = 0, fraction = 1): boolean {
     const parts = Math.max(1, this.#activeShares) + 1;
     return (
-      share.events >= Math.max(1, (this.#settings.maxQueuedEvents / parts) * fraction) ||
+      share.events + coming >= Math.max(1, (this.#settings.maxQueuedEvents / parts) * fraction) ||
       share.bytes >= Math.max(1, (this.#settings.maxQueuedBytes / parts) * fraction)
     );
   }
@@ -477,7 +478,7 @@ export class EventPublisher {
       if (!share) continue;
       share.bytes -= item.bytes;
       if (--share.events === 0) this.#activeShares -= 1;
-      if (share.waiting && !this.overShare(share, 0.5)) for (const resume of share.takeResumers()!) resume();
+      if (share.waiting && !this.overShare(share, 0, 0.5)) for (const resume of share.takeResumers()!) resume();
     }
   }
 

@@ -301,7 +301,8 @@ export const createAuditPort = (
     },
     backlogged(sessionId: string, resume: () => void): boolean {
       const share = sessions.get(sessionId)?.share;
-      if (!share || !publisher.overShare?.(share)) return false;
+      // Decisions kept back for their outcome are events to come: a pipeline of thousands is paused before they all go.
+      if (!share || !publisher.overShare?.(share, running.get(sessionId)?.size ?? 0)) return false;
       share.whenUnder(resume);
       return true;
     },
