@@ -34,7 +34,7 @@ const subjectPrefix = `fair.${run}.events`;
 const MESSAGES = 40_000;
 const STATEMENTS = 20_000;
 /** Small, so that the flood passes it within a fraction of a second. */
-const MAX_QUEUED_EVENTS = 2_000;
+const MAX_QUEUED_EVENTS = 8_000;
 
 const rules = [{ name: 'agents', effect: 'allow', subjects: { groups: ['agents'] }, actions: ['read', 'write'], keys: [`${prefix}:*`] }] as RuleConfig[];
 const recording = { maxRows: 100, maxBytes: 65_536, maxRowBytes: 16_384, maxCommandBytes: 16_384, maxEventBytes: 262_144 };
@@ -130,6 +130,32 @@ describe('one agent flooding the audit does not make it fail for the others', ()
     const pushes = ofFlooder.filter((event) => event.type.includes('result.returned') && (event.data as { commandId: string }).commandId === 'push');
     // Every message A received is recorded (and the subscribe's confirmation), and A's sequence has no gap.
     expect(pushes.length).toBe(MESSAGES + 1);
+    expectGapless(ofFlooder);
+  }, 90_000);
+
+  it("keeps answering agent B's GETs while agent A pipelines thousands of refused commands, and records every refusal", async () => {
+    const flooder = await agent('refused-flooder');
+    const bystander = await agent('refused-bystander');
+    // Outside the agents' keys: each is refused by the proxy, the target never asked.
+    const refused = encodeCommand(['GET', `elsewhere:${run}`]);
+    flooder.write(Buffer.concat(Array.from({ length: MESSAGES }, () => refused)));
+    let refusalsToA = 0;
+    const receiving = (async () => {
+      for (; refusalsToA < MESSAGES; refusalsToA++) expect(String(showResp(await flooder.read()))).toMatch(/^NOPERM|^ERR/);
+    })();
+    const answers: unknown[] = [];
+    while (refusalsToA < MESSAGES || answers.length < 20) {
+      bystander.send('GET', `${prefix}:plain`);
+      answers.push(showResp(await bystander.read()));
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    await receiving;
+    expect(answers.filter((answer) => answer !== null)).toEqual([]);
+
+    await publisher.flush();
+    const ofFlooder = eventsOf(await storedEvents(nc), 'refused-flooder');
+    const refusals = ofFlooder.filter((event) => event.type.includes('command.decided') && (event.data as { decision: string }).decision === 'deny');
+    expect(refusals.length).toBe(MESSAGES);
     expectGapless(ofFlooder);
   }, 90_000);
 

@@ -299,11 +299,18 @@ export const createAuditPort = (
       });
       return Promise.race([publisher.acknowledged(), late]).finally(() => clearTimeout(timer));
     },
-    backlogged(sessionId: string, resume: () => void): boolean {
+    backlogged(sessionId: string, resume: () => void, coming = 0): boolean {
       const share = sessions.get(sessionId)?.share;
       // Decisions kept back for their outcome are events to come: a pipeline of thousands is paused before they all go.
-      if (!share || !publisher.overShare?.(share, running.get(sessionId)?.size ?? 0)) return false;
+      if (!share || !publisher.overShare?.(share, coming + (running.get(sessionId)?.size ?? 0))) return false;
       share.whenUnder(resume);
+      // An acknowledgement resumes. With nothing of the agent's queued yet, what is to come is
+      // queued within the merge window; should it not be (it never came), nothing would resume.
+      if (share.events === 0) {
+        setTimeout(() => {
+          if (share.events === 0) for (const resumeNow of share.takeResumers() ?? []) resumeNow();
+        }, windowMs * 2).unref();
+      }
       return true;
     },
     flush(): void {

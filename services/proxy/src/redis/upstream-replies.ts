@@ -131,7 +131,9 @@ export class UpstreamReplies {
       const session = this.state.session;
       if (session && this.state.ports.audit.backlogged?.(session.id, () => upstream.resume())) upstream.pause();
     });
-    upstream.on('drain', () => this.state.socket.resume());
+    upstream.on('drain', () => {
+      if (!this.state.clientHeldForAudit) this.state.socket.resume();
+    });
     upstream.on('error', () => this.state.close('target error'));
     upstream.on('close', () => this.state.close('target closed the connection'));
   }
