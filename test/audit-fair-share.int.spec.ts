@@ -1,20 +1,23 @@
 import { randomUUID } from 'node:crypto';
+import { Agent } from 'node:http';
 import { connect, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { encodeQuery } from '@sluice/codec-pg';
 import { encodeCommand } from '@sluice/codec-resp';
-import type { PostgresResourceConfig, RuleConfig } from '@sluice/config';
+import type { HttpResourceConfig, PostgresResourceConfig, RuleConfig } from '@sluice/config';
 import { createPolicy } from '@sluice/policy-engine';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { connectBus, decodeEvents, ensureEventStream, EventPublisher, type NatsConnection } from '@sluice/event-bus';
 import type { CloudEvent } from '@sluice/contracts';
 import { createAuditPort, type RecordingAuditPort } from '../services/proxy/src/audit-port.js';
+import { createHttpAdapter } from '../services/proxy/src/http/adapter.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
 import { createRedisAdapter } from '../services/proxy/src/redis/adapter.js';
 import { compilePiiMasking, createEnginePorts, listenOnLoopback } from './support/engine-ports.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { call, startRecordingTarget } from './support/http-proxy-harness.js';
 import { createPostgresPorts, enginePolicyPort, listenPostgresProxy, RawPostgresSession } from './support/postgres-proxy-harness.js';
 import { rawRespSocket, showResp } from './support/raw-socket.js';
 import { loopbackRedisResource } from './support/redis-proxy-harness.js';
@@ -216,3 +219,59 @@ const expectGapless = (events: readonly CloudEvent[]): void => {
   const sequences = events.map((event) => (event as CloudEvent & { sessionseq: number }).sessionseq).sort((a, b) => a - b);
   expect(sequences).toEqual(Array.from({ length: sequences.length }, (_, index) => index + 1));
 };
+
+describe('one agent flooding the audit over HTTP does not make it fail for the others', () => {
+  const httpRun = randomUUID().slice(0, 8);
+  const httpStream = `SLUICE_FAIR_HTTP_${httpRun}`;
+  const httpPrefix = `fairhttp.${httpRun}.events`;
+  let nc: NatsConnection;
+  let idp: TestIssuer;
+
+  beforeAll(async () => {
+    nc = await connectBus(NATS_URL, 'test');
+    await ensureEventStream(nc, { stream: httpStream, subjectPrefix: httpPrefix, duplicateWindowMs: 120_000 });
+    idp = await startTestIssuer();
+  });
+
+  afterAll(async () => {
+    await (await jetstreamManager(nc)).streams.delete(httpStream).catch(() => undefined);
+    await nc?.drain();
+    await idp?.close();
+  });
+
+  it("answers agent B's requests while agent A sends hundreds at once", async () => {
+    // One event per NATS message, one message at a time: slow enough for a few hundred requests to outrun it.
+    const publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix: httpPrefix, maxQueuedEvents: 300, maxBatchEvents: 1, maxInFlight: 1 });
+    const target = await startRecordingTarget();
+    const resource = { name: 'api', type: 'http', listen: '127.0.0.1:0', target: { url: target.url }, credentials: { headers: {} } } as HttpResourceConfig;
+    const engine = createEnginePorts({
+      idp,
+      rules: [{ name: 'agents-read', effect: 'allow', subjects: { groups: ['agents'] }, actions: ['read'] }] as RuleConfig[],
+      resource,
+      masking: compilePiiMasking('fair-share-http'),
+      maxRecordedBytes: 4096,
+    });
+    const adapter = createHttpAdapter(resource, { secretsDir: process.cwd() });
+    const { server: listener, port: httpPort } = await listenOnLoopback(adapter, { ...engine, audit: createAuditPort(publisher, { source: 'sluice/proxy', recording }) });
+    const flooding = new Agent({ keepAlive: true, maxSockets: 50 });
+    try {
+      const [flooder, bystander] = await Promise.all([idp.mint({ sub: 'http-flooder', groups: ['agents'] }), idp.mint({ sub: 'http-bystander', groups: ['agents'] })]);
+      let floodDone = false;
+      const flood = Promise.all(Array.from({ length: 2_000 }, (_, index) => call(httpPort, `/flood/${index}`, { token: flooder, agent: flooding }))).finally(() => (floodDone = true));
+      const statuses: number[] = [];
+      while (!floodDone || statuses.length < 10) statuses.push((await call(httpPort, '/plain', { token: bystander })).status);
+      const flooded = await flood;
+      expect(statuses.filter((status) => status !== 200)).toEqual([]);
+      expect(flooded.filter((reply) => reply.status !== 200).map((reply) => reply.status)).toEqual([]);
+      await publisher.flush();
+    } finally {
+      flooding.destroy();
+      await adapter.close();
+      listener.close();
+      target.server.close();
+      // The sessions end (and are recorded) as their sockets close.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await publisher.close();
+    }
+  }, 120_000);
+});

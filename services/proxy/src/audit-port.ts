@@ -54,6 +54,7 @@ interface AgentShare {
 
 export interface RecordingAuditPort extends AuditPort {
   acknowledged(sessionId: string): Promise<void>;
+  backlogged(sessionId: string, resume: () => void, coming?: number): boolean;
   /** Sends every decision still waiting for its outcome on its own (shutdown). */
   flush(): void;
 }
