@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
 import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +14,7 @@ import { startAuditService, type AuditService } from '@sluice/audit';
 import { dropDatabases } from './support/databases.js';
 import { writeSigningKeys } from './support/signing-keys.js';
 import { waitUntil } from './support/wait.js';
+import { canonicalBatch, canonicalize } from './support/written-batches.js';
 
 /**
  * Red team of the audit service's COPY path for events taken as written (their COPY text copied
@@ -25,7 +25,6 @@ import { waitUntil } from './support/wait.js';
  * message may hold up the ones behind it.
  */
 
-const canonicalize = createRequire(import.meta.url)('canonicalize') as (input: unknown) => string;
 
 const run = randomUUID().slice(0, 8);
 const storeDb = `sluice_rt_copy_${run}`;
@@ -83,8 +82,6 @@ const event = (session: string, change: (event: Record<string, unknown>) => void
 
 const dataOf = (event: Record<string, unknown>): Record<string, unknown> => event.data as Record<string, unknown>;
 
-/** `[canonical,…]`: the bytes a Sluice publisher writes for these events. */
-const canonicalBatch = (events: readonly Record<string, unknown>[]): Buffer => Buffer.from(`[${events.map((one) => canonicalize(one)).join(',')}]`, 'utf8');
 
 describe('the audit service storing messages taken as written', () => {
   let dir: string;

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
 import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +14,7 @@ import { startAuditService, type AuditService } from '@sluice/audit';
 import { createDatabase, deleteStreams, dropDatabases } from './support/databases.js';
 import { writeSigningKeys } from './support/signing-keys.js';
 import { waitUntil } from './support/wait.js';
+import { canonicalBatch } from './support/written-batches.js';
 
 /**
  * The audit service when PostgreSQL refuses one event of a batch for a reason no check before
@@ -24,7 +24,6 @@ import { waitUntil } from './support/wait.js';
  * timeout, a killed connection) is still retried, and refuses nothing.
  */
 
-const canonicalize = createRequire(import.meta.url)('canonicalize') as (input: unknown) => string;
 
 const run = randomUUID().slice(0, 8);
 const storeDb = `sluice_store_refusal_${run}`;
@@ -70,8 +69,6 @@ const signedByProxy = (): string => 'proxy';
 
 const idOf = (one: Record<string, unknown>): string => one.id as string;
 
-/** The bytes a Sluice publisher writes for these events (taken as written by the audit service). */
-const canonicalBatch = (events: readonly Record<string, unknown>[]): Buffer => Buffer.from(`[${events.map((one) => canonicalize(one)).join(',')}]`, 'utf8');
 
 describe('the audit service when PostgreSQL refuses an event', () => {
   let dir: string;
