@@ -52,9 +52,49 @@ interface Queued extends EventBytes {
   readonly bytes: number;
   /** Already the reduced form: if the bus refuses this too, it is dropped (and reported). */
   readonly reduced: boolean;
+  /** Whose share of the queue the event counts against, if anyone's. */
+  readonly share: QueueShare | undefined;
 }
 
-const queued = (ordinal: number, id: string, at: EventBytes, reduced: boolean): Queued => ({ chunk: at.chunk, start: at.start, end: at.end, ordinal, id, bytes: at.end - at.start, reduced });
+const queued = (ordinal: number, id: string, at: EventBytes, reduced: boolean, share: QueueShare | undefined): Queued => ({
+  chunk: at.chunk,
+  start: at.start,
+  end: at.end,
+  ordinal,
+  id,
+  bytes: at.end - at.start,
+  reduced,
+  share,
+});
+
+/**
+ * One owner's events not yet acknowledged (an agent's: all its sessions'). The publisher's queue
+ * is shared by every session of the proxy and its limit makes them all fail closed; an owner past
+ * its fair share (see EventPublisher.overShare) is paused by its adapter instead, so one agent
+ * that makes events faster than the bus takes them slows only itself.
+ */
+export class QueueShare {
+  events = 0;
+  bytes = 0;
+  /** Called once when the owner is back under half its share; set while it is paused. */
+  #resumers: Array<() => void> | undefined;
+
+  /** Calls `resume` once the share has fallen back under half its limit. */
+  whenUnder(resume: () => void): void {
+    (this.#resumers ??= []).push(resume);
+  }
+
+  /** The resumers waiting, taken (each is called once). */
+  takeResumers(): Array<() => void> | undefined {
+    const resumers = this.#resumers;
+    this.#resumers = undefined;
+    return resumers;
+  }
+
+  get waiting(): boolean {
+    return this.#resumers !== undefined;
+  }
+}
 
 /** An event's JSON in a buffer of its own (not queued in the arena's batches). */
 const alone = (json: string): EventBytes => {
@@ -134,6 +174,8 @@ export class EventPublisher {
   #idle: Array<() => void> = [];
   #retryTimer: NodeJS.Timeout | undefined;
   #published = 0;
+  /** Shares with events queued: the queue is split between them (and a share's worth kept free). */
+  #activeShares = 0;
   readonly #sending = new Set<Batch>();
   #waiters: Array<{ readonly upTo: number; readonly resolve: () => void; readonly reject: (error: Error) => void }> = [];
 
@@ -172,14 +214,31 @@ export class EventPublisher {
     );
   }
 
+  /**
+   * Is this share past its part of the queue? Each share with events queued may hold up to
+   * 1/(n+1) of the events and bytes the queue holds before it is unhealthy (n: those shares), so
+   * that all of them together stay under the limit with a share's worth to spare for what an
+   * owner makes before its adapter pauses it. `coming` are events the owner has made that are
+   * not queued yet (decisions kept back for their outcome). `fraction` 0.5 asks whether it is
+   * under half of that (when a paused owner resumes).
+   */
+  overShare(share: QueueShare, coming = 0, fraction = 1): boolean {
+    const parts = Math.max(1, this.#activeShares) + 1;
+    return (
+      share.events + coming >= Math.max(1, (this.#settings.maxQueuedEvents / parts) * fraction) ||
+      share.bytes >= Math.max(1, (this.#settings.maxQueuedBytes / parts) * fraction)
+    );
+  }
+
   /** Events accepted but not yet acknowledged by JetStream. */
   get pending(): number {
     return this.#unacked;
   }
 
-  publish(event: CloudEvent): void {
+  /** Queues an event; `share`, when given, is whose part of the queue it counts against until acknowledged. */
+  publish(event: CloudEvent, share?: QueueShare): void {
     if (this.#closed) throw new Error('publisher is closed');
-    this.#enqueue(this.#bounded(event, ++this.#published));
+    this.#enqueue(this.#bounded(event, ++this.#published, share));
   }
 
   /**
@@ -188,7 +247,7 @@ export class EventPublisher {
    * event only if it must be reduced, or if `write` throws (data it does not know how to write):
    * then it goes the way publish() takes.
    */
-  publishWritten<T>(id: string, write: (sink: JsonSink, value: T) => void, value: T, event: (value: T) => CloudEvent): void {
+  publishWritten<T>(id: string, write: (sink: JsonSink, value: T) => void, value: T, event: (value: T) => CloudEvent, share?: QueueShare): void {
     if (this.#closed) throw new Error('publisher is closed');
     const arena = this.#arena;
     arena.begin();
@@ -196,16 +255,16 @@ export class EventPublisher {
       write(arena, value);
     } catch {
       arena.discard();
-      this.publish(event(value));
+      this.publish(event(value), share);
       return;
     }
     const bytes = arena.written;
     if (bytes > this.maxEventBytes) {
       arena.discard();
-      this.#enqueue(this.#tooLarge(event(value), bytes, ++this.#published));
+      this.#enqueue(this.#tooLarge(event(value), bytes, ++this.#published, share));
       return;
     }
-    this.#enqueue(queued(++this.#published, id, this.#commit(), false));
+    this.#enqueue(queued(++this.#published, id, this.#commit(), false, share));
   }
 
   /**
@@ -235,6 +294,11 @@ export class EventPublisher {
     this.#queue.push(item);
     this.#unacked += 1;
     this.#queuedBytes += item.bytes;
+    const share = item.share;
+    if (share) {
+      if (share.events++ === 0) this.#activeShares += 1;
+      share.bytes += item.bytes;
+    }
     if (this.#arena.hasClosed) this.#pump(false);
     else this.#schedule();
   }
@@ -243,13 +307,13 @@ export class EventPublisher {
   async publishNow(event: CloudEvent): Promise<void> {
     const kind = kindOfType(event.type) as SluiceEventKind;
     // Not queued: its bytes must not sit among the queued batches'.
-    const item = this.#bounded(event, 0, alone);
+    const item = this.#bounded(event, 0, undefined, alone);
     const payload = item.chunk.subarray(item.start, item.end);
     await this.#js.publish(subjectForKind(kind, this.#settings.subjectPrefix), payload, { msgID: event.id, ...this.#signed(payload) });
   }
 
   /** The event serialised into the arena, in its reduced form when it is larger than an event may be. */
-  #bounded(event: CloudEvent, ordinal: number, place: (json: string) => EventBytes = (json) => this.#queueText(json)): Queued {
+  #bounded(event: CloudEvent, ordinal: number, share: QueueShare | undefined, place: (json: string) => EventBytes = (json) => this.#queueText(json)): Queued {
     let json: string;
     try {
       json = JSON.stringify(event);
@@ -257,18 +321,18 @@ export class EventPublisher {
       // A malformed event (not JSON) is a refusal retrying cannot fix: recorded reduced, never thrown at the session.
       const reduced = reduceEvent(event, 'rejected', 0, this.maxEventBytes, `not JSON: ${error instanceof Error ? error.message : String(error)}`);
       this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
-      return queued(ordinal, event.id, place(reduced.json), true);
+      return queued(ordinal, event.id, place(reduced.json), true, share);
     }
     // A UTF-8 byte count is at most three per UTF-16 unit: most events need no count.
     const bytes = json.length * 3 <= this.maxEventBytes ? json.length : jsonBytes(json);
-    if (bytes > this.maxEventBytes) return this.#tooLarge(event, bytes, ordinal, place);
-    return queued(ordinal, event.id, place(json), false);
+    if (bytes > this.maxEventBytes) return this.#tooLarge(event, bytes, ordinal, share, place);
+    return queued(ordinal, event.id, place(json), false, share);
   }
 
-  #tooLarge(event: CloudEvent, bytes: number, ordinal: number, place: (json: string) => EventBytes = (json) => this.#queueText(json)): Queued {
+  #tooLarge(event: CloudEvent, bytes: number, ordinal: number, share: QueueShare | undefined, place: (json: string) => EventBytes = (json) => this.#queueText(json)): Queued {
     const reduced = reduceEvent(event, 'too_large', bytes, this.maxEventBytes);
     this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
-    return queued(ordinal, event.id, place(reduced.json), true);
+    return queued(ordinal, event.id, place(reduced.json), true, share);
   }
 
   /**
@@ -410,6 +474,11 @@ export class EventPublisher {
     for (const item of batch.items) {
       this.#queuedBytes -= item.bytes;
       this.#arena.release(item);
+      const share = item.share;
+      if (!share) continue;
+      share.bytes -= item.bytes;
+      if (--share.events === 0) this.#activeShares -= 1;
+      if (share.waiting && !this.overShare(share, 0, 0.5)) for (const resume of share.takeResumers()!) resume();
     }
   }
 
@@ -438,9 +507,10 @@ export class EventPublisher {
     }
     const reduced = reduceEvent(event, 'rejected', item.bytes, this.maxEventBytes, message);
     // The replacement goes out on its own, not among the queued batches; the event it replaces is done with.
-    const replacement = queued(item.ordinal, item.id, alone(reduced.json), true);
+    const replacement = queued(item.ordinal, item.id, alone(reduced.json), true, item.share);
     this.#arena.release(item);
     this.#queuedBytes += replacement.bytes - item.bytes;
+    if (item.share) item.share.bytes += replacement.bytes - item.bytes;
     this.#settings.onReduced?.(reduced.event, reduced.reduction, false);
     this.#retry.unshift(this.#batchOf([replacement]));
   }

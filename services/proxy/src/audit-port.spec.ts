@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
 import { kindOfType, type CloudEvent, type SluiceEventDataByKind } from '@sluice/contracts';
+import { QueueShare } from '@sluice/event-bus';
 import { createAuditPort } from './audit-port.js';
 
 const recording = { maxRows: 100, maxBytes: 65_536, maxRowBytes: 16_384, maxCommandBytes: 16_384, maxEventBytes: 262_144 };
@@ -208,5 +209,68 @@ describe('audit port: one command.executed per command that ran without a hold',
     const port = createAuditPort({ publish: () => undefined, healthy: true, acknowledged: () => new Promise(() => undefined) }, { source: 'test', recording, ackTimeoutMs: 50 });
     port.record('s1', 'command.decided', decided('c1'));
     await expect(port.acknowledged('s1')).rejects.toThrow(/not acknowledged/);
+  });
+});
+
+describe('audit port: each agent has one share of the publisher queue', () => {
+  const started = (sub: string): SluiceEventDataByKind['session.started'] => ({ resource: 'db', protocol: 'postgres', subject: { sub, groups: [], issuer: 'i' }, client: 'c', readOnly: false });
+  const ended = { reason: 'client_closed', commands: 0, durationMs: 1 } as unknown as SluiceEventDataByKind['session.ended'];
+  const given = () => {
+    const shares: (QueueShare | undefined)[] = [];
+    const publisher = {
+      publish: (_event: CloudEvent, share?: QueueShare) => {
+        shares.push(share);
+        if (share) share.events += 1;
+      },
+      healthy: true,
+      acknowledged: async () => undefined,
+      overShare: (share: QueueShare, coming = 0) => share.events + coming >= 3,
+    };
+    return { port: createAuditPort(publisher, { source: 'test', recording, mergeWindowMs: 30 }), shares };
+  };
+
+  it("counts an agent's sessions against one share, another agent's against its own", () => {
+    const { port, shares } = given();
+    port.record('s1', 'session.started', started('a'));
+    port.record('s2', 'session.started', started('a'));
+    port.record('s3', 'session.started', started('b'));
+    expect(shares[0]).toBeInstanceOf(QueueShare);
+    expect(shares[1]).toBe(shares[0]);
+    expect(shares[2]).not.toBe(shares[0]);
+  });
+
+  it('pauses a session whose agent is past its share, counting what is to come, and resumes it through the share', () => {
+    const { port, shares } = given();
+    port.record('s1', 'session.started', started('a'));
+    const resume = vi.fn();
+    expect(port.backlogged('s1', resume)).toBe(false);
+    expect(port.backlogged('s1', resume, 2)).toBe(true);
+    expect(shares[0]!.waiting).toBe(true);
+    for (const resumeNow of shares[0]!.takeResumers()!) resumeNow();
+    expect(resume).toHaveBeenCalledTimes(1);
+    // A session the port has no agent for (none started) is never paused.
+    expect(port.backlogged('unknown', resume, 100)).toBe(false);
+  });
+
+  it("keeps an ended agent's share while its events wait (reconnecting gets no fresh share), and lets it go once they are done", () => {
+    const { port, shares } = given();
+    port.record('s1', 'session.started', started('a'));
+    port.record('s1', 'session.ended', ended);
+    port.record('s2', 'session.started', started('a'));
+    expect(shares[2]).toBe(shares[0]);
+    port.record('s2', 'session.ended', ended);
+    shares[0]!.events = 0;
+    port.record('s3', 'session.started', started('a'));
+    expect(shares[4]).not.toBe(shares[0]);
+  });
+
+  it('resumes by itself a session paused with nothing of its agent queued, if nothing comes', async () => {
+    const { port, shares } = given();
+    port.record('s1', 'session.started', started('a'));
+    shares[0]!.events = 0;
+    const resume = vi.fn();
+    expect(port.backlogged('s1', resume, 5)).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(resume).toHaveBeenCalledTimes(1);
   });
 });

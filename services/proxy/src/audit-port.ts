@@ -1,5 +1,5 @@
 import { buildEvent, writeExecutedEvent, type CloudEvent, type SluiceEventDataByKind, type SluiceEventKind } from '@sluice/contracts';
-import { timeOrderedId, type EventPublisher } from '@sluice/event-bus';
+import { QueueShare, timeOrderedId, type EventPublisher } from '@sluice/event-bus';
 import type { AuditPort } from './ports.js';
 import { boundEventData, resultFitsExecuted, type RecordingBounds } from './recording.js';
 
@@ -39,8 +39,22 @@ interface Running {
   result?: Data<'result.returned'>;
 }
 
+/** A session's event sequence so far, and its agent's share of the publisher's queue. */
+interface SessionCount {
+  sequence: number;
+  readonly share: QueueShare | undefined;
+  readonly agent: string | undefined;
+}
+
+/** An agent's share of the queue and its sessions that count against it. */
+interface AgentShare {
+  readonly share: QueueShare;
+  sessions: number;
+}
+
 export interface RecordingAuditPort extends AuditPort {
   acknowledged(sessionId: string): Promise<void>;
+  backlogged(sessionId: string, resume: () => void, coming?: number): boolean;
   /** Sends every decision still waiting for its outcome on its own (shutdown). */
   flush(): void;
 }
@@ -59,10 +73,16 @@ export interface RecordingAuditPort extends AuditPort {
  * and so do commands of a resource that waits for its records (`acknowledged`).
  */
 export const createAuditPort = (
-  publisher: Pick<EventPublisher, 'publish' | 'healthy' | 'acknowledged'> & Partial<Pick<EventPublisher, 'publishWritten'>>,
+  publisher: Pick<EventPublisher, 'publish' | 'healthy' | 'acknowledged'> & Partial<Pick<EventPublisher, 'publishWritten' | 'overShare'>>,
   options: { source: string; recording: RecordingBounds & { readonly maxEventBytes: number }; now?: () => Date; mergeWindowMs?: number; ackTimeoutMs?: number },
 ): RecordingAuditPort => {
-  const sequences = new Map<string, number>();
+  const sessions = new Map<string, SessionCount>();
+  /**
+   * By agent (issuer and sub): one agent's sessions share one part of the queue, so opening more
+   * connections does not get it more. An entry outlives the agent's sessions until their events
+   * are acknowledged: reconnecting does not make a fresh share either.
+   */
+  const agents = new Map<string, AgentShare>();
   // One Date per millisecond: the commands of a busy proxy share it (nothing changes a recorded time).
   let clock = new Date(0);
   const currentTime = (): Date => {
@@ -82,23 +102,56 @@ export const createAuditPort = (
   let held = 0;
   let timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
 
-  const nextSequence = (sessionId: string, kind: SluiceEventKind): number => {
-    const sessionseq = (sequences.get(sessionId) ?? 0) + 1;
-    if (kind === 'session.ended' || kind === 'session.rejected') sequences.delete(sessionId);
-    else sequences.set(sessionId, sessionseq);
+  /** The agent's share a session counts against, made or joined at its start. */
+  const joinAgent = (agent: string): QueueShare => {
+    for (const [key, entry] of agents) if (entry.sessions === 0 && entry.share.events === 0) agents.delete(key);
+    let entry = agents.get(agent);
+    if (!entry) agents.set(agent, (entry = { share: new QueueShare(), sessions: 0 }));
+    entry.sessions += 1;
+    return entry.share;
+  };
+
+  const leaveAgent = (count: SessionCount): void => {
+    if (count.agent === undefined) return;
+    const entry = agents.get(count.agent);
+    if (!entry) return;
+    entry.sessions -= 1;
+    if (entry.sessions === 0 && entry.share.events === 0) agents.delete(count.agent);
+  };
+
+  /** The session's count, made with its first event (session.started names its agent). */
+  const countOf = (sessionId: string, kind: SluiceEventKind, data: unknown): SessionCount => {
+    let count = sessions.get(sessionId);
+    if (count) return count;
+    const subject = kind === 'session.started' ? (data as Data<'session.started'>).subject : undefined;
+    const agent = subject && publisher.overShare ? `${subject.issuer}\n${subject.sub}` : undefined;
+    count = { sequence: 0, share: agent === undefined ? undefined : joinAgent(agent), agent };
+    sessions.set(sessionId, count);
+    return count;
+  };
+
+  /** The session's next sequence; its count goes with its last event (its share stays on the events' until acknowledged). */
+  const nextSequence = (count: SessionCount, sessionId: string, kind: SluiceEventKind): number => {
+    const sessionseq = ++count.sequence;
+    if (kind === 'session.ended' || kind === 'session.rejected') {
+      sessions.delete(sessionId);
+      leaveAgent(count);
+    }
     return sessionseq;
   };
 
   const publish = <K extends SluiceEventKind>(sessionId: string, kind: K, data: Data<K>, time: Date): void => {
-    const sessionseq = nextSequence(sessionId, kind);
-    publisher.publish(buildEvent(kind, { id: timeOrderedId(), source: options.source, subject: sessionId, time, sessionseq, data }));
+    const count = countOf(sessionId, kind, data);
+    const sessionseq = nextSequence(count, sessionId, kind);
+    publisher.publish(buildEvent(kind, { id: timeOrderedId(), source: options.source, subject: sessionId, time, sessionseq, data }), count.share);
   };
 
   /** The one event of most commands, written by writeExecutedEvent straight into the publisher's queue where it takes it so. */
   const publishExecuted = (sessionId: string, data: Data<'command.executed'>, time: Date): void => {
-    const fields: ExecutedFields = { id: timeOrderedId(), source: options.source, subject: sessionId, time, sessionseq: nextSequence(sessionId, 'command.executed'), data };
-    if (publisher.publishWritten) publisher.publishWritten(fields.id, writeExecutedEvent, fields, buildExecuted);
-    else publisher.publish(buildExecuted(fields));
+    const count = countOf(sessionId, 'command.executed', data);
+    const fields: ExecutedFields = { id: timeOrderedId(), source: options.source, subject: sessionId, time, sessionseq: nextSequence(count, sessionId, 'command.executed'), data };
+    if (publisher.publishWritten) publisher.publishWritten(fields.id, writeExecutedEvent, fields, buildExecuted, count.share);
+    else publisher.publish(buildExecuted(fields), count.share);
   };
 
   /** A command's events: one command.executed when its outcome is in, else what it has so far. */
@@ -246,6 +299,20 @@ export const createAuditPort = (
         timer = setTimeout(() => reject(new Error(`events not acknowledged by the bus within ${timeoutMs} ms`)), timeoutMs);
       });
       return Promise.race([publisher.acknowledged(), late]).finally(() => clearTimeout(timer));
+    },
+    backlogged(sessionId: string, resume: () => void, coming = 0): boolean {
+      const share = sessions.get(sessionId)?.share;
+      // Decisions kept back for their outcome are events to come: a pipeline of thousands is paused before they all go.
+      if (!share || !publisher.overShare?.(share, coming + (running.get(sessionId)?.size ?? 0))) return false;
+      share.whenUnder(resume);
+      // An acknowledgement resumes. With nothing of the agent's queued yet, what is to come is
+      // queued within the merge window; should it not be (it never came), nothing would resume.
+      if (share.events === 0) {
+        setTimeout(() => {
+          if (share.events === 0) for (const resumeNow of share.takeResumers() ?? []) resumeNow();
+        }, windowMs * 2).unref();
+      }
+      return true;
     },
     flush(): void {
       for (const sessionId of [...running.keys()]) release(sessionId, true, performance.now());

@@ -154,6 +154,7 @@ export const startProxyLease = async (nc: NatsConnection, publisher: EventPublis
         },
         // A resource with audit.wait ack waits through the lease's port too.
         ...(audit.acknowledged ? { acknowledged: (sessionId: string) => audit.acknowledged!(sessionId) } : {}),
+        ...(audit.backlogged ? { backlogged: (sessionId: string, resume: () => void, coming?: number) => audit.backlogged!(sessionId, resume, coming) } : {}),
       };
     },
     /** After the sessions ended (and were recorded): gone on purpose, nothing for others to close. */

@@ -102,6 +102,15 @@ export interface AuditPort {
    * An audit port without it confirms nothing, so such a resource refuses every command.
    */
   acknowledged?(sessionId: string): Promise<void>;
+  /**
+   * True when the session's agent has more events waiting for the bus than its fair share of the
+   * queue (with `coming`: commands taken whose events are not recorded yet): the adapter stops
+   * taking and reading what makes them (commands, the target's replies) until `resume` is
+   * called, once the agent's backlog is back under half its share. One agent that floods is
+   * slowed on its own instead of making the audit unhealthy for every session. A port without
+   * it never pauses anyone.
+   */
+  backlogged?(sessionId: string, resume: () => void, coming?: number): boolean;
 }
 
 export interface GovernancePorts {

@@ -6,7 +6,7 @@ import { Pool } from 'undici';
 import { readSecret, resourceLimits, type HttpResourceConfig } from '@sluice/config';
 import { normalizeHttpPath, SluiceErrorCode, type Subject } from '@sluice/contracts';
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
-import type { GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
+import type { AuditPort, GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
 import { commandHash } from '../governance/approval-hold.js';
 import { admitSession } from '../governance/admission.js';
 import { Governor, subjectRefOf, type RecordedCommand } from '../governance/governor.js';
@@ -320,6 +320,9 @@ export const createHttpAdapter = (
       session.governor.recordRefusedBeforeRule(recordedRequest(session.governor, requestId, method, rawUrl.split(/[?#]/, 1)[0] ?? '', undefined), 'the request path cannot be normalised safely');
       return fail(new Problem(400, SluiceErrorCode.ProtocolMalformed, 'Bad request', 'the request path cannot be normalised safely'), session, requestId);
     }
+    // An agent past its share of the audit queue waits here (its requests are delayed, not refused).
+    const backlog = backlogDrained(ports.audit, session.id);
+    if (backlog) await backlog;
     if (!ports.audit.healthy) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
 
     session.commands++;
@@ -688,6 +691,18 @@ interface Credentials {
   /** What is scrubbed from the answer: every value injected, recently rotated ones too. */
   readonly echoed: CredentialPattern | undefined;
 }
+
+/** Resolves once the agent is back under its share of the audit queue; undefined when it is under it now. */
+const backlogDrained = (audit: AuditPort, sessionId: string): Promise<void> | undefined => {
+  let drained = false;
+  let resume: (() => void) | undefined;
+  const backlogged = audit.backlogged?.(sessionId, () => {
+    drained = true;
+    resume?.();
+  });
+  if (!backlogged || drained) return undefined;
+  return new Promise((resolve) => (resume = resolve));
+};
 
 const NO_CREDENTIALS: Credentials = { headers: [], echoed: undefined };
 

@@ -81,9 +81,10 @@ export class BackendDispatch {
       upstream.pause();
       this.session.client.once('drain', () => {
         this.session.clientBlocked = false;
-        upstream.resume();
+        if (!this.session.targetHeldForAudit && !this.session.upstreamHeldForCatalog) upstream.resume();
       });
     }
+    this.session.pauseWhileBacklogged(true);
   }
 
   /**
@@ -106,9 +107,11 @@ export class BackendDispatch {
     this.#upstreamBacklog = frames.slice(index);
     out.flush(this.session.client);
     upstream.pause();
+    this.session.upstreamHeldForCatalog = true;
     const resume = (failed: boolean): void => {
       const backlog = this.#upstreamBacklog ?? [];
       this.#upstreamBacklog = undefined;
+      this.session.upstreamHeldForCatalog = false;
       if (this.session.closed) return;
       try {
         if (failed) {
@@ -116,7 +119,7 @@ export class BackendDispatch {
           this.#withhold(this.session.toClient, new ResultWithheldError('the target catalog could not be read'));
         }
         this.handleUpstreamFrames(backlog);
-        if (!this.session.clientBlocked) upstream.resume();
+        if (!this.session.clientBlocked && !this.session.targetHeldForAudit) upstream.resume();
       } catch {
         this.session.close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' });
       }

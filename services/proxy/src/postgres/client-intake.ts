@@ -103,6 +103,13 @@ export class ClientIntake {
           this.session.flushUpstream();
           continue;
         }
+        // Refused statements make events too: an agent past its share of the audit queue waits here.
+        this.session.pauseWhileBacklogged(false);
+        if (this.session.auditBlocked) {
+          this.session.flushUpstream();
+          await this.session.backlogDrained();
+          continue;
+        }
         const frame = this.#queue[this.#queueHead]!;
         this.#queue[this.#queueHead++] = undefined as unknown as Frame;
         this.session.queuedBytes -= frame.raw.length;

@@ -66,6 +66,17 @@ export class SessionCore {
   queuedBytes = 0;
   #upstreamBlocked = false;
   clientBlocked = false;
+  /**
+   * The agent's events wait for the bus beyond its share of the queue: its client is not read,
+   * nor its queued statements decided, until they are acknowledged.
+   */
+  auditBlocked = false;
+  /** As auditBlocked, for the target's messages: set when they were what made the events (results). */
+  targetHeldForAudit = false;
+  /** The target's messages are held while the catalog resolves (BackendDispatch): not resumed under it. */
+  upstreamHeldForCatalog = false;
+  /** The intake, waiting while auditBlocked. */
+  backlogWaiters: Array<() => void> = [];
   pipeline = newPipeline();
   discardUntilSync = false;
   readonly toUpstream = new Outbox();
@@ -147,10 +158,46 @@ export class SessionCore {
     }
   }
 
-  /** Reads from the client only while the target keeps up and the held queue is bounded. */
+  /**
+   * Pauses the session while its agent is past its share of the audit queue (AuditPort.backlogged):
+   * one agent that makes events faster than the bus takes them (a pipeline of thousands of
+   * statements, a stream of results) is slowed on its own, and every other session goes on.
+   */
+  pauseWhileBacklogged(holdTarget: boolean): void {
+    if (this.closed || !this.ports.audit.backlogged) return;
+    if (!this.auditBlocked) {
+      if (!this.ports.audit.backlogged(this.id, () => this.#backlogDrained())) return;
+      this.auditBlocked = true;
+      this.updateClientFlow();
+    }
+    // The target is read on while only the agent's statements make the events: their answers
+    // are what lets the backlog (decisions kept for their outcome) turn into fewer events.
+    if (holdTarget && !this.targetHeldForAudit) {
+      this.targetHeldForAudit = true;
+      this.upstream?.pause();
+    }
+  }
+
+  #backlogDrained(): void {
+    this.auditBlocked = false;
+    if (this.targetHeldForAudit) {
+      this.targetHeldForAudit = false;
+      if (!this.closed && !this.clientBlocked && !this.upstreamHeldForCatalog) this.upstream?.resume();
+    }
+    this.updateClientFlow();
+    for (const resume of this.backlogWaiters.splice(0)) resume();
+  }
+
+  /** Resolves once the session is no longer paused for its agent's audit backlog (or it closed). */
+  backlogDrained(): Promise<void> {
+    if (!this.auditBlocked || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.backlogWaiters.push(resolve));
+  }
+
+  /** Reads from the client only while the target keeps up, the held queue is bounded and the audit keeps up with the agent. */
   updateClientFlow(): void {
     if (this.closed) return;
-    const hold = this.#upstreamBlocked || this.queuedBytes > MAX_QUEUED_BYTES;
+    const hold = this.#upstreamBlocked || this.queuedBytes > MAX_QUEUED_BYTES || this.auditBlocked;
     if (hold && !this.client.isPaused()) this.client.pause();
     else if (!hold && this.client.isPaused()) this.client.resume();
   }

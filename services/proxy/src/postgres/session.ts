@@ -210,6 +210,7 @@ export class PostgresSession {
     for (const expect of this.#core.expects) if (expect.kind === 'internal') expect.done(undefined);
     // Waiting decisions wake up, see the session closed and refuse.
     for (const wake of this.#core.settleWaiters.splice(0)) wake();
+    for (const wake of this.#core.backlogWaiters.splice(0)) wake();
     // A COMMIT may have reached the target before the connection went: the facts are read again.
     this.#core.endSchemaChange();
     if (this.#cancelKey) this.#core.ctx.cancelKeys.release(this.#cancelKey.processId, this.#cancelKey.secretKey);

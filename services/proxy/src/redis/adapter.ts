@@ -90,6 +90,27 @@ class RedisConnection {
     this.#intake();
   }
 
+  /**
+   * Every command makes events, refused ones too with nothing asked of the target: an agent past
+   * its share of the audit queue has no more of its commands taken, nor its client read (TCP
+   * holds the rest), until its events are acknowledged. True while it is held.
+   */
+  #heldForBacklog(): boolean {
+    const state = this.#state;
+    if (state.clientHeldForAudit) return true;
+    if (!state.session) return false;
+    const backlogged = state.ports.audit.backlogged?.(state.session.id, () => {
+      state.clientHeldForAudit = false;
+      if (state.closed) return;
+      if (state.pending.length <= MAX_QUEUED) state.socket.resume();
+      this.#intake();
+    }, state.pending.length);
+    if (!backlogged) return false;
+    state.clientHeldForAudit = true;
+    state.socket.pause();
+    return true;
+  }
+
   /** A malformed frame closes this connection only; it is audited first. */
   #protocolError(): void {
     if (!this.#state.session) {
@@ -117,7 +138,7 @@ class RedisConnection {
     let login: Promise<void> | undefined;
     this.#dispatch.beginBurst();
     try {
-      while (!login && this.#inbox.length > 0 && !this.#state.closed) {
+      while (!login && this.#inbox.length > 0 && !this.#state.closed && !this.#heldForBacklog()) {
         const frame = this.#inbox.shift()!;
         let args: Buffer[];
         try {

@@ -26,6 +26,8 @@ export class ConnectionState {
   upstream: Socket | undefined;
   protocol: 2 | 3 = 2;
   closed = false;
+  /** The agent is past its share of the audit queue: its client is not read until its events are acknowledged. */
+  clientHeldForAudit = false;
 
   /** Every entry not yet answered, in arrival order. */
   readonly pending: Entry[] = [];
@@ -79,7 +81,7 @@ export class ConnectionState {
         return;
       }
     }
-    if (this.pending.length <= MAX_QUEUED / 2 && this.socket.isPaused()) this.socket.resume();
+    if (this.pending.length <= MAX_QUEUED / 2 && this.socket.isPaused() && !this.clientHeldForAudit) this.socket.resume();
   }
 
   writeClient(bytes: Buffer): void {

@@ -126,8 +126,14 @@ export class UpstreamReplies {
         return;
       }
       for (const frame of frames) this.#onUpstreamFrame(frame);
+      // An agent whose events outrun the bus (a flood of pub/sub messages, a pipelined burst)
+      // is no longer read from its target until they are acknowledged: TCP holds the rest back.
+      const session = this.state.session;
+      if (session && this.state.ports.audit.backlogged?.(session.id, () => upstream.resume())) upstream.pause();
     });
-    upstream.on('drain', () => this.state.socket.resume());
+    upstream.on('drain', () => {
+      if (!this.state.clientHeldForAudit) this.state.socket.resume();
+    });
     upstream.on('error', () => this.state.close('target error'));
     upstream.on('close', () => this.state.close('target closed the connection'));
   }
