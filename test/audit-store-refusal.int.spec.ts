@@ -161,6 +161,10 @@ describe('the audit service when PostgreSQL refuses an event', () => {
     expect(await rejected(session)).toHaveLength(3);
     expect(service.consumers().find((state) => state.durable === 'audit-store')).toMatchObject({ failing: false });
 
+    // The table says what it holds to whoever reads the schema.
+    const [described] = await query<{ comment: string }>(`SELECT obj_description('sluice.rejected_events'::regclass, 'pg_class') AS comment`);
+    expect(described!.comment).toContain('refused by PostgreSQL for their data');
+
     // verify holds the chain and reports the refusals, as for every refused event.
     const store = await openEventStore({ url: storeUrl });
     try {
