@@ -8,7 +8,7 @@ const nestedArrays = (levels: number, inner: string): string => '['.repeat(level
 /** `levels` objects one inside the other, `{"a":{"a":…inner…}}`. */
 const nestedObjects = (levels: number, inner: string): string => '{"a":'.repeat(levels) + inner + '}'.repeat(levels);
 
-const maskerWith = (columns: readonly { match: string; strategy: 'redact' }[]): ProfileMasker =>
+const maskerWith = (columns: { match: string; strategy: 'redact' }[]): ProfileMasker =>
   compileMasking({ defaultRegion: 'US', detectors: [], profiles: { pii: { detectors: ['email'], strategy: 'redact', columns } } }, { hashKey: 'k' }).profile('pii')!;
 
 const withoutRules = maskerWith([]);
