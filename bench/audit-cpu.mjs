@@ -14,7 +14,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connectBus, createMessageSigner, EventPublisher, generateSigningKeyPair } from '@sluice/event-bus';
-import { asAdmin, cpuMicros, httpRequestEvents, pgbenchStatementEvents } from './support/audit-events.mjs';
+import { asAdmin, cpuMicros, httpRequestEvents, minorFaults, pgbenchStatementEvents, systemMicros } from './support/audit-events.mjs';
 
 const N = Number(process.env.N ?? 20_000);
 const RATE = Number(process.env.RATE ?? 3_000);
@@ -86,7 +86,7 @@ const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], {
 await new Promise((resolve) => child.once('message', resolve));
 const stored = () => service.consumers().find((state) => state.durable === 'audit-store').handledEvents;
 const loadBefore = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
-const before = { audit: cpuMicros(process.pid), publisher: cpuMicros(child.pid), nats: cpuMicros(natsPid), backends: new Map((await backends()).map((pid) => [pid, cpuMicros(pid)])) };
+const before = { faults: minorFaults(process.pid), system: systemMicros(process.pid), audit: cpuMicros(process.pid), publisher: cpuMicros(child.pid), nats: cpuMicros(natsPid), backends: new Map((await backends()).map((pid) => [pid, cpuMicros(pid)])) };
 // PROFILE=file.cpuprofile: the audit service's CPU profile over the measured window only.
 const inspector = process.env.PROFILE ? new (await import('node:inspector')).Session() : undefined;
 const post = (method) => new Promise((resolve, reject) => inspector.post(method, (error, result) => (error ? reject(error) : resolve(result))));
@@ -100,7 +100,7 @@ child.send({ go: true });
 while (stored() < N) await new Promise((resolve) => setTimeout(resolve, 50));
 if (inspector) writeFileSync(process.env.PROFILE, JSON.stringify((await post('Profiler.stop')).profile));
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-const after = { audit: cpuMicros(process.pid), publisher: cpuMicros(child.pid), nats: cpuMicros(natsPid) };
+const after = { faults: minorFaults(process.pid), system: systemMicros(process.pid), audit: cpuMicros(process.pid), publisher: cpuMicros(child.pid), nats: cpuMicros(natsPid) };
 let store = 0;
 for (const pid of await backends()) store += cpuOrZero(pid) - (before.backends.get(pid) ?? 0);
 // Each row's xmin is the transaction that wrote it: the store's transactions, counted exactly.
@@ -114,7 +114,8 @@ const publisher = after.publisher - before.publisher;
 const nats = after.nats - before.nats;
 console.log(
   `audit-cpu: ${N} ${process.env.SHAPE === 'http' ? 'HTTP' : 'pgbench'} events, ${RATE}/s, ${SESSIONS} sessions, stored in ${seconds.toFixed(2)} s (${transactions} transactions, ~${Math.round(N / Math.max(1, transactions))} events each); load ${loadBefore}; CPU µs/event: ` +
-    `publisher=${per(publisher)} nats=${per(nats)} audit=${per(audit)} store=${per(store)} total=${per(publisher + nats + audit + store)}`,
+    `publisher=${per(publisher)} nats=${per(nats)} audit=${per(audit)} store=${per(store)} total=${per(publisher + nats + audit + store)}; ` +
+    `audit's kernel share ${per(after.system - before.system)} µs/event, ${((after.faults - before.faults) / N).toFixed(2)} page faults/event`,
 );
 child.send({ exit: true });
 await new Promise((resolve) => child.once('exit', resolve));

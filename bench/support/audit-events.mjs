@@ -18,6 +18,12 @@ export const asAdmin = async (query, parameters) => {
 };
 
 /** CPU time of a process (user + system) in µs. */
+/** A process's minor page faults so far (each first touch of fresh memory is one, in the kernel's time). */
+export const minorFaults = (pid) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[7]);
+
+/** A process's CPU time in the kernel so far, in µs. */
+export const systemMicros = (pid) => Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[12]) * 10_000;
+
 export const cpuMicros = (pid) => {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10_000;

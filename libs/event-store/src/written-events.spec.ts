@@ -94,6 +94,19 @@ describe('events taken as written', () => {
     expect(expectSameAsGeneralPath(Buffer.from(JSON.stringify(executed()), 'utf8'))).toBe(true);
   });
 
+  it("reads a message's own bytes, not a copy of them, from a Uint8Array at an offset as from a Buffer", () => {
+    const json = batch([0, 1].map((index) => JSON.stringify(executed({}, index))));
+    // As a received NATS message is: a view into a larger buffer, not a Buffer.
+    const received = new Uint8Array(json.length + 10);
+    received.set(json, 7);
+    const message = received.subarray(7, 7 + json.length);
+    const events = readWrittenEvents(message)!;
+    expect(events).toHaveLength(2);
+    expect(events[1]!.payload.buffer).toBe(received.buffer);
+    expect(events[1]!.text()).toBe(JSON.stringify(executed({}, 1)));
+    expect(readWrittenEvents(json)![0]!.payload).toBe(json);
+  });
+
   it('takes strings with escapes, non-ASCII, U+2028 and backslashes as written, the data column escaped for COPY', () => {
     const texts = ['é € 😀 דּ', 'quote" back\\slash tab\t nl\n', '\u0001\u001f\u007f\b\f\r', '\u2028\u2029', 'a literal \\u0000 is no NUL', '</script>'];
     for (const text of texts) {
