@@ -320,9 +320,12 @@ export const createHttpAdapter = (
       session.governor.recordRefusedBeforeRule(recordedRequest(session.governor, requestId, method, rawUrl.split(/[?#]/, 1)[0] ?? '', undefined), 'the request path cannot be normalised safely');
       return fail(new Problem(400, SluiceErrorCode.ProtocolMalformed, 'Bad request', 'the request path cannot be normalised safely'), session, requestId);
     }
-    // An agent past its share of the audit queue waits here (its requests are delayed, not refused).
-    const backlog = backlogDrained(ports.audit, session.id);
-    if (backlog) await backlog;
+    // An agent past its share of the audit queue waits here (its requests are delayed), for a bounded time.
+    const backlog = await backlogDrained(ports.audit, session.id);
+    if (backlog === 'late') {
+      return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit backlogged', `this agent's earlier events were not acknowledged by the audit within ${BACKLOG_WAIT_MS} ms; nothing was sent`));
+    }
+    if (backlog === 'gone') return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
     if (!ports.audit.healthy) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
 
     session.commands++;
@@ -692,16 +695,42 @@ interface Credentials {
   readonly echoed: CredentialPattern | undefined;
 }
 
-/** Resolves once the agent is back under its share of the audit queue; undefined when it is under it now. */
-const backlogDrained = (audit: AuditPort, sessionId: string): Promise<void> | undefined => {
-  let drained = false;
-  let resume: (() => void) | undefined;
-  const backlogged = audit.backlogged?.(sessionId, () => {
-    drained = true;
-    resume?.();
-  });
-  if (!backlogged || drained) return undefined;
-  return new Promise((resolve) => (resume = resolve));
+/**
+ * How long a request of an agent past its share of the audit queue waits for it to drain before
+ * it is refused: a client is not kept hanging while the audit cannot keep up with its agent.
+ */
+export const BACKLOG_WAIT_MS = 5_000;
+
+/**
+ * 'drained' once the agent is under its share of the audit queue (at once when it is), 'gone'
+ * when the bus went away while it waited, 'late' when it did not drain within BACKLOG_WAIT_MS.
+ * Checked again at each resume: every request waiting is resumed at once, and those that find
+ * the agent past its share again wait again.
+ */
+const backlogDrained = async (audit: AuditPort, sessionId: string): Promise<'drained' | 'gone' | 'late'> => {
+  if (!audit.backlogged) return 'drained';
+  const deadline = performance.now() + BACKLOG_WAIT_MS;
+  for (;;) {
+    let settle: ((outcome: 'drained' | 'gone') => void) | undefined;
+    let early: 'drained' | 'gone' | undefined;
+    const backlogged = audit.backlogged(sessionId, (outage) => {
+      const outcome = outage ? 'gone' : 'drained';
+      if (settle) settle(outcome);
+      else early = outcome;
+    });
+    if (!backlogged) return 'drained';
+    if (early === 'gone') return early;
+    if (early === 'drained') continue;
+    const left = deadline - performance.now();
+    if (left <= 0) return 'late';
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await new Promise<'drained' | 'gone' | 'late'>((resolve) => {
+      settle = resolve;
+      timer = setTimeout(() => resolve('late'), left);
+    });
+    clearTimeout(timer);
+    if (outcome !== 'drained') return outcome;
+  }
 };
 
 const NO_CREDENTIALS: Credentials = { headers: [], echoed: undefined };

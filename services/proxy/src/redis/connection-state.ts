@@ -75,9 +75,9 @@ export class ConnectionState {
     while (this.pending.length > 0 && this.pending[0]!.status === 'done') {
       const entry = this.pending.shift()!;
       if (entry.reply && entry.reply.length > 0) this.writeClient(entry.reply);
-      if (entry.closeAfter) {
+      if (entry.closeAfter !== undefined) {
         this.flush();
-        this.close('client quit');
+        this.close(entry.closeAfter);
         return;
       }
     }
