@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Agent } from 'node:http';
-import type { Server, Socket } from 'node:net';
+import { connect, type Server, type Socket } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { encodeQuery } from '@sluice/codec-pg';
@@ -62,7 +62,7 @@ afterAll(async () => {
 });
 
 /** A stream of its own and a publisher to it; `outage` deletes the stream: from then on every publish fails and is retried (the bus is away). */
-const bus = async (settings: Partial<PublisherSettings>) => {
+const bus = async (settings: Partial<PublisherSettings>, bounds = recording) => {
   const id = randomUUID().slice(0, 8);
   const stream = `SLUICE_FAIR_RT_${id}`;
   const subjectPrefix = `fairrt.${id}.events`;
@@ -70,17 +70,19 @@ const bus = async (settings: Partial<PublisherSettings>) => {
   await ensureEventStream(nc, { stream, subjectPrefix, duplicateWindowMs: 120_000 });
   const publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix, ...settings });
   publishers.push(publisher);
-  const audit = createAuditPort(publisher, { source: 'sluice/proxy', recording });
+  const audit = createAuditPort(publisher, { source: 'sluice/proxy', recording: bounds });
   const outage = async () => {
     await (await jetstreamManager(nc)).streams.delete(stream);
   };
   return { publisher, audit, outage };
 };
 
-const redisProxy = async (audit: RecordingAuditPort) => {
+/** A Redis front door; `accepted` gets the proxy's side of each client connection. */
+const redisProxy = async (audit: RecordingAuditPort, accepted?: (socket: Socket) => void) => {
   const resource = loopbackRedisResource();
   const engine = createEnginePorts({ idp, rules, resource, masking: compilePiiMasking('fair-share-rt'), maxRecordedBytes: 65_536 });
-  const { server, port } = await listenOnLoopback(createRedisAdapter(resource, { secretsDir: process.cwd() }), { ...engine, audit });
+  const adapter = createRedisAdapter(resource, { secretsDir: process.cwd() });
+  const { server, port } = await listenOnLoopback({ handleConnection: (socket, ports) => (accepted?.(socket as Socket), adapter.handleConnection(socket, ports)) }, { ...engine, audit });
   servers.push(server);
   return port;
 };
@@ -291,3 +293,50 @@ const httpProxy = async (audit: RecordingAuditPort) => {
   };
   return { port, close };
 };
+
+describe('the proxy does not buffer without bound for a client that does not read', () => {
+  it('a subscriber that never reads: the target is no longer read past the client socket\'s buffer', async () => {
+    const { audit } = await bus({}, { ...recording, maxBytes: 512, maxRowBytes: 512 });
+    const proxySides: Socket[] = [];
+    const port = await redisProxy(audit, (socket) => proxySides.push(socket));
+    const subscriber = await redisAgent(port, 'never-reads');
+    const channel = `${prefix}:unread`;
+    subscriber.send('SUBSCRIBE', channel);
+    expect(showResp(await subscriber.read())).toEqual(['subscribe', channel, 1]);
+    subscriber.socket.pause();
+    const direct = connect(6379, '127.0.0.1');
+    sockets.push(direct);
+    direct.on('data', () => undefined);
+    const MESSAGE = 'm'.repeat(64 * 1024);
+    const publish = encodeCommand(['PUBLISH', channel, MESSAGE]);
+    let buffered = 0;
+    for (let round = 0; round < 40; round++) {
+      direct.write(Buffer.concat(Array.from({ length: 25 }, () => publish)));
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      buffered = Math.max(buffered, ...proxySides.map((socket) => socket.writableLength));
+    }
+    // 64 MB were published to it; the proxy holds a few reads' worth at most (Redis holds, or drops, the rest).
+    expect(buffered).toBeLessThan(8 * 1024 * 1024);
+  }, 60_000);
+
+  it('a pipeline of large replies left unread: the same', async () => {
+    const { audit } = await bus({}, { ...recording, maxBytes: 512, maxRowBytes: 512 });
+    const proxySides: Socket[] = [];
+    const port = await redisProxy(audit, (socket) => proxySides.push(socket));
+    const direct = connect(6379, '127.0.0.1');
+    sockets.push(direct);
+    direct.on('data', () => undefined);
+    direct.write(encodeCommand(['SET', `${prefix}:large`, 'v'.repeat(1024 * 1024)]));
+    const reader = await redisAgent(port, 'reads-nothing');
+    reader.socket.pause();
+    const get = encodeCommand(['GET', `${prefix}:large`]);
+    let buffered = 0;
+    for (let round = 0; round < 40; round++) {
+      reader.write(Buffer.concat(Array.from({ length: 4 }, () => get)));
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      buffered = Math.max(buffered, ...proxySides.map((socket) => socket.writableLength));
+    }
+    // 160 replies of 1 MB were asked for.
+    expect(buffered).toBeLessThan(8 * 1024 * 1024);
+  }, 60_000);
+});

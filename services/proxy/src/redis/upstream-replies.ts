@@ -129,7 +129,7 @@ export class UpstreamReplies {
       // An agent whose events outrun the bus (a flood of pub/sub messages, a pipelined burst)
       // is no longer read from its target until they are acknowledged: TCP holds the rest back.
       const session = this.state.session;
-      if (session && this.state.ports.audit.backlogged?.(session.id, () => upstream.resume(), undefined, 'target')) upstream.pause();
+      if (session && this.state.ports.audit.backlogged?.(session.id, () => this.state.releaseTarget('audit'), undefined, 'target')) this.state.holdTarget('audit');
     });
     upstream.on('drain', () => {
       if (!this.state.clientHeldForAudit) this.state.socket.resume();
