@@ -145,6 +145,34 @@ describe('an agent cannot get past its share of the audit queue', () => {
     expect(replies.filter((reply) => reply !== null)).toEqual([]);
   }, 120_000);
 
+  it('a read of a thousand small pushed messages does not take a subscriber past its share: the rest wait, in order', async () => {
+    const { publisher, audit } = await bus({ maxQueuedEvents: 300, maxBatchEvents: 1, maxInFlight: 1 });
+    const port = await redisProxy(audit);
+    const bystander = await redisAgent(port, 'push-bystander');
+    const subscriber = await redisAgent(port, 'push-subscriber');
+    const channel = `${prefix}:small`;
+    subscriber.send('SUBSCRIBE', channel);
+    expect(showResp(await subscriber.read())).toEqual(['subscribe', channel, 1]);
+    const direct = connect(6379, '127.0.0.1');
+    sockets.push(direct);
+    direct.on('data', () => undefined);
+    const MESSAGES = 20_000;
+    // One byte each: a 64 KB read from the target holds over a thousand of them.
+    direct.write(Buffer.concat(Array.from({ length: MESSAGES }, (_, index) => encodeCommand(['PUBLISH', channel, String(index % 10)]))));
+    let receiving = true;
+    const received = readAll(subscriber, MESSAGES).finally(() => (receiving = false));
+    let unhealthy = 0;
+    const answers: unknown[] = [];
+    while (receiving || answers.length < 20) {
+      if (!publisher.healthy) unhealthy += 1;
+      bystander.send('GET', `${prefix}:plain`);
+      answers.push(showResp(await bystander.read()));
+    }
+    expect(answers.filter((answer) => answer !== null)).toEqual([]);
+    expect(unhealthy).toBe(0);
+    expect(await received).toEqual(Array.from({ length: MESSAGES }, (_, index) => ['message', channel, String(index % 10)]));
+  }, 120_000);
+
   it('agents that arrive one after another do not together fill the queue for the next one', async () => {
     const { publisher, audit } = await bus({ maxQueuedEvents: 3_000, maxBatchEvents: 1, maxInFlight: 1 });
     const port = await redisProxy(audit);
