@@ -127,6 +127,8 @@ describe('the audit service when PostgreSQL refuses an event', () => {
     const refusedDecoded = event(session);
     // A year the checks before the COPY refuse: its message is decoded, not taken as written.
     const refusedEarly = event(session, '0000-01-01T00:00:00.000Z');
+    // Refused before the COPY, and kept whole too: the record is a genuine event's only copy.
+    (refusedEarly.data as Record<string, unknown>).command = `SELECT '${'y'.repeat(100_000)}'`;
     await refuseIds('refuse_two_events', [idOf(refusedWritten), idOf(refusedDecoded)]);
     expect(readWrittenEvents(canonicalBatch([first!, refusedWritten, second!]))).toBeDefined();
 
@@ -147,6 +149,7 @@ describe('the audit service when PostgreSQL refuses an event', () => {
     expect(byId.get(idOf(refusedWritten))).toMatchObject({ key: `${stream}:${writtenSeq}:1`, claimed_signer: 'proxy' });
     expect(byId.get(idOf(refusedDecoded))).toMatchObject({ key: `${stream}:${decodedSeq}:2`, claimed_signer: 'proxy' });
     expect(byId.get(idOf(refusedEarly))).toMatchObject({ key: `${stream}:${decodedSeq}:0`, reason: 'time is outside the years 1 to 9999 the store keeps' });
+    expect(JSON.parse(byId.get(idOf(refusedEarly))!.payload)).toEqual(refusedEarly);
     for (const refused of [refusedWritten, refusedDecoded]) {
       const row = byId.get(idOf(refused))!;
       expect(row.reason).toContain('refuse_two_events');
@@ -160,6 +163,10 @@ describe('the audit service when PostgreSQL refuses an event', () => {
     expect((await stored(session)).map((row) => row.id)).toEqual([...good, idOf(fifth!)]);
     expect(await rejected(session)).toHaveLength(3);
     expect(service.consumers().find((state) => state.durable === 'audit-store')).toMatchObject({ failing: false });
+
+    // The table says what it holds to whoever reads the schema.
+    const [described] = await query<{ comment: string }>(`SELECT obj_description('sluice.rejected_events'::regclass, 'pg_class') AS comment`);
+    expect(described!.comment).toContain('refused by PostgreSQL for their data');
 
     // verify holds the chain and reports the refusals, as for every refused event.
     const store = await openEventStore({ url: storeUrl });

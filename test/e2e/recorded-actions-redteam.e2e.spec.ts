@@ -226,6 +226,30 @@ describe('the record of a read-only agent\'s actions against deep values and han
     for (const value of raw) expect(recorded).not.toContain(value);
   });
 
+  it('masks what a refused startup parameter quotes of the agent\'s packet in session.rejected', async () => {
+    const sub = 'recact-pg-startup-refused';
+    const store = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: storeDb });
+    await store.connect();
+    try {
+      // A setting outside those allowed, a `-c` word without a value, and a server switch: each refusal quotes it.
+      for (const options of [`-c ${RAW_EMAIL}=1`, '-c ssn=123-45-6789x -c 4111111111111111', `-x ${RAW_EMAIL}`]) {
+        const agent = new pg.Client({ host: '127.0.0.1', port: pgPort, user: sub, database: 'db', options, password: await idp.mint({ sub, groups: ['agents'] }) });
+        await expect(agent.connect()).rejects.toThrow(/startup parameter/);
+      }
+      let reasons: string[] = [];
+      await waitUntil(async () => {
+        const rows = (await store.query<{ reason: string }>(`SELECT data->>'reason' AS reason FROM sluice.events WHERE kind = 'session.rejected' AND subject_sub = $1`, [sub])).rows;
+        reasons = rows.map((row) => row.reason);
+        return reasons.length === 3;
+      }, 30_000);
+      for (const reason of reasons) expect(reason).toMatch(/^startup parameter refused: /);
+      const recorded = reasons.join('\n');
+      for (const value of [RAW_EMAIL, '4111111111111111', '123-45-6789']) expect(recorded).not.toContain(value);
+    } finally {
+      await store.end();
+    }
+  });
+
   it('completes in the record a PostgreSQL statement the agent hung up on while it ran', async () => {
     const agent = await pgAgent('recact-pg-hangup');
     const text = 'select count(*) from generate_series(1, 30000000)';

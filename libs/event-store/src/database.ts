@@ -24,7 +24,7 @@ export interface EventsTable {
   stored_at: Generated<Date>;
 }
 
-/** Row of `sluice.rejected_events`: what the audit service refused as not genuine. */
+/** Row of `sluice.rejected_events`: what the audit service did not chain (not genuine, or refused by PostgreSQL for its data). */
 export interface RejectedEventsTable {
   seq: Generated<number>;
   key: string;

@@ -138,11 +138,17 @@ const commandExecuted: Migration = sqlMigration([
   commandsView('CREATE OR REPLACE', COMMAND_EXECUTED.viewKinds, COMMAND_EXECUTED.completion, COMMAND_EXECUTED.result),
 ]);
 
+/** Since the store keeps an event PostgreSQL refuses for its data apart from the chain, the table holds more than forgeries. */
+const rejectedForData: Migration = sqlMigration([
+  `COMMENT ON TABLE sluice.rejected_events IS 'Messages and events the audit service did not chain: refused as not genuine (unsigned, unknown signer, bad signature, a kind the signer may not publish, unreadable), or genuine but refused by PostgreSQL for their data (reason: its message and SQLSTATE). Never part of a chain.'`,
+]);
+
 export const migrationProvider: MigrationProvider = {
   getMigrations: async () => ({
     '0001_events': createEvents,
     '0002_writer_role': writerRole,
     '0003_provenance': provenance,
     '0004_command_executed': commandExecuted,
+    '0005_rejected_for_data': rejectedForData,
   }),
 };

@@ -59,17 +59,17 @@ export type VerifyResult =
       readonly events: number;
       /**
        * `chain`: an event does not follow from the one before it; `rejected`: a record the audit
-       * service refused as not genuine (seq is its place in sluice.rejected_events); `unsigned`:
+       * service did not chain, not genuine or refused by PostgreSQL for its data (seq is its place in sluice.rejected_events); `unsigned`:
        * an event stored without a verified signature.
        */
       readonly firstBroken: { readonly id: string; readonly seq: number; readonly sessionId: string; readonly reason: string; readonly kind: 'chain' | 'rejected' | 'unsigned' };
-      /** Records refused as not genuine (in the scope verified). */
+      /** Records kept apart from the chains, not genuine or refused for their data (in the scope verified). */
       readonly rejected?: number;
       /** Events stored without a verified signature (in the scope verified). */
       readonly unsigned?: number;
     };
 
-/** A message or event the audit service refused as not genuine: kept, never chained. */
+/** A message or event the audit service did not chain (not genuine, or refused by PostgreSQL for its data): kept, never chained. */
 export interface RejectedRecord extends EventRejected {
   /** `<stream>:<stream seq>:<index in the message>`: storing it again is a no-op. */
   readonly key: string;
@@ -146,8 +146,8 @@ export interface EventStore {
   /** Keeps refused records (once each, by key), apart from the events. */
   reject(records: readonly RejectedRecord[]): Promise<void>;
   /**
-   * Recomputes every chain (or one session's) in seq order, then names the first record refused
-   * as not genuine and the first event stored without a verified signature.
+   * Recomputes every chain (or one session's) in seq order, then names the first record kept
+   * apart from the chains (rejected_events) and the first event stored without a verified signature.
    */
   verify(options?: { readonly sessionId?: string | undefined }): Promise<VerifyResult>;
   listSessions(query?: SessionQuery): Promise<SessionPage>;

@@ -6,7 +6,7 @@ import { builtInDetectors, custom, Hint, hintsOf, type Detector, type Found } fr
 import { scanFeatures } from './features.js';
 import { parseArray, serializeArray, type ArrayNode } from './pg-array.js';
 import { decodeBinaryArray, decodeBinaryScalar, encodeBinaryArray } from './pg-binary.js';
-import { assertJsonWalkable } from './json-depth.js';
+import { assertJsonDepthWithin, assertJsonWalkable } from './json-depth.js';
 import { spellUnicodeEscapes } from './unicode-escapes.js';
 import { ARRAY_ELEMENT, TEXT_OIDS, typeKind, type TypeKind } from './pg-types.js';
 
@@ -132,8 +132,7 @@ class Masker implements ProfileMasker {
   }
 
   maskJson(value: unknown, counts: MaskCounts): unknown {
-    assertJsonWalkable(value);
-    return this.walk(value, Hint.none, counts);
+    return this.walk(value, Hint.none, counts, 0);
   }
 
   hasColumnRule(column: ColumnInfo): boolean {
@@ -346,9 +345,8 @@ class Masker implements ProfileMasker {
     } catch {
       return this.maskString(value, plan.hints, counts, true);
     }
-    assertJsonWalkable(document);
     const local: MaskCounts = {};
-    const masked = this.walk(document, plan.hints, local);
+    const masked = this.walk(document, plan.hints, local, 0);
     let changed = false;
     for (const key in local) {
       changed = true;
@@ -358,7 +356,8 @@ class Masker implements ProfileMasker {
     return changed ? JSON.stringify(masked) : value;
   }
 
-  private walk(node: unknown, hints: number, counts: MaskCounts): unknown {
+  /** `depth`: arrays and objects above this node; past MAX_JSON_DEPTH the document is withheld, before the recursion can overflow. */
+  private walk(node: unknown, hints: number, counts: MaskCounts, depth: number): unknown {
     if (typeof node === 'string') return this.maskString(node, hints, counts, true);
     if (typeof node === 'number') {
       // A card number or phone stored as a JSON number; small numbers (amounts, counts) never are.
@@ -367,24 +366,24 @@ class Masker implements ProfileMasker {
       const masked = this.maskString(text, hints, counts, true);
       return masked === text ? node : masked;
     }
-    if (Array.isArray(node)) return node.map((item) => this.walk(item, hints, counts));
-    if (node !== null && typeof node === 'object') {
-      const out: Record<string, unknown> = {};
-      const record = node as Record<string, unknown>;
-      for (const key in record) {
-        const facts = this.factsOfKey(key);
-        // Keys are kept, unless a key is itself a sensitive value (a map keyed by email).
-        const maskedKey = facts.sensitive ? (this.maskString(key, Hint.none, counts, false) ?? key) : key;
-        out[maskedKey] = facts.rule ? this.maskCoveredMember(record[key], facts.rule, facts.hints, counts) : this.walk(record[key], facts.hints, counts);
-      }
-      return out;
+    if (node === null || typeof node !== 'object') return node;
+    assertJsonDepthWithin(depth);
+    if (Array.isArray(node)) return node.map((item) => this.walk(item, hints, counts, depth + 1));
+    const out: Record<string, unknown> = {};
+    const record = node as Record<string, unknown>;
+    for (const key in record) {
+      const facts = this.factsOfKey(key);
+      // Keys are kept, unless a key is itself a sensitive value (a map keyed by email).
+      const maskedKey = facts.sensitive ? (this.maskString(key, Hint.none, counts, false) ?? key) : key;
+      out[maskedKey] = facts.rule ? this.maskCoveredMember(record[key], facts.rule, facts.hints, counts, depth + 1) : this.walk(record[key], facts.hints, counts, depth + 1);
     }
-    return node;
+    return out;
   }
 
   /** A member a column rule covers is masked whole with that rule: an object or array as its text, JSON null stays null. */
-  private maskCoveredMember(value: unknown, rule: ColumnRule, hints: number, counts: MaskCounts): unknown {
+  private maskCoveredMember(value: unknown, rule: ColumnRule, hints: number, counts: MaskCounts, depth: number): unknown {
     if (value === null || value === undefined) return value;
+    assertJsonWalkable(value, depth);
     const plan: ColumnPlan = { kind: 'text', elementKind: 'text', rule, hints };
     return this.forceText(typeof value === 'string' ? value : JSON.stringify(value), plan, counts);
   }

@@ -5,4 +5,4 @@ export { typeKind, type TypeKind } from './pg-types.js';
 export * from './wire.js';
 export { decodeBinaryArray, encodeBinaryArray, decodeBinaryScalar, type BinaryArray } from './pg-binary.js';
 export { parseArray, serializeArray, type ArrayNode } from './pg-array.js';
-export { assertJsonWalkable, jsonDeeperThan, MAX_JSON_DEPTH } from './json-depth.js';
+export { assertJsonDepthWithin, assertJsonWalkable, jsonDeeperThan, MAX_JSON_DEPTH } from './json-depth.js';

@@ -22,7 +22,21 @@ export const jsonDeeperThan = (value: unknown, levels: number): boolean => {
   return false;
 };
 
-/** Throws ResultWithheldError for a document too deep to walk (MAX_JSON_DEPTH). */
-export const assertJsonWalkable = (document: unknown): void => {
-  if (jsonDeeperThan(document, MAX_JSON_DEPTH)) throw new ResultWithheldError(`a JSON value nested deeper than ${MAX_JSON_DEPTH} levels cannot be masked`);
+const tooDeep = (): ResultWithheldError => new ResultWithheldError(`a JSON value nested deeper than ${MAX_JSON_DEPTH} levels cannot be masked`);
+
+/**
+ * For a recursive walk, at an array or object with `depth` arrays and objects above it: throws
+ * ResultWithheldError past MAX_JSON_DEPTH. Walks check as they go, so a document is not traversed
+ * a second time just to learn its depth.
+ */
+export const assertJsonDepthWithin = (depth: number): void => {
+  if (depth >= MAX_JSON_DEPTH) throw tooDeep();
+};
+
+/**
+ * Throws ResultWithheldError for a value too deep to walk (MAX_JSON_DEPTH) when it sits `depth`
+ * levels down its document: for a value handled whole (JSON.stringify also recurses), not walked.
+ */
+export const assertJsonWalkable = (value: unknown, depth = 0): void => {
+  if (value !== null && typeof value === 'object' && jsonDeeperThan(value, MAX_JSON_DEPTH - depth)) throw tooDeep();
 };

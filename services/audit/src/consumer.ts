@@ -342,6 +342,10 @@ export class DurableConsumer<T = CloudEvent[]> {
       const refuse = (reason: string, index: number, payload: string, event?: CloudEvent): void => {
         rejected.push(rejectedRecord(message, index, reason, payload, origin?.genuine ? origin.signer : origin?.claimedSigner, event));
       };
+      /** A genuine event the store cannot take for its data: this record is its only copy, kept whole (its message fit the bus). */
+      const keepWhole = (reason: string, index: number, payload: string, event: CloudEvent): void => {
+        rejected.push({ ...rejectedRecord(message, index, reason, '', origin?.genuine ? origin.signer : undefined, event), payload });
+      };
       if (origin === undefined || origin.genuine) {
         const written = this.settings.readWritten?.(message.data);
         const signer = origin?.signer;
@@ -384,11 +388,12 @@ export class DurableConsumer<T = CloudEvent[]> {
       decoded.forEach((event, index) => {
         const tooDeep = nestedDeeperThan(event, MAX_NESTING);
         const unindexable = tooDeep ? undefined : unindexableText(event);
-        const problem =
+        const dataProblem =
           unstorable(event) ??
           (tooDeep ? `nested more than ${MAX_NESTING} levels deep` : undefined) ??
-          (unindexable === undefined ? undefined : `${unindexable} is longer than the ${MAX_INDEXED_TEXT_BYTES} bytes the store indexes`) ??
-          (origin === undefined ? undefined : origin.genuine ? provenance!.refuseEvent(origin.signer, event) : origin.reason);
+          (unindexable === undefined ? undefined : `${unindexable} is longer than the ${MAX_INDEXED_TEXT_BYTES} bytes the store indexes`);
+        const provenanceProblem = origin === undefined ? undefined : origin.genuine ? provenance!.refuseEvent(origin.signer, event) : origin.reason;
+        const problem = dataProblem ?? provenanceProblem;
         if (problem === undefined) {
           events.push(event);
           fromMessage.indexes!.push(index);
@@ -397,7 +402,9 @@ export class DurableConsumer<T = CloudEvent[]> {
         }
         this.settings.logger.error({ consumer: this.settings.durable, seq: message.seq, subject: message.subject, id: event.id, problem }, 'event refused');
         // JSON.stringify overflows the stack on such an event too: the message's own text is kept instead.
-        refuse(problem, index, tooDeep ? Buffer.from(message.data).toString('utf8') : JSON.stringify(event), event);
+        const payload = tooDeep ? Buffer.from(message.data).toString('utf8') : JSON.stringify(event);
+        if (provenanceProblem === undefined) keepWhole(problem, index, payload, event);
+        else refuse(problem, index, payload, event);
       });
     }
     const prepare = this.settings.prepare;

@@ -21,6 +21,14 @@ import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstr
 /** Refuses the connection: FATAL with `sqlstate` and `message` to the agent, session.rejected to the audit. */
 export type RejectLogin = (reason: string, code: string, sqlstate: string, message: string, subject?: Subject) => void;
 
+const maskedForRecord = (ctx: SessionContext, text: string): string => {
+  try {
+    return ctx.ports.masking.maskCommandText(text, undefined);
+  } catch {
+    return '[withheld: masking unavailable]';
+  }
+};
+
 /** An agent logged in and its target session open, not yet announced to the agent. */
 export interface Login {
   readonly subject: Subject;
@@ -86,7 +94,8 @@ export const login = async (client: ClientSocket, frames: SocketFrames, paramete
     request = readStartupParameters(parameters, { resourceName: resource.name, database: resource.target.database });
   } catch (error) {
     if (!(error instanceof StartupParameterRefusal)) throw error;
-    reject(`startup parameter refused: ${error.message}`, error.code, error.sqlstate, error.message, subject);
+    // The message quotes what the agent sent (a setting's name, a whole `-c` word): masked for the record as a command text is.
+    reject(`startup parameter refused: ${maskedForRecord(ctx, error.message)}`, error.code, error.sqlstate, error.message, subject);
     return undefined;
   }
   const forwarded = sessionSettings(request);

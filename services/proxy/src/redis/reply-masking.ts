@@ -1,6 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import type { RespValue } from '@sluice/codec-resp';
-import { assertJsonWalkable, COLUMN_COUNT_PREFIX, COLUMN_REDACTED, type MaskCounts, type ProfileMasker } from '@sluice/masking-engine';
+import { assertJsonDepthWithin, assertJsonWalkable, COLUMN_COUNT_PREFIX, COLUMN_REDACTED, type MaskCounts, type ProfileMasker } from '@sluice/masking-engine';
 import { columnNamed, maskNamedValues } from '../named-values.js';
 
 /**
@@ -49,9 +49,8 @@ export const sameJson = (a: unknown, b: unknown): boolean => {
  * rest is walked by maskJson (detectors, with hints from key names).
  */
 export const maskJsonDocument = (document: unknown, masker: ProfileMasker, counts: MaskCounts): unknown => {
-  assertJsonWalkable(document);
   if (masker.columnRuleCount === 0) return masker.maskJson(document, counts);
-  const covered = maskCoveredMembers(document, masker, counts);
+  const covered = maskCoveredMembers(document, masker, counts, 0, 0);
   // maskJson applies the same rules by key: every covered member it meets is one masked and
   // counted above, so only its detectors' findings count.
   const walkCounts: MaskCounts = {};
@@ -60,20 +59,29 @@ export const maskJsonDocument = (document: unknown, masker: ProfileMasker, count
   return masked;
 };
 
+/** A covered member's value as the text its rule masks; the value is not walked, so its depth is checked first. */
+const coveredText = (value: unknown, depth: number): string => {
+  assertJsonWalkable(value, depth);
+  return JSON.stringify(value);
+};
+
 /** JSON inside a JSON string is walked this deep at most (`"{\"a\": \"{…}\"}"`). */
 const MAX_NESTED_JSON = 4;
 
 /**
  * The document with covered members masked; a part with nothing to mask is returned as it is (the
  * same object), so a document that needs nothing here is not copied: maskJson walks it next.
+ * `depth`: arrays and objects above this node in its document.
  */
-const maskCoveredMembers = (node: unknown, masker: ProfileMasker, counts: MaskCounts, nested = 0): unknown => {
+const maskCoveredMembers = (node: unknown, masker: ProfileMasker, counts: MaskCounts, nested: number, depth: number): unknown => {
   if (typeof node === 'string') return maskCoveredText(node, masker, counts, nested);
+  if (node === null || typeof node !== 'object') return node;
+  assertJsonDepthWithin(depth);
   if (Array.isArray(node)) {
     let out: unknown[] | undefined;
     for (let index = 0; index < node.length; index++) {
       const item: unknown = node[index];
-      const masked = maskCoveredMembers(item, masker, counts, nested);
+      const masked = maskCoveredMembers(item, masker, counts, nested, depth + 1);
       if (out) out[index] = masked;
       else if (masked !== item) {
         out = node.slice();
@@ -82,7 +90,6 @@ const maskCoveredMembers = (node: unknown, masker: ProfileMasker, counts: MaskCo
     }
     return out ?? node;
   }
-  if (node === null || typeof node !== 'object') return node;
   const members = Object.entries(node as Record<string, unknown>);
   let out: Record<string, unknown> | undefined;
   for (let index = 0; index < members.length; index++) {
@@ -91,8 +98,8 @@ const maskCoveredMembers = (node: unknown, masker: ProfileMasker, counts: MaskCo
     // A nested object or array under a covered key is covered whole, as its text.
     const masked =
       value !== null && masker.hasColumnRule(column)
-        ? masker.maskCell(typeof value === 'string' ? value : JSON.stringify(value), column, counts)
-        : maskCoveredMembers(value, masker, counts, nested);
+        ? masker.maskCell(typeof value === 'string' ? value : coveredText(value, depth + 1), column, counts)
+        : maskCoveredMembers(value, masker, counts, nested, depth + 1);
     if (out) out[key] = masked;
     else if (masked !== value) {
       // No prototype: a `__proto__` member stays a member.
@@ -112,8 +119,7 @@ const maskCoveredText = (text: string, masker: ProfileMasker, counts: MaskCounts
   const parsed = parseJsonDocument(text);
   if (parsed !== undefined) {
     if (nested >= MAX_NESTED_JSON) return COLUMN_REDACTED;
-    assertJsonWalkable(parsed);
-    const walked = maskCoveredMembers(parsed, masker, counts, nested + 1);
+    const walked = maskCoveredMembers(parsed, masker, counts, nested + 1, 0);
     return sameJson(parsed, walked) ? text : JSON.stringify(walked);
   }
   return maskNamedValues(text, masker, counts);
