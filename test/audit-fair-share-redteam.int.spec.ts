@@ -292,7 +292,7 @@ describe('an agent paused for its backlog when the bus goes away is refused, not
   it(`HTTP: a request whose agent's backlog does not drain is refused after ${BACKLOG_WAIT_MS} ms with a clear error`, async () => {
     const { audit } = await bus({});
     // The agent stays past its share and the bus stays up: nothing would ever resume it.
-    const stuck: RecordingAuditPort = { ...audit, record: audit.record, backlogged: () => true };
+    const stuck: RecordingAuditPort = { ...audit, backlogged: () => true };
     const { port, close } = await httpProxy(stuck);
     cleanups.push(close);
     const started = performance.now();

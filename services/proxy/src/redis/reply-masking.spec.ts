@@ -9,7 +9,7 @@ const nestedArrays = (levels: number, inner: string): string => '['.repeat(level
 const nestedObjects = (levels: number, inner: string): string => '{"a":'.repeat(levels) + inner + '}'.repeat(levels);
 
 const maskerWith = (columns: readonly { match: string; strategy: 'redact' }[]): ProfileMasker =>
-  compileMasking({ defaultRegion: 'US', detectors: [], profiles: { pii: { detectors: ['email'], strategy: 'redact', columns } } }, { hashKey: 'k' }).profile('pii')!;
+  compileMasking({ defaultRegion: 'US', detectors: [], profiles: { pii: { detectors: ['email'], strategy: 'redact', columns: [...columns] } } }, { hashKey: 'k' }).profile('pii')!;
 
 const withoutRules = maskerWith([]);
 const withRules = maskerWith([{ match: 'ssn', strategy: 'redact' }]);
