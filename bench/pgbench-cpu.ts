@@ -2,12 +2,16 @@
  * The proxy's CPU per pgbench -S transaction, from /proc/<pid>/stat, with a fixed number of
  * transactions (so figures are per statement, not per second of a busy machine):
  *   npx tsx --conditions=development bench/pgbench-cpu.ts [--transactions 20000] [--clients 8]
- *     [--rounds 3] [--protocol simple|extended] [--strace] [--prof DIR] [--perf FILE]
+ *     [--rounds 3] [--protocol simple|extended] [--pipe] [--strace] [--prof DIR] [--perf FILE]
  * Issue 12's realistic profile (every detector and a column rule). Each round prints every Sluice
  * process's CPU µs per transaction (the kernel's part in brackets) and the proxy's page faults.
+ * --pipe runs the same transactions through a bare Node byte pipe (support/targets.ts's) right
+ * after each round and prints its CPU the same way: at equal system calls, what the proxy spends
+ * beyond the pipe's kernel part is its own, and beyond the pipe's user part its JavaScript's.
  * --strace counts the proxy's system calls during the last round (`strace -c -f`) and prints them
- * per transaction; --perf records the last round with `perf record -e cpu-clock -g` (kernel and
- * V8 internals: `perf report -i FILE --no-children --sort sym`); --prof runs every service under
+ * per transaction; --perf records the last round with `perf record -e cpu-clock -g` (kernel, V8 internals
+ * and, with the services under --perf-basic-prof, JavaScript by name: `perf report -i FILE
+ * --no-children --sort sym`); --prof runs every service under
  * `node --cpu-prof` into DIR and prints each round's window on the monotonic clock. Each of them
  * slows the proxy: CPU figures of a traced or profiled round are not comparable.
  * To compare two builds, run the script of each checkout alternately, several times each.
@@ -20,6 +24,7 @@ import { startTestIssuer } from '../test/support/oidc.js';
 import { freePort } from '../test/support/ports.js';
 import { startSluice } from '../test/support/sluice.js';
 import { deleteStreams } from '../test/support/databases.js';
+import { startNodePipe } from './support/targets.js';
 
 const { values } = parseArgs({
   options: {
@@ -27,6 +32,7 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '3' },
     protocol: { type: 'string', default: 'simple' },
+    pipe: { type: 'boolean', default: false },
     strace: { type: 'boolean', default: false },
     prof: { type: 'string' },
     perf: { type: 'string' },
@@ -62,13 +68,23 @@ const sluice = await startSluice({
     },
   },
   rules: [{ name: 'readers', effect: 'allow', actions: ['read'], mask: 'pii' }],
-}, { nodeArgs: values.prof ? ['--cpu-prof', `--cpu-prof-dir=${values.prof}`] : [] });
+}, { nodeArgs: values.prof ? ['--cpu-prof', `--cpu-prof-dir=${values.prof}`] : values.perf ? ['--perf-basic-prof'] : [] });
 const ready = (await (await fetch(`http://127.0.0.1:${sluice.ports.admin}/readyz`)).json()) as { services: Record<string, { pid: number }> };
 const pids = Object.fromEntries(Object.entries(ready.services).map(([name, service]) => [name, service.pid]));
 const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
-const pgbench = (count: number): void => {
-  const args = ['-h', '127.0.0.1', '-p', String(port), '-U', 'bench', '-n', '-S', '-M', values.protocol, '-c', String(clients), '-j', String(Math.min(2, clients)), '-t', String(count), 'db'];
+const pipe = values.pipe ? await startNodePipe(5432) : undefined;
+const pgbench = (count: number, through: { port: number; user: string; database: string } = { port, user: 'bench', database: 'db' }): void => {
+  const args = ['-h', '127.0.0.1', '-p', String(through.port), '-U', through.user, '-n', '-S', '-M', values.protocol, '-c', String(clients), '-j', String(Math.min(2, clients)), '-t', String(count), through.database];
   execFileSync('pgbench', args, { env: { ...process.env, PGPASSWORD: token, PGSSLMODE: 'disable' }, stdio: ['ignore', 'ignore', 'inherit'] });
+};
+/** The same transactions through the bare pipe, its CPU per transaction as the proxy's is printed. */
+const pipeRound = (round: number): void => {
+  if (!pipe) return;
+  const load = loadAverage();
+  const before = cpuOf(pipe.daemon.pid);
+  pgbench(perClient, { port: pipe.port, user: 'postgres', database });
+  const after = cpuOf(pipe.daemon.pid);
+  console.log(`round ${round}, bare Node pipe: load ${load}; CPU µs/tx (of it in the kernel): pipe=${((after.total - before.total) / transactions).toFixed(1)} (${((after.system - before.system) / transactions).toFixed(1)})`);
 };
 try {
   // pgbench runs synchronously, which blocks this process and the token issuer in it: the proxy
@@ -77,6 +93,7 @@ try {
   await probe.connect();
   await probe.end();
   pgbench(Math.ceil(2000 / clients));
+  if (pipe) pgbench(Math.ceil(2000 / clients), { port: pipe.port, user: 'postgres', database });
   await new Promise((resolve) => setTimeout(resolve, 1500));
   const rounds = Number(values.rounds);
   for (let round = 1; round <= rounds; round++) {
@@ -100,6 +117,7 @@ try {
       .join(' ');
     if (values.prof) console.log(`profile window (µs, monotonic): ${windowStart}-${process.hrtime.bigint() / 1000n}`);
     console.log(`round ${round}${traced ? ' (strace on)' : ''}: ${transactions} tx in ${elapsedMs.toFixed(0)} ms, load ${load}; CPU µs/tx (of it in the kernel): ${per}`);
+    pipeRound(round);
     if (perf) {
       perf.kill('SIGINT');
       await new Promise((resolve) => perf.once('exit', resolve));
@@ -119,6 +137,7 @@ try {
   console.error(sluice.output().slice(-3000));
   throw error;
 } finally {
+  await pipe?.stop();
   await sluice.stop();
   await idp.close();
   await deleteStreams([stream]);

@@ -110,6 +110,21 @@ describe('audit port: one command.executed per command that ran without a hold',
     expect((published[0]!.data as SluiceEventDataByKind['command.executed']).result!.maskedCounts).toEqual({ credit_card: 3, email: 2, phone: 1 });
   });
 
+  it('sends a command whose result came before its completion (PostgreSQL order) at the completion, not at the end of the turn', () => {
+    const { port, published, kinds } = given();
+    port.record('s1', 'command.decided', decided('c1'));
+    port.record('s1', 'command.decided', decided('c2'));
+    port.record('s1', 'result.returned', returned('c1'));
+    port.record('s1', 'command.completed', completed('c1'));
+    // Nothing can join it any more: no microtask is waited for.
+    expect(kinds()).toEqual(['command.executed']);
+    expect((published[0]!.data as SluiceEventDataByKind['command.executed']).commandId).toBe('c1');
+    // A second result of it (a COPY's beside its rows) goes on its own, after what the session keeps back.
+    port.record('s1', 'result.returned', { ...returned('c1'), rowCount: 7 });
+    expect(kinds()).toEqual(['command.executed', 'command.decided', 'result.returned']);
+    expect(published.map((event) => event.sessionseq)).toEqual([1, 2, 3]);
+  });
+
   it('takes a result recorded just after the completion (Redis, HTTP order)', async () => {
     const { port, published, kinds } = given();
     port.record('s1', 'command.decided', decided('c1'));

@@ -336,7 +336,10 @@ export const createAuditPort = (
         const command = commands.get(part.commandId);
         if (command && kind === 'command.completed' && !command.completed) {
           command.completed = part as Data<'command.completed'>;
-          finish(sessionId);
+          // Its result came first (PostgreSQL's order): nothing more can join it, so it goes now,
+          // as the end of the turn would send it, without waiting for that turn's end.
+          if (command.result) releaseLater(sessionId, performance.now());
+          else finish(sessionId);
           return;
         }
         // One result per command merges; a second one (a COPY's beside its rows) goes on its own.
