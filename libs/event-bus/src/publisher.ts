@@ -218,16 +218,20 @@ export class EventPublisher {
    * Is this share past its part of the queue? Each share with events queued may hold up to
    * 1/(n+1) of the events and bytes the queue holds before it is unhealthy (n: those shares), so
    * that all of them together stay under the limit with a share's worth to spare for what an
-   * owner makes before its adapter pauses it. `coming` are events the owner has made that are
-   * not queued yet (decisions kept back for their outcome). `fraction` 0.5 asks whether it is
-   * under half of that (when a paused owner resumes).
+   * owner makes before its adapter pauses it; and never more than half of what the other shares
+   * leave free. Without that bound, owners that came one after another kept what they took
+   * while n was smaller (1/2, then 1/3, then 1/4: more than the whole queue with three), and the
+   * queue filled for everyone; with it the queue is never full of shares' events, and an owner
+   * that came late still has half the room left. `coming` are events the owner has made that
+   * are not queued yet (decisions kept back for their outcome). `fraction` 0.5 asks whether it
+   * is under half of that (when a paused owner resumes).
    */
   overShare(share: QueueShare, coming = 0, fraction = 1): boolean {
     const parts = Math.max(1, this.#activeShares) + 1;
-    return (
-      share.events + coming >= Math.max(1, (this.#settings.maxQueuedEvents / parts) * fraction) ||
-      share.bytes >= Math.max(1, (this.#settings.maxQueuedBytes / parts) * fraction)
-    );
+    const { maxQueuedEvents, maxQueuedBytes } = this.#settings;
+    const events = Math.min(maxQueuedEvents / parts, (maxQueuedEvents - (this.#unacked - share.events)) / 2);
+    const bytes = Math.min(maxQueuedBytes / parts, (maxQueuedBytes - (this.#queuedBytes - share.bytes)) / 2);
+    return share.events + coming >= Math.max(1, events * fraction) || share.bytes >= Math.max(1, bytes * fraction);
   }
 
   /** Events accepted but not yet acknowledged by JetStream. */

@@ -3,7 +3,7 @@ import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
 import { describe, expect, it, vi } from 'vitest';
 import { kindOfType, type CloudEvent, type SluiceEventDataByKind } from '@sluice/contracts';
 import { QueueShare } from '@sluice/event-bus';
-import { createAuditPort } from './audit-port.js';
+import { createAuditPort, OUTAGE_GRACE_MS } from './audit-port.js';
 
 const recording = { maxRows: 100, maxBytes: 65_536, maxRowBytes: 16_384, maxCommandBytes: 16_384, maxEventBytes: 262_144 };
 
@@ -259,12 +259,13 @@ describe('audit port: each agent has one share of the publisher queue', () => {
     port.record('s1', 'session.started', started('a'));
     const resume = vi.fn();
     expect(port.backlogged('s1', resume)).toBe(false);
-    expect(port.backlogged('s1', resume, 2)).toBe(true);
+    expect(port.backlogged('s1', resume, () => 2)).toBe(true);
     expect(shares[0]!.waiting).toBe(true);
     for (const resumeNow of shares[0]!.takeResumers()!) resumeNow();
     expect(resume).toHaveBeenCalledTimes(1);
+    expect(resume).toHaveBeenCalledWith(false);
     // A session the port has no agent for (none started) is never paused.
-    expect(port.backlogged('unknown', resume, 100)).toBe(false);
+    expect(port.backlogged('unknown', resume, () => 100)).toBe(false);
   });
 
   it("keeps an ended agent's share while its events wait (reconnecting gets no fresh share), and lets it go once they are done", () => {
@@ -284,8 +285,50 @@ describe('audit port: each agent has one share of the publisher queue', () => {
     port.record('s1', 'session.started', started('a'));
     shares[0]!.events = 0;
     const resume = vi.fn();
-    expect(port.backlogged('s1', resume, 5)).toBe(true);
+    expect(port.backlogged('s1', resume, () => 5)).toBe(true);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(resume).toHaveBeenCalledTimes(1);
+  });
+
+  it("counts what all the agent's sessions have to come: their commands taken, their decisions kept back", () => {
+    const { port, shares } = given();
+    port.record('s1', 'session.started', started('a'));
+    port.record('s2', 'session.started', started('a'));
+    port.record('s3', 'session.started', started('b'));
+    shares[0]!.events = 0;
+    shares[2]!.events = 0;
+    // s1 has taken two commands not decided yet: s2, with none of its own, is paused for them.
+    expect(port.backlogged('s1', vi.fn(), () => 1)).toBe(false);
+    let taken = 2;
+    expect(port.backlogged('s1', vi.fn(), () => taken)).toBe(false);
+    expect(port.backlogged('s2', vi.fn())).toBe(false);
+    taken = 3;
+    expect(port.backlogged('s2', vi.fn())).toBe(true);
+    taken = 0;
+    // Decisions kept back for their outcome in s1 count for s2 too, not for another agent's s3.
+    for (const commandId of ['c1', 'c2', 'c3']) port.record('s1', 'command.decided', decided(commandId));
+    expect(port.backlogged('s2', vi.fn())).toBe(true);
+    expect(port.backlogged('s3', vi.fn())).toBe(false);
+    port.flush();
+    expect(port.backlogged('s3', vi.fn())).toBe(false);
+  });
+
+  it('ends a paused session as audit unavailable once the bus has been away a while, but not the reading of a target', async () => {
+    const publisher = {
+      publish: (_event: CloudEvent, share?: QueueShare) => void (share && (share.events += 1)),
+      healthy: true,
+      acknowledged: async () => undefined,
+      overShare: (share: QueueShare) => share.events >= 1,
+    };
+    const port = createAuditPort(publisher, { source: 'test', recording });
+    port.record('s1', 'session.started', started('a'));
+    const [commands, target] = [vi.fn(), vi.fn()];
+    expect(port.backlogged('s1', commands)).toBe(true);
+    expect(port.backlogged('s1', target, undefined, 'target')).toBe(true);
+    publisher.healthy = false;
+    await new Promise((resolve) => setTimeout(resolve, OUTAGE_GRACE_MS + 300));
+    expect(commands).toHaveBeenCalledTimes(1);
+    expect(commands).toHaveBeenCalledWith(true);
+    expect(target).not.toHaveBeenCalled();
   });
 });

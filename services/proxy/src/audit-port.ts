@@ -1,6 +1,6 @@
 import { buildEvent, writeExecutedEvent, type CloudEvent, type SluiceEventDataByKind, type SluiceEventKind } from '@sluice/contracts';
 import { QueueShare, timeOrderedId, type EventPublisher } from '@sluice/event-bus';
-import type { AuditPort } from './ports.js';
+import type { AuditPort, BacklogHold } from './ports.js';
 import { boundEventData, resultFitsExecuted, type RecordingBounds } from './recording.js';
 
 /**
@@ -11,6 +11,16 @@ export const MERGE_WINDOW_MS = 20;
 
 /** How long a command of a resource with `audit.wait: ack` waits for its record before it is refused. */
 export const ACK_TIMEOUT_MS = 5_000;
+
+/** How often paused sessions look whether the bus went away meanwhile. */
+const OUTAGE_CHECK_MS = 100;
+
+/**
+ * How long a session paused for its agent's backlog waits while the bus is away before it is
+ * ended as audit unavailable: no acknowledgement would come to resume it. Refusing its commands
+ * one by one instead would queue a refusal's events for each, without bound, while nothing is stored.
+ */
+export const OUTAGE_GRACE_MS = 1_000;
 
 type Data<K extends SluiceEventKind> = SluiceEventDataByKind[K];
 
@@ -42,19 +52,25 @@ interface Running {
 /** A session's event sequence so far, and its agent's share of the publisher's queue. */
 interface SessionCount {
   sequence: number;
-  readonly share: QueueShare | undefined;
+  share: QueueShare | undefined;
   readonly agent: string | undefined;
+  /** The events of what the session has taken but not recorded yet (AuditPort.backlogged). */
+  coming?: () => number;
 }
 
 /** An agent's share of the queue and its sessions that count against it. */
 interface AgentShare {
   readonly share: QueueShare;
   sessions: number;
+  /** Its sessions' decisions kept back for their outcome: events to come, whichever session made them. */
+  keptBack: number;
+  /** Its sessions (their events to come count against the share too). */
+  readonly members: Set<SessionCount>;
 }
 
 export interface RecordingAuditPort extends AuditPort {
   acknowledged(sessionId: string): Promise<void>;
-  backlogged(sessionId: string, resume: () => void, coming?: number): boolean;
+  backlogged(sessionId: string, resume: (outage: boolean) => void, coming?: () => number, hold?: BacklogHold): boolean;
   /** Sends every decision still waiting for its outcome on its own (shutdown). */
   flush(): void;
 }
@@ -103,12 +119,13 @@ export const createAuditPort = (
   let timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
 
   /** The agent's share a session counts against, made or joined at its start. */
-  const joinAgent = (agent: string): QueueShare => {
+  const joinAgent = (agent: string, count: SessionCount): void => {
     for (const [key, entry] of agents) if (entry.sessions === 0 && entry.share.events === 0) agents.delete(key);
     let entry = agents.get(agent);
-    if (!entry) agents.set(agent, (entry = { share: new QueueShare(), sessions: 0 }));
+    if (!entry) agents.set(agent, (entry = { share: new QueueShare(), sessions: 0, keptBack: 0, members: new Set() }));
     entry.sessions += 1;
-    return entry.share;
+    entry.members.add(count);
+    count.share = entry.share;
   };
 
   const leaveAgent = (count: SessionCount): void => {
@@ -116,7 +133,44 @@ export const createAuditPort = (
     const entry = agents.get(count.agent);
     if (!entry) return;
     entry.sessions -= 1;
+    entry.members.delete(count);
     if (entry.sessions === 0 && entry.share.events === 0) agents.delete(count.agent);
+  };
+
+  /** Kept-back counts of sessions whose agent is not known (no session.started seen): counted apart, never shared. */
+  const unshared: AgentShare = { share: new QueueShare(), sessions: 0, keptBack: 0, members: new Set() };
+  /** The agent entry a session counts against. */
+  const agentOf = (sessionId: string): AgentShare => {
+    const agent = sessions.get(sessionId)?.agent;
+    return (agent === undefined ? undefined : agents.get(agent)) ?? unshared;
+  };
+
+  /**
+   * Paused commands, ended should the bus be away while they wait (past OUTAGE_GRACE_MS): no
+   * acknowledgement would come to resume them. The reading of a target is not let go: what it
+   * would bring could not be recorded, and its client waits as TCP holds it.
+   */
+  const outageWatch = new Set<{ readonly since: number; readonly end: (outage: boolean) => void }>();
+  let outageTimer: NodeJS.Timeout | undefined;
+  const watchForOutage = (watched: { readonly since: number; readonly end: (outage: boolean) => void }): void => {
+    outageWatch.add(watched);
+    outageTimer ??= setInterval(() => {
+      if (!publisher.healthy) {
+        const now = performance.now();
+        for (const entry of [...outageWatch]) if (now - entry.since >= OUTAGE_GRACE_MS) entry.end(true);
+      }
+      if (outageWatch.size === 0) {
+        clearInterval(outageTimer);
+        outageTimer = undefined;
+      }
+    }, OUTAGE_CHECK_MS).unref();
+  };
+
+  /** The events an agent has made that are not queued yet: decisions kept back, and what its sessions have taken but not decided. */
+  const eventsToCome = (agent: AgentShare): number => {
+    let coming = agent.keptBack;
+    for (const member of agent.members) coming += member.coming?.() ?? 0;
+    return coming;
   };
 
   /** The session's count, made with its first event (session.started names its agent). */
@@ -125,7 +179,8 @@ export const createAuditPort = (
     if (count) return count;
     const subject = kind === 'session.started' ? (data as Data<'session.started'>).subject : undefined;
     const agent = subject && publisher.overShare ? `${subject.issuer}\n${subject.sub}` : undefined;
-    count = { sequence: 0, share: agent === undefined ? undefined : joinAgent(agent), agent };
+    count = { sequence: 0, share: undefined, agent };
+    if (agent !== undefined) joinAgent(agent, count);
     sessions.set(sessionId, count);
     return count;
   };
@@ -203,6 +258,7 @@ export const createAuditPort = (
       if (!all && !command.completed && at - command.since < windowMs) continue;
       commands.delete(command.decided.commandId);
       held -= 1;
+      agentOf(sessionId).keptBack -= 1;
       emit(sessionId, command);
     }
   };
@@ -215,7 +271,9 @@ export const createAuditPort = (
     try {
       release(sessionId, false, at);
     } catch {
-      held -= running.get(sessionId)?.size ?? 0;
+      const dropped = running.get(sessionId)?.size ?? 0;
+      held -= dropped;
+      agentOf(sessionId).keptBack -= dropped;
       running.delete(sessionId);
     }
   };
@@ -269,6 +327,7 @@ export const createAuditPort = (
         if (commands) commands.set(decided.commandId, entry);
         else running.set(sessionId, new Map([[decided.commandId, entry]]));
         held += 1;
+        agentOf(sessionId).keptBack += 1;
         schedule(windowMs);
         return;
       }
@@ -303,11 +362,25 @@ export const createAuditPort = (
       });
       return Promise.race([publisher.acknowledged(), late]).finally(() => clearTimeout(timer));
     },
-    backlogged(sessionId: string, resume: () => void, coming = 0): boolean {
-      const share = sessions.get(sessionId)?.share;
-      // Decisions kept back for their outcome are events to come: a pipeline of thousands is paused before they all go.
-      if (!share || !publisher.overShare?.(share, coming + (running.get(sessionId)?.size ?? 0))) return false;
-      share.whenUnder(resume);
+    backlogged(sessionId: string, resume: (outage: boolean) => void, coming?: () => number, hold: BacklogHold = 'commands'): boolean {
+      const count = sessions.get(sessionId);
+      const share = count?.share;
+      if (!count || !share || !publisher.overShare) return false;
+      if (coming) count.coming = coming;
+      if (!publisher.overShare(share, eventsToCome(agentOf(sessionId)))) return false;
+      if (hold === 'commands') {
+        const since = performance.now();
+        let waiting = true;
+        const once = (outage: boolean): void => {
+          if (!waiting) return;
+          waiting = false;
+          outageWatch.delete(watched);
+          resume(outage);
+        };
+        const watched = { since, end: once };
+        share.whenUnder(() => once(false));
+        watchForOutage(watched);
+      } else share.whenUnder(() => resume(false));
       // An acknowledgement resumes. With nothing of the agent's queued yet, what is to come is
       // queued within the merge window; should it not be (it never came), nothing would resume.
       if (share.events === 0) {

@@ -3,7 +3,7 @@ import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import { buildEvent, leaseStreamName, leaseSubjectRoot, type SluiceEventDataByKind, type SluiceEventKind } from '@sluice/contracts';
 import { timeOrderedId, type EventPublisher } from '@sluice/event-bus';
 import type { Logger } from '@sluice/service-runtime';
-import type { AuditPort } from './ports.js';
+import type { AuditPort, BacklogHold } from './ports.js';
 
 /**
  * Proxy leases: each proxy renews `leases.<prefix>.<proxyId>.alive` every `renewMs` and keeps a
@@ -154,7 +154,7 @@ export const startProxyLease = async (nc: NatsConnection, publisher: EventPublis
         },
         // A resource with audit.wait ack waits through the lease's port too.
         ...(audit.acknowledged ? { acknowledged: (sessionId: string) => audit.acknowledged!(sessionId) } : {}),
-        ...(audit.backlogged ? { backlogged: (sessionId: string, resume: () => void, coming?: number) => audit.backlogged!(sessionId, resume, coming) } : {}),
+        ...(audit.backlogged ? { backlogged: (sessionId: string, resume: (outage: boolean) => void, coming?: () => number, hold?: BacklogHold) => audit.backlogged!(sessionId, resume, coming, hold) } : {}),
       };
     },
     /** After the sessions ended (and were recorded): gone on purpose, nothing for others to close. */

@@ -104,14 +104,21 @@ export interface AuditPort {
   acknowledged?(sessionId: string): Promise<void>;
   /**
    * True when the session's agent has more events waiting for the bus than its fair share of the
-   * queue (with `coming`: commands taken whose events are not recorded yet): the adapter stops
-   * taking and reading what makes them (commands, the target's replies) until `resume` is
-   * called, once the agent's backlog is back under half its share. One agent that floods is
-   * slowed on its own instead of making the audit unhealthy for every session. A port without
-   * it never pauses anyone.
+   * queue: the adapter stops taking and reading what makes them (commands, the target's replies)
+   * until `resume` is called, once the agent's backlog is back under half its share. One agent
+   * that floods is slowed on its own instead of making the audit unhealthy for every session. A
+   * port without it never pauses anyone. `coming` counts the events of what the session has
+   * taken but not recorded yet (commands waiting for their decision); it is asked again whenever
+   * any session of the agent is checked, so that many sessions' bursts count together. With
+   * `hold` 'commands' (the default), a pause that goes on while the bus is away is ended with
+   * `resume(true)`: the adapter ends the session as audit unavailable instead of waiting for
+   * acknowledgements that do not come. A 'target' hold (the target's pushed messages) waits.
    */
-  backlogged?(sessionId: string, resume: () => void, coming?: number): boolean;
+  backlogged?(sessionId: string, resume: (outage: boolean) => void, coming?: () => number, hold?: BacklogHold): boolean;
 }
+
+/** Who waits for an agent's audit backlog to drain: its commands, or the reading of its target's pushed messages. */
+export type BacklogHold = 'commands' | 'target';
 
 export interface GovernancePorts {
   readonly identity: IdentityPort;

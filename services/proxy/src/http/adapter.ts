@@ -6,7 +6,8 @@ import { Pool } from 'undici';
 import { readSecret, resourceLimits, type HttpResourceConfig } from '@sluice/config';
 import { normalizeHttpPath, SluiceErrorCode, type Subject } from '@sluice/contracts';
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
-import type { AuditPort, GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
+import type { GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
+import { BACKLOG_WAIT_MS, backlogDrained } from './backlog.js';
 import { commandHash } from '../governance/approval-hold.js';
 import { admitSession } from '../governance/admission.js';
 import { Governor, subjectRefOf, type RecordedCommand } from '../governance/governor.js';
@@ -320,9 +321,12 @@ export const createHttpAdapter = (
       session.governor.recordRefusedBeforeRule(recordedRequest(session.governor, requestId, method, rawUrl.split(/[?#]/, 1)[0] ?? '', undefined), 'the request path cannot be normalised safely');
       return fail(new Problem(400, SluiceErrorCode.ProtocolMalformed, 'Bad request', 'the request path cannot be normalised safely'), session, requestId);
     }
-    // An agent past its share of the audit queue waits here (its requests are delayed, not refused).
-    const backlog = backlogDrained(ports.audit, session.id);
-    if (backlog) await backlog;
+    // An agent past its share of the audit queue waits here (its requests are delayed), for a bounded time.
+    const backlog = await backlogDrained(ports.audit, session.id);
+    if (backlog === 'late') {
+      return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit backlogged', `this agent's earlier events were not acknowledged by the audit within ${BACKLOG_WAIT_MS} ms; nothing was sent`));
+    }
+    if (backlog === 'gone') return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
     if (!ports.audit.healthy) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
 
     session.commands++;
@@ -691,18 +695,6 @@ interface Credentials {
   /** What is scrubbed from the answer: every value injected, recently rotated ones too. */
   readonly echoed: CredentialPattern | undefined;
 }
-
-/** Resolves once the agent is back under its share of the audit queue; undefined when it is under it now. */
-const backlogDrained = (audit: AuditPort, sessionId: string): Promise<void> | undefined => {
-  let drained = false;
-  let resume: (() => void) | undefined;
-  const backlogged = audit.backlogged?.(sessionId, () => {
-    drained = true;
-    resume?.();
-  });
-  if (!backlogged || drained) return undefined;
-  return new Promise((resolve) => (resume = resolve));
-};
 
 const NO_CREDENTIALS: Credentials = { headers: [], echoed: undefined };
 

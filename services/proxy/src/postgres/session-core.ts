@@ -15,6 +15,7 @@ import { ResultRelay } from './result-relay.js';
 import type { SessionContext } from './session.js';
 import { SessionAudit } from './session-audit.js';
 import { SessionProfiles } from './session-profiles.js';
+import { SqlState } from './sqlstate.js';
 import { FLUSH, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, SYNC } from './session-state.js';
 import type { ClientSocket } from './startup-negotiation.js';
 import { StatementRegistry } from './statement-registry.js';
@@ -166,7 +167,7 @@ export class SessionCore {
   pauseWhileBacklogged(holdTarget: boolean): void {
     if (this.closed || !this.ports.audit.backlogged) return;
     if (!this.auditBlocked) {
-      if (!this.ports.audit.backlogged(this.id, () => this.#backlogDrained())) return;
+      if (!this.ports.audit.backlogged(this.id, (outage) => (outage ? this.#auditGone() : this.#backlogDrained()))) return;
       this.auditBlocked = true;
       this.updateClientFlow();
     }
@@ -186,6 +187,11 @@ export class SessionCore {
     }
     this.updateClientFlow();
     for (const resume of this.backlogWaiters.splice(0)) resume();
+  }
+
+  /** The bus went away while the session was paused: nothing would resume it, and it ends as audit unavailable. */
+  #auditGone(): void {
+    this.close('audit unavailable', { code: SqlState.SystemError, message: "audit unavailable: this agent's earlier statements cannot be recorded" });
   }
 
   /** Resolves once the session is no longer paused for its agent's audit backlog (or it closed). */

@@ -21,6 +21,8 @@ const HELLO_NOAUTH =
   'NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time';
 /** The first byte of a multibulk command (`*`); anything else is an inline command. */
 const RESP_ARRAY = 0x2a;
+/** A connection paused for its agent's audit backlog, ended because the bus went away meanwhile. */
+const AUDIT_GONE = "ERR audit unavailable: this agent's earlier commands cannot be recorded; connection closed";
 /** Bytes an unauthenticated client may buffer: nobody gets to make Sluice hold a 512 MiB bulk before logging in. */
 const PRE_AUTH_BUFFER_LIMIT = 64 * 1024;
 
@@ -93,18 +95,26 @@ class RedisConnection {
   /**
    * Every command makes events, refused ones too with nothing asked of the target: an agent past
    * its share of the audit queue has no more of its commands taken, nor its client read (TCP
-   * holds the rest), until its events are acknowledged. True while it is held.
+   * holds the rest), until its events are acknowledged. True while it is held. Should the bus
+   * go away meanwhile, the connection is ended (after the replies already due) as audit unavailable.
    */
+  /** Commands taken but not yet decided make their events later: two each (a refusal's decision and completion). */
+  readonly #eventsToCome = (): number => 2 * this.#state.toDispatch.length;
+
   #heldForBacklog(): boolean {
     const state = this.#state;
     if (state.clientHeldForAudit) return true;
     if (!state.session) return false;
-    const backlogged = state.ports.audit.backlogged?.(state.session.id, () => {
+    const backlogged = state.ports.audit.backlogged?.(state.session.id, (outage) => {
       state.clientHeldForAudit = false;
       if (state.closed) return;
+      if (outage) {
+        this.#dispatch.pushLocal('', [], encodeError(AUDIT_GONE), 'audit unavailable');
+        return;
+      }
       if (state.pending.length <= MAX_QUEUED) state.socket.resume();
       this.#intake();
-    }, state.pending.length);
+    }, this.#eventsToCome);
     if (!backlogged) return false;
     state.clientHeldForAudit = true;
     state.socket.pause();
@@ -203,7 +213,7 @@ class RedisConnection {
         return void this.#dispatch.pushHello(hello);
       }
       case 'QUIT': {
-        return void this.#dispatch.pushLocal(name, args, encodeSimple('OK'), true);
+        return void this.#dispatch.pushLocal(name, args, encodeSimple('OK'), 'client quit');
       }
       default: {
         const refusal = refusalOf(name, args);

@@ -46,7 +46,7 @@ export class CommandDispatch {
   }
 
   /** An answer of Sluice's own, kept in order with the replies before it. */
-  pushLocal(name: string, args: readonly Buffer[], reply: Buffer, closeAfter = false): Entry {
+  pushLocal(name: string, args: readonly Buffer[], reply: Buffer, closeAfter?: string): Entry {
     const entry = newEntry(this.state.ports.newId(), this.state.session, name, args, reply, 'local');
     entry.closeAfter = closeAfter;
     entry.settled = true;

@@ -28,6 +28,12 @@ export class ConnectionState {
   closed = false;
   /** The agent is past its share of the audit queue: its client is not read until its events are acknowledged. */
   clientHeldForAudit = false;
+  /**
+   * Why the target is not read: its replies' events wait for the bus beyond the agent's share
+   * ('audit'), or the client does not read what it was sent ('client': a subscriber that never
+   * reads, a pipeline of large replies it leaves unread, would otherwise be buffered here without bound).
+   */
+  readonly #targetHolds = new Set<'audit' | 'client'>();
 
   /** Every entry not yet answered, in arrival order. */
   readonly pending: Entry[] = [];
@@ -55,7 +61,7 @@ export class ConnectionState {
     readonly close: (reason: string) => void,
   ) {
     this.client = `${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`;
-    this.out = new WriteBatch(socket, () => this.upstream);
+    this.out = new WriteBatch(socket, () => this.upstream, () => this.#clientFull());
   }
 
   readonly protocolSwitches = new Map<Entry, 2 | 3>();
@@ -75,13 +81,32 @@ export class ConnectionState {
     while (this.pending.length > 0 && this.pending[0]!.status === 'done') {
       const entry = this.pending.shift()!;
       if (entry.reply && entry.reply.length > 0) this.writeClient(entry.reply);
-      if (entry.closeAfter) {
+      if (entry.closeAfter !== undefined) {
         this.flush();
-        this.close('client quit');
+        this.close(entry.closeAfter);
         return;
       }
     }
     if (this.pending.length <= MAX_QUEUED / 2 && this.socket.isPaused() && !this.clientHeldForAudit) this.socket.resume();
+  }
+
+  /** Stops reading the target for `reason` (it may already be held for another). */
+  holdTarget(reason: 'audit' | 'client'): void {
+    this.#targetHolds.add(reason);
+    this.upstream?.pause();
+  }
+
+  /** Reads the target again once nothing holds it. */
+  releaseTarget(reason: 'audit' | 'client'): void {
+    if (!this.#targetHolds.delete(reason) || this.#targetHolds.size > 0 || this.closed) return;
+    this.upstream?.resume();
+  }
+
+  /** The client's socket holds as much as it may unread: the target waits until it drains. */
+  #clientFull(): void {
+    if (this.#targetHolds.has('client')) return;
+    this.holdTarget('client');
+    this.socket.once('drain', () => this.releaseTarget('client'));
   }
 
   writeClient(bytes: Buffer): void {

@@ -28,7 +28,8 @@ export interface Entry {
   /** The commands an EXEC runs, by position, with their mask profiles. */
   txQueued: QueuedCommand[] | undefined;
   execAbort: boolean;
-  closeAfter: boolean;
+  /** The connection ends once this is answered, for this reason (QUIT's 'client quit'). */
+  closeAfter: string | undefined;
   /** Sent inside MULTI: its reply is QUEUED (or an error), its result comes with EXEC. */
   queued: boolean;
   /** A RESP3 subscribe: push confirmations still to come before it is answered. */
@@ -52,7 +53,7 @@ export const newEntry = (id: string, session: SessionState | undefined, name: st
   reply: undefined,
   txQueued: undefined,
   execAbort: false,
-  closeAfter: false,
+  closeAfter: undefined,
   queued: false,
   confirmations: 0,
   maskProfile: undefined,

@@ -15,6 +15,10 @@ const EXECABORT = 'EXECABORT Transaction discarded because of previous errors.';
  * out of band), masked, recorded and queued for the client in the commands' order.
  */
 export class UpstreamReplies {
+  /** Frames read from the target but not taken yet: the agent went past its share within a read of pushed messages. */
+  #held: Buffer[] = [];
+  /** Set when the frame just taken was forwarded as pushed (no command asked for it). */
+  #pushed = false;
 
   constructor(
     private readonly state: ConnectionState,
@@ -71,6 +75,7 @@ export class UpstreamReplies {
     } catch {
       shown = undefined;
     }
+    this.#pushed = true;
     // Pushed messages and confirmations are data the agent receives: each is recorded, as it was
     // sent (masked), as a result of the session (no command id of its own).
     if (this.state.session && shown) recordResult(this.state.ports.audit, this.state.ports.recording, this.state.session.id, 'push', shown);
@@ -116,6 +121,42 @@ export class UpstreamReplies {
     if (!isError) recordResult(this.state.ports.audit, this.state.ports.recording, session.id, entry.id, reply);
   }
 
+  /**
+   * Takes the frames of a read in order. An agent whose events outrun the bus is no longer read
+   * from its target until they are acknowledged (TCP holds the rest back): after the read when
+   * they answer its commands (their number is bounded by the commands taken), after each pushed
+   * message when they are pushed (one read holds a thousand small ones: those left wait here).
+   */
+  #take(frames: Buffer[]): boolean {
+    for (let index = 0; index < frames.length; index += 1) {
+      this.#pushed = false;
+      this.#onUpstreamFrame(frames[index]!);
+      if (this.state.closed) return true;
+      if (this.#pushed && index + 1 < frames.length && this.#holdForBacklog()) {
+        this.#held = frames.slice(index + 1);
+        return true;
+      }
+    }
+    return this.#holdForBacklog();
+  }
+
+  /** True (and the target held) while the agent is past its share of the audit queue. */
+  #holdForBacklog(): boolean {
+    const session = this.state.session;
+    if (!session || !this.state.ports.audit.backlogged?.(session.id, () => this.#resume(), undefined, 'target')) return false;
+    this.state.holdTarget('audit');
+    return true;
+  }
+
+  /** The agent's backlog drained: the frames held are taken, then the target is read again. */
+  #resume(): void {
+    if (this.state.closed) return;
+    const held = this.#held;
+    this.#held = [];
+    if (held.length > 0 && this.#take(held)) return;
+    this.state.releaseTarget('audit');
+  }
+
   attachUpstream(upstream: Socket): void {
     upstream.on('data', (chunk: Buffer) => {
       let frames: Buffer[];
@@ -125,11 +166,9 @@ export class UpstreamReplies {
         this.state.close('target sent a malformed reply');
         return;
       }
-      for (const frame of frames) this.#onUpstreamFrame(frame);
-      // An agent whose events outrun the bus (a flood of pub/sub messages, a pipelined burst)
-      // is no longer read from its target until they are acknowledged: TCP holds the rest back.
-      const session = this.state.session;
-      if (session && this.state.ports.audit.backlogged?.(session.id, () => upstream.resume())) upstream.pause();
+      // Frames kept back for the agent's backlog go first: what came after them waits behind them.
+      if (this.#held.length > 0) this.#held.push(...frames);
+      else this.#take(frames);
     });
     upstream.on('drain', () => {
       if (!this.state.clientHeldForAudit) this.state.socket.resume();

@@ -14,6 +14,8 @@ export class WriteBatch {
   constructor(
     private readonly client: Duplex,
     private readonly target: () => Socket | undefined,
+    /** The client's socket buffers past its high-water mark: what makes its bytes is to wait. */
+    private readonly clientFull: () => void,
   ) {}
 
   toClient(bytes: Buffer): void {
@@ -43,7 +45,7 @@ export class WriteBatch {
     if (this.clientOut.length > 0 && !this.client.destroyed) {
       const out = this.clientOut.length === 1 ? this.clientOut[0]! : Buffer.concat(this.clientOut);
       this.clientOut = [];
-      this.client.write(out);
+      if (!this.client.write(out)) this.clientFull();
     }
   }
 
