@@ -12,6 +12,7 @@ import { ClientEdge } from './client-encoding-frames.js';
 import { encodingSwitch, SessionClientEncoding } from './client-encoding-session.js';
 import type { SocketFrames } from './frame-source.js';
 import type { SessionContext } from './session.js';
+import { maskedForRecord } from './session-decisions.js';
 import { schemasOf, SESSION_START_QUERY, unreadableParameter } from './session-state.js';
 import { SqlState } from './sqlstate.js';
 import type { ClientSocket } from './startup-negotiation.js';
@@ -20,14 +21,6 @@ import { connectUpstream, UpstreamError, type UpstreamConnection } from './upstr
 
 /** Refuses the connection: FATAL with `sqlstate` and `message` to the agent, session.rejected to the audit. */
 export type RejectLogin = (reason: string, code: string, sqlstate: string, message: string, subject?: Subject) => void;
-
-const maskedForRecord = (ctx: SessionContext, text: string): string => {
-  try {
-    return ctx.ports.masking.maskCommandText(text, undefined);
-  } catch {
-    return '[withheld: masking unavailable]';
-  }
-};
 
 /** An agent logged in and its target session open, not yet announced to the agent. */
 export interface Login {
@@ -95,7 +88,7 @@ export const login = async (client: ClientSocket, frames: SocketFrames, paramete
   } catch (error) {
     if (!(error instanceof StartupParameterRefusal)) throw error;
     // The message quotes what the agent sent (a setting's name, a whole `-c` word): masked for the record as a command text is.
-    reject(`startup parameter refused: ${maskedForRecord(ctx, error.message)}`, error.code, error.sqlstate, error.message, subject);
+    reject(`startup parameter refused: ${maskedForRecord(ctx.ports.masking, error.message, undefined)}`, error.code, error.sqlstate, error.message, subject);
     return undefined;
   }
   const forwarded = sessionSettings(request);

@@ -5,7 +5,7 @@ import { unqualifiedRelations, type TargetCatalogFacts } from '@sluice/sql-class
 import { commandHash } from '../governance/approval-hold.js';
 import { Governor } from '../governance/governor.js';
 import { sqlJustification } from '../justification.js';
-import type { Decision, GovernedCommand } from '../ports.js';
+import type { Decision, GovernedCommand, MaskingPort } from '../ports.js';
 import { normaliseSql } from './approval-text.js';
 import { changesPreparedStatements, type Refusal } from './expectations.js';
 import { coveredValueEscape } from './lineage.js';
@@ -19,6 +19,15 @@ import { SqlState } from './sqlstate.js';
  */
 const MASKED_MARGIN_CHARS = 64 * 1024;
 const DEFAULT_MAX_COMMAND_BYTES = RECORDING_DEFAULTS.maxCommandBytes;
+
+/** A text as the record keeps it (a command's, or one quoting the agent's packet): masked, or withheld when masking fails. */
+export const maskedForRecord = (masking: Pick<MaskingPort, 'maskCommandText'>, text: string, profile: string | undefined): string => {
+  try {
+    return masking.maskCommandText(text, profile);
+  } catch {
+    return '[withheld: masking unavailable]';
+  }
+};
 
 /** A decision and the path it was made on, when that is not the session's (see decideOnUnknownPath). */
 export interface PathDecision {
@@ -170,11 +179,7 @@ export class SessionDecisions {
    * nothing is kept anyway; masking a PII-dense 12 MB text whole held every session for seconds.
    */
   maskedText(text: string, profile: string | undefined): string {
-    try {
-      return this.#session.ports.masking.maskCommandText(text.length > this.#maskedPrefixChars ? text.slice(0, this.#maskedPrefixChars) : text, profile);
-    } catch {
-      return '[withheld: masking unavailable]';
-    }
+    return maskedForRecord(this.#session.ports.masking, text.length > this.#maskedPrefixChars ? text.slice(0, this.#maskedPrefixChars) : text, profile);
   }
 
   recordDecided(commandId: string, text: string, decision: Decision, recorded?: string): void {
