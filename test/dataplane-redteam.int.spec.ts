@@ -108,6 +108,34 @@ describe('a jsonb, json or text value nested around the masking depth limit', ()
     expect(session.errors().length > 0 || !shown.includes('deep'), shown.slice(0, 200)).toBe(true);
   });
 
+  it.each([
+    ['jsonb', 'copy (select body from docs where id = 1) to stdout'],
+    ['text', 'copy (select note from docs where id = 1) to stdout'],
+    ['json in CSV', 'copy (select id, doc from docs where id = 1) to stdout with (format csv, header)'],
+    ['jsonb beside a covered column', 'copy (select p.ssn, d.body from people p, docs d where d.id = 1) to stdout'],
+  ])('masks the covered member of a document read by COPY TO STDOUT (%s)', async (_, text) => {
+    // COPY applied column rules only to fields a rule covers whole: a document's members went out as the target wrote them.
+    const session = await frontDoor.openRaw(['readers']);
+    await session.run(text);
+    expect(session.errors()).toEqual([]);
+    expect(session.count('CopyData')).toBeGreaterThan(0);
+    expectNoRawSsn(session.received.toString('latin1'));
+  });
+
+  it.each([
+    ['COPY TO STDOUT of a jsonb', 'copy (select body from docs where id = 2) to stdout'],
+    ['COPY TO STDOUT of a text', 'copy (select note from docs where id = 2) to stdout with (format csv)'],
+    ['COPY of the table', 'copy docs to stdout'],
+    ['a cursor', 'begin; declare deep cursor for select body from docs where id = 2; fetch all from deep; commit'],
+  ])('withholds a document past the limit read by %s', async (_, text) => {
+    const session = await frontDoor.openRaw(['readers']);
+    await session.run(text);
+    expectNoRawSsn(session.received.toString('latin1'));
+    // Refused, or masked whole: a COPY of the table and a cursor's rows are covered by the strictest rule.
+    const shown = session.received.toString('latin1');
+    expect(session.errors().length > 0 || !shown.includes('"deep"'), shown.slice(-200)).toBe(true);
+  });
+
   it('masks a covered member whose value is a string that looks like a document past the limit', async () => {
     const client = await frontDoor.connect(['readers']);
     const { rows } = await client.query('select body from docs where id = 3');
