@@ -27,6 +27,8 @@ const frontDoor = usePostgresFrontDoor({
        (1, '${deepDocument(MAX_JSON_DEPTH - 4)}', '${deepDocument(MAX_JSON_DEPTH - 4)}', '${deepDocument(MAX_JSON_DEPTH - 4)}'),
        (2, '${deepDocument(MAX_JSON_DEPTH + 4)}', '${deepDocument(MAX_JSON_DEPTH + 4)}', '${deepDocument(MAX_JSON_DEPTH + 4)}'),
        (3, jsonb_build_object('ssn', '${'['.repeat(MAX_JSON_DEPTH + 4)}${']'.repeat(MAX_JSON_DEPTH + 4)}'), null, null);
+     create table lists (id int primary key, tags text[], docs jsonb[]);
+     insert into lists values (1, array['plain', '{"ssn": "${RAW_SSN}"}'], array['{"ssn": "${RAW_SSN}"}'::jsonb]);
 `,
 });
 
@@ -119,6 +121,26 @@ describe('a jsonb, json or text value nested around the masking depth limit', ()
     await session.run(text);
     expect(session.errors()).toEqual([]);
     expect(session.count('CopyData')).toBeGreaterThan(0);
+    expectNoRawSsn(session.received.toString('latin1'));
+  });
+
+  it.each([
+    ['a text[] cell', 'select tags from lists'],
+    ['a text[] cell in binary', 'binary:select tags from lists'],
+    ['a text[] cast to text', 'select tags::text from lists'],
+    ['a jsonb[] cell', 'select docs from lists'],
+    ['COPY of a text[]', 'copy (select tags from lists) to stdout'],
+    ['COPY of a jsonb[]', 'copy (select docs from lists) to stdout with (format csv)'],
+  ])('masks the covered member of a document in an array element: %s', async (_, text) => {
+    // A text[] element was scanned, not walked; an array in COPY (no types on the wire) was scanned as one text.
+    const session = await frontDoor.openRaw(['readers']);
+    if (text.startsWith('binary:')) {
+      session.send(encodeParse('', text.slice('binary:'.length)), BIND_BINARY_RESULTS, encodeExecute(''), encodeSync());
+      await session.readyCount(2);
+    } else await session.run(text);
+    expect(session.errors()).toEqual([]);
+    // The element with nothing to mask is kept.
+    if (text.includes('tags')) expect(session.received.toString('latin1')).toContain('plain');
     expectNoRawSsn(session.received.toString('latin1'));
   });
 
