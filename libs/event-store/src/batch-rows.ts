@@ -365,7 +365,9 @@ const writeChainFields = (copyText: BatchBytes, { prepared, sessionSeq, hash, pr
  * The chained rows as the chunks of CopyData messages (copyIn's): each message a header, then a
  * view of the rows as they lie in `copyText`, their chain fields written into their room. Rows
  * that do not lie back to back (some were stored already) or whose chain fields do not fit their
- * room are copied into messages of their own instead (gatheredCopyData).
+ * room are copied into messages of their own instead (gatheredCopyData). A retry writes the room
+ * again: copyIn settled the attempt before it (the server answered, or the connection is gone),
+ * and what that connection may still have queued after an error is CopyData the server ignores.
  */
 export const copyDataChunks = (copyText: BatchBytes, links: readonly ChainLink<CopyRow>[]): Buffer[] => {
   if (!sendableInPlace(links)) return gatheredCopyData(copyText, links);
