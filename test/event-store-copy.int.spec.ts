@@ -18,7 +18,7 @@ const executed = (session: string, text: string): CloudEvent => {
     time: new Date(),
     data: {
       action: 'read', command: text, commandId: `c${counter}`, decision: 'allow', durationMs: 0.4, ok: true, outcome: 'SELECT 1',
-      protocol: 'postgres', reason: text, resource: text, result: { rowCount: 1, rows: [[text]] }, risk: 'low', rule: 'readers',
+      protocol: 'postgres', reason: text, resource: text, result: { bytes: 1, columns: ['a'], maskedCounts: {}, rowCount: 1, rows: [[text]], truncated: false }, risk: 'low', rule: 'readers',
     },
   });
 };
