@@ -83,3 +83,46 @@ describe('a Redis agent hanging up on a pipeline', () => {
     expect([...decided].map((id) => completions.get(id) ?? 0)).toEqual([...decided].map(() => 1));
   });
 });
+
+/**
+ * An agent with a good token that hangs up while its login is checked (the token verified, the
+ * policy asked, the target being opened): the connection it left made no target connection that
+ * stays open (before, one opened after the close stayed, a way to fill the target's maxclients),
+ * and each such login is on the record, as a session that started and ended or as one refused.
+ */
+describe('a Redis agent hanging up during its login', () => {
+  const recorded: RecordedEvent[] = [];
+  let door: RedisFrontDoor;
+  const loginPrefix = `dataplane-login-hangup:${randomUUID().slice(0, 8)}`;
+
+  beforeAll(async () => {
+    door = await startRedisFrontDoor({ keyPrefix: loginPrefix, rules: redTeamKeyRules((name) => `${loginPrefix}:${name}`), masking: compilePiiMasking('redis-login-hangup'), recorded });
+  });
+  afterAll(() => door.close());
+
+  it('leaves no target connection open and records every login', async () => {
+    const clientName = `hangup-${randomUUID().slice(0, 8)}`;
+    const token = await door.idp.mint({ sub: 'login-hangup-agent', groups: ['support-agents'] });
+    const rounds = 30;
+    for (let round = 0; round < rounds; round++) {
+      const socket = connect(door.port, '127.0.0.1');
+      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      socket.on('error', () => undefined);
+      socket.write(encodeCommand(['HELLO', '3', 'AUTH', 'agent', token, 'SETNAME', clientName].map((part) => Buffer.from(part))));
+      // Gone at once, or a little later: while the token, the policy or the target is awaited.
+      if (round % 3 === 0) await new Promise((resolve) => setImmediate(resolve));
+      else await new Promise((resolve) => setTimeout(resolve, round % 3));
+      socket.destroy();
+    }
+    const logins = (): RecordedEvent[] =>
+      recorded.filter((event) => (event.type === 'session.started' || event.type === 'session.rejected') && (event.data.subject as { sub?: string } | undefined)?.sub === 'login-hangup-agent');
+    await waitUntil(async () => logins().length >= rounds, 10_000, 'every login recorded');
+    const named = async (): Promise<number> => (await door.direct.sendCommand(['CLIENT', 'LIST'])).toString().split('\n').filter((line) => line.includes(` name=${clientName} `)).length;
+    await waitUntil(async () => (await named()) === 0, 5_000, 'no target connection left open');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await named()).toBe(0);
+    expect(logins()).toHaveLength(rounds);
+    const rejected = logins().filter((event) => event.type === 'session.rejected');
+    for (const event of rejected) expect(event.data.reason).toBe('client closed during login');
+  });
+});

@@ -39,6 +39,18 @@ export class RedisLogin {
     this.state.writeClient(encodeError(reply));
   }
 
+  /** An agent whose token was good but who hung up before its session started: on the record all the same. */
+  #leftDuringLogin(subject: SubjectRef): void {
+    this.state.ports.audit.record(this.state.ports.newId(), 'session.rejected', {
+      resource: this.state.resource.name,
+      protocol: 'redis',
+      client: this.state.client,
+      reason: 'client closed during login',
+      code: SluiceErrorCode.ConnectionClosed,
+      subject,
+    });
+  }
+
   #noAccess(admission: Extract<Admission, { admitted: false }>, sub: string): string {
     return admission.code === SluiceErrorCode.PolicyDenied ? `NOPERM no rule lets ${sub} use ${this.state.resource.name}` : 'NOPERM policy unavailable';
   }
@@ -47,9 +59,11 @@ export class RedisLogin {
   async login(token: string, hello: HelloArgs | undefined): Promise<void> {
     const verified = await this.#verify(token);
     if (!verified) return;
-    if (!this.state.ports.audit.healthy) return this.#rejectLogin('audit unavailable', SluiceErrorCode.AuditUnavailable, 'ERR audit unavailable');
     const subject = { sub: verified.subject.sub, groups: verified.subject.groups, issuer: verified.subject.issuer };
+    if (this.state.closed) return this.#leftDuringLogin(subject);
+    if (!this.state.ports.audit.healthy) return this.#rejectLogin('audit unavailable', SluiceErrorCode.AuditUnavailable, 'ERR audit unavailable');
     const admission = await admitSession(this.state.ports.policy, verified.subject, this.state.resource.name);
+    if (this.state.closed) return this.#leftDuringLogin(subject);
     if (!admission.admitted) return this.#rejectLogin(admission.reason, admission.code, this.#noAccess(admission, verified.subject.sub), subject);
     // limits.maxConnectionsPerSubject, counted per connection for the subject it first logs in as.
     const limiter = this.state.ports.connectionLimits?.get(this.state.resource.name);
@@ -67,11 +81,16 @@ export class RedisLogin {
       this.replies.attachUpstream(target.socket);
       helloReply = target.helloReply;
     } catch (error) {
+      if (this.state.closed) return this.#leftDuringLogin(subject);
       this.#rejectLogin(`target unavailable: ${(error as Error).message}`, SluiceErrorCode.UpstreamFailed, 'ERR target unavailable', subject);
       this.state.flush();
       return this.state.close('target unavailable');
     }
-    if (this.state.closed) return;
+    if (this.state.closed) {
+      // The connection's close came before its target: nothing else would close this one.
+      this.state.upstream?.destroy();
+      return this.#leftDuringLogin(subject);
+    }
     if (hello?.protocol) this.state.protocol = hello.protocol;
     this.#startSession(verified, admission.readOnly);
     this.state.writeClient(helloReply ?? encodeSimple('OK'));
