@@ -117,7 +117,7 @@ describe('a Redis agent hanging up during its login', () => {
     const logins = (): RecordedEvent[] =>
       recorded.filter((event) => (event.type === 'session.started' || event.type === 'session.rejected') && (event.data.subject as { sub?: string } | undefined)?.sub === 'login-hangup-agent');
     await waitUntil(async () => logins().length >= rounds, 10_000, 'every login recorded');
-    const named = async (): Promise<number> => (await door.direct.sendCommand(['CLIENT', 'LIST'])).toString().split('\n').filter((line) => line.includes(` name=${clientName} `)).length;
+    const named = async (): Promise<number> => (await door.direct.sendCommand<string>(['CLIENT', 'LIST'])).split('\n').filter((line) => line.includes(` name=${clientName} `)).length;
     await waitUntil(async () => (await named()) === 0, 5_000, 'no target connection left open');
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(await named()).toBe(0);

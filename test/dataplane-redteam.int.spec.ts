@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { encodeExecute, encodeParse, encodeSync } from '@sluice/codec-pg';
+import { encodeExecute, encodeParse, encodePasswordMessage, encodeStartupMessage, encodeSync } from '@sluice/codec-pg';
 import { MAX_JSON_DEPTH } from '@sluice/masking-engine';
 import { usePostgresFrontDoor, waitFor } from './support/postgres-proxy-harness.js';
-import { expectNoRawSsn, RAW_SSN, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
+import { expectNoRawSsn, RAW_SSN, RED_TEAM_RESOURCE, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
 
 /**
  * Red team on the last session's data-path changes, as a read-only agent (`readers`, masked with
@@ -266,5 +267,36 @@ describe('the same through the extended protocol', () => {
     expect(session.rows().at(-1)).toEqual(['on']);
     const victims = await frontDoor.direct.query<{ n: string }>('select count(*) as n from victim');
     expect(victims.rows[0]).toEqual({ n: '5' });
+  });
+});
+
+/**
+ * An agent with a good token that hangs up while its login is checked (the token verified, the
+ * policy asked, the target being opened): every such login is on the record, as a session that
+ * started (and ended) or as one refused because the client left, and no target session stays.
+ */
+describe('an agent hanging up during its login', () => {
+  it('is on the record every time and leaves no target session', async () => {
+    const applicationName = `hangup-${randomUUID().slice(0, 8)}`;
+    const token = await frontDoor.token(['readers']);
+    const before = frontDoor.events.length;
+    const rounds = 20;
+    for (let round = 0; round < rounds; round++) {
+      const socket = connect(frontDoor.port, '127.0.0.1');
+      socket.on('error', () => undefined);
+      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      // The password right behind the startup packet: the proxy reads it once it has asked for it.
+      socket.write(Buffer.concat([encodeStartupMessage([['user', 'agent'], ['database', RED_TEAM_RESOURCE], ['application_name', applicationName]]), encodePasswordMessage(token)]));
+      await new Promise((resolve) => setTimeout(resolve, 2 + (round % 5) * 2));
+      socket.destroy();
+    }
+    const logins = () =>
+      frontDoor.events.slice(before).filter((event) => (event.kind === 'session.started' || event.kind === 'session.rejected') && (event.data.subject as { sub?: string } | undefined)?.sub === 'agent-readers');
+    await waitFor(() => logins().length >= rounds, 15_000);
+    const left = async (): Promise<number> => (await frontDoor.direct.query('select count(*)::int as n from pg_stat_activity where application_name = $1', [applicationName])).rows[0].n;
+    for (let wait = 0; wait < 50 && (await left()) > 0; wait++) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await left()).toBe(0);
+    expect(logins()).toHaveLength(rounds);
+    for (const event of logins()) if (event.kind === 'session.rejected') expect(event.data.reason).toBe('client closed during login');
   });
 });

@@ -111,7 +111,10 @@ export class PostgresSession {
       pending = frames.detach();
       core.clientReader = frames.reader;
       if (core.closed || core.client.destroyed) {
+        // The agent hung up while its login was checked: no session, but on the record all the same.
         upstream.socket.destroy();
+        core.closed = true;
+        core.audit.rejected('client closed during login', SluiceErrorCode.ConnectionClosed, loggedIn.subject);
         return;
       }
 
