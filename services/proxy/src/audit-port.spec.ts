@@ -232,10 +232,12 @@ describe('audit port: each agent has one share of the publisher queue', () => {
   const ended = { reason: 'client_closed', commands: 0, durationMs: 1 } as unknown as SluiceEventDataByKind['session.ended'];
   const given = () => {
     const shares: (QueueShare | undefined)[] = [];
+    const events: CloudEvent[] = [];
     /** The events to come each check counted, in order. */
     const counted: number[] = [];
     const publisher = {
-      publish: (_event: CloudEvent, share?: QueueShare) => {
+      publish: (event: CloudEvent, share?: QueueShare) => {
+        events.push(event);
         shares.push(share);
         if (share) share.events += 1;
       },
@@ -246,7 +248,7 @@ describe('audit port: each agent has one share of the publisher queue', () => {
         return share.events + coming >= 3;
       },
     };
-    return { port: createAuditPort(publisher, { source: 'test', recording, mergeWindowMs: 30 }), shares, counted };
+    return { port: createAuditPort(publisher, { source: 'test', recording, mergeWindowMs: 30 }), shares, counted, events };
   };
 
   it("counts an agent's sessions against one share, another agent's against its own", () => {
@@ -363,6 +365,18 @@ describe('audit port: each agent has one share of the publisher queue', () => {
     expect(port.backlogged('s499', vi.fn())).toBe(false);
     port.coming('s250', 1);
     expect(port.backlogged('s499', vi.fn())).toBe(true);
+  });
+
+  it('goes on counting a session whose re-authentication was refused (recorded as its session.rejected): same share, sequence unbroken', () => {
+    const { port, shares, events } = given();
+    port.record('s1', 'session.started', started('a'));
+    port.record('s1', 'session.rejected', { resource: 'kv', protocol: 'redis', client: 'c', reason: 'token rejected on re-authentication', code: 'ERR_TOKEN_INVALID' });
+    port.record('s1', 'command.decided', decided('c1', 'deny'));
+    expect(events.map((event) => event.sessionseq)).toEqual([1, 2, 3]);
+    expect(shares.at(-1)).toBe(shares[0]);
+    shares[0]!.events = 0;
+    port.coming('s1', 3);
+    expect(port.backlogged('s1', vi.fn())).toBe(true);
   });
 
   it('ends a paused session as audit unavailable once the bus has been away a while, but not the reading of a target', async () => {

@@ -177,10 +177,15 @@ export const createAuditPort = (
     return count;
   };
 
-  /** The session's next sequence; its count goes with its last event (its share stays on the events' until acknowledged). */
+  /**
+   * The session's next sequence; its count goes with its last event (its share stays on the
+   * events' until acknowledged). A session.rejected is the last only as a session's first: a
+   * running Redis session whose re-authentication was refused records one and goes on, and must
+   * neither start its sequence again nor leave its agent's share.
+   */
   const nextSequence = (count: SessionCount, sessionId: string, kind: SluiceEventKind): number => {
     const sessionseq = ++count.sequence;
-    if (kind === 'session.ended' || kind === 'session.rejected') {
+    if (kind === 'session.ended' || (kind === 'session.rejected' && sessionseq === 1)) {
       sessions.delete(sessionId);
       leaveAgent(count);
     }
