@@ -518,23 +518,14 @@ describe('robustness', () => {
   });
 });
 
-describe('speed', () => {
-  it('spends well under a microsecond on a typical value with nothing sensitive', () => {
+// Its speed on such values is bench/masking.mjs's "clean rows" figure: a timed unit test failed
+// whenever other work shared the CPU.
+describe('typical values', () => {
+  it('masks nothing in a typical value with nothing sensitive', () => {
     const values = ['John Smith', '1234.56', 'ORD-2024-000123', 'Springfield', 'active', '2024-01-15', 'A quiet customer who likes tea'];
-    const column = { name: 'v' };
-    for (let index = 0; index < 20_000; index++) pii.maskCell(values[index % values.length]!, column, {});
-    // Best of many short batches: a batch this short usually runs within one scheduler slice even
-    // when other test files share the CPU, so the best batch is the honest cost.
-    const rounds = 2_100;
     const counts: MaskCounts = {};
-    let best = Infinity;
-    for (let batch = 0; batch < 150; batch++) {
-      const start = process.hrtime.bigint();
-      for (let index = 0; index < rounds; index++) pii.maskCell(values[index % values.length]!, column, counts);
-      best = Math.min(best, Number(process.hrtime.bigint() - start) / rounds);
-    }
+    for (const value of values) expect(pii.maskCell(value, { name: 'v' }, counts)).toBe(value);
     expect(counts).toEqual({});
-    expect(best).toBeLessThan(1000);
   });
 });
 
