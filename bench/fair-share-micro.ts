@@ -6,7 +6,7 @@
  * The publisher is left out: its share is never over, so every check answers false as most do.
  */
 import { parseArgs } from 'node:util';
-import type { QueueShare } from '../libs/event-bus/src/index.js';
+import type { QueueShare } from '@sluice/event-bus';
 import { createAuditPort } from '../services/proxy/src/audit-port.js';
 
 const { values } = parseArgs({ options: { sessions: { type: 'string', default: '500' }, commands: { type: 'string', default: '2000000' }, rounds: { type: 'string', default: '5' } } });
