@@ -105,6 +105,35 @@ export class BatchBytes {
     this.#length = at;
   }
 
+  /** Leaves `room` bytes unwritten (for overwrite, later); returns where they begin. */
+  skip(room: number): number {
+    this.#ensure(room);
+    const at = this.#length;
+    this.#length = at + room;
+    return at;
+  }
+
+  /** Writes an ASCII `text` over bytes written or skipped before, from `at`; returns where it ends. */
+  overwrite(at: number, text: string): number {
+    if (at < 0 || at + text.length > this.#length) throw new RangeError(`overwriting bytes ${at}-${at + text.length} of ${this.#length}`);
+    return at + this.#buffer.write(text, at, text.length, 'latin1');
+  }
+
+  /** Writes one byte over one written or skipped before. */
+  overwriteByte(at: number, byte: number): void {
+    if (at < 0 || at >= this.#length) throw new RangeError(`overwriting byte ${at} of ${this.#length}`);
+    this.#buffer[at] = byte;
+  }
+
+  /**
+   * Bytes [start, end) as a Buffer that shares their memory (nothing copied): only for bytes that
+   * are done, as appending may move them all to a larger buffer.
+   */
+  view(start: number, end: number): Buffer {
+    if (start < 0 || end > this.#length || start > end) throw new RangeError(`viewing bytes ${start}-${end} of ${this.#length}`);
+    return this.#buffer.subarray(start, end);
+  }
+
   /** Copies bytes [start, end) into `target` at `targetStart`; returns how many. */
   copyTo(target: Buffer, targetStart: number, start: number, end: number): number {
     return this.#buffer.copy(target, targetStart, start, end);

@@ -1,7 +1,7 @@
 import { isoTime, kindOfType, type CloudEvent } from '@sluice/contracts';
 import { HASH_TEXT_BYTES, type BatchBytes } from './batch-bytes.js';
 import { chainHashOf, GENESIS_HASH, prepareEvent } from './chain.js';
-import { allocCopyData, COPY_DATA_HEADER_BYTES, copyField, copyJsonField } from './copy-in.js';
+import { allocCopyData, COPY_DATA_HEADER_BYTES, copyDataHeader, copyField, copyJsonField } from './copy-in.js';
 import { INDEXED_TEXTS, MAX_INDEXED_TEXT_BYTES, TEXT_COLUMN, WrittenEvent } from './written-events.js';
 
 /*
@@ -37,16 +37,18 @@ export interface InsertRow {
 }
 
 /**
- * An event ready to be chained and written (PostgreSQL): where its texts are in the batch's
- * bytes. From `at`, HASH_TEXT_BYTES of room for its prev_hash, then the JCS text its hash covers
- * up to `split`, then its COPY text up to its chain columns (COPY_COLUMNS' order, each field
- * escaped, a tab after the last) up to `end`, so that appending only adds the chain's three fields.
+ * An event ready to be chained and written (PostgreSQL): where its texts are. In the batch's
+ * hashed bytes, from `at`, HASH_TEXT_BYTES of room for its prev_hash, then the JCS text its hash
+ * covers up to `split`. In its COPY text bytes (the same bytes, from `split`, unless given apart),
+ * from `copyStart` its COPY text up to its chain columns (COPY_COLUMNS' order, each field escaped,
+ * a tab after the last) up to `end`, then CHAIN_FIELDS_BYTES of room for the chain's three fields.
  */
 export interface CopyRow {
   readonly id: string;
   readonly sessionId: string;
   readonly at: number;
   readonly split: number;
+  readonly copyStart: number;
   readonly end: number;
 }
 
@@ -197,6 +199,7 @@ export const insertRow = (event: CloudEvent, receivedAt: Date, signedBy: string 
 };
 
 const TAB = 0x09;
+const NEWLINE = 0x0a;
 const COMMA = 0x2c;
 const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
@@ -271,59 +274,141 @@ const appendWrittenColumns = (bytes: BatchBytes, event: WrittenEvent, signedBy: 
   bytes.appendByte(TAB);
 };
 
+/** Digits session_seq is written with in place: an integer column's, which reads leading zeros as such. */
+const SEQ_DIGITS = 10;
+const LARGEST_SEQ_IN_PLACE = 10 ** SEQ_DIGITS - 1;
+
 /**
- * An event written into `bytes` for COPY (PostgreSQL): its JCS text after room for its
- * prev_hash, then its COPY text up to the chain's columns. An event taken as written is copied
- * from the bytes it came in: its text and its data are not written again.
+ * Room kept after each row's COPY text for its chain fields, which are known only once the chain
+ * heads are read: session_seq as SEQ_DIGITS digits, hash and prev_hash as 64 hex digits each,
+ * tabs between, a newline after. Of one width whatever the values, so the rows prepared back to
+ * back are the COPY data as they lie, sent without being copied again.
  */
-export const appendCopyRow = (bytes: BatchBytes, event: CloudEvent, receivedAt: Date, signedBy: string | null): CopyRow => {
+export const CHAIN_FIELDS_BYTES = SEQ_DIGITS + 1 + HASH_TEXT_BYTES + 1 + HASH_TEXT_BYTES + 1;
+
+/**
+ * An event written for COPY (PostgreSQL): its JCS text after room for its prev_hash into
+ * `bytes`, its COPY text up to the chain's columns and room for them into `copyText` (by default
+ * `bytes`, after the JCS text). An event taken as written is copied from the bytes it came in:
+ * its text and its data are not written again.
+ */
+export const appendCopyRow = (bytes: BatchBytes, event: CloudEvent, receivedAt: Date, signedBy: string | null, copyText: BatchBytes = bytes): CopyRow => {
   if (event instanceof WrittenEvent) {
     const at = bytes.appendBytes(event.payload, event.start, event.end, HASH_TEXT_BYTES);
     const split = bytes.length;
-    if (!event.columnEscaped) appendWrittenColumns(bytes, event, signedBy);
+    const copyStart = copyText.length;
+    if (!event.columnEscaped) appendWrittenColumns(copyText, event, signedBy);
     else {
       const fields = writtenFields(event, signedBy);
-      bytes.append(copyHead(fields));
-      bytes.appendJsonField(event.payload, event.dataStart, event.dataEnd, event.dataHasBackslash);
-      bytes.append(copyTail(fields));
+      copyText.append(copyHead(fields));
+      copyText.appendJsonField(event.payload, event.dataStart, event.dataEnd, event.dataHasBackslash);
+      copyText.append(copyTail(fields));
     }
-    return { id: event.id, sessionId: event.subject, at, split, end: bytes.length };
+    return { id: event.id, sessionId: event.subject, at, split, copyStart, end: copyText.skip(CHAIN_FIELDS_BYTES) };
   }
   const { row, canonical } = eventRow(event, receivedAt, signedBy);
   const at = bytes.append(canonical, HASH_TEXT_BYTES);
   const split = bytes.length;
-  bytes.append(copyPrefix(row));
-  return { id: row.id, sessionId: row.session_id, at, split, end: bytes.length };
+  const copyStart = copyText.append(copyPrefix(row));
+  return { id: row.id, sessionId: row.session_id, at, split, copyStart, end: copyText.skip(CHAIN_FIELDS_BYTES) };
 };
 
-/** Rows per CopyData message (~0.5 MB of events). */
-const ROWS_PER_COPY_DATA = 1000;
+/** Bytes of rows a CopyData message holds at most (a longer row goes alone). */
+const COPY_DATA_BYTES = 1024 * 1024;
+
+/** Whether `text` is a hash as the store writes them: 64 lower-case hex digits. */
+const isHexHash = (text: string): boolean => {
+  if (text.length !== HASH_TEXT_BYTES) return false;
+  for (let index = 0; index < HASH_TEXT_BYTES; index += 1) {
+    const code = text.charCodeAt(index);
+    if (code < 0x30 || (code > 0x39 && code < 0x61) || code > 0x66) return false;
+  }
+  return true;
+};
 
 /**
- * The chained rows as CopyData messages: each row's prepared bytes, then its chain fields (hashes
- * are hex and seq a number: nothing to escape), copied straight into the message.
+ * Whether the chained rows can be sent where they lie: each right after the one before (none
+ * skipped as stored already) and each chain field of the width its room has. A hash is chain's
+ * (sha256 hex); a prev_hash is the hash of the link before it in its session or else the
+ * session's head as read back from the table, so that one is checked, not assumed to be hex.
  */
-export const copyDataMessages = (bytes: BatchBytes, links: readonly ChainLink<CopyRow>[]): Buffer[] => {
+const sendableInPlace = (links: readonly ChainLink<CopyRow>[]): boolean => {
+  const lastHashOf = new Map<string, string>();
+  for (let index = 0; index < links.length; index += 1) {
+    const { prepared, sessionSeq, hash, prevHash } = links[index]!;
+    if (index > 0 && prepared.copyStart !== links[index - 1]!.prepared.end + CHAIN_FIELDS_BYTES) return false;
+    if (!Number.isInteger(sessionSeq) || sessionSeq < 0 || sessionSeq > LARGEST_SEQ_IN_PLACE) return false;
+    if (hash.length !== HASH_TEXT_BYTES) return false;
+    if (prevHash !== lastHashOf.get(prepared.sessionId) && !isHexHash(prevHash)) return false;
+    lastHashOf.set(prepared.sessionId, hash);
+  }
+  return true;
+};
+
+/** Writes a row's chain fields into the room after its COPY text (sendableInPlace said they fit). */
+const writeChainFields = (copyText: BatchBytes, { prepared, sessionSeq, hash, prevHash }: ChainLink<CopyRow>): void => {
+  let at = prepared.end;
+  let seq = sessionSeq;
+  for (let digit = SEQ_DIGITS - 1; digit >= 0; digit -= 1) {
+    copyText.overwriteByte(at + digit, 0x30 + (seq % 10));
+    seq = Math.floor(seq / 10);
+  }
+  at += SEQ_DIGITS;
+  copyText.overwriteByte(at, TAB);
+  at = copyText.overwrite(at + 1, hash);
+  copyText.overwriteByte(at, TAB);
+  at = copyText.overwrite(at + 1, prevHash);
+  copyText.overwriteByte(at, NEWLINE);
+};
+
+/**
+ * The chained rows as the chunks of CopyData messages (copyIn's): each message a header, then a
+ * view of the rows as they lie in `copyText`, their chain fields written into their room. Rows
+ * that do not lie back to back (some were stored already) or whose chain fields do not fit their
+ * room are copied into messages of their own instead (gatheredCopyData). A retry writes the room
+ * again: copyIn settled the attempt before it (the server answered, or the connection is gone),
+ * and what that connection may still have queued after an error is CopyData the server ignores.
+ */
+export const copyDataChunks = (copyText: BatchBytes, links: readonly ChainLink<CopyRow>[]): Buffer[] => {
+  if (!sendableInPlace(links)) return gatheredCopyData(copyText, links);
+  const chunks: Buffer[] = [];
+  let start = links[0]?.prepared.copyStart ?? 0;
+  for (let index = 0; index < links.length; index += 1) {
+    const link = links[index]!;
+    writeChainFields(copyText, link);
+    const end = link.prepared.end + CHAIN_FIELDS_BYTES;
+    const next = links[index + 1];
+    if (next === undefined || next.prepared.end + CHAIN_FIELDS_BYTES - start > COPY_DATA_BYTES) {
+      chunks.push(copyDataHeader(end - start), copyText.view(start, end));
+      start = end;
+    }
+  }
+  return chunks;
+};
+
+/** The chained rows copied into CopyData messages, each row's chain fields written as COPY text after it. */
+const gatheredCopyData = (copyText: BatchBytes, links: readonly ChainLink<CopyRow>[]): Buffer[] => {
   const messages: Buffer[] = [];
-  for (let first = 0; first < links.length; first += ROWS_PER_COPY_DATA) {
-    const last = Math.min(links.length, first + ROWS_PER_COPY_DATA);
+  let first = 0;
+  while (first < links.length) {
     const tails: string[] = [];
     let length = 0;
-    for (let index = first; index < last; index += 1) {
-      const { prepared, sessionSeq, hash, prevHash } = links[index]!;
-      const tail = `${sessionSeq}\t${hash}\t${prevHash}\n`;
+    let last = first;
+    for (; last < links.length && (last === first || length <= COPY_DATA_BYTES); last += 1) {
+      const { prepared, sessionSeq, hash, prevHash } = links[last]!;
+      const tail = `${sessionSeq}\t${copyField(hash)}\t${copyField(prevHash)}\n`;
       tails.push(tail);
-      // prev_hash is read back from the table: counted, not assumed to be hex.
-      length += prepared.end - prepared.split + Buffer.byteLength(tail, 'utf8');
+      length += prepared.end - prepared.copyStart + Buffer.byteLength(tail, 'utf8');
     }
     const message = allocCopyData(length);
     let offset = COPY_DATA_HEADER_BYTES;
     for (let index = first; index < last; index += 1) {
       const { prepared } = links[index]!;
-      offset += bytes.copyTo(message, offset, prepared.split, prepared.end);
+      offset += copyText.copyTo(message, offset, prepared.copyStart, prepared.end);
       offset += message.write(tails[index - first]!, offset, 'utf8');
     }
     messages.push(message);
+    first = last;
   }
   return messages;
 };
@@ -359,10 +444,16 @@ export const chain = <Row extends PreparedRow>(rows: readonly Row[], hashOf: (pr
     // Ids and sessions are already as stored (prepareEvent: no U+0000, no lone surrogate).
     if (existing.has(prepared.id)) continue;
     const sessionId = prepared.sessionId;
-    const head = heads.get(sessionId) ?? { hash: GENESIS_HASH, sessionSeq: 0 };
+    let head = heads.get(sessionId);
+    if (head === undefined) {
+      head = { hash: GENESIS_HASH, sessionSeq: 0 };
+      heads.set(sessionId, head);
+    }
     // The JCS text is that of the form rebuilt from the columns, exactly what verify recomputes.
     const link = { prepared, sessionSeq: head.sessionSeq + 1, hash: hashOf(head.hash, prepared), prevHash: head.hash };
-    heads.set(sessionId, { hash: link.hash, sessionSeq: link.sessionSeq });
+    // Moved on in place: the heads are this call's own.
+    head.hash = link.hash;
+    head.sessionSeq = link.sessionSeq;
     links.push(link);
   }
   return links;

@@ -82,17 +82,26 @@ export const allocCopyData = (length: number): Buffer => {
   return message;
 };
 
+/** A CopyData message's header alone, for `length` bytes of data sent as the chunk after it. */
+export const copyDataHeader = (length: number): Buffer => {
+  const header = Buffer.allocUnsafe(COPY_DATA_HEADER_BYTES);
+  header[0] = 0x64; // 'd'
+  header.writeInt32BE(4 + length, 1);
+  return header;
+};
+
 /**
  * Sends COPY … FROM STDIN (text format) on a connected client, the rows already in CopyData
- * messages (allocCopyData), without pg-copy-streams: the few protocol hooks pg's Client calls on a
- * query object (what that package implements). All rows are in memory already, so there is no
- * stream, only the CopyData messages and CopyDone. `statement` may go on after the COPY (`COPY
- * …; COMMIT`, one simple Query): on an error the server skips the rest of it.
+ * messages, without pg-copy-streams: the few protocol hooks pg's Client calls on a query object
+ * (what that package implements). All rows are in memory already, so there is no stream, only the
+ * CopyData messages and CopyDone. `chunks` are written back to back in one corked write, so a
+ * message may be given as several (its header, then views of its data). `statement` may go on
+ * after the COPY (`COPY …; COMMIT`, one simple Query): on an error the server skips the rest of it.
  */
-export const copyIn = (client: pg.PoolClient, statement: string, messages: readonly Buffer[]): Promise<void> =>
+export const copyIn = (client: pg.PoolClient, statement: string, chunks: readonly Buffer[]): Promise<void> =>
   new Promise<void>((resolve, reject) => {
     let settled = false;
-    const copy = new CopyIn(statement, messages, (error) => {
+    const copy = new CopyIn(statement, chunks, (error) => {
       if (settled) return;
       settled = true;
       if (error) reject(error);

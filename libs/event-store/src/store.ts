@@ -8,7 +8,7 @@ import { migrationProvider, WRITER_ROLE } from './migrations.js';
 import { BatchBytes } from './batch-bytes.js';
 import { copyIn } from './copy-in.js';
 import { refusalReason, refusesData } from './data-refusal.js';
-import { appendCopyRow, chain, copyDataMessages, COPY_STATEMENT, eventInsert, insertHash, insertRow, type CopyRow, type InsertRow, type StoredOfBatch } from './batch-rows.js';
+import { appendCopyRow, chain, CHAIN_FIELDS_BYTES, copyDataChunks, COPY_STATEMENT, eventInsert, insertHash, insertRow, type CopyRow, type InsertRow, type StoredOfBatch } from './batch-rows.js';
 
 /** Minimal logger shape (pino fits). */
 export interface StoreLogger {
@@ -111,12 +111,14 @@ interface PreparedBatchBase {
 interface InsertBatch extends PreparedBatchBase {
   readonly rows: readonly InsertRow[];
   readonly bytes?: undefined;
+  readonly copyText?: undefined;
 }
 
-/** Prepared for COPY (PostgreSQL): the rows' texts are in `bytes`. */
+/** Prepared for COPY (PostgreSQL): the texts the rows' hashes cover are in `bytes`, their COPY text in `copyText`. */
 interface CopyBatch extends PreparedBatchBase {
   readonly rows: readonly CopyRow[];
   readonly bytes: BatchBytes;
+  readonly copyText: BatchBytes;
 }
 
 const isPrepared = (value: readonly CloudEvent[] | PreparedBatch): value is PreparedBatch => PREPARED in value;
@@ -351,8 +353,10 @@ class KyselyEventStore implements EventStore {
     const seen = new Set<string>();
     const insertRows: InsertRow[] = [];
     const copyRows: CopyRow[] = [];
-    // ~2 KB an event (its JCS text and its COPY text), grown if need be.
-    const bytes = this.pool ? new BatchBytes(events.length * 2048) : undefined;
+    // Two buffers, so that the rows' COPY text lies back to back and is sent where it lies: the
+    // JCS texts (~1 KB an event) and the COPY text (the same again and the chain's fields), grown if need be.
+    const bytes = this.pool ? new BatchBytes(events.length * 1024) : undefined;
+    const copyText = this.pool ? new BatchBytes(events.length * (1024 + CHAIN_FIELDS_BYTES)) : undefined;
     let sinceYield = 0;
     for (const event of events) {
       if (++sinceYield >= PREPARE_SLICE) {
@@ -364,10 +368,12 @@ class KyselyEventStore implements EventStore {
       if (typeof event?.id !== 'string' || event.id === '' || seen.has(event.id)) continue;
       seen.add(event.id);
       const signedBy = signerOf?.(event) ?? null;
-      if (bytes) copyRows.push(appendCopyRow(bytes, event, receivedAt, signedBy));
+      if (bytes && copyText) copyRows.push(appendCopyRow(bytes, event, receivedAt, signedBy, copyText));
       else insertRows.push(insertRow(event, receivedAt, signedBy));
     }
-    return bytes ? { [PREPARED]: true, received: events.length, rows: copyRows, bytes } : { [PREPARED]: true, received: events.length, rows: insertRows };
+    return bytes && copyText
+      ? { [PREPARED]: true, received: events.length, rows: copyRows, bytes, copyText }
+      : { [PREPARED]: true, received: events.length, rows: insertRows };
   }
 
   async append(events: readonly CloudEvent[] | PreparedBatch): Promise<AppendResult> {
@@ -465,14 +471,14 @@ class KyselyEventStore implements EventStore {
       const results = (await client.query(
         `BEGIN; ${lockStatement(this.useWriterRole ? WRITER_ROLE : undefined, sessions.length, sessionsArray)}; ${lookUpIds ? lookupStatement(textArray(ids), sessionsArray) : headsStatement(sessionsArray)}`,
       )) as unknown as pg.QueryResult[];
-      const { rows, bytes } = batch;
+      const { rows, bytes, copyText } = batch;
       const links = chain(rows, (prevHash, row) => bytes.chainHash(prevHash, row.at, row.split), results[2]!.rows as StoredOfBatch[]);
       if (links.length === 0) {
         await client.query('ROLLBACK');
         open = false;
         return { stored: 0, duplicates: batch.received };
       }
-      await copyIn(client, `${COPY_STATEMENT}; COMMIT`, copyDataMessages(bytes, links));
+      await copyIn(client, `${COPY_STATEMENT}; COMMIT`, copyDataChunks(copyText, links));
       open = false;
       return { stored: links.length, duplicates: batch.received - links.length };
     } catch (error) {

@@ -579,3 +579,33 @@ describe('SSNs next to separators and in bytes', () => {
     expect(pii.maskBinaryCell(bytes, bytea, {})).toBe(bytes);
   });
 });
+
+describe('a document in an array element or an array literal has its covered members masked', () => {
+  // Only the column rule masks these values: the profile's one detector (email) never finds them.
+  const ruledOnly = compileMasking(
+    { defaultRegion: 'US', detectors: [], profiles: { ruled: { detectors: ['email'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] } } },
+    { hashKey: 'test-key' },
+  ).profile('ruled')!;
+  const literal = '{"{\\"ssn\\": \\"QQ-SECRET\\"}",plain}';
+
+  it.each([
+    ['text[]', 1009],
+    ['jsonb[]', 3807],
+    ['json[]', 199],
+  ])('in a %s cell', (_, typeOid) => {
+    const masked = ruledOnly.maskCell(literal.replace(',plain', ''), { name: 'tags', typeOid }, {});
+    expect(masked).not.toContain('QQ-SECRET');
+    expect(parseArray(masked!)).toHaveLength(1);
+  });
+
+  it('in an array literal read as text (a COPY field, `tags::text`), other elements kept', () => {
+    const masked = ruledOnly.maskCell(literal, { name: 'tags' }, {});
+    expect(masked).not.toContain('QQ-SECRET');
+    expect(parseArray(masked!)?.[1]).toBe('plain');
+  });
+
+  it('leaves an array literal with nothing to mask as it was', () => {
+    expect(ruledOnly.maskCell('{1,2,3}', { name: 'ids' }, {})).toBe('{1,2,3}');
+    expect(ruledOnly.maskCell('{"{\\"name\\": \\"Ann\\"}"}', { name: 'tags', typeOid: 1009 }, {})).toBe('{"{\\"name\\": \\"Ann\\"}"}');
+  });
+});

@@ -309,8 +309,31 @@ class Masker implements ProfileMasker {
   /** A text cell: its column rule, else detectors; a document cast to text (`profile::text`, `->>` of an object) keeps its keys, so it is walked. */
   private maskTextValue(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
     if (plan.rule) return this.forceText(value, plan, counts);
-    if (this.rules.length > 0 && opensLikeJson(value)) return this.maskJsonText(value, plan, counts);
+    if (this.rules.length > 0 && opensLikeJson(value)) return this.maskJsonText(value, plan, counts, (text) => this.maskArrayLiteralText(text, plan, counts));
     return this.maskString(value, plan.hints, counts, true);
+  }
+
+  /**
+   * A text that opens like JSON but is not: an array literal (a COPY field of an array, `tags::text`)
+   * has each element masked as a text cell, so a document in an element has its members covered by
+   * key; the whole is then scanned, as any text is.
+   */
+  private maskArrayLiteralText(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
+    const items = value.startsWith('{') ? parseArray(value) : undefined;
+    let walked = value;
+    if (items) {
+      let changed = false;
+      const maskItem = (item: ArrayNode): ArrayNode => {
+        if (item === null) return null;
+        if (typeof item !== 'string') return item.map(maskItem);
+        const masked = this.maskTextValue(item, plan, counts);
+        if (masked !== item) changed = true;
+        return masked;
+      };
+      const masked = items.map(maskItem);
+      if (changed) walked = serializeArray(masked);
+    }
+    return this.maskString(walked, plan.hints, counts, true);
   }
 
   /** bytea: true when the bytes must be withheld (a column rule, or a detector finds something in the text they spell). */
@@ -332,7 +355,8 @@ class Masker implements ProfileMasker {
     return this.maskString(value, plan.hints, counts, true) === value ? value : null;
   }
 
-  private maskJsonText(value: string, plan: ColumnPlan, counts: MaskCounts): string | null {
+  /** `notJson`: how a value that does not parse is masked (scanned as text unless told). */
+  private maskJsonText(value: string, plan: ColumnPlan, counts: MaskCounts, notJson?: (value: string) => string | null): string | null {
     if (plan.rule) {
       const masked = this.forceText(value, plan, counts);
       return masked === null ? null : JSON.stringify(masked);
@@ -343,7 +367,7 @@ class Masker implements ProfileMasker {
     try {
       document = JSON.parse(value);
     } catch {
-      return this.maskString(value, plan.hints, counts, true);
+      return notJson ? notJson(value) : this.maskString(value, plan.hints, counts, true);
     }
     const local: MaskCounts = {};
     const masked = this.walk(document, plan.hints, local, 0);
@@ -456,7 +480,10 @@ class Masker implements ProfileMasker {
       bump(counts, plan.rule ? `${COLUMN_COUNT_PREFIX}${plan.rule.label}` : 'bytes');
       return null;
     }
-    if (!plan.rule && !this.mayContain(value, plan.hints)) return value;
+    // With column rules, a document in an element may hold a member a rule covers by key (`"ssn": …`),
+    // which no detector's gate need open for: such an array is walked.
+    const mayHoldMembers = this.rules.length > 0 && (elementKind === 'json' || elementKind === 'text') && value.includes(':');
+    if (!plan.rule && !mayHoldMembers && !this.mayContain(value, plan.hints)) return value;
     const items = parseArray(value);
     if (!items) {
       // Cannot be masked element-wise: withhold rather than pass it raw.
@@ -471,7 +498,8 @@ class Masker implements ProfileMasker {
       let masked: string | null;
       if (elementKind === 'json') masked = this.maskJsonText(item, elementPlan, counts);
       else if (elementKind === 'scalar') masked = this.maskScalar(item, elementPlan, counts);
-      else masked = elementPlan.rule ? this.forceText(item, elementPlan, counts) : this.maskString(item, plan.hints, counts, true);
+      // A text element is a text cell: its column rule, or detectors, and a document in it walked.
+      else masked = this.maskTextValue(item, elementPlan, counts);
       if (masked !== item) changed = true;
       return masked;
     };

@@ -138,12 +138,16 @@ export const maskJsonText = (bytes: Buffer, masker: ProfileMasker, counts: MaskC
  */
 export const maskTextBody = (bytes: Buffer, masker: ProfileMasker, counts: MaskCounts): MaskedBody => {
   const text = bytes.toString('utf8', hasBom(bytes) ? 3 : 0);
+  let oneDocument = true;
   try {
     JSON.parse(text);
-    return maskJsonText(bytes, masker, counts);
   } catch {
     // Not one document: perhaps one per line.
+    oneDocument = false;
   }
+  // Outside the try: a document masking refuses (nested past MAX_JSON_DEPTH) is withheld, not
+  // scanned line by line, where a covered member spelled `"\u0073sn"` or holding an object is not seen.
+  if (oneDocument) return maskJsonText(bytes, masker, counts);
   const lines = text.split('\n');
   const documents: unknown[] = [];
   for (const line of lines) {

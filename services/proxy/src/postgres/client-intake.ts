@@ -32,6 +32,8 @@ export class ClientIntake {
   readonly #queue: Frame[] = [];
   #queueHead = 0;
   #pumping = false;
+  /** The running pump (it never rejects), while #pumping. */
+  #pumped: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly session: SessionCore,
@@ -69,7 +71,7 @@ export class ClientIntake {
       this.session.queuedBytes += frame.raw.length;
     }
     this.session.updateClientFlow();
-    if (!this.#pumping) void this.#pump();
+    if (!this.#pumping) this.#pumped = this.#pump();
   }
 
   /**
@@ -87,6 +89,19 @@ export class ClientIntake {
       for (const hold of this.session.holds) hold.abort();
     }
     return true;
+  }
+
+  /**
+   * Whether messages taken from the agent are still being decided: their records (a refusal, a
+   * decision) are still to come, even once the session has closed.
+   */
+  get busy(): boolean {
+    return this.#pumping;
+  }
+
+  /** Resolves once the messages taken so far are decided and recorded (the pump has stopped). */
+  idle(): Promise<void> {
+    return this.#pumping ? this.#pumped : Promise.resolve();
   }
 
   async #pump(): Promise<void> {

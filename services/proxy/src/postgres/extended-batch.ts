@@ -1,5 +1,5 @@
 import { decodeFrontend, encodeDescribe, TransactionStatus, type Frame } from '@sluice/codec-pg';
-import { maskProfileOf, ProtocolMalformedError, withholdsServerTexts } from '@sluice/contracts';
+import { maskProfileOf, ProtocolMalformedError, SluiceErrorCode, withholdsServerTexts } from '@sluice/contracts';
 import type { Decision } from '../ports.js';
 import type { Expect, Portal, Refusal, Statement } from './expectations.js';
 import { CANCELLED, denial } from './refusals.js';
@@ -295,7 +295,15 @@ export class ExtendedBatch {
       refusal = await this.decisions.approve(commandId, statement.text, params, statement.decision);
     }
     if (!refusal && executes && !this.session.closed && this.session.resource.audit?.wait === 'ack') refusal = await this.decisions.unacknowledged();
-    if (this.session.closed) return;
+    if (this.session.closed) {
+      // Decided and on the record, never sent (the agent hung up during a hold): each ends there as not run.
+      for (const expect of expects) {
+        if (expect.kind !== 'execute') continue;
+        expect.command.error ??= { code: SluiceErrorCode.ConnectionClosed, message: 'the session ended before the command was sent: it did not run' };
+        this.session.audit.completed(expect.command, false);
+      }
+      return;
+    }
     if (executes && this.session.cancelHeld && (!refusal || approvals.length > 0)) {
       refusal = CANCELLED;
       for (const expect of expects) if (expect.kind === 'execute') this.decisions.recordRefused(expect.command.id, refusal);

@@ -110,7 +110,8 @@ export const login = async (client: ClientSocket, frames: SocketFrames, paramete
       initialQuery: SESSION_START_QUERY,
     });
   } catch (error) {
-    const detail = error instanceof UpstreamError ? error.detail : String(error);
+    // The target's words may quote a value the agent sent (`invalid value for parameter "DateStyle": "…"`): masked for the record.
+    const detail = maskedForRecord(ctx.ports.masking, error instanceof UpstreamError ? error.detail : String(error), undefined);
     const refusedSetting = error instanceof UpstreamError ? settingRefusedByTarget(error) : undefined;
     if (refusedSetting) {
       reject(`target refused a startup setting: ${detail}`, 'ERR_UPSTREAM_FAILED', refusedSetting.sqlstate, refusedSetting.message, subject);

@@ -4,6 +4,7 @@ import type { ColumnInfo, ColumnSource, MaskCounts, ProfileMasker } from '@sluic
 import type { CopyFormat } from '@sluice/sql-classifier';
 import { splitCopyLine, writeCopyField } from './copy-lines.js';
 import { boundRows } from '../recording.js';
+import { looksLikeJson } from '../redis/reply-masking.js';
 
 export interface RecordingLimits {
   readonly maxRows: number;
@@ -319,8 +320,9 @@ export class CopyOutSet extends RecordedRows {
   ) {
     super(limits);
     if (binary && masker) throw new ResultWithheldError('binary COPY cannot be masked');
-    const ruled = masker && columns ? columns.columns.map((column) => masker.hasColumnRule(column)) : undefined;
-    this.#ruled = ruled?.some(Boolean) ? ruled : undefined;
+    // With the profile's column rules known per field, even a field no rule covers is split out
+    // when it holds a document: its members are covered by key (`"ssn": …`), as in a result column.
+    this.#ruled = masker && columns ? columns.columns.map((column) => masker.hasColumnRule(column)) : undefined;
     this.#header = columns?.format.header ?? false;
   }
 
@@ -356,13 +358,14 @@ export class CopyOutSet extends RecordedRows {
     const ruled = this.#ruled;
     const columns = this.columns;
     if (!ruled || !columns) return line;
+    if (!ruled.some(Boolean) && !line.includes('{') && !line.includes('[')) return line;
     const newline = line.endsWith('\n') ? '\n' : '';
     const fields = splitCopyLine(newline ? line.slice(0, -1) : line, columns.format);
     if (!fields || fields.length !== columns.columns.length) throw new ResultWithheldError('a COPY line does not match its columns');
     return (
       fields
         .map((field, index) => {
-          if (!ruled[index] || field.value === undefined) return field.raw;
+          if (field.value === undefined || !(ruled[index] || looksLikeJson(field.value))) return field.raw;
           return writeCopyField(masker.maskCell(field.value, columns.columns[index], this.counts), columns.format);
         })
         .join(columns.format.delimiter) + newline

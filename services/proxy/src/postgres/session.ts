@@ -38,6 +38,8 @@ export interface SessionContext {
 
 /** setTimeout's ceiling; longer token lifetimes re-arm. */
 const MAX_TIMER_MS = 0x7fffffff;
+/** How long a closed session's end waits for the decisions of messages it had taken (see #close). */
+const END_WAITS_FOR_DECISIONS_MS = 10_000;
 
 /**
  * One agent connection: authenticates the agent with its token, opens the target session with
@@ -229,10 +231,27 @@ export class PostgresSession {
       if (upstream.writable) upstream.end(encodeTerminate());
       setTimeout(() => upstream.destroy(), 1000).unref();
     }
-    if (this.#started) {
+    if (!this.#started) return;
+    const durationMs = Date.now() - this.#startedAt;
+    const recordEnd = (): void => {
       this.#recordUnanswered(reason);
-      this.#core.audit.ended(reason, this.#core.commands, Date.now() - this.#startedAt);
-    }
+      this.#core.audit.ended(reason, this.#core.commands, durationMs);
+    };
+    if (!this.#intake.busy) return recordEnd();
+    // A message being decided when the session closed (a pipeline the agent hung up on) is
+    // recorded when its decision comes, refused as the session is closed: the end waits for it,
+    // so that it stays the session's last event (after it, the audit port numbers the session's
+    // events from 1 again). Its wait is bounded: a decision that never comes cannot cost the end.
+    let timer: NodeJS.Timeout | undefined;
+    const bounded = new Promise<void>((resolve) => (timer = setTimeout(resolve, END_WAITS_FOR_DECISIONS_MS)));
+    void Promise.race([this.#intake.idle(), bounded]).then(() => {
+      clearTimeout(timer);
+      try {
+        recordEnd();
+      } catch {
+        // The publisher closed meanwhile (shutdown): it refuses every event from then on.
+      }
+    });
   }
 
   /**
