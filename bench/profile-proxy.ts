@@ -1,7 +1,7 @@
 /**
  * A CPU profile of every Sluice process while one agent runs N sequential statements:
  *   npx tsx --conditions=development bench/profile-proxy.ts [--statements 3000] [--dir /tmp/sluice-prof]
- *     [--redis [--clients 50] [--pipeline 16] [--random-keys 100000] [--fill-decisions 10000]] [--http [--clients 50] [--duration 8s] [--credential-file]] [--noprof] [--strace]
+ *     [--redis [--clients 50] [--pipeline 16] [--random-keys 100000] [--fill-decisions 10000] [--idle-sessions 500]] [--http [--clients 50] [--duration 8s] [--credential-file]] [--noprof] [--strace]
  * Prints the proxy's top functions by self time (`--service audit`: the audit service's); the
  * .cpuprofile files open in Chrome DevTools. The masking profile is the benchmark's (every
  * detector and a column rule), so the per-operation figures compare with `npm run bench`.
@@ -11,6 +11,8 @@
  * --random-keys N has redis-benchmark pick among N keys (`-r N`) instead of one.
  * --fill-decisions N first has N distinct commands decided (`KEYS fill:<i>*`, kept by their exact
  * arguments), so the load runs against a policy port whose decision cache is as full as a busy one's.
+ * --idle-sessions N first opens N more Redis connections of the same agent, each sending one GET,
+ * left open and idle through the load: the fair share's bookkeeping of an agent with a large pool.
  * --credential-file has the HTTP resource inject an Authorization header read from a file (`{ file }`),
  * as an API's credentials usually are; without it no credential is injected.
  * --strace counts the proxy's system calls during the load (`strace -c -f`, per operation); strace
@@ -32,7 +34,7 @@ import { deleteStreams } from '../test/support/databases.js';
 import { formatSelfTimes, monotonicMicros, profileRuns, readProfiles, summarizeProfile } from './support/cpu-profile.js';
 
 const { values } = parseArgs({
-  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' }, noprof: { type: 'boolean', default: false }, strace: { type: 'boolean', default: false }, 'random-keys': { type: 'string', default: '0' }, 'fill-decisions': { type: 'string', default: '0' }, duration: { type: 'string', default: '8s' }, 'credential-file': { type: 'boolean', default: false } },
+  options: { statements: { type: 'string', default: '3000' }, dir: { type: 'string', default: '/tmp/sluice-prof' }, redis: { type: 'boolean', default: false }, http: { type: 'boolean', default: false }, service: { type: 'string', default: 'proxy' }, clients: { type: 'string', default: '50' }, pipeline: { type: 'string', default: '1' }, noprof: { type: 'boolean', default: false }, strace: { type: 'boolean', default: false }, 'random-keys': { type: 'string', default: '0' }, 'fill-decisions': { type: 'string', default: '0' }, 'idle-sessions': { type: 'string', default: '0' }, duration: { type: 'string', default: '8s' }, 'credential-file': { type: 'boolean', default: false } },
 });
 let statements = Number(values.statements);
 // Side-by-side runs must not share a store database or a stream.
@@ -67,7 +69,14 @@ const sluice = await startSluice(
     bus: { url: 'nats://127.0.0.1:4222', stream, subjectPrefix: `profile.${suffix}.events` },
     resources: [
       { name: 'db', type: 'postgres', listen: `127.0.0.1:${port}`, target: { host: '127.0.0.1', database: 'postgres' }, credentials: { username: 'postgres' } },
-      { name: 'kv', type: 'redis', listen: `127.0.0.1:${redisPort}`, target: { host: '127.0.0.1', port: 6379 } },
+      {
+        name: 'kv',
+        type: 'redis',
+        listen: `127.0.0.1:${redisPort}`,
+        target: { host: '127.0.0.1', port: 6379 },
+        // The idle sessions are the same agent's as the load's: past the default 100 per subject.
+        ...(Number(values['idle-sessions']) > 0 ? { limits: { maxConnectionsPerSubject: Number(values['idle-sessions']) + 2 * Number(values.clients) } } : {}),
+      },
       {
         name: 'api',
         type: 'http',
@@ -104,6 +113,14 @@ if (values.redis && fillDecisions > 0) {
     await Promise.all(Array.from({ length: Math.min(500, fillDecisions - start) }, (_, index) => filler.keys(`fill:${start + index}*`)));
   }
   await filler.quit();
+}
+const idle: Array<ReturnType<typeof createClient>> = [];
+// Opened 25 at a time: hundreds of logins at once outlast the client's connect timeout.
+for (let opened = 0; values.redis && opened < Number(values['idle-sessions']); opened += 25) {
+  const password = await idp.mint({ sub: 'bench', expiresIn: 3600 });
+  const batch = Array.from({ length: Math.min(25, Number(values['idle-sessions']) - opened) }, () => createClient({ socket: { host: '127.0.0.1', port: redisPort }, password }));
+  await Promise.all(batch.map(async (session) => (await session.connect()).get('idle')));
+  idle.push(...batch);
 }
 // A warm-up of the same load, not counted: the proxy's code is compiled, its caches filled, and
 // the per-connection work (token, admission) of a short measured run does not pass for per-request work.
@@ -143,6 +160,7 @@ await new Promise((resolve) => setTimeout(resolve, Math.max(settleMs, 1_000)));
 const cpuAfter = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuOf(pid)]));
 const loadEnd = Number(finished / 1000n) + settleMs * 1000;
 await client.end();
+await Promise.all(idle.map((session) => session.quit()));
 await sluice.stop();
 await idp.close();
 target.close();

@@ -63,7 +63,7 @@ afterAll(async () => {
 });
 
 /** A stream of its own and a publisher to it; `outage` deletes the stream: from then on every publish fails and is retried (the bus is away). */
-const bus = async (settings: Partial<PublisherSettings>, bounds = recording) => {
+const bus = async (settings: Partial<PublisherSettings>, bounds = recording, mergeWindowMs?: number) => {
   const id = randomUUID().slice(0, 8);
   const stream = `SLUICE_FAIR_RT_${id}`;
   const subjectPrefix = `fairrt.${id}.events`;
@@ -71,7 +71,7 @@ const bus = async (settings: Partial<PublisherSettings>, bounds = recording) => 
   await ensureEventStream(nc, { stream, subjectPrefix, duplicateWindowMs: 120_000 });
   const publisher = new EventPublisher(nc, { source: 'proxy', subjectPrefix, ...settings });
   publishers.push(publisher);
-  const audit = createAuditPort(publisher, { source: 'sluice/proxy', recording: bounds });
+  const audit = createAuditPort(publisher, { source: 'sluice/proxy', recording: bounds, mergeWindowMs });
   const outage = async () => {
     await (await jetstreamManager(nc)).streams.delete(stream);
   };
@@ -205,6 +205,51 @@ describe('an agent cannot get past its share of the audit queue', () => {
     expect(unhealthy).toBe(0);
     expect(replies.filter((reply) => !/^NOPERM|^ERR.*denied/i.test(String(reply)))).toEqual([]);
   }, 120_000);
+});
+
+describe('an agent cannot get one request past its share per open HTTP connection', () => {
+  it('many connections of one agent, their requests resumed together, stay within the queue', async () => {
+    const QUEUE = 200;
+    const CONNECTIONS = 100;
+    // A decision waits up to 2 s for its outcome: each request then makes one event, counted
+    // from its decision on (kept back), so what is left uncounted is what this is about.
+    const { publisher, audit } = await bus({ maxQueuedEvents: QUEUE, maxBatchEvents: 1, maxInFlight: 1 }, recording, 2_000);
+    // The most events seen queued, after each one queued.
+    let most = 0;
+    const publish = publisher.publish.bind(publisher);
+    const publishWritten = publisher.publishWritten.bind(publisher);
+    publisher.publish = (...args) => {
+      publish(...args);
+      most = Math.max(most, publisher.pending);
+    };
+    publisher.publishWritten = (...args) => {
+      publishWritten(...args);
+      most = Math.max(most, publisher.pending);
+    };
+    const { port, close } = await httpProxy(audit);
+    cleanups.push(close);
+    const connections = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
+    cleanups.push(async () => connections.destroy());
+    const token = await idp.mint({ sub: 'http-many-connections', groups: ['agents'] });
+    // Every connection opened (its session.started is no request's to hold back), then the queue drained.
+    await Promise.all(Array.from({ length: CONNECTIONS }, (_, index) => call(port, `/open/${index}`, { token, agent: connections })));
+    await publisher.flush();
+    most = 0;
+    let unhealthy = 0;
+    let flooding = true;
+    // A few requests per connection: enough for each connection to have one waiting at every resume.
+    const flood = Promise.all(Array.from({ length: CONNECTIONS * 4 }, (_, index) => call(port, `/flood/${index}`, { token, agent: connections }))).finally(() => (flooding = false));
+    while (flooding) {
+      if (!publisher.healthy) unhealthy += 1;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const replies = await flood;
+    console.log('many HTTP connections: most events queued', most, 'of', QUEUE);
+    expect(replies.filter((reply) => reply.status !== 200).map((reply) => `${reply.status} ${reply.body}`)).toEqual([]);
+    expect(unhealthy).toBe(0);
+    // The agent's share is half the queue (one agent): not one request more per connection.
+    expect(most).toBeLessThan(QUEUE / 2 + CONNECTIONS / 4);
+  }, 60_000);
 });
 
 describe('an agent paused for its backlog when the bus goes away is refused, not left waiting', () => {

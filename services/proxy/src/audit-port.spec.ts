@@ -232,16 +232,23 @@ describe('audit port: each agent has one share of the publisher queue', () => {
   const ended = { reason: 'client_closed', commands: 0, durationMs: 1 } as unknown as SluiceEventDataByKind['session.ended'];
   const given = () => {
     const shares: (QueueShare | undefined)[] = [];
+    const events: CloudEvent[] = [];
+    /** The events to come each check counted, in order. */
+    const counted: number[] = [];
     const publisher = {
-      publish: (_event: CloudEvent, share?: QueueShare) => {
+      publish: (event: CloudEvent, share?: QueueShare) => {
+        events.push(event);
         shares.push(share);
         if (share) share.events += 1;
       },
       healthy: true,
       acknowledged: async () => undefined,
-      overShare: (share: QueueShare, coming = 0) => share.events + coming >= 3,
+      overShare: (share: QueueShare, coming = 0) => {
+        counted.push(coming);
+        return share.events + coming >= 3;
+      },
     };
-    return { port: createAuditPort(publisher, { source: 'test', recording, mergeWindowMs: 30 }), shares };
+    return { port: createAuditPort(publisher, { source: 'test', recording, mergeWindowMs: 30 }), shares, counted, events };
   };
 
   it("counts an agent's sessions against one share, another agent's against its own", () => {
@@ -259,13 +266,15 @@ describe('audit port: each agent has one share of the publisher queue', () => {
     port.record('s1', 'session.started', started('a'));
     const resume = vi.fn();
     expect(port.backlogged('s1', resume)).toBe(false);
-    expect(port.backlogged('s1', resume, () => 2)).toBe(true);
+    port.coming('s1', 2);
+    expect(port.backlogged('s1', resume)).toBe(true);
     expect(shares[0]!.waiting).toBe(true);
     for (const resumeNow of shares[0]!.takeResumers()!) resumeNow();
     expect(resume).toHaveBeenCalledTimes(1);
     expect(resume).toHaveBeenCalledWith(false);
     // A session the port has no agent for (none started) is never paused.
-    expect(port.backlogged('unknown', resume, () => 100)).toBe(false);
+    port.coming('unknown', 100);
+    expect(port.backlogged('unknown', resume)).toBe(false);
   });
 
   it("keeps an ended agent's share while its events wait (reconnecting gets no fresh share), and lets it go once they are done", () => {
@@ -285,7 +294,8 @@ describe('audit port: each agent has one share of the publisher queue', () => {
     port.record('s1', 'session.started', started('a'));
     shares[0]!.events = 0;
     const resume = vi.fn();
-    expect(port.backlogged('s1', resume, () => 5)).toBe(true);
+    port.coming('s1', 5);
+    expect(port.backlogged('s1', resume)).toBe(true);
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(resume).toHaveBeenCalledTimes(1);
   });
@@ -297,20 +307,76 @@ describe('audit port: each agent has one share of the publisher queue', () => {
     port.record('s3', 'session.started', started('b'));
     shares[0]!.events = 0;
     shares[2]!.events = 0;
-    // s1 has taken two commands not decided yet: s2, with none of its own, is paused for them.
-    expect(port.backlogged('s1', vi.fn(), () => 1)).toBe(false);
-    let taken = 2;
-    expect(port.backlogged('s1', vi.fn(), () => taken)).toBe(false);
+    // What s1 has taken and not decided yet pauses s2, with none of its own.
+    port.coming('s1', 1);
+    expect(port.backlogged('s1', vi.fn())).toBe(false);
+    port.coming('s1', 1);
+    expect(port.backlogged('s1', vi.fn())).toBe(false);
     expect(port.backlogged('s2', vi.fn())).toBe(false);
-    taken = 3;
+    port.coming('s1', 1);
     expect(port.backlogged('s2', vi.fn())).toBe(true);
-    taken = 0;
+    port.coming('s1', -3);
     // Decisions kept back for their outcome in s1 count for s2 too, not for another agent's s3.
     for (const commandId of ['c1', 'c2', 'c3']) port.record('s1', 'command.decided', decided(commandId));
     expect(port.backlogged('s2', vi.fn())).toBe(true);
     expect(port.backlogged('s3', vi.fn())).toBe(false);
     port.flush();
     expect(port.backlogged('s3', vi.fn())).toBe(false);
+  });
+
+  it('gives back what a session ended with still to come, and never takes back more than a session reported', () => {
+    const { port, shares, counted } = given();
+    for (const session of ['s1', 's2', 's3']) port.record(session, 'session.started', started('a'));
+    const check = (session: string): number => {
+      shares[0]!.events = 0;
+      port.backlogged(session, vi.fn());
+      return counted.at(-1)!;
+    };
+    // A burst in each session: commands taken, some dispatched, the rest still waiting.
+    for (const session of ['s1', 's2', 's3']) for (let command = 0; command < 5; command += 1) port.coming(session, 2);
+    port.coming('s1', -2);
+    port.coming('s2', -4);
+    expect(check('s3')).toBe(8 + 6 + 10);
+    // s1 and s2 close mid-burst: their commands never dispatched will not come from them.
+    port.record('s1', 'session.ended', ended);
+    port.record('s2', 'session.ended', ended);
+    expect(check('s3')).toBe(10);
+    // A give-back after the end (a dispatch the closed connection still made) moves nothing.
+    port.coming('s1', -2);
+    expect(check('s3')).toBe(10);
+    // Nor does one larger than what the session reported: the count never goes below zero.
+    port.coming('s3', -100);
+    expect(check('s3')).toBe(0);
+    port.coming('s3', 2);
+    expect(check('s3')).toBe(2);
+    // The last one closes mid-burst too: the agent's next session finds nothing of theirs to come.
+    port.record('s4', 'session.started', started('a'));
+    port.record('s3', 'session.ended', ended);
+    expect(check('s4')).toBe(0);
+  });
+
+  it("counts many sessions' commands as one total: an agent of 500 sessions is held by the one that takes it past its share", () => {
+    const { port, shares } = given();
+    const sessions = Array.from({ length: 500 }, (_, index) => `s${index}`);
+    for (const session of sessions) port.record(session, 'session.started', started('a'));
+    shares[0]!.events = 0;
+    port.coming('s0', 1);
+    port.coming('s1', 1);
+    expect(port.backlogged('s499', vi.fn())).toBe(false);
+    port.coming('s250', 1);
+    expect(port.backlogged('s499', vi.fn())).toBe(true);
+  });
+
+  it('goes on counting a session whose re-authentication was refused (recorded as its session.rejected): same share, sequence unbroken', () => {
+    const { port, shares, events } = given();
+    port.record('s1', 'session.started', started('a'));
+    port.record('s1', 'session.rejected', { resource: 'kv', protocol: 'redis', client: 'c', reason: 'token rejected on re-authentication', code: 'ERR_TOKEN_INVALID' });
+    port.record('s1', 'command.decided', decided('c1', 'deny'));
+    expect(events.map((event) => event.sessionseq)).toEqual([1, 2, 3]);
+    expect(shares.at(-1)).toBe(shares[0]);
+    shares[0]!.events = 0;
+    port.coming('s1', 3);
+    expect(port.backlogged('s1', vi.fn())).toBe(true);
   });
 
   it('ends a paused session as audit unavailable once the bus has been away a while, but not the reading of a target', async () => {
@@ -324,7 +390,7 @@ describe('audit port: each agent has one share of the publisher queue', () => {
     port.record('s1', 'session.started', started('a'));
     const [commands, target] = [vi.fn(), vi.fn()];
     expect(port.backlogged('s1', commands)).toBe(true);
-    expect(port.backlogged('s1', target, undefined, 'target')).toBe(true);
+    expect(port.backlogged('s1', target, 'target')).toBe(true);
     publisher.healthy = false;
     await new Promise((resolve) => setTimeout(resolve, OUTAGE_GRACE_MS + 300));
     expect(commands).toHaveBeenCalledTimes(1);

@@ -45,32 +45,38 @@ interface Running {
   readonly decided: Data<'command.decided'>;
   readonly time: Date;
   readonly since: number;
+  /** Whose `coming` it counts in until it is sent: the same entry it was added to, whatever happens to its session meanwhile. */
+  readonly agent: AgentShare;
   completed?: Data<'command.completed'>;
   result?: Data<'result.returned'>;
 }
 
-/** A session's event sequence so far, and its agent's share of the publisher's queue. */
+/** A session's event sequence so far, and the agent whose share of the publisher's queue it counts against. */
 interface SessionCount {
   sequence: number;
-  share: QueueShare | undefined;
-  readonly agent: string | undefined;
-  /** The events of what the session has taken but not recorded yet (AuditPort.backlogged). */
-  coming?: () => number;
+  /** Undefined when nothing is shared (no agent named, or a publisher without shares). */
+  readonly agent: AgentShare | undefined;
+  /** What its adapter reported `coming` and has not given back: part of its agent's `coming`. */
+  taken: number;
 }
 
-/** An agent's share of the queue and its sessions that count against it. */
+/** An agent's share of the queue, and what its sessions will add to it. */
 interface AgentShare {
+  readonly key: string;
   readonly share: QueueShare;
   sessions: number;
-  /** Its sessions' decisions kept back for their outcome: events to come, whichever session made them. */
-  keptBack: number;
-  /** Its sessions (their events to come count against the share too). */
-  readonly members: Set<SessionCount>;
+  /**
+   * Events its sessions will make that are not queued yet: decisions kept back for their outcome,
+   * and what they have taken and not decided (AuditPort.coming). Kept as a running total, so a
+   * check costs the same for an agent with one session as for one with hundreds.
+   */
+  coming: number;
 }
 
 export interface RecordingAuditPort extends AuditPort {
   acknowledged(sessionId: string): Promise<void>;
-  backlogged(sessionId: string, resume: (outage: boolean) => void, coming?: () => number, hold?: BacklogHold): boolean;
+  backlogged(sessionId: string, resume: (outage: boolean) => void, hold?: BacklogHold): boolean;
+  coming(sessionId: string, events: number): void;
   /** Sends every decision still waiting for its outcome on its own (shutdown). */
   flush(): void;
 }
@@ -119,31 +125,26 @@ export const createAuditPort = (
   let timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
 
   /** The agent's share a session counts against, made or joined at its start. */
-  const joinAgent = (agent: string, count: SessionCount): void => {
-    for (const [key, entry] of agents) if (entry.sessions === 0 && entry.share.events === 0) agents.delete(key);
-    let entry = agents.get(agent);
-    if (!entry) agents.set(agent, (entry = { share: new QueueShare(), sessions: 0, keptBack: 0, members: new Set() }));
+  const joinAgent = (key: string): AgentShare => {
+    for (const [other, entry] of agents) if (entry.sessions === 0 && entry.share.events === 0) agents.delete(other);
+    let entry = agents.get(key);
+    if (!entry) agents.set(key, (entry = { key, share: new QueueShare(), sessions: 0, coming: 0 }));
     entry.sessions += 1;
-    entry.members.add(count);
-    count.share = entry.share;
+    return entry;
   };
 
+  /** The session's last event: what it had taken and not decided will not come from it now (a closed connection's commands never dispatched). */
   const leaveAgent = (count: SessionCount): void => {
-    if (count.agent === undefined) return;
-    const entry = agents.get(count.agent);
+    const entry = count.agent;
     if (!entry) return;
+    entry.coming -= count.taken;
+    count.taken = 0;
     entry.sessions -= 1;
-    entry.members.delete(count);
-    if (entry.sessions === 0 && entry.share.events === 0) agents.delete(count.agent);
+    if (entry.sessions === 0 && entry.share.events === 0) agents.delete(entry.key);
   };
 
   /** Kept-back counts of sessions whose agent is not known (no session.started seen): counted apart, never shared. */
-  const unshared: AgentShare = { share: new QueueShare(), sessions: 0, keptBack: 0, members: new Set() };
-  /** The agent entry a session counts against. */
-  const agentOf = (sessionId: string): AgentShare => {
-    const agent = sessions.get(sessionId)?.agent;
-    return (agent === undefined ? undefined : agents.get(agent)) ?? unshared;
-  };
+  const unshared: AgentShare = { key: '', share: new QueueShare(), sessions: 0, coming: 0 };
 
   /**
    * Paused commands, ended should the bus be away while they wait (past OUTAGE_GRACE_MS): no
@@ -166,29 +167,25 @@ export const createAuditPort = (
     }, OUTAGE_CHECK_MS).unref();
   };
 
-  /** The events an agent has made that are not queued yet: decisions kept back, and what its sessions have taken but not decided. */
-  const eventsToCome = (agent: AgentShare): number => {
-    let coming = agent.keptBack;
-    for (const member of agent.members) coming += member.coming?.() ?? 0;
-    return coming;
-  };
-
   /** The session's count, made with its first event (session.started names its agent). */
   const countOf = (sessionId: string, kind: SluiceEventKind, data: unknown): SessionCount => {
     let count = sessions.get(sessionId);
     if (count) return count;
     const subject = kind === 'session.started' ? (data as Data<'session.started'>).subject : undefined;
-    const agent = subject && publisher.overShare ? `${subject.issuer}\n${subject.sub}` : undefined;
-    count = { sequence: 0, share: undefined, agent };
-    if (agent !== undefined) joinAgent(agent, count);
+    count = { sequence: 0, agent: subject && publisher.overShare ? joinAgent(`${subject.issuer}\n${subject.sub}`) : undefined, taken: 0 };
     sessions.set(sessionId, count);
     return count;
   };
 
-  /** The session's next sequence; its count goes with its last event (its share stays on the events' until acknowledged). */
+  /**
+   * The session's next sequence; its count goes with its last event (its share stays on the
+   * events' until acknowledged). A session.rejected is the last only as a session's first: a
+   * running Redis session whose re-authentication was refused records one and goes on, and must
+   * neither start its sequence again nor leave its agent's share.
+   */
   const nextSequence = (count: SessionCount, sessionId: string, kind: SluiceEventKind): number => {
     const sessionseq = ++count.sequence;
-    if (kind === 'session.ended' || kind === 'session.rejected') {
+    if (kind === 'session.ended' || (kind === 'session.rejected' && sessionseq === 1)) {
       sessions.delete(sessionId);
       leaveAgent(count);
     }
@@ -198,15 +195,15 @@ export const createAuditPort = (
   const publish = <K extends SluiceEventKind>(sessionId: string, kind: K, data: Data<K>, time: Date): void => {
     const count = countOf(sessionId, kind, data);
     const sessionseq = nextSequence(count, sessionId, kind);
-    publisher.publish(buildEvent(kind, { id: timeOrderedId(), source: options.source, subject: sessionId, time, sessionseq, data }), count.share);
+    publisher.publish(buildEvent(kind, { id: timeOrderedId(), source: options.source, subject: sessionId, time, sessionseq, data }), count.agent?.share);
   };
 
   /** The one event of most commands, written by writeExecutedEvent straight into the publisher's queue where it takes it so. */
   const publishExecuted = (sessionId: string, data: Data<'command.executed'>, time: Date): void => {
     const count = countOf(sessionId, 'command.executed', data);
     const fields: ExecutedFields = { id: timeOrderedId(), source: options.source, subject: sessionId, time, sessionseq: nextSequence(count, sessionId, 'command.executed'), data };
-    if (publisher.publishWritten) publisher.publishWritten(fields.id, writeExecutedEvent, fields, buildExecuted, count.share);
-    else publisher.publish(buildExecuted(fields), count.share);
+    if (publisher.publishWritten) publisher.publishWritten(fields.id, writeExecutedEvent, fields, buildExecuted, count.agent?.share);
+    else publisher.publish(buildExecuted(fields), count.agent?.share);
   };
 
   /** A command's events: one command.executed when its outcome is in, else what it has so far. */
@@ -258,7 +255,7 @@ export const createAuditPort = (
       if (!all && !command.completed && at - command.since < windowMs) continue;
       commands.delete(command.decided.commandId);
       held -= 1;
-      agentOf(sessionId).keptBack -= 1;
+      command.agent.coming -= 1;
       emit(sessionId, command);
     }
   };
@@ -271,9 +268,10 @@ export const createAuditPort = (
     try {
       release(sessionId, false, at);
     } catch {
-      const dropped = running.get(sessionId)?.size ?? 0;
-      held -= dropped;
-      agentOf(sessionId).keptBack -= dropped;
+      for (const command of running.get(sessionId)?.values() ?? []) {
+        held -= 1;
+        command.agent.coming -= 1;
+      }
       running.delete(sessionId);
     }
   };
@@ -323,11 +321,11 @@ export const createAuditPort = (
       const commands = running.get(sessionId);
       if (kind === 'command.decided' && (bounded as Data<'command.decided'>).decision === 'allow') {
         const decided = bounded as Data<'command.decided'>;
-        const entry: Running = { decided, time: now(), since: performance.now() };
+        const entry: Running = { decided, time: now(), since: performance.now(), agent: sessions.get(sessionId)?.agent ?? unshared };
         if (commands) commands.set(decided.commandId, entry);
         else running.set(sessionId, new Map([[decided.commandId, entry]]));
         held += 1;
-        agentOf(sessionId).keptBack += 1;
+        entry.agent.coming += 1;
         schedule(windowMs);
         return;
       }
@@ -362,12 +360,10 @@ export const createAuditPort = (
       });
       return Promise.race([publisher.acknowledged(), late]).finally(() => clearTimeout(timer));
     },
-    backlogged(sessionId: string, resume: (outage: boolean) => void, coming?: () => number, hold: BacklogHold = 'commands'): boolean {
-      const count = sessions.get(sessionId);
-      const share = count?.share;
-      if (!count || !share || !publisher.overShare) return false;
-      if (coming) count.coming = coming;
-      if (!publisher.overShare(share, eventsToCome(agentOf(sessionId)))) return false;
+    backlogged(sessionId: string, resume: (outage: boolean) => void, hold: BacklogHold = 'commands'): boolean {
+      const agent = sessions.get(sessionId)?.agent;
+      if (!agent || !publisher.overShare?.(agent.share, agent.coming)) return false;
+      const share = agent.share;
       if (hold === 'commands') {
         const since = performance.now();
         let waiting = true;
@@ -389,6 +385,15 @@ export const createAuditPort = (
         }, windowMs * 2).unref();
       }
       return true;
+    },
+    coming(sessionId: string, events: number): void {
+      const count = sessions.get(sessionId);
+      if (!count?.agent) return;
+      // Never more given back than the session reported (it may have reported before its count
+      // began, or ended meanwhile): below zero, the agent would be let past its share.
+      const moved = Math.max(events, -count.taken);
+      count.taken += moved;
+      count.agent.coming += moved;
     },
     flush(): void {
       for (const sessionId of [...running.keys()]) release(sessionId, true, performance.now());

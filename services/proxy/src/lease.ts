@@ -154,7 +154,8 @@ export const startProxyLease = async (nc: NatsConnection, publisher: EventPublis
         },
         // A resource with audit.wait ack waits through the lease's port too.
         ...(audit.acknowledged ? { acknowledged: (sessionId: string) => audit.acknowledged!(sessionId) } : {}),
-        ...(audit.backlogged ? { backlogged: (sessionId: string, resume: (outage: boolean) => void, coming?: () => number, hold?: BacklogHold) => audit.backlogged!(sessionId, resume, coming, hold) } : {}),
+        ...(audit.backlogged ? { backlogged: (sessionId: string, resume: (outage: boolean) => void, hold?: BacklogHold) => audit.backlogged!(sessionId, resume, hold) } : {}),
+        ...(audit.coming ? { coming: (sessionId: string, events: number) => audit.coming!(sessionId, events) } : {}),
       };
     },
     /** After the sessions ended (and were recorded): gone on purpose, nothing for others to close. */

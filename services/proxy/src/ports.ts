@@ -107,15 +107,29 @@ export interface AuditPort {
    * queue: the adapter stops taking and reading what makes them (commands, the target's replies)
    * until `resume` is called, once the agent's backlog is back under half its share. One agent
    * that floods is slowed on its own instead of making the audit unhealthy for every session. A
-   * port without it never pauses anyone. `coming` counts the events of what the session has
-   * taken but not recorded yet (commands waiting for their decision); it is asked again whenever
-   * any session of the agent is checked, so that many sessions' bursts count together. With
-   * `hold` 'commands' (the default), a pause that goes on while the bus is away is ended with
+   * port without it never pauses anyone. What counts is the agent's events queued, its decisions
+   * kept back for their outcome, and what all its sessions have reported `coming`. With `hold`
+   * 'commands' (the default), a pause that goes on while the bus is away is ended with
    * `resume(true)`: the adapter ends the session as audit unavailable instead of waiting for
    * acknowledgements that do not come. A 'target' hold (the target's pushed messages) waits.
    */
-  backlogged?(sessionId: string, resume: (outage: boolean) => void, coming?: () => number, hold?: BacklogHold): boolean;
+  backlogged?(sessionId: string, resume: (outage: boolean) => void, hold?: BacklogHold): boolean;
+  /**
+   * Events the session will record for what it has taken and not decided yet (commands read and
+   * waiting for their verdict or their turn, an HTTP request past its backlog check): +n as it
+   * takes them, -n once their decisions are recorded. The agent's running total is what
+   * `backlogged` counts, so many sessions' bursts count together at the cost of one addition
+   * each. What a session has not given back when it ends (commands left undispatched) is given
+   * back then; a session never gives back more than it reported. Present with `backlogged`.
+   */
+  coming?(sessionId: string, events: number): void;
 }
+
+/**
+ * What `coming` counts for a command taken and not decided yet: a refusal's two events (its
+ * decision and its completion). An allowed one's merge into one once its outcome comes.
+ */
+export const UNDECIDED_COMMAND_EVENTS = 2;
 
 /** Who waits for an agent's audit backlog to drain: its commands, or the reading of its target's pushed messages. */
 export type BacklogHold = 'commands' | 'target';

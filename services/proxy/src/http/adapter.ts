@@ -6,11 +6,11 @@ import { Pool } from 'undici';
 import { readSecret, resourceLimits, type HttpResourceConfig } from '@sluice/config';
 import { normalizeHttpPath, SluiceErrorCode, type Subject } from '@sluice/contracts';
 import type { MaskCounts, ProfileMasker } from '@sluice/masking-engine';
-import type { GovernancePorts, ProtocolAdapter, Session, VerifiedToken } from '../ports.js';
+import { UNDECIDED_COMMAND_EVENTS, type GovernancePorts, type ProtocolAdapter, type Session, type VerifiedToken } from '../ports.js';
 import { BACKLOG_WAIT_MS, backlogDrained } from './backlog.js';
 import { commandHash } from '../governance/approval-hold.js';
 import { admitSession } from '../governance/admission.js';
-import { Governor, subjectRefOf, type RecordedCommand } from '../governance/governor.js';
+import { Governor, subjectRefOf, type RecordedCommand, type Verdict } from '../governance/governor.js';
 import { millisecondsSince } from '../recording.js';
 import { httpJustification } from '../justification.js';
 import { BodyLimit } from './body-limit.js';
@@ -327,14 +327,20 @@ export const createHttpAdapter = (
       return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit backlogged', `this agent's earlier events were not acknowledged by the audit within ${BACKLOG_WAIT_MS} ms; nothing was sent`));
     }
     if (backlog === 'gone') return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
-    if (!ports.audit.healthy) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
-
-    session.commands++;
-    const command = { kind: 'http', method, path } as const;
-    const verdict = session.governor.cachedVerdict(command) ?? (await session.governor.decide(command));
+    let verdict: Verdict;
+    let recorded: RecordedCommand;
+    try {
+      if (!ports.audit.healthy) return fail(new Problem(503, SluiceErrorCode.AuditUnavailable, 'Audit unavailable', 'events cannot be recorded; nothing was sent'));
+      session.commands++;
+      const command = { kind: 'http', method, path } as const;
+      verdict = session.governor.cachedVerdict(command) ?? (await session.governor.decide(command));
+      recorded = recordedRequest(session.governor, requestId, method, `${path}${query}`, verdict.unavailable ? undefined : verdict.decision);
+      session.governor.recordDecided(recorded, verdict.decision);
+    } finally {
+      // Its decision is recorded (or it was refused before one): no longer to come (see backlogDrained).
+      ports.audit.coming?.(session.id, -UNDECIDED_COMMAND_EVENTS);
+    }
     const decision = verdict.decision;
-    const recorded = recordedRequest(session.governor, requestId, method, `${path}${query}`, verdict.unavailable ? undefined : decision);
-    session.governor.recordDecided(recorded, decision);
     if (verdict.unavailable) {
       return fail(new Problem(503, SluiceErrorCode.PolicyUnavailable, 'Policy unavailable', 'the policy service cannot answer; nothing was sent'), session, requestId);
     }

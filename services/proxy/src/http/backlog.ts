@@ -1,4 +1,4 @@
-import type { AuditPort } from '../ports.js';
+import { UNDECIDED_COMMAND_EVENTS, type AuditPort } from '../ports.js';
 
 /**
  * How long a request of an agent past its share of the audit queue waits for it to drain before
@@ -10,7 +10,9 @@ export const BACKLOG_WAIT_MS = 5_000;
  * 'drained' once the agent is under its share of the audit queue (at once when it is), 'gone'
  * when the bus went away while it waited, 'late' when it did not drain within BACKLOG_WAIT_MS.
  * Checked again at each resume: every request waiting is resumed at once, and those that find
- * the agent past its share again wait again.
+ * the agent past its share again wait again. A request let through counts against its agent's
+ * share from then on (AuditPort.coming), so that the next request's check, on this connection or
+ * another, sees it before its decision is recorded; the caller gives it back once it is.
  */
 export const backlogDrained = async (audit: AuditPort, sessionId: string): Promise<'drained' | 'gone' | 'late'> => {
   if (!audit.backlogged) return 'drained';
@@ -23,7 +25,10 @@ export const backlogDrained = async (audit: AuditPort, sessionId: string): Promi
       if (settle) settle(outcome);
       else early = outcome;
     });
-    if (!backlogged) return 'drained';
+    if (!backlogged) {
+      audit.coming?.(sessionId, UNDECIDED_COMMAND_EVENTS);
+      return 'drained';
+    }
     if (early === 'gone') return early;
     if (early === 'drained') continue;
     const left = deadline - performance.now();

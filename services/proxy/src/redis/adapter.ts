@@ -98,9 +98,6 @@ class RedisConnection {
    * holds the rest), until its events are acknowledged. True while it is held. Should the bus
    * go away meanwhile, the connection is ended (after the replies already due) as audit unavailable.
    */
-  /** Commands taken but not yet decided make their events later: two each (a refusal's decision and completion). */
-  readonly #eventsToCome = (): number => 2 * this.#state.toDispatch.length;
-
   #heldForBacklog(): boolean {
     const state = this.#state;
     if (state.clientHeldForAudit) return true;
@@ -114,7 +111,7 @@ class RedisConnection {
       }
       if (state.pending.length <= MAX_QUEUED) state.socket.resume();
       this.#intake();
-    }, this.#eventsToCome);
+    });
     if (!backlogged) return false;
     state.clientHeldForAudit = true;
     state.socket.pause();

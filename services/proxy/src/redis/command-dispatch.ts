@@ -92,7 +92,7 @@ export class CommandDispatch {
     while (!this.state.closed && !this.state.holding && !this.state.protocolPending && this.state.toDispatch.length > 0) {
       const entry = this.state.toDispatch[0]!;
       if (!entry.settled) break;
-      this.state.toDispatch.shift();
+      this.state.takeNext();
       if (entry.kind === 'local') continue;
       this.#dispatch(entry);
     }

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { RespFramer } from '@sluice/codec-resp';
 import type { RedisResourceConfig } from '@sluice/config';
 import { PendingJustification } from '../justification.js';
-import type { GovernancePorts } from '../ports.js';
+import { UNDECIDED_COMMAND_EVENTS, type GovernancePorts } from '../ports.js';
 import type { RedisAdapterOptions } from './adapter.js';
 import type { Entry, SessionState } from './entries.js';
 import { ReplyStream } from './reply-stream.js';
@@ -66,9 +66,22 @@ export class ConnectionState {
 
   readonly protocolSwitches = new Map<Entry, 2 | 3>();
 
+  /**
+   * A command taken waits for its verdict and its turn: its events are to come, and count
+   * against its agent's share (AuditPort.coming) until it is dispatched (taken off toDispatch).
+   * What is still waiting when the session ends is given back by the audit port.
+   */
   enqueue(entry: Entry): void {
     this.pending.push(entry);
     this.toDispatch.push(entry);
+    if (entry.kind === 'command' && entry.session) this.ports.audit.coming?.(entry.session.id, UNDECIDED_COMMAND_EVENTS);
+  }
+
+  /** The next entry to dispatch, taken off toDispatch: its events are no longer to come from it (see enqueue). */
+  takeNext(): Entry {
+    const entry = this.toDispatch.shift()!;
+    if (entry.kind === 'command' && entry.session) this.ports.audit.coming?.(entry.session.id, -UNDECIDED_COMMAND_EVENTS);
+    return entry;
   }
 
   /** A command refused inside MULTI makes EXEC abort, as a queueing error does in Redis. */

@@ -143,7 +143,7 @@ export class UpstreamReplies {
   /** True (and the target held) while the agent is past its share of the audit queue. */
   #holdForBacklog(): boolean {
     const session = this.state.session;
-    if (!session || !this.state.ports.audit.backlogged?.(session.id, () => this.#resume(), undefined, 'target')) return false;
+    if (!session || !this.state.ports.audit.backlogged?.(session.id, () => this.#resume(), 'target')) return false;
     this.state.holdTarget('audit');
     return true;
   }
