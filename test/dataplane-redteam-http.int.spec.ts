@@ -29,6 +29,12 @@ const routes: TargetRoutes = (req, res) => {
     res.writeHead(200, { 'content-type': type });
     return res.end(JSON.stringify({ deep: Array.from({ length: levels }).reduce<unknown>((node) => [node], 0), ssn: UNDETECTABLE_SSN }));
   }
+  if (url.pathname === '/cut-document') {
+    // A document cut short (a log tail, a truncated export): not JSON, so its covered members are found in the text.
+    res.writeHead(200, { 'content-type': type });
+    const whole = JSON.stringify({ name: 'Ann', ...COVERED, tail: 'x'.repeat(40) }, null, 1).replace('"ssn": "', '"\\u0073sn": "');
+    return res.end(whole.slice(0, -20));
+  }
   return undefined;
 };
 
@@ -59,6 +65,24 @@ describe('an HTTP body nested past the masking depth limit', () => {
         expect(reply.body, `${path} ${type}`).not.toContain(UNDETECTABLE_SSN);
         expect(reply.status, `${path} ${type}`).toBe(503);
       }
+    }
+  });
+});
+
+describe('an HTTP body holding a JSON document cut short', () => {
+  let door: HttpFrontDoor;
+
+  beforeAll(async () => {
+    door = await startHttpFrontDoor({ rules, masking: compilePiiMasking('dataplane-http-cut'), routes });
+  });
+  afterAll(() => door.close());
+
+  it('masks a covered member whose name is written with an escape, or whose value is an object', async () => {
+    const token = await door.idp.mint({ sub: 'cut-agent', groups: ['masked-agents'] });
+    for (const type of ['application/json', 'text/plain', 'application/x-ndjson']) {
+      const reply = await call(door.port, `/cut-document?type=${encodeURIComponent(type)}`, { token });
+      expect(reply.body, type).not.toContain(UNDETECTABLE_SSN);
+      if (reply.status === 200) expect(reply.body, type).toContain('Ann');
     }
   });
 });

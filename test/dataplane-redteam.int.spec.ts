@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { encodeExecute, encodeParse, encodePasswordMessage, encodeStartupMessage, encodeSync } from '@sluice/codec-pg';
+import { encodeBind, encodeExecute, encodeParse, encodePasswordMessage, encodeStartupMessage, encodeSync } from '@sluice/codec-pg';
 import { MAX_JSON_DEPTH } from '@sluice/masking-engine';
 import { usePostgresFrontDoor, waitFor } from './support/postgres-proxy-harness.js';
 import { expectNoRawSsn, RAW_SSN, RED_TEAM_RESOURCE, RED_TEAM_SEED_SQL, redTeamConfig } from './support/postgres-red-team.js';
@@ -32,26 +32,6 @@ const frontDoor = usePostgresFrontDoor({
      insert into lists values (1, array['plain', '{"ssn": "${RAW_SSN}"}'], array['{"ssn": "${RAW_SSN}"}'::jsonb]);
 `,
 });
-
-/** Bind of the unnamed statement to the unnamed portal, no parameters, every result column in binary. */
-const BIND_BINARY_RESULTS = Buffer.from([0x42, 0, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1]);
-
-/** Bind of the unnamed statement to the unnamed portal with text parameters. */
-const bindText = (...values: string[]): Buffer => {
-  const parts = [Buffer.from([0, 0, 0, 0]), Buffer.from([values.length >> 8, values.length & 0xff])];
-  for (const value of values) {
-    const bytes = Buffer.from(value, 'utf8');
-    const length = Buffer.alloc(4);
-    length.writeInt32BE(bytes.length);
-    parts.push(length, bytes);
-  }
-  parts.push(Buffer.from([0, 0]));
-  const body = Buffer.concat(parts);
-  const header = Buffer.alloc(5);
-  header[0] = 0x42;
-  header.writeInt32BE(body.length + 4, 1);
-  return Buffer.concat([header, body]);
-};
 
 /** A card number, an email and a US SSN the `everything` profile recognises in a record's text. */
 const SECRETS = { card: '4111111111111111', email: 'alice.secret@example.com', ssn: '123-45-6789' };
@@ -102,7 +82,7 @@ describe('a jsonb, json or text value nested around the masking depth limit', ()
   ])('withholds a document past the limit, never sends it raw (%s)', async (name, expression) => {
     const session = await frontDoor.openRaw(['readers']);
     if (name === 'binary jsonb') {
-      session.send(encodeParse('', `select ${expression} as v from docs where id = 2`), BIND_BINARY_RESULTS, encodeExecute(''), encodeSync());
+      session.send(encodeParse('', `select ${expression} as v from docs where id = 2`), encodeBind('', '', [], [1]), encodeExecute(''), encodeSync());
       await session.readyCount(2);
     } else await session.run(`select ${expression} as v from docs where id = 2`);
     expectNoRawSsn(session.received.toString('latin1'));
@@ -136,7 +116,7 @@ describe('a jsonb, json or text value nested around the masking depth limit', ()
     // A text[] element was scanned, not walked; an array in COPY (no types on the wire) was scanned as one text.
     const session = await frontDoor.openRaw(['readers']);
     if (text.startsWith('binary:')) {
-      session.send(encodeParse('', text.slice('binary:'.length)), BIND_BINARY_RESULTS, encodeExecute(''), encodeSync());
+      session.send(encodeParse('', text.slice('binary:'.length)), encodeBind('', '', [], [1]), encodeExecute(''), encodeSync());
       await session.readyCount(2);
     } else await session.run(text);
     expect(session.errors()).toEqual([]);
@@ -259,9 +239,9 @@ describe('the same through the extended protocol', () => {
     ['a writable CTE', 'with gone as (delete from victim where id = $1::int returning *) select * from gone', ['1']],
   ])('never lifts read-only nor writes (%s)', async (_, text, values) => {
     const session = await frontDoor.openRaw(['readers']);
-    session.send(encodeParse('', text), bindText(...values), encodeExecute(''), encodeSync());
+    session.send(encodeParse('', text), encodeBind('', '', values), encodeExecute(''), encodeSync());
     await session.readyCount(2);
-    session.send(encodeParse('', 'delete from victim where id = 2'), bindText(), encodeExecute(''), encodeSync());
+    session.send(encodeParse('', 'delete from victim where id = 2'), encodeBind('', ''), encodeExecute(''), encodeSync());
     await session.readyCount(3);
     await session.run('show transaction_read_only');
     expect(session.rows().at(-1)).toEqual(['on']);

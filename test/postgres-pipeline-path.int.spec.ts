@@ -38,26 +38,6 @@ const frontDoor = usePostgresFrontDoor(
   120_000,
 );
 
-/** Bind with text parameters (encodeBind sends none): what a driver's batch of one statement sends. */
-const bindText = (portal: string, statement: string, values: readonly string[]): Buffer => {
-  const parts: Buffer[] = [Buffer.from(`${portal}\0${statement}\0`), Buffer.from([0, 0])];
-  const count = Buffer.alloc(2);
-  count.writeInt16BE(values.length);
-  parts.push(count);
-  for (const value of values) {
-    const bytes = Buffer.from(value);
-    const length = Buffer.alloc(4);
-    length.writeInt32BE(bytes.length);
-    parts.push(length, bytes);
-  }
-  parts.push(Buffer.from([0, 0]));
-  const body = Buffer.concat(parts);
-  const head = Buffer.alloc(5);
-  head.write('B');
-  head.writeInt32BE(body.length + 4, 1);
-  return Buffer.concat([head, body]);
-};
-
 /** Waits up to 3 s for `n` ReadyForQuery (or the close); never throws: a hang shows in the summary. */
 const settle = async (session: RawPostgresSession, n: number): Promise<void> => {
   const deadline = Date.now() + 3000;
@@ -151,7 +131,7 @@ describe('search_path changed by hidden code inside one extended-protocol pipeli
 
   // Each row's trigger sets the path it carries: log is public's alone, so every INSERT reads it.
   it('a driver-style batch: one INSERT statement into the triggered table bound and executed three times in one pipeline goes through, as direct', async () => {
-    const batch = [encodeParse('ins', 'insert into log values ($1)'), ...['other, public', 'public', 'other, public'].flatMap((value) => [bindText('', 'ins', [value]), encodeExecute('')]), encodeClose('S', 'ins'), encodeSync()];
+    const batch = [encodeParse('ins', 'insert into log values ($1)'), ...['other, public', 'public', 'other, public'].flatMap((value) => [encodeBind('', 'ins', [value]), encodeExecute('')]), encodeClose('S', 'ins'), encodeSync()];
     for (const groups of [['all'], ['writers']]) {
       const seen = await both([{ send: batch, readies: 1 }], groups);
       const expected = ['ParseComplete', ...Array.from({ length: 3 }, () => ['BindComplete', 'CommandComplete INSERT 0 1']).flat(), 'CloseComplete', 'ReadyForQuery I', 'open'];

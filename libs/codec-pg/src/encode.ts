@@ -315,8 +315,20 @@ export const encodeFlush = (): Buffer => bare(FrontendCode.Flush);
  * Bind without parameters, all results in text.
  * @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-BIND
  */
-export const encodeBind = (portal: string, statement: string): Buffer =>
-  new MessageWriter(portal.length + statement.length + 8).cstring(portal).cstring(statement).int16(0).int16(0).int16(0).finish(FrontendCode.Bind);
+/** Bind with its parameters in text (null for NULL) and its result columns' formats (none: all text). */
+export const encodeBind = (portal: string, statement: string, parameters: readonly (string | null)[] = [], resultFormats: readonly number[] = []): Buffer => {
+  const writer = new MessageWriter(portal.length + statement.length + 8).cstring(portal).cstring(statement).int16(0).int16(parameters.length);
+  for (const parameter of parameters) {
+    if (parameter === null) writer.int32(-1);
+    else {
+      const bytes = Buffer.from(parameter, 'utf8');
+      writer.int32(bytes.length).bytes(bytes);
+    }
+  }
+  writer.int16(resultFormats.length);
+  for (const format of resultFormats) writer.int16(format);
+  return writer.finish(FrontendCode.Bind);
+};
 
 /** `maxRows` 0: all rows. @see https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-EXECUTE */
 export const encodeExecute = (portal: string, maxRows = 0): Buffer => new MessageWriter(portal.length + 5).cstring(portal).int32(maxRows).finish(FrontendCode.Execute);

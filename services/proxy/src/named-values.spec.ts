@@ -36,3 +36,21 @@ describe('named values on hostile input', () => {
     expect(performance.now() - started).toBeLessThan(2_000);
   });
 });
+
+describe('JSON members in text that is not one document', () => {
+  it.each([
+    ['a name written with escapes', 'cut {"\\u0073sn": "AB-12", "name": "Ann"', 'cut {"\\u0073sn": "[REDACTED]", "name": "Ann"'],
+    ['an object value', 'cut {"ssn": {"area": "AB", "serial": "12"}, "name": "Ann"', 'cut {"ssn": "[REDACTED]", "name": "Ann"'],
+    ['an array value, brackets in its strings', 'cut {"ssn": ["A}B", "1]2"], "name": "Ann"', 'cut {"ssn": "[REDACTED]", "name": "Ann"'],
+    ['an object value never closed: the rest of the text', 'cut {"ssn": {"area": "AB", "serial": "12", "name": "Ann"', 'cut {"ssn": "[REDACTED]"'],
+    ['a covered member inside an uncovered object', 'cut {"person": {"ssn": "AB-12"}, "n": 1', 'cut {"person": {"ssn": "[REDACTED]"}, "n": 1'],
+  ])('masks %s', (_label, text, expected) => {
+    expect(mask(text)).toBe(expected);
+  });
+
+  it('stays linear on long names, escapes and brackets', () => {
+    const started = performance.now();
+    for (const text of [`"${'a'.repeat(200_000)}": 1`, `"ssn": ${'['.repeat(100_000)}`, `${'"\\u0073sn": {'.repeat(20_000)}`, `"${'\\\\'.repeat(100_000)}": 1`]) mask(text);
+    expect(performance.now() - started).toBeLessThan(2_000);
+  });
+});

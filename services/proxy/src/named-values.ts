@@ -29,8 +29,11 @@ const NAME = '[A-Za-z_][\\w.\\-]{0,127}';
 const XML_ELEMENT = new RegExp(`<((?:${NAME}:)?(${NAME}))(\\s[^<>]*)?>([^<]*)</\\1\\s*>`, 'g');
 /** `ssn="…"` or `ssn='…'`: an XML/HTML attribute or a quoted assignment. */
 const QUOTED_ASSIGNMENT = new RegExp(`(^|[\\s<,;?&({\\[])((?:${NAME}:)?(${NAME}))\\s*=\\s*("([^"]*)"|'([^']*)')`, 'g');
-/** `"ssn": "…"` or `"ssn": 123`: a JSON member in text that is not one JSON document. */
-const JSON_MEMBER = new RegExp(`"(${NAME})"\\s*:\\s*("((?:[^"\\\\]|\\\\.)*)"|-?\\d[\\d.eE+\\-]*)`, 'g');
+/**
+ * `"ssn": "…"`, `"ssn": 123`, `"ssn": {…}` or `"ssn": […]`: a JSON member in text that is not one
+ * JSON document. Its name is read as JSON reads it, escapes and all (`"\\u0073sn"` is `ssn`).
+ */
+const JSON_MEMBER = /"((?:[^"\\\n]|\\.){1,256})"\s*:\s*("((?:[^"\\]|\\.)*)"|-?\d[\d.eE+-]*|[{[])/g;
 /** `ssn=…` up to the next separator: forms, query strings, logs. */
 const PLAIN_ASSIGNMENT = new RegExp(`(^|[\\s,;?&("'{\\[])(${NAME})=([^&;\\s,"'<>)}\\]]*)`, 'g');
 /** `ssn: …` to the end of the line: YAML, headers in a dump, `key: value` logs. */
@@ -46,6 +49,56 @@ const trimBlanksEnd = (text: string): string => {
 };
 
 const escapeXml = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/"/g, '&quot;');
+
+/** A JSON string's text as JSON reads it; as written when it holds an escape JSON does not know. */
+const jsonString = (written: string): string => {
+  if (!written.includes('\\')) return written;
+  try {
+    return JSON.parse(`"${written}"`) as string;
+  } catch {
+    return written;
+  }
+};
+
+/**
+ * Where the object or array opened at `open` ends, its strings' brackets not counted: the end of
+ * the text when it is never closed (a cut or broken document), so that all of it is masked.
+ */
+const closingEnd = (text: string, open: number): number => {
+  let depth = 0;
+  for (let index = open; index < text.length; index++) {
+    const char = text[index];
+    if (char === '"') {
+      for (index++; index < text.length && text[index] !== '"'; index++) if (text[index] === '\\') index++;
+    } else if (char === '{' || char === '[') depth++;
+    else if ((char === '}' || char === ']') && --depth === 0) return index + 1;
+  }
+  return text.length;
+};
+
+/** JSON members whose name a column rule covers, their value masked whole (an object or array as its text). */
+const maskJsonMembers = (text: string, rule: (name: string) => boolean, mask: (name: string, value: string) => string): string => {
+  if (!text.includes('"')) return text;
+  let out = '';
+  let copied = 0;
+  JSON_MEMBER.lastIndex = 0;
+  for (let match = JSON_MEMBER.exec(text); match !== null; match = JSON_MEMBER.exec(text)) {
+    const [whole, writtenName, value, quoted] = match as unknown as [string, string, string, string | undefined];
+    const name = jsonString(writtenName);
+    // An object or array of a member not covered is read on: its own members are looked at next.
+    if (!rule(name)) continue;
+    let end = match.index + whole.length;
+    let raw: string;
+    if (value === '{' || value === '[') {
+      end = closingEnd(text, end - 1);
+      raw = text.slice(match.index + whole.length - 1, end);
+    } else raw = quoted === undefined ? value : jsonString(quoted);
+    out += `${text.slice(copied, match.index)}"${writtenName}": ${JSON.stringify(mask(name, raw))}`;
+    copied = end;
+    JSON_MEMBER.lastIndex = end;
+  }
+  return copied === 0 ? text : out + text.slice(copied);
+};
 
 /**
  * Masks values that a text names, by the column rule of their name: what a column rule covers in
@@ -69,18 +122,7 @@ export const maskNamedValues = (text: string, masker: ProfileMasker, counts: Mas
     const masked = escapeXml(mask(local, double ?? single ?? ''));
     return double !== undefined ? `${before}${qualified}="${masked}"` : `${before}${qualified}='${masked.replace(/'/g, '&#39;')}'`;
   });
-  out = out.replace(JSON_MEMBER, (whole, name: string, _value: string, escaped?: string) => {
-    if (!rule(name)) return whole;
-    let raw = escaped ?? _value;
-    if (escaped !== undefined) {
-      try {
-        raw = JSON.parse(`"${escaped}"`) as string;
-      } catch {
-        // An escape JSON does not know: masked as written.
-      }
-    }
-    return `"${name}": ${JSON.stringify(mask(name, raw))}`;
-  });
+  out = maskJsonMembers(out, rule, mask);
   out = out.replace(PLAIN_ASSIGNMENT, (whole, before: string, name: string, value: string) => {
     let decoded = value;
     try {
