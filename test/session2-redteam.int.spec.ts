@@ -13,6 +13,7 @@ import { compilePiiMasking, createEnginePorts, listenOnLoopback, type RecordedEv
 import { call, startRecordingTarget, type RecordingTarget } from './support/http-proxy-harness.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
 import { usePostgresFrontDoor, waitFor } from './support/postgres-proxy-harness.js';
+import { useTestPolicyService } from './support/policy-service.js';
 import { RED_TEAM_RESOURCE, RED_TEAM_SEED_SQL, redTeamConfigInput } from './support/postgres-red-team.js';
 import { showResp } from './support/raw-socket.js';
 import { redTeamKeyRules, startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-harness.js';
@@ -90,6 +91,38 @@ describe('a Redis agent re-authenticating behind a command still running', () =>
     const mine = recorded.slice(start);
     expectEveryStartedSessionEnded(mine);
     expect(mine.filter((event) => event.type === 'session.started').map(subOf)).toEqual(Array.from({ length: rounds }, (_, round) => `reauth-gone-${round}`));
+  });
+});
+
+/**
+ * The same hang-up while the second identity's admission is asked of a real policy service (a
+ * subject the proxy's port has not cached: a round trip over gRPC): the connection's session was
+ * ended by its close, and no session may start after it.
+ */
+describe('a Redis agent hanging up while its re-authentication is admitted', () => {
+  const run = randomUUID().slice(0, 8);
+  const prefix = `session2-admit:${run}`;
+  const rules = [{ name: 'support-read', effect: 'allow', subjects: { groups: ['support-agents'] }, resources: ['cache'], actions: ['read'], keys: [`${prefix}:*`] }] as RuleConfig[];
+  const policyService = useTestPolicyService('session2-admit', { resources: [{ name: 'cache', type: 'redis', listen: '127.0.0.1:0', target: { host: '127.0.0.1', port: 6379 } }], rules });
+  const recorded: RecordedEvent[] = [];
+  let door: RedisFrontDoor | undefined;
+
+  beforeAll(async () => {
+    door = await startRedisFrontDoor({ keyPrefix: prefix, rules, masking: compilePiiMasking('session2-admit'), recorded, policyPort: () => policyService.port });
+  });
+  afterAll(() => door?.close());
+
+  it('starts no session the closed connection would never end', async () => {
+    const start = recorded.length;
+    for (let round = 0; round < 12; round++) {
+      const agent = await door!.agent(await door!.idp.mint({ sub: `admit-first-${round}`, groups: ['support-agents'] }));
+      agent.send('AUTH', await door!.idp.mint({ sub: `admit-late-${run}-${round}`, groups: ['support-agents'] }));
+      if (round % 3 === 0) await new Promise((resolve) => setImmediate(resolve));
+      else await sleep(round % 3);
+      agent.socket.destroy();
+    }
+    await sleep(800);
+    expectEveryStartedSessionEnded(recorded.slice(start));
   });
 });
 
