@@ -6,12 +6,13 @@ import pg from 'pg';
 import postgres from 'postgres';
 import { afterAll, beforeAll } from 'vitest';
 import { decodeBackend, encodePasswordMessage, encodeQuery, encodeStartupMessage, FrameReader, type BackendMessage } from '@sluice/codec-pg';
-import { parseConfig, type PostgresResourceConfig, type SluiceConfig } from '@sluice/config';
+import { parseConfig, resourceLimits, type PostgresResourceConfig, type SluiceConfig } from '@sluice/config';
 import type { SluiceEventKind } from '@sluice/contracts';
 import { createTokenVerifier } from '@sluice/identity';
 import { compileMasking, type CompiledMasking } from '@sluice/masking-engine';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { createPolicy } from '@sluice/policy-engine';
+import { ConnectionLimiter } from '../../services/proxy/src/connection-limits.js';
 import type { GovernancePorts, ProtocolAdapter } from '../../services/proxy/src/ports.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../../services/proxy/src/postgres/adapter.js';
 import { createDatabase, dropDatabases } from './databases.js';
@@ -225,6 +226,8 @@ export interface PostgresFrontDoorOptions {
   readonly approvalOutcome?: 'granted' | 'denied' | 'held';
   /** The policy port the proxy asks (a real gRPC client, with its decision cache); else the engine in process. */
   readonly policyPort?: () => GovernancePorts['policy'];
+  /** Count connections against the resource's limits (maxConnectionsPerSubject) as the proxy's main does. */
+  readonly limitConnections?: boolean;
 }
 
 /**
@@ -297,7 +300,8 @@ export class PostgresFrontDoor {
       },
       maxRows: 10,
     });
-    ({ server: this.#server, port: this.#port } = await listenPostgresProxy(this.#adapter, ports));
+    const limits = this.#options.limitConnections ? { connectionLimits: new Map([[resource.name, new ConnectionLimiter(resourceLimits(resource))]]) } : {};
+    ({ server: this.#server, port: this.#port } = await listenPostgresProxy(this.#adapter, { ...ports, ...limits }));
   }
 
   async close(): Promise<void> {

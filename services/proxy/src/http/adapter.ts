@@ -61,6 +61,8 @@ interface ConnectionState {
   readonly releases: Array<() => void>;
   /** Requests being handled: a session ends in the record only after their completions. */
   readonly handling: Set<Promise<void>>;
+  /** The connection closed: its sessions were ended, and its places given back. */
+  closed: boolean;
 }
 
 
@@ -181,6 +183,20 @@ export const createHttpAdapter = (
         : new Problem(503, admission.code, 'Policy unavailable', 'the policy service cannot answer; nothing was sent');
     }
     const { readOnly } = admission;
+    if (state.closed) {
+      // The agent hung up while its token or its admission was checked: the connection's sessions
+      // were ended and its places given back already; a session made now would never end, and
+      // its place would never be given back.
+      state.ports.audit.record(state.ports.newId(), 'session.rejected', {
+        resource: resource.name,
+        protocol: 'http',
+        client: state.client,
+        reason: 'client closed during login',
+        code: SluiceErrorCode.ConnectionClosed,
+        subject: subjectRefOf(verified.subject),
+      });
+      return new Problem(400, SluiceErrorCode.ConnectionClosed, 'Client closed', 'the connection closed during login');
+    }
     const again = state.sessions.get(key);
     if (again) return again;
     // limits.maxConnectionsPerSubject: the place is held while this connection is open.
@@ -653,10 +669,12 @@ export const createHttpAdapter = (
           lastBearer: undefined,
           releases: [],
           handling: new Set(),
+          closed: false,
         };
         (socket as Partial<Socket>).setNoDelay?.(true);
         connections.set(socket, state);
         socket.once('close', () => {
+          state.closed = true;
           const sessions = [...state.sessions.values()];
           state.sessions.clear();
           for (const release of state.releases) release();

@@ -7,7 +7,7 @@
  */
 import { decodeBackend, decodePassword, encodeAuthenticationCleartextPassword, FrontendCode } from '@sluice/codec-pg';
 import { readSecret } from '@sluice/config';
-import type { Subject } from '@sluice/contracts';
+import { SluiceErrorCode, type Subject } from '@sluice/contracts';
 import { ClientEdge } from './client-encoding-frames.js';
 import { encodingSwitch, SessionClientEncoding } from './client-encoding-session.js';
 import type { SocketFrames } from './frame-source.js';
@@ -67,6 +67,14 @@ export const login = async (client: ClientSocket, frames: SocketFrames, paramete
     if (!release) {
       const message = `too many connections for ${subject.sub}: at most ${limiter.limits.maxConnectionsPerSubject} at once`;
       reject('too many connections of this subject', 'ERR_TOO_MANY_CONNECTIONS', SqlState.TooManyConnections, message, subject);
+      return undefined;
+    }
+    // The agent may have hung up while its token was checked: its close came already, and
+    // would not come again to give the place back (after enough such logins, its subject could
+    // never connect again).
+    if (client.destroyed) {
+      release();
+      reject('client closed during login', SluiceErrorCode.ConnectionClosed, SqlState.ConnectionFailure, 'the client closed the connection during login', subject);
       return undefined;
     }
     client.once('close', release);

@@ -248,6 +248,7 @@ class RedisConnection {
   #close(reason: string): void {
     if (this.#state.closed) return;
     this.#state.closed = true;
+    this.#state.wakeAnswered();
     this.#login.releaseSubject?.();
     this.#state.holdAbort.abort();
     this.#recordUnanswered(reason);

@@ -66,6 +66,23 @@ export class ConnectionState {
 
   readonly protocolSwitches = new Map<Entry, 2 | 3>();
 
+  /** Waiting for every command taken so far to be answered (see allAnswered). */
+  readonly #answeredWaiters: Array<() => void> = [];
+
+  /**
+   * Resolves once every command taken so far has been answered to the client, or the connection
+   * closed: a re-authentication waits for them, as Redis takes a connection's commands in order.
+   */
+  allAnswered(): Promise<void> {
+    if (this.pending.length === 0 || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.#answeredWaiters.push(resolve));
+  }
+
+  /** Wakes allAnswered's waiters: nothing is pending any more, or the connection closed. */
+  wakeAnswered(): void {
+    if (this.#answeredWaiters.length > 0) for (const wake of this.#answeredWaiters.splice(0)) wake();
+  }
+
   /**
    * A command taken waits for its verdict and its turn: its events are to come, and count
    * against its agent's share (AuditPort.coming) until it is dispatched (taken off toDispatch).
@@ -100,6 +117,7 @@ export class ConnectionState {
         return;
       }
     }
+    if (this.pending.length === 0) this.wakeAnswered();
     if (this.pending.length <= MAX_QUEUED / 2 && this.socket.isPaused() && !this.clientHeldForAudit) this.socket.resume();
   }
 

@@ -159,11 +159,22 @@ export class RedisLogin {
     });
   }
 
-  /** AUTH after login switches the agent's identity; the upstream connection stays as it is. */
+  /**
+   * AUTH after login switches the agent's identity; the upstream connection stays as it is. It
+   * waits for the commands taken before it to be answered, as Redis does: their events are their
+   * session's, which must not end before them (after its end, the audit port would number them
+   * from 1 again, outside their agent's share). An agent that hangs up meanwhile is recorded
+   * as the other logins are, and starts no session the closed connection would never end.
+   */
   async reauthenticate(token: string, hello: HelloArgs | undefined): Promise<void> {
+    await this.state.allAnswered();
+    if (this.state.closed) return;
     const verified = await this.#verify(token);
-    if (!verified || this.state.closed) return;
+    if (!verified) return;
+    const subject = { sub: verified.subject.sub, groups: verified.subject.groups, issuer: verified.subject.issuer };
+    if (this.state.closed) return this.#leftDuringLogin(subject);
     const admission = await admitSession(this.state.ports.policy, verified.subject, this.state.resource.name);
+    if (this.state.closed) return this.#leftDuringLogin(subject);
     if (!admission.admitted) return void this.dispatch.pushLocal('AUTH', [], encodeError(this.#noAccess(admission, verified.subject.sub)));
     this.endSession('re-authenticated');
     this.#startSession(verified, admission.readOnly);
