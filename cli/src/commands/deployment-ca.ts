@@ -150,11 +150,15 @@ export const writeDeploymentCertificates = (dir: string, writer: CertificateWrit
   for (const peer of GRPC_PEERS) {
     const certPath = join(folder, `${peer}.crt`);
     const keyPath = join(folder, `${peer}.key`);
-    if (!force && existsSync(keyPath)) {
+    // Whether a pair is there is read once, before the new one is made: read again after, it saw
+    // the key another process had just linked, and replaced it while that process wrote its
+    // certificate beside it (a key of one and a certificate of the other).
+    const present = existsSync(keyPath);
+    if (!force && present) {
       if (!needsRenewal(readWhenPresent(certPath), ca.certPem, now)) continue;
     }
     const pair = createPeerCertificate(ca, peer, now);
-    const renewing = force || existsSync(keyPath);
+    const renewing = force || present;
     try {
       // A new key is linked exclusively (one writer wins, the others wait for its certificate); a
       // renewed one replaces the old pair, key first.
