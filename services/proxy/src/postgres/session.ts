@@ -110,13 +110,7 @@ export class PostgresSession {
       core.toClient.edge = edge;
       pending = frames.detach();
       core.clientReader = frames.reader;
-      if (core.closed || core.client.destroyed) {
-        // The agent hung up while its login was checked: no session, but on the record all the same.
-        upstream.socket.destroy();
-        core.closed = true;
-        core.audit.rejected('client closed during login', SluiceErrorCode.ConnectionClosed, loggedIn.subject);
-        return;
-      }
+      // An agent that hung up while its login was checked was found gone by login (recorded, its place given back).
 
       // The agent gets the target's parameters, its pid and a secret of the proxy's own (CancelRequest maps it).
       core.upstream = upstream.socket;
