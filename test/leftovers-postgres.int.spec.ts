@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { encodePasswordMessage, encodeStartupMessage } from '@sluice/codec-pg';
+import { encodeBind, encodeExecute, encodeFlush, encodeParse, encodePasswordMessage, encodeQuery, encodeStartupMessage, encodeSync } from '@sluice/codec-pg';
 import { parseConfig } from '@sluice/config';
 import { createPolicy } from '@sluice/policy-engine';
 import type { GovernancePorts } from '../services/proxy/src/ports.js';
@@ -65,5 +65,63 @@ describe('a PostgreSQL agent hanging up while its session policy is asked', () =
     // One place per subject: a leak and this login would be refused (53300).
     const client = await frontDoor.connect(['readers']);
     expect((await client.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+  });
+});
+
+/**
+ * An agent that sends an Execute (extended protocol), reads its result and hangs up at once: what
+ * it was sent is on the record as it happened (its rows returned, its completion with the
+ * target's tag), never as a command that ended before the target answered.
+ */
+describe('a PostgreSQL agent hanging up right after an Execute\'s result', () => {
+  const database = `leftovers_exec_${randomUUID().slice(0, 8)}`;
+  const frontDoor = usePostgresFrontDoor({ config: parseConfig(redTeamConfigInput(database, ['public.secrets'])), database, setupSql: RED_TEAM_SEED_SQL, hashKey: 'leftovers-exec' });
+
+  it.each([
+    ['its ReadyForQuery', 'ReadyForQuery', true],
+    ['its CommandComplete (Sync sent)', 'CommandComplete', true],
+    ['its CommandComplete (Flush, no Sync)', 'CommandComplete', false],
+  ] as const)('records the completion as relayed when it hangs up on %s', async (_, upTo, sync) => {
+    for (let round = 0; round < 5; round++) {
+      const session = await frontDoor.openRaw(['readers']);
+      const before = frontDoor.events.length;
+      const text = `select g as n, 'row ' || g as label from generate_series(1, ${10 + round}) g`;
+      session.send(encodeParse('', text), encodeBind('', ''), encodeExecute(''), sync ? encodeSync() : encodeFlush());
+      await waitFor(() => session.count(upTo) >= (upTo === 'ReadyForQuery' ? 2 : 1) || session.closed, 5_000);
+      session.socket.destroy();
+      expect(session.count('CommandComplete')).toBe(1);
+      const mine = () => frontDoor.events.slice(before);
+      await waitFor(() => mine().some((event) => event.kind === 'session.ended'), 5_000);
+      const decided = mine().filter((event) => event.kind === 'command.decided');
+      expect(decided).toHaveLength(1);
+      const id = decided[0]!.data.commandId;
+      const completed = mine().filter((event) => event.kind === 'command.completed' && event.data.commandId === id);
+      expect(completed.map((event) => [event.data.ok, event.data.outcome])).toEqual([[true, `SELECT ${10 + round}`]]);
+      const returned = mine().filter((event) => event.kind === 'result.returned' && event.data.commandId === id);
+      expect(returned.map((event) => event.data.rowCount)).toEqual([10 + round]);
+    }
+  });
+
+  it.each(['Execute', 'Query'] as const)('records the rows relayed before it hung up mid-result (%s), and the completion as unknown', async (way) => {
+    for (let round = 0; round < 3; round++) {
+      const session = await frontDoor.openRaw(['readers']);
+      const before = frontDoor.events.length;
+      const text = `select g as n, repeat('x', 200) as filler from generate_series(1, 200000) g`;
+      if (way === 'Execute') session.send(encodeParse('', text), encodeBind('', ''), encodeExecute(''), encodeSync());
+      else session.send(encodeQuery(text));
+      await waitFor(() => session.count('DataRow') > 0 || session.closed, 5_000);
+      session.socket.destroy();
+      const relayed = session.count('DataRow');
+      expect(session.count('CommandComplete')).toBe(0);
+      const mine = () => frontDoor.events.slice(before);
+      await waitFor(() => mine().some((event) => event.kind === 'session.ended'), 5_000);
+      const id = mine().find((event) => event.kind === 'command.decided')!.data.commandId;
+      const completed = mine().filter((event) => event.kind === 'command.completed' && event.data.commandId === id);
+      expect(completed.map((event) => event.data.ok)).toEqual([false]);
+      // Rows left the proxy: they are on the record (at least those the agent got), masked as sent.
+      const returned = mine().filter((event) => event.kind === 'result.returned' && event.data.commandId === id);
+      expect(returned).toHaveLength(1);
+      expect(Number(returned[0]!.data.rowCount)).toBeGreaterThanOrEqual(relayed);
+    }
   });
 });
