@@ -2,8 +2,10 @@
  * The proxy's CPU per pgbench -S transaction, from /proc/<pid>/stat, with a fixed number of
  * transactions (so figures are per statement, not per second of a busy machine):
  *   npx tsx --conditions=development bench/pgbench-cpu.ts [--transactions 20000] [--clients 8]
- *     [--rounds 3] [--protocol simple|extended] [--pipe] [--strace] [--prof DIR] [--perf FILE]
- * Issue 12's realistic profile (every detector and a column rule). Each round prints every Sluice
+ *     [--rounds 3] [--protocol simple|extended] [--script select-only|tpcb-like] [--pipe] [--strace]
+ *     [--prof DIR] [--perf FILE]
+ * Issue 12's realistic profile (every detector and a column rule); `--script tpcb-like` runs pgbench's
+ * TPC-B-like transaction (seven statements, three of them UPDATEs) instead, writes allowed. Each round prints every Sluice
  * process's CPU µs per transaction (the kernel's part in brackets) and the proxy's page faults.
  * --pipe runs the same transactions through a bare Node byte pipe (support/targets.ts's) right
  * after each round and prints its CPU the same way: at equal system calls, what the proxy spends
@@ -32,6 +34,7 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '8' },
     rounds: { type: 'string', default: '3' },
     protocol: { type: 'string', default: 'simple' },
+    script: { type: 'string', default: 'select-only' },
     pipe: { type: 'boolean', default: false },
     strace: { type: 'boolean', default: false },
     prof: { type: 'string' },
@@ -67,14 +70,14 @@ const sluice = await startSluice({
       pii: { detectors: ['credit_card', 'email', 'phone', 'us_ssn', 'iban', 'ipv4', 'jwt', 'secret'], strategy: 'partial', columns: [{ match: '(?i)ssn', strategy: 'redact' }] },
     },
   },
-  rules: [{ name: 'readers', effect: 'allow', actions: ['read'], mask: 'pii' }],
+  rules: [{ name: 'agents', effect: 'allow', actions: values.script === 'tpcb-like' ? ['read', 'write'] : ['read'], mask: 'pii' }],
 }, { nodeArgs: values.prof ? ['--cpu-prof', `--cpu-prof-dir=${values.prof}`] : values.perf ? ['--perf-basic-prof'] : [] });
 const ready = (await (await fetch(`http://127.0.0.1:${sluice.ports.admin}/readyz`)).json()) as { services: Record<string, { pid: number }> };
 const pids = Object.fromEntries(Object.entries(ready.services).map(([name, service]) => [name, service.pid]));
 const token = await idp.mint({ sub: 'bench', expiresIn: 3600 });
 const pipe = values.pipe ? await startNodePipe(5432) : undefined;
 const pgbench = (count: number, through: { port: number; user: string; database: string } = { port, user: 'bench', database: 'db' }): void => {
-  const args = ['-h', '127.0.0.1', '-p', String(through.port), '-U', through.user, '-n', '-S', '-M', values.protocol, '-c', String(clients), '-j', String(Math.min(2, clients)), '-t', String(count), through.database];
+  const args = ['-h', '127.0.0.1', '-p', String(through.port), '-U', through.user, '-n', '-b', values.script, '-M', values.protocol, '-c', String(clients), '-j', String(Math.min(2, clients)), '-t', String(count), through.database];
   execFileSync('pgbench', args, { env: { ...process.env, PGPASSWORD: token, PGSSLMODE: 'disable' }, stdio: ['ignore', 'ignore', 'inherit'] });
 };
 /** The same transactions through the bare pipe, its CPU per transaction as the proxy's is printed. */

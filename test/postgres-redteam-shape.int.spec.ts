@@ -156,6 +156,27 @@ describe('answers shared by shape', () => {
     expectNoRawSsn(received(session));
   });
 
+  // An INSERT's VALUES and an UPDATE's SET values are shared by shape (their constants are values
+  // written): a benign write of one shape decided and analysed first must not answer a write that
+  // copies a covered column, nor one whose constant is read as a JSON key or a name.
+  it('refuses a write copying a covered column after benign writes of one shape, and keeps no covered value', async () => {
+    const session = await frontDoor.openRaw(['writers']);
+    await session.run("update relabel set label = 'first' where id = 1", "update relabel set label = 'second' where id = 2");
+    await session.run("insert into relabel (id, label) values (10, 'ten')", "insert into relabel (id, label) values (11, 'eleven')");
+    expect(session.errors()).toEqual([]);
+    await session.run('update relabel set label = ssn where id = 1');
+    await session.run('insert into relabel (id, label) select id + 20, ssn from relabel where id = 1');
+    await session.run("update relabel set label = label || ssn where id = 2");
+    expect(session.errors().map((error) => error.C)).toEqual(['42501', '42501', '42501']);
+    await session.run("update relabel set label = 'third' where id = 1", 'select id, label from relabel order by id');
+    expect(session.errors().length).toBe(3);
+    expect(session.rows().at(-1)).toBeDefined();
+    expect(received(session)).not.toContain(RAW_SSN);
+    const reader = await frontDoor.openRaw(['readers']);
+    await reader.run('select label from relabel where id = 1', 'select label from relabel where id = 2');
+    expect(reader.rows()).toEqual([['third'], ['second']]);
+  });
+
   it('keeps the deny rule for a shape-mate reached through another search_path in the same session', async () => {
     const session = await frontDoor.openRaw(['readers']);
     await session.run('select 1 as n from orders where id = 1');

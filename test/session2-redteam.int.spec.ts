@@ -1,17 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import type { Server } from 'node:net';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodePasswordMessage, encodeStartupMessage } from '@sluice/codec-pg';
-import { parseConfig, type HttpResourceConfig, type RuleConfig } from '@sluice/config';
+import { parseConfig, type RuleConfig } from '@sluice/config';
 import { buildEvent, type CloudEvent } from '@sluice/contracts';
 import { openEventStore, type EventStore } from '@sluice/event-store';
-import { ConnectionLimiter } from '../services/proxy/src/connection-limits.js';
-import { createHttpAdapter } from '../services/proxy/src/http/adapter.js';
 import { dropDatabases } from './support/databases.js';
-import { compilePiiMasking, createEnginePorts, listenOnLoopback, type RecordedEvent } from './support/engine-ports.js';
-import { call, startRecordingTarget, type RecordingTarget } from './support/http-proxy-harness.js';
-import { startTestIssuer, type TestIssuer } from './support/oidc.js';
+import { compilePiiMasking, type RecordedEvent } from './support/engine-ports.js';
+import { call, startHttpFrontDoor, type HttpFrontDoor } from './support/http-proxy-harness.js';
 import { usePostgresFrontDoor, waitFor } from './support/postgres-proxy-harness.js';
 import { useTestPolicyService } from './support/policy-service.js';
 import { RED_TEAM_RESOURCE, RED_TEAM_SEED_SQL, redTeamConfigInput } from './support/postgres-red-team.js';
@@ -164,39 +160,22 @@ describe('a PostgreSQL agent hanging up while its token is checked', () => {
 describe('an HTTP agent hanging up while its token is checked', () => {
   const rules: RuleConfig[] = [{ name: 'support-read', effect: 'allow', subjects: { groups: ['support-agents'] }, actions: ['read'], mask: 'pii' }] as RuleConfig[];
   const recorded: RecordedEvent[] = [];
-  let idp: TestIssuer;
-  let target: RecordingTarget;
-  let listener: Server;
-  let port = 0;
+  let door: HttpFrontDoor;
 
   beforeAll(async () => {
-    idp = await startTestIssuer();
-    target = await startRecordingTarget();
-    const resource = {
-      name: 'billing-api',
-      type: 'http',
-      listen: '127.0.0.1:0',
-      target: { url: target.url },
-      credentials: { headers: {} },
-      limits: { maxConnections: 50, maxConnectionsPerSubject: 2 },
-    } as HttpResourceConfig;
-    const engine = createEnginePorts({ idp, rules, resource, masking: compilePiiMasking('session2-http'), maxRecordedBytes: 4096, recorded });
-    const ports = { ...engine, connectionLimits: new Map([[resource.name, new ConnectionLimiter({ maxConnections: 50, maxConnectionsPerSubject: 2 })]]) };
-    ({ server: listener, port } = await listenOnLoopback(createHttpAdapter(resource, { secretsDir: process.cwd() }), ports));
+    door = await startHttpFrontDoor({ rules, masking: compilePiiMasking('session2-http'), recorded, limits: { maxConnections: 50, maxConnectionsPerSubject: 2 } });
   });
 
   afterAll(async () => {
-    listener?.close();
-    target?.server.close();
-    await idp?.close();
+    await door?.close();
   });
 
   it('starts no session that never ends, and gives back its place', async () => {
-    const token = await idp.mint({ sub: 'http-hangup', groups: ['support-agents'] });
+    const token = await door.idp.mint({ sub: 'http-hangup', groups: ['support-agents'] });
     const start = recorded.length;
     const rounds = 6;
     for (let round = 0; round < rounds; round++) {
-      const socket = connect(port, '127.0.0.1');
+      const socket = connect(door.port, '127.0.0.1');
       socket.on('error', () => undefined);
       await new Promise<void>((resolve) => socket.once('connect', resolve));
       socket.write(`GET /x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\n\r\n`);
@@ -205,7 +184,7 @@ describe('an HTTP agent hanging up while its token is checked', () => {
     await sleep(500);
     expectEveryStartedSessionEnded(recorded.slice(start));
     // Two places: a leak of two and this request would be refused (429).
-    expect((await call(port, '/x', { token, headers: { connection: 'close' } })).status).toBe(200);
+    expect((await call(door.port, '/x', { token, headers: { connection: 'close' } })).status).toBe(200);
   });
 });
 

@@ -2,6 +2,7 @@ import { createServer as createHttpServer, request as httpRequest, type Agent, t
 import type { AddressInfo } from 'node:net';
 import type { HttpResourceConfig, RuleConfig } from '@sluice/config';
 import type { CompiledMasking } from '@sluice/masking-engine';
+import { ConnectionLimiter } from '../../services/proxy/src/connection-limits.js';
 import { createHttpAdapter, type HttpAdapterOptions } from '../../services/proxy/src/http/adapter.js';
 import { createEnginePorts, listenOnLoopback, type RecordedEvent } from './engine-ports.js';
 import { startTestIssuer } from './oidc.js';
@@ -103,13 +104,15 @@ export interface HttpFrontDoorOptions {
   /** The target credentials the proxy adds (none by default). */
   readonly credentials?: HttpResourceConfig['credentials'];
   readonly adapterOptions?: Omit<HttpAdapterOptions, 'secretsDir'>;
+  /** Connection limits, enforced as the proxy does (none by default). */
+  readonly limits?: { readonly maxConnections: number; readonly maxConnectionsPerSubject: number };
 }
 
 /**
  * The HTTP adapter for `billing-api` on a loopback port in front of a recording target, with the
  * real policy and masking engines and a real token issuer: what the HTTP red-team specs probe.
  */
-export const startHttpFrontDoor = async ({ rules, masking, recorded, routes, credentials, adapterOptions }: HttpFrontDoorOptions) => {
+export const startHttpFrontDoor = async ({ rules, masking, recorded, routes, credentials, adapterOptions, limits }: HttpFrontDoorOptions) => {
   const idp = await startTestIssuer();
   const target = await startRecordingTarget(routes);
   const resource = {
@@ -118,8 +121,10 @@ export const startHttpFrontDoor = async ({ rules, masking, recorded, routes, cre
     listen: '127.0.0.1:0',
     target: { url: target.url },
     credentials: credentials ?? { headers: {} },
+    ...(limits ? { limits } : {}),
   } as HttpResourceConfig;
-  const ports = createEnginePorts({ idp, rules, resource, masking, maxRecordedBytes: 4096, ...(recorded ? { recorded } : {}) });
+  const engine = createEnginePorts({ idp, rules, resource, masking, maxRecordedBytes: 4096, ...(recorded ? { recorded } : {}) });
+  const ports = limits ? { ...engine, connectionLimits: new Map([[resource.name, new ConnectionLimiter(limits)]]) } : engine;
   const adapter = createHttpAdapter(resource, { secretsDir: process.cwd(), ...adapterOptions });
   const { server: listener, port } = await listenOnLoopback(adapter, ports);
   return {

@@ -32,7 +32,16 @@ describe('constantsAreInert', () => {
     "SELECT 7 AS n, 'x@example.com' AS email",
     "SELECT -7 AS n, NULL AS nothing, true AS yes, 'Ada' name FROM people WHERE id = 8",
     "SELECT '123-45-6789' AS ssn, ssn AS theirs FROM people WHERE id = 1 LIMIT 1",
-  ])('holds for constants only compared in WHERE or counting rows: %s', (text) => {
+    // A value written into a table is only a value: it carries no column's value and names nothing.
+    "INSERT INTO notes(body) VALUES ('x')",
+    'INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (8, 1, 48213, -17, CURRENT_TIMESTAMP)',
+    "INSERT INTO notes(id, body) VALUES (1, 'a'), (2, NULL) RETURNING id",
+    'UPDATE pgbench_accounts SET abalance = abalance + -17 WHERE aid = 48213',
+    "UPDATE people SET name = 'Ada', age = 2 * age WHERE id IN (1, 2)",
+    'UPDATE people SET note = ssn WHERE id = 3',
+    'DELETE FROM people WHERE id = 9',
+    'DELETE FROM public.people WHERE id BETWEEN 1 AND 5 RETURNING *',
+  ])('holds for constants only compared in WHERE, counting rows or written as values: %s', (text) => {
     expect(constantsAreInert(text)).toBe(true);
   });
 
@@ -51,8 +60,29 @@ describe('constantsAreInert', () => {
     'SELECT id FROM people WHERE id OPERATOR(myschema.=) 5',
     'SELECT id FROM people WHERE id = $1 AND age = 5',
     'SELECT id FROM people WHERE id = 5; SELECT 1',
-    "INSERT INTO notes(body) VALUES ('x')",
     'SELEC nonsense',
+    // Writes: a constant read as a key, a name, a position or SQL, or a catalog written (a SET).
+    "UPDATE docs SET doc = doc -> 'ssn' WHERE id = 1",
+    "UPDATE docs SET doc = doc #- '{ssn}' WHERE id = 1",
+    "UPDATE docs SET doc = doc || '{\"a\": 1}' WHERE id = 1",
+    "UPDATE people SET rel = 'people'::regclass",
+    "UPDATE people SET name = upper('x')",
+    'UPDATE people SET tags[1] = name',
+    'UPDATE people SET note = ssn FROM generate_series(1, 5) g WHERE people.id = g',
+    "UPDATE people SET name = 'x' RETURNING 7",
+    "UPDATE pg_settings SET setting = 'evil' WHERE name = 'search_path'",
+    "UPDATE pg_catalog.pg_settings SET setting = 'evil' WHERE name = 'search_path'",
+    "UPDATE information_schema.sql_features SET comments = 'x'",
+    "UPDATE people SET name = 'x' WHERE doc->>'ssn' = 'y'",
+    'UPDATE people SET age = age OPERATOR(myschema.+) 1',
+    'UPDATE people SET age = 1 + 2',
+    "INSERT INTO notes(body) VALUES ('people'::regclass)",
+    "INSERT INTO notes(body) VALUES (query_to_xml('select ssn from people', true, false, ''))",
+    "INSERT INTO notes(body) SELECT doc->>'ssn' FROM docs",
+    "INSERT INTO notes(body) VALUES ('x') ON CONFLICT (id) DO UPDATE SET body = 'y'",
+    "WITH s AS (SELECT ssn FROM people LIMIT 1) INSERT INTO notes(body) SELECT ssn FROM s",
+    'DELETE FROM people USING generate_series(1, 5) g WHERE people.id = g',
+    "DELETE FROM people WHERE id = 1 RETURNING 'x'",
     // A constant in the SELECT list that is not a whole target: read as a name, a position, a
     // format, a type's input, or combined with a column.
     "SELECT pg_read_file('/etc/passwd') AS n",
@@ -87,6 +117,9 @@ describe('constantsAreInert, over texts of one shape', () => {
       ["SELECT 7 AS n, ssn FROM people WHERE id = 1", "SELECT NULL AS n, ssn FROM people WHERE id = 2"],
       ["SELECT doc->'name' AS n FROM docs", "SELECT doc->'ssn' AS n FROM docs"],
       ["SELECT current_setting('a') AS n", "SELECT current_setting('b') AS n"],
+      ["INSERT INTO notes(id, body) VALUES (1, 'x')", "INSERT INTO notes(id, body) VALUES ('people', 2)"],
+      ['UPDATE t SET a = a + 1 WHERE id = 2', "UPDATE t SET a = a + 'x' WHERE id = 'y'"],
+      ["UPDATE docs SET doc = doc - 'ssn'", 'UPDATE docs SET doc = doc - 3'],
     ];
     for (const [a, b] of pairs) {
       expect(statementShape(a!)).toBe(statementShape(b!));

@@ -127,15 +127,102 @@ const isBareConstantTarget = (value: unknown): boolean => {
   return true;
 };
 
+/** Arithmetic whose constant operand is only a number combined with a value: `abalance + 17`. */
+const ARITHMETIC: ReadonlySet<string> = new Set(['+', '-', '*', '/']);
+
+/** A constant as a whole value (`7`, `'x'`, `NULL`): no cast (`'t'::regclass` reads a name, a user's type runs its input function). */
+const isBareConstant = (value: unknown): boolean => unwrap(value)?.[0] === 'A_Const';
+
+/**
+ * A value written by an INSERT or UPDATE whose constants are only values: a whole constant, one
+ * combined by arithmetic with a constant-free operand (`abalance + 17`), or no constant at all.
+ * Only `+ - * /` (the JSON member operators `->`, `#>` read their constant as a key).
+ */
+const isWrittenValue = (value: unknown): boolean => {
+  if (constantFree(value) || isBareConstant(value)) return true;
+  const wrapped = unwrap(value);
+  if (wrapped?.[0] !== 'A_Expr' || (str(wrapped[1].kind) ?? 'AEXPR_OP') !== 'AEXPR_OP') return false;
+  const operator = names(wrapped[1].name);
+  if (!ARITHMETIC.has(operator.at(-1) ?? '') || (operator.length > 1 && operator[0] !== 'pg_catalog')) return false;
+  const sides = [wrapped[1].lexpr, wrapped[1].rexpr];
+  return sides.every((side) => constantFree(side) || isBareConstant(side)) && sides.some(constantFree);
+};
+
+const CATALOG_SCHEMAS: ReadonlySet<string> = new Set(['pg_catalog', 'information_schema', 'pg_toast']);
+
+/**
+ * The table an INSERT, UPDATE or DELETE writes, when it is not one of the server's catalogs:
+ * writing those can change the session (`UPDATE pg_settings SET setting = … WHERE name = …` is a
+ * SET), and whose name an unqualified `pg_` reaches depends on the search path.
+ */
+const isPlainTable = (relation: unknown): boolean => {
+  if (!isObject(relation) || !constantFree(relation)) return false;
+  const schema = str(relation.schemaname);
+  const name = str(relation.relname) ?? '';
+  return !(schema !== undefined && CATALOG_SCHEMAS.has(schema.toLowerCase())) && !name.toLowerCase().startsWith('pg_');
+};
+
+/** A SET list entry: a column (no subscript or field: a constant there is a position) given a written value. */
+const isInertAssignment = (value: unknown): boolean => {
+  const target = unwrap(value);
+  if (target?.[0] !== 'ResTarget') return false;
+  for (const key in target[1]) {
+    const part = target[1][key];
+    if (key === 'val' ? !isWrittenValue(part) : !constantFree(part)) return false;
+  }
+  return true;
+};
+
+/** One VALUES row, each of its values a written one. */
+const isInertRow = (row: unknown): boolean => {
+  const wrapped = unwrap(row);
+  return wrapped?.[0] === 'List' && list(wrapped[1].items).every(isWrittenValue);
+};
+
+/** An INSERT's VALUES rows (and nothing else of a SELECT), each value a written one. */
+const isInertValues = (value: unknown): boolean => {
+  const wrapped = unwrap(value);
+  if (wrapped?.[0] !== 'SelectStmt' || wrapped[1].valuesLists === undefined) return false;
+  for (const key in wrapped[1]) {
+    const part = wrapped[1][key];
+    if (key === 'valuesLists') {
+      if (!list(part).every(isInertRow)) return false;
+    } else if (!constantFree(part)) return false;
+  }
+  return true;
+};
+
+/** Each part of a statement: `inert` decides the parts it names, the rest must hold no constant. */
+const partsAreInert = (statement: Node, inert: Readonly<Record<string, (part: unknown) => boolean>>): boolean => {
+  for (const key in statement) {
+    const part = statement[key];
+    const check = inert[key];
+    if (check ? !check(part) : !constantFree(part)) return false;
+  }
+  return true;
+};
+
+const INERT_SELECT = {
+  whereClause: inertCondition,
+  limitCount: (part: unknown) => constantFree(part) || isInertOperand(part),
+  limitOffset: (part: unknown) => constantFree(part) || isInertOperand(part),
+  targetList: (part: unknown) => list(part).every(isBareConstantTarget),
+};
+const INERT_INSERT = { relation: isPlainTable, selectStmt: isInertValues };
+const INERT_UPDATE = { relation: isPlainTable, targetList: (part: unknown) => list(part).every(isInertAssignment), whereClause: inertCondition };
+const INERT_DELETE = { relation: isPlainTable, whereClause: inertCondition };
+
 /**
  * True when no answer the proxy derives from this text (session effects, result lineage, covered
  * value flows) can depend on the values of its constants, so that it may be shared by every text
- * of its shape: one SELECT, no parameters, and every constant either compared in WHERE (`aid =
- * 42`, `id IN (1, 2)`), a LIMIT/OFFSET count, or a whole target of the SELECT list (`SELECT 7 AS
- * n`). A constant anywhere else may be read as a name (a JSON member `doc->'ssn'`, `'t'::regclass`,
- * a setting, a function's text argument, a format string) or as a position (`ORDER BY 1`, `GROUP
- * BY 2`, a subscript): such a text is answered from its exact text only. False when the text does
- * not parse.
+ * of its shape. One statement, no parameters, and every constant either compared in WHERE (`aid =
+ * 42`, `id IN (1, 2)`), a LIMIT/OFFSET count, a whole target of a SELECT list (`SELECT 7 AS n`),
+ * or a value an INSERT's VALUES or an UPDATE's SET writes into a table that is not a catalog
+ * (`VALUES (8, 'x')`, `SET abalance = abalance + 17`: a value written carries no column's value
+ * and names nothing). A constant anywhere else may be read as a name (a JSON member `doc->'ssn'`,
+ * `'t'::regclass`, a setting, a function's text argument, a format string) or as a position
+ * (`ORDER BY 1`, `GROUP BY 2`, a subscript): such a text is answered from its exact text only.
+ * False when the text does not parse.
  */
 export const constantsAreInert = (text: string): boolean => {
   let tree: ParsedText;
@@ -147,17 +234,16 @@ export const constantsAreInert = (text: string): boolean => {
   const stmts = tree.stmts ?? [];
   if (stmts.length !== 1) return false;
   const wrapped = unwrap(stmts[0]!.stmt);
-  if (wrapped?.[0] !== 'SelectStmt') return false;
-  const select = wrapped[1];
-  for (const key in select) {
-    const part = select[key];
-    if (key === 'whereClause') {
-      if (!inertCondition(part)) return false;
-    } else if (key === 'limitCount' || key === 'limitOffset') {
-      if (!constantFree(part) && !isInertOperand(part)) return false;
-    } else if (key === 'targetList') {
-      if (!list(part).every(isBareConstantTarget)) return false;
-    } else if (!constantFree(part)) return false;
+  switch (wrapped?.[0]) {
+    case 'SelectStmt':
+      return partsAreInert(wrapped[1], INERT_SELECT);
+    case 'InsertStmt':
+      return partsAreInert(wrapped[1], INERT_INSERT);
+    case 'UpdateStmt':
+      return partsAreInert(wrapped[1], INERT_UPDATE);
+    case 'DeleteStmt':
+      return partsAreInert(wrapped[1], INERT_DELETE);
+    default:
+      return false;
   }
-  return true;
 };

@@ -43,6 +43,15 @@ export interface Login {
  */
 export const login = async (client: ClientSocket, frames: SocketFrames, parameters: ReadonlyMap<string, Buffer>, ctx: SessionContext, reject: RejectLogin): Promise<Login | undefined> => {
   const { ports, resource } = ctx;
+  /**
+   * The agent hung up while its login waited (checked after each step that waits): recorded
+   * once, its place given back, nothing more done for it (no target session opened for an agent that is gone).
+   */
+  const left = (subject: Subject, release?: () => void): undefined => {
+    release?.();
+    reject('client closed during login', SluiceErrorCode.ConnectionClosed, SqlState.ConnectionFailure, 'the client closed the connection during login', subject);
+    return undefined;
+  };
   client.write(encodeAuthenticationCleartextPassword());
   const passwordFrame = await frames.next();
   if (passwordFrame.code !== FrontendCode.Password) {
@@ -60,21 +69,16 @@ export const login = async (client: ClientSocket, frames: SocketFrames, paramete
     return undefined;
   }
   const subject = verified.subject;
-  // limits.maxConnectionsPerSubject: the place is given back when the connection closes.
+  if (client.destroyed) return left(subject);
+  // limits.maxConnectionsPerSubject: the place is given back when the connection closes, or
+  // at once when the agent is found gone (its close came already, and would not come again).
   const limiter = ports.connectionLimits?.get(resource.name);
+  let release: (() => void) | undefined;
   if (limiter) {
-    const release = limiter.acquireSubject(subject);
+    release = limiter.acquireSubject(subject);
     if (!release) {
       const message = `too many connections for ${subject.sub}: at most ${limiter.limits.maxConnectionsPerSubject} at once`;
       reject('too many connections of this subject', 'ERR_TOO_MANY_CONNECTIONS', SqlState.TooManyConnections, message, subject);
-      return undefined;
-    }
-    // The agent may have hung up while its token was checked: its close came already, and
-    // would not come again to give the place back (after enough such logins, its subject could
-    // never connect again).
-    if (client.destroyed) {
-      release();
-      reject('client closed during login', SluiceErrorCode.ConnectionClosed, SqlState.ConnectionFailure, 'the client closed the connection during login', subject);
       return undefined;
     }
     client.once('close', release);
@@ -83,9 +87,11 @@ export const login = async (client: ClientSocket, frames: SocketFrames, paramete
   try {
     sessionPolicy = await ports.policy.describeSession(subject, resource.name);
   } catch {
+    if (client.destroyed) return left(subject, release);
     reject('policy unavailable', 'ERR_POLICY_UNAVAILABLE', SqlState.CannotConnectNow, 'the policy service is unavailable', subject);
     return undefined;
   }
+  if (client.destroyed) return left(subject, release);
   // A subject no rule allows anything here still gets a session: each command is then
   // refused with 42501 naming the default deny (and audited), as the contract's denial says;
   // the target side runs read-only so nothing could change even through a policy bug.
@@ -118,6 +124,7 @@ export const login = async (client: ClientSocket, frames: SocketFrames, paramete
       initialQuery: SESSION_START_QUERY,
     });
   } catch (error) {
+    if (client.destroyed) return left(subject, release);
     // The target's words may quote a value the agent sent (`invalid value for parameter "DateStyle": "…"`): masked for the record.
     const detail = maskedForRecord(ctx.ports.masking, error instanceof UpstreamError ? error.detail : String(error), undefined);
     const refusedSetting = error instanceof UpstreamError ? settingRefusedByTarget(error) : undefined;
@@ -127,6 +134,10 @@ export const login = async (client: ClientSocket, frames: SocketFrames, paramete
     }
     reject(`target unavailable: ${detail}`, 'ERR_UPSTREAM_FAILED', SqlState.ConnectionFailure, `the target database of ${resource.name} is unavailable`, subject);
     return undefined;
+  }
+  if (client.destroyed) {
+    upstream.socket.destroy();
+    return left(subject, release);
   }
   try {
     const searchPath = schemasOf(upstream.initialRows);

@@ -110,13 +110,7 @@ export class PostgresSession {
       core.toClient.edge = edge;
       pending = frames.detach();
       core.clientReader = frames.reader;
-      if (core.closed || core.client.destroyed) {
-        // The agent hung up while its login was checked: no session, but on the record all the same.
-        upstream.socket.destroy();
-        core.closed = true;
-        core.audit.rejected('client closed during login', SluiceErrorCode.ConnectionClosed, loggedIn.subject);
-        return;
-      }
+      // An agent that hung up while its login was checked was found gone by login (recorded, its place given back).
 
       // The agent gets the target's parameters, its pid and a secret of the proxy's own (CancelRequest maps it).
       core.upstream = upstream.socket;
@@ -261,10 +255,14 @@ export class PostgresSession {
    * Commands sent to the target whose answer had not come when the session ended (the agent hung
    * up mid-statement, the target went away): each gets its completion, marked as unknown, so no
    * decided command is left without an outcome in the record. The target may well have run it.
+   * What was relayed of its result is recorded first (result.returned of the rows sent).
    */
   #recordUnanswered(reason: string): void {
     for (const expect of this.#core.expects) {
       if ((expect.kind !== 'query' && expect.kind !== 'execute') || expect.command.done) continue;
+      // Rows (or COPY data) already relayed to the agent left the proxy: on the record as the
+      // result so far, masked as they were sent, before the command's unknown end.
+      if (expect.result || expect.copy) this.#core.results.finish(expect);
       expect.command.error ??= { code: SluiceErrorCode.ConnectionClosed, message: `the session ended (${reason}) before the target answered: the command may have run` };
       this.#core.audit.completed(expect.command, false);
     }

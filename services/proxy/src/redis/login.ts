@@ -6,7 +6,7 @@ import type { GovernancePorts } from '../ports.js';
 import type { HelloArgs } from './commands.js';
 import type { CommandDispatch } from './command-dispatch.js';
 import type { ConnectionState } from './connection-state.js';
-import type { SessionState } from './entries.js';
+import { elapsedMs, type SessionState } from './entries.js';
 import { connectTarget } from './target.js';
 import type { UpstreamReplies } from './upstream-replies.js';
 
@@ -146,6 +146,20 @@ export class RedisLogin {
     });
   }
 
+  /**
+   * A re-authentication refused before its token is looked at, answered and recorded under the
+   * current session like a command Sluice refuses whatever the policy says (its token is not
+   * recorded); inside MULTI it makes EXEC abort, as a queueing error does in Redis.
+   */
+  #refuseReauthentication(name: string, reply: string): void {
+    const session = this.state.session!;
+    this.state.markDirty();
+    const entry = this.dispatch.pushLocal(name, [], encodeError(reply));
+    session.commands++;
+    session.governor.recordRefusedBeforeRule({ commandId: entry.id, command: name }, reply.slice('ERR '.length));
+    session.governor.recordRefused(entry.id, { outcome: 'error', code: SluiceErrorCode.PolicyDenied, message: reply, durationMs: elapsedMs(entry) });
+  }
+
   endSession(reason: string): void {
     const session = this.state.session;
     if (!session) return;
@@ -169,6 +183,9 @@ export class RedisLogin {
   async reauthenticate(token: string, hello: HelloArgs | undefined): Promise<void> {
     await this.state.allAnswered();
     if (this.state.closed) return;
+    const name = hello ? 'HELLO' : 'AUTH';
+    const locked = this.state.stream.identityLocked(name);
+    if (locked) return this.#refuseReauthentication(name, locked);
     const verified = await this.#verify(token);
     if (!verified) return;
     const subject = { sub: verified.subject.sub, groups: verified.subject.groups, issuer: verified.subject.issuer };

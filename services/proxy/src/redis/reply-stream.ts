@@ -160,6 +160,19 @@ export class ReplyStream {
     this.pendingSubscribes--;
   }
 
+  /**
+   * Why the agent's identity cannot change now (a re-authentication ends its session and starts
+   * another), or undefined. Inside MULTI the commands queued so far would run, and be recorded,
+   * at EXEC under the new session; while subscribed (or monitoring) the frames still to come were
+   * asked for by the old session, under its masking profile. Refused rather than guessed.
+   */
+  identityLocked(name: string): string | undefined {
+    if (this.inTransaction) return `ERR ${name} inside MULTI is refused through Sluice: a re-authentication cannot be queued in a transaction; EXEC or DISCARD first`;
+    if (this.mode === 'monitor') return `ERR ${name} after MONITOR is refused through Sluice`;
+    if (this.mode === 'pubsub' || this.maySubscribe()) return `ERR ${name} while subscribed is refused through Sluice: the messages to come belong to this session; unsubscribe first`;
+    return undefined;
+  }
+
   /** Subscribed, or a subscribe is still on its way: pushed messages may come. */
   private maySubscribe(): boolean {
     return this.pendingSubscribes > 0 || this.subscriptions.channels > 0 || this.subscriptions.shards > 0;
