@@ -46,7 +46,11 @@ export class BackendDispatch {
       this.session.close('upstream_malformed', { code: SqlState.ConnectionFailure, message: 'the target sent an invalid message' });
       return;
     }
-    this.handleUpstreamFrames(frames);
+    // The agent's answer is written before its events are: they only queue for the bus.
+    this.session.relayingAudit.relaying(
+      () => this.handleUpstreamFrames(frames),
+      () => this.session.close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' }),
+    );
   };
 
   handleUpstreamFrames(frames: readonly Frame[]): void {
