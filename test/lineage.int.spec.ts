@@ -7,9 +7,9 @@ import type { SluiceEventKind, Subject } from '@sluice/contracts';
 import { compileMasking, COLUMN_REDACTED } from '@sluice/masking-engine';
 import type { Decision, GovernedCommand } from '../services/proxy/src/ports.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
-import { createDatabase, dropDatabases } from './support/databases.js';
+import { createDatabase } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
-import { createPostgresPorts, listenPostgresProxy, openClient } from './support/postgres-proxy-harness.js';
+import { createPostgresPorts, listenPostgresProxy, openClient, closeProxyParts } from './support/postgres-proxy-harness.js';
 
 /**
  * Lineage masking through the real PostgreSQL adapter and the real masking engine: a result column
@@ -92,13 +92,7 @@ beforeAll(async () => {
   ({ server, port } = await listenPostgresProxy(adapter, ports));
 });
 
-afterAll(async () => {
-  for (const client of clients) await client.end().catch(() => {});
-  await adapter?.close();
-  await new Promise((resolve) => server?.close(resolve));
-  await dropDatabases([database]);
-  await issuer?.close();
-});
+afterAll(() => closeProxyParts({ clients, adapter, server, databases: [database], issuer }));
 
 const RAW = ['6789', '4321', '123-45-6789', '987-65-4321', 'k9x2', 'p4q7', 'K9X2', 'P4Q7'];
 const expectNoRaw = (value: unknown): void => {

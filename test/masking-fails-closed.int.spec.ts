@@ -10,9 +10,9 @@ import { compileMasking, COLUMN_REDACTED } from '@sluice/masking-engine';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { createPolicy } from '@sluice/policy-engine';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
-import { createDatabase, dropDatabases } from './support/databases.js';
+import { createDatabase } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
-import { createPostgresPorts, listenPostgresProxy, openClient } from './support/postgres-proxy-harness.js';
+import { createPostgresPorts, listenPostgresProxy, openClient, closeProxyParts } from './support/postgres-proxy-harness.js';
 
 /**
  * Issue #9, findings 5 and 6: functions are closed by default and masking fails closed, probed
@@ -105,13 +105,7 @@ beforeAll(async () => {
   ({ server, port } = await listenPostgresProxy(adapter, ports));
 });
 
-afterAll(async () => {
-  for (const client of clients) await client.end().catch(() => {});
-  await adapter?.close();
-  await new Promise((resolve) => server?.close(resolve));
-  await dropDatabases([database]);
-  await issuer?.close();
-});
+afterAll(() => closeProxyParts({ clients, adapter, server, databases: [database], issuer }));
 
 describe('functions are closed by default', () => {
   it.each([

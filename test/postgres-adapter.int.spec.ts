@@ -22,9 +22,9 @@ import { createTokenVerifier } from '@sluice/identity';
 import type { ColumnInfo, MaskCounts, ProfileMasker } from '@sluice/masking-engine';
 import type { ApprovalOutcome, ApprovalRequest, Decision, GovernancePorts, GovernedCommand } from '../services/proxy/src/ports.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
-import { createDatabase, dropDatabases } from './support/databases.js';
+import { createDatabase } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
-import { listenPostgresProxy, openClient, sqlState, waitFor as pollUntil } from './support/postgres-proxy-harness.js';
+import { listenPostgresProxy, openClient, sqlState, waitFor as pollUntil, closeProxyParts } from './support/postgres-proxy-harness.js';
 import { maskBinaryVia } from './support/fake-masker.js';
 
 // ---------------------------------------------------------------- test ports (in-process)
@@ -283,14 +283,7 @@ beforeEach(() => {
   audit.healthy = true;
 });
 
-afterAll(async () => {
-  for (const client of clients) await client.end().catch(() => {});
-  await adapter?.close();
-  await new Promise((resolve) => server?.close(resolve));
-  await direct?.end();
-  await dropDatabases([database]);
-  await issuer?.close();
-});
+afterAll(() => closeProxyParts({ clients, adapter, server, direct, databases: [database], issuer }));
 
 /** A hand-driven protocol session: startup and token auth done, then raw bytes in and messages out. */
 const rawSession = async (groups: string[] = ['readers']) => {

@@ -8,9 +8,9 @@ import { compileMasking, COLUMN_REDACTED } from '@sluice/masking-engine';
 import { loadSqlClassifier, normalizeSql } from '@sluice/sql-classifier';
 import type { Decision, GovernedCommand } from '../services/proxy/src/ports.js';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
-import { createDatabase, dropDatabases } from './support/databases.js';
+import { createDatabase } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
-import { createPostgresPorts, listenPostgresProxy, openClient } from './support/postgres-proxy-harness.js';
+import { createPostgresPorts, listenPostgresProxy, openClient, closeProxyParts } from './support/postgres-proxy-harness.js';
 
 /*
  * Issue 12: a statement whose decision the policy port has cached (also by its shape, as under
@@ -89,13 +89,7 @@ beforeAll(async () => {
   ({ server, port } = await listenPostgresProxy(adapter, ports));
 });
 
-afterAll(async () => {
-  for (const client of clients) await client.end().catch(() => {});
-  await adapter?.close();
-  await new Promise((resolve) => server?.close(resolve));
-  await dropDatabases([database]);
-  await issuer?.close();
-});
+afterAll(() => closeProxyParts({ clients, adapter, server, databases: [database], issuer }));
 
 describe('a statement whose decision is cached', () => {
   it('is decided from the cache under a new literal each time, masked and recorded as before', async () => {

@@ -21,9 +21,9 @@ import type { SluiceEventKind } from '@sluice/contracts';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { createPolicy } from '@sluice/policy-engine';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
-import { createDatabase, dropDatabases } from './support/databases.js';
+import { createDatabase } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
-import { createPostgresPorts, enginePolicyPort, listenPostgresProxy, openClient, waitFor as pollUntil } from './support/postgres-proxy-harness.js';
+import { createPostgresPorts, enginePolicyPort, listenPostgresProxy, openClient, waitFor as pollUntil, closeProxyParts } from './support/postgres-proxy-harness.js';
 
 /**
  * PostgreSQL fidelity: a driver must not notice Sluice except where a rule says no. Each behaviour
@@ -116,14 +116,7 @@ beforeAll(async () => {
   ({ server, port } = await listenPostgresProxy(adapter, ports));
 });
 
-afterAll(async () => {
-  for (const client of clients) await client.end().catch(() => {});
-  await adapter?.close();
-  await new Promise((resolve) => server?.close(resolve));
-  await direct?.end();
-  await dropDatabases([database]);
-  await issuer?.close();
-});
+afterAll(() => closeProxyParts({ clients, adapter, server, direct, databases: [database], issuer }));
 
 /** A hand-driven startup: raw parameters in, the backend's messages out. */
 const rawStartup = async (parameters: [string, string][], password?: string): Promise<{ messages: BackendMessage[]; socket: net.Socket; closed: () => boolean }> => {

@@ -9,9 +9,9 @@ import { compileMasking, COLUMN_REDACTED } from '@sluice/masking-engine';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { createPolicy } from '@sluice/policy-engine';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
-import { createDatabase, dropDatabases } from './support/databases.js';
+import { createDatabase } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
-import { createPostgresPorts, enginePolicyPort, listenPostgresProxy, openClient, sqlState } from './support/postgres-proxy-harness.js';
+import { createPostgresPorts, enginePolicyPort, listenPostgresProxy, openClient, sqlState, closeProxyParts } from './support/postgres-proxy-harness.js';
 
 /**
  * Issue #11: psql's meta-commands and the introspection queries of drivers, ORMs and database
@@ -118,14 +118,7 @@ beforeAll(async () => {
   ({ server, port } = await listenPostgresProxy(adapter, ports));
 });
 
-afterAll(async () => {
-  for (const client of clients) await client.end().catch(() => {});
-  await adapter?.close();
-  await new Promise((resolve) => server?.close(resolve));
-  await direct?.end();
-  await issuer?.close();
-  await dropDatabases([database]);
-});
+afterAll(() => closeProxyParts({ clients, adapter, server, direct, databases: [database], issuer }));
 
 describe("psql's meta-commands work for a read grant as they do direct", () => {
   // Their output depends on this database only (\l and \du below list the whole server).

@@ -8,9 +8,9 @@ import { compileMasking } from '@sluice/masking-engine';
 import { createPolicy } from '@sluice/policy-engine';
 import { loadSqlClassifier } from '@sluice/sql-classifier';
 import { createPostgresAdapter, type PostgresAdapter } from '../services/proxy/src/postgres/adapter.js';
-import { createDatabase, dropDatabases } from './support/databases.js';
+import { createDatabase } from './support/databases.js';
 import { startTestIssuer, type TestIssuer } from './support/oidc.js';
-import { createPostgresPorts, listenPostgresProxy, openClient } from './support/postgres-proxy-harness.js';
+import { createPostgresPorts, listenPostgresProxy, openClient, closeProxyParts } from './support/postgres-proxy-harness.js';
 
 /*
  * The agent's answer is written before its events are recorded: recording a command's outcome and
@@ -54,13 +54,7 @@ beforeAll(async () => {
   server.on('connection', (socket) => agentSockets.push(socket));
 });
 
-afterAll(async () => {
-  for (const client of clients) await client.end().catch(() => {});
-  await adapter?.close();
-  await new Promise((resolve) => server?.close(resolve));
-  await dropDatabases([database]);
-  await issuer?.close();
-});
+afterAll(() => closeProxyParts({ clients, adapter, server, databases: [database], issuer }));
 
 describe('the answer before its record', () => {
   it.each([

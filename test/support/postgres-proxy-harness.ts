@@ -83,6 +83,23 @@ export const listenPostgresProxy = async (adapter: Pick<ProtocolAdapter, 'handle
   return { server, port: (server.address() as AddressInfo).port };
 };
 
+/** What a spec that builds its own proxy tears down: clients first, then the proxy, then what it ran against. */
+export const closeProxyParts = async (parts: {
+  readonly clients?: readonly pg.Client[];
+  readonly adapter?: PostgresAdapter;
+  readonly server?: net.Server;
+  readonly direct?: pg.Client;
+  readonly databases?: readonly string[];
+  readonly issuer?: TestIssuer;
+}): Promise<void> => {
+  for (const client of parts.clients ?? []) await client.end().catch(() => {});
+  await parts.adapter?.close();
+  await new Promise((resolve) => (parts.server ? parts.server.close(resolve) : resolve(undefined)));
+  await parts.direct?.end();
+  await dropDatabases(parts.databases ?? []);
+  await parts.issuer?.close();
+};
+
 /** Connects a node-postgres client (errors after connect are ignored: tests read them from queries) and adds it to `clients`. */
 export const openClient = async (config: pg.ClientConfig, clients: pg.Client[]): Promise<pg.Client> => {
   const client = new pg.Client(config);
