@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeCommand } from '@sluice/codec-resp';
 import { compilePiiMasking, type RecordedEvent } from './support/engine-ports.js';
 import { showResp } from './support/raw-socket.js';
 import { redTeamKeyRules, startRedisFrontDoor, type RedisFrontDoor } from './support/redis-proxy-harness.js';
@@ -62,5 +63,31 @@ describe('red team s15: a Redis agent re-authenticating while tracking keys', ()
     expect(pushed.length).toBeGreaterThan(0);
     expect(pushed.map((event) => event.sessionId)).toEqual(pushed.map(() => sessions[0]!.sessionId));
     await door.direct.set(key('pub:1'), 'hello world');
+  });
+
+  // Probes of the leftovers' refusals in other framings (held): inline commands, a pipeline that
+  // sends MULTI, AUTH and EXEC in one write, DISCARD, RESET.
+  it('refuses an inline AUTH inside MULTI sent in one pipeline, then lets AUTH through after DISCARD', async () => {
+    const start = recorded.length;
+    const first = `inline-first-${randomUUID().slice(0, 8)}`;
+    const second = `inline-second-${randomUUID().slice(0, 8)}`;
+    const agent = await door.agent(await door.idp.mint({ sub: first, groups: ['support-agents'] }));
+    const token = await door.idp.mint({ sub: second, groups: ['support-agents'] });
+    agent.write(Buffer.concat([Buffer.from('MULTI\r\n'), encodeCommand(['GET', key('pub:1')]), Buffer.from(`AUTH ${token}\r\n`), Buffer.from(`HELLO 3 AUTH agent ${token}\r\n`), Buffer.from('EXEC\r\n')]));
+    expect(showResp(await agent.read())).toBe('OK');
+    expect(showResp(await agent.read())).toBe('QUEUED');
+    expect(showResp(await agent.read())).toMatch(/^ERR AUTH inside MULTI/);
+    expect(showResp(await agent.read())).toMatch(/^ERR HELLO inside MULTI/);
+    expect(showResp(await agent.read())).toMatch(/^EXECABORT/);
+    agent.write(Buffer.concat([Buffer.from('MULTI\r\n'), Buffer.from('DISCARD\r\n'), Buffer.from(`AUTH ${token}\r\n`), Buffer.from('RESET\r\n')]));
+    expect(showResp(await agent.read())).toBe('OK');
+    expect(showResp(await agent.read())).toBe('OK');
+    expect(showResp(await agent.read())).toBe('OK');
+    expect(showResp(await agent.read())).toMatch(/RESET is not allowed/);
+    agent.socket.destroy();
+    await waitUntil(() => recorded.slice(start).filter((event) => event.type === 'session.ended').length >= 2, 5_000, 'both sessions ended');
+    const events = recorded.slice(start);
+    expect(events.filter((event) => event.type === 'session.started').map(subOf)).toEqual([first, second]);
+    expect(JSON.stringify(events)).not.toContain(token);
   });
 });
