@@ -130,11 +130,16 @@ const piiMasker: ProfileMasker = {
 
 class TestMasking {
   down = false;
+  /** The profile's masker: another object stands for a new version of the masking profiles. */
+  pii: ProfileMasker = piiMasker;
+  /** Every text maskCommandText was asked to mask. */
+  readonly commandTexts: string[] = [];
   masker(profile: string | undefined): ProfileMasker | undefined {
     if (this.down) throw new DependencyUnavailableError(SluiceErrorCode.MaskingUnavailable, 'profiles are not current');
-    return profile === 'pii' ? piiMasker : undefined;
+    return profile === 'pii' ? this.pii : undefined;
   }
   maskCommandText(text: string): string {
+    this.commandTexts.push(text);
     return piiMasker.maskText(text, {});
   }
 }
@@ -274,6 +279,7 @@ beforeAll(async () => {
 beforeEach(() => {
   policy.down = false;
   masking.down = false;
+  masking.pii = piiMasker;
   audit.healthy = true;
 });
 
@@ -496,6 +502,22 @@ describe('PostgreSQL adapter: extended query protocol', () => {
     const first = await client.query({ name: 'by-id', text: 'select email from customers where id = $1', values: [1] });
     const second = await client.query({ name: 'by-id', text: 'select email from customers where id = $1', values: [2] });
     expect([first.rows, second.rows]).toEqual([[{ email: '***@example.com' }], [{ email: '***@example.org' }]]);
+  });
+
+  it('masks the recorded text of a statement Parsed again for every execution once per masker, and again under a new one', async () => {
+    const client = await connect();
+    const text = "select id from customers where email = 'ada@example.com' and id = $1";
+    const masked = "select id from customers where email = '***@example.com' and id = $1";
+    const before = audit.of('command.decided').length;
+    // node-postgres sends an unnamed query's Parse with every execution.
+    for (const id of [1, 2, 1]) await client.query(text, [id]);
+    expect(masking.commandTexts.filter((t) => t === text)).toHaveLength(1);
+    // A new version of the profiles (another masker): the text is masked again with it.
+    masking.pii = { ...piiMasker };
+    expect((await client.query(text, [1])).rows).toEqual([{ id: 1 }]);
+    expect(masking.commandTexts.filter((t) => t === text)).toHaveLength(2);
+    const recorded = audit.of('command.decided').slice(before).map((e) => e.data.command);
+    expect(recorded).toEqual([masked, masked, masked, masked]);
   });
 
   it('refuses a denied Parse with 42501 and runs nothing of its batch', async () => {

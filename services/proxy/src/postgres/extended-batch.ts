@@ -182,6 +182,13 @@ export class ExtendedBatch {
           // parameters. The Parse is on the record all the same.
           if (decision.effect === 'approve') this.decisions.recordDecided(this.session.ports.newId(), message.text, decision);
           const statement: Statement = { name: message.name, text: message.text, decision, masker: masking.masker, ...(unknownPath ? { unknownPath } : {}) };
+          // A driver that Parses the same text again for every execution (pgbench -M extended,
+          // node-postgres's unnamed statements): its recorded text is the one masked before, with
+          // the same masker (one compiled masking version and profile: the same masked text).
+          const previous = statements.get(message.name) ?? this.session.registry.statement(message.name);
+          if (previous?.recorded !== undefined && masking.masker !== undefined && previous.masker === masking.masker && previous.text === message.text) {
+            statement.recorded = previous.recorded;
+          }
           statements.set(message.name, statement);
           if (message.name === '') parsesUnnamed = true;
           forward.push(raw);
