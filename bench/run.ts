@@ -41,6 +41,11 @@ type Part = (typeof PARTS)[number];
  * and the profiles of the gaps (no TPC-B, no pgbench -c 1, no SET, no component benchmarks).
  */
 const TARGET_PARTS: readonly Part[] = ['latency', 'pgbench', 'redis', 'http', 'sessions', 'profile'];
+/**
+ * `--only audit`: the issue's keeps-up check alone — a 2 s warm-up through Sluice, then one
+ * pgbench -S -c N through Sluice for `--audit-seconds` (60) and its check; no rounds, no other path.
+ */
+const AUDIT_ONLY = 'audit';
 
 const { values } = parseArgs({
   options: {
@@ -74,7 +79,7 @@ if (values.help) {
   [--latency-iterations N] [--redis-clients N] [--redis-requests N] [--redis-pipelined-requests N] [--pipeline N]
   [--wrk-threads N] [--wrk-connections N] [--wrk-duration S] [--idle-sessions N] [--profile-seconds S] [--audit-seconds S]
   [--audit-niceness N]
-  [--only ${PARTS.join(',')} | --only targets] [--no-sluice]
+  [--only ${PARTS.join(',')} | --only targets | --only audit] [--no-sluice]
   [--deadline-minutes N] [--out FILE]\n`);
   process.exit(0);
 }
@@ -114,14 +119,16 @@ if (auditNiceness !== undefined && !(Number.isInteger(auditNiceness) && auditNic
 const requested = values.only.split(',').map((part) => part.trim()).filter(Boolean);
 /** Only what the targets' verdict reads: see TARGET_PARTS. */
 const targetsOnly = requested.includes('targets');
+/** Only the long keeps-up check (see AUDIT_ONLY). */
+const auditOnly = requested.length === 1 && requested[0] === AUDIT_ONLY;
 /** How long a measurement waits for the event store to finish storing an earlier load's events. */
 const AUDIT_DRAIN_GIVE_UP_MS = 120_000;
 /**
  * The issue's own audit check: pgbench -S -c N for this long through Sluice, after the rounds.
  * On with `--only targets` (60 s), off by default (the rounds' checks follow shorter runs).
  */
-const auditSeconds = values['audit-seconds'] === undefined ? (targetsOnly ? 60 : 0) : integer('audit-seconds');
-const parts = new Set((targetsOnly ? [...requested.filter((part) => part !== 'targets'), ...TARGET_PARTS] : requested) as Part[]);
+const auditSeconds = values['audit-seconds'] === undefined ? (targetsOnly || auditOnly ? 60 : 0) : integer('audit-seconds');
+const parts = new Set((auditOnly ? [] : targetsOnly ? [...requested.filter((part) => part !== 'targets'), ...TARGET_PARTS] : requested) as Part[]);
 for (const part of parts) {
   if (!PARTS.includes(part)) {
     process.stderr.write(`--only: unknown part ${part}; expected some of ${PARTS.join(',')}\n`);
@@ -500,7 +507,7 @@ const main = async (): Promise<void> => {
   if (parts.has('http')) sluiceResources.push('http');
   const stack = await buildStack(
     {
-      scale: parts.has('pgbench') ? settings.scale : 0,
+      scale: parts.has('pgbench') || auditOnly ? settings.scale : 0,
       pgbouncer: parts.has('pgbench') || parts.has('latency'),
       nodePipe: parts.has('pgbench') || parts.has('latency'),
       http: parts.has('http'),
@@ -537,7 +544,12 @@ const main = async (): Promise<void> => {
     if (parts.has('http')) await runHttpRound(stack, round, httpWorks);
     if (round < settings.rounds) writeReport(machine, false);
   }
-  if (parts.has('pgbench') && auditSeconds > 0) await runLongAuditCheck(stack);
+  if (auditOnly && stack.sluice?.ports.postgres !== undefined && !aborting) {
+    log('warm-up: 2 s of pgbench -S through Sluice (not recorded)');
+    const warm = await runPgbench({ port: stack.sluice.ports.postgres, database: stack.database, script: 'select-only', clients: settings.clients, threads: settings.threads, seconds: 2, user: 'bench-reader', password: stack.readerToken });
+    if (warm.error) log(`warm-up through Sluice failed: ${warm.error.split('\n')[0]}`);
+  }
+  if ((parts.has('pgbench') || auditOnly) && auditSeconds > 0) await runLongAuditCheck(stack);
   if (parts.has('profile') && !aborting) await runProfiles(stack);
   if (parts.has('components')) await runComponents();
   // An aborted run keeps the report of its last complete round rather than a truncated one.

@@ -74,4 +74,46 @@ describe('event store COPY text on PostgreSQL', () => {
     const rows = await storedRows(db, 'odd');
     expect(rows.map((row) => [row.session_seq, row.prev_hash])).toEqual([[5, '0'.repeat(64)], [6, odd], [7, rows[1]!.hash]]);
   });
+  it('keeps each chain whole when two stores append to the same sessions by turns (a head one of them knew moved on)', async () => {
+    // Each store remembers the heads it committed and writes its next batch on them in one round
+    // trip; the other store's batches in between moved those heads, so its guess is refused by the
+    // (session_id, session_seq) index and the batch must be written again on the heads read.
+    const other = await openEventStore({ url: DB_URL });
+    try {
+      const sessions = ['turns-a', 'turns-b'];
+      let expected = 0;
+      for (let turn = 0; turn < 6; turn++) {
+        const writer = turn % 2 === 0 ? store : other;
+        const events = Array.from({ length: 6 }, (_, index) => executed(sessions[index % 2]!, `SELECT ${turn}`));
+        expect(await writer.append(await writer.prepare(events, () => 'proxy'))).toEqual({ stored: 6, duplicates: 0 });
+        expected += 3;
+        for (const session of sessions) {
+          const rows = await storedRows(db, session);
+          expect(rows.map((row) => row.session_seq)).toEqual(Array.from({ length: expected }, (_, index) => index + 1));
+          expect(rows.slice(1).map((row) => row.prev_hash)).toEqual(rows.slice(0, -1).map((row) => row.hash));
+        }
+      }
+      for (const session of sessions) expect(await store.verify({ sessionId: session })).toMatchObject({ ok: true, events: 18 });
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('stores a batch redelivered after its heads were remembered once, the new events behind it chained on', async () => {
+    // A store of its own: one that saw a head move reads the heads for a while rather than guess.
+    const fresh = await openEventStore({ url: DB_URL });
+    try {
+      const first = [executed('again', 'SELECT 1'), executed('again', 'SELECT 2')];
+      expect(await fresh.append(await fresh.prepare(first, () => 'proxy'))).toEqual({ stored: 2, duplicates: 0 });
+      expect(await fresh.append(await fresh.prepare(first, () => 'proxy'))).toEqual({ stored: 0, duplicates: 2 });
+      const later = [...first, executed('again', 'SELECT 3')];
+      expect(await fresh.append(await fresh.prepare(later, () => 'proxy'))).toEqual({ stored: 1, duplicates: 2 });
+      expect(await fresh.append(await fresh.prepare([executed('again', 'SELECT 4')], () => 'proxy'))).toEqual({ stored: 1, duplicates: 0 });
+      const rows = await storedRows(db, 'again');
+      expect(rows.map((row) => [row.session_seq, row.command])).toEqual([[1, 'SELECT 1'], [2, 'SELECT 2'], [3, 'SELECT 3'], [4, 'SELECT 4']]);
+      expect(await fresh.verify({ sessionId: 'again' })).toMatchObject({ ok: true, events: 4 });
+    } finally {
+      await fresh.close();
+    }
+  });
 });

@@ -51,6 +51,10 @@ class CopyIn {
   }
   handleCopyInResponse(): void {}
   handleCommandComplete(): void {}
+  // Statements before the COPY in the same Query (BEGIN, the locks) may answer with rows: unread.
+  handleRowDescription(): void {}
+  handleDataRow(): void {}
+  handleEmptyQuery(): void {}
   handleError(error: Error): void {
     // The server follows an ErrorResponse with ReadyForQuery, but a dead connection does not.
     this.error ??= error;

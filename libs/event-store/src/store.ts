@@ -8,7 +8,7 @@ import { migrationProvider, WRITER_ROLE } from './migrations.js';
 import { BatchBytes } from './batch-bytes.js';
 import { copyIn } from './copy-in.js';
 import { refusalReason, refusesData } from './data-refusal.js';
-import { appendCopyRow, chain, CHAIN_FIELDS_BYTES, copyDataChunks, COPY_STATEMENT, eventInsert, insertHash, insertRow, type CopyRow, type InsertRow, type StoredOfBatch } from './batch-rows.js';
+import { appendCopyRow, chain, CHAIN_FIELDS_BYTES, copyDataChunks, COPY_STATEMENT, eventInsert, insertHash, insertRow, type ChainLink, type CopyRow, type InsertRow, type StoredOfBatch } from './batch-rows.js';
 
 /** Minimal logger shape (pino fits). */
 export interface StoreLogger {
@@ -306,11 +306,27 @@ const EVENT_ID_CONSTRAINT = 'events_id_key';
 const isStoredAlready = (error: unknown): boolean =>
   (error as { code?: unknown }).code === '23505' && (error as { constraint?: unknown }).constraint === EVENT_ID_CONSTRAINT;
 
+/** The unique constraint on sluice.events (session_id, session_seq): one event per place in a chain. */
+const CHAIN_PLACE_CONSTRAINT = 'events_session_id_session_seq_key';
+
+/** The COPY refused a row because its place in its chain is taken: the chain head moved on. */
+const isHeadMoved = (error: unknown): boolean =>
+  (error as { code?: unknown }).code === '23505' && (error as { constraint?: unknown }).constraint === CHAIN_PLACE_CONSTRAINT;
+
+/** Chain heads a store remembers (the sessions it wrote last); a batch with another session reads its heads. */
+const MAX_KNOWN_HEADS = 10_000;
+/** Batches that read their heads after a guessed head turned out moved (another appender at work). */
+const READ_HEADS_AFTER_MOVE = 100;
+
 class KyselyEventStore implements EventStore {
   readonly backend: 'postgres' | 'pglite';
   private readonly queue: SerialQueue | undefined;
   private useWriterRole = false;
   private readonly pool: pg.Pool | undefined;
+  /** Each session's chain head as this store last committed it (see knownHeads). */
+  private readonly heads = new Map<string, { hash: string; sessionSeq: number }>();
+  /** Batches still to read their heads before known heads are used again. */
+  private readHeadsFor = 0;
 
   constructor(
     private readonly db: Kysely<SluiceDatabase>,
@@ -437,6 +453,19 @@ class KyselyEventStore implements EventStore {
    * stored ids looked up and skipped.
    */
   private async appendWithCopy(pool: pg.Pool, batch: CopyBatch): Promise<AppendResult> {
+    const known = this.knownHeads(batch);
+    if (known !== undefined) {
+      try {
+        return await this.copyBatch(pool, batch, false, known);
+      } catch (error) {
+        if (isStoredAlready(error)) return this.copyBatch(pool, batch, true);
+        if (!isHeadMoved(error)) throw error;
+        // Another appender moved a chain on (or a commit whose outcome was lost went through):
+        // the heads are read again, and this store reads them for a while before guessing again.
+        this.heads.clear();
+        this.readHeadsFor = READ_HEADS_AFTER_MOVE;
+      }
+    }
     try {
       return await this.copyBatch(pool, batch, false);
     } catch (error) {
@@ -446,10 +475,48 @@ class KyselyEventStore implements EventStore {
   }
 
   /**
+   * The chain head of each session of the batch as this store last committed it, when it knows
+   * every one (else undefined: the heads are read in the transaction). A head it knows is right
+   * unless another appender (or a commit whose answer was lost) added to the chain since: then
+   * the batch's first (session_id, session_seq) is taken already, the unique index refuses the
+   * COPY (isHeadMoved) and the batch is written again with the heads read.
+   */
+  private knownHeads(batch: CopyBatch): StoredOfBatch[] | undefined {
+    if (this.readHeadsFor > 0) {
+      this.readHeadsFor -= 1;
+      return undefined;
+    }
+    const known: StoredOfBatch[] = [];
+    const seen = new Set<string>();
+    for (const { sessionId } of batch.rows) {
+      if (seen.has(sessionId)) continue;
+      seen.add(sessionId);
+      const head = this.heads.get(sessionId);
+      if (head === undefined) return undefined;
+      known.push({ id: null, session_id: sessionId, hash: head.hash, session_seq: head.sessionSeq });
+    }
+    return known;
+  }
+
+  /** Remembers the heads a committed batch left (the last link of each session). */
+  private rememberHeads(links: readonly ChainLink<CopyRow>[]): void {
+    for (const link of links) {
+      const sessionId = link.prepared.sessionId;
+      // Deleted first so the Map's order is that of use: the least recently written go first.
+      this.heads.delete(sessionId);
+      this.heads.set(sessionId, { hash: link.hash, sessionSeq: link.sessionSeq });
+    }
+    for (const sessionId of this.heads.keys()) {
+      if (this.heads.size <= MAX_KNOWN_HEADS) break;
+      this.heads.delete(sessionId);
+    }
+  }
+
+  /**
    * One attempt in its own transaction. Simple Query messages take several statements but no
    * parameters, so the batch's ids and sessions travel as one escaped JSON literal each.
    */
-  private async copyBatch(pool: pg.Pool, batch: CopyBatch, lookUpIds: boolean): Promise<AppendResult> {
+  private async copyBatch(pool: pg.Pool, batch: CopyBatch, lookUpIds: boolean, knownHeads?: readonly StoredOfBatch[]): Promise<AppendResult> {
     const client = await pool.connect();
     let broken: Error | undefined;
     // A connection the server ends (pg_terminate_backend, a restart) also emits 'error' on its
@@ -466,13 +533,24 @@ class KyselyEventStore implements EventStore {
         `ARRAY(SELECT json_array_elements_text(${client.escapeLiteral(JSON.stringify(values))}::json))`;
       const sessionsArray = textArray(sessions);
       open = true;
+      const lock = lockStatement(this.useWriterRole ? WRITER_ROLE : undefined, sessions.length, sessionsArray);
+      const { rows, bytes, copyText } = batch;
+      const hashOf = (prevHash: string, row: CopyRow): string => bytes.chainHash(prevHash, row.at, row.split);
+      if (knownHeads !== undefined) {
+        // One round trip: the heads are known, so the locks, the COPY and the commit go in one
+        // Query message (the server skips what follows a statement that fails).
+        const links = chain(rows, hashOf, knownHeads);
+        await copyIn(client, `BEGIN; ${lock}; ${COPY_STATEMENT}; COMMIT`, copyDataChunks(copyText, links));
+        open = false;
+        this.rememberHeads(links);
+        return { stored: links.length, duplicates: batch.received - links.length };
+      }
       // Each statement of a Query message gets its own snapshot, so the lookup sees every chain
       // head committed before the locks were granted.
       const results = (await client.query(
-        `BEGIN; ${lockStatement(this.useWriterRole ? WRITER_ROLE : undefined, sessions.length, sessionsArray)}; ${lookUpIds ? lookupStatement(textArray(ids), sessionsArray) : headsStatement(sessionsArray)}`,
+        `BEGIN; ${lock}; ${lookUpIds ? lookupStatement(textArray(ids), sessionsArray) : headsStatement(sessionsArray)}`,
       )) as unknown as pg.QueryResult[];
-      const { rows, bytes, copyText } = batch;
-      const links = chain(rows, (prevHash, row) => bytes.chainHash(prevHash, row.at, row.split), results[2]!.rows as StoredOfBatch[]);
+      const links = chain(rows, hashOf, results[2]!.rows as StoredOfBatch[]);
       if (links.length === 0) {
         await client.query('ROLLBACK');
         open = false;
@@ -480,6 +558,7 @@ class KyselyEventStore implements EventStore {
       }
       await copyIn(client, `${COPY_STATEMENT}; COMMIT`, copyDataChunks(copyText, links));
       open = false;
+      this.rememberHeads(links);
       return { stored: links.length, duplicates: batch.received - links.length };
     } catch (error) {
       // The server refused something (an SQLSTATE) and the rollback went through: the connection

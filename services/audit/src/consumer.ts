@@ -202,6 +202,8 @@ export class DurableConsumer<T = CloudEvent[]> {
   private lastError: string | undefined;
   private pending = 0;
   private infoTimer: NodeJS.Timeout | undefined;
+  /** The confirmation of the last batch's ack, awaited before the next batch's acks and at stop. */
+  private acking: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly nc: NatsConnection,
@@ -483,15 +485,21 @@ export class DurableConsumer<T = CloudEvent[]> {
         while (this.handledSeqs.size > 100_000) this.handledSeqs.delete(this.handledSeqs.values().next().value!);
         this.handledEvents += events.length - (rejected.length - taken.rejected.length);
         this.refusedEvents += rejected.length;
-        try {
-          // Acks go out in order on one connection: once the last is confirmed, all are.
-          await last.ackAck();
-        } catch (error) {
-          // Redelivered later; the handler's side effect is idempotent (store) or deduplicated by seq.
-          this.settings.logger.warn({ err: error, consumer: this.settings.durable }, 'ack not confirmed');
-        }
+        // One confirmation in flight at most: the previous batch's (long answered by now).
+        await this.acking;
+        // Acks go out in order on one connection: once the last is confirmed, all are. The next
+        // batch does not wait for the confirmation (a round trip to the server): an ack that is
+        // lost is a redelivery, dropped here by seq or stored once by an idempotent handler.
+        this.acking = last.ackAck().then(
+          () => undefined,
+          (error: unknown) => {
+            // Redelivered later; the handler's side effect is idempotent (store) or deduplicated by seq.
+            this.settings.logger.warn({ err: error, consumer: this.settings.durable }, 'ack not confirmed');
+          },
+        );
       }
     } finally {
+      await this.acking;
       // A batch taken ahead and never handled goes back at once, in order.
       const ahead = await next?.catch(() => undefined);
       if (ahead) this.release(ahead.messages);

@@ -49,7 +49,19 @@ export class BackendDispatch {
     this.handleUpstreamFrames(frames);
   };
 
+  /**
+   * Relays the target's frames to the agent. The agent's answer is written before its events are
+   * recorded (they only queue for the bus); the agent's share of the queue is judged after them.
+   */
   handleUpstreamFrames(frames: readonly Frame[]): void {
+    this.session.relayingAudit.relaying(
+      () => this.#relayFrames(frames),
+      () => this.session.close('proxy_error', { code: SqlState.SystemError, message: 'internal proxy error' }),
+    );
+    if (!this.session.closed && !this.#upstreamBacklog) this.session.pauseWhileBacklogged(true);
+  }
+
+  #relayFrames(frames: readonly Frame[]): void {
     if (this.#upstreamBacklog) {
       for (const frame of frames) this.#upstreamBacklog.push(frame);
       return;
@@ -84,7 +96,6 @@ export class BackendDispatch {
         if (!this.session.targetHeldForAudit && !this.session.upstreamHeldForCatalog) upstream.resume();
       });
     }
-    this.session.pauseWhileBacklogged(true);
   }
 
   /**

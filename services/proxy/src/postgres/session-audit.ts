@@ -1,9 +1,61 @@
-import type { SluiceEventDataByKind, Subject, SubjectRef } from '@sluice/contracts';
-import type { AuditPort } from '../ports.js';
+import type { SluiceEventDataByKind, SluiceEventKind, Subject, SubjectRef } from '@sluice/contracts';
+import type { AuditPort, BacklogHold } from '../ports.js';
 import { millisecondsSince } from '../recording.js';
 import type { Command } from './expectations.js';
 
 const subjectRef = (subject: Subject): SubjectRef => ({ sub: subject.sub, groups: [...subject.groups], issuer: subject.issuer });
+
+/**
+ * A session's audit port (its own records and its governor's), which can keep what is recorded
+ * while the target's answers are relayed for after they are written to the agent: the agent's
+ * answer does not wait for its events to be written. Nothing waits on those events either way
+ * (they are published in batches later; a resource with `audit.wait: ack` waits before a command
+ * goes to the target), and they are recorded in the order they were made, before anything else
+ * of the session can be (relaying is synchronous).
+ */
+export class RelayingAudit implements AuditPort {
+  #afterWrite: (() => void)[] | undefined;
+  readonly backlogged: AuditPort['backlogged'];
+  readonly coming: AuditPort['coming'];
+
+  constructor(private readonly audit: AuditPort) {
+    this.backlogged = audit.backlogged && ((sessionId: string, resume: (outage: boolean) => void, hold?: BacklogHold) => audit.backlogged!(sessionId, resume, hold));
+    this.coming = audit.coming && ((sessionId: string, events: number) => audit.coming!(sessionId, events));
+  }
+
+  /**
+   * Runs `relay` (answers handled and written to the agent), then records what it recorded;
+   * `failed` is told if recording throws, as it would have been inside the relay.
+   */
+  relaying(relay: () => void, failed: (error: unknown) => void): void {
+    if (this.#afterWrite) return relay();
+    const records: (() => void)[] = [];
+    this.#afterWrite = records;
+    try {
+      relay();
+    } finally {
+      this.#afterWrite = undefined;
+      try {
+        for (const record of records) record();
+      } catch (error) {
+        failed(error);
+      }
+    }
+  }
+
+  record<K extends SluiceEventKind>(sessionId: string, kind: K, data: SluiceEventDataByKind[K]): void {
+    if (this.#afterWrite) this.#afterWrite.push(() => this.audit.record(sessionId, kind, data));
+    else this.audit.record(sessionId, kind, data);
+  }
+
+  get healthy(): boolean {
+    return this.audit.healthy;
+  }
+
+  acknowledged(sessionId: string): Promise<void> {
+    return this.audit.acknowledged ? this.audit.acknowledged(sessionId) : Promise.reject(new Error('the audit port confirms no acknowledgements'));
+  }
+}
 
 /**
  * The records a PostgreSQL session writes of itself: its start, its refusal or end, each

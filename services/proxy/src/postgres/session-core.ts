@@ -13,7 +13,7 @@ import { Outbox } from './outbox.js';
 import { refusalMessage, TARGET_REFUSAL } from './refusals.js';
 import { ResultRelay } from './result-relay.js';
 import type { SessionContext } from './session.js';
-import { SessionAudit } from './session-audit.js';
+import { RelayingAudit, SessionAudit } from './session-audit.js';
 import { SessionProfiles } from './session-profiles.js';
 import { SqlState } from './sqlstate.js';
 import { FLUSH, schemasOf, SEARCH_PATH_QUERY, SessionEffectsCache, SYNC } from './session-state.js';
@@ -46,6 +46,8 @@ export class SessionCore {
   client: ClientSocket;
   readonly ctx: SessionContext;
   readonly ports: GovernancePorts;
+  /** The session's audit port (in `ports`): its records of the target's answers wait for their write to the agent. */
+  readonly relayingAudit: RelayingAudit;
   readonly resource: PostgresResourceConfig;
   readonly audit: SessionAudit;
   subject: Subject | undefined;
@@ -139,10 +141,11 @@ export class SessionCore {
   ) {
     this.client = client;
     this.ctx = ctx;
-    this.ports = ctx.ports;
+    this.relayingAudit = new RelayingAudit(ctx.ports.audit);
+    this.ports = { ...ctx.ports, audit: this.relayingAudit };
     this.resource = ctx.resource;
     this.id = ctx.ports.newId();
-    this.audit = new SessionAudit(ctx.ports.audit, this.id, ctx.resource.name, `${client.remoteAddress ?? 'unknown'}:${client.remotePort ?? 0}`);
+    this.audit = new SessionAudit(this.relayingAudit, this.id, ctx.resource.name, `${client.remoteAddress ?? 'unknown'}:${client.remotePort ?? 0}`);
     this.results = new ResultRelay(ctx.ports.recording, ctx.catalog, this.registry, this.profiles, this.audit);
   }
 
