@@ -111,6 +111,47 @@ describe('red team s15: two event stores appending the same sessions', () => {
     await checkChains(sessions, new Set([...ids, ...more.flat().map((event) => event.id)]));
   });
 
+  it('keeps every chain whole when a store writes on the heads it remembers for long runs, another store moves them between runs, and connections are terminated meanwhile', async () => {
+    // Fresh stores: a store that saw a head move reads the heads for its next 100 batches, so
+    // each run here is longer than that and most of its batches go on remembered heads.
+    const fresh = [await openEventStore({ url: DB_URL }), await openEventStore({ url: DB_URL })];
+    try {
+      const sessions = ['rt-long-a', 'rt-long-b'];
+      const next = random(7);
+      const ids = new Set<string>();
+      let kills = 0;
+      for (let round = 0; round < 3; round++) {
+        for (const [index, store] of fresh.entries()) {
+          const runs = index === 0 ? 130 : 4;
+          let done = false;
+          const killer = (async () => {
+            while (!done) {
+              await new Promise((resolve) => setTimeout(resolve, 40));
+              const killed = await db.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND state = $2', [DATABASE, 'idle']);
+              kills += killed.rowCount ?? 0;
+            }
+          })();
+          try {
+            for (let b = 0; b < runs; b++) {
+              const events = Array.from({ length: 1 + Math.floor(next() * 3) }, (_, i) => executed(sessions[Math.floor(next() * sessions.length)]!, `SELECT r${round} s${index} b${b} ${i}`));
+              for (const event of events) ids.add(event.id);
+              await appendUntilStored(store, events);
+              // Now and then the same batch again (a redelivery), on the heads just remembered.
+              if (b % 17 === 5) await appendUntilStored(store, events);
+            }
+          } finally {
+            done = true;
+            await killer;
+          }
+        }
+      }
+      expect(kills).toBeGreaterThan(0);
+      await checkChains(sessions, ids);
+    } finally {
+      for (const store of fresh) await store.close();
+    }
+  });
+
   it('stores every event once, chains whole, when the stores\' connections are terminated mid-run', async () => {
     const sessions = ['rt-kill-a', 'rt-kill-b'];
     const next = random(42);
