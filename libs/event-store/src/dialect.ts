@@ -73,6 +73,11 @@ export const postgresBackend = async (url: string, maxConnections = 4): Promise<
   const pool = new pg.Pool({ connectionString: url, max: maxConnections, types: pgTypes });
   // An idle client that loses its server must not crash the process.
   pool.on('error', () => undefined);
+  // Nor one handed out: pg-pool drops its idle listener as it hands a client out, and a FATAL
+  // read in the same chunk as a new connection's ReadyForQuery (pg_terminate_backend, a server
+  // shutting down) is emitted before the caller's await resumes, with no query to fail. Its
+  // next query fails instead, and the pool drops it on release (it is no longer queryable).
+  pool.on('connect', (client) => client.on('error', () => undefined));
   return { dialect: new PostgresDialect({ pool }), kind: 'postgres', location: redact(url), pool };
 };
 

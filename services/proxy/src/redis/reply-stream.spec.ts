@@ -38,6 +38,24 @@ describe('ReplyStream.identityLocked: when a re-authentication cannot end the se
     expect(stream.identityLocked('AUTH')).toBeUndefined();
   });
 
+  it('is locked from CLIENT TRACKING ON until a plain CLIENT TRACKING OFF outside MULTI', () => {
+    const stream = new ReplyStream();
+    stream.dispatch('CLIENT', args('CLIENT', 'tracking', 'on', 'BCAST'), undefined, 3);
+    expect(stream.identityLocked('AUTH')).toMatch(/CLIENT TRACKING is on/);
+    // An OFF with options may be refused by Redis, leaving tracking on; one queued may be discarded.
+    stream.dispatch('CLIENT', args('CLIENT', 'TRACKING', 'OFF', 'REDIRECT', '12'), undefined, 3);
+    expect(stream.identityLocked('AUTH')).toMatch(/CLIENT TRACKING is on/);
+    stream.dispatch('MULTI', args('MULTI'), undefined, 3);
+    expect(stream.dispatch('CLIENT', args('CLIENT', 'TRACKING', 'OFF'), undefined, 3).queued).toBe(true);
+    stream.dispatch('DISCARD', args('DISCARD'), undefined, 3);
+    expect(stream.identityLocked('HELLO')).toMatch(/CLIENT TRACKING is on/);
+    stream.dispatch('CLIENT', args('CLIENT', 'TRACKING', 'off'), undefined, 3);
+    expect(stream.identityLocked('AUTH')).toBeUndefined();
+    // Other CLIENT subcommands change nothing.
+    stream.dispatch('CLIENT', args('CLIENT', 'SETNAME', 'x'), undefined, 3);
+    expect(stream.identityLocked('AUTH')).toBeUndefined();
+  });
+
   it('is locked after MONITOR', () => {
     const stream = new ReplyStream();
     stream.dispatch('MONITOR', args('MONITOR'), undefined, 2);

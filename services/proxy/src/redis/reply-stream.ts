@@ -43,6 +43,13 @@ export class ReplyStream {
   /** RESP3 subscribes sent and not yet answered (all their confirmations, or an error). */
   private pendingSubscribes = 0;
   private inTransaction = false;
+  /**
+   * CLIENT TRACKING may be on: Redis pushes an invalidation whenever a key this connection read
+   * (or, BCAST, any key under its prefixes) changes, however long after. Set when an ON is sent,
+   * cleared only by a plain `CLIENT TRACKING OFF` outside MULTI (which cannot fail): an ON Redis
+   * refused keeps it set, the safe side.
+   */
+  private tracking = false;
   private transactionDirty = false;
   private transactionQueue: QueuedCommand[] = [];
 
@@ -114,6 +121,13 @@ export class ReplyStream {
       case 'DISCARD':
         this.inTransaction = false;
         return plain;
+      case 'CLIENT': {
+        if (word(args[1]) !== 'TRACKING') return this.#queueOrPlain(name, args, maskProfile, plain);
+        const state = word(args[2]);
+        if (state === 'ON') this.tracking = true;
+        else if (state === 'OFF' && args.length === 3 && !this.inTransaction) this.tracking = false;
+        return this.#queueOrPlain(name, args, maskProfile, plain);
+      }
       case 'MONITOR':
         this.mode = 'monitor';
         this.profile = maskProfile;
@@ -130,15 +144,20 @@ export class ReplyStream {
           if (protocol === 2 && !UNSUBSCRIBE_COMMANDS.has(name)) this.mode = 'pubsub';
           return { ...plain, expectsReply: false };
         }
-        // In RESP2 subscriber mode replies are part of the stream too.
-        if (this.mode !== 'replies') return { ...plain, expectsReply: false };
-        // WATCH is refused inside MULTI without queueing; everything else (UNWATCH too) is queued.
-        if (this.inTransaction && name !== 'WATCH') {
-          this.transactionQueue.push({ name, args, maskProfile });
-          return { ...plain, queued: true };
-        }
-        return plain;
+        return this.#queueOrPlain(name, args, maskProfile, plain);
     }
+  }
+
+  /** A command with a plain reply: part of the stream in RESP2 subscriber mode, queued inside MULTI. */
+  #queueOrPlain(name: string, args: readonly Buffer[], maskProfile: string | undefined, plain: Dispatch): Dispatch {
+    // In RESP2 subscriber mode replies are part of the stream too.
+    if (this.mode !== 'replies') return { ...plain, expectsReply: false };
+    // WATCH is refused inside MULTI without queueing; everything else (UNWATCH too) is queued.
+    if (this.inTransaction && name !== 'WATCH') {
+      this.transactionQueue.push({ name, args, maskProfile });
+      return { ...plain, queued: true };
+    }
+    return plain;
   }
 
   /**
@@ -170,6 +189,7 @@ export class ReplyStream {
     if (this.inTransaction) return `ERR ${name} inside MULTI is refused through Sluice: a re-authentication cannot be queued in a transaction; EXEC or DISCARD first`;
     if (this.mode === 'monitor') return `ERR ${name} after MONITOR is refused through Sluice`;
     if (this.mode === 'pubsub' || this.maySubscribe()) return `ERR ${name} while subscribed is refused through Sluice: the messages to come belong to this session; unsubscribe first`;
+    if (this.tracking) return `ERR ${name} while CLIENT TRACKING is on is refused through Sluice: the invalidations to come belong to this session; CLIENT TRACKING OFF first`;
     return undefined;
   }
 
@@ -191,3 +211,6 @@ export const confirmationOf = (value: RespValue): { readonly kind: string; reado
   const name = kind.value.toString('latin1').toLowerCase();
   return /^(p|s)?(un)?subscribe$/.test(name) ? { kind: name, count: Number(count.value) } : undefined;
 };
+
+/** A command word (subcommand, option) in upper case; '' when absent. */
+const word = (arg: Buffer | undefined): string => arg?.toString('latin1').toUpperCase() ?? '';
