@@ -1,27 +1,10 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildEvent, type CloudEvent } from '@sluice/contracts';
 import { openEventStore, type EventStore } from '@sluice/event-store';
+import { executedEvents, storeDatabase } from './support/store-events.js';
 
-const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
-const DATABASE = `sluice_store_copy_it_${RUN}`;
-const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
-const DB_URL = `postgres://postgres@127.0.0.1:5432/${DATABASE}`;
-
-let counter = 0;
-const executed = (session: string, text: string): CloudEvent => {
-  counter += 1;
-  return buildEvent('command.executed', {
-    id: `${RUN}-${counter}`,
-    source: 'proxy',
-    subject: session,
-    time: new Date(),
-    data: {
-      action: 'read', command: text, commandId: `c${counter}`, decision: 'allow', durationMs: 0.4, ok: true, outcome: 'SELECT 1',
-      protocol: 'postgres', reason: text, resource: text, result: { bytes: 1, columns: ['a'], maskedCounts: {}, rowCount: 1, rows: [[text]], truncated: false }, risk: 'low', rule: 'readers',
-    },
-  });
-};
+const { run: RUN, database: DATABASE, adminUrl: ADMIN_URL, url: DB_URL } = storeDatabase('sluice_store_copy_it');
+const executed = executedEvents(RUN);
 
 /** The COPY rows as PostgreSQL stored them. */
 const storedRows = async (db: pg.Client, session: string) =>

@@ -1,7 +1,8 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildEvent, type CloudEvent } from '@sluice/contracts';
+import type { CloudEvent } from '@sluice/contracts';
 import { openEventStore, type EventStore } from '@sluice/event-store';
+import { executedEvents, storeDatabase } from './support/store-events.js';
 
 /*
  * Red team of the event store's one-round-trip append (a batch whose sessions' heads this store
@@ -11,25 +12,8 @@ import { openEventStore, type EventStore } from '@sluice/event-store';
  * every chain whole (session_seq 1..n, each prev_hash the hash before it) and verifiable.
  */
 
-const RUN = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
-const DATABASE = `sluice_rt15_audit_${RUN}`;
-const ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
-const DB_URL = `postgres://postgres@127.0.0.1:5432/${DATABASE}`;
-
-let counter = 0;
-const executed = (session: string, text: string): CloudEvent => {
-  counter += 1;
-  return buildEvent('command.executed', {
-    id: `${RUN}-${counter}`,
-    source: 'proxy',
-    subject: session,
-    time: new Date(),
-    data: {
-      action: 'read', command: text, commandId: `c${counter}`, decision: 'allow', durationMs: 0.4, ok: true, outcome: 'SELECT 1',
-      protocol: 'postgres', reason: text, resource: 'db', result: { bytes: 1, columns: ['a'], maskedCounts: {}, rowCount: 1, rows: [[text]], truncated: false }, risk: 'low', rule: 'readers',
-    },
-  });
-};
+const { run: RUN, database: DATABASE, adminUrl: ADMIN_URL, url: DB_URL } = storeDatabase('sluice_rt15_audit');
+const executed = executedEvents(RUN, 'db');
 
 /** A deterministic pseudo-random sequence, so a failure can be replayed. */
 const random = (seed: number): (() => number) => {
