@@ -127,7 +127,7 @@ const isBareConstantTarget = (value: unknown): boolean => {
   return true;
 };
 
-/** Arithmetic whose constant operand is only a number combined with a value: `abalance + 17`. */
+/** Arithmetic, whose constant operand is only a value combined with another: `abalance + 17`. */
 const ARITHMETIC: ReadonlySet<string> = new Set(['+', '-', '*', '/']);
 
 /** A constant as a whole value (`7`, `'x'`, `NULL`): no cast (`'t'::regclass` reads a name, a user's type runs its input function). */
@@ -165,12 +165,7 @@ const isPlainTable = (relation: unknown): boolean => {
 /** A SET list entry: a column (no subscript or field: a constant there is a position) given a written value. */
 const isInertAssignment = (value: unknown): boolean => {
   const target = unwrap(value);
-  if (target?.[0] !== 'ResTarget') return false;
-  for (const key in target[1]) {
-    const part = target[1][key];
-    if (key === 'val' ? !isWrittenValue(part) : !constantFree(part)) return false;
-  }
-  return true;
+  return target?.[0] === 'ResTarget' && partsAreInert(target[1], { val: isWrittenValue });
 };
 
 /** One VALUES row, each of its values a written one. */
@@ -182,14 +177,7 @@ const isInertRow = (row: unknown): boolean => {
 /** An INSERT's VALUES rows (and nothing else of a SELECT), each value a written one. */
 const isInertValues = (value: unknown): boolean => {
   const wrapped = unwrap(value);
-  if (wrapped?.[0] !== 'SelectStmt' || wrapped[1].valuesLists === undefined) return false;
-  for (const key in wrapped[1]) {
-    const part = wrapped[1][key];
-    if (key === 'valuesLists') {
-      if (!list(part).every(isInertRow)) return false;
-    } else if (!constantFree(part)) return false;
-  }
-  return true;
+  return wrapped?.[0] === 'SelectStmt' && wrapped[1].valuesLists !== undefined && partsAreInert(wrapped[1], { valuesLists: (rows) => list(rows).every(isInertRow) });
 };
 
 /** Each part of a statement: `inert` decides the parts it names, the rest must hold no constant. */
@@ -202,10 +190,13 @@ const partsAreInert = (statement: Node, inert: Readonly<Record<string, (part: un
   return true;
 };
 
+/** A LIMIT or OFFSET: a count, constant or not. */
+const isInertCount = (part: unknown): boolean => constantFree(part) || isInertOperand(part);
+
 const INERT_SELECT = {
   whereClause: inertCondition,
-  limitCount: (part: unknown) => constantFree(part) || isInertOperand(part),
-  limitOffset: (part: unknown) => constantFree(part) || isInertOperand(part),
+  limitCount: isInertCount,
+  limitOffset: isInertCount,
   targetList: (part: unknown) => list(part).every(isBareConstantTarget),
 };
 const INERT_INSERT = { relation: isPlainTable, selectStmt: isInertValues };

@@ -15,10 +15,12 @@ const subjectRef = (subject: Subject): SubjectRef => ({ sub: subject.sub, groups
  */
 export class RelayingAudit implements AuditPort {
   #afterWrite: (() => void)[] | undefined;
+  readonly acknowledged: AuditPort['acknowledged'];
   readonly backlogged: AuditPort['backlogged'];
   readonly coming: AuditPort['coming'];
 
   constructor(private readonly audit: AuditPort) {
+    this.acknowledged = audit.acknowledged && ((sessionId: string) => audit.acknowledged!(sessionId));
     this.backlogged = audit.backlogged && ((sessionId: string, resume: (outage: boolean) => void, hold?: BacklogHold) => audit.backlogged!(sessionId, resume, hold));
     this.coming = audit.coming && ((sessionId: string, events: number) => audit.coming!(sessionId, events));
   }
@@ -50,10 +52,6 @@ export class RelayingAudit implements AuditPort {
 
   get healthy(): boolean {
     return this.audit.healthy;
-  }
-
-  acknowledged(sessionId: string): Promise<void> {
-    return this.audit.acknowledged ? this.audit.acknowledged(sessionId) : Promise.reject(new Error('the audit port confirms no acknowledgements'));
   }
 }
 
